@@ -1,0 +1,72 @@
+//! Coffer's storage layer.
+//!
+//! The [`Storage`] trait is the only way the rest of coffer touches durable state.
+//! Everything that crosses it is either ciphertext (secret values, the wrapped
+//! keyring and root key) or non-secret metadata (paths, version numbers, times,
+//! token *hashes*, actor names). A backend never sees a plaintext value or a raw
+//! token, so a stolen database file reveals nothing that the unseal keys protect.
+//!
+//! Writes are expressed as a list of [`Mutation`]s applied atomically by
+//! [`Storage::commit`]. Expressing writes as data (rather than as an open
+//! transaction handle) is what lets a backend group-commit many callers' writes
+//! into one durable transaction, and keeps the trait implementable by both the
+//! embedded SQLite backend and a networked PostgreSQL one.
+
+#![forbid(unsafe_code)]
+
+mod error;
+mod model;
+pub mod sqlite;
+
+pub use error::StoreError;
+pub use model::{
+    ListEntry, ListPage, ListQuery, Mutation, SecretMeta, TokenRecord, VersionRecord, VersionState,
+    VersionStateChange,
+};
+pub use sqlite::SqliteStore;
+
+use async_trait::async_trait;
+
+/// The result type of every storage operation.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A durable store of ciphertext and metadata.
+///
+/// Implementations must make every acknowledged [`Storage::commit`] durable
+/// (it survives `kill -9` and power loss) and atomic (all of its mutations or
+/// none). Check-and-set conditions inside a commit are evaluated atomically with
+/// the writes, so concurrent writers (including writers on other nodes sharing
+/// the same database) never lose an update silently.
+#[async_trait]
+pub trait Storage: Send + Sync + 'static {
+    /// A short name for logs and status output ("sqlite", "postgres").
+    fn backend_name(&self) -> &'static str;
+
+    /// Reads a system record (seal configuration, wrapped keys).
+    async fn get_system(&self, key: &str) -> Result<Option<Vec<u8>>>;
+
+    /// Reads a secret's metadata, deleted or not.
+    async fn get_meta(&self, path: &str) -> Result<Option<SecretMeta>>;
+
+    /// Reads one version of a secret, including destroyed ones (whose ciphertext is empty).
+    async fn get_version(&self, path: &str, version: u64) -> Result<Option<VersionRecord>>;
+
+    /// Lists all versions of a secret, oldest first, without their ciphertext.
+    async fn history(&self, path: &str) -> Result<Vec<VersionRecord>>;
+
+    /// Lists secret paths under a prefix, one level or recursively, in byte order.
+    async fn list(&self, query: &ListQuery) -> Result<ListPage>;
+
+    /// Reads a token record by the keyed hash of the raw token.
+    async fn get_token(&self, hash: &[u8; 32]) -> Result<Option<TokenRecord>>;
+
+    /// Applies the mutations atomically and durably, or none of them.
+    ///
+    /// Returns [`StoreError::Conflict`] when a check-and-set condition fails; in
+    /// that case nothing was written.
+    async fn commit(&self, mutations: Vec<Mutation>) -> Result<()>;
+
+    /// Flushes and stops background work. Called once on graceful shutdown;
+    /// commits already acknowledged are durable whether or not this runs.
+    async fn close(&self) -> Result<()>;
+}

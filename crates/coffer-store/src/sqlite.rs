@@ -1,0 +1,623 @@
+//! The embedded SQLite backend, coffer's default store.
+//!
+//! Durability: the database runs in WAL mode with `synchronous=FULL`, so a commit
+//! is on disk (fsynced) before it is acknowledged and survives `kill -9` and power
+//! loss. To make that affordable, all writes go through one writer thread that
+//! *group-commits*: while one transaction is being fsynced, new writes queue up,
+//! and the next transaction applies all of them (each inside its own savepoint,
+//! so one caller's failed check-and-set does not undo another's write) and pays
+//! for one fsync. Reads use a small pool of read-only connections on the blocking
+//! thread pool; WAL lets them run concurrently with the writer.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use tokio::sync::oneshot;
+
+use crate::{
+    ListEntry, ListPage, ListQuery, Mutation, Result, SecretMeta, Storage, StoreError,
+    TokenRecord, VersionRecord, VersionState, VersionStateChange,
+};
+
+/// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
+/// Never edit a migration that has shipped: append a new one.
+const MIGRATIONS: &[&str] = &[
+    // 1: initial schema.
+    "CREATE TABLE system (
+         key   TEXT PRIMARY KEY,
+         value BLOB NOT NULL
+     ) WITHOUT ROWID;
+     CREATE TABLE secrets (
+         path            TEXT PRIMARY KEY,
+         current_version INTEGER NOT NULL,
+         live            INTEGER NOT NULL,
+         created_at      INTEGER NOT NULL,
+         updated_at      INTEGER NOT NULL
+     ) WITHOUT ROWID;
+     CREATE TABLE versions (
+         path         TEXT NOT NULL,
+         version      INTEGER NOT NULL,
+         created_at   INTEGER NOT NULL,
+         created_by   TEXT NOT NULL,
+         deleted_at   INTEGER,
+         destroyed_at INTEGER,
+         key_id       INTEGER NOT NULL,
+         ciphertext   BLOB NOT NULL,
+         PRIMARY KEY (path, version)
+     ) WITHOUT ROWID;
+     CREATE TABLE tokens (
+         hash     BLOB PRIMARY KEY,
+         accessor TEXT NOT NULL UNIQUE,
+         data     TEXT NOT NULL
+     ) WITHOUT ROWID;",
+];
+
+/// Most writes that one group commit applies; bounds the latency of a batch.
+const MAX_BATCH: usize = 512;
+
+/// Connections kept for reads.
+const MAX_IDLE_READERS: usize = 8;
+
+/// The SQLite store. Cheap to share behind an `Arc`.
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    writer: Mutex<Option<mpsc::Sender<Job>>>,
+    writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+struct Job {
+    mutations: Vec<Mutation>,
+    reply: oneshot::Sender<Result<()>>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`, applies pending
+    /// migrations and starts the writer thread. The file is created readable by
+    /// its owner only.
+    pub fn open(path: &Path) -> Result<SqliteStore> {
+        create_private_file(path)?;
+        let mut conn = open_connection(path, false)?;
+        migrate(&mut conn)?;
+        let (tx, rx) = mpsc::channel::<Job>();
+        let thread = std::thread::Builder::new()
+            .name("coffer-sqlite-writer".into())
+            .spawn(move || writer_loop(conn, rx))
+            .map_err(|e| StoreError::Backend(format!("cannot start writer thread: {e}")))?;
+        Ok(SqliteStore {
+            inner: Arc::new(Inner {
+                path: path.to_path_buf(),
+                writer: Mutex::new(Some(tx)),
+                writer_thread: Mutex::new(Some(thread)),
+                readers: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    /// Runs `f` on a pooled read connection on the blocking thread pool.
+    async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let pooled = inner.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+            let conn = match pooled {
+                Some(c) => c,
+                None => open_connection(&inner.path, true)?,
+            };
+            let out = f(&conn);
+            let mut pool = inner.readers.lock().unwrap_or_else(|p| p.into_inner());
+            if pool.len() < MAX_IDLE_READERS {
+                pool.push(conn);
+            }
+            out
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("read task failed: {e}")))?
+    }
+}
+
+fn create_private_file(path: &Path) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if path.exists() {
+        return Ok(());
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map(|_| ())
+        .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", path.display())))
+}
+
+fn open_connection(path: &Path, read_only: bool) -> Result<Connection> {
+    let flags = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    if !read_only {
+        // WAL + FULL: every commit is fsynced before it returns. secure_delete
+        // overwrites freed pages, so destroyed ciphertext does not linger in the file.
+        let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Backend(format!(
+                "cannot enable WAL journal mode (got {mode})"
+            )));
+        }
+        conn.execute_batch(
+            "PRAGMA synchronous=FULL; PRAGMA secure_delete=ON; PRAGMA foreign_keys=ON;",
+        )?;
+    }
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection) -> Result<()> {
+    let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let supported = MIGRATIONS.len() as i64;
+    if current > supported {
+        return Err(StoreError::SchemaTooNew {
+            found: current,
+            supported,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+        tracing::info!(version = i + 1, "applied storage migration");
+    }
+    Ok(())
+}
+
+fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let results = apply_batch(&mut conn, &batch);
+        for (job, result) in batch.into_iter().zip(results) {
+            // A caller that gave up waiting is no reason to fail the others.
+            let _ = job.reply.send(result);
+        }
+    }
+    // All senders are gone: shutting down. Fold the WAL into the main file.
+    if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
+        tracing::warn!(error = %e, "final WAL checkpoint failed");
+    }
+}
+
+/// Applies a batch in one transaction, each job in its own savepoint.
+fn apply_batch(conn: &mut Connection, batch: &[Job]) -> Vec<Result<()>> {
+    let mut tx = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
+        Ok(tx) => tx,
+        Err(e) => return batch.iter().map(|_| Err(e.clone_error())).collect(),
+    };
+    let mut results = Vec::with_capacity(batch.len());
+    for job in batch {
+        let outcome = (|| {
+            let sp = tx.savepoint()?;
+            for m in &job.mutations {
+                apply(&sp, m)?;
+            }
+            sp.commit()?;
+            Ok(())
+        })();
+        results.push(outcome);
+    }
+    match tx.commit() {
+        Ok(()) => results,
+        Err(e) => {
+            tracing::error!(error = %e, "group commit failed");
+            batch.iter().map(|_| Err(e.clone_error())).collect()
+        }
+    }
+}
+
+trait CloneError {
+    fn clone_error(&self) -> StoreError;
+}
+
+impl CloneError for rusqlite::Error {
+    fn clone_error(&self) -> StoreError {
+        StoreError::Backend(self.to_string())
+    }
+}
+
+fn apply(tx: &Connection, m: &Mutation) -> Result<()> {
+    match m {
+        Mutation::PutVersion {
+            record,
+            expected_current,
+        } => {
+            let current: u64 = tx
+                .query_row(
+                    "SELECT current_version FROM secrets WHERE path = ?1",
+                    [&record.path],
+                    |r| r.get::<_, i64>(0),
+                )
+                .optional()?
+                .map_or(0, |v| v as u64);
+            if current != *expected_current || record.version != expected_current + 1 {
+                return Err(StoreError::Conflict(format!(
+                    "{} is at version {current}, not {expected_current}",
+                    record.path
+                )));
+            }
+            let (deleted_at, destroyed_at) = state_columns(record.state);
+            tx.prepare_cached(
+                "INSERT INTO versions (path, version, created_at, created_by, deleted_at,
+                                       destroyed_at, key_id, ciphertext)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![
+                record.path,
+                record.version as i64,
+                record.created_at,
+                record.created_by,
+                deleted_at,
+                destroyed_at,
+                record.key_id,
+                record.ciphertext,
+            ])?;
+            tx.prepare_cached(
+                "INSERT INTO secrets (path, current_version, live, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?4)
+                 ON CONFLICT(path) DO UPDATE SET current_version = excluded.current_version,
+                     live = excluded.live, updated_at = excluded.updated_at",
+            )?
+            .execute(params![
+                record.path,
+                record.version as i64,
+                record.state == VersionState::Active,
+                record.created_at,
+            ])?;
+        }
+        Mutation::SetVersionState {
+            path,
+            versions,
+            change,
+            at,
+        } => {
+            for v in versions {
+                let v = *v as i64;
+                match change {
+                    VersionStateChange::Delete(t) => tx.execute(
+                        "UPDATE versions SET deleted_at = ?3 WHERE path = ?1 AND version = ?2
+                           AND deleted_at IS NULL AND destroyed_at IS NULL",
+                        params![path, v, t],
+                    )?,
+                    VersionStateChange::Undelete => tx.execute(
+                        "UPDATE versions SET deleted_at = NULL WHERE path = ?1 AND version = ?2
+                           AND destroyed_at IS NULL",
+                        params![path, v],
+                    )?,
+                    VersionStateChange::Destroy(t) => tx.execute(
+                        "UPDATE versions SET destroyed_at = ?3, ciphertext = x''
+                         WHERE path = ?1 AND version = ?2 AND destroyed_at IS NULL",
+                        params![path, v, t],
+                    )?,
+                };
+            }
+            tx.execute(
+                "UPDATE secrets SET updated_at = ?2, live = COALESCE((
+                     SELECT deleted_at IS NULL AND destroyed_at IS NULL FROM versions
+                     WHERE versions.path = secrets.path
+                       AND versions.version = secrets.current_version), 0)
+                 WHERE path = ?1",
+                params![path, at],
+            )?;
+        }
+        Mutation::InsertSystem { key, value } => {
+            let exists: bool = tx
+                .query_row("SELECT 1 FROM system WHERE key = ?1", [key], |_| Ok(()))
+                .optional()?
+                .is_some();
+            if exists {
+                return Err(StoreError::Conflict(format!("{key} already exists")));
+            }
+            tx.execute(
+                "INSERT INTO system (key, value) VALUES (?1, ?2)",
+                params![key, value],
+            )?;
+        }
+        Mutation::PutSystem { key, value } => {
+            tx.execute(
+                "INSERT INTO system (key, value) VALUES (?1, ?2)
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                params![key, value],
+            )?;
+        }
+        Mutation::PutToken(record) => {
+            let data = serde_json::to_string(record)
+                .map_err(|e| StoreError::Backend(format!("cannot encode token record: {e}")))?;
+            tx.execute(
+                "INSERT INTO tokens (hash, accessor, data) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(hash) DO UPDATE SET accessor = excluded.accessor, data = excluded.data",
+                params![&record.hash[..], record.accessor, data],
+            )?;
+        }
+        Mutation::DeleteToken { accessor } => {
+            tx.execute("DELETE FROM tokens WHERE accessor = ?1", [accessor])?;
+        }
+    }
+    Ok(())
+}
+
+fn state_columns(state: VersionState) -> (Option<i64>, Option<i64>) {
+    match state {
+        VersionState::Active => (None, None),
+        VersionState::Deleted(t) => (Some(t), None),
+        VersionState::Destroyed(t) => (None, Some(t)),
+    }
+}
+
+fn row_to_version(r: &rusqlite::Row<'_>, with_ciphertext: bool) -> rusqlite::Result<VersionRecord> {
+    let deleted_at: Option<i64> = r.get("deleted_at")?;
+    let destroyed_at: Option<i64> = r.get("destroyed_at")?;
+    let state = match (deleted_at, destroyed_at) {
+        (_, Some(t)) => VersionState::Destroyed(t),
+        (Some(t), None) => VersionState::Deleted(t),
+        (None, None) => VersionState::Active,
+    };
+    Ok(VersionRecord {
+        path: r.get("path")?,
+        version: r.get::<_, i64>("version")? as u64,
+        created_at: r.get("created_at")?,
+        created_by: r.get("created_by")?,
+        state,
+        key_id: r.get("key_id")?,
+        ciphertext: if with_ciphertext {
+            r.get("ciphertext")?
+        } else {
+            Vec::new()
+        },
+    })
+}
+
+/// The smallest string greater than every string that starts with `prefix`
+/// (which ends with `/`), in byte order: the `/` becomes `0`, the next byte.
+fn prefix_upper_bound(prefix: &str) -> Option<String> {
+    prefix
+        .strip_suffix('/')
+        .map(|stem| format!("{stem}0"))
+}
+
+fn list_page(conn: &Connection, q: &ListQuery) -> Result<ListPage> {
+    let limit = q.limit.max(1);
+    let upper = prefix_upper_bound(&q.prefix);
+    let live_clause = if q.include_deleted { "" } else { " AND live = 1" };
+    // First path strictly after `after` (or at/after `from`) within the prefix.
+    let sql_after = format!(
+        "SELECT path FROM secrets WHERE path > ?1 AND (?2 IS NULL OR path < ?2){live_clause}
+         ORDER BY path LIMIT ?3"
+    );
+    let sql_from = format!(
+        "SELECT path FROM secrets WHERE path >= ?1 AND (?2 IS NULL OR path < ?2){live_clause}
+         ORDER BY path LIMIT ?3"
+    );
+    let mut entries: Vec<ListEntry> = Vec::new();
+
+    if q.recursive {
+        let (sql, start) = match &q.after {
+            Some(a) => (&sql_after, format!("{}{a}", q.prefix)),
+            None => (&sql_from, q.prefix.clone()),
+        };
+        let mut stmt = conn.prepare_cached(sql)?;
+        let rows = stmt.query_map(params![start, upper, (limit + 1) as i64], |r| {
+            r.get::<_, String>(0)
+        })?;
+        for path in rows {
+            let path = path?;
+            entries.push(ListEntry {
+                name: path[q.prefix.len()..].to_string(),
+                folder: false,
+            });
+        }
+    } else {
+        // Skip-scan: one index seek per distinct child, so listing a folder with
+        // a few children over millions of deeper secrets stays fast.
+        let mut cursor: (bool, String) = match &q.after {
+            Some(a) if a.ends_with('/') => (true, format!("{}{}0", q.prefix, &a[..a.len() - 1])),
+            Some(a) => (false, format!("{}{a}", q.prefix)),
+            None => (true, q.prefix.clone()),
+        };
+        let mut stmt_after = conn.prepare_cached(&sql_after)?;
+        let mut stmt_from = conn.prepare_cached(&sql_from)?;
+        while entries.len() <= limit {
+            let (inclusive, start) = &cursor;
+            let stmt = if *inclusive {
+                &mut stmt_from
+            } else {
+                &mut stmt_after
+            };
+            let next: Option<String> = stmt
+                .query_row(params![start, upper, 1i64], |r| r.get(0))
+                .optional()?;
+            let Some(path) = next else { break };
+            let rest = &path[q.prefix.len()..];
+            match rest.find('/') {
+                Some(i) => {
+                    let folder = &rest[..=i];
+                    entries.push(ListEntry {
+                        name: folder.to_string(),
+                        folder: true,
+                    });
+                    cursor = (true, format!("{}{}0", q.prefix, &rest[..i]));
+                }
+                None => {
+                    entries.push(ListEntry {
+                        name: rest.to_string(),
+                        folder: false,
+                    });
+                    cursor = (false, path.clone());
+                }
+            }
+        }
+    }
+
+    let next = if entries.len() > limit {
+        entries.truncate(limit);
+        entries.last().map(|e| e.name.clone())
+    } else {
+        None
+    };
+    Ok(ListPage { entries, next })
+}
+
+#[async_trait]
+impl Storage for SqliteStore {
+    fn backend_name(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn get_system(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let key = key.to_string();
+        self.read(move |c| {
+            Ok(c.prepare_cached("SELECT value FROM system WHERE key = ?1")?
+                .query_row([key], |r| r.get(0))
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn get_meta(&self, path: &str) -> Result<Option<SecretMeta>> {
+        let path = path.to_string();
+        self.read(move |c| {
+            Ok(c.prepare_cached(
+                "SELECT path, current_version, live, created_at, updated_at
+                 FROM secrets WHERE path = ?1",
+            )?
+            .query_row([path], |r| {
+                Ok(SecretMeta {
+                    path: r.get(0)?,
+                    current_version: r.get::<_, i64>(1)? as u64,
+                    live: r.get(2)?,
+                    created_at: r.get(3)?,
+                    updated_at: r.get(4)?,
+                })
+            })
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn get_version(&self, path: &str, version: u64) -> Result<Option<VersionRecord>> {
+        let path = path.to_string();
+        self.read(move |c| {
+            Ok(c.prepare_cached(
+                "SELECT path, version, created_at, created_by, deleted_at, destroyed_at,
+                        key_id, ciphertext
+                 FROM versions WHERE path = ?1 AND version = ?2",
+            )?
+            .query_row(params![path, version as i64], |r| row_to_version(r, true))
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn history(&self, path: &str) -> Result<Vec<VersionRecord>> {
+        let path = path.to_string();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT path, version, created_at, created_by, deleted_at, destroyed_at,
+                        key_id, x'' AS ciphertext
+                 FROM versions WHERE path = ?1 ORDER BY version",
+            )?;
+            let rows = stmt.query_map([path], |r| row_to_version(r, false))?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn list(&self, query: &ListQuery) -> Result<ListPage> {
+        let query = query.clone();
+        self.read(move |c| list_page(c, &query)).await
+    }
+
+    async fn get_token(&self, hash: &[u8; 32]) -> Result<Option<TokenRecord>> {
+        let hash = *hash;
+        self.read(move |c| {
+            let data: Option<String> = c
+                .prepare_cached("SELECT data FROM tokens WHERE hash = ?1")?
+                .query_row([&hash[..]], |r| r.get(0))
+                .optional()?;
+            data.map(|d| {
+                let mut rec: TokenRecord = serde_json::from_str(&d)
+                    .map_err(|e| StoreError::Corrupt(format!("token record: {e}")))?;
+                rec.hash = hash;
+                Ok(rec)
+            })
+            .transpose()
+        })
+        .await
+    }
+
+    async fn commit(&self, mutations: Vec<Mutation>) -> Result<()> {
+        if mutations.is_empty() {
+            return Ok(());
+        }
+        let (reply, rx) = oneshot::channel();
+        {
+            let guard = self.inner.writer.lock().unwrap_or_else(|p| p.into_inner());
+            let sender = guard.as_ref().ok_or(StoreError::Closed)?;
+            sender
+                .send(Job { mutations, reply })
+                .map_err(|_| StoreError::Closed)?;
+        }
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn close(&self) -> Result<()> {
+        // Dropping the sender ends the writer loop once the queue is drained.
+        drop(self.inner.writer.lock().unwrap_or_else(|p| p.into_inner()).take());
+        let handle = self
+            .inner
+            .writer_thread
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(h) = handle {
+            tokio::task::spawn_blocking(move || h.join())
+                .await
+                .map_err(|e| StoreError::Backend(format!("writer join failed: {e}")))?
+                .map_err(|_| StoreError::Backend("writer thread panicked".into()))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefix_upper_bound;
+
+    #[test]
+    fn upper_bound_excludes_siblings_that_share_a_stem() {
+        let ub = prefix_upper_bound("app/dev/").unwrap();
+        assert!("app/dev/x".as_bytes() < ub.as_bytes());
+        assert!("app/dev/~~~".as_bytes() < ub.as_bytes());
+        assert!("app/dev0".as_bytes() >= ub.as_bytes());
+        assert!("app/dev2".as_bytes() > ub.as_bytes());
+        assert_eq!(prefix_upper_bound(""), None);
+    }
+}

@@ -1,0 +1,430 @@
+//! The storage conformance suite: behaviour every backend must share.
+//!
+//! Each case is an async function over `&dyn Storage`; the `suite!` macro
+//! instantiates every case for one backend. A new backend adds one `suite!` line.
+
+use std::sync::Arc;
+
+use coffer_store::{
+    ListEntry, ListQuery, Mutation, SqliteStore, Storage, StoreError, TokenRecord, VersionRecord,
+    VersionState, VersionStateChange,
+};
+
+fn record(path: &str, version: u64, bytes: &[u8]) -> VersionRecord {
+    VersionRecord {
+        path: path.to_string(),
+        version,
+        created_at: 1_000 + version as i64,
+        created_by: "tester".to_string(),
+        state: VersionState::Active,
+        key_id: 1,
+        ciphertext: bytes.to_vec(),
+    }
+}
+
+async fn put(s: &dyn Storage, path: &str, version: u64) -> Result<(), StoreError> {
+    s.commit(vec![Mutation::PutVersion {
+        record: record(path, version, format!("ct-{path}-{version}").as_bytes()),
+        expected_current: version - 1,
+    }])
+    .await
+}
+
+fn names(entries: &[ListEntry]) -> Vec<&str> {
+    entries.iter().map(|e| e.name.as_str()).collect()
+}
+
+fn query(prefix: &str, recursive: bool) -> ListQuery {
+    ListQuery {
+        prefix: prefix.to_string(),
+        recursive,
+        include_deleted: false,
+        after: None,
+        limit: 1000,
+    }
+}
+
+async fn versions_are_written_and_read_back(s: &dyn Storage) {
+    put(s, "app/dev/a", 1).await.unwrap();
+    put(s, "app/dev/a", 2).await.unwrap();
+    let meta = s.get_meta("app/dev/a").await.unwrap().unwrap();
+    assert_eq!(meta.current_version, 2);
+    assert!(meta.live);
+    assert_eq!(meta.created_at, 1_001);
+    assert_eq!(meta.updated_at, 1_002);
+    let v1 = s.get_version("app/dev/a", 1).await.unwrap().unwrap();
+    assert_eq!(v1.ciphertext, b"ct-app/dev/a-1");
+    assert_eq!(v1.created_by, "tester");
+    assert_eq!(v1.state, VersionState::Active);
+    assert!(s.get_version("app/dev/a", 3).await.unwrap().is_none());
+    assert!(s.get_meta("app/dev/b").await.unwrap().is_none());
+    let hist = s.history("app/dev/a").await.unwrap();
+    assert_eq!(
+        hist.iter().map(|r| r.version).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+    assert!(
+        hist.iter().all(|r| r.ciphertext.is_empty()),
+        "history never carries ciphertext"
+    );
+}
+
+async fn check_and_set_conflicts_write_nothing(s: &dyn Storage) {
+    put(s, "p/x", 1).await.unwrap();
+    // Stale writer: based on version 0 again.
+    let err = s
+        .commit(vec![Mutation::PutVersion {
+            record: record("p/x", 1, b"stale"),
+            expected_current: 0,
+        }])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    // Version number that does not follow expected_current.
+    let err = s
+        .commit(vec![Mutation::PutVersion {
+            record: record("p/x", 5, b"skip"),
+            expected_current: 1,
+        }])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(
+        s.get_meta("p/x").await.unwrap().unwrap().current_version,
+        1
+    );
+    assert_eq!(
+        s.get_version("p/x", 1).await.unwrap().unwrap().ciphertext,
+        b"ct-p/x-1"
+    );
+}
+
+async fn a_commit_is_all_or_nothing(s: &dyn Storage) {
+    put(s, "q/existing", 1).await.unwrap();
+    let err = s
+        .commit(vec![
+            Mutation::PutVersion {
+                record: record("q/new", 1, b"n"),
+                expected_current: 0,
+            },
+            Mutation::PutSystem {
+                key: "k".into(),
+                value: b"v".to_vec(),
+            },
+            Mutation::PutVersion {
+                record: record("q/existing", 1, b"dup"),
+                expected_current: 0,
+            },
+        ])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)));
+    assert!(s.get_meta("q/new").await.unwrap().is_none());
+    assert!(s.get_system("k").await.unwrap().is_none());
+}
+
+async fn concurrent_writers_lose_nothing(s: Arc<dyn Storage>) {
+    // Many distinct paths at once: every write lands (and a backend that
+    // group-commits batches them).
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            put(&*s, &format!("many/{i:03}"), 1).await
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let page = s.list(&query("many/", false)).await.unwrap();
+    assert_eq!(page.entries.len(), 200);
+
+    // Many writers racing for the same next version: exactly one wins.
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move { put(&*s, "race/x", 1).await }));
+    }
+    let mut won = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(()) => won += 1,
+            Err(StoreError::Conflict(_)) => {}
+            Err(e) => panic!("unexpected error {e:?}"),
+        }
+    }
+    assert_eq!(won, 1);
+}
+
+async fn delete_undelete_destroy(s: &dyn Storage) {
+    for v in 1..=3 {
+        put(s, "d/x", v).await.unwrap();
+    }
+    let change = |versions: Vec<u64>, change| Mutation::SetVersionState {
+        path: "d/x".into(),
+        versions,
+        change,
+        at: 5_000,
+    };
+    s.commit(vec![change(vec![3], VersionStateChange::Delete(4_000))])
+        .await
+        .unwrap();
+    let meta = s.get_meta("d/x").await.unwrap().unwrap();
+    assert!(!meta.live, "deleting the current version makes the secret not live");
+    assert_eq!(meta.updated_at, 5_000);
+    assert_eq!(
+        s.get_version("d/x", 3).await.unwrap().unwrap().state,
+        VersionState::Deleted(4_000)
+    );
+    // Deleted paths disappear from default listings and show with include_deleted.
+    assert!(s.list(&query("d/", false)).await.unwrap().entries.is_empty());
+    let mut q = query("d/", false);
+    q.include_deleted = true;
+    assert_eq!(names(&s.list(&q).await.unwrap().entries), vec!["x"]);
+
+    s.commit(vec![change(vec![3], VersionStateChange::Undelete)])
+        .await
+        .unwrap();
+    assert!(s.get_meta("d/x").await.unwrap().unwrap().live);
+
+    s.commit(vec![change(vec![1, 3], VersionStateChange::Destroy(6_000))])
+        .await
+        .unwrap();
+    let v1 = s.get_version("d/x", 1).await.unwrap().unwrap();
+    assert_eq!(v1.state, VersionState::Destroyed(6_000));
+    assert!(v1.ciphertext.is_empty(), "destroy erases the ciphertext");
+    assert!(!s.get_meta("d/x").await.unwrap().unwrap().live);
+    // A destroyed version cannot be undeleted.
+    s.commit(vec![change(vec![1], VersionStateChange::Undelete)])
+        .await
+        .unwrap();
+    assert_eq!(
+        s.get_version("d/x", 1).await.unwrap().unwrap().state,
+        VersionState::Destroyed(6_000)
+    );
+    // Untouched version keeps its ciphertext.
+    assert_eq!(
+        s.get_version("d/x", 2).await.unwrap().unwrap().ciphertext,
+        b"ct-d/x-2"
+    );
+}
+
+async fn listing_one_level_and_recursive(s: &dyn Storage) {
+    for p in [
+        "app/dev/a",
+        "app/dev/b",
+        "app/dev/sub/c",
+        "app/dev/sub/deeper/d",
+        "app/dev2/x",
+        "app/dev",
+        "app/devx",
+        "app/prod/a",
+        "other/z",
+    ] {
+        put(s, p, 1).await.unwrap();
+    }
+    let page = s.list(&query("app/dev/", false)).await.unwrap();
+    assert_eq!(names(&page.entries), vec!["a", "b", "sub/"]);
+    assert_eq!(page.entries[2], ListEntry {
+        name: "sub/".into(),
+        folder: true
+    });
+    assert!(page.next.is_none());
+
+    let page = s.list(&query("app/dev/", true)).await.unwrap();
+    assert_eq!(
+        names(&page.entries),
+        vec!["a", "b", "sub/c", "sub/deeper/d"]
+    );
+
+    let page = s.list(&query("app/", false)).await.unwrap();
+    assert_eq!(
+        names(&page.entries),
+        vec!["dev", "dev/", "dev2/", "devx", "prod/"],
+        "a leaf and a folder of the same name are both listed"
+    );
+
+    let page = s.list(&query("", false)).await.unwrap();
+    assert_eq!(names(&page.entries), vec!["app/", "other/"]);
+    assert!(s.list(&query("nothing/", false)).await.unwrap().entries.is_empty());
+}
+
+async fn listing_paginates(s: &dyn Storage) {
+    for i in 0..25 {
+        put(s, &format!("pg/{i:02}"), 1).await.unwrap();
+        put(s, &format!("pg/f{i:02}/leaf"), 1).await.unwrap();
+    }
+    for recursive in [false, true] {
+        let mut seen = Vec::new();
+        let mut after = None;
+        let mut pages = 0;
+        loop {
+            let mut q = query("pg/", recursive);
+            q.limit = 7;
+            q.after = after.clone();
+            let page = s.list(&q).await.unwrap();
+            assert!(page.entries.len() <= 7);
+            seen.extend(page.entries.into_iter().map(|e| e.name));
+            pages += 1;
+            match page.next {
+                Some(n) => after = Some(n),
+                None => break,
+            }
+        }
+        assert_eq!(seen.len(), 50, "recursive={recursive}");
+        assert_eq!(pages, 8);
+        let mut sorted = seen.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted, seen, "pages are ordered and do not overlap");
+    }
+}
+
+async fn system_records(s: &dyn Storage) {
+    assert!(s.get_system("seal").await.unwrap().is_none());
+    s.commit(vec![Mutation::InsertSystem {
+        key: "seal".into(),
+        value: b"one".to_vec(),
+    }])
+    .await
+    .unwrap();
+    let err = s
+        .commit(vec![Mutation::InsertSystem {
+            key: "seal".into(),
+            value: b"two".to_vec(),
+        }])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)));
+    assert_eq!(s.get_system("seal").await.unwrap().unwrap(), b"one");
+    s.commit(vec![Mutation::PutSystem {
+        key: "seal".into(),
+        value: b"three".to_vec(),
+    }])
+    .await
+    .unwrap();
+    assert_eq!(s.get_system("seal").await.unwrap().unwrap(), b"three");
+}
+
+async fn tokens_by_hash(s: &dyn Storage) {
+    let rec = TokenRecord {
+        hash: [7u8; 32],
+        accessor: "acc_one".into(),
+        display_name: "ci".into(),
+        policies: vec!["deploy".into()],
+        created_at: 10,
+        expires_at: Some(20),
+        parent: None,
+    };
+    s.commit(vec![Mutation::PutToken(rec.clone())]).await.unwrap();
+    assert_eq!(s.get_token(&[7u8; 32]).await.unwrap().unwrap(), rec);
+    assert!(s.get_token(&[8u8; 32]).await.unwrap().is_none());
+    s.commit(vec![Mutation::DeleteToken {
+        accessor: "acc_one".into(),
+    }])
+    .await
+    .unwrap();
+    assert!(s.get_token(&[7u8; 32]).await.unwrap().is_none());
+}
+
+macro_rules! suite {
+    ($backend:ident, $make:expr) => {
+        mod $backend {
+            use super::*;
+
+            #[tokio::test]
+            async fn versions_are_written_and_read_back() {
+                let (_g, s) = $make;
+                super::versions_are_written_and_read_back(&*s).await;
+            }
+            #[tokio::test]
+            async fn check_and_set_conflicts_write_nothing() {
+                let (_g, s) = $make;
+                super::check_and_set_conflicts_write_nothing(&*s).await;
+            }
+            #[tokio::test]
+            async fn a_commit_is_all_or_nothing() {
+                let (_g, s) = $make;
+                super::a_commit_is_all_or_nothing(&*s).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn concurrent_writers_lose_nothing() {
+                let (_g, s) = $make;
+                super::concurrent_writers_lose_nothing(s).await;
+            }
+            #[tokio::test]
+            async fn delete_undelete_destroy() {
+                let (_g, s) = $make;
+                super::delete_undelete_destroy(&*s).await;
+            }
+            #[tokio::test]
+            async fn listing_one_level_and_recursive() {
+                let (_g, s) = $make;
+                super::listing_one_level_and_recursive(&*s).await;
+            }
+            #[tokio::test]
+            async fn listing_paginates() {
+                let (_g, s) = $make;
+                super::listing_paginates(&*s).await;
+            }
+            #[tokio::test]
+            async fn system_records() {
+                let (_g, s) = $make;
+                super::system_records(&*s).await;
+            }
+            #[tokio::test]
+            async fn tokens_by_hash() {
+                let (_g, s) = $make;
+                super::tokens_by_hash(&*s).await;
+            }
+        }
+    };
+}
+
+fn sqlite() -> (tempfile::TempDir, Arc<dyn Storage>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("coffer.db")).unwrap();
+    (dir, Arc::new(store))
+}
+
+suite!(sqlite_backend, sqlite());
+
+// SQLite-specific behaviour.
+
+#[tokio::test]
+async fn sqlite_data_survives_reopen_and_file_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("coffer.db");
+    {
+        let s = SqliteStore::open(&path).unwrap();
+        put(&s, "keep/me", 1).await.unwrap();
+        s.close().await.unwrap();
+    }
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let s = SqliteStore::open(&path).unwrap();
+    assert_eq!(s.get_meta("keep/me").await.unwrap().unwrap().current_version, 1);
+    // Writes after close are refused, not lost silently.
+    s.close().await.unwrap();
+    assert!(matches!(put(&s, "keep/late", 1).await, Err(StoreError::Closed)));
+}
+
+#[tokio::test]
+async fn sqlite_refuses_a_database_from_a_newer_coffer() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("coffer.db");
+    SqliteStore::open(&path).unwrap().close().await.unwrap();
+    let conn = rusqlite_conn(&path);
+    conn.pragma_update(None, "user_version", 999).unwrap();
+    drop(conn);
+    match SqliteStore::open(&path) {
+        Err(StoreError::SchemaTooNew { found: 999, .. }) => {}
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => panic!("a newer schema must be refused"),
+    }
+}
+
+fn rusqlite_conn(path: &std::path::Path) -> rusqlite::Connection {
+    rusqlite::Connection::open(path).unwrap()
+}
