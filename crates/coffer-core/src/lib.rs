@@ -1,0 +1,919 @@
+//! Coffer's use cases: seal state, secrets and their versions, tokens and the
+//! authorization check.
+//!
+//! [`Coffer`] is the whole application behind the transport: the HTTP server
+//! (and tests) call its methods with an [`Identity`] obtained from
+//! [`Coffer::authenticate`]. It owns the key hierarchy while unsealed, seals and
+//! opens values with it, and talks to storage only in ciphertext.
+//!
+//! Key hierarchy: the *unseal key* (split into Shamir shares at `init`) wraps
+//! the *root key*, which wraps the *keyring*, whose newest key seals new secret
+//! versions. Only wrapped forms are ever stored.
+
+#![forbid(unsafe_code)]
+
+pub mod auth;
+mod cache;
+mod error;
+pub mod path;
+pub mod value;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use coffer_crypto::keyring::{Keyring, RootKey, UnsealKey};
+use coffer_crypto::shamir::{self, Share};
+use coffer_crypto::{Key256, SecretString, token};
+use coffer_store::{
+    ListPage, ListQuery, Mutation, SecretMeta, Storage, TokenRecord, VersionRecord, VersionState,
+    VersionStateChange,
+};
+use serde::{Deserialize, Serialize};
+
+pub use auth::{Authorized, Identity, Operation, ROOT_POLICY, authorize};
+use cache::{Cached, SecretCache};
+pub use error::{CoreError, Result};
+pub use path::{ListPrefix, PathError, SecretPath};
+pub use value::SecretValue;
+
+const SEAL_CONFIG: &str = "seal-config";
+const WRAPPED_ROOT_KEY: &str = "root-key";
+const WRAPPED_KEYRING: &str = "keyring";
+
+/// Tunables of the core.
+#[derive(Debug, Clone)]
+pub struct CoreOptions {
+    /// Largest plaintext value accepted, in bytes.
+    pub max_value_bytes: usize,
+    /// Most secrets whose metadata and current ciphertext are kept in memory.
+    pub cache_capacity: usize,
+}
+
+impl Default for CoreOptions {
+    fn default() -> Self {
+        CoreOptions {
+            max_value_bytes: 64 * 1024,
+            cache_capacity: 200_000,
+        }
+    }
+}
+
+/// Stored, non-secret seal configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct SealConfig {
+    format: u32,
+    shares: u8,
+    threshold: u8,
+    initialized_at: i64,
+}
+
+struct Keys {
+    root: Arc<RootKey>,
+    keyring: Keyring,
+}
+
+enum State {
+    Uninitialized,
+    Sealed {
+        config: SealConfig,
+        progress: Vec<Share>,
+    },
+    Unsealed {
+        config: SealConfig,
+        keys: Arc<Keys>,
+    },
+}
+
+/// Seal status, as `coffer status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SealStatus {
+    /// Whether `init` has run.
+    pub initialized: bool,
+    /// Whether the server is sealed.
+    pub sealed: bool,
+    /// Shares needed to unseal (0 before init).
+    pub threshold: u8,
+    /// Shares handed out at init (0 before init).
+    pub shares: u8,
+    /// Shares provided so far towards the next unseal.
+    pub progress: u8,
+    /// Storage backend name.
+    pub storage: &'static str,
+}
+
+/// What `init` hands out, once.
+pub struct InitOutput {
+    /// Encoded unseal key shares.
+    pub unseal_keys: Vec<SecretString>,
+    /// The initial root token.
+    pub root_token: SecretString,
+}
+
+/// A secret value read back.
+pub struct SecretRead {
+    /// Canonical path.
+    pub path: String,
+    /// Version that was read.
+    pub version: u64,
+    /// The value.
+    pub value: SecretValue,
+    /// Unix milliseconds the version was written.
+    pub created_at: i64,
+    /// Who wrote it.
+    pub created_by: String,
+}
+
+/// The outcome of a write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteReceipt {
+    /// Canonical path.
+    pub path: String,
+    /// The version created.
+    pub version: u64,
+    /// Unix milliseconds of the write.
+    pub created_at: i64,
+}
+
+/// One version in a secret's history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionInfo {
+    /// Version number.
+    pub version: u64,
+    /// Unix milliseconds of the write.
+    pub created_at: i64,
+    /// Who wrote it.
+    pub created_by: String,
+    /// Active, deleted or destroyed.
+    pub state: VersionState,
+    /// Keyring key that sealed it.
+    pub key_id: u32,
+}
+
+/// A secret's metadata and history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretMetadata {
+    /// Path, current version, liveness, times.
+    pub meta: SecretMeta,
+    /// Every version, oldest first.
+    pub versions: Vec<VersionInfo>,
+}
+
+/// Keyring status, as `coffer operator rotate` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeyringStatus {
+    /// Key used for new writes.
+    pub active_key: u32,
+    /// All keys, ascending, with their creation time (unix milliseconds).
+    pub keys: Vec<(u32, i64)>,
+}
+
+/// Options of a listing.
+#[derive(Debug, Clone, Default)]
+pub struct ListOptions {
+    /// Every path below the prefix rather than its direct children.
+    pub recursive: bool,
+    /// Also secrets whose current version is deleted or destroyed.
+    pub include_deleted: bool,
+    /// Resume after this entry.
+    pub after: Option<String>,
+    /// Page size; 0 means the default.
+    pub limit: usize,
+}
+
+/// Default and largest listing page.
+pub const DEFAULT_LIST_LIMIT: usize = 1000;
+/// Largest listing page.
+pub const MAX_LIST_LIMIT: usize = 10_000;
+
+/// Current time in unix milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// The application.
+pub struct Coffer {
+    store: Arc<dyn Storage>,
+    options: CoreOptions,
+    state: RwLock<State>,
+    /// Serialises init, unseal, seal and key rotation.
+    admin: tokio::sync::Mutex<()>,
+    /// Serialises writers of the same path (striped by the cache's hash).
+    write_locks: Box<[tokio::sync::Mutex<()>]>,
+    cache: SecretCache,
+    tokens: RwLock<HashMap<[u8; 32], Arc<TokenRecord>>>,
+}
+
+const TOKEN_CACHE_CAPACITY: usize = 100_000;
+
+impl Coffer {
+    /// Opens coffer on a store. It comes up sealed (or uninitialized).
+    pub async fn open(store: Arc<dyn Storage>, options: CoreOptions) -> Result<Coffer> {
+        let state = match store.get_system(SEAL_CONFIG).await? {
+            None => State::Uninitialized,
+            Some(bytes) => State::Sealed {
+                config: serde_json::from_slice(&bytes)
+                    .map_err(|_| CoreError::Corrupt("seal configuration is unreadable".into()))?,
+                progress: Vec::new(),
+            },
+        };
+        let cache = SecretCache::new(options.cache_capacity);
+        Ok(Coffer {
+            store,
+            options,
+            state: RwLock::new(state),
+            admin: tokio::sync::Mutex::new(()),
+            write_locks: (0..256).map(|_| tokio::sync::Mutex::new(())).collect(),
+            cache,
+            tokens: RwLock::new(HashMap::new()),
+        })
+    }
+
+    /// The storage backend.
+    pub fn store(&self) -> &Arc<dyn Storage> {
+        &self.store
+    }
+
+    /// The options coffer runs with.
+    pub fn options(&self) -> &CoreOptions {
+        &self.options
+    }
+
+    // ---- seal state ----------------------------------------------------------
+
+    /// Current seal status. Never fails and needs no token.
+    pub fn status(&self) -> SealStatus {
+        let state = self.state.read().unwrap_or_else(|p| p.into_inner());
+        let storage = self.store.backend_name();
+        match &*state {
+            State::Uninitialized => SealStatus {
+                initialized: false,
+                sealed: true,
+                threshold: 0,
+                shares: 0,
+                progress: 0,
+                storage,
+            },
+            State::Sealed { config, progress } => SealStatus {
+                initialized: true,
+                sealed: true,
+                threshold: config.threshold,
+                shares: config.shares,
+                progress: progress.len() as u8,
+                storage,
+            },
+            State::Unsealed { config, .. } => SealStatus {
+                initialized: true,
+                sealed: false,
+                threshold: config.threshold,
+                shares: config.shares,
+                progress: 0,
+                storage,
+            },
+        }
+    }
+
+    /// Initialises a new coffer: creates the key hierarchy and the root token,
+    /// and splits the unseal key into `shares` shares, any `threshold` of which
+    /// unseal. The result is shown once and never stored. Coffer stays sealed.
+    pub async fn init(&self, shares: u8, threshold: u8) -> Result<InitOutput> {
+        if shares == 0 || threshold == 0 || threshold > shares {
+            return Err(CoreError::Invalid(
+                "shares and threshold must satisfy 1 <= threshold <= shares <= 255".into(),
+            ));
+        }
+        let _admin = self.admin.lock().await;
+        if !matches!(
+            &*self.state.read().unwrap_or_else(|p| p.into_inner()),
+            State::Uninitialized
+        ) {
+            return Err(CoreError::AlreadyInitialized);
+        }
+        let now = now_ms();
+        let unseal = UnsealKey::from(Key256::random());
+        let split = shamir::split(unseal.key().expose_secret(), shares, threshold)
+            .map_err(|e| CoreError::Invalid(e.to_string()))?;
+        let root = RootKey::random();
+        let keyring = Keyring::generate(now);
+        let root_token = token::generate_token();
+        let config = SealConfig {
+            format: 1,
+            shares,
+            threshold,
+            initialized_at: now,
+        };
+        let token = TokenRecord {
+            hash: keyring.token_hash(root_token.expose_secret()),
+            accessor: token::generate_accessor(),
+            display_name: "root".into(),
+            policies: vec![ROOT_POLICY.into()],
+            created_at: now,
+            expires_at: None,
+            parent: None,
+        };
+        let mutations = vec![
+            Mutation::InsertSystem {
+                key: SEAL_CONFIG.into(),
+                value: serde_json::to_vec(&config).expect("config serialises"),
+            },
+            Mutation::InsertSystem {
+                key: WRAPPED_ROOT_KEY.into(),
+                value: unseal.wrap_root(&root),
+            },
+            Mutation::InsertSystem {
+                key: WRAPPED_KEYRING.into(),
+                value: keyring.wrap(&root),
+            },
+            Mutation::PutToken(token),
+        ];
+        match self.store.commit(mutations).await {
+            Ok(()) => {}
+            // Another node (or a racing request) initialised first.
+            Err(coffer_store::StoreError::Conflict(_)) => return Err(CoreError::AlreadyInitialized),
+            Err(e) => return Err(e.into()),
+        }
+        *self.state.write().unwrap_or_else(|p| p.into_inner()) = State::Sealed {
+            config,
+            progress: Vec::new(),
+        };
+        tracing::info!(shares, threshold, "coffer initialized");
+        Ok(InitOutput {
+            unseal_keys: split.iter().map(Share::encode).collect(),
+            root_token,
+        })
+    }
+
+    /// Provides one unseal key share. When enough shares have been provided,
+    /// they are combined and coffer unseals; a wrong combination resets the
+    /// progress and is reported without saying which share was wrong.
+    pub async fn unseal(&self, encoded_share: &str) -> Result<SealStatus> {
+        let share = Share::decode(encoded_share).map_err(|_| {
+            CoreError::InvalidUnsealKey("that is not a well-formed unseal key".into())
+        })?;
+        let _admin = self.admin.lock().await;
+        let (config, shares) = {
+            let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+            match &mut *state {
+                State::Uninitialized => return Err(CoreError::NotInitialized),
+                State::Unsealed { .. } => return Ok(self.status_locked(&state)),
+                State::Sealed { config, progress } => {
+                    if progress.iter().any(|s| s.x() == share.x()) {
+                        return Err(CoreError::InvalidUnsealKey(
+                            "this unseal key was already provided".into(),
+                        ));
+                    }
+                    progress.push(share);
+                    if progress.len() < config.threshold as usize {
+                        return Ok(self.status_locked(&state));
+                    }
+                    (config.clone(), std::mem::take(progress))
+                }
+            }
+        };
+        match self.open_key_hierarchy(&shares).await {
+            Ok(keys) => {
+                *self.state.write().unwrap_or_else(|p| p.into_inner()) = State::Unsealed {
+                    config,
+                    keys: Arc::new(keys),
+                };
+                tracing::info!("coffer unsealed");
+                Ok(self.status())
+            }
+            Err(e) => {
+                tracing::warn!("unseal attempt failed; progress reset");
+                Err(e)
+            }
+        }
+    }
+
+    async fn open_key_hierarchy(&self, shares: &[Share]) -> Result<Keys> {
+        let wrong = || {
+            CoreError::InvalidUnsealKey(
+                "the unseal keys provided do not unseal this coffer; progress was reset".into(),
+            )
+        };
+        let combined = shamir::combine(shares).map_err(|_| wrong())?;
+        let unseal = UnsealKey::from(Key256::from_slice(combined.expose_secret()).map_err(|_| wrong())?);
+        let wrapped_root = self
+            .store
+            .get_system(WRAPPED_ROOT_KEY)
+            .await?
+            .ok_or_else(|| CoreError::Corrupt("the wrapped root key is missing".into()))?;
+        let root = unseal.unwrap_root(&wrapped_root).map_err(|_| wrong())?;
+        let wrapped_keyring = self
+            .store
+            .get_system(WRAPPED_KEYRING)
+            .await?
+            .ok_or_else(|| CoreError::Corrupt("the wrapped keyring is missing".into()))?;
+        // The root key opened, so a keyring that does not is tampered or corrupt.
+        let keyring = Keyring::unwrap(&root, &wrapped_keyring)
+            .map_err(|_| CoreError::Corrupt("the stored keyring failed its integrity check".into()))?;
+        Ok(Keys {
+            root: Arc::new(root),
+            keyring,
+        })
+    }
+
+    /// Forgets the unseal progress so far.
+    pub async fn unseal_reset(&self) -> SealStatus {
+        let _admin = self.admin.lock().await;
+        if let State::Sealed { progress, .. } =
+            &mut *self.state.write().unwrap_or_else(|p| p.into_inner())
+        {
+            progress.clear();
+        }
+        self.status()
+    }
+
+    /// Seals: drops every key from memory (they are zeroized when the last
+    /// in-flight request holding them finishes) and clears the caches.
+    pub async fn seal(&self, identity: &Identity) -> Result<()> {
+        authorize(identity, Operation::Admin, "sys/seal")?;
+        let _admin = self.admin.lock().await;
+        let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+        if let State::Unsealed { config, .. } = &*state {
+            *state = State::Sealed {
+                config: config.clone(),
+                progress: Vec::new(),
+            };
+        }
+        drop(state);
+        self.cache.clear();
+        self.tokens.write().unwrap_or_else(|p| p.into_inner()).clear();
+        tracing::info!(actor = identity.display_name(), "coffer sealed");
+        Ok(())
+    }
+
+    /// Adds a new keyring key and makes it the one new versions are sealed
+    /// with. Existing versions keep opening with their own key.
+    pub async fn rotate_keyring(&self, identity: &Identity) -> Result<KeyringStatus> {
+        authorize(identity, Operation::Admin, "sys/rotate")?;
+        let _admin = self.admin.lock().await;
+        let keys = self.keys()?;
+        let wrapped = self
+            .store
+            .get_system(WRAPPED_KEYRING)
+            .await?
+            .ok_or_else(|| CoreError::Corrupt("the wrapped keyring is missing".into()))?;
+        let mut keyring = Keyring::unwrap(&keys.root, &wrapped)
+            .map_err(|_| CoreError::Corrupt("the stored keyring failed its integrity check".into()))?;
+        let id = keyring.rotate(now_ms());
+        self.store
+            .commit(vec![Mutation::PutSystem {
+                key: WRAPPED_KEYRING.into(),
+                value: keyring.wrap(&keys.root),
+            }])
+            .await?;
+        let status = keyring_status(&keyring);
+        let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+        if let State::Unsealed { keys: k, .. } = &mut *state {
+            *k = Arc::new(Keys {
+                root: keys.root.clone(),
+                keyring,
+            });
+        }
+        tracing::info!(actor = identity.display_name(), key_id = id, "keyring rotated");
+        Ok(status)
+    }
+
+    /// The keyring's keys (admin only).
+    pub fn keyring_status(&self, identity: &Identity) -> Result<KeyringStatus> {
+        authorize(identity, Operation::Admin, "sys/keyring")?;
+        Ok(keyring_status(&self.keys()?.keyring))
+    }
+
+    fn status_locked(&self, state: &State) -> SealStatus {
+        let storage = self.store.backend_name();
+        match state {
+            State::Uninitialized => SealStatus {
+                initialized: false,
+                sealed: true,
+                threshold: 0,
+                shares: 0,
+                progress: 0,
+                storage,
+            },
+            State::Sealed { config, progress } => SealStatus {
+                initialized: true,
+                sealed: true,
+                threshold: config.threshold,
+                shares: config.shares,
+                progress: progress.len() as u8,
+                storage,
+            },
+            State::Unsealed { config, .. } => SealStatus {
+                initialized: true,
+                sealed: false,
+                threshold: config.threshold,
+                shares: config.shares,
+                progress: 0,
+                storage,
+            },
+        }
+    }
+
+    fn keys(&self) -> Result<Arc<Keys>> {
+        match &*self.state.read().unwrap_or_else(|p| p.into_inner()) {
+            State::Unsealed { keys, .. } => Ok(keys.clone()),
+            State::Sealed { .. } => Err(CoreError::Sealed),
+            State::Uninitialized => Err(CoreError::NotInitialized),
+        }
+    }
+
+    /// Whether coffer is unsealed (cheap; for routing decisions).
+    pub fn is_unsealed(&self) -> bool {
+        matches!(
+            &*self.state.read().unwrap_or_else(|p| p.into_inner()),
+            State::Unsealed { .. }
+        )
+    }
+
+    // ---- tokens --------------------------------------------------------------
+
+    /// Resolves a raw token to an identity. Every failure (malformed, unknown,
+    /// expired) is the same `Unauthenticated`, so responses do not tell an
+    /// attacker which tokens exist.
+    pub async fn authenticate(&self, raw: &str) -> Result<Identity> {
+        let keys = self.keys()?;
+        if !token::is_well_formed(raw) {
+            return Err(CoreError::Unauthenticated);
+        }
+        let hash = keys.keyring.token_hash(raw);
+        let cached = self
+            .tokens
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&hash)
+            .cloned();
+        let record = match cached {
+            Some(r) => r,
+            None => {
+                let r = Arc::new(
+                    self.store
+                        .get_token(&hash)
+                        .await?
+                        .ok_or(CoreError::Unauthenticated)?,
+                );
+                let mut tokens = self.tokens.write().unwrap_or_else(|p| p.into_inner());
+                if tokens.len() >= TOKEN_CACHE_CAPACITY {
+                    tokens.clear();
+                }
+                tokens.insert(hash, r.clone());
+                r
+            }
+        };
+        if record.expires_at.is_some_and(|t| now_ms() >= t) {
+            return Err(CoreError::Unauthenticated);
+        }
+        Ok(Identity { token: record })
+    }
+
+    // ---- secrets -------------------------------------------------------------
+
+    /// Reads a secret: the current version, or `version`.
+    pub async fn read(
+        &self,
+        identity: &Identity,
+        path: &str,
+        version: Option<u64>,
+    ) -> Result<SecretRead> {
+        let path = SecretPath::parse(path)?;
+        let keys = self.keys()?;
+        let auth = authorize(identity, Operation::ReadValue, path.as_str())?;
+        let cached = self
+            .cached(path.as_str())
+            .await?
+            .ok_or_else(|| not_found(&path))?;
+        let record = match version {
+            None | Some(0) => {
+                if !cached.meta.live {
+                    return Err(CoreError::NotFound(format!(
+                        "{path} is deleted (version {} was deleted or destroyed)",
+                        cached.meta.current_version
+                    )));
+                }
+                match &cached.current {
+                    Some(r) => std::borrow::Cow::Borrowed(r),
+                    None => return Err(CoreError::Corrupt(format!("{path}: current version is missing"))),
+                }
+            }
+            Some(v) if Some(v) == cached.current.as_ref().map(|r| r.version) => {
+                std::borrow::Cow::Borrowed(cached.current.as_ref().expect("checked above"))
+            }
+            Some(v) => std::borrow::Cow::Owned(
+                self.store
+                    .get_version(path.as_str(), v)
+                    .await?
+                    .ok_or_else(|| CoreError::NotFound(format!("{path} has no version {v}")))?,
+            ),
+        };
+        match record.state {
+            VersionState::Active => {}
+            VersionState::Deleted(_) => {
+                return Err(CoreError::NotFound(format!(
+                    "version {} of {path} is deleted; `coffer undelete` restores it",
+                    record.version
+                )));
+            }
+            VersionState::Destroyed(_) => {
+                return Err(CoreError::NotFound(format!(
+                    "version {} of {path} was destroyed",
+                    record.version
+                )));
+            }
+        }
+        let value = open_value(&keys, &auth, &record)?;
+        Ok(SecretRead {
+            path: path.as_str().to_string(),
+            version: record.version,
+            value,
+            created_at: record.created_at,
+            created_by: record.created_by.clone(),
+        })
+    }
+
+    /// Writes a new version. With `cas`, the write only happens if the current
+    /// version is exactly `cas` (0: the secret must not exist yet).
+    pub async fn write(
+        &self,
+        identity: &Identity,
+        path: &str,
+        value: &SecretValue,
+        cas: Option<u64>,
+    ) -> Result<WriteReceipt> {
+        let path = SecretPath::parse(path)?;
+        value.validate()?;
+        let plaintext = value.encode();
+        // The tag byte is framing, not part of the user's value.
+        let size = plaintext.len() - 1;
+        if size > self.options.max_value_bytes {
+            return Err(CoreError::TooLarge {
+                size,
+                limit: self.options.max_value_bytes,
+            });
+        }
+        let keys = self.keys()?;
+        let _lock = self.write_locks[self.cache.stripe(path.as_str())].lock().await;
+        // A conflict without `cas` means another node wrote in between: reload
+        // and retry a few times. With `cas`, the caller asked to be told.
+        for attempt in 0..4 {
+            let existing = self.cached(path.as_str()).await?;
+            let current = existing.as_ref().map_or(0, |c| c.meta.current_version);
+            let op = if current == 0 {
+                Operation::Create
+            } else {
+                Operation::Update
+            };
+            authorize(identity, op, path.as_str())?;
+            if let Some(expected) = cas {
+                if expected != current {
+                    return Err(CoreError::Conflict(format!(
+                        "check-and-set failed: {path} is at version {current}, not {expected}"
+                    )));
+                }
+            }
+            let version = current + 1;
+            let now = now_ms();
+            let (key_id, ciphertext) = keys.keyring.seal_value(path.as_str(), version, &plaintext);
+            let record = VersionRecord {
+                path: path.as_str().to_string(),
+                version,
+                created_at: now,
+                created_by: identity.display_name().to_string(),
+                state: VersionState::Active,
+                key_id,
+                ciphertext,
+            };
+            match self
+                .store
+                .commit(vec![Mutation::PutVersion {
+                    record: record.clone(),
+                    expected_current: current,
+                }])
+                .await
+            {
+                Ok(()) => {
+                    let meta = SecretMeta {
+                        path: record.path.clone(),
+                        current_version: version,
+                        live: true,
+                        created_at: existing.as_ref().map_or(now, |c| c.meta.created_at),
+                        updated_at: now,
+                    };
+                    self.cache.put(
+                        path.as_str(),
+                        Arc::new(Cached {
+                            meta,
+                            current: Some(record),
+                        }),
+                    );
+                    return Ok(WriteReceipt {
+                        path: path.as_str().to_string(),
+                        version,
+                        created_at: now,
+                    });
+                }
+                Err(coffer_store::StoreError::Conflict(m)) => {
+                    self.cache.invalidate(path.as_str());
+                    if cas.is_some() || attempt == 3 {
+                        return Err(CoreError::Conflict(format!("write conflict: {m}")));
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        unreachable!("the loop returns on its last attempt")
+    }
+
+    /// Lists paths under a prefix.
+    pub async fn list(
+        &self,
+        identity: &Identity,
+        prefix: &str,
+        options: ListOptions,
+    ) -> Result<ListPage> {
+        let prefix = ListPrefix::parse(prefix)?;
+        self.keys()?;
+        authorize(identity, Operation::List, prefix.as_str())?;
+        let limit = match options.limit {
+            0 => DEFAULT_LIST_LIMIT,
+            n => n.min(MAX_LIST_LIMIT),
+        };
+        if let Some(after) = &options.after {
+            if after.is_empty() || after.len() > path::MAX_PATH_LEN || after.chars().any(char::is_control) {
+                return Err(CoreError::Invalid("invalid listing cursor".into()));
+            }
+        }
+        Ok(self
+            .store
+            .list(&ListQuery {
+                prefix: prefix.as_str().to_string(),
+                recursive: options.recursive,
+                include_deleted: options.include_deleted,
+                after: options.after,
+                limit,
+            })
+            .await?)
+    }
+
+    /// A secret's metadata and version history (never values).
+    pub async fn metadata(&self, identity: &Identity, path: &str) -> Result<SecretMetadata> {
+        let path = SecretPath::parse(path)?;
+        self.keys()?;
+        authorize(identity, Operation::ReadMetadata, path.as_str())?;
+        let meta = self
+            .store
+            .get_meta(path.as_str())
+            .await?
+            .ok_or_else(|| not_found(&path))?;
+        let versions = self
+            .store
+            .history(path.as_str())
+            .await?
+            .into_iter()
+            .map(|r| VersionInfo {
+                version: r.version,
+                created_at: r.created_at,
+                created_by: r.created_by,
+                state: r.state,
+                key_id: r.key_id,
+            })
+            .collect();
+        Ok(SecretMetadata { meta, versions })
+    }
+
+    /// Soft-deletes versions (default: the current one). Returns the versions
+    /// named.
+    pub async fn delete(
+        &self,
+        identity: &Identity,
+        path: &str,
+        versions: &[u64],
+    ) -> Result<Vec<u64>> {
+        self.change_versions(identity, path, versions, Operation::Delete, |now| {
+            VersionStateChange::Delete(now)
+        })
+        .await
+    }
+
+    /// Restores soft-deleted versions (default: the current one).
+    pub async fn undelete(
+        &self,
+        identity: &Identity,
+        path: &str,
+        versions: &[u64],
+    ) -> Result<Vec<u64>> {
+        self.change_versions(identity, path, versions, Operation::Delete, |_| {
+            VersionStateChange::Undelete
+        })
+        .await
+    }
+
+    /// Erases versions for good (default: the current one).
+    pub async fn destroy(
+        &self,
+        identity: &Identity,
+        path: &str,
+        versions: &[u64],
+    ) -> Result<Vec<u64>> {
+        self.change_versions(identity, path, versions, Operation::Destroy, |now| {
+            VersionStateChange::Destroy(now)
+        })
+        .await
+    }
+
+    async fn change_versions(
+        &self,
+        identity: &Identity,
+        path: &str,
+        versions: &[u64],
+        op: Operation,
+        change: impl Fn(i64) -> VersionStateChange,
+    ) -> Result<Vec<u64>> {
+        let path = SecretPath::parse(path)?;
+        self.keys()?;
+        authorize(identity, op, path.as_str())?;
+        let _lock = self.write_locks[self.cache.stripe(path.as_str())].lock().await;
+        let meta = self
+            .store
+            .get_meta(path.as_str())
+            .await?
+            .ok_or_else(|| not_found(&path))?;
+        let versions = if versions.is_empty() {
+            vec![meta.current_version]
+        } else {
+            versions.to_vec()
+        };
+        if let Some(bad) = versions
+            .iter()
+            .find(|v| **v == 0 || **v > meta.current_version)
+        {
+            return Err(CoreError::NotFound(format!("{path} has no version {bad}")));
+        }
+        let now = now_ms();
+        let result = self
+            .store
+            .commit(vec![Mutation::SetVersionState {
+                path: path.as_str().to_string(),
+                versions: versions.clone(),
+                change: change(now),
+                at: now,
+            }])
+            .await;
+        // Invalidate even on failure: the cached state may be what was stale.
+        self.cache.invalidate(path.as_str());
+        result?;
+        Ok(versions)
+    }
+
+    /// Cached metadata and current ciphertext for `path`, from storage on a miss.
+    async fn cached(&self, path: &str) -> Result<Option<Arc<Cached>>> {
+        if let Some(c) = self.cache.get(path) {
+            return Ok(Some(c));
+        }
+        let generation = self.cache.generation(path);
+        let Some(meta) = self.store.get_meta(path).await? else {
+            return Ok(None);
+        };
+        let current = self.store.get_version(path, meta.current_version).await?;
+        let entry = Arc::new(Cached { meta, current });
+        self.cache.insert_if_unchanged(path, generation, entry.clone());
+        Ok(Some(entry))
+    }
+
+    /// Flushes storage; call once on shutdown.
+    pub async fn close(&self) -> Result<()> {
+        Ok(self.store.close().await?)
+    }
+}
+
+fn not_found(path: &SecretPath) -> CoreError {
+    CoreError::NotFound(format!("no secret at {path}"))
+}
+
+fn keyring_status(k: &Keyring) -> KeyringStatus {
+    KeyringStatus {
+        active_key: k.active_id(),
+        keys: k.key_ids(),
+    }
+}
+
+/// Opens a stored version. Requires the witness that reading this exact path
+/// was authorized, so no code path can decrypt without the check.
+fn open_value(keys: &Keys, auth: &Authorized<'_>, record: &VersionRecord) -> Result<SecretValue> {
+    if auth.operation() != Operation::ReadValue || auth.target() != record.path {
+        return Err(CoreError::Forbidden);
+    }
+    let plain = keys
+        .keyring
+        .open_value(&record.path, record.version, record.key_id, &record.ciphertext)
+        .map_err(|_| {
+            tracing::error!(path = %record.path, version = record.version, "stored ciphertext failed to open");
+            CoreError::Corrupt(format!(
+                "version {} of {} failed its integrity check",
+                record.version, record.path
+            ))
+        })?;
+    SecretValue::decode(&plain)
+}

@@ -1,0 +1,372 @@
+//! The use cases end to end over a real SQLite store.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use coffer_core::{Coffer, CoreError, CoreOptions, Identity, ListOptions, SecretValue};
+use coffer_crypto::SecretString;
+use coffer_store::{SqliteStore, Storage, VersionState};
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    coffer: Coffer,
+}
+
+async fn open(dir: &std::path::Path) -> Coffer {
+    let store: Arc<dyn Storage> = Arc::new(SqliteStore::open(&dir.join("coffer.db")).unwrap());
+    Coffer::open(store, CoreOptions::default()).await.unwrap()
+}
+
+/// An initialised, unsealed coffer, its root identity, unseal keys and raw root token.
+async fn unsealed_with_token() -> (Fixture, Identity, Vec<SecretString>, SecretString) {
+    let dir = tempfile::tempdir().unwrap();
+    let coffer = open(dir.path()).await;
+    let init = coffer.init(1, 1).await.unwrap();
+    coffer
+        .unseal(init.unseal_keys[0].expose_secret())
+        .await
+        .unwrap();
+    let root = coffer
+        .authenticate(init.root_token.expose_secret())
+        .await
+        .unwrap();
+    (Fixture { dir, coffer }, root, init.unseal_keys, init.root_token)
+}
+
+async fn unsealed() -> (Fixture, Identity, Vec<SecretString>) {
+    let (fx, root, keys, _) = unsealed_with_token().await;
+    (fx, root, keys)
+}
+
+fn text(s: &str) -> SecretValue {
+    SecretValue::Text(SecretString::from(s))
+}
+
+fn as_text(v: &SecretValue) -> &str {
+    match v {
+        SecretValue::Text(t) => t.expose_secret(),
+        SecretValue::Fields(_) => panic!("expected text"),
+    }
+}
+
+fn combinations(n: usize, k: usize) -> Vec<Vec<usize>> {
+    if k == 0 {
+        return vec![vec![]];
+    }
+    if n < k {
+        return vec![];
+    }
+    let mut out = combinations(n - 1, k);
+    for mut c in combinations(n - 1, k - 1) {
+        c.push(n - 1);
+        out.push(c);
+    }
+    out
+}
+
+#[tokio::test]
+async fn every_threshold_combination_unseals_and_fewer_do_not() {
+    for n in 1..=5u8 {
+        for t in 1..=n {
+            let dir = tempfile::tempdir().unwrap();
+            let coffer = open(dir.path()).await;
+            let init = coffer.init(n, t).await.unwrap();
+            assert_eq!(init.unseal_keys.len(), n as usize);
+            let root = init.root_token;
+            for combo in combinations(n as usize, t as usize) {
+                let mut last = None;
+                for &i in &combo {
+                    last = Some(
+                        coffer
+                            .unseal(init.unseal_keys[i].expose_secret())
+                            .await
+                            .unwrap_or_else(|e| panic!("n={n} t={t} {combo:?}: {e}")),
+                    );
+                }
+                assert!(!last.unwrap().sealed, "n={n} t={t} {combo:?} should unseal");
+                let id = coffer.authenticate(root.expose_secret()).await.unwrap();
+                coffer.seal(&id).await.unwrap();
+            }
+            if t >= 2 {
+                for combo in combinations(n as usize, t as usize - 1) {
+                    for &i in &combo {
+                        let s = coffer
+                            .unseal(init.unseal_keys[i].expose_secret())
+                            .await
+                            .unwrap();
+                        assert!(s.sealed, "n={n} t={t} {combo:?} must stay sealed");
+                    }
+                    assert_eq!(coffer.status().progress as usize, combo.len());
+                    coffer.unseal_reset().await;
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn wrong_or_repeated_shares_are_refused_and_reset_progress() {
+    let dir = tempfile::tempdir().unwrap();
+    let coffer = open(dir.path()).await;
+    let init = coffer.init(3, 2).await.unwrap();
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = open(other_dir.path()).await;
+    let foreign = other.init(3, 2).await.unwrap();
+
+    // Garbage is refused without counting as progress.
+    for bad in ["", "not base64!", "AA==", "   "] {
+        assert!(matches!(
+            coffer.unseal(bad).await,
+            Err(CoreError::InvalidUnsealKey(_))
+        ));
+    }
+    assert_eq!(coffer.status().progress, 0);
+
+    // The same share twice is refused.
+    coffer.unseal(init.unseal_keys[0].expose_secret()).await.unwrap();
+    assert!(matches!(
+        coffer.unseal(init.unseal_keys[0].expose_secret()).await,
+        Err(CoreError::InvalidUnsealKey(_))
+    ));
+    // A share from another coffer completes the threshold but does not open it.
+    let err = coffer
+        .unseal(foreign.unseal_keys[1].expose_secret())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CoreError::InvalidUnsealKey(_)));
+    let status = coffer.status();
+    assert!(status.sealed);
+    assert_eq!(status.progress, 0, "a failed attempt resets progress");
+    // The right shares still work afterwards.
+    coffer.unseal(init.unseal_keys[2].expose_secret()).await.unwrap();
+    assert!(!coffer.unseal(init.unseal_keys[1].expose_secret()).await.unwrap().sealed);
+}
+
+#[tokio::test]
+async fn sealed_and_uninitialized_coffer_refuses_everything_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let coffer = open(dir.path()).await;
+    assert!(matches!(
+        coffer.authenticate("cft_x").await,
+        Err(CoreError::NotInitialized)
+    ));
+    assert!(!coffer.status().initialized);
+    let init = coffer.init(1, 1).await.unwrap();
+    assert!(matches!(coffer.init(1, 1).await, Err(CoreError::AlreadyInitialized)));
+    assert!(matches!(
+        coffer.authenticate(init.root_token.expose_secret()).await,
+        Err(CoreError::Sealed)
+    ));
+}
+
+#[tokio::test]
+async fn restart_comes_up_sealed_with_data_intact() {
+    let (fx, root, keys, raw_token) = unsealed_with_token().await;
+    fx.coffer
+        .write(&root, "app/dev/DB", &text("v1-canary"), None)
+        .await
+        .unwrap();
+    fx.coffer.close().await.unwrap();
+    let Fixture { dir, coffer } = fx;
+    drop(coffer);
+
+    let coffer = open(dir.path()).await;
+    let status = coffer.status();
+    assert!(status.initialized && status.sealed);
+    assert!(matches!(
+        coffer.authenticate(raw_token.expose_secret()).await,
+        Err(CoreError::Sealed)
+    ));
+    coffer.unseal(keys[0].expose_secret()).await.unwrap();
+    let root = coffer.authenticate(raw_token.expose_secret()).await.unwrap();
+    let read = coffer.read(&root, "app/dev/DB", None).await.unwrap();
+    assert_eq!(as_text(&read.value), "v1-canary");
+}
+
+#[tokio::test]
+async fn versions_history_delete_undelete_destroy() {
+    let (fx, root, _) = unsealed().await;
+    let c = &fx.coffer;
+    for (i, v) in ["one", "two", "three"].iter().enumerate() {
+        let r = c.write(&root, "/app/dev/KEY", &text(v), None).await.unwrap();
+        assert_eq!(r.version, i as u64 + 1);
+        assert_eq!(r.path, "app/dev/KEY");
+    }
+    assert_eq!(as_text(&c.read(&root, "app/dev/KEY", None).await.unwrap().value), "three");
+    let v1 = c.read(&root, "app/dev/KEY", Some(1)).await.unwrap();
+    assert_eq!((as_text(&v1.value), v1.version, v1.created_by.as_str()), ("one", 1, "root"));
+    assert!(matches!(
+        c.read(&root, "app/dev/KEY", Some(9)).await,
+        Err(CoreError::NotFound(_))
+    ));
+
+    // Check-and-set.
+    assert!(matches!(
+        c.write(&root, "app/dev/KEY", &text("x"), Some(2)).await,
+        Err(CoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        c.write(&root, "app/dev/NEW", &text("x"), Some(1)).await,
+        Err(CoreError::Conflict(_))
+    ));
+    c.write(&root, "app/dev/NEW", &text("x"), Some(0)).await.unwrap();
+
+    c.delete(&root, "app/dev/KEY", &[]).await.unwrap();
+    let err = c.read(&root, "app/dev/KEY", None).await.err().unwrap();
+    assert!(matches!(err, CoreError::NotFound(ref m) if m.contains("deleted")), "{err}");
+    assert_eq!(as_text(&c.read(&root, "app/dev/KEY", Some(2)).await.unwrap().value), "two");
+    let listed = c.list(&root, "app/dev", ListOptions::default()).await.unwrap();
+    assert_eq!(listed.entries.len(), 1, "deleted secrets leave the default listing");
+
+    c.undelete(&root, "app/dev/KEY", &[3]).await.unwrap();
+    assert_eq!(as_text(&c.read(&root, "app/dev/KEY", None).await.unwrap().value), "three");
+
+    c.destroy(&root, "app/dev/KEY", &[1]).await.unwrap();
+    assert!(matches!(
+        c.read(&root, "app/dev/KEY", Some(1)).await,
+        Err(CoreError::NotFound(ref m)) if m.contains("destroyed")
+    ));
+    let md = c.metadata(&root, "app/dev/KEY").await.unwrap();
+    assert_eq!(md.meta.current_version, 3);
+    assert!(matches!(md.versions[0].state, VersionState::Destroyed(_)));
+    assert_eq!(md.versions[1].state, VersionState::Active);
+    assert!(matches!(
+        c.delete(&root, "app/dev/KEY", &[7]).await,
+        Err(CoreError::NotFound(_))
+    ));
+}
+
+#[tokio::test]
+async fn fields_values_round_trip_and_limits_apply() {
+    let (fx, root, _) = unsealed().await;
+    let c = &fx.coffer;
+    let fields = SecretValue::Fields(BTreeMap::from([
+        ("username".to_string(), SecretString::from("app")),
+        ("password".to_string(), SecretString::from("pw")),
+    ]));
+    c.write(&root, "db/prod/creds", &fields, None).await.unwrap();
+    match c.read(&root, "db/prod/creds", None).await.unwrap().value {
+        SecretValue::Fields(f) => {
+            assert_eq!(f["username"].expose_secret(), "app");
+            assert_eq!(f["password"].expose_secret(), "pw");
+        }
+        SecretValue::Text(_) => panic!("expected fields"),
+    }
+    let big = "x".repeat(64 * 1024 + 1);
+    assert!(matches!(
+        c.write(&root, "big/one", &text(&big), None).await,
+        Err(CoreError::TooLarge { limit: 65536, .. })
+    ));
+    c.write(&root, "big/one", &text(&big[1..]), None).await.unwrap();
+    for bad in ["a//b", "../x", "a/b/", "a b"] {
+        assert!(matches!(
+            c.write(&root, bad, &text("v"), None).await,
+            Err(CoreError::Path(_))
+        ));
+    }
+    assert!(c.store().get_meta("big").await.unwrap().is_none());
+}
+
+/// Edits the database behind coffer's back, the way an attacker with the file would.
+fn tamper(db: &std::path::Path, edit: impl FnOnce(&rusqlite::Connection)) {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    edit(&conn);
+}
+
+fn ciphertext(conn: &rusqlite::Connection, path: &str, version: u64) -> Vec<u8> {
+    conn.query_row(
+        "SELECT ciphertext FROM versions WHERE path = ?1 AND version = ?2",
+        rusqlite::params![path, version as i64],
+        |r| r.get(0),
+    )
+    .unwrap()
+}
+
+fn set_ciphertext(conn: &rusqlite::Connection, path: &str, version: u64, ct: &[u8]) {
+    let n = conn
+        .execute(
+            "UPDATE versions SET ciphertext = ?3 WHERE path = ?1 AND version = ?2",
+            rusqlite::params![path, version as i64, ct],
+        )
+        .unwrap();
+    assert_eq!(n, 1);
+}
+
+#[tokio::test]
+async fn tampered_or_moved_ciphertext_is_detected_not_served() {
+    let (fx, root, keys, raw) = unsealed_with_token().await;
+    for (path, value) in [("t/a", "alpha"), ("t/b", "bravo"), ("t/a", "alpha2"), ("t/c", "charlie")] {
+        fx.coffer.write(&root, path, &text(value), None).await.unwrap();
+    }
+    fx.coffer.close().await.unwrap();
+    let Fixture { dir, coffer } = fx;
+    drop(coffer);
+    let db = dir.path().join("coffer.db");
+    tamper(&db, |conn| {
+        // One flipped bit in the middle of a's first version.
+        let mut ct = ciphertext(conn, "t/a", 1);
+        let mid = ct.len() / 2;
+        ct[mid] ^= 1;
+        set_ciphertext(conn, "t/a", 1, &ct);
+        // b's ciphertext copied over c: valid bytes, wrong path.
+        let b = ciphertext(conn, "t/b", 1);
+        set_ciphertext(conn, "t/c", 1, &b);
+        // a's version 2 copied over b's version 1: valid bytes, wrong path and version.
+        let a2 = ciphertext(conn, "t/a", 2);
+        set_ciphertext(conn, "t/b", 1, &a2);
+    });
+
+    let coffer = open(dir.path()).await;
+    coffer.unseal(keys[0].expose_secret()).await.unwrap();
+    let root = coffer.authenticate(raw.expose_secret()).await.unwrap();
+    for (path, version) in [("t/a", Some(1)), ("t/c", None), ("t/b", None)] {
+        match coffer.read(&root, path, version).await {
+            Err(CoreError::Corrupt(m)) => assert!(m.contains("integrity"), "{m}"),
+            Err(e) => panic!("{path}: unexpected error {e}"),
+            Ok(_) => panic!("{path}: tampered ciphertext was served"),
+        }
+    }
+    // Untouched data still reads.
+    assert_eq!(as_text(&coffer.read(&root, "t/a", None).await.unwrap().value), "alpha2");
+}
+
+#[tokio::test]
+async fn tampered_keyring_refuses_to_unseal() {
+    let (fx, _root, keys, _raw) = unsealed_with_token().await;
+    fx.coffer.close().await.unwrap();
+    let Fixture { dir, coffer } = fx;
+    drop(coffer);
+    tamper(&dir.path().join("coffer.db"), |conn| {
+        let mut k: Vec<u8> = conn
+            .query_row("SELECT value FROM system WHERE key = 'keyring'", [], |r| r.get(0))
+            .unwrap();
+        let last = k.len() - 1;
+        k[last] ^= 0x80;
+        conn.execute("UPDATE system SET value = ?1 WHERE key = 'keyring'", [k])
+            .unwrap();
+    });
+    let coffer = open(dir.path()).await;
+    assert!(matches!(
+        coffer.unseal(keys[0].expose_secret()).await,
+        Err(CoreError::Corrupt(_))
+    ));
+    assert!(coffer.status().sealed);
+}
+
+#[tokio::test]
+async fn keyring_rotation_keeps_old_versions_readable() {
+    let (fx, root, _) = unsealed().await;
+    let c = &fx.coffer;
+    c.write(&root, "r/x", &text("before"), None).await.unwrap();
+    let status = c.rotate_keyring(&root).await.unwrap();
+    assert_eq!(status.active_key, 2);
+    assert_eq!(status.keys.len(), 2);
+    c.write(&root, "r/x", &text("after"), None).await.unwrap();
+    let md = c.metadata(&root, "r/x").await.unwrap();
+    assert_eq!(
+        md.versions.iter().map(|v| v.key_id).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+    assert_eq!(as_text(&c.read(&root, "r/x", Some(1)).await.unwrap().value), "before");
+    assert_eq!(as_text(&c.read(&root, "r/x", None).await.unwrap().value), "after");
+}

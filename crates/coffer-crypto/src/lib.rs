@@ -1,0 +1,32 @@
+//! Cryptographic building blocks for Coffer, the self-hosted secrets manager.
+//!
+//! This crate owns every cryptographic decision in the project so that the rest of
+//! the code base only ever handles opaque, already-sealed bytes:
+//!
+//! * [`secret`] — newtypes for secret material that zeroize on drop, compare in
+//!   constant time and never print their contents.
+//! * [`random`] — the operating system's CSPRNG, the only randomness source used.
+//! * [`aead`] — AES-256-GCM sealing with random nonces.
+//! * [`keyring`] — the key hierarchy (unseal key → root key → keyring of data
+//!   keys), value sealing bound to path/version/key id, and HMAC keys for token
+//!   hashes and the audit log.
+//! * [`shamir`] — Shamir secret sharing over GF(2^8) for splitting the unseal key.
+//! * [`token`] — generation and format checking of API tokens and accessors.
+//!
+//! The crate performs no I/O of any kind (no files, network, environment or
+//! logging); callers persist and transport the bytes it produces. Its only
+//! interaction with the outside world is reading randomness from the operating
+//! system.
+
+#![forbid(unsafe_code)]
+
+pub mod aead;
+pub mod keyring;
+pub mod random;
+pub mod secret;
+pub mod shamir;
+pub mod token;
+
+pub use aead::CryptoError;
+pub use keyring::{KeyId, Keyring, RootKey, UnsealKey};
+pub use secret::{Key256, SecretBytes, SecretString};

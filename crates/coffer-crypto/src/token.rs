@@ -1,0 +1,325 @@
+//! API tokens and their accessors.
+//!
+//! A token looks like `cft_` + 43 base62 characters + a 6-character base62
+//! checksum, 53 characters in all:
+//!
+//! * The `cft_` prefix makes leaked tokens easy to recognise in logs, repositories
+//!   and secret scanners.
+//! * The 43 body characters are each uniform over 62 symbols, giving
+//!   43 · log2(62) ≈ 256.03 bits of entropy.
+//! * The checksum is the first 4 bytes of SHA-256(`cft_` + body) as a big-endian
+//!   u32, written as exactly 6 base62 digits (62^6 > 2^32), left-padded with `0`.
+//!   It lets scanners and the server reject random strings that merely look like
+//!   tokens without any lookup, while a typo slips through with probability 2^-32.
+//!
+//! The base62 alphabet is `0-9`, `A-Z`, `a-z` in ASCII order, so digit value 0 is
+//! `'0'`.
+//!
+//! An accessor (`acc_` + 24 base62 characters) is a public handle for a token,
+//! used to list and revoke tokens without knowing them; it is not a secret.
+
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+use crate::random;
+use crate::secret::SecretString;
+
+/// Prefix of every API token.
+pub const TOKEN_PREFIX: &str = "cft_";
+/// Prefix of every token accessor.
+pub const ACCESSOR_PREFIX: &str = "acc_";
+/// Number of random base62 characters in a token body.
+pub const TOKEN_BODY_LEN: usize = 43;
+/// Number of base62 characters in a token checksum.
+pub const TOKEN_CHECKSUM_LEN: usize = 6;
+/// Total length of a token in bytes (all characters are ASCII).
+pub const TOKEN_LEN: usize = TOKEN_PREFIX.len() + TOKEN_BODY_LEN + TOKEN_CHECKSUM_LEN;
+/// Number of random base62 characters in an accessor.
+pub const ACCESSOR_BODY_LEN: usize = 24;
+/// Total length of an accessor in bytes.
+pub const ACCESSOR_LEN: usize = ACCESSOR_PREFIX.len() + ACCESSOR_BODY_LEN;
+
+const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/// Largest multiple of 62 that fits in a byte; random bytes at or above it are
+/// discarded so that `byte % 62` is exactly uniform.
+const REJECTION_LIMIT: u8 = 248;
+
+const _: () = assert!(REJECTION_LIMIT as usize == 62 * 4);
+
+/// Appends `count` uniformly random base62 characters to `out`.
+///
+/// Each accepted byte is below 248 = 4 · 62, so every residue mod 62 has exactly
+/// four preimages and is equally likely. About 3% of bytes are rejected, so we
+/// draw in batches and refill as needed. The batch buffer is zeroized because its
+/// bytes determine the token.
+fn push_base62(out: &mut String, count: usize) {
+    let mut batch = Zeroizing::new([0u8; 64]);
+    let mut produced = 0;
+    while produced < count {
+        random::fill(&mut *batch);
+        for &byte in batch.iter() {
+            if produced == count {
+                break;
+            }
+            if byte < REJECTION_LIMIT {
+                out.push(char::from(ALPHABET[usize::from(byte % 62)]));
+                produced += 1;
+            }
+        }
+    }
+}
+
+/// The 6-character checksum of `prefix_and_body`, as described in the module docs.
+fn checksum(prefix_and_body: &str) -> [u8; TOKEN_CHECKSUM_LEN] {
+    let digest = Sha256::digest(prefix_and_body.as_bytes());
+    let mut value = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]);
+    let mut out = [b'0'; TOKEN_CHECKSUM_LEN];
+    // Fill from the least significant digit; unused leading digits stay '0'.
+    for slot in out.iter_mut().rev() {
+        *slot = ALPHABET[(value % 62) as usize];
+        value /= 62;
+    }
+    out
+}
+
+/// Generates a fresh API token.
+///
+/// # Panics
+///
+/// Panics if the operating system cannot supply randomness.
+#[must_use]
+pub fn generate_token() -> SecretString {
+    // Exact capacity: the token is built in place and never reallocated, so no
+    // stray copy of it is left in freed memory.
+    let mut token = String::with_capacity(TOKEN_LEN);
+    token.push_str(TOKEN_PREFIX);
+    push_base62(&mut token, TOKEN_BODY_LEN);
+    for &c in &checksum(&token) {
+        token.push(char::from(c));
+    }
+    debug_assert_eq!(token.len(), TOKEN_LEN);
+    SecretString::new(token)
+}
+
+/// Whether `token` has exactly the token format: prefix, 53 bytes, base62 body and
+/// checksum, and a matching checksum.
+///
+/// This is a cheap syntactic filter, not authentication: a well-formed token still
+/// has to be looked up by its hash.
+#[must_use]
+pub fn is_well_formed(token: &str) -> bool {
+    if token.len() != TOKEN_LEN || !token.starts_with(TOKEN_PREFIX) {
+        return false;
+    }
+    let rest = &token.as_bytes()[TOKEN_PREFIX.len()..];
+    if !rest.iter().all(u8::is_ascii_alphanumeric) {
+        return false;
+    }
+    // All ASCII from here on, so slicing at byte offsets is on char boundaries.
+    let (prefix_and_body, sum) = token.split_at(TOKEN_PREFIX.len() + TOKEN_BODY_LEN);
+    checksum(prefix_and_body) == sum.as_bytes()
+}
+
+/// Generates a fresh token accessor: `acc_` + 24 base62 characters. Not secret.
+///
+/// # Panics
+///
+/// Panics if the operating system cannot supply randomness.
+#[must_use]
+pub fn generate_accessor() -> String {
+    let mut accessor = String::with_capacity(ACCESSOR_LEN);
+    accessor.push_str(ACCESSOR_PREFIX);
+    push_base62(&mut accessor, ACCESSOR_BODY_LEN);
+    accessor
+}
+
+/// Whether `s` has the accessor format: `acc_` followed by exactly 24 base62
+/// characters. Accessors carry no checksum.
+#[must_use]
+pub fn is_accessor_well_formed(s: &str) -> bool {
+    s.len() == ACCESSOR_LEN
+        && s.starts_with(ACCESSOR_PREFIX)
+        && s.as_bytes()[ACCESSOR_PREFIX.len()..]
+            .iter()
+            .all(u8::is_ascii_alphanumeric)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashSet;
+
+    /// A token with a fixed body and the correct checksum, so tests that mutate it
+    /// are fully deterministic.
+    fn fixed_token(body: &str) -> String {
+        assert_eq!(body.len(), TOKEN_BODY_LEN);
+        let mut t = format!("{TOKEN_PREFIX}{body}");
+        t.push_str(std::str::from_utf8(&checksum(&t)).unwrap());
+        t
+    }
+
+    fn fixed_tokens() -> Vec<String> {
+        vec![
+            fixed_token(&"0".repeat(43)),
+            fixed_token(&"z".repeat(43)),
+            fixed_token("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefg"),
+        ]
+    }
+
+    #[test]
+    fn alphabet_is_ascii_alphanumeric_in_order() {
+        assert!(ALPHABET.iter().all(u8::is_ascii_alphanumeric));
+        assert!(ALPHABET.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(TOKEN_LEN, 53);
+    }
+
+    #[test]
+    fn checksum_known_answers() {
+        // Computed independently (Python hashlib) so that the format is pinned for
+        // other implementations such as secret scanners. The second case has a
+        // checksum value below 62^5 and so exercises the '0' left padding.
+        let expected = [
+            "cft_00000000000000000000000000000000000000000004ZwCYw",
+            "cft_zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz03vjig",
+            "cft_0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefg20PVzJ",
+        ];
+        for (token, want) in fixed_tokens().iter().zip(expected) {
+            assert_eq!(token, want);
+            assert!(is_well_formed(want));
+        }
+    }
+
+    #[test]
+    fn generated_tokens_are_well_formed() {
+        for _ in 0..200 {
+            let token = generate_token();
+            let t = token.expose_secret();
+            assert_eq!(t.len(), 53);
+            assert!(t.starts_with("cft_"));
+            assert!(is_well_formed(t), "{t}");
+        }
+        for t in fixed_tokens() {
+            assert!(is_well_formed(&t));
+        }
+    }
+
+    #[test]
+    fn any_single_character_change_is_rejected() {
+        let replacements: Vec<char> = ALPHABET
+            .iter()
+            .map(|&b| char::from(b))
+            .chain(['_', '-', ' ', '\0', 'é', '\n'])
+            .collect();
+        // Fixed tokens make this deterministic; the generated one adds coverage at a
+        // 53·66·2^-32 ≈ 1e-6 risk of a checksum collision.
+        let mut tokens = fixed_tokens();
+        tokens.push(generate_token().expose_secret().to_owned());
+        for token in tokens {
+            let chars: Vec<char> = token.chars().collect();
+            for pos in 0..chars.len() {
+                for &r in &replacements {
+                    if r == chars[pos] {
+                        continue;
+                    }
+                    let mut changed = chars.clone();
+                    changed[pos] = r;
+                    let changed: String = changed.into_iter().collect();
+                    assert!(!is_well_formed(&changed), "{changed:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn truncation_extension_and_case_are_rejected() {
+        for token in fixed_tokens() {
+            for len in 0..token.len() {
+                assert!(!is_well_formed(&token[..len]));
+                assert!(!is_well_formed(&token[token.len() - len..]));
+            }
+            for extra in ["0", " ", "\n"] {
+                assert!(!is_well_formed(&format!("{token}{extra}")));
+                assert!(!is_well_formed(&format!("{extra}{token}")));
+            }
+            assert!(!is_well_formed(&token.replacen("cft_", "CFT_", 1)));
+            assert!(!is_well_formed(&token.replacen("cft_", "acc_", 1)));
+        }
+    }
+
+    #[test]
+    fn swapped_adjacent_characters_are_rejected() {
+        for token in fixed_tokens().into_iter().skip(2) {
+            let bytes = token.as_bytes();
+            for i in TOKEN_PREFIX.len()..bytes.len() - 1 {
+                if bytes[i] == bytes[i + 1] {
+                    continue;
+                }
+                let mut swapped = bytes.to_vec();
+                swapped.swap(i, i + 1);
+                assert!(!is_well_formed(std::str::from_utf8(&swapped).unwrap()));
+            }
+        }
+    }
+
+    #[test]
+    fn thousand_tokens_are_distinct() {
+        let tokens: HashSet<String> = (0..1000)
+            .map(|_| generate_token().expose_secret().to_owned())
+            .collect();
+        assert_eq!(tokens.len(), 1000);
+    }
+
+    #[test]
+    fn base62_output_covers_alphabet() {
+        // 62 symbols over 6000 draws: each is expected ~97 times, so a missing
+        // symbol means the mapping is broken.
+        let mut s = String::new();
+        push_base62(&mut s, 6000);
+        assert_eq!(s.len(), 6000);
+        let seen: HashSet<char> = s.chars().collect();
+        assert_eq!(seen.len(), 62);
+    }
+
+    #[test]
+    fn accessor_format() {
+        let mut seen = HashSet::new();
+        for _ in 0..200 {
+            let a = generate_accessor();
+            assert_eq!(a.len(), 28);
+            assert!(a.starts_with("acc_"));
+            assert!(a[4..].bytes().all(|b| b.is_ascii_alphanumeric()));
+            assert!(is_accessor_well_formed(&a));
+            assert!(!is_well_formed(&a));
+            assert!(seen.insert(a));
+        }
+        for bad in [
+            "",
+            "acc_",
+            "acc_123",
+            "cft_000000000000000000000000",
+            "acc_00000000000000000000000_",
+        ] {
+            assert!(!is_accessor_well_formed(bad), "{bad}");
+        }
+        assert!(is_accessor_well_formed("acc_000000000000000000000000"));
+    }
+
+    proptest! {
+        #[test]
+        fn prop_arbitrary_strings_never_panic(s in ".{0,60}") {
+            // A random string passing would need the 2^-32 checksum to match.
+            let _ = is_well_formed(&s);
+            let _ = is_accessor_well_formed(&s);
+        }
+
+        #[test]
+        fn prop_random_bodies_with_wrong_checksum_rejected(body in "[0-9A-Za-z]{43}", sum in "[0-9A-Za-z]{6}") {
+            let token = format!("cft_{body}{sum}");
+            let good = checksum(&token[..47]);
+            prop_assert_eq!(is_well_formed(&token), good == sum.as_bytes());
+            prop_assert!(is_well_formed(&fixed_token(&body)));
+        }
+    }
+}
