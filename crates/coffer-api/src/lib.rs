@@ -1,0 +1,323 @@
+//! Coffer's wire types: the JSON bodies of the native HTTP API (`/api/v1/`),
+//! shared by the server and the client so the two cannot drift apart.
+//!
+//! Types that carry a secret (a value, an unseal key, a token) have no `Debug`
+//! and wipe their strings on drop; they exist only at the API boundary.
+//! Timestamps are RFC 3339 strings in UTC.
+
+#![forbid(unsafe_code)]
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroize;
+
+/// Stable error codes, one per class of failure.
+pub mod codes {
+    /// The server is sealed (503).
+    pub const SEALED: &str = "sealed";
+    /// The server has not been initialised (503).
+    pub const NOT_INITIALIZED: &str = "not_initialized";
+    /// Missing, malformed, unknown or expired token (401).
+    pub const UNAUTHENTICATED: &str = "unauthenticated";
+    /// The token's policies do not allow this (403).
+    pub const FORBIDDEN: &str = "forbidden";
+    /// No such secret, version or route (404).
+    pub const NOT_FOUND: &str = "not_found";
+    /// Bad input (400).
+    pub const INVALID: &str = "invalid";
+    /// Body or value over the size limit (413).
+    pub const TOO_LARGE: &str = "too_large";
+    /// Check-and-set failure or initialising twice (409).
+    pub const CONFLICT: &str = "conflict";
+    /// Method not allowed on this route (405).
+    pub const METHOD_NOT_ALLOWED: &str = "method_not_allowed";
+    /// Stored data failed an integrity check (500).
+    pub const INTEGRITY: &str = "integrity";
+    /// Anything else (500).
+    pub const INTERNAL: &str = "internal";
+}
+
+/// Every error response: `{"error": {"code", "message", "request_id"}}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// The error itself.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    /// One of [`codes`].
+    pub code: String,
+    /// A message for people; never contains a value or token.
+    pub message: String,
+    /// The request id, also in the `x-request-id` header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+/// A secret value on the wire: a string, or an object of string fields.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum WireValue {
+    /// Text.
+    Text(String),
+    /// Named string fields.
+    Fields(BTreeMap<String, String>),
+}
+
+impl Drop for WireValue {
+    fn drop(&mut self) {
+        match self {
+            WireValue::Text(s) => s.zeroize(),
+            WireValue::Fields(f) => f.values_mut().for_each(Zeroize::zeroize),
+        }
+    }
+}
+
+/// A borrowed secret value, for serialising a response without copying it.
+#[derive(Serialize)]
+#[serde(untagged)]
+pub enum ValueRef<'a> {
+    /// Text.
+    Text(&'a str),
+    /// Named string fields.
+    Fields(BTreeMap<&'a str, &'a str>),
+}
+
+/// `PUT /api/v1/secrets/{path}`.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WriteRequest {
+    /// The new value.
+    pub value: WireValue,
+    /// Check-and-set: write only if the current version is this (0: must not exist).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cas: Option<u64>,
+}
+
+/// The answer to a write.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WriteResponse {
+    /// Canonical path.
+    pub path: String,
+    /// The version created.
+    pub version: u64,
+    /// When.
+    pub created_at: String,
+}
+
+/// `GET /api/v1/secrets/{path}`, generic over the value's representation.
+#[derive(Serialize, Deserialize)]
+pub struct ReadResponse<V> {
+    /// Canonical path.
+    pub path: String,
+    /// Version read.
+    pub version: u64,
+    /// The value.
+    pub value: V,
+    /// When the version was written.
+    pub created_at: String,
+    /// Who wrote it.
+    pub created_by: String,
+}
+
+/// One listing entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListEntry {
+    /// Name relative to the prefix; folders end with `/`.
+    pub name: String,
+    /// Whether it is a folder.
+    pub folder: bool,
+}
+
+/// `GET /api/v1/list/{prefix}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ListResponse {
+    /// Canonical prefix (empty or ending with `/`).
+    pub prefix: String,
+    /// Entries in byte order.
+    pub entries: Vec<ListEntry>,
+    /// Cursor for the next page (`?after=`), absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+/// One version in a history.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VersionInfo {
+    /// Version number.
+    pub version: u64,
+    /// When it was written.
+    pub created_at: String,
+    /// Who wrote it.
+    pub created_by: String,
+    /// `active`, `deleted` or `destroyed`.
+    pub state: String,
+    /// When it was deleted or destroyed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_changed_at: Option<String>,
+    /// Keyring key that sealed it.
+    pub key_id: u32,
+}
+
+/// `GET /api/v1/metadata/{path}`: metadata and history, never values.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MetadataResponse {
+    /// Canonical path.
+    pub path: String,
+    /// Newest version.
+    pub current_version: u64,
+    /// Whether the newest version is deleted or destroyed.
+    pub deleted: bool,
+    /// First write.
+    pub created_at: String,
+    /// Last change.
+    pub updated_at: String,
+    /// Every version, oldest first.
+    pub versions: Vec<VersionInfo>,
+}
+
+/// Body of delete (optional), undelete and destroy: which versions.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VersionsRequest {
+    /// Versions; empty means the current one.
+    #[serde(default)]
+    pub versions: Vec<u64>,
+}
+
+/// Answer of delete, undelete and destroy.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VersionsResponse {
+    /// Canonical path.
+    pub path: String,
+    /// Versions affected.
+    pub versions: Vec<u64>,
+}
+
+/// `POST /api/v1/sys/init`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InitRequest {
+    /// Number of unseal key shares.
+    pub shares: u8,
+    /// Shares needed to unseal.
+    pub threshold: u8,
+}
+
+/// The answer to init: shown once, stored nowhere.
+#[derive(Serialize, Deserialize)]
+pub struct InitResponse {
+    /// Unseal key shares.
+    pub unseal_keys: Vec<String>,
+    /// Initial root token.
+    pub root_token: String,
+}
+
+impl Drop for InitResponse {
+    fn drop(&mut self) {
+        self.unseal_keys.iter_mut().for_each(Zeroize::zeroize);
+        self.root_token.zeroize();
+    }
+}
+
+/// `POST /api/v1/sys/unseal`: one share, or a reset of the progress.
+#[derive(Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct UnsealRequest {
+    /// An unseal key share.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// Forget the shares provided so far.
+    #[serde(default)]
+    pub reset: bool,
+}
+
+impl Drop for UnsealRequest {
+    fn drop(&mut self) {
+        if let Some(k) = &mut self.key {
+            k.zeroize();
+        }
+    }
+}
+
+/// `GET /api/v1/sys/status` and the answer to unseal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealStatus {
+    /// Whether init has run.
+    pub initialized: bool,
+    /// Whether sealed.
+    pub sealed: bool,
+    /// Shares needed.
+    pub threshold: u8,
+    /// Shares handed out.
+    pub shares: u8,
+    /// Shares provided so far.
+    pub progress: u8,
+    /// Storage backend.
+    pub storage: String,
+    /// Server version.
+    pub version: String,
+}
+
+/// One keyring key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeyInfo {
+    /// Key id.
+    pub id: u32,
+    /// When it was created.
+    pub created_at: String,
+}
+
+/// `GET /api/v1/sys/keyring` and the answer to `POST /api/v1/sys/rotate`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeyringResponse {
+    /// Key used for new writes.
+    pub active_key: u32,
+    /// All keys.
+    pub keys: Vec<KeyInfo>,
+}
+
+/// `GET /api/v1/auth/token/self`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenInfo {
+    /// Non-secret handle.
+    pub accessor: String,
+    /// Name.
+    pub display_name: String,
+    /// Policies.
+    pub policies: Vec<String>,
+    /// Creation time.
+    pub created_at: String,
+    /// Expiry, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_strings_or_string_objects() {
+        let w: WriteRequest = serde_json::from_str(r#"{"value":"s"}"#).unwrap();
+        assert!(matches!(&w.value, WireValue::Text(s) if s == "s"));
+        assert_eq!(w.cas, None);
+        let w: WriteRequest =
+            serde_json::from_str(r#"{"value":{"user":"u","password":"p"},"cas":0}"#).unwrap();
+        assert!(matches!(&w.value, WireValue::Fields(f) if f.len() == 2));
+        assert_eq!(w.cas, Some(0));
+        for bad in [
+            r#"{"value":5}"#,
+            r#"{"value":{"a":1}}"#,
+            r#"{"value":{"a":{"b":"c"}}}"#,
+            r#"{"value":null}"#,
+            r#"{}"#,
+            r#"{"value":["a"]}"#,
+        ] {
+            assert!(serde_json::from_str::<WriteRequest>(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! The one HTTP error type. Clients get a stable code and a message written
+//! for them; details that could help an attacker or carry a secret (storage
+//! errors, parser excerpts) go to the server log only.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use coffer_api::{ErrorBody, ErrorDetail, codes};
+use coffer_core::CoreError;
+
+/// An error response.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    /// An error with an explicit status, code and message.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// 400 with a message.
+    pub fn invalid(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, codes::INVALID, message)
+    }
+
+    /// The status code.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+}
+
+impl From<CoreError> for ApiError {
+    fn from(e: CoreError) -> Self {
+        use StatusCode as S;
+        let (status, code) = match &e {
+            CoreError::Sealed => (S::SERVICE_UNAVAILABLE, codes::SEALED),
+            CoreError::NotInitialized => (S::SERVICE_UNAVAILABLE, codes::NOT_INITIALIZED),
+            CoreError::AlreadyInitialized => (S::CONFLICT, codes::CONFLICT),
+            CoreError::Unauthenticated => (S::UNAUTHORIZED, codes::UNAUTHENTICATED),
+            CoreError::Forbidden => (S::FORBIDDEN, codes::FORBIDDEN),
+            CoreError::NotFound(_) => (S::NOT_FOUND, codes::NOT_FOUND),
+            CoreError::Path(_) | CoreError::Invalid(_) | CoreError::InvalidUnsealKey(_) => {
+                (S::BAD_REQUEST, codes::INVALID)
+            }
+            CoreError::TooLarge { .. } => (S::PAYLOAD_TOO_LARGE, codes::TOO_LARGE),
+            CoreError::Conflict(_) => (S::CONFLICT, codes::CONFLICT),
+            CoreError::Corrupt(_) => (S::INTERNAL_SERVER_ERROR, codes::INTEGRITY),
+            CoreError::Storage(_) => (S::INTERNAL_SERVER_ERROR, codes::INTERNAL),
+        };
+        let message = match &e {
+            CoreError::Storage(source) => {
+                // The cause stays in the log; the client learns only that it failed.
+                tracing::error!(error = %source, "storage failure");
+                "internal storage error".to_string()
+            }
+            CoreError::Corrupt(m) => {
+                tracing::error!(detail = %m, "integrity check failed");
+                e.to_string()
+            }
+            _ => e.to_string(),
+        };
+        ApiError {
+            status,
+            code,
+            message,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_string(),
+                message: self.message,
+                request_id: crate::request_id::current().map(|id| id.to_string()),
+            },
+        };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+/// Describes a JSON parse failure without quoting the input: serde messages
+/// can echo scalars from the body (such as a value sent as a number).
+pub(crate) fn json_error(e: &serde_json::Error) -> ApiError {
+    use serde_json::error::Category;
+    let message = match e.classify() {
+        Category::Syntax | Category::Eof => format!(
+            "request body is not valid JSON (line {}, column {})",
+            e.line(),
+            e.column()
+        ),
+        Category::Data => format!(
+            "request body does not have the expected shape (line {}, column {}); see /api/v1/openapi.json",
+            e.line(),
+            e.column()
+        ),
+        Category::Io => "request body could not be read".to_string(),
+    };
+    ApiError::invalid(message)
+}

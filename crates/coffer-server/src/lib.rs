@@ -1,0 +1,25 @@
+//! Coffer's HTTP server: the native JSON API under `/api/v1/`, TLS, request
+//! ids and graceful shutdown. This is the only server-side crate that knows
+//! HTTP; it translates requests into calls on `coffer_core::Coffer` and
+//! `CoreError`s into status codes.
+
+#![forbid(unsafe_code)]
+
+mod config;
+mod error;
+pub mod request_id;
+mod routes;
+mod serve;
+
+pub use config::{ConfigError, ServerConfig};
+pub use error::ApiError;
+pub use routes::{AppState, OPENAPI, rfc3339, router};
+pub use serve::{BoundListener, ServeError, TlsFiles, bind, serve};
+
+/// Largest request body accepted for a given value limit. JSON escaping can
+/// grow a value (a quote becomes two bytes, a control character six), so the
+/// body may be larger than the value; the value's own limit is checked after
+/// parsing. Bodies beyond this are refused while being read, never buffered.
+pub fn body_limit_for(max_value_bytes: usize) -> usize {
+    max_value_bytes.saturating_mul(2).saturating_add(16 * 1024)
+}
