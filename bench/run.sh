@@ -44,7 +44,6 @@ INVOCATION=$(
     printf 'bench/run.sh'
     for a in "$@"; do printf ' %s' "$(shell_quote "$a")"; done
 )
-LOADAVG_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
 TARGETS=${BENCH_TARGETS:-coffer openbao hello}
 LOADS=${BENCH_LOADS:-read write}
@@ -447,6 +446,7 @@ cpu_busy_pct() {
     local idle=$(((b[4] + b[5]) - (a[4] + a[5])))
     echo $((100 * busy / (busy + idle > 0 ? busy + idle : 1)))
 }
+LOADAVG_START=$(cut -d' ' -f1-3 /proc/loadavg)
 CPU_BUSY_START=$(cpu_busy_pct)
 if ((CPU_BUSY_START > 10)); then
     log "WARNING: the CPUs are ${CPU_BUSY_START}% busy before the first load: other work will skew the numbers"

@@ -1,0 +1,302 @@
+//! The command line, declared with clap. Every command has examples in its
+//! help. No flag ever takes a token, and the one flag that takes a value
+//! (`set --value`) warns.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+const EXIT_STATUSES: &str = "\
+Exit status:
+  0 success            4 permission denied    7 validation failed
+  1 other error        5 sealed               8 conflict
+  2 usage error        6 unreachable
+  3 not found
+
+Environment:
+  COFFER_ADDR    server address (default http://127.0.0.1:8270)
+  COFFER_TOKEN   token (otherwise the one saved by `coffer login`)
+  COFFER_CACERT  CA certificate file (PEM) to trust for https";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "coffer",
+    version,
+    about = "Coffer: a self-hosted secrets manager. Server, operator tool and client in one binary.",
+    after_help = EXIT_STATUSES
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+impl Cli {
+    /// Whether this invocation runs the server.
+    pub fn is_server(&self) -> bool {
+        matches!(self.command, Command::Server(_))
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Server address.
+    #[arg(long, global = true, env = "COFFER_ADDR", value_name = "URL")]
+    pub addr: Option<String>,
+    /// CA certificate (PEM) to trust for an https server.
+    #[arg(long, global = true, env = "COFFER_CACERT", value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server.
+    #[command(after_help = "Examples:
+  coffer server --dev                        # local development: embedded store, auto-unsealed
+  coffer server --dev --data-dir ./dev-data --listen 127.0.0.1:9000
+  coffer server --config /etc/coffer/coffer.toml")]
+    Server(ServerArgs),
+
+    /// Seal status of the server.
+    #[command(after_help = "Exits 0 when unsealed, 5 when sealed or not initialized.
+
+Examples:
+  coffer status
+  coffer status --json | jq .sealed")]
+    Status(JsonFlag),
+
+    /// Operator commands: init, unseal, seal, rotate, status.
+    #[command(subcommand)]
+    Operator(OperatorCommand),
+
+    /// Store a new version of a secret. The value is read from stdin, or
+    /// prompted for (without echo) on a terminal.
+    #[command(after_help = "Examples:
+  coffer set myapp/dev/API_KEY                       # prompts twice, no echo
+  printf '%s' \"$VALUE\" | coffer set myapp/dev/API_KEY
+  coffer set myapp/dev/TLS_KEY < key.pem --raw        # keep trailing newline
+  echo '{\"user\":\"app\",\"password\":\"pw\"}' | coffer set myapp/dev/db --fields
+  coffer set myapp/dev/API_KEY --cas 3 < new-value    # only if version 3 is current")]
+    Set(SetArgs),
+
+    /// Print a secret's value (alone, on stdout).
+    #[command(after_help = "Examples:
+  coffer get myapp/dev/API_KEY
+  coffer get myapp/dev/API_KEY --version 2
+  coffer get myapp/dev/db --field password
+  coffer get myapp/dev/API_KEY --json")]
+    Get(GetArgs),
+
+    /// List secrets under a prefix.
+    #[command(after_help = "Examples:
+  coffer ls                 # top level
+  coffer ls myapp/dev
+  coffer ls myapp -r        # everything below myapp/
+  coffer ls myapp --all     # include deleted secrets")]
+    Ls(LsArgs),
+
+    /// Delete a secret's current version (or given versions). Soft by
+    /// default: `coffer undelete` restores it. `--destroy` erases for good.
+    #[command(after_help = "Examples:
+  coffer rm myapp/dev/OLD_KEY
+  coffer rm myapp/dev/OLD_KEY --version 1,2
+  coffer rm myapp/dev/LEAKED --destroy --version 3")]
+    Rm(RmArgs),
+
+    /// Restore soft-deleted versions (default: the current one).
+    #[command(after_help = "Examples:
+  coffer undelete myapp/dev/OLD_KEY
+  coffer undelete myapp/dev/OLD_KEY --version 2")]
+    Undelete(VersionsArgs),
+
+    /// Show a secret's versions: who wrote each and when (never values).
+    #[command(after_help = "Examples:
+  coffer history myapp/dev/API_KEY
+  coffer history myapp/dev/API_KEY --json")]
+    History(PathJson),
+
+    /// Save a token for later commands (read from stdin or prompted for).
+    /// The file is readable by you only.
+    #[command(after_help = "Examples:
+  coffer login                          # prompts for the token, no echo
+  coffer login < ~/.local/share/coffer/dev/root-token")]
+    Login(JsonFlag),
+
+    /// Forget the saved token.
+    Logout,
+}
+
+#[derive(Debug, Args)]
+pub struct JsonFlag {
+    /// Print JSON for scripts.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PathJson {
+    /// Secret path, such as myapp/dev/API_KEY.
+    pub path: String,
+    /// Print JSON for scripts.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// Development mode: embedded store, initialised with one unseal key and
+    /// unsealed automatically, root token in DATA_DIR/root-token. Loopback only.
+    #[arg(long, conflicts_with = "config")]
+    pub dev: bool,
+    /// Configuration file (TOML) for a real deployment.
+    #[arg(long, value_name = "FILE", required_unless_present = "dev")]
+    pub config: Option<PathBuf>,
+    /// Data directory (overrides the config file's data_dir).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Listen address (overrides the config file's listen).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OperatorCommand {
+    /// Initialise a new server: prints the unseal keys and the root token, once.
+    #[command(after_help = "Examples:
+  coffer operator init                             # 5 shares, any 3 unseal
+  coffer operator init --shares 1 --threshold 1
+  coffer operator init --json > init.json          # keep it somewhere safe")]
+    Init(InitArgs),
+    /// Provide one unseal key (from stdin, or prompted for without echo).
+    #[command(after_help = "Examples:
+  coffer operator unseal                # prompts
+  coffer operator unseal < key-1
+  coffer operator unseal --reset        # forget the keys given so far")]
+    Unseal(UnsealArgs),
+    /// Seal the server: it forgets its keys until unsealed again.
+    Seal,
+    /// Add a new keyring key; new writes use it, old versions still open.
+    #[command(after_help = "Examples:
+  coffer operator rotate
+  coffer operator rotate --json")]
+    Rotate(JsonFlag),
+    /// Seal status (same as `coffer status`).
+    Status(JsonFlag),
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Number of unseal key shares.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u8).range(1..))]
+    pub shares: u8,
+    /// Shares needed to unseal.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..))]
+    pub threshold: u8,
+    /// Print JSON (`unseal_keys`, `root_token`) for scripts.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UnsealArgs {
+    /// Forget the unseal keys provided so far.
+    #[arg(long)]
+    pub reset: bool,
+    /// Print JSON for scripts.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SetArgs {
+    /// Secret path, such as myapp/dev/API_KEY.
+    pub path: String,
+    /// The value on the command line. Discouraged: other users can see it
+    /// in the process list and it lands in shell history. Prefer stdin.
+    #[arg(long, value_name = "VALUE")]
+    pub value: Option<String>,
+    /// Stdin is a JSON object of string fields, not text.
+    #[arg(long)]
+    pub fields: bool,
+    /// Keep the value exactly as read (by default one trailing newline is dropped).
+    #[arg(long)]
+    pub raw: bool,
+    /// Allow an empty value.
+    #[arg(long)]
+    pub allow_empty: bool,
+    /// Write only if the current version is N (0: only if the secret does not exist).
+    #[arg(long, value_name = "N")]
+    pub cas: Option<u64>,
+    /// Print JSON for scripts.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// Secret path.
+    pub path: String,
+    /// Read this version instead of the current one.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub version: Option<u64>,
+    /// Print only this field of a fields value.
+    #[arg(long, value_name = "NAME", conflicts_with = "json")]
+    pub field: Option<String>,
+    /// Print JSON (path, version, value, created_at, created_by).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// Prefix to list (default: the top level).
+    #[arg(default_value = "")]
+    pub prefix: String,
+    /// List everything below the prefix, not only its direct children.
+    #[arg(short, long)]
+    pub recursive: bool,
+    /// Include secrets whose current version is deleted.
+    #[arg(long)]
+    pub all: bool,
+    /// Print JSON for scripts.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    /// Secret path.
+    pub path: String,
+    /// Versions, comma-separated (default: the current one).
+    #[arg(long, value_name = "N,...", value_delimiter = ',', value_parser = clap::value_parser!(u64).range(1..))]
+    pub version: Vec<u64>,
+    /// Erase the versions for good instead of soft-deleting them.
+    #[arg(long)]
+    pub destroy: bool,
+    /// Print JSON for scripts.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VersionsArgs {
+    /// Secret path.
+    pub path: String,
+    /// Versions, comma-separated (default: the current one).
+    #[arg(long, value_name = "N,...", value_delimiter = ',', value_parser = clap::value_parser!(u64).range(1..))]
+    pub version: Vec<u64>,
+    /// Print JSON for scripts.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+}

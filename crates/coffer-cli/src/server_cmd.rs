@@ -1,0 +1,213 @@
+//! `coffer server`: wiring the store, the core and the HTTP server together,
+//! dev-mode bootstrap, logging, and shutdown on SIGINT/SIGTERM.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use coffer_core::{Coffer, CoreOptions};
+use coffer_crypto::SecretString;
+use coffer_server::{AppState, ServerConfig};
+use coffer_store::{SqliteStore, Storage};
+
+use crate::cli::ServerArgs;
+use crate::exit::{Status, fail};
+use crate::settings;
+
+const DB_FILE: &str = "coffer.db";
+const DEV_UNSEAL_KEY: &str = "unseal-key";
+const DEV_ROOT_TOKEN: &str = "root-token";
+
+/// Runs the server until SIGINT or SIGTERM.
+pub async fn run(args: ServerArgs) -> anyhow::Result<Status> {
+    let config = if args.dev {
+        dev_config(&args)?
+    } else {
+        let path = args.config.as_deref().expect("clap requires --config without --dev");
+        let mut c = ServerConfig::load(path).map_err(|e| fail(Status::Usage, e.to_string()))?;
+        if let Some(l) = args.listen {
+            c.listen = l;
+        }
+        if let Some(d) = &args.data_dir {
+            c.data_dir = d.clone();
+        }
+        c
+    };
+    init_logging(&config.log_level, &config.log_format);
+    if args.dev && !config.listen.ip().is_loopback() {
+        return Err(fail(
+            Status::Usage,
+            format!("dev mode listens on loopback only; {} is not a loopback address", config.listen),
+        ));
+    }
+
+    settings::create_private_dir(&config.data_dir)?;
+    let db = config.data_dir.join(DB_FILE);
+    let store: Arc<dyn Storage> = Arc::new(
+        SqliteStore::open(&db).with_context(|| format!("cannot open the store at {}", db.display()))?,
+    );
+    let coffer = Arc::new(
+        Coffer::open(
+            store,
+            CoreOptions {
+                max_value_bytes: config.max_value_bytes,
+                ..CoreOptions::default()
+            },
+        )
+        .await?,
+    );
+    if args.dev {
+        dev_bootstrap(&coffer, &config.data_dir).await?;
+    }
+
+    let bound = coffer_server::bind(config.listen, config.tls.as_ref()).await?;
+    let scheme = if bound.is_tls() { "https" } else { "http" };
+    let addr = format!("{scheme}://{}", bound.local_addr());
+    if args.dev {
+        print_dev_banner(&addr, &config.data_dir);
+    } else {
+        let s = coffer.status();
+        tracing::info!(%addr, storage = s.storage, initialized = s.initialized, sealed = s.sealed, "coffer listening");
+        if !s.initialized {
+            eprintln!("coffer is not initialized: run `COFFER_ADDR={addr} coffer operator init`");
+        } else if s.sealed {
+            eprintln!("coffer is sealed: run `COFFER_ADDR={addr} coffer operator unseal` with {} key(s)", s.threshold);
+        }
+    }
+
+    let app = coffer_server::router(
+        AppState {
+            coffer: coffer.clone(),
+        },
+        coffer_server::body_limit_for(config.max_value_bytes),
+    );
+    coffer_server::serve(
+        bound,
+        app,
+        shutdown_signal(),
+        Duration::from_secs(config.shutdown_grace_secs),
+    )
+    .await;
+    coffer.close().await.context("flushing the store on shutdown")?;
+    tracing::info!("coffer stopped");
+    Ok(Status::Ok)
+}
+
+fn dev_config(args: &ServerArgs) -> anyhow::Result<ServerConfig> {
+    let data_dir = match &args.data_dir {
+        Some(d) => d.clone(),
+        None => settings::default_dev_dir()
+            .ok_or_else(|| fail(Status::Usage, "HOME is not set; pass --data-dir"))?,
+    };
+    let mut c = ServerConfig::parse(&format!("data_dir = {:?}", data_dir.display().to_string()))
+        .map_err(|e| fail(Status::Usage, e))?;
+    if let Some(l) = args.listen {
+        c.listen = l;
+    }
+    Ok(c)
+}
+
+/// Initialises a dev data directory on first start (one unseal key, kept in
+/// the directory) and unseals it on every start.
+async fn dev_bootstrap(coffer: &Coffer, dir: &Path) -> anyhow::Result<()> {
+    let key_file = dir.join(DEV_UNSEAL_KEY);
+    if !coffer.status().initialized {
+        let out = coffer.init(1, 1).await?;
+        settings::write_private(&key_file, out.unseal_keys[0].expose_secret().as_bytes())?;
+        settings::write_private(&dir.join(DEV_ROOT_TOKEN), out.root_token.expose_secret().as_bytes())?;
+        tracing::info!(dir = %dir.display(), "initialized a new dev data directory");
+    }
+    let key = std::fs::read_to_string(&key_file).map(SecretString::new).map_err(|e| {
+        fail(
+            Status::Other,
+            format!(
+                "{} holds a coffer but its dev unseal key {} cannot be read ({e}); \
+                 it was not created by `coffer server --dev`, or the key file was removed",
+                dir.display(),
+                key_file.display()
+            ),
+        )
+    })?;
+    coffer.unseal(key.expose_secret().trim()).await?;
+    Ok(())
+}
+
+fn print_dev_banner(addr: &str, dir: &Path) {
+    let token = dir.join(DEV_ROOT_TOKEN);
+    let exe = std::env::current_exe().ok();
+    let on_path = exe.as_deref().is_some_and(is_on_path);
+    let coffer = if on_path {
+        "coffer".to_string()
+    } else {
+        exe.map_or_else(|| "coffer".to_string(), |p| p.display().to_string())
+    };
+    println!(
+        "\nCoffer dev server is running.\n\n\
+         \x20 Address:     {addr}\n\
+         \x20 Data:        {dir}  (SQLite; values encrypted at rest)\n\
+         \x20 Root token:  {token}  (readable by you only)\n\n\
+         Dev mode keeps its unseal key in the data directory so it can unseal itself on\n\
+         every start. Use `coffer server --config FILE` for anything that matters.\n\n\
+         Next steps, in another terminal:\n\n\
+         \x20 export COFFER_ADDR={addr}\n\
+         \x20 {coffer} login < {token}\n\
+         \x20 {coffer} set myapp/dev/API_KEY        # type the value; it is not echoed\n\
+         \x20 {coffer} get myapp/dev/API_KEY\n\
+         \x20 {coffer} ls myapp -r\n\n\
+         Press Ctrl-C to stop.\n",
+        dir = dir.display(),
+        token = token.display(),
+    );
+}
+
+fn is_on_path(exe: &Path) -> bool {
+    let Some(path) = std::env::var_os("PATH") else {
+        return false;
+    };
+    let exe = std::fs::canonicalize(exe).unwrap_or_else(|_| exe.to_path_buf());
+    std::env::split_paths(&path).any(|d: PathBuf| {
+        std::fs::canonicalize(d.join("coffer")).is_ok_and(|p| p == exe)
+    })
+}
+
+fn init_logging(level: &str, format: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = std::env::var("COFFER_LOG")
+        .ok()
+        .and_then(|f| EnvFilter::try_new(f).ok())
+        .or_else(|| EnvFilter::try_new(level).ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutdown requested");
+}

@@ -1,0 +1,129 @@
+//! Client settings: the server address, the token (from `COFFER_TOKEN` or the
+//! file `coffer login` writes), and where files live.
+
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use coffer_client::Client;
+use coffer_crypto::SecretString;
+
+use crate::cli::Global;
+use crate::exit::{Status, fail};
+
+/// Where a client connects when neither `--addr` nor `COFFER_ADDR` is set.
+pub const DEFAULT_ADDR: &str = "http://127.0.0.1:8270";
+
+fn home() -> Option<PathBuf> {
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from)
+}
+
+/// `$XDG_CONFIG_HOME/coffer` or `~/.config/coffer`.
+pub fn config_dir() -> Option<PathBuf> {
+    std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| home().map(|h| h.join(".config")))
+        .map(|d| d.join("coffer"))
+}
+
+/// `$XDG_DATA_HOME/coffer/dev` or `~/.local/share/coffer/dev`.
+pub fn default_dev_dir() -> Option<PathBuf> {
+    std::env::var_os("XDG_DATA_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| home().map(|h| h.join(".local").join("share")))
+        .map(|d| d.join("coffer").join("dev"))
+}
+
+/// The file `coffer login` writes.
+pub fn token_file() -> Option<PathBuf> {
+    config_dir().map(|d| d.join("token"))
+}
+
+/// The token to use: `COFFER_TOKEN`, else the saved one, else none.
+pub fn resolve_token() -> anyhow::Result<Option<SecretString>> {
+    if let Ok(t) = std::env::var("COFFER_TOKEN") {
+        let t = t.trim().to_string();
+        if !t.is_empty() {
+            return Ok(Some(SecretString::new(t)));
+        }
+    }
+    let Some(path) = token_file() else {
+        return Ok(None);
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(t) => {
+            let mode = std::fs::metadata(&path)?.permissions().mode();
+            if mode & 0o077 != 0 {
+                return Err(fail(
+                    Status::Denied,
+                    format!(
+                        "refusing to use {}: it is readable by others (chmod 600 it, or run `coffer login` again)",
+                        path.display()
+                    ),
+                ));
+            }
+            let t = SecretString::new(t.trim().to_string());
+            Ok((!t.is_empty()).then_some(t))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+/// Writes `contents` to `path` readable by its owner only, atomically
+/// (a temporary file renamed over the target), creating the directory 0700.
+pub fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent() {
+        create_private_dir(dir)?;
+    }
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("cannot create {}", tmp.display()))?;
+    f.write_all(contents)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// Creates `dir` (and parents) and makes it accessible by its owner only.
+pub fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    if !dir.exists() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// A client for the configured server, with the resolved token.
+pub fn client(global: &Global) -> anyhow::Result<Client> {
+    let mut builder = client_builder(global);
+    if let Some(t) = resolve_token()? {
+        builder = builder.secret_token(t);
+    }
+    Ok(builder.build()?)
+}
+
+/// A client builder for the configured server, without a token.
+pub fn client_builder(global: &Global) -> coffer_client::ClientBuilder {
+    let addr = global
+        .addr
+        .clone()
+        .filter(|a| !a.is_empty())
+        .unwrap_or_else(|| DEFAULT_ADDR.to_string());
+    let mut builder = Client::builder(addr);
+    if let Some(ca) = &global.ca_cert {
+        builder = builder.ca_cert(ca);
+    }
+    builder
+}
