@@ -68,6 +68,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<Status> {
         print_dev_banner(&addr, &config.data_dir);
     } else {
         let s = coffer.status();
+        println!("Coffer listening on {addr}");
         tracing::info!(%addr, storage = s.storage, initialized = s.initialized, sealed = s.sealed, "coffer listening");
         if !s.initialized {
             eprintln!("coffer is not initialized: run `COFFER_ADDR={addr} coffer operator init`");
