@@ -58,8 +58,36 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            body_limit,
+            refuse_oversized_bodies,
+        ))
         .layer(axum::middleware::from_fn(crate::request_id::middleware))
         .with_state(state)
+}
+
+/// Refuses a request whose declared length is over the limit before reading
+/// any of its body. (Bodies without a declared length are cut off at the limit
+/// while being read, by `DefaultBodyLimit`.)
+async fn refuse_oversized_bodies(
+    State(limit): State<usize>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            codes::TOO_LARGE,
+            "request body is larger than the server accepts",
+        )
+        .into_response();
+    }
+    next.run(req).await
 }
 
 // ---- extractors ----------------------------------------------------------------
