@@ -57,6 +57,8 @@ def main() -> None:
             ratio_rows.append([f"{label} ({missing} not run)", "n/a", "n/a", "n/a"])
     ratio_header = ["ratio", "requests/s", "p50", "p99"]
 
+    audit = ("file audit device" if meta.get("openbao_audit", "1") == "1"
+             else "**no** audit device (BENCH_OPENBAO_AUDIT=0)")
     settings = (f"wrk -t{meta['threads']} -c{meta['connections']} -d{meta['duration']} --latency "
                 f"(warm-up {meta['warmup']} per run, writes cycle over {meta['keys']} paths)")
 
@@ -85,7 +87,7 @@ def main() -> None:
         "",
         f"- Load: {settings}; same settings for every target; one target runs at a time.",
         "- Targets: `coffer server --dev` (durable SQLite store); OpenBao single node with "
-        "integrated raft storage, file audit device, KV v2 at `secret/`; "
+        f"integrated raft storage, {audit}, KV v2 at `secret/`; "
         "`hello` = bare hyper 1 + tokio example answering `hello`. All plain HTTP on 127.0.0.1.",
         "- read: GET of one pre-written secret; write: a new version of one of the "
         f"{meta['keys']} `bench/w/N` secrets per request; hello: GET /.",
@@ -95,7 +97,8 @@ def main() -> None:
         "## Machine",
         "",
         f"- {meta['nproc']} cores (nproc), CPU: {meta['cpu']}",
-        f"- memory: {meta['mem']}; kernel: {meta['kernel']}",
+        f"- memory: {meta['mem']}; kernel: {meta['kernel']}; "
+        f"data directories on {meta.get('datafs', 'unknown')}",
         f"- before the loads: CPUs {meta['cpubusy']}% busy over 1 s; "
         f"load average (1/5/15 min) {meta['loadavg']} (includes the build)",
         f"- {meta['wrk']}; {meta.get('openbao', 'OpenBao not run')}; {meta['rustc']}",

@@ -15,6 +15,7 @@
 #   BENCH_WARMUP       unmeasured wrk run before each measured one (default 2s, 0 = none)
 #   BENCH_KEYS         distinct secret paths the write load cycles over (default 1000)
 #   BENCH_WRK_TIMEOUT  wrk per-request timeout (default 10s); a timeout fails the run
+#   BENCH_OPENBAO_AUDIT  0 = run OpenBao without its file audit device (default 1)
 #   BENCH_SKIP_BUILD   1 = do not run cargo build
 #   BENCH_COFFER_BIN, BENCH_HELLO_BIN, BENCH_BAO_BIN   use these binaries instead
 #   BENCH_RESULTS      markdown output (default bench/results/latest.md; JSON beside it)
@@ -56,6 +57,7 @@ WRK_TIMEOUT=${BENCH_WRK_TIMEOUT:-10s}
 SKIP_BUILD=${BENCH_SKIP_BUILD:-0}
 RESULTS_MD=${BENCH_RESULTS:-$BENCH/results/latest.md}
 KEEP_TMP=${BENCH_KEEP_TMP:-0}
+BAO_AUDIT=${BENCH_OPENBAO_AUDIT:-1}
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -348,16 +350,20 @@ listener "tcp" {
   tls_disable     = true
 }
 
+api_addr     = "http://127.0.0.1:$port"
+cluster_addr = "https://127.0.0.1:$cport"
+ui           = false
+EOF
+    if [[ $BAO_AUDIT == 1 ]]; then
+        cat >>"$dir/bao.hcl" <<EOF
+
 audit "file" "file" {
   options {
     file_path = "$TMP/bao-audit.log"
   }
 }
-
-api_addr     = "http://127.0.0.1:$port"
-cluster_addr = "https://127.0.0.1:$cport"
-ui           = false
 EOF
+    fi
     # Keep the caller's Vault/OpenBao environment out of it.
     local baoenv=(env -u BAO_TOKEN -u VAULT_TOKEN -u BAO_NAMESPACE -u VAULT_NAMESPACE
         BAO_ADDR="$base" VAULT_ADDR="$base")
@@ -378,8 +384,10 @@ EOF
         sleep 0.1
     done
     baoenv+=(BAO_TOKEN="$token")
-    "${baoenv[@]}" "$BAO" audit list -format=json | grep '"file/"' >/dev/null ||
-        server_failed openbao "the file audit device is not enabled"
+    if [[ $BAO_AUDIT == 1 ]]; then
+        "${baoenv[@]}" "$BAO" audit list -format=json | grep '"file/"' >/dev/null ||
+            server_failed openbao "the file audit device is not enabled"
+    fi
     if ! "${baoenv[@]}" "$BAO" secrets list -format=json | grep '"secret/"' >/dev/null; then
         "${baoenv[@]}" "$BAO" secrets enable -path=secret kv-v2 >/dev/null ||
             server_failed openbao "enabling kv-v2 at secret/ failed"
@@ -416,7 +424,9 @@ EOF
                 ;;
         esac
     done
-    [[ -s $TMP/bao-audit.log ]] || server_failed openbao "the audit log is empty"
+    if [[ $BAO_AUDIT == 1 ]]; then
+        [[ -s $TMP/bao-audit.log ]] || server_failed openbao "the audit log is empty"
+    fi
     kill -0 "$pid" 2>/dev/null || server_failed openbao "openbao died during the load"
     stop_server "$pid"
 }
@@ -448,6 +458,10 @@ cpu_busy_pct() {
 }
 LOADAVG_START=$(cut -d' ' -f1-3 /proc/loadavg)
 CPU_BUSY_START=$(cpu_busy_pct)
+TMP_FS=$(findmnt -n -T "$TMP" -o FSTYPE,SOURCE 2>/dev/null | tr -s ' ' || echo unknown)
+if [[ $TMP_FS == tmpfs* ]]; then
+    log "WARNING: $TMP is on tmpfs: fsync is free there, so write numbers say nothing about durability"
+fi
 if ((CPU_BUSY_START > 10)); then
     log "WARNING: the CPUs are ${CPU_BUSY_START}% busy before the first load: other work will skew the numbers"
 fi
@@ -465,6 +479,8 @@ mkdir -p "$(dirname "$RESULTS_MD")"
     echo "kernel=$(uname -sr)"
     echo "loadavg=$LOADAVG_START"
     echo "cpubusy=$CPU_BUSY_START"
+    echo "datafs=$TMP_FS"
+    echo "openbao_audit=$BAO_AUDIT"
     echo "wrk=$(wrk -v 2>&1 | head -n1 | cut -d' ' -f1-2)"
     [[ -n $BAO ]] && echo "openbao=$("$BAO" version 2>/dev/null | head -n1)"
     echo "rustc=$(rustc -V 2>/dev/null || echo unknown)"
