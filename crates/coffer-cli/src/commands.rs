@@ -143,12 +143,16 @@ async fn set(g: &crate::cli::Global, a: SetArgs) -> anyhow::Result<Status> {
         }
         None => {
             let v = input::read_stdin()?;
-            if a.raw || a.fields { v } else { input::strip_one_newline(v) }
+            if a.raw || a.fields {
+                v
+            } else {
+                input::strip_one_newline(v)
+            }
         }
     };
     let value = if a.fields {
-        let parsed: BTreeMap<String, String> = serde_json::from_str(raw.expose_secret())
-            .map_err(|_| {
+        let parsed: BTreeMap<String, String> =
+            serde_json::from_str(raw.expose_secret()).map_err(|_| {
                 fail(
                     Status::Invalid,
                     "--fields expects a JSON object whose values are all strings",
@@ -195,7 +199,11 @@ async fn get(g: &crate::cli::Global, a: GetArgs) -> anyhow::Result<Status> {
         (WireValue::Fields(f), Some(name)) => f.get(name).cloned().ok_or_else(|| {
             fail(
                 Status::NotFound,
-                format!("{} has no field {name:?} (fields: {})", read.path, f.keys().cloned().collect::<Vec<_>>().join(", ")),
+                format!(
+                    "{} has no field {name:?} (fields: {})",
+                    read.path,
+                    f.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
             )
         })?,
         (WireValue::Fields(f), None) => serde_json::to_string_pretty(f)?,
@@ -245,7 +253,10 @@ async fn rm(g: &crate::cli::Global, a: RmArgs) -> anyhow::Result<Status> {
     } else {
         let list = join(&done.versions);
         if a.destroy {
-            eprintln!("Destroyed {} version(s) {list}. This cannot be undone.", done.path);
+            eprintln!(
+                "Destroyed {} version(s) {list}. This cannot be undone.",
+                done.path
+            );
         } else {
             eprintln!(
                 "Deleted {} version(s) {list}. `coffer undelete {}` restores it.",
@@ -261,7 +272,11 @@ async fn undelete(g: &crate::cli::Global, a: VersionsArgs) -> anyhow::Result<Sta
     if a.json {
         output::json(&done)?;
     } else {
-        eprintln!("Restored {} version(s) {}.", done.path, join(&done.versions));
+        eprintln!(
+            "Restored {} version(s) {}.",
+            done.path,
+            join(&done.versions)
+        );
     }
     Ok(Status::Ok)
 }
@@ -283,7 +298,12 @@ async fn history(g: &crate::cli::Global, path: &str, as_json: bool) -> anyhow::R
             if v.version == md.current_version {
                 state.push_str(" [current]");
             }
-            vec![v.version.to_string(), v.created_at.clone(), v.created_by.clone(), state]
+            vec![
+                v.version.to_string(),
+                v.created_at.clone(),
+                v.created_by.clone(),
+                state,
+            ]
         })
         .collect();
     output::table(&["VERSION", "CREATED", "BY", "STATE"], &rows)?;
@@ -292,10 +312,16 @@ async fn history(g: &crate::cli::Global, path: &str, as_json: bool) -> anyhow::R
 
 async fn login(g: &crate::cli::Global, as_json: bool) -> anyhow::Result<Status> {
     let token = input::token_like("Token")?;
-    let client = settings::client_builder(g).secret_token(token.clone()).build()?;
+    let client = settings::client_builder(g)
+        .secret_token(token.clone())
+        .build()?;
     let info = client.token_self().await?;
-    let path = settings::token_file()
-        .ok_or_else(|| fail(Status::Other, "cannot tell where to save the token: HOME is not set"))?;
+    let path = settings::token_file().ok_or_else(|| {
+        fail(
+            Status::Other,
+            "cannot tell where to save the token: HOME is not set",
+        )
+    })?;
     settings::write_private(&path, token.expose_secret().as_bytes())?;
     if as_json {
         output::json(&json!({

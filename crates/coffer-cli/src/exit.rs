@@ -82,10 +82,9 @@ pub fn report(e: &anyhow::Error) {
     let mut line = format!("{e:#}");
     if let Some(c) = e.downcast_ref::<ClientError>() {
         line = match c.kind {
-            ErrorKind::Unauthenticated => format!(
-                "{} (set COFFER_TOKEN or run `coffer login`)",
-                c.message
-            ),
+            ErrorKind::Unauthenticated => {
+                format!("{} (set COFFER_TOKEN or run `coffer login`)", c.message)
+            }
             ErrorKind::Sealed => format!(
                 "{} (see `coffer status`; unseal with `coffer operator unseal`)",
                 c.message

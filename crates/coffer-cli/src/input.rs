@@ -24,7 +24,10 @@ pub fn read_stdin() -> anyhow::Result<SecretString> {
         .take(MAX_STDIN + 1)
         .read_to_end(&mut buf)?;
     if buf.len() as u64 > MAX_STDIN {
-        return Err(fail(Status::Invalid, "input on stdin is larger than 16 MiB"));
+        return Err(fail(
+            Status::Invalid,
+            "input on stdin is larger than 16 MiB",
+        ));
     }
     let text = String::from_utf8(std::mem::take(&mut *buf))
         .map_err(|_| fail(Status::Invalid, "input on stdin is not valid UTF-8"))?;
@@ -56,7 +59,10 @@ pub fn prompt(label: &str, confirm: bool) -> anyhow::Result<SecretString> {
                 .map_err(|e| fail(Status::Other, format!("cannot read from the terminal: {e}")))?,
         );
         if !first.ct_eq(&second) {
-            return Err(fail(Status::Invalid, "the two entries differ; nothing was stored"));
+            return Err(fail(
+                Status::Invalid,
+                "the two entries differ; nothing was stored",
+            ));
         }
     }
     Ok(first)
@@ -72,7 +78,10 @@ pub fn token_like(label: &str) -> anyhow::Result<SecretString> {
     };
     let trimmed = raw.expose_secret().trim();
     if trimmed.is_empty() {
-        return Err(fail(Status::Invalid, format!("no {} given", label.to_lowercase())));
+        return Err(fail(
+            Status::Invalid,
+            format!("no {} given", label.to_lowercase()),
+        ));
     }
     Ok(SecretString::new(trimmed.to_string()))
 }

@@ -24,7 +24,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<Status> {
     let config = if args.dev {
         dev_config(&args)?
     } else {
-        let path = args.config.as_deref().expect("clap requires --config without --dev");
+        let path = args
+            .config
+            .as_deref()
+            .expect("clap requires --config without --dev");
         let mut c = ServerConfig::load(path).map_err(|e| fail(Status::Usage, e.to_string()))?;
         if let Some(l) = args.listen {
             c.listen = l;
@@ -38,14 +41,18 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<Status> {
     if args.dev && !config.listen.ip().is_loopback() {
         return Err(fail(
             Status::Usage,
-            format!("dev mode listens on loopback only; {} is not a loopback address", config.listen),
+            format!(
+                "dev mode listens on loopback only; {} is not a loopback address",
+                config.listen
+            ),
         ));
     }
 
     settings::create_private_dir(&config.data_dir)?;
     let db = config.data_dir.join(DB_FILE);
     let store: Arc<dyn Storage> = Arc::new(
-        SqliteStore::open(&db).with_context(|| format!("cannot open the store at {}", db.display()))?,
+        SqliteStore::open(&db)
+            .with_context(|| format!("cannot open the store at {}", db.display()))?,
     );
     let coffer = Arc::new(
         Coffer::open(
@@ -73,7 +80,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<Status> {
         if !s.initialized {
             eprintln!("coffer is not initialized: run `COFFER_ADDR={addr} coffer operator init`");
         } else if s.sealed {
-            eprintln!("coffer is sealed: run `COFFER_ADDR={addr} coffer operator unseal` with {} key(s)", s.threshold);
+            eprintln!(
+                "coffer is sealed: run `COFFER_ADDR={addr} coffer operator unseal` with {} key(s)",
+                s.threshold
+            );
         }
     }
 
@@ -90,7 +100,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<Status> {
         Duration::from_secs(config.shutdown_grace_secs),
     )
     .await;
-    coffer.close().await.context("flushing the store on shutdown")?;
+    coffer
+        .close()
+        .await
+        .context("flushing the store on shutdown")?;
     tracing::info!("coffer stopped");
     Ok(Status::Ok)
 }
@@ -116,20 +129,25 @@ async fn dev_bootstrap(coffer: &Coffer, dir: &Path) -> anyhow::Result<()> {
     if !coffer.status().initialized {
         let out = coffer.init(1, 1).await?;
         settings::write_private(&key_file, out.unseal_keys[0].expose_secret().as_bytes())?;
-        settings::write_private(&dir.join(DEV_ROOT_TOKEN), out.root_token.expose_secret().as_bytes())?;
+        settings::write_private(
+            &dir.join(DEV_ROOT_TOKEN),
+            out.root_token.expose_secret().as_bytes(),
+        )?;
         tracing::info!(dir = %dir.display(), "initialized a new dev data directory");
     }
-    let key = std::fs::read_to_string(&key_file).map(SecretString::new).map_err(|e| {
-        fail(
-            Status::Other,
-            format!(
-                "{} holds a coffer but its dev unseal key {} cannot be read ({e}); \
+    let key = std::fs::read_to_string(&key_file)
+        .map(SecretString::new)
+        .map_err(|e| {
+            fail(
+                Status::Other,
+                format!(
+                    "{} holds a coffer but its dev unseal key {} cannot be read ({e}); \
                  it was not created by `coffer server --dev`, or the key file was removed",
-                dir.display(),
-                key_file.display()
-            ),
-        )
-    })?;
+                    dir.display(),
+                    key_file.display()
+                ),
+            )
+        })?;
     coffer.unseal(key.expose_secret().trim()).await?;
     Ok(())
 }
@@ -167,9 +185,8 @@ fn is_on_path(exe: &Path) -> bool {
         return false;
     };
     let exe = std::fs::canonicalize(exe).unwrap_or_else(|_| exe.to_path_buf());
-    std::env::split_paths(&path).any(|d: PathBuf| {
-        std::fs::canonicalize(d.join("coffer")).is_ok_and(|p| p == exe)
-    })
+    std::env::split_paths(&path)
+        .any(|d: PathBuf| std::fs::canonicalize(d.join("coffer")).is_ok_and(|p| p == exe))
 }
 
 fn init_logging(level: &str, format: &str) {
@@ -195,14 +212,15 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM");
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

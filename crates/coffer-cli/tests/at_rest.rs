@@ -23,10 +23,18 @@ fn assert_clean(server: &Server, tokens: &[&str], when: &str) {
         }
         let bytes = std::fs::read(&file).unwrap();
         for c in CANARIES {
-            assert!(!contains(&bytes, c.as_bytes()), "{when}: {c} found in {}", file.display());
+            assert!(
+                !contains(&bytes, c.as_bytes()),
+                "{when}: {c} found in {}",
+                file.display()
+            );
         }
         for t in tokens {
-            assert!(!contains(&bytes, t.as_bytes()), "{when}: a raw token found in {}", file.display());
+            assert!(
+                !contains(&bytes, t.as_bytes()),
+                "{when}: a raw token found in {}",
+                file.display()
+            );
         }
     }
     let logs = server.logs();
@@ -34,7 +42,10 @@ fn assert_clean(server: &Server, tokens: &[&str], when: &str) {
         assert!(!logs.contains(c), "{when}: {c} found in the server log");
     }
     for t in tokens {
-        assert!(!logs.contains(t), "{when}: a raw token found in the server log");
+        assert!(
+            !logs.contains(t),
+            "{when}: a raw token found in the server log"
+        );
     }
 }
 
@@ -46,35 +57,96 @@ fn no_canary_or_token_on_disk_or_in_logs() {
     let cli = || server.cli().token(&token);
     let mut outputs = Vec::new();
 
-    outputs.push(cli().stdin(CANARIES[2]).run(&["set", "app/prod/KEY"]).expect(0));
-    outputs.push(cli().stdin(CANARIES[0]).run(&["set", "app/prod/KEY", "--json"]).expect(0));
+    outputs.push(
+        cli()
+            .stdin(CANARIES[2])
+            .run(&["set", "app/prod/KEY"])
+            .expect(0),
+    );
+    outputs.push(
+        cli()
+            .stdin(CANARIES[0])
+            .run(&["set", "app/prod/KEY", "--json"])
+            .expect(0),
+    );
     let fields = format!(r#"{{"user":"svc","password":"{}"}}"#, CANARIES[1]);
-    outputs.push(cli().stdin(&fields).run(&["set", "app/prod/DB", "--fields"]).expect(0));
-    outputs.push(cli().stdin(CANARIES[3]).run(&["set", "app/prod/GONE"]).expect(0));
+    outputs.push(
+        cli()
+            .stdin(&fields)
+            .run(&["set", "app/prod/DB", "--fields"])
+            .expect(0),
+    );
+    outputs.push(
+        cli()
+            .stdin(CANARIES[3])
+            .run(&["set", "app/prod/GONE"])
+            .expect(0),
+    );
     outputs.push(cli().run(&["rm", "app/prod/GONE", "--destroy"]).expect(0));
-    outputs.push(cli().run(&["rm", "app/prod/KEY", "--version", "1"]).expect(0));
+    outputs.push(
+        cli()
+            .run(&["rm", "app/prod/KEY", "--version", "1"])
+            .expect(0),
+    );
     outputs.push(cli().run(&["ls", "app", "-r", "--json"]).expect(0));
     outputs.push(cli().run(&["history", "app/prod/KEY", "--json"]).expect(0));
     outputs.push(cli().run(&["history", "app/prod/KEY"]).expect(0));
     outputs.push(cli().run(&["status", "--json"]).expect(0));
     outputs.push(cli().run(&["operator", "rotate"]).expect(0));
     // Error paths too: a write that is refused, a read of a deleted version.
-    outputs.push(cli().stdin(CANARIES[0]).run(&["set", "app/prod/KEY", "--cas", "1"]).expect(8));
-    outputs.push(cli().stdin(CANARIES[0]).run(&["set", "bad//path"]).expect(7));
-    outputs.push(cli().run(&["get", "app/prod/KEY", "--version", "1"]).expect(3));
-    outputs.push(server.cli().token(&format!("{token}junk")).run(&["get", "app/prod/KEY"]).expect(4));
+    outputs.push(
+        cli()
+            .stdin(CANARIES[0])
+            .run(&["set", "app/prod/KEY", "--cas", "1"])
+            .expect(8),
+    );
+    outputs.push(
+        cli()
+            .stdin(CANARIES[0])
+            .run(&["set", "bad//path"])
+            .expect(7),
+    );
+    outputs.push(
+        cli()
+            .run(&["get", "app/prod/KEY", "--version", "1"])
+            .expect(3),
+    );
+    outputs.push(
+        server
+            .cli()
+            .token(&format!("{token}junk"))
+            .run(&["get", "app/prod/KEY"])
+            .expect(4),
+    );
     // Login writes the token to the user's file (where it belongs), but never prints it.
     outputs.push(server.cli().stdin(&token).run(&["login"]).expect(0));
 
     for o in &outputs {
         for c in CANARIES {
-            assert!(!o.stdout().contains(c) && !o.stderr().contains(c), "coffer {:?} printed {c}", o.args);
+            assert!(
+                !o.stdout().contains(c) && !o.stderr().contains(c),
+                "coffer {:?} printed {c}",
+                o.args
+            );
         }
-        assert!(!o.stdout().contains(&token) && !o.stderr().contains(&token), "coffer {:?} printed the token", o.args);
+        assert!(
+            !o.stdout().contains(&token) && !o.stderr().contains(&token),
+            "coffer {:?} printed the token",
+            o.args
+        );
     }
     // The reads that should work do.
-    assert_eq!(cli().run(&["get", "app/prod/KEY"]).expect(0).stdout(), CANARIES[0]);
-    assert_eq!(cli().run(&["get", "app/prod/DB", "--field", "password"]).expect(0).stdout(), CANARIES[1]);
+    assert_eq!(
+        cli().run(&["get", "app/prod/KEY"]).expect(0).stdout(),
+        CANARIES[0]
+    );
+    assert_eq!(
+        cli()
+            .run(&["get", "app/prod/DB", "--field", "password"])
+            .expect(0)
+            .stdout(),
+        CANARIES[1]
+    );
 
     assert_clean(&server, &[&token], "while running (WAL not checkpointed)");
     server.kill9();

@@ -29,7 +29,8 @@ fn acknowledged_writes_survive_kill_9() {
         let acked = Arc::new(Mutex::new(Vec::<Acked>::new()));
         let writers: Vec<_> = (0..6)
             .map(|w| {
-                let (host, token, stop, acked) = (host.clone(), token.clone(), stop.clone(), acked.clone());
+                let (host, token, stop, acked) =
+                    (host.clone(), token.clone(), stop.clone(), acked.clone());
                 std::thread::spawn(move || {
                     let mut i = 0u64;
                     while !stop.load(Ordering::Relaxed) {
@@ -38,12 +39,23 @@ fn acknowledged_writes_survive_kill_9() {
                         let value = format!("t{trial}-w{w}-i{i}");
                         let body = format!(r#"{{"value":"{value}"}}"#);
                         let result = std::panic::catch_unwind(|| {
-                            http(&host, "PUT", &format!("/api/v1/secrets/{path}"), Some(&token), Some(body.as_bytes()), &[])
+                            http(
+                                &host,
+                                "PUT",
+                                &format!("/api/v1/secrets/{path}"),
+                                Some(&token),
+                                Some(body.as_bytes()),
+                                &[],
+                            )
                         });
                         match result {
                             Ok(r) if r.status == 200 => {
                                 let version = r.json()["version"].as_u64().unwrap();
-                                acked.lock().unwrap().push(Acked { path, version, value });
+                                acked.lock().unwrap().push(Acked {
+                                    path,
+                                    version,
+                                    value,
+                                });
                             }
                             // The server died mid-request: this write was never acknowledged.
                             _ => return,
@@ -60,15 +72,29 @@ fn acknowledged_writes_survive_kill_9() {
             w.join().unwrap();
         }
         let acked = acked.lock().unwrap().clone();
-        assert!(acked.len() > 20, "trial {trial}: only {} writes acknowledged", acked.len());
+        assert!(
+            acked.len() > 20,
+            "trial {trial}: only {} writes acknowledged",
+            acked.len()
+        );
         all_acked.extend(acked);
 
         // Restart and check every acknowledged write of every trial so far.
         let server = Server::start(dir.path(), Mode::Dev);
         let token = server.root_token();
         for a in &all_acked {
-            let r = server.http("GET", &format!("/api/v1/secrets/{}?version={}", a.path, a.version), Some(&token), None);
-            assert_eq!(r.status, 200, "trial {trial}: acknowledged {a:?} is gone: {}", r.text());
+            let r = server.http(
+                "GET",
+                &format!("/api/v1/secrets/{}?version={}", a.path, a.version),
+                Some(&token),
+                None,
+            );
+            assert_eq!(
+                r.status,
+                200,
+                "trial {trial}: acknowledged {a:?} is gone: {}",
+                r.text()
+            );
             assert_eq!(r.json()["value"], a.value.as_str(), "trial {trial}: {a:?}");
         }
         server.kill9();

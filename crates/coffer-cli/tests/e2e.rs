@@ -10,38 +10,75 @@ fn dev_server_first_minutes() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), Mode::Dev);
     let banner = std::fs::read_to_string(&server.stdout_log).unwrap();
-    assert!(banner.contains("login <"), "the banner says how to connect: {banner}");
+    assert!(
+        banner.contains("login <"),
+        "the banner says how to connect: {banner}"
+    );
 
     // Root token file: owner-only.
     use std::os::unix::fs::PermissionsExt;
     for f in ["root-token", "unseal-key", "coffer.db"] {
-        let mode = std::fs::metadata(server.data_dir().join(f)).unwrap().permissions().mode();
+        let mode = std::fs::metadata(server.data_dir().join(f))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o077, 0, "{f} must be readable by its owner only");
     }
 
     // login from stdin saves the token, owner-only.
     let token = server.root_token();
     let login = server.cli().stdin(&token).run(&["login"]).expect(0);
-    assert!(login.stderr().contains("Logged in as root"), "{}", login.stderr());
+    assert!(
+        login.stderr().contains("Logged in as root"),
+        "{}",
+        login.stderr()
+    );
     let saved = dir.path().join("config/coffer/token");
-    assert_eq!(std::fs::metadata(&saved).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(&saved).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     assert!(!login.stdout().contains(&token) && !login.stderr().contains(&token));
 
     // set from stdin (one trailing newline dropped), get prints the value alone.
-    server.cli().stdin("s3cr3t-value\n").run(&["set", "myapp/dev/API_KEY"]).expect(0);
+    server
+        .cli()
+        .stdin("s3cr3t-value\n")
+        .run(&["set", "myapp/dev/API_KEY"])
+        .expect(0);
     let got = server.cli().run(&["get", "myapp/dev/API_KEY"]).expect(0);
     assert_eq!(got.stdout(), "s3cr3t-value");
-    server.cli().stdin("second\n").run(&["set", "/myapp/dev/API_KEY"]).expect(0);
-    server.cli().stdin("other").run(&["set", "myapp/prod/DB_URL"]).expect(0);
-    server.cli().stdin("deep").run(&["set", "myapp/dev/nested/X"]).expect(0);
+    server
+        .cli()
+        .stdin("second\n")
+        .run(&["set", "/myapp/dev/API_KEY"])
+        .expect(0);
+    server
+        .cli()
+        .stdin("other")
+        .run(&["set", "myapp/prod/DB_URL"])
+        .expect(0);
+    server
+        .cli()
+        .stdin("deep")
+        .run(&["set", "myapp/dev/nested/X"])
+        .expect(0);
 
-    let j = server.cli().run(&["get", "myapp/dev/API_KEY", "--json"]).expect(0).json();
+    let j = server
+        .cli()
+        .run(&["get", "myapp/dev/API_KEY", "--json"])
+        .expect(0)
+        .json();
     assert_eq!(j["value"], "second");
     assert_eq!(j["version"], 2);
     assert_eq!(j["path"], "myapp/dev/API_KEY");
     assert_eq!(j["created_by"], "root");
     assert_eq!(
-        server.cli().run(&["get", "myapp/dev/API_KEY", "--version", "1"]).expect(0).stdout(),
+        server
+            .cli()
+            .run(&["get", "myapp/dev/API_KEY", "--version", "1"])
+            .expect(0)
+            .stdout(),
         "s3cr3t-value"
     );
 
@@ -55,15 +92,26 @@ fn dev_server_first_minutes() {
         server.cli().run(&["ls", "myapp", "-r"]).expect(0).stdout(),
         "dev/API_KEY\ndev/nested/X\nprod/DB_URL\n"
     );
-    let j = server.cli().run(&["ls", "myapp/dev", "--json"]).expect(0).json();
+    let j = server
+        .cli()
+        .run(&["ls", "myapp/dev", "--json"])
+        .expect(0)
+        .json();
     assert_eq!(j[1]["name"], "nested/");
     assert_eq!(j[1]["folder"], true);
 
     // history never shows values.
-    let h = server.cli().run(&["history", "myapp/dev/API_KEY"]).expect(0);
+    let h = server
+        .cli()
+        .run(&["history", "myapp/dev/API_KEY"])
+        .expect(0);
     assert!(h.stdout().contains("[current]"));
     assert!(!h.stdout().contains("second") && !h.stdout().contains("s3cr3t"));
-    let hj = server.cli().run(&["history", "myapp/dev/API_KEY", "--json"]).expect(0).json();
+    let hj = server
+        .cli()
+        .run(&["history", "myapp/dev/API_KEY", "--json"])
+        .expect(0)
+        .json();
     assert_eq!(hj["versions"].as_array().unwrap().len(), 2);
 
     // Fields values.
@@ -73,30 +121,87 @@ fn dev_server_first_minutes() {
         .run(&["set", "myapp/dev/db", "--fields"])
         .expect(0);
     assert_eq!(
-        server.cli().run(&["get", "myapp/dev/db", "--field", "password"]).expect(0).stdout(),
+        server
+            .cli()
+            .run(&["get", "myapp/dev/db", "--field", "password"])
+            .expect(0)
+            .stdout(),
         "pw-123"
     );
-    server.cli().run(&["get", "myapp/dev/db", "--field", "nope"]).expect(3);
+    server
+        .cli()
+        .run(&["get", "myapp/dev/db", "--field", "nope"])
+        .expect(3);
 
     // rm (soft), then undelete, then destroy an old version.
     server.cli().run(&["rm", "myapp/dev/API_KEY"]).expect(0);
     let gone = server.cli().run(&["get", "myapp/dev/API_KEY"]).expect(3);
     assert!(gone.stderr().contains("deleted"), "{}", gone.stderr());
-    assert!(!server.cli().run(&["ls", "myapp/dev"]).expect(0).stdout().contains("API_KEY"));
-    assert!(server.cli().run(&["ls", "myapp/dev", "--all"]).expect(0).stdout().contains("API_KEY"));
-    server.cli().run(&["undelete", "myapp/dev/API_KEY"]).expect(0);
-    assert_eq!(server.cli().run(&["get", "myapp/dev/API_KEY"]).expect(0).stdout(), "second");
-    server.cli().run(&["rm", "myapp/dev/API_KEY", "--destroy", "--version", "1"]).expect(0);
-    let destroyed = server.cli().run(&["get", "myapp/dev/API_KEY", "--version", "1"]).expect(3);
+    assert!(
+        !server
+            .cli()
+            .run(&["ls", "myapp/dev"])
+            .expect(0)
+            .stdout()
+            .contains("API_KEY")
+    );
+    assert!(
+        server
+            .cli()
+            .run(&["ls", "myapp/dev", "--all"])
+            .expect(0)
+            .stdout()
+            .contains("API_KEY")
+    );
+    server
+        .cli()
+        .run(&["undelete", "myapp/dev/API_KEY"])
+        .expect(0);
+    assert_eq!(
+        server
+            .cli()
+            .run(&["get", "myapp/dev/API_KEY"])
+            .expect(0)
+            .stdout(),
+        "second"
+    );
+    server
+        .cli()
+        .run(&["rm", "myapp/dev/API_KEY", "--destroy", "--version", "1"])
+        .expect(0);
+    let destroyed = server
+        .cli()
+        .run(&["get", "myapp/dev/API_KEY", "--version", "1"])
+        .expect(3);
     assert!(destroyed.stderr().contains("destroyed"));
-    server.cli().run(&["undelete", "myapp/dev/API_KEY", "--version", "1"]).expect(0);
-    server.cli().run(&["get", "myapp/dev/API_KEY", "--version", "1"]).expect(3);
+    server
+        .cli()
+        .run(&["undelete", "myapp/dev/API_KEY", "--version", "1"])
+        .expect(0);
+    server
+        .cli()
+        .run(&["get", "myapp/dev/API_KEY", "--version", "1"])
+        .expect(3);
 
     // Restart: dev mode unseals itself again, data intact.
     assert!(server.stop().success());
     let server = Server::start(dir.path(), Mode::Dev);
-    assert_eq!(server.cli().run(&["get", "myapp/dev/API_KEY"]).expect(0).stdout(), "second");
-    assert_eq!(server.cli().run(&["get", "myapp/prod/DB_URL"]).expect(0).stdout(), "other");
+    assert_eq!(
+        server
+            .cli()
+            .run(&["get", "myapp/dev/API_KEY"])
+            .expect(0)
+            .stdout(),
+        "second"
+    );
+    assert_eq!(
+        server
+            .cli()
+            .run(&["get", "myapp/prod/DB_URL"])
+            .expect(0)
+            .stdout(),
+        "other"
+    );
     server.cli().run(&["logout"]).expect(0);
     assert!(!saved.exists());
     server.cli().run(&["get", "myapp/prod/DB_URL"]).expect(4);
@@ -116,7 +221,10 @@ fn exit_statuses_and_one_line_errors() {
     // Not found: 3.
     let nf = cli().run(&["get", "nothing/here"]).expect(3);
     assert_eq!(nf.stderr().lines().count(), 1, "one line: {}", nf.stderr());
-    assert!(nf.stderr().starts_with("coffer: error: no secret at nothing/here"));
+    assert!(
+        nf.stderr()
+            .starts_with("coffer: error: no secret at nothing/here")
+    );
     // Permission denied: 4 (no token, or a wrong one).
     let denied = server.cli().run(&["get", "a/b"]).expect(4);
     assert!(denied.stderr().contains("coffer login"));
@@ -126,19 +234,46 @@ fn exit_statuses_and_one_line_errors() {
     let bad = cli().stdin("v").run(&["set", "a/../b"]).expect(7);
     assert!(bad.stderr().contains("'..'"), "{}", bad.stderr());
     cli().stdin("").run(&["set", "a/b"]).expect(7);
-    cli().stdin("").run(&["set", "a/b", "--allow-empty"]).expect(0);
-    cli().stdin("not json").run(&["set", "a/c", "--fields"]).expect(7);
+    cli()
+        .stdin("")
+        .run(&["set", "a/b", "--allow-empty"])
+        .expect(0);
+    cli()
+        .stdin("not json")
+        .run(&["set", "a/c", "--fields"])
+        .expect(7);
     // Conflict: 8.
-    cli().stdin("v").run(&["set", "a/b", "--cas", "0"]).expect(8);
-    cli().stdin("v").run(&["set", "a/b", "--cas", "1"]).expect(0);
+    cli()
+        .stdin("v")
+        .run(&["set", "a/b", "--cas", "0"])
+        .expect(8);
+    cli()
+        .stdin("v")
+        .run(&["set", "a/b", "--cas", "1"])
+        .expect(0);
     // Unreachable: 6.
-    let un = server.cli().env("COFFER_ADDR", "http://127.0.0.1:9").token(&token).run(&["get", "a/b"]).expect(6);
-    assert!(un.stderr().contains("cannot reach coffer"), "{}", un.stderr());
+    let un = server
+        .cli()
+        .env("COFFER_ADDR", "http://127.0.0.1:9")
+        .token(&token)
+        .run(&["get", "a/b"])
+        .expect(6);
+    assert!(
+        un.stderr().contains("cannot reach coffer"),
+        "{}",
+        un.stderr()
+    );
     // Bad address: usage.
-    server.cli().env("COFFER_ADDR", "ftp://nope").run(&["status"]).expect(2);
+    server
+        .cli()
+        .env("COFFER_ADDR", "ftp://nope")
+        .run(&["status"])
+        .expect(2);
 
     // --value works but warns, and the warning names the risk.
-    let w = cli().run(&["set", "a/d", "--value", "on-the-command-line"]).expect(0);
+    let w = cli()
+        .run(&["set", "a/d", "--value", "on-the-command-line"])
+        .expect(0);
     assert!(w.stderr().contains("warning") && w.stderr().contains("process list"));
 
     // status --json; exits 0 unsealed.
@@ -148,9 +283,14 @@ fn exit_statuses_and_one_line_errors() {
     assert_eq!(s["storage"], "sqlite");
 
     // --help has examples for every command.
-    for cmd in ["server", "status", "set", "get", "ls", "rm", "undelete", "history", "login"] {
+    for cmd in [
+        "server", "status", "set", "get", "ls", "rm", "undelete", "history", "login",
+    ] {
         let h = server.cli().run(&[cmd, "--help"]).expect(0);
-        assert!(h.stdout().contains("Example"), "{cmd} --help lacks examples");
+        assert!(
+            h.stdout().contains("Example"),
+            "{cmd} --help lacks examples"
+        );
     }
     let h = server.cli().run(&["--help"]).expect(0);
     assert!(h.stdout().contains("Exit status"));
@@ -161,7 +301,12 @@ fn graceful_shutdown_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), Mode::Dev);
     let token = server.root_token();
-    server.cli().token(&token).stdin("v").run(&["set", "g/x"]).expect(0);
+    server
+        .cli()
+        .token(&token)
+        .stdin("v")
+        .run(&["set", "g/x"])
+        .expect(0);
     let logs_path = server.stderr_log.clone();
     let status = server.stop();
     assert!(status.success(), "exit status {status}");

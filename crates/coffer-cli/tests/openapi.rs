@@ -20,17 +20,30 @@ fn openapi_document_matches_the_routes() {
     assert!(paths.len() >= 15, "{} paths documented", paths.len());
 
     // Put a secret where the sample path points, so handlers get past lookups.
-    let put = server.http("PUT", "/api/v1/secrets/app/dev/KEY", Some(&token), Some(br#"{"value":"v"}"#));
+    let put = server.http(
+        "PUT",
+        "/api/v1/secrets/app/dev/KEY",
+        Some(&token),
+        Some(br#"{"value":"v"}"#),
+    );
     assert_eq!(put.status, 200);
 
     let mut operations = 0;
     for (path, item) in paths {
-        let concrete = path.replace("{path}", "app/dev/KEY").replace("{prefix}", "app");
+        let concrete = path
+            .replace("{path}", "app/dev/KEY")
+            .replace("{prefix}", "app");
         for method in ["get", "put", "post", "delete"] {
             let Some(op) = item.get(method) else { continue };
             operations += 1;
-            assert!(op["operationId"].is_string(), "{method} {path} has no operationId");
-            assert!(op["responses"].is_object(), "{method} {path} has no responses");
+            assert!(
+                op["operationId"].is_string(),
+                "{method} {path} has no operationId"
+            );
+            assert!(
+                op["responses"].is_object(),
+                "{method} {path} has no responses"
+            );
             // Skip the operations that change server state for the other checks.
             if matches!(concrete.as_str(), "/api/v1/sys/seal" | "/api/v1/sys/init") {
                 continue;
@@ -42,10 +55,14 @@ fn openapi_document_matches_the_routes() {
                 _ => None,
             };
             let resp = server.http(&method.to_uppercase(), &concrete, Some(&token), body);
-            assert_ne!(resp.status, 405, "{method} {path} is documented but not routed");
+            assert_ne!(
+                resp.status, 405,
+                "{method} {path} is documented but not routed"
+            );
             if resp.status == 404 {
                 assert_ne!(
-                    resp.json()["error"]["message"], "no such API route; see /api/v1/openapi.json",
+                    resp.json()["error"]["message"],
+                    "no such API route; see /api/v1/openapi.json",
                     "{method} {path} is documented but not routed"
                 );
             }

@@ -34,7 +34,10 @@ fn assert_all_sealed(server: &Server, token: Option<&str>) {
         );
     }
     // Status, health and unseal still answer.
-    assert_eq!(server.http("GET", "/api/v1/sys/status", None, None).status, 200);
+    assert_eq!(
+        server.http("GET", "/api/v1/sys/status", None, None).status,
+        200
+    );
     let h = server.http("GET", "/api/v1/sys/health", None, None).status;
     assert!(h == 503 || h == 501, "health while sealed: {h}");
 }
@@ -46,13 +49,24 @@ fn init_unseal_restart_seal_rotate() {
     let cli = || server.cli();
 
     // Not initialized: 501 on health, 503 everywhere else, status says so.
-    assert_eq!(server.http("GET", "/api/v1/sys/health", None, None).status, 501);
+    assert_eq!(
+        server.http("GET", "/api/v1/sys/health", None, None).status,
+        501
+    );
     assert_all_sealed(&server, None);
     let s = cli().run(&["status", "--json"]).expect(5).json();
     assert_eq!(s["initialized"], false);
 
     let init = cli()
-        .run(&["operator", "init", "--shares", "3", "--threshold", "2", "--json"])
+        .run(&[
+            "operator",
+            "init",
+            "--shares",
+            "3",
+            "--threshold",
+            "2",
+            "--json",
+        ])
         .expect(0)
         .json();
     let keys: Vec<String> = init["unseal_keys"]
@@ -64,36 +78,84 @@ fn init_unseal_restart_seal_rotate() {
     let root = init["root_token"].as_str().unwrap().to_string();
     assert_eq!(keys.len(), 3);
     assert!(root.starts_with("cft_") && root.len() == 53);
-    cli().run(&["operator", "init", "--shares", "1", "--threshold", "1"]).expect(8);
-    cli().run(&["operator", "init", "--shares", "2", "--threshold", "3"]).expect(2);
+    cli()
+        .run(&["operator", "init", "--shares", "1", "--threshold", "1"])
+        .expect(8);
+    cli()
+        .run(&["operator", "init", "--shares", "2", "--threshold", "3"])
+        .expect(2);
 
     // Sealed after init, even with the root token.
     assert_all_sealed(&server, Some(&root));
     let s = cli().run(&["status", "--json"]).expect(5).json();
-    assert_eq!((s["initialized"].as_bool(), s["sealed"].as_bool()), (Some(true), Some(true)));
-    assert_eq!((s["threshold"].as_u64(), s["shares"].as_u64()), (Some(2), Some(3)));
+    assert_eq!(
+        (s["initialized"].as_bool(), s["sealed"].as_bool()),
+        (Some(true), Some(true))
+    );
+    assert_eq!(
+        (s["threshold"].as_u64(), s["shares"].as_u64()),
+        (Some(2), Some(3))
+    );
 
     // A malformed key is refused and is not progress.
-    let bad = cli().stdin("definitely-not-a-key").run(&["operator", "unseal"]).expect(7);
-    assert!(!bad.stderr().contains("definitely-not-a-key"), "errors never echo keys");
+    let bad = cli()
+        .stdin("definitely-not-a-key")
+        .run(&["operator", "unseal"])
+        .expect(7);
+    assert!(
+        !bad.stderr().contains("definitely-not-a-key"),
+        "errors never echo keys"
+    );
     // One key: progress 1/2. The same key again is refused.
-    let p = cli().stdin(&keys[2]).run(&["operator", "unseal", "--json"]).expect(0).json();
-    assert_eq!((p["sealed"].as_bool(), p["progress"].as_u64()), (Some(true), Some(1)));
+    let p = cli()
+        .stdin(&keys[2])
+        .run(&["operator", "unseal", "--json"])
+        .expect(0)
+        .json();
+    assert_eq!(
+        (p["sealed"].as_bool(), p["progress"].as_u64()),
+        (Some(true), Some(1))
+    );
     cli().stdin(&keys[2]).run(&["operator", "unseal"]).expect(7);
     // Reset, then two different keys unseal.
     cli().run(&["operator", "unseal", "--reset"]).expect(0);
-    assert_eq!(cli().run(&["status", "--json"]).expect(5).json()["progress"], 0);
-    cli().stdin(format!("{}\n", keys[0])).run(&["operator", "unseal"]).expect(0);
+    assert_eq!(
+        cli().run(&["status", "--json"]).expect(5).json()["progress"],
+        0
+    );
+    cli()
+        .stdin(format!("{}\n", keys[0]))
+        .run(&["operator", "unseal"])
+        .expect(0);
     let done = cli().stdin(&keys[1]).run(&["operator", "unseal"]).expect(0);
     assert!(done.stdout().contains("Unsealed"), "{}", done.stdout());
     cli().run(&["status"]).expect(0);
-    assert_eq!(server.http("GET", "/api/v1/sys/health", None, None).status, 200);
+    assert_eq!(
+        server.http("GET", "/api/v1/sys/health", None, None).status,
+        200
+    );
 
-    cli().token(&root).stdin("before-rotate").run(&["set", "app/dev/KEY"]).expect(0);
-    let rot = cli().token(&root).run(&["operator", "rotate", "--json"]).expect(0).json();
+    cli()
+        .token(&root)
+        .stdin("before-rotate")
+        .run(&["set", "app/dev/KEY"])
+        .expect(0);
+    let rot = cli()
+        .token(&root)
+        .run(&["operator", "rotate", "--json"])
+        .expect(0)
+        .json();
     assert_eq!(rot["active_key"], 2);
-    cli().token(&root).stdin("after-rotate").run(&["set", "app/dev/KEY"]).expect(0);
-    let h = cli().token(&root).run(&["history", "app/dev/KEY", "--json"]).expect(0).json();
+    cli()
+        .token(&root)
+        .stdin("after-rotate")
+        .run(&["set", "app/dev/KEY"])
+        .expect(0);
+    let h = cli()
+        .token(&root)
+        .run(&["history", "app/dev/KEY", "--json"])
+        .expect(0)
+        .json();
     assert_eq!(h["versions"][0]["key_id"], 1);
     assert_eq!(h["versions"][1]["key_id"], 2);
 
@@ -105,11 +167,19 @@ fn init_unseal_restart_seal_rotate() {
     cli().stdin(&keys[1]).run(&["operator", "unseal"]).expect(0);
     cli().stdin(&keys[2]).run(&["operator", "unseal"]).expect(0);
     assert_eq!(
-        cli().token(&root).run(&["get", "app/dev/KEY", "--version", "1"]).expect(0).stdout(),
+        cli()
+            .token(&root)
+            .run(&["get", "app/dev/KEY", "--version", "1"])
+            .expect(0)
+            .stdout(),
         "before-rotate"
     );
     assert_eq!(
-        cli().token(&root).run(&["get", "app/dev/KEY"]).expect(0).stdout(),
+        cli()
+            .token(&root)
+            .run(&["get", "app/dev/KEY"])
+            .expect(0)
+            .stdout(),
         "after-rotate"
     );
 
@@ -122,16 +192,27 @@ fn init_unseal_restart_seal_rotate() {
     // A share from the wrong set does not unseal, and keys never reach the logs.
     let logs = server.logs();
     for k in &keys {
-        assert!(!logs.contains(k.as_str()), "an unseal key reached the server log");
+        assert!(
+            !logs.contains(k.as_str()),
+            "an unseal key reached the server log"
+        );
     }
-    assert!(!logs.contains(&root), "the root token reached the server log");
+    assert!(
+        !logs.contains(&root),
+        "the root token reached the server log"
+    );
 }
 
 #[test]
 fn non_loopback_without_tls_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let err = Server::try_start(dir.path(), Mode::Config("listen = \"0.0.0.0:0\"")).err().unwrap();
-    assert!(err.contains("[tls]") && err.contains("exit status: 2"), "{err}");
+    let err = Server::try_start(dir.path(), Mode::Config("listen = \"0.0.0.0:0\""))
+        .err()
+        .unwrap();
+    assert!(
+        err.contains("[tls]") && err.contains("exit status: 2"),
+        "{err}"
+    );
     // Also when the flag, not the file, asks for it.
     let dir = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(common::BIN)

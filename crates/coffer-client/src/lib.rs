@@ -131,7 +131,10 @@ impl ClientBuilder {
         let base: Uri = self.addr.trim_end_matches('/').parse().map_err(|_| {
             ClientError::new(
                 ErrorKind::Config,
-                format!("invalid server address {:?}; expected http(s)://host:port", self.addr),
+                format!(
+                    "invalid server address {:?}; expected http(s)://host:port",
+                    self.addr
+                ),
             )
         })?;
         let https = match base.scheme_str() {
@@ -140,7 +143,10 @@ impl ClientBuilder {
             _ => {
                 return Err(ClientError::new(
                     ErrorKind::Config,
-                    format!("server address {:?} must start with http:// or https://", self.addr),
+                    format!(
+                        "server address {:?} must start with http:// or https://",
+                        self.addr
+                    ),
                 ));
             }
         };
@@ -290,7 +296,10 @@ impl Client {
     ) -> Result<T, ClientError> {
         let bytes = self.call_raw(method, path_and_query, body).await?;
         serde_json::from_slice(&bytes).map_err(|_| {
-            ClientError::new(ErrorKind::Server, "the server's answer is not the expected JSON")
+            ClientError::new(
+                ErrorKind::Server,
+                "the server's answer is not the expected JSON",
+            )
         })
     }
 
@@ -306,11 +315,14 @@ impl Client {
             .uri(&uri)
             .header("user-agent", concat!("coffer/", env!("CARGO_PKG_VERSION")));
         if let Some(t) = &self.inner.token {
-            let mut value = hyper::header::HeaderValue::from_str(&format!(
-                "Bearer {}",
-                t.expose_secret()
-            ))
-            .map_err(|_| ClientError::new(ErrorKind::Config, "the token contains characters that cannot be sent"))?;
+            let mut value =
+                hyper::header::HeaderValue::from_str(&format!("Bearer {}", t.expose_secret()))
+                    .map_err(|_| {
+                        ClientError::new(
+                            ErrorKind::Config,
+                            "the token contains characters that cannot be sent",
+                        )
+                    })?;
             value.set_sensitive(true);
             req = req.header(hyper::header::AUTHORIZATION, value);
         }
@@ -331,7 +343,10 @@ impl Client {
             let resp = self.inner.http.request(req).await.map_err(|e| {
                 ClientError::new(
                     ErrorKind::Unreachable,
-                    format!("cannot reach coffer at {addr}: {}", describe_connect_error(&e)),
+                    format!(
+                        "cannot reach coffer at {addr}: {}",
+                        describe_connect_error(&e)
+                    ),
                 )
             })?;
             let status = resp.status();
@@ -344,7 +359,10 @@ impl Client {
                 .collect()
                 .await
                 .map_err(|_| {
-                    ClientError::new(ErrorKind::Unreachable, format!("connection to {addr} failed mid-response"))
+                    ClientError::new(
+                        ErrorKind::Unreachable,
+                        format!("connection to {addr} failed mid-response"),
+                    )
                 })?
                 .to_bytes();
             Ok::<_, ClientError>((status, request_id, bytes))
@@ -352,11 +370,14 @@ impl Client {
         let (status, request_id, bytes) = tokio::time::timeout(self.inner.timeout, work)
             .await
             .map_err(|_| {
-                ClientError::new(
-                    ErrorKind::Unreachable,
-                    format!("coffer at {addr} did not answer within {:?}", self.inner.timeout),
-                )
-            })??;
+            ClientError::new(
+                ErrorKind::Unreachable,
+                format!(
+                    "coffer at {addr} did not answer within {:?}",
+                    self.inner.timeout
+                ),
+            )
+        })??;
         if status.is_success() {
             return Ok(bytes);
         }
@@ -367,7 +388,8 @@ impl Client {
 
     /// Seal status (no token needed).
     pub async fn status(&self) -> Result<SealStatus, ClientError> {
-        self.call::<(), _>(Method::GET, "/api/v1/sys/status", None).await
+        self.call::<(), _>(Method::GET, "/api/v1/sys/status", None)
+            .await
     }
 
     /// Initialises the server; the answer is shown once.
@@ -386,7 +408,8 @@ impl Client {
             key: Some(key.expose_secret().to_string()),
             reset: false,
         };
-        self.call(Method::POST, "/api/v1/sys/unseal", Some(&req)).await
+        self.call(Method::POST, "/api/v1/sys/unseal", Some(&req))
+            .await
     }
 
     /// Forgets the unseal progress.
@@ -395,7 +418,8 @@ impl Client {
             key: None,
             reset: true,
         };
-        self.call(Method::POST, "/api/v1/sys/unseal", Some(&req)).await
+        self.call(Method::POST, "/api/v1/sys/unseal", Some(&req))
+            .await
     }
 
     /// Seals the server.
@@ -425,7 +449,10 @@ impl Client {
         path: &str,
         version: Option<u64>,
     ) -> Result<ReadResponse<WireValue>, ClientError> {
-        let mut url = format!("/api/v1/secrets/{}", encode_path(path.trim_start_matches('/')));
+        let mut url = format!(
+            "/api/v1/secrets/{}",
+            encode_path(path.trim_start_matches('/'))
+        );
         if let Some(v) = version {
             url.push_str(&format!("?version={v}"));
         }
@@ -445,13 +472,24 @@ impl Client {
             #[serde(skip_serializing_if = "Option::is_none")]
             cas: Option<u64>,
         }
-        let url = format!("/api/v1/secrets/{}", encode_path(path.trim_start_matches('/')));
-        self.call(Method::PUT, &url, Some(&Body { value, cas })).await
+        let url = format!(
+            "/api/v1/secrets/{}",
+            encode_path(path.trim_start_matches('/'))
+        );
+        self.call(Method::PUT, &url, Some(&Body { value, cas }))
+            .await
     }
 
     /// Soft-deletes versions (empty: the current one).
-    pub async fn delete(&self, path: &str, versions: &[u64]) -> Result<VersionsResponse, ClientError> {
-        let mut url = format!("/api/v1/secrets/{}", encode_path(path.trim_start_matches('/')));
+    pub async fn delete(
+        &self,
+        path: &str,
+        versions: &[u64],
+    ) -> Result<VersionsResponse, ClientError> {
+        let mut url = format!(
+            "/api/v1/secrets/{}",
+            encode_path(path.trim_start_matches('/'))
+        );
         if !versions.is_empty() {
             let list: Vec<String> = versions.iter().map(u64::to_string).collect();
             url.push_str(&format!("?versions={}", list.join(",")));
@@ -460,8 +498,15 @@ impl Client {
     }
 
     /// Restores soft-deleted versions (empty: the current one).
-    pub async fn undelete(&self, path: &str, versions: &[u64]) -> Result<VersionsResponse, ClientError> {
-        let url = format!("/api/v1/undelete/{}", encode_path(path.trim_start_matches('/')));
+    pub async fn undelete(
+        &self,
+        path: &str,
+        versions: &[u64],
+    ) -> Result<VersionsResponse, ClientError> {
+        let url = format!(
+            "/api/v1/undelete/{}",
+            encode_path(path.trim_start_matches('/'))
+        );
         let body = api::VersionsRequest {
             versions: versions.to_vec(),
         };
@@ -469,8 +514,15 @@ impl Client {
     }
 
     /// Erases versions for good (empty: the current one).
-    pub async fn destroy(&self, path: &str, versions: &[u64]) -> Result<VersionsResponse, ClientError> {
-        let url = format!("/api/v1/destroy/{}", encode_path(path.trim_start_matches('/')));
+    pub async fn destroy(
+        &self,
+        path: &str,
+        versions: &[u64],
+    ) -> Result<VersionsResponse, ClientError> {
+        let url = format!(
+            "/api/v1/destroy/{}",
+            encode_path(path.trim_start_matches('/'))
+        );
         let body = api::VersionsRequest {
             versions: versions.to_vec(),
         };
@@ -479,7 +531,10 @@ impl Client {
 
     /// Metadata and history.
     pub async fn metadata(&self, path: &str) -> Result<MetadataResponse, ClientError> {
-        let url = format!("/api/v1/metadata/{}", encode_path(path.trim_start_matches('/')));
+        let url = format!(
+            "/api/v1/metadata/{}",
+            encode_path(path.trim_start_matches('/'))
+        );
         self.call::<(), _>(Method::GET, &url, None).await
     }
 
@@ -592,9 +647,13 @@ mod tests {
 
     #[test]
     fn error_bodies_map_to_kinds() {
-        let body = br#"{"error":{"code":"not_found","message":"no secret at a/b","request_id":"x"}}"#;
+        let body =
+            br#"{"error":{"code":"not_found","message":"no secret at a/b","request_id":"x"}}"#;
         let e = error_from_response(StatusCode::NOT_FOUND, None, body);
-        assert_eq!((e.kind, e.message.as_str()), (ErrorKind::NotFound, "no secret at a/b"));
+        assert_eq!(
+            (e.kind, e.message.as_str()),
+            (ErrorKind::NotFound, "no secret at a/b")
+        );
         let e = error_from_response(StatusCode::BAD_GATEWAY, None, b"<html>");
         assert_eq!(e.kind, ErrorKind::Server);
         assert!(e.message.contains("502"));

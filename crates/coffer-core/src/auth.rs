@@ -144,7 +144,10 @@ mod tests {
                 &["default"],
             ] {
                 assert!(
-                    matches!(authorize(&identity(policies), op, "a/b"), Err(CoreError::Forbidden)),
+                    matches!(
+                        authorize(&identity(policies), op, "a/b"),
+                        Err(CoreError::Forbidden)
+                    ),
                     "{policies:?} must not be treated as root"
                 );
             }

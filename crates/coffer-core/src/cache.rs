@@ -135,7 +135,10 @@ mod tests {
         let g = c.generation("p");
         c.invalidate("p");
         c.insert_if_unchanged("p", g, entry(2));
-        assert!(c.get("p").is_none(), "a delete is not undone by a stale reader");
+        assert!(
+            c.get("p").is_none(),
+            "a delete is not undone by a stale reader"
+        );
     }
 
     #[test]

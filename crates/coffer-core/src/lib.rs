@@ -330,7 +330,9 @@ impl Coffer {
         match self.store.commit(mutations).await {
             Ok(()) => {}
             // Another node (or a racing request) initialised first.
-            Err(coffer_store::StoreError::Conflict(_)) => return Err(CoreError::AlreadyInitialized),
+            Err(coffer_store::StoreError::Conflict(_)) => {
+                return Err(CoreError::AlreadyInitialized);
+            }
             Err(e) => return Err(e.into()),
         }
         *self.state.write().unwrap_or_else(|p| p.into_inner()) = State::Sealed {
@@ -394,7 +396,8 @@ impl Coffer {
             )
         };
         let combined = shamir::combine(shares).map_err(|_| wrong())?;
-        let unseal = UnsealKey::from(Key256::from_slice(combined.expose_secret()).map_err(|_| wrong())?);
+        let unseal =
+            UnsealKey::from(Key256::from_slice(combined.expose_secret()).map_err(|_| wrong())?);
         let wrapped_root = self
             .store
             .get_system(WRAPPED_ROOT_KEY)
@@ -407,8 +410,9 @@ impl Coffer {
             .await?
             .ok_or_else(|| CoreError::Corrupt("the wrapped keyring is missing".into()))?;
         // The root key opened, so a keyring that does not is tampered or corrupt.
-        let keyring = Keyring::unwrap(&root, &wrapped_keyring)
-            .map_err(|_| CoreError::Corrupt("the stored keyring failed its integrity check".into()))?;
+        let keyring = Keyring::unwrap(&root, &wrapped_keyring).map_err(|_| {
+            CoreError::Corrupt("the stored keyring failed its integrity check".into())
+        })?;
         Ok(Keys {
             root: Arc::new(root),
             keyring,
@@ -440,7 +444,10 @@ impl Coffer {
         }
         drop(state);
         self.cache.clear();
-        self.tokens.write().unwrap_or_else(|p| p.into_inner()).clear();
+        self.tokens
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
         tracing::info!(actor = identity.display_name(), "coffer sealed");
         Ok(())
     }
@@ -456,8 +463,9 @@ impl Coffer {
             .get_system(WRAPPED_KEYRING)
             .await?
             .ok_or_else(|| CoreError::Corrupt("the wrapped keyring is missing".into()))?;
-        let mut keyring = Keyring::unwrap(&keys.root, &wrapped)
-            .map_err(|_| CoreError::Corrupt("the stored keyring failed its integrity check".into()))?;
+        let mut keyring = Keyring::unwrap(&keys.root, &wrapped).map_err(|_| {
+            CoreError::Corrupt("the stored keyring failed its integrity check".into())
+        })?;
         let id = keyring.rotate(now_ms());
         self.store
             .commit(vec![Mutation::PutSystem {
@@ -473,7 +481,11 @@ impl Coffer {
                 keyring,
             });
         }
-        tracing::info!(actor = identity.display_name(), key_id = id, "keyring rotated");
+        tracing::info!(
+            actor = identity.display_name(),
+            key_id = id,
+            "keyring rotated"
+        );
         Ok(status)
     }
 
@@ -595,7 +607,11 @@ impl Coffer {
                 }
                 match &cached.current {
                     Some(r) => std::borrow::Cow::Borrowed(r),
-                    None => return Err(CoreError::Corrupt(format!("{path}: current version is missing"))),
+                    None => {
+                        return Err(CoreError::Corrupt(format!(
+                            "{path}: current version is missing"
+                        )));
+                    }
                 }
             }
             Some(v) if Some(v) == cached.current.as_ref().map(|r| r.version) => {
@@ -654,7 +670,9 @@ impl Coffer {
             });
         }
         let keys = self.keys()?;
-        let _lock = self.write_locks[self.cache.stripe(path.as_str())].lock().await;
+        let _lock = self.write_locks[self.cache.stripe(path.as_str())]
+            .lock()
+            .await;
         // A conflict without `cas` means another node wrote in between: reload
         // and retry a few times. With `cas`, the caller asked to be told.
         for attempt in 0..4 {
@@ -741,7 +759,10 @@ impl Coffer {
             n => n.min(MAX_LIST_LIMIT),
         };
         if let Some(after) = &options.after {
-            if after.is_empty() || after.len() > path::MAX_PATH_LEN || after.chars().any(char::is_control) {
+            if after.is_empty()
+                || after.len() > path::MAX_PATH_LEN
+                || after.chars().any(char::is_control)
+            {
                 return Err(CoreError::Invalid("invalid listing cursor".into()));
             }
         }
@@ -834,7 +855,9 @@ impl Coffer {
         let path = SecretPath::parse(path)?;
         self.keys()?;
         authorize(identity, op, path.as_str())?;
-        let _lock = self.write_locks[self.cache.stripe(path.as_str())].lock().await;
+        let _lock = self.write_locks[self.cache.stripe(path.as_str())]
+            .lock()
+            .await;
         let meta = self
             .store
             .get_meta(path.as_str())
@@ -878,7 +901,8 @@ impl Coffer {
         };
         let current = self.store.get_version(path, meta.current_version).await?;
         let entry = Arc::new(Cached { meta, current });
-        self.cache.insert_if_unchanged(path, generation, entry.clone());
+        self.cache
+            .insert_if_unchanged(path, generation, entry.clone());
         Ok(Some(entry))
     }
 

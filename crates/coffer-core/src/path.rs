@@ -111,9 +111,7 @@ fn validate_segments(s: &str) -> Result<(), PathError> {
             return Err(PathError(if c.is_control() {
                 "control characters are not allowed".into()
             } else if c.is_ascii_graphic() || c == ' ' {
-                format!(
-                    "character {c:?} is not allowed; use letters, digits and _ - . @ : = , ~"
-                )
+                format!("character {c:?} is not allowed; use letters, digits and _ - . @ : = , ~")
             } else {
                 format!(
                     "character U+{:04X} is not allowed; use letters, digits and _ - . @ : = , ~",
@@ -156,7 +154,10 @@ mod tests {
         check("/app/dev/API_KEY", Ok("app/dev/API_KEY"));
         check("single", Ok("single"));
         check("a/b/c/d/e/f", Ok("a/b/c/d/e/f"));
-        check("team@corp/db:5432/user=x,y~z.json", Ok("team@corp/db:5432/user=x,y~z.json"));
+        check(
+            "team@corp/db:5432/user=x,y~z.json",
+            Ok("team@corp/db:5432/user=x,y~z.json"),
+        );
         check(".env/x", Ok(".env/x"));
         check("", Err("empty"));
         check("/", Err("empty"));
@@ -174,9 +175,15 @@ mod tests {
         check("app/%2e%2e/x", Err("'%'"));
         check("app/dév", Err("U+00E9"));
         check("app\\dev", Err("'\\\\'"));
-        check(&"a/".repeat(33).trim_end_matches('/').to_string(), Err("33 segments"));
+        check(
+            "a/".repeat(33).trim_end_matches('/'),
+            Err("33 segments"),
+        );
         check(&"x".repeat(129), Err("limit is 128"));
-        check(&format!("{}/x", vec!["y".repeat(100); 6].join("/")), Err("limit is 512"));
+        check(
+            &format!("{}/x", vec!["y".repeat(100); 6].join("/")),
+            Err("limit is 512"),
+        );
     }
 
     #[test]
@@ -194,7 +201,11 @@ mod tests {
             ("app/", "app/"),
             ("/app/dev/", "app/dev/"),
         ] {
-            assert_eq!(ListPrefix::parse(input).unwrap().as_str(), want, "{input:?}");
+            assert_eq!(
+                ListPrefix::parse(input).unwrap().as_str(),
+                want,
+                "{input:?}"
+            );
         }
         for bad in ["app//", "a//b", "../x", "a/*"] {
             assert!(ListPrefix::parse(bad).is_err(), "{bad:?}");

@@ -61,7 +61,11 @@ impl SecretValue {
                     .iter()
                     .map(|(k, v)| (k.as_str(), v.expose_secret()))
                     .collect();
-                let size = fields.iter().map(|(k, v)| k.len() + v.len() + 8).sum::<usize>() + 3;
+                let size = fields
+                    .iter()
+                    .map(|(k, v)| k.len() + v.len() + 8)
+                    .sum::<usize>()
+                    + 3;
                 let mut out = Zeroizing::new(Vec::with_capacity(size));
                 out.push(TAG_FIELDS);
                 // Writing into a pre-sized buffer avoids reallocations, which
@@ -134,9 +138,12 @@ mod tests {
     #[test]
     fn field_names_are_checked() {
         let bad = |name: &str| {
-            SecretValue::Fields(BTreeMap::from([(name.to_string(), SecretString::from("v"))]))
-                .validate()
-                .is_err()
+            SecretValue::Fields(BTreeMap::from([(
+                name.to_string(),
+                SecretString::from("v"),
+            )]))
+            .validate()
+            .is_err()
         };
         assert!(bad(""));
         assert!(bad("a\nb"));

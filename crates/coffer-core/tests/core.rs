@@ -30,7 +30,12 @@ async fn unsealed_with_token() -> (Fixture, Identity, Vec<SecretString>, SecretS
         .authenticate(init.root_token.expose_secret())
         .await
         .unwrap();
-    (Fixture { dir, coffer }, root, init.unseal_keys, init.root_token)
+    (
+        Fixture { dir, coffer },
+        root,
+        init.unseal_keys,
+        init.root_token,
+    )
 }
 
 async fn unsealed() -> (Fixture, Identity, Vec<SecretString>) {
@@ -123,7 +128,10 @@ async fn wrong_or_repeated_shares_are_refused_and_reset_progress() {
     assert_eq!(coffer.status().progress, 0);
 
     // The same share twice is refused.
-    coffer.unseal(init.unseal_keys[0].expose_secret()).await.unwrap();
+    coffer
+        .unseal(init.unseal_keys[0].expose_secret())
+        .await
+        .unwrap();
     assert!(matches!(
         coffer.unseal(init.unseal_keys[0].expose_secret()).await,
         Err(CoreError::InvalidUnsealKey(_))
@@ -138,8 +146,17 @@ async fn wrong_or_repeated_shares_are_refused_and_reset_progress() {
     assert!(status.sealed);
     assert_eq!(status.progress, 0, "a failed attempt resets progress");
     // The right shares still work afterwards.
-    coffer.unseal(init.unseal_keys[2].expose_secret()).await.unwrap();
-    assert!(!coffer.unseal(init.unseal_keys[1].expose_secret()).await.unwrap().sealed);
+    coffer
+        .unseal(init.unseal_keys[2].expose_secret())
+        .await
+        .unwrap();
+    assert!(
+        !coffer
+            .unseal(init.unseal_keys[1].expose_secret())
+            .await
+            .unwrap()
+            .sealed
+    );
 }
 
 #[tokio::test]
@@ -152,7 +169,10 @@ async fn sealed_and_uninitialized_coffer_refuses_everything_else() {
     ));
     assert!(!coffer.status().initialized);
     let init = coffer.init(1, 1).await.unwrap();
-    assert!(matches!(coffer.init(1, 1).await, Err(CoreError::AlreadyInitialized)));
+    assert!(matches!(
+        coffer.init(1, 1).await,
+        Err(CoreError::AlreadyInitialized)
+    ));
     assert!(matches!(
         coffer.authenticate(init.root_token.expose_secret()).await,
         Err(CoreError::Sealed)
@@ -178,7 +198,10 @@ async fn restart_comes_up_sealed_with_data_intact() {
         Err(CoreError::Sealed)
     ));
     coffer.unseal(keys[0].expose_secret()).await.unwrap();
-    let root = coffer.authenticate(raw_token.expose_secret()).await.unwrap();
+    let root = coffer
+        .authenticate(raw_token.expose_secret())
+        .await
+        .unwrap();
     let read = coffer.read(&root, "app/dev/DB", None).await.unwrap();
     assert_eq!(as_text(&read.value), "v1-canary");
 }
@@ -188,13 +211,22 @@ async fn versions_history_delete_undelete_destroy() {
     let (fx, root, _) = unsealed().await;
     let c = &fx.coffer;
     for (i, v) in ["one", "two", "three"].iter().enumerate() {
-        let r = c.write(&root, "/app/dev/KEY", &text(v), None).await.unwrap();
+        let r = c
+            .write(&root, "/app/dev/KEY", &text(v), None)
+            .await
+            .unwrap();
         assert_eq!(r.version, i as u64 + 1);
         assert_eq!(r.path, "app/dev/KEY");
     }
-    assert_eq!(as_text(&c.read(&root, "app/dev/KEY", None).await.unwrap().value), "three");
+    assert_eq!(
+        as_text(&c.read(&root, "app/dev/KEY", None).await.unwrap().value),
+        "three"
+    );
     let v1 = c.read(&root, "app/dev/KEY", Some(1)).await.unwrap();
-    assert_eq!((as_text(&v1.value), v1.version, v1.created_by.as_str()), ("one", 1, "root"));
+    assert_eq!(
+        (as_text(&v1.value), v1.version, v1.created_by.as_str()),
+        ("one", 1, "root")
+    );
     assert!(matches!(
         c.read(&root, "app/dev/KEY", Some(9)).await,
         Err(CoreError::NotFound(_))
@@ -209,17 +241,35 @@ async fn versions_history_delete_undelete_destroy() {
         c.write(&root, "app/dev/NEW", &text("x"), Some(1)).await,
         Err(CoreError::Conflict(_))
     ));
-    c.write(&root, "app/dev/NEW", &text("x"), Some(0)).await.unwrap();
+    c.write(&root, "app/dev/NEW", &text("x"), Some(0))
+        .await
+        .unwrap();
 
     c.delete(&root, "app/dev/KEY", &[]).await.unwrap();
     let err = c.read(&root, "app/dev/KEY", None).await.err().unwrap();
-    assert!(matches!(err, CoreError::NotFound(ref m) if m.contains("deleted")), "{err}");
-    assert_eq!(as_text(&c.read(&root, "app/dev/KEY", Some(2)).await.unwrap().value), "two");
-    let listed = c.list(&root, "app/dev", ListOptions::default()).await.unwrap();
-    assert_eq!(listed.entries.len(), 1, "deleted secrets leave the default listing");
+    assert!(
+        matches!(err, CoreError::NotFound(ref m) if m.contains("deleted")),
+        "{err}"
+    );
+    assert_eq!(
+        as_text(&c.read(&root, "app/dev/KEY", Some(2)).await.unwrap().value),
+        "two"
+    );
+    let listed = c
+        .list(&root, "app/dev", ListOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        listed.entries.len(),
+        1,
+        "deleted secrets leave the default listing"
+    );
 
     c.undelete(&root, "app/dev/KEY", &[3]).await.unwrap();
-    assert_eq!(as_text(&c.read(&root, "app/dev/KEY", None).await.unwrap().value), "three");
+    assert_eq!(
+        as_text(&c.read(&root, "app/dev/KEY", None).await.unwrap().value),
+        "three"
+    );
 
     c.destroy(&root, "app/dev/KEY", &[1]).await.unwrap();
     assert!(matches!(
@@ -244,7 +294,9 @@ async fn fields_values_round_trip_and_limits_apply() {
         ("username".to_string(), SecretString::from("app")),
         ("password".to_string(), SecretString::from("pw")),
     ]));
-    c.write(&root, "db/prod/creds", &fields, None).await.unwrap();
+    c.write(&root, "db/prod/creds", &fields, None)
+        .await
+        .unwrap();
     match c.read(&root, "db/prod/creds", None).await.unwrap().value {
         SecretValue::Fields(f) => {
             assert_eq!(f["username"].expose_secret(), "app");
@@ -257,7 +309,9 @@ async fn fields_values_round_trip_and_limits_apply() {
         c.write(&root, "big/one", &text(&big), None).await,
         Err(CoreError::TooLarge { limit: 65536, .. })
     ));
-    c.write(&root, "big/one", &text(&big[1..]), None).await.unwrap();
+    c.write(&root, "big/one", &text(&big[1..]), None)
+        .await
+        .unwrap();
     for bad in ["a//b", "../x", "a/b/", "a b"] {
         assert!(matches!(
             c.write(&root, bad, &text("v"), None).await,
@@ -295,8 +349,16 @@ fn set_ciphertext(conn: &rusqlite::Connection, path: &str, version: u64, ct: &[u
 #[tokio::test]
 async fn tampered_or_moved_ciphertext_is_detected_not_served() {
     let (fx, root, keys, raw) = unsealed_with_token().await;
-    for (path, value) in [("t/a", "alpha"), ("t/b", "bravo"), ("t/a", "alpha2"), ("t/c", "charlie")] {
-        fx.coffer.write(&root, path, &text(value), None).await.unwrap();
+    for (path, value) in [
+        ("t/a", "alpha"),
+        ("t/b", "bravo"),
+        ("t/a", "alpha2"),
+        ("t/c", "charlie"),
+    ] {
+        fx.coffer
+            .write(&root, path, &text(value), None)
+            .await
+            .unwrap();
     }
     fx.coffer.close().await.unwrap();
     let Fixture { dir, coffer } = fx;
@@ -327,7 +389,10 @@ async fn tampered_or_moved_ciphertext_is_detected_not_served() {
         }
     }
     // Untouched data still reads.
-    assert_eq!(as_text(&coffer.read(&root, "t/a", None).await.unwrap().value), "alpha2");
+    assert_eq!(
+        as_text(&coffer.read(&root, "t/a", None).await.unwrap().value),
+        "alpha2"
+    );
 }
 
 #[tokio::test]
@@ -338,7 +403,9 @@ async fn tampered_keyring_refuses_to_unseal() {
     drop(coffer);
     tamper(&dir.path().join("coffer.db"), |conn| {
         let mut k: Vec<u8> = conn
-            .query_row("SELECT value FROM system WHERE key = 'keyring'", [], |r| r.get(0))
+            .query_row("SELECT value FROM system WHERE key = 'keyring'", [], |r| {
+                r.get(0)
+            })
             .unwrap();
         let last = k.len() - 1;
         k[last] ^= 0x80;
@@ -367,6 +434,12 @@ async fn keyring_rotation_keeps_old_versions_readable() {
         md.versions.iter().map(|v| v.key_id).collect::<Vec<_>>(),
         vec![1, 2]
     );
-    assert_eq!(as_text(&c.read(&root, "r/x", Some(1)).await.unwrap().value), "before");
-    assert_eq!(as_text(&c.read(&root, "r/x", None).await.unwrap().value), "after");
+    assert_eq!(
+        as_text(&c.read(&root, "r/x", Some(1)).await.unwrap().value),
+        "before"
+    );
+    assert_eq!(
+        as_text(&c.read(&root, "r/x", None).await.unwrap().value),
+        "after"
+    );
 }

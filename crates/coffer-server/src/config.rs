@@ -134,7 +134,10 @@ mod tests {
     fn mistakes_are_errors() {
         for (text, want) in [
             ("listen = \"0.0.0.0:8200\"\ndata_dir = \"/d\"", "[tls]"),
-            ("data_dir = \"/d\"\n[tsl]\ncert_file = \"x\"", "unknown field"),
+            (
+                "data_dir = \"/d\"\n[tsl]\ncert_file = \"x\"",
+                "unknown field",
+            ),
             ("data_dir = \"/d\"\nmax_value_bytes = 0", "max_value_bytes"),
             ("data_dir = \"/d\"\nlog_format = \"xml\"", "log_format"),
             ("listen = \"not an address\"\ndata_dir = \"/d\"", "address"),

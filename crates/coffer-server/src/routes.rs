@@ -108,9 +108,7 @@ impl FromRequestParts<AppState> for Auth {
 fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim())
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 /// A JSON body, parsed without requiring a content type and with errors that
@@ -236,7 +234,9 @@ fn parse_versions(list: Option<&str>) -> Result<Vec<u64>, ApiError> {
                 .parse::<u64>()
                 .ok()
                 .filter(|n| *n > 0)
-                .ok_or_else(|| ApiError::invalid("versions must be positive integers, separated by commas"))
+                .ok_or_else(|| {
+                    ApiError::invalid("versions must be positive integers, separated by commas")
+                })
         })
         .collect()
 }
@@ -297,10 +297,9 @@ async fn unseal(
     if req.reset {
         st.coffer.unseal_reset().await;
     } else {
-        let key = req
-            .key
-            .as_deref()
-            .ok_or_else(|| ApiError::invalid("provide \"key\" (an unseal key) or \"reset\": true"))?;
+        let key = req.key.as_deref().ok_or_else(|| {
+            ApiError::invalid("provide \"key\" (an unseal key) or \"reset\": true")
+        })?;
         st.coffer.unseal(key).await?;
     }
     Ok(Json(seal_status(&st.coffer)))
@@ -355,7 +354,11 @@ async fn openapi() -> Response {
 }
 
 async fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, codes::NOT_FOUND, "no such API route; see /api/v1/openapi.json")
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        codes::NOT_FOUND,
+        "no such API route; see /api/v1/openapi.json",
+    )
 }
 
 async fn method_not_allowed() -> ApiError {

@@ -106,7 +106,10 @@ fn load_tls(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, ServeError> {
     let key = rustls_pemfile::private_key(&mut open(&files.key_file)?)
         .map_err(|e| ServeError::Tls(format!("{}: {e}", files.key_file.display())))?
         .ok_or_else(|| {
-            ServeError::Tls(format!("{} contains no private key", files.key_file.display()))
+            ServeError::Tls(format!(
+                "{} contains no private key",
+                files.key_file.display()
+            ))
         })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
@@ -206,7 +209,13 @@ pub async fn serve(
     }
     drop(listener);
     tracing::info!("shutting down: waiting for requests in flight");
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
-        tracing::warn!(?grace, "requests still in flight after the grace period; closing anyway");
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            ?grace,
+            "requests still in flight after the grace period; closing anyway"
+        );
     }
 }

@@ -18,8 +18,8 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use tokio::sync::oneshot;
 
 use crate::{
-    ListEntry, ListPage, ListQuery, Mutation, Result, SecretMeta, Storage, StoreError,
-    TokenRecord, VersionRecord, VersionState, VersionStateChange,
+    ListEntry, ListPage, ListQuery, Mutation, Result, SecretMeta, Storage, StoreError, TokenRecord,
+    VersionRecord, VersionState, VersionStateChange,
 };
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
@@ -109,7 +109,11 @@ impl SqliteStore {
     {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
-            let pooled = inner.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+            let pooled = inner
+                .readers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .pop();
             let conn = match pooled {
                 Some(c) => c,
                 None => open_connection(&inner.path, true)?,
@@ -398,15 +402,17 @@ fn row_to_version(r: &rusqlite::Row<'_>, with_ciphertext: bool) -> rusqlite::Res
 /// The smallest string greater than every string that starts with `prefix`
 /// (which ends with `/`), in byte order: the `/` becomes `0`, the next byte.
 fn prefix_upper_bound(prefix: &str) -> Option<String> {
-    prefix
-        .strip_suffix('/')
-        .map(|stem| format!("{stem}0"))
+    prefix.strip_suffix('/').map(|stem| format!("{stem}0"))
 }
 
 fn list_page(conn: &Connection, q: &ListQuery) -> Result<ListPage> {
     let limit = q.limit.max(1);
     let upper = prefix_upper_bound(&q.prefix);
-    let live_clause = if q.include_deleted { "" } else { " AND live = 1" };
+    let live_clause = if q.include_deleted {
+        ""
+    } else {
+        " AND live = 1"
+    };
     // First path strictly after `after` (or at/after `from`) within the prefix.
     let sql_after = format!(
         "SELECT path FROM secrets WHERE path > ?1 AND (?2 IS NULL OR path < ?2){live_clause}
@@ -590,7 +596,13 @@ impl Storage for SqliteStore {
 
     async fn close(&self) -> Result<()> {
         // Dropping the sender ends the writer loop once the queue is drained.
-        drop(self.inner.writer.lock().unwrap_or_else(|p| p.into_inner()).take());
+        drop(
+            self.inner
+                .writer
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take(),
+        );
         let handle = self
             .inner
             .writer_thread

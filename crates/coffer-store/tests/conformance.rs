@@ -89,10 +89,7 @@ async fn check_and_set_conflicts_write_nothing(s: &dyn Storage) {
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
-    assert_eq!(
-        s.get_meta("p/x").await.unwrap().unwrap().current_version,
-        1
-    );
+    assert_eq!(s.get_meta("p/x").await.unwrap().unwrap().current_version, 1);
     assert_eq!(
         s.get_version("p/x", 1).await.unwrap().unwrap().ciphertext,
         b"ct-p/x-1"
@@ -170,14 +167,23 @@ async fn delete_undelete_destroy(s: &dyn Storage) {
         .await
         .unwrap();
     let meta = s.get_meta("d/x").await.unwrap().unwrap();
-    assert!(!meta.live, "deleting the current version makes the secret not live");
+    assert!(
+        !meta.live,
+        "deleting the current version makes the secret not live"
+    );
     assert_eq!(meta.updated_at, 5_000);
     assert_eq!(
         s.get_version("d/x", 3).await.unwrap().unwrap().state,
         VersionState::Deleted(4_000)
     );
     // Deleted paths disappear from default listings and show with include_deleted.
-    assert!(s.list(&query("d/", false)).await.unwrap().entries.is_empty());
+    assert!(
+        s.list(&query("d/", false))
+            .await
+            .unwrap()
+            .entries
+            .is_empty()
+    );
     let mut q = query("d/", false);
     q.include_deleted = true;
     assert_eq!(names(&s.list(&q).await.unwrap().entries), vec!["x"]);
@@ -225,10 +231,13 @@ async fn listing_one_level_and_recursive(s: &dyn Storage) {
     }
     let page = s.list(&query("app/dev/", false)).await.unwrap();
     assert_eq!(names(&page.entries), vec!["a", "b", "sub/"]);
-    assert_eq!(page.entries[2], ListEntry {
-        name: "sub/".into(),
-        folder: true
-    });
+    assert_eq!(
+        page.entries[2],
+        ListEntry {
+            name: "sub/".into(),
+            folder: true
+        }
+    );
     assert!(page.next.is_none());
 
     let page = s.list(&query("app/dev/", true)).await.unwrap();
@@ -246,7 +255,13 @@ async fn listing_one_level_and_recursive(s: &dyn Storage) {
 
     let page = s.list(&query("", false)).await.unwrap();
     assert_eq!(names(&page.entries), vec!["app/", "other/"]);
-    assert!(s.list(&query("nothing/", false)).await.unwrap().entries.is_empty());
+    assert!(
+        s.list(&query("nothing/", false))
+            .await
+            .unwrap()
+            .entries
+            .is_empty()
+    );
 }
 
 async fn listing_paginates(s: &dyn Storage) {
@@ -316,7 +331,9 @@ async fn tokens_by_hash(s: &dyn Storage) {
         expires_at: Some(20),
         parent: None,
     };
-    s.commit(vec![Mutation::PutToken(rec.clone())]).await.unwrap();
+    s.commit(vec![Mutation::PutToken(rec.clone())])
+        .await
+        .unwrap();
     assert_eq!(s.get_token(&[7u8; 32]).await.unwrap().unwrap(), rec);
     assert!(s.get_token(&[8u8; 32]).await.unwrap().is_none());
     s.commit(vec![Mutation::DeleteToken {
@@ -404,10 +421,20 @@ async fn sqlite_data_survives_reopen_and_file_is_private() {
     let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
     let s = SqliteStore::open(&path).unwrap();
-    assert_eq!(s.get_meta("keep/me").await.unwrap().unwrap().current_version, 1);
+    assert_eq!(
+        s.get_meta("keep/me")
+            .await
+            .unwrap()
+            .unwrap()
+            .current_version,
+        1
+    );
     // Writes after close are refused, not lost silently.
     s.close().await.unwrap();
-    assert!(matches!(put(&s, "keep/late", 1).await, Err(StoreError::Closed)));
+    assert!(matches!(
+        put(&s, "keep/late", 1).await,
+        Err(StoreError::Closed)
+    ));
 }
 
 #[tokio::test]

@@ -49,7 +49,8 @@ impl Server {
         cmd.arg("server");
         match mode {
             Mode::Dev => {
-                cmd.args(["--dev", "--listen", "127.0.0.1:0", "--data-dir"]).arg(&data);
+                cmd.args(["--dev", "--listen", "127.0.0.1:0", "--data-dir"])
+                    .arg(&data);
             }
             Mode::Config(extra) => {
                 let file = dir.join("coffer.toml");
@@ -156,7 +157,13 @@ impl Server {
     }
 
     /// An HTTP request on loopback.
-    pub fn http(&self, method: &str, path: &str, token: Option<&str>, body: Option<&[u8]>) -> Response {
+    pub fn http(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&[u8]>,
+    ) -> Response {
         http(self.host_port(), method, path, token, body, &[])
     }
 }
@@ -263,8 +270,13 @@ impl Run {
         self
     }
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.out.stdout)
-            .unwrap_or_else(|e| panic!("coffer {:?}: stdout is not JSON ({e}): {}", self.args, self.stdout()))
+        serde_json::from_slice(&self.out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "coffer {:?}: stdout is not JSON ({e}): {}",
+                self.args,
+                self.stdout()
+            )
+        })
     }
 }
 
@@ -279,7 +291,10 @@ pub struct Response {
 impl Response {
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!("body is not JSON ({e}): {}", String::from_utf8_lossy(&self.body))
+            panic!(
+                "body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
         })
     }
     pub fn text(&self) -> String {
@@ -292,7 +307,10 @@ impl Response {
             .map(|(_, v)| v.as_str())
     }
     pub fn error_code(&self) -> String {
-        self.json()["error"]["code"].as_str().unwrap_or("").to_string()
+        self.json()["error"]["code"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
     }
 }
 
@@ -324,7 +342,9 @@ pub fn http(
     }
     req.push_str("\r\n");
     let mut stream = TcpStream::connect(host_port).expect("connect");
-    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
     stream.write_all(req.as_bytes()).unwrap();
     if let Some(b) = body {
         // The server may answer (413) and close before reading it all.
