@@ -244,34 +244,7 @@ impl Coffer {
 
     /// Current seal status. Never fails and needs no token.
     pub fn status(&self) -> SealStatus {
-        let state = self.state.read().unwrap_or_else(|p| p.into_inner());
-        let storage = self.store.backend_name();
-        match &*state {
-            State::Uninitialized => SealStatus {
-                initialized: false,
-                sealed: true,
-                threshold: 0,
-                shares: 0,
-                progress: 0,
-                storage,
-            },
-            State::Sealed { config, progress } => SealStatus {
-                initialized: true,
-                sealed: true,
-                threshold: config.threshold,
-                shares: config.shares,
-                progress: progress.len() as u8,
-                storage,
-            },
-            State::Unsealed { config, .. } => SealStatus {
-                initialized: true,
-                sealed: false,
-                threshold: config.threshold,
-                shares: config.shares,
-                progress: 0,
-                storage,
-            },
-        }
+        self.status_locked(&self.state.read().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// Initialises a new coffer: creates the key hierarchy and the root token,
@@ -575,6 +548,12 @@ impl Coffer {
                 r
             }
         };
+        // The lookup found the record by hash; comparing the hashes again in
+        // constant time makes the equality check itself leak nothing, whatever
+        // the map or index did to find it.
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(&record.hash[..], &hash[..])) {
+            return Err(CoreError::Unauthenticated);
+        }
         if record.expires_at.is_some_and(|t| now_ms() >= t) {
             return Err(CoreError::Unauthenticated);
         }
