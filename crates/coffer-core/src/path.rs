@@ -175,10 +175,7 @@ mod tests {
         check("app/%2e%2e/x", Err("'%'"));
         check("app/dév", Err("U+00E9"));
         check("app\\dev", Err("'\\\\'"));
-        check(
-            "a/".repeat(33).trim_end_matches('/'),
-            Err("33 segments"),
-        );
+        check("a/".repeat(33).trim_end_matches('/'), Err("33 segments"));
         check(&"x".repeat(129), Err("limit is 128"));
         check(
             &format!("{}/x", vec!["y".repeat(100); 6].join("/")),

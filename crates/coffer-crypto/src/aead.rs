@@ -57,7 +57,7 @@ pub const OVERHEAD: usize = 28;
 // Keep the public constant honest if someone changes one of the parts.
 const _: () = assert!(OVERHEAD == NONCE_LEN + TAG_LEN);
 
-fn cipher(key: &Key256) -> Aes256Gcm {
+pub(crate) fn cipher(key: &Key256) -> Aes256Gcm {
     Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(key.expose_secret()))
 }
 
@@ -74,6 +74,11 @@ fn cipher(key: &Key256) -> Aes256Gcm {
 /// unsealed buffer.
 #[must_use]
 pub fn seal(key: &Key256, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+    seal_with(&cipher(key), aad, plaintext)
+}
+
+/// [`seal`] with an already expanded cipher.
+pub(crate) fn seal_with(cipher: &Aes256Gcm, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
     // Check the limits before copying the plaintext into the output buffer, so the
     // encryption below cannot fail and leave a plaintext copy in a dropped Vec.
     assert!(
@@ -87,7 +92,7 @@ pub fn seal(key: &Key256, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(plaintext.len() + OVERHEAD);
     out.extend_from_slice(&nonce);
     out.extend_from_slice(plaintext);
-    let tag = match cipher(key).encrypt_in_place_detached(
+    let tag = match cipher.encrypt_in_place_detached(
         Nonce::from_slice(&nonce),
         aad,
         &mut out[NONCE_LEN..],
@@ -107,6 +112,15 @@ pub fn seal(key: &Key256, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
 /// Returns [`CryptoError::Decrypt`] for every failure: input shorter than
 /// [`OVERHEAD`], any modified byte, the wrong key or the wrong AAD.
 pub fn open(key: &Key256, aad: &[u8], sealed: &[u8]) -> Result<SecretBytes, CryptoError> {
+    open_with(&cipher(key), aad, sealed)
+}
+
+/// [`open`] with an already expanded cipher.
+pub(crate) fn open_with(
+    cipher: &Aes256Gcm,
+    aad: &[u8],
+    sealed: &[u8],
+) -> Result<SecretBytes, CryptoError> {
     if sealed.len() < OVERHEAD {
         return Err(CryptoError::Decrypt);
     }
@@ -116,7 +130,7 @@ pub fn open(key: &Key256, aad: &[u8], sealed: &[u8]) -> Result<SecretBytes, Cryp
     // Decrypt in a zeroizing buffer: the plaintext only leaves it, by a move into
     // `SecretBytes`, once the tag has been verified.
     let mut buf = Zeroizing::new(ciphertext.to_vec());
-    cipher(key)
+    cipher
         .decrypt_in_place_detached(
             Nonce::from_slice(nonce),
             aad,

@@ -157,11 +157,26 @@ impl fmt::Debug for RootKey {
     }
 }
 
-/// One data key and when it was created.
+/// One data key, its expanded cipher, and when it was created.
+///
+/// The cipher is expanded once per key rather than on every seal and open
+/// (reads are the hot path). Its AES round keys and GHASH key are wiped on
+/// drop (the `aes` and `polyval` crates' `zeroize` features).
 #[derive(Clone)]
 struct KeyEntry {
     key: Box<Key256>,
+    cipher: Box<aes_gcm::Aes256Gcm>,
     created_unix: i64,
+}
+
+impl KeyEntry {
+    fn new(key: Box<Key256>, created_unix: i64) -> KeyEntry {
+        KeyEntry {
+            cipher: Box::new(aead::cipher(&key)),
+            key,
+            created_unix,
+        }
+    }
 }
 
 /// The set of data keys plus the HMAC keys for token hashes and the audit log.
@@ -181,13 +196,7 @@ impl Keyring {
     #[must_use]
     pub fn generate(now_unix: i64) -> Keyring {
         let mut keys = BTreeMap::new();
-        keys.insert(
-            1,
-            KeyEntry {
-                key: Key256::random_boxed(),
-                created_unix: now_unix,
-            },
-        );
+        keys.insert(1, KeyEntry::new(Key256::random_boxed(), now_unix));
         Keyring {
             keys,
             active: 1,
@@ -206,13 +215,8 @@ impl Keyring {
     pub fn rotate(&mut self, now_unix: i64) -> KeyId {
         let max = self.keys.keys().next_back().copied().unwrap_or(0);
         let id = max.checked_add(1).expect("key id space exhausted");
-        self.keys.insert(
-            id,
-            KeyEntry {
-                key: Key256::random_boxed(),
-                created_unix: now_unix,
-            },
-        );
+        self.keys
+            .insert(id, KeyEntry::new(Key256::random_boxed(), now_unix));
         self.active = id;
         id
     }
@@ -258,7 +262,7 @@ impl Keyring {
     pub fn seal_value(&self, path: &str, version: u64, plaintext: &[u8]) -> (KeyId, Vec<u8>) {
         let id = self.active;
         let aad = value_aad(id, version, path);
-        (id, aead::seal(self.active_key(), &aad, plaintext))
+        (id, aead::seal_with(self.active_cipher(), &aad, plaintext))
     }
 
     /// Opens a value sealed by [`Keyring::seal_value`] for the same path, version
@@ -276,8 +280,8 @@ impl Keyring {
         key_id: KeyId,
         sealed: &[u8],
     ) -> Result<SecretBytes, CryptoError> {
-        let key = self.key(key_id)?;
-        aead::open(key, &value_aad(key_id, version, path), sealed)
+        let cipher = self.cipher(key_id)?;
+        aead::open_with(cipher, &value_aad(key_id, version, path), sealed)
     }
 
     /// Generic sealing of other records (e.g. metadata) with a caller domain string
@@ -291,7 +295,7 @@ impl Keyring {
     pub fn seal_record(&self, domain: &str, context: &[u8], plaintext: &[u8]) -> (KeyId, Vec<u8>) {
         let id = self.active;
         let aad = record_aad(id, domain, context);
-        (id, aead::seal(self.active_key(), &aad, plaintext))
+        (id, aead::seal_with(self.active_cipher(), &aad, plaintext))
     }
 
     /// Opens a record sealed by [`Keyring::seal_record`] with the same domain,
@@ -308,8 +312,8 @@ impl Keyring {
         key_id: KeyId,
         sealed: &[u8],
     ) -> Result<SecretBytes, CryptoError> {
-        let key = self.key(key_id)?;
-        aead::open(key, &record_aad(key_id, domain, context), sealed)
+        let cipher = self.cipher(key_id)?;
+        aead::open_with(cipher, &record_aad(key_id, domain, context), sealed)
     }
 
     /// HMAC-SHA256(token_key, `b"coffer.token.v1\0"` || token).
@@ -328,18 +332,18 @@ impl Keyring {
         hmac_sha256(&self.audit_key, &[data])
     }
 
-    fn key(&self, id: KeyId) -> Result<&Key256, CryptoError> {
+    fn cipher(&self, id: KeyId) -> Result<&aes_gcm::Aes256Gcm, CryptoError> {
         self.keys
             .get(&id)
-            .map(|entry| &*entry.key)
+            .map(|entry| &*entry.cipher)
             .ok_or(CryptoError::UnknownKey(id))
     }
 
-    fn active_key(&self) -> &Key256 {
+    fn active_cipher(&self) -> &aes_gcm::Aes256Gcm {
         // Every constructor and `rotate` keep `active` pointing at a present key,
         // and `from_plaintext` rejects keyrings where it does not.
         match self.keys.get(&self.active) {
-            Some(entry) => &entry.key,
+            Some(entry) => &entry.cipher,
             None => unreachable!("active key id is always present in the keyring"),
         }
     }
@@ -391,7 +395,7 @@ impl Keyring {
                 return Err(CryptoError::Malformed);
             }
             previous = id;
-            keys.insert(id, KeyEntry { key, created_unix });
+            keys.insert(id, KeyEntry::new(key, created_unix));
         }
         if !keys.contains_key(&active) {
             return Err(CryptoError::Malformed);

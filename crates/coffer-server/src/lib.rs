@@ -10,6 +10,7 @@ mod error;
 pub mod request_id;
 mod routes;
 mod serve;
+mod timefmt;
 
 pub use config::{ConfigError, ServerConfig};
 pub use error::ApiError;

@@ -8,9 +8,10 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::extract::Request;
-use axum::http::HeaderValue;
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::error::ApiError;
 
 /// A request id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,26 +42,128 @@ pub fn current() -> Option<RequestId> {
     CURRENT.try_with(|id| *id).ok()
 }
 
-/// Middleware: assigns the id, runs the request with it in scope, and adds the
-/// response headers every API response gets.
-pub(crate) async fn middleware(req: Request, next: Next) -> Response {
-    let id = RequestId {
-        prefix: prefix(),
-        counter: COUNTER.fetch_add(1, Ordering::Relaxed),
-    };
-    let mut resp = CURRENT.scope(id, next.run(req)).await;
-    let headers = resp.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&id.to_string()) {
-        headers.insert("x-request-id", v);
+/// The one layer every request passes: assigns the request id and runs the
+/// request with it in scope, refuses a body whose declared length is over the
+/// limit before reading any of it (bodies without a declared length are cut
+/// off at the limit while being read, by `DefaultBodyLimit`), and adds the
+/// headers every API response gets.
+///
+/// Written as a plain tower layer rather than `axum::middleware::from_fn`:
+/// that adapter clones and boxes the inner service on every request, which
+/// measured as a quarter of the in-process cost of a read.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RequestLayer {
+    pub body_limit: usize,
+}
+
+impl<S> tower::Layer<S> for RequestLayer {
+    type Service = RequestService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequestService {
+            inner,
+            body_limit: self.body_limit,
+        }
     }
+}
+
+/// The service of [`RequestLayer`].
+#[derive(Debug, Clone)]
+pub(crate) struct RequestService<S> {
+    inner: S,
+    body_limit: usize,
+}
+
+type BoxFuture<T> = std::pin::Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl<S> tower::Service<Request> for RequestService<S>
+where
+    S: tower::Service<Request, Response = Response, Error = std::convert::Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future = BoxFuture<Result<Response, std::convert::Infallible>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let id = RequestId {
+            prefix: prefix(),
+            counter: COUNTER.fetch_add(1, Ordering::Relaxed),
+        };
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > self.body_limit as u64) {
+            let resp = CURRENT.sync_scope(id, || {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    coffer_api::codes::TOO_LARGE,
+                    "request body is larger than the server accepts",
+                )
+                .into_response()
+            });
+            return Box::pin(async move { Ok(finish(resp, id)) });
+        }
+        let fut = CURRENT.scope(id, self.inner.call(req));
+        Box::pin(async move {
+            let resp = fut.await?;
+            Ok(finish(resp, id))
+        })
+    }
+}
+
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const X_CONTENT_TYPE_OPTIONS: HeaderName = HeaderName::from_static("x-content-type-options");
+
+impl RequestId {
+    /// The id as `pppppppp-cccccccccccc`, formatted without `fmt` machinery
+    /// (this runs on every request).
+    fn header_value(&self) -> HeaderValue {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut buf = [0u8; 21];
+        for i in 0..8 {
+            buf[i] = HEX[((self.prefix >> (28 - 4 * i)) & 0xf) as usize];
+        }
+        buf[8] = b'-';
+        for i in 0..12 {
+            buf[9 + i] = HEX[((self.counter >> (44 - 4 * i)) & 0xf) as usize];
+        }
+        HeaderValue::from_bytes(&buf).expect("hex digits and '-' are valid header bytes")
+    }
+}
+
+fn finish(mut resp: Response, id: RequestId) -> Response {
+    let headers = resp.headers_mut();
+    headers.insert(X_REQUEST_ID, id.header_value());
     // Responses can carry secrets: no cache anywhere may keep them.
-    headers.insert(
-        axum::http::header::CACHE_CONTROL,
-        HeaderValue::from_static("no-store"),
-    );
-    headers.insert(
-        "x-content-type-options",
-        HeaderValue::from_static("nosniff"),
-    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_value_matches_display() {
+        for (prefix, counter) in [
+            (0, 0),
+            (0xdeadbeef, 1),
+            (u32::MAX, (1 << 48) - 1),
+            (0x0102_0304, 0xabc),
+        ] {
+            let id = RequestId { prefix, counter };
+            assert_eq!(id.header_value().to_str().unwrap(), id.to_string());
+        }
+    }
 }

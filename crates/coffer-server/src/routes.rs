@@ -58,36 +58,8 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
-        .layer(axum::middleware::from_fn_with_state(
-            body_limit,
-            refuse_oversized_bodies,
-        ))
-        .layer(axum::middleware::from_fn(crate::request_id::middleware))
+        .layer(crate::request_id::RequestLayer { body_limit })
         .with_state(state)
-}
-
-/// Refuses a request whose declared length is over the limit before reading
-/// any of its body. (Bodies without a declared length are cut off at the limit
-/// while being read, by `DefaultBodyLimit`.)
-async fn refuse_oversized_bodies(
-    State(limit): State<usize>,
-    req: Request,
-    next: axum::middleware::Next,
-) -> Response {
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            codes::TOO_LARGE,
-            "request body is larger than the server accepts",
-        )
-        .into_response();
-    }
-    next.run(req).await
 }
 
 // ---- extractors ----------------------------------------------------------------
@@ -199,17 +171,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for UrlQuery<T> {
 
 // ---- helpers -------------------------------------------------------------------
 
-/// Formats unix milliseconds as RFC 3339 in UTC.
-pub fn rfc3339(ms: i64) -> String {
-    let nanos = i128::from(ms) * 1_000_000;
-    time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| "1970-01-01T00:00:00Z".to_string())
-}
+pub use crate::timefmt::rfc3339;
 
 fn seal_status(coffer: &Coffer) -> api::SealStatus {
     let s = coffer.status();
