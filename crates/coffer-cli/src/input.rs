@@ -29,8 +29,11 @@ pub fn read_stdin() -> anyhow::Result<SecretString> {
             "input on stdin is larger than 16 MiB",
         ));
     }
-    let text = String::from_utf8(std::mem::take(&mut *buf))
-        .map_err(|_| fail(Status::Invalid, "input on stdin is not valid UTF-8"))?;
+    let text = String::from_utf8(std::mem::take(&mut *buf)).map_err(|e| {
+        // The rejected bytes may still be a secret: wipe them too.
+        zeroize::Zeroize::zeroize(&mut e.into_bytes());
+        fail(Status::Invalid, "input on stdin is not valid UTF-8")
+    })?;
     Ok(SecretString::new(text))
 }
 

@@ -16,6 +16,7 @@ use crate::exit::{Status, fail};
 use crate::settings;
 
 const DB_FILE: &str = "coffer.db";
+const LOCK_FILE: &str = "coffer.lock";
 const DEV_UNSEAL_KEY: &str = "unseal-key";
 const DEV_ROOT_TOKEN: &str = "root-token";
 
@@ -49,6 +50,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<Status> {
     }
 
     settings::create_private_dir(&config.data_dir)?;
+    // Held for the life of the process: a second server on the same data
+    // directory would serve from its own, stale cache.
+    let _lock = lock_data_dir(&config.data_dir)?;
     let db = config.data_dir.join(DB_FILE);
     let store: Arc<dyn Storage> = Arc::new(
         SqliteStore::open(&db)
@@ -106,6 +110,33 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<Status> {
         .context("flushing the store on shutdown")?;
     tracing::info!("coffer stopped");
     Ok(Status::Ok)
+}
+
+/// Takes an exclusive lock on `DIR/coffer.lock`, or explains who holds it.
+fn lock_data_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join(LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(fail(
+            Status::Other,
+            format!(
+                "another coffer server is already using {}; stop it first",
+                dir.display()
+            ),
+        )),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("cannot lock {}", path.display()))
+        }
+    }
 }
 
 fn dev_config(args: &ServerArgs) -> anyhow::Result<ServerConfig> {

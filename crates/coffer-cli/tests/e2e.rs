@@ -297,6 +297,21 @@ fn exit_statuses_and_one_line_errors() {
 }
 
 #[test]
+fn a_second_server_on_the_same_data_dir_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Server::start(dir.path(), Mode::Dev);
+    let err = Server::try_start(dir.path(), Mode::Dev).err().unwrap();
+    assert!(err.contains("already using"), "{err}");
+    // The first one is unaffected.
+    first
+        .cli()
+        .token(&first.root_token())
+        .stdin("v")
+        .run(&["set", "x/y"])
+        .expect(0);
+}
+
+#[test]
 fn graceful_shutdown_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), Mode::Dev);
