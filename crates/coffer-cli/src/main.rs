@@ -17,12 +17,6 @@ mod settings;
 
 use clap::Parser;
 
-// The request path allocates a few small buffers per request; mimalloc's
-// thread-local free lists make that markedly cheaper than glibc's malloc
-// under load (measured in BENCHMARKS.md).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> std::process::ExitCode {
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
