@@ -91,10 +91,10 @@ pub fn report(e: &anyhow::Error) {
             ),
             _ => c.message.clone(),
         };
-        if let Some(id) = &c.request_id {
-            if c.kind == ErrorKind::Server {
-                line.push_str(&format!(" [request {id}]"));
-            }
+        if let Some(id) = &c.request_id
+            && c.kind == ErrorKind::Server
+        {
+            line.push_str(&format!(" [request {id}]"));
         }
     }
     // One line, whatever the message contained.

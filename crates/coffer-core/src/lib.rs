@@ -663,12 +663,12 @@ impl Coffer {
                 Operation::Update
             };
             authorize(identity, op, path.as_str())?;
-            if let Some(expected) = cas {
-                if expected != current {
-                    return Err(CoreError::Conflict(format!(
-                        "check-and-set failed: {path} is at version {current}, not {expected}"
-                    )));
-                }
+            if let Some(expected) = cas
+                && expected != current
+            {
+                return Err(CoreError::Conflict(format!(
+                    "check-and-set failed: {path} is at version {current}, not {expected}"
+                )));
             }
             let version = current + 1;
             let now = now_ms();
@@ -737,13 +737,12 @@ impl Coffer {
             0 => DEFAULT_LIST_LIMIT,
             n => n.min(MAX_LIST_LIMIT),
         };
-        if let Some(after) = &options.after {
-            if after.is_empty()
+        if let Some(after) = &options.after
+            && (after.is_empty()
                 || after.len() > path::MAX_PATH_LEN
-                || after.chars().any(char::is_control)
-            {
-                return Err(CoreError::Invalid("invalid listing cursor".into()));
-            }
+                || after.chars().any(char::is_control))
+        {
+            return Err(CoreError::Invalid("invalid listing cursor".into()));
         }
         Ok(self
             .store
