@@ -136,6 +136,13 @@ fn warn_if_readable_by_others(path: &Path) {
 
 /// Serves `app` until `shutdown` completes, then waits up to `grace` for
 /// requests in flight to finish.
+///
+/// Thread per core: this task only accepts connections and hands them out
+/// round-robin to one single-threaded runtime per core, which serves each
+/// connection from start to end. A request's work then never migrates
+/// between cores (no cross-core wake-ups, no shared run queue), which is
+/// where a multi-threaded work-stealing runtime spends much of its time on
+/// short requests. Shared state (`Coffer`) is already safe across threads.
 pub async fn serve(
     bound: BoundListener,
     app: Router,
@@ -143,14 +150,27 @@ pub async fn serve(
     grace: Duration,
 ) {
     let BoundListener { listener, tls, .. } = bound;
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        // Slow-loris protection: a client gets this long to send its headers.
-        .header_read_timeout(Duration::from_secs(30));
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut queues = Vec::with_capacity(workers);
+    let mut threads = Vec::with_capacity(workers);
+    for i in 0..workers {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        queues.push(tx);
+        let (app, tls, stop) = (app.clone(), tls.clone(), stop_rx.clone());
+        let spawned = std::thread::Builder::new()
+            .name(format!("coffer-http-{i}"))
+            .spawn(move || worker(rx, app, tls, stop, grace));
+        match spawned {
+            Ok(t) => threads.push(t),
+            Err(e) => tracing::error!(error = %e, "cannot start an HTTP worker thread"),
+        }
+    }
+    if threads.is_empty() {
+        return;
+    }
     tokio::pin!(shutdown);
+    let mut next = 0usize;
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -164,58 +184,116 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let _ = stream.set_nodelay(true);
-        let svc = app
-            .clone()
-            .map_request(move |mut req: hyper::Request<Incoming>| {
-                req.extensions_mut().insert(ConnectInfo(peer));
-                req
-            });
-        let svc = TowerToHyperService::new(svc);
-        let builder = builder.clone();
-        let watcher = graceful.watcher();
-        let tls = tls.clone();
-        tokio::spawn(async move {
-            let result = match tls {
-                None => {
-                    let conn = builder.serve_connection(TokioIo::new(stream), svc);
-                    watcher.watch(conn.into_owned()).await
-                }
-                Some(acceptor) => {
-                    let stream = match tokio::time::timeout(
-                        Duration::from_secs(10),
-                        acceptor.accept(stream),
-                    )
-                    .await
-                    {
-                        Ok(Ok(s)) => s,
-                        Ok(Err(e)) => {
-                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::debug!(%peer, "TLS handshake timed out");
-                            return;
-                        }
-                    };
-                    let conn = builder.serve_connection(TokioIo::new(stream), svc);
-                    watcher.watch(conn.into_owned()).await
-                }
-            };
-            if let Err(e) = result {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
-        });
+        // Moving a socket between runtimes goes through the std type.
+        let Ok(stream) = stream.into_std() else {
+            continue;
+        };
+        let _ = queues[next % queues.len()].send((stream, peer));
+        next = next.wrapping_add(1);
     }
     drop(listener);
     tracing::info!("shutting down: waiting for requests in flight");
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
+    let _ = stop_tx.send(true);
+    drop(queues);
+    let _ = tokio::task::spawn_blocking(move || {
+        for t in threads {
+            let _ = t.join();
+        }
+    })
+    .await;
+}
+
+type Handoff = (std::net::TcpStream, SocketAddr);
+
+/// One core's runtime: serves the connections handed to it until told to
+/// stop, then gives those in flight up to `grace` to finish.
+fn worker(
+    mut connections: tokio::sync::mpsc::UnboundedReceiver<Handoff>,
+    app: Router,
+    tls: Option<TlsAcceptor>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    grace: Duration,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
     {
-        tracing::warn!(
-            ?grace,
-            "requests still in flight after the grace period; closing anyway"
-        );
-    }
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start an HTTP worker runtime");
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            // Slow-loris protection: a client gets this long to send its headers.
+            .header_read_timeout(Duration::from_secs(30));
+        loop {
+            let (stream, peer) = tokio::select! {
+                handed = connections.recv() => match handed {
+                    Some(h) => h,
+                    None => break,
+                },
+                _ = stop.changed() => break,
+            };
+            let Ok(stream) = tokio::net::TcpStream::from_std(stream) else {
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let svc = app
+                .clone()
+                .map_request(move |mut req: hyper::Request<Incoming>| {
+                    req.extensions_mut().insert(ConnectInfo(peer));
+                    req
+                });
+            let svc = TowerToHyperService::new(svc);
+            let builder = builder.clone();
+            let watcher = graceful.watcher();
+            let tls = tls.clone();
+            tokio::spawn(async move {
+                let result = match tls {
+                    None => {
+                        let conn = builder.serve_connection(TokioIo::new(stream), svc);
+                        watcher.watch(conn.into_owned()).await
+                    }
+                    Some(acceptor) => {
+                        let stream = match tokio::time::timeout(
+                            Duration::from_secs(10),
+                            acceptor.accept(stream),
+                        )
+                        .await
+                        {
+                            Ok(Ok(s)) => s,
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!(%peer, "TLS handshake timed out");
+                                return;
+                            }
+                        };
+                        let conn = builder.serve_connection(TokioIo::new(stream), svc);
+                        watcher.watch(conn.into_owned()).await
+                    }
+                };
+                if let Err(e) = result {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                }
+            });
+        }
+        if tokio::time::timeout(grace, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                ?grace,
+                "requests still in flight after the grace period; closing anyway"
+            );
+        }
+    });
 }
