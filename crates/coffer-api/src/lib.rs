@@ -262,7 +262,7 @@ pub struct SealStatus {
     pub version: String,
 }
 
-/// One keyring key.
+/// One keyring key: its id and age, never key material.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct KeyInfo {
     /// Key id.
@@ -271,7 +271,8 @@ pub struct KeyInfo {
     pub created_at: String,
 }
 
-/// `GET /api/v1/sys/keyring` and the answer to `POST /api/v1/sys/rotate`.
+/// `GET /api/v1/sys/keyring` and the answer to `POST /api/v1/sys/rotate`:
+/// key ids and ages only, never key material.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct KeyringResponse {
     /// Key used for new writes.
@@ -280,7 +281,8 @@ pub struct KeyringResponse {
     pub keys: Vec<KeyInfo>,
 }
 
-/// `GET /api/v1/auth/token/self`.
+/// `GET /api/v1/auth/token/self`: the token's non-secret handle and
+/// attributes, never the token itself.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TokenInfo {
     /// Non-secret handle.

@@ -149,7 +149,7 @@ pub struct VersionInfo {
     pub key_id: u32,
 }
 
-/// A secret's metadata and history.
+/// A secret's metadata and history (never values).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SecretMetadata {
     /// Path, current version, liveness, times.
@@ -158,7 +158,8 @@ pub struct SecretMetadata {
     pub versions: Vec<VersionInfo>,
 }
 
-/// Keyring status, as `coffer operator rotate` shows it.
+/// Keyring status, as `coffer operator rotate` shows it: key ids and ages,
+/// never key material.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct KeyringStatus {
     /// Key used for new writes.

@@ -24,7 +24,8 @@ pub const MAX_DEPTH: usize = 32;
 #[error("invalid path: {0}")]
 pub struct PathError(pub String);
 
-/// A validated, canonical secret path.
+/// A validated, canonical secret path. Paths are names, not secrets: they
+/// appear in logs, errors and listings by design.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SecretPath(String);
 
