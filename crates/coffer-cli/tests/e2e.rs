@@ -297,6 +297,42 @@ fn exit_statuses_and_one_line_errors() {
 }
 
 #[test]
+fn login_checks_the_token_and_the_token_file_stays_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let saved = dir.path().join("config/coffer/token");
+
+    // A wrong token is refused and nothing is saved.
+    let fake = "cft_0000000000000000000000000000000000000000000abcdef";
+    let bad = server.cli().stdin(fake).run(&["login"]).expect(4);
+    assert!(!bad.stderr().contains(fake));
+    assert!(!saved.exists(), "a refused login must not save the token");
+
+    // A good one is saved 0600; if someone loosens the file, coffer refuses it.
+    server
+        .cli()
+        .stdin(server.root_token())
+        .run(&["login"])
+        .expect(0);
+    server.cli().stdin("v").run(&["set", "p/q"]).expect(0);
+    std::fs::set_permissions(&saved, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let refused = server.cli().run(&["get", "p/q"]).expect(4);
+    assert!(
+        refused.stderr().contains("readable by others"),
+        "{}",
+        refused.stderr()
+    );
+    assert!(refused.stdout().is_empty());
+    // COFFER_TOKEN still works and takes precedence.
+    server
+        .cli()
+        .token(&server.root_token())
+        .run(&["get", "p/q"])
+        .expect(0);
+}
+
+#[test]
 fn a_second_server_on_the_same_data_dir_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let first = Server::start(dir.path(), Mode::Dev);
