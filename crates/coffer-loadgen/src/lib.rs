@@ -1,0 +1,923 @@
+//! `coffer-loadgen`: a **benchmark tool**, not part of coffer itself.
+//!
+//! An open-loop, constant-rate HTTP/1.1 load generator, written for the
+//! "p99 read latency at half of peak load" measurement of `bench/run.sh`.
+//!
+//! # Method
+//!
+//! Request `i` is *due* at `t0 + i / rate`, whatever happened to earlier requests
+//! (open loop: a slow response never slows the schedule down). Each latency is
+//! measured from the request's due time to the end of its response body, so any
+//! lateness of the generator itself, and any wait for a free connection behind a
+//! slow response, counts against the server: no coordinated omission, and the
+//! conservative choice. How late requests actually went out is reported
+//! separately (*send lag*), with the pacer thread's own timing, so the
+//! generator's health is visible next to the result.
+//!
+//! # Design
+//!
+//! - `C` **connection tasks** on one current-thread tokio runtime, each owning one
+//!   persistent keep-alive HTTP/1.1 connection (`hyper::client::conn::http1`).
+//!   An idle task takes the next request index from a shared counter once that
+//!   request is due, sends it and reads the whole response. A task that finishes
+//!   a response when the next request is already due takes it at once; when every
+//!   connection is busy, due requests wait for the first one to free up, late, and
+//!   that wait is part of their latency.
+//! - A **pacer thread** wakes idle tasks as requests fall due (one permit of a
+//!   FIFO [`tokio::sync::Semaphore`] per request). It sleeps with
+//!   `std::thread::sleep`, an hrtimer: tens of microseconds of wake-up latency,
+//!   where tokio's timer wheel has one millisecond. It wakes at most every
+//!   [`Config::pacer_tick`] (200 us by default), because on a VM every sleep and
+//!   wake-up costs ~20-30 us of CPU, which the server would miss; at high rates it
+//!   then releases the requests that fell due since its last wake-up together.
+//! - Latencies go into pre-allocated log-linear [`histogram::Histogram`]s: no
+//!   allocation or copying grows with the number of requests, so the generator has
+//!   no periodic stalls. All tasks run on one thread, so the one shared recorder's
+//!   lock is never contended.
+//!
+//! The generator costs one busy thread and one mostly sleeping one; on a small
+//! machine it still shares the CPUs with the server, which the report shows
+//! (`cpu.generator_pct_of_one_core`).
+
+pub mod histogram;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper::header::{HOST, HeaderMap, HeaderName, HeaderValue};
+use hyper::{Method, Request, Uri};
+use hyper_util::rt::TokioIo;
+use serde::Serialize;
+use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
+
+use crate::histogram::Histogram;
+
+/// What to load and how.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// `http://host:port/path?query` (plain HTTP only).
+    pub url: String,
+    /// Requests per second, spread evenly (request `i` due at `i / rate`).
+    pub rate: f64,
+    /// Length of the measured part of the schedule.
+    pub duration: Duration,
+    /// Unmeasured part of the same schedule before it (errors still counted).
+    pub warmup: Duration,
+    /// Persistent connections, each carrying one request at a time.
+    pub connections: usize,
+    /// Extra request headers (`Host` is set from the URL unless given here).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Per request, from when it is sent to the end of its response.
+    pub timeout: Duration,
+    /// Keep going after an error or a non-2xx response instead of stopping at the first.
+    pub allow_errors: bool,
+    /// The pacer thread wakes at most this often (see [`Config::DEFAULT_PACER_TICK`]).
+    pub pacer_tick: Duration,
+}
+
+impl Config {
+    /// 200 us: at most 5,000 pacer wake-ups a second (on a small VM, where a sleep
+    /// and wake-up costs some 20-30 us of CPU, about a tenth of a CPU), and at most
+    /// ~0.2 ms (plus the timer's wake-up latency) added to a request that falls due
+    /// while every connection is idle and waiting.
+    pub const DEFAULT_PACER_TICK: Duration = Duration::from_micros(200);
+
+    /// A configuration with the defaults for everything but the target and load.
+    pub fn new(url: impl Into<String>, rate: f64, duration: Duration, connections: usize) -> Self {
+        Self {
+            url: url.into(),
+            rate,
+            duration,
+            warmup: Duration::ZERO,
+            connections,
+            headers: Vec::new(),
+            timeout: Duration::from_secs(10),
+            allow_errors: false,
+            pacer_tick: Self::DEFAULT_PACER_TICK,
+        }
+    }
+}
+
+/// Parse `"K: V"` into a header.
+pub fn parse_header(s: &str) -> Result<(HeaderName, HeaderValue)> {
+    let (k, v) = s
+        .split_once(':')
+        .with_context(|| format!("header {s:?} is not \"K: V\""))?;
+    let name = HeaderName::from_bytes(k.trim().as_bytes())
+        .with_context(|| format!("bad header name {:?}", k.trim()))?;
+    let value = HeaderValue::from_str(v.trim())
+        .with_context(|| format!("bad value for header {:?}", k.trim()))?;
+    Ok((name, value))
+}
+
+/// Parse a duration such as `10s`, `1.5s`, `500ms`, `250us`, `2m`, `1h`, or a bare
+/// number of seconds (`0`, `3`).
+pub fn parse_duration(s: &str) -> Result<Duration> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num.parse().with_context(|| format!("bad duration {s:?}"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "ms" => n / 1e3,
+        "us" | "µs" => n / 1e6,
+        "ns" => n / 1e9,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => bail!("bad duration unit in {s:?} (ns, us, ms, s, m, h)"),
+    };
+    ensure!(secs.is_finite() && secs >= 0.0, "bad duration {s:?}");
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Where to connect and what to send, from the URL.
+#[derive(Clone, Debug)]
+struct Target {
+    host: String,
+    port: u16,
+    path: Uri,
+    headers: HeaderMap,
+}
+
+impl Target {
+    fn new(cfg: &Config) -> Result<Self> {
+        let uri: Uri = cfg
+            .url
+            .parse()
+            .with_context(|| format!("bad URL {:?}", cfg.url))?;
+        ensure!(
+            uri.scheme_str() == Some("http"),
+            "only http:// URLs are supported: {:?}",
+            cfg.url
+        );
+        let authority = uri.authority().context("URL has no host")?.clone();
+        ensure!(
+            !authority.host().is_empty(),
+            "URL has no host: {:?}",
+            cfg.url
+        );
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let port = authority.port_u16().unwrap_or(80);
+        let path: Uri = uri.path_and_query().map_or("/", |p| p.as_str()).parse()?;
+        let mut headers = HeaderMap::new();
+        headers.insert(HOST, HeaderValue::from_str(authority.as_str())?);
+        for (k, v) in &cfg.headers {
+            if k == HOST {
+                headers.insert(k.clone(), v.clone());
+            } else {
+                headers.append(k.clone(), v.clone());
+            }
+        }
+        Ok(Self {
+            host,
+            port,
+            path,
+            headers,
+        })
+    }
+
+    fn request(&self) -> Request<Empty<Bytes>> {
+        let mut req = Request::new(Empty::new());
+        *req.method_mut() = Method::GET;
+        *req.uri_mut() = self.path.clone();
+        *req.headers_mut() = self.headers.clone();
+        req
+    }
+
+    async fn connect(&self) -> Result<SendRequest<Empty<Bytes>>> {
+        let stream = TcpStream::connect((self.host.as_str(), self.port)).await?;
+        stream.set_nodelay(true)?;
+        let (sender, conn) = http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(async move {
+            // Its errors show up in the sender's next request.
+            let _ = conn.await;
+        });
+        Ok(sender)
+    }
+}
+
+/// The constant-rate schedule: request `i` is due at `t0 + i * interval`.
+#[derive(Clone, Copy, Debug)]
+struct Schedule {
+    t0: Instant,
+    interval_ns: f64,
+    /// Requests `0..warmup` are the warm-up, `warmup..total` are measured.
+    warmup: u64,
+    total: u64,
+}
+
+impl Schedule {
+    /// Due time of request `i`, in nanoseconds after `t0`.
+    fn due_ns(&self, i: u64) -> u64 {
+        (i as f64 * self.interval_ns).ceil() as u64
+    }
+
+    fn due(&self, i: u64) -> Instant {
+        self.t0 + Duration::from_nanos(self.due_ns(i))
+    }
+
+    /// How many requests are due at `now` (those with `due(i) <= now`), at most `total`.
+    fn due_count(&self, now: Instant) -> u64 {
+        let Some(e) = now.checked_duration_since(self.t0) else {
+            return 0;
+        };
+        let e = nanos(e);
+        // The float estimate, corrected to agree exactly with due_ns.
+        let mut n = ((e as f64 / self.interval_ns) as u64)
+            .saturating_add(1)
+            .min(self.total);
+        while n < self.total && self.due_ns(n) <= e {
+            n += 1;
+        }
+        while n > 0 && self.due_ns(n - 1) > e {
+            n -= 1;
+        }
+        n
+    }
+
+    fn measure_start(&self) -> Instant {
+        self.due(self.warmup)
+    }
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// What went wrong with one request.
+#[derive(Clone, Copy, Debug)]
+enum ErrorKind {
+    /// Could not (re)connect.
+    Connect,
+    /// The connection failed before the response head arrived.
+    Send,
+    /// The connection failed while reading the response body.
+    Body,
+    /// No complete response within the timeout.
+    Timeout,
+}
+
+/// Counters for one phase (warm-up or measured).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Counts {
+    /// Responses by status code.
+    pub status: BTreeMap<u16, u64>,
+    /// Responses outside 200-299.
+    pub non_2xx: u64,
+    /// Requests without a response, by kind (`connect`, `send`, `body`, `timeout`).
+    pub errors: BTreeMap<&'static str, u64>,
+}
+
+impl Counts {
+    /// Requests that got no response.
+    pub fn error_total(&self) -> u64 {
+        self.errors.values().sum()
+    }
+
+    /// Responses with a 2xx status.
+    pub fn ok(&self) -> u64 {
+        self.status
+            .iter()
+            .filter(|(k, _)| (200..300).contains(*k))
+            .map(|(_, v)| v)
+            .sum()
+    }
+
+    fn error(&mut self, kind: ErrorKind) {
+        let name = match kind {
+            ErrorKind::Connect => "connect",
+            ErrorKind::Send => "send",
+            ErrorKind::Body => "body",
+            ErrorKind::Timeout => "timeout",
+        };
+        *self.errors.entry(name).or_default() += 1;
+    }
+}
+
+/// Per-second histograms are kept for runs up to this long (58 KiB each).
+const MAX_SECONDS: usize = 120;
+
+/// Everything recorded, allocated before the schedule starts.
+struct Recorder {
+    latency: Histogram,
+    send_lag: Histogram,
+    from_send: Histogram,
+    /// Latency per second of the measured part, by due time.
+    per_second: Vec<Histogram>,
+    send_lag_max_per_second: Vec<u64>,
+    warmup: Counts,
+    measured: Counts,
+    last_end: Option<Instant>,
+}
+
+impl Recorder {
+    fn new(duration: Duration) -> Self {
+        let seconds = duration.as_secs_f64().ceil() as usize;
+        let seconds = if seconds <= MAX_SECONDS { seconds } else { 0 };
+        Self {
+            latency: Histogram::new(),
+            send_lag: Histogram::new(),
+            from_send: Histogram::new(),
+            per_second: (0..seconds).map(|_| Histogram::new()).collect(),
+            send_lag_max_per_second: vec![0; seconds],
+            warmup: Counts::default(),
+            measured: Counts::default(),
+            last_end: None,
+        }
+    }
+}
+
+/// State shared by the pacer and the connection tasks.
+struct Shared {
+    target: Target,
+    schedule: Schedule,
+    permits: Semaphore,
+    next: AtomicU64,
+    stop: AtomicBool,
+    /// Requests sent and not yet answered, and the most there were at once.
+    in_flight: AtomicUsize,
+    in_flight_max: AtomicUsize,
+    timeout: Duration,
+    allow_errors: bool,
+    rec: Mutex<Recorder>,
+}
+
+impl Shared {
+    /// The recorder (only ever locked from the runtime's one thread, briefly).
+    fn rec(&self) -> std::sync::MutexGuard<'_, Recorder> {
+        self.rec.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Take the next request index for an idle connection, once it is due: at once
+/// if it already is (a connection that just finished a response at a high rate
+/// usually finds one), else after the pacer's wake-up. `None` at the end of the
+/// schedule or when stopped.
+async fn claim(shared: &Shared) -> Option<u64> {
+    let sched = shared.schedule;
+    loop {
+        if shared.stop.load(Ordering::Relaxed) {
+            return None;
+        }
+        let i = shared.next.load(Ordering::Acquire);
+        if i >= sched.total {
+            return None;
+        }
+        if sched.due(i) <= Instant::now() {
+            if shared
+                .next
+                .compare_exchange(i, i + 1, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                // Use up the wake-up the pacer issued (or will issue) for this request,
+                // so that idle tasks are not woken for requests already taken.
+                if let Ok(p) = shared.permits.try_acquire() {
+                    p.forget();
+                }
+                return Some(i);
+            }
+            continue;
+        }
+        // Not due yet: wait for the pacer (one permit per request falling due).
+        shared.permits.acquire().await.ok()?.forget();
+    }
+}
+
+async fn connection_task(shared: Arc<Shared>, mut conn: Option<SendRequest<Empty<Bytes>>>) {
+    let sched = shared.schedule;
+    let measure_start = sched.measure_start();
+    loop {
+        // Be ready before taking a request, so only a reconnect after a failure
+        // happens on a request's clock.
+        if let Some(sender) = conn.as_mut()
+            && sender.ready().await.is_err()
+        {
+            conn = None;
+        }
+        let req = shared.target.request();
+        let Some(i) = claim(&shared).await else {
+            break;
+        };
+        let due = sched.due(i);
+        let n = shared.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+        shared.in_flight_max.fetch_max(n, Ordering::Relaxed);
+        let outcome = tokio::time::timeout(shared.timeout, async {
+            if conn.is_none() {
+                conn = Some(
+                    shared
+                        .target
+                        .connect()
+                        .await
+                        .map_err(|_| ErrorKind::Connect)?,
+                );
+            }
+            let sender = conn.as_mut().ok_or(ErrorKind::Connect)?;
+            let sent = Instant::now();
+            let resp = sender
+                .send_request(req)
+                .await
+                .map_err(|_| ErrorKind::Send)?;
+            let status = resp.status().as_u16();
+            let mut body = resp.into_body();
+            while let Some(frame) = body.frame().await {
+                frame.map_err(|_| ErrorKind::Body)?;
+            }
+            Ok::<_, ErrorKind>((sent, status))
+        })
+        .await
+        .unwrap_or(Err(ErrorKind::Timeout));
+        let end = Instant::now();
+        shared.in_flight.fetch_sub(1, Ordering::Relaxed);
+
+        let measured = i >= sched.warmup;
+        let mut rec = shared.rec();
+        let rec = &mut *rec;
+        let counts = if measured {
+            &mut rec.measured
+        } else {
+            &mut rec.warmup
+        };
+        let failed = match outcome {
+            Ok((sent, status)) => {
+                *counts.status.entry(status).or_default() += 1;
+                let bad = !(200..300).contains(&status);
+                counts.non_2xx += u64::from(bad);
+                if measured {
+                    let latency = nanos(end.saturating_duration_since(due));
+                    let lag = nanos(sent.saturating_duration_since(due));
+                    rec.latency.record(latency);
+                    rec.send_lag.record(lag);
+                    rec.from_send
+                        .record(nanos(end.saturating_duration_since(sent)));
+                    let s = due.saturating_duration_since(measure_start).as_secs() as usize;
+                    if let Some(h) = rec.per_second.get_mut(s) {
+                        h.record(latency);
+                        rec.send_lag_max_per_second[s] = rec.send_lag_max_per_second[s].max(lag);
+                    }
+                    rec.last_end = Some(rec.last_end.map_or(end, |t| t.max(end)));
+                }
+                bad
+            }
+            Err(kind) => {
+                counts.error(kind);
+                conn = None;
+                true
+            }
+        };
+        if failed && !shared.allow_errors {
+            shared.stop.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Wake idle connection tasks as requests fall due: one semaphore permit per
+/// due request. Sleeps on an hrtimer (`std::thread::sleep`) until the next due
+/// time, but never wakes more often than every `tick`: on a VM each sleep and
+/// wake-up costs tens of microseconds of CPU, so at high rates the pacer wakes
+/// every `tick` and releases what fell due meanwhile (connections that finish a
+/// response take due requests without it). Returns how late it woke (from the
+/// time it aimed at), over the measured part.
+fn pacer(shared: &Shared, tick: Duration, connections: usize) -> Histogram {
+    let sched = shared.schedule;
+    let measure_start = sched.measure_start();
+    let mut late = Histogram::new();
+    let mut released = 0u64;
+    let mut last_wake = sched.t0.checked_sub(tick).unwrap_or(sched.t0);
+    while released < sched.total && !shared.stop.load(Ordering::Relaxed) {
+        let due = sched.due_count(Instant::now());
+        if due > released {
+            shared.permits.add_permits((due - released) as usize);
+            released = due;
+        }
+        if released >= sched.total {
+            break;
+        }
+        let aim = sched.due(released).max(last_wake + tick);
+        std::thread::sleep(aim.saturating_duration_since(Instant::now()));
+        last_wake = Instant::now();
+        if aim >= measure_start {
+            late.record(nanos(last_wake.saturating_duration_since(aim)));
+        }
+    }
+    // Wake every idle connection task so it sees the end (or the stop).
+    shared.permits.add_permits(connections);
+    late
+}
+
+/// CPU tick counters (in USER_HZ ticks) at one moment: all CPUs busy/idle, and this process.
+#[derive(Clone, Copy, Debug)]
+struct CpuSample {
+    busy: u64,
+    idle: u64,
+    cpus: u64,
+    own: u64,
+}
+
+fn cpu_sample() -> Option<CpuSample> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let mut lines = stat.lines();
+    let f: Vec<u64> = lines
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal
+    if f.len() < 8 {
+        return None;
+    }
+    let cpus = lines.filter(|l| l.starts_with("cpu")).count() as u64;
+    let own = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name: state is field 3, utime 14, stime 15.
+    let rest: Vec<&str> = own.rsplit_once(')')?.1.split_whitespace().collect();
+    let utime: u64 = rest.get(11)?.parse().ok()?;
+    let stime: u64 = rest.get(12)?.parse().ok()?;
+    Some(CpuSample {
+        busy: f[0] + f[1] + f[2] + f[5] + f[6] + f[7],
+        idle: f[3] + f[4],
+        cpus: cpus.max(1),
+        own: utime + stime,
+    })
+}
+
+/// Sleep until `t` in short steps, giving up early when `stop` is set.
+fn sleep_until(t: Instant, stop: &AtomicBool) -> bool {
+    loop {
+        let now = Instant::now();
+        if now >= t {
+            return true;
+        }
+        if stop.load(Ordering::Relaxed) {
+            return false;
+        }
+        std::thread::sleep((t - now).min(Duration::from_millis(50)));
+    }
+}
+
+fn ms(ns: u64) -> f64 {
+    (ns as f64 / 1e3).round() / 1e3 // 1 us resolution
+}
+
+/// Latency percentiles, in milliseconds.
+#[derive(Clone, Debug, Serialize)]
+pub struct Percentiles {
+    /// Smallest value.
+    pub min: f64,
+    /// Exact mean.
+    pub mean: f64,
+    /// Median.
+    pub p50: f64,
+    /// 90th percentile.
+    pub p90: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// 99.9th percentile.
+    #[serde(rename = "p99.9")]
+    pub p99_9: f64,
+    /// Largest value.
+    pub max: f64,
+}
+
+impl Percentiles {
+    fn of(h: &Histogram) -> Self {
+        Self {
+            min: ms(h.min()),
+            mean: (h.mean() / 1e3).round() / 1e3,
+            p50: ms(h.percentile(50.0)),
+            p90: ms(h.percentile(90.0)),
+            p99: ms(h.percentile(99.0)),
+            p99_9: ms(h.percentile(99.9)),
+            max: ms(h.max()),
+        }
+    }
+}
+
+/// One second of the measured part (requests by due time).
+#[derive(Clone, Debug, Serialize)]
+pub struct Second {
+    /// Responses to requests due in this second.
+    pub requests: u64,
+    /// Their p99 latency, in ms.
+    pub p99: f64,
+    /// Their largest latency, in ms.
+    pub max: f64,
+    /// Their largest send lag, in ms.
+    pub send_lag_max: f64,
+}
+
+/// CPU use over the measured part of the schedule.
+#[derive(Clone, Debug, Serialize)]
+pub struct CpuUse {
+    /// Share of all CPUs busy (server, generator and anything else), in percent,
+    /// from `/proc/stat`.
+    pub machine_busy_pct: f64,
+    /// This process's CPU time over the window, in percent of one CPU.
+    pub generator_pct_of_one_core: f64,
+    /// CPUs counted in `/proc/stat`.
+    pub cpus: u64,
+}
+
+/// How the pacer thread kept time.
+#[derive(Clone, Debug, Serialize)]
+pub struct Pacer {
+    /// Its minimum wake-up period, in microseconds.
+    pub tick_us: f64,
+    /// Wake-ups over the measured part.
+    pub wakes: u64,
+    /// How late it woke after each sleep, from the time it aimed at (the next due
+    /// time, or a tick after its last wake-up), over the measured part.
+    pub wake_late_ms: Percentiles,
+}
+
+/// Warm-up results (not in the latency figures).
+#[derive(Clone, Debug, Serialize)]
+pub struct Warmup {
+    /// Configured length, in seconds.
+    pub duration_s: f64,
+    /// Requests scheduled in it.
+    pub scheduled: u64,
+    /// What happened to them.
+    #[serde(flatten)]
+    pub counts: Counts,
+}
+
+/// The result of a run; `--json` prints it as is.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// Always `coffer-loadgen`.
+    pub tool: &'static str,
+    /// How latency is counted.
+    pub method: &'static str,
+    /// Target URL (headers, which may hold credentials, are not echoed).
+    pub url: String,
+    /// Connections used.
+    pub connections: usize,
+    /// The requested rate, per second.
+    pub requested_rate: f64,
+    /// 2xx responses of the measured part over `elapsed_s`.
+    pub achieved_rate: f64,
+    /// Configured measured length, in seconds.
+    pub duration_s: f64,
+    /// From the first measured request's due time to the end of the last measured
+    /// response, in seconds.
+    pub elapsed_s: f64,
+    /// Measured requests scheduled.
+    pub scheduled: u64,
+    /// Measured requests sent and answered or failed (below `scheduled` only when stopped).
+    pub requests: u64,
+    /// Measured requests with a 2xx response.
+    pub ok: u64,
+    /// Measured responses outside 200-299, and their statuses.
+    #[serde(flatten)]
+    pub counts: Counts,
+    /// True when the run stopped at the first error or non-2xx response.
+    pub stopped_early: bool,
+    /// From each measured request's due time to the end of its response body (every
+    /// response, whatever its status).
+    pub latency_ms: Percentiles,
+    /// From the due time to when the request was handed to its connection: the
+    /// generator's lateness plus any wait for a free connection.
+    pub send_lag_ms: Percentiles,
+    /// From when each request was handed to its connection to the end of its
+    /// response: what a closed-loop tool would report (latency minus send lag).
+    pub from_send_ms: Percentiles,
+    /// The most requests in flight at once; equal to `connections` means that
+    /// due requests had to wait for a free connection at some point.
+    pub in_flight_max: usize,
+    /// The pacer thread's timing.
+    pub pacer: Pacer,
+    /// CPU use over the measured window, when `/proc` is readable.
+    pub cpu: Option<CpuUse>,
+    /// Latency by second of the measured part (runs up to 120 s).
+    pub per_second: Vec<Second>,
+    /// The warm-up phase.
+    pub warmup: Warmup,
+}
+
+impl Report {
+    /// Any socket error or non-2xx response, warm-up included.
+    pub fn has_errors(&self) -> bool {
+        let (m, w) = (&self.counts, &self.warmup.counts);
+        m.non_2xx + m.error_total() + w.non_2xx + w.error_total() > 0
+    }
+}
+
+/// Run the schedule and report. Opens the connections first (failing if any
+/// cannot be opened), then starts the schedule 5 ms later. Builds its own
+/// current-thread tokio runtime, a pacer thread and a CPU-sampling thread; call
+/// it from a plain thread, not from inside a runtime.
+pub fn run(cfg: &Config) -> Result<Report> {
+    ensure!(cfg.rate.is_finite() && cfg.rate > 0.0, "rate must be > 0");
+    ensure!(cfg.connections >= 1, "connections must be >= 1");
+    ensure!(!cfg.duration.is_zero(), "duration must be > 0");
+    let target = Target::new(cfg)?;
+    let warmup_n = (cfg.warmup.as_secs_f64() * cfg.rate).round() as u64;
+    let measured_n = ((cfg.duration.as_secs_f64() * cfg.rate).round() as u64).max(1);
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let mut conns = Vec::with_capacity(cfg.connections);
+        for _ in 0..cfg.connections {
+            let c = tokio::time::timeout(cfg.timeout, target.connect())
+                .await
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("timed out")))
+                .with_context(|| format!("connecting to {}:{}", target.host, target.port))?;
+            conns.push(c);
+        }
+        let schedule = Schedule {
+            t0: Instant::now() + Duration::from_millis(5),
+            interval_ns: 1e9 / cfg.rate,
+            warmup: warmup_n,
+            total: warmup_n + measured_n,
+        };
+        let shared = Arc::new(Shared {
+            target,
+            schedule,
+            permits: Semaphore::new(0),
+            next: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+            in_flight: AtomicUsize::new(0),
+            in_flight_max: AtomicUsize::new(0),
+            timeout: cfg.timeout,
+            allow_errors: cfg.allow_errors,
+            rec: Mutex::new(Recorder::new(cfg.duration)),
+        });
+        let tasks: Vec<_> =
+            conns.into_iter().map(|c| tokio::spawn(connection_task(shared.clone(), Some(c)))).collect();
+        let (pacer_shared, tick, connections) = (shared.clone(), cfg.pacer_tick, cfg.connections);
+        let pacer = std::thread::Builder::new()
+            .name("loadgen-pacer".into())
+            .spawn(move || pacer(&pacer_shared, tick, connections))?;
+        let sampler_shared = shared.clone();
+        let sampler = std::thread::Builder::new().name("loadgen-cpu".into()).spawn(move || {
+            let (s, stop) = (sampler_shared.schedule, &sampler_shared.stop);
+            let start = sleep_until(s.measure_start(), stop).then(cpu_sample).flatten()?;
+            let end = sleep_until(s.due(s.total), stop).then(cpu_sample).flatten()?;
+            Some((start, end))
+        })?;
+
+        for t in tasks {
+            t.await.context("connection task panicked")?;
+        }
+        let pacer_late = pacer.join().map_err(|_| anyhow::anyhow!("pacer thread panicked"))?;
+        let cpu = sampler.join().map_err(|_| anyhow::anyhow!("CPU sampler thread panicked"))?.and_then(|(a, b)| {
+            let (busy, idle, own) = (b.busy - a.busy, b.idle - a.idle, b.own.saturating_sub(a.own));
+            let total = busy + idle;
+            (total > 0).then(|| CpuUse {
+                machine_busy_pct: (1000.0 * busy as f64 / total as f64).round() / 10.0,
+                generator_pct_of_one_core: (1000.0 * own as f64 * a.cpus as f64 / total as f64).round() / 10.0,
+                cpus: a.cpus,
+            })
+        });
+
+        let rec = shared.rec();
+        let elapsed =
+            rec.last_end.map_or(0.0, |e| e.saturating_duration_since(schedule.measure_start()).as_secs_f64());
+        let ok = rec.measured.ok();
+        let per_second = rec
+            .per_second
+            .iter()
+            .zip(&rec.send_lag_max_per_second)
+            .map(|(h, &lag)| Second {
+                requests: h.count(),
+                p99: ms(h.percentile(99.0)),
+                max: ms(h.max()),
+                send_lag_max: ms(lag),
+            })
+            .collect();
+        Ok(Report {
+            tool: "coffer-loadgen",
+            method: "open loop, constant rate; latency from each request's due time (t0 + i/rate) to the end of its response",
+            url: cfg.url.clone(),
+            connections: cfg.connections,
+            requested_rate: cfg.rate,
+            achieved_rate: if elapsed > 0.0 { (ok as f64 / elapsed * 100.0).round() / 100.0 } else { 0.0 },
+            duration_s: cfg.duration.as_secs_f64(),
+            elapsed_s: (elapsed * 1e6).round() / 1e6,
+            scheduled: measured_n,
+            requests: rec.latency.count() + rec.measured.error_total(),
+            ok,
+            counts: rec.measured.clone(),
+            stopped_early: shared.stop.load(Ordering::Relaxed),
+            latency_ms: Percentiles::of(&rec.latency),
+            send_lag_ms: Percentiles::of(&rec.send_lag),
+            from_send_ms: Percentiles::of(&rec.from_send),
+            in_flight_max: shared.in_flight_max.load(Ordering::Relaxed),
+            pacer: Pacer {
+                tick_us: nanos(cfg.pacer_tick) as f64 / 1e3,
+                wakes: pacer_late.count(),
+                wake_late_ms: Percentiles::of(&pacer_late),
+            },
+            cpu,
+            per_second,
+            warmup: Warmup { duration_s: cfg.warmup.as_secs_f64(), scheduled: warmup_n, counts: rec.warmup.clone() },
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        let cases = [
+            ("10s", 10.0),
+            ("1.5s", 1.5),
+            ("500ms", 0.5),
+            ("250us", 0.000_25),
+            ("2m", 120.0),
+            ("1h", 3600.0),
+            ("3", 3.0),
+            ("0", 0.0),
+        ];
+        for (s, want) in cases {
+            assert_eq!(
+                parse_duration(s).unwrap(),
+                Duration::from_secs_f64(want),
+                "{s}"
+            );
+        }
+        for bad in ["", "s", "10x", "-1s", "1.2.3s"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn headers() {
+        let (k, v) = parse_header("Authorization: Bearer abc:def").unwrap();
+        assert_eq!(
+            (k.as_str(), v.to_str().unwrap()),
+            ("authorization", "Bearer abc:def")
+        );
+        assert!(parse_header("no colon").is_err());
+        assert!(parse_header("bad name: x").is_err());
+    }
+
+    #[test]
+    fn schedule_counts_match_due_times() {
+        let t0 = Instant::now();
+        let s = Schedule {
+            t0,
+            interval_ns: 1e9 / 47_575.0,
+            warmup: 10,
+            total: 1_000_000,
+        };
+        for i in [0u64, 1, 2, 999, 47_574, 47_575, 123_457, 999_999] {
+            let due = s.due(i);
+            assert_eq!(s.due_count(due), i + 1, "at due({i})");
+            assert_eq!(
+                s.due_count(due - Duration::from_nanos(1)),
+                i,
+                "just before due({i})"
+            );
+        }
+        assert_eq!(s.due_count(t0 + Duration::from_secs(3600)), 1_000_000);
+        assert_eq!(
+            s.due_count(t0.checked_sub(Duration::from_millis(1)).unwrap()),
+            0
+        );
+    }
+
+    #[test]
+    fn url_and_headers_make_the_request() {
+        let mut cfg = Config::new(
+            "http://127.0.0.1:8200/v1/secret/data/x?version=2",
+            1.0,
+            Duration::from_secs(1),
+            1,
+        );
+        cfg.headers.push(parse_header("X-Vault-Token: t").unwrap());
+        let t = Target::new(&cfg).unwrap();
+        assert_eq!((t.host.as_str(), t.port), ("127.0.0.1", 8200));
+        let req = t.request();
+        assert_eq!(req.uri(), "/v1/secret/data/x?version=2");
+        assert_eq!(req.headers()[HOST], "127.0.0.1:8200");
+        assert_eq!(req.headers()["x-vault-token"], "t");
+        for bad in ["https://127.0.0.1/", "127.0.0.1:80/", "http:///x"] {
+            assert!(
+                Target::new(&Config {
+                    url: bad.into(),
+                    ..cfg.clone()
+                })
+                .is_err(),
+                "{bad}"
+            );
+        }
+    }
+}
