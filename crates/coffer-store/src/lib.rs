@@ -20,8 +20,8 @@ pub mod sqlite;
 
 pub use error::StoreError;
 pub use model::{
-    ListEntry, ListPage, ListQuery, Mutation, SecretMeta, TokenRecord, VersionRecord, VersionState,
-    VersionStateChange,
+    Expect, ListEntry, ListPage, ListQuery, Mutation, RevokeScope, SecretMeta, StoredObject,
+    TokenKind, TokenRecord, VersionRecord, VersionState, VersionStateChange,
 };
 pub use sqlite::SqliteStore;
 
@@ -59,6 +59,18 @@ pub trait Storage: Send + Sync + 'static {
 
     /// Reads a token record by the keyed hash of the raw token.
     async fn get_token(&self, hash: &[u8; 32]) -> Result<Option<TokenRecord>>;
+
+    /// Reads a token record by its accessor.
+    async fn get_token_by_accessor(&self, accessor: &str) -> Result<Option<TokenRecord>>;
+
+    /// Lists every token record, ordered by accessor.
+    async fn list_tokens(&self) -> Result<Vec<TokenRecord>>;
+
+    /// Reads one access-model record.
+    async fn get_object(&self, kind: &str, key: &str) -> Result<Option<StoredObject>>;
+
+    /// Lists every access-model record of a kind, ordered by key.
+    async fn list_objects(&self, kind: &str) -> Result<Vec<StoredObject>>;
 
     /// Applies the mutations atomically and durably, or none of them.
     ///

@@ -67,6 +67,19 @@ impl std::fmt::Debug for VersionRecord {
     }
 }
 
+/// Who a token stands for. Human tokens come from a user's login (and every
+/// token created from one stays human); everything else is a service token.
+/// Protected environments refuse values to human tokens.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenKind {
+    /// A pipeline, application or operator token.
+    #[default]
+    Service,
+    /// A person, logged in with a password.
+    Human,
+}
+
 /// A stored token. The raw token is never stored: `hash` is a keyed HMAC of it,
 /// and `accessor` is a separate, non-secret handle for managing the token.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,8 +97,32 @@ pub struct TokenRecord {
     pub created_at: i64,
     /// Unix milliseconds after which the token is refused; `None` never expires.
     pub expires_at: Option<i64>,
-    /// Accessor of the token that created this one.
+    /// Accessor of the token that created this one. Revoking the parent
+    /// revokes this token too.
     pub parent: Option<String>,
+    /// Service or human.
+    #[serde(default)]
+    pub kind: TokenKind,
+    /// The user a human token belongs to (canonical user name).
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Renewal period in milliseconds: a renew sets `expires_at` to now plus
+    /// this, capped by `max_expires_at`. `None`: not renewable.
+    #[serde(default)]
+    pub ttl_ms: Option<i64>,
+    /// Unix milliseconds that no renewal can go past.
+    #[serde(default)]
+    pub max_expires_at: Option<i64>,
+    /// Number of requests the token was created for; `None` is unlimited.
+    #[serde(default)]
+    pub uses_limit: Option<u64>,
+    /// Requests left (kept by the backend, decremented atomically by
+    /// [`Mutation::ConsumeTokenUse`]); `None` is unlimited.
+    #[serde(skip)]
+    pub uses_left: Option<u64>,
+    /// Networks (CIDR notation) requests must come from; empty is anywhere.
+    #[serde(default)]
+    pub cidrs: Vec<String>,
 }
 
 impl std::fmt::Debug for TokenRecord {
@@ -97,8 +134,50 @@ impl std::fmt::Debug for TokenRecord {
             .field("created_at", &self.created_at)
             .field("expires_at", &self.expires_at)
             .field("parent", &self.parent)
+            .field("kind", &self.kind)
+            .field("user", &self.user)
+            .field("uses_left", &self.uses_left)
+            .field("cidrs", &self.cidrs)
             .finish_non_exhaustive()
     }
+}
+
+/// A small record of the access model (a policy, a user, an invitation, a
+/// protected prefix, a break-glass grant), stored by kind and key.
+///
+/// Values are opaque bytes to the backend: non-secret JSON, or ciphertext for
+/// anything secret (a TOTP seed is sealed before it gets here). `revision`
+/// starts at 1 and grows by one on every write, for check-and-set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredObject {
+    /// Kind ("policy", "user", ...).
+    pub kind: String,
+    /// Key within the kind.
+    pub key: String,
+    /// Write counter, from 1.
+    pub revision: u64,
+    /// Record bytes.
+    pub value: Vec<u8>,
+}
+
+/// The condition a [`Mutation::PutObject`] or [`Mutation::DeleteObject`] checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// Whatever is there.
+    Any,
+    /// Nothing may be stored under the key yet.
+    Absent,
+    /// The stored revision must be exactly this.
+    Revision(u64),
+}
+
+/// Which tokens a [`Mutation::RevokeTokens`] removes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RevokeScope {
+    /// The token with this accessor and all its descendants.
+    Tree(String),
+    /// Every token of this user, and all their descendants.
+    User(String),
 }
 
 /// A change to the state of existing versions.
@@ -151,12 +230,50 @@ pub enum Mutation {
         /// Record bytes.
         value: Vec<u8>,
     },
-    /// Stores a token record.
+    /// Stores a new token. Fails with a conflict if the accessor or hash is
+    /// taken, or if the record names a parent that no longer exists (so a
+    /// token cannot be created from one that is being revoked).
     PutToken(TokenRecord),
-    /// Removes the token with this accessor, if any.
+    /// Removes the token with this accessor, if any (not its children).
     DeleteToken {
         /// Accessor.
         accessor: String,
+    },
+    /// Removes tokens and all their descendants.
+    RevokeTokens(RevokeScope),
+    /// Spends one use of a use-limited token; a conflict if the token is gone
+    /// or has no uses left. A no-op for unlimited tokens.
+    ConsumeTokenUse {
+        /// Accessor.
+        accessor: String,
+    },
+    /// Moves a token's expiry (renewal); a conflict if the token is gone.
+    SetTokenExpiry {
+        /// Accessor.
+        accessor: String,
+        /// New expiry, unix milliseconds.
+        expires_at: i64,
+    },
+    /// Creates or replaces an access-model record, if `expect` holds.
+    PutObject {
+        /// Kind.
+        kind: String,
+        /// Key.
+        key: String,
+        /// Record bytes.
+        value: Vec<u8>,
+        /// Condition; a conflict when it fails.
+        expect: Expect,
+    },
+    /// Removes an access-model record, if `expect` holds (`Absent` is a no-op
+    /// check that nothing is there).
+    DeleteObject {
+        /// Kind.
+        kind: String,
+        /// Key.
+        key: String,
+        /// Condition; a conflict when it fails.
+        expect: Expect,
     },
 }
 

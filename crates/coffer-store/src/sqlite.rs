@@ -18,8 +18,8 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use tokio::sync::oneshot;
 
 use crate::{
-    ListEntry, ListPage, ListQuery, Mutation, Result, SecretMeta, Storage, StoreError, TokenRecord,
-    VersionRecord, VersionState, VersionStateChange,
+    Expect, ListEntry, ListPage, ListQuery, Mutation, Result, RevokeScope, SecretMeta, Storage,
+    StoreError, StoredObject, TokenRecord, VersionRecord, VersionState, VersionStateChange,
 };
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
@@ -52,6 +52,22 @@ const MIGRATIONS: &[&str] = &[
          hash     BLOB PRIMARY KEY,
          accessor TEXT NOT NULL UNIQUE,
          data     TEXT NOT NULL
+     ) WITHOUT ROWID;",
+    // 2: the access model: token lineage, owners and use counts in columns (so
+    // revocation cascades and use counting happen atomically in SQL), and a
+    // table of small records (policies, users, invitations, ...).
+    "ALTER TABLE tokens ADD COLUMN parent TEXT;
+     ALTER TABLE tokens ADD COLUMN user TEXT;
+     ALTER TABLE tokens ADD COLUMN uses_left INTEGER;
+     UPDATE tokens SET parent = json_extract(data, '$.parent');
+     CREATE INDEX tokens_parent ON tokens (parent);
+     CREATE INDEX tokens_user ON tokens (user);
+     CREATE TABLE objects (
+         kind     TEXT NOT NULL,
+         key      TEXT NOT NULL,
+         revision INTEGER NOT NULL,
+         value    BLOB NOT NULL,
+         PRIMARY KEY (kind, key)
      ) WITHOUT ROWID;",
 ];
 
@@ -353,19 +369,152 @@ fn apply(tx: &Connection, m: &Mutation) -> Result<()> {
             )?;
         }
         Mutation::PutToken(record) => {
+            let taken = tx
+                .query_row(
+                    "SELECT 1 FROM tokens WHERE hash = ?1 OR accessor = ?2",
+                    params![&record.hash[..], record.accessor],
+                    |_| Ok(()),
+                )
+                .optional()?
+                .is_some();
+            if taken {
+                return Err(StoreError::Conflict("the token already exists".into()));
+            }
+            if let Some(parent) = &record.parent {
+                let parent_exists = tx
+                    .query_row("SELECT 1 FROM tokens WHERE accessor = ?1", [parent], |_| {
+                        Ok(())
+                    })
+                    .optional()?
+                    .is_some();
+                if !parent_exists {
+                    return Err(StoreError::Conflict("the parent token was revoked".into()));
+                }
+            }
             let data = serde_json::to_string(record)
                 .map_err(|e| StoreError::Backend(format!("cannot encode token record: {e}")))?;
             tx.execute(
-                "INSERT INTO tokens (hash, accessor, data) VALUES (?1, ?2, ?3)
-                 ON CONFLICT(hash) DO UPDATE SET accessor = excluded.accessor, data = excluded.data",
-                params![&record.hash[..], record.accessor, data],
+                "INSERT INTO tokens (hash, accessor, data, parent, user, uses_left)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    &record.hash[..],
+                    record.accessor,
+                    data,
+                    record.parent,
+                    record.user,
+                    record.uses_left.map(|u| u as i64),
+                ],
             )?;
         }
         Mutation::DeleteToken { accessor } => {
             tx.execute("DELETE FROM tokens WHERE accessor = ?1", [accessor])?;
         }
+        Mutation::RevokeTokens(scope) => {
+            let (roots, arg) = match scope {
+                RevokeScope::Tree(a) => ("SELECT accessor FROM tokens WHERE accessor = ?1", a),
+                RevokeScope::User(u) => ("SELECT accessor FROM tokens WHERE user = ?1", u),
+            };
+            tx.execute(
+                &format!(
+                    "WITH RECURSIVE doomed(a) AS (
+                         {roots}
+                         UNION SELECT t.accessor FROM tokens t JOIN doomed d ON t.parent = d.a)
+                     DELETE FROM tokens WHERE accessor IN (SELECT a FROM doomed)"
+                ),
+                [arg],
+            )?;
+        }
+        Mutation::ConsumeTokenUse { accessor } => {
+            let left: Option<Option<i64>> = tx
+                .query_row(
+                    "SELECT uses_left FROM tokens WHERE accessor = ?1",
+                    [accessor],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            match left {
+                None => return Err(StoreError::Conflict("the token was revoked".into())),
+                Some(None) => {}
+                Some(Some(n)) if n <= 0 => {
+                    return Err(StoreError::Conflict("the token has no uses left".into()));
+                }
+                Some(Some(_)) => {
+                    tx.execute(
+                        "UPDATE tokens SET uses_left = uses_left - 1 WHERE accessor = ?1",
+                        [accessor],
+                    )?;
+                }
+            }
+        }
+        Mutation::SetTokenExpiry {
+            accessor,
+            expires_at,
+        } => {
+            let changed = tx.execute(
+                "UPDATE tokens SET data = json_set(data, '$.expires_at', ?2) WHERE accessor = ?1",
+                params![accessor, expires_at],
+            )?;
+            if changed == 0 {
+                return Err(StoreError::Conflict("the token was revoked".into()));
+            }
+        }
+        Mutation::PutObject {
+            kind,
+            key,
+            value,
+            expect,
+        } => {
+            let revision = check_object(tx, kind, key, *expect)?;
+            tx.execute(
+                "INSERT INTO objects (kind, key, revision, value) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(kind, key) DO UPDATE SET revision = excluded.revision,
+                     value = excluded.value",
+                params![kind, key, (revision + 1) as i64, value],
+            )?;
+        }
+        Mutation::DeleteObject { kind, key, expect } => {
+            check_object(tx, kind, key, *expect)?;
+            tx.execute(
+                "DELETE FROM objects WHERE kind = ?1 AND key = ?2",
+                params![kind, key],
+            )?;
+        }
     }
     Ok(())
+}
+
+/// Checks an object's condition and returns its current revision (0: absent).
+fn check_object(tx: &Connection, kind: &str, key: &str, expect: Expect) -> Result<u64> {
+    let revision = tx
+        .query_row(
+            "SELECT revision FROM objects WHERE kind = ?1 AND key = ?2",
+            params![kind, key],
+            |r| r.get::<_, i64>(0),
+        )
+        .optional()?
+        .map_or(0, |r| r as u64);
+    let ok = match expect {
+        Expect::Any => true,
+        Expect::Absent => revision == 0,
+        Expect::Revision(r) => revision == r,
+    };
+    if ok {
+        Ok(revision)
+    } else {
+        Err(StoreError::Conflict(format!(
+            "{kind} {key} changed concurrently (revision {revision})"
+        )))
+    }
+}
+
+fn row_to_token(hash: &[u8], data: &str, uses_left: Option<i64>) -> Result<TokenRecord> {
+    let mut rec: TokenRecord = serde_json::from_str(data)
+        .map_err(|e| StoreError::Corrupt(format!("token record: {e}")))?;
+    rec.hash = hash
+        .try_into()
+        .map_err(|_| StoreError::Corrupt("token hash has the wrong length".into()))?;
+    rec.uses_left = uses_left.map(|n| n.max(0) as u64);
+    Ok(rec)
 }
 
 fn state_columns(state: VersionState) -> (Option<i64>, Option<i64>) {
@@ -396,6 +545,15 @@ fn row_to_version(r: &rusqlite::Row<'_>, with_ciphertext: bool) -> rusqlite::Res
         } else {
             Vec::new()
         },
+    })
+}
+
+fn row_to_object(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredObject> {
+    Ok(StoredObject {
+        kind: r.get(0)?,
+        key: r.get(1)?,
+        revision: r.get::<_, i64>(2)? as u64,
+        value: r.get(3)?,
     })
 }
 
@@ -564,17 +722,71 @@ impl Storage for SqliteStore {
     async fn get_token(&self, hash: &[u8; 32]) -> Result<Option<TokenRecord>> {
         let hash = *hash;
         self.read(move |c| {
-            let data: Option<String> = c
-                .prepare_cached("SELECT data FROM tokens WHERE hash = ?1")?
-                .query_row([&hash[..]], |r| r.get(0))
+            let row: Option<(String, Option<i64>)> = c
+                .prepare_cached("SELECT data, uses_left FROM tokens WHERE hash = ?1")?
+                .query_row([&hash[..]], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()?;
-            data.map(|d| {
-                let mut rec: TokenRecord = serde_json::from_str(&d)
-                    .map_err(|e| StoreError::Corrupt(format!("token record: {e}")))?;
-                rec.hash = hash;
-                Ok(rec)
-            })
-            .transpose()
+            row.map(|(data, uses)| row_to_token(&hash, &data, uses))
+                .transpose()
+        })
+        .await
+    }
+
+    async fn get_token_by_accessor(&self, accessor: &str) -> Result<Option<TokenRecord>> {
+        let accessor = accessor.to_string();
+        self.read(move |c| {
+            let row: Option<(Vec<u8>, String, Option<i64>)> = c
+                .prepare_cached("SELECT hash, data, uses_left FROM tokens WHERE accessor = ?1")?
+                .query_row([accessor], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .optional()?;
+            row.map(|(hash, data, uses)| row_to_token(&hash, &data, uses))
+                .transpose()
+        })
+        .await
+    }
+
+    async fn list_tokens(&self) -> Result<Vec<TokenRecord>> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT hash, data, uses_left FROM tokens ORDER BY accessor",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok((
+                    r.get::<_, Vec<u8>>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Option<i64>>(2)?,
+                ))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (hash, data, uses) = row?;
+                out.push(row_to_token(&hash, &data, uses)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn get_object(&self, kind: &str, key: &str) -> Result<Option<StoredObject>> {
+        let (kind, key) = (kind.to_string(), key.to_string());
+        self.read(move |c| {
+            Ok(c.prepare_cached(
+                "SELECT kind, key, revision, value FROM objects WHERE kind = ?1 AND key = ?2",
+            )?
+            .query_row(params![kind, key], row_to_object)
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn list_objects(&self, kind: &str) -> Result<Vec<StoredObject>> {
+        let kind = kind.to_string();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT kind, key, revision, value FROM objects WHERE kind = ?1 ORDER BY key",
+            )?;
+            let rows = stmt.query_map([kind], row_to_object)?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
         })
         .await
     }

@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use coffer_store::{
-    ListEntry, ListQuery, Mutation, SqliteStore, Storage, StoreError, TokenRecord, VersionRecord,
-    VersionState, VersionStateChange,
+    Expect, ListEntry, ListQuery, Mutation, RevokeScope, SqliteStore, Storage, StoreError,
+    TokenKind, TokenRecord, VersionRecord, VersionState, VersionStateChange,
 };
 
 fn record(path: &str, version: u64, bytes: &[u8]) -> VersionRecord {
@@ -321,27 +321,245 @@ async fn system_records(s: &dyn Storage) {
     assert_eq!(s.get_system("seal").await.unwrap().unwrap(), b"three");
 }
 
-async fn tokens_by_hash(s: &dyn Storage) {
-    let rec = TokenRecord {
-        hash: [7u8; 32],
-        accessor: "acc_one".into(),
-        display_name: "ci".into(),
+fn token(n: u8, accessor: &str, parent: Option<&str>, user: Option<&str>) -> TokenRecord {
+    TokenRecord {
+        hash: [n; 32],
+        accessor: accessor.into(),
+        display_name: format!("token {n}"),
         policies: vec!["deploy".into()],
         created_at: 10,
         expires_at: Some(20),
-        parent: None,
-    };
-    s.commit(vec![Mutation::PutToken(rec.clone())])
+        parent: parent.map(Into::into),
+        kind: if user.is_some() {
+            TokenKind::Human
+        } else {
+            TokenKind::Service
+        },
+        user: user.map(Into::into),
+        ttl_ms: Some(5),
+        max_expires_at: Some(30),
+        uses_limit: None,
+        uses_left: None,
+        cidrs: vec!["10.0.0.0/8".into()],
+    }
+}
+
+async fn put_token(s: &dyn Storage, t: &TokenRecord) -> Result<(), StoreError> {
+    s.commit(vec![Mutation::PutToken(t.clone())]).await
+}
+
+async fn accessors(s: &dyn Storage) -> Vec<String> {
+    s.list_tokens()
         .await
-        .unwrap();
+        .unwrap()
+        .into_iter()
+        .map(|t| t.accessor)
+        .collect()
+}
+
+async fn tokens_by_hash(s: &dyn Storage) {
+    let rec = token(7, "acc_one", None, None);
+    put_token(s, &rec).await.unwrap();
     assert_eq!(s.get_token(&[7u8; 32]).await.unwrap().unwrap(), rec);
+    assert_eq!(
+        s.get_token_by_accessor("acc_one").await.unwrap().unwrap(),
+        rec
+    );
     assert!(s.get_token(&[8u8; 32]).await.unwrap().is_none());
+    assert!(s.get_token_by_accessor("acc_two").await.unwrap().is_none());
+    // A token is created once: the same hash or accessor again is a conflict.
+    assert!(matches!(
+        put_token(s, &token(7, "acc_other", None, None)).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        put_token(s, &token(9, "acc_one", None, None)).await,
+        Err(StoreError::Conflict(_))
+    ));
     s.commit(vec![Mutation::DeleteToken {
         accessor: "acc_one".into(),
     }])
     .await
     .unwrap();
     assert!(s.get_token(&[7u8; 32]).await.unwrap().is_none());
+}
+
+async fn revocation_cascades_to_descendants(s: &dyn Storage) {
+    put_token(s, &token(1, "acc_root", None, None)).await.unwrap();
+    put_token(s, &token(2, "acc_a", Some("acc_root"), None))
+        .await
+        .unwrap();
+    put_token(s, &token(3, "acc_a1", Some("acc_a"), None))
+        .await
+        .unwrap();
+    put_token(s, &token(4, "acc_a1x", Some("acc_a1"), None))
+        .await
+        .unwrap();
+    put_token(s, &token(5, "acc_b", Some("acc_root"), None))
+        .await
+        .unwrap();
+    // A child of a token that does not exist is refused.
+    assert!(matches!(
+        put_token(s, &token(6, "acc_orphan", Some("acc_gone"), None)).await,
+        Err(StoreError::Conflict(_))
+    ));
+    s.commit(vec![Mutation::RevokeTokens(RevokeScope::Tree("acc_a".into()))])
+        .await
+        .unwrap();
+    assert_eq!(accessors(s).await, ["acc_b", "acc_root"]);
+    assert!(s.get_token(&[4u8; 32]).await.unwrap().is_none());
+    // Revoking something already gone is not an error.
+    s.commit(vec![Mutation::RevokeTokens(RevokeScope::Tree("acc_a".into()))])
+        .await
+        .unwrap();
+}
+
+async fn revoking_a_user_removes_all_its_tokens(s: &dyn Storage) {
+    put_token(s, &token(1, "acc_svc", None, None)).await.unwrap();
+    put_token(s, &token(2, "acc_u1", None, Some("alice")))
+        .await
+        .unwrap();
+    put_token(s, &token(3, "acc_u2", None, Some("alice")))
+        .await
+        .unwrap();
+    put_token(s, &token(4, "acc_u2c", Some("acc_u2"), Some("alice")))
+        .await
+        .unwrap();
+    put_token(s, &token(5, "acc_bob", None, Some("bob")))
+        .await
+        .unwrap();
+    s.commit(vec![Mutation::RevokeTokens(RevokeScope::User("alice".into()))])
+        .await
+        .unwrap();
+    assert_eq!(accessors(s).await, ["acc_bob", "acc_svc"]);
+}
+
+async fn token_uses_are_counted_atomically(s: &dyn Storage) {
+    let mut limited = token(1, "acc_lim", None, None);
+    limited.uses_limit = Some(2);
+    limited.uses_left = Some(2);
+    put_token(s, &limited).await.unwrap();
+    put_token(s, &token(2, "acc_free", None, None)).await.unwrap();
+    let consume = |a: &str| Mutation::ConsumeTokenUse { accessor: a.into() };
+    s.commit(vec![consume("acc_lim")]).await.unwrap();
+    assert_eq!(
+        s.get_token(&[1u8; 32]).await.unwrap().unwrap().uses_left,
+        Some(1)
+    );
+    s.commit(vec![consume("acc_lim")]).await.unwrap();
+    assert!(matches!(
+        s.commit(vec![consume("acc_lim")]).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        s.get_token(&[1u8; 32]).await.unwrap().unwrap().uses_left,
+        Some(0)
+    );
+    // Unlimited tokens are not counted; missing ones are a conflict.
+    s.commit(vec![consume("acc_free")]).await.unwrap();
+    assert_eq!(
+        s.get_token(&[2u8; 32]).await.unwrap().unwrap().uses_left,
+        None
+    );
+    assert!(matches!(
+        s.commit(vec![consume("acc_none")]).await,
+        Err(StoreError::Conflict(_))
+    ));
+}
+
+async fn token_expiry_moves_only_for_live_tokens(s: &dyn Storage) {
+    put_token(s, &token(1, "acc_t", None, None)).await.unwrap();
+    s.commit(vec![Mutation::SetTokenExpiry {
+        accessor: "acc_t".into(),
+        expires_at: 25,
+    }])
+    .await
+    .unwrap();
+    let t = s.get_token(&[1u8; 32]).await.unwrap().unwrap();
+    assert_eq!(t.expires_at, Some(25));
+    assert_eq!(t.max_expires_at, Some(30));
+    // Renewing a revoked token must not bring it back.
+    s.commit(vec![Mutation::RevokeTokens(RevokeScope::Tree("acc_t".into()))])
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.commit(vec![Mutation::SetTokenExpiry {
+            accessor: "acc_t".into(),
+            expires_at: 26,
+        }])
+        .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(s.get_token(&[1u8; 32]).await.unwrap().is_none());
+}
+
+async fn objects_check_and_set(s: &dyn Storage) {
+    let put = |key: &str, value: &[u8], expect| Mutation::PutObject {
+        kind: "policy".into(),
+        key: key.into(),
+        value: value.to_vec(),
+        expect,
+    };
+    s.commit(vec![put("ops", b"one", Expect::Absent)])
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.commit(vec![put("ops", b"again", Expect::Absent)]).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let o = s.get_object("policy", "ops").await.unwrap().unwrap();
+    assert_eq!((o.revision, &o.value[..]), (1, &b"one"[..]));
+    s.commit(vec![put("ops", b"two", Expect::Revision(1))])
+        .await
+        .unwrap();
+    // A stale revision is a conflict and changes nothing, even with other
+    // mutations in the same commit.
+    assert!(matches!(
+        s.commit(vec![
+            put("dev", b"x", Expect::Any),
+            put("ops", b"three", Expect::Revision(1)),
+        ])
+        .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(s.get_object("policy", "dev").await.unwrap().is_none());
+    let o = s.get_object("policy", "ops").await.unwrap().unwrap();
+    assert_eq!((o.revision, &o.value[..]), (2, &b"two"[..]));
+    s.commit(vec![put("dev", b"d", Expect::Any)]).await.unwrap();
+    s.commit(vec![Mutation::PutObject {
+        kind: "user".into(),
+        key: "ops".into(),
+        value: b"other kind".to_vec(),
+        expect: Expect::Absent,
+    }])
+    .await
+    .unwrap();
+    let listed: Vec<_> = s
+        .list_objects("policy")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| (o.key, o.revision))
+        .collect();
+    assert_eq!(listed, [("dev".to_string(), 1), ("ops".to_string(), 2)]);
+    assert!(matches!(
+        s.commit(vec![Mutation::DeleteObject {
+            kind: "policy".into(),
+            key: "ops".into(),
+            expect: Expect::Revision(1),
+        }])
+        .await,
+        Err(StoreError::Conflict(_))
+    ));
+    s.commit(vec![Mutation::DeleteObject {
+        kind: "policy".into(),
+        key: "ops".into(),
+        expect: Expect::Revision(2),
+    }])
+    .await
+    .unwrap();
+    assert!(s.get_object("policy", "ops").await.unwrap().is_none());
+    assert_eq!(s.list_objects("user").await.unwrap().len(), 1);
 }
 
 macro_rules! suite {
@@ -393,6 +611,31 @@ macro_rules! suite {
             async fn tokens_by_hash() {
                 let (_g, s) = $make;
                 super::tokens_by_hash(&*s).await;
+            }
+            #[tokio::test]
+            async fn revocation_cascades_to_descendants() {
+                let (_g, s) = $make;
+                super::revocation_cascades_to_descendants(&*s).await;
+            }
+            #[tokio::test]
+            async fn revoking_a_user_removes_all_its_tokens() {
+                let (_g, s) = $make;
+                super::revoking_a_user_removes_all_its_tokens(&*s).await;
+            }
+            #[tokio::test]
+            async fn token_uses_are_counted_atomically() {
+                let (_g, s) = $make;
+                super::token_uses_are_counted_atomically(&*s).await;
+            }
+            #[tokio::test]
+            async fn token_expiry_moves_only_for_live_tokens() {
+                let (_g, s) = $make;
+                super::token_expiry_moves_only_for_live_tokens(&*s).await;
+            }
+            #[tokio::test]
+            async fn objects_check_and_set() {
+                let (_g, s) = $make;
+                super::objects_check_and_set(&*s).await;
             }
         }
     };
@@ -454,4 +697,41 @@ async fn sqlite_refuses_a_database_from_a_newer_coffer() {
 
 fn rusqlite_conn(path: &std::path::Path) -> rusqlite::Connection {
     rusqlite::Connection::open(path).unwrap()
+}
+
+#[tokio::test]
+async fn sqlite_migrates_tokens_of_an_older_schema() {
+    // A version-1 database (before token lineage columns) with a child token:
+    // after migration, revoking the parent still revokes the child.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("coffer.db");
+    {
+        let conn = rusqlite_conn(&path);
+        conn.execute_batch(
+            "CREATE TABLE system (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
+             CREATE TABLE secrets (path TEXT PRIMARY KEY, current_version INTEGER NOT NULL,
+                 live INTEGER NOT NULL, created_at INTEGER NOT NULL,
+                 updated_at INTEGER NOT NULL) WITHOUT ROWID;
+             CREATE TABLE versions (path TEXT NOT NULL, version INTEGER NOT NULL,
+                 created_at INTEGER NOT NULL, created_by TEXT NOT NULL, deleted_at INTEGER,
+                 destroyed_at INTEGER, key_id INTEGER NOT NULL, ciphertext BLOB NOT NULL,
+                 PRIMARY KEY (path, version)) WITHOUT ROWID;
+             CREATE TABLE tokens (hash BLOB PRIMARY KEY, accessor TEXT NOT NULL UNIQUE,
+                 data TEXT NOT NULL) WITHOUT ROWID;
+             INSERT INTO tokens VALUES (x'0101010101010101010101010101010101010101010101010101010101010101',
+                 'acc_p', '{\"accessor\":\"acc_p\",\"display_name\":\"root\",\"policies\":[\"root\"],\"created_at\":1,\"expires_at\":null,\"parent\":null}');
+             INSERT INTO tokens VALUES (x'0202020202020202020202020202020202020202020202020202020202020202',
+                 'acc_c', '{\"accessor\":\"acc_c\",\"display_name\":\"child\",\"policies\":[],\"created_at\":1,\"expires_at\":null,\"parent\":\"acc_p\"}');
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
+    }
+    let s = SqliteStore::open(&path).unwrap();
+    let child = s.get_token(&[2u8; 32]).await.unwrap().unwrap();
+    assert_eq!(child.parent.as_deref(), Some("acc_p"));
+    assert_eq!(child.kind, TokenKind::Service);
+    s.commit(vec![Mutation::RevokeTokens(RevokeScope::Tree("acc_p".into()))])
+        .await
+        .unwrap();
+    assert!(s.list_tokens().await.unwrap().is_empty());
 }
