@@ -11,7 +11,12 @@
 //!   keys), value sealing bound to path/version/key id, and HMAC keys for token
 //!   hashes and the audit log.
 //! * [`shamir`] — Shamir secret sharing over GF(2^8) for splitting the unseal key.
-//! * [`token`] — generation and format checking of API tokens and accessors.
+//! * [`token`] — generation and format checking of API tokens, invitation codes
+//!   and accessors.
+//! * [`password`] — Argon2id password hashing (PHC strings), the password policy,
+//!   and a dummy verification that hides whether an account exists.
+//! * [`totp`] — RFC 6238 one-time codes for two-factor login: secrets, the
+//!   verification window and the `otpauth://` enrollment URI.
 //!
 //! The crate performs no I/O of any kind (no files, network, environment or
 //! logging); callers persist and transport the bytes it produces. Its only
@@ -22,11 +27,15 @@
 
 pub mod aead;
 pub mod keyring;
+pub mod password;
 pub mod random;
 pub mod secret;
 pub mod shamir;
 pub mod token;
+pub mod totp;
 
 pub use aead::CryptoError;
 pub use keyring::{KeyId, Keyring, RootKey, UnsealKey};
+pub use password::PasswordError;
 pub use secret::{Key256, SecretBytes, SecretString};
+pub use totp::{TotpError, TotpSecret};

@@ -15,6 +15,10 @@
 //! The base62 alphabet is `0-9`, `A-Z`, `a-z` in ASCII order, so digit value 0 is
 //! `'0'`.
 //!
+//! An invitation code (`cfi_` + body + checksum) is built the same way, with the
+//! checksum taken over `cfi_` + body, so scanners recognise a leaked invitation
+//! too, and a token is never mistaken for an invitation or the other way round.
+//!
 //! An accessor (`acc_` + 24 base62 characters) is a public handle for a token,
 //! used to list and revoke tokens without knowing them; it is not a secret.
 
@@ -26,6 +30,8 @@ use crate::secret::SecretString;
 
 /// Prefix of every API token.
 pub const TOKEN_PREFIX: &str = "cft_";
+/// Prefix of every invitation code.
+pub const INVITE_PREFIX: &str = "cfi_";
 /// Prefix of every token accessor.
 pub const ACCESSOR_PREFIX: &str = "acc_";
 /// Number of random base62 characters in a token body.
@@ -34,6 +40,8 @@ pub const TOKEN_BODY_LEN: usize = 43;
 pub const TOKEN_CHECKSUM_LEN: usize = 6;
 /// Total length of a token in bytes (all characters are ASCII).
 pub const TOKEN_LEN: usize = TOKEN_PREFIX.len() + TOKEN_BODY_LEN + TOKEN_CHECKSUM_LEN;
+/// Total length of an invitation code in bytes (all characters are ASCII).
+pub const INVITE_LEN: usize = INVITE_PREFIX.len() + TOKEN_BODY_LEN + TOKEN_CHECKSUM_LEN;
 /// Number of random base62 characters in an accessor.
 pub const ACCESSOR_BODY_LEN: usize = 24;
 /// Total length of an accessor in bytes.
@@ -83,6 +91,37 @@ fn checksum(prefix_and_body: &str) -> [u8; TOKEN_CHECKSUM_LEN] {
     out
 }
 
+/// Generates `prefix` + random body + checksum, the construction shared by
+/// tokens and invitation codes.
+fn generate_checksummed(prefix: &str) -> SecretString {
+    let len = prefix.len() + TOKEN_BODY_LEN + TOKEN_CHECKSUM_LEN;
+    // Exact capacity: the value is built in place and never reallocated, so no
+    // stray copy of it is left in freed memory.
+    let mut value = String::with_capacity(len);
+    value.push_str(prefix);
+    push_base62(&mut value, TOKEN_BODY_LEN);
+    for &c in &checksum(&value) {
+        value.push(char::from(c));
+    }
+    debug_assert_eq!(value.len(), len);
+    SecretString::new(value)
+}
+
+/// Whether `s` is `prefix` followed by a base62 body and a matching base62
+/// checksum, with exactly the right length.
+fn is_checksummed(prefix: &str, s: &str) -> bool {
+    if s.len() != prefix.len() + TOKEN_BODY_LEN + TOKEN_CHECKSUM_LEN || !s.starts_with(prefix) {
+        return false;
+    }
+    let rest = &s.as_bytes()[prefix.len()..];
+    if !rest.iter().all(u8::is_ascii_alphanumeric) {
+        return false;
+    }
+    // All ASCII from here on, so slicing at byte offsets is on char boundaries.
+    let (prefix_and_body, sum) = s.split_at(prefix.len() + TOKEN_BODY_LEN);
+    checksum(prefix_and_body) == sum.as_bytes()
+}
+
 /// Generates a fresh API token.
 ///
 /// # Panics
@@ -90,16 +129,7 @@ fn checksum(prefix_and_body: &str) -> [u8; TOKEN_CHECKSUM_LEN] {
 /// Panics if the operating system cannot supply randomness.
 #[must_use]
 pub fn generate_token() -> SecretString {
-    // Exact capacity: the token is built in place and never reallocated, so no
-    // stray copy of it is left in freed memory.
-    let mut token = String::with_capacity(TOKEN_LEN);
-    token.push_str(TOKEN_PREFIX);
-    push_base62(&mut token, TOKEN_BODY_LEN);
-    for &c in &checksum(&token) {
-        token.push(char::from(c));
-    }
-    debug_assert_eq!(token.len(), TOKEN_LEN);
-    SecretString::new(token)
+    generate_checksummed(TOKEN_PREFIX)
 }
 
 /// Whether `token` has exactly the token format: prefix, 53 bytes, base62 body and
@@ -109,16 +139,26 @@ pub fn generate_token() -> SecretString {
 /// has to be looked up by its hash.
 #[must_use]
 pub fn is_well_formed(token: &str) -> bool {
-    if token.len() != TOKEN_LEN || !token.starts_with(TOKEN_PREFIX) {
-        return false;
-    }
-    let rest = &token.as_bytes()[TOKEN_PREFIX.len()..];
-    if !rest.iter().all(u8::is_ascii_alphanumeric) {
-        return false;
-    }
-    // All ASCII from here on, so slicing at byte offsets is on char boundaries.
-    let (prefix_and_body, sum) = token.split_at(TOKEN_PREFIX.len() + TOKEN_BODY_LEN);
-    checksum(prefix_and_body) == sum.as_bytes()
+    is_checksummed(TOKEN_PREFIX, token)
+}
+
+/// Generates a fresh invitation code: `cfi_` + 43 random base62 characters + a
+/// 6-character checksum, 53 characters in all.
+///
+/// # Panics
+///
+/// Panics if the operating system cannot supply randomness.
+#[must_use]
+pub fn generate_invite_code() -> SecretString {
+    generate_checksummed(INVITE_PREFIX)
+}
+
+/// Whether `s` has exactly the invitation-code format, including a matching
+/// checksum. Like [`is_well_formed`], a syntactic filter only: the code still has
+/// to be looked up, and checked for expiry and prior use.
+#[must_use]
+pub fn is_well_formed_invite(s: &str) -> bool {
+    is_checksummed(INVITE_PREFIX, s)
 }
 
 /// Generates a fresh token accessor: `acc_` + 24 base62 characters. Not secret.
@@ -306,12 +346,111 @@ mod tests {
         assert!(is_accessor_well_formed("acc_000000000000000000000000"));
     }
 
+    /// An invitation code with a fixed body and the correct checksum.
+    fn fixed_invite(body: &str) -> String {
+        assert_eq!(body.len(), TOKEN_BODY_LEN);
+        let mut c = format!("{INVITE_PREFIX}{body}");
+        c.push_str(std::str::from_utf8(&checksum(&c)).unwrap());
+        c
+    }
+
+    #[test]
+    fn invite_checksum_known_answers() {
+        // Computed independently (Python hashlib), like the token answers above.
+        let cases = [
+            (
+                "0".repeat(43),
+                "cfi_00000000000000000000000000000000000000000004eOCD3",
+            ),
+            (
+                "z".repeat(43),
+                "cfi_zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz1Ijzcd",
+            ),
+            (
+                "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefg".to_owned(),
+                "cfi_0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefg3XGc8l",
+            ),
+        ];
+        for (body, want) in cases {
+            assert_eq!(fixed_invite(&body), want);
+            assert!(is_well_formed_invite(want));
+            assert!(!is_well_formed(want));
+        }
+    }
+
+    #[test]
+    fn invite_round_trip() {
+        let mut seen = HashSet::new();
+        for _ in 0..200 {
+            let code = generate_invite_code();
+            let c = code.expose_secret();
+            assert_eq!(c.len(), INVITE_LEN);
+            assert_eq!(INVITE_LEN, 53);
+            assert!(c.starts_with("cfi_"));
+            assert!(is_well_formed_invite(c), "{c}");
+            assert!(seen.insert(c.to_owned()));
+        }
+    }
+
+    #[test]
+    fn invite_with_wrong_prefix_or_checksum_is_rejected() {
+        for code in [
+            fixed_invite(&"0".repeat(43)),
+            generate_invite_code().expose_secret().to_owned(),
+        ] {
+            for prefix in ["cft_", "CFI_", "cfx_", "acc_", "cfi-"] {
+                assert!(!is_well_formed_invite(&code.replacen("cfi_", prefix, 1)));
+            }
+            // Change the last checksum character to every other symbol.
+            let (head, last) = code.split_at(code.len() - 1);
+            for &b in ALPHABET {
+                let c = char::from(b);
+                if last.starts_with(c) {
+                    continue;
+                }
+                assert!(!is_well_formed_invite(&format!("{head}{c}")));
+            }
+            // Change one body character.
+            let mut body_changed = code.clone().into_bytes();
+            body_changed[10] = if body_changed[10] == b'a' { b'b' } else { b'a' };
+            assert!(!is_well_formed_invite(
+                std::str::from_utf8(&body_changed).unwrap()
+            ));
+            for len in 0..code.len() {
+                assert!(!is_well_formed_invite(&code[..len]));
+            }
+            assert!(!is_well_formed_invite(&format!("{code}0")));
+        }
+    }
+
+    #[test]
+    fn tokens_and_invites_are_not_interchangeable() {
+        for _ in 0..50 {
+            let token = generate_token();
+            let invite = generate_invite_code();
+            assert!(is_well_formed(token.expose_secret()));
+            assert!(!is_well_formed_invite(token.expose_secret()));
+            assert!(is_well_formed_invite(invite.expose_secret()));
+            assert!(!is_well_formed(invite.expose_secret()));
+            // Swapping only the prefix does not help: the checksum covers it.
+            let relabelled = token.expose_secret().replacen("cft_", "cfi_", 1);
+            assert!(!is_well_formed_invite(&relabelled));
+            let relabelled = invite.expose_secret().replacen("cfi_", "cft_", 1);
+            assert!(!is_well_formed(&relabelled));
+        }
+        for t in fixed_tokens() {
+            assert!(!is_well_formed_invite(&t));
+            assert!(!is_well_formed_invite(&t.replacen("cft_", "cfi_", 1)));
+        }
+    }
+
     proptest! {
         #[test]
         fn prop_arbitrary_strings_never_panic(s in ".{0,60}") {
             // A random string passing would need the 2^-32 checksum to match.
             let _ = is_well_formed(&s);
             let _ = is_accessor_well_formed(&s);
+            let _ = is_well_formed_invite(&s);
         }
 
         #[test]

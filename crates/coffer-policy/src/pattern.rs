@@ -1,0 +1,289 @@
+//! Path patterns: parsing and linear-time matching against canonical targets.
+//!
+//! The syntax and semantics are documented at the crate root; this file keeps the
+//! implementation. A pattern is parsed into whole segments (literal or "exactly one
+//! segment") followed by an ending that says what may come after them: nothing, a
+//! folder's trailing `/`, or a `/` then a literal prefix then anything. Matching walks
+//! the target once, left to right, with no backtracking.
+
+use std::fmt;
+
+/// The longest pattern accepted, in bytes (including a leading `/`).
+pub(crate) const MAX_PATTERN_BYTES: usize = 512;
+
+/// A parsed path pattern. See the crate documentation for the syntax.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pattern {
+    /// The canonical spelling: the source with its leading `/`, if any, dropped.
+    text: String,
+    segments: Vec<Segment>,
+    end: End,
+}
+
+/// One whole segment of a pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Segment {
+    /// Matches exactly this segment.
+    Literal(String),
+    /// `+` (or a `*` that is a whole segment but not the last): any one non-empty
+    /// segment.
+    One,
+}
+
+/// What a target may contain after the pattern's whole segments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum End {
+    /// Nothing: the last segment ends the target (`app/dev`).
+    Exact,
+    /// A single `/` that ends the target (`app/dev/`, a folder).
+    Folder,
+    /// A `/` after each segment, then this literal prefix, then anything
+    /// (`app/dev/*` has an empty prefix, `app/dev*` has prefix `dev`).
+    Prefix(String),
+}
+
+/// Why a pattern was rejected. The message names the pattern and the problem.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct PatternError(pub String);
+
+/// A pattern error with the byte offset (into the source pattern) it points at, so
+/// the policy parser can report a column.
+#[derive(Debug)]
+pub(crate) struct PatternFault {
+    pub(crate) offset: usize,
+    pub(crate) message: String,
+}
+
+impl Pattern {
+    /// Parses a pattern. See the crate documentation for the syntax.
+    pub fn parse(s: &str) -> Result<Pattern, PatternError> {
+        Pattern::parse_located(s).map_err(|fault| PatternError(fault.message))
+    }
+
+    /// Whether `target` matches this pattern.
+    ///
+    /// `target` must be canonical (a secret path such as `app/dev/db`, a folder such
+    /// as `app/dev/` or the root folder `""`, or a system target such as
+    /// `sys/policies/ops`); callers canonicalise request paths before asking. Matching
+    /// is byte-exact, case-sensitive and runs in time linear in the target's length.
+    pub fn matches(&self, target: &str) -> bool {
+        let mut rest = target;
+        let count = self.segments.len();
+        for (i, segment) in self.segments.iter().enumerate() {
+            if i + 1 == count && self.end == End::Exact {
+                // The last segment must be all that is left.
+                return segment.matches(rest);
+            }
+            let Some((head, tail)) = rest.split_once('/') else {
+                return false;
+            };
+            if !segment.matches(head) {
+                return false;
+            }
+            rest = tail;
+        }
+        match &self.end {
+            // Only reached with no segments, i.e. the pattern `""` (the root folder).
+            End::Exact | End::Folder => rest.is_empty(),
+            End::Prefix(prefix) => rest.starts_with(prefix.as_str()),
+        }
+    }
+
+    /// The canonical spelling: the pattern as written, with a leading `/` dropped.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// Parses `s`, reporting where in `s` a problem is.
+    pub(crate) fn parse_located(s: &str) -> Result<Pattern, PatternFault> {
+        if s.len() > MAX_PATTERN_BYTES {
+            return Err(PatternFault {
+                offset: 0,
+                message: format!(
+                    "pattern is {} bytes; the limit is {MAX_PATTERN_BYTES}",
+                    s.len()
+                ),
+            });
+        }
+        let fault = |offset: usize, problem: &str| PatternFault {
+            offset,
+            message: format!("invalid pattern {}: {problem}", quote(s)),
+        };
+
+        let base = usize::from(s.starts_with('/'));
+        let body = &s[base..];
+        let mut segments = Vec::new();
+        let mut end = End::Exact;
+        if !body.is_empty() {
+            let last_index = body.split('/').count() - 1;
+            let mut offset = base;
+            for (i, part) in body.split('/').enumerate() {
+                let is_last = i == last_index;
+                if part.is_empty() {
+                    if is_last {
+                        // `body` is not empty, so a final empty part follows a `/`.
+                        end = End::Folder;
+                        break;
+                    }
+                    let problem = if offset == base && base == 1 {
+                        "a pattern may start with at most one `/`"
+                    } else {
+                        "empty segment (`//`)"
+                    };
+                    return Err(fault(offset, problem));
+                }
+                match part {
+                    "+" => segments.push(Segment::One),
+                    "*" if is_last => end = End::Prefix(String::new()),
+                    "*" => segments.push(Segment::One),
+                    "." | ".." => {
+                        return Err(fault(offset, "`.` and `..` segments are not allowed"));
+                    }
+                    _ => {
+                        let (literal, glued_star) = match part.find('*') {
+                            Some(star) if is_last && star == part.len() - 1 => {
+                                (&part[..star], true)
+                            }
+                            Some(star) => {
+                                return Err(fault(
+                                    offset + star,
+                                    "`*` is allowed only at the end of a pattern or as a whole segment",
+                                ));
+                            }
+                            None => (part, false),
+                        };
+                        check_literal(literal)
+                            .map_err(|(at, problem)| fault(offset + at, &problem))?;
+                        if glued_star {
+                            end = End::Prefix(literal.to_owned());
+                        } else {
+                            segments.push(Segment::Literal(literal.to_owned()));
+                        }
+                    }
+                }
+                offset += part.len() + 1;
+            }
+        }
+        Ok(Pattern {
+            text: body.to_owned(),
+            segments,
+            end,
+        })
+    }
+}
+
+impl Segment {
+    fn matches(&self, segment: &str) -> bool {
+        match self {
+            Segment::Literal(literal) => segment == literal,
+            Segment::One => !segment.is_empty() && !segment.contains('/'),
+        }
+    }
+}
+
+impl fmt::Display for Pattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// Whether `b` may appear in a literal path segment.
+pub(crate) fn is_path_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"_-.@:=,~".contains(&b)
+}
+
+/// Checks the characters of a literal (part of a) segment; returns the offset of the
+/// first bad character and what is wrong with it.
+fn check_literal(literal: &str) -> Result<(), (usize, String)> {
+    for (at, c) in literal.char_indices() {
+        if c == '+' {
+            return Err((
+                at,
+                "`+` must be a whole segment (it matches exactly one segment)".to_owned(),
+            ));
+        }
+        if !c.is_ascii() || !is_path_byte(c as u8) {
+            return Err((
+                at,
+                format!(
+                    "character {} is not allowed; segments use ASCII letters, digits and _ - . @ : = , ~",
+                    quote_char(c)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Quotes user input for an error message, shortened so a message stays readable.
+pub(crate) fn quote(s: &str) -> String {
+    const MAX_CHARS: usize = 64;
+    if s.chars().count() <= MAX_CHARS {
+        format!("{s:?}")
+    } else {
+        let head: String = s.chars().take(MAX_CHARS).collect();
+        format!("{head:?}…")
+    }
+}
+
+/// Quotes one character for an error message, escaping invisible ones.
+pub(crate) fn quote_char(c: char) -> String {
+    format!("{c:?}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn structure_of_parsed_patterns() {
+        let lit = |s: &str| Segment::Literal(s.to_owned());
+        let prefix = |s: &str| End::Prefix(s.to_owned());
+        let cases = vec![
+            ("", vec![], End::Exact),
+            ("/", vec![], End::Exact),
+            ("*", vec![], prefix("")),
+            ("a", vec![lit("a")], End::Exact),
+            ("/a/b", vec![lit("a"), lit("b")], End::Exact),
+            ("a/", vec![lit("a")], End::Folder),
+            ("a*", vec![], prefix("a")),
+            ("+/a/*", vec![Segment::One, lit("a")], prefix("")),
+            ("*/a*", vec![Segment::One], prefix("a")),
+            ("*/+/", vec![Segment::One, Segment::One], End::Folder),
+        ];
+        for (source, segments, end) in cases {
+            let p = Pattern::parse(source).unwrap();
+            assert_eq!(p.segments, segments, "{source:?}");
+            assert_eq!(p.end, end, "{source:?}");
+        }
+    }
+
+    #[test]
+    fn fault_offsets_point_at_the_problem() {
+        let cases = [
+            ("a*b", 1),
+            ("/a*b", 2),
+            ("a/*/b*c", 5),
+            ("a//b", 2),
+            ("//a", 1),
+            ("a/+x", 2),
+            ("a/x+", 3),
+            ("a/b c", 3),
+            ("a/../b", 2),
+            ("a/é", 2),
+        ];
+        for (source, offset) in cases {
+            let fault = Pattern::parse_located(source).unwrap_err();
+            assert_eq!(fault.offset, offset, "{source:?}: {}", fault.message);
+        }
+    }
+
+    #[test]
+    fn quote_shortens_long_input() {
+        assert_eq!(quote("ab"), "\"ab\"");
+        let long = "x".repeat(100);
+        assert_eq!(quote(&long), format!("\"{}\"…", "x".repeat(64)));
+        assert_eq!(quote("a\u{7}"), "\"a\\u{7}\"");
+    }
+}
