@@ -36,6 +36,8 @@ pub mod codes {
     pub const INTEGRITY: &str = "integrity";
     /// Anything else (500).
     pub const INTERNAL: &str = "internal";
+    /// Too many attempts (failed logins for one account).
+    pub const RATE_LIMITED: &str = "rate_limited";
 }
 
 /// Every error response: `{"error": {"code", "message", "request_id"}}`.
@@ -281,8 +283,8 @@ pub struct KeyringResponse {
     pub keys: Vec<KeyInfo>,
 }
 
-/// `GET /api/v1/auth/token/self`: the token's non-secret handle and
-/// attributes, never the token itself.
+/// A token's non-secret handle and attributes, never the token itself
+/// (`GET /api/v1/auth/token/self`, token lists and lookups).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TokenInfo {
     /// Non-secret handle.
@@ -291,12 +293,43 @@ pub struct TokenInfo {
     pub display_name: String,
     /// Policies.
     pub policies: Vec<String>,
+    /// `service` or `human`.
+    #[serde(default = "service")]
+    pub kind: String,
+    /// The user of a human token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
     /// Creation time.
     pub created_at: String,
     /// Expiry, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<String>,
+    /// Renewals cannot go past this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_expires_at: Option<String>,
+    /// Renewal period (`24h`); absent for tokens that do not expire.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<String>,
+    /// Requests the token was created for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uses_limit: Option<u64>,
+    /// Requests left.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uses_left: Option<u64>,
+    /// Networks it may be used from; empty means anywhere.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cidrs: Vec<String>,
+    /// Accessor of the token that created it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
 }
+
+fn service() -> String {
+    "service".into()
+}
+
+mod access;
+pub use access::*;
 
 #[cfg(test)]
 mod tests {

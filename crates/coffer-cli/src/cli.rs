@@ -117,12 +117,47 @@ Examples:
   coffer history myapp/dev/API_KEY --json")]
     History(PathJson),
 
-    /// Save a token for later commands (read from stdin or prompted for).
-    /// The file is readable by you only.
+    /// Log in and save the token for later commands (readable by you only).
+    /// With --user, log in with a password (from stdin or prompted for);
+    /// without, save a token you already have (from stdin or prompted for).
     #[command(after_help = "Examples:
-  coffer login                          # prompts for the token, no echo
+  coffer login --user alice                  # prompts for the password
+  coffer login --user alice --totp 123456    # with one-time codes on
+  coffer login                               # paste a token, no echo
   coffer login < ~/.local/share/coffer/dev/root-token")]
-    Login(JsonFlag),
+    Login(LoginArgs),
+
+    /// Manage policies: named sets of capabilities on path patterns.
+    #[command(subcommand)]
+    Policy(crate::access_cmd::PolicyCommand),
+
+    /// Create, inspect, renew and revoke tokens.
+    #[command(subcommand)]
+    Token(crate::access_cmd::TokenCommand),
+
+    /// Invite people (admin) and join by invitation.
+    #[command(subcommand)]
+    Invite(crate::access_cmd::InviteCommand),
+
+    /// Manage users (admin).
+    #[command(subcommand)]
+    User(crate::access_cmd::UserCommand),
+
+    /// One-time codes (TOTP) for your login.
+    #[command(subcommand)]
+    Totp(crate::access_cmd::TotpCommand),
+
+    /// Protected environments: prefixes whose values people cannot read.
+    #[command(subcommand)]
+    Protected(crate::access_cmd::ProtectedCommand),
+
+    /// Emergency read access to a protected secret, for a limited time. Needs
+    /// `breakglass` in a policy and a reason; raises an alert.
+    #[command(after_help = "Examples:
+  coffer breakglass payments/prod/DB_PASSWORD --reason 'INC-4211: restore from backup'
+  coffer breakglass payments/prod/ --reason 'INC-4211' --ttl 30m
+  coffer breakglass --list")]
+    Breakglass(crate::access_cmd::BreakglassArgs),
 
     /// Forget the saved token.
     Logout,
@@ -130,6 +165,19 @@ Examples:
 
 #[derive(Debug, Args)]
 pub struct JsonFlag {
+    /// Print JSON for scripts.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// Log in as this user with a password.
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+    /// The current one-time code, for accounts with TOTP on.
+    #[arg(long, value_name = "CODE", requires = "user")]
+    pub totp: Option<String>,
     /// Print JSON for scripts.
     #[arg(long)]
     pub json: bool,

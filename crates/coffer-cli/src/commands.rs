@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::cli::{Cli, Command, GetArgs, LsArgs, OperatorCommand, RmArgs, SetArgs, VersionsArgs};
 use crate::exit::{Status, fail};
-use crate::{input, output, server_cmd, settings};
+use crate::{access_cmd, input, output, server_cmd, settings};
 
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<Status> {
@@ -45,7 +45,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<Status> {
         Command::Rm(a) => rm(g, a).await,
         Command::Undelete(a) => undelete(g, a).await,
         Command::History(a) => history(g, &a.path, a.json).await,
-        Command::Login(f) => login(g, f.json).await,
+        Command::Login(a) => match &a.user {
+            Some(user) => access_cmd::login_user(g, user, a.totp.as_deref(), a.json).await,
+            None => login(g, a.json).await,
+        },
+        Command::Policy(c) => access_cmd::policy(g, c).await,
+        Command::Token(c) => access_cmd::token(g, c).await,
+        Command::Invite(c) => access_cmd::invite(g, c).await,
+        Command::User(c) => access_cmd::user(g, c).await,
+        Command::Totp(c) => access_cmd::totp(g, c).await,
+        Command::Protected(c) => access_cmd::protected(g, c).await,
+        Command::Breakglass(a) => access_cmd::breakglass(g, a).await,
         Command::Logout => logout(),
     }
 }
@@ -315,7 +325,7 @@ async fn login(g: &crate::cli::Global, as_json: bool) -> anyhow::Result<Status> 
     let client = settings::client_builder(g)
         .secret_token(token.clone())
         .build()?;
-    let info = client.token_self().await?;
+    let info = client.lookup_token(None).await?;
     let path = settings::token_file().ok_or_else(|| {
         fail(
             Status::Other,

@@ -66,7 +66,9 @@ pub fn status_of(e: &anyhow::Error) -> Status {
         return match c.kind {
             ErrorKind::Unreachable => Status::Unreachable,
             ErrorKind::Sealed => Status::Sealed,
-            ErrorKind::Unauthenticated | ErrorKind::Forbidden => Status::Denied,
+            ErrorKind::Unauthenticated | ErrorKind::Forbidden | ErrorKind::RateLimited => {
+                Status::Denied
+            }
             ErrorKind::NotFound => Status::NotFound,
             ErrorKind::Invalid => Status::Invalid,
             ErrorKind::Conflict => Status::Conflict,

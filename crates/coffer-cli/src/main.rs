@@ -7,6 +7,7 @@
 
 #![forbid(unsafe_code)]
 
+mod access_cmd;
 mod cli;
 mod commands;
 mod exit;

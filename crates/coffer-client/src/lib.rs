@@ -18,6 +18,8 @@
 
 #![forbid(unsafe_code)]
 
+mod access;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,6 +54,8 @@ pub enum ErrorKind {
     Unauthenticated,
     /// The token may not do this.
     Forbidden,
+    /// Too many attempts; try again later.
+    RateLimited,
     /// No such secret or version.
     NotFound,
     /// Bad input, or a value over the size limit.
@@ -435,12 +439,6 @@ impl Client {
             .await
     }
 
-    /// Looks up the calling token.
-    pub async fn token_self(&self) -> Result<TokenInfo, ClientError> {
-        self.call::<(), _>(Method::GET, "/api/v1/auth/token/self", None)
-            .await
-    }
-
     // ---- secrets ----
 
     /// Reads the current version, or `version`.
@@ -611,6 +609,7 @@ fn error_from_response(status: StatusCode, request_id: Option<String>, body: &[u
         (_, Some(api::codes::SEALED | api::codes::NOT_INITIALIZED)) | (503, _) => ErrorKind::Sealed,
         (401, _) => ErrorKind::Unauthenticated,
         (403, _) => ErrorKind::Forbidden,
+        (429, _) => ErrorKind::RateLimited,
         (404, _) => ErrorKind::NotFound,
         (400 | 413 | 422, _) => ErrorKind::Invalid,
         (409, _) => ErrorKind::Conflict,

@@ -2,26 +2,39 @@
 //!
 //! [`authorize`] is the one place where an access decision is made. It returns
 //! an [`Authorized`] witness that can only be constructed here; the code that
-//! opens sealed values requires one, so a use case that forgets the check does
-//! not compile. Access is denied by default: today only the exact policy name
-//! `root` grants anything (richer policies build on this same check).
+//! opens sealed values requires one (and checks that it was issued for reading
+//! that exact path), so a use case that forgets the check does not compile.
+//!
+//! The decision, in order:
+//!
+//! 1. A *human* identity asking for a secret's value under a protected prefix
+//!    is refused, whatever its policies say, unless it holds an active
+//!    break-glass grant covering the path; with one, a policy must still grant
+//!    `read` or `breakglass` there.
+//! 2. Acting on one's own token (lookup, renew, revoke) is always allowed.
+//! 3. The exact policy name `root` allows everything else.
+//! 4. Otherwise the capabilities of every rule whose pattern matches the target,
+//!    across all of the identity's policies, are united; a matching `deny`
+//!    anywhere refuses; the operation's capability must be in the union.
+//!    Nothing else grants anything: access is denied by default.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use coffer_store::TokenRecord;
+use coffer_policy::{Capability, Pattern, Policy};
+use coffer_store::{TokenKind, TokenRecord};
 
 use crate::error::{CoreError, Result};
 
-/// The name of the policy that grants everything. Compared exactly: no case
-/// folding or trimming ever turns another name into this one.
-pub const ROOT_POLICY: &str = "root";
+pub use coffer_policy::ROOT_POLICY;
 
 /// What a request wants to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Operation {
     /// Read a secret's value.
     ReadValue,
-    /// Read a secret's metadata and version history (never values).
+    /// Read a secret's metadata and version history (never values); needs
+    /// `read` or `list`.
     ReadMetadata,
     /// List paths under a prefix.
     List,
@@ -33,8 +46,32 @@ pub enum Operation {
     Delete,
     /// Erase versions permanently.
     Destroy,
-    /// Operate the server itself: seal, rotate keys.
+    /// Rotate a secret.
+    Rotate,
+    /// Manage the server and the access model (targets under `sys/`).
     Admin,
+    /// Ask for a time-limited break-glass read of a protected secret.
+    Breakglass,
+    /// Act on the caller's own token.
+    SelfService,
+}
+
+impl Operation {
+    /// The capability a policy must grant for this operation.
+    pub fn capability(self) -> Option<Capability> {
+        Some(match self {
+            Operation::ReadValue | Operation::ReadMetadata => Capability::Read,
+            Operation::List => Capability::List,
+            Operation::Create => Capability::Create,
+            Operation::Update => Capability::Update,
+            Operation::Delete => Capability::Delete,
+            Operation::Destroy => Capability::Destroy,
+            Operation::Rotate => Capability::Rotate,
+            Operation::Admin => Capability::Admin,
+            Operation::Breakglass => Capability::Breakglass,
+            Operation::SelfService => return None,
+        })
+    }
 }
 
 /// An authenticated caller: the token record it presented.
@@ -49,9 +86,13 @@ impl Identity {
         &self.token.accessor
     }
 
-    /// Human-readable name.
+    /// Human-readable name: the user name for people, the token's display
+    /// name for services.
     pub fn display_name(&self) -> &str {
-        &self.token.display_name
+        self.token
+            .user
+            .as_deref()
+            .unwrap_or(&self.token.display_name)
     }
 
     /// Attached policy names.
@@ -63,6 +104,22 @@ impl Identity {
     pub fn token(&self) -> &TokenRecord {
         &self.token
     }
+
+    /// Whether this identity is a person (logged in with a password, or a
+    /// token created from such a login).
+    pub fn is_human(&self) -> bool {
+        self.token.kind == TokenKind::Human
+    }
+
+    /// The user a human identity belongs to.
+    pub fn user(&self) -> Option<&str> {
+        self.token.user.as_deref()
+    }
+
+    /// Whether the root policy is attached.
+    pub fn is_root(&self) -> bool {
+        self.token.policies.iter().any(|p| p == ROOT_POLICY)
+    }
 }
 
 /// Proof that `authorize` allowed `operation` on `target` for an identity.
@@ -71,6 +128,7 @@ impl Identity {
 pub struct Authorized<'a> {
     operation: Operation,
     target: &'a str,
+    breakglass: bool,
     _private: (),
 }
 
@@ -84,29 +142,172 @@ impl Authorized<'_> {
     pub fn target(&self) -> &str {
         self.target
     }
+
+    /// Whether the read was allowed only because of a break-glass grant.
+    pub fn via_breakglass(&self) -> bool {
+        self.breakglass
+    }
 }
 
-/// Decides whether `identity` may perform `operation` on `target`.
+/// A prefix under which people cannot read values.
+#[derive(Debug, Clone)]
+pub struct Protected {
+    /// Which paths.
+    pub pattern: Pattern,
+    /// Who marked it.
+    pub created_by: String,
+    /// Unix milliseconds.
+    pub created_at: i64,
+}
+
+/// A time-limited break-glass grant for one user.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct BreakglassGrant {
+    /// Random id.
+    pub id: String,
+    /// Canonical user name.
+    pub user: String,
+    /// Accessor of the token that asked for it.
+    pub accessor: String,
+    /// A secret path, or a folder (ending in `/`) covering everything below it.
+    pub target: String,
+    /// Why (free text, shown to auditors).
+    pub reason: String,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    /// Unix milliseconds after which the grant is void.
+    pub expires_at: i64,
+}
+
+impl BreakglassGrant {
+    /// Whether the grant covers reading `path` at time `now`.
+    pub fn covers(&self, path: &str, now: i64) -> bool {
+        now < self.expires_at
+            && (self.target == path
+                || (self.target.ends_with('/') && path.starts_with(&self.target)))
+    }
+}
+
+/// The access model a decision is made against: compiled policies, protected
+/// prefixes and live break-glass grants. Immutable; replaced as a whole when
+/// anything in it changes.
+#[derive(Debug, Default)]
+pub struct AccessModel {
+    pub(crate) policies: HashMap<String, Arc<Policy>>,
+    pub(crate) protected: Vec<Protected>,
+    pub(crate) grants: Vec<BreakglassGrant>,
+}
+
+impl AccessModel {
+    /// Builds a model (used by the core when it loads from storage, and by tests).
+    pub fn new(
+        policies: HashMap<String, Arc<Policy>>,
+        protected: Vec<Protected>,
+        grants: Vec<BreakglassGrant>,
+    ) -> AccessModel {
+        AccessModel {
+            policies,
+            protected,
+            grants,
+        }
+    }
+
+    /// Whether `path` lies under a protected prefix.
+    pub fn is_protected(&self, path: &str) -> bool {
+        self.protected.iter().any(|p| p.pattern.matches(path))
+    }
+
+    /// The compiled policy of that name, if it exists.
+    pub fn policy(&self, name: &str) -> Option<&Arc<Policy>> {
+        self.policies.get(name)
+    }
+}
+
+/// Decides whether `identity` may perform `operation` on `target` at `now`
+/// (unix milliseconds). The only constructor of [`Authorized`].
 pub fn authorize<'a>(
+    model: &AccessModel,
     identity: &Identity,
     operation: Operation,
     target: &'a str,
+    now: i64,
 ) -> Result<Authorized<'a>> {
-    if identity.token.policies.iter().any(|p| p == ROOT_POLICY) {
-        return Ok(Authorized {
+    let allow = |breakglass| {
+        Ok(Authorized {
             operation,
             target,
+            breakglass,
             _private: (),
+        })
+    };
+    if operation == Operation::ReadValue && identity.is_human() && model.is_protected(target) {
+        let granted = identity.user().is_some_and(|user| {
+            model
+                .grants
+                .iter()
+                .any(|g| g.user == user && g.covers(target, now))
         });
+        if !granted {
+            return Err(CoreError::Forbidden(format!(
+                "{target} is in a protected environment: people cannot read its value \
+                 (a service token can; for an emergency, `coffer breakglass`)"
+            )));
+        }
+        if identity.is_root() {
+            return allow(true);
+        }
+        let caps = capabilities(model, identity, target);
+        if caps.allows(Capability::Read) || caps.allows(Capability::Breakglass) {
+            return allow(true);
+        }
+        return Err(denied(Capability::Read, target));
     }
-    Err(CoreError::Forbidden)
+    let Some(needed) = operation.capability() else {
+        return allow(false);
+    };
+    if identity.is_root() {
+        return allow(false);
+    }
+    let caps = capabilities(model, identity, target);
+    let ok = match operation {
+        Operation::ReadMetadata => caps.allows(Capability::Read) || caps.allows(Capability::List),
+        _ => caps.allows(needed),
+    };
+    if ok {
+        allow(false)
+    } else {
+        Err(denied(needed, target))
+    }
+}
+
+fn capabilities(
+    model: &AccessModel,
+    identity: &Identity,
+    target: &str,
+) -> coffer_policy::Capabilities {
+    coffer_policy::evaluate(
+        identity
+            .token
+            .policies
+            .iter()
+            .filter_map(|name| model.policies.get(name).map(|p| &**p)),
+        target,
+    )
+}
+
+fn denied(needed: Capability, target: &str) -> CoreError {
+    let shown = if target.is_empty() { "/" } else { target };
+    CoreError::Forbidden(format!(
+        "no policy of this token grants {} on {shown}",
+        needed.name()
+    ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn identity(policies: &[&str]) -> Identity {
+    fn identity(policies: &[&str], kind: TokenKind) -> Identity {
         Identity {
             token: Arc::new(TokenRecord {
                 hash: [0; 32],
@@ -116,24 +317,44 @@ mod tests {
                 created_at: 0,
                 expires_at: None,
                 parent: None,
+                kind,
+                user: (kind == TokenKind::Human).then(|| "alice".to_string()),
+                ttl_ms: None,
+                max_expires_at: None,
+                uses_limit: None,
+                uses_left: None,
+                cidrs: Vec::new(),
             }),
         }
     }
 
+    const ALL_OPS: [Operation; 10] = [
+        Operation::ReadValue,
+        Operation::ReadMetadata,
+        Operation::List,
+        Operation::Create,
+        Operation::Update,
+        Operation::Delete,
+        Operation::Destroy,
+        Operation::Rotate,
+        Operation::Admin,
+        Operation::Breakglass,
+    ];
+
     #[test]
     fn deny_by_default_and_root_is_exact() {
-        let ops = [
-            Operation::ReadValue,
-            Operation::ReadMetadata,
-            Operation::List,
-            Operation::Create,
-            Operation::Update,
-            Operation::Delete,
-            Operation::Destroy,
-            Operation::Admin,
-        ];
-        for op in ops {
-            assert!(authorize(&identity(&["root"]), op, "a/b").is_ok());
+        let model = AccessModel::default();
+        for op in ALL_OPS {
+            assert!(
+                authorize(
+                    &model,
+                    &identity(&["root"], TokenKind::Service),
+                    op,
+                    "a/b",
+                    0
+                )
+                .is_ok()
+            );
             for policies in [
                 &[][..],
                 &["Root"],
@@ -145,14 +366,90 @@ mod tests {
             ] {
                 assert!(
                     matches!(
-                        authorize(&identity(policies), op, "a/b"),
-                        Err(CoreError::Forbidden)
+                        authorize(
+                            &model,
+                            &identity(policies, TokenKind::Service),
+                            op,
+                            "a/b",
+                            0
+                        ),
+                        Err(CoreError::Forbidden(_))
                     ),
                     "{policies:?} must not be treated as root"
                 );
             }
         }
-        let w = authorize(&identity(&["root"]), Operation::List, "x/").unwrap();
+        let w = authorize(
+            &model,
+            &identity(&["root"], TokenKind::Service),
+            Operation::List,
+            "x/",
+            0,
+        )
+        .unwrap();
         assert_eq!((w.operation(), w.target()), (Operation::List, "x/"));
+        // Self-service needs no policy at all.
+        assert!(
+            authorize(
+                &model,
+                &identity(&[], TokenKind::Human),
+                Operation::SelfService,
+                "sys/token/self",
+                0
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn protected_prefixes_refuse_values_to_people_only() {
+        let mut policies = HashMap::new();
+        policies.insert(
+            "prod-reader".to_string(),
+            Arc::new(
+                Policy::parse(r#"path "app/prod/*" { capabilities = ["read", "list"] }"#).unwrap(),
+            ),
+        );
+        let protected = vec![Protected {
+            pattern: Pattern::parse("*/prod/*").unwrap(),
+            created_by: "root".into(),
+            created_at: 0,
+        }];
+        let grant = BreakglassGrant {
+            id: "g".into(),
+            user: "alice".into(),
+            accessor: "acc_x".into(),
+            target: "app/prod/".into(),
+            reason: "incident".into(),
+            created_at: 0,
+            expires_at: 100,
+        };
+        let model = AccessModel::new(policies.clone(), protected.clone(), Vec::new());
+        let human = identity(&["prod-reader"], TokenKind::Human);
+        let human_root = identity(&["root"], TokenKind::Human);
+        let service = identity(&["prod-reader"], TokenKind::Service);
+        let p = "app/prod/db";
+        assert!(authorize(&model, &service, Operation::ReadValue, p, 0).is_ok());
+        for who in [&human, &human_root] {
+            assert!(matches!(
+                authorize(&model, who, Operation::ReadValue, p, 0),
+                Err(CoreError::Forbidden(m)) if m.contains("protected")
+            ));
+        }
+        // Metadata and listing stay as the policy says.
+        assert!(authorize(&model, &human, Operation::ReadMetadata, p, 0).is_ok());
+        assert!(authorize(&model, &human, Operation::List, "app/prod/", 0).is_ok());
+        // Unprotected paths are unaffected.
+        assert!(authorize(&model, &human_root, Operation::ReadValue, "app/dev/db", 0).is_ok());
+        // With a live grant: allowed and marked; expired: refused.
+        let model = AccessModel::new(policies, protected, vec![grant]);
+        let w = authorize(&model, &human, Operation::ReadValue, p, 50).unwrap();
+        assert!(w.via_breakglass());
+        assert!(authorize(&model, &human, Operation::ReadValue, p, 100).is_err());
+        // A grant for alice does nothing for a human without read/breakglass.
+        let nobody = identity(&[], TokenKind::Human);
+        assert!(authorize(&model, &nobody, Operation::ReadValue, p, 50).is_err());
+        // Outside the grant's folder: refused.
+        assert!(authorize(&model, &human, Operation::ReadValue, "web/prod/db", 50).is_err());
     }
 }

@@ -24,9 +24,17 @@ pub enum CoreError {
     /// Deliberately one message for all of them.
     #[error("missing or invalid token")]
     Unauthenticated,
-    /// The token is valid but its policies do not allow the operation.
-    #[error("permission denied")]
-    Forbidden,
+    /// The token is valid but its policies (or a protected environment) do
+    /// not allow the operation. The message says which capability was missing
+    /// on which target, never anything about stored data.
+    #[error("permission denied: {0}")]
+    Forbidden(String),
+    /// A login that failed, for whatever reason (one message for all).
+    #[error("{0}")]
+    LoginFailed(String),
+    /// Too many attempts (failed logins for one account); try again later.
+    #[error("{0}")]
+    RateLimited(String),
     /// Nothing at that path or version, or the version was deleted or destroyed.
     #[error("{0}")]
     NotFound(String),

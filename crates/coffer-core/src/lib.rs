@@ -12,13 +12,18 @@
 
 #![forbid(unsafe_code)]
 
+mod access;
 pub mod auth;
 mod cache;
+pub mod duration;
 mod error;
 pub mod path;
+pub mod username;
+mod users;
 pub mod value;
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 
 use coffer_crypto::keyring::{Keyring, RootKey, UnsealKey};
@@ -30,10 +35,12 @@ use coffer_store::{
 };
 use serde::{Deserialize, Serialize};
 
-pub use auth::{Authorized, Identity, Operation, ROOT_POLICY, authorize};
+pub use access::{BreakglassRequest, PolicyInfo, ProtectedInfo, TokenRequest, TokenView};
+pub use auth::{AccessModel, Authorized, BreakglassGrant, Identity, Operation, ROOT_POLICY};
 use cache::{Cached, SecretCache};
 pub use error::{CoreError, Result};
 pub use path::{ListPrefix, PathError, SecretPath};
+pub use users::{InviteRequest, LoginRequest, TotpEnrollment, UserView};
 pub use value::SecretValue;
 
 const SEAL_CONFIG: &str = "seal-config";
@@ -204,6 +211,13 @@ pub struct Coffer {
     write_locks: Box<[tokio::sync::Mutex<()>]>,
     cache: SecretCache,
     tokens: RwLock<HashMap<[u8; 32], Arc<TokenRecord>>>,
+    /// Policies, protected prefixes and break-glass grants, loaded at unseal
+    /// and replaced whenever one of them changes.
+    access: RwLock<Arc<AccessModel>>,
+    /// Serialises changes to the access model on this node.
+    access_writes: tokio::sync::Mutex<()>,
+    /// Bounds concurrent Argon2 runs (memory-hard: 19 MiB each).
+    login_slots: tokio::sync::Semaphore,
 }
 
 const TOKEN_CACHE_CAPACITY: usize = 100_000;
@@ -228,6 +242,9 @@ impl Coffer {
             write_locks: (0..256).map(|_| tokio::sync::Mutex::new(())).collect(),
             cache,
             tokens: RwLock::new(HashMap::new()),
+            access: RwLock::new(Arc::new(AccessModel::default())),
+            access_writes: tokio::sync::Mutex::new(()),
+            login_slots: tokio::sync::Semaphore::new(4),
         })
     }
 
@@ -285,6 +302,13 @@ impl Coffer {
             created_at: now,
             expires_at: None,
             parent: None,
+            kind: coffer_store::TokenKind::Service,
+            user: None,
+            ttl_ms: None,
+            max_expires_at: None,
+            uses_limit: None,
+            uses_left: None,
+            cidrs: Vec::new(),
         };
         let mutations = vec![
             Mutation::InsertSystem {
@@ -349,6 +373,8 @@ impl Coffer {
         };
         match self.open_key_hierarchy(&shares).await {
             Ok(keys) => {
+                let model = self.load_access_model(&keys.keyring).await?;
+                *self.access.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(model);
                 *self.state.write().unwrap_or_else(|p| p.into_inner()) = State::Unsealed {
                     config,
                     keys: Arc::new(keys),
@@ -407,7 +433,7 @@ impl Coffer {
     /// Seals: drops every key from memory (they are zeroized when the last
     /// in-flight request holding them finishes) and clears the caches.
     pub async fn seal(&self, identity: &Identity) -> Result<()> {
-        authorize(identity, Operation::Admin, "sys/seal")?;
+        self.authorize(identity, Operation::Admin, "sys/seal")?;
         let _admin = self.admin.lock().await;
         let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
         if let State::Unsealed { config, .. } = &*state {
@@ -422,6 +448,7 @@ impl Coffer {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .clear();
+        *self.access.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(AccessModel::default());
         tracing::info!(actor = identity.display_name(), "coffer sealed");
         Ok(())
     }
@@ -429,7 +456,7 @@ impl Coffer {
     /// Adds a new keyring key and makes it the one new versions are sealed
     /// with. Existing versions keep opening with their own key.
     pub async fn rotate_keyring(&self, identity: &Identity) -> Result<KeyringStatus> {
-        authorize(identity, Operation::Admin, "sys/rotate")?;
+        self.authorize(identity, Operation::Admin, "sys/rotate")?;
         let _admin = self.admin.lock().await;
         let keys = self.keys()?;
         let wrapped = self
@@ -465,7 +492,7 @@ impl Coffer {
 
     /// The keyring's keys (admin only).
     pub fn keyring_status(&self, identity: &Identity) -> Result<KeyringStatus> {
-        authorize(identity, Operation::Admin, "sys/keyring")?;
+        self.authorize(identity, Operation::Admin, "sys/keyring")?;
         Ok(keyring_status(&self.keys()?.keyring))
     }
 
@@ -517,10 +544,13 @@ impl Coffer {
 
     // ---- tokens --------------------------------------------------------------
 
-    /// Resolves a raw token to an identity. Every failure (malformed, unknown,
-    /// expired) is the same `Unauthenticated`, so responses do not tell an
-    /// attacker which tokens exist.
-    pub async fn authenticate(&self, raw: &str) -> Result<Identity> {
+    /// Resolves a raw token to an identity. `source` is the address the
+    /// request came from (checked against a network-bound token's CIDRs; a
+    /// bound token is refused when the source is unknown). Every failure
+    /// (malformed, unknown, expired, revoked, used up, wrong network) is the
+    /// same `Unauthenticated`, so responses do not tell an attacker which
+    /// tokens exist.
+    pub async fn authenticate(&self, raw: &str, source: Option<IpAddr>) -> Result<Identity> {
         let keys = self.keys()?;
         if !token::is_well_formed(raw) {
             return Err(CoreError::Unauthenticated);
@@ -541,11 +571,15 @@ impl Coffer {
                         .await?
                         .ok_or(CoreError::Unauthenticated)?,
                 );
-                let mut tokens = self.tokens.write().unwrap_or_else(|p| p.into_inner());
-                if tokens.len() >= TOKEN_CACHE_CAPACITY {
-                    tokens.clear();
+                // Use-limited tokens are counted in storage on every request,
+                // so caching them would only show a stale count.
+                if r.uses_limit.is_none() {
+                    let mut tokens = self.tokens.write().unwrap_or_else(|p| p.into_inner());
+                    if tokens.len() >= TOKEN_CACHE_CAPACITY {
+                        tokens.clear();
+                    }
+                    tokens.insert(hash, r.clone());
                 }
-                tokens.insert(hash, r.clone());
                 r
             }
         };
@@ -558,7 +592,61 @@ impl Coffer {
         if record.expires_at.is_some_and(|t| now_ms() >= t) {
             return Err(CoreError::Unauthenticated);
         }
+        if !record.cidrs.is_empty() && !access::source_allowed(&record.cidrs, source) {
+            return Err(CoreError::Unauthenticated);
+        }
+        if record.uses_limit.is_some() {
+            match self
+                .store
+                .commit(vec![Mutation::ConsumeTokenUse {
+                    accessor: record.accessor.clone(),
+                }])
+                .await
+            {
+                Ok(()) => {}
+                Err(coffer_store::StoreError::Conflict(_)) => {
+                    return Err(CoreError::Unauthenticated);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
         Ok(Identity { token: record })
+    }
+
+    /// The single authorization check, against the current access model.
+    /// Every use case calls it before touching data; break-glass reads are
+    /// raised as alerts here.
+    pub fn authorize<'a>(
+        &self,
+        identity: &Identity,
+        operation: Operation,
+        target: &'a str,
+    ) -> Result<Authorized<'a>> {
+        let model = self
+            .access
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let authorized = auth::authorize(&model, identity, operation, target, now_ms())?;
+        if authorized.via_breakglass() {
+            tracing::warn!(
+                target: "coffer::alert",
+                alert = "breakglass_read",
+                user = identity.user().unwrap_or_default(),
+                accessor = identity.accessor(),
+                path = target,
+                "break-glass read of a protected secret"
+            );
+        }
+        Ok(authorized)
+    }
+
+    /// The current access model (policies, protected prefixes, grants).
+    pub fn access_model(&self) -> Arc<AccessModel> {
+        self.access
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     // ---- secrets -------------------------------------------------------------
@@ -572,7 +660,7 @@ impl Coffer {
     ) -> Result<SecretRead> {
         let path = SecretPath::parse(path)?;
         let keys = self.keys()?;
-        let auth = authorize(identity, Operation::ReadValue, path.as_str())?;
+        let auth = self.authorize(identity, Operation::ReadValue, path.as_str())?;
         let cached = self
             .cached(path.as_str())
             .await?
@@ -650,6 +738,14 @@ impl Coffer {
             });
         }
         let keys = self.keys()?;
+        // Someone who can neither create nor update here learns nothing about
+        // whether the secret exists: refuse before looking.
+        if self
+            .authorize(identity, Operation::Create, path.as_str())
+            .is_err()
+        {
+            self.authorize(identity, Operation::Update, path.as_str())?;
+        }
         let _lock = self.write_locks[self.cache.stripe(path.as_str())]
             .lock()
             .await;
@@ -663,7 +759,7 @@ impl Coffer {
             } else {
                 Operation::Update
             };
-            authorize(identity, op, path.as_str())?;
+            self.authorize(identity, op, path.as_str())?;
             if let Some(expected) = cas
                 && expected != current
             {
@@ -733,7 +829,7 @@ impl Coffer {
     ) -> Result<ListPage> {
         let prefix = ListPrefix::parse(prefix)?;
         self.keys()?;
-        authorize(identity, Operation::List, prefix.as_str())?;
+        self.authorize(identity, Operation::List, prefix.as_str())?;
         let limit = match options.limit {
             0 => DEFAULT_LIST_LIMIT,
             n => n.min(MAX_LIST_LIMIT),
@@ -761,7 +857,7 @@ impl Coffer {
     pub async fn metadata(&self, identity: &Identity, path: &str) -> Result<SecretMetadata> {
         let path = SecretPath::parse(path)?;
         self.keys()?;
-        authorize(identity, Operation::ReadMetadata, path.as_str())?;
+        self.authorize(identity, Operation::ReadMetadata, path.as_str())?;
         let meta = self
             .store
             .get_meta(path.as_str())
@@ -833,7 +929,7 @@ impl Coffer {
     ) -> Result<Vec<u64>> {
         let path = SecretPath::parse(path)?;
         self.keys()?;
-        authorize(identity, op, path.as_str())?;
+        self.authorize(identity, op, path.as_str())?;
         let _lock = self.write_locks[self.cache.stripe(path.as_str())]
             .lock()
             .await;
@@ -906,7 +1002,9 @@ fn keyring_status(k: &Keyring) -> KeyringStatus {
 /// was authorized, so no code path can decrypt without the check.
 fn open_value(keys: &Keys, auth: &Authorized<'_>, record: &VersionRecord) -> Result<SecretValue> {
     if auth.operation() != Operation::ReadValue || auth.target() != record.path {
-        return Err(CoreError::Forbidden);
+        return Err(CoreError::Forbidden(
+            "internal check failed: the authorization was for another operation".into(),
+        ));
     }
     let plain = keys
         .keyring

@@ -27,7 +27,7 @@ async fn unsealed_with_token() -> (Fixture, Identity, Vec<SecretString>, SecretS
         .await
         .unwrap();
     let root = coffer
-        .authenticate(init.root_token.expose_secret())
+        .authenticate(init.root_token.expose_secret(), None)
         .await
         .unwrap();
     (
@@ -89,7 +89,10 @@ async fn every_threshold_combination_unseals_and_fewer_do_not() {
                     );
                 }
                 assert!(!last.unwrap().sealed, "n={n} t={t} {combo:?} should unseal");
-                let id = coffer.authenticate(root.expose_secret()).await.unwrap();
+                let id = coffer
+                    .authenticate(root.expose_secret(), None)
+                    .await
+                    .unwrap();
                 coffer.seal(&id).await.unwrap();
             }
             if t >= 2 {
@@ -164,7 +167,7 @@ async fn sealed_and_uninitialized_coffer_refuses_everything_else() {
     let dir = tempfile::tempdir().unwrap();
     let coffer = open(dir.path()).await;
     assert!(matches!(
-        coffer.authenticate("cft_x").await,
+        coffer.authenticate("cft_x", None).await,
         Err(CoreError::NotInitialized)
     ));
     assert!(!coffer.status().initialized);
@@ -174,7 +177,9 @@ async fn sealed_and_uninitialized_coffer_refuses_everything_else() {
         Err(CoreError::AlreadyInitialized)
     ));
     assert!(matches!(
-        coffer.authenticate(init.root_token.expose_secret()).await,
+        coffer
+            .authenticate(init.root_token.expose_secret(), None)
+            .await,
         Err(CoreError::Sealed)
     ));
 }
@@ -194,12 +199,12 @@ async fn restart_comes_up_sealed_with_data_intact() {
     let status = coffer.status();
     assert!(status.initialized && status.sealed);
     assert!(matches!(
-        coffer.authenticate(raw_token.expose_secret()).await,
+        coffer.authenticate(raw_token.expose_secret(), None).await,
         Err(CoreError::Sealed)
     ));
     coffer.unseal(keys[0].expose_secret()).await.unwrap();
     let root = coffer
-        .authenticate(raw_token.expose_secret())
+        .authenticate(raw_token.expose_secret(), None)
         .await
         .unwrap();
     let read = coffer.read(&root, "app/dev/DB", None).await.unwrap();
@@ -380,7 +385,10 @@ async fn tampered_or_moved_ciphertext_is_detected_not_served() {
 
     let coffer = open(dir.path()).await;
     coffer.unseal(keys[0].expose_secret()).await.unwrap();
-    let root = coffer.authenticate(raw.expose_secret()).await.unwrap();
+    let root = coffer
+        .authenticate(raw.expose_secret(), None)
+        .await
+        .unwrap();
     for (path, version) in [("t/a", Some(1)), ("t/c", None), ("t/b", None)] {
         match coffer.read(&root, path, version).await {
             Err(CoreError::Corrupt(m)) => assert!(m.contains("integrity"), "{m}"),

@@ -31,7 +31,7 @@ fn bench(c: &mut Criterion) {
             .await
             .unwrap();
         let root = coffer
-            .authenticate(init.root_token.expose_secret())
+            .authenticate(init.root_token.expose_secret(), None)
             .await
             .unwrap();
         let value = SecretValue::Text(SecretString::from(
@@ -66,9 +66,9 @@ fn bench(c: &mut Criterion) {
     });
     c.bench_function("core: authenticate", |b| {
         b.to_async(&rt)
-            .iter(|| async { coffer.authenticate(&token).await.unwrap() })
+            .iter(|| async { coffer.authenticate(&token, None).await.unwrap() })
     });
-    let id = rt.block_on(coffer.authenticate(&token)).unwrap();
+    let id = rt.block_on(coffer.authenticate(&token, None)).unwrap();
     c.bench_function("core: read (cached)", |b| {
         b.to_async(&rt)
             .iter(|| async { coffer.read(&id, "bench/read", None).await.unwrap() })

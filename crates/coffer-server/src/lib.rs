@@ -5,6 +5,7 @@
 
 #![forbid(unsafe_code)]
 
+mod access_routes;
 mod config;
 mod error;
 pub mod request_id;

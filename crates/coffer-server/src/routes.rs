@@ -51,10 +51,10 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .route("/api/v1/sys/seal", post(seal))
         .route("/api/v1/sys/rotate", post(rotate))
         .route("/api/v1/sys/keyring", get(keyring))
-        .route("/api/v1/auth/token/self", get(token_self))
         .route("/api/v1/openapi.json", get(openapi));
     secrets
         .merge(sys)
+        .merge(crate::access_routes::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
@@ -73,7 +73,13 @@ impl FromRequestParts<AppState> for Auth {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let raw = bearer_token(&parts.headers).unwrap_or("");
-        Ok(Auth(state.coffer.authenticate(raw).await?))
+        // The peer address of the connection; forwarding headers are not
+        // trusted, so a network-bound token behind a proxy sees the proxy.
+        let source = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip());
+        Ok(Auth(state.coffer.authenticate(raw, source).await?))
     }
 }
 
@@ -298,17 +304,6 @@ async fn keyring(
     Auth(id): Auth,
 ) -> Result<Json<api::KeyringResponse>, ApiError> {
     Ok(Json(keyring_response(st.coffer.keyring_status(&id)?)))
-}
-
-async fn token_self(Auth(id): Auth) -> Json<api::TokenInfo> {
-    let t = id.token();
-    Json(api::TokenInfo {
-        accessor: t.accessor.clone(),
-        display_name: t.display_name.clone(),
-        policies: t.policies.clone(),
-        created_at: rfc3339(t.created_at),
-        expires_at: t.expires_at.map(rfc3339),
-    })
 }
 
 async fn openapi() -> Response {

@@ -747,9 +747,8 @@ impl Storage for SqliteStore {
 
     async fn list_tokens(&self) -> Result<Vec<TokenRecord>> {
         self.read(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT hash, data, uses_left FROM tokens ORDER BY accessor",
-            )?;
+            let mut stmt =
+                c.prepare_cached("SELECT hash, data, uses_left FROM tokens ORDER BY accessor")?;
             let rows = stmt.query_map([], |r| {
                 Ok((
                     r.get::<_, Vec<u8>>(0)?,

@@ -385,7 +385,9 @@ async fn tokens_by_hash(s: &dyn Storage) {
 }
 
 async fn revocation_cascades_to_descendants(s: &dyn Storage) {
-    put_token(s, &token(1, "acc_root", None, None)).await.unwrap();
+    put_token(s, &token(1, "acc_root", None, None))
+        .await
+        .unwrap();
     put_token(s, &token(2, "acc_a", Some("acc_root"), None))
         .await
         .unwrap();
@@ -403,19 +405,25 @@ async fn revocation_cascades_to_descendants(s: &dyn Storage) {
         put_token(s, &token(6, "acc_orphan", Some("acc_gone"), None)).await,
         Err(StoreError::Conflict(_))
     ));
-    s.commit(vec![Mutation::RevokeTokens(RevokeScope::Tree("acc_a".into()))])
-        .await
-        .unwrap();
+    s.commit(vec![Mutation::RevokeTokens(RevokeScope::Tree(
+        "acc_a".into(),
+    ))])
+    .await
+    .unwrap();
     assert_eq!(accessors(s).await, ["acc_b", "acc_root"]);
     assert!(s.get_token(&[4u8; 32]).await.unwrap().is_none());
     // Revoking something already gone is not an error.
-    s.commit(vec![Mutation::RevokeTokens(RevokeScope::Tree("acc_a".into()))])
-        .await
-        .unwrap();
+    s.commit(vec![Mutation::RevokeTokens(RevokeScope::Tree(
+        "acc_a".into(),
+    ))])
+    .await
+    .unwrap();
 }
 
 async fn revoking_a_user_removes_all_its_tokens(s: &dyn Storage) {
-    put_token(s, &token(1, "acc_svc", None, None)).await.unwrap();
+    put_token(s, &token(1, "acc_svc", None, None))
+        .await
+        .unwrap();
     put_token(s, &token(2, "acc_u1", None, Some("alice")))
         .await
         .unwrap();
@@ -428,9 +436,11 @@ async fn revoking_a_user_removes_all_its_tokens(s: &dyn Storage) {
     put_token(s, &token(5, "acc_bob", None, Some("bob")))
         .await
         .unwrap();
-    s.commit(vec![Mutation::RevokeTokens(RevokeScope::User("alice".into()))])
-        .await
-        .unwrap();
+    s.commit(vec![Mutation::RevokeTokens(RevokeScope::User(
+        "alice".into(),
+    ))])
+    .await
+    .unwrap();
     assert_eq!(accessors(s).await, ["acc_bob", "acc_svc"]);
 }
 
@@ -439,7 +449,9 @@ async fn token_uses_are_counted_atomically(s: &dyn Storage) {
     limited.uses_limit = Some(2);
     limited.uses_left = Some(2);
     put_token(s, &limited).await.unwrap();
-    put_token(s, &token(2, "acc_free", None, None)).await.unwrap();
+    put_token(s, &token(2, "acc_free", None, None))
+        .await
+        .unwrap();
     let consume = |a: &str| Mutation::ConsumeTokenUse { accessor: a.into() };
     s.commit(vec![consume("acc_lim")]).await.unwrap();
     assert_eq!(
@@ -479,9 +491,11 @@ async fn token_expiry_moves_only_for_live_tokens(s: &dyn Storage) {
     assert_eq!(t.expires_at, Some(25));
     assert_eq!(t.max_expires_at, Some(30));
     // Renewing a revoked token must not bring it back.
-    s.commit(vec![Mutation::RevokeTokens(RevokeScope::Tree("acc_t".into()))])
-        .await
-        .unwrap();
+    s.commit(vec![Mutation::RevokeTokens(RevokeScope::Tree(
+        "acc_t".into(),
+    ))])
+    .await
+    .unwrap();
     assert!(matches!(
         s.commit(vec![Mutation::SetTokenExpiry {
             accessor: "acc_t".into(),
@@ -730,8 +744,10 @@ async fn sqlite_migrates_tokens_of_an_older_schema() {
     let child = s.get_token(&[2u8; 32]).await.unwrap().unwrap();
     assert_eq!(child.parent.as_deref(), Some("acc_p"));
     assert_eq!(child.kind, TokenKind::Service);
-    s.commit(vec![Mutation::RevokeTokens(RevokeScope::Tree("acc_p".into()))])
-        .await
-        .unwrap();
+    s.commit(vec![Mutation::RevokeTokens(RevokeScope::Tree(
+        "acc_p".into(),
+    ))])
+    .await
+    .unwrap();
     assert!(s.list_tokens().await.unwrap().is_empty());
 }

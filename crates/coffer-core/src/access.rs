@@ -1,0 +1,832 @@
+//! The access model's use cases: policies, scoped tokens, protected prefixes
+//! and break-glass grants.
+//!
+//! Every method authorizes through [`Coffer::authorize`] before it reads or
+//! changes anything. Administrative targets live under `sys/`:
+//!
+//! | target | what `admin` on it allows |
+//! |---|---|
+//! | `sys/policies/NAME` | read, write, delete policy NAME (`sys/policies/` lists) |
+//! | `sys/tokens/ACCESSOR` | look up, renew, revoke someone else's token (`sys/tokens/` lists) |
+//! | `sys/users/NAME` | show, disable, enable, remove a user (`sys/users/` lists) |
+//! | `sys/invites` | invite users |
+//! | `sys/protected` | mark and unmark protected prefixes, list them |
+//! | `sys/breakglass` | list break-glass grants |
+//! | `sys/seal`, `sys/rotate`, `sys/keyring` | operate the server |
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use coffer_crypto::keyring::Keyring;
+use coffer_crypto::{SecretString, token};
+use coffer_policy::{Pattern, Policy};
+use coffer_store::{Expect, Mutation, RevokeScope, StoreError, TokenRecord};
+use serde::{Deserialize, Serialize};
+
+use crate::auth::{AccessModel, BreakglassGrant, Identity, Operation, Protected, ROOT_POLICY};
+use crate::duration::{format_duration_ms, parse_duration_ms};
+use crate::{Coffer, CoreError, ListPrefix, Result, SecretPath, now_ms};
+
+pub(crate) const KIND_POLICY: &str = "policy";
+pub(crate) const KIND_PROTECTED: &str = "protected";
+pub(crate) const KIND_BREAKGLASS: &str = "breakglass";
+
+/// Default lifetime of a token created without `ttl` (32 days, as Vault).
+pub const DEFAULT_TOKEN_TTL_MS: i64 = 768 * 3600 * 1000;
+/// Default and longest break-glass grant.
+pub const DEFAULT_BREAKGLASS_TTL_MS: i64 = 15 * 60 * 1000;
+/// Longest break-glass grant.
+pub const MAX_BREAKGLASS_TTL_MS: i64 = 4 * 3600 * 1000;
+/// Most CIDR blocks on one token.
+const MAX_CIDRS: usize = 32;
+/// Most policies on one token or user.
+const MAX_POLICIES: usize = 64;
+/// How far up a token's lineage an ownership check walks.
+const MAX_LINEAGE: usize = 64;
+
+/// A stored policy: its source text as written (the compiled form is rebuilt
+/// from it).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StoredPolicy {
+    source: String,
+    updated_by: String,
+    updated_at: i64,
+}
+
+/// A policy as `coffer policy read` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyInfo {
+    /// Name.
+    pub name: String,
+    /// Source text.
+    pub source: String,
+    /// Who last wrote it.
+    pub updated_by: String,
+    /// Unix milliseconds of the last write.
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StoredProtected {
+    created_by: String,
+    created_at: i64,
+}
+
+/// A protected prefix as `coffer protected list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProtectedInfo {
+    /// The pattern.
+    pub pattern: String,
+    /// Who marked it.
+    pub created_by: String,
+    /// Unix milliseconds.
+    pub created_at: i64,
+}
+
+/// What `coffer token create` asks for.
+#[derive(Debug, Clone, Default)]
+pub struct TokenRequest {
+    /// Policy names; each must exist and be held by the creating token.
+    pub policies: Vec<String>,
+    /// Lifetime (and renewal period), e.g. `24h`; default 768h, never past the parent's.
+    pub ttl: Option<String>,
+    /// Hard limit that renewals cannot pass, e.g. `720h`.
+    pub max_ttl: Option<String>,
+    /// Number of requests the token may make.
+    pub uses: Option<u64>,
+    /// Networks the token may be used from.
+    pub cidrs: Vec<String>,
+    /// A name for people reading token lists.
+    pub display_name: Option<String>,
+}
+
+/// A token's non-secret description.
+pub type TokenView = TokenRecord;
+
+/// What `coffer breakglass` asks for.
+#[derive(Debug, Clone, Default)]
+pub struct BreakglassRequest {
+    /// A secret path, or a folder ending in `/`.
+    pub path: String,
+    /// Why; required.
+    pub reason: String,
+    /// How long; default 15m, at most 4h.
+    pub ttl: Option<String>,
+}
+
+/// Whether `source` lies in one of `cidrs`. An unknown source never does.
+pub(crate) fn source_allowed(cidrs: &[String], source: Option<IpAddr>) -> bool {
+    let Some(ip) = source else {
+        return false;
+    };
+    let ip = canonical_ip(ip);
+    cidrs
+        .iter()
+        .any(|c| c.parse::<ipnet::IpNet>().is_ok_and(|net| net.contains(&ip)))
+}
+
+/// IPv4-mapped IPv6 addresses (`::ffff:10.0.0.1`, what a dual-stack listener
+/// reports) are matched as the IPv4 address they are.
+fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+fn parse_cidrs(input: &[String]) -> Result<Vec<ipnet::IpNet>> {
+    if input.len() > MAX_CIDRS {
+        return Err(CoreError::Invalid(format!(
+            "at most {MAX_CIDRS} networks per token"
+        )));
+    }
+    input
+        .iter()
+        .map(|c| {
+            let c = c.trim();
+            let net = c
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| c.parse::<IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    CoreError::Invalid(format!(
+                        "{} is not a network in CIDR notation (like 10.0.0.0/8 or 2001:db8::/32)",
+                        printable(c)
+                    ))
+                })?;
+            Ok(net.trunc())
+        })
+        .collect()
+}
+
+/// Quotes user input in an error only when it is short and printable.
+pub(crate) fn printable(s: &str) -> String {
+    if s.len() <= 64 && s.chars().all(|c| c.is_ascii_graphic()) {
+        format!("{s:?}")
+    } else {
+        "the value given".into()
+    }
+}
+
+/// Checks free text that ends up in records and logs (display names, reasons).
+pub(crate) fn check_label(what: &str, s: &str, max: usize) -> Result<String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Err(CoreError::Invalid(format!("{what} cannot be empty")));
+    }
+    if s.chars().count() > max {
+        return Err(CoreError::Invalid(format!(
+            "{what} is limited to {max} characters"
+        )));
+    }
+    if s.chars().any(char::is_control) {
+        return Err(CoreError::Invalid(format!(
+            "{what} cannot contain control characters or line breaks"
+        )));
+    }
+    Ok(s.to_string())
+}
+
+impl Coffer {
+    /// Loads policies, protected prefixes and live break-glass grants.
+    pub(crate) async fn load_access_model(&self, _keyring: &Keyring) -> Result<AccessModel> {
+        let mut policies = HashMap::new();
+        for o in self.store.list_objects(KIND_POLICY).await? {
+            let compiled = serde_json::from_slice::<StoredPolicy>(&o.value)
+                .ok()
+                .and_then(|p| Policy::parse(&p.source).ok());
+            let policy = match compiled {
+                Some(p) => p,
+                None => {
+                    // Failing closed: a policy that cannot be read denies
+                    // everything to the tokens that carry it, rather than
+                    // vanishing (which could drop a deny rule).
+                    tracing::error!(policy = %o.key, "stored policy is unreadable; it now denies everything");
+                    Policy::parse(r#"path "*" { capabilities = ["deny"] }"#)
+                        .expect("the deny-all policy parses")
+                }
+            };
+            policies.insert(o.key, Arc::new(policy));
+        }
+        let mut protected = Vec::new();
+        for o in self.store.list_objects(KIND_PROTECTED).await? {
+            let pattern = Pattern::parse(&o.key).map_err(|e| {
+                CoreError::Corrupt(format!("stored protected prefix is unreadable: {e}"))
+            })?;
+            let meta: StoredProtected = serde_json::from_slice(&o.value).map_err(|_| {
+                CoreError::Corrupt(format!("protected prefix {} is unreadable", o.key))
+            })?;
+            protected.push(Protected {
+                pattern,
+                created_by: meta.created_by,
+                created_at: meta.created_at,
+            });
+        }
+        let now = now_ms();
+        let mut grants = Vec::new();
+        for o in self.store.list_objects(KIND_BREAKGLASS).await? {
+            let grant: BreakglassGrant = serde_json::from_slice(&o.value).map_err(|_| {
+                CoreError::Corrupt(format!("break-glass grant {} is unreadable", o.key))
+            })?;
+            if grant.expires_at > now {
+                grants.push(grant);
+            }
+        }
+        Ok(AccessModel::new(policies, protected, grants))
+    }
+
+    /// Reloads the access model after a change (this node's view; other nodes
+    /// pick changes up when they reload).
+    async fn reload_access(&self) -> Result<()> {
+        let keys = self.keys()?;
+        let model = self.load_access_model(&keys.keyring).await?;
+        *self.access.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(model);
+        Ok(())
+    }
+
+    /// Forgets every cached token, so revocations take effect at the next
+    /// request.
+    pub(crate) fn forget_tokens(&self) {
+        self.tokens
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+
+    // ---- policies ------------------------------------------------------------
+
+    /// Creates or replaces a policy.
+    pub async fn write_policy(
+        &self,
+        identity: &Identity,
+        name: &str,
+        source: &str,
+    ) -> Result<PolicyInfo> {
+        coffer_policy::validate_policy_name(name).map_err(CoreError::Invalid)?;
+        let target = format!("sys/policies/{name}");
+        self.keys()?;
+        self.authorize(identity, Operation::Admin, &target)?;
+        Policy::parse(source).map_err(|e| CoreError::Invalid(format!("policy {name}: {e}")))?;
+        let stored = StoredPolicy {
+            source: source.to_string(),
+            updated_by: identity.display_name().to_string(),
+            updated_at: now_ms(),
+        };
+        let _w = self.access_writes.lock().await;
+        self.store
+            .commit(vec![Mutation::PutObject {
+                kind: KIND_POLICY.into(),
+                key: name.into(),
+                value: serde_json::to_vec(&stored).expect("policy serialises"),
+                expect: Expect::Any,
+            }])
+            .await?;
+        self.reload_access().await?;
+        tracing::info!(
+            actor = identity.display_name(),
+            policy = name,
+            "policy written"
+        );
+        Ok(PolicyInfo {
+            name: name.into(),
+            source: stored.source,
+            updated_by: stored.updated_by,
+            updated_at: stored.updated_at,
+        })
+    }
+
+    /// Reads a policy's source.
+    pub async fn read_policy(&self, identity: &Identity, name: &str) -> Result<PolicyInfo> {
+        coffer_policy::validate_policy_name(name)
+            .or_else(|e| if name == ROOT_POLICY { Ok(()) } else { Err(e) })
+            .map_err(CoreError::Invalid)?;
+        self.keys()?;
+        self.authorize(identity, Operation::Admin, &format!("sys/policies/{name}"))?;
+        if name == ROOT_POLICY {
+            return Err(CoreError::NotFound(
+                "root is built in: it grants everything and has no source".into(),
+            ));
+        }
+        let o = self
+            .store
+            .get_object(KIND_POLICY, name)
+            .await?
+            .ok_or_else(|| CoreError::NotFound(format!("no policy named {name}")))?;
+        let p: StoredPolicy = serde_json::from_slice(&o.value)
+            .map_err(|_| CoreError::Corrupt(format!("policy {name} is unreadable")))?;
+        Ok(PolicyInfo {
+            name: name.into(),
+            source: p.source,
+            updated_by: p.updated_by,
+            updated_at: p.updated_at,
+        })
+    }
+
+    /// Names of every policy, `root` first.
+    pub async fn list_policies(&self, identity: &Identity) -> Result<Vec<String>> {
+        self.keys()?;
+        self.authorize(identity, Operation::Admin, "sys/policies/")?;
+        let mut names = vec![ROOT_POLICY.to_string()];
+        names.extend(
+            self.store
+                .list_objects(KIND_POLICY)
+                .await?
+                .into_iter()
+                .map(|o| o.key),
+        );
+        Ok(names)
+    }
+
+    /// Deletes a policy. Tokens that carry it lose what it granted at once.
+    pub async fn delete_policy(&self, identity: &Identity, name: &str) -> Result<()> {
+        if name == ROOT_POLICY {
+            return Err(CoreError::Invalid(
+                "root is built in and cannot be deleted".into(),
+            ));
+        }
+        coffer_policy::validate_policy_name(name).map_err(CoreError::Invalid)?;
+        self.keys()?;
+        self.authorize(identity, Operation::Admin, &format!("sys/policies/{name}"))?;
+        let _w = self.access_writes.lock().await;
+        let o = self
+            .store
+            .get_object(KIND_POLICY, name)
+            .await?
+            .ok_or_else(|| CoreError::NotFound(format!("no policy named {name}")))?;
+        self.store
+            .commit(vec![Mutation::DeleteObject {
+                kind: KIND_POLICY.into(),
+                key: name.into(),
+                expect: Expect::Revision(o.revision),
+            }])
+            .await?;
+        self.reload_access().await?;
+        tracing::info!(
+            actor = identity.display_name(),
+            policy = name,
+            "policy deleted"
+        );
+        Ok(())
+    }
+
+    /// Checks that every name is an existing policy (or root) that `identity`
+    /// holds, so nothing it hands out exceeds what it has.
+    pub(crate) fn check_grantable(&self, identity: &Identity, policies: &[String]) -> Result<()> {
+        if policies.is_empty() {
+            return Err(CoreError::Invalid("give at least one policy".into()));
+        }
+        if policies.len() > MAX_POLICIES {
+            return Err(CoreError::Invalid(format!(
+                "at most {MAX_POLICIES} policies"
+            )));
+        }
+        let model = self.access_model();
+        for p in policies {
+            if p != ROOT_POLICY && model.policy(p).is_none() {
+                return Err(CoreError::Invalid(format!(
+                    "no policy named {}",
+                    printable(p)
+                )));
+            }
+            if !identity.is_root() && !identity.policies().contains(p) {
+                return Err(CoreError::Forbidden(format!(
+                    "this token does not hold policy {p}, so it cannot give it away"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    // ---- tokens --------------------------------------------------------------
+
+    /// Creates a child token of `identity`. The child never has more than its
+    /// parent: a subset of its policies, an expiry no later than the parent's,
+    /// networks inside the parent's, and the parent's kind and user.
+    pub async fn create_token(
+        &self,
+        identity: &Identity,
+        request: &TokenRequest,
+    ) -> Result<(SecretString, TokenView)> {
+        let keys = self.keys()?;
+        self.authorize(identity, Operation::SelfService, "sys/tokens/create")?;
+        let parent = identity.token();
+        if parent.uses_limit.is_some() {
+            return Err(CoreError::Invalid(
+                "a use-limited token cannot create other tokens".into(),
+            ));
+        }
+        let mut policies = request.policies.clone();
+        policies.sort();
+        policies.dedup();
+        self.check_grantable(identity, &policies)?;
+        let now = now_ms();
+        let ttl = match &request.ttl {
+            Some(t) => parse_duration_ms(t).map_err(CoreError::Invalid)?,
+            None => DEFAULT_TOKEN_TTL_MS,
+        };
+        let max_ttl = request
+            .max_ttl
+            .as_deref()
+            .map(parse_duration_ms)
+            .transpose()
+            .map_err(CoreError::Invalid)?;
+        if let Some(max) = max_ttl
+            && max < ttl
+        {
+            return Err(CoreError::Invalid(format!(
+                "max ttl ({}) is shorter than ttl ({})",
+                format_duration_ms(max),
+                format_duration_ms(ttl)
+            )));
+        }
+        let mut max_expires_at = max_ttl.map(|m| now + m);
+        for cap in [parent.max_expires_at, parent.expires_at]
+            .into_iter()
+            .flatten()
+        {
+            max_expires_at = Some(max_expires_at.map_or(cap, |m| m.min(cap)));
+        }
+        let mut expires_at = now + ttl;
+        if let Some(cap) = max_expires_at {
+            expires_at = expires_at.min(cap);
+        }
+        if expires_at <= now {
+            return Err(CoreError::Invalid("the parent token has expired".into()));
+        }
+        if request.uses == Some(0) {
+            return Err(CoreError::Invalid(
+                "uses must be at least 1 (leave it out for unlimited)".into(),
+            ));
+        }
+        let mut cidrs = parse_cidrs(&request.cidrs)?;
+        if !parent.cidrs.is_empty() {
+            let parent_nets = parse_cidrs(&parent.cidrs)?;
+            if cidrs.is_empty() {
+                cidrs = parent_nets;
+            } else if let Some(out) = cidrs
+                .iter()
+                .find(|c| !parent_nets.iter().any(|p| p.contains(*c)))
+            {
+                return Err(CoreError::Forbidden(format!(
+                    "network {out} is outside the networks of the creating token"
+                )));
+            }
+        }
+        let display_name = match &request.display_name {
+            Some(d) => check_label("a display name", d, 128)?,
+            None => "token".to_string(),
+        };
+        let raw = token::generate_token();
+        let record = TokenRecord {
+            hash: keys.keyring.token_hash(raw.expose_secret()),
+            accessor: token::generate_accessor(),
+            display_name,
+            policies,
+            created_at: now,
+            expires_at: Some(expires_at),
+            parent: Some(parent.accessor.clone()),
+            kind: parent.kind,
+            user: parent.user.clone(),
+            ttl_ms: Some(ttl),
+            max_expires_at,
+            uses_limit: request.uses,
+            uses_left: request.uses,
+            cidrs: cidrs.iter().map(ToString::to_string).collect(),
+        };
+        match self
+            .store
+            .commit(vec![Mutation::PutToken(record.clone())])
+            .await
+        {
+            Ok(()) => {}
+            Err(StoreError::Conflict(_)) => {
+                return Err(CoreError::Unauthenticated);
+            }
+            Err(e) => return Err(e.into()),
+        }
+        tracing::info!(
+            actor = identity.display_name(),
+            accessor = %record.accessor,
+            policies = ?record.policies,
+            "token created"
+        );
+        Ok((raw, record))
+    }
+
+    /// Finds the token `accessor` names (the caller's own with `None`) and
+    /// checks that the caller may act on it: it is the caller's own token, a
+    /// descendant of it, a token of the same user, or the caller is an admin
+    /// of `sys/tokens/ACCESSOR`. Callers who may not learn whether a token
+    /// exists get the same refusal either way.
+    async fn managed_token(
+        &self,
+        identity: &Identity,
+        accessor: Option<&str>,
+    ) -> Result<TokenRecord> {
+        self.keys()?;
+        let own = identity.accessor();
+        let Some(accessor) = accessor.filter(|a| *a != own) else {
+            self.authorize(identity, Operation::SelfService, "sys/tokens/self")?;
+            return self
+                .store
+                .get_token_by_accessor(own)
+                .await?
+                .ok_or(CoreError::Unauthenticated);
+        };
+        if !token::is_accessor_well_formed(accessor) {
+            return Err(CoreError::Invalid(format!(
+                "{} is not a token accessor (they look like acc_...)",
+                printable(accessor)
+            )));
+        }
+        let target = format!("sys/tokens/{accessor}");
+        let admin = self.authorize(identity, Operation::Admin, &target).is_ok();
+        let record = self.store.get_token_by_accessor(accessor).await?;
+        let Some(record) = record else {
+            return Err(if admin {
+                CoreError::NotFound(format!("no token with accessor {accessor}"))
+            } else {
+                denied_token(accessor)
+            });
+        };
+        if admin
+            || (identity.is_human()
+                && record.user.is_some()
+                && record.user == identity.token().user)
+        {
+            return Ok(record);
+        }
+        // Walk up from the target: the caller owns it if it is an ancestor.
+        let mut parent = record.parent.clone();
+        for _ in 0..MAX_LINEAGE {
+            let Some(p) = parent else { break };
+            if p == own {
+                return Ok(record);
+            }
+            parent = self
+                .store
+                .get_token_by_accessor(&p)
+                .await?
+                .and_then(|t| t.parent);
+        }
+        Err(denied_token(accessor))
+    }
+
+    /// A token's description (the caller's own with `None`).
+    pub async fn lookup_token(
+        &self,
+        identity: &Identity,
+        accessor: Option<&str>,
+    ) -> Result<TokenView> {
+        self.managed_token(identity, accessor).await
+    }
+
+    /// Extends a token's life by its ttl, never past its max ttl or its
+    /// parent's expiry.
+    pub async fn renew_token(
+        &self,
+        identity: &Identity,
+        accessor: Option<&str>,
+    ) -> Result<TokenView> {
+        let mut record = self.managed_token(identity, accessor).await?;
+        let Some(ttl) = record.ttl_ms else {
+            return Err(CoreError::Invalid(
+                "this token does not expire, so there is nothing to renew".into(),
+            ));
+        };
+        let now = now_ms();
+        let mut expires_at = now + ttl;
+        if let Some(max) = record.max_expires_at {
+            expires_at = expires_at.min(max);
+        }
+        if let Some(p) = &record.parent
+            && let Some(parent) = self.store.get_token_by_accessor(p).await?
+            && let Some(pe) = parent.expires_at
+        {
+            expires_at = expires_at.min(pe);
+        }
+        if expires_at <= now {
+            return Err(CoreError::Invalid(
+                "this token has reached its max ttl and cannot be renewed".into(),
+            ));
+        }
+        match self
+            .store
+            .commit(vec![Mutation::SetTokenExpiry {
+                accessor: record.accessor.clone(),
+                expires_at,
+            }])
+            .await
+        {
+            Ok(()) => {}
+            Err(StoreError::Conflict(_)) => return Err(CoreError::Unauthenticated),
+            Err(e) => return Err(e.into()),
+        }
+        self.forget_tokens();
+        record.expires_at = Some(expires_at);
+        Ok(record)
+    }
+
+    /// Revokes a token and every token created from it.
+    pub async fn revoke_token(&self, identity: &Identity, accessor: Option<&str>) -> Result<()> {
+        let record = self.managed_token(identity, accessor).await?;
+        self.store
+            .commit(vec![Mutation::RevokeTokens(RevokeScope::Tree(
+                record.accessor.clone(),
+            ))])
+            .await?;
+        self.forget_tokens();
+        tracing::info!(
+            actor = identity.display_name(),
+            accessor = %record.accessor,
+            "token revoked with its descendants"
+        );
+        Ok(())
+    }
+
+    /// Every token (admin of `sys/tokens/`).
+    pub async fn list_tokens(&self, identity: &Identity) -> Result<Vec<TokenView>> {
+        self.keys()?;
+        self.authorize(identity, Operation::Admin, "sys/tokens/")?;
+        Ok(self.store.list_tokens().await?)
+    }
+
+    // ---- protected prefixes ----------------------------------------------------
+
+    /// Marks a pattern protected: people cannot read values under it.
+    pub async fn protect(&self, identity: &Identity, pattern: &str) -> Result<ProtectedInfo> {
+        let pattern = Pattern::parse(pattern).map_err(|e| CoreError::Invalid(e.0))?;
+        self.keys()?;
+        self.authorize(identity, Operation::Admin, "sys/protected")?;
+        let stored = StoredProtected {
+            created_by: identity.display_name().to_string(),
+            created_at: now_ms(),
+        };
+        let _w = self.access_writes.lock().await;
+        self.store
+            .commit(vec![Mutation::PutObject {
+                kind: KIND_PROTECTED.into(),
+                key: pattern.as_str().into(),
+                value: serde_json::to_vec(&stored).expect("serialises"),
+                expect: Expect::Any,
+            }])
+            .await?;
+        self.reload_access().await?;
+        tracing::info!(
+            actor = identity.display_name(),
+            pattern = pattern.as_str(),
+            "prefix protected"
+        );
+        Ok(ProtectedInfo {
+            pattern: pattern.as_str().into(),
+            created_by: stored.created_by,
+            created_at: stored.created_at,
+        })
+    }
+
+    /// Removes a protection.
+    pub async fn unprotect(&self, identity: &Identity, pattern: &str) -> Result<()> {
+        let pattern = Pattern::parse(pattern).map_err(|e| CoreError::Invalid(e.0))?;
+        self.keys()?;
+        self.authorize(identity, Operation::Admin, "sys/protected")?;
+        let _w = self.access_writes.lock().await;
+        let o = self
+            .store
+            .get_object(KIND_PROTECTED, pattern.as_str())
+            .await?
+            .ok_or_else(|| CoreError::NotFound(format!("{} is not protected", pattern.as_str())))?;
+        self.store
+            .commit(vec![Mutation::DeleteObject {
+                kind: KIND_PROTECTED.into(),
+                key: pattern.as_str().into(),
+                expect: Expect::Revision(o.revision),
+            }])
+            .await?;
+        self.reload_access().await?;
+        tracing::warn!(
+            actor = identity.display_name(),
+            pattern = pattern.as_str(),
+            "protection removed"
+        );
+        Ok(())
+    }
+
+    /// Every protected pattern.
+    pub async fn list_protected(&self, identity: &Identity) -> Result<Vec<ProtectedInfo>> {
+        self.keys()?;
+        self.authorize(identity, Operation::Admin, "sys/protected")?;
+        Ok(self
+            .access_model()
+            .protected
+            .iter()
+            .map(|p| ProtectedInfo {
+                pattern: p.pattern.as_str().into(),
+                created_by: p.created_by.clone(),
+                created_at: p.created_at,
+            })
+            .collect())
+    }
+
+    // ---- break-glass -----------------------------------------------------------
+
+    /// Grants the calling person a time-limited read of a protected secret (or
+    /// of every secret below a protected folder). Needs `breakglass` on the
+    /// target and a reason; raised as an alert.
+    pub async fn breakglass(
+        &self,
+        identity: &Identity,
+        request: &BreakglassRequest,
+    ) -> Result<BreakglassGrant> {
+        let target = if request.path.ends_with('/') {
+            ListPrefix::parse(&request.path)?.as_str().to_string()
+        } else {
+            SecretPath::parse(&request.path)?.as_str().to_string()
+        };
+        if target.is_empty() {
+            return Err(CoreError::Invalid(
+                "break-glass covers one secret or one folder, not everything".into(),
+            ));
+        }
+        let reason = check_label("a reason", &request.reason, 500)?;
+        if reason.chars().count() < 4 {
+            return Err(CoreError::Invalid(
+                "say why (a reason of at least 4 characters)".into(),
+            ));
+        }
+        let ttl = match &request.ttl {
+            Some(t) => parse_duration_ms(t).map_err(CoreError::Invalid)?,
+            None => DEFAULT_BREAKGLASS_TTL_MS,
+        };
+        if ttl > MAX_BREAKGLASS_TTL_MS {
+            return Err(CoreError::Invalid(format!(
+                "break-glass lasts at most {}",
+                format_duration_ms(MAX_BREAKGLASS_TTL_MS)
+            )));
+        }
+        self.keys()?;
+        let Some(user) = identity.user().filter(|_| identity.is_human()) else {
+            return Err(CoreError::Invalid(
+                "only people need break-glass: service tokens are not limited by protected \
+                 environments"
+                    .into(),
+            ));
+        };
+        self.authorize(identity, Operation::Breakglass, &target)?;
+        if !self.access_model().is_protected(&target) {
+            return Err(CoreError::Invalid(format!(
+                "{target} is not in a protected environment; no break-glass is needed"
+            )));
+        }
+        let now = now_ms();
+        let grant = BreakglassGrant {
+            id: token::generate_accessor().replacen("acc_", "bg_", 1),
+            user: user.to_string(),
+            accessor: identity.accessor().to_string(),
+            target: target.clone(),
+            reason,
+            created_at: now,
+            expires_at: now + ttl,
+        };
+        let _w = self.access_writes.lock().await;
+        self.store
+            .commit(vec![Mutation::PutObject {
+                kind: KIND_BREAKGLASS.into(),
+                key: grant.id.clone(),
+                value: serde_json::to_vec(&grant).expect("serialises"),
+                expect: Expect::Absent,
+            }])
+            .await?;
+        self.reload_access().await?;
+        tracing::warn!(
+            target: "coffer::alert",
+            alert = "breakglass_granted",
+            user = %grant.user,
+            accessor = %grant.accessor,
+            path = %grant.target,
+            reason = %grant.reason,
+            expires_in = %format_duration_ms(ttl),
+            "break-glass access granted"
+        );
+        Ok(grant)
+    }
+
+    /// Live break-glass grants (admin of `sys/breakglass`).
+    pub async fn list_breakglass(&self, identity: &Identity) -> Result<Vec<BreakglassGrant>> {
+        self.keys()?;
+        self.authorize(identity, Operation::Admin, "sys/breakglass")?;
+        let now = now_ms();
+        Ok(self
+            .access_model()
+            .grants
+            .iter()
+            .filter(|g| g.expires_at > now)
+            .cloned()
+            .collect())
+    }
+}
+
+fn denied_token(accessor: &str) -> CoreError {
+    CoreError::Forbidden(format!(
+        "token {accessor} is not this token's own, a descendant, or one this token may administer"
+    ))
+}

@@ -1,0 +1,129 @@
+//! Human durations (`90s`, `15m`, `24h`, `7d`, `1h30m`) as the API and CLI take them.
+
+/// Longest duration accepted anywhere (ten years), so arithmetic on unix
+/// milliseconds can never overflow.
+pub const MAX_DURATION_MS: i64 = 10 * 366 * 24 * 3600 * 1000;
+
+/// Parses a duration into milliseconds. Units: `s`, `m`, `h`, `d`; several
+/// may be combined largest first (`1h30m`); a bare number means seconds. Zero
+/// and negative durations are refused.
+pub fn parse_duration_ms(input: &str) -> Result<i64, String> {
+    let s = input.trim();
+    let bad = || {
+        let shown = if s.len() <= 32 && s.chars().all(|c| c.is_ascii_graphic()) {
+            format!(" {s:?}")
+        } else {
+            String::new()
+        };
+        format!("invalid duration{shown}: use a number with a unit, like 90s, 15m, 24h or 7d")
+    };
+    if s.is_empty() {
+        return Err(bad());
+    }
+    if s.bytes().all(|b| b.is_ascii_digit()) {
+        let secs: i64 = s.parse().map_err(|_| bad())?;
+        return check(secs.checked_mul(1000).ok_or_else(bad)?, &bad);
+    }
+    let mut total: i64 = 0;
+    let mut number = String::new();
+    let mut last_unit = u8::MAX;
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            if number.len() > 12 {
+                return Err(bad());
+            }
+            continue;
+        }
+        let (rank, unit_ms) = match c {
+            'd' => (0, 86_400_000),
+            'h' => (1, 3_600_000),
+            'm' => (2, 60_000),
+            's' => (3, 1_000),
+            _ => return Err(bad()),
+        };
+        if number.is_empty() || (last_unit != u8::MAX && rank <= last_unit) {
+            return Err(bad());
+        }
+        last_unit = rank;
+        let n: i64 = number.parse().map_err(|_| bad())?;
+        number.clear();
+        total = n
+            .checked_mul(unit_ms)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(bad)?;
+    }
+    if !number.is_empty() {
+        return Err(bad());
+    }
+    check(total, &bad)
+}
+
+fn check(ms: i64, bad: &dyn Fn() -> String) -> Result<i64, String> {
+    if ms <= 0 {
+        return Err(format!("{}; it must be longer than zero", bad()));
+    }
+    if ms > MAX_DURATION_MS {
+        return Err("durations are limited to ten years".into());
+    }
+    Ok(ms)
+}
+
+/// Formats milliseconds the way [`parse_duration_ms`] reads them (`1h30m`).
+pub fn format_duration_ms(ms: i64) -> String {
+    let mut secs = ms.max(0) / 1000;
+    let mut out = String::new();
+    for (unit, size) in [('d', 86_400), ('h', 3_600), ('m', 60), ('s', 1)] {
+        if secs >= size {
+            out.push_str(&format!("{}{unit}", secs / size));
+            secs %= size;
+        }
+    }
+    if out.is_empty() {
+        out.push_str("0s");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_units_and_combinations() {
+        for (input, ms) in [
+            ("90", 90_000),
+            ("90s", 90_000),
+            ("15m", 900_000),
+            ("24h", 86_400_000),
+            ("7d", 604_800_000),
+            ("1h30m", 5_400_000),
+            ("1d2h3m4s", 93_784_000),
+            (" 15m ", 900_000),
+        ] {
+            assert_eq!(parse_duration_ms(input), Ok(ms), "{input}");
+            assert_eq!(parse_duration_ms(&format_duration_ms(ms)), Ok(ms));
+        }
+    }
+
+    #[test]
+    fn refuses_bad_durations_clearly() {
+        for bad in [
+            "",
+            "0",
+            "0s",
+            "-5m",
+            "5x",
+            "m",
+            "15mm",
+            "30m1h",
+            "1.5h",
+            "1h 30m",
+            "99999999999999d",
+            "forever",
+        ] {
+            let e = parse_duration_ms(bad).unwrap_err();
+            assert!(e.contains("duration"), "{bad}: {e}");
+        }
+    }
+}

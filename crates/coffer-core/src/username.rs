@@ -1,0 +1,118 @@
+//! User names and their one canonical form.
+//!
+//! Every spelling of a name that a person would consider the same (letter
+//! case, surrounding whitespace, full-width or compatibility forms, composed
+//! or decomposed accents) maps to one canonical name, and that canonical name
+//! is the account's key everywhere: in storage, in login rate limits, in token
+//! ownership. So `Alice`, ` alice `, `ＡＬＩＣＥ` and `alice` are one account,
+//! and failed-login limits cannot be dodged by respelling a name.
+//!
+//! The canonical form is NFKC, then lower case, then NFKC again (lower-casing
+//! can produce denormalised text). The result must be 1 to 64 characters of
+//! Unicode letters and digits and `. _ - @`; everything else (inner spaces,
+//! invisible formatting characters such as U+200B, punctuation, symbols) is
+//! refused rather than stripped, so no two different inputs silently collide.
+
+use unicode_normalization::UnicodeNormalization;
+
+/// Longest canonical user name, in characters.
+pub const MAX_USER_NAME_CHARS: usize = 64;
+
+/// Returns the canonical form of a user name, or why it is not acceptable.
+/// Error messages never quote the input (a password pasted into the name
+/// field must not end up in a log).
+pub fn canonical_user_name(input: &str) -> Result<String, String> {
+    let trimmed = input.trim();
+    if trimmed.is_empty() {
+        return Err("a user name cannot be empty".into());
+    }
+    if trimmed.len() > 4 * MAX_USER_NAME_CHARS {
+        return Err(format!(
+            "a user name is at most {MAX_USER_NAME_CHARS} characters"
+        ));
+    }
+    let folded: String = trimmed.nfkc().collect::<String>().to_lowercase();
+    let canonical: String = folded.nfkc().collect();
+    let count = canonical.chars().count();
+    if count > MAX_USER_NAME_CHARS {
+        return Err(format!(
+            "a user name is at most {MAX_USER_NAME_CHARS} characters"
+        ));
+    }
+    if let Some(c) = canonical
+        .chars()
+        .find(|c| !(c.is_alphanumeric() || matches!(c, '.' | '_' | '-' | '@')))
+    {
+        return Err(if c.is_whitespace() {
+            "a user name cannot contain spaces".into()
+        } else if c.is_control() {
+            "a user name cannot contain control characters".into()
+        } else {
+            format!(
+                "a user name may contain only letters, digits and . _ - @ (found U+{:04X})",
+                c as u32
+            )
+        });
+    }
+    Ok(canonical)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn variants_of_one_name_are_one_account() {
+        for variant in [
+            "alice",
+            "Alice",
+            "ALICE",
+            "  alice\t",
+            "\u{FF21}\u{FF2C}\u{FF29}\u{FF23}\u{FF25}", // full-width ALICE
+            "alice\n",
+        ] {
+            assert_eq!(
+                canonical_user_name(variant).unwrap(),
+                "alice",
+                "{variant:?}"
+            );
+        }
+        // Composed and decomposed accents are the same name.
+        assert_eq!(
+            canonical_user_name("Jos\u{E9}").unwrap(),
+            canonical_user_name("JOSE\u{301}").unwrap()
+        );
+        // The Kelvin sign and the ligature fold to plain letters.
+        assert_eq!(canonical_user_name("\u{212A}ate").unwrap(), "kate");
+        assert_eq!(canonical_user_name("\u{FB01}ona").unwrap(), "fiona");
+        assert_eq!(
+            canonical_user_name("Ops.Bot-1@corp").unwrap(),
+            "ops.bot-1@corp"
+        );
+    }
+
+    #[test]
+    fn invisible_and_odd_characters_are_refused_not_stripped() {
+        for bad in [
+            "",
+            "   ",
+            "al ice",
+            "ali\u{200B}ce",
+            "alice\u{FEFF}",
+            "al\u{0}ice",
+            "ali/ce",
+            "alice!",
+            "a\u{202E}b",
+        ] {
+            assert!(canonical_user_name(bad).is_err(), "{bad:?} must be refused");
+        }
+        assert!(canonical_user_name(&"a".repeat(64)).is_ok());
+        assert!(canonical_user_name(&"a".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn errors_do_not_quote_the_input() {
+        let e = canonical_user_name("hunter2 secret!").unwrap_err();
+        assert!(!e.contains("hunter2"), "{e}");
+    }
+}

@@ -1,0 +1,653 @@
+//! People: invitations, passwords, one-time codes, login and its limits.
+//!
+//! A person joins only with a one-time, expiring invitation code created by an
+//! admin; the code is stored as a keyed hash, like a token. Passwords are
+//! hashed with Argon2id (OWASP's parameters). A TOTP seed, being a secret, is
+//! sealed with the keyring before it is stored.
+//!
+//! Logins never tell an attacker whether an account exists: an unknown name, a
+//! disabled account, a wrong password and a wrong or missing one-time code all
+//! get the same answer, after the same Argon2 work (a dummy hash is verified
+//! for unknown names). Failed logins are counted per *canonical* name, known or
+//! not, and more than [`MAX_FAILED_LOGINS`] in an hour lock that name out until
+//! the oldest failure is an hour old.
+
+use coffer_crypto::password;
+use coffer_crypto::totp::TotpSecret;
+use coffer_crypto::{SecretString, token};
+use coffer_store::{Expect, Mutation, RevokeScope, StoreError, TokenKind, TokenRecord};
+use serde::{Deserialize, Serialize};
+
+use crate::access::TokenView;
+use crate::auth::{Identity, Operation};
+use crate::duration::{format_duration_ms, parse_duration_ms};
+use crate::username::canonical_user_name;
+use crate::{Coffer, CoreError, Result, now_ms};
+
+const KIND_USER: &str = "user";
+const KIND_INVITE: &str = "invite";
+const KIND_LOGIN_FAILURES: &str = "login-failures";
+
+/// Failed logins allowed per account per hour.
+pub const MAX_FAILED_LOGINS: usize = 100;
+const FAILURE_WINDOW_MS: i64 = 3600 * 1000;
+/// Default lifetime of an invitation.
+pub const DEFAULT_INVITE_TTL_MS: i64 = 24 * 3600 * 1000;
+const MAX_INVITE_TTL_MS: i64 = 30 * 24 * 3600 * 1000;
+/// Lifetime (and renewal period) of a login token.
+pub const LOGIN_TOKEN_TTL_MS: i64 = 8 * 3600 * 1000;
+/// Longest a login token can be renewed to.
+pub const LOGIN_TOKEN_MAX_TTL_MS: i64 = 24 * 3600 * 1000;
+const TOTP_DOMAIN: &str = "coffer.totp.v1";
+
+const LOGIN_FAILED: &str = "login failed: wrong user name, password or one-time code";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StoredInvite {
+    policies: Vec<String>,
+    created_by: String,
+    created_at: i64,
+    expires_at: i64,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+struct StoredUser {
+    name: String,
+    policies: Vec<String>,
+    disabled: bool,
+    created_at: i64,
+    invited_by: String,
+    /// Argon2id PHC string.
+    password_hash: String,
+    last_login_at: Option<i64>,
+    totp: Option<StoredTotp>,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+struct StoredTotp {
+    key_id: u32,
+    /// The seed sealed with the keyring (base64-free: raw bytes as a JSON array
+    /// would be wasteful, so hex).
+    sealed_hex: String,
+    confirmed: bool,
+    /// Last time step accepted; a code for this step or earlier is refused.
+    last_step: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct StoredFailures {
+    /// Unix milliseconds of failures within the last hour, oldest first.
+    at: Vec<i64>,
+}
+
+/// A user as `coffer user list` shows it (no password hash, no seed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserView {
+    /// Canonical name.
+    pub name: String,
+    /// Policies a login receives.
+    pub policies: Vec<String>,
+    /// Disabled users cannot log in and have no tokens.
+    pub disabled: bool,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    /// Who invited them.
+    pub invited_by: String,
+    /// Unix milliseconds of the last login.
+    pub last_login_at: Option<i64>,
+    /// Whether a one-time code is required at login.
+    pub totp: bool,
+}
+
+impl From<&StoredUser> for UserView {
+    fn from(u: &StoredUser) -> Self {
+        UserView {
+            name: u.name.clone(),
+            policies: u.policies.clone(),
+            disabled: u.disabled,
+            created_at: u.created_at,
+            invited_by: u.invited_by.clone(),
+            last_login_at: u.last_login_at,
+            totp: u.totp.as_ref().is_some_and(|t| t.confirmed),
+        }
+    }
+}
+
+/// What `coffer invite create` asks for.
+#[derive(Debug, Clone, Default)]
+pub struct InviteRequest {
+    /// Policies the new user's logins receive.
+    pub policies: Vec<String>,
+    /// How long the code stays valid; default 24h, at most 30d.
+    pub ttl: Option<String>,
+}
+
+/// A login attempt.
+pub struct LoginRequest<'a> {
+    /// User name, any spelling of it.
+    pub user: &'a str,
+    /// Password.
+    pub password: &'a str,
+    /// Six-digit code, for users with TOTP.
+    pub totp: Option<&'a str>,
+}
+
+/// What a person needs to add coffer to an authenticator app. Shown once.
+pub struct TotpEnrollment {
+    /// Base32 seed.
+    pub secret: SecretString,
+    /// `otpauth://` URI (QR code content).
+    pub uri: SecretString,
+}
+
+fn decode_user(bytes: &[u8]) -> Result<StoredUser> {
+    serde_json::from_slice(bytes)
+        .map_err(|_| CoreError::Corrupt("a user record is unreadable".into()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+fn login_failed() -> CoreError {
+    CoreError::LoginFailed(LOGIN_FAILED.into())
+}
+
+impl Coffer {
+    // ---- invitations -----------------------------------------------------------
+
+    /// Creates a one-time invitation code. The code is returned once and only
+    /// its keyed hash is stored.
+    pub async fn create_invite(
+        &self,
+        identity: &Identity,
+        request: &InviteRequest,
+    ) -> Result<(SecretString, i64)> {
+        let keys = self.keys()?;
+        self.authorize(identity, Operation::Admin, "sys/invites")?;
+        let mut policies = request.policies.clone();
+        policies.sort();
+        policies.dedup();
+        self.check_grantable(identity, &policies)?;
+        let ttl = match &request.ttl {
+            Some(t) => parse_duration_ms(t).map_err(CoreError::Invalid)?,
+            None => DEFAULT_INVITE_TTL_MS,
+        };
+        if ttl > MAX_INVITE_TTL_MS {
+            return Err(CoreError::Invalid(format!(
+                "an invitation lasts at most {}",
+                format_duration_ms(MAX_INVITE_TTL_MS)
+            )));
+        }
+        let code = token::generate_invite_code();
+        let now = now_ms();
+        let invite = StoredInvite {
+            policies,
+            created_by: identity.display_name().to_string(),
+            created_at: now,
+            expires_at: now + ttl,
+        };
+        self.store
+            .commit(vec![Mutation::PutObject {
+                kind: KIND_INVITE.into(),
+                key: hex(&keys.keyring.token_hash(code.expose_secret())),
+                value: serde_json::to_vec(&invite).expect("serialises"),
+                expect: Expect::Absent,
+            }])
+            .await?;
+        tracing::info!(actor = identity.display_name(), policies = ?invite.policies, "invitation created");
+        Ok((code, invite.expires_at))
+    }
+
+    /// Uses an invitation: creates the user with this password. The code stops
+    /// working in the same atomic step.
+    pub async fn accept_invite(&self, code: &str, user: &str, pw: &str) -> Result<UserView> {
+        let keys = self.keys()?;
+        let invalid = || {
+            CoreError::Invalid("this invitation code is invalid, expired or already used".into())
+        };
+        if !token::is_well_formed_invite(code) {
+            return Err(invalid());
+        }
+        let name = canonical_user_name(user).map_err(CoreError::Invalid)?;
+        password::check_password_policy(pw).map_err(|e| CoreError::Invalid(e.to_string()))?;
+        let key = hex(&keys.keyring.token_hash(code));
+        let stored = self
+            .store
+            .get_object(KIND_INVITE, &key)
+            .await?
+            .ok_or_else(invalid)?;
+        let invite: StoredInvite = serde_json::from_slice(&stored.value)
+            .map_err(|_| CoreError::Corrupt("an invitation record is unreadable".into()))?;
+        let now = now_ms();
+        if invite.expires_at <= now {
+            // Tidy up; the answer is the same either way.
+            let _ = self
+                .store
+                .commit(vec![Mutation::DeleteObject {
+                    kind: KIND_INVITE.into(),
+                    key,
+                    expect: Expect::Revision(stored.revision),
+                }])
+                .await;
+            return Err(invalid());
+        }
+        let password_hash = self
+            .argon2(pw.to_string(), None)
+            .await?
+            .ok_or_else(|| CoreError::Invalid("the password could not be hashed".into()))?;
+        let user = StoredUser {
+            name: name.clone(),
+            policies: invite.policies,
+            disabled: false,
+            created_at: now,
+            invited_by: invite.created_by,
+            password_hash,
+            last_login_at: None,
+            totp: None,
+        };
+        // The name check comes after the code check, so only a holder of a
+        // valid code can learn whether a name is taken.
+        if self.store.get_object(KIND_USER, &name).await?.is_some() {
+            return Err(CoreError::Conflict(format!(
+                "the user name {name} is taken; choose another"
+            )));
+        }
+        match self
+            .store
+            .commit(vec![
+                Mutation::DeleteObject {
+                    kind: KIND_INVITE.into(),
+                    key,
+                    expect: Expect::Revision(stored.revision),
+                },
+                Mutation::PutObject {
+                    kind: KIND_USER.into(),
+                    key: name.clone(),
+                    value: serde_json::to_vec(&user).expect("serialises"),
+                    expect: Expect::Absent,
+                },
+            ])
+            .await
+        {
+            Ok(()) => {}
+            Err(StoreError::Conflict(_)) => return Err(invalid()),
+            Err(e) => return Err(e.into()),
+        }
+        tracing::info!(user = %name, invited_by = %user.invited_by, "invitation accepted");
+        Ok(UserView::from(&user))
+    }
+
+    /// Hashes (`verify` = None) or verifies a password on the blocking pool,
+    /// a few at a time (each Argon2 run takes 19 MiB and tens of milliseconds).
+    /// Verification returns `Some(hash)` when it matched, `None` otherwise.
+    async fn argon2(&self, pw: String, verify: Option<Option<String>>) -> Result<Option<String>> {
+        let pw = zeroize::Zeroizing::new(pw);
+        let _slot = self
+            .login_slots
+            .acquire()
+            .await
+            .map_err(|_| CoreError::Sealed)?;
+        tokio::task::spawn_blocking(move || match verify {
+            None => password::hash_password(&pw)
+                .map(Some)
+                .map_err(|e| CoreError::Invalid(e.to_string())),
+            Some(None) => {
+                let _ = password::verify_dummy(&pw);
+                Ok(None)
+            }
+            Some(Some(hash)) => Ok(password::verify_password(&pw, &hash).then_some(hash)),
+        })
+        .await
+        .map_err(|_| CoreError::Invalid("password check failed".into()))?
+    }
+
+    // ---- login -----------------------------------------------------------------
+
+    /// Logs a person in and returns a human token carrying their policies.
+    pub async fn login(&self, request: &LoginRequest<'_>) -> Result<(SecretString, TokenView)> {
+        let keys = self.keys()?;
+        let name = canonical_user_name(request.user).map_err(CoreError::Invalid)?;
+        if request.password.len() > password::MAX_PASSWORD_BYTES {
+            return Err(CoreError::Invalid("that password is too long".into()));
+        }
+        let failures = self.store.get_object(KIND_LOGIN_FAILURES, &name).await?;
+        let now = now_ms();
+        let recent = failures
+            .as_ref()
+            .and_then(|o| serde_json::from_slice::<StoredFailures>(&o.value).ok())
+            .unwrap_or_default()
+            .at
+            .into_iter()
+            .filter(|t| now - t < FAILURE_WINDOW_MS)
+            .count();
+        if recent >= MAX_FAILED_LOGINS {
+            tracing::warn!(target: "coffer::alert", alert = "login_locked", user = %name, "login refused: too many failures");
+            return Err(CoreError::RateLimited(
+                "too many failed logins for this account; try again later".into(),
+            ));
+        }
+        let stored = self.store.get_object(KIND_USER, &name).await?;
+        let user = stored.as_ref().map(|o| decode_user(&o.value)).transpose()?;
+        let hash = user.as_ref().map(|u| u.password_hash.clone());
+        let matched = self
+            .argon2(request.password.to_string(), Some(hash))
+            .await?
+            .is_some();
+        let (Some(stored), Some(mut user)) = (stored, user) else {
+            return Err(self.login_failure(&name).await);
+        };
+        if !matched || user.disabled {
+            return Err(self.login_failure(&name).await);
+        }
+        if let Some(totp) = user.totp.as_mut().filter(|t| t.confirmed) {
+            let step = request
+                .totp
+                .and_then(|code| {
+                    let seed = self.open_totp(&keys.keyring, &name, totp).ok()?;
+                    seed.verify_at(code.trim(), (now / 1000) as u64)
+                })
+                .filter(|step| *step > totp.last_step);
+            match step {
+                Some(step) => totp.last_step = step,
+                None => return Err(self.login_failure(&name).await),
+            }
+        }
+        user.last_login_at = Some(now);
+        let raw = token::generate_token();
+        let record = TokenRecord {
+            hash: keys.keyring.token_hash(raw.expose_secret()),
+            accessor: token::generate_accessor(),
+            display_name: name.clone(),
+            policies: user.policies.clone(),
+            created_at: now,
+            expires_at: Some(now + LOGIN_TOKEN_TTL_MS),
+            parent: None,
+            kind: TokenKind::Human,
+            user: Some(name.clone()),
+            ttl_ms: Some(LOGIN_TOKEN_TTL_MS),
+            max_expires_at: Some(now + LOGIN_TOKEN_MAX_TTL_MS),
+            uses_limit: None,
+            uses_left: None,
+            cidrs: Vec::new(),
+        };
+        // Check-and-set on the user record: a disable or removal that lands
+        // first makes this login fail instead of minting a token for it.
+        match self
+            .store
+            .commit(vec![
+                Mutation::PutObject {
+                    kind: KIND_USER.into(),
+                    key: name.clone(),
+                    value: serde_json::to_vec(&user).expect("serialises"),
+                    expect: Expect::Revision(stored.revision),
+                },
+                Mutation::PutToken(record.clone()),
+                Mutation::DeleteObject {
+                    kind: KIND_LOGIN_FAILURES.into(),
+                    key: name.clone(),
+                    expect: Expect::Any,
+                },
+            ])
+            .await
+        {
+            Ok(()) => {}
+            // A concurrent login used the same one-time code, or the account
+            // changed: either way this attempt does not get a token.
+            Err(StoreError::Conflict(_)) => return Err(self.login_failure(&name).await),
+            Err(e) => return Err(e.into()),
+        }
+        tracing::info!(user = %name, accessor = %record.accessor, "login");
+        Ok((raw, record))
+    }
+
+    /// Records a failed login for `name` and returns the error to answer with.
+    async fn login_failure(&self, name: &str) -> CoreError {
+        for _ in 0..4 {
+            let existing = match self.store.get_object(KIND_LOGIN_FAILURES, name).await {
+                Ok(o) => o,
+                Err(e) => return e.into(),
+            };
+            let now = now_ms();
+            let mut failures = existing
+                .as_ref()
+                .and_then(|o| serde_json::from_slice::<StoredFailures>(&o.value).ok())
+                .unwrap_or_default();
+            failures.at.retain(|t| now - t < FAILURE_WINDOW_MS);
+            failures.at.push(now);
+            if failures.at.len() > MAX_FAILED_LOGINS {
+                let excess = failures.at.len() - MAX_FAILED_LOGINS;
+                failures.at.drain(..excess);
+            }
+            let expect = existing.map_or(Expect::Absent, |o| Expect::Revision(o.revision));
+            match self
+                .store
+                .commit(vec![Mutation::PutObject {
+                    kind: KIND_LOGIN_FAILURES.into(),
+                    key: name.into(),
+                    value: serde_json::to_vec(&failures).expect("serialises"),
+                    expect,
+                }])
+                .await
+            {
+                Ok(()) => break,
+                Err(StoreError::Conflict(_)) => continue,
+                Err(e) => return e.into(),
+            }
+        }
+        tracing::info!(user = %name, "failed login");
+        login_failed()
+    }
+
+    // ---- users -----------------------------------------------------------------
+
+    /// Every user (admin of `sys/users/`).
+    pub async fn list_users(&self, identity: &Identity) -> Result<Vec<UserView>> {
+        self.keys()?;
+        self.authorize(identity, Operation::Admin, "sys/users/")?;
+        self.store
+            .list_objects(KIND_USER)
+            .await?
+            .iter()
+            .map(|o| decode_user(&o.value).map(|u| UserView::from(&u)))
+            .collect()
+    }
+
+    async fn admin_user(
+        &self,
+        identity: &Identity,
+        name: &str,
+    ) -> Result<(String, coffer_store::StoredObject, StoredUser)> {
+        self.keys()?;
+        let name = canonical_user_name(name).map_err(CoreError::Invalid)?;
+        self.authorize(identity, Operation::Admin, &format!("sys/users/{name}"))?;
+        let o = self
+            .store
+            .get_object(KIND_USER, &name)
+            .await?
+            .ok_or_else(|| CoreError::NotFound(format!("no user named {name}")))?;
+        let u = decode_user(&o.value)?;
+        Ok((name, o, u))
+    }
+
+    /// One user.
+    pub async fn get_user(&self, identity: &Identity, name: &str) -> Result<UserView> {
+        let (_, _, u) = self.admin_user(identity, name).await?;
+        Ok(UserView::from(&u))
+    }
+
+    /// Disables (revoking every token of the user in the same step) or
+    /// re-enables a user.
+    pub async fn set_user_disabled(
+        &self,
+        identity: &Identity,
+        name: &str,
+        disabled: bool,
+    ) -> Result<UserView> {
+        let (name, o, mut u) = self.admin_user(identity, name).await?;
+        u.disabled = disabled;
+        let mut mutations = vec![Mutation::PutObject {
+            kind: KIND_USER.into(),
+            key: name.clone(),
+            value: serde_json::to_vec(&u).expect("serialises"),
+            expect: Expect::Revision(o.revision),
+        }];
+        if disabled {
+            mutations.push(Mutation::RevokeTokens(RevokeScope::User(name.clone())));
+        }
+        self.store.commit(mutations).await?;
+        self.forget_tokens();
+        tracing::warn!(actor = identity.display_name(), user = %name, disabled, "user access changed");
+        Ok(UserView::from(&u))
+    }
+
+    /// Removes a user and every token of theirs.
+    pub async fn delete_user(&self, identity: &Identity, name: &str) -> Result<()> {
+        let (name, o, _) = self.admin_user(identity, name).await?;
+        self.store
+            .commit(vec![
+                Mutation::DeleteObject {
+                    kind: KIND_USER.into(),
+                    key: name.clone(),
+                    expect: Expect::Revision(o.revision),
+                },
+                Mutation::RevokeTokens(RevokeScope::User(name.clone())),
+            ])
+            .await?;
+        self.forget_tokens();
+        tracing::warn!(actor = identity.display_name(), user = %name, "user removed");
+        Ok(())
+    }
+
+    // ---- one-time codes ----------------------------------------------------------
+
+    fn open_totp(
+        &self,
+        keyring: &coffer_crypto::Keyring,
+        name: &str,
+        t: &StoredTotp,
+    ) -> Result<TotpSecret> {
+        let sealed = unhex(&t.sealed_hex)
+            .ok_or_else(|| CoreError::Corrupt("a TOTP seed is unreadable".into()))?;
+        let plain = keyring
+            .open_record(TOTP_DOMAIN, name.as_bytes(), t.key_id, &sealed)
+            .map_err(|_| CoreError::Corrupt("a TOTP seed failed its integrity check".into()))?;
+        TotpSecret::from_bytes(plain.expose_secret())
+            .map_err(|_| CoreError::Corrupt("a TOTP seed is unreadable".into()))
+    }
+
+    async fn own_user(
+        &self,
+        identity: &Identity,
+    ) -> Result<(String, coffer_store::StoredObject, StoredUser)> {
+        self.keys()?;
+        self.authorize(identity, Operation::SelfService, "sys/users/self")?;
+        let Some(name) = identity.user().filter(|_| identity.is_human()) else {
+            return Err(CoreError::Invalid(
+                "one-time codes belong to people; log in with `coffer login` first".into(),
+            ));
+        };
+        let o = self
+            .store
+            .get_object(KIND_USER, name)
+            .await?
+            .ok_or(CoreError::Unauthenticated)?;
+        let u = decode_user(&o.value)?;
+        Ok((name.to_string(), o, u))
+    }
+
+    /// Starts TOTP enrollment for the calling person: a new seed, shown once,
+    /// that becomes required at login after [`Coffer::confirm_totp`].
+    pub async fn enroll_totp(&self, identity: &Identity) -> Result<TotpEnrollment> {
+        let keys = self.keys()?;
+        let (name, o, mut u) = self.own_user(identity).await?;
+        if u.totp.as_ref().is_some_and(|t| t.confirmed) {
+            return Err(CoreError::Conflict(
+                "one-time codes are already on for this account; turn them off first".into(),
+            ));
+        }
+        let seed = TotpSecret::generate();
+        let (key_id, sealed) =
+            keys.keyring
+                .seal_record(TOTP_DOMAIN, name.as_bytes(), seed.expose_bytes());
+        u.totp = Some(StoredTotp {
+            key_id,
+            sealed_hex: hex(&sealed),
+            confirmed: false,
+            last_step: 0,
+        });
+        self.store
+            .commit(vec![Mutation::PutObject {
+                kind: KIND_USER.into(),
+                key: name.clone(),
+                value: serde_json::to_vec(&u).expect("serialises"),
+                expect: Expect::Revision(o.revision),
+            }])
+            .await?;
+        Ok(TotpEnrollment {
+            secret: seed.to_base32(),
+            uri: seed.otpauth_uri("Coffer", &name),
+        })
+    }
+
+    /// Confirms enrollment with a current code; from then on logins need one.
+    pub async fn confirm_totp(&self, identity: &Identity, code: &str) -> Result<()> {
+        self.change_totp(identity, code, true).await
+    }
+
+    /// Turns one-time codes off, proven with a current code.
+    pub async fn disable_totp(&self, identity: &Identity, code: &str) -> Result<()> {
+        self.change_totp(identity, code, false).await
+    }
+
+    async fn change_totp(&self, identity: &Identity, code: &str, confirm: bool) -> Result<()> {
+        let keys = self.keys()?;
+        let (name, o, mut u) = self.own_user(identity).await?;
+        let Some(t) = u.totp.as_mut() else {
+            return Err(CoreError::Invalid(
+                "one-time codes are not set up; run `coffer totp enable` first".into(),
+            ));
+        };
+        if confirm && t.confirmed {
+            return Err(CoreError::Conflict("one-time codes are already on".into()));
+        }
+        if !confirm && !t.confirmed {
+            // Abandoning an unfinished enrollment needs no code.
+            u.totp = None;
+        } else {
+            let seed = self.open_totp(&keys.keyring, &name, t)?;
+            let step = seed
+                .verify_at(code.trim(), (now_ms() / 1000) as u64)
+                .filter(|s| *s > t.last_step)
+                .ok_or_else(|| {
+                    CoreError::Invalid("that one-time code is wrong or was already used".into())
+                })?;
+            if confirm {
+                t.confirmed = true;
+                t.last_step = step;
+            } else {
+                u.totp = None;
+            }
+        }
+        self.store
+            .commit(vec![Mutation::PutObject {
+                kind: KIND_USER.into(),
+                key: name.clone(),
+                value: serde_json::to_vec(&u).expect("serialises"),
+                expect: Expect::Revision(o.revision),
+            }])
+            .await?;
+        tracing::info!(user = %name, on = confirm, "one-time codes changed");
+        Ok(())
+    }
+}
