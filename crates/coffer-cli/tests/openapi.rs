@@ -4,7 +4,87 @@
 
 mod common;
 
-use common::{Mode, Server};
+use common::{Mode, Response, Server};
+
+const POLICY: &str = "ops";
+const PASSWORD: &str = "correct horse battery staple";
+
+/// Creates (or rewrites) the policy `ops`, which `{name}` and new tokens use.
+fn ensure_policy(server: &Server, token: &str) {
+    let r = server.http(
+        "PUT",
+        &format!("/api/v1/sys/policies/{POLICY}"),
+        Some(token),
+        Some(br#"{"policy":"path \"a/*\" { capabilities = [\"read\"] }"}"#),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+/// A new child token of `token`: (token, accessor).
+fn child_token(server: &Server, token: &str) -> (String, String) {
+    let r = server.http(
+        "POST",
+        "/api/v1/auth/tokens",
+        Some(token),
+        Some(br#"{"policies":["ops"],"display_name":"openapi-test"}"#),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let j = r.json();
+    (
+        j["token"].as_str().unwrap().to_string(),
+        j["accessor"].as_str().unwrap().to_string(),
+    )
+}
+
+/// An invitation code for the policy `ops`.
+fn invite(server: &Server, token: &str) -> String {
+    let r = server.http(
+        "POST",
+        "/api/v1/auth/invites",
+        Some(token),
+        Some(br#"{"policies":["ops"]}"#),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()["code"].as_str().unwrap().to_string()
+}
+
+/// A new user (through an invitation), so `/sys/users/{name}` finds someone.
+fn new_user(server: &Server, token: &str, name: &str) {
+    let body = serde_json::json!({
+        "code": invite(server, token),
+        "user": name,
+        "password": PASSWORD,
+    });
+    let r = server.http(
+        "POST",
+        "/api/v1/auth/invites/accept",
+        None,
+        Some(body.to_string().as_bytes()),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+/// Checks that `resp` reached a handler and that its status is documented.
+fn check_documented(method: &str, path: &str, op: &serde_json::Value, resp: &Response) {
+    assert_ne!(
+        resp.status, 405,
+        "{method} {path} is documented but not routed"
+    );
+    if resp.status == 404 {
+        assert_ne!(
+            resp.json()["error"]["message"],
+            "no such API route; see /api/v1/openapi.json",
+            "{method} {path} is documented but not routed"
+        );
+    }
+    let documented = op["responses"].as_object().unwrap();
+    assert!(
+        documented.contains_key(&resp.status.to_string()),
+        "{method} {path} answered {} which is not documented: {}",
+        resp.status,
+        resp.text()
+    );
+}
 
 #[test]
 fn openapi_document_matches_the_routes() {
@@ -17,22 +97,25 @@ fn openapi_document_matches_the_routes() {
     let doc = r.json();
     assert_eq!(doc["openapi"], "3.1.0");
     let paths = doc["paths"].as_object().unwrap();
-    assert!(paths.len() >= 15, "{} paths documented", paths.len());
+    assert!(paths.len() >= 33, "{} paths documented", paths.len());
 
     // Put a secret where the sample path points, so handlers get past lookups.
     let put = server.http(
         "PUT",
         "/api/v1/secrets/app/dev/KEY",
         Some(&token),
-        Some(br#"{"value":"v"}"#),
+        Some(br#"{"value":"w"}"#),
     );
     assert_eq!(put.status, 200);
+    let root_accessor = {
+        let r = server.http("GET", "/api/v1/auth/token/self", Some(&token), None);
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()["accessor"].as_str().unwrap().to_string()
+    };
 
     let mut operations = 0;
+    let mut users = 0;
     for (path, item) in paths {
-        let concrete = path
-            .replace("{path}", "app/dev/KEY")
-            .replace("{prefix}", "app");
         for method in ["get", "put", "post", "delete"] {
             let Some(op) = item.get(method) else { continue };
             operations += 1;
@@ -40,42 +123,146 @@ fn openapi_document_matches_the_routes() {
                 op["operationId"].is_string(),
                 "{method} {path} has no operationId"
             );
+            assert!(op["summary"].is_string(), "{method} {path} has no summary");
             assert!(
                 op["responses"].is_object(),
                 "{method} {path} has no responses"
             );
-            // Skip the operations that change server state for the other checks.
-            if matches!(concrete.as_str(), "/api/v1/sys/seal" | "/api/v1/sys/init") {
+            // Skip the operations that would end the server's usefulness for
+            // the other checks.
+            if matches!(path.as_str(), "/api/v1/sys/seal" | "/api/v1/sys/init") {
                 continue;
             }
-            let body: Option<&[u8]> = match method {
-                "put" => Some(br#"{"value":"w"}"#),
-                "post" if concrete.ends_with("/unseal") => Some(br#"{"reset":true}"#),
-                "post" => Some(b"{}"),
+
+            // Set up what the operation needs, fresh each time, so the order
+            // of the operations does not matter (deletes consume their target).
+            ensure_policy(&server, &token);
+            let mut bearer = token.clone();
+            let mut concrete = path
+                .replace("{path}", "app/dev/KEY")
+                .replace("{prefix}", "app");
+            if path.contains("{accessor}") {
+                // Never the root's accessor: revoking it would end the test.
+                let (_, accessor) = child_token(&server, &token);
+                assert_ne!(accessor, root_accessor);
+                concrete = concrete.replace("{accessor}", &accessor);
+            }
+            if path.starts_with("/api/v1/sys/users/{name}") {
+                users += 1;
+                let name = format!("user{users}");
+                new_user(&server, &token, &name);
+                concrete = concrete.replace("{name}", &name);
+            } else {
+                concrete = concrete.replace("{name}", POLICY);
+            }
+            let mut body: Option<Vec<u8>> = None;
+            match (method, path.as_str()) {
+                // Revoking the calling token: call it with a child, not root.
+                ("delete", "/api/v1/auth/token/self") => {
+                    bearer = child_token(&server, &token).0;
+                }
+                ("delete", "/api/v1/sys/protected") => {
+                    let r = server.http(
+                        "POST",
+                        "/api/v1/sys/protected",
+                        Some(&token),
+                        Some(br#"{"pattern":"*/prod/*"}"#),
+                    );
+                    assert_eq!(r.status, 200, "{}", r.text());
+                    concrete.push_str("?pattern=*/prod/*");
+                }
+                ("put", p) if p.starts_with("/api/v1/sys/policies/") => {
+                    body = Some(
+                        br#"{"policy":"path \"a/*\" { capabilities = [\"read\", \"list\"] }"}"#
+                            .to_vec(),
+                    );
+                }
+                ("put", _) => body = Some(br#"{"value":"w"}"#.to_vec()),
+                ("post", "/api/v1/sys/unseal") => body = Some(br#"{"reset":true}"#.to_vec()),
+                ("post", "/api/v1/auth/tokens") | ("post", "/api/v1/auth/invites") => {
+                    body = Some(br#"{"policies":["ops"]}"#.to_vec());
+                }
+                ("post", "/api/v1/auth/login") => {
+                    body = Some(br#"{"user":"nobody","password":"x"}"#.to_vec());
+                }
+                ("post", "/api/v1/auth/invites/accept") => {
+                    let accept = serde_json::json!({
+                        "code": invite(&server, &token),
+                        "user": "invitee",
+                        "password": PASSWORD,
+                    });
+                    body = Some(accept.to_string().into_bytes());
+                }
+                ("post", "/api/v1/auth/totp/confirm") | ("post", "/api/v1/auth/totp/disable") => {
+                    body = Some(br#"{"code":"123456"}"#.to_vec());
+                }
+                ("post", "/api/v1/sys/protected") => {
+                    body = Some(br#"{"pattern":"*/prod/*"}"#.to_vec());
+                }
+                ("post", "/api/v1/sys/breakglass") => {
+                    body = Some(br#"{"path":"app/prod/KEY","reason":"incident 42"}"#.to_vec());
+                }
+                ("post", _) => body = Some(b"{}".to_vec()),
+                _ => {}
+            }
+            let resp = server.http(
+                &method.to_uppercase(),
+                &concrete,
+                Some(&bearer),
+                body.as_deref(),
+            );
+            check_documented(method, path, op, &resp);
+            // Where the outcome is certain, check it too, so a route that
+            // answers an error for everything does not pass unnoticed.
+            let expected = match (method, path.as_str()) {
+                ("post", "/api/v1/auth/login") => Some(401),
+                // Root is a service token: no one-time codes, no break-glass.
+                ("post", "/api/v1/sys/breakglass") => Some(400),
+                ("post", "/api/v1/auth/totp") => Some(400),
+                // Root does not expire, so there is nothing to renew.
+                ("post", "/api/v1/auth/token/self/renew") => Some(400),
+                ("post", "/api/v1/auth/invites/accept") => Some(200),
+                ("delete", "/api/v1/auth/token/self") => Some(204),
+                ("delete", "/api/v1/auth/tokens/{accessor}") => Some(204),
+                ("post", "/api/v1/auth/tokens/{accessor}/renew") => Some(200),
+                ("get", "/api/v1/auth/tokens/{accessor}") => Some(200),
+                ("delete", "/api/v1/sys/policies/{name}") => Some(204),
+                ("delete", "/api/v1/sys/users/{name}") => Some(204),
+                ("delete", "/api/v1/sys/protected") => Some(204),
+                (_, p)
+                    if p.starts_with("/api/v1/sys/policies")
+                        || p.starts_with("/api/v1/sys/users")
+                        || p == "/api/v1/sys/protected"
+                        || p == "/api/v1/auth/tokens"
+                        || p == "/api/v1/auth/invites"
+                        || p == "/api/v1/sys/breakglass" =>
+                {
+                    Some(200)
+                }
                 _ => None,
             };
-            let resp = server.http(&method.to_uppercase(), &concrete, Some(&token), body);
-            assert_ne!(
-                resp.status, 405,
-                "{method} {path} is documented but not routed"
-            );
-            if resp.status == 404 {
-                assert_ne!(
-                    resp.json()["error"]["message"],
-                    "no such API route; see /api/v1/openapi.json",
-                    "{method} {path} is documented but not routed"
+            if let Some(expected) = expected {
+                assert_eq!(
+                    resp.status,
+                    expected,
+                    "{method} {concrete}: {}",
+                    resp.text()
                 );
             }
-            let documented = op["responses"].as_object().unwrap();
-            assert!(
-                documented.contains_key(&resp.status.to_string()),
-                "{method} {path} answered {} which is not documented: {}",
-                resp.status,
-                resp.text()
-            );
         }
     }
-    assert!(operations >= 17, "{operations} operations documented");
+    assert!(operations >= 44, "{operations} operations documented");
+
+    // A user that does not exist is a documented 404.
+    let r = server.http("GET", "/api/v1/sys/users/nobody", Some(&token), None);
+    assert_eq!(r.status, 404, "{}", r.text());
+    let op = &doc["paths"]["/api/v1/sys/users/{name}"]["get"];
+    check_documented("get", "/api/v1/sys/users/{name}", op, &r);
+
+    // The root token survived all of the above.
+    let r = server.http("GET", "/api/v1/auth/token/self", Some(&token), None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["accessor"], root_accessor.as_str());
 
     // Conversely: an undocumented route is the fallback.
     let r = server.http("GET", "/api/v1/secretz/app", Some(&token), None);
