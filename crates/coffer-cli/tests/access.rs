@@ -3,22 +3,8 @@
 
 mod common;
 
-use common::{Mode, Server};
+use common::{Mode, Server, ok};
 use serde_json::{Value, json};
-
-fn ok(r: &common::Response, what: &str) -> Value {
-    assert!(
-        (200..300).contains(&r.status),
-        "{what}: {} {}",
-        r.status,
-        r.text()
-    );
-    if r.body.is_empty() {
-        Value::Null
-    } else {
-        r.json()
-    }
-}
 
 fn put_policy(server: &Server, root: &str, name: &str, source: &str) {
     let body = json!({ "policy": source }).to_string();

@@ -10,8 +10,8 @@
 
 mod common;
 
-use common::{Mode, Server};
-use serde_json::{Value, json};
+use common::{Mode, Server, ok};
+use serde_json::json;
 
 const POLICIES: &[(&str, &str)] = &[
     (
@@ -107,20 +107,6 @@ impl Fixture {
                     .clone(),
             ),
         }
-    }
-}
-
-fn ok(r: &common::Response, what: &str) -> Value {
-    assert!(
-        (200..300).contains(&r.status),
-        "{what}: {} {}",
-        r.status,
-        r.text()
-    );
-    if r.body.is_empty() {
-        Value::Null
-    } else {
-        r.json()
     }
 }
 

@@ -140,6 +140,15 @@ pub struct TotpEnrollment {
     pub uri: SecretString,
 }
 
+fn put_user(name: &str, user: &StoredUser, expect: Expect) -> Mutation {
+    Mutation::PutObject {
+        kind: KIND_USER.into(),
+        key: name.to_string(),
+        value: serde_json::to_vec(user).expect("a user record serialises"),
+        expect,
+    }
+}
+
 fn decode_user(bytes: &[u8]) -> Result<StoredUser> {
     serde_json::from_slice(bytes)
         .map_err(|_| CoreError::Corrupt("a user record is unreadable".into()))
@@ -271,12 +280,7 @@ impl Coffer {
                     key,
                     expect: Expect::Revision(stored.revision),
                 },
-                Mutation::PutObject {
-                    kind: KIND_USER.into(),
-                    key: name.clone(),
-                    value: serde_json::to_vec(&user).expect("serialises"),
-                    expect: Expect::Absent,
-                },
+                put_user(&name, &user, Expect::Absent),
             ])
             .await
         {
@@ -386,12 +390,7 @@ impl Coffer {
         match self
             .store
             .commit(vec![
-                Mutation::PutObject {
-                    kind: KIND_USER.into(),
-                    key: name.clone(),
-                    value: serde_json::to_vec(&user).expect("serialises"),
-                    expect: Expect::Revision(stored.revision),
-                },
+                put_user(&name, &user, Expect::Revision(stored.revision)),
                 Mutation::PutToken(record.clone()),
                 Mutation::DeleteObject {
                     kind: KIND_LOGIN_FAILURES.into(),
@@ -496,12 +495,7 @@ impl Coffer {
     ) -> Result<UserView> {
         let (name, o, mut u) = self.admin_user(identity, name).await?;
         u.disabled = disabled;
-        let mut mutations = vec![Mutation::PutObject {
-            kind: KIND_USER.into(),
-            key: name.clone(),
-            value: serde_json::to_vec(&u).expect("serialises"),
-            expect: Expect::Revision(o.revision),
-        }];
+        let mut mutations = vec![put_user(&name, &u, Expect::Revision(o.revision))];
         if disabled {
             mutations.push(Mutation::RevokeTokens(RevokeScope::User(name.clone())));
         }
@@ -587,12 +581,7 @@ impl Coffer {
             last_step: 0,
         });
         self.store
-            .commit(vec![Mutation::PutObject {
-                kind: KIND_USER.into(),
-                key: name.clone(),
-                value: serde_json::to_vec(&u).expect("serialises"),
-                expect: Expect::Revision(o.revision),
-            }])
+            .commit(vec![put_user(&name, &u, Expect::Revision(o.revision))])
             .await?;
         Ok(TotpEnrollment {
             secret: seed.to_base32(),
@@ -640,12 +629,7 @@ impl Coffer {
             }
         }
         self.store
-            .commit(vec![Mutation::PutObject {
-                kind: KIND_USER.into(),
-                key: name.clone(),
-                value: serde_json::to_vec(&u).expect("serialises"),
-                expect: Expect::Revision(o.revision),
-            }])
+            .commit(vec![put_user(&name, &u, Expect::Revision(o.revision))])
             .await?;
         tracing::info!(user = %name, on = confirm, "one-time codes changed");
         Ok(())

@@ -426,3 +426,18 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
 pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
+
+/// Asserts a 2xx answer and returns its JSON body (`null` when empty).
+pub fn ok(r: &Response, what: &str) -> serde_json::Value {
+    assert!(
+        (200..300).contains(&r.status),
+        "{what}: {} {}",
+        r.status,
+        r.text()
+    );
+    if r.body.is_empty() {
+        serde_json::Value::Null
+    } else {
+        r.json()
+    }
+}
