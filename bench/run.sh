@@ -30,6 +30,10 @@
 #   BENCH_OHA_BIN      (tool oha) use this oha; default bench/.tools/bin/oha, else oha on PATH,
 #                      else `cargo install oha --version $BENCH_OHA_VERSION --locked --root bench/.tools`
 #   BENCH_OHA_VERSION  oha version to install when missing (default 1.16.0)
+#   BENCH_COFFER_TOKEN  scoped (default): coffer's loads use a token whose policy has
+#                      eleven rules, so each request pays for a policy decision;
+#                      root: the root token, which skips it (results before the
+#                      access model were measured this way)
 #   BENCH_SKIP_BUILD   1 = do not run cargo build
 #   BENCH_COFFER_BIN, BENCH_HELLO_BIN, BENCH_BAO_BIN   use these binaries instead
 #   BENCH_RESULTS      markdown output (default bench/results/latest.md; JSON beside it)
@@ -73,6 +77,7 @@ RESULTS_MD=${BENCH_RESULTS:-$BENCH/results/latest.md}
 KEEP_TMP=${BENCH_KEEP_TMP:-0}
 BAO_AUDIT=${BENCH_OPENBAO_AUDIT:-1}
 HALF_PEAK=${BENCH_HALF_PEAK:-1}
+COFFER_TOKEN_KIND=${BENCH_COFFER_TOKEN:-scoped}
 HALF_PEAK_CONNECTIONS=${BENCH_HALF_PEAK_CONNECTIONS:-$CONNECTIONS}
 HALF_PEAK_TOOL=${BENCH_HALF_PEAK_TOOL:-loadgen}
 OHA_VERSION=${BENCH_OHA_VERSION:-1.16.0}
@@ -589,6 +594,29 @@ bench_coffer() {
     got=$(curl -sS -H "$auth" "$base/api/v1/secrets/bench/read" | json_field value) ||
         server_failed coffer "coffer: GET bench/read failed"
     [[ $got == "$value" ]] || server_failed coffer "coffer: GET bench/read returned '$got'"
+
+    # The loads use a token scoped by a policy, as applications do, so every
+    # request pays for a policy decision (the root token skips it).
+    if [[ $COFFER_TOKEN_KIND == scoped ]]; then
+        local policy
+        policy=$(python3 -c '
+import json
+rules = [("bench/*", ["read", "create", "update"])]
+rules += [("app%d/+/*" % i, ["read", "list"]) for i in range(1, 10)]
+rules += [("bench/forbidden", ["deny"])]
+src = "".join("path \"%s\" { capabilities = %s }\n" % (p, json.dumps(c)) for p, c in rules)
+print(json.dumps({"policy": src}))')
+        body=$(curl -sS -o /dev/null -w '%{http_code}' -X PUT -H "$auth" -H 'Content-Type: application/json' \
+            --data "$policy" "$base/api/v1/sys/policies/bench")
+        [[ $body == 200 ]] || server_failed coffer "coffer: PUT policy bench answered $body"
+        token=$(curl -sS -X POST -H "$auth" -H 'Content-Type: application/json' \
+            --data '{"policies":["bench"],"display_name":"bench"}' "$base/api/v1/auth/tokens" |
+            json_field token) || server_failed coffer "coffer: creating the bench token failed"
+        auth="Authorization: Bearer $token"
+        got=$(curl -sS -H "$auth" "$base/api/v1/secrets/bench/read" | json_field value) ||
+            server_failed coffer "coffer: GET bench/read with the scoped token failed"
+        [[ $got == "$value" ]] || server_failed coffer "coffer: scoped GET bench/read returned '$got'"
+    fi
 
     local l
     for l in $LOADS; do
