@@ -605,6 +605,13 @@ fn invitations_logins_lockout_totp_and_disabling() {
             "the server log contains a secret: {needle}"
         );
     }
+    // A name that is no account (often a password typed into the wrong
+    // field) is not logged; a real account's failures are.
+    assert!(
+        !logs.contains("ghost"),
+        "unknown login names must not be logged"
+    );
+    assert!(logs.contains("login_locked"));
     // Nor the database file.
     let db = std::fs::read(server.data_dir().join("coffer.db")).unwrap();
     for needle in [

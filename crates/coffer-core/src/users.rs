@@ -336,7 +336,15 @@ impl Coffer {
             .filter(|t| now - t < FAILURE_WINDOW_MS)
             .count();
         if recent >= MAX_FAILED_LOGINS {
-            tracing::warn!(target: "coffer::alert", alert = "login_locked", user = %name, "login refused: too many failures");
+            // Name the account only if it exists: an unknown "name" is often
+            // a password typed into the wrong field.
+            let known = self.store.get_object(KIND_USER, &name).await?.is_some();
+            tracing::warn!(
+                target: "coffer::alert",
+                alert = "login_locked",
+                user = if known { name.as_str() } else { "(unknown name)" },
+                "login refused: too many failures"
+            );
             return Err(CoreError::RateLimited(
                 "too many failed logins for this account; try again later".into(),
             ));
@@ -349,10 +357,10 @@ impl Coffer {
             .await?
             .is_some();
         let (Some(stored), Some(mut user)) = (stored, user) else {
-            return Err(self.login_failure(&name).await);
+            return Err(self.login_failure(&name, false).await);
         };
         if !matched || user.disabled {
-            return Err(self.login_failure(&name).await);
+            return Err(self.login_failure(&name, true).await);
         }
         if let Some(totp) = user.totp.as_mut().filter(|t| t.confirmed) {
             let step = request
@@ -364,7 +372,7 @@ impl Coffer {
                 .filter(|step| *step > totp.last_step);
             match step {
                 Some(step) => totp.last_step = step,
-                None => return Err(self.login_failure(&name).await),
+                None => return Err(self.login_failure(&name, true).await),
             }
         }
         user.last_login_at = Some(now);
@@ -403,15 +411,17 @@ impl Coffer {
             Ok(()) => {}
             // A concurrent login used the same one-time code, or the account
             // changed: either way this attempt does not get a token.
-            Err(StoreError::Conflict(_)) => return Err(self.login_failure(&name).await),
+            Err(StoreError::Conflict(_)) => return Err(self.login_failure(&name, true).await),
             Err(e) => return Err(e.into()),
         }
         tracing::info!(user = %name, accessor = %record.accessor, "login");
         Ok((raw, record))
     }
 
-    /// Records a failed login for `name` and returns the error to answer with.
-    async fn login_failure(&self, name: &str) -> CoreError {
+    /// Records a failed login for `name` and returns the error to answer
+    /// with. The log names the account only when it exists (`known`): an
+    /// unknown name is often a password typed into the wrong field.
+    async fn login_failure(&self, name: &str, known: bool) -> CoreError {
         for _ in 0..4 {
             let existing = match self.store.get_object(KIND_LOGIN_FAILURES, name).await {
                 Ok(o) => o,
@@ -444,7 +454,10 @@ impl Coffer {
                 Err(e) => return e.into(),
             }
         }
-        tracing::info!(user = %name, "failed login");
+        tracing::info!(
+            user = if known { name } else { "(unknown name)" },
+            "failed login"
+        );
         login_failed()
     }
 
