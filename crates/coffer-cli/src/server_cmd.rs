@@ -97,6 +97,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<Status> {
         },
         coffer_server::body_limit_for(config.max_value_bytes),
     );
+    let sweeper = tokio::spawn(sweep_periodically(
+        coffer.clone(),
+        Duration::from_secs(config.sweep_interval_secs.max(1)),
+    ));
     coffer_server::serve(
         bound,
         app,
@@ -104,12 +108,34 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<Status> {
         Duration::from_secs(config.shutdown_grace_secs),
     )
     .await;
+    sweeper.abort();
     coffer
         .close()
         .await
         .context("flushing the store on shutdown")?;
     tracing::info!("coffer stopped");
     Ok(Status::Ok)
+}
+
+/// Deletes expired access records every `every`, while unsealed.
+async fn sweep_periodically(coffer: Arc<Coffer>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if !coffer.is_unsealed() {
+            continue;
+        }
+        match coffer.sweep_expired().await {
+            Ok(r) => tracing::debug!(
+                grants = r.grants,
+                invites = r.invites,
+                login_failures = r.login_failures,
+                "expired access records swept"
+            ),
+            Err(e) => tracing::warn!(error = %e, "sweeping expired access records failed"),
+        }
+    }
 }
 
 /// Takes an exclusive lock on `DIR/coffer.lock`, or explains who holds it.

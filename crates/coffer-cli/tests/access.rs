@@ -1018,3 +1018,78 @@ fn bad_access_input_gets_a_clear_error_and_changes_nothing() {
     assert_eq!(r.status, 400);
     assert!(!r.text().contains("12345678901234"), "{}", r.text());
 }
+
+#[test]
+fn the_server_sweeps_expired_access_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Config("sweep_interval_secs = 1"));
+    let init = server
+        .cli()
+        .run(&[
+            "operator",
+            "init",
+            "--shares",
+            "1",
+            "--threshold",
+            "1",
+            "--json",
+        ])
+        .expect(0)
+        .json();
+    let key = init["unseal_keys"][0].as_str().unwrap().to_string();
+    let root = init["root_token"].as_str().unwrap().to_string();
+    server
+        .cli()
+        .stdin(&key)
+        .run(&["operator", "unseal"])
+        .expect(0);
+    put_policy(
+        &server,
+        &root,
+        "dev",
+        r#"path "app/dev/*" { capabilities = ["read"] }"#,
+    );
+    let create = |ttl: &str| -> Value {
+        server
+            .cli()
+            .token(&root)
+            .run(&["token", "create", "--policy", "dev", "--ttl", ttl, "--json"])
+            .expect(0)
+            .json()
+    };
+    let short = create("1s");
+    let short_child = server
+        .cli()
+        .token(short["token"].as_str().unwrap())
+        .run(&["token", "create", "--policy", "dev", "--json"])
+        .expect(0)
+        .json();
+    let long = create("1h");
+    let listed = || -> Vec<String> {
+        server
+            .cli()
+            .token(&root)
+            .run(&["token", "list", "--json"])
+            .expect(0)
+            .json()["tokens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["accessor"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert!(listed().contains(&short["accessor"].as_str().unwrap().to_string()));
+    // Within a few sweeps, the expired token and its child are gone from
+    // storage; the live one stays.
+    let gone = |a: &Value| !listed().contains(&a["accessor"].as_str().unwrap().to_string());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !(gone(&short) && gone(&short_child)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "expired tokens were not swept"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    assert!(!gone(&long));
+    assert_eq!(status_with(&server, long["token"].as_str().unwrap()), 404);
+}

@@ -40,7 +40,7 @@ pub use auth::{AccessModel, Authorized, BreakglassGrant, Identity, Operation, RO
 use cache::{Cached, SecretCache};
 pub use error::{CoreError, Result};
 pub use path::{ListPrefix, PathError, SecretPath};
-pub use users::{InviteRequest, LoginRequest, TotpEnrollment, UserView};
+pub use users::{InviteRequest, LoginRequest, SweepReport, TotpEnrollment, UserView};
 pub use value::SecretValue;
 
 const SEAL_CONFIG: &str = "seal-config";

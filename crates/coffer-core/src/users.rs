@@ -12,6 +12,8 @@
 //! not, and more than [`MAX_FAILED_LOGINS`] in an hour lock that name out until
 //! the oldest failure is an hour old.
 
+use std::sync::Arc;
+
 use coffer_crypto::password;
 use coffer_crypto::totp::TotpSecret;
 use coffer_crypto::{SecretString, token};
@@ -646,5 +648,88 @@ impl Coffer {
             .await?;
         tracing::info!(user = %name, on = confirm, "one-time codes changed");
         Ok(())
+    }
+}
+
+/// What [`Coffer::sweep_expired`] removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    /// Expired break-glass grants.
+    pub grants: usize,
+    /// Expired invitations.
+    pub invites: usize,
+    /// Login-failure counters with no failure in the last hour.
+    pub login_failures: usize,
+}
+
+impl Coffer {
+    /// Deletes what can no longer be used: expired or used-up tokens (with
+    /// their descendants), expired break-glass grants and invitations, and
+    /// login-failure counters whose failures are all older than the window.
+    /// Each deletion is conditional on the record being unchanged, so a
+    /// record renewed or updated meanwhile is kept. Safe to run on any node,
+    /// at any time.
+    pub async fn sweep_expired(&self) -> Result<SweepReport> {
+        self.keys()?;
+        let now = now_ms();
+        self.store
+            .commit(vec![Mutation::DeleteExpiredTokens { now }])
+            .await?;
+        self.forget_tokens();
+        let mut report = SweepReport::default();
+        let mut doomed = Vec::new();
+        for o in self.store.list_objects(KIND_INVITE).await? {
+            let expired = serde_json::from_slice::<StoredInvite>(&o.value)
+                .map_or(true, |i| i.expires_at <= now);
+            if expired {
+                doomed.push(o);
+            }
+        }
+        for o in self
+            .store
+            .list_objects(crate::access::KIND_BREAKGLASS)
+            .await?
+        {
+            let expired = serde_json::from_slice::<crate::auth::BreakglassGrant>(&o.value)
+                .map_or(true, |g| g.expires_at <= now);
+            if expired {
+                doomed.push(o);
+            }
+        }
+        for o in self.store.list_objects(KIND_LOGIN_FAILURES).await? {
+            let stale = serde_json::from_slice::<StoredFailures>(&o.value)
+                .map_or(true, |f| f.at.iter().all(|t| now - t >= FAILURE_WINDOW_MS));
+            if stale {
+                doomed.push(o);
+            }
+        }
+        for o in doomed {
+            // One commit per record: a conflict (the record changed since it
+            // was listed) keeps that record and nothing else.
+            match self
+                .store
+                .commit(vec![Mutation::DeleteObject {
+                    kind: o.kind.clone(),
+                    key: o.key.clone(),
+                    expect: Expect::Revision(o.revision),
+                }])
+                .await
+            {
+                Ok(()) => match o.kind.as_str() {
+                    KIND_INVITE => report.invites += 1,
+                    KIND_LOGIN_FAILURES => report.login_failures += 1,
+                    _ => report.grants += 1,
+                },
+                Err(StoreError::Conflict(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if report.grants > 0 {
+            let _w = self.access_writes.lock().await;
+            let keys = self.keys()?;
+            let model = self.load_access_model(&keys.keyring).await?;
+            *self.access.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(model);
+        }
+        Ok(report)
     }
 }

@@ -451,3 +451,42 @@ async fn keyring_rotation_keeps_old_versions_readable() {
         "after"
     );
 }
+
+#[tokio::test]
+async fn sweeping_deletes_only_what_expired() {
+    let (fx, root, _) = unsealed().await;
+    let c = &fx.coffer;
+    c.write_policy(&root, "dev", r#"path "app/*" { capabilities = ["read"] }"#)
+        .await
+        .unwrap();
+    let invite = |ttl: &str| coffer_core::InviteRequest {
+        policies: vec!["dev".into()],
+        ttl: Some(ttl.into()),
+    };
+    let (_short, _) = c.create_invite(&root, &invite("1s")).await.unwrap();
+    let (long, _) = c.create_invite(&root, &invite("1h")).await.unwrap();
+    // A failed login leaves a counter; it is recent, so it stays.
+    let failed = c
+        .login(&coffer_core::LoginRequest {
+            user: "ghost",
+            password: "not the password at all",
+            totp: None,
+        })
+        .await;
+    assert!(matches!(failed, Err(CoreError::LoginFailed(_))));
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let report = c.sweep_expired().await.unwrap();
+    assert_eq!(report.invites, 1);
+    assert_eq!(report.login_failures, 0);
+    assert_eq!(report.grants, 0);
+    // Nothing left to do the second time; the live invitation still works.
+    assert_eq!(
+        c.sweep_expired().await.unwrap(),
+        coffer_core::SweepReport::default()
+    );
+    c.accept_invite(long.expose_secret(), "erin", "a long enough password")
+        .await
+        .unwrap();
+    // The root token never expires and survives every sweep.
+    assert!(c.lookup_token(&root, None).await.is_ok());
+}

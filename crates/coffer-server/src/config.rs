@@ -49,6 +49,10 @@ pub struct ServerConfig {
     /// Seconds to let requests in flight finish on shutdown.
     #[serde(default = "default_shutdown_grace")]
     pub shutdown_grace_secs: u64,
+    /// Seconds between sweeps that delete expired tokens, invitations,
+    /// break-glass grants and stale login-failure counters.
+    #[serde(default = "default_sweep_interval")]
+    pub sweep_interval_secs: u64,
     /// Log format: `text` or `json`.
     #[serde(default = "default_log_format")]
     pub log_format: String,
@@ -68,6 +72,9 @@ fn default_max_value_bytes() -> usize {
 }
 fn default_shutdown_grace() -> u64 {
     30
+}
+fn default_sweep_interval() -> u64 {
+    600
 }
 fn default_log_format() -> String {
     "text".into()

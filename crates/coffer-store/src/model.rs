@@ -241,6 +241,14 @@ pub enum Mutation {
     },
     /// Removes tokens and all their descendants.
     RevokeTokens(RevokeScope),
+    /// Removes every token that expired at or before `now` (unix
+    /// milliseconds) or has no uses left, and all their descendants. The
+    /// condition is evaluated in the same transaction, so a token renewed
+    /// meanwhile is kept.
+    DeleteExpiredTokens {
+        /// Unix milliseconds.
+        now: i64,
+    },
     /// Spends one use of a use-limited token; a conflict if the token is gone
     /// or has no uses left. A no-op for unlimited tokens.
     ConsumeTokenUse {

@@ -424,6 +424,16 @@ fn apply(tx: &Connection, m: &Mutation) -> Result<()> {
                 [arg],
             )?;
         }
+        Mutation::DeleteExpiredTokens { now } => {
+            tx.execute(
+                "WITH RECURSIVE doomed(a) AS (
+                     SELECT accessor FROM tokens
+                     WHERE json_extract(data, '$.expires_at') <= ?1 OR uses_left <= 0
+                     UNION SELECT t.accessor FROM tokens t JOIN doomed d ON t.parent = d.a)
+                 DELETE FROM tokens WHERE accessor IN (SELECT a FROM doomed)",
+                [now],
+            )?;
+        }
         Mutation::ConsumeTokenUse { accessor } => {
             let left: Option<Option<i64>> = tx
                 .query_row(

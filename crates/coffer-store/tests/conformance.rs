@@ -507,6 +507,34 @@ async fn token_expiry_moves_only_for_live_tokens(s: &dyn Storage) {
     assert!(s.get_token(&[1u8; 32]).await.unwrap().is_none());
 }
 
+async fn expired_and_used_up_tokens_are_swept(s: &dyn Storage) {
+    let mut old = token(1, "acc_old", None, None);
+    old.expires_at = Some(100);
+    let mut fresh = token(2, "acc_fresh", None, None);
+    fresh.expires_at = Some(1_000);
+    let mut forever = token(3, "acc_forever", None, None);
+    forever.expires_at = None;
+    let mut spent = token(4, "acc_spent", None, None);
+    spent.expires_at = None;
+    spent.uses_limit = Some(1);
+    spent.uses_left = Some(1);
+    let mut child = token(5, "acc_child", Some("acc_old"), None);
+    child.expires_at = Some(1_000);
+    for t in [&old, &fresh, &forever, &spent, &child] {
+        put_token(s, t).await.unwrap();
+    }
+    s.commit(vec![Mutation::ConsumeTokenUse {
+        accessor: "acc_spent".into(),
+    }])
+    .await
+    .unwrap();
+    s.commit(vec![Mutation::DeleteExpiredTokens { now: 500 }])
+        .await
+        .unwrap();
+    // The expired one goes with its descendants; the spent one goes too.
+    assert_eq!(accessors(s).await, ["acc_forever", "acc_fresh"]);
+}
+
 async fn objects_check_and_set(s: &dyn Storage) {
     let put = |key: &str, value: &[u8], expect| Mutation::PutObject {
         kind: "policy".into(),
@@ -650,6 +678,11 @@ macro_rules! suite {
             async fn objects_check_and_set() {
                 let (_g, s) = $make;
                 super::objects_check_and_set(&*s).await;
+            }
+            #[tokio::test]
+            async fn expired_and_used_up_tokens_are_swept() {
+                let (_g, s) = $make;
+                super::expired_and_used_up_tokens_are_swept(&*s).await;
             }
         }
     };
