@@ -159,6 +159,18 @@ pub struct UserInfo {
     pub totp: bool,
 }
 
+/// `PATCH /api/v1/sys/users/{name}`: what to change.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserUpdateRequest {
+    /// New policies for the user's logins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policies: Option<Vec<String>>,
+    /// Turn the user's one-time codes off (a lost authenticator).
+    #[serde(default)]
+    pub reset_totp: bool,
+}
+
 /// `GET /api/v1/sys/users`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct UserListResponse {

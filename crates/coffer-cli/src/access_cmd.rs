@@ -189,6 +189,24 @@ pub enum UserCommand {
         /// User name.
         name: String,
     },
+    /// Change a user's policies, or turn off their one-time codes (a lost
+    /// authenticator). Either revokes their tokens: they log in again.
+    #[command(after_help = "Examples:
+  coffer user update alice --policy myapp-dev --policy oncall
+  coffer user update alice --reset-totp")]
+    Update {
+        /// User name.
+        name: String,
+        /// The user's new policies (repeat for several); replaces the old ones.
+        #[arg(long = "policy", value_name = "NAME")]
+        policies: Vec<String>,
+        /// Turn the user's one-time codes off.
+        #[arg(long)]
+        reset_totp: bool,
+        /// Print JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
     /// Remove a user and revoke their tokens.
     Remove {
         /// User name.
@@ -586,6 +604,32 @@ pub async fn user(g: &Global, cmd: UserCommand) -> anyhow::Result<Status> {
         UserCommand::Enable { name } => {
             let u = client.set_user_disabled(&name, false).await?;
             eprintln!("User {} enabled; they can log in again.", u.name);
+        }
+        UserCommand::Update {
+            name,
+            policies,
+            reset_totp,
+            json,
+        } => {
+            let u = client
+                .update_user(
+                    &name,
+                    &api::UserUpdateRequest {
+                        policies: (!policies.is_empty()).then_some(policies),
+                        reset_totp,
+                    },
+                )
+                .await?;
+            if json {
+                output::json(&u)?;
+            } else {
+                eprintln!(
+                    "User {} updated (policies: {}; one-time codes {}); their tokens are revoked.",
+                    u.name,
+                    u.policies.join(", "),
+                    if u.totp { "on" } else { "off" }
+                );
+            }
         }
         UserCommand::Remove { name } => {
             client.delete_user(&name).await?;

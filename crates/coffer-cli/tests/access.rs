@@ -1093,3 +1093,101 @@ fn the_server_sweeps_expired_access_records() {
     assert!(!gone(&long));
     assert_eq!(status_with(&server, long["token"].as_str().unwrap()), 404);
 }
+
+#[test]
+fn admins_change_a_users_policies_and_reset_lost_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    put_policy(
+        &server,
+        &root,
+        "dev",
+        r#"path "app/dev/*" { capabilities = ["read"] }"#,
+    );
+    put_policy(
+        &server,
+        &root,
+        "ops",
+        r#"path "app/ops/*" { capabilities = ["read"] }"#,
+    );
+    put_secret(&server, &root, "app/dev/db", "dev-db");
+    put_secret(&server, &root, "app/ops/key", "ops-key");
+    let pw = "a long enough password";
+    let erin = join(&server, &root, "erin", pw, &["dev"]);
+    assert_eq!(status_with(&server, &erin), 200);
+    let enroll = server
+        .cli()
+        .token(&erin)
+        .run(&["totp", "enable", "--json"])
+        .expect(0)
+        .json();
+    let seed = coffer_crypto::totp::TotpSecret::from_bytes(&base32_decode(
+        enroll["secret"].as_str().unwrap(),
+    ))
+    .unwrap();
+    server
+        .cli()
+        .token(&erin)
+        .run(&["totp", "confirm", &seed.code_at(now_secs())])
+        .expect(0);
+
+    // Only admins; nothing to change is an error; unknown policies are refused.
+    server
+        .cli()
+        .token(&erin)
+        .run(&["user", "update", "erin", "--policy", "ops"])
+        .expect(4);
+    server
+        .cli()
+        .token(&root)
+        .run(&["user", "update", "erin"])
+        .expect(7);
+    server
+        .cli()
+        .token(&root)
+        .run(&["user", "update", "erin", "--policy", "nosuch"])
+        .expect(7);
+    assert_eq!(status_with(&server, &erin), 200, "refusals changed nothing");
+
+    // New policies: the old token is revoked at once; the next login has them.
+    let u = server
+        .cli()
+        .token(&root)
+        .run(&["user", "update", "Erin", "--policy", "ops", "--json"])
+        .expect(0)
+        .json();
+    assert_eq!(u["policies"], json!(["ops"]));
+    assert_eq!(status_with(&server, &erin), 401);
+    let erin = login(&server, "erin", pw, Some(&seed.code_at(now_secs() + 30)));
+    assert_eq!(status_with(&server, &erin), 403);
+    let r = server.http("GET", "/api/v1/secrets/app/ops/key", Some(&erin), None);
+    assert_eq!(r.status, 200);
+
+    // A lost authenticator: the admin turns codes off; a password login works.
+    server
+        .cli()
+        .token(&root)
+        .run(&["user", "update", "erin", "--reset-totp"])
+        .expect(0);
+    assert_eq!(
+        server
+            .http("GET", "/api/v1/secrets/app/ops/key", Some(&erin), None)
+            .status,
+        401
+    );
+    let erin = login(&server, "erin", pw, None);
+    let shown = server
+        .cli()
+        .token(&root)
+        .run(&["user", "show", "erin", "--json"])
+        .expect(0)
+        .json();
+    assert_eq!(shown["totp"], false);
+    assert_eq!(
+        server
+            .http("GET", "/api/v1/secrets/app/ops/key", Some(&erin), None)
+            .status,
+        200
+    );
+}

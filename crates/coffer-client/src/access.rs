@@ -178,6 +178,20 @@ impl Client {
         .await
     }
 
+    /// Changes a user's policies and/or resets their one-time codes (admin).
+    pub async fn update_user(
+        &self,
+        name: &str,
+        request: &api::UserUpdateRequest,
+    ) -> Result<api::UserInfo, ClientError> {
+        self.call(
+            Method::PATCH,
+            &format!("/api/v1/sys/users/{}", segment(name)),
+            Some(request),
+        )
+        .await
+    }
+
     /// Removes a user (admin).
     pub async fn delete_user(&self, name: &str) -> Result<(), ClientError> {
         self.call_raw::<()>(

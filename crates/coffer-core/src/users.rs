@@ -520,6 +520,49 @@ impl Coffer {
         Ok(UserView::from(&u))
     }
 
+    /// Changes a user: new policies for their logins and/or a reset of their
+    /// one-time codes (a lost authenticator). Either change revokes every
+    /// token of the user in the same step, so it takes effect at once.
+    pub async fn update_user(
+        &self,
+        identity: &Identity,
+        name: &str,
+        policies: Option<&[String]>,
+        reset_totp: bool,
+    ) -> Result<UserView> {
+        if policies.is_none() && !reset_totp {
+            return Err(CoreError::Invalid(
+                "nothing to change: give policies or reset the one-time codes".into(),
+            ));
+        }
+        let (name, o, mut u) = self.admin_user(identity, name).await?;
+        if let Some(policies) = policies {
+            let mut policies = policies.to_vec();
+            policies.sort();
+            policies.dedup();
+            self.check_grantable(identity, &policies)?;
+            u.policies = policies;
+        }
+        if reset_totp {
+            u.totp = None;
+        }
+        self.store
+            .commit(vec![
+                put_user(&name, &u, Expect::Revision(o.revision)),
+                Mutation::RevokeTokens(RevokeScope::User(name.clone())),
+            ])
+            .await?;
+        self.forget_tokens();
+        tracing::warn!(
+            actor = identity.display_name(),
+            user = %name,
+            policies = ?u.policies,
+            reset_totp,
+            "user changed; their tokens were revoked"
+        );
+        Ok(UserView::from(&u))
+    }
+
     /// Removes a user and every token of theirs.
     pub async fn delete_user(&self, identity: &Identity, name: &str) -> Result<()> {
         let (name, o, _) = self.admin_user(identity, name).await?;

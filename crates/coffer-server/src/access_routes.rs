@@ -49,7 +49,7 @@ pub(crate) fn routes() -> Router {
         .route("/api/v1/sys/users", get(list_users))
         .route(
             "/api/v1/sys/users/{name}",
-            get(get_user).delete(delete_user),
+            get(get_user).patch(update_user).delete(delete_user),
         )
         .route("/api/v1/sys/users/{name}/disable", post(disable_user))
         .route("/api/v1/sys/users/{name}/enable", post(enable_user))
@@ -384,6 +384,19 @@ async fn enable_user(
 ) -> ApiResult<api::UserInfo> {
     Ok(Json(user_info(
         &st.coffer.set_user_disabled(&id, &name, false).await?,
+    )))
+}
+
+async fn update_user(
+    State(st): State<AppState>,
+    Auth(id): Auth,
+    Segment(name): Segment,
+    JsonBody(req): JsonBody<api::UserUpdateRequest>,
+) -> ApiResult<api::UserInfo> {
+    Ok(Json(user_info(
+        &st.coffer
+            .update_user(&id, &name, req.policies.as_deref(), req.reset_totp)
+            .await?,
     )))
 }
 
