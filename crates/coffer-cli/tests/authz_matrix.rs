@@ -730,6 +730,27 @@ const ADMIN: &[Case] = &[
         None,
         403,
     ),
+    (
+        "human-dev",
+        "PATCH",
+        "/api/v1/sys/users/human-prod",
+        Some(r#"{"policies":["dev-reader"]}"#),
+        403,
+    ),
+    (
+        "svc-padmin",
+        "PATCH",
+        "/api/v1/sys/users/human-dev",
+        Some(r#"{"reset_totp":true}"#),
+        403,
+    ),
+    (
+        "anonymous",
+        "PATCH",
+        "/api/v1/sys/users/human-prod",
+        Some(r#"{"reset_totp":true}"#),
+        401,
+    ),
     ("root", "GET", "/api/v1/sys/users", None, 200),
     ("root", "GET", "/api/v1/sys/users/Human-Prod", None, 200),
     (
