@@ -1023,26 +1023,7 @@ fn bad_access_input_gets_a_clear_error_and_changes_nothing() {
 fn the_server_sweeps_expired_access_records() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), Mode::Config("sweep_interval_secs = 1"));
-    let init = server
-        .cli()
-        .run(&[
-            "operator",
-            "init",
-            "--shares",
-            "1",
-            "--threshold",
-            "1",
-            "--json",
-        ])
-        .expect(0)
-        .json();
-    let key = init["unseal_keys"][0].as_str().unwrap().to_string();
-    let root = init["root_token"].as_str().unwrap().to_string();
-    server
-        .cli()
-        .stdin(&key)
-        .run(&["operator", "unseal"])
-        .expect(0);
+    let (_, root) = common::init_and_unseal(|| server.cli());
     put_policy(
         &server,
         &root,

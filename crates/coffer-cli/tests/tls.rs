@@ -111,28 +111,7 @@ fn tls_server_and_client() {
     let cacert = ca.display().to_string();
 
     // Trusted through COFFER_CACERT: the whole flow works over TLS.
-    let init = server
-        .cli()
-        .env("COFFER_CACERT", &cacert)
-        .run(&[
-            "operator",
-            "init",
-            "--shares",
-            "1",
-            "--threshold",
-            "1",
-            "--json",
-        ])
-        .expect(0)
-        .json();
-    let key0 = init["unseal_keys"][0].as_str().unwrap().to_string();
-    let root = init["root_token"].as_str().unwrap().to_string();
-    server
-        .cli()
-        .env("COFFER_CACERT", &cacert)
-        .stdin(&key0)
-        .run(&["operator", "unseal"])
-        .expect(0);
+    let (_key, root) = common::init_and_unseal(|| server.cli().env("COFFER_CACERT", &cacert));
     server
         .cli()
         .env("COFFER_CACERT", &cacert)

@@ -18,7 +18,6 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use coffer_crypto::keyring::Keyring;
 use coffer_crypto::{SecretString, token};
 use coffer_policy::{Pattern, Policy};
 use coffer_store::{Expect, Mutation, RevokeScope, StoreError, TokenRecord};
@@ -189,7 +188,7 @@ pub(crate) fn check_label(what: &str, s: &str, max: usize) -> Result<String> {
 
 impl Coffer {
     /// Loads policies, protected prefixes and live break-glass grants.
-    pub(crate) async fn load_access_model(&self, _keyring: &Keyring) -> Result<AccessModel> {
+    pub(crate) async fn load_access_model(&self) -> Result<AccessModel> {
         let mut policies = HashMap::new();
         for o in self.store.list_objects(KIND_POLICY).await? {
             let compiled = serde_json::from_slice::<StoredPolicy>(&o.value)
@@ -237,9 +236,9 @@ impl Coffer {
 
     /// Reloads the access model after a change (this node's view; other nodes
     /// pick changes up when they reload).
-    async fn reload_access(&self) -> Result<()> {
-        let keys = self.keys()?;
-        let model = self.load_access_model(&keys.keyring).await?;
+    pub(crate) async fn reload_access(&self) -> Result<()> {
+        self.keys()?;
+        let model = self.load_access_model().await?;
         *self.access.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(model);
         Ok(())
     }

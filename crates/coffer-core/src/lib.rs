@@ -373,7 +373,7 @@ impl Coffer {
         };
         match self.open_key_hierarchy(&shares).await {
             Ok(keys) => {
-                let model = self.load_access_model(&keys.keyring).await?;
+                let model = self.load_access_model().await?;
                 // Compute the dummy password hash now, so the first login for
                 // an unknown name costs the same as every later one.
                 tokio::task::spawn_blocking(|| {

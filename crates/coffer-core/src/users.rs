@@ -12,8 +12,6 @@
 //! not, and more than [`MAX_FAILED_LOGINS`] in an hour lock that name out until
 //! the oldest failure is an hour old.
 
-use std::sync::Arc;
-
 use coffer_crypto::password;
 use coffer_crypto::totp::TotpSecret;
 use coffer_crypto::{SecretString, token};
@@ -769,9 +767,7 @@ impl Coffer {
         }
         if report.grants > 0 {
             let _w = self.access_writes.lock().await;
-            let keys = self.keys()?;
-            let model = self.load_access_model(&keys.keyring).await?;
-            *self.access.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(model);
+            self.reload_access().await?;
         }
         Ok(report)
     }

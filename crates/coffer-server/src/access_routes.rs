@@ -16,7 +16,7 @@ use coffer_store::TokenKind;
 use serde::Deserialize;
 
 use crate::error::ApiError;
-use crate::routes::{AppState, Auth, JsonBody, UrlQuery, rfc3339};
+use crate::routes::{AppState, Auth, JsonBody, UrlPath, UrlQuery, rfc3339};
 
 type Router = axum::Router<AppState>;
 type ApiResult<T> = Result<Json<T>, ApiError>;
@@ -61,25 +61,6 @@ pub(crate) fn routes() -> Router {
             "/api/v1/sys/breakglass",
             get(list_breakglass).post(breakglass),
         )
-}
-
-/// A single-segment URL parameter, with errors in the API's format.
-pub(crate) struct Segment(pub String);
-
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Segment {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        state: &S,
-    ) -> Result<Self, ApiError> {
-        match axum::extract::Path::<String>::from_request_parts(parts, state).await {
-            Ok(axum::extract::Path(p)) => Ok(Segment(p)),
-            Err(_) => Err(ApiError::invalid(
-                "the URL is not valid percent-encoded UTF-8",
-            )),
-        }
-    }
 }
 
 pub(crate) fn token_info(t: &TokenView) -> api::TokenInfo {
@@ -158,7 +139,7 @@ fn policy_response(p: coffer_core::PolicyInfo) -> api::PolicyResponse {
 async fn read_policy(
     State(st): State<AppState>,
     Auth(id): Auth,
-    Segment(name): Segment,
+    UrlPath(name): UrlPath,
 ) -> ApiResult<api::PolicyResponse> {
     Ok(Json(policy_response(
         st.coffer.read_policy(&id, &name).await?,
@@ -168,7 +149,7 @@ async fn read_policy(
 async fn write_policy(
     State(st): State<AppState>,
     Auth(id): Auth,
-    Segment(name): Segment,
+    UrlPath(name): UrlPath,
     JsonBody(req): JsonBody<api::PolicyWriteRequest>,
 ) -> ApiResult<api::PolicyResponse> {
     Ok(Json(policy_response(
@@ -179,7 +160,7 @@ async fn write_policy(
 async fn delete_policy(
     State(st): State<AppState>,
     Auth(id): Auth,
-    Segment(name): Segment,
+    UrlPath(name): UrlPath,
 ) -> Result<StatusCode, ApiError> {
     st.coffer.delete_policy(&id, &name).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -227,7 +208,7 @@ async fn list_tokens(
 async fn lookup_token(
     State(st): State<AppState>,
     Auth(id): Auth,
-    Segment(accessor): Segment,
+    UrlPath(accessor): UrlPath,
 ) -> ApiResult<api::TokenInfo> {
     Ok(Json(token_info(
         &st.coffer.lookup_token(&id, Some(&accessor)).await?,
@@ -241,7 +222,7 @@ async fn lookup_self(State(st): State<AppState>, Auth(id): Auth) -> ApiResult<ap
 async fn renew_token(
     State(st): State<AppState>,
     Auth(id): Auth,
-    Segment(accessor): Segment,
+    UrlPath(accessor): UrlPath,
 ) -> ApiResult<api::TokenInfo> {
     Ok(Json(token_info(
         &st.coffer.renew_token(&id, Some(&accessor)).await?,
@@ -255,7 +236,7 @@ async fn renew_self(State(st): State<AppState>, Auth(id): Auth) -> ApiResult<api
 async fn revoke_token(
     State(st): State<AppState>,
     Auth(id): Auth,
-    Segment(accessor): Segment,
+    UrlPath(accessor): UrlPath,
 ) -> Result<StatusCode, ApiError> {
     st.coffer.revoke_token(&id, Some(&accessor)).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -362,7 +343,7 @@ async fn list_users(
 async fn get_user(
     State(st): State<AppState>,
     Auth(id): Auth,
-    Segment(name): Segment,
+    UrlPath(name): UrlPath,
 ) -> ApiResult<api::UserInfo> {
     Ok(Json(user_info(&st.coffer.get_user(&id, &name).await?)))
 }
@@ -370,7 +351,7 @@ async fn get_user(
 async fn disable_user(
     State(st): State<AppState>,
     Auth(id): Auth,
-    Segment(name): Segment,
+    UrlPath(name): UrlPath,
 ) -> ApiResult<api::UserInfo> {
     Ok(Json(user_info(
         &st.coffer.set_user_disabled(&id, &name, true).await?,
@@ -380,7 +361,7 @@ async fn disable_user(
 async fn enable_user(
     State(st): State<AppState>,
     Auth(id): Auth,
-    Segment(name): Segment,
+    UrlPath(name): UrlPath,
 ) -> ApiResult<api::UserInfo> {
     Ok(Json(user_info(
         &st.coffer.set_user_disabled(&id, &name, false).await?,
@@ -390,7 +371,7 @@ async fn enable_user(
 async fn update_user(
     State(st): State<AppState>,
     Auth(id): Auth,
-    Segment(name): Segment,
+    UrlPath(name): UrlPath,
     JsonBody(req): JsonBody<api::UserUpdateRequest>,
 ) -> ApiResult<api::UserInfo> {
     Ok(Json(user_info(
@@ -403,7 +384,7 @@ async fn update_user(
 async fn delete_user(
     State(st): State<AppState>,
     Auth(id): Auth,
-    Segment(name): Segment,
+    UrlPath(name): UrlPath,
 ) -> Result<StatusCode, ApiError> {
     st.coffer.delete_user(&id, &name).await?;
     Ok(StatusCode::NO_CONTENT)

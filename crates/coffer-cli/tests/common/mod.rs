@@ -441,3 +441,25 @@ pub fn ok(r: &Response, what: &str) -> serde_json::Value {
         r.json()
     }
 }
+
+/// Runs `operator init` with one key and `operator unseal` through the CLI
+/// that `cli` builds (so callers can add environment such as COFFER_CACERT).
+/// Returns the unseal key and the root token.
+pub fn init_and_unseal(cli: impl Fn() -> Cli) -> (String, String) {
+    let init = cli()
+        .run(&[
+            "operator",
+            "init",
+            "--shares",
+            "1",
+            "--threshold",
+            "1",
+            "--json",
+        ])
+        .expect(0)
+        .json();
+    let key = init["unseal_keys"][0].as_str().unwrap().to_string();
+    let root = init["root_token"].as_str().unwrap().to_string();
+    cli().stdin(&key).run(&["operator", "unseal"]).expect(0);
+    (key, root)
+}
