@@ -57,6 +57,23 @@ pub enum Operation {
 }
 
 impl Operation {
+    /// The operation's name in audit records.
+    pub fn name(self) -> &'static str {
+        match self {
+            Operation::ReadValue => "read",
+            Operation::ReadMetadata => "read_metadata",
+            Operation::List => "list",
+            Operation::Create => "create",
+            Operation::Update => "update",
+            Operation::Delete => "delete",
+            Operation::Destroy => "destroy",
+            Operation::Rotate => "rotate",
+            Operation::Admin => "admin",
+            Operation::Breakglass => "breakglass",
+            Operation::SelfService => "self",
+        }
+    }
+
     /// The capability a policy must grant for this operation.
     pub fn capability(self) -> Option<Capability> {
         Some(match self {

@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 mod access;
+pub mod audit;
 pub mod auth;
 mod cache;
 pub mod duration;
@@ -26,7 +27,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 
-use coffer_crypto::keyring::{Keyring, RootKey, UnsealKey};
+use coffer_crypto::keyring::{AuditKey, Keyring, RootKey, UnsealKey};
 use coffer_crypto::shamir::{self, Share};
 use coffer_crypto::{Key256, SecretString, token};
 use coffer_store::{
@@ -77,6 +78,8 @@ struct SealConfig {
 struct Keys {
     root: Arc<RootKey>,
     keyring: Keyring,
+    /// The keyring's audit key, shared with the audit writer.
+    audit: AuditKey,
 }
 
 enum State {
@@ -420,6 +423,7 @@ impl Coffer {
         })?;
         Ok(Keys {
             root: Arc::new(root),
+            audit: keyring.audit_key(),
             keyring,
         })
     }
@@ -484,6 +488,7 @@ impl Coffer {
         if let State::Unsealed { keys: k, .. } = &mut *state {
             *k = Arc::new(Keys {
                 root: keys.root.clone(),
+                audit: keys.audit.clone(),
                 keyring,
             });
         }
@@ -537,6 +542,13 @@ impl Coffer {
             State::Sealed { .. } => Err(CoreError::Sealed),
             State::Uninitialized => Err(CoreError::NotInitialized),
         }
+    }
+
+    /// The audit HMAC key while unsealed; `None` while sealed or not
+    /// initialized (the audit log then links records without a key, and the
+    /// first keyed record after unsealing covers them).
+    pub fn audit_key(&self) -> Option<AuditKey> {
+        self.keys().ok().map(|k| k.audit.clone())
     }
 
     /// Whether coffer is unsealed (cheap; for routing decisions).
@@ -615,7 +627,9 @@ impl Coffer {
                 Err(e) => return Err(e.into()),
             }
         }
-        Ok(Identity { token: record })
+        let identity = Identity { token: record };
+        audit::note_identity(&identity);
+        Ok(identity)
     }
 
     /// The single authorization check, against the current access model.
@@ -633,14 +647,25 @@ impl Coffer {
         static NO_MODEL: std::sync::LazyLock<AccessModel> =
             std::sync::LazyLock::new(AccessModel::default);
         if identity.is_root() && !identity.is_human() {
-            return auth::authorize(&NO_MODEL, identity, operation, target, now_ms());
+            let decision = auth::authorize(&NO_MODEL, identity, operation, target, now_ms());
+            audit::note_decision(operation, target, decision.is_ok(), false, false);
+            return decision;
         }
         let model = self
             .access
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        let authorized = auth::authorize(&model, identity, operation, target, now_ms())?;
+        let decision = auth::authorize(&model, identity, operation, target, now_ms());
+        let protected = operation == Operation::ReadValue && model.is_protected(target);
+        audit::note_decision(
+            operation,
+            target,
+            decision.is_ok(),
+            decision.as_ref().is_ok_and(|a| a.via_breakglass()),
+            protected,
+        );
+        let authorized = decision?;
         if authorized.via_breakglass() {
             tracing::warn!(
                 target: "coffer::alert",
@@ -720,6 +745,7 @@ impl Coffer {
                 )));
             }
         }
+        audit::note_version(record.version);
         let value = open_value(&keys, &auth, &record)?;
         Ok(SecretRead {
             path: path.as_str().to_string(),
@@ -815,6 +841,7 @@ impl Coffer {
                             current: Some(record),
                         }),
                     );
+                    audit::note_version(version);
                     return Ok(WriteReceipt {
                         path: path.as_str().to_string(),
                         version,

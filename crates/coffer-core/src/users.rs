@@ -12,6 +12,8 @@
 //! not, and more than [`MAX_FAILED_LOGINS`] in an hour lock that name out until
 //! the oldest failure is an hour old.
 
+use std::sync::Arc;
+
 use coffer_crypto::password;
 use coffer_crypto::totp::TotpSecret;
 use coffer_crypto::{SecretString, token};
@@ -415,7 +417,11 @@ impl Coffer {
             Err(e) => return Err(e.into()),
         }
         tracing::info!(user = %name, accessor = %record.accessor, "login");
-        Ok((raw, record))
+        let record = Arc::new(record);
+        crate::audit::note_identity(&Identity {
+            token: record.clone(),
+        });
+        Ok((raw, Arc::unwrap_or_clone(record)))
     }
 
     /// Records a failed login for `name` and returns the error to answer

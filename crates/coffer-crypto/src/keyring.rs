@@ -81,6 +81,40 @@ fn hmac_sha256(key: &Key256, parts: &[&[u8]]) -> [u8; 32] {
     mac.finalize().into_bytes().into()
 }
 
+/// Domain-separation prefixes of the audit log's keyed hashes.
+const AUDIT_FIELD_PREFIX: &[u8] = b"coffer.audit.field.v1\0";
+const AUDIT_CHAIN_PREFIX: &[u8] = b"coffer.audit.chain.v1\0";
+const AUDIT_HEAD_PREFIX: &[u8] = b"coffer.audit.head.v1\0";
+
+/// The audit log's HMAC key: it pseudonymizes sensitive fields (tokens,
+/// attempted login names) and links records into a keyed hash chain, so a
+/// log cannot be rewritten by anyone who lacks the keyring. The three uses
+/// are domain-separated, so an output of one can never stand in for another.
+#[derive(Clone)]
+pub struct AuditKey(std::sync::Arc<Key256>);
+
+impl AuditKey {
+    /// HMAC of a sensitive field value, as it appears in audit records.
+    #[must_use]
+    pub fn field(&self, value: &[u8]) -> [u8; 32] {
+        hmac_sha256(&self.0, &[AUDIT_FIELD_PREFIX, value])
+    }
+
+    /// The chain link of a record: a keyed hash of the previous link and the
+    /// record's bytes.
+    #[must_use]
+    pub fn chain(&self, prev: &[u8; 32], record: &[u8]) -> [u8; 32] {
+        hmac_sha256(&self.0, &[AUDIT_CHAIN_PREFIX, prev, record])
+    }
+
+    /// A tag over a log's head (its last sequence number and link), kept
+    /// apart from the log so a truncation cannot be passed off as the end.
+    #[must_use]
+    pub fn head(&self, seq: u64, link: &[u8; 32]) -> [u8; 32] {
+        hmac_sha256(&self.0, &[AUDIT_HEAD_PREFIX, &seq.to_be_bytes(), link])
+    }
+}
+
 /// The key that wraps the [`RootKey`]; reconstructed from Shamir shares to unseal.
 pub struct UnsealKey(Key256);
 
@@ -330,6 +364,13 @@ impl Keyring {
     #[must_use]
     pub fn audit_hmac(&self, data: &[u8]) -> [u8; 32] {
         hmac_sha256(&self.audit_key, &[data])
+    }
+
+    /// A shareable handle on the audit HMAC key, for the audit writer. It
+    /// lives while the handle does and is wiped when the last clone drops.
+    #[must_use]
+    pub fn audit_key(&self) -> AuditKey {
+        AuditKey(std::sync::Arc::new(self.audit_key.as_ref().clone()))
     }
 
     fn cipher(&self, id: KeyId) -> Result<&aes_gcm::Aes256Gcm, CryptoError> {
@@ -789,6 +830,21 @@ mod tests {
         assert_eq!(a.audit_hmac(b"entry"), a.audit_hmac(b"entry"));
         assert_ne!(a.audit_hmac(b"entry"), b.audit_hmac(b"entry"));
         assert_ne!(a.audit_hmac(b"entry"), a.audit_hmac(b"entry2"));
+    }
+
+    #[test]
+    fn audit_key_uses_are_keyed_and_separated() {
+        let a = Keyring::generate(NOW).audit_key();
+        let b = Keyring::generate(NOW).audit_key();
+        let zero = [0u8; 32];
+        assert_eq!(a.field(b"v"), a.clone().field(b"v"));
+        assert_ne!(a.field(b"v"), b.field(b"v"));
+        assert_ne!(a.chain(&zero, b"r"), b.chain(&zero, b"r"));
+        // The same bytes under two uses give unrelated tags.
+        let mut joined = zero.to_vec();
+        joined.extend_from_slice(b"r");
+        assert_ne!(a.field(&joined), a.chain(&zero, b"r"));
+        assert_ne!(a.head(1, &zero), a.head(2, &zero));
     }
 
     #[test]

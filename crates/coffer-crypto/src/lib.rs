@@ -35,7 +35,7 @@ pub mod token;
 pub mod totp;
 
 pub use aead::CryptoError;
-pub use keyring::{KeyId, Keyring, RootKey, UnsealKey};
+pub use keyring::{AuditKey, KeyId, Keyring, RootKey, UnsealKey};
 pub use password::PasswordError;
 pub use secret::{Key256, SecretBytes, SecretString};
 pub use totp::{TotpError, TotpSecret};

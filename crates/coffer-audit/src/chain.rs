@@ -1,0 +1,498 @@
+//! The hash chain over a sink's lines, and its verification.
+//!
+//! A line is `{"seq":N,` + the record's fields + `,"chain":"HEX"}` + `\n`.
+//! The link covers the *body*: the line without the `,"chain":"HEX"` part,
+//! byte for byte as written, so verification never depends on re-encoding
+//! JSON. The first record of a log links to 32 zero bytes.
+
+use std::io::{BufRead, Read};
+
+use coffer_crypto::AuditKey;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::record::Record;
+
+/// `,"chain":"` + 64 hex digits + `"}`.
+const SUFFIX_LEN: usize = 10 + 64 + 2;
+const UNKEYED_PREFIX: &[u8] = b"coffer.audit.chain.v1\0";
+/// Longest line accepted when reading a log.
+pub const MAX_LINE: usize = 1 << 20;
+
+/// The end of a log: its last sequence number and link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Head {
+    /// Sequence number of the last record (0: empty log).
+    pub seq: u64,
+    /// Its chain link (zeros for an empty log).
+    pub link: [u8; 32],
+}
+
+impl Head {
+    /// The head of an empty log.
+    pub const EMPTY: Head = Head {
+        seq: 0,
+        link: [0; 32],
+    };
+}
+
+/// The link of a record: keyed when the key is available.
+pub(crate) fn link(key: Option<&AuditKey>, prev: &[u8; 32], body: &[u8]) -> [u8; 32] {
+    match key {
+        Some(k) => k.chain(prev, body),
+        None => {
+            let mut h = Sha256::new();
+            h.update(UNKEYED_PREFIX);
+            h.update(prev);
+            h.update(body);
+            h.finalize().into()
+        }
+    }
+}
+
+/// Appends one line for `record_json` (a serialized [`Record`]) to `out`,
+/// advancing `head`. `scratch` is reused between calls.
+pub(crate) fn append_line(
+    out: &mut Vec<u8>,
+    scratch: &mut Vec<u8>,
+    head: &mut Head,
+    key: Option<&AuditKey>,
+    missed: u64,
+    record_json: &[u8],
+) {
+    debug_assert!(record_json.len() > 2 && record_json[0] == b'{');
+    let seq = head.seq + 1;
+    scratch.clear();
+    scratch.extend_from_slice(b"{\"seq\":");
+    scratch.extend_from_slice(seq.to_string().as_bytes());
+    scratch.push(b',');
+    if key.is_none() {
+        scratch.extend_from_slice(b"\"unkeyed\":true,");
+    }
+    if missed > 0 {
+        scratch.extend_from_slice(b"\"missed\":");
+        scratch.extend_from_slice(missed.to_string().as_bytes());
+        scratch.push(b',');
+    }
+    scratch.extend_from_slice(&record_json[1..]);
+    let l = link(key, &head.link, scratch);
+    out.extend_from_slice(&scratch[..scratch.len() - 1]);
+    out.extend_from_slice(b",\"chain\":\"");
+    out.extend_from_slice(crate::hex(&l).as_bytes());
+    out.extend_from_slice(b"\"}\n");
+    *head = Head { seq, link: l };
+}
+
+/// Splits a line (without its newline) into the body the link covers and
+/// the link. `None` if the line does not end the way every line ends.
+pub(crate) fn split_line(line: &[u8]) -> Option<(Vec<u8>, [u8; 32])> {
+    if line.len() < SUFFIX_LEN + 2 || !line.ends_with(b"\"}") {
+        return None;
+    }
+    let cut = line.len() - SUFFIX_LEN;
+    if &line[cut..cut + 10] != b",\"chain\":\"" {
+        return None;
+    }
+    let link = crate::unhex32(std::str::from_utf8(&line[cut + 10..line.len() - 2]).ok()?)?;
+    let mut body = line[..cut].to_vec();
+    body.push(b'}');
+    Some((body, link))
+}
+
+/// The first thing wrong with a log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Problem {
+    /// Line number, from 1 (0: the problem is with the log as a whole).
+    pub line: u64,
+    /// The sequence number expected at that place.
+    pub seq: u64,
+    /// What is wrong, for people.
+    pub reason: String,
+}
+
+/// The result of [`verify`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifyReport {
+    /// Records read and found intact before any problem.
+    pub records: u64,
+    /// Of those, records linked without the key (written while sealed).
+    pub unkeyed: u64,
+    /// The first problem, if any.
+    pub problem: Option<Problem>,
+}
+
+impl VerifyReport {
+    /// Whether the log verified.
+    pub fn ok(&self) -> bool {
+        self.problem.is_none()
+    }
+}
+
+/// Checks a whole log: every line parses as a record, sequence numbers run
+/// 1, 2, 3, ... without gaps or repeats, and every link matches. Then, if
+/// `expected_head` is given (the head the writer last recorded), the log
+/// must contain that record with that link: a log that ends before it was
+/// truncated. Records after the head are accepted (they may have been
+/// written after the head was saved).
+///
+/// Reads the log once, line by line; memory use does not grow with its size.
+pub fn verify(
+    reader: impl BufRead,
+    key: &AuditKey,
+    expected_head: Option<Head>,
+) -> std::io::Result<VerifyReport> {
+    let mut reader = reader;
+    let mut report = VerifyReport {
+        records: 0,
+        unkeyed: 0,
+        problem: None,
+    };
+    let mut head = Head::EMPTY;
+    let mut head_seen = expected_head.is_none_or(|h| h.seq == 0);
+    let mut buf = Vec::new();
+    let mut line_no = 0u64;
+    let fail = |line: u64, seq: u64, reason: String| Problem { line, seq, reason };
+    loop {
+        buf.clear();
+        let n = Read::by_ref(&mut reader)
+            .take(MAX_LINE as u64 + 1)
+            .read_until(b'\n', &mut buf)?;
+        if n == 0 {
+            break;
+        }
+        line_no += 1;
+        let expected = head.seq + 1;
+        if buf.last() != Some(&b'\n') {
+            let reason = if buf.len() > MAX_LINE {
+                "line is longer than any record".to_string()
+            } else {
+                "the last line is incomplete: the log was cut mid-record".to_string()
+            };
+            report.problem = Some(fail(line_no, expected, reason));
+            return Ok(report);
+        }
+        let line = &buf[..buf.len() - 1];
+        let record: Record = match serde_json::from_slice(line) {
+            Ok(r) => r,
+            Err(_) => {
+                report.problem = Some(fail(
+                    line_no,
+                    expected,
+                    "not a valid audit record (edited or inserted)".into(),
+                ));
+                return Ok(report);
+            }
+        };
+        let Some((body, stored)) = split_line(line) else {
+            report.problem = Some(fail(
+                line_no,
+                expected,
+                "the record does not end with its chain link (edited or inserted)".into(),
+            ));
+            return Ok(report);
+        };
+        match record.seq {
+            Some(s) if s == expected => {}
+            Some(s) => {
+                let why = if s > expected {
+                    format!(
+                        "expected record {expected} but found record {s}: records were deleted or reordered"
+                    )
+                } else {
+                    format!(
+                        "expected record {expected} but found record {s}: a record was inserted, repeated or reordered"
+                    )
+                };
+                report.problem = Some(fail(line_no, expected, why));
+                return Ok(report);
+            }
+            None => {
+                report.problem = Some(fail(
+                    line_no,
+                    expected,
+                    "the record has no sequence number (edited or inserted)".into(),
+                ));
+                return Ok(report);
+            }
+        }
+        let computed = link((!record.unkeyed).then_some(key), &head.link, &body);
+        if computed != stored {
+            report.problem = Some(fail(
+                line_no,
+                expected,
+                format!(
+                    "record {expected} does not match its chain link: it was edited, or a record before it was replaced"
+                ),
+            ));
+            return Ok(report);
+        }
+        head = Head {
+            seq: expected,
+            link: stored,
+        };
+        report.records += 1;
+        if record.unkeyed {
+            report.unkeyed += 1;
+        }
+        if let Some(h) = expected_head
+            && h.seq == head.seq
+        {
+            if h.link != head.link {
+                report.problem = Some(fail(
+                    line_no,
+                    expected,
+                    format!(
+                        "record {expected} is not the record the log's head names: the log was rewritten"
+                    ),
+                ));
+                return Ok(report);
+            }
+            head_seen = true;
+        }
+    }
+    if !head_seen {
+        let h = expected_head.expect("head_seen is only false with a head");
+        report.problem = Some(fail(
+            line_no + 1,
+            head.seq + 1,
+            format!(
+                "the log ends at record {} but its head is record {}: it was truncated",
+                head.seq, h.seq
+            ),
+        ));
+    }
+    Ok(report)
+}
+
+/// The head file kept beside a log file (`FILE.head`): the last record's
+/// sequence number and link, tagged with the audit key when there was one.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct HeadFile {
+    pub seq: u64,
+    pub chain: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+}
+
+impl HeadFile {
+    pub(crate) fn new(head: Head, key: Option<&AuditKey>) -> HeadFile {
+        HeadFile {
+            seq: head.seq,
+            chain: crate::hex(&head.link),
+            tag: key.map(|k| crate::hex(&k.head(head.seq, &head.link))),
+        }
+    }
+
+    /// The head it records, if it is well formed and its tag (when present)
+    /// checks out. An untagged head is accepted only without a key to check.
+    pub(crate) fn head(&self, key: Option<&AuditKey>) -> Option<Head> {
+        let link = crate::unhex32(&self.chain)?;
+        match (key, &self.tag) {
+            (Some(k), Some(tag)) => {
+                let want = crate::hex(&k.head(self.seq, &link));
+                bool::from(subtle::ConstantTimeEq::ct_eq(
+                    want.as_bytes(),
+                    tag.as_bytes(),
+                ))
+                .then_some(())?;
+            }
+            (Some(_), None) => return None,
+            (None, _) => {}
+        }
+        Some(Head {
+            seq: self.seq,
+            link,
+        })
+    }
+}
+
+/// Reads the head file for `log`, if there is one.
+pub fn read_head_file(log: &std::path::Path, key: Option<&AuditKey>) -> HeadFileState {
+    let path = head_path(log);
+    match std::fs::read(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => HeadFileState::Missing,
+        Err(_) => HeadFileState::Invalid,
+        Ok(bytes) => match serde_json::from_slice::<HeadFile>(&bytes)
+            .ok()
+            .and_then(|h| h.head(key))
+        {
+            Some(h) => HeadFileState::Valid(h),
+            None => HeadFileState::Invalid,
+        },
+    }
+}
+
+/// What [`read_head_file`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadFileState {
+    /// No head file.
+    Missing,
+    /// A head file that is malformed or whose tag does not verify.
+    Invalid,
+    /// A head.
+    Valid(Head),
+}
+
+/// `FILE.head`.
+pub fn head_path(log: &std::path::Path) -> std::path::PathBuf {
+    let mut name = log.file_name().unwrap_or_default().to_os_string();
+    name.push(".head");
+    log.with_file_name(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::Record;
+
+    fn key() -> AuditKey {
+        coffer_crypto::Keyring::generate(0).audit_key()
+    }
+
+    fn log(key: &AuditKey, n: usize, unkeyed_from: usize) -> (Vec<u8>, Head) {
+        let mut out = Vec::new();
+        let mut scratch = Vec::new();
+        let mut head = Head::EMPTY;
+        for i in 0..n {
+            let r = Record {
+                time: format!("2026-01-01T00:00:{:02}.000Z", i % 60),
+                path: Some(format!("app/p{i}")),
+                ..Record::default()
+            };
+            let json = serde_json::to_vec(&r).unwrap();
+            let k = (i < unkeyed_from).then_some(key);
+            append_line(&mut out, &mut scratch, &mut head, k, 0, &json);
+        }
+        (out, head)
+    }
+
+    fn lines(log: &[u8]) -> Vec<Vec<u8>> {
+        log.split_inclusive(|b| *b == b'\n')
+            .map(<[u8]>::to_vec)
+            .collect()
+    }
+
+    fn check(log: &[u8], key: &AuditKey, head: Option<Head>) -> VerifyReport {
+        verify(log, key, head).unwrap()
+    }
+
+    #[test]
+    fn an_intact_log_verifies() {
+        let k = key();
+        let (l, head) = log(&k, 20, 15);
+        let r = check(&l, &k, Some(head));
+        assert!(r.ok(), "{r:?}");
+        assert_eq!((r.records, r.unkeyed), (20, 5));
+        let parsed: Record = serde_json::from_slice(lines(&l)[16].trim_ascii_end()).unwrap();
+        assert!(parsed.unkeyed);
+        assert_eq!(parsed.seq, Some(17));
+    }
+
+    #[test]
+    fn every_mutation_is_named() {
+        let k = key();
+        let (l, head) = log(&k, 10, 10);
+        let ls = lines(&l);
+        let join = |v: Vec<Vec<u8>>| v.concat();
+        // (name, mutated log, line expected in the report)
+        let mut cases: Vec<(&str, Vec<u8>, u64)> = Vec::new();
+        let mut v = ls.clone();
+        v.insert(4, ls[2].clone());
+        cases.push(("insert a copy", join(v), 5));
+        let mut v = ls.clone();
+        v.remove(6);
+        cases.push(("delete", join(v), 7));
+        let mut v = ls.clone();
+        v.swap(3, 4);
+        cases.push(("reorder", join(v), 4));
+        let mut edited = l.clone();
+        let at = ls[..5].iter().map(Vec::len).sum::<usize>()
+            + ls[5].windows(5).position(|w| w == b"app/p").unwrap();
+        edited[at] = b'b';
+        cases.push(("edit one byte", edited, 6));
+        let mut v = ls.clone();
+        v.truncate(8);
+        cases.push(("truncate whole records", join(v), 9));
+        let mut cut = l.clone();
+        cut.truncate(cut.len() - 20);
+        cases.push(("truncate mid-record", cut, 10));
+        // A forged record with a recomputed unkeyed link fails at the next
+        // keyed record, which covers the original link.
+        let mut forged = Vec::new();
+        let mut scratch = Vec::new();
+        let mut h = Head::EMPTY;
+        for (i, line) in ls.iter().enumerate() {
+            let mut r: Record = serde_json::from_slice(line.trim_ascii_end()).unwrap();
+            r.seq = None;
+            r.chain = None;
+            if i == 2 {
+                r.path = Some("forged".into());
+            }
+            let json = serde_json::to_vec(&r).unwrap();
+            let key = if i == 2 { None } else { Some(&k) };
+            let mut out = Vec::new();
+            append_line(&mut out, &mut scratch, &mut h, key, 0, &json);
+            if i == 2 {
+                forged.extend(out);
+            } else {
+                forged.extend(line.clone());
+                h.link = split_line(line.trim_ascii_end()).unwrap().1;
+            }
+        }
+        cases.push(("forge an unkeyed record", forged, 4));
+        for (name, mutated, want_line) in cases {
+            let r = check(&mutated, &k, Some(head));
+            let p = r.problem.unwrap_or_else(|| panic!("{name}: not detected"));
+            assert_eq!(p.line, want_line, "{name}: {}", p.reason);
+        }
+    }
+
+    #[test]
+    fn another_key_fails_at_the_first_record() {
+        let (l, head) = log(&key(), 3, 3);
+        let p = check(&l, &key(), Some(head)).problem.unwrap();
+        assert_eq!(p.line, 1);
+    }
+
+    #[test]
+    fn a_rewritten_log_does_not_match_its_head() {
+        let k = key();
+        let (_, head) = log(&k, 5, 5);
+        // The same first three records (the fixture is deterministic), then
+        // two others, properly linked with the right key.
+        let (mut other, mut h) = log(&k, 3, 3);
+        let mut scratch = Vec::new();
+        for _ in 0..2 {
+            let r = Record {
+                time: "t".into(),
+                path: Some("rewritten".into()),
+                ..Record::default()
+            };
+            let json = serde_json::to_vec(&r).unwrap();
+            append_line(&mut other, &mut scratch, &mut h, Some(&k), 0, &json);
+        }
+        let p = check(&other, &k, Some(head)).problem.unwrap();
+        assert_eq!(p.line, 5, "{}", p.reason);
+        assert!(p.reason.contains("head"), "{}", p.reason);
+    }
+
+    #[test]
+    fn head_files_are_tagged() {
+        let k = key();
+        let h = Head {
+            seq: 7,
+            link: [9; 32],
+        };
+        let file = HeadFile::new(h, Some(&k));
+        assert_eq!(file.head(Some(&k)), Some(h));
+        assert_eq!(file.head(Some(&key())), None, "another key");
+        let forged = HeadFile {
+            seq: 6,
+            ..HeadFile::new(h, Some(&k))
+        };
+        assert_eq!(forged.head(Some(&k)), None, "a moved head");
+        let untagged = HeadFile::new(h, None);
+        assert_eq!(untagged.head(Some(&k)), None, "untagged with a key");
+        assert_eq!(untagged.head(None), Some(h));
+    }
+}

@@ -1,0 +1,113 @@
+//! Coffer's audit log.
+//!
+//! Every request the server answers becomes one [`Record`], written as one
+//! JSON line to every configured sink *before* the response leaves the
+//! server. The pieces:
+//!
+//! * [`record`]: the record format. Records hold who, what, where and how it
+//!   ended, never a secret value or a raw token: sensitive fields are HMACs
+//!   under the keyring's audit key (`hmac-sha256:HEX`).
+//! * [`chain`]: each sink's lines form a keyed hash chain. A line is the
+//!   record with a per-sink sequence number in front and the chain link at the
+//!   end; the link is `HMAC(audit key, previous link || line without link)`.
+//!   While coffer is sealed the key is unavailable, so links are plain
+//!   SHA-256 and the record says `"unkeyed":true`; the first keyed link after
+//!   unsealing covers all of them. [`chain::verify`] names the first record
+//!   that was inserted, deleted, edited or reordered, and compares the end of
+//!   the log with its head (kept in memory and in a tagged `FILE.head`), which
+//!   catches truncation.
+//! * [`sink`]: files, standard output and stream sockets (TCP or Unix).
+//! * [`writer`]: the [`Auditor`], a dedicated thread that group-commits
+//!   batches of records to all sinks and acknowledges each request once at
+//!   least one sink has it. A request whose record no sink took must fail.
+//! * [`alerts`]: rules over the record stream (failure bursts, read bursts,
+//!   break-glass, protected environments) that produce alert records.
+//! * [`query`]: filters and the "who read this secret" report over a log.
+
+#![forbid(unsafe_code)]
+
+pub mod alerts;
+pub mod chain;
+pub mod query;
+pub mod record;
+pub mod sink;
+pub mod writer;
+
+pub use alerts::AlertRules;
+pub use chain::{Head, Problem, VerifyReport};
+pub use record::{Actor, AlertInfo, Kind, Outcome, Record};
+pub use sink::SinkSpec;
+pub use writer::{Auditor, AuditorConfig, Fsync, StartError};
+
+/// Formats an HMAC tag as it appears in records and in `coffer audit hash`.
+pub fn format_tag(tag: &[u8; 32]) -> String {
+    let mut s = String::with_capacity(12 + 64);
+    s.push_str("hmac-sha256:");
+    s.push_str(&hex(tag));
+    s
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[(b >> 4) as usize] as char);
+        out.push(DIGITS[(b & 0xf) as usize] as char);
+    }
+    out
+}
+
+pub(crate) fn unhex32(s: &str) -> Option<[u8; 32]> {
+    let s = s.as_bytes();
+    if s.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in s.chunks(2).enumerate() {
+        let d = |c: u8| match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            _ => None,
+        };
+        out[i] = (d(pair[0])? << 4) | d(pair[1])?;
+    }
+    Some(out)
+}
+
+/// The current time as the records write it: RFC 3339, UTC, milliseconds.
+pub fn now_rfc3339() -> String {
+    format_time(time::OffsetDateTime::now_utc())
+}
+
+pub(crate) fn format_time(t: time::OffsetDateTime) -> String {
+    const FORMAT: &[time::format_description::BorrowedFormatItem<'_>] = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    t.to_offset(time::UtcOffset::UTC)
+        .format(FORMAT)
+        .unwrap_or_else(|_| "1970-01-01T00:00:00.000Z".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_round_trips() {
+        let bytes: [u8; 32] = std::array::from_fn(|i| (i * 37) as u8);
+        assert_eq!(unhex32(&hex(&bytes)), Some(bytes));
+        assert_eq!(unhex32("zz"), None);
+        assert_eq!(
+            unhex32(&"A".repeat(64)),
+            None,
+            "upper case is not the format"
+        );
+    }
+
+    #[test]
+    fn times_have_one_shape() {
+        let t = time::macros::datetime!(2026-11-23 10:04:05.1234 UTC);
+        assert_eq!(format_time(t), "2026-11-23T10:04:05.123Z");
+        assert_eq!(now_rfc3339().len(), 24);
+    }
+}

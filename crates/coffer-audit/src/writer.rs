@@ -1,0 +1,417 @@
+//! The audit writer: one thread that group-commits records to every sink.
+//!
+//! Request tasks serialize their record (in parallel, on the runtime's
+//! workers) and hand it to the writer with a one-shot reply. The writer takes
+//! whatever has queued up since its last write (one record at low load,
+//! thousands at high load), runs the alert rules over them, links each sink's
+//! lines into its chain and writes each sink once per batch. A request is
+//! acknowledged as recorded when at least one sink took the batch; if none
+//! did, every request in it is told so and must fail.
+//!
+//! Head files (`FILE.head`) are rewritten at most five times a second and on
+//! close; files are synced to disk every second (or after every batch with
+//! [`Fsync::Batch`]) and on close.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use coffer_crypto::AuditKey;
+
+use crate::alerts::{AlertEngine, AlertRules};
+use crate::chain::{self, Head, HeadFile};
+use crate::record::Record;
+use crate::sink::{OpenError, Sink, SinkSpec};
+
+/// When file sinks are flushed to stable storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fsync {
+    /// After every batch, before any request in it is acknowledged.
+    Batch,
+    /// At most this long after a record was written (and on close).
+    Interval(Duration),
+}
+
+/// Supplies the audit key while coffer is unsealed.
+pub type KeySource = Arc<dyn Fn() -> Option<AuditKey> + Send + Sync>;
+
+/// How to run the writer.
+pub struct AuditorConfig {
+    /// Sinks, at least one.
+    pub sinks: Vec<SinkSpec>,
+    /// Flush policy for files.
+    pub fsync: Fsync,
+    /// Alert thresholds.
+    pub rules: AlertRules,
+    /// The audit key, asked for once per batch.
+    pub key: KeySource,
+}
+
+/// Why the writer did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// No sink configured.
+    #[error("no audit sink is configured")]
+    NoSinks,
+    /// A sink could not be opened.
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    /// The thread could not be spawned.
+    #[error("cannot start the audit writer: {0}")]
+    Thread(std::io::Error),
+}
+
+struct Pending {
+    record: Record,
+    json: Vec<u8>,
+    ack: Option<tokio::sync::oneshot::Sender<bool>>,
+}
+
+enum Msg {
+    Record(Pending),
+    Close(mpsc::Sender<()>),
+}
+
+/// The handle request tasks use to record.
+pub struct Auditor {
+    tx: Mutex<Option<mpsc::Sender<Msg>>>,
+    healthy: Arc<AtomicBool>,
+    heads: Arc<Mutex<Vec<(PathBuf, Head)>>>,
+    files: Vec<PathBuf>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Auditor {
+    /// Opens every sink and starts the writer thread. Alerts raised by the
+    /// rules are also sent on the returned channel (for webhooks).
+    pub fn start(
+        config: AuditorConfig,
+    ) -> Result<(Auditor, tokio::sync::mpsc::UnboundedReceiver<Record>), StartError> {
+        if config.sinks.is_empty() {
+            return Err(StartError::NoSinks);
+        }
+        let mut notices = Vec::new();
+        let mut sinks = Vec::new();
+        for spec in config.sinks {
+            if sinks.iter().any(|s: &Sink| s.spec == spec) {
+                continue;
+            }
+            sinks.push(Sink::open(spec, &mut notices)?);
+        }
+        let files: Vec<PathBuf> = sinks
+            .iter()
+            .filter_map(|s| s.path().map(PathBuf::from))
+            .collect();
+        let heads = Arc::new(Mutex::new(
+            sinks
+                .iter()
+                .filter_map(|s| s.path().map(|p| (p.to_path_buf(), s.head)))
+                .collect(),
+        ));
+        let healthy = Arc::new(AtomicBool::new(true));
+        let (tx, rx) = mpsc::channel();
+        let (alert_tx, alert_rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut writer = Writer {
+            sinks,
+            fsync: config.fsync,
+            key: config.key,
+            engine: AlertEngine::new(config.rules),
+            alert_tx,
+            healthy: healthy.clone(),
+            heads: heads.clone(),
+            heads_written: Instant::now(),
+            heads_dirty: true,
+            synced: Instant::now(),
+            out: Vec::new(),
+            scratch: Vec::new(),
+        };
+        let mut first: Vec<Pending> = notices
+            .into_iter()
+            .map(|r| Pending {
+                json: serde_json::to_vec(&r).expect("records serialize"),
+                record: r,
+                ack: None,
+            })
+            .collect();
+        let thread = std::thread::Builder::new()
+            .name("coffer-audit".into())
+            .spawn(move || {
+                if !first.is_empty() {
+                    writer.commit(&mut first);
+                }
+                writer.run(rx);
+            })
+            .map_err(StartError::Thread)?;
+        Ok((
+            Auditor {
+                tx: Mutex::new(Some(tx)),
+                healthy,
+                heads,
+                files,
+                thread: Mutex::new(Some(thread)),
+            },
+            alert_rx,
+        ))
+    }
+
+    /// Records `record`; resolves to whether at least one sink has it. A
+    /// `false` means the caller must not answer with what it was going to.
+    pub async fn record(&self, record: Record) -> bool {
+        let json = match serde_json::to_vec(&record) {
+            Ok(j) => j,
+            Err(_) => return false,
+        };
+        let (ack, done) = tokio::sync::oneshot::channel();
+        let sent = self
+            .tx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .is_some_and(|tx| {
+                tx.send(Msg::Record(Pending {
+                    record,
+                    json,
+                    ack: Some(ack),
+                }))
+                .is_ok()
+            });
+        sent && done.await.unwrap_or(false)
+    }
+
+    /// Whether the last batch reached at least one sink. While it did not,
+    /// the server refuses requests before handling them.
+    pub fn healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    /// The log files written, in configuration order.
+    pub fn files(&self) -> &[PathBuf] {
+        &self.files
+    }
+
+    /// The current head of each log file.
+    pub fn heads(&self) -> Vec<(PathBuf, Head)> {
+        self.heads.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Writes what is queued, the head files, syncs, and stops the writer.
+    /// Records sent afterwards are refused.
+    pub fn close(&self) {
+        let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(tx) = tx {
+            let (done, wait) = mpsc::channel();
+            if tx.send(Msg::Close(done)).is_ok() {
+                let _ = wait.recv();
+            }
+        }
+        if let Some(t) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Auditor {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+const MAX_BATCH: usize = 8192;
+const HEADS_EVERY: Duration = Duration::from_millis(200);
+
+struct Writer {
+    sinks: Vec<Sink>,
+    fsync: Fsync,
+    key: KeySource,
+    engine: AlertEngine,
+    alert_tx: tokio::sync::mpsc::UnboundedSender<Record>,
+    healthy: Arc<AtomicBool>,
+    heads: Arc<Mutex<Vec<(PathBuf, Head)>>>,
+    heads_written: Instant,
+    heads_dirty: bool,
+    synced: Instant,
+    out: Vec<u8>,
+    scratch: Vec<u8>,
+}
+
+impl Writer {
+    fn run(&mut self, rx: mpsc::Receiver<Msg>) {
+        let mut batch = Vec::new();
+        loop {
+            let msg = match rx.recv_timeout(HEADS_EVERY) {
+                Ok(m) => Some(m),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            let mut close = None;
+            let mut next = msg;
+            while let Some(m) = next.take() {
+                match m {
+                    Msg::Record(p) => batch.push(p),
+                    Msg::Close(done) => {
+                        close = Some(done);
+                        break;
+                    }
+                }
+                if batch.len() < MAX_BATCH {
+                    next = rx.try_recv().ok();
+                }
+            }
+            if !batch.is_empty() {
+                self.commit(&mut batch);
+            }
+            if let Some(done) = close {
+                self.finish();
+                let _ = done.send(());
+                return;
+            }
+            self.periodic();
+        }
+        self.finish();
+    }
+
+    /// Writes a batch to every sink and acknowledges it.
+    fn commit(&mut self, batch: &mut Vec<Pending>) {
+        let key = (self.key)();
+        // The rules see records in order; an alert follows its trigger.
+        let mut items: Vec<Pending> = Vec::with_capacity(batch.len());
+        for p in batch.drain(..) {
+            let alerts = self.engine.observe(&p.record, Instant::now());
+            items.push(p);
+            for a in alerts {
+                tracing::warn!(
+                    target: "coffer::alert",
+                    alert = a.alert.as_ref().map_or("", |i| i.rule.as_str()),
+                    "{}",
+                    a.message.as_deref().unwrap_or("")
+                );
+                let _ = self.alert_tx.send(a.clone());
+                items.push(Pending {
+                    json: serde_json::to_vec(&a).expect("records serialize"),
+                    record: a,
+                    ack: None,
+                });
+            }
+        }
+        let mut any = false;
+        for sink in &mut self.sinks {
+            self.out.clear();
+            let mut head = sink.head;
+            for (i, p) in items.iter().enumerate() {
+                let missed = if i == 0 { sink.missed } else { 0 };
+                chain::append_line(
+                    &mut self.out,
+                    &mut self.scratch,
+                    &mut head,
+                    key.as_ref(),
+                    missed,
+                    &p.json,
+                );
+            }
+            let mut result = sink.write(&self.out);
+            if result.is_ok() && self.fsync == Fsync::Batch {
+                result = sink.sync();
+            }
+            match result {
+                Ok(()) => {
+                    if !sink.healthy {
+                        tracing::warn!(sink = %sink.spec.describe(), missed = sink.missed, "audit sink recovered");
+                    }
+                    sink.head = head;
+                    sink.missed = 0;
+                    sink.healthy = true;
+                    any = true;
+                }
+                Err(e) => {
+                    if sink.healthy {
+                        tracing::error!(sink = %sink.spec.describe(), error = %e, "audit sink failed; requests succeed only while another sink records them");
+                    }
+                    sink.healthy = false;
+                    sink.missed += items.len() as u64;
+                }
+            }
+        }
+        if !any && self.healthy.load(Ordering::Relaxed) {
+            tracing::error!("no audit sink can record: requests are refused until one recovers");
+        }
+        self.healthy.store(any, Ordering::Relaxed);
+        for p in items {
+            if let Some(ack) = p.ack {
+                let _ = ack.send(any);
+            }
+        }
+        if any {
+            self.heads_dirty = true;
+            let mut heads = self.heads.lock().unwrap_or_else(|p| p.into_inner());
+            heads.clear();
+            heads.extend(
+                self.sinks
+                    .iter()
+                    .filter_map(|s| s.path().map(|p| (p.to_path_buf(), s.head))),
+            );
+        }
+    }
+
+    fn periodic(&mut self) {
+        if self.heads_dirty && self.heads_written.elapsed() >= HEADS_EVERY {
+            self.write_heads();
+        }
+        if let Fsync::Interval(every) = self.fsync
+            && self.synced.elapsed() >= every
+        {
+            self.sync_all();
+        }
+    }
+
+    fn finish(&mut self) {
+        self.sync_all();
+        self.write_heads();
+    }
+
+    fn sync_all(&mut self) {
+        for sink in &mut self.sinks {
+            if let Err(e) = sink.sync() {
+                tracing::error!(sink = %sink.spec.describe(), error = %e, "audit sink sync failed");
+            }
+        }
+        self.synced = Instant::now();
+    }
+
+    /// Rewrites each regular log file's head file (write, then rename, so a
+    /// reader never sees half of one).
+    fn write_heads(&mut self) {
+        let key = (self.key)();
+        for sink in &self.sinks {
+            let Some(path) = sink.path() else { continue };
+            if sink.head.seq == 0 || !std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
+                continue;
+            }
+            let head_path = chain::head_path(path);
+            let tmp = head_path.with_extension("head.tmp");
+            let body = serde_json::to_vec(&HeadFile::new(sink.head, key.as_ref()))
+                .expect("head serializes");
+            let result =
+                write_private(&tmp, &body).and_then(|()| std::fs::rename(&tmp, &head_path));
+            if let Err(e) = result {
+                tracing::warn!(file = %head_path.display(), error = %e, "cannot write the audit head file");
+            }
+        }
+        self.heads_written = Instant::now();
+        self.heads_dirty = false;
+    }
+}
+
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(bytes)
+}

@@ -1,0 +1,73 @@
+//! What a request did, as far as its audit record needs to know.
+//!
+//! The server runs each request inside [`scope`]; authentication, the
+//! authorization check and the use cases note what they learn here (who the
+//! caller is, which operation on which target was decided, the version
+//! served), and the server turns the notes into the request's audit record.
+//! Nothing here ever holds a secret value or a raw token: identities are
+//! token records (hashes and accessors), targets are paths.
+//!
+//! Outside a scope (tests, background jobs) every note is a no-op.
+
+use std::cell::RefCell;
+use std::future::Future;
+
+use crate::auth::{Identity, Operation};
+
+tokio::task_local! {
+    static FACTS: RefCell<Facts>;
+}
+
+/// The notes of one request.
+#[derive(Debug, Default, Clone)]
+pub struct Facts {
+    /// The authenticated caller (or, for a login, the account that logged in).
+    pub identity: Option<Identity>,
+    /// The last authorization decision: operation, target, allowed.
+    pub decision: Option<(Operation, String, bool)>,
+    /// The decision allowed a read through a break-glass grant.
+    pub breakglass: bool,
+    /// The decision's target is in a protected environment.
+    pub protected: bool,
+    /// The secret version read or written.
+    pub version: Option<u64>,
+}
+
+/// Runs `fut` with an empty set of notes and returns them with its output.
+pub async fn scope<F: Future>(fut: F) -> (F::Output, Facts) {
+    FACTS
+        .scope(RefCell::new(Facts::default()), async move {
+            let out = fut.await;
+            let facts = FACTS.with(|f| std::mem::take(&mut *f.borrow_mut()));
+            (out, facts)
+        })
+        .await
+}
+
+fn note(f: impl FnOnce(&mut Facts)) {
+    let _ = FACTS.try_with(|facts| f(&mut facts.borrow_mut()));
+}
+
+pub(crate) fn note_identity(identity: &Identity) {
+    note(|f| f.identity = Some(identity.clone()));
+}
+
+/// Records a decision. The last one wins: a write that is refused `create`
+/// but allowed `update` is an allowed update.
+pub(crate) fn note_decision(
+    operation: Operation,
+    target: &str,
+    allowed: bool,
+    breakglass: bool,
+    protected: bool,
+) {
+    note(|f| {
+        f.decision = Some((operation, target.to_string(), allowed));
+        f.breakglass |= breakglass;
+        f.protected |= protected;
+    });
+}
+
+pub(crate) fn note_version(version: u64) {
+    note(|f| f.version = Some(version));
+}
