@@ -38,6 +38,8 @@ pub mod codes {
     pub const INTERNAL: &str = "internal";
     /// Too many attempts (failed logins for one account).
     pub const RATE_LIMITED: &str = "rate_limited";
+    /// No audit sink could record the request, so it was refused (503).
+    pub const AUDIT_UNAVAILABLE: &str = "audit_unavailable";
 }
 
 /// Every error response: `{"error": {"code", "message", "request_id"}}`.
@@ -330,6 +332,8 @@ fn service() -> String {
 
 mod access;
 pub use access::*;
+mod audit;
+pub use audit::*;
 
 #[cfg(test)]
 mod tests {

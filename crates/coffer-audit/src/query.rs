@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, Read};
 
 use coffer_policy::Pattern;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::chain::MAX_LINE;
 use crate::record::{Kind, Outcome, Record};
@@ -126,7 +126,7 @@ pub fn search(reader: impl BufRead, filter: &Filter, limit: usize) -> std::io::R
 }
 
 /// One identity that read a secret.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Reader {
     /// `service` or `human`.
     pub kind: String,

@@ -56,7 +56,8 @@ pub enum Command {
     #[command(after_help = "Examples:
   coffer server --dev                        # local development: embedded store, auto-unsealed
   coffer server --dev --data-dir ./dev-data --listen 127.0.0.1:9000
-  coffer server --config /etc/coffer/coffer.toml")]
+  coffer server --config /etc/coffer/coffer.toml
+  coffer server --dev --audit-file /var/log/coffer/audit.log --audit-socket tcp://127.0.0.1:5170")]
     Server(ServerArgs),
 
     /// Seal status of the server.
@@ -159,6 +160,10 @@ Examples:
   coffer breakglass --list")]
     Breakglass(crate::access_cmd::BreakglassArgs),
 
+    /// The audit log: verify its integrity, search it, see who read a secret.
+    #[command(subcommand)]
+    Audit(crate::audit_cmd::AuditCommand),
+
     /// Forget the saved token.
     Logout,
 }
@@ -207,6 +212,21 @@ pub struct ServerArgs {
     /// Listen address (overrides the config file's listen).
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
+    /// Audit log file (repeatable; replaces the config file's `audit.files`;
+    /// default DATA_DIR/audit.log).
+    #[arg(long, value_name = "PATH")]
+    pub audit_file: Vec<PathBuf>,
+    /// Also send audit records to a socket: tcp://HOST:PORT or unix:/PATH
+    /// (repeatable).
+    #[arg(long, value_name = "ADDR", value_parser = parse_audit_socket)]
+    pub audit_socket: Vec<String>,
+    /// Also write audit records to standard output.
+    #[arg(long)]
+    pub audit_stdout: bool,
+}
+
+fn parse_audit_socket(s: &str) -> Result<String, String> {
+    coffer_audit::SinkSpec::socket(s).map(|_| s.to_string())
 }
 
 #[derive(Debug, Subcommand)]

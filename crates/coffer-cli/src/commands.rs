@@ -56,6 +56,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Status> {
         Command::Totp(c) => access_cmd::totp(g, c).await,
         Command::Protected(c) => access_cmd::protected(g, c).await,
         Command::Breakglass(a) => access_cmd::breakglass(g, a).await,
+        Command::Audit(c) => crate::audit_cmd::run(g, c).await,
         Command::Logout => logout(),
     }
 }

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 mod access_cmd;
+mod audit_cmd;
 mod cli;
 mod commands;
 mod exit;
@@ -15,6 +16,7 @@ mod input;
 mod output;
 mod server_cmd;
 mod settings;
+mod webhook;
 
 use clap::Parser;
 

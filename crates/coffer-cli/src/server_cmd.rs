@@ -38,6 +38,12 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<Status> {
         }
         c
     };
+    let mut config = config;
+    if !args.audit_file.is_empty() {
+        config.audit.files = Some(args.audit_file.clone());
+    }
+    config.audit.sockets.extend(args.audit_socket.iter().cloned());
+    config.audit.stdout |= args.audit_stdout;
     init_logging(&config.log_level, &config.log_format);
     if args.dev && !config.listen.ip().is_loopback() {
         return Err(fail(
@@ -72,14 +78,38 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<Status> {
         dev_bootstrap(&coffer, &config.data_dir).await?;
     }
 
+    let sinks = config.audit.sinks(&config.data_dir);
+    let audit_files: Vec<PathBuf> = sinks
+        .iter()
+        .filter_map(|s| match s {
+            coffer_audit::SinkSpec::File(p) => Some(p.clone()),
+            _ => None,
+        })
+        .collect();
+    let key_source = {
+        let coffer = coffer.clone();
+        Arc::new(move || coffer.audit_key())
+    };
+    let (auditor, alerts) = coffer_audit::Auditor::start(coffer_audit::AuditorConfig {
+        sinks,
+        fsync: config.audit.fsync_policy(),
+        rules: config.audit.alerts.clone(),
+        key: key_source,
+    })
+    .map_err(|e| fail(Status::Other, format!("cannot start the audit log: {e}")))?;
+    let auditor = Arc::new(auditor);
+
     let bound = coffer_server::bind(config.listen, config.tls.as_ref()).await?;
     let scheme = if bound.is_tls() { "https" } else { "http" };
     let addr = format!("{scheme}://{}", bound.local_addr());
     if args.dev {
-        print_dev_banner(&addr, &config.data_dir);
+        print_dev_banner(&addr, &config.data_dir, &audit_files);
     } else {
         let s = coffer.status();
         println!("Coffer listening on {addr}");
+        for f in &audit_files {
+            println!("Audit log: {}", f.display());
+        }
         tracing::info!(%addr, storage = s.storage, initialized = s.initialized, sealed = s.sealed, "coffer listening");
         if !s.initialized {
             eprintln!("coffer is not initialized: run `COFFER_ADDR={addr} coffer operator init`");
@@ -94,9 +124,14 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<Status> {
     let app = coffer_server::router(
         AppState {
             coffer: coffer.clone(),
+            auditor: auditor.clone(),
         },
         coffer_server::body_limit_for(config.max_value_bytes),
     );
+    let webhooks = tokio::spawn(crate::webhook::deliver(
+        alerts,
+        config.audit.webhooks.clone(),
+    ));
     let sweeper = tokio::spawn(sweep_periodically(
         coffer.clone(),
         Duration::from_secs(config.sweep_interval_secs.max(1)),
@@ -109,6 +144,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<Status> {
     )
     .await;
     sweeper.abort();
+    webhooks.abort();
+    // Write what is queued, the head files, and sync.
+    let closing = auditor.clone();
+    let _ = tokio::task::spawn_blocking(move || closing.close()).await;
     coffer
         .close()
         .await
@@ -209,7 +248,7 @@ async fn dev_bootstrap(coffer: &Coffer, dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_dev_banner(addr: &str, dir: &Path) {
+fn print_dev_banner(addr: &str, dir: &Path, audit: &[PathBuf]) {
     let token = dir.join(DEV_ROOT_TOKEN);
     let exe = std::env::current_exe().ok();
     let on_path = exe.as_deref().is_some_and(is_on_path);
@@ -222,7 +261,8 @@ fn print_dev_banner(addr: &str, dir: &Path) {
         "\nCoffer dev server is running.\n\n\
          \x20 Address:     {addr}\n\
          \x20 Data:        {dir}  (SQLite; values encrypted at rest)\n\
-         \x20 Root token:  {token}  (readable by you only)\n\n\
+         \x20 Root token:  {token}  (readable by you only)\n\
+         \x20 Audit log:   {audit}\n\n\
          Dev mode keeps its unseal key in the data directory so it can unseal itself on\n\
          every start. Use `coffer server --config FILE` for anything that matters.\n\n\
          Next steps, in another terminal:\n\n\
@@ -234,6 +274,15 @@ fn print_dev_banner(addr: &str, dir: &Path) {
          Press Ctrl-C to stop.\n",
         dir = dir.display(),
         token = token.display(),
+        audit = if audit.is_empty() {
+            "sockets/stdout only".to_string()
+        } else {
+            audit
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        },
     );
 }
 

@@ -19,6 +19,8 @@
 #![forbid(unsafe_code)]
 
 mod access;
+mod audit;
+pub use audit::AuditQuery;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -31,6 +31,9 @@ pub struct Facts {
     pub protected: bool,
     /// The secret version read or written.
     pub version: Option<u64>,
+    /// The user name a login or an invitation named (the server records only
+    /// its HMAC: an unknown name is often a password typed in the wrong box).
+    pub login: Option<String>,
 }
 
 /// Runs `fut` with an empty set of notes and returns them with its output.
@@ -66,6 +69,11 @@ pub(crate) fn note_decision(
         f.breakglass |= breakglass;
         f.protected |= protected;
     });
+}
+
+/// Notes the user name a login or invitation acceptance named.
+pub fn note_login(name: &str) {
+    note(|f| f.login = Some(name.to_string()));
 }
 
 pub(crate) fn note_version(version: u64) {

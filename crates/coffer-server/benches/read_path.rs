@@ -1,6 +1,7 @@
 //! The request path without the network: the router called in-process with
 //! `oneshot`, as axum's testing example does. Separates the cost of routing,
-//! authentication, the cache, AES-GCM and JSON from the cost of TCP.
+//! authentication, the cache, AES-GCM, JSON and the audit record from the
+//! cost of TCP.
 //!
 //! `cargo bench -p coffer-server --bench read_path`
 
@@ -43,9 +44,22 @@ fn bench(c: &mut Criterion) {
             .unwrap();
         (coffer, init.root_token.expose_secret().to_string())
     });
+    // Audit on, as in production: a file in the temporary directory.
+    let key_source = {
+        let coffer = coffer.clone();
+        Arc::new(move || coffer.audit_key())
+    };
+    let (auditor, _alerts) = coffer_audit::Auditor::start(coffer_audit::AuditorConfig {
+        sinks: vec![coffer_audit::SinkSpec::File(dir.path().join("audit.log"))],
+        fsync: coffer_audit::Fsync::Interval(std::time::Duration::from_secs(1)),
+        rules: coffer_audit::AlertRules::default(),
+        key: key_source,
+    })
+    .unwrap();
     let app = router(
         AppState {
             coffer: coffer.clone(),
+            auditor: Arc::new(auditor),
         },
         1 << 20,
     );

@@ -253,6 +253,7 @@ async fn login(
     State(st): State<AppState>,
     JsonBody(req): JsonBody<api::LoginRequest>,
 ) -> ApiResult<api::NewToken> {
+    coffer_core::audit::note_login(&req.user);
     let (raw, record) = st
         .coffer
         .login(&LoginRequest {
@@ -289,6 +290,7 @@ async fn accept_invite(
     State(st): State<AppState>,
     JsonBody(req): JsonBody<api::InviteAcceptRequest>,
 ) -> ApiResult<api::UserInfo> {
+    coffer_core::audit::note_login(&req.user);
     let user = st
         .coffer
         .accept_invite(req.code.expose(), &req.user, req.password.expose())

@@ -59,6 +59,109 @@ pub struct ServerConfig {
     /// Log filter, such as `info` or `coffer=debug`.
     #[serde(default = "default_log_level")]
     pub log_level: String,
+    /// The audit log.
+    #[serde(default)]
+    pub audit: AuditConfig,
+}
+
+/// `[audit]`: where records go, how they are flushed, alert thresholds and
+/// webhooks. With nothing configured, records go to `DATA_DIR/audit.log`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Log files (default: `DATA_DIR/audit.log`; `[]` for none, which then
+    /// needs another sink).
+    #[serde(default)]
+    pub files: Option<Vec<PathBuf>>,
+    /// Also write records to standard output.
+    #[serde(default)]
+    pub stdout: bool,
+    /// Stream sockets: `tcp://HOST:PORT` or `unix:/PATH`.
+    #[serde(default)]
+    pub sockets: Vec<String>,
+    /// `interval` (sync files to disk every second) or `batch` (before
+    /// acknowledging every batch).
+    #[serde(default = "default_fsync")]
+    pub fsync: String,
+    /// URLs that alerts are POSTed to (JSON; never a value).
+    #[serde(default)]
+    pub webhooks: Vec<String>,
+    /// Alert thresholds.
+    #[serde(default)]
+    pub alerts: coffer_audit::AlertRules,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            files: None,
+            stdout: false,
+            sockets: Vec::new(),
+            fsync: default_fsync(),
+            webhooks: Vec::new(),
+            alerts: coffer_audit::AlertRules::default(),
+        }
+    }
+}
+
+fn default_fsync() -> String {
+    "interval".into()
+}
+
+/// The default audit log file name, in the data directory.
+pub const DEFAULT_AUDIT_FILE: &str = "audit.log";
+
+impl AuditConfig {
+    /// The sinks to open.
+    pub fn sinks(&self, data_dir: &Path) -> Vec<coffer_audit::SinkSpec> {
+        let mut out: Vec<coffer_audit::SinkSpec> = match &self.files {
+            Some(files) => files.clone(),
+            None => vec![data_dir.join(DEFAULT_AUDIT_FILE)],
+        }
+        .into_iter()
+        .map(coffer_audit::SinkSpec::File)
+        .collect();
+        if self.stdout {
+            out.push(coffer_audit::SinkSpec::Stdout);
+        }
+        out.extend(
+            self.sockets
+                .iter()
+                .map(|s| coffer_audit::SinkSpec::Socket(s.clone())),
+        );
+        out
+    }
+
+    /// The flush policy.
+    pub fn fsync_policy(&self) -> coffer_audit::Fsync {
+        if self.fsync == "batch" {
+            coffer_audit::Fsync::Batch
+        } else {
+            coffer_audit::Fsync::Interval(std::time::Duration::from_secs(1))
+        }
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if !matches!(self.fsync.as_str(), "interval" | "batch") {
+            return Err("audit.fsync must be \"interval\" or \"batch\"".into());
+        }
+        for s in &self.sockets {
+            coffer_audit::SinkSpec::socket(s).map_err(|e| format!("audit.sockets: {e}"))?;
+        }
+        if self.files.as_ref().is_some_and(Vec::is_empty) && !self.stdout && self.sockets.is_empty()
+        {
+            return Err(
+                "audit: no sink configured (files = [] with no stdout or sockets); requests would all be refused"
+                    .into(),
+            );
+        }
+        for w in &self.webhooks {
+            if !(w.starts_with("http://") || w.starts_with("https://")) {
+                return Err(format!("audit.webhooks: {w:?} must be an http:// or https:// URL"));
+            }
+        }
+        self.alerts.validate()
+    }
 }
 
 /// The default listen address.
@@ -110,6 +213,7 @@ impl ServerConfig {
         if !matches!(self.log_format.as_str(), "text" | "json") {
             return Err("log_format must be \"text\" or \"json\"".into());
         }
+        self.audit.validate()?;
         if self.tls.is_none() && !self.listen.ip().is_loopback() {
             return Err(format!(
                 "listen = \"{}\" is not a loopback address, so [tls] cert_file and key_file are required",
@@ -135,6 +239,17 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.tls.unwrap().cert_file, PathBuf::from("/c.pem"));
+        assert_eq!(
+            c.audit.sinks(Path::new("/d")),
+            [coffer_audit::SinkSpec::File("/d/audit.log".into())]
+        );
+        let c = ServerConfig::parse(
+            "data_dir = \"/d\"\n[audit]\nfiles = [\"/var/log/a.log\"]\nstdout = true\nsockets = [\"tcp://127.0.0.1:5170\"]\nfsync = \"batch\"\n[audit.alerts]\nfailures = 5\n",
+        )
+        .unwrap();
+        assert_eq!(c.audit.sinks(Path::new("/d")).len(), 3);
+        assert_eq!(c.audit.fsync_policy(), coffer_audit::Fsync::Batch);
+        assert_eq!(c.audit.alerts.failures, 5);
     }
 
     #[test]
@@ -149,6 +264,12 @@ mod tests {
             ("data_dir = \"/d\"\nlog_format = \"xml\"", "log_format"),
             ("listen = \"not an address\"\ndata_dir = \"/d\"", "address"),
             ("", "data_dir"),
+            ("data_dir = \"/d\"\n[audit]\nfsync = \"never\"", "audit.fsync"),
+            ("data_dir = \"/d\"\n[audit]\nsockets = [\"udp://x:1\"]", "audit.sockets"),
+            ("data_dir = \"/d\"\n[audit]\nfiles = []", "no sink"),
+            ("data_dir = \"/d\"\n[audit]\nwebhooks = [\"ftp://x\"]", "audit.webhooks"),
+            ("data_dir = \"/d\"\n[audit.alerts]\nfailures = 0", "at least 1"),
+            ("data_dir = \"/d\"\n[audit]\nfile = \"x\"", "unknown field"),
         ] {
             let err = ServerConfig::parse(text).unwrap_err();
             assert!(err.contains(want), "{text:?}: {err}");

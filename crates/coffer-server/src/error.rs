@@ -86,9 +86,16 @@ impl IntoResponse for ApiError {
                 request_id: crate::request_id::current().map(|id| id.to_string()),
             },
         };
-        (self.status, Json(body)).into_response()
+        let mut resp = (self.status, Json(body)).into_response();
+        // The audit record names the error code without parsing the body.
+        resp.extensions_mut().insert(ErrorCode(self.code));
+        resp
     }
 }
+
+/// The error code of an error response, for its audit record.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ErrorCode(pub &'static str);
 
 /// Describes a JSON parse failure without quoting the input: serde messages
 /// can echo scalars from the body (such as a value sent as a number).

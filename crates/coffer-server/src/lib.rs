@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 mod access_routes;
+mod audit;
 mod config;
 mod error;
 pub mod request_id;
@@ -13,8 +14,9 @@ mod routes;
 mod serve;
 mod timefmt;
 
-pub use config::{ConfigError, ServerConfig};
+pub use config::{AuditConfig, ConfigError, DEFAULT_AUDIT_FILE, ServerConfig};
 pub use error::ApiError;
+pub use audit::filter_from;
 pub use routes::{AppState, OPENAPI, rfc3339, router};
 pub use serve::{BoundListener, ServeError, TlsFiles, bind, serve};
 

@@ -12,6 +12,7 @@ use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::error::ApiError;
+use crate::routes::AppState;
 
 /// A request id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,18 +43,26 @@ pub fn current() -> Option<RequestId> {
     CURRENT.try_with(|id| *id).ok()
 }
 
+/// Runs `f` with `id` as the current request id (for error bodies built
+/// outside the request's own scope).
+pub(crate) fn in_scope<R>(id: RequestId, f: impl FnOnce() -> R) -> R {
+    CURRENT.sync_scope(id, f)
+}
+
 /// The one layer every request passes: assigns the request id and runs the
 /// request with it in scope, refuses a body whose declared length is over the
 /// limit before reading any of it (bodies without a declared length are cut
-/// off at the limit while being read, by `DefaultBodyLimit`), and adds the
-/// headers every API response gets.
+/// off at the limit while being read, by `DefaultBodyLimit`), records the
+/// request in the audit log before its response leaves (see
+/// [`crate::audit`]), and adds the headers every API response gets.
 ///
 /// Written as a plain tower layer rather than `axum::middleware::from_fn`:
 /// that adapter clones and boxes the inner service on every request, which
 /// measured as a quarter of the in-process cost of a read.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone)]
 pub(crate) struct RequestLayer {
     pub body_limit: usize,
+    pub state: AppState,
 }
 
 impl<S> tower::Layer<S> for RequestLayer {
@@ -63,15 +72,17 @@ impl<S> tower::Layer<S> for RequestLayer {
         RequestService {
             inner,
             body_limit: self.body_limit,
+            state: self.state.clone(),
         }
     }
 }
 
 /// The service of [`RequestLayer`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct RequestService<S> {
     inner: S,
     body_limit: usize,
+    state: AppState,
 }
 
 type BoxFuture<T> = std::pin::Pin<Box<dyn Future<Output = T> + Send>>;
@@ -97,25 +108,42 @@ where
             prefix: prefix(),
             counter: COUNTER.fetch_add(1, Ordering::Relaxed),
         };
+        let Some(meta) = crate::audit::Meta::capture(&req) else {
+            // Health and status: not audited, never refused for the audit.
+            let fut = CURRENT.scope(id, self.inner.call(req));
+            return Box::pin(async move { Ok(finish(fut.await?, id)) });
+        };
+        let state = self.state.clone();
         let declared = req
             .headers()
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > self.body_limit as u64) {
-            let resp = CURRENT.sync_scope(id, || {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    coffer_api::codes::TOO_LARGE,
-                    "request body is larger than the server accepts",
-                )
-                .into_response()
+        let refusal = if declared.is_some_and(|n| n > self.body_limit as u64) {
+            Some(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                coffer_api::codes::TOO_LARGE,
+                "request body is larger than the server accepts",
+            ))
+        } else if !state.auditor.healthy() {
+            // No sink took the last batch: refuse before handling, so that
+            // nothing changes unrecorded. Recording this refusal is also how
+            // a recovered sink is noticed.
+            Some(crate::audit::unavailable())
+        } else {
+            None
+        };
+        if let Some(err) = refusal {
+            let resp = CURRENT.sync_scope(id, || err.into_response());
+            return Box::pin(async move {
+                let resp = crate::audit::record(&state, meta, id, resp, Default::default()).await;
+                Ok(finish(resp, id))
             });
-            return Box::pin(async move { Ok(finish(resp, id)) });
         }
-        let fut = CURRENT.scope(id, self.inner.call(req));
+        let fut = CURRENT.scope(id, crate::audit::catch_panic(self.inner.call(req)));
         Box::pin(async move {
-            let resp = fut.await?;
+            let (resp, facts) = coffer_core::audit::scope(fut).await;
+            let resp = crate::audit::record(&state, meta, id, resp, facts).await;
             Ok(finish(resp, id))
         })
     }

@@ -26,6 +26,8 @@ use crate::error::{ApiError, json_error};
 pub struct AppState {
     /// The application.
     pub coffer: Arc<Coffer>,
+    /// The audit log every request is recorded in.
+    pub auditor: Arc<coffer_audit::Auditor>,
 }
 
 /// The OpenAPI description of this API, served at `/api/v1/openapi.json`.
@@ -55,10 +57,14 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
     secrets
         .merge(sys)
         .merge(crate::access_routes::routes())
+        .merge(crate::audit::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
-        .layer(crate::request_id::RequestLayer { body_limit })
+        .layer(crate::request_id::RequestLayer {
+            body_limit,
+            state: state.clone(),
+        })
         .with_state(state)
 }
 

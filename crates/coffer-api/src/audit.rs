@@ -1,0 +1,90 @@
+//! Wire types of the audit API (`/api/v1/sys/audit/...`). Records and the
+//! readers report are `coffer-audit`'s own types, so the API, the log file
+//! and the offline CLI all speak one format.
+
+use serde::{Deserialize, Serialize};
+
+pub use coffer_audit::query::Reader;
+pub use coffer_audit::{Problem, Record};
+
+use crate::WireSecret;
+
+/// `POST /api/v1/sys/audit/verify`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditVerifyRequest {
+    /// A file on the server, in the directory of one of its audit logs;
+    /// absent: every audit log file the server writes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+}
+
+/// The verdict on each file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuditVerifyResponse {
+    /// Every file verified.
+    pub ok: bool,
+    /// One report per file.
+    pub files: Vec<AuditFileReport>,
+}
+
+/// The verdict on one file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuditFileReport {
+    /// The file.
+    pub file: String,
+    /// It verified.
+    pub ok: bool,
+    /// Intact records read before any problem.
+    pub records: u64,
+    /// Of those, records linked while coffer was sealed.
+    pub unkeyed: u64,
+    /// What the end of the log was compared with: `live` (the running
+    /// writer's head), `head-file` (`FILE.head`) or `none`.
+    pub head: String,
+    /// The first problem.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<Problem>,
+}
+
+/// `GET /api/v1/sys/audit/records`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuditRecordsResponse {
+    /// The log searched.
+    pub file: String,
+    /// Matching records, oldest first (the most recent `limit`).
+    pub records: Vec<Record>,
+    /// More matched than `limit`.
+    pub truncated: bool,
+    /// Lines that were not records.
+    pub unreadable: u64,
+}
+
+/// `GET /api/v1/sys/audit/readers`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuditReadersResponse {
+    /// The secret.
+    pub path: String,
+    /// The version asked about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
+    /// Every token that read it, by first read.
+    pub readers: Vec<Reader>,
+    /// Lines that were not records.
+    pub unreadable: u64,
+}
+
+/// `POST /api/v1/sys/audit/hash`.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditHashRequest {
+    /// The value to look up (a token, a login name).
+    pub value: WireSecret,
+}
+
+/// The HMAC, as audit records show it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuditHashResponse {
+    /// `hmac-sha256:HEX`.
+    pub hmac: String,
+}

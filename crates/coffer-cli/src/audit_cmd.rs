@@ -1,0 +1,334 @@
+//! `coffer audit`: verify the log, search it, list who read a secret, and
+//! compute the HMAC under which a token or name appears in it.
+//!
+//! `verify` and `hash` need the server (the audit key never leaves it).
+//! `query` and `readers` ask the server (admin), or read a log file directly
+//! with `--file`, which works with the server stopped.
+
+use std::io::BufReader;
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use coffer_api::{AuditRecordsResponse, Record};
+use coffer_audit::query;
+
+use crate::cli::Global;
+use crate::exit::{Status, fail};
+use crate::{input, output, settings};
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the audit log's hash chain and head: names the first record that
+    /// was inserted, deleted, edited or reordered, or a truncation. Exits 7
+    /// when the log does not verify. Admin (`admin` on `sys/audit`).
+    #[command(after_help = "Examples:
+  coffer audit verify                                 # every log file the server writes
+  coffer audit verify --file /var/log/coffer/audit.log.1   # a rotated copy beside it
+  coffer audit verify --json")]
+    Verify {
+        /// A file on the server, in the directory of one of its audit logs.
+        #[arg(long, value_name = "PATH")]
+        file: Option<String>,
+        /// Print JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Search the audit log.
+    #[command(after_help = "Times are RFC 3339 (2026-11-23T10:00:00Z), a date (2026-11-23), or a
+duration ago (15m, 24h, 7d).
+
+Examples:
+  coffer audit query --path 'payments/prod/*' --since 24h
+  coffer audit query --actor alice --outcome denied
+  coffer audit query --type alert --json
+  coffer audit query --file /var/log/coffer/audit.log --op secret.read   # offline")]
+    Query(QueryArgs),
+    /// Every identity that read a secret: for leak response.
+    #[command(after_help = "Examples:
+  coffer audit readers payments/prod/DB_PASSWORD
+  coffer audit readers payments/prod/DB_PASSWORD --version 3 --json
+  coffer audit readers app/prod/KEY --file ./audit.log      # offline")]
+    Readers {
+        /// The secret.
+        path: String,
+        /// Only reads of this version.
+        #[arg(long)]
+        version: Option<u64>,
+        /// Read this log file directly instead of asking the server.
+        #[arg(long, value_name = "PATH")]
+        file: Option<PathBuf>,
+        /// Print JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the HMAC under which audit records show a value (a token, a
+    /// login name). The value is read from stdin or prompted for.
+    #[command(after_help = "Examples:
+  coffer audit hash < leaked-token.txt
+  coffer audit query --actor \"$(coffer audit hash < leaked-token.txt)\"")]
+    Hash,
+}
+
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    /// A secret path, a folder (`app/prod/`) or a pattern (`*/prod/*`).
+    #[arg(long)]
+    path: Option<String>,
+    /// A user or token name, an accessor, or an `hmac-sha256:` tag.
+    #[arg(long)]
+    actor: Option<String>,
+    /// Records at or after this time.
+    #[arg(long, value_name = "TIME")]
+    since: Option<String>,
+    /// Records before this time.
+    #[arg(long, value_name = "TIME")]
+    until: Option<String>,
+    /// ok, denied or error.
+    #[arg(long, value_parser = ["ok", "denied", "error"])]
+    outcome: Option<String>,
+    /// An operation, such as secret.read or token.create.
+    #[arg(long)]
+    op: Option<String>,
+    /// request, alert or notice.
+    #[arg(long = "type", value_name = "TYPE", value_parser = ["request", "alert", "notice"])]
+    kind: Option<String>,
+    /// At most this many records (the most recent).
+    #[arg(long, default_value_t = 1000)]
+    limit: usize,
+    /// Read this log file directly instead of asking the server.
+    #[arg(long, value_name = "PATH")]
+    file: Option<PathBuf>,
+    /// Print JSON for scripts.
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn run(g: &Global, cmd: AuditCommand) -> anyhow::Result<Status> {
+    match cmd {
+        AuditCommand::Verify { file, json } => verify(g, file, json).await,
+        AuditCommand::Query(q) => query_cmd(g, q).await,
+        AuditCommand::Readers {
+            path,
+            version,
+            file,
+            json,
+        } => readers(g, path, version, file, json).await,
+        AuditCommand::Hash => {
+            let value = if input::stdin_is_terminal() {
+                input::prompt("Value to hash", false)?
+            } else {
+                input::strip_one_newline(input::read_stdin()?)
+            };
+            let h = settings::client(g)?
+                .audit_hash(value.expose_secret())
+                .await?;
+            println!("{}", h.hmac);
+            Ok(Status::Ok)
+        }
+    }
+}
+
+async fn verify(g: &Global, file: Option<String>, json: bool) -> anyhow::Result<Status> {
+    let r = settings::client(g)?.audit_verify(file.as_deref()).await?;
+    if json {
+        output::json(&r)?;
+    } else {
+        for f in &r.files {
+            match &f.problem {
+                None => println!(
+                    "{}: ok, {} records{} (end checked against the {} head)",
+                    f.file,
+                    f.records,
+                    if f.unkeyed > 0 {
+                        format!(", {} written while sealed", f.unkeyed)
+                    } else {
+                        String::new()
+                    },
+                    f.head
+                ),
+                Some(p) => println!(
+                    "{}: FAILED at line {} (record {}): {}",
+                    f.file, p.line, p.seq, p.reason
+                ),
+            }
+        }
+    }
+    Ok(if r.ok { Status::Ok } else { Status::Invalid })
+}
+
+/// Turns `15m`/`24h`/`7d` into a time that long ago; leaves other input to
+/// the time parser.
+fn resolve_time(input: Option<String>) -> anyhow::Result<Option<String>> {
+    let Some(t) = input else { return Ok(None) };
+    if let Ok(ms) = coffer_core::duration::parse_duration_ms(&t) {
+        let then = coffer_core::now_ms().saturating_sub(ms as i64);
+        return Ok(Some(coffer_server::rfc3339(then)));
+    }
+    query::normalize_time(&t)
+        .map(Some)
+        .map_err(|e| fail(Status::Usage, e))
+}
+
+async fn query_cmd(g: &Global, q: QueryArgs) -> anyhow::Result<Status> {
+    let since = resolve_time(q.since)?;
+    let until = resolve_time(q.until)?;
+    let found = match &q.file {
+        Some(file) => {
+            let filter = coffer_server::filter_from(
+                q.path.as_deref(),
+                q.actor.as_deref(),
+                since.as_deref(),
+                until.as_deref(),
+                q.outcome.as_deref(),
+                q.op.as_deref(),
+                q.kind.as_deref(),
+            )
+            .map_err(|e| fail(Status::Usage, e))?;
+            let f = open(file)?;
+            let found = query::search(BufReader::new(f), &filter, q.limit)?;
+            AuditRecordsResponse {
+                file: file.display().to_string(),
+                records: found.records,
+                truncated: found.truncated,
+                unreadable: found.unreadable,
+            }
+        }
+        None => {
+            settings::client(g)?
+                .audit_records(&coffer_client::AuditQuery {
+                    path: q.path,
+                    actor: q.actor,
+                    since,
+                    until,
+                    outcome: q.outcome,
+                    op: q.op,
+                    kind: q.kind,
+                    limit: Some(q.limit),
+                })
+                .await?
+        }
+    };
+    if q.json {
+        output::json(&found)?;
+    } else {
+        let rows: Vec<Vec<String>> = found.records.iter().map(row).collect();
+        output::table(
+            &["TIME", "OUTCOME", "STATUS", "ACTOR", "SOURCE", "OP", "PATH", "DETAIL"],
+            &rows,
+        )?;
+        if found.truncated {
+            eprintln!(
+                "(only the most recent {} matches are shown; narrow the search or raise --limit)",
+                found.records.len()
+            );
+        }
+    }
+    if found.unreadable > 0 {
+        eprintln!(
+            "warning: {} lines of {} are not audit records; run `coffer audit verify`",
+            found.unreadable, found.file
+        );
+    }
+    Ok(Status::Ok)
+}
+
+fn row(r: &Record) -> Vec<String> {
+    let actor = r.actor.as_ref().map_or_else(
+        || "-".to_string(),
+        |a| format!("{} {} ({})", a.kind, a.name, a.accessor),
+    );
+    let detail = match (&r.alert, &r.message) {
+        (Some(a), Some(m)) => format!("ALERT {}: {m}", a.rule),
+        (None, Some(m)) => m.clone(),
+        _ => {
+            let mut d = Vec::new();
+            if let Some(v) = r.version {
+                d.push(format!("v{v}"));
+            }
+            if let Some(e) = &r.error {
+                d.push(e.clone());
+            }
+            if r.breakglass {
+                d.push("break-glass".into());
+            }
+            d.join(" ")
+        }
+    };
+    vec![
+        r.time.clone(),
+        r.outcome.map_or("-", |o| o.as_str()).to_string(),
+        r.status.map_or_else(|| "-".into(), |s| s.to_string()),
+        actor,
+        r.source.clone().unwrap_or_else(|| "-".into()),
+        r.op.clone().unwrap_or_else(|| "-".into()),
+        r.path.clone().unwrap_or_else(|| "-".into()),
+        detail,
+    ]
+}
+
+fn open(file: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    std::fs::File::open(file).map_err(|e| {
+        let status = if e.kind() == std::io::ErrorKind::NotFound {
+            Status::NotFound
+        } else {
+            Status::Other
+        };
+        fail(status, format!("cannot read {}: {e}", file.display()))
+    })
+}
+
+async fn readers(
+    g: &Global,
+    path: String,
+    version: Option<u64>,
+    file: Option<PathBuf>,
+    json: bool,
+) -> anyhow::Result<Status> {
+    let r = match &file {
+        Some(f) => {
+            let canonical = coffer_core::SecretPath::parse(&path)
+                .map_err(|e| fail(Status::Usage, e.to_string()))?
+                .as_str()
+                .to_string();
+            let (readers, unreadable) = query::readers(BufReader::new(open(f)?), &canonical, version)?;
+            coffer_api::AuditReadersResponse {
+                path: canonical,
+                version,
+                readers,
+                unreadable,
+            }
+        }
+        None => settings::client(g)?.audit_readers(&path, version).await?,
+    };
+    if json {
+        output::json(&r)?;
+    } else if r.readers.is_empty() {
+        eprintln!("No one has read {} in this log.", r.path);
+    } else {
+        let rows: Vec<Vec<String>> = r
+            .readers
+            .iter()
+            .map(|x| {
+                vec![
+                    format!("{} {}", x.kind, x.name),
+                    x.accessor.clone(),
+                    x.reads.to_string(),
+                    x.first.clone(),
+                    x.last.clone(),
+                    x.versions
+                        .iter()
+                        .map(u64::to_string)
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    x.sources.iter().cloned().collect::<Vec<_>>().join(","),
+                    if x.breakglass { "break-glass" } else { "" }.to_string(),
+                ]
+            })
+            .collect();
+        output::table(
+            &["WHO", "ACCESSOR", "READS", "FIRST", "LAST", "VERSIONS", "FROM", ""],
+            &rows,
+        )?;
+    }
+    Ok(Status::Ok)
+}

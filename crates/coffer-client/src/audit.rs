@@ -1,0 +1,108 @@
+//! Calls of the audit API (admin: `admin` on `sys/audit`), and posting
+//! alerts to webhooks.
+
+use coffer_api::{self as api, WireSecret};
+use hyper::Method;
+use serde::Serialize;
+
+use crate::{Client, ClientError, encode_query};
+
+/// Query parameters of `GET /api/v1/sys/audit/records`.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    /// A secret path, folder (`app/prod/`) or pattern (`*/prod/*`).
+    pub path: Option<String>,
+    /// A name, accessor, or `hmac-sha256:` tag.
+    pub actor: Option<String>,
+    /// RFC 3339 time or date; records at or after it.
+    pub since: Option<String>,
+    /// RFC 3339 time or date; records before it.
+    pub until: Option<String>,
+    /// `ok`, `denied` or `error`.
+    pub outcome: Option<String>,
+    /// An operation such as `secret.read`.
+    pub op: Option<String>,
+    /// `request`, `alert` or `notice`.
+    pub kind: Option<String>,
+    /// At most this many (the most recent).
+    pub limit: Option<usize>,
+}
+
+impl Client {
+    /// Verifies the server's audit log files, or one file beside them.
+    pub async fn audit_verify(
+        &self,
+        file: Option<&str>,
+    ) -> Result<api::AuditVerifyResponse, ClientError> {
+        self.call(
+            Method::POST,
+            "/api/v1/sys/audit/verify",
+            Some(&api::AuditVerifyRequest {
+                file: file.map(str::to_string),
+            }),
+        )
+        .await
+    }
+
+    /// Searches the server's audit log.
+    pub async fn audit_records(
+        &self,
+        q: &AuditQuery,
+    ) -> Result<api::AuditRecordsResponse, ClientError> {
+        let mut params = Vec::new();
+        let pairs = [
+            ("path", &q.path),
+            ("actor", &q.actor),
+            ("since", &q.since),
+            ("until", &q.until),
+            ("outcome", &q.outcome),
+            ("op", &q.op),
+            ("type", &q.kind),
+        ];
+        for (name, value) in pairs {
+            if let Some(v) = value {
+                params.push(format!("{name}={}", encode_query(v)));
+            }
+        }
+        if let Some(l) = q.limit {
+            params.push(format!("limit={l}"));
+        }
+        let mut url = "/api/v1/sys/audit/records".to_string();
+        if !params.is_empty() {
+            url.push('?');
+            url.push_str(&params.join("&"));
+        }
+        self.call::<(), _>(Method::GET, &url, None).await
+    }
+
+    /// Every identity that read a secret (optionally one version).
+    pub async fn audit_readers(
+        &self,
+        path: &str,
+        version: Option<u64>,
+    ) -> Result<api::AuditReadersResponse, ClientError> {
+        let mut url = format!("/api/v1/sys/audit/readers?path={}", encode_query(path));
+        if let Some(v) = version {
+            url.push_str(&format!("&version={v}"));
+        }
+        self.call::<(), _>(Method::GET, &url, None).await
+    }
+
+    /// The HMAC under which audit records show `value`.
+    pub async fn audit_hash(&self, value: &str) -> Result<api::AuditHashResponse, ClientError> {
+        self.call(
+            Method::POST,
+            "/api/v1/sys/audit/hash",
+            Some(&api::AuditHashRequest {
+                value: WireSecret(value.to_string()),
+            }),
+        )
+        .await
+    }
+
+    /// POSTs `body` as JSON to the client's address itself (a webhook URL),
+    /// succeeding on any 2xx answer.
+    pub async fn post_to_address<B: Serialize>(&self, body: &B) -> Result<(), ClientError> {
+        self.call_raw(Method::POST, "", Some(body)).await.map(drop)
+    }
+}

@@ -1,0 +1,489 @@
+//! Auditing every request, and the audit API (`/api/v1/sys/audit/...`).
+//!
+//! [`crate::request_id::RequestService`] runs each request through
+//! [`Audited`]: it notes the request's method, URL path, operation and peer
+//! before the handler runs, collects what `coffer-core` noted while handling
+//! it (caller, decision, version), and hands the record to the
+//! [`coffer_audit::Auditor`]. The response leaves only once a sink has the
+//! record; if none does, the response (which may hold a secret) is dropped
+//! and the client gets 503 `audit_unavailable`. While no sink works, requests
+//! are refused before they are handled, so nothing changes unrecorded.
+//! `GET /sys/health` and `/sys/status` are not audited: load balancers poll
+//! them and they reveal nothing.
+
+use std::convert::Infallible;
+use std::io::BufReader;
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::task::Poll;
+use std::time::Instant;
+
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use coffer_api::{self as api, codes};
+use coffer_audit::query::{self, Filter};
+use coffer_audit::{Actor, Kind, Outcome, Record};
+use coffer_core::Operation;
+use coffer_core::audit::Facts;
+use serde::Deserialize;
+
+use crate::error::{ApiError, ErrorCode};
+use crate::request_id::RequestId;
+use crate::routes::{AppState, Auth, JsonBody, JsonOrEmpty, UrlQuery};
+
+/// What is known about a request before it is handled.
+pub(crate) struct Meta {
+    start: Instant,
+    time: String,
+    method: Method,
+    route: String,
+    op: &'static str,
+    source: Option<String>,
+    authorization: Option<HeaderValue>,
+}
+
+impl Meta {
+    /// Captures the request line; `None` for the routes that are not audited.
+    pub(crate) fn capture(req: &Request) -> Option<Meta> {
+        let matched = req.extensions().get::<MatchedPath>().map(MatchedPath::as_str);
+        let op = operation(req.method(), matched);
+        if matches!(op, "sys.health" | "sys.status") {
+            return None;
+        }
+        Some(Meta {
+            start: Instant::now(),
+            time: crate::rfc3339(coffer_core::now_ms()),
+            method: req.method().clone(),
+            route: req.uri().path().to_string(),
+            op,
+            source: req
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip().to_canonical().to_string()),
+            authorization: req.headers().get(header::AUTHORIZATION).cloned(),
+        })
+    }
+}
+
+/// The API operation of a route, as audit records name it.
+fn operation(method: &Method, matched: Option<&str>) -> &'static str {
+    let Some(route) = matched.and_then(|m| m.strip_prefix("/api/v1/")) else {
+        return "unmatched";
+    };
+    let m = method.as_str();
+    match (m, route) {
+        ("GET", "secrets/{*path}") => "secret.read",
+        ("PUT", "secrets/{*path}") => "secret.write",
+        ("DELETE", "secrets/{*path}") => "secret.delete",
+        ("GET", "metadata/{*path}") => "secret.metadata",
+        ("GET", "list" | "list/{*prefix}") => "secret.list",
+        ("POST", "undelete/{*path}") => "secret.undelete",
+        ("POST", "destroy/{*path}") => "secret.destroy",
+        ("GET", "sys/health") => "sys.health",
+        ("GET", "sys/status") => "sys.status",
+        ("POST", "sys/init") => "sys.init",
+        ("POST", "sys/unseal") => "sys.unseal",
+        ("POST", "sys/seal") => "sys.seal",
+        ("POST", "sys/rotate") => "sys.rotate",
+        ("GET", "sys/keyring") => "sys.keyring",
+        ("GET", "openapi.json") => "sys.openapi",
+        ("GET", "sys/policies") => "policy.list",
+        ("GET", "sys/policies/{name}") => "policy.read",
+        ("PUT", "sys/policies/{name}") => "policy.write",
+        ("DELETE", "sys/policies/{name}") => "policy.delete",
+        ("GET", "auth/tokens") => "token.list",
+        ("POST", "auth/tokens") => "token.create",
+        ("GET", "auth/tokens/{accessor}") => "token.lookup",
+        ("DELETE", "auth/tokens/{accessor}") => "token.revoke",
+        ("POST", "auth/tokens/{accessor}/renew") => "token.renew",
+        ("GET", "auth/token/self") => "token.lookup_self",
+        ("DELETE", "auth/token/self") => "token.revoke_self",
+        ("POST", "auth/token/self/renew") => "token.renew_self",
+        ("POST", "auth/login") => "auth.login",
+        ("POST", "auth/invites") => "invite.create",
+        ("POST", "auth/invites/accept") => "invite.accept",
+        ("POST", "auth/totp") => "totp.enroll",
+        ("POST", "auth/totp/confirm") => "totp.confirm",
+        ("POST", "auth/totp/disable") => "totp.disable",
+        ("GET", "sys/users") => "user.list",
+        ("GET", "sys/users/{name}") => "user.read",
+        ("PATCH", "sys/users/{name}") => "user.update",
+        ("DELETE", "sys/users/{name}") => "user.delete",
+        ("POST", "sys/users/{name}/disable") => "user.disable",
+        ("POST", "sys/users/{name}/enable") => "user.enable",
+        ("GET", "sys/protected") => "protected.list",
+        ("POST", "sys/protected") => "protected.add",
+        ("DELETE", "sys/protected") => "protected.remove",
+        ("GET", "sys/breakglass") => "breakglass.list",
+        ("POST", "sys/breakglass") => "breakglass.grant",
+        ("POST", "sys/audit/verify") => "audit.verify",
+        ("GET", "sys/audit/records") => "audit.query",
+        ("GET", "sys/audit/readers") => "audit.readers",
+        ("POST", "sys/audit/hash") => "audit.hash",
+        _ => "unmatched",
+    }
+}
+
+/// The answer when a request cannot be recorded.
+pub(crate) fn unavailable() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        codes::AUDIT_UNAVAILABLE,
+        "the request could not be written to the audit log, so it was refused; \
+         an operator must restore an audit sink",
+    )
+}
+
+/// Runs the handler, catching a panic as a 500 (so that it, too, is
+/// answered and audited rather than dropping the connection).
+pub(crate) async fn catch_panic<F>(fut: F) -> Response
+where
+    F: Future<Output = Result<Response, Infallible>>,
+{
+    let mut fut = std::pin::pin!(fut);
+    std::future::poll_fn(|cx| {
+        match std::panic::catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
+            Ok(Poll::Ready(Ok(r))) => Poll::Ready(r),
+            Ok(Poll::Ready(Err(never))) => match never {},
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(_) => {
+                tracing::error!("a request handler panicked");
+                Poll::Ready(
+                    ApiError::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        codes::INTERNAL,
+                        "internal error",
+                    )
+                    .into_response(),
+                )
+            }
+        }
+    })
+    .await
+}
+
+/// Records a handled request and returns the response to send: `resp`, or
+/// 503 if no sink took the record.
+pub(crate) async fn record(
+    state: &AppState,
+    meta: Meta,
+    id: RequestId,
+    resp: Response,
+    facts: Facts,
+) -> Response {
+    let status = resp.status().as_u16();
+    let key = (meta.authorization.is_some() || facts.login.is_some())
+        .then(|| state.coffer.audit_key())
+        .flatten();
+    let tag = |v: &[u8]| key.as_ref().map(|k| coffer_audit::format_tag(&k.field(v)));
+    let token = meta
+        .authorization
+        .as_ref()
+        .and_then(|h| h.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .and_then(|(_, t)| tag(t.trim().as_bytes()));
+    let (decision, path) = match facts.decision {
+        Some((op, target, _)) => (Some(op.name().to_string()), Some(target)),
+        None => (None, None),
+    };
+    let record = Record {
+        time: meta.time,
+        kind: Kind::Request,
+        request_id: Some(id.to_string()),
+        actor: facts.identity.as_ref().map(|i| Actor {
+            kind: if i.is_human() { "human" } else { "service" }.to_string(),
+            name: i.display_name().to_string(),
+            accessor: i.accessor().to_string(),
+        }),
+        token,
+        source: meta.source,
+        method: Some(meta.method.as_str().to_string()),
+        route: Some(meta.route),
+        op: Some(meta.op.to_string()),
+        decision,
+        path,
+        version: facts.version,
+        outcome: Some(Outcome::of_status(status)),
+        status: Some(status),
+        error: resp.extensions().get::<ErrorCode>().map(|c| c.0.to_string()),
+        duration_us: Some(meta.start.elapsed().as_micros() as u64),
+        breakglass: facts.breakglass,
+        protected: facts.protected,
+        login: facts.login.as_deref().and_then(|l| tag(l.as_bytes())),
+        ..Record::default()
+    };
+    if state.auditor.record(record).await {
+        resp
+    } else {
+        // The response may carry a secret: it is dropped unsent.
+        drop(resp);
+        tracing::error!(request_id = %id, status, "a request could not be audited; its response was withheld");
+        crate::request_id::in_scope(id, || unavailable().into_response())
+    }
+}
+
+// ---- the audit API ---------------------------------------------------------------
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/sys/audit/verify", post(verify))
+        .route("/api/v1/sys/audit/records", get(records))
+        .route("/api/v1/sys/audit/readers", get(readers))
+        .route("/api/v1/sys/audit/hash", post(hash))
+}
+
+const AUDIT_TARGET: &str = "sys/audit";
+
+/// Resolves the file an operator named: it must be one of the log files or
+/// sit in the directory of one (a rotated or copied log), so the endpoint
+/// cannot be used to probe the rest of the server's file system.
+fn allowed_file(state: &AppState, named: &str) -> Result<PathBuf, ApiError> {
+    let refuse = || {
+        ApiError::invalid(
+            "the file must be an audit log file of this server, or a file in the same directory",
+        )
+    };
+    let path = std::fs::canonicalize(named).map_err(|_| refuse())?;
+    let allowed = state.auditor.files().iter().any(|f| {
+        let dir = f.parent().and_then(|d| std::fs::canonicalize(d).ok());
+        dir.is_some_and(|d| path.parent() == Some(d.as_path()))
+    });
+    if allowed && path.is_file() {
+        Ok(path)
+    } else {
+        Err(refuse())
+    }
+}
+
+async fn verify(
+    State(st): State<AppState>,
+    Auth(id): Auth,
+    JsonOrEmpty(req): JsonOrEmpty<api::AuditVerifyRequest>,
+) -> Result<Json<api::AuditVerifyResponse>, ApiError> {
+    st.coffer.authorize(&id, Operation::Admin, AUDIT_TARGET)?;
+    let key = st.coffer.audit_key().ok_or(coffer_core::CoreError::Sealed)?;
+    let live = st.auditor.heads();
+    let files: Vec<PathBuf> = match &req.file {
+        Some(f) => vec![allowed_file(&st, f)?],
+        None => live.iter().map(|(p, _)| p.clone()).collect(),
+    };
+    if files.is_empty() {
+        return Err(ApiError::invalid(
+            "this server writes no audit log file (only stdout or sockets); name one with \"file\"",
+        ));
+    }
+    let reports = tokio::task::spawn_blocking(move || {
+        files
+            .into_iter()
+            .map(|file| verify_file(&file, &key, &live))
+            .collect::<Vec<_>>()
+    })
+    .await
+    .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, codes::INTERNAL, "verification failed"))?;
+    Ok(Json(api::AuditVerifyResponse {
+        ok: reports.iter().all(|r| r.ok),
+        files: reports,
+    }))
+}
+
+fn verify_file(file: &Path, key: &coffer_crypto::AuditKey, live: &[(PathBuf, coffer_audit::Head)]) -> api::AuditFileReport {
+    let canonical = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf());
+    let live_head = live.iter().find_map(|(p, h)| {
+        (std::fs::canonicalize(p).is_ok_and(|p| p == canonical)).then_some(*h)
+    });
+    let (head, source) = match live_head {
+        Some(h) => (Some(h), "live"),
+        None => match coffer_audit::chain::read_head_file(file, Some(key)) {
+            coffer_audit::chain::HeadFileState::Valid(h) => (Some(h), "head-file"),
+            coffer_audit::chain::HeadFileState::Invalid => {
+                return api::AuditFileReport {
+                    file: file.display().to_string(),
+                    ok: false,
+                    records: 0,
+                    unkeyed: 0,
+                    head: "none".into(),
+                    problem: Some(coffer_audit::Problem {
+                        line: 0,
+                        seq: 0,
+                        reason: "its head file does not verify (edited, or written while sealed)"
+                            .into(),
+                    }),
+                };
+            }
+            coffer_audit::chain::HeadFileState::Missing => (None, "none"),
+        },
+    };
+    let result = std::fs::File::open(file)
+        .and_then(|f| coffer_audit::chain::verify(BufReader::new(f), key, head));
+    match result {
+        Ok(r) => api::AuditFileReport {
+            file: file.display().to_string(),
+            ok: r.ok(),
+            records: r.records,
+            unkeyed: r.unkeyed,
+            head: source.into(),
+            problem: r.problem,
+        },
+        Err(e) => api::AuditFileReport {
+            file: file.display().to_string(),
+            ok: false,
+            records: 0,
+            unkeyed: 0,
+            head: source.into(),
+            problem: Some(coffer_audit::Problem {
+                line: 0,
+                seq: 0,
+                reason: format!("cannot read the file: {e}"),
+            }),
+        },
+    }
+}
+
+/// The log the query endpoints read: the first file sink.
+fn primary_log(st: &AppState) -> Result<PathBuf, ApiError> {
+    st.auditor.files().first().cloned().ok_or_else(|| {
+        ApiError::invalid("this server writes no audit log file to query (only stdout or sockets)")
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecordsQuery {
+    path: Option<String>,
+    actor: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    outcome: Option<String>,
+    op: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    limit: Option<usize>,
+}
+
+/// Builds a filter from query parameters (shared with the CLI's offline mode
+/// through [`filter_from`]).
+pub fn filter_from(
+    path: Option<&str>,
+    actor: Option<&str>,
+    since: Option<&str>,
+    until: Option<&str>,
+    outcome: Option<&str>,
+    op: Option<&str>,
+    kind: Option<&str>,
+) -> Result<Filter, String> {
+    Ok(Filter {
+        path: path
+            .map(|p| {
+                coffer_policy::Pattern::parse(p.trim_start_matches('/'))
+                    .map_err(|e| format!("--path: {e}"))
+            })
+            .transpose()?,
+        actor: actor.map(str::to_string),
+        since: since.map(query::normalize_time).transpose()?,
+        until: until.map(query::normalize_time).transpose()?,
+        outcome: outcome
+            .map(|o| Outcome::parse(o).ok_or("outcome must be ok, denied or error"))
+            .transpose()?,
+        op: op.map(str::to_string),
+        kind: kind
+            .map(|k| match k {
+                "request" => Ok(Kind::Request),
+                "alert" => Ok(Kind::Alert),
+                "notice" => Ok(Kind::Notice),
+                _ => Err("type must be request, alert or notice"),
+            })
+            .transpose()?,
+    })
+}
+
+const DEFAULT_QUERY_LIMIT: usize = 1000;
+const MAX_QUERY_LIMIT: usize = 100_000;
+
+async fn records(
+    State(st): State<AppState>,
+    Auth(id): Auth,
+    UrlQuery(q): UrlQuery<RecordsQuery>,
+) -> Result<Json<api::AuditRecordsResponse>, ApiError> {
+    st.coffer.authorize(&id, Operation::Admin, AUDIT_TARGET)?;
+    let filter = filter_from(
+        q.path.as_deref(),
+        q.actor.as_deref(),
+        q.since.as_deref(),
+        q.until.as_deref(),
+        q.outcome.as_deref(),
+        q.op.as_deref(),
+        q.kind.as_deref(),
+    )
+    .map_err(ApiError::invalid)?;
+    let limit = q.limit.unwrap_or(DEFAULT_QUERY_LIMIT).min(MAX_QUERY_LIMIT);
+    let file = primary_log(&st)?;
+    let shown = file.display().to_string();
+    let found = tokio::task::spawn_blocking(move || {
+        std::fs::File::open(&file).and_then(|f| query::search(BufReader::new(f), &filter, limit))
+    })
+    .await
+    .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, codes::INTERNAL, "query failed"))?
+    .map_err(|e| {
+        tracing::error!(error = %e, "cannot read the audit log");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, codes::INTERNAL, "cannot read the audit log")
+    })?;
+    Ok(Json(api::AuditRecordsResponse {
+        file: shown,
+        records: found.records,
+        truncated: found.truncated,
+        unreadable: found.unreadable,
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReadersQuery {
+    path: String,
+    version: Option<u64>,
+}
+
+async fn readers(
+    State(st): State<AppState>,
+    Auth(id): Auth,
+    UrlQuery(q): UrlQuery<ReadersQuery>,
+) -> Result<Json<api::AuditReadersResponse>, ApiError> {
+    st.coffer.authorize(&id, Operation::Admin, AUDIT_TARGET)?;
+    let path = coffer_core::SecretPath::parse(&q.path)
+        .map_err(coffer_core::CoreError::from)?
+        .as_str()
+        .to_string();
+    let file = primary_log(&st)?;
+    let (p, v) = (path.clone(), q.version);
+    let (readers, unreadable) = tokio::task::spawn_blocking(move || {
+        std::fs::File::open(&file).and_then(|f| query::readers(BufReader::new(f), &p, v))
+    })
+    .await
+    .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, codes::INTERNAL, "query failed"))?
+    .map_err(|e| {
+        tracing::error!(error = %e, "cannot read the audit log");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, codes::INTERNAL, "cannot read the audit log")
+    })?;
+    Ok(Json(api::AuditReadersResponse {
+        path,
+        version: q.version,
+        readers,
+        unreadable,
+    }))
+}
+
+async fn hash(
+    State(st): State<AppState>,
+    Auth(id): Auth,
+    JsonBody(req): JsonBody<api::AuditHashRequest>,
+) -> Result<Json<api::AuditHashResponse>, ApiError> {
+    st.coffer.authorize(&id, Operation::Admin, AUDIT_TARGET)?;
+    let key = st.coffer.audit_key().ok_or(coffer_core::CoreError::Sealed)?;
+    Ok(Json(api::AuditHashResponse {
+        hmac: coffer_audit::format_tag(&key.field(req.value.expose().as_bytes())),
+    }))
+}
