@@ -64,6 +64,29 @@ enum Stream {
 }
 
 impl Stream {
+    /// Whether the other end has closed (or reset) the connection, checked
+    /// without blocking. Collectors do not send, so any readable data or
+    /// end-of-stream means the connection is over.
+    fn peer_closed(&mut self) -> bool {
+        let mut byte = [0u8; 1];
+        let result = match self {
+            Stream::Tcp(s) => s.set_nonblocking(true).and_then(|()| {
+                let r = s.read(&mut byte);
+                s.set_nonblocking(false).and(r)
+            }),
+            Stream::Unix(s) => s.set_nonblocking(true).and_then(|()| {
+                let r = s.read(&mut byte);
+                s.set_nonblocking(false).and(r)
+            }),
+        };
+        match result {
+            Ok(0) => true,
+            // A collector has nothing to say; whatever it sent is dropped.
+            Ok(_) => false,
+            Err(e) => e.kind() != io::ErrorKind::WouldBlock,
+        }
+    }
+
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         match self {
             Stream::Tcp(s) => s.write_all(buf),
@@ -214,6 +237,17 @@ impl Sink {
                     *stream = Some(connect(address)?);
                 }
                 let s = stream.as_mut().expect("connected above");
+                // A collector that closed its end would still take one write
+                // into the kernel's buffer before the connection reports
+                // the failure: look for the close first, so no batch is
+                // acknowledged into a dead connection.
+                if s.peer_closed() {
+                    *stream = None;
+                    return Err(io::Error::new(
+                        io::ErrorKind::ConnectionAborted,
+                        "the collector closed the connection",
+                    ));
+                }
                 if let Err(e) = s.write_all(batch) {
                     *stream = None;
                     return Err(e);

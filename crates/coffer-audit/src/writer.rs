@@ -70,6 +70,16 @@ struct Pending {
     ack: Option<tokio::sync::oneshot::Sender<bool>>,
 }
 
+impl Pending {
+    fn notice(record: Record) -> Pending {
+        Pending {
+            json: serde_json::to_vec(&record).expect("records serialize"),
+            record,
+            ack: None,
+        }
+    }
+}
+
 enum Msg {
     Record(Pending),
     Close(mpsc::Sender<()>),
@@ -128,22 +138,23 @@ impl Auditor {
             out: Vec::new(),
             scratch: Vec::new(),
         };
-        let mut first: Vec<Pending> = notices
-            .into_iter()
-            .map(|r| Pending {
-                json: serde_json::to_vec(&r).expect("records serialize"),
-                record: r,
-                ack: None,
-            })
-            .collect();
+        // The first record says the log is open. It is written before any
+        // request can be, so a sink that cannot write (a full disk) is known
+        // to be failing before the first request is handled.
+        notices.push(Record::notice(format!(
+            "audit log opened: {}",
+            writer
+                .sinks
+                .iter()
+                .map(|s| s.spec.describe())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+        let mut first: Vec<Pending> = notices.into_iter().map(Pending::notice).collect();
+        writer.commit(&mut first);
         let thread = std::thread::Builder::new()
             .name("coffer-audit".into())
-            .spawn(move || {
-                if !first.is_empty() {
-                    writer.commit(&mut first);
-                }
-                writer.run(rx);
-            })
+            .spawn(move || writer.run(rx))
             .map_err(StartError::Thread)?;
         Ok((
             Auditor {
@@ -289,11 +300,7 @@ impl Writer {
                     a.message.as_deref().unwrap_or("")
                 );
                 let _ = self.alert_tx.send(a.clone());
-                items.push(Pending {
-                    json: serde_json::to_vec(&a).expect("records serialize"),
-                    record: a,
-                    ack: None,
-                });
+                items.push(Pending::notice(a));
             }
         }
         let mut any = false;
@@ -367,6 +374,7 @@ impl Writer {
     }
 
     fn finish(&mut self) {
+        self.commit(&mut vec![Pending::notice(Record::notice("audit log closed"))]);
         self.sync_all();
         self.write_heads();
     }
