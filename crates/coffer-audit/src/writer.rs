@@ -374,7 +374,9 @@ impl Writer {
     }
 
     fn finish(&mut self) {
-        self.commit(&mut vec![Pending::notice(Record::notice("audit log closed"))]);
+        self.commit(&mut vec![Pending::notice(Record::notice(
+            "audit log closed",
+        ))]);
         self.sync_all();
         self.write_heads();
     }

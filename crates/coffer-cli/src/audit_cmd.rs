@@ -34,14 +34,16 @@ pub enum AuditCommand {
         json: bool,
     },
     /// Search the audit log.
-    #[command(after_help = "Times are RFC 3339 (2026-11-23T10:00:00Z), a date (2026-11-23), or a
+    #[command(
+        after_help = "Times are RFC 3339 (2026-11-23T10:00:00Z), a date (2026-11-23), or a
 duration ago (15m, 24h, 7d).
 
 Examples:
   coffer audit query --path 'payments/prod/*' --since 24h
   coffer audit query --actor alice --outcome denied
   coffer audit query --type alert --json
-  coffer audit query --file /var/log/coffer/audit.log --op secret.read   # offline")]
+  coffer audit query --file /var/log/coffer/audit.log --op secret.read   # offline"
+    )]
     Query(QueryArgs),
     /// Every identity that read a secret: for leak response.
     #[command(after_help = "Examples:
@@ -213,7 +215,9 @@ async fn query_cmd(g: &Global, q: QueryArgs) -> anyhow::Result<Status> {
     } else {
         let rows: Vec<Vec<String>> = found.records.iter().map(row).collect();
         output::table(
-            &["TIME", "OUTCOME", "STATUS", "ACTOR", "SOURCE", "OP", "PATH", "DETAIL"],
+            &[
+                "TIME", "OUTCOME", "STATUS", "ACTOR", "SOURCE", "OP", "PATH", "DETAIL",
+            ],
             &rows,
         )?;
         if found.truncated {
@@ -290,7 +294,8 @@ async fn readers(
                 .map_err(|e| fail(Status::Usage, e.to_string()))?
                 .as_str()
                 .to_string();
-            let (readers, unreadable) = query::readers(BufReader::new(open(f)?), &canonical, version)?;
+            let (readers, unreadable) =
+                query::readers(BufReader::new(open(f)?), &canonical, version)?;
             coffer_api::AuditReadersResponse {
                 path: canonical,
                 version,
@@ -326,7 +331,9 @@ async fn readers(
             })
             .collect();
         output::table(
-            &["WHO", "ACCESSOR", "READS", "FIRST", "LAST", "VERSIONS", "FROM", ""],
+            &[
+                "WHO", "ACCESSOR", "READS", "FIRST", "LAST", "VERSIONS", "FROM", "",
+            ],
             &rows,
         )?;
     }

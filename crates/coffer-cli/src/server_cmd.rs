@@ -42,7 +42,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<Status> {
     if !args.audit_file.is_empty() {
         config.audit.files = Some(args.audit_file.clone());
     }
-    config.audit.sockets.extend(args.audit_socket.iter().cloned());
+    config
+        .audit
+        .sockets
+        .extend(args.audit_socket.iter().cloned());
     config.audit.stdout |= args.audit_stdout;
     init_logging(&config.log_level, &config.log_format);
     if args.dev && !config.listen.ip().is_loopback() {

@@ -44,12 +44,18 @@ pub(crate) struct Meta {
     op: &'static str,
     source: Option<String>,
     authorization: Option<HeaderValue>,
+    /// The secret path or prefix in the URL, for requests refused before
+    /// any decision named a target (unauthenticated, malformed).
+    url_path: Option<String>,
 }
 
 impl Meta {
     /// Captures the request line; `None` for the routes that are not audited.
     pub(crate) fn capture(req: &Request) -> Option<Meta> {
-        let matched = req.extensions().get::<MatchedPath>().map(MatchedPath::as_str);
+        let matched = req
+            .extensions()
+            .get::<MatchedPath>()
+            .map(MatchedPath::as_str);
         let op = operation(req.method(), matched);
         if matches!(op, "sys.health" | "sys.status") {
             return None;
@@ -65,6 +71,10 @@ impl Meta {
                 .get::<ConnectInfo<SocketAddr>>()
                 .map(|c| c.0.ip().to_canonical().to_string()),
             authorization: req.headers().get(header::AUTHORIZATION).cloned(),
+            url_path: matched
+                .and_then(|m| m.split_once("{*"))
+                .and_then(|(prefix, _)| req.uri().path().strip_prefix(prefix))
+                .map(str::to_string),
         })
     }
 }
@@ -189,7 +199,7 @@ pub(crate) async fn record(
         .and_then(|(_, t)| tag(t.trim().as_bytes()));
     let (decision, path) = match facts.decision {
         Some((op, target, _)) => (Some(op.name().to_string()), Some(target)),
-        None => (None, None),
+        None => (None, meta.url_path),
     };
     let record = Record {
         time: meta.time,
@@ -210,7 +220,10 @@ pub(crate) async fn record(
         version: facts.version,
         outcome: Some(Outcome::of_status(status)),
         status: Some(status),
-        error: resp.extensions().get::<ErrorCode>().map(|c| c.0.to_string()),
+        error: resp
+            .extensions()
+            .get::<ErrorCode>()
+            .map(|c| c.0.to_string()),
         duration_us: Some(meta.start.elapsed().as_micros() as u64),
         breakglass: facts.breakglass,
         protected: facts.protected,
@@ -266,7 +279,10 @@ async fn verify(
     JsonOrEmpty(req): JsonOrEmpty<api::AuditVerifyRequest>,
 ) -> Result<Json<api::AuditVerifyResponse>, ApiError> {
     st.coffer.authorize(&id, Operation::Admin, AUDIT_TARGET)?;
-    let key = st.coffer.audit_key().ok_or(coffer_core::CoreError::Sealed)?;
+    let key = st
+        .coffer
+        .audit_key()
+        .ok_or(coffer_core::CoreError::Sealed)?;
     let live = st.auditor.heads();
     let files: Vec<PathBuf> = match &req.file {
         Some(f) => vec![allowed_file(&st, f)?],
@@ -284,18 +300,28 @@ async fn verify(
             .collect::<Vec<_>>()
     })
     .await
-    .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, codes::INTERNAL, "verification failed"))?;
+    .map_err(|_| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            codes::INTERNAL,
+            "verification failed",
+        )
+    })?;
     Ok(Json(api::AuditVerifyResponse {
         ok: reports.iter().all(|r| r.ok),
         files: reports,
     }))
 }
 
-fn verify_file(file: &Path, key: &coffer_crypto::AuditKey, live: &[(PathBuf, coffer_audit::Head)]) -> api::AuditFileReport {
+fn verify_file(
+    file: &Path,
+    key: &coffer_crypto::AuditKey,
+    live: &[(PathBuf, coffer_audit::Head)],
+) -> api::AuditFileReport {
     let canonical = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf());
-    let live_head = live.iter().find_map(|(p, h)| {
-        (std::fs::canonicalize(p).is_ok_and(|p| p == canonical)).then_some(*h)
-    });
+    let live_head = live
+        .iter()
+        .find_map(|(p, h)| (std::fs::canonicalize(p).is_ok_and(|p| p == canonical)).then_some(*h));
     let (head, source) = match live_head {
         Some(h) => (Some(h), "live"),
         None => match coffer_audit::chain::read_head_file(file, Some(key)) {
@@ -427,10 +453,20 @@ async fn records(
         std::fs::File::open(&file).and_then(|f| query::search(BufReader::new(f), &filter, limit))
     })
     .await
-    .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, codes::INTERNAL, "query failed"))?
+    .map_err(|_| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            codes::INTERNAL,
+            "query failed",
+        )
+    })?
     .map_err(|e| {
         tracing::error!(error = %e, "cannot read the audit log");
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, codes::INTERNAL, "cannot read the audit log")
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            codes::INTERNAL,
+            "cannot read the audit log",
+        )
     })?;
     Ok(Json(api::AuditRecordsResponse {
         file: shown,
@@ -463,10 +499,20 @@ async fn readers(
         std::fs::File::open(&file).and_then(|f| query::readers(BufReader::new(f), &p, v))
     })
     .await
-    .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, codes::INTERNAL, "query failed"))?
+    .map_err(|_| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            codes::INTERNAL,
+            "query failed",
+        )
+    })?
     .map_err(|e| {
         tracing::error!(error = %e, "cannot read the audit log");
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, codes::INTERNAL, "cannot read the audit log")
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            codes::INTERNAL,
+            "cannot read the audit log",
+        )
     })?;
     Ok(Json(api::AuditReadersResponse {
         path,
@@ -482,7 +528,10 @@ async fn hash(
     JsonBody(req): JsonBody<api::AuditHashRequest>,
 ) -> Result<Json<api::AuditHashResponse>, ApiError> {
     st.coffer.authorize(&id, Operation::Admin, AUDIT_TARGET)?;
-    let key = st.coffer.audit_key().ok_or(coffer_core::CoreError::Sealed)?;
+    let key = st
+        .coffer
+        .audit_key()
+        .ok_or(coffer_core::CoreError::Sealed)?;
     Ok(Json(api::AuditHashResponse {
         hmac: coffer_audit::format_tag(&key.field(req.value.expose().as_bytes())),
     }))

@@ -157,7 +157,9 @@ impl AuditConfig {
         }
         for w in &self.webhooks {
             if !(w.starts_with("http://") || w.starts_with("https://")) {
-                return Err(format!("audit.webhooks: {w:?} must be an http:// or https:// URL"));
+                return Err(format!(
+                    "audit.webhooks: {w:?} must be an http:// or https:// URL"
+                ));
             }
         }
         self.alerts.validate()
@@ -264,11 +266,23 @@ mod tests {
             ("data_dir = \"/d\"\nlog_format = \"xml\"", "log_format"),
             ("listen = \"not an address\"\ndata_dir = \"/d\"", "address"),
             ("", "data_dir"),
-            ("data_dir = \"/d\"\n[audit]\nfsync = \"never\"", "audit.fsync"),
-            ("data_dir = \"/d\"\n[audit]\nsockets = [\"udp://x:1\"]", "audit.sockets"),
+            (
+                "data_dir = \"/d\"\n[audit]\nfsync = \"never\"",
+                "audit.fsync",
+            ),
+            (
+                "data_dir = \"/d\"\n[audit]\nsockets = [\"udp://x:1\"]",
+                "audit.sockets",
+            ),
             ("data_dir = \"/d\"\n[audit]\nfiles = []", "no sink"),
-            ("data_dir = \"/d\"\n[audit]\nwebhooks = [\"ftp://x\"]", "audit.webhooks"),
-            ("data_dir = \"/d\"\n[audit.alerts]\nfailures = 0", "at least 1"),
+            (
+                "data_dir = \"/d\"\n[audit]\nwebhooks = [\"ftp://x\"]",
+                "audit.webhooks",
+            ),
+            (
+                "data_dir = \"/d\"\n[audit.alerts]\nfailures = 0",
+                "at least 1",
+            ),
             ("data_dir = \"/d\"\n[audit]\nfile = \"x\"", "unknown field"),
         ] {
             let err = ServerConfig::parse(text).unwrap_err();

@@ -14,9 +14,9 @@ mod routes;
 mod serve;
 mod timefmt;
 
+pub use audit::filter_from;
 pub use config::{AuditConfig, ConfigError, DEFAULT_AUDIT_FILE, ServerConfig};
 pub use error::ApiError;
-pub use audit::filter_from;
 pub use routes::{AppState, OPENAPI, rfc3339, router};
 pub use serve::{BoundListener, ServeError, TlsFiles, bind, serve};
 

@@ -1,0 +1,787 @@
+//! The audit log end to end, against the real binary: every request recorded
+//! exactly once, tampering named by `coffer audit verify`, fail closed when no
+//! sink can record (and service resumes when one recovers), alerts delivered
+//! to a webhook, queries, and the project-wide canary scan.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::canary::Canary;
+use common::{Mode, Server, init_and_unseal, ok};
+use serde_json::Value;
+
+fn records(file: &Path) -> Vec<Value> {
+    std::fs::read_to_string(file)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+fn audit_log(server: &Server) -> PathBuf {
+    server.data_dir().join("audit.log")
+}
+
+#[test]
+fn every_request_is_recorded_once_with_who_what_and_outcome() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    let body = br#"{"value":"v1"}"#;
+    // (request, expected op, expected outcome, expected status)
+    let cases: Vec<(common::Response, &str, &str, u16)> = vec![
+        (
+            server.http("PUT", "/api/v1/secrets/app/dev/db", Some(&root), Some(body)),
+            "secret.write",
+            "ok",
+            200,
+        ),
+        (
+            server.http("GET", "/api/v1/secrets/app/dev/db", Some(&root), None),
+            "secret.read",
+            "ok",
+            200,
+        ),
+        (
+            server.http(
+                "GET",
+                "/api/v1/secrets/app/dev/db",
+                Some("cft_not_a_token"),
+                None,
+            ),
+            "secret.read",
+            "denied",
+            401,
+        ),
+        (
+            server.http("GET", "/api/v1/secrets/app/dev/nope", Some(&root), None),
+            "secret.read",
+            "error",
+            404,
+        ),
+        (
+            server.http(
+                "PUT",
+                "/api/v1/secrets/app/dev/db",
+                Some(&root),
+                Some(b"{not json"),
+            ),
+            "secret.write",
+            "error",
+            400,
+        ),
+        (
+            common::http(
+                server.host_port(),
+                "PUT",
+                "/api/v1/secrets/app/dev/db",
+                Some(&root),
+                Some(b"{}"),
+                &[("Content-Length", "999999999")],
+            ),
+            "secret.write",
+            "error",
+            413,
+        ),
+        (
+            server.http("GET", "/api/v1/no/such/route", None, None),
+            "unmatched",
+            "error",
+            404,
+        ),
+        (
+            server.http("POST", "/api/v1/sys/keyring", Some(&root), None),
+            "unmatched",
+            "error",
+            405,
+        ),
+    ];
+    let health = server.http("GET", "/api/v1/sys/health", None, None);
+    let status = server.http("GET", "/api/v1/sys/status", None, None);
+    let log = records(&audit_log(&server));
+    let by_id = |id: &str| -> Vec<&Value> {
+        log.iter()
+            .filter(|r| r["request_id"].as_str() == Some(id))
+            .collect()
+    };
+    for (resp, op, outcome, code) in &cases {
+        assert_eq!(resp.status, *code, "{op}: {}", resp.text());
+        let id = resp.header("x-request-id").unwrap();
+        let found = by_id(id);
+        assert_eq!(
+            found.len(),
+            1,
+            "{op} {code}: recorded {} times",
+            found.len()
+        );
+        let r = found[0];
+        assert_eq!(r["op"], *op);
+        assert_eq!(r["outcome"], *outcome);
+        assert_eq!(r["status"], *code);
+        assert_eq!(r["source"], "127.0.0.1");
+        assert!(r["time"].as_str().unwrap().ends_with('Z'));
+        assert!(r["duration_us"].is_u64());
+    }
+    for exempt in [&health, &status] {
+        assert!(by_id(exempt.header("x-request-id").unwrap()).is_empty());
+    }
+    // Who, what and which version, for the successful read.
+    let read = by_id(cases[1].0.header("x-request-id").unwrap())[0];
+    assert_eq!(read["actor"]["name"], "root");
+    assert_eq!(read["actor"]["kind"], "service");
+    assert!(
+        read["actor"]["accessor"]
+            .as_str()
+            .unwrap()
+            .starts_with("acc_")
+    );
+    assert_eq!(read["path"], "app/dev/db");
+    assert_eq!(read["decision"], "read");
+    assert_eq!(read["version"], 1);
+    // Tokens appear only as HMACs, and `coffer audit hash` finds them.
+    let bad = by_id(cases[2].0.header("x-request-id").unwrap())[0];
+    assert!(bad["actor"].is_null());
+    let cli = || server.cli().token(&root);
+    let tag = cli()
+        .stdin("cft_not_a_token")
+        .run(&["audit", "hash"])
+        .expect(0)
+        .stdout();
+    assert_eq!(bad["token"], tag.trim());
+    assert_eq!(
+        read["token"].as_str().unwrap().len(),
+        "hmac-sha256:".len() + 64
+    );
+    let raw = std::fs::read_to_string(audit_log(&server)).unwrap();
+    assert!(!raw.contains(&root) && !raw.contains("cft_not_a_token"));
+    let oversized = by_id(cases[5].0.header("x-request-id").unwrap())[0];
+    assert_eq!(oversized["error"], "too_large");
+    // The first record says the log opened.
+    assert_eq!(log[0]["type"], "notice");
+    assert_eq!(log[0]["seq"], 1);
+
+    // Queries, through the server and offline on the file.
+    let q = cli()
+        .run(&[
+            "audit",
+            "query",
+            "--op",
+            "secret.read",
+            "--outcome",
+            "ok",
+            "--json",
+        ])
+        .expect(0)
+        .json();
+    assert_eq!(q["records"].as_array().unwrap().len(), 1);
+    let offline = server
+        .cli()
+        .run(&[
+            "audit",
+            "query",
+            "--file",
+            audit_log(&server).to_str().unwrap(),
+            "--path",
+            "app/*",
+            "--since",
+            "1h",
+            "--json",
+        ])
+        .expect(0)
+        .json();
+    // Refused requests name the path from the URL when no decision did.
+    assert_eq!(offline["records"].as_array().unwrap().len(), 6, "{offline}");
+    let by_tag = cli()
+        .run(&["audit", "query", "--actor", tag.trim(), "--json"])
+        .expect(0)
+        .json();
+    assert_eq!(by_tag["records"].as_array().unwrap().len(), 1);
+    let readers = cli()
+        .run(&["audit", "readers", "app/dev/db", "--json"])
+        .expect(0)
+        .json();
+    let readers = readers["readers"].as_array().unwrap();
+    assert_eq!(readers.len(), 1);
+    assert_eq!(readers[0]["name"], "root");
+    assert_eq!(readers[0]["reads"], 1);
+    let human = cli()
+        .run(&["audit", "readers", "app/dev/db"])
+        .expect(0)
+        .stdout();
+    assert!(human.contains("service root"), "{human}");
+
+    // The audit API is for admins of sys/audit only.
+    cli()
+        .stdin("path \"app/*\" { capabilities = [\"read\"] }")
+        .run(&["policy", "write", "reader"])
+        .expect(0);
+    let scoped = cli()
+        .run(&["token", "create", "--policy", "reader", "--json"])
+        .expect(0)
+        .json()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for args in [
+        &["audit", "query"][..],
+        &["audit", "verify"],
+        &["audit", "readers", "app/dev/db"],
+    ] {
+        server.cli().token(&scoped).run(args).expect(4);
+    }
+    server
+        .cli()
+        .token(&scoped)
+        .stdin("x")
+        .run(&["audit", "hash"])
+        .expect(4);
+    // Bad query input is a usage error that changes nothing.
+    cli()
+        .run(&["audit", "query", "--since", "yesterday"])
+        .expect(2);
+    cli()
+        .run(&["audit", "verify", "--file", "/etc/passwd"])
+        .expect(7);
+}
+
+/// Runs `coffer audit verify --file F --json` and returns the problem.
+fn verify_problem(server: &Server, root: &str, file: &Path) -> Value {
+    let run = server.cli().token(root).run(&[
+        "audit",
+        "verify",
+        "--file",
+        file.to_str().unwrap(),
+        "--json",
+    ]);
+    let out = run.json();
+    assert_eq!(run.code(), 7, "{out}");
+    out["files"][0]["problem"].clone()
+}
+
+#[test]
+fn verify_names_every_kind_of_tampering() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    for i in 0..12 {
+        let body = format!(r#"{{"value":"v{i}"}}"#);
+        let r = server.http(
+            "PUT",
+            &format!("/api/v1/secrets/app/p{i}"),
+            Some(&root),
+            Some(body.as_bytes()),
+        );
+        ok(&r, "write");
+    }
+    let cli = || server.cli().token(&root);
+    let verdict = cli().run(&["audit", "verify"]).expect(0).stdout();
+    assert!(verdict.contains("ok, "), "{verdict}");
+    // Let the head file catch up, then copy it before the log, so the
+    // copied log holds at least the records the head names.
+    std::thread::sleep(Duration::from_millis(400));
+    let data = server.data_dir();
+    let head_text = std::fs::read_to_string(data.join("audit.log.head")).unwrap();
+    let head_seq = serde_json::from_str::<Value>(&head_text).unwrap()["seq"]
+        .as_u64()
+        .unwrap() as usize;
+    let original = std::fs::read_to_string(audit_log(&server)).unwrap();
+    let lines: Vec<&str> = original.lines().collect();
+    assert!(lines.len() >= head_seq && head_seq > 8, "{head_seq}");
+    let write_copy = |name: &str, lines: &[String]| -> PathBuf {
+        let p = data.join(format!("{name}.log"));
+        std::fs::write(
+            &p,
+            lines.iter().map(|l| format!("{l}\n")).collect::<String>(),
+        )
+        .unwrap();
+        std::fs::write(data.join(format!("{name}.log.head")), &head_text).unwrap();
+        p
+    };
+    let owned: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    let intact = write_copy("intact", &owned);
+    cli()
+        .run(&["audit", "verify", "--file", intact.to_str().unwrap()])
+        .expect(0);
+
+    // (mutation, mutated lines, line the report must name)
+    let mut cases: Vec<(&str, Vec<String>, u64)> = Vec::new();
+    let mut v = owned.clone();
+    v.insert(5, owned[2].clone());
+    cases.push(("insert", v, 6));
+    let mut v = owned.clone();
+    v.remove(4);
+    cases.push(("delete", v, 5));
+    let mut v = owned.clone();
+    v.swap(6, 7);
+    cases.push(("reorder", v, 7));
+    let mut v = owned.clone();
+    v[3] = v[3].replacen("app/p", "app/q", 1);
+    cases.push(("edit one byte", v, 4));
+    let mut v = owned.clone();
+    v.truncate(head_seq - 2);
+    cases.push(("truncate", v, head_seq as u64 - 1));
+    for (name, mutated, want) in cases {
+        let file = write_copy(&format!("tampered-{}", name.replace(' ', "-")), &mutated);
+        let problem = verify_problem(&server, &root, &file);
+        assert_eq!(problem["line"], want, "{name}: {problem}");
+        let human = cli()
+            .run(&["audit", "verify", "--file", file.to_str().unwrap()])
+            .expect(7)
+            .stdout();
+        assert!(
+            human.contains(&format!("FAILED at line {want}")),
+            "{name}: {human}"
+        );
+    }
+
+    // Truncating the live log is caught against the running writer's head.
+    let live = audit_log(&server);
+    let text = std::fs::read_to_string(&live).unwrap();
+    let keep: usize = text
+        .lines()
+        .take(text.lines().count() - 1)
+        .map(|l| l.len() + 1)
+        .sum();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&live)
+        .unwrap()
+        .set_len(keep as u64)
+        .unwrap();
+    let out = cli().run(&["audit", "verify", "--json"]).expect(7).json();
+    let reason = out["files"][0]["problem"]["reason"].as_str().unwrap();
+    assert!(reason.contains("truncated"), "{reason}");
+    assert_eq!(out["files"][0]["head"], "live");
+    server.stop();
+
+    // Truncated while the server is down: found at the next start.
+    let dir2 = tempfile::tempdir().unwrap();
+    let server = Server::start(dir2.path(), Mode::Dev);
+    let root = server.root_token();
+    for _ in 0..3 {
+        server.http("GET", "/api/v1/secrets/x", Some(&root), None);
+    }
+    let data = server.data_dir();
+    server.stop();
+    let log = data.join("audit.log");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let keep: String = text
+        .lines()
+        .take(text.lines().count() - 2)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&log, keep).unwrap();
+    let server = Server::start(dir2.path(), Mode::Dev);
+    let alerts = server
+        .cli()
+        .token(&root)
+        .run(&["audit", "query", "--type", "alert", "--json"])
+        .expect(0)
+        .json();
+    let rules: Vec<&str> = alerts["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["alert"]["rule"].as_str().unwrap())
+        .collect();
+    assert_eq!(rules, ["audit_log_truncated"]);
+}
+
+#[test]
+fn a_full_disk_refuses_every_request_and_reveals_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    // Bootstrap a dev data directory with a secret, audited normally.
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    server
+        .cli()
+        .token(&root)
+        .stdin("CANARY-full-disk")
+        .run(&["set", "app/db"])
+        .expect(0);
+    server.stop();
+    // Now the only sink is a device that is always full.
+    let mut cmd = std::process::Command::new(common::BIN);
+    let out_log = dir.path().join("full.out");
+    let err_log = dir.path().join("full.err");
+    let mut child = cmd
+        .args([
+            "server",
+            "--dev",
+            "--listen",
+            "127.0.0.1:0",
+            "--audit-file",
+            "/dev/full",
+        ])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .stdout(std::fs::File::create(&out_log).unwrap())
+        .stderr(std::fs::File::create(&err_log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let addr = loop {
+        let out = std::fs::read_to_string(&out_log).unwrap_or_default();
+        if let Some(a) = out
+            .split_whitespace()
+            .find(|w| w.starts_with("http://127.0.0.1:"))
+        {
+            break a.to_string();
+        }
+        assert!(Instant::now() < deadline, "no address");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let cli = || common::Cli::new(&addr, &home).token(&root);
+    let get = cli().run(&["get", "app/db"]);
+    assert_eq!(get.code(), 5, "{}", get.stderr());
+    assert!(
+        !get.stdout().contains("CANARY"),
+        "a value was served unaudited"
+    );
+    assert!(get.stderr().contains("audit"), "{}", get.stderr());
+    cli().stdin("changed").run(&["set", "app/db"]).expect(5);
+    let host = addr.trim_start_matches("http://");
+    let r = common::http(
+        host,
+        "GET",
+        "/api/v1/secrets/app/db",
+        Some(&root),
+        None,
+        &[],
+    );
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (503, "audit_unavailable")
+    );
+    assert!(!r.text().contains("CANARY"));
+    let _ = child.kill();
+    let _ = child.wait();
+    let logs = std::fs::read_to_string(&err_log).unwrap();
+    assert!(logs.contains("no audit sink can record"), "{logs}");
+    // Nothing changed while unaudited.
+    let server = Server::start(dir.path(), Mode::Dev);
+    let meta = server
+        .cli()
+        .token(&root)
+        .run(&["get", "app/db"])
+        .expect(0)
+        .stdout();
+    assert_eq!(meta, "CANARY-full-disk");
+}
+
+/// A line collector on a TCP port that can be stopped and restarted.
+struct Collector {
+    port: u16,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Collector {
+    fn start(port: u16, lines: Arc<Mutex<Vec<String>>>) -> Collector {
+        let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        listener.set_nonblocking(true).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (s, l) = (stop.clone(), lines.clone());
+        let thread = std::thread::spawn(move || {
+            let mut conns: Vec<BufReader<TcpStream>> = Vec::new();
+            while !s.load(Ordering::Relaxed) {
+                if let Ok((c, _)) = listener.accept() {
+                    c.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+                    conns.push(BufReader::new(c));
+                }
+                for c in &mut conns {
+                    let mut line = String::new();
+                    while c.read_line(&mut line).is_ok_and(|n| n > 0) {
+                        if line.ends_with('\n') {
+                            l.lock().unwrap().push(std::mem::take(&mut line));
+                        }
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            // Dropping the connections and the listener closes them.
+        });
+        Collector {
+            port,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn stop(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.take().unwrap().join().unwrap();
+    }
+}
+
+#[test]
+fn a_lost_socket_sink_refuses_requests_until_it_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let collector = Collector::start(0, lines.clone());
+    let port = collector.port;
+    let config = format!("[audit]\nfiles = []\nsockets = [\"tcp://127.0.0.1:{port}\"]\n");
+    let server = Server::start(dir.path(), Mode::Config(&config));
+    let (_, root) = init_and_unseal(|| server.cli());
+    let cli = || server.cli().token(&root);
+    cli()
+        .stdin("CANARY-socket")
+        .run(&["set", "app/db"])
+        .expect(0);
+    assert_eq!(
+        cli().run(&["get", "app/db"]).expect(0).stdout(),
+        "CANARY-socket"
+    );
+
+    collector.stop();
+    let get = cli().run(&["get", "app/db"]);
+    assert_eq!(get.code(), 5, "{}", get.stderr());
+    assert!(!get.stdout().contains("CANARY"));
+    cli().stdin("changed").run(&["set", "app/db"]).expect(5);
+
+    let collector = Collector::start(port, lines.clone());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let get = cli().run(&["get", "app/db"]);
+        if get.code() == 0 {
+            assert_eq!(
+                get.stdout(),
+                "CANARY-socket",
+                "the refused write changed nothing"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "service did not resume: {}",
+            get.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    collector.stop();
+    let got: Vec<Value> = lines
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // One chain across the outage: sequence numbers run on, and the first
+    // line after it says how many records this sink missed.
+    for (i, r) in got.iter().enumerate() {
+        assert_eq!(r["seq"], i as u64 + 1, "{r}");
+    }
+    assert!(
+        got.iter()
+            .any(|r| r["missed"].as_u64().is_some_and(|n| n >= 1))
+    );
+    assert!(!lines.lock().unwrap().concat().contains("CANARY"));
+}
+
+/// A webhook receiver that fails its first delivery and accepts the rest.
+fn webhook_receiver() -> (u16, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let bodies = Arc::new(Mutex::new(Vec::new()));
+    let b = bodies.clone();
+    std::thread::spawn(move || {
+        for (n, conn) in listener.incoming().enumerate() {
+            let Ok(mut conn) = conn else { continue };
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let mut len = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap();
+                }
+                if line == "\r\n" {
+                    break;
+                }
+            }
+            let mut body = vec![0; len];
+            reader.read_exact(&mut body).unwrap();
+            let status = if n == 0 {
+                "500 Internal Server Error"
+            } else {
+                "200 OK"
+            };
+            if n > 0 {
+                b.lock().unwrap().push(String::from_utf8(body).unwrap());
+            }
+            let _ = conn.write_all(
+                format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            );
+        }
+    });
+    (port, bodies)
+}
+
+#[test]
+fn alerts_are_records_and_reach_webhooks_with_retry() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, bodies) = webhook_receiver();
+    let config = format!(
+        "[audit]\nwebhooks = [\"http://127.0.0.1:{port}/hook\"]\n[audit.alerts]\nfailures = 3\n"
+    );
+    let server = Server::start(dir.path(), Mode::Config(&config));
+    let (_, root) = init_and_unseal(|| server.cli());
+    let stolen = "cft_CANARY_stolen_token";
+    for _ in 0..5 {
+        let r = server.http("GET", "/api/v1/secrets/app/db", Some(stolen), None);
+        assert_eq!(r.status, 401);
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let delivered = loop {
+        let got = bodies.lock().unwrap().clone();
+        if let Some(b) = got.iter().find(|b| b.contains("failure_burst")) {
+            break b.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no alert delivered: {got:?}\n{}",
+            server.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let alert: Value = serde_json::from_str(&delivered).unwrap();
+    assert_eq!(alert["type"], "alert");
+    assert_eq!(alert["alert"]["count"], 3);
+    assert_eq!(alert["alert"]["subject"], "source 127.0.0.1");
+    assert!(!delivered.contains(stolen));
+    assert!(server.logs().contains("retrying"), "{}", server.logs());
+    // One alert for the burst, however long it goes on, and it is in the log.
+    let q = server
+        .cli()
+        .token(&root)
+        .run(&["audit", "query", "--type", "alert", "--json"])
+        .expect(0)
+        .json();
+    let recs = q["records"].as_array().unwrap();
+    assert_eq!(recs.len(), 1, "{q}");
+    assert_eq!(recs[0]["alert"]["rule"], "failure_burst");
+    let raw = std::fs::read_to_string(server.data_dir().join("audit.log")).unwrap();
+    assert!(!raw.contains(stolen));
+}
+
+/// The project-wide canary scan: one value sent through every kind of
+/// request, good and bad, then searched for in everything the system wrote.
+#[test]
+fn canary_appears_only_where_it_belongs() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    let mut canary = Canary::new("audit");
+    let c = canary.value.clone();
+    let cli = || server.cli().token(&root);
+
+    let set = cli().stdin(&c).run(&["set", "app/prod/db"]).expect(0);
+    canary.search_run("set", &set);
+    let get = cli().run(&["get", "app/prod/db"]).expect(0);
+    canary.search_run_allowing_stdout("get", &get);
+    let fields = format!(r#"{{"user":"app","password":"{c}"}}"#);
+    let set = cli()
+        .stdin(&fields)
+        .run(&["set", "app/prod/f", "--fields"])
+        .expect(0);
+    canary.search_run("set --fields", &set);
+    let r = server.http("GET", "/api/v1/secrets/app/prod/db", Some(&root), None);
+    assert!(r.text().contains(&c));
+    // The read response is where the value belongs; its headers are not.
+    canary.search("read: headers", format!("{:?}", r.headers));
+
+    // Hostile and mistaken uses of the value.
+    let hostile: Vec<(&str, &str, String, Option<Vec<u8>>)> = vec![
+        ("token", "/api/v1/secrets/app/prod/db", c.clone(), None),
+        (
+            "bad json",
+            "/api/v1/secrets/app/x",
+            root.clone(),
+            Some(format!("{{\"value\": {c}}}").into_bytes()),
+        ),
+        (
+            "number value",
+            "/api/v1/secrets/app/x",
+            root.clone(),
+            Some(format!("{{\"value\":\"a\",\"{c}\":1}}").into_bytes()),
+        ),
+        (
+            "login",
+            "/api/v1/auth/login",
+            String::new(),
+            Some(format!(r#"{{"user":"{c}","password":"{c}"}}"#).into_bytes()),
+        ),
+        (
+            "invite",
+            "/api/v1/auth/invites/accept",
+            String::new(),
+            Some(format!(r#"{{"code":"{c}","user":"bob","password":"{c}"}}"#).into_bytes()),
+        ),
+        (
+            "unseal",
+            "/api/v1/sys/unseal",
+            String::new(),
+            Some(format!(r#"{{"key":"{c}"}}"#).into_bytes()),
+        ),
+        (
+            "hash",
+            "/api/v1/sys/audit/hash",
+            root.clone(),
+            Some(format!(r#"{{"value":"{c}"}}"#).into_bytes()),
+        ),
+        (
+            "verify",
+            "/api/v1/sys/audit/verify",
+            root.clone(),
+            Some(format!(r#"{{"file":"{c}"}}"#).into_bytes()),
+        ),
+    ];
+    for (name, path, token, body) in &hostile {
+        let method = if body.is_some() && path.contains("secrets") {
+            "PUT"
+        } else if body.is_some() {
+            "POST"
+        } else {
+            "GET"
+        };
+        let token = (!token.is_empty()).then_some(token.as_str());
+        let r = server.http(method, path, token, body.as_deref());
+        canary.search_response(name, &r);
+    }
+    let r = server.http(
+        "GET",
+        &format!("/api/v1/secrets/app/prod/db?version={c}"),
+        Some(&root),
+        None,
+    );
+    canary.search_response("version query", &r);
+    let login = server.cli().stdin(&c).run(&["login", "--user", "nobody"]);
+    canary.search_run("login", &login);
+    let hash = cli().stdin(&c).run(&["audit", "hash"]).expect(0);
+    canary.search_run("audit hash", &hash);
+    for args in [
+        &["audit", "query", "--json"][..],
+        &["audit", "readers", "app/prod/db", "--json"],
+        &["audit", "verify", "--json"],
+    ] {
+        let run = cli().run(args);
+        canary.search_run(&args.join(" "), &run);
+    }
+
+    let data = server.data_dir();
+    server.stop();
+    canary.search_dir(&data);
+    canary.search_dir(dir.path());
+    canary.assert_nowhere_else();
+}
