@@ -81,7 +81,9 @@ impl Pending {
 }
 
 enum Msg {
-    Record(Pending),
+    // Boxed: a record is several hundred bytes, and the channel's slots are
+    // sized for the largest message.
+    Record(Box<Pending>),
     Close(mpsc::Sender<()>),
 }
 
@@ -182,11 +184,11 @@ impl Auditor {
             .unwrap_or_else(|p| p.into_inner())
             .as_ref()
             .is_some_and(|tx| {
-                tx.send(Msg::Record(Pending {
+                tx.send(Msg::Record(Box::new(Pending {
                     record,
                     json,
                     ack: Some(ack),
-                }))
+                })))
                 .is_ok()
             });
         sent && done.await.unwrap_or(false)
@@ -261,7 +263,7 @@ impl Writer {
             let mut next = msg;
             while let Some(m) = next.take() {
                 match m {
-                    Msg::Record(p) => batch.push(p),
+                    Msg::Record(p) => batch.push(*p),
                     Msg::Close(done) => {
                         close = Some(done);
                         break;

@@ -163,7 +163,7 @@ async fn verify(g: &Global, file: Option<String>, json: bool) -> anyhow::Result<
 fn resolve_time(input: Option<String>) -> anyhow::Result<Option<String>> {
     let Some(t) = input else { return Ok(None) };
     if let Ok(ms) = coffer_core::duration::parse_duration_ms(&t) {
-        let then = coffer_core::now_ms().saturating_sub(ms as i64);
+        let then = coffer_core::now_ms().saturating_sub(ms);
         return Ok(Some(coffer_server::rfc3339(then)));
     }
     query::normalize_time(&t)
