@@ -641,7 +641,13 @@ print(json.dumps({"policy": src}))')
         esac
     done
     kill -0 "$pid" 2>/dev/null || server_failed coffer "coffer died during the load"
+    # Audit is on (dev mode writes DATA_DIR/audit.log), as OpenBao's file
+    # device is: every measured request must have left a record.
+    local records
+    records=$(wc -l <"$dir/audit.log")
+    ((records > 1000)) || server_failed coffer "coffer's audit log has only $records records"
     stop_server "$pid"
+    echo "coffer audit records: $records" >&2
 }
 
 # --- OpenBao ---------------------------------------------------------------------
