@@ -257,6 +257,17 @@ impl Sink {
         }
     }
 
+    /// A second handle on a regular log file, for syncing it from another
+    /// thread while this one keeps appending.
+    pub fn sync_handle(&self) -> Option<File> {
+        match &self.kind {
+            SinkKind::File {
+                file, len: Some(_), ..
+            } => file.try_clone().ok(),
+            _ => None,
+        }
+    }
+
     /// Flushes written data to stable storage (files only).
     pub fn sync(&mut self) -> io::Result<()> {
         if let SinkKind::File { file, dirty, .. } = &mut self.kind

@@ -9,8 +9,8 @@
 //! did, every request in it is told so and must fail.
 //!
 //! Head files (`FILE.head`) are rewritten at most five times a second and on
-//! close; files are synced to disk every second (or after every batch with
-//! [`Fsync::Batch`]) and on close.
+//! close; files are synced to disk every second by a separate thread (or by
+//! the writer after every batch with [`Fsync::Batch`]) and on close.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -94,6 +94,7 @@ pub struct Auditor {
     heads: Arc<Mutex<Vec<(PathBuf, Head)>>>,
     files: Vec<PathBuf>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    syncer: Mutex<Option<(Arc<AtomicBool>, JoinHandle<()>)>>,
 }
 
 impl Auditor {
@@ -136,7 +137,7 @@ impl Auditor {
             heads: heads.clone(),
             heads_written: Instant::now(),
             heads_dirty: true,
-            synced: Instant::now(),
+            written: Arc::new(AtomicBool::new(false)),
             out: Vec::new(),
             scratch: Vec::new(),
         };
@@ -152,8 +153,40 @@ impl Auditor {
                 .collect::<Vec<_>>()
                 .join(", ")
         )));
+        for n in notices.iter().filter(|n| n.kind == crate::record::Kind::Alert) {
+            let _ = writer.alert_tx.send(n.clone());
+        }
         let mut first: Vec<Pending> = notices.into_iter().map(Pending::notice).collect();
         writer.commit(&mut first);
+        // Interval syncs run on their own thread, on second handles: an
+        // fsync of a second's worth of records can take milliseconds, and
+        // the writer must not stall every request meanwhile.
+        let syncer = match config.fsync {
+            Fsync::Interval(every) => {
+                let handles: Vec<std::fs::File> =
+                    writer.sinks.iter().filter_map(Sink::sync_handle).collect();
+                let written = writer.written.clone();
+                let stop = Arc::new(AtomicBool::new(false));
+                let s = stop.clone();
+                let t = std::thread::Builder::new()
+                    .name("coffer-audit-sync".into())
+                    .spawn(move || {
+                        while !s.load(Ordering::Relaxed) {
+                            std::thread::park_timeout(every);
+                            if written.swap(false, Ordering::Relaxed) {
+                                for h in &handles {
+                                    if let Err(e) = h.sync_data() {
+                                        tracing::error!(error = %e, "audit log sync failed");
+                                    }
+                                }
+                            }
+                        }
+                    })
+                    .map_err(StartError::Thread)?;
+                Some((stop, t))
+            }
+            Fsync::Batch => None,
+        };
         let thread = std::thread::Builder::new()
             .name("coffer-audit".into())
             .spawn(move || writer.run(rx))
@@ -165,6 +198,7 @@ impl Auditor {
                 heads,
                 files,
                 thread: Mutex::new(Some(thread)),
+                syncer: Mutex::new(syncer),
             },
             alert_rx,
         ))
@@ -223,6 +257,11 @@ impl Auditor {
         if let Some(t) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
             let _ = t.join();
         }
+        if let Some((stop, t)) = self.syncer.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            stop.store(true, Ordering::Relaxed);
+            t.thread().unpark();
+            let _ = t.join();
+        }
     }
 }
 
@@ -245,7 +284,8 @@ struct Writer {
     heads: Arc<Mutex<Vec<(PathBuf, Head)>>>,
     heads_written: Instant,
     heads_dirty: bool,
-    synced: Instant,
+    /// Set after each batch that reached a sink; the sync thread clears it.
+    written: Arc<AtomicBool>,
     out: Vec<u8>,
     scratch: Vec<u8>,
 }
@@ -354,6 +394,7 @@ impl Writer {
         }
         if any {
             self.heads_dirty = true;
+            self.written.store(true, Ordering::Relaxed);
             let mut heads = self.heads.lock().unwrap_or_else(|p| p.into_inner());
             heads.clear();
             heads.extend(
@@ -367,11 +408,6 @@ impl Writer {
     fn periodic(&mut self) {
         if self.heads_dirty && self.heads_written.elapsed() >= HEADS_EVERY {
             self.write_heads();
-        }
-        if let Fsync::Interval(every) = self.fsync
-            && self.synced.elapsed() >= every
-        {
-            self.sync_all();
         }
     }
 
@@ -389,7 +425,6 @@ impl Writer {
                 tracing::error!(sink = %sink.spec.describe(), error = %e, "audit sink sync failed");
             }
         }
-        self.synced = Instant::now();
     }
 
     /// Rewrites each regular log file's head file (write, then rename, so a

@@ -87,6 +87,10 @@ pub fn report(e: &anyhow::Error) {
             ErrorKind::Unauthenticated => {
                 format!("{} (set COFFER_TOKEN or run `coffer login`)", c.message)
             }
+            // Not sealed: the server could not audit, and says what to do.
+            ErrorKind::Sealed if c.code.as_deref() == Some(coffer_api::codes::AUDIT_UNAVAILABLE) => {
+                c.message.clone()
+            }
             ErrorKind::Sealed => format!(
                 "{} (see `coffer status`; unseal with `coffer operator unseal`)",
                 c.message
