@@ -1,12 +1,12 @@
-//! The audit writer: one thread that group-commits records to every sink.
+//! The audit writer: group commit of records to every sink.
 //!
 //! Request tasks serialize their record (in parallel, on the runtime's
-//! workers) and hand it to the writer with a one-shot reply. The writer takes
-//! whatever has queued up since its last write (one record at low load,
-//! thousands at high load), runs the alert rules over them, links each sink's
-//! lines into its chain and writes each sink once per batch. A request is
-//! acknowledged as recorded when at least one sink took the batch; if none
-//! did, every request in it is told so and must fail.
+//! workers) and queue it with a one-shot reply. Whichever task finds no
+//! writer at work becomes the leader and writes whatever has queued up (one
+//! record at low load, many at high load): it runs the alert rules over
+//! them, links each sink's lines into its chain and writes each sink once
+//! per batch. A request is acknowledged as recorded when at least one sink
+//! took the batch; if none did, every request in it is told so and must fail.
 //!
 //! Head files (`FILE.head`) are rewritten at most five times a second and on
 //! close; files are synced to disk every second by a separate thread (or by
@@ -14,7 +14,6 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -80,25 +79,62 @@ impl Pending {
     }
 }
 
-enum Msg {
-    // Boxed: a record is several hundred bytes, and the channel's slots are
-    // sized for the largest message.
-    Record(Box<Pending>),
-    Close(mpsc::Sender<()>),
+/// The queue of records waiting for a leader to write them.
+struct Queue {
+    pending: Vec<Pending>,
+    /// A task is writing batches; new records join the next one.
+    leader: bool,
+    closed: bool,
 }
+
+struct Shared {
+    queue: Mutex<Queue>,
+    writer: Mutex<Writer>,
+}
+
+impl Shared {
+    /// Writes batches until the queue is empty. After a few rounds the rest
+    /// is handed to a new task, so that one request is not held up writing
+    /// everyone else's records while load lasts.
+    fn drain(self: &Arc<Self>) {
+        for _ in 0..ROUNDS_INLINE {
+            let mut batch = {
+                let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+                if q.pending.is_empty() {
+                    q.leader = false;
+                    return;
+                }
+                std::mem::take(&mut q.pending)
+            };
+            self.writer
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .commit(&mut batch);
+        }
+        let shared = self.clone();
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) => {
+                h.spawn(async move { shared.drain() });
+            }
+            Err(_) => shared.drain(),
+        }
+    }
+}
+
+/// Rounds a request's task writes before handing on.
+const ROUNDS_INLINE: usize = 2;
 
 /// The handle request tasks use to record.
 pub struct Auditor {
-    tx: Mutex<Option<mpsc::Sender<Msg>>>,
+    shared: Arc<Shared>,
     healthy: Arc<AtomicBool>,
     heads: Arc<Mutex<Vec<(PathBuf, Head)>>>,
     files: Vec<PathBuf>,
-    thread: Mutex<Option<JoinHandle<()>>>,
-    syncer: Mutex<Option<(Arc<AtomicBool>, JoinHandle<()>)>>,
+    maintenance: Mutex<Option<(Arc<AtomicBool>, JoinHandle<()>)>>,
 }
 
 impl Auditor {
-    /// Opens every sink and starts the writer thread. Alerts raised by the
+    /// Opens every sink and writes the opening notice. Alerts raised by the
     /// rules are also sent on the returned channel (for webhooks).
     pub fn start(
         config: AuditorConfig,
@@ -125,8 +161,8 @@ impl Auditor {
                 .collect(),
         ));
         let healthy = Arc::new(AtomicBool::new(true));
-        let (tx, rx) = mpsc::channel();
         let (alert_tx, alert_rx) = tokio::sync::mpsc::unbounded_channel();
+        let sync_handles: Vec<std::fs::File> = sinks.iter().filter_map(Sink::sync_handle).collect();
         let mut writer = Writer {
             sinks,
             fsync: config.fsync,
@@ -153,52 +189,64 @@ impl Auditor {
                 .collect::<Vec<_>>()
                 .join(", ")
         )));
-        for n in notices.iter().filter(|n| n.kind == crate::record::Kind::Alert) {
+        for n in notices
+            .iter()
+            .filter(|n| n.kind == crate::record::Kind::Alert)
+        {
             let _ = writer.alert_tx.send(n.clone());
         }
         let mut first: Vec<Pending> = notices.into_iter().map(Pending::notice).collect();
         writer.commit(&mut first);
-        // Interval syncs run on their own thread, on second handles: an
-        // fsync of a second's worth of records can take milliseconds, and
-        // the writer must not stall every request meanwhile.
-        let syncer = match config.fsync {
-            Fsync::Interval(every) => {
-                let handles: Vec<std::fs::File> =
-                    writer.sinks.iter().filter_map(Sink::sync_handle).collect();
-                let written = writer.written.clone();
-                let stop = Arc::new(AtomicBool::new(false));
-                let s = stop.clone();
-                let t = std::thread::Builder::new()
-                    .name("coffer-audit-sync".into())
-                    .spawn(move || {
-                        while !s.load(Ordering::Relaxed) {
-                            std::thread::park_timeout(every);
-                            if written.swap(false, Ordering::Relaxed) {
-                                for h in &handles {
-                                    if let Err(e) = h.sync_data() {
-                                        tracing::error!(error = %e, "audit log sync failed");
-                                    }
+        let written = writer.written.clone();
+        let interval = match config.fsync {
+            Fsync::Interval(every) => Some(every),
+            Fsync::Batch => None,
+        };
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue {
+                pending: Vec::new(),
+                leader: false,
+                closed: false,
+            }),
+            writer: Mutex::new(writer),
+        });
+        // Upkeep on its own thread: head files at most five times a second,
+        // and interval syncs on second handles (an fsync of a second's worth
+        // of records can take milliseconds; no request waits for it).
+        let stop = Arc::new(AtomicBool::new(false));
+        let (s, sh) = (stop.clone(), shared.clone());
+        let thread = std::thread::Builder::new()
+            .name("coffer-audit".into())
+            .spawn(move || {
+                let mut synced = Instant::now();
+                while !s.load(Ordering::Relaxed) {
+                    std::thread::park_timeout(HEADS_EVERY);
+                    sh.writer
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .periodic();
+                    if let Some(every) = interval
+                        && synced.elapsed() >= every
+                    {
+                        synced = Instant::now();
+                        if written.swap(false, Ordering::Relaxed) {
+                            for h in &sync_handles {
+                                if let Err(e) = h.sync_data() {
+                                    tracing::error!(error = %e, "audit log sync failed");
                                 }
                             }
                         }
-                    })
-                    .map_err(StartError::Thread)?;
-                Some((stop, t))
-            }
-            Fsync::Batch => None,
-        };
-        let thread = std::thread::Builder::new()
-            .name("coffer-audit".into())
-            .spawn(move || writer.run(rx))
+                    }
+                }
+            })
             .map_err(StartError::Thread)?;
         Ok((
             Auditor {
-                tx: Mutex::new(Some(tx)),
+                shared,
                 healthy,
                 heads,
                 files,
-                thread: Mutex::new(Some(thread)),
-                syncer: Mutex::new(syncer),
+                maintenance: Mutex::new(Some((stop, thread))),
             },
             alert_rx,
         ))
@@ -206,26 +254,34 @@ impl Auditor {
 
     /// Records `record`; resolves to whether at least one sink has it. A
     /// `false` means the caller must not answer with what it was going to.
+    ///
+    /// Group commit without a writer thread: the first caller to find no
+    /// writer at work becomes the leader and writes what has queued up (its
+    /// own record and any that arrive meanwhile) on its own thread; the
+    /// others wait for their acknowledgement. A hand-off between threads per
+    /// record cost more than the writing itself.
     pub async fn record(&self, record: Record) -> bool {
         let json = match serde_json::to_vec(&record) {
             Ok(j) => j,
             Err(_) => return false,
         };
         let (ack, done) = tokio::sync::oneshot::channel();
-        let sent = self
-            .tx
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .is_some_and(|tx| {
-                tx.send(Msg::Record(Box::new(Pending {
-                    record,
-                    json,
-                    ack: Some(ack),
-                })))
-                .is_ok()
+        let lead = {
+            let mut q = self.shared.queue.lock().unwrap_or_else(|p| p.into_inner());
+            if q.closed {
+                return false;
+            }
+            q.pending.push(Pending {
+                record,
+                json,
+                ack: Some(ack),
             });
-        sent && done.await.unwrap_or(false)
+            !std::mem::replace(&mut q.leader, true)
+        };
+        if lead {
+            self.shared.drain();
+        }
+        done.await.unwrap_or(false)
     }
 
     /// Whether the last batch reached at least one sink. While it did not,
@@ -244,20 +300,30 @@ impl Auditor {
         self.heads.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Writes what is queued, the head files, syncs, and stops the writer.
-    /// Records sent afterwards are refused.
+    /// Writes what is queued, a closing notice, the head files, syncs, and
+    /// stops. Records sent afterwards are refused.
     pub fn close(&self) {
-        let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(tx) = tx {
-            let (done, wait) = mpsc::channel();
-            if tx.send(Msg::Close(done)).is_ok() {
-                let _ = wait.recv();
+        let pending = {
+            let mut q = self.shared.queue.lock().unwrap_or_else(|p| p.into_inner());
+            if q.closed {
+                return;
             }
+            q.closed = true;
+            std::mem::take(&mut q.pending)
+        };
+        let mut w = self.shared.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let mut pending = pending;
+        if !pending.is_empty() {
+            w.commit(&mut pending);
         }
-        if let Some(t) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            let _ = t.join();
-        }
-        if let Some((stop, t)) = self.syncer.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        w.finish();
+        drop(w);
+        if let Some((stop, t)) = self
+            .maintenance
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
             stop.store(true, Ordering::Relaxed);
             t.thread().unpark();
             let _ = t.join();
@@ -271,7 +337,6 @@ impl Drop for Auditor {
     }
 }
 
-const MAX_BATCH: usize = 8192;
 const HEADS_EVERY: Duration = Duration::from_millis(200);
 
 struct Writer {
@@ -291,41 +356,6 @@ struct Writer {
 }
 
 impl Writer {
-    fn run(&mut self, rx: mpsc::Receiver<Msg>) {
-        let mut batch = Vec::new();
-        loop {
-            let msg = match rx.recv_timeout(HEADS_EVERY) {
-                Ok(m) => Some(m),
-                Err(RecvTimeoutError::Timeout) => None,
-                Err(RecvTimeoutError::Disconnected) => break,
-            };
-            let mut close = None;
-            let mut next = msg;
-            while let Some(m) = next.take() {
-                match m {
-                    Msg::Record(p) => batch.push(*p),
-                    Msg::Close(done) => {
-                        close = Some(done);
-                        break;
-                    }
-                }
-                if batch.len() < MAX_BATCH {
-                    next = rx.try_recv().ok();
-                }
-            }
-            if !batch.is_empty() {
-                self.commit(&mut batch);
-            }
-            if let Some(done) = close {
-                self.finish();
-                let _ = done.send(());
-                return;
-            }
-            self.periodic();
-        }
-        self.finish();
-    }
-
     /// Writes a batch to every sink and acknowledges it.
     fn commit(&mut self, batch: &mut Vec<Pending>) {
         let key = (self.key)();

@@ -88,7 +88,9 @@ pub fn report(e: &anyhow::Error) {
                 format!("{} (set COFFER_TOKEN or run `coffer login`)", c.message)
             }
             // Not sealed: the server could not audit, and says what to do.
-            ErrorKind::Sealed if c.code.as_deref() == Some(coffer_api::codes::AUDIT_UNAVAILABLE) => {
+            ErrorKind::Sealed
+                if c.code.as_deref() == Some(coffer_api::codes::AUDIT_UNAVAILABLE) =>
+            {
                 c.message.clone()
             }
             ErrorKind::Sealed => format!(
