@@ -99,6 +99,16 @@ pub(crate) fn split_line(line: &[u8]) -> Option<(Vec<u8>, [u8; 32])> {
     Some((body, link))
 }
 
+/// Reads one line (with its newline) into `buf`, at most [`MAX_LINE`] + 1
+/// bytes of it, so a line without end cannot exhaust memory. Returns the
+/// bytes read (0 at the end).
+pub(crate) fn read_line(reader: &mut impl BufRead, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+    buf.clear();
+    Read::by_ref(reader)
+        .take(MAX_LINE as u64 + 1)
+        .read_until(b'\n', buf)
+}
+
 /// The first thing wrong with a log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Problem {
@@ -153,11 +163,7 @@ pub fn verify(
     let mut line_no = 0u64;
     let fail = |line: u64, seq: u64, reason: String| Problem { line, seq, reason };
     loop {
-        buf.clear();
-        let n = Read::by_ref(&mut reader)
-            .take(MAX_LINE as u64 + 1)
-            .read_until(b'\n', &mut buf)?;
-        if n == 0 {
+        if read_line(&mut reader, &mut buf)? == 0 {
             break;
         }
         line_no += 1;

@@ -5,7 +5,7 @@
 //! still be searched (`coffer audit verify` is what judges integrity).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, Read};
+use std::io::BufRead;
 
 use coffer_policy::Pattern;
 use serde::{Deserialize, Serialize};
@@ -196,11 +196,7 @@ fn each_record(reader: impl BufRead, mut f: impl FnMut(Record)) -> std::io::Resu
     let mut unreadable = 0;
     let mut buf = Vec::new();
     loop {
-        buf.clear();
-        let n = Read::by_ref(&mut reader)
-            .take(MAX_LINE as u64 + 1)
-            .read_until(b'\n', &mut buf)?;
-        if n == 0 {
+        if crate::chain::read_line(&mut reader, &mut buf)? == 0 {
             return Ok(unreadable);
         }
         if buf.len() > MAX_LINE {

@@ -370,6 +370,23 @@ fn verify_file(
     }
 }
 
+/// Runs a scan of a log file on the blocking pool.
+async fn read_log<T: Send + 'static>(
+    file: PathBuf,
+    scan: impl FnOnce(BufReader<std::fs::File>) -> std::io::Result<T> + Send + 'static,
+) -> Result<T, ApiError> {
+    let internal = |m: &str| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, codes::INTERNAL, m);
+    tokio::task::spawn_blocking(move || {
+        std::fs::File::open(&file).and_then(|f| scan(BufReader::new(f)))
+    })
+    .await
+    .map_err(|_| internal("query failed"))?
+    .map_err(|e| {
+        tracing::error!(error = %e, "cannot read the audit log");
+        internal("cannot read the audit log")
+    })
+}
+
 /// The log the query endpoints read: the first file sink.
 fn primary_log(st: &AppState) -> Result<PathBuf, ApiError> {
     st.auditor.files().first().cloned().ok_or_else(|| {
@@ -449,25 +466,7 @@ async fn records(
     let limit = q.limit.unwrap_or(DEFAULT_QUERY_LIMIT).min(MAX_QUERY_LIMIT);
     let file = primary_log(&st)?;
     let shown = file.display().to_string();
-    let found = tokio::task::spawn_blocking(move || {
-        std::fs::File::open(&file).and_then(|f| query::search(BufReader::new(f), &filter, limit))
-    })
-    .await
-    .map_err(|_| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            codes::INTERNAL,
-            "query failed",
-        )
-    })?
-    .map_err(|e| {
-        tracing::error!(error = %e, "cannot read the audit log");
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            codes::INTERNAL,
-            "cannot read the audit log",
-        )
-    })?;
+    let found = read_log(file, move |r| query::search(r, &filter, limit)).await?;
     Ok(Json(api::AuditRecordsResponse {
         file: shown,
         records: found.records,
@@ -495,25 +494,7 @@ async fn readers(
         .to_string();
     let file = primary_log(&st)?;
     let (p, v) = (path.clone(), q.version);
-    let (readers, unreadable) = tokio::task::spawn_blocking(move || {
-        std::fs::File::open(&file).and_then(|f| query::readers(BufReader::new(f), &p, v))
-    })
-    .await
-    .map_err(|_| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            codes::INTERNAL,
-            "query failed",
-        )
-    })?
-    .map_err(|e| {
-        tracing::error!(error = %e, "cannot read the audit log");
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            codes::INTERNAL,
-            "cannot read the audit log",
-        )
-    })?;
+    let (readers, unreadable) = read_log(file, move |r| query::readers(r, &p, v)).await?;
     Ok(Json(api::AuditReadersResponse {
         path,
         version: q.version,
