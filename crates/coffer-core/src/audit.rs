@@ -19,7 +19,7 @@ tokio::task_local! {
 }
 
 /// The notes of one request.
-#[derive(Debug, Default, Clone)]
+#[derive(Default, Clone)]
 pub struct Facts {
     /// The authenticated caller (or, for a login, the account that logged in).
     pub identity: Option<Identity>,
@@ -34,6 +34,21 @@ pub struct Facts {
     /// The user name a login or an invitation named (the server records only
     /// its HMAC: an unknown name is often a password typed in the wrong box).
     pub login: Option<String>,
+}
+
+// By hand: the attempted login name may be a password typed into the wrong
+// box, so it is never printed.
+impl std::fmt::Debug for Facts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Facts")
+            .field("identity", &self.identity.as_ref().map(Identity::accessor))
+            .field("decision", &self.decision)
+            .field("breakglass", &self.breakglass)
+            .field("protected", &self.protected)
+            .field("version", &self.version)
+            .field("login", &self.login.as_ref().map(|_| "[redacted]"))
+            .finish()
+    }
 }
 
 /// Runs `fut` with an empty set of notes and returns them with its output.
