@@ -18,6 +18,12 @@ mod server_cmd;
 mod settings;
 mod webhook;
 
+/// mimalloc instead of the system allocator: under load, glibc malloc and free
+/// (requests allocate on one core and often free on another) cost the
+/// server about a tenth of its CPU.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
