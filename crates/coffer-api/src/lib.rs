@@ -127,6 +127,35 @@ pub struct ReadResponse<V> {
     pub created_by: String,
 }
 
+/// `POST /api/v1/bundle`: many secrets in one request (what `coffer run`
+/// fetches). All or nothing: one refused read refuses the request.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct BundleRequest {
+    /// Every live secret directly under each prefix.
+    #[serde(default)]
+    pub prefixes: Vec<String>,
+    /// And these secrets (each must exist).
+    #[serde(default)]
+    pub secrets: Vec<BundleRef>,
+}
+
+/// One secret named in a [`BundleRequest`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BundleRef {
+    /// The secret's path.
+    pub path: String,
+    /// A version; the current one if absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
+}
+
+/// The answer to a [`BundleRequest`].
+#[derive(Serialize, Deserialize)]
+pub struct BundleResponse<V> {
+    /// The secrets, prefixes' first (in path order), then those named.
+    pub secrets: Vec<ReadResponse<V>>,
+}
+
 /// One listing entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ListEntry {

@@ -136,22 +136,26 @@ impl AlertEngine {
                 }
             }
         }
-        if op == "secret.read"
-            && outcome == Outcome::Ok
-            && let (Some(actor), Some(path)) = (record.actor_key(), record.path.as_deref())
-        {
+        if let Some(actor) = record.actor_key() {
+            // Each distinct secret whose value was served counts once per
+            // window; a bundle counts all of its secrets.
             let window = Duration::from_secs(self.rules.read_window_secs);
             let subject = format!("actor {actor}");
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            path.hash(&mut h);
-            if let Some(count) = bump(
-                &mut self.reads,
-                &subject,
-                Some(h.finish()),
-                now,
-                window,
-                self.rules.reads,
-            ) {
+            let mut fired = None;
+            for (path, _) in record.values_served() {
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                path.hash(&mut h);
+                let count = bump(
+                    &mut self.reads,
+                    &subject,
+                    Some(h.finish()),
+                    now,
+                    window,
+                    self.rules.reads,
+                );
+                fired = fired.or(count);
+            }
+            if let Some(count) = fired {
                 out.push(alert(
                     record,
                     "read_burst",

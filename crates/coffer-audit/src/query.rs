@@ -52,6 +52,7 @@ impl Filter {
     pub fn matches(&self, r: &Record) -> bool {
         if let Some(p) = &self.path
             && !r.path.as_deref().is_some_and(|path| p.matches(path))
+            && !r.reads.iter().any(|read| p.matches(&read.path))
         {
             return false;
         }
@@ -157,12 +158,13 @@ pub fn readers(
 ) -> std::io::Result<(Vec<Reader>, u64)> {
     let mut by_token: BTreeMap<String, Reader> = BTreeMap::new();
     let unreadable = each_record(reader, |r| {
-        if r.kind != Kind::Request
-            || r.op.as_deref() != Some("secret.read")
-            || r.outcome != Some(Outcome::Ok)
-            || r.path.as_deref() != Some(path)
-            || version.is_some_and(|v| r.version != Some(v))
-        {
+        let served: Vec<Option<u64>> = r
+            .values_served()
+            .into_iter()
+            .filter(|&(p, v)| p == path && version.is_none_or(|want| v == Some(want)))
+            .map(|(_, v)| v)
+            .collect();
+        if served.is_empty() {
             return;
         }
         let Some(actor) = &r.actor else { return };
@@ -181,7 +183,7 @@ pub fn readers(
             });
         e.reads += 1;
         e.last.clone_from(&r.time);
-        e.versions.extend(r.version);
+        e.versions.extend(served.into_iter().flatten());
         e.sources.extend(r.source.clone());
         e.breakglass |= r.breakglass;
     })?;

@@ -87,6 +87,15 @@ pub struct AlertInfo {
     pub window_secs: u64,
 }
 
+/// One secret served by a request that reads many.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadRef {
+    /// The secret's path.
+    pub path: String,
+    /// The version served.
+    pub version: u64,
+}
+
 /// One audit record.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
@@ -134,6 +143,9 @@ pub struct Record {
     /// The secret version read or written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<u64>,
+    /// Every secret served by a request that reads many (`secret.bundle`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reads: Vec<ReadRef>,
     /// Ok, denied or error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outcome: Option<Outcome>,
@@ -179,6 +191,25 @@ impl Record {
             message: Some(message.into()),
             ..Record::default()
         }
+    }
+
+    /// The secrets whose values this request served, with versions: its
+    /// path for a successful `secret.read`, its `reads` for a bundle.
+    pub fn values_served(&self) -> Vec<(&str, Option<u64>)> {
+        if self.kind != Kind::Request || self.outcome != Some(Outcome::Ok) {
+            return Vec::new();
+        }
+        let mut out: Vec<(&str, Option<u64>)> = self
+            .reads
+            .iter()
+            .map(|r| (r.path.as_str(), Some(r.version)))
+            .collect();
+        if self.op.as_deref() == Some("secret.read")
+            && let Some(p) = self.path.as_deref()
+        {
+            out.push((p, self.version));
+        }
+        out
     }
 
     /// The key that identifies the actor in queries and alert subjects.

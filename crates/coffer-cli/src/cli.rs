@@ -90,6 +90,24 @@ Examples:
   coffer get myapp/dev/API_KEY --json")]
     Get(GetArgs),
 
+    /// Run a command with secrets in its environment (one request fetches
+    /// them all). Its exit status is coffer's.
+    #[command(after_help = "Examples:
+  coffer run --path myapp/dev -- npm start
+  coffer run --path myapp/common --path myapp/dev --only DATABASE_URL,API_KEY -- ./server
+  coffer run --env-file .env -- python app.py      # .env may hold coffer://myapp/dev/DB_PASSWORD
+  coffer run --path myapp/dev --redact -- ./test.sh  # values in its output become [REDACTED:NAME]
+
+Variables are named by the last segment of each secret's path; a fields
+value is injected as JSON. Names that change how programs load code
+(LD_PRELOAD, LD_*, DYLD_*, NODE_OPTIONS, PATH, BASH_ENV, ...) are refused
+unless allowed with --allow-env NAME. Without --redact, coffer replaces
+itself with the command (signals and exit status are the command's own);
+with --redact it forwards SIGTERM, SIGHUP, SIGUSR1 and SIGUSR2 (and SIGINT
+and SIGQUIT when not on a terminal, which sends those to the command
+itself) and exits with the command's status (128+N after signal N).")]
+    Run(crate::run_cmd::RunArgs),
+
     /// List secrets under a prefix.
     #[command(after_help = "Examples:
   coffer ls                 # top level

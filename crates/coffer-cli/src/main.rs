@@ -14,6 +14,8 @@ mod commands;
 mod exit;
 mod input;
 mod output;
+mod redact;
+mod run_cmd;
 mod server_cmd;
 mod settings;
 mod webhook;

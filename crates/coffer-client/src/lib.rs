@@ -459,6 +459,24 @@ impl Client {
         self.call::<(), _>(Method::GET, &url, None).await
     }
 
+    /// Reads every live secret directly under each of `prefixes`, and each
+    /// of `secrets`, in one request. All or nothing: a refused read refuses
+    /// the request (403), a named secret that does not exist is 404.
+    pub async fn bundle(
+        &self,
+        prefixes: &[String],
+        secrets: &[coffer_api::BundleRef],
+    ) -> Result<Vec<ReadResponse<WireValue>>, ClientError> {
+        let body = coffer_api::BundleRequest {
+            prefixes: prefixes.to_vec(),
+            secrets: secrets.to_vec(),
+        };
+        let resp: coffer_api::BundleResponse<WireValue> = self
+            .call(Method::POST, "/api/v1/bundle", Some(&body))
+            .await?;
+        Ok(resp.secrets)
+    }
+
     /// Writes a new version; with `cas`, only if the current version is `cas`.
     pub async fn write(
         &self,

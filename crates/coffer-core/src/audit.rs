@@ -31,6 +31,8 @@ pub struct Facts {
     pub protected: bool,
     /// The secret version read or written.
     pub version: Option<u64>,
+    /// Every secret served by a request that reads many (path, version).
+    pub reads: Vec<(String, u64)>,
     /// The user name a login or an invitation named (the server records only
     /// its HMAC: an unknown name is often a password typed in the wrong box).
     pub login: Option<String>,
@@ -46,6 +48,7 @@ impl std::fmt::Debug for Facts {
             .field("breakglass", &self.breakglass)
             .field("protected", &self.protected)
             .field("version", &self.version)
+            .field("reads", &self.reads)
             .field("login", &self.login.as_ref().map(|_| "[redacted]"))
             .finish()
     }
@@ -93,4 +96,18 @@ pub fn note_login(name: &str) {
 
 pub(crate) fn note_version(version: u64) {
     note(|f| f.version = Some(version));
+}
+
+pub(crate) fn note_read(path: &str, version: u64) {
+    note(|f| f.reads.push((path.to_string(), version)));
+}
+
+/// A read of many was refused at `path`: that refusal is the decision, and
+/// nothing was served.
+pub(crate) fn refuse_reads(path: &str) {
+    note(|f| {
+        f.reads.clear();
+        f.version = None;
+        f.decision = Some((Operation::ReadValue, path.to_string(), false));
+    });
 }

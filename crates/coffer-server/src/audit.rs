@@ -87,6 +87,7 @@ fn operation(method: &Method, matched: Option<&str>) -> &'static str {
     let m = method.as_str();
     match (m, route) {
         ("GET", "secrets/{*path}") => "secret.read",
+        ("POST", "bundle") => "secret.bundle",
         ("PUT", "secrets/{*path}") => "secret.write",
         ("DELETE", "secrets/{*path}") => "secret.delete",
         ("GET", "metadata/{*path}") => "secret.metadata",
@@ -218,6 +219,11 @@ pub(crate) async fn record(
         decision,
         path,
         version: facts.version,
+        reads: facts
+            .reads
+            .into_iter()
+            .map(|(path, version)| coffer_audit::record::ReadRef { path, version })
+            .collect(),
         outcome: Some(Outcome::of_status(status)),
         status: Some(status),
         error: resp

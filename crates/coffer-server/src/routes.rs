@@ -40,6 +40,7 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
             "/api/v1/secrets/{*path}",
             get(read_secret).put(write_secret).delete(delete_secret),
         )
+        .route("/api/v1/bundle", post(bundle))
         .route("/api/v1/metadata/{*path}", get(metadata))
         .route("/api/v1/list", get(list_root))
         .route("/api/v1/list/{*prefix}", get(list_prefix))
@@ -346,22 +347,51 @@ async fn read_secret(
     UrlQuery(q): UrlQuery<ReadQuery>,
 ) -> Result<Response, ApiError> {
     let read = st.coffer.read(&id, &path, q.version).await?;
-    let value = match &read.value {
+    let body = api::ReadResponse {
+        path: read.path.clone(),
+        version: read.version,
+        value: value_ref(&read.value),
+        created_at: rfc3339(read.created_at),
+        created_by: read.created_by.clone(),
+    };
+    Ok(Json(body).into_response())
+}
+
+async fn bundle(
+    State(st): State<AppState>,
+    Auth(id): Auth,
+    JsonBody(req): JsonBody<api::BundleRequest>,
+) -> Result<Response, ApiError> {
+    let paths: Vec<(String, Option<u64>)> = req
+        .secrets
+        .into_iter()
+        .map(|r| (r.path, r.version))
+        .collect();
+    let reads = st.coffer.read_many(&id, &req.prefixes, &paths).await?;
+    let body = api::BundleResponse {
+        secrets: reads
+            .iter()
+            .map(|read| api::ReadResponse {
+                path: read.path.clone(),
+                version: read.version,
+                value: value_ref(&read.value),
+                created_at: rfc3339(read.created_at),
+                created_by: read.created_by.clone(),
+            })
+            .collect(),
+    };
+    Ok(Json(body).into_response())
+}
+
+fn value_ref(value: &SecretValue) -> ValueRef<'_> {
+    match value {
         SecretValue::Text(t) => ValueRef::Text(t.expose_secret()),
         SecretValue::Fields(f) => ValueRef::Fields(
             f.iter()
                 .map(|(k, v)| (k.as_str(), v.expose_secret()))
                 .collect(),
         ),
-    };
-    let body = api::ReadResponse {
-        path: read.path.clone(),
-        version: read.version,
-        value,
-        created_at: rfc3339(read.created_at),
-        created_by: read.created_by.clone(),
-    };
-    Ok(Json(body).into_response())
+    }
 }
 
 async fn write_secret(

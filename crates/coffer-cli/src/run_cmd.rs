@@ -1,0 +1,468 @@
+//! `coffer run`: a command with secrets in its environment.
+//!
+//! One request fetches every secret under the `--path` prefixes and every
+//! `coffer://` reference (in `--env-file` files and in the environment).
+//! Without `--redact`, coffer then replaces itself with the command
+//! (`exec`), so the command's exit status and signals are its own and no
+//! coffer process stays around holding the values. With `--redact`, coffer
+//! stays as the command's parent to filter its output, forwards signals and
+//! exits with its status.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use clap::Args;
+use coffer_api::BundleRef;
+use coffer_client::WireValue;
+use zeroize::Zeroizing;
+
+use crate::exit::{Status, fail};
+use crate::redact::Redactor;
+use crate::settings;
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Inject every secret directly under this prefix, named by the last
+    /// segment of its path (repeatable; a later prefix wins a name clash).
+    #[arg(long = "path", value_name = "PREFIX")]
+    pub paths: Vec<String>,
+    /// Only these names from the prefixes (comma-separated or repeated);
+    /// each must exist.
+    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// Also load this .env file (repeatable); values may be
+    /// `coffer://PATH[#VERSION]` references. File entries win over prefixes.
+    #[arg(long = "env-file", value_name = "FILE")]
+    pub env_files: Vec<PathBuf>,
+    /// Replace secret values in the command's stdout and stderr by
+    /// `[REDACTED:NAME]`.
+    #[arg(long)]
+    pub redact: bool,
+    /// Allow injecting a name that is refused by default (LD_PRELOAD,
+    /// NODE_OPTIONS, PATH, ...; repeatable).
+    #[arg(long = "allow-env", value_name = "NAME")]
+    pub allow_env: Vec<String>,
+    /// The command and its arguments.
+    #[arg(trailing_var_arg = true, required = true, num_args = 1.., value_name = "CMD")]
+    pub command: Vec<OsString>,
+}
+
+/// Names that change how programs load code or run a shell: a secret
+/// must not set them unless asked (`--allow-env`).
+fn dangerous(name: &str) -> bool {
+    const EXACT: &[&str] = &[
+        "PATH",
+        "NODE_OPTIONS",
+        "NODE_PATH",
+        "PYTHONPATH",
+        "PYTHONSTARTUP",
+        "PYTHONHOME",
+        "PERL5OPT",
+        "PERL5LIB",
+        "PERLLIB",
+        "RUBYOPT",
+        "RUBYLIB",
+        "JAVA_TOOL_OPTIONS",
+        "_JAVA_OPTIONS",
+        "JDK_JAVA_OPTIONS",
+        "CLASSPATH",
+        "BASH_ENV",
+        "ENV",
+        "PROMPT_COMMAND",
+        "SHELLOPTS",
+        "BASHOPTS",
+        "PS4",
+        "IFS",
+        "GCONV_PATH",
+        "GIT_SSH_COMMAND",
+        "GIT_EXEC_PATH",
+        "LESSOPEN",
+        "HOSTALIASES",
+        "RESOLV_HOST_CONF",
+        "MALLOC_CHECK_",
+        "GLIBC_TUNABLES",
+    ];
+    EXACT.contains(&name)
+        || name.starts_with("LD_")
+        || name.starts_with("DYLD_")
+        || name.starts_with("BASH_FUNC_")
+}
+
+/// A `coffer://PATH[#VERSION]` reference.
+fn parse_reference(value: &str) -> Option<Result<BundleRef, String>> {
+    let rest = value.strip_prefix("coffer://")?;
+    let (path, fragment) = match rest.split_once('#') {
+        Some((p, f)) => (p, Some(f)),
+        None => (rest, None),
+    };
+    if path.is_empty() {
+        return Some(Err(format!("{value:?} names no secret")));
+    }
+    let version = match fragment {
+        None | Some("current" | "latest") => None,
+        Some(f) => match f.parse::<u64>() {
+            Ok(v) if v > 0 => Some(v),
+            _ => {
+                return Some(Err(format!(
+                    "{value:?}: after # comes a version number (#3) or #current"
+                )));
+            }
+        },
+    };
+    Some(Ok(BundleRef {
+        path: path.to_string(),
+        version,
+    }))
+}
+
+/// A value as one environment string (fields values as JSON).
+fn env_value(value: &WireValue) -> anyhow::Result<Zeroizing<String>> {
+    Ok(Zeroizing::new(match value {
+        WireValue::Text(t) => t.clone(),
+        WireValue::Fields(f) => serde_json::to_string(f)?,
+    }))
+}
+
+fn last_segment(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+pub async fn run(g: &crate::cli::Global, a: RunArgs) -> anyhow::Result<Status> {
+    // Entries from files, in order (later files and lines win), and the
+    // references among them and in the environment.
+    let mut file_vars: Vec<(String, Zeroizing<String>)> = Vec::new();
+    for file in &a.env_files {
+        let text = std::fs::read_to_string(file).map_err(|e| {
+            fail(
+                Status::NotFound,
+                format!("cannot read {}: {e}", file.display()),
+            )
+        })?;
+        let parsed = coffer_dotenv::parse(&text);
+        if !parsed.errors.is_empty() {
+            let lines: Vec<String> = parsed.errors.iter().map(|e| e.line.to_string()).collect();
+            return Err(fail(
+                Status::Invalid,
+                format!(
+                    "{}: cannot parse line(s) {}",
+                    file.display(),
+                    lines.join(", ")
+                ),
+            ));
+        }
+        let env_lookup = |name: &str| {
+            file_vars
+                .iter()
+                .rev()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.to_string())
+                .or_else(|| std::env::var(name).ok())
+        };
+        for (key, value) in parsed.resolve(&env_lookup) {
+            // A bare `KEY` line has no value to set.
+            if let Some(v) = value {
+                file_vars.push((key, Zeroizing::new(v)));
+            }
+        }
+    }
+    let mut refs: Vec<(String, BundleRef)> = Vec::new();
+    let mut bad = Vec::new();
+    let inherited_refs = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
+    for (name, value) in file_vars
+        .iter()
+        .map(|(k, v)| (k.clone(), v.to_string()))
+        .chain(inherited_refs)
+    {
+        match parse_reference(&value) {
+            Some(Ok(r)) => refs.push((name, r)),
+            Some(Err(e)) => bad.push(format!("{name}: {e}")),
+            None => {}
+        }
+    }
+    if !bad.is_empty() {
+        return Err(fail(Status::Invalid, bad.join("; ")));
+    }
+
+    // One request for everything.
+    let mut fetched = Vec::new();
+    if !a.paths.is_empty() || !refs.is_empty() {
+        let wanted: Vec<BundleRef> = refs.iter().map(|(_, r)| r.clone()).collect();
+        fetched = settings::client(g)?.bundle(&a.paths, &wanted).await?;
+    }
+
+    // Variables from the prefixes: by last segment, later prefixes winning.
+    let mut vars: BTreeMap<String, Zeroizing<String>> = BTreeMap::new();
+    let mut invalid = Vec::new();
+    for prefix in &a.paths {
+        let prefix = format!("{}/", prefix.trim_matches('/'));
+        // The server answers with the prefixes' secrets (current versions)
+        // first; a later entry for the same path is a reference's version.
+        let mut seen = std::collections::HashSet::new();
+        for read in fetched.iter().filter(|r| {
+            r.path
+                .strip_prefix(&prefix)
+                .is_some_and(|rest| !rest.contains('/'))
+        }) {
+            if !seen.insert(read.path.as_str()) {
+                continue;
+            }
+            let name = last_segment(&read.path);
+            if !coffer_dotenv::is_portable_key(name) {
+                invalid.push(read.path.clone());
+                continue;
+            }
+            vars.insert(name.to_string(), env_value(&read.value)?);
+        }
+    }
+    if !a.only.is_empty() {
+        let missing: Vec<&str> = a
+            .only
+            .iter()
+            .filter(|n| !vars.contains_key(n.as_str()))
+            .map(String::as_str)
+            .collect();
+        if !missing.is_empty() {
+            return Err(fail(
+                Status::NotFound,
+                format!("not found under the prefixes: {}", missing.join(", ")),
+            ));
+        }
+        vars.retain(|k, _| a.only.contains(k));
+    }
+    if !invalid.is_empty() {
+        return Err(fail(
+            Status::Invalid,
+            format!(
+                "not usable as variable names (letters, digits and _, not starting with a digit): {}; use --only to pick others",
+                invalid.join(", ")
+            ),
+        ));
+    }
+    // File entries, then references resolved in place.
+    for (k, v) in &file_vars {
+        vars.insert(k.clone(), v.clone());
+    }
+    let mut from_environment = Vec::new();
+    for (name, r) in &refs {
+        let read = fetched
+            .iter()
+            .find(|f| {
+                f.path == r.path.trim_matches('/') && r.version.is_none_or(|v| v == f.version)
+            })
+            .ok_or_else(|| {
+                fail(
+                    Status::NotFound,
+                    format!("{name}: {} was not served", r.path),
+                )
+            })?;
+        if !vars.contains_key(name) {
+            from_environment.push(name.clone());
+        }
+        vars.insert(name.clone(), env_value(&read.value)?);
+    }
+    let refused: Vec<&str> = vars
+        .keys()
+        .filter(|k| dangerous(k) && !a.allow_env.contains(k) && !from_environment.contains(k))
+        .map(String::as_str)
+        .collect();
+    if !refused.is_empty() {
+        return Err(fail(
+            Status::Invalid,
+            format!(
+                "refusing to set {} (it changes how programs load code); pass --allow-env NAME if you mean it",
+                refused.join(", ")
+            ),
+        ));
+    }
+
+    let mut command = std::process::Command::new(&a.command[0]);
+    command.args(&a.command[1..]);
+    for (k, v) in &vars {
+        command.env(k, v.as_str());
+    }
+    if a.redact {
+        return redacted(command, &vars, &a.command[0]).await;
+    }
+    exec(command, &a.command[0])
+}
+
+/// Replaces this process with the command; returns only on failure.
+fn exec(mut command: std::process::Command, program: &OsString) -> anyhow::Result<Status> {
+    use std::os::unix::process::CommandExt;
+    let e = command.exec();
+    Err(not_started(program, &e))
+}
+
+fn not_started(program: &OsString, e: &std::io::Error) -> anyhow::Error {
+    let status = match e.kind() {
+        std::io::ErrorKind::NotFound => Status::NotFound,
+        std::io::ErrorKind::PermissionDenied => Status::Denied,
+        _ => Status::Other,
+    };
+    fail(
+        status,
+        format!("cannot run {}: {e}", program.to_string_lossy()),
+    )
+}
+
+/// Runs the command as a child, filters its output, forwards signals, and
+/// exits with its status.
+async fn redacted(
+    command: std::process::Command,
+    vars: &BTreeMap<String, Zeroizing<String>>,
+    program: &OsString,
+) -> anyhow::Result<Status> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::signal::unix::{SignalKind, signal};
+
+    let pairs = || vars.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+    let short = Redactor::too_short(pairs());
+    if !short.is_empty() {
+        eprintln!(
+            "coffer: warning: not redacting {} (shorter than {} bytes)",
+            short.join(", "),
+            crate::redact::MIN_LEN
+        );
+    }
+    let mut command = tokio::process::Command::from(command);
+    command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(false);
+    let mut child = command.spawn().map_err(|e| not_started(program, &e))?;
+    let pid = child
+        .id()
+        .and_then(|p| rustix::process::Pid::from_raw(p as i32));
+
+    async fn pump(
+        mut from: impl tokio::io::AsyncRead + Unpin,
+        mut to: impl tokio::io::AsyncWrite + Unpin,
+        mut redactor: Redactor,
+    ) {
+        let mut buf = Zeroizing::new(vec![0u8; 16 * 1024]);
+        loop {
+            match from.read(&mut buf[..]).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    let out = Zeroizing::new(redactor.push(&buf[..n]));
+                    if to.write_all(&out).await.is_err() || to.flush().await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = to.write_all(&redactor.finish()).await;
+        let _ = to.flush().await;
+    }
+    let out = tokio::spawn(pump(
+        child.stdout.take().expect("piped"),
+        tokio::io::stdout(),
+        Redactor::new(pairs()),
+    ));
+    let err = tokio::spawn(pump(
+        child.stderr.take().expect("piped"),
+        tokio::io::stderr(),
+        Redactor::new(pairs()),
+    ));
+
+    // A terminal sends Ctrl-C and Ctrl-\ to the whole foreground group, the
+    // child included: forwarding those would deliver them twice.
+    let terminal = std::io::stdin().is_terminal();
+    let kinds = [
+        (SignalKind::terminate(), rustix::process::Signal::TERM, true),
+        (SignalKind::hangup(), rustix::process::Signal::HUP, true),
+        (
+            SignalKind::user_defined1(),
+            rustix::process::Signal::USR1,
+            true,
+        ),
+        (
+            SignalKind::user_defined2(),
+            rustix::process::Signal::USR2,
+            true,
+        ),
+        (
+            SignalKind::interrupt(),
+            rustix::process::Signal::INT,
+            !terminal,
+        ),
+        (SignalKind::quit(), rustix::process::Signal::QUIT, !terminal),
+    ];
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    for (kind, sig, forward) in kinds {
+        let mut stream = signal(kind)?;
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            while stream.recv().await.is_some() {
+                if forward {
+                    let _ = tx.send(sig);
+                }
+            }
+        });
+    }
+    let status = loop {
+        tokio::select! {
+            status = child.wait() => break status?,
+            Some(sig) = rx.recv() => {
+                if let Some(pid) = pid {
+                    let _ = rustix::process::kill_process(pid, sig);
+                }
+            }
+        }
+    };
+    let _ = out.await;
+    let _ = err.await;
+    use std::os::unix::process::ExitStatusExt;
+    let code = match (status.code(), status.signal()) {
+        (Some(c), _) => c,
+        (None, Some(s)) => 128 + s,
+        _ => 1,
+    };
+    std::process::exit(code);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references() {
+        let ok = |s: &str, path: &str, version: Option<u64>| {
+            assert_eq!(
+                parse_reference(s).unwrap().unwrap(),
+                BundleRef {
+                    path: path.into(),
+                    version
+                },
+                "{s}"
+            );
+        };
+        ok("coffer://app/dev/DB", "app/dev/DB", None);
+        ok("coffer://app/dev/DB#3", "app/dev/DB", Some(3));
+        ok("coffer://app/dev/DB#current", "app/dev/DB", None);
+        assert!(parse_reference("plain value").is_none());
+        assert!(parse_reference("coffer://").unwrap().is_err());
+        assert!(parse_reference("coffer://a/b#0").unwrap().is_err());
+        assert!(parse_reference("coffer://a/b#previous").unwrap().is_err());
+    }
+
+    #[test]
+    fn dangerous_names() {
+        for n in [
+            "LD_PRELOAD",
+            "LD_LIBRARY_PATH",
+            "DYLD_INSERT_LIBRARIES",
+            "NODE_OPTIONS",
+            "PATH",
+            "BASH_FUNC_x%%",
+        ] {
+            assert!(dangerous(n), "{n}");
+        }
+        for n in ["DATABASE_URL", "API_KEY", "PATHS", "NODE_ENV"] {
+            assert!(!dangerous(n), "{n}");
+        }
+    }
+}

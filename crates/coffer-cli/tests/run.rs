@@ -1,0 +1,437 @@
+//! `coffer run` end to end, against the real server and real child
+//! processes: environment contents, references in .env files and in the
+//! environment, exit status, signals, refused names, redaction of values
+//! split across writes, refusals that run nothing, and the audit record of
+//! the one request that fetched everything.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::canary::Canary;
+use common::{Mode, Server, ok};
+
+fn put(server: &Server, token: &str, path: &str, value: &str) {
+    let body = serde_json::json!({ "value": value }).to_string();
+    let r = server.http(
+        "PUT",
+        &format!("/api/v1/secrets/{path}"),
+        Some(token),
+        Some(body.as_bytes()),
+    );
+    ok(&r, "write");
+}
+
+/// A token whose policy reads (and lists) only `app/dev/*`.
+fn dev_token(server: &Server, root: &str) -> String {
+    let policy = serde_json::json!({
+        "policy": "path \"app/dev/*\" { capabilities = [\"read\", \"list\"] }\n"
+    })
+    .to_string();
+    ok(
+        &server.http(
+            "PUT",
+            "/api/v1/sys/policies/dev",
+            Some(root),
+            Some(policy.as_bytes()),
+        ),
+        "policy",
+    );
+    let body = br#"{"policies":["dev"],"display_name":"dev-app"}"#;
+    let r = server.http("POST", "/api/v1/auth/tokens", Some(root), Some(body));
+    ok(&r, "token")["token"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn injects_prefixes_and_references_and_exits_with_the_commands_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    put(&server, &root, "app/common/SHARED", "common-1");
+    put(&server, &root, "app/dev/SHARED", "dev-wins");
+    put(
+        &server,
+        &root,
+        "app/dev/DATABASE_URL",
+        "postgres://u:p@db/app?x=1&y=$HOME",
+    );
+    put(
+        &server,
+        &root,
+        "app/dev/DATABASE_URL",
+        "postgres://u:p2@db/app",
+    );
+    put(
+        &server,
+        &root,
+        "app/dev/API_KEY",
+        "key with 'quotes' and \"more\"\nand a line",
+    );
+    put(&server, &root, "app/other/ONLY_BY_REF", "by-reference");
+    let env_file = dir.path().join("app.env");
+    std::fs::write(
+        &env_file,
+        "OLD_DB=coffer://app/dev/DATABASE_URL#1\nPLAIN=plain value\nEXPANDED=${PLAIN}-x\n",
+    )
+    .unwrap();
+
+    let script = r#"printf '%s|' "$SHARED" "$DATABASE_URL" "$API_KEY" "$OLD_DB" "$PLAIN" "$EXPANDED" "$FROM_ENV" "$KEEP"; exit 7"#;
+    let run = server
+        .cli()
+        .token(&root)
+        .env("FROM_ENV", "coffer://app/other/ONLY_BY_REF")
+        .env("KEEP", "inherited")
+        .run(&[
+            "run",
+            "--path",
+            "app/common",
+            "--path",
+            "app/dev",
+            "--env-file",
+            env_file.to_str().unwrap(),
+            "--",
+            "sh",
+            "-c",
+            script,
+        ]);
+    assert_eq!(run.code(), 7, "the command's status: {}", run.stderr());
+    assert_eq!(
+        run.stdout(),
+        "dev-wins|postgres://u:p2@db/app|key with 'quotes' and \"more\"\nand a line|postgres://u:p@db/app?x=1&y=$HOME|plain value|plain value-x|by-reference|inherited|"
+    );
+
+    // --only picks names, and each must exist.
+    let run = server.cli().token(&root).run(&[
+        "run",
+        "--path",
+        "app/dev",
+        "--only",
+        "API_KEY",
+        "--",
+        "sh",
+        "-c",
+        "printf '%s/%s' \"${API_KEY:+set}\" \"${SHARED:-unset}\"",
+    ]);
+    assert_eq!(
+        (run.code(), run.stdout().as_str()),
+        (0, "set/unset"),
+        "{}",
+        run.stderr()
+    );
+    let run = server.cli().token(&root).run(&[
+        "run",
+        "--path",
+        "app/dev",
+        "--only",
+        "API_KEY,NOPE",
+        "--",
+        "true",
+    ]);
+    assert_eq!(run.code(), 3);
+    assert!(run.stderr().contains("NOPE"), "{}", run.stderr());
+
+    // A command that does not exist.
+    let run =
+        server
+            .cli()
+            .token(&root)
+            .run(&["run", "--path", "app/dev", "--", "/nonexistent/program"]);
+    assert_eq!(run.code(), 3, "{}", run.stderr());
+    assert!(run.stderr().contains("cannot run /nonexistent/program"));
+}
+
+#[test]
+fn refusals_run_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    put(&server, &root, "app/dev/API_KEY", "dev-key-value");
+    put(&server, &root, "app/prod/API_KEY", "prod-key-value");
+    put(&server, &root, "app/evil/LD_PRELOAD", "/tmp/evil.so");
+    put(
+        &server,
+        &root,
+        "app/evil/NODE_OPTIONS",
+        "--require /tmp/evil.js",
+    );
+    put(&server, &root, "app/odd/not-a-name", "x");
+    let dev = dev_token(&server, &root);
+    let marker = dir.path().join("ran");
+    let touch = format!("touch {}", marker.display());
+    let attempt = |token: &str, args: &[&str]| {
+        let mut all: Vec<&str> = vec!["run"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--", "sh", "-c", &touch]);
+        let run = server.cli().token(token).run(&all);
+        assert!(!marker.exists(), "the command ran for {args:?}");
+        run
+    };
+
+    // A reference the token may not read: 403, exit 4, nothing runs, and
+    // the allowed values are not served either.
+    let run = server
+        .cli()
+        .token(&dev)
+        .env("PROD", "coffer://app/prod/API_KEY")
+        .run(&["run", "--path", "app/dev", "--", "sh", "-c", &touch]);
+    assert_eq!(run.code(), 4, "{}", run.stderr());
+    assert!(!marker.exists());
+    assert!(
+        run.stderr().contains("app/prod/API_KEY"),
+        "{}",
+        run.stderr()
+    );
+    // A prefix it may not list.
+    assert_eq!(attempt(&dev, &["--path", "app/prod"]).code(), 4);
+    // A reference to nothing.
+    let run = server
+        .cli()
+        .token(&root)
+        .env("GONE", "coffer://app/dev/GONE")
+        .run(&["run", "--", "sh", "-c", &touch]);
+    assert_eq!(run.code(), 3, "{}", run.stderr());
+    assert!(!marker.exists());
+    // A malformed reference.
+    let run = server
+        .cli()
+        .token(&root)
+        .env("BAD", "coffer://app/dev/API_KEY#previous")
+        .run(&["run", "--", "sh", "-c", &touch]);
+    assert_eq!(run.code(), 7, "{}", run.stderr());
+    // Dangerous names are refused, all named at once, unless allowed.
+    let run = attempt(&root, &["--path", "app/evil"]);
+    assert_eq!(run.code(), 7);
+    for name in ["LD_PRELOAD", "NODE_OPTIONS", "--allow-env"] {
+        assert!(run.stderr().contains(name), "{name}: {}", run.stderr());
+    }
+    let run = attempt(&root, &["--path", "app/evil", "--allow-env", "LD_PRELOAD"]);
+    assert_eq!(run.code(), 7, "NODE_OPTIONS is still refused");
+    // Names that are not variable names.
+    let run = attempt(&root, &["--path", "app/odd"]);
+    assert_eq!(run.code(), 7);
+    assert!(
+        run.stderr().contains("app/odd/not-a-name"),
+        "{}",
+        run.stderr()
+    );
+    // A bad .env file.
+    let bad = dir.path().join("bad.env");
+    std::fs::write(&bad, "GOOD=1\nBAD=\"unclosed\" junk\n").unwrap();
+    let run = attempt(&root, &["--env-file", bad.to_str().unwrap()]);
+    assert_eq!(run.code(), 7);
+    assert!(run.stderr().contains("line(s) 2"), "{}", run.stderr());
+    // Allowed explicitly, it runs.
+    let run = server.cli().token(&root).run(&[
+        "run",
+        "--path",
+        "app/evil",
+        "--only",
+        "NODE_OPTIONS",
+        "--allow-env",
+        "NODE_OPTIONS",
+        "--",
+        "sh",
+        "-c",
+        "printf %s \"$NODE_OPTIONS\"",
+    ]);
+    assert_eq!(
+        (run.code(), run.stdout().as_str()),
+        (0, "--require /tmp/evil.js")
+    );
+}
+
+#[test]
+fn redact_replaces_values_split_across_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    let mut canary = Canary::new("run");
+    put(&server, &root, "app/dev/API_KEY", &canary.value);
+    put(&server, &root, "app/dev/PIN", "123");
+    // The value in one write, then split across two writes with a pause, on
+    // both streams; then exit with a status of its own.
+    let script = r#"
+        printf 'whole=%s\n' "$API_KEY"
+        head=${API_KEY%????????}
+        printf 'split=%s' "$head"; sleep 0.3; printf '%s\n' "${API_KEY#"$head"}"
+        printf 'err=%s\n' "$API_KEY" >&2
+        printf 'pin=%s\n' "$PIN"
+        exit 3"#;
+    let run = server.cli().token(&root).run(&[
+        "run", "--path", "app/dev", "--redact", "--", "sh", "-c", script,
+    ]);
+    assert_eq!(run.code(), 3, "{}", run.stderr());
+    assert_eq!(
+        run.stdout(),
+        "whole=[REDACTED:API_KEY]\nsplit=[REDACTED:API_KEY]\npin=123\n"
+    );
+    assert!(
+        run.stderr().contains("err=[REDACTED:API_KEY]"),
+        "{}",
+        run.stderr()
+    );
+    assert!(
+        run.stderr().contains("not redacting PIN"),
+        "{}",
+        run.stderr()
+    );
+    canary.search_run("coffer run --redact", &run);
+    canary.search_dir(&server.data_dir());
+    canary.search("server log", server.logs());
+    // The value is stored (encrypted) in the data directory only.
+    canary.assert_nowhere_else();
+}
+
+/// Starts `coffer run ARGS -- sh -c SCRIPT` where the script prints `ready`
+/// once its trap is set, and returns the process after that line.
+fn start_trapping(
+    server: &Server,
+    token: &str,
+    args: &[&str],
+    script: &str,
+) -> std::process::Child {
+    let mut child = Command::new(common::BIN)
+        .env("COFFER_ADDR", &server.addr)
+        .env("COFFER_TOKEN", token)
+        .arg("run")
+        .args(args)
+        .args(["--", "sh", "-c", script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "ready\n");
+    child
+}
+
+fn wait_for(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "the command did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn signals_reach_the_command_and_its_status_is_coffers() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    put(&server, &root, "app/dev/API_KEY", "signal-test-value");
+    let script =
+        r#"trap 'exit 42' TERM; trap 'exit 43' USR1; echo ready; while :; do sleep 0.05; done"#;
+    for (args, signal, code) in [
+        (&["--path", "app/dev"][..], "TERM", 42),
+        (&["--path", "app/dev", "--redact"][..], "TERM", 42),
+        (&["--path", "app/dev", "--redact"][..], "USR1", 43),
+    ] {
+        let mut child = start_trapping(&server, &root, args, script);
+        let kill = Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(kill.success());
+        assert_eq!(wait_for(&mut child).code(), Some(code), "{args:?} {signal}");
+    }
+    // A command killed by a signal: 128 + the signal's number.
+    let run = server.cli().token(&root).run(&[
+        "run",
+        "--path",
+        "app/dev",
+        "--redact",
+        "--",
+        "sh",
+        "-c",
+        "kill -KILL $$",
+    ]);
+    assert_eq!(run.code(), 128 + 9);
+}
+
+#[test]
+fn one_request_is_audited_with_every_secret_it_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    put(&server, &root, "app/dev/A", "value-a");
+    put(&server, &root, "app/dev/B", "value-b");
+    put(&server, &root, "app/dev/B", "value-b2");
+    put(&server, &root, "app/other/C", "value-c");
+    let dev = dev_token(&server, &root);
+    server
+        .cli()
+        .token(&dev)
+        .env("REF", "coffer://app/dev/B#1")
+        .run(&["run", "--path", "app/dev", "--", "true"])
+        .expect(0);
+    let log = std::fs::read_to_string(server.data_dir().join("audit.log")).unwrap();
+    let bundles: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r["op"] == "secret.bundle")
+        .collect();
+    assert_eq!(bundles.len(), 1, "one request");
+    let reads: Vec<(String, u64)> = bundles[0]["reads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["path"].as_str().unwrap().to_string(),
+                r["version"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        reads,
+        [
+            ("app/dev/A".to_string(), 1),
+            ("app/dev/B".to_string(), 2),
+            ("app/dev/B".to_string(), 1)
+        ]
+    );
+    assert_eq!(bundles[0]["actor"]["name"], "dev-app");
+    assert!(!log.contains("value-"), "no value in the audit log");
+
+    // `audit readers` finds the bundle's reads, by version too.
+    let readers = server
+        .cli()
+        .token(&root)
+        .run(&["audit", "readers", "app/dev/B", "--version", "1", "--json"])
+        .expect(0)
+        .json();
+    let names: Vec<&str> = readers["readers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["dev-app"]);
+
+    // A refused bundle is one denied record naming the refused path, and
+    // lists nothing as read.
+    let run = server
+        .cli()
+        .token(&dev)
+        .env("REF", "coffer://app/other/C")
+        .run(&["run", "--path", "app/dev", "--", "true"]);
+    assert_eq!(run.code(), 4);
+    let log = std::fs::read_to_string(server.data_dir().join("audit.log")).unwrap();
+    let last = log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .rfind(|r| r["op"] == "secret.bundle")
+        .unwrap();
+    assert_eq!(last["outcome"], "denied");
+    assert_eq!(last["path"], "app/other/C");
+    assert!(last.get("reads").is_none(), "{last}");
+}
