@@ -37,7 +37,7 @@ impl Redactor {
                 )
             })
             .collect();
-        values.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        values.sort_by_key(|v| std::cmp::Reverse(v.0.len()));
         Redactor {
             values,
             pending: Zeroizing::new(Vec::new()),
