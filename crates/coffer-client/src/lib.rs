@@ -12,6 +12,9 @@
 //! # Ok(()) }
 //! ```
 //!
+//! An application that gets its secrets from `coffer run` checks them at
+//! startup with [`require`], which names every missing variable at once.
+//!
 //! The token is held in a zeroizing string and sent only in the
 //! `Authorization` header. Errors carry the server's message (which never
 //! contains a value) and a [`ErrorKind`] that maps to the CLI's exit statuses.
@@ -20,7 +23,9 @@
 
 mod access;
 mod audit;
+mod require;
 pub use audit::AuditQuery;
+pub use require::{MissingVars, require, require_from};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
