@@ -130,6 +130,7 @@ pub struct ReadResponse<V> {
 /// `POST /api/v1/bundle`: many secrets in one request (what `coffer run`
 /// fetches). All or nothing: one refused read refuses the request.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct BundleRequest {
     /// Every live secret directly under each prefix.
     #[serde(default)]
@@ -141,6 +142,7 @@ pub struct BundleRequest {
 
 /// One secret named in a [`BundleRequest`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct BundleRef {
     /// The secret's path.
     pub path: String,

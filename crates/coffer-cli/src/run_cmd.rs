@@ -33,7 +33,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "NAMES", value_delimiter = ',')]
     pub only: Vec<String>,
     /// Also load this .env file (repeatable); values may be
-    /// `coffer://PATH[#VERSION]` references. File entries win over prefixes.
+    /// `coffer://PATH[#VERSION|#current]` references. File entries win over
+    /// prefixes.
     #[arg(long = "env-file", value_name = "FILE")]
     pub env_files: Vec<PathBuf>,
     /// Replace secret values in the command's stdout and stderr by
@@ -44,6 +45,10 @@ pub struct RunArgs {
     /// NODE_OPTIONS, PATH, ...; repeatable).
     #[arg(long = "allow-env", value_name = "NAME")]
     pub allow_env: Vec<String>,
+    /// Pass COFFER_TOKEN on to the command (by default it is removed from
+    /// the command's environment).
+    #[arg(long)]
+    pub keep_token: bool,
     /// The command and its arguments.
     #[arg(trailing_var_arg = true, required = true, num_args = 1.., value_name = "CMD")]
     pub command: Vec<OsString>,
@@ -135,10 +140,12 @@ pub async fn run(g: &crate::cli::Global, a: RunArgs) -> anyhow::Result<Status> {
     let mut file_vars: Vec<(String, Zeroizing<String>)> = Vec::new();
     for file in &a.env_files {
         let text = std::fs::read_to_string(file).map_err(|e| {
-            fail(
-                Status::NotFound,
-                format!("cannot read {}: {e}", file.display()),
-            )
+            let status = match e.kind() {
+                std::io::ErrorKind::NotFound => Status::NotFound,
+                std::io::ErrorKind::PermissionDenied => Status::Denied,
+                _ => Status::Invalid,
+            };
+            fail(status, format!("cannot read {}: {e}", file.display()))
         })?;
         let parsed = coffer_dotenv::parse(&text);
         if !parsed.errors.is_empty() {
@@ -211,7 +218,11 @@ pub async fn run(g: &crate::cli::Global, a: RunArgs) -> anyhow::Result<Status> {
             }
             let name = last_segment(&read.path);
             if !coffer_dotenv::is_portable_key(name) {
-                invalid.push(read.path.clone());
+                // With --only, a name that cannot be a variable cannot have
+                // been picked either: only the names asked for matter.
+                if a.only.is_empty() {
+                    invalid.push(read.path.clone());
+                }
                 continue;
             }
             vars.insert(name.to_string(), env_value(&read.value)?);
@@ -280,6 +291,10 @@ pub async fn run(g: &crate::cli::Global, a: RunArgs) -> anyhow::Result<Status> {
 
     let mut command = std::process::Command::new(&a.command[0]);
     command.args(&a.command[1..]);
+    // The command gets its secrets, not coffer's own credential.
+    if !a.keep_token {
+        command.env_remove("COFFER_TOKEN");
+    }
     for (k, v) in &vars {
         command.env(k, v.as_str());
     }

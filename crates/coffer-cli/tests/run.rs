@@ -77,7 +77,7 @@ fn injects_prefixes_and_references_and_exits_with_the_commands_status() {
     )
     .unwrap();
 
-    let script = r#"printf '%s|' "$SHARED" "$DATABASE_URL" "$API_KEY" "$OLD_DB" "$PLAIN" "$EXPANDED" "$FROM_ENV" "$KEEP"; exit 7"#;
+    let script = r#"printf '%s|' "$SHARED" "$DATABASE_URL" "$API_KEY" "$OLD_DB" "$PLAIN" "$EXPANDED" "$FROM_ENV" "$KEEP" "${COFFER_TOKEN:-no-token}"; exit 7"#;
     let run = server
         .cli()
         .token(&root)
@@ -99,8 +99,18 @@ fn injects_prefixes_and_references_and_exits_with_the_commands_status() {
     assert_eq!(run.code(), 7, "the command's status: {}", run.stderr());
     assert_eq!(
         run.stdout(),
-        "dev-wins|postgres://u:p2@db/app|key with 'quotes' and \"more\"\nand a line|postgres://u:p@db/app?x=1&y=$HOME|plain value|plain value-x|by-reference|inherited|"
+        "dev-wins|postgres://u:p2@db/app|key with 'quotes' and \"more\"\nand a line|postgres://u:p@db/app?x=1&y=$HOME|plain value|plain value-x|by-reference|inherited|no-token|"
     );
+    // Coffer's own token reaches the command only when asked.
+    let run = server.cli().token(&root).run(&[
+        "run",
+        "--keep-token",
+        "--",
+        "sh",
+        "-c",
+        "printf %s \"$COFFER_TOKEN\"",
+    ]);
+    assert_eq!(run.stdout(), root);
 
     // --only picks names, and each must exist.
     let run = server.cli().token(&root).run(&[
@@ -216,6 +226,33 @@ fn refusals_run_nothing() {
         "{}",
         run.stderr()
     );
+    // --only leaves them out.
+    put(&server, &root, "app/odd/FINE", "fine");
+    let run = server.cli().token(&root).run(&[
+        "run",
+        "--path",
+        "app/odd",
+        "--only",
+        "FINE",
+        "--",
+        "sh",
+        "-c",
+        "printf %s \"$FINE\"",
+    ]);
+    assert_eq!(
+        (run.code(), run.stdout().as_str()),
+        (0, "fine"),
+        "{}",
+        run.stderr()
+    );
+    // A misspelt request field is an error, not an empty answer.
+    let r = server.http(
+        "POST",
+        "/api/v1/bundle",
+        Some(&root),
+        Some(br#"{"prefix":["app/dev"]}"#),
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
     // A bad .env file.
     let bad = dir.path().join("bad.env");
     std::fs::write(&bad, "GOOD=1\nBAD=\"unclosed\" junk\n").unwrap();
