@@ -204,7 +204,11 @@ pub async fn run(g: &crate::cli::Global, a: RunArgs) -> anyhow::Result<Status> {
     let mut vars: BTreeMap<String, Zeroizing<String>> = BTreeMap::new();
     let mut invalid = Vec::new();
     for prefix in &a.paths {
-        let prefix = format!("{}/", prefix.trim_matches('/'));
+        // As the server canonicalizes it: "" (the top level) or "a/b/".
+        let prefix = match prefix.trim_matches('/') {
+            "" => String::new(),
+            p => format!("{p}/"),
+        };
         // The server answers with the prefixes' secrets (current versions)
         // first; a later entry for the same path is a reference's version.
         let mut seen = std::collections::HashSet::new();

@@ -142,6 +142,26 @@ fn injects_prefixes_and_references_and_exits_with_the_commands_status() {
     assert_eq!(run.code(), 3);
     assert!(run.stderr().contains("NOPE"), "{}", run.stderr());
 
+    // The top level is a prefix too.
+    put(&server, &root, "TOPLEVEL", "top");
+    let run = server.cli().token(&root).run(&[
+        "run",
+        "--path",
+        "/",
+        "--only",
+        "TOPLEVEL",
+        "--",
+        "sh",
+        "-c",
+        "printf %s \"$TOPLEVEL\"",
+    ]);
+    assert_eq!(
+        (run.code(), run.stdout().as_str()),
+        (0, "top"),
+        "{}",
+        run.stderr()
+    );
+
     // A command that does not exist.
     let run =
         server
