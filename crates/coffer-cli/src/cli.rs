@@ -97,6 +97,7 @@ Examples:
   coffer run --path myapp/common --path myapp/dev --only DATABASE_URL,API_KEY -- ./server
   coffer run --env-file .env -- python app.py      # .env may hold coffer://myapp/dev/DB_PASSWORD
   coffer run --path myapp/dev --redact -- ./test.sh  # values in its output become [REDACTED:NAME]
+  coffer run --path myapp/dev --offline -- ./server  # only the encrypted copy of the last fetch
 
 Variables are named by the last segment of each secret's path; a fields
 value is injected as JSON. Names that change how programs load code
@@ -105,7 +106,12 @@ unless allowed with --allow-env NAME. Without --redact, coffer replaces
 itself with the command (signals and exit status are the command's own);
 with --redact it forwards SIGTERM, SIGHUP, SIGUSR1 and SIGUSR2 (and SIGINT
 and SIGQUIT when not on a terminal, which sends those to the command
-itself) and exits with the command's status (128+N after signal N).")]
+itself) and exits with the command's status (128+N after signal N).
+
+Each successful fetch is kept encrypted (under a key derived from your
+token) in ~/.cache/coffer/run for --cache-ttl (default 24h). It is used
+only when the server cannot be reached, saying so on stderr, or with
+--offline; a server that refuses the request deletes it.")]
     Run(crate::run_cmd::RunArgs),
 
     /// List secrets under a prefix.

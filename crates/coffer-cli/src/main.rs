@@ -15,6 +15,7 @@ mod exit;
 mod input;
 mod output;
 mod redact;
+mod run_cache;
 mod run_cmd;
 mod server_cmd;
 mod settings;

@@ -14,12 +14,13 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use clap::Args;
-use coffer_api::BundleRef;
-use coffer_client::WireValue;
+use coffer_api::{BundleRef, BundleRequest, ReadResponse};
+use coffer_client::{ErrorKind, WireValue};
 use zeroize::Zeroizing;
 
 use crate::exit::{Status, fail};
 use crate::redact::Redactor;
+use crate::run_cache::Cache;
 use crate::settings;
 
 #[derive(Debug, Args)]
@@ -45,6 +46,16 @@ pub struct RunArgs {
     /// NODE_OPTIONS, PATH, ...; repeatable).
     #[arg(long = "allow-env", value_name = "NAME")]
     pub allow_env: Vec<String>,
+    /// Use only the encrypted copy kept by the last successful run with the
+    /// same token, server and request; never contact the server.
+    #[arg(long, conflicts_with = "no_cache")]
+    pub offline: bool,
+    /// How long the encrypted offline copy stays usable (at most 30d).
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse_ttl)]
+    pub cache_ttl: i64,
+    /// Keep no offline copy (and delete one kept before).
+    #[arg(long)]
+    pub no_cache: bool,
     /// Pass COFFER_TOKEN on to the command (by default it is removed from
     /// the command's environment).
     #[arg(long)]
@@ -52,6 +63,14 @@ pub struct RunArgs {
     /// The command and its arguments.
     #[arg(trailing_var_arg = true, required = true, num_args = 1.., value_name = "CMD")]
     pub command: Vec<OsString>,
+}
+
+fn parse_ttl(s: &str) -> Result<i64, String> {
+    let ms = coffer_core::duration::parse_duration_ms(s)?;
+    if ms > crate::run_cache::MAX_TTL_MS {
+        return Err("at most 30d".into());
+    }
+    Ok(ms)
 }
 
 /// Names that change how programs load code or run a shell: a secret
@@ -196,8 +215,11 @@ pub async fn run(g: &crate::cli::Global, a: RunArgs) -> anyhow::Result<Status> {
     // One request for everything.
     let mut fetched = Vec::new();
     if !a.paths.is_empty() || !refs.is_empty() {
-        let wanted: Vec<BundleRef> = refs.iter().map(|(_, r)| r.clone()).collect();
-        fetched = settings::client(g)?.bundle(&a.paths, &wanted).await?;
+        let request = BundleRequest {
+            prefixes: a.paths.clone(),
+            secrets: refs.iter().map(|(_, r)| r.clone()).collect(),
+        };
+        fetched = fetch(g, &a, &request).await?;
     }
 
     // Variables from the prefixes: by last segment, later prefixes winning.
@@ -306,6 +328,90 @@ pub async fn run(g: &crate::cli::Global, a: RunArgs) -> anyhow::Result<Status> {
         return redacted(command, &vars, &a.command[0]).await;
     }
     exec(command, &a.command[0])
+}
+
+/// The secrets for `request`: from the server, keeping an encrypted copy;
+/// from that copy when the server cannot be reached or with `--offline`.
+async fn fetch(
+    g: &crate::cli::Global,
+    a: &RunArgs,
+    request: &BundleRequest,
+) -> anyhow::Result<Vec<ReadResponse<WireValue>>> {
+    let token = settings::resolve_token()?;
+    let cache = token
+        .as_ref()
+        .and_then(|t| Cache::for_request(t, &settings::addr(g), request));
+    if a.offline {
+        let Some(cache) = &cache else {
+            return Err(fail(
+                Status::NotFound,
+                "--offline needs the token that fetched the cached copy (COFFER_TOKEN or `coffer login`) and a home directory",
+            ));
+        };
+        let cached = cache.load()?.ok_or_else(|| {
+            fail(
+                Status::NotFound,
+                "no cached copy for this token, server and request: run once while the server is reachable",
+            )
+        })?;
+        notice("offline", &cached);
+        return Ok(cached.reads);
+    }
+    let mut builder = settings::client_builder(g);
+    if let Some(t) = token {
+        builder = builder.secret_token(t);
+    }
+    let client = builder.build()?;
+    match client.bundle(&request.prefixes, &request.secrets).await {
+        Ok(reads) => {
+            if let Some(cache) = &cache {
+                if a.no_cache {
+                    cache.remove();
+                } else if let Err(e) = cache.store(&reads, a.cache_ttl) {
+                    eprintln!("coffer: warning: cannot keep an offline copy: {e:#}");
+                }
+            }
+            Ok(reads)
+        }
+        Err(e) if e.kind == ErrorKind::Unreachable && !a.no_cache => {
+            let Some(cache) = &cache else {
+                return Err(e.into());
+            };
+            match cache.load() {
+                Ok(Some(cached)) => {
+                    notice(&e.message, &cached);
+                    Ok(cached.reads)
+                }
+                Ok(None) => Err(e.into()),
+                Err(cache_error) => {
+                    eprintln!("coffer: warning: {cache_error:#}");
+                    Err(e.into())
+                }
+            }
+        }
+        Err(e) => {
+            // A server that answers "no" (or "not found") must not be
+            // bypassed by an old copy.
+            if matches!(
+                e.kind,
+                ErrorKind::Unauthenticated | ErrorKind::Forbidden | ErrorKind::NotFound
+            ) && let Some(cache) = &cache
+            {
+                cache.remove();
+            }
+            Err(e.into())
+        }
+    }
+}
+
+/// Says on stderr that values come from the cache, and how old they are.
+fn notice(why: &str, cached: &crate::run_cache::Cached) {
+    let now = crate::run_cache::now_ms();
+    eprintln!(
+        "coffer: {why}: using the offline copy fetched {} ago (usable for {} more)",
+        crate::run_cache::human(now - cached.fetched_at_ms),
+        crate::run_cache::human(cached.expires_at_ms - now),
+    );
 }
 
 /// Replaces this process with the command; returns only on failure.

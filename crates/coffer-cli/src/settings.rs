@@ -114,14 +114,18 @@ pub fn client(global: &Global) -> anyhow::Result<Client> {
     Ok(builder.build()?)
 }
 
-/// A client builder for the configured server, without a token.
-pub fn client_builder(global: &Global) -> coffer_client::ClientBuilder {
-    let addr = global
+/// The server address: `--addr`, `COFFER_ADDR` or the default.
+pub fn addr(global: &Global) -> String {
+    global
         .addr
         .clone()
         .filter(|a| !a.is_empty())
-        .unwrap_or_else(|| DEFAULT_ADDR.to_string());
-    let mut builder = Client::builder(addr);
+        .unwrap_or_else(|| DEFAULT_ADDR.to_string())
+}
+
+/// A client builder for the configured server, without a token.
+pub fn client_builder(global: &Global) -> coffer_client::ClientBuilder {
+    let mut builder = Client::builder(addr(global));
     if let Some(ca) = &global.ca_cert {
         builder = builder.ca_cert(ca);
     }

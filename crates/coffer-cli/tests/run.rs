@@ -492,3 +492,139 @@ fn one_request_is_audited_with_every_secret_it_served() {
     assert_eq!(last["path"], "app/other/C");
     assert!(last.get("reads").is_none(), "{last}");
 }
+
+/// The cache files `coffer run` keeps under the test's home.
+fn cache_files(home: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let dir = home.join("cache").join("coffer").join("run");
+    match std::fs::read_dir(dir) {
+        Ok(entries) => entries.map(|e| e.unwrap().path()).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+#[test]
+fn offline_copy_serves_an_unreachable_server_only_and_expires() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    let mut canary = Canary::new("offline");
+    put(&server, &root, "app/dev/API_KEY", &canary.value);
+    put(&server, &root, "app/dev/REGION", "eu-west");
+    let t1 = dev_token(&server, &root);
+    let t2 = dev_token(&server, &root);
+    let print = ["sh", "-c", "printf '%s|%s' \"$API_KEY\" \"$REGION\""];
+    let expected = format!("{}|eu-west", canary.value);
+    let args = |extra: &[&'static str]| -> Vec<&'static str> {
+        let mut v = vec!["run", "--path", "app/dev"];
+        v.extend_from_slice(extra);
+        v.push("--");
+        v.extend_from_slice(&print);
+        v
+    };
+
+    // A successful run keeps one encrypted copy, readable by its owner only.
+    let run = server.cli().token(&t1).run(&args(&[])).expect(0);
+    assert_eq!(run.stdout(), expected);
+    canary.search_run_allowing_stdout("online run", &run);
+    let files = cache_files(dir.path());
+    assert_eq!(files.len(), 1, "{files:?}");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&files[0]), 0o600);
+    assert_eq!(mode(files[0].parent().unwrap()), 0o700);
+    canary.search("cache file", std::fs::read(&files[0]).unwrap());
+
+    // --offline uses it without asking the server, and says so.
+    let run = server.cli().token(&t1).run(&args(&["--offline"])).expect(0);
+    assert_eq!(run.stdout(), expected);
+    assert!(
+        run.stderr().contains("offline copy fetched"),
+        "{}",
+        run.stderr()
+    );
+    canary.search_run_allowing_stdout("offline run", &run);
+    // Another request, or another token, has no copy.
+    let run =
+        server
+            .cli()
+            .token(&t1)
+            .run(&["run", "--path", "app/other", "--offline", "--", "true"]);
+    assert_eq!(run.code(), 3, "{}", run.stderr());
+    assert!(run.stderr().contains("no cached copy"), "{}", run.stderr());
+    server.cli().token(&t2).run(&args(&["--offline"])).expect(3);
+
+    // A copy past its time limit is refused and deleted.
+    server
+        .cli()
+        .token(&t1)
+        .run(&args(&["--cache-ttl", "1s"]))
+        .expect(0);
+    std::thread::sleep(Duration::from_millis(1100));
+    let run = server.cli().token(&t1).run(&args(&["--offline"]));
+    assert_eq!(run.code(), 3, "{}", run.stderr());
+    assert!(run.stderr().contains("expired"), "{}", run.stderr());
+    assert!(cache_files(dir.path()).is_empty());
+    server
+        .cli()
+        .token(&t1)
+        .run(&["run", "--cache-ttl", "31d", "--", "true"])
+        .expect(2);
+
+    // A server that refuses (here: a revoked token) deletes the copy.
+    server.cli().token(&t2).run(&args(&[])).expect(0);
+    assert_eq!(cache_files(dir.path()).len(), 1);
+    ok(
+        &server.http("DELETE", "/api/v1/auth/token/self", Some(&t2), None),
+        "revoke",
+    );
+    server.cli().token(&t2).run(&args(&[])).expect(4);
+    assert!(cache_files(dir.path()).is_empty());
+    server.cli().token(&t2).run(&args(&["--offline"])).expect(3);
+    // --no-cache keeps none.
+    server
+        .cli()
+        .token(&t1)
+        .run(&args(&["--no-cache"]))
+        .expect(0);
+    assert!(cache_files(dir.path()).is_empty());
+    server.cli().token(&t1).run(&args(&[])).expect(0);
+    let files = cache_files(dir.path());
+    assert_eq!(files.len(), 1);
+
+    // The server stops: the copy answers, and stderr says why.
+    let addr = format!("http://{}", server.host_port());
+    canary.search("server logs", server.logs());
+    server.stop();
+    let cli = || common::Cli::new(&addr, dir.path()).token(&t1);
+    let run = cli().run(&args(&[])).expect(0);
+    assert_eq!(run.stdout(), expected);
+    assert!(run.stderr().contains("cannot reach"), "{}", run.stderr());
+    assert!(run.stderr().contains("offline copy"), "{}", run.stderr());
+    canary.search_run_allowing_stdout("unreachable run", &run);
+    // Without the copy, unreachable is unreachable.
+    let run = common::Cli::new(&addr, dir.path())
+        .token(&t2)
+        .run(&args(&[]));
+    assert_eq!(run.code(), 6, "{}", run.stderr());
+
+    // A copy others could read is refused; a damaged one is deleted.
+    std::fs::set_permissions(&files[0], std::fs::Permissions::from_mode(0o644)).unwrap();
+    let run = cli().run(&args(&["--offline"]));
+    assert_eq!(run.code(), 4, "{}", run.stderr());
+    std::fs::set_permissions(&files[0], std::fs::Permissions::from_mode(0o600)).unwrap();
+    cli().run(&args(&["--offline"])).expect(0);
+    let mut bytes = std::fs::read(&files[0]).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&files[0], &bytes).unwrap();
+    let run = cli().run(&args(&[]));
+    assert_eq!(run.code(), 6, "{}", run.stderr());
+    assert!(run.stderr().contains("damaged"), "{}", run.stderr());
+    assert!(cache_files(dir.path()).is_empty());
+    canary.search_run("damaged run", &run);
+
+    // The value is nowhere but the command's output: not in the cache
+    // files, the data directory, or the server's logs.
+    canary.search_dir(dir.path());
+    canary.assert_nowhere_else();
+}

@@ -5,6 +5,8 @@
 //!
 //! * [`secret`] — newtypes for secret material that zeroize on drop, compare in
 //!   constant time and never print their contents.
+//! * [`derive`] — keys and opaque identifiers derived from a secret the caller
+//!   holds (the client's offline cache key, from its token).
 //! * [`random`] — the operating system's CSPRNG, the only randomness source used.
 //! * [`aead`] — AES-256-GCM sealing with random nonces.
 //! * [`keyring`] — the key hierarchy (unseal key → root key → keyring of data
@@ -26,6 +28,7 @@
 #![forbid(unsafe_code)]
 
 pub mod aead;
+pub mod derive;
 pub mod keyring;
 pub mod password;
 pub mod random;

@@ -201,6 +201,7 @@ impl Cli {
         cmd.env("COFFER_ADDR", addr)
             .env_remove("COFFER_TOKEN")
             .env("XDG_CONFIG_HOME", home.join("config"))
+            .env("XDG_CACHE_HOME", home.join("cache"))
             .env("HOME", home);
         Cli { cmd, stdin: None }
     }
