@@ -101,6 +101,36 @@ pub struct WriteRequest {
     pub cas: Option<u64>,
 }
 
+/// `POST /api/v1/import`: many writes in one transaction (what
+/// `coffer import` sends). All or nothing: one refused write or failed
+/// check-and-set writes none.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportRequest {
+    /// The writes, each to a different path.
+    pub secrets: Vec<ImportEntry>,
+}
+
+/// One write in an [`ImportRequest`].
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportEntry {
+    /// The secret's path.
+    pub path: String,
+    /// The new value.
+    pub value: WireValue,
+    /// Check-and-set: write only if the current version is this (0: must not exist).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cas: Option<u64>,
+}
+
+/// The answer to an [`ImportRequest`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImportResponse {
+    /// The versions created, in request order.
+    pub written: Vec<WriteResponse>,
+}
+
 /// The answer to a write.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WriteResponse {

@@ -52,7 +52,11 @@ impl Filter {
     pub fn matches(&self, r: &Record) -> bool {
         if let Some(p) = &self.path
             && !r.path.as_deref().is_some_and(|path| p.matches(path))
-            && !r.reads.iter().any(|read| p.matches(&read.path))
+            && !r
+                .reads
+                .iter()
+                .chain(&r.writes)
+                .any(|read| p.matches(&read.path))
         {
             return false;
         }

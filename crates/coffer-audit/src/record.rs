@@ -87,7 +87,7 @@ pub struct AlertInfo {
     pub window_secs: u64,
 }
 
-/// One secret served by a request that reads many.
+/// One secret version served or written by a request that acts on many.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReadRef {
     /// The secret's path.
@@ -146,6 +146,10 @@ pub struct Record {
     /// Every secret served by a request that reads many (`secret.bundle`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reads: Vec<ReadRef>,
+    /// Every secret version written by a request that writes many
+    /// (`secret.import`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub writes: Vec<ReadRef>,
     /// Ok, denied or error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outcome: Option<Outcome>,

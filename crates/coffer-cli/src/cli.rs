@@ -114,6 +114,38 @@ only when the server cannot be reached, saying so on stderr, or with
 --offline; a server that refuses the request deletes it.")]
     Run(crate::run_cmd::RunArgs),
 
+    /// Import a .env or JSON file under a prefix: reports created, updated
+    /// and unchanged names (never values) and writes all or nothing.
+    #[command(after_help = "Examples:
+  coffer import .env --path myapp/dev --dry-run      # what would change
+  coffer import .env --path myapp/dev                # refused if a stored value differs
+  coffer import .env --path myapp/dev --overwrite
+  coffer import secrets.json --path myapp/prod       # {\"NAME\": \"value\", \"DB\": {\"user\": \"u\"}}
+  heroku config --json | coffer import - --format json --path myapp/prod
+
+Entries that are coffer:// references, have no value, or are empty (unless
+--allow-empty) are skipped and listed. ${VAR} in a .env file refers to the
+file's own earlier entries, never to your environment. Every change is
+written in one request, each checked against the version it was compared
+with: a concurrent change makes the whole import fail (exit 8).")]
+    Import(crate::transfer_cmd::ImportArgs),
+
+    /// Export the secrets under prefixes as dotenv, JSON, YAML, shell, a
+    /// Kubernetes Secret, Docker secret files or GitHub Actions variables.
+    #[command(after_help = "Examples:
+  coffer export --path myapp/prod --format dotenv --out .env
+  coffer export --path myapp/prod --format k8s --namespace shop | kubectl apply -f -
+  coffer export --path myapp/prod --format docker --out ./secrets
+  eval \"$(coffer export --path myapp/dev --format shell)\"
+  coffer export --path ci/deploy --format github     # in a workflow step
+
+Variables are named by the last segment of each secret's path; a fields
+value is written as JSON (an object in json and yaml). Files written with
+--out are readable by you only (docker files: 0400 in a 0700 directory).
+github prints ::add-mask:: for each value on stdout, then appends
+NAME<<DELIMITER blocks to $GITHUB_ENV (or --out).")]
+    Export(crate::transfer_cmd::ExportArgs),
+
     /// List secrets under a prefix.
     #[command(after_help = "Examples:
   coffer ls                 # top level

@@ -19,6 +19,7 @@ mod run_cache;
 mod run_cmd;
 mod server_cmd;
 mod settings;
+mod transfer_cmd;
 mod webhook;
 
 /// mimalloc instead of the system allocator: under load, glibc malloc and free

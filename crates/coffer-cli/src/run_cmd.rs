@@ -115,7 +115,7 @@ fn dangerous(name: &str) -> bool {
 }
 
 /// A `coffer://PATH[#VERSION]` reference.
-fn parse_reference(value: &str) -> Option<Result<BundleRef, String>> {
+pub(crate) fn parse_reference(value: &str) -> Option<Result<BundleRef, String>> {
     let rest = value.strip_prefix("coffer://")?;
     let (path, fragment) = match rest.split_once('#') {
         Some((p, f)) => (p, Some(f)),
@@ -142,7 +142,7 @@ fn parse_reference(value: &str) -> Option<Result<BundleRef, String>> {
 }
 
 /// A value as one environment string (fields values as JSON).
-fn env_value(value: &WireValue) -> anyhow::Result<Zeroizing<String>> {
+pub(crate) fn env_value(value: &WireValue) -> anyhow::Result<Zeroizing<String>> {
     Ok(Zeroizing::new(match value {
         WireValue::Text(t) => t.clone(),
         WireValue::Fields(f) => serde_json::to_string(f)?,
@@ -151,6 +151,35 @@ fn env_value(value: &WireValue) -> anyhow::Result<Zeroizing<String>> {
 
 fn last_segment(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
+}
+
+/// The secrets directly under each prefix, by the last segment of their
+/// path; a later prefix wins a name clash. `fetched` is a bundle's answer:
+/// the prefixes' secrets (current versions) come first, so a later entry for
+/// the same path (a reference's version) is not a prefix's.
+pub(crate) fn by_name<'a>(
+    prefixes: &[String],
+    fetched: &'a [ReadResponse<WireValue>],
+) -> BTreeMap<&'a str, &'a ReadResponse<WireValue>> {
+    let mut out = BTreeMap::new();
+    for prefix in prefixes {
+        // As the server canonicalizes it: "" (the top level) or "a/b/".
+        let prefix = match prefix.trim_matches('/') {
+            "" => String::new(),
+            p => format!("{p}/"),
+        };
+        let mut seen = std::collections::HashSet::new();
+        for read in fetched.iter().filter(|r| {
+            r.path
+                .strip_prefix(&prefix)
+                .is_some_and(|rest| !rest.contains('/'))
+        }) {
+            if seen.insert(read.path.as_str()) {
+                out.insert(last_segment(&read.path), read);
+            }
+        }
+    }
+    out
 }
 
 pub async fn run(g: &crate::cli::Global, a: RunArgs) -> anyhow::Result<Status> {
@@ -225,34 +254,16 @@ pub async fn run(g: &crate::cli::Global, a: RunArgs) -> anyhow::Result<Status> {
     // Variables from the prefixes: by last segment, later prefixes winning.
     let mut vars: BTreeMap<String, Zeroizing<String>> = BTreeMap::new();
     let mut invalid = Vec::new();
-    for prefix in &a.paths {
-        // As the server canonicalizes it: "" (the top level) or "a/b/".
-        let prefix = match prefix.trim_matches('/') {
-            "" => String::new(),
-            p => format!("{p}/"),
-        };
-        // The server answers with the prefixes' secrets (current versions)
-        // first; a later entry for the same path is a reference's version.
-        let mut seen = std::collections::HashSet::new();
-        for read in fetched.iter().filter(|r| {
-            r.path
-                .strip_prefix(&prefix)
-                .is_some_and(|rest| !rest.contains('/'))
-        }) {
-            if !seen.insert(read.path.as_str()) {
-                continue;
+    for (name, read) in by_name(&a.paths, &fetched) {
+        if !coffer_dotenv::is_portable_key(name) {
+            // With --only, a name that cannot be a variable cannot have
+            // been picked either: only the names asked for matter.
+            if a.only.is_empty() {
+                invalid.push(read.path.clone());
             }
-            let name = last_segment(&read.path);
-            if !coffer_dotenv::is_portable_key(name) {
-                // With --only, a name that cannot be a variable cannot have
-                // been picked either: only the names asked for matter.
-                if a.only.is_empty() {
-                    invalid.push(read.path.clone());
-                }
-                continue;
-            }
-            vars.insert(name.to_string(), env_value(&read.value)?);
+            continue;
         }
+        vars.insert(name.to_string(), env_value(&read.value)?);
     }
     if !a.only.is_empty() {
         let missing: Vec<&str> = a

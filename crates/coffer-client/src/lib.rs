@@ -482,6 +482,35 @@ impl Client {
         Ok(resp.secrets)
     }
 
+    /// Writes many secrets in one transaction, all or nothing: each entry is
+    /// (path, value, check-and-set version).
+    pub async fn import(
+        &self,
+        writes: &[(&str, &WireValue, Option<u64>)],
+    ) -> Result<Vec<WriteResponse>, ClientError> {
+        #[derive(Serialize)]
+        struct Entry<'a> {
+            path: &'a str,
+            value: &'a WireValue,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            cas: Option<u64>,
+        }
+        #[derive(Serialize)]
+        struct Body<'a> {
+            secrets: Vec<Entry<'a>>,
+        }
+        let body = Body {
+            secrets: writes
+                .iter()
+                .map(|&(path, value, cas)| Entry { path, value, cas })
+                .collect(),
+        };
+        let resp: coffer_api::ImportResponse = self
+            .call(Method::POST, "/api/v1/import", Some(&body))
+            .await?;
+        Ok(resp.written)
+    }
+
     /// Writes a new version; with `cas`, only if the current version is `cas`.
     pub async fn write(
         &self,

@@ -33,6 +33,8 @@ pub struct Facts {
     pub version: Option<u64>,
     /// Every secret served by a request that reads many (path, version).
     pub reads: Vec<(String, u64)>,
+    /// Every secret version written by a request that writes many.
+    pub writes: Vec<(String, u64)>,
     /// The user name a login or an invitation named (the server records only
     /// its HMAC: an unknown name is often a password typed in the wrong box).
     pub login: Option<String>,
@@ -49,6 +51,7 @@ impl std::fmt::Debug for Facts {
             .field("protected", &self.protected)
             .field("version", &self.version)
             .field("reads", &self.reads)
+            .field("writes", &self.writes)
             .field("login", &self.login.as_ref().map(|_| "[redacted]"))
             .finish()
     }
@@ -102,12 +105,23 @@ pub(crate) fn note_read(path: &str, version: u64) {
     note(|f| f.reads.push((path.to_string(), version)));
 }
 
+pub(crate) fn note_write(path: &str, version: u64) {
+    note(|f| f.writes.push((path.to_string(), version)));
+}
+
+/// A request that acts on many secrets was refused at `path`: that refusal
+/// is the decision, and nothing was served or written.
+pub(crate) fn refuse(operation: Operation, path: &str) {
+    note(|f| {
+        f.reads.clear();
+        f.writes.clear();
+        f.version = None;
+        f.decision = Some((operation, path.to_string(), false));
+    });
+}
+
 /// A read of many was refused at `path`: that refusal is the decision, and
 /// nothing was served.
 pub(crate) fn refuse_reads(path: &str) {
-    note(|f| {
-        f.reads.clear();
-        f.version = None;
-        f.decision = Some((Operation::ReadValue, path.to_string(), false));
-    });
+    refuse(Operation::ReadValue, path);
 }

@@ -948,6 +948,171 @@ impl Coffer {
         unreachable!("the loop returns on its last attempt")
     }
 
+    /// Writes many secrets at once, all or nothing (`coffer import`): every
+    /// write is authorized and its check-and-set verified first, then all
+    /// versions are committed in one transaction. A refusal names every
+    /// refused path; a failed check-and-set names every path that changed.
+    /// The request's audit record lists every path and version written.
+    pub async fn write_many(
+        &self,
+        identity: &Identity,
+        writes: &[(String, SecretValue, Option<u64>)],
+    ) -> Result<Vec<WriteReceipt>> {
+        if writes.is_empty() {
+            return Err(CoreError::Invalid("nothing to write".into()));
+        }
+        if writes.len() > MAX_BUNDLE {
+            return Err(CoreError::Invalid(format!(
+                "at most {MAX_BUNDLE} secrets in one request"
+            )));
+        }
+        let keys = self.keys()?;
+        let mut planned = Vec::with_capacity(writes.len());
+        let mut seen = std::collections::HashSet::new();
+        for (path, value, cas) in writes {
+            let path = SecretPath::parse(path)?;
+            if !seen.insert(path.as_str().to_string()) {
+                return Err(CoreError::Invalid(format!("{path} appears more than once")));
+            }
+            value.validate()?;
+            let plaintext = value.encode();
+            let size = plaintext.len() - 1;
+            if size > self.options.max_value_bytes {
+                return Err(CoreError::TooLarge {
+                    size,
+                    limit: self.options.max_value_bytes,
+                });
+            }
+            planned.push((path, plaintext, *cas));
+        }
+        // As for one write: a refusal says nothing about existence.
+        let mut refused = Vec::new();
+        for (path, _, _) in &planned {
+            if self
+                .authorize(identity, Operation::Create, path.as_str())
+                .is_err()
+                && self
+                    .authorize(identity, Operation::Update, path.as_str())
+                    .is_err()
+            {
+                refused.push(path.as_str().to_string());
+            }
+        }
+        if !refused.is_empty() {
+            audit::refuse(Operation::Update, &refused[0]);
+            return Err(CoreError::Forbidden(format!(
+                "write refused on {}",
+                refused.join(", ")
+            )));
+        }
+        // Lock every stripe involved, in order, so that two batches cannot
+        // deadlock and no single write slips in between check and commit.
+        let mut stripes: Vec<usize> = planned
+            .iter()
+            .map(|(p, _, _)| self.cache.stripe(p.as_str()))
+            .collect();
+        stripes.sort_unstable();
+        stripes.dedup();
+        let mut _locks = Vec::with_capacity(stripes.len());
+        for stripe in stripes {
+            _locks.push(self.write_locks[stripe].lock().await);
+        }
+        let now = now_ms();
+        let mut mutations = Vec::with_capacity(planned.len());
+        let mut created_at = Vec::with_capacity(planned.len());
+        let mut changed = Vec::new();
+        for (path, plaintext, cas) in &planned {
+            let existing = self.cached(path.as_str()).await?;
+            let current = existing.as_ref().map_or(0, |c| c.meta.current_version);
+            let op = if current == 0 {
+                Operation::Create
+            } else {
+                Operation::Update
+            };
+            if self.authorize(identity, op, path.as_str()).is_err() {
+                refused.push(path.as_str().to_string());
+                continue;
+            }
+            if let Some(expected) = cas
+                && *expected != current
+            {
+                changed.push(format!("{path} (at version {current}, not {expected})"));
+                continue;
+            }
+            let version = current + 1;
+            let (key_id, ciphertext) = keys.keyring.seal_value(path.as_str(), version, plaintext);
+            created_at.push(existing.as_ref().map_or(now, |c| c.meta.created_at));
+            mutations.push(Mutation::PutVersion {
+                record: VersionRecord {
+                    path: path.as_str().to_string(),
+                    version,
+                    created_at: now,
+                    created_by: identity.display_name().to_string(),
+                    state: VersionState::Active,
+                    key_id,
+                    ciphertext,
+                },
+                expected_current: current,
+            });
+        }
+        if !refused.is_empty() {
+            audit::refuse(Operation::Update, &refused[0]);
+            return Err(CoreError::Forbidden(format!(
+                "write refused on {}",
+                refused.join(", ")
+            )));
+        }
+        if !changed.is_empty() {
+            return Err(CoreError::Conflict(format!(
+                "check-and-set failed, nothing written: {}",
+                changed.join(", ")
+            )));
+        }
+        let records: Vec<VersionRecord> = mutations
+            .iter()
+            .filter_map(|m| match m {
+                Mutation::PutVersion { record, .. } => Some(record.clone()),
+                _ => None,
+            })
+            .collect();
+        if let Err(e) = self.store.commit(mutations).await {
+            for r in &records {
+                self.cache.invalidate(&r.path);
+            }
+            return Err(match e {
+                coffer_store::StoreError::Conflict(m) => {
+                    CoreError::Conflict(format!("write conflict, nothing written: {m}"))
+                }
+                e => e.into(),
+            });
+        }
+        let mut receipts = Vec::with_capacity(records.len());
+        for (record, created_at) in records.into_iter().zip(created_at) {
+            audit::note_write(&record.path, record.version);
+            receipts.push(WriteReceipt {
+                path: record.path.clone(),
+                version: record.version,
+                created_at: now,
+            });
+            let meta = SecretMeta {
+                path: record.path.clone(),
+                current_version: record.version,
+                live: true,
+                created_at,
+                updated_at: now,
+            };
+            let path = record.path.clone();
+            self.cache.put(
+                &path,
+                Arc::new(Cached {
+                    meta,
+                    current: Some(record),
+                }),
+            );
+        }
+        Ok(receipts)
+    }
+
     /// Lists paths under a prefix.
     pub async fn list(
         &self,

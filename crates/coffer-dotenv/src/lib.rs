@@ -258,11 +258,12 @@ impl std::error::Error for WriteError {}
 ///
 /// Plain values are written bare; values with spaces, `#`, quotes or
 /// other special characters in single quotes when that needs no escape;
-/// the rest in double quotes with escapes, except values holding `${`,
-/// which go in single quotes (never expanded) unless they also hold a
-/// carriage return; then `${` is written `${:-$}{` in double quotes. A
-/// final backslash is written `${:-\\}` in double quotes: before a closing
-/// quote it would read as an escaped quote.
+/// the rest in double quotes with escapes. A value holding `${` always goes
+/// in double quotes with each `${` written `${:-$}{`: python-dotenv expands
+/// single-quoted values too, and the empty name is never set, so every
+/// reader that expands yields `$` and one that does not never sees a `${`
+/// it could take for a variable. A final backslash is written `${:-\\}` in
+/// double quotes: before a closing quote it would read as an escaped quote.
 pub fn write<'a>(
     entries: impl IntoIterator<Item = (&'a str, &'a str)>,
 ) -> Result<String, WriteError> {
@@ -294,9 +295,7 @@ pub fn quote(value: &str) -> String {
     // (python-dotenv's pattern), so a value that ends with one goes in
     // double quotes with that backslash written as `${:-\\}` (see below).
     let trailing_backslash = value.ends_with('\\');
-    if !trailing_backslash
-        && ((value.contains("${") && !value.contains('\r')) || value.chars().all(plain))
-    {
+    if !trailing_backslash && !value.contains("${") && value.chars().all(plain) {
         let mut s = String::with_capacity(value.len() + 2);
         s.push('\'');
         for c in value.chars() {

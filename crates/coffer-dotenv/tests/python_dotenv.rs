@@ -136,6 +136,10 @@ fn python_dotenv_reads_written_files_back() {
         "ends with backslash\\",
         "cr\rlf",
         "cr\r and ${DOLLAR_BRACE}",
+        "${HOME}",
+        "${HOME} and it's",
+        "a ${MISSING:-default} b",
+        "$${HOME}} \\${",
     ];
     let entries: Vec<(String, &str)> = values
         .iter()

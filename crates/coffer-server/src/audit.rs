@@ -88,6 +88,7 @@ fn operation(method: &Method, matched: Option<&str>) -> &'static str {
     match (m, route) {
         ("GET", "secrets/{*path}") => "secret.read",
         ("POST", "bundle") => "secret.bundle",
+        ("POST", "import") => "secret.import",
         ("PUT", "secrets/{*path}") => "secret.write",
         ("DELETE", "secrets/{*path}") => "secret.delete",
         ("GET", "metadata/{*path}") => "secret.metadata",
@@ -221,6 +222,11 @@ pub(crate) async fn record(
         version: facts.version,
         reads: facts
             .reads
+            .into_iter()
+            .map(|(path, version)| coffer_audit::record::ReadRef { path, version })
+            .collect(),
+        writes: facts
+            .writes
             .into_iter()
             .map(|(path, version)| coffer_audit::record::ReadRef { path, version })
             .collect(),

@@ -41,6 +41,7 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
             get(read_secret).put(write_secret).delete(delete_secret),
         )
         .route("/api/v1/bundle", post(bundle))
+        .route("/api/v1/import", post(import))
         .route("/api/v1/metadata/{*path}", get(metadata))
         .route("/api/v1/list", get(list_root))
         .route("/api/v1/list/{*prefix}", get(list_prefix))
@@ -381,6 +382,29 @@ async fn bundle(
             .collect(),
     };
     Ok(Json(body).into_response())
+}
+
+async fn import(
+    State(st): State<AppState>,
+    Auth(id): Auth,
+    JsonBody(req): JsonBody<api::ImportRequest>,
+) -> Result<Json<api::ImportResponse>, ApiError> {
+    let writes: Vec<(String, SecretValue, Option<u64>)> = req
+        .secrets
+        .into_iter()
+        .map(|e| (e.path, into_secret_value(e.value), e.cas))
+        .collect();
+    let receipts = st.coffer.write_many(&id, &writes).await?;
+    Ok(Json(api::ImportResponse {
+        written: receipts
+            .into_iter()
+            .map(|r| api::WriteResponse {
+                path: r.path,
+                version: r.version,
+                created_at: rfc3339(r.created_at),
+            })
+            .collect(),
+    }))
 }
 
 fn value_ref(value: &SecretValue) -> ValueRef<'_> {

@@ -1,0 +1,557 @@
+//! `coffer import` and `coffer export` end to end, against the real server:
+//! import plans (created, updated, unchanged, differs, skipped), all or
+//! nothing on refusal, conflict and bad input; every export format read
+//! back by the tools that consume it (python-dotenv, PyYAML, `sh` with
+//! `eval`, the GitHub `$GITHUB_ENV` block syntax, Docker secret files).
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+
+use common::canary::Canary;
+use common::{Mode, Server, ok};
+
+fn put(server: &Server, token: &str, path: &str, value: serde_json::Value) {
+    let body = serde_json::json!({ "value": value }).to_string();
+    let r = server.http(
+        "PUT",
+        &format!("/api/v1/secrets/{path}"),
+        Some(token),
+        Some(body.as_bytes()),
+    );
+    ok(&r, "write");
+}
+
+fn get(server: &Server, token: &str, path: &str) -> Option<serde_json::Value> {
+    let r = server.http("GET", &format!("/api/v1/secrets/{path}"), Some(token), None);
+    (r.status == 200).then(|| r.json())
+}
+
+fn version(server: &Server, token: &str, path: &str) -> u64 {
+    let r = server.http(
+        "GET",
+        &format!("/api/v1/metadata/{path}"),
+        Some(token),
+        None,
+    );
+    if r.status == 404 {
+        return 0;
+    }
+    ok(&r, "metadata")["current_version"].as_u64().unwrap()
+}
+
+fn audit_records(server: &Server, op: &str) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(server.data_dir().join("audit.log"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r["op"] == op)
+        .collect()
+}
+
+fn mode(p: &Path) -> u32 {
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+/// Runs python3 with `script` and the arguments; its stdout as JSON.
+fn python(script: &str, args: &[&str]) -> serde_json::Value {
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "python3 failed (are python-dotenv and PyYAML installed?): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn import_reports_names_and_writes_all_or_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    let mut canary = Canary::new("import");
+    put(&server, &root, "app/dev/EXISTING", "same".into());
+    put(&server, &root, "app/dev/CHANGED", "old".into());
+    put(&server, &root, "app/dev/GONE", "was here".into());
+    ok(
+        &server.http("DELETE", "/api/v1/secrets/app/dev/GONE", Some(&root), None),
+        "delete",
+    );
+    let file = dir.path().join("app.env");
+    std::fs::write(
+        &file,
+        format!(
+            "EXISTING=same\nCHANGED=new-value\nexport NEW_ONE=\"multi\\nline ${{EXISTING}} ${{HOME}}\"\nGONE=back\nEMPTY=\nREF=coffer://app/dev/EXISTING\nBARE\nCANARY='{}'\n",
+            canary.value
+        ),
+    )
+    .unwrap();
+    let f = file.to_str().unwrap();
+    let import = |extra: &[&str]| {
+        let mut args = vec!["import", f, "--path", "app/dev"];
+        args.extend_from_slice(extra);
+        server.cli().token(&root).run(&args)
+    };
+    let before = [
+        version(&server, &root, "app/dev/CHANGED"),
+        version(&server, &root, "app/dev/GONE"),
+    ];
+
+    // A stored value that differs refuses the whole import.
+    let run = import(&[]);
+    assert_eq!(run.code(), 8, "{}", run.stderr());
+    assert!(
+        run.stdout().contains("differs   CHANGED"),
+        "{}",
+        run.stdout()
+    );
+    assert!(run.stderr().contains("--overwrite"), "{}", run.stderr());
+    canary.search_run("import without --overwrite", &run);
+    // A dry run says what would happen.
+    let run = import(&["--overwrite", "--dry-run"]).expect(0);
+    let expected_plan = "created   NEW_ONE\n\
+                         created   CANARY\n\
+                         updated   CHANGED\n\
+                         updated   GONE\n\
+                         unchanged EXISTING\n";
+    for line in expected_plan.lines() {
+        assert!(run.stdout().contains(line), "{line}: {}", run.stdout());
+    }
+    for skipped in [
+        "EMPTY (empty",
+        "REF (a coffer:// reference",
+        "BARE (no value",
+    ] {
+        assert!(
+            run.stdout().contains(&format!("skipped   {skipped}")),
+            "{}",
+            run.stdout()
+        );
+    }
+    assert!(run.stdout().starts_with("dry run: nothing written"));
+    assert!(
+        run.stdout()
+            .contains("2 created, 2 updated, 1 unchanged, 3 skipped")
+    );
+    canary.search_run("dry run", &run);
+    assert_eq!(
+        before,
+        [
+            version(&server, &root, "app/dev/CHANGED"),
+            version(&server, &root, "app/dev/GONE"),
+        ]
+    );
+    assert!(get(&server, &root, "app/dev/NEW_ONE").is_none());
+
+    // The import itself, in one request.
+    let run = import(&["--overwrite", "--json"]).expect(0);
+    let report = run.json();
+    assert_eq!(report["created"], serde_json::json!(["NEW_ONE", "CANARY"]));
+    assert_eq!(report["updated"], serde_json::json!(["CHANGED", "GONE"]));
+    assert_eq!(report["unchanged"], serde_json::json!(["EXISTING"]));
+    assert_eq!(report["skipped"].as_array().unwrap().len(), 3);
+    assert_eq!(report["written"], true);
+    canary.search_run("import", &run);
+    let value = |p: &str| get(&server, &root, p).unwrap()["value"].clone();
+    // ${HOME} is not the importing user's: only the file's own entries expand.
+    assert_eq!(value("app/dev/NEW_ONE"), "multi\nline same ");
+    assert_eq!(value("app/dev/CHANGED"), "new-value");
+    assert_eq!(value("app/dev/GONE"), "back");
+    assert_eq!(value("app/dev/CANARY"), canary.value.as_str());
+    assert!(get(&server, &root, "app/dev/EMPTY").is_none());
+    let records = audit_records(&server, "secret.import");
+    assert_eq!(records.len(), 1, "one audit record for the import");
+    let mut written: Vec<String> = records[0]["writes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| format!("{}@{}", w["path"].as_str().unwrap(), w["version"]))
+        .collect();
+    written.sort();
+    assert_eq!(
+        written,
+        [
+            "app/dev/CANARY@1",
+            "app/dev/CHANGED@2",
+            "app/dev/GONE@2",
+            "app/dev/NEW_ONE@1"
+        ]
+    );
+    // The audit query finds an import by any path it wrote.
+    let q = server
+        .cli()
+        .token(&root)
+        .run(&["audit", "query", "--path", "app/dev/GONE", "--json"])
+        .expect(0);
+    assert!(q.stdout().contains("secret.import"), "{}", q.stdout());
+
+    // Again: nothing to do.
+    let run = import(&[]).expect(0);
+    assert!(
+        run.stdout().contains("5 unchanged, 3 skipped"),
+        "{}",
+        run.stdout()
+    );
+
+    // JSON files: strings and objects of string fields.
+    let json_file = dir.path().join("more.json");
+    std::fs::write(
+        &json_file,
+        r#"{"DB": {"user": "app", "password": "pw"}, "TOKEN_URL": "https://x"}"#,
+    )
+    .unwrap();
+    server
+        .cli()
+        .token(&root)
+        .run(&["import", json_file.to_str().unwrap(), "--path", "app/json"])
+        .expect(0);
+    assert_eq!(
+        value("app/json/DB"),
+        serde_json::json!({"user": "app", "password": "pw"})
+    );
+    // From stdin.
+    server
+        .cli()
+        .token(&root)
+        .stdin("FROM_STDIN=yes\n")
+        .run(&["import", "-", "--path", "app/stdin"])
+        .expect(0);
+    assert_eq!(value("app/stdin/FROM_STDIN"), "yes");
+
+    // Bad input changes nothing, and says where.
+    let bad = dir.path().join("bad.env");
+    std::fs::write(&bad, "GOOD=1\nthis is not a statement\nALSO=2\n").unwrap();
+    let run =
+        server
+            .cli()
+            .token(&root)
+            .run(&["import", bad.to_str().unwrap(), "--path", "app/bad"]);
+    assert_eq!(run.code(), 7, "{}", run.stderr());
+    assert!(run.stderr().contains("line(s) 2"), "{}", run.stderr());
+    let bad_json = dir.path().join("bad.json");
+    std::fs::write(&bad_json, r#"{"OK": "x", "N": 5, "L": ["secret-ish"]}"#).unwrap();
+    let run =
+        server
+            .cli()
+            .token(&root)
+            .run(&["import", bad_json.to_str().unwrap(), "--path", "app/bad"]);
+    assert_eq!(run.code(), 7, "{}", run.stderr());
+    assert!(run.stderr().contains("L, N"), "{}", run.stderr());
+    assert!(!run.stderr().contains("secret-ish"));
+    std::fs::write(&bad_json, r#"{"OK": "x", "..": "y"}"#).unwrap();
+    server
+        .cli()
+        .token(&root)
+        .run(&["import", bad_json.to_str().unwrap(), "--path", "app/bad"])
+        .expect(7);
+    assert!(get(&server, &root, "app/bad/GOOD").is_none());
+    assert!(get(&server, &root, "app/bad/OK").is_none());
+
+    // A refusal on one write writes none: this token may create A* only.
+    let policy = serde_json::json!({
+        "policy": "path \"app/part/*\" { capabilities = [\"read\", \"list\"] }\npath \"app/part/A*\" { capabilities = [\"create\", \"update\", \"read\", \"list\"] }\n"
+    })
+    .to_string();
+    ok(
+        &server.http(
+            "PUT",
+            "/api/v1/sys/policies/part",
+            Some(&root),
+            Some(policy.as_bytes()),
+        ),
+        "policy",
+    );
+    let r = server.http(
+        "POST",
+        "/api/v1/auth/tokens",
+        Some(&root),
+        Some(br#"{"policies":["part"],"display_name":"part"}"#),
+    );
+    let part = ok(&r, "token")["token"].as_str().unwrap().to_string();
+    let mixed = dir.path().join("mixed.env");
+    std::fs::write(&mixed, "A1=one\nB1=two\nA2=three\n").unwrap();
+    let run =
+        server
+            .cli()
+            .token(&part)
+            .run(&["import", mixed.to_str().unwrap(), "--path", "app/part"]);
+    assert_eq!(run.code(), 4, "{}", run.stderr());
+    assert!(run.stderr().contains("app/part/B1"), "{}", run.stderr());
+    assert!(get(&server, &root, "app/part/A1").is_none());
+    let denied = audit_records(&server, "secret.import");
+    let last = denied.last().unwrap();
+    assert_eq!(last["outcome"], "denied");
+    assert!(
+        last.get("writes").is_none(),
+        "a refused import wrote nothing"
+    );
+
+    // A check-and-set that fails writes none (the API, as a racing import
+    // would see it).
+    let body = serde_json::json!({ "secrets": [
+        { "path": "app/race/NEW", "value": "n", "cas": 0 },
+        { "path": "app/dev/CHANGED", "value": "late", "cas": 1 },
+    ]})
+    .to_string();
+    let r = server.http("POST", "/api/v1/import", Some(&root), Some(body.as_bytes()));
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert!(r.text().contains("app/dev/CHANGED"), "{}", r.text());
+    assert!(get(&server, &root, "app/race/NEW").is_none());
+    assert_eq!(value("app/dev/CHANGED"), "new-value");
+    // Duplicates, unknown fields and empty requests are refused.
+    for body in [
+        r#"{"secrets":[{"path":"a/X","value":"1"},{"path":"a/X/","value":"2"}]}"#,
+        r#"{"secrets":[{"path":"a/X","value":"1","extra":true}]}"#,
+        r#"{"secrets":[]}"#,
+    ] {
+        let r = server.http("POST", "/api/v1/import", Some(&root), Some(body.as_bytes()));
+        assert!(
+            r.status == 400 || r.status == 422,
+            "{body}: {} {}",
+            r.status,
+            r.text()
+        );
+    }
+    assert!(get(&server, &root, "a/X").is_none());
+
+    canary.search("server logs", server.logs());
+    canary.search(
+        "audit log",
+        std::fs::read(server.data_dir().join("audit.log")).unwrap(),
+    );
+    canary.search_dir(&server.data_dir());
+    canary.assert_nowhere_else();
+}
+
+/// Values that stress every quoting rule.
+fn tricky() -> Vec<(&'static str, String)> {
+    vec![
+        ("DB_URL", "postgres://u:p@db/app?x=1&y=2".into()),
+        (
+            "QUOTES",
+            "it's \"double\" and 'single' and `back` $HOME ${HOME} \\ \\n".into(),
+        ),
+        (
+            "PEM",
+            "-----BEGIN KEY-----\nMIIB line\n\n  indented\n-----END KEY-----\n".into(),
+        ),
+        (
+            "UNICODE",
+            "caf\u{e9} \u{2028} \u{85} \u{1F511} tab\tend".into(),
+        ),
+        ("SPACES", "  leading and trailing  ".into()),
+        ("HASH", "value # not a comment".into()),
+    ]
+}
+
+#[test]
+fn exports_read_back_by_the_tools_that_consume_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    let mut canary = Canary::new("export");
+    let mut values = tricky();
+    values.push(("CANARY", canary.value.clone()));
+    for (name, v) in &values {
+        put(
+            &server,
+            &root,
+            &format!("app/prod/{name}"),
+            v.clone().into(),
+        );
+    }
+    put(
+        &server,
+        &root,
+        "app/prod/FIELDS",
+        serde_json::json!({"user": "app", "password": "p'w\"d"}),
+    );
+    put(&server, &root, "app/prod/bad-name", "x".into());
+    put(&server, &root, "app/prod/deeper/NOT_DIRECT", "x".into());
+    let only = "DB_URL,QUOTES,PEM,UNICODE,SPACES,HASH,CANARY,FIELDS";
+    let fields_json = r#"{"password":"p'w\"d","user":"app"}"#;
+    let mut expected: serde_json::Map<String, serde_json::Value> = values
+        .iter()
+        .map(|(n, v)| (n.to_string(), serde_json::Value::from(v.as_str())))
+        .collect();
+    expected.insert("FIELDS".into(), fields_json.into());
+    let export = |extra: &[&str]| {
+        let mut args = vec!["export", "--path", "app/prod"];
+        args.extend_from_slice(extra);
+        server.cli().token(&root).run(&args)
+    };
+
+    // Names that cannot be variables stop an env-style export, naming them.
+    let run = export(&["--format", "dotenv"]);
+    assert_eq!(run.code(), 7, "{}", run.stderr());
+    assert!(run.stderr().contains("bad-name"), "{}", run.stderr());
+    assert!(run.stdout().is_empty());
+
+    // dotenv: python-dotenv reads every value back.
+    let env_file = dir.path().join("out.env");
+    let run = export(&[
+        "--format",
+        "dotenv",
+        "--only",
+        only,
+        "--out",
+        env_file.to_str().unwrap(),
+    ])
+    .expect(0);
+    canary.search_run("dotenv export", &run);
+    assert_eq!(mode(&env_file), 0o600);
+    let read = python(
+        "import sys, json, dotenv; print(json.dumps(dotenv.dotenv_values(sys.argv[1])))",
+        &[env_file.to_str().unwrap()],
+    );
+    assert_eq!(read, serde_json::Value::Object(expected.clone()));
+
+    // shell: eval in sh gives every value back.
+    let run = export(&["--format", "shell", "--only", only]).expect(0);
+    let script = dir.path().join("vars.sh");
+    std::fs::write(&script, run.stdout()).unwrap();
+    for (name, v) in expected.iter() {
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!("eval \"$(cat \"$1\")\"; printf '%s' \"${name}\""))
+            .arg("sh")
+            .arg(&script)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        assert_eq!(
+            String::from_utf8(out.stdout).unwrap(),
+            v.as_str().unwrap(),
+            "{name}"
+        );
+    }
+
+    // json: fields values stay objects.
+    let run = export(&["--format", "json"]).expect(0);
+    let json = run.json();
+    assert_eq!(json["QUOTES"], expected["QUOTES"]);
+    assert_eq!(json["FIELDS"]["password"], "p'w\"d");
+    assert_eq!(json["bad-name"], "x");
+    assert!(json.get("NOT_DIRECT").is_none(), "only direct children");
+
+    // yaml: PyYAML reads the same document as the json export.
+    let yaml_file = dir.path().join("out.yaml");
+    export(&["--format", "yaml", "--out", yaml_file.to_str().unwrap()]).expect(0);
+    let read = python(
+        "import sys, json, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1], encoding='utf-8'))))",
+        &[yaml_file.to_str().unwrap()],
+    );
+    assert_eq!(read, json);
+
+    // k8s: a Secret manifest whose data decodes back to the values.
+    let run = export(&["--format", "k8s", "--namespace", "shop"]).expect(0);
+    let manifest = dir.path().join("secret.yaml");
+    std::fs::write(&manifest, run.stdout()).unwrap();
+    let doc = python(
+        "import sys, json, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))",
+        &[manifest.to_str().unwrap()],
+    );
+    assert_eq!(doc["apiVersion"], "v1");
+    assert_eq!(doc["kind"], "Secret");
+    assert_eq!(doc["type"], "Opaque");
+    assert_eq!(doc["metadata"]["name"], "app-prod");
+    assert_eq!(doc["metadata"]["namespace"], "shop");
+    use base64::Engine;
+    let decode = |v: &serde_json::Value| {
+        String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(v.as_str().unwrap())
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    for (name, v) in expected.iter() {
+        assert_eq!(decode(&doc["data"][name]), v.as_str().unwrap(), "{name}");
+    }
+    assert_eq!(decode(&doc["data"]["bad-name"]), "x");
+    export(&["--format", "k8s", "--name", "Not_A_Name"]).expect(7);
+    export(&["--format", "k8s", "--namespace", "a.b"]).expect(7);
+
+    // docker: one file per secret, owner-read-only, in an owner-only directory.
+    let secrets_dir = dir.path().join("docker-secrets");
+    export(&["--format", "docker", "--out", secrets_dir.to_str().unwrap()]).expect(0);
+    assert_eq!(mode(&secrets_dir), 0o700);
+    for (name, v) in expected.iter() {
+        let f = secrets_dir.join(name);
+        assert_eq!(mode(&f), 0o400, "{name}");
+        assert_eq!(std::fs::read_to_string(&f).unwrap(), v.as_str().unwrap());
+    }
+    // Again, over the read-only files.
+    export(&["--format", "docker", "--out", secrets_dir.to_str().unwrap()]).expect(0);
+    export(&["--format", "docker"]).expect(2);
+
+    // github: masks on stdout (every line of every value), NAME<<DELIM
+    // blocks in $GITHUB_ENV.
+    let github_env = dir.path().join("github_env");
+    std::fs::write(&github_env, "EARLIER=kept\n").unwrap();
+    let run = server
+        .cli()
+        .token(&root)
+        .env("GITHUB_ENV", github_env.to_str().unwrap())
+        .run(&[
+            "export", "--path", "app/prod", "--only", only, "--format", "github",
+        ])
+        .expect(0);
+    for line in expected
+        .values()
+        .flat_map(|v| v.as_str().unwrap().split('\n'))
+        .filter(|l| !l.trim().is_empty())
+    {
+        let masked = line.replace('%', "%25").replace('\r', "%0D");
+        assert!(
+            run.stdout().contains(&format!("::add-mask::{masked}\n")),
+            "{line:?} masked"
+        );
+    }
+    let text = std::fs::read_to_string(&github_env).unwrap();
+    let mut parsed = serde_json::Map::new();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("EARLIER=kept"));
+    while let Some(head) = lines.next() {
+        let (name, delimiter) = head.split_once("<<").expect("a NAME<<DELIMITER block");
+        let mut value = Vec::new();
+        for l in lines.by_ref() {
+            if l == delimiter {
+                break;
+            }
+            value.push(l);
+        }
+        parsed.insert(name.to_string(), value.join("\n").into());
+    }
+    assert_eq!(parsed, expected);
+    server
+        .cli()
+        .token(&root)
+        .run(&[
+            "export", "--path", "app/prod", "--only", only, "--format", "github",
+        ])
+        .expect(2);
+
+    // Every export was one audited bundle request listing what it read.
+    let records = audit_records(&server, "secret.bundle");
+    assert!(records.iter().all(|r| r["outcome"] != "error"));
+    assert!(
+        records
+            .iter()
+            .any(|r| r["reads"].as_array().is_some_and(|a| a.len() == 9))
+    );
+    canary.search("server logs", server.logs());
+    canary.search(
+        "audit log",
+        std::fs::read(server.data_dir().join("audit.log")).unwrap(),
+    );
+    canary.search_dir(&server.data_dir());
+    canary.assert_nowhere_else();
+}
