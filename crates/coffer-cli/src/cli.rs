@@ -146,6 +146,30 @@ github prints ::add-mask:: for each value on stdout, then appends
 NAME<<DELIMITER blocks to $GITHUB_ENV (or --out).")]
     Export(crate::transfer_cmd::ExportArgs),
 
+    /// Print a .env.example for the secrets under prefixes: names only,
+    /// never values (needs only `list`).
+    #[command(after_help = "Examples:
+  coffer example --path myapp/dev > .env.example
+  coffer example --path myapp/dev --template .env.example --out .env.example  # keep descriptions
+
+With --template, the comment lines just above each name (its description)
+and its placeholder value are kept; names no longer stored are dropped
+(listed on stderr).")]
+    Example(crate::check_cmd::ExampleArgs),
+
+    /// Check that every name in a .env.example is set, not empty and not a
+    /// placeholder, in the store or in the environment. Lists every
+    /// problem at once, never a value; exits 7 if there is any.
+    #[command(after_help = "Examples:
+  coffer check --path myapp/prod                     # against .env.example
+  coffer check --path myapp/prod --template deploy/.env.example --json
+  coffer run --path myapp/prod -- coffer check --env  # what the app will see
+
+Problems: missing, empty, placeholder (the template's own example value),
+weak (a well-known default such as changeme or password). Stored names
+that the template does not list are noted, not counted as problems.")]
+    Check(crate::check_cmd::CheckArgs),
+
     /// List secrets under a prefix.
     #[command(after_help = "Examples:
   coffer ls                 # top level

@@ -2,7 +2,9 @@
 //! import plans (created, updated, unchanged, differs, skipped), all or
 //! nothing on refusal, conflict and bad input; every export format read
 //! back by the tools that consume it (python-dotenv, PyYAML, `sh` with
-//! `eval`, the GitHub `$GITHUB_ENV` block syntax, Docker secret files).
+//! `eval`, the GitHub `$GITHUB_ENV` block syntax, Docker secret files);
+//! `coffer example` (names only, with a list-only token) and `coffer check`
+//! (every problem at once, never a value).
 
 mod common;
 
@@ -547,6 +549,229 @@ fn exports_read_back_by_the_tools_that_consume_them() {
             .iter()
             .any(|r| r["reads"].as_array().is_some_and(|a| a.len() == 9))
     );
+    canary.search("server logs", server.logs());
+    canary.search(
+        "audit log",
+        std::fs::read(server.data_dir().join("audit.log")).unwrap(),
+    );
+    canary.search_dir(&server.data_dir());
+    canary.assert_nowhere_else();
+}
+
+#[test]
+fn example_lists_names_only_and_check_reports_every_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    let mut canary = Canary::new("check");
+    let template = dir.path().join(".env.example");
+    std::fs::write(
+        &template,
+        "# Shared by the team.\n\n# The database.\nDATABASE_URL=postgres://localhost/app\n# Signs sessions.\n# Rotate yearly.\nSESSION_SECRET=\nAPI_KEY=\nPORT=8080\nMISSING_ONE=\n",
+    )
+    .unwrap();
+    let t = template.to_str().unwrap();
+    put(
+        &server,
+        &root,
+        "app/prod/DATABASE_URL",
+        "postgres://localhost/app".into(),
+    );
+    put(
+        &server,
+        &root,
+        "app/prod/SESSION_SECRET",
+        canary.value.clone().into(),
+    );
+    put(&server, &root, "app/prod/API_KEY", "ChangeMe".into());
+    put(&server, &root, "app/prod/PORT", "".into());
+    put(&server, &root, "app/prod/EXTRA", "extra-value".into());
+    put(&server, &root, "app/prod/not-a-var", "x".into());
+
+    // Every problem at once, by name, never a value; exit 7.
+    let run = server
+        .cli()
+        .token(&root)
+        .run(&["check", "--path", "app/prod", "--template", t]);
+    assert_eq!(run.code(), 7, "{}", run.stderr());
+    let out = run.stdout();
+    for line in [
+        "placeholder DATABASE_URL (still the template's example value)",
+        "weak        API_KEY (a well-known placeholder or default",
+        "empty       PORT (set to the empty string)",
+        "missing     MISSING_ONE (not set)",
+        "4 problem(s) among 5 names",
+    ] {
+        assert!(out.contains(line), "{line}: {out}");
+    }
+    assert!(out.contains("not in"), "{out}");
+    assert!(out.contains("EXTRA"), "{out}");
+    assert!(
+        !out.contains("SESSION_SECRET"),
+        "a good value is no problem: {out}"
+    );
+    for value in ["ChangeMe", "extra-value", "postgres://localhost/app"] {
+        assert!(
+            !out.contains(value) && !run.stderr().contains(value),
+            "{value}"
+        );
+    }
+    canary.search_run("check", &run);
+    let json = server
+        .cli()
+        .token(&root)
+        .run(&["check", "--path", "app/prod", "--template", t, "--json"])
+        .json();
+    assert_eq!(json["ok"], false);
+    assert_eq!(json["problems"].as_array().unwrap().len(), 4);
+    assert_eq!(json["problems"][0]["name"], "DATABASE_URL");
+    assert_eq!(json["problems"][0]["problem"], "placeholder");
+
+    // Fixed: exit 0.
+    put(
+        &server,
+        &root,
+        "app/prod/DATABASE_URL",
+        "postgres://db.internal/app".into(),
+    );
+    put(&server, &root, "app/prod/API_KEY", "k-8Qz1vX".into());
+    put(&server, &root, "app/prod/PORT", "9000".into());
+    put(&server, &root, "app/prod/MISSING_ONE", "here".into());
+    let run = server
+        .cli()
+        .token(&root)
+        .run(&["check", "--path", "app/prod", "--template", t])
+        .expect(0);
+    assert!(run.stdout().contains("ok: all 5 names"), "{}", run.stdout());
+    // --env checks what a process would see, without the server.
+    let run = server
+        .cli()
+        .env("DATABASE_URL", "postgres://db/app")
+        .env("SESSION_SECRET", &canary.value)
+        .env("API_KEY", "password")
+        .env("PORT", "8080")
+        .run(&["check", "--env", "--template", t]);
+    assert_eq!(run.code(), 7, "{}", run.stdout());
+    assert!(
+        run.stdout().contains("weak        API_KEY"),
+        "{}",
+        run.stdout()
+    );
+    assert!(
+        run.stdout().contains("placeholder PORT"),
+        "{}",
+        run.stdout()
+    );
+    assert!(
+        run.stdout().contains("missing     MISSING_ONE"),
+        "{}",
+        run.stdout()
+    );
+    canary.search_run("check --env", &run);
+    // Through coffer run: the check sees what the command sees.
+    let run = server.cli().token(&root).run(&[
+        "run",
+        "--path",
+        "app/prod",
+        "--only",
+        "DATABASE_URL,SESSION_SECRET,API_KEY,PORT,MISSING_ONE",
+        "--",
+        env!("CARGO_BIN_EXE_coffer"),
+        "check",
+        "--env",
+        "--template",
+        t,
+    ]);
+    assert_eq!(run.code(), 0, "{} {}", run.stdout(), run.stderr());
+    server
+        .cli()
+        .token(&root)
+        .run(&["check", "--path", "app/prod", "--template", "no-such-file"])
+        .expect(3);
+    server.cli().run(&["check", "--template", t]).expect(2);
+
+    // example needs only list, reads no value, and keeps descriptions.
+    let policy = serde_json::json!({
+        "policy": "path \"app/prod/*\" { capabilities = [\"list\"] }\n"
+    })
+    .to_string();
+    ok(
+        &server.http(
+            "PUT",
+            "/api/v1/sys/policies/lister",
+            Some(&root),
+            Some(policy.as_bytes()),
+        ),
+        "policy",
+    );
+    let r = server.http(
+        "POST",
+        "/api/v1/auth/tokens",
+        Some(&root),
+        Some(br#"{"policies":["lister"],"display_name":"lister"}"#),
+    );
+    let lister = ok(&r, "token")["token"].as_str().unwrap().to_string();
+    std::fs::write(
+        &template,
+        "# The database.\nDATABASE_URL=postgres://localhost/app\n# Signs sessions.\n# Rotate yearly.\nSESSION_SECRET=\nGONE_NOW=\n",
+    )
+    .unwrap();
+    let reads_before =
+        audit_records(&server, "secret.read").len() + audit_records(&server, "secret.bundle").len();
+    let run = server
+        .cli()
+        .token(&lister)
+        .run(&["example", "--path", "app/prod", "--template", t])
+        .expect(0);
+    let out = run.stdout();
+    assert!(
+        out.contains("\n# The database.\nDATABASE_URL=postgres://localhost/app\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("\n# Signs sessions.\n# Rotate yearly.\nSESSION_SECRET=\n"),
+        "{out}"
+    );
+    for name in ["API_KEY=\n", "EXTRA=\n", "MISSING_ONE=\n", "PORT=\n"] {
+        assert!(out.contains(&format!("\n{name}")), "{name}: {out}");
+    }
+    assert!(
+        !out.contains("not-a-var") && !out.contains("GONE_NOW"),
+        "{out}"
+    );
+    assert!(run.stderr().contains("not-a-var"), "{}", run.stderr());
+    assert!(run.stderr().contains("GONE_NOW"), "{}", run.stderr());
+    assert_eq!(
+        reads_before,
+        audit_records(&server, "secret.read").len() + audit_records(&server, "secret.bundle").len(),
+        "example reads no value"
+    );
+    canary.search_run("example", &run);
+    // What example writes, check reads.
+    let generated = dir.path().join("generated.env.example");
+    server
+        .cli()
+        .token(&lister)
+        .run(&[
+            "example",
+            "--path",
+            "app/prod",
+            "--out",
+            generated.to_str().unwrap(),
+        ])
+        .expect(0);
+    server
+        .cli()
+        .token(&root)
+        .run(&[
+            "check",
+            "--path",
+            "app/prod",
+            "--template",
+            generated.to_str().unwrap(),
+        ])
+        .expect(0);
+
     canary.search("server logs", server.logs());
     canary.search(
         "audit log",
