@@ -266,7 +266,7 @@ fn known_placeholder(value: &str) -> bool {
 fn problem_of(value: Option<&str>, placeholder: Option<&str>) -> Option<Problem> {
     match value {
         None => Some(Problem::Missing),
-        Some(v) if v.is_empty() => Some(Problem::Empty),
+        Some("") => Some(Problem::Empty),
         Some(v) if placeholder.is_some_and(|p| p == v) => Some(Problem::Placeholder),
         Some(v) if known_placeholder(v) => Some(Problem::Weak),
         Some(_) => None,
