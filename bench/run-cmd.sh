@@ -68,6 +68,16 @@ if has bao; then
     fi
 fi
 
-hyperfine -N --warmup 5 --runs "$RUNS" --export-markdown "$TMP/result.md" "${cmds[@]}" >&2
+hyperfine -N --warmup 5 --runs "$RUNS" --export-markdown "$TMP/result.md" --export-json "$TMP/result.json" "${cmds[@]}" >&2
 cat "$TMP/result.md"
+# The target is on the median: one slow outlier should not hide it.
+python3 - "$TMP/result.json" <<'PY'
+import json, sys
+print()
+print("| Command | Median [ms] | p90 [ms] |")
+print("|:---|---:|---:|")
+for r in json.load(open(sys.argv[1]))["results"]:
+    t = sorted(r["times"])
+    print(f"| `{r['command']}` | {r['median'] * 1000:.1f} | {t[int(len(t) * 0.9)] * 1000:.1f} |")
+PY
 printf '\nmachine: %s cores, %s; %s\n' "$(nproc)" "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)" "$(date -u +%FT%TZ)"

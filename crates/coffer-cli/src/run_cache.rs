@@ -123,7 +123,9 @@ impl Cache {
         let sealed = coffer_crypto::aead::seal(&self.key, &aad(&header, &self.name), &plaintext);
         let mut file = header.to_vec();
         file.extend_from_slice(&sealed);
-        settings::write_private(&self.path, &file)?;
+        // No fsync: a copy lost or torn by a crash fails its AEAD check and
+        // is deleted, and the next successful run writes it again.
+        settings::write_private_with(&self.path, &file, false)?;
         if let Some(dir) = self.path.parent() {
             sweep(dir, now);
         }

@@ -78,10 +78,20 @@ pub fn resolve_token() -> anyhow::Result<Option<SecretString>> {
 /// Writes `contents` to `path` readable by its owner only, atomically
 /// (a temporary file renamed over the target), creating the directory 0700.
 pub fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    write_private_with(path, contents, true)
+}
+
+/// [`write_private`], flushed to disk before the rename only if `durable`
+/// (a cache that is checked on reading need not cost an fsync).
+pub fn write_private_with(path: &Path, contents: &[u8], durable: bool) -> anyhow::Result<()> {
     if let Some(dir) = path.parent() {
         create_private_dir(dir)?;
     }
-    let tmp = path.with_extension("tmp");
+    // A name of this process's own, so that concurrent writers of the same
+    // file (two `coffer run`s) never trip over each other's temporary file.
+    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(format!(".{}.tmp", std::process::id()));
+    let tmp = path.with_file_name(tmp_name);
     let _ = std::fs::remove_file(&tmp);
     let mut f = std::fs::OpenOptions::new()
         .write(true)
@@ -90,7 +100,9 @@ pub fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
         .open(&tmp)
         .with_context(|| format!("cannot create {}", tmp.display()))?;
     f.write_all(contents)?;
-    f.sync_all()?;
+    if durable {
+        f.sync_all()?;
+    }
     drop(f);
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
