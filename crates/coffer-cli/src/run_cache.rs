@@ -14,9 +14,12 @@
 //!   without any key to delete expired files.
 //! - **Readable by its owner only.** Files are 0600 in a 0700 directory and a
 //!   file with looser modes or another owner is refused.
-//! - **The server's "no" wins.** When the server refuses the request (bad or
-//!   revoked token, denied, not found), the cached copy is deleted: only an
-//!   unreachable server lets the cache answer, never a sealed or refusing one.
+//! - **The server's "no" wins.** When the server refuses the request
+//!   (denied, not found), its cached copy is deleted; when it no longer
+//!   accepts the token (revoked, expired), every copy that token fetched from
+//!   that server is (they share a directory named by a keyed hash of the
+//!   token and the address). Only an unreachable server (or a gateway
+//!   answering for it) lets the cache answer, never a sealed or refusing one.
 //!
 //! File layout: `MAGIC (8) || expires_at_ms (8, BE) || fetched_at_ms (8, BE)
 //! || nonce || ciphertext || tag`, the 24-byte header and the file name
@@ -43,6 +46,8 @@ pub struct Cache {
     path: PathBuf,
     name: String,
     key: Key256,
+    /// The directory of every copy this token fetched from this server.
+    token_dir: PathBuf,
 }
 
 /// What a cache entry held.
@@ -108,10 +113,16 @@ impl Cache {
         context.extend_from_slice(&request);
         let name = coffer_crypto::derive::id(secret, "coffer run cache file", &context);
         let key = coffer_crypto::derive::key(secret, "coffer run cache key", addr.as_bytes());
+        let token_dir = dir.join(coffer_crypto::derive::id(
+            secret,
+            "coffer run cache directory",
+            addr.as_bytes(),
+        ));
         Some(Cache {
-            path: dir.join(&name),
+            path: token_dir.join(&name),
             name,
             key,
+            token_dir,
         })
     }
 
@@ -126,7 +137,7 @@ impl Cache {
         // No fsync: a copy lost or torn by a crash fails its AEAD check and
         // is deleted, and the next successful run writes it again.
         settings::write_private_with(&self.path, &file, false)?;
-        if let Some(dir) = self.path.parent() {
+        if let Some(dir) = self.token_dir.parent() {
             sweep(dir, now);
         }
         Ok(())
@@ -197,12 +208,33 @@ impl Cache {
     /// Deletes the entry (no error if there is none).
     pub fn remove(&self) {
         let _ = std::fs::remove_file(&self.path);
+        let _ = std::fs::remove_dir(&self.token_dir);
+    }
+
+    /// Deletes every copy the token fetched from this server (the server
+    /// no longer accepts the token).
+    pub fn remove_all_for_token(&self) {
+        let _ = std::fs::remove_dir_all(&self.token_dir);
     }
 }
 
-/// Deletes cache files that have expired (and leftover temporary files).
-/// Reads only headers: no key is needed to tell that a file is stale.
+/// Deletes cache files that have expired (and leftover temporary files) in
+/// every token's directory, and directories left empty. Reads only
+/// headers: no key is needed to tell that a file is stale.
 fn sweep(dir: &Path, now: i64) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            sweep_token_dir(&entry.path(), now);
+            // Only succeeds when it is empty.
+            let _ = std::fs::remove_dir(entry.path());
+        }
+    }
+}
+
+fn sweep_token_dir(dir: &Path, now: i64) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };

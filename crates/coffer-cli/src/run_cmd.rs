@@ -384,7 +384,7 @@ async fn fetch(
             }
             Ok(reads)
         }
-        Err(e) if e.kind == ErrorKind::Unreachable && !a.no_cache => {
+        Err(e) if unavailable(&e) && !a.no_cache => {
             let Some(cache) = &cache else {
                 return Err(e.into());
             };
@@ -403,16 +403,23 @@ async fn fetch(
         Err(e) => {
             // A server that answers "no" (or "not found") must not be
             // bypassed by an old copy.
-            if matches!(
-                e.kind,
-                ErrorKind::Unauthenticated | ErrorKind::Forbidden | ErrorKind::NotFound
-            ) && let Some(cache) = &cache
-            {
-                cache.remove();
+            if let Some(cache) = &cache {
+                match e.kind {
+                    ErrorKind::Unauthenticated => cache.remove_all_for_token(),
+                    ErrorKind::Forbidden | ErrorKind::NotFound => cache.remove(),
+                    _ => {}
+                }
             }
             Err(e.into())
         }
     }
+}
+
+/// The server could not answer: no connection, no answer in time, or a
+/// gateway in front of it saying so (502, 503, 504 without a coffer error
+/// body; a sealed coffer answers 503 with one, and is not unavailable).
+fn unavailable(e: &coffer_client::ClientError) -> bool {
+    e.kind == ErrorKind::Unreachable || (matches!(e.status, Some(502..=504)) && e.code.is_none())
 }
 
 /// Says on stderr that values come from the cache, and how old they are.

@@ -108,10 +108,13 @@ pub fn write_private_with(path: &Path, contents: &[u8], durable: bool) -> anyhow
     Ok(())
 }
 
-/// Creates `dir` (and parents) and makes it accessible by its owner only.
+/// Creates `dir` (and missing parents) accessible by its owner only.
 pub fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
     if !dir.exists() {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        // Every directory created on the way is 0700, not only the last.
+        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+            .create(dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
     }
     Ok(())

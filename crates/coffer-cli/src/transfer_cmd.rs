@@ -206,7 +206,10 @@ pub async fn import(g: &crate::cli::Global, a: ImportArgs) -> anyhow::Result<Sta
     // Every name must make a valid path before anything is asked or written.
     let bad: Vec<&str> = entries
         .iter()
-        .filter(|(n, _)| coffer_core::SecretPath::parse(&join(&a.prefix, n)).is_err())
+        .filter(|(n, _)| {
+            // One segment each: a name is what `coffer run` will inject.
+            n.contains('/') || coffer_core::SecretPath::parse(&join(&a.prefix, n)).is_err()
+        })
         .map(|(n, _)| n.as_str())
         .collect();
     if !bad.is_empty() {
@@ -570,7 +573,17 @@ pub async fn export(g: &crate::cli::Global, a: ExportArgs) -> anyhow::Result<Sta
             };
             return docker_files(dir, &values);
         }
-        OutputFormat::Github => return github(&a, &values),
+        OutputFormat::Github => {
+            let fields: Vec<&str> = named
+                .values()
+                .filter_map(|r| match &r.value {
+                    WireValue::Fields(f) => Some(f.values().map(String::as_str)),
+                    WireValue::Text(_) => None,
+                })
+                .flatten()
+                .collect();
+            return github(&a, &values, &fields);
+        }
     };
     match &a.out {
         Some(path) => settings::write_private(path, text.as_bytes())?,
@@ -682,7 +695,11 @@ fn docker_files(dir: &Path, values: &[(&str, Zeroizing<String>)]) -> anyhow::Res
 /// read `::add-mask::VALUE` on a step's stdout (one line of a multi-line
 /// value at a time); `$GITHUB_ENV` takes `NAME<<DELIMITER` blocks, which
 /// hold any value.
-fn github(a: &ExportArgs, values: &[(&str, Zeroizing<String>)]) -> anyhow::Result<Status> {
+fn github(
+    a: &ExportArgs,
+    values: &[(&str, Zeroizing<String>)],
+    fields: &[&str],
+) -> anyhow::Result<Status> {
     let target = a
         .out
         .clone()
@@ -695,12 +712,21 @@ fn github(a: &ExportArgs, values: &[(&str, Zeroizing<String>)]) -> anyhow::Resul
         })?;
     let mut masks = Zeroizing::new(String::new());
     let mut env = Zeroizing::new(String::new());
-    for (n, v) in values {
-        for line in v.split('\n').map(|l| l.trim_end_matches('\r')) {
+    let mut mask = |value: &str| {
+        for line in value.split('\n').map(|l| l.trim_end_matches('\r')) {
             if !line.trim().is_empty() {
                 masks.push_str(&format!("::add-mask::{}\n", github_escape(line)));
             }
         }
+    };
+    // Each field of a fields value too: a step may print one on its own.
+    for f in fields {
+        mask(f);
+    }
+    for (_, v) in values {
+        mask(v);
+    }
+    for (n, v) in values {
         let delimiter = loop {
             let d = format!(
                 "COFFER_EOF_{}",

@@ -495,11 +495,24 @@ fn one_request_is_audited_with_every_secret_it_served() {
 
 /// The cache files `coffer run` keeps under the test's home.
 fn cache_files(home: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let dir = home.join("cache").join("coffer").join("run");
-    match std::fs::read_dir(dir) {
-        Ok(entries) => entries.map(|e| e.unwrap().path()).collect(),
-        Err(_) => Vec::new(),
-    }
+    common::files_under(&home.join("cache").join("coffer").join("run"))
+}
+
+/// Answers every connection on `addr` with `response`, as a gateway in
+/// front of a dead server would.
+fn fake_gateway(addr: &str, response: &'static str) -> std::thread::JoinHandle<()> {
+    let listener = std::net::TcpListener::bind(addr).unwrap();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for _ in 0..2 {
+            let Ok((mut conn, _)) = listener.accept() else {
+                return;
+            };
+            let mut buf = [0u8; 8192];
+            let _ = conn.read(&mut buf);
+            let _ = conn.write_all(response.as_bytes());
+        }
+    })
 }
 
 #[test]
@@ -570,9 +583,16 @@ fn offline_copy_serves_an_unreachable_server_only_and_expires() {
         .run(&["run", "--cache-ttl", "31d", "--", "true"])
         .expect(2);
 
-    // A server that refuses (here: a revoked token) deletes the copy.
+    // A server that no longer accepts the token deletes every copy that
+    // token fetched, not only the one of the request it refused.
     server.cli().token(&t2).run(&args(&[])).expect(0);
-    assert_eq!(cache_files(dir.path()).len(), 1);
+    server
+        .cli()
+        .token(&t2)
+        .env("REGION_REF", "coffer://app/dev/REGION")
+        .run(&["run", "--", "true"])
+        .expect(0);
+    assert_eq!(cache_files(dir.path()).len(), 2);
     ok(
         &server.http("DELETE", "/api/v1/auth/token/self", Some(&t2), None),
         "revoke",
@@ -601,6 +621,37 @@ fn offline_copy_serves_an_unreachable_server_only_and_expires() {
     assert!(run.stderr().contains("cannot reach"), "{}", run.stderr());
     assert!(run.stderr().contains("offline copy"), "{}", run.stderr());
     canary.search_run_allowing_stdout("unreachable run", &run);
+    // A gateway saying the server is down counts as unreachable; a sealed
+    // coffer behind it (503 with coffer's error body) does not.
+    let host_port = addr.trim_start_matches("http://").to_string();
+    let gateway = fake_gateway(
+        &host_port,
+        "HTTP/1.1 502 Bad Gateway\r\ncontent-type: text/html\r\ncontent-length: 13\r\nconnection: close\r\n\r\n<html></html>",
+    );
+    let run = cli().run(&args(&[])).expect(0);
+    assert_eq!(run.stdout(), expected);
+    assert!(run.stderr().contains("502"), "{}", run.stderr());
+    let _ = std::net::TcpStream::connect(&host_port);
+    gateway.join().unwrap();
+    let sealed_body = r#"{"error":{"code":"sealed","message":"coffer is sealed"}}"#;
+    let response: &'static str = Box::leak(
+        format!(
+            "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{sealed_body}",
+            sealed_body.len()
+        )
+        .into_boxed_str(),
+    );
+    let gateway = fake_gateway(&host_port, response);
+    let run = cli().run(&args(&[]));
+    assert_eq!(run.code(), 5, "{}", run.stderr());
+    let _ = std::net::TcpStream::connect(&host_port);
+    gateway.join().unwrap();
+    assert_eq!(
+        cache_files(dir.path()).len(),
+        1,
+        "a sealed server keeps the copy"
+    );
+
     // Without the copy, unreachable is unreachable.
     let run = common::Cli::new(&addr, dir.path())
         .token(&t2)

@@ -247,12 +247,14 @@ fn import_reports_names_and_writes_all_or_nothing() {
     assert_eq!(run.code(), 7, "{}", run.stderr());
     assert!(run.stderr().contains("L, N"), "{}", run.stderr());
     assert!(!run.stderr().contains("secret-ish"));
-    std::fs::write(&bad_json, r#"{"OK": "x", "..": "y"}"#).unwrap();
-    server
-        .cli()
-        .token(&root)
-        .run(&["import", bad_json.to_str().unwrap(), "--path", "app/bad"])
-        .expect(7);
+    for names in [r#""..": "y""#, r#""sub/NAME": "y""#] {
+        std::fs::write(&bad_json, format!(r#"{{"OK": "x", {names}}}"#)).unwrap();
+        server
+            .cli()
+            .token(&root)
+            .run(&["import", bad_json.to_str().unwrap(), "--path", "app/bad"])
+            .expect(7);
+    }
     assert!(get(&server, &root, "app/bad/GOOD").is_none());
     assert!(get(&server, &root, "app/bad/OK").is_none());
 
@@ -508,7 +510,9 @@ fn exports_read_back_by_the_tools_that_consume_them() {
         .expect(0);
     for line in expected
         .values()
-        .flat_map(|v| v.as_str().unwrap().split('\n'))
+        .map(|v| v.as_str().unwrap())
+        .chain(["app", "p'w\"d"])
+        .flat_map(|v| v.split('\n'))
         .filter(|l| !l.trim().is_empty())
     {
         let masked = line.replace('%', "%25").replace('\r', "%0D");

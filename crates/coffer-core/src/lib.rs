@@ -782,24 +782,35 @@ impl Coffer {
         for prefix in prefixes {
             let prefix = ListPrefix::parse(prefix)?;
             self.authorize(identity, Operation::List, prefix.as_str())?;
-            let page = self
-                .store
-                .list(&ListQuery {
-                    prefix: prefix.as_str().to_string(),
-                    recursive: false,
-                    include_deleted: false,
-                    after: None,
-                    limit: MAX_BUNDLE,
-                })
-                .await?;
-            if page.next.is_some() {
-                return Err(CoreError::Invalid(format!(
-                    "more than {MAX_BUNDLE} secrets under {}; name a narrower prefix",
-                    prefix.as_str()
-                )));
-            }
-            for e in page.entries.into_iter().filter(|e| !e.folder) {
-                wanted.push((format!("{}{}", prefix.as_str(), e.name), None, false));
+            // Page through the listing: folders are listed too, and only
+            // secrets count towards the limit.
+            let mut after = None;
+            let mut secrets = 0;
+            loop {
+                let page = self
+                    .store
+                    .list(&ListQuery {
+                        prefix: prefix.as_str().to_string(),
+                        recursive: false,
+                        include_deleted: false,
+                        after: after.take(),
+                        limit: MAX_BUNDLE,
+                    })
+                    .await?;
+                for e in page.entries.into_iter().filter(|e| !e.folder) {
+                    secrets += 1;
+                    if secrets > MAX_BUNDLE {
+                        return Err(CoreError::Invalid(format!(
+                            "more than {MAX_BUNDLE} secrets under {}; name a narrower prefix",
+                            prefix.as_str()
+                        )));
+                    }
+                    wanted.push((format!("{}{}", prefix.as_str(), e.name), None, false));
+                }
+                match page.next {
+                    Some(next) => after = Some(next),
+                    None => break,
+                }
             }
         }
         for (path, version) in paths {
