@@ -15,7 +15,7 @@ use coffer_client::ListOptions;
 use zeroize::Zeroizing;
 
 use crate::exit::{Status, fail};
-use crate::run_cmd::{by_name, env_value};
+use crate::run_cmd::{by_name, env_value, parse_dotenv, read_file};
 use crate::settings;
 
 #[derive(Debug, Args)]
@@ -66,26 +66,8 @@ struct TemplateEntry {
 /// Reads a template: every name in it, in order, with descriptions and
 /// placeholders. A line that does not parse is an error naming it.
 fn read_template(path: &Path) -> anyhow::Result<Vec<TemplateEntry>> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        let status = match e.kind() {
-            std::io::ErrorKind::NotFound => Status::NotFound,
-            std::io::ErrorKind::PermissionDenied => Status::Denied,
-            _ => Status::Invalid,
-        };
-        fail(status, format!("cannot read {}: {e}", path.display()))
-    })?;
-    let parsed = coffer_dotenv::parse(&text);
-    if !parsed.errors.is_empty() {
-        let lines: Vec<String> = parsed.errors.iter().map(|e| e.line.to_string()).collect();
-        return Err(fail(
-            Status::Invalid,
-            format!(
-                "{}: cannot parse line(s) {}",
-                path.display(),
-                lines.join(", ")
-            ),
-        ));
-    }
+    let text = read_file(path)?;
+    let parsed = parse_dotenv(path, &text, "")?;
     let lines: Vec<&str> = text.lines().collect();
     let mut out: Vec<TemplateEntry> = Vec::new();
     for b in &parsed.bindings {

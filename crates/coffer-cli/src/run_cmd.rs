@@ -153,6 +153,60 @@ fn last_segment(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
 }
 
+/// A file's text (kept in a buffer wiped when dropped), with the exit
+/// status its failure deserves.
+pub(crate) fn read_file(path: &std::path::Path) -> anyhow::Result<Zeroizing<String>> {
+    std::fs::read_to_string(path)
+        .map(Zeroizing::new)
+        .map_err(|e| {
+            let status = match e.kind() {
+                std::io::ErrorKind::NotFound => Status::NotFound,
+                std::io::ErrorKind::PermissionDenied => Status::Denied,
+                _ => Status::Invalid,
+            };
+            fail(status, format!("cannot read {}: {e}", path.display()))
+        })
+}
+
+/// Parses a .env file; any statement that does not parse is an error
+/// naming every such line (never its text, which may hold a value).
+/// `consequence` ends the message ("; nothing imported").
+pub(crate) fn parse_dotenv(
+    path: &std::path::Path,
+    text: &str,
+    consequence: &str,
+) -> anyhow::Result<coffer_dotenv::Parsed> {
+    let parsed = coffer_dotenv::parse(text);
+    if parsed.errors.is_empty() {
+        return Ok(parsed);
+    }
+    let lines: Vec<String> = parsed.errors.iter().map(|e| e.line.to_string()).collect();
+    Err(fail(
+        Status::Invalid,
+        format!(
+            "{}: cannot parse line(s) {}{consequence}",
+            path.display(),
+            lines.join(", ")
+        ),
+    ))
+}
+
+/// `--only`: every name asked for must be there.
+pub(crate) fn check_only(only: &[String], present: impl Fn(&str) -> bool) -> anyhow::Result<()> {
+    let missing: Vec<&str> = only
+        .iter()
+        .map(String::as_str)
+        .filter(|n| !present(n))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(fail(
+        Status::NotFound,
+        format!("not found under the prefixes: {}", missing.join(", ")),
+    ))
+}
+
 /// The secrets directly under each prefix, by the last segment of their
 /// path; a later prefix wins a name clash. `fetched` is a bundle's answer:
 /// the prefixes' secrets (current versions) come first, so a later entry for
@@ -187,26 +241,8 @@ pub async fn run(g: &crate::cli::Global, a: RunArgs) -> anyhow::Result<Status> {
     // references among them and in the environment.
     let mut file_vars: Vec<(String, Zeroizing<String>)> = Vec::new();
     for file in &a.env_files {
-        let text = std::fs::read_to_string(file).map_err(|e| {
-            let status = match e.kind() {
-                std::io::ErrorKind::NotFound => Status::NotFound,
-                std::io::ErrorKind::PermissionDenied => Status::Denied,
-                _ => Status::Invalid,
-            };
-            fail(status, format!("cannot read {}: {e}", file.display()))
-        })?;
-        let parsed = coffer_dotenv::parse(&text);
-        if !parsed.errors.is_empty() {
-            let lines: Vec<String> = parsed.errors.iter().map(|e| e.line.to_string()).collect();
-            return Err(fail(
-                Status::Invalid,
-                format!(
-                    "{}: cannot parse line(s) {}",
-                    file.display(),
-                    lines.join(", ")
-                ),
-            ));
-        }
+        let text = read_file(file)?;
+        let parsed = parse_dotenv(file, &text, "")?;
         let env_lookup = |name: &str| {
             file_vars
                 .iter()
@@ -266,18 +302,7 @@ pub async fn run(g: &crate::cli::Global, a: RunArgs) -> anyhow::Result<Status> {
         vars.insert(name.to_string(), env_value(&read.value)?);
     }
     if !a.only.is_empty() {
-        let missing: Vec<&str> = a
-            .only
-            .iter()
-            .filter(|n| !vars.contains_key(n.as_str()))
-            .map(String::as_str)
-            .collect();
-        if !missing.is_empty() {
-            return Err(fail(
-                Status::NotFound,
-                format!("not found under the prefixes: {}", missing.join(", ")),
-            ));
-        }
+        check_only(&a.only, |n| vars.contains_key(n))?;
         vars.retain(|k, _| a.only.contains(k));
     }
     if !invalid.is_empty() {

@@ -19,7 +19,7 @@ use coffer_client::{ListOptions, WireValue};
 use zeroize::Zeroizing;
 
 use crate::exit::{Status, fail};
-use crate::run_cmd::{by_name, env_value, parse_reference};
+use crate::run_cmd::{by_name, check_only, env_value, parse_dotenv, parse_reference, read_file};
 use crate::settings;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -68,20 +68,13 @@ enum Action {
 /// The entries of the file, in order (a later duplicate replaces an earlier
 /// one in place), each with its value or the reason it is skipped.
 fn read_entries(a: &ImportArgs) -> anyhow::Result<Vec<(String, Result<WireValue, &'static str>)>> {
-    let text = Zeroizing::new(if a.file.as_os_str() == "-" {
-        let mut s = String::new();
+    let text = if a.file.as_os_str() == "-" {
+        let mut s = Zeroizing::new(String::new());
         std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)?;
         s
     } else {
-        std::fs::read_to_string(&a.file).map_err(|e| {
-            let status = match e.kind() {
-                std::io::ErrorKind::NotFound => Status::NotFound,
-                std::io::ErrorKind::PermissionDenied => Status::Denied,
-                _ => Status::Invalid,
-            };
-            fail(status, format!("cannot read {}: {e}", a.file.display()))
-        })?
-    });
+        read_file(&a.file)?
+    };
     let format = a.format.unwrap_or(
         if a.file
             .extension()
@@ -100,18 +93,7 @@ fn read_entries(a: &ImportArgs) -> anyhow::Result<Vec<(String, Result<WireValue,
     let is_reference = |v: &str| parse_reference(v).is_some();
     match format {
         InputFormat::Dotenv => {
-            let parsed = coffer_dotenv::parse(&text);
-            if !parsed.errors.is_empty() {
-                let lines: Vec<String> = parsed.errors.iter().map(|e| e.line.to_string()).collect();
-                return Err(fail(
-                    Status::Invalid,
-                    format!(
-                        "{}: cannot parse line(s) {}; nothing imported",
-                        a.file.display(),
-                        lines.join(", ")
-                    ),
-                ));
-            }
+            let parsed = parse_dotenv(&a.file, &text, "; nothing imported")?;
             // `${VAR}` refers to the file's own earlier entries only: the
             // importing user's environment is not part of the file.
             for (name, value) in parsed.resolve(&|_| None) {
@@ -467,18 +449,7 @@ pub async fn export(g: &crate::cli::Global, a: ExportArgs) -> anyhow::Result<Sta
     let fetched = settings::client(g)?.bundle(&a.paths, &[]).await?;
     let mut named = by_name(&a.paths, &fetched);
     if !a.only.is_empty() {
-        let missing: Vec<&str> = a
-            .only
-            .iter()
-            .filter(|n| !named.contains_key(n.as_str()))
-            .map(String::as_str)
-            .collect();
-        if !missing.is_empty() {
-            return Err(fail(
-                Status::NotFound,
-                format!("not found under the prefixes: {}", missing.join(", ")),
-            ));
-        }
+        check_only(&a.only, |n| named.contains_key(n))?;
         named.retain(|k, _| a.only.iter().any(|n| n == k));
     }
     let mut values: Vec<(&str, Zeroizing<String>)> = Vec::with_capacity(named.len());
