@@ -445,6 +445,30 @@ fn github_escape(s: &str) -> String {
         .replace('\n', "%0A")
 }
 
+/// Refuses the export, naming every entry that `bad` says the format
+/// cannot carry (never a value).
+fn refuse(
+    what: &str,
+    values: &[(&str, Zeroizing<String>)],
+    bad: impl Fn(&str, &str) -> bool,
+) -> anyhow::Result<()> {
+    let names: Vec<&str> = values
+        .iter()
+        .filter(|(n, v)| bad(n, v))
+        .map(|(n, _)| *n)
+        .collect();
+    if names.is_empty() {
+        return Ok(());
+    }
+    Err(fail(
+        Status::Invalid,
+        format!(
+            "{what}: {}; use --only to pick others; nothing exported",
+            names.join(", ")
+        ),
+    ))
+}
+
 pub async fn export(g: &crate::cli::Global, a: ExportArgs) -> anyhow::Result<Status> {
     let fetched = settings::client(g)?.bundle(&a.paths, &[]).await?;
     let mut named = by_name(&a.paths, &fetched);
@@ -458,37 +482,19 @@ pub async fn export(g: &crate::cli::Global, a: ExportArgs) -> anyhow::Result<Sta
     }
 
     // Names and values every format of that kind can carry.
-    let refuse = |what: &str, names: Vec<&str>| -> anyhow::Result<()> {
-        if names.is_empty() {
-            return Ok(());
-        }
-        Err(fail(
-            Status::Invalid,
-            format!(
-                "{what}: {}; use --only to pick others; nothing exported",
-                names.join(", ")
-            ),
-        ))
-    };
     if matches!(
         a.format,
         OutputFormat::Dotenv | OutputFormat::Shell | OutputFormat::Github
     ) {
         refuse(
             "not usable as variable names (letters, digits and _, not starting with a digit)",
-            values
-                .iter()
-                .filter(|(n, _)| !coffer_dotenv::is_portable_key(n))
-                .map(|(n, _)| *n)
-                .collect(),
+            &values,
+            |n, _| !coffer_dotenv::is_portable_key(n),
         )?;
         refuse(
             "values with a NUL byte cannot be environment variables",
-            values
-                .iter()
-                .filter(|(_, v)| v.contains('\0'))
-                .map(|(n, _)| *n)
-                .collect(),
+            &values,
+            |_, v| v.contains('\0'),
         )?;
     }
 
@@ -598,20 +604,11 @@ fn k8s_manifest(
             format!("{ns:?} is not a Kubernetes namespace (lowercase letters, digits and '-')"),
         ));
     }
-    let bad: Vec<&str> = values
-        .iter()
-        .filter(|(n, _)| !k8s_key(n))
-        .map(|(n, _)| *n)
-        .collect();
-    if !bad.is_empty() {
-        return Err(fail(
-            Status::Invalid,
-            format!(
-                "not usable as Secret keys (letters, digits, '-', '.' and '_'): {}; nothing exported",
-                bad.join(", ")
-            ),
-        ));
-    }
+    refuse(
+        "not usable as Secret keys (letters, digits, '-', '.' and '_')",
+        values,
+        |n, _| !k8s_key(n),
+    )?;
     let mut s = Zeroizing::new(String::new());
     s.push_str("apiVersion: v1\nkind: Secret\nmetadata:\n");
     s.push_str(&format!("  name: {name}\n"));
@@ -633,20 +630,9 @@ fn k8s_manifest(
 }
 
 fn docker_files(dir: &Path, values: &[(&str, Zeroizing<String>)]) -> anyhow::Result<Status> {
-    let bad: Vec<&str> = values
-        .iter()
-        .filter(|(n, _)| n.starts_with('.') || n.contains(['/', '\0']))
-        .map(|(n, _)| *n)
-        .collect();
-    if !bad.is_empty() {
-        return Err(fail(
-            Status::Invalid,
-            format!(
-                "not usable as file names: {}; nothing exported",
-                bad.join(", ")
-            ),
-        ));
-    }
+    refuse("not usable as file names", values, |n, _| {
+        n.starts_with('.') || n.contains(['/', '\0'])
+    })?;
     settings::create_private_dir(dir)?;
     for (n, v) in values {
         let path = dir.join(n);
