@@ -7,6 +7,8 @@
 //!   constant time and never print their contents.
 //! * [`derive`] — keys and opaque identifiers derived from a secret the caller
 //!   holds (the client's offline cache key, from its token).
+//! * [`generate`] — generated secret values (base64, hex, URL-safe, alphanumeric,
+//!   passphrases) with exact entropy.
 //! * [`random`] — the operating system's CSPRNG, the only randomness source used.
 //! * [`aead`] — AES-256-GCM sealing with random nonces.
 //! * [`keyring`] — the key hierarchy (unseal key → root key → keyring of data
@@ -29,6 +31,7 @@
 
 pub mod aead;
 pub mod derive;
+pub mod generate;
 pub mod keyring;
 pub mod password;
 pub mod random;
