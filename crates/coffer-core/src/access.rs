@@ -231,7 +231,9 @@ impl Coffer {
                 grants.push(grant);
             }
         }
-        Ok(AccessModel::new(policies, protected, grants))
+        let mut model = AccessModel::new(policies, protected, grants);
+        model.lifecycle = self.load_rules().await?;
+        Ok(model)
     }
 
     /// Reloads the access model after a change (this node's view; other nodes

@@ -213,6 +213,8 @@ pub struct AccessModel {
     pub(crate) policies: HashMap<String, Arc<Policy>>,
     pub(crate) protected: Vec<Protected>,
     pub(crate) grants: Vec<BreakglassGrant>,
+    /// Lifecycle rules, most specific first.
+    pub(crate) lifecycle: Vec<crate::lifecycle::Rule>,
 }
 
 impl AccessModel {
@@ -226,6 +228,7 @@ impl AccessModel {
             policies,
             protected,
             grants,
+            lifecycle: Vec::new(),
         }
     }
 

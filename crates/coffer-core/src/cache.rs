@@ -17,12 +17,23 @@ use std::sync::{Arc, RwLock};
 
 use coffer_store::{SecretMeta, VersionRecord};
 
+use crate::lifecycle::{Labels, SecretState};
+
 /// What is cached for one path.
 #[derive(Debug)]
 pub(crate) struct Cached {
     pub meta: SecretMeta,
-    /// The current version's record, with its ciphertext.
+    /// The secret's state record and its revision, if it has one.
+    pub state: Option<(u64, SecretState)>,
+    /// The record of the version labelled `current`, with its ciphertext.
     pub current: Option<VersionRecord>,
+}
+
+impl Cached {
+    /// The secret's labels.
+    pub fn labels(&self) -> Labels {
+        Labels::of(&self.meta, self.state.as_ref().map(|(_, s)| s))
+    }
 }
 
 pub(crate) struct SecretCache {

@@ -85,6 +85,18 @@ pub fn format_duration_ms(ms: i64) -> String {
     out
 }
 
+/// Formats unix milliseconds as RFC 3339 in UTC, to the second
+/// (`2026-11-23T10:00:00Z`), for messages.
+pub fn format_time_ms(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| format!("{ms} ms after the epoch"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

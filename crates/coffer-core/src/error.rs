@@ -52,6 +52,9 @@ pub enum CoreError {
         /// The limit.
         limit: usize,
     },
+    /// The secret's expiry has passed: it is refused to every reader.
+    #[error("{0}")]
+    Expired(String),
     /// A check-and-set condition failed.
     #[error("{0}")]
     Conflict(String),

@@ -18,10 +18,14 @@ pub mod auth;
 mod cache;
 pub mod duration;
 mod error;
+pub mod lifecycle;
 pub mod path;
+mod rotation;
+pub mod strength;
 pub mod username;
 mod users;
 pub mod value;
+mod versions;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -29,6 +33,7 @@ use std::sync::{Arc, RwLock};
 
 use coffer_crypto::keyring::{AuditKey, Keyring, RootKey, UnsealKey};
 use coffer_crypto::shamir::{self, Share};
+use coffer_crypto::generate::Spec;
 use coffer_crypto::{Key256, SecretString, token};
 use coffer_store::{
     ListPage, ListQuery, Mutation, SecretMeta, Storage, TokenRecord, VersionRecord, VersionState,
@@ -40,6 +45,7 @@ pub use access::{BreakglassRequest, PolicyInfo, ProtectedInfo, TokenRequest, Tok
 pub use auth::{AccessModel, Authorized, BreakglassGrant, Identity, Operation, ROOT_POLICY};
 use cache::{Cached, SecretCache};
 pub use error::{CoreError, Result};
+pub use lifecycle::{At, Label, Labels, RuleInfo, RuleSpec, SecretState};
 pub use path::{ListPrefix, PathError, SecretPath};
 pub use users::{InviteRequest, LoginRequest, SweepReport, TotpEnrollment, UserView};
 pub use value::SecretValue;
@@ -142,6 +148,27 @@ pub struct WriteReceipt {
     pub version: u64,
     /// Unix milliseconds of the write.
     pub created_at: i64,
+    /// Warnings about the value (a weak value where no rule forbids it).
+    pub warnings: Vec<String>,
+}
+
+/// What a planned version commits and caches.
+pub(crate) struct PlannedVersion {
+    pub mutations: Vec<Mutation>,
+    pub entry: Cached,
+    pub receipt: WriteReceipt,
+}
+
+/// What a new version becomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Becomes {
+    /// `current`; the old current becomes `previous`, served until `grace_until`.
+    Current {
+        /// When `previous` stops being served; `None`: until the next change.
+        grace_until: Option<i64>,
+    },
+    /// `pending`; `current` stays.
+    Pending,
 }
 
 /// One version in a secret's history.
@@ -700,6 +727,12 @@ impl Coffer {
         path: &str,
         version: Option<u64>,
     ) -> Result<SecretRead> {
+        self.read_at(identity, path, At::version(version)).await
+    }
+
+    /// Reads a secret at a label or a version. An expired secret is refused
+    /// whatever is asked for; `previous` is refused after its grace period.
+    pub async fn read_at(&self, identity: &Identity, path: &str, at: At) -> Result<SecretRead> {
         let path = SecretPath::parse(path)?;
         let keys = self.keys()?;
         let auth = self.authorize(identity, Operation::ReadValue, path.as_str())?;
@@ -707,31 +740,38 @@ impl Coffer {
             .cached(path.as_str())
             .await?
             .ok_or_else(|| not_found(&path))?;
-        let record = match version {
-            None | Some(0) => {
-                if !cached.meta.live {
+        let labels = cached.labels();
+        let now = now_ms();
+        if let Some(expired) = labels.expires_at
+            && now >= expired
+        {
+            return Err(CoreError::Expired(format!(
+                "{path} expired at {}; set a new value and a new expiry (`coffer expire`) to use it again",
+                duration::format_time_ms(expired)
+            )));
+        }
+        let version = match at {
+            At::Version(v) => v,
+            At::Label(label) => {
+                let v = labels.resolve(label, path.as_str(), now)?;
+                if label == Label::Current && !cached.meta.live && v == cached.meta.current_version
+                {
                     return Err(CoreError::NotFound(format!(
-                        "{path} is deleted (version {} was deleted or destroyed)",
-                        cached.meta.current_version
+                        "{path} is deleted (version {v} was deleted or destroyed)"
                     )));
                 }
-                match &cached.current {
-                    Some(r) => std::borrow::Cow::Borrowed(r),
-                    None => {
-                        return Err(CoreError::Corrupt(format!(
-                            "{path}: current version is missing"
-                        )));
-                    }
-                }
+                v
             }
-            Some(v) if Some(v) == cached.current.as_ref().map(|r| r.version) => {
-                std::borrow::Cow::Borrowed(cached.current.as_ref().expect("checked above"))
-            }
-            Some(v) => std::borrow::Cow::Owned(
+        };
+        let record = match &cached.current {
+            Some(r) if r.version == version => std::borrow::Cow::Borrowed(r),
+            _ => std::borrow::Cow::Owned(
                 self.store
-                    .get_version(path.as_str(), v)
+                    .get_version(path.as_str(), version)
                     .await?
-                    .ok_or_else(|| CoreError::NotFound(format!("{path} has no version {v}")))?,
+                    .ok_or_else(|| {
+                        CoreError::NotFound(format!("{path} has no version {version}"))
+                    })?,
             ),
         };
         match record.state {
@@ -770,7 +810,7 @@ impl Coffer {
         &self,
         identity: &Identity,
         prefixes: &[String],
-        paths: &[(String, Option<u64>)],
+        paths: &[(String, At)],
     ) -> Result<Vec<SecretRead>> {
         if prefixes.len() + paths.len() > MAX_BUNDLE {
             return Err(CoreError::Invalid(format!(
@@ -778,7 +818,7 @@ impl Coffer {
             )));
         }
         self.keys()?;
-        let mut wanted: Vec<(String, Option<u64>, bool)> = Vec::new();
+        let mut wanted: Vec<(String, At, bool)> = Vec::new();
         for prefix in prefixes {
             let prefix = ListPrefix::parse(prefix)?;
             self.authorize(identity, Operation::List, prefix.as_str())?;
@@ -805,7 +845,11 @@ impl Coffer {
                             prefix.as_str()
                         )));
                     }
-                    wanted.push((format!("{}{}", prefix.as_str(), e.name), None, false));
+                    wanted.push((
+                        format!("{}{}", prefix.as_str(), e.name),
+                        At::Label(Label::Current),
+                        false,
+                    ));
                 }
                 match page.next {
                     Some(next) => after = Some(next),
@@ -827,8 +871,8 @@ impl Coffer {
         let mut out = Vec::with_capacity(wanted.len());
         let mut refused = Vec::new();
         let mut last_refusal = None;
-        for (path, version, named) in wanted {
-            match self.read(identity, &path, version).await {
+        for (path, at, named) in wanted {
+            match self.read_at(identity, &path, at).await {
                 Ok(read) => {
                     audit::note_read(&read.path, read.version);
                     out.push(read);
@@ -856,7 +900,9 @@ impl Coffer {
     }
 
     /// Writes a new version. With `cas`, the write only happens if the current
-    /// version is exactly `cas` (0: the secret must not exist yet).
+    /// version is exactly `cas` (0: the secret must not exist yet). A value
+    /// weaker than a lifecycle rule requires is refused; a weak value where
+    /// no rule applies is written with a warning in the receipt.
     pub async fn write(
         &self,
         identity: &Identity,
@@ -864,17 +910,31 @@ impl Coffer {
         value: &SecretValue,
         cas: Option<u64>,
     ) -> Result<WriteReceipt> {
+        self.write_value(identity, path, value, cas, None).await
+    }
+
+    /// Writes a value generated on the server from `spec` (never sent back).
+    pub async fn write_generated(
+        &self,
+        identity: &Identity,
+        path: &str,
+        spec: &Spec,
+        cas: Option<u64>,
+    ) -> Result<WriteReceipt> {
+        let value = SecretValue::Text(spec.generate());
+        self.write_value(identity, path, &value, cas, Some(spec)).await
+    }
+
+    async fn write_value(
+        &self,
+        identity: &Identity,
+        path: &str,
+        value: &SecretValue,
+        cas: Option<u64>,
+        generated: Option<&Spec>,
+    ) -> Result<WriteReceipt> {
         let path = SecretPath::parse(path)?;
-        value.validate()?;
-        let plaintext = value.encode();
-        // The tag byte is framing, not part of the user's value.
-        let size = plaintext.len() - 1;
-        if size > self.options.max_value_bytes {
-            return Err(CoreError::TooLarge {
-                size,
-                limit: self.options.max_value_bytes,
-            });
-        }
+        let plaintext = self.encode_checked(value)?;
         let keys = self.keys()?;
         // Someone who can neither create nor update here learns nothing about
         // whether the secret exists: refuse before looking.
@@ -884,6 +944,7 @@ impl Coffer {
         {
             self.authorize(identity, Operation::Update, path.as_str())?;
         }
+        let warnings = self.judge(path.as_str(), value, generated)?;
         let _lock = self.write_locks[self.cache.stripe(path.as_str())]
             .lock()
             .await;
@@ -905,46 +966,24 @@ impl Coffer {
                     "check-and-set failed: {path} is at version {current}, not {expected}"
                 )));
             }
-            let version = current + 1;
             let now = now_ms();
-            let (key_id, ciphertext) = keys.keyring.seal_value(path.as_str(), version, &plaintext);
-            let record = VersionRecord {
-                path: path.as_str().to_string(),
-                version,
-                created_at: now,
-                created_by: identity.display_name().to_string(),
-                state: VersionState::Active,
-                key_id,
-                ciphertext,
-            };
-            match self
-                .store
-                .commit(vec![Mutation::PutVersion {
-                    record: record.clone(),
-                    expected_current: current,
-                }])
-                .await
-            {
+            let grace_until = self.grace_until(path.as_str(), None, now);
+            let planned = self.plan_version(
+                &keys,
+                path.as_str(),
+                &plaintext,
+                identity.display_name(),
+                existing.as_deref(),
+                Becomes::Current { grace_until },
+                now,
+            )?;
+            match self.store.commit(planned.mutations).await {
                 Ok(()) => {
-                    let meta = SecretMeta {
-                        path: record.path.clone(),
-                        current_version: version,
-                        live: true,
-                        created_at: existing.as_ref().map_or(now, |c| c.meta.created_at),
-                        updated_at: now,
-                    };
-                    self.cache.put(
-                        path.as_str(),
-                        Arc::new(Cached {
-                            meta,
-                            current: Some(record),
-                        }),
-                    );
-                    audit::note_version(version);
+                    self.cache.put(path.as_str(), Arc::new(planned.entry));
+                    audit::note_version(planned.receipt.version);
                     return Ok(WriteReceipt {
-                        path: path.as_str().to_string(),
-                        version,
-                        created_at: now,
+                        warnings,
+                        ..planned.receipt
                     });
                 }
                 Err(coffer_store::StoreError::Conflict(m)) => {
@@ -957,6 +996,194 @@ impl Coffer {
             }
         }
         unreachable!("the loop returns on its last attempt")
+    }
+
+    /// Validates a value and encodes it, refusing one over the size limit.
+    fn encode_checked(&self, value: &SecretValue) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+        value.validate()?;
+        let plaintext = value.encode();
+        // The tag byte is framing, not part of the user's value.
+        let size = plaintext.len() - 1;
+        if size > self.options.max_value_bytes {
+            return Err(CoreError::TooLarge {
+                size,
+                limit: self.options.max_value_bytes,
+            });
+        }
+        Ok(plaintext)
+    }
+
+    /// Plans the next version of `path` (whose cached state is `existing`;
+    /// the caller holds the path's write lock): the sealed version, the
+    /// state record when labels need one, and the cache entry after commit.
+    /// A new current version while a rotation is staged is a conflict.
+    #[allow(clippy::too_many_arguments)] // one call per kind of write; a struct would only rename them
+    pub(crate) fn plan_version(
+        &self,
+        keys: &Keys,
+        path: &str,
+        plaintext: &[u8],
+        created_by: &str,
+        existing: Option<&Cached>,
+        becomes: Becomes,
+        now: i64,
+    ) -> Result<PlannedVersion> {
+        let head = existing.map_or(0, |c| c.meta.current_version);
+        let version = head + 1;
+        let (key_id, ciphertext) = keys.keyring.seal_value(path, version, plaintext);
+        let record = VersionRecord {
+            path: path.to_string(),
+            version,
+            created_at: now,
+            created_by: created_by.to_string(),
+            state: VersionState::Active,
+            key_id,
+            ciphertext,
+        };
+        let old_state = existing.and_then(|c| c.state.as_ref());
+        let labels = existing.map(|c| c.labels());
+        if let Some(pending) = labels.and_then(|l| l.pending) {
+            return Err(CoreError::Conflict(format!(
+                "{path} has a staged rotation (pending version {pending}): promote it with \
+                 `coffer promote {path}` or cancel it with `coffer rotate {path} --cancel` first"
+            )));
+        }
+        let old_current = labels.map_or(0, |l| l.current);
+        let new_state = match becomes {
+            Becomes::Current { grace_until } => (old_state.is_some() || grace_until.is_some())
+                .then(|| SecretState {
+                    current: None,
+                    previous: (old_current > 0).then_some(old_current),
+                    previous_until: grace_until,
+                    pending: None,
+                    expires_at: old_state.and_then(|(_, s)| s.expires_at),
+                }),
+            Becomes::Pending => {
+                if head == 0 {
+                    return Err(CoreError::Invalid(format!(
+                        "{path} has no current version to rotate from"
+                    )));
+                }
+                let old = old_state.map(|(_, s)| s.clone()).unwrap_or(SecretState {
+                    previous: labels.and_then(|l| l.previous),
+                    ..SecretState::default()
+                });
+                Some(SecretState {
+                    current: Some(old_current),
+                    pending: Some(version),
+                    ..old
+                })
+            }
+        };
+        let mut mutations = vec![Mutation::PutVersion {
+            record: record.clone(),
+            expected_current: head,
+        }];
+        let state = match new_state {
+            Some(state) => {
+                let (expect, revision) = match old_state {
+                    Some((rev, _)) => (coffer_store::Expect::Revision(*rev), rev + 1),
+                    None => (coffer_store::Expect::Absent, 1),
+                };
+                mutations.push(Mutation::PutObject {
+                    kind: lifecycle::KIND_STATE.into(),
+                    key: path.to_string(),
+                    value: serde_json::to_vec(&state).expect("state serialises"),
+                    expect,
+                });
+                Some((revision, state))
+            }
+            None => None,
+        };
+        let current = match becomes {
+            Becomes::Current { .. } => Some(record),
+            Becomes::Pending => existing.and_then(|c| c.current.clone()),
+        };
+        Ok(PlannedVersion {
+            mutations,
+            entry: Cached {
+                meta: SecretMeta {
+                    path: path.to_string(),
+                    current_version: version,
+                    live: true,
+                    created_at: existing.map_or(now, |c| c.meta.created_at),
+                    updated_at: now,
+                },
+                state,
+                current,
+            },
+            receipt: WriteReceipt {
+                path: path.to_string(),
+                version,
+                created_at: now,
+                warnings: Vec::new(),
+            },
+        })
+    }
+
+    /// When `previous` stops being served after a change at `now`: the
+    /// explicit grace, else the rules' grace, else never (for plain writes)
+    /// or after [`lifecycle::DEFAULT_GRACE_MS`] (for rotations, which pass
+    /// it as `explicit`).
+    pub(crate) fn grace_until(&self, path: &str, explicit: Option<i64>, now: i64) -> Option<i64> {
+        let rules = self.access_model();
+        explicit
+            .or_else(|| lifecycle::effective(&rules.lifecycle, path).grace_ms)
+            .map(|g| now.saturating_add(g))
+    }
+
+    /// Judges a value against the strength rules for `path`: an error that
+    /// says why when a rule requires more, otherwise warnings for weak
+    /// values. A generated value counts for its spec's exact entropy.
+    pub(crate) fn judge(
+        &self,
+        path: &str,
+        value: &SecretValue,
+        generated: Option<&Spec>,
+    ) -> Result<Vec<String>> {
+        let model = self.access_model();
+        let required = lifecycle::effective(&model.lifecycle, path).min_bits;
+        let mut warnings = Vec::new();
+        let parts: Vec<(Option<&str>, strength::Estimate)> = match generated {
+            Some(spec) => vec![(
+                None,
+                strength::Estimate {
+                    bits: spec.bits(),
+                    reasons: Vec::new(),
+                },
+            )],
+            None => strength::judged_parts(value)
+                .into_iter()
+                .map(|(name, v)| (name, strength::estimate(v)))
+                .collect(),
+        };
+        for (field, estimate) in parts {
+            let what = match field {
+                Some(f) => format!("field {f:?} of {path}"),
+                None => path.to_string(),
+            };
+            let why = if estimate.reasons.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", estimate.reasons.join("; "))
+            };
+            if let Some((min, pattern)) = &required
+                && estimate.bits < f64::from(*min)
+            {
+                return Err(CoreError::Invalid(format!(
+                    "the value of {what} is too weak: about {:.0} bits where the lifecycle rule \
+                     {pattern} requires {min}{why}; generate one with `coffer set {path} --generate`",
+                    estimate.bits
+                )));
+            }
+            if estimate.bits < strength::WEAK_BITS {
+                warnings.push(format!(
+                    "the value of {what} is weak (about {:.0} bits){why}",
+                    estimate.bits
+                ));
+            }
+        }
+        Ok(warnings)
     }
 
     /// Writes many secrets at once, all or nothing (`coffer import`): every
@@ -985,15 +1212,7 @@ impl Coffer {
             if !seen.insert(path.as_str().to_string()) {
                 return Err(CoreError::Invalid(format!("{path} appears more than once")));
             }
-            value.validate()?;
-            let plaintext = value.encode();
-            let size = plaintext.len() - 1;
-            if size > self.options.max_value_bytes {
-                return Err(CoreError::TooLarge {
-                    size,
-                    limit: self.options.max_value_bytes,
-                });
-            }
+            let plaintext = self.encode_checked(value)?;
             planned.push((path, plaintext, *cas));
         }
         // As for one write: a refusal says nothing about existence.
@@ -1016,6 +1235,24 @@ impl Coffer {
                 refused.join(", ")
             )));
         }
+        let mut warnings = Vec::with_capacity(planned.len());
+        let mut weak = Vec::new();
+        for ((path, _, _), (_, value, _)) in planned.iter().zip(writes) {
+            match self.judge(path.as_str(), value, None) {
+                Ok(w) => warnings.push(w),
+                Err(CoreError::Invalid(m)) => {
+                    weak.push(m);
+                    warnings.push(Vec::new());
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if !weak.is_empty() {
+            return Err(CoreError::Invalid(format!(
+                "nothing written: {}",
+                weak.join("; ")
+            )));
+        }
         // Lock every stripe involved, in order, so that two batches cannot
         // deadlock and no single write slips in between check and commit.
         let mut stripes: Vec<usize> = planned
@@ -1030,9 +1267,9 @@ impl Coffer {
         }
         let now = now_ms();
         let mut mutations = Vec::with_capacity(planned.len());
-        let mut created_at = Vec::with_capacity(planned.len());
+        let mut entries = Vec::with_capacity(planned.len());
         let mut changed = Vec::new();
-        for (path, plaintext, cas) in &planned {
+        for ((path, plaintext, cas), warnings) in planned.iter().zip(warnings) {
             let existing = self.cached(path.as_str()).await?;
             let current = existing.as_ref().map_or(0, |c| c.meta.current_version);
             let op = if current == 0 {
@@ -1050,21 +1287,31 @@ impl Coffer {
                 changed.push(format!("{path} (at version {current}, not {expected})"));
                 continue;
             }
-            let version = current + 1;
-            let (key_id, ciphertext) = keys.keyring.seal_value(path.as_str(), version, plaintext);
-            created_at.push(existing.as_ref().map_or(now, |c| c.meta.created_at));
-            mutations.push(Mutation::PutVersion {
-                record: VersionRecord {
-                    path: path.as_str().to_string(),
-                    version,
-                    created_at: now,
-                    created_by: identity.display_name().to_string(),
-                    state: VersionState::Active,
-                    key_id,
-                    ciphertext,
+            let grace_until = self.grace_until(path.as_str(), None, now);
+            let plan = match self.plan_version(
+                &keys,
+                path.as_str(),
+                plaintext,
+                identity.display_name(),
+                existing.as_deref(),
+                Becomes::Current { grace_until },
+                now,
+            ) {
+                Ok(plan) => plan,
+                Err(CoreError::Conflict(m)) => {
+                    changed.push(m);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            mutations.extend(plan.mutations);
+            entries.push((
+                plan.entry,
+                WriteReceipt {
+                    warnings,
+                    ..plan.receipt
                 },
-                expected_current: current,
-            });
+            ));
         }
         if !refused.is_empty() {
             audit::refuse(Operation::Update, &refused[0]);
@@ -1079,16 +1326,9 @@ impl Coffer {
                 changed.join(", ")
             )));
         }
-        let records: Vec<VersionRecord> = mutations
-            .iter()
-            .filter_map(|m| match m {
-                Mutation::PutVersion { record, .. } => Some(record.clone()),
-                _ => None,
-            })
-            .collect();
         if let Err(e) = self.store.commit(mutations).await {
-            for r in &records {
-                self.cache.invalidate(&r.path);
+            for (entry, _) in &entries {
+                self.cache.invalidate(&entry.meta.path);
             }
             return Err(match e {
                 coffer_store::StoreError::Conflict(m) => {
@@ -1097,29 +1337,11 @@ impl Coffer {
                 e => e.into(),
             });
         }
-        let mut receipts = Vec::with_capacity(records.len());
-        for (record, created_at) in records.into_iter().zip(created_at) {
-            audit::note_write(&record.path, record.version);
-            receipts.push(WriteReceipt {
-                path: record.path.clone(),
-                version: record.version,
-                created_at: now,
-            });
-            let meta = SecretMeta {
-                path: record.path.clone(),
-                current_version: record.version,
-                live: true,
-                created_at,
-                updated_at: now,
-            };
-            let path = record.path.clone();
-            self.cache.put(
-                &path,
-                Arc::new(Cached {
-                    meta,
-                    current: Some(record),
-                }),
-            );
+        let mut receipts = Vec::with_capacity(entries.len());
+        for (entry, receipt) in entries {
+            audit::note_write(&receipt.path, receipt.version);
+            self.cache.put(&receipt.path, Arc::new(entry));
+            receipts.push(receipt);
         }
         Ok(receipts)
     }
@@ -1237,13 +1459,15 @@ impl Coffer {
         let _lock = self.write_locks[self.cache.stripe(path.as_str())]
             .lock()
             .await;
-        let meta = self
-            .store
-            .get_meta(path.as_str())
+        let cached = self
+            .cached(path.as_str())
             .await?
             .ok_or_else(|| not_found(&path))?;
+        let meta = &cached.meta;
+        // The default is the version readers get: `current`, which during a
+        // staged rotation is not the newest.
         let versions = if versions.is_empty() {
-            vec![meta.current_version]
+            vec![cached.labels().current]
         } else {
             versions.to_vec()
         };
@@ -1278,8 +1502,22 @@ impl Coffer {
         let Some(meta) = self.store.get_meta(path).await? else {
             return Ok(None);
         };
-        let current = self.store.get_version(path, meta.current_version).await?;
-        let entry = Arc::new(Cached { meta, current });
+        let state = match self.store.get_object(lifecycle::KIND_STATE, path).await? {
+            Some(o) => Some((
+                o.revision,
+                serde_json::from_slice::<SecretState>(&o.value).map_err(|_| {
+                    CoreError::Corrupt(format!("the lifecycle state of {path} is unreadable"))
+                })?,
+            )),
+            None => None,
+        };
+        let current_version = Labels::of(&meta, state.as_ref().map(|(_, s)| s)).current;
+        let current = self.store.get_version(path, current_version).await?;
+        let entry = Arc::new(Cached {
+            meta,
+            state,
+            current,
+        });
         self.cache
             .insert_if_unchanged(path, generation, entry.clone());
         Ok(Some(entry))

@@ -215,6 +215,15 @@ pub enum Mutation {
         /// Unix milliseconds, recorded as the secret's `updated_at`.
         at: i64,
     },
+    /// Removes a secret and every one of its versions (the source of a move).
+    /// The commit fails with a conflict unless the secret exists at exactly
+    /// `expected_current`.
+    DeleteSecret {
+        /// Canonical path.
+        path: String,
+        /// The newest version the remover saw.
+        expected_current: u64,
+    },
     /// Creates a system record, failing with a conflict if it exists already.
     /// Used for one-time initialisation, so two racing `init`s cannot both win.
     InsertSystem {

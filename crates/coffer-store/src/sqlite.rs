@@ -348,6 +348,27 @@ fn apply(tx: &Connection, m: &Mutation) -> Result<()> {
                 params![path, at],
             )?;
         }
+        Mutation::DeleteSecret {
+            path,
+            expected_current,
+        } => {
+            let current: Option<u64> = tx
+                .query_row(
+                    "SELECT current_version FROM secrets WHERE path = ?1",
+                    [path],
+                    |r| r.get::<_, i64>(0),
+                )
+                .optional()?
+                .map(|v| v as u64);
+            if current != Some(*expected_current) {
+                return Err(StoreError::Conflict(format!(
+                    "{path} is at version {}, not {expected_current}",
+                    current.unwrap_or(0)
+                )));
+            }
+            tx.execute("DELETE FROM versions WHERE path = ?1", [path])?;
+            tx.execute("DELETE FROM secrets WHERE path = ?1", [path])?;
+        }
         Mutation::InsertSystem { key, value } => {
             let exists: bool = tx
                 .query_row("SELECT 1 FROM system WHERE key = ?1", [key], |_| Ok(()))

@@ -215,6 +215,72 @@ async fn delete_undelete_destroy(s: &dyn Storage) {
     );
 }
 
+async fn a_secret_moves_with_its_history(s: &dyn Storage) {
+    for v in 1..=3 {
+        put(s, "m/from", v).await.unwrap();
+    }
+    s.commit(vec![Mutation::SetVersionState {
+        path: "m/from".into(),
+        versions: vec![1],
+        change: VersionStateChange::Destroy(2_000),
+        at: 2_000,
+    }])
+    .await
+    .unwrap();
+    // A copy keeps numbers, states and times: versions are put in order in
+    // one commit, and the source removed in the same transaction.
+    let mut mutations = Vec::new();
+    for r in s.history("m/from").await.unwrap() {
+        let full = s.get_version("m/from", r.version).await.unwrap().unwrap();
+        let expected_current = full.version - 1;
+        mutations.push(Mutation::PutVersion {
+            record: VersionRecord {
+                path: "m/to".into(),
+                ..full
+            },
+            expected_current,
+        });
+    }
+    // A stale remover changes nothing, copy included.
+    let mut stale = mutations.clone();
+    stale.push(Mutation::DeleteSecret {
+        path: "m/from".into(),
+        expected_current: 2,
+    });
+    assert!(matches!(
+        s.commit(stale).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(s.get_meta("m/to").await.unwrap().is_none());
+    mutations.push(Mutation::DeleteSecret {
+        path: "m/from".into(),
+        expected_current: 3,
+    });
+    s.commit(mutations).await.unwrap();
+    assert!(s.get_meta("m/from").await.unwrap().is_none());
+    assert!(s.history("m/from").await.unwrap().is_empty());
+    assert!(s.get_version("m/from", 2).await.unwrap().is_none());
+    let meta = s.get_meta("m/to").await.unwrap().unwrap();
+    assert_eq!((meta.current_version, meta.live), (3, true));
+    assert_eq!(meta.created_at, 1_001);
+    let v1 = s.get_version("m/to", 1).await.unwrap().unwrap();
+    assert_eq!(v1.state, VersionState::Destroyed(2_000));
+    assert_eq!(
+        s.get_version("m/to", 3).await.unwrap().unwrap().ciphertext,
+        b"ct-m/from-3"
+    );
+    assert_eq!(names(&s.list(&query("m/", false)).await.unwrap().entries), vec!["to"]);
+    // Removing what is not there is a conflict.
+    assert!(matches!(
+        s.commit(vec![Mutation::DeleteSecret {
+            path: "m/from".into(),
+            expected_current: 3
+        }])
+        .await,
+        Err(StoreError::Conflict(_))
+    ));
+}
+
 async fn listing_one_level_and_recursive(s: &dyn Storage) {
     for p in [
         "app/dev/a",
@@ -633,6 +699,11 @@ macro_rules! suite {
             async fn delete_undelete_destroy() {
                 let (_g, s) = $make;
                 super::delete_undelete_destroy(&*s).await;
+            }
+            #[tokio::test]
+            async fn a_secret_moves_with_its_history() {
+                let (_g, s) = $make;
+                super::a_secret_moves_with_its_history(&*s).await;
             }
             #[tokio::test]
             async fn listing_one_level_and_recursive() {

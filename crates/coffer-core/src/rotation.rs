@@ -1,0 +1,680 @@
+//! Lifecycle use cases: lifecycle rules, rotation (immediate or staged),
+//! promotion, expiry, the rotation status report and the scheduler's tick.
+//!
+//! A rotation writes a new version like any write, but needs only the
+//! `rotate` capability, can generate the value on the server, and always
+//! gives `previous` a grace period (the rules', the request's, or a day).
+//! The scheduler acts for no token, like a login: it rotates what the rules
+//! say is due, with the rules' generator, and reports what it did for the
+//! server to audit.
+
+use std::sync::Arc;
+
+use coffer_crypto::generate::Spec;
+use coffer_policy::Pattern;
+use coffer_store::{Expect, ListQuery, Mutation, VersionState};
+use serde::Serialize;
+
+use crate::auth::{Identity, Operation};
+use crate::error::{CoreError, Result};
+use crate::lifecycle::{
+    self, DEFAULT_GRACE_MS, KIND_RULE, KIND_STATE, Labels, Rule, RuleInfo, RuleSpec, SecretState,
+    StoredRule,
+};
+use crate::path::{ListPrefix, SecretPath};
+use crate::{Becomes, Coffer, SecretValue, audit, not_found, now_ms};
+
+/// Who the scheduler's versions are written by.
+pub const SCHEDULER: &str = "coffer-scheduler";
+
+/// Most secrets a status report or a scheduler pass looks at.
+pub const MAX_SCAN: usize = 100_000;
+
+/// A rotation asked for by a person or a pipeline.
+#[derive(Default)]
+pub struct RotateRequest {
+    /// The new value; `None`: generate one.
+    pub value: Option<SecretValue>,
+    /// The generator to use instead of the rules' one.
+    pub generate: Option<Spec>,
+    /// Only stage the new version as `pending`.
+    pub stage: bool,
+    /// Grace period for `previous`, instead of the rules' one.
+    pub grace_ms: Option<i64>,
+}
+
+/// What a rotation or promotion did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RotateReceipt {
+    /// Canonical path.
+    pub path: String,
+    /// The version written (or promoted).
+    pub version: u64,
+    /// The labels afterwards.
+    pub labels: Labels,
+    /// The value was generated on the server.
+    pub generated: bool,
+    /// Warnings about a value given by hand.
+    pub warnings: Vec<String>,
+}
+
+/// Where a secret stands in its lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Standing {
+    /// Expired: refused to every reader.
+    Expired,
+    /// Past its rotation date.
+    Overdue,
+    /// A staged rotation waits for `promote`.
+    Pending,
+    /// Expires within the warning window.
+    Expiring,
+    /// Comes due for rotation within the warning window.
+    Due,
+    /// Nothing to do.
+    Ok,
+}
+
+impl Standing {
+    /// The name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Standing::Expired => "expired",
+            Standing::Overdue => "overdue",
+            Standing::Pending => "pending",
+            Standing::Expiring => "expiring",
+            Standing::Due => "due",
+            Standing::Ok => "ok",
+        }
+    }
+}
+
+/// One line of `coffer rotation status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusEntry {
+    /// Canonical path.
+    pub path: String,
+    /// The worst standing.
+    pub standing: Standing,
+    /// Current version.
+    pub current: u64,
+    /// Pending version, if staged.
+    pub pending: Option<u64>,
+    /// When the current version was written (its last rotation).
+    pub changed_at: i64,
+    /// Rotation interval and the pattern that sets it.
+    pub rotate_every_ms: Option<(i64, String)>,
+    /// When the next rotation is due.
+    pub due_at: Option<i64>,
+    /// Whether the scheduler can rotate it (a generator applies).
+    pub automatic: bool,
+    /// Expiry.
+    pub expires_at: Option<i64>,
+}
+
+/// What one scheduler pass did and found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct TickReport {
+    /// Rotated: path, new version, when `previous` stops being served.
+    pub rotated: Vec<(String, u64, Option<i64>)>,
+    /// Due, but no generator applies: path, due time.
+    pub due_by_hand: Vec<(String, i64)>,
+    /// Expiring within the warning window or expired: path, expiry.
+    pub expiring: Vec<(String, i64)>,
+    /// Rotations that failed: path, reason.
+    pub failed: Vec<(String, String)>,
+}
+
+/// Expiries and due dates this close are reported as coming.
+pub const WARNING_WINDOW_MS: i64 = 7 * 24 * 3600 * 1000;
+
+impl Coffer {
+    // ---- rules -----------------------------------------------------------------
+
+    /// Loads the lifecycle rules, most specific first. A rule that fails to
+    /// load is an integrity error: dropping it could let weak values in.
+    pub(crate) async fn load_rules(&self) -> Result<Vec<Rule>> {
+        let mut rules = Vec::new();
+        for o in self.store.list_objects(KIND_RULE).await? {
+            let pattern = Pattern::parse(&o.key).map_err(|e| {
+                CoreError::Corrupt(format!("stored lifecycle rule is unreadable: {e}"))
+            })?;
+            let stored: StoredRule = serde_json::from_slice(&o.value).map_err(|_| {
+                CoreError::Corrupt(format!("lifecycle rule {} is unreadable", o.key))
+            })?;
+            let generator = stored.spec.validate().map_err(|e| {
+                CoreError::Corrupt(format!("lifecycle rule {} is invalid: {e}", o.key))
+            })?;
+            rules.push(Rule {
+                pattern,
+                spec: stored.spec,
+                generator,
+                created_by: stored.created_by,
+                created_at: stored.created_at,
+            });
+        }
+        lifecycle::sort_rules(&mut rules);
+        Ok(rules)
+    }
+
+    /// Creates or replaces the lifecycle rule of a pattern (admin of
+    /// `sys/lifecycle`).
+    pub async fn set_rule(
+        &self,
+        identity: &Identity,
+        pattern: &str,
+        spec: RuleSpec,
+    ) -> Result<RuleInfo> {
+        let pattern = Pattern::parse(pattern).map_err(|e| CoreError::Invalid(e.0))?;
+        self.keys()?;
+        self.authorize(identity, Operation::Admin, "sys/lifecycle")?;
+        spec.validate()?;
+        let stored = StoredRule {
+            spec,
+            created_by: identity.display_name().to_string(),
+            created_at: now_ms(),
+        };
+        let _w = self.access_writes.lock().await;
+        self.store
+            .commit(vec![Mutation::PutObject {
+                kind: KIND_RULE.into(),
+                key: pattern.as_str().into(),
+                value: serde_json::to_vec(&stored).expect("serialises"),
+                expect: Expect::Any,
+            }])
+            .await?;
+        self.reload_access().await?;
+        tracing::info!(
+            actor = identity.display_name(),
+            pattern = pattern.as_str(),
+            "lifecycle rule set"
+        );
+        Ok(RuleInfo {
+            pattern: pattern.as_str().into(),
+            spec: stored.spec,
+            created_by: stored.created_by,
+            created_at: stored.created_at,
+        })
+    }
+
+    /// Removes the lifecycle rule of a pattern.
+    pub async fn delete_rule(&self, identity: &Identity, pattern: &str) -> Result<()> {
+        let pattern = Pattern::parse(pattern).map_err(|e| CoreError::Invalid(e.0))?;
+        self.keys()?;
+        self.authorize(identity, Operation::Admin, "sys/lifecycle")?;
+        let _w = self.access_writes.lock().await;
+        let o = self
+            .store
+            .get_object(KIND_RULE, pattern.as_str())
+            .await?
+            .ok_or_else(|| {
+                CoreError::NotFound(format!("no lifecycle rule for {}", pattern.as_str()))
+            })?;
+        self.store
+            .commit(vec![Mutation::DeleteObject {
+                kind: KIND_RULE.into(),
+                key: pattern.as_str().into(),
+                expect: Expect::Revision(o.revision),
+            }])
+            .await?;
+        self.reload_access().await?;
+        tracing::warn!(
+            actor = identity.display_name(),
+            pattern = pattern.as_str(),
+            "lifecycle rule removed"
+        );
+        Ok(())
+    }
+
+    /// Every lifecycle rule, most specific first.
+    pub fn list_rules(&self, identity: &Identity) -> Result<Vec<RuleInfo>> {
+        self.keys()?;
+        self.authorize(identity, Operation::Admin, "sys/lifecycle")?;
+        Ok(self
+            .access_model()
+            .lifecycle
+            .iter()
+            .map(Rule::info)
+            .collect())
+    }
+
+    // ---- rotation ------------------------------------------------------------
+
+    /// Rotates a secret: a new version from the request's value or from a
+    /// generator, which becomes `current` (the old one `previous`, for a
+    /// grace period) or, with `stage`, `pending`.
+    pub async fn rotate(
+        &self,
+        identity: &Identity,
+        path: &str,
+        request: RotateRequest,
+    ) -> Result<RotateReceipt> {
+        let path = SecretPath::parse(path)?;
+        if let Some(g) = request.grace_ms
+            && !(0..=lifecycle::MAX_PERIOD_MS).contains(&g)
+        {
+            return Err(CoreError::Invalid(
+                "the grace period must be between 0s and 10 years".into(),
+            ));
+        }
+        self.keys()?;
+        self.authorize(identity, Operation::Rotate, path.as_str())?;
+        let rules = self.access_model();
+        let effective = lifecycle::effective(&rules.lifecycle, path.as_str());
+        let (value, spec) = match (request.value, request.generate.or(effective.generator)) {
+            (Some(_), Some(_)) if request.generate.is_some() => {
+                return Err(CoreError::Invalid(
+                    "give either a value or a generator, not both".into(),
+                ));
+            }
+            (Some(v), _) => (v, None),
+            (None, Some(spec)) => (SecretValue::Text(spec.generate()), Some(spec)),
+            (None, None) => {
+                return Err(CoreError::Invalid(format!(
+                    "no generator applies to {path}: give one (`--generate base64:32`), the new \
+                     value on stdin, or a lifecycle rule with a generator"
+                )));
+            }
+        };
+        let warnings = self.judge(path.as_str(), &value, spec.as_ref())?;
+        let grace = request
+            .grace_ms
+            .or(effective.grace_ms)
+            .unwrap_or(DEFAULT_GRACE_MS);
+        let becomes = if request.stage {
+            Becomes::Pending
+        } else {
+            Becomes::Current {
+                grace_until: Some(now_ms().saturating_add(grace)),
+            }
+        };
+        let (version, labels) = self
+            .append(&path, &value, identity.display_name(), becomes)
+            .await?;
+        audit::note_version(version);
+        tracing::info!(
+            actor = identity.display_name(),
+            path = path.as_str(),
+            version,
+            staged = request.stage,
+            "secret rotated"
+        );
+        Ok(RotateReceipt {
+            path: path.as_str().into(),
+            version,
+            labels,
+            generated: spec.is_some(),
+            warnings,
+        })
+    }
+
+    /// Appends a version that must build on an existing secret, under the
+    /// write lock; returns its number and the labels afterwards.
+    async fn append(
+        &self,
+        path: &SecretPath,
+        value: &SecretValue,
+        created_by: &str,
+        becomes: Becomes,
+    ) -> Result<(u64, Labels)> {
+        let keys = self.keys()?;
+        let plaintext = self.encode_checked(value)?;
+        let _lock = self.write_locks[self.cache.stripe(path.as_str())]
+            .lock()
+            .await;
+        let existing = self
+            .cached(path.as_str())
+            .await?
+            .ok_or_else(|| not_found(path))?;
+        let planned = self.plan_version(
+            &keys,
+            path.as_str(),
+            &plaintext,
+            created_by,
+            Some(&existing),
+            becomes,
+            now_ms(),
+        )?;
+        let version = planned.receipt.version;
+        let labels = planned.entry.labels();
+        match self.store.commit(planned.mutations).await {
+            Ok(()) => {
+                self.cache.put(path.as_str(), Arc::new(planned.entry));
+                Ok((version, labels))
+            }
+            Err(e) => {
+                self.cache.invalidate(path.as_str());
+                Err(match e {
+                    coffer_store::StoreError::Conflict(m) => {
+                        CoreError::Conflict(format!("rotation conflict, nothing written: {m}"))
+                    }
+                    e => e.into(),
+                })
+            }
+        }
+    }
+
+    /// Completes a staged rotation in one step: `pending` becomes `current`,
+    /// the old `current` becomes `previous` for the grace period.
+    pub async fn promote(
+        &self,
+        identity: &Identity,
+        path: &str,
+        grace_ms: Option<i64>,
+    ) -> Result<RotateReceipt> {
+        let path = SecretPath::parse(path)?;
+        self.keys()?;
+        self.authorize(identity, Operation::Rotate, path.as_str())?;
+        let grace = grace_ms
+            .or(lifecycle::effective(&self.access_model().lifecycle, path.as_str()).grace_ms)
+            .unwrap_or(DEFAULT_GRACE_MS);
+        let receipt = self
+            .change_state(&path, |labels, meta_head, state| {
+                let pending = labels.pending.ok_or_else(|| {
+                    CoreError::Conflict(format!(
+                        "{path} has no pending version: stage one with `coffer rotate {path} --stage`"
+                    ))
+                })?;
+                Ok(SecretState {
+                    current: (pending != meta_head).then_some(pending),
+                    previous: Some(labels.current),
+                    previous_until: Some(now_ms().saturating_add(grace)),
+                    pending: None,
+                    expires_at: state.expires_at,
+                })
+            })
+            .await?;
+        audit::note_version(receipt.version);
+        tracing::info!(
+            actor = identity.display_name(),
+            path = path.as_str(),
+            version = receipt.version,
+            "pending version promoted"
+        );
+        Ok(receipt)
+    }
+
+    /// Drops a staged rotation: `pending` is forgotten (its version stays in
+    /// the history), `current` stays.
+    pub async fn cancel_rotation(&self, identity: &Identity, path: &str) -> Result<RotateReceipt> {
+        let path = SecretPath::parse(path)?;
+        self.keys()?;
+        self.authorize(identity, Operation::Rotate, path.as_str())?;
+        self.change_state(&path, |labels, meta_head, state| {
+            if labels.pending.is_none() {
+                return Err(CoreError::Conflict(format!(
+                    "{path} has no pending version to cancel"
+                )));
+            }
+            Ok(SecretState {
+                current: (labels.current != meta_head).then_some(labels.current),
+                pending: None,
+                ..state.clone()
+            })
+        })
+        .await
+    }
+
+    /// Sets or clears a secret's expiry (needs `update`).
+    pub async fn set_expiry(
+        &self,
+        identity: &Identity,
+        path: &str,
+        expires_at: Option<i64>,
+    ) -> Result<RotateReceipt> {
+        let path = SecretPath::parse(path)?;
+        self.keys()?;
+        self.authorize(identity, Operation::Update, path.as_str())?;
+        self.change_state(&path, |_, _, state| {
+            Ok(SecretState {
+                expires_at,
+                ..state.clone()
+            })
+        })
+        .await
+    }
+
+    /// Replaces a secret's state record under its write lock, with a
+    /// check-and-set on the record's revision. `change` gets the labels, the
+    /// newest version and the state as it is (made explicit from the labels
+    /// when there is no record yet).
+    async fn change_state(
+        &self,
+        path: &SecretPath,
+        change: impl FnOnce(&Labels, u64, &SecretState) -> Result<SecretState>,
+    ) -> Result<RotateReceipt> {
+        let _lock = self.write_locks[self.cache.stripe(path.as_str())]
+            .lock()
+            .await;
+        let existing = self
+            .cached(path.as_str())
+            .await?
+            .ok_or_else(|| not_found(path))?;
+        let labels = existing.labels();
+        let head = existing.meta.current_version;
+        let (expect, state) = match &existing.state {
+            Some((rev, s)) => (Expect::Revision(*rev), s.clone()),
+            None => (
+                Expect::Absent,
+                SecretState {
+                    previous: labels.previous,
+                    ..SecretState::default()
+                },
+            ),
+        };
+        let next = change(&labels, head, &state)?;
+        if let Some(v) = next.current.or(Some(head))
+            && v != labels.current
+        {
+            // Promoting a version that was deleted meanwhile would serve nothing.
+            let record = self.store.get_version(path.as_str(), v).await?;
+            if !record.is_some_and(|r| r.state == VersionState::Active) {
+                return Err(CoreError::Conflict(format!(
+                    "version {v} of {path} is deleted or destroyed and cannot become current"
+                )));
+            }
+        }
+        let result = self
+            .store
+            .commit(vec![Mutation::PutObject {
+                kind: KIND_STATE.into(),
+                key: path.as_str().into(),
+                value: serde_json::to_vec(&next).expect("state serialises"),
+                expect,
+            }])
+            .await;
+        self.cache.invalidate(path.as_str());
+        result?;
+        let labels = Labels::of(&existing.meta, Some(&next));
+        Ok(RotateReceipt {
+            path: path.as_str().into(),
+            version: labels.current,
+            labels,
+            generated: false,
+            warnings: Vec::new(),
+        })
+    }
+
+    // ---- status and the scheduler --------------------------------------------
+
+    /// The lifecycle standing of every secret under `prefix` that has a
+    /// rotation interval, an expiry or a staged rotation, worst first.
+    pub async fn rotation_status(
+        &self,
+        identity: &Identity,
+        prefix: &str,
+    ) -> Result<Vec<StatusEntry>> {
+        let prefix = ListPrefix::parse(prefix)?;
+        self.keys()?;
+        self.authorize(identity, Operation::List, prefix.as_str())?;
+        let now = now_ms();
+        let mut out = Vec::new();
+        for path in self.scan(prefix.as_str()).await? {
+            if let Some(entry) = self.standing(&path, now).await? {
+                out.push(entry);
+            }
+        }
+        out.sort_by(|a, b| a.standing.cmp(&b.standing).then(a.path.cmp(&b.path)));
+        Ok(out)
+    }
+
+    /// Every secret path below `prefix` (recursively), at most [`MAX_SCAN`].
+    async fn scan(&self, prefix: &str) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self
+                .store
+                .list(&ListQuery {
+                    prefix: prefix.to_string(),
+                    recursive: true,
+                    include_deleted: false,
+                    after: after.take(),
+                    limit: 1000,
+                })
+                .await?;
+            for e in page.entries.into_iter().filter(|e| !e.folder) {
+                if out.len() >= MAX_SCAN {
+                    return Err(CoreError::Invalid(format!(
+                        "more than {MAX_SCAN} secrets under {prefix:?}; name a narrower prefix"
+                    )));
+                }
+                out.push(format!("{prefix}{}", e.name));
+            }
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// One secret's standing, or `None` when nothing about it is scheduled.
+    async fn standing(&self, path: &str, now: i64) -> Result<Option<StatusEntry>> {
+        let Some(cached) = self.cached(path).await? else {
+            return Ok(None);
+        };
+        let labels = cached.labels();
+        let effective = lifecycle::effective(&self.access_model().lifecycle, path);
+        if effective.rotate_every_ms.is_none()
+            && labels.expires_at.is_none()
+            && labels.pending.is_none()
+        {
+            return Ok(None);
+        }
+        let changed_at = cached.current.as_ref().map_or(0, |r| r.created_at);
+        let due_at = effective
+            .rotate_every_ms
+            .as_ref()
+            .map(|(every, _)| changed_at.saturating_add(*every));
+        let mut standing = Standing::Ok;
+        let mut worse = |s: Standing| standing = standing.min(s);
+        if let Some(due) = due_at {
+            let window = effective
+                .rotate_every_ms
+                .as_ref()
+                .map_or(0, |(every, _)| (every / 10).min(WARNING_WINDOW_MS));
+            if now >= due {
+                worse(Standing::Overdue);
+            } else if now >= due - window {
+                worse(Standing::Due);
+            }
+        }
+        if labels.pending.is_some() {
+            worse(Standing::Pending);
+        }
+        if let Some(exp) = labels.expires_at {
+            if now >= exp {
+                worse(Standing::Expired);
+            } else if now >= exp - WARNING_WINDOW_MS {
+                worse(Standing::Expiring);
+            }
+        }
+        Ok(Some(StatusEntry {
+            path: path.to_string(),
+            standing,
+            current: labels.current,
+            pending: labels.pending,
+            changed_at,
+            rotate_every_ms: effective.rotate_every_ms,
+            due_at,
+            automatic: effective.generator.is_some(),
+            expires_at: labels.expires_at,
+        }))
+    }
+
+    /// One pass of the scheduler: rotates every secret whose rotation is due
+    /// and that a generator applies to, and reports the rest (due without a
+    /// generator, expiring, failed). Acts for no token; the server audits
+    /// what it reports. Does nothing while sealed.
+    pub async fn lifecycle_tick(&self) -> Result<TickReport> {
+        let mut report = TickReport::default();
+        if !self.is_unsealed() {
+            return Ok(report);
+        }
+        let model = self.access_model();
+        let mut paths = std::collections::BTreeSet::new();
+        for rule in model
+            .lifecycle
+            .iter()
+            .filter(|r| r.spec.rotate_every_ms.is_some())
+        {
+            match lifecycle::listing_root(&rule.pattern) {
+                None => {
+                    paths.insert(rule.pattern.as_str().to_string());
+                }
+                Some(root) => {
+                    for p in self.scan(&root).await? {
+                        if rule.pattern.matches(&p) {
+                            paths.insert(p);
+                        }
+                    }
+                }
+            }
+        }
+        for o in self.store.list_objects(KIND_STATE).await? {
+            paths.insert(o.key);
+        }
+        let now = now_ms();
+        for path in paths {
+            let Some(entry) = self.standing(&path, now).await? else {
+                continue;
+            };
+            if let Some(exp) = entry.expires_at
+                && matches!(entry.standing, Standing::Expired | Standing::Expiring)
+            {
+                report.expiring.push((path.clone(), exp));
+            }
+            let Some(due) = entry.due_at else { continue };
+            if now < due || entry.pending.is_some() {
+                continue;
+            }
+            if !entry.automatic {
+                report.due_by_hand.push((path, due));
+                continue;
+            }
+            match self.rotate_scheduled(&path, now).await {
+                Ok((version, until)) => report.rotated.push((path, version, until)),
+                Err(e) => report.failed.push((path, e.to_string())),
+            }
+        }
+        Ok(report)
+    }
+
+    /// A rotation by the scheduler: the rules' generator and grace.
+    async fn rotate_scheduled(&self, path: &str, now: i64) -> Result<(u64, Option<i64>)> {
+        let path = SecretPath::parse(path)?;
+        let effective = lifecycle::effective(&self.access_model().lifecycle, path.as_str());
+        let spec = effective
+            .generator
+            .ok_or_else(|| CoreError::Invalid(format!("no generator applies to {path}")))?;
+        let value = SecretValue::Text(spec.generate());
+        let grace_until =
+            Some(now.saturating_add(effective.grace_ms.unwrap_or(DEFAULT_GRACE_MS)));
+        let (version, labels) = self
+            .append(&path, &value, SCHEDULER, Becomes::Current { grace_until })
+            .await?;
+        tracing::info!(path = path.as_str(), version, "scheduled rotation");
+        Ok((version, labels.previous_until))
+    }
+}

@@ -1,0 +1,355 @@
+//! Version operations that act on whole secrets: rollback to an earlier
+//! version, copy and move with history, and promotion of an environment's
+//! secrets into another with a preview of the difference.
+//!
+//! Each needs to read the values it carries (so it authorizes `read` on the
+//! source and holds the witness that opens them): a copy re-seals every
+//! version under the new path, because a ciphertext is bound to its path
+//! and version and would not open anywhere else.
+
+use coffer_store::{Expect, ListQuery, Mutation, VersionRecord, VersionState};
+use subtle::ConstantTimeEq;
+
+use crate::auth::{Identity, Operation};
+use crate::error::{CoreError, Result};
+use crate::lifecycle::{KIND_STATE, Label};
+use crate::path::{ListPrefix, SecretPath};
+use crate::{At, Becomes, Coffer, MAX_BUNDLE, WriteReceipt, audit, not_found, now_ms, open_value};
+
+/// What promoting one secret would do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlanAction {
+    /// The target has no such secret: it is created.
+    Create,
+    /// The target's value differs: a new version is written.
+    Update,
+    /// Same value: nothing to do.
+    Unchanged,
+    /// Only the target has it: left alone.
+    OnlyInTarget,
+}
+
+/// One line of a promotion plan. Names and versions only, never values.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PlanEntry {
+    /// The secret's name (last path segment).
+    pub name: String,
+    /// What happens to it.
+    pub action: PlanAction,
+    /// The source's current version (0 when only the target has it).
+    pub from_version: u64,
+    /// The target's current version (0 when it has none).
+    pub to_version: u64,
+}
+
+impl Coffer {
+    /// Writes a new version equal to version `version` (needs `read` and
+    /// `update`). The old current version becomes `previous`.
+    pub async fn rollback(
+        &self,
+        identity: &Identity,
+        path: &str,
+        version: u64,
+    ) -> Result<WriteReceipt> {
+        let path = SecretPath::parse(path)?;
+        let keys = self.keys()?;
+        let auth = self.authorize(identity, Operation::ReadValue, path.as_str())?;
+        self.authorize(identity, Operation::Update, path.as_str())?;
+        let _lock = self.write_locks[self.cache.stripe(path.as_str())]
+            .lock()
+            .await;
+        let existing = self
+            .cached(path.as_str())
+            .await?
+            .ok_or_else(|| not_found(&path))?;
+        let record = self
+            .store
+            .get_version(path.as_str(), version)
+            .await?
+            .filter(|r| r.state == VersionState::Active)
+            .ok_or_else(|| {
+                CoreError::NotFound(format!(
+                    "{path} has no readable version {version} (it may be deleted or destroyed)"
+                ))
+            })?;
+        let value = open_value(&keys, &auth, &record)?;
+        let warnings = self.judge(path.as_str(), &value, None)?;
+        let plaintext = self.encode_checked(&value)?;
+        let now = now_ms();
+        let grace_until = self.grace_until(path.as_str(), None, now);
+        let planned = self.plan_version(
+            &keys,
+            path.as_str(),
+            &plaintext,
+            identity.display_name(),
+            Some(&existing),
+            Becomes::Current { grace_until },
+            now,
+        )?;
+        let result = self.store.commit(planned.mutations).await;
+        match result {
+            Ok(()) => self.cache.put(path.as_str(), std::sync::Arc::new(planned.entry)),
+            Err(e) => {
+                self.cache.invalidate(path.as_str());
+                return Err(e.into());
+            }
+        }
+        audit::note_version(planned.receipt.version);
+        Ok(WriteReceipt {
+            warnings,
+            ..planned.receipt
+        })
+    }
+
+    /// Copies a secret with its whole history (version numbers, authors,
+    /// times, deleted and destroyed states, labels and expiry) to a path that
+    /// does not exist yet; with `remove_source`, the source is removed in the
+    /// same transaction (a move). Needs `read` on the source (and `delete`
+    /// for a move) and `create` on the target.
+    pub async fn copy(
+        &self,
+        identity: &Identity,
+        from: &str,
+        to: &str,
+        remove_source: bool,
+    ) -> Result<WriteReceipt> {
+        let from = SecretPath::parse(from)?;
+        let to = SecretPath::parse(to)?;
+        if from == to {
+            return Err(CoreError::Invalid(format!(
+                "{from} cannot be copied onto itself"
+            )));
+        }
+        let keys = self.keys()?;
+        let auth = self.authorize(identity, Operation::ReadValue, from.as_str())?;
+        if remove_source {
+            self.authorize(identity, Operation::Delete, from.as_str())?;
+        }
+        self.authorize(identity, Operation::Create, to.as_str())?;
+        let mut stripes = [
+            self.cache.stripe(from.as_str()),
+            self.cache.stripe(to.as_str()),
+        ];
+        stripes.sort_unstable();
+        let _first = self.write_locks[stripes[0]].lock().await;
+        let _second = if stripes[1] != stripes[0] {
+            Some(self.write_locks[stripes[1]].lock().await)
+        } else {
+            None
+        };
+        if self.cached(to.as_str()).await?.is_some() {
+            return Err(CoreError::Conflict(format!(
+                "{to} already exists; copies and moves go to a new path"
+            )));
+        }
+        let source = self
+            .cached(from.as_str())
+            .await?
+            .ok_or_else(|| not_found(&from))?;
+        let head = source.meta.current_version;
+        let mut mutations = Vec::new();
+        for info in self.store.history(from.as_str()).await? {
+            let record = self
+                .store
+                .get_version(from.as_str(), info.version)
+                .await?
+                .ok_or_else(|| {
+                    CoreError::Conflict(format!("{from} changed during the copy; try again"))
+                })?;
+            let (key_id, ciphertext) = match record.state {
+                VersionState::Destroyed(_) => (record.key_id, Vec::new()),
+                _ => {
+                    let value = open_value(&keys, &auth, &record)?;
+                    let plaintext = value.encode();
+                    keys.keyring
+                        .seal_value(to.as_str(), record.version, &plaintext)
+                }
+            };
+            mutations.push(Mutation::PutVersion {
+                record: VersionRecord {
+                    path: to.as_str().to_string(),
+                    key_id,
+                    ciphertext,
+                    ..record
+                },
+                expected_current: info.version - 1,
+            });
+            audit::note_write(to.as_str(), info.version);
+        }
+        if let Some((revision, state)) = &source.state {
+            mutations.push(Mutation::PutObject {
+                kind: KIND_STATE.into(),
+                key: to.as_str().into(),
+                value: serde_json::to_vec(state).expect("state serialises"),
+                expect: Expect::Absent,
+            });
+            if remove_source {
+                mutations.push(Mutation::DeleteObject {
+                    kind: KIND_STATE.into(),
+                    key: from.as_str().into(),
+                    expect: Expect::Revision(*revision),
+                });
+            }
+        }
+        if remove_source {
+            mutations.push(Mutation::DeleteSecret {
+                path: from.as_str().into(),
+                expected_current: head,
+            });
+        }
+        let result = self.store.commit(mutations).await;
+        self.cache.invalidate(from.as_str());
+        self.cache.invalidate(to.as_str());
+        result.map_err(|e| match e {
+            coffer_store::StoreError::Conflict(m) => {
+                CoreError::Conflict(format!("{from} changed during the copy, nothing written: {m}"))
+            }
+            e => e.into(),
+        })?;
+        audit::note_version(head);
+        tracing::info!(
+            actor = identity.display_name(),
+            from = from.as_str(),
+            to = to.as_str(),
+            moved = remove_source,
+            "secret copied"
+        );
+        Ok(WriteReceipt {
+            path: to.as_str().into(),
+            version: head,
+            created_at: now_ms(),
+            warnings: Vec::new(),
+        })
+    }
+
+    /// Compares the secrets directly under `from` with those under `to`
+    /// (values compared on the server, in constant time; the plan holds
+    /// names and versions only). With `apply`, the plan the caller
+    /// previewed, writes every create and update in one transaction, each
+    /// checked against the target version the preview saw; a plan that no
+    /// longer matches is a conflict and writes nothing.
+    pub async fn promote_env(
+        &self,
+        identity: &Identity,
+        from: &str,
+        to: &str,
+        apply: Option<&[PlanEntry]>,
+    ) -> Result<(Vec<PlanEntry>, Vec<WriteReceipt>)> {
+        let from = ListPrefix::parse(from)?;
+        let to = ListPrefix::parse(to)?;
+        if from.as_str().is_empty() || to.as_str().is_empty() {
+            return Err(CoreError::Invalid(
+                "name two environments, such as app/staging and app/prod".into(),
+            ));
+        }
+        if from.as_str().starts_with(to.as_str()) || to.as_str().starts_with(from.as_str()) {
+            return Err(CoreError::Invalid(format!(
+                "{} and {} overlap; promote between sibling environments",
+                from.as_str(),
+                to.as_str()
+            )));
+        }
+        self.keys()?;
+        let source = self.names_under(identity, from.as_str()).await?;
+        let target = self.names_under(identity, to.as_str()).await?;
+        let mut plan = Vec::new();
+        let mut writes = Vec::new();
+        for name in &source {
+            let read = self
+                .read_at(
+                    identity,
+                    &format!("{}{name}", from.as_str()),
+                    At::Label(Label::Current),
+                )
+                .await?;
+            let to_path = format!("{}{name}", to.as_str());
+            let (action, to_version) = if target.contains(name) {
+                let there = self
+                    .read_at(identity, &to_path, At::Label(Label::Current))
+                    .await?;
+                let same: bool = read.value.encode().ct_eq(&there.value.encode()).into();
+                if same {
+                    (PlanAction::Unchanged, there.version)
+                } else {
+                    (PlanAction::Update, there.version)
+                }
+            } else {
+                (PlanAction::Create, 0)
+            };
+            plan.push(PlanEntry {
+                name: name.clone(),
+                action,
+                from_version: read.version,
+                to_version,
+            });
+            if action != PlanAction::Unchanged {
+                writes.push((to_path, read.value, Some(to_version)));
+            }
+        }
+        for name in target.iter().filter(|n| !source.contains(*n)) {
+            let cached = self
+                .cached(&format!("{}{name}", to.as_str()))
+                .await?
+                .map_or(0, |c| c.labels().current);
+            plan.push(PlanEntry {
+                name: name.clone(),
+                action: PlanAction::OnlyInTarget,
+                from_version: 0,
+                to_version: cached,
+            });
+        }
+        plan.sort_by(|a, b| a.name.cmp(&b.name));
+        let Some(expected) = apply else {
+            return Ok((plan, Vec::new()));
+        };
+        if expected != plan.as_slice() {
+            return Err(CoreError::Conflict(format!(
+                "{} or {} changed since the preview; nothing written, preview again",
+                from.as_str(),
+                to.as_str()
+            )));
+        }
+        if writes.is_empty() {
+            return Ok((plan, Vec::new()));
+        }
+        let receipts = self.write_many(identity, &writes).await?;
+        tracing::info!(
+            actor = identity.display_name(),
+            from = from.as_str(),
+            to = to.as_str(),
+            written = receipts.len(),
+            "environment promoted"
+        );
+        Ok((plan, receipts))
+    }
+
+    /// The names of the live secrets directly under a prefix (needs `list`).
+    async fn names_under(&self, identity: &Identity, prefix: &str) -> Result<Vec<String>> {
+        self.authorize(identity, Operation::List, prefix)?;
+        let mut names = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self
+                .store
+                .list(&ListQuery {
+                    prefix: prefix.to_string(),
+                    recursive: false,
+                    include_deleted: false,
+                    after: after.take(),
+                    limit: MAX_BUNDLE,
+                })
+                .await?;
+            names.extend(page.entries.into_iter().filter(|e| !e.folder).map(|e| e.name));
+            if names.len() > MAX_BUNDLE {
+                return Err(CoreError::Invalid(format!(
+                    "more than {MAX_BUNDLE} secrets under {prefix}"
+                )));
+            }
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(names),
+            }
+        }
+    }
+}
