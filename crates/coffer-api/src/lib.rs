@@ -12,6 +12,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroize;
 
+pub mod lifecycle;
+
 /// Stable error codes, one per class of failure.
 pub mod codes {
     /// The server is sealed (503).
@@ -38,6 +40,8 @@ pub mod codes {
     pub const INTERNAL: &str = "internal";
     /// Too many attempts (failed logins for one account).
     pub const RATE_LIMITED: &str = "rate_limited";
+    /// The secret's expiry has passed; it is refused to every reader (403).
+    pub const EXPIRED: &str = "expired";
     /// No audit sink could record the request, so it was refused (503).
     pub const AUDIT_UNAVAILABLE: &str = "audit_unavailable";
 }
@@ -90,12 +94,17 @@ pub enum ValueRef<'a> {
     Fields(BTreeMap<&'a str, &'a str>),
 }
 
-/// `PUT /api/v1/secrets/{path}`.
+/// `PUT /api/v1/secrets/{path}`: a value, or a generator spec for a value
+/// generated on the server (and never sent back).
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WriteRequest {
     /// The new value.
-    pub value: WireValue,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<WireValue>,
+    /// Generator spec, `FORMAT[:N]` (instead of `value`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generate: Option<String>,
     /// Check-and-set: write only if the current version is this (0: must not exist).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cas: Option<u64>,
@@ -140,6 +149,9 @@ pub struct WriteResponse {
     pub version: u64,
     /// When.
     pub created_at: String,
+    /// Warnings about the value (a weak value where no rule forbids it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// `GET /api/v1/secrets/{path}`, generic over the value's representation.
@@ -155,6 +167,9 @@ pub struct ReadResponse<V> {
     pub created_at: String,
     /// Who wrote it.
     pub created_by: String,
+    /// The label it was asked for by (`previous`, `pending`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
 }
 
 /// `POST /api/v1/bundle`: many secrets in one request (what `coffer run`
@@ -179,6 +194,9 @@ pub struct BundleRef {
     /// A version; the current one if absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<u64>,
+    /// A label (`current`, `previous`, `pending`) instead of a version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
 }
 
 /// The answer to a [`BundleRequest`].
@@ -242,6 +260,9 @@ pub struct MetadataResponse {
     pub updated_at: String,
     /// Every version, oldest first.
     pub versions: Vec<VersionInfo>,
+    /// Labels and expiry (absent from servers before labels).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<lifecycle::LabelsInfo>,
 }
 
 /// Body of delete (optional), undelete and destroy: which versions.

@@ -435,6 +435,12 @@ impl Writer {
         // The rules see records in order; an alert follows its trigger.
         let mut items: Vec<Pending> = Vec::with_capacity(batch.len());
         for p in batch.drain(..) {
+            // An alert raised outside the rules (the lifecycle scheduler's)
+            // goes to the webhooks like the rules' own; the start-up notices
+            // were sent before their first commit.
+            if p.record.kind == crate::record::Kind::Alert && p.ack.is_some() {
+                let _ = self.alert_tx.send(p.record.clone());
+            }
             let alerts = self.engine.observe(&p.record, Instant::now());
             items.push(p);
             for a in alerts {

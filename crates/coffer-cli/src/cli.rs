@@ -303,6 +303,10 @@ pub struct ServerArgs {
     /// Also write audit records to standard output.
     #[arg(long)]
     pub audit_stdout: bool,
+    /// Seconds between passes of the lifecycle scheduler (default 60, or
+    /// `lifecycle_interval_secs` in the config file).
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub lifecycle_interval: Option<u64>,
 }
 
 fn parse_audit_socket(s: &str) -> Result<String, String> {

@@ -114,7 +114,8 @@ fn dangerous(name: &str) -> bool {
         || name.starts_with("BASH_FUNC_")
 }
 
-/// A `coffer://PATH[#VERSION]` reference.
+/// A `coffer://PATH[#VERSION|#LABEL]` reference (`#3`, `#current`,
+/// `#previous`, `#pending`).
 pub(crate) fn parse_reference(value: &str) -> Option<Result<BundleRef, String>> {
     let rest = value.strip_prefix("coffer://")?;
     let (path, fragment) = match rest.split_once('#') {
@@ -124,13 +125,15 @@ pub(crate) fn parse_reference(value: &str) -> Option<Result<BundleRef, String>> 
     if path.is_empty() {
         return Some(Err(format!("{value:?} names no secret")));
     }
-    let version = match fragment {
-        None | Some("current" | "latest") => None,
+    let (version, label) = match fragment {
+        None | Some("current" | "latest") => (None, None),
+        Some(l @ ("previous" | "pending")) => (None, Some(l.to_string())),
         Some(f) => match f.parse::<u64>() {
-            Ok(v) if v > 0 => Some(v),
+            Ok(v) if v > 0 => (Some(v), None),
             _ => {
                 return Some(Err(format!(
-                    "{value:?}: after # comes a version number (#3) or #current"
+                    "{value:?}: after # comes a version number (#3) or a label \
+                     (#current, #previous, #pending)"
                 )));
             }
         },
@@ -138,6 +141,7 @@ pub(crate) fn parse_reference(value: &str) -> Option<Result<BundleRef, String>> 
     Some(Ok(BundleRef {
         path: path.to_string(),
         version,
+        label,
     }))
 }
 
@@ -224,7 +228,8 @@ pub(crate) fn by_name<'a>(
         };
         let mut seen = std::collections::HashSet::new();
         for read in fetched.iter().filter(|r| {
-            r.path
+            r.label.is_none()
+                && r.path
                 .strip_prefix(&prefix)
                 .is_some_and(|rest| !rest.contains('/'))
         }) {
@@ -323,7 +328,9 @@ pub async fn run(g: &crate::cli::Global, a: RunArgs) -> anyhow::Result<Status> {
         let read = fetched
             .iter()
             .find(|f| {
-                f.path == r.path.trim_matches('/') && r.version.is_none_or(|v| v == f.version)
+                f.path == r.path.trim_matches('/')
+                    && f.label == r.label
+                    && r.version.is_none_or(|v| v == f.version)
             })
             .ok_or_else(|| {
                 fail(
@@ -603,7 +610,8 @@ mod tests {
                 parse_reference(s).unwrap().unwrap(),
                 BundleRef {
                     path: path.into(),
-                    version
+                    version,
+                    label: None,
                 },
                 "{s}"
             );
@@ -614,7 +622,15 @@ mod tests {
         assert!(parse_reference("plain value").is_none());
         assert!(parse_reference("coffer://").unwrap().is_err());
         assert!(parse_reference("coffer://a/b#0").unwrap().is_err());
-        assert!(parse_reference("coffer://a/b#previous").unwrap().is_err());
+        assert_eq!(
+            parse_reference("coffer://a/b#previous")
+                .unwrap()
+                .unwrap()
+                .label
+                .as_deref(),
+            Some("previous")
+        );
+        assert!(parse_reference("coffer://a/b#older").unwrap().is_err());
     }
 
     #[test]

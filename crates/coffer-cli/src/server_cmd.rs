@@ -47,6 +47,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<Status> {
         .sockets
         .extend(args.audit_socket.iter().cloned());
     config.audit.stdout |= args.audit_stdout;
+    if let Some(secs) = args.lifecycle_interval {
+        config.lifecycle_interval_secs = secs;
+    }
     init_logging(&config.log_level, &config.log_format);
     if args.dev && !config.listen.ip().is_loopback() {
         return Err(fail(
@@ -139,6 +142,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<Status> {
         coffer.clone(),
         Duration::from_secs(config.sweep_interval_secs.max(1)),
     ));
+    let scheduler = tokio::spawn(lifecycle_periodically(
+        coffer.clone(),
+        auditor.clone(),
+        Duration::from_secs(config.lifecycle_interval_secs.max(1)),
+    ));
     coffer_server::serve(
         bound,
         app,
@@ -147,6 +155,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<Status> {
     )
     .await;
     sweeper.abort();
+    scheduler.abort();
     webhooks.abort();
     // Write what is queued, the head files, and sync.
     let closing = auditor.clone();
@@ -177,6 +186,117 @@ async fn sweep_periodically(coffer: Arc<Coffer>, every: Duration) {
             ),
             Err(e) => tracing::warn!(error = %e, "sweeping expired access records failed"),
         }
+    }
+}
+
+/// Runs the lifecycle scheduler every `every`, while unsealed and while the
+/// audit log works (a rotation nobody can record does not happen). Each
+/// scheduled rotation, each rotation that is due but has no generator, and
+/// each expiry within a week (or past) is an alert record (delivered to the
+/// webhooks too; never with a value); due and expiry alerts are raised once
+/// per secret and date by this process.
+async fn lifecycle_periodically(
+    coffer: Arc<Coffer>,
+    auditor: Arc<coffer_audit::Auditor>,
+    every: Duration,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut told = std::collections::HashSet::new();
+    loop {
+        tick.tick().await;
+        if !coffer.is_unsealed() || !auditor.healthy() {
+            continue;
+        }
+        let report = match coffer.lifecycle_tick().await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "lifecycle pass failed");
+                continue;
+            }
+        };
+        let mut alerts = Vec::new();
+        for (path, version, until) in report.rotated {
+            let grace = until.map_or(String::new(), |t| {
+                format!(
+                    "; the previous version is served until {}",
+                    coffer_core::duration::format_time_ms(t)
+                )
+            });
+            alerts.push(lifecycle_alert(
+                "secret_rotated",
+                &path,
+                Some(version),
+                format!("scheduled rotation of {path}: version {version} is current{grace}"),
+            ));
+        }
+        for (path, due) in report.due_by_hand {
+            if told.insert((path.clone(), "due", due)) {
+                alerts.push(lifecycle_alert(
+                    "rotation_due",
+                    &path,
+                    None,
+                    format!(
+                        "{path} was due for rotation at {} and no generator applies: rotate it by hand",
+                        coffer_core::duration::format_time_ms(due)
+                    ),
+                ));
+            }
+        }
+        for (path, at) in report.expiring {
+            let expired = at <= coffer_core::now_ms();
+            if told.insert((path.clone(), if expired { "expired" } else { "expiring" }, at)) {
+                let when = coffer_core::duration::format_time_ms(at);
+                alerts.push(lifecycle_alert(
+                    if expired { "secret_expired" } else { "secret_expiring" },
+                    &path,
+                    None,
+                    if expired {
+                        format!("{path} expired at {when}; reads are refused")
+                    } else {
+                        format!("{path} expires at {when}")
+                    },
+                ));
+            }
+        }
+        for (path, why) in report.failed {
+            alerts.push(lifecycle_alert(
+                "rotation_failed",
+                &path,
+                None,
+                format!("scheduled rotation of {path} failed: {why}"),
+            ));
+        }
+        for a in alerts {
+            if !auditor.record(a).await {
+                tracing::error!("a lifecycle alert could not be recorded");
+            }
+        }
+    }
+}
+
+fn lifecycle_alert(rule: &str, path: &str, version: Option<u64>, message: String) -> coffer_audit::Record {
+    tracing::warn!(target: "coffer::alert", alert = rule, path, "{message}");
+    coffer_audit::Record {
+        time: coffer_audit::now_rfc3339(),
+        kind: coffer_audit::Kind::Alert,
+        actor: Some(coffer_audit::Actor {
+            kind: "system".into(),
+            name: coffer_core::rotation::SCHEDULER.into(),
+            accessor: String::new(),
+        }),
+        op: Some("lifecycle.scheduler".into()),
+        path: Some(path.to_string()),
+        version,
+        outcome: Some(coffer_audit::Outcome::Ok),
+        alert: Some(coffer_audit::AlertInfo {
+            rule: rule.to_string(),
+            subject: path.to_string(),
+            count: 1,
+            window_secs: 0,
+        }),
+        message: Some(message),
+        ..coffer_audit::Record::default()
     }
 }
 

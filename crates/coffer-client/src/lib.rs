@@ -23,6 +23,7 @@
 
 mod access;
 mod audit;
+mod lifecycle;
 mod require;
 pub use audit::AuditQuery;
 pub use require::{MissingVars, require, require_from};

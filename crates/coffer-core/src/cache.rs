@@ -132,6 +132,7 @@ mod tests {
                 created_at: 0,
                 updated_at: 0,
             },
+            state: None,
             current: None,
         })
     }

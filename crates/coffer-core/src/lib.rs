@@ -20,7 +20,7 @@ pub mod duration;
 mod error;
 pub mod lifecycle;
 pub mod path;
-mod rotation;
+pub mod rotation;
 pub mod strength;
 pub mod username;
 mod users;
@@ -46,6 +46,8 @@ pub use auth::{AccessModel, Authorized, BreakglassGrant, Identity, Operation, RO
 use cache::{Cached, SecretCache};
 pub use error::{CoreError, Result};
 pub use lifecycle::{At, Label, Labels, RuleInfo, RuleSpec, SecretState};
+pub use rotation::{RotateReceipt, RotateRequest, Standing, StatusEntry, TickReport};
+pub use versions::{PlanAction, PlanEntry};
 pub use path::{ListPrefix, PathError, SecretPath};
 pub use users::{InviteRequest, LoginRequest, SweepReport, TotpEnrollment, UserView};
 pub use value::SecretValue;
@@ -137,6 +139,8 @@ pub struct SecretRead {
     pub created_at: i64,
     /// Who wrote it.
     pub created_by: String,
+    /// The label it was asked for by, when not `current`.
+    pub label: Option<Label>,
 }
 
 /// The outcome of a write.
@@ -193,6 +197,8 @@ pub struct SecretMetadata {
     pub meta: SecretMeta,
     /// Every version, oldest first.
     pub versions: Vec<VersionInfo>,
+    /// Labels and expiry.
+    pub labels: Labels,
 }
 
 /// Keyring status, as `coffer operator rotate` shows it: key ids and ages,
@@ -797,6 +803,10 @@ impl Coffer {
             value,
             created_at: record.created_at,
             created_by: record.created_by.clone(),
+            label: match at {
+                At::Label(Label::Current) | At::Version(_) => None,
+                At::Label(l) => Some(l),
+            },
         })
     }
 
@@ -1384,11 +1394,12 @@ impl Coffer {
         let path = SecretPath::parse(path)?;
         self.keys()?;
         self.authorize(identity, Operation::ReadMetadata, path.as_str())?;
-        let meta = self
-            .store
-            .get_meta(path.as_str())
+        let cached = self
+            .cached(path.as_str())
             .await?
             .ok_or_else(|| not_found(&path))?;
+        let meta = cached.meta.clone();
+        let labels = cached.labels();
         let versions = self
             .store
             .history(path.as_str())
@@ -1402,7 +1413,11 @@ impl Coffer {
                 key_id: r.key_id,
             })
             .collect();
-        Ok(SecretMetadata { meta, versions })
+        Ok(SecretMetadata {
+            meta,
+            versions,
+            labels,
+        })
     }
 
     /// Soft-deletes versions (default: the current one). Returns the versions

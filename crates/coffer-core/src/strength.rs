@@ -48,17 +48,33 @@ pub fn estimate(value: &str) -> Estimate {
         .map_or(value.len(), |(i, _)| i);
     let (head, tail) = value.split_at(cut);
     let entropy = zxcvbn::zxcvbn(head, &[]);
+    use zxcvbn::matching::patterns::MatchPattern;
     let mut bits = 0.0;
+    let mut found = Vec::new();
     for m in entropy.sequence() {
         bits += match m.pattern {
-            zxcvbn::matching::patterns::MatchPattern::BruteForce => class_bits(&m.token),
+            MatchPattern::BruteForce => class_bits(&m.token),
             _ => (m.guesses.unwrap_or(1).max(1) as f64).log2(),
         };
+        let what = match m.pattern {
+            MatchPattern::Dictionary(_) => "common words, names or passwords",
+            MatchPattern::Spatial(_) => "keyboard patterns",
+            MatchPattern::Repeat(_) => "repeats",
+            MatchPattern::Sequence(_) => "sequences such as abc or 123",
+            MatchPattern::Date(_) => "dates",
+            MatchPattern::Regex(_) => "recent years",
+            MatchPattern::BruteForce => continue,
+        };
+        if !found.contains(&what) {
+            found.push(what);
+        }
     }
     bits += class_bits(tail);
     bits = bits.min(class_bits(value));
     if let Some(w) = entropy.feedback().and_then(|f| f.warning()) {
         reasons.push(w.to_string().trim_end_matches('.').to_lowercase());
+    } else if bits < WEAK_BITS && !found.is_empty() {
+        reasons.push(format!("it is made of {}", found.join(", ")));
     }
     if value.chars().count() < 12 {
         reasons.push("it is shorter than 12 characters".into());

@@ -53,6 +53,10 @@ pub struct ServerConfig {
     /// break-glass grants and stale login-failure counters.
     #[serde(default = "default_sweep_interval")]
     pub sweep_interval_secs: u64,
+    /// Seconds between passes of the lifecycle scheduler (due rotations,
+    /// rotation-due and expiry alerts).
+    #[serde(default = "default_lifecycle_interval")]
+    pub lifecycle_interval_secs: u64,
     /// Log format: `text` or `json`.
     #[serde(default = "default_log_format")]
     pub log_format: String,
@@ -180,6 +184,9 @@ fn default_shutdown_grace() -> u64 {
 }
 fn default_sweep_interval() -> u64 {
     600
+}
+fn default_lifecycle_interval() -> u64 {
+    60
 }
 fn default_log_format() -> String {
     "text".into()

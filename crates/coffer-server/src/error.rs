@@ -54,6 +54,7 @@ impl From<CoreError> for ApiError {
             }
             CoreError::TooLarge { .. } => (S::PAYLOAD_TOO_LARGE, codes::TOO_LARGE),
             CoreError::Conflict(_) => (S::CONFLICT, codes::CONFLICT),
+            CoreError::Expired(_) => (S::FORBIDDEN, codes::EXPIRED),
             CoreError::Corrupt(_) => (S::INTERNAL_SERVER_ERROR, codes::INTEGRITY),
             CoreError::Storage(_) => (S::INTERNAL_SERVER_ERROR, codes::INTERNAL),
         };

@@ -9,6 +9,7 @@ mod access_routes;
 mod audit;
 mod config;
 mod error;
+mod lifecycle_routes;
 pub mod request_id;
 mod routes;
 mod serve;

@@ -13,7 +13,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use coffer_api::{self as api, ValueRef, WireValue, codes};
-use coffer_core::{Coffer, CoreError, Identity, ListOptions, SecretValue};
+use coffer_core::{At, Coffer, CoreError, Identity, Label, ListOptions, SecretValue};
+use coffer_crypto::generate::Spec;
 use coffer_crypto::SecretString;
 use coffer_store::VersionState;
 use serde::Deserialize;
@@ -59,6 +60,7 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
     secrets
         .merge(sys)
         .merge(crate::access_routes::routes())
+        .merge(crate::lifecycle_routes::routes())
         .merge(crate::audit::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -217,6 +219,11 @@ fn parse_versions(list: Option<&str>) -> Result<Vec<u64>, ApiError> {
         .collect()
 }
 
+/// A wire value moved into a core value.
+pub(crate) fn into_value(wire: WireValue) -> SecretValue {
+    into_secret_value(wire)
+}
+
 fn into_secret_value(wire: WireValue) -> SecretValue {
     // Move the strings out rather than copying them; `WireValue`'s Drop wipes
     // what is left (the emptied shells).
@@ -339,6 +346,18 @@ async fn method_not_allowed() -> ApiError {
 #[derive(Deserialize)]
 struct ReadQuery {
     version: Option<u64>,
+    label: Option<String>,
+}
+
+/// The version a read asks for: a number or a label, not both.
+pub(crate) fn read_at(version: Option<u64>, label: Option<&str>) -> Result<At, ApiError> {
+    match (version, label) {
+        (Some(_), Some(_)) => Err(ApiError::invalid("ask for a version or a label, not both")),
+        (v, None) => Ok(At::version(v)),
+        (None, Some(l)) => Label::parse(l).map(At::Label).ok_or_else(|| {
+            ApiError::invalid("unknown label; use current, previous or pending")
+        }),
+    }
 }
 
 async fn read_secret(
@@ -347,13 +366,15 @@ async fn read_secret(
     UrlPath(path): UrlPath,
     UrlQuery(q): UrlQuery<ReadQuery>,
 ) -> Result<Response, ApiError> {
-    let read = st.coffer.read(&id, &path, q.version).await?;
+    let at = read_at(q.version, q.label.as_deref())?;
+    let read = st.coffer.read_at(&id, &path, at).await?;
     let body = api::ReadResponse {
         path: read.path.clone(),
         version: read.version,
         value: value_ref(&read.value),
         created_at: rfc3339(read.created_at),
         created_by: read.created_by.clone(),
+        label: read.label.map(|l| l.name().to_string()),
     };
     Ok(Json(body).into_response())
 }
@@ -363,11 +384,11 @@ async fn bundle(
     Auth(id): Auth,
     JsonBody(req): JsonBody<api::BundleRequest>,
 ) -> Result<Response, ApiError> {
-    let paths: Vec<(String, Option<u64>)> = req
+    let paths = req
         .secrets
         .into_iter()
-        .map(|r| (r.path, r.version))
-        .collect();
+        .map(|r| Ok((r.path, read_at(r.version, r.label.as_deref())?)))
+        .collect::<Result<Vec<_>, ApiError>>()?;
     let reads = st.coffer.read_many(&id, &req.prefixes, &paths).await?;
     let body = api::BundleResponse {
         secrets: reads
@@ -378,6 +399,7 @@ async fn bundle(
                 value: value_ref(&read.value),
                 created_at: rfc3339(read.created_at),
                 created_by: read.created_by.clone(),
+                label: read.label.map(|l| l.name().to_string()),
             })
             .collect(),
     };
@@ -396,15 +418,18 @@ async fn import(
         .collect();
     let receipts = st.coffer.write_many(&id, &writes).await?;
     Ok(Json(api::ImportResponse {
-        written: receipts
-            .into_iter()
-            .map(|r| api::WriteResponse {
-                path: r.path,
-                version: r.version,
-                created_at: rfc3339(r.created_at),
-            })
-            .collect(),
+        written: receipts.into_iter().map(write_response).collect(),
     }))
+}
+
+/// A write's receipt on the wire.
+pub(crate) fn write_response(r: coffer_core::WriteReceipt) -> api::WriteResponse {
+    api::WriteResponse {
+        path: r.path,
+        version: r.version,
+        created_at: rfc3339(r.created_at),
+        warnings: r.warnings,
+    }
 }
 
 fn value_ref(value: &SecretValue) -> ValueRef<'_> {
@@ -424,14 +449,27 @@ async fn write_secret(
     UrlPath(path): UrlPath,
     JsonBody(req): JsonBody<api::WriteRequest>,
 ) -> Result<Json<api::WriteResponse>, ApiError> {
-    let api::WriteRequest { value, cas } = req;
-    let value = into_secret_value(value);
-    let receipt = st.coffer.write(&id, &path, &value, cas).await?;
-    Ok(Json(api::WriteResponse {
-        path: receipt.path,
-        version: receipt.version,
-        created_at: rfc3339(receipt.created_at),
-    }))
+    let api::WriteRequest {
+        value,
+        generate,
+        cas,
+    } = req;
+    let receipt = match (value, generate) {
+        (Some(value), None) => {
+            let value = into_secret_value(value);
+            st.coffer.write(&id, &path, &value, cas).await?
+        }
+        (None, Some(spec)) => {
+            let spec = Spec::parse(&spec).map_err(|e| ApiError::invalid(e.to_string()))?;
+            st.coffer.write_generated(&id, &path, &spec, cas).await?
+        }
+        _ => {
+            return Err(ApiError::invalid(
+                "give either a value or a generator spec (generate)",
+            ));
+        }
+    };
+    Ok(Json(write_response(receipt)))
 }
 
 #[derive(Deserialize)]
@@ -510,6 +548,7 @@ async fn metadata(
                 }
             })
             .collect(),
+        labels: Some(crate::lifecycle_routes::labels_info(&md.labels)),
     }))
 }
 

@@ -1,0 +1,297 @@
+//! Routes of the secret lifecycle: rotation, promotion, expiry, lifecycle
+//! rules, the rotation status report, rollback, copy and move, and
+//! environment promotion. Thin, like every handler: parse, call one
+//! `Coffer` method, shape the answer; the decisions are the core's.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use coffer_api::lifecycle as wire;
+use coffer_core::duration::{format_duration_ms, parse_duration_ms, parse_time_ms};
+use coffer_core::{Labels, RuleInfo, RuleSpec, now_ms};
+use coffer_crypto::generate::Spec;
+use serde::Deserialize;
+
+use crate::error::ApiError;
+use crate::routes::{
+    AppState, Auth, JsonBody, JsonOrEmpty, UrlPath, UrlQuery, into_value, rfc3339, write_response,
+};
+
+type ApiResult<T> = Result<Json<T>, ApiError>;
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/rotate/{*path}", post(rotate).delete(cancel))
+        .route("/api/v1/promote/{*path}", post(promote))
+        .route("/api/v1/expiry/{*path}", put(expiry))
+        .route("/api/v1/rollback/{*path}", post(rollback))
+        .route("/api/v1/copy", post(copy))
+        .route("/api/v1/promote-env", post(promote_env))
+        .route("/api/v1/rotation/status", get(status_root))
+        .route("/api/v1/rotation/status/{*prefix}", get(status_prefix))
+        .route(
+            "/api/v1/sys/lifecycle",
+            get(list_rules).put(set_rule).delete(delete_rule),
+        )
+}
+
+/// Labels on the wire.
+pub(crate) fn labels_info(l: &Labels) -> wire::LabelsInfo {
+    wire::LabelsInfo {
+        current: l.current,
+        previous: l.previous,
+        previous_until: l.previous_until.map(rfc3339),
+        pending: l.pending,
+        expires_at: l.expires_at.map(rfc3339),
+    }
+}
+
+fn duration(what: &str, s: Option<&str>) -> Result<Option<i64>, ApiError> {
+    s.map(|s| parse_duration_ms(s).map_err(|e| ApiError::invalid(format!("{what}: {e}"))))
+        .transpose()
+}
+
+fn rotated(r: coffer_core::RotateReceipt) -> wire::RotateResponse {
+    wire::RotateResponse {
+        path: r.path,
+        version: r.version,
+        labels: labels_info(&r.labels),
+        generated: r.generated,
+        warnings: r.warnings,
+    }
+}
+
+async fn rotate(
+    State(st): State<AppState>,
+    Auth(id): Auth,
+    UrlPath(path): UrlPath,
+    JsonOrEmpty(req): JsonOrEmpty<wire::RotateRequest>,
+) -> ApiResult<wire::RotateResponse> {
+    let wire::RotateRequest {
+        value,
+        generate,
+        stage,
+        grace,
+    } = req;
+    let request = coffer_core::RotateRequest {
+        value: value.map(into_value),
+        generate: generate
+            .as_deref()
+            .map(Spec::parse)
+            .transpose()
+            .map_err(|e| ApiError::invalid(e.to_string()))?,
+        stage,
+        grace_ms: match grace.as_deref() {
+            // "0s" is a valid grace here: retire the old value at once.
+            Some("0" | "0s") => Some(0),
+            g => duration("grace", g)?,
+        },
+    };
+    Ok(Json(rotated(st.coffer.rotate(&id, &path, request).await?)))
+}
+
+async fn cancel(
+    State(st): State<AppState>,
+    Auth(id): Auth,
+    UrlPath(path): UrlPath,
+) -> ApiResult<wire::RotateResponse> {
+    Ok(Json(rotated(st.coffer.cancel_rotation(&id, &path).await?)))
+}
+
+async fn promote(
+    State(st): State<AppState>,
+    Auth(id): Auth,
+    UrlPath(path): UrlPath,
+    JsonOrEmpty(req): JsonOrEmpty<wire::PromoteRequest>,
+) -> ApiResult<wire::RotateResponse> {
+    let grace = match req.grace.as_deref() {
+        Some("0" | "0s") => Some(0),
+        g => duration("grace", g)?,
+    };
+    Ok(Json(rotated(st.coffer.promote(&id, &path, grace).await?)))
+}
+
+async fn expiry(
+    State(st): State<AppState>,
+    Auth(id): Auth,
+    UrlPath(path): UrlPath,
+    JsonBody(req): JsonBody<wire::ExpiryRequest>,
+) -> ApiResult<wire::RotateResponse> {
+    let at = match (req.expires_at.as_deref(), req.expires_in.as_deref()) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid(
+                "give expires_at or expires_in, not both",
+            ));
+        }
+        (Some(t), None) => Some(
+            parse_time_ms(t).map_err(|e| ApiError::invalid(format!("expires_at: {e}")))?,
+        ),
+        (None, Some(d)) => duration("expires_in", Some(d))?.map(|d| now_ms().saturating_add(d)),
+        (None, None) => None,
+    };
+    Ok(Json(rotated(st.coffer.set_expiry(&id, &path, at).await?)))
+}
+
+async fn rollback(
+    State(st): State<AppState>,
+    Auth(id): Auth,
+    UrlPath(path): UrlPath,
+    JsonBody(req): JsonBody<wire::RollbackRequest>,
+) -> ApiResult<coffer_api::WriteResponse> {
+    Ok(Json(write_response(
+        st.coffer.rollback(&id, &path, req.version).await?,
+    )))
+}
+
+async fn copy(
+    State(st): State<AppState>,
+    Auth(id): Auth,
+    JsonBody(req): JsonBody<wire::CopyRequest>,
+) -> ApiResult<coffer_api::WriteResponse> {
+    Ok(Json(write_response(
+        st.coffer
+            .copy(&id, &req.from, &req.to, req.remove_source)
+            .await?,
+    )))
+}
+
+fn plan_to_wire(e: &coffer_core::PlanEntry) -> wire::PlanEntry {
+    wire::PlanEntry {
+        name: e.name.clone(),
+        action: serde_json::to_value(e.action)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default(),
+        from_version: e.from_version,
+        to_version: e.to_version,
+    }
+}
+
+fn plan_from_wire(e: wire::PlanEntry) -> Result<coffer_core::PlanEntry, ApiError> {
+    Ok(coffer_core::PlanEntry {
+        action: serde_json::from_value(serde_json::Value::String(e.action))
+            .map_err(|_| ApiError::invalid("unknown plan action"))?,
+        name: e.name,
+        from_version: e.from_version,
+        to_version: e.to_version,
+    })
+}
+
+async fn promote_env(
+    State(st): State<AppState>,
+    Auth(id): Auth,
+    JsonBody(req): JsonBody<wire::PromoteEnvRequest>,
+) -> ApiResult<wire::PromoteEnvResponse> {
+    let apply = req
+        .apply
+        .map(|plan| plan.into_iter().map(plan_from_wire).collect::<Result<Vec<_>, _>>())
+        .transpose()?;
+    let (plan, written) = st
+        .coffer
+        .promote_env(&id, &req.from, &req.to, apply.as_deref())
+        .await?;
+    Ok(Json(wire::PromoteEnvResponse {
+        plan: plan.iter().map(plan_to_wire).collect(),
+        written: written.into_iter().map(write_response).collect(),
+    }))
+}
+
+async fn status_root(
+    st: State<AppState>,
+    auth: Auth,
+) -> ApiResult<wire::StatusResponse> {
+    status(st, auth, String::new()).await
+}
+
+async fn status_prefix(
+    st: State<AppState>,
+    auth: Auth,
+    UrlPath(prefix): UrlPath,
+) -> ApiResult<wire::StatusResponse> {
+    status(st, auth, prefix).await
+}
+
+async fn status(
+    State(st): State<AppState>,
+    Auth(id): Auth,
+    prefix: String,
+) -> ApiResult<wire::StatusResponse> {
+    let entries = st.coffer.rotation_status(&id, &prefix).await?;
+    Ok(Json(wire::StatusResponse {
+        secrets: entries
+            .into_iter()
+            .map(|e| wire::StatusEntry {
+                path: e.path,
+                status: e.standing.name().to_string(),
+                current: e.current,
+                pending: e.pending,
+                changed_at: rfc3339(e.changed_at),
+                rotate_every: e.rotate_every_ms.as_ref().map(|(ms, _)| format_duration_ms(*ms)),
+                rule: e.rotate_every_ms.map(|(_, p)| p),
+                due_at: e.due_at.map(rfc3339),
+                automatic: e.automatic,
+                expires_at: e.expires_at.map(rfc3339),
+            })
+            .collect(),
+    }))
+}
+
+fn rule_info(r: RuleInfo) -> wire::RuleInfo {
+    wire::RuleInfo {
+        pattern: r.pattern,
+        min_bits: r.spec.min_bits,
+        rotate_every: r.spec.rotate_every_ms.map(format_duration_ms),
+        generator: r.spec.generator,
+        grace: r.spec.grace_ms.map(format_duration_ms),
+        created_by: r.created_by,
+        created_at: rfc3339(r.created_at),
+    }
+}
+
+async fn list_rules(
+    State(st): State<AppState>,
+    Auth(id): Auth,
+) -> ApiResult<wire::RuleListResponse> {
+    Ok(Json(wire::RuleListResponse {
+        rules: st
+            .coffer
+            .list_rules(&id)?
+            .into_iter()
+            .map(rule_info)
+            .collect(),
+    }))
+}
+
+async fn set_rule(
+    State(st): State<AppState>,
+    Auth(id): Auth,
+    JsonBody(req): JsonBody<wire::RuleRequest>,
+) -> ApiResult<wire::RuleInfo> {
+    let spec = RuleSpec {
+        min_bits: req.min_bits,
+        rotate_every_ms: duration("rotate_every", req.rotate_every.as_deref())?,
+        generator: req.generator,
+        grace_ms: match req.grace.as_deref() {
+            Some("0" | "0s") => Some(0),
+            g => duration("grace", g)?,
+        },
+    };
+    Ok(Json(rule_info(
+        st.coffer.set_rule(&id, &req.pattern, spec).await?,
+    )))
+}
+
+#[derive(Deserialize)]
+struct PatternQuery {
+    pattern: String,
+}
+
+async fn delete_rule(
+    State(st): State<AppState>,
+    Auth(id): Auth,
+    UrlQuery(q): UrlQuery<PatternQuery>,
+) -> Result<StatusCode, ApiError> {
+    st.coffer.delete_rule(&id, &q.pattern).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
