@@ -79,13 +79,20 @@ Examples:
   printf '%s' \"$VALUE\" | coffer set myapp/dev/API_KEY
   coffer set myapp/dev/TLS_KEY < key.pem --raw        # keep trailing newline
   echo '{\"user\":\"app\",\"password\":\"pw\"}' | coffer set myapp/dev/db --fields
-  coffer set myapp/dev/API_KEY --cas 3 < new-value    # only if version 3 is current")]
+  coffer set myapp/dev/API_KEY --cas 3 < new-value    # only if version 3 is current
+  coffer set myapp/prod/SESSION_KEY --generate         # 32 random bytes, base64; never printed
+  coffer set myapp/prod/DB_PASSWORD --generate alnum:24
+
+A value typed by hand is checked for strength: where a lifecycle rule sets
+min_bits it must reach it (or is refused, exit 7); elsewhere a weak value is
+stored with a warning.")]
     Set(SetArgs),
 
     /// Print a secret's value (alone, on stdout).
     #[command(after_help = "Examples:
   coffer get myapp/dev/API_KEY
   coffer get myapp/dev/API_KEY --version 2
+  coffer get myapp/prod/JWT_KEY --label previous   # during a rotation's grace period
   coffer get myapp/dev/db --field password
   coffer get myapp/dev/API_KEY --json")]
     Get(GetArgs),
@@ -191,6 +198,80 @@ that the template does not list are noted, not counted as problems.")]
   coffer undelete myapp/dev/OLD_KEY
   coffer undelete myapp/dev/OLD_KEY --version 2")]
     Undelete(VersionsArgs),
+
+    /// Print a random value from the operating system's CSPRNG (locally; no
+    /// server involved).
+    #[command(after_help = "Examples:
+  coffer generate                        # 32 bytes, base64
+  coffer generate --bytes 16 --format hex
+  coffer generate --format urlsafe
+  coffer generate --format alnum --bytes 24
+  coffer generate --format words         # 10 words from the EFF list (129 bits)
+  coffer generate --format words --words 6
+
+Formats: base64 (padded), hex (lowercase), urlsafe (unpadded URL-safe
+base64), alnum (letters and digits, as many as carry N bytes of
+randomness), words (a passphrase). Every symbol is drawn uniformly.")]
+    Generate(crate::lifecycle_cmd::GenerateArgs),
+
+    /// Rotate a secret: a new value (generated, or from stdin with --stdin)
+    /// becomes current, and the old one stays readable as `previous` for a
+    /// grace period. With --stage, the new value only becomes `pending`.
+    #[command(after_help = "Examples:
+  coffer rotate myapp/prod/SESSION_KEY                  # the lifecycle rule's generator
+  coffer rotate myapp/prod/SESSION_KEY --generate hex:32 --grace 1h
+  printf '%s' \"$NEW_KEY\" | coffer rotate myapp/prod/STRIPE_KEY --stdin
+  coffer rotate myapp/prod/JWT_KEY --stage              # pending only
+  coffer promote myapp/prod/JWT_KEY                     # then make it current
+  coffer rotate myapp/prod/JWT_KEY --cancel             # or drop the pending version
+
+Needs the rotate capability. The grace period is --grace, else the
+lifecycle rule's, else 24h; after it, `--label previous` is refused.")]
+    Rotate(crate::lifecycle_cmd::RotateArgs),
+
+    /// Make a staged rotation's pending version current, in one step; the
+    /// old current version becomes previous for the grace period.
+    #[command(after_help = "Examples:
+  coffer promote myapp/prod/JWT_KEY
+  coffer promote myapp/prod/JWT_KEY --grace 2h")]
+    Promote(crate::lifecycle_cmd::PromoteArgs),
+
+    /// Set or clear a secret's expiry. An expired secret is refused to every
+    /// reader (exit 4) until it gets a new expiry.
+    #[command(after_help = "Examples:
+  coffer expire myapp/prod/PARTNER_API_KEY --in 90d
+  coffer expire myapp/prod/PARTNER_API_KEY --at 2027-03-31T00:00:00Z
+  coffer expire myapp/prod/PARTNER_API_KEY --never")]
+    Expire(crate::lifecycle_cmd::ExpireArgs),
+
+    /// Lifecycle rules per path pattern: strength (min bits), rotation
+    /// interval, generator and grace period.
+    #[command(subcommand)]
+    Lifecycle(crate::lifecycle_cmd::LifecycleCommand),
+
+    /// Rotation schedules: which secrets are due, overdue, pending or
+    /// expiring.
+    #[command(subcommand)]
+    Rotation(crate::lifecycle_cmd::RotationCommand),
+
+    /// Write a new version equal to an earlier one.
+    #[command(after_help = "Examples:
+  coffer rollback myapp/prod/API_KEY 3")]
+    Rollback(crate::lifecycle_cmd::RollbackArgs),
+
+    /// Copy a secret with its whole history to a new path.
+    #[command(after_help = "Examples:
+  coffer cp myapp/dev/DB_URL myapp/test/DB_URL")]
+    Cp(crate::lifecycle_cmd::CopyArgs),
+
+    /// Move (rename) a secret with its whole history to a new path.
+    #[command(after_help = "Examples:
+  coffer mv myapp/prod/DB_PASS myapp/prod/DB_PASSWORD")]
+    Mv(crate::lifecycle_cmd::CopyArgs),
+
+    /// Environments: promote one environment's secrets into another.
+    #[command(subcommand)]
+    Env(crate::lifecycle_cmd::EnvCommand),
 
     /// Show a secret's versions: who wrote each and when (never values).
     #[command(after_help = "Examples:
@@ -367,8 +448,14 @@ pub struct SetArgs {
     pub path: String,
     /// The value on the command line. Discouraged: other users can see it
     /// in the process list and it lands in shell history. Prefer stdin.
-    #[arg(long, value_name = "VALUE")]
+    #[arg(long, value_name = "VALUE", conflicts_with = "generate")]
     pub value: Option<String>,
+    /// Let the server generate the value (FORMAT[:N]: base64, hex, urlsafe,
+    /// alnum with N bytes of randomness, or words with N words; default
+    /// base64:32). The value is stored, never printed or sent back.
+    #[arg(long, value_name = "SPEC", num_args = 0..=1, default_missing_value = "base64:32",
+          conflicts_with_all = ["fields", "raw", "allow_empty"])]
+    pub generate: Option<String>,
     /// Stdin is a JSON object of string fields, not text.
     #[arg(long)]
     pub fields: bool,
@@ -391,8 +478,12 @@ pub struct GetArgs {
     /// Secret path.
     pub path: String,
     /// Read this version instead of the current one.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..), conflicts_with = "label")]
     pub version: Option<u64>,
+    /// Read the version this label names: current, previous (during its
+    /// grace period) or pending (a staged rotation).
+    #[arg(long, value_name = "LABEL", value_parser = ["current", "previous", "pending"])]
+    pub label: Option<String>,
     /// Print only this field of a fields value.
     #[arg(long, value_name = "NAME", conflicts_with = "json")]
     pub field: Option<String>,

@@ -50,6 +50,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<Status> {
         Command::Rm(a) => rm(g, a).await,
         Command::Undelete(a) => undelete(g, a).await,
         Command::History(a) => history(g, &a.path, a.json).await,
+        Command::Generate(a) => crate::lifecycle_cmd::generate(a),
+        Command::Rotate(a) => crate::lifecycle_cmd::rotate(g, a).await,
+        Command::Promote(a) => crate::lifecycle_cmd::promote(g, a).await,
+        Command::Expire(a) => crate::lifecycle_cmd::expire(g, a).await,
+        Command::Lifecycle(c) => crate::lifecycle_cmd::lifecycle(g, c).await,
+        Command::Rotation(c) => crate::lifecycle_cmd::rotation(g, c).await,
+        Command::Rollback(a) => crate::lifecycle_cmd::rollback(g, a).await,
+        Command::Cp(a) => crate::lifecycle_cmd::copy(g, a, false).await,
+        Command::Mv(a) => crate::lifecycle_cmd::copy(g, a, true).await,
+        Command::Env(c) => crate::lifecycle_cmd::env(g, c).await,
         Command::Login(a) => match &a.user {
             Some(user) => access_cmd::login_user(g, user, a.totp.as_deref(), a.json).await,
             None => login(g, a.json).await,
@@ -146,6 +156,21 @@ async fn unseal(g: &crate::cli::Global, reset: bool, as_json: bool) -> anyhow::R
 }
 
 async fn set(g: &crate::cli::Global, a: SetArgs) -> anyhow::Result<Status> {
+    if let Some(spec) = &a.generate {
+        coffer_crypto::generate::Spec::parse(spec).map_err(|e| fail(Status::Usage, e.to_string()))?;
+        let receipt = settings::client(g)?
+            .write_generated(&a.path, spec, a.cas)
+            .await?;
+        if a.json {
+            output::json(&receipt)?;
+        } else {
+            eprintln!(
+                "Stored a generated value ({spec}) as {} version {}; it was not printed.",
+                receipt.path, receipt.version
+            );
+        }
+        return Ok(Status::Ok);
+    }
     let raw = match a.value {
         Some(v) => {
             eprintln!(
@@ -189,6 +214,9 @@ async fn set(g: &crate::cli::Global, a: SetArgs) -> anyhow::Result<Status> {
         ));
     }
     let receipt = settings::client(g)?.write(&a.path, &value, a.cas).await?;
+    for w in &receipt.warnings {
+        eprintln!("coffer: warning: {w}");
+    }
     if a.json {
         output::json(&receipt)?;
     } else {
@@ -198,7 +226,11 @@ async fn set(g: &crate::cli::Global, a: SetArgs) -> anyhow::Result<Status> {
 }
 
 async fn get(g: &crate::cli::Global, a: GetArgs) -> anyhow::Result<Status> {
-    let read = settings::client(g)?.read(&a.path, a.version).await?;
+    let client = settings::client(g)?;
+    let read = match &a.label {
+        Some(label) => client.read_label(&a.path, label).await?,
+        None => client.read(&a.path, a.version).await?,
+    };
     if a.json {
         output::json(&read)?;
         return Ok(Status::Ok);
@@ -311,8 +343,23 @@ async fn history(g: &crate::cli::Global, path: &str, as_json: bool) -> anyhow::R
             if let Some(t) = &v.state_changed_at {
                 state.push_str(&format!(" ({t})"));
             }
-            if v.version == md.current_version {
-                state.push_str(" [current]");
+            match &md.labels {
+                Some(l) => {
+                    if v.version == l.current {
+                        state.push_str(" [current]");
+                    }
+                    if Some(v.version) == l.previous {
+                        match &l.previous_until {
+                            Some(t) => state.push_str(&format!(" [previous until {t}]")),
+                            None => state.push_str(" [previous]"),
+                        }
+                    }
+                    if Some(v.version) == l.pending {
+                        state.push_str(" [pending]");
+                    }
+                }
+                None if v.version == md.current_version => state.push_str(" [current]"),
+                None => {}
             }
             vec![
                 v.version.to_string(),
@@ -323,6 +370,9 @@ async fn history(g: &crate::cli::Global, path: &str, as_json: bool) -> anyhow::R
         })
         .collect();
     output::table(&["VERSION", "CREATED", "BY", "STATE"], &rows)?;
+    if let Some(t) = md.labels.as_ref().and_then(|l| l.expires_at.as_ref()) {
+        println!("Expires at {t}.");
+    }
     Ok(Status::Ok)
 }
 

@@ -14,6 +14,7 @@ mod cli;
 mod commands;
 mod exit;
 mod input;
+mod lifecycle_cmd;
 mod output;
 mod redact;
 mod run_cache;
