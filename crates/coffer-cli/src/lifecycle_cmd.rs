@@ -232,7 +232,10 @@ pub fn generate(a: GenerateArgs) -> anyhow::Result<Status> {
         }
         (Format::Words, None, Some(n)) => Spec::new(format, n),
         (_, _, Some(_)) => {
-            return Err(fail(Status::Usage, "--words applies only to --format words"));
+            return Err(fail(
+                Status::Usage,
+                "--words applies only to --format words",
+            ));
         }
         (_, Some(n), None) => Spec::new(format, n),
         (_, None, None) => Ok(Spec::of(format)),
@@ -290,7 +293,10 @@ pub async fn rotate(g: &crate::cli::Global, a: RotateArgs) -> anyhow::Result<Sta
         None
     };
     if value.as_ref().is_some_and(|v| v.is_empty()) {
-        return Err(fail(Status::Invalid, "refusing to rotate to an empty value"));
+        return Err(fail(
+            Status::Invalid,
+            "refusing to rotate to an empty value",
+        ));
     }
     let request = wire::RotateRequest {
         value: value.map(|v| WireValue::Text(v.expose_secret().to_string())),
@@ -381,7 +387,14 @@ pub async fn lifecycle(g: &crate::cli::Global, c: LifecycleCommand) -> anyhow::R
                     })
                     .collect();
                 output::table(
-                    &["PATTERN", "MIN BITS", "ROTATE EVERY", "GENERATOR", "GRACE", "SET BY"],
+                    &[
+                        "PATTERN",
+                        "MIN BITS",
+                        "ROTATE EVERY",
+                        "GENERATOR",
+                        "GRACE",
+                        "SET BY",
+                    ],
                     &rows,
                 )?;
             }
@@ -417,7 +430,9 @@ pub async fn rotation(g: &crate::cli::Global, c: RotationCommand) -> anyhow::Res
     if a.json {
         output::json(&report)?;
     } else if report.secrets.is_empty() {
-        println!("No secret under this prefix has a rotation schedule, an expiry or a staged rotation.");
+        println!(
+            "No secret under this prefix has a rotation schedule, an expiry or a staged rotation."
+        );
     } else {
         let rows: Vec<Vec<String>> = report
             .secrets
@@ -442,7 +457,9 @@ pub async fn rotation(g: &crate::cli::Global, c: RotationCommand) -> anyhow::Res
             })
             .collect();
         output::table(
-            &["PATH", "STATUS", "CURRENT", "CHANGED", "ROTATION", "DUE", "EXPIRES"],
+            &[
+                "PATH", "STATUS", "CURRENT", "CHANGED", "ROTATION", "DUE", "EXPIRES",
+            ],
             &rows,
         )?;
     }
@@ -473,7 +490,11 @@ pub async fn rollback(g: &crate::cli::Global, a: RollbackArgs) -> anyhow::Result
     Ok(Status::Ok)
 }
 
-pub async fn copy(g: &crate::cli::Global, a: CopyArgs, remove_source: bool) -> anyhow::Result<Status> {
+pub async fn copy(
+    g: &crate::cli::Global,
+    a: CopyArgs,
+    remove_source: bool,
+) -> anyhow::Result<Status> {
     let r = settings::client(g)?
         .copy_secret(&a.from, &a.to, remove_source)
         .await?;

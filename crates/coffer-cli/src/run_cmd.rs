@@ -230,8 +230,8 @@ pub(crate) fn by_name<'a>(
         for read in fetched.iter().filter(|r| {
             r.label.is_none()
                 && r.path
-                .strip_prefix(&prefix)
-                .is_some_and(|rest| !rest.contains('/'))
+                    .strip_prefix(&prefix)
+                    .is_some_and(|rest| !rest.contains('/'))
         }) {
             if seen.insert(read.path.as_str()) {
                 out.insert(last_segment(&read.path), read);

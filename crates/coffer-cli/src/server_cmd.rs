@@ -245,10 +245,18 @@ async fn lifecycle_periodically(
         }
         for (path, at) in report.expiring {
             let expired = at <= coffer_core::now_ms();
-            if told.insert((path.clone(), if expired { "expired" } else { "expiring" }, at)) {
+            if told.insert((
+                path.clone(),
+                if expired { "expired" } else { "expiring" },
+                at,
+            )) {
                 let when = coffer_core::duration::format_time_ms(at);
                 alerts.push(lifecycle_alert(
-                    if expired { "secret_expired" } else { "secret_expiring" },
+                    if expired {
+                        "secret_expired"
+                    } else {
+                        "secret_expiring"
+                    },
                     &path,
                     None,
                     if expired {
@@ -275,7 +283,12 @@ async fn lifecycle_periodically(
     }
 }
 
-fn lifecycle_alert(rule: &str, path: &str, version: Option<u64>, message: String) -> coffer_audit::Record {
+fn lifecycle_alert(
+    rule: &str,
+    path: &str,
+    version: Option<u64>,
+    message: String,
+) -> coffer_audit::Record {
     tracing::warn!(target: "coffer::alert", alert = rule, path, "{message}");
     coffer_audit::Record {
         time: coffer_audit::now_rfc3339(),

@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::canary::Canary;
-use common::{Mode, Server, init_and_unseal, ok};
+use common::{Mode, Server, init_and_unseal, ok, webhook_receiver};
 use serde_json::Value;
 
 fn records(file: &Path) -> Vec<Value> {
@@ -584,48 +584,6 @@ fn a_lost_socket_sink_refuses_requests_until_it_returns() {
             .any(|r| r["missed"].as_u64().is_some_and(|n| n >= 1))
     );
     assert!(!lines.lock().unwrap().concat().contains("CANARY"));
-}
-
-/// A webhook receiver that fails its first delivery and accepts the rest.
-fn webhook_receiver() -> (u16, Arc<Mutex<Vec<String>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let bodies = Arc::new(Mutex::new(Vec::new()));
-    let b = bodies.clone();
-    std::thread::spawn(move || {
-        for (n, conn) in listener.incoming().enumerate() {
-            let Ok(mut conn) = conn else { continue };
-            let mut reader = BufReader::new(conn.try_clone().unwrap());
-            let mut len = 0usize;
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                    break;
-                }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    len = v.trim().parse().unwrap();
-                }
-                if line == "\r\n" {
-                    break;
-                }
-            }
-            let mut body = vec![0; len];
-            reader.read_exact(&mut body).unwrap();
-            let status = if n == 0 {
-                "500 Internal Server Error"
-            } else {
-                "200 OK"
-            };
-            if n > 0 {
-                b.lock().unwrap().push(String::from_utf8(body).unwrap());
-            }
-            let _ = conn.write_all(
-                format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-                    .as_bytes(),
-            );
-        }
-    });
-    (port, bodies)
 }
 
 #[test]

@@ -10,7 +10,10 @@ use serde::Serialize;
 use crate::{Client, ClientError, encode_path, encode_query};
 
 fn route(base: &str, path: &str) -> String {
-    format!("/api/v1/{base}/{}", encode_path(path.trim_start_matches('/')))
+    format!(
+        "/api/v1/{base}/{}",
+        encode_path(path.trim_start_matches('/'))
+    )
 }
 
 impl Client {

@@ -99,11 +99,9 @@ pub fn format_time_ms(ms: i64) -> String {
 
 /// Parses an RFC 3339 time (`2027-01-31T00:00:00Z`) into unix milliseconds.
 pub fn parse_time_ms(input: &str) -> Result<i64, String> {
-    let t = time::OffsetDateTime::parse(
-        input.trim(),
-        &time::format_description::well_known::Rfc3339,
-    )
-    .map_err(|_| "times are RFC 3339, such as 2027-01-31T00:00:00Z".to_string())?;
+    let t =
+        time::OffsetDateTime::parse(input.trim(), &time::format_description::well_known::Rfc3339)
+            .map_err(|_| "times are RFC 3339, such as 2027-01-31T00:00:00Z".to_string())?;
     Ok((t.unix_timestamp_nanos() / 1_000_000) as i64)
 }
 

@@ -31,9 +31,9 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 
+use coffer_crypto::generate::Spec;
 use coffer_crypto::keyring::{AuditKey, Keyring, RootKey, UnsealKey};
 use coffer_crypto::shamir::{self, Share};
-use coffer_crypto::generate::Spec;
 use coffer_crypto::{Key256, SecretString, token};
 use coffer_store::{
     ListPage, ListQuery, Mutation, SecretMeta, Storage, TokenRecord, VersionRecord, VersionState,
@@ -46,11 +46,11 @@ pub use auth::{AccessModel, Authorized, BreakglassGrant, Identity, Operation, RO
 use cache::{Cached, SecretCache};
 pub use error::{CoreError, Result};
 pub use lifecycle::{At, Label, Labels, RuleInfo, RuleSpec, SecretState};
-pub use rotation::{RotateReceipt, RotateRequest, Standing, StatusEntry, TickReport};
-pub use versions::{PlanAction, PlanEntry};
 pub use path::{ListPrefix, PathError, SecretPath};
+pub use rotation::{RotateReceipt, RotateRequest, Standing, StatusEntry, TickReport};
 pub use users::{InviteRequest, LoginRequest, SweepReport, TotpEnrollment, UserView};
 pub use value::SecretValue;
+pub use versions::{PlanAction, PlanEntry};
 
 const SEAL_CONFIG: &str = "seal-config";
 const WRAPPED_ROOT_KEY: &str = "root-key";
@@ -932,7 +932,8 @@ impl Coffer {
         cas: Option<u64>,
     ) -> Result<WriteReceipt> {
         let value = SecretValue::Text(spec.generate());
-        self.write_value(identity, path, &value, cas, Some(spec)).await
+        self.write_value(identity, path, &value, cas, Some(spec))
+            .await
     }
 
     async fn write_value(
@@ -985,6 +986,7 @@ impl Coffer {
                 identity.display_name(),
                 existing.as_deref(),
                 Becomes::Current { grace_until },
+                generated,
                 now,
             )?;
             match self.store.commit(planned.mutations).await {
@@ -1036,6 +1038,7 @@ impl Coffer {
         created_by: &str,
         existing: Option<&Cached>,
         becomes: Becomes,
+        generated: Option<&Spec>,
         now: i64,
     ) -> Result<PlannedVersion> {
         let head = existing.map_or(0, |c| c.meta.current_version);
@@ -1059,15 +1062,21 @@ impl Coffer {
             )));
         }
         let old_current = labels.map_or(0, |l| l.current);
+        let generator = generated
+            .map(Spec::to_string)
+            .or_else(|| old_state.and_then(|(_, s)| s.generator.clone()));
         let new_state = match becomes {
-            Becomes::Current { grace_until } => (old_state.is_some() || grace_until.is_some())
-                .then(|| SecretState {
-                    current: None,
-                    previous: (old_current > 0).then_some(old_current),
-                    previous_until: grace_until,
-                    pending: None,
-                    expires_at: old_state.and_then(|(_, s)| s.expires_at),
-                }),
+            Becomes::Current { grace_until } => (old_state.is_some()
+                || grace_until.is_some()
+                || generator.is_some())
+            .then(|| SecretState {
+                current: None,
+                previous: (old_current > 0).then_some(old_current),
+                previous_until: grace_until,
+                pending: None,
+                expires_at: old_state.and_then(|(_, s)| s.expires_at),
+                generator,
+            }),
             Becomes::Pending => {
                 if head == 0 {
                     return Err(CoreError::Invalid(format!(
@@ -1081,6 +1090,7 @@ impl Coffer {
                 Some(SecretState {
                     current: Some(old_current),
                     pending: Some(version),
+                    generator,
                     ..old
                 })
             }
@@ -1305,6 +1315,7 @@ impl Coffer {
                 identity.display_name(),
                 existing.as_deref(),
                 Becomes::Current { grace_until },
+                None,
                 now,
             ) {
                 Ok(plan) => plan,

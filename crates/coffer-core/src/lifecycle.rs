@@ -113,6 +113,10 @@ pub struct SecretState {
     /// Unix milliseconds from which the secret is refused to every reader.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<i64>,
+    /// The spec its last generated value was made with: rotations generate
+    /// the same way unless told otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generator: Option<String>,
 }
 
 /// A secret's labels, resolved.
@@ -494,11 +498,15 @@ mod tests {
             previous_until: Some(100),
             pending: Some(3),
             expires_at: None,
+            generator: None,
         };
         let l = Labels::of(&meta, Some(&s));
         assert_eq!((l.current, l.previous, l.pending), (2, Some(1), Some(3)));
         assert_eq!(l.resolve(Label::Previous, "a/b", 99).unwrap(), 1);
-        let e = l.resolve(Label::Previous, "a/b", 100).unwrap_err().to_string();
+        let e = l
+            .resolve(Label::Previous, "a/b", 100)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("no longer served"), "{e}");
         assert_eq!(l.resolve(Label::Pending, "a/b", 0).unwrap(), 3);
     }

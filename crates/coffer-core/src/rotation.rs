@@ -126,6 +126,13 @@ pub struct TickReport {
     pub failed: Vec<(String, String)>,
 }
 
+/// The generator a secret's state remembers, if it parses.
+fn own_generator(state: Option<&SecretState>) -> Option<Spec> {
+    state
+        .and_then(|s| s.generator.as_deref())
+        .and_then(|g| Spec::parse(g).ok())
+}
+
 /// Expiries and due dates this close are reported as coming.
 pub const WARNING_WINDOW_MS: i64 = 7 * 24 * 3600 * 1000;
 
@@ -260,8 +267,7 @@ impl Coffer {
         }
         self.keys()?;
         self.authorize(identity, Operation::Rotate, path.as_str())?;
-        let rules = self.access_model();
-        let effective = lifecycle::effective(&rules.lifecycle, path.as_str());
+        let effective = self.generator_for(path.as_str()).await?;
         let (value, spec) = match (request.value, request.generate.or(effective.generator)) {
             (Some(_), Some(_)) if request.generate.is_some() => {
                 return Err(CoreError::Invalid(
@@ -290,7 +296,13 @@ impl Coffer {
             }
         };
         let (version, labels) = self
-            .append(&path, &value, identity.display_name(), becomes)
+            .append(
+                &path,
+                &value,
+                identity.display_name(),
+                becomes,
+                spec.as_ref(),
+            )
             .await?;
         audit::note_version(version);
         tracing::info!(
@@ -317,6 +329,7 @@ impl Coffer {
         value: &SecretValue,
         created_by: &str,
         becomes: Becomes,
+        generated: Option<&Spec>,
     ) -> Result<(u64, Labels)> {
         let keys = self.keys()?;
         let plaintext = self.encode_checked(value)?;
@@ -334,6 +347,7 @@ impl Coffer {
             created_by,
             Some(&existing),
             becomes,
+            generated,
             now_ms(),
         )?;
         let version = planned.receipt.version;
@@ -381,7 +395,7 @@ impl Coffer {
                     previous: Some(labels.current),
                     previous_until: Some(now_ms().saturating_add(grace)),
                     pending: None,
-                    expires_at: state.expires_at,
+                    ..state.clone()
                 })
             })
             .await?;
@@ -555,7 +569,10 @@ impl Coffer {
             return Ok(None);
         };
         let labels = cached.labels();
-        let effective = lifecycle::effective(&self.access_model().lifecycle, path);
+        let mut effective = lifecycle::effective(&self.access_model().lifecycle, path);
+        if let Some(own) = own_generator(cached.state.as_ref().map(|(_, s)| s)) {
+            effective.generator = Some(own);
+        }
         if effective.rotate_every_ms.is_none()
             && labels.expires_at.is_none()
             && labels.pending.is_none()
@@ -661,18 +678,36 @@ impl Coffer {
         Ok(report)
     }
 
-    /// A rotation by the scheduler: the rules' generator and grace.
+    /// The settings for `path`, with the generator the secret remembers (from
+    /// its last generated value) taking precedence over the rules' one.
+    async fn generator_for(&self, path: &str) -> Result<lifecycle::Effective> {
+        let mut effective = lifecycle::effective(&self.access_model().lifecycle, path);
+        if let Some(c) = self.cached(path).await?
+            && let Some(own) = own_generator(c.state.as_ref().map(|(_, s)| s))
+        {
+            effective.generator = Some(own);
+        }
+        Ok(effective)
+    }
+
+    /// A rotation by the scheduler: the secret's or the rules' generator,
+    /// and the rules' grace.
     async fn rotate_scheduled(&self, path: &str, now: i64) -> Result<(u64, Option<i64>)> {
         let path = SecretPath::parse(path)?;
-        let effective = lifecycle::effective(&self.access_model().lifecycle, path.as_str());
+        let effective = self.generator_for(path.as_str()).await?;
         let spec = effective
             .generator
             .ok_or_else(|| CoreError::Invalid(format!("no generator applies to {path}")))?;
         let value = SecretValue::Text(spec.generate());
-        let grace_until =
-            Some(now.saturating_add(effective.grace_ms.unwrap_or(DEFAULT_GRACE_MS)));
+        let grace_until = Some(now.saturating_add(effective.grace_ms.unwrap_or(DEFAULT_GRACE_MS)));
         let (version, labels) = self
-            .append(&path, &value, SCHEDULER, Becomes::Current { grace_until })
+            .append(
+                &path,
+                &value,
+                SCHEDULER,
+                Becomes::Current { grace_until },
+                Some(&spec),
+            )
             .await?;
         tracing::info!(path = path.as_str(), version, "scheduled rotation");
         Ok((version, labels.previous_until))

@@ -103,7 +103,8 @@ pub fn judged_parts(value: &SecretValue) -> Vec<(Option<&str>, &str)> {
 
 /// `len * log2(pool)`, the pool being the character classes present.
 fn class_bits(s: &str) -> f64 {
-    let (mut lower, mut upper, mut digit, mut symbol, mut other) = (false, false, false, false, false);
+    let (mut lower, mut upper, mut digit, mut symbol, mut other) =
+        (false, false, false, false, false);
     let mut len = 0usize;
     for c in s.chars() {
         len += 1;
@@ -146,14 +147,21 @@ mod tests {
             let e = estimate(v);
             assert!(e.bits < WEAK_BITS, "{v}: {}", e.bits);
             assert!(!e.reasons.is_empty(), "{v}");
-            assert!(e.reasons.iter().all(|r| !r.contains(v)), "{v}: {:?}", e.reasons);
+            assert!(
+                e.reasons.iter().all(|r| !r.contains(v)),
+                "{v}: {:?}",
+                e.reasons
+            );
         }
     }
 
     #[test]
     fn strong_values_are_strong() {
         for (v, at_least) in [
-            ("dGhpcyBpcyBhIHJhbmRvbSBiYXNlNjQgc3RyaW5nIG9mIDMyIGJ5dGVz", 128.0),
+            (
+                "dGhpcyBpcyBhIHJhbmRvbSBiYXNlNjQgc3RyaW5nIG9mIDMyIGJ5dGVz",
+                128.0,
+            ),
             ("kX9#mP2$vL8@nQ5!wR7^", 100.0),
             ("sBq3ZVh0c2N9Xk2LrTm8pW4yJdF6gHa1", 128.0),
         ] {

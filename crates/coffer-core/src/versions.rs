@@ -85,11 +85,14 @@ impl Coffer {
             identity.display_name(),
             Some(&existing),
             Becomes::Current { grace_until },
+            None,
             now,
         )?;
         let result = self.store.commit(planned.mutations).await;
         match result {
-            Ok(()) => self.cache.put(path.as_str(), std::sync::Arc::new(planned.entry)),
+            Ok(()) => self
+                .cache
+                .put(path.as_str(), std::sync::Arc::new(planned.entry)),
             Err(e) => {
                 self.cache.invalidate(path.as_str());
                 return Err(e.into());
@@ -202,9 +205,9 @@ impl Coffer {
         self.cache.invalidate(from.as_str());
         self.cache.invalidate(to.as_str());
         result.map_err(|e| match e {
-            coffer_store::StoreError::Conflict(m) => {
-                CoreError::Conflict(format!("{from} changed during the copy, nothing written: {m}"))
-            }
+            coffer_store::StoreError::Conflict(m) => CoreError::Conflict(format!(
+                "{from} changed during the copy, nothing written: {m}"
+            )),
             e => e.into(),
         })?;
         audit::note_version(head);
@@ -340,7 +343,12 @@ impl Coffer {
                     limit: MAX_BUNDLE,
                 })
                 .await?;
-            names.extend(page.entries.into_iter().filter(|e| !e.folder).map(|e| e.name));
+            names.extend(
+                page.entries
+                    .into_iter()
+                    .filter(|e| !e.folder)
+                    .map(|e| e.name),
+            );
             if names.len() > MAX_BUNDLE {
                 return Err(CoreError::Invalid(format!(
                     "more than {MAX_BUNDLE} secrets under {prefix}"

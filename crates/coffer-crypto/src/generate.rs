@@ -275,9 +275,15 @@ mod tests {
             ("base64:16", 24, |c| {
                 c.is_ascii_alphanumeric() || "+/=".contains(c)
             }),
-            ("hex", 64, |c| c.is_ascii_digit() || ('a'..='f').contains(&c)),
-            ("hex:8", 16, |c| c.is_ascii_digit() || ('a'..='f').contains(&c)),
-            ("urlsafe", 43, |c| c.is_ascii_alphanumeric() || "-_".contains(c)),
+            ("hex", 64, |c| {
+                c.is_ascii_digit() || ('a'..='f').contains(&c)
+            }),
+            ("hex:8", 16, |c| {
+                c.is_ascii_digit() || ('a'..='f').contains(&c)
+            }),
+            ("urlsafe", 43, |c| {
+                c.is_ascii_alphanumeric() || "-_".contains(c)
+            }),
             ("alnum", 43, |c| c.is_ascii_alphanumeric()),
             ("alnum:16", 22, |c| c.is_ascii_alphanumeric()),
         ];

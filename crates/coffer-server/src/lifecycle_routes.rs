@@ -120,13 +120,11 @@ async fn expiry(
 ) -> ApiResult<wire::RotateResponse> {
     let at = match (req.expires_at.as_deref(), req.expires_in.as_deref()) {
         (Some(_), Some(_)) => {
-            return Err(ApiError::invalid(
-                "give expires_at or expires_in, not both",
-            ));
+            return Err(ApiError::invalid("give expires_at or expires_in, not both"));
         }
-        (Some(t), None) => Some(
-            parse_time_ms(t).map_err(|e| ApiError::invalid(format!("expires_at: {e}")))?,
-        ),
+        (Some(t), None) => {
+            Some(parse_time_ms(t).map_err(|e| ApiError::invalid(format!("expires_at: {e}")))?)
+        }
         (None, Some(d)) => duration("expires_in", Some(d))?.map(|d| now_ms().saturating_add(d)),
         (None, None) => None,
     };
@@ -185,7 +183,11 @@ async fn promote_env(
 ) -> ApiResult<wire::PromoteEnvResponse> {
     let apply = req
         .apply
-        .map(|plan| plan.into_iter().map(plan_from_wire).collect::<Result<Vec<_>, _>>())
+        .map(|plan| {
+            plan.into_iter()
+                .map(plan_from_wire)
+                .collect::<Result<Vec<_>, _>>()
+        })
         .transpose()?;
     let (plan, written) = st
         .coffer
@@ -197,10 +199,7 @@ async fn promote_env(
     }))
 }
 
-async fn status_root(
-    st: State<AppState>,
-    auth: Auth,
-) -> ApiResult<wire::StatusResponse> {
+async fn status_root(st: State<AppState>, auth: Auth) -> ApiResult<wire::StatusResponse> {
     status(st, auth, String::new()).await
 }
 
@@ -227,7 +226,10 @@ async fn status(
                 current: e.current,
                 pending: e.pending,
                 changed_at: rfc3339(e.changed_at),
-                rotate_every: e.rotate_every_ms.as_ref().map(|(ms, _)| format_duration_ms(*ms)),
+                rotate_every: e
+                    .rotate_every_ms
+                    .as_ref()
+                    .map(|(ms, _)| format_duration_ms(*ms)),
                 rule: e.rotate_every_ms.map(|(_, p)| p),
                 due_at: e.due_at.map(rfc3339),
                 automatic: e.automatic,

@@ -14,8 +14,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use coffer_api::{self as api, ValueRef, WireValue, codes};
 use coffer_core::{At, Coffer, CoreError, Identity, Label, ListOptions, SecretValue};
-use coffer_crypto::generate::Spec;
 use coffer_crypto::SecretString;
+use coffer_crypto::generate::Spec;
 use coffer_store::VersionState;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -354,9 +354,9 @@ pub(crate) fn read_at(version: Option<u64>, label: Option<&str>) -> Result<At, A
     match (version, label) {
         (Some(_), Some(_)) => Err(ApiError::invalid("ask for a version or a label, not both")),
         (v, None) => Ok(At::version(v)),
-        (None, Some(l)) => Label::parse(l).map(At::Label).ok_or_else(|| {
-            ApiError::invalid("unknown label; use current, previous or pending")
-        }),
+        (None, Some(l)) => Label::parse(l)
+            .map(At::Label)
+            .ok_or_else(|| ApiError::invalid("unknown label; use current, previous or pending")),
     }
 }
 

@@ -269,7 +269,10 @@ async fn a_secret_moves_with_its_history(s: &dyn Storage) {
         s.get_version("m/to", 3).await.unwrap().unwrap().ciphertext,
         b"ct-m/from-3"
     );
-    assert_eq!(names(&s.list(&query("m/", false)).await.unwrap().entries), vec!["to"]);
+    assert_eq!(
+        names(&s.list(&query("m/", false)).await.unwrap().entries),
+        vec!["to"]
+    );
     // Removing what is not there is a conflict.
     assert!(matches!(
         s.commit(vec![Mutation::DeleteSecret {
