@@ -424,21 +424,25 @@ mod tests {
     #[test]
     fn values_are_strings_or_string_objects() {
         let w: WriteRequest = serde_json::from_str(r#"{"value":"s"}"#).unwrap();
-        assert!(matches!(&w.value, WireValue::Text(s) if s == "s"));
+        assert!(matches!(&w.value, Some(WireValue::Text(s)) if s == "s"));
         assert_eq!(w.cas, None);
         let w: WriteRequest =
             serde_json::from_str(r#"{"value":{"user":"u","password":"p"},"cas":0}"#).unwrap();
-        assert!(matches!(&w.value, WireValue::Fields(f) if f.len() == 2));
+        assert!(matches!(&w.value, Some(WireValue::Fields(f)) if f.len() == 2));
         assert_eq!(w.cas, Some(0));
         for bad in [
             r#"{"value":5}"#,
             r#"{"value":{"a":1}}"#,
             r#"{"value":{"a":{"b":"c"}}}"#,
-            r#"{"value":null}"#,
-            r#"{}"#,
             r#"{"value":["a"]}"#,
+            r#"{"value":"s","generate":5}"#,
         ] {
             assert!(serde_json::from_str::<WriteRequest>(bad).is_err(), "{bad}");
+        }
+        // Neither a value nor a generator parses; the server refuses it (400).
+        for neither in [r#"{"value":null}"#, r#"{}"#] {
+            let w: WriteRequest = serde_json::from_str(neither).unwrap();
+            assert!(w.value.is_none() && w.generate.is_none());
         }
     }
 }

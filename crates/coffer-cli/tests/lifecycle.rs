@@ -32,7 +32,8 @@ fn audit_records(server: &Server) -> Vec<Value> {
 fn generate_prints_each_format_and_refuses_bad_specs() {
     let dir = tempfile::tempdir().unwrap();
     let cli = || common::Cli::new("http://127.0.0.1:9", dir.path());
-    let cases: &[(&[&str], usize, fn(char) -> bool)] = &[
+    type Alphabet = fn(char) -> bool;
+    let cases: &[(&[&str], usize, Alphabet)] = &[
         (&[], 44, |c| c.is_ascii_alphanumeric() || "+/=".contains(c)),
         (&["--format", "hex", "--bytes", "16"], 32, |c| {
             c.is_ascii_hexdigit() && !c.is_ascii_uppercase()
@@ -887,13 +888,20 @@ fn bad_lifecycle_input_is_refused_and_changes_nothing() {
         None,
     );
     assert_eq!(r.status, 400);
-    let r = server.http(
-        "PUT",
-        "/api/v1/secrets/app/dev/X",
-        Some(&root),
-        Some(br#"{"value":"abc","generate":"hex"}"#),
-    );
-    assert_eq!(r.status, 400);
+    for neither_or_both in [
+        &br#"{"value":"abc","generate":"hex"}"#[..],
+        br#"{}"#,
+        br#"{"value":null}"#,
+        br#"{"generate":"hex:4"}"#,
+    ] {
+        let r = server.http(
+            "PUT",
+            "/api/v1/secrets/app/dev/X",
+            Some(&root),
+            Some(neither_or_both),
+        );
+        assert_eq!(r.status, 400, "{}", r.text());
+    }
     let md = cli()
         .run(&["history", "app/dev/X", "--json"])
         .expect(0)
@@ -982,7 +990,7 @@ fn canary_appears_only_where_it_belongs() {
         .expect(0);
     let r = cli().stdin(&c).run(&["set", "can/locked/K"]).expect(7);
     canary.search_run("weak refusal", &r);
-    let weak = format!("{c}");
+    let weak = c.clone();
     let r = server.http(
         "POST",
         "/api/v1/rotate/can/staging/K",

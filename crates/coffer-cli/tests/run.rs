@@ -227,9 +227,18 @@ fn refusals_run_nothing() {
     let run = server
         .cli()
         .token(&root)
-        .env("BAD", "coffer://app/dev/API_KEY#previous")
+        .env("BAD", "coffer://app/dev/API_KEY#older")
         .run(&["run", "--", "sh", "-c", &touch]);
     assert_eq!(run.code(), 7, "{}", run.stderr());
+    // A label that names no version (nothing was ever rotated).
+    let run = server
+        .cli()
+        .token(&root)
+        .env("OLD", "coffer://app/dev/API_KEY#pending")
+        .run(&["run", "--", "sh", "-c", &touch]);
+    assert_eq!(run.code(), 3, "{}", run.stderr());
+    assert!(run.stderr().contains("no pending version"), "{}", run.stderr());
+    assert!(!marker.exists());
     // Dangerous names are refused, all named at once, unless allowed.
     let run = attempt(&root, &["--path", "app/evil"]);
     assert_eq!(run.code(), 7);

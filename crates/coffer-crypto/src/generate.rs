@@ -268,7 +268,8 @@ mod tests {
 
     #[test]
     fn each_format_has_its_length_and_alphabet() {
-        let cases: &[(&str, usize, fn(char) -> bool)] = &[
+        type Alphabet = fn(char) -> bool;
+        let cases: &[(&str, usize, Alphabet)] = &[
             ("base64", 44, |c| {
                 c.is_ascii_alphanumeric() || "+/=".contains(c)
             }),
