@@ -410,11 +410,18 @@ pub enum OperatorCommand {
     Unseal(UnsealArgs),
     /// Seal the server: it forgets its keys until unsealed again.
     Seal,
-    /// Add a new keyring key; new writes use it, old versions still open.
+    /// Add a new keyring key; new writes use it, and the server moves older
+    /// versions to it in the background. (A key is also added
+    /// automatically once the active one has sealed its share of values.)
     #[command(after_help = "Examples:
   coffer operator rotate
   coffer operator rotate --json")]
     Rotate(JsonFlag),
+    /// The keyring's keys: ids and creation times, never key material.
+    #[command(after_help = "Examples:
+  coffer operator keyring
+  coffer operator keyring --json")]
+    Keyring(JsonFlag),
     /// Seal status (same as `coffer status`).
     Status(JsonFlag),
 }

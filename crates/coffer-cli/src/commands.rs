@@ -26,13 +26,37 @@ pub async fn run(cli: Cli) -> anyhow::Result<Status> {
             eprintln!("Sealed. Unseal with `coffer operator unseal`.");
             Ok(Status::Ok)
         }
+        Command::Operator(OperatorCommand::Keyring(f)) => {
+            let k = settings::client(g)?.keyring().await?;
+            if f.json {
+                output::json(&k)?;
+            } else {
+                let rows: Vec<Vec<String>> = k
+                    .keys
+                    .iter()
+                    .map(|key| {
+                        vec![
+                            key.id.to_string(),
+                            key.created_at.clone(),
+                            if key.id == k.active_key {
+                                "active".into()
+                            } else {
+                                String::new()
+                            },
+                        ]
+                    })
+                    .collect();
+                output::table(&["KEY", "CREATED", ""], &rows)?;
+            }
+            Ok(Status::Ok)
+        }
         Command::Operator(OperatorCommand::Rotate(f)) => {
             let k = settings::client(g)?.rotate().await?;
             if f.json {
                 output::json(&k)?;
             } else {
                 println!(
-                    "Keyring rotated: new writes use key {} ({} keys in all; older versions still open with their own key).",
+                    "Keyring rotated: new writes use key {} ({} keys in all); older versions move to it in the background.",
                     k.active_key,
                     k.keys.len()
                 );

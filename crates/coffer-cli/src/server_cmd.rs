@@ -75,6 +75,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<Status> {
             store,
             CoreOptions {
                 max_value_bytes: config.max_value_bytes,
+                key_max_encryptions: config.key_max_encryptions,
                 ..CoreOptions::default()
             },
         )
@@ -266,6 +267,23 @@ async fn lifecycle_periodically(
                     },
                 ));
             }
+        }
+        for (id, _) in report.keys_added {
+            alerts.push(lifecycle_alert(
+                "keyring_rotated",
+                "sys/keyring",
+                None,
+                format!(
+                    "keyring key {id} was added: the previous key had sealed its share of values; \
+                     older versions move to it in the background"
+                ),
+            ));
+        }
+        if report.rewrapped > 0 {
+            tracing::info!(
+                versions = report.rewrapped,
+                "versions moved to the active keyring key"
+            );
         }
         for (path, why) in report.failed {
             alerts.push(lifecycle_alert(

@@ -937,6 +937,98 @@ fn bad_lifecycle_input_is_refused_and_changes_nothing() {
         .expect(4);
 }
 
+/// Key hygiene: a key that has sealed its share is replaced automatically,
+/// and the scheduler moves every older version to the newest key, with no
+/// value changing and no reader noticing.
+#[test]
+fn keyring_keys_rotate_by_use_and_old_versions_are_rewrapped() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        dir.path(),
+        Mode::Config("lifecycle_interval_secs = 1\nkey_max_encryptions = 16\n"),
+    );
+    let (_, root) = init_and_unseal(|| server.cli());
+    let cli = || server.cli().token(&root);
+    let mut expected = Vec::new();
+    for i in 0..30 {
+        let v = format!("value-{i}-Qm7#vX2$kL9!");
+        cli()
+            .stdin(&v)
+            .run(&["set", &format!("kh/app/S{i:02}")])
+            .expect(0);
+        expected.push(v);
+    }
+    let env = dir.path().join("batch.env");
+    std::fs::write(
+        &env,
+        (0..20)
+            .map(|i| format!("B{i:02}=batch-{i}-Zr4&pW8^"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    )
+    .unwrap();
+    cli()
+        .run(&["import", env.to_str().unwrap(), "--path", "kh/batch"])
+        .expect(0);
+    let status = cli()
+        .run(&["operator", "keyring", "--json"])
+        .expect(0)
+        .json();
+    let keys = status["keys"].as_array().unwrap().len();
+    assert!(keys >= 3, "50 encryptions at 16 per key: {status}");
+    let active = status["active_key"].as_u64().unwrap();
+    // Within a few passes every version is sealed under the active key.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let stale: Vec<String> = (0..30)
+            .map(|i| format!("kh/app/S{i:02}"))
+            .chain((0..20).map(|i| format!("kh/batch/B{i:02}")))
+            .filter(|p| {
+                let md = cli().run(&["history", p, "--json"]).expect(0).json();
+                md["versions"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|v| v["key_id"].as_u64().unwrap() < active)
+            })
+            .collect();
+        if stale.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not re-wrapped: {stale:?}\n{}",
+            server.logs()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    for (i, v) in expected.iter().enumerate() {
+        assert_eq!(
+            &cli()
+                .run(&["get", &format!("kh/app/S{i:02}")])
+                .expect(0)
+                .stdout(),
+            v
+        );
+    }
+    assert_eq!(
+        cli().run(&["get", "kh/batch/B07"]).expect(0).stdout(),
+        "batch-7-Zr4&pW8^"
+    );
+    let rotated = audit_records(&server)
+        .into_iter()
+        .filter(|r| r["alert"]["rule"] == "keyring_rotated")
+        .count();
+    assert!(rotated >= 2, "each automatic key is an alert");
+    cli().run(&["audit", "verify"]).expect(0);
+    // A limit below the floor is refused at start.
+    let bad = tempfile::tempdir().unwrap();
+    let err = Server::try_start(bad.path(), Mode::Config("key_max_encryptions = 4\n"))
+        .err()
+        .unwrap();
+    assert!(err.contains("key_max_encryptions"), "{err}");
+}
+
 /// A canary value sent through every lifecycle path: rotation from stdin,
 /// staging, promotion, rollback, copy, move, environment promotion, a
 /// strength refusal and warnings. It must appear only where a value is

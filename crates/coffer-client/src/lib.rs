@@ -441,6 +441,12 @@ impl Client {
             .map(drop)
     }
 
+    /// The keyring's key ids and creation times.
+    pub async fn keyring(&self) -> Result<KeyringResponse, ClientError> {
+        self.call::<(), _>(Method::GET, "/api/v1/sys/keyring", None)
+            .await
+    }
+
     /// Adds a keyring key for new writes.
     pub async fn rotate(&self) -> Result<KeyringResponse, ClientError> {
         self.call::<(), _>(Method::POST, "/api/v1/sys/rotate", None)

@@ -18,6 +18,7 @@ pub mod auth;
 mod cache;
 pub mod duration;
 mod error;
+mod hygiene;
 pub mod lifecycle;
 pub mod path;
 pub mod rotation;
@@ -63,6 +64,10 @@ pub struct CoreOptions {
     pub max_value_bytes: usize,
     /// Most secrets whose metadata and current ciphertext are kept in memory.
     pub cache_capacity: usize,
+    /// Encryptions under one keyring key before a new key is added
+    /// automatically (AES-GCM with random 96-bit nonces must stay well
+    /// below 2^32 per key).
+    pub key_max_encryptions: u64,
 }
 
 impl Default for CoreOptions {
@@ -70,6 +75,7 @@ impl Default for CoreOptions {
         CoreOptions {
             max_value_bytes: 64 * 1024,
             cache_capacity: 200_000,
+            key_max_encryptions: hygiene::DEFAULT_MAX_ENCRYPTIONS,
         }
     }
 }
@@ -258,6 +264,8 @@ pub struct Coffer {
     access_writes: tokio::sync::Mutex<()>,
     /// Bounds concurrent Argon2 runs (memory-hard: 19 MiB each).
     login_slots: tokio::sync::Semaphore,
+    /// Encryptions counted against the active keyring key.
+    usage: tokio::sync::Mutex<hygiene::Usage>,
 }
 
 const TOKEN_CACHE_CAPACITY: usize = 100_000;
@@ -285,6 +293,7 @@ impl Coffer {
             access: RwLock::new(Arc::new(AccessModel::default())),
             access_writes: tokio::sync::Mutex::new(()),
             login_slots: tokio::sync::Semaphore::new(4),
+            usage: tokio::sync::Mutex::new(hygiene::Usage::default()),
         })
     }
 
@@ -500,9 +509,21 @@ impl Coffer {
     }
 
     /// Adds a new keyring key and makes it the one new versions are sealed
-    /// with. Existing versions keep opening with their own key.
+    /// with. Existing versions keep opening with their own key until the
+    /// background re-wrap moves them.
     pub async fn rotate_keyring(&self, identity: &Identity) -> Result<KeyringStatus> {
         self.authorize(identity, Operation::Admin, "sys/rotate")?;
+        let (status, id) = self.add_keyring_key().await?;
+        tracing::info!(
+            actor = identity.display_name(),
+            key_id = id,
+            "keyring rotated"
+        );
+        Ok(status)
+    }
+
+    /// Adds a keyring key and makes it active, in storage and in memory.
+    pub(crate) async fn add_keyring_key(&self) -> Result<(KeyringStatus, u32)> {
         let _admin = self.admin.lock().await;
         let keys = self.keys()?;
         let wrapped = self
@@ -529,12 +550,7 @@ impl Coffer {
                 keyring,
             });
         }
-        tracing::info!(
-            actor = identity.display_name(),
-            key_id = id,
-            "keyring rotated"
-        );
-        Ok(status)
+        Ok((status, id))
     }
 
     /// The keyring's keys (admin only).
@@ -956,6 +972,7 @@ impl Coffer {
             self.authorize(identity, Operation::Update, path.as_str())?;
         }
         let warnings = self.judge(path.as_str(), value, generated)?;
+        self.reserve_seals(1).await?;
         let _lock = self.write_locks[self.cache.stripe(path.as_str())]
             .lock()
             .await;
@@ -1273,6 +1290,7 @@ impl Coffer {
                 weak.join("; ")
             )));
         }
+        self.reserve_seals(planned.len() as u64).await?;
         // Lock every stripe involved, in order, so that two batches cannot
         // deadlock and no single write slips in between check and commit.
         let mut stripes: Vec<usize> = planned

@@ -124,6 +124,10 @@ pub struct TickReport {
     pub expiring: Vec<(String, i64)>,
     /// Rotations that failed: path, reason.
     pub failed: Vec<(String, String)>,
+    /// Keyring keys added because the active one had sealed its share: id, when.
+    pub keys_added: Vec<(u32, i64)>,
+    /// Versions moved to the active keyring key in this pass.
+    pub rewrapped: usize,
 }
 
 /// The generator a secret's state remembers, if it parses.
@@ -132,6 +136,9 @@ fn own_generator(state: Option<&SecretState>) -> Option<Spec> {
         .and_then(|s| s.generator.as_deref())
         .and_then(|g| Spec::parse(g).ok())
 }
+
+/// Versions one scheduler pass moves to the active keyring key.
+pub const REWRAP_BATCH: usize = 1000;
 
 /// Expiries and due dates this close are reported as coming.
 pub const WARNING_WINDOW_MS: i64 = 7 * 24 * 3600 * 1000;
@@ -331,8 +338,9 @@ impl Coffer {
         becomes: Becomes,
         generated: Option<&Spec>,
     ) -> Result<(u64, Labels)> {
-        let keys = self.keys()?;
         let plaintext = self.encode_checked(value)?;
+        self.reserve_seals(1).await?;
+        let keys = self.keys()?;
         let _lock = self.write_locks[self.cache.stripe(path.as_str())]
             .lock()
             .await;
@@ -675,6 +683,8 @@ impl Coffer {
                 Err(e) => report.failed.push((path, e.to_string())),
             }
         }
+        report.rewrapped = self.rewrap(REWRAP_BATCH).await?;
+        report.keys_added = self.keys_added().await;
         Ok(report)
     }
 

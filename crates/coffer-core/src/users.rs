@@ -625,13 +625,15 @@ impl Coffer {
     /// Starts TOTP enrollment for the calling person: a new seed, shown once,
     /// that becomes required at login after [`Coffer::confirm_totp`].
     pub async fn enroll_totp(&self, identity: &Identity) -> Result<TotpEnrollment> {
-        let keys = self.keys()?;
+        self.keys()?;
         let (name, o, mut u) = self.own_user(identity).await?;
         if u.totp.as_ref().is_some_and(|t| t.confirmed) {
             return Err(CoreError::Conflict(
                 "one-time codes are already on for this account; turn them off first".into(),
             ));
         }
+        self.reserve_seals(1).await?;
+        let keys = self.keys()?;
         let seed = TotpSecret::generate();
         let (key_id, sealed) =
             keys.keyring

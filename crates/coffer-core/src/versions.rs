@@ -56,6 +56,7 @@ impl Coffer {
         let keys = self.keys()?;
         let auth = self.authorize(identity, Operation::ReadValue, path.as_str())?;
         self.authorize(identity, Operation::Update, path.as_str())?;
+        self.reserve_seals(1).await?;
         let _lock = self.write_locks[self.cache.stripe(path.as_str())]
             .lock()
             .await;
@@ -151,6 +152,7 @@ impl Coffer {
             .await?
             .ok_or_else(|| not_found(&from))?;
         let head = source.meta.current_version;
+        self.reserve_seals(head).await?;
         let mut mutations = Vec::new();
         for info in self.store.history(from.as_str()).await? {
             let record = self

@@ -318,6 +318,24 @@ impl Keyring {
         aead::open_with(cipher, &value_aad(key_id, version, path), sealed)
     }
 
+    /// Re-seals a value sealed by [`Keyring::seal_value`] under the active key
+    /// (for the same path and version), without handing out its plaintext:
+    /// the background re-wrap moves old versions to the newest key with it.
+    ///
+    /// # Errors
+    ///
+    /// As [`Keyring::open_value`].
+    pub fn reseal_value(
+        &self,
+        path: &str,
+        version: u64,
+        key_id: KeyId,
+        sealed: &[u8],
+    ) -> Result<(KeyId, Vec<u8>), CryptoError> {
+        let plain = self.open_value(path, version, key_id, sealed)?;
+        Ok(self.seal_value(path, version, plain.expose_secret()))
+    }
+
     /// Generic sealing of other records (e.g. metadata) with a caller domain string
     /// in the AAD.
     ///

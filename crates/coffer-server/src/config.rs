@@ -57,6 +57,10 @@ pub struct ServerConfig {
     /// rotation-due and expiry alerts).
     #[serde(default = "default_lifecycle_interval")]
     pub lifecycle_interval_secs: u64,
+    /// Encryptions under one keyring key before a new key is added
+    /// automatically (default 2^30; at least 16).
+    #[serde(default = "default_key_max_encryptions")]
+    pub key_max_encryptions: u64,
     /// Log format: `text` or `json`.
     #[serde(default = "default_log_format")]
     pub log_format: String,
@@ -188,6 +192,9 @@ fn default_sweep_interval() -> u64 {
 fn default_lifecycle_interval() -> u64 {
     60
 }
+fn default_key_max_encryptions() -> u64 {
+    1 << 30
+}
 fn default_log_format() -> String {
     "text".into()
 }
@@ -218,6 +225,12 @@ impl ServerConfig {
     fn validate(&self) -> Result<(), String> {
         if self.max_value_bytes == 0 || self.max_value_bytes > 16 * 1024 * 1024 {
             return Err("max_value_bytes must be between 1 and 16777216".into());
+        }
+        if !(16..=1 << 31).contains(&self.key_max_encryptions) {
+            return Err("key_max_encryptions must be between 16 and 2147483648".into());
+        }
+        if !(1..=86_400).contains(&self.lifecycle_interval_secs) {
+            return Err("lifecycle_interval_secs must be between 1 and 86400".into());
         }
         if !matches!(self.log_format.as_str(), "text" | "json") {
             return Err("log_format must be \"text\" or \"json\"".into());

@@ -54,6 +54,15 @@ pub trait Storage: Send + Sync + 'static {
     /// Lists all versions of a secret, oldest first, without their ciphertext.
     async fn history(&self, path: &str) -> Result<Vec<VersionRecord>>;
 
+    /// Up to `limit` versions, with their ciphertext, that are not destroyed
+    /// and are sealed under a key other than `key_id`, in (path, version)
+    /// order (for the keyring's background re-wrap).
+    async fn versions_sealed_elsewhere(
+        &self,
+        key_id: u32,
+        limit: usize,
+    ) -> Result<Vec<VersionRecord>>;
+
     /// Lists secret paths under a prefix, one level or recursively, in byte order.
     async fn list(&self, query: &ListQuery) -> Result<ListPage>;
 

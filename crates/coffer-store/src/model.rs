@@ -224,6 +224,22 @@ pub enum Mutation {
         /// The newest version the remover saw.
         expected_current: u64,
     },
+    /// Replaces a version's ciphertext with the same value sealed under
+    /// another key (the keyring's background re-wrap). A conflict unless the
+    /// version exists, is not destroyed and is still sealed under
+    /// `expected_key_id`.
+    ResealVersion {
+        /// Canonical path.
+        path: String,
+        /// Version number.
+        version: u64,
+        /// The key it was sealed under when read.
+        expected_key_id: u32,
+        /// The new key.
+        key_id: u32,
+        /// The new ciphertext.
+        ciphertext: Vec<u8>,
+    },
     /// Creates a system record, failing with a conflict if it exists already.
     /// Used for one-time initialisation, so two racing `init`s cannot both win.
     InsertSystem {

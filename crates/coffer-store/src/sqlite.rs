@@ -69,6 +69,8 @@ const MIGRATIONS: &[&str] = &[
          value    BLOB NOT NULL,
          PRIMARY KEY (kind, key)
      ) WITHOUT ROWID;",
+    // 3: finding the versions sealed under old keyring keys (re-wrap).
+    "CREATE INDEX versions_key ON versions (key_id);",
 ];
 
 /// Most writes that one group commit applies; bounds the latency of a batch.
@@ -368,6 +370,24 @@ fn apply(tx: &Connection, m: &Mutation) -> Result<()> {
             }
             tx.execute("DELETE FROM versions WHERE path = ?1", [path])?;
             tx.execute("DELETE FROM secrets WHERE path = ?1", [path])?;
+        }
+        Mutation::ResealVersion {
+            path,
+            version,
+            expected_key_id,
+            key_id,
+            ciphertext,
+        } => {
+            let changed = tx.execute(
+                "UPDATE versions SET key_id = ?4, ciphertext = ?5
+                 WHERE path = ?1 AND version = ?2 AND key_id = ?3 AND destroyed_at IS NULL",
+                params![path, *version as i64, expected_key_id, key_id, ciphertext],
+            )?;
+            if changed != 1 {
+                return Err(StoreError::Conflict(format!(
+                    "version {version} of {path} changed before its re-wrap"
+                )));
+            }
         }
         Mutation::InsertSystem { key, value } => {
             let exists: bool = tx
@@ -740,6 +760,25 @@ impl Storage for SqliteStore {
                  FROM versions WHERE path = ?1 ORDER BY version",
             )?;
             let rows = stmt.query_map([path], |r| row_to_version(r, false))?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn versions_sealed_elsewhere(
+        &self,
+        key_id: u32,
+        limit: usize,
+    ) -> Result<Vec<VersionRecord>> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT path, version, created_at, created_by, deleted_at, destroyed_at,
+                        key_id, ciphertext
+                 FROM versions WHERE key_id != ?1 AND destroyed_at IS NULL
+                 ORDER BY path, version LIMIT ?2",
+            )?;
+            let rows =
+                stmt.query_map(params![key_id, limit as i64], |r| row_to_version(r, true))?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
         })
         .await

@@ -284,6 +284,59 @@ async fn a_secret_moves_with_its_history(s: &dyn Storage) {
     ));
 }
 
+async fn versions_are_resealed_under_a_new_key(s: &dyn Storage) {
+    for v in 1..=3 {
+        put(s, "k/a", v).await.unwrap();
+    }
+    put(s, "k/b", 1).await.unwrap();
+    s.commit(vec![Mutation::SetVersionState {
+        path: "k/a".into(),
+        versions: vec![2],
+        change: VersionStateChange::Destroy(2_000),
+        at: 2_000,
+    }])
+    .await
+    .unwrap();
+    // Every version was sealed under key 1; destroyed ones have nothing to move.
+    let old = s.versions_sealed_elsewhere(2, 10).await.unwrap();
+    let ids: Vec<(String, u64)> = old.iter().map(|r| (r.path.clone(), r.version)).collect();
+    assert_eq!(
+        ids,
+        vec![("k/a".into(), 1), ("k/a".into(), 3), ("k/b".into(), 1)]
+    );
+    assert_eq!(old[0].ciphertext, b"ct-k/a-1");
+    assert_eq!(s.versions_sealed_elsewhere(2, 2).await.unwrap().len(), 2);
+    assert!(s.versions_sealed_elsewhere(1, 10).await.unwrap().is_empty());
+    let reseal = |version, expected_key_id| Mutation::ResealVersion {
+        path: "k/a".into(),
+        version,
+        expected_key_id,
+        key_id: 2,
+        ciphertext: format!("new-{version}").into_bytes(),
+    };
+    s.commit(vec![reseal(1, 1)]).await.unwrap();
+    let v1 = s.get_version("k/a", 1).await.unwrap().unwrap();
+    assert_eq!((v1.key_id, v1.ciphertext.as_slice()), (2, &b"new-1"[..]));
+    // Stale (already moved), destroyed or missing: a conflict, nothing changes.
+    for (version, expected) in [(1, 1), (2, 1), (9, 1)] {
+        assert!(matches!(
+            s.commit(vec![reseal(version, expected), reseal(3, 1)])
+                .await,
+            Err(StoreError::Conflict(_))
+        ));
+    }
+    assert_eq!(s.get_version("k/a", 3).await.unwrap().unwrap().key_id, 1);
+    assert!(
+        s.get_version("k/a", 2)
+            .await
+            .unwrap()
+            .unwrap()
+            .ciphertext
+            .is_empty()
+    );
+    assert_eq!(s.versions_sealed_elsewhere(2, 10).await.unwrap().len(), 2);
+}
+
 async fn listing_one_level_and_recursive(s: &dyn Storage) {
     for p in [
         "app/dev/a",
@@ -707,6 +760,11 @@ macro_rules! suite {
             async fn a_secret_moves_with_its_history() {
                 let (_g, s) = $make;
                 super::a_secret_moves_with_its_history(&*s).await;
+            }
+            #[tokio::test]
+            async fn versions_are_resealed_under_a_new_key() {
+                let (_g, s) = $make;
+                super::versions_are_resealed_under_a_new_key(&*s).await;
             }
             #[tokio::test]
             async fn listing_one_level_and_recursive() {
