@@ -237,7 +237,11 @@ fn refusals_run_nothing() {
         .env("OLD", "coffer://app/dev/API_KEY#pending")
         .run(&["run", "--", "sh", "-c", &touch]);
     assert_eq!(run.code(), 3, "{}", run.stderr());
-    assert!(run.stderr().contains("no pending version"), "{}", run.stderr());
+    assert!(
+        run.stderr().contains("no pending version"),
+        "{}",
+        run.stderr()
+    );
     assert!(!marker.exists());
     // Dangerous names are refused, all named at once, unless allowed.
     let run = attempt(&root, &["--path", "app/evil"]);
