@@ -64,6 +64,36 @@ fn new_user(server: &Server, token: &str, name: &str) {
     assert_eq!(r.status, 200, "{}", r.text());
 }
 
+/// A new secret with two versions, at a path no other operation touches, so
+/// the lifecycle operations find it in a known state whatever ran before.
+fn fresh_secret(server: &Server, token: &str, n: &mut u32) -> String {
+    *n += 1;
+    let path = format!("life/dev/KEY{n}");
+    for value in ["first value", "second value"] {
+        let body = serde_json::json!({ "value": value });
+        let r = server.http(
+            "PUT",
+            &format!("/api/v1/secrets/{path}"),
+            Some(token),
+            Some(body.to_string().as_bytes()),
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    path
+}
+
+/// Stages a rotation of `path`, so it has a pending version.
+fn stage_rotation(server: &Server, token: &str, path: &str) {
+    let r = server.http(
+        "POST",
+        &format!("/api/v1/rotate/{path}"),
+        Some(token),
+        Some(br#"{"generate":"hex","stage":true}"#),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.json()["labels"]["pending"].is_u64(), "{}", r.text());
+}
+
 /// Checks that `resp` reached a handler and that its status is documented.
 fn check_documented(method: &str, path: &str, op: &serde_json::Value, resp: &Response) {
     assert_ne!(
@@ -97,7 +127,7 @@ fn openapi_document_matches_the_routes() {
     let doc = r.json();
     assert_eq!(doc["openapi"], "3.1.0");
     let paths = doc["paths"].as_object().unwrap();
-    assert!(paths.len() >= 33, "{} paths documented", paths.len());
+    assert!(paths.len() >= 48, "{} paths documented", paths.len());
 
     // Put a secret where the sample path points, so handlers get past lookups.
     let put = server.http(
@@ -115,6 +145,7 @@ fn openapi_document_matches_the_routes() {
 
     let mut operations = 0;
     let mut users = 0;
+    let mut secrets = 0;
     for (path, item) in paths {
         for method in ["get", "put", "patch", "post", "delete"] {
             let Some(op) = item.get(method) else { continue };
@@ -167,6 +198,57 @@ fn openapi_document_matches_the_routes() {
                         "/api/v1/sys/protected",
                         Some(&token),
                         Some(br#"{"pattern":"*/prod/*"}"#),
+                    );
+                    assert_eq!(r.status, 200, "{}", r.text());
+                    concrete.push_str("?pattern=*/prod/*");
+                }
+                // The lifecycle operations get a secret of their own each.
+                ("post", "/api/v1/rotate/{path}") => {
+                    let p = fresh_secret(&server, &token, &mut secrets);
+                    concrete = format!("/api/v1/rotate/{p}");
+                    body = Some(br#"{"generate":"hex","grace":"1h"}"#.to_vec());
+                }
+                ("delete", "/api/v1/rotate/{path}") => {
+                    let p = fresh_secret(&server, &token, &mut secrets);
+                    stage_rotation(&server, &token, &p);
+                    concrete = format!("/api/v1/rotate/{p}");
+                }
+                ("post", "/api/v1/promote/{path}") => {
+                    let p = fresh_secret(&server, &token, &mut secrets);
+                    stage_rotation(&server, &token, &p);
+                    concrete = format!("/api/v1/promote/{p}");
+                    body = Some(br#"{"grace":"2h"}"#.to_vec());
+                }
+                ("put", "/api/v1/expiry/{path}") => {
+                    let p = fresh_secret(&server, &token, &mut secrets);
+                    concrete = format!("/api/v1/expiry/{p}");
+                    body = Some(br#"{"expires_in":"1d"}"#.to_vec());
+                }
+                ("post", "/api/v1/rollback/{path}") => {
+                    let p = fresh_secret(&server, &token, &mut secrets);
+                    concrete = format!("/api/v1/rollback/{p}");
+                    body = Some(br#"{"version":1}"#.to_vec());
+                }
+                ("post", "/api/v1/copy") => {
+                    let from = fresh_secret(&server, &token, &mut secrets);
+                    let copy = serde_json::json!({
+                        "from": from,
+                        "to": format!("life/copies/KEY{secrets}"),
+                    });
+                    body = Some(copy.to_string().into_bytes());
+                }
+                ("post", "/api/v1/promote-env") => {
+                    body = Some(br#"{"from":"app/dev","to":"app/test"}"#.to_vec());
+                }
+                ("put", "/api/v1/sys/lifecycle") => {
+                    body = Some(br#"{"pattern":"*/prod/*","min_bits":64}"#.to_vec());
+                }
+                ("delete", "/api/v1/sys/lifecycle") => {
+                    let r = server.http(
+                        "PUT",
+                        "/api/v1/sys/lifecycle",
+                        Some(&token),
+                        Some(br#"{"pattern":"*/prod/*","min_bits":64}"#),
                     );
                     assert_eq!(r.status, 200, "{}", r.text());
                     concrete.push_str("?pattern=*/prod/*");
@@ -232,6 +314,18 @@ fn openapi_document_matches_the_routes() {
                 ("delete", "/api/v1/sys/policies/{name}") => Some(204),
                 ("delete", "/api/v1/sys/users/{name}") => Some(204),
                 ("delete", "/api/v1/sys/protected") => Some(204),
+                ("delete", "/api/v1/sys/lifecycle") => Some(204),
+                // Each lifecycle operation got a secret in the state it needs.
+                ("post", "/api/v1/rotate/{path}")
+                | ("delete", "/api/v1/rotate/{path}")
+                | ("post", "/api/v1/promote/{path}")
+                | ("put", "/api/v1/expiry/{path}")
+                | ("post", "/api/v1/rollback/{path}")
+                | ("post", "/api/v1/copy")
+                | ("post", "/api/v1/promote-env")
+                | ("get", "/api/v1/rotation/status")
+                | ("get", "/api/v1/rotation/status/{prefix}")
+                | (_, "/api/v1/sys/lifecycle") => Some(200),
                 (_, p)
                     if p.starts_with("/api/v1/sys/policies")
                         || p.starts_with("/api/v1/sys/users")
@@ -252,9 +346,18 @@ fn openapi_document_matches_the_routes() {
                     resp.text()
                 );
             }
+            // A rotation answers versions and labels, never the value.
+            if (method, path.as_str()) == ("post", "/api/v1/rotate/{path}") {
+                let j = resp.json();
+                assert_eq!(j["version"], 3, "{j}");
+                assert_eq!(j["generated"], true, "{j}");
+                assert_eq!(j["labels"]["current"], 3, "{j}");
+                assert_eq!(j["labels"]["previous"], 2, "{j}");
+                assert!(j.get("value").is_none(), "{j}");
+            }
         }
     }
-    assert!(operations >= 45, "{operations} operations documented");
+    assert!(operations >= 63, "{operations} operations documented");
 
     // A user that does not exist is a documented 404.
     let r = server.http("GET", "/api/v1/sys/users/nobody", Some(&token), None);

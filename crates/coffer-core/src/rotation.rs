@@ -665,8 +665,9 @@ impl Coffer {
             let Some(entry) = self.standing(&path, now).await? else {
                 continue;
             };
+            // Judged on its own: a secret both overdue and expiring is both.
             if let Some(exp) = entry.expires_at
-                && matches!(entry.standing, Standing::Expired | Standing::Expiring)
+                && now >= exp.saturating_sub(WARNING_WINDOW_MS)
             {
                 report.expiring.push((path.clone(), exp));
             }
