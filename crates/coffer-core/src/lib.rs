@@ -962,7 +962,7 @@ impl Coffer {
     ) -> Result<WriteReceipt> {
         let path = SecretPath::parse(path)?;
         let plaintext = self.encode_checked(value)?;
-        let keys = self.keys()?;
+        self.keys()?;
         // Someone who can neither create nor update here learns nothing about
         // whether the secret exists: refuse before looking.
         if self
@@ -973,12 +973,18 @@ impl Coffer {
         }
         let warnings = self.judge(path.as_str(), value, generated)?;
         self.reserve_seals(1).await?;
+        // After the reservation, which may have added a key.
+        let keys = self.keys()?;
         let _lock = self.write_locks[self.cache.stripe(path.as_str())]
             .lock()
             .await;
         // A conflict without `cas` means another node wrote in between: reload
         // and retry a few times. With `cas`, the caller asked to be told.
         for attempt in 0..4 {
+            if attempt > 0 {
+                // Each attempt seals anew.
+                self.reserve_seals(1).await?;
+            }
             let existing = self.cached(path.as_str()).await?;
             let current = existing.as_ref().map_or(0, |c| c.meta.current_version);
             let op = if current == 0 {

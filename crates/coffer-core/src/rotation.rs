@@ -684,7 +684,13 @@ impl Coffer {
                 Err(e) => report.failed.push((path, e.to_string())),
             }
         }
-        report.rewrapped = self.rewrap(REWRAP_BATCH).await?;
+        // A failing re-wrap must not hide what this pass already did.
+        match self.rewrap(REWRAP_BATCH).await {
+            Ok(n) => report.rewrapped = n,
+            Err(e) => report
+                .failed
+                .push(("sys/keyring".into(), format!("re-wrap: {e}"))),
+        }
         report.keys_added = self.keys_added().await;
         Ok(report)
     }

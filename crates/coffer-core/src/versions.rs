@@ -53,10 +53,12 @@ impl Coffer {
         version: u64,
     ) -> Result<WriteReceipt> {
         let path = SecretPath::parse(path)?;
-        let keys = self.keys()?;
+        self.keys()?;
         let auth = self.authorize(identity, Operation::ReadValue, path.as_str())?;
         self.authorize(identity, Operation::Update, path.as_str())?;
         self.reserve_seals(1).await?;
+        // After the reservation, which may have added a key.
+        let keys = self.keys()?;
         let _lock = self.write_locks[self.cache.stripe(path.as_str())]
             .lock()
             .await;
@@ -125,7 +127,7 @@ impl Coffer {
                 "{from} cannot be copied onto itself"
             )));
         }
-        let keys = self.keys()?;
+        self.keys()?;
         let auth = self.authorize(identity, Operation::ReadValue, from.as_str())?;
         if remove_source {
             self.authorize(identity, Operation::Delete, from.as_str())?;
@@ -153,6 +155,8 @@ impl Coffer {
             .ok_or_else(|| not_found(&from))?;
         let head = source.meta.current_version;
         self.reserve_seals(head).await?;
+        // After the reservation, which may have added a key.
+        let keys = self.keys()?;
         let mut mutations = Vec::new();
         for info in self.store.history(from.as_str()).await? {
             let record = self

@@ -55,8 +55,9 @@ pub trait Storage: Send + Sync + 'static {
     async fn history(&self, path: &str) -> Result<Vec<VersionRecord>>;
 
     /// Up to `limit` versions, with their ciphertext, that are not destroyed
-    /// and are sealed under a key other than `key_id`, in (path, version)
-    /// order (for the keyring's background re-wrap).
+    /// and are sealed under a key older (with a lower id) than `key_id`, in
+    /// (path, version) order (for the keyring's background re-wrap; key ids
+    /// only grow, so the active key has the highest).
     async fn versions_sealed_elsewhere(
         &self,
         key_id: u32,

@@ -774,7 +774,7 @@ impl Storage for SqliteStore {
             let mut stmt = c.prepare_cached(
                 "SELECT path, version, created_at, created_by, deleted_at, destroyed_at,
                         key_id, ciphertext
-                 FROM versions WHERE key_id != ?1 AND destroyed_at IS NULL
+                 FROM versions WHERE key_id < ?1 AND destroyed_at IS NULL
                  ORDER BY path, version LIMIT ?2",
             )?;
             let rows =
