@@ -283,22 +283,11 @@ fn rotation_labels_staging_promotion_and_grace() {
         format!("{v3} zX8&cV6^bN4%mL2$kJ0#hG9@fD7!sA5*")
     );
     // The rotate capability alone can rotate, but not read.
-    let policy = dir.path().join("rotator.hcl");
-    std::fs::write(
-        &policy,
+    let t = server.token_with_policy(
+        &root,
+        "rotator",
         "path \"app/prod/*\" { capabilities = [\"rotate\"] }\n",
-    )
-    .unwrap();
-    cli()
-        .run(&["policy", "write", "rotator", policy.to_str().unwrap()])
-        .expect(0);
-    let t = cli()
-        .run(&["token", "create", "--policy", "rotator", "--json"])
-        .expect(0)
-        .json()["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    );
     server
         .cli()
         .token(&t)
@@ -698,22 +687,11 @@ fn rollback_copy_move_and_environment_promotion() {
     cli().run(&["mv", "app/nope/X", "app/nope/Y"]).expect(3);
     // A copy needs read on the source: a token that may only create
     // elsewhere cannot launder a value through a copy.
-    let policy = dir.path().join("writer.hcl");
-    std::fs::write(
-        &policy,
+    let t = server.token_with_policy(
+        &root,
+        "writer",
         "path \"app/archive/*\" { capabilities = [\"create\", \"list\"] }\n",
-    )
-    .unwrap();
-    cli()
-        .run(&["policy", "write", "writer", policy.to_str().unwrap()])
-        .expect(0);
-    let t = cli()
-        .run(&["token", "create", "--policy", "writer", "--json"])
-        .expect(0)
-        .json()["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    );
     server
         .cli()
         .token(&t)
@@ -908,22 +886,11 @@ fn bad_lifecycle_input_is_refused_and_changes_nothing() {
         .json();
     assert_eq!(md["current_version"], 1);
     // Only admins manage rules.
-    let policy = dir.path().join("dev.hcl");
-    std::fs::write(
-        &policy,
+    let t = server.token_with_policy(
+        &root,
+        "dev",
         "path \"app/*\" { capabilities = [\"read\", \"create\", \"update\", \"list\"] }\n",
-    )
-    .unwrap();
-    cli()
-        .run(&["policy", "write", "dev", policy.to_str().unwrap()])
-        .expect(0);
-    let t = cli()
-        .run(&["token", "create", "--policy", "dev", "--json"])
-        .expect(0)
-        .json()["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    );
     server
         .cli()
         .token(&t)

@@ -154,6 +154,25 @@ impl Server {
         )
     }
 
+    /// Writes policy `name` with `hcl` (as `root`) and returns a new token
+    /// that carries only that policy.
+    pub fn token_with_policy(&self, root: &str, name: &str, hcl: &str) -> String {
+        let file = self.dir.join(format!("{name}.hcl"));
+        std::fs::write(&file, hcl).unwrap();
+        self.cli()
+            .token(root)
+            .run(&["policy", "write", name, file.to_str().unwrap()])
+            .expect(0);
+        self.cli()
+            .token(root)
+            .run(&["token", "create", "--policy", name, "--json"])
+            .expect(0)
+            .json()["token"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
     /// A `coffer` client command against this server.
     pub fn cli(&self) -> Cli {
         Cli::new(&self.addr, &self.dir)
