@@ -16,13 +16,15 @@
 
 mod error;
 mod model;
+pub mod postgres;
 pub mod sqlite;
 
 pub use error::StoreError;
 pub use model::{
-    Expect, ListEntry, ListPage, ListQuery, Mutation, RevokeScope, SecretMeta, StoredObject,
-    TokenKind, TokenRecord, VersionRecord, VersionState, VersionStateChange,
+    Change, Expect, Exported, ListEntry, ListPage, ListQuery, Mutation, RevokeScope, SecretMeta,
+    StoredObject, TokenKind, TokenRecord, VersionRecord, VersionState, VersionStateChange,
 };
+pub use postgres::{PostgresOptions, PostgresStore};
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
@@ -87,6 +89,45 @@ pub trait Storage: Send + Sync + 'static {
     /// Returns [`StoreError::Conflict`] when a check-and-set condition fails; in
     /// that case nothing was written.
     async fn commit(&self, mutations: Vec<Mutation>) -> Result<()>;
+
+    /// Waits until every change that other nodes committed before this call
+    /// began can be taken with [`Storage::take_changes`]. A node calls it
+    /// before it answers a request, so that a revocation, a policy change or
+    /// a new version committed anywhere is in effect at the next request.
+    /// Fails (and the request must fail) when the backend cannot tell.
+    ///
+    /// A store that only one process can open has no other nodes: the
+    /// default does nothing.
+    async fn sync(&self) -> Result<()> {
+        Ok(())
+    }
+
+    /// Takes the changes other nodes committed that [`Storage::sync`] has
+    /// collected since the last call.
+    fn take_changes(&self) -> Vec<Change> {
+        Vec::new()
+    }
+
+    /// Whether this node runs the cluster's background jobs (the rotation
+    /// scheduler, sweeps), taking the role if no live node holds it. At most
+    /// one node holds it at a time; it passes to another node within
+    /// seconds of the holder's death. The default (a store only one process
+    /// can open) always leads.
+    async fn lead(&self) -> Result<bool> {
+        Ok(true)
+    }
+
+    /// Whether the store holds nothing at all (a restore's target must).
+    async fn is_empty(&self) -> Result<bool>;
+
+    /// Sends every record of one consistent snapshot to `out` (which may
+    /// apply back-pressure), while writers go on.
+    async fn export(&self, out: tokio::sync::mpsc::Sender<Exported>) -> Result<()>;
+
+    /// Writes records of a snapshot into an empty store, in one transaction
+    /// per call. Records must come in export order (a secret before its
+    /// versions).
+    async fn import(&self, records: Vec<Exported>) -> Result<()>;
 
     /// Flushes and stops background work. Called once on graceful shutdown;
     /// commits already acknowledged are durable whether or not this runs.

@@ -248,6 +248,17 @@ pub enum Mutation {
         /// Record bytes (ciphertext or non-secret configuration).
         value: Vec<u8>,
     },
+    /// Replaces a system record if it still holds exactly `expected` (a
+    /// check-and-set on the whole value, for records several nodes update,
+    /// such as the wrapped keyring); a conflict otherwise.
+    ReplaceSystem {
+        /// Record name.
+        key: String,
+        /// The bytes the writer read.
+        expected: Vec<u8>,
+        /// The new bytes.
+        value: Vec<u8>,
+    },
     /// Creates or replaces a system record.
     PutSystem {
         /// Record name.
@@ -342,4 +353,74 @@ pub struct ListPage {
     pub entries: Vec<ListEntry>,
     /// Pass as [`ListQuery::after`] to get the next page; `None` on the last page.
     pub next: Option<String>,
+}
+
+/// A change another node committed, which this node's caches must forget
+/// (see [`Storage::sync`](crate::Storage::sync)).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Change {
+    /// A secret's versions or metadata.
+    Secret(String),
+    /// Token records (revoked, renewed, swept): forget every cached token.
+    Tokens,
+    /// An access-model record.
+    Object {
+        /// Kind.
+        kind: String,
+        /// Key.
+        key: String,
+    },
+    /// A system record (seal configuration, wrapped keyring).
+    System(String),
+    /// Too much changed, or changes were missed: forget everything.
+    Reset,
+}
+
+impl Change {
+    /// What a mutation changes, as other nodes must see it. Creating a token
+    /// changes nothing cached elsewhere (caches hold only tokens that exist),
+    /// and use counting is never cached.
+    pub fn of(m: &Mutation) -> Option<Change> {
+        Some(match m {
+            Mutation::PutVersion { record, .. } => Change::Secret(record.path.clone()),
+            Mutation::SetVersionState { path, .. }
+            | Mutation::DeleteSecret { path, .. }
+            | Mutation::ResealVersion { path, .. } => Change::Secret(path.clone()),
+            Mutation::InsertSystem { key, .. }
+            | Mutation::ReplaceSystem { key, .. }
+            | Mutation::PutSystem { key, .. } => Change::System(key.clone()),
+            Mutation::DeleteToken { .. }
+            | Mutation::RevokeTokens(_)
+            | Mutation::DeleteExpiredTokens { .. }
+            | Mutation::SetTokenExpiry { .. } => Change::Tokens,
+            Mutation::PutToken(_) | Mutation::ConsumeTokenUse { .. } => return None,
+            Mutation::PutObject { kind, key, .. } | Mutation::DeleteObject { kind, key, .. } => {
+                Change::Object {
+                    kind: kind.clone(),
+                    key: key.clone(),
+                }
+            }
+        })
+    }
+}
+
+/// One record of a consistent snapshot of a whole store (backup and
+/// restore). Like everything a backend holds, none of it is plaintext.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exported {
+    /// A system record.
+    System {
+        /// Record name.
+        key: String,
+        /// Record bytes.
+        value: Vec<u8>,
+    },
+    /// A secret's metadata.
+    Secret(SecretMeta),
+    /// A version, with its ciphertext.
+    Version(VersionRecord),
+    /// A token, with its hash and remaining uses.
+    Token(TokenRecord),
+    /// An access-model record.
+    Object(StoredObject),
 }

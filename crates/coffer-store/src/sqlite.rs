@@ -18,8 +18,9 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use tokio::sync::oneshot;
 
 use crate::{
-    Expect, ListEntry, ListPage, ListQuery, Mutation, Result, RevokeScope, SecretMeta, Storage,
-    StoreError, StoredObject, TokenRecord, VersionRecord, VersionState, VersionStateChange,
+    Expect, Exported, ListEntry, ListPage, ListQuery, Mutation, Result, RevokeScope, SecretMeta,
+    Storage, StoreError, StoredObject, TokenRecord, VersionRecord, VersionState,
+    VersionStateChange,
 };
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
@@ -92,8 +93,13 @@ struct Inner {
 }
 
 struct Job {
-    mutations: Vec<Mutation>,
+    work: Work,
     reply: oneshot::Sender<Result<()>>,
+}
+
+enum Work {
+    Commit(Vec<Mutation>),
+    Import(Vec<Exported>),
 }
 
 impl SqliteStore {
@@ -117,6 +123,18 @@ impl SqliteStore {
                 readers: Mutex::new(Vec::new()),
             }),
         })
+    }
+
+    async fn submit(&self, work: Work) -> Result<()> {
+        let (reply, rx) = oneshot::channel();
+        {
+            let guard = self.inner.writer.lock().unwrap_or_else(|p| p.into_inner());
+            let sender = guard.as_ref().ok_or(StoreError::Closed)?;
+            sender
+                .send(Job { work, reply })
+                .map_err(|_| StoreError::Closed)?;
+        }
+        rx.await.map_err(|_| StoreError::Closed)?
     }
 
     /// Runs `f` on a pooled read connection on the blocking thread pool.
@@ -239,8 +257,17 @@ fn apply_batch(conn: &mut Connection, batch: &[Job]) -> Vec<Result<()>> {
     for job in batch {
         let outcome = (|| {
             let sp = tx.savepoint()?;
-            for m in &job.mutations {
-                apply(&sp, m)?;
+            match &job.work {
+                Work::Commit(mutations) => {
+                    for m in mutations {
+                        apply(&sp, m)?;
+                    }
+                }
+                Work::Import(records) => {
+                    for r in records {
+                        import_one(&sp, r)?;
+                    }
+                }
             }
             sp.commit()?;
             Ok(())
@@ -402,6 +429,19 @@ fn apply(tx: &Connection, m: &Mutation) -> Result<()> {
                 params![key, value],
             )?;
         }
+        Mutation::ReplaceSystem {
+            key,
+            expected,
+            value,
+        } => {
+            let changed = tx.execute(
+                "UPDATE system SET value = ?3 WHERE key = ?1 AND value = ?2",
+                params![key, expected, value],
+            )?;
+            if changed != 1 {
+                return Err(StoreError::Conflict(format!("{key} changed concurrently")));
+            }
+        }
         Mutation::PutSystem { key, value } => {
             tx.execute(
                 "INSERT INTO system (key, value) VALUES (?1, ?2)
@@ -531,6 +571,136 @@ fn apply(tx: &Connection, m: &Mutation) -> Result<()> {
             )?;
         }
     }
+    Ok(())
+}
+
+/// Writes one record of a snapshot as it was exported.
+fn import_one(tx: &Connection, r: &Exported) -> Result<()> {
+    match r {
+        Exported::System { key, value } => {
+            tx.execute(
+                "INSERT INTO system (key, value) VALUES (?1, ?2)",
+                params![key, value],
+            )?;
+        }
+        Exported::Secret(m) => {
+            tx.execute(
+                "INSERT INTO secrets (path, current_version, live, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    m.path,
+                    m.current_version as i64,
+                    m.live,
+                    m.created_at,
+                    m.updated_at
+                ],
+            )?;
+        }
+        Exported::Version(v) => {
+            let (deleted_at, destroyed_at) = state_columns(v.state);
+            tx.execute(
+                "INSERT INTO versions (path, version, created_at, created_by, deleted_at,
+                                       destroyed_at, key_id, ciphertext)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    v.path,
+                    v.version as i64,
+                    v.created_at,
+                    v.created_by,
+                    deleted_at,
+                    destroyed_at,
+                    v.key_id,
+                    v.ciphertext,
+                ],
+            )?;
+        }
+        Exported::Token(t) => {
+            let data = serde_json::to_string(t)
+                .map_err(|e| StoreError::Backend(format!("cannot encode token record: {e}")))?;
+            tx.execute(
+                "INSERT INTO tokens (hash, accessor, data, parent, user, uses_left)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    &t.hash[..],
+                    t.accessor,
+                    data,
+                    t.parent,
+                    t.user,
+                    t.uses_left.map(|u| u as i64),
+                ],
+            )?;
+        }
+        Exported::Object(o) => {
+            tx.execute(
+                "INSERT INTO objects (kind, key, revision, value) VALUES (?1, ?2, ?3, ?4)",
+                params![o.kind, o.key, o.revision as i64, o.value],
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Sends a consistent snapshot: one read transaction over every table.
+fn export_all(conn: &mut Connection, out: &tokio::sync::mpsc::Sender<Exported>) -> Result<()> {
+    let tx = conn.transaction()?;
+    let send = |r: Exported| {
+        out.blocking_send(r)
+            .map_err(|_| StoreError::Backend("the export was abandoned".into()))
+    };
+    {
+        let mut stmt = tx.prepare("SELECT key, value FROM system ORDER BY key")?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            send(Exported::System {
+                key: r.get(0)?,
+                value: r.get(1)?,
+            })?;
+        }
+    }
+    {
+        let mut stmt = tx.prepare(
+            "SELECT path, current_version, live, created_at, updated_at FROM secrets ORDER BY path",
+        )?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            send(Exported::Secret(SecretMeta {
+                path: r.get(0)?,
+                current_version: r.get::<_, i64>(1)? as u64,
+                live: r.get(2)?,
+                created_at: r.get(3)?,
+                updated_at: r.get(4)?,
+            }))?;
+        }
+    }
+    {
+        let mut stmt = tx.prepare(
+            "SELECT path, version, created_at, created_by, deleted_at, destroyed_at,
+                    key_id, ciphertext
+             FROM versions ORDER BY path, version",
+        )?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            send(Exported::Version(row_to_version(r, true)?))?;
+        }
+    }
+    {
+        let mut stmt = tx.prepare("SELECT hash, data, uses_left FROM tokens ORDER BY accessor")?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let hash: Vec<u8> = r.get(0)?;
+            let data: String = r.get(1)?;
+            send(Exported::Token(row_to_token(&hash, &data, r.get(2)?)?))?;
+        }
+    }
+    {
+        let mut stmt =
+            tx.prepare("SELECT kind, key, revision, value FROM objects ORDER BY kind, key")?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            send(Exported::Object(row_to_object(r)?))?;
+        }
+    }
+    tx.commit()?;
     Ok(())
 }
 
@@ -864,15 +1034,41 @@ impl Storage for SqliteStore {
         if mutations.is_empty() {
             return Ok(());
         }
-        let (reply, rx) = oneshot::channel();
-        {
-            let guard = self.inner.writer.lock().unwrap_or_else(|p| p.into_inner());
-            let sender = guard.as_ref().ok_or(StoreError::Closed)?;
-            sender
-                .send(Job { mutations, reply })
-                .map_err(|_| StoreError::Closed)?;
+        self.submit(Work::Commit(mutations)).await
+    }
+
+    async fn is_empty(&self) -> Result<bool> {
+        self.read(|c| {
+            let any: Option<i64> = c
+                .query_row(
+                    "SELECT 1 FROM system UNION ALL SELECT 1 FROM secrets
+                     UNION ALL SELECT 1 FROM tokens UNION ALL SELECT 1 FROM objects LIMIT 1",
+                    [],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            Ok(any.is_none())
+        })
+        .await
+    }
+
+    async fn export(&self, out: tokio::sync::mpsc::Sender<Exported>) -> Result<()> {
+        let path = self.inner.path.clone();
+        tokio::task::spawn_blocking(move || {
+            // Its own connection: the transaction stays open for the whole
+            // export, which must not hold a pooled reader that long.
+            let mut conn = open_connection(&path, true)?;
+            export_all(&mut conn, &out)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("export task failed: {e}")))?
+    }
+
+    async fn import(&self, records: Vec<Exported>) -> Result<()> {
+        if records.is_empty() {
+            return Ok(());
         }
-        rx.await.map_err(|_| StoreError::Closed)?
+        self.submit(Work::Import(records)).await
     }
 
     async fn close(&self) -> Result<()> {

@@ -6,8 +6,9 @@
 use std::sync::Arc;
 
 use coffer_store::{
-    Expect, ListEntry, ListQuery, Mutation, RevokeScope, SqliteStore, Storage, StoreError,
-    TokenKind, TokenRecord, VersionRecord, VersionState, VersionStateChange,
+    Change, Expect, Exported, ListEntry, ListQuery, Mutation, PostgresOptions, PostgresStore,
+    RevokeScope, SqliteStore, Storage, StoreError, TokenKind, TokenRecord, VersionRecord,
+    VersionState, VersionStateChange,
 };
 
 fn record(path: &str, version: u64, bytes: &[u8]) -> VersionRecord {
@@ -443,6 +444,217 @@ async fn system_records(s: &dyn Storage) {
     assert_eq!(s.get_system("seal").await.unwrap().unwrap(), b"three");
 }
 
+async fn system_records_check_and_set_on_their_value(s: &dyn Storage) {
+    s.commit(vec![Mutation::PutSystem {
+        key: "keyring".into(),
+        value: b"ring-1".to_vec(),
+    }])
+    .await
+    .unwrap();
+    s.commit(vec![Mutation::ReplaceSystem {
+        key: "keyring".into(),
+        expected: b"ring-1".to_vec(),
+        value: b"ring-2".to_vec(),
+    }])
+    .await
+    .unwrap();
+    // A writer that read the old value loses, and writes nothing.
+    let err = s
+        .commit(vec![
+            Mutation::ReplaceSystem {
+                key: "keyring".into(),
+                expected: b"ring-1".to_vec(),
+                value: b"ring-2-other".to_vec(),
+            },
+            Mutation::PutSystem {
+                key: "other".into(),
+                value: b"x".to_vec(),
+            },
+        ])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    assert_eq!(s.get_system("keyring").await.unwrap().unwrap(), b"ring-2");
+    assert!(s.get_system("other").await.unwrap().is_none());
+    let err = s
+        .commit(vec![Mutation::ReplaceSystem {
+            key: "missing".into(),
+            expected: b"a".to_vec(),
+            value: b"b".to_vec(),
+        }])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+}
+
+async fn export_everything(s: &dyn Storage) -> Vec<Exported> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+    let reader = async {
+        let mut out = Vec::new();
+        while let Some(r) = rx.recv().await {
+            out.push(r);
+        }
+        out
+    };
+    let (done, out) = tokio::join!(s.export(tx), reader);
+    done.unwrap();
+    out
+}
+
+/// Fills a store with one of every kind of record, in every state.
+async fn fill(s: &dyn Storage) {
+    s.commit(vec![Mutation::InsertSystem {
+        key: "seal".into(),
+        value: vec![0, 1, 2, 255],
+    }])
+    .await
+    .unwrap();
+    for v in 1..=3 {
+        put(s, "app/a", v).await.unwrap();
+    }
+    put(s, "app/b", 1).await.unwrap();
+    s.commit(vec![
+        Mutation::SetVersionState {
+            path: "app/a".into(),
+            versions: vec![1],
+            change: VersionStateChange::Destroy(50),
+            at: 50,
+        },
+        Mutation::SetVersionState {
+            path: "app/b".into(),
+            versions: vec![1],
+            change: VersionStateChange::Delete(60),
+            at: 60,
+        },
+    ])
+    .await
+    .unwrap();
+    let mut limited = token(1, "acc_a", None, Some("ana"));
+    limited.uses_limit = Some(5);
+    limited.uses_left = Some(5);
+    limited.expires_at = Some(9_999_999);
+    put_token(s, &limited).await.unwrap();
+    put_token(s, &token(2, "acc_b", Some("acc_a"), None))
+        .await
+        .unwrap();
+    s.commit(vec![Mutation::ConsumeTokenUse {
+        accessor: "acc_a".into(),
+    }])
+    .await
+    .unwrap();
+    for (kind, key) in [("policy", "ops"), ("user", "ana"), ("policy", "dev")] {
+        s.commit(vec![Mutation::PutObject {
+            kind: kind.into(),
+            key: key.into(),
+            value: format!("{kind}:{key}").into_bytes(),
+            expect: Expect::Any,
+        }])
+        .await
+        .unwrap();
+    }
+    s.commit(vec![Mutation::PutObject {
+        kind: "policy".into(),
+        key: "ops".into(),
+        value: b"ops v2".to_vec(),
+        expect: Expect::Revision(1),
+    }])
+    .await
+    .unwrap();
+}
+
+async fn a_snapshot_restores_exactly(s: &dyn Storage, target: &dyn Storage) {
+    assert!(s.is_empty().await.unwrap());
+    fill(s).await;
+    assert!(!s.is_empty().await.unwrap());
+    let snapshot = export_everything(s).await;
+    let kinds = |want: fn(&Exported) -> bool| snapshot.iter().filter(|r| want(r)).count();
+    assert_eq!(kinds(|r| matches!(r, Exported::System { .. })), 1);
+    assert_eq!(kinds(|r| matches!(r, Exported::Secret(_))), 2);
+    assert_eq!(kinds(|r| matches!(r, Exported::Version(_))), 4);
+    assert_eq!(kinds(|r| matches!(r, Exported::Token(_))), 2);
+    assert_eq!(kinds(|r| matches!(r, Exported::Object(_))), 3);
+
+    assert!(target.is_empty().await.unwrap());
+    for chunk in snapshot.chunks(3) {
+        target.import(chunk.to_vec()).await.unwrap();
+    }
+    assert_eq!(export_everything(target).await, snapshot);
+    // The restored store behaves like the original.
+    let a = target.get_meta("app/a").await.unwrap().unwrap();
+    assert_eq!((a.current_version, a.live), (3, true));
+    assert!(!target.get_meta("app/b").await.unwrap().unwrap().live);
+    let t = target.get_token(&[1u8; 32]).await.unwrap().unwrap();
+    assert_eq!(t.uses_left, Some(4));
+    assert_eq!(t.expires_at, Some(9_999_999));
+    assert_eq!(
+        target
+            .get_object("policy", "ops")
+            .await
+            .unwrap()
+            .unwrap()
+            .revision,
+        2
+    );
+    put(target, "app/a", 4).await.unwrap();
+    target
+        .commit(vec![Mutation::RevokeTokens(RevokeScope::User(
+            "ana".into(),
+        ))])
+        .await
+        .unwrap();
+    assert!(target.list_tokens().await.unwrap().is_empty());
+    // Importing into a store that is not empty fails and writes nothing more.
+    let before = export_everything(target).await;
+    assert!(target.import(snapshot[..1].to_vec()).await.is_err());
+    assert_eq!(export_everything(target).await, before);
+}
+
+async fn an_export_is_one_consistent_snapshot(s: Arc<dyn Storage>) {
+    // Each commit writes two secrets together; a snapshot taken while the
+    // writer runs holds both at the same version, or neither.
+    put(&*s, "pair/x", 1).await.unwrap();
+    put(&*s, "pair/y", 1).await.unwrap();
+    let writer = {
+        let s = s.clone();
+        tokio::spawn(async move {
+            for v in 2..=60u64 {
+                s.commit(vec![
+                    Mutation::PutVersion {
+                        record: record("pair/x", v, b"x"),
+                        expected_current: v - 1,
+                    },
+                    Mutation::PutVersion {
+                        record: record("pair/y", v, b"y"),
+                        expected_current: v - 1,
+                    },
+                ])
+                .await
+                .unwrap();
+            }
+        })
+    };
+    for _ in 0..5 {
+        let snap = export_everything(&*s).await;
+        let current = |p: &str| {
+            snap.iter()
+                .find_map(|r| match r {
+                    Exported::Secret(m) if m.path == p => Some(m.current_version),
+                    _ => None,
+                })
+                .unwrap()
+        };
+        let versions = |p: &str| {
+            snap.iter()
+                .filter(|r| matches!(r, Exported::Version(v) if v.path == p))
+                .count() as u64
+        };
+        assert_eq!(current("pair/x"), current("pair/y"));
+        assert_eq!(versions("pair/x"), current("pair/x"));
+        assert_eq!(versions("pair/y"), current("pair/y"));
+    }
+    writer.await.unwrap();
+}
+
 fn token(n: u8, accessor: &str, parent: Option<&str>, user: Option<&str>) -> TokenRecord {
     TokenRecord {
         hash: [n; 32],
@@ -733,100 +945,133 @@ macro_rules! suite {
 
             #[tokio::test]
             async fn versions_are_written_and_read_back() {
-                let (_g, s) = $make;
+                let (_g, s) = $make.await;
                 super::versions_are_written_and_read_back(&*s).await;
             }
             #[tokio::test]
             async fn check_and_set_conflicts_write_nothing() {
-                let (_g, s) = $make;
+                let (_g, s) = $make.await;
                 super::check_and_set_conflicts_write_nothing(&*s).await;
             }
             #[tokio::test]
             async fn a_commit_is_all_or_nothing() {
-                let (_g, s) = $make;
+                let (_g, s) = $make.await;
                 super::a_commit_is_all_or_nothing(&*s).await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn concurrent_writers_lose_nothing() {
-                let (_g, s) = $make;
+                let (_g, s) = $make.await;
                 super::concurrent_writers_lose_nothing(s).await;
             }
             #[tokio::test]
             async fn delete_undelete_destroy() {
-                let (_g, s) = $make;
+                let (_g, s) = $make.await;
                 super::delete_undelete_destroy(&*s).await;
             }
             #[tokio::test]
             async fn a_secret_moves_with_its_history() {
-                let (_g, s) = $make;
+                let (_g, s) = $make.await;
                 super::a_secret_moves_with_its_history(&*s).await;
             }
             #[tokio::test]
             async fn versions_are_resealed_under_a_new_key() {
-                let (_g, s) = $make;
+                let (_g, s) = $make.await;
                 super::versions_are_resealed_under_a_new_key(&*s).await;
             }
             #[tokio::test]
             async fn listing_one_level_and_recursive() {
-                let (_g, s) = $make;
+                let (_g, s) = $make.await;
                 super::listing_one_level_and_recursive(&*s).await;
             }
             #[tokio::test]
             async fn listing_paginates() {
-                let (_g, s) = $make;
+                let (_g, s) = $make.await;
                 super::listing_paginates(&*s).await;
             }
             #[tokio::test]
             async fn system_records() {
-                let (_g, s) = $make;
+                let (_g, s) = $make.await;
                 super::system_records(&*s).await;
             }
             #[tokio::test]
             async fn tokens_by_hash() {
-                let (_g, s) = $make;
+                let (_g, s) = $make.await;
                 super::tokens_by_hash(&*s).await;
             }
             #[tokio::test]
             async fn revocation_cascades_to_descendants() {
-                let (_g, s) = $make;
+                let (_g, s) = $make.await;
                 super::revocation_cascades_to_descendants(&*s).await;
             }
             #[tokio::test]
             async fn revoking_a_user_removes_all_its_tokens() {
-                let (_g, s) = $make;
+                let (_g, s) = $make.await;
                 super::revoking_a_user_removes_all_its_tokens(&*s).await;
             }
             #[tokio::test]
             async fn token_uses_are_counted_atomically() {
-                let (_g, s) = $make;
+                let (_g, s) = $make.await;
                 super::token_uses_are_counted_atomically(&*s).await;
             }
             #[tokio::test]
             async fn token_expiry_moves_only_for_live_tokens() {
-                let (_g, s) = $make;
+                let (_g, s) = $make.await;
                 super::token_expiry_moves_only_for_live_tokens(&*s).await;
             }
             #[tokio::test]
             async fn objects_check_and_set() {
-                let (_g, s) = $make;
+                let (_g, s) = $make.await;
                 super::objects_check_and_set(&*s).await;
             }
             #[tokio::test]
+            async fn system_records_check_and_set_on_their_value() {
+                let (_g, s) = $make.await;
+                super::system_records_check_and_set_on_their_value(&*s).await;
+            }
+            #[tokio::test]
+            async fn a_snapshot_restores_exactly() {
+                let (_g, s) = $make.await;
+                let (_g2, t) = $make.await;
+                super::a_snapshot_restores_exactly(&*s, &*t).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn an_export_is_one_consistent_snapshot() {
+                let (_g, s) = $make.await;
+                super::an_export_is_one_consistent_snapshot(s).await;
+            }
+            #[tokio::test]
             async fn expired_and_used_up_tokens_are_swept() {
-                let (_g, s) = $make;
+                let (_g, s) = $make.await;
                 super::expired_and_used_up_tokens_are_swept(&*s).await;
             }
         }
     };
 }
 
-fn sqlite() -> (tempfile::TempDir, Arc<dyn Storage>) {
+async fn sqlite() -> (tempfile::TempDir, Arc<dyn Storage>) {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&dir.path().join("coffer.db")).unwrap();
     (dir, Arc::new(store))
 }
 
+fn pg_options(url: String) -> PostgresOptions {
+    PostgresOptions {
+        url,
+        password: None,
+        pool_size: 8,
+    }
+}
+
+/// A fresh database on the test PostgreSQL server (which the first call
+/// starts; the test fails if it cannot).
+async fn postgres() -> ((), Arc<dyn Storage>) {
+    let url = coffer_testpg::database().await;
+    let store = PostgresStore::connect(&pg_options(url)).await.unwrap();
+    ((), Arc::new(store))
+}
+
 suite!(sqlite_backend, sqlite());
+suite!(postgres_backend, postgres());
 
 // SQLite-specific behaviour.
 
@@ -915,4 +1160,191 @@ async fn sqlite_migrates_tokens_of_an_older_schema() {
     .await
     .unwrap();
     assert!(s.list_tokens().await.unwrap().is_empty());
+}
+
+// PostgreSQL-specific behaviour: several nodes on one database.
+
+async fn two_nodes() -> (PostgresStore, PostgresStore) {
+    let url = coffer_testpg::database().await;
+    let a = PostgresStore::connect(&pg_options(url.clone()))
+        .await
+        .unwrap();
+    let b = PostgresStore::connect(&pg_options(url)).await.unwrap();
+    (a, b)
+}
+
+#[tokio::test]
+async fn postgres_nodes_see_each_others_changes_at_the_next_sync() {
+    let (a, b) = two_nodes().await;
+    b.sync().await.unwrap();
+    assert!(b.take_changes().is_empty());
+    put(&a, "app/x", 1).await.unwrap();
+    a.commit(vec![
+        Mutation::RevokeTokens(RevokeScope::Tree("acc".into())),
+        Mutation::PutObject {
+            kind: "policy".into(),
+            key: "ops".into(),
+            value: b"p".to_vec(),
+            expect: Expect::Any,
+        },
+        Mutation::PutSystem {
+            key: "keyring".into(),
+            value: b"k".to_vec(),
+        },
+    ])
+    .await
+    .unwrap();
+    // No waiting: a change committed before sync began is there after it.
+    b.sync().await.unwrap();
+    let got = b.take_changes();
+    assert_eq!(
+        got,
+        vec![
+            Change::Secret("app/x".into()),
+            Change::Tokens,
+            Change::Object {
+                kind: "policy".into(),
+                key: "ops".into()
+            },
+            Change::System("keyring".into()),
+        ]
+    );
+    // Taken once; and a node never hears its own changes back.
+    b.sync().await.unwrap();
+    assert!(b.take_changes().is_empty());
+    a.sync().await.unwrap();
+    assert!(a.take_changes().is_empty());
+    // A failed commit announces nothing.
+    assert!(put(&a, "app/x", 1).await.is_err());
+    b.sync().await.unwrap();
+    assert!(b.take_changes().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_change_is_never_missed_under_concurrent_commits() {
+    // Many writers on node A; node B syncs all the while. Every path A wrote
+    // must have been announced to B by the sync after the last commit.
+    let (a, b) = two_nodes().await;
+    let a = Arc::new(a);
+    let b = Arc::new(b);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let (b, stop) = (b.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut seen = std::collections::HashSet::new();
+            while !stop.load(std::sync::atomic::Ordering::Acquire) {
+                b.sync().await.unwrap();
+                for c in b.take_changes() {
+                    seen.insert(c);
+                }
+            }
+            b.sync().await.unwrap();
+            for c in b.take_changes() {
+                seen.insert(c);
+            }
+            seen
+        })
+    };
+    let mut writers = Vec::new();
+    for w in 0..8 {
+        let a = a.clone();
+        writers.push(tokio::spawn(async move {
+            for i in 0..25 {
+                put(&*a, &format!("w{w}/s{i}"), 1).await.unwrap();
+            }
+        }));
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    let seen = watcher.await.unwrap();
+    for w in 0..8 {
+        for i in 0..25 {
+            assert!(
+                seen.contains(&Change::Secret(format!("w{w}/s{i}"))),
+                "w{w}/s{i} was never announced"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn postgres_one_leader_at_a_time_and_takeover_when_it_goes() {
+    let (a, b) = two_nodes().await;
+    assert!(a.lead().await.unwrap());
+    assert!(a.lead().await.unwrap(), "the leader keeps leading");
+    assert!(!b.lead().await.unwrap(), "only one leader");
+    a.close().await.unwrap();
+    drop(a);
+    // The lock goes with the leader's connection.
+    let mut took_over = false;
+    for _ in 0..50 {
+        if b.lead().await.unwrap() {
+            took_over = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(took_over, "another node takes over");
+}
+
+#[tokio::test]
+async fn postgres_concurrent_creation_of_one_secret_has_one_winner() {
+    let (a, b) = two_nodes().await;
+    let (ra, rb) = tokio::join!(put(&a, "race/x", 1), put(&b, "race/x", 1));
+    let wins = [ra.is_ok(), rb.is_ok()].iter().filter(|w| **w).count();
+    assert_eq!(wins, 1, "{ra:?} {rb:?}");
+    let loser = ra.err().or(rb.err()).unwrap();
+    assert!(matches!(loser, StoreError::Conflict(_)), "{loser}");
+}
+
+#[tokio::test]
+async fn postgres_errors_never_show_the_password() {
+    let url = coffer_testpg::database().await;
+    let wrong = url.replace(coffer_testpg::SUPERUSER_PASSWORD, "wrong-password-canary");
+    let err = PostgresStore::connect(&pg_options(wrong.clone()))
+        .await
+        .err()
+        .expect("a wrong password is refused")
+        .to_string();
+    assert!(!err.contains("wrong-password-canary"), "{err}");
+    assert!(err.contains("password authentication failed"), "{err}");
+    let opts = pg_options(wrong);
+    let shown = format!("{opts:?}");
+    assert!(!shown.contains("wrong-password-canary"), "{shown}");
+    // The password can come separately from the URL.
+    let without = url.replace(&format!(":{}@", coffer_testpg::SUPERUSER_PASSWORD), "@");
+    let store = PostgresStore::connect(&PostgresOptions {
+        url: without,
+        password: Some(coffer_testpg::SUPERUSER_PASSWORD.into()),
+        pool_size: 2,
+    })
+    .await
+    .unwrap();
+    assert!(store.is_empty().await.unwrap());
+}
+
+#[tokio::test]
+async fn postgres_refuses_a_database_from_a_newer_coffer() {
+    let url = coffer_testpg::database().await;
+    PostgresStore::connect(&pg_options(url.clone()))
+        .await
+        .unwrap()
+        .close()
+        .await
+        .unwrap();
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+        .batch_execute("UPDATE coffer_schema SET version = 999")
+        .await
+        .unwrap();
+    match PostgresStore::connect(&pg_options(url)).await {
+        Err(StoreError::SchemaTooNew { found: 999, .. }) => {}
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => panic!("a newer schema must be refused"),
+    }
 }
