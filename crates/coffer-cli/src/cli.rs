@@ -373,6 +373,13 @@ pub struct ServerArgs {
     /// Listen address (overrides the config file's listen).
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
+    /// Storage: `sqlite` (DATA_DIR/coffer.db, the default) or
+    /// `postgres://USER@HOST/DB[?sslmode=verify-full&sslrootcert=FILE]`
+    /// (overrides the config file's storage.url). Give the password in
+    /// COFFER_STORAGE_PASSWORD or the config file, not here: command lines
+    /// are visible to other users.
+    #[arg(long, value_name = "URL")]
+    pub storage: Option<String>,
     /// Audit log file (repeatable; replaces the config file's `audit.files`;
     /// default DATA_DIR/audit.log).
     #[arg(long, value_name = "PATH")]

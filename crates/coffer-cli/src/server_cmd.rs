@@ -9,7 +9,7 @@ use anyhow::Context;
 use coffer_core::{Coffer, CoreOptions};
 use coffer_crypto::SecretString;
 use coffer_server::{AppState, ServerConfig};
-use coffer_store::{SqliteStore, Storage};
+use coffer_store::{PostgresOptions, PostgresStore, SqliteStore, Storage};
 
 use crate::cli::ServerArgs;
 use crate::exit::{Status, fail};
@@ -39,6 +39,19 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<Status> {
         c
     };
     let mut config = config;
+    if let Some(url) = &args.storage {
+        if coffer_store::postgres::url_has_password(url) {
+            eprintln!(
+                "warning: --storage carries a password, which other users of this machine can \
+                 see on the command line; use COFFER_STORAGE_PASSWORD or the config file"
+            );
+        }
+        config.storage.url = Some(url.clone());
+        config
+            .storage
+            .validate()
+            .map_err(|e| fail(Status::Usage, format!("--storage: {e}")))?;
+    }
     if !args.audit_file.is_empty() {
         config.audit.files = Some(args.audit_file.clone());
     }
@@ -62,14 +75,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<Status> {
     }
 
     settings::create_private_dir(&config.data_dir)?;
-    // Held for the life of the process: a second server on the same data
-    // directory would serve from its own, stale cache.
-    let _lock = lock_data_dir(&config.data_dir)?;
-    let db = config.data_dir.join(DB_FILE);
-    let store: Arc<dyn Storage> = Arc::new(
-        SqliteStore::open(&db)
-            .with_context(|| format!("cannot open the store at {}", db.display()))?,
-    );
+    let (store, _lock) = open_store(&config.storage, &config.data_dir).await?;
     let coffer = Arc::new(
         Coffer::open(
             store,
@@ -139,13 +145,17 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<Status> {
         alerts,
         config.audit.webhooks.clone(),
     ));
+    let (leading, _) = tokio::sync::watch::channel(false);
+    let leader = tokio::spawn(lead_periodically(coffer.clone(), leading.clone()));
     let sweeper = tokio::spawn(sweep_periodically(
         coffer.clone(),
+        leading.subscribe(),
         Duration::from_secs(config.sweep_interval_secs.max(1)),
     ));
     let scheduler = tokio::spawn(lifecycle_periodically(
         coffer.clone(),
         auditor.clone(),
+        leading.subscribe(),
         Duration::from_secs(config.lifecycle_interval_secs.max(1)),
     ));
     coffer_server::serve(
@@ -157,6 +167,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<Status> {
     .await;
     sweeper.abort();
     scheduler.abort();
+    leader.abort();
     webhooks.abort();
     // Write what is queued, the head files, and sync.
     let closing = auditor.clone();
@@ -169,13 +180,120 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<Status> {
     Ok(Status::Ok)
 }
 
-/// Deletes expired access records every `every`, while unsealed.
-async fn sweep_periodically(coffer: Arc<Coffer>, every: Duration) {
-    let mut tick = tokio::time::interval(every);
+/// Opens the configured store. SQLite also takes the data directory's lock,
+/// held for the life of the process: a second server on the same file would
+/// serve from its own, stale cache. PostgreSQL is shared by design.
+async fn open_store(
+    storage: &coffer_server::StorageConfig,
+    data_dir: &Path,
+) -> anyhow::Result<(Arc<dyn Storage>, Option<std::fs::File>)> {
+    if storage.is_postgres() {
+        let url = storage.url.clone().unwrap_or_default();
+        let password = match (
+            &storage.password_file,
+            std::env::var("COFFER_STORAGE_PASSWORD"),
+        ) {
+            (_, Ok(p)) if !p.is_empty() => Some(p),
+            (Some(file), _) => Some(
+                std::fs::read_to_string(file)
+                    .with_context(|| {
+                        format!("cannot read storage.password_file {}", file.display())
+                    })?
+                    .trim_end_matches(['\r', '\n'])
+                    .to_string(),
+            ),
+            _ => None,
+        };
+        let shown = coffer_store::postgres::redact_url(&url);
+        let store = PostgresStore::connect(&PostgresOptions {
+            url,
+            password,
+            pool_size: storage.pool_size.unwrap_or(16),
+        })
+        .await
+        .with_context(|| format!("cannot open the store at {shown}"))?;
+        tracing::info!(storage = %shown, "using PostgreSQL storage");
+        return Ok((Arc::new(store), None));
+    }
+    let lock = lock_data_dir(data_dir)?;
+    let db = data_dir.join(DB_FILE);
+    let store = SqliteStore::open(&db)
+        .with_context(|| format!("cannot open the store at {}", db.display()))?;
+    Ok((Arc::new(store), Some(lock)))
+}
+
+/// How often a node checks (or takes) the role of running background jobs.
+const LEAD_CHECK: Duration = Duration::from_secs(1);
+
+/// Keeps `leading` true while this node holds the leader role; with
+/// several nodes on one PostgreSQL exactly one does, and another takes the
+/// role within about a second of the holder's death.
+async fn lead_periodically(coffer: Arc<Coffer>, leading: tokio::sync::watch::Sender<bool>) {
+    let mut tick = tokio::time::interval(LEAD_CHECK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        let now = match coffer.store().lead().await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot check the leader role");
+                false
+            }
+        };
+        leading.send_if_modified(|was| {
+            let changed = *was != now;
+            *was = now;
+            changed
+        });
+    }
+}
+
+/// Waits for the next tick at which this node leads; returns whether it has
+/// just become the leader.
+async fn next_leading_tick(
+    tick: &mut tokio::time::Interval,
+    leading: &mut tokio::sync::watch::Receiver<bool>,
+) -> bool {
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                if *leading.borrow() {
+                    return false;
+                }
+            }
+            changed = leading.changed() => {
+                if changed.is_err() {
+                    // The leader task is gone (shutting down).
+                    std::future::pending::<()>().await;
+                }
+                if *leading.borrow_and_update() {
+                    tick.reset();
+                    return true;
+                }
+            }
+        }
+    }
+}
+
+/// Deletes expired access records every `every`, while unsealed, on the
+/// leader only.
+async fn sweep_periodically(
+    coffer: Arc<Coffer>,
+    mut leading: tokio::sync::watch::Receiver<bool>,
+    every: Duration,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        next_leading_tick(&mut tick, &mut leading).await;
+        if let Err(e) = coffer.store().housekeeping().await {
+            tracing::warn!(error = %e, "storage housekeeping failed");
+        }
         if !coffer.is_unsealed() {
+            continue;
+        }
+        if let Err(e) = coffer.sync().await {
+            tracing::warn!(error = %e, "cannot apply other nodes' changes; sweep skipped");
             continue;
         }
         match coffer.sweep_expired().await {
@@ -199,16 +317,24 @@ async fn sweep_periodically(coffer: Arc<Coffer>, every: Duration) {
 async fn lifecycle_periodically(
     coffer: Arc<Coffer>,
     auditor: Arc<coffer_audit::Auditor>,
+    mut leading: tokio::sync::watch::Receiver<bool>,
     every: Duration,
 ) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut told = std::collections::HashSet::new();
     loop {
-        tick.tick().await;
+        // A node that has just become the leader runs a pass at once, so
+        // a takeover does not wait a whole interval.
+        next_leading_tick(&mut tick, &mut leading).await;
         if !coffer.is_unsealed() || !auditor.healthy() {
             continue;
         }
+        if let Err(e) = coffer.sync().await {
+            tracing::warn!(error = %e, "cannot apply other nodes' changes; lifecycle pass skipped");
+            continue;
+        }
+        tracing::debug!("lifecycle pass");
         let report = match coffer.lifecycle_tick().await {
             Ok(r) => r,
             Err(e) => {

@@ -16,6 +16,7 @@ mod access;
 pub mod audit;
 pub mod auth;
 mod cache;
+mod cluster;
 pub mod duration;
 mod error;
 mod hygiene;
@@ -266,6 +267,11 @@ pub struct Coffer {
     login_slots: tokio::sync::Semaphore,
     /// Encryptions counted against the active keyring key.
     usage: tokio::sync::Mutex<hygiene::Usage>,
+    /// Applies other nodes' changes one batch at a time.
+    sync_lock: tokio::sync::Mutex<()>,
+    /// Set when applying other nodes' changes failed: the next sync forgets
+    /// everything.
+    resync: std::sync::atomic::AtomicBool,
 }
 
 const TOKEN_CACHE_CAPACITY: usize = 100_000;
@@ -294,6 +300,8 @@ impl Coffer {
             access_writes: tokio::sync::Mutex::new(()),
             login_slots: tokio::sync::Semaphore::new(4),
             usage: tokio::sync::Mutex::new(hygiene::Usage::default()),
+            sync_lock: tokio::sync::Mutex::new(()),
+            resync: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -378,6 +386,8 @@ impl Coffer {
             Ok(()) => {}
             // Another node (or a racing request) initialised first.
             Err(coffer_store::StoreError::Conflict(_)) => {
+                drop(_admin);
+                self.refresh_seal_config().await?;
                 return Err(CoreError::AlreadyInitialized);
             }
             Err(e) => return Err(e.into()),
@@ -401,6 +411,8 @@ impl Coffer {
             CoreError::InvalidUnsealKey("that is not a well-formed unseal key".into())
         })?;
         let _admin = self.admin.lock().await;
+        // Another node sharing the store may have initialised it.
+        self.refresh_seal_config().await?;
         let (config, shares) = {
             let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
             match &mut *state {
@@ -535,9 +547,13 @@ impl Coffer {
             CoreError::Corrupt("the stored keyring failed its integrity check".into())
         })?;
         let id = keyring.rotate(now_ms());
+        // A check-and-set on the stored bytes: two nodes adding a key at
+        // once must not both win (the loser's key would seal versions that
+        // no keyring can open).
         self.store
-            .commit(vec![Mutation::PutSystem {
+            .commit(vec![Mutation::ReplaceSystem {
                 key: WRAPPED_KEYRING.into(),
+                expected: wrapped,
                 value: keyring.wrap(&keys.root),
             }])
             .await?;
@@ -621,6 +637,10 @@ impl Coffer {
     /// same `Unauthenticated`, so responses do not tell an attacker which
     /// tokens exist.
     pub async fn authenticate(&self, raw: &str, source: Option<IpAddr>) -> Result<Identity> {
+        self.keys()?;
+        // Revocations, policy changes and new versions from other nodes
+        // take effect before this request is decided.
+        self.sync().await?;
         let keys = self.keys()?;
         if !token::is_well_formed(raw) {
             return Err(CoreError::Unauthenticated);

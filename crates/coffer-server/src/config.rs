@@ -70,6 +70,65 @@ pub struct ServerConfig {
     /// The audit log.
     #[serde(default)]
     pub audit: AuditConfig,
+    /// Where secrets are stored (default: SQLite in `data_dir`).
+    #[serde(default)]
+    pub storage: StorageConfig,
+}
+
+/// `[storage]`: the embedded SQLite store (the default) or PostgreSQL.
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// `sqlite` (the default: `DATA_DIR/coffer.db`) or
+    /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?sslmode=verify-full&sslrootcert=FILE]`.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// A file holding the PostgreSQL password (instead of one in the URL;
+    /// `COFFER_STORAGE_PASSWORD` in the environment also works).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// Largest number of pooled PostgreSQL connections (default 16).
+    #[serde(default)]
+    pub pool_size: Option<usize>,
+}
+
+// Hand-written: the URL may carry a password.
+impl std::fmt::Debug for StorageConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StorageConfig")
+            .field(
+                "url",
+                &self.url.as_deref().map(coffer_store::postgres::redact_url),
+            )
+            .field("password_file", &self.password_file)
+            .field("pool_size", &self.pool_size)
+            .finish()
+    }
+}
+
+impl StorageConfig {
+    /// Whether this names PostgreSQL (otherwise SQLite).
+    pub fn is_postgres(&self) -> bool {
+        self.url
+            .as_deref()
+            .is_some_and(coffer_store::postgres::is_postgres_url)
+    }
+
+    /// Checks the URL's shape (never echoing it: it may hold a password).
+    pub fn validate(&self) -> Result<(), String> {
+        match self.url.as_deref() {
+            None | Some("sqlite") => Ok(()),
+            Some(u) if coffer_store::postgres::is_postgres_url(u) => {
+                if self.pool_size.is_some_and(|n| !(2..=1000).contains(&n)) {
+                    return Err("storage.pool_size must be between 2 and 1000".into());
+                }
+                Ok(())
+            }
+            Some(_) => {
+                Err("storage.url must be \"sqlite\" or a postgres:// (postgresql://) URL".into())
+            }
+        }
+    }
 }
 
 /// `[audit]`: where records go, how they are flushed, alert thresholds and
@@ -236,6 +295,7 @@ impl ServerConfig {
             return Err("log_format must be \"text\" or \"json\"".into());
         }
         self.audit.validate()?;
+        self.storage.validate()?;
         if self.tls.is_none() && !self.listen.ip().is_loopback() {
             return Err(format!(
                 "listen = \"{}\" is not a loopback address, so [tls] cert_file and key_file are required",

@@ -16,7 +16,7 @@ mod serve;
 mod timefmt;
 
 pub use audit::filter_from;
-pub use config::{AuditConfig, ConfigError, DEFAULT_AUDIT_FILE, ServerConfig};
+pub use config::{AuditConfig, ConfigError, DEFAULT_AUDIT_FILE, ServerConfig, StorageConfig};
 pub use error::ApiError;
 pub use routes::{AppState, OPENAPI, rfc3339, router};
 pub use serve::{BoundListener, ServeError, TlsFiles, bind, serve};

@@ -242,6 +242,7 @@ fn into_secret_value(wire: WireValue) -> SecretValue {
 // ---- system --------------------------------------------------------------------
 
 async fn health(State(st): State<AppState>) -> Response {
+    st.coffer.notice_initialization().await;
     let s = seal_status(&st.coffer);
     // Load balancers route on the status code: 200 active, 503 sealed, 501 not initialized.
     let code = if !s.initialized {
@@ -255,6 +256,7 @@ async fn health(State(st): State<AppState>) -> Response {
 }
 
 async fn status(State(st): State<AppState>) -> Json<api::SealStatus> {
+    st.coffer.notice_initialization().await;
     Json(seal_status(&st.coffer))
 }
 

@@ -117,6 +117,12 @@ pub trait Storage: Send + Sync + 'static {
         Ok(true)
     }
 
+    /// Periodic upkeep that one node (the leader) runs for all: for
+    /// PostgreSQL, pruning the change log. The default does nothing.
+    async fn housekeeping(&self) -> Result<()> {
+        Ok(())
+    }
+
     /// Whether the store holds nothing at all (a restore's target must).
     async fn is_empty(&self) -> Result<bool>;
 

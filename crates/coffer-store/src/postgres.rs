@@ -1455,6 +1455,15 @@ impl Storage for PostgresStore {
         Ok(held)
     }
 
+    async fn housekeeping(&self) -> Result<()> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let pruned = self.prune_changes(now).await?;
+        tracing::debug!(pruned, "change log pruned");
+        Ok(())
+    }
+
     async fn is_empty(&self) -> Result<bool> {
         let c = self.client().await?;
         let row = c

@@ -1,0 +1,138 @@
+//! Keeping this node's caches true when other nodes share the store.
+//!
+//! Each node caches secrets (ciphertext and metadata), tokens, the access
+//! model and the keyring. When another node changes one of them, the store
+//! reports it (see `Storage::sync`), and [`Coffer::sync`] forgets or reloads
+//! what changed before the request that called it goes on. A failure on the
+//! way leaves the node marked, and the next sync starts from nothing: a
+//! change is never silently dropped.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use coffer_crypto::Keyring;
+use coffer_store::Change;
+
+use crate::access::{KIND_BREAKGLASS, KIND_POLICY, KIND_PROTECTED};
+use crate::error::{CoreError, Result};
+use crate::lifecycle::{KIND_RULE, KIND_STATE};
+use crate::{Coffer, Keys, SEAL_CONFIG, State, WRAPPED_KEYRING};
+
+impl Coffer {
+    /// Applies every change other nodes committed before this call began.
+    /// Called before each authenticated request and each background pass;
+    /// a single-process store makes it free.
+    pub async fn sync(&self) -> Result<()> {
+        self.store.sync().await?;
+        let _one_at_a_time = self.sync_lock.lock().await;
+        let mut changes = self.store.take_changes();
+        if self.resync.swap(false, Ordering::AcqRel) {
+            changes.push(Change::Reset);
+        }
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let outcome = self.apply_changes(changes).await;
+        if outcome.is_err() {
+            self.resync.store(true, Ordering::Release);
+        }
+        outcome
+    }
+
+    async fn apply_changes(&self, changes: Vec<Change>) -> Result<()> {
+        let (mut access, mut keyring, mut seal) = (false, false, false);
+        for change in changes {
+            match change {
+                Change::Secret(path) => self.cache.invalidate(&path),
+                Change::Tokens => self.forget_tokens(),
+                Change::Object { kind, key } => match kind.as_str() {
+                    KIND_STATE => self.cache.invalidate(&key),
+                    KIND_POLICY | KIND_PROTECTED | KIND_BREAKGLASS | KIND_RULE => access = true,
+                    // Users, invitations and login counters are read from
+                    // the store when used; keyring usage is reserved there.
+                    _ => {}
+                },
+                Change::System(key) if key == WRAPPED_KEYRING => keyring = true,
+                Change::System(_) => seal = true,
+                Change::Reset => {
+                    self.cache.clear();
+                    self.forget_tokens();
+                    (access, keyring, seal) = (true, true, true);
+                }
+            }
+        }
+        if seal {
+            self.refresh_seal_config().await?;
+        }
+        if self.is_unsealed() {
+            if keyring {
+                self.reload_keyring().await?;
+            }
+            if access {
+                self.reload_access().await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Notices, while uninitialized, that another node sharing the store
+    /// has initialised it (for status and health, which need no token). A
+    /// store that cannot be read leaves the status as it was.
+    pub async fn notice_initialization(&self) {
+        if let Err(e) = self.refresh_seal_config().await {
+            tracing::warn!(error = %e, "cannot read the seal configuration");
+        }
+    }
+
+    /// Notices that another node initialised the shared store.
+    pub(crate) async fn refresh_seal_config(&self) -> Result<()> {
+        if !matches!(
+            &*self.state.read().unwrap_or_else(|p| p.into_inner()),
+            State::Uninitialized
+        ) {
+            return Ok(());
+        }
+        let Some(bytes) = self.store.get_system(SEAL_CONFIG).await? else {
+            return Ok(());
+        };
+        let config = serde_json::from_slice(&bytes)
+            .map_err(|_| CoreError::Corrupt("seal configuration is unreadable".into()))?;
+        let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+        if matches!(&*state, State::Uninitialized) {
+            *state = State::Sealed {
+                config,
+                progress: Vec::new(),
+            };
+            tracing::info!("another node initialized the store; this node is sealed");
+        }
+        Ok(())
+    }
+
+    /// Loads the keyring another node changed (a key added).
+    async fn reload_keyring(&self) -> Result<()> {
+        let keys = self.keys()?;
+        let wrapped = self
+            .store
+            .get_system(WRAPPED_KEYRING)
+            .await?
+            .ok_or_else(|| CoreError::Corrupt("the wrapped keyring is missing".into()))?;
+        let keyring = Keyring::unwrap(&keys.root, &wrapped).map_err(|_| {
+            CoreError::Corrupt("the stored keyring failed its integrity check".into())
+        })?;
+        if keyring.active_id() < keys.keyring.active_id() {
+            return Err(CoreError::Corrupt(
+                "the stored keyring is older than the one in memory".into(),
+            ));
+        }
+        let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+        if let State::Unsealed { keys: k, .. } = &mut *state {
+            tracing::info!(active_key = keyring.active_id(), "keyring reloaded");
+            *k = Arc::new(Keys {
+                root: keys.root.clone(),
+                audit: keys.audit.clone(),
+                keyring,
+            });
+        }
+        Ok(())
+    }
+}
