@@ -68,7 +68,7 @@ Examples:
   coffer status --json | jq .sealed")]
     Status(JsonFlag),
 
-    /// Operator commands: init, unseal, seal, rotate, status.
+    /// Operator commands: init, unseal, seal, rotate, keyring, status, backup, restore.
     #[command(subcommand)]
     Operator(OperatorCommand),
 
@@ -431,6 +431,56 @@ pub enum OperatorCommand {
     Keyring(JsonFlag),
     /// Seal status (same as `coffer status`).
     Status(JsonFlag),
+    /// Write an encrypted backup of the whole store, taken as one consistent
+    /// snapshot while the server runs (needs an admin token).
+    #[command(after_help = "Examples:
+  coffer operator backup coffer-2026-11-23.backup
+  coffer operator backup nightly.backup --json
+
+The backup is encrypted under a key derived from the root key: restoring it
+needs the original unseal keys, and so does the restored server.")]
+    Backup(BackupArgs),
+    /// Restore a backup into a fresh store (SQLite or PostgreSQL), with the
+    /// original unseal keys (from stdin, one per line, or prompted for).
+    /// The server must not be running on the target. Also the way to move
+    /// from SQLite to PostgreSQL.
+    #[command(after_help = "Examples:
+  coffer operator restore nightly.backup --data-dir /var/lib/coffer < unseal-keys
+  COFFER_STORAGE_PASSWORD=... coffer operator restore nightly.backup \\
+      --storage postgres://coffer@db.internal/coffer?sslmode=verify-full
+  coffer operator restore nightly.backup --config /etc/coffer/coffer.toml
+
+The whole backup is checked (every frame and its checksum) before anything is
+written; the target must be empty.")]
+    Restore(RestoreArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// File to write (created readable by its owner only; never overwritten).
+    pub file: PathBuf,
+    /// Print JSON for scripts.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The backup file.
+    pub file: PathBuf,
+    /// Restore into the SQLite store in this data directory.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["storage", "config"])]
+    pub data_dir: Option<PathBuf>,
+    /// Restore into this PostgreSQL database (password in
+    /// COFFER_STORAGE_PASSWORD).
+    #[arg(long, value_name = "URL", conflicts_with = "config")]
+    pub storage: Option<String>,
+    /// Restore into the store a server configuration file names.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print JSON for scripts.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -21,6 +21,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<Status> {
         }
         Command::Operator(OperatorCommand::Init(a)) => init(g, a.shares, a.threshold, a.json).await,
         Command::Operator(OperatorCommand::Unseal(a)) => unseal(g, a.reset, a.json).await,
+        Command::Operator(OperatorCommand::Backup(a)) => crate::backup_cmd::backup(g, a).await,
+        Command::Operator(OperatorCommand::Restore(a)) => crate::backup_cmd::restore(a).await,
         Command::Operator(OperatorCommand::Seal) => {
             settings::client(g)?.seal().await?;
             eprintln!("Sealed. Unseal with `coffer operator unseal`.");

@@ -183,7 +183,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<Status> {
 /// Opens the configured store. SQLite also takes the data directory's lock,
 /// held for the life of the process: a second server on the same file would
 /// serve from its own, stale cache. PostgreSQL is shared by design.
-async fn open_store(
+pub(crate) async fn open_store(
     storage: &coffer_server::StorageConfig,
     data_dir: &Path,
 ) -> anyhow::Result<(Arc<dyn Storage>, Option<std::fs::File>)> {

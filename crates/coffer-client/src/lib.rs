@@ -447,6 +447,91 @@ impl Client {
             .await
     }
 
+    /// Downloads an encrypted backup of the whole store into `out` (admin
+    /// only), returning the number of bytes written. The transfer may take
+    /// as long as it needs; it fails if the server goes quiet for longer than
+    /// the client's timeout.
+    pub async fn backup<W>(&self, out: &mut W) -> Result<u64, ClientError>
+    where
+        W: tokio::io::AsyncWrite + Unpin,
+    {
+        use tokio::io::AsyncWriteExt;
+        let uri = format!("{}/api/v1/sys/backup", self.inner.base);
+        let mut req = Request::builder()
+            .method(Method::GET)
+            .uri(&uri)
+            .header("user-agent", concat!("coffer/", env!("CARGO_PKG_VERSION")));
+        if let Some(t) = &self.inner.token {
+            let mut value =
+                hyper::header::HeaderValue::from_str(&format!("Bearer {}", t.expose_secret()))
+                    .map_err(|_| {
+                        ClientError::new(
+                            ErrorKind::Config,
+                            "the token contains characters that cannot be sent",
+                        )
+                    })?;
+            value.set_sensitive(true);
+            req = req.header(hyper::header::AUTHORIZATION, value);
+        }
+        let req = req
+            .body(Full::new(Bytes::new()))
+            .map_err(|_| ClientError::new(ErrorKind::Config, "cannot build the request"))?;
+        let addr = &self.inner.base;
+        let quiet = || {
+            ClientError::new(
+                ErrorKind::Unreachable,
+                format!("coffer at {addr} went quiet during the backup"),
+            )
+        };
+        let broken = || {
+            ClientError::new(
+                ErrorKind::Unreachable,
+                format!("connection to {addr} failed mid-backup"),
+            )
+        };
+        let resp = tokio::time::timeout(self.inner.timeout, self.inner.http.request(req))
+            .await
+            .map_err(|_| quiet())?
+            .map_err(|e| {
+                ClientError::new(
+                    ErrorKind::Unreachable,
+                    format!(
+                        "cannot reach coffer at {addr}: {}",
+                        describe_connect_error(&e)
+                    ),
+                )
+            })?;
+        let status = resp.status();
+        if !status.is_success() {
+            let request_id = resp
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let bytes = Limited::new(resp.into_body(), MAX_RESPONSE)
+                .collect()
+                .await
+                .map_err(|_| broken())?
+                .to_bytes();
+            return Err(error_from_response(status, request_id, &bytes));
+        }
+        let mut body = resp.into_body();
+        let mut written = 0u64;
+        while let Some(frame) = tokio::time::timeout(self.inner.timeout, body.frame())
+            .await
+            .map_err(|_| quiet())?
+        {
+            let frame = frame.map_err(|_| broken())?;
+            if let Ok(data) = frame.into_data() {
+                out.write_all(&data).await.map_err(|e| {
+                    ClientError::new(ErrorKind::Config, format!("cannot write the backup: {e}"))
+                })?;
+                written += data.len() as u64;
+            }
+        }
+        Ok(written)
+    }
+
     /// Adds a keyring key for new writes.
     pub async fn rotate(&self) -> Result<KeyringResponse, ClientError> {
         self.call::<(), _>(Method::POST, "/api/v1/sys/rotate", None)

@@ -15,6 +15,7 @@
 mod access;
 pub mod audit;
 pub mod auth;
+pub mod backup;
 mod cache;
 mod cluster;
 pub mod duration;

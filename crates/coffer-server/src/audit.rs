@@ -113,6 +113,7 @@ fn operation(method: &Method, matched: Option<&str>) -> &'static str {
         ("POST", "sys/seal") => "sys.seal",
         ("POST", "sys/rotate") => "sys.rotate",
         ("GET", "sys/keyring") => "sys.keyring",
+        ("GET", "sys/backup") => "sys.backup",
         ("GET", "openapi.json") => "sys.openapi",
         ("GET", "sys/policies") => "policy.list",
         ("GET", "sys/policies/{name}") => "policy.read",

@@ -56,6 +56,7 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .route("/api/v1/sys/seal", post(seal))
         .route("/api/v1/sys/rotate", post(rotate))
         .route("/api/v1/sys/keyring", get(keyring))
+        .route("/api/v1/sys/backup", get(backup))
         .route("/api/v1/openapi.json", get(openapi));
     secrets
         .merge(sys)
@@ -321,6 +322,24 @@ async fn keyring(
     Auth(id): Auth,
 ) -> Result<Json<api::KeyringResponse>, ApiError> {
     Ok(Json(keyring_response(st.coffer.keyring_status(&id)?)))
+}
+
+/// Streams an encrypted backup of the whole store (admin only).
+async fn backup(State(st): State<AppState>, Auth(id): Auth) -> Result<Response, ApiError> {
+    let rx = st.coffer.backup(&id).await?;
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|chunk| (chunk.map(axum::body::Bytes::from), rx))
+    });
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response())
 }
 
 async fn openapi() -> Response {
