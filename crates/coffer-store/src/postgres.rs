@@ -234,7 +234,17 @@ fn pg_error(e: tokio_postgres::Error) -> StoreError {
         }
         _ => match e.as_db_error() {
             Some(db) => StoreError::Backend(format!("postgres: {}", db.message())),
-            None => StoreError::Backend(format!("postgres: {e}")),
+            None => {
+                // The causes say what went wrong ("invalid peer certificate:
+                // UnknownIssuer"); none of them holds the password.
+                let mut message = format!("postgres: {e}");
+                let mut source = std::error::Error::source(&e);
+                while let Some(cause) = source {
+                    message.push_str(&format!(": {cause}"));
+                    source = cause.source();
+                }
+                StoreError::Backend(message)
+            }
         },
     }
 }
@@ -350,7 +360,13 @@ impl PostgresStore {
             b.iter().map(|x| format!("{x:02x}")).collect::<String>()
         };
         {
-            let mut client = pool.get().await.map_err(pool_error)?;
+            let mut client = pool.get().await.map_err(|e| match pool_error(e) {
+                StoreError::Backend(m) if m.contains("certificate") => StoreError::Backend(format!(
+                    "{m} (coffer verifies PostgreSQL's certificate whenever TLS is used: \
+                     name the CA with sslrootcert=FILE, or use sslmode=disable on a trusted network)"
+                )),
+                other => other,
+            })?;
             migrate(&mut client).await?;
         }
         let from_xid = {

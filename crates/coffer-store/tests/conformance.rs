@@ -1348,3 +1348,96 @@ async fn postgres_refuses_a_database_from_a_newer_coffer() {
         Ok(_) => panic!("a newer schema must be refused"),
     }
 }
+
+#[tokio::test]
+async fn postgres_tls_verifies_the_server_certificate() {
+    let url = coffer_testpg::database().await;
+    let url = url.split('?').next().unwrap().to_string();
+    let Some(ca) = coffer_testpg::ca_file() else {
+        panic!("the TLS test needs the private test server (COFFER_TEST_POSTGRES is set)");
+    };
+    let db = url.rsplit('/').next().unwrap().to_string();
+    let with =
+        |host: &str, query: &str| url.replace("@127.0.0.1:", &format!("@{host}:")) + "?" + query;
+    // Verified TLS, by name and by address.
+    for host in ["localhost", "127.0.0.1"] {
+        let u = with(
+            host,
+            &format!("sslmode=verify-full&sslrootcert={}", ca.display()),
+        );
+        let store = PostgresStore::connect(&pg_options(u)).await.unwrap();
+        put(&store, &format!("tls/{host}"), 1).await.unwrap();
+        store.close().await.unwrap();
+    }
+    // The connections really were encrypted.
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let encrypted: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+             WHERE s.ssl AND a.datname = $1 AND a.application_name = 'coffer'",
+            &[&db],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let store = PostgresStore::connect(&pg_options(with(
+        "localhost",
+        &format!("sslmode=require&sslrootcert={}", ca.display()),
+    )))
+    .await
+    .unwrap();
+    store.sync().await.unwrap();
+    let encrypted_now: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+             WHERE s.ssl AND a.datname = $1 AND a.application_name = 'coffer'",
+            &[&db],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(encrypted_now > encrypted, "{encrypted} -> {encrypted_now}");
+    // A certificate the configured roots do not vouch for is refused,
+    // whether the roots are a file or the system's.
+    let other = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=other-ca",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "k.pem",
+            "-out",
+            "ca.pem",
+        ])
+        .current_dir(other.path())
+        .output()
+        .unwrap();
+    assert!(status.status.success());
+    for query in [
+        format!(
+            "sslmode=verify-full&sslrootcert={}",
+            other.path().join("ca.pem").display()
+        ),
+        "sslmode=require".to_string(),
+    ] {
+        let err = PostgresStore::connect(&pg_options(with("localhost", &query)))
+            .await
+            .err()
+            .expect("an unverifiable certificate is refused")
+            .to_string();
+        assert!(err.to_lowercase().contains("certificate"), "{query}: {err}");
+        assert!(!err.contains(coffer_testpg::SUPERUSER_PASSWORD), "{err}");
+    }
+}

@@ -35,6 +35,8 @@ struct Server {
     /// The administrator database to create databases from.
     admin_db: String,
     port: u16,
+    /// The CA that signed the server's TLS certificate (private servers only).
+    ca: Option<PathBuf>,
     /// Held so the guardian's stdin stays open for the life of the process.
     _guardian: Option<Child>,
 }
@@ -70,6 +72,7 @@ fn external(url: &str) -> Result<Server, String> {
         base: base.to_string(),
         admin_db: db.to_string(),
         port,
+        ca: None,
         _guardian: None,
     })
 }
@@ -181,6 +184,7 @@ fn start_private() -> Result<Server, String> {
         ));
     }
     let _ = std::fs::remove_file(&pwfile);
+    let tls = make_certs(&dir, root)?;
 
     let mut last_error = String::new();
     for _ in 0..3 {
@@ -208,6 +212,11 @@ fn start_private() -> Result<Server, String> {
             .args(["-c", "max_connections=400"])
             .args(["-c", "fsync=off", "-c", "full_page_writes=off"])
             .args(["-c", "shared_buffers=64MB"])
+            .args(["-c", "ssl=on"])
+            .arg("-c")
+            .arg(format!("ssl_cert_file={}", tls.join("cert.pem").display()))
+            .arg("-c")
+            .arg(format!("ssl_key_file={}", tls.join("key.pem").display()))
             .env("COFFER_TESTPG_DIR", &dir)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
@@ -230,6 +239,7 @@ fn start_private() -> Result<Server, String> {
                     base: format!("postgres://coffer:{SUPERUSER_PASSWORD}@127.0.0.1:{port}"),
                     admin_db: "postgres".into(),
                     port,
+                    ca: Some(tls.join("ca.pem")),
                     _guardian: Some(child),
                 });
             }
@@ -253,6 +263,108 @@ fn start_private() -> Result<Server, String> {
     Err(last_error)
 }
 
+fn openssl(args: &[&str], dir: &Path) -> Result<(), String> {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .map_err(|e| {
+            format!("cannot run openssl (needed for the server's TLS certificate): {e}")
+        })?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// A CA and a certificate for localhost and 127.0.0.1 signed by it, so the
+/// tests can check that coffer verifies PostgreSQL's certificate.
+fn make_certs(dir: &Path, root: bool) -> Result<PathBuf, String> {
+    let tls = dir.join("tls");
+    std::fs::create_dir_all(&tls).map_err(|e| format!("cannot create {}: {e}", tls.display()))?;
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut ca = vec![
+        "req",
+        "-x509",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=coffer-test-pg-ca",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ];
+    ca.extend(ec);
+    openssl(&ca, &tls)?;
+    let mut csr = vec![
+        "req",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        "key.pem",
+        "-out",
+        "leaf.csr",
+    ];
+    csr.extend(ec);
+    openssl(&csr, &tls)?;
+    std::fs::write(
+        tls.join("leaf.ext"),
+        "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )
+    .map_err(|e| e.to_string())?;
+    openssl(
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "leaf.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "leaf.ext",
+            "-out",
+            "cert.pem",
+        ],
+        &tls,
+    )?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(tls.join("key.pem"), std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| e.to_string())?;
+    if root {
+        let status = Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(&tls)
+            .status()
+            .map_err(|e| format!("cannot run chown: {e}"))?;
+        if !status.success() {
+            return Err("cannot hand the TLS files to the postgres user".into());
+        }
+    }
+    Ok(tls)
+}
+
+/// The CA file that verifies the private test server's certificate (which
+/// names `localhost` and `127.0.0.1`); `None` for an external server.
+pub fn ca_file() -> Option<PathBuf> {
+    server().ca.clone()
+}
+
 /// The port of the test server.
 pub fn port() -> u16 {
     server().port
@@ -265,7 +377,7 @@ pub fn admin_url() -> String {
 }
 
 /// Creates a fresh, empty database and returns its URL (with the test
-/// superuser's password in it).
+/// superuser's password in it, and `?sslmode=disable`).
 pub async fn database() -> String {
     let s = server();
     let name = format!(
@@ -283,7 +395,8 @@ pub async fn database() -> String {
                     .batch_execute(&format!("CREATE DATABASE {name}"))
                     .await
                     .unwrap_or_else(|e| panic!("cannot create test database {name}: {e}"));
-                return format!("{}/{name}", s.base);
+                // Plain TCP on loopback; the TLS tests ask for TLS themselves.
+                return format!("{}/{name}?sslmode=disable", s.base);
             }
             // The server may still be starting up.
             Err(e) if Instant::now() < deadline => {
