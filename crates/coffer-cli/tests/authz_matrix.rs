@@ -537,6 +537,10 @@ const ADMIN: &[Case] = &[
     ("svc-dev", "GET", "/api/v1/sys/keyring", None, 403),
     ("root", "GET", "/api/v1/sys/keyring", None, 200),
     ("root", "POST", "/api/v1/sys/rotate", None, 200),
+    ("svc-padmin", "GET", "/api/v1/sys/backup", None, 403),
+    ("human-dev", "GET", "/api/v1/sys/backup", None, 403),
+    ("anonymous", "GET", "/api/v1/sys/backup", None, 401),
+    ("root", "GET", "/api/v1/sys/backup", None, 200),
     // Open to everyone.
     ("anonymous", "GET", "/api/v1/sys/health", None, 200),
     ("anonymous", "GET", "/api/v1/sys/status", None, 200),

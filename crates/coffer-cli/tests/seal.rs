@@ -19,6 +19,7 @@ const SEALED_ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/sys/seal"),
     ("POST", "/api/v1/sys/rotate"),
     ("GET", "/api/v1/sys/keyring"),
+    ("GET", "/api/v1/sys/backup"),
     ("GET", "/api/v1/auth/token/self"),
 ];
 

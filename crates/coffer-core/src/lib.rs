@@ -1218,6 +1218,9 @@ impl Coffer {
             )],
             None => strength::judged_parts(value)
                 .into_iter()
+                // Without a rule only a warning is at stake: values that
+                // are plainly machine-made skip the costly estimator.
+                .filter(|(_, v)| required.is_some() || !strength::clearly_not_weak(v))
                 .map(|(name, v)| (name, strength::estimate(v)))
                 .collect(),
         };

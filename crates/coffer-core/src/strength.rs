@@ -33,6 +33,57 @@ pub struct Estimate {
     pub reasons: Vec<String>,
 }
 
+/// Values at least this long may skip zxcvbn when no rule asks for bits
+/// (see [`clearly_not_weak`]).
+const SCREENED_LENGTH: usize = 20;
+
+/// Whether a value is plainly not weak without running zxcvbn, which costs
+/// 1 to 4 ms of CPU per value and would cap write throughput: at least
+/// [`SCREENED_LENGTH`] characters from at least three character classes (or
+/// two, with digits), at least ten distinct characters, no character making
+/// up more than a quarter of it, and no stretch of four characters that
+/// appears twice, nor many runs such as `abcd`. Machine-made keys and tokens pass; values people type
+/// (words, names, dates, repeats) mostly do not and get the full estimate.
+/// Only used to decide whether to *warn*: a lifecycle rule's `min_bits` is
+/// always checked with the full estimate.
+pub fn clearly_not_weak(value: &str) -> bool {
+    let chars: Vec<char> = value.chars().collect();
+    let n = chars.len();
+    if n < SCREENED_LENGTH || n > 4096 {
+        return false;
+    }
+    let (mut lower, mut upper, mut digit, mut other) = (0usize, 0usize, 0usize, 0usize);
+    let mut counts = std::collections::HashMap::new();
+    for c in &chars {
+        match c {
+            'a'..='z' => lower += 1,
+            'A'..='Z' => upper += 1,
+            '0'..='9' => digit += 1,
+            _ => other += 1,
+        }
+        *counts.entry(*c).or_insert(0usize) += 1;
+    }
+    let classes = [lower, upper, digit, other]
+        .iter()
+        .filter(|k| **k > 0)
+        .count();
+    let mixed = classes >= 3 || (classes == 2 && digit * 10 >= n);
+    let spread = counts.len() >= 10 && counts.values().all(|k| k * 4 <= n);
+    if !mixed || !spread {
+        return false;
+    }
+    // Runs such as abcd or 4321.
+    let stepping = chars
+        .windows(2)
+        .filter(|w| (w[1] as i64 - w[0] as i64).abs() == 1)
+        .count();
+    if stepping * 4 > n {
+        return false;
+    }
+    let mut grams = std::collections::HashSet::with_capacity(n);
+    chars.windows(4).all(|w| grams.insert(w))
+}
+
 /// Estimates a typed value.
 pub fn estimate(value: &str) -> Estimate {
     let mut reasons = Vec::new();
@@ -195,5 +246,34 @@ mod tests {
         );
         let names: Vec<_> = judged_parts(&v).into_iter().map(|(n, _)| n).collect();
         assert_eq!(names, vec![Some("Password"), Some("api_key")]);
+    }
+}
+
+#[cfg(test)]
+mod screen_tests {
+    use super::*;
+
+    #[test]
+    fn only_machine_made_values_skip_the_full_estimate() {
+        for strong in [
+            "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+            "q3Zr8_TbKx-0VhWm2LpYs7NdJc4uFgAe",
+            "sk_live_51HqLyjWDarjtT1zdp7dcXQmAQ",
+            "AKIAIOSFODNN7EXAMPLEwJalrXUtnFEMI",
+        ] {
+            assert!(clearly_not_weak(strong), "{strong}");
+            assert!(estimate(strong).bits >= WEAK_BITS, "{strong}");
+        }
+        for typed in [
+            "password123",
+            "Password123Password123",
+            "correcthorsebatterystaple",
+            "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            "bench-00012345-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+            "Summer2024!",
+            "abcdefghijklmnopqrstuvwxyz012345",
+        ] {
+            assert!(!clearly_not_weak(typed), "{typed}");
+        }
     }
 }
