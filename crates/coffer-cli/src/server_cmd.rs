@@ -226,13 +226,21 @@ pub(crate) async fn open_store(
 const LEAD_CHECK: Duration = Duration::from_secs(1);
 
 /// Keeps `leading` true while this node holds the leader role; with
-/// several nodes on one PostgreSQL exactly one does, and another takes the
-/// role within about a second of the holder's death.
+/// several nodes on one PostgreSQL exactly one unsealed node does, and
+/// another takes the role within about a second of the holder's death or
+/// sealing.
 async fn lead_periodically(coffer: Arc<Coffer>, leading: tokio::sync::watch::Sender<bool>) {
     let mut tick = tokio::time::interval(LEAD_CHECK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        // Only an unsealed node can run the jobs; a sealed one leaves the
+        // role to a node that can.
+        if !coffer.is_unsealed() {
+            coffer.store().resign().await;
+            leading.send_if_modified(|was| std::mem::replace(was, false));
+            continue;
+        }
         let now = match coffer.store().lead().await {
             Ok(l) => l,
             Err(e) => {

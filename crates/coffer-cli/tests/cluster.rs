@@ -346,6 +346,29 @@ fn the_scheduler_runs_on_one_node_and_moves_when_that_node_dies() {
         "exactly one node runs the scheduler (a: {on_a}, b: {on_b})"
     );
     let (leader, survivor) = if on_a > 0 { (a, b) } else { (b, a) };
+    // A sealed node gives the role up: the other one takes it.
+    leader
+        .cli()
+        .token(&root)
+        .run(&["operator", "seal"])
+        .expect(0);
+    let before = scheduled_rotations(&survivor);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while scheduled_rotations(&survivor) < before + 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the scheduler did not leave the sealed node:\n{}",
+            survivor.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Back to the first node when it is unsealed and the other dies.
+    leader
+        .cli()
+        .stdin(&key)
+        .run(&["operator", "unseal"])
+        .expect(0);
+    let (leader, survivor) = (survivor, leader);
     leader.kill9();
     let before = version(&survivor);
     let killed = Instant::now();

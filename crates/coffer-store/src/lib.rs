@@ -117,6 +117,11 @@ pub trait Storage: Send + Sync + 'static {
         Ok(true)
     }
 
+    /// Gives the leader role up (a sealed node cannot run background jobs,
+    /// so it must not keep them from a node that can). The default (a
+    /// single process) does nothing.
+    async fn resign(&self) {}
+
     /// Periodic upkeep that one node (the leader) runs for all: for
     /// PostgreSQL, pruning the change log. The default does nothing.
     async fn housekeeping(&self) -> Result<()> {

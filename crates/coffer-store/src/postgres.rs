@@ -1471,6 +1471,15 @@ impl Storage for PostgresStore {
         Ok(held)
     }
 
+    async fn resign(&self) {
+        let mut leader = self.inner.leader.lock().await;
+        if leader.as_ref().is_some_and(|l| l.held) {
+            tracing::info!("this node gives up running the background jobs");
+        }
+        // Closing the connection releases the session's advisory lock.
+        *leader = None;
+    }
+
     async fn housekeeping(&self) -> Result<()> {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
