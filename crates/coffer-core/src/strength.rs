@@ -49,7 +49,7 @@ const SCREENED_LENGTH: usize = 20;
 pub fn clearly_not_weak(value: &str) -> bool {
     let chars: Vec<char> = value.chars().collect();
     let n = chars.len();
-    if n < SCREENED_LENGTH || n > 4096 {
+    if !(SCREENED_LENGTH..=4096).contains(&n) {
         return false;
     }
     let (mut lower, mut upper, mut digit, mut other) = (0usize, 0usize, 0usize, 0usize);
