@@ -315,12 +315,13 @@ impl Client {
         })
     }
 
-    async fn call_raw<B: Serialize>(
+    /// A request to this server with the user agent and, if there is one,
+    /// the token (marked sensitive, so no HTTP layer logs it).
+    fn request(
         &self,
         method: Method,
         path_and_query: &str,
-        body: Option<&B>,
-    ) -> Result<Bytes, ClientError> {
+    ) -> Result<hyper::http::request::Builder, ClientError> {
         let uri = format!("{}{}", self.inner.base, path_and_query);
         let mut req = Request::builder()
             .method(method)
@@ -338,6 +339,16 @@ impl Client {
             value.set_sensitive(true);
             req = req.header(hyper::header::AUTHORIZATION, value);
         }
+        Ok(req)
+    }
+
+    async fn call_raw<B: Serialize>(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: Option<&B>,
+    ) -> Result<Bytes, ClientError> {
+        let mut req = self.request(method, path_and_query)?;
         let body = match body {
             Some(b) => {
                 req = req.header(hyper::header::CONTENT_TYPE, "application/json");
@@ -456,24 +467,8 @@ impl Client {
         W: tokio::io::AsyncWrite + Unpin,
     {
         use tokio::io::AsyncWriteExt;
-        let uri = format!("{}/api/v1/sys/backup", self.inner.base);
-        let mut req = Request::builder()
-            .method(Method::GET)
-            .uri(&uri)
-            .header("user-agent", concat!("coffer/", env!("CARGO_PKG_VERSION")));
-        if let Some(t) = &self.inner.token {
-            let mut value =
-                hyper::header::HeaderValue::from_str(&format!("Bearer {}", t.expose_secret()))
-                    .map_err(|_| {
-                        ClientError::new(
-                            ErrorKind::Config,
-                            "the token contains characters that cannot be sent",
-                        )
-                    })?;
-            value.set_sensitive(true);
-            req = req.header(hyper::header::AUTHORIZATION, value);
-        }
-        let req = req
+        let req = self
+            .request(Method::GET, "/api/v1/sys/backup")?
             .body(Full::new(Bytes::new()))
             .map_err(|_| ClientError::new(ErrorKind::Config, "cannot build the request"))?;
         let addr = &self.inner.base;

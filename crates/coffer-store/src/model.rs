@@ -424,3 +424,36 @@ pub enum Exported {
     /// An access-model record.
     Object(StoredObject),
 }
+
+// Helpers both backends share.
+
+/// The `deleted_at` and `destroyed_at` columns of a version state.
+pub(crate) fn state_columns(state: VersionState) -> (Option<i64>, Option<i64>) {
+    match state {
+        VersionState::Active => (None, None),
+        VersionState::Deleted(t) => (Some(t), None),
+        VersionState::Destroyed(t) => (None, Some(t)),
+    }
+}
+
+/// A token record from its stored parts: the JSON record, its hash column
+/// and its remaining uses.
+pub(crate) fn token_from_parts(
+    hash: &[u8],
+    data: &str,
+    uses_left: Option<i64>,
+) -> crate::Result<TokenRecord> {
+    let mut rec: TokenRecord = serde_json::from_str(data)
+        .map_err(|e| crate::StoreError::Corrupt(format!("token record: {e}")))?;
+    rec.hash = hash
+        .try_into()
+        .map_err(|_| crate::StoreError::Corrupt("token hash has the wrong length".into()))?;
+    rec.uses_left = uses_left.map(|n| n.max(0) as u64);
+    Ok(rec)
+}
+
+/// The smallest string greater than every string that starts with `prefix`
+/// (which ends with `/`), in byte order: the `/` becomes `0`, the next byte.
+pub(crate) fn prefix_upper_bound(prefix: &str) -> Option<String> {
+    prefix.strip_suffix('/').map(|stem| format!("{stem}0"))
+}

@@ -36,6 +36,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
+use crate::model::{prefix_upper_bound, state_columns, token_from_parts};
 use crate::{
     Change, Expect, Exported, ListEntry, ListPage, ListQuery, Mutation, Result, RevokeScope,
     SecretMeta, Storage, StoreError, StoredObject, TokenRecord, VersionRecord, VersionState,
@@ -599,14 +600,6 @@ async fn migrate(client: &mut deadpool_postgres::Object) -> Result<()> {
     tx.commit().await.map_err(pg_error)
 }
 
-fn state_columns(state: VersionState) -> (Option<i64>, Option<i64>) {
-    match state {
-        VersionState::Active => (None, None),
-        VersionState::Deleted(t) => (Some(t), None),
-        VersionState::Destroyed(t) => (None, Some(t)),
-    }
-}
-
 const VERSION_COLUMNS: &str =
     "path, version, created_at, created_by, deleted_at, destroyed_at, key_id, ciphertext";
 
@@ -638,16 +631,6 @@ fn row_to_meta(r: &Row) -> SecretMeta {
         created_at: r.get(3),
         updated_at: r.get(4),
     }
-}
-
-fn row_to_token(hash: &[u8], data: &str, uses_left: Option<i64>) -> Result<TokenRecord> {
-    let mut rec: TokenRecord = serde_json::from_str(data)
-        .map_err(|e| StoreError::Corrupt(format!("token record: {e}")))?;
-    rec.hash = hash
-        .try_into()
-        .map_err(|_| StoreError::Corrupt("token hash has the wrong length".into()))?;
-    rec.uses_left = uses_left.map(|n| n.max(0) as u64);
-    Ok(rec)
 }
 
 fn row_to_object(r: &Row) -> StoredObject {
@@ -1112,12 +1095,6 @@ async fn import_one<C: GenericClient>(tx: &C, r: &Exported) -> Result<()> {
     Ok(())
 }
 
-/// The smallest string greater than every string that starts with `prefix`
-/// (which ends with `/`), in byte order.
-fn prefix_upper_bound(prefix: &str) -> Option<String> {
-    prefix.strip_suffix('/').map(|stem| format!("{stem}0"))
-}
-
 async fn list_page<C: GenericClient>(c: &C, q: &ListQuery) -> Result<ListPage> {
     let limit = q.limit.max(1);
     let upper = prefix_upper_bound(&q.prefix);
@@ -1317,7 +1294,7 @@ impl Storage for PostgresStore {
             .await
             .map_err(pg_error)?;
         let row = c.query_opt(&stmt, &[&&hash[..]]).await.map_err(pg_error)?;
-        row.map(|r| row_to_token(hash, r.get(0), r.get(1)))
+        row.map(|r| token_from_parts(hash, r.get(0), r.get(1)))
             .transpose()
     }
 
@@ -1330,7 +1307,7 @@ impl Storage for PostgresStore {
             )
             .await
             .map_err(pg_error)?;
-        row.map(|r| row_to_token(r.get::<_, &[u8]>(0), r.get(1), r.get(2)))
+        row.map(|r| token_from_parts(r.get::<_, &[u8]>(0), r.get(1), r.get(2)))
             .transpose()
     }
 
@@ -1343,7 +1320,7 @@ impl Storage for PostgresStore {
         .await
         .map_err(pg_error)?
         .iter()
-        .map(|r| row_to_token(r.get::<_, &[u8]>(0), r.get(1), r.get(2)))
+        .map(|r| token_from_parts(r.get::<_, &[u8]>(0), r.get(1), r.get(2)))
         .collect()
     }
 
@@ -1542,7 +1519,7 @@ impl Storage for PostgresStore {
             "SELECT hash, data, uses_left FROM tokens ORDER BY accessor",
             &out,
             |r| {
-                Ok(Exported::Token(row_to_token(
+                Ok(Exported::Token(token_from_parts(
                     r.get::<_, &[u8]>(0),
                     r.get(1),
                     r.get(2),

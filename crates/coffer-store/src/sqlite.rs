@@ -17,6 +17,7 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use tokio::sync::oneshot;
 
+use crate::model::{prefix_upper_bound, state_columns, token_from_parts};
 use crate::{
     Expect, Exported, ListEntry, ListPage, ListQuery, Mutation, Result, RevokeScope, SecretMeta,
     Storage, StoreError, StoredObject, TokenRecord, VersionRecord, VersionState,
@@ -689,7 +690,7 @@ fn export_all(conn: &mut Connection, out: &tokio::sync::mpsc::Sender<Exported>) 
         while let Some(r) = rows.next()? {
             let hash: Vec<u8> = r.get(0)?;
             let data: String = r.get(1)?;
-            send(Exported::Token(row_to_token(&hash, &data, r.get(2)?)?))?;
+            send(Exported::Token(token_from_parts(&hash, &data, r.get(2)?)?))?;
         }
     }
     {
@@ -728,24 +729,6 @@ fn check_object(tx: &Connection, kind: &str, key: &str, expect: Expect) -> Resul
     }
 }
 
-fn row_to_token(hash: &[u8], data: &str, uses_left: Option<i64>) -> Result<TokenRecord> {
-    let mut rec: TokenRecord = serde_json::from_str(data)
-        .map_err(|e| StoreError::Corrupt(format!("token record: {e}")))?;
-    rec.hash = hash
-        .try_into()
-        .map_err(|_| StoreError::Corrupt("token hash has the wrong length".into()))?;
-    rec.uses_left = uses_left.map(|n| n.max(0) as u64);
-    Ok(rec)
-}
-
-fn state_columns(state: VersionState) -> (Option<i64>, Option<i64>) {
-    match state {
-        VersionState::Active => (None, None),
-        VersionState::Deleted(t) => (Some(t), None),
-        VersionState::Destroyed(t) => (None, Some(t)),
-    }
-}
-
 fn row_to_version(r: &rusqlite::Row<'_>, with_ciphertext: bool) -> rusqlite::Result<VersionRecord> {
     let deleted_at: Option<i64> = r.get("deleted_at")?;
     let destroyed_at: Option<i64> = r.get("destroyed_at")?;
@@ -776,12 +759,6 @@ fn row_to_object(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredObject> {
         revision: r.get::<_, i64>(2)? as u64,
         value: r.get(3)?,
     })
-}
-
-/// The smallest string greater than every string that starts with `prefix`
-/// (which ends with `/`), in byte order: the `/` becomes `0`, the next byte.
-fn prefix_upper_bound(prefix: &str) -> Option<String> {
-    prefix.strip_suffix('/').map(|stem| format!("{stem}0"))
 }
 
 fn list_page(conn: &Connection, q: &ListQuery) -> Result<ListPage> {
@@ -966,7 +943,7 @@ impl Storage for SqliteStore {
                 .prepare_cached("SELECT data, uses_left FROM tokens WHERE hash = ?1")?
                 .query_row([&hash[..]], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()?;
-            row.map(|(data, uses)| row_to_token(&hash, &data, uses))
+            row.map(|(data, uses)| token_from_parts(&hash, &data, uses))
                 .transpose()
         })
         .await
@@ -979,7 +956,7 @@ impl Storage for SqliteStore {
                 .prepare_cached("SELECT hash, data, uses_left FROM tokens WHERE accessor = ?1")?
                 .query_row([accessor], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
                 .optional()?;
-            row.map(|(hash, data, uses)| row_to_token(&hash, &data, uses))
+            row.map(|(hash, data, uses)| token_from_parts(&hash, &data, uses))
                 .transpose()
         })
         .await
@@ -999,7 +976,7 @@ impl Storage for SqliteStore {
             let mut out = Vec::new();
             for row in rows {
                 let (hash, data, uses) = row?;
-                out.push(row_to_token(&hash, &data, uses)?);
+                out.push(token_from_parts(&hash, &data, uses)?);
             }
             Ok(out)
         })
@@ -1098,7 +1075,7 @@ impl Storage for SqliteStore {
 
 #[cfg(test)]
 mod tests {
-    use super::prefix_upper_bound;
+    use crate::model::prefix_upper_bound;
 
     #[test]
     fn upper_bound_excludes_siblings_that_share_a_stem() {
