@@ -163,7 +163,8 @@ pub async fn restore(a: RestoreArgs) -> anyhow::Result<Status> {
         .await
         .map_err(core_failure)?;
     drop(input_file);
-    let shares = read_shares(header.threshold)?;
+    // Wiped from memory when the restore is done.
+    let shares = zeroize::Zeroizing::new(read_shares(header.threshold)?);
     if !storage.is_postgres() {
         settings::create_private_dir(&data_dir)?;
     }
