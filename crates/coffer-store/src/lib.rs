@@ -24,7 +24,7 @@ pub use model::{
     Change, Expect, Exported, ListEntry, ListPage, ListQuery, Mutation, RevokeScope, SecretMeta,
     StoredObject, TokenKind, TokenRecord, VersionRecord, VersionState, VersionStateChange,
 };
-pub use postgres::{PostgresOptions, PostgresStore};
+pub use postgres::{PgTarget, PostgresOptions, PostgresStore};
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;

@@ -183,8 +183,7 @@ pub struct PostgresStore {
 
 struct Inner {
     pool: Pool,
-    config: tokio_postgres::Config,
-    tls: Tls,
+    target: PgTarget,
     /// This process's id in the change log (its own changes are not
     /// applied twice).
     node: String,
@@ -331,24 +330,112 @@ fn tls_for(config: &tokio_postgres::Config, root: Option<PathBuf>) -> Result<Tls
     )))
 }
 
-impl PostgresStore {
-    /// Connects, applies pending migrations and starts the change reader.
-    pub async fn connect(options: &PostgresOptions) -> Result<PostgresStore> {
-        let (mut config, root) = parse_url(&options.url)?;
-        if let Some(p) = &options.password {
-            config.password(p.as_bytes());
-        }
+/// A PostgreSQL server to connect to: the URL's settings and the TLS that
+/// goes with them (see [`PostgresOptions::url`] for the accepted `sslmode`s).
+/// Used for coffer's own database and for servers whose roles coffer
+/// manages.
+#[derive(Clone)]
+pub struct PgTarget {
+    config: tokio_postgres::Config,
+    tls: Tls,
+}
+
+// Hand-written: the configuration may hold a password.
+impl std::fmt::Debug for PgTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgTarget")
+            .field("user", &self.config.get_user())
+            .field("hosts", &self.config.get_hosts())
+            .field("dbname", &self.config.get_dbname())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgTarget {
+    /// Parses a `postgres://` URL and prepares its TLS (reading
+    /// `sslrootcert`). Connections time out after 10 s unless the URL says
+    /// otherwise.
+    pub fn parse(url: &str) -> Result<PgTarget> {
+        let (mut config, root) = parse_url(url)?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
         }
         config.application_name("coffer");
         let tls = tls_for(&config, root)?;
+        Ok(PgTarget { config, tls })
+    }
+
+    /// Sets the password (overriding one in the URL).
+    pub fn password(&mut self, password: &[u8]) -> &mut PgTarget {
+        self.config.password(password);
+        self
+    }
+
+    /// The user it connects as.
+    pub fn user(&self) -> Option<&str> {
+        self.config.get_user()
+    }
+
+    /// Opens one connection (its driver runs on a spawned task). A
+    /// certificate that cannot be verified is refused with a hint.
+    pub async fn connect(&self) -> Result<tokio_postgres::Client> {
+        fn drive<S, T>(conn: tokio_postgres::Connection<S, T>)
+        where
+            S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+            T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+        {
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(error = %e, "postgres connection ended");
+                }
+            });
+        }
+        let client = match &self.tls {
+            Tls::Off => {
+                let (client, conn) = self.config.connect(NoTls).await.map_err(pg_error)?;
+                drive(conn);
+                client
+            }
+            Tls::Rustls(t) => {
+                let (client, conn) = self
+                    .config
+                    .connect(t.clone())
+                    .await
+                    .map_err(|e| certificate_hint(pg_error(e)))?;
+                drive(conn);
+                client
+            }
+        };
+        Ok(client)
+    }
+}
+
+/// Adds how to fix a certificate that failed verification.
+fn certificate_hint(e: StoreError) -> StoreError {
+    match e {
+        StoreError::Backend(m) if m.contains("certificate") => StoreError::Backend(format!(
+            "{m} (coffer verifies PostgreSQL's certificate whenever TLS is used: \
+             name the CA with sslrootcert=FILE, or use sslmode=disable on a trusted network)"
+        )),
+        other => other,
+    }
+}
+
+impl PostgresStore {
+    /// Connects, applies pending migrations and starts the change reader.
+    pub async fn connect(options: &PostgresOptions) -> Result<PostgresStore> {
+        let mut target = PgTarget::parse(&options.url)?;
+        if let Some(p) = &options.password {
+            target.password(p.as_bytes());
+        }
         let manager_config = ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         };
-        let manager = match &tls {
-            Tls::Off => Manager::from_config(config.clone(), NoTls, manager_config),
-            Tls::Rustls(t) => Manager::from_config(config.clone(), t.clone(), manager_config),
+        let manager = match &target.tls {
+            Tls::Off => Manager::from_config(target.config.clone(), NoTls, manager_config),
+            Tls::Rustls(t) => {
+                Manager::from_config(target.config.clone(), t.clone(), manager_config)
+            }
         };
         let pool = Pool::builder(manager)
             .max_size(options.pool_size.max(2))
@@ -361,13 +448,10 @@ impl PostgresStore {
             b.iter().map(|x| format!("{x:02x}")).collect::<String>()
         };
         {
-            let mut client = pool.get().await.map_err(|e| match pool_error(e) {
-                StoreError::Backend(m) if m.contains("certificate") => StoreError::Backend(format!(
-                    "{m} (coffer verifies PostgreSQL's certificate whenever TLS is used: \
-                     name the CA with sslrootcert=FILE, or use sslmode=disable on a trusted network)"
-                )),
-                other => other,
-            })?;
+            let mut client = pool
+                .get()
+                .await
+                .map_err(|e| certificate_hint(pool_error(e)))?;
             migrate(&mut client).await?;
         }
         let from_xid = {
@@ -381,8 +465,7 @@ impl PostgresStore {
         let (done, _) = watch::channel((0, true));
         let inner = Arc::new(Inner {
             pool,
-            config,
-            tls,
+            target,
             node,
             fence: Fence {
                 started: AtomicU64::new(0),
@@ -420,27 +503,7 @@ impl PostgresStore {
 
 impl Inner {
     async fn connect_one(&self) -> Result<tokio_postgres::Client> {
-        let client = match &self.tls {
-            Tls::Off => {
-                let (client, conn) = self.config.connect(NoTls).await.map_err(pg_error)?;
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, "postgres connection ended");
-                    }
-                });
-                client
-            }
-            Tls::Rustls(t) => {
-                let (client, conn) = self.config.connect(t.clone()).await.map_err(pg_error)?;
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, "postgres connection ended");
-                    }
-                });
-                client
-            }
-        };
-        Ok(client)
+        self.target.connect().await
     }
 
     /// Reads the change log once: what other nodes committed in
