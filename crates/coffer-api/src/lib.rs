@@ -42,6 +42,9 @@ pub mod codes {
     pub const RATE_LIMITED: &str = "rate_limited";
     /// The secret's expiry has passed; it is refused to every reader (403).
     pub const EXPIRED: &str = "expired";
+    /// A system coffer acts on for the caller (a PostgreSQL server whose
+    /// roles it manages) failed or refused (502).
+    pub const UPSTREAM: &str = "upstream";
     /// No audit sink could record the request, so it was refused (503).
     pub const AUDIT_UNAVAILABLE: &str = "audit_unavailable";
 }

@@ -26,6 +26,65 @@ pub struct RotateRequest {
     /// How long `previous` stays readable, instead of the rules' grace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grace: Option<String>,
+    /// For a secret that manages PostgreSQL roles: rotate even while
+    /// `previous` is in its grace period (its role's password is replaced at
+    /// once).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub force: bool,
+}
+
+/// `POST /api/v1/postgres/{path}`: a new secret that manages the
+/// credentials of two alternating PostgreSQL roles.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresManageRequest {
+    /// Path of the secret holding the administrator connection (a
+    /// `postgres://` URL, or fields `url` and `password`).
+    pub admin: String,
+    /// The two roles that take turns.
+    pub roles: [String; 2],
+    /// Where applications connect, without credentials (default: the
+    /// administrator URL's server and database).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_url: Option<String>,
+    /// Password generator, `FORMAT[:N]` (default `alnum:32`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generate: Option<String>,
+    /// Create roles that do not exist yet.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub create_roles: bool,
+    /// The group role that created roles join.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member_of: Option<String>,
+}
+
+/// The answer of `POST /api/v1/postgres/{path}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PostgresManageResponse {
+    /// Canonical path.
+    pub path: String,
+    /// The version written.
+    pub version: u64,
+    /// The role whose credentials are current.
+    pub role: String,
+    /// Roles that coffer created.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub created: Vec<String>,
+}
+
+/// `GET /api/v1/postgres/{path}`: a managed secret's binding (no value).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PostgresInfo {
+    /// Canonical path.
+    pub path: String,
+    /// Path of the administrator secret.
+    pub admin: String,
+    /// The two roles.
+    pub roles: [String; 2],
+    /// Where applications connect, without credentials.
+    pub connect_url: String,
+    /// The labels.
+    pub labels: LabelsInfo,
 }
 
 /// `POST /api/v1/promote/{path}`: make `pending` current.

@@ -226,7 +226,10 @@ randomness), words (a passphrase). Every symbol is drawn uniformly.")]
   coffer rotate myapp/prod/JWT_KEY --cancel             # or drop the pending version
 
 Needs the rotate capability. The grace period is --grace, else the
-lifecycle rule's, else 24h; after it, `--label previous` is refused.")]
+lifecycle rule's, else 24h; after it, `--label previous` is refused.
+A secret made by `coffer pg manage` rotates its PostgreSQL roles too (see
+`coffer pg manage --help`); --force rotates it even while the previous
+credentials are in their grace period.")]
     Rotate(crate::lifecycle_cmd::RotateArgs),
 
     /// Make a staged rotation's pending version current, in one step; the
@@ -243,6 +246,11 @@ lifecycle rule's, else 24h; after it, `--label previous` is refused.")]
   coffer expire myapp/prod/PARTNER_API_KEY --at 2027-03-31T00:00:00Z
   coffer expire myapp/prod/PARTNER_API_KEY --never")]
     Expire(crate::lifecycle_cmd::ExpireArgs),
+
+    /// PostgreSQL role rotation: secrets that hold the credentials of two
+    /// alternating PostgreSQL roles.
+    #[command(subcommand)]
+    Pg(crate::lifecycle_cmd::PgCommand),
 
     /// Lifecycle rules per path pattern: strength (min bits), rotation
     /// interval, generator and grace period.

@@ -82,6 +82,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Status> {
         Command::Expire(a) => crate::lifecycle_cmd::expire(g, a).await,
         Command::Lifecycle(c) => crate::lifecycle_cmd::lifecycle(g, c).await,
         Command::Rotation(c) => crate::lifecycle_cmd::rotation(g, c).await,
+        Command::Pg(c) => crate::lifecycle_cmd::pg(g, c).await,
         Command::Rollback(a) => crate::lifecycle_cmd::rollback(g, a).await,
         Command::Cp(a) => crate::lifecycle_cmd::copy(g, a, false).await,
         Command::Mv(a) => crate::lifecycle_cmd::copy(g, a, true).await,

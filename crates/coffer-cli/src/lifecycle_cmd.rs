@@ -47,6 +47,11 @@ pub struct RotateArgs {
     /// Drop a staged rotation's pending version; current stays.
     #[arg(long)]
     pub cancel: bool,
+    /// For a secret that manages PostgreSQL roles: rotate even while the
+    /// previous credentials are in their grace period (they stop working at
+    /// once).
+    #[arg(long, conflicts_with_all = ["cancel", "stdin"])]
+    pub force: bool,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -138,6 +143,147 @@ pub struct JsonFlag {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PgCommand {
+    /// Create a secret that holds the credentials of a PostgreSQL login made
+    /// of two alternating roles. The first role gets a generated password
+    /// at once, the second loses any password it had; each rotation then
+    /// gives the inactive role a new password and makes it current, while
+    /// the other keeps working through the grace period.
+    #[command(after_help = "Examples:
+  printf '%s' 'postgres://coffer_admin:PASSWORD@db.internal/app?sslmode=verify-full' \\
+    | coffer set myapp/prod/DB_ADMIN
+  coffer pg manage myapp/prod/DB --admin myapp/prod/DB_ADMIN --roles app_blue,app_green
+  coffer pg manage myapp/prod/DB --admin myapp/prod/DB_ADMIN --roles app_blue,app_green \\
+    --create-roles --member-of app --connect-url 'postgres://pgbouncer.internal:6432/app'
+  coffer lifecycle set myapp/prod/DB --rotate-every 30d --grace 1d
+  coffer rotate myapp/prod/DB                 # now: the other role becomes current
+  coffer get myapp/prod/DB --field url        # what applications use
+
+The administrator secret holds a postgres:// URL (or fields url and
+password) for a role with CREATEROLE. Needs create on PATH and read on the
+administrator secret. The value has fields username, password and url.
+Passwords reach PostgreSQL only as SCRAM verifiers; the old role's
+password expires when the grace period ends (VALID UNTIL, enforced by
+PostgreSQL).")]
+    Manage(PgManageArgs),
+    /// Show a managed secret's roles, administrator secret, connect URL and
+    /// labels (never a value).
+    #[command(after_help = "Examples:
+  coffer pg show myapp/prod/DB
+  coffer pg show myapp/prod/DB --json")]
+    Show(PgShowArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PgManageArgs {
+    /// Path of the new secret.
+    pub path: String,
+    /// Path of the secret holding the administrator connection.
+    #[arg(long, value_name = "PATH")]
+    pub admin: String,
+    /// The two roles that take turns: FIRST,SECOND.
+    #[arg(long, value_name = "FIRST,SECOND")]
+    pub roles: String,
+    /// The URL applications connect to, without user or password (default:
+    /// the administrator URL's server and database).
+    #[arg(long, value_name = "URL")]
+    pub connect_url: Option<String>,
+    /// Password generator, FORMAT[:N] (default alnum:32).
+    #[arg(long, value_name = "SPEC")]
+    pub generate: Option<String>,
+    /// Create the roles that do not exist yet (as LOGIN roles).
+    #[arg(long)]
+    pub create_roles: bool,
+    /// The group role that created roles join (owner of the application's
+    /// objects).
+    #[arg(long, value_name = "ROLE", requires = "create_roles")]
+    pub member_of: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PgShowArgs {
+    /// Secret path.
+    pub path: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn pg(g: &crate::cli::Global, c: PgCommand) -> anyhow::Result<Status> {
+    let client = settings::client(g)?;
+    match c {
+        PgCommand::Manage(a) => {
+            let roles: Vec<&str> = a.roles.split(',').map(str::trim).collect();
+            let [first, second] = roles.as_slice() else {
+                return Err(fail(
+                    Status::Usage,
+                    "--roles takes two roles separated by a comma, such as app_blue,app_green",
+                ));
+            };
+            if let Some(spec) = &a.generate {
+                Spec::parse(spec).map_err(|e| fail(Status::Usage, e.to_string()))?;
+            }
+            let r = client
+                .manage_postgres(
+                    &a.path,
+                    &wire::PostgresManageRequest {
+                        admin: a.admin.clone(),
+                        roles: [first.to_string(), second.to_string()],
+                        connect_url: a.connect_url.clone(),
+                        generate: a.generate.clone(),
+                        create_roles: a.create_roles,
+                        member_of: a.member_of.clone(),
+                    },
+                )
+                .await?;
+            if a.json {
+                output::json(&r)?;
+            } else {
+                for role in &r.created {
+                    println!("Created role {role}.");
+                }
+                println!(
+                    "{} now holds the credentials of {} (version {}); {} has no password until \
+                     the first rotation.",
+                    r.path, r.role, r.version, second
+                );
+                println!(
+                    "Rotate with `coffer rotate {}`, or on a schedule with `coffer lifecycle set \
+                     {} --rotate-every 30d`.",
+                    r.path, r.path
+                );
+            }
+        }
+        PgCommand::Show(a) => {
+            let r = client.postgres_info(&a.path).await?;
+            if a.json {
+                output::json(&r)?;
+            } else {
+                println!("path:        {}", r.path);
+                println!("roles:       {}, {}", r.roles[0], r.roles[1]);
+                println!("admin:       {}", r.admin);
+                println!("connect url: {}", r.connect_url);
+                let l = &r.labels;
+                println!("current:     version {}", l.current);
+                if let Some(p) = l.previous {
+                    match &l.previous_until {
+                        Some(t) => println!("previous:    version {p}, served until {t}"),
+                        None => println!("previous:    version {p}"),
+                    }
+                }
+                if let Some(p) = l.pending {
+                    println!("pending:     version {p}");
+                }
+            }
+        }
+    }
+    Ok(Status::Ok)
 }
 
 #[derive(Debug, Subcommand)]
@@ -303,6 +449,7 @@ pub async fn rotate(g: &crate::cli::Global, a: RotateArgs) -> anyhow::Result<Sta
         generate: a.generate.clone(),
         stage: a.stage,
         grace: a.grace.clone(),
+        force: a.force,
     };
     let r = client.rotate_secret(&a.path, &request).await?;
     for w in &r.warnings {

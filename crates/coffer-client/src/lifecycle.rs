@@ -62,6 +62,22 @@ impl Client {
             .await
     }
 
+    /// Creates a secret that manages two alternating PostgreSQL roles.
+    pub async fn manage_postgres(
+        &self,
+        path: &str,
+        request: &wire::PostgresManageRequest,
+    ) -> Result<wire::PostgresManageResponse, ClientError> {
+        self.call(Method::POST, &route("postgres", path), Some(request))
+            .await
+    }
+
+    /// A managed secret's binding.
+    pub async fn postgres_info(&self, path: &str) -> Result<wire::PostgresInfo, ClientError> {
+        self.call::<(), _>(Method::GET, &route("postgres", path), None)
+            .await
+    }
+
     /// Cancels a staged rotation.
     pub async fn cancel_rotation(&self, path: &str) -> Result<wire::RotateResponse, ClientError> {
         self.call::<(), _>(Method::DELETE, &route("rotate", path), None)

@@ -149,6 +149,22 @@ pub struct Authorized<'a> {
     _private: (),
 }
 
+impl<'a> Authorized<'a> {
+    /// The server acting on its own behalf, under a binding that an
+    /// authorized identity set up: reading the administrator credentials of
+    /// a PostgreSQL server whose roles a secret manages (the identity that
+    /// set it up had to be allowed to read them). Never for a value that is
+    /// sent to a caller.
+    pub(crate) fn on_behalf(operation: Operation, target: &'a str) -> Authorized<'a> {
+        Authorized {
+            operation,
+            target,
+            breakglass: false,
+            _private: (),
+        }
+    }
+}
+
 impl Authorized<'_> {
     /// The operation that was allowed.
     pub fn operation(&self) -> Operation {

@@ -64,6 +64,10 @@ pub enum CoreError {
     /// Stored data failed an integrity check (tampering or corruption).
     #[error("integrity check failed: {0}")]
     Corrupt(String),
+    /// A system coffer acts on for the caller (the PostgreSQL server whose
+    /// roles it manages) failed or refused; the message says which and why.
+    #[error("{0}")]
+    Upstream(String),
     /// The storage backend failed.
     #[error("storage failure")]
     Storage(#[source] StoreError),

@@ -23,6 +23,7 @@ mod error;
 mod hygiene;
 pub mod lifecycle;
 pub mod path;
+pub mod pgroles;
 pub mod rotation;
 pub mod strength;
 pub mod username;
@@ -1105,6 +1106,15 @@ impl Coffer {
                  `coffer promote {path}` or cancel it with `coffer rotate {path} --cancel` first"
             )));
         }
+        if let (Becomes::Current { .. }, Some((_, state))) = (becomes, old_state)
+            && state.postgres.is_some()
+        {
+            return Err(CoreError::Invalid(format!(
+                "{path} holds the credentials of PostgreSQL roles that coffer manages: its \
+                 versions come only from rotations (`coffer rotate {path}`), which change the \
+                 roles too"
+            )));
+        }
         let old_current = labels.map_or(0, |l| l.current);
         let generator = generated
             .map(Spec::to_string)
@@ -1120,6 +1130,7 @@ impl Coffer {
                 pending: None,
                 expires_at: old_state.and_then(|(_, s)| s.expires_at),
                 generator,
+                postgres: None,
             }),
             Becomes::Pending => {
                 if head == 0 {

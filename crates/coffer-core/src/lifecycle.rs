@@ -117,6 +117,10 @@ pub struct SecretState {
     /// the same way unless told otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generator: Option<String>,
+    /// The PostgreSQL roles whose credentials this secret holds: its
+    /// versions are made only by rotations, which change the roles too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postgres: Option<crate::pgroles::PgRoles>,
 }
 
 /// A secret's labels, resolved.
@@ -499,6 +503,7 @@ mod tests {
             pending: Some(3),
             expires_at: None,
             generator: None,
+            postgres: None,
         };
         let l = Labels::of(&meta, Some(&s));
         assert_eq!((l.current, l.previous, l.pending), (2, Some(1), Some(3)));

@@ -41,6 +41,10 @@ pub struct RotateRequest {
     pub stage: bool,
     /// Grace period for `previous`, instead of the rules' one.
     pub grace_ms: Option<i64>,
+    /// For a secret that manages PostgreSQL roles: rotate even while
+    /// `previous` is in its grace period (its role's password is replaced
+    /// at once).
+    pub force: bool,
 }
 
 /// What a rotation or promotion did.
@@ -275,6 +279,48 @@ impl Coffer {
         self.keys()?;
         self.authorize(identity, Operation::Rotate, path.as_str())?;
         let effective = self.generator_for(path.as_str()).await?;
+        if let Some(pg) = self.postgres_of(path.as_str()).await? {
+            if request.value.is_some() {
+                return Err(CoreError::Invalid(format!(
+                    "{path} holds the credentials of PostgreSQL roles: coffer generates their \
+                     passwords (give a generator with --generate, not a value)"
+                )));
+            }
+            let spec = match request.generate.or(effective.generator) {
+                Some(s) => s,
+                None => Spec::parse(crate::pgroles::DEFAULT_GENERATOR)
+                    .expect("the default generator parses"),
+            };
+            let grace = request
+                .grace_ms
+                .or(effective.grace_ms)
+                .unwrap_or(DEFAULT_GRACE_MS);
+            let receipt = self
+                .rotate_postgres(
+                    &path,
+                    &pg,
+                    identity.display_name(),
+                    &spec,
+                    request.stage,
+                    grace,
+                    request.force,
+                )
+                .await?;
+            audit::note_version(receipt.version);
+            tracing::info!(
+                actor = identity.display_name(),
+                path = path.as_str(),
+                version = receipt.version,
+                staged = request.stage,
+                "secret rotated"
+            );
+            return Ok(receipt);
+        }
+        if request.force {
+            return Err(CoreError::Invalid(
+                "--force applies only to secrets that manage PostgreSQL roles".into(),
+            ));
+        }
         let (value, spec) = match (request.value, request.generate.or(effective.generator)) {
             (Some(_), Some(_)) if request.generate.is_some() => {
                 return Err(CoreError::Invalid(
@@ -391,6 +437,16 @@ impl Coffer {
         let grace = grace_ms
             .or(lifecycle::effective(&self.access_model().lifecycle, path.as_str()).grace_ms)
             .unwrap_or(DEFAULT_GRACE_MS);
+        if let Some(pg) = self.postgres_of(path.as_str()).await? {
+            let receipt = self.promote_postgres(&path, &pg, None, grace).await?;
+            tracing::info!(
+                actor = identity.display_name(),
+                path = path.as_str(),
+                version = receipt.version,
+                "pending version promoted"
+            );
+            return Ok(receipt);
+        }
         let receipt = self
             .change_state(&path, |labels, meta_head, state| {
                 let pending = labels.pending.ok_or_else(|| {
@@ -423,6 +479,9 @@ impl Coffer {
         let path = SecretPath::parse(path)?;
         self.keys()?;
         self.authorize(identity, Operation::Rotate, path.as_str())?;
+        if let Some(pg) = self.postgres_of(path.as_str()).await? {
+            return self.cancel_postgres(&path, &pg).await;
+        }
         self.change_state(&path, |labels, meta_head, state| {
             if labels.pending.is_none() {
                 return Err(CoreError::Conflict(format!(
@@ -461,7 +520,7 @@ impl Coffer {
     /// check-and-set on the record's revision. `change` gets the labels, the
     /// newest version and the state as it is (made explicit from the labels
     /// when there is no record yet).
-    async fn change_state(
+    pub(crate) async fn change_state(
         &self,
         path: &SecretPath,
         change: impl FnOnce(&Labels, u64, &SecretState) -> Result<SecretState>,
@@ -715,6 +774,14 @@ impl Coffer {
         let spec = effective
             .generator
             .ok_or_else(|| CoreError::Invalid(format!("no generator applies to {path}")))?;
+        if let Some(pg) = self.postgres_of(path.as_str()).await? {
+            let grace = effective.grace_ms.unwrap_or(DEFAULT_GRACE_MS);
+            let receipt = self
+                .rotate_postgres(&path, &pg, SCHEDULER, &spec, false, grace, false)
+                .await?;
+            tracing::info!(path = path.as_str(), version = receipt.version, "scheduled rotation");
+            return Ok((receipt.version, receipt.labels.previous_until));
+        }
         let value = SecretValue::Text(spec.generate());
         let grace_until = Some(now.saturating_add(effective.grace_ms.unwrap_or(DEFAULT_GRACE_MS)));
         let (version, labels) = self

@@ -153,6 +153,7 @@ impl Coffer {
             .cached(from.as_str())
             .await?
             .ok_or_else(|| not_found(&from))?;
+        Coffer::refuse_managed(&source.state, from.as_str(), "copied or moved")?;
         let head = source.meta.current_version;
         self.reserve_seals(head).await?;
         // After the reservation, which may have added a key.

@@ -98,6 +98,8 @@ fn operation(method: &Method, matched: Option<&str>) -> &'static str {
         ("POST", "rotate/{*path}") => "secret.rotate",
         ("DELETE", "rotate/{*path}") => "secret.rotate_cancel",
         ("POST", "promote/{*path}") => "secret.promote",
+        ("POST", "postgres/{*path}") => "postgres.manage",
+        ("GET", "postgres/{*path}") => "postgres.read",
         ("PUT", "expiry/{*path}") => "secret.expiry",
         ("POST", "rollback/{*path}") => "secret.rollback",
         ("POST", "copy") => "secret.copy",

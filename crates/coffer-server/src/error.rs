@@ -56,6 +56,7 @@ impl From<CoreError> for ApiError {
             CoreError::Conflict(_) => (S::CONFLICT, codes::CONFLICT),
             CoreError::Expired(_) => (S::FORBIDDEN, codes::EXPIRED),
             CoreError::Corrupt(_) => (S::INTERNAL_SERVER_ERROR, codes::INTEGRITY),
+            CoreError::Upstream(_) => (S::BAD_GATEWAY, codes::UPSTREAM),
             CoreError::Storage(_) => (S::INTERNAL_SERVER_ERROR, codes::INTERNAL),
         };
         let message = match &e {

@@ -24,6 +24,10 @@ pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/rotate/{*path}", post(rotate).delete(cancel))
         .route("/api/v1/promote/{*path}", post(promote))
+        .route(
+            "/api/v1/postgres/{*path}",
+            post(manage_postgres).get(postgres_info),
+        )
         .route("/api/v1/expiry/{*path}", put(expiry))
         .route("/api/v1/rollback/{*path}", post(rollback))
         .route("/api/v1/copy", post(copy))
@@ -73,6 +77,7 @@ async fn rotate(
         generate,
         stage,
         grace,
+        force,
     } = req;
     let request = coffer_core::RotateRequest {
         value: value.map(into_value),
@@ -87,8 +92,52 @@ async fn rotate(
             Some("0" | "0s") => Some(0),
             g => duration("grace", g)?,
         },
+        force,
     };
     Ok(Json(rotated(st.coffer.rotate(&id, &path, request).await?)))
+}
+
+async fn manage_postgres(
+    State(st): State<AppState>,
+    Auth(id): Auth,
+    UrlPath(path): UrlPath,
+    JsonBody(req): JsonBody<wire::PostgresManageRequest>,
+) -> ApiResult<wire::PostgresManageResponse> {
+    let request = coffer_core::pgroles::ManageRequest {
+        admin: req.admin,
+        roles: req.roles,
+        connect_url: req.connect_url,
+        generate: req
+            .generate
+            .as_deref()
+            .map(Spec::parse)
+            .transpose()
+            .map_err(|e| ApiError::invalid(e.to_string()))?,
+        create_roles: req.create_roles,
+        member_of: req.member_of,
+    };
+    let r = st.coffer.manage_postgres(&id, &path, request).await?;
+    Ok(Json(wire::PostgresManageResponse {
+        path: r.path,
+        version: r.version,
+        role: r.role,
+        created: r.created,
+    }))
+}
+
+async fn postgres_info(
+    State(st): State<AppState>,
+    Auth(id): Auth,
+    UrlPath(path): UrlPath,
+) -> ApiResult<wire::PostgresInfo> {
+    let info = st.coffer.postgres_info(&id, &path).await?;
+    Ok(Json(wire::PostgresInfo {
+        path: info.path,
+        admin: info.roles.admin,
+        roles: info.roles.roles,
+        connect_url: info.roles.connect_url,
+        labels: labels_info(&info.labels),
+    }))
 }
 
 async fn cancel(

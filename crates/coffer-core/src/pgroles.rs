@@ -1,0 +1,838 @@
+//! PostgreSQL role rotation: a secret that holds the credentials of a
+//! PostgreSQL login made of two alternating roles.
+//!
+//! **Setup** (`manage_postgres`) binds a new secret to two roles and to a
+//! secret holding an administrator connection (a `postgres://` URL, or
+//! fields `url` and `password`). The caller must be allowed to create the
+//! secret and to read the administrator credentials, so nobody can use
+//! credentials they could not read. The first role gets a generated
+//! password; the second loses any password it had. The secret's value is
+//! the fields `username`, `password` and `url` (a connection URL with the
+//! credentials in it).
+//!
+//! **Rotation** gives the inactive role a new password and makes it
+//! `current`; the other role keeps its password through the grace period,
+//! during which `previous` serves it. The steps, each leaving a state that
+//! is safe to stop in:
+//!
+//! 1. the new credentials are written as `pending` (so coffer knows the
+//!    password before PostgreSQL does);
+//! 2. PostgreSQL gets the new password (as a SCRAM verifier) on the
+//!    inactive role. If that fails, `pending` is dropped again;
+//! 3. PostgreSQL is told that the old role's password expires when the
+//!    grace period ends (`VALID UNTIL`, enforced by the server even when no
+//!    coffer node runs);
+//! 4. `pending` becomes `current`, the old `current` becomes `previous`. If
+//!    that fails, step 3 is undone.
+//!
+//! A staged rotation (`--stage`) stops after step 2 and `promote` does
+//! steps 3 and 4; cancelling it removes the staged role's new password.
+//! While `previous` is still in its grace period a new rotation would take
+//! its role's password away, so it is refused unless forced. Versions of a
+//! managed secret come only from rotations: plain writes, rollbacks,
+//! imports and copies are refused.
+
+use coffer_crypto::SecretString;
+use coffer_crypto::generate::Spec;
+use coffer_pgroles::{Change, RoleAdmin};
+use serde::{Deserialize, Serialize};
+
+use crate::auth::{Authorized, Identity, Operation};
+use crate::error::{CoreError, Result};
+use crate::lifecycle::{KIND_STATE, Labels, SecretState};
+use crate::path::SecretPath;
+use crate::rotation::RotateReceipt;
+use crate::{Becomes, Coffer, Keys, SecretValue, audit, not_found, now_ms, open_value};
+
+/// The generator of role passwords when none is given: 32 letters and
+/// digits (about 190 bits, and nothing that needs quoting in a URL).
+pub const DEFAULT_GENERATOR: &str = "alnum:32";
+
+/// What a managed secret remembers about its roles (in its state record).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PgRoles {
+    /// Path of the secret holding the administrator connection.
+    pub admin: String,
+    /// The two roles that take turns.
+    pub roles: [String; 2],
+    /// The URL applications connect to, without credentials.
+    pub connect_url: String,
+}
+
+impl PgRoles {
+    /// The role that is not `role`.
+    fn other(&self, role: &str) -> &str {
+        if self.roles[0] == role {
+            &self.roles[1]
+        } else {
+            &self.roles[0]
+        }
+    }
+}
+
+/// `coffer pg manage`: what to bind.
+pub struct ManageRequest {
+    /// Path of the secret holding the administrator connection.
+    pub admin: String,
+    /// The two roles.
+    pub roles: [String; 2],
+    /// Where applications connect, without credentials; default: the
+    /// administrator URL's server and database.
+    pub connect_url: Option<String>,
+    /// The password generator; default [`DEFAULT_GENERATOR`].
+    pub generate: Option<Spec>,
+    /// Create roles that do not exist yet.
+    pub create_roles: bool,
+    /// The group role created roles join.
+    pub member_of: Option<String>,
+}
+
+/// What `manage_postgres` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManageReceipt {
+    /// Canonical path.
+    pub path: String,
+    /// The version written (1).
+    pub version: u64,
+    /// The role whose credentials are `current`.
+    pub role: String,
+    /// Roles that were created.
+    pub created: Vec<String>,
+}
+
+/// A managed secret's binding, for `coffer pg show`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgInfo {
+    /// Canonical path.
+    pub path: String,
+    /// The binding.
+    pub roles: PgRoles,
+    /// The labels.
+    pub labels: Labels,
+}
+
+/// The URL with its user and password replaced (percent-encoded).
+fn with_credentials(base: &str, user: &str, password: &str) -> String {
+    fn encode(s: &str) -> String {
+        let mut out = String::with_capacity(s.len());
+        for b in s.bytes() {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                out.push(b as char);
+            } else {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+        out
+    }
+    let (scheme, rest) = base.split_once("://").unwrap_or(("postgres", base));
+    let host = match rest.find(['/', '?']) {
+        Some(i) => match rest[..i].rsplit_once('@') {
+            Some((_, h)) => format!("{h}{}", &rest[i..]),
+            None => rest.to_string(),
+        },
+        None => rest.rsplit_once('@').map_or(rest, |(_, h)| h).to_string(),
+    };
+    format!("{scheme}://{}:{}@{host}", encode(user), encode(password))
+}
+
+/// The URL without user or password.
+fn without_credentials(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (authority, tail) = match rest.find(['/', '?']) {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    format!("{scheme}://{host}{tail}")
+}
+
+fn credentials(pg: &PgRoles, role: &str, password: &SecretString) -> SecretValue {
+    let mut fields = std::collections::BTreeMap::new();
+    fields.insert("username".to_string(), SecretString::from(role));
+    fields.insert(
+        "url".to_string(),
+        SecretString::new(with_credentials(
+            &pg.connect_url,
+            role,
+            password.expose_secret(),
+        )),
+    );
+    fields.insert("password".to_string(), password.clone());
+    SecretValue::Fields(fields)
+}
+
+fn upstream(e: coffer_pgroles::Error) -> CoreError {
+    CoreError::Upstream(format!("PostgreSQL: {e}"))
+}
+
+impl Coffer {
+    /// Binds a new secret at `path` to two PostgreSQL roles (see the module
+    /// documentation). Needs `create` on `path` and `read` on the
+    /// administrator secret.
+    pub async fn manage_postgres(
+        &self,
+        identity: &Identity,
+        path: &str,
+        request: ManageRequest,
+    ) -> Result<ManageReceipt> {
+        let path = SecretPath::parse(path)?;
+        let admin_path = SecretPath::parse(&request.admin)?;
+        if admin_path == path {
+            return Err(CoreError::Invalid(
+                "the administrator secret must be another secret than the managed one".into(),
+            ));
+        }
+        for role in request.roles.iter().chain(request.member_of.iter()) {
+            coffer_pgroles::check_role_name(role).map_err(|e| CoreError::Invalid(e.0))?;
+        }
+        if request.roles[0] == request.roles[1] {
+            return Err(CoreError::Invalid(
+                "give two different roles: they take turns".into(),
+            ));
+        }
+        if request.member_of.is_some() && !request.create_roles {
+            return Err(CoreError::Invalid(
+                "a group (member_of) applies only to roles coffer creates (create_roles)".into(),
+            ));
+        }
+        if let Some(url) = &request.connect_url
+            && (!coffer_store::postgres::is_postgres_url(url) || url_has_userinfo(url))
+        {
+            return Err(CoreError::Invalid(
+                "the connect URL must be a postgres:// URL without a user or password \
+                 (coffer adds the role's)"
+                    .into(),
+            ));
+        }
+        let spec = match request.generate {
+            Some(s) => s,
+            None => Spec::parse(DEFAULT_GENERATOR).expect("the default generator parses"),
+        };
+        let keys = self.keys()?;
+        self.authorize(identity, Operation::Create, path.as_str())?;
+        let admin_auth = self.authorize(identity, Operation::ReadValue, admin_path.as_str())?;
+        if self.cached(path.as_str()).await?.is_some() {
+            return Err(CoreError::Conflict(format!(
+                "{path} already exists: a managed secret starts at a new path"
+            )));
+        }
+        let (admin_url, mut admin) = self.admin_connect(&keys, &admin_auth, &admin_path).await?;
+        if request.roles.iter().any(|r| r == admin.user()) {
+            return Err(CoreError::Invalid(format!(
+                "{} is the administrator's own role; coffer manages other roles",
+                admin.user()
+            )));
+        }
+        if !admin.can_manage_roles().await.map_err(upstream)? {
+            return Err(CoreError::Upstream(format!(
+                "PostgreSQL: the administrator {} may not change roles (it needs CREATEROLE)",
+                admin.user()
+            )));
+        }
+        let roles: Vec<&str> = request.roles.iter().map(String::as_str).collect();
+        let found = admin.inspect(&roles).await.map_err(upstream)?;
+        let mut created = Vec::new();
+        for role in &request.roles {
+            match found.iter().find(|f| &f.name == role) {
+                Some(f) if f.superuser => {
+                    return Err(CoreError::Invalid(format!(
+                        "{role} is a superuser: coffer does not hand out superuser credentials"
+                    )));
+                }
+                Some(_) => {}
+                None if request.create_roles => {
+                    admin
+                        .create_login_role(role, request.member_of.as_deref())
+                        .await
+                        .map_err(upstream)?;
+                    created.push(role.clone());
+                }
+                None => {
+                    return Err(CoreError::NotFound(format!(
+                        "PostgreSQL has no role {role}: create it (CREATE ROLE {role} LOGIN IN \
+                         ROLE <group>) or let coffer create it (--create-roles)"
+                    )));
+                }
+            }
+        }
+        let pg = PgRoles {
+            admin: admin_path.as_str().to_string(),
+            roles: request.roles.clone(),
+            connect_url: request
+                .connect_url
+                .clone()
+                .unwrap_or_else(|| without_credentials(&admin_url)),
+        };
+        let role = pg.roles[0].clone();
+        let password = spec.generate();
+        let value = credentials(&pg, &role, &password);
+        let plaintext = self.encode_checked(&value)?;
+        self.judge(path.as_str(), &value, Some(&spec))?;
+        self.reserve_seals(1).await?;
+        let keys = self.keys()?;
+        {
+            let _lock = self.write_locks[self.cache.stripe(path.as_str())]
+                .lock()
+                .await;
+            let existing = self.cached(path.as_str()).await?;
+            if existing.is_some() {
+                return Err(CoreError::Conflict(format!(
+                    "{path} already exists: a managed secret starts at a new path"
+                )));
+            }
+            let mut planned = self.plan_version(
+                &keys,
+                path.as_str(),
+                &plaintext,
+                identity.display_name(),
+                None,
+                Becomes::Current { grace_until: None },
+                Some(&spec),
+                now_ms(),
+            )?;
+            let state = SecretState {
+                generator: Some(spec.to_string()),
+                postgres: Some(pg.clone()),
+                ..SecretState::default()
+            };
+            planned
+                .mutations
+                .retain(|m| !matches!(m, coffer_store::Mutation::PutObject { .. }));
+            planned.mutations.push(coffer_store::Mutation::PutObject {
+                kind: KIND_STATE.into(),
+                key: path.as_str().into(),
+                value: serde_json::to_vec(&state).expect("state serialises"),
+                expect: coffer_store::Expect::Absent,
+            });
+            let result = self.store.commit(planned.mutations).await;
+            self.cache.invalidate(path.as_str());
+            result?;
+        }
+        // Coffer knows the password; now PostgreSQL gets it. If it refuses,
+        // the secret goes again, so nothing names a password no role has.
+        let changes = [
+            Change::SetPassword {
+                role: &role,
+                password: password.expose_secret().as_bytes(),
+            },
+            Change::Retire { role: &pg.roles[1] },
+        ];
+        if let Err(e) = admin.apply(&changes).await {
+            let undo = self.remove_unmanaged(&path).await;
+            return Err(CoreError::Upstream(format!(
+                "PostgreSQL: {e}; {}",
+                match undo {
+                    Ok(()) => format!("{path} was not created"),
+                    Err(u) => format!(
+                        "{path} was written but could not be removed again ({u}): destroy it"
+                    ),
+                }
+            )));
+        }
+        audit::note_version(1);
+        tracing::info!(
+            actor = identity.display_name(),
+            path = path.as_str(),
+            admin = admin_path.as_str(),
+            role = role.as_str(),
+            "postgres roles managed"
+        );
+        Ok(ManageReceipt {
+            path: path.as_str().into(),
+            version: 1,
+            role,
+            created,
+        })
+    }
+
+    /// Removes a secret just created by `manage_postgres` whose roles could
+    /// not be set.
+    async fn remove_unmanaged(&self, path: &SecretPath) -> Result<()> {
+        let _lock = self.write_locks[self.cache.stripe(path.as_str())]
+            .lock()
+            .await;
+        let existing = self
+            .cached(path.as_str())
+            .await?
+            .ok_or_else(|| not_found(path))?;
+        let mut mutations = vec![coffer_store::Mutation::DeleteSecret {
+            path: path.as_str().into(),
+            expected_current: existing.meta.current_version,
+        }];
+        if let Some((revision, _)) = &existing.state {
+            mutations.push(coffer_store::Mutation::DeleteObject {
+                kind: KIND_STATE.into(),
+                key: path.as_str().into(),
+                expect: coffer_store::Expect::Revision(*revision),
+            });
+        }
+        let result = self.store.commit(mutations).await;
+        self.cache.invalidate(path.as_str());
+        Ok(result?)
+    }
+
+    /// The binding of a managed secret (needs `read` or `list` on it).
+    pub async fn postgres_info(&self, identity: &Identity, path: &str) -> Result<PgInfo> {
+        let path = SecretPath::parse(path)?;
+        self.keys()?;
+        self.authorize(identity, Operation::ReadMetadata, path.as_str())?;
+        let cached = self
+            .cached(path.as_str())
+            .await?
+            .ok_or_else(|| not_found(&path))?;
+        let roles = managed(&cached.state)
+            .ok_or_else(|| {
+                CoreError::NotFound(format!("{path} does not manage PostgreSQL roles"))
+            })?
+            .clone();
+        Ok(PgInfo {
+            path: path.as_str().into(),
+            roles,
+            labels: cached.labels(),
+        })
+    }
+
+    /// The binding of `path`, if it manages PostgreSQL roles.
+    pub(crate) async fn postgres_of(&self, path: &str) -> Result<Option<PgRoles>> {
+        Ok(self
+            .cached(path)
+            .await?
+            .and_then(|c| managed(&c.state).cloned()))
+    }
+
+    /// Reads the administrator secret and connects with it. Returns the URL
+    /// (for the default connect URL) and the connection.
+    async fn admin_connect(
+        &self,
+        keys: &Keys,
+        auth: &Authorized<'_>,
+        admin: &SecretPath,
+    ) -> Result<(String, RoleAdmin)> {
+        let cached = self.cached(admin.as_str()).await?.ok_or_else(|| {
+            CoreError::NotFound(format!(
+                "the administrator secret {admin} does not exist: write the connection URL there"
+            ))
+        })?;
+        let labels = cached.labels();
+        if let Some(exp) = labels.expires_at
+            && now_ms() >= exp
+        {
+            return Err(CoreError::Expired(format!(
+                "the administrator secret {admin} expired at {}",
+                crate::duration::format_time_ms(exp)
+            )));
+        }
+        let record = match &cached.current {
+            Some(r) if r.version == labels.current && cached.meta.live => r.clone(),
+            _ => {
+                return Err(CoreError::NotFound(format!(
+                    "the administrator secret {admin} has no current value (deleted?)"
+                )));
+            }
+        };
+        let value = open_value(keys, auth, &record)?;
+        let (url, password) = match &value {
+            SecretValue::Text(t) => (t.expose_secret().trim().to_string(), None),
+            SecretValue::Fields(f) => (
+                f.get("url")
+                    .map(|u| u.expose_secret().trim().to_string())
+                    .ok_or_else(|| {
+                        CoreError::Invalid(format!(
+                            "the administrator secret {admin} has no field \"url\""
+                        ))
+                    })?,
+                f.get("password").cloned(),
+            ),
+        };
+        if !coffer_store::postgres::is_postgres_url(&url) {
+            return Err(CoreError::Invalid(format!(
+                "the administrator secret {admin} must hold a postgres:// URL (or fields url \
+                 and password)"
+            )));
+        }
+        let client = RoleAdmin::connect(&url, password.as_ref().map(|p| p.expose_secret().as_bytes()))
+            .await
+            .map_err(upstream)?;
+        Ok((url, client))
+    }
+
+    /// The role whose credentials version `version` of `path` holds, when it
+    /// can be read and names one of the managed roles.
+    async fn role_at(
+        &self,
+        keys: &Keys,
+        path: &SecretPath,
+        pg: &PgRoles,
+        version: u64,
+    ) -> Result<Option<String>> {
+        let Some(record) = self.store.get_version(path.as_str(), version).await? else {
+            return Ok(None);
+        };
+        if record.state != coffer_store::VersionState::Active {
+            return Ok(None);
+        }
+        let value = open_value(
+            keys,
+            &Authorized::on_behalf(Operation::ReadValue, path.as_str()),
+            &record,
+        )?;
+        Ok(match value {
+            SecretValue::Fields(f) => f
+                .get("username")
+                .map(|u| u.expose_secret().to_string())
+                .filter(|u| pg.roles.contains(u)),
+            SecretValue::Text(_) => None,
+        })
+    }
+
+    /// A rotation of a managed secret (see the module documentation).
+    #[allow(clippy::too_many_arguments)] // the rotation's settings, resolved by `rotate`
+    pub(crate) async fn rotate_postgres(
+        &self,
+        path: &SecretPath,
+        pg: &PgRoles,
+        created_by: &str,
+        spec: &Spec,
+        stage: bool,
+        grace_ms: i64,
+        force: bool,
+    ) -> Result<RotateReceipt> {
+        let keys = self.keys()?;
+        let existing = self
+            .cached(path.as_str())
+            .await?
+            .ok_or_else(|| not_found(path))?;
+        let labels = existing.labels();
+        if let Some(p) = labels.pending {
+            return Err(CoreError::Conflict(format!(
+                "{path} has a staged rotation (pending version {p}): promote it with \
+                 `coffer promote {path}` or cancel it with `coffer rotate {path} --cancel` first"
+            )));
+        }
+        let now = now_ms();
+        let active = self.role_at(&keys, path, pg, labels.current).await?;
+        // The role that gets the new password: the inactive one (the first
+        // when the current credentials cannot be read).
+        let next = match &active {
+            Some(a) => pg.other(a).to_string(),
+            None => pg.roles[0].clone(),
+        };
+        if !force
+            && let Some(previous) = labels.previous
+            && labels.previous_until.is_none_or(|until| now < until)
+        {
+            return Err(CoreError::Conflict(format!(
+                "the previous credentials of {path} (version {previous}, role {next}) are still \
+                 served{}: a rotation now gives {next} a new password and cuts off the clients \
+                 that still use them; wait until then, or rotate with --force",
+                labels
+                    .previous_until
+                    .map(|u| format!(" until {}", crate::duration::format_time_ms(u)))
+                    .unwrap_or_default()
+            )));
+        }
+        // Connect first: when PostgreSQL cannot be reached, nothing changes.
+        let (_, mut admin) = self
+            .admin_connect(
+                &keys,
+                &Authorized::on_behalf(Operation::ReadValue, &pg.admin),
+                &SecretPath::parse(&pg.admin)?,
+            )
+            .await?;
+        let password = spec.generate();
+        let value = credentials(pg, &next, &password);
+        let warnings = self.judge(path.as_str(), &value, Some(spec))?;
+        let staged = self
+            .append_pending(path, &value, created_by, spec)
+            .await?;
+        if let Err(e) = admin
+            .apply(&[Change::SetPassword {
+                role: &next,
+                password: password.expose_secret().as_bytes(),
+            }])
+            .await
+        {
+            let undo = self.drop_pending(path, staged).await;
+            return Err(CoreError::Upstream(format!(
+                "PostgreSQL: {e}; {}",
+                match undo {
+                    Ok(_) => format!("{path} is unchanged"),
+                    Err(u) => format!(
+                        "version {staged} of {path} stays pending ({u}): cancel it with \
+                         `coffer rotate {path} --cancel`"
+                    ),
+                }
+            )));
+        }
+        if stage {
+            let labels = self
+                .cached(path.as_str())
+                .await?
+                .map(|c| c.labels())
+                .unwrap_or(labels);
+            return Ok(RotateReceipt {
+                path: path.as_str().into(),
+                version: staged,
+                labels,
+                generated: true,
+                warnings,
+            });
+        }
+        let mut receipt = self
+            .promote_postgres(path, pg, Some(admin), grace_ms)
+            .await
+            .map_err(|e| match e {
+                CoreError::Upstream(m) | CoreError::Conflict(m) => CoreError::Upstream(format!(
+                    "{m}; the new password of {next} is set and staged as version {staged}: \
+                     finish with `coffer promote {path}`"
+                )),
+                other => other,
+            })?;
+        receipt.generated = true;
+        receipt.warnings = warnings;
+        Ok(receipt)
+    }
+
+    /// Writes a managed secret's new credentials as `pending`.
+    async fn append_pending(
+        &self,
+        path: &SecretPath,
+        value: &SecretValue,
+        created_by: &str,
+        spec: &Spec,
+    ) -> Result<u64> {
+        let plaintext = self.encode_checked(value)?;
+        self.reserve_seals(1).await?;
+        let keys = self.keys()?;
+        let _lock = self.write_locks[self.cache.stripe(path.as_str())]
+            .lock()
+            .await;
+        let existing = self
+            .cached(path.as_str())
+            .await?
+            .ok_or_else(|| not_found(path))?;
+        let planned = self.plan_version(
+            &keys,
+            path.as_str(),
+            &plaintext,
+            created_by,
+            Some(&existing),
+            Becomes::Pending,
+            Some(spec),
+            now_ms(),
+        )?;
+        let version = planned.receipt.version;
+        let result = self.store.commit(planned.mutations).await;
+        self.cache.invalidate(path.as_str());
+        result.map_err(|e| match e {
+            coffer_store::StoreError::Conflict(m) => {
+                CoreError::Conflict(format!("rotation conflict, nothing written: {m}"))
+            }
+            e => e.into(),
+        })?;
+        Ok(version)
+    }
+
+    /// Forgets the pending version `version` (it stays in the history).
+    async fn drop_pending(&self, path: &SecretPath, version: u64) -> Result<RotateReceipt> {
+        self.change_state(path, |labels, head, state| {
+            if labels.pending != Some(version) {
+                return Err(CoreError::Conflict(format!(
+                    "version {version} of {path} is no longer pending"
+                )));
+            }
+            Ok(SecretState {
+                current: (labels.current != head).then_some(labels.current),
+                pending: None,
+                ..state.clone()
+            })
+        })
+        .await
+    }
+
+    /// Completes a managed secret's staged rotation: the role that is not
+    /// staged expires after the grace period, then `pending` becomes
+    /// `current`.
+    pub(crate) async fn promote_postgres(
+        &self,
+        path: &SecretPath,
+        pg: &PgRoles,
+        admin: Option<RoleAdmin>,
+        grace_ms: i64,
+    ) -> Result<RotateReceipt> {
+        let keys = self.keys()?;
+        let existing = self
+            .cached(path.as_str())
+            .await?
+            .ok_or_else(|| not_found(path))?;
+        let labels = existing.labels();
+        let pending = labels.pending.ok_or_else(|| {
+            CoreError::Conflict(format!(
+                "{path} has no pending version: stage one with `coffer rotate {path} --stage`"
+            ))
+        })?;
+        let staged = self
+            .role_at(&keys, path, pg, pending)
+            .await?
+            .ok_or_else(|| {
+                CoreError::Conflict(format!(
+                    "the pending version {pending} of {path} names none of its roles"
+                ))
+            })?;
+        let retiring = pg.other(&staged).to_string();
+        let mut admin = match admin {
+            Some(a) => a,
+            None => {
+                self.admin_connect(
+                    &keys,
+                    &Authorized::on_behalf(Operation::ReadValue, &pg.admin),
+                    &SecretPath::parse(&pg.admin)?,
+                )
+                .await?
+                .1
+            }
+        };
+        admin
+            .apply(&[Change::ExpireIn {
+                role: &retiring,
+                ms: grace_ms,
+            }])
+            .await
+            .map_err(upstream)?;
+        let promoted = self
+            .change_state(path, |labels, head, state| {
+                if labels.pending != Some(pending) {
+                    return Err(CoreError::Conflict(format!(
+                        "version {pending} of {path} is no longer pending"
+                    )));
+                }
+                Ok(SecretState {
+                    current: (pending != head).then_some(pending),
+                    previous: Some(labels.current),
+                    previous_until: Some(now_ms().saturating_add(grace_ms)),
+                    pending: None,
+                    ..state.clone()
+                })
+            })
+            .await;
+        match promoted {
+            Ok(receipt) => {
+                audit::note_version(receipt.version);
+                tracing::info!(
+                    path = path.as_str(),
+                    version = receipt.version,
+                    role = staged.as_str(),
+                    retiring = retiring.as_str(),
+                    grace_ms,
+                    "postgres role rotated"
+                );
+                Ok(receipt)
+            }
+            Err(e) => {
+                // The old credentials are still `current`: keep them valid.
+                if let Err(undo) = admin
+                    .apply(&[Change::NeverExpire { role: &retiring }])
+                    .await
+                {
+                    tracing::error!(
+                        path = path.as_str(),
+                        role = retiring.as_str(),
+                        error = %undo,
+                        "the promotion failed and the old role's expiry could not be lifted"
+                    );
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Cancels a managed secret's staged rotation: the staged role's new
+    /// password is removed, then `pending` is forgotten.
+    pub(crate) async fn cancel_postgres(
+        &self,
+        path: &SecretPath,
+        pg: &PgRoles,
+    ) -> Result<RotateReceipt> {
+        let keys = self.keys()?;
+        let existing = self
+            .cached(path.as_str())
+            .await?
+            .ok_or_else(|| not_found(path))?;
+        let labels = existing.labels();
+        let pending = labels.pending.ok_or_else(|| {
+            CoreError::Conflict(format!("{path} has no pending version to cancel"))
+        })?;
+        if let Some(staged) = self.role_at(&keys, path, pg, pending).await?
+            && self.role_at(&keys, path, pg, labels.current).await?.as_deref() != Some(&staged)
+        {
+            let (_, mut admin) = self
+                .admin_connect(
+                    &keys,
+                    &Authorized::on_behalf(Operation::ReadValue, &pg.admin),
+                    &SecretPath::parse(&pg.admin)?,
+                )
+                .await?;
+            admin
+                .apply(&[Change::Retire { role: &staged }])
+                .await
+                .map_err(upstream)?;
+        }
+        self.drop_pending(path, pending).await
+    }
+
+    /// Refuses what cannot be done to a managed secret.
+    pub(crate) fn refuse_managed(state: &Option<(u64, SecretState)>, path: &str, what: &str) -> Result<()> {
+        if managed(state).is_some() {
+            return Err(CoreError::Invalid(format!(
+                "{path} holds the credentials of PostgreSQL roles that coffer manages and \
+                 cannot be {what}"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The binding in a state record.
+fn managed(state: &Option<(u64, SecretState)>) -> Option<&PgRoles> {
+    state.as_ref().and_then(|(_, s)| s.postgres.as_ref())
+}
+
+fn url_has_userinfo(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = match rest.find(['/', '?']) {
+        Some(i) => &rest[..i],
+        None => rest,
+    };
+    authority.contains('@')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_get_the_roles_credentials() {
+        assert_eq!(
+            with_credentials("postgres://db:5432/app?sslmode=require", "app_a", "p@ss/w:rd"),
+            "postgres://app_a:p%40ss%2Fw%3Ard@db:5432/app?sslmode=require"
+        );
+        assert_eq!(
+            with_credentials("postgresql://admin:x@db/app", "app_b", "abc"),
+            "postgresql://app_b:abc@db/app"
+        );
+        assert_eq!(
+            with_credentials("postgres://db", "r", "p"),
+            "postgres://r:p@db"
+        );
+        assert_eq!(
+            without_credentials("postgres://admin:secret@db:5432/app?sslmode=verify-full"),
+            "postgres://db:5432/app?sslmode=verify-full"
+        );
+        assert_eq!(without_credentials("postgres://db/app"), "postgres://db/app");
+        assert!(url_has_userinfo("postgres://u@db/x"));
+        assert!(!url_has_userinfo("postgres://db/x?user=y@z"));
+    }
+}
