@@ -44,8 +44,9 @@ use crate::path::SecretPath;
 use crate::rotation::RotateReceipt;
 use crate::{Becomes, Coffer, Keys, SecretValue, audit, not_found, now_ms, open_value};
 
-/// The generator of role passwords when none is given: 32 letters and
-/// digits (about 190 bits, and nothing that needs quoting in a URL).
+/// The generator of role passwords when none is given: letters and digits
+/// carrying 32 bytes of randomness (43 characters, 256 bits, nothing that
+/// needs quoting in a URL).
 pub const DEFAULT_GENERATOR: &str = "alnum:32";
 
 /// What a managed secret remembers about its roles (in its state record).
@@ -384,9 +385,7 @@ impl Coffer {
             .await?
             .ok_or_else(|| not_found(&path))?;
         let roles = managed(&cached.state)
-            .ok_or_else(|| {
-                CoreError::NotFound(format!("{path} does not manage PostgreSQL roles"))
-            })?
+            .ok_or_else(|| CoreError::NotFound(format!("{path} does not manage PostgreSQL roles")))?
             .clone();
         Ok(PgInfo {
             path: path.as_str().into(),
@@ -453,9 +452,12 @@ impl Coffer {
                  and password)"
             )));
         }
-        let client = RoleAdmin::connect(&url, password.as_ref().map(|p| p.expose_secret().as_bytes()))
-            .await
-            .map_err(upstream)?;
+        let client = RoleAdmin::connect(
+            &url,
+            password.as_ref().map(|p| p.expose_secret().as_bytes()),
+        )
+        .await
+        .map_err(upstream)?;
         Ok((url, client))
     }
 
@@ -545,9 +547,7 @@ impl Coffer {
         let password = spec.generate();
         let value = credentials(pg, &next, &password);
         let warnings = self.judge(path.as_str(), &value, Some(spec))?;
-        let staged = self
-            .append_pending(path, &value, created_by, spec)
-            .await?;
+        let staged = self.append_pending(path, &value, created_by, spec).await?;
         if let Err(e) = admin
             .apply(&[Change::SetPassword {
                 role: &next,
@@ -766,7 +766,11 @@ impl Coffer {
             CoreError::Conflict(format!("{path} has no pending version to cancel"))
         })?;
         if let Some(staged) = self.role_at(&keys, path, pg, pending).await?
-            && self.role_at(&keys, path, pg, labels.current).await?.as_deref() != Some(&staged)
+            && self
+                .role_at(&keys, path, pg, labels.current)
+                .await?
+                .as_deref()
+                != Some(&staged)
         {
             let (_, mut admin) = self
                 .admin_connect(
@@ -784,7 +788,11 @@ impl Coffer {
     }
 
     /// Refuses what cannot be done to a managed secret.
-    pub(crate) fn refuse_managed(state: &Option<(u64, SecretState)>, path: &str, what: &str) -> Result<()> {
+    pub(crate) fn refuse_managed(
+        state: &Option<(u64, SecretState)>,
+        path: &str,
+        what: &str,
+    ) -> Result<()> {
         if managed(state).is_some() {
             return Err(CoreError::Invalid(format!(
                 "{path} holds the credentials of PostgreSQL roles that coffer manages and \
@@ -816,7 +824,11 @@ mod tests {
     #[test]
     fn urls_get_the_roles_credentials() {
         assert_eq!(
-            with_credentials("postgres://db:5432/app?sslmode=require", "app_a", "p@ss/w:rd"),
+            with_credentials(
+                "postgres://db:5432/app?sslmode=require",
+                "app_a",
+                "p@ss/w:rd"
+            ),
             "postgres://app_a:p%40ss%2Fw%3Ard@db:5432/app?sslmode=require"
         );
         assert_eq!(
@@ -831,7 +843,10 @@ mod tests {
             without_credentials("postgres://admin:secret@db:5432/app?sslmode=verify-full"),
             "postgres://db:5432/app?sslmode=verify-full"
         );
-        assert_eq!(without_credentials("postgres://db/app"), "postgres://db/app");
+        assert_eq!(
+            without_credentials("postgres://db/app"),
+            "postgres://db/app"
+        );
         assert!(url_has_userinfo("postgres://u@db/x"));
         assert!(!url_has_userinfo("postgres://db/x?user=y@z"));
     }

@@ -779,7 +779,11 @@ impl Coffer {
             let receipt = self
                 .rotate_postgres(&path, &pg, SCHEDULER, &spec, false, grace, false)
                 .await?;
-            tracing::info!(path = path.as_str(), version = receipt.version, "scheduled rotation");
+            tracing::info!(
+                path = path.as_str(),
+                version = receipt.version,
+                "scheduled rotation"
+            );
             return Ok((receipt.version, receipt.labels.previous_until));
         }
         let value = SecretValue::Text(spec.generate());
