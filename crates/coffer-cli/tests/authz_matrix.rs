@@ -455,6 +455,46 @@ const WRITES: &[Case] = &[
         Some(r#"{"value":"k"}"#),
         403,
     ),
+    // PostgreSQL role management: create on the path and read on the
+    // administrator secret, decided before PostgreSQL is contacted. People
+    // cannot borrow credentials from a protected environment either.
+    (
+        "svc-create",
+        "POST",
+        "/api/v1/postgres/app/dev/pg",
+        Some(r#"{"admin":"app/prod/db","roles":["r_one","r_two"]}"#),
+        403,
+    ),
+    (
+        "svc-dev",
+        "POST",
+        "/api/v1/postgres/app/dev/pg",
+        Some(r#"{"admin":"app/dev/db","roles":["r_one","r_two"]}"#),
+        403,
+    ),
+    (
+        "human-root",
+        "POST",
+        "/api/v1/postgres/app/dev/pg",
+        Some(r#"{"admin":"app/prod/db","roles":["r_one","r_two"]}"#),
+        403,
+    ),
+    (
+        "anonymous",
+        "POST",
+        "/api/v1/postgres/app/dev/pg",
+        Some(r#"{"admin":"app/dev/db","roles":["r_one","r_two"]}"#),
+        401,
+    ),
+    ("svc-dev", "GET", "/api/v1/postgres/app/dev/db", None, 404),
+    ("svc-dev", "GET", "/api/v1/postgres/app/prod/db", None, 403),
+    (
+        "svc-lister",
+        "GET",
+        "/api/v1/postgres/app/dev/db",
+        None,
+        403,
+    ),
     // delete, undelete, destroy.
     (
         "svc-dev",
