@@ -186,6 +186,7 @@ enum Problem {
     Empty,
     Placeholder,
     Weak,
+    Guessable,
 }
 
 impl Problem {
@@ -194,7 +195,7 @@ impl Problem {
             Problem::Missing => "missing",
             Problem::Empty => "empty",
             Problem::Placeholder => "placeholder",
-            Problem::Weak => "weak",
+            Problem::Weak | Problem::Guessable => "weak",
         }
     }
 
@@ -204,6 +205,10 @@ impl Problem {
             Problem::Empty => "set to the empty string",
             Problem::Placeholder => "still the template's example value",
             Problem::Weak => "a well-known placeholder or default, not a real value",
+            Problem::Guessable => {
+                "easy to guess, under 64 bits by a strength estimate; generate one with \
+                 `coffer set PATH --generate`"
+            }
         }
     }
 }
@@ -245,12 +250,41 @@ fn known_placeholder(value: &str) -> bool {
     KNOWN.contains(&v.as_str())
 }
 
-fn problem_of(value: Option<&str>, placeholder: Option<&str>) -> Option<Problem> {
+/// Whether a variable's name says it holds a password, key or token (its
+/// value then gets a strength estimate; other values, such as ports and
+/// hosts, are not guessing targets).
+fn names_a_secret(name: &str) -> bool {
+    let n = name.to_ascii_uppercase();
+    [
+        "PASSWORD",
+        "PASSWD",
+        "SECRET",
+        "TOKEN",
+        "CREDENTIAL",
+        "PRIVATE",
+    ]
+    .iter()
+    .any(|w| n.contains(w))
+        || n == "KEY"
+        || n.ends_with("_KEY")
+        || n.ends_with("_PASS")
+        || n.ends_with("_PWD")
+}
+
+fn problem_of(name: &str, value: Option<&str>, placeholder: Option<&str>) -> Option<Problem> {
+    use coffer_core::strength;
     match value {
         None => Some(Problem::Missing),
         Some("") => Some(Problem::Empty),
         Some(v) if placeholder.is_some_and(|p| p == v) => Some(Problem::Placeholder),
         Some(v) if known_placeholder(v) => Some(Problem::Weak),
+        Some(v)
+            if names_a_secret(name)
+                && !strength::clearly_not_weak(v)
+                && strength::estimate(v).bits < strength::WEAK_BITS =>
+        {
+            Some(Problem::Guessable)
+        }
         Some(_) => None,
     }
 }
@@ -286,6 +320,7 @@ pub async fn check(g: &crate::cli::Global, a: CheckArgs) -> anyhow::Result<Statu
         .iter()
         .filter_map(|t| {
             problem_of(
+                &t.name,
                 values.get(&t.name).map(|v| v.as_str()),
                 t.placeholder.as_deref(),
             )
@@ -357,17 +392,49 @@ mod tests {
 
     #[test]
     fn problems() {
-        assert_eq!(problem_of(None, None), Some(Problem::Missing));
-        assert_eq!(problem_of(Some(""), None), Some(Problem::Empty));
+        assert_eq!(problem_of("X", None, None), Some(Problem::Missing));
+        assert_eq!(problem_of("X", Some(""), None), Some(Problem::Empty));
         assert_eq!(
             problem_of(
+                "DATABASE_URL",
                 Some("postgres://localhost/app"),
                 Some("postgres://localhost/app")
             ),
             Some(Problem::Placeholder)
         );
-        assert_eq!(problem_of(Some("ChangeMe"), None), Some(Problem::Weak));
-        assert_eq!(problem_of(Some("k7Qm2-real"), Some("changeme")), None);
+        assert_eq!(problem_of("X", Some("ChangeMe"), None), Some(Problem::Weak));
+        assert_eq!(problem_of("X", Some("k7Qm2-real"), Some("changeme")), None);
+    }
+
+    #[test]
+    fn typed_passwords_and_keys_are_judged() {
+        for (name, value) in [
+            ("DB_PASSWORD", "password123"),
+            ("STRIPE_SECRET", "summer2024"),
+            ("API_KEY", "qwertyuiop"),
+            ("SMTP_PASS", "letmein2024"),
+            ("GITHUB_TOKEN", "aaaaaaaaaaaaaaaaaaaaaaaa"),
+        ] {
+            assert_eq!(
+                problem_of(name, Some(value), None),
+                Some(Problem::Guessable),
+                "{name}={value}"
+            );
+        }
+        for (name, value) in [
+            // Generated values pass.
+            ("DB_PASSWORD", "rQ8vK2mX9pL4nW7tY3sB6hJ1"),
+            (
+                "SESSION_KEY",
+                "correct-horse-battery-staple-orbit-lantern-cobalt",
+            ),
+            // Names that hold no secret are not judged.
+            ("PORT", "8080"),
+            ("LOG_LEVEL", "debug"),
+            ("DATABASE_HOST", "localhost"),
+        ] {
+            assert_eq!(problem_of(name, Some(value), None), None, "{name}={value}");
+        }
     }
 
     #[test]

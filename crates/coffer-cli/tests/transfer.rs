@@ -638,9 +638,27 @@ fn example_lists_names_only_and_check_reports_every_problem() {
         "app/prod/DATABASE_URL",
         "postgres://db.internal/app".into(),
     );
+    // A short typed key is easy to guess: reported as weak.
     put(&server, &root, "app/prod/API_KEY", "k-8Qz1vX".into());
     put(&server, &root, "app/prod/PORT", "9000".into());
     put(&server, &root, "app/prod/MISSING_ONE", "here".into());
+    let run = server
+        .cli()
+        .token(&root)
+        .run(&["check", "--path", "app/prod", "--template", t]);
+    assert_eq!(run.code(), 7, "{}", run.stdout());
+    assert!(
+        run.stdout().contains("weak        API_KEY (easy to guess"),
+        "{}",
+        run.stdout()
+    );
+    assert!(!run.stdout().contains("k-8Qz1vX"), "{}", run.stdout());
+    put(
+        &server,
+        &root,
+        "app/prod/API_KEY",
+        "k-8Qz1vX3mT7wR2pL9yN4bV6".into(),
+    );
     let run = server
         .cli()
         .token(&root)
