@@ -96,6 +96,10 @@ struct Shared {
     /// Requests in flight per slot (see [`Auditor::enter`]).
     active: Vec<std::sync::atomic::AtomicUsize>,
     writer: Mutex<Writer>,
+    /// Head-file I/O, outside the writer's lock (creating and renaming a
+    /// file can wait for the file system's journal, and no request should
+    /// wait with it), with the record number each file was last written at.
+    head_io: Mutex<std::collections::HashMap<PathBuf, u64>>,
 }
 
 /// Queue slots; threads beyond this share them.
@@ -256,6 +260,7 @@ impl Auditor {
                 .map(|_| std::sync::atomic::AtomicUsize::new(0))
                 .collect(),
             writer: Mutex::new(writer),
+            head_io: Mutex::new(std::collections::HashMap::new()),
         });
         // Upkeep on its own thread: head files at most five times a second,
         // and interval syncs on second handles (an fsync of a second's worth
@@ -268,10 +273,12 @@ impl Auditor {
                 let mut synced = Instant::now();
                 while !s.load(Ordering::Relaxed) {
                     std::thread::park_timeout(HEADS_EVERY);
-                    sh.writer
+                    let plan = sh
+                        .writer
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
-                        .periodic();
+                        .heads_due();
+                    write_heads(&sh.head_io, plan);
                     if let Some(every) = interval
                         && synced.elapsed() >= every
                     {
@@ -389,8 +396,9 @@ impl Auditor {
         if !pending.is_empty() {
             w.commit(&mut pending);
         }
-        w.finish();
+        let plan = w.finish();
         drop(w);
+        write_heads(&self.shared.head_io, plan);
         if let Some((stop, t)) = self
             .maintenance
             .lock()
@@ -514,18 +522,22 @@ impl Writer {
         }
     }
 
-    fn periodic(&mut self) {
+    /// The head files to write, when they are due (see [`write_heads`]).
+    fn heads_due(&mut self) -> Vec<HeadWrite> {
         if self.heads_dirty && self.heads_written.elapsed() >= HEADS_EVERY {
-            self.write_heads();
+            self.heads_plan()
+        } else {
+            Vec::new()
         }
     }
 
-    fn finish(&mut self) {
+    /// Writes the closing notice and syncs; returns the last head files.
+    fn finish(&mut self) -> Vec<HeadWrite> {
         self.commit(&mut vec![Pending::notice(Record::notice(
             "audit log closed",
         ))]);
         self.sync_all();
-        self.write_heads();
+        self.heads_plan()
     }
 
     fn sync_all(&mut self) {
@@ -536,27 +548,59 @@ impl Writer {
         }
     }
 
-    /// Rewrites each regular log file's head file (write, then rename, so a
-    /// reader never sees half of one).
-    fn write_heads(&mut self) {
+    /// Each regular log file's head file as it stands now.
+    fn heads_plan(&mut self) -> Vec<HeadWrite> {
         let key = (self.key)();
-        for sink in &self.sinks {
-            let Some(path) = sink.path() else { continue };
-            if sink.head.seq == 0 || !std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
-                continue;
+        let plan = self
+            .sinks
+            .iter()
+            .filter(|sink| sink.head.seq > 0)
+            .filter_map(|sink| {
+                Some(HeadWrite {
+                    log: sink.path()?.to_path_buf(),
+                    seq: sink.head.seq,
+                    body: serde_json::to_vec(&HeadFile::new(sink.head, key.as_ref()))
+                        .expect("head serializes"),
+                })
+            })
+            .collect();
+        self.heads_written = Instant::now();
+        self.heads_dirty = false;
+        plan
+    }
+}
+
+/// A head file to write: its log, the record it names, its bytes.
+struct HeadWrite {
+    log: PathBuf,
+    seq: u64,
+    body: Vec<u8>,
+}
+
+/// Rewrites head files (write, then rename, so a reader never sees half of
+/// one), one writer at a time and never back to an older record.
+fn write_heads(io: &Mutex<std::collections::HashMap<PathBuf, u64>>, plan: Vec<HeadWrite>) {
+    if plan.is_empty() {
+        return;
+    }
+    let mut written = io.lock().unwrap_or_else(|p| p.into_inner());
+    for h in plan {
+        if written.get(&h.log).is_some_and(|seq| *seq >= h.seq)
+            || !std::fs::metadata(&h.log).is_ok_and(|m| m.is_file())
+        {
+            continue;
+        }
+        let head_path = chain::head_path(&h.log);
+        let tmp = head_path.with_extension("head.tmp");
+        let result = write_private(&tmp, &h.body).and_then(|()| std::fs::rename(&tmp, &head_path));
+        match result {
+            Ok(()) => {
+                written.insert(h.log, h.seq);
             }
-            let head_path = chain::head_path(path);
-            let tmp = head_path.with_extension("head.tmp");
-            let body = serde_json::to_vec(&HeadFile::new(sink.head, key.as_ref()))
-                .expect("head serializes");
-            let result =
-                write_private(&tmp, &body).and_then(|()| std::fs::rename(&tmp, &head_path));
-            if let Err(e) = result {
+            Err(e) => {
                 tracing::warn!(file = %head_path.display(), error = %e, "cannot write the audit head file");
             }
         }
-        self.heads_written = Instant::now();
-        self.heads_dirty = false;
     }
 }
 
