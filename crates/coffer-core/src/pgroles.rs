@@ -36,6 +36,7 @@ use coffer_crypto::SecretString;
 use coffer_crypto::generate::Spec;
 use coffer_pgroles::{Change, RoleAdmin};
 use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
 
 use crate::auth::{Authorized, Identity, Operation};
 use crate::error::{CoreError, Result};
@@ -113,10 +114,12 @@ pub struct PgInfo {
     pub labels: Labels,
 }
 
-/// The URL with its user and password replaced (percent-encoded).
-fn with_credentials(base: &str, user: &str, password: &str) -> String {
-    fn encode(s: &str) -> String {
-        let mut out = String::with_capacity(s.len());
+/// The URL with its user and password replaced (percent-encoded). Every
+/// buffer that holds the password is wiped when dropped.
+fn with_credentials(base: &str, user: &str, password: &str) -> Zeroizing<String> {
+    fn encode(s: &str) -> Zeroizing<String> {
+        // Large enough never to grow (a grown buffer leaves a copy behind).
+        let mut out = Zeroizing::new(String::with_capacity(3 * s.len()));
         for b in s.bytes() {
             if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
                 out.push(b as char);
@@ -134,7 +137,14 @@ fn with_credentials(base: &str, user: &str, password: &str) -> String {
         },
         None => rest.rsplit_once('@').map_or(rest, |(_, h)| h).to_string(),
     };
-    format!("{scheme}://{}:{}@{host}", encode(user), encode(password))
+    let (user, password) = (encode(user), encode(password));
+    let mut out = Zeroizing::new(String::with_capacity(
+        scheme.len() + 4 + user.len() + password.len() + host.len(),
+    ));
+    for part in [scheme, "://", &user, ":", &password, "@", &host] {
+        out.push_str(part);
+    }
+    out
 }
 
 /// The URL without user or password.
@@ -155,11 +165,9 @@ fn credentials(pg: &PgRoles, role: &str, password: &SecretString) -> SecretValue
     fields.insert("username".to_string(), SecretString::from(role));
     fields.insert(
         "url".to_string(),
-        SecretString::new(with_credentials(
-            &pg.connect_url,
-            role,
-            password.expose_secret(),
-        )),
+        SecretString::from(
+            with_credentials(&pg.connect_url, role, password.expose_secret()).as_str(),
+        ),
     );
     fields.insert("password".to_string(), password.clone());
     SecretValue::Fields(fields)
@@ -235,7 +243,8 @@ impl Coffer {
         }
         let roles: Vec<&str> = request.roles.iter().map(String::as_str).collect();
         let found = admin.inspect(&roles).await.map_err(upstream)?;
-        let mut created = Vec::new();
+        // Every check before the first change.
+        let mut missing = Vec::new();
         for role in &request.roles {
             match found.iter().find(|f| &f.name == role) {
                 Some(f) if f.superuser => {
@@ -244,13 +253,7 @@ impl Coffer {
                     )));
                 }
                 Some(_) => {}
-                None if request.create_roles => {
-                    admin
-                        .create_login_role(role, request.member_of.as_deref())
-                        .await
-                        .map_err(upstream)?;
-                    created.push(role.clone());
-                }
+                None if request.create_roles => missing.push(role.clone()),
                 None => {
                     return Err(CoreError::NotFound(format!(
                         "PostgreSQL has no role {role}: create it (CREATE ROLE {role} LOGIN IN \
@@ -258,6 +261,21 @@ impl Coffer {
                     )));
                 }
             }
+        }
+        let mut created = Vec::new();
+        for role in missing {
+            admin
+                .create_login_role(&role, request.member_of.as_deref())
+                .await
+                .map_err(|e| {
+                    let done = if created.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (created before the failure: {})", created.join(", "))
+                    };
+                    CoreError::Upstream(format!("PostgreSQL: {e}{done}"))
+                })?;
+            created.push(role);
         }
         let pg = PgRoles {
             admin: admin_path.as_str().to_string(),
@@ -824,7 +842,7 @@ mod tests {
     #[test]
     fn urls_get_the_roles_credentials() {
         assert_eq!(
-            with_credentials(
+            *with_credentials(
                 "postgres://db:5432/app?sslmode=require",
                 "app_a",
                 "p@ss/w:rd"
@@ -832,11 +850,11 @@ mod tests {
             "postgres://app_a:p%40ss%2Fw%3Ard@db:5432/app?sslmode=require"
         );
         assert_eq!(
-            with_credentials("postgresql://admin:x@db/app", "app_b", "abc"),
+            *with_credentials("postgresql://admin:x@db/app", "app_b", "abc"),
             "postgresql://app_b:abc@db/app"
         );
         assert_eq!(
-            with_credentials("postgres://db", "r", "p"),
+            *with_credentials("postgres://db", "r", "p"),
             "postgres://r:p@db"
         );
         assert_eq!(
