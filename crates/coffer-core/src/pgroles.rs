@@ -479,6 +479,14 @@ impl Coffer {
         Ok((url, client))
     }
 
+    /// The administrator connection of a managed secret, read on the
+    /// server's own behalf (its creator was allowed to read it).
+    async fn admin_of(&self, keys: &Keys, pg: &PgRoles) -> Result<RoleAdmin> {
+        let admin = SecretPath::parse(&pg.admin)?;
+        let auth = Authorized::on_behalf(Operation::ReadValue, admin.as_str());
+        Ok(self.admin_connect(keys, &auth, &admin).await?.1)
+    }
+
     /// The role whose credentials version `version` of `path` holds, when it
     /// can be read and names one of the managed roles.
     async fn role_at(
@@ -555,17 +563,13 @@ impl Coffer {
             )));
         }
         // Connect first: when PostgreSQL cannot be reached, nothing changes.
-        let (_, mut admin) = self
-            .admin_connect(
-                &keys,
-                &Authorized::on_behalf(Operation::ReadValue, &pg.admin),
-                &SecretPath::parse(&pg.admin)?,
-            )
-            .await?;
+        let mut admin = self.admin_of(&keys, pg).await?;
         let password = spec.generate();
         let value = credentials(pg, &next, &password);
         let warnings = self.judge(path.as_str(), &value, Some(spec))?;
-        let staged = self.append_pending(path, &value, created_by, spec).await?;
+        let (staged, _) = self
+            .append(path, &value, created_by, Becomes::Pending, Some(spec))
+            .await?;
         if let Err(e) = admin
             .apply(&[Change::SetPassword {
                 role: &next,
@@ -612,46 +616,6 @@ impl Coffer {
         receipt.generated = true;
         receipt.warnings = warnings;
         Ok(receipt)
-    }
-
-    /// Writes a managed secret's new credentials as `pending`.
-    async fn append_pending(
-        &self,
-        path: &SecretPath,
-        value: &SecretValue,
-        created_by: &str,
-        spec: &Spec,
-    ) -> Result<u64> {
-        let plaintext = self.encode_checked(value)?;
-        self.reserve_seals(1).await?;
-        let keys = self.keys()?;
-        let _lock = self.write_locks[self.cache.stripe(path.as_str())]
-            .lock()
-            .await;
-        let existing = self
-            .cached(path.as_str())
-            .await?
-            .ok_or_else(|| not_found(path))?;
-        let planned = self.plan_version(
-            &keys,
-            path.as_str(),
-            &plaintext,
-            created_by,
-            Some(&existing),
-            Becomes::Pending,
-            Some(spec),
-            now_ms(),
-        )?;
-        let version = planned.receipt.version;
-        let result = self.store.commit(planned.mutations).await;
-        self.cache.invalidate(path.as_str());
-        result.map_err(|e| match e {
-            coffer_store::StoreError::Conflict(m) => {
-                CoreError::Conflict(format!("rotation conflict, nothing written: {m}"))
-            }
-            e => e.into(),
-        })?;
-        Ok(version)
     }
 
     /// Forgets the pending version `version` (it stays in the history).
@@ -703,15 +667,7 @@ impl Coffer {
         let retiring = pg.other(&staged).to_string();
         let mut admin = match admin {
             Some(a) => a,
-            None => {
-                self.admin_connect(
-                    &keys,
-                    &Authorized::on_behalf(Operation::ReadValue, &pg.admin),
-                    &SecretPath::parse(&pg.admin)?,
-                )
-                .await?
-                .1
-            }
+            None => self.admin_of(&keys, pg).await?,
         };
         admin
             .apply(&[Change::ExpireIn {
@@ -790,13 +746,7 @@ impl Coffer {
                 .as_deref()
                 != Some(&staged)
         {
-            let (_, mut admin) = self
-                .admin_connect(
-                    &keys,
-                    &Authorized::on_behalf(Operation::ReadValue, &pg.admin),
-                    &SecretPath::parse(&pg.admin)?,
-                )
-                .await?;
+            let mut admin = self.admin_of(&keys, pg).await?;
             admin
                 .apply(&[Change::Retire { role: &staged }])
                 .await

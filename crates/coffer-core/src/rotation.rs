@@ -376,7 +376,7 @@ impl Coffer {
 
     /// Appends a version that must build on an existing secret, under the
     /// write lock; returns its number and the labels afterwards.
-    async fn append(
+    pub(crate) async fn append(
         &self,
         path: &SecretPath,
         value: &SecretValue,
