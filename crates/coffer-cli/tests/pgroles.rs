@@ -567,6 +567,16 @@ fn setting_up_is_checked_and_needs_the_administrator_secret() {
             "without a user or password",
         ),
         (
+            vec![
+                "--roles",
+                &roles,
+                "--connect-url",
+                "postgres://h/d?password=p",
+            ],
+            7,
+            "without a user or password",
+        ),
+        (
             vec!["--roles", &roles, "--generate", "rot13"],
             2,
             "unknown generator",

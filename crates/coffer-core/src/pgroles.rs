@@ -147,19 +147,6 @@ fn with_credentials(base: &str, user: &str, password: &str) -> Zeroizing<String>
     out
 }
 
-/// The URL without user or password.
-fn without_credentials(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let (authority, tail) = match rest.find(['/', '?']) {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, ""),
-    };
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    format!("{scheme}://{host}{tail}")
-}
-
 fn credentials(pg: &PgRoles, role: &str, password: &SecretString) -> SecretValue {
     let mut fields = std::collections::BTreeMap::new();
     fields.insert("username".to_string(), SecretString::from(role));
@@ -208,7 +195,9 @@ impl Coffer {
             ));
         }
         if let Some(url) = &request.connect_url
-            && (!coffer_store::postgres::is_postgres_url(url) || url_has_userinfo(url))
+            && (!coffer_store::postgres::is_postgres_url(url)
+                || url_has_userinfo(url)
+                || coffer_store::postgres::url_has_password(url))
         {
             return Err(CoreError::Invalid(
                 "the connect URL must be a postgres:// URL without a user or password \
@@ -283,7 +272,7 @@ impl Coffer {
             connect_url: request
                 .connect_url
                 .clone()
-                .unwrap_or_else(|| without_credentials(&admin_url)),
+                .unwrap_or_else(|| coffer_store::postgres::without_credentials(&admin_url)),
         };
         let role = pg.roles[0].clone();
         let password = spec.generate();
@@ -806,14 +795,6 @@ mod tests {
         assert_eq!(
             *with_credentials("postgres://db", "r", "p"),
             "postgres://r:p@db"
-        );
-        assert_eq!(
-            without_credentials("postgres://admin:secret@db:5432/app?sslmode=verify-full"),
-            "postgres://db:5432/app?sslmode=verify-full"
-        );
-        assert_eq!(
-            without_credentials("postgres://db/app"),
-            "postgres://db/app"
         );
         assert!(url_has_userinfo("postgres://u@db/x"));
         assert!(!url_has_userinfo("postgres://db/x?user=y@z"));

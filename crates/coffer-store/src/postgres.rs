@@ -142,22 +142,68 @@ impl std::fmt::Debug for PostgresOptions {
     }
 }
 
-/// The URL with any password replaced by `<redacted>`, for logs and errors.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return "<unparseable url>".into();
-    };
+/// Splits a URL into scheme, authority (`USER[:PASSWORD]@HOST...`), path
+/// and query.
+fn url_parts(url: &str) -> Option<(&str, &str, &str, &str)> {
+    let (scheme, rest) = url.split_once("://")?;
     let (authority, tail) = match rest.find(['/', '?']) {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, ""),
     };
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{scheme}://{user}:<redacted>@{host}{tail}"),
-            None => format!("{scheme}://{userinfo}@{host}{tail}"),
-        },
-        None => url.to_string(),
+    let (path, query) = tail.split_once('?').unwrap_or((tail, ""));
+    Some((scheme, authority, path, query))
+}
+
+/// The query with its `password` parameter replaced (`Some`) or dropped.
+fn query_without_password(query: &str, replacement: Option<&str>) -> String {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .filter_map(|pair| match pair.split_once('=') {
+            Some(("password", _)) => replacement.map(|r| format!("password={r}")),
+            _ => Some(pair.to_string()),
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn join_url(scheme: &str, authority: &str, path: &str, query: &str) -> String {
+    if query.is_empty() {
+        format!("{scheme}://{authority}{path}")
+    } else {
+        format!("{scheme}://{authority}{path}?{query}")
     }
+}
+
+/// The URL with any password (in the user part or a `password` parameter)
+/// replaced by `<redacted>`, for logs and errors.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, authority, path, query)) = url_parts(url) else {
+        return "<unparseable url>".into();
+    };
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:<redacted>@{host}"),
+            None => authority.to_string(),
+        },
+        None => authority.to_string(),
+    };
+    join_url(
+        scheme,
+        &authority,
+        path,
+        &query_without_password(query, Some("<redacted>")),
+    )
+}
+
+/// The URL without user, password or `password` parameter: where to
+/// connect, with nobody's credentials.
+pub fn without_credentials(url: &str) -> String {
+    let Some((scheme, authority, path, query)) = url_parts(url) else {
+        return url.to_string();
+    };
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    join_url(scheme, host, path, &query_without_password(query, None))
 }
 
 /// Whether a URL names PostgreSQL.
@@ -1636,13 +1682,28 @@ mod tests {
                 "postgresql://u:<redacted>@host/db",
             ),
             ("postgres://coffer@db/coffer", "postgres://coffer@db/coffer"),
+            (
+                "postgres://coffer@db/coffer?sslmode=disable&password=s3cret",
+                "postgres://coffer@db/coffer?sslmode=disable&password=<redacted>",
+            ),
             ("postgres://db/coffer", "postgres://db/coffer"),
             ("not a url", "<unparseable url>"),
         ] {
             assert_eq!(redact_url(url), want, "{url}");
         }
         assert!(url_has_password("postgres://a:b@c/d"));
+        assert!(url_has_password("postgres://a@c/d?password=b"));
         assert!(!url_has_password("postgres://a@c/d"));
+        for (url, want) in [
+            (
+                "postgres://u:p@db:5432/app?sslmode=require&password=x",
+                "postgres://db:5432/app?sslmode=require",
+            ),
+            ("postgres://u@db/app?password=x", "postgres://db/app"),
+            ("postgres://db", "postgres://db"),
+        ] {
+            assert_eq!(without_credentials(url), want, "{url}");
+        }
     }
 
     #[test]
