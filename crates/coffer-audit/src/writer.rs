@@ -14,7 +14,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -96,10 +96,20 @@ struct Shared {
     /// Requests in flight per slot (see [`Auditor::enter`]).
     active: Vec<std::sync::atomic::AtomicUsize>,
     writer: Mutex<Writer>,
+    /// Batches handed over by threads that found the writer busy. A thread
+    /// never blocks on the writer while another one writes (a blocked
+    /// worker stalls every connection of its runtime, and a writer that is
+    /// preempted mid-write would stall both): it leaves its batch here and
+    /// goes on serving; whoever holds the writer commits these before and
+    /// after letting go (see [`Shared::release`]), and their requests are
+    /// acknowledged from that thread.
+    handed: Mutex<Vec<Pending>>,
     /// Head-file I/O, outside the writer's lock (creating and renaming a
     /// file can wait for the file system's journal, and no request should
     /// wait with it), with the record number each file was last written at.
     head_io: Mutex<std::collections::HashMap<PathBuf, u64>>,
+    /// Itself, for tasks that commit later.
+    this: Weak<Shared>,
 }
 
 /// Queue slots; threads beyond this share them.
@@ -129,10 +139,7 @@ impl Shared {
                 }
                 std::mem::take(&mut q.pending)
             };
-            self.writer
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .commit(&mut batch);
+            self.commit_or_hand_over(&mut batch);
         }
         let shared = self.clone();
         match tokio::runtime::Handle::try_current() {
@@ -142,6 +149,95 @@ impl Shared {
             Err(_) => shared.drain(slot),
         }
     }
+}
+
+impl Shared {
+    /// Commits `batch` if the writer is free; otherwise hands it to the
+    /// thread that holds the writer, without waiting for it.
+    fn commit_or_hand_over(&self, batch: &mut Vec<Pending>) {
+        match self.writer.try_lock() {
+            Ok(mut w) => {
+                w.commit(batch);
+                self.release(w);
+            }
+            Err(std::sync::TryLockError::Poisoned(p)) => {
+                let mut w = p.into_inner();
+                w.commit(batch);
+                self.release(w);
+            }
+            Err(std::sync::TryLockError::WouldBlock) => {
+                lock(&self.handed).append(batch);
+                // The holder may have let go between the attempt and the
+                // hand-off, before this batch was there to see.
+                if let Some(w) = self.try_writer() {
+                    self.release(w);
+                }
+            }
+        }
+    }
+
+    /// The writer, blocking: for the maintenance thread and close, never
+    /// for a request's thread. Let go of it with [`Shared::release`].
+    fn writer_blocking(&self) -> MutexGuard<'_, Writer> {
+        lock(&self.writer)
+    }
+
+    fn try_writer(&self) -> Option<MutexGuard<'_, Writer>> {
+        match self.writer.try_lock() {
+            Ok(w) => Some(w),
+            Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
+    }
+
+    /// Commits the handed-over batches and lets go of the writer; then looks
+    /// again, because a batch handed over while the writer was held, after
+    /// the last look, is there for whoever lets go next to commit. Every
+    /// holder goes through here, so no batch is left behind: a thread that
+    /// hands one over finds the writer held, and its holder looks after
+    /// letting go. After a few rounds the rest goes to a new task, so one
+    /// request is not kept writing others' records while contention lasts.
+    fn release<'a>(&'a self, mut w: MutexGuard<'a, Writer>) {
+        for _ in 0..ROUNDS_INLINE {
+            let mut handed = std::mem::take(&mut *lock(&self.handed));
+            if !handed.is_empty() {
+                w.commit(&mut handed);
+            }
+            drop(w);
+            if lock(&self.handed).is_empty() {
+                return;
+            }
+            match self.try_writer() {
+                Some(again) => w = again,
+                None => return,
+            }
+        }
+        drop(w);
+        self.release_later();
+    }
+
+    /// Commits what was handed over on a new task of this runtime (or here,
+    /// off any runtime).
+    fn release_later(&self) {
+        let Some(shared) = self.this.upgrade() else {
+            return;
+        };
+        let later = move || {
+            if let Some(w) = shared.try_writer() {
+                shared.release(w);
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) => {
+                h.spawn(async move { later() });
+            }
+            Err(_) => later(),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// A request in flight, from [`Auditor::enter`] until dropped.
@@ -246,7 +342,7 @@ impl Auditor {
             Fsync::Interval(every) => Some(every),
             Fsync::Batch => None,
         };
-        let shared = Arc::new(Shared {
+        let shared = Arc::new_cyclic(|this: &Weak<Shared>| Shared {
             queues: (0..SLOTS)
                 .map(|_| {
                     Mutex::new(Queue {
@@ -260,7 +356,9 @@ impl Auditor {
                 .map(|_| std::sync::atomic::AtomicUsize::new(0))
                 .collect(),
             writer: Mutex::new(writer),
+            handed: Mutex::new(Vec::new()),
             head_io: Mutex::new(std::collections::HashMap::new()),
+            this: this.clone(),
         });
         // Upkeep on its own thread: head files at most five times a second,
         // and interval syncs on second handles (an fsync of a second's worth
@@ -273,11 +371,9 @@ impl Auditor {
                 let mut synced = Instant::now();
                 while !s.load(Ordering::Relaxed) {
                     std::thread::park_timeout(HEADS_EVERY);
-                    let plan = sh
-                        .writer
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .heads_due();
+                    let mut w = sh.writer_blocking();
+                    let plan = w.heads_due();
+                    sh.release(w);
                     write_heads(&sh.head_io, plan);
                     if let Some(every) = interval
                         && synced.elapsed() >= every
@@ -392,12 +488,13 @@ impl Auditor {
             q.closed = true;
             pending.append(&mut q.pending);
         }
-        let mut w = self.shared.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let mut w = self.shared.writer_blocking();
+        pending.append(&mut lock(&self.shared.handed));
         if !pending.is_empty() {
             w.commit(&mut pending);
         }
         let plan = w.finish();
-        drop(w);
+        self.shared.release(w);
         write_heads(&self.shared.head_io, plan);
         if let Some((stop, t)) = self
             .maintenance
@@ -738,6 +835,54 @@ mod tests {
         });
         auditor.close();
         assert_eq!(request_ids(&path), ["dropped", "after"]);
+        verifies(&path, &key);
+    }
+
+    /// A thread that finds the writer busy hands its batch over and keeps
+    /// serving instead of blocking: while another thread holds the writer,
+    /// its runtime still runs other tasks, and its record is written, and
+    /// acknowledged, as soon as the holder lets go.
+    #[test]
+    fn a_busy_writer_takes_the_batch_without_blocking_the_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let (auditor, path, key) = start(dir.path());
+        let auditor = Arc::new(auditor);
+        let held = auditor.shared.writer_blocking();
+        let (ticks_tx, ticks_rx) = std::sync::mpsc::channel::<()>();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<bool>();
+        let a = auditor.clone();
+        let t = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let ticker = tokio::spawn(async move {
+                    for _ in 0..3 {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                        let _ = ticks_tx.send(());
+                    }
+                });
+                let recorded = a.record(request("handed".into())).await;
+                ticker.await.unwrap();
+                done_tx.send(recorded).unwrap();
+            });
+        });
+        for _ in 0..3 {
+            ticks_rx
+                .recv_timeout(Duration::from_secs(5))
+                .expect("the runtime goes on while the writer is held elsewhere");
+        }
+        assert!(
+            done_rx.try_recv().is_err(),
+            "acknowledged before it was written"
+        );
+        assert!(request_ids(&path).is_empty());
+        auditor.shared.release(held);
+        assert!(done_rx.recv_timeout(Duration::from_secs(5)).unwrap());
+        t.join().unwrap();
+        assert_eq!(request_ids(&path), ["handed"]);
+        auditor.close();
         verifies(&path, &key);
     }
 }
