@@ -195,10 +195,13 @@ impl Shared {
     /// the last look, is there for whoever lets go next to commit. Every
     /// holder goes through here, so no batch is left behind: a thread that
     /// hands one over finds the writer held, and its holder looks after
-    /// letting go. After a few rounds the rest goes to a new task, so one
-    /// request is not kept writing others' records while contention lasts.
+    /// letting go. On a runtime, after a few rounds the rest goes to a new
+    /// task, so one request is not kept writing others' records while
+    /// contention lasts; off one (the upkeep thread, close) it goes on.
     fn release<'a>(&'a self, mut w: MutexGuard<'a, Writer>) {
-        for _ in 0..ROUNDS_INLINE {
+        let runtime = tokio::runtime::Handle::try_current().ok();
+        let mut rounds = 0;
+        loop {
             let mut handed = std::mem::take(&mut *lock(&self.handed));
             if !handed.is_empty() {
                 w.commit(&mut handed);
@@ -207,31 +210,22 @@ impl Shared {
             if lock(&self.handed).is_empty() {
                 return;
             }
+            rounds += 1;
+            if rounds >= ROUNDS_INLINE
+                && let Some(runtime) = &runtime
+                && let Some(shared) = self.this.upgrade()
+            {
+                runtime.spawn(async move {
+                    if let Some(w) = shared.try_writer() {
+                        shared.release(w);
+                    }
+                });
+                return;
+            }
             match self.try_writer() {
                 Some(again) => w = again,
                 None => return,
             }
-        }
-        drop(w);
-        self.release_later();
-    }
-
-    /// Commits what was handed over on a new task of this runtime (or here,
-    /// off any runtime).
-    fn release_later(&self) {
-        let Some(shared) = self.this.upgrade() else {
-            return;
-        };
-        let later = move || {
-            if let Some(w) = shared.try_writer() {
-                shared.release(w);
-            }
-        };
-        match tokio::runtime::Handle::try_current() {
-            Ok(h) => {
-                h.spawn(async move { later() });
-            }
-            Err(_) => later(),
         }
     }
 }
