@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use coffer_loadgen::{Config, Report, parse_duration, parse_header, run};
+use coffer_loadgen::{Config, PacerMode, Report, parse_duration, parse_header, run};
 
 /// Open-loop, constant-rate HTTP/1.1 GET load generator (a benchmark tool).
 /// Request i is due at start + i/RATE; its latency counts from that due time to
@@ -51,9 +51,13 @@ struct Args {
     /// Print one JSON object instead of a text summary
     #[arg(long)]
     json: bool,
-    /// Minimum period of the pacer thread's wake-ups (each costs CPU; see the docs)
+    /// Minimum period of the pacer's wake-ups (each costs CPU; see the docs)
     #[arg(long, value_parser = parse_duration, default_value = "200us")]
     pacer_tick: Duration,
+    /// Where the pacer runs: timerfd (a task on the connections' thread) or
+    /// thread (a thread of its own, the first design)
+    #[arg(long, value_parser = ["timerfd", "thread"], default_value = "timerfd")]
+    pacer: String,
     /// Timer slack to ask Linux for, in ns (best effort; 0 = leave the default, 50 us)
     #[arg(long, default_value_t = 1000)]
     timer_slack_ns: u64,
@@ -82,6 +86,11 @@ fn main() -> ExitCode {
         timeout: args.timeout,
         allow_errors: args.allow_errors,
         pacer_tick: args.pacer_tick,
+        pacer_mode: if args.pacer == "thread" {
+            PacerMode::Thread
+        } else {
+            PacerMode::Timerfd
+        },
     };
     let report = match run(&cfg) {
         Ok(r) => r,

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
-use coffer_loadgen::{Config, parse_header, run};
+use coffer_loadgen::{Config, PacerMode, parse_header, run};
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::server::conn::http1;
@@ -81,9 +81,19 @@ fn config(addr: SocketAddr, rate: f64, duration_ms: u64, connections: usize) -> 
 
 #[test]
 fn achieves_the_requested_rate_with_sane_percentiles() {
+    achieves_the_requested_rate(PacerMode::Timerfd);
+}
+
+#[test]
+fn the_pacer_thread_of_the_first_design_still_keeps_the_schedule() {
+    achieves_the_requested_rate(PacerMode::Thread);
+}
+
+fn achieves_the_requested_rate(pacer: PacerMode) {
     let addr = server(Answer::Ok);
     let mut cfg = config(addr, 2000.0, 1000, 4);
     cfg.warmup = Duration::from_millis(200);
+    cfg.pacer_mode = pacer;
     let r = run(&cfg).unwrap();
 
     assert_eq!(
