@@ -515,30 +515,62 @@ async fn connection_task(shared: Arc<Shared>, mut conn: Option<SendRequest<Empty
 /// response take due requests without it). Returns how late it woke (from the
 /// time it aimed at), over the measured part.
 fn pacer(shared: &Shared, tick: Duration, connections: usize) -> Histogram {
-    let sched = shared.schedule;
-    let measure_start = sched.measure_start();
-    let mut late = Histogram::new();
-    let mut released = 0u64;
-    let mut last_wake = sched.t0.checked_sub(tick).unwrap_or(sched.t0);
-    while released < sched.total && !shared.stop.load(Ordering::Relaxed) {
-        let due = sched.due_count(Instant::now());
-        if due > released {
-            shared.permits.add_permits((due - released) as usize);
-            released = due;
-        }
-        if released >= sched.total {
-            break;
-        }
-        let aim = sched.due(released).max(last_wake + tick);
+    let mut pace = Pace::new(shared, tick);
+    while let Some(aim) = pace.release_due(shared) {
         std::thread::sleep(aim.saturating_duration_since(Instant::now()));
-        last_wake = Instant::now();
-        if aim >= measure_start {
-            late.record(nanos(last_wake.saturating_duration_since(aim)));
-        }
+        pace.woke(aim);
     }
     // Wake every idle connection task so it sees the end (or the stop).
     shared.permits.add_permits(connections);
-    late
+    pace.late
+}
+
+/// The pacer's bookkeeping, whichever way it sleeps.
+struct Pace {
+    schedule: Schedule,
+    tick: Duration,
+    released: u64,
+    last_wake: Instant,
+    /// How late it woke, over the measured part.
+    late: Histogram,
+}
+
+impl Pace {
+    fn new(shared: &Shared, tick: Duration) -> Self {
+        let schedule = shared.schedule;
+        Self {
+            schedule,
+            tick,
+            released: 0,
+            last_wake: schedule.t0.checked_sub(tick).unwrap_or(schedule.t0),
+            late: Histogram::new(),
+        }
+    }
+
+    /// Releases one permit per request fallen due since the last call; the
+    /// time to wake up next, or `None` at the end of the schedule or on stop.
+    fn release_due(&mut self, shared: &Shared) -> Option<Instant> {
+        let sched = self.schedule;
+        if self.released >= sched.total || shared.stop.load(Ordering::Relaxed) {
+            return None;
+        }
+        let due = sched.due_count(Instant::now());
+        if due > self.released {
+            shared.permits.add_permits((due - self.released) as usize);
+            self.released = due;
+        }
+        (self.released < sched.total)
+            .then(|| sched.due(self.released).max(self.last_wake + self.tick))
+    }
+
+    /// Notes a wake-up that aimed at `aim`.
+    fn woke(&mut self, aim: Instant) {
+        self.last_wake = Instant::now();
+        if aim >= self.schedule.measure_start() {
+            self.late
+                .record(nanos(self.last_wake.saturating_duration_since(aim)));
+        }
+    }
 }
 
 enum PacerHandle {
@@ -606,34 +638,18 @@ async fn pacer_on_timerfd(
     tick: Duration,
     connections: usize,
 ) -> Result<Histogram> {
-    let sched = shared.schedule;
-    let measure_start = sched.measure_start();
-    let mut late = Histogram::new();
-    let mut released = 0u64;
-    let mut last_wake = sched.t0.checked_sub(tick).unwrap_or(sched.t0);
-    while released < sched.total && !shared.stop.load(Ordering::Relaxed) {
-        let due = sched.due_count(Instant::now());
-        if due > released {
-            shared.permits.add_permits((due - released) as usize);
-            released = due;
-        }
-        if released >= sched.total {
-            break;
-        }
-        let aim = sched.due(released).max(last_wake + tick);
+    let mut pace = Pace::new(shared, tick);
+    while let Some(aim) = pace.release_due(shared) {
         let wait = aim.saturating_duration_since(Instant::now());
         if wait.is_zero() {
             tokio::task::yield_now().await;
         } else {
             timer.sleep(wait).await?;
         }
-        last_wake = Instant::now();
-        if aim >= measure_start {
-            late.record(nanos(last_wake.saturating_duration_since(aim)));
-        }
+        pace.woke(aim);
     }
     shared.permits.add_permits(connections);
-    Ok(late)
+    Ok(pace.late)
 }
 
 /// CPU tick counters (in USER_HZ ticks) at one moment: all CPUs busy/idle, and this process.
