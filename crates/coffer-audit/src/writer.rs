@@ -199,7 +199,6 @@ impl Shared {
     /// task, so one request is not kept writing others' records while
     /// contention lasts; off one (the upkeep thread, close) it goes on.
     fn release<'a>(&'a self, mut w: MutexGuard<'a, Writer>) {
-        let runtime = tokio::runtime::Handle::try_current().ok();
         let mut rounds = 0;
         loop {
             let mut handed = std::mem::take(&mut *lock(&self.handed));
@@ -212,7 +211,7 @@ impl Shared {
             }
             rounds += 1;
             if rounds >= ROUNDS_INLINE
-                && let Some(runtime) = &runtime
+                && let Ok(runtime) = tokio::runtime::Handle::try_current()
                 && let Some(shared) = self.this.upgrade()
             {
                 runtime.spawn(async move {
@@ -878,5 +877,41 @@ mod tests {
         assert_eq!(request_ids(&path), ["handed"]);
         auditor.close();
         verifies(&path, &key);
+    }
+
+    /// Fail closed on the hand-off too: a batch handed over to the thread
+    /// that holds the writer, when no sink can take it, is acknowledged as
+    /// not recorded.
+    #[test]
+    fn a_handed_over_batch_that_no_sink_takes_is_refused() {
+        let key = coffer_crypto::Keyring::generate(0).audit_key();
+        let (auditor, _alerts) = Auditor::start(AuditorConfig {
+            sinks: vec![SinkSpec::File(PathBuf::from("/dev/full"))],
+            fsync: Fsync::Interval(Duration::from_secs(1)),
+            rules: AlertRules::default(),
+            key: Arc::new(move || Some(key.clone())),
+        })
+        .expect("auditor starts");
+        let auditor = Arc::new(auditor);
+        let held = auditor.shared.writer_blocking();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<bool>();
+        let a = auditor.clone();
+        let t = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            let recorded = rt.block_on(a.record(request("refused".into())));
+            done_tx.send(recorded).unwrap();
+        });
+        // Handed over, not written: nothing is acknowledged yet.
+        while lock(&auditor.shared.handed).is_empty() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(done_rx.try_recv().is_err());
+        auditor.shared.release(held);
+        let recorded = done_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert!(!recorded, "a record no sink took was acknowledged");
+        assert!(!auditor.healthy());
+        t.join().unwrap();
     }
 }
