@@ -86,7 +86,8 @@ c0, c1, hz, name = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.arg
 l, cpu = r["latency_ms"], r["cpu"] or {}
 print(f"{name}: {r['achieved_rate']:,.0f} req/s  server {(c1 - c0) / hz * 1e6 / r['ok']:.1f} us/request  "
       f"p50 {l['p50']:.3f}  p99 {l['p99']:.3f}  p99.9 {l['p99.9']:.3f} ms  "
-      f"machine {cpu.get('machine_busy_pct')}% busy, generator {cpu.get('generator_pct_of_one_core')}% of one")
+      f"machine {cpu.get('machine_busy_pct')}% busy ({cpu.get('steal_pct')}% stolen by the host), "
+      f"generator {cpu.get('generator_pct_of_one_core')}% of one")
 EOF
     kill "$PID"
     wait "$PID" 2>/dev/null || true

@@ -62,7 +62,7 @@ def main() -> None:
     if loadgen:
         half_header = ["target", "peak req/s", "requested req/s", "achieved req/s", "p50 ms",
                        "p90 ms", "p99 ms", "p99.9 ms", "max ms", "send lag p50 / p99 / max ms",
-                       "CPUs busy", "generator CPU", "requests"]
+                       "CPUs busy", "stolen by the host", "generator CPU", "requests"]
     else:
         half_header = ["target", "peak req/s", "requested req/s", "achieved req/s", "p50 ms",
                        "p99 ms", "p99.9 ms", "max ms", "p99 from schedule ms",
@@ -77,8 +77,8 @@ def main() -> None:
             lag = h["send_lag_us"]
             row += [ms(lat["p90"]), ms(lat["p99"]), ms(lat["p999"]), ms(lat["max"]),
                     f"{ms(lag['p50'])} / {ms(lag['p99'])} / {ms(lag['max'])}",
-                    pct(h.get("cpu_busy_pct")), pct(h.get("generator_cpu_pct"), " of one"),
-                    f"{h['requests']:,}"]
+                    pct(h.get("cpu_busy_pct")), pct(h.get("steal_pct"), digits=1),
+                    pct(h.get("generator_cpu_pct"), " of one"), f"{h['requests']:,}"]
             secs = h.get("per_second") or []
             if secs:
                 per_second.append(f"{t}: " + " ".join(f"{x['p99_us'] / 1000:.2f}" for x in secs))
@@ -242,8 +242,8 @@ def ms(us: float) -> str:
     return f"{us / 1000:.3f}"
 
 
-def pct(v, suffix="") -> str:
-    return "-" if v is None else f"{v:.0f}%{suffix}"
+def pct(v, suffix="", digits=0) -> str:
+    return "-" if v is None else f"{v:.{digits}f}%{suffix}"
 
 
 LOADGEN_METHOD = (
@@ -252,8 +252,10 @@ LOADGEN_METHOD = (
     "connection behind a slow response count against the server. *send lag*: from the due time to "
     "when the request was handed to its connection (generator lateness plus connection waits; its "
     "pacer wakes on a 200 us tick at the most, on an hrtimer). *CPUs busy*: both cores over the "
-    "measured part, server and generator together; *generator CPU*: coffer-loadgen's own share, "
-    "in percent of one core.")
+    "measured part, server and generator together; *stolen by the host*: the part of that the "
+    "hypervisor gave to other guests (`steal` in /proc/stat; on a shared VM, a few percent of it "
+    "comes with stalls of tens of milliseconds, and the tail is then the host's, not the "
+    "server's); *generator CPU*: coffer-loadgen's own share, in percent of one core.")
 
 OHA_METHOD = (
     "p50 to max are oha's: each latency counts from when oha's pacer "

@@ -432,6 +432,7 @@ rec = {
     "requests": r["ok"], "duration_s": r["elapsed_s"], "status": r["status"],
     "cpu_busy_pct": cpu.get("machine_busy_pct"),
     "generator_cpu_pct": cpu.get("generator_pct_of_one_core"),
+    "steal_pct": cpu.get("steal_pct"),
     # from each request's due time (t0 + i/rate) to the end of its response
     "latency_us": us(r["latency_ms"]),
     # due time -> handed to a connection (generator lateness + waits for a free connection)
@@ -451,7 +452,8 @@ l, g = rec["latency_us"], rec["send_lag_us"]
 print(f"    {rec['achieved_rps']:>12,.0f} req/s of {rate:,.0f}   p50 {l['p50']/1000:.3f} ms   "
       f"p99 {l['p99']/1000:.3f} ms   p99.9 {l['p999']/1000:.3f} ms   (from due time; send lag "
       f"p50 {g['p50']/1000:.3f} ms, p99 {g['p99']/1000:.3f} ms; CPUs {rec['cpu_busy_pct']}% busy, "
-      f"generator {rec['generator_cpu_pct']}% of one)", file=sys.stderr)
+      f"{rec['steal_pct']}% stolen by the host, generator {rec['generator_cpu_pct']}% of one)",
+      file=sys.stderr)
 EOF
         cat "$out.log" >&2
         die "$target read at half peak: run failed"

@@ -657,6 +657,7 @@ async fn pacer_on_timerfd(
 struct CpuSample {
     busy: u64,
     idle: u64,
+    steal: u64,
     cpus: u64,
     own: u64,
 }
@@ -683,6 +684,7 @@ fn cpu_sample() -> Option<CpuSample> {
     Some(CpuSample {
         busy: f[0] + f[1] + f[2] + f[5] + f[6] + f[7],
         idle: f[3] + f[4],
+        steal: f[7],
         cpus: cpus.max(1),
         own: utime + stime,
     })
@@ -761,6 +763,11 @@ pub struct CpuUse {
     pub machine_busy_pct: f64,
     /// This process's CPU time over the window, in percent of one CPU.
     pub generator_pct_of_one_core: f64,
+    /// Share of all CPUs the hypervisor gave to others (`steal` in
+    /// `/proc/stat`), in percent; counted in `machine_busy_pct` too. On a
+    /// shared VM it tells a minute when the host took the CPUs away from one
+    /// when the load did.
+    pub steal_pct: f64,
     /// CPUs counted in `/proc/stat`.
     pub cpus: u64,
 }
@@ -929,6 +936,7 @@ pub fn run(cfg: &Config) -> Result<Report> {
             (total > 0).then(|| CpuUse {
                 machine_busy_pct: (1000.0 * busy as f64 / total as f64).round() / 10.0,
                 generator_pct_of_one_core: (1000.0 * own as f64 * a.cpus as f64 / total as f64).round() / 10.0,
+                steal_pct: (1000.0 * b.steal.saturating_sub(a.steal) as f64 / total as f64).round() / 10.0,
                 cpus: a.cpus,
             })
         });

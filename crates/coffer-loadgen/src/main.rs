@@ -166,8 +166,8 @@ fn print_text(r: &Report, slack: Option<u64>) {
     );
     if let Some(c) = &r.cpu {
         println!(
-            "CPU: machine {:.1}% busy ({} CPUs), generator {:.1}% of one CPU",
-            c.machine_busy_pct, c.cpus, c.generator_pct_of_one_core
+            "CPU: machine {:.1}% busy ({} CPUs; {:.1}% stolen by the host), generator {:.1}% of one CPU",
+            c.machine_busy_pct, c.cpus, c.steal_pct, c.generator_pct_of_one_core
         );
     }
     if let Some(s) = slack {
