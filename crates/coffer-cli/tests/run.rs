@@ -514,7 +514,18 @@ fn cache_files(home: &std::path::Path) -> Vec<std::path::PathBuf> {
 /// Answers every connection on `addr` with `response`, as a gateway in
 /// front of a dead server would.
 fn fake_gateway(addr: &str, response: &'static str) -> std::thread::JoinHandle<()> {
-    let listener = std::net::TcpListener::bind(addr).unwrap();
+    // The port was the stopped server's; until it is bound here, another
+    // test's connection may hold it for a moment as its own local port.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let listener = loop {
+        match std::net::TcpListener::bind(addr) {
+            Ok(l) => break l,
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => panic!("cannot listen on {addr} again: {e}"),
+        }
+    };
     std::thread::spawn(move || {
         use std::io::{Read, Write};
         for _ in 0..2 {
