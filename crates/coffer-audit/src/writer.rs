@@ -155,24 +155,16 @@ impl Shared {
     /// Commits `batch` if the writer is free; otherwise hands it to the
     /// thread that holds the writer, without waiting for it.
     fn commit_or_hand_over(&self, batch: &mut Vec<Pending>) {
-        match self.writer.try_lock() {
-            Ok(mut w) => {
-                w.commit(batch);
-                self.release(w);
-            }
-            Err(std::sync::TryLockError::Poisoned(p)) => {
-                let mut w = p.into_inner();
-                w.commit(batch);
-                self.release(w);
-            }
-            Err(std::sync::TryLockError::WouldBlock) => {
-                lock(&self.handed).append(batch);
-                // The holder may have let go between the attempt and the
-                // hand-off, before this batch was there to see.
-                if let Some(w) = self.try_writer() {
-                    self.release(w);
-                }
-            }
+        if let Some(mut w) = self.try_writer() {
+            w.commit(batch);
+            self.release(w);
+            return;
+        }
+        lock(&self.handed).append(batch);
+        // The holder may have let go between the attempt and the hand-off,
+        // before this batch was there to see.
+        if let Some(w) = self.try_writer() {
+            self.release(w);
         }
     }
 

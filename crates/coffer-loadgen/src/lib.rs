@@ -639,17 +639,23 @@ async fn pacer_on_timerfd(
     connections: usize,
 ) -> Result<Histogram> {
     let mut pace = Pace::new(shared, tick);
+    let mut failed = None;
     while let Some(aim) = pace.release_due(shared) {
         let wait = aim.saturating_duration_since(Instant::now());
         if wait.is_zero() {
             tokio::task::yield_now().await;
-        } else {
-            timer.sleep(wait).await?;
+        } else if let Err(e) = timer.sleep(wait).await {
+            // Stop the run rather than leave idle connections waiting for
+            // permits that would never come.
+            shared.stop.store(true, Ordering::Relaxed);
+            failed = Some(e.context("the pacer's timer failed"));
+            break;
         }
         pace.woke(aim);
     }
+    // Wake every idle connection task so it sees the end (or the stop).
     shared.permits.add_permits(connections);
-    Ok(pace.late)
+    failed.map_or(Ok(pace.late), Err)
 }
 
 /// CPU tick counters (in USER_HZ ticks) at one moment: all CPUs busy/idle, and this process.
