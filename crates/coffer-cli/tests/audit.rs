@@ -492,19 +492,27 @@ impl Collector {
         let stop = Arc::new(AtomicBool::new(false));
         let (s, l) = (stop.clone(), lines.clone());
         let thread = std::thread::spawn(move || {
-            let mut conns: Vec<BufReader<TcpStream>> = Vec::new();
-            while !s.load(Ordering::Relaxed) {
-                if let Ok((c, _)) = listener.accept() {
+            // Each connection with the part of a line read so far.
+            let mut conns: Vec<(BufReader<TcpStream>, String)> = Vec::new();
+            loop {
+                // Read once more after the stop is asked for: a record
+                // written before `stop` was called (say, that of the last
+                // request, acknowledged before its response) may still be
+                // in the receive buffer, and closing would drop it.
+                let stopping = s.load(Ordering::Acquire);
+                while let Ok((c, _)) = listener.accept() {
                     c.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
-                    conns.push(BufReader::new(c));
+                    conns.push((BufReader::new(c), String::new()));
                 }
-                for c in &mut conns {
-                    let mut line = String::new();
-                    while c.read_line(&mut line).is_ok_and(|n| n > 0) {
+                for (c, line) in &mut conns {
+                    while c.read_line(line).is_ok_and(|n| n > 0) {
                         if line.ends_with('\n') {
-                            l.lock().unwrap().push(std::mem::take(&mut line));
+                            l.lock().unwrap().push(std::mem::take(line));
                         }
                     }
+                }
+                if stopping {
+                    break;
                 }
                 std::thread::sleep(Duration::from_millis(5));
             }
@@ -518,7 +526,7 @@ impl Collector {
     }
 
     fn stop(mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop.store(true, Ordering::Release);
         self.thread.take().unwrap().join().unwrap();
     }
 }
