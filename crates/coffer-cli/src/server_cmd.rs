@@ -1,6 +1,7 @@
 //! `coffer server`: wiring the store, the core and the HTTP server together,
 //! dev-mode bootstrap, logging, and shutdown on SIGINT/SIGTERM.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -545,7 +546,9 @@ fn print_dev_banner(addr: &str, dir: &Path, audit: &[PathBuf]) {
     } else {
         exe.map_or_else(|| "coffer".to_string(), |p| p.display().to_string())
     };
-    println!(
+    // Formatted first and written whole, so whoever reads the output (a
+    // script waiting for the address, say) never sees half a banner.
+    let banner = format!(
         "\nCoffer dev server is running.\n\n\
          \x20 Address:     {addr}\n\
          \x20 Data:        {dir}  (SQLite; values encrypted at rest)\n\
@@ -572,6 +575,8 @@ fn print_dev_banner(addr: &str, dir: &Path, audit: &[PathBuf]) {
                 .join(", ")
         },
     );
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(banner.as_bytes()).and_then(|()| out.flush());
 }
 
 fn is_on_path(exe: &Path) -> bool {
