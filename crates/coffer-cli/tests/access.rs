@@ -5,6 +5,7 @@ mod common;
 
 use common::{Mode, Server, ok};
 use serde_json::{Value, json};
+use std::time::{Duration, Instant};
 
 fn put_policy(server: &Server, root: &str, name: &str, source: &str) {
     let body = json!({ "policy": source }).to_string();
@@ -101,18 +102,24 @@ fn token_lifecycle_ttl_renew_uses_cidr_and_cascade() {
     assert_eq!(looked["policies"], json!(["dev"]));
     assert_eq!(looked["kind"], "service");
 
+    // Times below count from just after a token was created, so they are
+    // past its expiry however slowly the machine ran the commands.
+    let sleep_until = |t: Instant| std::thread::sleep(t.saturating_duration_since(Instant::now()));
+
     // TTL: refused once expired.
-    let short = create(&root, &["--ttl", "2s"]);
+    let short = create(&root, &["--ttl", "3s"]);
+    let created = Instant::now();
     let short_tok = short["token"].as_str().unwrap();
     assert_eq!(status_with(&server, short_tok), 200);
-    std::thread::sleep(std::time::Duration::from_millis(2300));
+    sleep_until(created + Duration::from_millis(3300));
     assert_eq!(status_with(&server, short_tok), 401);
 
     // Renew: extends by the ttl, never past max ttl.
-    let r = create(&root, &["--ttl", "2s", "--max-ttl", "4s"]);
+    let r = create(&root, &["--ttl", "4s", "--max-ttl", "8s"]);
+    let created = Instant::now();
     let r_tok = r["token"].as_str().unwrap();
     let before = r["expires_at"].as_str().unwrap().to_string();
-    std::thread::sleep(std::time::Duration::from_millis(1200));
+    sleep_until(created + Duration::from_millis(2500));
     let renewed = server
         .cli()
         .token(r_tok)
@@ -120,9 +127,10 @@ fn token_lifecycle_ttl_renew_uses_cidr_and_cascade() {
         .expect(0)
         .json();
     assert!(renewed["expires_at"].as_str().unwrap() > before.as_str());
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // Past the first expiry, before the renewed one (at least 6.5 s).
+    sleep_until(created + Duration::from_millis(4500));
     assert_eq!(status_with(&server, r_tok), 200, "renewal kept it alive");
-    std::thread::sleep(std::time::Duration::from_millis(1800));
+    sleep_until(created + Duration::from_millis(8300));
     assert_eq!(status_with(&server, r_tok), 401, "max ttl is a hard limit");
     // Bad ttl combinations are refused.
     let e = server
@@ -370,7 +378,7 @@ fn invitations_logins_lockout_totp_and_disabling() {
         .as_str()
         .unwrap()
         .to_string();
-    std::thread::sleep(std::time::Duration::from_millis(1300));
+    std::thread::sleep(Duration::from_millis(1300));
     let r = server
         .cli()
         .stdin(password)
@@ -775,11 +783,14 @@ fn protected_environments_and_breakglass_through_the_binary() {
             "--reason",
             "INC-7 database down",
             "--ttl",
-            "3s",
+            "8s",
             "--json",
         ])
         .expect(0)
         .json();
+    // Times count from just after the grant, so the checks below fall in
+    // its lifetime, and the last past it, however slow the machine is.
+    let granted = Instant::now();
     assert_eq!(grant["user"], "omar");
     let v = server
         .cli()
@@ -805,8 +816,14 @@ fn protected_environments_and_breakglass_through_the_binary() {
         .expect(0)
         .json();
     assert_eq!(grants["grants"][0]["reason"], "INC-7 database down");
+    assert!(
+        granted.elapsed() < Duration::from_secs(8),
+        "the checks above took longer than the grant lasts"
+    );
     // It expires.
-    std::thread::sleep(std::time::Duration::from_millis(3300));
+    std::thread::sleep(
+        (granted + Duration::from_millis(8300)).saturating_duration_since(Instant::now()),
+    );
     server
         .cli()
         .token(&oncall)
@@ -1038,7 +1055,8 @@ fn the_server_sweeps_expired_access_records() {
             .expect(0)
             .json()
     };
-    let short = create("1s");
+    // Long enough for the next three commands on a loaded machine.
+    let short = create("5s");
     let short_child = server
         .cli()
         .token(short["token"].as_str().unwrap())
@@ -1063,13 +1081,10 @@ fn the_server_sweeps_expired_access_records() {
     // Within a few sweeps, the expired token and its child are gone from
     // storage; the live one stays.
     let gone = |a: &Value| !listed().contains(&a["accessor"].as_str().unwrap().to_string());
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(20);
     while !(gone(&short) && gone(&short_child)) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "expired tokens were not swept"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(250));
+        assert!(Instant::now() < deadline, "expired tokens were not swept");
+        std::thread::sleep(Duration::from_millis(250));
     }
     assert!(!gone(&long));
     assert_eq!(status_with(&server, long["token"].as_str().unwrap()), 404);

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Mode, Server, contains, files_under};
+use common::{Mode, Server, contains, files_under, read_listed};
 
 const CANARIES: &[&str] = &[
     "CANARY-text-5d1f0e2b",
@@ -21,7 +21,9 @@ fn assert_clean(server: &Server, tokens: &[&str], when: &str) {
         if name == "root-token" || name == "unseal-key" {
             continue;
         }
-        let bytes = std::fs::read(&file).unwrap();
+        let Some(bytes) = read_listed(&file) else {
+            continue;
+        };
         for c in CANARIES {
             assert!(
                 !contains(&bytes, c.as_bytes()),

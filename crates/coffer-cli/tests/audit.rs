@@ -282,14 +282,23 @@ fn verify_names_every_kind_of_tampering() {
     let cli = || server.cli().token(&root);
     let verdict = cli().run(&["audit", "verify"]).expect(0).stdout();
     assert!(verdict.contains("ok, "), "{verdict}");
-    // Let the head file catch up, then copy it before the log, so the
-    // copied log holds at least the records the head names.
-    std::thread::sleep(Duration::from_millis(400));
+    // Let the head file catch up with the twelve writes (it is written a
+    // few times a second, in the background), then copy it before the log,
+    // so the copied log holds at least the records the head names.
     let data = server.data_dir();
-    let head_text = std::fs::read_to_string(data.join("audit.log.head")).unwrap();
-    let head_seq = serde_json::from_str::<Value>(&head_text).unwrap()["seq"]
-        .as_u64()
-        .unwrap() as usize;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (head_seq, head_text) = loop {
+        let text = std::fs::read_to_string(data.join("audit.log.head")).unwrap_or_default();
+        let seq = serde_json::from_str::<Value>(&text)
+            .ok()
+            .and_then(|v| v["seq"].as_u64())
+            .unwrap_or(0) as usize;
+        if seq > 12 {
+            break (seq, text);
+        }
+        assert!(Instant::now() < deadline, "the head file stays at {seq}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
     let original = std::fs::read_to_string(audit_log(&server)).unwrap();
     let lines: Vec<&str> = original.lines().collect();
     assert!(lines.len() >= head_seq && head_seq > 8, "{head_seq}");

@@ -69,7 +69,9 @@ fn a_backup_under_write_load_restores_to_the_same_secrets_on_either_backend() {
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(300));
+    common::wait_until(Duration::from_secs(30), "writes before the backup", || {
+        !acked.lock().unwrap().is_empty()
+    });
     let before_backup = acked.lock().unwrap().len();
     let backup_file = dir.path().join("one.backup");
     let report = cli()
@@ -81,7 +83,9 @@ fn a_backup_under_write_load_restores_to_the_same_secrets_on_either_backend() {
         ])
         .expect(0)
         .json();
-    std::thread::sleep(Duration::from_millis(200));
+    common::wait_until(Duration::from_secs(30), "writes after the backup", || {
+        acked.lock().unwrap().len() > before_backup
+    });
     stop.store(true, Ordering::Relaxed);
     for w in writers {
         w.join().unwrap();

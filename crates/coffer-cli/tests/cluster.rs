@@ -279,7 +279,10 @@ fn kill_9_of_a_node_loses_no_acknowledged_write() {
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(1500));
+    common::wait_until(Duration::from_secs(30), "20 acknowledged writes", || {
+        acked.lock().unwrap().len() > 20
+    });
+    std::thread::sleep(Duration::from_millis(500));
     a.kill9();
     stop.store(true, Ordering::Relaxed);
     for w in writers {
@@ -353,7 +356,7 @@ fn the_scheduler_runs_on_one_node_and_moves_when_that_node_dies() {
         .run(&["operator", "seal"])
         .expect(0);
     let before = scheduled_rotations(&survivor);
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(30);
     while scheduled_rotations(&survivor) < before + 2 {
         assert!(
             Instant::now() < deadline,

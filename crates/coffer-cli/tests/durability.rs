@@ -65,7 +65,12 @@ fn acknowledged_writes_survive_kill_9() {
                 })
             })
             .collect();
-        std::thread::sleep(Duration::from_millis(300 + 150 * trial));
+        // Some writes acknowledged (however slow the machine), then a
+        // different moment in each trial.
+        common::wait_until(Duration::from_secs(30), "20 acknowledged writes", || {
+            acked.lock().unwrap().len() > 20
+        });
+        std::thread::sleep(Duration::from_millis(150 * trial));
         server.kill9();
         stop.store(true, Ordering::Relaxed);
         for w in writers {

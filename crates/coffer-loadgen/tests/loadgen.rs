@@ -68,6 +68,15 @@ fn server(answer: Answer) -> SocketAddr {
     rx.recv().unwrap()
 }
 
+/// Held by the tests whose bounds are about time (the rate kept, the
+/// elapsed time), so they do not share the machine with each other.
+static TIMING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn timing() -> std::sync::MutexGuard<'static, ()> {
+    // A failed test poisons the lock; the others still run one at a time.
+    TIMING.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn config(addr: SocketAddr, rate: f64, duration_ms: u64, connections: usize) -> Config {
     let mut cfg = Config::new(
         format!("http://{addr}/v1/x"),
@@ -90,6 +99,7 @@ fn the_pacer_thread_of_the_first_design_still_keeps_the_schedule() {
 }
 
 fn achieves_the_requested_rate(pacer: PacerMode) {
+    let _alone = timing();
     let addr = server(Answer::Ok);
     let mut cfg = config(addr, 2000.0, 1000, 4);
     cfg.warmup = Duration::from_millis(200);
@@ -208,6 +218,7 @@ fn no_listener_is_an_error() {
 
 #[test]
 fn binary_prints_one_json_object_and_fails_on_errors() {
+    let _alone = timing();
     let addr = server(Answer::Ok);
     let bin = env!("CARGO_BIN_EXE_coffer-loadgen");
     let url = format!("http://{addr}/v1/x");
@@ -251,10 +262,12 @@ fn binary_prints_one_json_object_and_fails_on_errors() {
         "headers must not be echoed"
     );
 
-    // Without the header the server answers 401: non-zero exit, JSON still printed.
+    // Without the header the server answers 401: non-zero exit, JSON still
+    // printed. One connection, so no second request is in flight when the
+    // first one's answer stops the run.
     let out = Command::new(bin)
-        .args(common)
-        .args(["--url", &url, "--json"])
+        .args(&common[..6])
+        .args(["--connections", "1", "--url", &url, "--json"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));

@@ -10,7 +10,7 @@
 
 use std::path::Path;
 
-use super::{Response, Run, contains, files_under};
+use super::{Response, Run, contains, files_under, read_listed};
 
 /// A canary value and the places searched for it.
 pub struct Canary {
@@ -68,7 +68,7 @@ impl Canary {
     /// Adds every file below `dir`.
     pub fn search_dir(&mut self, dir: &Path) {
         for f in files_under(dir) {
-            if let Ok(bytes) = std::fs::read(&f) {
+            if let Some(bytes) = read_listed(&f) {
                 self.search(f.display().to_string(), bytes);
             }
         }
