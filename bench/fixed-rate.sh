@@ -15,6 +15,9 @@
 #   BENCH_DURATION     measured seconds per run (default 6), after 2 s of warm-up
 #   BENCH_CONNECTIONS  connections (default 32)
 #   BENCH_RUNS         runs per binary (default 3)
+#   BENCH_SERVER_ARGS  extra arguments for `coffer server`, split on spaces (for
+#                      example "--audit-file /dev/null", to set the audit log's
+#                      file system apart from the rest of its cost)
 #
 # Each run starts `coffer server --dev` on a fresh data directory (audit log
 # on), reads one secret with a token whose policy has eleven rules (as in
@@ -32,6 +35,7 @@ RATE=${BENCH_RATE:-20000}
 SECS=${BENCH_DURATION:-6}
 CONNS=${BENCH_CONNECTIONS:-32}
 RUNS=${BENCH_RUNS:-3}
+read -r -a SERVER_ARGS <<<"${BENCH_SERVER_ARGS:-}"
 
 die() { echo "fixed-rate: $*" >&2; exit 1; }
 [[ -x $LOADGEN ]] || die "no coffer-loadgen at $LOADGEN (cargo build --release -p coffer-loadgen)"
@@ -52,7 +56,8 @@ one_run() {
     DIR=$(mktemp -d "${TMPDIR:-/tmp}/coffer-fixed.XXXXXX")
     port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
     base=http://127.0.0.1:$port
-    "$bin" server --dev --data-dir "$DIR/data" --listen "127.0.0.1:$port" >"$DIR/server.log" 2>&1 &
+    "$bin" server --dev --data-dir "$DIR/data" --listen "127.0.0.1:$port" ${SERVER_ARGS[@]+"${SERVER_ARGS[@]}"} \
+        >"$DIR/server.log" 2>&1 &
     PID=$!
     for _ in $(seq 100); do
         [[ -s $DIR/data/root-token ]] && curl -fs -o /dev/null "$base/api/v1/sys/health" && break

@@ -134,6 +134,9 @@ def main() -> None:
 
     audit = ("file audit device" if meta.get("openbao_audit", "1") == "1"
              else "**no** audit device (BENCH_OPENBAO_AUDIT=0)")
+    coffer_audit = ("its audit log in `DATA_DIR/audit.log`"
+                    if meta.get("coffer_audit", "1") == "1"
+                    else "**a build from before the audit log** (BENCH_COFFER_AUDIT=0)")
     settings = (f"wrk -t{meta['threads']} -c{meta['connections']} -d{meta['duration']} --latency "
                 f"(warm-up {meta['warmup']} per run, writes cycle over {meta['keys']} paths)")
 
@@ -196,7 +199,8 @@ def main() -> None:
         "## Setup",
         "",
         f"- Load: {settings}; same settings for every target; one target runs at a time.",
-        "- Targets: `coffer server --dev` (durable SQLite store); OpenBao single node with "
+        f"- Targets: `coffer server --dev` (durable SQLite store, {coffer_audit}); "
+        "OpenBao single node with "
         f"integrated raft storage, {audit}, KV v2 at `secret/`; "
         "`hello` = bare hyper 1 + tokio example answering `hello`. All plain HTTP on 127.0.0.1.",
         "- read: GET of one pre-written secret; write: a new version of one of the "
