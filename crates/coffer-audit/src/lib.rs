@@ -37,7 +37,7 @@ pub use alerts::AlertRules;
 pub use chain::{Head, Problem, VerifyReport};
 pub use record::{Actor, AlertInfo, Kind, Outcome, Record};
 pub use sink::SinkSpec;
-pub use writer::{Auditor, AuditorConfig, Fsync, InFlight, StartError};
+pub use writer::{Auditor, AuditorConfig, Fsync, StartError};
 
 /// Formats an HMAC tag as it appears in records and in `coffer audit hash`.
 pub fn format_tag(tag: &[u8; 32]) -> String {

@@ -140,12 +140,10 @@ where
                 Ok(finish(resp, id))
             });
         }
-        let in_flight = state.auditor.enter();
         let fut = CURRENT.scope(id, crate::audit::catch_panic(self.inner.call(req)));
         Box::pin(async move {
             let (resp, facts) = coffer_core::audit::scope(fut).await;
             let resp = crate::audit::record(&state, meta, id, resp, facts).await;
-            drop(in_flight);
             Ok(finish(resp, id))
         })
     }
