@@ -711,17 +711,29 @@ mod tests {
     use std::pin::pin;
     use std::task::{Context, Poll, Waker};
 
-    fn start(dir: &std::path::Path) -> (Auditor, PathBuf, AuditKey) {
+    /// An auditor writing to `file` with a fresh key, and its alerts.
+    fn start_on(
+        file: PathBuf,
+    ) -> (
+        Auditor,
+        tokio::sync::mpsc::UnboundedReceiver<Record>,
+        AuditKey,
+    ) {
         let key = coffer_crypto::Keyring::generate(0).audit_key();
         let k = key.clone();
-        let path = dir.join("audit.log");
-        let (auditor, _alerts) = Auditor::start(AuditorConfig {
-            sinks: vec![SinkSpec::File(path.clone())],
+        let (auditor, alerts) = Auditor::start(AuditorConfig {
+            sinks: vec![SinkSpec::File(file)],
             fsync: Fsync::Interval(Duration::from_secs(1)),
             rules: AlertRules::default(),
             key: Arc::new(move || Some(k.clone())),
         })
         .expect("auditor starts");
+        (auditor, alerts, key)
+    }
+
+    fn start(dir: &std::path::Path) -> (Auditor, PathBuf, AuditKey) {
+        let path = dir.join("audit.log");
+        let (auditor, _alerts, key) = start_on(path.clone());
         (auditor, path, key)
     }
 
@@ -880,15 +892,7 @@ mod tests {
     fn a_handed_over_batch_acknowledges_every_request_through_one_courier() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.log");
-        let key = coffer_crypto::Keyring::generate(0).audit_key();
-        let k = key.clone();
-        let (auditor, mut alerts) = Auditor::start(AuditorConfig {
-            sinks: vec![SinkSpec::File(path.clone())],
-            fsync: Fsync::Interval(Duration::from_secs(1)),
-            rules: AlertRules::default(),
-            key: Arc::new(move || Some(k.clone())),
-        })
-        .expect("auditor starts");
+        let (auditor, mut alerts, key) = start_on(path.clone());
         let auditor = Arc::new(auditor);
         let held = auditor.shared.writer_blocking();
         let a = auditor.clone();
@@ -943,14 +947,7 @@ mod tests {
     /// not recorded.
     #[test]
     fn a_handed_over_batch_that_no_sink_takes_is_refused() {
-        let key = coffer_crypto::Keyring::generate(0).audit_key();
-        let (auditor, _alerts) = Auditor::start(AuditorConfig {
-            sinks: vec![SinkSpec::File(PathBuf::from("/dev/full"))],
-            fsync: Fsync::Interval(Duration::from_secs(1)),
-            rules: AlertRules::default(),
-            key: Arc::new(move || Some(key.clone())),
-        })
-        .expect("auditor starts");
+        let (auditor, _alerts, _key) = start_on(PathBuf::from("/dev/full"));
         let auditor = Arc::new(auditor);
         let held = auditor.shared.writer_blocking();
         let (done_tx, done_rx) = std::sync::mpsc::channel::<bool>();
