@@ -154,10 +154,23 @@ fn every_request_is_recorded_once_with_who_what_and_outcome() {
         .expect(0)
         .stdout();
     assert_eq!(bad["token"], tag.trim());
-    assert_eq!(
-        read["token"].as_str().unwrap().len(),
-        "hmac-sha256:".len() + 64
-    );
+    // A token that authenticated is tagged once and the tag kept with the
+    // cached token: every request it made carries the same tag, the one
+    // `coffer audit hash` gives for it.
+    let root_tag = cli()
+        .stdin(&root)
+        .run(&["audit", "hash"])
+        .expect(0)
+        .stdout();
+    assert_eq!(read["token"], root_tag.trim());
+    let by_root: Vec<&Value> = log
+        .iter()
+        .filter(|r| r["actor"]["accessor"] == read["actor"]["accessor"])
+        .collect();
+    assert!(by_root.len() > 3, "{by_root:?}");
+    for r in by_root {
+        assert_eq!(r["token"], root_tag.trim(), "{r}");
+    }
     let raw = std::fs::read_to_string(audit_log(&server)).unwrap();
     assert!(!raw.contains(&root) && !raw.contains("cft_not_a_token"));
     let oversized = by_id(cases[5].0.header("x-request-id").unwrap())[0];
@@ -262,6 +275,78 @@ fn verify_problem(server: &Server, root: &str, file: &Path) -> Value {
     let out = run.json();
     assert_eq!(run.code(), 7, "{out}");
     out["files"][0]["problem"].clone()
+}
+
+#[test]
+fn a_record_tags_the_token_presented_not_the_one_a_login_hands_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    let cli = || server.cli().token(&root);
+    let hash = |v: &str| {
+        server
+            .cli()
+            .token(&root)
+            .stdin(v)
+            .run(&["audit", "hash"])
+            .expect(0)
+            .stdout()
+            .trim()
+            .to_string()
+    };
+    cli()
+        .stdin("path \"app/*\" { capabilities = [\"read\"] }")
+        .run(&["policy", "write", "reader"])
+        .expect(0);
+    let code = cli()
+        .run(&["invite", "create", "--policy", "reader", "--json"])
+        .expect(0)
+        .json()["code"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let password = "correct horse battery staple";
+    server
+        .cli()
+        .stdin(password)
+        .run(&["invite", "accept", &code, "--user", "tess"])
+        .expect(0);
+    let body = format!(r#"{{"user":"tess","password":"{password}"}}"#);
+    // One login presents no token, one presents root's (it is not needed,
+    // and must not be confused with the token the login creates).
+    let bare = server.http("POST", "/api/v1/auth/login", None, Some(body.as_bytes()));
+    let with_root = server.http(
+        "POST",
+        "/api/v1/auth/login",
+        Some(&root),
+        Some(body.as_bytes()),
+    );
+    assert_eq!(bare.status, 200, "{}", bare.text());
+    assert_eq!(with_root.status, 200, "{}", with_root.text());
+    let new_token = with_root.json()["token"].as_str().unwrap().to_string();
+    // The new token's first request: it is tagged as itself.
+    let read = server.http("GET", "/api/v1/auth/token/self", Some(&new_token), None);
+    assert_eq!(read.status, 200, "{}", read.text());
+
+    let log = records(&audit_log(&server));
+    let by_id = |r: &common::Response| -> Value {
+        let id = r.header("x-request-id").unwrap();
+        let found: Vec<&Value> = log
+            .iter()
+            .filter(|x| x["request_id"].as_str() == Some(id))
+            .collect();
+        assert_eq!(found.len(), 1);
+        found[0].clone()
+    };
+    let (bare, with_root, read) = (by_id(&bare), by_id(&with_root), by_id(&read));
+    assert_eq!(bare["op"], "auth.login");
+    assert_eq!(bare["actor"]["name"], "tess");
+    assert!(bare.get("token").is_none(), "{bare}");
+    assert_eq!(with_root["actor"]["name"], "tess");
+    assert_eq!(with_root["token"], hash(&root), "{with_root}");
+    assert_eq!(read["actor"]["name"], "tess");
+    assert_eq!(read["token"], hash(&new_token), "{read}");
+    assert_ne!(read["token"], with_root["token"]);
 }
 
 #[test]

@@ -23,6 +23,11 @@ tokio::task_local! {
 pub struct Facts {
     /// The authenticated caller (or, for a login, the account that logged in).
     pub identity: Option<Identity>,
+    /// The audit HMAC ([`coffer_crypto::AuditKey::field`]) of the token that
+    /// authenticated the caller, when a token did: the same tag the server
+    /// would compute from the request's `Authorization` header, cached with
+    /// the token.
+    pub token_tag: Option<[u8; 32]>,
     /// The last authorization decision: operation, target, allowed.
     pub decision: Option<(Operation, String, bool)>,
     /// The decision allowed a read through a break-glass grant.
@@ -46,6 +51,7 @@ impl std::fmt::Debug for Facts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Facts")
             .field("identity", &self.identity.as_ref().map(Identity::accessor))
+            .field("token_tag", &self.token_tag.is_some())
             .field("decision", &self.decision)
             .field("breakglass", &self.breakglass)
             .field("protected", &self.protected)
@@ -72,8 +78,19 @@ fn note(f: impl FnOnce(&mut Facts)) {
     let _ = FACTS.try_with(|facts| f(&mut facts.borrow_mut()));
 }
 
+/// Notes the caller (a login notes the account that logged in).
 pub(crate) fn note_identity(identity: &Identity) {
     note(|f| f.identity = Some(identity.clone()));
+}
+
+/// Notes the caller the request's own token authenticated, with that
+/// token's audit tag. Only authentication calls this: a login's new token
+/// is not the one the request presented.
+pub(crate) fn note_authenticated(identity: &Identity, token_tag: [u8; 32]) {
+    note(|f| {
+        f.identity = Some(identity.clone());
+        f.token_tag = Some(token_tag);
+    });
 }
 
 /// Records a decision. The last one wins: a write that is refused `create`

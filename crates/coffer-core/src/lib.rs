@@ -92,6 +92,18 @@ struct SealConfig {
     initialized_at: i64,
 }
 
+/// A cached token record, with the audit log's HMAC of the token that
+/// hashes to it: every request the token authenticates records that tag,
+/// and computing it once per cached token rather than once per request
+/// saves a keyed hash on the hot path. Both come from the keyring, so the
+/// entry lives exactly as long as the token's hash does (a seal clears the
+/// cache).
+#[derive(Clone)]
+struct CachedToken {
+    record: Arc<TokenRecord>,
+    audit_tag: [u8; 32],
+}
+
 struct Keys {
     root: Arc<RootKey>,
     keyring: Keyring,
@@ -259,7 +271,9 @@ pub struct Coffer {
     /// Serialises writers of the same path (striped by the cache's hash).
     write_locks: Box<[tokio::sync::Mutex<()>]>,
     cache: SecretCache,
-    tokens: RwLock<HashMap<[u8; 32], Arc<TokenRecord>>>,
+    /// Token records by hash, each with the token's audit tag (see
+    /// [`CachedToken`]).
+    tokens: RwLock<HashMap<[u8; 32], CachedToken>>,
     /// Policies, protected prefixes and break-glass grants, loaded at unseal
     /// and replaced whenever one of them changes.
     access: RwLock<Arc<AccessModel>>,
@@ -654,25 +668,28 @@ impl Coffer {
             .unwrap_or_else(|p| p.into_inner())
             .get(&hash)
             .cloned();
-        let record = match cached {
-            Some(r) => r,
+        let CachedToken { record, audit_tag } = match cached {
+            Some(c) => c,
             None => {
-                let r = Arc::new(
-                    self.store
-                        .get_token(&hash)
-                        .await?
-                        .ok_or(CoreError::Unauthenticated)?,
-                );
+                let c = CachedToken {
+                    record: Arc::new(
+                        self.store
+                            .get_token(&hash)
+                            .await?
+                            .ok_or(CoreError::Unauthenticated)?,
+                    ),
+                    audit_tag: keys.audit.field(raw.as_bytes()),
+                };
                 // Use-limited tokens are counted in storage on every request,
                 // so caching them would only show a stale count.
-                if r.uses_limit.is_none() {
+                if c.record.uses_limit.is_none() {
                     let mut tokens = self.tokens.write().unwrap_or_else(|p| p.into_inner());
                     if tokens.len() >= TOKEN_CACHE_CAPACITY {
                         tokens.clear();
                     }
-                    tokens.insert(hash, r.clone());
+                    tokens.insert(hash, c.clone());
                 }
-                r
+                c
             }
         };
         // The lookup found the record by hash; comparing the hashes again in
@@ -703,7 +720,7 @@ impl Coffer {
             }
         }
         let identity = Identity { token: record };
-        audit::note_identity(&identity);
+        audit::note_authenticated(&identity, audit_tag);
         Ok(identity)
     }
 

@@ -13,13 +13,12 @@
 
 use std::convert::Infallible;
 use std::io::BufReader;
-use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::task::Poll;
 use std::time::Instant;
 
-use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -42,7 +41,7 @@ pub(crate) struct Meta {
     method: Method,
     route: String,
     op: &'static str,
-    source: Option<String>,
+    source: Option<std::sync::Arc<str>>,
     authorization: Option<HeaderValue>,
     /// The secret path or prefix in the URL, for requests refused before
     /// any decision named a target (unauthenticated, malformed).
@@ -68,11 +67,12 @@ impl Meta {
             op,
             source: req
                 .extensions()
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip().to_canonical().to_string()),
+                .get::<crate::serve::Peer>()
+                .map(|p| p.source.clone()),
             authorization: req.headers().get(header::AUTHORIZATION).cloned(),
             url_path: matched
-                .and_then(|m| m.split_once("{*"))
+                .and_then(|m| m.split_once('{'))
+                .filter(|(_, param)| param.starts_with('*'))
                 .and_then(|(prefix, _)| req.uri().path().strip_prefix(prefix))
                 .map(str::to_string),
         })
@@ -202,17 +202,23 @@ pub(crate) async fn record(
     facts: Facts,
 ) -> Response {
     let status = resp.status().as_u16();
-    let key = (meta.authorization.is_some() || facts.login.is_some())
+    // A token that authenticated comes with its tag (cached with the token);
+    // any other token presented, and a login name, are tagged here.
+    let cached_tag = facts.token_tag.filter(|_| meta.authorization.is_some());
+    let key = (facts.login.is_some() || (meta.authorization.is_some() && cached_tag.is_none()))
         .then(|| state.coffer.audit_key())
         .flatten();
     let tag = |v: &[u8]| key.as_ref().map(|k| coffer_audit::format_tag(&k.field(v)));
-    let token = meta
-        .authorization
-        .as_ref()
-        .and_then(|h| h.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .and_then(|(_, t)| tag(t.trim().as_bytes()));
+    let token = match cached_tag {
+        Some(t) => Some(coffer_audit::format_tag(&t)),
+        None => meta
+            .authorization
+            .as_ref()
+            .and_then(|h| h.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .and_then(|(_, t)| tag(t.trim().as_bytes())),
+    };
     let (decision, path) = match facts.decision {
         Some((op, target, _)) => (Some(op.name().to_string()), Some(target)),
         None => (None, meta.url_path),
@@ -227,7 +233,7 @@ pub(crate) async fn record(
             accessor: i.accessor().to_string(),
         }),
         token,
-        source: meta.source,
+        source: meta.source.as_deref().map(str::to_string),
         method: Some(meta.method.as_str().to_string()),
         route: Some(meta.route),
         op: Some(meta.op.to_string()),

@@ -88,8 +88,8 @@ impl FromRequestParts<AppState> for Auth {
         // trusted, so a network-bound token behind a proxy sees the proxy.
         let source = parts
             .extensions
-            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map(|c| c.0.ip());
+            .get::<crate::serve::Peer>()
+            .map(|p| p.addr.ip());
         Ok(Auth(state.coffer.authenticate(raw, source).await?))
     }
 }

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -17,6 +16,28 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
+
+/// The other end of a connection, as each of its requests sees it (a
+/// request extension). Forwarding headers are not trusted, so behind a
+/// proxy this is the proxy.
+#[derive(Clone, Debug)]
+pub(crate) struct Peer {
+    /// The peer's address.
+    pub(crate) addr: SocketAddr,
+    /// Its IP address as audit records write it (IPv4-mapped IPv6
+    /// addresses as IPv4), formatted once per connection rather than once
+    /// per request.
+    pub(crate) source: Arc<str>,
+}
+
+impl Peer {
+    pub(crate) fn new(addr: SocketAddr) -> Peer {
+        Peer {
+            addr,
+            source: addr.ip().to_canonical().to_string().into(),
+        }
+    }
+}
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -244,10 +265,11 @@ fn worker(
                 continue;
             };
             let _ = stream.set_nodelay(true);
+            let peer_ext = Peer::new(peer);
             let svc = app
                 .clone()
                 .map_request(move |mut req: hyper::Request<Incoming>| {
-                    req.extensions_mut().insert(ConnectInfo(peer));
+                    req.extensions_mut().insert(peer_ext.clone());
                     req
                 });
             let svc = TowerToHyperService::new(svc);
