@@ -45,6 +45,7 @@
 //! (`cpu.generator_pct_of_one_core`).
 
 pub mod histogram;
+mod http;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -52,17 +53,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use http_body_util::{BodyExt, Empty};
-use hyper::body::Bytes;
-use hyper::client::conn::http1::{self, SendRequest};
+use hyper::Uri;
 use hyper::header::{HOST, HeaderMap, HeaderName, HeaderValue};
-use hyper::{Method, Request, Uri};
-use hyper_util::rt::TokioIo;
 use serde::Serialize;
-use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 
 use crate::histogram::Histogram;
+use crate::http::{Connection, Failure};
 
 /// What to load and how.
 #[derive(Clone, Debug)]
@@ -164,12 +161,12 @@ pub fn parse_duration(s: &str) -> Result<Duration> {
 }
 
 /// Where to connect and what to send, from the URL.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 struct Target {
     host: String,
     port: u16,
-    path: Uri,
-    headers: HeaderMap,
+    /// The whole request, `GET` with the headers and no body, sent as is every time.
+    request: Vec<u8>,
 }
 
 impl Target {
@@ -195,7 +192,7 @@ impl Target {
             .trim_end_matches(']')
             .to_owned();
         let port = authority.port_u16().unwrap_or(80);
-        let path: Uri = uri.path_and_query().map_or("/", |p| p.as_str()).parse()?;
+        let path = uri.path_and_query().map_or("/", |p| p.as_str());
         let mut headers = HeaderMap::new();
         headers.insert(HOST, HeaderValue::from_str(authority.as_str())?);
         for (k, v) in &cfg.headers {
@@ -205,31 +202,23 @@ impl Target {
                 headers.append(k.clone(), v.clone());
             }
         }
+        let mut request = format!("GET {path} HTTP/1.1\r\n").into_bytes();
+        for (k, v) in &headers {
+            request.extend_from_slice(k.as_str().as_bytes());
+            request.extend_from_slice(b": ");
+            request.extend_from_slice(v.as_bytes());
+            request.extend_from_slice(b"\r\n");
+        }
+        request.extend_from_slice(b"\r\n");
         Ok(Self {
             host,
             port,
-            path,
-            headers,
+            request,
         })
     }
 
-    fn request(&self) -> Request<Empty<Bytes>> {
-        let mut req = Request::new(Empty::new());
-        *req.method_mut() = Method::GET;
-        *req.uri_mut() = self.path.clone();
-        *req.headers_mut() = self.headers.clone();
-        req
-    }
-
-    async fn connect(&self) -> Result<SendRequest<Empty<Bytes>>> {
-        let stream = TcpStream::connect((self.host.as_str(), self.port)).await?;
-        stream.set_nodelay(true)?;
-        let (sender, conn) = http1::handshake(TokioIo::new(stream)).await?;
-        tokio::spawn(async move {
-            // Its errors show up in the sender's next request.
-            let _ = conn.await;
-        });
-        Ok(sender)
+    async fn connect(&self) -> std::io::Result<Connection> {
+        Connection::open(&self.host, self.port).await
     }
 }
 
@@ -420,18 +409,18 @@ async fn claim(shared: &Shared) -> Option<u64> {
     }
 }
 
-async fn connection_task(shared: Arc<Shared>, mut conn: Option<SendRequest<Empty<Bytes>>>) {
+async fn connection_task(shared: Arc<Shared>, mut conn: Option<Connection>) {
     let sched = shared.schedule;
     let measure_start = sched.measure_start();
+    // A connection the server closed after a good response is reopened before
+    // the next request is taken; only a reconnect after a failure happens on a
+    // request's clock.
+    let mut reopen = false;
     loop {
-        // Be ready before taking a request, so only a reconnect after a failure
-        // happens on a request's clock.
-        if let Some(sender) = conn.as_mut()
-            && sender.ready().await.is_err()
-        {
-            conn = None;
+        if reopen {
+            reopen = false;
+            conn = shared.target.connect().await.ok();
         }
-        let req = shared.target.request();
         let Some(i) = claim(&shared).await else {
             break;
         };
@@ -448,18 +437,16 @@ async fn connection_task(shared: Arc<Shared>, mut conn: Option<SendRequest<Empty
                         .map_err(|_| ErrorKind::Connect)?,
                 );
             }
-            let sender = conn.as_mut().ok_or(ErrorKind::Connect)?;
+            let c = conn.as_mut().ok_or(ErrorKind::Connect)?;
             let sent = Instant::now();
-            let resp = sender
-                .send_request(req)
+            let resp = c
+                .exchange(&shared.target.request, false)
                 .await
-                .map_err(|_| ErrorKind::Send)?;
-            let status = resp.status().as_u16();
-            let mut body = resp.into_body();
-            while let Some(frame) = body.frame().await {
-                frame.map_err(|_| ErrorKind::Body)?;
-            }
-            Ok::<_, ErrorKind>((sent, status))
+                .map_err(|f| match f {
+                    Failure::Head => ErrorKind::Send,
+                    Failure::Body => ErrorKind::Body,
+                })?;
+            Ok::<_, ErrorKind>((sent, resp))
         })
         .await
         .unwrap_or(Err(ErrorKind::Timeout));
@@ -475,7 +462,12 @@ async fn connection_task(shared: Arc<Shared>, mut conn: Option<SendRequest<Empty
             &mut rec.warmup
         };
         let failed = match outcome {
-            Ok((sent, status)) => {
+            Ok((sent, resp)) => {
+                let status = resp.status;
+                if resp.close {
+                    conn = None;
+                    reopen = true;
+                }
                 *counts.status.entry(status).or_default() += 1;
                 let bad = !(200..300).contains(&status);
                 counts.non_2xx += u64::from(bad);
@@ -621,7 +613,14 @@ impl Timer {
             let mut ready = self.0.readable().await?;
             let mut expirations = [0u8; 8];
             match rustix::io::read(self.0.get_ref(), &mut expirations) {
-                Ok(_) => return Ok(()),
+                Ok(_) => {
+                    // Drained, and one-shot: it cannot be readable again before
+                    // the next `timerfd_settime`, whose expiry is a new edge. So
+                    // the next sleep waits at once instead of first finding this
+                    // readiness stale with a `read` that fails.
+                    ready.clear_ready();
+                    return Ok(());
+                }
                 Err(rustix::io::Errno::AGAIN) => ready.clear_ready(),
                 Err(e) => return Err(e.into()),
             }
@@ -883,7 +882,7 @@ pub fn run(cfg: &Config) -> Result<Report> {
         for _ in 0..cfg.connections {
             let c = tokio::time::timeout(cfg.timeout, target.connect())
                 .await
-                .unwrap_or_else(|_| Err(anyhow::anyhow!("timed out")))
+                .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
                 .with_context(|| format!("connecting to {}:{}", target.host, target.port))?;
             conns.push(c);
         }
@@ -1067,10 +1066,21 @@ mod tests {
         cfg.headers.push(parse_header("X-Vault-Token: t").unwrap());
         let t = Target::new(&cfg).unwrap();
         assert_eq!((t.host.as_str(), t.port), ("127.0.0.1", 8200));
-        let req = t.request();
-        assert_eq!(req.uri(), "/v1/secret/data/x?version=2");
-        assert_eq!(req.headers()[HOST], "127.0.0.1:8200");
-        assert_eq!(req.headers()["x-vault-token"], "t");
+        assert_eq!(
+            String::from_utf8(t.request.clone()).unwrap(),
+            "GET /v1/secret/data/x?version=2 HTTP/1.1\r\n\
+             host: 127.0.0.1:8200\r\n\
+             x-vault-token: t\r\n\
+             \r\n"
+        );
+        cfg.headers
+            .push(parse_header("Host: example.test").unwrap());
+        let t = Target::new(&cfg).unwrap();
+        assert!(
+            String::from_utf8(t.request)
+                .unwrap()
+                .starts_with("GET /v1/secret/data/x?version=2 HTTP/1.1\r\nhost: example.test\r\n")
+        );
         for bad in ["https://127.0.0.1/", "127.0.0.1:80/", "http:///x"] {
             assert!(
                 Target::new(&Config {

@@ -296,3 +296,127 @@ fn binary_prints_one_json_object_and_fails_on_errors() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
 }
+
+/// A server written on raw sockets, answering every request with `pieces`,
+/// written one after the other with a millisecond between them (so the client
+/// sees partial heads and bodies), then closing the connection if `close`.
+/// Returns its address and a count of the connections it accepted.
+fn raw_server(
+    pieces: &'static [&'static [u8]],
+    close: bool,
+) -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let mut stream = stream.unwrap();
+            count.fetch_add(1, Ordering::Relaxed);
+            stream.set_nodelay(true).unwrap();
+            std::thread::spawn(move || {
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 4096];
+                loop {
+                    // One request head (no body: the generator only sends GET).
+                    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut buf) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => seen.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    seen.clear();
+                    for (i, p) in pieces.iter().enumerate() {
+                        if i > 0 {
+                            std::thread::sleep(Duration::from_millis(1));
+                        }
+                        if stream.write_all(p).is_err() {
+                            return;
+                        }
+                    }
+                    if close {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+#[test]
+fn chunked_bodies_split_across_reads_are_read_whole() {
+    let (addr, accepted) = raw_server(
+        &[
+            b"HTTP/1.1 200 OK\r\nTransfer-Enc",
+            b"oding: chunked\r\n\r\n5\r\nhel",
+            b"lo\r\n6;x=y\r\n world\r\n0\r\n",
+            b"Trailer: t\r\n\r\n",
+        ],
+        false,
+    );
+    let r = run(&config(addr, 200.0, 250, 2)).unwrap();
+    assert_eq!((r.requests, r.ok), (50, 50), "{r:#?}");
+    assert!(!r.has_errors(), "{r:#?}");
+    // Kept alive: no connection was opened beyond the first two.
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::Relaxed), 2);
+    // Each response took at least the three pauses between its pieces.
+    assert!(r.from_send_ms.min >= 3.0, "{:?}", r.from_send_ms);
+}
+
+#[test]
+fn a_server_that_closes_after_each_response_is_reconnected_to() {
+    // `Connection: close` with a length, and HTTP/1.0 with the body ending at the close.
+    const WITH_LENGTH: &[&[u8]] = &[
+        b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\n",
+        b"ok",
+    ];
+    const UNTIL_CLOSE: &[&[u8]] = &[
+        b"HTTP/1.0 200 OK\r\n\r\nthe body ends",
+        b" when the connection does",
+    ];
+    for pieces in [WITH_LENGTH, UNTIL_CLOSE] {
+        let (addr, accepted) = raw_server(pieces, true);
+        let r = run(&config(addr, 200.0, 250, 2)).unwrap();
+        assert_eq!((r.requests, r.ok), (50, 50), "{r:#?}");
+        assert!(!r.has_errors(), "{r:#?}");
+        // One connection per request, the last reopened after its response
+        // on each of the two connections.
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::Relaxed), 52);
+    }
+}
+
+#[test]
+fn broken_responses_are_errors() {
+    const CASES: &[(&[&[u8]], &str)] = &[
+        // Not HTTP/1.x.
+        (&[b"SSH-2.0-OpenSSH_9.6\r\n\r\n"], "send"),
+        // Closed before the head ended.
+        (&[b"HTTP/1.1 200 OK\r\nContent-Le"], "send"),
+        // Closed before the body ended.
+        (
+            &[b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort"],
+            "body",
+        ),
+        // A bad chunk size.
+        (
+            &[b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"],
+            "body",
+        ),
+        // More than the response.
+        (
+            &[b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokEXTRA"],
+            "body",
+        ),
+    ];
+    for &(pieces, kind) in CASES {
+        let (addr, _) = raw_server(pieces, true);
+        let mut cfg = config(addr, 200.0, 100, 1);
+        cfg.allow_errors = true;
+        let r = run(&cfg).unwrap();
+        assert_eq!(r.ok, 0, "{pieces:?}: {r:#?}");
+        assert_eq!(r.counts.errors.get(kind), Some(&20), "{pieces:?}: {r:#?}");
+    }
+}
