@@ -17,7 +17,8 @@
 //! # Design
 //!
 //! - `C` **connection tasks** on one current-thread tokio runtime, each owning one
-//!   persistent keep-alive HTTP/1.1 connection (`hyper::client::conn::http1`).
+//!   persistent keep-alive HTTP/1.1 connection (`src/http.rs`, a minimal client:
+//!   the request is bytes built once, the response is parsed in place).
 //!   An idle task takes the next request index from a shared counter once that
 //!   request is due, sends it and reads the whole response. A task that finishes
 //!   a response when the next request is already due takes it at once; when every
