@@ -138,7 +138,9 @@ init_cluster() {
     key=$(json unseal_keys.0 <<<"$init")
     root=$(json root_token <<<"$init")
     for b in "$@"; do
-        curl -sS -o /dev/null -X POST -H 'Content-Type: application/json' --data "{\"key\":\"$key\"}" "$b/api/v1/sys/unseal"
+        # The key on standard input, not on curl's command line.
+        curl -sS -o /dev/null -X POST -H 'Content-Type: application/json' --data @- "$b/api/v1/sys/unseal" \
+            <<<"{\"key\":\"$key\"}"
         [[ $(curl -s -o /dev/null -w '%{http_code}' "$b/api/v1/sys/health") == 200 ]] || die "$b did not unseal"
     done
     policy=$(python3 -c '
@@ -147,12 +149,15 @@ rules = [("bench/*", ["read", "create", "update"])]
 rules += [("app%d/+/*" % i, ["read", "list"]) for i in range(1, 10)]
 rules += [("bench/forbidden", ["deny"])]
 print(json.dumps({"policy": "".join("path \"%s\" { capabilities = %s }\n" % (p, json.dumps(c)) for p, c in rules)}))')
-    curl -sS -o /dev/null -X PUT -H "Authorization: Bearer $root" -H 'Content-Type: application/json' \
+    # Tokens go to curl as header files (-H @FILE), never on a command line.
+    printf 'Authorization: Bearer %s\n' "$root" >"$TMP/root.h"
+    curl -sS -o /dev/null -X PUT -H "@$TMP/root.h" -H 'Content-Type: application/json' \
         --data "$policy" "$first/api/v1/sys/policies/bench"
-    TOKEN=$(curl -sS -X POST -H "Authorization: Bearer $root" -H 'Content-Type: application/json' \
+    TOKEN=$(curl -sS -X POST -H "@$TMP/root.h" -H 'Content-Type: application/json' \
         --data '{"policies":["bench"],"display_name":"bench"}' "$first/api/v1/auth/tokens" | json token)
+    printf 'Authorization: Bearer %s\n' "$TOKEN" >"$TMP/bench.h"
     local code
-    code=$(curl -sS -o /dev/null -w '%{http_code}' -X PUT -H "Authorization: Bearer $TOKEN" \
+    code=$(curl -sS -o /dev/null -w '%{http_code}' -X PUT -H "@$TMP/bench.h" \
         -H 'Content-Type: application/json' --data '{"value":"bench-read-value-0123456789abcdef"}' \
         "$first/api/v1/secrets/bench/read")
     [[ $code == 200 ]] || die "writing bench/read answered $code"
@@ -178,10 +183,10 @@ measure() {
             out=$TMP/runs/$label-$load-$phase-$i.txt
             mkdir -p "$TMP/runs"
             if [[ $load == read ]]; then
-                env WRK_AUTH_VALUE="Bearer $TOKEN" WRK_READ_PATH=/api/v1/secrets/bench/read \
+                WRK_AUTH_VALUE="Bearer $TOKEN" WRK_READ_PATH=/api/v1/secrets/bench/read \
                     wrk -t"$t" -c"$c" -d"$dur" --timeout 10s --latency -s "$BENCH/wrk/read.lua" "$b" >"$out" 2>&1 &
             else
-                env WRK_AUTH_VALUE="Bearer $TOKEN" WRK_THREADS="$t" WRK_WRITE_METHOD=PUT \
+                WRK_AUTH_VALUE="Bearer $TOKEN" WRK_THREADS="$t" WRK_WRITE_METHOD=PUT \
                     WRK_WRITE_PREFIX="/api/v1/secrets/bench/n$i/" WRK_WRITE_STYLE=coffer \
                     wrk -t"$t" -c"$c" -d"$dur" --timeout 10s --latency -s "$BENCH/wrk/write.lua" "$b" >"$out" 2>&1 &
             fi

@@ -26,6 +26,7 @@
 # and how busy the machine and the generator were. Nothing is built here:
 # `cargo build --release -p coffer-cli --bin coffer -p coffer-loadgen` first.
 set -euo pipefail
+umask 077
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
@@ -64,7 +65,10 @@ one_run() {
         sleep 0.1
     done
     [[ -s $DIR/data/root-token ]] || { tail "$DIR/server.log" >&2; die "$bin did not start"; }
-    auth="Authorization: Bearer $(tr -d '[:space:]' <"$DIR/data/root-token")"
+    # Credentials go to curl and coffer-loadgen as header files (-H @FILE),
+    # never on a command line, which any local user can read in /proc.
+    printf 'Authorization: Bearer %s\n' "$(tr -d '[:space:]' <"$DIR/data/root-token")" >"$DIR/root.h"
+    auth=@$DIR/root.h
     curl -fsS -o /dev/null -X PUT -H "$auth" -H 'Content-Type: application/json' \
         --data '{"value":"bench-read-value-0123456789abcdef"}' "$base/api/v1/secrets/bench/read"
     policy=$(python3 -c '
@@ -78,8 +82,9 @@ print(json.dumps({"policy": "".join("path \"%s\" { capabilities = %s }\n" % (p, 
     token=$(curl -fsS -X POST -H "$auth" -H 'Content-Type: application/json' \
         --data '{"policies":["bench"],"display_name":"bench"}' "$base/api/v1/auth/tokens" |
         python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])')
+    printf 'Authorization: Bearer %s\n' "$token" >"$DIR/bench.h"
     local lg=("$LOADGEN" --url "$base/api/v1/secrets/bench/read" --rate "$RATE" -c "$CONNS"
-        -H "Authorization: Bearer $token" --json)
+        -H "@$DIR/bench.h" --json)
     "${lg[@]}" --duration 2s >/dev/null
     c0=$(awk '{print $14 + $15}' "/proc/$PID/stat")
     "${lg[@]}" --duration "${SECS}s" >"$DIR/run.json"

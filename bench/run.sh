@@ -334,8 +334,13 @@ run_wrk() {
         out=$TMP/runs/$target-$load-$phase.txt
         guard=$(($(dur_secs "$dur") + 60))
         log "$target $load: $phase ${dur} (-t$THREADS -c$CONNECTIONS)"
-        if ! env "$@" timeout --foreground "$guard" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$dur" \
-            --timeout "$WRK_TIMEOUT" --latency -s "$BENCH/wrk/$script" "$url" >"$out" 2>&1; then
+        # The VAR=VALUE pairs (a token among them) are exported in a subshell,
+        # not passed to env(1), whose command line any local user can read.
+        if ! (
+            for kv in "$@"; do export "${kv?}"; done
+            exec timeout --foreground "$guard" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$dur" \
+                --timeout "$WRK_TIMEOUT" --latency -s "$BENCH/wrk/$script" "$url"
+        ) >"$out" 2>&1; then
             cat "$out" >&2
             die "wrk failed for $target $load"
         fi
@@ -474,7 +479,14 @@ EOF
 run_half_peak_oha() {
     local target=$1 url=$2 peak=$3 rate=$4
     shift 4
-    local phase dur out guard db cpu0 cpu1 dbarg oha_pid rc
+    local phase dur out guard db cpu0 cpu1 dbarg oha_pid rc a
+    # oha reads no header files: -H @FILE becomes the header itself, which
+    # puts the token on oha's command line (this tool is not the default).
+    local args=()
+    for a in "$@"; do
+        if [[ $a == @* ]]; then args+=("$(head -n1 "${a#@}")"); else args+=("$a"); fi
+    done
+    set -- "${args[@]}"
     for phase in warmup measure; do
         dur=$DURATION
         if [[ $phase == warmup ]]; then
@@ -579,6 +591,13 @@ for k in sys.argv[1].split("."):
 print(d)' "$1"
 }
 
+# header_file FILE "K: V": write one request header to FILE (mode 600) and print
+# "@FILE", which curl's and coffer-loadgen's -H take: a credential in a file,
+# not on a command line, which any local user can read in /proc.
+header_file() {
+    (umask 077 && printf '%s\n' "$2" >"$1") && printf '@%s\n' "$1"
+}
+
 # --- coffer ----------------------------------------------------------------------
 
 bench_coffer() {
@@ -591,7 +610,7 @@ bench_coffer() {
     for ((i = 0; i < 100; i++)); do [[ -s $dir/root-token ]] && break; sleep 0.1; done
     [[ -s $dir/root-token ]] || server_failed coffer "coffer wrote no $dir/root-token"
     token=$(tr -d '[:space:]' <"$dir/root-token")
-    auth="Authorization: Bearer $token"
+    auth=$(header_file "$TMP/coffer-root.h" "Authorization: Bearer $token")
 
     local value=bench-read-value-0123456789abcdef
     body=$(curl -sS -o /dev/null -w '%{http_code}' -X PUT -H "$auth" -H 'Content-Type: application/json' \
@@ -618,7 +637,7 @@ print(json.dumps({"policy": src}))')
         token=$(curl -sS -X POST -H "$auth" -H 'Content-Type: application/json' \
             --data '{"policies":["bench"],"display_name":"bench"}' "$base/api/v1/auth/tokens" |
             json_field token) || server_failed coffer "coffer: creating the bench token failed"
-        auth="Authorization: Bearer $token"
+        auth=$(header_file "$TMP/coffer-bench.h" "Authorization: Bearer $token")
         got=$(curl -sS -H "$auth" "$base/api/v1/secrets/bench/read" | json_field value) ||
             server_failed coffer "coffer: GET bench/read with the scoped token failed"
         [[ $got == "$value" ]] || server_failed coffer "coffer: scoped GET bench/read returned '$got'"
@@ -632,7 +651,7 @@ print(json.dumps({"policy": src}))')
                     WRK_AUTH_HEADER=Authorization WRK_AUTH_VALUE="Bearer $token" \
                     WRK_READ_PATH=/api/v1/secrets/bench/read
                 if [[ $HALF_PEAK == 1 ]]; then
-                    run_half_peak coffer "$base/api/v1/secrets/bench/read" -H "Authorization: Bearer $token"
+                    run_half_peak coffer "$base/api/v1/secrets/bench/read" -H "$auth"
                 fi
                 ;;
             write)
@@ -660,8 +679,21 @@ print(json.dumps({"policy": src}))')
 
 # --- OpenBao ---------------------------------------------------------------------
 
+# bao_cli ARGS...: the bao CLI against $base (of the calling bench_openbao), with
+# $bao_token as its token when set; the caller's own Vault/OpenBao environment is
+# kept out. Exported in a subshell, not passed to env(1), so that the token is on
+# no command line.
+bao_cli() {
+    (
+        unset BAO_TOKEN VAULT_TOKEN BAO_NAMESPACE VAULT_NAMESPACE
+        export BAO_ADDR="$base" VAULT_ADDR="$base"
+        [[ -z ${bao_token:-} ]] || export BAO_TOKEN="$bao_token"
+        exec "$BAO" "$@"
+    )
+}
+
 bench_openbao() {
-    local port cport base dir=$TMP/openbao pid key token code got i
+    local port cport base dir=$TMP/openbao pid key token auth code got i
     read -r port cport <<<"$(free_ports 2)"
     base=http://127.0.0.1:$port
     mkdir -p "$dir/raft"
@@ -696,45 +728,47 @@ audit "file" "file" {
 EOF
     fi
     # Keep the caller's Vault/OpenBao environment out of it.
-    local baoenv=(env -u BAO_TOKEN -u VAULT_TOKEN -u BAO_NAMESPACE -u VAULT_NAMESPACE
-        BAO_ADDR="$base" VAULT_ADDR="$base")
+    local bao_token=
     start_server openbao "$BAO" server -config="$dir/bao.hcl"
     pid=$SERVER_PID
     wait_http openbao "$pid" "$base/v1/sys/health" 501 60 # up, not initialised
 
-    "${baoenv[@]}" "$BAO" operator init -key-shares=1 -key-threshold=1 -format=json >"$dir/init.json" ||
+    bao_cli operator init -key-shares=1 -key-threshold=1 -format=json >"$dir/init.json" ||
         server_failed openbao "bao operator init failed"
     chmod 600 "$dir/init.json"
     key=$(json_field unseal_keys_b64.0 <"$dir/init.json")
     token=$(json_field root_token <"$dir/init.json")
-    "${baoenv[@]}" "$BAO" operator unseal "$key" >/dev/null || server_failed openbao "unseal failed"
+    auth=$(header_file "$TMP/openbao-root.h" "X-Vault-Token: $token")
+    # The key through the API on standard input, not on `bao operator unseal`'s command line.
+    curl -sS -o /dev/null -f -X PUT --data @- "$base/v1/sys/unseal" <<<"{\"key\":\"$key\"}" ||
+        server_failed openbao "unseal failed"
     # 200 = initialised, unsealed and active (raft leader).
     wait_http openbao "$pid" "$base/v1/sys/health" 200 60
     for ((i = 0; i < 100; i++)); do
         [[ $(curl -s "$base/v1/sys/leader" | json_field is_self 2>/dev/null) == True ]] && break
         sleep 0.1
     done
-    baoenv+=(BAO_TOKEN="$token")
+    bao_token=$token
     if [[ $BAO_AUDIT == 1 ]]; then
-        "${baoenv[@]}" "$BAO" audit list -format=json | grep '"file/"' >/dev/null ||
+        bao_cli audit list -format=json | grep '"file/"' >/dev/null ||
             server_failed openbao "the file audit device is not enabled"
     fi
-    if ! "${baoenv[@]}" "$BAO" secrets list -format=json | grep '"secret/"' >/dev/null; then
-        "${baoenv[@]}" "$BAO" secrets enable -path=secret kv-v2 >/dev/null ||
+    if ! bao_cli secrets list -format=json | grep '"secret/"' >/dev/null; then
+        bao_cli secrets enable -path=secret kv-v2 >/dev/null ||
             server_failed openbao "enabling kv-v2 at secret/ failed"
     fi
 
     # A fresh KV v2 mount upgrades itself in the background: retry the first write.
     local value=bench-read-value-0123456789abcdef
     for ((i = 0; i < 100; i++)); do
-        code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H "X-Vault-Token: $token" \
+        code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H "$auth" \
             -H 'Content-Type: application/json' --data "{\"data\":{\"value\":\"$value\"}}" \
             "$base/v1/secret/data/bench/read" || true)
         [[ $code == 200 || $code == 204 ]] && break
         sleep 0.1
     done
     [[ $code == 200 || $code == 204 ]] || server_failed openbao "openbao: first KV write answered $code"
-    got=$(curl -sS -H "X-Vault-Token: $token" "$base/v1/secret/data/bench/read" | json_field data.data.value) ||
+    got=$(curl -sS -H "$auth" "$base/v1/secret/data/bench/read" | json_field data.data.value) ||
         server_failed openbao "openbao: GET bench/read failed"
     [[ $got == "$value" ]] || server_failed openbao "openbao: GET bench/read returned '$got'"
 
@@ -746,14 +780,14 @@ EOF
                     WRK_AUTH_HEADER=X-Vault-Token WRK_AUTH_VALUE="$token" \
                     WRK_READ_PATH=/v1/secret/data/bench/read
                 if [[ $HALF_PEAK == 1 ]]; then
-                    run_half_peak openbao "$base/v1/secret/data/bench/read" -H "X-Vault-Token: $token"
+                    run_half_peak openbao "$base/v1/secret/data/bench/read" -H "$auth"
                 fi
                 ;;
             write)
                 run_wrk openbao write "$base" write.lua \
                     WRK_AUTH_HEADER=X-Vault-Token WRK_AUTH_VALUE="$token" \
                     WRK_WRITE_METHOD=POST WRK_WRITE_PREFIX=/v1/secret/data/bench/w/ WRK_WRITE_STYLE=kv2
-                got=$(curl -sS -H "X-Vault-Token: $token" "$base/v1/secret/data/bench/w/1" |
+                got=$(curl -sS -H "$auth" "$base/v1/secret/data/bench/w/1" |
                     json_field data.data.value) ||
                     server_failed openbao "openbao: GET bench/w/1 after the write load failed"
                 [[ $got == bench-* ]] || server_failed openbao "openbao: bench/w/1 holds '$got'"

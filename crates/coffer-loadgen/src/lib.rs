@@ -139,6 +139,32 @@ pub fn parse_header(s: &str) -> Result<(HeaderName, HeaderValue)> {
     Ok((name, value))
 }
 
+/// Parse a `--header` argument: `"K: V"`, or `@FILE` for the headers of a file,
+/// one `"K: V"` per line (blank lines skipped), as curl's `-H @FILE` does. A
+/// file keeps a credential out of the command line, which any local user can
+/// read in `/proc`.
+pub fn parse_header_arg(s: &str) -> Result<Vec<(HeaderName, HeaderValue)>> {
+    let Some(path) = s.strip_prefix('@') else {
+        return Ok(vec![parse_header(s)?]);
+    };
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading headers from {path:?}"))?;
+    text.lines()
+        .map(|l| l.trim_end_matches('\r'))
+        .filter(|l| !l.trim().is_empty())
+        .enumerate()
+        .map(|(i, l)| {
+            // The line itself may hold a credential: name the place, not the text.
+            parse_header(l).map_err(|_| {
+                anyhow::anyhow!(
+                    "{path:?}, header {}: not \"K: V\" with a valid name and value",
+                    i + 1
+                )
+            })
+        })
+        .collect()
+}
+
 /// Parse a duration such as `10s`, `1.5s`, `500ms`, `250us`, `2m`, `1h`, or a bare
 /// number of seconds (`0`, `3`).
 pub fn parse_duration(s: &str) -> Result<Duration> {
@@ -1029,6 +1055,30 @@ mod tests {
         );
         assert!(parse_header("no colon").is_err());
         assert!(parse_header("bad name: x").is_err());
+    }
+
+    #[test]
+    fn headers_from_a_file() {
+        let dir = std::env::temp_dir().join(format!("coffer-loadgen-h-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("h");
+        std::fs::write(&file, "Authorization: Bearer abc:def\r\n\nx-a: 1\n").unwrap();
+        let got = parse_header_arg(&format!("@{}", file.display())).unwrap();
+        let got: Vec<_> = got
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.to_str().unwrap()))
+            .collect();
+        assert_eq!(got, [("authorization", "Bearer abc:def"), ("x-a", "1")]);
+        assert_eq!(parse_header_arg("x-b: 2").unwrap().len(), 1);
+
+        std::fs::write(&file, "x-a: 1\nsecret-without-colon\n").unwrap();
+        let err = format!(
+            "{:#}",
+            parse_header_arg(&format!("@{}", file.display())).unwrap_err()
+        );
+        assert!(err.contains("header 2") && !err.contains("secret"), "{err}");
+        assert!(parse_header_arg(&format!("@{}", dir.join("missing").display())).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! ```sh
 //! coffer-loadgen --url http://127.0.0.1:8200/api/v1/secrets/bench/read \
 //!     --rate 40000 --duration 10s --warmup 2s --connections 32 \
-//!     --header "Authorization: Bearer $TOKEN" --json
+//!     --header @auth-header-file --json
 //! ```
 //!
 //! Exits 1 when any request failed or got a non-2xx response (the run stops at
@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use coffer_loadgen::{Config, PacerMode, Report, parse_duration, parse_header, run};
+use coffer_loadgen::{Config, PacerMode, Report, parse_duration, parse_header_arg, run};
 
 /// Open-loop, constant-rate HTTP/1.1 GET load generator (a benchmark tool).
 /// Request i is due at start + i/RATE; its latency counts from that due time to
@@ -36,8 +36,9 @@ struct Args {
     /// Persistent keep-alive connections
     #[arg(long, short = 'c', default_value_t = 32)]
     connections: usize,
-    /// Request header "K: V" (repeatable)
-    #[arg(long = "header", short = 'H', value_name = "K: V")]
+    /// Request header "K: V" (repeatable), or @FILE for one "K: V" per line of
+    /// FILE (keeps a credential out of the command line)
+    #[arg(long = "header", short = 'H', value_name = "K: V | @FILE")]
     headers: Vec<String>,
     /// Unmeasured lead-in at the same rate, same schedule (errors still count)
     #[arg(long, value_parser = parse_duration, default_value = "0s")]
@@ -65,8 +66,13 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let headers = match args.headers.iter().map(|h| parse_header(h)).collect() {
-        Ok(h) => h,
+    let headers = match args
+        .headers
+        .iter()
+        .map(|h| parse_header_arg(h))
+        .collect::<anyhow::Result<Vec<_>>>()
+    {
+        Ok(h) => h.into_iter().flatten().collect(),
         Err(e) => {
             eprintln!("coffer-loadgen: {e:#}");
             return ExitCode::from(2);

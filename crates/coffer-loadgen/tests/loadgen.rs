@@ -233,11 +233,17 @@ fn binary_prints_one_json_object_and_fails_on_errors() {
         "2",
     ];
 
+    // The header from a file (-H @FILE), as bench/run.sh passes its tokens.
+    let header_file =
+        std::env::temp_dir().join(format!("coffer-loadgen-test-{}.h", std::process::id()));
+    std::fs::write(&header_file, "x-token: t\n").unwrap();
+    let header_arg = format!("@{}", header_file.display());
     let out = Command::new(bin)
         .args(common)
-        .args(["--url", &url, "--header", "x-token: t", "--json"])
+        .args(["--url", &url, "--header", &header_arg, "--json"])
         .output()
         .unwrap();
+    std::fs::remove_file(&header_file).unwrap();
     assert!(
         out.status.success(),
         "{}",
