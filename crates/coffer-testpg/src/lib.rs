@@ -189,15 +189,25 @@ fn start_private() -> Result<Server, String> {
     let mut last_error = String::new();
     for _ in 0..3 {
         let port = free_port()?;
-        // The guardian runs postgres and waits for its stdin (our pipe) to
-        // close, then stops postgres and removes the directory.
+        // The guardian runs postgres and a watcher of its stdin (our pipe).
+        // When the pipe closes (this process ended, however), the watcher
+        // signals the guardian, which stops postgres and removes the
+        // directory. When postgres exits by itself (it could not bind the
+        // port, which another process may have taken since `free_port`),
+        // the guardian exits too, leaving the directory for the next try,
+        // so that the loop below sees it at once instead of at its deadline.
         let script = r#"
-            "$0" "$@" &
+            exec 3<&0 </dev/null
+            "$0" "$@" 3<&- &
             pid=$!
-            cat >/dev/null
-            kill -INT "$pid" 2>/dev/null
+            trap 'kill -INT "$pid" 2>/dev/null; wait "$pid"; rm -rf "$COFFER_TESTPG_DIR"; exit 0' TERM
+            { cat <&3 >/dev/null 2>&1; kill -TERM $$; } 2>/dev/null &
+            watcher=$!
+            exec 3<&-
             wait "$pid"
-            rm -rf "$COFFER_TESTPG_DIR"
+            status=$?
+            kill "$watcher" 2>/dev/null
+            exit "$status"
         "#;
         let mut cmd = as_server_user(root, Path::new("/bin/sh"));
         cmd.arg("-c")
@@ -229,8 +239,12 @@ fn start_private() -> Result<Server, String> {
             .spawn()
             .map_err(|e| format!("cannot start postgres: {e}"))?;
         let deadline = Instant::now() + Duration::from_secs(30);
+        // Our postgres's own socket in our private directory: it is made
+        // after the TCP one, so it proves that this server, not whoever
+        // might have taken the port, is the one listening there.
+        let own_socket = dir.join(format!(".s.PGSQL.{port}"));
         loop {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            if own_socket.exists() && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
                 // Leak the stdin handle's owner (the child) into the static.
                 if let Some(stdin) = child.stdin.as_mut() {
                     let _ = stdin.flush();
