@@ -37,7 +37,9 @@ pub use alerts::AlertRules;
 pub use chain::{Head, Problem, VerifyReport};
 pub use record::{Actor, AlertInfo, Kind, Outcome, Record};
 pub use sink::SinkSpec;
-pub use writer::{Auditor, AuditorConfig, Fsync, StartError};
+pub use writer::{
+    Auditor, AuditorConfig, Fsync, RotateError, RotateReport, RotatedFile, StartError,
+};
 
 /// Formats an HMAC tag as it appears in records and in `coffer audit hash`.
 pub fn format_tag(tag: &[u8; 32]) -> String {

@@ -103,6 +103,9 @@ pub(crate) struct Sink {
     /// Records this sink did not get since its last successful write.
     pub missed: u64,
     pub healthy: bool,
+    /// How many times this file was rotated: head files planned before a
+    /// rotation are not written after it (see `writer::write_heads`).
+    pub generation: u64,
     kind: SinkKind,
 }
 
@@ -183,8 +186,85 @@ impl Sink {
             head,
             missed: 0,
             healthy: true,
+            generation: 0,
             kind,
         })
+    }
+
+    /// Whether this is a regular log file (not stdout, a socket, or a
+    /// device or pipe named as a file): the kind that can be rotated.
+    pub fn is_regular_file(&self) -> bool {
+        matches!(&self.kind, SinkKind::File { len: Some(_), .. })
+    }
+
+    /// Sets this log file aside as `target` and goes on in a new, empty
+    /// file at its path, whose chain starts again at record 1.
+    ///
+    /// In order: the file is synced to disk; its head file is written
+    /// beside `target` (`TARGET.head`, with `head_body`) and removed from
+    /// beside the path; the file is renamed; a new file is created. A crash
+    /// between two steps leaves nothing that raises a false alarm at the
+    /// next start (at worst a head file paired with no log). A step that
+    /// fails undoes the ones before it, and the file goes on as it was.
+    pub fn rotate(&mut self, target: &Path, head_body: &[u8]) -> io::Result<()> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let SinkSpec::File(path) = &self.spec else {
+            return Err(io::Error::other("only a log file can be rotated"));
+        };
+        let SinkKind::File {
+            file,
+            len: Some(_),
+            dirty,
+        } = &mut self.kind
+        else {
+            return Err(io::Error::other("only a regular log file can be rotated"));
+        };
+        file.sync_data()?;
+        *dirty = false;
+        let (live_head, target_head) = (chain::head_path(path), chain::head_path(target));
+        write_head_file(target, head_body)?;
+        let undo_head = || {
+            let _ = std::fs::remove_file(&target_head);
+            let _ = write_head_file(path, head_body);
+        };
+        if let Err(e) = std::fs::remove_file(&live_head)
+            && e.kind() != io::ErrorKind::NotFound
+        {
+            let _ = std::fs::remove_file(&target_head);
+            return Err(e);
+        }
+        if let Err(e) = std::fs::rename(path, target) {
+            undo_head();
+            return Err(e);
+        }
+        let new = std::fs::OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path);
+        let new = match new {
+            Ok(f) => f,
+            Err(e) => {
+                if std::fs::rename(target, path).is_ok() {
+                    undo_head();
+                }
+                return Err(e);
+            }
+        };
+        if let Some(dir) = path.parent() {
+            // The rename and the new file, durable with the directory.
+            let _ = File::open(dir).and_then(|d| d.sync_all());
+        }
+        self.kind = SinkKind::File {
+            file: new,
+            len: Some(0),
+            dirty: false,
+        };
+        self.head = Head::EMPTY;
+        self.missed = 0;
+        self.generation += 1;
+        Ok(())
     }
 
     /// The file, for a file sink.
@@ -278,6 +358,23 @@ impl Sink {
         }
         Ok(())
     }
+}
+
+/// Writes `LOG.head` (mode 0600) through a temporary file and a rename, so
+/// a reader never sees half of one.
+pub(crate) fn write_head_file(log: &Path, body: &[u8]) -> io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let head_path = chain::head_path(log);
+    let tmp = head_path.with_extension("head.tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(body)?;
+    drop(f);
+    std::fs::rename(&tmp, &head_path)
 }
 
 fn connect(address: &str) -> io::Result<Stream> {

@@ -110,11 +110,15 @@ struct Shared {
     handed: Mutex<Vec<Pending>>,
     /// Head-file I/O, outside the writer's lock (creating and renaming a
     /// file can wait for the file system's journal, and no request should
-    /// wait with it), with the record number each file was last written at.
-    head_io: Mutex<std::collections::HashMap<PathBuf, u64>>,
+    /// wait with it), with the generation (see `Sink::generation`) and
+    /// record number each file was last written at.
+    head_io: Mutex<HeadsWritten>,
     /// Itself, for tasks that commit later.
     this: Weak<Shared>,
 }
+
+/// Per log file: the generation and record number of its last head file.
+type HeadsWritten = std::collections::HashMap<PathBuf, (u64, u64)>;
 
 /// Queue slots; threads beyond this share them.
 const SLOTS: usize = 16;
@@ -305,7 +309,6 @@ impl Auditor {
         ));
         let healthy = Arc::new(AtomicBool::new(true));
         let (alert_tx, alert_rx) = tokio::sync::mpsc::unbounded_channel();
-        let sync_handles: Vec<std::fs::File> = sinks.iter().filter_map(Sink::sync_handle).collect();
         let mut writer = Writer {
             sinks,
             fsync: config.fsync,
@@ -380,7 +383,13 @@ impl Auditor {
                     {
                         synced = Instant::now();
                         if written.swap(false, Ordering::Relaxed) {
-                            for h in &sync_handles {
+                            // Handles on the files as they are now (a
+                            // rotation replaces them), synced outside the lock.
+                            let w = sh.writer_blocking();
+                            let handles: Vec<std::fs::File> =
+                                w.sinks.iter().filter_map(Sink::sync_handle).collect();
+                            sh.release(w);
+                            for h in &handles {
                                 if let Err(e) = h.sync_data() {
                                     tracing::error!(error = %e, "audit log sync failed");
                                 }
@@ -464,6 +473,43 @@ impl Auditor {
     /// The current head of each log file.
     pub fn heads(&self) -> Vec<(PathBuf, Head)> {
         self.heads.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Sets every regular log file aside and starts a new one at its path,
+    /// while requests go on: see `Sink::rotate` for the file steps. The
+    /// old file ends with a notice that says so (its last record), with its
+    /// head file paired to its new name; the new file's first record is a
+    /// notice naming the old file, its last record and that record's link,
+    /// so the two can be told to belong together. Other sinks get both
+    /// notices. The old file is renamed to `FILE.YYYYMMDDTHHMMSSZ` (UTC,
+    /// with `-N` added if that name is taken).
+    ///
+    /// Blocks on the writer, and on the file system: call it from a
+    /// blocking thread, not a runtime's.
+    pub fn rotate(&self) -> Result<RotateReport, RotateError> {
+        let stamp = rotation_stamp();
+        let mut w = self.shared.writer_blocking();
+        if w.sinks.iter().all(|s| !s.is_regular_file()) {
+            self.shared.release(w);
+            return Err(RotateError::NoFiles);
+        }
+        if lock(&self.shared.queues[0]).closed {
+            self.shared.release(w);
+            return Err(RotateError::Closed);
+        }
+        // Before the notice: records already handed over were taken first.
+        let mut handed = std::mem::take(&mut *lock(&self.shared.handed));
+        if !handed.is_empty() {
+            w.commit(&mut handed);
+        }
+        let report = {
+            // Held throughout, so that no head file planned before the
+            // rotation is written in the middle of it.
+            let mut heads_written = lock(&self.shared.head_io);
+            w.rotate(&stamp, &mut heads_written)
+        };
+        self.shared.release(w);
+        Ok(report)
     }
 
     /// Writes what is queued, a closing notice, the head files, syncs, and
@@ -610,6 +656,84 @@ impl Writer {
     }
 
     /// The head files to write, when they are due (see [`write_heads`]).
+    fn rotate(&mut self, stamp: &str, heads_written: &mut HeadsWritten) -> RotateReport {
+        let files: Vec<String> = self
+            .sinks
+            .iter()
+            .filter(|s| s.is_regular_file())
+            .map(|s| s.spec.describe())
+            .collect();
+        self.commit(&mut vec![Pending::notice(Record::notice(format!(
+            "audit log rotation: this is the last record of {}; each goes on in a new file at the same path",
+            files.join(", ")
+        )))]);
+        let key = (self.key)();
+        let mut report = RotateReport::default();
+        for sink in self.sinks.iter_mut().filter(|s| s.is_regular_file()) {
+            let Some(path) = sink.path().map(PathBuf::from) else {
+                continue;
+            };
+            if !sink.healthy {
+                report.failed.push((
+                    path,
+                    "the file is failing (it did not take the rotation notice); it was left as it is"
+                        .into(),
+                ));
+                continue;
+            }
+            let head = sink.head;
+            let target = rotation_target(&path, stamp);
+            let body =
+                serde_json::to_vec(&HeadFile::new(head, key.as_ref())).expect("head serializes");
+            match sink.rotate(&target, &body) {
+                Ok(()) => {
+                    // Head files planned before now are for the old file.
+                    heads_written.insert(path.clone(), (sink.generation, 0));
+                    report.rotated.push(RotatedFile {
+                        log: path,
+                        to: target,
+                        records: head.seq,
+                        last_link: head.link,
+                    });
+                }
+                Err(e) => {
+                    tracing::error!(file = %path.display(), error = %e, "cannot rotate the audit log file; it goes on as it was");
+                    report.failed.push((path, e.to_string()));
+                }
+            }
+        }
+        if !report.rotated.is_empty() {
+            let what: Vec<String> = report
+                .rotated
+                .iter()
+                .map(|r| {
+                    format!(
+                        "{} continues from {} (records 1 to {}; the last one's chain link is {})",
+                        r.log.display(),
+                        r.to.display(),
+                        r.records,
+                        crate::hex(&r.last_link)
+                    )
+                })
+                .collect();
+            self.commit(&mut vec![Pending::notice(Record::notice(format!(
+                "audit log rotated: {}",
+                what.join("; ")
+            )))]);
+            tracing::info!(files = report.rotated.len(), "audit log rotated");
+        }
+        // The heads of the new files, even if no sink took that notice.
+        let mut heads = self.heads.lock().unwrap_or_else(|p| p.into_inner());
+        heads.clear();
+        heads.extend(
+            self.sinks
+                .iter()
+                .filter_map(|s| s.path().map(|p| (p.to_path_buf(), s.head))),
+        );
+        self.heads_dirty = true;
+        report
+    }
+
     fn heads_due(&mut self) -> Vec<HeadWrite> {
         if self.heads_dirty && self.heads_written.elapsed() >= HEADS_EVERY {
             self.heads_plan()
@@ -645,6 +769,7 @@ impl Writer {
             .filter_map(|sink| {
                 Some(HeadWrite {
                     log: sink.path()?.to_path_buf(),
+                    generation: sink.generation,
                     seq: sink.head.seq,
                     body: serde_json::to_vec(&HeadFile::new(sink.head, key.as_ref()))
                         .expect("head serializes"),
@@ -660,47 +785,100 @@ impl Writer {
 /// A head file to write: its log, the record it names, its bytes.
 struct HeadWrite {
     log: PathBuf,
+    generation: u64,
     seq: u64,
     body: Vec<u8>,
 }
 
 /// Rewrites head files (write, then rename, so a reader never sees half of
-/// one), one writer at a time and never back to an older record.
-fn write_heads(io: &Mutex<std::collections::HashMap<PathBuf, u64>>, plan: Vec<HeadWrite>) {
+/// one), one writer at a time, never back to an older record, and never
+/// over the head of a later generation of the file (after a rotation).
+fn write_heads(io: &Mutex<HeadsWritten>, plan: Vec<HeadWrite>) {
     if plan.is_empty() {
         return;
     }
     let mut written = io.lock().unwrap_or_else(|p| p.into_inner());
     for h in plan {
-        if written.get(&h.log).is_some_and(|seq| *seq >= h.seq)
-            || !std::fs::metadata(&h.log).is_ok_and(|m| m.is_file())
+        if written.get(&h.log).is_some_and(|&(generation, seq)| {
+            generation > h.generation || (generation == h.generation && seq >= h.seq)
+        }) || !std::fs::metadata(&h.log).is_ok_and(|m| m.is_file())
         {
             continue;
         }
-        let head_path = chain::head_path(&h.log);
-        let tmp = head_path.with_extension("head.tmp");
-        let result = write_private(&tmp, &h.body).and_then(|()| std::fs::rename(&tmp, &head_path));
-        match result {
+        match crate::sink::write_head_file(&h.log, &h.body) {
             Ok(()) => {
-                written.insert(h.log, h.seq);
+                written.insert(h.log, (h.generation, h.seq));
             }
             Err(e) => {
-                tracing::warn!(file = %head_path.display(), error = %e, "cannot write the audit head file");
+                tracing::warn!(file = %chain::head_path(&h.log).display(), error = %e, "cannot write the audit head file");
             }
         }
     }
 }
 
-fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(bytes)
+/// What [`Auditor::rotate`] did.
+#[derive(Debug, Clone, Default)]
+pub struct RotateReport {
+    /// The files set aside.
+    pub rotated: Vec<RotatedFile>,
+    /// Files that could not be, and why; they go on as they were.
+    pub failed: Vec<(PathBuf, String)>,
+}
+
+/// One log file set aside.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RotatedFile {
+    /// The log's path, where a new file now starts at record 1.
+    pub log: PathBuf,
+    /// Where the records up to the rotation are, with their head file.
+    pub to: PathBuf,
+    /// How many records it holds (the last one is the rotation notice).
+    pub records: u64,
+    /// The chain link of its last record.
+    pub last_link: [u8; 32],
+}
+
+/// Why nothing was rotated.
+#[derive(Debug, thiserror::Error)]
+pub enum RotateError {
+    /// Only standard output, sockets or devices are written.
+    #[error(
+        "this server writes no audit log file to rotate (only standard output, sockets or devices)"
+    )]
+    NoFiles,
+    /// The auditor was closed (the server is stopping).
+    #[error("the audit log is closed")]
+    Closed,
+}
+
+/// `YYYYMMDDTHHMMSSZ`, now, UTC.
+fn rotation_stamp() -> String {
+    let t = time::OffsetDateTime::now_utc();
+    format!(
+        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+/// `LOG.STAMP`, or `LOG.STAMP-N` when that (or its head file) exists.
+fn rotation_target(log: &std::path::Path, stamp: &str) -> PathBuf {
+    let name = log.file_name().unwrap_or_default().to_string_lossy();
+    (0u32..)
+        .map(|n| {
+            let suffix = if n == 0 {
+                String::new()
+            } else {
+                format!("-{n}")
+            };
+            log.with_file_name(format!("{name}.{stamp}{suffix}"))
+        })
+        .find(|t| !t.exists() && !chain::head_path(t).exists())
+        .expect("some name is free")
 }
 
 #[cfg(test)]
@@ -720,6 +898,25 @@ mod tests {
         AuditKey,
     ) {
         let key = coffer_crypto::Keyring::generate(0).audit_key();
+        let k = key.clone();
+        let (auditor, alerts) = Auditor::start(AuditorConfig {
+            sinks: vec![SinkSpec::File(file)],
+            fsync: Fsync::Interval(Duration::from_secs(1)),
+            rules: AlertRules::default(),
+            key: Arc::new(move || Some(k.clone())),
+        })
+        .expect("auditor starts");
+        (auditor, alerts, key)
+    }
+
+    fn start_on_with_key(
+        file: PathBuf,
+        key: AuditKey,
+    ) -> (
+        Auditor,
+        tokio::sync::mpsc::UnboundedReceiver<Record>,
+        AuditKey,
+    ) {
         let k = key.clone();
         let (auditor, alerts) = Auditor::start(AuditorConfig {
             sinks: vec![SinkSpec::File(file)],
@@ -969,5 +1166,212 @@ mod tests {
         assert!(!recorded, "a record no sink took was acknowledged");
         assert!(!auditor.healthy());
         t.join().unwrap();
+    }
+
+    fn records(path: &std::path::Path) -> Vec<Record> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<Record>(l).unwrap())
+            .collect()
+    }
+
+    /// Verifies a log against its own head file, which must be there.
+    fn verifies_with_head(path: &std::path::Path, key: &AuditKey) -> Head {
+        let chain::HeadFileState::Valid(head) = chain::read_head_file(path, Some(key)) else {
+            panic!("no valid head file beside {}", path.display());
+        };
+        let file = std::io::BufReader::new(std::fs::File::open(path).unwrap());
+        let report = chain::verify(file, key, Some(head)).unwrap();
+        assert!(
+            report.problem.is_none(),
+            "{}: {:?}",
+            path.display(),
+            report.problem
+        );
+        assert_eq!(
+            report.records,
+            head.seq,
+            "{}: the head is its end",
+            path.display()
+        );
+        head
+    }
+
+    fn rotated_files(dir: &std::path::Path) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                let n = p.file_name().unwrap().to_string_lossy().into_owned();
+                n.starts_with("audit.log.") && !n.ends_with(".head")
+            })
+            .collect();
+        files.sort();
+        files
+    }
+
+    #[test]
+    fn rotation_sets_the_file_aside_with_its_head_and_starts_a_linked_new_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (auditor, path, key) = start(dir.path());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            for i in 0..50 {
+                assert!(auditor.record(request(format!("before-{i}"))).await);
+            }
+        });
+        let report = auditor.rotate().unwrap();
+        assert!(report.failed.is_empty(), "{:?}", report.failed);
+        let [rotated] = &report.rotated[..] else {
+            panic!("{report:?}")
+        };
+        assert_eq!(rotated.log, path);
+        let old = rotated.to.clone();
+        let name = old.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            name.starts_with("audit.log.")
+                && name.len() == "audit.log.".len() + 16
+                && name.ends_with('Z'),
+            "{name}"
+        );
+        // The live head points at the new file at once.
+        let heads = auditor.heads();
+        assert_eq!((heads.len(), &heads[0].0, heads[0].1.seq), (1, &path, 1));
+        rt.block_on(async {
+            for i in 0..50 {
+                assert!(auditor.record(request(format!("after-{i}"))).await);
+            }
+        });
+        auditor.close();
+
+        // The old file: opening notice, 50 requests, the rotation notice;
+        // whole, and its end sealed by the head file paired with its name.
+        let old_head = verifies_with_head(&old, &key);
+        assert_eq!(
+            (old_head.seq, rotated.records, old_head.link),
+            (52, 52, rotated.last_link)
+        );
+        let old_records = records(&old);
+        assert!(
+            old_records
+                .last()
+                .unwrap()
+                .message
+                .as_deref()
+                .unwrap()
+                .starts_with("audit log rotation:"),
+            "{:?}",
+            old_records.last()
+        );
+        assert_eq!(
+            request_ids(&old),
+            (0..50).map(|i| format!("before-{i}")).collect::<Vec<_>>()
+        );
+        // The new file starts at record 1 with a notice naming the old one
+        // and its last link, and verifies on its own with its own head.
+        let new_head = verifies_with_head(&path, &key);
+        let new_records = records(&path);
+        assert_eq!(new_head.seq, new_records.len() as u64);
+        let first = new_records[0].message.as_deref().unwrap();
+        assert_eq!(new_records[0].seq, Some(1));
+        assert!(first.starts_with("audit log rotated:"), "{first}");
+        assert!(first.contains(&old.display().to_string()), "{first}");
+        assert!(first.contains(&crate::hex(&old_head.link)), "{first}");
+        assert_eq!(
+            request_ids(&path),
+            (0..50).map(|i| format!("after-{i}")).collect::<Vec<_>>()
+        );
+
+        // A restart continues the new file without a truncation alarm.
+        let (auditor, alerts, _) = start_on_with_key(path.clone(), key.clone());
+        auditor.close();
+        drop(alerts);
+        let after_restart = records(&path);
+        assert!(
+            after_restart
+                .iter()
+                .all(|r| r.kind != crate::record::Kind::Alert),
+            "{after_restart:?}"
+        );
+        verifies_with_head(&path, &key);
+    }
+
+    #[test]
+    fn rotating_while_several_runtimes_record_loses_and_repeats_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (auditor, path, key) = start(dir.path());
+        let auditor = Arc::new(auditor);
+        let threads: Vec<_> = (0..3)
+            .map(|t| {
+                let auditor = auditor.clone();
+                std::thread::spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .build()
+                        .unwrap();
+                    rt.block_on(async move {
+                        for i in 0..400 {
+                            assert!(auditor.record(request(format!("{t}-{i}"))).await);
+                            if i % 50 == 0 {
+                                tokio::task::yield_now().await;
+                            }
+                        }
+                    });
+                })
+            })
+            .collect();
+        let mut rotations = 0;
+        while rotations < 3 || (threads.iter().any(|t| !t.is_finished()) && rotations < 8) {
+            // Names are per second: a later rotation in the same second
+            // takes the next free suffix.
+            let report = auditor.rotate().unwrap();
+            assert!(report.failed.is_empty(), "{:?}", report.failed);
+            rotations += 1;
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        for t in threads {
+            t.join().unwrap();
+        }
+        auditor.close();
+        let old = rotated_files(dir.path());
+        assert_eq!(old.len(), rotations, "{old:?}");
+        let mut ids = Vec::new();
+        for file in old.iter().chain([&path]) {
+            verifies_with_head(file, &key);
+            ids.extend(request_ids(file));
+        }
+        assert_eq!(ids.len(), 1200);
+        assert_eq!(ids.iter().collect::<HashSet<_>>().len(), 1200);
+    }
+
+    #[test]
+    fn a_rotation_that_cannot_rename_leaves_the_file_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let (auditor, _alerts, key) = start_on(path.clone());
+        auditor.close();
+        let before = std::fs::read(&path).unwrap();
+        let head_before = std::fs::read(chain::head_path(&path)).unwrap();
+
+        let mut sink = Sink::open(SinkSpec::File(path.clone()), &mut Vec::new()).unwrap();
+        // A non-empty directory as the target: the rename fails after the
+        // head file was moved, and every step is undone.
+        let target = dir.path().join("taken");
+        std::fs::create_dir(&target).unwrap();
+        std::fs::write(target.join("x"), b"x").unwrap();
+        let err = sink.rotate(&target, &head_before).unwrap_err();
+        assert!(!err.to_string().is_empty());
+        assert!(
+            !chain::head_path(&target).exists(),
+            "the target's head file was not taken back"
+        );
+        assert_eq!(std::fs::read(chain::head_path(&path)).unwrap(), head_before);
+        assert_eq!((sink.generation, sink.head.seq > 0), (0, true));
+        // The sink still writes to the same file.
+        sink.write(b"").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+        verifies_with_head(&path, &key);
     }
 }
