@@ -88,3 +88,35 @@ pub struct AuditHashResponse {
     /// `hmac-sha256:HEX`.
     pub hmac: String,
 }
+
+/// `POST /api/v1/sys/audit/rotate`: what was set aside.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuditRotateResponse {
+    /// Every log file was rotated.
+    pub ok: bool,
+    /// The files rotated.
+    pub rotated: Vec<AuditRotatedFile>,
+    /// The files that could not be; they go on as they were.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed: Vec<AuditRotateFailure>,
+}
+
+/// One log file set aside.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuditRotatedFile {
+    /// The log's path, where a new file now starts at record 1.
+    pub file: String,
+    /// Where its records up to now are (with their head file, `TO.head`).
+    pub to: String,
+    /// Records in it; the last one is the rotation notice.
+    pub records: u64,
+}
+
+/// A log file that could not be rotated.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuditRotateFailure {
+    /// The file.
+    pub file: String,
+    /// Why.
+    pub reason: String,
+}

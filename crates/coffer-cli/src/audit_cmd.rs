@@ -1,7 +1,7 @@
-//! `coffer audit`: verify the log, search it, list who read a secret, and
-//! compute the HMAC under which a token or name appears in it.
+//! `coffer audit`: verify the log, search it, list who read a secret,
+//! compute the HMAC under which a token or name appears in it, and rotate it.
 //!
-//! `verify` and `hash` need the server (the audit key never leaves it).
+//! `verify`, `hash` and `rotate` need the server (the audit key never leaves it).
 //! `query` and `readers` ask the server (admin), or read a log file directly
 //! with `--file`, which works with the server stopped.
 
@@ -69,6 +69,20 @@ Examples:
   coffer audit hash < leaked-token.txt
   coffer audit query --actor \"$(coffer audit hash < leaked-token.txt)\"")]
     Hash,
+    /// Start new audit log files while the server runs. Each file is renamed
+    /// to FILE.YYYYMMDDTHHMMSSZ (UTC) with its head file, and a new one starts
+    /// at its path; the old file's last record and the new file's first say
+    /// so, with the old file's last chain link. Sending the server SIGHUP does
+    /// the same. Admin (`admin` on `sys/audit`).
+    #[command(after_help = "Examples:
+  coffer audit rotate
+  coffer audit verify --file /var/log/coffer/audit.log.20261204T000000Z
+  find /var/log/coffer -name 'audit.log.2*' -mtime +90 -delete   # retention")]
+    Rotate {
+        /// Print JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -115,6 +129,23 @@ pub async fn run(g: &Global, cmd: AuditCommand) -> anyhow::Result<Status> {
             file,
             json,
         } => readers(g, path, version, file, json).await,
+        AuditCommand::Rotate { json } => {
+            let r = settings::client(g)?.audit_rotate().await?;
+            if json {
+                output::json(&r)?;
+            } else {
+                for f in &r.rotated {
+                    println!(
+                        "{}: {} records moved to {}; a new file started",
+                        f.file, f.records, f.to
+                    );
+                }
+                for f in &r.failed {
+                    println!("{}: NOT rotated: {}", f.file, f.reason);
+                }
+            }
+            Ok(if r.ok { Status::Ok } else { Status::Other })
+        }
         AuditCommand::Hash => {
             let value = if input::stdin_is_terminal() {
                 input::prompt("Value to hash", false)?

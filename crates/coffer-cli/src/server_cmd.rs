@@ -153,6 +153,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<Status> {
         leading.subscribe(),
         Duration::from_secs(config.sweep_interval_secs.max(1)),
     ));
+    let hangups = tokio::spawn(rotate_on_hangup(auditor.clone()));
     let scheduler = tokio::spawn(lifecycle_periodically(
         coffer.clone(),
         auditor.clone(),
@@ -167,6 +168,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<Status> {
     )
     .await;
     sweeper.abort();
+    hangups.abort();
     scheduler.abort();
     leader.abort();
     webhooks.abort();
@@ -605,6 +607,38 @@ fn init_logging(level: &str, format: &str) {
     } else {
         builder.init();
     }
+}
+
+/// SIGHUP rotates the audit log files, as `coffer audit rotate` does (for
+/// logrotate's `postrotate`, or systemd's `ExecReload`).
+async fn rotate_on_hangup(auditor: Arc<coffer_audit::Auditor>) {
+    #[cfg(unix)]
+    {
+        let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGHUP (audit log rotation)");
+                return;
+            }
+        };
+        while hup.recv().await.is_some() {
+            let a = auditor.clone();
+            match tokio::task::spawn_blocking(move || a.rotate()).await {
+                Ok(Ok(report)) => {
+                    for r in &report.rotated {
+                        tracing::info!(file = %r.log.display(), to = %r.to.display(), records = r.records, "SIGHUP: audit log file rotated");
+                    }
+                    for (file, reason) in &report.failed {
+                        tracing::error!(file = %file.display(), %reason, "SIGHUP: audit log file not rotated");
+                    }
+                }
+                Ok(Err(e)) => tracing::warn!(error = %e, "SIGHUP: audit log not rotated"),
+                Err(e) => tracing::error!(error = %e, "SIGHUP: audit log rotation failed"),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = auditor;
 }
 
 async fn shutdown_signal() {

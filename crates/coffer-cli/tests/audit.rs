@@ -845,3 +845,226 @@ fn canary_appears_only_where_it_belongs() {
     canary.search_dir(dir.path());
     canary.assert_nowhere_else();
 }
+
+/// The rotated files beside a log, oldest first.
+fn rotated_logs(log: &Path) -> Vec<PathBuf> {
+    let name = log.file_name().unwrap().to_string_lossy().into_owned();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(log.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let n = p.file_name().unwrap().to_string_lossy().into_owned();
+            n.starts_with(&format!("{name}.2")) && !n.ends_with(".head")
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn the_log_rotates_while_requests_go_on_by_command_and_by_sighup() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    let log = audit_log(&server);
+    let mut canary = Canary::new("rotate");
+    let put = server.http(
+        "PUT",
+        "/api/v1/secrets/app/prod/db",
+        Some(&root),
+        Some(format!(r#"{{"value":"{}"}}"#, canary.value).as_bytes()),
+    );
+    assert_eq!(put.status, 200, "{}", put.text());
+
+    // Reads on two threads all along, each noting its request id.
+    let stop = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let (stop, host, root) = (stop.clone(), server.host_port().to_string(), root.clone());
+            std::thread::spawn(move || {
+                let mut ids = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let r = common::http(
+                        &host,
+                        "GET",
+                        "/api/v1/secrets/app/prod/db",
+                        Some(&root),
+                        None,
+                        &[],
+                    );
+                    assert_eq!(r.status, 200, "{}", r.text());
+                    ids.push(r.header("x-request-id").unwrap().to_string());
+                }
+                ids
+            })
+        })
+        .collect();
+    // Whole lines only: the server is writing the file meanwhile.
+    let enough_reads = |n: usize| {
+        common::wait_until(Duration::from_secs(30), "reads to be recorded", || {
+            std::fs::read(&log).is_ok_and(|b| b.iter().filter(|&&c| c == b'\n').count() >= n)
+        })
+    };
+
+    // By command, twice (the second in the same second takes a suffix).
+    enough_reads(20);
+    let first = server
+        .cli()
+        .token(&root)
+        .run(&["audit", "rotate", "--json"])
+        .expect(0);
+    canary.search_run("rotate --json", &first);
+    let first = first.json();
+    assert_eq!(first["ok"], true, "{first}");
+    assert_eq!(
+        first["rotated"][0]["file"],
+        log.display().to_string(),
+        "{first}"
+    );
+    enough_reads(10);
+    let second = server
+        .cli()
+        .token(&root)
+        .run(&["audit", "rotate"])
+        .expect(0);
+    canary.search_run("rotate", &second);
+    assert!(
+        second.stdout().contains("a new file started"),
+        "{}",
+        second.stdout()
+    );
+    // By SIGHUP.
+    enough_reads(10);
+    let pid = server.child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    common::wait_until(Duration::from_secs(30), "the SIGHUP rotation", || {
+        rotated_logs(&log).len() == 3
+    });
+    enough_reads(10);
+    stop.store(true, Ordering::Relaxed);
+    let read_ids: Vec<String> = readers
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    assert!(
+        server.logs().contains("SIGHUP: audit log file rotated"),
+        "{}",
+        server.logs()
+    );
+
+    // Without admin on sys/audit: denied, and recorded.
+    let reader = server.token_with_policy(
+        &root,
+        "reader",
+        r#"path "app/*" { capabilities = ["read"] }"#,
+    );
+    let denied = server.cli().token(&reader).run(&["audit", "rotate"]);
+    assert_eq!(denied.code(), 4, "{}", denied.stderr());
+
+    // Every file verifies: the live one against the live head, each rotated
+    // one against the head file paired with its name.
+    let rotated = rotated_logs(&log);
+    assert_eq!(rotated.len(), 3, "{rotated:?}");
+    let v = server
+        .cli()
+        .token(&root)
+        .run(&["audit", "verify", "--json"])
+        .expect(0)
+        .json();
+    assert_eq!(v["files"][0]["head"], "live", "{v}");
+    for file in &rotated {
+        let f = file.display().to_string();
+        let v = server
+            .cli()
+            .token(&root)
+            .run(&["audit", "verify", "--file", &f, "--json"])
+            .expect(0)
+            .json();
+        assert_eq!(
+            (v["ok"].as_bool(), v["files"][0]["head"].as_str()),
+            (Some(true), Some("head-file")),
+            "{v}"
+        );
+    }
+    // Each old file ends with the rotation notice, and the next file starts
+    // with a notice naming it and its last chain link.
+    let mut files = rotated.clone();
+    files.push(log.clone());
+    for pair in files.windows(2) {
+        let old = records(&pair[0]);
+        let last = old.last().unwrap();
+        assert!(
+            last["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("audit log rotation:"),
+            "{last}"
+        );
+        let next = records(&pair[1]);
+        let opening = next[0]["message"].as_str().unwrap();
+        assert_eq!(next[0]["seq"], 1);
+        assert!(
+            opening.contains(&pair[0].display().to_string()),
+            "{opening}"
+        );
+        assert!(
+            opening.contains(last["chain"].as_str().unwrap()),
+            "{opening}"
+        );
+    }
+    // Every read is recorded exactly once, across the files.
+    let mut recorded: Vec<String> = Vec::new();
+    for file in &files {
+        recorded.extend(
+            records(file)
+                .iter()
+                .filter(|r| r["op"] == "secret.read")
+                .map(|r| r["request_id"].as_str().unwrap().to_string()),
+        );
+    }
+    let mut want = read_ids.clone();
+    want.sort();
+    recorded.sort();
+    assert_eq!(
+        recorded, want,
+        "reads recorded once each, across the rotated files"
+    );
+    let live = records(&log);
+    assert!(
+        live.iter()
+            .any(|r| r["op"] == "audit.rotate" && r["outcome"] == "denied"),
+        "the denied rotation is in the live file"
+    );
+    // Offline, a rotated file answers who read the secret.
+    let f = rotated[0].display().to_string();
+    let who = server
+        .cli()
+        .run(&["audit", "readers", "app/prod/db", "--file", &f, "--json"])
+        .expect(0)
+        .json();
+    assert!(!who["readers"].as_array().unwrap().is_empty(), "{who}");
+
+    // A restart continues the new file with no truncation alarm.
+    assert_eq!(server.stop().code(), Some(0));
+    let server = Server::start(dir.path(), Mode::Dev);
+    let restarted = records(&log);
+    assert!(
+        restarted.iter().all(|r| r["type"] != "alert"),
+        "a rotated log raised an alert at restart"
+    );
+    server
+        .cli()
+        .token(&root)
+        .run(&["audit", "verify"])
+        .expect(0);
+    // Nowhere: not the rotated files, their head files, nor the server's output.
+    canary.search("server logs", server.logs());
+    canary.search_dir(dir.path());
+    canary.assert_nowhere_else();
+}

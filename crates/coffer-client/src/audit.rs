@@ -100,6 +100,12 @@ impl Client {
         .await
     }
 
+    /// Sets the server's audit log files aside and starts new ones.
+    pub async fn audit_rotate(&self) -> Result<api::AuditRotateResponse, ClientError> {
+        self.call::<(), _>(Method::POST, "/api/v1/sys/audit/rotate", None)
+            .await
+    }
+
     /// POSTs `body` as JSON to the client's address itself (a webhook URL),
     /// succeeding on any 2xx answer.
     pub async fn post_to_address<B: Serialize>(&self, body: &B) -> Result<(), ClientError> {

@@ -150,6 +150,7 @@ fn operation(method: &Method, matched: Option<&str>) -> &'static str {
         ("GET", "sys/audit/records") => "audit.query",
         ("GET", "sys/audit/readers") => "audit.readers",
         ("POST", "sys/audit/hash") => "audit.hash",
+        ("POST", "sys/audit/rotate") => "audit.rotate",
         _ => "unmatched",
     }
 }
@@ -280,6 +281,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/sys/audit/records", get(records))
         .route("/api/v1/sys/audit/readers", get(readers))
         .route("/api/v1/sys/audit/hash", post(hash))
+        .route("/api/v1/sys/audit/rotate", post(rotate))
 }
 
 const AUDIT_TARGET: &str = "sys/audit";
@@ -400,6 +402,53 @@ fn verify_file(
             }),
         },
     }
+}
+
+/// Sets the log files aside and starts new ones (see `Auditor::rotate`).
+/// This request's own record is the new files' second.
+async fn rotate(
+    State(st): State<AppState>,
+    Auth(id): Auth,
+) -> Result<Json<api::AuditRotateResponse>, ApiError> {
+    st.coffer.authorize(&id, Operation::Admin, AUDIT_TARGET)?;
+    let auditor = st.auditor.clone();
+    let report = tokio::task::spawn_blocking(move || auditor.rotate())
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                codes::INTERNAL,
+                "rotation failed",
+            )
+        })?
+        .map_err(|e| match e {
+            coffer_audit::RotateError::NoFiles => ApiError::invalid(e.to_string()),
+            coffer_audit::RotateError::Closed => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                codes::AUDIT_UNAVAILABLE,
+                e.to_string(),
+            ),
+        })?;
+    Ok(Json(api::AuditRotateResponse {
+        ok: report.failed.is_empty(),
+        rotated: report
+            .rotated
+            .iter()
+            .map(|r| api::AuditRotatedFile {
+                file: r.log.display().to_string(),
+                to: r.to.display().to_string(),
+                records: r.records,
+            })
+            .collect(),
+        failed: report
+            .failed
+            .iter()
+            .map(|(f, reason)| api::AuditRotateFailure {
+                file: f.display().to_string(),
+                reason: reason.clone(),
+            })
+            .collect(),
+    }))
 }
 
 /// Runs a scan of a log file on the blocking pool.
