@@ -52,6 +52,10 @@ pub struct AuditFileReport {
 pub struct AuditRecordsResponse {
     /// The log searched.
     pub file: String,
+    /// Every file searched, oldest first: `file`, after the files rotation
+    /// set aside beside it when those were asked for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<String>,
     /// Matching records, oldest first (the most recent `limit`).
     pub records: Vec<Record>,
     /// More matched than `limit`.
@@ -70,6 +74,9 @@ pub struct AuditReadersResponse {
     pub version: Option<u64>,
     /// Every token that read it, by first read.
     pub readers: Vec<Reader>,
+    /// Every file searched, oldest first (the live log last).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<String>,
     /// Lines that were not records.
     pub unreadable: u64,
 }

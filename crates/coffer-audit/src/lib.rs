@@ -41,6 +41,65 @@ pub use writer::{
     Auditor, AuditorConfig, Fsync, RotateError, RotateReport, RotatedFile, StartError,
 };
 
+/// The files that rotation set aside beside `log`
+/// (`LOG.YYYYMMDDTHHMMSSZ`, or with `-N` added), oldest first. Head files
+/// and anything else in the directory are left out.
+pub fn rotated_files(log: &std::path::Path) -> std::io::Result<Vec<std::path::PathBuf>> {
+    let Some(name) = log.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+        return Ok(Vec::new());
+    };
+    let dir = match log.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    let mut found: Vec<((String, u64), std::path::PathBuf)> = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = file_name.strip_prefix(&format!("{name}.")) else {
+            continue;
+        };
+        let (stamp, n) = match rest.split_once('-') {
+            Some((stamp, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => {
+                (stamp, n.parse().unwrap_or(u64::MAX))
+            }
+            Some(_) => continue,
+            None => (rest, 0),
+        };
+        let b = stamp.as_bytes();
+        let is_stamp = b.len() == 16
+            && b[8] == b'T'
+            && b[15] == b'Z'
+            && b[..8].iter().chain(&b[9..15]).all(u8::is_ascii_digit);
+        if is_stamp && entry.file_type()?.is_file() {
+            found.push(((stamp.to_string(), n), entry.path()));
+        }
+    }
+    found.sort();
+    Ok(found.into_iter().map(|(_, p)| p).collect())
+}
+
+/// The files of `log`'s whole history, oldest first: those rotation set
+/// aside, then `log` itself.
+pub fn with_rotated(log: &std::path::Path) -> std::io::Result<Vec<std::path::PathBuf>> {
+    let mut files = rotated_files(log)?;
+    files.push(log.to_path_buf());
+    Ok(files)
+}
+
+/// Opens `files` as one stream of lines, in order (each log file ends with
+/// a whole line, so their lines never run together).
+pub fn open_chained(
+    files: &[std::path::PathBuf],
+) -> std::io::Result<std::io::BufReader<Box<dyn std::io::Read + Send>>> {
+    use std::io::Read;
+    let mut reader: Box<dyn Read + Send> = Box::new(std::io::empty());
+    for f in files {
+        reader = Box::new(reader.chain(std::fs::File::open(f)?));
+    }
+    Ok(std::io::BufReader::new(reader))
+}
+
 /// Formats an HMAC tag as it appears in records and in `coffer audit hash`.
 pub fn format_tag(tag: &[u8; 32]) -> String {
     let mut s = String::with_capacity(12 + 64);
@@ -111,5 +170,43 @@ mod tests {
         let t = time::macros::datetime!(2026-11-23 10:04:05.1234 UTC);
         assert_eq!(format_time(t), "2026-11-23T10:04:05.123Z");
         assert_eq!(now_rfc3339().len(), 24);
+    }
+
+    #[test]
+    fn rotated_files_are_listed_oldest_first_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("audit.log");
+        for name in [
+            "audit.log",
+            "audit.log.head",
+            "audit.log.20261204T101010Z-10",
+            "audit.log.20261204T101010Z",
+            "audit.log.20261204T101010Z.head",
+            "audit.log.20261204T101010Z-2",
+            "audit.log.20261203T235959Z",
+            "audit.log.1",
+            "audit.log.20261204T101010Z-x",
+            "audit.log.20261204T1010100",
+            "audit.log.head.tmp",
+            "other.log.20261204T101010Z",
+        ] {
+            std::fs::write(dir.path().join(name), b"").unwrap();
+        }
+        std::fs::create_dir(dir.path().join("audit.log.20261205T000000Z")).unwrap();
+        let names: Vec<String> = with_rotated(&log)
+            .unwrap()
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "audit.log.20261203T235959Z",
+                "audit.log.20261204T101010Z",
+                "audit.log.20261204T101010Z-2",
+                "audit.log.20261204T101010Z-10",
+                "audit.log",
+            ]
+        );
     }
 }

@@ -59,6 +59,10 @@ Examples:
         /// Read this log file directly instead of asking the server.
         #[arg(long, value_name = "PATH")]
         file: Option<PathBuf>,
+        /// Also the files rotation set aside beside the log, oldest first:
+        /// its whole history.
+        #[arg(long)]
+        rotated: bool,
         /// Print JSON for scripts.
         #[arg(long)]
         json: bool,
@@ -114,6 +118,10 @@ pub struct QueryArgs {
     /// Read this log file directly instead of asking the server.
     #[arg(long, value_name = "PATH")]
     file: Option<PathBuf>,
+    /// Also the files rotation set aside beside the log, oldest first: its
+    /// whole history.
+    #[arg(long)]
+    rotated: bool,
     /// Print JSON for scripts.
     #[arg(long)]
     json: bool,
@@ -127,8 +135,9 @@ pub async fn run(g: &Global, cmd: AuditCommand) -> anyhow::Result<Status> {
             path,
             version,
             file,
+            rotated,
             json,
-        } => readers(g, path, version, file, json).await,
+        } => readers(g, path, version, file, rotated, json).await,
         AuditCommand::Rotate { json } => {
             let r = settings::client(g)?.audit_rotate().await?;
             if json {
@@ -217,10 +226,11 @@ async fn query_cmd(g: &Global, q: QueryArgs) -> anyhow::Result<Status> {
                 q.kind.as_deref(),
             )
             .map_err(|e| fail(Status::Usage, e))?;
-            let f = open(file)?;
-            let found = query::search(BufReader::new(f), &filter, q.limit)?;
+            let files = offline_files(file, q.rotated)?;
+            let found = query::search(open_files(&files)?, &filter, q.limit)?;
             AuditRecordsResponse {
                 file: file.display().to_string(),
+                files: files.iter().map(|f| f.display().to_string()).collect(),
                 records: found.records,
                 truncated: found.truncated,
                 unreadable: found.unreadable,
@@ -237,6 +247,7 @@ async fn query_cmd(g: &Global, q: QueryArgs) -> anyhow::Result<Status> {
                     op: q.op,
                     kind: q.kind,
                     limit: Some(q.limit),
+                    rotated: q.rotated,
                 })
                 .await?
         }
@@ -312,11 +323,35 @@ fn open(file: &std::path::Path) -> anyhow::Result<std::fs::File> {
     })
 }
 
+/// `file`, or (`rotated`) the files rotation set aside beside it and then it.
+fn offline_files(file: &std::path::Path, rotated: bool) -> anyhow::Result<Vec<PathBuf>> {
+    open(file)?;
+    if !rotated {
+        return Ok(vec![file.to_path_buf()]);
+    }
+    coffer_audit::with_rotated(file).map_err(|e| {
+        fail(
+            Status::Other,
+            format!("cannot list the files beside {}: {e}", file.display()),
+        )
+    })
+}
+
+/// The files as one stream of lines, in order.
+fn open_files(files: &[PathBuf]) -> anyhow::Result<BufReader<Box<dyn std::io::Read + Send>>> {
+    for f in files {
+        open(f)?;
+    }
+    coffer_audit::open_chained(files)
+        .map_err(|e| fail(Status::Other, format!("cannot read the audit log: {e}")))
+}
+
 async fn readers(
     g: &Global,
     path: String,
     version: Option<u64>,
     file: Option<PathBuf>,
+    rotated: bool,
     json: bool,
 ) -> anyhow::Result<Status> {
     let r = match &file {
@@ -325,22 +360,42 @@ async fn readers(
                 .map_err(|e| fail(Status::Usage, e.to_string()))?
                 .as_str()
                 .to_string();
-            let (readers, unreadable) =
-                query::readers(BufReader::new(open(f)?), &canonical, version)?;
+            let files = offline_files(f, rotated)?;
+            let (readers, unreadable) = query::readers(open_files(&files)?, &canonical, version)?;
             coffer_api::AuditReadersResponse {
                 path: canonical,
                 version,
                 readers,
+                files: files.iter().map(|f| f.display().to_string()).collect(),
                 unreadable,
             }
         }
-        None => settings::client(g)?.audit_readers(&path, version).await?,
+        None => {
+            settings::client(g)?
+                .audit_readers(&path, version, rotated)
+                .await?
+        }
     };
     if json {
         output::json(&r)?;
     } else if r.readers.is_empty() {
         eprintln!("No one has read {} in this log.", r.path);
-    } else {
+    }
+    if !json {
+        // For leak response, say how far back this looked.
+        let searched = match &r.files[..] {
+            [] => "the live log".to_string(),
+            [one] => one.clone(),
+            [first, .., last] => format!("{} files, {first} to {last}", r.files.len()),
+        };
+        let hint = if rotated {
+            ""
+        } else {
+            "; --rotated also searches the files rotation set aside"
+        };
+        eprintln!("(searched {searched}{hint})");
+    }
+    if !json && !r.readers.is_empty() {
         let rows: Vec<Vec<String>> = r
             .readers
             .iter()

@@ -1049,6 +1049,71 @@ fn the_log_rotates_while_requests_go_on_by_command_and_by_sighup() {
         .expect(0)
         .json();
     assert!(!who["readers"].as_array().unwrap().is_empty(), "{who}");
+    // For leak response, --rotated searches the whole history, oldest file
+    // first, through the server and offline: every read is counted. Without
+    // it, the live file alone (and the text output says so).
+    let reads_of = |v: &Value| v["readers"][0]["reads"].as_u64().unwrap_or(0) as usize;
+    let live_only = server
+        .cli()
+        .token(&root)
+        .run(&["audit", "readers", "app/prod/db", "--json"])
+        .expect(0)
+        .json();
+    assert!(reads_of(&live_only) < read_ids.len(), "{live_only}");
+    let all = server
+        .cli()
+        .token(&root)
+        .run(&["audit", "readers", "app/prod/db", "--rotated", "--json"])
+        .expect(0)
+        .json();
+    assert_eq!(reads_of(&all), read_ids.len(), "{all}");
+    let want_files: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    assert_eq!(all["files"], serde_json::json!(want_files), "{all}");
+    let l = log.display().to_string();
+    let offline = server
+        .cli()
+        .run(&[
+            "audit",
+            "readers",
+            "app/prod/db",
+            "--file",
+            &l,
+            "--rotated",
+            "--json",
+        ])
+        .expect(0)
+        .json();
+    assert_eq!(reads_of(&offline), read_ids.len(), "{offline}");
+    let text = server
+        .cli()
+        .token(&root)
+        .run(&["audit", "readers", "app/prod/db"])
+        .expect(0);
+    assert!(
+        text.stderr().contains("--rotated also searches"),
+        "{}",
+        text.stderr()
+    );
+    let q = server
+        .cli()
+        .token(&root)
+        .run(&[
+            "audit",
+            "query",
+            "--op",
+            "secret.read",
+            "--rotated",
+            "--limit",
+            "100000",
+            "--json",
+        ])
+        .expect(0)
+        .json();
+    assert_eq!(
+        q["records"].as_array().unwrap().len(),
+        read_ids.len(),
+        "all reads, by query"
+    );
 
     // A restart continues the new file with no truncation alarm.
     assert_eq!(server.stop().code(), Some(0));

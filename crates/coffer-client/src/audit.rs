@@ -26,6 +26,8 @@ pub struct AuditQuery {
     pub kind: Option<String>,
     /// At most this many (the most recent).
     pub limit: Option<usize>,
+    /// Also the files rotation set aside, oldest first.
+    pub rotated: bool,
 }
 
 impl Client {
@@ -67,6 +69,9 @@ impl Client {
         if let Some(l) = q.limit {
             params.push(format!("limit={l}"));
         }
+        if q.rotated {
+            params.push("rotated=true".into());
+        }
         let mut url = "/api/v1/sys/audit/records".to_string();
         if !params.is_empty() {
             url.push('?');
@@ -80,10 +85,14 @@ impl Client {
         &self,
         path: &str,
         version: Option<u64>,
+        rotated: bool,
     ) -> Result<api::AuditReadersResponse, ClientError> {
         let mut url = format!("/api/v1/sys/audit/readers?path={}", encode_query(path));
         if let Some(v) = version {
             url.push_str(&format!("&version={v}"));
+        }
+        if rotated {
+            url.push_str("&rotated=true");
         }
         self.call::<(), _>(Method::GET, &url, None).await
     }

@@ -451,21 +451,35 @@ async fn rotate(
     }))
 }
 
-/// Runs a scan of a log file on the blocking pool.
+/// The log alone, or (`rotated`) the files rotation set aside beside it
+/// and then the log: its whole history, oldest first.
+fn history(log: PathBuf, rotated: bool) -> Result<Vec<PathBuf>, ApiError> {
+    if !rotated {
+        return Ok(vec![log]);
+    }
+    coffer_audit::with_rotated(&log).map_err(|e| {
+        tracing::error!(error = %e, "cannot list the rotated audit log files");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            codes::INTERNAL,
+            "cannot list the rotated audit log files",
+        )
+    })
+}
+
+/// Runs a scan of log files, read as one stream in order, on the blocking pool.
 async fn read_log<T: Send + 'static>(
-    file: PathBuf,
-    scan: impl FnOnce(BufReader<std::fs::File>) -> std::io::Result<T> + Send + 'static,
+    files: Vec<PathBuf>,
+    scan: impl FnOnce(BufReader<Box<dyn std::io::Read + Send>>) -> std::io::Result<T> + Send + 'static,
 ) -> Result<T, ApiError> {
     let internal = |m: &str| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, codes::INTERNAL, m);
-    tokio::task::spawn_blocking(move || {
-        std::fs::File::open(&file).and_then(|f| scan(BufReader::new(f)))
-    })
-    .await
-    .map_err(|_| internal("query failed"))?
-    .map_err(|e| {
-        tracing::error!(error = %e, "cannot read the audit log");
-        internal("cannot read the audit log")
-    })
+    tokio::task::spawn_blocking(move || coffer_audit::open_chained(&files).and_then(scan))
+        .await
+        .map_err(|_| internal("query failed"))?
+        .map_err(|e| {
+            tracing::error!(error = %e, "cannot read the audit log");
+            internal("cannot read the audit log")
+        })
 }
 
 /// The log the query endpoints read: the first file sink.
@@ -487,6 +501,9 @@ struct RecordsQuery {
     #[serde(rename = "type")]
     kind: Option<String>,
     limit: Option<usize>,
+    /// Also the files rotation set aside, oldest first.
+    #[serde(default)]
+    rotated: bool,
 }
 
 /// Builds a filter from query parameters (shared with the CLI's offline mode
@@ -547,9 +564,12 @@ async fn records(
     let limit = q.limit.unwrap_or(DEFAULT_QUERY_LIMIT).min(MAX_QUERY_LIMIT);
     let file = primary_log(&st)?;
     let shown = file.display().to_string();
-    let found = read_log(file, move |r| query::search(r, &filter, limit)).await?;
+    let files = history(file, q.rotated)?;
+    let names = files.iter().map(|f| f.display().to_string()).collect();
+    let found = read_log(files, move |r| query::search(r, &filter, limit)).await?;
     Ok(Json(api::AuditRecordsResponse {
         file: shown,
+        files: names,
         records: found.records,
         truncated: found.truncated,
         unreadable: found.unreadable,
@@ -561,6 +581,9 @@ async fn records(
 struct ReadersQuery {
     path: String,
     version: Option<u64>,
+    /// Also the files rotation set aside, oldest first.
+    #[serde(default)]
+    rotated: bool,
 }
 
 async fn readers(
@@ -573,13 +596,15 @@ async fn readers(
         .map_err(coffer_core::CoreError::from)?
         .as_str()
         .to_string();
-    let file = primary_log(&st)?;
+    let files = history(primary_log(&st)?, q.rotated)?;
+    let names = files.iter().map(|f| f.display().to_string()).collect();
     let (p, v) = (path.clone(), q.version);
-    let (readers, unreadable) = read_log(file, move |r| query::readers(r, &p, v)).await?;
+    let (readers, unreadable) = read_log(files, move |r| query::readers(r, &p, v)).await?;
     Ok(Json(api::AuditReadersResponse {
         path,
         version: q.version,
         readers,
+        files: names,
         unreadable,
     }))
 }
