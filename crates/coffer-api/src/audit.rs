@@ -17,6 +17,10 @@ pub struct AuditVerifyRequest {
     /// absent: every audit log file the server writes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<String>,
+    /// Also every file rotation set aside beside each log, oldest first,
+    /// and that each file continues the one before it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rotated: bool,
 }
 
 /// The verdict on each file.

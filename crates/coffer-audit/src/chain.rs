@@ -129,6 +129,57 @@ pub struct VerifyReport {
     pub unkeyed: u64,
     /// The first problem, if any.
     pub problem: Option<Problem>,
+    /// The last intact record's number and link.
+    #[serde(skip, default = "empty_head")]
+    pub end: Head,
+    /// The message of the first record, when it is a notice.
+    #[serde(skip)]
+    pub opening: Option<String>,
+    /// The message of the last intact record, when it is a notice.
+    #[serde(skip)]
+    pub closing: Option<String>,
+}
+
+fn empty_head() -> Head {
+    Head::EMPTY
+}
+
+/// How the last record of a rotated file begins.
+pub(crate) const ROTATION_CLOSING: &str = "audit log rotation:";
+/// How the first record of the file after it begins.
+pub(crate) const ROTATION_OPENING: &str = "audit log rotated:";
+
+/// What the first record of the file after a rotation says about the end of
+/// the file before it.
+pub(crate) fn continuation(end: Head) -> String {
+    format!(
+        "(records 1 to {}; the last one's chain link is {})",
+        end.seq,
+        crate::hex(&end.link)
+    )
+}
+
+/// Whether the verified log `next` starts where the verified log `prev`
+/// ended: `prev` ends with a rotation notice, and `next`'s first record
+/// names `prev`'s last record and its link. A log is never rotated twice
+/// into the same new file, and links do not repeat, so this ties the two.
+pub fn continues(prev: &VerifyReport, next: &VerifyReport) -> bool {
+    prev.closing
+        .as_deref()
+        .is_some_and(|m| m.starts_with(ROTATION_CLOSING))
+        && next
+            .opening
+            .as_deref()
+            .is_some_and(|m| m.starts_with(ROTATION_OPENING) && m.contains(&continuation(prev.end)))
+}
+
+/// Whether the verified log begins with the notice of a rotation (its
+/// history goes on in an earlier file).
+pub fn begins_after_rotation(report: &VerifyReport) -> bool {
+    report
+        .opening
+        .as_deref()
+        .is_some_and(|m| m.starts_with(ROTATION_OPENING))
 }
 
 impl VerifyReport {
@@ -156,6 +207,9 @@ pub fn verify(
         records: 0,
         unkeyed: 0,
         problem: None,
+        end: Head::EMPTY,
+        opening: None,
+        closing: None,
     };
     let mut head = Head::EMPTY;
     let mut head_seen = expected_head.is_none_or(|h| h.seq == 0);
@@ -237,6 +291,14 @@ pub fn verify(
             link: stored,
         };
         report.records += 1;
+        report.end = head;
+        let notice = (record.kind == crate::record::Kind::Notice)
+            .then_some(record.message)
+            .flatten();
+        if expected == 1 {
+            report.opening.clone_from(&notice);
+        }
+        report.closing = notice;
         if record.unkeyed {
             report.unkeyed += 1;
         }

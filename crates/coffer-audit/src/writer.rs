@@ -664,7 +664,8 @@ impl Writer {
             .map(|s| s.spec.describe())
             .collect();
         self.commit(&mut vec![Pending::notice(Record::notice(format!(
-            "audit log rotation: this is the last record of {}; each goes on in a new file at the same path",
+            "{} this is the last record of {}; each goes on in a new file at the same path",
+            chain::ROTATION_CLOSING,
             files.join(", ")
         )))]);
         let key = (self.key)();
@@ -708,16 +709,19 @@ impl Writer {
                 .iter()
                 .map(|r| {
                     format!(
-                        "{} continues from {} (records 1 to {}; the last one's chain link is {})",
+                        "{} continues from {} {}",
                         r.log.display(),
                         r.to.display(),
-                        r.records,
-                        crate::hex(&r.last_link)
+                        chain::continuation(Head {
+                            seq: r.records,
+                            link: r.last_link,
+                        })
                     )
                 })
                 .collect();
             self.commit(&mut vec![Pending::notice(Record::notice(format!(
-                "audit log rotated: {}",
+                "{} {}",
+                chain::ROTATION_OPENING,
                 what.join("; ")
             )))]);
             tracing::info!(files = report.rotated.len(), "audit log rotated");
@@ -1283,6 +1287,22 @@ mod tests {
         assert_eq!(
             request_ids(&path),
             (0..50).map(|i| format!("after-{i}")).collect::<Vec<_>>()
+        );
+
+        // The two are tied: the new file names the old one's end.
+        let report = |p: &std::path::Path| {
+            chain::verify(
+                std::io::BufReader::new(std::fs::File::open(p).unwrap()),
+                &key,
+                None,
+            )
+            .unwrap()
+        };
+        let (old_report, new_report) = (report(&old), report(&path));
+        assert!(chain::continues(&old_report, &new_report));
+        assert!(!chain::continues(&new_report, &old_report));
+        assert!(
+            chain::begins_after_rotation(&new_report) && !chain::begins_after_rotation(&old_report)
         );
 
         // A restart continues the new file without a truncation alarm.

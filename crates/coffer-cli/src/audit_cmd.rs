@@ -23,12 +23,17 @@ pub enum AuditCommand {
     /// when the log does not verify. Admin (`admin` on `sys/audit`).
     #[command(after_help = "Examples:
   coffer audit verify                                 # every log file the server writes
-  coffer audit verify --file /var/log/coffer/audit.log.1   # a rotated copy beside it
+  coffer audit verify --rotated                       # and every rotated file, in order
+  coffer audit verify --file /var/log/coffer/audit.log.20261204T000000Z   # one rotated file
   coffer audit verify --json")]
     Verify {
         /// A file on the server, in the directory of one of its audit logs.
         #[arg(long, value_name = "PATH")]
         file: Option<String>,
+        /// Also every file rotation set aside beside each log, oldest first,
+        /// and that each continues the one before it (none missing between).
+        #[arg(long)]
+        rotated: bool,
         /// Print JSON for scripts.
         #[arg(long)]
         json: bool,
@@ -129,7 +134,11 @@ pub struct QueryArgs {
 
 pub async fn run(g: &Global, cmd: AuditCommand) -> anyhow::Result<Status> {
     match cmd {
-        AuditCommand::Verify { file, json } => verify(g, file, json).await,
+        AuditCommand::Verify {
+            file,
+            rotated,
+            json,
+        } => verify(g, file, rotated, json).await,
         AuditCommand::Query(q) => query_cmd(g, q).await,
         AuditCommand::Readers {
             path,
@@ -170,8 +179,15 @@ pub async fn run(g: &Global, cmd: AuditCommand) -> anyhow::Result<Status> {
     }
 }
 
-async fn verify(g: &Global, file: Option<String>, json: bool) -> anyhow::Result<Status> {
-    let r = settings::client(g)?.audit_verify(file.as_deref()).await?;
+async fn verify(
+    g: &Global,
+    file: Option<String>,
+    rotated: bool,
+    json: bool,
+) -> anyhow::Result<Status> {
+    let r = settings::client(g)?
+        .audit_verify(file.as_deref(), rotated)
+        .await?;
     if json {
         output::json(&r)?;
     } else {

@@ -1128,6 +1128,53 @@ fn the_log_rotates_while_requests_go_on_by_command_and_by_sighup() {
         .token(&root)
         .run(&["audit", "verify"])
         .expect(0);
+    // The whole history verifies, oldest file first, each continuing the one
+    // before it.
+    let v = server
+        .cli()
+        .token(&root)
+        .run(&["audit", "verify", "--rotated", "--json"])
+        .expect(0)
+        .json();
+    let verified: Vec<&str> = v["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["file"].as_str().unwrap())
+        .collect();
+    let want: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    assert_eq!(verified, want, "{v}");
+    // A file missing from the middle of the history fails the file after
+    // the gap, named.
+    std::fs::remove_file(&rotated[1]).unwrap();
+    let gap = server
+        .cli()
+        .token(&root)
+        .run(&["audit", "verify", "--rotated"]);
+    assert_eq!(gap.code(), 7, "{}", gap.stdout());
+    let out = gap.stdout();
+    assert!(
+        out.contains(&format!("{}: FAILED at line 1", rotated[2].display()))
+            && out.contains("a rotated file between them is missing"),
+        "{out}"
+    );
+    // Older files may expire: a history that begins after a rotation is
+    // whole (which is also why deleting the oldest files cannot be told
+    // from retention).
+    std::fs::remove_file(&rotated[0]).unwrap();
+    std::fs::remove_file(format!("{}.head", rotated[0].display())).unwrap();
+    server
+        .cli()
+        .token(&root)
+        .run(&["audit", "verify", "--rotated"])
+        .expect(0);
+    // Each file alone still verifies: the gap is only visible in order.
+    server
+        .cli()
+        .token(&root)
+        .run(&["audit", "verify"])
+        .expect(0);
+
     // Nowhere: not the rotated files, their head files, nor the server's output.
     canary.search("server logs", server.logs());
     canary.search_dir(dir.path());

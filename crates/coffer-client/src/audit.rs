@@ -32,15 +32,19 @@ pub struct AuditQuery {
 
 impl Client {
     /// Verifies the server's audit log files, or one file beside them.
+    /// With `rotated`, each log's whole history: the files rotation set
+    /// aside, oldest first, each continuing the one before it.
     pub async fn audit_verify(
         &self,
         file: Option<&str>,
+        rotated: bool,
     ) -> Result<api::AuditVerifyResponse, ClientError> {
         self.call(
             Method::POST,
             "/api/v1/sys/audit/verify",
             Some(&api::AuditVerifyRequest {
                 file: file.map(str::to_string),
+                rotated,
             }),
         )
         .await

@@ -318,19 +318,27 @@ async fn verify(
         .audit_key()
         .ok_or(coffer_core::CoreError::Sealed)?;
     let live = st.auditor.heads();
-    let files: Vec<PathBuf> = match &req.file {
+    let logs: Vec<PathBuf> = match &req.file {
         Some(f) => vec![allowed_file(&st, f)?],
         None => live.iter().map(|(p, _)| p.clone()).collect(),
     };
-    if files.is_empty() {
+    if logs.is_empty() {
         return Err(ApiError::invalid(
             "this server writes no audit log file (only stdout or sockets); name one with \"file\"",
         ));
     }
+    // Each log alone, or its whole history, oldest file first.
+    let histories: Vec<Vec<PathBuf>> = if req.rotated {
+        logs.iter()
+            .map(|log| history(log.clone(), true))
+            .collect::<Result<_, _>>()?
+    } else {
+        logs.into_iter().map(|log| vec![log]).collect()
+    };
     let reports = tokio::task::spawn_blocking(move || {
-        files
+        histories
             .into_iter()
-            .map(|file| verify_file(&file, &key, &live))
+            .flat_map(|files| verify_history(&files, &key, &live))
             .collect::<Vec<_>>()
     })
     .await
@@ -347,11 +355,47 @@ async fn verify(
     }))
 }
 
+/// Verifies files that follow one another (a log's rotated files, then the
+/// log), each alone, and then that each one continues the one before it:
+/// a file missing from the middle of a history, or one put in its place,
+/// fails the file after the gap. A history may begin after a rotation
+/// (older files expire); it may not have holes.
+fn verify_history(
+    files: &[PathBuf],
+    key: &coffer_crypto::AuditKey,
+    live: &[(PathBuf, coffer_audit::Head)],
+) -> Vec<api::AuditFileReport> {
+    let mut out = Vec::with_capacity(files.len());
+    let mut previous: Option<coffer_audit::VerifyReport> = None;
+    for file in files {
+        let (mut report, chain) = verify_file(file, key, live);
+        if let (Some(prev), Some(this)) = (&previous, &chain)
+            && report.ok
+            && !coffer_audit::chain::continues(prev, this)
+        {
+            report.ok = false;
+            report.problem = Some(coffer_audit::Problem {
+                line: 1,
+                seq: 1,
+                reason: format!(
+                    "it does not continue from {}: its first record does not name that file's last one, so a rotated file between them is missing or was replaced",
+                    out.last()
+                        .map_or("", |r: &api::AuditFileReport| r.file.as_str())
+                ),
+            });
+        }
+        // Only an intact file vouches for the next one.
+        previous = chain.filter(|_| report.ok);
+        out.push(report);
+    }
+    out
+}
+
 fn verify_file(
     file: &Path,
     key: &coffer_crypto::AuditKey,
     live: &[(PathBuf, coffer_audit::Head)],
-) -> api::AuditFileReport {
+) -> (api::AuditFileReport, Option<coffer_audit::VerifyReport>) {
     let canonical = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf());
     let live_head = live
         .iter()
@@ -361,7 +405,7 @@ fn verify_file(
         None => match coffer_audit::chain::read_head_file(file, Some(key)) {
             coffer_audit::chain::HeadFileState::Valid(h) => (Some(h), "head-file"),
             coffer_audit::chain::HeadFileState::Invalid => {
-                return api::AuditFileReport {
+                let report = api::AuditFileReport {
                     file: file.display().to_string(),
                     ok: false,
                     records: 0,
@@ -374,6 +418,7 @@ fn verify_file(
                             .into(),
                     }),
                 };
+                return (report, None);
             }
             coffer_audit::chain::HeadFileState::Missing => (None, "none"),
         },
@@ -381,26 +426,32 @@ fn verify_file(
     let result = std::fs::File::open(file)
         .and_then(|f| coffer_audit::chain::verify(BufReader::new(f), key, head));
     match result {
-        Ok(r) => api::AuditFileReport {
-            file: file.display().to_string(),
-            ok: r.ok(),
-            records: r.records,
-            unkeyed: r.unkeyed,
-            head: source.into(),
-            problem: r.problem,
-        },
-        Err(e) => api::AuditFileReport {
-            file: file.display().to_string(),
-            ok: false,
-            records: 0,
-            unkeyed: 0,
-            head: source.into(),
-            problem: Some(coffer_audit::Problem {
-                line: 0,
-                seq: 0,
-                reason: format!("cannot read the file: {e}"),
-            }),
-        },
+        Ok(r) => (
+            api::AuditFileReport {
+                file: file.display().to_string(),
+                ok: r.ok(),
+                records: r.records,
+                unkeyed: r.unkeyed,
+                head: source.into(),
+                problem: r.problem.clone(),
+            },
+            Some(r),
+        ),
+        Err(e) => (
+            api::AuditFileReport {
+                file: file.display().to_string(),
+                ok: false,
+                records: 0,
+                unkeyed: 0,
+                head: source.into(),
+                problem: Some(coffer_audit::Problem {
+                    line: 0,
+                    seq: 0,
+                    reason: format!("cannot read the file: {e}"),
+                }),
+            },
+            None,
+        ),
     }
 }
 
