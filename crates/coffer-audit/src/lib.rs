@@ -38,7 +38,7 @@ pub use chain::{Head, Problem, VerifyReport};
 pub use record::{Actor, AlertInfo, Kind, Outcome, Record};
 pub use sink::SinkSpec;
 pub use writer::{
-    Auditor, AuditorConfig, Fsync, RotateError, RotateReport, RotatedFile, StartError,
+    Auditor, AuditorConfig, Fsync, RotateError, RotateReport, RotatedFile, Rotation, StartError,
 };
 
 /// The files that rotation set aside beside `log`

@@ -191,6 +191,14 @@ impl Sink {
         })
     }
 
+    /// The length of a regular log file, as written.
+    pub fn len(&self) -> Option<u64> {
+        match &self.kind {
+            SinkKind::File { len, .. } => *len,
+            _ => None,
+        }
+    }
+
     /// Whether this is a regular log file (not stdout, a socket, or a
     /// device or pipe named as a file): the kind that can be rotated.
     pub fn is_regular_file(&self) -> bool {

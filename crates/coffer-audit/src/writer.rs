@@ -47,6 +47,17 @@ pub struct AuditorConfig {
     pub rules: AlertRules,
     /// The audit key, asked for once per batch.
     pub key: KeySource,
+    /// When log files are rotated without being asked.
+    pub rotation: Rotation,
+}
+
+/// Automatic rotation of log files (besides [`Auditor::rotate`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Rotation {
+    /// Rotate once a log file has grown to this many bytes.
+    pub max_bytes: Option<u64>,
+    /// Rotate once this long has passed since the last rotation (or the start).
+    pub every: Option<Duration>,
 }
 
 /// Why the writer did not start.
@@ -230,6 +241,33 @@ impl Shared {
     }
 }
 
+/// [`Auditor::rotate`], also run by the upkeep thread for [`Rotation`].
+fn rotate_shared(shared: &Shared) -> Result<RotateReport, RotateError> {
+    let stamp = rotation_stamp();
+    let mut w = shared.writer_blocking();
+    if w.sinks.iter().all(|s| !s.is_regular_file()) {
+        shared.release(w);
+        return Err(RotateError::NoFiles);
+    }
+    if lock(&shared.queues[0]).closed {
+        shared.release(w);
+        return Err(RotateError::Closed);
+    }
+    // Before the notice: records already handed over were taken first.
+    let mut handed = std::mem::take(&mut *lock(&shared.handed));
+    if !handed.is_empty() {
+        w.commit(&mut handed);
+    }
+    let report = {
+        // Held throughout, so that no head file planned before the
+        // rotation is written in the middle of it.
+        let mut heads_written = lock(&shared.head_io);
+        w.rotate(&stamp, &mut heads_written)
+    };
+    shared.release(w);
+    Ok(report)
+}
+
 /// On a runtime, replaces the acknowledgements of a batch about to be
 /// handed over with one, delivered to a task on this thread that then
 /// acknowledges each request here. Whoever commits the batch runs on another
@@ -348,6 +386,7 @@ impl Auditor {
             Fsync::Interval(every) => Some(every),
             Fsync::Batch => None,
         };
+        let rotation = config.rotation;
         let shared = Arc::new_cyclic(|this: &Weak<Shared>| Shared {
             queues: (0..SLOTS)
                 .map(|_| {
@@ -372,12 +411,28 @@ impl Auditor {
             .name("coffer-audit".into())
             .spawn(move || {
                 let mut synced = Instant::now();
+                let mut rotated = Instant::now();
                 while !s.load(Ordering::Relaxed) {
                     std::thread::park_timeout(HEADS_EVERY);
                     let mut w = sh.writer_blocking();
                     let plan = w.heads_due();
+                    let why = w.rotation_due(&rotation, rotated);
                     sh.release(w);
                     write_heads(&sh.head_io, plan);
+                    if let Some(why) = why {
+                        rotated = Instant::now();
+                        match rotate_shared(&sh) {
+                            Ok(report) => {
+                                for r in &report.rotated {
+                                    tracing::info!(file = %r.log.display(), to = %r.to.display(), records = r.records, reason = why, "audit log file rotated");
+                                }
+                                for (file, reason) in &report.failed {
+                                    tracing::error!(file = %file.display(), %reason, "audit log file not rotated");
+                                }
+                            }
+                            Err(e) => tracing::warn!(error = %e, "audit log not rotated"),
+                        }
+                    }
                     if let Some(every) = interval
                         && synced.elapsed() >= every
                     {
@@ -487,29 +542,7 @@ impl Auditor {
     /// Blocks on the writer, and on the file system: call it from a
     /// blocking thread, not a runtime's.
     pub fn rotate(&self) -> Result<RotateReport, RotateError> {
-        let stamp = rotation_stamp();
-        let mut w = self.shared.writer_blocking();
-        if w.sinks.iter().all(|s| !s.is_regular_file()) {
-            self.shared.release(w);
-            return Err(RotateError::NoFiles);
-        }
-        if lock(&self.shared.queues[0]).closed {
-            self.shared.release(w);
-            return Err(RotateError::Closed);
-        }
-        // Before the notice: records already handed over were taken first.
-        let mut handed = std::mem::take(&mut *lock(&self.shared.handed));
-        if !handed.is_empty() {
-            w.commit(&mut handed);
-        }
-        let report = {
-            // Held throughout, so that no head file planned before the
-            // rotation is written in the middle of it.
-            let mut heads_written = lock(&self.shared.head_io);
-            w.rotate(&stamp, &mut heads_written)
-        };
-        self.shared.release(w);
-        Ok(report)
+        rotate_shared(&self.shared)
     }
 
     /// Writes what is queued, a closing notice, the head files, syncs, and
@@ -738,6 +771,27 @@ impl Writer {
         report
     }
 
+    /// Why the log files are due for rotation under `policy`, if they are:
+    /// a file has reached its size, or the interval has passed since
+    /// `last`. A failing file does not count (its rotation would fail).
+    fn rotation_due(&self, policy: &Rotation, last: Instant) -> Option<&'static str> {
+        let files = || {
+            self.sinks
+                .iter()
+                .filter(|s| s.is_regular_file() && s.healthy)
+        };
+        if policy
+            .max_bytes
+            .is_some_and(|max| files().any(|s| s.len().is_some_and(|l| l >= max)))
+        {
+            return Some("size");
+        }
+        if policy.every.is_some_and(|every| last.elapsed() >= every) && files().next().is_some() {
+            return Some("interval");
+        }
+        None
+    }
+
     fn heads_due(&mut self) -> Vec<HeadWrite> {
         if self.heads_dirty && self.heads_written.elapsed() >= HEADS_EVERY {
             self.heads_plan()
@@ -908,6 +962,7 @@ mod tests {
             fsync: Fsync::Interval(Duration::from_secs(1)),
             rules: AlertRules::default(),
             key: Arc::new(move || Some(k.clone())),
+            rotation: Rotation::default(),
         })
         .expect("auditor starts");
         (auditor, alerts, key)
@@ -927,6 +982,7 @@ mod tests {
             fsync: Fsync::Interval(Duration::from_secs(1)),
             rules: AlertRules::default(),
             key: Arc::new(move || Some(k.clone())),
+            rotation: Rotation::default(),
         })
         .expect("auditor starts");
         (auditor, alerts, key)
@@ -1364,6 +1420,66 @@ mod tests {
         }
         assert_eq!(ids.len(), 1200);
         assert_eq!(ids.iter().collect::<HashSet<_>>().len(), 1200);
+    }
+
+    #[test]
+    fn files_rotate_by_themselves_at_their_size_and_lose_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let key = coffer_crypto::Keyring::generate(0).audit_key();
+        let k = key.clone();
+        let (auditor, _alerts) = Auditor::start(AuditorConfig {
+            sinks: vec![SinkSpec::File(path.clone())],
+            fsync: Fsync::Interval(Duration::from_secs(1)),
+            rules: AlertRules::default(),
+            key: Arc::new(move || Some(k.clone())),
+            rotation: Rotation {
+                max_bytes: Some(8 * 1024),
+                every: None,
+            },
+        })
+        .expect("auditor starts");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        // About 300 bytes a record: a rotation every ~27 records, checked
+        // five times a second.
+        rt.block_on(async {
+            for i in 0..300 {
+                assert!(auditor.record(request(format!("r-{i}"))).await);
+                if i % 30 == 29 {
+                    std::thread::sleep(HEADS_EVERY * 2);
+                }
+            }
+        });
+        auditor.close();
+        let old = crate::rotated_files(&path).unwrap();
+        assert!(old.len() >= 5, "{old:?}");
+        let mut ids = Vec::new();
+        let mut previous: Option<chain::VerifyReport> = None;
+        for file in old.iter().chain([&path]) {
+            verifies_with_head(file, &key);
+            let report = chain::verify(
+                std::io::BufReader::new(std::fs::File::open(file).unwrap()),
+                &key,
+                None,
+            )
+            .unwrap();
+            if let Some(p) = &previous {
+                assert!(
+                    chain::continues(p, &report),
+                    "{} does not continue",
+                    file.display()
+                );
+            }
+            previous = Some(report);
+            ids.extend(request_ids(file));
+        }
+        assert_eq!(
+            ids,
+            (0..300).map(|i| format!("r-{i}")).collect::<Vec<_>>(),
+            "every record once, in order, across the files"
+        );
     }
 
     #[test]

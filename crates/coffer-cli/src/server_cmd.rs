@@ -109,6 +109,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<Status> {
         fsync: config.audit.fsync_policy(),
         rules: config.audit.alerts.clone(),
         key: key_source,
+        rotation: config.audit.rotation(),
     })
     .map_err(|e| fail(Status::Other, format!("cannot start the audit log: {e}")))?;
     let auditor = Arc::new(auditor);

@@ -1180,3 +1180,57 @@ fn the_log_rotates_while_requests_go_on_by_command_and_by_sighup() {
     canary.search_dir(dir.path());
     canary.assert_nowhere_else();
 }
+
+#[test]
+fn the_server_rotates_its_log_by_itself_at_the_configured_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        dir.path(),
+        Mode::Config("[audit]\nrotate_bytes = 1048576\n"),
+    );
+    let (_, root) = init_and_unseal(|| server.cli());
+    let log = audit_log(&server);
+    // Refused reads make records just as well (about 450 bytes each), on
+    // four threads, until a file was set aside.
+    let stop = Arc::new(AtomicBool::new(false));
+    let load: Vec<_> = (0..4)
+        .map(|_| {
+            let (stop, host) = (stop.clone(), server.host_port().to_string());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let r = common::http(
+                        &host,
+                        "GET",
+                        "/api/v1/secrets/app/db",
+                        Some("cft_not_a_token"),
+                        None,
+                        &[],
+                    );
+                    assert_eq!(r.status, 401, "{}", r.text());
+                }
+            })
+        })
+        .collect();
+    common::wait_until(Duration::from_secs(120), "a rotation by size", || {
+        !rotated_logs(&log).is_empty()
+    });
+    stop.store(true, Ordering::Relaxed);
+    for t in load {
+        t.join().unwrap();
+    }
+    let rotated = rotated_logs(&log);
+    // It rotated at about the size: past it by at most what five checks a
+    // second let through.
+    let size = std::fs::metadata(&rotated[0]).unwrap().len();
+    assert!(size >= 1 << 20, "rotated at {size} bytes");
+    assert!(
+        server.logs().contains("audit log file rotated"),
+        "{}",
+        server.logs()
+    );
+    server
+        .cli()
+        .token(&root)
+        .run(&["audit", "verify", "--rotated"])
+        .expect(0);
+}

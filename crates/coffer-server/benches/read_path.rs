@@ -54,6 +54,7 @@ fn bench(c: &mut Criterion) {
         fsync: coffer_audit::Fsync::Interval(std::time::Duration::from_secs(1)),
         rules: coffer_audit::AlertRules::default(),
         key: key_source,
+        rotation: coffer_audit::Rotation::default(),
     })
     .unwrap();
     let app = router(

@@ -153,6 +153,14 @@ pub struct AuditConfig {
     /// URLs that alerts are POSTed to (JSON; never a value).
     #[serde(default)]
     pub webhooks: Vec<String>,
+    /// Rotate log files once one has grown to this many bytes (default:
+    /// only when asked).
+    #[serde(default)]
+    pub rotate_bytes: Option<u64>,
+    /// Rotate log files at least this often, in seconds (default: only when
+    /// asked).
+    #[serde(default)]
+    pub rotate_interval_secs: Option<u64>,
     /// Alert thresholds.
     #[serde(default)]
     pub alerts: coffer_audit::AlertRules,
@@ -166,10 +174,16 @@ impl Default for AuditConfig {
             sockets: Vec::new(),
             fsync: default_fsync(),
             webhooks: Vec::new(),
+            rotate_bytes: None,
+            rotate_interval_secs: None,
             alerts: coffer_audit::AlertRules::default(),
         }
     }
 }
+
+/// The smallest `audit.rotate_bytes`: below it, files would be mostly
+/// rotation notices.
+const MIN_ROTATE_BYTES: u64 = 1 << 20;
 
 fn default_fsync() -> String {
     "interval".into()
@@ -208,7 +222,25 @@ impl AuditConfig {
         }
     }
 
+    /// When log files rotate by themselves.
+    pub fn rotation(&self) -> coffer_audit::Rotation {
+        coffer_audit::Rotation {
+            max_bytes: self.rotate_bytes,
+            every: self
+                .rotate_interval_secs
+                .map(std::time::Duration::from_secs),
+        }
+    }
+
     fn validate(&self) -> Result<(), String> {
+        if self.rotate_bytes.is_some_and(|b| b < MIN_ROTATE_BYTES) {
+            return Err(format!(
+                "audit.rotate_bytes must be at least {MIN_ROTATE_BYTES} (1 MiB)"
+            ));
+        }
+        if self.rotate_interval_secs.is_some_and(|s| s < 60) {
+            return Err("audit.rotate_interval_secs must be at least 60".into());
+        }
         if !matches!(self.fsync.as_str(), "interval" | "batch") {
             return Err("audit.fsync must be \"interval\" or \"batch\"".into());
         }
@@ -325,10 +357,18 @@ mod tests {
             c.audit.sinks(Path::new("/d")),
             [coffer_audit::SinkSpec::File("/d/audit.log".into())]
         );
+        assert_eq!(c.audit.rotation(), coffer_audit::Rotation::default());
         let c = ServerConfig::parse(
-            "data_dir = \"/d\"\n[audit]\nfiles = [\"/var/log/a.log\"]\nstdout = true\nsockets = [\"tcp://127.0.0.1:5170\"]\nfsync = \"batch\"\n[audit.alerts]\nfailures = 5\n",
+            "data_dir = \"/d\"\n[audit]\nfiles = [\"/var/log/a.log\"]\nstdout = true\nsockets = [\"tcp://127.0.0.1:5170\"]\nfsync = \"batch\"\nrotate_bytes = 1073741824\nrotate_interval_secs = 86400\n[audit.alerts]\nfailures = 5\n",
         )
         .unwrap();
+        assert_eq!(
+            c.audit.rotation(),
+            coffer_audit::Rotation {
+                max_bytes: Some(1 << 30),
+                every: Some(std::time::Duration::from_secs(86400)),
+            }
+        );
         assert_eq!(c.audit.sinks(Path::new("/d")).len(), 3);
         assert_eq!(c.audit.fsync_policy(), coffer_audit::Fsync::Batch);
         assert_eq!(c.audit.alerts.failures, 5);
@@ -355,6 +395,14 @@ mod tests {
                 "audit.sockets",
             ),
             ("data_dir = \"/d\"\n[audit]\nfiles = []", "no sink"),
+            (
+                "data_dir = \"/d\"\n[audit]\nrotate_bytes = 1000",
+                "audit.rotate_bytes",
+            ),
+            (
+                "data_dir = \"/d\"\n[audit]\nrotate_interval_secs = 5",
+                "audit.rotate_interval_secs",
+            ),
             (
                 "data_dir = \"/d\"\n[audit]\nwebhooks = [\"ftp://x\"]",
                 "audit.webhooks",
