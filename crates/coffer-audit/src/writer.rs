@@ -244,6 +244,19 @@ impl Shared {
 /// [`Auditor::rotate`], also run by the upkeep thread for [`Rotation`].
 fn rotate_shared(shared: &Shared) -> Result<RotateReport, RotateError> {
     let stamp = rotation_stamp();
+    // Flush what the files already hold first, outside the writer's lock:
+    // up to a second of records with `Fsync::Interval`, whose sync took
+    // ~10 ms at 20,000 records/s. The sync under the lock, which requests
+    // wait for, then has only what came meanwhile.
+    let handles: Vec<std::fs::File> = {
+        let w = shared.writer_blocking();
+        let handles = w.sinks.iter().filter_map(Sink::sync_handle).collect();
+        shared.release(w);
+        handles
+    };
+    for h in &handles {
+        let _ = h.sync_data();
+    }
     let mut w = shared.writer_blocking();
     if w.sinks.iter().all(|s| !s.is_regular_file()) {
         shared.release(w);
