@@ -961,6 +961,27 @@ mod tests {
     use std::task::{Context, Poll, Waker};
 
     /// An auditor writing to `file` with a fresh key, and its alerts.
+    fn start_with(
+        file: PathBuf,
+        key: AuditKey,
+        rotation: Rotation,
+    ) -> (
+        Auditor,
+        tokio::sync::mpsc::UnboundedReceiver<Record>,
+        AuditKey,
+    ) {
+        let k = key.clone();
+        let (auditor, alerts) = Auditor::start(AuditorConfig {
+            sinks: vec![SinkSpec::File(file)],
+            fsync: Fsync::Interval(Duration::from_secs(1)),
+            rules: AlertRules::default(),
+            key: Arc::new(move || Some(k.clone())),
+            rotation,
+        })
+        .expect("auditor starts");
+        (auditor, alerts, key)
+    }
+
     fn start_on(
         file: PathBuf,
     ) -> (
@@ -969,36 +990,7 @@ mod tests {
         AuditKey,
     ) {
         let key = coffer_crypto::Keyring::generate(0).audit_key();
-        let k = key.clone();
-        let (auditor, alerts) = Auditor::start(AuditorConfig {
-            sinks: vec![SinkSpec::File(file)],
-            fsync: Fsync::Interval(Duration::from_secs(1)),
-            rules: AlertRules::default(),
-            key: Arc::new(move || Some(k.clone())),
-            rotation: Rotation::default(),
-        })
-        .expect("auditor starts");
-        (auditor, alerts, key)
-    }
-
-    fn start_on_with_key(
-        file: PathBuf,
-        key: AuditKey,
-    ) -> (
-        Auditor,
-        tokio::sync::mpsc::UnboundedReceiver<Record>,
-        AuditKey,
-    ) {
-        let k = key.clone();
-        let (auditor, alerts) = Auditor::start(AuditorConfig {
-            sinks: vec![SinkSpec::File(file)],
-            fsync: Fsync::Interval(Duration::from_secs(1)),
-            rules: AlertRules::default(),
-            key: Arc::new(move || Some(k.clone())),
-            rotation: Rotation::default(),
-        })
-        .expect("auditor starts");
-        (auditor, alerts, key)
+        start_with(file, key, Rotation::default())
     }
 
     fn start(dir: &std::path::Path) -> (Auditor, PathBuf, AuditKey) {
@@ -1375,7 +1367,7 @@ mod tests {
         );
 
         // A restart continues the new file without a truncation alarm.
-        let (auditor, alerts, _) = start_on_with_key(path.clone(), key.clone());
+        let (auditor, alerts, _) = start_with(path.clone(), key.clone(), Rotation::default());
         auditor.close();
         drop(alerts);
         let after_restart = records(&path);
@@ -1440,18 +1432,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.log");
         let key = coffer_crypto::Keyring::generate(0).audit_key();
-        let k = key.clone();
-        let (auditor, _alerts) = Auditor::start(AuditorConfig {
-            sinks: vec![SinkSpec::File(path.clone())],
-            fsync: Fsync::Interval(Duration::from_secs(1)),
-            rules: AlertRules::default(),
-            key: Arc::new(move || Some(k.clone())),
-            rotation: Rotation {
-                max_bytes: Some(8 * 1024),
-                every: None,
-            },
-        })
-        .expect("auditor starts");
+        let rotation = Rotation {
+            max_bytes: Some(8 * 1024),
+            every: None,
+        };
+        let (auditor, _alerts, key) = start_with(path.clone(), key, rotation);
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
