@@ -371,6 +371,7 @@ impl Auditor {
             heads_written: Instant::now(),
             heads_dirty: true,
             written: Arc::new(AtomicBool::new(false)),
+            last_rotation: Instant::now(),
             out: Vec::new(),
             scratch: Vec::new(),
         };
@@ -424,26 +425,34 @@ impl Auditor {
             .name("coffer-audit".into())
             .spawn(move || {
                 let mut synced = Instant::now();
-                let mut rotated = Instant::now();
+                // After a failed automatic rotation, the next try waits: each
+                // try writes its notice into the log.
+                let mut retry_at = Instant::now();
                 while !s.load(Ordering::Relaxed) {
                     std::thread::park_timeout(HEADS_EVERY);
                     let mut w = sh.writer_blocking();
                     let plan = w.heads_due();
-                    let why = w.rotation_due(&rotation, rotated);
+                    let why = w.rotation_due(&rotation);
                     sh.release(w);
                     write_heads(&sh.head_io, plan);
-                    if let Some(why) = why {
-                        rotated = Instant::now();
-                        match rotate_shared(&sh) {
+                    if let Some(why) = why.filter(|_| Instant::now() >= retry_at) {
+                        let failed = match rotate_shared(&sh) {
                             Ok(report) => {
                                 for r in &report.rotated {
                                     tracing::info!(file = %r.log.display(), to = %r.to.display(), records = r.records, reason = why, "audit log file rotated");
                                 }
                                 for (file, reason) in &report.failed {
-                                    tracing::error!(file = %file.display(), %reason, "audit log file not rotated");
+                                    tracing::error!(file = %file.display(), %reason, "audit log file not rotated; trying again in a minute");
                                 }
+                                !report.failed.is_empty()
                             }
-                            Err(e) => tracing::warn!(error = %e, "audit log not rotated"),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "audit log not rotated");
+                                true
+                            }
+                        };
+                        if failed {
+                            retry_at = Instant::now() + ROTATION_RETRY;
                         }
                     }
                     if let Some(every) = interval
@@ -598,6 +607,8 @@ impl Drop for Auditor {
 }
 
 const HEADS_EVERY: Duration = Duration::from_millis(200);
+/// How long an automatic rotation that failed waits before the next try.
+const ROTATION_RETRY: Duration = Duration::from_secs(60);
 
 struct Writer {
     sinks: Vec<Sink>,
@@ -611,6 +622,8 @@ struct Writer {
     heads_dirty: bool,
     /// Set after each batch that reached a sink; the sync thread clears it.
     written: Arc<AtomicBool>,
+    /// When files were last rotated (or the writer started).
+    last_rotation: Instant,
     out: Vec<u8>,
     scratch: Vec<u8>,
 }
@@ -716,6 +729,7 @@ impl Writer {
         )))]);
         let key = (self.key)();
         let mut report = RotateReport::default();
+        self.last_rotation = Instant::now();
         for sink in self.sinks.iter_mut().filter(|s| s.is_regular_file()) {
             let Some(path) = sink.path().map(PathBuf::from) else {
                 continue;
@@ -785,9 +799,10 @@ impl Writer {
     }
 
     /// Why the log files are due for rotation under `policy`, if they are:
-    /// a file has reached its size, or the interval has passed since
-    /// `last`. A failing file does not count (its rotation would fail).
-    fn rotation_due(&self, policy: &Rotation, last: Instant) -> Option<&'static str> {
+    /// a file has reached its size, or the interval has passed since the
+    /// last rotation (asked for or not) or the start. A failing file does
+    /// not count (its rotation would fail).
+    fn rotation_due(&self, policy: &Rotation) -> Option<&'static str> {
         let files = || {
             self.sinks
                 .iter()
@@ -799,7 +814,11 @@ impl Writer {
         {
             return Some("size");
         }
-        if policy.every.is_some_and(|every| last.elapsed() >= every) && files().next().is_some() {
+        if policy
+            .every
+            .is_some_and(|every| self.last_rotation.elapsed() >= every)
+            && files().next().is_some()
+        {
             return Some("interval");
         }
         None
