@@ -260,10 +260,12 @@ impl Sink {
                 return Err(e);
             }
         };
-        if let Some(dir) = path.parent() {
-            // The rename and the new file, durable with the directory.
-            let _ = File::open(dir).and_then(|d| d.sync_all());
-        }
+        // The rename and the new file, durable with the directory.
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let _ = File::open(dir).and_then(|d| d.sync_all());
         self.kind = SinkKind::File {
             file: new,
             len: Some(0),
