@@ -513,6 +513,24 @@ fn cache_files(home: &std::path::Path) -> Vec<std::path::PathBuf> {
 
 /// Answers every connection on `addr` with `response`, as a gateway in
 /// front of a dead server would.
+/// Keeps a stopped server's port unreachable: bound, never listening, so a
+/// connection to it is refused, and no other test's server can be given it.
+fn hold_port(addr: &str) -> tokio::net::TcpSocket {
+    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_reuseaddr(true).unwrap();
+        match socket.bind(addr) {
+            Ok(()) => return socket,
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => panic!("cannot hold {addr}: {e}"),
+        }
+    }
+}
+
 fn fake_gateway(addr: &str, response: &'static str) -> std::thread::JoinHandle<()> {
     // The port was the stopped server's; until it is bound here, another
     // test's connection may hold it for a moment as its own local port.
@@ -639,6 +657,8 @@ fn offline_copy_serves_an_unreachable_server_only_and_expires() {
     let addr = format!("http://{}", server.host_port());
     canary.search("server logs", server.logs());
     server.stop();
+    let host_port = addr.trim_start_matches("http://").to_string();
+    let hold = hold_port(&host_port);
     let cli = || common::Cli::new(&addr, dir.path()).token(&t1);
     let run = cli().run(&args(&[])).expect(0);
     assert_eq!(run.stdout(), expected);
@@ -647,7 +667,7 @@ fn offline_copy_serves_an_unreachable_server_only_and_expires() {
     canary.search_run_allowing_stdout("unreachable run", &run);
     // A gateway saying the server is down counts as unreachable; a sealed
     // coffer behind it (503 with coffer's error body) does not.
-    let host_port = addr.trim_start_matches("http://").to_string();
+    drop(hold);
     let gateway = fake_gateway(
         &host_port,
         "HTTP/1.1 502 Bad Gateway\r\ncontent-type: text/html\r\ncontent-length: 13\r\nconnection: close\r\n\r\n<html></html>",
@@ -677,6 +697,7 @@ fn offline_copy_serves_an_unreachable_server_only_and_expires() {
     );
 
     // Without the copy, unreachable is unreachable.
+    let _hold = hold_port(&host_port);
     let run = common::Cli::new(&addr, dir.path())
         .token(&t2)
         .run(&args(&[]));
