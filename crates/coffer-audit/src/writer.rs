@@ -786,6 +786,30 @@ impl Writer {
             )))]);
             tracing::info!(files = report.rotated.len(), "audit log rotated");
         }
+        if !report.failed.is_empty() {
+            let mut alerts: Vec<Pending> = report
+                .failed
+                .iter()
+                .map(|(file, reason)| {
+                    let message = format!(
+                        "{} was not rotated ({reason}); it goes on as it was",
+                        file.display()
+                    );
+                    tracing::error!(target: "coffer::alert", alert = "audit_rotation_failed", "{message}");
+                    let mut r = Record::notice(message);
+                    r.kind = crate::record::Kind::Alert;
+                    r.alert = Some(crate::record::AlertInfo {
+                        rule: "audit_rotation_failed".into(),
+                        subject: file.display().to_string(),
+                        count: 1,
+                        window_secs: 0,
+                    });
+                    let _ = self.alert_tx.send(r.clone());
+                    Pending::notice(r)
+                })
+                .collect();
+            self.commit(&mut alerts);
+        }
         // The heads of the new files, even if no sink took that notice.
         let mut heads = self.heads.lock().unwrap_or_else(|p| p.into_inner());
         heads.clear();
@@ -1497,6 +1521,35 @@ mod tests {
             (0..300).map(|i| format!("r-{i}")).collect::<Vec<_>>(),
             "every record once, in order, across the files"
         );
+    }
+
+    #[test]
+    fn a_rotation_that_fails_raises_an_alert_and_the_log_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = dir.path().join("logs");
+        std::fs::create_dir(&logs).unwrap();
+        let (auditor, mut alerts, _key) = start_on(logs.join("audit.log"));
+        // Its directory gone (as root nothing else stops a rename): the file
+        // stays open, and nothing can be renamed or created beside it.
+        std::fs::remove_dir_all(&logs).unwrap();
+        let report = auditor.rotate().unwrap();
+        assert!(report.rotated.is_empty(), "{report:?}");
+        assert_eq!(report.failed.len(), 1, "{report:?}");
+        let alert = alerts.try_recv().expect("an alert for the webhooks");
+        assert_eq!(alert.kind, crate::record::Kind::Alert);
+        let info = alert.alert.unwrap();
+        assert_eq!(
+            (info.rule.as_str(), info.count),
+            ("audit_rotation_failed", 1)
+        );
+        assert!(info.subject.ends_with("audit.log"), "{}", info.subject);
+        // The log goes on.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async { assert!(auditor.record(request("after".into())).await) });
+        assert!(auditor.healthy());
+        auditor.close();
     }
 
     #[test]
