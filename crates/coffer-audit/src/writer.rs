@@ -1066,15 +1066,15 @@ mod tests {
         assert!(report.problem.is_none(), "{:?}", report.problem);
     }
 
-    /// Several threads, each with its own single-threaded runtime (as the
-    /// server runs them), record at once: every record is acknowledged,
-    /// written exactly once, and the log is one unbroken chain.
-    #[test]
-    fn concurrent_records_from_several_runtimes_are_each_written_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let (auditor, path, key) = start(dir.path());
-        let auditor = Arc::new(auditor);
-        let threads: Vec<_> = (0..4)
+    /// Starts `threads` threads, each with its own single-threaded runtime
+    /// (as the server runs them), each recording `each` requests at once as
+    /// tasks (ids `T-I`), every one of which must be acknowledged.
+    fn record_from_runtimes(
+        auditor: &Arc<Auditor>,
+        threads: usize,
+        each: usize,
+    ) -> Vec<JoinHandle<()>> {
+        (0..threads)
             .map(|t| {
                 let auditor = auditor.clone();
                 std::thread::spawn(move || {
@@ -1082,7 +1082,7 @@ mod tests {
                         .build()
                         .unwrap();
                     rt.block_on(async move {
-                        let tasks: Vec<_> = (0..250)
+                        let tasks: Vec<_> = (0..each)
                             .map(|i| {
                                 let a = auditor.clone();
                                 tokio::spawn(
@@ -1096,7 +1096,18 @@ mod tests {
                     });
                 })
             })
-            .collect();
+            .collect()
+    }
+
+    /// Several threads, each with its own single-threaded runtime (as the
+    /// server runs them), record at once: every record is acknowledged,
+    /// written exactly once, and the log is one unbroken chain.
+    #[test]
+    fn concurrent_records_from_several_runtimes_are_each_written_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (auditor, path, key) = start(dir.path());
+        let auditor = Arc::new(auditor);
+        let threads = record_from_runtimes(&auditor, 4, 250);
         for t in threads {
             t.join().unwrap();
         }
@@ -1428,24 +1439,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (auditor, path, key) = start(dir.path());
         let auditor = Arc::new(auditor);
-        let threads: Vec<_> = (0..3)
-            .map(|t| {
-                let auditor = auditor.clone();
-                std::thread::spawn(move || {
-                    let rt = tokio::runtime::Builder::new_current_thread()
-                        .build()
-                        .unwrap();
-                    rt.block_on(async move {
-                        for i in 0..400 {
-                            assert!(auditor.record(request(format!("{t}-{i}"))).await);
-                            if i % 50 == 0 {
-                                tokio::task::yield_now().await;
-                            }
-                        }
-                    });
-                })
-            })
-            .collect();
+        let threads = record_from_runtimes(&auditor, 3, 400);
         let mut rotations = 0;
         while rotations < 3 || (threads.iter().any(|t| !t.is_finished()) && rotations < 8) {
             // Names are per second: a later rotation in the same second
