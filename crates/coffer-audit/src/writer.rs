@@ -1547,6 +1547,31 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_automatic_rotation_waits_before_trying_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = dir.path().join("logs");
+        std::fs::create_dir(&logs).unwrap();
+        let key = coffer_crypto::Keyring::generate(0).audit_key();
+        // Due at once and always (any size), and bound to fail: the
+        // directory is gone.
+        let rotation = Rotation {
+            max_bytes: Some(1),
+            every: None,
+        };
+        let (auditor, mut alerts, _key) = start_with(logs.join("audit.log"), key, rotation);
+        std::fs::remove_dir_all(&logs).unwrap();
+        // Five checks a second: without the wait, about seven tries.
+        std::thread::sleep(HEADS_EVERY * 7);
+        let mut failures = 0;
+        while let Ok(a) = alerts.try_recv() {
+            assert_eq!(a.alert.unwrap().rule, "audit_rotation_failed");
+            failures += 1;
+        }
+        assert_eq!(failures, 1, "one try, then a minute's wait");
+        auditor.close();
+    }
+
+    #[test]
     fn a_rotation_that_cannot_rename_leaves_the_file_as_it_was() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.log");
