@@ -227,6 +227,18 @@ impl Sink {
         else {
             return Err(io::Error::other("only a regular log file can be rotated"));
         };
+        // The file at the path must be the one being written: one renamed by
+        // another tool (logrotate's default) would leave another file, or
+        // none, there to be set aside in its place.
+        {
+            use std::os::unix::fs::MetadataExt;
+            let (open, named) = (file.metadata()?, std::fs::metadata(path));
+            if !named.is_ok_and(|n| (n.dev(), n.ino()) == (open.dev(), open.ino())) {
+                return Err(io::Error::other(
+                    "the file at the log's path is not the one being written (moved or replaced by another tool?); move it back to rotate",
+                ));
+            }
+        }
         file.sync_data()?;
         *dirty = false;
         let (live_head, target_head) = (chain::head_path(path), chain::head_path(target));

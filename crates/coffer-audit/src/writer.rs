@@ -1572,6 +1572,33 @@ mod tests {
     }
 
     #[test]
+    fn a_log_renamed_by_another_tool_is_not_rotated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let (auditor, mut alerts, key) = start_on(path.clone());
+        // logrotate's default: rename, then create an empty file.
+        let moved = dir.path().join("audit.log.1");
+        std::fs::rename(&path, &moved).unwrap();
+        std::fs::write(&path, b"").unwrap();
+        let report = auditor.rotate().unwrap();
+        assert!(report.rotated.is_empty(), "{report:?}");
+        assert!(
+            report.failed[0].1.contains("not the one being written"),
+            "{report:?}"
+        );
+        assert_eq!(
+            alerts.try_recv().unwrap().alert.unwrap().rule,
+            "audit_rotation_failed"
+        );
+        // Nothing was set aside, the empty file is untouched, and the
+        // records went on into the renamed file, whole.
+        assert!(crate::rotated_files(&path).unwrap().is_empty());
+        assert_eq!(std::fs::read(&path).unwrap(), b"");
+        auditor.close();
+        verifies(&moved, &key);
+    }
+
+    #[test]
     fn a_rotation_that_cannot_rename_leaves_the_file_as_it_was() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.log");
