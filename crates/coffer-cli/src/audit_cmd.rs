@@ -50,7 +50,8 @@ Examples:
   coffer audit query --file /var/log/coffer/audit.log --op secret.read   # offline"
     )]
     Query(QueryArgs),
-    /// Every identity that read a secret: for leak response.
+    /// Every identity that read a secret, over the log's whole history (the
+    /// files rotation set aside, then the live one): for leak response.
     #[command(after_help = "Examples:
   coffer audit readers payments/prod/DB_PASSWORD
   coffer audit readers payments/prod/DB_PASSWORD --version 3 --json
@@ -64,10 +65,9 @@ Examples:
         /// Read this log file directly instead of asking the server.
         #[arg(long, value_name = "PATH")]
         file: Option<PathBuf>,
-        /// Also the files rotation set aside beside the log, oldest first:
-        /// its whole history.
+        /// Only the live file, not the files rotation set aside.
         #[arg(long)]
-        rotated: bool,
+        live_only: bool,
         /// Print JSON for scripts.
         #[arg(long)]
         json: bool,
@@ -144,9 +144,9 @@ pub async fn run(g: &Global, cmd: AuditCommand) -> anyhow::Result<Status> {
             path,
             version,
             file,
-            rotated,
+            live_only,
             json,
-        } => readers(g, path, version, file, rotated, json).await,
+        } => readers(g, path, version, file, !live_only, json).await,
         AuditCommand::Rotate { json } => {
             let r = settings::client(g)?.audit_rotate().await?;
             if json {
@@ -407,7 +407,7 @@ async fn readers(
         let hint = if rotated {
             ""
         } else {
-            "; --rotated also searches the files rotation set aside"
+            "; without --live-only, the files rotation set aside are searched too"
         };
         eprintln!("(searched {searched}{hint})");
     }

@@ -1049,21 +1049,22 @@ fn the_log_rotates_while_requests_go_on_by_command_and_by_sighup() {
         .expect(0)
         .json();
     assert!(!who["readers"].as_array().unwrap().is_empty(), "{who}");
-    // For leak response, --rotated searches the whole history, oldest file
-    // first, through the server and offline: every read is counted. Without
-    // it, the live file alone (and the text output says so).
+    // For leak response, readers searches the whole history by default,
+    // oldest file first, through the server and offline: every read is
+    // counted. With --live-only, the live file alone (and the text output
+    // says so).
     let reads_of = |v: &Value| v["readers"][0]["reads"].as_u64().unwrap_or(0) as usize;
     let live_only = server
         .cli()
         .token(&root)
-        .run(&["audit", "readers", "app/prod/db", "--json"])
+        .run(&["audit", "readers", "app/prod/db", "--live-only", "--json"])
         .expect(0)
         .json();
     assert!(reads_of(&live_only) < read_ids.len(), "{live_only}");
     let all = server
         .cli()
         .token(&root)
-        .run(&["audit", "readers", "app/prod/db", "--rotated", "--json"])
+        .run(&["audit", "readers", "app/prod/db", "--json"])
         .expect(0)
         .json();
     assert_eq!(reads_of(&all), read_ids.len(), "{all}");
@@ -1072,25 +1073,17 @@ fn the_log_rotates_while_requests_go_on_by_command_and_by_sighup() {
     let l = log.display().to_string();
     let offline = server
         .cli()
-        .run(&[
-            "audit",
-            "readers",
-            "app/prod/db",
-            "--file",
-            &l,
-            "--rotated",
-            "--json",
-        ])
+        .run(&["audit", "readers", "app/prod/db", "--file", &l, "--json"])
         .expect(0)
         .json();
     assert_eq!(reads_of(&offline), read_ids.len(), "{offline}");
     let text = server
         .cli()
         .token(&root)
-        .run(&["audit", "readers", "app/prod/db"])
+        .run(&["audit", "readers", "app/prod/db", "--live-only"])
         .expect(0);
     assert!(
-        text.stderr().contains("--rotated also searches"),
+        text.stderr().contains("without --live-only"),
         "{}",
         text.stderr()
     );

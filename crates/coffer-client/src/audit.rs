@@ -84,7 +84,8 @@ impl Client {
         self.call::<(), _>(Method::GET, &url, None).await
     }
 
-    /// Every identity that read a secret (optionally one version).
+    /// Every identity that read a secret (optionally one version), over
+    /// the log's whole history, or with `rotated` false the live file alone.
     pub async fn audit_readers(
         &self,
         path: &str,
@@ -95,8 +96,8 @@ impl Client {
         if let Some(v) = version {
             url.push_str(&format!("&version={v}"));
         }
-        if rotated {
-            url.push_str("&rotated=true");
+        if !rotated {
+            url.push_str("&rotated=false");
         }
         self.call::<(), _>(Method::GET, &url, None).await
     }

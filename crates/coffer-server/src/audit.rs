@@ -632,9 +632,14 @@ async fn records(
 struct ReadersQuery {
     path: String,
     version: Option<u64>,
-    /// Also the files rotation set aside, oldest first.
-    #[serde(default)]
+    /// The files rotation set aside too, oldest first (the default: leak
+    /// response needs every read); `false` for the live file alone.
+    #[serde(default = "whole_history")]
     rotated: bool,
+}
+
+fn whole_history() -> bool {
+    true
 }
 
 async fn readers(
