@@ -1317,19 +1317,6 @@ mod tests {
         head
     }
 
-    fn rotated_files(dir: &std::path::Path) -> Vec<PathBuf> {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| {
-                let n = p.file_name().unwrap().to_string_lossy().into_owned();
-                n.starts_with("audit.log.") && !n.ends_with(".head")
-            })
-            .collect();
-        files.sort();
-        files
-    }
-
     #[test]
     fn rotation_sets_the_file_aside_with_its_head_and_starts_a_linked_new_one() {
         let dir = tempfile::tempdir().unwrap();
@@ -1453,7 +1440,7 @@ mod tests {
             t.join().unwrap();
         }
         auditor.close();
-        let old = rotated_files(dir.path());
+        let old = crate::rotated_files(&path).unwrap();
         assert_eq!(old.len(), rotations, "{old:?}");
         let mut ids = Vec::new();
         for file in old.iter().chain([&path]) {
