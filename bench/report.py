@@ -5,15 +5,18 @@ usage: report.py META_FILE RUNS_DIR RESULTS_MD
 
 META_FILE holds key=value lines (machine, tool versions, settings, command).
 RUNS_DIR holds one TARGET-LOAD.json per measured wrk run (the BENCH_JSON line of
-bench/wrk/report.lua plus target and load), and one TARGET-read-halfpeak.json
-per open-loop run at half of the read peak ("kind": "half_peak", written by
-run.sh from the JSON of coffer-loadgen, "tool": "coffer-loadgen", or of oha with
-BENCH_HALF_PEAK_TOOL=oha, "tool": "oha"). Prints the tables on stdout and writes
-the same as markdown to RESULTS_MD, with the raw numbers beside it as .json.
+bench/wrk/report.lua plus target and load), and one TARGET-read-halfpeak-N.json
+per open-loop run at half of the read peak ("kind": "half_peak", "repeat": N,
+written by run.sh from the JSON of coffer-loadgen, "tool": "coffer-loadgen", or
+of oha with BENCH_HALF_PEAK_TOOL=oha, "tool": "oha"). With several half-peak
+runs per target, each is listed and the verdict compares the medians. Prints
+the tables on stdout and writes the same as markdown to RESULTS_MD, with the
+raw numbers beside it as .json.
 """
 
 import json
 import pathlib
+import statistics
 import sys
 
 ORDER = [("coffer", "read"), ("coffer", "write"), ("openbao", "read"), ("openbao", "write"),
@@ -34,13 +37,17 @@ def main() -> None:
     for path in sorted(pathlib.Path(runs_dir).glob("*.json")):
         r = json.loads(path.read_text())
         if r.get("kind") == "half_peak":
-            half[r["target"]] = r
+            half.setdefault(r["target"], []).append(r)
         else:
             runs[(r["target"], r["load"])] = r
     keys = [k for k in ORDER if k in runs] + sorted(k for k in runs if k not in ORDER)
     half_keys = [t for t in ("coffer", "openbao") if t in half] + sorted(
         t for t in half if t not in ("coffer", "openbao"))
     half_on = meta.get("half_peak", "0") == "1"
+    for t in half:
+        half[t].sort(key=lambda r: r.get("repeat", 1))
+    # Per target, the median of its runs: what the verdict and ratios use.
+    med = {t: median_run(rs) for t, rs in half.items()}
 
     header = ["target", "load", "requests/s", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "requests"]
     if half_on:
@@ -52,11 +59,11 @@ def main() -> None:
         rows.append([k[0], k[1], f"{r['rps']:,.0f}", ms(lat["p50"]), ms(lat["p99"]),
                      ms(lat["p999"]), ms(lat["max"]), f"{r['requests']:,}"])
         if half_on:
-            h = half.get(k[0]) if k[1] == "read" else None
+            h = med.get(k[0]) if k[1] == "read" else None
             rows[-1].append(ms(h["latency_us"]["p99"]) if h else "-")
 
     # Open loop at half of the closed-loop read peak (constant rate).
-    tools = {half[t].get("tool", "oha") for t in half_keys}
+    tools = {r.get("tool", "oha") for t in half_keys for r in half[t]}
     loadgen = (tools == {"coffer-loadgen"} if tools
                else meta.get("half_peak_tool") == "loadgen")
     if loadgen:
@@ -68,10 +75,15 @@ def main() -> None:
                        "p99 ms", "p99.9 ms", "max ms", "p99 from schedule ms",
                        "pacer lag p50 / max ms", "CPUs busy", "requests"]
     half_rows, per_second = [], []
+    listed = []
     for t in half_keys:
-        h = half[t]
+        n = len(half[t])
+        listed += [(t if n == 1 else f"{t} {h.get('repeat', 1)}/{n}", h) for h in half[t]]
+        if n > 1:
+            listed.append((f"{t} median", med[t]))
+    for name, h in listed:
         lat = h["latency_us"]
-        row = [t, f"{h['peak_rps']:,.0f}", f"{h['requested_rps']:,.0f}", f"{h['achieved_rps']:,.0f}",
+        row = [name, f"{h['peak_rps']:,.0f}", f"{h['requested_rps']:,.0f}", f"{h['achieved_rps']:,.0f}",
                ms(lat["p50"])]
         if loadgen:
             lag = h["send_lag_us"]
@@ -80,8 +92,8 @@ def main() -> None:
                     pct(h.get("cpu_busy_pct")), pct(h.get("steal_pct"), digits=1),
                     pct(h.get("generator_cpu_pct"), " of one"), f"{h['requests']:,}"]
             secs = h.get("per_second") or []
-            if secs:
-                per_second.append(f"{t}: " + " ".join(f"{x['p99_us'] / 1000:.2f}" for x in secs))
+            if secs and "runs" not in h:
+                per_second.append(f"{name}: " + " ".join(f"{x['p99_us'] / 1000:.2f}" for x in secs))
         else:
             sch, plag = h["latency_from_schedule_us"], h["pacer_lag_us"]
             row += [ms(lat["p99"]), ms(lat["p999"]), ms(lat["max"]), ms(sch["p99"]),
@@ -91,18 +103,26 @@ def main() -> None:
     half_verdict = None
     if half_on:
         if "coffer" in half and "openbao" in half:
-            a, b = half["coffer"]["latency_us"], half["openbao"]["latency_us"]
+            a, b = med["coffer"]["latency_us"], med["openbao"]["latency_us"]
             ratio = a["p99"] / b["p99"]
+            of = ""
+            if len(half["coffer"]) > 1 or len(half["openbao"]) > 1:
+                each = "; ".join(
+                    f"{t} " + ", ".join(ms(r["latency_us"]["p99"]) for r in half[t])
+                    for t in ("coffer", "openbao"))
+                na, nb = len(half["coffer"]), len(half["openbao"])
+                runs_of = f"{na} runs each" if na == nb else f"{na} and {nb} runs"
+                of = f": medians of {runs_of}; each run's p99 ms: {each}"
             half_verdict = (
                 f"p99 at half peak, coffer / OpenBao: **{ratio:.3f}x** "
-                f"({ms(a['p99'])} ms / {ms(b['p99'])} ms); DESIGN target at most "
+                f"({ms(a['p99'])} ms / {ms(b['p99'])} ms{of}); DESIGN target at most "
                 f"{HALF_PEAK_P99_TARGET:.2f}x: **{'met' if ratio <= HALF_PEAK_P99_TARGET else 'NOT met'}**."
             )
             if loadgen:
                 half_verdict += " Both latencies count from each request's due time."
-            elif all("latency_from_schedule_us" in half[t] for t in ("coffer", "openbao")):
-                sa = half["coffer"]["latency_from_schedule_us"]
-                sb = half["openbao"]["latency_from_schedule_us"]
+            elif all("latency_from_schedule_us" in med[t] for t in ("coffer", "openbao")):
+                sa = med["coffer"]["latency_from_schedule_us"]
+                sb = med["openbao"]["latency_from_schedule_us"]
                 half_verdict += (f" Counted from the ideal schedule instead: {sa['p99'] / sb['p99']:.3f}x "
                                  f"({ms(sa['p99'])} ms / {ms(sb['p99'])} ms).")
         else:
@@ -114,12 +134,12 @@ def main() -> None:
         ("coffer / OpenBao, read", ("coffer", "read"), ("openbao", "read")),
         ("coffer / OpenBao, write", ("coffer", "write"), ("openbao", "write")),
         ("coffer read / hello", ("coffer", "read"), ("hello", "get")),
-    ] + ([("coffer / OpenBao, read at half peak (open loop)", "coffer", "openbao")]
+    ] + ([("coffer / OpenBao, read at half peak (open loop, medians)", "coffer", "openbao")]
          if half_on else []):
-        src = half if isinstance(a, str) else runs
+        src = med if isinstance(a, str) else runs
         if a in src and b in src:
             ra, rb = src[a], src[b]
-            rps = "achieved_rps" if src is half else "rps"
+            rps = "achieved_rps" if src is med else "rps"
             ratio_rows.append([
                 label,
                 f"{ra[rps] / rb[rps]:.2f}x",
@@ -145,6 +165,10 @@ def main() -> None:
         half_settings = (
             f"coffer-loadgen --rate RATE --connections {half_conns} --duration {meta['duration']} "
             f"--warmup {meta['warmup']}, RATE = half the wrk read req/s of the same target")
+    half_runs = int(meta.get("half_peak_runs", "1"))
+    if half_runs > 1:
+        half_settings += (f", {half_runs} runs per target back to back on the same server "
+                          "(each with its warm-up), compared by their medians")
     else:
         half_settings = (
             f"oha -q RATE -c{half_conns} -z{meta['duration']} --latency-correction, RATE = half "
@@ -238,8 +262,29 @@ def main() -> None:
     out.write_text("\n".join(md))
     out.with_suffix(".json").write_text(
         json.dumps({"meta": meta, "runs": [runs[k] for k in keys],
-                    "half_peak": [half[t] for t in half_keys]}, indent=2) + "\n")
+                    "half_peak": [r for t in half_keys for r in half[t]],
+                    "half_peak_median": {t: med[t] for t in half_keys}}, indent=2) + "\n")
     print(f"written:  {out} (and {out.with_suffix('.json').name})")
+
+
+def median_run(rs: list) -> dict:
+    """One run's worth of fields (from the run whose p99 is the median, the
+    lower one of an even count) with each latency percentile, the achieved
+    rate and the CPU figures replaced by their medians over the runs."""
+    if len(rs) == 1:
+        return rs[0]
+    mid = sorted(rs, key=lambda r: r["latency_us"]["p99"])[(len(rs) - 1) // 2]
+    out = dict(mid)
+    for field in ("latency_us", "send_lag_us", "from_send_us", "latency_from_schedule_us",
+                  "pacer_lag_us"):
+        if all(field in r for r in rs):
+            out[field] = {k: statistics.median(r[field][k] for r in rs) for k in mid[field]}
+    for field in ("achieved_rps", "cpu_busy_pct", "generator_cpu_pct", "steal_pct"):
+        if all(r.get(field) is not None for r in rs):
+            out[field] = statistics.median(r[field] for r in rs)
+    out["requests"] = sum(r["requests"] for r in rs)
+    out["runs"] = len(rs)
+    return out
 
 
 def ms(us: float) -> str:

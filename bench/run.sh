@@ -24,6 +24,9 @@
 #                      at a constant rate of half the req/s wrk just measured, open loop
 #                      with coffer-loadgen (latency counted from each request's due time),
 #                      and report p50/p99/p99.9 (default 1, 0 = skip; needs "read" in BENCH_LOADS)
+#   BENCH_HALF_PEAK_RUNS  half-peak runs per target, back to back on the same server
+#                      (default 3); every run is reported, and the ratio is that of
+#                      the medians, so one burst of host noise does not decide it
 #   BENCH_HALF_PEAK_CONNECTIONS  connections for that run (default BENCH_CONNECTIONS)
 #   BENCH_HALF_PEAK_TOOL  loadgen (default: crates/coffer-loadgen, built with the servers)
 #                      or oha (the earlier method: oha 1.16 --latency-correction, whose
@@ -83,6 +86,7 @@ COFFER_AUDIT=${BENCH_COFFER_AUDIT:-1}
 HALF_PEAK=${BENCH_HALF_PEAK:-1}
 COFFER_TOKEN_KIND=${BENCH_COFFER_TOKEN:-scoped}
 HALF_PEAK_CONNECTIONS=${BENCH_HALF_PEAK_CONNECTIONS:-$CONNECTIONS}
+HALF_PEAK_RUNS=${BENCH_HALF_PEAK_RUNS:-3}
 HALF_PEAK_TOOL=${BENCH_HALF_PEAK_TOOL:-loadgen}
 OHA_VERSION=${BENCH_OHA_VERSION:-1.16.0}
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
@@ -114,6 +118,8 @@ dur_secs() {
 [[ $HALF_PEAK == 0 || $HALF_PEAK == 1 ]] || die "BENCH_HALF_PEAK must be 0 or 1: got '$HALF_PEAK'"
 [[ $HALF_PEAK_CONNECTIONS =~ ^[0-9]+$ && $HALF_PEAK_CONNECTIONS -ge 1 ]] ||
     die "BENCH_HALF_PEAK_CONNECTIONS must be a number >= 1: got '$HALF_PEAK_CONNECTIONS'"
+[[ $HALF_PEAK_RUNS =~ ^[0-9]+$ && $HALF_PEAK_RUNS -ge 1 ]] ||
+    die "BENCH_HALF_PEAK_RUNS must be a number >= 1: got '$HALF_PEAK_RUNS'"
 [[ $HALF_PEAK_TOOL == loadgen || $HALF_PEAK_TOOL == oha ]] ||
     die "BENCH_HALF_PEAK_TOOL must be loadgen or oha: got '$HALF_PEAK_TOOL'"
 # The half-peak run takes its rate from a closed-loop read run of coffer or openbao.
@@ -379,16 +385,30 @@ cpu_jiffies() {
 # Open-loop read latency at half of the peak that the closed-loop read run just
 # measured: GET URL at a constant rate of half that req/s, with the same
 # connection count, duration and warm-up as the wrk runs, using
-# BENCH_HALF_PEAK_TOOL. Fails on any non-2xx or socket error (warm-up included),
-# and when the achieved rate is below 90% of the requested one. Writes
-# $TMP/runs/TARGET-read-halfpeak.json ("kind": "half_peak") for report.py.
+# BENCH_HALF_PEAK_TOOL, BENCH_HALF_PEAK_RUNS times (each with its warm-up).
+# Fails on any non-2xx or socket error (warm-up included), and when the achieved
+# rate is below 90% of the requested one. Writes
+# $TMP/runs/TARGET-read-halfpeak-N.json ("kind": "half_peak", "repeat": N) for
+# report.py.
 run_half_peak() {
-    local target=$1 url=$2 peak rate
+    local target=$1 url=$2 peak rate i
     shift 2
     peak=$(json_field rps <"$TMP/runs/$target-read.json")
     rate=$(python3 -c 'import sys; print(max(1, round(float(sys.argv[1]) / 2)))' "$peak")
     mkdir -p "$TMP/halfpeak"
-    "run_half_peak_$HALF_PEAK_TOOL" "$target" "$url" "$peak" "$rate" "$@"
+    for ((i = 1; i <= HALF_PEAK_RUNS; i++)); do
+        ((HALF_PEAK_RUNS == 1)) || log "$target read at half peak: run $i of $HALF_PEAK_RUNS"
+        "run_half_peak_$HALF_PEAK_TOOL" "$target" "$url" "$peak" "$rate" "$@"
+        python3 - "$TMP/runs/$target-read-halfpeak.json" "$i" "$HALF_PEAK_RUNS" \
+            "$TMP/runs/$target-read-halfpeak-$i.json" <<'EOF' || die "cannot number half-peak run $i of $target"
+import json, os, sys
+src, i, n, dest = sys.argv[1:]
+r = json.load(open(src))
+r["repeat"], r["repeats"] = int(i), int(n)
+json.dump(r, open(dest, "w"))
+os.remove(src)
+EOF
+    done
 }
 
 # run_half_peak_loadgen TARGET URL PEAK RATE [-H HEADER...]
@@ -855,6 +875,7 @@ mkdir -p "$(dirname "$RESULTS_MD")"
     echo "wrk=$(wrk -v 2>&1 | head -n1 | cut -d' ' -f1-2)"
     echo "half_peak=$HALF_PEAK"
     echo "half_peak_connections=$HALF_PEAK_CONNECTIONS"
+    echo "half_peak_runs=$HALF_PEAK_RUNS"
     echo "half_peak_tool=$HALF_PEAK_TOOL"
     [[ -n $OHA ]] && echo "oha=$("$OHA" --version 2>/dev/null | head -n1)"
     [[ -n $LOADGEN ]] && echo "loadgen=$("$LOADGEN" --version 2>/dev/null | head -n1)"
