@@ -349,6 +349,15 @@ pub struct SealStatus {
     pub storage: String,
     /// Server version.
     pub version: String,
+    /// Whether the audit log can record: a sink took the last batch. While
+    /// it cannot, every audited request is refused with `audit_unavailable`
+    /// and health answers 503. (Absent from servers before it: true.)
+    #[serde(default = "available")]
+    pub audit_available: bool,
+}
+
+fn available() -> bool {
+    true
 }
 
 /// One keyring key: its id and age, never key material.

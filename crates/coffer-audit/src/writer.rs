@@ -83,6 +83,9 @@ struct Pending {
     /// Sent through [`Auditor::record`], not raised by the writer itself
     /// (its notices and the alert rules' records).
     from_caller: bool,
+    /// A test of the sinks while none works (see [`PROBE_EVERY`]): a sink
+    /// that does not take it has not missed a record.
+    probe: bool,
 }
 
 impl Pending {
@@ -92,9 +95,29 @@ impl Pending {
             record,
             ack: None,
             from_caller: false,
+            probe: false,
+        }
+    }
+
+    fn probe() -> Pending {
+        Pending {
+            probe: true,
+            ..Pending::notice(Record::notice(PROBE_NOTICE))
         }
     }
 }
+
+/// While no sink can record, the upkeep thread offers one of these to the
+/// sinks this often, so that service resumes once one recovers without a
+/// request having to be refused first (a server that its load balancer has
+/// stopped sending requests to, on health's 503, would otherwise never
+/// find out).
+const PROBE_EVERY: Duration = Duration::from_secs(1);
+
+/// Only a sink that takes it ever holds it: so it always reads true.
+const PROBE_NOTICE: &str = "audit log recording again: no sink could record for a while; \
+    this record, written by the server to test the sinks, is the first this one took since \
+    (`missed` counts the records it lost)";
 
 /// The queue of records waiting for a leader to write them.
 struct Queue {
@@ -420,17 +443,22 @@ impl Auditor {
         // and interval syncs on second handles (an fsync of a second's worth
         // of records can take milliseconds; no request waits for it).
         let stop = Arc::new(AtomicBool::new(false));
-        let (s, sh) = (stop.clone(), shared.clone());
+        let (s, sh, up) = (stop.clone(), shared.clone(), healthy.clone());
         let thread = std::thread::Builder::new()
             .name("coffer-audit".into())
             .spawn(move || {
                 let mut synced = Instant::now();
+                let mut probed = Instant::now();
                 // After a failed automatic rotation, the next try waits: each
                 // try writes its notice into the log.
                 let mut retry_at = Instant::now();
                 while !s.load(Ordering::Relaxed) {
                     std::thread::park_timeout(HEADS_EVERY);
                     let mut w = sh.writer_blocking();
+                    if !up.load(Ordering::Relaxed) && probed.elapsed() >= PROBE_EVERY {
+                        probed = Instant::now();
+                        w.commit(&mut vec![Pending::probe()]);
+                    }
                     let plan = w.heads_due();
                     let why = w.rotation_due(&rotation);
                     sh.release(w);
@@ -515,6 +543,7 @@ impl Auditor {
                 json,
                 ack: Some(ack),
                 from_caller: true,
+                probe: false,
             });
             !std::mem::replace(&mut q.leader, true)
         };
@@ -688,12 +717,14 @@ impl Writer {
                         tracing::error!(sink = %sink.spec.describe(), error = %e, "audit sink failed; requests succeed only while another sink records them");
                     }
                     sink.healthy = false;
-                    sink.missed += items.len() as u64;
+                    sink.missed += items.iter().filter(|p| !p.probe).count() as u64;
                 }
             }
         }
         if !any && self.healthy.load(Ordering::Relaxed) {
             tracing::error!("no audit sink can record: requests are refused until one recovers");
+        } else if any && !self.healthy.load(Ordering::Relaxed) {
+            tracing::warn!("an audit sink records again: requests are served");
         }
         self.healthy.store(any, Ordering::Relaxed);
         for p in items {
@@ -1612,5 +1643,75 @@ mod tests {
         sink.write(b"").unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), before);
         verifies_with_head(&path, &key);
+    }
+
+    /// While no sink works, the upkeep thread tests them once a second:
+    /// service resumes once one recovers, without a request refused first,
+    /// and the failed tests do not count as missed records.
+    #[test]
+    fn a_recovered_sink_is_found_without_a_request() {
+        use std::io::BufRead;
+        use std::os::unix::net::UnixListener;
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("collector.sock");
+        let listener = UnixListener::bind(&sock).unwrap();
+        let k = coffer_crypto::Keyring::generate(0).audit_key();
+        let (auditor, _alerts) = Auditor::start(AuditorConfig {
+            sinks: vec![SinkSpec::Socket(format!("unix:{}", sock.display()))],
+            fsync: Fsync::Interval(Duration::from_secs(1)),
+            rules: AlertRules::default(),
+            key: Arc::new(move || Some(k.clone())),
+            rotation: Rotation::default(),
+        })
+        .unwrap();
+        let (first, _) = listener.accept().unwrap();
+        // The collector goes away.
+        drop(first);
+        drop(listener);
+        std::fs::remove_file(&sock).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let mut refused = 0;
+        for i in 0..50 {
+            if !rt.block_on(auditor.record(request(format!("r{i}")))) {
+                refused += 1;
+                if refused == 3 {
+                    break;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(refused, 3, "the lost collector was never noticed");
+        assert!(!auditor.healthy());
+        // Tests go on failing while nothing listens.
+        std::thread::sleep(PROBE_EVERY * 2 + HEADS_EVERY);
+        assert!(!auditor.healthy());
+        // The collector comes back; no request is made.
+        let listener = UnixListener::bind(&sock).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !auditor.healthy() {
+            assert!(
+                Instant::now() < deadline,
+                "the recovered sink was not found"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let (conn, _) = listener.accept().unwrap();
+        let mut line = String::new();
+        let mut reader = std::io::BufReader::new(conn);
+        reader.read_line(&mut line).unwrap();
+        let first: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(first["message"], PROBE_NOTICE, "{line}");
+        assert_eq!(
+            first["missed"], refused,
+            "missed counts the refused records, not the failed tests: {line}"
+        );
+        // The connection it took stays open: service goes on through it.
+        assert!(rt.block_on(auditor.record(request("after".into()))));
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+        assert!(line.contains("\"request_id\":\"after\""), "{line}");
+        auditor.close();
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! `verify`, `hash` and `rotate` need the server (the audit key never leaves it).
 //! `query` and `readers` ask the server (admin), or read a log file directly
-//! with `--file`, which works with the server stopped.
+//! with `--file`, which works with the server stopped. `verify-webhook` checks
+//! a webhook delivery's signature, for receivers, with no server at all.
 
 use std::io::BufReader;
 use std::path::PathBuf;
@@ -92,6 +93,28 @@ Examples:
         #[arg(long)]
         json: bool,
     },
+    /// Check a webhook delivery's signature (its `coffer-signature` header)
+    /// against its body, read from stdin, with the signing key from
+    /// COFFER_WEBHOOK_SECRET or --secret-file. Exits 0 when it matches and is
+    /// fresh, 7 when not. Needs no server.
+    #[command(
+        name = "verify-webhook",
+        after_help = "Examples:
+  coffer audit verify-webhook --secret-file /etc/receiver/coffer-webhook.key \\
+      --signature \"$HTTP_COFFER_SIGNATURE\" < body.json"
+    )]
+    VerifyWebhook {
+        /// The `coffer-signature` header's value: t=SECONDS,v1=HEX.
+        #[arg(long, value_name = "HEADER")]
+        signature: String,
+        /// A file holding the signing key (the server's
+        /// audit.webhook_secret_file).
+        #[arg(long, value_name = "PATH")]
+        secret_file: Option<PathBuf>,
+        /// How many seconds a signature's time may be from this clock.
+        #[arg(long, value_name = "SECS", default_value_t = coffer_crypto::webhook::DEFAULT_TOLERANCE_SECS)]
+        tolerance: u64,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -164,6 +187,11 @@ pub async fn run(g: &Global, cmd: AuditCommand) -> anyhow::Result<Status> {
             }
             Ok(if r.ok { Status::Ok } else { Status::Other })
         }
+        AuditCommand::VerifyWebhook {
+            signature,
+            secret_file,
+            tolerance,
+        } => verify_webhook(&signature, secret_file.as_deref(), tolerance),
         AuditCommand::Hash => {
             let value = if input::stdin_is_terminal() {
                 input::prompt("Value to hash", false)?
@@ -176,6 +204,42 @@ pub async fn run(g: &Global, cmd: AuditCommand) -> anyhow::Result<Status> {
             println!("{}", h.hmac);
             Ok(Status::Ok)
         }
+    }
+}
+
+fn verify_webhook(
+    signature: &str,
+    secret_file: Option<&std::path::Path>,
+    tolerance: u64,
+) -> anyhow::Result<Status> {
+    let Some(key) = crate::webhook::signing_key(secret_file)
+        .map_err(|e| fail(Status::Usage, format!("{e:#}")))?
+    else {
+        return Err(fail(
+            Status::Usage,
+            "give the signing key in COFFER_WEBHOOK_SECRET or --secret-file",
+        ));
+    };
+    let mut body = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::stdin(), &mut body)?;
+    let now = crate::webhook::unix_now();
+    match key.verify(signature, &body, now, tolerance) {
+        Ok(t) => {
+            println!(
+                "signature ok: signed {} s {}",
+                now.abs_diff(t),
+                if t <= now {
+                    "ago"
+                } else {
+                    "ahead of this clock"
+                }
+            );
+            Ok(Status::Ok)
+        }
+        Err(e) => Err(fail(
+            Status::Invalid,
+            format!("signature NOT accepted: {e}"),
+        )),
     }
 }
 

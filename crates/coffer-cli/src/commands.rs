@@ -116,9 +116,21 @@ async fn status(g: &crate::cli::Global, as_json: bool) -> anyhow::Result<Status>
             ("Unseal progress", format!("{}/{}", s.progress, s.threshold)),
             ("Storage", s.storage.clone()),
             ("Version", s.version.clone()),
+            (
+                "Audit log",
+                if s.audit_available {
+                    "recording".to_string()
+                } else {
+                    "UNAVAILABLE: no sink can record; requests are refused".to_string()
+                },
+            ),
         ])?;
     }
-    Ok(if s.sealed { Status::Sealed } else { Status::Ok })
+    Ok(if s.sealed || !s.audit_available {
+        Status::Sealed
+    } else {
+        Status::Ok
+    })
 }
 
 async fn init(

@@ -7,7 +7,7 @@
 //! | 2 | usage error (bad flags or arguments) |
 //! | 3 | not found |
 //! | 4 | permission denied (missing, invalid or insufficient token) |
-//! | 5 | sealed or not initialized |
+//! | 5 | sealed or not initialized; the audit log cannot record |
 //! | 6 | server unreachable |
 //! | 7 | validation failed (bad input, value too large) |
 //! | 8 | conflict (check-and-set failed, already initialized) |

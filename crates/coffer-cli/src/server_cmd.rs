@@ -65,6 +65,13 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<Status> {
         config.lifecycle_interval_secs = secs;
     }
     init_logging(&config.log_level, &config.log_format);
+    let webhook_key = crate::webhook::signing_key(config.audit.webhook_secret_file.as_deref())
+        .map_err(|e| fail(Status::Usage, format!("{e:#}")))?;
+    if webhook_key.is_none() && !config.audit.webhooks.is_empty() {
+        tracing::warn!(
+            "alerts go to the webhooks unsigned: set audit.webhook_secret_file (or COFFER_WEBHOOK_SECRET) so receivers can tell them from forgeries"
+        );
+    }
     if args.dev && !config.listen.ip().is_loopback() {
         return Err(fail(
             Status::Usage,
@@ -146,6 +153,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<Status> {
     let webhooks = tokio::spawn(crate::webhook::deliver(
         alerts,
         config.audit.webhooks.clone(),
+        webhook_key,
     ));
     let (leading, _) = tokio::sync::watch::channel(false);
     let leader = tokio::spawn(lead_periodically(coffer.clone(), leading.clone()));

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::canary::Canary;
-use common::{Mode, Server, init_and_unseal, ok, webhook_receiver};
+use common::{Mode, Server, init_and_unseal, ok, webhook_receiver_with_headers};
 use serde_json::Value;
 
 fn records(file: &Path) -> Vec<Value> {
@@ -556,6 +556,9 @@ fn a_full_disk_refuses_every_request_and_reveals_nothing() {
         (503, "audit_unavailable")
     );
     assert!(!r.text().contains("CANARY"));
+    let h = common::http(host, "GET", "/api/v1/sys/health", None, None, &[]);
+    assert_eq!(h.status, 503, "{}", h.text());
+    assert_eq!(h.json()["audit_available"], false);
     let _ = child.kill();
     let _ = child.wait();
     let logs = std::fs::read_to_string(&err_log).unwrap();
@@ -644,31 +647,48 @@ fn a_lost_socket_sink_refuses_requests_until_it_returns() {
         "CANARY-socket"
     );
 
+    let health = |status: u16| {
+        let r = server.http("GET", "/api/v1/sys/health", None, None);
+        (r.status == status).then(|| r.json())
+    };
+    assert!(health(200).is_some_and(|h| h["audit_available"] == true));
+
     collector.stop();
     let get = cli().run(&["get", "app/db"]);
     assert_eq!(get.code(), 5, "{}", get.stderr());
     assert!(!get.stdout().contains("CANARY"));
     cli().stdin("changed").run(&["set", "app/db"]).expect(5);
+    // Health tells load balancers, and status operators, that every request
+    // is being refused.
+    let h = health(503).expect("health answers 503 while nothing can record");
+    assert_eq!(h["sealed"], false);
+    assert_eq!(h["audit_available"], false);
+    let status = cli().run(&["status"]);
+    assert_eq!(status.code(), 5, "{}", status.stdout());
+    assert!(
+        status.stdout().contains("UNAVAILABLE"),
+        "{}",
+        status.stdout()
+    );
 
+    // The collector returns. With no request made (a load balancer sends
+    // none to a server whose health is 503), the server finds out by itself.
     let collector = Collector::start(port, lines.clone());
     let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let get = cli().run(&["get", "app/db"]);
-        if get.code() == 0 {
-            assert_eq!(
-                get.stdout(),
-                "CANARY-socket",
-                "the refused write changed nothing"
-            );
-            break;
-        }
+    while health(200).is_none() {
         assert!(
             Instant::now() < deadline,
-            "service did not resume: {}",
-            get.stderr()
+            "the recovered sink was not noticed:\n{}",
+            server.logs()
         );
-        std::thread::sleep(Duration::from_millis(300));
+        std::thread::sleep(Duration::from_millis(100));
     }
+    assert_eq!(
+        cli().run(&["get", "app/db"]).expect(0).stdout(),
+        "CANARY-socket",
+        "the refused write changed nothing"
+    );
+    cli().run(&["status"]).expect(0);
     collector.stop();
     let got: Vec<Value> = lines
         .lock()
@@ -681,19 +701,34 @@ fn a_lost_socket_sink_refuses_requests_until_it_returns() {
     for (i, r) in got.iter().enumerate() {
         assert_eq!(r["seq"], i as u64 + 1, "{r}");
     }
+    // The first record after the outage is the server's test of the sink,
+    // and it counts the records lost (the two refused requests and those
+    // made while the lost connection went unnoticed), not the tests.
+    let back = got
+        .iter()
+        .find(|r| r["missed"].as_u64().is_some_and(|n| n >= 1))
+        .expect("a record says what was missed");
     assert!(
-        got.iter()
-            .any(|r| r["missed"].as_u64().is_some_and(|n| n >= 1))
+        back["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("audit log recording again")),
+        "{back}"
     );
+    assert!(back["missed"].as_u64().unwrap() <= 6, "{back}");
     assert!(!lines.lock().unwrap().concat().contains("CANARY"));
 }
 
 #[test]
 fn alerts_are_records_and_reach_webhooks_with_retry() {
     let dir = tempfile::tempdir().unwrap();
-    let (port, bodies) = webhook_receiver();
+    let (port, bodies, deliveries) = webhook_receiver_with_headers();
+    // The signing key is itself a canary: it must show nowhere.
+    let key = "CANARYwebhookkey0123456789abcdef0123456789abcdef";
+    let key_file = dir.path().join("webhook.key");
+    std::fs::write(&key_file, format!("{key}\n")).unwrap();
     let config = format!(
-        "[audit]\nwebhooks = [\"http://127.0.0.1:{port}/hook\"]\n[audit.alerts]\nfailures = 3\n"
+        "[audit]\nwebhooks = [\"http://127.0.0.1:{port}/hook\"]\nwebhook_secret_file = \"{}\"\n[audit.alerts]\nfailures = 3\n",
+        key_file.display()
     );
     let server = Server::start(dir.path(), Mode::Config(&config));
     let (_, root) = init_and_unseal(|| server.cli());
@@ -733,6 +768,81 @@ fn alerts_are_records_and_reach_webhooks_with_retry() {
     assert_eq!(recs[0]["alert"]["rule"], "failure_burst");
     let raw = std::fs::read_to_string(server.data_dir().join("audit.log")).unwrap();
     assert!(!raw.contains(stolen));
+
+    // Every attempt is signed afresh, under one delivery id; a receiver
+    // checks the signature with `coffer audit verify-webhook`.
+    let attempts: Vec<common::Delivery> = deliveries
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|d| d.body.contains("failure_burst"))
+        .cloned()
+        .collect();
+    assert!(attempts.len() >= 2, "{attempts:?}");
+    assert_eq!((attempts[0].status, attempts[1].status), (500, 200));
+    let id = attempts[0]
+        .header("coffer-delivery")
+        .expect("a delivery id");
+    assert_eq!(id.len(), 32, "{id}");
+    assert!(
+        attempts
+            .iter()
+            .all(|d| d.header("coffer-delivery") == Some(id))
+    );
+    let other_key = dir.path().join("other.key");
+    std::fs::write(&other_key, "another-key-0123456789abcdef0123456789").unwrap();
+    let mut outputs = String::new();
+    for d in &attempts {
+        let sig = d.header("coffer-signature").expect("signed");
+        let check = |file: &Path, body: &str| {
+            let out = server.cli().stdin(body).run(&[
+                "audit",
+                "verify-webhook",
+                "--secret-file",
+                file.to_str().unwrap(),
+                "--signature",
+                sig,
+            ]);
+            (out.code(), format!("{}{}", out.stdout(), out.stderr()))
+        };
+        let (code, out) = check(&key_file, &d.body);
+        assert_eq!(code, 0, "{out}");
+        assert!(out.contains("signature ok"), "{out}");
+        outputs += &out;
+        // One byte of the body changed, or another key: refused, exit 7.
+        let edited = d.body.replacen("failure_burst", "failure_bursT", 1);
+        let (code, out) = check(&key_file, &edited);
+        assert_eq!(code, 7, "{out}");
+        assert!(out.contains("does not match"), "{out}");
+        outputs += &out;
+        let (code, out) = check(&other_key, &d.body);
+        assert_eq!(code, 7, "{out}");
+        outputs += &out;
+    }
+    // A replay: the first attempt was signed at least a second before the
+    // retry (its backoff), so with no tolerance it is too old by now.
+    let replay = server
+        .cli()
+        .env("COFFER_WEBHOOK_SECRET", key)
+        .stdin(&attempts[0].body)
+        .run(&[
+            "audit",
+            "verify-webhook",
+            "--signature",
+            attempts[0].header("coffer-signature").unwrap(),
+            "--tolerance",
+            "0",
+        ]);
+    assert_eq!(replay.code(), 7, "{}", replay.stderr());
+    assert!(replay.stderr().contains("old"), "{}", replay.stderr());
+    outputs += &replay.stderr();
+    let raw = std::fs::read_to_string(server.data_dir().join("audit.log")).unwrap();
+    for place in [&raw, &server.logs(), &outputs] {
+        assert!(
+            !place.contains("CANARYwebhookkey"),
+            "the signing key leaked: {place}"
+        );
+    }
 }
 
 /// The project-wide canary scan: one value sent through every kind of

@@ -281,6 +281,7 @@ fn exit_statuses_and_one_line_errors() {
     assert_eq!(s["initialized"], true);
     assert_eq!(s["sealed"], false);
     assert_eq!(s["storage"], "sqlite");
+    assert_eq!(s["audit_available"], true);
 
     // --help has examples for every command.
     for cmd in [

@@ -3,7 +3,6 @@
 
 use coffer_api::{self as api, WireSecret};
 use hyper::Method;
-use serde::Serialize;
 
 use crate::{Client, ClientError, encode_query};
 
@@ -120,9 +119,21 @@ impl Client {
             .await
     }
 
-    /// POSTs `body` as JSON to the client's address itself (a webhook URL),
-    /// succeeding on any 2xx answer.
-    pub async fn post_to_address<B: Serialize>(&self, body: &B) -> Result<(), ClientError> {
-        self.call_raw(Method::POST, "", Some(body)).await.map(drop)
+    /// POSTs `json` (the body's exact bytes) to the client's address itself
+    /// (a webhook URL) with `headers` besides, succeeding on any 2xx answer.
+    pub async fn post_to_address(
+        &self,
+        json: Vec<u8>,
+        headers: &[(&str, &str)],
+    ) -> Result<(), ClientError> {
+        let mut req = self
+            .request(Method::POST, "")?
+            .header(hyper::header::CONTENT_TYPE, "application/json");
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        self.send(req, hyper::body::Bytes::from(json))
+            .await
+            .map(drop)
     }
 }

@@ -352,14 +352,24 @@ impl Client {
         let body = match body {
             Some(b) => {
                 req = req.header(hyper::header::CONTENT_TYPE, "application/json");
-                Full::new(Bytes::from(serde_json::to_vec(b).map_err(|_| {
+                Bytes::from(serde_json::to_vec(b).map_err(|_| {
                     ClientError::new(ErrorKind::Config, "cannot encode the request")
-                })?))
+                })?)
             }
-            None => Full::new(Bytes::new()),
+            None => Bytes::new(),
         };
+        self.send(req, body).await
+    }
+
+    /// Sends a request built by [`Client::request`] with `body`; the answer's
+    /// body on 2xx, else the error it describes.
+    async fn send(
+        &self,
+        req: hyper::http::request::Builder,
+        body: Bytes,
+    ) -> Result<Bytes, ClientError> {
         let req = req
-            .body(body)
+            .body(Full::new(body))
             .map_err(|_| ClientError::new(ErrorKind::Config, "cannot build the request"))?;
         let addr = &self.inner.base;
         let work = async {

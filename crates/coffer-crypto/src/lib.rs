@@ -21,6 +21,8 @@
 //!   and a dummy verification that hides whether an account exists.
 //! * [`totp`] — RFC 6238 one-time codes for two-factor login: secrets, the
 //!   verification window and the `otpauth://` enrollment URI.
+//! * [`webhook`] — signatures on webhook deliveries (HMAC-SHA256 over the
+//!   time and the body) and their verification.
 //!
 //! The crate performs no I/O of any kind (no files, network, environment or
 //! logging); callers persist and transport the bytes it produces. Its only
@@ -39,6 +41,7 @@ pub mod secret;
 pub mod shamir;
 pub mod token;
 pub mod totp;
+pub mod webhook;
 
 pub use aead::CryptoError;
 pub use keyring::{AuditKey, KeyId, Keyring, RootKey, UnsealKey};

@@ -153,6 +153,11 @@ pub struct AuditConfig {
     /// URLs that alerts are POSTed to (JSON; never a value).
     #[serde(default)]
     pub webhooks: Vec<String>,
+    /// A file holding the key webhook deliveries are signed with (at least
+    /// 32 bytes; `COFFER_WEBHOOK_SECRET` takes precedence). Without one,
+    /// deliveries are unsigned.
+    #[serde(default)]
+    pub webhook_secret_file: Option<PathBuf>,
     /// Rotate log files once one has grown to this many bytes (default:
     /// only when asked).
     #[serde(default)]
@@ -174,6 +179,7 @@ impl Default for AuditConfig {
             sockets: Vec::new(),
             fsync: default_fsync(),
             webhooks: Vec::new(),
+            webhook_secret_file: None,
             rotate_bytes: None,
             rotate_interval_secs: None,
             alerts: coffer_audit::AlertRules::default(),

@@ -190,7 +190,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for UrlQuery<T> {
 
 pub use crate::timefmt::rfc3339;
 
-fn seal_status(coffer: &Coffer) -> api::SealStatus {
+fn seal_status(coffer: &Coffer, auditor: &coffer_audit::Auditor) -> api::SealStatus {
     let s = coffer.status();
     api::SealStatus {
         initialized: s.initialized,
@@ -200,6 +200,7 @@ fn seal_status(coffer: &Coffer) -> api::SealStatus {
         progress: s.progress,
         storage: s.storage.to_string(),
         version: env!("CARGO_PKG_VERSION").to_string(),
+        audit_available: auditor.healthy(),
     }
 }
 
@@ -244,11 +245,13 @@ fn into_secret_value(wire: WireValue) -> SecretValue {
 
 async fn health(State(st): State<AppState>) -> Response {
     st.coffer.notice_initialization().await;
-    let s = seal_status(&st.coffer);
-    // Load balancers route on the status code: 200 active, 503 sealed, 501 not initialized.
+    let s = seal_status(&st.coffer, &st.auditor);
+    // Load balancers route on the status code: 200 active, 503 sealed or
+    // unable to audit (every other request would be refused), 501 not
+    // initialized.
     let code = if !s.initialized {
         StatusCode::NOT_IMPLEMENTED
-    } else if s.sealed {
+    } else if s.sealed || !s.audit_available {
         StatusCode::SERVICE_UNAVAILABLE
     } else {
         StatusCode::OK
@@ -258,7 +261,7 @@ async fn health(State(st): State<AppState>) -> Response {
 
 async fn status(State(st): State<AppState>) -> Json<api::SealStatus> {
     st.coffer.notice_initialization().await;
-    Json(seal_status(&st.coffer))
+    Json(seal_status(&st.coffer, &st.auditor))
 }
 
 async fn init(
@@ -288,7 +291,7 @@ async fn unseal(
         })?;
         st.coffer.unseal(key).await?;
     }
-    Ok(Json(seal_status(&st.coffer)))
+    Ok(Json(seal_status(&st.coffer, &st.auditor)))
 }
 
 async fn seal(State(st): State<AppState>, Auth(id): Auth) -> Result<StatusCode, ApiError> {

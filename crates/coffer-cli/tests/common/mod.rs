@@ -514,42 +514,86 @@ pub fn init_and_unseal(cli: impl Fn() -> Cli) -> (String, String) {
 
 /// A webhook receiver that fails its first delivery and accepts the rest.
 pub fn webhook_receiver() -> (u16, Arc<Mutex<Vec<String>>>) {
+    let (port, bodies, _) = webhook_receiver_with_headers();
+    (port, bodies)
+}
+
+/// What a test's helper thread collects.
+pub type Shared<T> = Arc<Mutex<Vec<T>>>;
+
+/// One POST a webhook receiver took: its headers (names lower-cased), its
+/// body, and the status it was answered with.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+    pub status: u16,
+}
+
+impl Delivery {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// [`webhook_receiver`], also keeping every attempt with its headers (the
+/// first, answered 500, included).
+pub fn webhook_receiver_with_headers() -> (u16, Shared<String>, Shared<Delivery>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let bodies = Arc::new(Mutex::new(Vec::new()));
-    let b = bodies.clone();
+    let deliveries = Arc::new(Mutex::new(Vec::new()));
+    let (b, d) = (bodies.clone(), deliveries.clone());
     std::thread::spawn(move || {
         for (n, conn) in listener.incoming().enumerate() {
             let Ok(mut conn) = conn else { continue };
             let mut reader = BufReader::new(conn.try_clone().unwrap());
             let mut len = 0usize;
+            let mut headers = Vec::new();
             loop {
                 let mut line = String::new();
                 if reader.read_line(&mut line).unwrap_or(0) == 0 {
                     break;
                 }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    len = v.trim().parse().unwrap();
-                }
                 if line == "\r\n" {
                     break;
+                }
+                if let Some((name, value)) = line.split_once(':') {
+                    let name = name.trim().to_ascii_lowercase();
+                    let value = value.trim().to_string();
+                    if name == "content-length" {
+                        len = value.parse().unwrap();
+                    }
+                    headers.push((name, value));
                 }
             }
             let mut body = vec![0; len];
             reader.read_exact(&mut body).unwrap();
-            let status = if n == 0 {
-                "500 Internal Server Error"
-            } else {
-                "200 OK"
-            };
+            let body = String::from_utf8(body).unwrap();
+            let status = if n == 0 { 500 } else { 200 };
             if n > 0 {
-                b.lock().unwrap().push(String::from_utf8(body).unwrap());
+                b.lock().unwrap().push(body.clone());
             }
+            d.lock().unwrap().push(Delivery {
+                headers,
+                body,
+                status,
+            });
+            let reason = if status == 200 {
+                "OK"
+            } else {
+                "Internal Server Error"
+            };
             let _ = conn.write_all(
-                format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-                    .as_bytes(),
+                format!(
+                    "HTTP/1.1 {status} {reason}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                )
+                .as_bytes(),
             );
         }
     });
-    (port, bodies)
+    (port, bodies, deliveries)
 }
