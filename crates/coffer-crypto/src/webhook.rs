@@ -81,11 +81,7 @@ impl WebhookKey {
     #[must_use]
     pub fn sign(&self, time: u64, body: &[u8]) -> String {
         let tag = self.mac(time, body).finalize().into_bytes();
-        let mut out = format!("t={time},v1=");
-        for b in tag {
-            out.push_str(&format!("{b:02x}"));
-        }
-        out
+        format!("t={time},v1={}", crate::generate::hex(&tag))
     }
 
     /// Checks `header` against `body` at Unix time `now`; on success, the
