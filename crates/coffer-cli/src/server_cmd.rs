@@ -150,11 +150,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<Status> {
         },
         coffer_server::body_limit_for(config.max_value_bytes),
     );
-    let webhooks = tokio::spawn(crate::webhook::deliver(
-        alerts,
-        config.audit.webhooks.clone(),
-        webhook_key,
-    ));
+    let webhooks = crate::webhook::start(alerts, config.audit.webhooks.clone(), webhook_key);
     let (leading, _) = tokio::sync::watch::channel(false);
     let leader = tokio::spawn(lead_periodically(coffer.clone(), leading.clone()));
     let sweeper = tokio::spawn(sweep_periodically(
@@ -180,10 +176,12 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<Status> {
     hangups.abort();
     scheduler.abort();
     leader.abort();
-    webhooks.abort();
     // Write what is queued, the head files, and sync.
     let closing = auditor.clone();
     let _ = tokio::task::spawn_blocking(move || closing.close()).await;
+    // The last alerts (the closing ones among them) and those waiting for a
+    // retry get one more try.
+    webhooks.finish(WEBHOOKS_AT_STOP).await;
     coffer
         .close()
         .await
@@ -236,6 +234,9 @@ pub(crate) async fn open_store(
 
 /// How often a node checks (or takes) the role of running background jobs.
 const LEAD_CHECK: Duration = Duration::from_secs(1);
+
+/// How long a stopping server waits for its last webhook deliveries.
+const WEBHOOKS_AT_STOP: Duration = Duration::from_secs(5);
 
 /// Keeps `leading` true while this node holds the leader role; with
 /// several nodes on one PostgreSQL exactly one unsealed node does, and

@@ -6,7 +6,8 @@
 //! Each delivery carries `coffer-delivery` (the same random id on every
 //! attempt and URL, for receivers to drop duplicates) and, with a signing
 //! key configured, `coffer-signature` (see `coffer_crypto::webhook`),
-//! signed afresh at each attempt.
+//! signed afresh at each attempt. When the server stops, alerts not yet
+//! delivered get one more attempt at once (see [`Webhooks::finish`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,11 +23,47 @@ pub const DELIVERY_HEADER: &str = "coffer-delivery";
 /// The header with the signature.
 pub const SIGNATURE_HEADER: &str = "coffer-signature";
 
-/// Runs until the alert channel closes.
-pub async fn deliver(
+/// The delivery task and the switch that tells it the server is stopping.
+pub struct Webhooks {
+    stopping: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Starts delivering the alerts that arrive on `alerts` to `urls`.
+pub fn start(
+    alerts: UnboundedReceiver<Record>,
+    urls: Vec<String>,
+    key: Option<Arc<WebhookKey>>,
+) -> Webhooks {
+    let (stopping, told) = tokio::sync::watch::channel(false);
+    Webhooks {
+        stopping,
+        task: tokio::spawn(deliver(alerts, urls, key, told)),
+    }
+}
+
+impl Webhooks {
+    /// For a server that is stopping: every alert not yet delivered (those
+    /// waiting to be retried, and those raised last) is tried once more at
+    /// once, and this waits up to `within` for them. Whatever is still
+    /// undelivered then is logged and dropped (it is in the audit log).
+    pub async fn finish(self, within: Duration) {
+        let _ = self.stopping.send(true);
+        let mut task = self.task;
+        if tokio::time::timeout(within, &mut task).await.is_err() {
+            task.abort();
+            tracing::error!(
+                "alerts still being delivered to webhooks when the server stopped were dropped"
+            );
+        }
+    }
+}
+
+async fn deliver(
     mut alerts: UnboundedReceiver<Record>,
     urls: Vec<String>,
     key: Option<Arc<WebhookKey>>,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
 ) {
     let clients: Vec<(String, coffer_client::Client)> = urls
         .into_iter()
@@ -43,7 +80,15 @@ pub async fn deliver(
             }
         })
         .collect();
-    while let Some(alert) = alerts.recv().await {
+    let mut deliveries = tokio::task::JoinSet::new();
+    loop {
+        let alert = tokio::select! {
+            a = alerts.recv() => a,
+            _ = stopping.wait_for(|s| *s) => alerts.try_recv().ok(),
+            // Finished deliveries are let go as they end.
+            Some(_) = deliveries.join_next(), if !deliveries.is_empty() => continue,
+        };
+        let Some(alert) = alert else { break };
         let Ok(body) = serde_json::to_vec(&alert) else {
             continue;
         };
@@ -54,14 +99,15 @@ pub async fn deliver(
         for (url, client) in &clients {
             // Each delivery retries on its own, so a slow receiver does not
             // hold up the others or the next alert.
-            let (url, client, body, delivery, key) = (
+            let (url, client, body, delivery, key, mut stopping) = (
                 url.clone(),
                 client.clone(),
                 body.clone(),
                 delivery.clone(),
                 key.clone(),
+                stopping.clone(),
             );
-            tokio::spawn(async move {
+            deliveries.spawn(async move {
                 let mut delay = Duration::from_secs(1);
                 for attempt in 1..=ATTEMPTS {
                     let signature = key.as_ref().map(|k| k.sign(unix_now(), &body));
@@ -69,14 +115,20 @@ pub async fn deliver(
                     if let Some(s) = &signature {
                         headers.push((SIGNATURE_HEADER, s.as_str()));
                     }
+                    let last = attempt == ATTEMPTS || *stopping.borrow();
                     match client.post_to_address(body.clone(), &headers).await {
                         Ok(()) => return,
-                        Err(e) if attempt == ATTEMPTS => {
+                        Err(e) if last => {
                             tracing::error!(webhook = %url, error = %e, "alert not delivered; giving up");
+                            return;
                         }
                         Err(e) => {
                             tracing::warn!(webhook = %url, error = %e, attempt, "alert delivery failed; retrying");
-                            tokio::time::sleep(delay).await;
+                            // A stopping server tries once more at once.
+                            tokio::select! {
+                                _ = tokio::time::sleep(delay) => {}
+                                _ = stopping.wait_for(|s| *s) => {}
+                            }
                             delay *= 2;
                         }
                     }
@@ -84,6 +136,7 @@ pub async fn deliver(
             });
         }
     }
+    while deliveries.join_next().await.is_some() {}
 }
 
 /// Seconds since the Unix epoch.

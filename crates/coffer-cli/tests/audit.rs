@@ -845,6 +845,45 @@ fn alerts_are_records_and_reach_webhooks_with_retry() {
     }
 }
 
+/// An alert whose delivery waits for a retry when the server stops is tried
+/// once more, at once, before the server exits, under the same delivery id.
+#[test]
+fn a_stopping_server_tries_its_undelivered_alerts_once_more() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, bodies, deliveries) = webhook_receiver_with_headers();
+    let config = format!(
+        "[audit]\nwebhooks = [\"http://127.0.0.1:{port}/hook\"]\n[audit.alerts]\nfailures = 3\n"
+    );
+    let server = Server::start(dir.path(), Mode::Config(&config));
+    init_and_unseal(|| server.cli());
+    for _ in 0..3 {
+        let r = server.http("GET", "/api/v1/secrets/app/db", Some("cft_nobody"), None);
+        assert_eq!(r.status, 401);
+    }
+    // The receiver refuses the first attempt; the next would come a second
+    // later, but the server is stopped at once.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while deliveries.lock().unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "no delivery attempted");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert!(server.stop().success());
+    let got = bodies.lock().unwrap().clone();
+    assert!(
+        got.iter().any(|b| b.contains("failure_burst")),
+        "the alert was dropped at stop: {got:?}"
+    );
+    let attempts = deliveries.lock().unwrap().clone();
+    let ids: Vec<_> = attempts
+        .iter()
+        .filter(|d| d.body.contains("failure_burst"))
+        .map(|d| (d.status, d.header("coffer-delivery").map(str::to_string)))
+        .collect();
+    assert_eq!(ids.len(), 2, "{attempts:?}");
+    assert_eq!((ids[0].0, ids[1].0), (500, 200));
+    assert_eq!(ids[0].1, ids[1].1);
+}
+
 /// The project-wide canary scan: one value sent through every kind of
 /// request, good and bad, then searched for in everything the system wrote.
 #[test]
