@@ -110,6 +110,14 @@ pub struct AuditRotateResponse {
     /// The files that could not be; they go on as they were.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failed: Vec<AuditRotateFailure>,
+    /// Rotated files removed afterwards by the retention policy
+    /// (`audit.keep_rotated_files`, `audit.keep_rotated_days`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removed: Vec<String>,
+    /// Rotated files the retention policy no longer keeps but that could
+    /// not be removed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_removed: Vec<AuditRotateFailure>,
 }
 
 /// One log file set aside.

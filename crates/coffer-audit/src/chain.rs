@@ -148,6 +148,8 @@ fn empty_head() -> Head {
 pub(crate) const ROTATION_CLOSING: &str = "audit log rotation:";
 /// How the first record of the file after it begins.
 pub(crate) const ROTATION_OPENING: &str = "audit log rotated:";
+/// Starts the notice that names rotated files removed by retention.
+pub(crate) const RETENTION_NOTICE: &str = "audit log retention:";
 
 /// What the first record of the file after a rotation says about the end of
 /// the file before it.

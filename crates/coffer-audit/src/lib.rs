@@ -45,6 +45,14 @@ pub use writer::{
 /// (`LOG.YYYYMMDDTHHMMSSZ`, or with `-N` added), oldest first. Head files
 /// and anything else in the directory are left out.
 pub fn rotated_files(log: &std::path::Path) -> std::io::Result<Vec<std::path::PathBuf>> {
+    Ok(rotated_entries(log)?.into_iter().map(|(_, p)| p).collect())
+}
+
+/// [`rotated_files`] with the order key of each: the time in its name and
+/// the number after it (0 for none).
+pub(crate) fn rotated_entries(
+    log: &std::path::Path,
+) -> std::io::Result<Vec<((String, u64), std::path::PathBuf)>> {
     let Some(name) = log.file_name().map(|n| n.to_string_lossy().into_owned()) else {
         return Ok(Vec::new());
     };
@@ -76,7 +84,36 @@ pub fn rotated_files(log: &std::path::Path) -> std::io::Result<Vec<std::path::Pa
         }
     }
     found.sort();
-    Ok(found.into_iter().map(|(_, p)| p).collect())
+    Ok(found)
+}
+
+/// When `file`, one of `log`'s rotated files (see [`rotated_files`]), was
+/// set aside: the UTC time in its name.
+pub(crate) fn rotation_time(
+    log: &std::path::Path,
+    file: &std::path::Path,
+) -> Option<time::OffsetDateTime> {
+    let name = log.file_name()?.to_str()?;
+    let rest = file
+        .file_name()?
+        .to_str()?
+        .strip_prefix(name)?
+        .strip_prefix('.')?;
+    let s = rest.get(..16)?;
+    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<u32>().ok();
+    let date = time::Date::from_calendar_date(
+        i32::try_from(num(0..4)?).ok()?,
+        time::Month::try_from(u8::try_from(num(4..6)?).ok()?).ok()?,
+        u8::try_from(num(6..8)?).ok()?,
+    )
+    .ok()?;
+    let at = time::Time::from_hms(
+        u8::try_from(num(9..11)?).ok()?,
+        u8::try_from(num(11..13)?).ok()?,
+        u8::try_from(num(13..15)?).ok()?,
+    )
+    .ok()?;
+    Some(date.with_time(at).assume_utc())
 }
 
 /// The files of `log`'s whole history, oldest first: those rotation set

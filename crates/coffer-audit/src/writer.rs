@@ -51,13 +51,20 @@ pub struct AuditorConfig {
     pub rotation: Rotation,
 }
 
-/// Automatic rotation of log files (besides [`Auditor::rotate`]).
+/// Automatic rotation of log files (besides [`Auditor::rotate`]), and how
+/// long the files set aside are kept.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Rotation {
     /// Rotate once a log file has grown to this many bytes.
     pub max_bytes: Option<u64>,
     /// Rotate once this long has passed since the last rotation (or the start).
     pub every: Option<Duration>,
+    /// After each rotation, remove the oldest rotated files of each log
+    /// beyond this many (none removed by count when unset).
+    pub keep_files: Option<usize>,
+    /// After each rotation, remove the rotated files set aside longer ago
+    /// than this, by the time in their names (none removed by age when unset).
+    pub keep_for: Option<Duration>,
 }
 
 /// Why the writer did not start.
@@ -294,14 +301,118 @@ fn rotate_shared(shared: &Shared) -> Result<RotateReport, RotateError> {
     if !handed.is_empty() {
         w.commit(&mut handed);
     }
-    let report = {
+    let mut report = {
         // Held throughout, so that no head file planned before the
         // rotation is written in the middle of it.
         let mut heads_written = lock(&shared.head_io);
         w.rotate(&stamp, &mut heads_written)
     };
+    let policy = w.rotation;
+    let logs: Vec<PathBuf> = report.rotated.iter().map(|r| r.log.clone()).collect();
     shared.release(w);
+    if !logs.is_empty() && (policy.keep_files.is_some() || policy.keep_for.is_some()) {
+        expire(shared, &policy, &logs, &mut report);
+    }
     Ok(report)
+}
+
+/// Removes the rotated files of `logs` that `policy` no longer keeps, with
+/// their head files, outside the writer's lock, and records what went in a
+/// notice (or an `audit_retention_failed` alert for a file that could not
+/// be removed). Only the oldest go: a file is removed only if every file
+/// older than it is too, so what remains is an unbroken history.
+fn expire(shared: &Shared, policy: &Rotation, logs: &[PathBuf], report: &mut RotateReport) {
+    let now = time::OffsetDateTime::now_utc();
+    let mut records = Vec::new();
+    for log in logs {
+        let files = match crate::rotated_files(log) {
+            Ok(f) => f,
+            Err(e) => {
+                report
+                    .expire_failed
+                    .push((log.clone(), format!("cannot list its rotated files: {e}")));
+                continue;
+            }
+        };
+        let count = files.len();
+        let mut removed = Vec::new();
+        for (i, file) in files.iter().enumerate() {
+            let newer = count - i - 1;
+            let too_many = policy.keep_files.is_some_and(|keep| newer >= keep);
+            let too_old = policy.keep_for.is_some_and(|keep| {
+                crate::rotation_time(log, file).is_some_and(|t| now - t > keep)
+            });
+            if !(too_many || too_old) {
+                // Newer files are kept too.
+                break;
+            }
+            let head = chain::head_path(file);
+            match std::fs::remove_file(file) {
+                Ok(()) => {
+                    let _ = std::fs::remove_file(&head);
+                    tracing::info!(file = %file.display(), "rotated audit log file removed (retention)");
+                    removed.push(file.clone());
+                }
+                Err(e) => {
+                    tracing::error!(file = %file.display(), error = %e, "cannot remove a rotated audit log file (retention)");
+                    report
+                        .expire_failed
+                        .push((file.clone(), format!("cannot remove it: {e}")));
+                    // Removing a newer one would leave a gap.
+                    break;
+                }
+            }
+        }
+        if !removed.is_empty() {
+            let names: Vec<String> = removed.iter().map(|f| f.display().to_string()).collect();
+            records.push(Pending::notice(Record::notice(format!(
+                "{} removed {}: rotated files of {} {}",
+                chain::RETENTION_NOTICE,
+                names.join(", "),
+                log.display(),
+                describe_retention(policy)
+            ))));
+            report.expired.extend(removed);
+        }
+    }
+    for (file, reason) in &report.expire_failed {
+        let message = format!("{} was not removed by retention ({reason})", file.display());
+        tracing::error!(target: "coffer::alert", alert = "audit_retention_failed", "{message}");
+        let mut r = Record::notice(message);
+        r.kind = crate::record::Kind::Alert;
+        r.alert = Some(crate::record::AlertInfo {
+            rule: "audit_retention_failed".into(),
+            subject: file.display().to_string(),
+            count: 1,
+            window_secs: 0,
+        });
+        records.push(Pending {
+            from_caller: true,
+            ..Pending::notice(r)
+        });
+    }
+    if !records.is_empty() {
+        let mut w = shared.writer_blocking();
+        w.commit(&mut records);
+        shared.release(w);
+    }
+}
+
+/// The retention policy, in words, for the notice.
+fn describe_retention(policy: &Rotation) -> String {
+    let mut parts = Vec::new();
+    if let Some(n) = policy.keep_files {
+        parts.push(format!("beyond the {n} newest"));
+    }
+    if let Some(d) = policy.keep_for {
+        let s = d.as_secs();
+        parts.push(if s % 86_400 == 0 {
+            format!("older than {} days", s / 86_400)
+        } else {
+            format!("older than {s} s")
+        });
+    }
+    parts.join(" or ")
 }
 
 /// On a runtime, replaces the acknowledgements of a batch about to be
@@ -395,6 +506,7 @@ impl Auditor {
             heads_dirty: true,
             written: Arc::new(AtomicBool::new(false)),
             last_rotation: Instant::now(),
+            rotation: config.rotation,
             out: Vec::new(),
             scratch: Vec::new(),
         };
@@ -653,6 +765,8 @@ struct Writer {
     written: Arc<AtomicBool>,
     /// When files were last rotated (or the writer started).
     last_rotation: Instant,
+    /// The rotation policy, with the retention of rotated files.
+    rotation: Rotation,
     out: Vec<u8>,
     scratch: Vec<u8>,
 }
@@ -968,6 +1082,12 @@ pub struct RotateReport {
     pub rotated: Vec<RotatedFile>,
     /// Files that could not be, and why; they go on as they were.
     pub failed: Vec<(PathBuf, String)>,
+    /// Rotated files removed after the rotation by the retention policy
+    /// ([`Rotation::keep_files`], [`Rotation::keep_for`]), with their head files.
+    pub expired: Vec<PathBuf>,
+    /// Rotated files the policy no longer keeps that could not be removed
+    /// (or logs whose files could not be listed), and why.
+    pub expire_failed: Vec<(PathBuf, String)>,
 }
 
 /// One log file set aside.
@@ -1013,7 +1133,18 @@ fn rotation_stamp() -> String {
 /// `LOG.STAMP`, or `LOG.STAMP-N` when that (or its head file) exists.
 fn rotation_target(log: &std::path::Path, stamp: &str) -> PathBuf {
     let name = log.file_name().unwrap_or_default().to_string_lossy();
-    (0u32..)
+    // A name that sorts after every rotated file there is: after a file of
+    // the same second (even if an older one of that second was removed),
+    // and after one named by a clock that has since gone back.
+    let last = crate::rotated_entries(log)
+        .ok()
+        .and_then(|files| files.into_iter().last())
+        .map(|(key, _)| key);
+    let (stamp, first) = match last {
+        Some((newest, n)) if newest.as_str() >= stamp => (newest, n + 1),
+        _ => (stamp.to_string(), 0),
+    };
+    (first..)
         .map(|n| {
             let suffix = if n == 0 {
                 String::new()
@@ -1489,7 +1620,7 @@ mod tests {
         let key = coffer_crypto::Keyring::generate(0).audit_key();
         let rotation = Rotation {
             max_bytes: Some(8 * 1024),
-            every: None,
+            ..Rotation::default()
         };
         let (auditor, _alerts, key) = start_with(path.clone(), key, rotation);
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -1535,6 +1666,166 @@ mod tests {
         );
     }
 
+    /// With `keep_files`, each rotation removes the oldest rotated files
+    /// beyond that many, with their head files, and says so in the log; what
+    /// is left is an unbroken history.
+    #[test]
+    fn retention_keeps_the_newest_rotated_files_and_says_what_went() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let key = coffer_crypto::Keyring::generate(0).audit_key();
+        let rotation = Rotation {
+            keep_files: Some(2),
+            ..Rotation::default()
+        };
+        let (auditor, _alerts, key) = start_with(path.clone(), key, rotation);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let mut made = Vec::new();
+        for round in 0..5 {
+            rt.block_on(async {
+                assert!(auditor.record(request(format!("r-{round}"))).await);
+            });
+            let report = auditor.rotate().unwrap();
+            made.push(report.rotated[0].to.clone());
+            assert!(report.expire_failed.is_empty(), "{report:?}");
+            // The third rotation onwards removes the oldest file left.
+            let expect: Vec<PathBuf> = if round >= 2 {
+                vec![made[round - 2].clone()]
+            } else {
+                Vec::new()
+            };
+            assert_eq!(report.expired, expect, "round {round}");
+        }
+        auditor.close();
+        let left = crate::rotated_files(&path).unwrap();
+        assert_eq!(left, made[3..].to_vec());
+        for gone in &made[..3] {
+            assert!(!gone.exists() && !chain::head_path(gone).exists());
+        }
+        let notices: Vec<String> = records(&path)
+            .into_iter()
+            .filter_map(|r| r.message)
+            .filter(|m| m.starts_with(chain::RETENTION_NOTICE))
+            .collect();
+        assert_eq!(notices.len(), 1, "{notices:?}");
+        assert!(
+            notices[0].contains(&made[2].display().to_string())
+                && notices[0].contains("beyond the 2 newest"),
+            "{}",
+            notices[0]
+        );
+        let mut previous: Option<chain::VerifyReport> = None;
+        for file in left.iter().chain([&path]) {
+            verifies_with_head(file, &key);
+            let report = chain::verify(
+                std::io::BufReader::new(std::fs::File::open(file).unwrap()),
+                &key,
+                None,
+            )
+            .unwrap();
+            if let Some(p) = &previous {
+                assert!(chain::continues(p, &report), "{}", file.display());
+            }
+            previous = Some(report);
+        }
+    }
+
+    /// With `keep_for`, files are removed by the time in their names; files
+    /// that only look alike are left alone.
+    #[test]
+    fn retention_by_age_goes_by_the_name_and_touches_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let old = dir.path().join("audit.log.20200101T000000Z");
+        let others = [
+            dir.path().join("audit.log.20200101T000000Z.gz"),
+            dir.path().join("other.log.20200101T000000Z"),
+            dir.path().join("audit.log.2020010100000Z"),
+        ];
+        for f in [&old, &chain::head_path(&old)].into_iter().chain(&others) {
+            std::fs::write(f, "x").unwrap();
+        }
+        let key = coffer_crypto::Keyring::generate(0).audit_key();
+        let rotation = Rotation {
+            keep_for: Some(Duration::from_secs(86_400)),
+            ..Rotation::default()
+        };
+        let (auditor, _alerts, _key) = start_with(path.clone(), key, rotation);
+        let report = auditor.rotate().unwrap();
+        assert_eq!(report.expired, vec![old.clone()]);
+        assert!(!old.exists() && !chain::head_path(&old).exists());
+        assert!(others.iter().all(|f| f.exists()));
+        assert_eq!(
+            crate::rotated_files(&path).unwrap(),
+            vec![report.rotated[0].to.clone()],
+            "the file just rotated is kept"
+        );
+        auditor.close();
+        assert!(records(&path).iter().any(|r| {
+            r.message
+                .as_deref()
+                .is_some_and(|m| m.contains("older than 1 days"))
+        }),);
+    }
+
+    /// A new rotated file's name sorts after every one already there: after
+    /// those of the same second, even when the first of them has been removed,
+    /// and after one named by a clock that has since gone back.
+    #[test]
+    fn rotated_names_always_sort_last() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("audit.log");
+        let name = |n: &str| dir.path().join(format!("audit.log.{n}"));
+        assert_eq!(
+            rotation_target(&log, "20261204T000000Z"),
+            name("20261204T000000Z")
+        );
+        std::fs::write(name("20261204T000000Z-1"), "").unwrap();
+        assert_eq!(
+            rotation_target(&log, "20261204T000000Z"),
+            name("20261204T000000Z-2")
+        );
+        assert_eq!(
+            rotation_target(&log, "20261204T000001Z"),
+            name("20261204T000001Z")
+        );
+        std::fs::write(name("20301231T000000Z"), "").unwrap();
+        assert_eq!(
+            rotation_target(&log, "20261204T000001Z"),
+            name("20301231T000000Z-1")
+        );
+    }
+
+    #[test]
+    fn rotation_times_are_read_from_names() {
+        let log = std::path::Path::new("/l/audit.log");
+        let t = crate::rotation_time(log, std::path::Path::new("/l/audit.log.20261204T235959Z-3"))
+            .unwrap();
+        assert_eq!(
+            (
+                t.year(),
+                u8::from(t.month()),
+                t.day(),
+                t.hour(),
+                t.minute(),
+                t.second()
+            ),
+            (2026, 12, 4, 23, 59, 59)
+        );
+        for bad in [
+            "/l/audit.log.20261304T000000Z",
+            "/l/audit.log.2026120",
+            "/l/x.log.20261204T000000Z",
+        ] {
+            assert!(
+                crate::rotation_time(log, std::path::Path::new(bad)).is_none(),
+                "{bad}"
+            );
+        }
+    }
+
     #[test]
     fn a_rotation_that_fails_raises_an_alert_and_the_log_goes_on() {
         let dir = tempfile::tempdir().unwrap();
@@ -1574,7 +1865,7 @@ mod tests {
         // directory is gone.
         let rotation = Rotation {
             max_bytes: Some(1),
-            every: None,
+            ..Rotation::default()
         };
         let (auditor, mut alerts, _key) = start_with(logs.join("audit.log"), key, rotation);
         std::fs::remove_dir_all(&logs).unwrap();

@@ -184,6 +184,12 @@ pub async fn run(g: &Global, cmd: AuditCommand) -> anyhow::Result<Status> {
                 for f in &r.failed {
                     println!("{}: NOT rotated: {}", f.file, f.reason);
                 }
+                for f in &r.removed {
+                    println!("{f}: removed (retention)");
+                }
+                for f in &r.not_removed {
+                    println!("{}: NOT removed (retention): {}", f.file, f.reason);
+                }
             }
             Ok(if r.ok { Status::Ok } else { Status::Other })
         }

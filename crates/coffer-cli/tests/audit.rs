@@ -1376,3 +1376,70 @@ fn the_server_rotates_its_log_by_itself_at_the_configured_size() {
         .run(&["audit", "verify", "--rotated"])
         .expect(0);
 }
+
+/// With `keep_rotated_files`, each rotation removes the oldest rotated
+/// files beyond that many; the command lists them, the log says so, and
+/// what is left still verifies as one history.
+#[test]
+fn retention_removes_the_oldest_rotated_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        dir.path(),
+        Mode::Config("[audit]\nkeep_rotated_files = 2\n"),
+    );
+    let (_, root) = init_and_unseal(|| server.cli());
+    let log = audit_log(&server);
+    let cli = || server.cli().token(&root);
+    cli()
+        .stdin("CANARY-retention")
+        .run(&["set", "app/db"])
+        .expect(0);
+    let mut made = Vec::new();
+    let mut removed = Vec::new();
+    for _ in 0..4 {
+        cli().run(&["get", "app/db"]).expect(0);
+        let r = cli().run(&["audit", "rotate", "--json"]).expect(0).json();
+        assert_eq!(r["ok"], true, "{r}");
+        made.push(PathBuf::from(r["rotated"][0]["to"].as_str().unwrap()));
+        removed.extend(
+            r["removed"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|f| PathBuf::from(f.as_str().unwrap())),
+        );
+    }
+    // The two oldest went, one per rotation from the third on.
+    assert_eq!(removed, made[..2].to_vec());
+    assert_eq!(rotated_logs(&log), made[2..].to_vec());
+    for f in &made[..2] {
+        assert!(!f.exists());
+        assert!(!PathBuf::from(format!("{}.head", f.display())).exists());
+    }
+    let text = cli().run(&["audit", "rotate"]).expect(0).stdout();
+    assert!(text.contains("removed (retention)"), "{text}");
+    // The log says what went, and the rest still verifies and is searched.
+    let notices = cli()
+        .run(&["audit", "query", "--type", "notice", "--json"])
+        .expect(0)
+        .json();
+    assert!(
+        notices["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("audit log retention:"))),
+        "{notices}"
+    );
+    cli().run(&["audit", "verify", "--rotated"]).expect(0);
+    let readers = cli()
+        .run(&["audit", "readers", "app/db", "--json"])
+        .expect(0)
+        .json();
+    assert_eq!(readers["files"].as_array().unwrap().len(), 3, "{readers}");
+    for f in rotated_logs(&log).iter().chain([&log]) {
+        assert!(!std::fs::read_to_string(f).unwrap().contains("CANARY"));
+    }
+}

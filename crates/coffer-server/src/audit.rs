@@ -480,8 +480,16 @@ async fn rotate(
                 e.to_string(),
             ),
         })?;
+    let failures = |list: &[(PathBuf, String)]| -> Vec<api::AuditRotateFailure> {
+        list.iter()
+            .map(|(f, reason)| api::AuditRotateFailure {
+                file: f.display().to_string(),
+                reason: reason.clone(),
+            })
+            .collect()
+    };
     Ok(Json(api::AuditRotateResponse {
-        ok: report.failed.is_empty(),
+        ok: report.failed.is_empty() && report.expire_failed.is_empty(),
         rotated: report
             .rotated
             .iter()
@@ -491,14 +499,13 @@ async fn rotate(
                 records: r.records,
             })
             .collect(),
-        failed: report
-            .failed
+        failed: failures(&report.failed),
+        removed: report
+            .expired
             .iter()
-            .map(|(f, reason)| api::AuditRotateFailure {
-                file: f.display().to_string(),
-                reason: reason.clone(),
-            })
+            .map(|f| f.display().to_string())
             .collect(),
+        not_removed: failures(&report.expire_failed),
     }))
 }
 

@@ -166,6 +166,14 @@ pub struct AuditConfig {
     /// asked).
     #[serde(default)]
     pub rotate_interval_secs: Option<u64>,
+    /// After each rotation, remove each log's oldest rotated files beyond
+    /// this many (default: keep them all).
+    #[serde(default)]
+    pub keep_rotated_files: Option<usize>,
+    /// After each rotation, remove rotated files set aside more than this
+    /// many days ago (default: keep them all).
+    #[serde(default)]
+    pub keep_rotated_days: Option<u64>,
     /// Alert thresholds.
     #[serde(default)]
     pub alerts: coffer_audit::AlertRules,
@@ -182,6 +190,8 @@ impl Default for AuditConfig {
             webhook_secret_file: None,
             rotate_bytes: None,
             rotate_interval_secs: None,
+            keep_rotated_files: None,
+            keep_rotated_days: None,
             alerts: coffer_audit::AlertRules::default(),
         }
     }
@@ -235,6 +245,10 @@ impl AuditConfig {
             every: self
                 .rotate_interval_secs
                 .map(std::time::Duration::from_secs),
+            keep_files: self.keep_rotated_files,
+            keep_for: self
+                .keep_rotated_days
+                .map(|d| std::time::Duration::from_secs(d.saturating_mul(86_400))),
         }
     }
 
@@ -243,6 +257,18 @@ impl AuditConfig {
             return Err(format!(
                 "audit.rotate_bytes must be at least {MIN_ROTATE_BYTES} (1 MiB)"
             ));
+        }
+        if self.keep_rotated_files == Some(0) {
+            return Err(
+                "audit.keep_rotated_files must be at least 1 (leave it out to keep every file)"
+                    .into(),
+            );
+        }
+        if self.keep_rotated_days == Some(0) {
+            return Err(
+                "audit.keep_rotated_days must be at least 1 (leave it out to keep every file)"
+                    .into(),
+            );
         }
         if self.rotate_interval_secs.is_some_and(|s| s < 60) {
             return Err("audit.rotate_interval_secs must be at least 60".into());
@@ -365,7 +391,7 @@ mod tests {
         );
         assert_eq!(c.audit.rotation(), coffer_audit::Rotation::default());
         let c = ServerConfig::parse(
-            "data_dir = \"/d\"\n[audit]\nfiles = [\"/var/log/a.log\"]\nstdout = true\nsockets = [\"tcp://127.0.0.1:5170\"]\nfsync = \"batch\"\nrotate_bytes = 1073741824\nrotate_interval_secs = 86400\n[audit.alerts]\nfailures = 5\n",
+            "data_dir = \"/d\"\n[audit]\nfiles = [\"/var/log/a.log\"]\nstdout = true\nsockets = [\"tcp://127.0.0.1:5170\"]\nfsync = \"batch\"\nrotate_bytes = 1073741824\nrotate_interval_secs = 86400\nkeep_rotated_files = 30\nkeep_rotated_days = 90\n[audit.alerts]\nfailures = 5\n",
         )
         .unwrap();
         assert_eq!(
@@ -373,6 +399,8 @@ mod tests {
             coffer_audit::Rotation {
                 max_bytes: Some(1 << 30),
                 every: Some(std::time::Duration::from_secs(86400)),
+                keep_files: Some(30),
+                keep_for: Some(std::time::Duration::from_secs(90 * 86400)),
             }
         );
         assert_eq!(c.audit.sinks(Path::new("/d")).len(), 3);
@@ -408,6 +436,14 @@ mod tests {
             (
                 "data_dir = \"/d\"\n[audit]\nrotate_interval_secs = 5",
                 "audit.rotate_interval_secs",
+            ),
+            (
+                "data_dir = \"/d\"\n[audit]\nkeep_rotated_files = 0",
+                "audit.keep_rotated_files",
+            ),
+            (
+                "data_dir = \"/d\"\n[audit]\nkeep_rotated_days = 0",
+                "audit.keep_rotated_days",
             ),
             (
                 "data_dir = \"/d\"\n[audit]\nwebhooks = [\"ftp://x\"]",
