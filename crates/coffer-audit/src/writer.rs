@@ -353,6 +353,8 @@ fn expire(shared: &Shared, policy: &Rotation, logs: &[PathBuf], report: &mut Rot
                     tracing::info!(file = %file.display(), "rotated audit log file removed (retention)");
                     removed.push(file.clone());
                 }
+                // Removed meanwhile (by a rotation that ran alongside).
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => {
                     tracing::error!(file = %file.display(), error = %e, "cannot remove a rotated audit log file (retention)");
                     report
