@@ -21,6 +21,12 @@ pub struct AuditVerifyRequest {
     /// and that each file continues the one before it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub rotated: bool,
+    /// `file` is a collector's copy of a standard-output or socket sink: a
+    /// new chain starts at each record numbered 1 (each run of the
+    /// server), and each is verified on its own, with no head to check
+    /// its end against.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stream: bool,
 }
 
 /// The verdict on each file.
@@ -49,6 +55,22 @@ pub struct AuditFileReport {
     /// The first problem.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub problem: Option<Problem>,
+    /// With `stream`: which chain of the copy this is (from 1), the line it
+    /// starts on, and whether it ends with the notice of a cleanly stopped
+    /// server (every chain but a running server's last should).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain: Option<AuditStreamChain>,
+}
+
+/// Where one chain of a stream sink's copy lies.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuditStreamChain {
+    /// From 1.
+    pub number: u64,
+    /// The line it starts on, from 1.
+    pub first_line: u64,
+    /// It ends with `audit log closed`.
+    pub closed: bool,
 }
 
 /// `GET /api/v1/sys/audit/records`.

@@ -410,6 +410,74 @@ pub fn head_path(log: &std::path::Path) -> std::path::PathBuf {
     log.with_file_name(name)
 }
 
+/// The last record of a log whose writer stopped cleanly.
+pub(crate) const CLOSED_NOTICE: &str = "audit log closed";
+
+/// One chain in a copy of a stream sink (standard output or a socket): the
+/// records of one run of the server, which starts a new chain at record 1
+/// each time it starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamChain {
+    /// The line it starts on, from 1.
+    pub first_line: u64,
+    /// Its verification; problem lines count from the start of the copy.
+    pub report: VerifyReport,
+    /// It ends with the notice a server writes when it stops cleanly.
+    pub closed: bool,
+}
+
+/// Checks a collector's copy of a stream sink: it is cut into chains where
+/// a record numbered 1 begins (each run of the server), and each is verified
+/// as a log without a head (see [`verify`]). A copy has no head file, so the
+/// end of a chain cannot be checked: [`StreamChain::closed`] says whether a
+/// chain ends as a cleanly stopped server's does, which every chain but the
+/// last (a running server's) should. A line forged to look like the start
+/// of a chain fails as a chain of its own: its link needs the key.
+pub fn verify_stream<R: Read + std::io::Seek>(
+    mut copy: R,
+    key: &AuditKey,
+) -> std::io::Result<Vec<StreamChain>> {
+    use std::io::SeekFrom;
+    // Where each chain starts: the first line, and each record numbered 1
+    // (records are written with their number first).
+    let mut starts: Vec<(u64, u64)> = Vec::new();
+    let mut offset = 0u64;
+    let mut line = 0u64;
+    {
+        copy.seek(SeekFrom::Start(0))?;
+        let mut reader = std::io::BufReader::new(&mut copy);
+        let mut buf = Vec::new();
+        loop {
+            let n = read_line(&mut reader, &mut buf)?;
+            if n == 0 {
+                break;
+            }
+            line += 1;
+            if line == 1 || buf.starts_with(b"{\"seq\":1,") {
+                starts.push((offset, line));
+            }
+            offset += n as u64;
+        }
+    }
+    let mut chains = Vec::with_capacity(starts.len());
+    for (i, &(start, first_line)) in starts.iter().enumerate() {
+        let end = starts.get(i + 1).map_or(offset, |s| s.0);
+        copy.seek(SeekFrom::Start(start))?;
+        let part = Read::by_ref(&mut copy).take(end - start);
+        let mut report = verify(std::io::BufReader::new(part), key, None)?;
+        if let Some(p) = &mut report.problem {
+            p.line += first_line - 1;
+        }
+        let closed = report.ok() && report.closing.as_deref() == Some(CLOSED_NOTICE);
+        chains.push(StreamChain {
+            first_line,
+            report,
+            closed,
+        });
+    }
+    Ok(chains)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -34,7 +34,7 @@ pub mod sink;
 pub mod writer;
 
 pub use alerts::AlertRules;
-pub use chain::{Head, Problem, VerifyReport};
+pub use chain::{Head, Problem, StreamChain, VerifyReport};
 pub use record::{Actor, AlertInfo, Kind, Outcome, Record};
 pub use sink::SinkSpec;
 pub use writer::{

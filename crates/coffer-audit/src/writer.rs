@@ -1006,7 +1006,7 @@ impl Writer {
     /// Writes the closing notice and syncs; returns the last head files.
     fn finish(&mut self) -> Vec<HeadWrite> {
         self.commit(&mut vec![Pending::notice(Record::notice(
-            "audit log closed",
+            chain::CLOSED_NOTICE,
         ))]);
         self.sync_all();
         self.heads_plan()

@@ -26,6 +26,7 @@ pub enum AuditCommand {
   coffer audit verify                                 # every log file the server writes
   coffer audit verify --rotated                       # and every rotated file, in order
   coffer audit verify --file /var/log/coffer/audit.log.20261204T000000Z   # one rotated file
+  coffer audit verify --file /var/log/coffer/siem-copy.jsonl --stream    # a collector's copy
   coffer audit verify --json")]
     Verify {
         /// A file on the server, in the directory of one of its audit logs.
@@ -33,8 +34,13 @@ pub enum AuditCommand {
         file: Option<String>,
         /// Also every file rotation set aside beside each log, oldest first,
         /// and that each continues the one before it (none missing between).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "stream")]
         rotated: bool,
+        /// The --file is a collector's copy of a standard-output or socket
+        /// sink: each run of the server is a chain of its own, verified
+        /// alone (a copy has no head file to check its end against).
+        #[arg(long, requires = "file")]
+        stream: bool,
         /// Print JSON for scripts.
         #[arg(long)]
         json: bool,
@@ -160,8 +166,9 @@ pub async fn run(g: &Global, cmd: AuditCommand) -> anyhow::Result<Status> {
         AuditCommand::Verify {
             file,
             rotated,
+            stream,
             json,
-        } => verify(g, file, rotated, json).await,
+        } => verify(g, file, rotated, stream, json).await,
         AuditCommand::Query(q) => query_cmd(g, q).await,
         AuditCommand::Readers {
             path,
@@ -253,15 +260,36 @@ async fn verify(
     g: &Global,
     file: Option<String>,
     rotated: bool,
+    stream: bool,
     json: bool,
 ) -> anyhow::Result<Status> {
-    let r = settings::client(g)?
-        .audit_verify(file.as_deref(), rotated)
-        .await?;
+    let client = settings::client(g)?;
+    let r = match (&file, stream) {
+        (Some(f), true) => client.audit_verify_stream(f).await?,
+        _ => client.audit_verify(file.as_deref(), rotated).await?,
+    };
     if json {
         output::json(&r)?;
     } else {
         for f in &r.files {
+            if let Some(c) = &f.chain {
+                let end = if c.closed {
+                    "ends with a clean stop"
+                } else {
+                    "does not end with a clean stop (the server is running, or stopped without closing the log, or records after it are missing)"
+                };
+                match &f.problem {
+                    None => println!(
+                        "{}, chain {} from line {}: ok, {} records; {end}",
+                        f.file, c.number, c.first_line, f.records
+                    ),
+                    Some(p) => println!(
+                        "{}, chain {} from line {}: FAILED at line {} (record {}): {}",
+                        f.file, c.number, c.first_line, p.line, p.seq, p.reason
+                    ),
+                }
+                continue;
+            }
             match &f.problem {
                 None => println!(
                     "{}: ok, {} records{} (end checked against the {} head)",

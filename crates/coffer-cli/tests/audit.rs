@@ -1443,3 +1443,111 @@ fn retention_removes_the_oldest_rotated_files() {
         assert!(!std::fs::read_to_string(f).unwrap().contains("CANARY"));
     }
 }
+
+/// A collector's copy of a socket sink, across a restart of the server, is
+/// verified chain by chain (one per run); an edited byte or a line forged
+/// to start a chain is found, by its line in the copy.
+#[test]
+fn a_collectors_copy_verifies_run_by_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let collector = Collector::start(0, lines.clone());
+    let config = format!(
+        "[audit]\nsockets = [\"tcp://127.0.0.1:{}\"]\n",
+        collector.port
+    );
+    let server = Server::start(dir.path(), Mode::Config(&config));
+    let (key, root) = init_and_unseal(|| server.cli());
+    server
+        .cli()
+        .token(&root)
+        .stdin("CANARY-copy")
+        .run(&["set", "app/db"])
+        .expect(0);
+    assert!(server.stop().success());
+    let server = Server::start(dir.path(), Mode::Config(&config));
+    server
+        .cli()
+        .stdin(&key)
+        .run(&["operator", "unseal"])
+        .expect(0);
+    let cli = || server.cli().token(&root);
+    for _ in 0..3 {
+        cli().run(&["get", "app/db"]).expect(0);
+    }
+    // What the collector has so far, saved beside the server's log.
+    let copy = audit_log(&server).with_file_name("collector-copy.jsonl");
+    let save = |text: &str| std::fs::write(&copy, text).unwrap();
+    let wait_for = |n: usize| {
+        common::wait_until(Duration::from_secs(10), "the collector's lines", || {
+            lines.lock().unwrap().len() >= n
+        })
+    };
+    wait_for(8);
+    let got: String = lines.lock().unwrap().concat();
+    assert!(!got.contains("CANARY"));
+    save(&got);
+    let verify = |stream: bool| {
+        let mut args = vec![
+            "audit",
+            "verify",
+            "--file",
+            copy.to_str().unwrap(),
+            "--json",
+        ];
+        if stream {
+            args.push("--stream");
+        }
+        cli().run(&args)
+    };
+    let r = verify(true).expect(0).json();
+    let chains = r["files"].as_array().unwrap();
+    assert_eq!(chains.len(), 2, "{r}");
+    assert_eq!(chains[0]["chain"]["closed"], true, "{r}");
+    assert_eq!(
+        chains[1]["chain"]["closed"], false,
+        "the server still runs: {r}"
+    );
+    let second = chains[1]["chain"]["first_line"].as_u64().unwrap();
+    assert!(second > 2, "{r}");
+    let text = cli()
+        .run(&[
+            "audit",
+            "verify",
+            "--file",
+            copy.to_str().unwrap(),
+            "--stream",
+        ])
+        .expect(0)
+        .stdout();
+    assert!(
+        text.contains("chain 2 from line") && text.contains("clean stop"),
+        "{text}"
+    );
+    // Not a log file: the second run's record 1 is out of place.
+    assert_eq!(verify(false).code(), 7);
+
+    let copy_lines: Vec<&str> = got.lines().collect();
+    // One byte edited in the second run's records.
+    let edit_at = second as usize + 1; // a line number, from 1
+    let mut edited: Vec<String> = copy_lines.iter().map(|l| l.to_string()).collect();
+    edited[edit_at - 1] = edited[edit_at - 1].replacen("\"status\":200", "\"status\":201", 1);
+    assert_ne!(edited[edit_at - 1], copy_lines[edit_at - 1]);
+    save(&(edited.join("\n") + "\n"));
+    let out = verify(true);
+    assert_eq!(out.code(), 7, "{}", out.stdout());
+    let r = out.json();
+    assert_eq!(r["files"][0]["ok"], true, "{r}");
+    assert_eq!(r["files"][1]["problem"]["line"], edit_at as u64, "{r}");
+    // The first run's first record put in the middle of the second run:
+    // it starts a chain of its own, and the records after it do not follow.
+    let mut forged: Vec<&str> = copy_lines.clone();
+    forged.insert(edit_at, copy_lines[0]);
+    save(&(forged.join("\n") + "\n"));
+    let r = verify(true).expect(7).json();
+    let chains = r["files"].as_array().unwrap();
+    assert_eq!(chains.len(), 3, "{r}");
+    assert_eq!(chains[2]["ok"], false, "{r}");
+    assert_eq!(chains[2]["problem"]["line"], edit_at as u64 + 2, "{r}");
+    collector.stop();
+}

@@ -44,6 +44,26 @@ impl Client {
             Some(&api::AuditVerifyRequest {
                 file: file.map(str::to_string),
                 rotated,
+                stream: false,
+            }),
+        )
+        .await
+    }
+
+    /// Verifies a collector's copy of a standard-output or socket sink,
+    /// `file` on the server (in the directory of one of its audit logs):
+    /// one report per chain, that is per run of the server.
+    pub async fn audit_verify_stream(
+        &self,
+        file: &str,
+    ) -> Result<api::AuditVerifyResponse, ClientError> {
+        self.call(
+            Method::POST,
+            "/api/v1/sys/audit/verify",
+            Some(&api::AuditVerifyRequest {
+                file: Some(file.to_string()),
+                rotated: false,
+                stream: true,
             }),
         )
         .await

@@ -317,6 +317,20 @@ async fn verify(
         .coffer
         .audit_key()
         .ok_or(coffer_core::CoreError::Sealed)?;
+    if req.stream {
+        let Some(f) = &req.file else {
+            return Err(ApiError::invalid(
+                "\"stream\" verifies a collector's copy: name it with \"file\"",
+            ));
+        };
+        if req.rotated {
+            return Err(ApiError::invalid(
+                "\"stream\" and \"rotated\" do not go together: a stream sink is never rotated",
+            ));
+        }
+        let file = allowed_file(&st, f)?;
+        return verify_copy(file, key).await.map(Json);
+    }
     let live = st.auditor.heads();
     let logs: Vec<PathBuf> = match &req.file {
         Some(f) => vec![allowed_file(&st, f)?],
@@ -353,6 +367,47 @@ async fn verify(
         ok: reports.iter().all(|r| r.ok),
         files: reports,
     }))
+}
+
+/// Verifies a collector's copy of a stream sink, chain by chain.
+async fn verify_copy(
+    file: PathBuf,
+    key: coffer_crypto::AuditKey,
+) -> Result<api::AuditVerifyResponse, ApiError> {
+    let name = file.display().to_string();
+    let chains = tokio::task::spawn_blocking(move || {
+        std::fs::File::open(&file).and_then(|f| coffer_audit::chain::verify_stream(f, &key))
+    })
+    .await
+    .map_err(|_| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            codes::INTERNAL,
+            "verification failed",
+        )
+    })?
+    .map_err(|e| ApiError::invalid(format!("cannot read {name}: {e}")))?;
+    let files: Vec<api::AuditFileReport> = chains
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| api::AuditFileReport {
+            file: name.clone(),
+            ok: c.report.ok(),
+            records: c.report.records,
+            unkeyed: c.report.unkeyed,
+            head: "none".into(),
+            problem: c.report.problem,
+            chain: Some(api::AuditStreamChain {
+                number: i as u64 + 1,
+                first_line: c.first_line,
+                closed: c.closed,
+            }),
+        })
+        .collect();
+    Ok(api::AuditVerifyResponse {
+        ok: !files.is_empty() && files.iter().all(|r| r.ok),
+        files,
+    })
 }
 
 /// Verifies files that follow one another (a log's rotated files, then the
@@ -417,6 +472,7 @@ fn verify_file(
                         reason: "its head file does not verify (edited, or written while sealed)"
                             .into(),
                     }),
+                    chain: None,
                 };
                 return (report, None);
             }
@@ -434,6 +490,7 @@ fn verify_file(
                 unkeyed: r.unkeyed,
                 head: source.into(),
                 problem: r.problem.clone(),
+                chain: None,
             },
             Some(r),
         ),
@@ -449,6 +506,7 @@ fn verify_file(
                     seq: 0,
                     reason: format!("cannot read the file: {e}"),
                 }),
+                chain: None,
             },
             None,
         ),
