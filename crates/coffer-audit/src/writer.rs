@@ -722,14 +722,8 @@ impl Auditor {
             q.closed = true;
             pending.append(&mut q.pending);
         }
-        let mut w = self.shared.writer_blocking();
-        pending.append(&mut lock(&self.shared.handed));
-        if !pending.is_empty() {
-            w.commit(&mut pending);
-        }
-        let plan = w.finish();
-        self.shared.release(w);
-        write_heads(&self.shared.head_io, plan);
+        // The upkeep thread stops first, so that nothing of its own (a
+        // probe, a rotation) comes after the closing notice.
         if let Some((stop, t)) = self
             .maintenance
             .lock()
@@ -740,6 +734,14 @@ impl Auditor {
             t.thread().unpark();
             let _ = t.join();
         }
+        let mut w = self.shared.writer_blocking();
+        pending.append(&mut lock(&self.shared.handed));
+        if !pending.is_empty() {
+            w.commit(&mut pending);
+        }
+        let plan = w.finish();
+        self.shared.release(w);
+        write_heads(&self.shared.head_io, plan);
     }
 }
 
