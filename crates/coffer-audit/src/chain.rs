@@ -514,6 +514,64 @@ mod tests {
         verify(log, key, head).unwrap()
     }
 
+    /// A run of a stream sink: `n` records, the last the closing notice
+    /// when `closed`.
+    fn run(key: &AuditKey, n: usize, closed: bool) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut scratch = Vec::new();
+        let mut head = Head::EMPTY;
+        for i in 0..n {
+            let r = if closed && i == n - 1 {
+                Record::notice(CLOSED_NOTICE)
+            } else {
+                Record {
+                    time: format!("2026-01-01T00:00:{:02}.000Z", i % 60),
+                    path: Some(format!("app/p{i}")),
+                    ..Record::default()
+                }
+            };
+            let json = serde_json::to_vec(&r).unwrap();
+            append_line(&mut out, &mut scratch, &mut head, Some(key), 0, &json);
+        }
+        out
+    }
+
+    #[test]
+    fn a_stream_copy_is_cut_into_runs_and_each_is_verified() {
+        let k = key();
+        let copy = [run(&k, 5, true), run(&k, 3, true), run(&k, 4, false)].concat();
+        let chains = verify_stream(std::io::Cursor::new(&copy), &k).unwrap();
+        let summary: Vec<(u64, u64, bool, bool)> = chains
+            .iter()
+            .map(|c| (c.first_line, c.report.records, c.report.ok(), c.closed))
+            .collect();
+        assert_eq!(
+            summary,
+            [(1, 5, true, true), (6, 3, true, true), (9, 4, true, false)]
+        );
+        // A run cut short no longer ends with a clean stop, and verifies.
+        let second = run(&k, 3, true);
+        let last = lines(&second).last().unwrap().len();
+        let cut = [run(&k, 5, true), second[..second.len() - last].to_vec()].concat();
+        let chains = verify_stream(std::io::Cursor::new(cut), &k).unwrap();
+        assert!(chains[1].report.ok() && !chains[1].closed);
+        // An edit is named by its line in the whole copy.
+        let mut edited = lines(&copy);
+        let at = edited[6].iter().position(|b| *b == b'p').unwrap();
+        edited[6][at + 1] = b'x';
+        let chains = verify_stream(std::io::Cursor::new(edited.concat()), &k).unwrap();
+        assert!(chains[0].report.ok() && chains[2].report.ok());
+        assert_eq!(chains[1].report.problem.as_ref().unwrap().line, 7);
+        // Another key's runs do not verify; an empty copy has no runs.
+        let chains = verify_stream(std::io::Cursor::new(&copy), &key()).unwrap();
+        assert!(chains.iter().all(|c| !c.report.ok()));
+        assert!(
+            verify_stream(std::io::Cursor::new(b""), &k)
+                .unwrap()
+                .is_empty()
+        );
+    }
+
     #[test]
     fn an_intact_log_verifies() {
         let k = key();

@@ -387,6 +387,11 @@ async fn verify_copy(
         )
     })?
     .map_err(|e| ApiError::invalid(format!("cannot read {name}: {e}")))?;
+    if chains.is_empty() {
+        return Err(ApiError::invalid(format!(
+            "{name} is empty: there is nothing to verify"
+        )));
+    }
     let files: Vec<api::AuditFileReport> = chains
         .into_iter()
         .enumerate()
@@ -405,7 +410,7 @@ async fn verify_copy(
         })
         .collect();
     Ok(api::AuditVerifyResponse {
-        ok: !files.is_empty() && files.iter().all(|r| r.ok),
+        ok: files.iter().all(|r| r.ok),
         files,
     })
 }
