@@ -1461,6 +1461,29 @@ mod tests {
             .collect()
     }
 
+    /// Each file verifies against its head file, and each continues the
+    /// one before it.
+    fn verifies_as_one_history(files: &[PathBuf], key: &AuditKey) {
+        let mut previous: Option<chain::VerifyReport> = None;
+        for file in files {
+            verifies_with_head(file, key);
+            let report = chain::verify(
+                std::io::BufReader::new(std::fs::File::open(file).unwrap()),
+                key,
+                None,
+            )
+            .unwrap();
+            if let Some(p) = &previous {
+                assert!(
+                    chain::continues(p, &report),
+                    "{} does not continue",
+                    file.display()
+                );
+            }
+            previous = Some(report);
+        }
+    }
+
     /// Verifies a log against its own head file, which must be there.
     fn verifies_with_head(path: &std::path::Path, key: &AuditKey) -> Head {
         let chain::HeadFileState::Valid(head) = chain::read_head_file(path, Some(key)) else {
@@ -1643,26 +1666,9 @@ mod tests {
         auditor.close();
         let old = crate::rotated_files(&path).unwrap();
         assert!(old.len() >= 5, "{old:?}");
-        let mut ids = Vec::new();
-        let mut previous: Option<chain::VerifyReport> = None;
-        for file in old.iter().chain([&path]) {
-            verifies_with_head(file, &key);
-            let report = chain::verify(
-                std::io::BufReader::new(std::fs::File::open(file).unwrap()),
-                &key,
-                None,
-            )
-            .unwrap();
-            if let Some(p) = &previous {
-                assert!(
-                    chain::continues(p, &report),
-                    "{} does not continue",
-                    file.display()
-                );
-            }
-            previous = Some(report);
-            ids.extend(request_ids(file));
-        }
+        let history: Vec<PathBuf> = old.iter().cloned().chain([path.clone()]).collect();
+        verifies_as_one_history(&history, &key);
+        let ids: Vec<String> = history.iter().flat_map(|f| request_ids(f)).collect();
         assert_eq!(
             ids,
             (0..300).map(|i| format!("r-{i}")).collect::<Vec<_>>(),
@@ -1720,20 +1726,8 @@ mod tests {
             "{}",
             notices[0]
         );
-        let mut previous: Option<chain::VerifyReport> = None;
-        for file in left.iter().chain([&path]) {
-            verifies_with_head(file, &key);
-            let report = chain::verify(
-                std::io::BufReader::new(std::fs::File::open(file).unwrap()),
-                &key,
-                None,
-            )
-            .unwrap();
-            if let Some(p) = &previous {
-                assert!(chain::continues(p, &report), "{}", file.display());
-            }
-            previous = Some(report);
-        }
+        let history: Vec<PathBuf> = left.iter().cloned().chain([path.clone()]).collect();
+        verifies_as_one_history(&history, &key);
     }
 
     /// With `keep_for`, files are removed by the time in their names; files

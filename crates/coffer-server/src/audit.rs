@@ -356,17 +356,20 @@ async fn verify(
             .collect::<Vec<_>>()
     })
     .await
-    .map_err(|_| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            codes::INTERNAL,
-            "verification failed",
-        )
-    })?;
+    .map_err(|_| verification_failed())?;
     Ok(Json(api::AuditVerifyResponse {
         ok: reports.iter().all(|r| r.ok),
         files: reports,
     }))
+}
+
+/// A verification that did not finish (its blocking task panicked).
+fn verification_failed() -> ApiError {
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        codes::INTERNAL,
+        "verification failed",
+    )
 }
 
 /// Verifies a collector's copy of a stream sink, chain by chain.
@@ -379,13 +382,7 @@ async fn verify_copy(
         std::fs::File::open(&file).and_then(|f| coffer_audit::chain::verify_stream(f, &key))
     })
     .await
-    .map_err(|_| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            codes::INTERNAL,
-            "verification failed",
-        )
-    })?
+    .map_err(|_| verification_failed())?
     .map_err(|e| ApiError::invalid(format!("cannot read {name}: {e}")))?;
     if chains.is_empty() {
         return Err(ApiError::invalid(format!(
