@@ -441,6 +441,8 @@ pub fn verify_stream<R: Read + std::io::Seek>(
     // Where each chain starts: the first line, and each record numbered 1
     // (records are written with their number first).
     let mut starts: Vec<(u64, u64)> = Vec::new();
+    // Each chain's first line, to find a run copied in twice.
+    let mut firsts = Vec::new();
     let mut offset = 0u64;
     let mut line = 0u64;
     {
@@ -455,6 +457,7 @@ pub fn verify_stream<R: Read + std::io::Seek>(
             line += 1;
             if line == 1 || buf.starts_with(b"{\"seq\":1,") {
                 starts.push((offset, line));
+                firsts.push(Sha256::digest(&buf));
             }
             offset += n as u64;
         }
@@ -467,6 +470,20 @@ pub fn verify_stream<R: Read + std::io::Seek>(
         let mut report = verify(std::io::BufReader::new(part), key, None)?;
         if let Some(p) = &mut report.problem {
             p.line += first_line - 1;
+        }
+        // A run's first record holds its time to the millisecond and its
+        // link: two runs never start with the same line.
+        if let Some(earlier) = firsts[..i].iter().position(|f| *f == firsts[i])
+            && report.ok()
+        {
+            report.problem = Some(Problem {
+                line: first_line,
+                seq: 1,
+                reason: format!(
+                    "this run repeats chain {} (the same first record): it was copied in twice",
+                    earlier + 1
+                ),
+            });
         }
         let closed = report.ok() && report.closing.as_deref() == Some(CLOSED_NOTICE);
         chains.push(StreamChain {
@@ -516,7 +533,7 @@ mod tests {
 
     /// A run of a stream sink: `n` records, the last the closing notice
     /// when `closed`.
-    fn run(key: &AuditKey, n: usize, closed: bool) -> Vec<u8> {
+    fn run(key: &AuditKey, id: usize, n: usize, closed: bool) -> Vec<u8> {
         let mut out = Vec::new();
         let mut scratch = Vec::new();
         let mut head = Head::EMPTY;
@@ -526,7 +543,7 @@ mod tests {
             } else {
                 Record {
                     time: format!("2026-01-01T00:00:{:02}.000Z", i % 60),
-                    path: Some(format!("app/p{i}")),
+                    path: Some(format!("run{id}/p{i}")),
                     ..Record::default()
                 }
             };
@@ -539,7 +556,12 @@ mod tests {
     #[test]
     fn a_stream_copy_is_cut_into_runs_and_each_is_verified() {
         let k = key();
-        let copy = [run(&k, 5, true), run(&k, 3, true), run(&k, 4, false)].concat();
+        let copy = [
+            run(&k, 1, 5, true),
+            run(&k, 2, 3, true),
+            run(&k, 3, 4, false),
+        ]
+        .concat();
         let chains = verify_stream(std::io::Cursor::new(&copy), &k).unwrap();
         let summary: Vec<(u64, u64, bool, bool)> = chains
             .iter()
@@ -550,9 +572,9 @@ mod tests {
             [(1, 5, true, true), (6, 3, true, true), (9, 4, true, false)]
         );
         // A run cut short no longer ends with a clean stop, and verifies.
-        let second = run(&k, 3, true);
+        let second = run(&k, 4, 3, true);
         let last = lines(&second).last().unwrap().len();
-        let cut = [run(&k, 5, true), second[..second.len() - last].to_vec()].concat();
+        let cut = [run(&k, 5, 5, true), second[..second.len() - last].to_vec()].concat();
         let chains = verify_stream(std::io::Cursor::new(cut), &k).unwrap();
         assert!(chains[1].report.ok() && !chains[1].closed);
         // An edit is named by its line in the whole copy.
@@ -562,6 +584,14 @@ mod tests {
         let chains = verify_stream(std::io::Cursor::new(edited.concat()), &k).unwrap();
         assert!(chains[0].report.ok() && chains[2].report.ok());
         assert_eq!(chains[1].report.problem.as_ref().unwrap().line, 7);
+        // A run copied in twice: the second copy fails.
+        let first = run(&k, 6, 5, true);
+        let twice = [first.clone(), run(&k, 7, 3, true), first].concat();
+        let chains = verify_stream(std::io::Cursor::new(twice), &k).unwrap();
+        assert!(chains[0].report.ok() && chains[1].report.ok());
+        let p = chains[2].report.problem.as_ref().expect("the repeat fails");
+        assert_eq!(p.line, 9);
+        assert!(p.reason.contains("repeats chain 1"), "{}", p.reason);
         // Another key's runs do not verify; an empty copy has no runs.
         let chains = verify_stream(std::io::Cursor::new(&copy), &key()).unwrap();
         assert!(chains.iter().all(|c| !c.report.ok()));
