@@ -197,6 +197,23 @@ impl Record {
         }
     }
 
+    /// An alert raised by the writer about a log file, not by a rule over
+    /// requests (`audit_log_truncated`, `audit_rotation_failed`, ...), also
+    /// written to the server log under `coffer::alert`.
+    pub fn file_alert(rule: &str, file: &std::path::Path, count: u64, message: String) -> Record {
+        tracing::error!(target: "coffer::alert", alert = rule, "{message}");
+        Record {
+            kind: Kind::Alert,
+            alert: Some(AlertInfo {
+                rule: rule.to_string(),
+                subject: file.display().to_string(),
+                count,
+                window_secs: 0,
+            }),
+            ..Record::notice(message)
+        }
+    }
+
     /// The secrets whose values this request served, with versions: its
     /// path for a successful `secret.read`, its `reads` for a bundle.
     pub fn values_served(&self) -> Vec<(&str, Option<u64>)> {

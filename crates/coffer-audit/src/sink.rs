@@ -484,15 +484,11 @@ fn check_head_file(path: &Path, resumed: Head, notices: &mut Vec<Record>) {
             resumed.seq,
             h.seq
         );
-        tracing::error!(target: "coffer::alert", alert = "audit_log_truncated", "{message}");
-        let mut r = Record::notice(message);
-        r.kind = crate::record::Kind::Alert;
-        r.alert = Some(crate::record::AlertInfo {
-            rule: "audit_log_truncated".into(),
-            subject: path.display().to_string(),
-            count: h.seq.saturating_sub(resumed.seq),
-            window_secs: 0,
-        });
-        notices.push(r);
+        notices.push(Record::file_alert(
+            "audit_log_truncated",
+            path,
+            h.seq.saturating_sub(resumed.seq),
+            message,
+        ));
     }
 }

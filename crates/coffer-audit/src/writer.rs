@@ -379,18 +379,14 @@ fn expire(shared: &Shared, policy: &Rotation, logs: &[PathBuf], report: &mut Rot
     }
     for (file, reason) in &report.expire_failed {
         let message = format!("{} was not removed by retention ({reason})", file.display());
-        tracing::error!(target: "coffer::alert", alert = "audit_retention_failed", "{message}");
-        let mut r = Record::notice(message);
-        r.kind = crate::record::Kind::Alert;
-        r.alert = Some(crate::record::AlertInfo {
-            rule: "audit_retention_failed".into(),
-            subject: file.display().to_string(),
-            count: 1,
-            window_secs: 0,
-        });
         records.push(Pending {
             from_caller: true,
-            ..Pending::notice(r)
+            ..Pending::notice(Record::file_alert(
+                "audit_retention_failed",
+                file,
+                1,
+                message,
+            ))
         });
     }
     if !records.is_empty() {
@@ -944,15 +940,7 @@ impl Writer {
                         "{} was not rotated ({reason}); it goes on as it was",
                         file.display()
                     );
-                    tracing::error!(target: "coffer::alert", alert = "audit_rotation_failed", "{message}");
-                    let mut r = Record::notice(message);
-                    r.kind = crate::record::Kind::Alert;
-                    r.alert = Some(crate::record::AlertInfo {
-                        rule: "audit_rotation_failed".into(),
-                        subject: file.display().to_string(),
-                        count: 1,
-                        window_secs: 0,
-                    });
+                    let r = Record::file_alert("audit_rotation_failed", file, 1, message);
                     let _ = self.alert_tx.send(r.clone());
                     Pending::notice(r)
                 })
