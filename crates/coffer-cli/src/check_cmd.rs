@@ -68,6 +68,22 @@ struct TemplateEntry {
 fn read_template(path: &Path) -> anyhow::Result<Vec<TemplateEntry>> {
     let text = read_file(path)?;
     let parsed = parse_dotenv(path, &text, "")?;
+    let bad: Vec<String> = parsed
+        .bindings
+        .iter()
+        .filter(|b| !coffer_dotenv::is_portable_key(&b.key))
+        .map(|b| b.line.to_string())
+        .collect();
+    if !bad.is_empty() {
+        return Err(fail(
+            Status::Invalid,
+            format!(
+                "{}: line(s) {}: the key is not a variable name (letters, digits and _, not starting with a digit)",
+                path.display(),
+                bad.join(", ")
+            ),
+        ));
+    }
     let lines: Vec<&str> = text.lines().collect();
     let mut out: Vec<TemplateEntry> = Vec::new();
     for b in &parsed.bindings {
@@ -163,12 +179,10 @@ pub async fn example(g: &crate::cli::Global, a: ExampleArgs) -> anyhow::Result<S
     }
     match &a.out {
         Some(path) => {
-            std::fs::write(path, &text).map_err(|e| {
-                fail(
-                    Status::Other,
-                    format!("cannot write {}: {e}", path.display()),
-                )
-            })?;
+            // Names only, meant to be committed: 0644, replaced atomically,
+            // never written through a symbolic link.
+            settings::write_file(path, text.as_bytes(), true, 0o644)
+                .map_err(|e| fail(Status::Other, format!("{e:#}")))?;
         }
         None => {
             let mut out = std::io::stdout().lock();

@@ -25,7 +25,7 @@
 //! || nonce || ciphertext || tag`, the 24-byte header and the file name
 //! being the associated data.
 
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -146,9 +146,24 @@ impl Cache {
     /// The cached copy, if there is a usable one. An expired or damaged one
     /// is deleted and reported as an error.
     pub fn load(&self) -> anyhow::Result<Option<Cached>> {
-        let meta = match std::fs::symlink_metadata(&self.path) {
-            Ok(m) => m,
+        // Opened without following a symbolic link, and checked through
+        // the handle: what is checked is what is read.
+        let opened = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(settings::no_follow())
+            .open(&self.path);
+        let mut file = match opened {
+            Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+                return Err(fail(
+                    Status::Denied,
+                    format!(
+                        "refusing the cache file {}: it is a symbolic link",
+                        self.path.display()
+                    ),
+                ));
+            }
             Err(e) => {
                 return Err(fail(
                     Status::Other,
@@ -156,6 +171,7 @@ impl Cache {
                 ));
             }
         };
+        let meta = file.metadata()?;
         let own_uid = rustix::process::getuid().as_raw();
         if !meta.file_type().is_file()
             || meta.uid() != own_uid
@@ -169,7 +185,8 @@ impl Cache {
                 ),
             ));
         }
-        let bytes = std::fs::read(&self.path)?;
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut file, &mut bytes)?;
         let damaged = || {
             self.remove();
             fail(
@@ -245,7 +262,10 @@ fn sweep_token_dir(dir: &Path, now: i64) {
         };
         let stale = if name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
             let mut head = [0u8; HEADER_LEN];
-            let read = std::fs::File::open(&path)
+            let read = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(settings::no_follow())
+                .open(&path)
                 .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head));
             read.is_ok() && parse_header(&head).is_some_and(|(expires, _)| now >= expires)
         } else {

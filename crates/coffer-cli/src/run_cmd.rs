@@ -42,10 +42,21 @@ pub struct RunArgs {
     /// `[REDACTED:NAME]`.
     #[arg(long)]
     pub redact: bool,
-    /// Allow injecting a name that is refused by default (LD_PRELOAD,
-    /// NODE_OPTIONS, PATH, ...; repeatable).
+    /// Allow setting a name that is refused by default (LD_*, NODE_OPTIONS,
+    /// PATH, GIT_*, PYTHON*, ...; repeatable; the exact spelling).
     #[arg(long = "allow-env", value_name = "NAME")]
     pub allow_env: Vec<String>,
+    /// Strict mode: set only names listed in this .env.example (default
+    /// ./.env.example; note the `=`). Prefix secrets not listed are left
+    /// out; a .env entry or reference not listed is an error.
+    #[arg(
+        long,
+        value_name = "FILE",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = ".env.example"
+    )]
+    pub only_example: Option<PathBuf>,
     /// Use only the encrypted copy kept by the last successful run with the
     /// same token, server and request; never contact the server.
     #[arg(long, conflicts_with = "no_cache")]
@@ -56,8 +67,9 @@ pub struct RunArgs {
     /// Keep no offline copy (and delete one kept before).
     #[arg(long)]
     pub no_cache: bool,
-    /// Pass COFFER_TOKEN on to the command (by default it is removed from
-    /// the command's environment).
+    /// Pass COFFER_TOKEN on to the command (by default it and every other
+    /// coffer credential, COFFER_* but COFFER_ADDR, COFFER_CACERT and
+    /// COFFER_LOG, are removed from the command's environment).
     #[arg(long)]
     pub keep_token: bool,
     /// The command and its arguments.
@@ -71,47 +83,6 @@ fn parse_ttl(s: &str) -> Result<i64, String> {
         return Err("at most 30d".into());
     }
     Ok(ms)
-}
-
-/// Names that change how programs load code or run a shell: a secret
-/// must not set them unless asked (`--allow-env`).
-fn dangerous(name: &str) -> bool {
-    const EXACT: &[&str] = &[
-        "PATH",
-        "NODE_OPTIONS",
-        "NODE_PATH",
-        "PYTHONPATH",
-        "PYTHONSTARTUP",
-        "PYTHONHOME",
-        "PERL5OPT",
-        "PERL5LIB",
-        "PERLLIB",
-        "RUBYOPT",
-        "RUBYLIB",
-        "JAVA_TOOL_OPTIONS",
-        "_JAVA_OPTIONS",
-        "JDK_JAVA_OPTIONS",
-        "CLASSPATH",
-        "BASH_ENV",
-        "ENV",
-        "PROMPT_COMMAND",
-        "SHELLOPTS",
-        "BASHOPTS",
-        "PS4",
-        "IFS",
-        "GCONV_PATH",
-        "GIT_SSH_COMMAND",
-        "GIT_EXEC_PATH",
-        "LESSOPEN",
-        "HOSTALIASES",
-        "RESOLV_HOST_CONF",
-        "MALLOC_CHECK_",
-        "GLIBC_TUNABLES",
-    ];
-    EXACT.contains(&name)
-        || name.starts_with("LD_")
-        || name.starts_with("DYLD_")
-        || name.starts_with("BASH_FUNC_")
 }
 
 /// A `coffer://PATH[#VERSION|#LABEL]` reference (`#3`, `#current`,
@@ -241,66 +212,144 @@ pub(crate) fn by_name<'a>(
     out
 }
 
-pub async fn run(g: &crate::cli::Global, a: RunArgs) -> anyhow::Result<Status> {
-    // Entries from files, in order (later files and lines win), and the
-    // references among them and in the environment.
+/// What the `.env` files and the environment ask for, before any request:
+/// the files' entries (in order; later files and lines win) and the
+/// references among them and in the environment.
+pub(crate) struct Inputs {
+    pub file_vars: Vec<(String, Zeroizing<String>)>,
+    pub refs: Vec<(String, BundleRef)>,
+}
+
+/// Reads the `.env` files' texts and the inherited environment into
+/// [`Inputs`]. Every key must be a variable name (checked after parsing
+/// and quoting, so `'PYTHONPATH=x'=y` is an error, not `PYTHONPATH`);
+/// `${NAME}` never reads a coffer credential from `env`; no reference
+/// that holds something token-shaped (or a credential's value) is kept.
+/// Errors name files, lines and variable names, never values.
+pub(crate) fn collect(
+    files: &[(PathBuf, Zeroizing<String>)],
+    env: &dyn Fn(&str) -> Option<String>,
+    inherited: &[(String, String)],
+) -> anyhow::Result<Inputs> {
     let mut file_vars: Vec<(String, Zeroizing<String>)> = Vec::new();
-    for file in &a.env_files {
-        let text = read_file(file)?;
-        let parsed = parse_dotenv(file, &text, "")?;
+    for (file, text) in files {
+        let parsed = parse_dotenv(file, text, "; nothing run")?;
+        let mut bad_lines: Vec<String> = parsed
+            .bindings
+            .iter()
+            .filter(|b| !coffer_dotenv::is_portable_key(&b.key))
+            .map(|b| b.line.to_string())
+            .collect();
+        bad_lines.dedup();
+        if !bad_lines.is_empty() {
+            return Err(fail(
+                Status::Invalid,
+                format!(
+                    "{}: line(s) {}: the key is not a variable name (letters, digits and _, not starting with a digit, unquoted or in single quotes); nothing run",
+                    file.display(),
+                    bad_lines.join(", ")
+                ),
+            ));
+        }
+        let credentials_read = std::cell::RefCell::new(Vec::<String>::new());
         let env_lookup = |name: &str| {
-            file_vars
-                .iter()
-                .rev()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.to_string())
-                .or_else(|| std::env::var(name).ok())
+            if let Some((_, v)) = file_vars.iter().rev().find(|(k, _)| k == name) {
+                return Some(v.to_string());
+            }
+            if crate::env_names::is_coffer_credential(name) {
+                credentials_read
+                    .borrow_mut()
+                    .push(crate::env_names::mask_tokens(name));
+                return None;
+            }
+            env(name)
         };
-        for (key, value) in parsed.resolve(&env_lookup) {
+        let resolved = parsed.resolve(&env_lookup);
+        let credentials_read = credentials_read.into_inner();
+        if !credentials_read.is_empty() {
+            return Err(fail(
+                Status::Invalid,
+                format!(
+                    "{}: ${{{}}} would read coffer's own credential: expansion never reads COFFER_* credentials (only COFFER_ADDR, COFFER_CACERT and COFFER_LOG); nothing run",
+                    file.display(),
+                    credentials_read.join("}, ${")
+                ),
+            ));
+        }
+        let mut holding = Vec::new();
+        for (key, value) in resolved {
             // A bare `KEY` line has no value to set.
             if let Some(v) = value {
+                if crate::env_names::holds_own_credential(&v) {
+                    holding.push(key.clone());
+                }
                 file_vars.push((key, Zeroizing::new(v)));
             }
+        }
+        if !holding.is_empty() {
+            return Err(fail(
+                Status::Invalid,
+                format!(
+                    "{}: {}: the value holds coffer's own credential (from the environment); nothing run",
+                    file.display(),
+                    holding.join(", ")
+                ),
+            ));
         }
     }
     let mut refs: Vec<(String, BundleRef)> = Vec::new();
     let mut bad = Vec::new();
-    let inherited_refs = std::env::vars_os()
-        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
     for (name, value) in file_vars
         .iter()
-        .map(|(k, v)| (k.clone(), v.to_string()))
-        .chain(inherited_refs)
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .chain(inherited.iter().map(|(k, v)| (k.as_str(), v.as_str())))
     {
-        match parse_reference(&value) {
-            Some(Ok(r)) => refs.push((name, r)),
-            Some(Err(e)) => bad.push(format!("{name}: {e}")),
+        if !value.starts_with("coffer://") {
+            continue;
+        }
+        let shown = crate::env_names::mask_tokens(name);
+        // Never sent, never echoed: the server would record the path.
+        if crate::env_names::holds_credential(value) {
+            bad.push(format!(
+                "{shown}: the reference holds a coffer token or credential; it is never sent"
+            ));
+            continue;
+        }
+        match parse_reference(value) {
+            Some(Ok(r)) => refs.push((name.to_string(), r)),
+            Some(Err(e)) => bad.push(format!("{shown}: {e}")),
             None => {}
         }
     }
     if !bad.is_empty() {
         return Err(fail(Status::Invalid, bad.join("; ")));
     }
+    Ok(Inputs { file_vars, refs })
+}
 
-    // One request for everything.
-    let mut fetched = Vec::new();
-    if !a.paths.is_empty() || !refs.is_empty() {
-        let request = BundleRequest {
-            prefixes: a.paths.clone(),
-            secrets: refs.iter().map(|(_, r)| r.clone()).collect(),
-        };
-        fetched = fetch(g, &a, &request).await?;
-    }
-
+/// The variables to set, from what was fetched and the inputs: every name
+/// a variable name, none refused unless allowed (`--allow-env`) or placed
+/// by a reference in coffer's own environment, and with `example` (the
+/// names of `--only-example`'s file) none outside it.
+pub(crate) fn assemble(
+    a: &RunArgs,
+    inputs: &Inputs,
+    fetched: &[ReadResponse<WireValue>],
+    example: Option<&[String]>,
+) -> anyhow::Result<BTreeMap<String, Zeroizing<String>>> {
+    let mask = crate::env_names::mask_tokens;
     // Variables from the prefixes: by last segment, later prefixes winning.
     let mut vars: BTreeMap<String, Zeroizing<String>> = BTreeMap::new();
     let mut invalid = Vec::new();
-    for (name, read) in by_name(&a.paths, &fetched) {
+    for (name, read) in by_name(&a.paths, fetched) {
+        let picked = a.only.iter().any(|n| n == name)
+            || (a.only.is_empty() && example.is_none_or(|e| e.iter().any(|n| n == name)));
         if !coffer_dotenv::is_portable_key(name) {
-            // With --only, a name that cannot be a variable cannot have
-            // been picked either: only the names asked for matter.
-            if a.only.is_empty() {
-                invalid.push(read.path.clone());
+            // With --only (or --only-example), a name that cannot be a
+            // variable cannot have been picked either: only the names
+            // asked for matter.
+            if picked {
+                invalid.push(mask(&read.path));
             }
             continue;
         }
@@ -309,6 +358,9 @@ pub async fn run(g: &crate::cli::Global, a: RunArgs) -> anyhow::Result<Status> {
     if !a.only.is_empty() {
         check_only(&a.only, |n| vars.contains_key(n))?;
         vars.retain(|k, _| a.only.contains(k));
+    }
+    if let Some(example) = example {
+        vars.retain(|k, _| example.contains(k));
     }
     if !invalid.is_empty() {
         return Err(fail(
@@ -320,11 +372,11 @@ pub async fn run(g: &crate::cli::Global, a: RunArgs) -> anyhow::Result<Status> {
         ));
     }
     // File entries, then references resolved in place.
-    for (k, v) in &file_vars {
+    for (k, v) in &inputs.file_vars {
         vars.insert(k.clone(), v.clone());
     }
     let mut from_environment = Vec::new();
-    for (name, r) in &refs {
+    for (name, r) in &inputs.refs {
         let read = fetched
             .iter()
             .find(|f| {
@@ -335,7 +387,7 @@ pub async fn run(g: &crate::cli::Global, a: RunArgs) -> anyhow::Result<Status> {
             .ok_or_else(|| {
                 fail(
                     Status::NotFound,
-                    format!("{name}: {} was not served", r.path),
+                    format!("{}: {} was not served", mask(name), mask(&r.path)),
                 )
             })?;
         if !vars.contains_key(name) {
@@ -343,26 +395,112 @@ pub async fn run(g: &crate::cli::Global, a: RunArgs) -> anyhow::Result<Status> {
         }
         vars.insert(name.clone(), env_value(&read.value)?);
     }
+    // Whatever the source, a name coffer sets is a variable name.
+    let unusable: Vec<String> = vars
+        .keys()
+        .filter(|k| !coffer_dotenv::is_portable_key(k))
+        .map(|k| format!("{:?}", mask(k)))
+        .collect();
+    if !unusable.is_empty() {
+        return Err(fail(
+            Status::Invalid,
+            format!(
+                "not usable as variable names (letters, digits and _, not starting with a digit): {}; nothing run",
+                unusable.join(", ")
+            ),
+        ));
+    }
+    if let Some(example) = example {
+        let outside: Vec<&str> = vars
+            .keys()
+            .filter(|k| !example.contains(k) && !from_environment.contains(k))
+            .map(String::as_str)
+            .collect();
+        if !outside.is_empty() {
+            return Err(fail(
+                Status::Invalid,
+                format!(
+                    "--only-example: not listed in {}: {}; nothing run",
+                    a.only_example.as_deref().unwrap_or(std::path::Path::new(".env.example")).display(),
+                    outside.join(", ")
+                ),
+            ));
+        }
+    }
     let refused: Vec<&str> = vars
         .keys()
-        .filter(|k| dangerous(k) && !a.allow_env.contains(k) && !from_environment.contains(k))
+        .filter(|k| {
+            crate::env_names::refused_unless_allowed(k, &a.allow_env)
+                && !from_environment.contains(k)
+        })
         .map(String::as_str)
         .collect();
     if !refused.is_empty() {
         return Err(fail(
             Status::Invalid,
+            crate::env_names::refusal_message(&refused, "set"),
+        ));
+    }
+    Ok(vars)
+}
+
+/// The names a `.env.example` lists (each must be a variable name).
+pub(crate) fn example_names(path: &std::path::Path) -> anyhow::Result<Vec<String>> {
+    let text = read_file(path)?;
+    let parsed = parse_dotenv(path, &text, "; nothing run")?;
+    let bad: Vec<String> = parsed
+        .bindings
+        .iter()
+        .filter(|b| !coffer_dotenv::is_portable_key(&b.key))
+        .map(|b| b.line.to_string())
+        .collect();
+    if !bad.is_empty() {
+        return Err(fail(
+            Status::Invalid,
             format!(
-                "refusing to set {} (it changes how programs load code); pass --allow-env NAME if you mean it",
-                refused.join(", ")
+                "{}: line(s) {}: the key is not a variable name; nothing run",
+                path.display(),
+                bad.join(", ")
             ),
         ));
     }
+    Ok(parsed.bindings.into_iter().map(|b| b.key).collect())
+}
+
+pub async fn run(g: &crate::cli::Global, a: RunArgs) -> anyhow::Result<Status> {
+    let example = match &a.only_example {
+        Some(path) => Some(example_names(path)?),
+        None => None,
+    };
+    let mut files = Vec::with_capacity(a.env_files.len());
+    for file in &a.env_files {
+        files.push((file.clone(), read_file(file)?));
+    }
+    let inherited: Vec<(String, String)> = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect();
+    let inputs = collect(&files, &|name| std::env::var(name).ok(), &inherited)?;
+    drop(inherited);
+
+    // One request for everything.
+    let mut fetched = Vec::new();
+    if !a.paths.is_empty() || !inputs.refs.is_empty() {
+        let request = BundleRequest {
+            prefixes: a.paths.clone(),
+            secrets: inputs.refs.iter().map(|(_, r)| r.clone()).collect(),
+        };
+        fetched = fetch(g, &a, &request).await?;
+    }
+    let vars = assemble(&a, &inputs, &fetched, example.as_deref())?;
 
     let mut command = std::process::Command::new(&a.command[0]);
     command.args(&a.command[1..]);
-    // The command gets its secrets, not coffer's own credential.
-    if !a.keep_token {
-        command.env_remove("COFFER_TOKEN");
+    // The command gets its secrets, not coffer's own credentials.
+    for name in crate::env_names::credentials_to_remove(
+        std::env::vars_os().map(|(k, _)| k),
+        a.keep_token,
+    ) {
+        command.env_remove(name);
     }
     for (k, v) in &vars {
         command.env(k, v.as_str());
@@ -633,20 +771,4 @@ mod tests {
         assert!(parse_reference("coffer://a/b#older").unwrap().is_err());
     }
 
-    #[test]
-    fn dangerous_names() {
-        for n in [
-            "LD_PRELOAD",
-            "LD_LIBRARY_PATH",
-            "DYLD_INSERT_LIBRARIES",
-            "NODE_OPTIONS",
-            "PATH",
-            "BASH_FUNC_x%%",
-        ] {
-            assert!(dangerous(n), "{n}");
-        }
-        for n in ["DATABASE_URL", "API_KEY", "PATHS", "NODE_ENV"] {
-            assert!(!dangerous(n), "{n}");
-        }
-    }
 }

@@ -75,6 +75,12 @@ pub fn resolve_token() -> anyhow::Result<Option<SecretString>> {
     }
 }
 
+/// `O_NOFOLLOW`, for `OpenOptionsExt::custom_flags`: opening a path whose
+/// last component is a symbolic link fails instead of following it.
+pub fn no_follow() -> i32 {
+    rustix::fs::OFlags::NOFOLLOW.bits() as i32
+}
+
 /// Writes `contents` to `path` readable by its owner only, atomically
 /// (a temporary file renamed over the target), creating the directory 0700.
 pub fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
@@ -84,12 +90,27 @@ pub fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
 /// [`write_private`], flushed to disk before the rename only if `durable`
 /// (a cache that is checked on reading need not cost an fsync).
 pub fn write_private_with(path: &Path, contents: &[u8], durable: bool) -> anyhow::Result<()> {
-    if let Some(dir) = path.parent() {
+    write_file(path, contents, durable, 0o600)
+}
+
+/// Writes `contents` to `path` atomically with `mode`: a temporary file of
+/// this process's own is created with `O_EXCL` (never through a symbolic
+/// link or over another file), given its mode through its handle, and
+/// renamed over the target (which replaces a symbolic link there, never
+/// writes through it). A bare file name is in the current directory.
+pub fn write_file(path: &Path, contents: &[u8], durable: bool, mode: u32) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         create_private_dir(dir)?;
     }
+    let Some(file_name) = path.file_name() else {
+        return Err(fail(
+            Status::Invalid,
+            format!("{} names no file", path.display()),
+        ));
+    };
     // A name of this process's own, so that concurrent writers of the same
     // file (two `coffer run`s) never trip over each other's temporary file.
-    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+    let mut tmp_name = file_name.to_os_string();
     tmp_name.push(format!(".{}.tmp", std::process::id()));
     let tmp = path.with_file_name(tmp_name);
     let _ = std::fs::remove_file(&tmp);
@@ -97,26 +118,45 @@ pub fn write_private_with(path: &Path, contents: &[u8], durable: bool) -> anyhow
         .write(true)
         .create_new(true)
         .mode(0o600)
+        .custom_flags(no_follow())
         .open(&tmp)
         .with_context(|| format!("cannot create {}", tmp.display()))?;
-    f.write_all(contents)?;
-    if durable {
-        f.sync_all()?;
-    }
+    let written = (|| -> std::io::Result<()> {
+        f.write_all(contents)?;
+        f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        if durable {
+            f.sync_all()?;
+        }
+        Ok(())
+    })();
     drop(f);
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("cannot write {}", tmp.display()));
+    }
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        anyhow::Error::new(e).context(format!("cannot write {}", path.display()))
+    })?;
     Ok(())
 }
 
-/// Creates `dir` (and missing parents) accessible by its owner only.
+/// Creates `dir` (and missing parents) accessible by its owner only; its
+/// mode is set through a handle opened without following a symbolic link.
 pub fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
-    if !dir.exists() {
-        // Every directory created on the way is 0700, not only the last.
-        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
-            .create(dir)
-            .with_context(|| format!("cannot create {}", dir.display()))?;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    if dir.as_os_str().is_empty() || dir.exists() {
+        return Ok(());
     }
+    // Every directory created on the way is 0700, not only the last.
+    std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    let handle = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(no_follow() | rustix::fs::OFlags::DIRECTORY.bits() as i32)
+        .open(dir)
+        .with_context(|| format!("cannot open {}", dir.display()))?;
+    handle.set_permissions(std::fs::Permissions::from_mode(0o700))?;
     Ok(())
 }
 

@@ -387,6 +387,11 @@ pub struct ExportArgs {
     /// $GITHUB_ENV), a file otherwise.
     #[arg(long, value_name = "PATH")]
     pub out: Option<PathBuf>,
+    /// dotenv, shell, github, k8s: allow a name that is refused by default
+    /// (LD_*, PATH, BASH_ENV, PYTHON*, GIT_*, ...; repeatable), as
+    /// `coffer run --allow-env` does.
+    #[arg(long = "allow-env", value_name = "NAME")]
+    pub allow_env: Vec<String>,
 }
 
 /// Quotes a string for POSIX shells: single quotes hold anything but a
@@ -496,6 +501,27 @@ pub async fn export(g: &crate::cli::Global, a: ExportArgs) -> anyhow::Result<Sta
             &values,
             |_, v| v.contains('\0'),
         )?;
+    }
+    // The formats that become environment variables (a Secret through
+    // `envFrom` too) refuse the names `coffer run` refuses.
+    if matches!(
+        a.format,
+        OutputFormat::Dotenv | OutputFormat::Shell | OutputFormat::Github | OutputFormat::K8s
+    ) {
+        let refused: Vec<&str> = values
+            .iter()
+            .map(|(n, _)| *n)
+            .filter(|n| crate::env_names::refused_unless_allowed(n, &a.allow_env))
+            .collect();
+        if !refused.is_empty() {
+            return Err(fail(
+                Status::Invalid,
+                format!(
+                    "{}; nothing exported",
+                    crate::env_names::refusal_message(&refused, "export")
+                ),
+            ));
+        }
     }
 
     let text: Zeroizing<String> = match a.format {
@@ -609,22 +635,33 @@ fn k8s_manifest(
         values,
         |n, _| !k8s_key(n),
     )?;
+    // Every key and scalar double-quoted: unquoted, a YAML 1.1 reader
+    // makes `yes`, `on` and `null` booleans and null, `010` and `0x10`
+    // numbers and `2001-01-01` a date (and `yes`, `on`, `true` one key).
+    let q = |s: &str| yaml_quote(s);
     let mut s = Zeroizing::new(String::new());
-    s.push_str("apiVersion: v1\nkind: Secret\nmetadata:\n");
-    s.push_str(&format!("  name: {name}\n"));
+    s.push_str(&format!(
+        "{}: {}\n{}: {}\n{}:\n",
+        q("apiVersion"),
+        q("v1"),
+        q("kind"),
+        q("Secret"),
+        q("metadata")
+    ));
+    s.push_str(&format!("  {}: {}\n", q("name"), q(&name)));
     if let Some(ns) = &a.namespace {
-        s.push_str(&format!("  namespace: {ns}\n"));
+        s.push_str(&format!("  {}: {}\n", q("namespace"), q(ns)));
     }
-    s.push_str("type: Opaque\n");
+    s.push_str(&format!("{}: {}\n", q("type"), q("Opaque")));
     if values.is_empty() {
-        s.push_str("data: {}\n");
+        s.push_str(&format!("{}: {{}}\n", q("data")));
     } else {
-        s.push_str("data:\n");
+        s.push_str(&format!("{}:\n", q("data")));
     }
     for (n, v) in values {
         let encoded =
             Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(v.as_bytes()));
-        s.push_str(&format!("  {n}: {}\n", encoded.as_str()));
+        s.push_str(&format!("  {}: {}\n", q(n), q(encoded.as_str())));
     }
     Ok(s)
 }
@@ -635,10 +672,9 @@ fn docker_files(dir: &Path, values: &[(&str, Zeroizing<String>)]) -> anyhow::Res
     })?;
     settings::create_private_dir(dir)?;
     for (n, v) in values {
-        let path = dir.join(n);
-        settings::write_private(&path, v.as_bytes())?;
-        // Docker and Compose only ever read secret files.
-        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o400))?;
+        // Docker and Compose only ever read secret files: 0400, set on the
+        // temporary file's handle before it is renamed into place.
+        settings::write_file(&dir.join(n), v.as_bytes(), true, 0o400)?;
     }
     eprintln!(
         "coffer: wrote {} secret file(s) to {} (mode 0400)",
@@ -702,17 +738,30 @@ fn github(
     let mut out = std::io::stdout().lock();
     out.write_all(masks.as_bytes())?;
     out.flush()?;
+    // Never through a symbolic link, and only into a regular file.
     let mut file = std::fs::OpenOptions::new()
         .append(true)
         .create(true)
         .mode(0o600)
+        .custom_flags(settings::no_follow())
         .open(&target)
         .map_err(|e| {
+            let why = if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
+                "it is a symbolic link".to_string()
+            } else {
+                e.to_string()
+            };
             fail(
                 Status::Other,
-                format!("cannot open {}: {e}", target.display()),
+                format!("cannot open {}: {why}", target.display()),
             )
         })?;
+    if !file.metadata()?.is_file() {
+        return Err(fail(
+            Status::Other,
+            format!("cannot append to {}: not a regular file", target.display()),
+        ));
+    }
     file.write_all(env.as_bytes())?;
     file.sync_all()?;
     Ok(Status::Ok)
