@@ -26,17 +26,25 @@ pub struct Redactor {
 impl Redactor {
     /// A redactor for `(name, value)` pairs; values shorter than
     /// [`MIN_LEN`] bytes are left out (see [`Redactor::too_short`]).
+    ///
+    /// Each value is also looked for in the forms a program is likely to
+    /// print it in ([`forms`]): without a trailing line break or
+    /// surrounding whitespace, with `\n` and `\r\n` line breaks, line by
+    /// line, JSON-escaped, and, for a JSON object of string fields, field
+    /// by field (`[REDACTED:NAME.field]`).
     pub fn new<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Redactor {
-        let mut values: Vec<(Zeroizing<Vec<u8>>, Vec<u8>)> = pairs
-            .into_iter()
-            .filter(|(_, v)| v.len() >= MIN_LEN)
-            .map(|(n, v)| {
-                (
-                    Zeroizing::new(v.as_bytes().to_vec()),
-                    format!("[REDACTED:{n}]").into_bytes(),
-                )
-            })
-            .collect();
+        let mut values: Vec<(Zeroizing<Vec<u8>>, Vec<u8>)> = Vec::new();
+        for (name, value) in pairs {
+            for (label, form) in forms(name, value) {
+                if form.len() >= MIN_LEN && !values.iter().any(|(v, _)| v[..] == *form.as_bytes())
+                {
+                    values.push((
+                        Zeroizing::new(form.as_bytes().to_vec()),
+                        format!("[REDACTED:{label}]").into_bytes(),
+                    ));
+                }
+            }
+        }
         values.sort_by_key(|v| std::cmp::Reverse(v.0.len()));
         Redactor {
             values,
@@ -77,6 +85,17 @@ impl Redactor {
         let mut i = 0;
         'outer: while i < buf.len() {
             let rest = &buf[i..];
+            // Could be the start of a value longer than what has arrived:
+            // wait for more, even if a shorter value already matches (it
+            // may be a prefix of the longer one, such as a line of it).
+            if !last
+                && self
+                    .values
+                    .iter()
+                    .any(|(v, _)| v.len() > rest.len() && v.starts_with(rest))
+            {
+                break;
+            }
             for (value, replacement) in &self.values {
                 if rest.starts_with(value) {
                     out.extend_from_slice(replacement);
@@ -84,20 +103,51 @@ impl Redactor {
                     continue 'outer;
                 }
             }
-            if !last
-                && self
-                    .values
-                    .iter()
-                    .any(|(v, _)| v.len() > rest.len() && v.starts_with(rest))
-            {
-                // Could be the start of a value: wait for more.
-                break;
-            }
             out.push(buf[i]);
             i += 1;
         }
         (out, i)
     }
+}
+
+/// The forms of one value to look for, each with its label: the value,
+/// and the forms a program prints it in.
+fn forms(name: &str, value: &str) -> Vec<(String, Zeroizing<String>)> {
+    let mut out: Vec<(String, Zeroizing<String>)> = Vec::new();
+    let mut add = |label: &str, form: &str| {
+        out.push((label.to_string(), Zeroizing::new(form.to_string())));
+    };
+    let one = |add: &mut dyn FnMut(&str, &str), label: &str, v: &str| {
+        add(label, v);
+        add(label, v.trim_end_matches(['\r', '\n']));
+        add(label, v.trim());
+        if v.contains('\n') {
+            let lf = Zeroizing::new(v.replace("\r\n", "\n"));
+            add(label, &lf);
+            add(label, &Zeroizing::new(lf.replace('\n', "\r\n")));
+            for line in lf.split('\n') {
+                add(label, line.trim());
+            }
+        }
+        if let Ok(json) = serde_json::to_string(v).map(Zeroizing::new) {
+            add(label, &json[1..json.len() - 1]);
+        }
+    };
+    one(&mut add, name, value);
+    // A JSON object of string fields (how a fields value is injected):
+    // each field on its own too.
+    if value.trim_start().starts_with('{')
+        && let Ok(fields) = serde_json::from_str::<std::collections::BTreeMap<String, String>>(value)
+    {
+        for (field, v) in &fields {
+            one(&mut add, &format!("{name}.{field}"), v);
+        }
+        let mut fields = fields;
+        for v in fields.values_mut() {
+            zeroize::Zeroize::zeroize(v);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -146,5 +196,57 @@ mod tests {
             "[REDACTED:B] [REDACTED:A] xy"
         );
         assert_eq!(Redactor::too_short(v.iter().copied()), ["C"]);
+    }
+
+    /// Every split of `text` in two, and one byte at a time, gives `want`.
+    fn every_split(values: &[(&str, &str)], text: &str, want: &str) {
+        assert_eq!(run(values, &[text]), want);
+        for cut in (0..=text.len()).filter(|c| text.is_char_boundary(*c)) {
+            assert_eq!(run(values, &[&text[..cut], &text[cut..]]), want, "cut at {cut}");
+        }
+        let bytes: Vec<String> = text.chars().map(String::from).collect();
+        let chunks: Vec<&str> = bytes.iter().map(String::as_str).collect();
+        assert_eq!(run(values, &chunks), want);
+    }
+
+    #[test]
+    fn redaction_matches_value_without_trailing_newline() {
+        let v = [("KEY", "s3cr3t-value\n")];
+        every_split(&v, "k=s3cr3t-value;", "k=[REDACTED:KEY];");
+        let v = [("KEY", "s3cr3t-value\r\n")];
+        every_split(&v, "k=s3cr3t-value;", "k=[REDACTED:KEY];");
+        // Surrounding whitespace, too.
+        let v = [("KEY", "  s3cr3t-value \t")];
+        every_split(&v, "k=s3cr3t-value;", "k=[REDACTED:KEY];");
+    }
+
+    #[test]
+    fn redaction_masks_line_breaks_in_either_form_and_each_line() {
+        let v = [("PEM", "line-one-abc\nline-two-def\n")];
+        every_split(&v, "a line-one-abc\r\nline-two-def\r\n b", "a [REDACTED:PEM] b");
+        every_split(&v, "x line-two-def y", "x [REDACTED:PEM] y");
+        let v = [("PEM", "line-one-abc\r\nline-two-def")];
+        every_split(&v, "a line-one-abc\nline-two-def b", "a [REDACTED:PEM] b");
+        // JSON-escaped, as a structured log writes it.
+        every_split(&v, r#"{"v":"line-one-abc\r\nline-two-def"}"#, r#"{"v":"[REDACTED:PEM]"}"#);
+    }
+
+    #[test]
+    fn redaction_masks_each_json_field() {
+        let v = [("DB", r#"{"password":"hunter2-pw","user":"appuser"}"#)];
+        every_split(
+            &v,
+            "user=appuser pw=hunter2-pw all={\"password\":\"hunter2-pw\",\"user\":\"appuser\"}",
+            "user=[REDACTED:DB.user] pw=[REDACTED:DB.password] all=[REDACTED:DB]",
+        );
+    }
+
+    #[test]
+    fn short_values_and_forms_are_left_alone() {
+        // Under MIN_LEN bytes, whole or trimmed: not redacted (and named
+        // by too_short when the whole value is).
+        let v = [("A", "ab\n"), ("B", r#"{"f":"xy"}"#)];
+        assert_eq!(run(&v, &["ab xy"]), "ab xy");
+        assert_eq!(Redactor::too_short(v.iter().copied()), ["A"]);
     }
 }

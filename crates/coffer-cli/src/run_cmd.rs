@@ -771,4 +771,308 @@ mod tests {
         assert!(parse_reference("coffer://a/b#older").unwrap().is_err());
     }
 
+
+    fn args(paths: &[&str], allow: &[&str]) -> RunArgs {
+        RunArgs {
+            paths: paths.iter().map(|p| p.to_string()).collect(),
+            only: Vec::new(),
+            env_files: Vec::new(),
+            redact: false,
+            allow_env: allow.iter().map(|p| p.to_string()).collect(),
+            only_example: None,
+            offline: false,
+            cache_ttl: 0,
+            no_cache: false,
+            keep_token: false,
+            command: vec!["true".into()],
+        }
+    }
+
+    fn read(path: &str, value: &str) -> ReadResponse<WireValue> {
+        ReadResponse {
+            path: path.to_string(),
+            version: 1,
+            value: WireValue::Text(value.to_string()),
+            created_at: String::new(),
+            created_by: String::new(),
+            label: None,
+        }
+    }
+
+    fn file(text: &str) -> Vec<(PathBuf, Zeroizing<String>)> {
+        vec![(PathBuf::from("test.env"), Zeroizing::new(text.to_string()))]
+    }
+
+    /// Every reference served, with a value.
+    fn serve(inputs: &Inputs) -> Vec<ReadResponse<WireValue>> {
+        inputs
+            .refs
+            .iter()
+            .map(|(_, r)| read(r.path.trim_matches('/'), "served"))
+            .collect()
+    }
+
+    fn env_of(
+        text: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+        allow: &[&str],
+    ) -> anyhow::Result<BTreeMap<String, Zeroizing<String>>> {
+        let inputs = collect(&file(text), env, &[])?;
+        assemble(&args(&[], allow), &inputs, &serve(&inputs), None)
+    }
+
+    #[test]
+    fn quoted_env_key_cannot_smuggle_a_refused_name() {
+        for text in [
+            "'PYTHONPATH=./evil:'=x\n",
+            "'NODE_OPTIONS=--require=./x.js --title'=x\n",
+            "export 'LD_PRELOAD=/tmp/x.so'=x\n",
+            "\"PYTHONPATH\"=x\n",
+            "`PYTHONPATH`=x\n",
+            "'A\0B'=x\n",
+            "'has space'=x\n",
+            "1ABC=x\n",
+            "'\u{41a}EY'=x\n",
+        ] {
+            let e = env_of(text, &|_| None, &[]).err().unwrap_or_else(|| panic!("{text:?} accepted"));
+            let msg = format!("{e:#}");
+            assert!(msg.contains("line(s) 1"), "{text:?}: {msg}");
+            assert!(!msg.contains("evil") && !msg.contains("x.js"), "{msg}");
+        }
+        // Refused names in any spelling a file allows.
+        for text in [
+            "PYTHONPATH=x",
+            "export PYTHONPATH=x",
+            "'PYTHONPATH'=x",
+            "export 'PYTHONPATH'=x",
+            "  PYTHONPATH = \"x\"",
+            "pythonpath=x",
+            "ld_preload=x",
+        ] {
+            let e = env_of(text, &|_| None, &[]).err().unwrap_or_else(|| panic!("{text:?} accepted"));
+            assert!(format!("{e:#}").contains("refusing to set"), "{text:?}: {e:#}");
+        }
+        assert!(env_of("PYTHONPATH=x", &|_| None, &["PYTHONPATH"]).is_ok());
+    }
+
+    #[test]
+    fn expansion_never_reads_coffer_token() {
+        let env = |n: &str| match n {
+            "COFFER_TOKEN" => Some("cft_secretsecretsecretsecret".to_string()),
+            "COFFER_INVITE_CODE" | "COFFER_STORAGE_PASSWORD" | "COFFER_WEBHOOK_SECRET" => {
+                Some("credential-value".to_string())
+            }
+            "COFFER_ADDR" => Some("http://127.0.0.1:8270".to_string()),
+            "HOME" => Some("/home/x".to_string()),
+            _ => None,
+        };
+        for text in [
+            "APP_SETTING=${COFFER_TOKEN}",
+            "APP_SETTING=\"x ${COFFER_TOKEN:-d}\"",
+            "LEAK=coffer://leak/${COFFER_TOKEN}",
+            "A=${COFFER_INVITE_CODE}",
+            "A=${COFFER_STORAGE_PASSWORD}",
+            "A=${COFFER_WEBHOOK_SECRET}",
+        ] {
+            let e = env_of(text, &env, &[]).err().unwrap_or_else(|| panic!("{text:?} accepted"));
+            let msg = format!("{e:#}");
+            assert!(msg.contains("credential"), "{text:?}: {msg}");
+            assert!(!msg.contains("secretsecret") && !msg.contains("credential-value"), "{msg}");
+        }
+        // Settings are not credentials; a file's own entry of that name is
+        // not the environment's; single quotes never expand.
+        let vars = env_of("A=${COFFER_ADDR}\nB='${COFFER_TOKEN}'\nH=${HOME}", &env, &[]).unwrap();
+        assert_eq!(vars["A"].as_str(), "http://127.0.0.1:8270");
+        assert_eq!(vars["B"].as_str(), "${COFFER_TOKEN}");
+        assert_eq!(vars["H"].as_str(), "/home/x");
+    }
+
+    #[test]
+    fn token_shaped_reference_is_never_sent() {
+        let token = "cft_0123456789abcdefghijABCDEFGHIJabcdefghijXYZ012345";
+        for (name, value) in [
+            ("LEAK", format!("coffer://leak/{token}")),
+            ("LEAK", format!("coffer://leak/x#{token}")),
+            ("LEAK", "coffer://a/cfi_0123456789abcdefABCD".to_string()),
+        ] {
+            // In a file and in the environment.
+            for inputs in [
+                collect(&file(&format!("{name}='{value}'")), &|_| None, &[]),
+                collect(&[], &|_| None, &[(name.to_string(), value.clone())]),
+            ] {
+                let e = inputs.err().expect("refused before any request");
+                let msg = format!("{e:#}");
+                assert!(msg.contains("never sent"), "{msg}");
+                assert!(!msg.contains("0123456789abcdef"), "{msg}");
+            }
+        }
+        // A token-shaped name is masked in messages.
+        let e = collect(
+            &[],
+            &|_| None,
+            &[(format!("X{token}"), "coffer://a#older".to_string())],
+        )
+        .err()
+        .unwrap();
+        assert!(!format!("{e:#}").contains("0123456789abcdef"), "{e:#}");
+    }
+
+    #[test]
+    fn git_config_env_family_is_refused() {
+        for name in [
+            "GIT_CONFIG_COUNT",
+            "GIT_CONFIG_KEY_0",
+            "GIT_CONFIG_VALUE_0",
+            "PYTHONWARNINGS",
+            "BROWSER",
+            "DOTNET_STARTUP_HOOKS",
+            "OPENSSL_CONF",
+            "LUA_INIT",
+            "PHPRC",
+            "GIT_ASKPASS",
+            "LESSCLOSE",
+            "PERL5OPT",
+            "RUBYOPT",
+            "JAVA_TOOL_OPTIONS",
+        ] {
+            let inputs = collect(&[], &|_| None, &[]).unwrap();
+            let fetched = [read(&format!("app/dev/{name}"), "x")];
+            let e = assemble(&args(&["app/dev"], &[]), &inputs, &fetched, None)
+                .err()
+                .unwrap_or_else(|| panic!("{name} accepted"));
+            assert!(format!("{e:#}").contains(name), "{e:#}");
+            assert!(assemble(&args(&["app/dev"], &[name]), &inputs, &fetched, None).is_ok());
+        }
+    }
+
+    #[test]
+    fn only_example_sets_listed_names_only() {
+        let inputs = collect(&file("LISTED=1"), &|_| None, &[]).unwrap();
+        let fetched = [read("app/dev/A", "a"), read("app/dev/B", "b")];
+        let example = ["A".to_string(), "LISTED".to_string()];
+        let vars = assemble(&args(&["app/dev"], &[]), &inputs, &fetched, Some(&example)).unwrap();
+        assert_eq!(vars.keys().collect::<Vec<_>>(), ["A", "LISTED"]);
+        let inputs = collect(&file("NOT_LISTED=1"), &|_| None, &[]).unwrap();
+        let e = assemble(&args(&["app/dev"], &[]), &inputs, &fetched, Some(&example))
+            .err()
+            .unwrap();
+        assert!(format!("{e:#}").contains("NOT_LISTED"), "{e:#}");
+        // Listed is not allowed: a refused name stays refused.
+        let inputs = collect(&file("PATH=/tmp"), &|_| None, &[]).unwrap();
+        let example = ["PATH".to_string()];
+        assert!(assemble(&args(&[], &[]), &inputs, &[], Some(&example)).is_err());
+    }
+
+    /// Hostile names: refused families in several spellings, invalid
+    /// characters, look-alikes, empty, leading digits.
+    fn hostile_name() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        prop_oneof![
+            3 => proptest::sample::select(vec![
+                "LD_PRELOAD", "ld_preload", "PATH", "Path", "NODE_OPTIONS", "PYTHONPATH",
+                "PYTHONWARNINGS", "BROWSER", "GIT_CONFIG_COUNT", "GIT_CONFIG_KEY_0",
+                "BASH_ENV", "BASH_FUNC_x%%", "ENV", "PS4", "HTTP_PROXY", "https_proxy",
+                "COFFER_TOKEN", "COFFER_ADDR", "DOTNET_STARTUP_HOOKS", "HOME",
+                "PYTHONPATH=./evil:", "NODE_OPTIONS=--require=./x.js", "A\0B", "", "1A",
+                "A B", "\u{41b}D_PRELOAD", "LD_PRELOAD\u{200b}", "export", "DATABASE_URL",
+                "NODE_ENV", "API_KEY", "_",
+            ])
+            .prop_map(str::to_string),
+            2 => "[A-Za-z_][A-Za-z0-9_]{0,10}",
+            2 => "(LD_|GIT_|PYTHON|NODE_|BASH_|COFFER_|DYLD_|ld_|git_)[A-Za-z0-9_]{0,6}",
+            1 => "(LD_|GIT_|PYTHON|NODE_)[A-Za-z0-9_=]{0,6}",
+            1 => "[ -~]{0,8}",
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(1000))]
+
+        /// No refused or invalid name reaches the command, from any source,
+        /// without --allow-env naming it (or a reference placed in coffer's
+        /// own environment, which is the caller's).
+        #[test]
+        fn no_refused_or_invalid_name_reaches_the_command(
+            stored in proptest::collection::vec(hostile_name(), 0..4),
+            keys in proptest::collection::vec((hostile_name(), 0..8usize), 0..3),
+            inherited in proptest::collection::vec(hostile_name(), 0..3),
+            allow in proptest::collection::vec(hostile_name(), 0..2),
+            strict in proptest::bool::ANY,
+        ) {
+            let mut text = String::new();
+            for (i, (key, quoting)) in keys.iter().enumerate() {
+                let value = if i % 2 == 0 { "v".to_string() } else { format!("coffer://app/ref/R{i}") };
+                text.push_str(&match quoting {
+                    0 => format!("{key}={value}\n"),
+                    1 => format!("'{key}'={value}\n"),
+                    2 => format!("export {key}={value}\n"),
+                    3 => format!("export '{key}'=\"{value}\"\n"),
+                    4 => format!("\"{key}\"={value}\n"),
+                    5 => format!("`{key}`={value}\n"),
+                    6 => format!("  {key} = '{value}' # c\n"),
+                    _ => format!("{key}=${{{key}}}\n"),
+                });
+            }
+            let inherited: Vec<(String, String)> = inherited
+                .iter()
+                .filter(|n| !n.is_empty() && !n.contains(['=', '\0']))
+                .map(|n| (n.clone(), "coffer://app/ref/ENV".to_string()))
+                .collect();
+            let Ok(inputs) = collect(&file(&text), &|_| Some("x".into()), &inherited) else {
+                return Ok(());
+            };
+            let mut fetched: Vec<ReadResponse<WireValue>> = stored
+                .iter()
+                .filter(|n| !n.contains('/'))
+                .map(|n| read(&format!("app/dev/{n}"), "stored"))
+                .collect();
+            fetched.extend(serve(&inputs));
+            let allow: Vec<&str> = allow.iter().map(String::as_str).collect();
+            let a = args(&["app/dev"], &allow);
+            let example: Vec<String> = keys.iter().map(|(k, _)| k.clone()).chain(stored.iter().take(1).cloned()).collect();
+            let Ok(vars) = assemble(&a, &inputs, &fetched, strict.then_some(example.as_slice())) else {
+                return Ok(());
+            };
+            for name in vars.keys() {
+                proptest::prop_assert!(coffer_dotenv::is_portable_key(name), "{name:?}");
+                let from_env = inherited.iter().any(|(k, _)| k == name)
+                    && !inputs.file_vars.iter().any(|(k, _)| k == name)
+                    && !stored.contains(name);
+                proptest::prop_assert!(
+                    crate::env_names::refused(name).is_none()
+                        || allow.contains(&name.as_str())
+                        || from_env,
+                    "{name:?} reached the command"
+                );
+                if strict {
+                    proptest::prop_assert!(example.contains(name) || from_env, "{name:?} not in the example");
+                }
+            }
+        }
+
+        /// The same for exports: no refused or invalid name in an
+        /// environment-like format without --allow-env.
+        #[test]
+        fn no_refused_or_invalid_name_reaches_an_export(
+            names in proptest::collection::vec(hostile_name(), 0..5),
+            allow in proptest::collection::vec(hostile_name(), 0..2),
+        ) {
+            use crate::transfer_cmd::{OutputFormat, check_names};
+            let values: Vec<(&str, Zeroizing<String>)> =
+                names.iter().map(|n| (n.as_str(), Zeroizing::new("v".to_string()))).collect();
+            for format in [OutputFormat::Dotenv, OutputFormat::Shell, OutputFormat::Github, OutputFormat::K8s] {
+                if check_names(format, &allow, &values).is_ok() {
+                    for n in &names {
+                        proptest::prop_assert!(
+                            crate::env_names::refused(n).is_none() || allow.contains(n),
+                            "{n:?} exported as {format:?}"
+                        );
+                        if format != OutputFormat::K8s {
+                            proptest::prop_assert!(coffer_dotenv::is_portable_key(n), "{n:?}");
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

@@ -474,6 +474,54 @@ fn refuse(
     ))
 }
 
+/// The names (and values) a format of that kind can carry: variable names
+/// without NUL in their values for dotenv, shell and github, and no name
+/// `coffer run` refuses (unless allowed) in those and k8s.
+pub(crate) fn check_names(
+    format: OutputFormat,
+    allow_env: &[String],
+    values: &[(&str, Zeroizing<String>)],
+) -> anyhow::Result<()> {
+// Names and values every format of that kind can carry.
+if matches!(
+    format,
+    OutputFormat::Dotenv | OutputFormat::Shell | OutputFormat::Github
+) {
+    refuse(
+        "not usable as variable names (letters, digits and _, not starting with a digit)",
+        values,
+        |n, _| !coffer_dotenv::is_portable_key(n),
+    )?;
+    refuse(
+        "values with a NUL byte cannot be environment variables",
+        values,
+        |_, v| v.contains('\0'),
+    )?;
+}
+// The formats that become environment variables (a Secret through
+// `envFrom` too) refuse the names `coffer run` refuses.
+if matches!(
+    format,
+    OutputFormat::Dotenv | OutputFormat::Shell | OutputFormat::Github | OutputFormat::K8s
+) {
+    let refused: Vec<&str> = values
+        .iter()
+        .map(|(n, _)| *n)
+        .filter(|n| crate::env_names::refused_unless_allowed(n, allow_env))
+        .collect();
+    if !refused.is_empty() {
+        return Err(fail(
+            Status::Invalid,
+            format!(
+                "{}; nothing exported",
+                crate::env_names::refusal_message(&refused, "export")
+            ),
+        ));
+    }
+}
+    Ok(())
+}
+
 pub async fn export(g: &crate::cli::Global, a: ExportArgs) -> anyhow::Result<Status> {
     let fetched = settings::client(g)?.bundle(&a.paths, &[]).await?;
     let mut named = by_name(&a.paths, &fetched);
@@ -486,43 +534,7 @@ pub async fn export(g: &crate::cli::Global, a: ExportArgs) -> anyhow::Result<Sta
         values.push((name, env_value(&read.value)?));
     }
 
-    // Names and values every format of that kind can carry.
-    if matches!(
-        a.format,
-        OutputFormat::Dotenv | OutputFormat::Shell | OutputFormat::Github
-    ) {
-        refuse(
-            "not usable as variable names (letters, digits and _, not starting with a digit)",
-            &values,
-            |n, _| !coffer_dotenv::is_portable_key(n),
-        )?;
-        refuse(
-            "values with a NUL byte cannot be environment variables",
-            &values,
-            |_, v| v.contains('\0'),
-        )?;
-    }
-    // The formats that become environment variables (a Secret through
-    // `envFrom` too) refuse the names `coffer run` refuses.
-    if matches!(
-        a.format,
-        OutputFormat::Dotenv | OutputFormat::Shell | OutputFormat::Github | OutputFormat::K8s
-    ) {
-        let refused: Vec<&str> = values
-            .iter()
-            .map(|(n, _)| *n)
-            .filter(|n| crate::env_names::refused_unless_allowed(n, &a.allow_env))
-            .collect();
-        if !refused.is_empty() {
-            return Err(fail(
-                Status::Invalid,
-                format!(
-                    "{}; nothing exported",
-                    crate::env_names::refusal_message(&refused, "export")
-                ),
-            ));
-        }
-    }
+    check_names(a.format, &a.allow_env, &values)?;
 
     let text: Zeroizing<String> = match a.format {
         OutputFormat::Dotenv => Zeroizing::new(
