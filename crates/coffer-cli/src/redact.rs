@@ -27,15 +27,18 @@ impl Redactor {
     /// A redactor for `(name, value)` pairs; values shorter than
     /// [`MIN_LEN`] bytes are left out (see [`Redactor::too_short`]).
     ///
-    /// Each value is also looked for in the forms a program is likely to
-    /// print it in ([`forms`]): without a trailing line break or
-    /// surrounding whitespace, with `\n` and `\r\n` line breaks, line by
+    /// Each value is looked for without surrounding whitespace (which is
+    /// left in the output), and also in the forms a program is likely to
+    /// print it in ([`forms`]): with `\n` and `\r\n` line breaks, line by
     /// line, JSON-escaped, and, for a JSON object of string fields, field
     /// by field (`[REDACTED:NAME.field]`).
     pub fn new<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Redactor {
         let mut values: Vec<(Zeroizing<Vec<u8>>, Vec<u8>)> = Vec::new();
         for (name, value) in pairs {
             for (label, form) in forms(name, value) {
+                // Whitespace around a value hides nothing: replacing the
+                // value without it keeps the output's line breaks.
+                let form = form.trim();
                 if form.len() >= MIN_LEN && !values.iter().any(|(v, _)| v[..] == *form.as_bytes())
                 {
                     values.push((
@@ -223,7 +226,7 @@ mod tests {
     #[test]
     fn redaction_masks_line_breaks_in_either_form_and_each_line() {
         let v = [("PEM", "line-one-abc\nline-two-def\n")];
-        every_split(&v, "a line-one-abc\r\nline-two-def\r\n b", "a [REDACTED:PEM] b");
+        every_split(&v, "a line-one-abc\r\nline-two-def\r\n b", "a [REDACTED:PEM]\r\n b");
         every_split(&v, "x line-two-def y", "x [REDACTED:PEM] y");
         let v = [("PEM", "line-one-abc\r\nline-two-def")];
         every_split(&v, "a line-one-abc\nline-two-def b", "a [REDACTED:PEM] b");

@@ -7,6 +7,11 @@
 //! value (the output of `coffer get`, the body of a read), and calls
 //! [`Canary::assert_nowhere_else`]. The search also looks for the value's
 //! base64 and hex forms, so an encoded leak is caught too.
+//!
+//! A token canary ([`Canary::with_value`] with a real token) checks the same
+//! for a credential: a token sent through `${COFFER_TOKEN}` expansion,
+//! token-shaped paths and names must appear in no output, no server log and
+//! no audit record ([`Canary::search_server`]).
 
 use std::path::Path;
 
@@ -32,6 +37,29 @@ impl Canary {
             places: Vec::new(),
             allowed: Vec::new(),
         }
+    }
+
+    /// A canary for a value that already exists, such as a token: the
+    /// searches look for it, raw and encoded, wherever it must not be.
+    pub fn with_value(value: impl Into<String>) -> Canary {
+        Canary {
+            value: value.into(),
+            places: Vec::new(),
+            allowed: Vec::new(),
+        }
+    }
+
+    /// Adds everything a server produced: its stdout and stderr, its audit
+    /// log (named on its own, so a leak there is reported as one) and every
+    /// file of its data directory.
+    pub fn search_server(&mut self, server: &super::Server) {
+        self.search("server stdout", read_listed(&server.stdout_log).unwrap_or_default());
+        self.search("server stderr", read_listed(&server.stderr_log).unwrap_or_default());
+        self.search(
+            "audit log",
+            read_listed(&server.data_dir().join("audit.log")).unwrap_or_default(),
+        );
+        self.search_dir(&server.data_dir());
     }
 
     /// Adds bytes to search, under a name for the report.
