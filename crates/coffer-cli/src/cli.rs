@@ -105,12 +105,23 @@ stored with a warning.")]
   coffer run --env-file .env -- python app.py      # .env may hold coffer://myapp/dev/DB_PASSWORD
   coffer run --path myapp/dev --redact -- ./test.sh  # values in its output become [REDACTED:NAME]
   coffer run --path myapp/dev --offline -- ./server  # only the encrypted copy of the last fetch
+  coffer run --path myapp/dev --only-example -- ./server  # only names in ./.env.example
 
 Variables are named by the last segment of each secret's path; a fields
-value is injected as JSON. Names that change how programs load code
-(LD_PRELOAD, LD_*, DYLD_*, NODE_OPTIONS, PATH, BASH_ENV, ...) are refused
-unless allowed with --allow-env NAME. Without --redact, coffer replaces
-itself with the command (signals and exit status are the command's own);
+value is injected as JSON. Every name must be a variable name (letters,
+digits and _), wherever it comes from. Names that make programs load or
+run code, trust other certificates or send traffic elsewhere (LD_*,
+DYLD_*, PATH, BASH_*, ENV, PYTHON*, NODE_* but NODE_ENV, GIT_*, *_OPTIONS,
+EDITOR, PAGER, *_PROXY, HOME, XDG_*, COFFER_*, ...; any case) are refused
+unless allowed with --allow-env NAME; --only-example[=FILE] also refuses
+every name the project's .env.example does not list. ${VAR} in a .env
+file never reads a COFFER_* credential, and no reference holding a token
+is sent. Every coffer credential (COFFER_* but COFFER_ADDR, COFFER_CACERT,
+COFFER_LOG) is removed from the command's environment (--keep-token keeps
+COFFER_TOKEN).
+
+Without --redact, coffer replaces itself with the command (signals and
+exit status are the command's own);
 with --redact it forwards SIGTERM, SIGHUP, SIGUSR1 and SIGUSR2 (and SIGINT
 and SIGQUIT when not on a terminal, which sends those to the command
 itself) and exits with the command's status (128+N after signal N).
@@ -147,8 +158,11 @@ with: a concurrent change makes the whole import fail (exit 8).")]
   coffer export --path ci/deploy --format github     # in a workflow step
 
 Variables are named by the last segment of each secret's path; a fields
-value is written as JSON (an object in json and yaml). Files written with
---out are readable by you only (docker files: 0400 in a 0700 directory).
+value is written as JSON (an object in json and yaml). dotenv, shell,
+github and k8s refuse the names `coffer run` refuses (BASH_ENV, PYTHONPATH,
+...) unless allowed with --allow-env NAME. Files written with --out are
+readable by you only (docker files: 0400 in a 0700 directory), replaced
+atomically, never written through a symbolic link.
 github prints ::add-mask:: for each value on stdout, then appends
 NAME<<DELIMITER blocks to $GITHUB_ENV (or --out).")]
     Export(crate::transfer_cmd::ExportArgs),

@@ -39,8 +39,7 @@ impl Redactor {
                 // Whitespace around a value hides nothing: replacing the
                 // value without it keeps the output's line breaks.
                 let form = form.trim();
-                if form.len() >= MIN_LEN && !values.iter().any(|(v, _)| v[..] == *form.as_bytes())
-                {
+                if form.len() >= MIN_LEN && !values.iter().any(|(v, _)| v[..] == *form.as_bytes()) {
                     values.push((
                         Zeroizing::new(form.as_bytes().to_vec()),
                         format!("[REDACTED:{label}]").into_bytes(),
@@ -140,7 +139,8 @@ fn forms(name: &str, value: &str) -> Vec<(String, Zeroizing<String>)> {
     // A JSON object of string fields (how a fields value is injected):
     // each field on its own too.
     if value.trim_start().starts_with('{')
-        && let Ok(fields) = serde_json::from_str::<std::collections::BTreeMap<String, String>>(value)
+        && let Ok(fields) =
+            serde_json::from_str::<std::collections::BTreeMap<String, String>>(value)
     {
         for (field, v) in &fields {
             one(&mut add, &format!("{name}.{field}"), v);
@@ -205,7 +205,11 @@ mod tests {
     fn every_split(values: &[(&str, &str)], text: &str, want: &str) {
         assert_eq!(run(values, &[text]), want);
         for cut in (0..=text.len()).filter(|c| text.is_char_boundary(*c)) {
-            assert_eq!(run(values, &[&text[..cut], &text[cut..]]), want, "cut at {cut}");
+            assert_eq!(
+                run(values, &[&text[..cut], &text[cut..]]),
+                want,
+                "cut at {cut}"
+            );
         }
         let bytes: Vec<String> = text.chars().map(String::from).collect();
         let chunks: Vec<&str> = bytes.iter().map(String::as_str).collect();
@@ -226,12 +230,20 @@ mod tests {
     #[test]
     fn redaction_masks_line_breaks_in_either_form_and_each_line() {
         let v = [("PEM", "line-one-abc\nline-two-def\n")];
-        every_split(&v, "a line-one-abc\r\nline-two-def\r\n b", "a [REDACTED:PEM]\r\n b");
+        every_split(
+            &v,
+            "a line-one-abc\r\nline-two-def\r\n b",
+            "a [REDACTED:PEM]\r\n b",
+        );
         every_split(&v, "x line-two-def y", "x [REDACTED:PEM] y");
         let v = [("PEM", "line-one-abc\r\nline-two-def")];
         every_split(&v, "a line-one-abc\nline-two-def b", "a [REDACTED:PEM] b");
         // JSON-escaped, as a structured log writes it.
-        every_split(&v, r#"{"v":"line-one-abc\r\nline-two-def"}"#, r#"{"v":"[REDACTED:PEM]"}"#);
+        every_split(
+            &v,
+            r#"{"v":"line-one-abc\r\nline-two-def"}"#,
+            r#"{"v":"[REDACTED:PEM]"}"#,
+        );
     }
 
     #[test]

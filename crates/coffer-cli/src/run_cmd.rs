@@ -421,7 +421,10 @@ pub(crate) fn assemble(
                 Status::Invalid,
                 format!(
                     "--only-example: not listed in {}: {}; nothing run",
-                    a.only_example.as_deref().unwrap_or(std::path::Path::new(".env.example")).display(),
+                    a.only_example
+                        .as_deref()
+                        .unwrap_or(std::path::Path::new(".env.example"))
+                        .display(),
                     outside.join(", ")
                 ),
             ));
@@ -496,10 +499,9 @@ pub async fn run(g: &crate::cli::Global, a: RunArgs) -> anyhow::Result<Status> {
     let mut command = std::process::Command::new(&a.command[0]);
     command.args(&a.command[1..]);
     // The command gets its secrets, not coffer's own credentials.
-    for name in crate::env_names::credentials_to_remove(
-        std::env::vars_os().map(|(k, _)| k),
-        a.keep_token,
-    ) {
+    for name in
+        crate::env_names::credentials_to_remove(std::env::vars_os().map(|(k, _)| k), a.keep_token)
+    {
         command.env_remove(name);
     }
     for (k, v) in &vars {
@@ -771,7 +773,6 @@ mod tests {
         assert!(parse_reference("coffer://a/b#older").unwrap().is_err());
     }
 
-
     fn args(paths: &[&str], allow: &[&str]) -> RunArgs {
         RunArgs {
             paths: paths.iter().map(|p| p.to_string()).collect(),
@@ -834,7 +835,9 @@ mod tests {
             "1ABC=x\n",
             "'\u{41a}EY'=x\n",
         ] {
-            let e = env_of(text, &|_| None, &[]).err().unwrap_or_else(|| panic!("{text:?} accepted"));
+            let e = env_of(text, &|_| None, &[])
+                .err()
+                .unwrap_or_else(|| panic!("{text:?} accepted"));
             let msg = format!("{e:#}");
             assert!(msg.contains("line(s) 1"), "{text:?}: {msg}");
             assert!(!msg.contains("evil") && !msg.contains("x.js"), "{msg}");
@@ -849,8 +852,13 @@ mod tests {
             "pythonpath=x",
             "ld_preload=x",
         ] {
-            let e = env_of(text, &|_| None, &[]).err().unwrap_or_else(|| panic!("{text:?} accepted"));
-            assert!(format!("{e:#}").contains("refusing to set"), "{text:?}: {e:#}");
+            let e = env_of(text, &|_| None, &[])
+                .err()
+                .unwrap_or_else(|| panic!("{text:?} accepted"));
+            assert!(
+                format!("{e:#}").contains("refusing to set"),
+                "{text:?}: {e:#}"
+            );
         }
         assert!(env_of("PYTHONPATH=x", &|_| None, &["PYTHONPATH"]).is_ok());
     }
@@ -874,14 +882,24 @@ mod tests {
             "A=${COFFER_STORAGE_PASSWORD}",
             "A=${COFFER_WEBHOOK_SECRET}",
         ] {
-            let e = env_of(text, &env, &[]).err().unwrap_or_else(|| panic!("{text:?} accepted"));
+            let e = env_of(text, &env, &[])
+                .err()
+                .unwrap_or_else(|| panic!("{text:?} accepted"));
             let msg = format!("{e:#}");
             assert!(msg.contains("credential"), "{text:?}: {msg}");
-            assert!(!msg.contains("secretsecret") && !msg.contains("credential-value"), "{msg}");
+            assert!(
+                !msg.contains("secretsecret") && !msg.contains("credential-value"),
+                "{msg}"
+            );
         }
         // Settings are not credentials; a file's own entry of that name is
         // not the environment's; single quotes never expand.
-        let vars = env_of("A=${COFFER_ADDR}\nB='${COFFER_TOKEN}'\nH=${HOME}", &env, &[]).unwrap();
+        let vars = env_of(
+            "A=${COFFER_ADDR}\nB='${COFFER_TOKEN}'\nH=${HOME}",
+            &env,
+            &[],
+        )
+        .unwrap();
         assert_eq!(vars["A"].as_str(), "http://127.0.0.1:8270");
         assert_eq!(vars["B"].as_str(), "${COFFER_TOKEN}");
         assert_eq!(vars["H"].as_str(), "/home/x");

@@ -482,43 +482,43 @@ pub(crate) fn check_names(
     allow_env: &[String],
     values: &[(&str, Zeroizing<String>)],
 ) -> anyhow::Result<()> {
-// Names and values every format of that kind can carry.
-if matches!(
-    format,
-    OutputFormat::Dotenv | OutputFormat::Shell | OutputFormat::Github
-) {
-    refuse(
-        "not usable as variable names (letters, digits and _, not starting with a digit)",
-        values,
-        |n, _| !coffer_dotenv::is_portable_key(n),
-    )?;
-    refuse(
-        "values with a NUL byte cannot be environment variables",
-        values,
-        |_, v| v.contains('\0'),
-    )?;
-}
-// The formats that become environment variables (a Secret through
-// `envFrom` too) refuse the names `coffer run` refuses.
-if matches!(
-    format,
-    OutputFormat::Dotenv | OutputFormat::Shell | OutputFormat::Github | OutputFormat::K8s
-) {
-    let refused: Vec<&str> = values
-        .iter()
-        .map(|(n, _)| *n)
-        .filter(|n| crate::env_names::refused_unless_allowed(n, allow_env))
-        .collect();
-    if !refused.is_empty() {
-        return Err(fail(
-            Status::Invalid,
-            format!(
-                "{}; nothing exported",
-                crate::env_names::refusal_message(&refused, "export")
-            ),
-        ));
+    // Names and values every format of that kind can carry.
+    if matches!(
+        format,
+        OutputFormat::Dotenv | OutputFormat::Shell | OutputFormat::Github
+    ) {
+        refuse(
+            "not usable as variable names (letters, digits and _, not starting with a digit)",
+            values,
+            |n, _| !coffer_dotenv::is_portable_key(n),
+        )?;
+        refuse(
+            "values with a NUL byte cannot be environment variables",
+            values,
+            |_, v| v.contains('\0'),
+        )?;
     }
-}
+    // The formats that become environment variables (a Secret through
+    // `envFrom` too) refuse the names `coffer run` refuses.
+    if matches!(
+        format,
+        OutputFormat::Dotenv | OutputFormat::Shell | OutputFormat::Github | OutputFormat::K8s
+    ) {
+        let refused: Vec<&str> = values
+            .iter()
+            .map(|(n, _)| *n)
+            .filter(|n| crate::env_names::refused_unless_allowed(n, allow_env))
+            .collect();
+        if !refused.is_empty() {
+            return Err(fail(
+                Status::Invalid,
+                format!(
+                    "{}; nothing exported",
+                    crate::env_names::refusal_message(&refused, "export")
+                ),
+            ));
+        }
+    }
     Ok(())
 }
 

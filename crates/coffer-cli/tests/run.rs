@@ -727,7 +727,14 @@ fn offline_copy_serves_an_unreachable_server_only_and_expires() {
 
 /// Runs `coffer run ARGS -- sh -c 'touch MARKER'` and asserts that it
 /// exits `code` without running the command.
-fn refused_run(server: &Server, dir: &std::path::Path, token: &str, env: &[(&str, &str)], args: &[&str], code: i32) -> common::Run {
+fn refused_run(
+    server: &Server,
+    dir: &std::path::Path,
+    token: &str,
+    env: &[(&str, &str)],
+    args: &[&str],
+    code: i32,
+) -> common::Run {
     let marker = dir.join("ran");
     let touch = format!("touch {}", marker.display());
     let mut all: Vec<&str> = vec!["run"];
@@ -764,8 +771,19 @@ fn quoted_env_key_cannot_smuggle_a_refused_name() {
         "'GIT_CONFIG_COUNT'=1\n",
     ] {
         std::fs::write(&env_file, text).unwrap();
-        let run = refused_run(&server, dir.path(), &root, &[], &["--env-file", env_file.to_str().unwrap()], 7);
-        assert!(!run.stderr().contains("evil") && !run.stderr().contains("x.js"), "{}", run.stderr());
+        let run = refused_run(
+            &server,
+            dir.path(),
+            &root,
+            &[],
+            &["--env-file", env_file.to_str().unwrap()],
+            7,
+        );
+        assert!(
+            !run.stderr().contains("evil") && !run.stderr().contains("x.js"),
+            "{}",
+            run.stderr()
+        );
     }
     // An inherited name cannot hold `=`: the environment splits at the first.
 }
@@ -795,12 +813,23 @@ fn expansion_never_reads_coffer_token() {
             &["--env-file", env_file.to_str().unwrap()],
             7,
         );
-        assert!(run.stderr().contains("credential"), "{text}: {}", run.stderr());
+        assert!(
+            run.stderr().contains("credential"),
+            "{text}: {}",
+            run.stderr()
+        );
         canary.search_run(text, &run);
     }
     // Indirection through another variable is caught too.
     std::fs::write(&env_file, "APP_SETTING=${COPY}\n").unwrap();
-    let run = refused_run(&server, dir.path(), &token, &[("COPY", &token)], &["--env-file", env_file.to_str().unwrap()], 7);
+    let run = refused_run(
+        &server,
+        dir.path(),
+        &token,
+        &[("COPY", &token)],
+        &["--env-file", env_file.to_str().unwrap()],
+        7,
+    );
     canary.search_run("indirect", &run);
     // Nothing reached the server.
     let log = std::fs::read_to_string(server.data_dir().join("audit.log")).unwrap();
@@ -830,7 +859,14 @@ fn token_shaped_reference_is_never_sent() {
     // In a .env file, single-quoted (no expansion involved).
     let env_file = dir.path().join("app.env");
     std::fs::write(&env_file, format!("LEAK='{leak}'\n")).unwrap();
-    let run = refused_run(&server, dir.path(), &token, &[], &["--env-file", env_file.to_str().unwrap()], 7);
+    let run = refused_run(
+        &server,
+        dir.path(),
+        &token,
+        &[],
+        &["--env-file", env_file.to_str().unwrap()],
+        7,
+    );
     canary.search_run("file", &run);
     let log = std::fs::read_to_string(server.data_dir().join("audit.log")).unwrap();
     assert!(!log.contains("leak/"), "a request was sent: {log}");
@@ -848,7 +884,12 @@ fn server_never_records_a_token_shaped_path() {
     let root = server.root_token();
     let token = dev_token(&server, &root);
     let mut canary = Canary::with_value(token.clone());
-    let r = server.http("GET", &format!("/api/v1/secrets/leak/{token}"), Some(&root), None);
+    let r = server.http(
+        "GET",
+        &format!("/api/v1/secrets/leak/{token}"),
+        Some(&root),
+        None,
+    );
     canary.search_response("read", &r);
     let body = serde_json::json!({ "secrets": [{ "path": format!("leak/{token}") }] }).to_string();
     let r = server.http("POST", "/api/v1/bundle", Some(&root), Some(body.as_bytes()));
@@ -865,11 +906,29 @@ fn git_config_env_family_is_refused() {
     let marker = dir.path().join("ran");
     put(&server, &root, "app/git/GIT_CONFIG_COUNT", "1");
     put(&server, &root, "app/git/GIT_CONFIG_KEY_0", "core.fsmonitor");
-    put(&server, &root, "app/git/GIT_CONFIG_VALUE_0", &format!("touch {}", marker.display()));
-    put(&server, &root, "app/py/PYTHONWARNINGS", "ignore::antigravity.x");
-    put(&server, &root, "app/py/BROWSER", &format!("touch {}", marker.display()));
+    put(
+        &server,
+        &root,
+        "app/git/GIT_CONFIG_VALUE_0",
+        &format!("touch {}", marker.display()),
+    );
+    put(
+        &server,
+        &root,
+        "app/py/PYTHONWARNINGS",
+        "ignore::antigravity.x",
+    );
+    put(
+        &server,
+        &root,
+        "app/py/BROWSER",
+        &format!("touch {}", marker.display()),
+    );
     for (prefix, names) in [
-        ("app/git", &["GIT_CONFIG_COUNT", "GIT_CONFIG_KEY_0", "GIT_CONFIG_VALUE_0"][..]),
+        (
+            "app/git",
+            &["GIT_CONFIG_COUNT", "GIT_CONFIG_KEY_0", "GIT_CONFIG_VALUE_0"][..],
+        ),
         ("app/py", &["PYTHONWARNINGS", "BROWSER"][..]),
     ] {
         let run = refused_run(&server, dir.path(), &root, &[], &["--path", prefix], 7);
@@ -881,20 +940,60 @@ fn git_config_env_family_is_refused() {
     // The rest of each family, from a .env file.
     let env_file = dir.path().join("app.env");
     for name in [
-        "DOTNET_STARTUP_HOOKS", "OPENSSL_CONF", "LUA_INIT", "PHPRC", "GIT_ASKPASS", "LESSCLOSE",
-        "PERL5OPT", "RUBYOPT", "JAVA_TOOL_OPTIONS", "SSH_ASKPASS", "SUDO_ASKPASS", "EDITOR",
-        "GIT_PAGER", "MANPAGER", "BASH_FUNC_x%%", "ZDOTDIR", "PS4", "PROMPT_COMMAND",
-        "XDG_CONFIG_HOME", "TERMINFO", "LOCPATH", "NLSPATH", "GCONV_PATH", "MALLOC_PERTURB_",
-        "GLIBC_TUNABLES", "SSL_CERT_FILE", "CURL_CA_BUNDLE", "REQUESTS_CA_BUNDLE", "HTTPS_PROXY",
-        "http_proxy", "COMPlus_EnableDiagnostics", "CORECLR_PROFILER_PATH", "NODE_OPTIONS",
-        "COFFER_ADDR", "Path", "HOME",
+        "DOTNET_STARTUP_HOOKS",
+        "OPENSSL_CONF",
+        "LUA_INIT",
+        "PHPRC",
+        "GIT_ASKPASS",
+        "LESSCLOSE",
+        "PERL5OPT",
+        "RUBYOPT",
+        "JAVA_TOOL_OPTIONS",
+        "SSH_ASKPASS",
+        "SUDO_ASKPASS",
+        "EDITOR",
+        "GIT_PAGER",
+        "MANPAGER",
+        "BASH_FUNC_x%%",
+        "ZDOTDIR",
+        "PS4",
+        "PROMPT_COMMAND",
+        "XDG_CONFIG_HOME",
+        "TERMINFO",
+        "LOCPATH",
+        "NLSPATH",
+        "GCONV_PATH",
+        "MALLOC_PERTURB_",
+        "GLIBC_TUNABLES",
+        "SSL_CERT_FILE",
+        "CURL_CA_BUNDLE",
+        "REQUESTS_CA_BUNDLE",
+        "HTTPS_PROXY",
+        "http_proxy",
+        "COMPlus_EnableDiagnostics",
+        "CORECLR_PROFILER_PATH",
+        "NODE_OPTIONS",
+        "COFFER_ADDR",
+        "Path",
+        "HOME",
     ] {
         if name.contains('%') {
             continue; // not a variable name: refused as such
         }
         std::fs::write(&env_file, format!("{name}=x\n")).unwrap();
-        let run = refused_run(&server, dir.path(), &root, &[], &["--env-file", env_file.to_str().unwrap()], 7);
-        assert!(run.stderr().contains("refusing to set"), "{name}: {}", run.stderr());
+        let run = refused_run(
+            &server,
+            dir.path(),
+            &root,
+            &[],
+            &["--env-file", env_file.to_str().unwrap()],
+            7,
+        );
+        assert!(
+            run.stderr().contains("refusing to set"),
+            "{name}: {}",
+            run.stderr()
+        );
     }
 }
 
@@ -909,13 +1008,37 @@ fn only_example_sets_listed_names_only() {
     std::fs::write(&example, "API_KEY=\nLOG_LEVEL=info\n").unwrap();
     let flag = format!("--only-example={}", example.display());
     let run = server.cli().token(&root).run(&[
-        "run", "--path", "app/dev", &flag, "--", "sh", "-c",
+        "run",
+        "--path",
+        "app/dev",
+        &flag,
+        "--",
+        "sh",
+        "-c",
         "printf '%s|%s' \"$API_KEY\" \"${UNLISTED:-unset}\"",
     ]);
-    assert_eq!((run.code(), run.stdout().as_str()), (0, "key-value|unset"), "{}", run.stderr());
+    assert_eq!(
+        (run.code(), run.stdout().as_str()),
+        (0, "key-value|unset"),
+        "{}",
+        run.stderr()
+    );
     let env_file = dir.path().join("app.env");
     std::fs::write(&env_file, "EXTRA=1\n").unwrap();
-    let run = refused_run(&server, dir.path(), &root, &[], &["--path", "app/dev", &flag, "--env-file", env_file.to_str().unwrap()], 7);
+    let run = refused_run(
+        &server,
+        dir.path(),
+        &root,
+        &[],
+        &[
+            "--path",
+            "app/dev",
+            &flag,
+            "--env-file",
+            env_file.to_str().unwrap(),
+        ],
+        7,
+    );
     assert!(run.stderr().contains("EXTRA"), "{}", run.stderr());
 }
 
@@ -937,10 +1060,14 @@ fn coffer_credentials_never_reach_the_child() {
     };
     let run = cli().run(&["run", "--", "sh", "-c", print]).expect(0);
     assert_eq!(run.stdout(), "COFFER_ADDR COFFER_LOG ");
-    let run = cli().run(&["run", "--keep-token", "--", "sh", "-c", print]).expect(0);
+    let run = cli()
+        .run(&["run", "--keep-token", "--", "sh", "-c", print])
+        .expect(0);
     assert_eq!(run.stdout(), "COFFER_ADDR COFFER_LOG COFFER_TOKEN ");
     // Also with --redact (a child, not exec).
-    let run = cli().run(&["run", "--redact", "--", "sh", "-c", print]).expect(0);
+    let run = cli()
+        .run(&["run", "--redact", "--", "sh", "-c", print])
+        .expect(0);
     assert_eq!(run.stdout(), "COFFER_ADDR COFFER_LOG ");
 }
 
@@ -950,10 +1077,17 @@ fn redaction_matches_value_without_trailing_newline() {
     let server = Server::start(dir.path(), Mode::Dev);
     let root = server.root_token();
     put(&server, &root, "app/dev/NL", "value-with-newline\n");
-    put(&server, &root, "app/dev/CRLF", "first-line-x\r\nsecond-line-y\r\n");
+    put(
+        &server,
+        &root,
+        "app/dev/CRLF",
+        "first-line-x\r\nsecond-line-y\r\n",
+    );
     put(&server, &root, "app/dev/PADDED", "  padded-value  ");
     let script = r#"printf 'a=%s' "$NL"; printf 'b=%s|%s\n' first-line-x second-line-y; printf 'c=padded-value\n'; printf 'd=value-with-'; sleep 0.2; printf 'newline.\n'"#;
-    let run = server.cli().token(&root).run(&["run", "--path", "app/dev", "--redact", "--", "sh", "-c", script]);
+    let run = server.cli().token(&root).run(&[
+        "run", "--path", "app/dev", "--redact", "--", "sh", "-c", script,
+    ]);
     assert_eq!(run.code(), 0, "{}", run.stderr());
     assert_eq!(
         run.stdout(),
@@ -966,17 +1100,32 @@ fn redaction_masks_each_json_field() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), Mode::Dev);
     let root = server.root_token();
-    let body = serde_json::json!({ "value": { "user": "app-user", "password": "hunter2-pass" } }).to_string();
+    let body = serde_json::json!({ "value": { "user": "app-user", "password": "hunter2-pass" } })
+        .to_string();
     ok(
-        &server.http("PUT", "/api/v1/secrets/app/dev/DB", Some(&root), Some(body.as_bytes())),
+        &server.http(
+            "PUT",
+            "/api/v1/secrets/app/dev/DB",
+            Some(&root),
+            Some(body.as_bytes()),
+        ),
         "write",
     );
     let run = server.cli().token(&root).run(&[
-        "run", "--path", "app/dev", "--redact", "--", "sh", "-c",
+        "run",
+        "--path",
+        "app/dev",
+        "--redact",
+        "--",
+        "sh",
+        "-c",
         r#"printf 'user=app-user pw=hunter2-pass\n'; printf '%s\n' "$DB" >&2"#,
     ]);
     assert_eq!(run.code(), 0, "{}", run.stderr());
-    assert_eq!(run.stdout(), "user=[REDACTED:DB.user] pw=[REDACTED:DB.password]\n");
+    assert_eq!(
+        run.stdout(),
+        "user=[REDACTED:DB.user] pw=[REDACTED:DB.password]\n"
+    );
     assert!(run.stderr().contains("[REDACTED:DB]"), "{}", run.stderr());
     assert!(!run.stderr().contains("hunter2"), "{}", run.stderr());
 }

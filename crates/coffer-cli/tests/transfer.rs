@@ -810,7 +810,12 @@ fn export_applies_refused_names() {
     let root = server.root_token();
     put(&server, &root, "ci/deploy/BASH_ENV", "./evil.sh".into());
     put(&server, &root, "ci/deploy/PYTHONPATH", "./evil".into());
-    put(&server, &root, "ci/deploy/DEPLOY_KEY", "deploy-key-value".into());
+    put(
+        &server,
+        &root,
+        "ci/deploy/DEPLOY_KEY",
+        "deploy-key-value".into(),
+    );
     let github_env = dir.path().join("github_env");
     std::fs::write(&github_env, "EARLIER=kept\n").unwrap();
     let export = |extra: &[&str]| {
@@ -826,17 +831,36 @@ fn export_applies_refused_names() {
         let run = export(&["--format", format]);
         assert_eq!(run.code(), 7, "{format}: {}", run.stderr());
         for name in ["BASH_ENV", "PYTHONPATH", "--allow-env"] {
-            assert!(run.stderr().contains(name), "{format} {name}: {}", run.stderr());
+            assert!(
+                run.stderr().contains(name),
+                "{format} {name}: {}",
+                run.stderr()
+            );
         }
         assert!(!run.stdout().contains("deploy-key-value"), "{format}");
-        assert_eq!(std::fs::read_to_string(&github_env).unwrap(), "EARLIER=kept\n");
+        assert_eq!(
+            std::fs::read_to_string(&github_env).unwrap(),
+            "EARLIER=kept\n"
+        );
     }
     // json and yaml are not environments; --only and --allow-env pick.
     export(&["--format", "json"]).expect(0);
     export(&["--format", "github", "--only", "DEPLOY_KEY"]).expect(0);
     export(&["--format", "github", "--allow-env", "BASH_ENV"]).expect(7);
-    export(&["--format", "github", "--allow-env", "BASH_ENV", "--allow-env", "PYTHONPATH"]).expect(0);
-    assert!(std::fs::read_to_string(&github_env).unwrap().contains("BASH_ENV<<"));
+    export(&[
+        "--format",
+        "github",
+        "--allow-env",
+        "BASH_ENV",
+        "--allow-env",
+        "PYTHONPATH",
+    ])
+    .expect(0);
+    assert!(
+        std::fs::read_to_string(&github_env)
+            .unwrap()
+            .contains("BASH_ENV<<")
+    );
 }
 
 #[test]
@@ -845,14 +869,25 @@ fn github_export_out_does_not_follow_symlinks() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), Mode::Dev);
     let root = server.root_token();
-    put(&server, &root, "ci/deploy/DEPLOY_KEY", "deploy-key-value".into());
+    put(
+        &server,
+        &root,
+        "ci/deploy/DEPLOY_KEY",
+        "deploy-key-value".into(),
+    );
     let victim = dir.path().join("victim");
     std::fs::write(&victim, "victim's own\n").unwrap();
     std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o644)).unwrap();
     let link = dir.path().join("github_env");
     symlink(&victim, &link).unwrap();
     let run = server.cli().token(&root).run(&[
-        "export", "--path", "ci/deploy", "--format", "github", "--out", link.to_str().unwrap(),
+        "export",
+        "--path",
+        "ci/deploy",
+        "--format",
+        "github",
+        "--out",
+        link.to_str().unwrap(),
     ]);
     assert_ne!(run.code(), 0, "{}", run.stderr());
     assert!(run.stderr().contains("symbolic link"), "{}", run.stderr());
@@ -863,7 +898,15 @@ fn github_export_out_does_not_follow_symlinks() {
     server
         .cli()
         .token(&root)
-        .run(&["export", "--path", "ci/deploy", "--format", "github", "--out", dangling.to_str().unwrap()])
+        .run(&[
+            "export",
+            "--path",
+            "ci/deploy",
+            "--format",
+            "github",
+            "--out",
+            dangling.to_str().unwrap(),
+        ])
         .expect(1);
     assert!(!dir.path().join("created-through-link").exists());
 
@@ -875,12 +918,25 @@ fn github_export_out_does_not_follow_symlinks() {
     server
         .cli()
         .token(&root)
-        .run(&["export", "--path", "ci/deploy", "--format", "docker", "--out", secrets.to_str().unwrap()])
+        .run(&[
+            "export",
+            "--path",
+            "ci/deploy",
+            "--format",
+            "docker",
+            "--out",
+            secrets.to_str().unwrap(),
+        ])
         .expect(0);
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "victim's own\n");
     assert_eq!(mode(&victim), 0o644);
     let written = secrets.join("DEPLOY_KEY");
-    assert!(std::fs::symlink_metadata(&written).unwrap().file_type().is_file());
+    assert!(
+        std::fs::symlink_metadata(&written)
+            .unwrap()
+            .file_type()
+            .is_file()
+    );
     assert_eq!(mode(&written), 0o400);
     // dotenv --out: the link is replaced by the file.
     let out = dir.path().join("out.env");
@@ -888,10 +944,23 @@ fn github_export_out_does_not_follow_symlinks() {
     server
         .cli()
         .token(&root)
-        .run(&["export", "--path", "ci/deploy", "--format", "dotenv", "--out", out.to_str().unwrap()])
+        .run(&[
+            "export",
+            "--path",
+            "ci/deploy",
+            "--format",
+            "dotenv",
+            "--out",
+            out.to_str().unwrap(),
+        ])
         .expect(0);
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "victim's own\n");
-    assert!(std::fs::symlink_metadata(&out).unwrap().file_type().is_file());
+    assert!(
+        std::fs::symlink_metadata(&out)
+            .unwrap()
+            .file_type()
+            .is_file()
+    );
     assert_eq!(mode(&out), 0o600);
 }
 
@@ -900,14 +969,42 @@ fn kubernetes_export_quotes_every_key() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), Mode::Dev);
     let root = server.root_token();
-    let names = ["yes", "on", "true", "null", "0x10", "010", "1.0", "2001-01-01", "No", "1e3", "0o7", ".inf"];
+    let names = [
+        "yes",
+        "on",
+        "true",
+        "null",
+        "0x10",
+        "010",
+        "1.0",
+        "2001-01-01",
+        "No",
+        "1e3",
+        "0o7",
+        ".inf",
+    ];
     for n in names {
-        put(&server, &root, &format!("app/yaml/{n}"), format!("value of {n}").into());
+        put(
+            &server,
+            &root,
+            &format!("app/yaml/{n}"),
+            format!("value of {n}").into(),
+        );
     }
     let run = server
         .cli()
         .token(&root)
-        .run(&["export", "--path", "app/yaml", "--format", "k8s", "--namespace", "null", "--name", "true"])
+        .run(&[
+            "export",
+            "--path",
+            "app/yaml",
+            "--format",
+            "k8s",
+            "--namespace",
+            "null",
+            "--name",
+            "true",
+        ])
         .expect(0);
     let manifest = dir.path().join("secret.yaml");
     std::fs::write(&manifest, run.stdout()).unwrap();
@@ -924,18 +1021,29 @@ fn kubernetes_export_quotes_every_key() {
     let data = doc["data"].as_object().unwrap();
     assert_eq!(data.len(), names.len(), "{data:?}");
     for n in names {
-        let v = base64::engine::general_purpose::STANDARD.decode(data[n].as_str().unwrap()).unwrap();
+        let v = base64::engine::general_purpose::STANDARD
+            .decode(data[n].as_str().unwrap())
+            .unwrap();
         assert_eq!(String::from_utf8(v).unwrap(), format!("value of {n}"));
     }
     // yaml and json read back the same names as strings.
-    let run = server.cli().token(&root).run(&["export", "--path", "app/yaml", "--format", "yaml"]).expect(0);
+    let run = server
+        .cli()
+        .token(&root)
+        .run(&["export", "--path", "app/yaml", "--format", "yaml"])
+        .expect(0);
     let yaml_file = dir.path().join("out.yaml");
     std::fs::write(&yaml_file, run.stdout()).unwrap();
     let read = python(
         "import sys, json, yaml\nd = yaml.safe_load(open(sys.argv[1]))\nassert all(isinstance(k, str) for k in d)\nprint(json.dumps(d))",
         &[yaml_file.to_str().unwrap()],
     );
-    let json = server.cli().token(&root).run(&["export", "--path", "app/yaml", "--format", "json"]).expect(0).json();
+    let json = server
+        .cli()
+        .token(&root)
+        .run(&["export", "--path", "app/yaml", "--format", "json"])
+        .expect(0)
+        .json();
     assert_eq!(read, json);
     assert_eq!(json.as_object().unwrap().len(), names.len());
 }
@@ -961,15 +1069,42 @@ fn export_out_bare_file_name() {
             .unwrap()
     };
     for format in ["dotenv", "json", "yaml", "shell", "k8s"] {
-        let out = run(&["export", "--path", "app/dev", "--format", format, "--out", ".env"]);
-        assert!(out.status.success(), "{format}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = run(&[
+            "export", "--path", "app/dev", "--format", format, "--out", ".env",
+        ]);
+        assert!(
+            out.status.success(),
+            "{format}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert_eq!(mode(&work.join(".env")), 0o600);
     }
-    let out = run(&["export", "--path", "app/dev", "--format", "github", "--out", "github_env"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let out = run(&["export", "--path", "app/dev", "--format", "docker", "--out", "secrets"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(std::fs::read_to_string(work.join("secrets/API_KEY")).unwrap(), "key-value");
+    let out = run(&[
+        "export",
+        "--path",
+        "app/dev",
+        "--format",
+        "github",
+        "--out",
+        "github_env",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&[
+        "export", "--path", "app/dev", "--format", "docker", "--out", "secrets",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(work.join("secrets/API_KEY")).unwrap(),
+        "key-value"
+    );
     // No temporary file left behind.
     let left: Vec<_> = std::fs::read_dir(&work)
         .unwrap()

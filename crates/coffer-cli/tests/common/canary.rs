@@ -53,8 +53,14 @@ impl Canary {
     /// log (named on its own, so a leak there is reported as one) and every
     /// file of its data directory.
     pub fn search_server(&mut self, server: &super::Server) {
-        self.search("server stdout", read_listed(&server.stdout_log).unwrap_or_default());
-        self.search("server stderr", read_listed(&server.stderr_log).unwrap_or_default());
+        self.search(
+            "server stdout",
+            read_listed(&server.stdout_log).unwrap_or_default(),
+        );
+        self.search(
+            "server stderr",
+            read_listed(&server.stderr_log).unwrap_or_default(),
+        );
         self.search(
             "audit log",
             read_listed(&server.data_dir().join("audit.log")).unwrap_or_default(),
