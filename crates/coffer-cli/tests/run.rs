@@ -1129,3 +1129,40 @@ fn redaction_masks_each_json_field() {
     assert!(run.stderr().contains("[REDACTED:DB]"), "{}", run.stderr());
     assert!(!run.stderr().contains("hunter2"), "{}", run.stderr());
 }
+
+#[test]
+fn offline_copy_behind_a_symbolic_link_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    put(&server, &root, "app/dev/API_KEY", "offline-value");
+    let token = dev_token(&server, &root);
+    let args = ["run", "--path", "app/dev", "--offline", "--", "true"];
+    server
+        .cli()
+        .token(&token)
+        .run(&["run", "--path", "app/dev", "--", "true"])
+        .expect(0);
+    let files = cache_files(dir.path());
+    assert_eq!(files.len(), 1);
+    // The copy moved elsewhere and a link left in its place.
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::rename(&files[0], &elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &files[0]).unwrap();
+    let run = server.cli().token(&token).run(&args);
+    assert_eq!(run.code(), 4, "{}", run.stderr());
+    assert!(run.stderr().contains("symbolic link"), "{}", run.stderr());
+    // A fetch replaces the link with a file of its own.
+    server
+        .cli()
+        .token(&token)
+        .run(&["run", "--path", "app/dev", "--", "true"])
+        .expect(0);
+    assert!(
+        std::fs::symlink_metadata(&files[0])
+            .unwrap()
+            .file_type()
+            .is_file()
+    );
+    server.cli().token(&token).run(&args).expect(0);
+}

@@ -1113,3 +1113,110 @@ fn export_out_bare_file_name() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+#[test]
+fn concurrent_exports_to_one_file_never_interleave() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    put(&server, &root, "app/dev/A", "a".repeat(20_000).into());
+    put(&server, &root, "app/dev/B", "b".repeat(20_000).into());
+    let out = dir.path().join("shared.env");
+    let handles: Vec<_> = (0..6)
+        .map(|i| {
+            let (addr, root, out, home) = (
+                server.addr.clone(),
+                root.clone(),
+                out.clone(),
+                dir.path().to_path_buf(),
+            );
+            std::thread::spawn(move || {
+                let only = if i % 2 == 0 { "A" } else { "B" };
+                common::Cli::new(&addr, &home)
+                    .token(&root)
+                    .run(&[
+                        "export",
+                        "--path",
+                        "app/dev",
+                        "--only",
+                        only,
+                        "--format",
+                        "dotenv",
+                        "--out",
+                        out.to_str().unwrap(),
+                    ])
+                    .expect(0);
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    // One whole export or the other, never a mix; no temporary file left.
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        text == format!("A={}\n", "a".repeat(20_000))
+            || text == format!("B={}\n", "b".repeat(20_000)),
+        "{} bytes",
+        text.len()
+    );
+    assert_eq!(mode(&out), 0o600);
+    let tmp = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".tmp")
+        })
+        .count();
+    assert_eq!(tmp, 0);
+}
+
+#[test]
+fn check_and_example_refuse_hostile_template_keys_and_links() {
+    use std::os::unix::fs::symlink;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    put(
+        &server,
+        &root,
+        "app/dev/API_KEY",
+        "k-8Qz1vX3mT7wR2pL9yN4bV6".into(),
+    );
+    let template = dir.path().join(".env.example");
+    for text in ["'PATH=/tmp'=x\n", "'A\u{0}B'=\n", "'A B'=\n", "1A=\n"] {
+        std::fs::write(&template, text).unwrap();
+        let run = server
+            .cli()
+            .run(&["check", "--env", "--template", template.to_str().unwrap()]);
+        assert_eq!(run.code(), 7, "{text:?}: {}", run.stderr());
+        assert!(run.stderr().contains("line(s) 1"), "{}", run.stderr());
+    }
+    // example --out replaces a link, never writes through it.
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, "victim's own\n").unwrap();
+    let out = dir.path().join("linked.env.example");
+    symlink(&victim, &out).unwrap();
+    server
+        .cli()
+        .token(&root)
+        .run(&[
+            "example",
+            "--path",
+            "app/dev",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .expect(0);
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "victim's own\n");
+    assert!(std::fs::read_to_string(&out).unwrap().contains("API_KEY="));
+    assert!(
+        std::fs::symlink_metadata(&out)
+            .unwrap()
+            .file_type()
+            .is_file()
+    );
+}
