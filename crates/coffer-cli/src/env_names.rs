@@ -175,7 +175,10 @@ pub const FAMILIES: &[Family] = &[
     Family {
         patterns: &[
             P("OPENSSL_"),
-            P("SSL_"),
+            // Not every SSL_*: an application's own SSL_KEY is a secret
+            // like any other.
+            E("SSL_CERT_FILE"),
+            E("SSL_CERT_DIR"),
             E("SSLKEYLOGFILE"),
             E("CURL_CA_BUNDLE"),
             E("REQUESTS_CA_BUNDLE"),
@@ -425,6 +428,7 @@ mod tests {
             "OPTIONS",
             "_OPTIONS_",
             "GITHUB_TOKEN",
+            "SSL_KEY",
             "LOG_LEVEL",
             "PORT",
         ] {
