@@ -304,6 +304,10 @@ fn problem_of(name: &str, value: Option<&str>, placeholder: Option<&str>) -> Opt
 }
 
 pub async fn check(g: &crate::cli::Global, a: CheckArgs) -> anyhow::Result<Status> {
+    crate::env_names::refuse_credential_paths(
+        "--path prefix(es)",
+        a.paths.iter().map(String::as_str),
+    )?;
     let template = read_template(&a.template)?;
     if template.is_empty() {
         return Err(fail(

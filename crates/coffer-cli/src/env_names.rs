@@ -351,6 +351,25 @@ pub fn holds_credential(s: &str) -> bool {
     looks_like_token(s) || holds_own_credential(s)
 }
 
+/// Refuses, before any request, paths (or names) that hold something
+/// token-shaped or a credential's value: the server would record them.
+/// The message says which argument, never what it holds.
+pub fn refuse_credential_paths<'a>(
+    what: &str,
+    paths: impl IntoIterator<Item = &'a str>,
+) -> anyhow::Result<()> {
+    let n = paths.into_iter().filter(|p| holds_credential(p)).count();
+    if n == 0 {
+        return Ok(());
+    }
+    Err(crate::exit::fail(
+        crate::exit::Status::Invalid,
+        format!(
+            "{n} {what} hold(s) a coffer token or credential: never sent to the server; nothing done"
+        ),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

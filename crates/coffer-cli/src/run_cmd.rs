@@ -471,6 +471,10 @@ pub(crate) fn example_names(path: &std::path::Path) -> anyhow::Result<Vec<String
 }
 
 pub async fn run(g: &crate::cli::Global, a: RunArgs) -> anyhow::Result<Status> {
+    crate::env_names::refuse_credential_paths(
+        "--path prefix(es)",
+        a.paths.iter().map(String::as_str),
+    )?;
     let example = match &a.only_example {
         Some(path) => Some(example_names(path)?),
         None => None,

@@ -185,6 +185,10 @@ fn join(prefix: &str, name: &str) -> String {
 
 pub async fn import(g: &crate::cli::Global, a: ImportArgs) -> anyhow::Result<Status> {
     let entries = read_entries(&a)?;
+    crate::env_names::refuse_credential_paths(
+        "--path prefix or name(s)",
+        std::iter::once(a.prefix.as_str()).chain(entries.iter().map(|(n, _)| n.as_str())),
+    )?;
     // Every name must make a valid path before anything is asked or written.
     let bad: Vec<&str> = entries
         .iter()
@@ -523,6 +527,10 @@ pub(crate) fn check_names(
 }
 
 pub async fn export(g: &crate::cli::Global, a: ExportArgs) -> anyhow::Result<Status> {
+    crate::env_names::refuse_credential_paths(
+        "--path prefix(es)",
+        a.paths.iter().map(String::as_str),
+    )?;
     let fetched = settings::client(g)?.bundle(&a.paths, &[]).await?;
     let mut named = by_name(&a.paths, &fetched);
     if !a.only.is_empty() {

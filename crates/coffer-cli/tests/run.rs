@@ -868,8 +868,34 @@ fn token_shaped_reference_is_never_sent() {
         7,
     );
     canary.search_run("file", &run);
+    // Token-shaped prefixes and imported names are never sent either.
+    let prefix = format!("leak/{token}");
+    let run = refused_run(&server, dir.path(), &token, &[], &["--path", &prefix], 7);
+    canary.search_run("run --path", &run);
+    for args in [
+        vec!["export", "--path", prefix.as_str(), "--format", "json"],
+        vec![
+            "check",
+            "--path",
+            prefix.as_str(),
+            "--template",
+            env_file.to_str().unwrap(),
+        ],
+    ] {
+        let run = server.cli().token(&token).run(&args);
+        assert_eq!(run.code(), 7, "{args:?}: {}", run.stderr());
+        canary.search_run(args[0], &run);
+    }
+    std::fs::write(&env_file, format!("{token}=x\n")).unwrap();
+    let run =
+        server
+            .cli()
+            .token(&root)
+            .run(&["import", env_file.to_str().unwrap(), "--path", "leak"]);
+    assert_eq!(run.code(), 7, "{}", run.stderr());
+    canary.search_run("import", &run);
     let log = std::fs::read_to_string(server.data_dir().join("audit.log")).unwrap();
-    assert!(!log.contains("leak/"), "a request was sent: {log}");
+    assert!(!log.contains("leak"), "a request was sent: {log}");
     canary.search_server(&server);
     canary.assert_nowhere_else();
 }
