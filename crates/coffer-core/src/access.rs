@@ -160,7 +160,10 @@ fn parse_cidrs(input: &[String]) -> Result<Vec<ipnet::IpNet>> {
 
 /// Quotes user input in an error only when it is short and printable.
 pub(crate) fn printable(s: &str) -> String {
-    if s.len() <= 64 && s.chars().all(|c| c.is_ascii_graphic()) {
+    if s.len() <= 64
+        && s.chars().all(|c| c.is_ascii_graphic())
+        && !coffer_policy::contains_credential(s)
+    {
         format!("{s:?}")
     } else {
         "the value given".into()
@@ -716,10 +719,11 @@ impl Coffer {
     pub async fn list_protected(&self, identity: &Identity) -> Result<Vec<ProtectedInfo>> {
         self.keys()?;
         self.authorize(identity, Operation::Admin, "sys/protected")?;
-        Ok(self
-            .access_model()
+        let model = self.access_model();
+        Ok(model
             .protected
             .iter()
+            .filter(|p| !crate::auth::denied_at(&model, identity, p.pattern.as_str()))
             .map(|p| ProtectedInfo {
                 pattern: p.pattern.as_str().into(),
                 created_by: p.created_by.clone(),
@@ -816,11 +820,11 @@ impl Coffer {
         self.keys()?;
         self.authorize(identity, Operation::Admin, "sys/breakglass")?;
         let now = now_ms();
-        Ok(self
-            .access_model()
+        let model = self.access_model();
+        Ok(model
             .grants
             .iter()
-            .filter(|g| g.expires_at > now)
+            .filter(|g| g.expires_at > now && !crate::auth::denied_at(&model, identity, &g.target))
             .cloned()
             .collect())
     }

@@ -316,6 +316,114 @@ pub fn authorize<'a>(
     }
 }
 
+/// What an enumeration reveals about each item it shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reveals {
+    /// Names only (a listing, the names an export or a promotion plan is made of).
+    Names,
+    /// Names and metadata: versions, change times, expiry (rotation status).
+    Metadata,
+}
+
+/// Proof that listing `prefix` was authorized, and the one place that decides
+/// which items an enumeration under it may show. Every use case that returns
+/// paths or metadata for a prefix obtains one through
+/// [`Coffer::enumerate`](crate::Coffer), which filters each item through
+/// [`Listing::admits`]; nothing else reads listings from storage.
+///
+/// An item (a secret, or a folder ending in `/`) is shown only if
+///
+/// 1. the caller may `list` the folder that directly contains it, so a
+///    recursive listing never shows more than listing each item's own folder
+///    would, and
+/// 2. no `deny` rule of the caller's policies matches the item itself, so a
+///    deny on `app/prod/*` (or on one name inside an allowed glob) hides it
+///    even where the prefix is granted, and
+/// 3. for [`Reveals::Metadata`], the caller may read the item's metadata
+///    (`read` or `list` on the exact path), as `coffer history` requires.
+#[derive(Debug)]
+pub struct Listing<'a> {
+    model: Arc<AccessModel>,
+    identity: &'a Identity,
+    prefix: String,
+    reveals: Reveals,
+    now: i64,
+    _private: (),
+}
+
+impl<'a> Listing<'a> {
+    /// Built by the core from a successful `list` decision on `prefix`.
+    pub(crate) fn new(
+        authorized: &Authorized<'_>,
+        model: Arc<AccessModel>,
+        identity: &'a Identity,
+        reveals: Reveals,
+        now: i64,
+    ) -> Listing<'a> {
+        debug_assert_eq!(authorized.operation(), Operation::List);
+        Listing {
+            model,
+            identity,
+            prefix: authorized.target().to_string(),
+            reveals,
+            now,
+            _private: (),
+        }
+    }
+
+    /// The listed prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Whether the entry `name` (relative to the prefix; folders end with
+    /// `/`) may be shown.
+    pub fn admits(&self, name: &str) -> bool {
+        let item = format!("{}{name}", self.prefix);
+        visible(&self.model, self.identity, &item, self.reveals, self.now)
+    }
+}
+
+/// The per-item decision of [`Listing`]: whether `item` (a canonical secret
+/// path, or a folder ending in `/`) may be shown to `identity`.
+pub fn visible(
+    model: &AccessModel,
+    identity: &Identity,
+    item: &str,
+    reveals: Reveals,
+    now: i64,
+) -> bool {
+    if identity.is_root() {
+        return true;
+    }
+    let trimmed = item.strip_suffix('/').unwrap_or(item);
+    let folder = match trimmed.rfind('/') {
+        Some(i) => &item[..=i],
+        None => "",
+    };
+    if authorize(model, identity, Operation::List, folder, now).is_err() {
+        return false;
+    }
+    if denied_at(model, identity, item) {
+        return false;
+    }
+    match reveals {
+        Reveals::Names => true,
+        Reveals::Metadata => {
+            !item.ends_with('/')
+                && authorize(model, identity, Operation::ReadMetadata, item, now).is_ok()
+        }
+    }
+}
+
+/// Whether a `deny` rule of the identity's policies matches `target` (the
+/// text of a path, folder or pattern). Listings of administrative records
+/// that name paths (lifecycle rules, protected prefixes, break-glass grants)
+/// leave out those the caller is denied on.
+pub fn denied_at(model: &AccessModel, identity: &Identity, target: &str) -> bool {
+    !identity.is_root() && capabilities(model, identity, target).contains(Capability::Deny)
+}
+
 fn capabilities(
     model: &AccessModel,
     identity: &Identity,

@@ -157,7 +157,7 @@ mod parse;
 mod pattern;
 
 pub use capability::{Capabilities, Capability};
-pub use pattern::{Pattern, PatternError};
+pub use pattern::{Pattern, PatternError, contains_credential};
 
 /// The name of the built-in policy that grants everything. It has no source text;
 /// callers handle it by name, and [`validate_policy_name`] rejects it for
