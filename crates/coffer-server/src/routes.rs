@@ -178,10 +178,18 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for UrlQuery<T> {
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         match Query::<T>::from_request_parts(parts, state).await {
             Ok(Query(q)) => Ok(UrlQuery(q)),
-            Err(e) => Err(ApiError::invalid(format!(
-                "invalid query parameters: {}",
-                e.body_text()
-            ))),
+            Err(e) => {
+                // The parser's message may quote the value it refused.
+                let detail = e.body_text();
+                Err(ApiError::invalid(
+                    if coffer_policy::contains_credential(&detail) {
+                        "invalid query parameters (a value looks like a coffer token; not shown)"
+                            .to_string()
+                    } else {
+                        format!("invalid query parameters: {detail}")
+                    },
+                ))
+            }
         }
     }
 }
