@@ -170,23 +170,10 @@ pub(crate) fn printable(s: &str) -> String {
     }
 }
 
-/// Checks free text that ends up in records and logs (display names, reasons).
+/// Checks free text that ends up in records and logs (reasons); see
+/// [`crate::text`].
 pub(crate) fn check_label(what: &str, s: &str, max: usize) -> Result<String> {
-    let s = s.trim();
-    if s.is_empty() {
-        return Err(CoreError::Invalid(format!("{what} cannot be empty")));
-    }
-    if s.chars().count() > max {
-        return Err(CoreError::Invalid(format!(
-            "{what} is limited to {max} characters"
-        )));
-    }
-    if s.chars().any(char::is_control) {
-        return Err(CoreError::Invalid(format!(
-            "{what} cannot contain control characters or line breaks"
-        )));
-    }
-    Ok(s.to_string())
+    crate::text::check_free_text(what, s, max)
 }
 
 impl Coffer {
@@ -477,7 +464,7 @@ impl Coffer {
             }
         }
         let display_name = match &request.display_name {
-            Some(d) => check_label("a display name", d, 128)?,
+            Some(d) => crate::text::check_name("a display name", d, 128)?,
             None => "token".to_string(),
         };
         let raw = token::generate_token();

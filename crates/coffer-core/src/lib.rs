@@ -26,6 +26,7 @@ pub mod path;
 pub mod pgroles;
 pub mod rotation;
 pub mod strength;
+pub mod text;
 pub mod username;
 mod users;
 pub mod value;
@@ -1741,6 +1742,7 @@ mod enumeration_owner {
         ("pgroles.rs", include_str!("pgroles.rs")),
         ("rotation.rs", include_str!("rotation.rs")),
         ("strength.rs", include_str!("strength.rs")),
+        ("text.rs", include_str!("text.rs")),
         ("username.rs", include_str!("username.rs")),
         ("users.rs", include_str!("users.rs")),
         ("value.rs", include_str!("value.rs")),
