@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 mod access;
+pub mod actor;
 pub mod audit;
 pub mod auth;
 pub mod backup;
@@ -46,6 +47,7 @@ use coffer_store::{
 };
 use serde::{Deserialize, Serialize};
 
+pub use actor::Actor;
 pub use access::{BreakglassRequest, PolicyInfo, ProtectedInfo, TokenRequest, TokenView};
 pub use auth::{
     AccessModel, Authorized, BreakglassGrant, Identity, Listing, Operation, ROOT_POLICY, Reveals,
@@ -161,8 +163,8 @@ pub struct SecretRead {
     pub value: SecretValue,
     /// Unix milliseconds the version was written.
     pub created_at: i64,
-    /// Who wrote it.
-    pub created_by: String,
+    /// Who wrote it: name, kind and token accessor.
+    pub created_by: Actor,
     /// The label it was asked for by, when not `current`.
     pub label: Option<Label>,
 }
@@ -206,8 +208,8 @@ pub struct VersionInfo {
     pub version: u64,
     /// Unix milliseconds of the write.
     pub created_at: i64,
-    /// Who wrote it.
-    pub created_by: String,
+    /// Who wrote it: name, kind and token accessor.
+    pub created_by: Actor,
     /// Active, deleted or destroyed.
     pub state: VersionState,
     /// Keyring key that sealed it.
@@ -860,7 +862,7 @@ impl Coffer {
             version: record.version,
             value,
             created_at: record.created_at,
-            created_by: record.created_by.clone(),
+            created_by: Actor::parse(&record.created_by),
             label: match at {
                 At::Label(Label::Current) | At::Version(_) => None,
                 At::Label(l) => Some(l),
@@ -1050,7 +1052,7 @@ impl Coffer {
                 &keys,
                 path.as_str(),
                 &plaintext,
-                identity.display_name(),
+                &Actor::stored_for(identity),
                 existing.as_deref(),
                 Becomes::Current { grace_until },
                 generated,
@@ -1393,7 +1395,7 @@ impl Coffer {
                 &keys,
                 path.as_str(),
                 plaintext,
-                identity.display_name(),
+                &Actor::stored_for(identity),
                 existing.as_deref(),
                 Becomes::Current { grace_until },
                 None,
@@ -1555,7 +1557,7 @@ impl Coffer {
             .map(|r| VersionInfo {
                 version: r.version,
                 created_at: r.created_at,
-                created_by: r.created_by,
+                created_by: Actor::parse(&r.created_by),
                 state: r.state,
                 key_id: r.key_id,
             })
@@ -1728,6 +1730,7 @@ mod enumeration_owner {
     /// Every source file of the core, by name.
     const SOURCES: &[(&str, &str)] = &[
         ("access.rs", include_str!("access.rs")),
+        ("actor.rs", include_str!("actor.rs")),
         ("audit.rs", include_str!("audit.rs")),
         ("auth.rs", include_str!("auth.rs")),
         ("backup.rs", include_str!("backup.rs")),

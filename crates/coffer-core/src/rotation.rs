@@ -302,7 +302,7 @@ impl Coffer {
                 .rotate_postgres(
                     &path,
                     &pg,
-                    identity.display_name(),
+                    &crate::actor::Actor::stored_for(identity),
                     &spec,
                     request.stage,
                     grace,
@@ -355,7 +355,7 @@ impl Coffer {
             .append(
                 &path,
                 &value,
-                identity.display_name(),
+                &crate::actor::Actor::stored_for(identity),
                 becomes,
                 spec.as_ref(),
             )
@@ -817,7 +817,15 @@ impl Coffer {
         if let Some(pg) = self.postgres_of(path.as_str()).await? {
             let grace = effective.grace_ms.unwrap_or(DEFAULT_GRACE_MS);
             let receipt = self
-                .rotate_postgres(&path, &pg, SCHEDULER, &spec, false, grace, false)
+                .rotate_postgres(
+                    &path,
+                    &pg,
+                    &crate::actor::Actor::stored_system(SCHEDULER),
+                    &spec,
+                    false,
+                    grace,
+                    false,
+                )
                 .await?;
             tracing::info!(
                 path = path.as_str(),
@@ -832,7 +840,7 @@ impl Coffer {
             .append(
                 &path,
                 &value,
-                SCHEDULER,
+                &crate::actor::Actor::stored_system(SCHEDULER),
                 Becomes::Current { grace_until },
                 Some(&spec),
             )

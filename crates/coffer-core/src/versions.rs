@@ -87,7 +87,7 @@ impl Coffer {
             &keys,
             path.as_str(),
             &plaintext,
-            identity.display_name(),
+            &crate::actor::Actor::stored_for(identity),
             Some(&existing),
             Becomes::Current { grace_until },
             None,

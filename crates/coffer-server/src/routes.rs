@@ -405,7 +405,9 @@ async fn read_secret(
         version: read.version,
         value: value_ref(&read.value),
         created_at: rfc3339(read.created_at),
-        created_by: read.created_by.clone(),
+        created_by: read.created_by.name.clone(),
+                created_by_kind: read.created_by.kind.clone(),
+                created_by_accessor: read.created_by.accessor.clone(),
         label: read.label.map(|l| l.name().to_string()),
     };
     Ok(Json(body).into_response())
@@ -430,7 +432,9 @@ async fn bundle(
                 version: read.version,
                 value: value_ref(&read.value),
                 created_at: rfc3339(read.created_at),
-                created_by: read.created_by.clone(),
+                created_by: read.created_by.name.clone(),
+                created_by_kind: read.created_by.kind.clone(),
+                created_by_accessor: read.created_by.accessor.clone(),
                 label: read.label.map(|l| l.name().to_string()),
             })
             .collect(),
@@ -573,7 +577,9 @@ async fn metadata(
                 api::VersionInfo {
                     version: v.version,
                     created_at: rfc3339(v.created_at),
-                    created_by: v.created_by,
+                    created_by: v.created_by.name,
+                    created_by_kind: v.created_by.kind,
+                    created_by_accessor: v.created_by.accessor,
                     state: state.to_string(),
                     state_changed_at: changed,
                     key_id: v.key_id,
