@@ -545,6 +545,103 @@ mod tests {
         );
     }
 
+    fn model_of(sources: &[(&str, &str)]) -> AccessModel {
+        let policies = sources
+            .iter()
+            .map(|(name, src)| (name.to_string(), Arc::new(Policy::parse(src).unwrap())))
+            .collect();
+        AccessModel::new(policies, Vec::new(), Vec::new())
+    }
+
+    #[test]
+    fn deny_hides_items_whatever_the_grant_on_their_folder() {
+        let model = model_of(&[
+            (
+                "wide",
+                r#"
+                path "" { capabilities = ["list"] }
+                path "app/*" { capabilities = ["read", "list"] }
+                path "lists/" { capabilities = ["list"] }
+                path "lists/a/" { capabilities = ["list"] }
+                "#,
+            ),
+            (
+                "denies",
+                r#"
+                path "app/prod/*" { capabilities = ["deny"] }
+                path "app/dev/SECRET" { capabilities = ["deny"] }
+                path "app/+/ONE" { capabilities = ["deny"] }
+                path "app/x*" { capabilities = ["deny"] }
+                path "app/folder/" { capabilities = ["deny"] }
+                "#,
+            ),
+        ]);
+        let who = identity(&["wide", "denies"], TokenKind::Service);
+        let human = identity(&["wide", "denies"], TokenKind::Human);
+        let root = identity(&["root"], TokenKind::Service);
+        let names = Reveals::Names;
+        let meta = Reveals::Metadata;
+        // (item, reveals, visible)
+        let cases = [
+            ("app/", names, true),
+            ("app/dev/", names, true),
+            ("app/dev/OK", names, true),
+            ("app/dev/OK", meta, true),
+            ("app/dev/sub/deep", names, true),
+            // A glob deny hides the folder and everything in it.
+            ("app/prod/", names, false),
+            ("app/prod/S", names, false),
+            ("app/prod/S", meta, false),
+            ("app/prod/a/b/c", names, false),
+            // One name inside an allowed glob.
+            ("app/dev/SECRET", names, false),
+            ("app/dev/SECRETS", names, true),
+            ("app/dev/sub/SECRET", names, true),
+            // `+` is one segment.
+            ("app/dev/ONE", names, false),
+            ("app/staging/ONE", names, false),
+            ("app/a/b/ONE", names, true),
+            // A prefix glob.
+            ("app/xyz", names, false),
+            ("app/x/", names, false),
+            ("app/x/y", names, false),
+            // A folder deny hides the folder and its direct entries (their
+            // folder cannot be listed).
+            ("app/folder/", names, false),
+            ("app/folder/a", names, false),
+            // A folder grant shows names in it, but not metadata.
+            ("lists/a/one", names, true),
+            ("lists/a/one", meta, false),
+            ("lists/a/", names, true),
+            ("lists/b/", names, true),
+            ("lists/b/deep", names, false),
+            // Nothing granted at all.
+            ("other/x", names, false),
+            ("other/", names, true),
+        ];
+        let mut wrong = Vec::new();
+        for (item, reveals, want) in cases {
+            for id in [&who, &human] {
+                if visible(&model, id, item, reveals, 0) != want {
+                    wrong.push(format!("{item} {reveals:?}: expected {want}"));
+                }
+            }
+            assert!(visible(&model, &root, item, reveals, 0), "root sees {item}");
+        }
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+        // Administrative records naming denied paths are hidden too.
+        for (pattern, want) in [
+            ("app/prod/*", true),
+            ("app/prod/S", true),
+            ("app/dev/SECRET", true),
+            ("app/dev/*", false),
+            ("app/+/OK", false),
+        ] {
+            assert_eq!(denied_at(&model, &who, pattern), want, "{pattern}");
+        }
+        assert!(!denied_at(&model, &root, "app/prod/S"));
+    }
+
     #[test]
     fn protected_prefixes_refuse_values_to_people_only() {
         let mut policies = HashMap::new();
