@@ -1228,7 +1228,10 @@ fn token_cannot_be_named_root() {
             Some(&root),
             Some(body.as_bytes()),
         );
-        let m = r.json()["error"]["message"].as_str().unwrap_or("").to_string();
+        let m = r.json()["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
         let why_ok = m.contains("coffer writes that name") || m.contains("invisible");
         if r.status != 400 || r.error_code() != "invalid" || !why_ok {
             failures.push(format!("token {name:?}: {} {}", r.status, r.text()));
@@ -1272,8 +1275,9 @@ fn token_cannot_be_named_root() {
             failures.push(format!("user {name:?}: {} {}", r.status, r.text()));
         }
     }
-    let body = json!({ "code": code, "user": "rootless", "password": "correct horse battery staple" })
-        .to_string();
+    let body =
+        json!({ "code": code, "user": "rootless", "password": "correct horse battery staple" })
+            .to_string();
     ok(
         &server.http(
             "POST",
@@ -1284,12 +1288,20 @@ fn token_cannot_be_named_root() {
         "rootless",
     );
     // And through the CLI, with a clear message.
-    let run = server
-        .cli()
-        .token(&root)
-        .run(&["token", "create", "--policy", "nothing", "--display-name", "ROOT"]);
+    let run = server.cli().token(&root).run(&[
+        "token",
+        "create",
+        "--policy",
+        "nothing",
+        "--display-name",
+        "ROOT",
+    ]);
     assert_ne!(run.code(), 0);
-    assert!(run.stderr().contains("coffer writes that name"), "{}", run.stderr());
+    assert!(
+        run.stderr().contains("coffer writes that name"),
+        "{}",
+        run.stderr()
+    );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
@@ -1438,7 +1450,11 @@ fn bidi_controls_refused_in_display_names_and_reasons() {
         );
         for (what, r) in [("display name", r), ("reason", bg)] {
             let says_which = r.text().contains(&format!("U+{:04X}", c as u32));
-            if r.status != 400 || !says_which || r.text().contains("hunter2") || r.text().contains(c) {
+            if r.status != 400
+                || !says_which
+                || r.text().contains("hunter2")
+                || r.text().contains(c)
+            {
                 failures.push(format!(
                     "{what} with U+{:04X}: {} {}",
                     c as u32,

@@ -1190,7 +1190,12 @@ fn deny_hides_names_in_every_enumerating_route() {
     for (method, url, body, wanted) in ENUMERATING {
         // Root sees everything, so the hidden names are really there.
         let as_root = server.http(method, url, Some(&root), body.map(str::as_bytes));
-        assert_eq!(as_root.status, 200, "root {method} {url}: {}", as_root.text());
+        assert_eq!(
+            as_root.status,
+            200,
+            "root {method} {url}: {}",
+            as_root.text()
+        );
         let r = server.http(method, url, Some(&token), body.map(str::as_bytes));
         let text = r.text();
         if r.status != 200 {
@@ -1237,11 +1242,7 @@ fn deny_hides_names_across_listing_pages() {
     // following the cursors yields exactly the visible entries.
     for (prefix, recursive, want) in [
         ("app/dev", false, vec!["OK", "sub/"]),
-        (
-            "app",
-            true,
-            vec!["dev/OK", "dev/sub/DEEP", "staging/OK"],
-        ),
+        ("app", true, vec!["dev/OK", "dev/sub/DEEP", "staging/OK"]),
         ("app", false, vec!["dev/", "staging/"]),
     ] {
         let mut after: Option<String> = None;

@@ -199,7 +199,7 @@ impl Coffer {
         }
         let mut protected = Vec::new();
         for o in self.store.list_objects(KIND_PROTECTED).await? {
-            let pattern = Pattern::parse(&o.key).map_err(|e| {
+            let pattern = Pattern::parse_stored(&o.key).map_err(|e| {
                 CoreError::Corrupt(format!("stored protected prefix is unreadable: {e}"))
             })?;
             let meta: StoredProtected = serde_json::from_slice(&o.value).map_err(|_| {
@@ -207,7 +207,7 @@ impl Coffer {
             })?;
             protected.push(Protected {
                 pattern,
-                created_by: meta.created_by,
+                created_by: crate::actor::Actor::parse(&meta.created_by).describe(),
                 created_at: meta.created_at,
             });
         }
@@ -260,7 +260,7 @@ impl Coffer {
         Policy::parse(source).map_err(|e| CoreError::Invalid(format!("policy {name}: {e}")))?;
         let stored = StoredPolicy {
             source: source.to_string(),
-            updated_by: identity.display_name().to_string(),
+            updated_by: crate::actor::Actor::stored_for(identity),
             updated_at: now_ms(),
         };
         let _w = self.access_writes.lock().await;
@@ -281,7 +281,7 @@ impl Coffer {
         Ok(PolicyInfo {
             name: name.into(),
             source: stored.source,
-            updated_by: stored.updated_by,
+            updated_by: crate::actor::Actor::parse(&stored.updated_by).describe(),
             updated_at: stored.updated_at,
         })
     }
@@ -308,7 +308,7 @@ impl Coffer {
         Ok(PolicyInfo {
             name: name.into(),
             source: p.source,
-            updated_by: p.updated_by,
+            updated_by: crate::actor::Actor::parse(&p.updated_by).describe(),
             updated_at: p.updated_at,
         })
     }
@@ -650,7 +650,7 @@ impl Coffer {
         self.keys()?;
         self.authorize(identity, Operation::Admin, "sys/protected")?;
         let stored = StoredProtected {
-            created_by: identity.display_name().to_string(),
+            created_by: crate::actor::Actor::stored_for(identity),
             created_at: now_ms(),
         };
         let _w = self.access_writes.lock().await;
@@ -670,7 +670,7 @@ impl Coffer {
         );
         Ok(ProtectedInfo {
             pattern: pattern.as_str().into(),
-            created_by: stored.created_by,
+            created_by: crate::actor::Actor::parse(&stored.created_by).describe(),
             created_at: stored.created_at,
         })
     }

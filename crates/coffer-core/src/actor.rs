@@ -99,7 +99,10 @@ mod tests {
             }
         );
         let old = Actor::parse("root");
-        assert_eq!((old.name.as_str(), old.kind, old.accessor), ("root", None, None));
+        assert_eq!(
+            (old.name.as_str(), old.kind, old.accessor),
+            ("root", None, None)
+        );
         assert_eq!(
             Actor::parse("a\u{1F}human\u{1F}acc_1").describe(),
             "a (human acc_1)"

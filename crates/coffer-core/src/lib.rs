@@ -47,8 +47,8 @@ use coffer_store::{
 };
 use serde::{Deserialize, Serialize};
 
-pub use actor::Actor;
 pub use access::{BreakglassRequest, PolicyInfo, ProtectedInfo, TokenRequest, TokenView};
+pub use actor::Actor;
 pub use auth::{
     AccessModel, Authorized, BreakglassGrant, Identity, Listing, Operation, ROOT_POLICY, Reveals,
 };
@@ -1526,14 +1526,23 @@ impl Coffer {
                 if entries.len() == limit {
                     let more = rest.peek().is_some() || page.next.is_some();
                     let next = more
-                        .then(|| entries.last().map(|e: &coffer_store::ListEntry| e.name.clone()))
+                        .then(|| {
+                            entries
+                                .last()
+                                .map(|e: &coffer_store::ListEntry| e.name.clone())
+                        })
                         .flatten();
                     return Ok(ListPage { entries, next });
                 }
             }
             match page.next {
                 Some(next) => after = Some(next),
-                None => return Ok(ListPage { entries, next: None }),
+                None => {
+                    return Ok(ListPage {
+                        entries,
+                        next: None,
+                    });
+                }
             }
         }
     }

@@ -155,7 +155,7 @@ impl Coffer {
     pub(crate) async fn load_rules(&self) -> Result<Vec<Rule>> {
         let mut rules = Vec::new();
         for o in self.store.list_objects(KIND_RULE).await? {
-            let pattern = Pattern::parse(&o.key).map_err(|e| {
+            let pattern = Pattern::parse_stored(&o.key).map_err(|e| {
                 CoreError::Corrupt(format!("stored lifecycle rule is unreadable: {e}"))
             })?;
             let stored: StoredRule = serde_json::from_slice(&o.value).map_err(|_| {
@@ -168,7 +168,7 @@ impl Coffer {
                 pattern,
                 spec: stored.spec,
                 generator,
-                created_by: stored.created_by,
+                created_by: crate::actor::Actor::parse(&stored.created_by).describe(),
                 created_at: stored.created_at,
             });
         }
@@ -190,7 +190,7 @@ impl Coffer {
         spec.validate()?;
         let stored = StoredRule {
             spec,
-            created_by: identity.display_name().to_string(),
+            created_by: crate::actor::Actor::stored_for(identity),
             created_at: now_ms(),
         };
         let _w = self.access_writes.lock().await;
@@ -211,7 +211,7 @@ impl Coffer {
         Ok(RuleInfo {
             pattern: pattern.as_str().into(),
             spec: stored.spec,
-            created_by: stored.created_by,
+            created_by: crate::actor::Actor::parse(&stored.created_by).describe(),
             created_at: stored.created_at,
         })
     }

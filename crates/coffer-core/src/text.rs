@@ -203,15 +203,27 @@ mod tests {
         }
         // Names refuse invisible characters too; free text keeps joiners
         // (emoji sequences and some scripts need them).
-        for c in ['\u{200B}', '\u{200D}', '\u{2060}', '\u{FEFF}', '\u{AD}', '\u{E0041}'] {
+        for c in [
+            '\u{200B}',
+            '\u{200D}',
+            '\u{2060}',
+            '\u{FEFF}',
+            '\u{AD}',
+            '\u{E0041}',
+        ] {
             assert!(check_name("a name", &format!("ci{c}bot"), 128).is_err());
         }
-        assert!(check_free_text("a reason", "INC-7 \u{1F469}\u{200D}\u{1F4BB} on call", 500).is_ok());
+        assert!(
+            check_free_text("a reason", "INC-7 \u{1F469}\u{200D}\u{1F4BB} on call", 500).is_ok()
+        );
         assert_eq!(
             check_free_text("a reason", "  INC-7 outage  ", 500).unwrap(),
             "INC-7 outage"
         );
-        assert_eq!(check_name("a name", "Déploiement CI", 128).unwrap(), "Déploiement CI");
+        assert_eq!(
+            check_name("a name", "Déploiement CI", 128).unwrap(),
+            "Déploiement CI"
+        );
     }
 
     #[test]
@@ -247,7 +259,14 @@ mod tests {
                 .expect_err(&format!("{name:?} must be refused"));
             assert!(e.to_string().contains("coffer writes that name"), "{e}");
         }
-        for fine in ["rootkit", "root-admin", "alice", "ops-bot", "systems", "deploy"] {
+        for fine in [
+            "rootkit",
+            "root-admin",
+            "alice",
+            "ops-bot",
+            "systems",
+            "deploy",
+        ] {
             assert!(refuse_reserved("a name", fine).is_ok(), "{fine}");
         }
     }

@@ -204,7 +204,7 @@ impl Coffer {
         let now = now_ms();
         let invite = StoredInvite {
             policies,
-            created_by: identity.display_name().to_string(),
+            created_by: crate::actor::Actor::stored_for(identity),
             created_at: now,
             expires_at: now + ttl,
         };
@@ -263,7 +263,7 @@ impl Coffer {
             policies: invite.policies,
             disabled: false,
             created_at: now,
-            invited_by: invite.created_by,
+            invited_by: crate::actor::Actor::parse(&invite.created_by).describe(),
             password_hash,
             last_login_at: None,
             totp: None,

@@ -15,7 +15,8 @@ use crate::error::{CoreError, Result};
 use crate::lifecycle::{KIND_STATE, Label};
 use crate::path::{ListPrefix, SecretPath};
 use crate::{
-    At, Becomes, Coffer, ListOptions, MAX_BUNDLE, WriteReceipt, audit, not_found, now_ms, open_value,
+    At, Becomes, Coffer, ListOptions, MAX_BUNDLE, WriteReceipt, audit, not_found, now_ms,
+    open_value,
 };
 
 /// What promoting one secret would do.

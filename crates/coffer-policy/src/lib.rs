@@ -314,7 +314,10 @@ mod tests {
 
     #[test]
     fn direction_controls_and_line_separators_are_refused_anywhere() {
-        for c in ['\u{202E}', '\u{2066}', '\u{2069}', '\u{200F}', '\u{061C}', '\u{2028}', '\u{2029}', '\u{85}', '\u{9B}'] {
+        for c in [
+            '\u{202E}', '\u{2066}', '\u{2069}', '\u{200F}', '\u{061C}', '\u{2028}', '\u{2029}',
+            '\u{85}', '\u{9B}',
+        ] {
             for source in [
                 format!("# allow{c} nothing\npath \"a/*\" {{ capabilities = [\"read\"] }}"),
                 format!("path \"a/*\" {{ capabilities = [\"read\"] }} // x{c}y"),
@@ -330,7 +333,9 @@ mod tests {
             assert!(Policy::parse(&source).is_err(), "{comment:?}");
         }
         // Tabs, CRLF line ends and other non-ASCII text in comments are fine.
-        assert!(Policy::parse("# équipe\r\npath \"a/*\" {\tcapabilities = [\"read\"] }\r\n").is_ok());
+        assert!(
+            Policy::parse("# équipe\r\npath \"a/*\" {\tcapabilities = [\"read\"] }\r\n").is_ok()
+        );
     }
 
     #[test]

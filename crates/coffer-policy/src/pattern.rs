@@ -61,6 +61,14 @@ impl Pattern {
         Pattern::parse_located(s).map_err(|fault| PatternError(fault.message))
     }
 
+    /// Parses a pattern that was stored by an earlier release: like
+    /// [`Pattern::parse`], except that a segment shaped like a coffer token
+    /// is accepted, so that a record written before such patterns were
+    /// refused still loads (new patterns always go through `parse`).
+    pub fn parse_stored(s: &str) -> Result<Pattern, PatternError> {
+        Pattern::parse_checked(s, false).map_err(|fault| PatternError(fault.message))
+    }
+
     /// Whether `target` matches this pattern.
     ///
     /// `target` must be canonical (a secret path such as `app/dev/db`, a folder such
@@ -97,6 +105,10 @@ impl Pattern {
 
     /// Parses `s`, reporting where in `s` a problem is.
     pub(crate) fn parse_located(s: &str) -> Result<Pattern, PatternFault> {
+        Pattern::parse_checked(s, true)
+    }
+
+    fn parse_checked(s: &str, refuse_credentials: bool) -> Result<Pattern, PatternFault> {
         if s.len() > MAX_PATTERN_BYTES {
             return Err(PatternFault {
                 offset: 0,
@@ -111,7 +123,7 @@ impl Pattern {
             message: format!("invalid pattern {}: {problem}", quote(s)),
         };
 
-        if contains_credential(s) {
+        if refuse_credentials && contains_credential(s) {
             return Err(PatternFault {
                 offset: 0,
                 message: "invalid pattern: it contains what looks like a coffer token or \
@@ -318,7 +330,10 @@ mod tests {
         ] {
             let e = Pattern::parse(&input).unwrap_err().0;
             assert!(
-                !e.contains("A1b2") && !e.contains("zzz") && !e.contains("prefix") && !e.contains("leak"),
+                !e.contains("A1b2")
+                    && !e.contains("zzz")
+                    && !e.contains("prefix")
+                    && !e.contains("leak"),
                 "{e}"
             );
             assert!(e.contains("looks like a coffer token"), "{e}");
@@ -329,6 +344,8 @@ mod tests {
             assert!(!contains_credential(fine), "{fine}");
         }
         assert!(Pattern::parse("app/cft-notes/*").is_ok());
+        // What an earlier release stored still loads.
+        assert!(Pattern::parse_stored(&format!("leak/{token}")).is_ok());
     }
 
     #[test]

@@ -406,8 +406,8 @@ async fn read_secret(
         value: value_ref(&read.value),
         created_at: rfc3339(read.created_at),
         created_by: read.created_by.name.clone(),
-                created_by_kind: read.created_by.kind.clone(),
-                created_by_accessor: read.created_by.accessor.clone(),
+        created_by_kind: read.created_by.kind.clone(),
+        created_by_accessor: read.created_by.accessor.clone(),
         label: read.label.map(|l| l.name().to_string()),
     };
     Ok(Json(body).into_response())
