@@ -168,8 +168,17 @@ pub struct ReadResponse<V> {
     pub value: V,
     /// When the version was written.
     pub created_at: String,
-    /// Who wrote it.
+    /// Who wrote it: the user name or token display name (or the system
+    /// actor's name, such as `coffer-scheduler`).
     pub created_by: String,
+    /// The kind of identity that wrote it: `service`, `human` or `system`
+    /// (absent for versions written before kinds were recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by_kind: Option<String>,
+    /// The accessor of the token that wrote it (absent for the system and
+    /// for versions written before accessors were recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by_accessor: Option<String>,
     /// The label it was asked for by (`previous`, `pending`), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
@@ -237,8 +246,17 @@ pub struct VersionInfo {
     pub version: u64,
     /// When it was written.
     pub created_at: String,
-    /// Who wrote it.
+    /// Who wrote it: the user name or token display name (or the system
+    /// actor's name, such as `coffer-scheduler`).
     pub created_by: String,
+    /// The kind of identity that wrote it: `service`, `human` or `system`
+    /// (absent for versions written before kinds were recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by_kind: Option<String>,
+    /// The accessor of the token that wrote it (absent for the system and
+    /// for versions written before accessors were recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by_accessor: Option<String>,
     /// `active`, `deleted` or `destroyed`.
     pub state: String,
     /// When it was deleted or destroyed.

@@ -401,12 +401,14 @@ async fn history(g: &crate::cli::Global, path: &str, as_json: bool) -> anyhow::R
                 None if v.version == md.current_version => state.push_str(" [current]"),
                 None => {}
             }
-            vec![
-                v.version.to_string(),
-                v.created_at.clone(),
-                v.created_by.clone(),
-                state,
-            ]
+            // The name alone can be claimed: the kind and the accessor of
+            // the token that wrote the version say who it really was.
+            let by = match (&v.created_by_kind, &v.created_by_accessor) {
+                (Some(k), Some(a)) => format!("{} ({k} {a})", v.created_by),
+                (Some(k), None) => format!("{} ({k})", v.created_by),
+                _ => v.created_by.clone(),
+            };
+            vec![v.version.to_string(), v.created_at.clone(), by, state]
         })
         .collect();
     output::table(&["VERSION", "CREATED", "BY", "STATE"], &rows)?;

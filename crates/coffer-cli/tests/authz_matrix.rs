@@ -1035,3 +1035,296 @@ fn policy_changes_take_effect_on_the_next_request() {
     );
     assert_eq!(r.status, 400, "{}", r.text());
 }
+
+// ---- finding: deny hides names in every enumeration ---------------------------
+
+/// The policy of the caller in the deny tests: wide grants, and denies of
+/// several shapes (a glob, one name inside an allowed glob, a `+` pattern, a
+/// folder).
+const WIDE: &str = r#"
+path "" { capabilities = ["list"] }
+path "app/*" { capabilities = ["read", "list", "create", "update"] }
+path "sys/lifecycle" { capabilities = ["admin"] }
+path "sys/protected" { capabilities = ["admin"] }
+path "sys/breakglass" { capabilities = ["admin"] }
+"#;
+const DENIES: &str = r#"
+path "app/prod/*" { capabilities = ["deny"] }
+path "app/dev/HIDDEN" { capabilities = ["deny"] }
+path "app/+/PLUSHIDDEN" { capabilities = ["deny"] }
+path "app/vaulted/" { capabilities = ["deny"] }
+"#;
+const DENY_SECRETS: &[&str] = &[
+    "app/prod/S",
+    "app/dev/HIDDEN",
+    "app/dev/OK",
+    "app/dev/PLUSHIDDEN",
+    "app/dev/sub/DEEP",
+    "app/staging/OK",
+    "app/staging/PLUSHIDDEN",
+    "app/vaulted/x",
+];
+/// Text that must never appear in what the denied caller is shown.
+const HIDDEN_MARKERS: &[&str] = &["prod", "HIDDEN", "vaulted"];
+
+/// A server with the secrets above (each with an expiry, so that rotation
+/// status reports them), lifecycle rules and a protected prefix naming the
+/// denied ones, and a token with `WIDE` and `DENIES`.
+fn deny_fixture() -> (tempfile::TempDir, Server, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    for (name, source) in [("wide", WIDE), ("denies", DENIES)] {
+        let body = json!({ "policy": source }).to_string();
+        ok(
+            &server.http(
+                "PUT",
+                &format!("/api/v1/sys/policies/{name}"),
+                Some(&root),
+                Some(body.as_bytes()),
+            ),
+            name,
+        );
+    }
+    for path in DENY_SECRETS {
+        let body = json!({ "value": format!("value-of-{path}-Xy7#kQ2!vR9z") }).to_string();
+        ok(
+            &server.http(
+                "PUT",
+                &format!("/api/v1/secrets/{path}"),
+                Some(&root),
+                Some(body.as_bytes()),
+            ),
+            path,
+        );
+        ok(
+            &server.http(
+                "PUT",
+                &format!("/api/v1/expiry/{path}"),
+                Some(&root),
+                Some(br#"{"expires_in":"2d"}"#),
+            ),
+            path,
+        );
+    }
+    for pattern in ["app/prod/S", "app/dev/HIDDEN", "app/dev/OK"] {
+        let body = json!({ "pattern": pattern, "min_bits": 8 }).to_string();
+        ok(
+            &server.http(
+                "PUT",
+                "/api/v1/sys/lifecycle",
+                Some(&root),
+                Some(body.as_bytes()),
+            ),
+            pattern,
+        );
+    }
+    for pattern in ["app/prod/*", "app/dev/OK"] {
+        let body = json!({ "pattern": pattern }).to_string();
+        ok(
+            &server.http(
+                "POST",
+                "/api/v1/sys/protected",
+                Some(&root),
+                Some(body.as_bytes()),
+            ),
+            pattern,
+        );
+    }
+    let body = json!({ "policies": ["wide", "denies"], "display_name": "denied" }).to_string();
+    let r = server.http(
+        "POST",
+        "/api/v1/auth/tokens",
+        Some(&root),
+        Some(body.as_bytes()),
+    );
+    let token = ok(&r, "token")["token"].as_str().unwrap().to_string();
+    (dir, server, root, token)
+}
+
+/// Every route that enumerates paths or shows records naming paths, with
+/// what the allowed part of its answer must contain.
+const ENUMERATING: &[(&str, &str, Option<&str>, &str)] = &[
+    ("GET", "/api/v1/list", None, "app/"),
+    ("GET", "/api/v1/list?recursive=true", None, "app/dev/OK"),
+    ("GET", "/api/v1/list/app", None, "dev/"),
+    ("GET", "/api/v1/list/app?recursive=true", None, "dev/OK"),
+    (
+        "GET",
+        "/api/v1/list/app?recursive=true&include_deleted=true",
+        None,
+        "dev/OK",
+    ),
+    ("GET", "/api/v1/list/app/dev", None, "OK"),
+    ("GET", "/api/v1/list/app/staging", None, "OK"),
+    ("GET", "/api/v1/rotation/status", None, "app/dev/OK"),
+    ("GET", "/api/v1/rotation/status/app", None, "app/dev/OK"),
+    ("GET", "/api/v1/rotation/status/app/dev", None, "app/dev/OK"),
+    (
+        "POST",
+        "/api/v1/bundle",
+        Some(r#"{"prefixes":["app/dev","app/staging"]}"#),
+        "app/staging/OK",
+    ),
+    (
+        "POST",
+        "/api/v1/promote-env",
+        Some(r#"{"from":"app/dev","to":"app/staging"}"#),
+        "OK",
+    ),
+    (
+        "POST",
+        "/api/v1/promote-env",
+        Some(r#"{"from":"app/staging","to":"app/dev"}"#),
+        "OK",
+    ),
+    ("GET", "/api/v1/sys/lifecycle", None, "app/dev/OK"),
+    ("GET", "/api/v1/sys/protected", None, "app/dev/OK"),
+    ("GET", "/api/v1/sys/breakglass", None, "grants"),
+];
+
+#[test]
+fn deny_hides_names_in_every_enumerating_route() {
+    let (_dir, server, root, token) = deny_fixture();
+    let mut failures = Vec::new();
+    for (method, url, body, wanted) in ENUMERATING {
+        // Root sees everything, so the hidden names are really there.
+        let as_root = server.http(method, url, Some(&root), body.map(str::as_bytes));
+        assert_eq!(
+            as_root.status,
+            200,
+            "root {method} {url}: {}",
+            as_root.text()
+        );
+        let r = server.http(method, url, Some(&token), body.map(str::as_bytes));
+        let text = r.text();
+        if r.status != 200 {
+            failures.push(format!("{method} {url}: {} {text}", r.status));
+            continue;
+        }
+        if !text.contains(wanted) {
+            failures.push(format!("{method} {url}: lacks {wanted:?}: {text}"));
+        }
+        for marker in HIDDEN_MARKERS {
+            if text.contains(marker) {
+                failures.push(format!("{method} {url} shows {marker:?}: {text}"));
+            }
+        }
+    }
+    // The recursive listing as root does show what the caller cannot see.
+    let all = server
+        .http("GET", "/api/v1/list/app?recursive=true", Some(&root), None)
+        .text();
+    for marker in HIDDEN_MARKERS {
+        assert!(all.contains(marker), "root should see {marker}: {all}");
+    }
+    // The denied items themselves stay refused.
+    for url in [
+        "/api/v1/list/app/prod",
+        "/api/v1/list/app/vaulted",
+        "/api/v1/metadata/app/prod/S",
+        "/api/v1/metadata/app/dev/HIDDEN",
+        "/api/v1/metadata/app/staging/PLUSHIDDEN",
+        "/api/v1/rotation/status/app/prod",
+    ] {
+        let r = server.http("GET", url, Some(&token), None);
+        if r.status != 403 {
+            failures.push(format!("GET {url}: expected 403, got {}", r.status));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn deny_hides_names_across_listing_pages() {
+    let (_dir, server, _root, token) = deny_fixture();
+    // One entry per page: no page, and no cursor, names a hidden entry, and
+    // following the cursors yields exactly the visible entries.
+    for (prefix, recursive, want) in [
+        ("app/dev", false, vec!["OK", "sub/"]),
+        ("app", true, vec!["dev/OK", "dev/sub/DEEP", "staging/OK"]),
+        ("app", false, vec!["dev/", "staging/"]),
+    ] {
+        let mut after: Option<String> = None;
+        let mut seen = Vec::new();
+        for _ in 0..20 {
+            let mut url = format!("/api/v1/list/{prefix}?limit=1");
+            if recursive {
+                url.push_str("&recursive=true");
+            }
+            if let Some(a) = &after {
+                url.push_str(&format!("&after={}", a.replace('/', "%2F")));
+            }
+            let r = server.http("GET", &url, Some(&token), None);
+            let page = ok(&r, &url);
+            for marker in HIDDEN_MARKERS {
+                assert!(!r.text().contains(marker), "{url}: {}", r.text());
+            }
+            for e in page["entries"].as_array().unwrap() {
+                seen.push(e["name"].as_str().unwrap().to_string());
+            }
+            match page["next"].as_str() {
+                Some(n) => after = Some(n.to_string()),
+                None => break,
+            }
+        }
+        assert_eq!(seen, want, "{prefix} recursive={recursive}");
+    }
+}
+
+#[test]
+fn deny_hides_names_in_recursive_list() {
+    let (_dir, server, _root, token) = deny_fixture();
+    let run = server
+        .cli()
+        .token(&token)
+        .run(&["ls", "app", "-r"])
+        .expect(0);
+    let out = run.stdout();
+    assert!(out.contains("dev/OK"), "{out}");
+    for marker in HIDDEN_MARKERS {
+        assert!(!out.contains(marker), "{out}");
+    }
+}
+
+#[test]
+fn deny_hides_names_in_rotation_status() {
+    let (_dir, server, _root, token) = deny_fixture();
+    for args in [
+        &["rotation", "status", "app"][..],
+        &["rotation", "status", "app", "--json"],
+    ] {
+        let run = server.cli().token(&token).run(args).expect(0);
+        let out = run.stdout();
+        assert!(out.contains("app/dev/OK"), "{args:?}: {out}");
+        for marker in HIDDEN_MARKERS {
+            assert!(!out.contains(marker), "{args:?}: {out}");
+        }
+    }
+}
+
+#[test]
+fn deny_hides_names_in_example_and_export() {
+    let (_dir, server, _root, token) = deny_fixture();
+    for args in [
+        &["example", "--path", "app/dev", "--path", "app/staging"][..],
+        &[
+            "export",
+            "--path",
+            "app/dev",
+            "--path",
+            "app/staging",
+            "--format",
+            "json",
+        ],
+        &["env", "promote", "app/dev", "app/staging", "--dry-run"],
+    ] {
+        let run = server.cli().token(&token).run(args);
+        let out = format!("{}{}", run.stdout(), run.stderr());
+        assert_eq!(run.code(), 0, "{args:?}: {out}");
+        assert!(out.contains("OK"), "{args:?}: {out}");
+        for marker in HIDDEN_MARKERS {
+            assert!(!out.contains(marker), "{args:?}: {out}");
+        }
+    }
+}

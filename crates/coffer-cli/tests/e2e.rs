@@ -365,3 +365,139 @@ fn graceful_shutdown_on_sigterm() {
     let logs = std::fs::read_to_string(logs_path).unwrap();
     assert!(logs.contains("coffer stopped"), "{logs}");
 }
+
+/// A token expanded into a path (`coffer://leak/${COFFER_TOKEN}`) or pasted
+/// into any name field is refused, and no answer repeats it.
+#[test]
+fn token_shaped_path_is_refused_without_echo() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    // The caller's own, live token: the worst thing to leak.
+    let token = root.clone();
+    let body_of = |v: serde_json::Value| v.to_string();
+    let cases: Vec<(&str, String, Option<String>)> = vec![
+        ("GET", format!("/api/v1/secrets/leak/{token}"), None),
+        (
+            "PUT",
+            format!("/api/v1/secrets/leak/{token}"),
+            Some(body_of(serde_json::json!({ "value": "x" }))),
+        ),
+        ("GET", format!("/api/v1/metadata/leak/{token}"), None),
+        ("GET", format!("/api/v1/list/leak/{token}"), None),
+        ("GET", format!("/api/v1/rotation/status/{token}"), None),
+        ("DELETE", format!("/api/v1/secrets/app/{token}/x"), None),
+        (
+            "POST",
+            "/api/v1/copy".into(),
+            Some(body_of(
+                serde_json::json!({ "from": format!("app/{token}"), "to": "app/x" }),
+            )),
+        ),
+        (
+            "POST",
+            "/api/v1/bundle".into(),
+            Some(body_of(serde_json::json!({
+                "prefixes": [format!("app/{token}")],
+                "secrets": [{ "path": format!("leak/{token}") }]
+            }))),
+        ),
+        (
+            "POST",
+            "/api/v1/promote-env".into(),
+            Some(body_of(
+                serde_json::json!({ "from": format!("app/{token}"), "to": "app/prod" }),
+            )),
+        ),
+        (
+            "POST",
+            "/api/v1/sys/protected".into(),
+            Some(body_of(
+                serde_json::json!({ "pattern": format!("leak/{token}/*") }),
+            )),
+        ),
+        (
+            "PUT",
+            "/api/v1/sys/lifecycle".into(),
+            Some(body_of(
+                serde_json::json!({ "pattern": format!("leak/{token}"), "min_bits": 8 }),
+            )),
+        ),
+        (
+            "PUT",
+            "/api/v1/sys/policies/leak".into(),
+            Some(body_of(serde_json::json!({
+                "policy": format!("path \"leak/{token}\" {{ capabilities = [\"read\"] }}")
+            }))),
+        ),
+        ("GET", format!("/api/v1/sys/policies/{token}"), None),
+        ("GET", format!("/api/v1/auth/tokens/{token}"), None),
+        (
+            "POST",
+            "/api/v1/auth/tokens".into(),
+            Some(body_of(
+                serde_json::json!({ "policies": [token.clone()], "ttl": token.clone() }),
+            )),
+        ),
+        (
+            "POST",
+            "/api/v1/auth/tokens".into(),
+            Some(body_of(
+                serde_json::json!({ "policies": ["root"], "ttl": token.clone() }),
+            )),
+        ),
+        ("GET", format!("/api/v1/secrets/app/x?label={token}"), None),
+        (
+            "GET",
+            format!("/api/v1/secrets/app/x?version={token}"),
+            None,
+        ),
+        (
+            "POST",
+            "/api/v1/auth/tokens".into(),
+            Some(body_of(
+                serde_json::json!({ "policies": ["root"], "cidrs": [token.clone()] }),
+            )),
+        ),
+    ];
+    let body_of_token = &token[4..20];
+    let mut failures = Vec::new();
+    for (method, url, body) in &cases {
+        let r = server.http(method, url, Some(&root), body.as_deref().map(str::as_bytes));
+        let text = r.text();
+        if r.status < 400 || text.contains(body_of_token) {
+            failures.push(format!("{method} {url}: {} {text}", r.status));
+        }
+    }
+    // The paths and patterns were refused for their shape, and say so.
+    let r = server.http(
+        "GET",
+        &format!("/api/v1/secrets/leak/{token}"),
+        Some(&root),
+        None,
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(
+        r.text().contains("looks like a coffer token"),
+        "{}",
+        r.text()
+    );
+    // The CLI says the same, and nothing was written.
+    let run = server
+        .cli()
+        .token(&root)
+        .run(&["get", &format!("leak/{token}")]);
+    assert_ne!(run.code(), 0);
+    assert!(
+        !run.stderr().contains(body_of_token) && !run.stdout().contains(body_of_token),
+        "{}",
+        run.stderr()
+    );
+    let listing = server.http("GET", "/api/v1/list?recursive=true", Some(&root), None);
+    assert!(
+        !listing.text().contains(body_of_token),
+        "{}",
+        listing.text()
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -450,6 +450,9 @@ fn the_scheduler_rotates_on_time_and_reports_what_it_cannot() {
         if md["current_version"].as_u64().unwrap() >= 3 {
             let last = md["versions"].as_array().unwrap().last().unwrap().clone();
             assert_eq!(last["created_by"], "coffer-scheduler");
+            // The system's own writes say so, with no token behind them.
+            assert_eq!(last["created_by_kind"], "system");
+            assert!(last.get("created_by_accessor").is_none(), "{last}");
             break;
         }
         assert!(

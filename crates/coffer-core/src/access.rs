@@ -160,30 +160,20 @@ fn parse_cidrs(input: &[String]) -> Result<Vec<ipnet::IpNet>> {
 
 /// Quotes user input in an error only when it is short and printable.
 pub(crate) fn printable(s: &str) -> String {
-    if s.len() <= 64 && s.chars().all(|c| c.is_ascii_graphic()) {
+    if s.len() <= 64
+        && s.chars().all(|c| c.is_ascii_graphic())
+        && !coffer_policy::contains_credential(s)
+    {
         format!("{s:?}")
     } else {
         "the value given".into()
     }
 }
 
-/// Checks free text that ends up in records and logs (display names, reasons).
+/// Checks free text that ends up in records and logs (reasons); see
+/// [`crate::text`].
 pub(crate) fn check_label(what: &str, s: &str, max: usize) -> Result<String> {
-    let s = s.trim();
-    if s.is_empty() {
-        return Err(CoreError::Invalid(format!("{what} cannot be empty")));
-    }
-    if s.chars().count() > max {
-        return Err(CoreError::Invalid(format!(
-            "{what} is limited to {max} characters"
-        )));
-    }
-    if s.chars().any(char::is_control) {
-        return Err(CoreError::Invalid(format!(
-            "{what} cannot contain control characters or line breaks"
-        )));
-    }
-    Ok(s.to_string())
+    crate::text::check_free_text(what, s, max)
 }
 
 impl Coffer {
@@ -209,7 +199,7 @@ impl Coffer {
         }
         let mut protected = Vec::new();
         for o in self.store.list_objects(KIND_PROTECTED).await? {
-            let pattern = Pattern::parse(&o.key).map_err(|e| {
+            let pattern = Pattern::parse_stored(&o.key).map_err(|e| {
                 CoreError::Corrupt(format!("stored protected prefix is unreadable: {e}"))
             })?;
             let meta: StoredProtected = serde_json::from_slice(&o.value).map_err(|_| {
@@ -217,7 +207,7 @@ impl Coffer {
             })?;
             protected.push(Protected {
                 pattern,
-                created_by: meta.created_by,
+                created_by: crate::actor::Actor::parse(&meta.created_by).describe(),
                 created_at: meta.created_at,
             });
         }
@@ -270,7 +260,7 @@ impl Coffer {
         Policy::parse(source).map_err(|e| CoreError::Invalid(format!("policy {name}: {e}")))?;
         let stored = StoredPolicy {
             source: source.to_string(),
-            updated_by: identity.display_name().to_string(),
+            updated_by: crate::actor::Actor::stored_for(identity),
             updated_at: now_ms(),
         };
         let _w = self.access_writes.lock().await;
@@ -291,7 +281,7 @@ impl Coffer {
         Ok(PolicyInfo {
             name: name.into(),
             source: stored.source,
-            updated_by: stored.updated_by,
+            updated_by: crate::actor::Actor::parse(&stored.updated_by).describe(),
             updated_at: stored.updated_at,
         })
     }
@@ -318,7 +308,7 @@ impl Coffer {
         Ok(PolicyInfo {
             name: name.into(),
             source: p.source,
-            updated_by: p.updated_by,
+            updated_by: crate::actor::Actor::parse(&p.updated_by).describe(),
             updated_at: p.updated_at,
         })
     }
@@ -474,7 +464,7 @@ impl Coffer {
             }
         }
         let display_name = match &request.display_name {
-            Some(d) => check_label("a display name", d, 128)?,
+            Some(d) => crate::text::check_name("a display name", d, 128)?,
             None => "token".to_string(),
         };
         let raw = token::generate_token();
@@ -660,7 +650,7 @@ impl Coffer {
         self.keys()?;
         self.authorize(identity, Operation::Admin, "sys/protected")?;
         let stored = StoredProtected {
-            created_by: identity.display_name().to_string(),
+            created_by: crate::actor::Actor::stored_for(identity),
             created_at: now_ms(),
         };
         let _w = self.access_writes.lock().await;
@@ -680,7 +670,7 @@ impl Coffer {
         );
         Ok(ProtectedInfo {
             pattern: pattern.as_str().into(),
-            created_by: stored.created_by,
+            created_by: crate::actor::Actor::parse(&stored.created_by).describe(),
             created_at: stored.created_at,
         })
     }
@@ -716,10 +706,11 @@ impl Coffer {
     pub async fn list_protected(&self, identity: &Identity) -> Result<Vec<ProtectedInfo>> {
         self.keys()?;
         self.authorize(identity, Operation::Admin, "sys/protected")?;
-        Ok(self
-            .access_model()
+        let model = self.access_model();
+        Ok(model
             .protected
             .iter()
+            .filter(|p| !crate::auth::denied_at(&model, identity, p.pattern.as_str()))
             .map(|p| ProtectedInfo {
                 pattern: p.pattern.as_str().into(),
                 created_by: p.created_by.clone(),
@@ -816,11 +807,11 @@ impl Coffer {
         self.keys()?;
         self.authorize(identity, Operation::Admin, "sys/breakglass")?;
         let now = now_ms();
-        Ok(self
-            .access_model()
+        let model = self.access_model();
+        Ok(model
             .grants
             .iter()
-            .filter(|g| g.expires_at > now)
+            .filter(|g| g.expires_at > now && !crate::auth::denied_at(&model, identity, &g.target))
             .cloned()
             .collect())
     }

@@ -316,6 +316,114 @@ pub fn authorize<'a>(
     }
 }
 
+/// What an enumeration reveals about each item it shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reveals {
+    /// Names only (a listing, the names an export or a promotion plan is made of).
+    Names,
+    /// Names and metadata: versions, change times, expiry (rotation status).
+    Metadata,
+}
+
+/// Proof that listing `prefix` was authorized, and the one place that decides
+/// which items an enumeration under it may show. Every use case that returns
+/// paths or metadata for a prefix obtains one through
+/// [`Coffer::enumerate`](crate::Coffer), which filters each item through
+/// [`Listing::admits`]; nothing else reads listings from storage.
+///
+/// An item (a secret, or a folder ending in `/`) is shown only if
+///
+/// 1. the caller may `list` the folder that directly contains it, so a
+///    recursive listing never shows more than listing each item's own folder
+///    would, and
+/// 2. no `deny` rule of the caller's policies matches the item itself, so a
+///    deny on `app/prod/*` (or on one name inside an allowed glob) hides it
+///    even where the prefix is granted, and
+/// 3. for [`Reveals::Metadata`], the caller may read the item's metadata
+///    (`read` or `list` on the exact path), as `coffer history` requires.
+#[derive(Debug)]
+pub struct Listing<'a> {
+    model: Arc<AccessModel>,
+    identity: &'a Identity,
+    prefix: String,
+    reveals: Reveals,
+    now: i64,
+    _private: (),
+}
+
+impl<'a> Listing<'a> {
+    /// Built by the core from a successful `list` decision on `prefix`.
+    pub(crate) fn new(
+        authorized: &Authorized<'_>,
+        model: Arc<AccessModel>,
+        identity: &'a Identity,
+        reveals: Reveals,
+        now: i64,
+    ) -> Listing<'a> {
+        debug_assert_eq!(authorized.operation(), Operation::List);
+        Listing {
+            model,
+            identity,
+            prefix: authorized.target().to_string(),
+            reveals,
+            now,
+            _private: (),
+        }
+    }
+
+    /// The listed prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Whether the entry `name` (relative to the prefix; folders end with
+    /// `/`) may be shown.
+    pub fn admits(&self, name: &str) -> bool {
+        let item = format!("{}{name}", self.prefix);
+        visible(&self.model, self.identity, &item, self.reveals, self.now)
+    }
+}
+
+/// The per-item decision of [`Listing`]: whether `item` (a canonical secret
+/// path, or a folder ending in `/`) may be shown to `identity`.
+pub fn visible(
+    model: &AccessModel,
+    identity: &Identity,
+    item: &str,
+    reveals: Reveals,
+    now: i64,
+) -> bool {
+    if identity.is_root() {
+        return true;
+    }
+    let trimmed = item.strip_suffix('/').unwrap_or(item);
+    let folder = match trimmed.rfind('/') {
+        Some(i) => &item[..=i],
+        None => "",
+    };
+    if authorize(model, identity, Operation::List, folder, now).is_err() {
+        return false;
+    }
+    if denied_at(model, identity, item) {
+        return false;
+    }
+    match reveals {
+        Reveals::Names => true,
+        Reveals::Metadata => {
+            !item.ends_with('/')
+                && authorize(model, identity, Operation::ReadMetadata, item, now).is_ok()
+        }
+    }
+}
+
+/// Whether a `deny` rule of the identity's policies matches `target` (the
+/// text of a path, folder or pattern). Listings of administrative records
+/// that name paths (lifecycle rules, protected prefixes, break-glass grants)
+/// leave out those the caller is denied on.
+pub fn denied_at(model: &AccessModel, identity: &Identity, target: &str) -> bool {
+    !identity.is_root() && capabilities(model, identity, target).contains(Capability::Deny)
+}
+
 fn capabilities(
     model: &AccessModel,
     identity: &Identity,
@@ -435,6 +543,103 @@ mod tests {
             )
             .is_ok()
         );
+    }
+
+    fn model_of(sources: &[(&str, &str)]) -> AccessModel {
+        let policies = sources
+            .iter()
+            .map(|(name, src)| (name.to_string(), Arc::new(Policy::parse(src).unwrap())))
+            .collect();
+        AccessModel::new(policies, Vec::new(), Vec::new())
+    }
+
+    #[test]
+    fn deny_hides_items_whatever_the_grant_on_their_folder() {
+        let model = model_of(&[
+            (
+                "wide",
+                r#"
+                path "" { capabilities = ["list"] }
+                path "app/*" { capabilities = ["read", "list"] }
+                path "lists/" { capabilities = ["list"] }
+                path "lists/a/" { capabilities = ["list"] }
+                "#,
+            ),
+            (
+                "denies",
+                r#"
+                path "app/prod/*" { capabilities = ["deny"] }
+                path "app/dev/SECRET" { capabilities = ["deny"] }
+                path "app/+/ONE" { capabilities = ["deny"] }
+                path "app/x*" { capabilities = ["deny"] }
+                path "app/folder/" { capabilities = ["deny"] }
+                "#,
+            ),
+        ]);
+        let who = identity(&["wide", "denies"], TokenKind::Service);
+        let human = identity(&["wide", "denies"], TokenKind::Human);
+        let root = identity(&["root"], TokenKind::Service);
+        let names = Reveals::Names;
+        let meta = Reveals::Metadata;
+        // (item, reveals, visible)
+        let cases = [
+            ("app/", names, true),
+            ("app/dev/", names, true),
+            ("app/dev/OK", names, true),
+            ("app/dev/OK", meta, true),
+            ("app/dev/sub/deep", names, true),
+            // A glob deny hides the folder and everything in it.
+            ("app/prod/", names, false),
+            ("app/prod/S", names, false),
+            ("app/prod/S", meta, false),
+            ("app/prod/a/b/c", names, false),
+            // One name inside an allowed glob.
+            ("app/dev/SECRET", names, false),
+            ("app/dev/SECRETS", names, true),
+            ("app/dev/sub/SECRET", names, true),
+            // `+` is one segment.
+            ("app/dev/ONE", names, false),
+            ("app/staging/ONE", names, false),
+            ("app/a/b/ONE", names, true),
+            // A prefix glob.
+            ("app/xyz", names, false),
+            ("app/x/", names, false),
+            ("app/x/y", names, false),
+            // A folder deny hides the folder and its direct entries (their
+            // folder cannot be listed).
+            ("app/folder/", names, false),
+            ("app/folder/a", names, false),
+            // A folder grant shows names in it, but not metadata.
+            ("lists/a/one", names, true),
+            ("lists/a/one", meta, false),
+            ("lists/a/", names, true),
+            ("lists/b/", names, true),
+            ("lists/b/deep", names, false),
+            // Nothing granted at all.
+            ("other/x", names, false),
+            ("other/", names, true),
+        ];
+        let mut wrong = Vec::new();
+        for (item, reveals, want) in cases {
+            for id in [&who, &human] {
+                if visible(&model, id, item, reveals, 0) != want {
+                    wrong.push(format!("{item} {reveals:?}: expected {want}"));
+                }
+            }
+            assert!(visible(&model, &root, item, reveals, 0), "root sees {item}");
+        }
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+        // Administrative records naming denied paths are hidden too.
+        for (pattern, want) in [
+            ("app/prod/*", true),
+            ("app/prod/S", true),
+            ("app/dev/SECRET", true),
+            ("app/dev/*", false),
+            ("app/+/OK", false),
+        ] {
+            assert_eq!(denied_at(&model, &who, pattern), want, "{pattern}");
+        }
+        assert!(!denied_at(&model, &root, "app/prod/S"));
     }
 
     #[test]

@@ -10,7 +10,10 @@ pub const MAX_DURATION_MS: i64 = 10 * 366 * 24 * 3600 * 1000;
 pub fn parse_duration_ms(input: &str) -> Result<i64, String> {
     let s = input.trim();
     let bad = || {
-        let shown = if s.len() <= 32 && s.chars().all(|c| c.is_ascii_graphic()) {
+        let shown = if s.len() <= 32
+            && s.chars().all(|c| c.is_ascii_graphic())
+            && !coffer_policy::contains_credential(s)
+        {
             format!(" {s:?}")
         } else {
             String::new()

@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 mod access;
+pub mod actor;
 pub mod audit;
 pub mod auth;
 pub mod backup;
@@ -26,6 +27,7 @@ pub mod path;
 pub mod pgroles;
 pub mod rotation;
 pub mod strength;
+pub mod text;
 pub mod username;
 mod users;
 pub mod value;
@@ -46,7 +48,10 @@ use coffer_store::{
 use serde::{Deserialize, Serialize};
 
 pub use access::{BreakglassRequest, PolicyInfo, ProtectedInfo, TokenRequest, TokenView};
-pub use auth::{AccessModel, Authorized, BreakglassGrant, Identity, Operation, ROOT_POLICY};
+pub use actor::Actor;
+pub use auth::{
+    AccessModel, Authorized, BreakglassGrant, Identity, Listing, Operation, ROOT_POLICY, Reveals,
+};
 use cache::{Cached, SecretCache};
 pub use error::{CoreError, Result};
 pub use lifecycle::{At, Label, Labels, RuleInfo, RuleSpec, SecretState};
@@ -158,8 +163,8 @@ pub struct SecretRead {
     pub value: SecretValue,
     /// Unix milliseconds the version was written.
     pub created_at: i64,
-    /// Who wrote it.
-    pub created_by: String,
+    /// Who wrote it: name, kind and token accessor.
+    pub created_by: Actor,
     /// The label it was asked for by, when not `current`.
     pub label: Option<Label>,
 }
@@ -203,8 +208,8 @@ pub struct VersionInfo {
     pub version: u64,
     /// Unix milliseconds of the write.
     pub created_at: i64,
-    /// Who wrote it.
-    pub created_by: String,
+    /// Who wrote it: name, kind and token accessor.
+    pub created_by: Actor,
     /// Active, deleted or destroyed.
     pub state: VersionState,
     /// Keyring key that sealed it.
@@ -857,7 +862,7 @@ impl Coffer {
             version: record.version,
             value,
             created_at: record.created_at,
-            created_by: record.created_by.clone(),
+            created_by: Actor::parse(&record.created_by),
             label: match at {
                 At::Label(Label::Current) | At::Version(_) => None,
                 At::Label(l) => Some(l),
@@ -886,21 +891,23 @@ impl Coffer {
         let mut wanted: Vec<(String, At, bool)> = Vec::new();
         for prefix in prefixes {
             let prefix = ListPrefix::parse(prefix)?;
-            self.authorize(identity, Operation::List, prefix.as_str())?;
             // Page through the listing: folders are listed too, and only
-            // secrets count towards the limit.
+            // secrets count towards the limit. Entries the caller may not
+            // see are left out, as from a listing.
             let mut after = None;
             let mut secrets = 0;
             loop {
                 let page = self
-                    .store
-                    .list(&ListQuery {
-                        prefix: prefix.as_str().to_string(),
-                        recursive: false,
-                        include_deleted: false,
-                        after: after.take(),
-                        limit: MAX_BUNDLE,
-                    })
+                    .enumerate(
+                        identity,
+                        &prefix,
+                        Reveals::Names,
+                        ListOptions {
+                            after: after.take(),
+                            limit: MAX_BUNDLE,
+                            ..ListOptions::default()
+                        },
+                    )
                     .await?;
                 for e in page.entries.into_iter().filter(|e| !e.folder) {
                     secrets += 1;
@@ -1045,7 +1052,7 @@ impl Coffer {
                 &keys,
                 path.as_str(),
                 &plaintext,
-                identity.display_name(),
+                &Actor::stored_for(identity),
                 existing.as_deref(),
                 Becomes::Current { grace_until },
                 generated,
@@ -1388,7 +1395,7 @@ impl Coffer {
                 &keys,
                 path.as_str(),
                 plaintext,
-                identity.display_name(),
+                &Actor::stored_for(identity),
                 existing.as_deref(),
                 Becomes::Current { grace_until },
                 None,
@@ -1443,7 +1450,8 @@ impl Coffer {
         Ok(receipts)
     }
 
-    /// Lists paths under a prefix.
+    /// Lists paths under a prefix: only the entries the caller may see (see
+    /// [`auth::Listing`]).
     pub async fn list(
         &self,
         identity: &Identity,
@@ -1452,7 +1460,6 @@ impl Coffer {
     ) -> Result<ListPage> {
         let prefix = ListPrefix::parse(prefix)?;
         self.keys()?;
-        self.authorize(identity, Operation::List, prefix.as_str())?;
         let limit = match options.limit {
             0 => DEFAULT_LIST_LIMIT,
             n => n.min(MAX_LIST_LIMIT),
@@ -1464,16 +1471,80 @@ impl Coffer {
         {
             return Err(CoreError::Invalid("invalid listing cursor".into()));
         }
-        Ok(self
-            .store
-            .list(&ListQuery {
-                prefix: prefix.as_str().to_string(),
-                recursive: options.recursive,
-                include_deleted: options.include_deleted,
-                after: options.after,
-                limit,
-            })
-            .await?)
+        self.enumerate(
+            identity,
+            &prefix,
+            Reveals::Names,
+            ListOptions { limit, ..options },
+        )
+        .await
+    }
+
+    /// The one way the core enumerates secrets under a prefix for a caller:
+    /// authorizes `list` on the prefix (the request's audited decision), then
+    /// reads the store's listing page by page and keeps only the entries the
+    /// [`auth::Listing`] witness admits, until `options.limit` entries are
+    /// found. The cursor it returns is always the name of an entry it shows,
+    /// never of one it left out. Every use case that returns names or
+    /// metadata for a prefix goes through here (a test checks that nothing
+    /// else in the core calls the store's `list`).
+    pub(crate) async fn enumerate(
+        &self,
+        identity: &Identity,
+        prefix: &ListPrefix,
+        reveals: Reveals,
+        options: ListOptions,
+    ) -> Result<ListPage> {
+        let authorized = self.authorize(identity, Operation::List, prefix.as_str())?;
+        let listing = Listing::new(
+            &authorized,
+            self.access_model(),
+            identity,
+            reveals,
+            now_ms(),
+        );
+        let limit = options.limit.max(1);
+        let mut entries = Vec::new();
+        let mut after = options.after;
+        loop {
+            let page = self
+                .store
+                .list(&ListQuery {
+                    prefix: listing.prefix().to_string(),
+                    recursive: options.recursive,
+                    include_deleted: options.include_deleted,
+                    after: after.take(),
+                    limit,
+                })
+                .await?;
+            let mut rest = page.entries.into_iter().peekable();
+            while let Some(entry) = rest.next() {
+                if !listing.admits(&entry.name) {
+                    continue;
+                }
+                entries.push(entry);
+                if entries.len() == limit {
+                    let more = rest.peek().is_some() || page.next.is_some();
+                    let next = more
+                        .then(|| {
+                            entries
+                                .last()
+                                .map(|e: &coffer_store::ListEntry| e.name.clone())
+                        })
+                        .flatten();
+                    return Ok(ListPage { entries, next });
+                }
+            }
+            match page.next {
+                Some(next) => after = Some(next),
+                None => {
+                    return Ok(ListPage {
+                        entries,
+                        next: None,
+                    });
+                }
+            }
+        }
     }
 
     /// A secret's metadata and version history (never values).
@@ -1495,7 +1566,7 @@ impl Coffer {
             .map(|r| VersionInfo {
                 version: r.version,
                 created_at: r.created_at,
-                created_by: r.created_by,
+                created_by: Actor::parse(&r.created_by),
                 state: r.state,
                 key_id: r.key_id,
             })
@@ -1661,4 +1732,77 @@ fn open_value(keys: &Keys, auth: &Authorized<'_>, record: &VersionRecord) -> Res
             ))
         })?;
     SecretValue::decode(&plain)
+}
+
+#[cfg(test)]
+mod enumeration_owner {
+    /// Every source file of the core, by name.
+    const SOURCES: &[(&str, &str)] = &[
+        ("access.rs", include_str!("access.rs")),
+        ("actor.rs", include_str!("actor.rs")),
+        ("audit.rs", include_str!("audit.rs")),
+        ("auth.rs", include_str!("auth.rs")),
+        ("backup.rs", include_str!("backup.rs")),
+        ("cache.rs", include_str!("cache.rs")),
+        ("cluster.rs", include_str!("cluster.rs")),
+        ("duration.rs", include_str!("duration.rs")),
+        ("error.rs", include_str!("error.rs")),
+        ("hygiene.rs", include_str!("hygiene.rs")),
+        ("lib.rs", include_str!("lib.rs")),
+        ("lifecycle.rs", include_str!("lifecycle.rs")),
+        ("path.rs", include_str!("path.rs")),
+        ("pgroles.rs", include_str!("pgroles.rs")),
+        ("rotation.rs", include_str!("rotation.rs")),
+        ("strength.rs", include_str!("strength.rs")),
+        ("text.rs", include_str!("text.rs")),
+        ("username.rs", include_str!("username.rs")),
+        ("users.rs", include_str!("users.rs")),
+        ("value.rs", include_str!("value.rs")),
+        ("versions.rs", include_str!("versions.rs")),
+    ];
+
+    /// Listings reach a caller only through `Coffer::enumerate`, which
+    /// filters each entry through the `Listing` witness. The store's `list`
+    /// is called there and in the scheduler's own scan, nowhere else: a new
+    /// use case that enumerates paths has to go through the filter.
+    #[test]
+    fn only_enumerate_and_the_scheduler_list_the_store() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let on_disk: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".rs"))
+            .collect();
+        for name in &on_disk {
+            assert!(
+                SOURCES.iter().any(|(n, _)| n == name),
+                "{name} is not checked by this test: add it to SOURCES"
+            );
+        }
+        let needle = concat!("store", ".list(");
+        let mut found = Vec::new();
+        for (name, text) in SOURCES {
+            let squeezed: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+            for (i, _) in squeezed.match_indices(needle) {
+                let before = &squeezed[..i];
+                let function = before
+                    .rfind("fn")
+                    .map(|f| {
+                        before[f + 2..]
+                            .split(|c: char| !c.is_alphanumeric() && c != '_')
+                            .next()
+                            .unwrap_or("")
+                            .to_string()
+                    })
+                    .unwrap_or_default();
+                found.push(format!("{name}:{function}"));
+            }
+        }
+        found.sort();
+        assert_eq!(
+            found,
+            ["lib.rs:enumerate", "rotation.rs:scheduler_scan"],
+            "the store's listing is read outside Coffer::enumerate"
+        );
+    }
 }

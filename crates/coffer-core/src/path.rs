@@ -102,6 +102,13 @@ fn validate_segments(s: &str) -> Result<(), PathError> {
         if seg == "." || seg == ".." {
             return Err(PathError(format!("'{seg}' segments are not allowed")));
         }
+        if coffer_policy::contains_credential(seg) {
+            return Err(PathError(
+                "a segment contains what looks like a coffer token or invitation code \
+                 (cft_... or cfi_...); credentials never belong in a path (the path is not shown)"
+                    .into(),
+            ));
+        }
         if seg.len() > MAX_SEGMENT_LEN {
             return Err(PathError(format!(
                 "a segment is {} bytes long; the limit is {MAX_SEGMENT_LEN}",
@@ -182,6 +189,41 @@ mod tests {
             &format!("{}/x", vec!["y".repeat(100); 6].join("/")),
             Err("limit is 512"),
         );
+    }
+
+    #[test]
+    fn token_shaped_path_is_refused_without_echo() {
+        let token = format!("cft_{}", "Ab9".repeat(16));
+        let invite = format!("cfi_{}", "Zq3".repeat(16));
+        for input in [
+            format!("leak/{token}"),
+            format!("/leak/{token}"),
+            format!("{token}/x"),
+            format!("app/dev/KEY-{token}"),
+            format!("app/{invite}"),
+            format!("app/CFT_{}", "x".repeat(49)),
+            // Even a truncated one.
+            "app/cft_abc".to_string(),
+        ] {
+            for err in [
+                SecretPath::parse(&input).unwrap_err(),
+                ListPrefix::parse(&input).unwrap_err(),
+            ] {
+                let message = err.to_string();
+                assert!(message.contains("looks like a coffer token"), "{message}");
+                assert!(
+                    !message.to_ascii_lowercase().contains("cft_a")
+                        && !message.contains(&token[4..12])
+                        && !message.contains(&invite[4..12])
+                        && !message.contains("leak"),
+                    "{message}"
+                );
+            }
+        }
+        // Names that merely contain the letters are fine.
+        for fine in ["app/cft/x", "app/cft-x", "app/cf_t1", "app/cfi"] {
+            assert!(SecretPath::parse(fine).is_ok(), "{fine}");
+        }
     }
 
     #[test]

@@ -295,7 +295,7 @@ impl Coffer {
                 &keys,
                 path.as_str(),
                 &plaintext,
-                identity.display_name(),
+                &crate::actor::Actor::stored_for(identity),
                 None,
                 Becomes::Current { grace_until: None },
                 Some(&spec),

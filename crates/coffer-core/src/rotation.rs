@@ -12,17 +12,17 @@ use std::sync::Arc;
 
 use coffer_crypto::generate::Spec;
 use coffer_policy::Pattern;
-use coffer_store::{Expect, ListQuery, Mutation, VersionState};
+use coffer_store::{Expect, Mutation, VersionState};
 use serde::Serialize;
 
-use crate::auth::{Identity, Operation};
+use crate::auth::{Identity, Operation, Reveals};
 use crate::error::{CoreError, Result};
 use crate::lifecycle::{
     self, DEFAULT_GRACE_MS, KIND_RULE, KIND_STATE, Labels, Rule, RuleInfo, RuleSpec, SecretState,
     StoredRule,
 };
 use crate::path::{ListPrefix, SecretPath};
-use crate::{Becomes, Coffer, SecretValue, audit, not_found, now_ms};
+use crate::{Becomes, Coffer, ListOptions, SecretValue, audit, not_found, now_ms};
 
 /// Who the scheduler's versions are written by.
 pub const SCHEDULER: &str = "coffer-scheduler";
@@ -155,7 +155,7 @@ impl Coffer {
     pub(crate) async fn load_rules(&self) -> Result<Vec<Rule>> {
         let mut rules = Vec::new();
         for o in self.store.list_objects(KIND_RULE).await? {
-            let pattern = Pattern::parse(&o.key).map_err(|e| {
+            let pattern = Pattern::parse_stored(&o.key).map_err(|e| {
                 CoreError::Corrupt(format!("stored lifecycle rule is unreadable: {e}"))
             })?;
             let stored: StoredRule = serde_json::from_slice(&o.value).map_err(|_| {
@@ -168,7 +168,7 @@ impl Coffer {
                 pattern,
                 spec: stored.spec,
                 generator,
-                created_by: stored.created_by,
+                created_by: crate::actor::Actor::parse(&stored.created_by).describe(),
                 created_at: stored.created_at,
             });
         }
@@ -190,7 +190,7 @@ impl Coffer {
         spec.validate()?;
         let stored = StoredRule {
             spec,
-            created_by: identity.display_name().to_string(),
+            created_by: crate::actor::Actor::stored_for(identity),
             created_at: now_ms(),
         };
         let _w = self.access_writes.lock().await;
@@ -211,7 +211,7 @@ impl Coffer {
         Ok(RuleInfo {
             pattern: pattern.as_str().into(),
             spec: stored.spec,
-            created_by: stored.created_by,
+            created_by: crate::actor::Actor::parse(&stored.created_by).describe(),
             created_at: stored.created_at,
         })
     }
@@ -245,14 +245,17 @@ impl Coffer {
         Ok(())
     }
 
-    /// Every lifecycle rule, most specific first.
+    /// Every lifecycle rule, most specific first, except those whose pattern
+    /// a `deny` of the caller's policies matches (a rule's pattern can name a
+    /// secret).
     pub fn list_rules(&self, identity: &Identity) -> Result<Vec<RuleInfo>> {
         self.keys()?;
         self.authorize(identity, Operation::Admin, "sys/lifecycle")?;
-        Ok(self
-            .access_model()
+        let model = self.access_model();
+        Ok(model
             .lifecycle
             .iter()
+            .filter(|r| !crate::auth::denied_at(&model, identity, r.pattern.as_str()))
             .map(Rule::info)
             .collect())
     }
@@ -299,7 +302,7 @@ impl Coffer {
                 .rotate_postgres(
                     &path,
                     &pg,
-                    identity.display_name(),
+                    &crate::actor::Actor::stored_for(identity),
                     &spec,
                     request.stage,
                     grace,
@@ -352,7 +355,7 @@ impl Coffer {
             .append(
                 &path,
                 &value,
-                identity.display_name(),
+                &crate::actor::Actor::stored_for(identity),
                 becomes,
                 spec.as_ref(),
             )
@@ -588,10 +591,9 @@ impl Coffer {
     ) -> Result<Vec<StatusEntry>> {
         let prefix = ListPrefix::parse(prefix)?;
         self.keys()?;
-        self.authorize(identity, Operation::List, prefix.as_str())?;
         let now = now_ms();
         let mut out = Vec::new();
-        for path in self.scan(prefix.as_str()).await? {
+        for path in self.scan(identity, &prefix).await? {
             if let Some(entry) = self.standing(&path, now).await? {
                 out.push(entry);
             }
@@ -600,14 +602,52 @@ impl Coffer {
         Ok(out)
     }
 
-    /// Every secret path below `prefix` (recursively), at most [`MAX_SCAN`].
-    async fn scan(&self, prefix: &str) -> Result<Vec<String>> {
+    /// Every secret path below `prefix` (recursively) whose metadata the
+    /// caller may see, at most [`MAX_SCAN`].
+    async fn scan(&self, identity: &Identity, prefix: &ListPrefix) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self
+                .enumerate(
+                    identity,
+                    prefix,
+                    Reveals::Metadata,
+                    ListOptions {
+                        recursive: true,
+                        after: after.take(),
+                        limit: 1000,
+                        ..ListOptions::default()
+                    },
+                )
+                .await?;
+            for e in page.entries.into_iter().filter(|e| !e.folder) {
+                if out.len() >= MAX_SCAN {
+                    return Err(CoreError::Invalid(format!(
+                        "more than {MAX_SCAN} secrets under {:?}; name a narrower prefix",
+                        prefix.as_str()
+                    )));
+                }
+                out.push(format!("{}{}", prefix.as_str(), e.name));
+            }
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// Every secret path below `prefix` (recursively), at most [`MAX_SCAN`],
+    /// for the scheduler alone: it acts for no caller and shows what it finds
+    /// to no one (its reports are alert records). The only listing in the
+    /// core besides [`Coffer::enumerate`].
+    async fn scheduler_scan(&self, prefix: &str) -> Result<Vec<String>> {
         let mut out = Vec::new();
         let mut after = None;
         loop {
             let page = self
                 .store
-                .list(&ListQuery {
+                .list(&coffer_store::ListQuery {
                     prefix: prefix.to_string(),
                     recursive: true,
                     include_deleted: false,
@@ -708,7 +748,7 @@ impl Coffer {
                     paths.insert(rule.pattern.as_str().to_string());
                 }
                 Some(root) => {
-                    for p in self.scan(&root).await? {
+                    for p in self.scheduler_scan(&root).await? {
                         if rule.pattern.matches(&p) {
                             paths.insert(p);
                         }
@@ -777,7 +817,15 @@ impl Coffer {
         if let Some(pg) = self.postgres_of(path.as_str()).await? {
             let grace = effective.grace_ms.unwrap_or(DEFAULT_GRACE_MS);
             let receipt = self
-                .rotate_postgres(&path, &pg, SCHEDULER, &spec, false, grace, false)
+                .rotate_postgres(
+                    &path,
+                    &pg,
+                    &crate::actor::Actor::stored_system(SCHEDULER),
+                    &spec,
+                    false,
+                    grace,
+                    false,
+                )
                 .await?;
             tracing::info!(
                 path = path.as_str(),
@@ -792,7 +840,7 @@ impl Coffer {
             .append(
                 &path,
                 &value,
-                SCHEDULER,
+                &crate::actor::Actor::stored_system(SCHEDULER),
                 Becomes::Current { grace_until },
                 Some(&spec),
             )

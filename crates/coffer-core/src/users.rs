@@ -204,7 +204,7 @@ impl Coffer {
         let now = now_ms();
         let invite = StoredInvite {
             policies,
-            created_by: identity.display_name().to_string(),
+            created_by: crate::actor::Actor::stored_for(identity),
             created_at: now,
             expires_at: now + ttl,
         };
@@ -231,6 +231,7 @@ impl Coffer {
             return Err(invalid());
         }
         let name = canonical_user_name(user).map_err(CoreError::Invalid)?;
+        crate::text::refuse_reserved("a user name", &name)?;
         password::check_password_policy(pw).map_err(|e| CoreError::Invalid(e.to_string()))?;
         let key = hex(&keys.keyring.token_hash(code));
         let stored = self
@@ -262,7 +263,7 @@ impl Coffer {
             policies: invite.policies,
             disabled: false,
             created_at: now,
-            invited_by: invite.created_by,
+            invited_by: crate::actor::Actor::parse(&invite.created_by).describe(),
             password_hash,
             last_login_at: None,
             totp: None,

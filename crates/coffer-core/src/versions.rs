@@ -7,14 +7,17 @@
 //! version under the new path, because a ciphertext is bound to its path
 //! and version and would not open anywhere else.
 
-use coffer_store::{Expect, ListQuery, Mutation, VersionRecord, VersionState};
+use coffer_store::{Expect, Mutation, VersionRecord, VersionState};
 use subtle::ConstantTimeEq;
 
-use crate::auth::{Identity, Operation};
+use crate::auth::{Identity, Operation, Reveals};
 use crate::error::{CoreError, Result};
 use crate::lifecycle::{KIND_STATE, Label};
 use crate::path::{ListPrefix, SecretPath};
-use crate::{At, Becomes, Coffer, MAX_BUNDLE, WriteReceipt, audit, not_found, now_ms, open_value};
+use crate::{
+    At, Becomes, Coffer, ListOptions, MAX_BUNDLE, WriteReceipt, audit, not_found, now_ms,
+    open_value,
+};
 
 /// What promoting one secret would do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -85,7 +88,7 @@ impl Coffer {
             &keys,
             path.as_str(),
             &plaintext,
-            identity.display_name(),
+            &crate::actor::Actor::stored_for(identity),
             Some(&existing),
             Becomes::Current { grace_until },
             None,
@@ -261,8 +264,8 @@ impl Coffer {
             )));
         }
         self.keys()?;
-        let source = self.names_under(identity, from.as_str()).await?;
-        let target = self.names_under(identity, to.as_str()).await?;
+        let source = self.names_under(identity, &from).await?;
+        let target = self.names_under(identity, &to).await?;
         let mut plan = Vec::new();
         let mut writes = Vec::new();
         for name in &source {
@@ -334,21 +337,23 @@ impl Coffer {
         Ok((plan, receipts))
     }
 
-    /// The names of the live secrets directly under a prefix (needs `list`).
-    async fn names_under(&self, identity: &Identity, prefix: &str) -> Result<Vec<String>> {
-        self.authorize(identity, Operation::List, prefix)?;
+    /// The names of the live secrets directly under a prefix that the
+    /// caller may see with their metadata (needs `list` on the prefix).
+    async fn names_under(&self, identity: &Identity, prefix: &ListPrefix) -> Result<Vec<String>> {
         let mut names = Vec::new();
         let mut after = None;
         loop {
             let page = self
-                .store
-                .list(&ListQuery {
-                    prefix: prefix.to_string(),
-                    recursive: false,
-                    include_deleted: false,
-                    after: after.take(),
-                    limit: MAX_BUNDLE,
-                })
+                .enumerate(
+                    identity,
+                    prefix,
+                    Reveals::Metadata,
+                    ListOptions {
+                        after: after.take(),
+                        limit: MAX_BUNDLE,
+                        ..ListOptions::default()
+                    },
+                )
                 .await?;
             names.extend(
                 page.entries
@@ -358,7 +363,8 @@ impl Coffer {
             );
             if names.len() > MAX_BUNDLE {
                 return Err(CoreError::Invalid(format!(
-                    "more than {MAX_BUNDLE} secrets under {prefix}"
+                    "more than {MAX_BUNDLE} secrets under {}",
+                    prefix.as_str()
                 )));
             }
             match page.next {

@@ -229,8 +229,14 @@ async fn versions_history_delete_undelete_destroy() {
     );
     let v1 = c.read(&root, "app/dev/KEY", Some(1)).await.unwrap();
     assert_eq!(
-        (as_text(&v1.value), v1.version, v1.created_by.as_str()),
-        ("one", 1, "root")
+        (
+            as_text(&v1.value),
+            v1.version,
+            v1.created_by.name.as_str(),
+            v1.created_by.kind.as_deref(),
+            v1.created_by.accessor.as_deref()
+        ),
+        ("one", 1, "root", Some("service"), Some(root.accessor()))
     );
     assert!(matches!(
         c.read(&root, "app/dev/KEY", Some(9)).await,

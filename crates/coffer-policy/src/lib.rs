@@ -157,7 +157,7 @@ mod parse;
 mod pattern;
 
 pub use capability::{Capabilities, Capability};
-pub use pattern::{Pattern, PatternError};
+pub use pattern::{Pattern, PatternError, contains_credential};
 
 /// The name of the built-in policy that grants everything. It has no source text;
 /// callers handle it by name, and [`validate_policy_name`] rejects it for
@@ -186,7 +186,49 @@ pub struct Policy {
 
 impl Policy {
     /// Parses policy source. See the crate documentation for the language.
+    ///
+    /// Anywhere in the source, comments included, characters that reorder
+    /// displayed text (bidirectional controls) or break lines other than
+    /// `\n` and `\r\n` (U+0085, U+2028, U+2029, other control characters
+    /// but tab) are refused: a policy must read as it evaluates.
     pub fn parse(source: &str) -> Result<Policy, PolicyError> {
+        for (line_index, line) in source.split('\n').enumerate() {
+            let len = line.chars().count();
+            for (column, c) in line.chars().enumerate() {
+                let line_end = c == '\r' && column + 1 == len;
+                // Tabs and line ends are whitespace; any other control
+                // character (a terminal escape in a comment) is refused.
+                let bad = (c.is_control() && c != '\t' && !line_end)
+                    || matches!(
+                        c,
+                        '\u{2028}'
+                            | '\u{2029}'
+                            | '\u{061C}'
+                            | '\u{200E}'
+                            | '\u{200F}'
+                            | '\u{202A}'..='\u{202E}'
+                            | '\u{2066}'..='\u{2069}'
+                    );
+                if bad {
+                    return Err(PolicyError {
+                        line: line_index + 1,
+                        column: column + 1,
+                        message: format!(
+                            "{} U+{:04X} is not allowed anywhere in a policy (it makes a policy \
+                             read differently from how it is evaluated)",
+                            if c.is_control() {
+                                "control character"
+                            } else if matches!(c, '\u{2028}' | '\u{2029}') {
+                                "line separator"
+                            } else {
+                                "text direction control"
+                            },
+                            c as u32
+                        ),
+                    });
+                }
+            }
+        }
         parse::parse_rules(source).map(|rules| Policy { rules })
     }
 
@@ -269,6 +311,32 @@ pub fn validate_policy_name(name: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn direction_controls_and_line_separators_are_refused_anywhere() {
+        for c in [
+            '\u{202E}', '\u{2066}', '\u{2069}', '\u{200F}', '\u{061C}', '\u{2028}', '\u{2029}',
+            '\u{85}', '\u{9B}',
+        ] {
+            for source in [
+                format!("# allow{c} nothing\npath \"a/*\" {{ capabilities = [\"read\"] }}"),
+                format!("path \"a/*\" {{ capabilities = [\"read\"] }} // x{c}y"),
+            ] {
+                let e = Policy::parse(&source).unwrap_err();
+                assert!(e.message.contains(&format!("U+{:04X}", c as u32)), "{e}");
+                assert!(!e.message.contains(c), "{e}");
+            }
+        }
+        // A terminal escape or a bare carriage return in a comment is refused.
+        for comment in ["# a\u{1b}[2K b", "# allow all\r# deny"] {
+            let source = format!("{comment}\npath \"a/*\" {{ capabilities = [\"read\"] }}");
+            assert!(Policy::parse(&source).is_err(), "{comment:?}");
+        }
+        // Tabs, CRLF line ends and other non-ASCII text in comments are fine.
+        assert!(
+            Policy::parse("# équipe\r\npath \"a/*\" {\tcapabilities = [\"read\"] }\r\n").is_ok()
+        );
+    }
 
     #[test]
     fn policy_names() {

@@ -61,6 +61,14 @@ impl Pattern {
         Pattern::parse_located(s).map_err(|fault| PatternError(fault.message))
     }
 
+    /// Parses a pattern that was stored by an earlier release: like
+    /// [`Pattern::parse`], except that a segment shaped like a coffer token
+    /// is accepted, so that a record written before such patterns were
+    /// refused still loads (new patterns always go through `parse`).
+    pub fn parse_stored(s: &str) -> Result<Pattern, PatternError> {
+        Pattern::parse_checked(s, false).map_err(|fault| PatternError(fault.message))
+    }
+
     /// Whether `target` matches this pattern.
     ///
     /// `target` must be canonical (a secret path such as `app/dev/db`, a folder such
@@ -97,6 +105,10 @@ impl Pattern {
 
     /// Parses `s`, reporting where in `s` a problem is.
     pub(crate) fn parse_located(s: &str) -> Result<Pattern, PatternFault> {
+        Pattern::parse_checked(s, true)
+    }
+
+    fn parse_checked(s: &str, refuse_credentials: bool) -> Result<Pattern, PatternFault> {
         if s.len() > MAX_PATTERN_BYTES {
             return Err(PatternFault {
                 offset: 0,
@@ -111,6 +123,15 @@ impl Pattern {
             message: format!("invalid pattern {}: {problem}", quote(s)),
         };
 
+        if refuse_credentials && contains_credential(s) {
+            return Err(PatternFault {
+                offset: 0,
+                message: "invalid pattern: it contains what looks like a coffer token or \
+                          invitation code (cft_... or cfi_...); credentials never belong in a \
+                          pattern (the pattern is not shown)"
+                    .to_owned(),
+            });
+        }
         let base = usize::from(s.starts_with('/'));
         let body = &s[base..];
         let mut segments = Vec::new();
@@ -219,12 +240,31 @@ fn check_literal(literal: &str) -> Result<(), (usize, String)> {
 /// Quotes user input for an error message, shortened so a message stays readable.
 pub(crate) fn quote(s: &str) -> String {
     const MAX_CHARS: usize = 64;
+    if contains_credential(s) {
+        return "(not shown: it contains what looks like a coffer token)".to_owned();
+    }
     if s.chars().count() <= MAX_CHARS {
         format!("{s:?}")
     } else {
         let head: String = s.chars().take(MAX_CHARS).collect();
         format!("{head:?}…")
     }
+}
+
+/// Whether `s` contains something shaped like a coffer token or invitation
+/// code: `cft_` or `cfi_` (in any letter case) followed by a letter or digit.
+/// Such input is refused as a path or pattern, and never quoted in an error,
+/// because a credential pasted or expanded into a name (`app/${TOKEN}`) must
+/// not travel on into error messages, logs and audit records.
+pub fn contains_credential(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.windows(5).any(|w| {
+        w[0].eq_ignore_ascii_case(&b'c')
+            && w[1].eq_ignore_ascii_case(&b'f')
+            && (w[2].eq_ignore_ascii_case(&b't') || w[2].eq_ignore_ascii_case(&b'i'))
+            && w[3] == b'_'
+            && w[4].is_ascii_alphanumeric()
+    })
 }
 
 /// Quotes one character for an error message, escaping invisible ones.
@@ -277,6 +317,35 @@ mod tests {
             let fault = Pattern::parse_located(source).unwrap_err();
             assert_eq!(fault.offset, offset, "{source:?}: {}", fault.message);
         }
+    }
+
+    #[test]
+    fn credentials_are_refused_and_never_quoted() {
+        let token = format!("cft_{}", "A1b2".repeat(12));
+        for input in [
+            format!("leak/{token}"),
+            format!("leak/{token}/*"),
+            format!("x/CFI_{}", "z".repeat(40)),
+            "a/prefix-cft_9".to_owned(),
+        ] {
+            let e = Pattern::parse(&input).unwrap_err().0;
+            assert!(
+                !e.contains("A1b2")
+                    && !e.contains("zzz")
+                    && !e.contains("prefix")
+                    && !e.contains("leak"),
+                "{e}"
+            );
+            assert!(e.contains("looks like a coffer token"), "{e}");
+        }
+        assert!(!quote(&token).contains("A1b2"));
+        // Only the shape counts: these are ordinary names.
+        for fine in ["cft", "a/cft_", "cft-x", "a/cfx_1", "cf_t1"] {
+            assert!(!contains_credential(fine), "{fine}");
+        }
+        assert!(Pattern::parse("app/cft-notes/*").is_ok());
+        // What an earlier release stored still loads.
+        assert!(Pattern::parse_stored(&format!("leak/{token}")).is_ok());
     }
 
     #[test]

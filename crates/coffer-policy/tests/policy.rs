@@ -352,7 +352,7 @@ fn parse_errors_say_where_and_what() {
             "block comments (`/* */`) are not supported",
         ),
         ("path \"a\" / ", 1, 10, "unexpected character '/'"),
-        ("\u{0}", 1, 1, "unexpected character '\\0'"),
+        ("\u{0}", 1, 1, "control character U+0000 is not allowed"),
         ("  ü", 1, 3, "unexpected character 'ü'"),
     ];
     for &(source, line, column, fragment) in cases {

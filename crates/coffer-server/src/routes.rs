@@ -178,10 +178,18 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for UrlQuery<T> {
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         match Query::<T>::from_request_parts(parts, state).await {
             Ok(Query(q)) => Ok(UrlQuery(q)),
-            Err(e) => Err(ApiError::invalid(format!(
-                "invalid query parameters: {}",
-                e.body_text()
-            ))),
+            Err(e) => {
+                // The parser's message may quote the value it refused.
+                let detail = e.body_text();
+                Err(ApiError::invalid(
+                    if coffer_policy::contains_credential(&detail) {
+                        "invalid query parameters (a value looks like a coffer token; not shown)"
+                            .to_string()
+                    } else {
+                        format!("invalid query parameters: {detail}")
+                    },
+                ))
+            }
         }
     }
 }
@@ -397,7 +405,9 @@ async fn read_secret(
         version: read.version,
         value: value_ref(&read.value),
         created_at: rfc3339(read.created_at),
-        created_by: read.created_by.clone(),
+        created_by: read.created_by.name.clone(),
+        created_by_kind: read.created_by.kind.clone(),
+        created_by_accessor: read.created_by.accessor.clone(),
         label: read.label.map(|l| l.name().to_string()),
     };
     Ok(Json(body).into_response())
@@ -422,7 +432,9 @@ async fn bundle(
                 version: read.version,
                 value: value_ref(&read.value),
                 created_at: rfc3339(read.created_at),
-                created_by: read.created_by.clone(),
+                created_by: read.created_by.name.clone(),
+                created_by_kind: read.created_by.kind.clone(),
+                created_by_accessor: read.created_by.accessor.clone(),
                 label: read.label.map(|l| l.name().to_string()),
             })
             .collect(),
@@ -565,7 +577,9 @@ async fn metadata(
                 api::VersionInfo {
                     version: v.version,
                     created_at: rfc3339(v.created_at),
-                    created_by: v.created_by,
+                    created_by: v.created_by.name,
+                    created_by_kind: v.created_by.kind,
+                    created_by_accessor: v.created_by.accessor,
                     state: state.to_string(),
                     state_changed_at: changed,
                     key_id: v.key_id,

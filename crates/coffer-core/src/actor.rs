@@ -1,0 +1,111 @@
+//! Who wrote a version: the name people read, with the kind of identity and
+//! the token accessor that make it unambiguous.
+//!
+//! A name alone can be claimed (a token named after someone, a legacy token
+//! named `root`), so wherever the core shows who did something it shows the
+//! kind (`service`, `human`, `system`) and the accessor of the token too. The
+//! three are stored together in a version's `created_by` as
+//! `NAME US KIND US ACCESSOR` (US is U+001F, the unit separator, which no
+//! name can contain: names refuse control characters). A stored value
+//! without the separator was written before kinds were recorded and reads
+//! as a name with no kind and no accessor.
+
+use coffer_store::TokenKind;
+
+use crate::auth::Identity;
+
+const SEP: char = '\u{1F}';
+
+/// The kind of the system's own actor (the rotation scheduler).
+pub const SYSTEM_KIND: &str = "system";
+
+/// Who wrote something, as shown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    /// The user name (people) or token display name (services), or the
+    /// system actor's name.
+    pub name: String,
+    /// `service`, `human` or `system`; `None` for records written before
+    /// kinds were recorded.
+    pub kind: Option<String>,
+    /// The accessor of the token that acted; `None` for the system and for
+    /// old records.
+    pub accessor: Option<String>,
+}
+
+impl Actor {
+    /// The stored form for a request's identity.
+    pub fn stored_for(identity: &Identity) -> String {
+        let kind = match identity.token().kind {
+            TokenKind::Service => "service",
+            TokenKind::Human => "human",
+        };
+        format!(
+            "{}{SEP}{kind}{SEP}{}",
+            identity.display_name(),
+            identity.accessor()
+        )
+    }
+
+    /// The stored form for the system acting on its own (`name` is one of
+    /// the reserved names).
+    pub fn stored_system(name: &str) -> String {
+        format!("{name}{SEP}{SYSTEM_KIND}{SEP}")
+    }
+
+    /// Reads a stored `created_by`.
+    pub fn parse(stored: &str) -> Actor {
+        let mut parts = stored.splitn(3, SEP);
+        let name = parts.next().unwrap_or_default().to_string();
+        let kind = parts.next().filter(|k| !k.is_empty()).map(str::to_string);
+        let accessor = parts.next().filter(|a| !a.is_empty()).map(str::to_string);
+        Actor {
+            name,
+            kind,
+            accessor,
+        }
+    }
+
+    /// One line for people: `name (kind accessor)`.
+    pub fn describe(&self) -> String {
+        match (&self.kind, &self.accessor) {
+            (Some(k), Some(a)) => format!("{} ({k} {a})", self.name),
+            (Some(k), None) => format!("{} ({k})", self.name),
+            _ => self.name.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_forms_round_trip_and_old_records_read_as_names() {
+        assert_eq!(
+            Actor::parse(&Actor::stored_system("coffer-scheduler")),
+            Actor {
+                name: "coffer-scheduler".into(),
+                kind: Some("system".into()),
+                accessor: None
+            }
+        );
+        assert_eq!(
+            Actor::parse("svc\u{1F}service\u{1F}acc_x"),
+            Actor {
+                name: "svc".into(),
+                kind: Some("service".into()),
+                accessor: Some("acc_x".into())
+            }
+        );
+        let old = Actor::parse("root");
+        assert_eq!(
+            (old.name.as_str(), old.kind, old.accessor),
+            ("root", None, None)
+        );
+        assert_eq!(
+            Actor::parse("a\u{1F}human\u{1F}acc_1").describe(),
+            "a (human acc_1)"
+        );
+    }
+}

@@ -1,0 +1,273 @@
+//! Free text and names that people type and other people read: token display
+//! names, user names, break-glass reasons, policy sources.
+//!
+//! Such text ends up in listings, `coffer history`, audit records and logs,
+//! where it sits next to text the system wrote. Two kinds of character would
+//! let it pass for something else there, and are refused (never stripped,
+//! never quoted back in the error):
+//!
+//! * line breaks of any kind (C0 and C1 controls, including U+0085, and the
+//!   Unicode line and paragraph separators U+2028 and U+2029), which forge
+//!   extra lines in a log or a table;
+//! * bidirectional controls (U+061C, U+200E, U+200F, U+202A to U+202E,
+//!   U+2066 to U+2069), which reorder what is displayed ("Trojan Source").
+//!
+//! Names are held to more: no invisible formatting characters at all (zero
+//! widths, word joiners, the byte-order mark, soft hyphens, tag characters),
+//! and none of the names the system itself writes as an actor ([`RESERVED`])
+//! in any spelling that looks the same (letter case, surrounding or inner
+//! whitespace and punctuation, full-width forms, common Cyrillic and Greek
+//! look-alikes, `0` for `o`).
+//!
+//! Free text is refused rather than escaped: a reason or a name has no use for
+//! these characters, and escaping would store one thing and show another,
+//! each reader having to know to unescape it.
+
+use unicode_normalization::UnicodeNormalization;
+
+use crate::error::{CoreError, Result};
+
+/// Names the system writes as the actor of what it does itself: the initial
+/// root token, the rotation scheduler, system alerts. No token, user or
+/// other identity may take one, in any spelling that looks the same.
+pub const RESERVED: &[&str] = &[
+    "root",
+    "system",
+    "coffer",
+    "coffer-scheduler",
+    "scheduler",
+    "anonymous",
+];
+
+/// Whether `c` breaks a line or reorders displayed text.
+pub fn is_line_or_direction_control(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{2028}'
+                | '\u{2029}'
+                | '\u{061C}'
+                | '\u{200E}'
+                | '\u{200F}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2066}'..='\u{2069}'
+        )
+}
+
+/// Whether `c` is an invisible formatting character (or a line or
+/// direction control): refused in names.
+pub fn is_invisible(c: char) -> bool {
+    is_line_or_direction_control(c)
+        || matches!(
+            c,
+            '\u{00AD}'
+                | '\u{034F}'
+                | '\u{115F}'
+                | '\u{1160}'
+                | '\u{17B4}'
+                | '\u{17B5}'
+                | '\u{180B}'..='\u{180F}'
+                | '\u{200B}'..='\u{200D}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{206A}'..='\u{206F}'
+                | '\u{3164}'
+                | '\u{FE00}'..='\u{FE0F}'
+                | '\u{FEFF}'
+                | '\u{FFA0}'
+                | '\u{FFF9}'..='\u{FFFB}'
+                | '\u{E0000}'..='\u{E0FFF}'
+        )
+}
+
+/// Checks free text (a reason, a description): trimmed, not empty, at most
+/// `max` characters, no line breaks or direction controls. `what` names the
+/// field in the error ("a reason"); the input is never quoted.
+pub fn check_free_text(what: &str, s: &str, max: usize) -> Result<String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Err(CoreError::Invalid(format!("{what} cannot be empty")));
+    }
+    if s.chars().count() > max {
+        return Err(CoreError::Invalid(format!(
+            "{what} is limited to {max} characters"
+        )));
+    }
+    if let Some(c) = s.chars().find(|c| is_line_or_direction_control(*c)) {
+        return Err(CoreError::Invalid(format!(
+            "{what} cannot contain {}",
+            describe(c)
+        )));
+    }
+    Ok(s.to_string())
+}
+
+/// Checks a name people read as an identity (a token's display name): free
+/// text rules, no invisible characters, and not a reserved actor name.
+pub fn check_name(what: &str, s: &str, max: usize) -> Result<String> {
+    let s = check_free_text(what, s, max)?;
+    if let Some(c) = s.chars().find(|c| is_invisible(*c)) {
+        return Err(CoreError::Invalid(format!(
+            "{what} cannot contain {}",
+            describe(c)
+        )));
+    }
+    refuse_reserved(what, &s)?;
+    Ok(s)
+}
+
+/// Refuses `name` when it looks like one of the [`RESERVED`] names.
+pub fn refuse_reserved(what: &str, name: &str) -> Result<()> {
+    let skeleton = skeleton(name);
+    if let Some(r) = RESERVED.iter().find(|r| skeleton == self::skeleton(r)) {
+        return Err(CoreError::Invalid(format!(
+            "{what} cannot be {r:?} or look like it: coffer writes that name for its own actions"
+        )));
+    }
+    Ok(())
+}
+
+/// What a name looks like: compatibility forms folded (NFKC), lower case,
+/// only letters and digits kept, common look-alikes mapped to the ASCII
+/// letter they imitate.
+fn skeleton(s: &str) -> String {
+    let folded: String = s.nfkc().collect::<String>().to_lowercase();
+    folded
+        .nfkc()
+        .filter(|c| c.is_alphanumeric())
+        .map(confusable)
+        .collect()
+}
+
+fn confusable(c: char) -> char {
+    match c {
+        '0' | 'о' | 'ο' | 'σ' | 'օ' | 'ᴏ' => 'o',
+        '1' | 'ӏ' | 'ι' | 'ǀ' => 'l',
+        'а' | 'α' => 'a',
+        'с' | 'ϲ' | 'ᴄ' => 'c',
+        'е' | 'ε' | 'ҽ' => 'e',
+        'һ' | 'ћ' => 'h',
+        'і' | 'ı' => 'i',
+        'ј' | 'ϳ' => 'j',
+        'к' | 'κ' => 'k',
+        'м' | 'ᴍ' => 'm',
+        'п' | 'η' => 'n',
+        'р' | 'ρ' => 'p',
+        'ѕ' | 'ꜱ' => 's',
+        'т' | 'τ' | 'ᴛ' => 't',
+        'υ' | 'ս' | 'ᴜ' => 'u',
+        'у' | 'γ' | 'ү' => 'y',
+        'х' | 'χ' => 'x',
+        'ԁ' => 'd',
+        'ғ' | 'ſ' => 'f',
+        'г' | 'ᴦ' => 'r',
+        other => other,
+    }
+}
+
+/// Names a refused character without showing it.
+fn describe(c: char) -> String {
+    let kind = if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') {
+        "control characters or line breaks"
+    } else if is_line_or_direction_control(c) {
+        "text direction controls"
+    } else {
+        "invisible formatting characters"
+    };
+    format!("{kind} (found U+{:04X})", c as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bidi_controls_refused_in_display_names_and_reasons() {
+        for c in [
+            '\u{0}', '\n', '\r', '\t', '\u{1B}', '\u{7F}', '\u{85}', '\u{9B}', '\u{2028}',
+            '\u{2029}', '\u{061C}', '\u{200E}', '\u{200F}', '\u{202A}', '\u{202B}', '\u{202C}',
+            '\u{202D}', '\u{202E}', '\u{2066}', '\u{2067}', '\u{2068}', '\u{2069}',
+        ] {
+            let text = format!("deploy{c}hunter2 bot");
+            for (what, result) in [
+                ("reason", check_free_text("a reason", &text, 500)),
+                ("name", check_name("a display name", &text, 128)),
+            ] {
+                let e = result.expect_err(&format!("{what} with U+{:04X}", c as u32));
+                let m = e.to_string();
+                assert!(
+                    m.contains(&format!("U+{:04X}", c as u32)) && !m.contains("hunter2"),
+                    "{m}"
+                );
+                assert!(!m.contains(c), "{m}");
+            }
+        }
+        // Names refuse invisible characters too; free text keeps joiners
+        // (emoji sequences and some scripts need them).
+        for c in [
+            '\u{200B}',
+            '\u{200D}',
+            '\u{2060}',
+            '\u{FEFF}',
+            '\u{AD}',
+            '\u{E0041}',
+        ] {
+            assert!(check_name("a name", &format!("ci{c}bot"), 128).is_err());
+        }
+        assert!(
+            check_free_text("a reason", "INC-7 \u{1F469}\u{200D}\u{1F4BB} on call", 500).is_ok()
+        );
+        assert_eq!(
+            check_free_text("a reason", "  INC-7 outage  ", 500).unwrap(),
+            "INC-7 outage"
+        );
+        assert_eq!(
+            check_name("a name", "Déploiement CI", 128).unwrap(),
+            "Déploiement CI"
+        );
+    }
+
+    #[test]
+    fn reserved_actor_names_in_every_spelling() {
+        for name in [
+            "root",
+            "Root",
+            "ROOT",
+            "root ",
+            " root",
+            "r o o t",
+            "ｒｏｏｔ",
+            "r00t",
+            "rооt", // Cyrillic o
+            "ro\u{1D0F}t",
+            "root.",
+            "_root_",
+            "system",
+            "SYSTEM",
+            "ѕуѕтем",
+            "coffer-scheduler",
+            "Coffer-Scheduler",
+            "coffer_scheduler",
+            "coffer scheduler",
+            "cоffer-scheduler", // Cyrillic o
+            "ｃｏｆｆｅｒ－ｓｃｈｅｄｕｌｅｒ",
+            "c0ffer.scheduler",
+            "scheduler",
+            "coffer",
+            "anonymous",
+        ] {
+            let e = refuse_reserved("a display name", name)
+                .expect_err(&format!("{name:?} must be refused"));
+            assert!(e.to_string().contains("coffer writes that name"), "{e}");
+        }
+        for fine in [
+            "rootkit",
+            "root-admin",
+            "alice",
+            "ops-bot",
+            "systems",
+            "deploy",
+        ] {
+            assert!(refuse_reserved("a name", fine).is_ok(), "{fine}");
+        }
+    }
+}
