@@ -800,6 +800,8 @@ mod tests {
             value: WireValue::Text(value.to_string()),
             created_at: String::new(),
             created_by: String::new(),
+            created_by_kind: None,
+            created_by_accessor: None,
             label: None,
         }
     }
