@@ -158,6 +158,48 @@ pub fn is_unsafe_char(c: char) -> bool {
     c.is_control() || unsafe_char(c.encode_utf8(&mut buf).as_bytes()).is_some()
 }
 
+/// `s` with every character [`is_unsafe_char`] names shown as `\u{XXXX}`
+/// (and a backslash doubled, so that the text `\u{202E}` cannot pass for
+/// an escape): for terminals, tables and server log lines. Borrowed when
+/// there is nothing to show.
+pub fn visible(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(|c| c == '\\' || is_unsafe_char(c)) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if c == '\\' {
+            out.push_str("\\\\");
+        } else if is_unsafe_char(c) {
+            out.push_str(&format!("\\u{{{:04X}}}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// A URL (a webhook's) as logs, errors and status output show it: the scheme,
+/// host and port, then `/…`, whatever followed (a path, a query, a
+/// fragment); any `user:password@` is left out. The path of a Slack-style
+/// URL is its secret, so it is never shown.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "(a webhook URL)".into();
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let scheme: String = scheme
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+        .collect();
+    let host: String = host
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']' | '_'))
+        .collect();
+    format!("{scheme}://{host}/…")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,6 +227,34 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(cleaned(&input), want, "{input}");
         }
+    }
+
+    #[test]
+    fn urls_are_shown_to_the_host_only() {
+        for (url, shown) in [
+            (
+                "https://hooks.slack.com/services/T000/B000/XXXXSECRET",
+                "https://hooks.slack.com/…",
+            ),
+            (
+                "http://user:p%40ss@alerts.example:8443/in?token=abc#frag",
+                "http://alerts.example:8443/…",
+            ),
+            ("https://[::1]:9000", "https://[::1]:9000/…"),
+            ("https://h?k=v", "https://h/…"),
+            ("not a url secret", "(a webhook URL)"),
+        ] {
+            assert_eq!(redact_url(url), shown, "{url}");
+        }
+    }
+
+    #[test]
+    fn visible_shows_what_a_terminal_would_hide() {
+        assert_eq!(visible("app/prod/KEY"), "app/prod/KEY");
+        assert_eq!(
+            visible("a\u{202e}b\u{2028}c\u{1b}[31m\u{85}d\\u{202E}é"),
+            "a\\u{202E}b\\u{2028}c\\u{001B}[31m\\u{0085}d\\\\u{202E}é"
+        );
     }
 
     #[test]

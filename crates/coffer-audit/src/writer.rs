@@ -805,7 +805,7 @@ impl Writer {
                     target: "coffer::alert",
                     alert = a.alert.as_ref().map_or("", |i| i.rule.as_str()),
                     "{}",
-                    a.message.as_deref().unwrap_or("")
+                    crate::sanitize::visible(a.message.as_deref().unwrap_or(""))
                 );
                 let _ = self.alert_tx.send(a.clone());
                 items.push(Pending::notice(a));
