@@ -4,8 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
-pub use coffer_audit::query::Reader;
 pub use coffer_audit::chain::GapFound;
+pub use coffer_audit::query::Reader;
 pub use coffer_audit::{Problem, Record};
 
 use crate::WireSecret;

@@ -59,7 +59,10 @@ fn next_prefix(h: &[u8], mut from: usize) -> Option<(usize, usize)> {
             if rest[2] == b'_' {
                 return Some((p, p + 4));
             }
-            if rest.len() >= 5 && rest[2] == b'%' && rest[3] == b'5' && matches!(rest[4], b'F' | b'f')
+            if rest.len() >= 5
+                && rest[2] == b'%'
+                && rest[3] == b'5'
+                && matches!(rest[4], b'F' | b'f')
             {
                 return Some((p, p + 6));
             }
@@ -113,7 +116,9 @@ fn unsafe_char(b: &[u8]) -> Option<(u32, usize)> {
         [0x7f, ..] => Some((0x7f, 1)),
         [0xc2, c @ 0x80..=0x9f, ..] => Some((u32::from(*c), 2)),
         [0xd8, 0x9c, ..] => Some((0x061c, 2)),
-        [0xe2, 0x80, c @ (0x8b..=0x8f | 0xa8..=0xae), ..] => Some((0x2000 + u32::from(c - 0x80), 3)),
+        [0xe2, 0x80, c @ (0x8b..=0x8f | 0xa8..=0xae), ..] => {
+            Some((0x2000 + u32::from(c - 0x80), 3))
+        }
         [0xe2, 0x81, c @ 0xa6..=0xa9, ..] => Some((0x2040 + u32::from(c - 0x80), 3)),
         [0xef, 0xbb, 0xbf, ..] => Some((0xfeff, 3)),
         _ => None,
@@ -214,12 +219,18 @@ mod tests {
     fn token_shapes_are_masked_wherever_they_are() {
         let token = format!("cft_{}{}", "A1b2".repeat(10), "xyz123456");
         let cases = [
-            (format!("{token}"), "cft_<masked>".to_string()),
+            (token.clone(), "cft_<masked>".to_string()),
             (format!("a/{token}/b"), "a/cft_<masked>/b".into()),
-            (format!("LEAKcft_abc-def"), "LEAKcft_<masked>-def".into()),
+            ("LEAKcft_abc-def".to_string(), "LEAKcft_<masked>-def".into()),
             ("cfi_Zz9".into(), "cfi_<masked>".into()),
-            ("cft%5Fabc cfi%5fX".into(), "cft%5F<masked> cfi%5f<masked>".into()),
-            ("cft_ cfx_abc cft-abc CFT_abc".into(), "cft_ cfx_abc cft-abc CFT_abc".into()),
+            (
+                "cft%5Fabc cfi%5fX".into(),
+                "cft%5F<masked> cfi%5f<masked>".into(),
+            ),
+            (
+                "cft_ cfx_abc cft-abc CFT_abc".into(),
+                "cft_ cfx_abc cft-abc CFT_abc".into(),
+            ),
             ("cfcft_ab".into(), "cfcft_<masked>".into()),
             ("cft_a cft_b".into(), "cft_<masked> cft_<masked>".into()),
             ("ends with cft".into(), "ends with cft".into()),
@@ -271,7 +282,9 @@ mod tests {
         assert!(c.escaped && !c.masked);
         let s = String::from_utf8(json.clone()).unwrap();
         assert!(
-            s.contains(r"a\u2028b\u2029c\u202ed\u0085e\u007ff\u061cg\u200eh\u2066i\ufeffj\u009fé€😀"),
+            s.contains(
+                r"a\u2028b\u2029c\u202ed\u0085e\u007ff\u061cg\u200eh\u2066i\ufeffj\u009fé€😀"
+            ),
             "{s}"
         );
         assert!(s.chars().all(|c| !is_unsafe_char(c)), "{s}");

@@ -70,7 +70,9 @@ fn lines(path: &Path) -> Vec<String> {
 /// A token of the real shape (valid checksum), an invitation code, a token
 /// with a broken checksum, and one cut short.
 fn token_shapes() -> Vec<String> {
-    let token = coffer_crypto::token::generate_token().expose_secret().to_string();
+    let token = coffer_crypto::token::generate_token()
+        .expose_secret()
+        .to_string();
     let invite = coffer_crypto::token::generate_invite_code()
         .expose_secret()
         .to_string();
@@ -115,7 +117,10 @@ fn audit_masks_token_shaped_strings_in_every_field() {
                 count: 1,
                 window_secs: 0,
             }),
-            message: Some(format!("reason: {t}; and percent-encoded {}", t.replacen('_', "%5F", 1))),
+            message: Some(format!(
+                "reason: {t}; and percent-encoded {}",
+                t.replacen('_', "%5F", 1)
+            )),
             request_id: Some(format!("{i}-{t}")),
             ..request("x")
         };
@@ -176,7 +181,8 @@ fn unicode_line_separators_are_escaped_in_records() {
     let path = dir.path().join("audit.log");
     let k = key();
     let auditor = start(&path, &k, Rotation::default());
-    let hostile = "a\u{2028}{\"seq\":99}\u{2029}b\u{202e}gpj.exe\u{85}c\u{200f}\u{2066}\u{61c}\u{9b}31m";
+    let hostile =
+        "a\u{2028}{\"seq\":99}\u{2029}b\u{202e}gpj.exe\u{85}c\u{200f}\u{2066}\u{61c}\u{9b}31m";
     let r = Record {
         path: Some(hostile.into()),
         actor: Some(Actor {
@@ -191,7 +197,9 @@ fn unicode_line_separators_are_escaped_in_records() {
     auditor.close();
     let bytes = std::fs::read(&path).unwrap();
     let text = String::from_utf8(bytes).unwrap();
-    for c in ['\u{2028}', '\u{2029}', '\u{202e}', '\u{85}', '\u{200f}', '\u{2066}', '\u{61c}', '\u{9b}'] {
+    for c in [
+        '\u{2028}', '\u{2029}', '\u{202e}', '\u{85}', '\u{200f}', '\u{2066}', '\u{61c}', '\u{9b}',
+    ] {
         assert!(!text.contains(c), "{c:?} written raw");
     }
     // Every reader sees the same number of lines.
@@ -268,7 +276,12 @@ fn head_tmp_symlink_does_not_overwrite_target() {
     assert_eq!(std::fs::read_to_string(&target).unwrap(), "do not touch\n");
     assert_eq!(std::fs::read_to_string(&target2).unwrap(), "nor this\n");
     let head = dir.path().join("audit.log.head");
-    assert!(!std::fs::symlink_metadata(&head).unwrap().file_type().is_symlink());
+    assert!(
+        !std::fs::symlink_metadata(&head)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
     assert!(matches!(
         chain::read_head_file(&path, Some(&k)),
         HeadFileState::Valid(_)
@@ -442,4 +455,3 @@ fn a_gap_notice_cannot_be_edited_away() {
     let r = verify(&path, &k);
     assert!(!r.ok() && !r.gap_problem, "{:?}", r.problem);
 }
-

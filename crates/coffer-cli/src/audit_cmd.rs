@@ -482,10 +482,10 @@ pub(crate) fn who(kind: &str, name: &str, accessor: &str) -> String {
 }
 
 fn row(r: &Record) -> Vec<String> {
-    let actor = r.actor.as_ref().map_or_else(
-        || "-".to_string(),
-        |a| who(&a.kind, &a.name, &a.accessor),
-    );
+    let actor = r
+        .actor
+        .as_ref()
+        .map_or_else(|| "-".to_string(), |a| who(&a.kind, &a.name, &a.accessor));
     let detail = match (&r.alert, &r.message) {
         (Some(a), Some(m)) => format!("ALERT {}: {m}", a.rule),
         (None, Some(m)) => m.clone(),
@@ -582,10 +582,7 @@ async fn readers(
     if json {
         output::json(&r)?;
     } else if r.readers.is_empty() {
-        eprintln!(
-            "No one has read {} in this log.",
-            output::visible(&r.path)
-        );
+        eprintln!("No one has read {} in this log.", output::visible(&r.path));
     }
     if !json {
         // For leak response, say how far back this looked.
@@ -623,9 +620,7 @@ async fn readers(
             })
             .collect();
         output::table(
-            &[
-                "WHO", "READS", "FIRST", "LAST", "VERSIONS", "FROM", "",
-            ],
+            &["WHO", "READS", "FIRST", "LAST", "VERSIONS", "FROM", ""],
             &rows,
         )?;
     }

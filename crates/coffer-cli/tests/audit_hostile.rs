@@ -54,7 +54,12 @@ fn audit_masks_token_shaped_strings_in_every_field() {
         server.http("GET", &path, None, None);
     }
     // The server's own token, presented where a path goes.
-    server.http("GET", &format!("/api/v1/secrets/leak/{root}"), Some(&root), None);
+    server.http(
+        "GET",
+        &format!("/api/v1/secrets/leak/{root}"),
+        Some(&root),
+        None,
+    );
     let raw = std::fs::read_to_string(audit_log(&server)).unwrap();
     for secret in [&leak[4..], &invite[4..], &short[4..], &root[4..]] {
         assert!(!raw.contains(secret), "a token body reached the audit log");
@@ -69,7 +74,10 @@ fn audit_masks_token_shaped_strings_in_every_field() {
         .expect(0);
     let logs = server.logs();
     for secret in [&leak[4..], &invite[4..], &short[4..]] {
-        assert!(!logs.contains(secret), "a token body reached the server log");
+        assert!(
+            !logs.contains(secret),
+            "a token body reached the server log"
+        );
     }
 }
 
@@ -105,7 +113,9 @@ fn unicode_line_separators_are_escaped_in_records() {
     };
     let bytes = std::fs::read(audit_log(&server)).unwrap();
     let text = String::from_utf8(bytes).unwrap();
-    for c in ['\u{2028}', '\u{2029}', '\u{202e}', '\u{85}', '\u{2066}', '\u{200f}'] {
+    for c in [
+        '\u{2028}', '\u{2029}', '\u{202e}', '\u{85}', '\u{2066}', '\u{200f}',
+    ] {
         assert!(!text.contains(c), "{c:?} raw in the audit log");
     }
     // Every line is one record, whatever reader splits it.
@@ -118,11 +128,15 @@ fn unicode_line_separators_are_escaped_in_records() {
     if named {
         // The name reads back whole from the escapes.
         assert!(
-            all.iter()
-                .any(|r| r["actor"]["name"].as_str().is_some_and(|n| n.contains("gpj.exe\u{85}"))),
+            all.iter().any(|r| r["actor"]["name"]
+                .as_str()
+                .is_some_and(|n| n.contains("gpj.exe\u{85}"))),
             "{text}"
         );
-        assert!(text.contains(r#"\u2028{\"seq\":1}\u2029\u202egpj.exe\u0085"#), "{text}");
+        assert!(
+            text.contains(r#"\u2028{\"seq\":1}\u2029\u202egpj.exe\u0085"#),
+            "{text}"
+        );
     }
     server
         .cli()
@@ -156,8 +170,14 @@ fn query_output_shows_line_and_direction_characters_visibly() {
     for c in ['\u{2028}', '\u{202e}', '\u{1b}', '\u{85}'] {
         assert!(!out.contains(c), "{c:?} raw in: {out:?}");
     }
-    assert!(out.contains(r"app/dev/a\u{2028}b\u{001B}[31mc\u{0085}"), "{out}");
-    assert!(out.contains(r#"service token "ci\u{202E}toor" (acc_x)"#), "{out}");
+    assert!(
+        out.contains(r"app/dev/a\u{2028}b\u{001B}[31mc\u{0085}"),
+        "{out}"
+    );
+    assert!(
+        out.contains(r#"service token "ci\u{202E}toor" (acc_x)"#),
+        "{out}"
+    );
     assert_eq!(out.lines().count(), 2, "{out}");
 }
 
@@ -181,7 +201,10 @@ fn audit_log_symlink_is_not_followed() {
         Err(e) => e,
     };
     assert!(err.contains("symbolic link"), "{err}");
-    assert_eq!(std::fs::read_to_string(&precious).unwrap(), "do not touch\n");
+    assert_eq!(
+        std::fs::read_to_string(&precious).unwrap(),
+        "do not touch\n"
+    );
 }
 
 #[test]
@@ -201,7 +224,10 @@ fn head_tmp_symlink_does_not_overwrite_target() {
         std::thread::sleep(Duration::from_millis(250));
     }
     server.stop();
-    assert_eq!(std::fs::read_to_string(&precious).unwrap(), "do not touch\n");
+    assert_eq!(
+        std::fs::read_to_string(&precious).unwrap(),
+        "do not touch\n"
+    );
     let head: Value =
         serde_json::from_str(&std::fs::read_to_string(data.join("audit.log.head")).unwrap())
             .unwrap();
@@ -286,7 +312,11 @@ fn truncation_while_stopped_fails_verify_until_acknowledged() {
         .run(&["audit", "acknowledge-gap", "--record", "2", "--reason", "x"])
         .expect(7);
     // Only an admin of sys/audit may acknowledge.
-    let scoped = server.token_with_policy(&root, "reader", "path \"*\" { capabilities = [\"read\", \"list\"] }");
+    let scoped = server.token_with_policy(
+        &root,
+        "reader",
+        "path \"*\" { capabilities = [\"read\", \"list\"] }",
+    );
     server
         .cli()
         .token(&scoped)
@@ -319,10 +349,20 @@ fn truncation_while_stopped_fails_verify_until_acknowledged() {
     let out = cli().run(&["audit", "verify", "--json"]).expect(0).json();
     assert_eq!(out["files"][0]["gaps"][0]["acknowledged"], true, "{out}");
     let human = cli().run(&["audit", "verify"]).expect(0).stdout();
-    assert!(human.contains("gap:") && human.contains("acknowledged"), "{human}");
+    assert!(
+        human.contains("gap:") && human.contains("acknowledged"),
+        "{human}"
+    );
     // Twice is refused.
     cli()
-        .run(&["audit", "acknowledge-gap", "--record", &n, "--reason", "again"])
+        .run(&[
+            "audit",
+            "acknowledge-gap",
+            "--record",
+            &n,
+            "--reason",
+            "again",
+        ])
         .expect(7);
 
     // Rotated: the gap is in the rotated file, its acknowledgement in the
@@ -344,7 +384,10 @@ fn truncation_after_an_acknowledged_gap_is_found_again() {
         .expect(7)
         .json();
     let first_gap = out["files"][0]["gaps"][0]["first"].as_u64().unwrap();
-    let n = out["files"][0]["gaps"][0]["record"].as_u64().unwrap().to_string();
+    let n = out["files"][0]["gaps"][0]["record"]
+        .as_u64()
+        .unwrap()
+        .to_string();
     server
         .cli()
         .token(&root)
@@ -445,7 +488,12 @@ fn readers_show_kind_and_accessor() {
     .unwrap();
     let cli = || server.cli().token(&root);
     cli()
-        .run(&["policy", "write", "r", dir.path().join("r.hcl").to_str().unwrap()])
+        .run(&[
+            "policy",
+            "write",
+            "r",
+            dir.path().join("r.hcl").to_str().unwrap(),
+        ])
         .expect(0);
     // A token that names itself after someone else.
     let made = cli()
@@ -509,14 +557,21 @@ fn webhook_url_is_redacted_in_logs() {
     server.http("GET", "/api/v1/secrets/app/db", Some("cft_nobody"), None);
     let deadline = Instant::now() + Duration::from_secs(20);
     while !server.logs().contains("retrying") {
-        assert!(Instant::now() < deadline, "no failed delivery: {}", server.logs());
+        assert!(
+            Instant::now() < deadline,
+            "no failed delivery: {}",
+            server.logs()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let logs = server.logs();
     for secret in ["PATHSECRET", "QUERYSECRET", "FRAGSECRET", "/services/"] {
         assert!(!logs.contains(secret), "{secret} in the server log: {logs}");
     }
-    assert!(logs.contains(&format!("http://127.0.0.1:{port}/…")), "{logs}");
+    assert!(
+        logs.contains(&format!("http://127.0.0.1:{port}/…")),
+        "{logs}"
+    );
     let status = server.cli().run(&["operator", "status", "--json"]);
     assert!(!status.stdout().contains("PATHSECRET"));
 }
@@ -534,5 +589,8 @@ fn webhook_url_with_credentials_is_refused() {
     };
     assert!(err.contains("user name or password"), "{err}");
     assert!(err.contains("https://alerts.example/…"), "{err}");
-    assert!(!err.contains("hunter2secret") && !err.contains("alice"), "{err}");
+    assert!(
+        !err.contains("hunter2secret") && !err.contains("alice"),
+        "{err}"
+    );
 }

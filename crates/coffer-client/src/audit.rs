@@ -153,7 +153,7 @@ impl Client {
         .await
     }
 
-        /// Sets the server's audit log files aside and starts new ones.
+    /// Sets the server's audit log files aside and starts new ones.
     pub async fn audit_rotate(&self) -> Result<api::AuditRotateResponse, ClientError> {
         self.call::<(), _>(Method::POST, "/api/v1/sys/audit/rotate", None)
             .await

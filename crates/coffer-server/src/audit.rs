@@ -821,10 +821,7 @@ async fn acknowledge_gap(
             "the reason is longer than {MAX_REASON} characters"
         )));
     }
-    if reason
-        .chars()
-        .any(coffer_audit::sanitize::is_unsafe_char)
-    {
+    if reason.chars().any(coffer_audit::sanitize::is_unsafe_char) {
         return Err(ApiError::invalid(
             "the reason holds a control, line-separator or text-direction character",
         ));
