@@ -540,8 +540,30 @@ fn check_head_file(
 ) -> Option<(Head, Vec<u8>)> {
     // The key is not available at start (the server may be sealed), so the
     // tag is checked later by `coffer audit verify`; here the numbers are.
-    let chain::HeadFileState::Valid(h) = chain::read_head_file(path, None) else {
-        return None;
+    let h = match chain::read_head_file(path, None) {
+        chain::HeadFileState::Valid(h) => h,
+        // A log with records but no readable head file: its end cannot be
+        // checked (the head file was removed or damaged while the server
+        // was stopped, or it crashed before writing the first one).
+        state if resumed.seq > 0 => {
+            let what = if state == chain::HeadFileState::Missing {
+                "has no head file"
+            } else {
+                "has a damaged head file"
+            };
+            notices.push(Record::file_alert(
+                "audit_head_missing",
+                path,
+                1,
+                format!(
+                    "{} {what}: whether records were removed from its end while the server was stopped cannot be checked; a new head file is written from record {}",
+                    path.display(),
+                    resumed.seq
+                ),
+            ));
+            return None;
+        }
+        _ => return None,
     };
     let truncated = h.seq > resumed.seq;
     let rewritten = h.seq == resumed.seq && h.link != resumed.link;
@@ -560,7 +582,11 @@ fn check_head_file(
         h.seq.saturating_sub(resumed.seq).max(1),
         message,
     ));
-    let (gap, next) = if truncated {
+    // A head file far beyond the log (forged: its tag is only checked by
+    // `verify`) is reported like any other, but the numbering does not
+    // jump to near the end of the range.
+    let credible = h.seq < u64::MAX / 4;
+    let (gap, next) = if truncated && credible {
         (
             crate::record::Gap {
                 first: resumed.seq + 1,
@@ -570,6 +596,14 @@ fn check_head_file(
                 seq: h.seq,
                 link: resumed.link,
             },
+        )
+    } else if truncated {
+        (
+            crate::record::Gap {
+                first: resumed.seq + 1,
+                last: h.seq,
+            },
+            resumed,
         )
     } else {
         (

@@ -455,3 +455,63 @@ fn a_gap_notice_cannot_be_edited_away() {
     let r = verify(&path, &k);
     assert!(!r.ok() && !r.gap_problem, "{:?}", r.problem);
 }
+
+/// The records of kind alert in the log, by rule.
+fn alert_rules(path: &Path) -> Vec<String> {
+    lines(path)
+        .iter()
+        .map(|l| serde_json::from_str::<Record>(l).unwrap())
+        .filter_map(|r| r.alert.map(|a| a.rule))
+        .collect()
+}
+
+/// A head file removed while the server was stopped (with the end of the
+/// log, say) cannot be checked against: that is said, not passed over.
+#[test]
+fn a_removed_head_file_raises_an_alert() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    let k = key();
+    let auditor = start(&path, &k, Rotation::default());
+    assert!(record(&auditor, request("r")));
+    auditor.close();
+    std::fs::remove_file(chain::head_path(&path)).unwrap();
+    truncate_to(&path, 2);
+    let auditor = start(&path, &k, Rotation::default());
+    auditor.close();
+    assert_eq!(alert_rules(&path), ["audit_head_missing"]);
+    // A fresh, empty log has no head file yet: nothing to say.
+    let fresh = dir.path().join("fresh.log");
+    let auditor = start(&fresh, &k, Rotation::default());
+    auditor.close();
+    assert!(alert_rules(&fresh).is_empty());
+}
+
+/// A head file forged far beyond the log (its tag is checked only by
+/// verify) is reported as a gap, without the numbering jumping to the end
+/// of the range (where it would overflow).
+#[test]
+fn a_forged_head_far_ahead_does_not_overflow_the_numbering() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    let k = key();
+    let auditor = start(&path, &k, Rotation::default());
+    auditor.close();
+    std::fs::write(
+        chain::head_path(&path),
+        format!("{{\"seq\":{},\"chain\":\"{}\"}}", u64::MAX, "0".repeat(64)),
+    )
+    .unwrap();
+    let auditor = start(&path, &k, Rotation::default());
+    assert!(record(&auditor, request("after")));
+    auditor.close();
+    let recs: Vec<Record> = lines(&path)
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(recs.iter().all(|r| r.seq.unwrap() < 100), "{recs:?}");
+    let file = std::io::BufReader::new(std::fs::File::open(&path).unwrap());
+    let report = chain::verify(file, &k, None).unwrap();
+    assert!(report.gap_problem, "{:?}", report.problem);
+    assert_eq!(report.gaps[0].last, u64::MAX);
+}
