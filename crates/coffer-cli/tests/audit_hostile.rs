@@ -594,3 +594,29 @@ fn webhook_url_with_credentials_is_refused() {
         "{err}"
     );
 }
+
+/// The configuration's `Debug` (the server's, which holds it, included)
+/// shows webhook URLs as scheme, host and port only.
+#[test]
+fn webhook_url_is_redacted_in_config_debug() {
+    let audit = coffer_server::AuditConfig {
+        webhooks: vec![
+            "https://hooks.slack.com/services/T0/B0/SLACKPATHSECRET".into(),
+            "http://u:PASSWORDSECRET@h:8080/x?token=QUERYSECRET".into(),
+        ],
+        ..coffer_server::AuditConfig::default()
+    };
+    let shown = format!("{audit:?}");
+    for secret in [
+        "SLACKPATHSECRET",
+        "PASSWORDSECRET",
+        "QUERYSECRET",
+        "/services/",
+    ] {
+        assert!(!shown.contains(secret), "{shown}");
+    }
+    assert!(
+        shown.contains("https://hooks.slack.com/…") && shown.contains("http://h:8080/…"),
+        "{shown}"
+    );
+}
