@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use coffer_audit::chain::GapFound;
 pub use coffer_audit::query::Reader;
 pub use coffer_audit::{Problem, Record};
 
@@ -60,6 +61,10 @@ pub struct AuditFileReport {
     /// server (every chain but a running server's last should).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chain: Option<AuditStreamChain>,
+    /// Gaps the file reports (records lost while the server was stopped),
+    /// acknowledged or not; one not acknowledged is the file's problem.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gaps: Vec<GapFound>,
 }
 
 /// Where one chain of a stream sink's copy lies.
@@ -160,4 +165,29 @@ pub struct AuditRotateFailure {
     pub file: String,
     /// Why.
     pub reason: String,
+}
+
+/// `POST /sys/audit/acknowledge-gap`: an operator acknowledges a gap that
+/// `coffer audit verify` reports, after investigating it. The
+/// acknowledgement is itself a record (with who, and why); verification
+/// then passes that gap, and still lists it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditAckGapRequest {
+    /// The log file (default: the server's first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// The number of the record that reports the gap.
+    pub record: u64,
+    /// Why it is acknowledged (what the investigation found).
+    pub reason: String,
+}
+
+/// The gap acknowledged.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuditAckGapResponse {
+    /// The log file.
+    pub file: String,
+    /// The gap, now acknowledged.
+    pub gap: GapFound,
 }

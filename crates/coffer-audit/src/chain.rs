@@ -138,7 +138,60 @@ pub struct VerifyReport {
     /// The message of the last intact record, when it is a notice.
     #[serde(skip)]
     pub closing: Option<String>,
+    /// The gaps the log reports (records lost while the server was
+    /// stopped), acknowledged or not.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gaps: Vec<GapFound>,
+    /// The chain links of the gap notices acknowledged in this log (an
+    /// acknowledgement may come in a later file of a rotated history).
+    #[serde(skip)]
+    pub acks: Vec<[u8; 32]>,
+    /// The problem is an unacknowledged gap, and nothing else is wrong.
+    #[serde(skip)]
+    pub gap_problem: bool,
 }
+
+/// A gap a log reports: the notice the server wrote when it found records
+/// missing at start.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GapFound {
+    /// The records lost (or rewritten).
+    pub first: u64,
+    /// The last of them.
+    pub last: u64,
+    /// The number of the notice that reports it.
+    pub record: u64,
+    /// Its line.
+    pub line: u64,
+    /// When the gap was noticed (the notice's time: the server's start).
+    pub noticed: String,
+    /// An operator acknowledged it (a record says so).
+    pub acknowledged: bool,
+    /// The notice's chain link, which an acknowledgement names.
+    pub link: String,
+}
+
+impl GapFound {
+    /// The problem an unacknowledged gap is.
+    pub fn problem(&self) -> Problem {
+        let what = if self.first == self.last {
+            format!("record {}", self.first)
+        } else {
+            format!("records {} to {}", self.first, self.last)
+        };
+        Problem {
+            line: self.line,
+            seq: self.record,
+            reason: format!(
+                "{what} were lost or rewritten while the server was stopped (noticed at {}, record {}); once investigated, acknowledge it with `coffer audit acknowledge-gap --record {} --reason ...`",
+                self.noticed, self.record, self.record
+            ),
+        }
+    }
+}
+
+/// Starts the notice of a gap found at start.
+pub(crate) const GAP_NOTICE: &str = "audit log gap:";
 
 fn empty_head() -> Head {
     Head::EMPTY
@@ -189,6 +242,23 @@ impl VerifyReport {
     pub fn ok(&self) -> bool {
         self.problem.is_none()
     }
+
+    /// Marks the gaps acknowledged in this log or by `later` (the
+    /// acknowledgements of the files after it in a rotated history), and
+    /// makes the first one that is not the problem, unless there is
+    /// another (a gap problem already set is cleared once acknowledged).
+    pub fn settle_gaps(&mut self, later: &[[u8; 32]]) {
+        for g in &mut self.gaps {
+            g.acknowledged = crate::unhex32(&g.link)
+                .is_some_and(|l| self.acks.contains(&l) || later.contains(&l));
+        }
+        if self.problem.is_some() && !self.gap_problem {
+            return;
+        }
+        let open = self.gaps.iter().find(|g| !g.acknowledged);
+        self.gap_problem = open.is_some();
+        self.problem = open.map(GapFound::problem);
+    }
 }
 
 /// Checks a whole log: every line parses as a record, sequence numbers run
@@ -212,6 +282,9 @@ pub fn verify(
         end: Head::EMPTY,
         opening: None,
         closing: None,
+        gaps: Vec::new(),
+        acks: Vec::new(),
+        gap_problem: false,
     };
     let mut head = Head::EMPTY;
     let mut head_seen = expected_head.is_none_or(|h| h.seq == 0);
@@ -253,6 +326,22 @@ pub fn verify(
             ));
             return Ok(report);
         };
+        // The numbering jumps only over a gap the server found at start,
+        // and only at the notice that reports exactly that gap.
+        let jumped = record.kind == crate::record::Kind::Notice
+            && record.seq.is_some_and(|s| {
+                s > expected
+                    && record.gap
+                        == Some(crate::record::Gap {
+                            first: expected,
+                            last: s - 1,
+                        })
+            });
+        let expected = if jumped {
+            record.seq.unwrap_or(expected)
+        } else {
+            expected
+        };
         match record.seq {
             Some(s) if s == expected => {}
             Some(s) => {
@@ -288,11 +377,39 @@ pub fn verify(
             ));
             return Ok(report);
         }
+        if jumped
+            && let Some(h) = expected_head
+            && (head.seq + 1..expected).contains(&h.seq)
+        {
+            // The head named a record of the gap (it was saved before the
+            // restart): the gap reports what became of it.
+            head_seen = true;
+        }
         head = Head {
             seq: expected,
             link: stored,
         };
         report.records += 1;
+        if record.kind == crate::record::Kind::Notice {
+            if let Some(gap) = record.gap {
+                report.gaps.push(GapFound {
+                    first: gap.first,
+                    last: gap.last,
+                    record: expected,
+                    line: line_no,
+                    noticed: record.time.clone(),
+                    acknowledged: false,
+                    link: crate::hex(&stored),
+                });
+            }
+            // Only a keyed record can acknowledge: one linked without the
+            // key could have been written by anyone.
+            if !record.unkeyed
+                && let Some(link) = record.acknowledges.as_deref().and_then(crate::unhex32)
+            {
+                report.acks.push(link);
+            }
+        }
         report.end = head;
         let notice = (record.kind == crate::record::Kind::Notice)
             .then_some(record.message)
@@ -320,8 +437,10 @@ pub fn verify(
             head_seen = true;
         }
     }
+    report.settle_gaps(&[]);
     if !head_seen {
         let h = expected_head.expect("head_seen is only false with a head");
+        report.gap_problem = false;
         report.problem = Some(fail(
             line_no + 1,
             head.seq + 1,
@@ -379,7 +498,11 @@ impl HeadFile {
 /// Reads the head file for `log`, if there is one.
 pub fn read_head_file(log: &std::path::Path, key: Option<&AuditKey>) -> HeadFileState {
     let path = head_path(log);
-    match std::fs::read(&path) {
+    let read = crate::sink::open_no_follow(&path).and_then(|mut f| {
+        let mut bytes = Vec::new();
+        f.read_to_end(&mut bytes).map(|_| bytes)
+    });
+    match read {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => HeadFileState::Missing,
         Err(_) => HeadFileState::Invalid,
         Ok(bytes) => match serde_json::from_slice::<HeadFile>(&bytes)

@@ -22,6 +22,8 @@
 //!   least one sink has it. A request whose record no sink took must fail.
 //! * [`alerts`]: rules over the record stream (failure bursts, read bursts,
 //!   break-glass, protected environments) that produce alert records.
+//! * [`sanitize`]: what every line goes through before it is linked: token-
+//!   shaped strings masked, line and direction characters escaped.
 //! * [`query`]: filters and the "who read this secret" report over a log.
 
 #![forbid(unsafe_code)]
@@ -30,12 +32,13 @@ pub mod alerts;
 pub mod chain;
 pub mod query;
 pub mod record;
+pub mod sanitize;
 pub mod sink;
 pub mod writer;
 
 pub use alerts::AlertRules;
 pub use chain::{Head, Problem, StreamChain, VerifyReport};
-pub use record::{Actor, AlertInfo, Kind, Outcome, Record};
+pub use record::{Actor, AlertInfo, Gap, Kind, Outcome, Record};
 pub use sink::SinkSpec;
 pub use writer::{
     Auditor, AuditorConfig, Fsync, RotateError, RotateReport, RotatedFile, Rotation, StartError,

@@ -110,10 +110,21 @@ pub struct Found {
 
 /// The records of a log that pass `filter`: the most recent `limit`.
 pub fn search(reader: impl BufRead, filter: &Filter, limit: usize) -> std::io::Result<Found> {
+    search_where(reader, filter, limit, |_| true)
+}
+
+/// [`search`], keeping only the records `shown` lets through (those the
+/// caller may see), before the limit is counted.
+pub fn search_where(
+    reader: impl BufRead,
+    filter: &Filter,
+    limit: usize,
+    mut shown: impl FnMut(&Record) -> bool,
+) -> std::io::Result<Found> {
     let mut out = std::collections::VecDeque::new();
     let mut truncated = false;
     let unreadable = each_record(reader, |r| {
-        if filter.matches(&r) {
+        if filter.matches(&r) && shown(&r) {
             if out.len() == limit {
                 out.pop_front();
                 truncated = true;
@@ -194,6 +205,15 @@ pub fn readers(
     let mut out: Vec<Reader> = by_token.into_values().collect();
     out.sort_by(|a, b| a.first.cmp(&b.first));
     Ok((out, unreadable))
+}
+
+/// Every secret name a record holds: its path, and the paths of the
+/// versions it read or wrote.
+pub fn names(r: &Record) -> impl Iterator<Item = &str> {
+    r.path
+        .as_deref()
+        .into_iter()
+        .chain(r.reads.iter().chain(&r.writes).map(|x| x.path.as_str()))
 }
 
 /// Calls `f` with each record; returns how many lines were not records.

@@ -4,7 +4,9 @@
 //! applies, `unkeyed` and `missed`) first and `chain` last. Optional fields
 //! are left out when they do not apply. JSON string escaping covers every
 //! control character, so no input (a path, a display name) can end a line
-//! early or forge a field: one record is always exactly one line.
+//! early or forge a field, and the writer escapes the characters that some
+//! readers take for a line end or that reorder text (see
+//! [`crate::sanitize`]): one record is always exactly one line.
 
 use serde::{Deserialize, Serialize};
 
@@ -96,6 +98,16 @@ pub struct ReadRef {
     pub version: u64,
 }
 
+/// Records of a log that were lost (or rewritten) while the server was
+/// stopped, first to last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Gap {
+    /// The first record concerned.
+    pub first: u64,
+    /// The last record concerned (the highest the log had ever had).
+    pub last: u64,
+}
+
 /// One audit record.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
@@ -174,6 +186,16 @@ pub struct Record {
     /// For alert records: what fired.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alert: Option<AlertInfo>,
+    /// For the notice of a gap in this log (records lost or rewritten while
+    /// the server was stopped): the records concerned. The records after
+    /// it are numbered from the highest the log ever had, so the gap shows
+    /// in the numbering, and `coffer audit verify` fails until it is
+    /// acknowledged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gap: Option<Gap>,
+    /// For an acknowledgement of a gap: the chain link of the gap's notice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acknowledges: Option<String>,
     /// A human-readable explanation (alerts and notices).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,

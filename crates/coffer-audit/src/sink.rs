@@ -106,6 +106,9 @@ pub(crate) struct Sink {
     /// How many times this file was rotated: head files planned before a
     /// rotation are not written after it (see `writer::write_heads`).
     pub generation: u64,
+    /// A line to write first in this sink alone, before its next batch:
+    /// the notice of a gap found at start (see [`check_head_file`]).
+    pub lead: Option<Vec<u8>>,
     kind: SinkKind,
 }
 
@@ -144,20 +147,28 @@ impl Sink {
             sink: spec.describe(),
             message: m,
         };
+        let mut lead = None;
         let (kind, head) = match &spec {
             SinkSpec::File(path) => {
                 use std::os::unix::fs::OpenOptionsExt;
+                // Never through a symbolic link: one planted at the log's
+                // path would have the server append to (and cut back)
+                // whatever it points at.
                 let mut file = std::fs::OpenOptions::new()
                     .read(true)
                     .append(true)
                     .create(true)
                     .mode(0o600)
+                    .custom_flags(libc::O_NOFOLLOW)
                     .open(path)
-                    .map_err(|e| err(e.to_string()))?;
+                    .map_err(|e| err(no_follow_error(e)))?;
                 let meta = file.metadata().map_err(|e| err(e.to_string()))?;
                 let (head, len) = if meta.is_file() {
-                    let (head, len) = resume(&mut file, path, notices).map_err(err)?;
-                    check_head_file(path, head, notices);
+                    let (mut head, len) = resume(&mut file, path, notices).map_err(err)?;
+                    if let Some((next, notice)) = check_head_file(path, head, notices) {
+                        head = next;
+                        lead = Some(notice);
+                    }
                     (head, Some(len))
                 } else {
                     // A device or pipe: nothing to resume from.
@@ -187,6 +198,7 @@ impl Sink {
             missed: 0,
             healthy: true,
             generation: 0,
+            lead,
             kind,
         })
     }
@@ -262,6 +274,7 @@ impl Sink {
             .append(true)
             .create_new(true)
             .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(path);
         let new = match new {
             Ok(f) => f,
@@ -384,19 +397,60 @@ impl Sink {
 
 /// Writes `LOG.head` (mode 0600) through a temporary file and a rename, so
 /// a reader never sees half of one.
+///
+/// The temporary file is created anew (`O_EXCL`, and `O_NOFOLLOW`): a file
+/// or symbolic link already at its name (left by a crash, or planted to
+/// have the server overwrite what it points at) is removed first, which
+/// removes the link, never its target. The rename replaces whatever is at
+/// the head's name, a link included, without following it.
 pub(crate) fn write_head_file(log: &Path, body: &[u8]) -> io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
     let head_path = chain::head_path(log);
     let tmp = head_path.with_extension("head.tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(body)?;
+    let mut f = match create_new(&tmp) {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            std::fs::remove_file(&tmp)?;
+            create_new(&tmp)?
+        }
+        other => other?,
+    };
+    if let Err(e) = f.write_all(body) {
+        drop(f);
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
     drop(f);
     std::fs::rename(&tmp, &head_path)
+}
+
+/// Creates `path`, mode 0600, failing if anything (a link included) is there.
+fn create_new(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+}
+
+/// Opens `path` for reading, not through a symbolic link.
+pub(crate) fn open_no_follow(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| io::Error::new(e.kind(), no_follow_error(e)))
+}
+
+/// An open error, saying so when it was a symbolic link that was refused
+/// (`ELOOP` from `O_NOFOLLOW`).
+fn no_follow_error(e: io::Error) -> String {
+    if e.raw_os_error() == Some(libc::ELOOP) {
+        "it is a symbolic link, which is never followed: name the file itself".into()
+    } else {
+        e.to_string()
+    }
 }
 
 fn connect(address: &str) -> io::Result<Stream> {
@@ -471,24 +525,111 @@ fn resume(file: &mut File, path: &Path, notices: &mut Vec<Record>) -> Result<(He
 }
 
 /// Compares a resumed log with its head file: a log that ends before its
-/// head was truncated while the server was down.
-fn check_head_file(path: &Path, resumed: Head, notices: &mut Vec<Record>) {
+/// head (or whose last record is not the one its head names) was truncated
+/// or rewritten while the server was down. Raises the
+/// `audit_log_truncated` alert (for every sink and the webhooks), and
+/// returns the head to go on from with the notice of the gap to write
+/// first in this file: the numbering goes on after the highest record the
+/// log ever had, so the records that were lost are never numbered twice
+/// and the gap stays in the file for `coffer audit verify` to report
+/// until an operator acknowledges it.
+fn check_head_file(
+    path: &Path,
+    resumed: Head,
+    notices: &mut Vec<Record>,
+) -> Option<(Head, Vec<u8>)> {
     // The key is not available at start (the server may be sealed), so the
     // tag is checked later by `coffer audit verify`; here the numbers are.
-    if let chain::HeadFileState::Valid(h) = chain::read_head_file(path, None)
-        && (h.seq > resumed.seq || (h.seq == resumed.seq && h.link != resumed.link))
-    {
-        let message = format!(
-            "{} ends at record {} but its head file names record {}: the log was truncated or rewritten while the server was stopped",
-            path.display(),
-            resumed.seq,
-            h.seq
-        );
-        notices.push(Record::file_alert(
-            "audit_log_truncated",
-            path,
-            h.seq.saturating_sub(resumed.seq),
-            message,
-        ));
+    let h = match chain::read_head_file(path, None) {
+        chain::HeadFileState::Valid(h) => h,
+        // A log with records but no readable head file: its end cannot be
+        // checked (the head file was removed or damaged while the server
+        // was stopped, or it crashed before writing the first one).
+        state if resumed.seq > 0 => {
+            let what = if state == chain::HeadFileState::Missing {
+                "has no head file"
+            } else {
+                "has a damaged head file"
+            };
+            notices.push(Record::file_alert(
+                "audit_head_missing",
+                path,
+                1,
+                format!(
+                    "{} {what}: whether records were removed from its end while the server was stopped cannot be checked; a new head file is written from record {}",
+                    path.display(),
+                    resumed.seq
+                ),
+            ));
+            return None;
+        }
+        _ => return None,
+    };
+    let truncated = h.seq > resumed.seq;
+    let rewritten = h.seq == resumed.seq && h.link != resumed.link;
+    if !truncated && !rewritten {
+        return None;
     }
+    let message = format!(
+        "{} ends at record {} but its head file names record {}: the log was truncated or rewritten while the server was stopped",
+        path.display(),
+        resumed.seq,
+        h.seq
+    );
+    notices.push(Record::file_alert(
+        "audit_log_truncated",
+        path,
+        h.seq.saturating_sub(resumed.seq).max(1),
+        message,
+    ));
+    // A head file far beyond the log (forged: its tag is only checked by
+    // `verify`) is reported like any other, but the numbering does not
+    // jump to near the end of the range.
+    let credible = h.seq < u64::MAX / 4;
+    let (gap, next) = if truncated && credible {
+        (
+            crate::record::Gap {
+                first: resumed.seq + 1,
+                last: h.seq,
+            },
+            Head {
+                seq: h.seq,
+                link: resumed.link,
+            },
+        )
+    } else if truncated {
+        (
+            crate::record::Gap {
+                first: resumed.seq + 1,
+                last: h.seq,
+            },
+            resumed,
+        )
+    } else {
+        (
+            crate::record::Gap {
+                first: h.seq,
+                last: h.seq,
+            },
+            resumed,
+        )
+    };
+    let what = if truncated {
+        format!("records {} to {} are missing", gap.first, gap.last)
+    } else {
+        format!(
+            "record {} is not the one the head file named (rewritten)",
+            gap.first
+        )
+    };
+    let notice = Record {
+        gap: Some(gap),
+        ..Record::notice(format!(
+            "{} {what}: found when the server started, so they were lost while it was stopped; `coffer audit verify` fails until an operator acknowledges this gap (`coffer audit acknowledge-gap`)",
+            chain::GAP_NOTICE
+        ))
+    };
+    let mut json = serde_json::to_vec(&notice).ok()?;
+    crate::sanitize::clean(&mut json);
+    Some((next, json))
 }

@@ -95,10 +95,25 @@ struct Pending {
     probe: bool,
 }
 
+/// A record's line as it is linked and written: serialized, with
+/// token-shaped strings masked and line and direction characters escaped
+/// (see [`crate::sanitize`]), and the record as the line says it (what the
+/// alert rules and the webhooks see).
+fn serialize(record: Record) -> Option<(Record, Vec<u8>)> {
+    let mut json = serde_json::to_vec(&record).ok()?;
+    if crate::sanitize::clean(&mut json).masked {
+        // Rare: a token-shaped string was in it. Read back what is written.
+        let masked = serde_json::from_slice(&json).ok()?;
+        return Some((masked, json));
+    }
+    Some((record, json))
+}
+
 impl Pending {
     fn notice(record: Record) -> Pending {
+        let (record, json) = serialize(record).expect("records serialize");
         Pending {
-            json: serde_json::to_vec(&record).expect("records serialize"),
+            json,
             record,
             ack: None,
             from_caller: false,
@@ -635,9 +650,8 @@ impl Auditor {
     /// others wait for their acknowledgement. A hand-off between threads per
     /// record cost more than the writing itself.
     pub async fn record(&self, record: Record) -> bool {
-        let json = match serde_json::to_vec(&record) {
-            Ok(j) => j,
-            Err(_) => return false,
+        let Some((record, json)) = serialize(record) else {
+            return false;
         };
         let (ack, done) = tokio::sync::oneshot::channel();
         let slot = slot();
@@ -791,7 +805,7 @@ impl Writer {
                     target: "coffer::alert",
                     alert = a.alert.as_ref().map_or("", |i| i.rule.as_str()),
                     "{}",
-                    a.message.as_deref().unwrap_or("")
+                    crate::sanitize::visible(a.message.as_deref().unwrap_or(""))
                 );
                 let _ = self.alert_tx.send(a.clone());
                 items.push(Pending::notice(a));
@@ -801,6 +815,16 @@ impl Writer {
         for sink in &mut self.sinks {
             self.out.clear();
             let mut head = sink.head;
+            if let Some(lead) = &sink.lead {
+                chain::append_line(
+                    &mut self.out,
+                    &mut self.scratch,
+                    &mut head,
+                    key.as_ref(),
+                    0,
+                    lead,
+                );
+            }
             for (i, p) in items.iter().enumerate() {
                 let missed = if i == 0 { sink.missed } else { 0 };
                 chain::append_line(
@@ -822,6 +846,7 @@ impl Writer {
                         tracing::warn!(sink = %sink.spec.describe(), missed = sink.missed, "audit sink recovered");
                     }
                     sink.head = head;
+                    sink.lead = None;
                     sink.missed = 0;
                     sink.healthy = true;
                     any = true;

@@ -99,6 +99,32 @@ Examples:
         #[arg(long)]
         json: bool,
     },
+    /// Acknowledge a gap that `coffer audit verify` reports: records lost
+    /// or rewritten while the server was stopped, found when it started.
+    /// Investigate first; the acknowledgement is itself a record, with who
+    /// and why, after which verify passes that gap (and still lists it).
+    /// Admin (`admin` on `sys/audit`).
+    #[command(
+        name = "acknowledge-gap",
+        after_help = "Examples:
+  coffer audit verify                  # FAILED ... records 812 to 840 were lost ... record 841
+  coffer audit acknowledge-gap --record 841 --reason 'disk restored from the 02:00 snapshot; INC-123'
+  coffer audit acknowledge-gap --file /var/log/coffer/audit.log.20261204T000000Z --record 17 --reason '...'"
+    )]
+    AcknowledgeGap {
+        /// The number of the record that reports the gap (verify names it).
+        #[arg(long, value_name = "N")]
+        record: u64,
+        /// Why: what the investigation found (kept in the audit log).
+        #[arg(long)]
+        reason: String,
+        /// The log file, on the server (default: its first log file).
+        #[arg(long, value_name = "PATH")]
+        file: Option<String>,
+        /// Print JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
     /// Check a webhook delivery's signature (its `coffer-signature` header)
     /// against its body, read from stdin, with the signing key from
     /// COFFER_WEBHOOK_SECRET or --secret-file. Exits 0 when it matches and is
@@ -185,20 +211,52 @@ pub async fn run(g: &Global, cmd: AuditCommand) -> anyhow::Result<Status> {
                 for f in &r.rotated {
                     println!(
                         "{}: {} records moved to {}; a new file started",
-                        f.file, f.records, f.to
+                        output::visible(&f.file),
+                        f.records,
+                        output::visible(&f.to)
                     );
                 }
                 for f in &r.failed {
-                    println!("{}: NOT rotated: {}", f.file, f.reason);
+                    println!(
+                        "{}: NOT rotated: {}",
+                        output::visible(&f.file),
+                        output::visible(&f.reason)
+                    );
                 }
                 for f in &r.removed {
-                    println!("{f}: removed (retention)");
+                    println!("{}: removed (retention)", output::visible(f));
                 }
                 for f in &r.not_removed {
-                    println!("{}: NOT removed (retention): {}", f.file, f.reason);
+                    println!(
+                        "{}: NOT removed (retention): {}",
+                        output::visible(&f.file),
+                        output::visible(&f.reason)
+                    );
                 }
             }
             Ok(if r.ok { Status::Ok } else { Status::Other })
+        }
+        AuditCommand::AcknowledgeGap {
+            record,
+            reason,
+            file,
+            json,
+        } => {
+            let r = settings::client(g)?
+                .audit_acknowledge_gap(file.as_deref(), record, &reason)
+                .await?;
+            if json {
+                output::json(&r)?;
+            } else {
+                println!(
+                    "{}: the gap of records {} to {} (reported by record {}) is acknowledged",
+                    output::visible(&r.file),
+                    r.gap.first,
+                    r.gap.last,
+                    r.gap.record
+                );
+            }
+            Ok(Status::Ok)
         }
         AuditCommand::VerifyWebhook {
             signature,
@@ -272,40 +330,58 @@ async fn verify(
         output::json(&r)?;
     } else {
         for f in &r.files {
+            let shown = output::visible(&f.file);
+            let reason = f.problem.as_ref().map(|p| output::visible(&p.reason));
             if let Some(c) = &f.chain {
                 let end = if c.closed {
                     "ends with a clean stop"
                 } else {
                     "does not end with a clean stop (the server is running, or stopped without closing the log, or records after it are missing)"
                 };
-                match &f.problem {
-                    None => println!(
-                        "{}, chain {} from line {}: ok, {} records; {end}",
-                        f.file, c.number, c.first_line, f.records
+                match (&f.problem, &reason) {
+                    (Some(p), Some(reason)) => println!(
+                        "{shown}, chain {} from line {}: FAILED at line {} (record {}): {reason}",
+                        c.number, c.first_line, p.line, p.seq
                     ),
-                    Some(p) => println!(
-                        "{}, chain {} from line {}: FAILED at line {} (record {}): {}",
-                        f.file, c.number, c.first_line, p.line, p.seq, p.reason
+                    _ => println!(
+                        "{shown}, chain {} from line {}: ok, {} records; {end}",
+                        c.number, c.first_line, f.records
                     ),
                 }
                 continue;
             }
-            match &f.problem {
-                None => println!(
-                    "{}: ok, {} records{} (end checked against the {} head)",
-                    f.file,
+            match (&f.problem, &reason) {
+                (Some(p), Some(reason)) => println!(
+                    "{shown}: FAILED at line {} (record {}): {reason}",
+                    p.line, p.seq
+                ),
+                _ => println!(
+                    "{shown}: ok, {} records{} (end checked against the {} head)",
                     f.records,
                     if f.unkeyed > 0 {
                         format!(", {} written while sealed", f.unkeyed)
                     } else {
                         String::new()
                     },
-                    f.head
+                    output::visible(&f.head)
                 ),
-                Some(p) => println!(
-                    "{}: FAILED at line {} (record {}): {}",
-                    f.file, p.line, p.seq, p.reason
-                ),
+            }
+            for gap in &f.gaps {
+                let what = if gap.first == gap.last {
+                    format!("record {}", gap.first)
+                } else {
+                    format!("records {} to {}", gap.first, gap.last)
+                };
+                println!(
+                    "{shown}: gap: {what} lost while the server was stopped (noticed {}, record {}): {}",
+                    output::visible(&gap.noticed),
+                    gap.record,
+                    if gap.acknowledged {
+                        "acknowledged"
+                    } else {
+                        "NOT acknowledged"
+                    }
+                );
             }
         }
     }
@@ -386,17 +462,30 @@ async fn query_cmd(g: &Global, q: QueryArgs) -> anyhow::Result<Status> {
     if found.unreadable > 0 {
         eprintln!(
             "warning: {} lines of {} are not audit records; run `coffer audit verify`",
-            found.unreadable, found.file
+            found.unreadable,
+            output::visible(&found.file)
         );
     }
     Ok(Status::Ok)
 }
 
+/// An identity as people see it: never a bare name (a token can be named
+/// anything, `root` included), always its kind and its accessor, which no
+/// one chooses: `service token "ci" (acc_...)`, `user "alice" (acc_...)`.
+pub(crate) fn who(kind: &str, name: &str, accessor: &str) -> String {
+    let kind = match kind {
+        "service" => "service token",
+        "human" => "user",
+        other => other,
+    };
+    format!("{kind} \"{name}\" ({accessor})")
+}
+
 fn row(r: &Record) -> Vec<String> {
-    let actor = r.actor.as_ref().map_or_else(
-        || "-".to_string(),
-        |a| format!("{} {} ({})", a.kind, a.name, a.accessor),
-    );
+    let actor = r
+        .actor
+        .as_ref()
+        .map_or_else(|| "-".to_string(), |a| who(&a.kind, &a.name, &a.accessor));
     let detail = match (&r.alert, &r.message) {
         (Some(a), Some(m)) => format!("ALERT {}: {m}", a.rule),
         (None, Some(m)) => m.clone(),
@@ -493,7 +582,7 @@ async fn readers(
     if json {
         output::json(&r)?;
     } else if r.readers.is_empty() {
-        eprintln!("No one has read {} in this log.", r.path);
+        eprintln!("No one has read {} in this log.", output::visible(&r.path));
     }
     if !json {
         // For leak response, say how far back this looked.
@@ -502,6 +591,7 @@ async fn readers(
             [one] => one.clone(),
             [first, .., last] => format!("{} files, {first} to {last}", r.files.len()),
         };
+        let searched = output::visible(&searched);
         let hint = if rotated {
             ""
         } else {
@@ -515,8 +605,7 @@ async fn readers(
             .iter()
             .map(|x| {
                 vec![
-                    format!("{} {}", x.kind, x.name),
-                    x.accessor.clone(),
+                    who(&x.kind, &x.name, &x.accessor),
                     x.reads.to_string(),
                     x.first.clone(),
                     x.last.clone(),
@@ -531,9 +620,7 @@ async fn readers(
             })
             .collect();
         output::table(
-            &[
-                "WHO", "ACCESSOR", "READS", "FIRST", "LAST", "VERSIONS", "FROM", "",
-            ],
+            &["WHO", "READS", "FIRST", "LAST", "VERSIONS", "FROM", ""],
             &rows,
         )?;
     }

@@ -8,6 +8,12 @@
 //! key configured, `coffer-signature` (see `coffer_crypto::webhook`),
 //! signed afresh at each attempt. When the server stops, alerts not yet
 //! delivered get one more attempt at once (see [`Webhooks::finish`]).
+//!
+//! A webhook URL is a credential (a Slack-style URL's path is its secret):
+//! the server log names a webhook by scheme, host and port only, and the
+//! errors it logs have the URL cut the same way. URLs with `user:password@`
+//! are refused at start (see `AuditConfig::validate`): nothing would send
+//! them.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -65,16 +71,20 @@ async fn deliver(
     key: Option<Arc<WebhookKey>>,
     mut stopping: tokio::sync::watch::Receiver<bool>,
 ) {
-    let clients: Vec<(String, coffer_client::Client)> = urls
+    // Each client with the URL as the log shows it (never the URL itself).
+    let clients: Vec<(Arc<Shown>, coffer_client::Client)> = urls
         .into_iter()
         .filter_map(|url| {
-            match coffer_client::Client::builder(&url)
+            let result = coffer_client::Client::builder(&url)
                 .timeout(Duration::from_secs(10))
-                .build()
-            {
-                Ok(c) => Some((url, c)),
-                Err(e) => {
-                    tracing::error!(webhook = %url, error = %e, "webhook disabled");
+                .build();
+            let shown = Shown::new(&url, result.as_ref().ok());
+            match result {
+                Ok(c) => Some((Arc::new(shown), c)),
+                Err(_) => {
+                    // The builder's message quotes the URL (escaped, so it
+                    // might not be found to cut): not logged.
+                    tracing::error!(webhook = %shown.url, "webhook disabled: its URL is not a valid http(s) address");
                     None
                 }
             }
@@ -119,11 +129,11 @@ async fn deliver(
                     match client.post_to_address(body.clone(), &headers).await {
                         Ok(()) => return,
                         Err(e) if last => {
-                            tracing::error!(webhook = %url, error = %e, "alert not delivered; giving up");
+                            tracing::error!(webhook = %url.url, error = %url.scrub(&e), "alert not delivered; giving up");
                             return;
                         }
                         Err(e) => {
-                            tracing::warn!(webhook = %url, error = %e, attempt, "alert delivery failed; retrying");
+                            tracing::warn!(webhook = %url.url, error = %url.scrub(&e), attempt, "alert delivery failed; retrying");
                             // A stopping server tries once more at once.
                             tokio::select! {
                                 _ = tokio::time::sleep(delay) => {}
@@ -137,6 +147,49 @@ async fn deliver(
         }
     }
     while deliveries.join_next().await.is_some() {}
+}
+
+/// A webhook as the server log shows it, and the forms of its URL that an
+/// error message may hold (the URL as configured, as the client holds it).
+struct Shown {
+    url: String,
+    forms: Vec<String>,
+}
+
+impl Shown {
+    fn new(url: &str, client: Option<&coffer_client::Client>) -> Shown {
+        let mut forms = vec![url.to_string(), url.trim_end_matches('/').to_string()];
+        forms.extend(client.map(|c| c.addr().to_string()));
+        // Longest first, so a shorter form never leaves a tail behind.
+        forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
+        forms.retain(|f| !f.is_empty());
+        Shown {
+            url: coffer_audit::sanitize::redact_url(url),
+            forms,
+        }
+    }
+
+    /// An error's message with every form of the URL replaced by the
+    /// redacted one; and if any part of the URL after its host is still
+    /// there (quoted, escaped), the message is dropped for its kind alone.
+    fn scrub(&self, e: &impl std::fmt::Display) -> String {
+        let mut m = e.to_string();
+        for f in &self.forms {
+            m = m.replace(f.as_str(), &self.url);
+        }
+        let secret_parts = self.forms.iter().filter_map(|f| {
+            let rest = f.split_once("://").map_or(f.as_str(), |(_, r)| r);
+            rest.find(['/', '?', '#', '@'])
+                .map(|i| &rest[i..])
+                .filter(|tail| tail.len() > 1)
+        });
+        for tail in secret_parts {
+            if m.contains(tail) {
+                return format!("the request to {} failed", self.url);
+            }
+        }
+        m
+    }
 }
 
 /// Seconds since the Unix epoch.

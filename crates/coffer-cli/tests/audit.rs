@@ -227,7 +227,7 @@ fn every_request_is_recorded_once_with_who_what_and_outcome() {
         .run(&["audit", "readers", "app/dev/db"])
         .expect(0)
         .stdout();
-    assert!(human.contains("service root"), "{human}");
+    assert!(human.contains("service token \"root\" (acc_"), "{human}");
 
     // The audit API is for admins of sys/audit only.
     cli()

@@ -133,6 +133,26 @@ impl Client {
         .await
     }
 
+    /// Acknowledges the gap that record `record` of `file` (default: the
+    /// server's first log file) reports.
+    pub async fn audit_acknowledge_gap(
+        &self,
+        file: Option<&str>,
+        record: u64,
+        reason: &str,
+    ) -> Result<api::AuditAckGapResponse, ClientError> {
+        self.call(
+            Method::POST,
+            "/api/v1/sys/audit/acknowledge-gap",
+            Some(&api::AuditAckGapRequest {
+                file: file.map(str::to_string),
+                record,
+                reason: reason.to_string(),
+            }),
+        )
+        .await
+    }
+
     /// Sets the server's audit log files aside and starts new ones.
     pub async fn audit_rotate(&self) -> Result<api::AuditRotateResponse, ClientError> {
         self.call::<(), _>(Method::POST, "/api/v1/sys/audit/rotate", None)

@@ -142,3 +142,25 @@ pub(crate) fn refuse(operation: Operation, path: &str) {
 pub(crate) fn refuse_reads(path: &str) {
     refuse(Operation::ReadValue, path);
 }
+
+impl crate::Coffer {
+    /// Whether `identity`'s policies explicitly deny `name` (a `deny` rule
+    /// matches it). The audit API shows no record that names it to that
+    /// caller: deny hides names, in the audit log as in listings. A root
+    /// token is denied nothing. Reading the model notes no decision.
+    pub fn audit_hides(&self, identity: &Identity, name: &str) -> bool {
+        if identity.is_root() {
+            return false;
+        }
+        let model = self.access_model();
+        coffer_policy::evaluate(
+            identity
+                .token
+                .policies
+                .iter()
+                .filter_map(|p| model.policy(p).map(|p| &**p)),
+            name,
+        )
+        .contains(coffer_policy::Capability::Deny)
+    }
+}

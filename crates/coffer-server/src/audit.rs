@@ -151,6 +151,7 @@ fn operation(method: &Method, matched: Option<&str>) -> &'static str {
         ("GET", "sys/audit/readers") => "audit.readers",
         ("POST", "sys/audit/hash") => "audit.hash",
         ("POST", "sys/audit/rotate") => "audit.rotate",
+        ("POST", "sys/audit/acknowledge-gap") => "audit.acknowledge_gap",
         _ => "unmatched",
     }
 }
@@ -228,11 +229,7 @@ pub(crate) async fn record(
         time: meta.time,
         kind: Kind::Request,
         request_id: Some(id.to_string()),
-        actor: facts.identity.as_ref().map(|i| Actor {
-            kind: if i.is_human() { "human" } else { "service" }.to_string(),
-            name: i.display_name().to_string(),
-            accessor: i.accessor().to_string(),
-        }),
+        actor: facts.identity.as_ref().map(actor),
         token,
         source: meta.source.as_deref().map(str::to_string),
         method: Some(meta.method.as_str().to_string()),
@@ -273,6 +270,15 @@ pub(crate) async fn record(
     }
 }
 
+/// How records name an identity.
+fn actor(i: &coffer_core::Identity) -> Actor {
+    Actor {
+        kind: if i.is_human() { "human" } else { "service" }.to_string(),
+        name: i.display_name().to_string(),
+        accessor: i.accessor().to_string(),
+    }
+}
+
 // ---- the audit API ---------------------------------------------------------------
 
 pub(crate) fn routes() -> Router<AppState> {
@@ -282,6 +288,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/sys/audit/readers", get(readers))
         .route("/api/v1/sys/audit/hash", post(hash))
         .route("/api/v1/sys/audit/rotate", post(rotate))
+        .route("/api/v1/sys/audit/acknowledge-gap", post(acknowledge_gap))
 }
 
 const AUDIT_TARGET: &str = "sys/audit";
@@ -399,6 +406,7 @@ async fn verify_copy(
             unkeyed: c.report.unkeyed,
             head: "none".into(),
             problem: c.report.problem,
+            gaps: c.report.gaps,
             chain: Some(api::AuditStreamChain {
                 number: i as u64 + 1,
                 first_line: c.first_line,
@@ -423,9 +431,15 @@ fn verify_history(
     live: &[(PathBuf, coffer_audit::Head)],
 ) -> Vec<api::AuditFileReport> {
     let mut out = Vec::with_capacity(files.len());
+    let mut chains = Vec::with_capacity(files.len());
     let mut previous: Option<coffer_audit::VerifyReport> = None;
     for file in files {
         let (mut report, chain) = verify_file(file, key, live);
+        // A file whose only problem is a gap that a later file may
+        // acknowledge still vouches for the next one.
+        let only_gap = chain
+            .as_ref()
+            .is_some_and(|c| c.gap_problem && report.problem == c.problem);
         if let (Some(prev), Some(this)) = (&previous, &chain)
             && report.ok
             && !coffer_audit::chain::continues(prev, this)
@@ -442,8 +456,22 @@ fn verify_history(
             });
         }
         // Only an intact file vouches for the next one.
-        previous = chain.filter(|_| report.ok);
+        previous = chain.clone().filter(|_| report.ok || only_gap);
+        chains.push((chain, only_gap));
         out.push(report);
+    }
+    // A gap is acknowledged by a record in its own file or in any later
+    // one (acknowledgements go to the live file).
+    let mut later: Vec<[u8; 32]> = Vec::new();
+    for (report, (chain, only_gap)) in out.iter_mut().zip(chains).rev() {
+        let Some(mut c) = chain else { continue };
+        c.settle_gaps(&later);
+        report.gaps = c.gaps.clone();
+        if only_gap {
+            report.ok = c.ok();
+            report.problem = c.problem.clone();
+        }
+        later.extend(c.acks);
     }
     out
 }
@@ -475,6 +503,7 @@ fn verify_file(
                             .into(),
                     }),
                     chain: None,
+                    gaps: Vec::new(),
                 };
                 return (report, None);
             }
@@ -493,6 +522,7 @@ fn verify_file(
                 head: source.into(),
                 problem: r.problem.clone(),
                 chain: None,
+                gaps: r.gaps.clone(),
             },
             Some(r),
         ),
@@ -509,6 +539,7 @@ fn verify_file(
                     reason: format!("cannot read the file: {e}"),
                 }),
                 chain: None,
+                gaps: Vec::new(),
             },
             None,
         ),
@@ -684,7 +715,16 @@ async fn records(
     let shown = file.display().to_string();
     let files = history(file, q.rotated)?;
     let names = files.iter().map(|f| f.display().to_string()).collect();
-    let found = read_log(files, move |r| query::search(r, &filter, limit)).await?;
+    // Deny hides names: a record that names a secret the caller's policies
+    // deny is left out, as if it did not match (no count of them either,
+    // which would tell a name's existence to a search for it).
+    let (coffer, caller) = (st.coffer.clone(), id.clone());
+    let found = read_log(files, move |r| {
+        query::search_where(r, &filter, limit, |rec| {
+            !query::names(rec).any(|n| coffer.audit_hides(&caller, n))
+        })
+    })
+    .await?;
     Ok(Json(api::AuditRecordsResponse {
         file: shown,
         files: names,
@@ -719,6 +759,15 @@ async fn readers(
         .map_err(coffer_core::CoreError::from)?
         .as_str()
         .to_string();
+    // Deny hides names: who read a secret the caller's policies deny is
+    // not theirs to learn, whether or not anyone did (the same answer
+    // either way).
+    if st.coffer.audit_hides(&id, &path) {
+        return Err(coffer_core::CoreError::Forbidden(format!(
+            "permission denied: your policies deny {path}"
+        ))
+        .into());
+    }
     let files = history(primary_log(&st)?, q.rotated)?;
     let names = files.iter().map(|f| f.display().to_string()).collect();
     let (p, v) = (path.clone(), q.version);
@@ -744,5 +793,86 @@ async fn hash(
         .ok_or(coffer_core::CoreError::Sealed)?;
     Ok(Json(api::AuditHashResponse {
         hmac: coffer_audit::format_tag(&key.field(req.value.expose().as_bytes())),
+    }))
+}
+
+/// The longest reason an acknowledgement takes.
+const MAX_REASON: usize = 1000;
+
+/// Acknowledges a gap that a log file reports (see
+/// `coffer_audit::chain::GapFound`): writes a record that names the gap's
+/// notice, who acknowledged it and why, after which verification passes
+/// that gap. Admin on `sys/audit`, like verification; the request is
+/// audited like any other, and its own record follows the acknowledgement.
+async fn acknowledge_gap(
+    State(st): State<AppState>,
+    Auth(id): Auth,
+    JsonBody(req): JsonBody<api::AuditAckGapRequest>,
+) -> Result<Json<api::AuditAckGapResponse>, ApiError> {
+    st.coffer.authorize(&id, Operation::Admin, AUDIT_TARGET)?;
+    let reason = req.reason.trim();
+    if reason.is_empty() {
+        return Err(ApiError::invalid(
+            "give the reason the gap is acknowledged (what the investigation found)",
+        ));
+    }
+    if reason.chars().count() > MAX_REASON {
+        return Err(ApiError::invalid(format!(
+            "the reason is longer than {MAX_REASON} characters"
+        )));
+    }
+    if reason.chars().any(coffer_audit::sanitize::is_unsafe_char) {
+        return Err(ApiError::invalid(
+            "the reason holds a control, line-separator or text-direction character",
+        ));
+    }
+    let key = st
+        .coffer
+        .audit_key()
+        .ok_or(coffer_core::CoreError::Sealed)?;
+    let file = match &req.file {
+        Some(f) => allowed_file(&st, f)?,
+        None => primary_log(&st)?,
+    };
+    let live = st.auditor.heads();
+    let (f, k) = (file.clone(), key.clone());
+    let chain = tokio::task::spawn_blocking(move || verify_file(&f, &k, &live).1)
+        .await
+        .map_err(|_| verification_failed())?;
+    let shown = file.display().to_string();
+    let Some(gap) = chain
+        .as_ref()
+        .and_then(|c| c.gaps.iter().find(|g| g.record == req.record))
+        .cloned()
+    else {
+        return Err(ApiError::invalid(format!(
+            "record {} of {shown} does not report a gap (`coffer audit verify` names the record of each)",
+            req.record
+        )));
+    };
+    if gap.acknowledged {
+        return Err(ApiError::invalid(format!(
+            "the gap reported by record {} of {shown} is already acknowledged",
+            req.record
+        )));
+    }
+    let who = actor(&id);
+    let record = Record {
+        actor: Some(who.clone()),
+        acknowledges: Some(gap.link.clone()),
+        ..Record::notice(format!(
+            "audit log gap acknowledged: records {} to {} of {shown} (reported by record {}), by {} {:?} ({}): {reason}",
+            gap.first, gap.last, gap.record, who.kind, who.name, who.accessor
+        ))
+    };
+    if !st.auditor.record(record).await {
+        return Err(unavailable());
+    }
+    Ok(Json(api::AuditAckGapResponse {
+        file: shown,
+        gap: coffer_audit::chain::GapFound {
+            acknowledged: true,
+            ..gap
+        },
     }))
 }

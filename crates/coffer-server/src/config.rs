@@ -133,7 +133,8 @@ impl StorageConfig {
 
 /// `[audit]`: where records go, how they are flushed, alert thresholds and
 /// webhooks. With nothing configured, records go to `DATA_DIR/audit.log`.
-#[derive(Debug, Clone, Deserialize)]
+/// Its `Debug` shows webhook URLs redacted (see [`coffer_audit::sanitize::redact_url`]).
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuditConfig {
     /// Log files (default: `DATA_DIR/audit.log`; `[]` for none, which then
@@ -177,6 +178,31 @@ pub struct AuditConfig {
     /// Alert thresholds.
     #[serde(default)]
     pub alerts: coffer_audit::AlertRules,
+}
+
+// Hand-written: a webhook URL is a credential (Slack-style URLs carry their
+// secret in the path; others in the query or as `user:pass@`).
+impl std::fmt::Debug for AuditConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let webhooks: Vec<String> = self
+            .webhooks
+            .iter()
+            .map(|w| coffer_audit::sanitize::redact_url(w))
+            .collect();
+        f.debug_struct("AuditConfig")
+            .field("files", &self.files)
+            .field("stdout", &self.stdout)
+            .field("sockets", &self.sockets)
+            .field("fsync", &self.fsync)
+            .field("webhooks", &webhooks)
+            .field("webhook_secret_file", &self.webhook_secret_file)
+            .field("rotate_bytes", &self.rotate_bytes)
+            .field("rotate_interval_secs", &self.rotate_interval_secs)
+            .field("keep_rotated_files", &self.keep_rotated_files)
+            .field("keep_rotated_days", &self.keep_rotated_days)
+            .field("alerts", &self.alerts)
+            .finish()
+    }
 }
 
 impl Default for AuditConfig {
@@ -287,9 +313,22 @@ impl AuditConfig {
             );
         }
         for w in &self.webhooks {
+            let shown = coffer_audit::sanitize::redact_url(w);
             if !(w.starts_with("http://") || w.starts_with("https://")) {
                 return Err(format!(
-                    "audit.webhooks: {w:?} must be an http:// or https:// URL"
+                    "audit.webhooks: {shown} must be an http:// or https:// URL"
+                ));
+            }
+            // Credentials in the authority would never be sent (deliveries
+            // carry no Authorization header), so the receiver would refuse
+            // every alert: refused at start instead. A receiver that needs
+            // a secret takes it in the path or query, or checks the
+            // `coffer-signature` header (audit.webhook_secret_file).
+            let rest = &w[w.find("://").map_or(0, |i| i + 3)..];
+            let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+            if authority.contains('@') {
+                return Err(format!(
+                    "audit.webhooks: {shown} has a user name or password (user:password@host), which would not be sent; put the receiver's secret in its path or query, or have it check the coffer-signature header (audit.webhook_secret_file)"
                 ));
             }
         }
