@@ -113,7 +113,7 @@ async fn every_threshold_combination_unseals_and_fewer_do_not() {
 }
 
 #[tokio::test]
-async fn wrong_or_repeated_shares_are_refused_and_reset_progress() {
+async fn wrong_or_repeated_shares_are_refused_and_cannot_spoil_progress() {
     let dir = tempfile::tempdir().unwrap();
     let coffer = open(dir.path()).await;
     let init = coffer.init(3, 2).await.unwrap();
@@ -130,32 +130,38 @@ async fn wrong_or_repeated_shares_are_refused_and_reset_progress() {
     }
     assert_eq!(coffer.status().progress, 0);
 
-    // The same share twice is refused.
+    let operator: Option<std::net::IpAddr> = Some("192.0.2.1".parse().unwrap());
+    let attacker: Option<std::net::IpAddr> = Some("198.51.100.7".parse().unwrap());
+    // The same share twice from one source is refused.
     coffer
-        .unseal(init.unseal_keys[0].expose_secret())
+        .unseal_from(init.unseal_keys[0].expose_secret(), operator)
         .await
         .unwrap();
     assert!(matches!(
-        coffer.unseal(init.unseal_keys[0].expose_secret()).await,
+        coffer
+            .unseal_from(init.unseal_keys[0].expose_secret(), operator)
+            .await,
         Err(CoreError::InvalidUnsealKey(_))
     ));
-    // A share from another coffer completes the threshold but does not open it.
+    // Someone else's wrong share completes the threshold but does not open
+    // it, and does not throw the operator's share away.
     let err = coffer
-        .unseal(foreign.unseal_keys[1].expose_secret())
+        .unseal_from(foreign.unseal_keys[1].expose_secret(), attacker)
         .await
         .unwrap_err();
     assert!(matches!(err, CoreError::InvalidUnsealKey(_)));
-    let status = coffer.status();
-    assert!(status.sealed);
-    assert_eq!(status.progress, 0, "a failed attempt resets progress");
-    // The right shares still work afterwards.
+    assert!(coffer.status().sealed);
+    // Nor can they reset it: a reset withdraws only the resetter's shares.
+    coffer.unseal_reset_from(attacker).await;
     coffer
-        .unseal(init.unseal_keys[2].expose_secret())
+        .unseal_from(foreign.unseal_keys[2].expose_secret(), attacker)
         .await
-        .unwrap();
+        .unwrap_err();
+    assert_eq!(coffer.status().progress, 2);
+    // The operator's next share opens it, whatever else is pending.
     assert!(
         !coffer
-            .unseal(init.unseal_keys[1].expose_secret())
+            .unseal_from(init.unseal_keys[1].expose_secret(), operator)
             .await
             .unwrap()
             .sealed

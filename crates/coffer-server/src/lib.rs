@@ -9,6 +9,8 @@ mod access_routes;
 mod audit;
 mod config;
 mod edge;
+#[cfg(test)]
+mod edge_tests;
 mod error;
 mod lifecycle_routes;
 pub mod request_id;

@@ -41,8 +41,9 @@ pub struct Backoff {
     pub forget: Duration,
 }
 
-/// Failed logins from one source: 10 free, then 1 s, 2 s, 4 s ... up to
-/// 5 minutes between attempts; forgotten after 15 minutes without one.
+/// Failed logins from one source: 10 free, then the next attempt waits
+/// 1 s, 2 s, 4 s ... up to 5 minutes; forgotten after 15 minutes without
+/// one.
 pub const LOGIN_BACKOFF: Backoff = Backoff {
     free: 10,
     base: Duration::from_secs(1),
@@ -94,12 +95,13 @@ impl Throttle {
         }
     }
 
+    /// How long the next attempt waits after `failures` failures.
     fn wait_after(&self, failures: u32) -> Duration {
-        let over = failures.saturating_sub(self.policy.free);
-        if over == 0 {
+        if failures < self.policy.free {
             return Duration::ZERO;
         }
-        let factor = 1u32.checked_shl(over - 1).unwrap_or(u32::MAX);
+        let over = failures - self.policy.free;
+        let factor = 1u32.checked_shl(over).unwrap_or(u32::MAX);
         self.policy
             .base
             .checked_mul(factor)
@@ -149,9 +151,7 @@ impl Throttle {
             Outcome::Neutral => {
                 if let Some(e) = map.get_mut(&key) {
                     e.failures = e.failures.saturating_sub(1);
-                    if e.failures <= self.policy.free {
-                        e.blocked_until = e.last;
-                    }
+                    e.blocked_until = e.last + self.wait_after(e.failures);
                 }
             }
         }
@@ -236,13 +236,12 @@ mod tests {
             t.begin(ip).unwrap();
             t.end(ip, Outcome::Failed);
         }
-        // The third failure is allowed, and sets a 1 s wait.
-        t.begin(ip).unwrap();
-        t.end(ip, Outcome::Failed);
+        // The third attempt waits 1 s.
         let wait = t.begin(ip).unwrap_err();
         assert!(wait <= Duration::from_secs(1) && wait > Duration::ZERO);
-        assert_eq!(t.wait_after(4), Duration::from_secs(2));
-        assert_eq!(t.wait_after(6), Duration::from_secs(8));
+        assert_eq!(t.wait_after(1), Duration::ZERO);
+        assert_eq!(t.wait_after(3), Duration::from_secs(2));
+        assert_eq!(t.wait_after(5), Duration::from_secs(8));
         assert_eq!(t.wait_after(60), Duration::from_secs(8));
         // Another source is not held back.
         t.begin("192.0.2.2".parse().unwrap()).unwrap();
@@ -264,8 +263,6 @@ mod tests {
             t.begin(ip).unwrap();
             t.end(ip, Outcome::Neutral);
         }
-        t.begin(ip).unwrap();
-        t.end(ip, Outcome::Failed);
         t.begin(ip).unwrap();
         t.end(ip, Outcome::Failed);
         assert!(t.begin(ip).is_err());
