@@ -24,15 +24,6 @@ impl Raw {
             .and_then(|v| v["error"]["code"].as_str().map(str::to_string))
             .unwrap_or_default()
     }
-
-    fn header(&self, name: &str) -> Option<String> {
-        self.head.lines().find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.trim()
-                .eq_ignore_ascii_case(name)
-                .then(|| v.trim().to_string())
-        })
-    }
 }
 
 /// Sends `request` as is and reads until the server closes the connection.
@@ -48,7 +39,12 @@ fn raw(host_port: &str, request: &[u8]) -> Raw {
         .split_whitespace()
         .nth(1)
         .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no response to {:?}: {text:?}", String::from_utf8_lossy(request)));
+        .unwrap_or_else(|| {
+            panic!(
+                "no response to {:?}: {text:?}",
+                String::from_utf8_lossy(request)
+            )
+        });
     Raw {
         status,
         head: head.to_string(),
@@ -81,7 +77,13 @@ fn audit_log(server: &Server) -> String {
 }
 
 fn port(server: &Server) -> u16 {
-    server.host_port().rsplit(':').next().unwrap().parse().unwrap()
+    server
+        .host_port()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
 }
 
 #[test]
@@ -96,11 +98,36 @@ fn fresh_server_cannot_be_initialised_from_a_web_page() {
     for (host, ct, status, code) in [
         (evil.as_str(), Some("text/plain"), 400, "bad_host"),
         (evil.as_str(), Some("application/json"), 400, "bad_host"),
-        (hp.as_str(), Some("text/plain"), 415, "unsupported_media_type"),
-        (hp.as_str(), Some("text/plain;charset=UTF-8"), 415, "unsupported_media_type"),
-        (hp.as_str(), Some("application/x-www-form-urlencoded"), 415, "unsupported_media_type"),
-        (hp.as_str(), Some("multipart/form-data; boundary=x"), 415, "unsupported_media_type"),
-        (hp.as_str(), Some("application/json; charset=latin1"), 415, "unsupported_media_type"),
+        (
+            hp.as_str(),
+            Some("text/plain"),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            hp.as_str(),
+            Some("text/plain;charset=UTF-8"),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            hp.as_str(),
+            Some("application/x-www-form-urlencoded"),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            hp.as_str(),
+            Some("multipart/form-data; boundary=x"),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            hp.as_str(),
+            Some("application/json; charset=latin1"),
+            415,
+            "unsupported_media_type",
+        ),
         (hp.as_str(), None, 415, "unsupported_media_type"),
     ] {
         for path in ["/api/v1/sys/init", "/api/v1/sys/unseal"] {
@@ -136,7 +163,11 @@ fn fresh_server_cannot_be_initialised_from_a_web_page() {
         .as_str()
         .unwrap()
         .to_string();
-    server.cli().stdin(&key).run(&["operator", "unseal"]).expect(0);
+    server
+        .cli()
+        .stdin(&key)
+        .run(&["operator", "unseal"])
+        .expect(0);
     server.cli().run(&["status"]).expect(0);
 }
 
@@ -214,7 +245,11 @@ fn host_header_spellings_are_checked() {
     // Refusals of unaudited routes (status) are audited too.
     assert!(audit_log(&server).contains("\"bad_host\""));
     // The CLI, with COFFER_ADDR spelt either way, still works.
-    server.cli().token(&server.root_token()).run(&["status"]).expect(0);
+    server
+        .cli()
+        .token(&server.root_token())
+        .run(&["status"])
+        .expect(0);
     Server::cli(&server)
         .env("COFFER_ADDR", &format!("http://localhost:{p}"))
         .run(&["status"])
@@ -240,10 +275,27 @@ fn absolute_form_targets_are_refused() {
             );
             assert_eq!(r.status, 400, "{method} {target}: {}", r.body);
             if !r.body.is_empty() {
-                assert_eq!(r.code(), "bad_request_target", "{method} {target}: {}", r.body);
+                assert_eq!(
+                    r.code(),
+                    "bad_request_target",
+                    "{method} {target}: {}",
+                    r.body
+                );
             }
         }
     }
+    // A CORS preflight is never approved, so a page cannot send JSON or
+    // an Authorization header cross-site.
+    let r = raw(
+        &hp,
+        format!("OPTIONS /api/v1/sys/init HTTP/1.1\r\nHost: {hp}\r\nOrigin: http://evil.example\r\nAccess-Control-Request-Method: POST\r\nAccess-Control-Request-Headers: content-type\r\nConnection: close\r\n\r\n").as_bytes(),
+    );
+    assert!(r.status >= 400, "{}", r.head);
+    assert!(
+        !r.head.to_ascii_lowercase().contains("access-control-allow"),
+        "{}",
+        r.head
+    );
     // CONNECT (authority form) is refused too, one way or another.
     let r = raw(
         &hp,
@@ -270,7 +322,10 @@ fn body_less_posts_need_no_content_type_but_a_declared_one_must_be_json() {
         &hp,
         format!("POST /api/v1/sys/seal HTTP/1.1\r\nHost: {hp}\r\nContent-Type: text/plain\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes(),
     );
-    assert_eq!((r.status, r.code().as_str()), (415, "unsupported_media_type"));
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (415, "unsupported_media_type")
+    );
     // A chunked body without a content type: refused, and nothing written.
     let r = raw(
         &hp,
@@ -281,7 +336,10 @@ fn body_less_posts_need_no_content_type_but_a_declared_one_must_be_json() {
         )
         .as_bytes(),
     );
-    assert_eq!((r.status, r.code().as_str()), (415, "unsupported_media_type"));
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (415, "unsupported_media_type")
+    );
     assert_eq!(
         server
             .http("GET", "/api/v1/secrets/app/dev/x", Some(&root), None)
@@ -293,20 +351,28 @@ fn body_less_posts_need_no_content_type_but_a_declared_one_must_be_json() {
         &hp,
         format!("POST /api/v1/sys/unseal HTTP/1.1\r\nHost: {hp}\r\nContent-Type: application/json\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}").as_bytes(),
     );
-    assert_eq!((r.status, r.code().as_str()), (415, "unsupported_media_type"));
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (415, "unsupported_media_type")
+    );
 }
 
 /// Reads until the server closes the connection (or `limit` passes);
 /// whether it closed.
 fn closed_within(s: &mut TcpStream, limit: Duration) -> bool {
-    s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
     let start = Instant::now();
     let mut buf = [0u8; 4096];
     while start.elapsed() < limit {
         match s.read(&mut buf) {
             Ok(0) => return true,
             Ok(_) => {}
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
             Err(_) => return true,
         }
     }
@@ -336,7 +402,8 @@ fn idle_connections_are_closed() {
             break;
         }
         std::thread::sleep(Duration::from_millis(300));
-        slow.set_read_timeout(Some(Duration::from_millis(1))).unwrap();
+        slow.set_read_timeout(Some(Duration::from_millis(1)))
+            .unwrap();
         let mut buf = [0u8; 1024];
         if let Ok(0) = slow.read(&mut buf) {
             closed = true;
@@ -350,7 +417,10 @@ fn idle_connections_are_closed() {
         .unwrap();
     assert!(closed_within(&mut kept, Duration::from_secs(10)));
     // The server still answers.
-    assert_eq!(server.http("GET", "/api/v1/sys/status", None, None).status, 200);
+    assert_eq!(
+        server.http("GET", "/api/v1/sys/status", None, None).status,
+        200
+    );
 }
 
 #[test]
@@ -383,10 +453,14 @@ fn trickled_body_is_cut_off() {
                 break;
             }
         }
-        assert!(start.elapsed() < Duration::from_secs(10), "still open after 10 s");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "still open after 10 s"
+        );
     }
     let _ = closed_within(&mut s, Duration::from_secs(5));
-    s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
     let _ = s.read_to_end(&mut got);
     let text = String::from_utf8_lossy(&got);
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
@@ -403,7 +477,8 @@ fn connections_per_address_are_limited() {
     let held: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(&hp).unwrap()).collect();
     // The fourth is closed at once, without an answer.
     let mut extra = TcpStream::connect(&hp).unwrap();
-    let _ = extra.write_all(format!("GET /api/v1/sys/status HTTP/1.1\r\nHost: {hp}\r\n\r\n").as_bytes());
+    let _ = extra
+        .write_all(format!("GET /api/v1/sys/status HTTP/1.1\r\nHost: {hp}\r\n\r\n").as_bytes());
     assert!(closed_within(&mut extra, Duration::from_secs(10)));
     // Once one is given back, a new connection is served again.
     drop(held);
@@ -426,7 +501,15 @@ fn unseal_attempts_are_throttled_per_source() {
     let server = Server::start(dir.path(), Mode::Config(""));
     let cli = || server.cli();
     let init = cli()
-        .run(&["operator", "init", "--shares", "3", "--threshold", "2", "--json"])
+        .run(&[
+            "operator",
+            "init",
+            "--shares",
+            "3",
+            "--threshold",
+            "2",
+            "--json",
+        ])
         .expect(0)
         .json();
     let keys: Vec<String> = init["unseal_keys"]

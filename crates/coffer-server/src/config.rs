@@ -552,8 +552,14 @@ mod tests {
                 "data_dir = \"/d\"\nallowed_hosts = [\"a@b\"]",
                 "allowed_hosts",
             ),
-            ("data_dir = \"/d\"\nidle_timeout_secs = 0", "idle_timeout_secs"),
-            ("data_dir = \"/d\"\nbody_timeout_secs = 0", "body_timeout_secs"),
+            (
+                "data_dir = \"/d\"\nidle_timeout_secs = 0",
+                "idle_timeout_secs",
+            ),
+            (
+                "data_dir = \"/d\"\nbody_timeout_secs = 0",
+                "body_timeout_secs",
+            ),
             (
                 "data_dir = \"/d\"\nmax_connections_per_address = 0",
                 "max_connections_per_address",

@@ -82,7 +82,11 @@ impl HostRule {
     /// The host and port of a URL such as `https://coffer.example.com:8200`
     /// (`api_addr`): that name, on that port (443 or 80 when not given).
     pub fn from_url(url: &str) -> Result<HostRule, String> {
-        let bad = || format!("{url:?} must be an http:// or https:// URL such as https://coffer.example.com:8200");
+        let bad = || {
+            format!(
+                "{url:?} must be an http:// or https:// URL such as https://coffer.example.com:8200"
+            )
+        };
         let (default_port, rest) = if let Some(r) = url.strip_prefix("https://") {
             (443, r)
         } else if let Some(r) = url.strip_prefix("http://") {
@@ -347,9 +351,18 @@ mod tests {
             ok("[::1]:1"),
             (HostName::Ip("::1".parse().unwrap()), Some(1))
         );
-        assert_eq!(ok("127.0.0.1"), (HostName::Ip("127.0.0.1".parse().unwrap()), None));
+        assert_eq!(
+            ok("127.0.0.1"),
+            (HostName::Ip("127.0.0.1".parse().unwrap()), None)
+        );
         // Other spellings of 127.0.0.1 are names, which no rule matches.
-        for s in ["2130706433", "0x7f000001", "0177.0.0.1", "127.1", "localhost."] {
+        for s in [
+            "2130706433",
+            "0x7f000001",
+            "0177.0.0.1",
+            "127.1",
+            "localhost.",
+        ] {
             assert!(matches!(ok(s).0, HostName::Name(_)), "{s}");
         }
         for bad in [

@@ -125,7 +125,11 @@ async fn login_lockout_cannot_be_forced_on_an_owner() {
         .await
         .unwrap();
     f.coffer
-        .write_policy(&root, "dev", r#"path "app/dev/*" { capabilities = ["read"] }"#)
+        .write_policy(
+            &root,
+            "dev",
+            r#"path "app/dev/*" { capabilities = ["read"] }"#,
+        )
         .await
         .unwrap();
     let (code, _) = f
@@ -162,7 +166,11 @@ async fn login_lockout_cannot_be_forced_on_an_owner() {
     // One address guessing: ten failures, then it must wait.
     let attacker = "203.0.113.9:40000".to_string();
     for i in 0..10 {
-        assert_eq!(login(attacker.clone(), "guess").await.status, 401, "guess {i}");
+        assert_eq!(
+            login(attacker.clone(), "guess").await.status,
+            401,
+            "guess {i}"
+        );
     }
     let r = login(attacker.clone(), "guess").await;
     assert_eq!((r.status, r.code.as_str()), (429, "rate_limited"));
@@ -177,7 +185,9 @@ async fn login_lockout_cannot_be_forced_on_an_owner() {
         assert_eq!(login(from, "guess").await.status, 401);
     }
     assert_eq!(
-        login("[2001:db8:1:2:ffff::1]:1".into(), "guess").await.status,
+        login("[2001:db8:1:2:ffff::1]:1".into(), "guess")
+            .await
+            .status,
         429
     );
     assert_eq!(
@@ -325,12 +335,22 @@ async fn http2_authority_and_host_must_agree() {
     assert_eq!(ok.status, 200);
     for (uri, host) in [
         ("http://evil.example:8270/api/v1/sys/status", None),
-        ("http://evil.example:8270/api/v1/sys/status", Some("127.0.0.1:8270")),
-        ("http://127.0.0.1:8270/api/v1/sys/status", Some("evil.example:8270")),
+        (
+            "http://evil.example:8270/api/v1/sys/status",
+            Some("127.0.0.1:8270"),
+        ),
+        (
+            "http://127.0.0.1:8270/api/v1/sys/status",
+            Some("evil.example:8270"),
+        ),
         ("/api/v1/sys/status", None),
     ] {
         let r = answer(&app, h2(uri, host)).await;
-        assert_eq!((r.status, r.code.as_str()), (400, "bad_host"), "{uri} {host:?}");
+        assert_eq!(
+            (r.status, r.code.as_str()),
+            (400, "bad_host"),
+            "{uri} {host:?}"
+        );
     }
 }
 
@@ -376,4 +396,67 @@ async fn configured_names_and_tls_server_names_are_accepted() {
         let r = answer(&app, get(host, sni)).await;
         assert_eq!(r.status, want, "{host} {sni:?}");
     }
+}
+
+/// The same over a real HTTP/2 connection (prior knowledge, as on a
+/// loopback listener without TLS): hyper's server puts `:authority` in the
+/// request target, and a `Host` that disagrees is refused.
+#[tokio::test]
+async fn http2_over_a_socket_checks_the_authority() {
+    use hyper::body::Bytes;
+    let f = fixture().await;
+    let bound = crate::bind("127.0.0.1:0".parse().unwrap(), None)
+        .await
+        .unwrap();
+    let addr = bound.local_addr();
+    let app = app_with(&f, RouterOptions::new(1 << 20, addr));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(crate::serve(
+        bound,
+        app,
+        async {
+            let _ = stopped.await;
+        },
+        crate::ServeOptions {
+            grace: std::time::Duration::from_secs(1),
+            ..crate::ServeOptions::default()
+        },
+    ));
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let port = addr.port();
+    for (authority, host, want) in [
+        (format!("127.0.0.1:{port}"), None, 200),
+        (format!("localhost:{port}"), None, 200),
+        (format!("evil.example:{port}"), None, 400),
+        (
+            format!("evil.example:{port}"),
+            Some(format!("127.0.0.1:{port}")),
+            400,
+        ),
+        (
+            format!("127.0.0.1:{port}"),
+            Some(format!("evil.example:{port}")),
+            400,
+        ),
+        (format!("127.0.0.1:{}", port.wrapping_add(1)), None, 400),
+    ] {
+        let mut req = Request::get(format!("http://{authority}/api/v1/sys/status"));
+        if let Some(h) = &host {
+            req = req.header("host", h);
+        }
+        let req = req.body(http_body_util::Empty::<Bytes>::new()).unwrap();
+        sender.ready().await.unwrap();
+        let resp = sender.send_request(req).await.unwrap();
+        assert_eq!(resp.version(), Version::HTTP_2);
+        assert_eq!(resp.status().as_u16(), want, "{authority} {host:?}");
+    }
+    let _ = stop.send(());
+    server.await.unwrap();
 }

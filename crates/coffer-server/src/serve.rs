@@ -19,11 +19,11 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
-use tokio::time::Instant;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
@@ -451,8 +451,12 @@ fn worker(
             };
             let _ = stream.set_nodelay(true);
             let local = stream.local_addr().ok();
-            let (app, builder, watcher, tls) =
-                (app.clone(), builder.clone(), graceful.watcher(), tls.clone());
+            let (app, builder, watcher, tls) = (
+                app.clone(),
+                builder.clone(),
+                graceful.watcher(),
+                tls.clone(),
+            );
             tokio::spawn(async move {
                 let _slot = slot;
                 let activity = Arc::new(Activity {
@@ -494,7 +498,8 @@ fn worker(
                 let work = async {
                     match tls {
                         None => {
-                            let conn = builder.serve_connection(TokioIo::new(stream), service(None));
+                            let conn =
+                                builder.serve_connection(TokioIo::new(stream), service(None));
                             watcher.watch(conn.into_owned()).await
                         }
                         Some(acceptor) => {
