@@ -345,7 +345,34 @@ impl Coffer {
             .filter(|t| now - t < FAILURE_WINDOW_MS)
             .collect();
         let last = recent.iter().copied().max().unwrap_or(i64::MIN);
-        if recent.len() >= MAX_FAILED_LOGINS && now.saturating_sub(last) < LOGIN_PACE_MS {
+        let paced = recent.len() >= MAX_FAILED_LOGINS;
+        let mut refused = paced && now.saturating_sub(last) < LOGIN_PACE_MS;
+        if paced && !refused {
+            // Take this pace's one attempt, cluster-wide: a provisional
+            // failure, written only if no other attempt wrote first.
+            let mut taken = StoredFailures { at: recent.clone() };
+            taken.at.push(now);
+            let excess = taken.at.len().saturating_sub(MAX_FAILED_LOGINS);
+            taken.at.drain(..excess);
+            let expect = failures
+                .as_ref()
+                .map_or(Expect::Absent, |o| Expect::Revision(o.revision));
+            match self
+                .store
+                .commit(vec![Mutation::PutObject {
+                    kind: KIND_LOGIN_FAILURES.into(),
+                    key: name.clone(),
+                    value: serde_json::to_vec(&taken).expect("serialises"),
+                    expect,
+                }])
+                .await
+            {
+                Ok(()) => {}
+                Err(StoreError::Conflict(_)) => refused = true,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if refused {
             // Name the account only if it exists: an unknown "name" is often
             // a password typed into the wrong field.
             let known = self.store.get_object(KIND_USER, &name).await?.is_some();

@@ -135,10 +135,10 @@ impl Attempt {
         match self {
             Attempt::Login(ip) => edge.login.end(
                 ip,
-                match status {
-                    StatusCode::OK => Outcome::Succeeded,
-                    StatusCode::UNAUTHORIZED => Outcome::Failed,
-                    _ => Outcome::Neutral,
+                if status == StatusCode::UNAUTHORIZED {
+                    Outcome::Failed
+                } else {
+                    Outcome::Neutral
                 },
             ),
             Attempt::Unseal(ip) => edge.unseal.end(

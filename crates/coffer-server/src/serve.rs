@@ -503,11 +503,20 @@ fn worker(
                             watcher.watch(conn.into_owned()).await
                         }
                         Some(acceptor) => {
-                            // The handshake is part of the idle time.
-                            let stream = match acceptor.accept(stream).await {
-                                Ok(s) => s,
-                                Err(e) => {
+                            // The handshake is part of the idle time, and
+                            // gets at most 10 s of it.
+                            let handshake = tokio::time::timeout(
+                                options.idle_timeout.min(Duration::from_secs(10)),
+                                acceptor.accept(stream),
+                            );
+                            let stream = match handshake.await {
+                                Ok(Ok(s)) => s,
+                                Ok(Err(e)) => {
                                     tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                    return Ok(());
+                                }
+                                Err(_) => {
+                                    tracing::debug!(%peer, "TLS handshake timed out");
                                     return Ok(());
                                 }
                             };

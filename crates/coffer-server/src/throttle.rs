@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 pub(crate) fn source_key(ip: IpAddr) -> IpAddr {
     match ip.to_canonical() {
         IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) if v6.is_loopback() => IpAddr::V6(v6),
         IpAddr::V6(v6) => {
             let bits = u128::from(v6) & !((1u128 << 64) - 1);
             IpAddr::V6(Ipv6Addr::from(bits))
@@ -69,8 +70,9 @@ struct Entry {
 ///
 /// An attempt is counted as a failure when it starts ([`Throttle::begin`]),
 /// so that a burst of parallel attempts cannot all slip through before the
-/// first of them fails; [`Outcome`] then keeps it, forgets the source (a
-/// success), or refunds it (an answer that was neither).
+/// first of them fails; [`Outcome`] then keeps it or refunds it. A success
+/// only refunds its own attempt: otherwise logging in to one's own account
+/// between guesses at another would wipe the count.
 pub(crate) struct Throttle {
     policy: Backoff,
     sources: Mutex<HashMap<IpAddr, Entry>>,
@@ -81,9 +83,7 @@ pub(crate) struct Throttle {
 pub(crate) enum Outcome {
     /// Wrong password, wrong or malformed unseal key.
     Failed,
-    /// Logged in: the source starts afresh.
-    Succeeded,
-    /// Neither (refused for another reason, or progress without a verdict).
+    /// Anything else (a success, a refusal for another reason, progress).
     Neutral,
 }
 
@@ -145,9 +145,6 @@ impl Throttle {
         let mut map = self.sources.lock().unwrap_or_else(|p| p.into_inner());
         match outcome {
             Outcome::Failed => {}
-            Outcome::Succeeded => {
-                map.remove(&key);
-            }
             Outcome::Neutral => {
                 if let Some(e) = map.get_mut(&key) {
                     e.failures = e.failures.saturating_sub(1);
@@ -219,12 +216,14 @@ mod tests {
         let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
         assert_eq!(source_key(a), source_key(b));
         assert_ne!(source_key(a), source_key(c));
+        let lo: IpAddr = "::1".parse().unwrap();
+        assert!(source_key(lo).is_loopback());
         let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
         assert_eq!(source_key(mapped), "192.0.2.7".parse::<IpAddr>().unwrap());
     }
 
     #[test]
-    fn backoff_doubles_after_the_free_failures_and_success_forgets() {
+    fn backoff_doubles_after_the_free_failures_and_success_does_not_reset_it() {
         let t = Throttle::new(Backoff {
             free: 2,
             base: Duration::from_secs(1),
@@ -245,9 +244,20 @@ mod tests {
         assert_eq!(t.wait_after(60), Duration::from_secs(8));
         // Another source is not held back.
         t.begin("192.0.2.2".parse().unwrap()).unwrap();
-        // A success forgets the source.
-        t.end(ip, Outcome::Succeeded);
+        // A success refunds only itself.
+        let t = Throttle::new(Backoff {
+            free: 2,
+            base: Duration::from_secs(60),
+            max: Duration::from_secs(60),
+            forget: Duration::from_secs(900),
+        });
         t.begin(ip).unwrap();
+        t.end(ip, Outcome::Failed);
+        t.begin(ip).unwrap();
+        t.end(ip, Outcome::Neutral);
+        t.begin(ip).unwrap();
+        t.end(ip, Outcome::Failed);
+        assert!(t.begin(ip).is_err());
     }
 
     #[test]
