@@ -144,7 +144,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<Status> {
     }
 
     let router_options = config
-        .router_options(bound.local_addr())
+        .router_options(&bound)
         .map_err(|e| fail(Status::Usage, e))?;
     let app = coffer_server::router(
         AppState {

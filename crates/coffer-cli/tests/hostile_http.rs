@@ -546,3 +546,122 @@ fn unseal_attempts_are_throttled_per_source() {
     assert_eq!(st["sealed"], false, "{st}");
     assert!(audit_log(&server).contains("\"rate_limited\""));
 }
+
+fn openssl(args: &[&str], dir: &std::path::Path, stdin: &[u8]) -> String {
+    let mut child = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the openssl command is needed to make test certificates");
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+/// A CA and a certificate for `localhost` and 127.0.0.1 signed by it.
+fn make_certs(dir: &std::path::Path) {
+    let ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+    let run = |args: String| {
+        let args: Vec<&str> = args.split_whitespace().collect();
+        openssl(&args, dir, b"")
+    };
+    run(format!(
+        "req -x509 -days 1 -subj /CN=coffer-test-ca -keyout ca.key -out ca.pem {ec}"
+    ));
+    run(format!(
+        "req -subj /CN=localhost -keyout key.pem -out leaf.csr {ec}"
+    ));
+    std::fs::write(
+        dir.join("leaf.ext"),
+        "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )
+    .unwrap();
+    run("x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 -extfile leaf.ext -out cert.pem".into());
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.join("key.pem"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert!(dir.join("cert.pem").exists(), "openssl made no certificate");
+}
+
+#[test]
+fn tls_listener_answers_to_its_certificate_names_only() {
+    let dir = tempfile::tempdir().unwrap();
+    make_certs(dir.path());
+    let config = format!(
+        "listen = \"0.0.0.0:0\"\n[tls]\ncert_file = {:?}\nkey_file = {:?}\n",
+        dir.path().join("cert.pem").display().to_string(),
+        dir.path().join("key.pem").display().to_string()
+    );
+    let server = Server::start(dir.path(), Mode::Config(&config));
+    let p = port(&server);
+    let cacert = dir.path().join("ca.pem").display().to_string();
+    // The listener is not loopback, so `localhost` is accepted only because
+    // the certificate is valid for it.
+    let by_name = format!("https://localhost:{p}");
+    let cli = || {
+        server
+            .cli()
+            .env("COFFER_ADDR", &by_name)
+            .env("COFFER_CACERT", &cacert)
+    };
+    common::init_and_unseal(cli);
+    cli().run(&["status"]).expect(0);
+    // By IP: the address the connection arrived at.
+    server
+        .cli()
+        .env("COFFER_ADDR", &format!("https://127.0.0.1:{p}"))
+        .env("COFFER_CACERT", &cacert)
+        .run(&["status"])
+        .expect(0);
+    // Raw TLS: a Host that is neither.
+    let ask = |servername: Option<&str>, host: &str| {
+        let connect = format!("127.0.0.1:{p}");
+        let mut args = vec![
+            "s_client", "-quiet", "-connect", &connect, "-CAfile", &cacert,
+        ];
+        match servername {
+            Some(n) => args.extend(["-servername", n]),
+            None => args.push("-noservername"),
+        }
+        openssl(
+            &args,
+            dir.path(),
+            format!("GET /api/v1/sys/status HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+    };
+    for (sni, host) in [
+        (Some("localhost"), format!("localhost:{p}")),
+        (Some("localhost"), format!("LOCALHOST:{p}")),
+        (None, format!("localhost:{p}")),
+        (None, format!("127.0.0.1:{p}")),
+    ] {
+        let out = ask(sni, &host);
+        assert!(
+            out.contains("HTTP/1.1 200"),
+            "SNI {sni:?} Host {host}: {out}"
+        );
+    }
+    // The name a client asks for in the handshake proves nothing (only a
+    // browser refuses a certificate that does not cover it): the Host must
+    // be a name the certificate covers.
+    for (sni, host) in [
+        (Some("localhost"), format!("evil.example:{p}")),
+        (Some("evil.example"), format!("evil.example:{p}")),
+        (
+            Some("localhost"),
+            format!("localhost:{}", p.wrapping_add(1)),
+        ),
+        (None, format!("coffer-test-ca:{p}")),
+        (None, format!("sub.localhost:{p}")),
+    ] {
+        let out = ask(sni, &host);
+        assert!(
+            out.contains("HTTP/1.1 400"),
+            "SNI {sni:?} Host {host}: {out}"
+        );
+        assert!(out.contains("bad_host"), "SNI {sni:?} Host {host}: {out}");
+    }
+}

@@ -55,8 +55,8 @@ pub struct ServerConfig {
     #[serde(default)]
     pub api_addr: Option<String>,
     /// Further names (`NAME`, any port; or `NAME:PORT`) accepted in the
-    /// `Host` header, besides the listen address, the TLS server name and,
-    /// on loopback, `localhost`.
+    /// `Host` header, besides the listen address, the names the TLS
+    /// certificate is valid for and, on loopback, `localhost`.
     #[serde(default)]
     pub allowed_hosts: Vec<String>,
     /// Accept `sys/init` from any address, not only from this machine.
@@ -406,15 +406,22 @@ impl ServerConfig {
     }
 
     /// How the server's router checks requests, once it listens on
-    /// `bound` (the bound address, with its real port).
-    pub fn router_options(&self, bound: SocketAddr) -> Result<crate::RouterOptions, String> {
+    /// `bound` (the bound address, with its real port, and certificate).
+    pub fn router_options(
+        &self,
+        bound: &crate::BoundListener,
+    ) -> Result<crate::RouterOptions, String> {
         Ok(crate::RouterOptions {
-            tls: self.tls.is_some(),
+            tls: bound.is_tls(),
+            certificate: bound.certificate().cloned(),
             hosts: self.host_rules()?,
             allow_remote_init: self.allow_remote_init,
             login_failures_per_address: self.login_failures_per_address,
             unseal_failures_per_address: self.unseal_failures_per_address,
-            ..crate::RouterOptions::new(crate::body_limit_for(self.max_value_bytes), bound)
+            ..crate::RouterOptions::new(
+                crate::body_limit_for(self.max_value_bytes),
+                bound.local_addr(),
+            )
         })
     }
 

@@ -5,8 +5,8 @@
 //!   (`GET http://host/...`, proxy style) and `*` are refused;
 //! - exactly one `Host` (or, over HTTP/2, an `:authority` that any `Host`
 //!   agrees with) naming this server: a configured name (`api_addr`,
-//!   `allowed_hosts`), the address the connection arrived at, the name the
-//!   client asked for in the TLS handshake, or, on a loopback listener,
+//!   `allowed_hosts`), the address the connection arrived at, a name the
+//!   server's TLS certificate is valid for, or, on a loopback listener,
 //!   `localhost` and loopback IP literals. This defeats DNS rebinding: the
 //!   browser sends the attacker's name;
 //! - a request with a body declares `Content-Type: application/json`
@@ -16,7 +16,9 @@
 //!   request without a body needs no content type;
 //! - `sys/init` comes from a loopback peer, unless `allow_remote_init`.
 
+use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
 
 use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderMap, StatusCode, Version, header};
@@ -36,6 +38,8 @@ pub struct RouterOptions {
     pub listen: SocketAddr,
     /// Whether connections use TLS (a `Host` without a port then means 443).
     pub tls: bool,
+    /// The TLS certificate: the names it is valid for are accepted.
+    pub certificate: Option<rustls::pki_types::CertificateDer<'static>>,
     /// Names the server answers to besides its own address.
     pub hosts: Vec<HostRule>,
     /// Accept `sys/init` from any peer, not only a loopback one.
@@ -55,6 +59,7 @@ impl RouterOptions {
             body_limit,
             listen,
             tls: false,
+            certificate: None,
             hosts: Vec::new(),
             allow_remote_init: false,
             login_failures_per_address: LOGIN_BACKOFF.free,
@@ -165,6 +170,10 @@ pub(crate) struct Edge {
     pub(crate) body_limit: usize,
     listen: SocketAddr,
     tls: bool,
+    certificate: Option<rustls::pki_types::CertificateDer<'static>>,
+    /// Names found valid for the certificate (a few; only positive
+    /// answers are kept).
+    certificate_names: Mutex<HashSet<String>>,
     hosts: Vec<HostRule>,
     allow_remote_init: bool,
     pub(crate) login: Throttle,
@@ -177,6 +186,8 @@ impl Edge {
             body_limit: o.body_limit,
             listen: o.listen,
             tls: o.tls,
+            certificate: o.certificate,
+            certificate_names: Mutex::default(),
             hosts: o.hosts,
             allow_remote_init: o.allow_remote_init,
             login: Throttle::new(Backoff {
@@ -289,13 +300,32 @@ impl Edge {
                     || (!self.listen.ip().is_unspecified() && ip == self.listen.ip().to_canonical())
                     || local.is_some_and(|l| l.ip().to_canonical() == ip)
             }
-            HostName::Name(name) => {
-                (loopback && name == "localhost")
-                    || peer
-                        .and_then(|p| p.sni.as_deref())
-                        .is_some_and(|sni| sni == name)
-            }
+            HostName::Name(name) => (loopback && name == "localhost") || self.certified(name),
         }
+    }
+
+    /// Whether the server's TLS certificate is valid for `name` (a browser
+    /// reaches the API under a name only if it is).
+    fn certified(&self, name: &str) -> bool {
+        let Some(cert) = &self.certificate else {
+            return false;
+        };
+        let mut known = self
+            .certificate_names
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if known.contains(name) {
+            return true;
+        }
+        let Ok(server_name) = rustls::pki_types::ServerName::try_from(name) else {
+            return false;
+        };
+        let valid = webpki::EndEntityCert::try_from(cert)
+            .is_ok_and(|ee| ee.verify_is_valid_for_subject_name(&server_name).is_ok());
+        if valid && known.len() < 64 {
+            known.insert(name.to_string());
+        }
+        valid
     }
 }
 

@@ -40,10 +40,6 @@ pub(crate) struct Peer {
     pub(crate) source: Arc<str>,
     /// The local address the connection arrived at.
     pub(crate) local: Option<SocketAddr>,
-    /// The server name the client asked for in the TLS handshake (SNI),
-    /// lower-cased; a browser sends it only for a name the certificate
-    /// was accepted for.
-    pub(crate) sni: Option<Arc<str>>,
 }
 
 impl Peer {
@@ -52,7 +48,6 @@ impl Peer {
             addr,
             source: addr.ip().to_canonical().to_string().into(),
             local: None,
-            sni: None,
         }
     }
 
@@ -246,6 +241,7 @@ pub struct TlsFiles {
 pub struct BoundListener {
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
+    leaf: Option<rustls::pki_types::CertificateDer<'static>>,
     addr: SocketAddr,
 }
 
@@ -259,6 +255,11 @@ impl BoundListener {
     pub fn is_tls(&self) -> bool {
         self.tls.is_some()
     }
+
+    /// The TLS certificate (the leaf), if connections use TLS.
+    pub fn certificate(&self) -> Option<&rustls::pki_types::CertificateDer<'static>> {
+        self.leaf.as_ref()
+    }
 }
 
 /// Binds `addr`, refusing a non-loopback address without TLS.
@@ -266,7 +267,10 @@ pub async fn bind(addr: SocketAddr, tls: Option<&TlsFiles>) -> Result<BoundListe
     if tls.is_none() && !addr.ip().is_loopback() {
         return Err(ServeError::TlsRequired(addr));
     }
-    let acceptor = tls.map(load_tls).transpose()?.map(TlsAcceptor::from);
+    let (acceptor, leaf) = match tls.map(load_tls).transpose()? {
+        Some((config, leaf)) => (Some(TlsAcceptor::from(config)), Some(leaf)),
+        None => (None, None),
+    };
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| ServeError::Bind { addr, source })?;
@@ -276,11 +280,17 @@ pub async fn bind(addr: SocketAddr, tls: Option<&TlsFiles>) -> Result<BoundListe
     Ok(BoundListener {
         listener,
         tls: acceptor,
+        leaf,
         addr,
     })
 }
 
-fn load_tls(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, ServeError> {
+type LoadedTls = (
+    Arc<rustls::ServerConfig>,
+    rustls::pki_types::CertificateDer<'static>,
+);
+
+fn load_tls(files: &TlsFiles) -> Result<LoadedTls, ServeError> {
     let open = |p: &Path| {
         std::fs::File::open(p)
             .map(std::io::BufReader::new)
@@ -304,6 +314,7 @@ fn load_tls(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, ServeError> {
                 files.key_file.display()
             ))
         })?;
+    let leaf = certs[0].clone();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
@@ -312,7 +323,7 @@ fn load_tls(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, ServeError> {
         .with_single_cert(certs, key)
         .map_err(|e| ServeError::Tls(e.to_string()))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    Ok((Arc::new(config), leaf))
 }
 
 fn warn_if_readable_by_others(path: &Path) {
@@ -464,10 +475,9 @@ fn worker(
                     idle_since: Mutex::new(Instant::now()),
                 });
                 let idle = idle_for(activity.clone(), options.idle_timeout);
-                let service = |sni: Option<Arc<str>>| {
+                let service = || {
                     let mut peer_ext = Peer::new(peer);
                     peer_ext.local = local;
-                    peer_ext.sni = sni;
                     let activity = activity.clone();
                     let body_timeout = options.body_timeout;
                     let svc = tower::service_fn(move |req: hyper::Request<Incoming>| {
@@ -498,8 +508,7 @@ fn worker(
                 let work = async {
                     match tls {
                         None => {
-                            let conn =
-                                builder.serve_connection(TokioIo::new(stream), service(None));
+                            let conn = builder.serve_connection(TokioIo::new(stream), service());
                             watcher.watch(conn.into_owned()).await
                         }
                         Some(acceptor) => {
@@ -520,12 +529,7 @@ fn worker(
                                     return Ok(());
                                 }
                             };
-                            let sni = stream
-                                .get_ref()
-                                .1
-                                .server_name()
-                                .map(|n| Arc::from(n.to_ascii_lowercase()));
-                            let conn = builder.serve_connection(TokioIo::new(stream), service(sni));
+                            let conn = builder.serve_connection(TokioIo::new(stream), service());
                             watcher.watch(conn.into_owned()).await
                         }
                     }
