@@ -496,3 +496,51 @@ async fn sweeping_deletes_only_what_expired() {
     // The root token never expires and survives every sweep.
     assert!(c.lookup_token(&root, None).await.is_ok());
 }
+
+#[tokio::test]
+async fn a_name_past_its_failure_ceiling_is_paced_not_locked() {
+    let (fx, _root, _) = unsealed().await;
+    let c = &fx.coffer;
+    let attempt = || {
+        c.login(&coffer_core::LoginRequest {
+            user: "ghost",
+            password: "not the password at all",
+            totp: None,
+        })
+    };
+    for i in 0..coffer_core::MAX_FAILED_LOGINS {
+        assert!(
+            matches!(attempt().await, Err(CoreError::LoginFailed(_))),
+            "failure {i}"
+        );
+    }
+    // Right after the last failure: wait.
+    assert!(matches!(attempt().await, Err(CoreError::RateLimited(_))));
+    // Once the pace has passed, exactly one of many simultaneous attempts
+    // is tried; the rest wait (the slot is taken in the store, so this
+    // holds across nodes too).
+    tokio::time::sleep(std::time::Duration::from_millis(
+        coffer_core::LOGIN_PACE_MS as u64 + 100,
+    ))
+    .await;
+    let (a, b, c1, d, e, f, g, h) = tokio::join!(
+        attempt(),
+        attempt(),
+        attempt(),
+        attempt(),
+        attempt(),
+        attempt(),
+        attempt(),
+        attempt()
+    );
+    let all = [a, b, c1, d, e, f, g, h];
+    let tried = all
+        .iter()
+        .filter(|r| matches!(r, Err(CoreError::LoginFailed(_))))
+        .count();
+    let paced = all
+        .iter()
+        .filter(|r| matches!(r, Err(CoreError::RateLimited(_))))
+        .count();
+    assert_eq!((tried, paced), (1, 7));
+}
