@@ -665,3 +665,45 @@ fn tls_listener_answers_to_its_certificate_names_only() {
         assert!(out.contains("bad_host"), "SNI {sni:?} Host {host}: {out}");
     }
 }
+
+#[test]
+fn a_client_that_stops_reading_is_cut_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Config("idle_timeout_secs = 1"));
+    let hp = server.host_port().to_string();
+    // 200 pipelined requests for the OpenAPI document (about 130 KiB each):
+    // far more than the socket buffers hold, and never read.
+    let n = 200;
+    let mut s = TcpStream::connect(&hp).unwrap();
+    let one = format!("GET /api/v1/openapi.json HTTP/1.1\r\nHost: {hp}\r\n\r\n");
+    s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+    let _ = s.write_all(one.repeat(n).as_bytes());
+    std::thread::sleep(Duration::from_secs(4));
+    // Now read what there is: the server gave up on the stalled client
+    // instead of holding the connection until it reads everything.
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let start = Instant::now();
+    let mut answers = 0;
+    let mut buf = vec![0u8; 1 << 16];
+    let mut tail: Vec<u8> = Vec::new();
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => {
+                tail.extend_from_slice(&buf[..k]);
+                answers += tail.windows(15).filter(|w| w == b"HTTP/1.1 200 OK").count();
+                let keep = tail.len().saturating_sub(14);
+                tail.drain(..keep);
+            }
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "still streaming");
+    }
+    assert!(
+        answers < n,
+        "all {answers} answers were delivered to a stalled client"
+    );
+    assert_eq!(
+        server.http("GET", "/api/v1/sys/status", None, None).status,
+        200
+    );
+}
