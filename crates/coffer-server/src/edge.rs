@@ -14,7 +14,9 @@
 //!   `text/plain`, form and multipart bodies cross-site without asking the
 //!   server first (a CORS preflight, which this server never approves). A
 //!   request without a body needs no content type;
-//! - `sys/init` comes from a loopback peer, unless `allow_remote_init`.
+//! - `sys/init` comes from this machine (a loopback peer, or one whose
+//!   address is the address the connection arrived at), unless
+//!   `allow_remote_init`.
 
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
@@ -231,11 +233,11 @@ impl Edge {
             .extensions()
             .get::<MatchedPath>()
             .is_some_and(|m| m.as_str() == "/api/v1/sys/init");
-        if is_init && !self.allow_remote_init && !peer.is_some_and(Peer::is_loopback) {
+        if is_init && !self.allow_remote_init && !peer.is_some_and(Peer::is_this_machine) {
             return Some(ApiError::new(
                 StatusCode::FORBIDDEN,
                 codes::FORBIDDEN,
-                "init is accepted only from this machine (a loopback address); run `coffer operator init` on the server, or set allow_remote_init = true",
+                "init is accepted only from this machine (a loopback address or the server's own address); run `coffer operator init` on the server, or set allow_remote_init = true",
             ));
         }
         None

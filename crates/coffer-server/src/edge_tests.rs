@@ -307,6 +307,22 @@ async fn init_is_accepted_only_from_loopback_unless_allowed() {
     );
     let r = send(&open, Some("192.0.2.1:1"), "POST", "/api/v1/sys/init", body).await;
     assert_eq!(r.status, 200);
+    // From this machine by its own address (the peer is the address the
+    // connection arrived at).
+    let h = fixture().await;
+    let mut req = Request::post("/api/v1/sys/init")
+        .header("host", "10.0.0.5:8270")
+        .header("content-type", "application/json")
+        .body(Body::from(body))
+        .unwrap();
+    let mut peer = Peer::new("10.0.0.5:40000".parse().unwrap());
+    peer.local = Some("10.0.0.5:8270".parse().unwrap());
+    req.extensions_mut().insert(peer);
+    let listen_all = app_with(
+        &h,
+        RouterOptions::new(1 << 20, "0.0.0.0:8270".parse().unwrap()),
+    );
+    assert_eq!(answer(&listen_all, req).await.status, 200);
     // And from loopback with the default.
     let g = fixture().await;
     let r = send(

@@ -51,9 +51,12 @@ impl Peer {
         }
     }
 
-    /// Whether the peer is on this machine's loopback interface.
-    pub(crate) fn is_loopback(&self) -> bool {
-        self.addr.ip().to_canonical().is_loopback()
+    /// Whether the peer is this machine: a loopback address, or the very
+    /// address the connection arrived at (a TCP handshake cannot be
+    /// completed from elsewhere with that source address).
+    pub(crate) fn is_this_machine(&self) -> bool {
+        let ip = self.addr.ip().to_canonical();
+        ip.is_loopback() || self.local.is_some_and(|l| l.ip().to_canonical() == ip)
     }
 }
 
