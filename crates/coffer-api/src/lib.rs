@@ -38,7 +38,9 @@ pub mod codes {
     pub const INTEGRITY: &str = "integrity";
     /// Anything else (500).
     pub const INTERNAL: &str = "internal";
-    /// Too many attempts (failed logins for one account).
+    /// Too many attempts (failed logins or unseal attempts from one
+    /// address, failed logins for one account); `Retry-After` says when
+    /// to try again (429).
     pub const RATE_LIMITED: &str = "rate_limited";
     /// The secret's expiry has passed; it is refused to every reader (403).
     pub const EXPIRED: &str = "expired";
@@ -47,6 +49,15 @@ pub mod codes {
     pub const UPSTREAM: &str = "upstream";
     /// No audit sink could record the request, so it was refused (503).
     pub const AUDIT_UNAVAILABLE: &str = "audit_unavailable";
+    /// The `Host` header is missing, repeated, malformed or names a host
+    /// this server does not answer to (400).
+    pub const BAD_HOST: &str = "bad_host";
+    /// The request target is not a path (absolute or asterisk form) (400).
+    pub const BAD_REQUEST_TARGET: &str = "bad_request_target";
+    /// A request body that is not `application/json` (415).
+    pub const UNSUPPORTED_MEDIA_TYPE: &str = "unsupported_media_type";
+    /// The request body did not arrive within the body timeout (408).
+    pub const REQUEST_TIMEOUT: &str = "request_timeout";
 }
 
 /// Every error response: `{"error": {"code", "message", "request_id"}}`.

@@ -143,12 +143,15 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<Status> {
         }
     }
 
+    let router_options = config
+        .router_options(&bound)
+        .map_err(|e| fail(Status::Usage, e))?;
     let app = coffer_server::router(
         AppState {
             coffer: coffer.clone(),
             auditor: auditor.clone(),
         },
-        coffer_server::body_limit_for(config.max_value_bytes),
+        router_options,
     );
     let webhooks = crate::webhook::start(alerts, config.audit.webhooks.clone(), webhook_key);
     let (leading, _) = tokio::sync::watch::channel(false);
@@ -165,13 +168,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<Status> {
         leading.subscribe(),
         Duration::from_secs(config.lifecycle_interval_secs.max(1)),
     ));
-    coffer_server::serve(
-        bound,
-        app,
-        shutdown_signal(),
-        Duration::from_secs(config.shutdown_grace_secs),
-    )
-    .await;
+    coffer_server::serve(bound, app, shutdown_signal(), config.serve_options()).await;
     sweeper.abort();
     hangups.abort();
     scheduler.abort();

@@ -57,7 +57,10 @@ pub use error::{CoreError, Result};
 pub use lifecycle::{At, Label, Labels, RuleInfo, RuleSpec, SecretState};
 pub use path::{ListPrefix, PathError, SecretPath};
 pub use rotation::{RotateReceipt, RotateRequest, Standing, StatusEntry, TickReport};
-pub use users::{InviteRequest, LoginRequest, SweepReport, TotpEnrollment, UserView};
+pub use users::{
+    InviteRequest, LOGIN_PACE_MS, LoginRequest, MAX_FAILED_LOGINS, SweepReport, TotpEnrollment,
+    UserView,
+};
 pub use value::SecretValue;
 pub use versions::{PlanAction, PlanEntry};
 
@@ -116,11 +119,63 @@ struct Keys {
     audit: AuditKey,
 }
 
+/// An unseal key share waiting for enough others, with the source it came
+/// from (`None`: this process, or a caller that did not say).
+struct Pending {
+    share: Share,
+    source: Option<IpAddr>,
+}
+
+/// Most combinations of pending shares one unseal attempt tries (each is a
+/// Lagrange interpolation and one AEAD open: microseconds).
+const MAX_UNSEAL_COMBINATIONS: u64 = 20_000;
+
+/// `n` choose `k`, saturating.
+fn binomial(n: usize, k: usize) -> u64 {
+    if k > n {
+        return 0;
+    }
+    let k = k.min(n - k);
+    let mut r: u64 = 1;
+    for i in 0..k {
+        r = r.saturating_mul((n - i) as u64) / (i as u64 + 1);
+    }
+    r
+}
+
+/// Calls `f` with each `k`-subset of `0..n` (as sorted indices) until it
+/// returns true; whether it did.
+fn any_subset(n: usize, k: usize, f: &mut impl FnMut(&[usize]) -> bool) -> bool {
+    fn go(
+        start: usize,
+        n: usize,
+        k: usize,
+        chosen: &mut Vec<usize>,
+        f: &mut impl FnMut(&[usize]) -> bool,
+    ) -> bool {
+        if chosen.len() == k {
+            return f(chosen);
+        }
+        for i in start..n {
+            if n - i < k - chosen.len() {
+                break;
+            }
+            chosen.push(i);
+            if go(i + 1, n, k, chosen, f) {
+                return true;
+            }
+            chosen.pop();
+        }
+        false
+    }
+    go(0, n, k, &mut Vec::with_capacity(k), f)
+}
+
 enum State {
     Uninitialized,
     Sealed {
         config: SealConfig,
-        progress: Vec<Share>,
+        progress: Vec<Pending>,
     },
     Unsealed {
         config: SealConfig,
@@ -424,36 +479,67 @@ impl Coffer {
         })
     }
 
-    /// Provides one unseal key share. When enough shares have been provided,
-    /// they are combined and coffer unseals; a wrong combination resets the
-    /// progress and is reported without saying which share was wrong.
+    /// Provides one unseal key share from this process (see
+    /// [`Coffer::unseal_from`]).
     pub async fn unseal(&self, encoded_share: &str) -> Result<SealStatus> {
+        self.unseal_from(encoded_share, None).await
+    }
+
+    /// Provides one unseal key share, from `source` (the caller's address,
+    /// or its IPv6 /64). When enough shares have been provided, coffer
+    /// unseals.
+    ///
+    /// A wrong share (a typo, or one sent by someone else to spoil the
+    /// attempt) cannot be told from a right one on its own, so it does not
+    /// reset anything: shares are kept, and every combination of
+    /// `threshold` of them with different x coordinates is tried, so a
+    /// correct set still opens the coffer whatever else was sent. One
+    /// source may have at most `threshold` shares pending, each x at most
+    /// once; a source can withdraw its own with [`Coffer::unseal_reset_from`].
+    pub async fn unseal_from(
+        &self,
+        encoded_share: &str,
+        source: Option<IpAddr>,
+    ) -> Result<SealStatus> {
         let share = Share::decode(encoded_share).map_err(|_| {
             CoreError::InvalidUnsealKey("that is not a well-formed unseal key".into())
         })?;
         let _admin = self.admin.lock().await;
         // Another node sharing the store may have initialised it.
         self.refresh_seal_config().await?;
-        let (config, shares) = {
+        let (config, candidates) = {
             let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
             match &mut *state {
                 State::Uninitialized => return Err(CoreError::NotInitialized),
                 State::Unsealed { .. } => return Ok(self.status_locked(&state)),
                 State::Sealed { config, progress } => {
-                    if progress.iter().any(|s| s.x() == share.x()) {
+                    let t = usize::from(config.threshold.max(1));
+                    let mine = progress.iter().filter(|p| p.source == source);
+                    if mine.clone().any(|p| p.share.x() == share.x()) {
                         return Err(CoreError::InvalidUnsealKey(
                             "this unseal key was already provided".into(),
                         ));
                     }
-                    progress.push(share);
-                    if progress.len() < config.threshold as usize {
+                    if mine.count() >= t {
+                        return Err(CoreError::InvalidUnsealKey(format!(
+                            "this address already has {t} unseal key(s) pending; reset them (unseal --reset) to start again"
+                        )));
+                    }
+                    if binomial(progress.len(), t - 1) > MAX_UNSEAL_COMBINATIONS {
+                        return Err(CoreError::InvalidUnsealKey(
+                            "too many unseal keys are pending; their senders must reset them (unseal --reset), or reset from this machine to clear them all".into(),
+                        ));
+                    }
+                    progress.push(Pending { share, source });
+                    if progress.len() < t {
                         return Ok(self.status_locked(&state));
                     }
-                    (config.clone(), std::mem::take(progress))
+                    let shares: Vec<Share> = progress.iter().map(|p| p.share.clone()).collect();
+                    (config.clone(), shares)
                 }
             }
         };
-        match self.open_key_hierarchy(&shares).await {
+        match self.open_with_any(&candidates, config.threshold).await {
             Ok(keys) => {
                 let model = self.load_access_model().await?;
                 // Compute the dummy password hash now, so the first login for
@@ -470,27 +556,82 @@ impl Coffer {
                 Ok(self.status())
             }
             Err(e) => {
-                tracing::warn!("unseal attempt failed; progress reset");
+                tracing::warn!(
+                    pending = candidates.len(),
+                    "unseal attempt failed: no combination of the pending shares opens the coffer"
+                );
+                if config.threshold <= 1 {
+                    // A single share that does not open it never will.
+                    if let State::Sealed { progress, .. } =
+                        &mut *self.state.write().unwrap_or_else(|p| p.into_inner())
+                    {
+                        progress.clear();
+                    }
+                }
                 Err(e)
             }
         }
     }
 
-    async fn open_key_hierarchy(&self, shares: &[Share]) -> Result<Keys> {
+    /// Tries every `threshold`-combination of `shares` that includes the
+    /// last one (the others were tried when they arrived) and has distinct
+    /// x coordinates; the keys of the first that opens the root key.
+    async fn open_with_any(&self, shares: &[Share], threshold: u8) -> Result<Keys> {
+        let t = usize::from(threshold.max(1));
         let wrong = || {
             CoreError::InvalidUnsealKey(
-                "the unseal keys provided do not unseal this coffer; progress was reset".into(),
+                "the unseal keys provided so far do not unseal this coffer; they are kept, so \
+                 the right further key can still complete it (reset withdraws this address's keys)"
+                    .into(),
             )
         };
-        let combined = shamir::combine(shares).map_err(|_| wrong())?;
-        let unseal =
-            UnsealKey::from(Key256::from_slice(combined.expose_secret()).map_err(|_| wrong())?);
+        let Some((last, earlier)) = shares.split_last() else {
+            return Err(wrong());
+        };
         let wrapped_root = self
             .store
             .get_system(WRAPPED_ROOT_KEY)
             .await?
             .ok_or_else(|| CoreError::Corrupt("the wrapped root key is missing".into()))?;
-        let root = unseal.unwrap_root(&wrapped_root).map_err(|_| wrong())?;
+        let (last, earlier) = (last.clone(), earlier.to_vec());
+        // Up to MAX_UNSEAL_COMBINATIONS tries: off the request thread.
+        let opened = tokio::task::spawn_blocking(move || {
+            let mut opened = None;
+            let mut set: Vec<Share> = Vec::with_capacity(t);
+            any_subset(earlier.len(), t - 1, &mut |chosen| {
+                set.clear();
+                set.extend(chosen.iter().map(|&i| earlier[i].clone()));
+                set.push(last.clone());
+                let mut xs: Vec<u8> = set.iter().map(Share::x).collect();
+                xs.sort_unstable();
+                xs.dedup();
+                if xs.len() != set.len() {
+                    return false;
+                }
+                let Ok(combined) = shamir::combine(&set) else {
+                    return false;
+                };
+                let Ok(key) = Key256::from_slice(combined.expose_secret()) else {
+                    return false;
+                };
+                match UnsealKey::from(key).unwrap_root(&wrapped_root) {
+                    Ok(root) => {
+                        opened = Some(root);
+                        true
+                    }
+                    Err(_) => false,
+                }
+            });
+            opened
+        })
+        .await
+        .map_err(|_| wrong())?;
+        let root = opened.ok_or_else(wrong)?;
+        self.open_keyring(root).await
+    }
+
+    /// The keys under an opened root key.
+    async fn open_keyring(&self, root: RootKey) -> Result<Keys> {
         let wrapped_keyring = self
             .store
             .get_system(WRAPPED_KEYRING)
@@ -507,13 +648,24 @@ impl Coffer {
         })
     }
 
-    /// Forgets the unseal progress so far.
+    /// Forgets the unseal progress so far (every source's).
     pub async fn unseal_reset(&self) -> SealStatus {
+        self.unseal_reset_from(None).await
+    }
+
+    /// Forgets the unseal shares `source` provided; a loopback source, or
+    /// `None` (this process), forgets every source's.
+    pub async fn unseal_reset_from(&self, source: Option<IpAddr>) -> SealStatus {
         let _admin = self.admin.lock().await;
         if let State::Sealed { progress, .. } =
             &mut *self.state.write().unwrap_or_else(|p| p.into_inner())
         {
-            progress.clear();
+            match source {
+                Some(ip) if !ip.to_canonical().is_loopback() => {
+                    progress.retain(|p| p.source != Some(ip));
+                }
+                _ => progress.clear(),
+            }
         }
         self.status()
     }
@@ -612,7 +764,7 @@ impl Coffer {
                 sealed: true,
                 threshold: config.threshold,
                 shares: config.shares,
-                progress: progress.len() as u8,
+                progress: progress.len().min(255) as u8,
                 storage,
             },
             State::Unsealed { config, .. } => SealStatus {

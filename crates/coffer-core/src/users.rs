@@ -9,8 +9,12 @@
 //! disabled account, a wrong password and a wrong or missing one-time code all
 //! get the same answer, after the same Argon2 work (a dummy hash is verified
 //! for unknown names). Failed logins are counted per *canonical* name, known or
-//! not, and more than [`MAX_FAILED_LOGINS`] in an hour lock that name out until
-//! the oldest failure is an hour old.
+//! not, in the store (so every node sharing it sees the same count); past
+//! [`MAX_FAILED_LOGINS`] in an hour, the name is slowed down, not locked: an
+//! attempt within [`LOGIN_PACE_MS`] of the last failure is refused with 429,
+//! so a guesser gets at most one try per pace while the owner, whose attempt
+//! lands between them, still gets in. (The HTTP layer also backs off each
+//! source address on its own.)
 
 use std::sync::Arc;
 
@@ -30,8 +34,11 @@ const KIND_USER: &str = "user";
 const KIND_INVITE: &str = "invite";
 const KIND_LOGIN_FAILURES: &str = "login-failures";
 
-/// Failed logins allowed per account per hour.
+/// Failed logins per account per hour before its attempts are paced.
 pub const MAX_FAILED_LOGINS: usize = 100;
+/// Past [`MAX_FAILED_LOGINS`], the least time between a failed login for an
+/// account and the next attempt for it.
+pub const LOGIN_PACE_MS: i64 = 5_000;
 const FAILURE_WINDOW_MS: i64 = 3600 * 1000;
 /// Default lifetime of an invitation.
 pub const DEFAULT_INVITE_TTL_MS: i64 = 24 * 3600 * 1000;
@@ -330,15 +337,43 @@ impl Coffer {
         }
         let failures = self.store.get_object(KIND_LOGIN_FAILURES, &name).await?;
         let now = now_ms();
-        let recent = failures
+        let recent: Vec<i64> = failures
             .as_ref()
             .and_then(|o| serde_json::from_slice::<StoredFailures>(&o.value).ok())
             .unwrap_or_default()
             .at
             .into_iter()
             .filter(|t| now - t < FAILURE_WINDOW_MS)
-            .count();
-        if recent >= MAX_FAILED_LOGINS {
+            .collect();
+        let last = recent.iter().copied().max().unwrap_or(i64::MIN);
+        let paced = recent.len() >= MAX_FAILED_LOGINS;
+        let mut refused = paced && now.saturating_sub(last) < LOGIN_PACE_MS;
+        if paced && !refused {
+            // Take this pace's one attempt, cluster-wide: a provisional
+            // failure, written only if no other attempt wrote first.
+            let mut taken = StoredFailures { at: recent.clone() };
+            taken.at.push(now);
+            let excess = taken.at.len().saturating_sub(MAX_FAILED_LOGINS);
+            taken.at.drain(..excess);
+            let expect = failures
+                .as_ref()
+                .map_or(Expect::Absent, |o| Expect::Revision(o.revision));
+            match self
+                .store
+                .commit(vec![Mutation::PutObject {
+                    kind: KIND_LOGIN_FAILURES.into(),
+                    key: name.clone(),
+                    value: serde_json::to_vec(&taken).expect("serialises"),
+                    expect,
+                }])
+                .await
+            {
+                Ok(()) => {}
+                Err(StoreError::Conflict(_)) => refused = true,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if refused {
             // Name the account only if it exists: an unknown "name" is often
             // a password typed into the wrong field.
             let known = self.store.get_object(KIND_USER, &name).await?.is_some();
@@ -346,11 +381,12 @@ impl Coffer {
                 target: "coffer::alert",
                 alert = "login_locked",
                 user = if known { name.as_str() } else { "(unknown name)" },
-                "login refused: too many failures"
+                "login refused: too many failures; attempts for this account are paced"
             );
-            return Err(CoreError::RateLimited(
-                "too many failed logins for this account; try again later".into(),
-            ));
+            return Err(CoreError::RateLimited(format!(
+                "too many failed logins for this account: one attempt every {} seconds; try again shortly",
+                LOGIN_PACE_MS / 1000
+            )));
         }
         let stored = self.store.get_object(KIND_USER, &name).await?;
         let user = stored.as_ref().map(|o| decode_user(&o.value)).transpose()?;

@@ -113,7 +113,7 @@ async fn every_threshold_combination_unseals_and_fewer_do_not() {
 }
 
 #[tokio::test]
-async fn wrong_or_repeated_shares_are_refused_and_reset_progress() {
+async fn wrong_or_repeated_shares_are_refused_and_cannot_spoil_progress() {
     let dir = tempfile::tempdir().unwrap();
     let coffer = open(dir.path()).await;
     let init = coffer.init(3, 2).await.unwrap();
@@ -130,32 +130,38 @@ async fn wrong_or_repeated_shares_are_refused_and_reset_progress() {
     }
     assert_eq!(coffer.status().progress, 0);
 
-    // The same share twice is refused.
+    let operator: Option<std::net::IpAddr> = Some("192.0.2.1".parse().unwrap());
+    let attacker: Option<std::net::IpAddr> = Some("198.51.100.7".parse().unwrap());
+    // The same share twice from one source is refused.
     coffer
-        .unseal(init.unseal_keys[0].expose_secret())
+        .unseal_from(init.unseal_keys[0].expose_secret(), operator)
         .await
         .unwrap();
     assert!(matches!(
-        coffer.unseal(init.unseal_keys[0].expose_secret()).await,
+        coffer
+            .unseal_from(init.unseal_keys[0].expose_secret(), operator)
+            .await,
         Err(CoreError::InvalidUnsealKey(_))
     ));
-    // A share from another coffer completes the threshold but does not open it.
+    // Someone else's wrong share completes the threshold but does not open
+    // it, and does not throw the operator's share away.
     let err = coffer
-        .unseal(foreign.unseal_keys[1].expose_secret())
+        .unseal_from(foreign.unseal_keys[1].expose_secret(), attacker)
         .await
         .unwrap_err();
     assert!(matches!(err, CoreError::InvalidUnsealKey(_)));
-    let status = coffer.status();
-    assert!(status.sealed);
-    assert_eq!(status.progress, 0, "a failed attempt resets progress");
-    // The right shares still work afterwards.
+    assert!(coffer.status().sealed);
+    // Nor can they reset it: a reset withdraws only the resetter's shares.
+    coffer.unseal_reset_from(attacker).await;
     coffer
-        .unseal(init.unseal_keys[2].expose_secret())
+        .unseal_from(foreign.unseal_keys[2].expose_secret(), attacker)
         .await
-        .unwrap();
+        .unwrap_err();
+    assert_eq!(coffer.status().progress, 2);
+    // The operator's next share opens it, whatever else is pending.
     assert!(
         !coffer
-            .unseal(init.unseal_keys[1].expose_secret())
+            .unseal_from(init.unseal_keys[1].expose_secret(), operator)
             .await
             .unwrap()
             .sealed
@@ -495,4 +501,52 @@ async fn sweeping_deletes_only_what_expired() {
         .unwrap();
     // The root token never expires and survives every sweep.
     assert!(c.lookup_token(&root, None).await.is_ok());
+}
+
+#[tokio::test]
+async fn a_name_past_its_failure_ceiling_is_paced_not_locked() {
+    let (fx, _root, _) = unsealed().await;
+    let c = &fx.coffer;
+    let attempt = || {
+        c.login(&coffer_core::LoginRequest {
+            user: "ghost",
+            password: "not the password at all",
+            totp: None,
+        })
+    };
+    for i in 0..coffer_core::MAX_FAILED_LOGINS {
+        assert!(
+            matches!(attempt().await, Err(CoreError::LoginFailed(_))),
+            "failure {i}"
+        );
+    }
+    // Right after the last failure: wait.
+    assert!(matches!(attempt().await, Err(CoreError::RateLimited(_))));
+    // Once the pace has passed, exactly one of many simultaneous attempts
+    // is tried; the rest wait (the slot is taken in the store, so this
+    // holds across nodes too).
+    tokio::time::sleep(std::time::Duration::from_millis(
+        coffer_core::LOGIN_PACE_MS as u64 + 100,
+    ))
+    .await;
+    let (a, b, c1, d, e, f, g, h) = tokio::join!(
+        attempt(),
+        attempt(),
+        attempt(),
+        attempt(),
+        attempt(),
+        attempt(),
+        attempt(),
+        attempt()
+    );
+    let all = [a, b, c1, d, e, f, g, h];
+    let tried = all
+        .iter()
+        .filter(|r| matches!(r, Err(CoreError::LoginFailed(_))))
+        .count();
+    let paced = all
+        .iter()
+        .filter(|r| matches!(r, Err(CoreError::RateLimited(_))))
+        .count();
+    assert_eq!((tried, paced), (1, 7));
 }

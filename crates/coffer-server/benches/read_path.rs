@@ -62,13 +62,14 @@ fn bench(c: &mut Criterion) {
             coffer: coffer.clone(),
             auditor: Arc::new(auditor),
         },
-        1 << 20,
+        coffer_server::RouterOptions::new(1 << 20, "127.0.0.1:8270".parse().unwrap()),
     );
     let auth = format!("Bearer {token}");
 
     c.bench_function("router: authenticated read", |b| {
         b.to_async(&rt).iter(|| async {
             let req = Request::get("/api/v1/secrets/bench/read")
+                .header("host", "127.0.0.1:8270")
                 .header("authorization", &auth)
                 .body(Body::empty())
                 .unwrap();

@@ -59,7 +59,18 @@ impl Meta {
         if matches!(op, "sys.health" | "sys.status") {
             return None;
         }
-        Some(Meta {
+        Some(Self::capture_always(req))
+    }
+
+    /// Captures the request line of any request, the unaudited routes
+    /// included (for a request refused before it is handled).
+    pub(crate) fn capture_always(req: &Request) -> Meta {
+        let matched = req
+            .extensions()
+            .get::<MatchedPath>()
+            .map(MatchedPath::as_str);
+        let op = operation(req.method(), matched);
+        Meta {
             start: Instant::now(),
             time: crate::rfc3339(coffer_core::now_ms()),
             method: req.method().clone(),
@@ -75,7 +86,7 @@ impl Meta {
                 .filter(|(_, param)| param.starts_with('*'))
                 .and_then(|(prefix, _)| req.uri().path().strip_prefix(prefix))
                 .map(str::to_string),
-        })
+        }
     }
 }
 

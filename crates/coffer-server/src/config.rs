@@ -49,6 +49,38 @@ pub struct ServerConfig {
     /// Seconds to let requests in flight finish on shutdown.
     #[serde(default = "default_shutdown_grace")]
     pub shutdown_grace_secs: u64,
+    /// The URL clients reach this server at (`https://coffer.example.com:8200`),
+    /// when that is not the listen address: its host and port are accepted
+    /// in the `Host` header.
+    #[serde(default)]
+    pub api_addr: Option<String>,
+    /// Further names (`NAME`, any port; or `NAME:PORT`) accepted in the
+    /// `Host` header, besides the listen address, the names the TLS
+    /// certificate is valid for and, on loopback, `localhost`.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    /// Accept `sys/init` from any address, not only from this machine.
+    #[serde(default)]
+    pub allow_remote_init: bool,
+    /// Seconds a connection may take to deliver each request's headers
+    /// (from its start, or from the end of its previous response); idle
+    /// connections are closed after it.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout_secs: u64,
+    /// Seconds a request body may take to arrive (408 after it).
+    #[serde(default = "default_body_timeout")]
+    pub body_timeout_secs: u64,
+    /// Connections one address (IPv6: one /64) may hold at once.
+    #[serde(default = "default_max_connections_per_address")]
+    pub max_connections_per_address: usize,
+    /// Failed logins one address (IPv6: one /64) may make before each
+    /// further attempt waits (1 s, doubling up to 5 minutes).
+    #[serde(default = "default_login_failures_per_address")]
+    pub login_failures_per_address: u32,
+    /// Failed unseal attempts one address may make before each further
+    /// attempt waits (as for logins).
+    #[serde(default = "default_unseal_failures_per_address")]
+    pub unseal_failures_per_address: u32,
     /// Seconds between sweeps that delete expired tokens, invitations,
     /// break-glass grants and stale login-failure counters.
     #[serde(default = "default_sweep_interval")]
@@ -348,6 +380,21 @@ fn default_max_value_bytes() -> usize {
 fn default_shutdown_grace() -> u64 {
     30
 }
+fn default_idle_timeout() -> u64 {
+    60
+}
+fn default_body_timeout() -> u64 {
+    30
+}
+fn default_max_connections_per_address() -> usize {
+    256
+}
+fn default_login_failures_per_address() -> u32 {
+    crate::throttle::LOGIN_BACKOFF.free
+}
+fn default_unseal_failures_per_address() -> u32 {
+    crate::throttle::UNSEAL_BACKOFF.free
+}
 fn default_sweep_interval() -> u64 {
     600
 }
@@ -384,7 +431,60 @@ impl ServerConfig {
         Ok(config)
     }
 
+    /// The names accepted in the `Host` header besides the server's own
+    /// (`api_addr` and `allowed_hosts`).
+    pub fn host_rules(&self) -> Result<Vec<crate::HostRule>, String> {
+        let mut rules = Vec::new();
+        if let Some(url) = &self.api_addr {
+            rules.push(crate::HostRule::from_url(url).map_err(|e| format!("api_addr: {e}"))?);
+        }
+        for h in &self.allowed_hosts {
+            rules.push(crate::HostRule::parse(h).map_err(|e| format!("allowed_hosts: {e}"))?);
+        }
+        Ok(rules)
+    }
+
+    /// How the server's router checks requests, once it listens on
+    /// `bound` (the bound address, with its real port, and certificate).
+    pub fn router_options(
+        &self,
+        bound: &crate::BoundListener,
+    ) -> Result<crate::RouterOptions, String> {
+        Ok(crate::RouterOptions {
+            tls: bound.is_tls(),
+            certificate: bound.certificate().cloned(),
+            hosts: self.host_rules()?,
+            allow_remote_init: self.allow_remote_init,
+            login_failures_per_address: self.login_failures_per_address,
+            unseal_failures_per_address: self.unseal_failures_per_address,
+            ..crate::RouterOptions::new(
+                crate::body_limit_for(self.max_value_bytes),
+                bound.local_addr(),
+            )
+        })
+    }
+
+    /// Connection timeouts and limits.
+    pub fn serve_options(&self) -> crate::ServeOptions {
+        crate::ServeOptions {
+            idle_timeout: std::time::Duration::from_secs(self.idle_timeout_secs),
+            body_timeout: std::time::Duration::from_secs(self.body_timeout_secs),
+            max_connections_per_address: self.max_connections_per_address,
+            grace: std::time::Duration::from_secs(self.shutdown_grace_secs),
+        }
+    }
+
     fn validate(&self) -> Result<(), String> {
+        self.host_rules()?;
+        if !(1..=3600).contains(&self.idle_timeout_secs) {
+            return Err("idle_timeout_secs must be between 1 and 3600".into());
+        }
+        if !(1..=3600).contains(&self.body_timeout_secs) {
+            return Err("body_timeout_secs must be between 1 and 3600".into());
+        }
+        if !(1..=100_000).contains(&self.max_connections_per_address) {
+            return Err("max_connections_per_address must be between 1 and 100000".into());
+        }
         if self.max_value_bytes == 0 || self.max_value_bytes > 16 * 1024 * 1024 {
             return Err("max_value_bytes must be between 1 and 16777216".into());
         }
@@ -493,6 +593,23 @@ mod tests {
                 "at least 1",
             ),
             ("data_dir = \"/d\"\n[audit]\nfile = \"x\"", "unknown field"),
+            ("data_dir = \"/d\"\napi_addr = \"coffer:8200\"", "api_addr"),
+            (
+                "data_dir = \"/d\"\nallowed_hosts = [\"a@b\"]",
+                "allowed_hosts",
+            ),
+            (
+                "data_dir = \"/d\"\nidle_timeout_secs = 0",
+                "idle_timeout_secs",
+            ),
+            (
+                "data_dir = \"/d\"\nbody_timeout_secs = 0",
+                "body_timeout_secs",
+            ),
+            (
+                "data_dir = \"/d\"\nmax_connections_per_address = 0",
+                "max_connections_per_address",
+            ),
         ] {
             let err = ServerConfig::parse(text).unwrap_err();
             assert!(err.contains(want), "{text:?}: {err}");

@@ -14,6 +14,8 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// Seconds to wait before trying again (`Retry-After`).
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -23,6 +25,16 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// 429: try again in `wait` (rounded up to whole seconds).
+    pub fn rate_limited(message: impl Into<String>, wait: std::time::Duration) -> ApiError {
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        ApiError {
+            retry_after: Some(secs.max(1)),
+            ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, codes::RATE_LIMITED, message)
         }
     }
 
@@ -71,10 +83,13 @@ impl From<CoreError> for ApiError {
             }
             _ => e.to_string(),
         };
+        let retry_after = matches!(e, CoreError::RateLimited(_))
+            .then(|| (coffer_core::LOGIN_PACE_MS as u64).div_ceil(1000));
         ApiError {
             status,
             code,
             message,
+            retry_after,
         }
     }
 }
@@ -89,6 +104,10 @@ impl IntoResponse for ApiError {
             },
         };
         let mut resp = (self.status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
         // The audit record names the error code without parsing the body.
         resp.extensions_mut().insert(ErrorCode(self.code));
         resp

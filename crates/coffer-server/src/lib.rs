@@ -8,18 +8,23 @@
 mod access_routes;
 mod audit;
 mod config;
+mod edge;
+#[cfg(test)]
+mod edge_tests;
 mod error;
 mod lifecycle_routes;
 pub mod request_id;
 mod routes;
 mod serve;
+mod throttle;
 mod timefmt;
 
 pub use audit::filter_from;
 pub use config::{AuditConfig, ConfigError, DEFAULT_AUDIT_FILE, ServerConfig, StorageConfig};
+pub use edge::{HostRule, RouterOptions};
 pub use error::ApiError;
 pub use routes::{AppState, OPENAPI, rfc3339, router};
-pub use serve::{BoundListener, ServeError, TlsFiles, bind, serve};
+pub use serve::{BoundListener, ServeError, ServeOptions, TlsFiles, bind, serve};
 
 /// Largest request body accepted for a given value limit. JSON escaping can
 /// grow a value (a quote becomes two bytes, a control character six), so the

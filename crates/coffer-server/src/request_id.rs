@@ -4,15 +4,19 @@
 //! cheap, and not guessable across restarts.
 
 use std::fmt;
-use std::sync::OnceLock;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
-use axum::extract::Request;
+use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use crate::edge::Edge;
 use crate::error::ApiError;
 use crate::routes::AppState;
+use crate::serve::{BodyTimedOut, Peer};
+use crate::throttle::Outcome;
 
 /// A request id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,9 +63,14 @@ pub(crate) fn in_scope<R>(id: RequestId, f: impl FnOnce() -> R) -> R {
 /// Written as a plain tower layer rather than `axum::middleware::from_fn`:
 /// that adapter clones and boxes the inner service on every request, which
 /// measured as a quarter of the in-process cost of a read.
+///
+/// Before anything else it applies [`crate::edge`]'s checks (request
+/// target, `Host`, content type, where `init` may come from) and the
+/// per-source throttles of login and unseal; a request refused there is
+/// audited like any other.
 #[derive(Clone)]
 pub(crate) struct RequestLayer {
-    pub body_limit: usize,
+    pub edge: Arc<Edge>,
     pub state: AppState,
 }
 
@@ -71,7 +80,7 @@ impl<S> tower::Layer<S> for RequestLayer {
     fn layer(&self, inner: S) -> Self::Service {
         RequestService {
             inner,
-            body_limit: self.body_limit,
+            edge: self.edge.clone(),
             state: self.state.clone(),
         }
     }
@@ -81,8 +90,67 @@ impl<S> tower::Layer<S> for RequestLayer {
 #[derive(Clone)]
 pub(crate) struct RequestService<S> {
     inner: S,
-    body_limit: usize,
+    edge: Arc<Edge>,
     state: AppState,
+}
+
+/// A login or unseal attempt, counted against its source.
+#[derive(Clone, Copy)]
+enum Attempt {
+    Login(IpAddr),
+    Unseal(IpAddr),
+}
+
+impl Attempt {
+    fn of(req: &Request) -> Option<Attempt> {
+        if req.method() != axum::http::Method::POST {
+            return None;
+        }
+        let ip = req.extensions().get::<Peer>()?.addr.ip();
+        match req.extensions().get::<MatchedPath>()?.as_str() {
+            "/api/v1/auth/login" => Some(Attempt::Login(ip)),
+            "/api/v1/sys/unseal" => Some(Attempt::Unseal(ip)),
+            _ => None,
+        }
+    }
+
+    fn begin(self, edge: &Edge) -> Result<(), ApiError> {
+        match self {
+            Attempt::Login(ip) => edge.login.begin(ip).map_err(|wait| {
+                ApiError::rate_limited(
+                    "too many failed logins from this address; try again later",
+                    wait,
+                )
+            }),
+            Attempt::Unseal(ip) => edge.unseal.begin(ip).map_err(|wait| {
+                ApiError::rate_limited(
+                    "too many failed unseal attempts from this address; try again later",
+                    wait,
+                )
+            }),
+        }
+    }
+
+    fn end(self, edge: &Edge, status: StatusCode) {
+        match self {
+            Attempt::Login(ip) => edge.login.end(
+                ip,
+                if status == StatusCode::UNAUTHORIZED {
+                    Outcome::Failed
+                } else {
+                    Outcome::Neutral
+                },
+            ),
+            Attempt::Unseal(ip) => edge.unseal.end(
+                ip,
+                if status == StatusCode::BAD_REQUEST {
+                    Outcome::Failed
+                } else {
+                    Outcome::Neutral
+                },
+            ),
+        }
+    }
 }
 
 type BoxFuture<T> = std::pin::Pin<Box<dyn Future<Output = T> + Send>>;
@@ -108,10 +176,16 @@ where
             prefix: prefix(),
             counter: COUNTER.fetch_add(1, Ordering::Relaxed),
         };
-        let Some(meta) = crate::audit::Meta::capture(&req) else {
-            // Health and status: not audited, never refused for the audit.
-            let fut = CURRENT.scope(id, self.inner.call(req));
-            return Box::pin(async move { Ok(finish(fut.await?, id)) });
+        let edge_refusal = self.edge.check(&req);
+        let meta = match (crate::audit::Meta::capture(&req), &edge_refusal) {
+            (Some(meta), _) => meta,
+            // Health and status are audited only when refused here.
+            (None, Some(_)) => crate::audit::Meta::capture_always(&req),
+            (None, None) => {
+                // Health and status: not audited, never refused for the audit.
+                let fut = CURRENT.scope(id, self.inner.call(req));
+                return Box::pin(async move { Ok(finish(fut.await?, id)) });
+            }
         };
         let state = self.state.clone();
         let declared = req
@@ -119,7 +193,18 @@ where
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        let refusal = if declared.is_some_and(|n| n > self.body_limit as u64) {
+        let attempt = if edge_refusal.is_none() {
+            Attempt::of(&req)
+        } else {
+            None
+        };
+        let throttled = attempt.and_then(|a| a.begin(&self.edge).err());
+        let was_throttled = throttled.is_some();
+        let refusal = if let Some(err) = edge_refusal {
+            Some(err)
+        } else if let Some(err) = throttled {
+            Some(err)
+        } else if declared.is_some_and(|n| n > self.edge.body_limit as u64) {
             Some(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 coffer_api::codes::TOO_LARGE,
@@ -134,15 +219,37 @@ where
             None
         };
         if let Some(err) = refusal {
+            // An attempt refused before it was made (over the body limit,
+            // no audit) does not count against its source.
+            if let (Some(a), false) = (attempt, was_throttled) {
+                a.end(&self.edge, StatusCode::SERVICE_UNAVAILABLE);
+            }
             let resp = CURRENT.sync_scope(id, || err.into_response());
             return Box::pin(async move {
                 let resp = crate::audit::record(&state, meta, id, resp, Default::default()).await;
                 Ok(finish(resp, id))
             });
         }
+        let timed_out = req.extensions().get::<BodyTimedOut>().cloned();
+        let edge = self.edge.clone();
         let fut = CURRENT.scope(id, crate::audit::catch_panic(self.inner.call(req)));
         Box::pin(async move {
-            let (resp, facts) = coffer_core::audit::scope(fut).await;
+            let (mut resp, facts) = coffer_core::audit::scope(fut).await;
+            if timed_out.is_some_and(|t| t.0.load(Ordering::Relaxed)) {
+                resp = CURRENT.sync_scope(id, || {
+                    ApiError::new(
+                        StatusCode::REQUEST_TIMEOUT,
+                        coffer_api::codes::REQUEST_TIMEOUT,
+                        "the request body did not arrive within the body timeout",
+                    )
+                    .into_response()
+                });
+                resp.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            if let Some(a) = attempt {
+                a.end(&edge, resp.status());
+            }
             let resp = crate::audit::record(&state, meta, id, resp, facts).await;
             Ok(finish(resp, id))
         })

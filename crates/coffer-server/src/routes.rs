@@ -34,8 +34,11 @@ pub struct AppState {
 /// The OpenAPI description of this API, served at `/api/v1/openapi.json`.
 pub const OPENAPI: &str = include_str!("openapi.json");
 
-/// Builds the router. `body_limit` caps request bodies (413 beyond it).
-pub fn router(state: AppState, body_limit: usize) -> Router {
+/// Builds the router. `options.body_limit` caps request bodies (413 beyond
+/// it); the rest says which requests reach a handler at all (see
+/// [`crate::RouterOptions`]).
+pub fn router(state: AppState, options: crate::RouterOptions) -> Router {
+    let body_limit = options.body_limit;
     let secrets = Router::new()
         .route(
             "/api/v1/secrets/{*path}",
@@ -67,7 +70,7 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .layer(crate::request_id::RequestLayer {
-            body_limit,
+            edge: Arc::new(crate::edge::Edge::new(options)),
             state: state.clone(),
         })
         .with_state(state)
@@ -287,17 +290,22 @@ async fn init(
     }))
 }
 
+/// One unseal key share, or `reset`. Shares are remembered with the
+/// address they came from: a reset forgets only that address's shares, so
+/// nobody can wipe an operator's progress from elsewhere.
 async fn unseal(
     State(st): State<AppState>,
+    peer: Option<axum::Extension<crate::serve::Peer>>,
     JsonBody(req): JsonBody<api::UnsealRequest>,
 ) -> Result<Json<api::SealStatus>, ApiError> {
+    let source = peer.map(|axum::Extension(p)| crate::throttle::source_key(p.addr.ip()));
     if req.reset {
-        st.coffer.unseal_reset().await;
+        st.coffer.unseal_reset_from(source).await;
     } else {
         let key = req.key.as_deref().ok_or_else(|| {
             ApiError::invalid("provide \"key\" (an unseal key) or \"reset\": true")
         })?;
-        st.coffer.unseal(key).await?;
+        st.coffer.unseal_from(key, source).await?;
     }
     Ok(Json(seal_status(&st.coffer, &st.auditor)))
 }

@@ -1,19 +1,29 @@
 //! Accepting connections: plain HTTP on loopback, TLS (rustls, TLS 1.2 and
 //! 1.3 only) everywhere else, HTTP/1.1 and HTTP/2, and graceful shutdown that
 //! stops accepting, lets requests in flight finish, then returns.
+//!
+//! Connections are held only while they are used: a connection must deliver
+//! each request's headers within the idle timeout (counted from its start,
+//! or from the end of its previous response), each request body within the
+//! body timeout, and one source may hold only so many connections at once.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
-use hyper::body::Incoming;
+use axum::body::Body;
+use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
@@ -28,6 +38,8 @@ pub(crate) struct Peer {
     /// addresses as IPv4), formatted once per connection rather than once
     /// per request.
     pub(crate) source: Arc<str>,
+    /// The local address the connection arrived at.
+    pub(crate) local: Option<SocketAddr>,
 }
 
 impl Peer {
@@ -35,7 +47,165 @@ impl Peer {
         Peer {
             addr,
             source: addr.ip().to_canonical().to_string().into(),
+            local: None,
         }
+    }
+
+    /// Whether the peer is this machine: a loopback address, or the very
+    /// address the connection arrived at (a TCP handshake cannot be
+    /// completed from elsewhere with that source address).
+    pub(crate) fn is_this_machine(&self) -> bool {
+        let ip = self.addr.ip().to_canonical();
+        ip.is_loopback() || self.local.is_some_and(|l| l.ip().to_canonical() == ip)
+    }
+}
+
+/// How long connections may take and how many one source may hold.
+#[derive(Debug, Clone, Copy)]
+pub struct ServeOptions {
+    /// How long a connection may take to deliver a request's headers,
+    /// counted from its start (TLS handshake included) or from the end of
+    /// its previous response; an idle connection is closed after it.
+    pub idle_timeout: Duration,
+    /// How long a request's body may take to arrive, counted from the end
+    /// of its headers; a slower body is cut off with 408.
+    pub body_timeout: Duration,
+    /// Connections one source (an IPv4 address, an IPv6 /64) may hold at
+    /// once; further ones are closed as soon as they are accepted.
+    pub max_connections_per_address: usize,
+    /// How long requests in flight may take to finish on shutdown.
+    pub grace: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            idle_timeout: Duration::from_secs(60),
+            body_timeout: Duration::from_secs(30),
+            max_connections_per_address: 256,
+            grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Set (in the request's extensions) when its body was cut off for taking
+/// longer than the body timeout, so the answer can say so (408).
+#[derive(Clone, Default)]
+pub(crate) struct BodyTimedOut(pub(crate) Arc<AtomicBool>);
+
+/// A request body that fails once its deadline has passed.
+struct DeadlineBody {
+    inner: Incoming,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    timed_out: Arc<AtomicBool>,
+}
+
+/// The error of a body cut off by its deadline.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive in time")]
+struct BodyTimeout;
+
+impl HttpBody for DeadlineBody {
+    type Data = hyper::body::Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(r) => Poll::Ready(r.map(|f| f.map_err(Into::into))),
+            Poll::Pending => {
+                if this.sleep.as_mut().poll(cx).is_ready() {
+                    this.timed_out.store(true, Ordering::Relaxed);
+                    Poll::Ready(Some(Err(Box::new(BodyTimeout))))
+                } else {
+                    Poll::Pending
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// What a connection is doing, for its idle timer.
+struct Activity {
+    in_flight: AtomicUsize,
+    /// When the connection last became idle (its start, or the end of its
+    /// last response).
+    idle_since: Mutex<Instant>,
+}
+
+impl Activity {
+    fn begin(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlight(self.clone())
+    }
+}
+
+/// A request in flight on a connection, until its response body is done.
+struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        *self.0.idle_since.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A response body that keeps its request counted as in flight.
+struct TrackedBody {
+    inner: Body,
+    _in_flight: InFlight,
+}
+
+impl HttpBody for TrackedBody {
+    type Data = hyper::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Completes once the connection has been idle (no request in flight) for
+/// `idle`.
+async fn idle_for(activity: Arc<Activity>, idle: Duration) {
+    loop {
+        // In-flight first: a request ending stamps its end before it stops
+        // counting, so a zero read here is followed by a fresh stamp.
+        if activity.in_flight.load(Ordering::Acquire) > 0 {
+            tokio::time::sleep(idle).await;
+            continue;
+        }
+        let since = *activity
+            .idle_since
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let deadline = since + idle;
+        if Instant::now() >= deadline {
+            return;
+        }
+        tokio::time::sleep_until(deadline).await;
     }
 }
 
@@ -74,6 +244,7 @@ pub struct TlsFiles {
 pub struct BoundListener {
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
+    leaf: Option<rustls::pki_types::CertificateDer<'static>>,
     addr: SocketAddr,
 }
 
@@ -87,6 +258,11 @@ impl BoundListener {
     pub fn is_tls(&self) -> bool {
         self.tls.is_some()
     }
+
+    /// The TLS certificate (the leaf), if connections use TLS.
+    pub fn certificate(&self) -> Option<&rustls::pki_types::CertificateDer<'static>> {
+        self.leaf.as_ref()
+    }
 }
 
 /// Binds `addr`, refusing a non-loopback address without TLS.
@@ -94,7 +270,10 @@ pub async fn bind(addr: SocketAddr, tls: Option<&TlsFiles>) -> Result<BoundListe
     if tls.is_none() && !addr.ip().is_loopback() {
         return Err(ServeError::TlsRequired(addr));
     }
-    let acceptor = tls.map(load_tls).transpose()?.map(TlsAcceptor::from);
+    let (acceptor, leaf) = match tls.map(load_tls).transpose()? {
+        Some((config, leaf)) => (Some(TlsAcceptor::from(config)), Some(leaf)),
+        None => (None, None),
+    };
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| ServeError::Bind { addr, source })?;
@@ -104,11 +283,17 @@ pub async fn bind(addr: SocketAddr, tls: Option<&TlsFiles>) -> Result<BoundListe
     Ok(BoundListener {
         listener,
         tls: acceptor,
+        leaf,
         addr,
     })
 }
 
-fn load_tls(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, ServeError> {
+type LoadedTls = (
+    Arc<rustls::ServerConfig>,
+    rustls::pki_types::CertificateDer<'static>,
+);
+
+fn load_tls(files: &TlsFiles) -> Result<LoadedTls, ServeError> {
     let open = |p: &Path| {
         std::fs::File::open(p)
             .map(std::io::BufReader::new)
@@ -132,6 +317,7 @@ fn load_tls(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, ServeError> {
                 files.key_file.display()
             ))
         })?;
+    let leaf = certs[0].clone();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
@@ -140,7 +326,7 @@ fn load_tls(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, ServeError> {
         .with_single_cert(certs, key)
         .map_err(|e| ServeError::Tls(e.to_string()))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    Ok((Arc::new(config), leaf))
 }
 
 fn warn_if_readable_by_others(path: &Path) {
@@ -155,8 +341,8 @@ fn warn_if_readable_by_others(path: &Path) {
     }
 }
 
-/// Serves `app` until `shutdown` completes, then waits up to `grace` for
-/// requests in flight to finish.
+/// Serves `app` until `shutdown` completes, then waits up to
+/// `options.grace` for requests in flight to finish.
 ///
 /// Thread per core: this task only accepts connections and hands them out
 /// round-robin to one single-threaded runtime per core, which serves each
@@ -168,9 +354,10 @@ pub async fn serve(
     bound: BoundListener,
     app: Router,
     shutdown: impl Future<Output = ()>,
-    grace: Duration,
+    options: ServeOptions,
 ) {
     let BoundListener { listener, tls, .. } = bound;
+    let limit = crate::throttle::ConnectionLimit::new(options.max_connections_per_address);
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut queues = Vec::with_capacity(workers);
@@ -181,7 +368,7 @@ pub async fn serve(
         let (app, tls, stop) = (app.clone(), tls.clone(), stop_rx.clone());
         let spawned = std::thread::Builder::new()
             .name(format!("coffer-http-{i}"))
-            .spawn(move || worker(rx, app, tls, stop, grace));
+            .spawn(move || worker(rx, app, tls, stop, options));
         match spawned {
             Ok(t) => threads.push(t),
             Err(e) => tracing::error!(error = %e, "cannot start an HTTP worker thread"),
@@ -205,11 +392,17 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        let Some(slot) = limit.acquire(peer.ip()) else {
+            // Closed at once: the source already holds its share.
+            tracing::debug!(%peer, "connection refused: too many from this address");
+            drop(stream);
+            continue;
+        };
         // Moving a socket between runtimes goes through the std type.
         let Ok(stream) = stream.into_std() else {
             continue;
         };
-        let _ = queues[next % queues.len()].send((stream, peer));
+        let _ = queues[next % queues.len()].send((stream, peer, slot));
         next = next.wrapping_add(1);
     }
     drop(listener);
@@ -224,7 +417,11 @@ pub async fn serve(
     .await;
 }
 
-type Handoff = (std::net::TcpStream, SocketAddr);
+type Handoff = (
+    std::net::TcpStream,
+    SocketAddr,
+    crate::throttle::ConnectionSlot,
+);
 
 /// One core's runtime: serves the connections handed to it until told to
 /// stop, then gives those in flight up to `grace` to finish.
@@ -233,7 +430,7 @@ fn worker(
     app: Router,
     tls: Option<TlsAcceptor>,
     mut stop: tokio::sync::watch::Receiver<bool>,
-    grace: Duration,
+    options: ServeOptions,
 ) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -251,10 +448,12 @@ fn worker(
         builder
             .http1()
             .timer(TokioTimer::new())
-            // Slow-loris protection: a client gets this long to send its headers.
-            .header_read_timeout(Duration::from_secs(30));
+            // Slow-loris protection: a client gets this long to send its
+            // headers (the idle timer below covers HTTP/2 and the time
+            // before the protocol is known).
+            .header_read_timeout(options.idle_timeout);
         loop {
-            let (stream, peer) = tokio::select! {
+            let (stream, peer, slot) = tokio::select! {
                 handed = connections.recv() => match handed {
                     Some(h) => h,
                     None => break,
@@ -265,42 +464,84 @@ fn worker(
                 continue;
             };
             let _ = stream.set_nodelay(true);
-            let peer_ext = Peer::new(peer);
-            let svc = app
-                .clone()
-                .map_request(move |mut req: hyper::Request<Incoming>| {
-                    req.extensions_mut().insert(peer_ext.clone());
-                    req
-                });
-            let svc = TowerToHyperService::new(svc);
-            let builder = builder.clone();
-            let watcher = graceful.watcher();
-            let tls = tls.clone();
+            let local = stream.local_addr().ok();
+            let (app, builder, watcher, tls) = (
+                app.clone(),
+                builder.clone(),
+                graceful.watcher(),
+                tls.clone(),
+            );
             tokio::spawn(async move {
-                let result = match tls {
-                    None => {
-                        let conn = builder.serve_connection(TokioIo::new(stream), svc);
-                        watcher.watch(conn.into_owned()).await
+                let _slot = slot;
+                let activity = Arc::new(Activity {
+                    in_flight: AtomicUsize::new(0),
+                    idle_since: Mutex::new(Instant::now()),
+                });
+                let idle = idle_for(activity.clone(), options.idle_timeout);
+                let service = || {
+                    let mut peer_ext = Peer::new(peer);
+                    peer_ext.local = local;
+                    let activity = activity.clone();
+                    let body_timeout = options.body_timeout;
+                    let svc = tower::service_fn(move |req: hyper::Request<Incoming>| {
+                        let in_flight = activity.begin();
+                        let timed_out = BodyTimedOut::default();
+                        let mut req = req.map(|inner| {
+                            Body::new(DeadlineBody {
+                                inner,
+                                sleep: Box::pin(tokio::time::sleep(body_timeout)),
+                                timed_out: timed_out.0.clone(),
+                            })
+                        });
+                        req.extensions_mut().insert(peer_ext.clone());
+                        req.extensions_mut().insert(timed_out);
+                        let call = app.clone().oneshot(req);
+                        async move {
+                            let resp = call.await?;
+                            Ok::<_, std::convert::Infallible>(resp.map(|inner| {
+                                Body::new(TrackedBody {
+                                    inner,
+                                    _in_flight: in_flight,
+                                })
+                            }))
+                        }
+                    });
+                    TowerToHyperService::new(svc)
+                };
+                let work = async {
+                    match tls {
+                        None => {
+                            let conn = builder.serve_connection(TokioIo::new(stream), service());
+                            watcher.watch(conn.into_owned()).await
+                        }
+                        Some(acceptor) => {
+                            // The handshake is part of the idle time, and
+                            // gets at most 10 s of it.
+                            let handshake = tokio::time::timeout(
+                                options.idle_timeout.min(Duration::from_secs(10)),
+                                acceptor.accept(stream),
+                            );
+                            let stream = match handshake.await {
+                                Ok(Ok(s)) => s,
+                                Ok(Err(e)) => {
+                                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                    return Ok(());
+                                }
+                                Err(_) => {
+                                    tracing::debug!(%peer, "TLS handshake timed out");
+                                    return Ok(());
+                                }
+                            };
+                            let conn = builder.serve_connection(TokioIo::new(stream), service());
+                            watcher.watch(conn.into_owned()).await
+                        }
                     }
-                    Some(acceptor) => {
-                        let stream = match tokio::time::timeout(
-                            Duration::from_secs(10),
-                            acceptor.accept(stream),
-                        )
-                        .await
-                        {
-                            Ok(Ok(s)) => s,
-                            Ok(Err(e)) => {
-                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                                return;
-                            }
-                            Err(_) => {
-                                tracing::debug!(%peer, "TLS handshake timed out");
-                                return;
-                            }
-                        };
-                        let conn = builder.serve_connection(TokioIo::new(stream), svc);
-                        watcher.watch(conn.into_owned()).await
+                };
+                let result = tokio::select! {
+                    r = work => r,
+                    () = idle => {
+                        tracing::debug!(%peer, "idle connection closed");
+                        Ok(())
                     }
                 };
                 if let Err(e) = result {
@@ -308,12 +549,12 @@ fn worker(
                 }
             });
         }
-        if tokio::time::timeout(grace, graceful.shutdown())
+        if tokio::time::timeout(options.grace, graceful.shutdown())
             .await
             .is_err()
         {
             tracing::warn!(
-                ?grace,
+                grace = ?options.grace,
                 "requests still in flight after the grace period; closing anyway"
             );
         }

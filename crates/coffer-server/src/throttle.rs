@@ -1,0 +1,293 @@
+//! Per-source limits: how many connections one address may hold, and
+//! exponential backoff for failed logins and unseal attempts.
+//!
+//! A source is the TCP peer's address (never a forwarding header): an IPv4
+//! address, or the /64 an IPv6 address belongs to (one host usually holds a
+//! whole /64, so counting single IPv6 addresses would count nothing).
+//! Everything here is in memory and per node: nodes sharing PostgreSQL each
+//! keep their own counts.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv6Addr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The key a peer address is counted under: IPv4 addresses (and
+/// IPv4-mapped IPv6 addresses) as themselves, IPv6 addresses by their /64.
+pub(crate) fn source_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) if v6.is_loopback() => IpAddr::V6(v6),
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(Ipv6Addr::from(bits))
+        }
+    }
+}
+
+/// Most sources remembered at once; beyond it, sources that are not
+/// currently held back are forgotten first.
+const MAX_SOURCES: usize = 100_000;
+
+/// How a [`Throttle`] backs off.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    /// Failures allowed before any waiting.
+    pub free: u32,
+    /// The first wait; each further failure doubles it.
+    pub base: Duration,
+    /// The longest wait.
+    pub max: Duration,
+    /// A source with no failure for this long starts afresh.
+    pub forget: Duration,
+}
+
+/// Failed logins from one source: 10 free, then the next attempt waits
+/// 1 s, 2 s, 4 s ... up to 5 minutes; forgotten after 15 minutes without
+/// one.
+pub const LOGIN_BACKOFF: Backoff = Backoff {
+    free: 10,
+    base: Duration::from_secs(1),
+    max: Duration::from_secs(300),
+    forget: Duration::from_secs(900),
+};
+
+/// Failed unseal attempts from one source: 5 free, then as for logins.
+pub const UNSEAL_BACKOFF: Backoff = Backoff {
+    free: 5,
+    base: Duration::from_secs(1),
+    max: Duration::from_secs(300),
+    forget: Duration::from_secs(900),
+};
+
+struct Entry {
+    failures: u32,
+    last: Instant,
+    blocked_until: Instant,
+}
+
+/// Failure counts per source with exponential backoff.
+///
+/// An attempt is counted as a failure when it starts ([`Throttle::begin`]),
+/// so that a burst of parallel attempts cannot all slip through before the
+/// first of them fails; [`Outcome`] then keeps it or refunds it. A success
+/// only refunds its own attempt: otherwise logging in to one's own account
+/// between guesses at another would wipe the count.
+pub(crate) struct Throttle {
+    policy: Backoff,
+    sources: Mutex<HashMap<IpAddr, Entry>>,
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Wrong password, wrong or malformed unseal key.
+    Failed,
+    /// Anything else (a success, a refusal for another reason, progress).
+    Neutral,
+}
+
+impl Throttle {
+    pub(crate) fn new(policy: Backoff) -> Throttle {
+        Throttle {
+            policy,
+            sources: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// How long the next attempt waits after `failures` failures.
+    fn wait_after(&self, failures: u32) -> Duration {
+        if failures < self.policy.free {
+            return Duration::ZERO;
+        }
+        let over = failures - self.policy.free;
+        let factor = 1u32.checked_shl(over).unwrap_or(u32::MAX);
+        self.policy
+            .base
+            .checked_mul(factor)
+            .unwrap_or(self.policy.max)
+            .min(self.policy.max)
+    }
+
+    /// Starts an attempt from `ip`: `Err(wait)` if the source must wait
+    /// first, else the attempt is counted (provisionally) as a failure.
+    pub(crate) fn begin(&self, ip: IpAddr) -> Result<(), Duration> {
+        let key = source_key(ip);
+        let now = Instant::now();
+        let mut map = self.sources.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= MAX_SOURCES && !map.contains_key(&key) {
+            let forget = self.policy.forget;
+            map.retain(|_, e| now.duration_since(e.last) < forget);
+            if map.len() >= MAX_SOURCES {
+                map.retain(|_, e| e.blocked_until > now);
+            }
+        }
+        let entry = map.entry(key).or_insert(Entry {
+            failures: 0,
+            last: now,
+            blocked_until: now,
+        });
+        if now.duration_since(entry.last) >= self.policy.forget && entry.blocked_until <= now {
+            entry.failures = 0;
+        }
+        if entry.blocked_until > now {
+            return Err(entry.blocked_until - now);
+        }
+        entry.failures = entry.failures.saturating_add(1);
+        entry.last = now;
+        entry.blocked_until = now + self.wait_after(entry.failures);
+        Ok(())
+    }
+
+    /// Settles an attempt started with [`Throttle::begin`].
+    pub(crate) fn end(&self, ip: IpAddr, outcome: Outcome) {
+        let key = source_key(ip);
+        let mut map = self.sources.lock().unwrap_or_else(|p| p.into_inner());
+        match outcome {
+            Outcome::Failed => {}
+            Outcome::Neutral => {
+                if let Some(e) = map.get_mut(&key) {
+                    e.failures = e.failures.saturating_sub(1);
+                    e.blocked_until = e.last + self.wait_after(e.failures);
+                }
+            }
+        }
+    }
+}
+
+/// Connections held per source, limited.
+#[derive(Clone)]
+pub(crate) struct ConnectionLimit {
+    max: usize,
+    held: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+/// One connection's place in a [`ConnectionLimit`], given back on drop.
+pub(crate) struct ConnectionSlot {
+    key: IpAddr,
+    held: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+impl ConnectionLimit {
+    pub(crate) fn new(max: usize) -> ConnectionLimit {
+        ConnectionLimit {
+            max,
+            held: Arc::default(),
+        }
+    }
+
+    /// A slot for a new connection from `ip`, or `None` if that source
+    /// already holds the most allowed.
+    pub(crate) fn acquire(&self, ip: IpAddr) -> Option<ConnectionSlot> {
+        let key = source_key(ip);
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        let n = held.entry(key).or_insert(0);
+        if *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(ConnectionSlot {
+            key,
+            held: self.held.clone(),
+        })
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = held.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                held.remove(&self.key);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv6_sources_are_counted_by_their_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::2".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(source_key(a), source_key(b));
+        assert_ne!(source_key(a), source_key(c));
+        let lo: IpAddr = "::1".parse().unwrap();
+        assert!(source_key(lo).is_loopback());
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        assert_eq!(source_key(mapped), "192.0.2.7".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn backoff_doubles_after_the_free_failures_and_success_does_not_reset_it() {
+        let t = Throttle::new(Backoff {
+            free: 2,
+            base: Duration::from_secs(1),
+            max: Duration::from_secs(8),
+            forget: Duration::from_secs(900),
+        });
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        for _ in 0..2 {
+            t.begin(ip).unwrap();
+            t.end(ip, Outcome::Failed);
+        }
+        // The third attempt waits 1 s.
+        let wait = t.begin(ip).unwrap_err();
+        assert!(wait <= Duration::from_secs(1) && wait > Duration::ZERO);
+        assert_eq!(t.wait_after(1), Duration::ZERO);
+        assert_eq!(t.wait_after(3), Duration::from_secs(2));
+        assert_eq!(t.wait_after(5), Duration::from_secs(8));
+        assert_eq!(t.wait_after(60), Duration::from_secs(8));
+        // Another source is not held back.
+        t.begin("192.0.2.2".parse().unwrap()).unwrap();
+        // A success refunds only itself.
+        let t = Throttle::new(Backoff {
+            free: 2,
+            base: Duration::from_secs(60),
+            max: Duration::from_secs(60),
+            forget: Duration::from_secs(900),
+        });
+        t.begin(ip).unwrap();
+        t.end(ip, Outcome::Failed);
+        t.begin(ip).unwrap();
+        t.end(ip, Outcome::Neutral);
+        t.begin(ip).unwrap();
+        t.end(ip, Outcome::Failed);
+        assert!(t.begin(ip).is_err());
+    }
+
+    #[test]
+    fn neutral_answers_are_refunded() {
+        let t = Throttle::new(Backoff {
+            free: 1,
+            base: Duration::from_secs(60),
+            max: Duration::from_secs(60),
+            forget: Duration::from_secs(900),
+        });
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        for _ in 0..5 {
+            t.begin(ip).unwrap();
+            t.end(ip, Outcome::Neutral);
+        }
+        t.begin(ip).unwrap();
+        t.end(ip, Outcome::Failed);
+        assert!(t.begin(ip).is_err());
+    }
+
+    #[test]
+    fn connections_are_limited_per_source() {
+        let limit = ConnectionLimit::new(2);
+        let ip: IpAddr = "2001:db8::1".parse().unwrap();
+        let same_64: IpAddr = "2001:db8::2".parse().unwrap();
+        let a = limit.acquire(ip).unwrap();
+        let _b = limit.acquire(same_64).unwrap();
+        assert!(limit.acquire(ip).is_none());
+        assert!(limit.acquire("2001:db8:0:1::1".parse().unwrap()).is_some());
+        drop(a);
+        assert!(limit.acquire(ip).is_some());
+    }
+}
