@@ -485,6 +485,8 @@ fn lock_data_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
         .create(true)
         .truncate(false)
         .mode(0o600)
+        // A link planted at the lock's name is refused, not followed.
+        .custom_flags(settings::no_follow())
         .open(&path)
         .with_context(|| format!("cannot open {}", path.display()))?;
     match file.try_lock() {

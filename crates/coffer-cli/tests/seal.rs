@@ -224,3 +224,17 @@ fn non_loopback_without_tls_is_refused() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("loopback"));
 }
+
+#[test]
+fn data_dir_lock_file_symlink_is_not_followed() {
+    // A link planted at the lock file's name must not make the server open
+    // (and create or lock) whatever it points at.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let target = dir.path().join("elsewhere");
+    std::os::unix::fs::symlink(&target, data.join("coffer.lock")).unwrap();
+    let err = Server::try_start(dir.path(), Mode::Dev).err().unwrap();
+    assert!(err.contains("coffer.lock"), "{err}");
+    assert!(!target.exists(), "the server created the link's target");
+}
