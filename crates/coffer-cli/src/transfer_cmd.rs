@@ -96,7 +96,15 @@ fn read_entries(a: &ImportArgs) -> anyhow::Result<Vec<(String, Result<WireValue,
             let parsed = parse_dotenv(&a.file, &text, "; nothing imported")?;
             // `${VAR}` refers to the file's own earlier entries only: the
             // importing user's environment is not part of the file.
-            for (name, value) in parsed.resolve(&|_| None) {
+            let resolved = parsed
+                .resolve_within(&|_| None, coffer_dotenv::EXPANSION_ALLOWANCE)
+                .map_err(|e| {
+                    fail(
+                        Status::Invalid,
+                        format!("{}: {e}; nothing imported", a.file.display()),
+                    )
+                })?;
+            for (name, value) in resolved {
                 let value = match value {
                     None => Err("no value"),
                     Some(v) if is_reference(&v) => Err("a coffer:// reference, not a value"),
@@ -502,6 +510,17 @@ pub(crate) fn check_names(
             |_, v| v.contains('\0'),
         )?;
     }
+    // dotenvx runs `$(...)` and expands `$NAME` and `${...}` outside single
+    // quotes: a value that needs double quotes (a line break, a control
+    // character, `${`, a backslash before `\`, `'` or the end) and holds a
+    // `$NAME` or `${` cannot be written so that it reads the same everywhere.
+    if format == OutputFormat::Dotenv {
+        refuse(
+            "values that need double quotes in a .env file (line breaks, control characters, `${`, some backslashes) and hold `$NAME` or `${`, which dotenvx would expand: use --format json or shell for them",
+            values,
+            |_, v| !coffer_dotenv::portable_value(v),
+        )?;
+    }
     // The formats that become environment variables (a Secret through
     // `envFrom` too) refuse the names `coffer run` refuses.
     if matches!(
@@ -690,6 +709,19 @@ fn docker_files(dir: &Path, values: &[(&str, Zeroizing<String>)]) -> anyhow::Res
     refuse("not usable as file names", values, |n, _| {
         n.starts_with('.') || n.contains(['/', '\0'])
     })?;
+    // On a case-insensitive file system (macOS, Windows, a mounted volume)
+    // `db` and `DB` are one file: one value would silently replace the other.
+    refuse(
+        "names that differ only in case (one file on a case-insensitive file system)",
+        values,
+        |n, _| {
+            values
+                .iter()
+                .filter(|(m, _)| m.eq_ignore_ascii_case(n))
+                .count()
+                > 1
+        },
+    )?;
     settings::create_private_dir(dir)?;
     for (n, v) in values {
         // Docker and Compose only ever read secret files: 0400, set on the
@@ -760,6 +792,7 @@ fn github(
     out.flush()?;
     // Never through a symbolic link, and only into a regular file.
     let mut file = std::fs::OpenOptions::new()
+        .read(true)
         .append(true)
         .create(true)
         .mode(0o600)
@@ -781,6 +814,18 @@ fn github(
             Status::Other,
             format!("cannot append to {}: not a regular file", target.display()),
         ));
+    }
+    // The runner reads the file line by line: after a last line without
+    // its line break (`printf X=1 >> $GITHUB_ENV`), `NAME<<DELIMITER` would
+    // continue that line, and the value's own lines would be read as
+    // `NAME=value` lines, past the name checks.
+    let len = file.metadata()?.len();
+    if len > 0 {
+        let mut last = [0u8; 1];
+        std::os::unix::fs::FileExt::read_exact_at(&file, &mut last, len - 1)?;
+        if last[0] != b'\n' {
+            file.write_all(b"\n")?;
+        }
     }
     file.write_all(env.as_bytes())?;
     file.sync_all()?;
