@@ -340,7 +340,9 @@ fn tricky() -> Vec<(&'static str, String)> {
         ("DB_URL", "postgres://u:p@db/app?x=1&y=2".into()),
         (
             "QUOTES",
-            "it's \"double\" and 'single' and `back` $HOME ${HOME} \\ \\n".into(),
+            // (A `${` needs double quotes in a .env file, where dotenvx
+            // expands: dotenv_export_value_injection_into_dotenvx.)
+            "it's \"double\" and 'single' and `back` $HOME $(id) \\ \\n".into(),
         ),
         (
             "PEM",
@@ -1219,4 +1221,187 @@ fn check_and_example_refuse_hostile_template_keys_and_links() {
             .file_type()
             .is_file()
     );
+}
+
+/// A colleague with write access to a secret writes a value that runs a
+/// command (or reads another variable) when the exported .env is loaded by
+/// dotenvx, which runs `$(...)` and expands `$NAME` outside single quotes.
+#[test]
+fn dotenv_export_value_injection_into_dotenvx() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    let values = [
+        ("A1", "it's $(touch pwned)"),
+        ("A2", "x\n$(touch pwned) $1 cost $5"),
+        ("A3", "`id`' and $HOME'"),
+        ("A4", "back\\slash $(id)"),
+    ];
+    for (name, v) in values {
+        put(&server, &root, &format!("app/dx/{name}"), v.into());
+    }
+    let out = dir.path().join("dx.env");
+    let export = |only: &str| {
+        server.cli().token(&root).run(&[
+            "export",
+            "--path",
+            "app/dx",
+            "--format",
+            "dotenv",
+            "--only",
+            only,
+            "--out",
+            out.to_str().unwrap(),
+        ])
+    };
+    export("A1,A2,A3,A4").expect(0);
+    let text = std::fs::read_to_string(&out).unwrap();
+    // Outside single quotes no `$(` and no `$` before a name or `{`
+    // (the `${:-$}` form expands to `$` after dotenvx has run commands).
+    for line in text.lines() {
+        let value = &line[line.find('=').unwrap() + 1..];
+        if value.starts_with('\'') {
+            continue;
+        }
+        let cleaned = value.replace("${:-$}", "");
+        assert!(
+            !cleaned.as_bytes().windows(2).any(|w| w[0] == b'$'
+                && (w[1].is_ascii_alphabetic() || b"_{(".contains(&w[1]))),
+            "{line}"
+        );
+    }
+    let read = python(
+        "import sys, json, dotenv; print(json.dumps(dotenv.dotenv_values(sys.argv[1])))",
+        &[out.to_str().unwrap()],
+    );
+    let want: serde_json::Map<String, serde_json::Value> = values
+        .iter()
+        .map(|(n, v)| (n.to_string(), serde_json::Value::from(*v)))
+        .collect();
+    assert_eq!(read, serde_json::Value::Object(want));
+
+    // A value that needs double quotes and holds `$NAME` or `${` has no
+    // form both readers take literally: refused by name, nothing written.
+    put(&server, &root, "app/dx/B1", "line\n$HOME".into());
+    put(&server, &root, "app/dx/B2", "${AWS_SECRET_ACCESS_KEY}".into());
+    std::fs::remove_file(&out).unwrap();
+    let run = export("A1,B1,B2");
+    assert_eq!(run.code(), 7, "{}", run.stderr());
+    assert!(run.stderr().contains("B1, B2"), "{}", run.stderr());
+    assert!(!run.stderr().contains("AWS_SECRET"), "{}", run.stderr());
+    assert!(!out.exists());
+}
+
+/// `printf X=1 >> $GITHUB_ENV` by an earlier step leaves a last line
+/// without its line break: `NAME<<DELIMITER` appended to it would not start
+/// a line, and the runner would read the value's lines as `NAME=value`.
+#[test]
+fn github_env_unterminated_last_line_injection() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    put(
+        &server,
+        &root,
+        "ci/gh/MULTI",
+        "line1\nLD_PRELOAD=/tmp/evil.so\n".into(),
+    );
+    let github_env = dir.path().join("github_env");
+    std::fs::write(&github_env, "EARLIER=kept").unwrap();
+    server
+        .cli()
+        .token(&root)
+        .env("GITHUB_ENV", github_env.to_str().unwrap())
+        .run(&["export", "--path", "ci/gh", "--format", "github"])
+        .expect(0);
+    let text = std::fs::read_to_string(&github_env).unwrap();
+    assert!(text.starts_with("EARLIER=kept\nMULTI<<COFFER_EOF_"), "{text}");
+    // Read as the runner reads it: every line outside a heredoc is
+    // NAME=value or NAME<<DELIMITER.
+    let mut names = Vec::new();
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        if let Some((name, delimiter)) = line.split_once("<<") {
+            names.push(name.to_string());
+            for l in lines.by_ref() {
+                if l == delimiter {
+                    break;
+                }
+            }
+        } else {
+            names.push(line.split_once('=').unwrap().0.to_string());
+        }
+    }
+    assert_eq!(names, ["EARLIER", "MULTI"]);
+}
+
+/// A secret named after a variable the Actions runner or an action reads
+/// (ACTIONS_ID_TOKEN_REQUEST_URL sends the job's OIDC request token to the
+/// host it names; GITHUB_API_URL the GITHUB_TOKEN) is refused like BASH_ENV.
+#[test]
+fn github_export_ci_runner_names_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    for name in [
+        "ACTIONS_ID_TOKEN_REQUEST_URL",
+        "actions_runtime_url",
+        "GITHUB_API_URL",
+        "GITHUB_PATH",
+    ] {
+        put(
+            &server,
+            &root,
+            &format!("ci/gh/{name}"),
+            "https://evil.example/".into(),
+        );
+    }
+    put(&server, &root, "ci/gh/GITHUB_TOKEN", "a-pat-stored-here".into());
+    let github_env = dir.path().join("github_env");
+    std::fs::write(&github_env, "").unwrap();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["export", "--path", "ci/gh"];
+        args.extend_from_slice(extra);
+        server
+            .cli()
+            .token(&root)
+            .env("GITHUB_ENV", github_env.to_str().unwrap())
+            .run(&args)
+    };
+    for format in ["github", "dotenv", "shell", "k8s"] {
+        let r = run(&["--format", format]);
+        assert_eq!(r.code(), 7, "{format}: {}", r.stderr());
+        assert!(
+            r.stderr().contains("ACTIONS_ID_TOKEN_REQUEST_URL"),
+            "{}",
+            r.stderr()
+        );
+    }
+    assert_eq!(std::fs::read_to_string(&github_env).unwrap(), "");
+    run(&["--format", "github", "--only", "GITHUB_TOKEN"]).expect(0);
+}
+
+/// On a case-insensitive file system `db` and `DB` are one file: one
+/// secret would silently replace the other.
+#[test]
+fn docker_export_case_colliding_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    put(&server, &root, "app/d/db", "lower-value".into());
+    put(&server, &root, "app/d/DB", "upper-value".into());
+    put(&server, &root, "app/d/OTHER", "other-value".into());
+    let out = dir.path().join("secrets");
+    let run = server.cli().token(&root).run(&[
+        "export",
+        "--path",
+        "app/d",
+        "--format",
+        "docker",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code(), 7, "{}", run.stderr());
+    assert!(run.stderr().contains("DB, db"), "{}", run.stderr());
+    assert!(!out.exists());
 }
