@@ -98,15 +98,43 @@ impl Redactor {
             {
                 break;
             }
-            for (value, replacement) in &self.values {
-                if rest.starts_with(value) {
-                    out.extend_from_slice(replacement);
-                    i += value.len();
-                    continue 'outer;
+            let Some((value, replacement)) = self.values.iter().find(|(v, _)| rest.starts_with(v))
+            else {
+                out.push(buf[i]);
+                i += 1;
+                continue;
+            };
+            // A value that starts inside this one and ends after it
+            // (`abcd1234` then `1234wxyz`): replaced too, or its tail would
+            // pass in clear. Each one that extends the run is named.
+            let mut labels = vec![replacement];
+            let mut end = i + value.len();
+            let mut j = i + 1;
+            while j < end {
+                let tail = &buf[j..];
+                let longer = |v: &Zeroizing<Vec<u8>>| j + v.len() > end;
+                if let Some((v, r)) = self
+                    .values
+                    .iter()
+                    .find(|(v, _)| longer(v) && tail.starts_with(v))
+                {
+                    labels.push(r);
+                    end = j + v.len();
+                } else if !last
+                    && self
+                        .values
+                        .iter()
+                        .any(|(v, _)| longer(v) && v.len() > tail.len() && v.starts_with(tail))
+                {
+                    // Could still become one: wait for more.
+                    break 'outer;
                 }
+                j += 1;
             }
-            out.push(buf[i]);
-            i += 1;
+            for r in labels {
+                out.extend_from_slice(r);
+            }
+            i = end;
         }
         (out, i)
     }
@@ -254,6 +282,26 @@ mod tests {
             "user=appuser pw=hunter2-pw all={\"password\":\"hunter2-pw\",\"user\":\"appuser\"}",
             "user=[REDACTED:DB.user] pw=[REDACTED:DB.password] all=[REDACTED:DB]",
         );
+    }
+
+    #[test]
+    fn redaction_overlapping_values_leave_no_tail() {
+        // One value's end is the next one's start: the first found must not
+        // let the rest of the second through.
+        let v = [("A", "abcd1234"), ("B", "1234wxyz5678")];
+        every_split(&v, "<abcd1234wxyz5678>", "<[REDACTED:A][REDACTED:B]>");
+        every_split(&v, "<abcd1234wx>", "<[REDACTED:A]wx>");
+        every_split(&v, "<abcd1234>", "<[REDACTED:A]>");
+        // A chain of three.
+        let v = [("A", "abcd1234"), ("B", "1234wxyz"), ("C", "wxyz-tail")];
+        every_split(
+            &v,
+            "abcd1234wxyz-tail.",
+            "[REDACTED:A][REDACTED:B][REDACTED:C].",
+        );
+        // Contained in the first: nothing more to do.
+        let v = [("A", "abcd1234"), ("B", "cd12")];
+        every_split(&v, "abcd1234 cd12", "[REDACTED:A] [REDACTED:B]");
     }
 
     #[test]
