@@ -148,7 +148,7 @@ fn read_entries(a: &ImportArgs) -> anyhow::Result<Vec<(String, Result<WireValue,
                         ))
                     }
                     _ => {
-                        bad.push(name);
+                        bad.push(format!("{name:?}"));
                         continue;
                     }
                 };
@@ -198,13 +198,15 @@ pub async fn import(g: &crate::cli::Global, a: ImportArgs) -> anyhow::Result<Sta
         std::iter::once(a.prefix.as_str()).chain(entries.iter().map(|(n, _)| n.as_str())),
     )?;
     // Every name must make a valid path before anything is asked or written.
-    let bad: Vec<&str> = entries
+    let bad: Vec<String> = entries
         .iter()
         .filter(|(n, _)| {
             // One segment each: a name is what `coffer run` will inject.
             n.contains('/') || coffer_core::SecretPath::parse(&join(&a.prefix, n)).is_err()
         })
-        .map(|(n, _)| n.as_str())
+        // Quoted and escaped: a name from the file may hold terminal
+        // escape sequences or bidirectional overrides.
+        .map(|(n, _)| format!("{:?}", n))
         .collect();
     if !bad.is_empty() {
         return Err(fail(

@@ -245,7 +245,7 @@ fn import_reports_names_and_writes_all_or_nothing() {
             .token(&root)
             .run(&["import", bad_json.to_str().unwrap(), "--path", "app/bad"]);
     assert_eq!(run.code(), 7, "{}", run.stderr());
-    assert!(run.stderr().contains("L, N"), "{}", run.stderr());
+    assert!(run.stderr().contains(r#""L", "N""#), "{}", run.stderr());
     assert!(!run.stderr().contains("secret-ish"));
     for names in [r#""..": "y""#, r#""sub/NAME": "y""#] {
         std::fs::write(&bad_json, format!(r#"{{"OK": "x", {names}}}"#)).unwrap();
@@ -1404,4 +1404,39 @@ fn docker_export_case_colliding_names() {
     assert_eq!(run.code(), 7, "{}", run.stderr());
     assert!(run.stderr().contains("DB, db"), "{}", run.stderr());
     assert!(!out.exists());
+}
+
+/// Names in an import file are the file author's: printed raw in the
+/// error, `\x1b]...` or `\x1b[2J` would drive the reader's terminal and a
+/// U+202E would reorder what they see.
+#[test]
+fn import_hostile_names_are_escaped_in_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    let file = dir.path().join("h.json");
+    std::fs::write(
+        &file,
+        r#"{"\u001b]0;owned\u0007X":"a","\u202eKEY":"b","..":"c","ok":"d","N":1,"\u001b[2JY":2}"#,
+    )
+    .unwrap();
+    for _ in 0..2 {
+        let run = server.cli().token(&root).run(&[
+            "import",
+            file.to_str().unwrap(),
+            "--path",
+            "app/imp",
+        ]);
+        assert_eq!(run.code(), 7, "{}", run.stderr());
+        let err = run.stderr();
+        assert!(!err.contains('\u{1b}') && !err.contains('\u{202e}'), "{err:?}");
+        assert!(err.contains(r"\u{1b}"), "{err:?}");
+        // Fix the values; the names remain.
+        std::fs::write(
+            &file,
+            r#"{"\u001b]0;owned\u0007X":"a","\u202eKEY":"b","..":"c","ok":"d"}"#,
+        )
+        .unwrap();
+    }
+    assert!(get(&server, &root, "app/imp/ok").is_none());
 }
