@@ -93,8 +93,10 @@ pub(crate) fn parse_reference(value: &str) -> Option<Result<BundleRef, String>> 
         Some((p, f)) => (p, Some(f)),
         None => (rest, None),
     };
+    // The messages never quote the value: expansion may have put another
+    // variable's value (a secret an outer `coffer run` set) in it.
     if path.is_empty() {
-        return Some(Err(format!("{value:?} names no secret")));
+        return Some(Err("the coffer:// reference names no secret".to_string()));
     }
     let (version, label) = match fragment {
         None | Some("current" | "latest") => (None, None),
@@ -102,10 +104,11 @@ pub(crate) fn parse_reference(value: &str) -> Option<Result<BundleRef, String>> 
         Some(f) => match f.parse::<u64>() {
             Ok(v) if v > 0 => (Some(v), None),
             _ => {
-                return Some(Err(format!(
-                    "{value:?}: after # comes a version number (#3) or a label \
+                return Some(Err(
+                    "in a coffer:// reference, after # comes a version number (#3) or a label \
                      (#current, #previous, #pending)"
-                )));
+                        .to_string(),
+                ));
             }
         },
     };
@@ -952,6 +955,22 @@ mod tests {
         .err()
         .unwrap();
         assert!(!format!("{e:#}").contains("0123456789abcdef"), "{e:#}");
+    }
+
+    #[test]
+    fn reference_error_never_echoes_an_expanded_value() {
+        // `${DB_PASSWORD}` from the environment (set by an outer `coffer
+        // run`) expanded into a reference that does not parse.
+        let env = |name: &str| (name == "DB_PASSWORD").then(|| "hunter2-expanded".to_string());
+        for text in [
+            "X=coffer://app/x#${DB_PASSWORD}",
+            "X=coffer://#${DB_PASSWORD}",
+        ] {
+            let e = collect(&file(text), &env, &[]).err().expect("refused");
+            let msg = format!("{e:#}");
+            assert!(msg.starts_with("X: "), "{msg}");
+            assert!(!msg.contains("hunter2"), "{msg}");
+        }
     }
 
     #[test]
