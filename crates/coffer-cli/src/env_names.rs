@@ -310,18 +310,28 @@ pub fn is_coffer_credential(name: &str) -> bool {
 }
 
 /// The inherited variables to remove from a command's environment: every
-/// coffer credential (`COFFER_TOKEN` kept with `keep_token`).
+/// coffer credential (`COFFER_TOKEN` kept with `keep_token`), and, unless
+/// `keep_token`, every other variable whose value holds one (a copy of the
+/// token under another name: `export MYTOK=$COFFER_TOKEN`, or anything
+/// token-shaped). The second list names those copies.
 pub fn credentials_to_remove(
-    inherited: impl IntoIterator<Item = std::ffi::OsString>,
+    inherited: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
     keep_token: bool,
-) -> Vec<std::ffi::OsString> {
-    inherited
-        .into_iter()
-        .filter(|k| {
-            let k = k.to_string_lossy();
-            is_coffer_credential(&k) && !(keep_token && k == "COFFER_TOKEN")
-        })
-        .collect()
+) -> (Vec<std::ffi::OsString>, Vec<String>) {
+    let mut remove = Vec::new();
+    let mut copies = Vec::new();
+    for (k, v) in inherited {
+        let name = k.to_string_lossy().into_owned();
+        if is_coffer_credential(&name) {
+            if !(keep_token && name == "COFFER_TOKEN") {
+                remove.push(k);
+            }
+        } else if !keep_token && v.to_str().is_some_and(holds_credential) {
+            copies.push(mask_tokens(&name));
+            remove.push(k);
+        }
+    }
+    (remove, copies)
 }
 
 /// Whether `s` holds something shaped like a coffer token or invitation
@@ -515,11 +525,26 @@ mod tests {
         for n in ["COFFER_ADDR", "COFFER_CACERT", "COFFER_LOG", "TOKEN"] {
             assert!(!is_coffer_credential(n), "{n}");
         }
-        let removed = credentials_to_remove(
-            ["COFFER_TOKEN", "COFFER_INVITE_CODE", "COFFER_ADDR", "HOME"].map(Into::into),
+        let pair = |k: &str, v: &str| (k.into(), v.into());
+        let (removed, copies) = credentials_to_remove(
+            [
+                pair("COFFER_TOKEN", "t"),
+                pair("COFFER_INVITE_CODE", "i"),
+                pair("COFFER_ADDR", "a"),
+                pair("HOME", "/h"),
+            ],
             true,
         );
         assert_eq!(removed, [std::ffi::OsString::from("COFFER_INVITE_CODE")]);
+        assert!(copies.is_empty());
+        // A copy of a token under another name goes too (kept with
+        // --keep-token, like the token).
+        let token = "cft_0123456789abcdefghijABCDEF";
+        let inherited = || [pair("MYTOK", token), pair("HOME", "/h")];
+        let (removed, copies) = credentials_to_remove(inherited(), false);
+        assert_eq!(removed, [std::ffi::OsString::from("MYTOK")]);
+        assert_eq!(copies, ["MYTOK"]);
+        assert!(credentials_to_remove(inherited(), true).0.is_empty());
     }
 
     #[test]

@@ -69,7 +69,8 @@ pub struct RunArgs {
     pub no_cache: bool,
     /// Pass COFFER_TOKEN on to the command (by default it and every other
     /// coffer credential, COFFER_* but COFFER_ADDR, COFFER_CACERT and
-    /// COFFER_LOG, are removed from the command's environment).
+    /// COFFER_LOG, are removed from the command's environment, as is any
+    /// variable whose value holds a token or credential).
     #[arg(long)]
     pub keep_token: bool,
     /// The command and its arguments.
@@ -516,9 +517,15 @@ pub async fn run(g: &crate::cli::Global, a: RunArgs) -> anyhow::Result<Status> {
     let mut command = std::process::Command::new(&a.command[0]);
     command.args(&a.command[1..]);
     // The command gets its secrets, not coffer's own credentials.
-    for name in
-        crate::env_names::credentials_to_remove(std::env::vars_os().map(|(k, _)| k), a.keep_token)
-    {
+    let (remove, copies) =
+        crate::env_names::credentials_to_remove(std::env::vars_os(), a.keep_token);
+    if !copies.is_empty() {
+        eprintln!(
+            "coffer: note: not passing {} to the command: the value holds a coffer token or credential (--keep-token passes it)",
+            copies.join(", ")
+        );
+    }
+    for name in remove {
         command.env_remove(name);
     }
     for (k, v) in &vars {

@@ -1248,3 +1248,26 @@ fn token_copied_from_environment_under_another_name() {
         canary.search_run(text, &run);
     }
 }
+
+/// `export MYTOK=$COFFER_TOKEN` before `coffer run`: the token reached the
+/// command under another name although COFFER_TOKEN itself is removed.
+#[test]
+fn token_copy_in_inherited_environment_never_reaches_the_child() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    let print = "env | grep -c cft_ || true";
+    let cli = || server.cli().token(&root).env("MYTOK", &root);
+    let run = cli().run(&["run", "--", "sh", "-c", print]).expect(0);
+    assert_eq!(run.stdout().trim(), "0");
+    assert!(run.stderr().contains("MYTOK"), "{}", run.stderr());
+    let run = cli()
+        .run(&["run", "--redact", "--", "sh", "-c", print])
+        .expect(0);
+    assert_eq!(run.stdout().trim(), "0");
+    // --keep-token passes the token and its copies.
+    let run = cli()
+        .run(&["run", "--keep-token", "--", "sh", "-c", print])
+        .expect(0);
+    assert_eq!(run.stdout().trim(), "2");
+}
