@@ -449,10 +449,14 @@ fn dns_name(s: &str, max: usize) -> bool {
         })
 }
 
-/// Secret data keys Kubernetes accepts.
+/// Secret data keys Kubernetes accepts: not `.`, and not starting with
+/// `..` (a mounted Secret volume keeps its own `..data` link and
+/// `..TIMESTAMP` directories there; the API server refuses such keys).
 fn k8s_key(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 253
+        && s != "."
+        && !s.starts_with("..")
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
 }
@@ -865,5 +869,15 @@ mod tests {
         }
         assert!(k8s_key("DB_URL.v-1"));
         assert!(!k8s_key("a b"));
+    }
+
+    #[test]
+    fn k8s_export_kubelet_reserved_keys() {
+        // kubelet's own names in a mounted Secret volume (`..data` is the
+        // link it swaps on update): the API server refuses them.
+        assert!(k8s_key(".hidden"));
+        assert!(!k8s_key("..data"));
+        assert!(!k8s_key("..2026_12_07"));
+        assert!(!k8s_key("."));
     }
 }
