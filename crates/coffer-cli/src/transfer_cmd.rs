@@ -768,6 +768,12 @@ fn github(
             if !line.trim().is_empty() {
                 masks.push_str(&format!("::add-mask::{}\n", github_escape(line)));
             }
+            // Without its surrounding whitespace too (an indented line of a
+            // key printed on its own, a value read and trimmed): the runner
+            // masks the exact text it was given.
+            if line.trim() != line && !line.trim().is_empty() {
+                masks.push_str(&format!("::add-mask::{}\n", github_escape(line.trim())));
+            }
         }
     };
     // Each field of a fields value too: a step may print one on its own.

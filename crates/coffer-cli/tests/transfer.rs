@@ -1265,8 +1265,10 @@ fn dotenv_export_value_injection_into_dotenvx() {
         }
         let cleaned = value.replace("${:-$}", "");
         assert!(
-            !cleaned.as_bytes().windows(2).any(|w| w[0] == b'$'
-                && (w[1].is_ascii_alphabetic() || b"_{(".contains(&w[1]))),
+            !cleaned
+                .as_bytes()
+                .windows(2)
+                .any(|w| w[0] == b'$' && (w[1].is_ascii_alphabetic() || b"_{(".contains(&w[1]))),
             "{line}"
         );
     }
@@ -1283,7 +1285,12 @@ fn dotenv_export_value_injection_into_dotenvx() {
     // A value that needs double quotes and holds `$NAME` or `${` has no
     // form both readers take literally: refused by name, nothing written.
     put(&server, &root, "app/dx/B1", "line\n$HOME".into());
-    put(&server, &root, "app/dx/B2", "${AWS_SECRET_ACCESS_KEY}".into());
+    put(
+        &server,
+        &root,
+        "app/dx/B2",
+        "${AWS_SECRET_ACCESS_KEY}".into(),
+    );
     std::fs::remove_file(&out).unwrap();
     let run = export("A1,B1,B2");
     assert_eq!(run.code(), 7, "{}", run.stderr());
@@ -1315,7 +1322,10 @@ fn github_env_unterminated_last_line_injection() {
         .run(&["export", "--path", "ci/gh", "--format", "github"])
         .expect(0);
     let text = std::fs::read_to_string(&github_env).unwrap();
-    assert!(text.starts_with("EARLIER=kept\nMULTI<<COFFER_EOF_"), "{text}");
+    assert!(
+        text.starts_with("EARLIER=kept\nMULTI<<COFFER_EOF_"),
+        "{text}"
+    );
     // Read as the runner reads it: every line outside a heredoc is
     // NAME=value or NAME<<DELIMITER.
     let mut names = Vec::new();
@@ -1356,7 +1366,12 @@ fn github_export_ci_runner_names_are_refused() {
             "https://evil.example/".into(),
         );
     }
-    put(&server, &root, "ci/gh/GITHUB_TOKEN", "a-pat-stored-here".into());
+    put(
+        &server,
+        &root,
+        "ci/gh/GITHUB_TOKEN",
+        "a-pat-stored-here".into(),
+    );
     let github_env = dir.path().join("github_env");
     std::fs::write(&github_env, "").unwrap();
     let run = |extra: &[&str]| {
@@ -1421,15 +1436,17 @@ fn import_hostile_names_are_escaped_in_errors() {
     )
     .unwrap();
     for _ in 0..2 {
-        let run = server.cli().token(&root).run(&[
-            "import",
-            file.to_str().unwrap(),
-            "--path",
-            "app/imp",
-        ]);
+        let run =
+            server
+                .cli()
+                .token(&root)
+                .run(&["import", file.to_str().unwrap(), "--path", "app/imp"]);
         assert_eq!(run.code(), 7, "{}", run.stderr());
         let err = run.stderr();
-        assert!(!err.contains('\u{1b}') && !err.contains('\u{202e}'), "{err:?}");
+        assert!(
+            !err.contains('\u{1b}') && !err.contains('\u{202e}'),
+            "{err:?}"
+        );
         assert!(err.contains(r"\u{1b}"), "{err:?}");
         // Fix the values; the names remain.
         std::fs::write(
@@ -1439,4 +1456,40 @@ fn import_hostile_names_are_escaped_in_errors() {
         .unwrap();
     }
     assert!(get(&server, &root, "app/imp/ok").is_none());
+}
+
+/// The runner masks exactly the text `::add-mask::` gave it: an indented
+/// line of a multi-line value (a PEM body, a YAML key) printed on its own,
+/// without its indentation, was not masked.
+#[test]
+fn github_masks_trimmed_lines_of_multiline_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    put(
+        &server,
+        &root,
+        "ci/m/KEY",
+        "first\n    indented-secret-line  \r\n\tTabbed-line\n".into(),
+    );
+    let github_env = dir.path().join("github_env");
+    let run = server
+        .cli()
+        .token(&root)
+        .env("GITHUB_ENV", github_env.to_str().unwrap())
+        .run(&["export", "--path", "ci/m", "--format", "github"])
+        .expect(0);
+    for mask in [
+        "first",
+        "    indented-secret-line  ",
+        "indented-secret-line",
+        "\tTabbed-line",
+        "Tabbed-line",
+    ] {
+        assert!(
+            run.stdout().contains(&format!("::add-mask::{mask}\n")),
+            "{mask:?}: {}",
+            run.stdout()
+        );
+    }
 }
