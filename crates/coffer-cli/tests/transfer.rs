@@ -1493,3 +1493,74 @@ fn github_masks_trimmed_lines_of_multiline_value() {
         );
     }
 }
+
+/// `--out /dev/stdout` (a link to `/proc/self/fd/1`) or a named pipe was
+/// renamed over: as root in a container, `/dev/stdout` itself became a
+/// regular file holding the values, and nothing was printed.
+#[test]
+fn export_out_dev_stdout_or_fifo_is_not_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    put(&server, &root, "app/o/KEY", "out-secret-value".into());
+    let link = dir.path().join("stdout");
+    std::os::unix::fs::symlink("/proc/self/fd/1", &link).unwrap();
+    let fifo = dir.path().join("fifo");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    for (target, format) in [(&link, "json"), (&fifo, "dotenv"), (&link, "shell")] {
+        let run = server.cli().token(&root).run(&[
+            "export",
+            "--path",
+            "app/o",
+            "--format",
+            format,
+            "--out",
+            target.to_str().unwrap(),
+        ]);
+        assert_eq!(run.code(), 1, "{}", run.stderr());
+        assert!(
+            run.stderr().contains("not a regular file"),
+            "{}",
+            run.stderr()
+        );
+        assert!(!run.stdout().contains("out-secret-value"));
+    }
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    use std::os::unix::fs::FileTypeExt;
+    assert!(
+        std::fs::symlink_metadata(&fifo)
+            .unwrap()
+            .file_type()
+            .is_fifo()
+    );
+    // A link to a regular file is still replaced, never written through.
+    let target = dir.path().join("target");
+    std::fs::write(&target, "untouched").unwrap();
+    let link2 = dir.path().join("link2");
+    std::os::unix::fs::symlink(&target, &link2).unwrap();
+    server
+        .cli()
+        .token(&root)
+        .run(&[
+            "export",
+            "--path",
+            "app/o",
+            "--format",
+            "json",
+            "--out",
+            link2.to_str().unwrap(),
+        ])
+        .expect(0);
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "untouched");
+}
