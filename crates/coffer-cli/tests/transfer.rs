@@ -1507,7 +1507,7 @@ fn export_out_dev_stdout_or_fifo_is_not_replaced() {
     std::os::unix::fs::symlink("/proc/self/fd/1", &link).unwrap();
     let fifo = dir.path().join("fifo");
     assert!(
-        std::process::Command::new("mkfifo")
+        Command::new("mkfifo")
             .arg(&fifo)
             .status()
             .unwrap()
