@@ -161,6 +161,17 @@ fn forms(name: &str, value: &str) -> Vec<(String, Zeroizing<String>)> {
         }
         if let Ok(json) = serde_json::to_string(v).map(Zeroizing::new) {
             add(label, &json[1..json.len() - 1]);
+            // As Python's json.dumps writes it by default (ensure_ascii):
+            // every non-ASCII character as `\uXXXX`.
+            if !v.is_ascii() {
+                add(label, &ascii_json(&json[1..json.len() - 1]));
+            }
+        }
+        // Percent-encoded, as a password is put in a URL
+        // (`postgres://app:p%40ss@db`).
+        let encoded = percent_encode(v);
+        if *encoded != *v {
+            add(label, &encoded);
         }
     };
     one(&mut add, name, value);
@@ -176,6 +187,37 @@ fn forms(name: &str, value: &str) -> Vec<(String, Zeroizing<String>)> {
         let mut fields = fields;
         for v in fields.values_mut() {
             zeroize::Zeroize::zeroize(v);
+        }
+    }
+    out
+}
+
+/// `s` with every non-ASCII character written `\uXXXX` (lowercase hex,
+/// UTF-16 surrogate pairs beyond the BMP), as Python's `json.dumps` does.
+fn ascii_json(s: &str) -> Zeroizing<String> {
+    let mut out = Zeroizing::new(String::with_capacity(s.len() * 2));
+    for c in s.chars() {
+        if c.is_ascii() {
+            out.push(c);
+        } else {
+            let mut units = [0u16; 2];
+            for u in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{u:04x}"));
+            }
+        }
+    }
+    out
+}
+
+/// `s` percent-encoded: every byte but the unreserved characters of RFC
+/// 3986 as `%XX` (uppercase hex).
+fn percent_encode(s: &str) -> Zeroizing<String> {
+    let mut out = Zeroizing::new(String::with_capacity(s.len() * 3));
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
         }
     }
     out
@@ -302,6 +344,17 @@ mod tests {
         // Contained in the first: nothing more to do.
         let v = [("A", "abcd1234"), ("B", "cd12")];
         every_split(&v, "abcd1234 cd12", "[REDACTED:A] [REDACTED:B]");
+    }
+
+    #[test]
+    fn redaction_matches_ascii_escaped_json_and_percent_encoded_forms() {
+        let v = [("PW", "p@ss wörd/\u{1F511}")];
+        // Python's json.dumps (ensure_ascii), and a URL's userinfo.
+        every_split(
+            &v,
+            r#"{"pw": "p@ss w\u00f6rd/\ud83d\udd11"} postgres://app:p%40ss%20w%C3%B6rd%2F%F0%9F%94%91@db"#,
+            r#"{"pw": "[REDACTED:PW]"} postgres://app:[REDACTED:PW]@db"#,
+        );
     }
 
     #[test]
