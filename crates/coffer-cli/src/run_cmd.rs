@@ -444,6 +444,22 @@ pub(crate) fn assemble(
             ));
         }
     }
+    // The environment is NUL-terminated strings: exec would fail with a
+    // message that names neither the variable nor the cause.
+    let nul: Vec<String> = vars
+        .iter()
+        .filter(|(_, v)| v.contains('\0'))
+        .map(|(k, _)| mask(k))
+        .collect();
+    if !nul.is_empty() {
+        return Err(fail(
+            Status::Invalid,
+            format!(
+                "values with a NUL byte cannot be environment variables: {}; nothing run",
+                nul.join(", ")
+            ),
+        ));
+    }
     let refused: Vec<&str> = vars
         .keys()
         .filter(|k| {

@@ -1271,3 +1271,28 @@ fn token_copy_in_inherited_environment_never_reaches_the_child() {
         .expect(0);
     assert_eq!(run.stdout().trim(), "2");
 }
+
+/// A value with a NUL byte (stored with `set --raw`, or a raw NUL in a
+/// `.env`) made exec fail with "nul byte found in provided data", naming
+/// neither the variable nor the cause.
+#[test]
+fn nul_value_error_names_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    put(&server, &root, "app/nul/NUL_VALUE", "a\0b-nul-secret");
+    let run = refused_run(&server, dir.path(), &root, &[], &["--path", "app/nul"], 7);
+    assert!(run.stderr().contains("NUL_VALUE"), "{}", run.stderr());
+    assert!(!run.stderr().contains("nul-secret"), "{}", run.stderr());
+    let env_file = dir.path().join("nul.env");
+    std::fs::write(&env_file, "FROM_FILE=x\0y\n").unwrap();
+    let run = refused_run(
+        &server,
+        dir.path(),
+        &root,
+        &[],
+        &["--env-file", env_file.to_str().unwrap()],
+        7,
+    );
+    assert!(run.stderr().contains("FROM_FILE"), "{}", run.stderr());
+}
