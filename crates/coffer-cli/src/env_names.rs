@@ -227,6 +227,27 @@ pub const FAMILIES: &[Family] = &[
     },
     Family {
         patterns: &[
+            E("VAULT_ADDR"),
+            E("VAULT_AGENT_ADDR"),
+            E("VAULT_CACERT"),
+            E("VAULT_CAPATH"),
+            E("VAULT_SKIP_VERIFY"),
+            E("BAO_ADDR"),
+            E("BAO_AGENT_ADDR"),
+            E("BAO_CACERT"),
+            E("BAO_CAPATH"),
+            E("BAO_SKIP_VERIFY"),
+            E("CONSUL_HTTP_ADDR"),
+            E("NOMAD_ADDR"),
+            E("OP_CONNECT_HOST"),
+            E("GH_HOST"),
+            P("AWS_ENDPOINT_URL"),
+            E("AWS_CA_BUNDLE"),
+        ],
+        reason: "clients send the token they find in the environment to the address these name, or trust other certificates for it (VAULT_ADDR with the environment's VAULT_TOKEN, as COFFER_ADDR would coffer's)",
+    },
+    Family {
+        patterns: &[
             E("DBUS_SESSION_BUS_ADDRESS"),
             E("DBUS_SYSTEM_BUS_ADDRESS"),
             S("_RSH"),
@@ -486,6 +507,12 @@ mod tests {
             "RSYNC_RSH",
             "CVS_RSH",
             "HGRCPATH",
+            "VAULT_ADDR",
+            "bao_addr",
+            "CONSUL_HTTP_ADDR",
+            "AWS_ENDPOINT_URL_S3",
+            "AWS_CA_BUNDLE",
+            "GH_HOST",
         ] {
             assert!(refused(n).is_some(), "{n}");
         }
@@ -502,6 +529,8 @@ mod tests {
             "GITHUB_TOKEN",
             "GITHUB_CLIENT_SECRET",
             "GITHUB_WEBHOOK_SECRET",
+            "VAULT_TOKEN",
+            "AWS_SECRET_ACCESS_KEY",
             "SSL_KEY",
             "LOG_LEVEL",
             "PORT",

@@ -1296,3 +1296,35 @@ fn nul_value_error_names_the_variable() {
     );
     assert!(run.stderr().contains("FROM_FILE"), "{}", run.stderr());
 }
+
+/// A hostile `.env` (or a colleague's secret) that points another secrets
+/// client, or the Actions runtime, elsewhere: the client sends the token it
+/// finds in the environment (VAULT_TOKEN, the job's OIDC request token) to
+/// that host, as COFFER_ADDR would coffer's.
+#[test]
+fn token_destination_names_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    let env_file = dir.path().join("app.env");
+    for text in [
+        "VAULT_ADDR=https://evil.example\n",
+        "bao_addr=https://evil.example\n",
+        "AWS_ENDPOINT_URL_S3=https://evil.example\n",
+        "ACTIONS_ID_TOKEN_REQUEST_URL=https://evil.example\n",
+        "GITHUB_API_URL=https://evil.example\n",
+        "DBUS_SESSION_BUS_ADDRESS=unixexec:path=/bin/sh,argv1=-c,argv2=id\n",
+        "RSYNC_RSH=sh -c id\n",
+    ] {
+        std::fs::write(&env_file, text).unwrap();
+        let run = refused_run(
+            &server,
+            dir.path(),
+            &root,
+            &[],
+            &["--env-file", env_file.to_str().unwrap()],
+            7,
+        );
+        assert!(run.stderr().contains("--allow-env"), "{}", run.stderr());
+    }
+}
