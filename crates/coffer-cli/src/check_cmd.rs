@@ -15,7 +15,7 @@ use coffer_client::ListOptions;
 use zeroize::Zeroizing;
 
 use crate::exit::{Status, fail};
-use crate::run_cmd::{by_name, env_value, parse_dotenv, read_file};
+use crate::run_cmd::{by_name, env_value, parse_dotenv, read_env_file};
 use crate::settings;
 
 #[derive(Debug, Args)]
@@ -66,7 +66,7 @@ struct TemplateEntry {
 /// Reads a template: every name in it, in order, with descriptions and
 /// placeholders. A line that does not parse is an error naming it.
 fn read_template(path: &Path) -> anyhow::Result<Vec<TemplateEntry>> {
-    let text = read_file(path)?;
+    let text = read_env_file(path)?;
     let parsed = parse_dotenv(path, &text, "")?;
     let bad: Vec<String> = parsed
         .bindings

@@ -147,6 +147,51 @@ pub(crate) fn read_file(path: &std::path::Path) -> anyhow::Result<Zeroizing<Stri
         })
 }
 
+/// The largest `.env`, `.env.example` or template file read: far more than
+/// any environment holds (Linux takes 2 MiB of arguments and environment).
+pub(crate) const MAX_ENV_FILE: u64 = 16 << 20;
+
+/// [`read_file`] for `.env`-style files, refusing one larger than
+/// [`MAX_ENV_FILE`] before it is read whole (a file in a cloned
+/// repository, or `/dev/zero`).
+pub(crate) fn read_env_file(path: &std::path::Path) -> anyhow::Result<Zeroizing<String>> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| {
+        let status = match e.kind() {
+            std::io::ErrorKind::NotFound => Status::NotFound,
+            std::io::ErrorKind::PermissionDenied => Status::Denied,
+            _ => Status::Invalid,
+        };
+        fail(status, format!("cannot read {}: {e}", path.display()))
+    })?;
+    let mut bytes = Zeroizing::new(Vec::new());
+    file.take(MAX_ENV_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| {
+            fail(
+                Status::Invalid,
+                format!("cannot read {}: {e}", path.display()),
+            )
+        })?;
+    if bytes.len() as u64 > MAX_ENV_FILE {
+        return Err(fail(
+            Status::Invalid,
+            format!(
+                "{}: larger than {} MiB, not read; nothing done",
+                path.display(),
+                MAX_ENV_FILE >> 20
+            ),
+        ));
+    }
+    match std::str::from_utf8(&bytes) {
+        Ok(text) => Ok(Zeroizing::new(text.to_string())),
+        Err(_) => Err(fail(
+            Status::Invalid,
+            format!("cannot read {}: it is not UTF-8 text", path.display()),
+        )),
+    }
+}
+
 /// Parses a .env file; any statement that does not parse is an error
 /// naming every such line (never its text, which may hold a value).
 /// `consequence` ends the message ("; nothing imported").
@@ -479,7 +524,7 @@ pub(crate) fn assemble(
 
 /// The names a `.env.example` lists (each must be a variable name).
 pub(crate) fn example_names(path: &std::path::Path) -> anyhow::Result<Vec<String>> {
-    let text = read_file(path)?;
+    let text = read_env_file(path)?;
     let parsed = parse_dotenv(path, &text, "; nothing run")?;
     let bad: Vec<String> = parsed
         .bindings
@@ -511,7 +556,7 @@ pub async fn run(g: &crate::cli::Global, a: RunArgs) -> anyhow::Result<Status> {
     };
     let mut files = Vec::with_capacity(a.env_files.len());
     for file in &a.env_files {
-        files.push((file.clone(), read_file(file)?));
+        files.push((file.clone(), read_env_file(file)?));
     }
     let inherited: Vec<(String, String)> = std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))

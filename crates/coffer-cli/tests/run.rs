@@ -1328,3 +1328,36 @@ fn token_destination_names_are_refused() {
         assert!(run.stderr().contains("--allow-env"), "{}", run.stderr());
     }
 }
+
+/// `--env-file /dev/zero` (or a huge file in a cloned repository) was read
+/// whole into memory before anything was checked.
+#[test]
+fn env_file_huge_or_endless_is_refused_unread() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    let big = dir.path().join("big.env");
+    let f = std::fs::File::create(&big).unwrap();
+    f.set_len(17 << 20).unwrap();
+    for file in ["/dev/zero", big.to_str().unwrap()] {
+        let run = refused_run(&server, dir.path(), &root, &[], &["--env-file", file], 7);
+        assert!(
+            run.stderr().contains("larger than 16 MiB"),
+            "{}",
+            run.stderr()
+        );
+    }
+    let run = refused_run(
+        &server,
+        dir.path(),
+        &root,
+        &[],
+        &["--only-example=/dev/zero"],
+        7,
+    );
+    assert!(
+        run.stderr().contains("larger than 16 MiB"),
+        "{}",
+        run.stderr()
+    );
+}
