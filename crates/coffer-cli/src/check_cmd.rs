@@ -337,12 +337,20 @@ pub async fn check(g: &crate::cli::Global, a: CheckArgs) -> anyhow::Result<Statu
     let problems: Vec<(&str, Problem)> = template
         .iter()
         .filter_map(|t| {
-            problem_of(
-                &t.name,
-                values.get(&t.name).map(|v| v.as_str()),
-                t.placeholder.as_deref(),
-            )
-            .map(|p| (t.name.as_str(), p))
+            let value = values.get(&t.name).map(|v| v.as_str());
+            // Coffer's own credentials in the environment: whether they are
+            // set, nothing more. The template is the project's, and a
+            // placeholder equal to the value, or a strength verdict, would
+            // tell its author something about the token.
+            if a.env && crate::env_names::is_coffer_credential(&t.name) {
+                return match value {
+                    None => Some(Problem::Missing),
+                    Some("") => Some(Problem::Empty),
+                    Some(_) => None,
+                }
+                .map(|p| (t.name.as_str(), p));
+            }
+            problem_of(&t.name, value, t.placeholder.as_deref()).map(|p| (t.name.as_str(), p))
         })
         .collect();
     let extra: Vec<&str> = if a.env {

@@ -1564,3 +1564,57 @@ fn export_out_dev_stdout_or_fifo_is_not_replaced() {
         .expect(0);
     assert_eq!(std::fs::read_to_string(&target).unwrap(), "untouched");
 }
+
+/// A project's template is its author's: `COFFER_TOKEN=<guess>` made
+/// `check --env` say whether the token equals the guess ("placeholder"),
+/// and a strength verdict on it. Coffer's credentials are checked for
+/// presence only.
+#[test]
+fn check_env_template_oracle_on_coffer_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    let template = dir.path().join(".env.example");
+    std::fs::write(
+        &template,
+        format!("COFFER_TOKEN={root}\nCOFFER_STORAGE_PASSWORD=changeme\nAPP_PASSWORD=changeme\n"),
+    )
+    .unwrap();
+    let run = server
+        .cli()
+        .token(&root)
+        .env("COFFER_STORAGE_PASSWORD", "changeme")
+        .env("APP_PASSWORD", "changeme")
+        .run(&[
+            "check",
+            "--env",
+            "--json",
+            "--template",
+            template.to_str().unwrap(),
+        ]);
+    let doc = run.json();
+    let problems: Vec<&str> = doc["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(problems, ["APP_PASSWORD"], "{doc}");
+    // Missing is still said.
+    let run = server.cli().token(&root).run(&[
+        "check",
+        "--env",
+        "--json",
+        "--template",
+        template.to_str().unwrap(),
+    ]);
+    let doc = run.json();
+    assert!(
+        doc["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "COFFER_STORAGE_PASSWORD" && p["problem"] == "missing"),
+        "{doc}"
+    );
+}
