@@ -408,10 +408,24 @@ pub struct ExportArgs {
     pub allow_env: Vec<String>,
 }
 
-/// Quotes a string for POSIX shells: single quotes hold anything but a
-/// single quote, which is written `'\''`.
+/// Quotes a string for POSIX shells and fish: single quotes hold anything
+/// but a single quote, written `'\''`, and a backslash, written `'\\'`
+/// (outside the quotes, where every shell reads `\'` as `'` and `\\` as
+/// `\`). In fish `\'` and `\\` are escapes inside single quotes too: a value
+/// ending in a backslash would have escaped its closing quote and let the
+/// next line run as commands.
 pub fn shell_quote(value: &str) -> String {
-    format!("'{}'", value.replace('\'', r"'\''"))
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('\'');
+    for c in value.chars() {
+        match c {
+            '\'' => out.push_str(r"'\''"),
+            '\\' => out.push_str(r"'\\'"),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
 }
 
 /// A YAML double-quoted scalar in printable ASCII: every other character is
@@ -864,6 +878,23 @@ mod tests {
     fn shell_quoting() {
         assert_eq!(shell_quote("it's"), r"'it'\''s'");
         assert_eq!(shell_quote("$HOME\n`x`"), "'$HOME\n`x`'");
+    }
+
+    #[test]
+    fn shell_export_fish_backslash_escape() {
+        // A trailing backslash escaped fish's closing quote: the next
+        // line's value ran as commands.
+        assert_eq!(shell_quote("x\\"), r"'x'\\''");
+        assert_eq!(shell_quote(r"a\'b"), r"'a'\\''\''b'");
+        // sh reads every form back exactly.
+        for v in ["x\\", r"a\'b", "\\\\n", "'", "end\\\n$(id)"] {
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(format!("printf %s {}", shell_quote(v)))
+                .output()
+                .unwrap();
+            assert_eq!(String::from_utf8(out.stdout).unwrap(), v);
+        }
     }
 
     #[test]
