@@ -895,6 +895,26 @@ mod tests {
                 .unwrap();
             assert_eq!(String::from_utf8(out.stdout).unwrap(), v);
         }
+        // fish, where it is installed: the pair that ran a command before.
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("ran");
+        let b = format!(";touch {};#", marker.display());
+        let script = format!(
+            "export A={}\nexport B={}\n",
+            shell_quote("x\\"),
+            shell_quote(&b)
+        );
+        if let Ok(out) = std::process::Command::new("fish")
+            .arg("-c")
+            .arg(format!(
+                "eval {}; printf %s \"$A|$B\"",
+                shell_quote(&script)
+            ))
+            .output()
+        {
+            assert!(!marker.exists(), "fish ran a value");
+            assert_eq!(String::from_utf8(out.stdout).unwrap(), format!("x\\|{b}"));
+        }
     }
 
     #[test]
