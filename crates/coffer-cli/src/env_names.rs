@@ -347,7 +347,7 @@ pub fn credentials_to_remove(
             if !(keep_token && name == "COFFER_TOKEN") {
                 remove.push(k);
             }
-        } else if !keep_token && v.to_str().is_some_and(holds_credential) {
+        } else if !keep_token && holds_credential(&v.to_string_lossy()) {
             copies.push(mask_tokens(&name));
             remove.push(k);
         }
@@ -574,6 +574,13 @@ mod tests {
         assert_eq!(removed, [std::ffi::OsString::from("MYTOK")]);
         assert_eq!(copies, ["MYTOK"]);
         assert!(credentials_to_remove(inherited(), true).0.is_empty());
+        // Not UTF-8 around it: still a copy.
+        use std::os::unix::ffi::OsStringExt;
+        let mut bytes = b"\xff".to_vec();
+        bytes.extend_from_slice(token.as_bytes());
+        let (removed, _) =
+            credentials_to_remove([("RAW".into(), std::ffi::OsString::from_vec(bytes))], false);
+        assert_eq!(removed, [std::ffi::OsString::from("RAW")]);
     }
 
     #[test]
