@@ -55,9 +55,11 @@ pub fn resolve_token() -> anyhow::Result<Option<SecretString>> {
     let Some(path) = token_file() else {
         return Ok(None);
     };
-    match std::fs::read_to_string(&path) {
-        Ok(t) => {
-            let mode = std::fs::metadata(&path)?.permissions().mode();
+    // Opened once, its mode checked through the handle before reading:
+    // what is checked is what is read.
+    match std::fs::File::open(&path) {
+        Ok(mut file) => {
+            let mode = file.metadata()?.permissions().mode();
             if mode & 0o077 != 0 {
                 return Err(fail(
                     Status::Denied,
@@ -67,6 +69,9 @@ pub fn resolve_token() -> anyhow::Result<Option<SecretString>> {
                     ),
                 ));
             }
+            let mut t = zeroize::Zeroizing::new(String::new());
+            std::io::Read::read_to_string(&mut file, &mut t)
+                .with_context(|| format!("cannot read {}", path.display()))?;
             let t = SecretString::new(t.trim().to_string());
             Ok((!t.is_empty()).then_some(t))
         }
