@@ -742,6 +742,7 @@ fn docker_files(dir: &Path, values: &[(&str, Zeroizing<String>)]) -> anyhow::Res
                 > 1
         },
     )?;
+    refuse_linked_dir(dir)?;
     settings::create_private_dir(dir)?;
     for (n, v) in values {
         // Docker and Compose only ever read secret files: 0400, set on the
@@ -754,6 +755,43 @@ fn docker_files(dir: &Path, values: &[(&str, Zeroizing<String>)]) -> anyhow::Res
         dir.display()
     );
     Ok(Status::Ok)
+}
+
+/// Refuses a docker `--out` directory reached through a symbolic link
+/// below the current directory's own path: a cloned repository can commit
+/// `secrets -> ../../.ssh`, and files named after secrets (a colleague's
+/// `authorized_keys`, `config`) would land there. The path down to the
+/// current directory is yours, and is not checked (`/tmp` is a link on
+/// macOS).
+fn refuse_linked_dir(dir: &Path) -> anyhow::Result<()> {
+    let cwd = std::env::current_dir()?;
+    let full = if dir.is_absolute() {
+        dir.to_path_buf()
+    } else {
+        cwd.join(dir)
+    };
+    let mut at = PathBuf::new();
+    for part in full.components() {
+        at.push(part);
+        if cwd.starts_with(&at) {
+            continue;
+        }
+        match std::fs::symlink_metadata(&at) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(fail(
+                    Status::Invalid,
+                    format!(
+                        "{} is a symbolic link: docker secret files are never written through one (name the directory it points to); nothing exported",
+                        at.display()
+                    ),
+                ));
+            }
+            Ok(_) => {}
+            // Missing from here on: created as real directories.
+            Err(_) => break,
+        }
+    }
+    Ok(())
 }
 
 /// GitHub Actions: the runner hides a value from the job's log once it has

@@ -1618,3 +1618,53 @@ fn check_env_template_oracle_on_coffer_credentials() {
         "{doc}"
     );
 }
+
+/// A cloned repository commits `secrets -> ../../.ssh`; a colleague stores
+/// a secret named `authorized_keys` (or `config`, with a ProxyCommand):
+/// `coffer export --format docker --out ./secrets`, as the README shows,
+/// wrote it into ~/.ssh.
+#[test]
+fn docker_export_out_through_symlinked_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    put(
+        &server,
+        &root,
+        "app/k/authorized_keys",
+        "ssh-ed25519 AAAA attacker".into(),
+    );
+    let ssh = dir.path().join("home/.ssh");
+    std::fs::create_dir_all(&ssh).unwrap();
+    let repo = dir.path().join("home/src/repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    std::os::unix::fs::symlink("../../.ssh", repo.join("secrets")).unwrap();
+    for out in [repo.join("secrets"), repo.join("secrets/app")] {
+        let run = server.cli().token(&root).run(&[
+            "export",
+            "--path",
+            "app/k",
+            "--format",
+            "docker",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert_eq!(run.code(), 7, "{}", run.stderr());
+        assert!(run.stderr().contains("symbolic link"), "{}", run.stderr());
+    }
+    assert_eq!(std::fs::read_dir(&ssh).unwrap().count(), 0);
+    // A real directory is fine.
+    server
+        .cli()
+        .token(&root)
+        .run(&[
+            "export",
+            "--path",
+            "app/k",
+            "--format",
+            "docker",
+            "--out",
+            repo.join("real").to_str().unwrap(),
+        ])
+        .expect(0);
+}
