@@ -182,6 +182,9 @@ pub const FAMILIES: &[Family] = &[
             E("SSLKEYLOGFILE"),
             E("CURL_CA_BUNDLE"),
             E("REQUESTS_CA_BUNDLE"),
+            E("GRPC_DEFAULT_SSL_ROOTS_FILE_PATH"),
+            E("DENO_CERT"),
+            E("CARGO_HTTP_CAINFO"),
         ],
         reason: "they change which certificates are trusted, load OpenSSL modules, or write TLS keys to a file",
     },
@@ -513,6 +516,7 @@ mod tests {
             "AWS_ENDPOINT_URL_S3",
             "AWS_CA_BUNDLE",
             "GH_HOST",
+            "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH",
         ] {
             assert!(refused(n).is_some(), "{n}");
         }
