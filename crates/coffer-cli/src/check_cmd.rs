@@ -15,7 +15,7 @@ use coffer_client::ListOptions;
 use zeroize::Zeroizing;
 
 use crate::exit::{Status, fail};
-use crate::run_cmd::{by_name, env_value, parse_dotenv, read_file};
+use crate::run_cmd::{by_name, env_value, parse_dotenv, read_env_file};
 use crate::settings;
 
 #[derive(Debug, Args)]
@@ -66,7 +66,7 @@ struct TemplateEntry {
 /// Reads a template: every name in it, in order, with descriptions and
 /// placeholders. A line that does not parse is an error naming it.
 fn read_template(path: &Path) -> anyhow::Result<Vec<TemplateEntry>> {
-    let text = read_file(path)?;
+    let text = read_env_file(path)?;
     let parsed = parse_dotenv(path, &text, "")?;
     let bad: Vec<String> = parsed
         .bindings
@@ -337,12 +337,20 @@ pub async fn check(g: &crate::cli::Global, a: CheckArgs) -> anyhow::Result<Statu
     let problems: Vec<(&str, Problem)> = template
         .iter()
         .filter_map(|t| {
-            problem_of(
-                &t.name,
-                values.get(&t.name).map(|v| v.as_str()),
-                t.placeholder.as_deref(),
-            )
-            .map(|p| (t.name.as_str(), p))
+            let value = values.get(&t.name).map(|v| v.as_str());
+            // Coffer's own credentials in the environment: whether they are
+            // set, nothing more. The template is the project's, and a
+            // placeholder equal to the value, or a strength verdict, would
+            // tell its author something about the token.
+            if a.env && crate::env_names::is_coffer_credential(&t.name) {
+                return match value {
+                    None => Some(Problem::Missing),
+                    Some("") => Some(Problem::Empty),
+                    Some(_) => None,
+                }
+                .map(|p| (t.name.as_str(), p));
+            }
+            problem_of(&t.name, value, t.placeholder.as_deref()).map(|p| (t.name.as_str(), p))
         })
         .collect();
     let extra: Vec<&str> = if a.env {

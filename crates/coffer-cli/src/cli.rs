@@ -115,10 +115,11 @@ DYLD_*, PATH, BASH_*, ENV, PYTHON*, NODE_* but NODE_ENV, GIT_*, *_OPTIONS,
 EDITOR, PAGER, *_PROXY, HOME, XDG_*, COFFER_*, ...; any case) are refused
 unless allowed with --allow-env NAME; --only-example[=FILE] also refuses
 every name the project's .env.example does not list. ${VAR} in a .env
-file never reads a COFFER_* credential, and no reference holding a token
-is sent. Every coffer credential (COFFER_* but COFFER_ADDR, COFFER_CACERT,
-COFFER_LOG) is removed from the command's environment (--keep-token keeps
-COFFER_TOKEN).
+file never reads a COFFER_* credential, no .env value may hold a token,
+and no reference holding a token is sent. Every coffer credential (COFFER_*
+but COFFER_ADDR, COFFER_CACERT, COFFER_LOG), and any other inherited
+variable holding one, is removed from the command's environment
+(--keep-token keeps COFFER_TOKEN and such copies).
 
 Without --redact, coffer replaces itself with the command (signals and
 exit status are the command's own);
@@ -160,9 +161,12 @@ with: a concurrent change makes the whole import fail (exit 8).")]
 Variables are named by the last segment of each secret's path; a fields
 value is written as JSON (an object in json and yaml). dotenv, shell,
 github and k8s refuse the names `coffer run` refuses (BASH_ENV, PYTHONPATH,
-...) unless allowed with --allow-env NAME. Files written with --out are
+...) unless allowed with --allow-env NAME. dotenv writes $ only where no
+reader runs or expands it (single quotes), and refuses a value that needs
+double quotes and holds $NAME or ${. Files written with --out are
 readable by you only (docker files: 0400 in a 0700 directory), replaced
-atomically, never written through a symbolic link.
+atomically, never written through a symbolic link; --out /dev/stdout, a
+pipe or a device is refused (leave out --out for stdout).
 github prints ::add-mask:: for each value on stdout, then appends
 NAME<<DELIMITER blocks to $GITHUB_ENV (or --out).")]
     Export(crate::transfer_cmd::ExportArgs),

@@ -182,6 +182,9 @@ pub const FAMILIES: &[Family] = &[
             E("SSLKEYLOGFILE"),
             E("CURL_CA_BUNDLE"),
             E("REQUESTS_CA_BUNDLE"),
+            E("GRPC_DEFAULT_SSL_ROOTS_FILE_PATH"),
+            E("DENO_CERT"),
+            E("CARGO_HTTP_CAINFO"),
         ],
         reason: "they change which certificates are trusted, load OpenSSL modules, or write TLS keys to a file",
     },
@@ -206,6 +209,59 @@ pub const FAMILIES: &[Family] = &[
             E("LOCALDOMAIN"),
         ],
         reason: "programs read their configuration (which can run commands: .gitconfig, .bashrc, kubeconfig exec plugins, docker credential helpers) or name resolution from where these point",
+    },
+    Family {
+        patterns: &[
+            P("ACTIONS_"),
+            P("RUNNER_"),
+            E("GITHUB_ENV"),
+            E("GITHUB_PATH"),
+            E("GITHUB_OUTPUT"),
+            E("GITHUB_STATE"),
+            E("GITHUB_STEP_SUMMARY"),
+            E("GITHUB_EVENT_PATH"),
+            E("GITHUB_WORKSPACE"),
+            E("GITHUB_ACTION_PATH"),
+            E("GITHUB_API_URL"),
+            E("GITHUB_SERVER_URL"),
+            E("GITHUB_GRAPHQL_URL"),
+        ],
+        reason: "CI runners and actions read these: ACTIONS_ID_TOKEN_REQUEST_URL, ACTIONS_RUNTIME_URL and GITHUB_API_URL send a job's tokens to the host they name, GITHUB_ENV and GITHUB_PATH set the next steps' environment",
+    },
+    Family {
+        patterns: &[
+            E("VAULT_ADDR"),
+            E("VAULT_AGENT_ADDR"),
+            E("VAULT_CACERT"),
+            E("VAULT_CAPATH"),
+            E("VAULT_SKIP_VERIFY"),
+            E("BAO_ADDR"),
+            E("BAO_AGENT_ADDR"),
+            E("BAO_CACERT"),
+            E("BAO_CAPATH"),
+            E("BAO_SKIP_VERIFY"),
+            E("CONSUL_HTTP_ADDR"),
+            E("NOMAD_ADDR"),
+            E("OP_CONNECT_HOST"),
+            E("GH_HOST"),
+            P("AWS_ENDPOINT_URL"),
+            E("AWS_CA_BUNDLE"),
+        ],
+        reason: "clients send the token they find in the environment to the address these name, or trust other certificates for it (VAULT_ADDR with the environment's VAULT_TOKEN, as COFFER_ADDR would coffer's)",
+    },
+    Family {
+        patterns: &[
+            E("DBUS_SESSION_BUS_ADDRESS"),
+            E("DBUS_SYSTEM_BUS_ADDRESS"),
+            S("_RSH"),
+            E("RSYNC_CONNECT_PROG"),
+            E("SVN_SSH"),
+            E("HGRCPATH"),
+            E("RUSTUP_TOOLCHAIN"),
+            E("PKG_CONFIG"),
+            E("PROTOC"),
+        ],
+        reason: "programs run the command these name (D-Bus `unixexec:` addresses, rsync and CVS remote shells, Mercurial hooks, a toolchain or tool path)",
     },
     Family {
         patterns: &[P("COFFER_")],
@@ -278,18 +334,28 @@ pub fn is_coffer_credential(name: &str) -> bool {
 }
 
 /// The inherited variables to remove from a command's environment: every
-/// coffer credential (`COFFER_TOKEN` kept with `keep_token`).
+/// coffer credential (`COFFER_TOKEN` kept with `keep_token`), and, unless
+/// `keep_token`, every other variable whose value holds one (a copy of the
+/// token under another name: `export MYTOK=$COFFER_TOKEN`, or anything
+/// token-shaped). The second list names those copies.
 pub fn credentials_to_remove(
-    inherited: impl IntoIterator<Item = std::ffi::OsString>,
+    inherited: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
     keep_token: bool,
-) -> Vec<std::ffi::OsString> {
-    inherited
-        .into_iter()
-        .filter(|k| {
-            let k = k.to_string_lossy();
-            is_coffer_credential(&k) && !(keep_token && k == "COFFER_TOKEN")
-        })
-        .collect()
+) -> (Vec<std::ffi::OsString>, Vec<String>) {
+    let mut remove = Vec::new();
+    let mut copies = Vec::new();
+    for (k, v) in inherited {
+        let name = k.to_string_lossy().into_owned();
+        if is_coffer_credential(&name) {
+            if !(keep_token && name == "COFFER_TOKEN") {
+                remove.push(k);
+            }
+        } else if !keep_token && holds_credential(&v.to_string_lossy()) {
+            copies.push(mask_tokens(&name));
+            remove.push(k);
+        }
+    }
+    (remove, copies)
 }
 
 /// Whether `s` holds something shaped like a coffer token or invitation
@@ -433,6 +499,24 @@ mod tests {
             "KUBECONFIG",
             "RUSTC_WRAPPER",
             "GOFLAGS",
+            "ACTIONS_ID_TOKEN_REQUEST_URL",
+            "actions_runtime_url",
+            "ACTIONS_CACHE_URL",
+            "RUNNER_TEMP",
+            "GITHUB_API_URL",
+            "GITHUB_ENV",
+            "GITHUB_PATH",
+            "DBUS_SESSION_BUS_ADDRESS",
+            "RSYNC_RSH",
+            "CVS_RSH",
+            "HGRCPATH",
+            "VAULT_ADDR",
+            "bao_addr",
+            "CONSUL_HTTP_ADDR",
+            "AWS_ENDPOINT_URL_S3",
+            "AWS_CA_BUNDLE",
+            "GH_HOST",
+            "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH",
         ] {
             assert!(refused(n).is_some(), "{n}");
         }
@@ -447,6 +531,10 @@ mod tests {
             "OPTIONS",
             "_OPTIONS_",
             "GITHUB_TOKEN",
+            "GITHUB_CLIENT_SECRET",
+            "GITHUB_WEBHOOK_SECRET",
+            "VAULT_TOKEN",
+            "AWS_SECRET_ACCESS_KEY",
             "SSL_KEY",
             "LOG_LEVEL",
             "PORT",
@@ -470,11 +558,33 @@ mod tests {
         for n in ["COFFER_ADDR", "COFFER_CACERT", "COFFER_LOG", "TOKEN"] {
             assert!(!is_coffer_credential(n), "{n}");
         }
-        let removed = credentials_to_remove(
-            ["COFFER_TOKEN", "COFFER_INVITE_CODE", "COFFER_ADDR", "HOME"].map(Into::into),
+        let pair = |k: &str, v: &str| (k.into(), v.into());
+        let (removed, copies) = credentials_to_remove(
+            [
+                pair("COFFER_TOKEN", "t"),
+                pair("COFFER_INVITE_CODE", "i"),
+                pair("COFFER_ADDR", "a"),
+                pair("HOME", "/h"),
+            ],
             true,
         );
         assert_eq!(removed, [std::ffi::OsString::from("COFFER_INVITE_CODE")]);
+        assert!(copies.is_empty());
+        // A copy of a token under another name goes too (kept with
+        // --keep-token, like the token).
+        let token = "cft_0123456789abcdefghijABCDEF";
+        let inherited = || [pair("MYTOK", token), pair("HOME", "/h")];
+        let (removed, copies) = credentials_to_remove(inherited(), false);
+        assert_eq!(removed, [std::ffi::OsString::from("MYTOK")]);
+        assert_eq!(copies, ["MYTOK"]);
+        assert!(credentials_to_remove(inherited(), true).0.is_empty());
+        // Not UTF-8 around it: still a copy.
+        use std::os::unix::ffi::OsStringExt;
+        let mut bytes = b"\xff".to_vec();
+        bytes.extend_from_slice(token.as_bytes());
+        let (removed, _) =
+            credentials_to_remove([("RAW".into(), std::ffi::OsString::from_vec(bytes))], false);
+        assert_eq!(removed, [std::ffi::OsString::from("RAW")]);
     }
 
     #[test]

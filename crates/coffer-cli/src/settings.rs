@@ -55,9 +55,11 @@ pub fn resolve_token() -> anyhow::Result<Option<SecretString>> {
     let Some(path) = token_file() else {
         return Ok(None);
     };
-    match std::fs::read_to_string(&path) {
-        Ok(t) => {
-            let mode = std::fs::metadata(&path)?.permissions().mode();
+    // Opened once, its mode checked through the handle before reading:
+    // what is checked is what is read.
+    match std::fs::File::open(&path) {
+        Ok(mut file) => {
+            let mode = file.metadata()?.permissions().mode();
             if mode & 0o077 != 0 {
                 return Err(fail(
                     Status::Denied,
@@ -67,6 +69,9 @@ pub fn resolve_token() -> anyhow::Result<Option<SecretString>> {
                     ),
                 ));
             }
+            let mut t = zeroize::Zeroizing::new(String::new());
+            std::io::Read::read_to_string(&mut file, &mut t)
+                .with_context(|| format!("cannot read {}", path.display()))?;
             let t = SecretString::new(t.trim().to_string());
             Ok((!t.is_empty()).then_some(t))
         }
@@ -99,6 +104,7 @@ pub fn write_private_with(path: &Path, contents: &[u8], durable: bool) -> anyhow
 /// renamed over the target (which replaces a symbolic link there, never
 /// writes through it). A bare file name is in the current directory.
 pub fn write_file(path: &Path, contents: &[u8], durable: bool, mode: u32) -> anyhow::Result<()> {
+    refuse_special_target(path)?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         create_private_dir(dir)?;
     }
@@ -138,6 +144,32 @@ pub fn write_file(path: &Path, contents: &[u8], durable: bool, mode: u32) -> any
         let _ = std::fs::remove_file(&tmp);
         anyhow::Error::new(e).context(format!("cannot write {}", path.display()))
     })?;
+    Ok(())
+}
+
+/// Refuses a target that is not a regular file, nor a symbolic link to one
+/// (or to nothing): renamed over, `/dev/stdout` (a link to
+/// `/proc/self/fd/1`), a named pipe or a device would be replaced by a
+/// regular file holding the values, for every later writer to append to
+/// (as root, in a container, `/dev/stdout` itself).
+fn refuse_special_target(path: &Path) -> anyhow::Result<()> {
+    let special = |t: std::fs::FileType| !t.is_file() && !t.is_symlink();
+    let bad = match std::fs::symlink_metadata(path) {
+        Err(_) => false,
+        Ok(m) if m.file_type().is_symlink() => {
+            std::fs::metadata(path).is_ok_and(|t| special(t.file_type()))
+        }
+        Ok(m) => special(m.file_type()),
+    };
+    if bad {
+        return Err(fail(
+            Status::Other,
+            format!(
+                "{} is not a regular file (a device, a pipe, a directory, or a link to one): nothing written; to write to standard output, leave out --out",
+                path.display()
+            ),
+        ));
+    }
     Ok(())
 }
 

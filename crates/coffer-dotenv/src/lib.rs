@@ -106,7 +106,50 @@ impl Parsed {
     pub fn resolve(&self, env: &dyn Fn(&str) -> Option<String>) -> Vec<(String, Option<String>)> {
         resolve(&self.bindings, env)
     }
+
+    /// [`Parsed::resolve`], refusing a file whose values grow by more than
+    /// `allowance` bytes in all through expansion: `B=${A}${A}...`,
+    /// `C=${B}${B}...` grows exponentially, and a file of a few lines would
+    /// otherwise exhaust memory. The error names the line where the
+    /// allowance ran out.
+    pub fn resolve_within(
+        &self,
+        env: &dyn Fn(&str) -> Option<String>,
+        allowance: usize,
+    ) -> Result<Vec<(String, Option<String>)>, TooLarge> {
+        let raw: usize = self
+            .bindings
+            .iter()
+            .filter_map(|b| b.value.as_ref().map(String::len))
+            .sum();
+        resolve_limited(&self.bindings, env, raw.saturating_add(allowance))
+    }
 }
+
+/// How much expansion may add to a file's values (see
+/// [`Parsed::resolve_within`]): far more than any environment holds (Linux
+/// takes 2 MiB of arguments and environment in all).
+pub const EXPANSION_ALLOWANCE: usize = 16 << 20;
+
+/// Expansion made a file's values too large ([`Parsed::resolve_within`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TooLarge {
+    /// The line of the statement whose expansion went over.
+    pub line: usize,
+}
+
+impl std::fmt::Display for TooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "line {}: expanding ${{...}} makes the values larger than {} MiB",
+            self.line,
+            EXPANSION_ALLOWANCE >> 20
+        )
+    }
+}
+
+impl std::error::Error for TooLarge {}
 
 /// Parses a file's text. Line breaks `\r\n` and `\r` are read as `\n`
 /// first, as python-dotenv reads files (Python's text mode).
@@ -159,21 +202,43 @@ pub fn resolve(
     bindings: &[Binding],
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Vec<(String, Option<String>)> {
+    resolve_limited(bindings, env, usize::MAX).expect("no limit")
+}
+
+/// [`resolve`], stopping once the values produced add up to more than
+/// `limit` bytes.
+fn resolve_limited(
+    bindings: &[Binding],
+    env: &dyn Fn(&str) -> Option<String>,
+    limit: usize,
+) -> Result<Vec<(String, Option<String>)>, TooLarge> {
     let mut out: Vec<(String, Option<String>)> = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::new();
+    let mut total = 0usize;
     for b in bindings {
-        let value = b.value.as_ref().map(|v| {
-            if b.quote == Quote::Single {
-                v.clone()
-            } else {
-                expand(v, &|name| match index.get(name) {
-                    Some(&i) => Some(out[i].1.clone().unwrap_or_default()),
-                    // No environment has a variable without a name.
-                    None if name.is_empty() => None,
-                    None => env(name),
-                })
-            }
-        });
+        let budget = limit - total;
+        let value = match b.value.as_ref() {
+            None => None,
+            Some(v) if b.quote == Quote::Single => Some(v.clone()),
+            Some(v) => Some(
+                expand_within(
+                    v,
+                    &|name| match index.get(name) {
+                        Some(&i) => Some(out[i].1.clone().unwrap_or_default()),
+                        // No environment has a variable without a name.
+                        None if name.is_empty() => None,
+                        None => env(name),
+                    },
+                    budget,
+                )
+                .ok_or(TooLarge { line: b.line })?,
+            ),
+        };
+        let len = value.as_ref().map_or(0, String::len);
+        if len > budget {
+            return Err(TooLarge { line: b.line });
+        }
+        total += len;
         match index.get(&b.key) {
             Some(&i) => out[i].1 = value,
             None => {
@@ -182,15 +247,27 @@ pub fn resolve(
             }
         }
     }
-    out
+    Ok(out)
 }
 
 /// Expands `${NAME}` and `${NAME:-default}` in `value`. `lookup` gives a
 /// variable's value if it is set (set and empty is `Some("")`).
 pub fn expand(value: &str, lookup: &dyn Fn(&str) -> Option<String>) -> String {
-    let mut out = String::with_capacity(value.len());
+    expand_within(value, lookup, usize::MAX).expect("no limit")
+}
+
+/// [`expand`], or `None` as soon as the result is longer than `max` bytes.
+fn expand_within(
+    value: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    max: usize,
+) -> Option<String> {
+    let mut out = String::with_capacity(value.len().min(max));
     let mut rest = value;
     while let Some(at) = rest.find("${") {
+        if out.len() > max {
+            return None;
+        }
         match variable(&rest[at + 2..]) {
             Some((name, default, len)) => {
                 out.push_str(&rest[..at]);
@@ -207,7 +284,7 @@ pub fn expand(value: &str, lookup: &dyn Fn(&str) -> Option<String>) -> String {
         }
     }
     out.push_str(rest);
-    out
+    (out.len() <= max).then_some(out)
 }
 
 /// After `${`: `name[:-default]}`. Returns the name, the default and the
@@ -239,31 +316,40 @@ pub fn is_portable_key(key: &str) -> bool {
 pub struct WriteError {
     /// The key that cannot be written.
     pub key: String,
+    /// Whether it is the value (not the key) that cannot be written
+    /// safely ([`portable_value`]).
+    pub value: bool,
 }
 
 impl std::fmt::Display for WriteError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{:?} is not a valid variable name (letters, digits and _, not starting with a digit)",
-            self.key
-        )
+        if self.value {
+            write!(
+                f,
+                "the value of {:?} cannot be written so that every dotenv reader reads it as written: \
+                 it needs double quotes, where dotenvx expands `$NAME` and `${{...}}`",
+                self.key
+            )
+        } else {
+            write!(
+                f,
+                "{:?} is not a valid variable name (letters, digits and _, not starting with a digit)",
+                self.key
+            )
+        }
     }
 }
 
 impl std::error::Error for WriteError {}
 
-/// Writes `KEY=value` lines that [`parse`] and [`resolve`] read back to
-/// exactly these values. Keys must be portable names ([`is_portable_key`]).
+/// Writes `KEY=value` lines that [`parse`] and [`resolve`] (and
+/// python-dotenv) read back to exactly these values, and that no reader
+/// expands or runs anything from. Keys must be portable names
+/// ([`is_portable_key`]) and values portable ([`portable_value`]).
 ///
-/// Plain values are written bare; values with spaces, `#`, quotes or
-/// other special characters in single quotes when that needs no escape;
-/// the rest in double quotes with escapes. A value holding `${` always goes
-/// in double quotes with each `${` written `${:-$}{`: python-dotenv expands
-/// single-quoted values too, and the empty name is never set, so every
-/// reader that expands yields `$` and one that does not never sees a `${`
-/// it could take for a variable. A final backslash is written `${:-\\}` in
-/// double quotes: before a closing quote it would read as an escaped quote.
+/// Plain values are written bare; values with spaces, `#`, quotes, `$` or
+/// other special characters in single quotes when that reads the same
+/// everywhere; the rest in double quotes with escapes (see [`quote`]).
 pub fn write<'a>(
     entries: impl IntoIterator<Item = (&'a str, &'a str)>,
 ) -> Result<String, WriteError> {
@@ -272,6 +358,13 @@ pub fn write<'a>(
         if !is_portable_key(key) {
             return Err(WriteError {
                 key: key.to_string(),
+                value: false,
+            });
+        }
+        if !portable_value(value) {
+            return Err(WriteError {
+                key: key.to_string(),
+                value: true,
             });
         }
         out.push_str(key);
@@ -282,24 +375,68 @@ pub fn write<'a>(
     Ok(out)
 }
 
-/// A value as it should appear after `KEY=`.
+/// Whether `value` goes in single quotes: no character that needs an
+/// escape (controls, NEL), no `${` (python-dotenv expands it even there),
+/// and no backslash before `\\`, `'` or the end (python-dotenv reads those
+/// as escapes, dotenvx does not). A `'` is written `\'`, which both read
+/// as `'`. Neither python-dotenv nor dotenvx expands `$NAME` or runs
+/// `$(...)` in single quotes.
+fn single_quotable(value: &str) -> bool {
+    let mut chars = value.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c.is_control() || c == '\u{85}' {
+            return false;
+        }
+        if c == '$' && chars.peek() == Some(&'{') {
+            return false;
+        }
+        if c == '\\' && matches!(chars.peek(), None | Some('\\' | '\'')) {
+            return false;
+        }
+    }
+    true
+}
+
+/// Whether [`write`] can write `value` so that python-dotenv and dotenvx
+/// read it without expanding or running anything. In double quotes
+/// (needed for line breaks and other controls, `${`, or a backslash
+/// before `\\`, `'` or the end) dotenvx expands `$NAME` and `${...}`
+/// however they are written (it expands its own expansions again), so a
+/// double-quoted value may not hold a `$` before a letter, `_` or `{`.
+/// (`$(` is written `${:-$}(`: dotenvx runs `$(...)` before it expands,
+/// so it never sees one.)
+pub fn portable_value(value: &str) -> bool {
+    if value.chars().all(bare) || single_quotable(value) {
+        return true;
+    }
+    let bytes = value.as_bytes();
+    !bytes
+        .windows(2)
+        .any(|w| w[0] == b'$' && (w[1].is_ascii_alphabetic() || w[1] == b'_' || w[1] == b'{'))
+}
+
+fn bare(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "_-.,/:@+%^~=".contains(c)
+}
+
+/// A value as it should appear after `KEY=` (see [`write`]; a value that
+/// is not [`portable_value`] is written so that python-dotenv reads it
+/// back, dotenvx expanding it).
+///
+/// In double quotes a `$` before `{` or `(` is written `${:-$}`: the empty
+/// name is never set, so its default `$` is what an expanding reader
+/// produces, and a reader that runs `$(...)` (dotenvx) does so before it
+/// expands. A final backslash is written `${:-\\}` in double quotes:
+/// before a closing quote it would read as an escaped quote.
 pub fn quote(value: &str) -> String {
-    let bare = |c: char| c.is_ascii_alphanumeric() || "_-.,/:@+%^~=".contains(c);
     if value.chars().all(bare) {
         return value.to_string();
     }
-    let plain = |c: char| !c.is_control() && c != '\'' && c != '\\' && c != '\u{85}';
-    // Single quotes hold any character but a carriage return (read as a
-    // line break), escaping only `\` and `'`.
-    // A backslash just before the closing quote reads as an escaped quote
-    // (python-dotenv's pattern), so a value that ends with one goes in
-    // double quotes with that backslash written as `${:-\\}` (see below).
-    let trailing_backslash = value.ends_with('\\');
-    if !trailing_backslash && !value.contains("${") && value.chars().all(plain) {
+    if single_quotable(value) {
         let mut s = String::with_capacity(value.len() + 2);
         s.push('\'');
         for c in value.chars() {
-            if c == '\\' || c == '\'' {
+            if c == '\'' {
                 s.push('\\');
             }
             s.push(c);
@@ -307,13 +444,14 @@ pub fn quote(value: &str) -> String {
         s.push('\'');
         return s;
     }
+    let trailing_backslash = value.ends_with('\\');
     let mut s = String::with_capacity(value.len() + 2);
     s.push('"');
     let mut chars = value.chars().peekable();
     while let Some(c) = chars.next() {
         // There is no escape for `$`: `${:-$}` (the empty name is never
-        // set, so its default) is how a `${` survives expansion.
-        if c == '$' && chars.peek() == Some(&'{') {
+        // set, so its default) is how a `${` or `$(` survives.
+        if c == '$' && matches!(chars.peek(), Some('{' | '(')) {
             s.push_str("${:-$}");
             continue;
         }
@@ -639,8 +777,10 @@ mod tests {
             "back\\slash",
             "multi\nline\r\n",
             "tab\tand # hash",
-            "${NOT_EXPANDED} and 'q'",
             "$HOME",
+            "it's $(touch pwned) `id` $HOME",
+            "a\\b",
+            "multi\n$(touch pwned) $1 $",
             "=",
             "#",
             " lead",
@@ -650,7 +790,6 @@ mod tests {
             "'",
             "\"",
             "\\",
-            "${",
         ];
         for v in cases {
             let text = write([("K", v)]).unwrap();
@@ -661,13 +800,111 @@ mod tests {
         assert!(write([("A-B", "x")]).is_err());
     }
 
+    /// What dotenvx would run or expand in a line `write` wrote: a `$(`,
+    /// or a `$` before a letter, `_` or `{`, outside single quotes (the
+    /// `${:-$}` and `${:-\\}` forms excepted: dotenvx runs commands before
+    /// it expands, and those expand to no name).
+    fn dotenvx_would_act_on(line: &str) -> bool {
+        let value = &line[line.find('=').unwrap() + 1..];
+        if value.starts_with('\'') {
+            return false;
+        }
+        let cleaned = value.replace("${:-$}", "").replace("${:-\\\\}", "");
+        let b = cleaned.as_bytes();
+        b.windows(2)
+            .any(|w| w[0] == b'$' && (w[1].is_ascii_alphabetic() || b"_{(".contains(&w[1])))
+    }
+
+    #[test]
+    fn dotenv_export_value_injection_into_dotenvx() {
+        // A value a colleague wrote runs a command in a dotenvx reader if
+        // it is written where dotenvx evaluates: outside single quotes.
+        for v in [
+            "it's $(touch pwned)",
+            "x\n$(touch pwned)",
+            "$HOME'",
+            "a\\ $(id)",
+            "`id`'",
+            "tab\t$(id)",
+        ] {
+            let text = write([("K", v)]).unwrap();
+            assert!(!dotenvx_would_act_on(text.trim_end()), "{text:?}");
+            let back = parse(&text).resolve(&|_| Some("EXPANDED".into()));
+            assert_eq!(back, [("K".to_string(), Some(v.to_string()))], "{text:?}");
+        }
+        // Values that need double quotes and hold `$NAME` or `${`: no form
+        // reads the same in python-dotenv and dotenvx without expanding.
+        for v in [
+            "${HOME}",
+            "${",
+            "x\n$HOME",
+            "a\\\\ $HOME",
+            "ends\\",
+            "${NOT_EXPANDED} and 'q'",
+        ] {
+            if portable_value(v) {
+                let text = write([("K", v)]).unwrap();
+                assert!(!dotenvx_would_act_on(text.trim_end()), "{text:?}");
+            } else {
+                let e = write([("K", v)]).unwrap_err();
+                assert!(e.value, "{v:?}");
+                assert!(
+                    v.len() < 4 || !e.to_string().contains(v),
+                    "the message names no value"
+                );
+            }
+        }
+        assert!(portable_value("ends\\"));
+        assert!(!portable_value("${HOME}"));
+        assert!(!portable_value("x\n$HOME"));
+    }
+
+    #[test]
+    fn dotenv_expansion_bomb_is_refused() {
+        // Five short lines: a hundred copies of a hundred copies of ...
+        let mut text = format!("A={}\n", "x".repeat(100));
+        let mut prev = 'A';
+        for name in ['B', 'C', 'D', 'E'] {
+            text.push_str(&format!("{name}={}\n", format!("${{{prev}}}").repeat(100)));
+            prev = name;
+        }
+        let parsed = parse(&text);
+        assert_eq!(
+            parsed.resolve_within(&|_| None, 1 << 20),
+            Err(TooLarge { line: 4 })
+        );
+        // From the environment, too.
+        let big = "y".repeat(1 << 20);
+        let parsed = parse("A=${BIG}${BIG}");
+        assert!(
+            parsed
+                .resolve_within(&|_| Some(big.clone()), 1 << 20)
+                .is_err()
+        );
+        // Within the allowance: as resolve.
+        // (6 + 8 bytes written, 6 + 12 produced.)
+        let parsed = parse("A=abcdef\nB=${A}${A}");
+        assert_eq!(
+            parsed.resolve_within(&|_| None, 4).unwrap(),
+            parsed.resolve(&|_| None)
+        );
+        assert_eq!(
+            parsed.resolve_within(&|_| None, 3),
+            Err(TooLarge { line: 2 })
+        );
+    }
+
     proptest::proptest! {
         #[test]
         fn write_then_read_is_the_identity(values in proptest::collection::vec("(?s).*", 1..8)) {
+            let values: Vec<String> = values.into_iter().filter(|v| portable_value(v)).collect();
             let keys: Vec<String> = (0..values.len()).map(|i| format!("K{i}")).collect();
             let text = write(keys.iter().map(String::as_str).zip(values.iter().map(String::as_str))).unwrap();
             let parsed = parse(&text);
             proptest::prop_assert!(parsed.errors.is_empty());
+            for line in text.lines().filter(|l| l.starts_with('K')) {
+                proptest::prop_assert!(!dotenvx_would_act_on(line), "{line:?}");
+            }
             let back = parsed.resolve(&|_| Some("X".into()));
             let want: Vec<(String, Option<String>)> =
                 keys.into_iter().zip(values.into_iter().map(Some)).collect();
