@@ -174,7 +174,12 @@ pub struct GapFound {
 impl GapFound {
     /// The problem an unacknowledged gap is.
     pub fn problem(&self) -> Problem {
-        let what = if self.first == self.last {
+        let what = if self.last < self.first {
+            format!(
+                "records after record {} (how many cannot be known: the head file was missing, damaged or not this server's)",
+                self.last
+            )
+        } else if self.first == self.last {
             format!("record {}", self.first)
         } else {
             format!("records {} to {}", self.first, self.last)
@@ -492,6 +497,22 @@ impl HeadFile {
             seq: self.seq,
             link,
         })
+    }
+}
+
+/// Reads the head file for `log` as it is, unchecked: `Ok(None)` if there
+/// is none, `Err` if it cannot be read or parsed.
+pub(crate) fn read_head_file_raw(log: &std::path::Path) -> Result<Option<HeadFile>, ()> {
+    let read = crate::sink::open_no_follow(&head_path(log)).and_then(|mut f| {
+        let mut bytes = Vec::new();
+        f.read_to_end(&mut bytes).map(|_| bytes)
+    });
+    match read {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(_) => Err(()),
+        Ok(bytes) => serde_json::from_slice::<HeadFile>(&bytes)
+            .map(Some)
+            .map_err(|_| ()),
     }
 }
 

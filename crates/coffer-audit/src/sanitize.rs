@@ -41,7 +41,7 @@
 //! U+2028; a terminal showing a U+202E reverses what follows; an invisible
 //! character makes two different names look the same.
 //!
-//! Cost on the hot path: one pass over the bytes looking for `c`, `C`, `%` and `\\` (and
+//! Cost on the hot path: one pass over the bytes looking for `c`, `C`, `%` and `\` (and
 //! one for bytes at or above 0x7F, which ASCII-only records, nearly all of
 //! them, end at); nothing is allocated unless something is found.
 
