@@ -172,18 +172,16 @@ pub struct GapFound {
 }
 
 impl GapFound {
+    /// The records concerned, in words: `record 5`, `records 5 to 9`, or
+    /// for a gap of unknown extent (a head file missing, damaged or not
+    /// the server's), `records after record 4 (how many is not known)`.
+    pub fn describe(&self) -> String {
+        describe_gap(self.first, self.last)
+    }
+
     /// The problem an unacknowledged gap is.
     pub fn problem(&self) -> Problem {
-        let what = if self.last < self.first {
-            format!(
-                "records after record {} (how many cannot be known: the head file was missing, damaged or not this server's)",
-                self.last
-            )
-        } else if self.first == self.last {
-            format!("record {}", self.first)
-        } else {
-            format!("records {} to {}", self.first, self.last)
-        };
+        let what = self.describe();
         Problem {
             line: self.line,
             seq: self.record,
@@ -192,6 +190,19 @@ impl GapFound {
                 self.noticed, self.record, self.record
             ),
         }
+    }
+}
+
+/// See [`GapFound::describe`].
+pub fn describe_gap(first: u64, last: u64) -> String {
+    if last < first {
+        format!(
+            "records after record {last} (how many is not known: the head file was missing, damaged or not this server's)"
+        )
+    } else if first == last {
+        format!("record {first}")
+    } else {
+        format!("records {first} to {last}")
     }
 }
 

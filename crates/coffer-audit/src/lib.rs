@@ -158,7 +158,8 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     out
 }
 
-pub(crate) fn unhex32(s: &str) -> Option<[u8; 32]> {
+/// 64 hex digits (a chain link, as records and reports write it) as bytes.
+pub fn unhex32(s: &str) -> Option<[u8; 32]> {
     let s = s.as_bytes();
     if s.len() != 64 {
         return None;

@@ -747,3 +747,105 @@ fn masking_hole_percent_encoded_token_in_url_is_masked() {
         .run(&["audit", "verify"])
         .expect(0);
 }
+
+/// The acknowledgement hole's neighbour: the gap of a rotated file is
+/// acknowledged in the live file, and was then still found open in the
+/// rotated one, and acknowledged again and again.
+#[test]
+fn ack_hole_rotated_gap_is_not_acknowledged_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, root) = truncated_while_stopped(dir.path(), 3);
+    let cli = || server.cli().token(&root);
+    let out = cli().run(&["audit", "verify", "--json"]).expect(7).json();
+    let n = out["files"][0]["gaps"][0]["record"]
+        .as_u64()
+        .unwrap()
+        .to_string();
+    cli().run(&["audit", "rotate"]).expect(0);
+    let rotated = common::files_under(&server.data_dir())
+        .into_iter()
+        .find(|f| {
+            let name = f.file_name().unwrap().to_string_lossy().to_string();
+            name.starts_with("audit.log.") && !name.ends_with(".head")
+        })
+        .expect("a rotated file");
+    let ack = |reason: &str| {
+        cli().run(&[
+            "audit",
+            "acknowledge-gap",
+            "--file",
+            rotated.to_str().unwrap(),
+            "--record",
+            &n,
+            "--reason",
+            reason,
+        ])
+    };
+    ack("INC-1").expect(0);
+    let run = cli().run(&[
+        "audit",
+        "acknowledge-gap",
+        "--file",
+        rotated.to_str().unwrap(),
+        "--record",
+        &n,
+        "--reason",
+        "again",
+    ]);
+    assert_eq!(run.code(), 7, "{}{}", run.stdout(), run.stderr());
+    assert!(
+        run.stderr().contains("already acknowledged"),
+        "{}",
+        run.stderr()
+    );
+    let acks = records(&audit_log(&server))
+        .into_iter()
+        .filter(|r| r.get("acknowledges").is_some())
+        .count();
+    assert_eq!(acks, 1, "one acknowledgement, in the live file");
+    cli().run(&["audit", "verify", "--rotated"]).expect(0);
+}
+
+/// The head hole end to end: the end of the log and its head file removed
+/// together while the server was stopped fails verification until
+/// acknowledged (it was an alert alone).
+#[test]
+fn head_hole_log_cut_with_its_head_file_fails_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    for _ in 0..4 {
+        server.http("GET", "/api/v1/secrets/x", Some(&root), None);
+    }
+    let log = audit_log(&server);
+    server.stop();
+    let text = std::fs::read_to_string(&log).unwrap();
+    let keep: String = text.lines().take(3).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&log, keep).unwrap();
+    std::fs::remove_file(format!("{}.head", log.display())).unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let cli = || server.cli().token(&root);
+    let run = cli().run(&["audit", "verify"]);
+    assert_eq!(run.code(), 7, "{}", run.stdout());
+    assert!(
+        run.stdout().contains("records after record 3"),
+        "{}",
+        run.stdout()
+    );
+    let out = cli().run(&["audit", "verify", "--json"]).json();
+    let n = out["files"][0]["gaps"][0]["record"]
+        .as_u64()
+        .unwrap()
+        .to_string();
+    cli()
+        .run(&[
+            "audit",
+            "acknowledge-gap",
+            "--record",
+            &n,
+            "--reason",
+            "INC-2",
+        ])
+        .expect(0);
+    cli().run(&["audit", "verify"]).expect(0);
+}
