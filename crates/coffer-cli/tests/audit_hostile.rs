@@ -849,3 +849,38 @@ fn head_hole_log_cut_with_its_head_file_fails_verify() {
         .expect(0);
     cli().run(&["audit", "verify"]).expect(0);
 }
+
+/// The hiding hole's neighbour: a denied name requested with a doubled
+/// slash, a `.` segment or an encoded slash (refused as invalid, or
+/// decoded) was shown to an auditor whose policies deny it.
+#[test]
+fn hiding_hole_denied_name_in_another_spelling_is_hidden() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    for p in [
+        "app//prod/DBNAME",
+        "app/prod/./DBNAME",
+        "app/./prod/DBNAME",
+        "app%2F%2Fprod%2FDBNAME",
+        "app/dev/x",
+    ] {
+        server.http("GET", &format!("/api/v1/secrets/{p}"), Some(&root), None);
+    }
+    let auditor = server.token_with_policy(
+        &root,
+        "auditor",
+        "path \"sys/audit\" { capabilities = [\"admin\"] }\n\
+         path \"app/*\" { capabilities = [\"read\", \"list\"] }\n\
+         path \"app/prod/*\" { capabilities = [\"deny\"] }",
+    );
+    let out = server
+        .cli()
+        .token(&auditor)
+        .run(&["audit", "query", "--json"])
+        .expect(0)
+        .json()
+        .to_string();
+    assert!(!out.contains("DBNAME"), "{out}");
+    assert!(out.contains("app/dev/x"), "{out}");
+}

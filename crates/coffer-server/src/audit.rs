@@ -732,7 +732,9 @@ async fn records(
     let (coffer, caller) = (st.coffer.clone(), id.clone());
     let found = read_log(files, move |r| {
         query::search_where(r, &filter, limit, |rec| {
-            !query::names(rec).any(|n| coffer.audit_hides(&caller, n))
+            !query::names_to_hide(rec)
+                .iter()
+                .any(|n| coffer.audit_hides(&caller, n))
         })
     })
     .await?;
