@@ -476,14 +476,21 @@ fn create_new(path: &Path) -> io::Result<File> {
         .open(path)
 }
 
-/// Opens `path` for reading, not through a symbolic link.
+/// Opens `path` for reading, not through a symbolic link, and only if it
+/// is a regular file: a FIFO planted at a head file's name would block the
+/// open (and the server's start, or a verification) until someone wrote
+/// to it, so it is opened without blocking and refused.
 pub(crate) fn open_no_follow(path: &Path) -> io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
+    let f = std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)
-        .map_err(|e| io::Error::new(e.kind(), no_follow_error(e)))
+        .map_err(|e| io::Error::new(e.kind(), no_follow_error(e)))?;
+    if !f.metadata()?.is_file() {
+        return Err(io::Error::other("not a regular file"));
+    }
+    Ok(f)
 }
 
 /// An open error, saying so when it was a symbolic link that was refused

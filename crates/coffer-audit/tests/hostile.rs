@@ -673,3 +673,43 @@ fn head_hole_intact_restarts_sealed_or_not_report_no_gap() {
     );
     assert!(alert_rules(&path).is_empty(), "{:?}", alert_rules(&path));
 }
+
+/// The symbolic-link hole's neighbour: a FIFO planted at a head file's name
+/// (or a rotated file's) blocked the server's start, and any verification,
+/// on opening it. It is refused without blocking: a damaged head file.
+#[test]
+fn symlink_hole_fifo_at_head_file_does_not_block_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    let k = key();
+    let auditor = start(&path, &k, Rotation::default());
+    assert!(record(&auditor, request("r")));
+    auditor.close();
+    let head = chain::head_path(&path);
+    std::fs::remove_file(&head).unwrap();
+    let status = std::process::Command::new("mkfifo")
+        .arg(&head)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let p = path.clone();
+    std::thread::spawn(move || {
+        let state = chain::read_head_file(&p, None);
+        let auditor = start(&p, &key(), Rotation::default());
+        auditor.close();
+        let _ = tx.send(state);
+    });
+    let state = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the start blocked on the FIFO");
+    assert_eq!(state, HeadFileState::Invalid);
+    assert!(alert_rules(&path).contains(&"audit_head_missing".to_string()));
+    // Queries refuse a FIFO in a log's place rather than block.
+    let fifo = dir.path().join("other.log");
+    std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(coffer_audit::open_chained(&[fifo]).is_err());
+}
