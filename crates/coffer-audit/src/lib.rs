@@ -137,7 +137,7 @@ pub fn open_chained(
     for f in files {
         // Not through a symbolic link put in a file's place, nor a FIFO
         // (which would block the query).
-        reader = Box::new(reader.chain(crate::sink::open_no_follow(f)?));
+        reader = Box::new(reader.chain(sink::open_no_follow(f)?));
     }
     Ok(std::io::BufReader::new(reader))
 }

@@ -6,7 +6,7 @@
 //! failed batch leaves no partial line behind.
 
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufRead, Read, Seek, SeekFrom, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -115,6 +115,10 @@ pub(crate) struct Sink {
     /// file is written for this log, so a forged one stays for the next
     /// start to find.
     pub unchecked_head: Option<chain::HeadFile>,
+    /// Records were written to this log with the key: no head file is
+    /// written for it without the key any more (an untagged head file is
+    /// trusted only for a log never written with the key).
+    pub keyed: bool,
     kind: SinkKind,
 }
 
@@ -173,6 +177,12 @@ impl Sink {
                 let (head, len) = if meta.is_file() {
                     let (mut head, len, last_unkeyed) =
                         resume(&mut file, path, notices).map_err(err)?;
+                    // An untagged head file is only ever written for a log
+                    // that was never written with the key (see
+                    // `Writer::heads_plan`): whether this one was is read
+                    // from the file, only when it matters.
+                    let unkeyed_only = |file: &mut File| all_unkeyed(file).unwrap_or(false);
+                    let last_unkeyed = last_unkeyed && unkeyed_only(&mut file);
                     match check_head_file(path, head, last_unkeyed, notices) {
                         HeadCheck::Gap(next, notice) => {
                             head = next;
@@ -211,6 +221,7 @@ impl Sink {
             healthy: true,
             generation: 0,
             lead,
+            keyed: unchecked_head.is_some(),
             unchecked_head,
             kind,
         })
@@ -524,6 +535,29 @@ fn connect(address: &str) -> io::Result<Stream> {
     Err(last)
 }
 
+/// Whether every record of the log was written without the key (each
+/// line begins `{"seq":N,"unkeyed":true`, as the writer writes it).
+fn all_unkeyed(file: &mut File) -> io::Result<bool> {
+    file.seek(SeekFrom::Start(0))?;
+    let mut reader = io::BufReader::new(&mut *file);
+    let mut line = Vec::new();
+    let mut all = true;
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line)? == 0 {
+            break;
+        }
+        let rest = line.strip_prefix(b"{\"seq\":").unwrap_or(b"");
+        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+        if digits == 0 || !rest[digits..].starts_with(b",\"unkeyed\":true") {
+            all = false;
+            break;
+        }
+    }
+    file.seek(SeekFrom::End(0))?;
+    Ok(all)
+}
+
 /// Finds the last whole record of a log file, cutting off a partial line.
 /// Returns the head to continue from and the file's length.
 fn resume(
@@ -673,7 +707,7 @@ fn check_head_file(
     if h.seq <= resumed.seq && !(h.seq == resumed.seq && h.link != resumed.link) {
         return match &file.tag {
             Some(_) => HeadCheck::TagToCheck(file),
-            // Written while sealed: then the record it names was too.
+            // Written while sealed, for a log never written with the key.
             None if h.seq == resumed.seq && last_unkeyed => HeadCheck::Fine,
             None => {
                 notices.push(Record::file_alert(

@@ -859,6 +859,7 @@ impl Writer {
                         tracing::warn!(sink = %sink.spec.describe(), missed = sink.missed, "audit sink recovered");
                     }
                     sink.head = head;
+                    sink.keyed |= key.is_some();
                     sink.lead = None;
                     sink.missed = 0;
                     sink.healthy = true;
@@ -1056,7 +1057,9 @@ impl Writer {
             .iter()
             // A head file whose tag is still to be checked is left as it
             // is, for the next start to find if this one never gets the key.
-            .filter(|sink| sink.head.seq > 0 && sink.unchecked_head.is_none())
+            .filter(|sink| {
+                sink.head.seq > 0 && sink.unchecked_head.is_none() && (key.is_some() || !sink.keyed)
+            })
             .filter_map(|sink| {
                 Some(HeadWrite {
                     log: sink.path()?.to_path_buf(),

@@ -713,3 +713,81 @@ fn symlink_hole_fifo_at_head_file_does_not_block_start() {
         .unwrap();
     assert!(coffer_audit::open_chained(&[fifo]).is_err());
 }
+
+/// The head hole, sealed variant: records written with the key cut off,
+/// and records "written while sealed" forged in their place (anyone can
+/// link those) with an untagged head file naming the last. An untagged
+/// head file is trusted only for a log never written with the key.
+#[test]
+fn head_hole_keyed_records_replaced_by_forged_sealed_ones_are_caught() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    let k = key();
+    let auditor = start(&path, &k, Rotation::default());
+    for i in 0..6 {
+        assert!(record(&auditor, request(&format!("r{i}"))));
+    }
+    auditor.close();
+    // The forger's sealed run: a real sealed server's lines, on a copy of
+    // the log's first records.
+    truncate_to(&path, 3);
+    std::fs::remove_file(chain::head_path(&path)).unwrap();
+    let copy = dir.path().join("copy.log");
+    std::fs::copy(&path, &copy).unwrap();
+    // Its own head file is replaced by hand with one naming its last record.
+    let sealed = start_sealed(&copy);
+    assert!(record(&sealed, request("forged")));
+    sealed.close();
+    std::fs::rename(&copy, &path).unwrap();
+    let (seq, link) = last_record(&path);
+    std::fs::write(
+        chain::head_path(&path),
+        format!("{{\"seq\":{seq},\"chain\":\"{link}\"}}"),
+    )
+    .unwrap();
+    let _ = std::fs::remove_file(chain::head_path(&copy));
+    let auditor = start(&path, &k, Rotation::default());
+    auditor.close();
+    let report = verify(&path, &k);
+    assert!(report.gap_problem, "{:?}", report.problem);
+    assert!(alert_rules(&path).contains(&"audit_head_forged".to_string()));
+}
+
+/// What that must not catch: sealed in the middle of a run (the key gone),
+/// stopped, started sealed and unsealed again.
+#[test]
+fn head_hole_sealed_mid_run_then_restarted_reports_no_gap() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    let k = key();
+    let current = Arc::new(std::sync::Mutex::new(Some(k.clone())));
+    let c = current.clone();
+    let auditor = Auditor::start(AuditorConfig {
+        sinks: vec![SinkSpec::File(path.clone())],
+        fsync: Fsync::Batch,
+        rules: AlertRules::default(),
+        key: Arc::new(move || c.lock().unwrap().clone()),
+        rotation: Rotation::default(),
+    })
+    .unwrap()
+    .0;
+    assert!(record(&auditor, request("keyed")));
+    std::thread::sleep(Duration::from_millis(500));
+    *current.lock().unwrap() = None;
+    assert!(record(&auditor, request("sealed")));
+    std::thread::sleep(Duration::from_millis(500));
+    auditor.close();
+    let auditor = start_sealed(&path);
+    assert!(record(&auditor, request("sealed again")));
+    auditor.close();
+    let auditor = start(&path, &k, Rotation::default());
+    assert!(record(&auditor, request("unsealed")));
+    auditor.close();
+    let report = verify(&path, &k);
+    assert!(
+        report.ok() && report.gaps.is_empty(),
+        "{:?}",
+        report.problem
+    );
+    assert!(alert_rules(&path).is_empty(), "{:?}", alert_rules(&path));
+}
