@@ -159,6 +159,7 @@ impl Sink {
         };
         let mut lead = None;
         let mut unchecked_head = None;
+        let mut keyed = false;
         let (kind, head) = match &spec {
             SinkSpec::File(path) => {
                 use std::os::unix::fs::OpenOptionsExt;
@@ -177,12 +178,15 @@ impl Sink {
                 let (head, len) = if meta.is_file() {
                     let (mut head, len, last_unkeyed) =
                         resume(&mut file, path, notices).map_err(err)?;
-                    // An untagged head file is only ever written for a log
-                    // that was never written with the key (see
-                    // `Writer::heads_plan`): whether this one was is read
-                    // from the file, only when it matters.
-                    let unkeyed_only = |file: &mut File| all_unkeyed(file).unwrap_or(false);
-                    let last_unkeyed = last_unkeyed && unkeyed_only(&mut file);
+                    // Whether the log has records written with the key (read
+                    // from the file only when its last record was not; the
+                    // first such line ends the read). An untagged head file
+                    // is only ever written for a log that has none (see
+                    // `Writer::heads_plan`).
+                    let never_keyed =
+                        head.seq == 0 || (last_unkeyed && all_unkeyed(&mut file).unwrap_or(false));
+                    keyed = !never_keyed;
+                    let last_unkeyed = never_keyed && head.seq > 0;
                     match check_head_file(path, head, last_unkeyed, notices) {
                         HeadCheck::Gap(next, notice) => {
                             head = next;
@@ -221,7 +225,7 @@ impl Sink {
             healthy: true,
             generation: 0,
             lead,
-            keyed: unchecked_head.is_some(),
+            keyed: keyed || unchecked_head.is_some(),
             unchecked_head,
             kind,
         })

@@ -791,3 +791,36 @@ fn head_hole_sealed_mid_run_then_restarted_reports_no_gap() {
     );
     assert!(alert_rules(&path).is_empty(), "{:?}", alert_rules(&path));
 }
+
+/// A truncation found at a sealed start, and the server stopped again
+/// before it was unsealed: the next starts report that gap once, not a
+/// second one of their own making.
+#[test]
+fn head_hole_gap_found_sealed_then_restarted_is_reported_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    let k = key();
+    let auditor = start(&path, &k, Rotation::default());
+    for i in 0..6 {
+        assert!(record(&auditor, request(&format!("r{i}"))));
+    }
+    auditor.close();
+    truncate_to(&path, 4);
+    let auditor = start_sealed(&path);
+    assert!(record(&auditor, request("sealed")));
+    std::thread::sleep(Duration::from_millis(500));
+    auditor.close();
+    let auditor = start_sealed(&path);
+    auditor.close();
+    let auditor = start(&path, &k, Rotation::default());
+    assert!(record(&auditor, request("unsealed")));
+    auditor.close();
+    let report = verify(&path, &k);
+    assert_eq!(report.gaps.len(), 1, "{:?}", report.gaps);
+    assert_eq!(
+        alert_rules(&path),
+        ["audit_log_truncated"],
+        "{:?}",
+        alert_rules(&path)
+    );
+}
