@@ -186,8 +186,7 @@ impl Sink {
                     let never_keyed =
                         head.seq == 0 || (last_unkeyed && all_unkeyed(&mut file).unwrap_or(false));
                     keyed = !never_keyed;
-                    let last_unkeyed = never_keyed && head.seq > 0;
-                    match check_head_file(path, head, last_unkeyed, notices) {
+                    match check_head_file(path, head, never_keyed && head.seq > 0, notices) {
                         HeadCheck::Gap(next, notice) => {
                             head = next;
                             lead = Some(notice);
@@ -661,15 +660,15 @@ fn unknown_gap_notice(after: u64, why: &str) -> Option<Vec<u8>> {
 /// until an operator acknowledges it.
 ///
 /// A log with records but no head file, or a damaged one, or an untagged
-/// one (written while sealed) that does not name the last record as one
-/// written while sealed, gets the notice of a gap of unknown extent: a
+/// one (written while sealed) beside a log with records written with the
+/// key (`never_keyed` false), gets the notice of a gap of unknown extent: a
 /// truncated log whose head file was removed or replaced cannot be told
 /// from an intact one. A tagged head file whose numbers agree is returned
 /// for its tag to be checked once the key is there.
 fn check_head_file(
     path: &Path,
     resumed: Head,
-    last_unkeyed: bool,
+    never_keyed: bool,
     notices: &mut Vec<Record>,
 ) -> HeadCheck {
     if resumed.seq == 0 {
@@ -712,21 +711,21 @@ fn check_head_file(
         return match &file.tag {
             Some(_) => HeadCheck::TagToCheck(file),
             // Written while sealed, for a log never written with the key.
-            None if h.seq == resumed.seq && last_unkeyed => HeadCheck::Fine,
+            None if never_keyed => HeadCheck::Fine,
             None => {
                 notices.push(Record::file_alert(
                     "audit_head_forged",
                     path,
                     1,
                     format!(
-                        "{}: its head file names record {} without the tag of the audit key, but that record was not written while sealed",
+                        "{}: its head file names record {} without the tag of the audit key, but the log has records written with the key",
                         path.display(),
                         h.seq
                     ),
                 ));
                 match unknown_gap_notice(
                     resumed.seq,
-                    "the log's head file is untagged, but the record it names was not written while sealed",
+                    "the log's head file is untagged, but the log has records written with the key",
                 ) {
                     Some(n) => HeadCheck::Gap(resumed, n),
                     None => HeadCheck::Fine,
