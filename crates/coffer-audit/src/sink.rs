@@ -356,6 +356,11 @@ impl Sink {
         self.head = Head::EMPTY;
         self.missed = 0;
         self.generation += 1;
+        // A new file, not yet written with the key; a head file still to
+        // be checked was the old file's, and went with it (untagged if the
+        // rotation was made while sealed, which verification reports).
+        self.keyed = false;
+        self.unchecked_head = None;
         Ok(())
     }
 

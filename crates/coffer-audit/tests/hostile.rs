@@ -846,3 +846,38 @@ fn head_hole_sealed_log_with_a_lagging_head_reports_no_gap() {
     assert!(report.gaps.is_empty(), "{:?}", report.gaps);
     assert!(alert_rules(&path).is_empty(), "{:?}", alert_rules(&path));
 }
+
+/// A log written with the key, then sealed, then rotated by size while
+/// sealed: the new file (never written with the key) gets its head files,
+/// and the next start finds no gap in it.
+#[test]
+fn head_hole_rotated_while_sealed_new_file_keeps_its_head() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    let k = key();
+    let current = Arc::new(std::sync::Mutex::new(Some(k.clone())));
+    let c = current.clone();
+    let auditor = Auditor::start(AuditorConfig {
+        sinks: vec![SinkSpec::File(path.clone())],
+        fsync: Fsync::Batch,
+        rules: AlertRules::default(),
+        key: Arc::new(move || c.lock().unwrap().clone()),
+        rotation: Rotation::default(),
+    })
+    .unwrap()
+    .0;
+    assert!(record(&auditor, request("keyed")));
+    *current.lock().unwrap() = None;
+    assert!(record(&auditor, request("sealed")));
+    auditor.rotate().unwrap();
+    assert!(record(&auditor, request("sealed, new file")));
+    std::thread::sleep(Duration::from_millis(500));
+    auditor.close();
+    assert!(
+        chain::head_path(&path).exists(),
+        "the new file has a head file"
+    );
+    let auditor = start_sealed(&path);
+    auditor.close();
+    assert!(alert_rules(&path).is_empty(), "{:?}", alert_rules(&path));
+}
