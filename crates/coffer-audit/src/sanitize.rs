@@ -268,9 +268,21 @@ pub fn is_unsafe_char(c: char) -> bool {
 
 /// `s` with every character [`is_unsafe_char`] names shown as `\u{XXXX}`
 /// (and a backslash doubled, so that the text `\u{202E}` cannot pass for
-/// an escape): for terminals, tables and server log lines. Borrowed when
-/// there is nothing to show.
+/// an escape), and token shapes masked: for terminals, tables and server
+/// log lines. Borrowed when there is nothing to show.
 pub fn visible(s: &str) -> std::borrow::Cow<'_, str> {
+    let shown = shown_raw(s);
+    // A token shape (in a log written before masking covered its form, or
+    // one a file holds that no server wrote) is not shown either.
+    if first_token(shown.as_bytes(), 0).is_none() {
+        return shown;
+    }
+    let mut bytes = shown.into_owned().into_bytes();
+    mask_tokens(&mut bytes);
+    std::borrow::Cow::Owned(String::from_utf8(bytes).unwrap_or_default())
+}
+
+fn shown_raw(s: &str) -> std::borrow::Cow<'_, str> {
     if !s.chars().any(|c| c == '\\' || is_unsafe_char(c)) {
         return std::borrow::Cow::Borrowed(s);
     }
@@ -428,6 +440,22 @@ mod tests {
         // Visible characters beyond the BMP are written as they are.
         let mut plain = "{\"path\":\"😀é\"}".as_bytes().to_vec();
         assert_eq!(clean(&mut plain), Cleaned::default());
+    }
+
+    /// The masking hole on display: a log written before a form was masked
+    /// (or a file no server wrote) shown in a table shows no token.
+    #[test]
+    fn masking_hole_tables_show_no_token_shape() {
+        let body = "IxNhPPvM0mgXcFWYtgtnQXYMNw2RrhC5JUDnZOaHqtj1RV530";
+        for s in [
+            format!("app/%63ft_{body}"),
+            format!("app/CFT_{body}"),
+            format!("app/cft_{body}\u{202e}"),
+        ] {
+            let shown = visible(&s);
+            assert!(!shown.contains(&body[8..30]), "{s}: {shown}");
+        }
+        assert_eq!(visible("app/prod/KEY"), "app/prod/KEY");
     }
 
     #[test]

@@ -183,7 +183,7 @@ impl Shown {
         if let Some(status) = e.status {
             return format!("{} answered HTTP {status}", self.url);
         }
-        let mut m = coffer_audit::sanitize::visible(&e.to_string()).into_owned();
+        let mut m = e.to_string();
         for f in &self.forms {
             m = m.replace(f.as_str(), &self.url);
         }
@@ -198,7 +198,9 @@ impl Shown {
                 return format!("the request to {} failed", self.url);
             }
         }
-        m
+        // Shown as the server log shows text: controls visible, token
+        // shapes masked (after the URL is cut, which masking would hide).
+        coffer_audit::sanitize::visible(&m).into_owned()
     }
 }
 
