@@ -552,7 +552,13 @@ fn all_unkeyed(file: &mut File) -> io::Result<bool> {
     let mut all = true;
     loop {
         line.clear();
-        if reader.read_until(b'\n', &mut line)? == 0 {
+        // No line longer than a record is held whole (the rest of one
+        // does not begin like a record, which ends the read).
+        if (&mut reader)
+            .take(chain::MAX_LINE as u64 + 1)
+            .read_until(b'\n', &mut line)?
+            == 0
+        {
             break;
         }
         let rest = line.strip_prefix(b"{\"seq\":").unwrap_or(b"");
