@@ -172,13 +172,16 @@ pub struct GapFound {
 }
 
 impl GapFound {
+    /// The records concerned, in words: `record 5`, `records 5 to 9`, or
+    /// for a gap of unknown extent (a head file missing, damaged or not
+    /// the server's), `records after record 4 (how many is not known)`.
+    pub fn describe(&self) -> String {
+        describe_gap(self.first, self.last)
+    }
+
     /// The problem an unacknowledged gap is.
     pub fn problem(&self) -> Problem {
-        let what = if self.first == self.last {
-            format!("record {}", self.first)
-        } else {
-            format!("records {} to {}", self.first, self.last)
-        };
+        let what = self.describe();
         Problem {
             line: self.line,
             seq: self.record,
@@ -187,6 +190,19 @@ impl GapFound {
                 self.noticed, self.record, self.record
             ),
         }
+    }
+}
+
+/// See [`GapFound::describe`].
+pub fn describe_gap(first: u64, last: u64) -> String {
+    if last < first {
+        format!(
+            "records after record {last} (how many is not known: the head file was missing, damaged or not this server's)"
+        )
+    } else if first == last {
+        format!("record {first}")
+    } else {
+        format!("records {first} to {last}")
     }
 }
 
@@ -492,6 +508,22 @@ impl HeadFile {
             seq: self.seq,
             link,
         })
+    }
+}
+
+/// Reads the head file for `log` as it is, unchecked: `Ok(None)` if there
+/// is none, `Err` if it cannot be read or parsed.
+pub(crate) fn read_head_file_raw(log: &std::path::Path) -> Result<Option<HeadFile>, ()> {
+    let read = crate::sink::open_no_follow(&head_path(log)).and_then(|mut f| {
+        let mut bytes = Vec::new();
+        f.read_to_end(&mut bytes).map(|_| bytes)
+    });
+    match read {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(_) => Err(()),
+        Ok(bytes) => serde_json::from_slice::<HeadFile>(&bytes)
+            .map(Some)
+            .map_err(|_| ()),
     }
 }
 

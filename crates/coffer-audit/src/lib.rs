@@ -135,7 +135,9 @@ pub fn open_chained(
     use std::io::Read;
     let mut reader: Box<dyn Read + Send> = Box::new(std::io::empty());
     for f in files {
-        reader = Box::new(reader.chain(std::fs::File::open(f)?));
+        // Not through a symbolic link put in a file's place, nor a FIFO
+        // (which would block the query).
+        reader = Box::new(reader.chain(sink::open_no_follow(f)?));
     }
     Ok(std::io::BufReader::new(reader))
 }
@@ -158,7 +160,8 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     out
 }
 
-pub(crate) fn unhex32(s: &str) -> Option<[u8; 32]> {
+/// 64 hex digits (a chain link, as records and reports write it) as bytes.
+pub fn unhex32(s: &str) -> Option<[u8; 32]> {
     let s = s.as_bytes();
     if s.len() != 64 {
         return None;

@@ -216,6 +216,66 @@ pub fn names(r: &Record) -> impl Iterator<Item = &str> {
         .chain(r.reads.iter().chain(&r.writes).map(|x| x.path.as_str()))
 }
 
+/// The names a record could reveal, for hiding it from a caller whose
+/// policies deny one: [`names`], each also as the secret path it stands
+/// for once empty and `.` segments are dropped (`app//prod/KEY` and
+/// `app/prod/./KEY` are `app/prod/KEY` to a reader, though not to a
+/// policy), and every tail of the URL path the request named, decoded
+/// (`/api/v1/secrets/app/prod/KEY` gives `app/prod/KEY`, `prod/KEY` and
+/// so on): a record hidden by any of them is hidden.
+pub fn names_to_hide(r: &Record) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut add = |name: &str| {
+        let segs: Vec<&str> = name
+            .split('/')
+            .filter(|s| !s.is_empty() && *s != ".")
+            .collect();
+        let normal = segs.join("/");
+        for n in [name.to_string(), normal] {
+            if !n.is_empty() && !out.contains(&n) {
+                out.push(n);
+            }
+        }
+    };
+    for n in names(r) {
+        add(n);
+    }
+    if let Some(route) = r.route.as_deref() {
+        let decoded = percent_decode(route);
+        let segs: Vec<&str> = decoded
+            .split('/')
+            .filter(|s| !s.is_empty() && *s != ".")
+            .collect();
+        for i in 0..segs.len() {
+            add(&segs[i..].join("/"));
+        }
+    }
+    out
+}
+
+/// `%XX` sequences decoded (once); anything that does not decode to UTF-8
+/// kept as it was.
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && let Some(v) = b
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(v);
+            i += 3;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8(out).unwrap_or_else(|_| s.to_string())
+}
+
 /// Calls `f` with each record; returns how many lines were not records.
 fn each_record(reader: impl BufRead, mut f: impl FnMut(Record)) -> std::io::Result<u64> {
     let mut reader = reader;
@@ -364,6 +424,22 @@ mod tests {
         assert_eq!(v1[0].reads, 1);
         let (none, _) = readers(f.as_bytes(), "app/prod/db", Some(9)).unwrap();
         assert!(none.is_empty());
+    }
+
+    /// The hiding hole's neighbour: a denied name written with a doubled
+    /// slash or a `.` segment (refused as invalid, so never normalised by
+    /// the server) or percent-encoded in the URL path.
+    #[test]
+    fn hiding_hole_denied_names_in_other_spellings_are_checked() {
+        let r = Record {
+            path: Some("app//prod/./KEY".into()),
+            route: Some("/api/v1/secrets/app%2F%2Fprod/KEY".into()),
+            ..Record::default()
+        };
+        let names = names_to_hide(&r);
+        for want in ["app/prod/KEY", "app//prod/./KEY", "prod/KEY"] {
+            assert!(names.iter().any(|n| n == want), "{want}: {names:?}");
+        }
     }
 
     #[test]

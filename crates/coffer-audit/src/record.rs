@@ -223,7 +223,7 @@ impl Record {
     /// requests (`audit_log_truncated`, `audit_rotation_failed`, ...), also
     /// written to the server log under `coffer::alert`.
     pub fn file_alert(rule: &str, file: &std::path::Path, count: u64, message: String) -> Record {
-        tracing::error!(target: "coffer::alert", alert = rule, "{message}");
+        tracing::error!(target: "coffer::alert", alert = rule, "{}", crate::sanitize::visible(&message));
         Record {
             kind: Kind::Alert,
             alert: Some(AlertInfo {

@@ -7,27 +7,42 @@
 //! both run before the line is linked, so the chain covers the bytes as
 //! written and verifies as before.
 //!
-//! **Masked**: `cft_` or `cfi_` (or the same with the underscore
-//! percent-encoded, `%5F`, as it can arrive in a URL path), followed by one
-//! or more base62 characters (`0-9A-Za-z`): the whole run is replaced by
-//! `<masked>`, whatever its length and whether or not its checksum is valid.
-//! A token cut short, or with one character changed, is still most of a
+//! **Masked**: `cft_` or `cfi_`, in either case, each of its characters as
+//! it is or encoded the ways a reader may decode it back (percent-encoded,
+//! once or more: `%63ft_`, `cft%5F`, `%2563ft_`; or a `\u0063` escape held
+//! in a field's text), followed by one or more base62 characters
+//! (`0-9A-Za-z`, each also as it is or encoded): the whole body is replaced
+//! by `<masked>`, whatever its length and whether or not its checksum is
+//! valid, running on across invisible characters and percent-encoded
+//! non-ASCII bytes between its characters (which a reader may drop). A
+//! token cut short, or with one character changed, is still most of a
 //! credential (the checksum only catches typos; a near-miss can be
 //! completed by guessing), and checking a checksum costs a hash per match.
-//! The price is that a name that merely looks like a token (`cft_notes`) is
-//! masked too; such a name is not worth a raw token in the log.
+//! The price is that a name that merely looks like a token (`cft_notes`,
+//! `CFT_notes`) is masked too; such a name is not worth a raw token in the
+//! log. A token body with no prefix at all cannot be told from any other
+//! text and is not masked.
 //!
 //! **Escaped** (as `\uXXXX` JSON escapes, which read back as the same
-//! character): DEL and the C1 controls (U+007F to U+009F, U+0085 among
-//! them), the line and paragraph separators (U+2028, U+2029), the
-//! directional marks, embeddings, overrides and isolates (U+061C, U+200E,
-//! U+200F, U+202A to U+202E, U+2066 to U+2069), the zero-width characters
-//! (U+200B to U+200D) and U+FEFF. JSON encoding already escapes C0 controls.
+//! character), before masking so that masking sees the bytes as written:
+//! DEL and the C1 controls (U+007F to U+009F, U+0085 among them), the line
+//! and paragraph separators (U+2028, U+2029), the directional marks,
+//! embeddings, overrides and isolates (U+061C, U+200E, U+200F, U+202A to
+//! U+202E, U+2066 to U+2069), and the invisible formatting characters: the
+//! zero-width ones (U+200B to U+200D), word joiner and invisible operators
+//! (U+2060 to U+2064), the deprecated format characters (U+206A to
+//! U+206F), soft hyphen (U+00AD), the combining grapheme joiner (U+034F),
+//! Mongolian variation selectors and vowel separator (U+180B to U+180F),
+//! Hangul and Khmer fillers (U+115F, U+1160, U+17B4, U+17B5, U+3164,
+//! U+FFA0), variation selectors (U+FE00 to U+FE0F, U+E0100 to U+E01EF),
+//! interlinear annotation (U+FFF9 to U+FFFB), tag characters (U+E0000 to
+//! U+E007F) and U+FEFF. JSON encoding already escapes C0 controls.
 //! Line-based readers (JavaScript's, some log shippers) end a line at
-//! U+2028; a terminal showing a U+202E reverses what follows.
+//! U+2028; a terminal showing a U+202E reverses what follows; an invisible
+//! character makes two different names look the same.
 //!
-//! Cost on the hot path: one pass over the bytes looking for `c` (and one
-//! for bytes at or above 0x7F, which ASCII-only records, nearly all of
+//! Cost on the hot path: one pass over the bytes looking for `c`, `C`, `%` and `\` (and
+//! one for bytes at or above 0x7F, which ASCII-only records, nearly all of
 //! them, end at); nothing is allocated unless something is found.
 
 /// What [`clean`] did.
@@ -42,34 +57,107 @@ pub struct Cleaned {
 /// What a token's body is replaced with.
 pub const MASK: &str = "<masked>";
 
-/// Masks and escapes `json`, a serialized record, in place.
+/// Masks and escapes `json`, a serialized record, in place. Escaping comes
+/// first, so that masking sees the bytes as they are written: an escape
+/// such as `\u009c` can put a `c` in front of what follows.
 pub fn clean(json: &mut Vec<u8>) -> Cleaned {
-    let masked = mask_tokens(json);
     let escaped = escape_unsafe(json);
+    let masked = mask_tokens(json);
     Cleaned { masked, escaped }
 }
 
-/// Where the first token-shaped prefix at or after `from` ends (the index of
-/// its body's first byte), with where it starts.
-fn next_prefix(h: &[u8], mut from: usize) -> Option<(usize, usize)> {
-    while from + 4 <= h.len() {
-        let p = from + h[from..].iter().position(|&b| b == b'c')?;
-        let rest = &h[p + 1..];
-        if rest.len() >= 3 && rest[0] == b'f' && (rest[1] == b't' || rest[1] == b'i') {
-            if rest[2] == b'_' {
-                return Some((p, p + 4));
-            }
-            if rest.len() >= 5
-                && rest[2] == b'%'
-                && rest[3] == b'5'
-                && matches!(rest[4], b'F' | b'f')
-            {
-                return Some((p, p + 6));
-            }
-        }
-        from = p + 1;
+fn hex_val(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
     }
-    None
+}
+
+fn hex_pair(h: &[u8], at: usize) -> Option<u8> {
+    Some(hex_val(*h.get(at)?)? << 4 | hex_val(*h.get(at + 1)?)?)
+}
+
+/// The character one "unit" at `at` stands for, and the unit's length: a
+/// byte as it is, a percent-encoding (`%63`, or `%2563` and so on, encoded
+/// again), or a JSON `\u` escape. A reader that decodes URLs or JSON once
+/// more turns each back into the character. `None` for a non-ASCII
+/// character (or an escape of one).
+fn unit(h: &[u8], at: usize) -> Option<(u32, usize)> {
+    match *h.get(at)? {
+        b'%' => {
+            let mut j = at + 1;
+            while h.get(j..j + 2) == Some(b"25") && hex_pair(h, j + 2).is_some() {
+                j += 2;
+            }
+            hex_pair(h, j).map(|c| (u32::from(c), j + 2 - at))
+        }
+        b'\\' => {
+            // `\u0063` (a backslash escaped, then `u0063`) is a field
+            // holding the text `\u0063`, which reads as `c` once more.
+            let mut j = at + 1;
+            while h.get(j) == Some(&b'\\') {
+                j += 1;
+            }
+            if h.get(j) != Some(&b'u') {
+                return Some((u32::from(b'\\'), 1));
+            }
+            let mut c = 0u32;
+            for k in 1..5 {
+                match h.get(j + k).copied().and_then(hex_val) {
+                    Some(v) => c = c << 4 | u32::from(v),
+                    None => return Some((u32::from(b'\\'), 1)),
+                }
+            }
+            Some((c, j + 5 - at))
+        }
+        b if b < 0x80 => Some((u32::from(b), 1)),
+        _ => None,
+    }
+}
+
+/// Whether the character a unit stands for is one that a reader may drop
+/// or not see inside a token (escaped by [`escape_unsafe`]): a token's body
+/// runs on across it.
+fn invisible_unit(c: u32) -> bool {
+    char::from_u32(c).is_some_and(|c| !c.is_ascii() && is_unsafe_char(c))
+        || (0xd800..=0xdfff).contains(&c)
+}
+
+/// Where a token-shaped prefix (`cft_` or `cfi_`, in either case, each
+/// character as it is or encoded, see [`unit`]) starting at `p` ends.
+fn prefix_at(h: &[u8], p: usize) -> Option<usize> {
+    let mut at = p;
+    for want in [&[b'c'][..], b"f", b"ti", b"_"] {
+        let (c, len) = unit(h, at)?;
+        let c = u8::try_from(c).ok()?;
+        if !want.contains(&c.to_ascii_lowercase()) {
+            return None;
+        }
+        at += len;
+    }
+    Some(at)
+}
+
+/// Where a token's body starting at `body` ends: base62 characters, as
+/// they are or encoded, and any invisible character between them.
+fn body_end(h: &[u8], body: usize) -> usize {
+    let mut at = body;
+    let mut end = body;
+    while let Some((c, len)) = unit(h, at) {
+        if u8::try_from(c).is_ok_and(|c| c.is_ascii_alphanumeric()) {
+            at += len;
+            end = at;
+        } else if (h[at] == b'\\' && invisible_unit(c)) || (h[at] == b'%' && c >= 0x80) {
+            // An invisible character, escaped, or a percent-encoded byte of
+            // a non-ASCII one, between the body's characters.
+            at += len;
+        } else {
+            break;
+        }
+    }
+    end
 }
 
 /// Masks every token-shaped run (see the module's documentation); whether
@@ -95,34 +183,52 @@ pub fn mask_tokens(json: &mut Vec<u8>) -> bool {
 /// The body (start, end) of the first token-shaped string at or after
 /// `from`: a prefix followed by at least one base62 character.
 fn first_token(h: &[u8], mut from: usize) -> Option<(usize, usize)> {
-    loop {
-        let (start, body) = next_prefix(h, from)?;
-        let end = body
-            + h[body..]
+    while from < h.len() {
+        let p = from
+            + h[from..]
                 .iter()
-                .take_while(|b| b.is_ascii_alphanumeric())
-                .count();
-        if end > body {
-            return Some((body, end));
+                .position(|&b| matches!(b, b'c' | b'C' | b'%' | b'\\'))?;
+        if let Some(body) = prefix_at(h, p) {
+            let end = body_end(h, body);
+            if end > body {
+                return Some((body, end));
+            }
         }
-        from = start + 1;
+        from = p + 1;
     }
+    None
 }
 
-/// The escape for the character starting at `b[0]`, and its length in
-/// bytes, if it is one to escape. `b` is valid UTF-8 (serialized JSON).
-fn unsafe_char(b: &[u8]) -> Option<(u32, usize)> {
-    match b {
-        [0x7f, ..] => Some((0x7f, 1)),
-        [0xc2, c @ 0x80..=0x9f, ..] => Some((u32::from(*c), 2)),
-        [0xd8, 0x9c, ..] => Some((0x061c, 2)),
-        [0xe2, 0x80, c @ (0x8b..=0x8f | 0xa8..=0xae), ..] => {
-            Some((0x2000 + u32::from(c - 0x80), 3))
-        }
-        [0xe2, 0x81, c @ 0xa6..=0xa9, ..] => Some((0x2040 + u32::from(c - 0x80), 3)),
-        [0xef, 0xbb, 0xbf, ..] => Some((0xfeff, 3)),
-        _ => None,
-    }
+/// Whether `c` is escaped in records and shown visibly on terminals: DEL
+/// and the C1 controls, line and paragraph separators, direction marks,
+/// embeddings, overrides and isolates, and the invisible formatting
+/// characters (zero-width, word joiner and invisible operators, the
+/// deprecated format characters, soft hyphen, fillers, variation
+/// selectors, interlinear annotation, tag characters, U+FEFF).
+fn escaped_char(c: char) -> bool {
+    matches!(
+        c,
+        '\u{7f}'..='\u{9f}'
+            | '\u{ad}'
+            | '\u{34f}'
+            | '\u{61c}'
+            | '\u{115f}'
+            | '\u{1160}'
+            | '\u{17b4}'
+            | '\u{17b5}'
+            | '\u{180b}'..='\u{180f}'
+            | '\u{200b}'..='\u{200f}'
+            | '\u{2028}'..='\u{202e}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206f}'
+            | '\u{3164}'
+            | '\u{fe00}'..='\u{fe0f}'
+            | '\u{feff}'
+            | '\u{ffa0}'
+            | '\u{fff9}'..='\u{fffb}'
+            | '\u{e0000}'..='\u{e007f}'
+            | '\u{e0100}'..='\u{e01ef}'
+    )
 }
 
 /// Escapes the characters listed in the module's documentation; whether
@@ -131,26 +237,24 @@ pub fn escape_unsafe(json: &mut Vec<u8>) -> bool {
     let Some(first) = json.iter().position(|&b| b >= 0x7f) else {
         return false;
     };
-    if !json[first..]
-        .iter()
-        .enumerate()
-        .any(|(i, &b)| b >= 0x7f && unsafe_char(&json[first + i..]).is_some())
-    {
+    let Ok(text) = std::str::from_utf8(&json[first..]) else {
+        return false;
+    };
+    if !text.chars().any(escaped_char) {
         return false;
     }
     let mut out = Vec::with_capacity(json.len() + 16);
     out.extend_from_slice(&json[..first]);
-    let mut i = first;
-    while i < json.len() {
-        if json[i] >= 0x7f
-            && let Some((c, len)) = unsafe_char(&json[i..])
-        {
-            out.extend_from_slice(format!("\\u{c:04x}").as_bytes());
-            i += len;
-            continue;
+    for c in text.chars() {
+        if escaped_char(c) {
+            let mut units = [0u16; 2];
+            for u in c.encode_utf16(&mut units) {
+                out.extend_from_slice(format!("\\u{u:04x}").as_bytes());
+            }
+        } else {
+            let mut buf = [0u8; 4];
+            out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
         }
-        out.push(json[i]);
-        i += 1;
     }
     *json = out;
     true
@@ -159,15 +263,26 @@ pub fn escape_unsafe(json: &mut Vec<u8>) -> bool {
 /// Whether `c` is a character [`escape_unsafe`] escapes, or a C0 control:
 /// one that must never reach a terminal or a line-based reader raw.
 pub fn is_unsafe_char(c: char) -> bool {
-    let mut buf = [0u8; 4];
-    c.is_control() || unsafe_char(c.encode_utf8(&mut buf).as_bytes()).is_some()
+    c.is_control() || escaped_char(c)
 }
 
 /// `s` with every character [`is_unsafe_char`] names shown as `\u{XXXX}`
 /// (and a backslash doubled, so that the text `\u{202E}` cannot pass for
-/// an escape): for terminals, tables and server log lines. Borrowed when
-/// there is nothing to show.
+/// an escape), and token shapes masked: for terminals, tables and server
+/// log lines. Borrowed when there is nothing to show.
 pub fn visible(s: &str) -> std::borrow::Cow<'_, str> {
+    let shown = shown_raw(s);
+    // A token shape (in a log written before masking covered its form, or
+    // one a file holds that no server wrote) is not shown either.
+    if first_token(shown.as_bytes(), 0).is_none() {
+        return shown;
+    }
+    let mut bytes = shown.into_owned().into_bytes();
+    mask_tokens(&mut bytes);
+    std::borrow::Cow::Owned(String::from_utf8(bytes).unwrap_or_default())
+}
+
+fn shown_raw(s: &str) -> std::borrow::Cow<'_, str> {
     if !s.chars().any(|c| c == '\\' || is_unsafe_char(c)) {
         return std::borrow::Cow::Borrowed(s);
     }
@@ -228,8 +343,8 @@ mod tests {
                 "cft%5F<masked> cfi%5f<masked>".into(),
             ),
             (
-                "cft_ cfx_abc cft-abc CFT_abc".into(),
-                "cft_ cfx_abc cft-abc CFT_abc".into(),
+                "cft_ cfx_abc cft-abc cft%2Dabc".into(),
+                "cft_ cfx_abc cft-abc cft%2Dabc".into(),
             ),
             ("cfcft_ab".into(), "cfcft_<masked>".into()),
             ("cft_a cft_b".into(), "cft_<masked> cft_<masked>".into()),
@@ -238,6 +353,109 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(cleaned(&input), want, "{input}");
         }
+    }
+
+    /// The neighbours of the masking hole: a token whose prefix or body is
+    /// percent-encoded (once or twice), JSON-escaped, in upper case, or
+    /// broken by an invisible character, as a URL path can carry it: each
+    /// decodes back into a raw token for a reader, so each is masked whole.
+    #[test]
+    fn masking_hole_encoded_and_uppercase_prefixes_are_masked() {
+        let body = "IxNhPPvM0mgXcFWYtgtnQXYMNw2RrhC5JUDnZOaHqtj1RV530";
+        let tail = &body[8..];
+        for (input, want) in [
+            (format!("a/%63ft_{body}"), "a/%63ft_<masked>".to_string()),
+            (format!("a/%43FT_{body}"), "a/%43FT_<masked>".into()),
+            (format!("a/cf%74_{body}/b"), "a/cf%74_<masked>/b".into()),
+            (format!("a/CFT_{body}"), "a/CFT_<masked>".into()),
+            (format!("a/Cfi_{body}"), "a/Cfi_<masked>".into()),
+            (
+                format!("a/%2563ft%255F{body}"),
+                "a/%2563ft%255F<masked>".into(),
+            ),
+            (format!("cft_Ix%4EhPP%2576{tail}"), "cft_<masked>".into()),
+            (format!(r"x\u0063ft_{body}"), r"x\\u0063ft_<masked>".into()),
+            (format!(r"cft\u005f{body}"), r"cft\\u005f<masked>".into()),
+            (format!("cft_IxNh\u{200b}{tail}"), "cft_<masked>".into()),
+            (format!("cft_IxNh%E2%80%8B{tail}"), "cft_<masked>".into()),
+            (format!("\u{9c}ft_{body}"), r"\u009cft_<masked>".into()),
+            // Not token-shaped: left alone.
+            (
+                "cft%2Dabc cft%5F%2D %zz".into(),
+                "cft%2Dabc cft%5F%2D %zz".into(),
+            ),
+        ] {
+            let r = crate::Record {
+                path: Some(input.clone()),
+                ..crate::Record::default()
+            };
+            let mut json = serde_json::to_vec(&r).unwrap();
+            clean(&mut json);
+            let s = String::from_utf8(json).unwrap();
+            assert!(s.contains(&format!("\"path\":\"{want}\"")), "{input}: {s}");
+            let back: crate::Record = serde_json::from_str(&s).unwrap();
+            assert!(!back.path.unwrap().contains(&body[10..30]), "{input}");
+        }
+    }
+
+    /// The neighbours of the escaping hole: invisible formatting characters
+    /// (word joiner, invisible operators, deprecated format characters,
+    /// soft hyphen, variation selectors, tag characters) are escaped in
+    /// records and shown visibly, like the zero-width ones already were: a
+    /// name that differs from another only by them must not look the same.
+    #[test]
+    fn escaping_hole_invisible_format_characters_are_escaped() {
+        let hidden = [
+            '\u{ad}',
+            '\u{34f}',
+            '\u{180e}',
+            '\u{2060}',
+            '\u{2064}',
+            '\u{206a}',
+            '\u{206f}',
+            '\u{fe0f}',
+            '\u{fff9}',
+            '\u{e0001}',
+            '\u{e0041}',
+            '\u{e007f}',
+            '\u{e0100}',
+        ];
+        for c in hidden {
+            let r = crate::Record {
+                path: Some(format!("app/{c}KEY")),
+                ..crate::Record::default()
+            };
+            let mut json = serde_json::to_vec(&r).unwrap();
+            assert!(clean(&mut json).escaped, "U+{:04X}", u32::from(c));
+            let s = String::from_utf8(json).unwrap();
+            assert!(s.is_ascii(), "{s}");
+            let back: crate::Record = serde_json::from_str(&s).unwrap();
+            assert_eq!(back, r);
+            assert!(
+                visible(&format!("{c}")).starts_with("\\u{"),
+                "U+{:04X}",
+                u32::from(c)
+            );
+        }
+        // Visible characters beyond the BMP are written as they are.
+        let mut plain = "{\"path\":\"😀é\"}".as_bytes().to_vec();
+        assert_eq!(clean(&mut plain), Cleaned::default());
+    }
+
+    /// The masking hole on display: a log written before a form was masked
+    /// (or a file no server wrote) shown in a table shows no token.
+    #[test]
+    fn masking_hole_tables_show_no_token_shape() {
+        let body = "IxNhPPvM0mgXcFWYtgtnQXYMNw2RrhC5JUDnZOaHqtj1RV530";
+        for s in [
+            format!("app/%63ft_{body}"),
+            format!("app/CFT_{body}"),
+            format!("app/cft_{body}\u{202e}"),
+        ] {
+            let shown = visible(&s);
+            assert!(!shown.contains(&body[8..30]), "{s}: {shown}");
+        }
+        assert_eq!(visible("app/prod/KEY"), "app/prod/KEY");
     }
 
     #[test]

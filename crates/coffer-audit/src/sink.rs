@@ -6,7 +6,7 @@
 //! failed batch leaves no partial line behind.
 
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufRead, Read, Seek, SeekFrom, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -109,6 +109,16 @@ pub(crate) struct Sink {
     /// A line to write first in this sink alone, before its next batch:
     /// the notice of a gap found at start (see [`check_head_file`]).
     pub lead: Option<Vec<u8>>,
+    /// The head file found at start, whose tag could not be checked then
+    /// (the key comes with unsealing): checked by the writer with the
+    /// first key it gets (see [`Sink::check_head_tag`]). Until then no head
+    /// file is written for this log, so a forged one stays for the next
+    /// start to find.
+    pub unchecked_head: Option<chain::HeadFile>,
+    /// Records were written to this log with the key: no head file is
+    /// written for it without the key any more (an untagged head file is
+    /// trusted only for a log never written with the key).
+    pub keyed: bool,
     kind: SinkKind,
 }
 
@@ -148,6 +158,8 @@ impl Sink {
             message: m,
         };
         let mut lead = None;
+        let mut unchecked_head = None;
+        let mut keyed = false;
         let (kind, head) = match &spec {
             SinkSpec::File(path) => {
                 use std::os::unix::fs::OpenOptionsExt;
@@ -164,10 +176,23 @@ impl Sink {
                     .map_err(|e| err(no_follow_error(e)))?;
                 let meta = file.metadata().map_err(|e| err(e.to_string()))?;
                 let (head, len) = if meta.is_file() {
-                    let (mut head, len) = resume(&mut file, path, notices).map_err(err)?;
-                    if let Some((next, notice)) = check_head_file(path, head, notices) {
-                        head = next;
-                        lead = Some(notice);
+                    let (mut head, len, last_unkeyed) =
+                        resume(&mut file, path, notices).map_err(err)?;
+                    // Whether the log has records written with the key (read
+                    // from the file only when its last record was not; the
+                    // first such line ends the read). An untagged head file
+                    // is only ever written for a log that has none (see
+                    // `Writer::heads_plan`).
+                    let never_keyed =
+                        head.seq == 0 || (last_unkeyed && all_unkeyed(&mut file).unwrap_or(false));
+                    keyed = !never_keyed;
+                    match check_head_file(path, head, never_keyed && head.seq > 0, notices) {
+                        HeadCheck::Gap(next, notice) => {
+                            head = next;
+                            lead = Some(notice);
+                        }
+                        HeadCheck::TagToCheck(h) => unchecked_head = Some(h),
+                        HeadCheck::Fine => {}
                     }
                     (head, Some(len))
                 } else {
@@ -199,8 +224,40 @@ impl Sink {
             healthy: true,
             generation: 0,
             lead,
+            keyed: keyed || unchecked_head.is_some(),
+            unchecked_head,
             kind,
         })
+    }
+
+    /// Checks the tag of the head file found at start with the key, now
+    /// that there is one. A head file the key did not tag was written by
+    /// someone else (to hide a truncation: its numbers matched the log);
+    /// then the notice of a gap of unknown extent is written first in this
+    /// log, and the `audit_head_forged` alert returned.
+    pub(crate) fn check_head_tag(&mut self, key: &coffer_crypto::AuditKey) -> Option<Record> {
+        let h = self.unchecked_head.take()?;
+        if h.head(Some(key)).is_some() {
+            return None;
+        }
+        let path = self.path()?.to_path_buf();
+        let alert = Record::file_alert(
+            "audit_head_forged",
+            &path,
+            1,
+            format!(
+                "{}: the head file found when the server started (naming record {}) was not written by this server: the log may have been truncated or rewritten while it was stopped",
+                path.display(),
+                h.seq
+            ),
+        );
+        if self.lead.is_none() {
+            self.lead = unknown_gap_notice(
+                h.seq,
+                "the head file found at start was not written by this server (its tag does not verify)",
+            );
+        }
+        Some(alert)
     }
 
     /// The length of a regular log file, as written.
@@ -299,6 +356,11 @@ impl Sink {
         self.head = Head::EMPTY;
         self.missed = 0;
         self.generation += 1;
+        // A new file, not yet written with the key; a head file still to
+        // be checked was the old file's, and went with it (untagged if the
+        // rotation was made while sealed, which verification reports).
+        self.keyed = false;
+        self.unchecked_head = None;
         Ok(())
     }
 
@@ -433,14 +495,21 @@ fn create_new(path: &Path) -> io::Result<File> {
         .open(path)
 }
 
-/// Opens `path` for reading, not through a symbolic link.
+/// Opens `path` for reading, not through a symbolic link, and only if it
+/// is a regular file: a FIFO planted at a head file's name would block the
+/// open (and the server's start, or a verification) until someone wrote
+/// to it, so it is opened without blocking and refused.
 pub(crate) fn open_no_follow(path: &Path) -> io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
+    let f = std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)
-        .map_err(|e| io::Error::new(e.kind(), no_follow_error(e)))
+        .map_err(|e| io::Error::new(e.kind(), no_follow_error(e)))?;
+    if !f.metadata()?.is_file() {
+        return Err(io::Error::other("not a regular file"));
+    }
+    Ok(f)
 }
 
 /// An open error, saying so when it was a symbolic link that was refused
@@ -474,12 +543,45 @@ fn connect(address: &str) -> io::Result<Stream> {
     Err(last)
 }
 
+/// Whether every record of the log was written without the key (each
+/// line begins `{"seq":N,"unkeyed":true`, as the writer writes it).
+fn all_unkeyed(file: &mut File) -> io::Result<bool> {
+    file.seek(SeekFrom::Start(0))?;
+    let mut reader = io::BufReader::new(&mut *file);
+    let mut line = Vec::new();
+    let mut all = true;
+    loop {
+        line.clear();
+        // No line longer than a record is held whole (the rest of one
+        // does not begin like a record, which ends the read).
+        if (&mut reader)
+            .take(chain::MAX_LINE as u64 + 1)
+            .read_until(b'\n', &mut line)?
+            == 0
+        {
+            break;
+        }
+        let rest = line.strip_prefix(b"{\"seq\":").unwrap_or(b"");
+        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+        if digits == 0 || !rest[digits..].starts_with(b",\"unkeyed\":true") {
+            all = false;
+            break;
+        }
+    }
+    file.seek(SeekFrom::End(0))?;
+    Ok(all)
+}
+
 /// Finds the last whole record of a log file, cutting off a partial line.
 /// Returns the head to continue from and the file's length.
-fn resume(file: &mut File, path: &Path, notices: &mut Vec<Record>) -> Result<(Head, u64), String> {
+fn resume(
+    file: &mut File,
+    path: &Path,
+    notices: &mut Vec<Record>,
+) -> Result<(Head, u64, bool), String> {
     let len = file.seek(SeekFrom::End(0)).map_err(|e| e.to_string())?;
     if len == 0 {
-        return Ok((Head::EMPTY, 0));
+        return Ok((Head::EMPTY, 0, false));
     }
     let window = len.min(chain::MAX_LINE as u64 * 2);
     file.seek(SeekFrom::Start(len - window))
@@ -503,7 +605,7 @@ fn resume(file: &mut File, path: &Path, notices: &mut Vec<Record>) -> Result<(He
         end = cut;
     }
     if end == 0 {
-        return Ok((Head::EMPTY, len - (tail.len() - end) as u64));
+        return Ok((Head::EMPTY, len - (tail.len() - end) as u64, false));
     }
     let body = &tail[..end - 1];
     let start = body.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
@@ -511,17 +613,51 @@ fn resume(file: &mut File, path: &Path, notices: &mut Vec<Record>) -> Result<(He
         return Err("the log ends with a line longer than any record".into());
     }
     let last = &body[start..];
-    let seq = serde_json::from_slice::<Record>(last)
-        .ok()
-        .and_then(|r| r.seq);
+    let record = serde_json::from_slice::<Record>(last).ok();
+    let seq = record.as_ref().and_then(|r| r.seq);
+    let unkeyed = record.is_some_and(|r| r.unkeyed);
     let link = chain::split_line(last).map(|(_, l)| l);
     match (seq, link) {
-        (Some(seq), Some(link)) => Ok((Head { seq, link }, len - (tail.len() - end) as u64)),
+        (Some(seq), Some(link)) => Ok((
+            Head { seq, link },
+            len - (tail.len() - end) as u64,
+            unkeyed,
+        )),
         _ => Err(
             "its last record is unreadable, so the chain cannot continue; run `coffer audit verify`, move the file aside and restart"
                 .into(),
         ),
     }
+}
+
+/// What [`check_head_file`] found.
+enum HeadCheck {
+    /// Nothing to say.
+    Fine,
+    /// A gap: the head to go on from and the notice to write first.
+    Gap(Head, Vec<u8>),
+    /// The numbers agree, but the head file's tag can only be checked with
+    /// the key.
+    TagToCheck(chain::HeadFile),
+}
+
+/// The notice of a gap of unknown extent after record `after`: the log's
+/// end could not be checked (`why`). It fails verification until
+/// acknowledged, like any gap.
+fn unknown_gap_notice(after: u64, why: &str) -> Option<Vec<u8>> {
+    let notice = Record {
+        gap: Some(crate::record::Gap {
+            first: after + 1,
+            last: after,
+        }),
+        ..Record::notice(format!(
+            "{} records after record {after} may be missing: {why}, so whether records were removed from the end of the log while the server was stopped cannot be checked; `coffer audit verify` fails until an operator acknowledges this gap (`coffer audit acknowledge-gap`)",
+            chain::GAP_NOTICE
+        ))
+    };
+    let mut json = serde_json::to_vec(&notice).ok()?;
+    crate::sanitize::clean(&mut json);
+    Some(json)
 }
 
 /// Compares a resumed log with its head file: a log that ends before its
@@ -533,43 +669,82 @@ fn resume(file: &mut File, path: &Path, notices: &mut Vec<Record>) -> Result<(He
 /// log ever had, so the records that were lost are never numbered twice
 /// and the gap stays in the file for `coffer audit verify` to report
 /// until an operator acknowledges it.
+///
+/// A log with records but no head file, or a damaged one, or an untagged
+/// one (written while sealed) beside a log with records written with the
+/// key (`never_keyed` false), gets the notice of a gap of unknown extent: a
+/// truncated log whose head file was removed or replaced cannot be told
+/// from an intact one. A tagged head file whose numbers agree is returned
+/// for its tag to be checked once the key is there.
 fn check_head_file(
     path: &Path,
     resumed: Head,
+    never_keyed: bool,
     notices: &mut Vec<Record>,
-) -> Option<(Head, Vec<u8>)> {
-    // The key is not available at start (the server may be sealed), so the
-    // tag is checked later by `coffer audit verify`; here the numbers are.
-    let h = match chain::read_head_file(path, None) {
-        chain::HeadFileState::Valid(h) => h,
-        // A log with records but no readable head file: its end cannot be
-        // checked (the head file was removed or damaged while the server
-        // was stopped, or it crashed before writing the first one).
-        state if resumed.seq > 0 => {
-            let what = if state == chain::HeadFileState::Missing {
-                "has no head file"
-            } else {
-                "has a damaged head file"
+) -> HeadCheck {
+    if resumed.seq == 0 {
+        // An empty log: nothing to check (a head file beside it is a
+        // truncation, found below).
+        if !chain::head_path(path).exists() {
+            return HeadCheck::Fine;
+        }
+    }
+    let file = chain::read_head_file_raw(path);
+    let valid = file
+        .as_ref()
+        .ok()
+        .and_then(|f| f.as_ref().and_then(|f| f.head(None)));
+    let h = match valid {
+        Some(h) => h,
+        None => {
+            let what = match file {
+                Ok(None) => "has no head file",
+                _ => "has a damaged head file",
             };
             notices.push(Record::file_alert(
                 "audit_head_missing",
                 path,
                 1,
                 format!(
-                    "{} {what}: whether records were removed from its end while the server was stopped cannot be checked; a new head file is written from record {}",
+                    "{} {what}: whether records were removed from its end while the server was stopped cannot be checked; a new head file is written from record {}, and `coffer audit verify` fails until this is acknowledged",
                     path.display(),
                     resumed.seq
                 ),
             ));
-            return None;
+            return match unknown_gap_notice(resumed.seq, &format!("the log {what}")) {
+                Some(n) => HeadCheck::Gap(resumed, n),
+                None => HeadCheck::Fine,
+            };
         }
-        _ => return None,
     };
-    let truncated = h.seq > resumed.seq;
-    let rewritten = h.seq == resumed.seq && h.link != resumed.link;
-    if !truncated && !rewritten {
-        return None;
+    let file = file.ok().flatten().expect("a valid head comes from a file");
+    if h.seq <= resumed.seq && !(h.seq == resumed.seq && h.link != resumed.link) {
+        return match &file.tag {
+            Some(_) => HeadCheck::TagToCheck(file),
+            // Written while sealed, for a log never written with the key.
+            None if never_keyed => HeadCheck::Fine,
+            None => {
+                notices.push(Record::file_alert(
+                    "audit_head_forged",
+                    path,
+                    1,
+                    format!(
+                        "{}: its head file names record {} without the tag of the audit key, but the log has records written with the key",
+                        path.display(),
+                        h.seq
+                    ),
+                ));
+                match unknown_gap_notice(
+                    resumed.seq,
+                    "the log's head file is untagged, but the log has records written with the key",
+                ) {
+                    Some(n) => HeadCheck::Gap(resumed, n),
+                    None => HeadCheck::Fine,
+                }
+            }
+        };
     }
+    let truncated = h.seq > resumed.seq;
     let message = format!(
         "{} ends at record {} but its head file names record {}: the log was truncated or rewritten while the server was stopped",
         path.display(),
@@ -629,7 +804,9 @@ fn check_head_file(
             chain::GAP_NOTICE
         ))
     };
-    let mut json = serde_json::to_vec(&notice).ok()?;
+    let Ok(mut json) = serde_json::to_vec(&notice) else {
+        return HeadCheck::Fine;
+    };
     crate::sanitize::clean(&mut json);
-    Some((next, json))
+    HeadCheck::Gap(next, json)
 }

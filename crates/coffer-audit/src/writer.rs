@@ -515,7 +515,11 @@ impl Auditor {
             alert_tx,
             healthy: healthy.clone(),
             heads: heads.clone(),
-            heads_written: Instant::now(),
+            // The first head file is written with the first records: a
+            // log with records and no head file is reported as a gap.
+            heads_written: Instant::now()
+                .checked_sub(HEADS_EVERY)
+                .unwrap_or_else(Instant::now),
             heads_dirty: true,
             written: Arc::new(AtomicBool::new(false)),
             last_rotation: Instant::now(),
@@ -791,6 +795,15 @@ impl Writer {
         let key = (self.key)();
         // The rules see records in order; an alert follows its trigger.
         let mut items: Vec<Pending> = Vec::with_capacity(batch.len());
+        // With the first key, the head files found at start are checked.
+        if let Some(k) = &key {
+            for sink in &mut self.sinks {
+                if let Some(alert) = sink.check_head_tag(k) {
+                    let _ = self.alert_tx.send(alert.clone());
+                    items.push(Pending::notice(alert));
+                }
+            }
+        }
         for p in batch.drain(..) {
             // An alert raised outside the rules (the lifecycle scheduler's)
             // goes to the webhooks like the rules' own; the start-up notices
@@ -846,6 +859,7 @@ impl Writer {
                         tracing::warn!(sink = %sink.spec.describe(), missed = sink.missed, "audit sink recovered");
                     }
                     sink.head = head;
+                    sink.keyed |= key.is_some();
                     sink.lead = None;
                     sink.missed = 0;
                     sink.healthy = true;
@@ -1041,7 +1055,11 @@ impl Writer {
         let plan = self
             .sinks
             .iter()
-            .filter(|sink| sink.head.seq > 0)
+            // A head file whose tag is still to be checked is left as it
+            // is, for the next start to find if this one never gets the key.
+            .filter(|sink| {
+                sink.head.seq > 0 && sink.unchecked_head.is_none() && (key.is_some() || !sink.keyed)
+            })
             .filter_map(|sink| {
                 Some(HeadWrite {
                     log: sink.path()?.to_path_buf(),

@@ -292,7 +292,10 @@ fn head_tmp_symlink_does_not_overwrite_target() {
         let mode = std::fs::metadata(&head).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
     }
-    assert!(verify(&path, &k).ok());
+    // A head file that cannot be read (the link) beside the log is taken
+    // for a damaged one: a gap of unknown extent, until acknowledged.
+    let report = verify(&path, &k);
+    assert!(report.gap_problem, "{:?}", report.problem);
 }
 
 /// A symbolic link among the rotated files (pointing at something else,
@@ -514,4 +517,367 @@ fn a_forged_head_far_ahead_does_not_overflow_the_numbering() {
     let report = chain::verify(file, &k, None).unwrap();
     assert!(report.gap_problem, "{:?}", report.problem);
     assert_eq!(report.gaps[0].last, u64::MAX);
+}
+
+fn start_sealed(path: &Path) -> Auditor {
+    Auditor::start(AuditorConfig {
+        sinks: vec![SinkSpec::File(path.to_path_buf())],
+        fsync: Fsync::Batch,
+        rules: AlertRules::default(),
+        key: Arc::new(|| None),
+        rotation: Rotation::default(),
+    })
+    .unwrap()
+    .0
+}
+
+/// The last record of the log: its number and chain link.
+fn last_record(path: &Path) -> (u64, String) {
+    let last = lines(path).pop().unwrap();
+    let r: Record = serde_json::from_str(&last).unwrap();
+    (r.seq.unwrap(), r.chain.unwrap())
+}
+
+/// The neighbour of the gap hole: the end of the log cut off and the head
+/// file removed with it, while the server was stopped. A log with records
+/// and no head file cannot be told from a truncated one, so it is a gap
+/// (of unknown extent) that fails verification until acknowledged, not an
+/// alert alone.
+#[test]
+fn head_hole_removed_head_file_fails_verify_until_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    let k = key();
+    let auditor = start(&path, &k, Rotation::default());
+    for i in 0..6 {
+        assert!(record(&auditor, request(&format!("r{i}"))));
+    }
+    auditor.close();
+    truncate_to(&path, 3);
+    std::fs::remove_file(chain::head_path(&path)).unwrap();
+    let auditor = start(&path, &k, Rotation::default());
+    assert!(record(&auditor, request("after")));
+    auditor.close();
+    let report = verify(&path, &k);
+    assert!(report.gap_problem, "{:?}", report.problem);
+    let gap = report.gaps[0].clone();
+    assert_eq!((gap.first, gap.last), (4, 3));
+    let reason = report.problem.unwrap().reason;
+    assert!(reason.contains("after record 3"), "{reason}");
+    // Still failing after another start; passing once acknowledged.
+    let auditor = start(&path, &k, Rotation::default());
+    auditor.close();
+    assert!(verify(&path, &k).gap_problem);
+    let auditor = start(&path, &k, Rotation::default());
+    ack(&auditor, &gap);
+    auditor.close();
+    assert!(verify(&path, &k).ok());
+    // A damaged head file is the same.
+    std::fs::write(chain::head_path(&path), "{not a head").unwrap();
+    let auditor = start(&path, &k, Rotation::default());
+    auditor.close();
+    let report = verify(&path, &k);
+    assert!(
+        report.gap_problem && report.gaps.len() == 2,
+        "{:?}",
+        report.gaps
+    );
+}
+
+/// The neighbour of the gap hole the head's tag was meant to close: the log
+/// truncated and the head file edited to name its new last record, with a
+/// tag that is not the key's (no one else has the key). The server starts
+/// sealed, so the tag cannot be checked then; it is checked with the first
+/// key, and until then the forged head file is not overwritten (a start
+/// that never unseals does not launder it).
+#[test]
+fn head_hole_forged_head_matching_a_truncated_log_is_caught_at_unseal() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    let k = key();
+    let auditor = start(&path, &k, Rotation::default());
+    for i in 0..6 {
+        assert!(record(&auditor, request(&format!("r{i}"))));
+    }
+    auditor.close();
+    truncate_to(&path, 4);
+    let (seq, link) = last_record(&path);
+    let forged = format!(
+        "{{\"seq\":{seq},\"chain\":\"{link}\",\"tag\":\"{}\"}}",
+        "ab".repeat(32)
+    );
+    std::fs::write(chain::head_path(&path), &forged).unwrap();
+    // A sealed start and stop: nothing can be checked, nothing overwritten.
+    let auditor = start_sealed(&path);
+    assert!(record(&auditor, request("sealed")));
+    auditor.close();
+    assert_eq!(
+        std::fs::read_to_string(chain::head_path(&path)).unwrap(),
+        forged
+    );
+    // Unsealed: the tag does not verify; a gap, and an alert.
+    let auditor = start(&path, &k, Rotation::default());
+    assert!(record(&auditor, request("unsealed")));
+    auditor.close();
+    let report = verify(&path, &k);
+    assert!(report.gap_problem, "{:?}", report.problem);
+    assert_eq!(report.gaps[0].last, seq);
+    assert!(alert_rules(&path).contains(&"audit_head_forged".to_string()));
+    let gap = report.gaps[0].clone();
+    let auditor = start(&path, &k, Rotation::default());
+    ack(&auditor, &gap);
+    auditor.close();
+    assert!(verify(&path, &k).ok());
+
+    // Untagged, naming a record written with the key: found at start.
+    truncate_to(&path, lines(&path).len() - 2);
+    let (seq, link) = last_record(&path);
+    std::fs::write(
+        chain::head_path(&path),
+        format!("{{\"seq\":{seq},\"chain\":\"{link}\"}}"),
+    )
+    .unwrap();
+    let auditor = start_sealed(&path);
+    auditor.close();
+    let report = verify(&path, &k);
+    assert!(report.gap_problem, "{:?}", report.problem);
+}
+
+/// What the checks above must not catch: restarts, sealed or not, of an
+/// intact log report no gap.
+#[test]
+fn head_hole_intact_restarts_sealed_or_not_report_no_gap() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    let k = key();
+    let auditor = start_sealed(&path);
+    assert!(record(&auditor, request("a")));
+    auditor.close();
+    let auditor = start_sealed(&path);
+    assert!(record(&auditor, request("b")));
+    auditor.close();
+    for _ in 0..2 {
+        let auditor = start(&path, &k, Rotation::default());
+        assert!(record(&auditor, request("c")));
+        auditor.close();
+    }
+    let auditor = start_sealed(&path);
+    auditor.close();
+    let auditor = start(&path, &k, Rotation::default());
+    auditor.close();
+    let report = verify(&path, &k);
+    assert!(
+        report.ok() && report.gaps.is_empty(),
+        "{:?}",
+        report.problem
+    );
+    assert!(alert_rules(&path).is_empty(), "{:?}", alert_rules(&path));
+}
+
+/// The symbolic-link hole's neighbour: a FIFO planted at a head file's name
+/// (or a rotated file's) blocked the server's start, and any verification,
+/// on opening it. It is refused without blocking: a damaged head file.
+#[test]
+fn symlink_hole_fifo_at_head_file_does_not_block_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    let k = key();
+    let auditor = start(&path, &k, Rotation::default());
+    assert!(record(&auditor, request("r")));
+    auditor.close();
+    let head = chain::head_path(&path);
+    std::fs::remove_file(&head).unwrap();
+    let status = std::process::Command::new("mkfifo")
+        .arg(&head)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let p = path.clone();
+    std::thread::spawn(move || {
+        let state = chain::read_head_file(&p, None);
+        let auditor = start(&p, &key(), Rotation::default());
+        auditor.close();
+        let _ = tx.send(state);
+    });
+    let state = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the start blocked on the FIFO");
+    assert_eq!(state, HeadFileState::Invalid);
+    assert!(alert_rules(&path).contains(&"audit_head_missing".to_string()));
+    // Queries refuse a FIFO in a log's place rather than block.
+    let fifo = dir.path().join("other.log");
+    std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(coffer_audit::open_chained(&[fifo]).is_err());
+}
+
+/// The head hole, sealed variant: records written with the key cut off,
+/// and records "written while sealed" forged in their place (anyone can
+/// link those) with an untagged head file naming the last. An untagged
+/// head file is trusted only for a log never written with the key.
+#[test]
+fn head_hole_keyed_records_replaced_by_forged_sealed_ones_are_caught() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    let k = key();
+    let auditor = start(&path, &k, Rotation::default());
+    for i in 0..6 {
+        assert!(record(&auditor, request(&format!("r{i}"))));
+    }
+    auditor.close();
+    // The forger's sealed run: a real sealed server's lines, on a copy of
+    // the log's first records.
+    truncate_to(&path, 3);
+    std::fs::remove_file(chain::head_path(&path)).unwrap();
+    let copy = dir.path().join("copy.log");
+    std::fs::copy(&path, &copy).unwrap();
+    // Its own head file is replaced by hand with one naming its last record.
+    let sealed = start_sealed(&copy);
+    assert!(record(&sealed, request("forged")));
+    sealed.close();
+    std::fs::rename(&copy, &path).unwrap();
+    let (seq, link) = last_record(&path);
+    std::fs::write(
+        chain::head_path(&path),
+        format!("{{\"seq\":{seq},\"chain\":\"{link}\"}}"),
+    )
+    .unwrap();
+    let _ = std::fs::remove_file(chain::head_path(&copy));
+    let auditor = start(&path, &k, Rotation::default());
+    auditor.close();
+    let report = verify(&path, &k);
+    assert!(report.gap_problem, "{:?}", report.problem);
+    assert!(alert_rules(&path).contains(&"audit_head_forged".to_string()));
+}
+
+/// What that must not catch: sealed in the middle of a run (the key gone),
+/// stopped, started sealed and unsealed again.
+#[test]
+fn head_hole_sealed_mid_run_then_restarted_reports_no_gap() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    let k = key();
+    let current = Arc::new(std::sync::Mutex::new(Some(k.clone())));
+    let c = current.clone();
+    let auditor = Auditor::start(AuditorConfig {
+        sinks: vec![SinkSpec::File(path.clone())],
+        fsync: Fsync::Batch,
+        rules: AlertRules::default(),
+        key: Arc::new(move || c.lock().unwrap().clone()),
+        rotation: Rotation::default(),
+    })
+    .unwrap()
+    .0;
+    assert!(record(&auditor, request("keyed")));
+    std::thread::sleep(Duration::from_millis(500));
+    *current.lock().unwrap() = None;
+    assert!(record(&auditor, request("sealed")));
+    std::thread::sleep(Duration::from_millis(500));
+    auditor.close();
+    let auditor = start_sealed(&path);
+    assert!(record(&auditor, request("sealed again")));
+    auditor.close();
+    let auditor = start(&path, &k, Rotation::default());
+    assert!(record(&auditor, request("unsealed")));
+    auditor.close();
+    let report = verify(&path, &k);
+    assert!(
+        report.ok() && report.gaps.is_empty(),
+        "{:?}",
+        report.problem
+    );
+    assert!(alert_rules(&path).is_empty(), "{:?}", alert_rules(&path));
+}
+
+/// A truncation found at a sealed start, and the server stopped again
+/// before it was unsealed: the next starts report that gap once, not a
+/// second one of their own making.
+#[test]
+fn head_hole_gap_found_sealed_then_restarted_is_reported_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    let k = key();
+    let auditor = start(&path, &k, Rotation::default());
+    for i in 0..6 {
+        assert!(record(&auditor, request(&format!("r{i}"))));
+    }
+    auditor.close();
+    truncate_to(&path, 4);
+    let auditor = start_sealed(&path);
+    assert!(record(&auditor, request("sealed")));
+    std::thread::sleep(Duration::from_millis(500));
+    auditor.close();
+    let auditor = start_sealed(&path);
+    auditor.close();
+    let auditor = start(&path, &k, Rotation::default());
+    assert!(record(&auditor, request("unsealed")));
+    auditor.close();
+    let report = verify(&path, &k);
+    assert_eq!(report.gaps.len(), 1, "{:?}", report.gaps);
+    assert_eq!(
+        alert_rules(&path),
+        ["audit_log_truncated"],
+        "{:?}",
+        alert_rules(&path)
+    );
+}
+
+/// A log only ever written while sealed, its head file a little behind its
+/// end (a crash before the last head file was written): no gap.
+#[test]
+fn head_hole_sealed_log_with_a_lagging_head_reports_no_gap() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    let auditor = start_sealed(&path);
+    assert!(record(&auditor, request("a")));
+    auditor.close();
+    let head = std::fs::read(chain::head_path(&path)).unwrap();
+    let auditor = start_sealed(&path);
+    assert!(record(&auditor, request("b")));
+    auditor.close();
+    std::fs::write(chain::head_path(&path), head).unwrap();
+    let k = key();
+    let auditor = start(&path, &k, Rotation::default());
+    auditor.close();
+    let report = verify(&path, &k);
+    assert!(report.gaps.is_empty(), "{:?}", report.gaps);
+    assert!(alert_rules(&path).is_empty(), "{:?}", alert_rules(&path));
+}
+
+/// A log written with the key, then sealed, then rotated by size while
+/// sealed: the new file (never written with the key) gets its head files,
+/// and the next start finds no gap in it.
+#[test]
+fn head_hole_rotated_while_sealed_new_file_keeps_its_head() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    let k = key();
+    let current = Arc::new(std::sync::Mutex::new(Some(k.clone())));
+    let c = current.clone();
+    let auditor = Auditor::start(AuditorConfig {
+        sinks: vec![SinkSpec::File(path.clone())],
+        fsync: Fsync::Batch,
+        rules: AlertRules::default(),
+        key: Arc::new(move || c.lock().unwrap().clone()),
+        rotation: Rotation::default(),
+    })
+    .unwrap()
+    .0;
+    assert!(record(&auditor, request("keyed")));
+    *current.lock().unwrap() = None;
+    assert!(record(&auditor, request("sealed")));
+    auditor.rotate().unwrap();
+    assert!(record(&auditor, request("sealed, new file")));
+    std::thread::sleep(Duration::from_millis(500));
+    auditor.close();
+    assert!(
+        chain::head_path(&path).exists(),
+        "the new file has a head file"
+    );
+    let auditor = start_sealed(&path);
+    auditor.close();
+    assert!(alert_rules(&path).is_empty(), "{:?}", alert_rules(&path));
 }

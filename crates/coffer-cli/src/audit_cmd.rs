@@ -249,10 +249,9 @@ pub async fn run(g: &Global, cmd: AuditCommand) -> anyhow::Result<Status> {
                 output::json(&r)?;
             } else {
                 println!(
-                    "{}: the gap of records {} to {} (reported by record {}) is acknowledged",
+                    "{}: the gap of {} (reported by record {}) is acknowledged",
                     output::visible(&r.file),
-                    r.gap.first,
-                    r.gap.last,
+                    r.gap.describe(),
                     r.gap.record
                 );
             }
@@ -367,11 +366,7 @@ async fn verify(
                 ),
             }
             for gap in &f.gaps {
-                let what = if gap.first == gap.last {
-                    format!("record {}", gap.first)
-                } else {
-                    format!("records {} to {}", gap.first, gap.last)
-                };
+                let what = gap.describe();
                 println!(
                     "{shown}: gap: {what} lost while the server was stopped (noticed {}, record {}): {}",
                     output::visible(&gap.noticed),

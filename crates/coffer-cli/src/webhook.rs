@@ -99,9 +99,12 @@ async fn deliver(
             Some(_) = deliveries.join_next(), if !deliveries.is_empty() => continue,
         };
         let Some(alert) = alert else { break };
-        let Ok(body) = serde_json::to_vec(&alert) else {
+        let Ok(mut body) = serde_json::to_vec(&alert) else {
             continue;
         };
+        // As the audit log writes it: line, direction and invisible
+        // characters escaped (and token shapes masked, again).
+        coffer_audit::sanitize::clean(&mut body);
         let delivery: String = coffer_crypto::random::bytes::<16>()
             .iter()
             .map(|b| format!("{b:02x}"))
@@ -172,7 +175,14 @@ impl Shown {
     /// An error's message with every form of the URL replaced by the
     /// redacted one; and if any part of the URL after its host is still
     /// there (quoted, escaped), the message is dropped for its kind alone.
-    fn scrub(&self, e: &impl std::fmt::Display) -> String {
+    ///
+    /// When the receiver answered, only its status is kept: the rest of
+    /// the message (its error body, as big as it likes, with line breaks
+    /// and controls that would forge server log lines) is the receiver's.
+    fn scrub(&self, e: &coffer_client::ClientError) -> String {
+        if let Some(status) = e.status {
+            return format!("{} answered HTTP {status}", self.url);
+        }
         let mut m = e.to_string();
         for f in &self.forms {
             m = m.replace(f.as_str(), &self.url);
@@ -188,7 +198,9 @@ impl Shown {
                 return format!("the request to {} failed", self.url);
             }
         }
-        m
+        // Shown as the server log shows text: controls visible, token
+        // shapes masked (after the URL is cut, which masking would hide).
+        coffer_audit::sanitize::visible(&m).into_owned()
     }
 }
 

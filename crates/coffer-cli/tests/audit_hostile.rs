@@ -8,6 +8,8 @@
 mod common;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{Mode, Server, init_and_unseal};
@@ -619,4 +621,266 @@ fn webhook_url_is_redacted_in_config_debug() {
         shown.contains("https://hooks.slack.com/…") && shown.contains("http://h:8080/…"),
         "{shown}"
     );
+}
+
+/// A receiver that answers every delivery with `status` and `body`, and
+/// counts the deliveries.
+fn hostile_receiver(status: &'static str, body: Vec<u8>) -> (u16, Arc<AtomicUsize>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let count = Arc::new(AtomicUsize::new(0));
+    let c = count.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let mut len = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut sink = vec![0u8; len];
+            let _ = reader.read_exact(&mut sink);
+            c.fetch_add(1, Ordering::SeqCst);
+            let head = format!(
+                "HTTP/1.1 {status}\r\ncontent-type: application/json\r\nlocation: http://127.0.0.1:9/elsewhere\r\nx-request-id: rid\u{202e}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = conn.write_all(head.as_bytes());
+            let _ = conn.write_all(&body);
+        }
+    });
+    (port, count)
+}
+
+/// The webhook hole's neighbour: a hostile receiver's answer (a coffer
+/// shaped error body with a line break, a forged log line, controls, a
+/// direction override, megabytes of text; or a redirect elsewhere) never
+/// reaches the server log: only its status does. Redirects are not
+/// followed.
+#[test]
+fn webhook_hole_receiver_answer_stays_out_of_server_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let message = format!(
+        "x\nFORGED 2026-01-01T00:00:00Z ERROR coffer: all good\u{1b}[2J\u{202e}{}",
+        "A".repeat(300_000)
+    );
+    let body = serde_json::to_vec(
+        &serde_json::json!({"error": {"code": "c\nFORGEDCODE", "message": message}}),
+    )
+    .unwrap();
+    let (port, count) = hostile_receiver("500 Internal Server Error", body);
+    let (redirect_port, redirected) = hostile_receiver("302 Found", Vec::new());
+    let config = format!(
+        "[audit]\nwebhooks = [\"http://127.0.0.1:{port}/hook\", \"http://127.0.0.1:{redirect_port}/hook\"]\n[audit.alerts]\nfailures = 1\n"
+    );
+    let server = Server::start(dir.path(), Mode::Config(&config));
+    init_and_unseal(|| server.cli());
+    server.http("GET", "/api/v1/secrets/app/db", Some("cft_nobody"), None);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while server.logs().matches("retrying").count() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "no failed delivery: {}",
+            server.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let logs = server.logs();
+    for bad in ["FORGED", "AAAAAAAAAA", "\u{1b}[2J", "\u{202e}", "rid"] {
+        assert!(!logs.contains(bad), "{bad:?} in the server log");
+    }
+    assert!(
+        logs.len() < 100_000,
+        "the server log grew by {}",
+        logs.len()
+    );
+    assert!(logs.contains("answered HTTP 500"), "{logs}");
+    assert!(logs.contains("answered HTTP 302"), "{logs}");
+    assert!(count.load(Ordering::SeqCst) >= 1);
+    assert!(redirected.load(Ordering::SeqCst) >= 1);
+}
+
+/// The masking hole's neighbours, end to end: a token in a URL path with
+/// its prefix or body percent-encoded, or in upper case, reaches neither
+/// the audit log nor the server log, in the route nor in the path.
+#[test]
+fn masking_hole_percent_encoded_token_in_url_is_masked() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    let body = &root[4..];
+    let enc = |c: char| format!("%{:02X}", c as u32);
+    let first = body.chars().next().unwrap();
+    for path in [
+        format!("/api/v1/secrets/a/%63ft_{body}"),
+        format!("/api/v1/secrets/a/%43FT_{body}"),
+        format!("/api/v1/secrets/a/cf%74_{body}"),
+        format!("/api/v1/secrets/a/CFT_{body}"),
+        format!("/api/v1/secrets/a/%2563ft_{body}"),
+        format!("/api/v1/secrets/a/cft_{}{}", enc(first), &body[1..]),
+        format!(
+            "/api/v1/secrets/a/cft_{}%E2%80%8B{}",
+            &body[..4],
+            &body[4..]
+        ),
+    ] {
+        server.http("GET", &path, Some(&root), None);
+        server.http("GET", &path, None, None);
+    }
+    let raw = std::fs::read_to_string(audit_log(&server)).unwrap();
+    assert!(
+        !raw.contains(&body[8..24]),
+        "a token body reached the audit log"
+    );
+    assert!(raw.contains("%63ft_<masked>"), "{raw}");
+    assert!(!server.logs().contains(&body[8..24]));
+    server
+        .cli()
+        .token(&root)
+        .run(&["audit", "verify"])
+        .expect(0);
+}
+
+/// The acknowledgement hole's neighbour: the gap of a rotated file is
+/// acknowledged in the live file, and was then still found open in the
+/// rotated one, and acknowledged again and again.
+#[test]
+fn ack_hole_rotated_gap_is_not_acknowledged_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, root) = truncated_while_stopped(dir.path(), 3);
+    let cli = || server.cli().token(&root);
+    let out = cli().run(&["audit", "verify", "--json"]).expect(7).json();
+    let n = out["files"][0]["gaps"][0]["record"]
+        .as_u64()
+        .unwrap()
+        .to_string();
+    cli().run(&["audit", "rotate"]).expect(0);
+    let rotated = common::files_under(&server.data_dir())
+        .into_iter()
+        .find(|f| {
+            let name = f.file_name().unwrap().to_string_lossy().to_string();
+            name.starts_with("audit.log.") && !name.ends_with(".head")
+        })
+        .expect("a rotated file");
+    let ack = |reason: &str| {
+        cli().run(&[
+            "audit",
+            "acknowledge-gap",
+            "--file",
+            rotated.to_str().unwrap(),
+            "--record",
+            &n,
+            "--reason",
+            reason,
+        ])
+    };
+    ack("INC-1").expect(0);
+    let run = cli().run(&[
+        "audit",
+        "acknowledge-gap",
+        "--file",
+        rotated.to_str().unwrap(),
+        "--record",
+        &n,
+        "--reason",
+        "again",
+    ]);
+    assert_eq!(run.code(), 7, "{}{}", run.stdout(), run.stderr());
+    assert!(
+        run.stderr().contains("already acknowledged"),
+        "{}",
+        run.stderr()
+    );
+    let acks = records(&audit_log(&server))
+        .into_iter()
+        .filter(|r| r.get("acknowledges").is_some())
+        .count();
+    assert_eq!(acks, 1, "one acknowledgement, in the live file");
+    cli().run(&["audit", "verify", "--rotated"]).expect(0);
+}
+
+/// The head hole end to end: the end of the log and its head file removed
+/// together while the server was stopped fails verification until
+/// acknowledged (it was an alert alone).
+#[test]
+fn head_hole_log_cut_with_its_head_file_fails_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    for _ in 0..4 {
+        server.http("GET", "/api/v1/secrets/x", Some(&root), None);
+    }
+    let log = audit_log(&server);
+    server.stop();
+    let text = std::fs::read_to_string(&log).unwrap();
+    let keep: String = text.lines().take(3).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&log, keep).unwrap();
+    std::fs::remove_file(format!("{}.head", log.display())).unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let cli = || server.cli().token(&root);
+    let run = cli().run(&["audit", "verify"]);
+    assert_eq!(run.code(), 7, "{}", run.stdout());
+    assert!(
+        run.stdout().contains("records after record 3"),
+        "{}",
+        run.stdout()
+    );
+    let out = cli().run(&["audit", "verify", "--json"]).json();
+    let n = out["files"][0]["gaps"][0]["record"]
+        .as_u64()
+        .unwrap()
+        .to_string();
+    cli()
+        .run(&[
+            "audit",
+            "acknowledge-gap",
+            "--record",
+            &n,
+            "--reason",
+            "INC-2",
+        ])
+        .expect(0);
+    cli().run(&["audit", "verify"]).expect(0);
+}
+
+/// The hiding hole's neighbour: a denied name requested with a doubled
+/// slash, a `.` segment or an encoded slash (refused as invalid, or
+/// decoded) was shown to an auditor whose policies deny it.
+#[test]
+fn hiding_hole_denied_name_in_another_spelling_is_hidden() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    for p in [
+        "app//prod/DBNAME",
+        "app/prod/./DBNAME",
+        "app/./prod/DBNAME",
+        "app%2F%2Fprod%2FDBNAME",
+        "app/dev/x",
+    ] {
+        server.http("GET", &format!("/api/v1/secrets/{p}"), Some(&root), None);
+    }
+    let auditor = server.token_with_policy(
+        &root,
+        "auditor",
+        "path \"sys/audit\" { capabilities = [\"admin\"] }\n\
+         path \"app/*\" { capabilities = [\"read\", \"list\"] }\n\
+         path \"app/prod/*\" { capabilities = [\"deny\"] }",
+    );
+    let out = server
+        .cli()
+        .token(&auditor)
+        .run(&["audit", "query", "--json"])
+        .expect(0)
+        .json()
+        .to_string();
+    assert!(!out.contains("DBNAME"), "{out}");
+    assert!(out.contains("app/dev/x"), "{out}");
 }

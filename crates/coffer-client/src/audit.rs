@@ -4,7 +4,7 @@
 use coffer_api::{self as api, WireSecret};
 use hyper::Method;
 
-use crate::{Client, ClientError, encode_query};
+use crate::{Client, ClientError, ErrorKind, encode_query};
 
 /// Query parameters of `GET /api/v1/sys/audit/records`.
 #[derive(Debug, Clone, Default)]
@@ -161,6 +161,11 @@ impl Client {
 
     /// POSTs `json` (the body's exact bytes) to the client's address itself
     /// (a webhook URL) with `headers` besides, succeeding on any 2xx answer.
+    ///
+    /// The receiver's answer is judged by its status alone: its body is
+    /// never read (a hostile receiver could send megabytes, or text meant
+    /// for coffer's log), and the error says only the status. Redirects are
+    /// not followed (the signature would go to another host).
     pub async fn post_to_address(
         &self,
         json: Vec<u8>,
@@ -172,8 +177,35 @@ impl Client {
         for (name, value) in headers {
             req = req.header(*name, *value);
         }
-        self.send(req, hyper::body::Bytes::from(json))
+        let req = req
+            .body(http_body_util::Full::new(hyper::body::Bytes::from(json)))
+            .map_err(|_| ClientError::new(ErrorKind::Config, "cannot build the request"))?;
+        let addr = &self.inner.base;
+        let status = tokio::time::timeout(self.inner.timeout, self.inner.http.request(req))
             .await
-            .map(drop)
+            .map_err(|_| {
+                ClientError::new(
+                    ErrorKind::Unreachable,
+                    format!("{addr} did not answer within {:?}", self.inner.timeout),
+                )
+            })?
+            .map_err(|e| {
+                ClientError::new(
+                    ErrorKind::Unreachable,
+                    format!("cannot reach {addr}: {}", crate::describe_connect_error(&e)),
+                )
+            })?
+            // The body is dropped unread.
+            .status();
+        if status.is_success() {
+            return Ok(());
+        }
+        Err(ClientError {
+            kind: ErrorKind::Server,
+            message: format!("the receiver answered {status}"),
+            status: Some(status.as_u16()),
+            code: None,
+            request_id: None,
+        })
     }
 }

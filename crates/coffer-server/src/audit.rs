@@ -732,7 +732,9 @@ async fn records(
     let (coffer, caller) = (st.coffer.clone(), id.clone());
     let found = read_log(files, move |r| {
         query::search_where(r, &filter, limit, |rec| {
-            !query::names(rec).any(|n| coffer.audit_hides(&caller, n))
+            !query::names_to_hide(rec)
+                .iter()
+                .any(|n| coffer.audit_hides(&caller, n))
         })
     })
     .await?;
@@ -845,11 +847,30 @@ async fn acknowledge_gap(
         Some(f) => allowed_file(&st, f)?,
         None => primary_log(&st)?,
     };
+    // One acknowledgement at a time: two at once would each find the gap
+    // open and both be written.
+    static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _one = ONE_AT_A_TIME.lock().await;
     let live = st.auditor.heads();
     let (f, k) = (file.clone(), key.clone());
-    let chain = tokio::task::spawn_blocking(move || verify_file(&f, &k, &live).1)
-        .await
-        .map_err(|_| verification_failed())?;
+    let logs = st.auditor.files().to_vec();
+    let (chain, acked_later) = tokio::task::spawn_blocking(move || {
+        let chain = verify_file(&f, &k, &live).1;
+        // A gap of a rotated file is acknowledged in the live file: the
+        // acknowledgements there count too.
+        let mut acks = Vec::new();
+        for log in logs
+            .iter()
+            .filter(|l| std::fs::canonicalize(l).ok() != std::fs::canonicalize(&f).ok())
+        {
+            if let Some(c) = verify_file(log, &k, &live).1 {
+                acks.extend(c.acks);
+            }
+        }
+        (chain, acks)
+    })
+    .await
+    .map_err(|_| verification_failed())?;
     let shown = file.display().to_string();
     let Some(gap) = chain
         .as_ref()
@@ -861,7 +882,9 @@ async fn acknowledge_gap(
             req.record
         )));
     };
-    if gap.acknowledged {
+    if gap.acknowledged
+        || coffer_audit::unhex32(&gap.link).is_some_and(|l| acked_later.contains(&l))
+    {
         return Err(ApiError::invalid(format!(
             "the gap reported by record {} of {shown} is already acknowledged",
             req.record
@@ -872,8 +895,12 @@ async fn acknowledge_gap(
         actor: Some(who.clone()),
         acknowledges: Some(gap.link.clone()),
         ..Record::notice(format!(
-            "audit log gap acknowledged: records {} to {} of {shown} (reported by record {}), by {} {:?} ({}): {reason}",
-            gap.first, gap.last, gap.record, who.kind, who.name, who.accessor
+            "audit log gap acknowledged: {} of {shown} (reported by record {}), by {} {:?} ({}): {reason}",
+            gap.describe(),
+            gap.record,
+            who.kind,
+            who.name,
+            who.accessor
         ))
     };
     if !st.auditor.record(record).await {
