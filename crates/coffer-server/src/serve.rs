@@ -65,7 +65,8 @@ impl Peer {
 pub struct ServeOptions {
     /// How long a connection may take to deliver a request's headers,
     /// counted from its start (TLS handshake included) or from the end of
-    /// its previous response; an idle connection is closed after it.
+    /// its previous response; an idle connection is closed after it, and so
+    /// is one that has not read any of a response for that long.
     pub idle_timeout: Duration,
     /// How long a request's body may take to arrive, counted from the end
     /// of its headers; a slower body is cut off with 408.
@@ -142,12 +143,46 @@ struct Activity {
     /// When the connection last became idle (its start, or the end of its
     /// last response).
     idle_since: Mutex<Instant>,
+    /// Responses whose bodies are being sent.
+    sending: AtomicUsize,
+    /// When a response body last moved: its start, or the last frame the
+    /// connection took from it. A client that does not read (an HTTP/2
+    /// window left shut, a full TCP buffer) stops this clock.
+    progress: Mutex<Instant>,
 }
 
 impl Activity {
+    fn new() -> Activity {
+        Activity {
+            in_flight: AtomicUsize::new(0),
+            idle_since: Mutex::new(Instant::now()),
+            sending: AtomicUsize::new(0),
+            progress: Mutex::new(Instant::now()),
+        }
+    }
+
     fn begin(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         InFlight(self.clone())
+    }
+
+    fn moved(&self) {
+        *self.progress.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+    }
+
+    fn start_sending(self: &Arc<Self>) -> Sending {
+        self.moved();
+        self.sending.fetch_add(1, Ordering::AcqRel);
+        Sending(self.clone())
+    }
+}
+
+/// A response body being sent, until it is done or dropped.
+struct Sending(Arc<Activity>);
+
+impl Drop for Sending {
+    fn drop(&mut self) {
+        self.0.sending.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -161,9 +196,11 @@ impl Drop for InFlight {
     }
 }
 
-/// A response body that keeps its request counted as in flight.
+/// A response body that keeps its request counted as in flight, and
+/// notes each frame the connection takes from it.
 struct TrackedBody {
     inner: Body,
+    sending: Sending,
     _in_flight: InFlight,
 }
 
@@ -175,7 +212,11 @@ impl HttpBody for TrackedBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if polled.is_ready() {
+            self.sending.0.moved();
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
@@ -188,13 +229,27 @@ impl HttpBody for TrackedBody {
 }
 
 /// Completes once the connection has been idle (no request in flight) for
-/// `idle`.
+/// `idle`, or a response it is sending has not moved for `idle` (the
+/// client stopped reading: without this, an HTTP/2 client that never opens
+/// its flow-control window, or one that stops reading a streamed backup,
+/// would hold the connection for ever).
 async fn idle_for(activity: Arc<Activity>, idle: Duration) {
     loop {
         // In-flight first: a request ending stamps its end before it stops
         // counting, so a zero read here is followed by a fresh stamp.
         if activity.in_flight.load(Ordering::Acquire) > 0 {
-            tokio::time::sleep(idle).await;
+            if activity.sending.load(Ordering::Acquire) == 0 {
+                // Still being handled (or its body read, which the body
+                // timeout bounds).
+                tokio::time::sleep(idle).await;
+                continue;
+            }
+            let moved = *activity.progress.lock().unwrap_or_else(|p| p.into_inner());
+            let deadline = moved + idle;
+            if Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep_until(deadline).await;
             continue;
         }
         let since = *activity
@@ -473,10 +528,7 @@ fn worker(
             );
             tokio::spawn(async move {
                 let _slot = slot;
-                let activity = Arc::new(Activity {
-                    in_flight: AtomicUsize::new(0),
-                    idle_since: Mutex::new(Instant::now()),
-                });
+                let activity = Arc::new(Activity::new());
                 let idle = idle_for(activity.clone(), options.idle_timeout);
                 let service = || {
                     let mut peer_ext = Peer::new(peer);
@@ -496,11 +548,13 @@ fn worker(
                         req.extensions_mut().insert(peer_ext.clone());
                         req.extensions_mut().insert(timed_out);
                         let call = app.clone().oneshot(req);
+                        let activity = activity.clone();
                         async move {
                             let resp = call.await?;
                             Ok::<_, std::convert::Infallible>(resp.map(|inner| {
                                 Body::new(TrackedBody {
                                     inner,
+                                    sending: activity.start_sending(),
                                     _in_flight: in_flight,
                                 })
                             }))
@@ -540,7 +594,7 @@ fn worker(
                 let result = tokio::select! {
                     r = work => r,
                     () = idle => {
-                        tracing::debug!(%peer, "idle connection closed");
+                        tracing::debug!(%peer, "idle or stalled connection closed");
                         Ok(())
                     }
                 };
