@@ -355,6 +355,44 @@ async fn unseal_progress_cannot_be_reset_or_poisoned_by_others() {
 }
 
 #[tokio::test]
+async fn unseal_cannot_be_blocked_by_filling_the_pending_shares() {
+    let f = fixture().await;
+    let init = f.coffer.init(5, 5).await.unwrap();
+    let keys: Vec<String> = init
+        .unseal_keys
+        .iter()
+        .map(|k| k.expose_secret().to_string())
+        .collect();
+    let app = default_app(&f);
+    let unseal = |from: String, body: String| {
+        let app = app.clone();
+        async move { send(&app, Some(&from), "POST", "/api/v1/sys/unseal", &body).await }
+    };
+    // Six sources each send five wrong shares: past 27 pending, the
+    // combinations to try exceed the cap and further shares are refused.
+    for source in 0..6 {
+        for key in &keys {
+            let from = format!("[2001:db8:{source}::1]:1");
+            let r = unseal(from, unseal_body(&spoiled(key))).await;
+            assert!(r.status == 200 || r.status == 400, "{}", r.status);
+        }
+    }
+    assert!(f.coffer.status().progress >= 27);
+    let r = unseal("192.0.2.1:1".into(), unseal_body(&keys[0])).await;
+    assert_eq!(
+        r.status, 400,
+        "a remote share is refused while the cap is hit"
+    );
+    // On the server itself the operator can still unseal: its shares are
+    // tried among themselves, whatever others left pending.
+    for (i, key) in keys.iter().enumerate() {
+        let r = unseal("127.0.0.1:1".into(), unseal_body(key)).await;
+        assert_eq!(r.status, 200, "share {i} from this machine");
+    }
+    assert!(!f.coffer.status().sealed);
+}
+
+#[tokio::test]
 async fn init_is_accepted_only_from_loopback_unless_allowed() {
     let f = fixture().await;
     let app = default_app(&f);
