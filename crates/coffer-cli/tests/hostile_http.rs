@@ -767,3 +767,23 @@ fn a_client_that_stops_reading_is_cut_off_over_http2_too() {
         200
     );
 }
+
+#[test]
+fn oversized_request_heads_are_refused_not_buffered() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let hp = server.host_port().to_string();
+    let ask = |filler: usize| {
+        raw(
+            &hp,
+            format!(
+                "GET /api/v1/sys/status HTTP/1.1\r\nHost: {hp}\r\nX-Filler: {}\r\nConnection: close\r\n\r\n",
+                "a".repeat(filler)
+            )
+            .as_bytes(),
+        )
+    };
+    // A head of a few KiB is fine; hundreds of KiB per connection are not.
+    assert_eq!(ask(8 * 1024).status, 200);
+    assert_eq!(ask(100 * 1024).status, 431);
+}

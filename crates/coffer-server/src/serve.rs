@@ -60,6 +60,9 @@ impl Peer {
     }
 }
 
+/// Largest HTTP/1 request head (and read buffer) a connection may use.
+const MAX_REQUEST_HEAD: usize = 64 * 1024;
+
 /// How long connections may take and how many one source may hold.
 #[derive(Debug, Clone, Copy)]
 pub struct ServeOptions {
@@ -506,7 +509,11 @@ fn worker(
             // Slow-loris protection: a client gets this long to send its
             // headers (the idle timer below covers HTTP/2 and the time
             // before the protocol is known).
-            .header_read_timeout(options.idle_timeout);
+            .header_read_timeout(options.idle_timeout)
+            // A request head (line and headers) larger than this is refused
+            // (431) rather than buffered: hyper's default is about 400 KiB
+            // per connection. HTTP/2 already caps header lists at 16 KiB.
+            .max_buf_size(MAX_REQUEST_HEAD);
         loop {
             let (stream, peer, slot) = tokio::select! {
                 handed = connections.recv() => match handed {
