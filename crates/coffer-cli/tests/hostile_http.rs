@@ -786,4 +786,18 @@ fn oversized_request_heads_are_refused_not_buffered() {
     // A head of a few KiB is fine; hundreds of KiB per connection are not.
     assert_eq!(ask(8 * 1024).status, 200);
     assert_eq!(ask(100 * 1024).status, 431);
+    // A malformed request line is refused by the HTTP parser too. Neither
+    // reaches the router (no audit record), so both are logged, without
+    // the request's bytes.
+    let bad = raw(
+        &hp,
+        format!("GET /api/v1/sys/status<canary-7f3a> HTTP/1.1\r\nHost: {hp}\r\n\r\n").as_bytes(),
+    );
+    assert_eq!(bad.status, 400);
+    common::wait_until(Duration::from_secs(10), "both refusals logged", || {
+        let logs = server.logs();
+        logs.contains("request refused before routing: its head is too large")
+            && logs.contains("request refused before routing: malformed HTTP")
+    });
+    assert!(!server.logs().contains("canary-7f3a"));
 }

@@ -606,7 +606,21 @@ fn worker(
                     }
                 };
                 if let Err(e) = result {
-                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    // A request hyper refused itself (a malformed request
+                    // line or header, a head over the limit) never reaches
+                    // the router, so it has no audit record: note it here.
+                    // Only the kind is logged, never the request's bytes.
+                    match e.downcast_ref::<hyper::Error>() {
+                        Some(h) if h.is_parse_too_large() => tracing::info!(
+                            %peer,
+                            "request refused before routing: its head is too large (431)"
+                        ),
+                        Some(h) if h.is_parse() => tracing::info!(
+                            %peer,
+                            "request refused before routing: malformed HTTP (400)"
+                        ),
+                        _ => tracing::debug!(%peer, error = %e, "connection ended with an error"),
+                    }
                 }
             });
         }
