@@ -169,7 +169,7 @@ impl StoredFailures {
     }
 
     /// How many of the failures came from `source`.
-    fn from_source(&self, source: Option<IpAddr>) -> usize {
+    fn count_from(&self, source: Option<IpAddr>) -> usize {
         source.map_or(0, |ip| self.from.iter().filter(|s| **s == Some(ip)).count())
     }
 }
@@ -447,7 +447,7 @@ impl Coffer {
         // The owner at a source they logged in from is not paced, unless
         // the guessing comes from there too.
         let exempt = user.as_ref().is_some_and(|u| u.knows_source(source, now))
-            && recent.from_source(source) < MAX_FAILURES_FROM_KNOWN_SOURCE;
+            && recent.count_from(source) < MAX_FAILURES_FROM_KNOWN_SOURCE;
         let paced = recent.at.len() >= MAX_FAILED_LOGINS && !exempt;
         let mut refused = paced && now.saturating_sub(last) < LOGIN_PACE_MS;
         if paced && !refused {

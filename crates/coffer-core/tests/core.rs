@@ -569,7 +569,7 @@ async fn an_attacker_taking_every_pace_slot_does_not_lock_the_owner_out() {
     let home: std::net::IpAddr = "192.0.2.10".parse().unwrap();
     let attacker: std::net::IpAddr = "198.51.100.7".parse().unwrap();
     async fn login_as(
-        c: &coffer_core::Coffer,
+        c: &Coffer,
         user: &str,
         password: &str,
         source: std::net::IpAddr,
