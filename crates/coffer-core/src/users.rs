@@ -19,9 +19,10 @@
 //! last [`KNOWN_SOURCE_TTL_MS`] (the last [`MAX_KNOWN_SOURCES`] of them),
 //! as long as few of the name's failures came from there too (behind a
 //! reverse proxy every client has the proxy's address): the owner at their
-//! usual address is not held back by someone else's guessing (and their successful login does not clear the name's
-//! failures, which would hand the guesser a fresh allowance). (The HTTP layer also backs off each source address on its own,
-//! which bounds guessing from a known source.)
+//! usual address is not held back by someone else's guessing (and their
+//! successful login does not clear the name's failures, which would hand
+//! the guesser a fresh allowance). (The HTTP layer also backs off each
+//! source address on its own, which bounds guessing from a known source.)
 
 use std::net::IpAddr;
 use std::sync::Arc;

@@ -148,6 +148,9 @@ struct Activity {
     idle_since: Mutex<Instant>,
     /// Responses whose bodies are being sent.
     sending: AtomicUsize,
+    /// Of those, the ones waiting for their next piece from the server
+    /// (a backup being read from storage): not the client's doing.
+    producing: AtomicUsize,
     /// When a response body last moved: its start, or the last frame the
     /// connection took from it. A client that does not read (an HTTP/2
     /// window left shut, a full TCP buffer) stops this clock.
@@ -160,6 +163,7 @@ impl Activity {
             in_flight: AtomicUsize::new(0),
             idle_since: Mutex::new(Instant::now()),
             sending: AtomicUsize::new(0),
+            producing: AtomicUsize::new(0),
             progress: Mutex::new(Instant::now()),
         }
     }
@@ -176,16 +180,43 @@ impl Activity {
     fn start_sending(self: &Arc<Self>) -> Sending {
         self.moved();
         self.sending.fetch_add(1, Ordering::AcqRel);
-        Sending(self.clone())
+        Sending {
+            activity: self.clone(),
+            producing: false,
+        }
     }
 }
 
 /// A response body being sent, until it is done or dropped.
-struct Sending(Arc<Activity>);
+struct Sending {
+    activity: Arc<Activity>,
+    /// Whether its last poll found nothing ready on the server's side.
+    producing: bool,
+}
+
+impl Sending {
+    fn polled(&mut self, ready: bool) {
+        if ready {
+            self.activity.moved();
+        }
+        if self.producing == ready {
+            // Pending -> Ready or Ready -> Pending.
+            self.producing = !ready;
+            if ready {
+                self.activity.producing.fetch_sub(1, Ordering::AcqRel);
+            } else {
+                self.activity.producing.fetch_add(1, Ordering::AcqRel);
+            }
+        }
+    }
+}
 
 impl Drop for Sending {
     fn drop(&mut self) {
-        self.0.sending.fetch_sub(1, Ordering::AcqRel);
+        if self.producing {
+            self.activity.producing.fetch_sub(1, Ordering::AcqRel);
+        }
+        self.activity.sending.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -216,9 +247,7 @@ impl HttpBody for TrackedBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if polled.is_ready() {
-            self.sending.0.moved();
-        }
+        self.sending.polled(polled.is_ready());
         polled
     }
 
@@ -241,9 +270,10 @@ async fn idle_for(activity: Arc<Activity>, idle: Duration) {
         // In-flight first: a request ending stamps its end before it stops
         // counting, so a zero read here is followed by a fresh stamp.
         if activity.in_flight.load(Ordering::Acquire) > 0 {
-            if activity.sending.load(Ordering::Acquire) == 0 {
+            let sending = activity.sending.load(Ordering::Acquire);
+            if sending <= activity.producing.load(Ordering::Acquire) {
                 // Still being handled (or its body read, which the body
-                // timeout bounds).
+                // timeout bounds), or its answer is waiting on the server.
                 tokio::time::sleep(idle).await;
                 continue;
             }
