@@ -707,3 +707,97 @@ fn a_client_that_stops_reading_is_cut_off() {
         200
     );
 }
+
+/// One HTTP/2 frame.
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let mut f = (payload.len() as u32).to_be_bytes()[1..].to_vec();
+    f.extend_from_slice(&[kind, flags]);
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// A HEADERS block of literal fields (HPACK, no indexing, no Huffman).
+fn hpack_literals(fields: &[(&str, &str)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (name, value) in fields {
+        assert!(name.len() < 127 && value.len() < 127);
+        out.push(0);
+        out.push(name.len() as u8);
+        out.extend_from_slice(name.as_bytes());
+        out.push(value.len() as u8);
+        out.extend_from_slice(value.as_bytes());
+    }
+    out
+}
+
+#[test]
+fn a_client_that_stops_reading_is_cut_off_over_http2_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Config("idle_timeout_secs = 1"));
+    let hp = server.host_port().to_string();
+    // Prior-knowledge HTTP/2 whose SETTINGS shut the flow-control window
+    // (SETTINGS_INITIAL_WINDOW_SIZE = 0): the server can send headers but
+    // no byte of any body, so every response stays "in flight".
+    let mut s = TcpStream::connect(&hp).unwrap();
+    let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    hello.extend(h2_frame(4, 0, 0, &[0, 4, 0, 0, 0, 0]));
+    for (i, path) in ["/api/v1/openapi.json", "/api/v1/sys/status"]
+        .iter()
+        .enumerate()
+    {
+        let block = hpack_literals(&[
+            (":method", "GET"),
+            (":scheme", "http"),
+            (":path", path),
+            (":authority", &hp),
+        ]);
+        // END_STREAM | END_HEADERS.
+        hello.extend(h2_frame(1, 0x5, 1 + 2 * i as u32, &block));
+    }
+    s.write_all(&hello).unwrap();
+    let start = Instant::now();
+    assert!(
+        closed_within(&mut s, Duration::from_secs(10)),
+        "an HTTP/2 connection whose responses are never read was held open"
+    );
+    assert!(start.elapsed() < Duration::from_secs(10));
+    assert_eq!(
+        server.http("GET", "/api/v1/sys/status", None, None).status,
+        200
+    );
+}
+
+#[test]
+fn oversized_request_heads_are_refused_not_buffered() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let hp = server.host_port().to_string();
+    let ask = |filler: usize| {
+        raw(
+            &hp,
+            format!(
+                "GET /api/v1/sys/status HTTP/1.1\r\nHost: {hp}\r\nX-Filler: {}\r\nConnection: close\r\n\r\n",
+                "a".repeat(filler)
+            )
+            .as_bytes(),
+        )
+    };
+    // A head of a few KiB is fine; hundreds of KiB per connection are not.
+    assert_eq!(ask(8 * 1024).status, 200);
+    assert_eq!(ask(100 * 1024).status, 431);
+    // A malformed request line is refused by the HTTP parser too. Neither
+    // reaches the router (no audit record), so both are logged, without
+    // the request's bytes.
+    let bad = raw(
+        &hp,
+        format!("GET /api/v1/sys/status<canary-7f3a> HTTP/1.1\r\nHost: {hp}\r\n\r\n").as_bytes(),
+    );
+    assert_eq!(bad.status, 400);
+    common::wait_until(Duration::from_secs(10), "both refusals logged", || {
+        let logs = server.logs();
+        logs.contains("request refused before routing: its head is too large")
+            && logs.contains("request refused before routing: malformed HTTP")
+    });
+    assert!(!server.logs().contains("canary-7f3a"));
+}

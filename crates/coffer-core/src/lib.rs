@@ -496,6 +496,9 @@ impl Coffer {
     /// correct set still opens the coffer whatever else was sent. One
     /// source may have at most `threshold` shares pending, each x at most
     /// once; a source can withdraw its own with [`Coffer::unseal_reset_from`].
+    /// Once so many are pending that the combinations would pass
+    /// `MAX_UNSEAL_COMBINATIONS`, only shares from this machine (loopback,
+    /// or `None`) are taken, and those are tried among themselves.
     pub async fn unseal_from(
         &self,
         encoded_share: &str,
@@ -525,16 +528,28 @@ impl Coffer {
                             "this address already has {t} unseal key(s) pending; reset them (unseal --reset) to start again"
                         )));
                     }
-                    if binomial(progress.len(), t - 1) > MAX_UNSEAL_COMBINATIONS {
+                    // Past the cap, a share from this machine is still
+                    // taken, and tried only with this machine's: others
+                    // filling the pending list from many addresses cannot
+                    // stop an operator on the server (a reset from here
+                    // would be refilled before their next key).
+                    let local =
+                        |s: Option<IpAddr>| s.is_none_or(|ip| ip.to_canonical().is_loopback());
+                    let over = binomial(progress.len(), t - 1) > MAX_UNSEAL_COMBINATIONS;
+                    if over && !local(source) {
                         return Err(CoreError::InvalidUnsealKey(
-                            "too many unseal keys are pending; their senders must reset them (unseal --reset), or reset from this machine to clear them all".into(),
+                            "too many unseal keys are pending; their senders must reset them (unseal --reset), or unseal from this machine".into(),
                         ));
                     }
                     progress.push(Pending { share, source });
-                    if progress.len() < t {
+                    let shares: Vec<Share> = progress
+                        .iter()
+                        .filter(|p| !over || local(p.source))
+                        .map(|p| p.share.clone())
+                        .collect();
+                    if shares.len() < t {
                         return Ok(self.status_locked(&state));
                     }
-                    let shares: Vec<Share> = progress.iter().map(|p| p.share.clone()).collect();
                     (config.clone(), shares)
                 }
             }

@@ -13,9 +13,18 @@
 //! [`MAX_FAILED_LOGINS`] in an hour, the name is slowed down, not locked: an
 //! attempt within [`LOGIN_PACE_MS`] of the last failure is refused with 429,
 //! so a guesser gets at most one try per pace while the owner, whose attempt
-//! lands between them, still gets in. (The HTTP layer also backs off each
-//! source address on its own.)
+//! lands between them, still gets in. An attacker with enough addresses
+//! can take every slot the moment it opens, so pacing does not apply to a
+//! login from a source the account logged in from successfully within the
+//! last [`KNOWN_SOURCE_TTL_MS`] (the last [`MAX_KNOWN_SOURCES`] of them),
+//! as long as few of the name's failures came from there too (behind a
+//! reverse proxy every client has the proxy's address): the owner at their
+//! usual address is not held back by someone else's guessing (and their
+//! successful login does not clear the name's failures, which would hand
+//! the guesser a fresh allowance). (The HTTP layer also backs off each
+//! source address on its own, which bounds guessing from a known source.)
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use coffer_crypto::password;
@@ -40,6 +49,10 @@ pub const MAX_FAILED_LOGINS: usize = 100;
 /// account and the next attempt for it.
 pub const LOGIN_PACE_MS: i64 = 5_000;
 const FAILURE_WINDOW_MS: i64 = 3600 * 1000;
+/// How long a source an account logged in from stays exempt from pacing.
+pub const KNOWN_SOURCE_TTL_MS: i64 = 30 * 24 * 3600 * 1000;
+/// How many such sources an account remembers (the most recent).
+pub const MAX_KNOWN_SOURCES: usize = 8;
 /// Default lifetime of an invitation.
 pub const DEFAULT_INVITE_TTL_MS: i64 = 24 * 3600 * 1000;
 const MAX_INVITE_TTL_MS: i64 = 30 * 24 * 3600 * 1000;
@@ -70,6 +83,39 @@ struct StoredUser {
     password_hash: String,
     last_login_at: Option<i64>,
     totp: Option<StoredTotp>,
+    /// Sources (an IPv4 address, an IPv6 /64) of recent successful logins,
+    /// oldest first: logins from them are not paced.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    login_sources: Vec<KnownSource>,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+struct KnownSource {
+    source: IpAddr,
+    /// Unix milliseconds of the last successful login from it.
+    at: i64,
+}
+
+impl StoredUser {
+    fn knows_source(&self, source: Option<IpAddr>, now: i64) -> bool {
+        source.is_some_and(|ip| {
+            self.login_sources
+                .iter()
+                .any(|k| k.source == ip && now - k.at < KNOWN_SOURCE_TTL_MS)
+        })
+    }
+
+    fn remember_source(&mut self, source: Option<IpAddr>, now: i64) {
+        let Some(ip) = source else { return };
+        self.login_sources
+            .retain(|k| k.source != ip && now - k.at < KNOWN_SOURCE_TTL_MS);
+        self.login_sources.push(KnownSource {
+            source: ip,
+            at: now,
+        });
+        let excess = self.login_sources.len().saturating_sub(MAX_KNOWN_SOURCES);
+        self.login_sources.drain(..excess);
+    }
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -87,7 +133,52 @@ struct StoredTotp {
 struct StoredFailures {
     /// Unix milliseconds of failures within the last hour, oldest first.
     at: Vec<i64>,
+    /// Where each failure in `at` came from (same order), when known;
+    /// records written before sources were kept have none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    from: Vec<Option<IpAddr>>,
 }
+
+impl StoredFailures {
+    /// The failures in a stored record that are within the window.
+    fn recent(bytes: Option<&[u8]>, now: i64) -> StoredFailures {
+        let mut f = bytes
+            .and_then(|b| serde_json::from_slice::<StoredFailures>(b).ok())
+            .unwrap_or_default();
+        // Line the sources up with the times (older records have none).
+        f.from.truncate(f.at.len());
+        let missing = f.at.len() - f.from.len();
+        f.from.splice(0..0, std::iter::repeat_n(None, missing));
+        let keep: Vec<bool> = f.at.iter().map(|t| now - t < FAILURE_WINDOW_MS).collect();
+        let mut k = keep.iter();
+        f.at.retain(|_| *k.next().unwrap_or(&false));
+        let mut k = keep.iter();
+        f.from.retain(|_| *k.next().unwrap_or(&false));
+        f
+    }
+
+    fn push(&mut self, now: i64, source: Option<IpAddr>) {
+        self.at.push(now);
+        self.from.push(source);
+        let excess = self.at.len().saturating_sub(MAX_FAILED_LOGINS);
+        self.at.drain(..excess);
+        self.from.drain(..excess.min(self.from.len()));
+    }
+
+    fn last(&self) -> i64 {
+        self.at.iter().copied().max().unwrap_or(i64::MIN)
+    }
+
+    /// How many of the failures came from `source`.
+    fn count_from(&self, source: Option<IpAddr>) -> usize {
+        source.map_or(0, |ip| self.from.iter().filter(|s| **s == Some(ip)).count())
+    }
+}
+
+/// A known source stays exempt from pacing only while fewer of the name's
+/// recent failures than this came from it: behind a reverse proxy every
+/// client is the proxy's address, and guessing from there must stay paced.
+const MAX_FAILURES_FROM_KNOWN_SOURCE: usize = 10;
 
 /// A user as `coffer user list` shows it (no password hash, no seed).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -274,6 +365,7 @@ impl Coffer {
             password_hash,
             last_login_at: None,
             totp: None,
+            login_sources: Vec::new(),
         };
         // The name check comes after the code check, so only a holder of a
         // valid code can learn whether a name is taken.
@@ -330,6 +422,18 @@ impl Coffer {
 
     /// Logs a person in and returns a human token carrying their policies.
     pub async fn login(&self, request: &LoginRequest<'_>) -> Result<(SecretString, TokenView)> {
+        self.login_from(request, None).await
+    }
+
+    /// [`Coffer::login`] from `source` (the caller's address as the HTTP
+    /// layer counts it: an IPv4 address or an IPv6 /64). A source the
+    /// account recently logged in from is not paced; a successful login
+    /// remembers its source.
+    pub async fn login_from(
+        &self,
+        request: &LoginRequest<'_>,
+        source: Option<IpAddr>,
+    ) -> Result<(SecretString, TokenView)> {
         let keys = self.keys()?;
         let name = canonical_user_name(request.user).map_err(CoreError::Invalid)?;
         if request.password.len() > password::MAX_PASSWORD_BYTES {
@@ -337,24 +441,21 @@ impl Coffer {
         }
         let failures = self.store.get_object(KIND_LOGIN_FAILURES, &name).await?;
         let now = now_ms();
-        let recent: Vec<i64> = failures
-            .as_ref()
-            .and_then(|o| serde_json::from_slice::<StoredFailures>(&o.value).ok())
-            .unwrap_or_default()
-            .at
-            .into_iter()
-            .filter(|t| now - t < FAILURE_WINDOW_MS)
-            .collect();
-        let last = recent.iter().copied().max().unwrap_or(i64::MIN);
-        let paced = recent.len() >= MAX_FAILED_LOGINS;
+        let recent = StoredFailures::recent(failures.as_ref().map(|o| &o.value[..]), now);
+        let last = recent.last();
+        let stored = self.store.get_object(KIND_USER, &name).await?;
+        let user = stored.as_ref().map(|o| decode_user(&o.value)).transpose()?;
+        // The owner at a source they logged in from is not paced, unless
+        // the guessing comes from there too.
+        let exempt = user.as_ref().is_some_and(|u| u.knows_source(source, now))
+            && recent.count_from(source) < MAX_FAILURES_FROM_KNOWN_SOURCE;
+        let paced = recent.at.len() >= MAX_FAILED_LOGINS && !exempt;
         let mut refused = paced && now.saturating_sub(last) < LOGIN_PACE_MS;
         if paced && !refused {
             // Take this pace's one attempt, cluster-wide: a provisional
             // failure, written only if no other attempt wrote first.
-            let mut taken = StoredFailures { at: recent.clone() };
-            taken.at.push(now);
-            let excess = taken.at.len().saturating_sub(MAX_FAILED_LOGINS);
-            taken.at.drain(..excess);
+            let mut taken = recent.clone();
+            taken.push(now, source);
             let expect = failures
                 .as_ref()
                 .map_or(Expect::Absent, |o| Expect::Revision(o.revision));
@@ -376,7 +477,7 @@ impl Coffer {
         if refused {
             // Name the account only if it exists: an unknown "name" is often
             // a password typed into the wrong field.
-            let known = self.store.get_object(KIND_USER, &name).await?.is_some();
+            let known = stored.is_some();
             tracing::warn!(
                 target: "coffer::alert",
                 alert = "login_locked",
@@ -388,18 +489,16 @@ impl Coffer {
                 LOGIN_PACE_MS / 1000
             )));
         }
-        let stored = self.store.get_object(KIND_USER, &name).await?;
-        let user = stored.as_ref().map(|o| decode_user(&o.value)).transpose()?;
         let hash = user.as_ref().map(|u| u.password_hash.clone());
         let matched = self
             .argon2(request.password.to_string(), Some(hash))
             .await?
             .is_some();
         let (Some(stored), Some(mut user)) = (stored, user) else {
-            return Err(self.login_failure(&name, false).await);
+            return Err(self.login_failure(&name, false, source).await);
         };
         if !matched || user.disabled {
-            return Err(self.login_failure(&name, true).await);
+            return Err(self.login_failure(&name, true, source).await);
         }
         if let Some(totp) = user.totp.as_mut().filter(|t| t.confirmed) {
             let step = request
@@ -411,10 +510,11 @@ impl Coffer {
                 .filter(|step| *step > totp.last_step);
             match step {
                 Some(step) => totp.last_step = step,
-                None => return Err(self.login_failure(&name, true).await),
+                None => return Err(self.login_failure(&name, true, source).await),
             }
         }
         user.last_login_at = Some(now);
+        user.remember_source(source, now);
         let raw = token::generate_token();
         let record = TokenRecord {
             hash: keys.keyring.token_hash(raw.expose_secret()),
@@ -439,18 +539,17 @@ impl Coffer {
             .commit(vec![
                 put_user(&name, &user, Expect::Revision(stored.revision)),
                 Mutation::PutToken(record.clone()),
-                Mutation::DeleteObject {
-                    kind: KIND_LOGIN_FAILURES.into(),
-                    key: name.clone(),
-                    expect: Expect::Any,
-                },
+                // The name's failures stay: clearing them would hand a
+                // guesser a fresh allowance each time the owner logs in.
             ])
             .await
         {
             Ok(()) => {}
             // A concurrent login used the same one-time code, or the account
             // changed: either way this attempt does not get a token.
-            Err(StoreError::Conflict(_)) => return Err(self.login_failure(&name, true).await),
+            Err(StoreError::Conflict(_)) => {
+                return Err(self.login_failure(&name, true, source).await);
+            }
             Err(e) => return Err(e.into()),
         }
         tracing::info!(user = %name, accessor = %record.accessor, "login");
@@ -464,23 +563,15 @@ impl Coffer {
     /// Records a failed login for `name` and returns the error to answer
     /// with. The log names the account only when it exists (`known`): an
     /// unknown name is often a password typed into the wrong field.
-    async fn login_failure(&self, name: &str, known: bool) -> CoreError {
+    async fn login_failure(&self, name: &str, known: bool, source: Option<IpAddr>) -> CoreError {
         for _ in 0..4 {
             let existing = match self.store.get_object(KIND_LOGIN_FAILURES, name).await {
                 Ok(o) => o,
                 Err(e) => return e.into(),
             };
             let now = now_ms();
-            let mut failures = existing
-                .as_ref()
-                .and_then(|o| serde_json::from_slice::<StoredFailures>(&o.value).ok())
-                .unwrap_or_default();
-            failures.at.retain(|t| now - t < FAILURE_WINDOW_MS);
-            failures.at.push(now);
-            if failures.at.len() > MAX_FAILED_LOGINS {
-                let excess = failures.at.len() - MAX_FAILED_LOGINS;
-                failures.at.drain(..excess);
-            }
+            let mut failures = StoredFailures::recent(existing.as_ref().map(|o| &o.value[..]), now);
+            failures.push(now, source);
             let expect = existing.map_or(Expect::Absent, |o| Expect::Revision(o.revision));
             match self
                 .store

@@ -550,3 +550,85 @@ async fn a_name_past_its_failure_ceiling_is_paced_not_locked() {
         .count();
     assert_eq!((tried, paced), (1, 7));
 }
+
+#[tokio::test]
+async fn an_attacker_taking_every_pace_slot_does_not_lock_the_owner_out() {
+    let (fx, root, _) = unsealed().await;
+    let c = &fx.coffer;
+    c.write_policy(&root, "dev", r#"path "app/*" { capabilities = ["read"] }"#)
+        .await
+        .unwrap();
+    let invite = coffer_core::InviteRequest {
+        policies: vec!["dev".into()],
+        ttl: None,
+    };
+    let (code, _) = c.create_invite(&root, &invite).await.unwrap();
+    c.accept_invite(code.expose_secret(), "olga", "olga's long password")
+        .await
+        .unwrap();
+    let home: std::net::IpAddr = "192.0.2.10".parse().unwrap();
+    let attacker: std::net::IpAddr = "198.51.100.7".parse().unwrap();
+    async fn login_as(
+        c: &Coffer,
+        user: &str,
+        password: &str,
+        source: std::net::IpAddr,
+    ) -> Result<(), CoreError> {
+        c.login_from(
+            &coffer_core::LoginRequest {
+                user,
+                password,
+                totp: None,
+            },
+            Some(source),
+        )
+        .await
+        .map(drop)
+    }
+    let login =
+        |password: &'static str, source: std::net::IpAddr| login_as(c, "olga", password, source);
+    // The owner logs in from home once.
+    login("olga's long password", home).await.unwrap();
+    // An attacker fails the name past its ceiling, and would take each
+    // pace slot the moment it opens.
+    for i in 0..coffer_core::MAX_FAILED_LOGINS {
+        assert!(
+            matches!(
+                login("a wrong guess", attacker).await,
+                Err(CoreError::LoginFailed(_))
+            ),
+            "failure {i}"
+        );
+    }
+    assert!(matches!(
+        login("a wrong guess", attacker).await,
+        Err(CoreError::RateLimited(_))
+    ));
+    // The owner, from where they logged in before, is not held back.
+    login("olga's long password", home).await.unwrap();
+    // A new source still is, even with the right password.
+    assert!(matches!(
+        login("olga's long password", "203.0.113.5".parse().unwrap()).await,
+        Err(CoreError::RateLimited(_))
+    ));
+    // Guessing from the known source itself (behind a reverse proxy every
+    // client has its address) is exempt only for a few failures.
+    for i in 0..10 {
+        assert!(
+            matches!(
+                login("a wrong guess", home).await,
+                Err(CoreError::LoginFailed(_))
+            ),
+            "failure {i} from home"
+        );
+    }
+    assert!(matches!(
+        login("olga's long password", home).await,
+        Err(CoreError::RateLimited(_))
+    ));
+    // And a known source is known only to the account it logged in to.
+    assert!(matches!(
+        login_as(c, "ghost", "a wrong guess", home).await,
+        Err(CoreError::LoginFailed(_))
+    ));
+}

@@ -251,16 +251,22 @@ async fn revoke_self(State(st): State<AppState>, Auth(id): Auth) -> Result<Statu
 
 async fn login(
     State(st): State<AppState>,
+    peer: Option<axum::Extension<crate::serve::Peer>>,
     JsonBody(req): JsonBody<api::LoginRequest>,
 ) -> ApiResult<api::NewToken> {
     coffer_core::audit::note_login(&req.user);
+    // Counted like the per-source backoff: an IPv4 address, an IPv6 /64.
+    let source = peer.map(|axum::Extension(p)| crate::throttle::source_key(p.addr.ip()));
     let (raw, record) = st
         .coffer
-        .login(&LoginRequest {
-            user: &req.user,
-            password: req.password.expose(),
-            totp: req.totp.as_deref(),
-        })
+        .login_from(
+            &LoginRequest {
+                user: &req.user,
+                password: req.password.expose(),
+                totp: req.totp.as_deref(),
+            },
+            source,
+        )
         .await?;
     Ok(Json(new_token(raw, &record)))
 }

@@ -133,9 +133,12 @@ impl Attempt {
 
     fn end(self, edge: &Edge, status: StatusCode) {
         match self {
+            // A login refused because its account is paced counts too:
+            // otherwise one address could knock on a paced account as
+            // often as it likes, each knock a store read and an alert.
             Attempt::Login(ip) => edge.login.end(
                 ip,
-                if status == StatusCode::UNAUTHORIZED {
+                if status == StatusCode::UNAUTHORIZED || status == StatusCode::TOO_MANY_REQUESTS {
                     Outcome::Failed
                 } else {
                     Outcome::Neutral

@@ -60,12 +60,16 @@ impl Peer {
     }
 }
 
+/// Largest HTTP/1 request head (and read buffer) a connection may use.
+const MAX_REQUEST_HEAD: usize = 64 * 1024;
+
 /// How long connections may take and how many one source may hold.
 #[derive(Debug, Clone, Copy)]
 pub struct ServeOptions {
     /// How long a connection may take to deliver a request's headers,
     /// counted from its start (TLS handshake included) or from the end of
-    /// its previous response; an idle connection is closed after it.
+    /// its previous response; an idle connection is closed after it, and so
+    /// is one that has not read any of a response for that long.
     pub idle_timeout: Duration,
     /// How long a request's body may take to arrive, counted from the end
     /// of its headers; a slower body is cut off with 408.
@@ -142,12 +146,77 @@ struct Activity {
     /// When the connection last became idle (its start, or the end of its
     /// last response).
     idle_since: Mutex<Instant>,
+    /// Responses whose bodies are being sent.
+    sending: AtomicUsize,
+    /// Of those, the ones waiting for their next piece from the server
+    /// (a backup being read from storage): not the client's doing.
+    producing: AtomicUsize,
+    /// When a response body last moved: its start, or the last frame the
+    /// connection took from it. A client that does not read (an HTTP/2
+    /// window left shut, a full TCP buffer) stops this clock.
+    progress: Mutex<Instant>,
 }
 
 impl Activity {
+    fn new() -> Activity {
+        Activity {
+            in_flight: AtomicUsize::new(0),
+            idle_since: Mutex::new(Instant::now()),
+            sending: AtomicUsize::new(0),
+            producing: AtomicUsize::new(0),
+            progress: Mutex::new(Instant::now()),
+        }
+    }
+
     fn begin(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         InFlight(self.clone())
+    }
+
+    fn moved(&self) {
+        *self.progress.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+    }
+
+    fn start_sending(self: &Arc<Self>) -> Sending {
+        self.moved();
+        self.sending.fetch_add(1, Ordering::AcqRel);
+        Sending {
+            activity: self.clone(),
+            producing: false,
+        }
+    }
+}
+
+/// A response body being sent, until it is done or dropped.
+struct Sending {
+    activity: Arc<Activity>,
+    /// Whether its last poll found nothing ready on the server's side.
+    producing: bool,
+}
+
+impl Sending {
+    fn polled(&mut self, ready: bool) {
+        if ready {
+            self.activity.moved();
+        }
+        if self.producing == ready {
+            // Pending -> Ready or Ready -> Pending.
+            self.producing = !ready;
+            if ready {
+                self.activity.producing.fetch_sub(1, Ordering::AcqRel);
+            } else {
+                self.activity.producing.fetch_add(1, Ordering::AcqRel);
+            }
+        }
+    }
+}
+
+impl Drop for Sending {
+    fn drop(&mut self) {
+        if self.producing {
+            self.activity.producing.fetch_sub(1, Ordering::AcqRel);
+        }
+        self.activity.sending.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -161,9 +230,11 @@ impl Drop for InFlight {
     }
 }
 
-/// A response body that keeps its request counted as in flight.
+/// A response body that keeps its request counted as in flight, and
+/// notes each frame the connection takes from it.
 struct TrackedBody {
     inner: Body,
+    sending: Sending,
     _in_flight: InFlight,
 }
 
@@ -175,7 +246,9 @@ impl HttpBody for TrackedBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        self.sending.polled(polled.is_ready());
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
@@ -188,13 +261,28 @@ impl HttpBody for TrackedBody {
 }
 
 /// Completes once the connection has been idle (no request in flight) for
-/// `idle`.
+/// `idle`, or a response it is sending has not moved for `idle` (the
+/// client stopped reading: without this, an HTTP/2 client that never opens
+/// its flow-control window, or one that stops reading a streamed backup,
+/// would hold the connection for ever).
 async fn idle_for(activity: Arc<Activity>, idle: Duration) {
     loop {
         // In-flight first: a request ending stamps its end before it stops
         // counting, so a zero read here is followed by a fresh stamp.
         if activity.in_flight.load(Ordering::Acquire) > 0 {
-            tokio::time::sleep(idle).await;
+            let sending = activity.sending.load(Ordering::Acquire);
+            if sending <= activity.producing.load(Ordering::Acquire) {
+                // Still being handled (or its body read, which the body
+                // timeout bounds), or its answer is waiting on the server.
+                tokio::time::sleep(idle).await;
+                continue;
+            }
+            let moved = *activity.progress.lock().unwrap_or_else(|p| p.into_inner());
+            let deadline = moved + idle;
+            if Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep_until(deadline).await;
             continue;
         }
         let since = *activity
@@ -451,7 +539,11 @@ fn worker(
             // Slow-loris protection: a client gets this long to send its
             // headers (the idle timer below covers HTTP/2 and the time
             // before the protocol is known).
-            .header_read_timeout(options.idle_timeout);
+            .header_read_timeout(options.idle_timeout)
+            // A request head (line and headers) larger than this is refused
+            // (431) rather than buffered: hyper's default is about 400 KiB
+            // per connection. HTTP/2 already caps header lists at 16 KiB.
+            .max_buf_size(MAX_REQUEST_HEAD);
         loop {
             let (stream, peer, slot) = tokio::select! {
                 handed = connections.recv() => match handed {
@@ -473,10 +565,7 @@ fn worker(
             );
             tokio::spawn(async move {
                 let _slot = slot;
-                let activity = Arc::new(Activity {
-                    in_flight: AtomicUsize::new(0),
-                    idle_since: Mutex::new(Instant::now()),
-                });
+                let activity = Arc::new(Activity::new());
                 let idle = idle_for(activity.clone(), options.idle_timeout);
                 let service = || {
                     let mut peer_ext = Peer::new(peer);
@@ -496,11 +585,13 @@ fn worker(
                         req.extensions_mut().insert(peer_ext.clone());
                         req.extensions_mut().insert(timed_out);
                         let call = app.clone().oneshot(req);
+                        let activity = activity.clone();
                         async move {
                             let resp = call.await?;
                             Ok::<_, std::convert::Infallible>(resp.map(|inner| {
                                 Body::new(TrackedBody {
                                     inner,
+                                    sending: activity.start_sending(),
                                     _in_flight: in_flight,
                                 })
                             }))
@@ -540,12 +631,26 @@ fn worker(
                 let result = tokio::select! {
                     r = work => r,
                     () = idle => {
-                        tracing::debug!(%peer, "idle connection closed");
+                        tracing::debug!(%peer, "idle or stalled connection closed");
                         Ok(())
                     }
                 };
                 if let Err(e) = result {
-                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    // A request hyper refused itself (a malformed request
+                    // line or header, a head over the limit) never reaches
+                    // the router, so it has no audit record: note it here.
+                    // Only the kind is logged, never the request's bytes.
+                    match e.downcast_ref::<hyper::Error>() {
+                        Some(h) if h.is_parse_too_large() => tracing::info!(
+                            %peer,
+                            "request refused before routing: its head is too large (431)"
+                        ),
+                        Some(h) if h.is_parse() => tracing::info!(
+                            %peer,
+                            "request refused before routing: malformed HTTP (400)"
+                        ),
+                        _ => tracing::debug!(%peer, error = %e, "connection ended with an error"),
+                    }
                 }
             });
         }

@@ -26,8 +26,15 @@ pub(crate) fn source_key(ip: IpAddr) -> IpAddr {
 }
 
 /// Most sources remembered at once; beyond it, sources that are not
-/// currently held back are forgotten first.
+/// currently held back are forgotten first (looked for at most once a
+/// second: a table full of held-back sources is not rescanned on every
+/// attempt). If they are all held back, new sources share one count per
+/// address family until room is made: memory stays bounded however many
+/// addresses an attacker has, at the price of new sources waiting together
+/// while such an attack lasts.
 const MAX_SOURCES: usize = 100_000;
+/// How often a full table is searched for sources to forget.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// How a [`Throttle`] backs off.
 #[derive(Debug, Clone, Copy)]
@@ -75,7 +82,22 @@ struct Entry {
 /// between guesses at another would wipe the count.
 pub(crate) struct Throttle {
     policy: Backoff,
-    sources: Mutex<HashMap<IpAddr, Entry>>,
+    capacity: usize,
+    sources: Mutex<Table>,
+}
+
+struct Table {
+    map: HashMap<IpAddr, Entry>,
+    /// When a full table may next be searched for sources to forget.
+    next_sweep: Instant,
+}
+
+/// The shared key of new sources while the table is full.
+fn overflow_key(key: IpAddr) -> IpAddr {
+    match key {
+        IpAddr::V4(_) => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    }
 }
 
 /// How an attempt ended.
@@ -89,9 +111,39 @@ pub(crate) enum Outcome {
 
 impl Throttle {
     pub(crate) fn new(policy: Backoff) -> Throttle {
+        Throttle::with_capacity(policy, MAX_SOURCES)
+    }
+
+    fn with_capacity(policy: Backoff, capacity: usize) -> Throttle {
         Throttle {
             policy,
-            sources: Mutex::new(HashMap::new()),
+            capacity,
+            sources: Mutex::new(Table {
+                map: HashMap::new(),
+                next_sweep: Instant::now(),
+            }),
+        }
+    }
+
+    /// The key `ip` is counted under now: its own, or (the table being
+    /// full of sources that are held back) the shared overflow key.
+    fn key_for(&self, table: &mut Table, ip: IpAddr, now: Instant) -> IpAddr {
+        let key = source_key(ip);
+        if table.map.len() < self.capacity || table.map.contains_key(&key) {
+            return key;
+        }
+        if now >= table.next_sweep {
+            table.next_sweep = now + SWEEP_EVERY;
+            let forget = self.policy.forget;
+            table.map.retain(|_, e| now.duration_since(e.last) < forget);
+            if table.map.len() >= self.capacity {
+                table.map.retain(|_, e| e.blocked_until > now);
+            }
+        }
+        if table.map.len() < self.capacity {
+            key
+        } else {
+            overflow_key(key)
         }
     }
 
@@ -112,17 +164,10 @@ impl Throttle {
     /// Starts an attempt from `ip`: `Err(wait)` if the source must wait
     /// first, else the attempt is counted (provisionally) as a failure.
     pub(crate) fn begin(&self, ip: IpAddr) -> Result<(), Duration> {
-        let key = source_key(ip);
         let now = Instant::now();
-        let mut map = self.sources.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= MAX_SOURCES && !map.contains_key(&key) {
-            let forget = self.policy.forget;
-            map.retain(|_, e| now.duration_since(e.last) < forget);
-            if map.len() >= MAX_SOURCES {
-                map.retain(|_, e| e.blocked_until > now);
-            }
-        }
-        let entry = map.entry(key).or_insert(Entry {
+        let mut table = self.sources.lock().unwrap_or_else(|p| p.into_inner());
+        let key = self.key_for(&mut table, ip, now);
+        let entry = table.map.entry(key).or_insert(Entry {
             failures: 0,
             last: now,
             blocked_until: now,
@@ -142,11 +187,17 @@ impl Throttle {
     /// Settles an attempt started with [`Throttle::begin`].
     pub(crate) fn end(&self, ip: IpAddr, outcome: Outcome) {
         let key = source_key(ip);
-        let mut map = self.sources.lock().unwrap_or_else(|p| p.into_inner());
+        let mut table = self.sources.lock().unwrap_or_else(|p| p.into_inner());
         match outcome {
             Outcome::Failed => {}
             Outcome::Neutral => {
-                if let Some(e) = map.get_mut(&key) {
+                // Counted under the overflow key if it began there.
+                let key = if table.map.contains_key(&key) {
+                    key
+                } else {
+                    overflow_key(key)
+                };
+                if let Some(e) = table.map.get_mut(&key) {
                     e.failures = e.failures.saturating_sub(1);
                     e.blocked_until = e.last + self.wait_after(e.failures);
                 }
@@ -276,6 +327,50 @@ mod tests {
         t.begin(ip).unwrap();
         t.end(ip, Outcome::Failed);
         assert!(t.begin(ip).is_err());
+    }
+
+    #[test]
+    fn throttle_table_stays_bounded_when_full_of_blocked_sources() {
+        let t = Throttle::with_capacity(
+            Backoff {
+                free: 1,
+                base: Duration::from_secs(60),
+                max: Duration::from_secs(60),
+                forget: Duration::from_secs(900),
+            },
+            100,
+        );
+        // Many /64s, each failing once: all held back, table full.
+        let fail = |i: u32| {
+            let ip = IpAddr::V6(Ipv6Addr::new(
+                0x2001,
+                0xdb8,
+                (i >> 16) as u16,
+                i as u16,
+                0,
+                0,
+                0,
+                1,
+            ));
+            let began = t.begin(ip);
+            if began.is_ok() {
+                t.end(ip, Outcome::Failed);
+            }
+            began
+        };
+        for i in 0..100 {
+            fail(i).unwrap();
+        }
+        // Ten thousand more sources do not grow it: they share one count,
+        // which holds them back together once it has failed.
+        assert!(fail(100).is_ok());
+        for i in 101..10_000 {
+            assert!(fail(i).is_err(), "source {i}");
+        }
+        let len = t.sources.lock().unwrap().map.len();
+        assert!(len <= 101, "{len} entries");
+        // IPv4 sources overflow into a count of their own.
+        assert!(t.begin("192.0.2.1".parse().unwrap()).is_ok());
     }
 
     #[test]
