@@ -258,6 +258,9 @@ impl Coffer {
         self.keys()?;
         self.authorize(identity, Operation::Admin, &target)?;
         Policy::parse(source).map_err(|e| CoreError::Invalid(format!("policy {name}: {e}")))?;
+        // Patterns refuse token shapes; a comment could still carry one
+        // into storage and into every `coffer policy read`.
+        crate::text::refuse_credential(&format!("policy {name}"), source)?;
         let stored = StoredPolicy {
             source: source.to_string(),
             updated_by: crate::actor::Actor::stored_for(identity),
@@ -373,15 +376,18 @@ impl Coffer {
         }
         let model = self.access_model();
         for p in policies {
+            // Holding is checked first: a caller who may not give a policy
+            // away learns nothing about whether it exists.
+            if !identity.is_root() && !identity.policies().contains(p) {
+                return Err(CoreError::Forbidden(format!(
+                    "this token does not hold policy {}, so it cannot give it away",
+                    printable(p)
+                )));
+            }
             if p != ROOT_POLICY && model.policy(p).is_none() {
                 return Err(CoreError::Invalid(format!(
                     "no policy named {}",
                     printable(p)
-                )));
-            }
-            if !identity.is_root() && !identity.policies().contains(p) {
-                return Err(CoreError::Forbidden(format!(
-                    "this token does not hold policy {p}, so it cannot give it away"
                 )));
             }
         }

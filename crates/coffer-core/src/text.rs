@@ -12,6 +12,10 @@
 //! * bidirectional controls (U+061C, U+200E, U+200F, U+202A to U+202E,
 //!   U+2066 to U+2069), which reorder what is displayed ("Trojan Source").
 //!
+//! Text shaped like a coffer token or invitation code (`cft_...`, `cfi_...`)
+//! is refused too, so that a credential pasted into the wrong field is never
+//! stored, logged or shown back.
+//!
 //! Names are held to more: no invisible formatting characters at all (zero
 //! widths, word joiners, the byte-order mark, soft hyphens, tag characters),
 //! and none of the names the system itself writes as an actor ([`RESERVED`])
@@ -98,7 +102,21 @@ pub fn check_free_text(what: &str, s: &str, max: usize) -> Result<String> {
             describe(c)
         )));
     }
+    refuse_credential(what, s)?;
     Ok(s.to_string())
+}
+
+/// Refuses text shaped like a coffer token or invitation code (`cft_...`,
+/// `cfi_...`, any letter case): such text would be stored and shown to
+/// others as it is. The text is never quoted in the error.
+pub fn refuse_credential(what: &str, s: &str) -> Result<()> {
+    if coffer_policy::contains_credential(s) {
+        return Err(CoreError::Invalid(format!(
+            "{what} contains what looks like a coffer token or invitation code \
+             (cft_... or cfi_...); credentials never belong there (it is not shown)"
+        )));
+    }
+    Ok(())
 }
 
 /// Checks a name people read as an identity (a token's display name): free
@@ -224,6 +242,34 @@ mod tests {
             check_name("a name", "Déploiement CI", 128).unwrap(),
             "Déploiement CI"
         );
+    }
+
+    #[test]
+    fn token_shaped_display_names_and_reasons_are_refused_without_echo() {
+        let token = format!("cft_{}", "Ab9".repeat(16));
+        let invite = format!("cfi_{}", "Zq3".repeat(16));
+        for text in [
+            token.clone(),
+            format!("ci bot {token}"),
+            format!("INC-7 pasted {invite}"),
+            token.to_ascii_uppercase(),
+            token.to_ascii_lowercase(),
+        ] {
+            for result in [
+                check_free_text("a reason", &text, 500),
+                check_name("a display name", &text, 500),
+            ] {
+                let m = result.expect_err(&text).to_string();
+                assert!(m.contains("looks like a coffer token"), "{m}");
+                assert!(
+                    !m.to_ascii_lowercase().contains("ab9ab9") && !m.contains("Zq3Zq3"),
+                    "{m}"
+                );
+            }
+        }
+        for fine in ["cft bot", "cf_t", "the cft_ prefix", "cfi"] {
+            assert!(check_name("a display name", fine, 128).is_ok(), "{fine}");
+        }
     }
 
     #[test]

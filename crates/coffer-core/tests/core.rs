@@ -550,3 +550,131 @@ async fn a_name_past_its_failure_ceiling_is_paced_not_locked() {
         .count();
     assert_eq!((tried, paced), (1, 7));
 }
+
+/// A child token of `parent` with `policies`, authenticated.
+async fn child(coffer: &Coffer, parent: &Identity, policies: &[&str]) -> Identity {
+    let (raw, _) = coffer
+        .create_token(
+            parent,
+            &coffer_core::TokenRequest {
+                policies: policies.iter().map(|p| p.to_string()).collect(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    coffer
+        .authenticate(raw.expose_secret(), None)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn token_create_does_not_reveal_which_policies_exist() {
+    let (fx, root, _) = unsealed().await;
+    let c = &fx.coffer;
+    for name in ["mine", "secret-project"] {
+        c.write_policy(&root, name, r#"path "a/*" { capabilities = ["read"] }"#)
+            .await
+            .unwrap();
+    }
+    let narrow = child(c, &root, &["mine"]).await;
+    let refusal = |name: &str| {
+        let name = name.to_string();
+        let c = &fx.coffer;
+        let narrow = &narrow;
+        async move {
+            c.create_token(
+                narrow,
+                &coffer_core::TokenRequest {
+                    policies: vec![name],
+                    ..Default::default()
+                },
+            )
+            .await
+            .map(|_| ())
+            .unwrap_err()
+        }
+    };
+    let existing = refusal("secret-project").await;
+    let missing = refusal("no-such-project").await;
+    assert!(matches!(existing, CoreError::Forbidden(_)), "{existing}");
+    assert!(matches!(missing, CoreError::Forbidden(_)), "{missing}");
+    assert_eq!(
+        existing.to_string().replace("secret-project", "X"),
+        missing.to_string().replace("no-such-project", "X")
+    );
+    // A token-shaped name is not quoted back.
+    let token = format!("cft_{}", "Ab9".repeat(16));
+    let e = refusal(&token).await.to_string();
+    assert!(!e.contains("Ab9Ab9"), "{e}");
+    // Root still hears that a policy does not exist.
+    let e = c
+        .create_token(
+            &root,
+            &coffer_core::TokenRequest {
+                policies: vec!["no-such-project".into()],
+                ..Default::default()
+            },
+        )
+        .await
+        .map(|_| ())
+        .unwrap_err();
+    assert!(matches!(e, CoreError::Invalid(_)), "{e}");
+}
+
+#[tokio::test]
+async fn credential_shaped_text_is_not_stored_in_names_policies_or_specs() {
+    let (fx, root, _) = unsealed().await;
+    let c = &fx.coffer;
+    let token = format!("cft_{}", "Ab9".repeat(16));
+    let shown = |e: CoreError| {
+        let m = e.to_string();
+        assert!(
+            m.contains("looks like a coffer token") || m.contains("look like a coffer token"),
+            "{m}"
+        );
+        assert!(!m.to_ascii_lowercase().contains("ab9ab9"), "{m}");
+    };
+    // A token's display name.
+    shown(
+        c.create_token(
+            &root,
+            &coffer_core::TokenRequest {
+                policies: vec!["root".into()],
+                display_name: Some(format!("deploy {token}")),
+                ..Default::default()
+            },
+        )
+        .await
+        .map(|_| ())
+        .unwrap_err(),
+    );
+    // A comment in a policy.
+    shown(
+        c.write_policy(
+            &root,
+            "ops",
+            &format!("# old token {token}\npath \"a/*\" {{ capabilities = [\"read\"] }}"),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert!(c.read_policy(&root, "ops").await.is_err(), "nothing stored");
+    // A generator spec, in a lifecycle rule and on its own.
+    shown(
+        c.set_rule(
+            &root,
+            "a/*",
+            coffer_core::RuleSpec {
+                generator: Some(token.clone()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err(),
+    );
+    shown(coffer_core::lifecycle::parse_generator(&format!("{token}:32")).unwrap_err());
+    // A user name (lower-cased, it would still be most of the token).
+    shown(c.get_user(&root, &token).await.unwrap_err());
+}
