@@ -1656,6 +1656,7 @@ impl Coffer {
             now_ms(),
         );
         let limit = options.limit.max(1);
+        let check_folders = listing.folders_need_a_visible_descendant();
         let mut entries = Vec::new();
         let mut after = options.after;
         loop {
@@ -1672,6 +1673,14 @@ impl Coffer {
             let mut rest = page.entries.into_iter().peekable();
             while let Some(entry) = rest.next() {
                 if !listing.admits(&entry.name) {
+                    continue;
+                }
+                if entry.folder
+                    && check_folders
+                    && !self
+                        .holds_undenied(&listing, &entry.name, options.include_deleted)
+                        .await?
+                {
                     continue;
                 }
                 entries.push(entry);
@@ -1695,6 +1704,41 @@ impl Coffer {
                         next: None,
                     });
                 }
+            }
+        }
+    }
+
+    /// Whether the folder entry `folder` of `listing` holds a secret that
+    /// no `deny` of the caller's hides (see
+    /// [`Listing::folders_need_a_visible_descendant`]). Stops at the first.
+    async fn holds_undenied(
+        &self,
+        listing: &Listing<'_>,
+        folder: &str,
+        include_deleted: bool,
+    ) -> Result<bool> {
+        let mut after = None;
+        loop {
+            let page = self
+                .store
+                .list(&ListQuery {
+                    prefix: format!("{}{folder}", listing.prefix()),
+                    recursive: true,
+                    include_deleted,
+                    after: after.take(),
+                    limit: MAX_LIST_LIMIT,
+                })
+                .await?;
+            if page
+                .entries
+                .iter()
+                .any(|e| !e.folder && listing.undenied_below(folder, &e.name))
+            {
+                return Ok(true);
+            }
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(false),
             }
         }
     }
@@ -1915,7 +1959,9 @@ mod enumeration_owner {
 
     /// Listings reach a caller only through `Coffer::enumerate`, which
     /// filters each entry through the `Listing` witness. The store's `list`
-    /// is called there and in the scheduler's own scan, nowhere else: a new
+    /// is called there, in its check that a folder it shows holds something
+    /// the caller is not denied (which returns a yes or no, never a name),
+    /// and in the scheduler's own scan, nowhere else: a new
     /// use case that enumerates paths has to go through the filter.
     #[test]
     fn only_enumerate_and_the_scheduler_list_the_store() {
@@ -1953,7 +1999,11 @@ mod enumeration_owner {
         found.sort();
         assert_eq!(
             found,
-            ["lib.rs:enumerate", "rotation.rs:scheduler_scan"],
+            [
+                "lib.rs:enumerate",
+                "lib.rs:holds_undenied",
+                "rotation.rs:scheduler_scan"
+            ],
             "the store's listing is read outside Coffer::enumerate"
         );
     }

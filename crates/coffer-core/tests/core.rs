@@ -678,3 +678,106 @@ async fn credential_shaped_text_is_not_stored_in_names_policies_or_specs() {
     // A user name (lower-cased, it would still be most of the token).
     shown(c.get_user(&root, &token).await.unwrap_err());
 }
+
+#[tokio::test]
+async fn folder_whose_every_secret_is_denied_is_not_listed() {
+    let (fx, root, _) = unsealed().await;
+    let c = &fx.coffer;
+    c.write_policy(
+        &root,
+        "wide",
+        r#"
+        path "" { capabilities = ["list"] }
+        path "app/*" { capabilities = ["read", "list"] }
+        "#,
+    )
+    .await
+    .unwrap();
+    c.write_policy(
+        &root,
+        "denies",
+        r#"
+        path "app/merger/DB" { capabilities = ["deny"] }
+        path "app/mixed/HIDDEN" { capabilities = ["deny"] }
+        path "app/deep/x/" { capabilities = ["deny"] }
+        path "app/deep/x/*" { capabilities = ["deny"] }
+        "#,
+    )
+    .await
+    .unwrap();
+    for p in [
+        "app/merger/DB",
+        "app/mixed/HIDDEN",
+        "app/mixed/SHOWN",
+        "app/open/KEY",
+        "app/deep/x/KEY",
+        "app/deep/y/KEY",
+        "app/gone/KEY",
+    ] {
+        c.write(&root, p, &text("v"), None).await.unwrap();
+    }
+    c.delete(&root, "app/gone/KEY", &[]).await.unwrap();
+    let who = child(c, &root, &["wide", "denies"]).await;
+    let names = |page: coffer_store::ListPage| {
+        page.entries
+            .into_iter()
+            .map(|e| e.name)
+            .collect::<Vec<String>>()
+    };
+    let listed = names(c.list(&who, "app/", ListOptions::default()).await.unwrap());
+    assert_eq!(listed, ["deep/", "mixed/", "open/"]);
+    assert_eq!(
+        names(
+            c.list(&who, "app/deep/", ListOptions::default())
+                .await
+                .unwrap()
+        ),
+        ["y/"]
+    );
+    // Paging with a limit of one finds the same entries.
+    let mut paged = Vec::new();
+    let mut after = None;
+    loop {
+        let page = c
+            .list(
+                &who,
+                "app/",
+                ListOptions {
+                    limit: 1,
+                    after: after.take(),
+                    ..ListOptions::default()
+                },
+            )
+            .await
+            .unwrap();
+        let next = page.next.clone();
+        paged.extend(names(page));
+        match next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    assert_eq!(paged, listed);
+    // With deleted secrets: the folder of a deleted, undenied one shows.
+    let with_deleted = names(
+        c.list(
+            &who,
+            "app/",
+            ListOptions {
+                include_deleted: true,
+                ..ListOptions::default()
+            },
+        )
+        .await
+        .unwrap(),
+    );
+    assert_eq!(with_deleted, ["deep/", "gone/", "mixed/", "open/"]);
+    // Root and a caller without deny rules see every folder.
+    let plain = child(c, &root, &["wide"]).await;
+    for id in [&root, &plain] {
+        assert_eq!(
+            names(c.list(id, "app/", ListOptions::default()).await.unwrap()),
+            ["deep/", "merger/", "mixed/", "open/"]
+        );
+    }
+}
