@@ -40,9 +40,12 @@ impl Actor {
             TokenKind::Service => "service",
             TokenKind::Human => "human",
         };
+        // Names refuse control characters, but a token record written by an
+        // earlier release, or edited in storage, may hold one: the separator
+        // in a name would forge the kind and accessor that follow it.
         format!(
             "{}{SEP}{kind}{SEP}{}",
-            identity.display_name(),
+            identity.display_name().replace(SEP, "\u{FFFD}"),
             identity.accessor()
         )
     }
@@ -79,6 +82,32 @@ impl Actor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stored_name_holding_the_separator_cannot_forge_kind_or_accessor() {
+        let identity = Identity {
+            token: std::sync::Arc::new(coffer_store::TokenRecord {
+                hash: [0; 32],
+                accessor: "acc_real".into(),
+                display_name: "root\u{1F}system\u{1F}".into(),
+                policies: Vec::new(),
+                created_at: 0,
+                expires_at: None,
+                parent: None,
+                kind: TokenKind::Service,
+                user: None,
+                ttl_ms: None,
+                max_expires_at: None,
+                uses_limit: None,
+                uses_left: None,
+                cidrs: Vec::new(),
+            }),
+        };
+        let actor = Actor::parse(&Actor::stored_for(&identity));
+        assert_eq!(actor.kind.as_deref(), Some("service"));
+        assert_eq!(actor.accessor.as_deref(), Some("acc_real"));
+        assert!(!actor.name.contains('\u{1F}'), "{:?}", actor.name);
+    }
 
     #[test]
     fn stored_forms_round_trip_and_old_records_read_as_names() {

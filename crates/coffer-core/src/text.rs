@@ -144,40 +144,59 @@ pub fn refuse_reserved(what: &str, name: &str) -> Result<()> {
     Ok(())
 }
 
-/// What a name looks like: compatibility forms folded (NFKC), lower case,
-/// only letters and digits kept, common look-alikes mapped to the ASCII
+/// What a name looks like: compatibility forms folded and accents taken
+/// apart (NFKD), lower case, accents and invisible characters dropped, only
+/// letters and digits kept, common look-alikes (Cyrillic, Greek, Armenian,
+/// Cherokee, IPA, small capitals, letters with strokes) mapped to the ASCII
 /// letter they imitate.
 fn skeleton(s: &str) -> String {
-    let folded: String = s.nfkc().collect::<String>().to_lowercase();
+    let folded: String = s.nfkd().collect::<String>().to_lowercase();
     folded
-        .nfkc()
-        .filter(|c| c.is_alphanumeric())
+        .nfkd()
+        .filter(|c| {
+            !unicode_normalization::char::is_combining_mark(*c)
+                && !is_invisible(*c)
+                && c.is_alphanumeric()
+        })
         .map(confusable)
         .collect()
 }
 
 fn confusable(c: char) -> char {
+    // Cherokee capitals lower-case to U+AB70.. (and U+13F8..): read them
+    // as the capital they are.
+    let c = match c as u32 {
+        0xAB70..=0xABBF => char::from_u32(c as u32 - 0xAB70 + 0x13A0).unwrap_or(c),
+        0x13F8..=0x13FD => char::from_u32(c as u32 - 8).unwrap_or(c),
+        _ => c,
+    };
     match c {
-        '0' | 'о' | 'ο' | 'σ' | 'օ' | 'ᴏ' => 'o',
-        '1' | 'ӏ' | 'ι' | 'ǀ' => 'l',
-        'а' | 'α' => 'a',
-        'с' | 'ϲ' | 'ᴄ' => 'c',
-        'е' | 'ε' | 'ҽ' => 'e',
-        'һ' | 'ћ' => 'h',
-        'і' | 'ı' => 'i',
-        'ј' | 'ϳ' => 'j',
-        'к' | 'κ' => 'k',
-        'м' | 'ᴍ' => 'm',
-        'п' | 'η' => 'n',
-        'р' | 'ρ' => 'p',
-        'ѕ' | 'ꜱ' => 's',
-        'т' | 'τ' | 'ᴛ' => 't',
-        'υ' | 'ս' | 'ᴜ' => 'u',
-        'у' | 'γ' | 'ү' => 'y',
+        '0' | 'о' | 'ο' | 'σ' | 'օ' | 'ᴏ' | 'ø' | 'ɵ' | 'Ꮎ' | 'Ꮻ' | 'Ꭴ' => 'o',
+        '1' | 'ӏ' | 'ι' | 'ǀ' | 'ł' | 'Ꮮ' | 'ʟ' => 'l',
+        'а' | 'α' | 'Ꭺ' | 'ᴀ' => 'a',
+        'Ᏼ' | 'ƀ' | 'ʙ' | 'ь' => 'b',
+        'с' | 'ϲ' | 'ᴄ' | 'Ꮯ' => 'c',
+        'е' | 'ε' | 'ҽ' | 'Ꭼ' | 'ᴇ' => 'e',
+        'һ' | 'ћ' | 'հ' | 'Ꮋ' | 'ħ' | 'ʜ' => 'h',
+        'і' | 'ı' | 'Ꭵ' | 'ɨ' | 'ɪ' => 'i',
+        'ј' | 'ϳ' | 'յ' | 'Ꭻ' | 'ȷ' => 'j',
+        'к' | 'κ' | 'Ꮶ' | 'ᴋ' => 'k',
+        'м' | 'ᴍ' | 'Ꮇ' => 'm',
+        'п' | 'η' | 'ո' | 'ռ' | 'ɴ' => 'n',
+        'р' | 'ρ' | 'Ꮲ' | 'ք' | 'ᴘ' => 'p',
+        'զ' | 'գ' => 'q',
+        'г' | 'ᴦ' | 'Ꭱ' | 'Ꮢ' | 'ʀ' | 'ɾ' | 'ɼ' | 'ɽ' | 'ɿ' => 'r',
+        'ѕ' | 'ꜱ' | 'Ꮪ' => 's',
+        'т' | 'τ' | 'ᴛ' | 'Ꭲ' | 'ŧ' | 'ƫ' | 'ƭ' => 't',
+        'υ' | 'ս' | 'ᴜ' | 'ʉ' => 'u',
+        'у' | 'γ' | 'ү' | 'Ꭹ' | 'ʏ' => 'y',
         'х' | 'χ' => 'x',
-        'ԁ' => 'd',
+        'ԁ' | 'Ꭰ' | 'đ' | 'ᴅ' => 'd',
         'ғ' | 'ſ' => 'f',
-        'г' | 'ᴦ' => 'r',
+        'ց' | 'Ꮐ' | 'ɢ' => 'g',
+        'Ꮃ' | 'ᴡ' => 'w',
+        'Ꮩ' | 'ᴠ' => 'v',
+        'Ꮓ' | 'ᴢ' => 'z',
         other => other,
     }
 }
@@ -269,6 +288,37 @@ mod tests {
         }
         for fine in ["cft bot", "cf_t", "the cft_ prefix", "cfi"] {
             assert!(check_name("a display name", fine, 128).is_ok(), "{fine}");
+        }
+    }
+
+    #[test]
+    fn reserved_names_with_accents_fillers_and_more_lookalike_scripts() {
+        for name in [
+            "r\u{0307}oot", // composes to U+1E59 under NFC
+            "r\u{00F6}\u{00F6}t",
+            "r\u{1EDD}ot",
+            "r\u{00F8}\u{00F8}t",
+            "ro\u{3164}ot", // Hangul filler, a letter to Unicode
+            "\u{0280}oot",
+            "\u{027E}oot",
+            "roo\u{01AB}",
+            "\u{13D2}\u{13BE}\u{13BE}\u{13A2}", // Cherokee
+            "\u{13DA}\u{13A9}\u{13DA}\u{13A2}\u{13AC}\u{13B7}",
+            "\u{1D42B}\u{1D428}\u{1D428}\u{1D42D}", // mathematical bold
+            "\u{24E1}\u{24DE}\u{24DE}\u{24E3}",     // circled
+            "\u{1F141}\u{1F13E}\u{1F13E}\u{1F143}", // squared
+            "r\u{0585}\u{0585}t",                   // Armenian
+            "\u{0455}\u{0443}\u{0455}\u{0442}\u{0435}\u{043C}",
+            "sched\u{03C5}ler",
+            "\u{0441}offer",
+        ] {
+            assert!(
+                refuse_reserved("a name", name).is_err(),
+                "{name:?} must be refused"
+            );
+        }
+        for fine in ["r\u{00F6}sti", "søren", "rootløs", "ħello"] {
+            assert!(refuse_reserved("a name", fine).is_ok(), "{fine}");
         }
     }
 

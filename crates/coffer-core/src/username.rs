@@ -48,10 +48,11 @@ pub fn canonical_user_name(input: &str) -> Result<String, String> {
             "a user name is at most {MAX_USER_NAME_CHARS} characters"
         ));
     }
-    if let Some(c) = canonical
-        .chars()
-        .find(|c| !(c.is_alphanumeric() || matches!(c, '.' | '_' | '-' | '@')))
-    {
+    if let Some(c) = canonical.chars().find(|c| {
+        // Hangul fillers are letters to Unicode but show as blanks.
+        crate::text::is_invisible(*c)
+            || !(c.is_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'))
+    }) {
         return Err(if c.is_whitespace() {
             "a user name cannot contain spaces".into()
         } else if c.is_control() {
@@ -112,6 +113,9 @@ mod tests {
             "ali/ce",
             "alice!",
             "a\u{202E}b",
+            "ro\u{3164}ot",
+            "\u{115F}alice",
+            "ali\u{FFA0}ce",
         ] {
             assert!(canonical_user_name(bad).is_err(), "{bad:?} must be refused");
         }
