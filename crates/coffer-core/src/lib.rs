@@ -1413,6 +1413,11 @@ impl Coffer {
         };
         for (field, estimate) in parts {
             let what = match field {
+                // A field name is not secret, but one shaped like a token is
+                // not repeated in a warning, an error or its audit record.
+                Some(f) if coffer_policy::contains_credential(f) => {
+                    format!("a field (name not shown) of {path}")
+                }
                 Some(f) => format!("field {f:?} of {path}"),
                 None => path.to_string(),
             };

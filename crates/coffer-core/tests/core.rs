@@ -781,3 +781,18 @@ async fn folder_whose_every_secret_is_denied_is_not_listed() {
         );
     }
 }
+
+#[tokio::test]
+async fn weak_field_warning_does_not_repeat_a_token_shaped_field_name() {
+    let (fx, root, _) = unsealed().await;
+    let token = format!("cft_{}key", "Ab9".repeat(16));
+    let value = SecretValue::Fields(BTreeMap::from([
+        (token.clone(), SecretString::from("password")),
+        ("pass".to_string(), SecretString::from("password")),
+    ]));
+    let receipt = fx.coffer.write(&root, "a/b", &value, None).await.unwrap();
+    let all = receipt.warnings.join("\n");
+    assert!(all.contains("name not shown"), "{all}");
+    assert!(all.contains("\"pass\""), "{all}");
+    assert!(!all.contains("Ab9Ab9"), "{all}");
+}
