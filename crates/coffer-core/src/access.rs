@@ -254,6 +254,14 @@ impl Coffer {
         source: &str,
     ) -> Result<PolicyInfo> {
         coffer_policy::validate_policy_name(name).map_err(CoreError::Invalid)?;
+        if crate::text::looks_like(name, ROOT_POLICY) {
+            // Token and user listings show policy names; `r00t` there would
+            // read as the policy that grants everything.
+            return Err(CoreError::Invalid(format!(
+                "policy name {name:?} looks like {ROOT_POLICY:?}, the built-in policy that \
+                 grants everything; choose another name"
+            )));
+        }
         let target = format!("sys/policies/{name}");
         self.keys()?;
         self.authorize(identity, Operation::Admin, &target)?;

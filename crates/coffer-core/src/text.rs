@@ -144,6 +144,11 @@ pub fn refuse_reserved(what: &str, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Whether `name` looks like `other` (the same skeleton) without being it.
+pub fn looks_like(name: &str, other: &str) -> bool {
+    name != other && skeleton(name) == skeleton(other)
+}
+
 /// What a name looks like: compatibility forms folded and accents taken
 /// apart (NFKD), lower case, accents and invisible characters dropped, only
 /// letters and digits kept, common look-alikes (Cyrillic, Greek, Armenian,

@@ -796,3 +796,22 @@ async fn weak_field_warning_does_not_repeat_a_token_shaped_field_name() {
     assert!(all.contains("\"pass\""), "{all}");
     assert!(!all.contains("Ab9Ab9"), "{all}");
 }
+
+#[tokio::test]
+async fn policy_names_that_look_like_root_are_refused() {
+    let (fx, root, _) = unsealed().await;
+    let source = r#"path "a/*" { capabilities = ["read"] }"#;
+    for name in ["r00t", "r0ot", "ro0t", "root.", "_root", "r-o-o-t"] {
+        let e = fx.coffer.write_policy(&root, name, source).await;
+        match e {
+            Err(CoreError::Invalid(m)) => assert!(
+                m.contains("looks like") || m.contains("must start"),
+                "{name}: {m}"
+            ),
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+    for fine in ["rootless", "roots", "ops-root"] {
+        fx.coffer.write_policy(&root, fine, source).await.unwrap();
+    }
+}
