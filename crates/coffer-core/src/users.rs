@@ -552,11 +552,19 @@ impl Coffer {
         let (name, o, mut u) = self.admin_user(identity, name).await?;
         u.disabled = disabled;
         let mut mutations = vec![put_user(&name, &u, Expect::Revision(o.revision))];
+        let _w = self.access_writes.lock().await;
+        let mut grants = 0;
         if disabled {
             mutations.push(Mutation::RevokeTokens(RevokeScope::User(name.clone())));
+            let ended = self.grant_removals(&name).await?;
+            grants = ended.len();
+            mutations.extend(ended);
         }
         self.store.commit(mutations).await?;
         self.forget_tokens();
+        if grants > 0 {
+            self.reload_access().await?;
+        }
         tracing::warn!(actor = identity.display_name(), user = %name, disabled, "user access changed");
         Ok(UserView::from(&u))
     }
@@ -607,19 +615,50 @@ impl Coffer {
     /// Removes a user and every token of theirs.
     pub async fn delete_user(&self, identity: &Identity, name: &str) -> Result<()> {
         let (name, o, _) = self.admin_user(identity, name).await?;
-        self.store
-            .commit(vec![
-                Mutation::DeleteObject {
-                    kind: KIND_USER.into(),
-                    key: name.clone(),
-                    expect: Expect::Revision(o.revision),
-                },
-                Mutation::RevokeTokens(RevokeScope::User(name.clone())),
-            ])
-            .await?;
+        let _w = self.access_writes.lock().await;
+        // Grants are kept by user name: a later account of the same name
+        // must not inherit a live one.
+        let ended = self.grant_removals(&name).await?;
+        let grants = ended.len();
+        let mut mutations = vec![
+            Mutation::DeleteObject {
+                kind: KIND_USER.into(),
+                key: name.clone(),
+                expect: Expect::Revision(o.revision),
+            },
+            Mutation::RevokeTokens(RevokeScope::User(name.clone())),
+        ];
+        mutations.extend(ended);
+        self.store.commit(mutations).await?;
         self.forget_tokens();
+        if grants > 0 {
+            self.reload_access().await?;
+        }
         tracing::warn!(actor = identity.display_name(), user = %name, "user removed");
         Ok(())
+    }
+
+    /// Deletions of every stored break-glass grant of user `name`, for the
+    /// commit that disables or removes the user: their emergency access
+    /// ends with their tokens.
+    async fn grant_removals(&self, name: &str) -> Result<Vec<Mutation>> {
+        let mut out = Vec::new();
+        for o in self
+            .store
+            .list_objects(crate::access::KIND_BREAKGLASS)
+            .await?
+        {
+            let of_user = serde_json::from_slice::<crate::auth::BreakglassGrant>(&o.value)
+                .is_ok_and(|g| g.user == name);
+            if of_user {
+                out.push(Mutation::DeleteObject {
+                    kind: o.kind,
+                    key: o.key,
+                    expect: Expect::Revision(o.revision),
+                });
+            }
+        }
+        Ok(out)
     }
 
     // ---- one-time codes ----------------------------------------------------------

@@ -815,3 +815,102 @@ async fn policy_names_that_look_like_root_are_refused() {
         fx.coffer.write_policy(&root, fine, source).await.unwrap();
     }
 }
+
+/// A person invited with `policies`, logged in.
+async fn person(coffer: &Coffer, root: &Identity, name: &str, policies: &[&str]) -> Identity {
+    let (code, _) = coffer
+        .create_invite(
+            root,
+            &coffer_core::InviteRequest {
+                policies: policies.iter().map(|p| p.to_string()).collect(),
+                ttl: None,
+            },
+        )
+        .await
+        .unwrap();
+    let password = "correct horse battery staple 42";
+    coffer
+        .accept_invite(code.expose_secret(), name, password)
+        .await
+        .unwrap();
+    let (raw, _) = coffer
+        .login(&coffer_core::LoginRequest {
+            user: name,
+            password,
+            totp: None,
+        })
+        .await
+        .unwrap();
+    coffer
+        .authenticate(raw.expose_secret(), None)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn breakglass_grant_ends_with_its_user_and_is_not_inherited_by_the_name() {
+    let (fx, root, _) = unsealed().await;
+    let c = &fx.coffer;
+    c.write_policy(
+        &root,
+        "oncall",
+        r#"path "app/prod/*" { capabilities = ["read", "breakglass"] }"#,
+    )
+    .await
+    .unwrap();
+    c.protect(&root, "app/prod/*").await.unwrap();
+    c.write(
+        &root,
+        "app/prod/db",
+        &text("Zx9-very-long-random-value"),
+        None,
+    )
+    .await
+    .unwrap();
+    async fn grant(c: &Coffer, who: &Identity) {
+        c.breakglass(
+            who,
+            &coffer_core::BreakglassRequest {
+                path: "app/prod/db".into(),
+                reason: "INC-1 database down".into(),
+                ttl: Some("1h".into()),
+            },
+        )
+        .await
+        .unwrap();
+    }
+    // Removed, then someone else takes the name.
+    let alice = person(c, &root, "alice", &["oncall"]).await;
+    grant(c, &alice).await;
+    assert!(c.read(&alice, "app/prod/db", None).await.is_ok());
+    c.delete_user(&root, "alice").await.unwrap();
+    assert!(c.list_breakglass(&root).await.unwrap().is_empty());
+    let new_alice = person(c, &root, "alice", &["oncall"]).await;
+    assert!(
+        matches!(
+            c.read(&new_alice, "app/prod/db", None).await,
+            Err(CoreError::Forbidden(_))
+        ),
+        "the new alice inherited the old one's grant"
+    );
+    // Disabled: the grant ends too, and re-enabling does not revive it.
+    grant(c, &new_alice).await;
+    c.set_user_disabled(&root, "alice", true).await.unwrap();
+    assert!(c.list_breakglass(&root).await.unwrap().is_empty());
+    c.set_user_disabled(&root, "alice", false).await.unwrap();
+    let again = {
+        let (raw, _) = c
+            .login(&coffer_core::LoginRequest {
+                user: "alice",
+                password: "correct horse battery staple 42",
+                totp: None,
+            })
+            .await
+            .unwrap();
+        c.authenticate(raw.expose_secret(), None).await.unwrap()
+    };
+    assert!(matches!(
+        c.read(&again, "app/prod/db", None).await,
+        Err(CoreError::Forbidden(_))
+    ));
+}
