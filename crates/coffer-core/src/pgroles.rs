@@ -182,7 +182,18 @@ impl Coffer {
             ));
         }
         for role in request.roles.iter().chain(request.member_of.iter()) {
-            coffer_pgroles::check_role_name(role).map_err(|e| CoreError::Invalid(e.0))?;
+            crate::text::refuse_credential("a role name", role)?;
+            coffer_pgroles::check_role_name(role).map_err(|e| {
+                // The check quotes the name: only when it is short and
+                // printable (not, say, a password pasted in its place).
+                CoreError::Invalid(if crate::access::printable(role).starts_with('"') {
+                    e.0
+                } else {
+                    "a role name is not one coffer manages: use 1 to 63 lowercase letters, \
+                     digits and _, starting with a letter or _ (the name is not shown)"
+                        .into()
+                })
+            })?;
         }
         if request.roles[0] == request.roles[1] {
             return Err(CoreError::Invalid(

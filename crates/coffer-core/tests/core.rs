@@ -914,3 +914,33 @@ async fn breakglass_grant_ends_with_its_user_and_is_not_inherited_by_the_name() 
         Err(CoreError::Forbidden(_))
     ));
 }
+
+#[tokio::test]
+async fn postgres_role_names_are_not_echoed_when_they_look_like_credentials() {
+    let (fx, root, _) = unsealed().await;
+    let token = format!("cft_{}", "Ab9".repeat(16));
+    for bad in [token.clone(), format!("Hunter2-{}", "Pa55word".repeat(8))] {
+        let e = fx
+            .coffer
+            .manage_postgres(
+                &root,
+                "db/app/creds",
+                coffer_core::pgroles::ManageRequest {
+                    admin: "db/app/admin".into(),
+                    roles: [bad.clone(), "app_green".into()],
+                    connect_url: None,
+                    generate: None,
+                    create_roles: false,
+                    member_of: None,
+                },
+            )
+            .await
+            .unwrap_err();
+        let m = e.to_string();
+        assert!(matches!(e, CoreError::Invalid(_)), "{m}");
+        assert!(
+            !m.contains(&bad) && !m.contains("Ab9Ab9") && !m.contains("Hunter2"),
+            "{m}"
+        );
+    }
+}
