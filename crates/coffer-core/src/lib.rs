@@ -1642,7 +1642,8 @@ impl Coffer {
     /// reads the store's listing page by page and keeps only the entries the
     /// [`auth::Listing`] witness admits, until `options.limit` entries are
     /// found. The cursor it returns is always the name of an entry it shows,
-    /// never of one it left out. Every use case that returns names or
+    /// never of one it left out, and it is returned only when another shown
+    /// entry follows. Every use case that returns names or
     /// metadata for a prefix goes through here (a test checks that nothing
     /// else in the core calls the store's `list`).
     pub(crate) async fn enumerate(
@@ -1675,8 +1676,7 @@ impl Coffer {
                     limit,
                 })
                 .await?;
-            let mut rest = page.entries.into_iter().peekable();
-            while let Some(entry) = rest.next() {
+            for entry in page.entries {
                 if !listing.admits(&entry.name) {
                     continue;
                 }
@@ -1689,15 +1689,15 @@ impl Coffer {
                     continue;
                 }
                 entries.push(entry);
-                if entries.len() == limit {
-                    let more = rest.peek().is_some() || page.next.is_some();
-                    let next = more
-                        .then(|| {
-                            entries
-                                .last()
-                                .map(|e: &coffer_store::ListEntry| e.name.clone())
-                        })
-                        .flatten();
+                // A page is full when one more shown entry exists: whether
+                // anything follows is decided on entries the caller may
+                // see, never on hidden ones (a cursor answered for hidden
+                // entries alone would tell that they are there).
+                if entries.len() > limit {
+                    entries.pop();
+                    let next = entries
+                        .last()
+                        .map(|e: &coffer_store::ListEntry| e.name.clone());
                     return Ok(ListPage { entries, next });
                 }
             }

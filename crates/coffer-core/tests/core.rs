@@ -944,3 +944,65 @@ async fn postgres_role_names_are_not_echoed_when_they_look_like_credentials() {
         );
     }
 }
+
+#[tokio::test]
+async fn listing_cursor_does_not_tell_that_hidden_entries_follow() {
+    let (fx, root, _) = unsealed().await;
+    let c = &fx.coffer;
+    c.write_policy(
+        &root,
+        "wide",
+        r#"
+        path "app/*" { capabilities = ["read", "list"] }
+        path "app/Z*" { capabilities = ["deny"] }
+        "#,
+    )
+    .await
+    .unwrap();
+    for p in ["app/A", "app/B", "app/Z", "app/Zz/deep"] {
+        c.write(&root, p, &text("v"), None).await.unwrap();
+    }
+    let who = child(c, &root, &["wide"]).await;
+    let page = |after: Option<&str>| {
+        let after = after.map(str::to_string);
+        let who = &who;
+        async move {
+            let p = c
+                .list(
+                    who,
+                    "app/",
+                    ListOptions {
+                        limit: 1,
+                        after,
+                        ..ListOptions::default()
+                    },
+                )
+                .await
+                .unwrap();
+            (
+                p.entries.into_iter().map(|e| e.name).collect::<Vec<_>>(),
+                p.next,
+            )
+        }
+    };
+    assert_eq!(page(None).await, (vec!["A".to_string()], Some("A".into())));
+    // B is the last entry the caller may see: no cursor, although Z and
+    // Zz/ follow in the store.
+    assert_eq!(page(Some("A")).await, (vec!["B".to_string()], None));
+    assert_eq!(page(Some("B")).await, (vec![], None));
+    assert_eq!(page(Some("Y")).await, (vec![], None));
+    // Root pages through everything.
+    let all = c
+        .list(
+            &root,
+            "app/",
+            ListOptions {
+                limit: 2,
+                after: Some("A".into()),
+                ..ListOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(all.next.as_deref(), Some("Z"));
+}
