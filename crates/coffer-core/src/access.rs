@@ -387,9 +387,15 @@ impl Coffer {
             // Holding is checked first: a caller who may not give a policy
             // away learns nothing about whether it exists.
             if !identity.is_root() && !identity.policies().contains(p) {
-                return Err(CoreError::Forbidden(format!(
-                    "this token does not hold policy {}, so it cannot give it away",
+                let shown = if coffer_policy::validate_policy_name(p).is_ok()
+                    && !coffer_policy::contains_credential(p)
+                {
+                    p.clone()
+                } else {
                     printable(p)
+                };
+                return Err(CoreError::Forbidden(format!(
+                    "this token does not hold policy {shown}, so it cannot give it away"
                 )));
             }
             if p != ROOT_POLICY && model.policy(p).is_none() {
