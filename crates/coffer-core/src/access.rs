@@ -324,10 +324,12 @@ impl Coffer {
         })
     }
 
-    /// Names of every policy, `root` first.
+    /// Names of every policy, `root` first, except those whose
+    /// `sys/policies/NAME` a `deny` of the caller's matches.
     pub async fn list_policies(&self, identity: &Identity) -> Result<Vec<String>> {
         self.keys()?;
         self.authorize(identity, Operation::Admin, "sys/policies/")?;
+        let model = self.access_model();
         let mut names = vec![ROOT_POLICY.to_string()];
         names.extend(
             self.store
@@ -336,6 +338,7 @@ impl Coffer {
                 .into_iter()
                 .map(|o| o.key),
         );
+        names.retain(|n| !crate::auth::denied_at(&model, identity, &format!("sys/policies/{n}")));
         Ok(names)
     }
 
@@ -655,11 +658,17 @@ impl Coffer {
         Ok(())
     }
 
-    /// Every token (admin of `sys/tokens/`).
+    /// Every token (admin of `sys/tokens/`), except those whose
+    /// `sys/tokens/ACCESSOR` a `deny` of the caller's matches.
     pub async fn list_tokens(&self, identity: &Identity) -> Result<Vec<TokenView>> {
         self.keys()?;
         self.authorize(identity, Operation::Admin, "sys/tokens/")?;
-        Ok(self.store.list_tokens().await?)
+        let model = self.access_model();
+        let mut tokens = self.store.list_tokens().await?;
+        tokens.retain(|t| {
+            !crate::auth::denied_at(&model, identity, &format!("sys/tokens/{}", t.accessor))
+        });
+        Ok(tokens)
     }
 
     // ---- protected prefixes ----------------------------------------------------

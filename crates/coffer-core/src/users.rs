@@ -506,14 +506,17 @@ impl Coffer {
 
     // ---- users -----------------------------------------------------------------
 
-    /// Every user (admin of `sys/users/`).
+    /// Every user (admin of `sys/users/`), except those whose
+    /// `sys/users/NAME` a `deny` of the caller's matches.
     pub async fn list_users(&self, identity: &Identity) -> Result<Vec<UserView>> {
         self.keys()?;
         self.authorize(identity, Operation::Admin, "sys/users/")?;
+        let model = self.access_model();
         self.store
             .list_objects(KIND_USER)
             .await?
             .iter()
+            .filter(|o| !crate::auth::denied_at(&model, identity, &format!("sys/users/{}", o.key)))
             .map(|o| decode_user(&o.value).map(|u| UserView::from(&u)))
             .collect()
     }

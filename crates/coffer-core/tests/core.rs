@@ -1006,3 +1006,76 @@ async fn listing_cursor_does_not_tell_that_hidden_entries_follow() {
         .unwrap();
     assert_eq!(all.next.as_deref(), Some("Z"));
 }
+
+#[tokio::test]
+async fn admin_listings_leave_out_policies_users_and_tokens_the_caller_is_denied() {
+    let (fx, root, _) = unsealed().await;
+    let c = &fx.coffer;
+    c.write_policy(
+        &root,
+        "admin",
+        r#"
+        path "sys/*" { capabilities = ["admin"] }
+        path "sys/policies/break*" { capabilities = ["deny"] }
+        path "sys/users/ceo" { capabilities = ["deny"] }
+        "#,
+    )
+    .await
+    .unwrap();
+    c.write_policy(&root, "breakglass-team", "").await.unwrap();
+    c.write_policy(&root, "ops", "").await.unwrap();
+    person(c, &root, "ceo", &["ops"]).await;
+    person(c, &root, "dev", &["ops"]).await;
+    let admin = child(c, &root, &["admin"]).await;
+    let (_, hidden) = c
+        .create_token(
+            &root,
+            &coffer_core::TokenRequest {
+                policies: vec!["ops".into()],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    c.write_policy(
+        &root,
+        "admin",
+        &format!(
+            r#"
+            path "sys/*" {{ capabilities = ["admin"] }}
+            path "sys/policies/break*" {{ capabilities = ["deny"] }}
+            path "sys/users/ceo" {{ capabilities = ["deny"] }}
+            path "sys/tokens/{}" {{ capabilities = ["deny"] }}
+            "#,
+            hidden.accessor
+        ),
+    )
+    .await
+    .unwrap();
+    let policies = c.list_policies(&admin).await.unwrap();
+    assert!(policies.contains(&"ops".to_string()), "{policies:?}");
+    assert!(
+        !policies.iter().any(|p| p.starts_with("break")),
+        "{policies:?}"
+    );
+    assert!(c.read_policy(&admin, "breakglass-team").await.is_err());
+    let users: Vec<String> = c
+        .list_users(&admin)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.name)
+        .collect();
+    assert_eq!(users, ["dev"]);
+    let tokens = c.list_tokens(&admin).await.unwrap();
+    assert!(tokens.iter().any(|t| t.accessor == admin.accessor()));
+    assert!(!tokens.iter().any(|t| t.accessor == hidden.accessor));
+    // Root lists everything.
+    assert!(c.list_users(&root).await.unwrap().len() == 2);
+    assert!(
+        c.list_policies(&root)
+            .await
+            .unwrap()
+            .contains(&"breakglass-team".to_string())
+    );
+}
