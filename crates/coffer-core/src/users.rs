@@ -282,6 +282,15 @@ impl Coffer {
                 "the user name {name} is taken; choose another"
             )));
         }
+        // History and listings show people by name: a name that reads as
+        // someone else's (Cyrillic a for Latin a, 0 for o) is as taken.
+        for o in self.store.list_objects(KIND_USER).await? {
+            if crate::text::looks_like(&name, &o.key) {
+                return Err(CoreError::Conflict(format!(
+                    "the user name {name} looks like an existing user's name; choose another"
+                )));
+            }
+        }
         match self
             .store
             .commit(vec![

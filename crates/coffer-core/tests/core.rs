@@ -1079,3 +1079,36 @@ async fn admin_listings_leave_out_policies_users_and_tokens_the_caller_is_denied
             .contains(&"breakglass-team".to_string())
     );
 }
+
+#[tokio::test]
+async fn user_name_that_looks_like_an_existing_users_is_refused() {
+    let (fx, root, _) = unsealed().await;
+    let c = &fx.coffer;
+    c.write_policy(&root, "ops", "").await.unwrap();
+    person(c, &root, "alice", &["ops"]).await;
+    for lookalike in ["\u{0430}lice", "a1ice", "a.lice", "alic\u{0435}"] {
+        let (code, _) = c
+            .create_invite(
+                &root,
+                &coffer_core::InviteRequest {
+                    policies: vec!["ops".into()],
+                    ttl: None,
+                },
+            )
+            .await
+            .unwrap();
+        let e = c
+            .accept_invite(
+                code.expose_secret(),
+                lookalike,
+                "correct horse battery staple 42",
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, CoreError::Conflict(m) if m.contains("looks like an existing")),
+            "{lookalike}: {e}"
+        );
+    }
+    person(c, &root, "alicia", &["ops"]).await;
+}
