@@ -1112,3 +1112,64 @@ async fn user_name_that_looks_like_an_existing_users_is_refused() {
     }
     person(c, &root, "alicia", &["ops"]).await;
 }
+
+#[tokio::test]
+async fn breakglass_grant_does_not_let_a_person_copy_move_or_promote_out() {
+    let (fx, root, _) = unsealed().await;
+    let c = &fx.coffer;
+    c.write_policy(
+        &root,
+        "oncall",
+        r#"
+        path "app/*" { capabilities = ["read", "list", "create", "update", "delete", "breakglass"] }
+        "#,
+    )
+    .await
+    .unwrap();
+    c.protect(&root, "app/prod/*").await.unwrap();
+    c.write(
+        &root,
+        "app/prod/db",
+        &text("Zx9-very-long-random-value"),
+        None,
+    )
+    .await
+    .unwrap();
+    let alice = person(c, &root, "alice", &["oncall"]).await;
+    c.breakglass(
+        &alice,
+        &coffer_core::BreakglassRequest {
+            path: "app/prod/".into(),
+            reason: "INC-2 outage".into(),
+            ttl: Some("15m".into()),
+        },
+    )
+    .await
+    .unwrap();
+    // Reading is what the grant is for.
+    assert!(c.read(&alice, "app/prod/db", None).await.is_ok());
+    for remove in [false, true] {
+        let e = c
+            .copy(&alice, "app/prod/db", "app/dev/db-copy", remove)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, CoreError::Forbidden(m) if m.contains("break-glass")),
+            "{e}"
+        );
+    }
+    let e = c
+        .promote_env(&alice, "app/prod", "app/dev", None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, CoreError::Forbidden(m) if m.contains("break-glass")),
+        "{e}"
+    );
+    // Nothing was written; a service token may still copy.
+    assert!(c.read(&root, "app/dev/db-copy", None).await.is_err());
+    assert!(c.read(&alice, "app/prod/db", None).await.is_ok());
+    c.copy(&root, "app/prod/db", "app/dev/db-copy", false)
+        .await
+        .unwrap();
+}
