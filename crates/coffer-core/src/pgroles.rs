@@ -223,6 +223,15 @@ impl Coffer {
         let keys = self.keys()?;
         self.authorize(identity, Operation::Create, path.as_str())?;
         let admin_auth = self.authorize(identity, Operation::ReadValue, admin_path.as_str())?;
+        if admin_auth.via_breakglass() {
+            // The roles' credentials would outlive the grant, wherever
+            // `path` is.
+            audit::refuse(Operation::ReadValue, admin_path.as_str());
+            return Err(CoreError::Forbidden(format!(
+                "{admin_path} is in a protected environment: a break-glass grant lets a person \
+                 read it, not set up roles with it (a service token can)"
+            )));
+        }
         if self.cached(path.as_str()).await?.is_some() {
             return Err(CoreError::Conflict(format!(
                 "{path} already exists: a managed secret starts at a new path"

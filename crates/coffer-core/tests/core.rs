@@ -1166,6 +1166,26 @@ async fn breakglass_grant_does_not_let_a_person_copy_move_or_promote_out() {
         matches!(&e, CoreError::Forbidden(m) if m.contains("break-glass")),
         "{e}"
     );
+    // Nor set up PostgreSQL roles with administrator credentials it covers.
+    let e = c
+        .manage_postgres(
+            &alice,
+            "app/dev/pg",
+            coffer_core::pgroles::ManageRequest {
+                admin: "app/prod/db".into(),
+                roles: ["app_blue".into(), "app_green".into()],
+                connect_url: None,
+                generate: None,
+                create_roles: false,
+                member_of: None,
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, CoreError::Forbidden(m) if m.contains("break-glass")),
+        "{e}"
+    );
     // Nothing was written; a service token may still copy.
     assert!(c.read(&root, "app/dev/db-copy", None).await.is_err());
     assert!(c.read(&alice, "app/prod/db", None).await.is_ok());
