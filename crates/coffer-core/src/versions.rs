@@ -135,7 +135,7 @@ impl Coffer {
         if auth.via_breakglass() {
             // A grant lets a person read for a while; a copy would outlive
             // it (and could land outside the protected environment).
-            crate::audit::refuse(Operation::ReadValue, from.as_str());
+            audit::refuse(Operation::ReadValue, from.as_str());
             return Err(breakglass_no_copy(from.as_str()));
         }
         if remove_source {
@@ -281,7 +281,7 @@ impl Coffer {
                 .find(|n| model.is_protected(&format!("{}{n}", from.as_str())))
             {
                 let path = format!("{}{name}", from.as_str());
-                crate::audit::refuse(Operation::ReadValue, &path);
+                audit::refuse(Operation::ReadValue, &path);
                 return Err(breakglass_no_copy(&path));
             }
         }
