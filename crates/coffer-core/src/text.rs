@@ -130,7 +130,35 @@ pub fn check_name(what: &str, s: &str, max: usize) -> Result<String> {
         )));
     }
     refuse_reserved(what, &s)?;
+    refuse_actor_suffix(what, &s)?;
     Ok(s)
+}
+
+/// Refuses a name holding what coffer appends to a name when it shows who
+/// acted: `(service acc_...)`, `(human ...)`, `(system)`, or a token
+/// accessor. `coffer history` shows `NAME (KIND ACCESSOR)`; a name that
+/// carried its own would read as another identity.
+fn refuse_actor_suffix(what: &str, name: &str) -> Result<()> {
+    let folded: String = name.nfkc().collect::<String>().to_lowercase();
+    let kind_in_parens = folded.match_indices('(').any(|(i, _)| {
+        let rest = folded[i + 1..].trim_start();
+        ["service", "human", "system"]
+            .iter()
+            .any(|k| rest.starts_with(k))
+    });
+    let accessor = folded.match_indices("acc_").any(|(i, _)| {
+        folded[i + 4..]
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+    });
+    if kind_in_parens || accessor {
+        return Err(CoreError::Invalid(format!(
+            "{what} cannot contain a kind in parentheses or a token accessor: coffer shows \
+             those beside the name itself"
+        )));
+    }
+    Ok(())
 }
 
 /// Refuses `name` when it looks like one of the [`RESERVED`] names.
@@ -324,6 +352,30 @@ mod tests {
         }
         for fine in ["r\u{00F6}sti", "søren", "rootløs", "ħello"] {
             assert!(refuse_reserved("a name", fine).is_ok(), "{fine}");
+        }
+    }
+
+    #[test]
+    fn display_name_cannot_carry_a_kind_or_accessor_of_its_own() {
+        for name in [
+            "alice (human acc_Ab9Ab9Ab9Ab9Ab9Ab9Ab9Ab9)",
+            "alice (Human)",
+            "deploy ( service",
+            "ops (system)",
+            "bot acc_x1",
+            "alice \u{FF08}human\u{FF09}",
+        ] {
+            let e = check_name("a display name", name, 128).expect_err(name);
+            assert!(e.to_string().contains("kind in parentheses"), "{e}");
+        }
+        for fine in [
+            "CI (prod)",
+            "deploy bot",
+            "accounting",
+            "acc_",
+            "human resources bot",
+        ] {
+            assert!(check_name("a display name", fine, 128).is_ok(), "{fine}");
         }
     }
 
