@@ -138,7 +138,7 @@ pub fn check_name(what: &str, s: &str, max: usize) -> Result<String> {
 /// acted: `(service acc_...)`, `(human ...)`, `(system)`, or a token
 /// accessor. `coffer history` shows `NAME (KIND ACCESSOR)`; a name that
 /// carried its own would read as another identity.
-fn refuse_actor_suffix(what: &str, name: &str) -> Result<()> {
+pub(crate) fn refuse_actor_suffix(what: &str, name: &str) -> Result<()> {
     let folded: String = name.nfkc().collect::<String>().to_lowercase();
     let kind_in_parens = folded.match_indices('(').any(|(i, _)| {
         let rest = folded[i + 1..].trim_start();

@@ -239,6 +239,7 @@ impl Coffer {
         }
         let name = canonical_user_name(user).map_err(CoreError::Invalid)?;
         crate::text::refuse_reserved("a user name", &name)?;
+        crate::text::refuse_actor_suffix("a user name", &name)?;
         password::check_password_policy(pw).map_err(|e| CoreError::Invalid(e.to_string()))?;
         let key = hex(&keys.keyring.token_hash(code));
         let stored = self

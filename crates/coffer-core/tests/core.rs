@@ -1111,6 +1111,29 @@ async fn user_name_that_looks_like_an_existing_users_is_refused() {
         );
     }
     person(c, &root, "alicia", &["ops"]).await;
+    // Nor one shaped like a token accessor, shown beside every name.
+    let (code, _) = c
+        .create_invite(
+            &root,
+            &coffer_core::InviteRequest {
+                policies: vec!["ops".into()],
+                ttl: None,
+            },
+        )
+        .await
+        .unwrap();
+    let e = c
+        .accept_invite(
+            code.expose_secret(),
+            "acc_Ab9Ab9",
+            "correct horse battery staple 42",
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, CoreError::Invalid(m) if m.contains("accessor")),
+        "{e}"
+    );
 }
 
 #[tokio::test]
