@@ -147,9 +147,12 @@ pub enum InviteCommand {
     /// Join with an invitation code: choose a user name and a password (from
     /// stdin or prompted for). The code stops working once used.
     #[command(after_help = "Examples:
-  coffer invite accept cfi_... --user alice            # prompts for a password twice
-  printf '%s' \"$PASSWORD\" | coffer invite accept cfi_... --user alice
-  COFFER_INVITE_CODE=cfi_... coffer invite accept --user alice")]
+  coffer invite accept --user alice              # prompts for the code, then a password twice
+  COFFER_INVITE_CODE=cfi_... coffer invite accept --user alice
+  printf '%s' \"$PASSWORD\" | COFFER_INVITE_CODE=cfi_... coffer invite accept --user alice
+
+A code given as an argument works, with a warning: other users of the machine
+can read a command line, and whoever uses a code first gets the account.")]
     Accept {
         /// The invitation code (or set COFFER_INVITE_CODE, or be prompted).
         #[arg(env = "COFFER_INVITE_CODE", hide_env_values = true)]
@@ -464,7 +467,7 @@ pub async fn invite(g: &Global, cmd: InviteCommand) -> anyhow::Result<Status> {
             } else {
                 println!("{}", i.code.expose());
                 eprintln!(
-                    "Invitation created; it works once, until {}. Send it to the person over a private channel:\n  coffer invite accept CODE --user NAME",
+                    "Invitation created; it works once, until {}. Send it to the person over a private channel:\n  coffer invite accept --user NAME   (prompts for the code)",
                     i.expires_at
                 );
             }
@@ -473,7 +476,17 @@ pub async fn invite(g: &Global, cmd: InviteCommand) -> anyhow::Result<Status> {
             // Accepting needs no token: build the client without one.
             let client = settings::client_builder(g).build()?;
             let code = match code {
-                Some(c) => SecretString::new(c.trim().to_string()),
+                Some(c) => {
+                    let from_env = std::env::var("COFFER_INVITE_CODE").is_ok_and(|e| e == c);
+                    if !from_env {
+                        eprintln!(
+                            "warning: an invitation code on the command line can be read by \
+                             other users of this machine, and whoever uses it first gets the \
+                             account; prefer the prompt or COFFER_INVITE_CODE"
+                        );
+                    }
+                    SecretString::new(c.trim().to_string())
+                }
                 None if input::stdin_is_terminal() => input::prompt("Invitation code", false)?,
                 None => {
                     return Err(fail(

@@ -196,7 +196,7 @@ async fn unseal(g: &crate::cli::Global, reset: bool, as_json: bool) -> anyhow::R
 
 async fn set(g: &crate::cli::Global, a: SetArgs) -> anyhow::Result<Status> {
     if let Some(spec) = &a.generate {
-        coffer_crypto::generate::Spec::parse(spec)
+        coffer_core::lifecycle::parse_generator(spec)
             .map_err(|e| fail(Status::Usage, e.to_string()))?;
         let receipt = settings::client(g)?
             .write_generated(&a.path, spec, a.cas)

@@ -227,7 +227,8 @@ pub async fn pg(g: &crate::cli::Global, c: PgCommand) -> anyhow::Result<Status> 
                 ));
             };
             if let Some(spec) = &a.generate {
-                Spec::parse(spec).map_err(|e| fail(Status::Usage, e.to_string()))?;
+                coffer_core::lifecycle::parse_generator(spec)
+                    .map_err(|e| fail(Status::Usage, e.to_string()))?;
             }
             let r = client
                 .manage_postgres(
@@ -427,7 +428,8 @@ pub async fn rotate(g: &crate::cli::Global, a: RotateArgs) -> anyhow::Result<Sta
         return Ok(Status::Ok);
     }
     if let Some(spec) = &a.generate {
-        Spec::parse(spec).map_err(|e| fail(Status::Usage, e.to_string()))?;
+        coffer_core::lifecycle::parse_generator(spec)
+            .map_err(|e| fail(Status::Usage, e.to_string()))?;
     }
     let value = if a.stdin {
         if input::stdin_is_terminal() {

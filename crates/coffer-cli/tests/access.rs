@@ -1491,3 +1491,44 @@ fn bidi_controls_refused_in_display_names_and_reasons() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+#[test]
+fn invite_code_in_argv_warns_and_from_the_environment_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    put_policy(&server, &root, "nothing", "");
+    let code = || {
+        server
+            .cli()
+            .token(&root)
+            .run(&["invite", "create", "--policy", "nothing", "--json"])
+            .expect(0)
+            .json()["code"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let password = "correct horse battery staple 42";
+    let first = code();
+    let r = server
+        .cli()
+        .stdin(password)
+        .run(&["invite", "accept", &first, "--user", "argv-user"])
+        .expect(0);
+    assert!(
+        r.stderr()
+            .contains("warning: an invitation code on the command line"),
+        "{}",
+        r.stderr()
+    );
+    assert!(!r.stderr().contains(&first[4..]), "{}", r.stderr());
+    let second = code();
+    let r = server
+        .cli()
+        .env("COFFER_INVITE_CODE", &second)
+        .stdin(password)
+        .run(&["invite", "accept", "--user", "env-user"])
+        .expect(0);
+    assert!(!r.stderr().contains("warning"), "{}", r.stderr());
+}

@@ -1273,6 +1273,45 @@ fn deny_hides_names_across_listing_pages() {
 }
 
 #[test]
+fn deny_hides_folders_whose_every_secret_is_denied_and_the_cursor_after_the_last_shown() {
+    let (_dir, server, root, token) = deny_fixture();
+    // Folders that hold only secrets the caller is denied: one between the
+    // shown folders, one after the last of them.
+    for path in ["app/merger/PLUSHIDDEN", "app/zeta/PLUSHIDDEN"] {
+        ok(
+            &server.http(
+                "PUT",
+                &format!("/api/v1/secrets/{path}"),
+                Some(&root),
+                Some(br#"{"value":"Xy7#kQ2!vR9z-long-value"}"#),
+            ),
+            path,
+        );
+    }
+    let list = |url: &str| ok(&server.http("GET", url, Some(&token), None), url);
+    let page = list("/api/v1/list/app");
+    let names: Vec<&str> = page["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["dev/", "staging/"]);
+    // The page that holds the last shown entry has no cursor, although
+    // zeta/ follows it in the store.
+    let page = list("/api/v1/list/app?limit=1&after=dev%2F");
+    assert_eq!(page["entries"][0]["name"], "staging/");
+    assert!(page["next"].is_null(), "{page}");
+    // Root sees both folders.
+    let all = ok(
+        &server.http("GET", "/api/v1/list/app", Some(&root), None),
+        "root",
+    );
+    let text = all.to_string();
+    assert!(text.contains("merger/") && text.contains("zeta/"), "{text}");
+}
+
+#[test]
 fn deny_hides_names_in_recursive_list() {
     let (_dir, server, _root, token) = deny_fixture();
     let run = server

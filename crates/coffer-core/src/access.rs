@@ -254,10 +254,21 @@ impl Coffer {
         source: &str,
     ) -> Result<PolicyInfo> {
         coffer_policy::validate_policy_name(name).map_err(CoreError::Invalid)?;
+        if crate::text::looks_like(name, ROOT_POLICY) {
+            // Token and user listings show policy names; `r00t` there would
+            // read as the policy that grants everything.
+            return Err(CoreError::Invalid(format!(
+                "policy name {name:?} looks like {ROOT_POLICY:?}, the built-in policy that \
+                 grants everything; choose another name"
+            )));
+        }
         let target = format!("sys/policies/{name}");
         self.keys()?;
         self.authorize(identity, Operation::Admin, &target)?;
         Policy::parse(source).map_err(|e| CoreError::Invalid(format!("policy {name}: {e}")))?;
+        // Patterns refuse token shapes; a comment could still carry one
+        // into storage and into every `coffer policy read`.
+        crate::text::refuse_credential(&format!("policy {name}"), source)?;
         let stored = StoredPolicy {
             source: source.to_string(),
             updated_by: crate::actor::Actor::stored_for(identity),
@@ -313,10 +324,12 @@ impl Coffer {
         })
     }
 
-    /// Names of every policy, `root` first.
+    /// Names of every policy, `root` first, except those whose
+    /// `sys/policies/NAME` a `deny` of the caller's matches.
     pub async fn list_policies(&self, identity: &Identity) -> Result<Vec<String>> {
         self.keys()?;
         self.authorize(identity, Operation::Admin, "sys/policies/")?;
+        let model = self.access_model();
         let mut names = vec![ROOT_POLICY.to_string()];
         names.extend(
             self.store
@@ -325,6 +338,7 @@ impl Coffer {
                 .into_iter()
                 .map(|o| o.key),
         );
+        names.retain(|n| !crate::auth::denied_at(&model, identity, &format!("sys/policies/{n}")));
         Ok(names)
     }
 
@@ -373,15 +387,24 @@ impl Coffer {
         }
         let model = self.access_model();
         for p in policies {
+            // Holding is checked first: a caller who may not give a policy
+            // away learns nothing about whether it exists.
+            if !identity.is_root() && !identity.policies().contains(p) {
+                let shown = if coffer_policy::validate_policy_name(p).is_ok()
+                    && !coffer_policy::contains_credential(p)
+                {
+                    p.clone()
+                } else {
+                    printable(p)
+                };
+                return Err(CoreError::Forbidden(format!(
+                    "this token does not hold policy {shown}, so it cannot give it away"
+                )));
+            }
             if p != ROOT_POLICY && model.policy(p).is_none() {
                 return Err(CoreError::Invalid(format!(
                     "no policy named {}",
                     printable(p)
-                )));
-            }
-            if !identity.is_root() && !identity.policies().contains(p) {
-                return Err(CoreError::Forbidden(format!(
-                    "this token does not hold policy {p}, so it cannot give it away"
                 )));
             }
         }
@@ -635,11 +658,17 @@ impl Coffer {
         Ok(())
     }
 
-    /// Every token (admin of `sys/tokens/`).
+    /// Every token (admin of `sys/tokens/`), except those whose
+    /// `sys/tokens/ACCESSOR` a `deny` of the caller's matches.
     pub async fn list_tokens(&self, identity: &Identity) -> Result<Vec<TokenView>> {
         self.keys()?;
         self.authorize(identity, Operation::Admin, "sys/tokens/")?;
-        Ok(self.store.list_tokens().await?)
+        let model = self.access_model();
+        let mut tokens = self.store.list_tokens().await?;
+        tokens.retain(|t| {
+            !crate::auth::denied_at(&model, identity, &format!("sys/tokens/{}", t.accessor))
+        });
+        Ok(tokens)
     }
 
     // ---- protected prefixes ----------------------------------------------------

@@ -40,9 +40,12 @@ impl Actor {
             TokenKind::Service => "service",
             TokenKind::Human => "human",
         };
+        // Names refuse control characters, but a token record written by an
+        // earlier release, or edited in storage, may hold one: the separator
+        // in a name would forge the kind and accessor that follow it.
         format!(
             "{}{SEP}{kind}{SEP}{}",
-            identity.display_name(),
+            identity.display_name().replace(SEP, "\u{FFFD}"),
             identity.accessor()
         )
     }
@@ -55,10 +58,24 @@ impl Actor {
 
     /// Reads a stored `created_by`.
     pub fn parse(stored: &str) -> Actor {
+        // A record written by an earlier release, or edited in storage, may
+        // hold characters that names refuse today: they are shown as U+FFFD,
+        // never passed on to a terminal or a log line.
+        let shown = |s: &str| -> String {
+            s.chars()
+                .map(|c| {
+                    if crate::text::is_line_or_direction_control(c) {
+                        '\u{FFFD}'
+                    } else {
+                        c
+                    }
+                })
+                .collect()
+        };
         let mut parts = stored.splitn(3, SEP);
-        let name = parts.next().unwrap_or_default().to_string();
-        let kind = parts.next().filter(|k| !k.is_empty()).map(str::to_string);
-        let accessor = parts.next().filter(|a| !a.is_empty()).map(str::to_string);
+        let name = shown(parts.next().unwrap_or_default());
+        let kind = parts.next().filter(|k| !k.is_empty()).map(shown);
+        let accessor = parts.next().filter(|a| !a.is_empty()).map(shown);
         Actor {
             name,
             kind,
@@ -79,6 +96,41 @@ impl Actor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stored_name_holding_the_separator_cannot_forge_kind_or_accessor() {
+        let identity = Identity {
+            token: std::sync::Arc::new(coffer_store::TokenRecord {
+                hash: [0; 32],
+                accessor: "acc_real".into(),
+                display_name: "root\u{1F}system\u{1F}".into(),
+                policies: Vec::new(),
+                created_at: 0,
+                expires_at: None,
+                parent: None,
+                kind: TokenKind::Service,
+                user: None,
+                ttl_ms: None,
+                max_expires_at: None,
+                uses_limit: None,
+                uses_left: None,
+                cidrs: Vec::new(),
+            }),
+        };
+        let actor = Actor::parse(&Actor::stored_for(&identity));
+        assert_eq!(actor.kind.as_deref(), Some("service"));
+        assert_eq!(actor.accessor.as_deref(), Some("acc_real"));
+        assert!(!actor.name.contains('\u{1F}'), "{:?}", actor.name);
+        // An old record with controls in it reads without them.
+        let old = Actor::parse("ev\u{1B}[2Jil\u{202E}\u{1F}human\u{1F}acc_1\u{1F}x\n");
+        for part in [Some(old.name), old.kind, old.accessor] {
+            let part = part.unwrap();
+            assert!(
+                !part.chars().any(crate::text::is_line_or_direction_control),
+                "{part:?}"
+            );
+        }
+    }
 
     #[test]
     fn stored_forms_round_trip_and_old_records_read_as_names() {

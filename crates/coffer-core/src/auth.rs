@@ -340,7 +340,12 @@ pub enum Reveals {
 ///    deny on `app/prod/*` (or on one name inside an allowed glob) hides it
 ///    even where the prefix is granted, and
 /// 3. for [`Reveals::Metadata`], the caller may read the item's metadata
-///    (`read` or `list` on the exact path), as `coffer history` requires.
+///    (`read` or `list` on the exact path), as `coffer history` requires,
+///    and
+/// 4. for a folder, when the caller has any `deny` rule, the folder holds at
+///    least one secret that no `deny` hides (on the secret or on a folder in
+///    between): a folder whose every secret is denied would otherwise tell
+///    that something hidden is there.
 #[derive(Debug)]
 pub struct Listing<'a> {
     model: Arc<AccessModel>,
@@ -381,6 +386,44 @@ impl<'a> Listing<'a> {
     pub fn admits(&self, name: &str) -> bool {
         let item = format!("{}{name}", self.prefix);
         visible(&self.model, self.identity, &item, self.reveals, self.now)
+    }
+
+    /// Whether a folder entry admitted by [`Listing::admits`] must also
+    /// hold something the caller is not denied before it is shown: true
+    /// when any of the caller's policies has a `deny` rule. (A folder
+    /// exists only because of what is below it; shown with everything
+    /// below it denied, it would tell that something hidden is there.)
+    pub fn folders_need_a_visible_descendant(&self) -> bool {
+        !self.identity.is_root()
+            && self.identity.token.policies.iter().any(|name| {
+                self.model.policies.get(name).is_some_and(|p| {
+                    p.rules()
+                        .iter()
+                        .any(|r| r.capabilities.contains(Capability::Deny))
+                })
+            })
+    }
+
+    /// Whether `below` (a secret path relative to the folder entry `folder`,
+    /// itself relative to the prefix) is free of `deny` rules: the secret
+    /// and every folder between it and the listed one.
+    pub fn undenied_below(&self, folder: &str, below: &str) -> bool {
+        let base = format!("{}{folder}", self.prefix);
+        let mut end = 0;
+        for (i, c) in below.char_indices() {
+            if c == '/' {
+                end = i + 1;
+                if denied_at(
+                    &self.model,
+                    self.identity,
+                    &format!("{base}{}", &below[..end]),
+                ) {
+                    return false;
+                }
+            }
+        }
+        debug_assert!(end <= below.len());
+        !denied_at(&self.model, self.identity, &format!("{base}{below}"))
     }
 }
 

@@ -1428,6 +1428,11 @@ impl Coffer {
         };
         for (field, estimate) in parts {
             let what = match field {
+                // A field name is not secret, but one shaped like a token is
+                // not repeated in a warning, an error or its audit record.
+                Some(f) if coffer_policy::contains_credential(f) => {
+                    format!("a field (name not shown) of {path}")
+                }
                 Some(f) => format!("field {f:?} of {path}"),
                 None => path.to_string(),
             };
@@ -1652,7 +1657,8 @@ impl Coffer {
     /// reads the store's listing page by page and keeps only the entries the
     /// [`auth::Listing`] witness admits, until `options.limit` entries are
     /// found. The cursor it returns is always the name of an entry it shows,
-    /// never of one it left out. Every use case that returns names or
+    /// never of one it left out, and it is returned only when another shown
+    /// entry follows. Every use case that returns names or
     /// metadata for a prefix goes through here (a test checks that nothing
     /// else in the core calls the store's `list`).
     pub(crate) async fn enumerate(
@@ -1671,6 +1677,7 @@ impl Coffer {
             now_ms(),
         );
         let limit = options.limit.max(1);
+        let check_folders = listing.folders_need_a_visible_descendant();
         let mut entries = Vec::new();
         let mut after = options.after;
         loop {
@@ -1684,21 +1691,28 @@ impl Coffer {
                     limit,
                 })
                 .await?;
-            let mut rest = page.entries.into_iter().peekable();
-            while let Some(entry) = rest.next() {
+            for entry in page.entries {
                 if !listing.admits(&entry.name) {
                     continue;
                 }
+                if entry.folder
+                    && check_folders
+                    && !self
+                        .holds_undenied(&listing, &entry.name, options.include_deleted)
+                        .await?
+                {
+                    continue;
+                }
                 entries.push(entry);
-                if entries.len() == limit {
-                    let more = rest.peek().is_some() || page.next.is_some();
-                    let next = more
-                        .then(|| {
-                            entries
-                                .last()
-                                .map(|e: &coffer_store::ListEntry| e.name.clone())
-                        })
-                        .flatten();
+                // A page is full when one more shown entry exists: whether
+                // anything follows is decided on entries the caller may
+                // see, never on hidden ones (a cursor answered for hidden
+                // entries alone would tell that they are there).
+                if entries.len() > limit {
+                    entries.pop();
+                    let next = entries
+                        .last()
+                        .map(|e: &coffer_store::ListEntry| e.name.clone());
                     return Ok(ListPage { entries, next });
                 }
             }
@@ -1710,6 +1724,41 @@ impl Coffer {
                         next: None,
                     });
                 }
+            }
+        }
+    }
+
+    /// Whether the folder entry `folder` of `listing` holds a secret that
+    /// no `deny` of the caller's hides (see
+    /// [`Listing::folders_need_a_visible_descendant`]). Stops at the first.
+    async fn holds_undenied(
+        &self,
+        listing: &Listing<'_>,
+        folder: &str,
+        include_deleted: bool,
+    ) -> Result<bool> {
+        let mut after = None;
+        loop {
+            let page = self
+                .store
+                .list(&ListQuery {
+                    prefix: format!("{}{folder}", listing.prefix()),
+                    recursive: true,
+                    include_deleted,
+                    after: after.take(),
+                    limit: MAX_LIST_LIMIT,
+                })
+                .await?;
+            if page
+                .entries
+                .iter()
+                .any(|e| !e.folder && listing.undenied_below(folder, &e.name))
+            {
+                return Ok(true);
+            }
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(false),
             }
         }
     }
@@ -1930,7 +1979,9 @@ mod enumeration_owner {
 
     /// Listings reach a caller only through `Coffer::enumerate`, which
     /// filters each entry through the `Listing` witness. The store's `list`
-    /// is called there and in the scheduler's own scan, nowhere else: a new
+    /// is called there, in its check that a folder it shows holds something
+    /// the caller is not denied (which returns a yes or no, never a name),
+    /// and in the scheduler's own scan, nowhere else: a new
     /// use case that enumerates paths has to go through the filter.
     #[test]
     fn only_enumerate_and_the_scheduler_list_the_store() {
@@ -1968,7 +2019,11 @@ mod enumeration_owner {
         found.sort();
         assert_eq!(
             found,
-            ["lib.rs:enumerate", "rotation.rs:scheduler_scan"],
+            [
+                "lib.rs:enumerate",
+                "lib.rs:holds_undenied",
+                "rotation.rs:scheduler_scan"
+            ],
             "the store's listing is read outside Coffer::enumerate"
         );
     }

@@ -246,11 +246,16 @@ impl RuleSpec {
                     .into(),
             ));
         }
-        self.generator
-            .as_deref()
-            .map(|g| Spec::parse(g).map_err(|e| CoreError::Invalid(e.to_string())))
-            .transpose()
+        self.generator.as_deref().map(parse_generator).transpose()
     }
+}
+
+/// Parses a generator spec (`base64:32`, `words:8`) given by a caller. A
+/// spec shaped like a coffer token or invitation code is refused without
+/// being quoted (the spec parser's own errors quote what they refuse).
+pub fn parse_generator(spec: &str) -> Result<Spec> {
+    crate::text::refuse_credential("a generator spec", spec)?;
+    Spec::parse(spec).map_err(|e| CoreError::Invalid(e.to_string()))
 }
 
 /// A rule as stored.

@@ -182,7 +182,18 @@ impl Coffer {
             ));
         }
         for role in request.roles.iter().chain(request.member_of.iter()) {
-            coffer_pgroles::check_role_name(role).map_err(|e| CoreError::Invalid(e.0))?;
+            crate::text::refuse_credential("a role name", role)?;
+            coffer_pgroles::check_role_name(role).map_err(|e| {
+                // The check quotes the name: only when it is short and
+                // printable (not, say, a password pasted in its place).
+                CoreError::Invalid(if crate::access::printable(role).starts_with('"') {
+                    e.0
+                } else {
+                    "a role name is not one coffer manages: use 1 to 63 lowercase letters, \
+                     digits and _, starting with a letter or _ (the name is not shown)"
+                        .into()
+                })
+            })?;
         }
         if request.roles[0] == request.roles[1] {
             return Err(CoreError::Invalid(
@@ -212,6 +223,15 @@ impl Coffer {
         let keys = self.keys()?;
         self.authorize(identity, Operation::Create, path.as_str())?;
         let admin_auth = self.authorize(identity, Operation::ReadValue, admin_path.as_str())?;
+        if admin_auth.via_breakglass() {
+            // The roles' credentials would outlive the grant, wherever
+            // `path` is.
+            audit::refuse(Operation::ReadValue, admin_path.as_str());
+            return Err(CoreError::Forbidden(format!(
+                "{admin_path} is in a protected environment: a break-glass grant lets a person \
+                 read it, not set up roles with it (a service token can)"
+            )));
+        }
         if self.cached(path.as_str()).await?.is_some() {
             return Err(CoreError::Conflict(format!(
                 "{path} already exists: a managed secret starts at a new path"

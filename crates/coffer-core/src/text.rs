@@ -12,6 +12,10 @@
 //! * bidirectional controls (U+061C, U+200E, U+200F, U+202A to U+202E,
 //!   U+2066 to U+2069), which reorder what is displayed ("Trojan Source").
 //!
+//! Text shaped like a coffer token or invitation code (`cft_...`, `cfi_...`)
+//! is refused too, so that a credential pasted into the wrong field is never
+//! stored, logged or shown back.
+//!
 //! Names are held to more: no invisible formatting characters at all (zero
 //! widths, word joiners, the byte-order mark, soft hyphens, tag characters),
 //! and none of the names the system itself writes as an actor ([`RESERVED`])
@@ -98,7 +102,21 @@ pub fn check_free_text(what: &str, s: &str, max: usize) -> Result<String> {
             describe(c)
         )));
     }
+    refuse_credential(what, s)?;
     Ok(s.to_string())
+}
+
+/// Refuses text shaped like a coffer token or invitation code (`cft_...`,
+/// `cfi_...`, any letter case): such text would be stored and shown to
+/// others as it is. The text is never quoted in the error.
+pub fn refuse_credential(what: &str, s: &str) -> Result<()> {
+    if coffer_policy::contains_credential(s) {
+        return Err(CoreError::Invalid(format!(
+            "{what} contains what looks like a coffer token or invitation code \
+             (cft_... or cfi_...); credentials never belong there (it is not shown)"
+        )));
+    }
+    Ok(())
 }
 
 /// Checks a name people read as an identity (a token's display name): free
@@ -112,7 +130,35 @@ pub fn check_name(what: &str, s: &str, max: usize) -> Result<String> {
         )));
     }
     refuse_reserved(what, &s)?;
+    refuse_actor_suffix(what, &s)?;
     Ok(s)
+}
+
+/// Refuses a name holding what coffer appends to a name when it shows who
+/// acted: `(service acc_...)`, `(human ...)`, `(system)`, or a token
+/// accessor. `coffer history` shows `NAME (KIND ACCESSOR)`; a name that
+/// carried its own would read as another identity.
+pub(crate) fn refuse_actor_suffix(what: &str, name: &str) -> Result<()> {
+    let folded: String = name.nfkc().collect::<String>().to_lowercase();
+    let kind_in_parens = folded.match_indices('(').any(|(i, _)| {
+        let rest = folded[i + 1..].trim_start();
+        ["service", "human", "system"]
+            .iter()
+            .any(|k| rest.starts_with(k))
+    });
+    let accessor = folded.match_indices("acc_").any(|(i, _)| {
+        folded[i + 4..]
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+    });
+    if kind_in_parens || accessor {
+        return Err(CoreError::Invalid(format!(
+            "{what} cannot contain a kind in parentheses or a token accessor: coffer shows \
+             those beside the name itself"
+        )));
+    }
+    Ok(())
 }
 
 /// Refuses `name` when it looks like one of the [`RESERVED`] names.
@@ -126,40 +172,64 @@ pub fn refuse_reserved(what: &str, name: &str) -> Result<()> {
     Ok(())
 }
 
-/// What a name looks like: compatibility forms folded (NFKC), lower case,
-/// only letters and digits kept, common look-alikes mapped to the ASCII
+/// Whether `name` looks like `other` (the same skeleton) without being it.
+pub fn looks_like(name: &str, other: &str) -> bool {
+    name != other && skeleton(name) == skeleton(other)
+}
+
+/// What a name looks like: compatibility forms folded and accents taken
+/// apart (NFKD), lower case, accents and invisible characters dropped, only
+/// letters and digits kept, common look-alikes (Cyrillic, Greek, Armenian,
+/// Cherokee, IPA, small capitals, letters with strokes) mapped to the ASCII
 /// letter they imitate.
 fn skeleton(s: &str) -> String {
-    let folded: String = s.nfkc().collect::<String>().to_lowercase();
+    let folded: String = s.nfkd().collect::<String>().to_lowercase();
     folded
-        .nfkc()
-        .filter(|c| c.is_alphanumeric())
+        .nfkd()
+        .filter(|c| {
+            !unicode_normalization::char::is_combining_mark(*c)
+                && !is_invisible(*c)
+                && c.is_alphanumeric()
+        })
         .map(confusable)
         .collect()
 }
 
 fn confusable(c: char) -> char {
+    // Cherokee capitals lower-case to U+AB70.. (and U+13F8..): read them
+    // as the capital they are.
+    let c = match c as u32 {
+        0xAB70..=0xABBF => char::from_u32(c as u32 - 0xAB70 + 0x13A0).unwrap_or(c),
+        0x13F8..=0x13FD => char::from_u32(c as u32 - 8).unwrap_or(c),
+        _ => c,
+    };
     match c {
-        '0' | 'о' | 'ο' | 'σ' | 'օ' | 'ᴏ' => 'o',
-        '1' | 'ӏ' | 'ι' | 'ǀ' => 'l',
-        'а' | 'α' => 'a',
-        'с' | 'ϲ' | 'ᴄ' => 'c',
-        'е' | 'ε' | 'ҽ' => 'e',
-        'һ' | 'ћ' => 'h',
-        'і' | 'ı' => 'i',
-        'ј' | 'ϳ' => 'j',
-        'к' | 'κ' => 'k',
-        'м' | 'ᴍ' => 'm',
-        'п' | 'η' => 'n',
-        'р' | 'ρ' => 'p',
-        'ѕ' | 'ꜱ' => 's',
-        'т' | 'τ' | 'ᴛ' => 't',
-        'υ' | 'ս' | 'ᴜ' => 'u',
-        'у' | 'γ' | 'ү' => 'y',
+        '0' | 'о' | 'ο' | 'σ' | 'օ' | 'ᴏ' | 'ø' | 'ɵ' | 'Ꮎ' | 'Ꮻ' | 'Ꭴ' => 'o',
+        '1' | 'ӏ' | 'ι' | 'ǀ' | 'ł' | 'Ꮮ' | 'ʟ' => 'l',
+        'а' | 'α' | 'Ꭺ' | 'ᴀ' => 'a',
+        'Ᏼ' | 'ƀ' | 'ʙ' | 'ь' => 'b',
+        'с' | 'ϲ' | 'ᴄ' | 'Ꮯ' => 'c',
+        'е' | 'ε' | 'ҽ' | 'Ꭼ' | 'ᴇ' => 'e',
+        'һ' | 'ћ' | 'հ' | 'Ꮋ' | 'ħ' | 'ʜ' => 'h',
+        'і' | 'ı' | 'Ꭵ' | 'ɨ' | 'ɪ' => 'i',
+        'ј' | 'ϳ' | 'յ' | 'Ꭻ' | 'ȷ' => 'j',
+        'к' | 'κ' | 'Ꮶ' | 'ᴋ' => 'k',
+        'м' | 'ᴍ' | 'Ꮇ' => 'm',
+        'п' | 'η' | 'ո' | 'ռ' | 'ɴ' => 'n',
+        'р' | 'ρ' | 'Ꮲ' | 'ք' | 'ᴘ' => 'p',
+        'զ' | 'գ' => 'q',
+        'г' | 'ᴦ' | 'Ꭱ' | 'Ꮢ' | 'ʀ' | 'ɾ' | 'ɼ' | 'ɽ' | 'ɿ' => 'r',
+        'ѕ' | 'ꜱ' | 'Ꮪ' => 's',
+        'т' | 'τ' | 'ᴛ' | 'Ꭲ' | 'ŧ' | 'ƫ' | 'ƭ' => 't',
+        'υ' | 'ս' | 'ᴜ' | 'ʉ' => 'u',
+        'у' | 'γ' | 'ү' | 'Ꭹ' | 'ʏ' => 'y',
         'х' | 'χ' => 'x',
-        'ԁ' => 'd',
+        'ԁ' | 'Ꭰ' | 'đ' | 'ᴅ' => 'd',
         'ғ' | 'ſ' => 'f',
-        'г' | 'ᴦ' => 'r',
+        'ց' | 'Ꮐ' | 'ɢ' => 'g',
+        'Ꮃ' | 'ᴡ' => 'w',
+        'Ꮩ' | 'ᴠ' => 'v',
+        'Ꮓ' | 'ᴢ' => 'z',
         other => other,
     }
 }
@@ -224,6 +294,89 @@ mod tests {
             check_name("a name", "Déploiement CI", 128).unwrap(),
             "Déploiement CI"
         );
+    }
+
+    #[test]
+    fn token_shaped_display_names_and_reasons_are_refused_without_echo() {
+        let token = format!("cft_{}", "Ab9".repeat(16));
+        let invite = format!("cfi_{}", "Zq3".repeat(16));
+        for text in [
+            token.clone(),
+            format!("ci bot {token}"),
+            format!("INC-7 pasted {invite}"),
+            token.to_ascii_uppercase(),
+            token.to_ascii_lowercase(),
+        ] {
+            for result in [
+                check_free_text("a reason", &text, 500),
+                check_name("a display name", &text, 500),
+            ] {
+                let m = result.expect_err(&text).to_string();
+                assert!(m.contains("looks like a coffer token"), "{m}");
+                assert!(
+                    !m.to_ascii_lowercase().contains("ab9ab9") && !m.contains("Zq3Zq3"),
+                    "{m}"
+                );
+            }
+        }
+        for fine in ["cft bot", "cf_t", "the cft_ prefix", "cfi"] {
+            assert!(check_name("a display name", fine, 128).is_ok(), "{fine}");
+        }
+    }
+
+    #[test]
+    fn reserved_names_with_accents_fillers_and_more_lookalike_scripts() {
+        for name in [
+            "r\u{0307}oot", // composes to U+1E59 under NFC
+            "r\u{00F6}\u{00F6}t",
+            "r\u{1EDD}ot",
+            "r\u{00F8}\u{00F8}t",
+            "ro\u{3164}ot", // Hangul filler, a letter to Unicode
+            "\u{0280}oot",
+            "\u{027E}oot",
+            "roo\u{01AB}",
+            "\u{13D2}\u{13BE}\u{13BE}\u{13A2}", // Cherokee
+            "\u{13DA}\u{13A9}\u{13DA}\u{13A2}\u{13AC}\u{13B7}",
+            "\u{1D42B}\u{1D428}\u{1D428}\u{1D42D}", // mathematical bold
+            "\u{24E1}\u{24DE}\u{24DE}\u{24E3}",     // circled
+            "\u{1F141}\u{1F13E}\u{1F13E}\u{1F143}", // squared
+            "r\u{0585}\u{0585}t",                   // Armenian
+            "\u{0455}\u{0443}\u{0455}\u{0442}\u{0435}\u{043C}",
+            "sched\u{03C5}ler",
+            "\u{0441}offer",
+        ] {
+            assert!(
+                refuse_reserved("a name", name).is_err(),
+                "{name:?} must be refused"
+            );
+        }
+        for fine in ["r\u{00F6}sti", "søren", "rootløs", "ħello"] {
+            assert!(refuse_reserved("a name", fine).is_ok(), "{fine}");
+        }
+    }
+
+    #[test]
+    fn display_name_cannot_carry_a_kind_or_accessor_of_its_own() {
+        for name in [
+            "alice (human acc_Ab9Ab9Ab9Ab9Ab9Ab9Ab9Ab9)",
+            "alice (Human)",
+            "deploy ( service",
+            "ops (system)",
+            "bot acc_x1",
+            "alice \u{FF08}human\u{FF09}",
+        ] {
+            let e = check_name("a display name", name, 128).expect_err(name);
+            assert!(e.to_string().contains("kind in parentheses"), "{e}");
+        }
+        for fine in [
+            "CI (prod)",
+            "deploy bot",
+            "accounting",
+            "acc_",
+            "human resources bot",
+        ] {
+            assert!(check_name("a display name", fine, 128).is_ok(), "{fine}");
+        }
     }
 
     #[test]

@@ -33,16 +33,26 @@ pub fn canonical_user_name(input: &str) -> Result<String, String> {
     }
     let folded: String = trimmed.nfkc().collect::<String>().to_lowercase();
     let canonical: String = folded.nfkc().collect();
+    if coffer_policy::contains_credential(trimmed) || coffer_policy::contains_credential(&canonical)
+    {
+        // Lower-cased, a pasted token would still be most of the token.
+        return Err(
+            "a user name cannot look like a coffer token or invitation code \
+                    (cft_... or cfi_...); the name given is not shown"
+                .into(),
+        );
+    }
     let count = canonical.chars().count();
     if count > MAX_USER_NAME_CHARS {
         return Err(format!(
             "a user name is at most {MAX_USER_NAME_CHARS} characters"
         ));
     }
-    if let Some(c) = canonical
-        .chars()
-        .find(|c| !(c.is_alphanumeric() || matches!(c, '.' | '_' | '-' | '@')))
-    {
+    if let Some(c) = canonical.chars().find(|c| {
+        // Hangul fillers are letters to Unicode but show as blanks.
+        crate::text::is_invisible(*c)
+            || !(c.is_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'))
+    }) {
         return Err(if c.is_whitespace() {
             "a user name cannot contain spaces".into()
         } else if c.is_control() {
@@ -103,11 +113,31 @@ mod tests {
             "ali/ce",
             "alice!",
             "a\u{202E}b",
+            "ro\u{3164}ot",
+            "\u{115F}alice",
+            "ali\u{FFA0}ce",
         ] {
             assert!(canonical_user_name(bad).is_err(), "{bad:?} must be refused");
         }
         assert!(canonical_user_name(&"a".repeat(64)).is_ok());
         assert!(canonical_user_name(&"a".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn token_shaped_user_names_are_refused_without_echo() {
+        let token = format!("cft_{}", "Ab9".repeat(16));
+        for name in [
+            token.clone(),
+            token.to_ascii_uppercase(),
+            format!("ops-{}", token.replacen("cft", "cfi", 1)),
+            // Full-width letters fold into a token shape.
+            "\u{FF43}\u{FF46}\u{FF54}_ab9ab9".to_string(),
+        ] {
+            let e = canonical_user_name(&name).expect_err(&name);
+            assert!(e.contains("look like a coffer token"), "{e}");
+            assert!(!e.to_ascii_lowercase().contains("ab9ab9"), "{e}");
+        }
+        assert!(canonical_user_name("cft-team").is_ok());
     }
 
     #[test]

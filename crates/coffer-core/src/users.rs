@@ -330,6 +330,7 @@ impl Coffer {
         }
         let name = canonical_user_name(user).map_err(CoreError::Invalid)?;
         crate::text::refuse_reserved("a user name", &name)?;
+        crate::text::refuse_actor_suffix("a user name", &name)?;
         password::check_password_policy(pw).map_err(|e| CoreError::Invalid(e.to_string()))?;
         let key = hex(&keys.keyring.token_hash(code));
         let stored = self
@@ -373,6 +374,15 @@ impl Coffer {
             return Err(CoreError::Conflict(format!(
                 "the user name {name} is taken; choose another"
             )));
+        }
+        // History and listings show people by name: a name that reads as
+        // someone else's (Cyrillic a for Latin a, 0 for o) is as taken.
+        for o in self.store.list_objects(KIND_USER).await? {
+            if crate::text::looks_like(&name, &o.key) {
+                return Err(CoreError::Conflict(format!(
+                    "the user name {name} looks like an existing user's name; choose another"
+                )));
+            }
         }
         match self
             .store
@@ -597,14 +607,17 @@ impl Coffer {
 
     // ---- users -----------------------------------------------------------------
 
-    /// Every user (admin of `sys/users/`).
+    /// Every user (admin of `sys/users/`), except those whose
+    /// `sys/users/NAME` a `deny` of the caller's matches.
     pub async fn list_users(&self, identity: &Identity) -> Result<Vec<UserView>> {
         self.keys()?;
         self.authorize(identity, Operation::Admin, "sys/users/")?;
+        let model = self.access_model();
         self.store
             .list_objects(KIND_USER)
             .await?
             .iter()
+            .filter(|o| !crate::auth::denied_at(&model, identity, &format!("sys/users/{}", o.key)))
             .map(|o| decode_user(&o.value).map(|u| UserView::from(&u)))
             .collect()
     }
@@ -643,11 +656,19 @@ impl Coffer {
         let (name, o, mut u) = self.admin_user(identity, name).await?;
         u.disabled = disabled;
         let mut mutations = vec![put_user(&name, &u, Expect::Revision(o.revision))];
+        let _w = self.access_writes.lock().await;
+        let mut grants = 0;
         if disabled {
             mutations.push(Mutation::RevokeTokens(RevokeScope::User(name.clone())));
+            let ended = self.grant_removals(&name).await?;
+            grants = ended.len();
+            mutations.extend(ended);
         }
         self.store.commit(mutations).await?;
         self.forget_tokens();
+        if grants > 0 {
+            self.reload_access().await?;
+        }
         tracing::warn!(actor = identity.display_name(), user = %name, disabled, "user access changed");
         Ok(UserView::from(&u))
     }
@@ -698,19 +719,50 @@ impl Coffer {
     /// Removes a user and every token of theirs.
     pub async fn delete_user(&self, identity: &Identity, name: &str) -> Result<()> {
         let (name, o, _) = self.admin_user(identity, name).await?;
-        self.store
-            .commit(vec![
-                Mutation::DeleteObject {
-                    kind: KIND_USER.into(),
-                    key: name.clone(),
-                    expect: Expect::Revision(o.revision),
-                },
-                Mutation::RevokeTokens(RevokeScope::User(name.clone())),
-            ])
-            .await?;
+        let _w = self.access_writes.lock().await;
+        // Grants are kept by user name: a later account of the same name
+        // must not inherit a live one.
+        let ended = self.grant_removals(&name).await?;
+        let grants = ended.len();
+        let mut mutations = vec![
+            Mutation::DeleteObject {
+                kind: KIND_USER.into(),
+                key: name.clone(),
+                expect: Expect::Revision(o.revision),
+            },
+            Mutation::RevokeTokens(RevokeScope::User(name.clone())),
+        ];
+        mutations.extend(ended);
+        self.store.commit(mutations).await?;
         self.forget_tokens();
+        if grants > 0 {
+            self.reload_access().await?;
+        }
         tracing::warn!(actor = identity.display_name(), user = %name, "user removed");
         Ok(())
+    }
+
+    /// Deletions of every stored break-glass grant of user `name`, for the
+    /// commit that disables or removes the user: their emergency access
+    /// ends with their tokens.
+    async fn grant_removals(&self, name: &str) -> Result<Vec<Mutation>> {
+        let mut out = Vec::new();
+        for o in self
+            .store
+            .list_objects(crate::access::KIND_BREAKGLASS)
+            .await?
+        {
+            let of_user = serde_json::from_slice::<crate::auth::BreakglassGrant>(&o.value)
+                .is_ok_and(|g| g.user == name);
+            if of_user {
+                out.push(Mutation::DeleteObject {
+                    kind: o.kind,
+                    key: o.key,
+                    expect: Expect::Revision(o.revision),
+                });
+            }
+        }
+        Ok(out)
     }
 
     // ---- one-time codes ----------------------------------------------------------

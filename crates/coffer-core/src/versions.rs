@@ -132,6 +132,12 @@ impl Coffer {
         }
         self.keys()?;
         let auth = self.authorize(identity, Operation::ReadValue, from.as_str())?;
+        if auth.via_breakglass() {
+            // A grant lets a person read for a while; a copy would outlive
+            // it (and could land outside the protected environment).
+            audit::refuse(Operation::ReadValue, from.as_str());
+            return Err(breakglass_no_copy(from.as_str()));
+        }
         if remove_source {
             self.authorize(identity, Operation::Delete, from.as_str())?;
         }
@@ -266,6 +272,19 @@ impl Coffer {
         self.keys()?;
         let source = self.names_under(identity, &from).await?;
         let target = self.names_under(identity, &to).await?;
+        if identity.is_human() {
+            // People read protected values only through a break-glass
+            // grant, which is for reading, not for copying values out.
+            let model = self.access_model();
+            if let Some(name) = source
+                .iter()
+                .find(|n| model.is_protected(&format!("{}{n}", from.as_str())))
+            {
+                let path = format!("{}{name}", from.as_str());
+                audit::refuse(Operation::ReadValue, &path);
+                return Err(breakglass_no_copy(&path));
+            }
+        }
         let mut plan = Vec::new();
         let mut writes = Vec::new();
         for name in &source {
@@ -373,4 +392,12 @@ impl Coffer {
             }
         }
     }
+}
+
+fn breakglass_no_copy(path: &str) -> CoreError {
+    CoreError::Forbidden(format!(
+        "{path} is in a protected environment: a person may read it only through a \
+         break-glass grant, which does not allow copying, moving or promoting it \
+         (a service token can)"
+    ))
 }

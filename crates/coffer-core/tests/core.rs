@@ -632,3 +632,669 @@ async fn an_attacker_taking_every_pace_slot_does_not_lock_the_owner_out() {
         Err(CoreError::LoginFailed(_))
     ));
 }
+
+/// A child token of `parent` with `policies`, authenticated.
+async fn child(coffer: &Coffer, parent: &Identity, policies: &[&str]) -> Identity {
+    let (raw, _) = coffer
+        .create_token(
+            parent,
+            &coffer_core::TokenRequest {
+                policies: policies.iter().map(|p| p.to_string()).collect(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    coffer
+        .authenticate(raw.expose_secret(), None)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn token_create_does_not_reveal_which_policies_exist() {
+    let (fx, root, _) = unsealed().await;
+    let c = &fx.coffer;
+    for name in ["mine", "secret-project"] {
+        c.write_policy(&root, name, r#"path "a/*" { capabilities = ["read"] }"#)
+            .await
+            .unwrap();
+    }
+    let narrow = child(c, &root, &["mine"]).await;
+    let refusal = |name: &str| {
+        let name = name.to_string();
+        let c = &fx.coffer;
+        let narrow = &narrow;
+        async move {
+            c.create_token(
+                narrow,
+                &coffer_core::TokenRequest {
+                    policies: vec![name],
+                    ..Default::default()
+                },
+            )
+            .await
+            .map(|_| ())
+            .unwrap_err()
+        }
+    };
+    let existing = refusal("secret-project").await;
+    let missing = refusal("no-such-project").await;
+    assert!(matches!(existing, CoreError::Forbidden(_)), "{existing}");
+    assert!(matches!(missing, CoreError::Forbidden(_)), "{missing}");
+    assert_eq!(
+        existing.to_string().replace("secret-project", "X"),
+        missing.to_string().replace("no-such-project", "X")
+    );
+    // A token-shaped name is not quoted back.
+    let token = format!("cft_{}", "Ab9".repeat(16));
+    let e = refusal(&token).await.to_string();
+    assert!(!e.contains("Ab9Ab9"), "{e}");
+    // Root still hears that a policy does not exist.
+    let e = c
+        .create_token(
+            &root,
+            &coffer_core::TokenRequest {
+                policies: vec!["no-such-project".into()],
+                ..Default::default()
+            },
+        )
+        .await
+        .map(|_| ())
+        .unwrap_err();
+    assert!(matches!(e, CoreError::Invalid(_)), "{e}");
+}
+
+#[tokio::test]
+async fn credential_shaped_text_is_not_stored_in_names_policies_or_specs() {
+    let (fx, root, _) = unsealed().await;
+    let c = &fx.coffer;
+    let token = format!("cft_{}", "Ab9".repeat(16));
+    let shown = |e: CoreError| {
+        let m = e.to_string();
+        assert!(
+            m.contains("looks like a coffer token") || m.contains("look like a coffer token"),
+            "{m}"
+        );
+        assert!(!m.to_ascii_lowercase().contains("ab9ab9"), "{m}");
+    };
+    // A token's display name.
+    shown(
+        c.create_token(
+            &root,
+            &coffer_core::TokenRequest {
+                policies: vec!["root".into()],
+                display_name: Some(format!("deploy {token}")),
+                ..Default::default()
+            },
+        )
+        .await
+        .map(|_| ())
+        .unwrap_err(),
+    );
+    // A comment in a policy.
+    shown(
+        c.write_policy(
+            &root,
+            "ops",
+            &format!("# old token {token}\npath \"a/*\" {{ capabilities = [\"read\"] }}"),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert!(c.read_policy(&root, "ops").await.is_err(), "nothing stored");
+    // A generator spec, in a lifecycle rule and on its own.
+    shown(
+        c.set_rule(
+            &root,
+            "a/*",
+            coffer_core::RuleSpec {
+                generator: Some(token.clone()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err(),
+    );
+    shown(coffer_core::lifecycle::parse_generator(&format!("{token}:32")).unwrap_err());
+    // A user name (lower-cased, it would still be most of the token).
+    shown(c.get_user(&root, &token).await.unwrap_err());
+}
+
+#[tokio::test]
+async fn folder_whose_every_secret_is_denied_is_not_listed() {
+    let (fx, root, _) = unsealed().await;
+    let c = &fx.coffer;
+    c.write_policy(
+        &root,
+        "wide",
+        r#"
+        path "" { capabilities = ["list"] }
+        path "app/*" { capabilities = ["read", "list"] }
+        "#,
+    )
+    .await
+    .unwrap();
+    c.write_policy(
+        &root,
+        "denies",
+        r#"
+        path "app/merger/DB" { capabilities = ["deny"] }
+        path "app/mixed/HIDDEN" { capabilities = ["deny"] }
+        path "app/deep/x/" { capabilities = ["deny"] }
+        path "app/deep/x/*" { capabilities = ["deny"] }
+        "#,
+    )
+    .await
+    .unwrap();
+    for p in [
+        "app/merger/DB",
+        "app/mixed/HIDDEN",
+        "app/mixed/SHOWN",
+        "app/open/KEY",
+        "app/deep/x/KEY",
+        "app/deep/y/KEY",
+        "app/gone/KEY",
+    ] {
+        c.write(&root, p, &text("v"), None).await.unwrap();
+    }
+    c.delete(&root, "app/gone/KEY", &[]).await.unwrap();
+    let who = child(c, &root, &["wide", "denies"]).await;
+    let names = |page: coffer_store::ListPage| {
+        page.entries
+            .into_iter()
+            .map(|e| e.name)
+            .collect::<Vec<String>>()
+    };
+    let listed = names(c.list(&who, "app/", ListOptions::default()).await.unwrap());
+    assert_eq!(listed, ["deep/", "mixed/", "open/"]);
+    assert_eq!(
+        names(
+            c.list(&who, "app/deep/", ListOptions::default())
+                .await
+                .unwrap()
+        ),
+        ["y/"]
+    );
+    // Paging with a limit of one finds the same entries.
+    let mut paged = Vec::new();
+    let mut after = None;
+    loop {
+        let page = c
+            .list(
+                &who,
+                "app/",
+                ListOptions {
+                    limit: 1,
+                    after: after.take(),
+                    ..ListOptions::default()
+                },
+            )
+            .await
+            .unwrap();
+        let next = page.next.clone();
+        paged.extend(names(page));
+        match next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    assert_eq!(paged, listed);
+    // With deleted secrets: the folder of a deleted, undenied one shows.
+    let with_deleted = names(
+        c.list(
+            &who,
+            "app/",
+            ListOptions {
+                include_deleted: true,
+                ..ListOptions::default()
+            },
+        )
+        .await
+        .unwrap(),
+    );
+    assert_eq!(with_deleted, ["deep/", "gone/", "mixed/", "open/"]);
+    // Root and a caller without deny rules see every folder.
+    let plain = child(c, &root, &["wide"]).await;
+    for id in [&root, &plain] {
+        assert_eq!(
+            names(c.list(id, "app/", ListOptions::default()).await.unwrap()),
+            ["deep/", "merger/", "mixed/", "open/"]
+        );
+    }
+}
+
+#[tokio::test]
+async fn weak_field_warning_does_not_repeat_a_token_shaped_field_name() {
+    let (fx, root, _) = unsealed().await;
+    let token = format!("cft_{}key", "Ab9".repeat(16));
+    let value = SecretValue::Fields(BTreeMap::from([
+        (token.clone(), SecretString::from("password")),
+        ("pass".to_string(), SecretString::from("password")),
+    ]));
+    let receipt = fx.coffer.write(&root, "a/b", &value, None).await.unwrap();
+    let all = receipt.warnings.join("\n");
+    assert!(all.contains("name not shown"), "{all}");
+    assert!(all.contains("\"pass\""), "{all}");
+    assert!(!all.contains("Ab9Ab9"), "{all}");
+}
+
+#[tokio::test]
+async fn policy_names_that_look_like_root_are_refused() {
+    let (fx, root, _) = unsealed().await;
+    let source = r#"path "a/*" { capabilities = ["read"] }"#;
+    for name in ["r00t", "r0ot", "ro0t", "root.", "_root", "r-o-o-t"] {
+        let e = fx.coffer.write_policy(&root, name, source).await;
+        match e {
+            Err(CoreError::Invalid(m)) => assert!(
+                m.contains("looks like") || m.contains("must start"),
+                "{name}: {m}"
+            ),
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+    for fine in ["rootless", "roots", "ops-root"] {
+        fx.coffer.write_policy(&root, fine, source).await.unwrap();
+    }
+}
+
+/// A person invited with `policies`, logged in.
+async fn person(coffer: &Coffer, root: &Identity, name: &str, policies: &[&str]) -> Identity {
+    let (code, _) = coffer
+        .create_invite(
+            root,
+            &coffer_core::InviteRequest {
+                policies: policies.iter().map(|p| p.to_string()).collect(),
+                ttl: None,
+            },
+        )
+        .await
+        .unwrap();
+    let password = "correct horse battery staple 42";
+    coffer
+        .accept_invite(code.expose_secret(), name, password)
+        .await
+        .unwrap();
+    let (raw, _) = coffer
+        .login(&coffer_core::LoginRequest {
+            user: name,
+            password,
+            totp: None,
+        })
+        .await
+        .unwrap();
+    coffer
+        .authenticate(raw.expose_secret(), None)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn breakglass_grant_ends_with_its_user_and_is_not_inherited_by_the_name() {
+    let (fx, root, _) = unsealed().await;
+    let c = &fx.coffer;
+    c.write_policy(
+        &root,
+        "oncall",
+        r#"path "app/prod/*" { capabilities = ["read", "breakglass"] }"#,
+    )
+    .await
+    .unwrap();
+    c.protect(&root, "app/prod/*").await.unwrap();
+    c.write(
+        &root,
+        "app/prod/db",
+        &text("Zx9-very-long-random-value"),
+        None,
+    )
+    .await
+    .unwrap();
+    async fn grant(c: &Coffer, who: &Identity) {
+        c.breakglass(
+            who,
+            &coffer_core::BreakglassRequest {
+                path: "app/prod/db".into(),
+                reason: "INC-1 database down".into(),
+                ttl: Some("1h".into()),
+            },
+        )
+        .await
+        .unwrap();
+    }
+    // Removed, then someone else takes the name.
+    let alice = person(c, &root, "alice", &["oncall"]).await;
+    grant(c, &alice).await;
+    assert!(c.read(&alice, "app/prod/db", None).await.is_ok());
+    c.delete_user(&root, "alice").await.unwrap();
+    assert!(c.list_breakglass(&root).await.unwrap().is_empty());
+    let new_alice = person(c, &root, "alice", &["oncall"]).await;
+    assert!(
+        matches!(
+            c.read(&new_alice, "app/prod/db", None).await,
+            Err(CoreError::Forbidden(_))
+        ),
+        "the new alice inherited the old one's grant"
+    );
+    // Disabled: the grant ends too, and re-enabling does not revive it.
+    grant(c, &new_alice).await;
+    c.set_user_disabled(&root, "alice", true).await.unwrap();
+    assert!(c.list_breakglass(&root).await.unwrap().is_empty());
+    c.set_user_disabled(&root, "alice", false).await.unwrap();
+    let again = {
+        let (raw, _) = c
+            .login(&coffer_core::LoginRequest {
+                user: "alice",
+                password: "correct horse battery staple 42",
+                totp: None,
+            })
+            .await
+            .unwrap();
+        c.authenticate(raw.expose_secret(), None).await.unwrap()
+    };
+    assert!(matches!(
+        c.read(&again, "app/prod/db", None).await,
+        Err(CoreError::Forbidden(_))
+    ));
+}
+
+#[tokio::test]
+async fn postgres_role_names_are_not_echoed_when_they_look_like_credentials() {
+    let (fx, root, _) = unsealed().await;
+    let token = format!("cft_{}", "Ab9".repeat(16));
+    for bad in [token.clone(), format!("Hunter2-{}", "Pa55word".repeat(8))] {
+        let e = fx
+            .coffer
+            .manage_postgres(
+                &root,
+                "db/app/creds",
+                coffer_core::pgroles::ManageRequest {
+                    admin: "db/app/admin".into(),
+                    roles: [bad.clone(), "app_green".into()],
+                    connect_url: None,
+                    generate: None,
+                    create_roles: false,
+                    member_of: None,
+                },
+            )
+            .await
+            .unwrap_err();
+        let m = e.to_string();
+        assert!(matches!(e, CoreError::Invalid(_)), "{m}");
+        assert!(
+            !m.contains(&bad) && !m.contains("Ab9Ab9") && !m.contains("Hunter2"),
+            "{m}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn listing_cursor_does_not_tell_that_hidden_entries_follow() {
+    let (fx, root, _) = unsealed().await;
+    let c = &fx.coffer;
+    c.write_policy(
+        &root,
+        "wide",
+        r#"
+        path "app/*" { capabilities = ["read", "list"] }
+        path "app/Z*" { capabilities = ["deny"] }
+        "#,
+    )
+    .await
+    .unwrap();
+    for p in ["app/A", "app/B", "app/Z", "app/Zz/deep"] {
+        c.write(&root, p, &text("v"), None).await.unwrap();
+    }
+    let who = child(c, &root, &["wide"]).await;
+    let page = |after: Option<&str>| {
+        let after = after.map(str::to_string);
+        let who = &who;
+        async move {
+            let p = c
+                .list(
+                    who,
+                    "app/",
+                    ListOptions {
+                        limit: 1,
+                        after,
+                        ..ListOptions::default()
+                    },
+                )
+                .await
+                .unwrap();
+            (
+                p.entries.into_iter().map(|e| e.name).collect::<Vec<_>>(),
+                p.next,
+            )
+        }
+    };
+    assert_eq!(page(None).await, (vec!["A".to_string()], Some("A".into())));
+    // B is the last entry the caller may see: no cursor, although Z and
+    // Zz/ follow in the store.
+    assert_eq!(page(Some("A")).await, (vec!["B".to_string()], None));
+    assert_eq!(page(Some("B")).await, (vec![], None));
+    assert_eq!(page(Some("Y")).await, (vec![], None));
+    // Root pages through everything.
+    let all = c
+        .list(
+            &root,
+            "app/",
+            ListOptions {
+                limit: 2,
+                after: Some("A".into()),
+                ..ListOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(all.next.as_deref(), Some("Z"));
+}
+
+#[tokio::test]
+async fn admin_listings_leave_out_policies_users_and_tokens_the_caller_is_denied() {
+    let (fx, root, _) = unsealed().await;
+    let c = &fx.coffer;
+    c.write_policy(
+        &root,
+        "admin",
+        r#"
+        path "sys/*" { capabilities = ["admin"] }
+        path "sys/policies/break*" { capabilities = ["deny"] }
+        path "sys/users/ceo" { capabilities = ["deny"] }
+        "#,
+    )
+    .await
+    .unwrap();
+    c.write_policy(&root, "breakglass-team", "").await.unwrap();
+    c.write_policy(&root, "ops", "").await.unwrap();
+    person(c, &root, "ceo", &["ops"]).await;
+    person(c, &root, "dev", &["ops"]).await;
+    let admin = child(c, &root, &["admin"]).await;
+    let (_, hidden) = c
+        .create_token(
+            &root,
+            &coffer_core::TokenRequest {
+                policies: vec!["ops".into()],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    c.write_policy(
+        &root,
+        "admin",
+        &format!(
+            r#"
+            path "sys/*" {{ capabilities = ["admin"] }}
+            path "sys/policies/break*" {{ capabilities = ["deny"] }}
+            path "sys/users/ceo" {{ capabilities = ["deny"] }}
+            path "sys/tokens/{}" {{ capabilities = ["deny"] }}
+            "#,
+            hidden.accessor
+        ),
+    )
+    .await
+    .unwrap();
+    let policies = c.list_policies(&admin).await.unwrap();
+    assert!(policies.contains(&"ops".to_string()), "{policies:?}");
+    assert!(
+        !policies.iter().any(|p| p.starts_with("break")),
+        "{policies:?}"
+    );
+    assert!(c.read_policy(&admin, "breakglass-team").await.is_err());
+    let users: Vec<String> = c
+        .list_users(&admin)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.name)
+        .collect();
+    assert_eq!(users, ["dev"]);
+    let tokens = c.list_tokens(&admin).await.unwrap();
+    assert!(tokens.iter().any(|t| t.accessor == admin.accessor()));
+    assert!(!tokens.iter().any(|t| t.accessor == hidden.accessor));
+    // Root lists everything.
+    assert!(c.list_users(&root).await.unwrap().len() == 2);
+    assert!(
+        c.list_policies(&root)
+            .await
+            .unwrap()
+            .contains(&"breakglass-team".to_string())
+    );
+}
+
+#[tokio::test]
+async fn user_name_that_looks_like_an_existing_users_is_refused() {
+    let (fx, root, _) = unsealed().await;
+    let c = &fx.coffer;
+    c.write_policy(&root, "ops", "").await.unwrap();
+    person(c, &root, "alice", &["ops"]).await;
+    for lookalike in ["\u{0430}lice", "a1ice", "a.lice", "alic\u{0435}"] {
+        let (code, _) = c
+            .create_invite(
+                &root,
+                &coffer_core::InviteRequest {
+                    policies: vec!["ops".into()],
+                    ttl: None,
+                },
+            )
+            .await
+            .unwrap();
+        let e = c
+            .accept_invite(
+                code.expose_secret(),
+                lookalike,
+                "correct horse battery staple 42",
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, CoreError::Conflict(m) if m.contains("looks like an existing")),
+            "{lookalike}: {e}"
+        );
+    }
+    person(c, &root, "alicia", &["ops"]).await;
+    // Nor one shaped like a token accessor, shown beside every name.
+    let (code, _) = c
+        .create_invite(
+            &root,
+            &coffer_core::InviteRequest {
+                policies: vec!["ops".into()],
+                ttl: None,
+            },
+        )
+        .await
+        .unwrap();
+    let e = c
+        .accept_invite(
+            code.expose_secret(),
+            "acc_Ab9Ab9",
+            "correct horse battery staple 42",
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, CoreError::Invalid(m) if m.contains("accessor")),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn breakglass_grant_does_not_let_a_person_copy_move_or_promote_out() {
+    let (fx, root, _) = unsealed().await;
+    let c = &fx.coffer;
+    c.write_policy(
+        &root,
+        "oncall",
+        r#"
+        path "app/*" { capabilities = ["read", "list", "create", "update", "delete", "breakglass"] }
+        "#,
+    )
+    .await
+    .unwrap();
+    c.protect(&root, "app/prod/*").await.unwrap();
+    c.write(
+        &root,
+        "app/prod/db",
+        &text("Zx9-very-long-random-value"),
+        None,
+    )
+    .await
+    .unwrap();
+    let alice = person(c, &root, "alice", &["oncall"]).await;
+    c.breakglass(
+        &alice,
+        &coffer_core::BreakglassRequest {
+            path: "app/prod/".into(),
+            reason: "INC-2 outage".into(),
+            ttl: Some("15m".into()),
+        },
+    )
+    .await
+    .unwrap();
+    // Reading is what the grant is for.
+    assert!(c.read(&alice, "app/prod/db", None).await.is_ok());
+    for remove in [false, true] {
+        let e = c
+            .copy(&alice, "app/prod/db", "app/dev/db-copy", remove)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, CoreError::Forbidden(m) if m.contains("break-glass")),
+            "{e}"
+        );
+    }
+    let e = c
+        .promote_env(&alice, "app/prod", "app/dev", None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, CoreError::Forbidden(m) if m.contains("break-glass")),
+        "{e}"
+    );
+    // Nor set up PostgreSQL roles with administrator credentials it covers.
+    let e = c
+        .manage_postgres(
+            &alice,
+            "app/dev/pg",
+            coffer_core::pgroles::ManageRequest {
+                admin: "app/prod/db".into(),
+                roles: ["app_blue".into(), "app_green".into()],
+                connect_url: None,
+                generate: None,
+                create_roles: false,
+                member_of: None,
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, CoreError::Forbidden(m) if m.contains("break-glass")),
+        "{e}"
+    );
+    // Nothing was written; a service token may still copy.
+    assert!(c.read(&root, "app/dev/db-copy", None).await.is_err());
+    assert!(c.read(&alice, "app/prod/db", None).await.is_ok());
+    c.copy(&root, "app/prod/db", "app/dev/db-copy", false)
+        .await
+        .unwrap();
+}

@@ -313,6 +313,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn token_shaped_words_are_not_repeated_in_parse_errors() {
+        let token = format!("cft_{}", "Ab9".repeat(16));
+        for source in [
+            format!("path {token} {{ capabilities = [\"read\"] }}"),
+            format!("path \"a/*\" {{ capabilities {token} }}"),
+            format!("path \"a/*\" {{ {token} = [\"read\"] }}"),
+            format!("path \"a/*\" {{ capabilities = [\"{token}\"] }}"),
+            format!("{token} \"a/*\" {{ capabilities = [\"read\"] }}"),
+            format!("path \"a/*\" {{ capabilities = [\"read\"] }} {token}"),
+        ] {
+            let e = Policy::parse(&source).unwrap_err();
+            assert!(!e.message.contains("Ab9Ab9"), "{source}: {e}");
+        }
+        let long = "w".repeat(200);
+        let e = Policy::parse(&format!("path {long}")).unwrap_err();
+        assert!(e.message.len() < 200, "{e}");
+    }
+
+    #[test]
     fn direction_controls_and_line_separators_are_refused_anywhere() {
         for c in [
             '\u{202E}', '\u{2066}', '\u{2069}', '\u{200F}', '\u{061C}', '\u{2028}', '\u{2029}',

@@ -48,6 +48,14 @@ impl Token<'_> {
     /// How the token is named in "found ..." messages.
     fn describe(&self) -> String {
         match self.tok {
+            // Like `quote`: a word shaped like a token is not repeated, and a
+            // long one is cut.
+            Tok::Ident(word) if crate::pattern::contains_credential(word) => {
+                "a word (not shown: it contains what looks like a coffer token)".to_owned()
+            }
+            Tok::Ident(word) if word.chars().count() > 64 => {
+                format!("`{}…`", word.chars().take(64).collect::<String>())
+            }
             Tok::Ident(word) => format!("`{word}`"),
             Tok::Str(s) => format!("the string {}", quote(s)),
             Tok::LBrace => "`{`".to_owned(),

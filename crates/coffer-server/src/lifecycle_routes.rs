@@ -10,7 +10,6 @@ use axum::{Json, Router};
 use coffer_api::lifecycle as wire;
 use coffer_core::duration::{format_duration_ms, parse_duration_ms, parse_time_ms};
 use coffer_core::{Labels, RuleInfo, RuleSpec, now_ms};
-use coffer_crypto::generate::Spec;
 use serde::Deserialize;
 
 use crate::error::ApiError;
@@ -83,9 +82,8 @@ async fn rotate(
         value: value.map(into_value),
         generate: generate
             .as_deref()
-            .map(Spec::parse)
-            .transpose()
-            .map_err(|e| ApiError::invalid(e.to_string()))?,
+            .map(coffer_core::lifecycle::parse_generator)
+            .transpose()?,
         stage,
         grace_ms: match grace.as_deref() {
             // "0s" is a valid grace here: retire the old value at once.
@@ -110,9 +108,8 @@ async fn manage_postgres(
         generate: req
             .generate
             .as_deref()
-            .map(Spec::parse)
-            .transpose()
-            .map_err(|e| ApiError::invalid(e.to_string()))?,
+            .map(coffer_core::lifecycle::parse_generator)
+            .transpose()?,
         create_roles: req.create_roles,
         member_of: req.member_of,
     };

@@ -15,7 +15,6 @@ use axum::{Json, Router};
 use coffer_api::{self as api, ValueRef, WireValue, codes};
 use coffer_core::{At, Coffer, CoreError, Identity, Label, ListOptions, SecretValue};
 use coffer_crypto::SecretString;
-use coffer_crypto::generate::Spec;
 use coffer_store::VersionState;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -504,7 +503,7 @@ async fn write_secret(
             st.coffer.write(&id, &path, &value, cas).await?
         }
         (None, Some(spec)) => {
-            let spec = Spec::parse(&spec).map_err(|e| ApiError::invalid(e.to_string()))?;
+            let spec = coffer_core::lifecycle::parse_generator(&spec)?;
             st.coffer.write_generated(&id, &path, &spec, cas).await?
         }
         _ => {
