@@ -188,11 +188,21 @@ pub struct TotpEnrollResponse {
 }
 
 /// `POST /api/v1/auth/totp/confirm` and `/disable`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TotpCodeRequest {
     /// A current six-digit code.
     pub code: String,
+}
+
+/// A one-time code is a credential for its 30 seconds: `Debug` does not
+/// show it.
+impl std::fmt::Debug for TotpCodeRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TotpCodeRequest")
+            .field("code", &"[redacted]")
+            .finish()
+    }
 }
 
 /// `POST /api/v1/sys/protected`.

@@ -486,4 +486,14 @@ mod tests {
             assert!(w.value.is_none() && w.generate.is_none());
         }
     }
+
+    #[test]
+    fn totp_code_request_debug_hides_the_code() {
+        let r = TotpCodeRequest {
+            code: "493817".into(),
+        };
+        let shown = format!("{r:?}");
+        assert!(!shown.contains("493817"), "{shown}");
+        assert!(shown.contains("redacted"), "{shown}");
+    }
 }
