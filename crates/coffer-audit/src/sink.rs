@@ -5,6 +5,7 @@
 //! file that failed mid-batch is cut back to its last whole record, so a
 //! failed batch leaves no partial line behind.
 
+use rustix::fs::OFlags;
 use std::fs::File;
 use std::io::{self, BufRead, Read, Seek, SeekFrom, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -171,7 +172,7 @@ impl Sink {
                     .append(true)
                     .create(true)
                     .mode(0o600)
-                    .custom_flags(libc::O_NOFOLLOW)
+                    .custom_flags(OFlags::NOFOLLOW.bits() as i32)
                     .open(path)
                     .map_err(|e| err(no_follow_error(e)))?;
                 let meta = file.metadata().map_err(|e| err(e.to_string()))?;
@@ -331,7 +332,7 @@ impl Sink {
             .append(true)
             .create_new(true)
             .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
+            .custom_flags(OFlags::NOFOLLOW.bits() as i32)
             .open(path);
         let new = match new {
             Ok(f) => f,
@@ -491,7 +492,7 @@ fn create_new(path: &Path) -> io::Result<File> {
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
+        .custom_flags(OFlags::NOFOLLOW.bits() as i32)
         .open(path)
 }
 
@@ -503,7 +504,7 @@ pub(crate) fn open_no_follow(path: &Path) -> io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
     let f = std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .custom_flags((OFlags::NOFOLLOW | OFlags::NONBLOCK).bits() as i32)
         .open(path)
         .map_err(|e| io::Error::new(e.kind(), no_follow_error(e)))?;
     if !f.metadata()?.is_file() {
@@ -515,7 +516,7 @@ pub(crate) fn open_no_follow(path: &Path) -> io::Result<File> {
 /// An open error, saying so when it was a symbolic link that was refused
 /// (`ELOOP` from `O_NOFOLLOW`).
 fn no_follow_error(e: io::Error) -> String {
-    if e.raw_os_error() == Some(libc::ELOOP) {
+    if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
         "it is a symbolic link, which is never followed: name the file itself".into()
     } else {
         e.to_string()
