@@ -227,6 +227,12 @@ pub struct BundleRef {
 pub struct BundleResponse<V> {
     /// The secrets, prefixes' first (in path order), then those named.
     pub secrets: Vec<ReadResponse<V>>,
+    /// Set when a person was served a value under a protected prefix (which
+    /// only a live break-glass grant allows): the client must not keep an
+    /// offline copy of this answer, and drops any copy it has for the
+    /// request. Absent (false) from servers that predate it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_offline_copy: bool,
 }
 
 /// One listing entry.
