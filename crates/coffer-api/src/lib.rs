@@ -492,4 +492,28 @@ mod tests {
             assert!(w.value.is_none() && w.generate.is_none());
         }
     }
+
+    #[test]
+    fn bundle_no_offline_copy_is_optional_on_the_wire() {
+        // An older server sends no flag: a copy may be kept, as before.
+        let r: BundleResponse<WireValue> = serde_json::from_str(r#"{"secrets":[]}"#).unwrap();
+        assert!(!r.no_offline_copy);
+        let r: BundleResponse<WireValue> =
+            serde_json::from_str(r#"{"secrets":[],"no_offline_copy":true}"#).unwrap();
+        assert!(r.no_offline_copy);
+        // Unset, it is left out, so older clients see the answer unchanged.
+        let out = BundleResponse::<WireValue> {
+            secrets: vec![],
+            no_offline_copy: false,
+        };
+        assert_eq!(serde_json::to_string(&out).unwrap(), r#"{"secrets":[]}"#);
+        let out = BundleResponse::<WireValue> {
+            secrets: vec![],
+            no_offline_copy: true,
+        };
+        assert_eq!(
+            serde_json::to_string(&out).unwrap(),
+            r#"{"secrets":[],"no_offline_copy":true}"#
+        );
+    }
 }
