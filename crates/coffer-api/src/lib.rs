@@ -227,6 +227,12 @@ pub struct BundleRef {
 pub struct BundleResponse<V> {
     /// The secrets, prefixes' first (in path order), then those named.
     pub secrets: Vec<ReadResponse<V>>,
+    /// Set when a person was served a value under a protected prefix (which
+    /// only a live break-glass grant allows): the client must not keep an
+    /// offline copy of this answer, and drops any copy it has for the
+    /// request. Absent (false) from servers that predate it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_offline_copy: bool,
 }
 
 /// One listing entry.
@@ -495,5 +501,29 @@ mod tests {
         let shown = format!("{r:?}");
         assert!(!shown.contains("493817"), "{shown}");
         assert!(shown.contains("redacted"), "{shown}");
+    }
+
+    #[test]
+    fn bundle_no_offline_copy_is_optional_on_the_wire() {
+        // An older server sends no flag: a copy may be kept, as before.
+        let r: BundleResponse<WireValue> = serde_json::from_str(r#"{"secrets":[]}"#).unwrap();
+        assert!(!r.no_offline_copy);
+        let r: BundleResponse<WireValue> =
+            serde_json::from_str(r#"{"secrets":[],"no_offline_copy":true}"#).unwrap();
+        assert!(r.no_offline_copy);
+        // Unset, it is left out, so older clients see the answer unchanged.
+        let out = BundleResponse::<WireValue> {
+            secrets: vec![],
+            no_offline_copy: false,
+        };
+        assert_eq!(serde_json::to_string(&out).unwrap(), r#"{"secrets":[]}"#);
+        let out = BundleResponse::<WireValue> {
+            secrets: vec![],
+            no_offline_copy: true,
+        };
+        assert_eq!(
+            serde_json::to_string(&out).unwrap(),
+            r#"{"secrets":[],"no_offline_copy":true}"#
+        );
     }
 }

@@ -630,10 +630,24 @@ async fn fetch(
         builder = builder.secret_token(t);
     }
     let client = builder.build()?;
-    match client.bundle(&request.prefixes, &request.secrets).await {
-        Ok(reads) => {
+    match client
+        .bundle_response(&request.prefixes, &request.secrets)
+        .await
+    {
+        Ok(resp) => {
+            let reads = resp.secrets;
             if let Some(cache) = &cache {
-                if a.no_cache {
+                if resp.no_offline_copy {
+                    // Values served under break-glass: a copy on disk
+                    // would outlive the grant. Older servers never set
+                    // this, and their answers are kept as before.
+                    cache.remove();
+                    if !a.no_cache {
+                        eprintln!(
+                            "coffer: note: not keeping an offline copy: the server served values from a protected environment"
+                        );
+                    }
+                } else if a.no_cache {
                     cache.remove();
                 } else if let Err(e) = cache.store(&reads, a.cache_ttl) {
                     eprintln!("coffer: warning: cannot keep an offline copy: {e:#}");

@@ -1361,3 +1361,109 @@ fn env_file_huge_or_endless_is_refused_unread() {
         run.stderr()
     );
 }
+
+/// Invites `user` with `policies`, accepts, and returns a login token.
+fn person(server: &Server, root: &str, user: &str, policies: &[&str]) -> String {
+    let password = "a long enough password";
+    let mut args = vec!["invite", "create", "--json"];
+    for p in policies {
+        args.extend(["--policy", p]);
+    }
+    let code = server.cli().token(root).run(&args).expect(0).json()["code"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    server
+        .cli()
+        .stdin(password)
+        .run(&["invite", "accept", &code, "--user", user])
+        .expect(0);
+    let body = serde_json::json!({ "user": user, "password": password }).to_string();
+    let r = server.http("POST", "/api/v1/auth/login", None, Some(body.as_bytes()));
+    ok(&r, "login")["token"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn breakglass_values_are_never_kept_in_the_offline_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    let canary = Canary::new("breakglass");
+    put(&server, &root, "app/prod/DB_PASSWORD", &canary.value);
+    let policy = serde_json::json!({
+        "policy": "path \"app/prod/*\" { capabilities = [\"read\", \"list\", \"breakglass\"] }\n"
+    })
+    .to_string();
+    ok(
+        &server.http(
+            "PUT",
+            "/api/v1/sys/policies/oncall",
+            Some(&root),
+            Some(policy.as_bytes()),
+        ),
+        "policy",
+    );
+    let omar = person(&server, &root, "omar", &["oncall"]);
+    let body = br#"{"policies":["oncall"],"display_name":"prod-app"}"#;
+    let r = server.http("POST", "/api/v1/auth/tokens", Some(&root), Some(body));
+    let service = ok(&r, "token")["token"].as_str().unwrap().to_string();
+    let args = |extra: &[&'static str]| -> Vec<&'static str> {
+        let mut v = vec!["run", "--path", "app/prod"];
+        v.extend_from_slice(extra);
+        v.extend_from_slice(&["--", "sh", "-c", "printf '%s' \"$DB_PASSWORD\""]);
+        v
+    };
+
+    // Before the prefix is protected, the person's run keeps a copy (as an
+    // older client would have kept one).
+    server.cli().token(&omar).run(&args(&[])).expect(0);
+    assert_eq!(cache_files(dir.path()).len(), 1);
+    server
+        .cli()
+        .token(&root)
+        .run(&["protected", "add", "app/prod/*"])
+        .expect(0);
+    server
+        .cli()
+        .token(&omar)
+        .run(&["breakglass", "app/prod/", "--reason", "INC-9 database down"])
+        .expect(0);
+
+    // Under the grant the command gets the values, but no copy is kept, and
+    // the old copy for this request is deleted.
+    let run = server.cli().token(&omar).run(&args(&[])).expect(0);
+    assert_eq!(run.stdout(), canary.value);
+    assert!(
+        run.stderr().contains("not keeping an offline copy"),
+        "{}",
+        run.stderr()
+    );
+    assert!(
+        cache_files(dir.path()).is_empty(),
+        "{:?}",
+        cache_files(dir.path())
+    );
+    let run = server.cli().token(&omar).run(&args(&["--offline"]));
+    assert_eq!(run.code(), 3, "{}", run.stderr());
+    assert!(!run.stdout().contains(&canary.value));
+    // Asking for a longer-lived copy changes nothing.
+    server
+        .cli()
+        .token(&omar)
+        .run(&args(&["--cache-ttl", "30d"]))
+        .expect(0);
+    assert!(cache_files(dir.path()).is_empty());
+
+    // A service token is not limited by protected prefixes: its run keeps
+    // a copy as before, and that copy serves --offline.
+    let run = server.cli().token(&service).run(&args(&[])).expect(0);
+    assert_eq!(run.stdout(), canary.value);
+    assert!(!run.stderr().contains("not keeping"), "{}", run.stderr());
+    assert_eq!(cache_files(dir.path()).len(), 1);
+    let run = server
+        .cli()
+        .token(&service)
+        .run(&args(&["--offline"]))
+        .expect(0);
+    assert_eq!(run.stdout(), canary.value);
+}

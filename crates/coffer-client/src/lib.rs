@@ -569,14 +569,21 @@ impl Client {
         prefixes: &[String],
         secrets: &[coffer_api::BundleRef],
     ) -> Result<Vec<ReadResponse<WireValue>>, ClientError> {
+        Ok(self.bundle_response(prefixes, secrets).await?.secrets)
+    }
+
+    /// As [`Client::bundle`], with the whole answer (including whether the
+    /// server allows an offline copy of it).
+    pub async fn bundle_response(
+        &self,
+        prefixes: &[String],
+        secrets: &[coffer_api::BundleRef],
+    ) -> Result<coffer_api::BundleResponse<WireValue>, ClientError> {
         let body = coffer_api::BundleRequest {
             prefixes: prefixes.to_vec(),
             secrets: secrets.to_vec(),
         };
-        let resp: coffer_api::BundleResponse<WireValue> = self
-            .call(Method::POST, "/api/v1/bundle", Some(&body))
-            .await?;
-        Ok(resp.secrets)
+        self.call(Method::POST, "/api/v1/bundle", Some(&body)).await
     }
 
     /// Writes many secrets in one transaction, all or nothing: each entry is

@@ -943,6 +943,23 @@ impl Coffer {
         Ok(authorized)
     }
 
+    /// Whether a client may keep an offline copy of values `identity` was
+    /// served at `paths`: not when a person read anything under a protected
+    /// prefix. Only a live break-glass grant lets a person read there, and a
+    /// copy on their disk would outlive the grant. Service tokens are not
+    /// limited by protected prefixes, so their copies are allowed.
+    pub fn offline_copy_allowed<'a>(
+        &self,
+        identity: &Identity,
+        mut paths: impl Iterator<Item = &'a str>,
+    ) -> bool {
+        if !identity.is_human() {
+            return true;
+        }
+        let model = self.access_model();
+        !paths.any(|p| model.is_protected(p))
+    }
+
     /// The current access model (policies, protected prefixes, grants).
     pub fn access_model(&self) -> Arc<AccessModel> {
         self.access

@@ -431,7 +431,11 @@ async fn bundle(
         .map(|r| Ok((r.path, read_at(r.version, r.label.as_deref())?)))
         .collect::<Result<Vec<_>, ApiError>>()?;
     let reads = st.coffer.read_many(&id, &req.prefixes, &paths).await?;
+    let no_offline_copy = !st
+        .coffer
+        .offline_copy_allowed(&id, reads.iter().map(|r| r.path.as_str()));
     let body = api::BundleResponse {
+        no_offline_copy,
         secrets: reads
             .iter()
             .map(|read| api::ReadResponse {
