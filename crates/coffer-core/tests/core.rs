@@ -152,7 +152,7 @@ async fn wrong_or_repeated_shares_are_refused_and_cannot_spoil_progress() {
     assert!(matches!(err, CoreError::InvalidUnsealKey(_)));
     assert!(coffer.status().sealed);
     // Nor can they reset it: a reset withdraws only the resetter's shares.
-    coffer.unseal_reset_from(attacker).await;
+    coffer.unseal_reset_from(attacker).await.unwrap();
     coffer
         .unseal_from(foreign.unseal_keys[2].expose_secret(), attacker)
         .await
