@@ -716,8 +716,8 @@ impl Coffer {
         }
     }
 
-    /// The unseal lock for an attempt from `source`. From this machine: as
-    /// now, first come first served. From elsewhere: first the remote gate
+    /// The unseal lock for an attempt from `source`. From this machine:
+    /// first come first served, without a time limit. From elsewhere: first the remote gate
     /// (one remote attempt at a time) and then the lock, both within
     /// [`REMOTE_UNSEAL_WAIT`], else [`CoreError::RateLimited`]; the gate is
     /// held until the attempt ends. The lock is fair, so an attempt from this
