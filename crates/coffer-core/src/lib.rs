@@ -130,6 +130,28 @@ struct Pending {
 /// Lagrange interpolation and one AEAD open: microseconds).
 const MAX_UNSEAL_COMBINATIONS: u64 = 20_000;
 
+/// Most combinations an unseal attempt from another machine may cost (a few
+/// milliseconds): the attempt holds the unseal lock while it searches, so
+/// remote attempts stay cheap; attempts from this machine keep the higher cap.
+const MAX_REMOTE_UNSEAL_COMBINATIONS: u64 = 2_000;
+
+/// How long an unseal attempt (or reset) from another machine waits for the
+/// unseal lock before it is refused as busy (429). Attempts from this machine
+/// wait as long as they need, and at most one remote attempt is ever queued
+/// for the lock ahead of them.
+pub const REMOTE_UNSEAL_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The remote gate (for an attempt from elsewhere) and the unseal lock.
+type UnsealGuard<'a> = (
+    Option<tokio::sync::MutexGuard<'a, ()>>,
+    tokio::sync::MutexGuard<'a, ()>,
+);
+
+/// Whether an unseal source is this machine (loopback, or this process).
+fn local_source(source: Option<IpAddr>) -> bool {
+    source.is_none_or(|ip| ip.to_canonical().is_loopback())
+}
+
 /// `n` choose `k`, saturating.
 fn binomial(n: usize, k: usize) -> u64 {
     if k > n {
@@ -328,6 +350,13 @@ pub struct Coffer {
     state: RwLock<State>,
     /// Serialises init, unseal, seal and key rotation.
     admin: tokio::sync::Mutex<()>,
+    /// Taken by unseal attempts from other machines before `admin` (for at
+    /// most [`REMOTE_UNSEAL_WAIT`]), so that at most one of them is queued
+    /// on `admin` at a time: however many arrive, an operator on the server
+    /// waits behind one remote attempt at most.
+    remote_unseal: tokio::sync::Mutex<()>,
+    /// Test hook: extra time each unseal combination search takes (ms).
+    unseal_search_delay_ms: std::sync::atomic::AtomicU64,
     /// Serialises writers of the same path (striped by the cache's hash).
     write_locks: Box<[tokio::sync::Mutex<()>]>,
     cache: SecretCache,
@@ -369,6 +398,8 @@ impl Coffer {
             options,
             state: RwLock::new(state),
             admin: tokio::sync::Mutex::new(()),
+            remote_unseal: tokio::sync::Mutex::new(()),
+            unseal_search_delay_ms: std::sync::atomic::AtomicU64::new(0),
             write_locks: (0..256).map(|_| tokio::sync::Mutex::new(())).collect(),
             cache,
             tokens: RwLock::new(HashMap::new()),
@@ -498,7 +529,13 @@ impl Coffer {
     /// once; a source can withdraw its own with [`Coffer::unseal_reset_from`].
     /// Once so many are pending that the combinations would pass
     /// `MAX_UNSEAL_COMBINATIONS`, only shares from this machine (loopback,
-    /// or `None`) are taken, and those are tried among themselves.
+    /// or `None`) are taken, and those are tried among themselves; a share
+    /// from elsewhere is refused past the lower
+    /// `MAX_REMOTE_UNSEAL_COMBINATIONS`.
+    ///
+    /// An attempt from elsewhere that cannot take the unseal lock within
+    /// [`REMOTE_UNSEAL_WAIT`] is refused with [`CoreError::RateLimited`] and
+    /// changes nothing.
     pub async fn unseal_from(
         &self,
         encoded_share: &str,
@@ -507,7 +544,7 @@ impl Coffer {
         let share = Share::decode(encoded_share).map_err(|_| {
             CoreError::InvalidUnsealKey("that is not a well-formed unseal key".into())
         })?;
-        let _admin = self.admin.lock().await;
+        let _admin = self.unseal_lock(source).await?;
         // Another node sharing the store may have initialised it.
         self.refresh_seal_config().await?;
         let (config, candidates) = {
@@ -533,10 +570,10 @@ impl Coffer {
                     // filling the pending list from many addresses cannot
                     // stop an operator on the server (a reset from here
                     // would be refilled before their next key).
-                    let local =
-                        |s: Option<IpAddr>| s.is_none_or(|ip| ip.to_canonical().is_loopback());
-                    let over = binomial(progress.len(), t - 1) > MAX_UNSEAL_COMBINATIONS;
-                    if over && !local(source) {
+                    let local = local_source;
+                    let combinations = binomial(progress.len(), t - 1);
+                    let over = combinations > MAX_UNSEAL_COMBINATIONS;
+                    if !local(source) && combinations > MAX_REMOTE_UNSEAL_COMBINATIONS {
                         return Err(CoreError::InvalidUnsealKey(
                             "too many unseal keys are pending; their senders must reset them (unseal --reset), or unseal from this machine".into(),
                         ));
@@ -609,8 +646,15 @@ impl Coffer {
             .await?
             .ok_or_else(|| CoreError::Corrupt("the wrapped root key is missing".into()))?;
         let (last, earlier) = (last.clone(), earlier.to_vec());
-        // Up to MAX_UNSEAL_COMBINATIONS tries: off the request thread.
+        let delay = self
+            .unseal_search_delay_ms
+            .load(std::sync::atomic::Ordering::Relaxed);
+        // Up to MAX_UNSEAL_COMBINATIONS tries: off the request thread, on
+        // the blocking pool.
         let opened = tokio::task::spawn_blocking(move || {
+            if delay > 0 {
+                std::thread::sleep(std::time::Duration::from_millis(delay));
+            }
             let mut opened = None;
             let mut set: Vec<Share> = Vec::with_capacity(t);
             any_subset(earlier.len(), t - 1, &mut |chosen| {
@@ -665,13 +709,53 @@ impl Coffer {
 
     /// Forgets the unseal progress so far (every source's).
     pub async fn unseal_reset(&self) -> SealStatus {
-        self.unseal_reset_from(None).await
+        // This process's own reset waits as long as it needs: never refused.
+        match self.unseal_reset_from(None).await {
+            Ok(status) => status,
+            Err(_) => self.status(),
+        }
+    }
+
+    /// The unseal lock for an attempt from `source`. From this machine:
+    /// first come first served, without a time limit. From elsewhere: first the remote gate
+    /// (one remote attempt at a time) and then the lock, both within
+    /// [`REMOTE_UNSEAL_WAIT`], else [`CoreError::RateLimited`]; the gate is
+    /// held until the attempt ends. The lock is fair, so an attempt from this
+    /// machine waits behind at most the one remote attempt holding the gate,
+    /// however many others are waiting (and they give up in time).
+    async fn unseal_lock(&self, source: Option<IpAddr>) -> Result<UnsealGuard<'_>> {
+        if local_source(source) {
+            return Ok((None, self.admin.lock().await));
+        }
+        let take = async {
+            let gate = self.remote_unseal.lock().await;
+            (Some(gate), self.admin.lock().await)
+        };
+        tokio::time::timeout(REMOTE_UNSEAL_WAIT, take)
+            .await
+            .map_err(|_| {
+                CoreError::RateLimited(
+                    "another unseal attempt is in progress; try again shortly, or unseal from the server machine".into(),
+                )
+            })
+    }
+
+    /// Test hook: makes every unseal combination search take `delay` longer
+    /// (it sleeps on the blocking pool, as the search runs there).
+    #[doc(hidden)]
+    pub fn set_unseal_search_delay_for_tests(&self, delay: std::time::Duration) {
+        self.unseal_search_delay_ms.store(
+            delay.as_millis() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
 
     /// Forgets the unseal shares `source` provided; a loopback source, or
     /// `None` (this process), forgets every source's.
-    pub async fn unseal_reset_from(&self, source: Option<IpAddr>) -> SealStatus {
-        let _admin = self.admin.lock().await;
+    /// A reset from elsewhere waits for the unseal lock as an attempt does
+    /// (at most [`REMOTE_UNSEAL_WAIT`], then [`CoreError::RateLimited`]).
+    pub async fn unseal_reset_from(&self, source: Option<IpAddr>) -> Result<SealStatus> {
+        let _admin = self.unseal_lock(source).await?;
         if let State::Sealed { progress, .. } =
             &mut *self.state.write().unwrap_or_else(|p| p.into_inner())
         {
@@ -682,7 +766,7 @@ impl Coffer {
                 _ => progress.clear(),
             }
         }
-        self.status()
+        Ok(self.status())
     }
 
     /// Seals: drops every key from memory (they are zeroized when the last

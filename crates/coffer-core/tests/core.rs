@@ -152,7 +152,7 @@ async fn wrong_or_repeated_shares_are_refused_and_cannot_spoil_progress() {
     assert!(matches!(err, CoreError::InvalidUnsealKey(_)));
     assert!(coffer.status().sealed);
     // Nor can they reset it: a reset withdraws only the resetter's shares.
-    coffer.unseal_reset_from(attacker).await;
+    coffer.unseal_reset_from(attacker).await.unwrap();
     coffer
         .unseal_from(foreign.unseal_keys[2].expose_secret(), attacker)
         .await
@@ -1297,4 +1297,57 @@ async fn breakglass_grant_does_not_let_a_person_copy_move_or_promote_out() {
     c.copy(&root, "app/prod/db", "app/dev/db-copy", false)
         .await
         .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_unseal_attempt_that_cannot_take_the_lock_is_refused_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let coffer = Arc::new(open(dir.path()).await);
+    let init = coffer.init(3, 2).await.unwrap();
+    let other_dir = tempfile::tempdir().unwrap();
+    let foreign = open(other_dir.path()).await.init(3, 2).await.unwrap();
+    let operator: Option<std::net::IpAddr> = Some("192.0.2.1".parse().unwrap());
+    let remote: Option<std::net::IpAddr> = Some("2001:db8::".parse().unwrap());
+    coffer
+        .unseal_from(init.unseal_keys[0].expose_secret(), operator)
+        .await
+        .unwrap();
+    // An attempt from the server machine holds the unseal lock longer than
+    // a remote attempt may wait for it.
+    coffer.set_unseal_search_delay_for_tests(coffer_core::REMOTE_UNSEAL_WAIT * 2);
+    let local = {
+        let (coffer, key) = (
+            coffer.clone(),
+            foreign.unseal_keys[1].expose_secret().to_string(),
+        );
+        tokio::spawn(async move { coffer.unseal_from(&key, None).await })
+    };
+    while coffer.status().progress < 2 {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    // A remote attempt and a remote reset, at once, are refused as busy,
+    // and change nothing.
+    let (attempt, reset) = tokio::join!(
+        coffer.unseal_from(init.unseal_keys[1].expose_secret(), remote),
+        coffer.unseal_reset_from(operator)
+    );
+    assert!(
+        matches!(attempt, Err(CoreError::RateLimited(_))),
+        "{attempt:?}"
+    );
+    assert!(matches!(reset, Err(CoreError::RateLimited(_))), "{reset:?}");
+    assert!(matches!(
+        local.await.unwrap(),
+        Err(CoreError::InvalidUnsealKey(_))
+    ));
+    assert_eq!(coffer.status().progress, 2, "nothing added or withdrawn");
+    // Once the lock is free, the same remote share is taken and unseals.
+    coffer.set_unseal_search_delay_for_tests(std::time::Duration::ZERO);
+    assert!(
+        !coffer
+            .unseal_from(init.unseal_keys[1].expose_secret(), remote)
+            .await
+            .unwrap()
+            .sealed
+    );
 }

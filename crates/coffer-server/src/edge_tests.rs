@@ -368,8 +368,9 @@ async fn unseal_cannot_be_blocked_by_filling_the_pending_shares() {
         let app = app.clone();
         async move { send(&app, Some(&from), "POST", "/api/v1/sys/unseal", &body).await }
     };
-    // Six sources each send five wrong shares: past 27 pending, the
-    // combinations to try exceed the cap and further shares are refused.
+    // Six sources each send five wrong shares: past 17 pending, the
+    // combinations a remote share would cost exceed the remote cap and
+    // further remote shares are refused.
     for source in 0..6 {
         for key in &keys {
             let from = format!("[2001:db8:{source}::1]:1");
@@ -377,7 +378,7 @@ async fn unseal_cannot_be_blocked_by_filling_the_pending_shares() {
             assert!(r.status == 200 || r.status == 400, "{}", r.status);
         }
     }
-    assert!(f.coffer.status().progress >= 27);
+    assert!(f.coffer.status().progress >= 17);
     let r = unseal("192.0.2.1:1".into(), unseal_body(&keys[0])).await;
     assert_eq!(
         r.status, 400,
@@ -390,6 +391,107 @@ async fn unseal_cannot_be_blocked_by_filling_the_pending_shares() {
         assert_eq!(r.status, 200, "share {i} from this machine");
     }
     assert!(!f.coffer.status().sealed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unseal_cannot_be_delayed_by_a_queue_of_remote_attempts() {
+    let f = fixture().await;
+    let init = f.coffer.init(3, 2).await.unwrap();
+    let keys: Vec<String> = init
+        .unseal_keys
+        .iter()
+        .map(|k| k.expose_secret().to_string())
+        .collect();
+    let app = default_app(&f);
+    // The operator's first share, from the server machine: pending, so
+    // every later share makes a combination search.
+    let r = send(
+        &app,
+        Some("127.0.0.1:1"),
+        "POST",
+        "/api/v1/sys/unseal",
+        &unseal_body(&keys[0]),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    // Each search holds the unseal lock for a while (as a search at the
+    // combination cap does).
+    f.coffer
+        .set_unseal_search_delay_for_tests(std::time::Duration::from_millis(150));
+    // Twenty wrong shares a second, each from a new address: served one
+    // after another they would queue without bound (each search holds the
+    // lock for longer than the next one takes to arrive).
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let (stop, busy) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    let flood = {
+        let (app, stop, busy, body) = (
+            app.clone(),
+            stop.clone(),
+            busy.clone(),
+            unseal_body(&spoiled(&keys[1])),
+        );
+        tokio::spawn(async move {
+            let mut sent = Vec::new();
+            let mut i = 0u32;
+            while !stop.load(Ordering::SeqCst) && i < 2_000 {
+                let (app, busy, body) = (app.clone(), busy.clone(), body.clone());
+                sent.push(tokio::spawn(async move {
+                    let from = format!("[2001:db8:{:x}:{:x}::1]:1", i >> 16, i & 0xffff);
+                    let r = send(&app, Some(&from), "POST", "/api/v1/sys/unseal", &body).await;
+                    if r.status == 429 {
+                        busy.fetch_add(1, Ordering::SeqCst);
+                    }
+                    r
+                }));
+                i += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            sent
+        })
+    };
+    // The queue is full: remote attempts that cannot take the lock in time
+    // are being refused as busy.
+    tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        while busy.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("remote attempts that wait too long are refused as busy");
+    assert!(f.coffer.status().sealed);
+    // The operator's second share, from the server machine, waits behind at
+    // most one remote attempt and unseals while the flood goes on.
+    let r = send(
+        &app,
+        Some("127.0.0.1:1"),
+        "POST",
+        "/api/v1/sys/unseal",
+        &unseal_body(&keys[1]),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert!(!f.coffer.status().sealed);
+    stop.store(true, Ordering::SeqCst);
+    let sent = flood.await.unwrap();
+    // Every remote attempt ends: answered, or refused as busy with a time
+    // to retry; none waits without bound.
+    for task in sent {
+        let r = tokio::time::timeout(std::time::Duration::from_secs(30), task)
+            .await
+            .expect("a remote attempt ends")
+            .unwrap();
+        match r.status {
+            429 => {
+                assert_eq!(r.code, "rate_limited");
+                assert!(r.retry_after.is_some());
+            }
+            200 | 400 => {}
+            other => panic!("remote attempt answered {other}"),
+        }
+    }
 }
 
 #[tokio::test]

@@ -299,7 +299,7 @@ async fn unseal(
 ) -> Result<Json<api::SealStatus>, ApiError> {
     let source = peer.map(|axum::Extension(p)| crate::throttle::source_key(p.addr.ip()));
     if req.reset {
-        st.coffer.unseal_reset_from(source).await;
+        st.coffer.unseal_reset_from(source).await?;
     } else {
         let key = req.key.as_deref().ok_or_else(|| {
             ApiError::invalid("provide \"key\" (an unseal key) or \"reset\": true")
