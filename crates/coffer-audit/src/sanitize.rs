@@ -41,9 +41,11 @@
 //! U+2028; a terminal showing a U+202E reverses what follows; an invisible
 //! character makes two different names look the same.
 //!
-//! Cost on the hot path: one pass over the bytes looking for `c`, `C`, `%` and `\` (and
-//! one for bytes at or above 0x7F, which ASCII-only records, nearly all of
-//! them, end at); nothing is allocated unless something is found.
+//! Cost on the hot path: vectorised searches for `%` and `\`, for each `_`
+//! (a record without `%` or `\` can hold a token only as a literal
+//! `cft_`/`cfi_` before an underscore), and for any byte at or above 0x7F;
+//! the full search runs only when one of them finds something, and nothing
+//! is allocated unless something is masked or escaped.
 
 /// What [`clean`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -163,6 +165,9 @@ fn body_end(h: &[u8], body: usize) -> usize {
 /// Masks every token-shaped run (see the module's documentation); whether
 /// anything was.
 pub fn mask_tokens(json: &mut Vec<u8>) -> bool {
+    if !may_hold_token(json) {
+        return false;
+    }
     let Some(first) = first_token(json, 0) else {
         return false;
     };
@@ -178,6 +183,23 @@ pub fn mask_tokens(json: &mut Vec<u8>) -> bool {
     out.extend_from_slice(&json[copied..]);
     *json = out;
     true
+}
+
+/// A quick test that rules out nearly every record before the full
+/// search: with no `%` and no `\` in it, every unit is a literal byte, so
+/// a token-shaped string needs a literal `_` after `cft` or `cfi` (in either
+/// case) and before a base62 character. Records hold few underscores, and
+/// the searches are vectorised; the full search stops at every `c`.
+fn may_hold_token(h: &[u8]) -> bool {
+    if memchr::memchr2(b'%', b'\\', h).is_some() {
+        return true;
+    }
+    memchr::memchr_iter(b'_', h).any(|u| {
+        u >= 3
+            && h.get(u + 1).is_some_and(u8::is_ascii_alphanumeric)
+            && (h[u - 3..u].eq_ignore_ascii_case(b"cft")
+                || h[u - 3..u].eq_ignore_ascii_case(b"cfi"))
+    })
 }
 
 /// The body (start, end) of the first token-shaped string at or after
@@ -234,6 +256,10 @@ fn escaped_char(c: char) -> bool {
 /// Escapes the characters listed in the module's documentation; whether
 /// any was.
 pub fn escape_unsafe(json: &mut Vec<u8>) -> bool {
+    // Nearly every record is ASCII without DEL: two vectorised checks.
+    if json.is_ascii() && memchr::memchr(0x7f, json).is_none() {
+        return false;
+    }
     let Some(first) = json.iter().position(|&b| b >= 0x7f) else {
         return false;
     };
@@ -323,6 +349,35 @@ pub fn redact_url(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_quick_test_never_rules_out_what_the_full_search_finds() {
+        // Every string over an alphabet dense in prefix characters, up to
+        // a length that holds a prefix and a body, drawn by a fixed LCG.
+        const ALPHABET: &[u8] = b"cCfFtTiI_a0%5\\u\" .";
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut found = 0;
+        for _ in 0..200_000 {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
+            let len = (state >> 59) as usize + 1;
+            let h: Vec<u8> = (0..len)
+                .map(|k| {
+                    let x = state.rotate_left(k as u32 * 7) >> 58;
+                    ALPHABET[x as usize % ALPHABET.len()]
+                })
+                .collect();
+            if first_token(&h, 0).is_some() {
+                found += 1;
+                assert!(may_hold_token(&h), "{:?}", String::from_utf8_lossy(&h));
+            }
+        }
+        assert!(found > 100, "only {found} token shapes drawn");
+        assert!(!may_hold_token(
+            br#"{"op":"secret.read","path":"app/c/cf_x","accessor":"acc_Ab"}"#
+        ));
+        assert!(may_hold_token(b"x CfT_a"));
+        assert!(may_hold_token(b"%63ft_a"));
+    }
 
     fn cleaned(s: &str) -> String {
         let mut v = s.as_bytes().to_vec();
