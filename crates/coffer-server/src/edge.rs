@@ -20,7 +20,7 @@
 
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Mutex;
+use std::sync::RwLock;
 
 use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderMap, StatusCode, Version, header};
@@ -174,8 +174,9 @@ pub(crate) struct Edge {
     tls: bool,
     certificate: Option<rustls::pki_types::CertificateDer<'static>>,
     /// Names found valid for the certificate (a few; only positive
-    /// answers are kept).
-    certificate_names: Mutex<HashSet<String>>,
+    /// answers are kept). Read by every TLS request that names the server:
+    /// readers do not wait for each other.
+    certificate_names: RwLock<HashSet<String>>,
     hosts: Vec<HostRule>,
     allow_remote_init: bool,
     pub(crate) login: Throttle,
@@ -189,7 +190,7 @@ impl Edge {
             listen: o.listen,
             tls: o.tls,
             certificate: o.certificate,
-            certificate_names: Mutex::default(),
+            certificate_names: RwLock::default(),
             hosts: o.hosts,
             allow_remote_init: o.allow_remote_init,
             login: Throttle::new(Backoff {
@@ -312,11 +313,12 @@ impl Edge {
         let Some(cert) = &self.certificate else {
             return false;
         };
-        let mut known = self
+        if self
             .certificate_names
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if known.contains(name) {
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(name)
+        {
             return true;
         }
         let Ok(server_name) = rustls::pki_types::ServerName::try_from(name) else {
@@ -324,8 +326,14 @@ impl Edge {
         };
         let valid = webpki::EndEntityCert::try_from(cert)
             .is_ok_and(|ee| ee.verify_is_valid_for_subject_name(&server_name).is_ok());
-        if valid && known.len() < 64 {
-            known.insert(name.to_string());
+        if valid {
+            let mut known = self
+                .certificate_names
+                .write()
+                .unwrap_or_else(|p| p.into_inner());
+            if known.len() < 64 {
+                known.insert(name.to_string());
+            }
         }
         valid
     }
