@@ -111,9 +111,9 @@ fn login_body(user: &str, password: &str) -> String {
     serde_json::json!({ "user": user, "password": password }).to_string()
 }
 
-#[tokio::test]
-async fn login_lockout_cannot_be_forced_on_an_owner() {
-    let f = fixture().await;
+/// Initialises and unseals `f` and invites `alice` with a policy `dev` of
+/// `policy`; returns her password.
+async fn unsealed_with_alice(f: &Fixture, policy: &str) -> &'static str {
     let init = f.coffer.init(1, 1).await.unwrap();
     f.coffer
         .unseal(init.unseal_keys[0].expose_secret())
@@ -124,14 +124,7 @@ async fn login_lockout_cannot_be_forced_on_an_owner() {
         .authenticate(init.root_token.expose_secret(), None)
         .await
         .unwrap();
-    f.coffer
-        .write_policy(
-            &root,
-            "dev",
-            r#"path "app/dev/*" { capabilities = ["read"] }"#,
-        )
-        .await
-        .unwrap();
+    f.coffer.write_policy(&root, "dev", policy).await.unwrap();
     let (code, _) = f
         .coffer
         .create_invite(
@@ -148,6 +141,13 @@ async fn login_lockout_cannot_be_forced_on_an_owner() {
         .accept_invite(code.expose_secret(), "alice", password)
         .await
         .unwrap();
+    password
+}
+
+#[tokio::test]
+async fn login_lockout_cannot_be_forced_on_an_owner() {
+    let f = fixture().await;
+    let password = unsealed_with_alice(&f, r#"path "app/dev/*" { capabilities = ["read"] }"#).await;
     let app = default_app(&f);
     let login = |from: String, pw: &'static str| {
         let app = app.clone();
@@ -219,36 +219,7 @@ async fn login_lockout_cannot_be_forced_on_an_owner() {
 #[tokio::test]
 async fn a_paced_account_stays_open_to_its_owner_and_knocking_costs_the_knocker() {
     let f = fixture().await;
-    let init = f.coffer.init(1, 1).await.unwrap();
-    f.coffer
-        .unseal(init.unseal_keys[0].expose_secret())
-        .await
-        .unwrap();
-    let root = f
-        .coffer
-        .authenticate(init.root_token.expose_secret(), None)
-        .await
-        .unwrap();
-    f.coffer
-        .write_policy(&root, "dev", r#"path "app/*" { capabilities = ["read"] }"#)
-        .await
-        .unwrap();
-    let (code, _) = f
-        .coffer
-        .create_invite(
-            &root,
-            &InviteRequest {
-                policies: vec!["dev".into()],
-                ttl: None,
-            },
-        )
-        .await
-        .unwrap();
-    let password = "correct horse battery staple";
-    f.coffer
-        .accept_invite(code.expose_secret(), "alice", password)
-        .await
-        .unwrap();
+    let password = unsealed_with_alice(&f, r#"path "app/*" { capabilities = ["read"] }"#).await;
     let app = default_app(&f);
     let login = |from: &str, pw: &str| {
         let (app, from, body) = (app.clone(), from.to_string(), login_body("alice", pw));
