@@ -183,7 +183,7 @@ impl Coffer {
         for o in self.store.list_objects(KIND_POLICY).await? {
             let compiled = serde_json::from_slice::<StoredPolicy>(&o.value)
                 .ok()
-                .and_then(|p| Policy::parse(&p.source).ok());
+                .and_then(|p| Policy::parse_stored(&p.source).ok());
             let policy = match compiled {
                 Some(p) => p,
                 None => {

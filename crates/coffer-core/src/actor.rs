@@ -62,6 +62,10 @@ impl Actor {
         // hold characters that names refuse today: they are shown as U+FFFD,
         // never passed on to a terminal or a log line.
         let shown = |s: &str| -> String {
+            // Every read parses its author: the common case copies once.
+            if s.is_ascii() && !s.bytes().any(|b| b.is_ascii_control()) {
+                return s.to_owned();
+            }
             s.chars()
                 .map(|c| {
                     if crate::text::is_line_or_direction_control(c) {

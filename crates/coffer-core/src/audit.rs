@@ -149,18 +149,6 @@ impl crate::Coffer {
     /// caller: deny hides names, in the audit log as in listings. A root
     /// token is denied nothing. Reading the model notes no decision.
     pub fn audit_hides(&self, identity: &Identity, name: &str) -> bool {
-        if identity.is_root() {
-            return false;
-        }
-        let model = self.access_model();
-        coffer_policy::evaluate(
-            identity
-                .token
-                .policies
-                .iter()
-                .filter_map(|p| model.policy(p).map(|p| &**p)),
-            name,
-        )
-        .contains(coffer_policy::Capability::Deny)
+        crate::auth::denied_at(&self.access_model(), identity, name)
     }
 }

@@ -229,7 +229,17 @@ impl Policy {
                 }
             }
         }
-        parse::parse_rules(source).map(|rules| Policy { rules })
+        parse::parse_rules(source, false).map(|rules| Policy { rules })
+    }
+
+    /// Parses a policy read back from storage: the rules of [`Policy::parse`]
+    /// but two that came later. Characters that reorder or break lines, and
+    /// patterns holding something shaped like a token, are refused when a
+    /// policy is written, not when one written by an earlier release is
+    /// loaded: that policy would otherwise deny everything to the tokens
+    /// that carry it after an upgrade.
+    pub fn parse_stored(source: &str) -> Result<Policy, PolicyError> {
+        parse::parse_rules(source, true).map(|rules| Policy { rules })
     }
 
     /// The rules, one per distinct pattern, in order of first appearance.

@@ -222,7 +222,7 @@ fn is_ident_char(c: char) -> bool {
 }
 
 /// Parses a whole policy into its rules, merging blocks with the same pattern.
-pub(crate) fn parse_rules(source: &str) -> Result<Vec<Rule>, PolicyError> {
+pub(crate) fn parse_rules(source: &str, stored: bool) -> Result<Vec<Rule>, PolicyError> {
     if source.len() > MAX_SOURCE_BYTES {
         return Err(PolicyError {
             line: 1,
@@ -259,13 +259,14 @@ pub(crate) fn parse_rules(source: &str) -> Result<Vec<Rule>, PolicyError> {
                 pattern_token.describe()
             )));
         };
-        let pattern = Pattern::parse_located(pattern_source).map_err(|fault| PolicyError {
-            line: pattern_token.line,
-            // The string is on one line and has no escapes, so its characters map one
-            // to one onto the source; `+ 1` skips the opening quote.
-            column: pattern_token.column + 1 + pattern_source[..fault.offset].chars().count(),
-            message: fault.message,
-        })?;
+        let pattern =
+            Pattern::parse_located(pattern_source, !stored).map_err(|fault| PolicyError {
+                line: pattern_token.line,
+                // The string is on one line and has no escapes, so its characters map one
+                // to one onto the source; `+ 1` skips the opening quote.
+                column: pattern_token.column + 1 + pattern_source[..fault.offset].chars().count(),
+                message: fault.message,
+            })?;
 
         let open = lexer.next_token()?;
         if open.tok != Tok::LBrace {

@@ -58,7 +58,7 @@ pub(crate) struct PatternFault {
 impl Pattern {
     /// Parses a pattern. See the crate documentation for the syntax.
     pub fn parse(s: &str) -> Result<Pattern, PatternError> {
-        Pattern::parse_located(s).map_err(|fault| PatternError(fault.message))
+        Pattern::parse_located(s, true).map_err(|fault| PatternError(fault.message))
     }
 
     /// Parses a pattern that was stored by an earlier release: like
@@ -104,8 +104,13 @@ impl Pattern {
     }
 
     /// Parses `s`, reporting where in `s` a problem is.
-    pub(crate) fn parse_located(s: &str) -> Result<Pattern, PatternFault> {
-        Pattern::parse_checked(s, true)
+    /// `refuse_credentials` is false only for policies read back from
+    /// storage ([`crate::Policy::parse_stored`]).
+    pub(crate) fn parse_located(
+        s: &str,
+        refuse_credentials: bool,
+    ) -> Result<Pattern, PatternFault> {
+        Pattern::parse_checked(s, refuse_credentials)
     }
 
     fn parse_checked(s: &str, refuse_credentials: bool) -> Result<Pattern, PatternFault> {
@@ -314,7 +319,7 @@ mod tests {
             ("a/é", 2),
         ];
         for (source, offset) in cases {
-            let fault = Pattern::parse_located(source).unwrap_err();
+            let fault = Pattern::parse_located(source, true).unwrap_err();
             assert_eq!(fault.offset, offset, "{source:?}: {}", fault.message);
         }
     }

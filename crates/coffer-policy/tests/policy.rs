@@ -554,3 +554,26 @@ fn root_policy_name_is_reserved() {
     assert_eq!(ROOT_POLICY, "root");
     assert!(coffer_policy::validate_policy_name(ROOT_POLICY).is_err());
 }
+
+#[test]
+fn policies_stored_by_earlier_releases_still_load() {
+    // Written before these were refused at write time: a pattern shaped
+    // like a token and a comment with a direction control. Loading them
+    // must not turn the policy into deny-all after an upgrade.
+    let token_shaped = "path \"app/cft_notes/*\" { capabilities = [\"read\"] }\n";
+    let bidi_comment = "# note \u{202E}\npath \"app/*\" { capabilities = [\"list\"] }\n";
+    for (source, target, capability) in [
+        (token_shaped, "app/cft_notes/x", Read),
+        (bidi_comment, "app/x", List),
+    ] {
+        assert!(
+            Policy::parse(source).is_err(),
+            "{source:?} is refused when written"
+        );
+        let stored = Policy::parse_stored(source).unwrap();
+        assert!(
+            stored.capabilities_for(target).contains(capability),
+            "{source:?}"
+        );
+    }
+}
