@@ -574,16 +574,24 @@ fn worker(
                     let body_timeout = options.body_timeout;
                     let svc = tower::service_fn(move |req: hyper::Request<Incoming>| {
                         let in_flight = activity.begin();
-                        let timed_out = BodyTimedOut::default();
-                        let mut req = req.map(|inner| {
-                            Body::new(DeadlineBody {
-                                inner,
-                                sleep: Box::pin(tokio::time::sleep(body_timeout)),
-                                timed_out: timed_out.0.clone(),
-                            })
-                        });
+                        // A request whose body has already ended (a GET,
+                        // most reads) has nothing to time out: no timer,
+                        // no wrapper, on the hot path.
+                        let mut req = if req.body().is_end_stream() {
+                            req.map(Body::new)
+                        } else {
+                            let timed_out = BodyTimedOut::default();
+                            let mut req = req.map(|inner| {
+                                Body::new(DeadlineBody {
+                                    inner,
+                                    sleep: Box::pin(tokio::time::sleep(body_timeout)),
+                                    timed_out: timed_out.0.clone(),
+                                })
+                            });
+                            req.extensions_mut().insert(timed_out);
+                            req
+                        };
                         req.extensions_mut().insert(peer_ext.clone());
-                        req.extensions_mut().insert(timed_out);
                         let call = app.clone().oneshot(req);
                         let activity = activity.clone();
                         async move {
