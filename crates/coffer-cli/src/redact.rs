@@ -58,7 +58,8 @@ impl Redactor {
     pub fn too_short<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Vec<&'a str> {
         pairs
             .into_iter()
-            .filter(|(_, v)| !v.is_empty() && v.len() < MIN_LEN)
+            // Values are matched trimmed: `abc\n` is as short as `abc`.
+            .filter(|(_, v)| !v.trim().is_empty() && v.trim().len() < MIN_LEN)
             .map(|(n, _)| n)
             .collect()
     }
@@ -269,6 +270,10 @@ mod tests {
             "[REDACTED:B] [REDACTED:A] xy"
         );
         assert_eq!(Redactor::too_short(v.iter().copied()), ["C"]);
+        // A short value with a line break is as short, and warned about.
+        let v = [("D", "abc\n"), ("E", "abcd\n")];
+        assert_eq!(Redactor::too_short(v.iter().copied()), ["D"]);
+        assert_eq!(run(&v, &["abc abcd"]), "abc [REDACTED:E]");
     }
 
     /// Every split of `text` in two, and one byte at a time, gives `want`.

@@ -148,7 +148,7 @@ fn read_entries(a: &ImportArgs) -> anyhow::Result<Vec<(String, Result<WireValue,
                         ))
                     }
                     _ => {
-                        bad.push(format!("{name:?}"));
+                        bad.push(format!("{:?}", crate::env_names::mask_tokens(&name)));
                         continue;
                     }
                 };
