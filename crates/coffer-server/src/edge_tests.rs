@@ -651,3 +651,40 @@ async fn http2_over_a_socket_checks_the_authority() {
     let _ = stop.send(());
     server.await.unwrap();
 }
+
+#[tokio::test]
+async fn unseal_from_the_servers_own_address_counts_as_this_machine() {
+    // A server listening on all addresses, unsealed by an operator on it
+    // through its network address: that is this machine, as for init.
+    let f = fixture().await;
+    let init = f.coffer.init(2, 2).await.unwrap();
+    let key = init.unseal_keys[0].expose_secret().to_string();
+    let app = default_app(&f);
+    let r = send(
+        &app,
+        Some("192.0.2.1:1"),
+        "POST",
+        "/api/v1/sys/unseal",
+        &unseal_body(&spoiled(&key)),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(f.coffer.status().progress, 1);
+    let own = "192.0.2.10";
+    let mut req = Request::builder()
+        .method("POST")
+        .uri("/api/v1/sys/unseal")
+        .header("host", LISTEN)
+        .header("content-type", "application/json")
+        .body(Body::from(r#"{"reset":true}"#))
+        .unwrap();
+    let mut peer = Peer::new(format!("{own}:40000").parse().unwrap());
+    peer.local = Some(format!("{own}:8270").parse().unwrap());
+    req.extensions_mut().insert(peer);
+    assert_eq!(answer(&app, req).await.status, 200);
+    assert_eq!(
+        f.coffer.status().progress,
+        0,
+        "a reset from the server machine clears every pending key"
+    );
+}

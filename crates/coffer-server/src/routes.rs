@@ -297,7 +297,12 @@ async fn unseal(
     peer: Option<axum::Extension<crate::serve::Peer>>,
     JsonBody(req): JsonBody<api::UnsealRequest>,
 ) -> Result<Json<api::SealStatus>, ApiError> {
-    let source = peer.map(|axum::Extension(p)| crate::throttle::source_key(p.addr.ip()));
+    // The server machine (loopback, or a peer at the address the connection
+    // arrived at: the rule `init` follows) acts as this process does: its
+    // keys are always tried and its reset clears everyone's.
+    let source = peer.and_then(|axum::Extension(p)| {
+        (!p.is_this_machine()).then(|| crate::throttle::source_key(p.addr.ip()))
+    });
     if req.reset {
         st.coffer.unseal_reset_from(source).await?;
     } else {
