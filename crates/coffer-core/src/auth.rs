@@ -388,20 +388,32 @@ impl<'a> Listing<'a> {
         visible(&self.model, self.identity, &item, self.reveals, self.now)
     }
 
-    /// Whether a folder entry admitted by [`Listing::admits`] must also
-    /// hold something the caller is not denied before it is shown: true
-    /// when any of the caller's policies has a `deny` rule. (A folder
-    /// exists only because of what is below it; shown with everything
-    /// below it denied, it would tell that something hidden is there.)
-    pub fn folders_need_a_visible_descendant(&self) -> bool {
-        !self.identity.is_root()
-            && self.identity.token.policies.iter().any(|name| {
-                self.model.policies.get(name).is_some_and(|p| {
-                    p.rules()
-                        .iter()
-                        .any(|r| r.capabilities.contains(Capability::Deny))
+    /// Whether the folder entry `folder` (relative to the prefix) admitted
+    /// by [`Listing::admits`] must also hold something the caller is not
+    /// denied before it is shown: true when a `deny` rule of the caller's
+    /// policies could match something below it. (A folder exists only
+    /// because of what is below it; shown with everything below it denied,
+    /// it would tell that something hidden is there.) A pattern can match a
+    /// path below the folder only if its literal start (up to its first
+    /// wildcard) and the folder are one the prefix of the other, so a deny
+    /// elsewhere costs this folder no look below it.
+    pub fn folder_may_hide(&self, folder: &str) -> bool {
+        if self.identity.is_root() {
+            return false;
+        }
+        let full = format!("{}{folder}", self.prefix);
+        self.identity.token.policies.iter().any(|name| {
+            self.model.policies.get(name).is_some_and(|p| {
+                p.rules().iter().any(|r| {
+                    if !r.capabilities.contains(Capability::Deny) {
+                        return false;
+                    }
+                    let text = r.pattern.as_str();
+                    let literal = &text[..text.find(['*', '+']).unwrap_or(text.len())];
+                    literal.starts_with(full.as_str()) || full.starts_with(literal)
                 })
             })
+        })
     }
 
     /// Whether `below` (a secret path relative to the folder entry `folder`,

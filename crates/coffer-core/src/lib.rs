@@ -1778,7 +1778,6 @@ impl Coffer {
             now_ms(),
         );
         let limit = options.limit.max(1);
-        let check_folders = listing.folders_need_a_visible_descendant();
         let mut entries = Vec::new();
         let mut after = options.after;
         loop {
@@ -1797,7 +1796,7 @@ impl Coffer {
                     continue;
                 }
                 if entry.folder
-                    && check_folders
+                    && listing.folder_may_hide(&entry.name)
                     && !self
                         .holds_undenied(&listing, &entry.name, options.include_deleted)
                         .await?
@@ -1831,7 +1830,7 @@ impl Coffer {
 
     /// Whether the folder entry `folder` of `listing` holds a secret that
     /// no `deny` of the caller's hides (see
-    /// [`Listing::folders_need_a_visible_descendant`]). Stops at the first.
+    /// [`Listing::folder_may_hide`]). Stops at the first.
     async fn holds_undenied(
         &self,
         listing: &Listing<'_>,
