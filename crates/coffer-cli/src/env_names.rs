@@ -424,7 +424,12 @@ pub fn refuse_credential_paths<'a>(
     what: &str,
     paths: impl IntoIterator<Item = &'a str>,
 ) -> anyhow::Result<()> {
-    let n = paths.into_iter().filter(|p| holds_credential(p)).count();
+    // The server's own rule too (any case, any length of body): what it
+    // would refuse is never sent, so it never reaches a request line.
+    let n = paths
+        .into_iter()
+        .filter(|p| holds_credential(p) || coffer_policy::contains_credential(p))
+        .count();
     if n == 0 {
         return Ok(());
     }
@@ -597,5 +602,20 @@ mod tests {
         assert!(!looks_like_token("app/dev/DB"));
         assert_eq!(mask_tokens(&format!("leak/{t}/x")), "leak/cft_[masked]/x");
         assert_eq!(mask_tokens("a cfi_ b"), "a cfi_ b");
+    }
+
+    #[test]
+    fn paths_the_server_would_refuse_are_never_sent() {
+        // Shapes the value check lets pass (upper case, a body cut short)
+        // are still refused as paths: the server would refuse and record
+        // them.
+        for path in [
+            "app/CFT_0123456789abcdefXYZ",
+            "leak/cft_0123456789",
+            "a/Cfi_x",
+        ] {
+            assert!(refuse_credential_paths("paths", [path]).is_err(), "{path}");
+        }
+        assert!(refuse_credential_paths("paths", ["app/dev/DB", "app/cft"]).is_ok());
     }
 }
