@@ -247,7 +247,6 @@ fn history_shows_kind_and_accessor() {
     assert_eq!(read["created_by"], "alice");
     assert_eq!(read["created_by_kind"], "human");
     assert_eq!(read["created_by_accessor"], alice_accessor.as_str());
-
 }
 
 #[test]

@@ -66,11 +66,6 @@ fn unicode_line_separators_are_escaped_in_records() {
         );
     }
     // The log still verifies, as `coffer audit verify` asks the server.
-    let v = server.http(
-        "POST",
-        "/api/v1/sys/audit/verify",
-        Some(&root),
-        Some(b"{}"),
-    );
+    let v = server.http("POST", "/api/v1/sys/audit/verify", Some(&root), Some(b"{}"));
     assert_eq!(ok(&v, "verify")["ok"], true, "{}", v.text());
 }

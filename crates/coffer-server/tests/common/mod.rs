@@ -35,11 +35,9 @@ const PEER: &str = "127.0.0.1:50000";
 pub struct Server {
     rt: tokio::runtime::Runtime,
     app: Router,
-    pub coffer: Arc<Coffer>,
-    pub auditor: Arc<coffer_audit::Auditor>,
-    pub dir: PathBuf,
-    /// `http://` and the listen address, as the server prints it.
-    pub addr: String,
+    coffer: Arc<Coffer>,
+    auditor: Arc<coffer_audit::Auditor>,
+    dir: PathBuf,
     listen: SocketAddr,
     root: Option<String>,
 }
@@ -132,7 +130,6 @@ impl Server {
             coffer,
             auditor,
             dir: dir.to_path_buf(),
-            addr: format!("http://{}", config.listen),
             listen: config.listen,
             root,
         }
@@ -241,39 +238,6 @@ impl Server {
     pub fn audit_records(&self) -> Vec<serde_json::Value> {
         records(&self.audit_log())
     }
-
-    /// Writes policy `name` with `hcl` (as `root`) and returns a new
-    /// service token that carries only that policy.
-    pub fn token_with_policy(&self, root: &str, name: &str, hcl: &str) -> String {
-        let body = serde_json::json!({ "policy": hcl }).to_string();
-        ok(
-            &self.http(
-                "PUT",
-                &format!("/api/v1/sys/policies/{name}"),
-                Some(root),
-                Some(body.as_bytes()),
-            ),
-            "policy write",
-        );
-        let body = serde_json::json!({ "policies": [name] }).to_string();
-        ok(
-            &self.http(
-                "POST",
-                "/api/v1/auth/tokens",
-                Some(root),
-                Some(body.as_bytes()),
-            ),
-            "token create",
-        )["token"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    }
-
-    /// Runs `fut` on the server's runtime (for calls into the core).
-    pub fn block_on<F: Future>(&self, fut: F) -> F::Output {
-        self.rt.block_on(fut)
-    }
 }
 
 impl Drop for Server {
@@ -286,7 +250,7 @@ impl Drop for Server {
 }
 
 /// The records of an audit log file.
-pub fn records(file: &Path) -> Vec<serde_json::Value> {
+fn records(file: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(file)
         .unwrap()
         .lines()
@@ -341,9 +305,4 @@ pub fn ok(r: &Response, what: &str) -> serde_json::Value {
     } else {
         r.json()
     }
-}
-
-/// Whether `needle` occurs in `haystack`.
-pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
 }
