@@ -4,12 +4,13 @@
 //! A [`Server`] is assembled as `coffer server` assembles one: a real
 //! `Coffer` on a SQLite store in a temporary directory, a real
 //! `coffer_audit::Auditor` writing the audit log file there, and the router
-//! with the options the server derives from its configuration. Only the
-//! socket is missing: each request carries the [`Peer`] extension the
-//! server would set for a connection from `127.0.0.1`, and a `Host` header
-//! naming the listen address. What needs a socket or a process (HTTP
-//! framing, timeouts, TLS, signals, restarts, the CLI) is tested against the
-//! binary in coffer-cli's tests.
+//! with the options the server derives from its configuration. The socket
+//! is missing: each request carries the [`Peer`] extension the server would
+//! set for a connection from `127.0.0.1`, and a `Host` header naming the
+//! listen address. So are the node's background jobs (sweeps, the lifecycle
+//! scheduler, webhook delivery). What needs a socket, a process or those
+//! jobs (HTTP framing, timeouts, TLS, signals, restarts, the process log,
+//! the CLI) is tested against the binary in coffer-cli's tests.
 //!
 //! The calls are blocking, like the binary suites' were, so a test reads as
 //! a sequence of requests; the server's own runtime runs the router.
