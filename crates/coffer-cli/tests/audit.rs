@@ -1,7 +1,8 @@
-//! The audit log end to end, against the real binary: every request recorded
-//! exactly once, tampering named by `coffer audit verify`, fail closed when no
-//! sink can record (and service resumes when one recovers), alerts delivered
-//! to a webhook, queries, and the project-wide canary scan.
+//! The audit log end to end, against the real binary: records found by
+//! `coffer audit query`, `readers` and `hash`, tampering named by `coffer
+//! audit verify`, fail closed when no sink can record (and service resumes
+//! when one recovers), alerts delivered to a webhook, rotation, and the
+//! project-wide canary scan.
 
 mod common;
 
@@ -28,8 +29,11 @@ fn audit_log(server: &Server) -> PathBuf {
     server.data_dir().join("audit.log")
 }
 
+/// The records of a set of requests, as `coffer audit hash`, `query` and
+/// `readers` find them. (The records themselves, field by field, are
+/// checked in-process in coffer-server's `tests/audit.rs`.)
 #[test]
-fn every_request_is_recorded_once_with_who_what_and_outcome() {
+fn audit_records_are_found_by_the_cli_query_readers_and_hash() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), Mode::Dev);
     let root = server.root_token();
@@ -102,51 +106,18 @@ fn every_request_is_recorded_once_with_who_what_and_outcome() {
             405,
         ),
     ];
-    let health = server.http("GET", "/api/v1/sys/health", None, None);
-    let status = server.http("GET", "/api/v1/sys/status", None, None);
     let log = records(&audit_log(&server));
     let by_id = |id: &str| -> Vec<&Value> {
         log.iter()
             .filter(|r| r["request_id"].as_str() == Some(id))
             .collect()
     };
-    for (resp, op, outcome, code) in &cases {
+    for (resp, op, _, code) in &cases {
         assert_eq!(resp.status, *code, "{op}: {}", resp.text());
-        let id = resp.header("x-request-id").unwrap();
-        let found = by_id(id);
-        assert_eq!(
-            found.len(),
-            1,
-            "{op} {code}: recorded {} times",
-            found.len()
-        );
-        let r = found[0];
-        assert_eq!(r["op"], *op);
-        assert_eq!(r["outcome"], *outcome);
-        assert_eq!(r["status"], *code);
-        assert_eq!(r["source"], "127.0.0.1");
-        assert!(r["time"].as_str().unwrap().ends_with('Z'));
-        assert!(r["duration_us"].is_u64());
     }
-    for exempt in [&health, &status] {
-        assert!(by_id(exempt.header("x-request-id").unwrap()).is_empty());
-    }
-    // Who, what and which version, for the successful read.
     let read = by_id(cases[1].0.header("x-request-id").unwrap())[0];
-    assert_eq!(read["actor"]["name"], "root");
-    assert_eq!(read["actor"]["kind"], "service");
-    assert!(
-        read["actor"]["accessor"]
-            .as_str()
-            .unwrap()
-            .starts_with("acc_")
-    );
-    assert_eq!(read["path"], "app/dev/db");
-    assert_eq!(read["decision"], "read");
-    assert_eq!(read["version"], 1);
-    // Tokens appear only as HMACs, and `coffer audit hash` finds them.
     let bad = by_id(cases[2].0.header("x-request-id").unwrap())[0];
-    assert!(bad["actor"].is_null());
+    // `coffer audit hash` gives the tags the records carry.
     let cli = || server.cli().token(&root);
     let tag = cli()
         .stdin("cft_not_a_token")
@@ -171,13 +142,6 @@ fn every_request_is_recorded_once_with_who_what_and_outcome() {
     for r in by_root {
         assert_eq!(r["token"], root_tag.trim(), "{r}");
     }
-    let raw = std::fs::read_to_string(audit_log(&server)).unwrap();
-    assert!(!raw.contains(&root) && !raw.contains("cft_not_a_token"));
-    let oversized = by_id(cases[5].0.header("x-request-id").unwrap())[0];
-    assert_eq!(oversized["error"], "too_large");
-    // The first record says the log opened.
-    assert_eq!(log[0]["type"], "notice");
-    assert_eq!(log[0]["seq"], 1);
 
     // Queries, through the server and offline on the file.
     let q = cli()
@@ -275,78 +239,6 @@ fn verify_problem(server: &Server, root: &str, file: &Path) -> Value {
     let out = run.json();
     assert_eq!(run.code(), 7, "{out}");
     out["files"][0]["problem"].clone()
-}
-
-#[test]
-fn a_record_tags_the_token_presented_not_the_one_a_login_hands_out() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), Mode::Dev);
-    let root = server.root_token();
-    let cli = || server.cli().token(&root);
-    let hash = |v: &str| {
-        server
-            .cli()
-            .token(&root)
-            .stdin(v)
-            .run(&["audit", "hash"])
-            .expect(0)
-            .stdout()
-            .trim()
-            .to_string()
-    };
-    cli()
-        .stdin("path \"app/*\" { capabilities = [\"read\"] }")
-        .run(&["policy", "write", "reader"])
-        .expect(0);
-    let code = cli()
-        .run(&["invite", "create", "--policy", "reader", "--json"])
-        .expect(0)
-        .json()["code"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let password = "correct horse battery staple";
-    server
-        .cli()
-        .stdin(password)
-        .run(&["invite", "accept", &code, "--user", "tess"])
-        .expect(0);
-    let body = format!(r#"{{"user":"tess","password":"{password}"}}"#);
-    // One login presents no token, one presents root's (it is not needed,
-    // and must not be confused with the token the login creates).
-    let bare = server.http("POST", "/api/v1/auth/login", None, Some(body.as_bytes()));
-    let with_root = server.http(
-        "POST",
-        "/api/v1/auth/login",
-        Some(&root),
-        Some(body.as_bytes()),
-    );
-    assert_eq!(bare.status, 200, "{}", bare.text());
-    assert_eq!(with_root.status, 200, "{}", with_root.text());
-    let new_token = with_root.json()["token"].as_str().unwrap().to_string();
-    // The new token's first request: it is tagged as itself.
-    let read = server.http("GET", "/api/v1/auth/token/self", Some(&new_token), None);
-    assert_eq!(read.status, 200, "{}", read.text());
-
-    let log = records(&audit_log(&server));
-    let by_id = |r: &common::Response| -> Value {
-        let id = r.header("x-request-id").unwrap();
-        let found: Vec<&Value> = log
-            .iter()
-            .filter(|x| x["request_id"].as_str() == Some(id))
-            .collect();
-        assert_eq!(found.len(), 1);
-        found[0].clone()
-    };
-    let (bare, with_root, read) = (by_id(&bare), by_id(&with_root), by_id(&read));
-    assert_eq!(bare["op"], "auth.login");
-    assert_eq!(bare["actor"]["name"], "tess");
-    assert!(bare.get("token").is_none(), "{bare}");
-    assert_eq!(with_root["actor"]["name"], "tess");
-    assert_eq!(with_root["token"], hash(&root), "{with_root}");
-    assert_eq!(read["actor"]["name"], "tess");
-    assert_eq!(read["token"], hash(&new_token), "{read}");
-    assert_ne!(read["token"], with_root["token"]);
 }
 
 #[test]

@@ -24,6 +24,10 @@ pub use config::{AuditConfig, ConfigError, DEFAULT_AUDIT_FILE, ServerConfig, Sto
 pub use edge::{HostRule, RouterOptions};
 pub use error::ApiError;
 pub use routes::{AppState, OPENAPI, rfc3339, router};
+/// The per-connection request extension, for tests that drive the router
+/// in-process and must say where a request came from.
+#[doc(hidden)]
+pub use serve::Peer;
 pub use serve::{BoundListener, ServeError, ServeOptions, TlsFiles, bind, serve};
 
 /// Largest request body accepted for a given value limit. JSON escaping can

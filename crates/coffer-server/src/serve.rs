@@ -31,7 +31,7 @@ use tower::ServiceExt;
 /// request extension). Forwarding headers are not trusted, so behind a
 /// proxy this is the proxy.
 #[derive(Clone, Debug)]
-pub(crate) struct Peer {
+pub struct Peer {
     /// The peer's address.
     pub(crate) addr: SocketAddr,
     /// Its IP address as audit records write it (IPv4-mapped IPv6
@@ -39,11 +39,11 @@ pub(crate) struct Peer {
     /// per request.
     pub(crate) source: Arc<str>,
     /// The local address the connection arrived at.
-    pub(crate) local: Option<SocketAddr>,
+    pub local: Option<SocketAddr>,
 }
 
 impl Peer {
-    pub(crate) fn new(addr: SocketAddr) -> Peer {
+    pub fn new(addr: SocketAddr) -> Peer {
         Peer {
             addr,
             source: addr.ip().to_canonical().to_string().into(),

@@ -1,0 +1,336 @@
+//! Tokens, users, protected environments and break-glass through the
+//! router in-process: names coffer reserves, who wrote each version, and
+//! text that would rewrite what people see. (Lifecycles that need the CLI,
+//! the clock or the sweeper are tested against the binary in coffer-cli's
+//! `tests/access.rs`.)
+
+mod common;
+
+use common::{Mode, Server, ok};
+use serde_json::json;
+
+fn put_policy(server: &Server, root: &str, name: &str, source: &str) {
+    let body = json!({ "policy": source }).to_string();
+    ok(
+        &server.http(
+            "PUT",
+            &format!("/api/v1/sys/policies/{name}"),
+            Some(root),
+            Some(body.as_bytes()),
+        ),
+        name,
+    );
+}
+
+fn put_secret(server: &Server, root: &str, path: &str, value: &str) {
+    let body = json!({ "value": value }).to_string();
+    ok(
+        &server.http(
+            "PUT",
+            &format!("/api/v1/secrets/{path}"),
+            Some(root),
+            Some(body.as_bytes()),
+        ),
+        path,
+    );
+}
+
+/// Invites `user` with `policies`, accepts with `password`, and returns a login token.
+fn join(server: &Server, root: &str, user: &str, password: &str, policies: &[&str]) -> String {
+    let body = json!({ "policies": policies }).to_string();
+    let code = ok(
+        &server.http(
+            "POST",
+            "/api/v1/auth/invites",
+            Some(root),
+            Some(body.as_bytes()),
+        ),
+        "invite",
+    )["code"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let body = json!({ "code": code, "user": user, "password": password }).to_string();
+    ok(
+        &server.http(
+            "POST",
+            "/api/v1/auth/invites/accept",
+            None,
+            Some(body.as_bytes()),
+        ),
+        "accept",
+    );
+    let body = json!({ "user": user, "password": password }).to_string();
+    let r = server.http("POST", "/api/v1/auth/login", None, Some(body.as_bytes()));
+    ok(&r, "login")["token"].as_str().unwrap().to_string()
+}
+
+// ---- findings: posing as the system, and text that rewrites what people see ----
+
+/// Spellings of the names coffer writes for its own actions.
+const RESERVED_VARIANTS: &[&str] = &[
+    "root",
+    "Root",
+    "ROOT",
+    "root ",
+    " root",
+    "\u{FF52}\u{FF4F}\u{FF4F}\u{FF54}", // full-width
+    "r\u{043E}\u{043E}t",               // Cyrillic o
+    "r00t",
+    "r.o.o.t",
+    "system",
+    "System",
+    "coffer-scheduler",
+    "Coffer-Scheduler",
+    "coffer_scheduler",
+    "c\u{043E}ffer-scheduler",
+    "coffer",
+    "scheduler",
+    "anonymous",
+];
+
+#[test]
+fn token_cannot_be_named_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    put_policy(&server, &root, "nothing", "");
+    let mut failures = Vec::new();
+    let invisible = ["root\u{200B}", "\u{2060}root", "ro\u{AD}ot", "root\u{FEFF}"];
+    for name in RESERVED_VARIANTS.iter().chain(invisible.iter()) {
+        let body = json!({ "display_name": name, "policies": ["nothing"] }).to_string();
+        let r = server.http(
+            "POST",
+            "/api/v1/auth/tokens",
+            Some(&root),
+            Some(body.as_bytes()),
+        );
+        let m = r.json()["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        let why_ok = m.contains("coffer writes that name") || m.contains("invisible");
+        if r.status != 400 || r.error_code() != "invalid" || !why_ok {
+            failures.push(format!("token {name:?}: {} {}", r.status, r.text()));
+        }
+    }
+    // Names that only contain a reserved word are fine.
+    for name in ["rootkit", "root-admin", "deploy bot"] {
+        let body = json!({ "display_name": name, "policies": ["nothing"] }).to_string();
+        let r = server.http(
+            "POST",
+            "/api/v1/auth/tokens",
+            Some(&root),
+            Some(body.as_bytes()),
+        );
+        if r.status != 200 {
+            failures.push(format!("token {name:?}: {} {}", r.status, r.text()));
+        }
+    }
+    // Nor can a person take one as a user name (the code stays usable).
+    let code = ok(
+        &server.http(
+            "POST",
+            "/api/v1/auth/invites",
+            Some(&root),
+            Some(br#"{"policies":["nothing"]}"#),
+        ),
+        "invite",
+    )["code"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for name in RESERVED_VARIANTS {
+        let body =
+            json!({ "code": code, "user": name, "password": "correct horse battery staple" })
+                .to_string();
+        let r = server.http(
+            "POST",
+            "/api/v1/auth/invites/accept",
+            None,
+            Some(body.as_bytes()),
+        );
+        // Variants that are not even valid user names are refused earlier.
+        if r.status != 400 {
+            failures.push(format!("user {name:?}: {} {}", r.status, r.text()));
+        }
+    }
+    let body =
+        json!({ "code": code, "user": "rootless", "password": "correct horse battery staple" })
+            .to_string();
+    ok(
+        &server.http(
+            "POST",
+            "/api/v1/auth/invites/accept",
+            None,
+            Some(body.as_bytes()),
+        ),
+        "rootless",
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn history_shows_kind_and_accessor() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    put_policy(
+        &server,
+        &root,
+        "writer",
+        r#"path "app/*" { capabilities = ["read", "list", "create", "update"] }"#,
+    );
+    let body = json!({ "policies": ["writer"], "display_name": "deployer" }).to_string();
+    let r = server.http(
+        "POST",
+        "/api/v1/auth/tokens",
+        Some(&root),
+        Some(body.as_bytes()),
+    );
+    let created = ok(&r, "token");
+    let token = created["token"].as_str().unwrap().to_string();
+    let accessor = created["accessor"].as_str().unwrap().to_string();
+    let root_accessor = ok(
+        &server.http("GET", "/api/v1/auth/token/self", Some(&root), None),
+        "self",
+    )["accessor"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    put_secret(&server, &root, "app/dev/KEY", "first-Xy7#kQ2!vR9z");
+    put_secret(&server, &token, "app/dev/KEY", "second-Xy7#kQ2!vR9z");
+    let human = join(
+        &server,
+        &root,
+        "alice",
+        "correct horse battery staple",
+        &["writer"],
+    );
+    let alice_accessor = ok(
+        &server.http("GET", "/api/v1/auth/token/self", Some(&human), None),
+        "self",
+    )["accessor"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    put_secret(&server, &human, "app/dev/KEY", "third-Xy7#kQ2!vR9z");
+
+    // The API: every version says who, of which kind, with which token.
+    let md = ok(
+        &server.http("GET", "/api/v1/metadata/app/dev/KEY", Some(&root), None),
+        "metadata",
+    );
+    let versions = md["versions"].as_array().unwrap();
+    let who: Vec<(&str, &str, &str)> = versions
+        .iter()
+        .map(|v| {
+            (
+                v["created_by"].as_str().unwrap(),
+                v["created_by_kind"].as_str().unwrap(),
+                v["created_by_accessor"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        who,
+        [
+            ("root", "service", root_accessor.as_str()),
+            ("deployer", "service", accessor.as_str()),
+            ("alice", "human", alice_accessor.as_str()),
+        ]
+    );
+    let read = ok(
+        &server.http("GET", "/api/v1/secrets/app/dev/KEY", Some(&token), None),
+        "read",
+    );
+    assert_eq!(read["created_by"], "alice");
+    assert_eq!(read["created_by_kind"], "human");
+    assert_eq!(read["created_by_accessor"], alice_accessor.as_str());
+}
+
+#[test]
+fn bidi_controls_refused_in_display_names_and_reasons() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    put_policy(
+        &server,
+        &root,
+        "prod-bg",
+        r#"path "app/prod/*" { capabilities = ["read", "list", "breakglass"] }"#,
+    );
+    put_secret(&server, &root, "app/prod/db", "prod-Xy7#kQ2!vR9z");
+    ok(
+        &server.http(
+            "POST",
+            "/api/v1/sys/protected",
+            Some(&root),
+            Some(br#"{"pattern":"app/prod/*"}"#),
+        ),
+        "protect",
+    );
+    let human = join(
+        &server,
+        &root,
+        "oncall",
+        "correct horse battery staple",
+        &["prod-bg"],
+    );
+    let controls = [
+        '\u{2028}', '\u{2029}', '\u{202E}', '\u{202A}', '\u{202D}', '\u{2066}', '\u{2069}',
+        '\u{200E}', '\u{200F}', '\u{061C}', '\u{85}', '\u{9B}', '\u{1B}', '\n', '\r',
+    ];
+    let mut failures = Vec::new();
+    for c in controls {
+        let text = format!("INC-42 db{c}hunter2 outage");
+        let body = json!({ "display_name": text, "policies": ["prod-bg"] }).to_string();
+        let r = server.http(
+            "POST",
+            "/api/v1/auth/tokens",
+            Some(&root),
+            Some(body.as_bytes()),
+        );
+        let body = json!({ "path": "app/prod/db", "reason": text }).to_string();
+        let bg = server.http(
+            "POST",
+            "/api/v1/sys/breakglass",
+            Some(&human),
+            Some(body.as_bytes()),
+        );
+        for (what, r) in [("display name", r), ("reason", bg)] {
+            let says_which = r.text().contains(&format!("U+{:04X}", c as u32));
+            if r.status != 400
+                || !says_which
+                || r.text().contains("hunter2")
+                || r.text().contains(c)
+            {
+                failures.push(format!(
+                    "{what} with U+{:04X}: {} {}",
+                    c as u32,
+                    r.status,
+                    r.text()
+                ));
+            }
+        }
+    }
+    // Nothing was granted and no token by such a name exists.
+    let grants = ok(
+        &server.http("GET", "/api/v1/sys/breakglass", Some(&root), None),
+        "grants",
+    );
+    assert_eq!(grants["grants"].as_array().unwrap().len(), 0, "{grants}");
+    let tokens = server
+        .http("GET", "/api/v1/auth/tokens", Some(&root), None)
+        .text();
+    assert!(!tokens.contains("hunter2"), "{tokens}");
+    // A plain reason still works.
+    let r = server.http(
+        "POST",
+        "/api/v1/sys/breakglass",
+        Some(&human),
+        Some(br#"{"path":"app/prod/db","reason":"INC-42 db outage"}"#),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

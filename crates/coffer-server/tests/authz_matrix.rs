@@ -1,0 +1,1314 @@
+//! The authorization matrix: identity kinds x policies x paths x operations
+//! -> expected status, through the server's router in-process.
+//!
+//! One table drives it. It covers deny precedence, pattern edges (`app/dev`
+//! never matching `app/dev2` or `app/dev/x`, `+` as exactly one segment),
+//! non-canonical paths (double slashes, dot segments, percent-encoded dots,
+//! trailing slashes, case), protected prefixes for people versus services,
+//! and every route of the API, and it checks that no refused read carries a
+//! value. (The CLI's views of the deny fixture, `ls -r`, `rotation status`,
+//! `example` and `export`, are checked against the binary in coffer-cli's
+//! `tests/authz_matrix.rs`.)
+
+mod common;
+
+use common::{Mode, Server, ok};
+use serde_json::json;
+
+const POLICIES: &[(&str, &str)] = &[
+    (
+        "dev-reader",
+        r#"path "app/dev/*" { capabilities = ["read", "list"] }"#,
+    ),
+    (
+        "dev-exact",
+        r#"path "app/dev" { capabilities = ["read", "list"] }"#,
+    ),
+    ("one-seg", r#"path "app/+/db" { capabilities = ["read"] }"#),
+    (
+        "dev-creator",
+        r#"path "app/dev/*" { capabilities = ["create"] }"#,
+    ),
+    (
+        "dev-updater",
+        r#"path "app/dev/*" { capabilities = ["update"] }"#,
+    ),
+    (
+        "dev-deleter",
+        r#"path "app/dev/*" { capabilities = ["delete", "destroy"] }"#,
+    ),
+    (
+        "deny-db",
+        r#"path "app/dev/db" { capabilities = ["deny"] }"#,
+    ),
+    (
+        "prod-reader",
+        r#"path "*/prod/*" { capabilities = ["read", "list"] }"#,
+    ),
+    (
+        "policy-admin",
+        r#"path "sys/policies/*" { capabilities = ["admin"] }"#,
+    ),
+    (
+        "lister",
+        r#"
+        path "app/" { capabilities = ["list"] }
+        path "app/dev/" { capabilities = ["list"] }
+        "#,
+    ),
+];
+
+/// Identities: name -> (kind, policies).
+const IDENTITIES: &[(&str, &str, &[&str])] = &[
+    ("svc-dev", "service", &["dev-reader"]),
+    ("svc-exact", "service", &["dev-exact"]),
+    ("svc-oneseg", "service", &["one-seg"]),
+    ("svc-create", "service", &["dev-creator"]),
+    ("svc-update", "service", &["dev-updater"]),
+    ("svc-delete", "service", &["dev-deleter"]),
+    ("svc-dev-deny", "service", &["dev-reader", "deny-db"]),
+    ("svc-prod", "service", &["prod-reader"]),
+    ("svc-padmin", "service", &["policy-admin"]),
+    ("svc-lister", "service", &["lister"]),
+    ("human-dev", "human", &["dev-reader"]),
+    ("human-prod", "human", &["prod-reader"]),
+    ("human-root", "human", &["root"]),
+];
+
+const SECRETS: &[&str] = &[
+    "app/dev/db",
+    "app/dev/api",
+    "app/dev/sub/deep",
+    "app/dev2/db",
+    "app/prod/db",
+    "App/dev/db",
+    "app/dev/trash",
+    "app/dev/gone",
+];
+
+struct Fixture {
+    server: Server,
+    tokens: std::collections::HashMap<String, String>,
+}
+
+impl Fixture {
+    fn token(&self, who: &str) -> Option<String> {
+        match who {
+            "anonymous" => None,
+            "malformed" => Some("not-a-token".into()),
+            // Well formed (prefix, length, checksum) but never issued.
+            "unknown" => Some(
+                coffer_crypto::token::generate_token()
+                    .expose_secret()
+                    .to_string(),
+            ),
+            other => Some(
+                self.tokens
+                    .get(other)
+                    .unwrap_or_else(|| panic!("no identity {other}"))
+                    .clone(),
+            ),
+        }
+    }
+}
+
+fn setup() -> (tempfile::TempDir, Fixture) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    for (name, source) in POLICIES {
+        let body = json!({ "policy": source }).to_string();
+        ok(
+            &server.http(
+                "PUT",
+                &format!("/api/v1/sys/policies/{name}"),
+                Some(&root),
+                Some(body.as_bytes()),
+            ),
+            name,
+        );
+    }
+    for path in SECRETS {
+        let body = json!({ "value": format!("value-of-{path}") }).to_string();
+        ok(
+            &server.http(
+                "PUT",
+                &format!("/api/v1/secrets/{path}"),
+                Some(&root),
+                Some(body.as_bytes()),
+            ),
+            path,
+        );
+    }
+    ok(
+        &server.http(
+            "POST",
+            "/api/v1/sys/protected",
+            Some(&root),
+            Some(br#"{"pattern":"*/prod/*"}"#),
+        ),
+        "protect",
+    );
+    let mut tokens = std::collections::HashMap::new();
+    tokens.insert("root".to_string(), root.clone());
+    for (name, kind, policies) in IDENTITIES {
+        let token = match *kind {
+            "service" => {
+                let body = json!({ "policies": policies, "display_name": name }).to_string();
+                let r = server.http(
+                    "POST",
+                    "/api/v1/auth/tokens",
+                    Some(&root),
+                    Some(body.as_bytes()),
+                );
+                ok(&r, name)["token"].as_str().unwrap().to_string()
+            }
+            _ => {
+                let body = json!({ "policies": policies }).to_string();
+                let r = server.http(
+                    "POST",
+                    "/api/v1/auth/invites",
+                    Some(&root),
+                    Some(body.as_bytes()),
+                );
+                let code = ok(&r, name)["code"].as_str().unwrap().to_string();
+                let password = format!("correct horse battery {name}");
+                let body = json!({ "code": code, "user": name, "password": password }).to_string();
+                ok(
+                    &server.http(
+                        "POST",
+                        "/api/v1/auth/invites/accept",
+                        None,
+                        Some(body.as_bytes()),
+                    ),
+                    name,
+                );
+                let body = json!({ "user": name, "password": password }).to_string();
+                let r = server.http("POST", "/api/v1/auth/login", None, Some(body.as_bytes()));
+                let login = ok(&r, name);
+                assert_eq!(login["kind"], "human");
+                login["token"].as_str().unwrap().to_string()
+            }
+        };
+        tokens.insert(name.to_string(), token);
+    }
+    (dir, Fixture { server, tokens })
+}
+
+// (identity, method, url, body, expected status)
+type Case = (
+    &'static str,
+    &'static str,
+    &'static str,
+    Option<&'static str>,
+    u16,
+);
+
+const READS: &[Case] = &[
+    // Pattern edges: app/dev/* covers deeper paths but not app/dev2.
+    ("svc-dev", "GET", "/api/v1/secrets/app/dev/db", None, 200),
+    (
+        "svc-dev",
+        "GET",
+        "/api/v1/secrets/app/dev/sub/deep",
+        None,
+        200,
+    ),
+    ("svc-dev", "GET", "/api/v1/secrets/app/dev2/db", None, 403),
+    ("svc-dev", "GET", "/api/v1/secrets/app/prod/db", None, 403),
+    // Case is significant: App/ is another path.
+    ("svc-dev", "GET", "/api/v1/secrets/App/dev/db", None, 403),
+    ("root", "GET", "/api/v1/secrets/App/dev/db", None, 200),
+    // An exact rule matches only itself: not app/dev2, not app/dev/x.
+    ("svc-exact", "GET", "/api/v1/secrets/app/dev/db", None, 403),
+    ("svc-exact", "GET", "/api/v1/secrets/app/dev2/db", None, 403),
+    ("svc-exact", "GET", "/api/v1/list/app/dev", None, 403),
+    // `+` is exactly one segment.
+    ("svc-oneseg", "GET", "/api/v1/secrets/app/dev/db", None, 200),
+    (
+        "svc-oneseg",
+        "GET",
+        "/api/v1/secrets/app/dev2/db",
+        None,
+        200,
+    ),
+    (
+        "svc-oneseg",
+        "GET",
+        "/api/v1/secrets/app/dev/sub/db",
+        None,
+        403,
+    ),
+    ("svc-oneseg", "GET", "/api/v1/secrets/app/db", None, 403),
+    (
+        "svc-oneseg",
+        "GET",
+        "/api/v1/secrets/app/dev/api",
+        None,
+        403,
+    ),
+    // Deny wins over a grant from another policy, on that path only.
+    (
+        "svc-dev-deny",
+        "GET",
+        "/api/v1/secrets/app/dev/db",
+        None,
+        403,
+    ),
+    (
+        "svc-dev-deny",
+        "GET",
+        "/api/v1/metadata/app/dev/db",
+        None,
+        403,
+    ),
+    (
+        "svc-dev-deny",
+        "GET",
+        "/api/v1/secrets/app/dev/api",
+        None,
+        200,
+    ),
+    // Non-canonical spellings are refused, never normalised into a grant.
+    ("svc-dev", "GET", "/api/v1/secrets/app//dev/db", None, 400),
+    ("svc-dev", "GET", "/api/v1/secrets/app/dev/./db", None, 400),
+    (
+        "svc-dev",
+        "GET",
+        "/api/v1/secrets/app/dev/../prod/db",
+        None,
+        400,
+    ),
+    (
+        "svc-dev",
+        "GET",
+        "/api/v1/secrets/app/dev/%2e%2e/prod/db",
+        None,
+        400,
+    ),
+    (
+        "svc-dev",
+        "GET",
+        "/api/v1/secrets/app/dev/%2E%2E/prod/db",
+        None,
+        400,
+    ),
+    ("svc-dev", "GET", "/api/v1/secrets/app/dev/db/", None, 400),
+    ("svc-dev", "GET", "/api/v1/secrets/app/dev/db%00", None, 400),
+    ("svc-dev", "GET", "/api/v1/secrets/app/dev/d%20b", None, 400),
+    ("root", "GET", "/api/v1/secrets/app//dev/db", None, 400),
+    (
+        "root",
+        "GET",
+        "/api/v1/secrets/app/dev/%2e%2e/prod/db",
+        None,
+        400,
+    ),
+    // An encoded slash decodes to the same canonical path, with the same decision.
+    (
+        "svc-dev",
+        "GET",
+        "/api/v1/secrets/app%2Fdev%2Fdb",
+        None,
+        200,
+    ),
+    (
+        "svc-dev-deny",
+        "GET",
+        "/api/v1/secrets/app%2Fdev%2Fdb",
+        None,
+        403,
+    ),
+    (
+        "svc-dev",
+        "GET",
+        "/api/v1/secrets/app%2Fprod%2Fdb",
+        None,
+        403,
+    ),
+    // Listing: the folder target.
+    ("svc-dev", "GET", "/api/v1/list/app/dev", None, 200),
+    ("svc-dev", "GET", "/api/v1/list/app/dev/", None, 200),
+    ("svc-dev", "GET", "/api/v1/list/app", None, 403),
+    ("svc-dev", "GET", "/api/v1/list", None, 403),
+    ("svc-dev", "GET", "/api/v1/list/app/dev2", None, 403),
+    ("svc-lister", "GET", "/api/v1/list/app", None, 200),
+    ("svc-lister", "GET", "/api/v1/list/app/dev", None, 200),
+    ("svc-lister", "GET", "/api/v1/list/app/dev/sub", None, 403),
+    ("svc-lister", "GET", "/api/v1/secrets/app/dev/db", None, 403),
+    (
+        "svc-lister",
+        "GET",
+        "/api/v1/metadata/app/dev/db",
+        None,
+        403,
+    ),
+    // Metadata needs read or list on the path.
+    ("svc-dev", "GET", "/api/v1/metadata/app/dev/db", None, 200),
+    ("svc-dev", "GET", "/api/v1/metadata/app/prod/db", None, 403),
+    // Protected prefix */prod/*: services read values; people do not, whatever
+    // their policies (even root), but may list and see metadata.
+    ("svc-prod", "GET", "/api/v1/secrets/app/prod/db", None, 200),
+    (
+        "human-prod",
+        "GET",
+        "/api/v1/secrets/app/prod/db",
+        None,
+        403,
+    ),
+    (
+        "human-root",
+        "GET",
+        "/api/v1/secrets/app/prod/db",
+        None,
+        403,
+    ),
+    (
+        "human-prod",
+        "GET",
+        "/api/v1/metadata/app/prod/db",
+        None,
+        200,
+    ),
+    ("human-prod", "GET", "/api/v1/list/app/prod", None, 200),
+    ("human-root", "GET", "/api/v1/secrets/app/dev/db", None, 200),
+    ("human-dev", "GET", "/api/v1/secrets/app/dev/db", None, 200),
+    ("human-dev", "GET", "/api/v1/secrets/app/dev2/db", None, 403),
+    // No token, a malformed token, a well-formed unknown token.
+    ("anonymous", "GET", "/api/v1/secrets/app/dev/db", None, 401),
+    ("malformed", "GET", "/api/v1/secrets/app/dev/db", None, 401),
+    ("unknown", "GET", "/api/v1/secrets/app/dev/db", None, 401),
+    ("anonymous", "GET", "/api/v1/list", None, 401),
+    ("anonymous", "GET", "/api/v1/metadata/app/dev/db", None, 401),
+    ("anonymous", "GET", "/api/v1/secrets/app//dev/db", None, 401),
+];
+
+const WRITES: &[Case] = &[
+    // create vs update.
+    (
+        "svc-create",
+        "PUT",
+        "/api/v1/secrets/app/dev/new",
+        Some(r#"{"value":"n"}"#),
+        200,
+    ),
+    (
+        "svc-create",
+        "PUT",
+        "/api/v1/secrets/app/dev/new",
+        Some(r#"{"value":"n2"}"#),
+        403,
+    ),
+    (
+        "svc-update",
+        "PUT",
+        "/api/v1/secrets/app/dev/new",
+        Some(r#"{"value":"n3"}"#),
+        200,
+    ),
+    (
+        "svc-update",
+        "PUT",
+        "/api/v1/secrets/app/dev/other",
+        Some(r#"{"value":"o"}"#),
+        403,
+    ),
+    (
+        "svc-create",
+        "PUT",
+        "/api/v1/secrets/app/dev2/new",
+        Some(r#"{"value":"n"}"#),
+        403,
+    ),
+    (
+        "svc-dev",
+        "PUT",
+        "/api/v1/secrets/app/dev/db",
+        Some(r#"{"value":"x"}"#),
+        403,
+    ),
+    (
+        "svc-create",
+        "PUT",
+        "/api/v1/secrets/app/dev/../x",
+        Some(r#"{"value":"x"}"#),
+        400,
+    ),
+    (
+        "anonymous",
+        "PUT",
+        "/api/v1/secrets/app/dev/new",
+        Some(r#"{"value":"x"}"#),
+        401,
+    ),
+    // People may write under a protected prefix if a policy lets them; only
+    // reading values is withheld.
+    (
+        "human-root",
+        "PUT",
+        "/api/v1/secrets/web/prod/key",
+        Some(r#"{"value":"k"}"#),
+        200,
+    ),
+    (
+        "human-prod",
+        "PUT",
+        "/api/v1/secrets/web/prod/key",
+        Some(r#"{"value":"k"}"#),
+        403,
+    ),
+    // PostgreSQL role management: create on the path and read on the
+    // administrator secret, decided before PostgreSQL is contacted. People
+    // cannot borrow credentials from a protected environment either.
+    (
+        "svc-create",
+        "POST",
+        "/api/v1/postgres/app/dev/pg",
+        Some(r#"{"admin":"app/prod/db","roles":["r_one","r_two"]}"#),
+        403,
+    ),
+    (
+        "svc-dev",
+        "POST",
+        "/api/v1/postgres/app/dev/pg",
+        Some(r#"{"admin":"app/dev/db","roles":["r_one","r_two"]}"#),
+        403,
+    ),
+    (
+        "human-root",
+        "POST",
+        "/api/v1/postgres/app/dev/pg",
+        Some(r#"{"admin":"app/prod/db","roles":["r_one","r_two"]}"#),
+        403,
+    ),
+    (
+        "anonymous",
+        "POST",
+        "/api/v1/postgres/app/dev/pg",
+        Some(r#"{"admin":"app/dev/db","roles":["r_one","r_two"]}"#),
+        401,
+    ),
+    ("svc-dev", "GET", "/api/v1/postgres/app/dev/db", None, 404),
+    ("svc-dev", "GET", "/api/v1/postgres/app/prod/db", None, 403),
+    (
+        "svc-lister",
+        "GET",
+        "/api/v1/postgres/app/dev/db",
+        None,
+        403,
+    ),
+    // delete, undelete, destroy.
+    (
+        "svc-dev",
+        "DELETE",
+        "/api/v1/secrets/app/dev/trash",
+        None,
+        403,
+    ),
+    (
+        "svc-delete",
+        "DELETE",
+        "/api/v1/secrets/app/dev/trash",
+        None,
+        200,
+    ),
+    (
+        "svc-dev",
+        "POST",
+        "/api/v1/undelete/app/dev/trash",
+        Some("{}"),
+        403,
+    ),
+    (
+        "svc-delete",
+        "POST",
+        "/api/v1/undelete/app/dev/trash",
+        Some("{}"),
+        200,
+    ),
+    (
+        "svc-dev",
+        "POST",
+        "/api/v1/destroy/app/dev/gone",
+        Some("{}"),
+        403,
+    ),
+    (
+        "svc-delete",
+        "POST",
+        "/api/v1/destroy/app/dev/gone",
+        Some("{}"),
+        200,
+    ),
+    (
+        "svc-delete",
+        "DELETE",
+        "/api/v1/secrets/app/dev2/db",
+        None,
+        403,
+    ),
+    (
+        "anonymous",
+        "DELETE",
+        "/api/v1/secrets/app/dev/trash",
+        None,
+        401,
+    ),
+    (
+        "anonymous",
+        "POST",
+        "/api/v1/undelete/app/dev/trash",
+        Some("{}"),
+        401,
+    ),
+    (
+        "anonymous",
+        "POST",
+        "/api/v1/destroy/app/dev/trash",
+        Some("{}"),
+        401,
+    ),
+];
+
+const ADMIN: &[Case] = &[
+    // Server operations: root only.
+    ("svc-dev", "POST", "/api/v1/sys/seal", None, 403),
+    ("human-dev", "POST", "/api/v1/sys/seal", None, 403),
+    ("anonymous", "POST", "/api/v1/sys/seal", None, 401),
+    ("svc-padmin", "POST", "/api/v1/sys/rotate", None, 403),
+    ("svc-dev", "GET", "/api/v1/sys/keyring", None, 403),
+    ("root", "GET", "/api/v1/sys/keyring", None, 200),
+    ("root", "POST", "/api/v1/sys/rotate", None, 200),
+    ("svc-padmin", "GET", "/api/v1/sys/backup", None, 403),
+    ("human-dev", "GET", "/api/v1/sys/backup", None, 403),
+    ("anonymous", "GET", "/api/v1/sys/backup", None, 401),
+    ("root", "GET", "/api/v1/sys/backup", None, 200),
+    // Open to everyone.
+    ("anonymous", "GET", "/api/v1/sys/health", None, 200),
+    ("anonymous", "GET", "/api/v1/sys/status", None, 200),
+    ("anonymous", "GET", "/api/v1/openapi.json", None, 200),
+    (
+        "anonymous",
+        "POST",
+        "/api/v1/sys/init",
+        Some(r#"{"shares":1,"threshold":1}"#),
+        409,
+    ),
+    (
+        "anonymous",
+        "POST",
+        "/api/v1/sys/unseal",
+        Some(r#"{"reset":true}"#),
+        200,
+    ),
+    // Policies: admin on sys/policies/*.
+    (
+        "svc-padmin",
+        "GET",
+        "/api/v1/sys/policies/dev-reader",
+        None,
+        200,
+    ),
+    (
+        "svc-padmin",
+        "PUT",
+        "/api/v1/sys/policies/new-one",
+        Some(r#"{"policy":"path \"x/*\" { capabilities = [\"read\"] }"}"#),
+        200,
+    ),
+    (
+        "svc-padmin",
+        "DELETE",
+        "/api/v1/sys/policies/new-one",
+        None,
+        204,
+    ),
+    // `sys/policies/*` also covers the folder `sys/policies/`: listing.
+    ("svc-padmin", "GET", "/api/v1/sys/policies", None, 200),
+    ("svc-padmin", "GET", "/api/v1/sys/users", None, 403),
+    (
+        "svc-dev",
+        "GET",
+        "/api/v1/sys/policies/dev-reader",
+        None,
+        403,
+    ),
+    (
+        "svc-dev",
+        "PUT",
+        "/api/v1/sys/policies/dev-reader",
+        Some(r#"{"policy":"path \"*\" { capabilities = [\"read\"] }"}"#),
+        403,
+    ),
+    (
+        "human-dev",
+        "DELETE",
+        "/api/v1/sys/policies/dev-reader",
+        None,
+        403,
+    ),
+    ("root", "GET", "/api/v1/sys/policies", None, 200),
+    ("anonymous", "GET", "/api/v1/sys/policies", None, 401),
+    // Tokens: anyone acts on their own; listing and others' tokens need admin.
+    ("svc-dev", "GET", "/api/v1/auth/token/self", None, 200),
+    ("human-dev", "GET", "/api/v1/auth/token/self", None, 200),
+    (
+        "svc-dev",
+        "POST",
+        "/api/v1/auth/token/self/renew",
+        None,
+        200,
+    ),
+    ("anonymous", "GET", "/api/v1/auth/token/self", None, 401),
+    ("svc-dev", "GET", "/api/v1/auth/tokens", None, 403),
+    ("root", "GET", "/api/v1/auth/tokens", None, 200),
+    (
+        "svc-dev",
+        "POST",
+        "/api/v1/auth/tokens",
+        Some(r#"{"policies":["dev-reader"],"ttl":"1h"}"#),
+        200,
+    ),
+    (
+        "svc-dev",
+        "POST",
+        "/api/v1/auth/tokens",
+        Some(r#"{"policies":["prod-reader"]}"#),
+        403,
+    ),
+    (
+        "svc-dev",
+        "POST",
+        "/api/v1/auth/tokens",
+        Some(r#"{"policies":["root"]}"#),
+        403,
+    ),
+    (
+        "human-dev",
+        "POST",
+        "/api/v1/auth/tokens",
+        Some(r#"{"policies":["dev-reader"]}"#),
+        200,
+    ),
+    (
+        "anonymous",
+        "POST",
+        "/api/v1/auth/tokens",
+        Some(r#"{"policies":["dev-reader"]}"#),
+        401,
+    ),
+    (
+        "svc-dev",
+        "GET",
+        "/api/v1/auth/tokens/{root-accessor}",
+        None,
+        403,
+    ),
+    (
+        "svc-dev",
+        "POST",
+        "/api/v1/auth/tokens/{root-accessor}/renew",
+        None,
+        403,
+    ),
+    (
+        "svc-dev",
+        "DELETE",
+        "/api/v1/auth/tokens/{root-accessor}",
+        None,
+        403,
+    ),
+    (
+        "svc-dev",
+        "GET",
+        "/api/v1/auth/tokens/acc_000000000000000000000000",
+        None,
+        403,
+    ),
+    (
+        "root",
+        "GET",
+        "/api/v1/auth/tokens/acc_000000000000000000000000",
+        None,
+        404,
+    ),
+    (
+        "root",
+        "GET",
+        "/api/v1/auth/tokens/{svc-dev-accessor}",
+        None,
+        200,
+    ),
+    (
+        "human-dev",
+        "GET",
+        "/api/v1/auth/tokens/{svc-dev-accessor}",
+        None,
+        403,
+    ),
+    // Users and invitations: admin.
+    ("svc-dev", "GET", "/api/v1/sys/users", None, 403),
+    (
+        "human-dev",
+        "GET",
+        "/api/v1/sys/users/human-prod",
+        None,
+        403,
+    ),
+    (
+        "human-dev",
+        "POST",
+        "/api/v1/sys/users/human-prod/disable",
+        None,
+        403,
+    ),
+    (
+        "human-dev",
+        "POST",
+        "/api/v1/sys/users/human-prod/enable",
+        None,
+        403,
+    ),
+    (
+        "human-dev",
+        "DELETE",
+        "/api/v1/sys/users/human-prod",
+        None,
+        403,
+    ),
+    (
+        "human-dev",
+        "PATCH",
+        "/api/v1/sys/users/human-prod",
+        Some(r#"{"policies":["dev-reader"]}"#),
+        403,
+    ),
+    (
+        "svc-padmin",
+        "PATCH",
+        "/api/v1/sys/users/human-dev",
+        Some(r#"{"reset_totp":true}"#),
+        403,
+    ),
+    (
+        "anonymous",
+        "PATCH",
+        "/api/v1/sys/users/human-prod",
+        Some(r#"{"reset_totp":true}"#),
+        401,
+    ),
+    ("root", "GET", "/api/v1/sys/users", None, 200),
+    ("root", "GET", "/api/v1/sys/users/Human-Prod", None, 200),
+    (
+        "svc-dev",
+        "POST",
+        "/api/v1/auth/invites",
+        Some(r#"{"policies":["dev-reader"]}"#),
+        403,
+    ),
+    (
+        "anonymous",
+        "POST",
+        "/api/v1/auth/invites/accept",
+        Some(r#"{"code":"cfi_x","user":"mallory","password":"long enough password"}"#),
+        400,
+    ),
+    (
+        "anonymous",
+        "POST",
+        "/api/v1/auth/login",
+        Some(r#"{"user":"nobody","password":"long enough password"}"#),
+        401,
+    ),
+    // One-time codes belong to people.
+    ("svc-dev", "POST", "/api/v1/auth/totp", None, 400),
+    ("anonymous", "POST", "/api/v1/auth/totp", None, 401),
+    (
+        "human-dev",
+        "POST",
+        "/api/v1/auth/totp/confirm",
+        Some(r#"{"code":"000000"}"#),
+        400,
+    ),
+    (
+        "human-dev",
+        "POST",
+        "/api/v1/auth/totp/disable",
+        Some(r#"{"code":"000000"}"#),
+        400,
+    ),
+    // Protected prefixes: admin.
+    ("svc-prod", "GET", "/api/v1/sys/protected", None, 403),
+    (
+        "human-prod",
+        "POST",
+        "/api/v1/sys/protected",
+        Some(r#"{"pattern":"x/*"}"#),
+        403,
+    ),
+    (
+        "human-prod",
+        "DELETE",
+        "/api/v1/sys/protected?pattern=*/prod/*",
+        None,
+        403,
+    ),
+    ("root", "GET", "/api/v1/sys/protected", None, 200),
+    // Break-glass: people, with the capability, on protected paths.
+    (
+        "human-prod",
+        "POST",
+        "/api/v1/sys/breakglass",
+        Some(r#"{"path":"app/prod/db","reason":"INC-1 outage"}"#),
+        403,
+    ),
+    (
+        "svc-prod",
+        "POST",
+        "/api/v1/sys/breakglass",
+        Some(r#"{"path":"app/prod/db","reason":"INC-1 outage"}"#),
+        400,
+    ),
+    (
+        "human-root",
+        "POST",
+        "/api/v1/sys/breakglass",
+        Some(r#"{"path":"app/dev/db","reason":"INC-1 outage"}"#),
+        400,
+    ),
+    ("svc-dev", "GET", "/api/v1/sys/breakglass", None, 403),
+    ("root", "GET", "/api/v1/sys/breakglass", None, 200),
+    // Self-revocation last: the token stops working at once.
+    ("svc-update", "DELETE", "/api/v1/auth/token/self", None, 204),
+    ("svc-update", "GET", "/api/v1/auth/token/self", None, 401),
+];
+
+fn run(f: &Fixture, table: &[Case], substitutions: &[(&str, String)]) {
+    let mut failures = Vec::new();
+    for (who, method, url, body, expected) in table {
+        let mut url = url.to_string();
+        for (k, v) in substitutions {
+            url = url.replace(k, v);
+        }
+        let token = f.token(who);
+        let r = f
+            .server
+            .http(method, &url, token.as_deref(), body.map(str::as_bytes));
+        if r.status != *expected {
+            failures.push(format!(
+                "{who} {method} {url}: expected {expected}, got {} {}",
+                r.status,
+                r.text()
+            ));
+        }
+        // A refused read never carries a value, and every error body is the
+        // API's error shape.
+        if r.status >= 400 {
+            assert!(
+                !r.text().contains("value-of-"),
+                "{who} {method} {url} leaked a value: {}",
+                r.text()
+            );
+            assert!(
+                !r.error_code().is_empty(),
+                "{who} {method} {url}: error without a code"
+            );
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn authorization_matrix() {
+    let (_dir, f) = setup();
+    let root = f.token("root").unwrap();
+    let accessor_of = |who: &str| {
+        let r = f.server.http(
+            "GET",
+            "/api/v1/auth/token/self",
+            f.token(who).as_deref(),
+            None,
+        );
+        ok(&r, who)["accessor"].as_str().unwrap().to_string()
+    };
+    let subs = [
+        ("{root-accessor}", accessor_of("root")),
+        ("{svc-dev-accessor}", accessor_of("svc-dev")),
+    ];
+    run(&f, READS, &subs);
+    run(&f, WRITES, &subs);
+    run(&f, ADMIN, &subs);
+
+    // What the allowed reads returned is the right value.
+    let r = f.server.http(
+        "GET",
+        "/api/v1/secrets/app/dev/sub/deep",
+        f.token("svc-dev").as_deref(),
+        None,
+    );
+    assert_eq!(r.json()["value"], "value-of-app/dev/sub/deep");
+    // The refused writes changed nothing.
+    let r = f
+        .server
+        .http("GET", "/api/v1/metadata/app/dev/db", Some(&root), None);
+    assert_eq!(r.json()["current_version"], 1);
+    let r = f
+        .server
+        .http("GET", "/api/v1/secrets/app/dev2/new", Some(&root), None);
+    assert_eq!(r.status, 404);
+    let r = f
+        .server
+        .http("GET", "/api/v1/sys/policies/dev-reader", Some(&root), None);
+    assert!(r.json()["policy"].as_str().unwrap().contains("app/dev/*"));
+    // Protected prefixes are still there.
+    let r = f
+        .server
+        .http("GET", "/api/v1/sys/protected", Some(&root), None);
+    assert_eq!(r.json()["protected"][0]["pattern"], "*/prod/*");
+}
+
+#[test]
+fn policy_changes_take_effect_on_the_next_request() {
+    let (_dir, f) = setup();
+    let root = f.token("root").unwrap();
+    let svc = f.token("svc-dev");
+    let get = |t: Option<&str>| {
+        f.server
+            .http("GET", "/api/v1/secrets/app/dev/db", t, None)
+            .status
+    };
+    assert_eq!(get(svc.as_deref()), 200);
+    // Tighten the policy: refused at once.
+    let body = json!({ "policy": r#"path "app/dev/api" { capabilities = ["read"] }"# }).to_string();
+    ok(
+        &f.server.http(
+            "PUT",
+            "/api/v1/sys/policies/dev-reader",
+            Some(&root),
+            Some(body.as_bytes()),
+        ),
+        "rewrite",
+    );
+    assert_eq!(get(svc.as_deref()), 403);
+    // Delete it: everything it granted is gone.
+    ok(
+        &f.server.http(
+            "DELETE",
+            "/api/v1/sys/policies/dev-reader",
+            Some(&root),
+            None,
+        ),
+        "delete",
+    );
+    let r = f
+        .server
+        .http("GET", "/api/v1/secrets/app/dev/api", svc.as_deref(), None);
+    assert_eq!(r.status, 403);
+    // Root is built in and cannot be written or deleted; names are exact.
+    for (method, url, body) in [
+        ("DELETE", "/api/v1/sys/policies/root", None),
+        (
+            "PUT",
+            "/api/v1/sys/policies/root",
+            Some(r#"{"policy":"path \"*\" { capabilities = [\"deny\"] }"}"#),
+        ),
+        (
+            "PUT",
+            "/api/v1/sys/policies/Root",
+            Some(r#"{"policy":"path \"*\" { capabilities = [\"read\"] }"}"#),
+        ),
+        (
+            "PUT",
+            "/api/v1/sys/policies/%20root",
+            Some(r#"{"policy":"path \"*\" { capabilities = [\"read\"] }"}"#),
+        ),
+    ] {
+        let r = f
+            .server
+            .http(method, url, Some(&root), body.map(str::as_bytes));
+        assert_eq!(r.status, 400, "{method} {url}: {}", r.text());
+    }
+    // A token cannot carry a name variant of root.
+    let r = f.server.http(
+        "POST",
+        "/api/v1/auth/tokens",
+        Some(&root),
+        Some(br#"{"policies":["Root"]}"#),
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+}
+
+// ---- finding: deny hides names in every enumeration ---------------------------
+
+/// The policy of the caller in the deny tests: wide grants, and denies of
+/// several shapes (a glob, one name inside an allowed glob, a `+` pattern, a
+/// folder).
+const WIDE: &str = r#"
+path "" { capabilities = ["list"] }
+path "app/*" { capabilities = ["read", "list", "create", "update"] }
+path "sys/lifecycle" { capabilities = ["admin"] }
+path "sys/protected" { capabilities = ["admin"] }
+path "sys/breakglass" { capabilities = ["admin"] }
+"#;
+const DENIES: &str = r#"
+path "app/prod/*" { capabilities = ["deny"] }
+path "app/dev/HIDDEN" { capabilities = ["deny"] }
+path "app/+/PLUSHIDDEN" { capabilities = ["deny"] }
+path "app/vaulted/" { capabilities = ["deny"] }
+"#;
+const DENY_SECRETS: &[&str] = &[
+    "app/prod/S",
+    "app/dev/HIDDEN",
+    "app/dev/OK",
+    "app/dev/PLUSHIDDEN",
+    "app/dev/sub/DEEP",
+    "app/staging/OK",
+    "app/staging/PLUSHIDDEN",
+    "app/vaulted/x",
+];
+/// Text that must never appear in what the denied caller is shown.
+const HIDDEN_MARKERS: &[&str] = &["prod", "HIDDEN", "vaulted"];
+
+/// A server with the secrets above (each with an expiry, so that rotation
+/// status reports them), lifecycle rules and a protected prefix naming the
+/// denied ones, and a token with `WIDE` and `DENIES`.
+fn deny_fixture() -> (tempfile::TempDir, Server, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    for (name, source) in [("wide", WIDE), ("denies", DENIES)] {
+        let body = json!({ "policy": source }).to_string();
+        ok(
+            &server.http(
+                "PUT",
+                &format!("/api/v1/sys/policies/{name}"),
+                Some(&root),
+                Some(body.as_bytes()),
+            ),
+            name,
+        );
+    }
+    for path in DENY_SECRETS {
+        let body = json!({ "value": format!("value-of-{path}-Xy7#kQ2!vR9z") }).to_string();
+        ok(
+            &server.http(
+                "PUT",
+                &format!("/api/v1/secrets/{path}"),
+                Some(&root),
+                Some(body.as_bytes()),
+            ),
+            path,
+        );
+        ok(
+            &server.http(
+                "PUT",
+                &format!("/api/v1/expiry/{path}"),
+                Some(&root),
+                Some(br#"{"expires_in":"2d"}"#),
+            ),
+            path,
+        );
+    }
+    for pattern in ["app/prod/S", "app/dev/HIDDEN", "app/dev/OK"] {
+        let body = json!({ "pattern": pattern, "min_bits": 8 }).to_string();
+        ok(
+            &server.http(
+                "PUT",
+                "/api/v1/sys/lifecycle",
+                Some(&root),
+                Some(body.as_bytes()),
+            ),
+            pattern,
+        );
+    }
+    for pattern in ["app/prod/*", "app/dev/OK"] {
+        let body = json!({ "pattern": pattern }).to_string();
+        ok(
+            &server.http(
+                "POST",
+                "/api/v1/sys/protected",
+                Some(&root),
+                Some(body.as_bytes()),
+            ),
+            pattern,
+        );
+    }
+    let body = json!({ "policies": ["wide", "denies"], "display_name": "denied" }).to_string();
+    let r = server.http(
+        "POST",
+        "/api/v1/auth/tokens",
+        Some(&root),
+        Some(body.as_bytes()),
+    );
+    let token = ok(&r, "token")["token"].as_str().unwrap().to_string();
+    (dir, server, root, token)
+}
+
+/// Every route that enumerates paths or shows records naming paths, with
+/// what the allowed part of its answer must contain.
+const ENUMERATING: &[(&str, &str, Option<&str>, &str)] = &[
+    ("GET", "/api/v1/list", None, "app/"),
+    ("GET", "/api/v1/list?recursive=true", None, "app/dev/OK"),
+    ("GET", "/api/v1/list/app", None, "dev/"),
+    ("GET", "/api/v1/list/app?recursive=true", None, "dev/OK"),
+    (
+        "GET",
+        "/api/v1/list/app?recursive=true&include_deleted=true",
+        None,
+        "dev/OK",
+    ),
+    ("GET", "/api/v1/list/app/dev", None, "OK"),
+    ("GET", "/api/v1/list/app/staging", None, "OK"),
+    ("GET", "/api/v1/rotation/status", None, "app/dev/OK"),
+    ("GET", "/api/v1/rotation/status/app", None, "app/dev/OK"),
+    ("GET", "/api/v1/rotation/status/app/dev", None, "app/dev/OK"),
+    (
+        "POST",
+        "/api/v1/bundle",
+        Some(r#"{"prefixes":["app/dev","app/staging"]}"#),
+        "app/staging/OK",
+    ),
+    (
+        "POST",
+        "/api/v1/promote-env",
+        Some(r#"{"from":"app/dev","to":"app/staging"}"#),
+        "OK",
+    ),
+    (
+        "POST",
+        "/api/v1/promote-env",
+        Some(r#"{"from":"app/staging","to":"app/dev"}"#),
+        "OK",
+    ),
+    ("GET", "/api/v1/sys/lifecycle", None, "app/dev/OK"),
+    ("GET", "/api/v1/sys/protected", None, "app/dev/OK"),
+    ("GET", "/api/v1/sys/breakglass", None, "grants"),
+];
+
+#[test]
+fn deny_hides_names_in_every_enumerating_route() {
+    let (_dir, server, root, token) = deny_fixture();
+    let mut failures = Vec::new();
+    for (method, url, body, wanted) in ENUMERATING {
+        // Root sees everything, so the hidden names are really there.
+        let as_root = server.http(method, url, Some(&root), body.map(str::as_bytes));
+        assert_eq!(
+            as_root.status,
+            200,
+            "root {method} {url}: {}",
+            as_root.text()
+        );
+        let r = server.http(method, url, Some(&token), body.map(str::as_bytes));
+        let text = r.text();
+        if r.status != 200 {
+            failures.push(format!("{method} {url}: {} {text}", r.status));
+            continue;
+        }
+        if !text.contains(wanted) {
+            failures.push(format!("{method} {url}: lacks {wanted:?}: {text}"));
+        }
+        for marker in HIDDEN_MARKERS {
+            if text.contains(marker) {
+                failures.push(format!("{method} {url} shows {marker:?}: {text}"));
+            }
+        }
+    }
+    // The recursive listing as root does show what the caller cannot see.
+    let all = server
+        .http("GET", "/api/v1/list/app?recursive=true", Some(&root), None)
+        .text();
+    for marker in HIDDEN_MARKERS {
+        assert!(all.contains(marker), "root should see {marker}: {all}");
+    }
+    // The denied items themselves stay refused.
+    for url in [
+        "/api/v1/list/app/prod",
+        "/api/v1/list/app/vaulted",
+        "/api/v1/metadata/app/prod/S",
+        "/api/v1/metadata/app/dev/HIDDEN",
+        "/api/v1/metadata/app/staging/PLUSHIDDEN",
+        "/api/v1/rotation/status/app/prod",
+    ] {
+        let r = server.http("GET", url, Some(&token), None);
+        if r.status != 403 {
+            failures.push(format!("GET {url}: expected 403, got {}", r.status));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn deny_hides_names_across_listing_pages() {
+    let (_dir, server, _root, token) = deny_fixture();
+    // One entry per page: no page, and no cursor, names a hidden entry, and
+    // following the cursors yields exactly the visible entries.
+    for (prefix, recursive, want) in [
+        ("app/dev", false, vec!["OK", "sub/"]),
+        ("app", true, vec!["dev/OK", "dev/sub/DEEP", "staging/OK"]),
+        ("app", false, vec!["dev/", "staging/"]),
+    ] {
+        let mut after: Option<String> = None;
+        let mut seen = Vec::new();
+        for _ in 0..20 {
+            let mut url = format!("/api/v1/list/{prefix}?limit=1");
+            if recursive {
+                url.push_str("&recursive=true");
+            }
+            if let Some(a) = &after {
+                url.push_str(&format!("&after={}", a.replace('/', "%2F")));
+            }
+            let r = server.http("GET", &url, Some(&token), None);
+            let page = ok(&r, &url);
+            for marker in HIDDEN_MARKERS {
+                assert!(!r.text().contains(marker), "{url}: {}", r.text());
+            }
+            for e in page["entries"].as_array().unwrap() {
+                seen.push(e["name"].as_str().unwrap().to_string());
+            }
+            match page["next"].as_str() {
+                Some(n) => after = Some(n.to_string()),
+                None => break,
+            }
+        }
+        assert_eq!(seen, want, "{prefix} recursive={recursive}");
+    }
+}
+
+#[test]
+fn deny_hides_folders_whose_every_secret_is_denied_and_the_cursor_after_the_last_shown() {
+    let (_dir, server, root, token) = deny_fixture();
+    // Folders that hold only secrets the caller is denied: one between the
+    // shown folders, one after the last of them.
+    for path in ["app/merger/PLUSHIDDEN", "app/zeta/PLUSHIDDEN"] {
+        ok(
+            &server.http(
+                "PUT",
+                &format!("/api/v1/secrets/{path}"),
+                Some(&root),
+                Some(br#"{"value":"Xy7#kQ2!vR9z-long-value"}"#),
+            ),
+            path,
+        );
+    }
+    let list = |url: &str| ok(&server.http("GET", url, Some(&token), None), url);
+    let page = list("/api/v1/list/app");
+    let names: Vec<&str> = page["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["dev/", "staging/"]);
+    // The page that holds the last shown entry has no cursor, although
+    // zeta/ follows it in the store.
+    let page = list("/api/v1/list/app?limit=1&after=dev%2F");
+    assert_eq!(page["entries"][0]["name"], "staging/");
+    assert!(page["next"].is_null(), "{page}");
+    // Root sees both folders.
+    let all = ok(
+        &server.http("GET", "/api/v1/list/app", Some(&root), None),
+        "root",
+    );
+    let text = all.to_string();
+    assert!(text.contains("merger/") && text.contains("zeta/"), "{text}");
+}
