@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroize;
 
 pub mod lifecycle;
+pub mod routes;
 
 /// Stable error codes, one per class of failure.
 pub mod codes {
