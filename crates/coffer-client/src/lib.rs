@@ -261,6 +261,9 @@ pub struct ListOptions {
 pub use coffer_api::routes::encode_path;
 use coffer_api::routes::{self, Route, encode_segment as encode_query};
 
+/// The answer to a call that changes versions.
+type VersionsResult = Result<VersionsResponse, ClientError>;
+
 /// What a call asks for: its route's method, and its URL with the route's
 /// parameters filled in from the route table (then any query string).
 struct Url {
@@ -381,21 +384,14 @@ impl Client {
             .map_err(|_| ClientError::new(ErrorKind::Config, "cannot build the request"))?;
         let addr = &self.inner.base;
         let work = async {
-            let resp = self.inner.http.request(req).await.map_err(|e| {
-                ClientError::new(
-                    ErrorKind::Unreachable,
-                    format!(
-                        "cannot reach coffer at {addr}: {}",
-                        describe_connect_error(&e)
-                    ),
-                )
-            })?;
+            let resp = self
+                .inner
+                .http
+                .request(req)
+                .await
+                .map_err(|e| unreachable(addr, &e))?;
             let status = resp.status();
-            let request_id = resp
-                .headers()
-                .get("x-request-id")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string);
+            let request_id = request_id_of(&resp);
             let bytes = Limited::new(resp.into_body(), MAX_RESPONSE)
                 .collect()
                 .await
@@ -505,22 +501,10 @@ impl Client {
         let resp = tokio::time::timeout(self.inner.timeout, self.inner.http.request(req))
             .await
             .map_err(|_| quiet())?
-            .map_err(|e| {
-                ClientError::new(
-                    ErrorKind::Unreachable,
-                    format!(
-                        "cannot reach coffer at {addr}: {}",
-                        describe_connect_error(&e)
-                    ),
-                )
-            })?;
+            .map_err(|e| unreachable(addr, &e))?;
         let status = resp.status();
         if !status.is_success() {
-            let request_id = resp
-                .headers()
-                .get("x-request-id")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string);
+            let request_id = request_id_of(&resp);
             let bytes = Limited::new(resp.into_body(), MAX_RESPONSE)
                 .collect()
                 .await
@@ -653,25 +637,20 @@ impl Client {
     }
 
     /// Restores soft-deleted versions (empty: the current one).
-    pub async fn undelete(
-        &self,
-        path: &str,
-        versions: &[u64],
-    ) -> Result<VersionsResponse, ClientError> {
-        let url = Url::to(&routes::SECRET_UNDELETE, &[path.trim_start_matches('/')]);
-        let body = api::VersionsRequest {
-            versions: versions.to_vec(),
-        };
-        self.call(url, Some(&body)).await
+    pub async fn undelete(&self, path: &str, versions: &[u64]) -> VersionsResult {
+        self.change_versions(&routes::SECRET_UNDELETE, path, versions)
+            .await
     }
 
     /// Erases versions for good (empty: the current one).
-    pub async fn destroy(
-        &self,
-        path: &str,
-        versions: &[u64],
-    ) -> Result<VersionsResponse, ClientError> {
-        let url = Url::to(&routes::SECRET_DESTROY, &[path.trim_start_matches('/')]);
+    pub async fn destroy(&self, path: &str, versions: &[u64]) -> VersionsResult {
+        self.change_versions(&routes::SECRET_DESTROY, path, versions)
+            .await
+    }
+
+    /// Undelete and destroy: the same request on two routes.
+    async fn change_versions(&self, route: &Route, path: &str, versions: &[u64]) -> VersionsResult {
+        let url = Url::to(route, &[path.trim_start_matches('/')]);
         let body = api::VersionsRequest {
             versions: versions.to_vec(),
         };
@@ -729,6 +708,25 @@ impl Client {
             }
         }
     }
+}
+
+/// The request id the server gave an answer.
+fn request_id_of<B>(resp: &hyper::Response<B>) -> Option<String> {
+    resp.headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// The error for a server that could not be reached at `addr`.
+fn unreachable(addr: &str, e: &hyper_util::client::legacy::Error) -> ClientError {
+    ClientError::new(
+        ErrorKind::Unreachable,
+        format!(
+            "cannot reach coffer at {addr}: {}",
+            describe_connect_error(e)
+        ),
+    )
 }
 
 fn describe_connect_error(e: &hyper_util::client::legacy::Error) -> String {
