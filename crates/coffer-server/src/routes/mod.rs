@@ -224,4 +224,128 @@ mod tests {
             assert_eq!(cap.name(), op.name());
         }
     }
+
+    /// A server in this process, initialised and unsealed, auditing to a
+    /// file in a temporary directory.
+    struct Node {
+        app: Router,
+        log: std::path::PathBuf,
+        _dir: tempfile::TempDir,
+    }
+
+    const HOST: &str = "127.0.0.1:8270";
+
+    async fn unsealed_node() -> Node {
+        let dir = tempfile::tempdir().unwrap();
+        let store = coffer_store::SqliteStore::open(&dir.path().join("coffer.db")).unwrap();
+        let coffer = Arc::new(
+            coffer_core::Coffer::open(Arc::new(store), coffer_core::CoreOptions::default())
+                .await
+                .unwrap(),
+        );
+        let init = coffer.init(1, 1).await.unwrap();
+        coffer
+            .unseal(init.unseal_keys[0].expose_secret())
+            .await
+            .unwrap();
+        let log = dir.path().join("audit.log");
+        let key = coffer.clone();
+        let (auditor, _alerts) = coffer_audit::Auditor::start(coffer_audit::AuditorConfig {
+            sinks: vec![coffer_audit::SinkSpec::File(log.clone())],
+            fsync: coffer_audit::Fsync::Interval(std::time::Duration::from_secs(1)),
+            rules: coffer_audit::AlertRules::default(),
+            key: Arc::new(move || key.audit_key()),
+            rotation: coffer_audit::Rotation::default(),
+        })
+        .unwrap();
+        let state = AppState {
+            coffer,
+            auditor: Arc::new(auditor),
+        };
+        let app = router(
+            state,
+            crate::RouterOptions::new(1 << 20, HOST.parse().unwrap()),
+        );
+        Node {
+            app,
+            log,
+            _dir: dir,
+        }
+    }
+
+    /// Sends a request without a token or a body; the answer's status.
+    async fn status_of(app: &Router, method: &str, uri: &str) -> u16 {
+        use tower::ServiceExt;
+        let req = axum::http::Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("host", HOST)
+            .body(axum::body::Body::empty())
+            .unwrap();
+        app.clone().oneshot(req).await.unwrap().status().as_u16()
+    }
+
+    /// The operation of each request record in the log, in order.
+    fn logged_ops(log: &std::path::Path) -> Vec<String> {
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|r| r["op"].as_str().map(str::to_string))
+            .collect()
+    }
+
+    /// A URL for the route, its parameters filled with harmless values.
+    fn sample_url(route: &Route) -> String {
+        let params: Vec<&str> = route
+            .path
+            .match_indices('{')
+            .map(|(i, _)| {
+                if route.path[i..].starts_with("{*") {
+                    "app/dev/KEY"
+                } else {
+                    "sample"
+                }
+            })
+            .collect();
+        route.url(&params)
+    }
+
+    /// The table is what the server does: each route's request is audited
+    /// under the table's operation name (health and status not at all), a
+    /// request that matches no route under the table's `UNMATCHED`, and a
+    /// request without a token is refused with 401 exactly on the routes
+    /// the table says need one.
+    #[tokio::test]
+    async fn the_router_audits_and_authenticates_as_the_table_says() {
+        let node = unsealed_node().await;
+        for route in table::ALL {
+            let before = logged_ops(&node.log);
+            let url = sample_url(route);
+            let status = status_of(&node.app, route.method.as_str(), &url).await;
+            let after = logged_ops(&node.log);
+            let what = format!("{} {url} ({status})", route.method.as_str());
+            if route.op.audited {
+                assert_eq!(after.len(), before.len() + 1, "{what} is not audited");
+                assert_eq!(after.last().unwrap(), route.op.name, "{what}");
+            } else {
+                assert_eq!(after.len(), before.len(), "{what} is audited");
+            }
+            let needs_token = route.op.requires != table::Requires::Nothing;
+            assert_eq!(
+                status == 401,
+                needs_token,
+                "{what}: the table says {:?}",
+                route.op.requires
+            );
+        }
+        for (method, url) in [
+            ("GET", "/api/v1/no-such-route"),
+            ("PATCH", table::SECRET_READ.path),
+        ] {
+            let status = status_of(&node.app, method, url).await;
+            assert!(status == 404 || status == 405, "{method} {url}: {status}");
+            assert_eq!(logged_ops(&node.log).last().unwrap(), table::UNMATCHED.name);
+        }
+    }
 }
