@@ -12,6 +12,9 @@
 //! is data for readers and tests, not the check itself (every decision is
 //! made in the core, by `auth::authorize`).
 
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
 /// An HTTP method the API uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Method {
@@ -813,11 +816,22 @@ pub const ALL: &[&Route] = &[
 
 /// The route a request matched, from its method and the template it
 /// matched; `None` for a request that matched none (its operation is
-/// [`UNMATCHED`]).
+/// [`UNMATCHED`]). The server asks this once per request, so the table is
+/// indexed by template once, on first use.
 pub fn find(method: &str, template: &str) -> Option<&'static Route> {
-    ALL.iter()
+    static INDEX: OnceLock<HashMap<&'static str, Vec<&'static Route>>> = OnceLock::new();
+    let index = INDEX.get_or_init(|| {
+        let mut index: HashMap<&'static str, Vec<&'static Route>> = HashMap::new();
+        for &route in ALL {
+            index.entry(route.path).or_default().push(route);
+        }
+        index
+    });
+    index
+        .get(template)?
+        .iter()
         .copied()
-        .find(|r| r.method.as_str() == method && r.path == template)
+        .find(|r| r.method.as_str() == method)
 }
 
 #[cfg(test)]

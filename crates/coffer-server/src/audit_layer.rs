@@ -12,10 +12,8 @@
 //! `GET /sys/health` and `/sys/status` are not audited (their table entries
 //! say so): load balancers poll them and they reveal nothing.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::panic::AssertUnwindSafe;
-use std::sync::OnceLock;
 use std::task::Poll;
 use std::time::Instant;
 
@@ -87,22 +85,8 @@ impl Meta {
 /// and the template axum matched; `None` when it matched none (its
 /// operation is [`routes::UNMATCHED`]).
 pub(crate) fn route_of(req: &Request) -> Option<&'static Route> {
-    // Built once from the table: the routes of each template, one per method.
-    static INDEX: OnceLock<HashMap<&'static str, Vec<&'static Route>>> = OnceLock::new();
-    let index = INDEX.get_or_init(|| {
-        let mut index: HashMap<&'static str, Vec<&'static Route>> = HashMap::new();
-        for &route in routes::ALL {
-            index.entry(route.path).or_default().push(route);
-        }
-        index
-    });
     let matched = req.extensions().get::<MatchedPath>()?.as_str();
-    let method = req.method().as_str();
-    index
-        .get(matched)?
-        .iter()
-        .copied()
-        .find(|r| r.method.as_str() == method)
+    routes::find(req.method().as_str(), matched)
 }
 
 /// The answer when a request cannot be recorded.
