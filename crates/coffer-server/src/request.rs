@@ -2,7 +2,7 @@
 //! the request id, applies the edge checks and the login and unseal
 //! throttles, refuses a body declared over the limit, notes the body
 //! deadline, runs the handler with the audit scope, and records the request
-//! through [`crate::audit_layer`] before the response leaves.
+//! through the audit layer (`audit_layer.rs`) before the response leaves.
 //!
 //! Request ids: every response carries `x-request-id`, and error bodies repeat
 //! it, so a user's report can be matched to the server log and to the
@@ -67,7 +67,7 @@ pub(crate) fn in_scope<R>(id: RequestId, f: impl FnOnce() -> R) -> R {
 /// limit before reading any of it (bodies without a declared length are cut
 /// off at the limit while being read, by `DefaultBodyLimit`), records the
 /// request in the audit log before its response leaves (see
-/// [`crate::audit_layer`]), and adds the headers every API response gets.
+/// `audit_layer.rs`), and adds the headers every API response gets.
 ///
 /// Written as a plain tower layer rather than `axum::middleware::from_fn`:
 /// that adapter clones and boxes the inner service on every request, which
