@@ -1,8 +1,9 @@
 //! The request layer: the one tower layer every request passes. It assigns
 //! the request id, applies the edge checks and the login and unseal
-//! throttles, refuses a body declared over the limit, notes the body
-//! deadline, runs the handler with the audit scope, and records the request
-//! through the audit layer (`audit_layer.rs`) before the response leaves.
+//! throttles, refuses a body declared over the limit, runs the handler in
+//! the core's audit scope, answers a body that missed its deadline with
+//! 408, and records the request through the audit layer (`audit_layer.rs`)
+//! before the response leaves.
 //!
 //! Request ids: every response carries `x-request-id`, and error bodies repeat
 //! it, so a user's report can be matched to the server log and to the
