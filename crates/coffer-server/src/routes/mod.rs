@@ -54,8 +54,14 @@ fn handlers() -> Handlers {
         .on(&table::SECRET_METADATA, secrets::metadata)
         .on(&table::SECRET_LIST_ROOT, secrets::list_root)
         .on(&table::SECRET_LIST, secrets::list_prefix)
-        .on(&table::SECRET_UNDELETE, secrets::undelete)
-        .on(&table::SECRET_DESTROY, secrets::destroy)
+        .on(
+            &table::SECRET_UNDELETE,
+            secrets::change_versions::<secrets::Undelete>,
+        )
+        .on(
+            &table::SECRET_DESTROY,
+            secrets::change_versions::<secrets::Destroy>,
+        )
         // the secret lifecycle
         .on(&table::SECRET_ROTATE, lifecycle::rotate)
         .on(&table::SECRET_ROTATE_CANCEL, lifecycle::cancel)

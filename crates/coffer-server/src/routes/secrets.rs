@@ -204,47 +204,39 @@ fn versions_response(path: &str, versions: Vec<u64>) -> api::VersionsResponse {
     }
 }
 
-type VersionsResult = Result<Json<api::VersionsResponse>, ApiError>;
-
-/// Restores soft-deleted versions.
-pub(super) async fn undelete(
-    st: State<AppState>,
-    auth: Auth,
-    path: UrlPath,
-    body: JsonOrEmpty<api::VersionsRequest>,
-) -> VersionsResult {
-    change_versions(VersionChange::Undelete, st, auth, path, body).await
+/// What a version-changing route does to the versions it names; the
+/// handler [`change_versions`] is registered once per change.
+pub(super) trait VersionChange {
+    /// Whether the versions are erased for good rather than restored.
+    const DESTROYS: bool;
 }
 
-/// Erases versions for good.
-pub(super) async fn destroy(
-    st: State<AppState>,
-    auth: Auth,
-    path: UrlPath,
-    body: JsonOrEmpty<api::VersionsRequest>,
-) -> VersionsResult {
-    change_versions(VersionChange::Destroy, st, auth, path, body).await
+/// `POST /undelete/{*path}`: restores soft-deleted versions.
+pub(super) struct Undelete;
+
+impl VersionChange for Undelete {
+    const DESTROYS: bool = false;
 }
 
-/// What `undelete` and `destroy` do to the versions they name.
-#[derive(Clone, Copy)]
-enum VersionChange {
-    Undelete,
-    Destroy,
+/// `POST /destroy/{*path}`: erases versions for good.
+pub(super) struct Destroy;
+
+impl VersionChange for Destroy {
+    const DESTROYS: bool = true;
 }
 
-/// `undelete` and `destroy`: the same request, one core call apart.
-async fn change_versions(
-    change: VersionChange,
+/// Undelete and destroy: the same request, one core call apart.
+pub(super) async fn change_versions<C: VersionChange>(
     State(st): State<AppState>,
     Auth(id): Auth,
     UrlPath(path): UrlPath,
     JsonOrEmpty(body): JsonOrEmpty<api::VersionsRequest>,
-) -> VersionsResult {
+) -> Result<Json<api::VersionsResponse>, ApiError> {
     let versions = body.versions;
-    let done = match change {
-        VersionChange::Undelete => st.coffer.undelete(&id, &path, &versions).await?,
-        VersionChange::Destroy => st.coffer.destroy(&id, &path, &versions).await?,
+    let done = if C::DESTROYS {
+        st.coffer.destroy(&id, &path, &versions).await?
+    } else {
+        st.coffer.undelete(&id, &path, &versions).await?
     };
     Ok(Json(versions_response(&path, done)))
 }
