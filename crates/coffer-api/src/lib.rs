@@ -1,5 +1,8 @@
 //! Coffer's wire types: the JSON bodies of the native HTTP API (`/api/v1/`),
-//! shared by the server and the client so the two cannot drift apart.
+//! shared by the server and the client so the two cannot drift apart, and
+//! its route table ([`routes`]): every operation's method, path, audit name
+//! and what it requires, from which the server's router and audit layer and
+//! the client's URLs are built.
 //!
 //! Types that carry a secret (a value, an unseal key, a token) have no `Debug`
 //! and wipe their strings on drop; they exist only at the API boundary.
@@ -13,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroize;
 
 pub mod lifecycle;
+pub mod routes;
 
 /// Stable error codes, one per class of failure.
 pub mod codes {

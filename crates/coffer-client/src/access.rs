@@ -3,32 +3,24 @@
 
 use coffer_api::{self as api, WireSecret};
 use coffer_crypto::SecretString;
-use hyper::Method;
 
-use crate::{Client, ClientError, encode_query};
+use coffer_api::routes::{self, Route};
 
-fn segment(s: &str) -> String {
-    // A name or accessor is one URL segment: a slash inside it is encoded.
-    encode_query(s)
-}
+use crate::{Client, ClientError, Url, encode_query};
 
 impl Client {
     // ---- policies ----
 
     /// Names of every policy.
     pub async fn list_policies(&self) -> Result<api::PolicyListResponse, ClientError> {
-        self.call::<(), _>(Method::GET, "/api/v1/sys/policies", None)
+        self.call::<(), _>(Url::to(&routes::POLICY_LIST, &[]), None)
             .await
     }
 
     /// One policy's source.
     pub async fn read_policy(&self, name: &str) -> Result<api::PolicyResponse, ClientError> {
-        self.call::<(), _>(
-            Method::GET,
-            &format!("/api/v1/sys/policies/{}", segment(name)),
-            None,
-        )
-        .await
+        self.call::<(), _>(Url::to(&routes::POLICY_READ, &[name]), None)
+            .await
     }
 
     /// Creates or replaces a policy.
@@ -38,8 +30,7 @@ impl Client {
         source: &str,
     ) -> Result<api::PolicyResponse, ClientError> {
         self.call(
-            Method::PUT,
-            &format!("/api/v1/sys/policies/{}", segment(name)),
+            Url::to(&routes::POLICY_WRITE, &[name]),
             Some(&api::PolicyWriteRequest {
                 policy: source.to_string(),
             }),
@@ -49,13 +40,9 @@ impl Client {
 
     /// Deletes a policy.
     pub async fn delete_policy(&self, name: &str) -> Result<(), ClientError> {
-        self.call_raw::<()>(
-            Method::DELETE,
-            &format!("/api/v1/sys/policies/{}", segment(name)),
-            None,
-        )
-        .await
-        .map(drop)
+        self.call_raw::<()>(Url::to(&routes::POLICY_DELETE, &[name]), None)
+            .await
+            .map(drop)
     }
 
     // ---- tokens ----
@@ -65,20 +52,21 @@ impl Client {
         &self,
         request: &api::TokenCreateRequest,
     ) -> Result<api::NewToken, ClientError> {
-        self.call(Method::POST, "/api/v1/auth/tokens", Some(request))
+        self.call(Url::to(&routes::TOKEN_CREATE, &[]), Some(request))
             .await
     }
 
     /// Every token (admin).
     pub async fn list_tokens(&self) -> Result<api::TokenListResponse, ClientError> {
-        self.call::<(), _>(Method::GET, "/api/v1/auth/tokens", None)
+        self.call::<(), _>(Url::to(&routes::TOKEN_LIST, &[]), None)
             .await
     }
 
-    fn token_route(accessor: Option<&str>, suffix: &str) -> String {
+    /// The route on the token `accessor` names, or on the calling token.
+    fn token_url(accessor: Option<&str>, by_accessor: &Route, own: &Route) -> Url {
         match accessor {
-            None => format!("/api/v1/auth/token/self{suffix}"),
-            Some(a) => format!("/api/v1/auth/tokens/{}{suffix}", segment(a)),
+            None => Url::to(own, &[]),
+            Some(a) => Url::to(by_accessor, &[a]),
         }
     }
 
@@ -87,21 +75,30 @@ impl Client {
         &self,
         accessor: Option<&str>,
     ) -> Result<api::TokenInfo, ClientError> {
-        self.call::<(), _>(Method::GET, &Self::token_route(accessor, ""), None)
-            .await
+        self.call::<(), _>(
+            Self::token_url(accessor, &routes::TOKEN_LOOKUP, &routes::TOKEN_LOOKUP_SELF),
+            None,
+        )
+        .await
     }
 
     /// Renews a token by accessor, or the calling token.
     pub async fn renew_token(&self, accessor: Option<&str>) -> Result<api::TokenInfo, ClientError> {
-        self.call::<(), _>(Method::POST, &Self::token_route(accessor, "/renew"), None)
-            .await
+        self.call::<(), _>(
+            Self::token_url(accessor, &routes::TOKEN_RENEW, &routes::TOKEN_RENEW_SELF),
+            None,
+        )
+        .await
     }
 
     /// Revokes a token (and its descendants) by accessor, or the calling token.
     pub async fn revoke_token(&self, accessor: Option<&str>) -> Result<(), ClientError> {
-        self.call_raw::<()>(Method::DELETE, &Self::token_route(accessor, ""), None)
-            .await
-            .map(drop)
+        self.call_raw::<()>(
+            Self::token_url(accessor, &routes::TOKEN_REVOKE, &routes::TOKEN_REVOKE_SELF),
+            None,
+        )
+        .await
+        .map(drop)
     }
 
     // ---- people ----
@@ -118,7 +115,7 @@ impl Client {
             password: WireSecret(password.expose_secret().to_string()),
             totp: totp.map(str::to_string),
         };
-        self.call(Method::POST, "/api/v1/auth/login", Some(&req))
+        self.call(Url::to(&routes::AUTH_LOGIN, &[]), Some(&req))
             .await
     }
 
@@ -127,7 +124,7 @@ impl Client {
         &self,
         request: &api::InviteCreateRequest,
     ) -> Result<api::InviteCreateResponse, ClientError> {
-        self.call(Method::POST, "/api/v1/auth/invites", Some(request))
+        self.call(Url::to(&routes::INVITE_CREATE, &[]), Some(request))
             .await
     }
 
@@ -143,24 +140,20 @@ impl Client {
             user: user.to_string(),
             password: WireSecret(password.expose_secret().to_string()),
         };
-        self.call(Method::POST, "/api/v1/auth/invites/accept", Some(&req))
+        self.call(Url::to(&routes::INVITE_ACCEPT, &[]), Some(&req))
             .await
     }
 
     /// Every user (admin).
     pub async fn list_users(&self) -> Result<api::UserListResponse, ClientError> {
-        self.call::<(), _>(Method::GET, "/api/v1/sys/users", None)
+        self.call::<(), _>(Url::to(&routes::USER_LIST, &[]), None)
             .await
     }
 
     /// One user (admin).
     pub async fn get_user(&self, name: &str) -> Result<api::UserInfo, ClientError> {
-        self.call::<(), _>(
-            Method::GET,
-            &format!("/api/v1/sys/users/{}", segment(name)),
-            None,
-        )
-        .await
+        self.call::<(), _>(Url::to(&routes::USER_READ, &[name]), None)
+            .await
     }
 
     /// Disables or enables a user (admin).
@@ -169,13 +162,12 @@ impl Client {
         name: &str,
         disabled: bool,
     ) -> Result<api::UserInfo, ClientError> {
-        let action = if disabled { "disable" } else { "enable" };
-        self.call::<(), _>(
-            Method::POST,
-            &format!("/api/v1/sys/users/{}/{action}", segment(name)),
-            None,
-        )
-        .await
+        let route = if disabled {
+            &routes::USER_DISABLE
+        } else {
+            &routes::USER_ENABLE
+        };
+        self.call::<(), _>(Url::to(route, &[name]), None).await
     }
 
     /// Changes a user's policies and/or resets their one-time codes (admin).
@@ -184,41 +176,32 @@ impl Client {
         name: &str,
         request: &api::UserUpdateRequest,
     ) -> Result<api::UserInfo, ClientError> {
-        self.call(
-            Method::PATCH,
-            &format!("/api/v1/sys/users/{}", segment(name)),
-            Some(request),
-        )
-        .await
+        self.call(Url::to(&routes::USER_UPDATE, &[name]), Some(request))
+            .await
     }
 
     /// Removes a user (admin).
     pub async fn delete_user(&self, name: &str) -> Result<(), ClientError> {
-        self.call_raw::<()>(
-            Method::DELETE,
-            &format!("/api/v1/sys/users/{}", segment(name)),
-            None,
-        )
-        .await
-        .map(drop)
+        self.call_raw::<()>(Url::to(&routes::USER_DELETE, &[name]), None)
+            .await
+            .map(drop)
     }
 
     /// Starts TOTP enrollment for the logged-in person.
     pub async fn enroll_totp(&self) -> Result<api::TotpEnrollResponse, ClientError> {
-        self.call::<(), _>(Method::POST, "/api/v1/auth/totp", None)
+        self.call::<(), _>(Url::to(&routes::TOTP_ENROLL, &[]), None)
             .await
     }
 
     /// Confirms enrollment (`confirm`) or turns codes off, with a current code.
     pub async fn totp_code(&self, confirm: bool, code: &str) -> Result<(), ClientError> {
         let route = if confirm {
-            "/api/v1/auth/totp/confirm"
+            &routes::TOTP_CONFIRM
         } else {
-            "/api/v1/auth/totp/disable"
+            &routes::TOTP_DISABLE
         };
         self.call_raw(
-            Method::POST,
-            route,
+            Url::to(route, &[]),
             Some(&api::TotpCodeRequest {
                 code: code.to_string(),
             }),
@@ -231,15 +214,14 @@ impl Client {
 
     /// Protected patterns (admin).
     pub async fn list_protected(&self) -> Result<api::ProtectedListResponse, ClientError> {
-        self.call::<(), _>(Method::GET, "/api/v1/sys/protected", None)
+        self.call::<(), _>(Url::to(&routes::PROTECTED_LIST, &[]), None)
             .await
     }
 
     /// Marks a pattern protected (admin).
     pub async fn protect(&self, pattern: &str) -> Result<api::ProtectedInfo, ClientError> {
         self.call(
-            Method::POST,
-            "/api/v1/sys/protected",
+            Url::to(&routes::PROTECTED_ADD, &[]),
             Some(&api::ProtectRequest {
                 pattern: pattern.to_string(),
             }),
@@ -249,13 +231,9 @@ impl Client {
 
     /// Removes a protection (admin).
     pub async fn unprotect(&self, pattern: &str) -> Result<(), ClientError> {
-        self.call_raw::<()>(
-            Method::DELETE,
-            &format!("/api/v1/sys/protected?pattern={}", encode_query(pattern)),
-            None,
-        )
-        .await
-        .map(drop)
+        let url = Url::to(&routes::PROTECTED_REMOVE, &[])
+            .query(&[format!("pattern={}", encode_query(pattern))]);
+        self.call_raw::<()>(url, None).await.map(drop)
     }
 
     /// Asks for break-glass access.
@@ -263,13 +241,13 @@ impl Client {
         &self,
         request: &api::BreakglassRequest,
     ) -> Result<api::BreakglassGrant, ClientError> {
-        self.call(Method::POST, "/api/v1/sys/breakglass", Some(request))
+        self.call(Url::to(&routes::BREAKGLASS_GRANT, &[]), Some(request))
             .await
     }
 
     /// Live break-glass grants (admin).
     pub async fn list_breakglass(&self) -> Result<api::BreakglassListResponse, ClientError> {
-        self.call::<(), _>(Method::GET, "/api/v1/sys/breakglass", None)
+        self.call::<(), _>(Url::to(&routes::BREAKGLASS_LIST, &[]), None)
             .await
     }
 }

@@ -4,9 +4,11 @@
 use coffer_api::{self as api, WireSecret};
 use hyper::Method;
 
-use crate::{Client, ClientError, ErrorKind, encode_query};
+use coffer_api::routes;
 
-/// Query parameters of `GET /api/v1/sys/audit/records`.
+use crate::{Client, ClientError, ErrorKind, Url, encode_query};
+
+/// Query parameters of [`coffer_api::routes::AUDIT_QUERY`].
 #[derive(Debug, Clone, Default)]
 pub struct AuditQuery {
     /// A secret path, folder (`app/prod/`) or pattern (`*/prod/*`).
@@ -39,8 +41,7 @@ impl Client {
         rotated: bool,
     ) -> Result<api::AuditVerifyResponse, ClientError> {
         self.call(
-            Method::POST,
-            "/api/v1/sys/audit/verify",
+            Url::to(&routes::AUDIT_VERIFY, &[]),
             Some(&api::AuditVerifyRequest {
                 file: file.map(str::to_string),
                 rotated,
@@ -58,8 +59,7 @@ impl Client {
         file: &str,
     ) -> Result<api::AuditVerifyResponse, ClientError> {
         self.call(
-            Method::POST,
-            "/api/v1/sys/audit/verify",
+            Url::to(&routes::AUDIT_VERIFY, &[]),
             Some(&api::AuditVerifyRequest {
                 file: Some(file.to_string()),
                 rotated: false,
@@ -95,12 +95,8 @@ impl Client {
         if q.rotated {
             params.push("rotated=true".into());
         }
-        let mut url = "/api/v1/sys/audit/records".to_string();
-        if !params.is_empty() {
-            url.push('?');
-            url.push_str(&params.join("&"));
-        }
-        self.call::<(), _>(Method::GET, &url, None).await
+        let url = Url::to(&routes::AUDIT_QUERY, &[]).query(&params);
+        self.call::<(), _>(url, None).await
     }
 
     /// Every identity that read a secret (optionally one version), over
@@ -111,21 +107,21 @@ impl Client {
         version: Option<u64>,
         rotated: bool,
     ) -> Result<api::AuditReadersResponse, ClientError> {
-        let mut url = format!("/api/v1/sys/audit/readers?path={}", encode_query(path));
+        let mut params = vec![format!("path={}", encode_query(path))];
         if let Some(v) = version {
-            url.push_str(&format!("&version={v}"));
+            params.push(format!("version={v}"));
         }
         if !rotated {
-            url.push_str("&rotated=false");
+            params.push("rotated=false".into());
         }
-        self.call::<(), _>(Method::GET, &url, None).await
+        let url = Url::to(&routes::AUDIT_READERS, &[]).query(&params);
+        self.call::<(), _>(url, None).await
     }
 
     /// The HMAC under which audit records show `value`.
     pub async fn audit_hash(&self, value: &str) -> Result<api::AuditHashResponse, ClientError> {
         self.call(
-            Method::POST,
-            "/api/v1/sys/audit/hash",
+            Url::to(&routes::AUDIT_HASH, &[]),
             Some(&api::AuditHashRequest {
                 value: WireSecret(value.to_string()),
             }),
@@ -142,8 +138,7 @@ impl Client {
         reason: &str,
     ) -> Result<api::AuditAckGapResponse, ClientError> {
         self.call(
-            Method::POST,
-            "/api/v1/sys/audit/acknowledge-gap",
+            Url::to(&routes::AUDIT_ACKNOWLEDGE_GAP, &[]),
             Some(&api::AuditAckGapRequest {
                 file: file.map(str::to_string),
                 record,
@@ -155,7 +150,7 @@ impl Client {
 
     /// Sets the server's audit log files aside and starts new ones.
     pub async fn audit_rotate(&self) -> Result<api::AuditRotateResponse, ClientError> {
-        self.call::<(), _>(Method::POST, "/api/v1/sys/audit/rotate", None)
+        self.call::<(), _>(Url::to(&routes::AUDIT_ROTATE, &[]), None)
             .await
     }
 

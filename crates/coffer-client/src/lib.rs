@@ -258,30 +258,43 @@ pub struct ListOptions {
     pub limit: Option<usize>,
 }
 
-/// Percent-encodes everything but the characters coffer paths may contain
-/// (and `/`), so no path can change the URL's structure.
-pub fn encode_path(path: &str) -> String {
-    let mut out = String::with_capacity(path.len());
-    for b in path.bytes() {
-        if b.is_ascii_alphanumeric() || b"_-.~@:=,/".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+pub use coffer_api::routes::encode_path;
+use coffer_api::routes::{self, Route, encode_segment as encode_query};
+
+/// The answer to a call that changes versions.
+type VersionsResult = Result<VersionsResponse, ClientError>;
+
+/// What a call asks for: its route's method, and its URL with the route's
+/// parameters filled in from the route table (then any query string).
+struct Url {
+    method: Method,
+    path_and_query: String,
 }
 
-fn encode_query(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || b"_-.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
+impl Url {
+    /// The route's method and URL; `params` fill its template in order.
+    fn to(route: &Route, params: &[&str]) -> Url {
+        Url {
+            method: match route.method {
+                routes::Method::Get => Method::GET,
+                routes::Method::Put => Method::PUT,
+                routes::Method::Post => Method::POST,
+                routes::Method::Delete => Method::DELETE,
+                routes::Method::Patch => Method::PATCH,
+            },
+            path_and_query: route.url(params),
         }
     }
-    out
+
+    /// Appends a query string built from `params` (`name=value`, already
+    /// encoded), if there are any.
+    fn query(mut self, params: &[String]) -> Url {
+        if !params.is_empty() {
+            self.path_and_query.push('?');
+            self.path_and_query.push_str(&params.join("&"));
+        }
+        self
+    }
 }
 
 impl Client {
@@ -302,11 +315,10 @@ impl Client {
 
     async fn call<B: Serialize, T: DeserializeOwned>(
         &self,
-        method: Method,
-        path_and_query: &str,
+        url: Url,
         body: Option<&B>,
     ) -> Result<T, ClientError> {
-        let bytes = self.call_raw(method, path_and_query, body).await?;
+        let bytes = self.call_raw(url, body).await?;
         serde_json::from_slice(&bytes).map_err(|_| {
             ClientError::new(
                 ErrorKind::Server,
@@ -344,11 +356,10 @@ impl Client {
 
     async fn call_raw<B: Serialize>(
         &self,
-        method: Method,
-        path_and_query: &str,
+        url: Url,
         body: Option<&B>,
     ) -> Result<Bytes, ClientError> {
-        let mut req = self.request(method, path_and_query)?;
+        let mut req = self.request(url.method, &url.path_and_query)?;
         let body = match body {
             Some(b) => {
                 req = req.header(hyper::header::CONTENT_TYPE, "application/json");
@@ -373,21 +384,14 @@ impl Client {
             .map_err(|_| ClientError::new(ErrorKind::Config, "cannot build the request"))?;
         let addr = &self.inner.base;
         let work = async {
-            let resp = self.inner.http.request(req).await.map_err(|e| {
-                ClientError::new(
-                    ErrorKind::Unreachable,
-                    format!(
-                        "cannot reach coffer at {addr}: {}",
-                        describe_connect_error(&e)
-                    ),
-                )
-            })?;
+            let resp = self
+                .inner
+                .http
+                .request(req)
+                .await
+                .map_err(|e| unreachable(addr, &e))?;
             let status = resp.status();
-            let request_id = resp
-                .headers()
-                .get("x-request-id")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string);
+            let request_id = request_id_of(&resp);
             let bytes = Limited::new(resp.into_body(), MAX_RESPONSE)
                 .collect()
                 .await
@@ -421,15 +425,14 @@ impl Client {
 
     /// Seal status (no token needed).
     pub async fn status(&self) -> Result<SealStatus, ClientError> {
-        self.call::<(), _>(Method::GET, "/api/v1/sys/status", None)
+        self.call::<(), _>(Url::to(&routes::SYS_STATUS, &[]), None)
             .await
     }
 
     /// Initialises the server; the answer is shown once.
     pub async fn init(&self, shares: u8, threshold: u8) -> Result<InitResponse, ClientError> {
         self.call(
-            Method::POST,
-            "/api/v1/sys/init",
+            Url::to(&routes::SYS_INIT, &[]),
             Some(&api::InitRequest { shares, threshold }),
         )
         .await
@@ -441,7 +444,7 @@ impl Client {
             key: Some(key.expose_secret().to_string()),
             reset: false,
         };
-        self.call(Method::POST, "/api/v1/sys/unseal", Some(&req))
+        self.call(Url::to(&routes::SYS_UNSEAL, &[]), Some(&req))
             .await
     }
 
@@ -451,20 +454,20 @@ impl Client {
             key: None,
             reset: true,
         };
-        self.call(Method::POST, "/api/v1/sys/unseal", Some(&req))
+        self.call(Url::to(&routes::SYS_UNSEAL, &[]), Some(&req))
             .await
     }
 
     /// Seals the server.
     pub async fn seal(&self) -> Result<(), ClientError> {
-        self.call_raw::<()>(Method::POST, "/api/v1/sys/seal", None)
+        self.call_raw::<()>(Url::to(&routes::SYS_SEAL, &[]), None)
             .await
             .map(drop)
     }
 
     /// The keyring's key ids and creation times.
     pub async fn keyring(&self) -> Result<KeyringResponse, ClientError> {
-        self.call::<(), _>(Method::GET, "/api/v1/sys/keyring", None)
+        self.call::<(), _>(Url::to(&routes::SYS_KEYRING, &[]), None)
             .await
     }
 
@@ -477,8 +480,9 @@ impl Client {
         W: tokio::io::AsyncWrite + Unpin,
     {
         use tokio::io::AsyncWriteExt;
+        let url = Url::to(&routes::SYS_BACKUP, &[]);
         let req = self
-            .request(Method::GET, "/api/v1/sys/backup")?
+            .request(url.method, &url.path_and_query)?
             .body(Full::new(Bytes::new()))
             .map_err(|_| ClientError::new(ErrorKind::Config, "cannot build the request"))?;
         let addr = &self.inner.base;
@@ -497,22 +501,10 @@ impl Client {
         let resp = tokio::time::timeout(self.inner.timeout, self.inner.http.request(req))
             .await
             .map_err(|_| quiet())?
-            .map_err(|e| {
-                ClientError::new(
-                    ErrorKind::Unreachable,
-                    format!(
-                        "cannot reach coffer at {addr}: {}",
-                        describe_connect_error(&e)
-                    ),
-                )
-            })?;
+            .map_err(|e| unreachable(addr, &e))?;
         let status = resp.status();
         if !status.is_success() {
-            let request_id = resp
-                .headers()
-                .get("x-request-id")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string);
+            let request_id = request_id_of(&resp);
             let bytes = Limited::new(resp.into_body(), MAX_RESPONSE)
                 .collect()
                 .await
@@ -539,7 +531,7 @@ impl Client {
 
     /// Adds a keyring key for new writes.
     pub async fn rotate(&self) -> Result<KeyringResponse, ClientError> {
-        self.call::<(), _>(Method::POST, "/api/v1/sys/rotate", None)
+        self.call::<(), _>(Url::to(&routes::SYS_ROTATE, &[]), None)
             .await
     }
 
@@ -551,14 +543,11 @@ impl Client {
         path: &str,
         version: Option<u64>,
     ) -> Result<ReadResponse<WireValue>, ClientError> {
-        let mut url = format!(
-            "/api/v1/secrets/{}",
-            encode_path(path.trim_start_matches('/'))
-        );
+        let mut url = Url::to(&routes::SECRET_READ, &[path.trim_start_matches('/')]);
         if let Some(v) = version {
-            url.push_str(&format!("?version={v}"));
+            url = url.query(&[format!("version={v}")]);
         }
-        self.call::<(), _>(Method::GET, &url, None).await
+        self.call::<(), _>(url, None).await
     }
 
     /// Reads every live secret directly under each of `prefixes`, and each
@@ -583,7 +572,8 @@ impl Client {
             prefixes: prefixes.to_vec(),
             secrets: secrets.to_vec(),
         };
-        self.call(Method::POST, "/api/v1/bundle", Some(&body)).await
+        self.call(Url::to(&routes::SECRET_BUNDLE, &[]), Some(&body))
+            .await
     }
 
     /// Writes many secrets in one transaction, all or nothing: each entry is
@@ -610,7 +600,7 @@ impl Client {
                 .collect(),
         };
         let resp: coffer_api::ImportResponse = self
-            .call(Method::POST, "/api/v1/import", Some(&body))
+            .call(Url::to(&routes::SECRET_IMPORT, &[]), Some(&body))
             .await?;
         Ok(resp.written)
     }
@@ -628,12 +618,8 @@ impl Client {
             #[serde(skip_serializing_if = "Option::is_none")]
             cas: Option<u64>,
         }
-        let url = format!(
-            "/api/v1/secrets/{}",
-            encode_path(path.trim_start_matches('/'))
-        );
-        self.call(Method::PUT, &url, Some(&Body { value, cas }))
-            .await
+        let url = Url::to(&routes::SECRET_WRITE, &[path.trim_start_matches('/')]);
+        self.call(url, Some(&Body { value, cas })).await
     }
 
     /// Soft-deletes versions (empty: the current one).
@@ -642,56 +628,39 @@ impl Client {
         path: &str,
         versions: &[u64],
     ) -> Result<VersionsResponse, ClientError> {
-        let mut url = format!(
-            "/api/v1/secrets/{}",
-            encode_path(path.trim_start_matches('/'))
-        );
+        let mut url = Url::to(&routes::SECRET_DELETE, &[path.trim_start_matches('/')]);
         if !versions.is_empty() {
             let list: Vec<String> = versions.iter().map(u64::to_string).collect();
-            url.push_str(&format!("?versions={}", list.join(",")));
+            url = url.query(&[format!("versions={}", list.join(","))]);
         }
-        self.call::<(), _>(Method::DELETE, &url, None).await
+        self.call::<(), _>(url, None).await
     }
 
     /// Restores soft-deleted versions (empty: the current one).
-    pub async fn undelete(
-        &self,
-        path: &str,
-        versions: &[u64],
-    ) -> Result<VersionsResponse, ClientError> {
-        let url = format!(
-            "/api/v1/undelete/{}",
-            encode_path(path.trim_start_matches('/'))
-        );
-        let body = api::VersionsRequest {
-            versions: versions.to_vec(),
-        };
-        self.call(Method::POST, &url, Some(&body)).await
+    pub async fn undelete(&self, path: &str, versions: &[u64]) -> VersionsResult {
+        self.change_versions(&routes::SECRET_UNDELETE, path, versions)
+            .await
     }
 
     /// Erases versions for good (empty: the current one).
-    pub async fn destroy(
-        &self,
-        path: &str,
-        versions: &[u64],
-    ) -> Result<VersionsResponse, ClientError> {
-        let url = format!(
-            "/api/v1/destroy/{}",
-            encode_path(path.trim_start_matches('/'))
-        );
+    pub async fn destroy(&self, path: &str, versions: &[u64]) -> VersionsResult {
+        self.change_versions(&routes::SECRET_DESTROY, path, versions)
+            .await
+    }
+
+    /// Undelete and destroy: the same request on two routes.
+    async fn change_versions(&self, route: &Route, path: &str, versions: &[u64]) -> VersionsResult {
+        let url = Url::to(route, &[path.trim_start_matches('/')]);
         let body = api::VersionsRequest {
             versions: versions.to_vec(),
         };
-        self.call(Method::POST, &url, Some(&body)).await
+        self.call(url, Some(&body)).await
     }
 
     /// Metadata and history.
     pub async fn metadata(&self, path: &str) -> Result<MetadataResponse, ClientError> {
-        let url = format!(
-            "/api/v1/metadata/{}",
-            encode_path(path.trim_start_matches('/'))
-        );
-        self.call::<(), _>(Method::GET, &url, None).await
+        let url = Url::to(&routes::SECRET_METADATA, &[path.trim_start_matches('/')]);
+        self.call::<(), _>(url, None).await
     }
 
     /// One page of a listing.
@@ -701,10 +670,10 @@ impl Client {
         options: &ListOptions,
     ) -> Result<ListResponse, ClientError> {
         let prefix = prefix.trim_matches('/');
-        let mut url = if prefix.is_empty() {
-            "/api/v1/list".to_string()
+        let url = if prefix.is_empty() {
+            Url::to(&routes::SECRET_LIST_ROOT, &[])
         } else {
-            format!("/api/v1/list/{}", encode_path(prefix))
+            Url::to(&routes::SECRET_LIST, &[prefix])
         };
         let mut params = Vec::new();
         if options.recursive {
@@ -719,11 +688,7 @@ impl Client {
         if let Some(l) = options.limit {
             params.push(format!("limit={l}"));
         }
-        if !params.is_empty() {
-            url.push('?');
-            url.push_str(&params.join("&"));
-        }
-        self.call::<(), _>(Method::GET, &url, None).await
+        self.call::<(), _>(url.query(&params), None).await
     }
 
     /// Every entry of a listing, following pages.
@@ -743,6 +708,25 @@ impl Client {
             }
         }
     }
+}
+
+/// The request id the server gave an answer.
+fn request_id_of<B>(resp: &hyper::Response<B>) -> Option<String> {
+    resp.headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// The error for a server that could not be reached at `addr`.
+fn unreachable(addr: &str, e: &hyper_util::client::legacy::Error) -> ClientError {
+    ClientError::new(
+        ErrorKind::Unreachable,
+        format!(
+            "cannot reach coffer at {addr}: {}",
+            describe_connect_error(e)
+        ),
+    )
 }
 
 fn describe_connect_error(e: &hyper_util::client::legacy::Error) -> String {

@@ -4,16 +4,15 @@
 
 use coffer_api::lifecycle as wire;
 use coffer_api::{ReadResponse, WireValue, WriteResponse};
-use hyper::Method;
 use serde::Serialize;
 
-use crate::{Client, ClientError, encode_path, encode_query};
+use coffer_api::routes::{self, Route};
 
-fn route(base: &str, path: &str) -> String {
-    format!(
-        "/api/v1/{base}/{}",
-        encode_path(path.trim_start_matches('/'))
-    )
+use crate::{Client, ClientError, Url, encode_query};
+
+/// The URL of a route on one secret's path.
+fn on_path(route: &Route, path: &str) -> Url {
+    Url::to(route, &[path.trim_start_matches('/')])
 }
 
 impl Client {
@@ -23,8 +22,9 @@ impl Client {
         path: &str,
         label: &str,
     ) -> Result<ReadResponse<WireValue>, ClientError> {
-        let url = format!("{}?label={}", route("secrets", path), encode_query(label));
-        self.call::<(), _>(Method::GET, &url, None).await
+        let url =
+            on_path(&routes::SECRET_READ, path).query(&[format!("label={}", encode_query(label))]);
+        self.call::<(), _>(url, None).await
     }
 
     /// Stores a value the server generates from `spec` (`FORMAT[:N]`); the
@@ -42,8 +42,7 @@ impl Client {
             cas: Option<u64>,
         }
         self.call(
-            Method::PUT,
-            &route("secrets", path),
+            on_path(&routes::SECRET_WRITE, path),
             Some(&Body {
                 generate: spec,
                 cas,
@@ -58,7 +57,7 @@ impl Client {
         path: &str,
         request: &wire::RotateRequest,
     ) -> Result<wire::RotateResponse, ClientError> {
-        self.call(Method::POST, &route("rotate", path), Some(request))
+        self.call(on_path(&routes::SECRET_ROTATE, path), Some(request))
             .await
     }
 
@@ -68,19 +67,19 @@ impl Client {
         path: &str,
         request: &wire::PostgresManageRequest,
     ) -> Result<wire::PostgresManageResponse, ClientError> {
-        self.call(Method::POST, &route("postgres", path), Some(request))
+        self.call(on_path(&routes::POSTGRES_MANAGE, path), Some(request))
             .await
     }
 
     /// A managed secret's binding.
     pub async fn postgres_info(&self, path: &str) -> Result<wire::PostgresInfo, ClientError> {
-        self.call::<(), _>(Method::GET, &route("postgres", path), None)
+        self.call::<(), _>(on_path(&routes::POSTGRES_READ, path), None)
             .await
     }
 
     /// Cancels a staged rotation.
     pub async fn cancel_rotation(&self, path: &str) -> Result<wire::RotateResponse, ClientError> {
-        self.call::<(), _>(Method::DELETE, &route("rotate", path), None)
+        self.call::<(), _>(on_path(&routes::SECRET_ROTATE_CANCEL, path), None)
             .await
     }
 
@@ -93,7 +92,7 @@ impl Client {
         let body = wire::PromoteRequest {
             grace: grace.map(str::to_string),
         };
-        self.call(Method::POST, &route("promote", path), Some(&body))
+        self.call(on_path(&routes::SECRET_PROMOTE, path), Some(&body))
             .await
     }
 
@@ -103,15 +102,14 @@ impl Client {
         path: &str,
         request: &wire::ExpiryRequest,
     ) -> Result<wire::RotateResponse, ClientError> {
-        self.call(Method::PUT, &route("expiry", path), Some(request))
+        self.call(on_path(&routes::SECRET_EXPIRY, path), Some(request))
             .await
     }
 
     /// Writes a new version equal to `version`.
     pub async fn rollback(&self, path: &str, version: u64) -> Result<WriteResponse, ClientError> {
         self.call(
-            Method::POST,
-            &route("rollback", path),
+            on_path(&routes::SECRET_ROLLBACK, path),
             Some(&wire::RollbackRequest { version }),
         )
         .await
@@ -129,7 +127,8 @@ impl Client {
             to: to.to_string(),
             remove_source,
         };
-        self.call(Method::POST, "/api/v1/copy", Some(&body)).await
+        self.call(Url::to(&routes::SECRET_COPY, &[]), Some(&body))
+            .await
     }
 
     /// Previews (`apply: None`) or applies an environment promotion.
@@ -137,7 +136,7 @@ impl Client {
         &self,
         request: &wire::PromoteEnvRequest,
     ) -> Result<wire::PromoteEnvResponse, ClientError> {
-        self.call(Method::POST, "/api/v1/promote-env", Some(request))
+        self.call(Url::to(&routes::SECRET_PROMOTE_ENV, &[]), Some(request))
             .await
     }
 
@@ -145,33 +144,30 @@ impl Client {
     pub async fn rotation_status(&self, prefix: &str) -> Result<wire::StatusResponse, ClientError> {
         let prefix = prefix.trim_matches('/');
         let url = if prefix.is_empty() {
-            "/api/v1/rotation/status".to_string()
+            Url::to(&routes::ROTATION_STATUS_ROOT, &[])
         } else {
-            format!("/api/v1/rotation/status/{}/", encode_path(prefix))
+            // The trailing slash says it is a prefix.
+            Url::to(&routes::ROTATION_STATUS, &[&format!("{prefix}/")])
         };
-        self.call::<(), _>(Method::GET, &url, None).await
+        self.call::<(), _>(url, None).await
     }
 
     /// Every lifecycle rule.
     pub async fn list_rules(&self) -> Result<wire::RuleListResponse, ClientError> {
-        self.call::<(), _>(Method::GET, "/api/v1/sys/lifecycle", None)
+        self.call::<(), _>(Url::to(&routes::LIFECYCLE_LIST, &[]), None)
             .await
     }
 
     /// Creates or replaces a lifecycle rule.
     pub async fn set_rule(&self, rule: &wire::RuleRequest) -> Result<wire::RuleInfo, ClientError> {
-        self.call(Method::PUT, "/api/v1/sys/lifecycle", Some(rule))
+        self.call(Url::to(&routes::LIFECYCLE_SET, &[]), Some(rule))
             .await
     }
 
     /// Removes a lifecycle rule.
     pub async fn delete_rule(&self, pattern: &str) -> Result<(), ClientError> {
-        self.call_raw::<()>(
-            Method::DELETE,
-            &format!("/api/v1/sys/lifecycle?pattern={}", encode_query(pattern)),
-            None,
-        )
-        .await
-        .map(drop)
+        let url = Url::to(&routes::LIFECYCLE_REMOVE, &[])
+            .query(&[format!("pattern={}", encode_query(pattern))]);
+        self.call_raw::<()>(url, None).await.map(drop)
     }
 }

@@ -233,7 +233,7 @@ impl Edge {
         let is_init = req
             .extensions()
             .get::<MatchedPath>()
-            .is_some_and(|m| m.as_str() == "/api/v1/sys/init");
+            .is_some_and(|m| m.as_str() == coffer_api::routes::SYS_INIT.path);
         if is_init && !self.allow_remote_init && !peer.is_some_and(Peer::is_this_machine) {
             return Some(ApiError::new(
                 StatusCode::FORBIDDEN,

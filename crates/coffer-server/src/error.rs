@@ -100,7 +100,7 @@ impl IntoResponse for ApiError {
             error: ErrorDetail {
                 code: self.code.to_string(),
                 message: self.message,
-                request_id: crate::request_id::current().map(|id| id.to_string()),
+                request_id: crate::request::current().map(|id| id.to_string()),
             },
         };
         let mut resp = (self.status, Json(body)).into_response();

@@ -5,30 +5,34 @@
 
 #![forbid(unsafe_code)]
 
-mod access_routes;
-mod audit;
+mod audit_layer;
 mod config;
 mod edge;
 #[cfg(test)]
 mod edge_tests;
 mod error;
-mod lifecycle_routes;
-pub mod request_id;
+mod extract;
+pub mod request;
 mod routes;
 mod serve;
+mod state;
 mod throttle;
 mod timefmt;
 
-pub use audit::filter_from;
 pub use config::{AuditConfig, ConfigError, DEFAULT_AUDIT_FILE, ServerConfig, StorageConfig};
 pub use edge::{HostRule, RouterOptions};
 pub use error::ApiError;
-pub use routes::{AppState, OPENAPI, rfc3339, router};
+/// The request layer's former name, kept so that code naming it still builds.
+pub use request as request_id;
+pub use routes::filter_from;
+pub use routes::{OPENAPI, router};
 /// The per-connection request extension, for tests that drive the router
 /// in-process and must say where a request came from.
 #[doc(hidden)]
 pub use serve::Peer;
 pub use serve::{BoundListener, ServeError, ServeOptions, TlsFiles, bind, serve};
+pub use state::AppState;
+pub use timefmt::rfc3339;
 
 /// Largest request body accepted for a given value limit. JSON escaping can
 /// grow a value (a quote becomes two bytes, a control character six), so the

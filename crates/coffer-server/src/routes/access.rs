@@ -5,7 +5,6 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
 use coffer_api::{self as api, WireSecret};
 use coffer_core::duration::format_duration_ms;
 use coffer_core::{
@@ -16,54 +15,13 @@ use coffer_store::TokenKind;
 use serde::Deserialize;
 
 use crate::error::ApiError;
-use crate::routes::{AppState, Auth, JsonBody, UrlPath, UrlQuery, rfc3339};
+use crate::extract::{Auth, JsonBody, UrlPath, UrlQuery};
+use crate::state::AppState;
+use crate::timefmt::rfc3339;
 
-type Router = axum::Router<AppState>;
 type ApiResult<T> = Result<Json<T>, ApiError>;
 
-/// The routes, to be merged into the main router.
-pub(crate) fn routes() -> Router {
-    Router::new()
-        .route("/api/v1/sys/policies", get(list_policies))
-        .route(
-            "/api/v1/sys/policies/{name}",
-            get(read_policy).put(write_policy).delete(delete_policy),
-        )
-        .route("/api/v1/auth/tokens", get(list_tokens).post(create_token))
-        .route(
-            "/api/v1/auth/tokens/{accessor}",
-            get(lookup_token).delete(revoke_token),
-        )
-        .route("/api/v1/auth/tokens/{accessor}/renew", post(renew_token))
-        .route(
-            "/api/v1/auth/token/self",
-            get(lookup_self).delete(revoke_self),
-        )
-        .route("/api/v1/auth/token/self/renew", post(renew_self))
-        .route("/api/v1/auth/login", post(login))
-        .route("/api/v1/auth/invites", post(create_invite))
-        .route("/api/v1/auth/invites/accept", post(accept_invite))
-        .route("/api/v1/auth/totp", post(enroll_totp))
-        .route("/api/v1/auth/totp/confirm", post(confirm_totp))
-        .route("/api/v1/auth/totp/disable", post(disable_totp))
-        .route("/api/v1/sys/users", get(list_users))
-        .route(
-            "/api/v1/sys/users/{name}",
-            get(get_user).patch(update_user).delete(delete_user),
-        )
-        .route("/api/v1/sys/users/{name}/disable", post(disable_user))
-        .route("/api/v1/sys/users/{name}/enable", post(enable_user))
-        .route(
-            "/api/v1/sys/protected",
-            get(list_protected).post(protect).delete(unprotect),
-        )
-        .route(
-            "/api/v1/sys/breakglass",
-            get(list_breakglass).post(breakglass),
-        )
-}
-
-pub(crate) fn token_info(t: &TokenView) -> api::TokenInfo {
+fn token_info(t: &TokenView) -> api::TokenInfo {
     api::TokenInfo {
         accessor: t.accessor.clone(),
         display_name: t.display_name.clone(),
@@ -118,7 +76,7 @@ fn new_token(raw: coffer_crypto::SecretString, record: &TokenView) -> api::NewTo
 
 // ---- policies ------------------------------------------------------------------
 
-async fn list_policies(
+pub(super) async fn list_policies(
     State(st): State<AppState>,
     Auth(id): Auth,
 ) -> ApiResult<api::PolicyListResponse> {
@@ -136,7 +94,7 @@ fn policy_response(p: coffer_core::PolicyInfo) -> api::PolicyResponse {
     }
 }
 
-async fn read_policy(
+pub(super) async fn read_policy(
     State(st): State<AppState>,
     Auth(id): Auth,
     UrlPath(name): UrlPath,
@@ -146,7 +104,7 @@ async fn read_policy(
     )))
 }
 
-async fn write_policy(
+pub(super) async fn write_policy(
     State(st): State<AppState>,
     Auth(id): Auth,
     UrlPath(name): UrlPath,
@@ -157,7 +115,7 @@ async fn write_policy(
     )))
 }
 
-async fn delete_policy(
+pub(super) async fn delete_policy(
     State(st): State<AppState>,
     Auth(id): Auth,
     UrlPath(name): UrlPath,
@@ -168,7 +126,7 @@ async fn delete_policy(
 
 // ---- tokens --------------------------------------------------------------------
 
-async fn create_token(
+pub(super) async fn create_token(
     State(st): State<AppState>,
     Auth(id): Auth,
     JsonBody(req): JsonBody<api::TokenCreateRequest>,
@@ -190,7 +148,7 @@ async fn create_token(
     Ok(Json(new_token(raw, &record)))
 }
 
-async fn list_tokens(
+pub(super) async fn list_tokens(
     State(st): State<AppState>,
     Auth(id): Auth,
 ) -> ApiResult<api::TokenListResponse> {
@@ -205,7 +163,7 @@ async fn list_tokens(
     }))
 }
 
-async fn lookup_token(
+pub(super) async fn lookup_token(
     State(st): State<AppState>,
     Auth(id): Auth,
     UrlPath(accessor): UrlPath,
@@ -215,11 +173,14 @@ async fn lookup_token(
     )))
 }
 
-async fn lookup_self(State(st): State<AppState>, Auth(id): Auth) -> ApiResult<api::TokenInfo> {
+pub(super) async fn lookup_self(
+    State(st): State<AppState>,
+    Auth(id): Auth,
+) -> ApiResult<api::TokenInfo> {
     Ok(Json(token_info(&st.coffer.lookup_token(&id, None).await?)))
 }
 
-async fn renew_token(
+pub(super) async fn renew_token(
     State(st): State<AppState>,
     Auth(id): Auth,
     UrlPath(accessor): UrlPath,
@@ -229,11 +190,14 @@ async fn renew_token(
     )))
 }
 
-async fn renew_self(State(st): State<AppState>, Auth(id): Auth) -> ApiResult<api::TokenInfo> {
+pub(super) async fn renew_self(
+    State(st): State<AppState>,
+    Auth(id): Auth,
+) -> ApiResult<api::TokenInfo> {
     Ok(Json(token_info(&st.coffer.renew_token(&id, None).await?)))
 }
 
-async fn revoke_token(
+pub(super) async fn revoke_token(
     State(st): State<AppState>,
     Auth(id): Auth,
     UrlPath(accessor): UrlPath,
@@ -242,14 +206,17 @@ async fn revoke_token(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn revoke_self(State(st): State<AppState>, Auth(id): Auth) -> Result<StatusCode, ApiError> {
+pub(super) async fn revoke_self(
+    State(st): State<AppState>,
+    Auth(id): Auth,
+) -> Result<StatusCode, ApiError> {
     st.coffer.revoke_token(&id, None).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 // ---- people --------------------------------------------------------------------
 
-async fn login(
+pub(super) async fn login(
     State(st): State<AppState>,
     peer: Option<axum::Extension<crate::serve::Peer>>,
     JsonBody(req): JsonBody<api::LoginRequest>,
@@ -271,7 +238,7 @@ async fn login(
     Ok(Json(new_token(raw, &record)))
 }
 
-async fn create_invite(
+pub(super) async fn create_invite(
     State(st): State<AppState>,
     Auth(id): Auth,
     JsonBody(req): JsonBody<api::InviteCreateRequest>,
@@ -292,7 +259,7 @@ async fn create_invite(
     }))
 }
 
-async fn accept_invite(
+pub(super) async fn accept_invite(
     State(st): State<AppState>,
     JsonBody(req): JsonBody<api::InviteAcceptRequest>,
 ) -> ApiResult<api::UserInfo> {
@@ -304,7 +271,7 @@ async fn accept_invite(
     Ok(Json(user_info(&user)))
 }
 
-async fn enroll_totp(
+pub(super) async fn enroll_totp(
     State(st): State<AppState>,
     Auth(id): Auth,
 ) -> ApiResult<api::TotpEnrollResponse> {
@@ -315,7 +282,7 @@ async fn enroll_totp(
     }))
 }
 
-async fn confirm_totp(
+pub(super) async fn confirm_totp(
     State(st): State<AppState>,
     Auth(id): Auth,
     JsonBody(req): JsonBody<api::TotpCodeRequest>,
@@ -324,7 +291,7 @@ async fn confirm_totp(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn disable_totp(
+pub(super) async fn disable_totp(
     State(st): State<AppState>,
     Auth(id): Auth,
     JsonBody(req): JsonBody<api::TotpCodeRequest>,
@@ -333,7 +300,7 @@ async fn disable_totp(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn list_users(
+pub(super) async fn list_users(
     State(st): State<AppState>,
     Auth(id): Auth,
 ) -> ApiResult<api::UserListResponse> {
@@ -348,7 +315,7 @@ async fn list_users(
     }))
 }
 
-async fn get_user(
+pub(super) async fn get_user(
     State(st): State<AppState>,
     Auth(id): Auth,
     UrlPath(name): UrlPath,
@@ -356,7 +323,7 @@ async fn get_user(
     Ok(Json(user_info(&st.coffer.get_user(&id, &name).await?)))
 }
 
-async fn disable_user(
+pub(super) async fn disable_user(
     State(st): State<AppState>,
     Auth(id): Auth,
     UrlPath(name): UrlPath,
@@ -366,7 +333,7 @@ async fn disable_user(
     )))
 }
 
-async fn enable_user(
+pub(super) async fn enable_user(
     State(st): State<AppState>,
     Auth(id): Auth,
     UrlPath(name): UrlPath,
@@ -376,7 +343,7 @@ async fn enable_user(
     )))
 }
 
-async fn update_user(
+pub(super) async fn update_user(
     State(st): State<AppState>,
     Auth(id): Auth,
     UrlPath(name): UrlPath,
@@ -389,7 +356,7 @@ async fn update_user(
     )))
 }
 
-async fn delete_user(
+pub(super) async fn delete_user(
     State(st): State<AppState>,
     Auth(id): Auth,
     UrlPath(name): UrlPath,
@@ -408,7 +375,7 @@ fn protected_info(p: coffer_core::ProtectedInfo) -> api::ProtectedInfo {
     }
 }
 
-async fn list_protected(
+pub(super) async fn list_protected(
     State(st): State<AppState>,
     Auth(id): Auth,
 ) -> ApiResult<api::ProtectedListResponse> {
@@ -423,7 +390,7 @@ async fn list_protected(
     }))
 }
 
-async fn protect(
+pub(super) async fn protect(
     State(st): State<AppState>,
     Auth(id): Auth,
     JsonBody(req): JsonBody<api::ProtectRequest>,
@@ -434,11 +401,11 @@ async fn protect(
 }
 
 #[derive(Deserialize)]
-struct PatternQuery {
+pub(super) struct PatternQuery {
     pattern: String,
 }
 
-async fn unprotect(
+pub(super) async fn unprotect(
     State(st): State<AppState>,
     Auth(id): Auth,
     UrlQuery(q): UrlQuery<PatternQuery>,
@@ -447,7 +414,7 @@ async fn unprotect(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn breakglass(
+pub(super) async fn breakglass(
     State(st): State<AppState>,
     Auth(id): Auth,
     JsonBody(req): JsonBody<api::BreakglassRequest>,
@@ -466,7 +433,7 @@ async fn breakglass(
     Ok(Json(grant_info(&grant)))
 }
 
-async fn list_breakglass(
+pub(super) async fn list_breakglass(
     State(st): State<AppState>,
     Auth(id): Auth,
 ) -> ApiResult<api::BreakglassListResponse> {

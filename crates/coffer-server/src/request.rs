@@ -1,6 +1,13 @@
+//! The request layer: the one tower layer every request passes. It assigns
+//! the request id, applies the edge checks and the login and unseal
+//! throttles, refuses a body declared over the limit, runs the handler in
+//! the core's audit scope, answers a body that missed its deadline with
+//! 408, and records the request through the audit layer (`audit_layer.rs`)
+//! before the response leaves.
+//!
 //! Request ids: every response carries `x-request-id`, and error bodies repeat
-//! it, so a user's report can be matched to the server log (and, later, to the
-//! audit record). Ids are a random per-process prefix and a counter: unique,
+//! it, so a user's report can be matched to the server log and to the
+//! audit record. Ids are a random per-process prefix and a counter: unique,
 //! cheap, and not guessable across restarts.
 
 use std::fmt;
@@ -8,14 +15,17 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use axum::extract::{MatchedPath, Request};
+use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::edge::Edge;
+use coffer_api::routes::{self, Route};
+
+use crate::audit_layer::{self, Meta};
 use crate::error::ApiError;
-use crate::routes::AppState;
 use crate::serve::{BodyTimedOut, Peer};
+use crate::state::AppState;
 use crate::throttle::Outcome;
 
 /// A request id.
@@ -58,7 +68,7 @@ pub(crate) fn in_scope<R>(id: RequestId, f: impl FnOnce() -> R) -> R {
 /// limit before reading any of it (bodies without a declared length are cut
 /// off at the limit while being read, by `DefaultBodyLimit`), records the
 /// request in the audit log before its response leaves (see
-/// [`crate::audit`]), and adds the headers every API response gets.
+/// `audit_layer.rs`), and adds the headers every API response gets.
 ///
 /// Written as a plain tower layer rather than `axum::middleware::from_fn`:
 /// that adapter clones and boxes the inner service on every request, which
@@ -102,15 +112,15 @@ enum Attempt {
 }
 
 impl Attempt {
-    fn of(req: &Request) -> Option<Attempt> {
-        if req.method() != axum::http::Method::POST {
-            return None;
-        }
+    fn of(req: &Request, route: Option<&'static Route>) -> Option<Attempt> {
+        let route = route?;
         let ip = req.extensions().get::<Peer>()?.addr.ip();
-        match req.extensions().get::<MatchedPath>()?.as_str() {
-            "/api/v1/auth/login" => Some(Attempt::Login(ip)),
-            "/api/v1/sys/unseal" => Some(Attempt::Unseal(ip)),
-            _ => None,
+        if *route == routes::AUTH_LOGIN {
+            Some(Attempt::Login(ip))
+        } else if *route == routes::SYS_UNSEAL {
+            Some(Attempt::Unseal(ip))
+        } else {
+            None
         }
     }
 
@@ -180,10 +190,11 @@ where
             counter: COUNTER.fetch_add(1, Ordering::Relaxed),
         };
         let edge_refusal = self.edge.check(&req);
-        let meta = match (crate::audit::Meta::capture(&req), &edge_refusal) {
+        let route = audit_layer::route_of(&req);
+        let meta = match (Meta::capture(&req, route), &edge_refusal) {
             (Some(meta), _) => meta,
             // Health and status are audited only when refused here.
-            (None, Some(_)) => crate::audit::Meta::capture_always(&req),
+            (None, Some(_)) => Meta::capture_always(&req, route),
             (None, None) => {
                 // Health and status: not audited, never refused for the audit.
                 let fut = CURRENT.scope(id, self.inner.call(req));
@@ -197,7 +208,7 @@ where
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         let attempt = if edge_refusal.is_none() {
-            Attempt::of(&req)
+            Attempt::of(&req, route)
         } else {
             None
         };
@@ -217,7 +228,7 @@ where
             // No sink took the last batch: refuse before handling, so that
             // nothing changes unrecorded. Recording this refusal is also how
             // a recovered sink is noticed.
-            Some(crate::audit::unavailable())
+            Some(audit_layer::unavailable())
         } else {
             None
         };
@@ -229,13 +240,13 @@ where
             }
             let resp = CURRENT.sync_scope(id, || err.into_response());
             return Box::pin(async move {
-                let resp = crate::audit::record(&state, meta, id, resp, Default::default()).await;
+                let resp = audit_layer::record(&state, meta, id, resp, Default::default()).await;
                 Ok(finish(resp, id))
             });
         }
         let timed_out = req.extensions().get::<BodyTimedOut>().cloned();
         let edge = self.edge.clone();
-        let fut = CURRENT.scope(id, crate::audit::catch_panic(self.inner.call(req)));
+        let fut = CURRENT.scope(id, audit_layer::catch_panic(self.inner.call(req)));
         Box::pin(async move {
             let (mut resp, facts) = coffer_core::audit::scope(fut).await;
             if timed_out.is_some_and(|t| t.0.load(Ordering::Relaxed)) {
@@ -253,7 +264,7 @@ where
             if let Some(a) = attempt {
                 a.end(&edge, resp.status());
             }
-            let resp = crate::audit::record(&state, meta, id, resp, facts).await;
+            let resp = audit_layer::record(&state, meta, id, resp, facts).await;
             Ok(finish(resp, id))
         })
     }

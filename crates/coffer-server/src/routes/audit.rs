@@ -1,306 +1,23 @@
-//! Auditing every request, and the audit API (`/api/v1/sys/audit/...`).
-//!
-//! [`crate::request_id::RequestService`] runs each request through
-//! [`Audited`]: it notes the request's method, URL path, operation and peer
-//! before the handler runs, collects what `coffer-core` noted while handling
-//! it (caller, decision, version), and hands the record to the
-//! [`coffer_audit::Auditor`]. The response leaves only once a sink has the
-//! record; if none does, the response (which may hold a secret) is dropped
-//! and the client gets 503 `audit_unavailable`. While no sink works, requests
-//! are refused before they are handled, so nothing changes unrecorded.
-//! `GET /sys/health` and `/sys/status` are not audited: load balancers poll
-//! them and they reveal nothing.
+//! The audit API (`/api/v1/sys/audit/...`): verifying the log's chains,
+//! searching it, who read a secret, tagging a value, rotating the files and
+//! acknowledging a gap. Every call needs `admin` on `sys/audit`.
 
-use std::convert::Infallible;
 use std::io::BufReader;
-use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
-use std::task::Poll;
-use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderValue, Method, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
 use coffer_api::{self as api, codes};
 use coffer_audit::query::{self, Filter};
-use coffer_audit::{Actor, Kind, Outcome, Record};
+use coffer_audit::{Kind, Outcome, Record};
 use coffer_core::Operation;
-use coffer_core::audit::Facts;
 use serde::Deserialize;
 
-use crate::error::{ApiError, ErrorCode};
-use crate::request_id::RequestId;
-use crate::routes::{AppState, Auth, JsonBody, JsonOrEmpty, UrlQuery};
-
-/// What is known about a request before it is handled.
-pub(crate) struct Meta {
-    start: Instant,
-    time: String,
-    method: Method,
-    route: String,
-    op: &'static str,
-    source: Option<std::sync::Arc<str>>,
-    authorization: Option<HeaderValue>,
-    /// The secret path or prefix in the URL, for requests refused before
-    /// any decision named a target (unauthenticated, malformed).
-    url_path: Option<String>,
-}
-
-impl Meta {
-    /// Captures the request line; `None` for the routes that are not audited.
-    pub(crate) fn capture(req: &Request) -> Option<Meta> {
-        let matched = req
-            .extensions()
-            .get::<MatchedPath>()
-            .map(MatchedPath::as_str);
-        let op = operation(req.method(), matched);
-        if matches!(op, "sys.health" | "sys.status") {
-            return None;
-        }
-        Some(Self::capture_always(req))
-    }
-
-    /// Captures the request line of any request, the unaudited routes
-    /// included (for a request refused before it is handled).
-    pub(crate) fn capture_always(req: &Request) -> Meta {
-        let matched = req
-            .extensions()
-            .get::<MatchedPath>()
-            .map(MatchedPath::as_str);
-        let op = operation(req.method(), matched);
-        Meta {
-            start: Instant::now(),
-            time: crate::rfc3339(coffer_core::now_ms()),
-            method: req.method().clone(),
-            route: req.uri().path().to_string(),
-            op,
-            source: req
-                .extensions()
-                .get::<crate::serve::Peer>()
-                .map(|p| p.source.clone()),
-            authorization: req.headers().get(header::AUTHORIZATION).cloned(),
-            url_path: matched
-                .and_then(|m| m.split_once('{'))
-                .filter(|(_, param)| param.starts_with('*'))
-                .and_then(|(prefix, _)| req.uri().path().strip_prefix(prefix))
-                .map(str::to_string),
-        }
-    }
-}
-
-/// The API operation of a route, as audit records name it.
-fn operation(method: &Method, matched: Option<&str>) -> &'static str {
-    let Some(route) = matched.and_then(|m| m.strip_prefix("/api/v1/")) else {
-        return "unmatched";
-    };
-    let m = method.as_str();
-    match (m, route) {
-        ("GET", "secrets/{*path}") => "secret.read",
-        ("POST", "bundle") => "secret.bundle",
-        ("POST", "import") => "secret.import",
-        ("PUT", "secrets/{*path}") => "secret.write",
-        ("DELETE", "secrets/{*path}") => "secret.delete",
-        ("GET", "metadata/{*path}") => "secret.metadata",
-        ("GET", "list" | "list/{*prefix}") => "secret.list",
-        ("POST", "undelete/{*path}") => "secret.undelete",
-        ("POST", "destroy/{*path}") => "secret.destroy",
-        ("POST", "rotate/{*path}") => "secret.rotate",
-        ("DELETE", "rotate/{*path}") => "secret.rotate_cancel",
-        ("POST", "promote/{*path}") => "secret.promote",
-        ("POST", "postgres/{*path}") => "postgres.manage",
-        ("GET", "postgres/{*path}") => "postgres.read",
-        ("PUT", "expiry/{*path}") => "secret.expiry",
-        ("POST", "rollback/{*path}") => "secret.rollback",
-        ("POST", "copy") => "secret.copy",
-        ("POST", "promote-env") => "secret.promote_env",
-        ("GET", "rotation/status" | "rotation/status/{*prefix}") => "rotation.status",
-        ("GET", "sys/lifecycle") => "lifecycle.list",
-        ("PUT", "sys/lifecycle") => "lifecycle.set",
-        ("DELETE", "sys/lifecycle") => "lifecycle.remove",
-        ("GET", "sys/health") => "sys.health",
-        ("GET", "sys/status") => "sys.status",
-        ("POST", "sys/init") => "sys.init",
-        ("POST", "sys/unseal") => "sys.unseal",
-        ("POST", "sys/seal") => "sys.seal",
-        ("POST", "sys/rotate") => "sys.rotate",
-        ("GET", "sys/keyring") => "sys.keyring",
-        ("GET", "sys/backup") => "sys.backup",
-        ("GET", "openapi.json") => "sys.openapi",
-        ("GET", "sys/policies") => "policy.list",
-        ("GET", "sys/policies/{name}") => "policy.read",
-        ("PUT", "sys/policies/{name}") => "policy.write",
-        ("DELETE", "sys/policies/{name}") => "policy.delete",
-        ("GET", "auth/tokens") => "token.list",
-        ("POST", "auth/tokens") => "token.create",
-        ("GET", "auth/tokens/{accessor}") => "token.lookup",
-        ("DELETE", "auth/tokens/{accessor}") => "token.revoke",
-        ("POST", "auth/tokens/{accessor}/renew") => "token.renew",
-        ("GET", "auth/token/self") => "token.lookup_self",
-        ("DELETE", "auth/token/self") => "token.revoke_self",
-        ("POST", "auth/token/self/renew") => "token.renew_self",
-        ("POST", "auth/login") => "auth.login",
-        ("POST", "auth/invites") => "invite.create",
-        ("POST", "auth/invites/accept") => "invite.accept",
-        ("POST", "auth/totp") => "totp.enroll",
-        ("POST", "auth/totp/confirm") => "totp.confirm",
-        ("POST", "auth/totp/disable") => "totp.disable",
-        ("GET", "sys/users") => "user.list",
-        ("GET", "sys/users/{name}") => "user.read",
-        ("PATCH", "sys/users/{name}") => "user.update",
-        ("DELETE", "sys/users/{name}") => "user.delete",
-        ("POST", "sys/users/{name}/disable") => "user.disable",
-        ("POST", "sys/users/{name}/enable") => "user.enable",
-        ("GET", "sys/protected") => "protected.list",
-        ("POST", "sys/protected") => "protected.add",
-        ("DELETE", "sys/protected") => "protected.remove",
-        ("GET", "sys/breakglass") => "breakglass.list",
-        ("POST", "sys/breakglass") => "breakglass.grant",
-        ("POST", "sys/audit/verify") => "audit.verify",
-        ("GET", "sys/audit/records") => "audit.query",
-        ("GET", "sys/audit/readers") => "audit.readers",
-        ("POST", "sys/audit/hash") => "audit.hash",
-        ("POST", "sys/audit/rotate") => "audit.rotate",
-        ("POST", "sys/audit/acknowledge-gap") => "audit.acknowledge_gap",
-        _ => "unmatched",
-    }
-}
-
-/// The answer when a request cannot be recorded.
-pub(crate) fn unavailable() -> ApiError {
-    ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        codes::AUDIT_UNAVAILABLE,
-        "the request could not be written to the audit log, so it was refused; \
-         an operator must restore an audit sink",
-    )
-}
-
-/// Runs the handler, catching a panic as a 500 (so that it, too, is
-/// answered and audited rather than dropping the connection).
-pub(crate) async fn catch_panic<F>(fut: F) -> Response
-where
-    F: Future<Output = Result<Response, Infallible>>,
-{
-    let mut fut = std::pin::pin!(fut);
-    std::future::poll_fn(|cx| {
-        match std::panic::catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
-            Ok(Poll::Ready(Ok(r))) => Poll::Ready(r),
-            Ok(Poll::Ready(Err(never))) => match never {},
-            Ok(Poll::Pending) => Poll::Pending,
-            Err(_) => {
-                tracing::error!("a request handler panicked");
-                Poll::Ready(
-                    ApiError::new(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        codes::INTERNAL,
-                        "internal error",
-                    )
-                    .into_response(),
-                )
-            }
-        }
-    })
-    .await
-}
-
-/// Records a handled request and returns the response to send: `resp`, or
-/// 503 if no sink took the record.
-pub(crate) async fn record(
-    state: &AppState,
-    meta: Meta,
-    id: RequestId,
-    resp: Response,
-    facts: Facts,
-) -> Response {
-    let status = resp.status().as_u16();
-    // A token that authenticated comes with its tag (cached with the token);
-    // any other token presented, and a login name, are tagged here.
-    let cached_tag = facts.token_tag.filter(|_| meta.authorization.is_some());
-    let key = (facts.login.is_some() || (meta.authorization.is_some() && cached_tag.is_none()))
-        .then(|| state.coffer.audit_key())
-        .flatten();
-    let tag = |v: &[u8]| key.as_ref().map(|k| coffer_audit::format_tag(&k.field(v)));
-    let token = match cached_tag {
-        Some(t) => Some(coffer_audit::format_tag(&t)),
-        None => meta
-            .authorization
-            .as_ref()
-            .and_then(|h| h.to_str().ok())
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .and_then(|(_, t)| tag(t.trim().as_bytes())),
-    };
-    let (decision, path) = match facts.decision {
-        Some((op, target, _)) => (Some(op.name().to_string()), Some(target)),
-        None => (None, meta.url_path),
-    };
-    let record = Record {
-        time: meta.time,
-        kind: Kind::Request,
-        request_id: Some(id.to_string()),
-        actor: facts.identity.as_ref().map(actor),
-        token,
-        source: meta.source.as_deref().map(str::to_string),
-        method: Some(meta.method.as_str().to_string()),
-        route: Some(meta.route),
-        op: Some(meta.op.to_string()),
-        decision,
-        path,
-        version: facts.version,
-        reads: facts
-            .reads
-            .into_iter()
-            .map(|(path, version)| coffer_audit::record::ReadRef { path, version })
-            .collect(),
-        writes: facts
-            .writes
-            .into_iter()
-            .map(|(path, version)| coffer_audit::record::ReadRef { path, version })
-            .collect(),
-        outcome: Some(Outcome::of_status(status)),
-        status: Some(status),
-        error: resp
-            .extensions()
-            .get::<ErrorCode>()
-            .map(|c| c.0.to_string()),
-        duration_us: Some(meta.start.elapsed().as_micros() as u64),
-        breakglass: facts.breakglass,
-        protected: facts.protected,
-        login: facts.login.as_deref().and_then(|l| tag(l.as_bytes())),
-        ..Record::default()
-    };
-    if state.auditor.record(record).await {
-        resp
-    } else {
-        // The response may carry a secret: it is dropped unsent.
-        drop(resp);
-        tracing::error!(request_id = %id, status, "a request could not be audited; its response was withheld");
-        crate::request_id::in_scope(id, || unavailable().into_response())
-    }
-}
-
-/// How records name an identity.
-fn actor(i: &coffer_core::Identity) -> Actor {
-    Actor {
-        kind: if i.is_human() { "human" } else { "service" }.to_string(),
-        name: i.display_name().to_string(),
-        accessor: i.accessor().to_string(),
-    }
-}
-
-// ---- the audit API ---------------------------------------------------------------
-
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/sys/audit/verify", post(verify))
-        .route("/api/v1/sys/audit/records", get(records))
-        .route("/api/v1/sys/audit/readers", get(readers))
-        .route("/api/v1/sys/audit/hash", post(hash))
-        .route("/api/v1/sys/audit/rotate", post(rotate))
-        .route("/api/v1/sys/audit/acknowledge-gap", post(acknowledge_gap))
-}
+use crate::audit_layer::{actor, unavailable};
+use crate::error::ApiError;
+use crate::extract::{Auth, JsonBody, JsonOrEmpty, UrlQuery};
+use crate::state::AppState;
 
 const AUDIT_TARGET: &str = "sys/audit";
 
@@ -325,7 +42,7 @@ fn allowed_file(state: &AppState, named: &str) -> Result<PathBuf, ApiError> {
     }
 }
 
-async fn verify(
+pub(super) async fn verify(
     State(st): State<AppState>,
     Auth(id): Auth,
     JsonOrEmpty(req): JsonOrEmpty<api::AuditVerifyRequest>,
@@ -391,7 +108,7 @@ fn verification_failed() -> ApiError {
 }
 
 /// Verifies a collector's copy of a stream sink, chain by chain.
-async fn verify_copy(
+pub(super) async fn verify_copy(
     file: PathBuf,
     key: coffer_crypto::AuditKey,
 ) -> Result<api::AuditVerifyResponse, ApiError> {
@@ -559,7 +276,7 @@ fn verify_file(
 
 /// Sets the log files aside and starts new ones (see `Auditor::rotate`).
 /// This request's own record is the new files' second.
-async fn rotate(
+pub(super) async fn rotate(
     State(st): State<AppState>,
     Auth(id): Auth,
 ) -> Result<Json<api::AuditRotateResponse>, ApiError> {
@@ -628,7 +345,7 @@ fn history(log: PathBuf, rotated: bool) -> Result<Vec<PathBuf>, ApiError> {
 }
 
 /// Runs a scan of log files, read as one stream in order, on the blocking pool.
-async fn read_log<T: Send + 'static>(
+pub(super) async fn read_log<T: Send + 'static>(
     files: Vec<PathBuf>,
     scan: impl FnOnce(BufReader<Box<dyn std::io::Read + Send>>) -> std::io::Result<T> + Send + 'static,
 ) -> Result<T, ApiError> {
@@ -651,7 +368,7 @@ fn primary_log(st: &AppState) -> Result<PathBuf, ApiError> {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RecordsQuery {
+pub(super) struct RecordsQuery {
     path: Option<String>,
     actor: Option<String>,
     since: Option<String>,
@@ -705,7 +422,7 @@ pub fn filter_from(
 const DEFAULT_QUERY_LIMIT: usize = 1000;
 const MAX_QUERY_LIMIT: usize = 100_000;
 
-async fn records(
+pub(super) async fn records(
     State(st): State<AppState>,
     Auth(id): Auth,
     UrlQuery(q): UrlQuery<RecordsQuery>,
@@ -749,7 +466,7 @@ async fn records(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ReadersQuery {
+pub(super) struct ReadersQuery {
     path: String,
     version: Option<u64>,
     /// The files rotation set aside too, oldest first (the default: leak
@@ -762,7 +479,7 @@ fn whole_history() -> bool {
     true
 }
 
-async fn readers(
+pub(super) async fn readers(
     State(st): State<AppState>,
     Auth(id): Auth,
     UrlQuery(q): UrlQuery<ReadersQuery>,
@@ -794,7 +511,7 @@ async fn readers(
     }))
 }
 
-async fn hash(
+pub(super) async fn hash(
     State(st): State<AppState>,
     Auth(id): Auth,
     JsonBody(req): JsonBody<api::AuditHashRequest>,
@@ -817,7 +534,7 @@ const MAX_REASON: usize = 1000;
 /// notice, who acknowledged it and why, after which verification passes
 /// that gap. Admin on `sys/audit`, like verification; the request is
 /// audited like any other, and its own record follows the acknowledgement.
-async fn acknowledge_gap(
+pub(super) async fn acknowledge_gap(
     State(st): State<AppState>,
     Auth(id): Auth,
     JsonBody(req): JsonBody<api::AuditAckGapRequest>,

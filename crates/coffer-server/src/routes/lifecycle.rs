@@ -3,44 +3,24 @@
 //! environment promotion. Thin, like every handler: parse, call one
 //! `Coffer` method, shape the answer; the decisions are the core's.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post, put};
-use axum::{Json, Router};
 use coffer_api::lifecycle as wire;
 use coffer_core::duration::{format_duration_ms, parse_duration_ms, parse_time_ms};
 use coffer_core::{Labels, RuleInfo, RuleSpec, now_ms};
 use serde::Deserialize;
 
+use super::secrets::{into_value, write_response};
 use crate::error::ApiError;
-use crate::routes::{
-    AppState, Auth, JsonBody, JsonOrEmpty, UrlPath, UrlQuery, into_value, rfc3339, write_response,
-};
+use crate::extract::{Auth, JsonBody, JsonOrEmpty, UrlPath, UrlQuery};
+use crate::state::AppState;
+use crate::timefmt::rfc3339;
 
 type ApiResult<T> = Result<Json<T>, ApiError>;
 
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/rotate/{*path}", post(rotate).delete(cancel))
-        .route("/api/v1/promote/{*path}", post(promote))
-        .route(
-            "/api/v1/postgres/{*path}",
-            post(manage_postgres).get(postgres_info),
-        )
-        .route("/api/v1/expiry/{*path}", put(expiry))
-        .route("/api/v1/rollback/{*path}", post(rollback))
-        .route("/api/v1/copy", post(copy))
-        .route("/api/v1/promote-env", post(promote_env))
-        .route("/api/v1/rotation/status", get(status_root))
-        .route("/api/v1/rotation/status/{*prefix}", get(status_prefix))
-        .route(
-            "/api/v1/sys/lifecycle",
-            get(list_rules).put(set_rule).delete(delete_rule),
-        )
-}
-
 /// Labels on the wire.
-pub(crate) fn labels_info(l: &Labels) -> wire::LabelsInfo {
+pub(super) fn labels_info(l: &Labels) -> wire::LabelsInfo {
     wire::LabelsInfo {
         current: l.current,
         previous: l.previous,
@@ -65,7 +45,7 @@ fn rotated(r: coffer_core::RotateReceipt) -> wire::RotateResponse {
     }
 }
 
-async fn rotate(
+pub(super) async fn rotate(
     State(st): State<AppState>,
     Auth(id): Auth,
     UrlPath(path): UrlPath,
@@ -95,7 +75,7 @@ async fn rotate(
     Ok(Json(rotated(st.coffer.rotate(&id, &path, request).await?)))
 }
 
-async fn manage_postgres(
+pub(super) async fn manage_postgres(
     State(st): State<AppState>,
     Auth(id): Auth,
     UrlPath(path): UrlPath,
@@ -122,7 +102,7 @@ async fn manage_postgres(
     }))
 }
 
-async fn postgres_info(
+pub(super) async fn postgres_info(
     State(st): State<AppState>,
     Auth(id): Auth,
     UrlPath(path): UrlPath,
@@ -137,7 +117,7 @@ async fn postgres_info(
     }))
 }
 
-async fn cancel(
+pub(super) async fn cancel(
     State(st): State<AppState>,
     Auth(id): Auth,
     UrlPath(path): UrlPath,
@@ -145,7 +125,7 @@ async fn cancel(
     Ok(Json(rotated(st.coffer.cancel_rotation(&id, &path).await?)))
 }
 
-async fn promote(
+pub(super) async fn promote(
     State(st): State<AppState>,
     Auth(id): Auth,
     UrlPath(path): UrlPath,
@@ -158,7 +138,7 @@ async fn promote(
     Ok(Json(rotated(st.coffer.promote(&id, &path, grace).await?)))
 }
 
-async fn expiry(
+pub(super) async fn expiry(
     State(st): State<AppState>,
     Auth(id): Auth,
     UrlPath(path): UrlPath,
@@ -177,7 +157,7 @@ async fn expiry(
     Ok(Json(rotated(st.coffer.set_expiry(&id, &path, at).await?)))
 }
 
-async fn rollback(
+pub(super) async fn rollback(
     State(st): State<AppState>,
     Auth(id): Auth,
     UrlPath(path): UrlPath,
@@ -188,7 +168,7 @@ async fn rollback(
     )))
 }
 
-async fn copy(
+pub(super) async fn copy(
     State(st): State<AppState>,
     Auth(id): Auth,
     JsonBody(req): JsonBody<wire::CopyRequest>,
@@ -222,7 +202,7 @@ fn plan_from_wire(e: wire::PlanEntry) -> Result<coffer_core::PlanEntry, ApiError
     })
 }
 
-async fn promote_env(
+pub(super) async fn promote_env(
     State(st): State<AppState>,
     Auth(id): Auth,
     JsonBody(req): JsonBody<wire::PromoteEnvRequest>,
@@ -245,11 +225,14 @@ async fn promote_env(
     }))
 }
 
-async fn status_root(st: State<AppState>, auth: Auth) -> ApiResult<wire::StatusResponse> {
+pub(super) async fn status_root(
+    st: State<AppState>,
+    auth: Auth,
+) -> ApiResult<wire::StatusResponse> {
     status(st, auth, String::new()).await
 }
 
-async fn status_prefix(
+pub(super) async fn status_prefix(
     st: State<AppState>,
     auth: Auth,
     UrlPath(prefix): UrlPath,
@@ -257,7 +240,7 @@ async fn status_prefix(
     status(st, auth, prefix).await
 }
 
-async fn status(
+pub(super) async fn status(
     State(st): State<AppState>,
     Auth(id): Auth,
     prefix: String,
@@ -297,7 +280,7 @@ fn rule_info(r: RuleInfo) -> wire::RuleInfo {
     }
 }
 
-async fn list_rules(
+pub(super) async fn list_rules(
     State(st): State<AppState>,
     Auth(id): Auth,
 ) -> ApiResult<wire::RuleListResponse> {
@@ -311,7 +294,7 @@ async fn list_rules(
     }))
 }
 
-async fn set_rule(
+pub(super) async fn set_rule(
     State(st): State<AppState>,
     Auth(id): Auth,
     JsonBody(req): JsonBody<wire::RuleRequest>,
@@ -331,11 +314,11 @@ async fn set_rule(
 }
 
 #[derive(Deserialize)]
-struct PatternQuery {
+pub(super) struct PatternQuery {
     pattern: String,
 }
 
-async fn delete_rule(
+pub(super) async fn delete_rule(
     State(st): State<AppState>,
     Auth(id): Auth,
     UrlQuery(q): UrlQuery<PatternQuery>,

@@ -1,0 +1,213 @@
+//! The audit layer: recording every request.
+//!
+//! [`crate::request::RequestService`] runs each request through this
+//! module: [`Meta::capture`] notes the request's method, URL path, operation
+//! (from its entry in `coffer_api::routes`) and peer before the handler
+//! runs; [`record`] collects what `coffer-core` noted while handling it
+//! (caller, decision, version), and hands the record to the
+//! [`coffer_audit::Auditor`]. The response leaves only once a sink has the
+//! record; if none does, the response (which may hold a secret) is dropped
+//! and the client gets 503 `audit_unavailable`. While no sink works, requests
+//! are refused before they are handled, so nothing changes unrecorded.
+//! `GET /sys/health` and `/sys/status` are not audited (their table entries
+//! say so): load balancers poll them and they reveal nothing.
+
+use std::convert::Infallible;
+use std::panic::AssertUnwindSafe;
+use std::task::Poll;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use coffer_api::codes;
+use coffer_api::routes::{self, Route};
+use coffer_audit::{Actor, Kind, Outcome, Record};
+use coffer_core::audit::Facts;
+
+use crate::error::{ApiError, ErrorCode};
+use crate::request::RequestId;
+use crate::state::AppState;
+
+/// What is known about a request before it is handled.
+pub(crate) struct Meta {
+    start: Instant,
+    time: String,
+    method: Method,
+    route: String,
+    op: &'static str,
+    source: Option<std::sync::Arc<str>>,
+    authorization: Option<HeaderValue>,
+    /// The secret path or prefix in the URL, for requests refused before
+    /// any decision named a target (unauthenticated, malformed).
+    url_path: Option<String>,
+}
+
+impl Meta {
+    /// Captures the request line; `None` for the routes that are not
+    /// audited. `route` is the request's table entry ([`route_of`]).
+    pub(crate) fn capture(req: &Request, route: Option<&'static Route>) -> Option<Meta> {
+        if route.is_some_and(|r| !r.op.audited) {
+            return None;
+        }
+        Some(Self::capture_always(req, route))
+    }
+
+    /// Captures the request line of any request, the unaudited routes
+    /// included (for a request refused before it is handled).
+    pub(crate) fn capture_always(req: &Request, route: Option<&'static Route>) -> Meta {
+        let matched = req
+            .extensions()
+            .get::<MatchedPath>()
+            .map(MatchedPath::as_str);
+        let op = route.map_or(routes::UNMATCHED.name, |r| r.op.name);
+        Meta {
+            start: Instant::now(),
+            time: crate::rfc3339(coffer_core::now_ms()),
+            method: req.method().clone(),
+            route: req.uri().path().to_string(),
+            op,
+            source: req
+                .extensions()
+                .get::<crate::serve::Peer>()
+                .map(|p| p.source.clone()),
+            authorization: req.headers().get(header::AUTHORIZATION).cloned(),
+            url_path: matched
+                .and_then(|m| m.split_once('{'))
+                .filter(|(_, param)| param.starts_with('*'))
+                .and_then(|(prefix, _)| req.uri().path().strip_prefix(prefix))
+                .map(str::to_string),
+        }
+    }
+}
+
+/// The table entry of the route a request matched, found from its method
+/// and the template axum matched; `None` when it matched none (its
+/// operation is [`routes::UNMATCHED`]).
+pub(crate) fn route_of(req: &Request) -> Option<&'static Route> {
+    let matched = req.extensions().get::<MatchedPath>()?.as_str();
+    routes::find(req.method().as_str(), matched)
+}
+
+/// The answer when a request cannot be recorded.
+pub(crate) fn unavailable() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        codes::AUDIT_UNAVAILABLE,
+        "the request could not be written to the audit log, so it was refused; \
+         an operator must restore an audit sink",
+    )
+}
+
+/// Runs the handler, catching a panic as a 500 (so that it, too, is
+/// answered and audited rather than dropping the connection).
+pub(crate) async fn catch_panic<F>(fut: F) -> Response
+where
+    F: Future<Output = Result<Response, Infallible>>,
+{
+    let mut fut = std::pin::pin!(fut);
+    std::future::poll_fn(|cx| {
+        match std::panic::catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
+            Ok(Poll::Ready(Ok(r))) => Poll::Ready(r),
+            Ok(Poll::Ready(Err(never))) => match never {},
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(_) => {
+                tracing::error!("a request handler panicked");
+                Poll::Ready(
+                    ApiError::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        codes::INTERNAL,
+                        "internal error",
+                    )
+                    .into_response(),
+                )
+            }
+        }
+    })
+    .await
+}
+
+/// Records a handled request and returns the response to send: `resp`, or
+/// 503 if no sink took the record.
+pub(crate) async fn record(
+    state: &AppState,
+    meta: Meta,
+    id: RequestId,
+    resp: Response,
+    facts: Facts,
+) -> Response {
+    let status = resp.status().as_u16();
+    // A token that authenticated comes with its tag (cached with the token);
+    // any other token presented, and a login name, are tagged here.
+    let cached_tag = facts.token_tag.filter(|_| meta.authorization.is_some());
+    let key = (facts.login.is_some() || (meta.authorization.is_some() && cached_tag.is_none()))
+        .then(|| state.coffer.audit_key())
+        .flatten();
+    let tag = |v: &[u8]| key.as_ref().map(|k| coffer_audit::format_tag(&k.field(v)));
+    let token = match cached_tag {
+        Some(t) => Some(coffer_audit::format_tag(&t)),
+        None => meta
+            .authorization
+            .as_ref()
+            .and_then(|h| h.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .and_then(|(_, t)| tag(t.trim().as_bytes())),
+    };
+    let (decision, path) = match facts.decision {
+        Some((op, target, _)) => (Some(op.name().to_string()), Some(target)),
+        None => (None, meta.url_path),
+    };
+    let record = Record {
+        time: meta.time,
+        kind: Kind::Request,
+        request_id: Some(id.to_string()),
+        actor: facts.identity.as_ref().map(actor),
+        token,
+        source: meta.source.as_deref().map(str::to_string),
+        method: Some(meta.method.as_str().to_string()),
+        route: Some(meta.route),
+        op: Some(meta.op.to_string()),
+        decision,
+        path,
+        version: facts.version,
+        reads: facts
+            .reads
+            .into_iter()
+            .map(|(path, version)| coffer_audit::record::ReadRef { path, version })
+            .collect(),
+        writes: facts
+            .writes
+            .into_iter()
+            .map(|(path, version)| coffer_audit::record::ReadRef { path, version })
+            .collect(),
+        outcome: Some(Outcome::of_status(status)),
+        status: Some(status),
+        error: resp
+            .extensions()
+            .get::<ErrorCode>()
+            .map(|c| c.0.to_string()),
+        duration_us: Some(meta.start.elapsed().as_micros() as u64),
+        breakglass: facts.breakglass,
+        protected: facts.protected,
+        login: facts.login.as_deref().and_then(|l| tag(l.as_bytes())),
+        ..Record::default()
+    };
+    if state.auditor.record(record).await {
+        resp
+    } else {
+        // The response may carry a secret: it is dropped unsent.
+        drop(resp);
+        tracing::error!(request_id = %id, status, "a request could not be audited; its response was withheld");
+        crate::request::in_scope(id, || unavailable().into_response())
+    }
+}
+
+/// How records name an identity.
+pub(crate) fn actor(i: &coffer_core::Identity) -> Actor {
+    Actor {
+        kind: if i.is_human() { "human" } else { "service" }.to_string(),
+        name: i.display_name().to_string(),
+        accessor: i.accessor().to_string(),
+    }
+}

@@ -1,0 +1,14 @@
+//! The state every handler and the request layer share.
+
+use std::sync::Arc;
+
+use coffer_core::Coffer;
+
+/// Shared state of the handlers and the request layer.
+#[derive(Clone)]
+pub struct AppState {
+    /// The application.
+    pub coffer: Arc<Coffer>,
+    /// The audit log every request is recorded in.
+    pub auditor: Arc<coffer_audit::Auditor>,
+}
