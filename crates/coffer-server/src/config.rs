@@ -146,6 +146,14 @@ impl StorageConfig {
             .is_some_and(coffer_store::postgres::is_postgres_url)
     }
 
+    /// Whether the URL carries a password (which a command line shows to
+    /// every user of the machine).
+    pub fn url_has_password(&self) -> bool {
+        self.url
+            .as_deref()
+            .is_some_and(coffer_store::postgres::url_has_password)
+    }
+
     /// Checks the URL's shape (never echoing it: it may hold a password).
     pub fn validate(&self) -> Result<(), String> {
         match self.url.as_deref() {

@@ -8,21 +8,26 @@
 mod access_routes;
 mod audit;
 mod config;
+pub mod dev;
 mod edge;
 #[cfg(test)]
 mod edge_tests;
 mod error;
+mod jobs;
 mod lifecycle_routes;
+mod node;
 pub mod request_id;
 mod routes;
 mod serve;
 mod throttle;
 mod timefmt;
+pub mod webhook;
 
 pub use audit::filter_from;
 pub use config::{AuditConfig, ConfigError, DEFAULT_AUDIT_FILE, ServerConfig, StorageConfig};
 pub use edge::{HostRule, RouterOptions};
 pub use error::ApiError;
+pub use node::{DB_FILE, DataDirLock, LOCK_FILE, Node, NodeError, NodeOptions, open_store};
 pub use routes::{AppState, OPENAPI, rfc3339, router};
 pub use serve::{BoundListener, ServeError, ServeOptions, TlsFiles, bind, serve};
 

@@ -211,15 +211,35 @@ pub fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// Why the webhook signing key could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum SigningKeyError {
+    /// `audit.webhook_secret_file` could not be read.
+    #[error("cannot read audit.webhook_secret_file {}", path.display())]
+    Read {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The key is not one deliveries can be signed with (too short); the
+    /// message never holds the key.
+    #[error("{0} (make one with `openssl rand -hex 32`)")]
+    Unusable(coffer_crypto::webhook::ShortKey),
+}
+
 /// The signing key from `COFFER_WEBHOOK_SECRET` or `audit.webhook_secret_file`
 /// (the file's contents without a final newline), if either is set.
-pub fn signing_key(file: Option<&std::path::Path>) -> anyhow::Result<Option<Arc<WebhookKey>>> {
-    use anyhow::Context;
+pub fn signing_key(
+    file: Option<&std::path::Path>,
+) -> Result<Option<Arc<WebhookKey>>, SigningKeyError> {
     let bytes = match (std::env::var("COFFER_WEBHOOK_SECRET"), file) {
         (Ok(s), _) if !s.is_empty() => s.into_bytes(),
         (_, Some(file)) => {
-            let mut b = std::fs::read(file).with_context(|| {
-                format!("cannot read audit.webhook_secret_file {}", file.display())
+            let mut b = std::fs::read(file).map_err(|source| SigningKeyError::Read {
+                path: file.to_path_buf(),
+                source,
             })?;
             while b.last().is_some_and(|c| *c == b'\n' || *c == b'\r') {
                 b.pop();
@@ -228,7 +248,6 @@ pub fn signing_key(file: Option<&std::path::Path>) -> anyhow::Result<Option<Arc<
         }
         _ => return Ok(None),
     };
-    let key = WebhookKey::new(bytes)
-        .map_err(|e| anyhow::anyhow!("{e} (make one with `openssl rand -hex 32`)"))?;
+    let key = WebhookKey::new(bytes).map_err(SigningKeyError::Unusable)?;
     Ok(Some(Arc::new(key)))
 }
