@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use coffer_server::{Node, NodeError, NodeOptions, ServerConfig};
+use coffer_server::{LogFormat, Node, NodeError, NodeOptions, ServerConfig};
 
 use crate::cli::ServerArgs;
 use crate::exit::{Status, fail};
@@ -54,7 +54,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<Status> {
     if let Some(secs) = args.lifecycle_interval {
         config.lifecycle_interval_secs = secs;
     }
-    init_logging(&config.log_level, &config.log_format);
+    init_logging(&config.log_level, config.log_format);
     let data_dir = config.data_dir.clone();
     let node = Node::start(
         config,
@@ -166,7 +166,7 @@ fn is_on_path(exe: &Path) -> bool {
         .any(|d: PathBuf| std::fs::canonicalize(d.join("coffer")).is_ok_and(|p| p == exe))
 }
 
-fn init_logging(level: &str, format: &str) {
+fn init_logging(level: &str, format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = std::env::var("COFFER_LOG")
         .ok()
@@ -178,7 +178,7 @@ fn init_logging(level: &str, format: &str) {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false);
-    if format == "json" {
+    if format == LogFormat::Json {
         builder.json().init();
     } else {
         builder.init();

@@ -24,7 +24,10 @@ mod timefmt;
 pub mod webhook;
 
 pub use audit::filter_from;
-pub use config::{AuditConfig, ConfigError, DEFAULT_AUDIT_FILE, ServerConfig, StorageConfig};
+pub use config::{
+    AuditConfig, AuditFsync, ConfigError, DEFAULT_AUDIT_FILE, LogFormat, ServerConfig,
+    StorageConfig,
+};
 pub use edge::{HostRule, RouterOptions};
 pub use error::ApiError;
 pub use node::{DB_FILE, DataDirLock, LOCK_FILE, Node, NodeError, NodeOptions, open_store};
