@@ -466,7 +466,9 @@ impl PgTarget {
 /// Adds how to fix a certificate that failed verification.
 fn certificate_hint(e: StoreError) -> StoreError {
     match e {
-        StoreError::Backend { message, cause } if message.contains("certificate") => {
+        StoreError::Backend { message, cause }
+            if cause.as_ref().is_some_and(|c| refused_certificate(c.get())) =>
+        {
             StoreError::Backend {
                 message: format!(
                     "{message} (coffer verifies PostgreSQL's certificate whenever TLS is used: \
@@ -477,6 +479,32 @@ fn certificate_hint(e: StoreError) -> StoreError {
         }
         other => other,
     }
+}
+
+/// Whether `e`, or an error under it, is rustls refusing the server's
+/// certificate. TLS errors reach here inside I/O errors, whose `source`
+/// skips the error they wrap: that one is looked into too.
+fn refused_certificate(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(err) = next {
+        if let Some(tls) = err.downcast_ref::<rustls::Error>()
+            && matches!(
+                tls,
+                rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented
+            )
+        {
+            return true;
+        }
+        if let Some(inner) = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+            && refused_certificate(inner)
+        {
+            return true;
+        }
+        next = err.source();
+    }
+    false
 }
 
 impl PostgresStore {
