@@ -234,7 +234,7 @@ impl StorageConfig {
 /// `[audit]`: where records go, how they are flushed, alert thresholds and
 /// webhooks. With nothing configured, records go to `DATA_DIR/audit.log`.
 /// Its `Debug` shows webhook URLs redacted (see [`coffer_audit::sanitize::redact_url`]).
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuditConfig {
     /// Log files (default: `DATA_DIR/audit.log`; `[]` for none, which then
@@ -302,24 +302,6 @@ impl std::fmt::Debug for AuditConfig {
             .field("keep_rotated_days", &self.keep_rotated_days)
             .field("alerts", &self.alerts)
             .finish()
-    }
-}
-
-impl Default for AuditConfig {
-    fn default() -> Self {
-        AuditConfig {
-            files: None,
-            stdout: false,
-            sockets: Vec::new(),
-            fsync: AuditFsync::default(),
-            webhooks: Vec::new(),
-            webhook_secret_file: None,
-            rotate_bytes: None,
-            rotate_interval_secs: None,
-            keep_rotated_files: None,
-            keep_rotated_days: None,
-            alerts: coffer_audit::AlertRules::default(),
-        }
     }
 }
 
