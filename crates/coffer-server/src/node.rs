@@ -119,17 +119,31 @@ impl NodeError {
 pub struct DataDirLock(#[allow(dead_code, reason = "held, never read")] std::fs::File);
 
 /// A running node. Stop it with [`Node::shutdown`].
+///
+/// A node dropped without `shutdown` still stops: its listener closes
+/// (requests in flight get the grace period, in the background) and its
+/// jobs end, and the data directory's lock is let go once the listener's
+/// threads are done; but the audit log's head files are not rewritten nor
+/// the store flushed as `shutdown` does.
 pub struct Node {
     coffer: Arc<Coffer>,
     auditor: Arc<Auditor>,
     local_addr: SocketAddr,
     tls: bool,
     audit_files: Vec<PathBuf>,
+    /// What `shutdown` stops; `None` once it has.
+    running: Option<Running>,
+}
+
+/// The parts of a node that run on their own.
+struct Running {
+    /// Tells the listener to stop (dropped, too).
     stop: tokio::sync::oneshot::Sender<()>,
-    server: JoinHandle<()>,
+    /// The listener, which hands the data directory's lock back when it
+    /// is done serving.
+    server: JoinHandle<Option<DataDirLock>>,
     jobs: Jobs,
     webhooks: Webhooks,
-    _lock: Option<DataDirLock>,
 }
 
 impl Node {
@@ -210,25 +224,27 @@ impl Node {
             options.rotate_audit_on_hangup,
         );
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(crate::serve(
-            bound,
-            app,
-            async move {
+        let serve_options = config.serve_options();
+        let server = tokio::spawn(async move {
+            // Sent, or the node dropped: either way the listener stops.
+            let stopped = async move {
                 let _ = stopped.await;
-            },
-            config.serve_options(),
-        ));
+            };
+            crate::serve(bound, app, stopped, serve_options).await;
+            lock
+        });
         Ok(Node {
             coffer,
             auditor,
             local_addr,
             tls,
             audit_files,
-            stop,
-            server,
-            jobs,
-            webhooks,
-            _lock: lock,
+            running: Some(Running {
+                stop,
+                server,
+                jobs,
+                webhooks,
+            }),
         })
     }
 
@@ -269,22 +285,44 @@ impl Node {
     /// audit log writes what is queued, its head files and syncs, the last
     /// alerts get one more try at the webhooks, and the store is flushed
     /// and closed (releasing the data directory's lock last).
-    pub async fn shutdown(self) -> Result<(), NodeError> {
-        let _ = self.stop.send(());
-        if let Err(e) = self.server.await {
-            tracing::error!(error = %e, "the HTTP server task failed");
-        }
-        self.jobs.stop();
+    pub async fn shutdown(mut self) -> Result<(), NodeError> {
+        let Some(Running {
+            stop,
+            server,
+            jobs,
+            webhooks,
+        }) = self.running.take()
+        else {
+            return Ok(());
+        };
+        let _ = stop.send(());
+        let lock = match server.await {
+            Ok(lock) => lock,
+            Err(e) => {
+                tracing::error!(error = %e, "the HTTP server task failed");
+                None
+            }
+        };
+        jobs.stop();
         // Write what is queued, the head files, and sync.
         let closing = self.auditor.clone();
         let _ = tokio::task::spawn_blocking(move || closing.close()).await;
         // The last alerts (the closing ones among them) and those waiting for a
         // retry get one more try.
-        self.webhooks.finish(WEBHOOKS_AT_STOP).await;
+        webhooks.finish(WEBHOOKS_AT_STOP).await;
         self.coffer.close().await.map_err(NodeError::Close)?;
-        drop(self._lock);
+        drop(lock);
         tracing::info!("coffer stopped");
         Ok(())
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(running) = self.running.take() {
+            // Dropping `stop` stops the listener; the jobs are stopped here.
+            running.jobs.stop();
+        }
     }
 }
 

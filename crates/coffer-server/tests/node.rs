@@ -143,3 +143,27 @@ async fn a_dev_node_refuses_an_address_other_machines_reach() {
     // Nothing was opened: no store, no lock.
     assert!(!dir.path().join(coffer_server::DB_FILE).exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_dropped_without_shutdown_stops_serving_and_lets_its_data_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(dir.path()).await;
+    let addr = node.local_addr();
+    drop(node);
+    // The listener stops in the background; the lock goes with it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let again = loop {
+        match Node::start(config(dir.path()), NodeOptions::default()).await {
+            Ok(node) => break node,
+            Err(NodeError::Locked(_)) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("the data directory was not let go: {e}"),
+        }
+    };
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "the dropped node's address still accepts connections"
+    );
+    again.shutdown().await.unwrap();
+}
