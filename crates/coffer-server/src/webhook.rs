@@ -312,15 +312,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("secret");
         std::fs::write(&file, b"tooshortKEY\n").unwrap();
-        let err = signing_key(Some(&file))
-            .err()
-            .expect("a short key is refused");
+        let err = signing_key(Some(&file)).expect_err("a short key is refused");
         let shown = err.to_string();
         assert!(shown.contains("openssl rand -hex 32"), "{shown}");
         assert!(!shown.contains("tooshortKEY"), "{shown}");
-        let missing = signing_key(Some(&dir.path().join("missing")))
-            .err()
-            .expect("a missing file is an error");
+        let missing =
+            signing_key(Some(&dir.path().join("missing"))).expect_err("a missing file is an error");
         assert!(
             missing
                 .to_string()
