@@ -282,8 +282,8 @@ fn verify_webhook(
     secret_file: Option<&std::path::Path>,
     tolerance: u64,
 ) -> anyhow::Result<Status> {
-    let Some(key) = crate::webhook::signing_key(secret_file)
-        .map_err(|e| fail(Status::Usage, format!("{e:#}")))?
+    let Some(key) = coffer_server::webhook::signing_key(secret_file)
+        .map_err(|e| fail(Status::Usage, format!("{:#}", anyhow::Error::new(e))))?
     else {
         return Err(fail(
             Status::Usage,
@@ -292,7 +292,7 @@ fn verify_webhook(
     };
     let mut body = Vec::new();
     std::io::Read::read_to_end(&mut std::io::stdin(), &mut body)?;
-    let now = crate::webhook::unix_now();
+    let now = coffer_server::webhook::unix_now();
     match key.verify(signature, &body, now, tolerance) {
         Ok(t) => {
             println!(

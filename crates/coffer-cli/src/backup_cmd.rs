@@ -168,7 +168,9 @@ pub async fn restore(a: RestoreArgs) -> anyhow::Result<Status> {
     if !storage.is_postgres() {
         settings::create_private_dir(&data_dir)?;
     }
-    let (store, _lock) = crate::server_cmd::open_store(&storage, &data_dir).await?;
+    let (store, _lock) = coffer_server::open_store(&storage, &data_dir)
+        .await
+        .map_err(crate::server_cmd::node_failure)?;
     let file = a.file.clone();
     let outcome = backup::restore(
         &*store,

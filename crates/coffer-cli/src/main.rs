@@ -24,7 +24,6 @@ mod run_cmd;
 mod server_cmd;
 mod settings;
 mod transfer_cmd;
-mod webhook;
 
 /// mimalloc instead of the system allocator: under load, glibc malloc and free
 /// (requests allocate on one core and often free on another) cost the

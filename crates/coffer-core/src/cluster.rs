@@ -75,6 +75,32 @@ impl Coffer {
         Ok(())
     }
 
+    /// Holds, or takes, this node's role of running the cluster's background
+    /// jobs (the scheduler, sweeps); returns whether it holds it now. With
+    /// several nodes on one store exactly one unsealed node holds it, and
+    /// another takes it within seconds of the holder's death or sealing. A
+    /// sealed node cannot run the jobs, so it gives the role up (to a node
+    /// that can) and answers `false`; a store only one process can open
+    /// always leads.
+    pub async fn hold_leadership(&self) -> Result<bool> {
+        if !self.is_unsealed() {
+            self.step_down().await;
+            return Ok(false);
+        }
+        Ok(self.store.lead().await?)
+    }
+
+    /// Gives the role of running background jobs up, if this node holds it.
+    pub async fn step_down(&self) {
+        self.store.resign().await;
+    }
+
+    /// Upkeep the leader runs for every node sharing the store (for
+    /// PostgreSQL, pruning the change log). Whether sealed or not.
+    pub async fn housekeeping(&self) -> Result<()> {
+        Ok(self.store.housekeeping().await?)
+    }
+
     /// Notices, while uninitialized, that another node sharing the store
     /// has initialised it (for status and health, which need no token). A
     /// store that cannot be read leaves the status as it was.

@@ -94,8 +94,8 @@ pub struct ServerConfig {
     #[serde(default = "default_key_max_encryptions")]
     pub key_max_encryptions: u64,
     /// Log format: `text` or `json`.
-    #[serde(default = "default_log_format")]
-    pub log_format: String,
+    #[serde(default)]
+    pub log_format: LogFormat,
     /// Log filter, such as `info` or `coffer=debug`.
     #[serde(default = "default_log_level")]
     pub log_level: String,
@@ -105,6 +105,66 @@ pub struct ServerConfig {
     /// Where secrets are stored (default: SQLite in `data_dir`).
     #[serde(default)]
     pub storage: StorageConfig,
+}
+
+/// `log_format`: how the server's log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Lines for people (the default).
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl<'de> Deserialize<'de> for LogFormat {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        one_of(
+            d,
+            &[("text", LogFormat::Text), ("json", LogFormat::Json)],
+            "log_format must be \"text\" or \"json\"",
+        )
+    }
+}
+
+/// `audit.fsync`: when audit log files are flushed to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AuditFsync {
+    /// About once a second; a batch is acknowledged once written (the
+    /// default).
+    #[default]
+    Interval,
+    /// Before each batch is acknowledged.
+    Batch,
+}
+
+impl<'de> Deserialize<'de> for AuditFsync {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        one_of(
+            d,
+            &[
+                ("interval", AuditFsync::Interval),
+                ("batch", AuditFsync::Batch),
+            ],
+            "audit.fsync must be \"interval\" or \"batch\"",
+        )
+    }
+}
+
+/// A value with a fixed set of names. The error for any other names the
+/// setting and its choices, as the documentation does (never echoing the
+/// value given).
+fn one_of<'de, D: serde::Deserializer<'de>, T: Copy>(
+    d: D,
+    choices: &[(&str, T)],
+    error: &str,
+) -> Result<T, D::Error> {
+    let given = String::deserialize(d)?;
+    choices
+        .iter()
+        .find(|(name, _)| *name == given)
+        .map(|(_, value)| *value)
+        .ok_or_else(|| serde::de::Error::custom(error))
 }
 
 /// `[storage]`: the embedded SQLite store (the default) or PostgreSQL.
@@ -146,6 +206,14 @@ impl StorageConfig {
             .is_some_and(coffer_store::postgres::is_postgres_url)
     }
 
+    /// Whether the URL carries a password (which a command line shows to
+    /// every user of the machine).
+    pub fn url_has_password(&self) -> bool {
+        self.url
+            .as_deref()
+            .is_some_and(coffer_store::postgres::url_has_password)
+    }
+
     /// Checks the URL's shape (never echoing it: it may hold a password).
     pub fn validate(&self) -> Result<(), String> {
         match self.url.as_deref() {
@@ -166,7 +234,7 @@ impl StorageConfig {
 /// `[audit]`: where records go, how they are flushed, alert thresholds and
 /// webhooks. With nothing configured, records go to `DATA_DIR/audit.log`.
 /// Its `Debug` shows webhook URLs redacted (see [`coffer_audit::sanitize::redact_url`]).
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuditConfig {
     /// Log files (default: `DATA_DIR/audit.log`; `[]` for none, which then
@@ -181,8 +249,8 @@ pub struct AuditConfig {
     pub sockets: Vec<String>,
     /// `interval` (sync files to disk every second) or `batch` (before
     /// acknowledging every batch).
-    #[serde(default = "default_fsync")]
-    pub fsync: String,
+    #[serde(default)]
+    pub fsync: AuditFsync,
     /// URLs that alerts are POSTed to (JSON; never a value).
     #[serde(default)]
     pub webhooks: Vec<String>,
@@ -237,31 +305,9 @@ impl std::fmt::Debug for AuditConfig {
     }
 }
 
-impl Default for AuditConfig {
-    fn default() -> Self {
-        AuditConfig {
-            files: None,
-            stdout: false,
-            sockets: Vec::new(),
-            fsync: default_fsync(),
-            webhooks: Vec::new(),
-            webhook_secret_file: None,
-            rotate_bytes: None,
-            rotate_interval_secs: None,
-            keep_rotated_files: None,
-            keep_rotated_days: None,
-            alerts: coffer_audit::AlertRules::default(),
-        }
-    }
-}
-
 /// The smallest `audit.rotate_bytes`: below it, files would be mostly
 /// rotation notices.
 const MIN_ROTATE_BYTES: u64 = 1 << 20;
-
-fn default_fsync() -> String {
-    "interval".into()
-}
 
 /// The default audit log file name, in the data directory.
 pub const DEFAULT_AUDIT_FILE: &str = "audit.log";
@@ -289,10 +335,11 @@ impl AuditConfig {
 
     /// The flush policy.
     pub fn fsync_policy(&self) -> coffer_audit::Fsync {
-        if self.fsync == "batch" {
-            coffer_audit::Fsync::Batch
-        } else {
-            coffer_audit::Fsync::Interval(std::time::Duration::from_secs(1))
+        match self.fsync {
+            AuditFsync::Batch => coffer_audit::Fsync::Batch,
+            AuditFsync::Interval => {
+                coffer_audit::Fsync::Interval(std::time::Duration::from_secs(1))
+            }
         }
     }
 
@@ -330,9 +377,6 @@ impl AuditConfig {
         }
         if self.rotate_interval_secs.is_some_and(|s| s < 60) {
             return Err("audit.rotate_interval_secs must be at least 60".into());
-        }
-        if !matches!(self.fsync.as_str(), "interval" | "batch") {
-            return Err("audit.fsync must be \"interval\" or \"batch\"".into());
         }
         for s in &self.sockets {
             coffer_audit::SinkSpec::socket(s).map_err(|e| format!("audit.sockets: {e}"))?;
@@ -403,9 +447,6 @@ fn default_lifecycle_interval() -> u64 {
 }
 fn default_key_max_encryptions() -> u64 {
     1 << 30
-}
-fn default_log_format() -> String {
-    "text".into()
 }
 fn default_log_level() -> String {
     "info".into()
@@ -494,9 +535,6 @@ impl ServerConfig {
         if !(1..=86_400).contains(&self.lifecycle_interval_secs) {
             return Err("lifecycle_interval_secs must be between 1 and 86400".into());
         }
-        if !matches!(self.log_format.as_str(), "text" | "json") {
-            return Err("log_format must be \"text\" or \"json\"".into());
-        }
         self.audit.validate()?;
         self.storage.validate()?;
         if self.tls.is_none() && !self.listen.ip().is_loopback() {
@@ -545,6 +583,44 @@ mod tests {
         assert_eq!(c.audit.sinks(Path::new("/d")).len(), 3);
         assert_eq!(c.audit.fsync_policy(), coffer_audit::Fsync::Batch);
         assert_eq!(c.audit.alerts.failures, 5);
+    }
+
+    #[test]
+    fn settings_with_fixed_choices_are_typed() {
+        let c = ServerConfig::parse("data_dir = \"/d\"").unwrap();
+        assert_eq!(
+            (c.log_format, c.audit.fsync),
+            (LogFormat::Text, AuditFsync::Interval)
+        );
+        assert_eq!(
+            c.audit.fsync_policy(),
+            coffer_audit::Fsync::Interval(std::time::Duration::from_secs(1))
+        );
+        let c = ServerConfig::parse(
+            "data_dir = \"/d\"\nlog_format = \"json\"\n[audit]\nfsync = \"batch\"",
+        )
+        .unwrap();
+        assert_eq!(
+            (c.log_format, c.audit.fsync),
+            (LogFormat::Json, AuditFsync::Batch)
+        );
+        // A wrong choice is named with the choices, as before they were typed.
+        for (text, want) in [
+            (
+                "data_dir = \"/d\"\nlog_format = \"xml\"",
+                "log_format must be \"text\" or \"json\"",
+            ),
+            (
+                "data_dir = \"/d\"\n[audit]\nfsync = \"never\"",
+                "audit.fsync must be \"interval\" or \"batch\"",
+            ),
+            (
+                "data_dir = \"/d\"\n[audit]\nfsync = \"Batch\"",
+                "audit.fsync must be \"interval\" or \"batch\"",
+            ),
+        ] {
+            assert_eq!(ServerConfig::parse(text).unwrap_err(), want, "{text}");
+        }
     }
 
     #[test]

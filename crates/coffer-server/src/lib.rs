@@ -7,21 +7,29 @@
 
 mod audit_layer;
 mod config;
+pub mod dev;
 mod edge;
 #[cfg(test)]
 mod edge_tests;
 mod error;
 mod extract;
+mod jobs;
+mod node;
 pub mod request;
 mod routes;
 mod serve;
 mod state;
 mod throttle;
 mod timefmt;
+pub mod webhook;
 
-pub use config::{AuditConfig, ConfigError, DEFAULT_AUDIT_FILE, ServerConfig, StorageConfig};
+pub use config::{
+    AuditConfig, AuditFsync, ConfigError, DEFAULT_AUDIT_FILE, LogFormat, ServerConfig,
+    StorageConfig,
+};
 pub use edge::{HostRule, RouterOptions};
 pub use error::ApiError;
+pub use node::{DB_FILE, DataDirLock, LOCK_FILE, Node, NodeError, NodeOptions, open_store};
 /// The request layer's former name, kept so that code naming it still builds.
 pub use request as request_id;
 pub use routes::filter_from;

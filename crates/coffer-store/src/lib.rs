@@ -19,7 +19,7 @@ mod model;
 pub mod postgres;
 pub mod sqlite;
 
-pub use error::StoreError;
+pub use error::{Cause, StoreError};
 pub use model::{
     Change, Expect, Exported, ListEntry, ListPage, ListQuery, Mutation, RevokeScope, SecretMeta,
     StoredObject, TokenKind, TokenRecord, VersionRecord, VersionState, VersionStateChange,

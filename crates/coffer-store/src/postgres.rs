@@ -263,8 +263,8 @@ struct Cursor {
     last_read: Instant,
 }
 
-fn backend(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(e.to_string())
+fn backend(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::backend_from(e.to_string(), e)
 }
 
 fn pg_error(e: tokio_postgres::Error) -> StoreError {
@@ -279,7 +279,8 @@ fn pg_error(e: tokio_postgres::Error) -> StoreError {
             StoreError::Conflict("a concurrent writer got there first".into())
         }
         _ => match e.as_db_error() {
-            Some(db) => StoreError::Backend(format!("postgres: {}", db.message())),
+            // The message only: the error's DETAIL may quote a stored key.
+            Some(db) => StoreError::backend_from(format!("postgres: {}", db.message()), e),
             None => {
                 // The causes say what went wrong ("invalid peer certificate:
                 // UnknownIssuer"); none of them holds the password.
@@ -289,7 +290,7 @@ fn pg_error(e: tokio_postgres::Error) -> StoreError {
                     message.push_str(&format!(": {cause}"));
                     source = cause.source();
                 }
-                StoreError::Backend(message)
+                StoreError::backend_from(message, e)
             }
         },
     }
@@ -298,7 +299,7 @@ fn pg_error(e: tokio_postgres::Error) -> StoreError {
 fn pool_error(e: deadpool_postgres::PoolError) -> StoreError {
     match e {
         deadpool_postgres::PoolError::Backend(e) => pg_error(e),
-        other => StoreError::Backend(format!("postgres connection pool: {other}")),
+        other => StoreError::backend_from(format!("postgres connection pool: {other}"), other),
     }
 }
 
@@ -328,7 +329,10 @@ fn parse_url(url: &str) -> Result<(tokio_postgres::Config, Option<PathBuf>)> {
         format!("{base}?{}", kept.join("&"))
     };
     let config: tokio_postgres::Config = rebuilt.parse().map_err(|e| {
-        StoreError::Backend(format!("invalid PostgreSQL URL {}: {e}", redact_url(url)))
+        StoreError::backend_from(
+            format!("invalid PostgreSQL URL {}: {e}", redact_url(url)),
+            e,
+        )
     })?;
     Ok((config, root))
 }
@@ -341,18 +345,21 @@ fn tls_for(config: &tokio_postgres::Config, root: Option<PathBuf>) -> Result<Tls
     match root {
         Some(path) => {
             let pem = std::fs::read(&path).map_err(|e| {
-                StoreError::Backend(format!("cannot read sslrootcert {}: {e}", path.display()))
+                StoreError::backend_from(
+                    format!("cannot read sslrootcert {}: {e}", path.display()),
+                    e,
+                )
             })?;
             for cert in rustls_pemfile::certs(&mut &pem[..]) {
                 let cert = cert.map_err(|e| {
-                    StoreError::Backend(format!("sslrootcert {}: {e}", path.display()))
+                    StoreError::backend_from(format!("sslrootcert {}: {e}", path.display()), e)
                 })?;
                 roots.add(cert).map_err(|e| {
-                    StoreError::Backend(format!("sslrootcert {}: {e}", path.display()))
+                    StoreError::backend_from(format!("sslrootcert {}: {e}", path.display()), e)
                 })?;
             }
             if roots.is_empty() {
-                return Err(StoreError::Backend(format!(
+                return Err(StoreError::backend(format!(
                     "sslrootcert {} holds no certificate",
                     path.display()
                 )));
@@ -459,12 +466,45 @@ impl PgTarget {
 /// Adds how to fix a certificate that failed verification.
 fn certificate_hint(e: StoreError) -> StoreError {
     match e {
-        StoreError::Backend(m) if m.contains("certificate") => StoreError::Backend(format!(
-            "{m} (coffer verifies PostgreSQL's certificate whenever TLS is used: \
-             name the CA with sslrootcert=FILE, or use sslmode=disable on a trusted network)"
-        )),
+        StoreError::Backend { message, cause }
+            if cause.as_ref().is_some_and(|c| refused_certificate(c.get())) =>
+        {
+            StoreError::Backend {
+                message: format!(
+                    "{message} (coffer verifies PostgreSQL's certificate whenever TLS is used: \
+                     name the CA with sslrootcert=FILE, or use sslmode=disable on a trusted network)"
+                ),
+                cause,
+            }
+        }
         other => other,
     }
+}
+
+/// Whether `e`, or an error under it, is rustls refusing the server's
+/// certificate. TLS errors reach here inside I/O errors, whose `source`
+/// skips the error they wrap: that one is looked into too.
+fn refused_certificate(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(err) = next {
+        if let Some(tls) = err.downcast_ref::<rustls::Error>()
+            && matches!(
+                tls,
+                rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented
+            )
+        {
+            return true;
+        }
+        if let Some(inner) = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+            && refused_certificate(inner)
+        {
+            return true;
+        }
+        next = err.source();
+    }
+    false
 }
 
 impl PostgresStore {
@@ -753,7 +793,7 @@ fn row_to_object(r: &Row) -> StoredObject {
 
 async fn insert_token<C: GenericClient>(tx: &C, t: &TokenRecord) -> Result<()> {
     let data = serde_json::to_string(t)
-        .map_err(|e| StoreError::Backend(format!("cannot encode token record: {e}")))?;
+        .map_err(|e| StoreError::backend_from(format!("cannot encode token record: {e}"), e))?;
     tx.execute(
         "INSERT INTO tokens (hash, accessor, data, parent, owner, uses_left, expires_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -1299,7 +1339,7 @@ where
         for r in &rows {
             out.send(convert(r)?)
                 .await
-                .map_err(|_| StoreError::Backend("the export was abandoned".into()))?;
+                .map_err(|_| StoreError::backend("the export was abandoned"))?;
         }
     }
 }
@@ -1499,16 +1539,14 @@ impl Storage for PostgresStore {
         fence.wake.notify_one();
         let outcome = tokio::time::timeout(SYNC_TIMEOUT, done.wait_for(|(n, _)| *n >= target))
             .await
-            .map_err(|_| {
-                StoreError::Backend("timed out reading the change log of other nodes".into())
-            })?
+            .map_err(|_| StoreError::backend("timed out reading the change log of other nodes"))?
             .map_err(|_| StoreError::Closed)?
             .1;
         if outcome {
             Ok(())
         } else {
-            Err(StoreError::Backend(
-                "cannot read the change log of other nodes".into(),
+            Err(StoreError::backend(
+                "cannot read the change log of other nodes",
             ))
         }
     }

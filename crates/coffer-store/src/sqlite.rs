@@ -115,7 +115,7 @@ impl SqliteStore {
         let thread = std::thread::Builder::new()
             .name("coffer-sqlite-writer".into())
             .spawn(move || writer_loop(conn, rx))
-            .map_err(|e| StoreError::Backend(format!("cannot start writer thread: {e}")))?;
+            .map_err(|e| StoreError::backend_from(format!("cannot start writer thread: {e}"), e))?;
         Ok(SqliteStore {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),
@@ -163,7 +163,7 @@ impl SqliteStore {
             out
         })
         .await
-        .map_err(|e| StoreError::Backend(format!("read task failed: {e}")))?
+        .map_err(|e| StoreError::backend_from(format!("read task failed: {e}"), e))?
     }
 }
 
@@ -179,7 +179,7 @@ fn create_private_file(path: &Path) -> Result<()> {
         .mode(0o600)
         .open(path)
         .map(|_| ())
-        .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", path.display())))
+        .map_err(|e| StoreError::backend_from(format!("cannot create {}: {e}", path.display()), e))
 }
 
 fn open_connection(path: &Path, read_only: bool) -> Result<Connection> {
@@ -197,7 +197,7 @@ fn open_connection(path: &Path, read_only: bool) -> Result<Connection> {
         // overwrites freed pages, so destroyed ciphertext does not linger in the file.
         let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
-            return Err(StoreError::Backend(format!(
+            return Err(StoreError::backend(format!(
                 "cannot enable WAL journal mode (got {mode})"
             )));
         }
@@ -252,7 +252,7 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>) {
 fn apply_batch(conn: &mut Connection, batch: &[Job]) -> Vec<Result<()>> {
     let mut tx = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
         Ok(tx) => tx,
-        Err(e) => return batch.iter().map(|_| Err(e.clone_error())).collect(),
+        Err(e) => return fail_all(batch, e),
     };
     let mut results = Vec::with_capacity(batch.len());
     for job in batch {
@@ -279,19 +279,24 @@ fn apply_batch(conn: &mut Connection, batch: &[Job]) -> Vec<Result<()>> {
         Ok(()) => results,
         Err(e) => {
             tracing::error!(error = %e, "group commit failed");
-            batch.iter().map(|_| Err(e.clone_error())).collect()
+            fail_all(batch, e)
         }
     }
 }
 
-trait CloneError {
-    fn clone_error(&self) -> StoreError;
-}
-
-impl CloneError for rusqlite::Error {
-    fn clone_error(&self) -> StoreError {
-        StoreError::Backend(self.to_string())
-    }
+/// The same failure for every job of a batch, each with the one cause.
+fn fail_all(batch: &[Job], e: rusqlite::Error) -> Vec<Result<()>> {
+    let message = e.to_string();
+    let cause = crate::error::Cause::new(e);
+    batch
+        .iter()
+        .map(|_| {
+            Err(StoreError::Backend {
+                message: message.clone(),
+                cause: Some(cause.clone()),
+            })
+        })
+        .collect()
 }
 
 fn apply(tx: &Connection, m: &Mutation) -> Result<()> {
@@ -473,8 +478,9 @@ fn apply(tx: &Connection, m: &Mutation) -> Result<()> {
                     return Err(StoreError::Conflict("the parent token was revoked".into()));
                 }
             }
-            let data = serde_json::to_string(record)
-                .map_err(|e| StoreError::Backend(format!("cannot encode token record: {e}")))?;
+            let data = serde_json::to_string(record).map_err(|e| {
+                StoreError::backend_from(format!("cannot encode token record: {e}"), e)
+            })?;
             tx.execute(
                 "INSERT INTO tokens (hash, accessor, data, parent, user, uses_left)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -616,8 +622,9 @@ fn import_one(tx: &Connection, r: &Exported) -> Result<()> {
             )?;
         }
         Exported::Token(t) => {
-            let data = serde_json::to_string(t)
-                .map_err(|e| StoreError::Backend(format!("cannot encode token record: {e}")))?;
+            let data = serde_json::to_string(t).map_err(|e| {
+                StoreError::backend_from(format!("cannot encode token record: {e}"), e)
+            })?;
             tx.execute(
                 "INSERT INTO tokens (hash, accessor, data, parent, user, uses_left)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -646,7 +653,7 @@ fn export_all(conn: &mut Connection, out: &tokio::sync::mpsc::Sender<Exported>) 
     let tx = conn.transaction()?;
     let send = |r: Exported| {
         out.blocking_send(r)
-            .map_err(|_| StoreError::Backend("the export was abandoned".into()))
+            .map_err(|_| StoreError::backend("the export was abandoned"))
     };
     {
         let mut stmt = tx.prepare("SELECT key, value FROM system ORDER BY key")?;
@@ -1038,7 +1045,7 @@ impl Storage for SqliteStore {
             export_all(&mut conn, &out)
         })
         .await
-        .map_err(|e| StoreError::Backend(format!("export task failed: {e}")))?
+        .map_err(|e| StoreError::backend_from(format!("export task failed: {e}"), e))?
     }
 
     async fn import(&self, records: Vec<Exported>) -> Result<()> {
@@ -1066,8 +1073,8 @@ impl Storage for SqliteStore {
         if let Some(h) = handle {
             tokio::task::spawn_blocking(move || h.join())
                 .await
-                .map_err(|e| StoreError::Backend(format!("writer join failed: {e}")))?
-                .map_err(|_| StoreError::Backend("writer thread panicked".into()))?;
+                .map_err(|e| StoreError::backend_from(format!("writer join failed: {e}"), e))?
+                .map_err(|_| StoreError::backend("writer thread panicked"))?;
         }
         Ok(())
     }

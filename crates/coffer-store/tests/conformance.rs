@@ -1438,6 +1438,11 @@ async fn postgres_tls_verifies_the_server_certificate() {
             .expect("an unverifiable certificate is refused")
             .to_string();
         assert!(err.to_lowercase().contains("certificate"), "{query}: {err}");
+        // And the error says how to fix it.
+        assert!(
+            err.contains("name the CA with sslrootcert=FILE"),
+            "{query}: {err}"
+        );
         assert!(!err.contains(coffer_testpg::SUPERUSER_PASSWORD), "{err}");
     }
 }

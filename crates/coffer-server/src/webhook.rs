@@ -211,15 +211,35 @@ pub fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// Why the webhook signing key could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum SigningKeyError {
+    /// `audit.webhook_secret_file` could not be read.
+    #[error("cannot read audit.webhook_secret_file {}", path.display())]
+    Read {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The key is not one deliveries can be signed with (too short); the
+    /// message never holds the key.
+    #[error("{0} (make one with `openssl rand -hex 32`)")]
+    Unusable(coffer_crypto::webhook::ShortKey),
+}
+
 /// The signing key from `COFFER_WEBHOOK_SECRET` or `audit.webhook_secret_file`
 /// (the file's contents without a final newline), if either is set.
-pub fn signing_key(file: Option<&std::path::Path>) -> anyhow::Result<Option<Arc<WebhookKey>>> {
-    use anyhow::Context;
+pub fn signing_key(
+    file: Option<&std::path::Path>,
+) -> Result<Option<Arc<WebhookKey>>, SigningKeyError> {
     let bytes = match (std::env::var("COFFER_WEBHOOK_SECRET"), file) {
         (Ok(s), _) if !s.is_empty() => s.into_bytes(),
         (_, Some(file)) => {
-            let mut b = std::fs::read(file).with_context(|| {
-                format!("cannot read audit.webhook_secret_file {}", file.display())
+            let mut b = std::fs::read(file).map_err(|source| SigningKeyError::Read {
+                path: file.to_path_buf(),
+                source,
             })?;
             while b.last().is_some_and(|c| *c == b'\n' || *c == b'\r') {
                 b.pop();
@@ -228,7 +248,81 @@ pub fn signing_key(file: Option<&std::path::Path>) -> anyhow::Result<Option<Arc<
         }
         _ => return Ok(None),
     };
-    let key = WebhookKey::new(bytes)
-        .map_err(|e| anyhow::anyhow!("{e} (make one with `openssl rand -hex 32`)"))?;
+    let key = WebhookKey::new(bytes).map_err(SigningKeyError::Unusable)?;
     Ok(Some(Arc::new(key)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(message: &str, status: Option<u16>) -> coffer_client::ClientError {
+        coffer_client::ClientError {
+            kind: coffer_client::ErrorKind::Unreachable,
+            message: message.into(),
+            status,
+            code: None,
+            request_id: None,
+        }
+    }
+
+    #[test]
+    fn a_webhook_is_logged_by_scheme_host_and_port_only() {
+        let url = "https://hooks.example.com:8443/services/T0/PATHSECRET?token=QUERYSECRET";
+        let shown = Shown::new(url, None);
+        assert_eq!(shown.url, "https://hooks.example.com:8443/…");
+        for (message, status, want) in [
+            // The URL in an error is cut to what the log may show.
+            (
+                format!("cannot connect to {url}: connection refused"),
+                None,
+                "cannot connect to https://hooks.example.com:8443/…: connection refused".to_string(),
+            ),
+            // A receiver's answer is its status only, never its body.
+            (
+                "PATHSECRET\nforged log line".into(),
+                Some(500),
+                "https://hooks.example.com:8443/… answered HTTP 500".into(),
+            ),
+            // A part of the URL that escaped the cut (after a host spelt
+            // otherwise) drops the message for its kind alone.
+            (
+                "error sending request for url (https://HOOKS.example.com:8443/services/T0/PATHSECRET?token=QUERYSECRET)".into(),
+                None,
+                "the request to https://hooks.example.com:8443/… failed".into(),
+            ),
+            // Controls in a message are made visible: no forged log lines.
+            (
+                "refused\nINFO forged".into(),
+                None,
+                "refused\\u{000A}INFO forged".into(),
+            ),
+        ] {
+            assert_eq!(shown.scrub(&failure(&message, status)), want);
+        }
+    }
+
+    #[test]
+    fn a_signing_key_error_never_shows_the_key() {
+        // The variable takes precedence over the file; the test leaves the
+        // process's environment alone, so with it set there is no file to test.
+        if std::env::var_os("COFFER_WEBHOOK_SECRET").is_some() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("secret");
+        std::fs::write(&file, b"tooshortKEY\n").unwrap();
+        let err = signing_key(Some(&file)).expect_err("a short key is refused");
+        let shown = err.to_string();
+        assert!(shown.contains("openssl rand -hex 32"), "{shown}");
+        assert!(!shown.contains("tooshortKEY"), "{shown}");
+        let missing =
+            signing_key(Some(&dir.path().join("missing"))).expect_err("a missing file is an error");
+        assert!(
+            missing
+                .to_string()
+                .starts_with("cannot read audit.webhook_secret_file ")
+        );
+        assert!(signing_key(None).unwrap().is_none());
+    }
 }
