@@ -1,0 +1,52 @@
+//! The README's list of audit operation names is a promise to whoever
+//! filters the log: it must name every operation the route table records,
+//! and nothing the table does not have (beyond the scheduler's alerts).
+
+use coffer_api::routes::{ALL, UNMATCHED};
+
+/// The paragraph of README.md that lists the operations.
+fn listed() -> Vec<String> {
+    let readme = include_str!("../../../README.md");
+    let start = readme
+        .find("Operations (`op`):")
+        .expect("README.md lists the audit operations under \"Operations (`op`):\"");
+    let rest = &readme[start..];
+    let end = rest.find("\n\n").unwrap_or(rest.len());
+    rest[..end]
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|w| *w != "op")
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn readme_names_every_audited_operation_of_the_table() {
+    let listed = listed();
+    let mut missing: Vec<&str> = ALL
+        .iter()
+        .filter(|r| r.op.audited)
+        .map(|r| r.op.name)
+        .chain([UNMATCHED.name])
+        .filter(|name| !listed.iter().any(|l| l == name))
+        .collect();
+    missing.sort_unstable();
+    missing.dedup();
+    assert!(missing.is_empty(), "README.md does not list {missing:?}");
+}
+
+#[test]
+fn readme_names_no_operation_the_table_lacks() {
+    // The scheduler's alerts are records of the server's own, not a route's.
+    let own = ["lifecycle.scheduler"];
+    let unknown: Vec<String> = listed()
+        .into_iter()
+        .filter(|l| !own.contains(&l.as_str()))
+        .filter(|l| l != UNMATCHED.name && !ALL.iter().any(|r| r.op.name == l))
+        .collect();
+    assert!(
+        unknown.is_empty(),
+        "README.md lists {unknown:?}, which no route records"
+    );
+}
