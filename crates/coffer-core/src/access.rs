@@ -229,7 +229,7 @@ impl Coffer {
     /// Reloads the access model after a change (this node's view; other nodes
     /// pick changes up when they reload).
     pub(crate) async fn reload_access(&self) -> Result<()> {
-        self.keys()?;
+        self.require_unsealed()?;
         let model = self.load_access_model().await?;
         *self.access.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(model);
         Ok(())
@@ -263,7 +263,7 @@ impl Coffer {
             )));
         }
         let target = format!("sys/policies/{name}");
-        self.keys()?;
+        self.require_unsealed()?;
         self.authorize(identity, Operation::Admin, &target)?;
         Policy::parse(source).map_err(|e| CoreError::Invalid(format!("policy {name}: {e}")))?;
         // Patterns refuse token shapes; a comment could still carry one
@@ -302,7 +302,7 @@ impl Coffer {
         coffer_policy::validate_policy_name(name)
             .or_else(|e| if name == ROOT_POLICY { Ok(()) } else { Err(e) })
             .map_err(CoreError::Invalid)?;
-        self.keys()?;
+        self.require_unsealed()?;
         self.authorize(identity, Operation::Admin, &format!("sys/policies/{name}"))?;
         if name == ROOT_POLICY {
             return Err(CoreError::NotFound(
@@ -327,7 +327,7 @@ impl Coffer {
     /// Names of every policy, `root` first, except those whose
     /// `sys/policies/NAME` a `deny` of the caller's matches.
     pub async fn list_policies(&self, identity: &Identity) -> Result<Vec<String>> {
-        self.keys()?;
+        self.require_unsealed()?;
         self.authorize(identity, Operation::Admin, "sys/policies/")?;
         let model = self.access_model();
         let mut names = vec![ROOT_POLICY.to_string()];
@@ -350,7 +350,7 @@ impl Coffer {
             ));
         }
         coffer_policy::validate_policy_name(name).map_err(CoreError::Invalid)?;
-        self.keys()?;
+        self.require_unsealed()?;
         self.authorize(identity, Operation::Admin, &format!("sys/policies/{name}"))?;
         let _w = self.access_writes.lock().await;
         let o = self
@@ -421,7 +421,7 @@ impl Coffer {
         identity: &Identity,
         request: &TokenRequest,
     ) -> Result<(SecretString, TokenView)> {
-        let keys = self.keys()?;
+        let keys = self.unsealed()?;
         self.authorize(identity, Operation::SelfService, "sys/tokens/create")?;
         let parent = identity.token();
         if parent.uses_limit.is_some() {
@@ -537,7 +537,7 @@ impl Coffer {
         identity: &Identity,
         accessor: Option<&str>,
     ) -> Result<TokenRecord> {
-        self.keys()?;
+        self.require_unsealed()?;
         let own = identity.accessor();
         let Some(accessor) = accessor.filter(|a| *a != own) else {
             self.authorize(identity, Operation::SelfService, "sys/tokens/self")?;
@@ -661,7 +661,7 @@ impl Coffer {
     /// Every token (admin of `sys/tokens/`), except those whose
     /// `sys/tokens/ACCESSOR` a `deny` of the caller's matches.
     pub async fn list_tokens(&self, identity: &Identity) -> Result<Vec<TokenView>> {
-        self.keys()?;
+        self.require_unsealed()?;
         self.authorize(identity, Operation::Admin, "sys/tokens/")?;
         let model = self.access_model();
         let mut tokens = self.store.list_tokens().await?;
@@ -676,7 +676,7 @@ impl Coffer {
     /// Marks a pattern protected: people cannot read values under it.
     pub async fn protect(&self, identity: &Identity, pattern: &str) -> Result<ProtectedInfo> {
         let pattern = Pattern::parse(pattern).map_err(|e| CoreError::Invalid(e.0))?;
-        self.keys()?;
+        self.require_unsealed()?;
         self.authorize(identity, Operation::Admin, "sys/protected")?;
         let stored = StoredProtected {
             created_by: crate::actor::Actor::stored_for(identity),
@@ -707,7 +707,7 @@ impl Coffer {
     /// Removes a protection.
     pub async fn unprotect(&self, identity: &Identity, pattern: &str) -> Result<()> {
         let pattern = Pattern::parse(pattern).map_err(|e| CoreError::Invalid(e.0))?;
-        self.keys()?;
+        self.require_unsealed()?;
         self.authorize(identity, Operation::Admin, "sys/protected")?;
         let _w = self.access_writes.lock().await;
         let o = self
@@ -733,7 +733,7 @@ impl Coffer {
 
     /// Every protected pattern.
     pub async fn list_protected(&self, identity: &Identity) -> Result<Vec<ProtectedInfo>> {
-        self.keys()?;
+        self.require_unsealed()?;
         self.authorize(identity, Operation::Admin, "sys/protected")?;
         let model = self.access_model();
         Ok(model
@@ -784,7 +784,7 @@ impl Coffer {
                 format_duration_ms(MAX_BREAKGLASS_TTL_MS)
             )));
         }
-        self.keys()?;
+        self.require_unsealed()?;
         let Some(user) = identity.user().filter(|_| identity.is_human()) else {
             return Err(CoreError::Invalid(
                 "only people need break-glass: service tokens are not limited by protected \
@@ -833,7 +833,7 @@ impl Coffer {
 
     /// Live break-glass grants (admin of `sys/breakglass`).
     pub async fn list_breakglass(&self, identity: &Identity) -> Result<Vec<BreakglassGrant>> {
-        self.keys()?;
+        self.require_unsealed()?;
         self.authorize(identity, Operation::Admin, "sys/breakglass")?;
         let now = now_ms();
         let model = self.access_model();

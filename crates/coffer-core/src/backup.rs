@@ -43,7 +43,8 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
 
 use crate::error::{CoreError, Result};
-use crate::{Coffer, Identity, Operation, SEAL_CONFIG, SealConfig, WRAPPED_ROOT_KEY, now_ms};
+use crate::seal::{SEAL_CONFIG, SealConfig, WRAPPED_ROOT_KEY};
+use crate::{Coffer, Identity, Operation, now_ms};
 
 const MAGIC: &[u8] = b"COFFER-BACKUP\n";
 const FORMAT: u32 = 1;
@@ -307,7 +308,7 @@ impl Coffer {
         identity: &Identity,
     ) -> Result<mpsc::Receiver<std::result::Result<Vec<u8>, CoreError>>> {
         self.authorize(identity, Operation::Admin, "sys/backup")?;
-        let keys = self.keys()?;
+        let keys = self.unsealed()?;
         let config: SealConfig = serde_json::from_slice(
             &self
                 .store

@@ -59,7 +59,7 @@ impl Coffer {
         let block = (limit / 16).clamp(1, MAX_BLOCK).max(n);
         let mut usage = self.usage.lock().await;
         for _ in 0..8 {
-            let active = self.keys()?.keyring.active_id();
+            let active = self.unsealed()?.keyring.active_id();
             if usage.key_id == active && usage.left >= n {
                 usage.left -= n;
                 return Ok(());
@@ -129,7 +129,7 @@ impl Coffer {
     /// active key. Returns how many moved. Acts for no token: no value
     /// leaves the keyring.
     pub async fn rewrap(&self, limit: usize) -> Result<usize> {
-        let keys = self.keys()?;
+        let keys = self.unsealed()?;
         let active = keys.keyring.active_id();
         let old = self.store.versions_sealed_elsewhere(active, limit).await?;
         if old.is_empty() {

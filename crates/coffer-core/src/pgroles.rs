@@ -42,8 +42,11 @@ use crate::auth::{Authorized, Identity, Operation};
 use crate::error::{CoreError, Result};
 use crate::lifecycle::{KIND_STATE, Labels, SecretState};
 use crate::path::SecretPath;
+use crate::read::{not_found, open_value};
 use crate::rotation::RotateReceipt;
-use crate::{Becomes, Coffer, Keys, SecretValue, audit, not_found, now_ms, open_value};
+use crate::seal::Keys;
+use crate::write::Becomes;
+use crate::{Coffer, SecretValue, audit, now_ms};
 
 /// The generator of role passwords when none is given: letters and digits
 /// carrying 32 bytes of randomness (43 characters, 256 bits, nothing that
@@ -220,7 +223,7 @@ impl Coffer {
             Some(s) => s,
             None => Spec::parse(DEFAULT_GENERATOR).expect("the default generator parses"),
         };
-        let keys = self.keys()?;
+        let keys = self.unsealed()?;
         self.authorize(identity, Operation::Create, path.as_str())?;
         let admin_auth = self.authorize(identity, Operation::ReadValue, admin_path.as_str())?;
         if admin_auth.via_breakglass() {
@@ -300,7 +303,7 @@ impl Coffer {
         let plaintext = self.encode_checked(&value)?;
         self.judge(path.as_str(), &value, Some(&spec))?;
         self.reserve_seals(1).await?;
-        let keys = self.keys()?;
+        let keys = self.unsealed()?;
         {
             let _lock = self.write_locks[self.cache.stripe(path.as_str())]
                 .lock()
@@ -405,7 +408,7 @@ impl Coffer {
     /// The binding of a managed secret (needs `read` or `list` on it).
     pub async fn postgres_info(&self, identity: &Identity, path: &str) -> Result<PgInfo> {
         let path = SecretPath::parse(path)?;
-        self.keys()?;
+        self.require_unsealed()?;
         self.authorize(identity, Operation::ReadMetadata, path.as_str())?;
         let cached = self
             .cached(path.as_str())
@@ -537,7 +540,7 @@ impl Coffer {
         grace_ms: i64,
         force: bool,
     ) -> Result<RotateReceipt> {
-        let keys = self.keys()?;
+        let keys = self.unsealed()?;
         let existing = self
             .cached(path.as_str())
             .await?
@@ -654,7 +657,7 @@ impl Coffer {
         admin: Option<RoleAdmin>,
         grace_ms: i64,
     ) -> Result<RotateReceipt> {
-        let keys = self.keys()?;
+        let keys = self.unsealed()?;
         let existing = self
             .cached(path.as_str())
             .await?
@@ -739,7 +742,7 @@ impl Coffer {
         path: &SecretPath,
         pg: &PgRoles,
     ) -> Result<RotateReceipt> {
-        let keys = self.keys()?;
+        let keys = self.unsealed()?;
         let existing = self
             .cached(path.as_str())
             .await?

@@ -22,7 +22,9 @@ use crate::lifecycle::{
     StoredRule,
 };
 use crate::path::{ListPrefix, SecretPath};
-use crate::{Becomes, Coffer, ListOptions, SecretValue, audit, not_found, now_ms};
+use crate::read::not_found;
+use crate::write::Becomes;
+use crate::{Coffer, ListOptions, SecretValue, audit, now_ms};
 
 /// Who the scheduler's versions are written by.
 pub const SCHEDULER: &str = "coffer-scheduler";
@@ -185,7 +187,7 @@ impl Coffer {
         spec: RuleSpec,
     ) -> Result<RuleInfo> {
         let pattern = Pattern::parse(pattern).map_err(|e| CoreError::Invalid(e.0))?;
-        self.keys()?;
+        self.require_unsealed()?;
         self.authorize(identity, Operation::Admin, "sys/lifecycle")?;
         spec.validate()?;
         let stored = StoredRule {
@@ -219,7 +221,7 @@ impl Coffer {
     /// Removes the lifecycle rule of a pattern.
     pub async fn delete_rule(&self, identity: &Identity, pattern: &str) -> Result<()> {
         let pattern = Pattern::parse(pattern).map_err(|e| CoreError::Invalid(e.0))?;
-        self.keys()?;
+        self.require_unsealed()?;
         self.authorize(identity, Operation::Admin, "sys/lifecycle")?;
         let _w = self.access_writes.lock().await;
         let o = self
@@ -249,7 +251,7 @@ impl Coffer {
     /// a `deny` of the caller's policies matches (a rule's pattern can name a
     /// secret).
     pub fn list_rules(&self, identity: &Identity) -> Result<Vec<RuleInfo>> {
-        self.keys()?;
+        self.require_unsealed()?;
         self.authorize(identity, Operation::Admin, "sys/lifecycle")?;
         let model = self.access_model();
         Ok(model
@@ -279,7 +281,7 @@ impl Coffer {
                 "the grace period must be between 0s and 10 years".into(),
             ));
         }
-        self.keys()?;
+        self.require_unsealed()?;
         self.authorize(identity, Operation::Rotate, path.as_str())?;
         let effective = self.generator_for(path.as_str()).await?;
         if let Some(pg) = self.postgres_of(path.as_str()).await? {
@@ -389,7 +391,7 @@ impl Coffer {
     ) -> Result<(u64, Labels)> {
         let plaintext = self.encode_checked(value)?;
         self.reserve_seals(1).await?;
-        let keys = self.keys()?;
+        let keys = self.unsealed()?;
         let _lock = self.write_locks[self.cache.stripe(path.as_str())]
             .lock()
             .await;
@@ -435,7 +437,7 @@ impl Coffer {
         grace_ms: Option<i64>,
     ) -> Result<RotateReceipt> {
         let path = SecretPath::parse(path)?;
-        self.keys()?;
+        self.require_unsealed()?;
         self.authorize(identity, Operation::Rotate, path.as_str())?;
         let grace = grace_ms
             .or(lifecycle::effective(&self.access_model().lifecycle, path.as_str()).grace_ms)
@@ -480,7 +482,7 @@ impl Coffer {
     /// the history), `current` stays.
     pub async fn cancel_rotation(&self, identity: &Identity, path: &str) -> Result<RotateReceipt> {
         let path = SecretPath::parse(path)?;
-        self.keys()?;
+        self.require_unsealed()?;
         self.authorize(identity, Operation::Rotate, path.as_str())?;
         if let Some(pg) = self.postgres_of(path.as_str()).await? {
             return self.cancel_postgres(&path, &pg).await;
@@ -508,7 +510,7 @@ impl Coffer {
         expires_at: Option<i64>,
     ) -> Result<RotateReceipt> {
         let path = SecretPath::parse(path)?;
-        self.keys()?;
+        self.require_unsealed()?;
         self.authorize(identity, Operation::Update, path.as_str())?;
         self.change_state(&path, |_, _, state| {
             Ok(SecretState {
@@ -590,7 +592,7 @@ impl Coffer {
         prefix: &str,
     ) -> Result<Vec<StatusEntry>> {
         let prefix = ListPrefix::parse(prefix)?;
-        self.keys()?;
+        self.require_unsealed()?;
         let now = now_ms();
         let mut out = Vec::new();
         for path in self.scan(identity, &prefix).await? {

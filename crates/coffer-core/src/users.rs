@@ -282,7 +282,7 @@ impl Coffer {
         identity: &Identity,
         request: &InviteRequest,
     ) -> Result<(SecretString, i64)> {
-        let keys = self.keys()?;
+        let keys = self.unsealed()?;
         self.authorize(identity, Operation::Admin, "sys/invites")?;
         let mut policies = request.policies.clone();
         policies.sort();
@@ -321,7 +321,7 @@ impl Coffer {
     /// Uses an invitation: creates the user with this password. The code stops
     /// working in the same atomic step.
     pub async fn accept_invite(&self, code: &str, user: &str, pw: &str) -> Result<UserView> {
-        let keys = self.keys()?;
+        let keys = self.unsealed()?;
         let invalid = || {
             CoreError::Invalid("this invitation code is invalid, expired or already used".into())
         };
@@ -444,7 +444,7 @@ impl Coffer {
         request: &LoginRequest<'_>,
         source: Option<IpAddr>,
     ) -> Result<(SecretString, TokenView)> {
-        let keys = self.keys()?;
+        let keys = self.unsealed()?;
         let name = canonical_user_name(request.user).map_err(CoreError::Invalid)?;
         if request.password.len() > password::MAX_PASSWORD_BYTES {
             return Err(CoreError::Invalid("that password is too long".into()));
@@ -610,7 +610,7 @@ impl Coffer {
     /// Every user (admin of `sys/users/`), except those whose
     /// `sys/users/NAME` a `deny` of the caller's matches.
     pub async fn list_users(&self, identity: &Identity) -> Result<Vec<UserView>> {
-        self.keys()?;
+        self.require_unsealed()?;
         self.authorize(identity, Operation::Admin, "sys/users/")?;
         let model = self.access_model();
         self.store
@@ -627,7 +627,7 @@ impl Coffer {
         identity: &Identity,
         name: &str,
     ) -> Result<(String, coffer_store::StoredObject, StoredUser)> {
-        self.keys()?;
+        self.require_unsealed()?;
         let name = canonical_user_name(name).map_err(CoreError::Invalid)?;
         self.authorize(identity, Operation::Admin, &format!("sys/users/{name}"))?;
         let o = self
@@ -786,7 +786,7 @@ impl Coffer {
         &self,
         identity: &Identity,
     ) -> Result<(String, coffer_store::StoredObject, StoredUser)> {
-        self.keys()?;
+        self.require_unsealed()?;
         self.authorize(identity, Operation::SelfService, "sys/users/self")?;
         let Some(name) = identity.user().filter(|_| identity.is_human()) else {
             return Err(CoreError::Invalid(
@@ -805,7 +805,7 @@ impl Coffer {
     /// Starts TOTP enrollment for the calling person: a new seed, shown once,
     /// that becomes required at login after [`Coffer::confirm_totp`].
     pub async fn enroll_totp(&self, identity: &Identity) -> Result<TotpEnrollment> {
-        self.keys()?;
+        self.require_unsealed()?;
         let (name, o, mut u) = self.own_user(identity).await?;
         if u.totp.as_ref().is_some_and(|t| t.confirmed) {
             return Err(CoreError::Conflict(
@@ -813,7 +813,7 @@ impl Coffer {
             ));
         }
         self.reserve_seals(1).await?;
-        let keys = self.keys()?;
+        let keys = self.unsealed()?;
         let seed = TotpSecret::generate();
         let (key_id, sealed) =
             keys.keyring
@@ -844,7 +844,7 @@ impl Coffer {
     }
 
     async fn change_totp(&self, identity: &Identity, code: &str, confirm: bool) -> Result<()> {
-        let keys = self.keys()?;
+        let keys = self.unsealed()?;
         let (name, o, mut u) = self.own_user(identity).await?;
         let Some(t) = u.totp.as_mut() else {
             return Err(CoreError::Invalid(
@@ -899,7 +899,7 @@ impl Coffer {
     /// record renewed or updated meanwhile is kept. Safe to run on any node,
     /// at any time.
     pub async fn sweep_expired(&self) -> Result<SweepReport> {
-        self.keys()?;
+        self.require_unsealed()?;
         let now = now_ms();
         self.store
             .commit(vec![Mutation::DeleteExpiredTokens { now }])

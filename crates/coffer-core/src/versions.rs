@@ -7,17 +7,16 @@
 //! version under the new path, because a ciphertext is bound to its path
 //! and version and would not open anywhere else.
 
-use coffer_store::{Expect, Mutation, VersionRecord, VersionState};
+use coffer_store::{Expect, Mutation, VersionRecord, VersionState, VersionStateChange};
 use subtle::ConstantTimeEq;
 
 use crate::auth::{Identity, Operation, Reveals};
 use crate::error::{CoreError, Result};
 use crate::lifecycle::{KIND_STATE, Label};
 use crate::path::{ListPrefix, SecretPath};
-use crate::{
-    At, Becomes, Coffer, ListOptions, MAX_BUNDLE, WriteReceipt, audit, not_found, now_ms,
-    open_value,
-};
+use crate::read::{not_found, open_value};
+use crate::write::{Becomes, WriteReceipt};
+use crate::{At, Coffer, ListOptions, MAX_BUNDLE, audit, now_ms};
 
 /// What promoting one secret would do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -56,12 +55,12 @@ impl Coffer {
         version: u64,
     ) -> Result<WriteReceipt> {
         let path = SecretPath::parse(path)?;
-        self.keys()?;
+        self.require_unsealed()?;
         let auth = self.authorize(identity, Operation::ReadValue, path.as_str())?;
         self.authorize(identity, Operation::Update, path.as_str())?;
         self.reserve_seals(1).await?;
         // After the reservation, which may have added a key.
-        let keys = self.keys()?;
+        let keys = self.unsealed()?;
         let _lock = self.write_locks[self.cache.stripe(path.as_str())]
             .lock()
             .await;
@@ -130,7 +129,7 @@ impl Coffer {
                 "{from} cannot be copied onto itself"
             )));
         }
-        self.keys()?;
+        self.require_unsealed()?;
         let auth = self.authorize(identity, Operation::ReadValue, from.as_str())?;
         if auth.via_breakglass() {
             // A grant lets a person read for a while; a copy would outlive
@@ -166,7 +165,7 @@ impl Coffer {
         let head = source.meta.current_version;
         self.reserve_seals(head).await?;
         // After the reservation, which may have added a key.
-        let keys = self.keys()?;
+        let keys = self.unsealed()?;
         let mut mutations = Vec::new();
         for info in self.store.history(from.as_str()).await? {
             let record = self
@@ -269,7 +268,7 @@ impl Coffer {
                 to.as_str()
             )));
         }
-        self.keys()?;
+        self.require_unsealed()?;
         let source = self.names_under(identity, &from).await?;
         let target = self.names_under(identity, &to).await?;
         if identity.is_human() {
@@ -400,4 +399,94 @@ fn breakglass_no_copy(path: &str) -> CoreError {
          break-glass grant, which does not allow copying, moving or promoting it \
          (a service token can)"
     ))
+}
+
+impl Coffer {
+    /// Soft-deletes versions (default: the current one). Returns the versions
+    /// named.
+    pub async fn delete(
+        &self,
+        identity: &Identity,
+        path: &str,
+        versions: &[u64],
+    ) -> Result<Vec<u64>> {
+        self.change_versions(identity, path, versions, Operation::Delete, |now| {
+            VersionStateChange::Delete(now)
+        })
+        .await
+    }
+
+    /// Restores soft-deleted versions (default: the current one).
+    pub async fn undelete(
+        &self,
+        identity: &Identity,
+        path: &str,
+        versions: &[u64],
+    ) -> Result<Vec<u64>> {
+        self.change_versions(identity, path, versions, Operation::Delete, |_| {
+            VersionStateChange::Undelete
+        })
+        .await
+    }
+
+    /// Erases versions for good (default: the current one).
+    pub async fn destroy(
+        &self,
+        identity: &Identity,
+        path: &str,
+        versions: &[u64],
+    ) -> Result<Vec<u64>> {
+        self.change_versions(identity, path, versions, Operation::Destroy, |now| {
+            VersionStateChange::Destroy(now)
+        })
+        .await
+    }
+
+    async fn change_versions(
+        &self,
+        identity: &Identity,
+        path: &str,
+        versions: &[u64],
+        op: Operation,
+        change: impl Fn(i64) -> VersionStateChange,
+    ) -> Result<Vec<u64>> {
+        let path = SecretPath::parse(path)?;
+        self.require_unsealed()?;
+        self.authorize(identity, op, path.as_str())?;
+        let _lock = self.write_locks[self.cache.stripe(path.as_str())]
+            .lock()
+            .await;
+        let cached = self
+            .cached(path.as_str())
+            .await?
+            .ok_or_else(|| not_found(&path))?;
+        let meta = &cached.meta;
+        // The default is the version readers get: `current`, which during a
+        // staged rotation is not the newest.
+        let versions = if versions.is_empty() {
+            vec![cached.labels().current]
+        } else {
+            versions.to_vec()
+        };
+        if let Some(bad) = versions
+            .iter()
+            .find(|v| **v == 0 || **v > meta.current_version)
+        {
+            return Err(CoreError::NotFound(format!("{path} has no version {bad}")));
+        }
+        let now = now_ms();
+        let result = self
+            .store
+            .commit(vec![Mutation::SetVersionState {
+                path: path.as_str().to_string(),
+                versions: versions.clone(),
+                change: change(now),
+                at: now,
+            }])
+            .await;
+        // Invalidate even on failure: the cached state may be what was stale.
+        self.cache.invalidate(path.as_str());
+        result?;
+        Ok(versions)
+    }
 }
