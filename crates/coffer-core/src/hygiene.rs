@@ -148,25 +148,23 @@ impl Coffer {
                         record.version, record.path
                     ))
                 })?;
-            let stripe = self.cache.stripe(&record.path);
-            let _lock = self.write_locks[stripe].lock().await;
-            match self
-                .store
-                .commit(vec![Mutation::ResealVersion {
+            let mut tx = self.begin_rewrap(&record.path).await?;
+            tx.stage_rewrap(
+                &record.path,
+                Mutation::ResealVersion {
                     path: record.path.clone(),
                     version: record.version,
                     expected_key_id: record.key_id,
                     key_id,
                     ciphertext,
-                }])
-                .await
-            {
+                },
+            );
+            match tx.commit().await {
                 Ok(()) => moved += 1,
                 // Destroyed or moved meanwhile: nothing to do.
                 Err(coffer_store::StoreError::Conflict(_)) => {}
                 Err(e) => return Err(e.into()),
             }
-            self.cache.invalidate(&record.path);
         }
         Ok(moved)
     }

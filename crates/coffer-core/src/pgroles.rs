@@ -45,7 +45,7 @@ use crate::path::SecretPath;
 use crate::read::{not_found, open_value};
 use crate::rotation::RotateReceipt;
 use crate::seal::Keys;
-use crate::write::Becomes;
+use crate::write::{AuditNote, Becomes, NewVersion};
 use crate::{Coffer, SecretValue, audit, now_ms};
 
 /// The generator of role passwords when none is given: letters and digits
@@ -74,6 +74,21 @@ impl PgRoles {
             &self.roles[0]
         }
     }
+}
+
+/// The settings of one rotation of a managed secret, resolved by
+/// `rotate` (from the request and the rules) or by the scheduler.
+pub(crate) struct PgRotation<'a> {
+    /// The stored author of the new version.
+    pub created_by: &'a str,
+    /// The password generator.
+    pub spec: &'a Spec,
+    /// Only stage the new version as `pending`.
+    pub stage: bool,
+    /// How long the old role keeps its password.
+    pub grace_ms: i64,
+    /// Rotate even while `previous` is in its grace period.
+    pub force: bool,
 }
 
 /// `coffer pg manage`: what to bind.
@@ -235,7 +250,7 @@ impl Coffer {
                  read it, not set up roles with it (a service token can)"
             )));
         }
-        if self.cached(path.as_str()).await?.is_some() {
+        if self.cached(&path).await?.is_some() {
             return Err(CoreError::Conflict(format!(
                 "{path} already exists: a managed secret starts at a new path"
             )));
@@ -301,29 +316,25 @@ impl Coffer {
         let password = spec.generate();
         let value = credentials(&pg, &role, &password);
         let plaintext = self.encode_checked(&value)?;
-        self.judge(path.as_str(), &value, Some(&spec))?;
-        self.reserve_seals(1).await?;
-        let keys = self.unsealed()?;
+        self.judge(&path, &value, Some(&spec))?;
         {
-            let _lock = self.write_locks[self.cache.stripe(path.as_str())]
-                .lock()
-                .await;
-            let existing = self.cached(path.as_str()).await?;
-            if existing.is_some() {
+            let mut tx = self.begin_write(&[&path], 1, AuditNote::Nothing).await?;
+            if tx.existing(&path).await?.is_some() {
                 return Err(CoreError::Conflict(format!(
                     "{path} already exists: a managed secret starts at a new path"
                 )));
             }
-            let mut planned = self.plan_version(
-                &keys,
-                path.as_str(),
-                &plaintext,
-                &crate::actor::Actor::stored_for(identity),
-                None,
-                Becomes::Current { grace_until: None },
-                Some(&spec),
-                now_ms(),
-            )?;
+            let new = NewVersion {
+                path: &path,
+                plaintext: &plaintext,
+                created_by: &crate::actor::Actor::stored_for(identity),
+                becomes: Becomes::Current { grace_until: None },
+                generated: Some(&spec),
+                now: now_ms(),
+            };
+            let mut planned = tx.plan(&new, None)?;
+            // The state record binds the roles: written in place of the
+            // plain one the plan made, and cached once read back.
             let state = SecretState {
                 generator: Some(spec.to_string()),
                 postgres: Some(pg.clone()),
@@ -338,9 +349,8 @@ impl Coffer {
                 value: serde_json::to_vec(&state).expect("state serialises"),
                 expect: coffer_store::Expect::Absent,
             });
-            let result = self.store.commit(planned.mutations).await;
-            self.cache.invalidate(path.as_str());
-            result?;
+            tx.stage_mutations(&[&path], planned.mutations);
+            tx.commit().await?;
         }
         // Coffer knows the password; now PostgreSQL gets it. If it refuses,
         // the secret goes again, so nothing names a password no role has.
@@ -382,13 +392,8 @@ impl Coffer {
     /// Removes a secret just created by `manage_postgres` whose roles could
     /// not be set.
     async fn remove_unmanaged(&self, path: &SecretPath) -> Result<()> {
-        let _lock = self.write_locks[self.cache.stripe(path.as_str())]
-            .lock()
-            .await;
-        let existing = self
-            .cached(path.as_str())
-            .await?
-            .ok_or_else(|| not_found(path))?;
+        let mut tx = self.begin_write(&[path], 0, AuditNote::Nothing).await?;
+        let existing = tx.existing_secret(path).await?;
         let mut mutations = vec![coffer_store::Mutation::DeleteSecret {
             path: path.as_str().into(),
             expected_current: existing.meta.current_version,
@@ -400,9 +405,8 @@ impl Coffer {
                 expect: coffer_store::Expect::Revision(*revision),
             });
         }
-        let result = self.store.commit(mutations).await;
-        self.cache.invalidate(path.as_str());
-        Ok(result?)
+        tx.stage_mutations(&[path], mutations);
+        Ok(tx.commit().await?)
     }
 
     /// The binding of a managed secret (needs `read` or `list` on it).
@@ -410,10 +414,7 @@ impl Coffer {
         let path = SecretPath::parse(path)?;
         self.require_unsealed()?;
         self.authorize(identity, Operation::ReadMetadata, path.as_str())?;
-        let cached = self
-            .cached(path.as_str())
-            .await?
-            .ok_or_else(|| not_found(&path))?;
+        let cached = self.cached(&path).await?.ok_or_else(|| not_found(&path))?;
         let roles = managed(&cached.state)
             .ok_or_else(|| CoreError::NotFound(format!("{path} does not manage PostgreSQL roles")))?
             .clone();
@@ -425,7 +426,7 @@ impl Coffer {
     }
 
     /// The binding of `path`, if it manages PostgreSQL roles.
-    pub(crate) async fn postgres_of(&self, path: &str) -> Result<Option<PgRoles>> {
+    pub(crate) async fn postgres_of(&self, path: &SecretPath) -> Result<Option<PgRoles>> {
         Ok(self
             .cached(path)
             .await?
@@ -440,7 +441,7 @@ impl Coffer {
         auth: &Authorized<'_>,
         admin: &SecretPath,
     ) -> Result<(String, RoleAdmin)> {
-        let cached = self.cached(admin.as_str()).await?.ok_or_else(|| {
+        let cached = self.cached(admin).await?.ok_or_else(|| {
             CoreError::NotFound(format!(
                 "the administrator secret {admin} does not exist: write the connection URL there"
             ))
@@ -529,22 +530,21 @@ impl Coffer {
     }
 
     /// A rotation of a managed secret (see the module documentation).
-    #[allow(clippy::too_many_arguments)] // the rotation's settings, resolved by `rotate`
     pub(crate) async fn rotate_postgres(
         &self,
         path: &SecretPath,
         pg: &PgRoles,
-        created_by: &str,
-        spec: &Spec,
-        stage: bool,
-        grace_ms: i64,
-        force: bool,
+        rotation: PgRotation<'_>,
     ) -> Result<RotateReceipt> {
+        let PgRotation {
+            created_by,
+            spec,
+            stage,
+            grace_ms,
+            force,
+        } = rotation;
         let keys = self.unsealed()?;
-        let existing = self
-            .cached(path.as_str())
-            .await?
-            .ok_or_else(|| not_found(path))?;
+        let existing = self.cached(path).await?.ok_or_else(|| not_found(path))?;
         let labels = existing.labels();
         if let Some(p) = labels.pending {
             return Err(CoreError::Conflict(format!(
@@ -578,7 +578,7 @@ impl Coffer {
         let mut admin = self.admin_of(&keys, pg).await?;
         let password = spec.generate();
         let value = credentials(pg, &next, &password);
-        let warnings = self.judge(path.as_str(), &value, Some(spec))?;
+        let warnings = self.judge(path, &value, Some(spec))?;
         let (staged, _) = self
             .append(path, &value, created_by, Becomes::Pending, Some(spec))
             .await?;
@@ -603,7 +603,7 @@ impl Coffer {
         }
         if stage {
             let labels = self
-                .cached(path.as_str())
+                .cached(path)
                 .await?
                 .map(|c| c.labels())
                 .unwrap_or(labels);
@@ -658,10 +658,7 @@ impl Coffer {
         grace_ms: i64,
     ) -> Result<RotateReceipt> {
         let keys = self.unsealed()?;
-        let existing = self
-            .cached(path.as_str())
-            .await?
-            .ok_or_else(|| not_found(path))?;
+        let existing = self.cached(path).await?.ok_or_else(|| not_found(path))?;
         let labels = existing.labels();
         let pending = labels.pending.ok_or_else(|| {
             CoreError::Conflict(format!(
@@ -743,10 +740,7 @@ impl Coffer {
         pg: &PgRoles,
     ) -> Result<RotateReceipt> {
         let keys = self.unsealed()?;
-        let existing = self
-            .cached(path.as_str())
-            .await?
-            .ok_or_else(|| not_found(path))?;
+        let existing = self.cached(path).await?.ok_or_else(|| not_found(path))?;
         let labels = existing.labels();
         let pending = labels.pending.ok_or_else(|| {
             CoreError::Conflict(format!("{path} has no pending version to cancel"))
@@ -770,7 +764,7 @@ impl Coffer {
     /// Refuses what cannot be done to a managed secret.
     pub(crate) fn refuse_managed(
         state: &Option<(u64, SecretState)>,
-        path: &str,
+        path: &SecretPath,
         what: &str,
     ) -> Result<()> {
         if managed(state).is_some() {

@@ -96,12 +96,19 @@ impl Coffer {
     /// whatever is asked for; `previous` is refused after its grace period.
     pub async fn read_at(&self, identity: &Identity, path: &str, at: At) -> Result<SecretRead> {
         let path = SecretPath::parse(path)?;
+        self.read_path(identity, &path, at).await
+    }
+
+    /// [`Coffer::read_at`] of a parsed path.
+    pub(crate) async fn read_path(
+        &self,
+        identity: &Identity,
+        path: &SecretPath,
+        at: At,
+    ) -> Result<SecretRead> {
         let keys = self.unsealed()?;
         let auth = self.authorize(identity, Operation::ReadValue, path.as_str())?;
-        let cached = self
-            .cached(path.as_str())
-            .await?
-            .ok_or_else(|| not_found(&path))?;
+        let cached = self.cached(path).await?.ok_or_else(|| not_found(path))?;
         let labels = cached.labels();
         let now = now_ms();
         if let Some(expired) = labels.expires_at
@@ -184,50 +191,25 @@ impl Coffer {
             )));
         }
         self.require_unsealed()?;
-        let mut wanted: Vec<(String, At, bool)> = Vec::new();
+        let mut wanted: Vec<(SecretPath, At, bool)> = Vec::new();
         for prefix in prefixes {
             let prefix = ListPrefix::parse(prefix)?;
-            // Page through the listing: folders are listed too, and only
-            // secrets count towards the limit. Entries the caller may not
-            // see are left out, as from a listing.
-            let mut after = None;
-            let mut secrets = 0;
-            loop {
-                let page = self
-                    .enumerate(
-                        identity,
-                        &prefix,
-                        Reveals::Names,
-                        ListOptions {
-                            after: after.take(),
-                            limit: MAX_BUNDLE,
-                            ..ListOptions::default()
-                        },
-                    )
-                    .await?;
-                for e in page.entries.into_iter().filter(|e| !e.folder) {
-                    secrets += 1;
-                    if secrets > MAX_BUNDLE {
-                        return Err(CoreError::Invalid(format!(
-                            "more than {MAX_BUNDLE} secrets under {}; name a narrower prefix",
-                            prefix.as_str()
-                        )));
-                    }
-                    wanted.push((
-                        format!("{}{}", prefix.as_str(), e.name),
-                        At::Label(Label::Current),
-                        false,
-                    ));
-                }
-                match page.next {
-                    Some(next) => after = Some(next),
-                    None => break,
-                }
+            // Entries the caller may not see are left out, as from a listing.
+            let names = self
+                .secrets_under(identity, &prefix, Reveals::Names, false, MAX_BUNDLE)
+                .await?
+                .ok_or_else(|| {
+                    CoreError::Invalid(format!(
+                        "more than {MAX_BUNDLE} secrets under {}; name a narrower prefix",
+                        prefix.as_str()
+                    ))
+                })?;
+            for name in names {
+                wanted.push((prefix.child(&name)?, At::Label(Label::Current), false));
             }
         }
         for (path, version) in paths {
-            let path = SecretPath::parse(path)?;
-            wanted.push((path.as_str().to_string(), *version, true));
+            wanted.push((SecretPath::parse(path)?, *version, true));
         }
         let mut seen = std::collections::HashSet::new();
         wanted.retain(|(p, v, _)| seen.insert((p.clone(), *v)));
@@ -240,13 +222,13 @@ impl Coffer {
         let mut refused = Vec::new();
         let mut last_refusal = None;
         for (path, at, named) in wanted {
-            match self.read_at(identity, &path, at).await {
+            match self.read_path(identity, &path, at).await {
                 Ok(read) => {
                     audit::note_read(&read.path, read.version);
                     out.push(read);
                 }
                 Err(CoreError::Forbidden(m)) => {
-                    refused.push(path);
+                    refused.push(path.to_string());
                     last_refusal = Some(m);
                 }
                 // A listed secret deleted meanwhile is simply not there.
@@ -265,6 +247,50 @@ impl Coffer {
             }));
         }
         Ok(out)
+    }
+
+    /// The secrets (not folders) below `prefix` that the caller may see,
+    /// by name relative to the prefix: its direct children, or with
+    /// `recursive` every secret at any depth. Pages through
+    /// [`Coffer::enumerate`]; `None` once there are more than `max`.
+    pub(crate) async fn secrets_under(
+        &self,
+        identity: &Identity,
+        prefix: &ListPrefix,
+        reveals: Reveals,
+        recursive: bool,
+        max: usize,
+    ) -> Result<Option<Vec<String>>> {
+        let mut names = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self
+                .enumerate(
+                    identity,
+                    prefix,
+                    reveals,
+                    ListOptions {
+                        recursive,
+                        after: after.take(),
+                        limit: DEFAULT_LIST_LIMIT,
+                        ..ListOptions::default()
+                    },
+                )
+                .await?;
+            names.extend(
+                page.entries
+                    .into_iter()
+                    .filter(|e| !e.folder)
+                    .map(|e| e.name),
+            );
+            if names.len() > max {
+                return Ok(None);
+            }
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(Some(names)),
+            }
+        }
     }
 
     /// Lists paths under a prefix: only the entries the caller may see (see
@@ -412,10 +438,7 @@ impl Coffer {
         let path = SecretPath::parse(path)?;
         self.require_unsealed()?;
         self.authorize(identity, Operation::ReadMetadata, path.as_str())?;
-        let cached = self
-            .cached(path.as_str())
-            .await?
-            .ok_or_else(|| not_found(&path))?;
+        let cached = self.cached(&path).await?.ok_or_else(|| not_found(&path))?;
         let meta = cached.meta.clone();
         let labels = cached.labels();
         let versions = self
@@ -439,7 +462,9 @@ impl Coffer {
     }
 
     /// Cached metadata and current ciphertext for `path`, from storage on a miss.
-    pub(crate) async fn cached(&self, path: &str) -> Result<Option<Arc<Cached>>> {
+    pub(crate) async fn cached(&self, path: &SecretPath) -> Result<Option<Arc<Cached>>> {
+        // Storage and the cache key by the canonical string.
+        let path = path.as_str();
         if let Some(c) = self.cache.get(path) {
             return Ok(Some(c));
         }

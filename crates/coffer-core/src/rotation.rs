@@ -8,8 +8,6 @@
 //! say is due, with the rules' generator, and reports what it did for the
 //! server to audit.
 
-use std::sync::Arc;
-
 use coffer_crypto::generate::Spec;
 use coffer_policy::Pattern;
 use coffer_store::{Expect, Mutation, VersionState};
@@ -22,9 +20,9 @@ use crate::lifecycle::{
     StoredRule,
 };
 use crate::path::{ListPrefix, SecretPath};
-use crate::read::not_found;
-use crate::write::Becomes;
-use crate::{Coffer, ListOptions, SecretValue, audit, now_ms};
+use crate::pgroles::PgRotation;
+use crate::write::{AuditNote, Becomes, NewVersion};
+use crate::{Coffer, SecretValue, audit, now_ms};
 
 /// Who the scheduler's versions are written by.
 pub const SCHEDULER: &str = "coffer-scheduler";
@@ -283,8 +281,8 @@ impl Coffer {
         }
         self.require_unsealed()?;
         self.authorize(identity, Operation::Rotate, path.as_str())?;
-        let effective = self.generator_for(path.as_str()).await?;
-        if let Some(pg) = self.postgres_of(path.as_str()).await? {
+        let effective = self.generator_for(&path).await?;
+        if let Some(pg) = self.postgres_of(&path).await? {
             if request.value.is_some() {
                 return Err(CoreError::Invalid(format!(
                     "{path} holds the credentials of PostgreSQL roles: coffer generates their \
@@ -304,11 +302,13 @@ impl Coffer {
                 .rotate_postgres(
                     &path,
                     &pg,
-                    &crate::actor::Actor::stored_for(identity),
-                    &spec,
-                    request.stage,
-                    grace,
-                    request.force,
+                    PgRotation {
+                        created_by: &crate::actor::Actor::stored_for(identity),
+                        spec: &spec,
+                        stage: request.stage,
+                        grace_ms: grace,
+                        force: request.force,
+                    },
                 )
                 .await?;
             audit::note_version(receipt.version);
@@ -341,7 +341,7 @@ impl Coffer {
                 )));
             }
         };
-        let warnings = self.judge(path.as_str(), &value, spec.as_ref())?;
+        let warnings = self.judge(&path, &value, spec.as_ref())?;
         let grace = request
             .grace_ms
             .or(effective.grace_ms)
@@ -390,42 +390,26 @@ impl Coffer {
         generated: Option<&Spec>,
     ) -> Result<(u64, Labels)> {
         let plaintext = self.encode_checked(value)?;
-        self.reserve_seals(1).await?;
-        let keys = self.unsealed()?;
-        let _lock = self.write_locks[self.cache.stripe(path.as_str())]
-            .lock()
-            .await;
-        let existing = self
-            .cached(path.as_str())
-            .await?
-            .ok_or_else(|| not_found(path))?;
-        let planned = self.plan_version(
-            &keys,
-            path.as_str(),
-            &plaintext,
+        let mut tx = self.begin_write(&[path], 1, AuditNote::Nothing).await?;
+        let existing = tx.existing_secret(path).await?;
+        let new = NewVersion {
+            path,
+            plaintext: &plaintext,
             created_by,
-            Some(&existing),
             becomes,
             generated,
-            now_ms(),
-        )?;
-        let version = planned.receipt.version;
+            now: now_ms(),
+        };
+        let planned = tx.plan(&new, Some(&existing))?;
         let labels = planned.entry.labels();
-        match self.store.commit(planned.mutations).await {
-            Ok(()) => {
-                self.cache.put(path.as_str(), Arc::new(planned.entry));
-                Ok((version, labels))
+        let receipt = tx.stage(planned);
+        tx.commit().await.map_err(|e| match e {
+            coffer_store::StoreError::Conflict(m) => {
+                CoreError::Conflict(format!("rotation conflict, nothing written: {m}"))
             }
-            Err(e) => {
-                self.cache.invalidate(path.as_str());
-                Err(match e {
-                    coffer_store::StoreError::Conflict(m) => {
-                        CoreError::Conflict(format!("rotation conflict, nothing written: {m}"))
-                    }
-                    e => e.into(),
-                })
-            }
-        }
+            e => e.into(),
+        })?;
+        Ok((receipt.version, labels))
     }
 
     /// Completes a staged rotation in one step: `pending` becomes `current`,
@@ -442,7 +426,7 @@ impl Coffer {
         let grace = grace_ms
             .or(lifecycle::effective(&self.access_model().lifecycle, path.as_str()).grace_ms)
             .unwrap_or(DEFAULT_GRACE_MS);
-        if let Some(pg) = self.postgres_of(path.as_str()).await? {
+        if let Some(pg) = self.postgres_of(&path).await? {
             let receipt = self.promote_postgres(&path, &pg, None, grace).await?;
             tracing::info!(
                 actor = identity.display_name(),
@@ -484,7 +468,7 @@ impl Coffer {
         let path = SecretPath::parse(path)?;
         self.require_unsealed()?;
         self.authorize(identity, Operation::Rotate, path.as_str())?;
-        if let Some(pg) = self.postgres_of(path.as_str()).await? {
+        if let Some(pg) = self.postgres_of(&path).await? {
             return self.cancel_postgres(&path, &pg).await;
         }
         self.change_state(&path, |labels, meta_head, state| {
@@ -530,13 +514,8 @@ impl Coffer {
         path: &SecretPath,
         change: impl FnOnce(&Labels, u64, &SecretState) -> Result<SecretState>,
     ) -> Result<RotateReceipt> {
-        let _lock = self.write_locks[self.cache.stripe(path.as_str())]
-            .lock()
-            .await;
-        let existing = self
-            .cached(path.as_str())
-            .await?
-            .ok_or_else(|| not_found(path))?;
+        let mut tx = self.begin_write(&[path], 0, AuditNote::Nothing).await?;
+        let existing = tx.existing_secret(path).await?;
         let labels = existing.labels();
         let head = existing.meta.current_version;
         let (expect, state) = match &existing.state {
@@ -561,17 +540,16 @@ impl Coffer {
                 )));
             }
         }
-        let result = self
-            .store
-            .commit(vec![Mutation::PutObject {
+        tx.stage_mutations(
+            &[path],
+            [Mutation::PutObject {
                 kind: KIND_STATE.into(),
                 key: path.as_str().into(),
                 value: serde_json::to_vec(&next).expect("state serialises"),
                 expect,
-            }])
-            .await;
-        self.cache.invalidate(path.as_str());
-        result?;
+            }],
+        );
+        tx.commit().await?;
         let labels = Labels::of(&existing.meta, Some(&next));
         Ok(RotateReceipt {
             path: path.as_str().into(),
@@ -606,37 +584,20 @@ impl Coffer {
 
     /// Every secret path below `prefix` (recursively) whose metadata the
     /// caller may see, at most [`MAX_SCAN`].
-    async fn scan(&self, identity: &Identity, prefix: &ListPrefix) -> Result<Vec<String>> {
-        let mut out = Vec::new();
-        let mut after = None;
-        loop {
-            let page = self
-                .enumerate(
-                    identity,
-                    prefix,
-                    Reveals::Metadata,
-                    ListOptions {
-                        recursive: true,
-                        after: after.take(),
-                        limit: 1000,
-                        ..ListOptions::default()
-                    },
-                )
-                .await?;
-            for e in page.entries.into_iter().filter(|e| !e.folder) {
-                if out.len() >= MAX_SCAN {
-                    return Err(CoreError::Invalid(format!(
-                        "more than {MAX_SCAN} secrets under {:?}; name a narrower prefix",
-                        prefix.as_str()
-                    )));
-                }
-                out.push(format!("{}{}", prefix.as_str(), e.name));
-            }
-            match page.next {
-                Some(next) => after = Some(next),
-                None => return Ok(out),
-            }
-        }
+    async fn scan(&self, identity: &Identity, prefix: &ListPrefix) -> Result<Vec<SecretPath>> {
+        let names = self
+            .secrets_under(identity, prefix, Reveals::Metadata, true, MAX_SCAN)
+            .await?
+            .ok_or_else(|| {
+                CoreError::Invalid(format!(
+                    "more than {MAX_SCAN} secrets under {:?}; name a narrower prefix",
+                    prefix.as_str()
+                ))
+            })?;
+        Ok(names
+            .iter()
+            .map(|name| prefix.child(name))
+            .collect::<std::result::Result<_, _>>()?)
     }
 
     /// Every secret path below `prefix` (recursively), at most [`MAX_SCAN`],
@@ -673,12 +634,12 @@ impl Coffer {
     }
 
     /// One secret's standing, or `None` when nothing about it is scheduled.
-    async fn standing(&self, path: &str, now: i64) -> Result<Option<StatusEntry>> {
+    async fn standing(&self, path: &SecretPath, now: i64) -> Result<Option<StatusEntry>> {
         let Some(cached) = self.cached(path).await? else {
             return Ok(None);
         };
         let labels = cached.labels();
-        let mut effective = lifecycle::effective(&self.access_model().lifecycle, path);
+        let mut effective = lifecycle::effective(&self.access_model().lifecycle, path.as_str());
         if let Some(own) = own_generator(cached.state.as_ref().map(|(_, s)| s)) {
             effective.generator = Some(own);
         }
@@ -763,7 +724,11 @@ impl Coffer {
         }
         let now = now_ms();
         for path in paths {
-            let Some(entry) = self.standing(&path, now).await? else {
+            // A name that is not a path names no secret, so nothing is due.
+            let Ok(secret) = SecretPath::parse(&path) else {
+                continue;
+            };
+            let Some(entry) = self.standing(&secret, now).await? else {
                 continue;
             };
             // Judged on its own: a secret both overdue and expiring is both.
@@ -780,7 +745,7 @@ impl Coffer {
                 report.due_by_hand.push((path, due));
                 continue;
             }
-            match self.rotate_scheduled(&path, now).await {
+            match self.rotate_scheduled(&secret, now).await {
                 Ok((version, until)) => report.rotated.push((path, version, until)),
                 Err(e) => report.failed.push((path, e.to_string())),
             }
@@ -798,8 +763,8 @@ impl Coffer {
 
     /// The settings for `path`, with the generator the secret remembers (from
     /// its last generated value) taking precedence over the rules' one.
-    async fn generator_for(&self, path: &str) -> Result<lifecycle::Effective> {
-        let mut effective = lifecycle::effective(&self.access_model().lifecycle, path);
+    async fn generator_for(&self, path: &SecretPath) -> Result<lifecycle::Effective> {
+        let mut effective = lifecycle::effective(&self.access_model().lifecycle, path.as_str());
         if let Some(c) = self.cached(path).await?
             && let Some(own) = own_generator(c.state.as_ref().map(|(_, s)| s))
         {
@@ -810,23 +775,24 @@ impl Coffer {
 
     /// A rotation by the scheduler: the secret's or the rules' generator,
     /// and the rules' grace.
-    async fn rotate_scheduled(&self, path: &str, now: i64) -> Result<(u64, Option<i64>)> {
-        let path = SecretPath::parse(path)?;
-        let effective = self.generator_for(path.as_str()).await?;
+    async fn rotate_scheduled(&self, path: &SecretPath, now: i64) -> Result<(u64, Option<i64>)> {
+        let effective = self.generator_for(path).await?;
         let spec = effective
             .generator
             .ok_or_else(|| CoreError::Invalid(format!("no generator applies to {path}")))?;
-        if let Some(pg) = self.postgres_of(path.as_str()).await? {
+        if let Some(pg) = self.postgres_of(path).await? {
             let grace = effective.grace_ms.unwrap_or(DEFAULT_GRACE_MS);
             let receipt = self
                 .rotate_postgres(
-                    &path,
+                    path,
                     &pg,
-                    &crate::actor::Actor::stored_system(SCHEDULER),
-                    &spec,
-                    false,
-                    grace,
-                    false,
+                    PgRotation {
+                        created_by: &crate::actor::Actor::stored_system(SCHEDULER),
+                        spec: &spec,
+                        stage: false,
+                        grace_ms: grace,
+                        force: false,
+                    },
                 )
                 .await?;
             tracing::info!(
@@ -840,7 +806,7 @@ impl Coffer {
         let grace_until = Some(now.saturating_add(effective.grace_ms.unwrap_or(DEFAULT_GRACE_MS)));
         let (version, labels) = self
             .append(
-                &path,
+                path,
                 &value,
                 &crate::actor::Actor::stored_system(SCHEDULER),
                 Becomes::Current { grace_until },

@@ -10,13 +10,14 @@
 use coffer_store::{Expect, Mutation, VersionRecord, VersionState, VersionStateChange};
 use subtle::ConstantTimeEq;
 
+use crate::actor::Actor;
 use crate::auth::{Identity, Operation, Reveals};
 use crate::error::{CoreError, Result};
 use crate::lifecycle::{KIND_STATE, Label};
 use crate::path::{ListPrefix, SecretPath};
-use crate::read::{not_found, open_value};
-use crate::write::{Becomes, WriteReceipt};
-use crate::{At, Coffer, ListOptions, MAX_BUNDLE, audit, now_ms};
+use crate::read::open_value;
+use crate::write::{AuditNote, Becomes, NewVersion, WriteReceipt};
+use crate::{At, Coffer, MAX_BUNDLE, audit, now_ms};
 
 /// What promoting one secret would do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -58,16 +59,8 @@ impl Coffer {
         self.require_unsealed()?;
         let auth = self.authorize(identity, Operation::ReadValue, path.as_str())?;
         self.authorize(identity, Operation::Update, path.as_str())?;
-        self.reserve_seals(1).await?;
-        // After the reservation, which may have added a key.
-        let keys = self.unsealed()?;
-        let _lock = self.write_locks[self.cache.stripe(path.as_str())]
-            .lock()
-            .await;
-        let existing = self
-            .cached(path.as_str())
-            .await?
-            .ok_or_else(|| not_found(&path))?;
+        let mut tx = self.begin_write(&[&path], 1, AuditNote::Version).await?;
+        let existing = tx.existing_secret(&path).await?;
         let record = self
             .store
             .get_version(path.as_str(), version)
@@ -78,35 +71,25 @@ impl Coffer {
                     "{path} has no readable version {version} (it may be deleted or destroyed)"
                 ))
             })?;
-        let value = open_value(&keys, &auth, &record)?;
-        let warnings = self.judge(path.as_str(), &value, None)?;
+        let value = open_value(tx.keys(), &auth, &record)?;
+        let warnings = self.judge(&path, &value, None)?;
         let plaintext = self.encode_checked(&value)?;
         let now = now_ms();
-        let grace_until = self.grace_until(path.as_str(), None, now);
-        let planned = self.plan_version(
-            &keys,
-            path.as_str(),
-            &plaintext,
-            &crate::actor::Actor::stored_for(identity),
-            Some(&existing),
-            Becomes::Current { grace_until },
-            None,
+        let new = NewVersion {
+            path: &path,
+            plaintext: &plaintext,
+            created_by: &Actor::stored_for(identity),
+            becomes: Becomes::Current {
+                grace_until: self.grace_until(&path, None, now),
+            },
+            generated: None,
             now,
-        )?;
-        let result = self.store.commit(planned.mutations).await;
-        match result {
-            Ok(()) => self
-                .cache
-                .put(path.as_str(), std::sync::Arc::new(planned.entry)),
-            Err(e) => {
-                self.cache.invalidate(path.as_str());
-                return Err(e.into());
-            }
-        }
-        audit::note_version(planned.receipt.version);
+        };
+        let receipt = tx.stage(tx.plan(&new, Some(&existing))?);
+        tx.commit().await?;
         Ok(WriteReceipt {
             warnings,
-            ..planned.receipt
+            ..receipt
         })
     }
 
@@ -141,31 +124,19 @@ impl Coffer {
             self.authorize(identity, Operation::Delete, from.as_str())?;
         }
         self.authorize(identity, Operation::Create, to.as_str())?;
-        let mut stripes = [
-            self.cache.stripe(from.as_str()),
-            self.cache.stripe(to.as_str()),
-        ];
-        stripes.sort_unstable();
-        let _first = self.write_locks[stripes[0]].lock().await;
-        let _second = if stripes[1] != stripes[0] {
-            Some(self.write_locks[stripes[1]].lock().await)
-        } else {
-            None
-        };
-        if self.cached(to.as_str()).await?.is_some() {
+        let mut tx = self
+            .begin_write(&[&from, &to], 0, AuditNote::Nothing)
+            .await?;
+        if tx.existing(&to).await?.is_some() {
             return Err(CoreError::Conflict(format!(
                 "{to} already exists; copies and moves go to a new path"
             )));
         }
-        let source = self
-            .cached(from.as_str())
-            .await?
-            .ok_or_else(|| not_found(&from))?;
-        Coffer::refuse_managed(&source.state, from.as_str(), "copied or moved")?;
+        let source = tx.existing_secret(&from).await?;
+        Coffer::refuse_managed(&source.state, &from, "copied or moved")?;
         let head = source.meta.current_version;
-        self.reserve_seals(head).await?;
-        // After the reservation, which may have added a key.
-        let keys = self.unsealed()?;
+        tx.reserve(head).await?;
+        let keys = tx.keys();
         let mut mutations = Vec::new();
         for info in self.store.history(from.as_str()).await? {
             let record = self
@@ -178,7 +149,7 @@ impl Coffer {
             let (key_id, ciphertext) = match record.state {
                 VersionState::Destroyed(_) => (record.key_id, Vec::new()),
                 _ => {
-                    let value = open_value(&keys, &auth, &record)?;
+                    let value = open_value(keys, &auth, &record)?;
                     let plaintext = value.encode();
                     keys.keyring
                         .seal_value(to.as_str(), record.version, &plaintext)
@@ -216,10 +187,8 @@ impl Coffer {
                 expected_current: head,
             });
         }
-        let result = self.store.commit(mutations).await;
-        self.cache.invalidate(from.as_str());
-        self.cache.invalidate(to.as_str());
-        result.map_err(|e| match e {
+        tx.stage_mutations(&[&from, &to], mutations);
+        tx.commit().await.map_err(|e| match e {
             coffer_store::StoreError::Conflict(m) => CoreError::Conflict(format!(
                 "{from} changed during the copy, nothing written: {m}"
             )),
@@ -288,16 +257,12 @@ impl Coffer {
         let mut writes = Vec::new();
         for name in &source {
             let read = self
-                .read_at(
-                    identity,
-                    &format!("{}{name}", from.as_str()),
-                    At::Label(Label::Current),
-                )
+                .read_path(identity, &from.child(name)?, At::Label(Label::Current))
                 .await?;
-            let to_path = format!("{}{name}", to.as_str());
+            let to_path = to.child(name)?;
             let (action, to_version) = if target.contains(name) {
                 let there = self
-                    .read_at(identity, &to_path, At::Label(Label::Current))
+                    .read_path(identity, &to_path, At::Label(Label::Current))
                     .await?;
                 let same: bool = read.value.encode().ct_eq(&there.value.encode()).into();
                 if same {
@@ -315,12 +280,12 @@ impl Coffer {
                 to_version,
             });
             if action != PlanAction::Unchanged {
-                writes.push((to_path, read.value, Some(to_version)));
+                writes.push((to_path.to_string(), read.value, Some(to_version)));
             }
         }
         for name in target.iter().filter(|n| !source.contains(*n)) {
             let cached = self
-                .cached(&format!("{}{name}", to.as_str()))
+                .cached(&to.child(name)?)
                 .await?
                 .map_or(0, |c| c.labels().current);
             plan.push(PlanEntry {
@@ -358,38 +323,14 @@ impl Coffer {
     /// The names of the live secrets directly under a prefix that the
     /// caller may see with their metadata (needs `list` on the prefix).
     async fn names_under(&self, identity: &Identity, prefix: &ListPrefix) -> Result<Vec<String>> {
-        let mut names = Vec::new();
-        let mut after = None;
-        loop {
-            let page = self
-                .enumerate(
-                    identity,
-                    prefix,
-                    Reveals::Metadata,
-                    ListOptions {
-                        after: after.take(),
-                        limit: MAX_BUNDLE,
-                        ..ListOptions::default()
-                    },
-                )
-                .await?;
-            names.extend(
-                page.entries
-                    .into_iter()
-                    .filter(|e| !e.folder)
-                    .map(|e| e.name),
-            );
-            if names.len() > MAX_BUNDLE {
-                return Err(CoreError::Invalid(format!(
+        self.secrets_under(identity, prefix, Reveals::Metadata, false, MAX_BUNDLE)
+            .await?
+            .ok_or_else(|| {
+                CoreError::Invalid(format!(
                     "more than {MAX_BUNDLE} secrets under {}",
                     prefix.as_str()
-                )));
-            }
-            match page.next {
-                Some(next) => after = Some(next),
-                None => return Ok(names),
-            }
-        }
+                ))
+            })
     }
 }
 
@@ -453,13 +394,8 @@ impl Coffer {
         let path = SecretPath::parse(path)?;
         self.require_unsealed()?;
         self.authorize(identity, op, path.as_str())?;
-        let _lock = self.write_locks[self.cache.stripe(path.as_str())]
-            .lock()
-            .await;
-        let cached = self
-            .cached(path.as_str())
-            .await?
-            .ok_or_else(|| not_found(&path))?;
+        let mut tx = self.begin_write(&[&path], 0, AuditNote::Nothing).await?;
+        let cached = tx.existing_secret(&path).await?;
         let meta = &cached.meta;
         // The default is the version readers get: `current`, which during a
         // staged rotation is not the newest.
@@ -475,18 +411,18 @@ impl Coffer {
             return Err(CoreError::NotFound(format!("{path} has no version {bad}")));
         }
         let now = now_ms();
-        let result = self
-            .store
-            .commit(vec![Mutation::SetVersionState {
+        // The cache forgets the path even on failure: its cached state may be
+        // what was stale.
+        tx.stage_mutations(
+            &[&path],
+            [Mutation::SetVersionState {
                 path: path.as_str().to_string(),
                 versions: versions.clone(),
                 change: change(now),
                 at: now,
-            }])
-            .await;
-        // Invalidate even on failure: the cached state may be what was stale.
-        self.cache.invalidate(path.as_str());
-        result?;
+            }],
+        );
+        tx.commit().await?;
         Ok(versions)
     }
 }
