@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::{AccessModel, BreakglassGrant, Identity, Operation, Protected, ROOT_POLICY};
 use crate::duration::{format_duration_ms, parse_duration_ms};
+use crate::text::printable;
 use crate::{Coffer, CoreError, ListPrefix, Result, SecretPath, now_ms};
 
 pub(crate) const KIND_POLICY: &str = "policy";
@@ -114,26 +115,6 @@ pub struct BreakglassRequest {
     pub ttl: Option<String>,
 }
 
-/// Whether `source` lies in one of `cidrs`. An unknown source never does.
-pub(crate) fn source_allowed(cidrs: &[String], source: Option<IpAddr>) -> bool {
-    let Some(ip) = source else {
-        return false;
-    };
-    let ip = canonical_ip(ip);
-    cidrs
-        .iter()
-        .any(|c| c.parse::<ipnet::IpNet>().is_ok_and(|net| net.contains(&ip)))
-}
-
-/// IPv4-mapped IPv6 addresses (`::ffff:10.0.0.1`, what a dual-stack listener
-/// reports) are matched as the IPv4 address they are.
-fn canonical_ip(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    }
-}
-
 fn parse_cidrs(input: &[String]) -> Result<Vec<ipnet::IpNet>> {
     if input.len() > MAX_CIDRS {
         return Err(CoreError::Invalid(format!(
@@ -156,18 +137,6 @@ fn parse_cidrs(input: &[String]) -> Result<Vec<ipnet::IpNet>> {
             Ok(net.trunc())
         })
         .collect()
-}
-
-/// Quotes user input in an error only when it is short and printable.
-pub(crate) fn printable(s: &str) -> String {
-    if s.len() <= 64
-        && s.chars().all(|c| c.is_ascii_graphic())
-        && !coffer_policy::contains_credential(s)
-    {
-        format!("{s:?}")
-    } else {
-        "the value given".into()
-    }
 }
 
 /// Checks free text that ends up in records and logs (reasons); see

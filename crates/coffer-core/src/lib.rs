@@ -9,6 +9,27 @@
 //! Key hierarchy: the *unseal key* (split into Shamir shares at `init`) wraps
 //! the *root key*, which wraps the *keyring*, whose newest key seals new secret
 //! versions. Only wrapped forms are ever stored.
+//!
+//! # Layers
+//!
+//! `lib.rs` is the crate's face: the [`Coffer`] struct, [`Coffer::open`],
+//! [`CoreOptions`], [`Coffer::close`] and the re-exports. Every other module
+//! belongs to one layer and imports only from the layers below it (and from
+//! the modules before it in its own layer), so no two modules import each
+//! other; the test `layering::imports_point_down` holds the order.
+//!
+//! 1. Values: `path`, `error`, `value`, `duration`, `text`, `username`,
+//!    `strength`. No [`Coffer`], no storage.
+//! 2. The model: `lifecycle` (labels, state records, rules, a managed
+//!    secret's binding, rotation receipts), `auth` (the access model and the
+//!    one decision), `actor`, `audit` (what a request did), `cache`.
+//! 3. The node's machinery: `seal` (the keys, and [`Coffer::unsealed`] that
+//!    hands them out), `session` (tokens, [`Coffer::authorize`]), `hygiene`
+//!    (key usage), `read` (cached state, the one enumeration, the one way a
+//!    value is opened) and `write` (the one write path, `WriteTx`).
+//! 4. Use cases: `access`, `users`, `versions`, `pgroles`, `rotation`,
+//!    `backup`, `cluster`. A use case may call one below it (a rotation of a
+//!    managed secret is a `pgroles` step), never one above.
 
 #![forbid(unsafe_code)]
 
@@ -183,9 +204,104 @@ impl Coffer {
 }
 
 #[cfg(test)]
+mod layering {
+    /// The modules in layer order (see the crate documentation): each may
+    /// import only those before it.
+    const ORDER: &[&str] = &[
+        "path",
+        "error",
+        "value",
+        "duration",
+        "text",
+        "username",
+        "strength",
+        "lifecycle",
+        "auth",
+        "actor",
+        "audit",
+        "cache",
+        "seal",
+        "session",
+        "hygiene",
+        "read",
+        "write",
+        "access",
+        "users",
+        "versions",
+        "pgroles",
+        "rotation",
+        "backup",
+        "cluster",
+    ];
+
+    /// The modules of this crate that `source` imports or names (outside
+    /// comments).
+    fn imported(source: &str) -> Vec<String> {
+        // Comment lines go; the rest is read as one line, so that an import
+        // list spread over lines is read whole.
+        let code: Vec<&str> = source
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("//"))
+            .collect();
+        let line = code.join(" ");
+        let mut found = Vec::new();
+        for (i, _) in line.match_indices("crate::") {
+            let rest = &line[i + "crate::".len()..];
+            let names: Vec<&str> = match rest.strip_prefix('{') {
+                Some(list) => list.split('}').next().unwrap_or("").split(',').collect(),
+                None => vec![rest],
+            };
+            for name in names {
+                let name: String = name
+                    .trim()
+                    .chars()
+                    .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                    .collect();
+                if ORDER.contains(&name.as_str()) {
+                    found.push(name);
+                }
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn imports_point_down() {
+        let mut upward = Vec::new();
+        for (file, text) in super::enumeration_owner::SOURCES {
+            let Some(module) = file.strip_suffix(".rs").filter(|m| *m != "lib") else {
+                continue;
+            };
+            let rank = |m: &str| ORDER.iter().position(|o| *o == m);
+            let own = rank(module).unwrap_or_else(|| panic!("{module} is not in ORDER"));
+            for m in imported(text) {
+                if m != module && rank(&m).is_none_or(|r| r > own) {
+                    upward.push(format!("{module} imports {m}"));
+                }
+            }
+        }
+        upward.sort();
+        upward.dedup();
+        assert_eq!(upward, Vec::<String>::new(), "an import points up a layer");
+    }
+
+    #[test]
+    fn the_import_reader_sees_lists_and_paths() {
+        assert_eq!(
+            imported(
+                "use crate::{Coffer, audit, now_ms};\nuse crate::read::open_value;\n\
+                 use crate::{\n    At, Coffer,\n    write::Becomes,\n};"
+            ),
+            ["audit", "read", "write"]
+        );
+        assert_eq!(imported("/// see [`crate::pgroles`]"), Vec::<String>::new());
+    }
+}
+
+#[cfg(test)]
 mod enumeration_owner {
     /// Every source file of the core, by name.
-    const SOURCES: &[(&str, &str)] = &[
+    pub(super) const SOURCES: &[(&str, &str)] = &[
         ("access.rs", include_str!("access.rs")),
         ("actor.rs", include_str!("actor.rs")),
         ("audit.rs", include_str!("audit.rs")),

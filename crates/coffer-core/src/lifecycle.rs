@@ -120,7 +120,77 @@ pub struct SecretState {
     /// The PostgreSQL roles whose credentials this secret holds: its
     /// versions are made only by rotations, which change the roles too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub postgres: Option<crate::pgroles::PgRoles>,
+    pub postgres: Option<PgRoles>,
+}
+
+impl SecretState {
+    /// The state once a staged rotation is dropped: `pending` is forgotten
+    /// (its version stays in the history) and `current` stays; `head` is
+    /// the newest version.
+    pub(crate) fn without_pending(&self, labels: &Labels, head: u64) -> SecretState {
+        SecretState {
+            current: (labels.current != head).then_some(labels.current),
+            pending: None,
+            ..self.clone()
+        }
+    }
+
+    /// The state once `pending` is promoted: it becomes `current`, and the
+    /// old `current` becomes `previous`, served until `previous_until`.
+    pub(crate) fn promoted(
+        &self,
+        labels: &Labels,
+        head: u64,
+        pending: u64,
+        previous_until: i64,
+    ) -> SecretState {
+        SecretState {
+            current: (pending != head).then_some(pending),
+            previous: Some(labels.current),
+            previous_until: Some(previous_until),
+            pending: None,
+            ..self.clone()
+        }
+    }
+}
+
+/// What a secret that manages PostgreSQL roles remembers about them (in
+/// its state record; see [`crate::pgroles`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PgRoles {
+    /// Path of the secret holding the administrator connection.
+    pub admin: String,
+    /// The two roles that take turns.
+    pub roles: [String; 2],
+    /// The URL applications connect to, without credentials.
+    pub connect_url: String,
+}
+
+impl PgRoles {
+    /// The role that is not `role`.
+    pub(crate) fn other(&self, role: &str) -> &str {
+        if self.roles[0] == role {
+            &self.roles[1]
+        } else {
+            &self.roles[0]
+        }
+    }
+}
+
+/// What a rotation or promotion did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RotateReceipt {
+    /// Canonical path.
+    pub path: String,
+    /// The version written (or promoted).
+    pub version: u64,
+    /// The labels afterwards.
+    pub labels: Labels,
+    /// The value was generated on the server.
+    pub generated: bool,
+    /// Warnings about a value given by hand.
+    pub warnings: Vec<String>,
 }
 
 /// A secret's labels, resolved.

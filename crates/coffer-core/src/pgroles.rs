@@ -35,15 +35,14 @@
 use coffer_crypto::SecretString;
 use coffer_crypto::generate::Spec;
 use coffer_pgroles::{Change, RoleAdmin};
-use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::auth::{Authorized, Identity, Operation};
 use crate::error::{CoreError, Result};
-use crate::lifecycle::{KIND_STATE, Labels, SecretState};
+pub use crate::lifecycle::PgRoles;
+use crate::lifecycle::{KIND_STATE, Labels, RotateReceipt, SecretState};
 use crate::path::SecretPath;
 use crate::read::{not_found, open_value};
-use crate::rotation::RotateReceipt;
 use crate::seal::Keys;
 use crate::write::{AuditNote, Becomes, NewVersion};
 use crate::{Coffer, SecretValue, audit, now_ms};
@@ -52,29 +51,6 @@ use crate::{Coffer, SecretValue, audit, now_ms};
 /// carrying 32 bytes of randomness (43 characters, 256 bits, nothing that
 /// needs quoting in a URL).
 pub const DEFAULT_GENERATOR: &str = "alnum:32";
-
-/// What a managed secret remembers about its roles (in its state record).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PgRoles {
-    /// Path of the secret holding the administrator connection.
-    pub admin: String,
-    /// The two roles that take turns.
-    pub roles: [String; 2],
-    /// The URL applications connect to, without credentials.
-    pub connect_url: String,
-}
-
-impl PgRoles {
-    /// The role that is not `role`.
-    fn other(&self, role: &str) -> &str {
-        if self.roles[0] == role {
-            &self.roles[1]
-        } else {
-            &self.roles[0]
-        }
-    }
-}
 
 /// The settings of one rotation of a managed secret, resolved by
 /// `rotate` (from the request and the rules) or by the scheduler.
@@ -204,7 +180,7 @@ impl Coffer {
             coffer_pgroles::check_role_name(role).map_err(|e| {
                 // The check quotes the name: only when it is short and
                 // printable (not, say, a password pasted in its place).
-                CoreError::Invalid(if crate::access::printable(role).starts_with('"') {
+                CoreError::Invalid(if crate::text::printable(role).starts_with('"') {
                     e.0
                 } else {
                     "a role name is not one coffer manages: use 1 to 63 lowercase letters, \
@@ -411,9 +387,7 @@ impl Coffer {
 
     /// The binding of a managed secret (needs `read` or `list` on it).
     pub async fn postgres_info(&self, identity: &Identity, path: &str) -> Result<PgInfo> {
-        let path = SecretPath::parse(path)?;
-        self.require_unsealed()?;
-        self.authorize(identity, Operation::ReadMetadata, path.as_str())?;
+        let path = self.admit(identity, Operation::ReadMetadata, path)?;
         let cached = self.cached(&path).await?.ok_or_else(|| not_found(&path))?;
         let roles = managed(&cached.state)
             .ok_or_else(|| CoreError::NotFound(format!("{path} does not manage PostgreSQL roles")))?
@@ -638,11 +612,7 @@ impl Coffer {
                     "version {version} of {path} is no longer pending"
                 )));
             }
-            Ok(SecretState {
-                current: (labels.current != head).then_some(labels.current),
-                pending: None,
-                ..state.clone()
-            })
+            Ok(state.without_pending(labels, head))
         })
         .await
     }
@@ -692,13 +662,7 @@ impl Coffer {
                         "version {pending} of {path} is no longer pending"
                     )));
                 }
-                Ok(SecretState {
-                    current: (pending != head).then_some(pending),
-                    previous: Some(labels.current),
-                    previous_until: Some(now_ms().saturating_add(grace_ms)),
-                    pending: None,
-                    ..state.clone()
-                })
+                Ok(state.promoted(labels, head, pending, now_ms().saturating_add(grace_ms)))
             })
             .await;
         match promoted {

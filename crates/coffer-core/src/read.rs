@@ -435,9 +435,7 @@ impl Coffer {
 
     /// A secret's metadata and version history (never values).
     pub async fn metadata(&self, identity: &Identity, path: &str) -> Result<SecretMetadata> {
-        let path = SecretPath::parse(path)?;
-        self.require_unsealed()?;
-        self.authorize(identity, Operation::ReadMetadata, path.as_str())?;
+        let path = self.admit(identity, Operation::ReadMetadata, path)?;
         let cached = self.cached(&path).await?.ok_or_else(|| not_found(&path))?;
         let meta = cached.meta.clone();
         let labels = cached.labels();

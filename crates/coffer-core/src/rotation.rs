@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use crate::auth::{Identity, Operation, Reveals};
 use crate::error::{CoreError, Result};
+pub use crate::lifecycle::RotateReceipt;
 use crate::lifecycle::{
     self, DEFAULT_GRACE_MS, KIND_RULE, KIND_STATE, Labels, Rule, RuleInfo, RuleSpec, SecretState,
     StoredRule,
@@ -45,21 +46,6 @@ pub struct RotateRequest {
     /// `previous` is in its grace period (its role's password is replaced
     /// at once).
     pub force: bool,
-}
-
-/// What a rotation or promotion did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RotateReceipt {
-    /// Canonical path.
-    pub path: String,
-    /// The version written (or promoted).
-    pub version: u64,
-    /// The labels afterwards.
-    pub labels: Labels,
-    /// The value was generated on the server.
-    pub generated: bool,
-    /// Warnings about a value given by hand.
-    pub warnings: Vec<String>,
 }
 
 /// Where a secret stands in its lifecycle.
@@ -420,9 +406,7 @@ impl Coffer {
         path: &str,
         grace_ms: Option<i64>,
     ) -> Result<RotateReceipt> {
-        let path = SecretPath::parse(path)?;
-        self.require_unsealed()?;
-        self.authorize(identity, Operation::Rotate, path.as_str())?;
+        let path = self.admit(identity, Operation::Rotate, path)?;
         let grace = grace_ms
             .or(lifecycle::effective(&self.access_model().lifecycle, path.as_str()).grace_ms)
             .unwrap_or(DEFAULT_GRACE_MS);
@@ -443,13 +427,12 @@ impl Coffer {
                         "{path} has no pending version: stage one with `coffer rotate {path} --stage`"
                     ))
                 })?;
-                Ok(SecretState {
-                    current: (pending != meta_head).then_some(pending),
-                    previous: Some(labels.current),
-                    previous_until: Some(now_ms().saturating_add(grace)),
-                    pending: None,
-                    ..state.clone()
-                })
+                Ok(state.promoted(
+                    labels,
+                    meta_head,
+                    pending,
+                    now_ms().saturating_add(grace),
+                ))
             })
             .await?;
         audit::note_version(receipt.version);
@@ -465,9 +448,7 @@ impl Coffer {
     /// Drops a staged rotation: `pending` is forgotten (its version stays in
     /// the history), `current` stays.
     pub async fn cancel_rotation(&self, identity: &Identity, path: &str) -> Result<RotateReceipt> {
-        let path = SecretPath::parse(path)?;
-        self.require_unsealed()?;
-        self.authorize(identity, Operation::Rotate, path.as_str())?;
+        let path = self.admit(identity, Operation::Rotate, path)?;
         if let Some(pg) = self.postgres_of(&path).await? {
             return self.cancel_postgres(&path, &pg).await;
         }
@@ -477,11 +458,7 @@ impl Coffer {
                     "{path} has no pending version to cancel"
                 )));
             }
-            Ok(SecretState {
-                current: (labels.current != meta_head).then_some(labels.current),
-                pending: None,
-                ..state.clone()
-            })
+            Ok(state.without_pending(labels, meta_head))
         })
         .await
     }
@@ -493,9 +470,7 @@ impl Coffer {
         path: &str,
         expires_at: Option<i64>,
     ) -> Result<RotateReceipt> {
-        let path = SecretPath::parse(path)?;
-        self.require_unsealed()?;
-        self.authorize(identity, Operation::Update, path.as_str())?;
+        let path = self.admit(identity, Operation::Update, path)?;
         self.change_state(&path, |_, _, state| {
             Ok(SecretState {
                 expires_at,

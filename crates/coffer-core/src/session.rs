@@ -9,7 +9,8 @@ use coffer_store::{Mutation, TokenRecord};
 
 use crate::auth::{self, AccessModel, Authorized, Identity, Operation};
 use crate::error::{CoreError, Result};
-use crate::{Coffer, access, audit, now_ms};
+use crate::path::SecretPath;
+use crate::{Coffer, audit, now_ms};
 
 /// A cached token record, with the audit log's HMAC of the token that
 /// hashes to it: every request the token authenticates records that tag,
@@ -81,7 +82,7 @@ impl Coffer {
         if record.expires_at.is_some_and(|t| now_ms() >= t) {
             return Err(CoreError::Unauthenticated);
         }
-        if !record.cidrs.is_empty() && !access::source_allowed(&record.cidrs, source) {
+        if !record.cidrs.is_empty() && !source_allowed(&record.cidrs, source) {
             return Err(CoreError::Unauthenticated);
         }
         if record.uses_limit.is_some() {
@@ -174,5 +175,49 @@ impl Coffer {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// The boundary of a use case on one secret: parses `path`, refuses
+    /// while sealed, then authorizes `operation` on it (the parse error
+    /// first, then the seal, then the decision, as every use case orders
+    /// them).
+    pub(crate) fn admit(
+        &self,
+        identity: &Identity,
+        operation: Operation,
+        path: &str,
+    ) -> Result<SecretPath> {
+        let path = SecretPath::parse(path)?;
+        self.require_unsealed()?;
+        self.authorize(identity, operation, path.as_str())?;
+        Ok(path)
+    }
+
+    /// Whether `identity`'s policies explicitly deny `name` (a `deny` rule
+    /// matches it). The audit API shows no record that names it to that
+    /// caller: deny hides names, in the audit log as in listings. A root
+    /// token is denied nothing. Reading the model notes no decision.
+    pub fn audit_hides(&self, identity: &Identity, name: &str) -> bool {
+        auth::denied_at(&self.access_model(), identity, name)
+    }
+}
+
+/// Whether `source` lies in one of `cidrs`. An unknown source never does.
+pub(crate) fn source_allowed(cidrs: &[String], source: Option<IpAddr>) -> bool {
+    let Some(ip) = source else {
+        return false;
+    };
+    let ip = canonical_ip(ip);
+    cidrs
+        .iter()
+        .any(|c| c.parse::<ipnet::IpNet>().is_ok_and(|net| net.contains(&ip)))
+}
+
+/// IPv4-mapped IPv6 addresses (`::ffff:10.0.0.1`, what a dual-stack listener
+/// reports) are matched as the IPv4 address they are.
+fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
     }
 }

@@ -246,6 +246,18 @@ fn describe(c: char) -> String {
     format!("{kind} (found U+{:04X})", c as u32)
 }
 
+/// Quotes user input in an error only when it is short and printable.
+pub(crate) fn printable(s: &str) -> String {
+    if s.len() <= 64
+        && s.chars().all(|c| c.is_ascii_graphic())
+        && !coffer_policy::contains_credential(s)
+    {
+        format!("{s:?}")
+    } else {
+        "the value given".into()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -391,9 +391,7 @@ impl Coffer {
         op: Operation,
         change: impl Fn(i64) -> VersionStateChange,
     ) -> Result<Vec<u64>> {
-        let path = SecretPath::parse(path)?;
-        self.require_unsealed()?;
-        self.authorize(identity, op, path.as_str())?;
+        let path = self.admit(identity, op, path)?;
         let mut tx = self.begin_write(&[&path], 0, AuditNote::Nothing).await?;
         let cached = tx.existing_secret(&path).await?;
         let meta = &cached.meta;
