@@ -281,7 +281,7 @@ impl Coffer {
             created.push(role);
         }
         let pg = PgRoles {
-            admin: admin_path.as_str().to_string(),
+            admin: admin_path.to_string(),
             roles: request.roles.clone(),
             connect_url: request
                 .connect_url
@@ -321,7 +321,7 @@ impl Coffer {
                 .retain(|m| !matches!(m, coffer_store::Mutation::PutObject { .. }));
             planned.mutations.push(coffer_store::Mutation::PutObject {
                 kind: KIND_STATE.into(),
-                key: path.as_str().into(),
+                key: path.to_string(),
                 value: serde_json::to_vec(&state).expect("state serialises"),
                 expect: coffer_store::Expect::Absent,
             });
@@ -358,7 +358,7 @@ impl Coffer {
             "postgres roles managed"
         );
         Ok(ManageReceipt {
-            path: path.as_str().into(),
+            path: path.to_string(),
             version: 1,
             role,
             created,
@@ -371,13 +371,13 @@ impl Coffer {
         let mut tx = self.begin_write(&[path], 0, AuditNote::Nothing).await?;
         let existing = tx.existing_secret(path).await?;
         let mut mutations = vec![coffer_store::Mutation::DeleteSecret {
-            path: path.as_str().into(),
+            path: path.to_string(),
             expected_current: existing.meta.current_version,
         }];
         if let Some((revision, _)) = &existing.state {
             mutations.push(coffer_store::Mutation::DeleteObject {
                 kind: KIND_STATE.into(),
-                key: path.as_str().into(),
+                key: path.to_string(),
                 expect: coffer_store::Expect::Revision(*revision),
             });
         }
@@ -393,7 +393,7 @@ impl Coffer {
             .ok_or_else(|| CoreError::NotFound(format!("{path} does not manage PostgreSQL roles")))?
             .clone();
         Ok(PgInfo {
-            path: path.as_str().into(),
+            path: path.to_string(),
             roles,
             labels: cached.labels(),
         })
@@ -582,7 +582,7 @@ impl Coffer {
                 .map(|c| c.labels())
                 .unwrap_or(labels);
             return Ok(RotateReceipt {
-                path: path.as_str().into(),
+                path: path.to_string(),
                 version: staged,
                 labels,
                 generated: true,

@@ -161,7 +161,7 @@ impl Coffer {
         audit::note_version(record.version);
         let value = open_value(&keys, &auth, &record)?;
         Ok(SecretRead {
-            path: path.as_str().to_string(),
+            path: path.to_string(),
             version: record.version,
             value,
             created_at: record.created_at,

@@ -357,7 +357,7 @@ impl Coffer {
             "secret rotated"
         );
         Ok(RotateReceipt {
-            path: path.as_str().into(),
+            path: path.to_string(),
             version,
             labels,
             generated: spec.is_some(),
@@ -519,7 +519,7 @@ impl Coffer {
             &[path],
             [Mutation::PutObject {
                 kind: KIND_STATE.into(),
-                key: path.as_str().into(),
+                key: path.to_string(),
                 value: serde_json::to_vec(&next).expect("state serialises"),
                 expect,
             }],
@@ -527,7 +527,7 @@ impl Coffer {
         tx.commit().await?;
         let labels = Labels::of(&existing.meta, Some(&next));
         Ok(RotateReceipt {
-            path: path.as_str().into(),
+            path: path.to_string(),
             version: labels.current,
             labels,
             generated: false,

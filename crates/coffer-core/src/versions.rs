@@ -157,7 +157,7 @@ impl Coffer {
             };
             mutations.push(Mutation::PutVersion {
                 record: VersionRecord {
-                    path: to.as_str().to_string(),
+                    path: to.to_string(),
                     key_id,
                     ciphertext,
                     ..record
@@ -169,21 +169,21 @@ impl Coffer {
         if let Some((revision, state)) = &source.state {
             mutations.push(Mutation::PutObject {
                 kind: KIND_STATE.into(),
-                key: to.as_str().into(),
+                key: to.to_string(),
                 value: serde_json::to_vec(state).expect("state serialises"),
                 expect: Expect::Absent,
             });
             if remove_source {
                 mutations.push(Mutation::DeleteObject {
                     kind: KIND_STATE.into(),
-                    key: from.as_str().into(),
+                    key: from.to_string(),
                     expect: Expect::Revision(*revision),
                 });
             }
         }
         if remove_source {
             mutations.push(Mutation::DeleteSecret {
-                path: from.as_str().into(),
+                path: from.to_string(),
                 expected_current: head,
             });
         }
@@ -203,7 +203,7 @@ impl Coffer {
             "secret copied"
         );
         Ok(WriteReceipt {
-            path: to.as_str().into(),
+            path: to.to_string(),
             version: head,
             created_at: now_ms(),
             warnings: Vec::new(),
@@ -414,7 +414,7 @@ impl Coffer {
         tx.stage_mutations(
             &[&path],
             [Mutation::SetVersionState {
-                path: path.as_str().to_string(),
+                path: path.to_string(),
                 versions: versions.clone(),
                 change: change(now),
                 at: now,

@@ -199,7 +199,7 @@ impl WriteTx<'_> {
         let version = head + 1;
         let (key_id, ciphertext) = keys.keyring.seal_value(path.as_str(), version, plaintext);
         let record = VersionRecord {
-            path: path.as_str().to_string(),
+            path: path.to_string(),
             version,
             created_at: now,
             created_by: created_by.to_string(),
@@ -271,7 +271,7 @@ impl WriteTx<'_> {
                 };
                 mutations.push(Mutation::PutObject {
                     kind: lifecycle::KIND_STATE.into(),
-                    key: path.as_str().to_string(),
+                    key: path.to_string(),
                     value: serde_json::to_vec(&state).expect("state serialises"),
                     expect,
                 });
@@ -287,7 +287,7 @@ impl WriteTx<'_> {
             mutations,
             entry: Cached {
                 meta: SecretMeta {
-                    path: path.as_str().to_string(),
+                    path: path.to_string(),
                     current_version: version,
                     live: true,
                     created_at: existing.map_or(now, |c| c.meta.created_at),
@@ -297,7 +297,7 @@ impl WriteTx<'_> {
                 current,
             },
             receipt: WriteReceipt {
-                path: path.as_str().to_string(),
+                path: path.to_string(),
                 version,
                 created_at: now,
                 warnings: Vec::new(),
