@@ -146,6 +146,52 @@ pub(crate) fn check_label(what: &str, s: &str, max: usize) -> Result<String> {
 }
 
 impl Coffer {
+    /// Stores one object of the access model (a policy, a protected prefix,
+    /// a break-glass grant, a lifecycle rule) and reloads the model: one
+    /// change at a time on this node.
+    pub(crate) async fn put_access_object(
+        &self,
+        kind: &str,
+        key: &str,
+        value: Vec<u8>,
+        expect: Expect,
+    ) -> Result<()> {
+        let _w = self.access_writes.lock().await;
+        self.store
+            .commit(vec![Mutation::PutObject {
+                kind: kind.into(),
+                key: key.into(),
+                value,
+                expect,
+            }])
+            .await?;
+        self.reload_access().await
+    }
+
+    /// Removes one object of the access model and reloads the model;
+    /// `missing` is the error when there is no such object.
+    pub(crate) async fn delete_access_object(
+        &self,
+        kind: &str,
+        key: &str,
+        missing: impl FnOnce() -> CoreError,
+    ) -> Result<()> {
+        let _w = self.access_writes.lock().await;
+        let o = self
+            .store
+            .get_object(kind, key)
+            .await?
+            .ok_or_else(missing)?;
+        self.store
+            .commit(vec![Mutation::DeleteObject {
+                kind: kind.into(),
+                key: key.into(),
+                expect: Expect::Revision(o.revision),
+            }])
+            .await?;
+        self.reload_access().await
+    }
+
     /// Loads policies, protected prefixes and live break-glass grants.
     pub(crate) async fn load_access_model(&self) -> Result<AccessModel> {
         let mut policies = HashMap::new();
@@ -243,16 +289,13 @@ impl Coffer {
             updated_by: crate::actor::Actor::stored_for(identity),
             updated_at: now_ms(),
         };
-        let _w = self.access_writes.lock().await;
-        self.store
-            .commit(vec![Mutation::PutObject {
-                kind: KIND_POLICY.into(),
-                key: name.into(),
-                value: serde_json::to_vec(&stored).expect("policy serialises"),
-                expect: Expect::Any,
-            }])
-            .await?;
-        self.reload_access().await?;
+        self.put_access_object(
+            KIND_POLICY,
+            name,
+            serde_json::to_vec(&stored).expect("policy serialises"),
+            Expect::Any,
+        )
+        .await?;
         tracing::info!(
             actor = identity.display_name(),
             policy = name,
@@ -321,20 +364,10 @@ impl Coffer {
         coffer_policy::validate_policy_name(name).map_err(CoreError::Invalid)?;
         self.require_unsealed()?;
         self.authorize(identity, Operation::Admin, &format!("sys/policies/{name}"))?;
-        let _w = self.access_writes.lock().await;
-        let o = self
-            .store
-            .get_object(KIND_POLICY, name)
-            .await?
-            .ok_or_else(|| CoreError::NotFound(format!("no policy named {name}")))?;
-        self.store
-            .commit(vec![Mutation::DeleteObject {
-                kind: KIND_POLICY.into(),
-                key: name.into(),
-                expect: Expect::Revision(o.revision),
-            }])
-            .await?;
-        self.reload_access().await?;
+        self.delete_access_object(KIND_POLICY, name, || {
+            CoreError::NotFound(format!("no policy named {name}"))
+        })
+        .await?;
         tracing::info!(
             actor = identity.display_name(),
             policy = name,
@@ -651,16 +684,13 @@ impl Coffer {
             created_by: crate::actor::Actor::stored_for(identity),
             created_at: now_ms(),
         };
-        let _w = self.access_writes.lock().await;
-        self.store
-            .commit(vec![Mutation::PutObject {
-                kind: KIND_PROTECTED.into(),
-                key: pattern.as_str().into(),
-                value: serde_json::to_vec(&stored).expect("serialises"),
-                expect: Expect::Any,
-            }])
-            .await?;
-        self.reload_access().await?;
+        self.put_access_object(
+            KIND_PROTECTED,
+            pattern.as_str(),
+            serde_json::to_vec(&stored).expect("serialises"),
+            Expect::Any,
+        )
+        .await?;
         tracing::info!(
             actor = identity.display_name(),
             pattern = pattern.as_str(),
@@ -678,20 +708,10 @@ impl Coffer {
         let pattern = Pattern::parse(pattern).map_err(|e| CoreError::Invalid(e.0))?;
         self.require_unsealed()?;
         self.authorize(identity, Operation::Admin, "sys/protected")?;
-        let _w = self.access_writes.lock().await;
-        let o = self
-            .store
-            .get_object(KIND_PROTECTED, pattern.as_str())
-            .await?
-            .ok_or_else(|| CoreError::NotFound(format!("{} is not protected", pattern.as_str())))?;
-        self.store
-            .commit(vec![Mutation::DeleteObject {
-                kind: KIND_PROTECTED.into(),
-                key: pattern.as_str().into(),
-                expect: Expect::Revision(o.revision),
-            }])
-            .await?;
-        self.reload_access().await?;
+        self.delete_access_object(KIND_PROTECTED, pattern.as_str(), || {
+            CoreError::NotFound(format!("{} is not protected", pattern.as_str()))
+        })
+        .await?;
         tracing::warn!(
             actor = identity.display_name(),
             pattern = pattern.as_str(),
@@ -777,16 +797,13 @@ impl Coffer {
             created_at: now,
             expires_at: now + ttl,
         };
-        let _w = self.access_writes.lock().await;
-        self.store
-            .commit(vec![Mutation::PutObject {
-                kind: KIND_BREAKGLASS.into(),
-                key: grant.id.clone(),
-                value: serde_json::to_vec(&grant).expect("serialises"),
-                expect: Expect::Absent,
-            }])
-            .await?;
-        self.reload_access().await?;
+        self.put_access_object(
+            KIND_BREAKGLASS,
+            &grant.id,
+            serde_json::to_vec(&grant).expect("serialises"),
+            Expect::Absent,
+        )
+        .await?;
         tracing::warn!(
             target: "coffer::alert",
             alert = "breakglass_granted",

@@ -179,16 +179,13 @@ impl Coffer {
             created_by: crate::actor::Actor::stored_for(identity),
             created_at: now_ms(),
         };
-        let _w = self.access_writes.lock().await;
-        self.store
-            .commit(vec![Mutation::PutObject {
-                kind: KIND_RULE.into(),
-                key: pattern.as_str().into(),
-                value: serde_json::to_vec(&stored).expect("serialises"),
-                expect: Expect::Any,
-            }])
-            .await?;
-        self.reload_access().await?;
+        self.put_access_object(
+            KIND_RULE,
+            pattern.as_str(),
+            serde_json::to_vec(&stored).expect("serialises"),
+            Expect::Any,
+        )
+        .await?;
         tracing::info!(
             actor = identity.display_name(),
             pattern = pattern.as_str(),
@@ -207,22 +204,10 @@ impl Coffer {
         let pattern = Pattern::parse(pattern).map_err(|e| CoreError::Invalid(e.0))?;
         self.require_unsealed()?;
         self.authorize(identity, Operation::Admin, "sys/lifecycle")?;
-        let _w = self.access_writes.lock().await;
-        let o = self
-            .store
-            .get_object(KIND_RULE, pattern.as_str())
-            .await?
-            .ok_or_else(|| {
-                CoreError::NotFound(format!("no lifecycle rule for {}", pattern.as_str()))
-            })?;
-        self.store
-            .commit(vec![Mutation::DeleteObject {
-                kind: KIND_RULE.into(),
-                key: pattern.as_str().into(),
-                expect: Expect::Revision(o.revision),
-            }])
-            .await?;
-        self.reload_access().await?;
+        self.delete_access_object(KIND_RULE, pattern.as_str(), || {
+            CoreError::NotFound(format!("no lifecycle rule for {}", pattern.as_str()))
+        })
+        .await?;
         tracing::warn!(
             actor = identity.display_name(),
             pattern = pattern.as_str(),
