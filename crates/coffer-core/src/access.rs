@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::{AccessModel, BreakglassGrant, Identity, Operation, Protected, ROOT_POLICY};
 use crate::duration::{format_duration_ms, parse_duration_ms};
+use crate::error::NotFound;
 use crate::text::printable;
 use crate::{Coffer, CoreError, ListPrefix, Result, SecretPath, now_ms};
 
@@ -317,15 +318,17 @@ impl Coffer {
         self.require_unsealed()?;
         self.authorize(identity, Operation::Admin, &format!("sys/policies/{name}"))?;
         if name == ROOT_POLICY {
-            return Err(CoreError::NotFound(
-                "root is built in: it grants everything and has no source".into(),
-            ));
+            return Err(CoreError::NotFound(NotFound::BuiltInPolicy));
         }
         let o = self
             .store
             .get_object(KIND_POLICY, name)
             .await?
-            .ok_or_else(|| CoreError::NotFound(format!("no policy named {name}")))?;
+            .ok_or_else(|| {
+                CoreError::NotFound(NotFound::Policy {
+                    name: name.to_string(),
+                })
+            })?;
         let p: StoredPolicy = serde_json::from_slice(&o.value)
             .map_err(|_| CoreError::Corrupt(format!("policy {name} is unreadable")))?;
         Ok(PolicyInfo {
@@ -365,7 +368,9 @@ impl Coffer {
         self.require_unsealed()?;
         self.authorize(identity, Operation::Admin, &format!("sys/policies/{name}"))?;
         self.delete_access_object(KIND_POLICY, name, || {
-            CoreError::NotFound(format!("no policy named {name}"))
+            CoreError::NotFound(NotFound::Policy {
+                name: name.to_string(),
+            })
         })
         .await?;
         tracing::info!(
@@ -560,7 +565,9 @@ impl Coffer {
         let record = self.store.get_token_by_accessor(accessor).await?;
         let Some(record) = record else {
             return Err(if admin {
-                CoreError::NotFound(format!("no token with accessor {accessor}"))
+                CoreError::NotFound(NotFound::Token {
+                    accessor: accessor.to_string(),
+                })
             } else {
                 denied_token(accessor)
             });
@@ -709,7 +716,9 @@ impl Coffer {
         self.require_unsealed()?;
         self.authorize(identity, Operation::Admin, "sys/protected")?;
         self.delete_access_object(KIND_PROTECTED, pattern.as_str(), || {
-            CoreError::NotFound(format!("{} is not protected", pattern.as_str()))
+            CoreError::NotFound(NotFound::Protected {
+                pattern: pattern.as_str().to_string(),
+            })
         })
         .await?;
         tracing::warn!(

@@ -42,7 +42,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
 
-use crate::error::{CoreError, Result};
+use crate::error::{Conflict, CoreError, Result};
 use crate::seal::{SEAL_CONFIG, SealConfig, WRAPPED_ROOT_KEY};
 use crate::{Coffer, Identity, Operation, now_ms};
 
@@ -587,9 +587,7 @@ where
     let reopen = |e: std::io::Error| CoreError::Invalid(format!("cannot read the backup: {e}"));
     let checked = verify(&mut open().await.map_err(reopen)?, shares).await?;
     if !store.is_empty().await? {
-        return Err(CoreError::Conflict(
-            "the target store is not empty: restore only into a fresh store".into(),
-        ));
+        return Err(CoreError::Conflict(Conflict::RestoreTarget));
     }
     let mut input = open().await.map_err(reopen)?;
     let (header, hash) = read_header(&mut input).await?;

@@ -37,7 +37,7 @@ pub enum CoreError {
     RateLimited(String),
     /// Nothing at that path or version, or the version was deleted or destroyed.
     #[error("{0}")]
-    NotFound(String),
+    NotFound(NotFound),
     /// A bad path.
     #[error(transparent)]
     Path(#[from] PathError),
@@ -54,10 +54,11 @@ pub enum CoreError {
     },
     /// The secret's expiry has passed: it is refused to every reader.
     #[error("{0}")]
-    Expired(String),
-    /// A check-and-set condition failed.
+    Expired(Expired),
+    /// A check-and-set condition failed, or the secret's state does not
+    /// allow the change now.
     #[error("{0}")]
-    Conflict(String),
+    Conflict(Conflict),
     /// An unseal key that is malformed or does not open the root key.
     #[error("{0}")]
     InvalidUnsealKey(String),
@@ -76,11 +77,310 @@ pub enum CoreError {
 impl From<StoreError> for CoreError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Conflict(m) => CoreError::Conflict(m),
+            StoreError::Conflict(m) => CoreError::Conflict(Conflict::Store(m)),
             other => CoreError::Storage(other),
         }
     }
 }
 
+/// What was not there. Paths, names and versions only.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotFound {
+    /// No secret at `path` (or none the caller may know of).
+    #[error("no secret at {path}")]
+    Secret { path: String },
+    /// The secret has no such version.
+    #[error("{path} has no version {version}")]
+    Version { path: String, version: u64 },
+    /// A rollback's version cannot be read.
+    #[error("{path} has no readable version {version} (it may be deleted or destroyed)")]
+    ReadableVersion { path: String, version: u64 },
+    /// The version asked for is soft-deleted.
+    #[error("version {version} of {path} is deleted; `coffer undelete` restores it")]
+    VersionDeleted { path: String, version: u64 },
+    /// The version asked for was destroyed.
+    #[error("version {version} of {path} was destroyed")]
+    VersionDestroyed { path: String, version: u64 },
+    /// The current version is deleted or destroyed.
+    #[error("{path} is deleted (version {version} was deleted or destroyed)")]
+    CurrentDeleted { path: String, version: u64 },
+    /// The secret has no `previous` label.
+    #[error("{path} has no previous version")]
+    NoPrevious { path: String },
+    /// `previous` was served until its grace period ended.
+    #[error(
+        "the previous version of {path} (version {version}) is no longer served: its grace \
+         period ended at {}",
+        crate::duration::format_time_ms(*until)
+    )]
+    PreviousEnded {
+        path: String,
+        version: u64,
+        /// Unix milliseconds the grace period ended.
+        until: i64,
+    },
+    /// No rotation is staged.
+    #[error("{path} has no pending version (no rotation is staged)")]
+    NoPending { path: String },
+    /// No policy of that name.
+    #[error("no policy named {name}")]
+    Policy { name: String },
+    /// The built-in `root` policy has no stored source.
+    #[error("root is built in: it grants everything and has no source")]
+    BuiltInPolicy,
+    /// No token with that accessor.
+    #[error("no token with accessor {accessor}")]
+    Token { accessor: String },
+    /// The pattern is not protected.
+    #[error("{pattern} is not protected")]
+    Protected { pattern: String },
+    /// No lifecycle rule for the pattern.
+    #[error("no lifecycle rule for {pattern}")]
+    Rule { pattern: String },
+    /// No user of that name.
+    #[error("no user named {name}")]
+    User { name: String },
+    /// The secret does not manage PostgreSQL roles.
+    #[error("{path} does not manage PostgreSQL roles")]
+    NotManaged { path: String },
+    /// PostgreSQL has no such role, and coffer was not asked to create it.
+    #[error(
+        "PostgreSQL has no role {role}: create it (CREATE ROLE {role} LOGIN IN ROLE <group>) or \
+         let coffer create it (--create-roles)"
+    )]
+    Role { role: String },
+    /// The administrator secret of a managed secret does not exist.
+    #[error("the administrator secret {admin} does not exist: write the connection URL there")]
+    AdminSecret { admin: String },
+    /// The administrator secret has no current value.
+    #[error("the administrator secret {admin} has no current value (deleted?)")]
+    AdminValue { admin: String },
+}
+
+/// What expired, and when.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Expired {
+    /// A secret read after its expiry.
+    #[error(
+        "{path} expired at {}; set a new value and a new expiry (`coffer expire`) to use it again",
+        crate::duration::format_time_ms(*at)
+    )]
+    Secret {
+        path: String,
+        /// Unix milliseconds of the expiry.
+        at: i64,
+    },
+    /// The administrator secret of a managed secret expired.
+    #[error(
+        "the administrator secret {admin} expired at {}",
+        crate::duration::format_time_ms(*at)
+    )]
+    AdminSecret {
+        admin: String,
+        /// Unix milliseconds of the expiry.
+        at: i64,
+    },
+}
+
+/// Why a change conflicts with what is stored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Conflict {
+    /// Storage refused a check-and-set (another writer came first); its
+    /// words.
+    #[error("{0}")]
+    Store(String),
+    /// A write's check-and-set failed.
+    #[error("check-and-set failed: {path} is at version {current}, not {expected}")]
+    CheckAndSet {
+        path: String,
+        current: u64,
+        expected: u64,
+    },
+    /// A write of many whose check-and-set failed on some: each says which.
+    #[error("check-and-set failed, nothing written: {}", .changed.join(", "))]
+    CheckAndSetMany { changed: Vec<String> },
+    /// A write lost every retry to other writers.
+    #[error("write conflict: {0}")]
+    Write(Box<Conflict>),
+    /// A write of many lost to another writer.
+    #[error("write conflict, nothing written: {0}")]
+    WriteMany(Box<Conflict>),
+    /// A rotation lost to another writer.
+    #[error("rotation conflict, nothing written: {0}")]
+    Rotation(Box<Conflict>),
+    /// A copy's source changed while it was read.
+    #[error("{from} changed during the copy; try again")]
+    CopySourceChanged { from: String },
+    /// A copy's commit lost to another writer.
+    #[error("{from} changed during the copy, nothing written: {cause}")]
+    Copy { from: String, cause: Box<Conflict> },
+    /// A copy or move goes to a path that exists.
+    #[error("{to} already exists; copies and moves go to a new path")]
+    CopyTargetExists { to: String },
+    /// A promotion's preview no longer matches.
+    #[error("{from} or {to} changed since the preview; nothing written, preview again")]
+    PreviewChanged { from: String, to: String },
+    /// A new current version while a rotation is staged.
+    #[error(
+        "{path} has a staged rotation (pending version {pending}): promote it with \
+         `coffer promote {path}` or cancel it with `coffer rotate {path} --cancel` first"
+    )]
+    Staged { path: String, pending: u64 },
+    /// A promotion with nothing staged.
+    #[error("{path} has no pending version: stage one with `coffer rotate {path} --stage`")]
+    NothingToPromote { path: String },
+    /// A cancellation with nothing staged.
+    #[error("{path} has no pending version to cancel")]
+    NothingToCancel { path: String },
+    /// The staged version changed meanwhile.
+    #[error("version {version} of {path} is no longer pending")]
+    NoLongerPending { path: String, version: u64 },
+    /// The version to become current was deleted or destroyed.
+    #[error("version {version} of {path} is deleted or destroyed and cannot become current")]
+    NotActive { path: String, version: u64 },
+    /// A managed secret starts at a new path.
+    #[error("{path} already exists: a managed secret starts at a new path")]
+    ManagedExists { path: String },
+    /// The staged credentials name neither managed role.
+    #[error("the pending version {pending} of {path} names none of its roles")]
+    StagedRoleUnknown { path: String, pending: u64 },
+    /// A managed secret's `previous` credentials are still served.
+    #[error(
+        "the previous credentials of {path} (version {previous}, role {role}) are still \
+         served{}: a rotation now gives {role} a new password and cuts off the clients that \
+         still use them; wait until then, or rotate with --force",
+        .until.map(|u| format!(" until {}", crate::duration::format_time_ms(u))).unwrap_or_default()
+    )]
+    PreviousInGrace {
+        path: String,
+        previous: u64,
+        /// The role whose password the rotation would replace.
+        role: String,
+        /// When `previous` stops being served, if it does.
+        until: Option<i64>,
+    },
+    /// Encryptions could not be reserved against other nodes.
+    #[error("could not reserve encryptions under the keyring key; try again")]
+    Reservation,
+    /// A restore goes only into an empty store.
+    #[error("the target store is not empty: restore only into a fresh store")]
+    RestoreTarget,
+    /// The user name is taken.
+    #[error("the user name {name} is taken; choose another")]
+    UserTaken { name: String },
+    /// The user name reads as an existing user's.
+    #[error("the user name {name} looks like an existing user's name; choose another")]
+    UserLookalike { name: String },
+    /// TOTP enrollment while codes are on.
+    #[error("one-time codes are already on for this account; turn them off first")]
+    TotpEnrolled,
+    /// TOTP confirmation while codes are on.
+    #[error("one-time codes are already on")]
+    TotpOn,
+}
+
 /// The result type of coffer's use cases.
 pub type Result<T, E = CoreError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::duration::format_time_ms;
+
+    /// The typed causes render the messages the use cases wrote by hand
+    /// before they were typed (clients and tests compare them).
+    #[test]
+    fn typed_causes_render_the_same_messages() {
+        let p = || "app/dev/db".to_string();
+        let t = 1_700_000_000_000;
+        let cases: Vec<(CoreError, String)> = vec![
+            (
+                CoreError::NotFound(NotFound::PreviousEnded {
+                    path: p(),
+                    version: 4,
+                    until: t,
+                }),
+                format!(
+                    "the previous version of app/dev/db (version 4) is no longer served: its \
+                     grace period ended at {}",
+                    format_time_ms(t)
+                ),
+            ),
+            (
+                CoreError::Expired(Expired::Secret { path: p(), at: t }),
+                format!(
+                    "app/dev/db expired at {}; set a new value and a new expiry (`coffer \
+                     expire`) to use it again",
+                    format_time_ms(t)
+                ),
+            ),
+            (
+                CoreError::Conflict(Conflict::Staged {
+                    path: p(),
+                    pending: 7,
+                }),
+                "app/dev/db has a staged rotation (pending version 7): promote it with `coffer \
+                 promote app/dev/db` or cancel it with `coffer rotate app/dev/db --cancel` first"
+                    .into(),
+            ),
+            (
+                CoreError::Conflict(Conflict::PreviousInGrace {
+                    path: p(),
+                    previous: 2,
+                    role: "app_b".into(),
+                    until: None,
+                }),
+                "the previous credentials of app/dev/db (version 2, role app_b) are still \
+                 served: a rotation now gives app_b a new password and cuts off the clients that \
+                 still use them; wait until then, or rotate with --force"
+                    .into(),
+            ),
+            (
+                CoreError::Conflict(Conflict::PreviousInGrace {
+                    path: p(),
+                    previous: 2,
+                    role: "app_b".into(),
+                    until: Some(t),
+                }),
+                format!(
+                    "the previous credentials of app/dev/db (version 2, role app_b) are still \
+                     served until {}: a rotation now gives app_b a new password and cuts off the \
+                     clients that still use them; wait until then, or rotate with --force",
+                    format_time_ms(t)
+                ),
+            ),
+            (
+                CoreError::Conflict(Conflict::CheckAndSetMany {
+                    changed: vec!["a (at version 2, not 1)".into(), "b".into()],
+                }),
+                "check-and-set failed, nothing written: a (at version 2, not 1), b".into(),
+            ),
+            (
+                CoreError::Conflict(Conflict::Write(Box::new(Conflict::Store("x moved".into())))),
+                "write conflict: x moved".into(),
+            ),
+            (
+                CoreError::from(StoreError::Conflict("x moved".into())),
+                "x moved".into(),
+            ),
+            (
+                CoreError::Conflict(Conflict::Copy {
+                    from: p(),
+                    cause: Box::new(Conflict::Store("x moved".into())),
+                }),
+                "app/dev/db changed during the copy, nothing written: x moved".into(),
+            ),
+            (
+                CoreError::NotFound(NotFound::Role {
+                    role: "app_a".into(),
+                }),
+                "PostgreSQL has no role app_a: create it (CREATE ROLE app_a LOGIN IN ROLE \
+                 <group>) or let coffer create it (--create-roles)"
+                    .into(),
+            ),
+        ];
+        for (error, expected) in cases {
+            assert_eq!(error.to_string(), expected);
+        }
+    }
+}

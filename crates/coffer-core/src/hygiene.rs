@@ -19,7 +19,7 @@
 use coffer_store::{Expect, Mutation};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{CoreError, Result};
+use crate::error::{Conflict, CoreError, Result};
 use crate::{Coffer, now_ms};
 
 /// Encryptions under one key before a new one is added.
@@ -115,9 +115,7 @@ impl Coffer {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(CoreError::Conflict(
-            "could not reserve encryptions under the keyring key; try again".into(),
-        ))
+        Err(CoreError::Conflict(Conflict::Reservation))
     }
 
     /// The keys this node added automatically since the last call.

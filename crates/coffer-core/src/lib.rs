@@ -18,7 +18,7 @@
 //! the modules before it in its own layer), so no two modules import each
 //! other; the test `layering::imports_point_down` holds the order.
 //!
-//! 1. Values: `path`, `error`, `value`, `duration`, `text`, `username`,
+//! 1. Values: `path`, `duration`, `error`, `value`, `text`, `username`,
 //!    `strength`. No [`Coffer`], no storage.
 //! 2. The model: `lifecycle` (labels, state records, rules, a managed
 //!    secret's binding, rotation receipts), `auth` (the access model and the
@@ -69,7 +69,7 @@ pub use auth::{
     AccessModel, Authorized, BreakglassGrant, Identity, Listing, Operation, ROOT_POLICY, Reveals,
 };
 use cache::SecretCache;
-pub use error::{CoreError, Result};
+pub use error::{Conflict, CoreError, Expired, NotFound, Result};
 pub use lifecycle::{At, Label, Labels, RuleInfo, RuleSpec, SecretState};
 pub use path::{ListPrefix, PathError, SecretPath};
 pub use read::{
@@ -209,9 +209,9 @@ mod layering {
     /// import only those before it.
     const ORDER: &[&str] = &[
         "path",
+        "duration",
         "error",
         "value",
-        "duration",
         "text",
         "username",
         "strength",

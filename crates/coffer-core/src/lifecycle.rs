@@ -25,7 +25,7 @@ use coffer_policy::Pattern;
 use coffer_store::SecretMeta;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{CoreError, Result};
+use crate::error::{CoreError, NotFound, Result};
 
 /// Object kind of lifecycle rules (keyed by pattern).
 pub(crate) const KIND_RULE: &str = "lifecycle";
@@ -236,23 +236,25 @@ impl Labels {
             Label::Current => Ok(self.current),
             Label::Previous => {
                 let v = self.previous.ok_or_else(|| {
-                    CoreError::NotFound(format!("{path} has no previous version"))
+                    CoreError::NotFound(NotFound::NoPrevious {
+                        path: path.to_string(),
+                    })
                 })?;
                 if let Some(until) = self.previous_until
                     && now >= until
                 {
-                    return Err(CoreError::NotFound(format!(
-                        "the previous version of {path} (version {v}) is no longer served: \
-                         its grace period ended at {}",
-                        crate::duration::format_time_ms(until)
-                    )));
+                    return Err(CoreError::NotFound(NotFound::PreviousEnded {
+                        path: path.to_string(),
+                        version: v,
+                        until,
+                    }));
                 }
                 Ok(v)
             }
             Label::Pending => self.pending.ok_or_else(|| {
-                CoreError::NotFound(format!(
-                    "{path} has no pending version (no rotation is staged)"
-                ))
+                CoreError::NotFound(NotFound::NoPending {
+                    path: path.to_string(),
+                })
             }),
         }
     }

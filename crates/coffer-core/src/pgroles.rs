@@ -38,7 +38,7 @@ use coffer_pgroles::{Change, RoleAdmin};
 use zeroize::Zeroizing;
 
 use crate::auth::{Authorized, Identity, Operation};
-use crate::error::{CoreError, Result};
+use crate::error::{Conflict, CoreError, Expired, NotFound, Result};
 pub use crate::lifecycle::PgRoles;
 use crate::lifecycle::{KIND_STATE, Labels, RotateReceipt, SecretState};
 use crate::path::SecretPath;
@@ -154,6 +154,14 @@ fn credentials(pg: &PgRoles, role: &str, password: &SecretString) -> SecretValue
     SecretValue::Fields(fields)
 }
 
+/// A rotation whose promotion failed after the new password was set.
+fn staged_only(cause: &str, role: &str, staged: u64, path: &SecretPath) -> CoreError {
+    CoreError::Upstream(format!(
+        "{cause}; the new password of {role} is set and staged as version {staged}: \
+         finish with `coffer promote {path}`"
+    ))
+}
+
 fn upstream(e: coffer_pgroles::Error) -> CoreError {
     CoreError::Upstream(format!("PostgreSQL: {e}"))
 }
@@ -227,9 +235,9 @@ impl Coffer {
             )));
         }
         if self.cached(&path).await?.is_some() {
-            return Err(CoreError::Conflict(format!(
-                "{path} already exists: a managed secret starts at a new path"
-            )));
+            return Err(CoreError::Conflict(Conflict::ManagedExists {
+                path: path.to_string(),
+            }));
         }
         let (admin_url, mut admin) = self.admin_connect(&keys, &admin_auth, &admin_path).await?;
         if request.roles.iter().any(|r| r == admin.user()) {
@@ -258,10 +266,7 @@ impl Coffer {
                 Some(_) => {}
                 None if request.create_roles => missing.push(role.clone()),
                 None => {
-                    return Err(CoreError::NotFound(format!(
-                        "PostgreSQL has no role {role}: create it (CREATE ROLE {role} LOGIN IN \
-                         ROLE <group>) or let coffer create it (--create-roles)"
-                    )));
+                    return Err(CoreError::NotFound(NotFound::Role { role: role.clone() }));
                 }
             }
         }
@@ -296,9 +301,9 @@ impl Coffer {
         {
             let mut tx = self.begin_write(&[&path], 1, AuditNote::Nothing).await?;
             if tx.existing(&path).await?.is_some() {
-                return Err(CoreError::Conflict(format!(
-                    "{path} already exists: a managed secret starts at a new path"
-                )));
+                return Err(CoreError::Conflict(Conflict::ManagedExists {
+                    path: path.to_string(),
+                }));
             }
             let new = NewVersion {
                 path: &path,
@@ -390,7 +395,11 @@ impl Coffer {
         let path = self.admit(identity, Operation::ReadMetadata, path)?;
         let cached = self.cached(&path).await?.ok_or_else(|| not_found(&path))?;
         let roles = managed(&cached.state)
-            .ok_or_else(|| CoreError::NotFound(format!("{path} does not manage PostgreSQL roles")))?
+            .ok_or_else(|| {
+                CoreError::NotFound(NotFound::NotManaged {
+                    path: path.to_string(),
+                })
+            })?
             .clone();
         Ok(PgInfo {
             path: path.to_string(),
@@ -416,25 +425,25 @@ impl Coffer {
         admin: &SecretPath,
     ) -> Result<(String, RoleAdmin)> {
         let cached = self.cached(admin).await?.ok_or_else(|| {
-            CoreError::NotFound(format!(
-                "the administrator secret {admin} does not exist: write the connection URL there"
-            ))
+            CoreError::NotFound(NotFound::AdminSecret {
+                admin: admin.to_string(),
+            })
         })?;
         let labels = cached.labels();
         if let Some(exp) = labels.expires_at
             && now_ms() >= exp
         {
-            return Err(CoreError::Expired(format!(
-                "the administrator secret {admin} expired at {}",
-                crate::duration::format_time_ms(exp)
-            )));
+            return Err(CoreError::Expired(Expired::AdminSecret {
+                admin: admin.to_string(),
+                at: exp,
+            }));
         }
         let record = match &cached.current {
             Some(r) if r.version == labels.current && cached.meta.live => r.clone(),
             _ => {
-                return Err(CoreError::NotFound(format!(
-                    "the administrator secret {admin} has no current value (deleted?)"
-                )));
+                return Err(CoreError::NotFound(NotFound::AdminValue {
+                    admin: admin.to_string(),
+                }));
             }
         };
         let value = open_value(keys, auth, &record)?;
@@ -521,10 +530,10 @@ impl Coffer {
         let existing = self.cached(path).await?.ok_or_else(|| not_found(path))?;
         let labels = existing.labels();
         if let Some(p) = labels.pending {
-            return Err(CoreError::Conflict(format!(
-                "{path} has a staged rotation (pending version {p}): promote it with \
-                 `coffer promote {path}` or cancel it with `coffer rotate {path} --cancel` first"
-            )));
+            return Err(CoreError::Conflict(Conflict::Staged {
+                path: path.to_string(),
+                pending: p,
+            }));
         }
         let now = now_ms();
         let active = self.role_at(&keys, path, pg, labels.current).await?;
@@ -538,15 +547,12 @@ impl Coffer {
             && let Some(previous) = labels.previous
             && labels.previous_until.is_none_or(|until| now < until)
         {
-            return Err(CoreError::Conflict(format!(
-                "the previous credentials of {path} (version {previous}, role {next}) are still \
-                 served{}: a rotation now gives {next} a new password and cuts off the clients \
-                 that still use them; wait until then, or rotate with --force",
-                labels
-                    .previous_until
-                    .map(|u| format!(" until {}", crate::duration::format_time_ms(u)))
-                    .unwrap_or_default()
-            )));
+            return Err(CoreError::Conflict(Conflict::PreviousInGrace {
+                path: path.to_string(),
+                previous,
+                role: next,
+                until: labels.previous_until,
+            }));
         }
         // Connect first: when PostgreSQL cannot be reached, nothing changes.
         let mut admin = self.admin_of(&keys, pg).await?;
@@ -593,10 +599,8 @@ impl Coffer {
             .promote_postgres(path, pg, Some(admin), grace_ms)
             .await
             .map_err(|e| match e {
-                CoreError::Upstream(m) | CoreError::Conflict(m) => CoreError::Upstream(format!(
-                    "{m}; the new password of {next} is set and staged as version {staged}: \
-                     finish with `coffer promote {path}`"
-                )),
+                CoreError::Upstream(m) => staged_only(&m, &next, staged, path),
+                CoreError::Conflict(c) => staged_only(&c.to_string(), &next, staged, path),
                 other => other,
             })?;
         receipt.generated = true;
@@ -608,9 +612,10 @@ impl Coffer {
     async fn drop_pending(&self, path: &SecretPath, version: u64) -> Result<RotateReceipt> {
         self.change_state(path, |labels, head, state| {
             if labels.pending != Some(version) {
-                return Err(CoreError::Conflict(format!(
-                    "version {version} of {path} is no longer pending"
-                )));
+                return Err(CoreError::Conflict(Conflict::NoLongerPending {
+                    path: path.to_string(),
+                    version,
+                }));
             }
             Ok(state.without_pending(labels, head))
         })
@@ -631,17 +636,18 @@ impl Coffer {
         let existing = self.cached(path).await?.ok_or_else(|| not_found(path))?;
         let labels = existing.labels();
         let pending = labels.pending.ok_or_else(|| {
-            CoreError::Conflict(format!(
-                "{path} has no pending version: stage one with `coffer rotate {path} --stage`"
-            ))
+            CoreError::Conflict(Conflict::NothingToPromote {
+                path: path.to_string(),
+            })
         })?;
         let staged = self
             .role_at(&keys, path, pg, pending)
             .await?
             .ok_or_else(|| {
-                CoreError::Conflict(format!(
-                    "the pending version {pending} of {path} names none of its roles"
-                ))
+                CoreError::Conflict(Conflict::StagedRoleUnknown {
+                    path: path.to_string(),
+                    pending,
+                })
             })?;
         let retiring = pg.other(&staged).to_string();
         let mut admin = match admin {
@@ -658,9 +664,10 @@ impl Coffer {
         let promoted = self
             .change_state(path, |labels, head, state| {
                 if labels.pending != Some(pending) {
-                    return Err(CoreError::Conflict(format!(
-                        "version {pending} of {path} is no longer pending"
-                    )));
+                    return Err(CoreError::Conflict(Conflict::NoLongerPending {
+                        path: path.to_string(),
+                        version: pending,
+                    }));
                 }
                 Ok(state.promoted(labels, head, pending, now_ms().saturating_add(grace_ms)))
             })
@@ -707,7 +714,9 @@ impl Coffer {
         let existing = self.cached(path).await?.ok_or_else(|| not_found(path))?;
         let labels = existing.labels();
         let pending = labels.pending.ok_or_else(|| {
-            CoreError::Conflict(format!("{path} has no pending version to cancel"))
+            CoreError::Conflict(Conflict::NothingToCancel {
+                path: path.to_string(),
+            })
         })?;
         if let Some(staged) = self.role_at(&keys, path, pg, pending).await?
             && self

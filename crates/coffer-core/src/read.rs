@@ -9,12 +9,12 @@ use coffer_store::{ListPage, ListQuery, SecretMeta, VersionRecord, VersionState}
 use crate::actor::Actor;
 use crate::auth::{Authorized, Identity, Listing, Operation, Reveals};
 use crate::cache::Cached;
-use crate::error::{CoreError, Result};
+use crate::error::{CoreError, Expired, NotFound, Result};
 use crate::lifecycle::{At, Label, Labels, SecretState};
 use crate::path::{self, ListPrefix, SecretPath};
 use crate::seal::Keys;
 use crate::value::SecretValue;
-use crate::{Coffer, audit, duration, lifecycle, now_ms};
+use crate::{Coffer, audit, lifecycle, now_ms};
 
 /// A secret value read back.
 pub struct SecretRead {
@@ -114,10 +114,10 @@ impl Coffer {
         if let Some(expired) = labels.expires_at
             && now >= expired
         {
-            return Err(CoreError::Expired(format!(
-                "{path} expired at {}; set a new value and a new expiry (`coffer expire`) to use it again",
-                duration::format_time_ms(expired)
-            )));
+            return Err(CoreError::Expired(Expired::Secret {
+                path: path.to_string(),
+                at: expired,
+            }));
         }
         let version = match at {
             At::Version(v) => v,
@@ -125,9 +125,10 @@ impl Coffer {
                 let v = labels.resolve(label, path.as_str(), now)?;
                 if label == Label::Current && !cached.meta.live && v == cached.meta.current_version
                 {
-                    return Err(CoreError::NotFound(format!(
-                        "{path} is deleted (version {v} was deleted or destroyed)"
-                    )));
+                    return Err(CoreError::NotFound(NotFound::CurrentDeleted {
+                        path: path.to_string(),
+                        version: v,
+                    }));
                 }
                 v
             }
@@ -139,23 +140,26 @@ impl Coffer {
                     .get_version(path.as_str(), version)
                     .await?
                     .ok_or_else(|| {
-                        CoreError::NotFound(format!("{path} has no version {version}"))
+                        CoreError::NotFound(NotFound::Version {
+                            path: path.to_string(),
+                            version,
+                        })
                     })?,
             ),
         };
         match record.state {
             VersionState::Active => {}
             VersionState::Deleted(_) => {
-                return Err(CoreError::NotFound(format!(
-                    "version {} of {path} is deleted; `coffer undelete` restores it",
-                    record.version
-                )));
+                return Err(CoreError::NotFound(NotFound::VersionDeleted {
+                    path: path.to_string(),
+                    version: record.version,
+                }));
             }
             VersionState::Destroyed(_) => {
-                return Err(CoreError::NotFound(format!(
-                    "version {} of {path} was destroyed",
-                    record.version
-                )));
+                return Err(CoreError::NotFound(NotFound::VersionDestroyed {
+                    path: path.to_string(),
+                    version: record.version,
+                }));
             }
         }
         audit::note_version(record.version);
@@ -493,7 +497,9 @@ impl Coffer {
 }
 
 pub(crate) fn not_found(path: &SecretPath) -> CoreError {
-    CoreError::NotFound(format!("no secret at {path}"))
+    CoreError::NotFound(NotFound::Secret {
+        path: path.to_string(),
+    })
 }
 
 /// Opens a stored version. Requires the witness that reading this exact path

@@ -14,7 +14,7 @@ use coffer_store::{Expect, Mutation, VersionState};
 use serde::Serialize;
 
 use crate::auth::{Identity, Operation, Reveals};
-use crate::error::{CoreError, Result};
+use crate::error::{Conflict, CoreError, NotFound, Result};
 pub use crate::lifecycle::RotateReceipt;
 use crate::lifecycle::{
     self, DEFAULT_GRACE_MS, KIND_RULE, KIND_STATE, Labels, Rule, RuleInfo, RuleSpec, SecretState,
@@ -205,7 +205,9 @@ impl Coffer {
         self.require_unsealed()?;
         self.authorize(identity, Operation::Admin, "sys/lifecycle")?;
         self.delete_access_object(KIND_RULE, pattern.as_str(), || {
-            CoreError::NotFound(format!("no lifecycle rule for {}", pattern.as_str()))
+            CoreError::NotFound(NotFound::Rule {
+                pattern: pattern.as_str().to_string(),
+            })
         })
         .await?;
         tracing::warn!(
@@ -376,7 +378,7 @@ impl Coffer {
         let receipt = tx.stage(planned);
         tx.commit().await.map_err(|e| match e {
             coffer_store::StoreError::Conflict(m) => {
-                CoreError::Conflict(format!("rotation conflict, nothing written: {m}"))
+                CoreError::Conflict(Conflict::Rotation(Box::new(Conflict::Store(m))))
             }
             e => e.into(),
         })?;
@@ -408,16 +410,11 @@ impl Coffer {
         let receipt = self
             .change_state(&path, |labels, meta_head, state| {
                 let pending = labels.pending.ok_or_else(|| {
-                    CoreError::Conflict(format!(
-                        "{path} has no pending version: stage one with `coffer rotate {path} --stage`"
-                    ))
+                    CoreError::Conflict(Conflict::NothingToPromote {
+                        path: path.to_string(),
+                    })
                 })?;
-                Ok(state.promoted(
-                    labels,
-                    meta_head,
-                    pending,
-                    now_ms().saturating_add(grace),
-                ))
+                Ok(state.promoted(labels, meta_head, pending, now_ms().saturating_add(grace)))
             })
             .await?;
         audit::note_version(receipt.version);
@@ -439,9 +436,9 @@ impl Coffer {
         }
         self.change_state(&path, |labels, meta_head, state| {
             if labels.pending.is_none() {
-                return Err(CoreError::Conflict(format!(
-                    "{path} has no pending version to cancel"
-                )));
+                return Err(CoreError::Conflict(Conflict::NothingToCancel {
+                    path: path.to_string(),
+                }));
             }
             Ok(state.without_pending(labels, meta_head))
         })
@@ -495,9 +492,10 @@ impl Coffer {
             // Promoting a version that was deleted meanwhile would serve nothing.
             let record = self.store.get_version(path.as_str(), v).await?;
             if !record.is_some_and(|r| r.state == VersionState::Active) {
-                return Err(CoreError::Conflict(format!(
-                    "version {v} of {path} is deleted or destroyed and cannot become current"
-                )));
+                return Err(CoreError::Conflict(Conflict::NotActive {
+                    path: path.to_string(),
+                    version: v,
+                }));
             }
         }
         tx.stage_mutations(

@@ -36,6 +36,7 @@ use serde::{Deserialize, Serialize};
 use crate::access::TokenView;
 use crate::auth::{Identity, Operation};
 use crate::duration::{format_duration_ms, parse_duration_ms};
+use crate::error::{Conflict, NotFound};
 use crate::username::canonical_user_name;
 use crate::{Coffer, CoreError, Result, now_ms};
 
@@ -371,17 +372,17 @@ impl Coffer {
         // The name check comes after the code check, so only a holder of a
         // valid code can learn whether a name is taken.
         if self.store.get_object(KIND_USER, &name).await?.is_some() {
-            return Err(CoreError::Conflict(format!(
-                "the user name {name} is taken; choose another"
-            )));
+            return Err(CoreError::Conflict(Conflict::UserTaken {
+                name: name.to_string(),
+            }));
         }
         // History and listings show people by name: a name that reads as
         // someone else's (Cyrillic a for Latin a, 0 for o) is as taken.
         for o in self.store.list_objects(KIND_USER).await? {
             if crate::text::looks_like(&name, &o.key) {
-                return Err(CoreError::Conflict(format!(
-                    "the user name {name} looks like an existing user's name; choose another"
-                )));
+                return Err(CoreError::Conflict(Conflict::UserLookalike {
+                    name: name.to_string(),
+                }));
             }
         }
         match self
@@ -634,7 +635,7 @@ impl Coffer {
             .store
             .get_object(KIND_USER, &name)
             .await?
-            .ok_or_else(|| CoreError::NotFound(format!("no user named {name}")))?;
+            .ok_or_else(|| CoreError::NotFound(NotFound::User { name: name.clone() }))?;
         let u = decode_user(&o.value)?;
         Ok((name, o, u))
     }
@@ -808,9 +809,7 @@ impl Coffer {
         self.require_unsealed()?;
         let (name, o, mut u) = self.own_user(identity).await?;
         if u.totp.as_ref().is_some_and(|t| t.confirmed) {
-            return Err(CoreError::Conflict(
-                "one-time codes are already on for this account; turn them off first".into(),
-            ));
+            return Err(CoreError::Conflict(Conflict::TotpEnrolled));
         }
         self.reserve_seals(1).await?;
         let keys = self.unsealed()?;
@@ -852,7 +851,7 @@ impl Coffer {
             ));
         };
         if confirm && t.confirmed {
-            return Err(CoreError::Conflict("one-time codes are already on".into()));
+            return Err(CoreError::Conflict(Conflict::TotpOn));
         }
         if !confirm && !t.confirmed {
             // Abandoning an unfinished enrollment needs no code.

@@ -12,7 +12,7 @@ use subtle::ConstantTimeEq;
 
 use crate::actor::Actor;
 use crate::auth::{Identity, Operation, Reveals};
-use crate::error::{CoreError, Result};
+use crate::error::{Conflict, CoreError, NotFound, Result};
 use crate::lifecycle::{KIND_STATE, Label};
 use crate::path::{ListPrefix, SecretPath};
 use crate::read::open_value;
@@ -67,9 +67,10 @@ impl Coffer {
             .await?
             .filter(|r| r.state == VersionState::Active)
             .ok_or_else(|| {
-                CoreError::NotFound(format!(
-                    "{path} has no readable version {version} (it may be deleted or destroyed)"
-                ))
+                CoreError::NotFound(NotFound::ReadableVersion {
+                    path: path.to_string(),
+                    version,
+                })
             })?;
         let value = open_value(tx.keys(), &auth, &record)?;
         let warnings = self.judge(&path, &value, None)?;
@@ -128,9 +129,9 @@ impl Coffer {
             .begin_write(&[&from, &to], 0, AuditNote::Nothing)
             .await?;
         if tx.existing(&to).await?.is_some() {
-            return Err(CoreError::Conflict(format!(
-                "{to} already exists; copies and moves go to a new path"
-            )));
+            return Err(CoreError::Conflict(Conflict::CopyTargetExists {
+                to: to.to_string(),
+            }));
         }
         let source = tx.existing_secret(&from).await?;
         Coffer::refuse_managed(&source.state, &from, "copied or moved")?;
@@ -144,7 +145,9 @@ impl Coffer {
                 .get_version(from.as_str(), info.version)
                 .await?
                 .ok_or_else(|| {
-                    CoreError::Conflict(format!("{from} changed during the copy; try again"))
+                    CoreError::Conflict(Conflict::CopySourceChanged {
+                        from: from.to_string(),
+                    })
                 })?;
             let (key_id, ciphertext) = match record.state {
                 VersionState::Destroyed(_) => (record.key_id, Vec::new()),
@@ -189,9 +192,10 @@ impl Coffer {
         }
         tx.stage_mutations(&[&from, &to], mutations);
         tx.commit().await.map_err(|e| match e {
-            coffer_store::StoreError::Conflict(m) => CoreError::Conflict(format!(
-                "{from} changed during the copy, nothing written: {m}"
-            )),
+            coffer_store::StoreError::Conflict(m) => CoreError::Conflict(Conflict::Copy {
+                from: from.to_string(),
+                cause: Box::new(Conflict::Store(m)),
+            }),
             e => e.into(),
         })?;
         audit::note_version(head);
@@ -300,11 +304,10 @@ impl Coffer {
             return Ok((plan, Vec::new()));
         };
         if expected != plan.as_slice() {
-            return Err(CoreError::Conflict(format!(
-                "{} or {} changed since the preview; nothing written, preview again",
-                from.as_str(),
-                to.as_str()
-            )));
+            return Err(CoreError::Conflict(Conflict::PreviewChanged {
+                from: from.as_str().to_string(),
+                to: to.as_str().to_string(),
+            }));
         }
         if writes.is_empty() {
             return Ok((plan, Vec::new()));
@@ -406,7 +409,10 @@ impl Coffer {
             .iter()
             .find(|v| **v == 0 || **v > meta.current_version)
         {
-            return Err(CoreError::NotFound(format!("{path} has no version {bad}")));
+            return Err(CoreError::NotFound(NotFound::Version {
+                path: path.to_string(),
+                version: *bad,
+            }));
         }
         let now = now_ms();
         // The cache forgets the path even on failure: its cached state may be

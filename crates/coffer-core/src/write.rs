@@ -9,7 +9,7 @@ use coffer_store::{Mutation, SecretMeta, StoreError, VersionRecord, VersionState
 use crate::actor::Actor;
 use crate::auth::{Identity, Operation};
 use crate::cache::Cached;
-use crate::error::{CoreError, Result};
+use crate::error::{Conflict, CoreError, Result};
 use crate::lifecycle::{self, SecretState};
 use crate::path::SecretPath;
 use crate::seal::Keys;
@@ -210,10 +210,10 @@ impl WriteTx<'_> {
         let old_state = existing.and_then(|c| c.state.as_ref());
         let labels = existing.map(|c| c.labels());
         if let Some(pending) = labels.and_then(|l| l.pending) {
-            return Err(CoreError::Conflict(format!(
-                "{path} has a staged rotation (pending version {pending}): promote it with \
-                 `coffer promote {path}` or cancel it with `coffer rotate {path} --cancel` first"
-            )));
+            return Err(CoreError::Conflict(Conflict::Staged {
+                path: path.to_string(),
+                pending,
+            }));
         }
         if let (Becomes::Current { .. }, Some((_, state))) = (becomes, old_state)
             && state.postgres.is_some()
@@ -434,9 +434,11 @@ impl Coffer {
             if let Some(expected) = cas
                 && expected != current
             {
-                return Err(CoreError::Conflict(format!(
-                    "check-and-set failed: {path} is at version {current}, not {expected}"
-                )));
+                return Err(CoreError::Conflict(Conflict::CheckAndSet {
+                    path: path.to_string(),
+                    current,
+                    expected,
+                }));
             }
             let now = now_ms();
             let new = NewVersion {
@@ -459,7 +461,9 @@ impl Coffer {
                 }
                 Err(StoreError::Conflict(m)) => {
                     if cas.is_some() || attempt == 3 {
-                        return Err(CoreError::Conflict(format!("write conflict: {m}")));
+                        return Err(CoreError::Conflict(Conflict::Write(Box::new(
+                            Conflict::Store(m),
+                        ))));
                     }
                 }
                 Err(e) => return Err(e.into()),
@@ -674,7 +678,7 @@ impl Coffer {
                     warnings,
                     ..tx.stage(plan)
                 }),
-                Err(CoreError::Conflict(m)) => changed.push(m),
+                Err(CoreError::Conflict(m)) => changed.push(m.to_string()),
                 Err(e) => return Err(e),
             }
         }
@@ -686,14 +690,11 @@ impl Coffer {
             )));
         }
         if !changed.is_empty() {
-            return Err(CoreError::Conflict(format!(
-                "check-and-set failed, nothing written: {}",
-                changed.join(", ")
-            )));
+            return Err(CoreError::Conflict(Conflict::CheckAndSetMany { changed }));
         }
         tx.commit().await.map_err(|e| match e {
             StoreError::Conflict(m) => {
-                CoreError::Conflict(format!("write conflict, nothing written: {m}"))
+                CoreError::Conflict(Conflict::WriteMany(Box::new(Conflict::Store(m))))
             }
             e => e.into(),
         })?;

@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use coffer_core::{Coffer, CoreError, CoreOptions, Identity, ListOptions, SecretValue};
+use coffer_core::{
+    Coffer, Conflict, CoreError, CoreOptions, Identity, ListOptions, NotFound, SecretValue,
+};
 use coffer_crypto::SecretString;
 use coffer_store::{SqliteStore, Storage, VersionState};
 
@@ -265,7 +267,10 @@ async fn versions_history_delete_undelete_destroy() {
     c.delete(&root, "app/dev/KEY", &[]).await.unwrap();
     let err = c.read(&root, "app/dev/KEY", None).await.err().unwrap();
     assert!(
-        matches!(err, CoreError::NotFound(ref m) if m.contains("deleted")),
+        matches!(
+            &err,
+            CoreError::NotFound(NotFound::CurrentDeleted { path, version: 3 }) if path == "app/dev/KEY"
+        ) && err.to_string() == "app/dev/KEY is deleted (version 3 was deleted or destroyed)",
         "{err}"
     );
     assert_eq!(
@@ -291,7 +296,8 @@ async fn versions_history_delete_undelete_destroy() {
     c.destroy(&root, "app/dev/KEY", &[1]).await.unwrap();
     assert!(matches!(
         c.read(&root, "app/dev/KEY", Some(1)).await,
-        Err(CoreError::NotFound(ref m)) if m.contains("destroyed")
+        Err(CoreError::NotFound(ref m @ NotFound::VersionDestroyed { version: 1, .. }))
+            if m.to_string() == "version 1 of app/dev/KEY was destroyed"
     ));
     let md = c.metadata(&root, "app/dev/KEY").await.unwrap();
     assert_eq!(md.meta.current_version, 3);
@@ -1188,7 +1194,8 @@ async fn user_name_that_looks_like_an_existing_users_is_refused() {
             .await
             .unwrap_err();
         assert!(
-            matches!(&e, CoreError::Conflict(m) if m.contains("looks like an existing")),
+            matches!(&e, CoreError::Conflict(Conflict::UserLookalike { .. }))
+                && e.to_string().contains("looks like an existing"),
             "{lookalike}: {e}"
         );
     }
