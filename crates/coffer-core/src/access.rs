@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::{AccessModel, BreakglassGrant, Identity, Operation, Protected, ROOT_POLICY};
 use crate::duration::{format_duration_ms, parse_duration_ms};
+use crate::error::InvalidInput;
 use crate::error::NotFound;
 use crate::text::printable;
 use crate::{Coffer, CoreError, ListPrefix, Result, SecretPath, now_ms};
@@ -118,9 +119,9 @@ pub struct BreakglassRequest {
 
 fn parse_cidrs(input: &[String]) -> Result<Vec<ipnet::IpNet>> {
     if input.len() > MAX_CIDRS {
-        return Err(CoreError::Invalid(format!(
-            "at most {MAX_CIDRS} networks per token"
-        )));
+        return Err(CoreError::Invalid(InvalidInput::TooManyNetworks {
+            limit: MAX_CIDRS,
+        }));
     }
     input
         .iter()
@@ -130,7 +131,7 @@ fn parse_cidrs(input: &[String]) -> Result<Vec<ipnet::IpNet>> {
                 .parse::<ipnet::IpNet>()
                 .or_else(|_| c.parse::<IpAddr>().map(ipnet::IpNet::from))
                 .map_err(|_| {
-                    CoreError::Invalid(format!(
+                    CoreError::invalid(format!(
                         "{} is not a network in CIDR notation (like 10.0.0.0/8 or 2001:db8::/32)",
                         printable(c)
                     ))
@@ -269,11 +270,11 @@ impl Coffer {
         name: &str,
         source: &str,
     ) -> Result<PolicyInfo> {
-        coffer_policy::validate_policy_name(name).map_err(CoreError::Invalid)?;
+        coffer_policy::validate_policy_name(name).map_err(CoreError::invalid)?;
         if crate::text::looks_like(name, ROOT_POLICY) {
             // Token and user listings show policy names; `r00t` there would
             // read as the policy that grants everything.
-            return Err(CoreError::Invalid(format!(
+            return Err(CoreError::invalid(format!(
                 "policy name {name:?} looks like {ROOT_POLICY:?}, the built-in policy that \
                  grants everything; choose another name"
             )));
@@ -281,7 +282,7 @@ impl Coffer {
         let target = format!("sys/policies/{name}");
         self.require_unsealed()?;
         self.authorize(identity, Operation::Admin, &target)?;
-        Policy::parse(source).map_err(|e| CoreError::Invalid(format!("policy {name}: {e}")))?;
+        Policy::parse(source).map_err(|e| CoreError::invalid(format!("policy {name}: {e}")))?;
         // Patterns refuse token shapes; a comment could still carry one
         // into storage and into every `coffer policy read`.
         crate::text::refuse_credential(&format!("policy {name}"), source)?;
@@ -314,7 +315,7 @@ impl Coffer {
     pub async fn read_policy(&self, identity: &Identity, name: &str) -> Result<PolicyInfo> {
         coffer_policy::validate_policy_name(name)
             .or_else(|e| if name == ROOT_POLICY { Ok(()) } else { Err(e) })
-            .map_err(CoreError::Invalid)?;
+            .map_err(CoreError::invalid)?;
         self.require_unsealed()?;
         self.authorize(identity, Operation::Admin, &format!("sys/policies/{name}"))?;
         if name == ROOT_POLICY {
@@ -360,11 +361,11 @@ impl Coffer {
     /// Deletes a policy. Tokens that carry it lose what it granted at once.
     pub async fn delete_policy(&self, identity: &Identity, name: &str) -> Result<()> {
         if name == ROOT_POLICY {
-            return Err(CoreError::Invalid(
+            return Err(CoreError::invalid(
                 "root is built in and cannot be deleted".into(),
             ));
         }
-        coffer_policy::validate_policy_name(name).map_err(CoreError::Invalid)?;
+        coffer_policy::validate_policy_name(name).map_err(CoreError::invalid)?;
         self.require_unsealed()?;
         self.authorize(identity, Operation::Admin, &format!("sys/policies/{name}"))?;
         self.delete_access_object(KIND_POLICY, name, || {
@@ -385,12 +386,12 @@ impl Coffer {
     /// holds, so nothing it hands out exceeds what it has.
     pub(crate) fn check_grantable(&self, identity: &Identity, policies: &[String]) -> Result<()> {
         if policies.is_empty() {
-            return Err(CoreError::Invalid("give at least one policy".into()));
+            return Err(CoreError::invalid("give at least one policy".into()));
         }
         if policies.len() > MAX_POLICIES {
-            return Err(CoreError::Invalid(format!(
-                "at most {MAX_POLICIES} policies"
-            )));
+            return Err(CoreError::Invalid(InvalidInput::TooManyPolicies {
+                limit: MAX_POLICIES,
+            }));
         }
         let model = self.access_model();
         for p in policies {
@@ -409,7 +410,7 @@ impl Coffer {
                 )));
             }
             if p != ROOT_POLICY && model.policy(p).is_none() {
-                return Err(CoreError::Invalid(format!(
+                return Err(CoreError::invalid(format!(
                     "no policy named {}",
                     printable(p)
                 )));
@@ -432,7 +433,7 @@ impl Coffer {
         self.authorize(identity, Operation::SelfService, "sys/tokens/create")?;
         let parent = identity.token();
         if parent.uses_limit.is_some() {
-            return Err(CoreError::Invalid(
+            return Err(CoreError::invalid(
                 "a use-limited token cannot create other tokens".into(),
             ));
         }
@@ -442,7 +443,7 @@ impl Coffer {
         self.check_grantable(identity, &policies)?;
         let now = now_ms();
         let ttl = match &request.ttl {
-            Some(t) => parse_duration_ms(t).map_err(CoreError::Invalid)?,
+            Some(t) => parse_duration_ms(t).map_err(CoreError::invalid)?,
             None => DEFAULT_TOKEN_TTL_MS,
         };
         let max_ttl = request
@@ -450,11 +451,11 @@ impl Coffer {
             .as_deref()
             .map(parse_duration_ms)
             .transpose()
-            .map_err(CoreError::Invalid)?;
+            .map_err(CoreError::invalid)?;
         if let Some(max) = max_ttl
             && max < ttl
         {
-            return Err(CoreError::Invalid(format!(
+            return Err(CoreError::invalid(format!(
                 "max ttl ({}) is shorter than ttl ({})",
                 format_duration_ms(max),
                 format_duration_ms(ttl)
@@ -472,10 +473,10 @@ impl Coffer {
             expires_at = expires_at.min(cap);
         }
         if expires_at <= now {
-            return Err(CoreError::Invalid("the parent token has expired".into()));
+            return Err(CoreError::invalid("the parent token has expired".into()));
         }
         if request.uses == Some(0) {
-            return Err(CoreError::Invalid(
+            return Err(CoreError::invalid(
                 "uses must be at least 1 (leave it out for unlimited)".into(),
             ));
         }
@@ -555,7 +556,7 @@ impl Coffer {
                 .ok_or(CoreError::Unauthenticated);
         };
         if !token::is_accessor_well_formed(accessor) {
-            return Err(CoreError::Invalid(format!(
+            return Err(CoreError::invalid(format!(
                 "{} is not a token accessor (they look like acc_...)",
                 printable(accessor)
             )));
@@ -613,7 +614,7 @@ impl Coffer {
     ) -> Result<TokenView> {
         let mut record = self.managed_token(identity, accessor).await?;
         let Some(ttl) = record.ttl_ms else {
-            return Err(CoreError::Invalid(
+            return Err(CoreError::invalid(
                 "this token does not expire, so there is nothing to renew".into(),
             ));
         };
@@ -629,7 +630,7 @@ impl Coffer {
             expires_at = expires_at.min(pe);
         }
         if expires_at <= now {
-            return Err(CoreError::Invalid(
+            return Err(CoreError::invalid(
                 "this token has reached its max ttl and cannot be renewed".into(),
             ));
         }
@@ -684,7 +685,7 @@ impl Coffer {
 
     /// Marks a pattern protected: people cannot read values under it.
     pub async fn protect(&self, identity: &Identity, pattern: &str) -> Result<ProtectedInfo> {
-        let pattern = Pattern::parse(pattern).map_err(|e| CoreError::Invalid(e.0))?;
+        let pattern = Pattern::parse(pattern).map_err(|e| CoreError::invalid(e.0))?;
         self.require_unsealed()?;
         self.authorize(identity, Operation::Admin, "sys/protected")?;
         let stored = StoredProtected {
@@ -712,7 +713,7 @@ impl Coffer {
 
     /// Removes a protection.
     pub async fn unprotect(&self, identity: &Identity, pattern: &str) -> Result<()> {
-        let pattern = Pattern::parse(pattern).map_err(|e| CoreError::Invalid(e.0))?;
+        let pattern = Pattern::parse(pattern).map_err(|e| CoreError::invalid(e.0))?;
         self.require_unsealed()?;
         self.authorize(identity, Operation::Admin, "sys/protected")?;
         self.delete_access_object(KIND_PROTECTED, pattern.as_str(), || {
@@ -762,29 +763,29 @@ impl Coffer {
             SecretPath::parse(&request.path)?.as_str().to_string()
         };
         if target.is_empty() {
-            return Err(CoreError::Invalid(
+            return Err(CoreError::invalid(
                 "break-glass covers one secret or one folder, not everything".into(),
             ));
         }
         let reason = check_label("a reason", &request.reason, 500)?;
         if reason.chars().count() < 4 {
-            return Err(CoreError::Invalid(
+            return Err(CoreError::invalid(
                 "say why (a reason of at least 4 characters)".into(),
             ));
         }
         let ttl = match &request.ttl {
-            Some(t) => parse_duration_ms(t).map_err(CoreError::Invalid)?,
+            Some(t) => parse_duration_ms(t).map_err(CoreError::invalid)?,
             None => DEFAULT_BREAKGLASS_TTL_MS,
         };
         if ttl > MAX_BREAKGLASS_TTL_MS {
-            return Err(CoreError::Invalid(format!(
+            return Err(CoreError::invalid(format!(
                 "break-glass lasts at most {}",
                 format_duration_ms(MAX_BREAKGLASS_TTL_MS)
             )));
         }
         self.require_unsealed()?;
         let Some(user) = identity.user().filter(|_| identity.is_human()) else {
-            return Err(CoreError::Invalid(
+            return Err(CoreError::invalid(
                 "only people need break-glass: service tokens are not limited by protected \
                  environments"
                     .into(),
@@ -792,7 +793,7 @@ impl Coffer {
         };
         self.authorize(identity, Operation::Breakglass, &target)?;
         if !self.access_model().is_protected(&target) {
-            return Err(CoreError::Invalid(format!(
+            return Err(CoreError::invalid(format!(
                 "{target} is not in a protected environment; no break-glass is needed"
             )));
         }

@@ -177,7 +177,7 @@ impl From<Exported> for Line {
 }
 
 fn corrupt(what: &str) -> CoreError {
-    CoreError::Invalid(format!("the backup is damaged: {what}"))
+    CoreError::invalid(format!("the backup is damaged: {what}"))
 }
 
 fn b64(s: &str) -> Result<Vec<u8>> {
@@ -351,7 +351,7 @@ async fn write_backup(
     key: Key256,
     out: mpsc::Sender<std::result::Result<Vec<u8>, CoreError>>,
 ) -> Result<()> {
-    let gone = || CoreError::Invalid("the backup was abandoned".into());
+    let gone = || CoreError::invalid("the backup was abandoned".into());
     let header_bytes = serde_json::to_vec(&header).expect("header serialises");
     let header_hash: [u8; 32] = Sha256::digest(&header_bytes).into();
     let mut first = MAGIC.to_vec();
@@ -387,7 +387,7 @@ async fn write_backup(
     }
     export
         .await
-        .map_err(|e| CoreError::Invalid(format!("the export task failed: {e}")))??;
+        .map_err(|e| CoreError::invalid(format!("the export task failed: {e}")))??;
     if !chunk.is_empty() {
         let frame = seal_frame(&mut chunk, &mut index);
         out.send(Ok(frame)).await.map_err(|_| gone())?;
@@ -407,7 +407,7 @@ async fn read_u32<R: AsyncRead + Unpin>(r: &mut R, what: &str) -> Result<usize> 
     let n = r
         .read_u32()
         .await
-        .map_err(|_| CoreError::Invalid(format!("the backup is truncated ({what})")))?
+        .map_err(|_| CoreError::invalid(format!("the backup is truncated ({what})")))?
         as usize;
     if n > MAX_FRAME {
         return Err(corrupt("a frame is too large"));
@@ -419,7 +419,7 @@ async fn read_exact<R: AsyncRead + Unpin>(r: &mut R, n: usize, what: &str) -> Re
     let mut buf = vec![0; n];
     r.read_exact(&mut buf)
         .await
-        .map_err(|_| CoreError::Invalid(format!("the backup is truncated ({what})")))?;
+        .map_err(|_| CoreError::invalid(format!("the backup is truncated ({what})")))?;
     Ok(buf)
 }
 
@@ -427,14 +427,14 @@ async fn read_exact<R: AsyncRead + Unpin>(r: &mut R, n: usize, what: &str) -> Re
 pub async fn read_header<R: AsyncRead + Unpin>(input: &mut R) -> Result<(BackupHeader, [u8; 32])> {
     let magic = read_exact(input, MAGIC.len(), "magic").await?;
     if magic != MAGIC {
-        return Err(CoreError::Invalid("this is not a coffer backup".into()));
+        return Err(CoreError::invalid("this is not a coffer backup".into()));
     }
     let n = read_u32(input, "header").await?;
     let bytes = read_exact(input, n, "header").await?;
     let header: BackupHeader =
         serde_json::from_slice(&bytes).map_err(|_| corrupt("the header is unreadable"))?;
     if header.format != FORMAT {
-        return Err(CoreError::Invalid(format!(
+        return Err(CoreError::invalid(format!(
             "backup format {} is not supported by this coffer (it reads format {FORMAT})",
             header.format
         )));
@@ -451,7 +451,7 @@ pub async fn read_summary<R: AsyncRead + Unpin>(input: &mut R) -> Result<BackupS
         input
             .read_exact(&mut kind)
             .await
-            .map_err(|_| CoreError::Invalid("the backup is truncated (no end)".into()))?;
+            .map_err(|_| CoreError::invalid("the backup is truncated (no end)".into()))?;
         match kind[0] {
             FRAME_DATA => {
                 let n = read_u32(input, "frame").await?;
@@ -508,7 +508,7 @@ where
         input
             .read_exact(&mut kind)
             .await
-            .map_err(|_| CoreError::Invalid("the backup is truncated (no end)".into()))?;
+            .map_err(|_| CoreError::invalid("the backup is truncated (no end)".into()))?;
         match kind[0] {
             FRAME_DATA => {
                 let n = read_u32(input, "frame").await?;
@@ -584,7 +584,7 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = std::io::Result<R>>,
 {
-    let reopen = |e: std::io::Error| CoreError::Invalid(format!("cannot read the backup: {e}"));
+    let reopen = |e: std::io::Error| CoreError::invalid(format!("cannot read the backup: {e}"));
     let checked = verify(&mut open().await.map_err(reopen)?, shares).await?;
     if !store.is_empty().await? {
         return Err(CoreError::Conflict(Conflict::RestoreTarget));

@@ -43,7 +43,7 @@ pub enum CoreError {
     Path(#[from] PathError),
     /// Any other bad input.
     #[error("{0}")]
-    Invalid(String),
+    Invalid(InvalidInput),
     /// A value larger than the configured limit.
     #[error("value is {size} bytes; the limit is {limit} bytes")]
     TooLarge {
@@ -81,6 +81,97 @@ impl From<StoreError> for CoreError {
             other => CoreError::Storage(other),
         }
     }
+}
+
+impl CoreError {
+    /// Bad input whose cause has no variant of [`InvalidInput`] of its own.
+    pub(crate) fn invalid(message: String) -> CoreError {
+        CoreError::Invalid(InvalidInput::Other(message))
+    }
+}
+
+/// Why input was refused: the limit it passed, the path it names twice,
+/// the rule a value is too weak for. Never the value itself.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum InvalidInput {
+    /// Too many prefixes and paths in one read of many.
+    #[error("at most {limit} prefixes and paths in one request")]
+    Bundle { limit: usize },
+    /// Too many secrets in one write of many.
+    #[error("at most {limit} secrets in one request")]
+    WriteBundle { limit: usize },
+    /// A read of many that would serve too many secrets.
+    #[error("more than {limit} secrets in one request")]
+    BundleSecrets { limit: usize },
+    /// Too many secrets under a prefix read at once.
+    #[error("more than {limit} secrets under {prefix}; name a narrower prefix")]
+    TooManyUnder { prefix: String, limit: usize },
+    /// Too many secrets in an environment to promote.
+    #[error("more than {limit} secrets under {prefix}")]
+    TooManyToPromote { prefix: String, limit: usize },
+    /// Too many secrets under a prefix for a status report.
+    #[error("more than {limit} secrets under {prefix:?}; name a narrower prefix")]
+    TooManyToScan { prefix: String, limit: usize },
+    /// A write of many with nothing in it.
+    #[error("nothing to write")]
+    NothingToWrite,
+    /// A write of many that names a path twice.
+    #[error("{path} appears more than once")]
+    Repeated { path: String },
+    /// A value weaker than a lifecycle rule requires. `what` names the
+    /// secret or the field; `why` lists the estimator's reasons.
+    #[error(
+        "the value of {what} is too weak: about {bits:.0} bits where the lifecycle rule \
+         {pattern} requires {min}{why}; generate one with `coffer set {path} --generate`"
+    )]
+    TooWeak {
+        what: String,
+        bits: f64,
+        pattern: String,
+        min: u32,
+        why: String,
+        path: String,
+    },
+    /// A write of many with values too weak for their rules: nothing is
+    /// written, and each refusal is listed.
+    #[error("nothing written: {}", .refusals.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Weak { refusals: Vec<InvalidInput> },
+    /// A plain write to a secret that manages PostgreSQL roles.
+    #[error(
+        "{path} holds the credentials of PostgreSQL roles that coffer manages: its versions \
+         come only from rotations (`coffer rotate {path}`), which change the roles too"
+    )]
+    ManagedVersions { path: String },
+    /// Something a secret that manages PostgreSQL roles cannot undergo.
+    #[error(
+        "{path} holds the credentials of PostgreSQL roles that coffer manages and cannot be \
+         {what}"
+    )]
+    Managed { path: String, what: &'static str },
+    /// A staged rotation of a secret with no version.
+    #[error("{path} has no current version to rotate from")]
+    NoCurrentToRotate { path: String },
+    /// A listing cursor that no listing returns.
+    #[error("invalid listing cursor")]
+    ListCursor,
+    /// A copy or move onto its own source.
+    #[error("{path} cannot be copied onto itself")]
+    CopyOntoItself { path: String },
+    /// A promotion between environments that contain each other.
+    #[error("{from} and {to} overlap; promote between sibling environments")]
+    Overlap { from: String, to: String },
+    /// Too many networks bound to a token.
+    #[error("at most {limit} networks per token")]
+    TooManyNetworks { limit: usize },
+    /// Too many policies on a token.
+    #[error("at most {limit} policies")]
+    TooManyPolicies { limit: usize },
+    /// A lifecycle rule's `min_bits` out of range.
+    #[error("min_bits must be 1 to {max}, not {given}")]
+    MinBits { given: u32, max: u32 },
+    /// Any other refusal, said in words.
+    #[error("{0}")]
+    Other(String),
 }
 
 /// What was not there. Paths, names and versions only.
@@ -293,7 +384,7 @@ mod tests {
     fn typed_causes_render_the_same_messages() {
         let p = || "app/dev/db".to_string();
         let t = 1_700_000_000_000;
-        let cases: Vec<(CoreError, String)> = vec![
+        let mut cases: Vec<(CoreError, String)> = vec![
             (
                 CoreError::NotFound(NotFound::PreviousEnded {
                     path: p(),
@@ -379,6 +470,31 @@ mod tests {
                     .into(),
             ),
         ];
+        let weak = InvalidInput::TooWeak {
+            what: "field \"pw\" of app/dev/db".into(),
+            bits: 27.6,
+            pattern: "app/**".into(),
+            min: 64,
+            why: ": a common password".into(),
+            path: p(),
+        };
+        let weak_text = "the value of field \"pw\" of app/dev/db is too weak: about 28 bits where \
+                         the lifecycle rule app/** requires 64: a common password; generate one \
+                         with `coffer set app/dev/db --generate`";
+        cases.push((CoreError::Invalid(weak.clone()), weak_text.into()));
+        cases.push((
+            CoreError::Invalid(InvalidInput::Weak {
+                refusals: vec![weak.clone(), weak],
+            }),
+            format!("nothing written: {weak_text}; {weak_text}"),
+        ));
+        cases.push((
+            CoreError::Invalid(InvalidInput::TooManyToScan {
+                prefix: "app/".into(),
+                limit: 100_000,
+            }),
+            "more than 100000 secrets under \"app/\"; name a narrower prefix".into(),
+        ));
         for (error, expected) in cases {
             assert_eq!(error.to_string(), expected);
         }

@@ -69,7 +69,7 @@ pub use auth::{
     AccessModel, Authorized, BreakglassGrant, Identity, Listing, Operation, ROOT_POLICY, Reveals,
 };
 use cache::SecretCache;
-pub use error::{Conflict, CoreError, Expired, NotFound, Result};
+pub use error::{Conflict, CoreError, Expired, InvalidInput, NotFound, Result};
 pub use lifecycle::{At, Label, Labels, RuleInfo, RuleSpec, SecretState};
 pub use path::{ListPrefix, PathError, SecretPath};
 pub use read::{

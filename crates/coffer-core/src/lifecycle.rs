@@ -25,7 +25,7 @@ use coffer_policy::Pattern;
 use coffer_store::SecretMeta;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{CoreError, NotFound, Result};
+use crate::error::{CoreError, InvalidInput, NotFound, Result};
 
 /// Object kind of lifecycle rules (keyed by pattern).
 pub(crate) const KIND_RULE: &str = "lifecycle";
@@ -283,7 +283,7 @@ impl RuleSpec {
     /// Checks every setting; the message names the bad one.
     pub fn validate(&self) -> Result<Option<Spec>> {
         if self == &RuleSpec::default() {
-            return Err(CoreError::Invalid(
+            return Err(CoreError::invalid(
                 "a lifecycle rule must set at least one of min_bits, rotate_every, generator, grace"
                     .into(),
             ));
@@ -291,28 +291,29 @@ impl RuleSpec {
         if let Some(b) = self.min_bits
             && !(1..=MAX_MIN_BITS).contains(&b)
         {
-            return Err(CoreError::Invalid(format!(
-                "min_bits must be 1 to {MAX_MIN_BITS}, not {b}"
-            )));
+            return Err(CoreError::Invalid(InvalidInput::MinBits {
+                given: b,
+                max: MAX_MIN_BITS,
+            }));
         }
         if let Some(ms) = self.rotate_every_ms
             && !(MIN_INTERVAL_MS..=MAX_PERIOD_MS).contains(&ms)
         {
-            return Err(CoreError::Invalid(
+            return Err(CoreError::invalid(
                 "the rotation interval must be between 1s and 10 years".into(),
             ));
         }
         if let Some(ms) = self.grace_ms
             && !(0..=MAX_PERIOD_MS).contains(&ms)
         {
-            return Err(CoreError::Invalid(
+            return Err(CoreError::invalid(
                 "the grace period must be between 0s and 10 years".into(),
             ));
         }
         if let (Some(every), Some(grace)) = (self.rotate_every_ms, self.grace_ms)
             && grace > every
         {
-            return Err(CoreError::Invalid(
+            return Err(CoreError::invalid(
                 "the grace period cannot be longer than the rotation interval: two rotations \
                  would retire a version still in its grace period"
                     .into(),
@@ -327,7 +328,7 @@ impl RuleSpec {
 /// being quoted (the spec parser's own errors quote what they refuse).
 pub fn parse_generator(spec: &str) -> Result<Spec> {
     crate::text::refuse_credential("a generator spec", spec)?;
-    Spec::parse(spec).map_err(|e| CoreError::Invalid(e.to_string()))
+    Spec::parse(spec).map_err(|e| CoreError::invalid(e.to_string()))
 }
 
 /// A rule as stored.

@@ -38,7 +38,7 @@ use coffer_pgroles::{Change, RoleAdmin};
 use zeroize::Zeroizing;
 
 use crate::auth::{Authorized, Identity, Operation};
-use crate::error::{Conflict, CoreError, Expired, NotFound, Result};
+use crate::error::{Conflict, CoreError, Expired, InvalidInput, NotFound, Result};
 pub use crate::lifecycle::PgRoles;
 use crate::lifecycle::{KIND_STATE, Labels, RotateReceipt, SecretState};
 use crate::path::SecretPath;
@@ -179,7 +179,7 @@ impl Coffer {
         let path = SecretPath::parse(path)?;
         let admin_path = SecretPath::parse(&request.admin)?;
         if admin_path == path {
-            return Err(CoreError::Invalid(
+            return Err(CoreError::invalid(
                 "the administrator secret must be another secret than the managed one".into(),
             ));
         }
@@ -188,7 +188,7 @@ impl Coffer {
             coffer_pgroles::check_role_name(role).map_err(|e| {
                 // The check quotes the name: only when it is short and
                 // printable (not, say, a password pasted in its place).
-                CoreError::Invalid(if crate::text::printable(role).starts_with('"') {
+                CoreError::invalid(if crate::text::printable(role).starts_with('"') {
                     e.0
                 } else {
                     "a role name is not one coffer manages: use 1 to 63 lowercase letters, \
@@ -198,12 +198,12 @@ impl Coffer {
             })?;
         }
         if request.roles[0] == request.roles[1] {
-            return Err(CoreError::Invalid(
+            return Err(CoreError::invalid(
                 "give two different roles: they take turns".into(),
             ));
         }
         if request.member_of.is_some() && !request.create_roles {
-            return Err(CoreError::Invalid(
+            return Err(CoreError::invalid(
                 "a group (member_of) applies only to roles coffer creates (create_roles)".into(),
             ));
         }
@@ -212,7 +212,7 @@ impl Coffer {
                 || url_has_userinfo(url)
                 || coffer_store::postgres::url_has_password(url))
         {
-            return Err(CoreError::Invalid(
+            return Err(CoreError::invalid(
                 "the connect URL must be a postgres:// URL without a user or password \
                  (coffer adds the role's)"
                     .into(),
@@ -241,7 +241,7 @@ impl Coffer {
         }
         let (admin_url, mut admin) = self.admin_connect(&keys, &admin_auth, &admin_path).await?;
         if request.roles.iter().any(|r| r == admin.user()) {
-            return Err(CoreError::Invalid(format!(
+            return Err(CoreError::invalid(format!(
                 "{} is the administrator's own role; coffer manages other roles",
                 admin.user()
             )));
@@ -259,7 +259,7 @@ impl Coffer {
         for role in &request.roles {
             match found.iter().find(|f| &f.name == role) {
                 Some(f) if f.superuser => {
-                    return Err(CoreError::Invalid(format!(
+                    return Err(CoreError::invalid(format!(
                         "{role} is a superuser: coffer does not hand out superuser credentials"
                     )));
                 }
@@ -453,7 +453,7 @@ impl Coffer {
                 f.get("url")
                     .map(|u| u.expose_secret().trim().to_string())
                     .ok_or_else(|| {
-                        CoreError::Invalid(format!(
+                        CoreError::invalid(format!(
                             "the administrator secret {admin} has no field \"url\""
                         ))
                     })?,
@@ -461,7 +461,7 @@ impl Coffer {
             ),
         };
         if !coffer_store::postgres::is_postgres_url(&url) {
-            return Err(CoreError::Invalid(format!(
+            return Err(CoreError::invalid(format!(
                 "the administrator secret {admin} must hold a postgres:// URL (or fields url \
                  and password)"
             )));
@@ -738,13 +738,13 @@ impl Coffer {
     pub(crate) fn refuse_managed(
         state: &Option<(u64, SecretState)>,
         path: &SecretPath,
-        what: &str,
+        what: &'static str,
     ) -> Result<()> {
         if managed(state).is_some() {
-            return Err(CoreError::Invalid(format!(
-                "{path} holds the credentials of PostgreSQL roles that coffer manages and \
-                 cannot be {what}"
-            )));
+            return Err(CoreError::Invalid(InvalidInput::Managed {
+                path: path.to_string(),
+                what,
+            }));
         }
         Ok(())
     }

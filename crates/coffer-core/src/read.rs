@@ -9,7 +9,7 @@ use coffer_store::{ListPage, ListQuery, SecretMeta, VersionRecord, VersionState}
 use crate::actor::Actor;
 use crate::auth::{Authorized, Identity, Listing, Operation, Reveals};
 use crate::cache::Cached;
-use crate::error::{CoreError, Expired, NotFound, Result};
+use crate::error::{CoreError, Expired, InvalidInput, NotFound, Result};
 use crate::lifecycle::{At, Label, Labels, SecretState};
 use crate::path::{self, ListPrefix, SecretPath};
 use crate::seal::Keys;
@@ -190,9 +190,9 @@ impl Coffer {
         paths: &[(String, At)],
     ) -> Result<Vec<SecretRead>> {
         if prefixes.len() + paths.len() > MAX_BUNDLE {
-            return Err(CoreError::Invalid(format!(
-                "at most {MAX_BUNDLE} prefixes and paths in one request"
-            )));
+            return Err(CoreError::Invalid(InvalidInput::Bundle {
+                limit: MAX_BUNDLE,
+            }));
         }
         self.require_unsealed()?;
         let mut wanted: Vec<(SecretPath, At, bool)> = Vec::new();
@@ -203,10 +203,10 @@ impl Coffer {
                 .secrets_under(identity, &prefix, Reveals::Names, false, MAX_BUNDLE)
                 .await?
                 .ok_or_else(|| {
-                    CoreError::Invalid(format!(
-                        "more than {MAX_BUNDLE} secrets under {}; name a narrower prefix",
-                        prefix.as_str()
-                    ))
+                    CoreError::Invalid(InvalidInput::TooManyUnder {
+                        prefix: prefix.as_str().to_string(),
+                        limit: MAX_BUNDLE,
+                    })
                 })?;
             for name in names {
                 wanted.push((prefix.child(&name)?, At::Label(Label::Current), false));
@@ -218,9 +218,9 @@ impl Coffer {
         let mut seen = std::collections::HashSet::new();
         wanted.retain(|(p, v, _)| seen.insert((p.clone(), *v)));
         if wanted.len() > MAX_BUNDLE {
-            return Err(CoreError::Invalid(format!(
-                "more than {MAX_BUNDLE} secrets in one request"
-            )));
+            return Err(CoreError::Invalid(InvalidInput::BundleSecrets {
+                limit: MAX_BUNDLE,
+            }));
         }
         let mut out = Vec::with_capacity(wanted.len());
         let mut refused = Vec::new();
@@ -316,7 +316,7 @@ impl Coffer {
                 || after.len() > path::MAX_PATH_LEN
                 || after.chars().any(char::is_control))
         {
-            return Err(CoreError::Invalid("invalid listing cursor".into()));
+            return Err(CoreError::Invalid(InvalidInput::ListCursor));
         }
         self.enumerate(
             identity,

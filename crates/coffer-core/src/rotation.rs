@@ -14,7 +14,7 @@ use coffer_store::{Expect, Mutation, VersionState};
 use serde::Serialize;
 
 use crate::auth::{Identity, Operation, Reveals};
-use crate::error::{Conflict, CoreError, NotFound, Result};
+use crate::error::{Conflict, CoreError, InvalidInput, NotFound, Result};
 pub use crate::lifecycle::RotateReceipt;
 use crate::lifecycle::{
     self, DEFAULT_GRACE_MS, KIND_RULE, KIND_STATE, Labels, Rule, RuleInfo, RuleSpec, SecretState,
@@ -170,7 +170,7 @@ impl Coffer {
         pattern: &str,
         spec: RuleSpec,
     ) -> Result<RuleInfo> {
-        let pattern = Pattern::parse(pattern).map_err(|e| CoreError::Invalid(e.0))?;
+        let pattern = Pattern::parse(pattern).map_err(|e| CoreError::invalid(e.0))?;
         self.require_unsealed()?;
         self.authorize(identity, Operation::Admin, "sys/lifecycle")?;
         spec.validate()?;
@@ -201,7 +201,7 @@ impl Coffer {
 
     /// Removes the lifecycle rule of a pattern.
     pub async fn delete_rule(&self, identity: &Identity, pattern: &str) -> Result<()> {
-        let pattern = Pattern::parse(pattern).map_err(|e| CoreError::Invalid(e.0))?;
+        let pattern = Pattern::parse(pattern).map_err(|e| CoreError::invalid(e.0))?;
         self.require_unsealed()?;
         self.authorize(identity, Operation::Admin, "sys/lifecycle")?;
         self.delete_access_object(KIND_RULE, pattern.as_str(), || {
@@ -248,7 +248,7 @@ impl Coffer {
         if let Some(g) = request.grace_ms
             && !(0..=lifecycle::MAX_PERIOD_MS).contains(&g)
         {
-            return Err(CoreError::Invalid(
+            return Err(CoreError::invalid(
                 "the grace period must be between 0s and 10 years".into(),
             ));
         }
@@ -257,7 +257,7 @@ impl Coffer {
         let effective = self.generator_for(&path).await?;
         if let Some(pg) = self.postgres_of(&path).await? {
             if request.value.is_some() {
-                return Err(CoreError::Invalid(format!(
+                return Err(CoreError::invalid(format!(
                     "{path} holds the credentials of PostgreSQL roles: coffer generates their \
                      passwords (give a generator with --generate, not a value)"
                 )));
@@ -295,20 +295,20 @@ impl Coffer {
             return Ok(receipt);
         }
         if request.force {
-            return Err(CoreError::Invalid(
+            return Err(CoreError::invalid(
                 "--force applies only to secrets that manage PostgreSQL roles".into(),
             ));
         }
         let (value, spec) = match (request.value, request.generate.or(effective.generator)) {
             (Some(_), Some(_)) if request.generate.is_some() => {
-                return Err(CoreError::Invalid(
+                return Err(CoreError::invalid(
                     "give either a value or a generator, not both".into(),
                 ));
             }
             (Some(v), _) => (v, None),
             (None, Some(spec)) => (SecretValue::Text(spec.generate()), Some(spec)),
             (None, None) => {
-                return Err(CoreError::Invalid(format!(
+                return Err(CoreError::invalid(format!(
                     "no generator applies to {path}: give one (`--generate base64:32`), the new \
                      value on stdin, or a lifecycle rule with a generator"
                 )));
@@ -547,10 +547,10 @@ impl Coffer {
             .secrets_under(identity, prefix, Reveals::Metadata, true, MAX_SCAN)
             .await?
             .ok_or_else(|| {
-                CoreError::Invalid(format!(
-                    "more than {MAX_SCAN} secrets under {:?}; name a narrower prefix",
-                    prefix.as_str()
-                ))
+                CoreError::Invalid(InvalidInput::TooManyToScan {
+                    prefix: prefix.as_str().to_string(),
+                    limit: MAX_SCAN,
+                })
             })?;
         Ok(names
             .iter()
@@ -578,9 +578,10 @@ impl Coffer {
                 .await?;
             for e in page.entries.into_iter().filter(|e| !e.folder) {
                 if out.len() >= MAX_SCAN {
-                    return Err(CoreError::Invalid(format!(
-                        "more than {MAX_SCAN} secrets under {prefix:?}; name a narrower prefix"
-                    )));
+                    return Err(CoreError::Invalid(InvalidInput::TooManyToScan {
+                        prefix: prefix.to_string(),
+                        limit: MAX_SCAN,
+                    }));
                 }
                 out.push(format!("{prefix}{}", e.name));
             }
@@ -737,7 +738,7 @@ impl Coffer {
         let effective = self.generator_for(path).await?;
         let spec = effective
             .generator
-            .ok_or_else(|| CoreError::Invalid(format!("no generator applies to {path}")))?;
+            .ok_or_else(|| CoreError::invalid(format!("no generator applies to {path}")))?;
         if let Some(pg) = self.postgres_of(path).await? {
             let grace = effective.grace_ms.unwrap_or(DEFAULT_GRACE_MS);
             let receipt = self

@@ -170,7 +170,7 @@ impl Coffer {
     /// unseal. The result is shown once and never stored. Coffer stays sealed.
     pub async fn init(&self, shares: u8, threshold: u8) -> Result<InitOutput> {
         if shares == 0 || threshold == 0 || threshold > shares {
-            return Err(CoreError::Invalid(
+            return Err(CoreError::invalid(
                 "shares and threshold must satisfy 1 <= threshold <= shares <= 255".into(),
             ));
         }
@@ -184,7 +184,7 @@ impl Coffer {
         let now = now_ms();
         let unseal = UnsealKey::from(Key256::random());
         let split = shamir::split(unseal.key().expose_secret(), shares, threshold)
-            .map_err(|e| CoreError::Invalid(e.to_string()))?;
+            .map_err(|e| CoreError::invalid(e.to_string()))?;
         let root = RootKey::random();
         let keyring = Keyring::generate(now);
         let root_token = token::generate_token();

@@ -89,15 +89,15 @@ pub fn is_invisible(c: char) -> bool {
 pub fn check_free_text(what: &str, s: &str, max: usize) -> Result<String> {
     let s = s.trim();
     if s.is_empty() {
-        return Err(CoreError::Invalid(format!("{what} cannot be empty")));
+        return Err(CoreError::invalid(format!("{what} cannot be empty")));
     }
     if s.chars().count() > max {
-        return Err(CoreError::Invalid(format!(
+        return Err(CoreError::invalid(format!(
             "{what} is limited to {max} characters"
         )));
     }
     if let Some(c) = s.chars().find(|c| is_line_or_direction_control(*c)) {
-        return Err(CoreError::Invalid(format!(
+        return Err(CoreError::invalid(format!(
             "{what} cannot contain {}",
             describe(c)
         )));
@@ -111,7 +111,7 @@ pub fn check_free_text(what: &str, s: &str, max: usize) -> Result<String> {
 /// others as it is. The text is never quoted in the error.
 pub fn refuse_credential(what: &str, s: &str) -> Result<()> {
     if coffer_policy::contains_credential(s) {
-        return Err(CoreError::Invalid(format!(
+        return Err(CoreError::invalid(format!(
             "{what} contains what looks like a coffer token or invitation code \
              (cft_... or cfi_...); credentials never belong there (it is not shown)"
         )));
@@ -124,7 +124,7 @@ pub fn refuse_credential(what: &str, s: &str) -> Result<()> {
 pub fn check_name(what: &str, s: &str, max: usize) -> Result<String> {
     let s = check_free_text(what, s, max)?;
     if let Some(c) = s.chars().find(|c| is_invisible(*c)) {
-        return Err(CoreError::Invalid(format!(
+        return Err(CoreError::invalid(format!(
             "{what} cannot contain {}",
             describe(c)
         )));
@@ -153,7 +153,7 @@ pub(crate) fn refuse_actor_suffix(what: &str, name: &str) -> Result<()> {
             .is_some_and(|c| c.is_ascii_alphanumeric())
     });
     if kind_in_parens || accessor {
-        return Err(CoreError::Invalid(format!(
+        return Err(CoreError::invalid(format!(
             "{what} cannot contain a kind in parentheses or a token accessor: coffer shows \
              those beside the name itself"
         )));
@@ -165,7 +165,7 @@ pub(crate) fn refuse_actor_suffix(what: &str, name: &str) -> Result<()> {
 pub fn refuse_reserved(what: &str, name: &str) -> Result<()> {
     let skeleton = skeleton(name);
     if let Some(r) = RESERVED.iter().find(|r| skeleton == self::skeleton(r)) {
-        return Err(CoreError::Invalid(format!(
+        return Err(CoreError::invalid(format!(
             "{what} cannot be {r:?} or look like it: coffer writes that name for its own actions"
         )));
     }

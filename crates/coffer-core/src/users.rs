@@ -290,11 +290,11 @@ impl Coffer {
         policies.dedup();
         self.check_grantable(identity, &policies)?;
         let ttl = match &request.ttl {
-            Some(t) => parse_duration_ms(t).map_err(CoreError::Invalid)?,
+            Some(t) => parse_duration_ms(t).map_err(CoreError::invalid)?,
             None => DEFAULT_INVITE_TTL_MS,
         };
         if ttl > MAX_INVITE_TTL_MS {
-            return Err(CoreError::Invalid(format!(
+            return Err(CoreError::invalid(format!(
                 "an invitation lasts at most {}",
                 format_duration_ms(MAX_INVITE_TTL_MS)
             )));
@@ -324,15 +324,15 @@ impl Coffer {
     pub async fn accept_invite(&self, code: &str, user: &str, pw: &str) -> Result<UserView> {
         let keys = self.unsealed()?;
         let invalid = || {
-            CoreError::Invalid("this invitation code is invalid, expired or already used".into())
+            CoreError::invalid("this invitation code is invalid, expired or already used".into())
         };
         if !token::is_well_formed_invite(code) {
             return Err(invalid());
         }
-        let name = canonical_user_name(user).map_err(CoreError::Invalid)?;
+        let name = canonical_user_name(user).map_err(CoreError::invalid)?;
         crate::text::refuse_reserved("a user name", &name)?;
         crate::text::refuse_actor_suffix("a user name", &name)?;
-        password::check_password_policy(pw).map_err(|e| CoreError::Invalid(e.to_string()))?;
+        password::check_password_policy(pw).map_err(|e| CoreError::invalid(e.to_string()))?;
         let key = hex(&keys.keyring.token_hash(code));
         let stored = self
             .store
@@ -357,7 +357,7 @@ impl Coffer {
         let password_hash = self
             .argon2(pw.to_string(), None)
             .await?
-            .ok_or_else(|| CoreError::Invalid("the password could not be hashed".into()))?;
+            .ok_or_else(|| CoreError::invalid("the password could not be hashed".into()))?;
         let user = StoredUser {
             name: name.clone(),
             policies: invite.policies,
@@ -418,7 +418,7 @@ impl Coffer {
         tokio::task::spawn_blocking(move || match verify {
             None => password::hash_password(&pw)
                 .map(Some)
-                .map_err(|e| CoreError::Invalid(e.to_string())),
+                .map_err(|e| CoreError::invalid(e.to_string())),
             Some(None) => {
                 let _ = password::verify_dummy(&pw);
                 Ok(None)
@@ -426,7 +426,7 @@ impl Coffer {
             Some(Some(hash)) => Ok(password::verify_password(&pw, &hash).then_some(hash)),
         })
         .await
-        .map_err(|_| CoreError::Invalid("password check failed".into()))?
+        .map_err(|_| CoreError::invalid("password check failed".into()))?
     }
 
     // ---- login -----------------------------------------------------------------
@@ -446,9 +446,9 @@ impl Coffer {
         source: Option<IpAddr>,
     ) -> Result<(SecretString, TokenView)> {
         let keys = self.unsealed()?;
-        let name = canonical_user_name(request.user).map_err(CoreError::Invalid)?;
+        let name = canonical_user_name(request.user).map_err(CoreError::invalid)?;
         if request.password.len() > password::MAX_PASSWORD_BYTES {
-            return Err(CoreError::Invalid("that password is too long".into()));
+            return Err(CoreError::invalid("that password is too long".into()));
         }
         let failures = self.store.get_object(KIND_LOGIN_FAILURES, &name).await?;
         let now = now_ms();
@@ -629,7 +629,7 @@ impl Coffer {
         name: &str,
     ) -> Result<(String, coffer_store::StoredObject, StoredUser)> {
         self.require_unsealed()?;
-        let name = canonical_user_name(name).map_err(CoreError::Invalid)?;
+        let name = canonical_user_name(name).map_err(CoreError::invalid)?;
         self.authorize(identity, Operation::Admin, &format!("sys/users/{name}"))?;
         let o = self
             .store
@@ -685,7 +685,7 @@ impl Coffer {
         reset_totp: bool,
     ) -> Result<UserView> {
         if policies.is_none() && !reset_totp {
-            return Err(CoreError::Invalid(
+            return Err(CoreError::invalid(
                 "nothing to change: give policies or reset the one-time codes".into(),
             ));
         }
@@ -790,7 +790,7 @@ impl Coffer {
         self.require_unsealed()?;
         self.authorize(identity, Operation::SelfService, "sys/users/self")?;
         let Some(name) = identity.user().filter(|_| identity.is_human()) else {
-            return Err(CoreError::Invalid(
+            return Err(CoreError::invalid(
                 "one-time codes belong to people; log in with `coffer login` first".into(),
             ));
         };
@@ -846,7 +846,7 @@ impl Coffer {
         let keys = self.unsealed()?;
         let (name, o, mut u) = self.own_user(identity).await?;
         let Some(t) = u.totp.as_mut() else {
-            return Err(CoreError::Invalid(
+            return Err(CoreError::invalid(
                 "one-time codes are not set up; run `coffer totp enable` first".into(),
             ));
         };
@@ -862,7 +862,7 @@ impl Coffer {
                 .verify_at(code.trim(), (now_ms() / 1000) as u64)
                 .filter(|s| *s > t.last_step)
                 .ok_or_else(|| {
-                    CoreError::Invalid("that one-time code is wrong or was already used".into())
+                    CoreError::invalid("that one-time code is wrong or was already used".into())
                 })?;
             if confirm {
                 t.confirmed = true;

@@ -12,7 +12,7 @@ use subtle::ConstantTimeEq;
 
 use crate::actor::Actor;
 use crate::auth::{Identity, Operation, Reveals};
-use crate::error::{Conflict, CoreError, NotFound, Result};
+use crate::error::{Conflict, CoreError, InvalidInput, NotFound, Result};
 use crate::lifecycle::{KIND_STATE, Label};
 use crate::path::{ListPrefix, SecretPath};
 use crate::read::open_value;
@@ -109,9 +109,9 @@ impl Coffer {
         let from = SecretPath::parse(from)?;
         let to = SecretPath::parse(to)?;
         if from == to {
-            return Err(CoreError::Invalid(format!(
-                "{from} cannot be copied onto itself"
-            )));
+            return Err(CoreError::Invalid(InvalidInput::CopyOntoItself {
+                path: from.to_string(),
+            }));
         }
         self.require_unsealed()?;
         let auth = self.authorize(identity, Operation::ReadValue, from.as_str())?;
@@ -230,16 +230,15 @@ impl Coffer {
         let from = ListPrefix::parse(from)?;
         let to = ListPrefix::parse(to)?;
         if from.as_str().is_empty() || to.as_str().is_empty() {
-            return Err(CoreError::Invalid(
+            return Err(CoreError::invalid(
                 "name two environments, such as app/staging and app/prod".into(),
             ));
         }
         if from.as_str().starts_with(to.as_str()) || to.as_str().starts_with(from.as_str()) {
-            return Err(CoreError::Invalid(format!(
-                "{} and {} overlap; promote between sibling environments",
-                from.as_str(),
-                to.as_str()
-            )));
+            return Err(CoreError::Invalid(InvalidInput::Overlap {
+                from: from.as_str().to_string(),
+                to: to.as_str().to_string(),
+            }));
         }
         self.require_unsealed()?;
         let source = self.names_under(identity, &from).await?;
@@ -329,10 +328,10 @@ impl Coffer {
         self.secrets_under(identity, prefix, Reveals::Metadata, false, MAX_BUNDLE)
             .await?
             .ok_or_else(|| {
-                CoreError::Invalid(format!(
-                    "more than {MAX_BUNDLE} secrets under {}",
-                    prefix.as_str()
-                ))
+                CoreError::Invalid(InvalidInput::TooManyToPromote {
+                    prefix: prefix.as_str().to_string(),
+                    limit: MAX_BUNDLE,
+                })
             })
     }
 }

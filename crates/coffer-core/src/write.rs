@@ -9,7 +9,7 @@ use coffer_store::{Mutation, SecretMeta, StoreError, VersionRecord, VersionState
 use crate::actor::Actor;
 use crate::auth::{Identity, Operation};
 use crate::cache::Cached;
-use crate::error::{Conflict, CoreError, Result};
+use crate::error::{Conflict, CoreError, InvalidInput, Result};
 use crate::lifecycle::{self, SecretState};
 use crate::path::SecretPath;
 use crate::seal::Keys;
@@ -218,11 +218,9 @@ impl WriteTx<'_> {
         if let (Becomes::Current { .. }, Some((_, state))) = (becomes, old_state)
             && state.postgres.is_some()
         {
-            return Err(CoreError::Invalid(format!(
-                "{path} holds the credentials of PostgreSQL roles that coffer manages: its \
-                 versions come only from rotations (`coffer rotate {path}`), which change the \
-                 roles too"
-            )));
+            return Err(CoreError::Invalid(InvalidInput::ManagedVersions {
+                path: path.to_string(),
+            }));
         }
         let old_current = labels.map_or(0, |l| l.current);
         let generator = generated
@@ -243,9 +241,9 @@ impl WriteTx<'_> {
             }),
             Becomes::Pending => {
                 if head == 0 {
-                    return Err(CoreError::Invalid(format!(
-                        "{path} has no current version to rotate from"
-                    )));
+                    return Err(CoreError::Invalid(InvalidInput::NoCurrentToRotate {
+                        path: path.to_string(),
+                    }));
                 }
                 let old = old_state.map(|(_, s)| s.clone()).unwrap_or(SecretState {
                     previous: labels.and_then(|l| l.previous),
@@ -552,11 +550,14 @@ impl Coffer {
             if let Some((min, pattern)) = &required
                 && estimate.bits < f64::from(*min)
             {
-                return Err(CoreError::Invalid(format!(
-                    "the value of {what} is too weak: about {:.0} bits where the lifecycle rule \
-                     {pattern} requires {min}{why}; generate one with `coffer set {path} --generate`",
-                    estimate.bits
-                )));
+                return Err(CoreError::Invalid(InvalidInput::TooWeak {
+                    what,
+                    bits: estimate.bits,
+                    pattern: pattern.clone(),
+                    min: *min,
+                    why,
+                    path: path.to_string(),
+                }));
             }
             if estimate.bits < strength::WEAK_BITS {
                 warnings.push(format!(
@@ -579,12 +580,12 @@ impl Coffer {
         writes: &[(String, SecretValue, Option<u64>)],
     ) -> Result<Vec<WriteReceipt>> {
         if writes.is_empty() {
-            return Err(CoreError::Invalid("nothing to write".into()));
+            return Err(CoreError::Invalid(InvalidInput::NothingToWrite));
         }
         if writes.len() > MAX_BUNDLE {
-            return Err(CoreError::Invalid(format!(
-                "at most {MAX_BUNDLE} secrets in one request"
-            )));
+            return Err(CoreError::Invalid(InvalidInput::WriteBundle {
+                limit: MAX_BUNDLE,
+            }));
         }
         self.require_unsealed()?;
         let mut planned = Vec::with_capacity(writes.len());
@@ -592,7 +593,9 @@ impl Coffer {
         for (path, value, cas) in writes {
             let path = SecretPath::parse(path)?;
             if !seen.insert(path.clone()) {
-                return Err(CoreError::Invalid(format!("{path} appears more than once")));
+                return Err(CoreError::Invalid(InvalidInput::Repeated {
+                    path: path.to_string(),
+                }));
             }
             let plaintext = self.encode_checked(value)?;
             planned.push((path, plaintext, *cas));
@@ -622,18 +625,15 @@ impl Coffer {
         for ((path, _, _), (_, value, _)) in planned.iter().zip(writes) {
             match self.judge(path, value, None) {
                 Ok(w) => warnings.push(w),
-                Err(CoreError::Invalid(m)) => {
-                    weak.push(m);
+                Err(CoreError::Invalid(refusal @ InvalidInput::TooWeak { .. })) => {
+                    weak.push(refusal);
                     warnings.push(Vec::new());
                 }
                 Err(e) => return Err(e),
             }
         }
         if !weak.is_empty() {
-            return Err(CoreError::Invalid(format!(
-                "nothing written: {}",
-                weak.join("; ")
-            )));
+            return Err(CoreError::Invalid(InvalidInput::Weak { refusals: weak }));
         }
         // Every path is locked, so no single write slips in between check
         // and commit.

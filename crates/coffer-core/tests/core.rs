@@ -892,10 +892,13 @@ async fn policy_names_that_look_like_root_are_refused() {
     for name in ["r00t", "r0ot", "ro0t", "root.", "_root", "r-o-o-t"] {
         let e = fx.coffer.write_policy(&root, name, source).await;
         match e {
-            Err(CoreError::Invalid(m)) => assert!(
-                m.contains("looks like") || m.contains("must start"),
-                "{name}: {m}"
-            ),
+            Err(CoreError::Invalid(m)) => {
+                let m = m.to_string();
+                assert!(
+                    m.contains("looks like") || m.contains("must start"),
+                    "{name}: {m}"
+                )
+            }
             other => panic!("{name}: {other:?}"),
         }
     }
@@ -1220,7 +1223,7 @@ async fn user_name_that_looks_like_an_existing_users_is_refused() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&e, CoreError::Invalid(m) if m.contains("accessor")),
+        matches!(&e, CoreError::Invalid(_)) && e.to_string().contains("accessor"),
         "{e}"
     );
 }
