@@ -188,7 +188,7 @@ impl Coffer {
             coffer_pgroles::check_role_name(role).map_err(|e| {
                 // The check quotes the name: only when it is short and
                 // printable (not, say, a password pasted in its place).
-                CoreError::invalid(if crate::text::printable(role).starts_with('"') {
+                CoreError::invalid(if crate::text::quotable(role) {
                     e.0
                 } else {
                     "a role name is not one coffer manages: use 1 to 63 lowercase letters, \

@@ -248,14 +248,19 @@ fn describe(c: char) -> String {
 
 /// Quotes user input in an error only when it is short and printable.
 pub(crate) fn printable(s: &str) -> String {
-    if s.len() <= 64
-        && s.chars().all(|c| c.is_ascii_graphic())
-        && !coffer_policy::contains_credential(s)
-    {
+    if quotable(s) {
         format!("{s:?}")
     } else {
         "the value given".into()
     }
+}
+
+/// Whether user input is short and printable enough for an error to quote
+/// it (see [`printable`]).
+pub(crate) fn quotable(s: &str) -> bool {
+    s.len() <= 64
+        && s.chars().all(|c| c.is_ascii_graphic())
+        && !coffer_policy::contains_credential(s)
 }
 
 #[cfg(test)]
