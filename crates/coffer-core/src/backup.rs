@@ -42,7 +42,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
 
-use crate::error::{Conflict, CoreError, Result};
+use crate::error::{Conflict, CoreError, Result, UnsealRefusal};
 use crate::seal::{SEAL_CONFIG, SealConfig, WRAPPED_ROOT_KEY};
 use crate::{Coffer, Identity, Operation, now_ms};
 
@@ -470,13 +470,12 @@ pub async fn read_summary<R: AsyncRead + Unpin>(input: &mut R) -> Result<BackupS
 
 /// Opens the root key of a backup with unseal key shares.
 pub fn open_root(header: &BackupHeader, shares: &[String]) -> Result<RootKey> {
-    let wrong =
-        || CoreError::InvalidUnsealKey("the unseal keys provided do not open this backup".into());
+    let wrong = || CoreError::InvalidUnsealKey(UnsealRefusal::WrongForBackup);
     let decoded = shares
         .iter()
         .map(|s| Share::decode(s.trim()))
         .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|_| CoreError::InvalidUnsealKey("that is not a well-formed unseal key".into()))?;
+        .map_err(|_| CoreError::InvalidUnsealKey(UnsealRefusal::Malformed))?;
     let combined = coffer_crypto::shamir::combine(&decoded).map_err(|_| wrong())?;
     let unseal =
         UnsealKey::from(Key256::from_slice(combined.expose_secret()).map_err(|_| wrong())?);

@@ -31,10 +31,11 @@ pub enum CoreError {
     Forbidden(String),
     /// A login that failed, for whatever reason (one message for all).
     #[error("{0}")]
-    LoginFailed(String),
-    /// Too many attempts (failed logins for one account); try again later.
+    LoginFailed(LoginRefused),
+    /// Too many attempts (failed logins for one account), or the unseal
+    /// lock is busy; try again later.
     #[error("{0}")]
-    RateLimited(String),
+    RateLimited(Busy),
     /// Nothing at that path or version, or the version was deleted or destroyed.
     #[error("{0}")]
     NotFound(NotFound),
@@ -61,7 +62,7 @@ pub enum CoreError {
     Conflict(Conflict),
     /// An unseal key that is malformed or does not open the root key.
     #[error("{0}")]
-    InvalidUnsealKey(String),
+    InvalidUnsealKey(UnsealRefusal),
     /// Stored data failed an integrity check (tampering or corruption).
     #[error("integrity check failed: {0}")]
     Corrupt(String),
@@ -172,6 +173,62 @@ pub enum InvalidInput {
     /// Any other refusal, said in words.
     #[error("{0}")]
     Other(String),
+}
+
+/// A failed login: one message whatever failed (the name, the password or
+/// the one-time code), so that the answer tells nothing about accounts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("login failed: wrong user name, password or one-time code")]
+pub struct LoginRefused;
+
+/// Why an attempt must wait.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Busy {
+    /// Failed logins for the account are paced: one attempt per
+    /// `pace_seconds`.
+    #[error(
+        "too many failed logins for this account: one attempt every {pace_seconds} seconds; try \
+         again shortly"
+    )]
+    LoginPaced { pace_seconds: i64 },
+    /// Another unseal attempt holds the unseal lock.
+    #[error(
+        "another unseal attempt is in progress; try again shortly, or unseal from the server \
+         machine"
+    )]
+    Unsealing,
+}
+
+/// Why an unseal key was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UnsealRefusal {
+    /// Not an encoded share.
+    #[error("that is not a well-formed unseal key")]
+    Malformed,
+    /// The same share came twice from one source.
+    #[error("this unseal key was already provided")]
+    AlreadyProvided,
+    /// One source may have at most `threshold` shares pending.
+    #[error(
+        "this address already has {threshold} unseal key(s) pending; reset them (unseal \
+         --reset) to start again"
+    )]
+    SourceFull { threshold: usize },
+    /// So many shares are pending that another machine's is refused.
+    #[error(
+        "too many unseal keys are pending; their senders must reset them (unseal --reset), or \
+         unseal from this machine"
+    )]
+    TooManyPending,
+    /// No combination of the pending shares opens the root key.
+    #[error(
+        "the unseal keys provided so far do not unseal this coffer; they are kept, so the right \
+         further key can still complete it (reset withdraws this address's keys)"
+    )]
+    WrongKeys,
+    /// The shares do not open a backup.
+    #[error("the unseal keys provided do not open this backup")]
+    WrongForBackup,
 }
 
 /// What was not there. Paths, names and versions only.
@@ -495,6 +552,42 @@ mod tests {
             }),
             "more than 100000 secrets under \"app/\"; name a narrower prefix".into(),
         ));
+        cases.extend([
+            (
+                CoreError::LoginFailed(LoginRefused),
+                "login failed: wrong user name, password or one-time code".to_string(),
+            ),
+            (
+                CoreError::RateLimited(Busy::LoginPaced { pace_seconds: 5 }),
+                "too many failed logins for this account: one attempt every 5 seconds; try again \
+                 shortly"
+                    .into(),
+            ),
+            (
+                CoreError::RateLimited(Busy::Unsealing),
+                "another unseal attempt is in progress; try again shortly, or unseal from the \
+                 server machine"
+                    .into(),
+            ),
+            (
+                CoreError::InvalidUnsealKey(UnsealRefusal::SourceFull { threshold: 3 }),
+                "this address already has 3 unseal key(s) pending; reset them (unseal --reset) to \
+                 start again"
+                    .into(),
+            ),
+            (
+                CoreError::InvalidUnsealKey(UnsealRefusal::TooManyPending),
+                "too many unseal keys are pending; their senders must reset them (unseal \
+                 --reset), or unseal from this machine"
+                    .into(),
+            ),
+            (
+                CoreError::InvalidUnsealKey(UnsealRefusal::WrongKeys),
+                "the unseal keys provided so far do not unseal this coffer; they are kept, so the \
+                 right further key can still complete it (reset withdraws this address's keys)"
+                    .into(),
+            ),
+        ]);
         for (error, expected) in cases {
             assert_eq!(error.to_string(), expected);
         }

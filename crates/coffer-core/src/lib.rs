@@ -69,7 +69,9 @@ pub use auth::{
     AccessModel, Authorized, BreakglassGrant, Identity, Listing, Operation, ROOT_POLICY, Reveals,
 };
 use cache::SecretCache;
-pub use error::{Conflict, CoreError, Expired, InvalidInput, NotFound, Result};
+pub use error::{
+    Busy, Conflict, CoreError, Expired, InvalidInput, LoginRefused, NotFound, Result, UnsealRefusal,
+};
 pub use lifecycle::{At, Label, Labels, RuleInfo, RuleSpec, SecretState};
 pub use path::{ListPrefix, PathError, SecretPath};
 pub use read::{

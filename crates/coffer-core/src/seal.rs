@@ -13,7 +13,7 @@ use coffer_store::{Mutation, TokenRecord};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{AccessModel, Identity, Operation, ROOT_POLICY};
-use crate::error::{CoreError, Result};
+use crate::error::{Busy, CoreError, Result, UnsealRefusal};
 use crate::{Coffer, now_ms};
 
 pub(crate) const SEAL_CONFIG: &str = "seal-config";
@@ -277,9 +277,8 @@ impl Coffer {
         encoded_share: &str,
         source: Option<IpAddr>,
     ) -> Result<SealStatus> {
-        let share = Share::decode(encoded_share).map_err(|_| {
-            CoreError::InvalidUnsealKey("that is not a well-formed unseal key".into())
-        })?;
+        let share = Share::decode(encoded_share)
+            .map_err(|_| CoreError::InvalidUnsealKey(UnsealRefusal::Malformed))?;
         let _admin = self.unseal_lock(source).await?;
         // Another node sharing the store may have initialised it.
         self.refresh_seal_config().await?;
@@ -292,14 +291,12 @@ impl Coffer {
                     let t = usize::from(config.threshold.max(1));
                     let mine = progress.iter().filter(|p| p.source == source);
                     if mine.clone().any(|p| p.share.x() == share.x()) {
-                        return Err(CoreError::InvalidUnsealKey(
-                            "this unseal key was already provided".into(),
-                        ));
+                        return Err(CoreError::InvalidUnsealKey(UnsealRefusal::AlreadyProvided));
                     }
                     if mine.count() >= t {
-                        return Err(CoreError::InvalidUnsealKey(format!(
-                            "this address already has {t} unseal key(s) pending; reset them (unseal --reset) to start again"
-                        )));
+                        return Err(CoreError::InvalidUnsealKey(UnsealRefusal::SourceFull {
+                            threshold: t,
+                        }));
                     }
                     // Past the cap, a share from this machine is still
                     // taken, and tried only with this machine's: others
@@ -310,9 +307,7 @@ impl Coffer {
                     let combinations = binomial(progress.len(), t - 1);
                     let over = combinations > MAX_UNSEAL_COMBINATIONS;
                     if !local(source) && combinations > MAX_REMOTE_UNSEAL_COMBINATIONS {
-                        return Err(CoreError::InvalidUnsealKey(
-                            "too many unseal keys are pending; their senders must reset them (unseal --reset), or unseal from this machine".into(),
-                        ));
+                        return Err(CoreError::InvalidUnsealKey(UnsealRefusal::TooManyPending));
                     }
                     progress.push(Pending { share, source });
                     let shares: Vec<Share> = progress
@@ -366,13 +361,7 @@ impl Coffer {
     /// x coordinates; the keys of the first that opens the root key.
     async fn open_with_any(&self, shares: &[Share], threshold: u8) -> Result<Keys> {
         let t = usize::from(threshold.max(1));
-        let wrong = || {
-            CoreError::InvalidUnsealKey(
-                "the unseal keys provided so far do not unseal this coffer; they are kept, so \
-                 the right further key can still complete it (reset withdraws this address's keys)"
-                    .into(),
-            )
-        };
+        let wrong = || CoreError::InvalidUnsealKey(UnsealRefusal::WrongKeys);
         let Some((last, earlier)) = shares.split_last() else {
             return Err(wrong());
         };
@@ -469,11 +458,7 @@ impl Coffer {
         };
         tokio::time::timeout(REMOTE_UNSEAL_WAIT, take)
             .await
-            .map_err(|_| {
-                CoreError::RateLimited(
-                    "another unseal attempt is in progress; try again shortly, or unseal from the server machine".into(),
-                )
-            })
+            .map_err(|_| CoreError::RateLimited(Busy::Unsealing))
     }
 
     /// Test hook: makes every unseal combination search take `delay` longer

@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 use crate::access::TokenView;
 use crate::auth::{Identity, Operation};
 use crate::duration::{format_duration_ms, parse_duration_ms};
-use crate::error::{Conflict, NotFound};
+use crate::error::{Busy, Conflict, LoginRefused, NotFound};
 use crate::username::canonical_user_name;
 use crate::{Coffer, CoreError, Result, now_ms};
 
@@ -62,8 +62,6 @@ pub const LOGIN_TOKEN_TTL_MS: i64 = 8 * 3600 * 1000;
 /// Longest a login token can be renewed to.
 pub const LOGIN_TOKEN_MAX_TTL_MS: i64 = 24 * 3600 * 1000;
 const TOTP_DOMAIN: &str = "coffer.totp.v1";
-
-const LOGIN_FAILED: &str = "login failed: wrong user name, password or one-time code";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct StoredInvite {
@@ -270,7 +268,7 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
 }
 
 fn login_failed() -> CoreError {
-    CoreError::LoginFailed(LOGIN_FAILED.into())
+    CoreError::LoginFailed(LoginRefused)
 }
 
 impl Coffer {
@@ -495,10 +493,9 @@ impl Coffer {
                 user = if known { name.as_str() } else { "(unknown name)" },
                 "login refused: too many failures; attempts for this account are paced"
             );
-            return Err(CoreError::RateLimited(format!(
-                "too many failed logins for this account: one attempt every {} seconds; try again shortly",
-                LOGIN_PACE_MS / 1000
-            )));
+            return Err(CoreError::RateLimited(Busy::LoginPaced {
+                pace_seconds: LOGIN_PACE_MS / 1000,
+            }));
         }
         let hash = user.as_ref().map(|u| u.password_hash.clone());
         let matched = self
