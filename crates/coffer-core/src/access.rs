@@ -685,9 +685,7 @@ impl Coffer {
 
     /// Marks a pattern protected: people cannot read values under it.
     pub async fn protect(&self, identity: &Identity, pattern: &str) -> Result<ProtectedInfo> {
-        let pattern = Pattern::parse(pattern).map_err(|e| CoreError::invalid(e.0))?;
-        self.require_unsealed()?;
-        self.authorize(identity, Operation::Admin, "sys/protected")?;
+        let pattern = self.admit_pattern(identity, pattern, "sys/protected")?;
         let stored = StoredProtected {
             created_by: crate::actor::Actor::stored_for(identity),
             created_at: now_ms(),
@@ -713,9 +711,7 @@ impl Coffer {
 
     /// Removes a protection.
     pub async fn unprotect(&self, identity: &Identity, pattern: &str) -> Result<()> {
-        let pattern = Pattern::parse(pattern).map_err(|e| CoreError::invalid(e.0))?;
-        self.require_unsealed()?;
-        self.authorize(identity, Operation::Admin, "sys/protected")?;
+        let pattern = self.admit_pattern(identity, pattern, "sys/protected")?;
         self.delete_access_object(KIND_PROTECTED, pattern.as_str(), || {
             CoreError::NotFound(NotFound::Protected {
                 pattern: pattern.as_str().to_string(),

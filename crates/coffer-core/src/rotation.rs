@@ -170,9 +170,7 @@ impl Coffer {
         pattern: &str,
         spec: RuleSpec,
     ) -> Result<RuleInfo> {
-        let pattern = Pattern::parse(pattern).map_err(|e| CoreError::invalid(e.0))?;
-        self.require_unsealed()?;
-        self.authorize(identity, Operation::Admin, "sys/lifecycle")?;
+        let pattern = self.admit_pattern(identity, pattern, "sys/lifecycle")?;
         spec.validate()?;
         let stored = StoredRule {
             spec,
@@ -201,9 +199,7 @@ impl Coffer {
 
     /// Removes the lifecycle rule of a pattern.
     pub async fn delete_rule(&self, identity: &Identity, pattern: &str) -> Result<()> {
-        let pattern = Pattern::parse(pattern).map_err(|e| CoreError::invalid(e.0))?;
-        self.require_unsealed()?;
-        self.authorize(identity, Operation::Admin, "sys/lifecycle")?;
+        let pattern = self.admit_pattern(identity, pattern, "sys/lifecycle")?;
         self.delete_access_object(KIND_RULE, pattern.as_str(), || {
             CoreError::NotFound(NotFound::Rule {
                 pattern: pattern.as_str().to_string(),

@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use coffer_crypto::token;
+use coffer_policy::Pattern;
 use coffer_store::{Mutation, TokenRecord};
 
 use crate::auth::{self, AccessModel, Authorized, Identity, Operation};
@@ -191,6 +192,21 @@ impl Coffer {
         self.require_unsealed()?;
         self.authorize(identity, operation, path.as_str())?;
         Ok(path)
+    }
+
+    /// The boundary of an administrator's change to the settings kept per
+    /// pattern (protected prefixes, lifecycle rules): parses `pattern`,
+    /// refuses while sealed, then authorizes `admin` on `area`.
+    pub(crate) fn admit_pattern(
+        &self,
+        identity: &Identity,
+        pattern: &str,
+        area: &str,
+    ) -> Result<Pattern> {
+        let pattern = Pattern::parse(pattern).map_err(|e| CoreError::invalid(e.0))?;
+        self.require_unsealed()?;
+        self.authorize(identity, Operation::Admin, area)?;
+        Ok(pattern)
     }
 
     /// Whether `identity`'s policies explicitly deny `name` (a `deny` rule
