@@ -25,8 +25,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::{AccessModel, BreakglassGrant, Identity, Operation, Protected, ROOT_POLICY};
 use crate::duration::{format_duration_ms, parse_duration_ms};
-use crate::error::InvalidInput;
 use crate::error::NotFound;
+use crate::error::{InvalidInput, Refusal};
 use crate::text::printable;
 use crate::{Coffer, CoreError, ListPrefix, Result, SecretPath, now_ms};
 
@@ -405,9 +405,7 @@ impl Coffer {
                 } else {
                     printable(p)
                 };
-                return Err(CoreError::Forbidden(format!(
-                    "this token does not hold policy {shown}, so it cannot give it away"
-                )));
+                return Err(CoreError::Forbidden(Refusal::PolicyNotHeld { shown }));
             }
             if p != ROOT_POLICY && model.policy(p).is_none() {
                 return Err(CoreError::invalid(format!(
@@ -489,9 +487,9 @@ impl Coffer {
                 .iter()
                 .find(|c| !parent_nets.iter().any(|p| p.contains(*c)))
             {
-                return Err(CoreError::Forbidden(format!(
-                    "network {out} is outside the networks of the creating token"
-                )));
+                return Err(CoreError::Forbidden(Refusal::NetworkOutside {
+                    network: out.to_string(),
+                }));
             }
         }
         let display_name = match &request.display_name {
@@ -839,7 +837,7 @@ impl Coffer {
 }
 
 fn denied_token(accessor: &str) -> CoreError {
-    CoreError::Forbidden(format!(
-        "token {accessor} is not this token's own, a descendant, or one this token may administer"
-    ))
+    CoreError::Forbidden(Refusal::Token {
+        accessor: accessor.to_string(),
+    })
 }

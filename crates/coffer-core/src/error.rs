@@ -28,7 +28,7 @@ pub enum CoreError {
     /// not allow the operation. The message says which capability was missing
     /// on which target, never anything about stored data.
     #[error("permission denied: {0}")]
-    Forbidden(String),
+    Forbidden(Refusal),
     /// A login that failed, for whatever reason (one message for all).
     #[error("{0}")]
     LoginFailed(LoginRefused),
@@ -173,6 +173,68 @@ pub enum InvalidInput {
     /// Any other refusal, said in words.
     #[error("{0}")]
     Other(String),
+}
+
+/// Why a request was refused: which capability was missing on which
+/// target, or which rule refused it. Never anything about stored data.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// No policy of the token grants `capability` on `target`.
+    #[error("no policy of this token grants {capability} on {}", if .target.is_empty() { "/" } else { .target.as_str() })]
+    NotGranted {
+        /// The capability's name (`read`, `create`, ...).
+        capability: &'static str,
+        /// The path or prefix (empty: the root).
+        target: String,
+    },
+    /// A person reading a value in a protected environment without a grant.
+    #[error(
+        "{target} is in a protected environment: people cannot read its value (a service token \
+         can; for an emergency, `coffer breakglass`)"
+    )]
+    Protected { target: String },
+    /// A break-glass grant does not let a person copy values out.
+    #[error(
+        "{path} is in a protected environment: a person may read it only through a break-glass \
+         grant, which does not allow copying, moving or promoting it (a service token can)"
+    )]
+    BreakglassNoCopy { path: String },
+    /// A break-glass grant does not let a person set up roles.
+    #[error(
+        "{admin} is in a protected environment: a break-glass grant lets a person read it, not \
+         set up roles with it (a service token can)"
+    )]
+    BreakglassNoSetup { admin: String },
+    /// A write of many refused on these paths.
+    #[error("write refused on {}", .paths.join(", "))]
+    Writes { paths: Vec<String> },
+    /// A read of many refused on these paths.
+    #[error("read refused on {}", .paths.join(", "))]
+    Reads { paths: Vec<String> },
+    /// A token cannot give away a policy it does not hold (`shown` is the
+    /// name, or a description when it cannot be quoted).
+    #[error("this token does not hold policy {shown}, so it cannot give it away")]
+    PolicyNotHeld { shown: String },
+    /// A child token's network outside its parent's.
+    #[error("network {network} is outside the networks of the creating token")]
+    NetworkOutside { network: String },
+    /// A token this token may not see or manage.
+    #[error(
+        "token {accessor} is not this token's own, a descendant, or one this token may administer"
+    )]
+    Token { accessor: String },
+    /// A value opened with the witness of another operation or path.
+    #[error("internal check failed: the authorization was for another operation")]
+    WrongWitness,
+    /// A refusal said in words (by a transport's own check).
+    #[error("{0}")]
+    Other(String),
+}
+
+impl From<String> for Refusal {
+    fn from(message: String) -> Refusal {
+        Refusal::Other(message)
+    }
 }
 
 /// A failed login: one message whatever failed (the name, the password or
@@ -586,6 +648,44 @@ mod tests {
                 "the unseal keys provided so far do not unseal this coffer; they are kept, so the \
                  right further key can still complete it (reset withdraws this address's keys)"
                     .into(),
+            ),
+        ]);
+        cases.extend([
+            (
+                CoreError::Forbidden(Refusal::NotGranted {
+                    capability: "list",
+                    target: String::new(),
+                }),
+                "permission denied: no policy of this token grants list on /".to_string(),
+            ),
+            (
+                CoreError::Forbidden(Refusal::NotGranted {
+                    capability: "read",
+                    target: p(),
+                }),
+                "permission denied: no policy of this token grants read on app/dev/db".into(),
+            ),
+            (
+                CoreError::Forbidden(Refusal::Protected { target: p() }),
+                "permission denied: app/dev/db is in a protected environment: people cannot read \
+                 its value (a service token can; for an emergency, `coffer breakglass`)"
+                    .into(),
+            ),
+            (
+                CoreError::Forbidden(Refusal::Writes {
+                    paths: vec!["a/b".into(), "a/c".into()],
+                }),
+                "permission denied: write refused on a/b, a/c".into(),
+            ),
+            (
+                CoreError::Forbidden(Refusal::Reads {
+                    paths: vec!["a/b".into(), "a/c".into()],
+                }),
+                "permission denied: read refused on a/b, a/c".into(),
+            ),
+            (
+                CoreError::Forbidden("your policies deny a/b".to_string().into()),
+                "permission denied: your policies deny a/b".into(),
             ),
         ]);
         for (error, expected) in cases {

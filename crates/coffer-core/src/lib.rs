@@ -70,7 +70,8 @@ pub use auth::{
 };
 use cache::SecretCache;
 pub use error::{
-    Busy, Conflict, CoreError, Expired, InvalidInput, LoginRefused, NotFound, Result, UnsealRefusal,
+    Busy, Conflict, CoreError, Expired, InvalidInput, LoginRefused, NotFound, Refusal, Result,
+    UnsealRefusal,
 };
 pub use lifecycle::{At, Label, Labels, RuleInfo, RuleSpec, SecretState};
 pub use path::{ListPrefix, PathError, SecretPath};

@@ -38,7 +38,7 @@ use coffer_pgroles::{Change, RoleAdmin};
 use zeroize::Zeroizing;
 
 use crate::auth::{Authorized, Identity, Operation};
-use crate::error::{Conflict, CoreError, Expired, InvalidInput, NotFound, Result};
+use crate::error::{Conflict, CoreError, Expired, InvalidInput, NotFound, Refusal, Result};
 pub use crate::lifecycle::PgRoles;
 use crate::lifecycle::{KIND_STATE, Labels, RotateReceipt, SecretState};
 use crate::path::SecretPath;
@@ -229,10 +229,9 @@ impl Coffer {
             // The roles' credentials would outlive the grant, wherever
             // `path` is.
             audit::refuse(Operation::ReadValue, admin_path.as_str());
-            return Err(CoreError::Forbidden(format!(
-                "{admin_path} is in a protected environment: a break-glass grant lets a person \
-                 read it, not set up roles with it (a service token can)"
-            )));
+            return Err(CoreError::Forbidden(Refusal::BreakglassNoSetup {
+                admin: admin_path.to_string(),
+            }));
         }
         if self.cached(&path).await?.is_some() {
             return Err(CoreError::Conflict(Conflict::ManagedExists {

@@ -9,7 +9,7 @@ use coffer_store::{ListPage, ListQuery, SecretMeta, VersionRecord, VersionState}
 use crate::actor::Actor;
 use crate::auth::{Authorized, Identity, Listing, Operation, Reveals};
 use crate::cache::Cached;
-use crate::error::{CoreError, Expired, InvalidInput, NotFound, Result};
+use crate::error::{CoreError, Expired, InvalidInput, NotFound, Refusal, Result};
 use crate::lifecycle::{At, Label, Labels, SecretState};
 use crate::path::{self, ListPrefix, SecretPath};
 use crate::seal::Keys;
@@ -247,7 +247,7 @@ impl Coffer {
             return Err(CoreError::Forbidden(if refused.len() == 1 {
                 m
             } else {
-                format!("read refused on {}", refused.join(", "))
+                Refusal::Reads { paths: refused }
             }));
         }
         Ok(out)
@@ -510,9 +510,7 @@ pub(crate) fn open_value(
     record: &VersionRecord,
 ) -> Result<SecretValue> {
     if auth.operation() != Operation::ReadValue || auth.target() != record.path {
-        return Err(CoreError::Forbidden(
-            "internal check failed: the authorization was for another operation".into(),
-        ));
+        return Err(CoreError::Forbidden(Refusal::WrongWitness));
     }
     let plain = keys
         .keyring

@@ -12,7 +12,7 @@ use subtle::ConstantTimeEq;
 
 use crate::actor::Actor;
 use crate::auth::{Identity, Operation, Reveals};
-use crate::error::{Conflict, CoreError, InvalidInput, NotFound, Result};
+use crate::error::{Conflict, CoreError, InvalidInput, NotFound, Refusal, Result};
 use crate::lifecycle::{KIND_STATE, Label};
 use crate::path::{ListPrefix, SecretPath};
 use crate::read::open_value;
@@ -337,11 +337,9 @@ impl Coffer {
 }
 
 fn breakglass_no_copy(path: &str) -> CoreError {
-    CoreError::Forbidden(format!(
-        "{path} is in a protected environment: a person may read it only through a \
-         break-glass grant, which does not allow copying, moving or promoting it \
-         (a service token can)"
-    ))
+    CoreError::Forbidden(Refusal::BreakglassNoCopy {
+        path: path.to_string(),
+    })
 }
 
 impl Coffer {

@@ -9,7 +9,7 @@ use coffer_store::{Mutation, SecretMeta, StoreError, VersionRecord, VersionState
 use crate::actor::Actor;
 use crate::auth::{Identity, Operation};
 use crate::cache::Cached;
-use crate::error::{Conflict, CoreError, InvalidInput, Result};
+use crate::error::{Conflict, CoreError, InvalidInput, Refusal, Result};
 use crate::lifecycle::{self, SecretState};
 use crate::path::SecretPath;
 use crate::seal::Keys;
@@ -615,10 +615,7 @@ impl Coffer {
         }
         if !refused.is_empty() {
             audit::refuse(Operation::Update, &refused[0]);
-            return Err(CoreError::Forbidden(format!(
-                "write refused on {}",
-                refused.join(", ")
-            )));
+            return Err(CoreError::Forbidden(Refusal::Writes { paths: refused }));
         }
         let mut warnings = Vec::with_capacity(planned.len());
         let mut weak = Vec::new();
@@ -684,10 +681,7 @@ impl Coffer {
         }
         if !refused.is_empty() {
             audit::refuse(Operation::Update, &refused[0]);
-            return Err(CoreError::Forbidden(format!(
-                "write refused on {}",
-                refused.join(", ")
-            )));
+            return Err(CoreError::Forbidden(Refusal::Writes { paths: refused }));
         }
         if !changed.is_empty() {
             return Err(CoreError::Conflict(Conflict::CheckAndSetMany { changed }));
