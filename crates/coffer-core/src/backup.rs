@@ -42,7 +42,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
 
-use crate::error::{Conflict, CoreError, Result, UnsealRefusal};
+use crate::error::{Conflict, CoreError, InvalidInput, Result, UnsealRefusal};
 use crate::seal::{SEAL_CONFIG, SealConfig, WRAPPED_ROOT_KEY};
 use crate::{Coffer, Identity, Operation, now_ms};
 
@@ -176,8 +176,16 @@ impl From<Exported> for Line {
     }
 }
 
+fn truncated(what: &str) -> CoreError {
+    CoreError::Invalid(InvalidInput::BackupTruncated {
+        what: what.to_string(),
+    })
+}
+
 fn corrupt(what: &str) -> CoreError {
-    CoreError::invalid(format!("the backup is damaged: {what}"))
+    CoreError::Invalid(InvalidInput::BackupDamaged {
+        what: what.to_string(),
+    })
 }
 
 fn b64(s: &str) -> Result<Vec<u8>> {
@@ -404,11 +412,7 @@ async fn write_backup(
 }
 
 async fn read_u32<R: AsyncRead + Unpin>(r: &mut R, what: &str) -> Result<usize> {
-    let n = r
-        .read_u32()
-        .await
-        .map_err(|_| CoreError::invalid(format!("the backup is truncated ({what})")))?
-        as usize;
+    let n = r.read_u32().await.map_err(|_| truncated(what))? as usize;
     if n > MAX_FRAME {
         return Err(corrupt("a frame is too large"));
     }
@@ -417,9 +421,7 @@ async fn read_u32<R: AsyncRead + Unpin>(r: &mut R, what: &str) -> Result<usize> 
 
 async fn read_exact<R: AsyncRead + Unpin>(r: &mut R, n: usize, what: &str) -> Result<Vec<u8>> {
     let mut buf = vec![0; n];
-    r.read_exact(&mut buf)
-        .await
-        .map_err(|_| CoreError::invalid(format!("the backup is truncated ({what})")))?;
+    r.read_exact(&mut buf).await.map_err(|_| truncated(what))?;
     Ok(buf)
 }
 
@@ -427,17 +429,17 @@ async fn read_exact<R: AsyncRead + Unpin>(r: &mut R, n: usize, what: &str) -> Re
 pub async fn read_header<R: AsyncRead + Unpin>(input: &mut R) -> Result<(BackupHeader, [u8; 32])> {
     let magic = read_exact(input, MAGIC.len(), "magic").await?;
     if magic != MAGIC {
-        return Err(CoreError::invalid("this is not a coffer backup".into()));
+        return Err(CoreError::Invalid(InvalidInput::NotABackup));
     }
     let n = read_u32(input, "header").await?;
     let bytes = read_exact(input, n, "header").await?;
     let header: BackupHeader =
         serde_json::from_slice(&bytes).map_err(|_| corrupt("the header is unreadable"))?;
     if header.format != FORMAT {
-        return Err(CoreError::invalid(format!(
-            "backup format {} is not supported by this coffer (it reads format {FORMAT})",
-            header.format
-        )));
+        return Err(CoreError::Invalid(InvalidInput::BackupFormat {
+            format: header.format,
+            reads: FORMAT,
+        }));
     }
     Ok((header, Sha256::digest(&bytes).into()))
 }
@@ -451,7 +453,7 @@ pub async fn read_summary<R: AsyncRead + Unpin>(input: &mut R) -> Result<BackupS
         input
             .read_exact(&mut kind)
             .await
-            .map_err(|_| CoreError::invalid("the backup is truncated (no end)".into()))?;
+            .map_err(|_| truncated("no end"))?;
         match kind[0] {
             FRAME_DATA => {
                 let n = read_u32(input, "frame").await?;
@@ -507,7 +509,7 @@ where
         input
             .read_exact(&mut kind)
             .await
-            .map_err(|_| CoreError::invalid("the backup is truncated (no end)".into()))?;
+            .map_err(|_| truncated("no end"))?;
         match kind[0] {
             FRAME_DATA => {
                 let n = read_u32(input, "frame").await?;

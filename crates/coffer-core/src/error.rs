@@ -170,6 +170,63 @@ pub enum InvalidInput {
     /// A lifecycle rule's `min_bits` out of range.
     #[error("min_bits must be 1 to {max}, not {given}")]
     MinBits { given: u32, max: u32 },
+    /// Free text left empty (`what` names the field).
+    #[error("{what} cannot be empty")]
+    Empty { what: String },
+    /// Free text over its length limit, in characters.
+    #[error("{what} is limited to {max} characters")]
+    TooLong { what: String, max: usize },
+    /// Free text holding a character it may not (a line break, a direction
+    /// control, an invisible character), described, never quoted.
+    #[error("{what} cannot contain {described}")]
+    Character { what: String, described: String },
+    /// Text shaped like a coffer token or invitation code; never quoted.
+    #[error(
+        "{what} contains what looks like a coffer token or invitation code (cft_... or cfi_...); \
+         credentials never belong there (it is not shown)"
+    )]
+    CredentialShaped { what: String },
+    /// A name carrying what coffer appends to names when it shows who acted.
+    #[error(
+        "{what} cannot contain a kind in parentheses or a token accessor: coffer shows those \
+         beside the name itself"
+    )]
+    ActorSuffix { what: String },
+    /// A name that looks like one coffer writes for its own actions.
+    #[error(
+        "{what} cannot be {reserved:?} or look like it: coffer writes that name for its own actions"
+    )]
+    Reserved {
+        what: String,
+        reserved: &'static str,
+    },
+    /// A lifecycle rule that sets nothing.
+    #[error("a lifecycle rule must set at least one of min_bits, rotate_every, generator, grace")]
+    EmptyRule,
+    /// A rotation interval out of range.
+    #[error("the rotation interval must be between 1s and 10 years")]
+    Interval,
+    /// A grace period out of range.
+    #[error("the grace period must be between 0s and 10 years")]
+    Grace,
+    /// A grace period longer than the rotation interval.
+    #[error(
+        "the grace period cannot be longer than the rotation interval: two rotations would \
+         retire a version still in its grace period"
+    )]
+    GraceOverInterval,
+    /// A backup whose contents fail their checks.
+    #[error("the backup is damaged: {what}")]
+    BackupDamaged { what: String },
+    /// A backup that ends early (`what`: the part that is missing).
+    #[error("the backup is truncated ({what})")]
+    BackupTruncated { what: String },
+    /// A file that is not a coffer backup.
+    #[error("this is not a coffer backup")]
+    NotABackup,
+    /// A backup format this coffer does not read.
+    #[error("backup format {format} is not supported by this coffer (it reads format {reads})")]
+    BackupFormat { format: u32, reads: u32 },
     /// Any other refusal, said in words.
     #[error("{0}")]
     Other(String),
@@ -686,6 +743,38 @@ mod tests {
             (
                 CoreError::Forbidden("your policies deny a/b".to_string().into()),
                 "permission denied: your policies deny a/b".into(),
+            ),
+        ]);
+        cases.extend([
+            (
+                CoreError::Invalid(InvalidInput::Reserved {
+                    what: "a display name".into(),
+                    reserved: "root",
+                }),
+                "a display name cannot be \"root\" or look like it: coffer writes that name for \
+                 its own actions"
+                    .to_string(),
+            ),
+            (
+                CoreError::Invalid(InvalidInput::CredentialShaped {
+                    what: "a reason".into(),
+                }),
+                "a reason contains what looks like a coffer token or invitation code (cft_... or \
+                 cfi_...); credentials never belong there (it is not shown)"
+                    .into(),
+            ),
+            (
+                CoreError::Invalid(InvalidInput::BackupFormat {
+                    format: 2,
+                    reads: 1,
+                }),
+                "backup format 2 is not supported by this coffer (it reads format 1)".into(),
+            ),
+            (
+                CoreError::Invalid(InvalidInput::BackupTruncated {
+                    what: "no end".into(),
+                }),
+                "the backup is truncated (no end)".into(),
             ),
         ]);
         for (error, expected) in cases {

@@ -283,10 +283,7 @@ impl RuleSpec {
     /// Checks every setting; the message names the bad one.
     pub fn validate(&self) -> Result<Option<Spec>> {
         if self == &RuleSpec::default() {
-            return Err(CoreError::invalid(
-                "a lifecycle rule must set at least one of min_bits, rotate_every, generator, grace"
-                    .into(),
-            ));
+            return Err(CoreError::Invalid(InvalidInput::EmptyRule));
         }
         if let Some(b) = self.min_bits
             && !(1..=MAX_MIN_BITS).contains(&b)
@@ -299,25 +296,17 @@ impl RuleSpec {
         if let Some(ms) = self.rotate_every_ms
             && !(MIN_INTERVAL_MS..=MAX_PERIOD_MS).contains(&ms)
         {
-            return Err(CoreError::invalid(
-                "the rotation interval must be between 1s and 10 years".into(),
-            ));
+            return Err(CoreError::Invalid(InvalidInput::Interval));
         }
         if let Some(ms) = self.grace_ms
             && !(0..=MAX_PERIOD_MS).contains(&ms)
         {
-            return Err(CoreError::invalid(
-                "the grace period must be between 0s and 10 years".into(),
-            ));
+            return Err(CoreError::Invalid(InvalidInput::Grace));
         }
         if let (Some(every), Some(grace)) = (self.rotate_every_ms, self.grace_ms)
             && grace > every
         {
-            return Err(CoreError::invalid(
-                "the grace period cannot be longer than the rotation interval: two rotations \
-                 would retire a version still in its grace period"
-                    .into(),
-            ));
+            return Err(CoreError::Invalid(InvalidInput::GraceOverInterval));
         }
         self.generator.as_deref().map(parse_generator).transpose()
     }

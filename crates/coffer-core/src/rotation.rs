@@ -244,9 +244,7 @@ impl Coffer {
         if let Some(g) = request.grace_ms
             && !(0..=lifecycle::MAX_PERIOD_MS).contains(&g)
         {
-            return Err(CoreError::invalid(
-                "the grace period must be between 0s and 10 years".into(),
-            ));
+            return Err(CoreError::Invalid(InvalidInput::Grace));
         }
         self.require_unsealed()?;
         self.authorize(identity, Operation::Rotate, path.as_str())?;
