@@ -25,6 +25,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::{AccessModel, BreakglassGrant, Identity, Operation, Protected, ROOT_POLICY};
 use crate::duration::{format_duration_ms, parse_duration_ms};
+use crate::error::NotFound;
+use crate::error::{InvalidInput, Refusal};
+use crate::text::printable;
 use crate::{Coffer, CoreError, ListPrefix, Result, SecretPath, now_ms};
 
 pub(crate) const KIND_POLICY: &str = "policy";
@@ -114,31 +117,11 @@ pub struct BreakglassRequest {
     pub ttl: Option<String>,
 }
 
-/// Whether `source` lies in one of `cidrs`. An unknown source never does.
-pub(crate) fn source_allowed(cidrs: &[String], source: Option<IpAddr>) -> bool {
-    let Some(ip) = source else {
-        return false;
-    };
-    let ip = canonical_ip(ip);
-    cidrs
-        .iter()
-        .any(|c| c.parse::<ipnet::IpNet>().is_ok_and(|net| net.contains(&ip)))
-}
-
-/// IPv4-mapped IPv6 addresses (`::ffff:10.0.0.1`, what a dual-stack listener
-/// reports) are matched as the IPv4 address they are.
-fn canonical_ip(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    }
-}
-
 fn parse_cidrs(input: &[String]) -> Result<Vec<ipnet::IpNet>> {
     if input.len() > MAX_CIDRS {
-        return Err(CoreError::Invalid(format!(
-            "at most {MAX_CIDRS} networks per token"
-        )));
+        return Err(CoreError::Invalid(InvalidInput::TooManyNetworks {
+            limit: MAX_CIDRS,
+        }));
     }
     input
         .iter()
@@ -148,7 +131,7 @@ fn parse_cidrs(input: &[String]) -> Result<Vec<ipnet::IpNet>> {
                 .parse::<ipnet::IpNet>()
                 .or_else(|_| c.parse::<IpAddr>().map(ipnet::IpNet::from))
                 .map_err(|_| {
-                    CoreError::Invalid(format!(
+                    CoreError::invalid(format!(
                         "{} is not a network in CIDR notation (like 10.0.0.0/8 or 2001:db8::/32)",
                         printable(c)
                     ))
@@ -158,18 +141,6 @@ fn parse_cidrs(input: &[String]) -> Result<Vec<ipnet::IpNet>> {
         .collect()
 }
 
-/// Quotes user input in an error only when it is short and printable.
-pub(crate) fn printable(s: &str) -> String {
-    if s.len() <= 64
-        && s.chars().all(|c| c.is_ascii_graphic())
-        && !coffer_policy::contains_credential(s)
-    {
-        format!("{s:?}")
-    } else {
-        "the value given".into()
-    }
-}
-
 /// Checks free text that ends up in records and logs (reasons); see
 /// [`crate::text`].
 pub(crate) fn check_label(what: &str, s: &str, max: usize) -> Result<String> {
@@ -177,6 +148,52 @@ pub(crate) fn check_label(what: &str, s: &str, max: usize) -> Result<String> {
 }
 
 impl Coffer {
+    /// Stores one object of the access model (a policy, a protected prefix,
+    /// a break-glass grant, a lifecycle rule) and reloads the model: one
+    /// change at a time on this node.
+    pub(crate) async fn put_access_object(
+        &self,
+        kind: &str,
+        key: &str,
+        value: Vec<u8>,
+        expect: Expect,
+    ) -> Result<()> {
+        let _w = self.access_writes.lock().await;
+        self.store
+            .commit(vec![Mutation::PutObject {
+                kind: kind.into(),
+                key: key.into(),
+                value,
+                expect,
+            }])
+            .await?;
+        self.reload_access().await
+    }
+
+    /// Removes one object of the access model and reloads the model;
+    /// `missing` is the error when there is no such object.
+    pub(crate) async fn delete_access_object(
+        &self,
+        kind: &str,
+        key: &str,
+        missing: impl FnOnce() -> CoreError,
+    ) -> Result<()> {
+        let _w = self.access_writes.lock().await;
+        let o = self
+            .store
+            .get_object(kind, key)
+            .await?
+            .ok_or_else(missing)?;
+        self.store
+            .commit(vec![Mutation::DeleteObject {
+                kind: kind.into(),
+                key: key.into(),
+                expect: Expect::Revision(o.revision),
+            }])
+            .await?;
+        self.reload_access().await
+    }
+
     /// Loads policies, protected prefixes and live break-glass grants.
     pub(crate) async fn load_access_model(&self) -> Result<AccessModel> {
         let mut policies = HashMap::new();
@@ -229,7 +246,7 @@ impl Coffer {
     /// Reloads the access model after a change (this node's view; other nodes
     /// pick changes up when they reload).
     pub(crate) async fn reload_access(&self) -> Result<()> {
-        self.keys()?;
+        self.require_unsealed()?;
         let model = self.load_access_model().await?;
         *self.access.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(model);
         Ok(())
@@ -253,19 +270,19 @@ impl Coffer {
         name: &str,
         source: &str,
     ) -> Result<PolicyInfo> {
-        coffer_policy::validate_policy_name(name).map_err(CoreError::Invalid)?;
+        coffer_policy::validate_policy_name(name).map_err(CoreError::invalid)?;
         if crate::text::looks_like(name, ROOT_POLICY) {
             // Token and user listings show policy names; `r00t` there would
             // read as the policy that grants everything.
-            return Err(CoreError::Invalid(format!(
+            return Err(CoreError::invalid(format!(
                 "policy name {name:?} looks like {ROOT_POLICY:?}, the built-in policy that \
                  grants everything; choose another name"
             )));
         }
         let target = format!("sys/policies/{name}");
-        self.keys()?;
+        self.require_unsealed()?;
         self.authorize(identity, Operation::Admin, &target)?;
-        Policy::parse(source).map_err(|e| CoreError::Invalid(format!("policy {name}: {e}")))?;
+        Policy::parse(source).map_err(|e| CoreError::invalid(format!("policy {name}: {e}")))?;
         // Patterns refuse token shapes; a comment could still carry one
         // into storage and into every `coffer policy read`.
         crate::text::refuse_credential(&format!("policy {name}"), source)?;
@@ -274,16 +291,13 @@ impl Coffer {
             updated_by: crate::actor::Actor::stored_for(identity),
             updated_at: now_ms(),
         };
-        let _w = self.access_writes.lock().await;
-        self.store
-            .commit(vec![Mutation::PutObject {
-                kind: KIND_POLICY.into(),
-                key: name.into(),
-                value: serde_json::to_vec(&stored).expect("policy serialises"),
-                expect: Expect::Any,
-            }])
-            .await?;
-        self.reload_access().await?;
+        self.put_access_object(
+            KIND_POLICY,
+            name,
+            serde_json::to_vec(&stored).expect("policy serialises"),
+            Expect::Any,
+        )
+        .await?;
         tracing::info!(
             actor = identity.display_name(),
             policy = name,
@@ -301,19 +315,21 @@ impl Coffer {
     pub async fn read_policy(&self, identity: &Identity, name: &str) -> Result<PolicyInfo> {
         coffer_policy::validate_policy_name(name)
             .or_else(|e| if name == ROOT_POLICY { Ok(()) } else { Err(e) })
-            .map_err(CoreError::Invalid)?;
-        self.keys()?;
+            .map_err(CoreError::invalid)?;
+        self.require_unsealed()?;
         self.authorize(identity, Operation::Admin, &format!("sys/policies/{name}"))?;
         if name == ROOT_POLICY {
-            return Err(CoreError::NotFound(
-                "root is built in: it grants everything and has no source".into(),
-            ));
+            return Err(CoreError::NotFound(NotFound::BuiltInPolicy));
         }
         let o = self
             .store
             .get_object(KIND_POLICY, name)
             .await?
-            .ok_or_else(|| CoreError::NotFound(format!("no policy named {name}")))?;
+            .ok_or_else(|| {
+                CoreError::NotFound(NotFound::Policy {
+                    name: name.to_string(),
+                })
+            })?;
         let p: StoredPolicy = serde_json::from_slice(&o.value)
             .map_err(|_| CoreError::Corrupt(format!("policy {name} is unreadable")))?;
         Ok(PolicyInfo {
@@ -327,7 +343,7 @@ impl Coffer {
     /// Names of every policy, `root` first, except those whose
     /// `sys/policies/NAME` a `deny` of the caller's matches.
     pub async fn list_policies(&self, identity: &Identity) -> Result<Vec<String>> {
-        self.keys()?;
+        self.require_unsealed()?;
         self.authorize(identity, Operation::Admin, "sys/policies/")?;
         let model = self.access_model();
         let mut names = vec![ROOT_POLICY.to_string()];
@@ -345,27 +361,19 @@ impl Coffer {
     /// Deletes a policy. Tokens that carry it lose what it granted at once.
     pub async fn delete_policy(&self, identity: &Identity, name: &str) -> Result<()> {
         if name == ROOT_POLICY {
-            return Err(CoreError::Invalid(
+            return Err(CoreError::invalid(
                 "root is built in and cannot be deleted".into(),
             ));
         }
-        coffer_policy::validate_policy_name(name).map_err(CoreError::Invalid)?;
-        self.keys()?;
+        coffer_policy::validate_policy_name(name).map_err(CoreError::invalid)?;
+        self.require_unsealed()?;
         self.authorize(identity, Operation::Admin, &format!("sys/policies/{name}"))?;
-        let _w = self.access_writes.lock().await;
-        let o = self
-            .store
-            .get_object(KIND_POLICY, name)
-            .await?
-            .ok_or_else(|| CoreError::NotFound(format!("no policy named {name}")))?;
-        self.store
-            .commit(vec![Mutation::DeleteObject {
-                kind: KIND_POLICY.into(),
-                key: name.into(),
-                expect: Expect::Revision(o.revision),
-            }])
-            .await?;
-        self.reload_access().await?;
+        self.delete_access_object(KIND_POLICY, name, || {
+            CoreError::NotFound(NotFound::Policy {
+                name: name.to_string(),
+            })
+        })
+        .await?;
         tracing::info!(
             actor = identity.display_name(),
             policy = name,
@@ -378,12 +386,12 @@ impl Coffer {
     /// holds, so nothing it hands out exceeds what it has.
     pub(crate) fn check_grantable(&self, identity: &Identity, policies: &[String]) -> Result<()> {
         if policies.is_empty() {
-            return Err(CoreError::Invalid("give at least one policy".into()));
+            return Err(CoreError::invalid("give at least one policy".into()));
         }
         if policies.len() > MAX_POLICIES {
-            return Err(CoreError::Invalid(format!(
-                "at most {MAX_POLICIES} policies"
-            )));
+            return Err(CoreError::Invalid(InvalidInput::TooManyPolicies {
+                limit: MAX_POLICIES,
+            }));
         }
         let model = self.access_model();
         for p in policies {
@@ -397,12 +405,10 @@ impl Coffer {
                 } else {
                     printable(p)
                 };
-                return Err(CoreError::Forbidden(format!(
-                    "this token does not hold policy {shown}, so it cannot give it away"
-                )));
+                return Err(CoreError::Forbidden(Refusal::PolicyNotHeld { shown }));
             }
             if p != ROOT_POLICY && model.policy(p).is_none() {
-                return Err(CoreError::Invalid(format!(
+                return Err(CoreError::invalid(format!(
                     "no policy named {}",
                     printable(p)
                 )));
@@ -421,11 +427,11 @@ impl Coffer {
         identity: &Identity,
         request: &TokenRequest,
     ) -> Result<(SecretString, TokenView)> {
-        let keys = self.keys()?;
+        let keys = self.unsealed()?;
         self.authorize(identity, Operation::SelfService, "sys/tokens/create")?;
         let parent = identity.token();
         if parent.uses_limit.is_some() {
-            return Err(CoreError::Invalid(
+            return Err(CoreError::invalid(
                 "a use-limited token cannot create other tokens".into(),
             ));
         }
@@ -435,7 +441,7 @@ impl Coffer {
         self.check_grantable(identity, &policies)?;
         let now = now_ms();
         let ttl = match &request.ttl {
-            Some(t) => parse_duration_ms(t).map_err(CoreError::Invalid)?,
+            Some(t) => parse_duration_ms(t).map_err(CoreError::invalid)?,
             None => DEFAULT_TOKEN_TTL_MS,
         };
         let max_ttl = request
@@ -443,11 +449,11 @@ impl Coffer {
             .as_deref()
             .map(parse_duration_ms)
             .transpose()
-            .map_err(CoreError::Invalid)?;
+            .map_err(CoreError::invalid)?;
         if let Some(max) = max_ttl
             && max < ttl
         {
-            return Err(CoreError::Invalid(format!(
+            return Err(CoreError::invalid(format!(
                 "max ttl ({}) is shorter than ttl ({})",
                 format_duration_ms(max),
                 format_duration_ms(ttl)
@@ -465,10 +471,10 @@ impl Coffer {
             expires_at = expires_at.min(cap);
         }
         if expires_at <= now {
-            return Err(CoreError::Invalid("the parent token has expired".into()));
+            return Err(CoreError::invalid("the parent token has expired".into()));
         }
         if request.uses == Some(0) {
-            return Err(CoreError::Invalid(
+            return Err(CoreError::invalid(
                 "uses must be at least 1 (leave it out for unlimited)".into(),
             ));
         }
@@ -481,9 +487,9 @@ impl Coffer {
                 .iter()
                 .find(|c| !parent_nets.iter().any(|p| p.contains(*c)))
             {
-                return Err(CoreError::Forbidden(format!(
-                    "network {out} is outside the networks of the creating token"
-                )));
+                return Err(CoreError::Forbidden(Refusal::NetworkOutside {
+                    network: out.to_string(),
+                }));
             }
         }
         let display_name = match &request.display_name {
@@ -537,7 +543,7 @@ impl Coffer {
         identity: &Identity,
         accessor: Option<&str>,
     ) -> Result<TokenRecord> {
-        self.keys()?;
+        self.require_unsealed()?;
         let own = identity.accessor();
         let Some(accessor) = accessor.filter(|a| *a != own) else {
             self.authorize(identity, Operation::SelfService, "sys/tokens/self")?;
@@ -548,7 +554,7 @@ impl Coffer {
                 .ok_or(CoreError::Unauthenticated);
         };
         if !token::is_accessor_well_formed(accessor) {
-            return Err(CoreError::Invalid(format!(
+            return Err(CoreError::invalid(format!(
                 "{} is not a token accessor (they look like acc_...)",
                 printable(accessor)
             )));
@@ -558,7 +564,9 @@ impl Coffer {
         let record = self.store.get_token_by_accessor(accessor).await?;
         let Some(record) = record else {
             return Err(if admin {
-                CoreError::NotFound(format!("no token with accessor {accessor}"))
+                CoreError::NotFound(NotFound::Token {
+                    accessor: accessor.to_string(),
+                })
             } else {
                 denied_token(accessor)
             });
@@ -604,7 +612,7 @@ impl Coffer {
     ) -> Result<TokenView> {
         let mut record = self.managed_token(identity, accessor).await?;
         let Some(ttl) = record.ttl_ms else {
-            return Err(CoreError::Invalid(
+            return Err(CoreError::invalid(
                 "this token does not expire, so there is nothing to renew".into(),
             ));
         };
@@ -620,7 +628,7 @@ impl Coffer {
             expires_at = expires_at.min(pe);
         }
         if expires_at <= now {
-            return Err(CoreError::Invalid(
+            return Err(CoreError::invalid(
                 "this token has reached its max ttl and cannot be renewed".into(),
             ));
         }
@@ -661,7 +669,7 @@ impl Coffer {
     /// Every token (admin of `sys/tokens/`), except those whose
     /// `sys/tokens/ACCESSOR` a `deny` of the caller's matches.
     pub async fn list_tokens(&self, identity: &Identity) -> Result<Vec<TokenView>> {
-        self.keys()?;
+        self.require_unsealed()?;
         self.authorize(identity, Operation::Admin, "sys/tokens/")?;
         let model = self.access_model();
         let mut tokens = self.store.list_tokens().await?;
@@ -675,23 +683,18 @@ impl Coffer {
 
     /// Marks a pattern protected: people cannot read values under it.
     pub async fn protect(&self, identity: &Identity, pattern: &str) -> Result<ProtectedInfo> {
-        let pattern = Pattern::parse(pattern).map_err(|e| CoreError::Invalid(e.0))?;
-        self.keys()?;
-        self.authorize(identity, Operation::Admin, "sys/protected")?;
+        let pattern = self.admit_pattern(identity, pattern, "sys/protected")?;
         let stored = StoredProtected {
             created_by: crate::actor::Actor::stored_for(identity),
             created_at: now_ms(),
         };
-        let _w = self.access_writes.lock().await;
-        self.store
-            .commit(vec![Mutation::PutObject {
-                kind: KIND_PROTECTED.into(),
-                key: pattern.as_str().into(),
-                value: serde_json::to_vec(&stored).expect("serialises"),
-                expect: Expect::Any,
-            }])
-            .await?;
-        self.reload_access().await?;
+        self.put_access_object(
+            KIND_PROTECTED,
+            pattern.as_str(),
+            serde_json::to_vec(&stored).expect("serialises"),
+            Expect::Any,
+        )
+        .await?;
         tracing::info!(
             actor = identity.display_name(),
             pattern = pattern.as_str(),
@@ -706,23 +709,13 @@ impl Coffer {
 
     /// Removes a protection.
     pub async fn unprotect(&self, identity: &Identity, pattern: &str) -> Result<()> {
-        let pattern = Pattern::parse(pattern).map_err(|e| CoreError::Invalid(e.0))?;
-        self.keys()?;
-        self.authorize(identity, Operation::Admin, "sys/protected")?;
-        let _w = self.access_writes.lock().await;
-        let o = self
-            .store
-            .get_object(KIND_PROTECTED, pattern.as_str())
-            .await?
-            .ok_or_else(|| CoreError::NotFound(format!("{} is not protected", pattern.as_str())))?;
-        self.store
-            .commit(vec![Mutation::DeleteObject {
-                kind: KIND_PROTECTED.into(),
-                key: pattern.as_str().into(),
-                expect: Expect::Revision(o.revision),
-            }])
-            .await?;
-        self.reload_access().await?;
+        let pattern = self.admit_pattern(identity, pattern, "sys/protected")?;
+        self.delete_access_object(KIND_PROTECTED, pattern.as_str(), || {
+            CoreError::NotFound(NotFound::Protected {
+                pattern: pattern.as_str().to_string(),
+            })
+        })
+        .await?;
         tracing::warn!(
             actor = identity.display_name(),
             pattern = pattern.as_str(),
@@ -733,7 +726,7 @@ impl Coffer {
 
     /// Every protected pattern.
     pub async fn list_protected(&self, identity: &Identity) -> Result<Vec<ProtectedInfo>> {
-        self.keys()?;
+        self.require_unsealed()?;
         self.authorize(identity, Operation::Admin, "sys/protected")?;
         let model = self.access_model();
         Ok(model
@@ -764,29 +757,29 @@ impl Coffer {
             SecretPath::parse(&request.path)?.as_str().to_string()
         };
         if target.is_empty() {
-            return Err(CoreError::Invalid(
+            return Err(CoreError::invalid(
                 "break-glass covers one secret or one folder, not everything".into(),
             ));
         }
         let reason = check_label("a reason", &request.reason, 500)?;
         if reason.chars().count() < 4 {
-            return Err(CoreError::Invalid(
+            return Err(CoreError::invalid(
                 "say why (a reason of at least 4 characters)".into(),
             ));
         }
         let ttl = match &request.ttl {
-            Some(t) => parse_duration_ms(t).map_err(CoreError::Invalid)?,
+            Some(t) => parse_duration_ms(t).map_err(CoreError::invalid)?,
             None => DEFAULT_BREAKGLASS_TTL_MS,
         };
         if ttl > MAX_BREAKGLASS_TTL_MS {
-            return Err(CoreError::Invalid(format!(
+            return Err(CoreError::invalid(format!(
                 "break-glass lasts at most {}",
                 format_duration_ms(MAX_BREAKGLASS_TTL_MS)
             )));
         }
-        self.keys()?;
+        self.require_unsealed()?;
         let Some(user) = identity.user().filter(|_| identity.is_human()) else {
-            return Err(CoreError::Invalid(
+            return Err(CoreError::invalid(
                 "only people need break-glass: service tokens are not limited by protected \
                  environments"
                     .into(),
@@ -794,7 +787,7 @@ impl Coffer {
         };
         self.authorize(identity, Operation::Breakglass, &target)?;
         if !self.access_model().is_protected(&target) {
-            return Err(CoreError::Invalid(format!(
+            return Err(CoreError::invalid(format!(
                 "{target} is not in a protected environment; no break-glass is needed"
             )));
         }
@@ -808,16 +801,13 @@ impl Coffer {
             created_at: now,
             expires_at: now + ttl,
         };
-        let _w = self.access_writes.lock().await;
-        self.store
-            .commit(vec![Mutation::PutObject {
-                kind: KIND_BREAKGLASS.into(),
-                key: grant.id.clone(),
-                value: serde_json::to_vec(&grant).expect("serialises"),
-                expect: Expect::Absent,
-            }])
-            .await?;
-        self.reload_access().await?;
+        self.put_access_object(
+            KIND_BREAKGLASS,
+            &grant.id,
+            serde_json::to_vec(&grant).expect("serialises"),
+            Expect::Absent,
+        )
+        .await?;
         tracing::warn!(
             target: "coffer::alert",
             alert = "breakglass_granted",
@@ -833,7 +823,7 @@ impl Coffer {
 
     /// Live break-glass grants (admin of `sys/breakglass`).
     pub async fn list_breakglass(&self, identity: &Identity) -> Result<Vec<BreakglassGrant>> {
-        self.keys()?;
+        self.require_unsealed()?;
         self.authorize(identity, Operation::Admin, "sys/breakglass")?;
         let now = now_ms();
         let model = self.access_model();
@@ -847,7 +837,7 @@ impl Coffer {
 }
 
 fn denied_token(accessor: &str) -> CoreError {
-    CoreError::Forbidden(format!(
-        "token {accessor} is not this token's own, a descendant, or one this token may administer"
-    ))
+    CoreError::Forbidden(Refusal::Token {
+        accessor: accessor.to_string(),
+    })
 }

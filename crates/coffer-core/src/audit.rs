@@ -142,13 +142,3 @@ pub(crate) fn refuse(operation: Operation, path: &str) {
 pub(crate) fn refuse_reads(path: &str) {
     refuse(Operation::ReadValue, path);
 }
-
-impl crate::Coffer {
-    /// Whether `identity`'s policies explicitly deny `name` (a `deny` rule
-    /// matches it). The audit API shows no record that names it to that
-    /// caller: deny hides names, in the audit log as in listings. A root
-    /// token is denied nothing. Reading the model notes no decision.
-    pub fn audit_hides(&self, identity: &Identity, name: &str) -> bool {
-        crate::auth::denied_at(&self.access_model(), identity, name)
-    }
-}

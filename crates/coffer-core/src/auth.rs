@@ -24,7 +24,7 @@ use std::sync::Arc;
 use coffer_policy::{Capability, Pattern, Policy};
 use coffer_store::{TokenKind, TokenRecord};
 
-use crate::error::{CoreError, Result};
+use crate::error::{CoreError, Refusal, Result};
 
 pub use coffer_policy::ROOT_POLICY;
 
@@ -284,10 +284,9 @@ pub fn authorize<'a>(
                 .any(|g| g.user == user && g.covers(target, now))
         });
         if !granted {
-            return Err(CoreError::Forbidden(format!(
-                "{target} is in a protected environment: people cannot read its value \
-                 (a service token can; for an emergency, `coffer breakglass`)"
-            )));
+            return Err(CoreError::Forbidden(Refusal::Protected {
+                target: target.to_string(),
+            }));
         }
         if identity.is_root() {
             return allow(true);
@@ -495,11 +494,10 @@ fn capabilities(
 }
 
 fn denied(needed: Capability, target: &str) -> CoreError {
-    let shown = if target.is_empty() { "/" } else { target };
-    CoreError::Forbidden(format!(
-        "no policy of this token grants {} on {shown}",
-        needed.name()
-    ))
+    CoreError::Forbidden(Refusal::NotGranted {
+        capability: needed.name(),
+        target: target.to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -729,7 +727,7 @@ mod tests {
         for who in [&human, &human_root] {
             assert!(matches!(
                 authorize(&model, who, Operation::ReadValue, p, 0),
-                Err(CoreError::Forbidden(m)) if m.contains("protected")
+                Err(CoreError::Forbidden(Refusal::Protected { target })) if target == p
             ));
         }
         // Metadata and listing stay as the policy says.

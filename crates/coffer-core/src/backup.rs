@@ -42,8 +42,9 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
 
-use crate::error::{CoreError, Result};
-use crate::{Coffer, Identity, Operation, SEAL_CONFIG, SealConfig, WRAPPED_ROOT_KEY, now_ms};
+use crate::error::{Conflict, CoreError, InvalidInput, Result, UnsealRefusal};
+use crate::seal::{SEAL_CONFIG, SealConfig, WRAPPED_ROOT_KEY};
+use crate::{Coffer, Identity, Operation, now_ms};
 
 const MAGIC: &[u8] = b"COFFER-BACKUP\n";
 const FORMAT: u32 = 1;
@@ -175,8 +176,16 @@ impl From<Exported> for Line {
     }
 }
 
+fn truncated(what: &str) -> CoreError {
+    CoreError::Invalid(InvalidInput::BackupTruncated {
+        what: what.to_string(),
+    })
+}
+
 fn corrupt(what: &str) -> CoreError {
-    CoreError::Invalid(format!("the backup is damaged: {what}"))
+    CoreError::Invalid(InvalidInput::BackupDamaged {
+        what: what.to_string(),
+    })
 }
 
 fn b64(s: &str) -> Result<Vec<u8>> {
@@ -307,7 +316,7 @@ impl Coffer {
         identity: &Identity,
     ) -> Result<mpsc::Receiver<std::result::Result<Vec<u8>, CoreError>>> {
         self.authorize(identity, Operation::Admin, "sys/backup")?;
-        let keys = self.keys()?;
+        let keys = self.unsealed()?;
         let config: SealConfig = serde_json::from_slice(
             &self
                 .store
@@ -350,7 +359,7 @@ async fn write_backup(
     key: Key256,
     out: mpsc::Sender<std::result::Result<Vec<u8>, CoreError>>,
 ) -> Result<()> {
-    let gone = || CoreError::Invalid("the backup was abandoned".into());
+    let gone = || CoreError::invalid("the backup was abandoned".into());
     let header_bytes = serde_json::to_vec(&header).expect("header serialises");
     let header_hash: [u8; 32] = Sha256::digest(&header_bytes).into();
     let mut first = MAGIC.to_vec();
@@ -386,7 +395,7 @@ async fn write_backup(
     }
     export
         .await
-        .map_err(|e| CoreError::Invalid(format!("the export task failed: {e}")))??;
+        .map_err(|e| CoreError::invalid(format!("the export task failed: {e}")))??;
     if !chunk.is_empty() {
         let frame = seal_frame(&mut chunk, &mut index);
         out.send(Ok(frame)).await.map_err(|_| gone())?;
@@ -403,11 +412,7 @@ async fn write_backup(
 }
 
 async fn read_u32<R: AsyncRead + Unpin>(r: &mut R, what: &str) -> Result<usize> {
-    let n = r
-        .read_u32()
-        .await
-        .map_err(|_| CoreError::Invalid(format!("the backup is truncated ({what})")))?
-        as usize;
+    let n = r.read_u32().await.map_err(|_| truncated(what))? as usize;
     if n > MAX_FRAME {
         return Err(corrupt("a frame is too large"));
     }
@@ -416,9 +421,7 @@ async fn read_u32<R: AsyncRead + Unpin>(r: &mut R, what: &str) -> Result<usize> 
 
 async fn read_exact<R: AsyncRead + Unpin>(r: &mut R, n: usize, what: &str) -> Result<Vec<u8>> {
     let mut buf = vec![0; n];
-    r.read_exact(&mut buf)
-        .await
-        .map_err(|_| CoreError::Invalid(format!("the backup is truncated ({what})")))?;
+    r.read_exact(&mut buf).await.map_err(|_| truncated(what))?;
     Ok(buf)
 }
 
@@ -426,17 +429,17 @@ async fn read_exact<R: AsyncRead + Unpin>(r: &mut R, n: usize, what: &str) -> Re
 pub async fn read_header<R: AsyncRead + Unpin>(input: &mut R) -> Result<(BackupHeader, [u8; 32])> {
     let magic = read_exact(input, MAGIC.len(), "magic").await?;
     if magic != MAGIC {
-        return Err(CoreError::Invalid("this is not a coffer backup".into()));
+        return Err(CoreError::Invalid(InvalidInput::NotABackup));
     }
     let n = read_u32(input, "header").await?;
     let bytes = read_exact(input, n, "header").await?;
     let header: BackupHeader =
         serde_json::from_slice(&bytes).map_err(|_| corrupt("the header is unreadable"))?;
     if header.format != FORMAT {
-        return Err(CoreError::Invalid(format!(
-            "backup format {} is not supported by this coffer (it reads format {FORMAT})",
-            header.format
-        )));
+        return Err(CoreError::Invalid(InvalidInput::BackupFormat {
+            format: header.format,
+            reads: FORMAT,
+        }));
     }
     Ok((header, Sha256::digest(&bytes).into()))
 }
@@ -450,7 +453,7 @@ pub async fn read_summary<R: AsyncRead + Unpin>(input: &mut R) -> Result<BackupS
         input
             .read_exact(&mut kind)
             .await
-            .map_err(|_| CoreError::Invalid("the backup is truncated (no end)".into()))?;
+            .map_err(|_| truncated("no end"))?;
         match kind[0] {
             FRAME_DATA => {
                 let n = read_u32(input, "frame").await?;
@@ -469,13 +472,12 @@ pub async fn read_summary<R: AsyncRead + Unpin>(input: &mut R) -> Result<BackupS
 
 /// Opens the root key of a backup with unseal key shares.
 pub fn open_root(header: &BackupHeader, shares: &[String]) -> Result<RootKey> {
-    let wrong =
-        || CoreError::InvalidUnsealKey("the unseal keys provided do not open this backup".into());
+    let wrong = || CoreError::InvalidUnsealKey(UnsealRefusal::WrongForBackup);
     let decoded = shares
         .iter()
         .map(|s| Share::decode(s.trim()))
         .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|_| CoreError::InvalidUnsealKey("that is not a well-formed unseal key".into()))?;
+        .map_err(|_| CoreError::InvalidUnsealKey(UnsealRefusal::Malformed))?;
     let combined = coffer_crypto::shamir::combine(&decoded).map_err(|_| wrong())?;
     let unseal =
         UnsealKey::from(Key256::from_slice(combined.expose_secret()).map_err(|_| wrong())?);
@@ -507,7 +509,7 @@ where
         input
             .read_exact(&mut kind)
             .await
-            .map_err(|_| CoreError::Invalid("the backup is truncated (no end)".into()))?;
+            .map_err(|_| truncated("no end"))?;
         match kind[0] {
             FRAME_DATA => {
                 let n = read_u32(input, "frame").await?;
@@ -583,12 +585,10 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = std::io::Result<R>>,
 {
-    let reopen = |e: std::io::Error| CoreError::Invalid(format!("cannot read the backup: {e}"));
+    let reopen = |e: std::io::Error| CoreError::invalid(format!("cannot read the backup: {e}"));
     let checked = verify(&mut open().await.map_err(reopen)?, shares).await?;
     if !store.is_empty().await? {
-        return Err(CoreError::Conflict(
-            "the target store is not empty: restore only into a fresh store".into(),
-        ));
+        return Err(CoreError::Conflict(Conflict::RestoreTarget));
     }
     let mut input = open().await.map_err(reopen)?;
     let (header, hash) = read_header(&mut input).await?;

@@ -136,7 +136,7 @@ impl Coffer {
 
     /// Loads the keyring another node changed (a key added).
     async fn reload_keyring(&self) -> Result<()> {
-        let keys = self.keys()?;
+        let keys = self.unsealed()?;
         let wrapped = self
             .store
             .get_system(WRAPPED_KEYRING)

@@ -28,22 +28,23 @@ pub enum CoreError {
     /// not allow the operation. The message says which capability was missing
     /// on which target, never anything about stored data.
     #[error("permission denied: {0}")]
-    Forbidden(String),
+    Forbidden(Refusal),
     /// A login that failed, for whatever reason (one message for all).
     #[error("{0}")]
-    LoginFailed(String),
-    /// Too many attempts (failed logins for one account); try again later.
+    LoginFailed(LoginRefused),
+    /// Too many attempts (failed logins for one account), or the unseal
+    /// lock is busy; try again later.
     #[error("{0}")]
-    RateLimited(String),
+    RateLimited(Busy),
     /// Nothing at that path or version, or the version was deleted or destroyed.
     #[error("{0}")]
-    NotFound(String),
+    NotFound(NotFound),
     /// A bad path.
     #[error(transparent)]
     Path(#[from] PathError),
     /// Any other bad input.
     #[error("{0}")]
-    Invalid(String),
+    Invalid(InvalidInput),
     /// A value larger than the configured limit.
     #[error("value is {size} bytes; the limit is {limit} bytes")]
     TooLarge {
@@ -54,13 +55,14 @@ pub enum CoreError {
     },
     /// The secret's expiry has passed: it is refused to every reader.
     #[error("{0}")]
-    Expired(String),
-    /// A check-and-set condition failed.
+    Expired(Expired),
+    /// A check-and-set condition failed, or the secret's state does not
+    /// allow the change now.
     #[error("{0}")]
-    Conflict(String),
+    Conflict(Conflict),
     /// An unseal key that is malformed or does not open the root key.
     #[error("{0}")]
-    InvalidUnsealKey(String),
+    InvalidUnsealKey(UnsealRefusal),
     /// Stored data failed an integrity check (tampering or corruption).
     #[error("integrity check failed: {0}")]
     Corrupt(String),
@@ -76,11 +78,707 @@ pub enum CoreError {
 impl From<StoreError> for CoreError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Conflict(m) => CoreError::Conflict(m),
+            StoreError::Conflict(m) => CoreError::Conflict(Conflict::Store(m)),
             other => CoreError::Storage(other),
         }
     }
 }
 
+impl CoreError {
+    /// Bad input whose cause has no variant of [`InvalidInput`] of its own.
+    pub(crate) fn invalid(message: String) -> CoreError {
+        CoreError::Invalid(InvalidInput::Other(message))
+    }
+}
+
+/// Why input was refused: the limit it passed, the path it names twice,
+/// the rule a value is too weak for. Never the value itself.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum InvalidInput {
+    /// Too many prefixes and paths in one read of many.
+    #[error("at most {limit} prefixes and paths in one request")]
+    Bundle { limit: usize },
+    /// Too many secrets in one write of many.
+    #[error("at most {limit} secrets in one request")]
+    WriteBundle { limit: usize },
+    /// A read of many that would serve too many secrets.
+    #[error("more than {limit} secrets in one request")]
+    BundleSecrets { limit: usize },
+    /// Too many secrets under a prefix read at once.
+    #[error("more than {limit} secrets under {prefix}; name a narrower prefix")]
+    TooManyUnder { prefix: String, limit: usize },
+    /// Too many secrets in an environment to promote.
+    #[error("more than {limit} secrets under {prefix}")]
+    TooManyToPromote { prefix: String, limit: usize },
+    /// Too many secrets under a prefix for a status report.
+    #[error("more than {limit} secrets under {prefix:?}; name a narrower prefix")]
+    TooManyToScan { prefix: String, limit: usize },
+    /// A write of many with nothing in it.
+    #[error("nothing to write")]
+    NothingToWrite,
+    /// A write of many that names a path twice.
+    #[error("{path} appears more than once")]
+    Repeated { path: String },
+    /// A value weaker than a lifecycle rule requires. `what` names the
+    /// secret or the field; `why` lists the estimator's reasons.
+    #[error(
+        "the value of {what} is too weak: about {bits:.0} bits where the lifecycle rule \
+         {pattern} requires {min}{why}; generate one with `coffer set {path} --generate`"
+    )]
+    TooWeak {
+        what: String,
+        bits: f64,
+        pattern: String,
+        min: u32,
+        why: String,
+        path: String,
+    },
+    /// A write of many with values too weak for their rules: nothing is
+    /// written, and each refusal is listed.
+    #[error("nothing written: {}", .refusals.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Weak { refusals: Vec<InvalidInput> },
+    /// A plain write to a secret that manages PostgreSQL roles.
+    #[error(
+        "{path} holds the credentials of PostgreSQL roles that coffer manages: its versions \
+         come only from rotations (`coffer rotate {path}`), which change the roles too"
+    )]
+    ManagedVersions { path: String },
+    /// Something a secret that manages PostgreSQL roles cannot undergo.
+    #[error(
+        "{path} holds the credentials of PostgreSQL roles that coffer manages and cannot be \
+         {what}"
+    )]
+    Managed { path: String, what: &'static str },
+    /// A staged rotation of a secret with no version.
+    #[error("{path} has no current version to rotate from")]
+    NoCurrentToRotate { path: String },
+    /// A listing cursor that no listing returns.
+    #[error("invalid listing cursor")]
+    ListCursor,
+    /// A copy or move onto its own source.
+    #[error("{path} cannot be copied onto itself")]
+    CopyOntoItself { path: String },
+    /// A promotion between environments that contain each other.
+    #[error("{from} and {to} overlap; promote between sibling environments")]
+    Overlap { from: String, to: String },
+    /// Too many networks bound to a token.
+    #[error("at most {limit} networks per token")]
+    TooManyNetworks { limit: usize },
+    /// Too many policies on a token.
+    #[error("at most {limit} policies")]
+    TooManyPolicies { limit: usize },
+    /// A lifecycle rule's `min_bits` out of range.
+    #[error("min_bits must be 1 to {max}, not {given}")]
+    MinBits { given: u32, max: u32 },
+    /// Free text left empty (`what` names the field).
+    #[error("{what} cannot be empty")]
+    Empty { what: String },
+    /// Free text over its length limit, in characters.
+    #[error("{what} is limited to {max} characters")]
+    TooLong { what: String, max: usize },
+    /// Free text holding a character it may not (a line break, a direction
+    /// control, an invisible character), described, never quoted.
+    #[error("{what} cannot contain {described}")]
+    Character { what: String, described: String },
+    /// Text shaped like a coffer token or invitation code; never quoted.
+    #[error(
+        "{what} contains what looks like a coffer token or invitation code (cft_... or cfi_...); \
+         credentials never belong there (it is not shown)"
+    )]
+    CredentialShaped { what: String },
+    /// A name carrying what coffer appends to names when it shows who acted.
+    #[error(
+        "{what} cannot contain a kind in parentheses or a token accessor: coffer shows those \
+         beside the name itself"
+    )]
+    ActorSuffix { what: String },
+    /// A name that looks like one coffer writes for its own actions.
+    #[error(
+        "{what} cannot be {reserved:?} or look like it: coffer writes that name for its own actions"
+    )]
+    Reserved {
+        what: String,
+        reserved: &'static str,
+    },
+    /// A lifecycle rule that sets nothing.
+    #[error("a lifecycle rule must set at least one of min_bits, rotate_every, generator, grace")]
+    EmptyRule,
+    /// A rotation interval out of range.
+    #[error("the rotation interval must be between 1s and 10 years")]
+    Interval,
+    /// A grace period out of range.
+    #[error("the grace period must be between 0s and 10 years")]
+    Grace,
+    /// A grace period longer than the rotation interval.
+    #[error(
+        "the grace period cannot be longer than the rotation interval: two rotations would \
+         retire a version still in its grace period"
+    )]
+    GraceOverInterval,
+    /// A backup whose contents fail their checks.
+    #[error("the backup is damaged: {what}")]
+    BackupDamaged { what: String },
+    /// A backup that ends early (`what`: the part that is missing).
+    #[error("the backup is truncated ({what})")]
+    BackupTruncated { what: String },
+    /// A file that is not a coffer backup.
+    #[error("this is not a coffer backup")]
+    NotABackup,
+    /// A backup format this coffer does not read.
+    #[error("backup format {format} is not supported by this coffer (it reads format {reads})")]
+    BackupFormat { format: u32, reads: u32 },
+    /// Any other refusal, said in words.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Why a request was refused: which capability was missing on which
+/// target, or which rule refused it. Never anything about stored data.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// No policy of the token grants `capability` on `target`.
+    #[error("no policy of this token grants {capability} on {}", if .target.is_empty() { "/" } else { .target.as_str() })]
+    NotGranted {
+        /// The capability's name (`read`, `create`, ...).
+        capability: &'static str,
+        /// The path or prefix (empty: the root).
+        target: String,
+    },
+    /// A person reading a value in a protected environment without a grant.
+    #[error(
+        "{target} is in a protected environment: people cannot read its value (a service token \
+         can; for an emergency, `coffer breakglass`)"
+    )]
+    Protected { target: String },
+    /// A break-glass grant does not let a person copy values out.
+    #[error(
+        "{path} is in a protected environment: a person may read it only through a break-glass \
+         grant, which does not allow copying, moving or promoting it (a service token can)"
+    )]
+    BreakglassNoCopy { path: String },
+    /// A break-glass grant does not let a person set up roles.
+    #[error(
+        "{admin} is in a protected environment: a break-glass grant lets a person read it, not \
+         set up roles with it (a service token can)"
+    )]
+    BreakglassNoSetup { admin: String },
+    /// A write of many refused on these paths.
+    #[error("write refused on {}", .paths.join(", "))]
+    Writes { paths: Vec<String> },
+    /// A read of many refused on these paths.
+    #[error("read refused on {}", .paths.join(", "))]
+    Reads { paths: Vec<String> },
+    /// A token cannot give away a policy it does not hold (`shown` is the
+    /// name, or a description when it cannot be quoted).
+    #[error("this token does not hold policy {shown}, so it cannot give it away")]
+    PolicyNotHeld { shown: String },
+    /// A child token's network outside its parent's.
+    #[error("network {network} is outside the networks of the creating token")]
+    NetworkOutside { network: String },
+    /// A token this token may not see or manage.
+    #[error(
+        "token {accessor} is not this token's own, a descendant, or one this token may administer"
+    )]
+    Token { accessor: String },
+    /// A value opened with the witness of another operation or path.
+    #[error("internal check failed: the authorization was for another operation")]
+    WrongWitness,
+    /// A refusal said in words (by a transport's own check).
+    #[error("{0}")]
+    Other(String),
+}
+
+impl From<String> for Refusal {
+    fn from(message: String) -> Refusal {
+        Refusal::Other(message)
+    }
+}
+
+/// A failed login: one message whatever failed (the name, the password or
+/// the one-time code), so that the answer tells nothing about accounts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("login failed: wrong user name, password or one-time code")]
+pub struct LoginRefused;
+
+/// Why an attempt must wait.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Busy {
+    /// Failed logins for the account are paced: one attempt per
+    /// `pace_seconds`.
+    #[error(
+        "too many failed logins for this account: one attempt every {pace_seconds} seconds; try \
+         again shortly"
+    )]
+    LoginPaced { pace_seconds: i64 },
+    /// Another unseal attempt holds the unseal lock.
+    #[error(
+        "another unseal attempt is in progress; try again shortly, or unseal from the server \
+         machine"
+    )]
+    Unsealing,
+}
+
+/// Why an unseal key was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UnsealRefusal {
+    /// Not an encoded share.
+    #[error("that is not a well-formed unseal key")]
+    Malformed,
+    /// The same share came twice from one source.
+    #[error("this unseal key was already provided")]
+    AlreadyProvided,
+    /// One source may have at most `threshold` shares pending.
+    #[error(
+        "this address already has {threshold} unseal key(s) pending; reset them (unseal \
+         --reset) to start again"
+    )]
+    SourceFull { threshold: usize },
+    /// So many shares are pending that another machine's is refused.
+    #[error(
+        "too many unseal keys are pending; their senders must reset them (unseal --reset), or \
+         unseal from this machine"
+    )]
+    TooManyPending,
+    /// No combination of the pending shares opens the root key.
+    #[error(
+        "the unseal keys provided so far do not unseal this coffer; they are kept, so the right \
+         further key can still complete it (reset withdraws this address's keys)"
+    )]
+    WrongKeys,
+    /// The shares do not open a backup.
+    #[error("the unseal keys provided do not open this backup")]
+    WrongForBackup,
+}
+
+/// What was not there. Paths, names and versions only.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotFound {
+    /// No secret at `path` (or none the caller may know of).
+    #[error("no secret at {path}")]
+    Secret { path: String },
+    /// The secret has no such version.
+    #[error("{path} has no version {version}")]
+    Version { path: String, version: u64 },
+    /// A rollback's version cannot be read.
+    #[error("{path} has no readable version {version} (it may be deleted or destroyed)")]
+    ReadableVersion { path: String, version: u64 },
+    /// The version asked for is soft-deleted.
+    #[error("version {version} of {path} is deleted; `coffer undelete` restores it")]
+    VersionDeleted { path: String, version: u64 },
+    /// The version asked for was destroyed.
+    #[error("version {version} of {path} was destroyed")]
+    VersionDestroyed { path: String, version: u64 },
+    /// The current version is deleted or destroyed.
+    #[error("{path} is deleted (version {version} was deleted or destroyed)")]
+    CurrentDeleted { path: String, version: u64 },
+    /// The secret has no `previous` label.
+    #[error("{path} has no previous version")]
+    NoPrevious { path: String },
+    /// `previous` was served until its grace period ended.
+    #[error(
+        "the previous version of {path} (version {version}) is no longer served: its grace \
+         period ended at {}",
+        crate::duration::format_time_ms(*until)
+    )]
+    PreviousEnded {
+        path: String,
+        version: u64,
+        /// Unix milliseconds the grace period ended.
+        until: i64,
+    },
+    /// No rotation is staged.
+    #[error("{path} has no pending version (no rotation is staged)")]
+    NoPending { path: String },
+    /// No policy of that name.
+    #[error("no policy named {name}")]
+    Policy { name: String },
+    /// The built-in `root` policy has no stored source.
+    #[error("root is built in: it grants everything and has no source")]
+    BuiltInPolicy,
+    /// No token with that accessor.
+    #[error("no token with accessor {accessor}")]
+    Token { accessor: String },
+    /// The pattern is not protected.
+    #[error("{pattern} is not protected")]
+    Protected { pattern: String },
+    /// No lifecycle rule for the pattern.
+    #[error("no lifecycle rule for {pattern}")]
+    Rule { pattern: String },
+    /// No user of that name.
+    #[error("no user named {name}")]
+    User { name: String },
+    /// The secret does not manage PostgreSQL roles.
+    #[error("{path} does not manage PostgreSQL roles")]
+    NotManaged { path: String },
+    /// PostgreSQL has no such role, and coffer was not asked to create it.
+    #[error(
+        "PostgreSQL has no role {role}: create it (CREATE ROLE {role} LOGIN IN ROLE <group>) or \
+         let coffer create it (--create-roles)"
+    )]
+    Role { role: String },
+    /// The administrator secret of a managed secret does not exist.
+    #[error("the administrator secret {admin} does not exist: write the connection URL there")]
+    AdminSecret { admin: String },
+    /// The administrator secret has no current value.
+    #[error("the administrator secret {admin} has no current value (deleted?)")]
+    AdminValue { admin: String },
+}
+
+/// What expired, and when.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Expired {
+    /// A secret read after its expiry.
+    #[error(
+        "{path} expired at {}; set a new value and a new expiry (`coffer expire`) to use it again",
+        crate::duration::format_time_ms(*at)
+    )]
+    Secret {
+        path: String,
+        /// Unix milliseconds of the expiry.
+        at: i64,
+    },
+    /// The administrator secret of a managed secret expired.
+    #[error(
+        "the administrator secret {admin} expired at {}",
+        crate::duration::format_time_ms(*at)
+    )]
+    AdminSecret {
+        admin: String,
+        /// Unix milliseconds of the expiry.
+        at: i64,
+    },
+}
+
+/// Why a change conflicts with what is stored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Conflict {
+    /// Storage refused a check-and-set (another writer came first); its
+    /// words.
+    #[error("{0}")]
+    Store(String),
+    /// A write's check-and-set failed.
+    #[error("check-and-set failed: {path} is at version {current}, not {expected}")]
+    CheckAndSet {
+        path: String,
+        current: u64,
+        expected: u64,
+    },
+    /// A write of many whose check-and-set failed on some: each says which.
+    #[error("check-and-set failed, nothing written: {}", .changed.join(", "))]
+    CheckAndSetMany { changed: Vec<String> },
+    /// A write lost every retry to other writers.
+    #[error("write conflict: {0}")]
+    Write(Box<Conflict>),
+    /// A write of many lost to another writer.
+    #[error("write conflict, nothing written: {0}")]
+    WriteMany(Box<Conflict>),
+    /// A rotation lost to another writer.
+    #[error("rotation conflict, nothing written: {0}")]
+    Rotation(Box<Conflict>),
+    /// A copy's source changed while it was read.
+    #[error("{from} changed during the copy; try again")]
+    CopySourceChanged { from: String },
+    /// A copy's commit lost to another writer.
+    #[error("{from} changed during the copy, nothing written: {cause}")]
+    Copy { from: String, cause: Box<Conflict> },
+    /// A copy or move goes to a path that exists.
+    #[error("{to} already exists; copies and moves go to a new path")]
+    CopyTargetExists { to: String },
+    /// A promotion's preview no longer matches.
+    #[error("{from} or {to} changed since the preview; nothing written, preview again")]
+    PreviewChanged { from: String, to: String },
+    /// A new current version while a rotation is staged.
+    #[error(
+        "{path} has a staged rotation (pending version {pending}): promote it with \
+         `coffer promote {path}` or cancel it with `coffer rotate {path} --cancel` first"
+    )]
+    Staged { path: String, pending: u64 },
+    /// A promotion with nothing staged.
+    #[error("{path} has no pending version: stage one with `coffer rotate {path} --stage`")]
+    NothingToPromote { path: String },
+    /// A cancellation with nothing staged.
+    #[error("{path} has no pending version to cancel")]
+    NothingToCancel { path: String },
+    /// The staged version changed meanwhile.
+    #[error("version {version} of {path} is no longer pending")]
+    NoLongerPending { path: String, version: u64 },
+    /// The version to become current was deleted or destroyed.
+    #[error("version {version} of {path} is deleted or destroyed and cannot become current")]
+    NotActive { path: String, version: u64 },
+    /// A managed secret starts at a new path.
+    #[error("{path} already exists: a managed secret starts at a new path")]
+    ManagedExists { path: String },
+    /// The staged credentials name neither managed role.
+    #[error("the pending version {pending} of {path} names none of its roles")]
+    StagedRoleUnknown { path: String, pending: u64 },
+    /// A managed secret's `previous` credentials are still served.
+    #[error(
+        "the previous credentials of {path} (version {previous}, role {role}) are still \
+         served{}: a rotation now gives {role} a new password and cuts off the clients that \
+         still use them; wait until then, or rotate with --force",
+        .until.map(|u| format!(" until {}", crate::duration::format_time_ms(u))).unwrap_or_default()
+    )]
+    PreviousInGrace {
+        path: String,
+        previous: u64,
+        /// The role whose password the rotation would replace.
+        role: String,
+        /// When `previous` stops being served, if it does.
+        until: Option<i64>,
+    },
+    /// Encryptions could not be reserved against other nodes.
+    #[error("could not reserve encryptions under the keyring key; try again")]
+    Reservation,
+    /// A restore goes only into an empty store.
+    #[error("the target store is not empty: restore only into a fresh store")]
+    RestoreTarget,
+    /// The user name is taken.
+    #[error("the user name {name} is taken; choose another")]
+    UserTaken { name: String },
+    /// The user name reads as an existing user's.
+    #[error("the user name {name} looks like an existing user's name; choose another")]
+    UserLookalike { name: String },
+    /// TOTP enrollment while codes are on.
+    #[error("one-time codes are already on for this account; turn them off first")]
+    TotpEnrolled,
+    /// TOTP confirmation while codes are on.
+    #[error("one-time codes are already on")]
+    TotpOn,
+}
+
 /// The result type of coffer's use cases.
 pub type Result<T, E = CoreError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::duration::format_time_ms;
+
+    /// The typed causes render the messages the use cases wrote by hand
+    /// before they were typed (clients and tests compare them).
+    #[test]
+    fn typed_causes_render_the_same_messages() {
+        let p = || "app/dev/db".to_string();
+        let t = 1_700_000_000_000;
+        let mut cases: Vec<(CoreError, String)> = vec![
+            (
+                CoreError::NotFound(NotFound::PreviousEnded {
+                    path: p(),
+                    version: 4,
+                    until: t,
+                }),
+                format!(
+                    "the previous version of app/dev/db (version 4) is no longer served: its \
+                     grace period ended at {}",
+                    format_time_ms(t)
+                ),
+            ),
+            (
+                CoreError::Expired(Expired::Secret { path: p(), at: t }),
+                format!(
+                    "app/dev/db expired at {}; set a new value and a new expiry (`coffer \
+                     expire`) to use it again",
+                    format_time_ms(t)
+                ),
+            ),
+            (
+                CoreError::Conflict(Conflict::Staged {
+                    path: p(),
+                    pending: 7,
+                }),
+                "app/dev/db has a staged rotation (pending version 7): promote it with `coffer \
+                 promote app/dev/db` or cancel it with `coffer rotate app/dev/db --cancel` first"
+                    .into(),
+            ),
+            (
+                CoreError::Conflict(Conflict::PreviousInGrace {
+                    path: p(),
+                    previous: 2,
+                    role: "app_b".into(),
+                    until: None,
+                }),
+                "the previous credentials of app/dev/db (version 2, role app_b) are still \
+                 served: a rotation now gives app_b a new password and cuts off the clients that \
+                 still use them; wait until then, or rotate with --force"
+                    .into(),
+            ),
+            (
+                CoreError::Conflict(Conflict::PreviousInGrace {
+                    path: p(),
+                    previous: 2,
+                    role: "app_b".into(),
+                    until: Some(t),
+                }),
+                format!(
+                    "the previous credentials of app/dev/db (version 2, role app_b) are still \
+                     served until {}: a rotation now gives app_b a new password and cuts off the \
+                     clients that still use them; wait until then, or rotate with --force",
+                    format_time_ms(t)
+                ),
+            ),
+            (
+                CoreError::Conflict(Conflict::CheckAndSetMany {
+                    changed: vec!["a (at version 2, not 1)".into(), "b".into()],
+                }),
+                "check-and-set failed, nothing written: a (at version 2, not 1), b".into(),
+            ),
+            (
+                CoreError::Conflict(Conflict::Write(Box::new(Conflict::Store("x moved".into())))),
+                "write conflict: x moved".into(),
+            ),
+            (
+                CoreError::from(StoreError::Conflict("x moved".into())),
+                "x moved".into(),
+            ),
+            (
+                CoreError::Conflict(Conflict::Copy {
+                    from: p(),
+                    cause: Box::new(Conflict::Store("x moved".into())),
+                }),
+                "app/dev/db changed during the copy, nothing written: x moved".into(),
+            ),
+            (
+                CoreError::NotFound(NotFound::Role {
+                    role: "app_a".into(),
+                }),
+                "PostgreSQL has no role app_a: create it (CREATE ROLE app_a LOGIN IN ROLE \
+                 <group>) or let coffer create it (--create-roles)"
+                    .into(),
+            ),
+        ];
+        let weak = InvalidInput::TooWeak {
+            what: "field \"pw\" of app/dev/db".into(),
+            bits: 27.6,
+            pattern: "app/**".into(),
+            min: 64,
+            why: ": a common password".into(),
+            path: p(),
+        };
+        let weak_text = "the value of field \"pw\" of app/dev/db is too weak: about 28 bits where \
+                         the lifecycle rule app/** requires 64: a common password; generate one \
+                         with `coffer set app/dev/db --generate`";
+        cases.push((CoreError::Invalid(weak.clone()), weak_text.into()));
+        cases.push((
+            CoreError::Invalid(InvalidInput::Weak {
+                refusals: vec![weak.clone(), weak],
+            }),
+            format!("nothing written: {weak_text}; {weak_text}"),
+        ));
+        cases.push((
+            CoreError::Invalid(InvalidInput::TooManyToScan {
+                prefix: "app/".into(),
+                limit: 100_000,
+            }),
+            "more than 100000 secrets under \"app/\"; name a narrower prefix".into(),
+        ));
+        cases.extend([
+            (
+                CoreError::LoginFailed(LoginRefused),
+                "login failed: wrong user name, password or one-time code".to_string(),
+            ),
+            (
+                CoreError::RateLimited(Busy::LoginPaced { pace_seconds: 5 }),
+                "too many failed logins for this account: one attempt every 5 seconds; try again \
+                 shortly"
+                    .into(),
+            ),
+            (
+                CoreError::RateLimited(Busy::Unsealing),
+                "another unseal attempt is in progress; try again shortly, or unseal from the \
+                 server machine"
+                    .into(),
+            ),
+            (
+                CoreError::InvalidUnsealKey(UnsealRefusal::SourceFull { threshold: 3 }),
+                "this address already has 3 unseal key(s) pending; reset them (unseal --reset) to \
+                 start again"
+                    .into(),
+            ),
+            (
+                CoreError::InvalidUnsealKey(UnsealRefusal::TooManyPending),
+                "too many unseal keys are pending; their senders must reset them (unseal \
+                 --reset), or unseal from this machine"
+                    .into(),
+            ),
+            (
+                CoreError::InvalidUnsealKey(UnsealRefusal::WrongKeys),
+                "the unseal keys provided so far do not unseal this coffer; they are kept, so the \
+                 right further key can still complete it (reset withdraws this address's keys)"
+                    .into(),
+            ),
+        ]);
+        cases.extend([
+            (
+                CoreError::Forbidden(Refusal::NotGranted {
+                    capability: "list",
+                    target: String::new(),
+                }),
+                "permission denied: no policy of this token grants list on /".to_string(),
+            ),
+            (
+                CoreError::Forbidden(Refusal::NotGranted {
+                    capability: "read",
+                    target: p(),
+                }),
+                "permission denied: no policy of this token grants read on app/dev/db".into(),
+            ),
+            (
+                CoreError::Forbidden(Refusal::Protected { target: p() }),
+                "permission denied: app/dev/db is in a protected environment: people cannot read \
+                 its value (a service token can; for an emergency, `coffer breakglass`)"
+                    .into(),
+            ),
+            (
+                CoreError::Forbidden(Refusal::Writes {
+                    paths: vec!["a/b".into(), "a/c".into()],
+                }),
+                "permission denied: write refused on a/b, a/c".into(),
+            ),
+            (
+                CoreError::Forbidden(Refusal::Reads {
+                    paths: vec!["a/b".into(), "a/c".into()],
+                }),
+                "permission denied: read refused on a/b, a/c".into(),
+            ),
+            (
+                CoreError::Forbidden("your policies deny a/b".to_string().into()),
+                "permission denied: your policies deny a/b".into(),
+            ),
+        ]);
+        cases.extend([
+            (
+                CoreError::Invalid(InvalidInput::Reserved {
+                    what: "a display name".into(),
+                    reserved: "root",
+                }),
+                "a display name cannot be \"root\" or look like it: coffer writes that name for \
+                 its own actions"
+                    .to_string(),
+            ),
+            (
+                CoreError::Invalid(InvalidInput::CredentialShaped {
+                    what: "a reason".into(),
+                }),
+                "a reason contains what looks like a coffer token or invitation code (cft_... or \
+                 cfi_...); credentials never belong there (it is not shown)"
+                    .into(),
+            ),
+            (
+                CoreError::Invalid(InvalidInput::BackupFormat {
+                    format: 2,
+                    reads: 1,
+                }),
+                "backup format 2 is not supported by this coffer (it reads format 1)".into(),
+            ),
+            (
+                CoreError::Invalid(InvalidInput::BackupTruncated {
+                    what: "no end".into(),
+                }),
+                "the backup is truncated (no end)".into(),
+            ),
+        ]);
+        for (error, expected) in cases {
+            assert_eq!(error.to_string(), expected);
+        }
+    }
+}

@@ -19,7 +19,7 @@
 use coffer_store::{Expect, Mutation};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{CoreError, Result};
+use crate::error::{Conflict, CoreError, Result};
 use crate::{Coffer, now_ms};
 
 /// Encryptions under one key before a new one is added.
@@ -59,7 +59,7 @@ impl Coffer {
         let block = (limit / 16).clamp(1, MAX_BLOCK).max(n);
         let mut usage = self.usage.lock().await;
         for _ in 0..8 {
-            let active = self.keys()?.keyring.active_id();
+            let active = self.unsealed()?.keyring.active_id();
             if usage.key_id == active && usage.left >= n {
                 usage.left -= n;
                 return Ok(());
@@ -115,9 +115,7 @@ impl Coffer {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(CoreError::Conflict(
-            "could not reserve encryptions under the keyring key; try again".into(),
-        ))
+        Err(CoreError::Conflict(Conflict::Reservation))
     }
 
     /// The keys this node added automatically since the last call.
@@ -129,7 +127,7 @@ impl Coffer {
     /// active key. Returns how many moved. Acts for no token: no value
     /// leaves the keyring.
     pub async fn rewrap(&self, limit: usize) -> Result<usize> {
-        let keys = self.keys()?;
+        let keys = self.unsealed()?;
         let active = keys.keyring.active_id();
         let old = self.store.versions_sealed_elsewhere(active, limit).await?;
         if old.is_empty() {
@@ -148,25 +146,23 @@ impl Coffer {
                         record.version, record.path
                     ))
                 })?;
-            let stripe = self.cache.stripe(&record.path);
-            let _lock = self.write_locks[stripe].lock().await;
-            match self
-                .store
-                .commit(vec![Mutation::ResealVersion {
+            let mut tx = self.begin_rewrap(&record.path).await?;
+            tx.stage_rewrap(
+                &record.path,
+                Mutation::ResealVersion {
                     path: record.path.clone(),
                     version: record.version,
                     expected_key_id: record.key_id,
                     key_id,
                     ciphertext,
-                }])
-                .await
-            {
+                },
+            );
+            match tx.commit().await {
                 Ok(()) => moved += 1,
                 // Destroyed or moved meanwhile: nothing to do.
                 Err(coffer_store::StoreError::Conflict(_)) => {}
                 Err(e) => return Err(e.into()),
             }
-            self.cache.invalidate(&record.path);
         }
         Ok(moved)
     }

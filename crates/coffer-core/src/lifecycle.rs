@@ -25,7 +25,7 @@ use coffer_policy::Pattern;
 use coffer_store::SecretMeta;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{CoreError, Result};
+use crate::error::{CoreError, InvalidInput, NotFound, Result};
 
 /// Object kind of lifecycle rules (keyed by pattern).
 pub(crate) const KIND_RULE: &str = "lifecycle";
@@ -120,7 +120,77 @@ pub struct SecretState {
     /// The PostgreSQL roles whose credentials this secret holds: its
     /// versions are made only by rotations, which change the roles too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub postgres: Option<crate::pgroles::PgRoles>,
+    pub postgres: Option<PgRoles>,
+}
+
+impl SecretState {
+    /// The state once a staged rotation is dropped: `pending` is forgotten
+    /// (its version stays in the history) and `current` stays; `head` is
+    /// the newest version.
+    pub(crate) fn without_pending(&self, labels: &Labels, head: u64) -> SecretState {
+        SecretState {
+            current: (labels.current != head).then_some(labels.current),
+            pending: None,
+            ..self.clone()
+        }
+    }
+
+    /// The state once `pending` is promoted: it becomes `current`, and the
+    /// old `current` becomes `previous`, served until `previous_until`.
+    pub(crate) fn promoted(
+        &self,
+        labels: &Labels,
+        head: u64,
+        pending: u64,
+        previous_until: i64,
+    ) -> SecretState {
+        SecretState {
+            current: (pending != head).then_some(pending),
+            previous: Some(labels.current),
+            previous_until: Some(previous_until),
+            pending: None,
+            ..self.clone()
+        }
+    }
+}
+
+/// What a secret that manages PostgreSQL roles remembers about them (in
+/// its state record; see [`crate::pgroles`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PgRoles {
+    /// Path of the secret holding the administrator connection.
+    pub admin: String,
+    /// The two roles that take turns.
+    pub roles: [String; 2],
+    /// The URL applications connect to, without credentials.
+    pub connect_url: String,
+}
+
+impl PgRoles {
+    /// The role that is not `role`.
+    pub(crate) fn other(&self, role: &str) -> &str {
+        if self.roles[0] == role {
+            &self.roles[1]
+        } else {
+            &self.roles[0]
+        }
+    }
+}
+
+/// What a rotation or promotion did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RotateReceipt {
+    /// Canonical path.
+    pub path: String,
+    /// The version written (or promoted).
+    pub version: u64,
+    /// The labels afterwards.
+    pub labels: Labels,
+    /// The value was generated on the server.
+    pub generated: bool,
+    /// Warnings about a value given by hand.
+    pub warnings: Vec<String>,
 }
 
 /// A secret's labels, resolved.
@@ -166,23 +236,25 @@ impl Labels {
             Label::Current => Ok(self.current),
             Label::Previous => {
                 let v = self.previous.ok_or_else(|| {
-                    CoreError::NotFound(format!("{path} has no previous version"))
+                    CoreError::NotFound(NotFound::NoPrevious {
+                        path: path.to_string(),
+                    })
                 })?;
                 if let Some(until) = self.previous_until
                     && now >= until
                 {
-                    return Err(CoreError::NotFound(format!(
-                        "the previous version of {path} (version {v}) is no longer served: \
-                         its grace period ended at {}",
-                        crate::duration::format_time_ms(until)
-                    )));
+                    return Err(CoreError::NotFound(NotFound::PreviousEnded {
+                        path: path.to_string(),
+                        version: v,
+                        until,
+                    }));
                 }
                 Ok(v)
             }
             Label::Pending => self.pending.ok_or_else(|| {
-                CoreError::NotFound(format!(
-                    "{path} has no pending version (no rotation is staged)"
-                ))
+                CoreError::NotFound(NotFound::NoPending {
+                    path: path.to_string(),
+                })
             }),
         }
     }
@@ -211,40 +283,30 @@ impl RuleSpec {
     /// Checks every setting; the message names the bad one.
     pub fn validate(&self) -> Result<Option<Spec>> {
         if self == &RuleSpec::default() {
-            return Err(CoreError::Invalid(
-                "a lifecycle rule must set at least one of min_bits, rotate_every, generator, grace"
-                    .into(),
-            ));
+            return Err(CoreError::Invalid(InvalidInput::EmptyRule));
         }
         if let Some(b) = self.min_bits
             && !(1..=MAX_MIN_BITS).contains(&b)
         {
-            return Err(CoreError::Invalid(format!(
-                "min_bits must be 1 to {MAX_MIN_BITS}, not {b}"
-            )));
+            return Err(CoreError::Invalid(InvalidInput::MinBits {
+                given: b,
+                max: MAX_MIN_BITS,
+            }));
         }
         if let Some(ms) = self.rotate_every_ms
             && !(MIN_INTERVAL_MS..=MAX_PERIOD_MS).contains(&ms)
         {
-            return Err(CoreError::Invalid(
-                "the rotation interval must be between 1s and 10 years".into(),
-            ));
+            return Err(CoreError::Invalid(InvalidInput::Interval));
         }
         if let Some(ms) = self.grace_ms
             && !(0..=MAX_PERIOD_MS).contains(&ms)
         {
-            return Err(CoreError::Invalid(
-                "the grace period must be between 0s and 10 years".into(),
-            ));
+            return Err(CoreError::Invalid(InvalidInput::Grace));
         }
         if let (Some(every), Some(grace)) = (self.rotate_every_ms, self.grace_ms)
             && grace > every
         {
-            return Err(CoreError::Invalid(
-                "the grace period cannot be longer than the rotation interval: two rotations \
-                 would retire a version still in its grace period"
-                    .into(),
-            ));
+            return Err(CoreError::Invalid(InvalidInput::GraceOverInterval));
         }
         self.generator.as_deref().map(parse_generator).transpose()
     }
@@ -255,7 +317,7 @@ impl RuleSpec {
 /// being quoted (the spec parser's own errors quote what they refuse).
 pub fn parse_generator(spec: &str) -> Result<Spec> {
     crate::text::refuse_credential("a generator spec", spec)?;
-    Spec::parse(spec).map_err(|e| CoreError::Invalid(e.to_string()))
+    Spec::parse(spec).map_err(|e| CoreError::invalid(e.to_string()))
 }
 
 /// A rule as stored.

@@ -82,6 +82,12 @@ impl ListPrefix {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The path of `name` (a listing entry's name, relative to this
+    /// prefix) below the prefix.
+    pub fn child(&self, name: &str) -> Result<SecretPath, PathError> {
+        SecretPath::parse(&format!("{}{name}", self.0))
+    }
 }
 
 fn validate_segments(s: &str) -> Result<(), PathError> {

@@ -35,42 +35,36 @@
 use coffer_crypto::SecretString;
 use coffer_crypto::generate::Spec;
 use coffer_pgroles::{Change, RoleAdmin};
-use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::auth::{Authorized, Identity, Operation};
-use crate::error::{CoreError, Result};
-use crate::lifecycle::{KIND_STATE, Labels, SecretState};
+use crate::error::{Conflict, CoreError, Expired, InvalidInput, NotFound, Refusal, Result};
+pub use crate::lifecycle::PgRoles;
+use crate::lifecycle::{KIND_STATE, Labels, RotateReceipt, SecretState};
 use crate::path::SecretPath;
-use crate::rotation::RotateReceipt;
-use crate::{Becomes, Coffer, Keys, SecretValue, audit, not_found, now_ms, open_value};
+use crate::read::{not_found, open_value};
+use crate::seal::Keys;
+use crate::write::{AuditNote, Becomes, NewVersion};
+use crate::{Coffer, SecretValue, audit, now_ms};
 
 /// The generator of role passwords when none is given: letters and digits
 /// carrying 32 bytes of randomness (43 characters, 256 bits, nothing that
 /// needs quoting in a URL).
 pub const DEFAULT_GENERATOR: &str = "alnum:32";
 
-/// What a managed secret remembers about its roles (in its state record).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PgRoles {
-    /// Path of the secret holding the administrator connection.
-    pub admin: String,
-    /// The two roles that take turns.
-    pub roles: [String; 2],
-    /// The URL applications connect to, without credentials.
-    pub connect_url: String,
-}
-
-impl PgRoles {
-    /// The role that is not `role`.
-    fn other(&self, role: &str) -> &str {
-        if self.roles[0] == role {
-            &self.roles[1]
-        } else {
-            &self.roles[0]
-        }
-    }
+/// The settings of one rotation of a managed secret, resolved by
+/// `rotate` (from the request and the rules) or by the scheduler.
+pub(crate) struct PgRotation<'a> {
+    /// The stored author of the new version.
+    pub created_by: &'a str,
+    /// The password generator.
+    pub spec: &'a Spec,
+    /// Only stage the new version as `pending`.
+    pub stage: bool,
+    /// How long the old role keeps its password.
+    pub grace_ms: i64,
+    /// Rotate even while `previous` is in its grace period.
+    pub force: bool,
 }
 
 /// `coffer pg manage`: what to bind.
@@ -160,6 +154,14 @@ fn credentials(pg: &PgRoles, role: &str, password: &SecretString) -> SecretValue
     SecretValue::Fields(fields)
 }
 
+/// A rotation whose promotion failed after the new password was set.
+fn staged_only(cause: &str, role: &str, staged: u64, path: &SecretPath) -> CoreError {
+    CoreError::Upstream(format!(
+        "{cause}; the new password of {role} is set and staged as version {staged}: \
+         finish with `coffer promote {path}`"
+    ))
+}
+
 fn upstream(e: coffer_pgroles::Error) -> CoreError {
     CoreError::Upstream(format!("PostgreSQL: {e}"))
 }
@@ -177,7 +179,7 @@ impl Coffer {
         let path = SecretPath::parse(path)?;
         let admin_path = SecretPath::parse(&request.admin)?;
         if admin_path == path {
-            return Err(CoreError::Invalid(
+            return Err(CoreError::invalid(
                 "the administrator secret must be another secret than the managed one".into(),
             ));
         }
@@ -186,7 +188,7 @@ impl Coffer {
             coffer_pgroles::check_role_name(role).map_err(|e| {
                 // The check quotes the name: only when it is short and
                 // printable (not, say, a password pasted in its place).
-                CoreError::Invalid(if crate::access::printable(role).starts_with('"') {
+                CoreError::invalid(if crate::text::quotable(role) {
                     e.0
                 } else {
                     "a role name is not one coffer manages: use 1 to 63 lowercase letters, \
@@ -196,12 +198,12 @@ impl Coffer {
             })?;
         }
         if request.roles[0] == request.roles[1] {
-            return Err(CoreError::Invalid(
+            return Err(CoreError::invalid(
                 "give two different roles: they take turns".into(),
             ));
         }
         if request.member_of.is_some() && !request.create_roles {
-            return Err(CoreError::Invalid(
+            return Err(CoreError::invalid(
                 "a group (member_of) applies only to roles coffer creates (create_roles)".into(),
             ));
         }
@@ -210,7 +212,7 @@ impl Coffer {
                 || url_has_userinfo(url)
                 || coffer_store::postgres::url_has_password(url))
         {
-            return Err(CoreError::Invalid(
+            return Err(CoreError::invalid(
                 "the connect URL must be a postgres:// URL without a user or password \
                  (coffer adds the role's)"
                     .into(),
@@ -220,26 +222,25 @@ impl Coffer {
             Some(s) => s,
             None => Spec::parse(DEFAULT_GENERATOR).expect("the default generator parses"),
         };
-        let keys = self.keys()?;
+        let keys = self.unsealed()?;
         self.authorize(identity, Operation::Create, path.as_str())?;
         let admin_auth = self.authorize(identity, Operation::ReadValue, admin_path.as_str())?;
         if admin_auth.via_breakglass() {
             // The roles' credentials would outlive the grant, wherever
             // `path` is.
             audit::refuse(Operation::ReadValue, admin_path.as_str());
-            return Err(CoreError::Forbidden(format!(
-                "{admin_path} is in a protected environment: a break-glass grant lets a person \
-                 read it, not set up roles with it (a service token can)"
-            )));
+            return Err(CoreError::Forbidden(Refusal::BreakglassNoSetup {
+                admin: admin_path.to_string(),
+            }));
         }
-        if self.cached(path.as_str()).await?.is_some() {
-            return Err(CoreError::Conflict(format!(
-                "{path} already exists: a managed secret starts at a new path"
-            )));
+        if self.cached(&path).await?.is_some() {
+            return Err(CoreError::Conflict(Conflict::ManagedExists {
+                path: path.to_string(),
+            }));
         }
         let (admin_url, mut admin) = self.admin_connect(&keys, &admin_auth, &admin_path).await?;
         if request.roles.iter().any(|r| r == admin.user()) {
-            return Err(CoreError::Invalid(format!(
+            return Err(CoreError::invalid(format!(
                 "{} is the administrator's own role; coffer manages other roles",
                 admin.user()
             )));
@@ -257,17 +258,14 @@ impl Coffer {
         for role in &request.roles {
             match found.iter().find(|f| &f.name == role) {
                 Some(f) if f.superuser => {
-                    return Err(CoreError::Invalid(format!(
+                    return Err(CoreError::invalid(format!(
                         "{role} is a superuser: coffer does not hand out superuser credentials"
                     )));
                 }
                 Some(_) => {}
                 None if request.create_roles => missing.push(role.clone()),
                 None => {
-                    return Err(CoreError::NotFound(format!(
-                        "PostgreSQL has no role {role}: create it (CREATE ROLE {role} LOGIN IN \
-                         ROLE <group>) or let coffer create it (--create-roles)"
-                    )));
+                    return Err(CoreError::NotFound(NotFound::Role { role: role.clone() }));
                 }
             }
         }
@@ -287,7 +285,7 @@ impl Coffer {
             created.push(role);
         }
         let pg = PgRoles {
-            admin: admin_path.as_str().to_string(),
+            admin: admin_path.to_string(),
             roles: request.roles.clone(),
             connect_url: request
                 .connect_url
@@ -298,29 +296,25 @@ impl Coffer {
         let password = spec.generate();
         let value = credentials(&pg, &role, &password);
         let plaintext = self.encode_checked(&value)?;
-        self.judge(path.as_str(), &value, Some(&spec))?;
-        self.reserve_seals(1).await?;
-        let keys = self.keys()?;
+        self.judge(&path, &value, Some(&spec))?;
         {
-            let _lock = self.write_locks[self.cache.stripe(path.as_str())]
-                .lock()
-                .await;
-            let existing = self.cached(path.as_str()).await?;
-            if existing.is_some() {
-                return Err(CoreError::Conflict(format!(
-                    "{path} already exists: a managed secret starts at a new path"
-                )));
+            let mut tx = self.begin_write(&[&path], 1, AuditNote::Nothing).await?;
+            if tx.existing(&path).await?.is_some() {
+                return Err(CoreError::Conflict(Conflict::ManagedExists {
+                    path: path.to_string(),
+                }));
             }
-            let mut planned = self.plan_version(
-                &keys,
-                path.as_str(),
-                &plaintext,
-                &crate::actor::Actor::stored_for(identity),
-                None,
-                Becomes::Current { grace_until: None },
-                Some(&spec),
-                now_ms(),
-            )?;
+            let new = NewVersion {
+                path: &path,
+                plaintext: &plaintext,
+                created_by: &crate::actor::Actor::stored_for(identity),
+                becomes: Becomes::Current { grace_until: None },
+                generated: Some(&spec),
+                now: now_ms(),
+            };
+            let mut planned = tx.plan(&new, None)?;
+            // The state record binds the roles: written in place of the
+            // plain one the plan made, and cached once read back.
             let state = SecretState {
                 generator: Some(spec.to_string()),
                 postgres: Some(pg.clone()),
@@ -331,13 +325,12 @@ impl Coffer {
                 .retain(|m| !matches!(m, coffer_store::Mutation::PutObject { .. }));
             planned.mutations.push(coffer_store::Mutation::PutObject {
                 kind: KIND_STATE.into(),
-                key: path.as_str().into(),
+                key: path.to_string(),
                 value: serde_json::to_vec(&state).expect("state serialises"),
                 expect: coffer_store::Expect::Absent,
             });
-            let result = self.store.commit(planned.mutations).await;
-            self.cache.invalidate(path.as_str());
-            result?;
+            tx.stage_mutations(&[&path], planned.mutations);
+            tx.commit().await?;
         }
         // Coffer knows the password; now PostgreSQL gets it. If it refuses,
         // the secret goes again, so nothing names a password no role has.
@@ -369,7 +362,7 @@ impl Coffer {
             "postgres roles managed"
         );
         Ok(ManageReceipt {
-            path: path.as_str().into(),
+            path: path.to_string(),
             version: 1,
             role,
             created,
@@ -379,50 +372,43 @@ impl Coffer {
     /// Removes a secret just created by `manage_postgres` whose roles could
     /// not be set.
     async fn remove_unmanaged(&self, path: &SecretPath) -> Result<()> {
-        let _lock = self.write_locks[self.cache.stripe(path.as_str())]
-            .lock()
-            .await;
-        let existing = self
-            .cached(path.as_str())
-            .await?
-            .ok_or_else(|| not_found(path))?;
+        let mut tx = self.begin_write(&[path], 0, AuditNote::Nothing).await?;
+        let existing = tx.existing_secret(path).await?;
         let mut mutations = vec![coffer_store::Mutation::DeleteSecret {
-            path: path.as_str().into(),
+            path: path.to_string(),
             expected_current: existing.meta.current_version,
         }];
         if let Some((revision, _)) = &existing.state {
             mutations.push(coffer_store::Mutation::DeleteObject {
                 kind: KIND_STATE.into(),
-                key: path.as_str().into(),
+                key: path.to_string(),
                 expect: coffer_store::Expect::Revision(*revision),
             });
         }
-        let result = self.store.commit(mutations).await;
-        self.cache.invalidate(path.as_str());
-        Ok(result?)
+        tx.stage_mutations(&[path], mutations);
+        Ok(tx.commit().await?)
     }
 
     /// The binding of a managed secret (needs `read` or `list` on it).
     pub async fn postgres_info(&self, identity: &Identity, path: &str) -> Result<PgInfo> {
-        let path = SecretPath::parse(path)?;
-        self.keys()?;
-        self.authorize(identity, Operation::ReadMetadata, path.as_str())?;
-        let cached = self
-            .cached(path.as_str())
-            .await?
-            .ok_or_else(|| not_found(&path))?;
+        let path = self.admit(identity, Operation::ReadMetadata, path)?;
+        let cached = self.cached(&path).await?.ok_or_else(|| not_found(&path))?;
         let roles = managed(&cached.state)
-            .ok_or_else(|| CoreError::NotFound(format!("{path} does not manage PostgreSQL roles")))?
+            .ok_or_else(|| {
+                CoreError::NotFound(NotFound::NotManaged {
+                    path: path.to_string(),
+                })
+            })?
             .clone();
         Ok(PgInfo {
-            path: path.as_str().into(),
+            path: path.to_string(),
             roles,
             labels: cached.labels(),
         })
     }
 
     /// The binding of `path`, if it manages PostgreSQL roles.
-    pub(crate) async fn postgres_of(&self, path: &str) -> Result<Option<PgRoles>> {
+    pub(crate) async fn postgres_of(&self, path: &SecretPath) -> Result<Option<PgRoles>> {
         Ok(self
             .cached(path)
             .await?
@@ -437,26 +423,26 @@ impl Coffer {
         auth: &Authorized<'_>,
         admin: &SecretPath,
     ) -> Result<(String, RoleAdmin)> {
-        let cached = self.cached(admin.as_str()).await?.ok_or_else(|| {
-            CoreError::NotFound(format!(
-                "the administrator secret {admin} does not exist: write the connection URL there"
-            ))
+        let cached = self.cached(admin).await?.ok_or_else(|| {
+            CoreError::NotFound(NotFound::AdminSecret {
+                admin: admin.to_string(),
+            })
         })?;
         let labels = cached.labels();
         if let Some(exp) = labels.expires_at
             && now_ms() >= exp
         {
-            return Err(CoreError::Expired(format!(
-                "the administrator secret {admin} expired at {}",
-                crate::duration::format_time_ms(exp)
-            )));
+            return Err(CoreError::Expired(Expired::AdminSecret {
+                admin: admin.to_string(),
+                at: exp,
+            }));
         }
         let record = match &cached.current {
             Some(r) if r.version == labels.current && cached.meta.live => r.clone(),
             _ => {
-                return Err(CoreError::NotFound(format!(
-                    "the administrator secret {admin} has no current value (deleted?)"
-                )));
+                return Err(CoreError::NotFound(NotFound::AdminValue {
+                    admin: admin.to_string(),
+                }));
             }
         };
         let value = open_value(keys, auth, &record)?;
@@ -466,7 +452,7 @@ impl Coffer {
                 f.get("url")
                     .map(|u| u.expose_secret().trim().to_string())
                     .ok_or_else(|| {
-                        CoreError::Invalid(format!(
+                        CoreError::invalid(format!(
                             "the administrator secret {admin} has no field \"url\""
                         ))
                     })?,
@@ -474,7 +460,7 @@ impl Coffer {
             ),
         };
         if !coffer_store::postgres::is_postgres_url(&url) {
-            return Err(CoreError::Invalid(format!(
+            return Err(CoreError::invalid(format!(
                 "the administrator secret {admin} must hold a postgres:// URL (or fields url \
                  and password)"
             )));
@@ -526,28 +512,27 @@ impl Coffer {
     }
 
     /// A rotation of a managed secret (see the module documentation).
-    #[allow(clippy::too_many_arguments)] // the rotation's settings, resolved by `rotate`
     pub(crate) async fn rotate_postgres(
         &self,
         path: &SecretPath,
         pg: &PgRoles,
-        created_by: &str,
-        spec: &Spec,
-        stage: bool,
-        grace_ms: i64,
-        force: bool,
+        rotation: PgRotation<'_>,
     ) -> Result<RotateReceipt> {
-        let keys = self.keys()?;
-        let existing = self
-            .cached(path.as_str())
-            .await?
-            .ok_or_else(|| not_found(path))?;
+        let PgRotation {
+            created_by,
+            spec,
+            stage,
+            grace_ms,
+            force,
+        } = rotation;
+        let keys = self.unsealed()?;
+        let existing = self.cached(path).await?.ok_or_else(|| not_found(path))?;
         let labels = existing.labels();
         if let Some(p) = labels.pending {
-            return Err(CoreError::Conflict(format!(
-                "{path} has a staged rotation (pending version {p}): promote it with \
-                 `coffer promote {path}` or cancel it with `coffer rotate {path} --cancel` first"
-            )));
+            return Err(CoreError::Conflict(Conflict::Staged {
+                path: path.to_string(),
+                pending: p,
+            }));
         }
         let now = now_ms();
         let active = self.role_at(&keys, path, pg, labels.current).await?;
@@ -561,21 +546,18 @@ impl Coffer {
             && let Some(previous) = labels.previous
             && labels.previous_until.is_none_or(|until| now < until)
         {
-            return Err(CoreError::Conflict(format!(
-                "the previous credentials of {path} (version {previous}, role {next}) are still \
-                 served{}: a rotation now gives {next} a new password and cuts off the clients \
-                 that still use them; wait until then, or rotate with --force",
-                labels
-                    .previous_until
-                    .map(|u| format!(" until {}", crate::duration::format_time_ms(u)))
-                    .unwrap_or_default()
-            )));
+            return Err(CoreError::Conflict(Conflict::PreviousInGrace {
+                path: path.to_string(),
+                previous,
+                role: next,
+                until: labels.previous_until,
+            }));
         }
         // Connect first: when PostgreSQL cannot be reached, nothing changes.
         let mut admin = self.admin_of(&keys, pg).await?;
         let password = spec.generate();
         let value = credentials(pg, &next, &password);
-        let warnings = self.judge(path.as_str(), &value, Some(spec))?;
+        let warnings = self.judge(path, &value, Some(spec))?;
         let (staged, _) = self
             .append(path, &value, created_by, Becomes::Pending, Some(spec))
             .await?;
@@ -600,12 +582,12 @@ impl Coffer {
         }
         if stage {
             let labels = self
-                .cached(path.as_str())
+                .cached(path)
                 .await?
                 .map(|c| c.labels())
                 .unwrap_or(labels);
             return Ok(RotateReceipt {
-                path: path.as_str().into(),
+                path: path.to_string(),
                 version: staged,
                 labels,
                 generated: true,
@@ -616,10 +598,8 @@ impl Coffer {
             .promote_postgres(path, pg, Some(admin), grace_ms)
             .await
             .map_err(|e| match e {
-                CoreError::Upstream(m) | CoreError::Conflict(m) => CoreError::Upstream(format!(
-                    "{m}; the new password of {next} is set and staged as version {staged}: \
-                     finish with `coffer promote {path}`"
-                )),
+                CoreError::Upstream(m) => staged_only(&m, &next, staged, path),
+                CoreError::Conflict(c) => staged_only(&c.to_string(), &next, staged, path),
                 other => other,
             })?;
         receipt.generated = true;
@@ -631,15 +611,12 @@ impl Coffer {
     async fn drop_pending(&self, path: &SecretPath, version: u64) -> Result<RotateReceipt> {
         self.change_state(path, |labels, head, state| {
             if labels.pending != Some(version) {
-                return Err(CoreError::Conflict(format!(
-                    "version {version} of {path} is no longer pending"
-                )));
+                return Err(CoreError::Conflict(Conflict::NoLongerPending {
+                    path: path.to_string(),
+                    version,
+                }));
             }
-            Ok(SecretState {
-                current: (labels.current != head).then_some(labels.current),
-                pending: None,
-                ..state.clone()
-            })
+            Ok(state.without_pending(labels, head))
         })
         .await
     }
@@ -654,24 +631,22 @@ impl Coffer {
         admin: Option<RoleAdmin>,
         grace_ms: i64,
     ) -> Result<RotateReceipt> {
-        let keys = self.keys()?;
-        let existing = self
-            .cached(path.as_str())
-            .await?
-            .ok_or_else(|| not_found(path))?;
+        let keys = self.unsealed()?;
+        let existing = self.cached(path).await?.ok_or_else(|| not_found(path))?;
         let labels = existing.labels();
         let pending = labels.pending.ok_or_else(|| {
-            CoreError::Conflict(format!(
-                "{path} has no pending version: stage one with `coffer rotate {path} --stage`"
-            ))
+            CoreError::Conflict(Conflict::NothingToPromote {
+                path: path.to_string(),
+            })
         })?;
         let staged = self
             .role_at(&keys, path, pg, pending)
             .await?
             .ok_or_else(|| {
-                CoreError::Conflict(format!(
-                    "the pending version {pending} of {path} names none of its roles"
-                ))
+                CoreError::Conflict(Conflict::StagedRoleUnknown {
+                    path: path.to_string(),
+                    pending,
+                })
             })?;
         let retiring = pg.other(&staged).to_string();
         let mut admin = match admin {
@@ -688,17 +663,12 @@ impl Coffer {
         let promoted = self
             .change_state(path, |labels, head, state| {
                 if labels.pending != Some(pending) {
-                    return Err(CoreError::Conflict(format!(
-                        "version {pending} of {path} is no longer pending"
-                    )));
+                    return Err(CoreError::Conflict(Conflict::NoLongerPending {
+                        path: path.to_string(),
+                        version: pending,
+                    }));
                 }
-                Ok(SecretState {
-                    current: (pending != head).then_some(pending),
-                    previous: Some(labels.current),
-                    previous_until: Some(now_ms().saturating_add(grace_ms)),
-                    pending: None,
-                    ..state.clone()
-                })
+                Ok(state.promoted(labels, head, pending, now_ms().saturating_add(grace_ms)))
             })
             .await;
         match promoted {
@@ -739,14 +709,13 @@ impl Coffer {
         path: &SecretPath,
         pg: &PgRoles,
     ) -> Result<RotateReceipt> {
-        let keys = self.keys()?;
-        let existing = self
-            .cached(path.as_str())
-            .await?
-            .ok_or_else(|| not_found(path))?;
+        let keys = self.unsealed()?;
+        let existing = self.cached(path).await?.ok_or_else(|| not_found(path))?;
         let labels = existing.labels();
         let pending = labels.pending.ok_or_else(|| {
-            CoreError::Conflict(format!("{path} has no pending version to cancel"))
+            CoreError::Conflict(Conflict::NothingToCancel {
+                path: path.to_string(),
+            })
         })?;
         if let Some(staged) = self.role_at(&keys, path, pg, pending).await?
             && self
@@ -767,14 +736,14 @@ impl Coffer {
     /// Refuses what cannot be done to a managed secret.
     pub(crate) fn refuse_managed(
         state: &Option<(u64, SecretState)>,
-        path: &str,
-        what: &str,
+        path: &SecretPath,
+        what: &'static str,
     ) -> Result<()> {
         if managed(state).is_some() {
-            return Err(CoreError::Invalid(format!(
-                "{path} holds the credentials of PostgreSQL roles that coffer manages and \
-                 cannot be {what}"
-            )));
+            return Err(CoreError::Invalid(InvalidInput::Managed {
+                path: path.to_string(),
+                what,
+            }));
         }
         Ok(())
     }

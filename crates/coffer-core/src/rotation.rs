@@ -8,21 +8,22 @@
 //! say is due, with the rules' generator, and reports what it did for the
 //! server to audit.
 
-use std::sync::Arc;
-
 use coffer_crypto::generate::Spec;
 use coffer_policy::Pattern;
 use coffer_store::{Expect, Mutation, VersionState};
 use serde::Serialize;
 
 use crate::auth::{Identity, Operation, Reveals};
-use crate::error::{CoreError, Result};
+use crate::error::{Conflict, CoreError, InvalidInput, NotFound, Result};
+pub use crate::lifecycle::RotateReceipt;
 use crate::lifecycle::{
     self, DEFAULT_GRACE_MS, KIND_RULE, KIND_STATE, Labels, Rule, RuleInfo, RuleSpec, SecretState,
     StoredRule,
 };
 use crate::path::{ListPrefix, SecretPath};
-use crate::{Becomes, Coffer, ListOptions, SecretValue, audit, not_found, now_ms};
+use crate::pgroles::PgRotation;
+use crate::write::{AuditNote, Becomes, NewVersion};
+use crate::{Coffer, SecretValue, audit, now_ms};
 
 /// Who the scheduler's versions are written by.
 pub const SCHEDULER: &str = "coffer-scheduler";
@@ -45,21 +46,6 @@ pub struct RotateRequest {
     /// `previous` is in its grace period (its role's password is replaced
     /// at once).
     pub force: bool,
-}
-
-/// What a rotation or promotion did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RotateReceipt {
-    /// Canonical path.
-    pub path: String,
-    /// The version written (or promoted).
-    pub version: u64,
-    /// The labels afterwards.
-    pub labels: Labels,
-    /// The value was generated on the server.
-    pub generated: bool,
-    /// Warnings about a value given by hand.
-    pub warnings: Vec<String>,
 }
 
 /// Where a secret stands in its lifecycle.
@@ -184,25 +170,20 @@ impl Coffer {
         pattern: &str,
         spec: RuleSpec,
     ) -> Result<RuleInfo> {
-        let pattern = Pattern::parse(pattern).map_err(|e| CoreError::Invalid(e.0))?;
-        self.keys()?;
-        self.authorize(identity, Operation::Admin, "sys/lifecycle")?;
+        let pattern = self.admit_pattern(identity, pattern, "sys/lifecycle")?;
         spec.validate()?;
         let stored = StoredRule {
             spec,
             created_by: crate::actor::Actor::stored_for(identity),
             created_at: now_ms(),
         };
-        let _w = self.access_writes.lock().await;
-        self.store
-            .commit(vec![Mutation::PutObject {
-                kind: KIND_RULE.into(),
-                key: pattern.as_str().into(),
-                value: serde_json::to_vec(&stored).expect("serialises"),
-                expect: Expect::Any,
-            }])
-            .await?;
-        self.reload_access().await?;
+        self.put_access_object(
+            KIND_RULE,
+            pattern.as_str(),
+            serde_json::to_vec(&stored).expect("serialises"),
+            Expect::Any,
+        )
+        .await?;
         tracing::info!(
             actor = identity.display_name(),
             pattern = pattern.as_str(),
@@ -218,25 +199,13 @@ impl Coffer {
 
     /// Removes the lifecycle rule of a pattern.
     pub async fn delete_rule(&self, identity: &Identity, pattern: &str) -> Result<()> {
-        let pattern = Pattern::parse(pattern).map_err(|e| CoreError::Invalid(e.0))?;
-        self.keys()?;
-        self.authorize(identity, Operation::Admin, "sys/lifecycle")?;
-        let _w = self.access_writes.lock().await;
-        let o = self
-            .store
-            .get_object(KIND_RULE, pattern.as_str())
-            .await?
-            .ok_or_else(|| {
-                CoreError::NotFound(format!("no lifecycle rule for {}", pattern.as_str()))
-            })?;
-        self.store
-            .commit(vec![Mutation::DeleteObject {
-                kind: KIND_RULE.into(),
-                key: pattern.as_str().into(),
-                expect: Expect::Revision(o.revision),
-            }])
-            .await?;
-        self.reload_access().await?;
+        let pattern = self.admit_pattern(identity, pattern, "sys/lifecycle")?;
+        self.delete_access_object(KIND_RULE, pattern.as_str(), || {
+            CoreError::NotFound(NotFound::Rule {
+                pattern: pattern.as_str().to_string(),
+            })
+        })
+        .await?;
         tracing::warn!(
             actor = identity.display_name(),
             pattern = pattern.as_str(),
@@ -249,7 +218,7 @@ impl Coffer {
     /// a `deny` of the caller's policies matches (a rule's pattern can name a
     /// secret).
     pub fn list_rules(&self, identity: &Identity) -> Result<Vec<RuleInfo>> {
-        self.keys()?;
+        self.require_unsealed()?;
         self.authorize(identity, Operation::Admin, "sys/lifecycle")?;
         let model = self.access_model();
         Ok(model
@@ -275,16 +244,14 @@ impl Coffer {
         if let Some(g) = request.grace_ms
             && !(0..=lifecycle::MAX_PERIOD_MS).contains(&g)
         {
-            return Err(CoreError::Invalid(
-                "the grace period must be between 0s and 10 years".into(),
-            ));
+            return Err(CoreError::Invalid(InvalidInput::Grace));
         }
-        self.keys()?;
+        self.require_unsealed()?;
         self.authorize(identity, Operation::Rotate, path.as_str())?;
-        let effective = self.generator_for(path.as_str()).await?;
-        if let Some(pg) = self.postgres_of(path.as_str()).await? {
+        let effective = self.generator_for(&path).await?;
+        if let Some(pg) = self.postgres_of(&path).await? {
             if request.value.is_some() {
-                return Err(CoreError::Invalid(format!(
+                return Err(CoreError::invalid(format!(
                     "{path} holds the credentials of PostgreSQL roles: coffer generates their \
                      passwords (give a generator with --generate, not a value)"
                 )));
@@ -302,11 +269,13 @@ impl Coffer {
                 .rotate_postgres(
                     &path,
                     &pg,
-                    &crate::actor::Actor::stored_for(identity),
-                    &spec,
-                    request.stage,
-                    grace,
-                    request.force,
+                    PgRotation {
+                        created_by: &crate::actor::Actor::stored_for(identity),
+                        spec: &spec,
+                        stage: request.stage,
+                        grace_ms: grace,
+                        force: request.force,
+                    },
                 )
                 .await?;
             audit::note_version(receipt.version);
@@ -320,26 +289,26 @@ impl Coffer {
             return Ok(receipt);
         }
         if request.force {
-            return Err(CoreError::Invalid(
+            return Err(CoreError::invalid(
                 "--force applies only to secrets that manage PostgreSQL roles".into(),
             ));
         }
         let (value, spec) = match (request.value, request.generate.or(effective.generator)) {
             (Some(_), Some(_)) if request.generate.is_some() => {
-                return Err(CoreError::Invalid(
+                return Err(CoreError::invalid(
                     "give either a value or a generator, not both".into(),
                 ));
             }
             (Some(v), _) => (v, None),
             (None, Some(spec)) => (SecretValue::Text(spec.generate()), Some(spec)),
             (None, None) => {
-                return Err(CoreError::Invalid(format!(
+                return Err(CoreError::invalid(format!(
                     "no generator applies to {path}: give one (`--generate base64:32`), the new \
                      value on stdin, or a lifecycle rule with a generator"
                 )));
             }
         };
-        let warnings = self.judge(path.as_str(), &value, spec.as_ref())?;
+        let warnings = self.judge(&path, &value, spec.as_ref())?;
         let grace = request
             .grace_ms
             .or(effective.grace_ms)
@@ -369,7 +338,7 @@ impl Coffer {
             "secret rotated"
         );
         Ok(RotateReceipt {
-            path: path.as_str().into(),
+            path: path.to_string(),
             version,
             labels,
             generated: spec.is_some(),
@@ -388,42 +357,26 @@ impl Coffer {
         generated: Option<&Spec>,
     ) -> Result<(u64, Labels)> {
         let plaintext = self.encode_checked(value)?;
-        self.reserve_seals(1).await?;
-        let keys = self.keys()?;
-        let _lock = self.write_locks[self.cache.stripe(path.as_str())]
-            .lock()
-            .await;
-        let existing = self
-            .cached(path.as_str())
-            .await?
-            .ok_or_else(|| not_found(path))?;
-        let planned = self.plan_version(
-            &keys,
-            path.as_str(),
-            &plaintext,
+        let mut tx = self.begin_write(&[path], 1, AuditNote::Nothing).await?;
+        let existing = tx.existing_secret(path).await?;
+        let new = NewVersion {
+            path,
+            plaintext: &plaintext,
             created_by,
-            Some(&existing),
             becomes,
             generated,
-            now_ms(),
-        )?;
-        let version = planned.receipt.version;
+            now: now_ms(),
+        };
+        let planned = tx.plan(&new, Some(&existing))?;
         let labels = planned.entry.labels();
-        match self.store.commit(planned.mutations).await {
-            Ok(()) => {
-                self.cache.put(path.as_str(), Arc::new(planned.entry));
-                Ok((version, labels))
+        let receipt = tx.stage(planned);
+        tx.commit().await.map_err(|e| match e {
+            coffer_store::StoreError::Conflict(m) => {
+                CoreError::Conflict(Conflict::Rotation(Box::new(Conflict::Store(m))))
             }
-            Err(e) => {
-                self.cache.invalidate(path.as_str());
-                Err(match e {
-                    coffer_store::StoreError::Conflict(m) => {
-                        CoreError::Conflict(format!("rotation conflict, nothing written: {m}"))
-                    }
-                    e => e.into(),
-                })
-            }
-        }
+            e => e.into(),
+        })?;
+        Ok((receipt.version, labels))
     }
 
     /// Completes a staged rotation in one step: `pending` becomes `current`,
@@ -434,13 +387,11 @@ impl Coffer {
         path: &str,
         grace_ms: Option<i64>,
     ) -> Result<RotateReceipt> {
-        let path = SecretPath::parse(path)?;
-        self.keys()?;
-        self.authorize(identity, Operation::Rotate, path.as_str())?;
+        let path = self.admit(identity, Operation::Rotate, path)?;
         let grace = grace_ms
             .or(lifecycle::effective(&self.access_model().lifecycle, path.as_str()).grace_ms)
             .unwrap_or(DEFAULT_GRACE_MS);
-        if let Some(pg) = self.postgres_of(path.as_str()).await? {
+        if let Some(pg) = self.postgres_of(&path).await? {
             let receipt = self.promote_postgres(&path, &pg, None, grace).await?;
             tracing::info!(
                 actor = identity.display_name(),
@@ -453,17 +404,11 @@ impl Coffer {
         let receipt = self
             .change_state(&path, |labels, meta_head, state| {
                 let pending = labels.pending.ok_or_else(|| {
-                    CoreError::Conflict(format!(
-                        "{path} has no pending version: stage one with `coffer rotate {path} --stage`"
-                    ))
+                    CoreError::Conflict(Conflict::NothingToPromote {
+                        path: path.to_string(),
+                    })
                 })?;
-                Ok(SecretState {
-                    current: (pending != meta_head).then_some(pending),
-                    previous: Some(labels.current),
-                    previous_until: Some(now_ms().saturating_add(grace)),
-                    pending: None,
-                    ..state.clone()
-                })
+                Ok(state.promoted(labels, meta_head, pending, now_ms().saturating_add(grace)))
             })
             .await?;
         audit::note_version(receipt.version);
@@ -479,23 +424,17 @@ impl Coffer {
     /// Drops a staged rotation: `pending` is forgotten (its version stays in
     /// the history), `current` stays.
     pub async fn cancel_rotation(&self, identity: &Identity, path: &str) -> Result<RotateReceipt> {
-        let path = SecretPath::parse(path)?;
-        self.keys()?;
-        self.authorize(identity, Operation::Rotate, path.as_str())?;
-        if let Some(pg) = self.postgres_of(path.as_str()).await? {
+        let path = self.admit(identity, Operation::Rotate, path)?;
+        if let Some(pg) = self.postgres_of(&path).await? {
             return self.cancel_postgres(&path, &pg).await;
         }
         self.change_state(&path, |labels, meta_head, state| {
             if labels.pending.is_none() {
-                return Err(CoreError::Conflict(format!(
-                    "{path} has no pending version to cancel"
-                )));
+                return Err(CoreError::Conflict(Conflict::NothingToCancel {
+                    path: path.to_string(),
+                }));
             }
-            Ok(SecretState {
-                current: (labels.current != meta_head).then_some(labels.current),
-                pending: None,
-                ..state.clone()
-            })
+            Ok(state.without_pending(labels, meta_head))
         })
         .await
     }
@@ -507,9 +446,7 @@ impl Coffer {
         path: &str,
         expires_at: Option<i64>,
     ) -> Result<RotateReceipt> {
-        let path = SecretPath::parse(path)?;
-        self.keys()?;
-        self.authorize(identity, Operation::Update, path.as_str())?;
+        let path = self.admit(identity, Operation::Update, path)?;
         self.change_state(&path, |_, _, state| {
             Ok(SecretState {
                 expires_at,
@@ -528,13 +465,8 @@ impl Coffer {
         path: &SecretPath,
         change: impl FnOnce(&Labels, u64, &SecretState) -> Result<SecretState>,
     ) -> Result<RotateReceipt> {
-        let _lock = self.write_locks[self.cache.stripe(path.as_str())]
-            .lock()
-            .await;
-        let existing = self
-            .cached(path.as_str())
-            .await?
-            .ok_or_else(|| not_found(path))?;
+        let mut tx = self.begin_write(&[path], 0, AuditNote::Nothing).await?;
+        let existing = tx.existing_secret(path).await?;
         let labels = existing.labels();
         let head = existing.meta.current_version;
         let (expect, state) = match &existing.state {
@@ -554,25 +486,25 @@ impl Coffer {
             // Promoting a version that was deleted meanwhile would serve nothing.
             let record = self.store.get_version(path.as_str(), v).await?;
             if !record.is_some_and(|r| r.state == VersionState::Active) {
-                return Err(CoreError::Conflict(format!(
-                    "version {v} of {path} is deleted or destroyed and cannot become current"
-                )));
+                return Err(CoreError::Conflict(Conflict::NotActive {
+                    path: path.to_string(),
+                    version: v,
+                }));
             }
         }
-        let result = self
-            .store
-            .commit(vec![Mutation::PutObject {
+        tx.stage_mutations(
+            &[path],
+            [Mutation::PutObject {
                 kind: KIND_STATE.into(),
-                key: path.as_str().into(),
+                key: path.to_string(),
                 value: serde_json::to_vec(&next).expect("state serialises"),
                 expect,
-            }])
-            .await;
-        self.cache.invalidate(path.as_str());
-        result?;
+            }],
+        );
+        tx.commit().await?;
         let labels = Labels::of(&existing.meta, Some(&next));
         Ok(RotateReceipt {
-            path: path.as_str().into(),
+            path: path.to_string(),
             version: labels.current,
             labels,
             generated: false,
@@ -590,7 +522,7 @@ impl Coffer {
         prefix: &str,
     ) -> Result<Vec<StatusEntry>> {
         let prefix = ListPrefix::parse(prefix)?;
-        self.keys()?;
+        self.require_unsealed()?;
         let now = now_ms();
         let mut out = Vec::new();
         for path in self.scan(identity, &prefix).await? {
@@ -604,37 +536,20 @@ impl Coffer {
 
     /// Every secret path below `prefix` (recursively) whose metadata the
     /// caller may see, at most [`MAX_SCAN`].
-    async fn scan(&self, identity: &Identity, prefix: &ListPrefix) -> Result<Vec<String>> {
-        let mut out = Vec::new();
-        let mut after = None;
-        loop {
-            let page = self
-                .enumerate(
-                    identity,
-                    prefix,
-                    Reveals::Metadata,
-                    ListOptions {
-                        recursive: true,
-                        after: after.take(),
-                        limit: 1000,
-                        ..ListOptions::default()
-                    },
-                )
-                .await?;
-            for e in page.entries.into_iter().filter(|e| !e.folder) {
-                if out.len() >= MAX_SCAN {
-                    return Err(CoreError::Invalid(format!(
-                        "more than {MAX_SCAN} secrets under {:?}; name a narrower prefix",
-                        prefix.as_str()
-                    )));
-                }
-                out.push(format!("{}{}", prefix.as_str(), e.name));
-            }
-            match page.next {
-                Some(next) => after = Some(next),
-                None => return Ok(out),
-            }
-        }
+    async fn scan(&self, identity: &Identity, prefix: &ListPrefix) -> Result<Vec<SecretPath>> {
+        let names = self
+            .secrets_under(identity, prefix, Reveals::Metadata, true, MAX_SCAN)
+            .await?
+            .ok_or_else(|| {
+                CoreError::Invalid(InvalidInput::TooManyToScan {
+                    prefix: prefix.as_str().to_string(),
+                    limit: MAX_SCAN,
+                })
+            })?;
+        Ok(names
+            .iter()
+            .map(|name| prefix.child(name))
+            .collect::<std::result::Result<_, _>>()?)
     }
 
     /// Every secret path below `prefix` (recursively), at most [`MAX_SCAN`],
@@ -657,9 +572,10 @@ impl Coffer {
                 .await?;
             for e in page.entries.into_iter().filter(|e| !e.folder) {
                 if out.len() >= MAX_SCAN {
-                    return Err(CoreError::Invalid(format!(
-                        "more than {MAX_SCAN} secrets under {prefix:?}; name a narrower prefix"
-                    )));
+                    return Err(CoreError::Invalid(InvalidInput::TooManyToScan {
+                        prefix: prefix.to_string(),
+                        limit: MAX_SCAN,
+                    }));
                 }
                 out.push(format!("{prefix}{}", e.name));
             }
@@ -671,12 +587,12 @@ impl Coffer {
     }
 
     /// One secret's standing, or `None` when nothing about it is scheduled.
-    async fn standing(&self, path: &str, now: i64) -> Result<Option<StatusEntry>> {
+    async fn standing(&self, path: &SecretPath, now: i64) -> Result<Option<StatusEntry>> {
         let Some(cached) = self.cached(path).await? else {
             return Ok(None);
         };
         let labels = cached.labels();
-        let mut effective = lifecycle::effective(&self.access_model().lifecycle, path);
+        let mut effective = lifecycle::effective(&self.access_model().lifecycle, path.as_str());
         if let Some(own) = own_generator(cached.state.as_ref().map(|(_, s)| s)) {
             effective.generator = Some(own);
         }
@@ -761,7 +677,11 @@ impl Coffer {
         }
         let now = now_ms();
         for path in paths {
-            let Some(entry) = self.standing(&path, now).await? else {
+            // A name that is not a path names no secret, so nothing is due.
+            let Ok(secret) = SecretPath::parse(&path) else {
+                continue;
+            };
+            let Some(entry) = self.standing(&secret, now).await? else {
                 continue;
             };
             // Judged on its own: a secret both overdue and expiring is both.
@@ -778,7 +698,7 @@ impl Coffer {
                 report.due_by_hand.push((path, due));
                 continue;
             }
-            match self.rotate_scheduled(&path, now).await {
+            match self.rotate_scheduled(&secret, now).await {
                 Ok((version, until)) => report.rotated.push((path, version, until)),
                 Err(e) => report.failed.push((path, e.to_string())),
             }
@@ -796,8 +716,8 @@ impl Coffer {
 
     /// The settings for `path`, with the generator the secret remembers (from
     /// its last generated value) taking precedence over the rules' one.
-    async fn generator_for(&self, path: &str) -> Result<lifecycle::Effective> {
-        let mut effective = lifecycle::effective(&self.access_model().lifecycle, path);
+    async fn generator_for(&self, path: &SecretPath) -> Result<lifecycle::Effective> {
+        let mut effective = lifecycle::effective(&self.access_model().lifecycle, path.as_str());
         if let Some(c) = self.cached(path).await?
             && let Some(own) = own_generator(c.state.as_ref().map(|(_, s)| s))
         {
@@ -808,23 +728,24 @@ impl Coffer {
 
     /// A rotation by the scheduler: the secret's or the rules' generator,
     /// and the rules' grace.
-    async fn rotate_scheduled(&self, path: &str, now: i64) -> Result<(u64, Option<i64>)> {
-        let path = SecretPath::parse(path)?;
-        let effective = self.generator_for(path.as_str()).await?;
+    async fn rotate_scheduled(&self, path: &SecretPath, now: i64) -> Result<(u64, Option<i64>)> {
+        let effective = self.generator_for(path).await?;
         let spec = effective
             .generator
-            .ok_or_else(|| CoreError::Invalid(format!("no generator applies to {path}")))?;
-        if let Some(pg) = self.postgres_of(path.as_str()).await? {
+            .ok_or_else(|| CoreError::invalid(format!("no generator applies to {path}")))?;
+        if let Some(pg) = self.postgres_of(path).await? {
             let grace = effective.grace_ms.unwrap_or(DEFAULT_GRACE_MS);
             let receipt = self
                 .rotate_postgres(
-                    &path,
+                    path,
                     &pg,
-                    &crate::actor::Actor::stored_system(SCHEDULER),
-                    &spec,
-                    false,
-                    grace,
-                    false,
+                    PgRotation {
+                        created_by: &crate::actor::Actor::stored_system(SCHEDULER),
+                        spec: &spec,
+                        stage: false,
+                        grace_ms: grace,
+                        force: false,
+                    },
                 )
                 .await?;
             tracing::info!(
@@ -838,7 +759,7 @@ impl Coffer {
         let grace_until = Some(now.saturating_add(effective.grace_ms.unwrap_or(DEFAULT_GRACE_MS)));
         let (version, labels) = self
             .append(
-                &path,
+                path,
                 &value,
                 &crate::actor::Actor::stored_system(SCHEDULER),
                 Becomes::Current { grace_until },

@@ -29,7 +29,7 @@
 
 use unicode_normalization::UnicodeNormalization;
 
-use crate::error::{CoreError, Result};
+use crate::error::{CoreError, InvalidInput, Result};
 
 /// Names the system writes as the actor of what it does itself: the initial
 /// root token, the rotation scheduler, system alerts. No token, user or
@@ -89,18 +89,21 @@ pub fn is_invisible(c: char) -> bool {
 pub fn check_free_text(what: &str, s: &str, max: usize) -> Result<String> {
     let s = s.trim();
     if s.is_empty() {
-        return Err(CoreError::Invalid(format!("{what} cannot be empty")));
+        return Err(CoreError::Invalid(InvalidInput::Empty {
+            what: what.to_string(),
+        }));
     }
     if s.chars().count() > max {
-        return Err(CoreError::Invalid(format!(
-            "{what} is limited to {max} characters"
-        )));
+        return Err(CoreError::Invalid(InvalidInput::TooLong {
+            what: what.to_string(),
+            max,
+        }));
     }
     if let Some(c) = s.chars().find(|c| is_line_or_direction_control(*c)) {
-        return Err(CoreError::Invalid(format!(
-            "{what} cannot contain {}",
-            describe(c)
-        )));
+        return Err(CoreError::Invalid(InvalidInput::Character {
+            what: what.to_string(),
+            described: describe(c),
+        }));
     }
     refuse_credential(what, s)?;
     Ok(s.to_string())
@@ -111,10 +114,9 @@ pub fn check_free_text(what: &str, s: &str, max: usize) -> Result<String> {
 /// others as it is. The text is never quoted in the error.
 pub fn refuse_credential(what: &str, s: &str) -> Result<()> {
     if coffer_policy::contains_credential(s) {
-        return Err(CoreError::Invalid(format!(
-            "{what} contains what looks like a coffer token or invitation code \
-             (cft_... or cfi_...); credentials never belong there (it is not shown)"
-        )));
+        return Err(CoreError::Invalid(InvalidInput::CredentialShaped {
+            what: what.to_string(),
+        }));
     }
     Ok(())
 }
@@ -124,10 +126,10 @@ pub fn refuse_credential(what: &str, s: &str) -> Result<()> {
 pub fn check_name(what: &str, s: &str, max: usize) -> Result<String> {
     let s = check_free_text(what, s, max)?;
     if let Some(c) = s.chars().find(|c| is_invisible(*c)) {
-        return Err(CoreError::Invalid(format!(
-            "{what} cannot contain {}",
-            describe(c)
-        )));
+        return Err(CoreError::Invalid(InvalidInput::Character {
+            what: what.to_string(),
+            described: describe(c),
+        }));
     }
     refuse_reserved(what, &s)?;
     refuse_actor_suffix(what, &s)?;
@@ -153,10 +155,9 @@ pub(crate) fn refuse_actor_suffix(what: &str, name: &str) -> Result<()> {
             .is_some_and(|c| c.is_ascii_alphanumeric())
     });
     if kind_in_parens || accessor {
-        return Err(CoreError::Invalid(format!(
-            "{what} cannot contain a kind in parentheses or a token accessor: coffer shows \
-             those beside the name itself"
-        )));
+        return Err(CoreError::Invalid(InvalidInput::ActorSuffix {
+            what: what.to_string(),
+        }));
     }
     Ok(())
 }
@@ -165,9 +166,10 @@ pub(crate) fn refuse_actor_suffix(what: &str, name: &str) -> Result<()> {
 pub fn refuse_reserved(what: &str, name: &str) -> Result<()> {
     let skeleton = skeleton(name);
     if let Some(r) = RESERVED.iter().find(|r| skeleton == self::skeleton(r)) {
-        return Err(CoreError::Invalid(format!(
-            "{what} cannot be {r:?} or look like it: coffer writes that name for its own actions"
-        )));
+        return Err(CoreError::Invalid(InvalidInput::Reserved {
+            what: what.to_string(),
+            reserved: r,
+        }));
     }
     Ok(())
 }
@@ -244,6 +246,23 @@ fn describe(c: char) -> String {
         "invisible formatting characters"
     };
     format!("{kind} (found U+{:04X})", c as u32)
+}
+
+/// Quotes user input in an error only when it is short and printable.
+pub(crate) fn printable(s: &str) -> String {
+    if quotable(s) {
+        format!("{s:?}")
+    } else {
+        "the value given".into()
+    }
+}
+
+/// Whether user input is short and printable enough for an error to quote
+/// it (see [`printable`]).
+pub(crate) fn quotable(s: &str) -> bool {
+    s.len() <= 64
+        && s.chars().all(|c| c.is_ascii_graphic())
+        && !coffer_policy::contains_credential(s)
 }
 
 #[cfg(test)]

@@ -36,6 +36,7 @@ use serde::{Deserialize, Serialize};
 use crate::access::TokenView;
 use crate::auth::{Identity, Operation};
 use crate::duration::{format_duration_ms, parse_duration_ms};
+use crate::error::{Busy, Conflict, LoginRefused, NotFound};
 use crate::username::canonical_user_name;
 use crate::{Coffer, CoreError, Result, now_ms};
 
@@ -61,8 +62,6 @@ pub const LOGIN_TOKEN_TTL_MS: i64 = 8 * 3600 * 1000;
 /// Longest a login token can be renewed to.
 pub const LOGIN_TOKEN_MAX_TTL_MS: i64 = 24 * 3600 * 1000;
 const TOTP_DOMAIN: &str = "coffer.totp.v1";
-
-const LOGIN_FAILED: &str = "login failed: wrong user name, password or one-time code";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct StoredInvite {
@@ -269,7 +268,7 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
 }
 
 fn login_failed() -> CoreError {
-    CoreError::LoginFailed(LOGIN_FAILED.into())
+    CoreError::LoginFailed(LoginRefused)
 }
 
 impl Coffer {
@@ -282,18 +281,18 @@ impl Coffer {
         identity: &Identity,
         request: &InviteRequest,
     ) -> Result<(SecretString, i64)> {
-        let keys = self.keys()?;
+        let keys = self.unsealed()?;
         self.authorize(identity, Operation::Admin, "sys/invites")?;
         let mut policies = request.policies.clone();
         policies.sort();
         policies.dedup();
         self.check_grantable(identity, &policies)?;
         let ttl = match &request.ttl {
-            Some(t) => parse_duration_ms(t).map_err(CoreError::Invalid)?,
+            Some(t) => parse_duration_ms(t).map_err(CoreError::invalid)?,
             None => DEFAULT_INVITE_TTL_MS,
         };
         if ttl > MAX_INVITE_TTL_MS {
-            return Err(CoreError::Invalid(format!(
+            return Err(CoreError::invalid(format!(
                 "an invitation lasts at most {}",
                 format_duration_ms(MAX_INVITE_TTL_MS)
             )));
@@ -321,17 +320,17 @@ impl Coffer {
     /// Uses an invitation: creates the user with this password. The code stops
     /// working in the same atomic step.
     pub async fn accept_invite(&self, code: &str, user: &str, pw: &str) -> Result<UserView> {
-        let keys = self.keys()?;
+        let keys = self.unsealed()?;
         let invalid = || {
-            CoreError::Invalid("this invitation code is invalid, expired or already used".into())
+            CoreError::invalid("this invitation code is invalid, expired or already used".into())
         };
         if !token::is_well_formed_invite(code) {
             return Err(invalid());
         }
-        let name = canonical_user_name(user).map_err(CoreError::Invalid)?;
+        let name = canonical_user_name(user).map_err(CoreError::invalid)?;
         crate::text::refuse_reserved("a user name", &name)?;
         crate::text::refuse_actor_suffix("a user name", &name)?;
-        password::check_password_policy(pw).map_err(|e| CoreError::Invalid(e.to_string()))?;
+        password::check_password_policy(pw).map_err(|e| CoreError::invalid(e.to_string()))?;
         let key = hex(&keys.keyring.token_hash(code));
         let stored = self
             .store
@@ -356,7 +355,7 @@ impl Coffer {
         let password_hash = self
             .argon2(pw.to_string(), None)
             .await?
-            .ok_or_else(|| CoreError::Invalid("the password could not be hashed".into()))?;
+            .ok_or_else(|| CoreError::invalid("the password could not be hashed".into()))?;
         let user = StoredUser {
             name: name.clone(),
             policies: invite.policies,
@@ -371,17 +370,17 @@ impl Coffer {
         // The name check comes after the code check, so only a holder of a
         // valid code can learn whether a name is taken.
         if self.store.get_object(KIND_USER, &name).await?.is_some() {
-            return Err(CoreError::Conflict(format!(
-                "the user name {name} is taken; choose another"
-            )));
+            return Err(CoreError::Conflict(Conflict::UserTaken {
+                name: name.to_string(),
+            }));
         }
         // History and listings show people by name: a name that reads as
         // someone else's (Cyrillic a for Latin a, 0 for o) is as taken.
         for o in self.store.list_objects(KIND_USER).await? {
             if crate::text::looks_like(&name, &o.key) {
-                return Err(CoreError::Conflict(format!(
-                    "the user name {name} looks like an existing user's name; choose another"
-                )));
+                return Err(CoreError::Conflict(Conflict::UserLookalike {
+                    name: name.to_string(),
+                }));
             }
         }
         match self
@@ -417,7 +416,7 @@ impl Coffer {
         tokio::task::spawn_blocking(move || match verify {
             None => password::hash_password(&pw)
                 .map(Some)
-                .map_err(|e| CoreError::Invalid(e.to_string())),
+                .map_err(|e| CoreError::invalid(e.to_string())),
             Some(None) => {
                 let _ = password::verify_dummy(&pw);
                 Ok(None)
@@ -425,7 +424,7 @@ impl Coffer {
             Some(Some(hash)) => Ok(password::verify_password(&pw, &hash).then_some(hash)),
         })
         .await
-        .map_err(|_| CoreError::Invalid("password check failed".into()))?
+        .map_err(|_| CoreError::invalid("password check failed".into()))?
     }
 
     // ---- login -----------------------------------------------------------------
@@ -444,10 +443,10 @@ impl Coffer {
         request: &LoginRequest<'_>,
         source: Option<IpAddr>,
     ) -> Result<(SecretString, TokenView)> {
-        let keys = self.keys()?;
-        let name = canonical_user_name(request.user).map_err(CoreError::Invalid)?;
+        let keys = self.unsealed()?;
+        let name = canonical_user_name(request.user).map_err(CoreError::invalid)?;
         if request.password.len() > password::MAX_PASSWORD_BYTES {
-            return Err(CoreError::Invalid("that password is too long".into()));
+            return Err(CoreError::invalid("that password is too long".into()));
         }
         let failures = self.store.get_object(KIND_LOGIN_FAILURES, &name).await?;
         let now = now_ms();
@@ -494,10 +493,9 @@ impl Coffer {
                 user = if known { name.as_str() } else { "(unknown name)" },
                 "login refused: too many failures; attempts for this account are paced"
             );
-            return Err(CoreError::RateLimited(format!(
-                "too many failed logins for this account: one attempt every {} seconds; try again shortly",
-                LOGIN_PACE_MS / 1000
-            )));
+            return Err(CoreError::RateLimited(Busy::LoginPaced {
+                pace_seconds: LOGIN_PACE_MS / 1000,
+            }));
         }
         let hash = user.as_ref().map(|u| u.password_hash.clone());
         let matched = self
@@ -610,7 +608,7 @@ impl Coffer {
     /// Every user (admin of `sys/users/`), except those whose
     /// `sys/users/NAME` a `deny` of the caller's matches.
     pub async fn list_users(&self, identity: &Identity) -> Result<Vec<UserView>> {
-        self.keys()?;
+        self.require_unsealed()?;
         self.authorize(identity, Operation::Admin, "sys/users/")?;
         let model = self.access_model();
         self.store
@@ -627,14 +625,14 @@ impl Coffer {
         identity: &Identity,
         name: &str,
     ) -> Result<(String, coffer_store::StoredObject, StoredUser)> {
-        self.keys()?;
-        let name = canonical_user_name(name).map_err(CoreError::Invalid)?;
+        self.require_unsealed()?;
+        let name = canonical_user_name(name).map_err(CoreError::invalid)?;
         self.authorize(identity, Operation::Admin, &format!("sys/users/{name}"))?;
         let o = self
             .store
             .get_object(KIND_USER, &name)
             .await?
-            .ok_or_else(|| CoreError::NotFound(format!("no user named {name}")))?;
+            .ok_or_else(|| CoreError::NotFound(NotFound::User { name: name.clone() }))?;
         let u = decode_user(&o.value)?;
         Ok((name, o, u))
     }
@@ -684,7 +682,7 @@ impl Coffer {
         reset_totp: bool,
     ) -> Result<UserView> {
         if policies.is_none() && !reset_totp {
-            return Err(CoreError::Invalid(
+            return Err(CoreError::invalid(
                 "nothing to change: give policies or reset the one-time codes".into(),
             ));
         }
@@ -786,10 +784,10 @@ impl Coffer {
         &self,
         identity: &Identity,
     ) -> Result<(String, coffer_store::StoredObject, StoredUser)> {
-        self.keys()?;
+        self.require_unsealed()?;
         self.authorize(identity, Operation::SelfService, "sys/users/self")?;
         let Some(name) = identity.user().filter(|_| identity.is_human()) else {
-            return Err(CoreError::Invalid(
+            return Err(CoreError::invalid(
                 "one-time codes belong to people; log in with `coffer login` first".into(),
             ));
         };
@@ -805,15 +803,13 @@ impl Coffer {
     /// Starts TOTP enrollment for the calling person: a new seed, shown once,
     /// that becomes required at login after [`Coffer::confirm_totp`].
     pub async fn enroll_totp(&self, identity: &Identity) -> Result<TotpEnrollment> {
-        self.keys()?;
+        self.require_unsealed()?;
         let (name, o, mut u) = self.own_user(identity).await?;
         if u.totp.as_ref().is_some_and(|t| t.confirmed) {
-            return Err(CoreError::Conflict(
-                "one-time codes are already on for this account; turn them off first".into(),
-            ));
+            return Err(CoreError::Conflict(Conflict::TotpEnrolled));
         }
         self.reserve_seals(1).await?;
-        let keys = self.keys()?;
+        let keys = self.unsealed()?;
         let seed = TotpSecret::generate();
         let (key_id, sealed) =
             keys.keyring
@@ -844,15 +840,15 @@ impl Coffer {
     }
 
     async fn change_totp(&self, identity: &Identity, code: &str, confirm: bool) -> Result<()> {
-        let keys = self.keys()?;
+        let keys = self.unsealed()?;
         let (name, o, mut u) = self.own_user(identity).await?;
         let Some(t) = u.totp.as_mut() else {
-            return Err(CoreError::Invalid(
+            return Err(CoreError::invalid(
                 "one-time codes are not set up; run `coffer totp enable` first".into(),
             ));
         };
         if confirm && t.confirmed {
-            return Err(CoreError::Conflict("one-time codes are already on".into()));
+            return Err(CoreError::Conflict(Conflict::TotpOn));
         }
         if !confirm && !t.confirmed {
             // Abandoning an unfinished enrollment needs no code.
@@ -863,7 +859,7 @@ impl Coffer {
                 .verify_at(code.trim(), (now_ms() / 1000) as u64)
                 .filter(|s| *s > t.last_step)
                 .ok_or_else(|| {
-                    CoreError::Invalid("that one-time code is wrong or was already used".into())
+                    CoreError::invalid("that one-time code is wrong or was already used".into())
                 })?;
             if confirm {
                 t.confirmed = true;
@@ -899,7 +895,7 @@ impl Coffer {
     /// record renewed or updated meanwhile is kept. Safe to run on any node,
     /// at any time.
     pub async fn sweep_expired(&self) -> Result<SweepReport> {
-        self.keys()?;
+        self.require_unsealed()?;
         let now = now_ms();
         self.store
             .commit(vec![Mutation::DeleteExpiredTokens { now }])

@@ -33,12 +33,12 @@ impl SecretValue {
         if let SecretValue::Fields(fields) = self {
             for name in fields.keys() {
                 if name.is_empty() || name.len() > MAX_FIELD_NAME {
-                    return Err(CoreError::Invalid(format!(
+                    return Err(CoreError::invalid(format!(
                         "field names must be 1 to {MAX_FIELD_NAME} bytes long"
                     )));
                 }
                 if name.chars().any(char::is_control) {
-                    return Err(CoreError::Invalid(
+                    return Err(CoreError::invalid(
                         "field names cannot contain control characters".into(),
                     ));
                 }

@@ -7,17 +7,17 @@
 //! version under the new path, because a ciphertext is bound to its path
 //! and version and would not open anywhere else.
 
-use coffer_store::{Expect, Mutation, VersionRecord, VersionState};
+use coffer_store::{Expect, Mutation, VersionRecord, VersionState, VersionStateChange};
 use subtle::ConstantTimeEq;
 
+use crate::actor::Actor;
 use crate::auth::{Identity, Operation, Reveals};
-use crate::error::{CoreError, Result};
+use crate::error::{Conflict, CoreError, InvalidInput, NotFound, Refusal, Result};
 use crate::lifecycle::{KIND_STATE, Label};
 use crate::path::{ListPrefix, SecretPath};
-use crate::{
-    At, Becomes, Coffer, ListOptions, MAX_BUNDLE, WriteReceipt, audit, not_found, now_ms,
-    open_value,
-};
+use crate::read::open_value;
+use crate::write::{AuditNote, Becomes, NewVersion, WriteReceipt};
+use crate::{At, Coffer, MAX_BUNDLE, audit, now_ms};
 
 /// What promoting one secret would do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -56,58 +56,41 @@ impl Coffer {
         version: u64,
     ) -> Result<WriteReceipt> {
         let path = SecretPath::parse(path)?;
-        self.keys()?;
+        self.require_unsealed()?;
         let auth = self.authorize(identity, Operation::ReadValue, path.as_str())?;
         self.authorize(identity, Operation::Update, path.as_str())?;
-        self.reserve_seals(1).await?;
-        // After the reservation, which may have added a key.
-        let keys = self.keys()?;
-        let _lock = self.write_locks[self.cache.stripe(path.as_str())]
-            .lock()
-            .await;
-        let existing = self
-            .cached(path.as_str())
-            .await?
-            .ok_or_else(|| not_found(&path))?;
+        let mut tx = self.begin_write(&[&path], 1, AuditNote::Version).await?;
+        let existing = tx.existing_secret(&path).await?;
         let record = self
             .store
             .get_version(path.as_str(), version)
             .await?
             .filter(|r| r.state == VersionState::Active)
             .ok_or_else(|| {
-                CoreError::NotFound(format!(
-                    "{path} has no readable version {version} (it may be deleted or destroyed)"
-                ))
+                CoreError::NotFound(NotFound::ReadableVersion {
+                    path: path.to_string(),
+                    version,
+                })
             })?;
-        let value = open_value(&keys, &auth, &record)?;
-        let warnings = self.judge(path.as_str(), &value, None)?;
+        let value = open_value(tx.keys(), &auth, &record)?;
+        let warnings = self.judge(&path, &value, None)?;
         let plaintext = self.encode_checked(&value)?;
         let now = now_ms();
-        let grace_until = self.grace_until(path.as_str(), None, now);
-        let planned = self.plan_version(
-            &keys,
-            path.as_str(),
-            &plaintext,
-            &crate::actor::Actor::stored_for(identity),
-            Some(&existing),
-            Becomes::Current { grace_until },
-            None,
+        let new = NewVersion {
+            path: &path,
+            plaintext: &plaintext,
+            created_by: &Actor::stored_for(identity),
+            becomes: Becomes::Current {
+                grace_until: self.grace_until(&path, None, now),
+            },
+            generated: None,
             now,
-        )?;
-        let result = self.store.commit(planned.mutations).await;
-        match result {
-            Ok(()) => self
-                .cache
-                .put(path.as_str(), std::sync::Arc::new(planned.entry)),
-            Err(e) => {
-                self.cache.invalidate(path.as_str());
-                return Err(e.into());
-            }
-        }
-        audit::note_version(planned.receipt.version);
+        };
+        let receipt = tx.stage(tx.plan(&new, Some(&existing))?);
+        tx.commit().await?;
         Ok(WriteReceipt {
             warnings,
-            ..planned.receipt
+            ..receipt
         })
     }
 
@@ -126,11 +109,11 @@ impl Coffer {
         let from = SecretPath::parse(from)?;
         let to = SecretPath::parse(to)?;
         if from == to {
-            return Err(CoreError::Invalid(format!(
-                "{from} cannot be copied onto itself"
-            )));
+            return Err(CoreError::Invalid(InvalidInput::CopyOntoItself {
+                path: from.to_string(),
+            }));
         }
-        self.keys()?;
+        self.require_unsealed()?;
         let auth = self.authorize(identity, Operation::ReadValue, from.as_str())?;
         if auth.via_breakglass() {
             // A grant lets a person read for a while; a copy would outlive
@@ -142,31 +125,19 @@ impl Coffer {
             self.authorize(identity, Operation::Delete, from.as_str())?;
         }
         self.authorize(identity, Operation::Create, to.as_str())?;
-        let mut stripes = [
-            self.cache.stripe(from.as_str()),
-            self.cache.stripe(to.as_str()),
-        ];
-        stripes.sort_unstable();
-        let _first = self.write_locks[stripes[0]].lock().await;
-        let _second = if stripes[1] != stripes[0] {
-            Some(self.write_locks[stripes[1]].lock().await)
-        } else {
-            None
-        };
-        if self.cached(to.as_str()).await?.is_some() {
-            return Err(CoreError::Conflict(format!(
-                "{to} already exists; copies and moves go to a new path"
-            )));
+        let mut tx = self
+            .begin_write(&[&from, &to], 0, AuditNote::Nothing)
+            .await?;
+        if tx.existing(&to).await?.is_some() {
+            return Err(CoreError::Conflict(Conflict::CopyTargetExists {
+                to: to.to_string(),
+            }));
         }
-        let source = self
-            .cached(from.as_str())
-            .await?
-            .ok_or_else(|| not_found(&from))?;
-        Coffer::refuse_managed(&source.state, from.as_str(), "copied or moved")?;
+        let source = tx.existing_secret(&from).await?;
+        Coffer::refuse_managed(&source.state, &from, "copied or moved")?;
         let head = source.meta.current_version;
-        self.reserve_seals(head).await?;
-        // After the reservation, which may have added a key.
-        let keys = self.keys()?;
+        tx.reserve(head).await?;
+        let keys = tx.keys();
         let mut mutations = Vec::new();
         for info in self.store.history(from.as_str()).await? {
             let record = self
@@ -174,12 +145,14 @@ impl Coffer {
                 .get_version(from.as_str(), info.version)
                 .await?
                 .ok_or_else(|| {
-                    CoreError::Conflict(format!("{from} changed during the copy; try again"))
+                    CoreError::Conflict(Conflict::CopySourceChanged {
+                        from: from.to_string(),
+                    })
                 })?;
             let (key_id, ciphertext) = match record.state {
                 VersionState::Destroyed(_) => (record.key_id, Vec::new()),
                 _ => {
-                    let value = open_value(&keys, &auth, &record)?;
+                    let value = open_value(keys, &auth, &record)?;
                     let plaintext = value.encode();
                     keys.keyring
                         .seal_value(to.as_str(), record.version, &plaintext)
@@ -187,7 +160,7 @@ impl Coffer {
             };
             mutations.push(Mutation::PutVersion {
                 record: VersionRecord {
-                    path: to.as_str().to_string(),
+                    path: to.to_string(),
                     key_id,
                     ciphertext,
                     ..record
@@ -199,31 +172,30 @@ impl Coffer {
         if let Some((revision, state)) = &source.state {
             mutations.push(Mutation::PutObject {
                 kind: KIND_STATE.into(),
-                key: to.as_str().into(),
+                key: to.to_string(),
                 value: serde_json::to_vec(state).expect("state serialises"),
                 expect: Expect::Absent,
             });
             if remove_source {
                 mutations.push(Mutation::DeleteObject {
                     kind: KIND_STATE.into(),
-                    key: from.as_str().into(),
+                    key: from.to_string(),
                     expect: Expect::Revision(*revision),
                 });
             }
         }
         if remove_source {
             mutations.push(Mutation::DeleteSecret {
-                path: from.as_str().into(),
+                path: from.to_string(),
                 expected_current: head,
             });
         }
-        let result = self.store.commit(mutations).await;
-        self.cache.invalidate(from.as_str());
-        self.cache.invalidate(to.as_str());
-        result.map_err(|e| match e {
-            coffer_store::StoreError::Conflict(m) => CoreError::Conflict(format!(
-                "{from} changed during the copy, nothing written: {m}"
-            )),
+        tx.stage_mutations(&[&from, &to], mutations);
+        tx.commit().await.map_err(|e| match e {
+            coffer_store::StoreError::Conflict(m) => CoreError::Conflict(Conflict::Copy {
+                from: from.to_string(),
+                cause: Box::new(Conflict::Store(m)),
+            }),
             e => e.into(),
         })?;
         audit::note_version(head);
@@ -235,7 +207,7 @@ impl Coffer {
             "secret copied"
         );
         Ok(WriteReceipt {
-            path: to.as_str().into(),
+            path: to.to_string(),
             version: head,
             created_at: now_ms(),
             warnings: Vec::new(),
@@ -258,18 +230,17 @@ impl Coffer {
         let from = ListPrefix::parse(from)?;
         let to = ListPrefix::parse(to)?;
         if from.as_str().is_empty() || to.as_str().is_empty() {
-            return Err(CoreError::Invalid(
+            return Err(CoreError::invalid(
                 "name two environments, such as app/staging and app/prod".into(),
             ));
         }
         if from.as_str().starts_with(to.as_str()) || to.as_str().starts_with(from.as_str()) {
-            return Err(CoreError::Invalid(format!(
-                "{} and {} overlap; promote between sibling environments",
-                from.as_str(),
-                to.as_str()
-            )));
+            return Err(CoreError::Invalid(InvalidInput::Overlap {
+                from: from.as_str().to_string(),
+                to: to.as_str().to_string(),
+            }));
         }
-        self.keys()?;
+        self.require_unsealed()?;
         let source = self.names_under(identity, &from).await?;
         let target = self.names_under(identity, &to).await?;
         if identity.is_human() {
@@ -289,16 +260,12 @@ impl Coffer {
         let mut writes = Vec::new();
         for name in &source {
             let read = self
-                .read_at(
-                    identity,
-                    &format!("{}{name}", from.as_str()),
-                    At::Label(Label::Current),
-                )
+                .read_path(identity, &from.child(name)?, At::Label(Label::Current))
                 .await?;
-            let to_path = format!("{}{name}", to.as_str());
+            let to_path = to.child(name)?;
             let (action, to_version) = if target.contains(name) {
                 let there = self
-                    .read_at(identity, &to_path, At::Label(Label::Current))
+                    .read_path(identity, &to_path, At::Label(Label::Current))
                     .await?;
                 let same: bool = read.value.encode().ct_eq(&there.value.encode()).into();
                 if same {
@@ -316,12 +283,12 @@ impl Coffer {
                 to_version,
             });
             if action != PlanAction::Unchanged {
-                writes.push((to_path, read.value, Some(to_version)));
+                writes.push((to_path.to_string(), read.value, Some(to_version)));
             }
         }
         for name in target.iter().filter(|n| !source.contains(*n)) {
             let cached = self
-                .cached(&format!("{}{name}", to.as_str()))
+                .cached(&to.child(name)?)
                 .await?
                 .map_or(0, |c| c.labels().current);
             plan.push(PlanEntry {
@@ -336,11 +303,10 @@ impl Coffer {
             return Ok((plan, Vec::new()));
         };
         if expected != plan.as_slice() {
-            return Err(CoreError::Conflict(format!(
-                "{} or {} changed since the preview; nothing written, preview again",
-                from.as_str(),
-                to.as_str()
-            )));
+            return Err(CoreError::Conflict(Conflict::PreviewChanged {
+                from: from.as_str().to_string(),
+                to: to.as_str().to_string(),
+            }));
         }
         if writes.is_empty() {
             return Ok((plan, Vec::new()));
@@ -359,45 +325,105 @@ impl Coffer {
     /// The names of the live secrets directly under a prefix that the
     /// caller may see with their metadata (needs `list` on the prefix).
     async fn names_under(&self, identity: &Identity, prefix: &ListPrefix) -> Result<Vec<String>> {
-        let mut names = Vec::new();
-        let mut after = None;
-        loop {
-            let page = self
-                .enumerate(
-                    identity,
-                    prefix,
-                    Reveals::Metadata,
-                    ListOptions {
-                        after: after.take(),
-                        limit: MAX_BUNDLE,
-                        ..ListOptions::default()
-                    },
-                )
-                .await?;
-            names.extend(
-                page.entries
-                    .into_iter()
-                    .filter(|e| !e.folder)
-                    .map(|e| e.name),
-            );
-            if names.len() > MAX_BUNDLE {
-                return Err(CoreError::Invalid(format!(
-                    "more than {MAX_BUNDLE} secrets under {}",
-                    prefix.as_str()
-                )));
-            }
-            match page.next {
-                Some(next) => after = Some(next),
-                None => return Ok(names),
-            }
-        }
+        self.secrets_under(identity, prefix, Reveals::Metadata, false, MAX_BUNDLE)
+            .await?
+            .ok_or_else(|| {
+                CoreError::Invalid(InvalidInput::TooManyToPromote {
+                    prefix: prefix.as_str().to_string(),
+                    limit: MAX_BUNDLE,
+                })
+            })
     }
 }
 
 fn breakglass_no_copy(path: &str) -> CoreError {
-    CoreError::Forbidden(format!(
-        "{path} is in a protected environment: a person may read it only through a \
-         break-glass grant, which does not allow copying, moving or promoting it \
-         (a service token can)"
-    ))
+    CoreError::Forbidden(Refusal::BreakglassNoCopy {
+        path: path.to_string(),
+    })
+}
+
+impl Coffer {
+    /// Soft-deletes versions (default: the current one). Returns the versions
+    /// named.
+    pub async fn delete(
+        &self,
+        identity: &Identity,
+        path: &str,
+        versions: &[u64],
+    ) -> Result<Vec<u64>> {
+        self.change_versions(identity, path, versions, Operation::Delete, |now| {
+            VersionStateChange::Delete(now)
+        })
+        .await
+    }
+
+    /// Restores soft-deleted versions (default: the current one).
+    pub async fn undelete(
+        &self,
+        identity: &Identity,
+        path: &str,
+        versions: &[u64],
+    ) -> Result<Vec<u64>> {
+        self.change_versions(identity, path, versions, Operation::Delete, |_| {
+            VersionStateChange::Undelete
+        })
+        .await
+    }
+
+    /// Erases versions for good (default: the current one).
+    pub async fn destroy(
+        &self,
+        identity: &Identity,
+        path: &str,
+        versions: &[u64],
+    ) -> Result<Vec<u64>> {
+        self.change_versions(identity, path, versions, Operation::Destroy, |now| {
+            VersionStateChange::Destroy(now)
+        })
+        .await
+    }
+
+    async fn change_versions(
+        &self,
+        identity: &Identity,
+        path: &str,
+        versions: &[u64],
+        op: Operation,
+        change: impl Fn(i64) -> VersionStateChange,
+    ) -> Result<Vec<u64>> {
+        let path = self.admit(identity, op, path)?;
+        let mut tx = self.begin_write(&[&path], 0, AuditNote::Nothing).await?;
+        let cached = tx.existing_secret(&path).await?;
+        let meta = &cached.meta;
+        // The default is the version readers get: `current`, which during a
+        // staged rotation is not the newest.
+        let versions = if versions.is_empty() {
+            vec![cached.labels().current]
+        } else {
+            versions.to_vec()
+        };
+        if let Some(bad) = versions
+            .iter()
+            .find(|v| **v == 0 || **v > meta.current_version)
+        {
+            return Err(CoreError::NotFound(NotFound::Version {
+                path: path.to_string(),
+                version: *bad,
+            }));
+        }
+        let now = now_ms();
+        // The cache forgets the path even on failure: its cached state may be
+        // what was stale.
+        tx.stage_mutations(
+            &[&path],
+            [Mutation::SetVersionState {
+                path: path.to_string(),
+                versions: versions.clone(),
+                change: change(now),
+                at: now,
+            }],
+        );
+        tx.commit().await?;
+        Ok(versions)
+    }
 }

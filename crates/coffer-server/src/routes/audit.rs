@@ -493,9 +493,9 @@ pub(super) async fn readers(
     // not theirs to learn, whether or not anyone did (the same answer
     // either way).
     if st.coffer.audit_hides(&id, &path) {
-        return Err(coffer_core::CoreError::Forbidden(format!(
-            "permission denied: your policies deny {path}"
-        ))
+        return Err(coffer_core::CoreError::Forbidden(
+            format!("permission denied: your policies deny {path}").into(),
+        )
         .into());
     }
     let files = history(primary_log(&st)?, q.rotated)?;
