@@ -639,6 +639,70 @@ fn check_capabilities(sample: &Sample, failures: &mut Vec<String>) {
             ));
         }
     }
+    // `AnyOf`: one alternative is enough.
+    for (i, need) in all.iter().enumerate() {
+        if need.any_of.len() < 2 {
+            continue;
+        }
+        let others: Vec<Grant> = base
+            .iter()
+            .cloned()
+            .chain(
+                all.iter()
+                    .enumerate()
+                    .filter(|(j, _)| *j != i)
+                    .flat_map(|(_, n)| grants(n, params, &body_value)),
+            )
+            .collect();
+        let writes = need
+            .any_of
+            .iter()
+            .all(|(cap, _)| matches!(cap, Cap::Create | Cap::Update));
+        let alternatives: Vec<Vec<Grant>> = if writes {
+            // A write's `create` and `update` are each enough for the
+            // secrets they fit: one policy, with `create` where the secret
+            // does not exist yet and `update` where it does.
+            vec![fitting_writes(&node, need, params, &body_value)]
+        } else {
+            need.any_of
+                .iter()
+                .map(|alternative| {
+                    let need = Need {
+                        any_of: vec![*alternative],
+                    };
+                    grants(&need, params, &body_value)
+                })
+                .collect()
+        };
+        for alternative in alternatives {
+            if alternative.is_empty() {
+                continue;
+            }
+            let mut node = Node::start();
+            let alone: Vec<Grant> = others.iter().cloned().chain(alternative.clone()).collect();
+            let (token, _, policy) = node.caller(&alone);
+            let r = node.send(
+                sample,
+                params,
+                Some(&token),
+                &policy,
+                body_value_ref(&body_value),
+            );
+            println!(
+                "{}: with only {alternative:?}: {}",
+                describe(route),
+                r.status
+            );
+            if refused(&r) {
+                failures.push(format!(
+                    "{}: {alternative:?} is one alternative of {need:?}, but (policy: {}) was refused: {}",
+                    describe(route),
+                    policy_source(&alone),
+                    r.text()
+                ));
+            }
+        }
+    }
     // `self` is every token's: a `deny` on its target takes nothing away.
     let denied: Vec<Grant> = all
         .iter()
@@ -683,6 +747,36 @@ fn check_capabilities(sample: &Sample, failures: &mut Vec<String>) {
             policy_source(&full),
             r.text()
         ));
+    }
+}
+
+/// For a write's `create` and `update` alternatives on concrete paths, the
+/// rules that fit each path on the node as the sample finds it: `update`
+/// where the secret exists, `create` where it does not. Targets below a
+/// prefix name no one secret; they are left out.
+fn fitting_writes(node: &Node, need: &Need, params: &[&str], body: &Value) -> Vec<Grant> {
+    let mut out = Vec::new();
+    for (cap, target) in &need.any_of {
+        if let Target::Below(_) = target {
+            continue;
+        }
+        for path in patterns(*target, params, body) {
+            let url = routes::SECRET_METADATA.url(&[&path]);
+            let exists = ok_or_missing(&node.server.http("GET", &url, Some(&node.root), None));
+            if (*cap == Cap::Update) == exists {
+                out.push((cap.name(), path));
+            }
+        }
+    }
+    out
+}
+
+/// Whether the secret a metadata read asked for exists.
+fn ok_or_missing(r: &Response) -> bool {
+    match r.status {
+        200 => true,
+        404 => false,
+        other => panic!("metadata: {other} {}", r.text()),
     }
 }
 
