@@ -703,6 +703,45 @@ fn check_capabilities(sample: &Sample, failures: &mut Vec<String>) {
             }
         }
     }
+    // `read_metadata` is granted by `read` as well as by `list`.
+    let by_read: Vec<Grant> = full
+        .iter()
+        .map(|(cap, pattern)| {
+            let metadata = all.iter().any(|n| {
+                n.any_of.iter().any(|(c, t)| {
+                    *c == Cap::ReadMetadata && patterns(*t, params, &body_value).contains(pattern)
+                })
+            });
+            (
+                if metadata && *cap == "list" {
+                    "read"
+                } else {
+                    cap
+                },
+                pattern.clone(),
+            )
+        })
+        .collect();
+    if by_read != full {
+        let mut node = Node::start();
+        let (token, _, policy) = node.caller(&by_read);
+        let r = node.send(
+            sample,
+            params,
+            Some(&token),
+            &policy,
+            body_value_ref(&body_value),
+        );
+        println!("{}: read_metadata by read: {}", describe(route), r.status);
+        if refused(&r) {
+            failures.push(format!(
+                "{}: `read` grants read_metadata, but (policy: {}) was refused: {}",
+                describe(route),
+                policy_source(&by_read),
+                r.text()
+            ));
+        }
+    }
     // `self` is every token's: a `deny` on its target takes nothing away.
     let denied: Vec<Grant> = all
         .iter()
