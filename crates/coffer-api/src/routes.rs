@@ -10,7 +10,10 @@
 //!
 //! [`Requires`] documents the checks `coffer-core` makes for the route; it
 //! is data for readers and tests, not the check itself (every decision is
-//! made in the core, by `auth::authorize`).
+//! made in the core, by `auth::authorize`). coffer-server's
+//! `tests/route_requires.rs` holds every entry to what the server enforces:
+//! the policy an entry describes must pass, and the same policy without any
+//! one of its requirements must be refused.
 
 use std::collections::HashMap;
 use std::sync::OnceLock;

@@ -922,11 +922,16 @@ fn every_route_requires_what_the_table_says() {
 }
 
 #[test]
-fn every_sample_is_a_route_of_the_table() {
-    for (route, ..) in SAMPLES {
+fn every_sample_is_of_a_route_of_the_table_and_only_one() {
+    for (i, (route, ..)) in SAMPLES.iter().enumerate() {
         assert!(
             ALL.contains(route),
             "{} is not in the table",
+            describe(route)
+        );
+        assert!(
+            SAMPLES[..i].iter().all(|(r, ..)| r != route),
+            "{} has two samples",
             describe(route)
         );
     }
