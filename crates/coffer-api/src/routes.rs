@@ -141,8 +141,8 @@ pub enum Requires {
     /// present and not `null`.
     If(&'static str, &'static Requires),
     /// The token the URL's `{accessor}` names is the caller's own (`self`
-    /// on `sys/tokens/self`), a descendant of it or a token of the same
-    /// user, or the caller holds `admin` on `sys/tokens/ACCESSOR`.
+    /// on `sys/tokens/self`), a descendant of it or, for a person's token,
+    /// another token of the same person, or the caller holds `admin` on `sys/tokens/ACCESSOR`.
     ManagedToken,
 }
 
@@ -424,6 +424,8 @@ pub const SECRET_PROMOTE_ENV: Route = Route::new(
         Allow(List, BodyField("from")),
         Allow(List, BodyField("to")),
         Allow(Read, Below("from")),
+        // The target's secrets are read where the source has one of the same
+        // name, to compare the values.
         Allow(Read, Below("to")),
         Requires::If(
             "apply",
