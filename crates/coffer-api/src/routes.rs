@@ -142,7 +142,8 @@ pub enum Requires {
     If(&'static str, &'static Requires),
     /// The token the URL's `{accessor}` names is the caller's own (`self`
     /// on `sys/tokens/self`), a descendant of it or, for a person's token,
-    /// another token of the same person, or the caller holds `admin` on `sys/tokens/ACCESSOR`.
+    /// another token of the same person, or the caller holds `admin` on
+    /// `sys/tokens/ACCESSOR`.
     ManagedToken,
 }
 
