@@ -10,7 +10,10 @@
 //!
 //! [`Requires`] documents the checks `coffer-core` makes for the route; it
 //! is data for readers and tests, not the check itself (every decision is
-//! made in the core, by `auth::authorize`).
+//! made in the core, by `auth::authorize`). coffer-server's
+//! `tests/route_requires.rs` holds every entry to what the server enforces:
+//! the policy an entry describes must pass, and the same policy without any
+//! one of its requirements must be refused.
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -67,7 +70,8 @@ pub enum Cap {
     Admin,
     /// `breakglass`: asking for a time-limited read of a protected secret.
     Breakglass,
-    /// `self`: acting on the caller's own token or account.
+    /// `self`: acting on the caller's own token or account. Every token
+    /// holds it: no policy grants it, and no `deny` takes it away.
     SelfService,
 }
 
@@ -98,13 +102,18 @@ pub enum Target {
     /// The prefix in the URL (`{*prefix}`), or the root on the route
     /// without one.
     UrlPrefix,
-    /// Each secret path the request body names.
+    /// Each secret path the request body's `secrets` list names (its
+    /// entries' `path`).
     BodyPaths,
-    /// Each prefix the request body names.
+    /// Each prefix of the request body's `prefixes` list.
     BodyPrefixes,
     /// The secret path or prefix in this field of the request body.
     BodyField(&'static str),
-    /// Each secret below the prefix in this field of the request body.
+    /// Each secret directly below the prefix (or prefixes) in this field of
+    /// the request body that a listing of the prefix shows the caller:
+    /// secrets the listing leaves out are left out of the request too, not
+    /// refused. (A listing shows a secret when the caller may `list` the
+    /// prefix, and, where metadata is shown, read the secret's metadata.)
     Below(&'static str),
     /// This fixed `sys/` target.
     Sys(&'static str),
@@ -127,11 +136,14 @@ pub enum Requires {
     /// One of these (a write needs `create` for a secret's first version,
     /// `update` for any other).
     AnyOf(&'static [Requires]),
-    /// These too when the body's flag of this name is true.
+    /// These too when the request body sets the field of this name (its
+    /// name on the wire): a flag that is true, or any other value that is
+    /// present and not `null`.
     If(&'static str, &'static Requires),
     /// The token the URL's `{accessor}` names is the caller's own (`self`
-    /// on `sys/tokens/self`), a descendant of it or a token of the same
-    /// user, or the caller holds `admin` on `sys/tokens/ACCESSOR`.
+    /// on `sys/tokens/self`), a descendant of it or, for a person's token,
+    /// another token of the same person, or the caller holds `admin` on
+    /// `sys/tokens/ACCESSOR`.
     ManagedToken,
 }
 
@@ -400,7 +412,7 @@ pub const SECRET_COPY: Route = Route::new(
     "secret.copy",
     AllOf(&[
         Allow(Read, BodyField("from")),
-        Requires::If("remove_source", &Allow(Cap::Delete, BodyField("from"))),
+        Requires::If("move", &Allow(Cap::Delete, BodyField("from"))),
         Allow(Create, BodyField("to")),
     ]),
 );
@@ -413,8 +425,13 @@ pub const SECRET_PROMOTE_ENV: Route = Route::new(
         Allow(List, BodyField("from")),
         Allow(List, BodyField("to")),
         Allow(Read, Below("from")),
+        // The target's secrets are read where the source has one of the same
+        // name, to compare the values.
         Allow(Read, Below("to")),
-        AnyOf(&[Allow(Create, Below("to")), Allow(Update, Below("to"))]),
+        Requires::If(
+            "apply",
+            &AnyOf(&[Allow(Create, Below("to")), Allow(Update, Below("to"))]),
+        ),
     ]),
 );
 /// The rotation status of every secret.
