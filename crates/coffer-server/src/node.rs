@@ -68,6 +68,14 @@ pub enum NodeError {
         #[source]
         source: std::io::Error,
     },
+    /// A file the node writes is something else where it should be: a
+    /// device, a pipe, a directory, or a link to one (which renaming the
+    /// file over would silently replace).
+    #[error(
+        "{} is not a regular file (a device, a pipe, a directory, or a link to one): nothing written; to write to standard output, leave out --out",
+        .0.display()
+    )]
+    NotRegularFile(PathBuf),
     /// The store could not be opened.
     #[error("cannot open the store at {shown}")]
     Store {
