@@ -130,9 +130,10 @@ pub struct DataDirLock(#[allow(dead_code, reason = "held, never read")] std::fs:
 ///
 /// A node dropped without `shutdown` still stops: its listener closes
 /// (requests in flight get the grace period, in the background) and its
-/// jobs end, and the data directory's lock is let go once the listener's
-/// threads are done; but the audit log's head files are not rewritten nor
-/// the store flushed as `shutdown` does.
+/// jobs end; once the listener's threads are done its audit log is closed
+/// and then the data directory's lock is let go. The last alerts do not get
+/// their extra try at the webhooks, nor is the store flushed, as `shutdown`
+/// does.
 pub struct Node {
     coffer: Arc<Coffer>,
     auditor: Arc<Auditor>,
@@ -233,12 +234,26 @@ impl Node {
         );
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let serve_options = config.serve_options();
+        let closing = auditor.clone();
         let server = tokio::spawn(async move {
             // Sent, or the node dropped: either way the listener stops.
-            let stopped = async move {
-                let _ = stopped.await;
+            let dropped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let stopped = {
+                let dropped = dropped.clone();
+                async move {
+                    if stopped.await.is_err() {
+                        dropped.store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
             };
             crate::serve(bound, app, stopped, serve_options).await;
+            if dropped.load(std::sync::atomic::Ordering::Relaxed) {
+                // A node dropped without `shutdown`: its audit log is closed
+                // before the data directory's lock is let go, so that a node
+                // started next on the same directory never shares the log
+                // files with this one's writer.
+                let _ = tokio::task::spawn_blocking(move || closing.close()).await;
+            }
             lock
         });
         Ok(Node {

@@ -51,3 +51,44 @@ async fn a_node_whose_port_is_taken_fails_and_lets_its_data_directory_go() {
     node.shutdown().await.unwrap();
     drop(taken);
 }
+
+/// The `seq` of every record in an audit log file, in file order.
+fn seqs(log: &str) -> Vec<u64> {
+    log.lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("a JSON record");
+            v["seq"].as_u64().expect("a seq")
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_node_closes_its_audit_log_before_another_takes_the_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let node = Node::start(config(&data, "127.0.0.1:0"), NodeOptions::default())
+        .await
+        .unwrap();
+    let log = node.audit_files()[0].clone();
+    let client = coffer_client::Client::builder(node.url()).build().unwrap();
+    let _ = client.keyring().await;
+    drop(node);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let again = loop {
+        match Node::start(config(&data, "127.0.0.1:0"), NodeOptions::default()).await {
+            Ok(node) => break node,
+            Err(NodeError::Locked(_)) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            Err(e) => panic!("the data directory was not let go: {e}"),
+        }
+    };
+    again.shutdown().await.unwrap();
+    // One chain: the first node's records, its closing notice, then the
+    // second node's, never interleaved.
+    let text = std::fs::read_to_string(&log).unwrap();
+    let seqs = seqs(&text);
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{text}");
+    let closed = text.matches("audit log closed").count();
+    assert_eq!(closed, 2, "{text}");
+}
