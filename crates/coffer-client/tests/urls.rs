@@ -50,7 +50,7 @@ const HOSTILE: &[&str] = &[
     "a//b",
     "a\\b",
     "line\r\nInjected: header",
-    "cfr_s_0123456789abcdefghijklmnopqrstuv",
+    "cft_0123456789abcdefghijklmnopqrstuvwxyzABCDEF/cfi_0123456789abcdef",
 ];
 
 /// A server that answers every request 404 and keeps each request line.
