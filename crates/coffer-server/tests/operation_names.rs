@@ -103,14 +103,11 @@ fn every_method_on_every_template_is_named_as_before() {
         Some("/api/v1/secrets"),
         Some("/api/v1/sys/audit"),
     ]);
-    let mut compared = 0;
     for &m in METHODS {
         for &t in &templates {
             assert_eq!(new_operation(m, t), old_operation(m, t), "{m} {t:?}");
-            compared += 1;
         }
     }
-    assert!(compared > routes::ALL.len() * 6);
     // Each route of the table is reached by its own method.
     for r in routes::ALL {
         assert_ne!(old_operation(r.method.as_str(), Some(r.path)), "unmatched");
@@ -125,5 +122,5 @@ fn only_health_and_status_go_unaudited_as_before() {
         .map(|r| r.op.name)
         .collect();
     assert_eq!(unaudited, ["sys.health", "sys.status"]);
-    assert!(routes::UNMATCHED.audited);
+    const { assert!(routes::UNMATCHED.audited) };
 }
