@@ -131,9 +131,9 @@ pub struct DataDirLock(#[allow(dead_code, reason = "held, never read")] std::fs:
 /// A node dropped without `shutdown` still stops: its listener closes
 /// (requests in flight get the grace period, in the background) and its
 /// jobs end; once the listener's threads are done its audit log is closed
-/// and then the data directory's lock is let go. The last alerts do not get
-/// their extra try at the webhooks, nor is the store flushed, as `shutdown`
-/// does.
+/// and then the data directory's lock is let go. Alerts not yet delivered
+/// get one more try at the webhooks in the background (`shutdown` waits
+/// for it), and the store is not flushed as `shutdown` does.
 pub struct Node {
     coffer: Arc<Coffer>,
     auditor: Arc<Auditor>,
