@@ -92,3 +92,27 @@ async fn a_dropped_node_closes_its_audit_log_before_another_takes_the_directory(
     let closed = text.matches("audit log closed").count();
     assert_eq!(closed, 2, "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_cut_short_leaves_no_job_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let node = Node::start(config(&data, "127.0.0.1:0"), NodeOptions::default())
+        .await
+        .unwrap();
+    let coffer = node.coffer().clone();
+    // Polled once (the listener is told to stop), then given up.
+    let cut = futures_util::FutureExt::now_or_never(node.shutdown());
+    assert!(cut.is_none(), "the shutdown finished at its first poll");
+    // Everything of the node's lets the core go: the listener as it ends,
+    // the background jobs at once.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::sync::Arc::strong_count(&coffer) > 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} holders of the core are still running",
+            std::sync::Arc::strong_count(&coffer) - 1
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
