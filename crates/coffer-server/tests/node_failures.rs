@@ -116,3 +116,32 @@ async fn a_shutdown_cut_short_leaves_no_job_running() {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_cut_short_still_closes_the_audit_log_before_the_lock_goes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let node = Node::start(config(&data, "127.0.0.1:0"), NodeOptions::default())
+        .await
+        .unwrap();
+    let log = node.audit_files()[0].clone();
+    let cut = futures_util::FutureExt::now_or_never(node.shutdown());
+    assert!(cut.is_none(), "the shutdown finished at its first poll");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let again = loop {
+        match Node::start(config(&data, "127.0.0.1:0"), NodeOptions::default()).await {
+            Ok(node) => break node,
+            Err(NodeError::Locked(_)) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            Err(e) => panic!("the data directory was not let go: {e}"),
+        }
+    };
+    // By the time the directory is free, the first node's log is closed.
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(text.matches("audit log closed").count(), 1, "{text}");
+    again.shutdown().await.unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    let seqs = seqs(&text);
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{text}");
+}
