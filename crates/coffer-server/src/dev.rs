@@ -120,7 +120,7 @@ mod tests {
     }
 
     #[test]
-    fn a_socket_a_directory_or_a_link_to_one_at_the_path_is_refused_and_left_alone() {
+    fn a_pipe_a_socket_a_directory_or_a_link_to_one_at_the_path_is_refused_and_left_alone() {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("socket");
         let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
@@ -130,7 +130,16 @@ mod tests {
         std::os::unix::fs::symlink(&socket, &to_socket).unwrap();
         let to_dir = dir.path().join("to-dir");
         std::os::unix::fs::symlink(&sub, &to_dir).unwrap();
-        for path in [&socket, &sub, &to_socket, &to_dir] {
+        let fifo = dir.path().join("fifo");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        for path in [&socket, &sub, &to_socket, &to_dir, &fifo] {
             let before = std::fs::symlink_metadata(path).unwrap().file_type();
             let err = write_private(path, b"KEYMATERIAL").expect_err("refused");
             assert!(matches!(err, NodeError::NotRegularFile(_)), "{err:?}");
@@ -146,7 +155,7 @@ mod tests {
             assert_eq!(std::fs::symlink_metadata(path).unwrap().file_type(), before);
         }
         // No temporary file is left behind.
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 4);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 5);
     }
 
     #[test]
