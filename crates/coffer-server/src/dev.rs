@@ -48,6 +48,7 @@ pub(crate) async fn bootstrap(coffer: &Coffer, dir: &Path) -> Result<(), NodeErr
 /// `O_EXCL` (never through a symbolic link or over another file), written,
 /// flushed and renamed over the target.
 fn write_private(path: &Path, contents: &[u8]) -> Result<(), NodeError> {
+    refuse_special_target(path)?;
     let io = |action, path: &Path| {
         let path = path.to_path_buf();
         move |source| NodeError::Io {
@@ -82,6 +83,24 @@ fn write_private(path: &Path, contents: &[u8]) -> Result<(), NodeError> {
     })
 }
 
+/// Refuses a target that is not a regular file, nor a symbolic link to one
+/// (or to nothing): renamed over, a named pipe, a device or a link to one
+/// (`/dev/stdout`) would be silently replaced by a file holding the key.
+fn refuse_special_target(path: &Path) -> Result<(), NodeError> {
+    let special = |t: std::fs::FileType| !t.is_file() && !t.is_symlink();
+    let bad = match std::fs::symlink_metadata(path) {
+        Err(_) => false,
+        Ok(m) if m.file_type().is_symlink() => {
+            std::fs::metadata(path).is_ok_and(|t| special(t.file_type()))
+        }
+        Ok(m) => special(m.file_type()),
+    };
+    if bad {
+        return Err(NodeError::NotRegularFile(path.to_path_buf()));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,6 +117,58 @@ mod tests {
         assert_eq!(mode & 0o777, 0o600);
         // No temporary file is left behind.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_pipe_a_socket_a_directory_or_a_link_to_one_at_the_path_is_refused_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("socket");
+        let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        let sub = dir.path().join("sub");
+        std::fs::create_dir(&sub).unwrap();
+        let to_socket = dir.path().join("to-socket");
+        std::os::unix::fs::symlink(&socket, &to_socket).unwrap();
+        let to_dir = dir.path().join("to-dir");
+        std::os::unix::fs::symlink(&sub, &to_dir).unwrap();
+        let fifo = dir.path().join("fifo");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        for path in [&socket, &sub, &to_socket, &to_dir, &fifo] {
+            let before = std::fs::symlink_metadata(path).unwrap().file_type();
+            let err = write_private(path, b"KEYMATERIAL").expect_err("refused");
+            assert!(matches!(err, NodeError::NotRegularFile(_)), "{err:?}");
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "{} is not a regular file (a device, a pipe, a directory, or a link to one): \
+                     nothing written; to write to standard output, leave out --out",
+                    path.display()
+                )
+            );
+            assert!(!err.to_string().contains("KEYMATERIAL"));
+            assert_eq!(std::fs::symlink_metadata(path).unwrap().file_type(), before);
+        }
+        // No temporary file is left behind.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 5);
+    }
+
+    #[test]
+    fn a_link_to_a_file_is_replaced_not_written_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("elsewhere");
+        std::fs::write(&target, b"theirs").unwrap();
+        let path = dir.path().join(UNSEAL_KEY_FILE);
+        std::os::unix::fs::symlink(&target, &path).unwrap();
+        write_private(&path, b"ours").unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"theirs");
+        assert!(std::fs::symlink_metadata(&path).unwrap().is_file());
+        assert_eq!(std::fs::read(&path).unwrap(), b"ours");
     }
 
     #[test]

@@ -59,7 +59,15 @@ impl Jobs {
     /// Stops every job where it is (none holds anything that needs
     /// finishing: a pass cut short is done again by the next leader).
     pub(crate) fn stop(self) {
-        for t in self.tasks {
+        drop(self);
+    }
+}
+
+impl Drop for Jobs {
+    /// Jobs let go of any other way (a node's shutdown cut short) stop too:
+    /// none may outlive the node that holds the data directory's lock.
+    fn drop(&mut self) {
+        for t in &self.tasks {
             t.abort();
         }
     }

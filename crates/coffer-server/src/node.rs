@@ -68,6 +68,14 @@ pub enum NodeError {
         #[source]
         source: std::io::Error,
     },
+    /// A file the node writes is something else where it should be: a
+    /// device, a pipe, a directory, or a link to one (which renaming the
+    /// file over would silently replace).
+    #[error(
+        "{} is not a regular file (a device, a pipe, a directory, or a link to one): nothing written; to write to standard output, leave out --out",
+        .0.display()
+    )]
+    NotRegularFile(PathBuf),
     /// The store could not be opened.
     #[error("cannot open the store at {shown}")]
     Store {
@@ -120,11 +128,11 @@ pub struct DataDirLock(#[allow(dead_code, reason = "held, never read")] std::fs:
 
 /// A running node. Stop it with [`Node::shutdown`].
 ///
-/// A node dropped without `shutdown` still stops: its listener closes
-/// (requests in flight get the grace period, in the background) and its
-/// jobs end, and the data directory's lock is let go once the listener's
-/// threads are done; but the audit log's head files are not rewritten nor
-/// the store flushed as `shutdown` does.
+/// A node dropped without `shutdown` still stops, in the background and in
+/// the same order: its listener closes (requests in flight get the grace
+/// period), its jobs end, its audit log is closed, the last alerts get
+/// their try at the webhooks, the store is flushed and closed, and only
+/// then is the data directory's lock let go.
 pub struct Node {
     coffer: Arc<Coffer>,
     auditor: Arc<Auditor>,
@@ -137,13 +145,58 @@ pub struct Node {
 
 /// The parts of a node that run on their own.
 struct Running {
-    /// Tells the listener to stop (dropped, too).
+    /// Tells the node to stop (dropped, too).
     stop: tokio::sync::oneshot::Sender<()>,
-    /// The listener, which hands the data directory's lock back when it
-    /// is done serving.
-    server: JoinHandle<Option<DataDirLock>>,
+    /// The listener, then the stop in order ([`run`]): it ends once the
+    /// node has stopped and let the data directory's lock go.
+    task: JoinHandle<Result<(), NodeError>>,
+}
+
+/// What [`run`] stops, in order, after the listener.
+struct Parts {
     jobs: Jobs,
+    auditor: Arc<Auditor>,
     webhooks: Webhooks,
+    coffer: Arc<Coffer>,
+    lock: Option<DataDirLock>,
+}
+
+/// Serves until told to stop (or until the node is dropped), then stops
+/// the rest in order: requests in flight get the grace period, the
+/// background jobs stop, the audit log writes what is queued, its head
+/// files and syncs, the last alerts get one more try at the webhooks, the
+/// store is flushed and closed, and the data directory's lock goes last.
+/// Run as a task of its own, so a node dropped, or a shutdown cut short,
+/// stops in the same order.
+async fn run(
+    bound: crate::BoundListener,
+    app: axum::Router,
+    stopped: tokio::sync::oneshot::Receiver<()>,
+    options: crate::ServeOptions,
+    parts: Parts,
+) -> Result<(), NodeError> {
+    let stopped = async move {
+        // Sent, or the node dropped: either way the node stops.
+        let _ = stopped.await;
+    };
+    crate::serve(bound, app, stopped, options).await;
+    let Parts {
+        jobs,
+        auditor,
+        webhooks,
+        coffer,
+        lock,
+    } = parts;
+    jobs.stop();
+    // Write what is queued, the head files, and sync.
+    let _ = tokio::task::spawn_blocking(move || auditor.close()).await;
+    // The last alerts (the closing ones among them) and those waiting for a
+    // retry get one more try.
+    webhooks.finish(WEBHOOKS_AT_STOP).await;
+    coffer.close().await.map_err(NodeError::Close)?;
+    drop(lock);
+    tracing::info!("coffer stopped");
+    Ok(())
 }
 
 impl Node {
@@ -224,27 +277,21 @@ impl Node {
             options.rotate_audit_on_hangup,
         );
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let serve_options = config.serve_options();
-        let server = tokio::spawn(async move {
-            // Sent, or the node dropped: either way the listener stops.
-            let stopped = async move {
-                let _ = stopped.await;
-            };
-            crate::serve(bound, app, stopped, serve_options).await;
-            lock
-        });
+        let parts = Parts {
+            jobs,
+            auditor: auditor.clone(),
+            webhooks,
+            coffer: coffer.clone(),
+            lock,
+        };
+        let task = tokio::spawn(run(bound, app, stopped, config.serve_options(), parts));
         Ok(Node {
             coffer,
             auditor,
             local_addr,
             tls,
             audit_files,
-            running: Some(Running {
-                stop,
-                server,
-                jobs,
-                webhooks,
-            }),
+            running: Some(Running { stop, task }),
         })
     }
 
@@ -285,44 +332,32 @@ impl Node {
     /// audit log writes what is queued, its head files and syncs, the last
     /// alerts get one more try at the webhooks, and the store is flushed
     /// and closed (releasing the data directory's lock last).
+    ///
+    /// The node stops in that order even if this is cut short (or the node
+    /// is dropped): the rest happens in the background.
     pub async fn shutdown(mut self) -> Result<(), NodeError> {
-        let Some(Running {
-            stop,
-            server,
-            jobs,
-            webhooks,
-        }) = self.running.take()
-        else {
+        let Some(Running { stop, task }) = self.running.take() else {
             return Ok(());
         };
         let _ = stop.send(());
-        let lock = match server.await {
-            Ok(lock) => lock,
+        match task.await {
+            Ok(stopped) => stopped,
             Err(e) => {
-                tracing::error!(error = %e, "the HTTP server task failed");
-                None
+                tracing::error!(error = %e, "the node's task failed");
+                // Whatever it did not get to, the audit log is closed.
+                let closing = self.auditor.clone();
+                let _ = tokio::task::spawn_blocking(move || closing.close()).await;
+                Ok(())
             }
-        };
-        jobs.stop();
-        // Write what is queued, the head files, and sync.
-        let closing = self.auditor.clone();
-        let _ = tokio::task::spawn_blocking(move || closing.close()).await;
-        // The last alerts (the closing ones among them) and those waiting for a
-        // retry get one more try.
-        webhooks.finish(WEBHOOKS_AT_STOP).await;
-        self.coffer.close().await.map_err(NodeError::Close)?;
-        drop(lock);
-        tracing::info!("coffer stopped");
-        Ok(())
+        }
     }
 }
 
 impl Drop for Node {
     fn drop(&mut self) {
-        if let Some(running) = self.running.take() {
-            // Dropping `stop` stops the listener; the jobs are stopped here.
-            running.jobs.stop();
-        }
+        // Dropping `stop` stops the node, in the background, in the order
+        // `shutdown` does.
+        self.running.take();
     }
 }
 

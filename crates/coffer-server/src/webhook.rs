@@ -30,9 +30,23 @@ pub const DELIVERY_HEADER: &str = "coffer-delivery";
 pub const SIGNATURE_HEADER: &str = "coffer-signature";
 
 /// The delivery task and the switch that tells it the server is stopping.
+///
+/// Dropped without [`Webhooks::finish`] (a node dropped without its
+/// shutdown), it tells the task the same: what is not yet delivered gets
+/// one more try at once, in the background, and the task ends.
 pub struct Webhooks {
     stopping: tokio::sync::watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
+    /// `None` once [`Webhooks::finish`] has taken it.
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Webhooks {
+    fn drop(&mut self) {
+        // Without this the switch would close unset, and a delivery
+        // waiting for its next retry would retry at once, again and again,
+        // until its attempts ran out.
+        let _ = self.stopping.send(true);
+    }
 }
 
 /// Starts delivering the alerts that arrive on `alerts` to `urls`.
@@ -44,7 +58,7 @@ pub fn start(
     let (stopping, told) = tokio::sync::watch::channel(false);
     Webhooks {
         stopping,
-        task: tokio::spawn(deliver(alerts, urls, key, told)),
+        task: Some(tokio::spawn(deliver(alerts, urls, key, told))),
     }
 }
 
@@ -53,9 +67,11 @@ impl Webhooks {
     /// waiting to be retried, and those raised last) is tried once more at
     /// once, and this waits up to `within` for them. Whatever is still
     /// undelivered then is logged and dropped (it is in the audit log).
-    pub async fn finish(self, within: Duration) {
+    pub async fn finish(mut self, within: Duration) {
         let _ = self.stopping.send(true);
-        let mut task = self.task;
+        let Some(mut task) = self.task.take() else {
+            return;
+        };
         if tokio::time::timeout(within, &mut task).await.is_err() {
             task.abort();
             tracing::error!(
@@ -300,6 +316,82 @@ mod tests {
         ] {
             assert_eq!(shown.scrub(&failure(&message, status)), want);
         }
+    }
+
+    /// A receiver that answers every request 500 and counts them.
+    async fn failing_receiver() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = count.clone();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let counted = counted.clone();
+                tokio::spawn(async move {
+                    let mut seen = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match conn.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => seen.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let _ = conn
+                        .write_all(
+                            b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                        )
+                        .await;
+                });
+            }
+        });
+        (url, count)
+    }
+
+    fn alert() -> Record {
+        Record {
+            kind: coffer_audit::Kind::Alert,
+            message: Some("a test alert".into()),
+            ..Record::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn dropped_deliveries_get_one_more_try_and_stop() {
+        let (url, attempts) = failing_receiver().await;
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let webhooks = start(rx, vec![url], None);
+        tx.send(alert()).unwrap();
+        let seen = |n| {
+            let attempts = attempts.clone();
+            async move {
+                while attempts.load(std::sync::atomic::Ordering::SeqCst) < n {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), seen(1))
+            .await
+            .expect("the first attempt");
+        // Dropped while the delivery waits (a second) for its retry: one
+        // more try at once, as at a shutdown, and no more.
+        drop(webhooks);
+        tokio::time::timeout(Duration::from_millis(500), seen(2))
+            .await
+            .expect("one more try at once");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(attempts.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn finish_gives_the_last_alerts_one_more_try() {
+        let (url, attempts) = failing_receiver().await;
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let webhooks = start(rx, vec![url], None);
+        tx.send(alert()).unwrap();
+        webhooks.finish(Duration::from_secs(5)).await;
+        assert_eq!(attempts.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 
     #[test]

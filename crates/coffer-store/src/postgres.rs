@@ -1744,6 +1744,51 @@ mod tests {
         }
     }
 
+    /// A store that cannot be opened says why, with its cause kept; neither
+    /// its message nor its `Debug` shows the password, however it was given.
+    #[tokio::test]
+    async fn a_failing_connection_never_shows_the_password() {
+        let secret = "hunter2SECRETpw";
+        for (url, password) in [
+            (format!("postgres://alice:{secret}@127.0.0.1:1/db"), None),
+            (
+                format!("postgres://alice@127.0.0.1:1/db?sslmode=disable&password={secret}"),
+                None,
+            ),
+            (
+                "postgres://alice@127.0.0.1:1/db".to_string(),
+                Some(secret.to_string()),
+            ),
+            (
+                format!("postgres://alice:{secret}@host.invalid/db?sslmode=verify-full"),
+                None,
+            ),
+            (
+                format!("postgres://alice:{secret}@127.0.0.1:1/db?connect_timeout=zz"),
+                None,
+            ),
+            (
+                format!(
+                    "postgres://alice:{secret}@127.0.0.1:1/db?sslrootcert=/nonexistent/ca.pem&sslmode=verify-full"
+                ),
+                None,
+            ),
+        ] {
+            let err = PostgresStore::connect(&PostgresOptions {
+                url: url.clone(),
+                password,
+                pool_size: 1,
+            })
+            .await
+            .err()
+            .expect("nothing listens there");
+            let shown = format!("{err} | {err:?}");
+            assert!(!shown.contains(secret), "{url}: {shown}");
+            assert!(matches!(err, StoreError::Backend { .. }), "{url}: {shown}");
+            assert!(std::error::Error::source(&err).is_none(), "{url}");
+        }
+    }
+
     #[test]
     fn verify_modes_map_to_verified_tls() {
         let (c, root) =
