@@ -210,7 +210,20 @@ impl Route {
     /// a `{name}` parameter is one segment (a `/` in it is encoded), a
     /// `{*path}` parameter keeps its `/`s ([`encode_path`]). Callers trim
     /// slashes as the route needs before passing a value.
+    ///
+    /// # Panics
+    ///
+    /// When `params` does not hold exactly one value per parameter of the
+    /// template: a caller's mistake that must not become a request to some
+    /// other URL. The message names the template only, never a value.
     pub fn url(&self, params: &[&str]) -> String {
+        let wanted = self.path.matches('{').count();
+        assert!(
+            params.len() == wanted,
+            "{} takes {wanted} parameter(s), not {}",
+            self.path,
+            params.len()
+        );
         let mut out =
             String::with_capacity(self.path.len() + params.iter().map(|p| p.len()).sum::<usize>());
         let mut params = params.iter();
@@ -218,7 +231,7 @@ impl Route {
         while let Some(open) = rest.find('{') {
             out.push_str(&rest[..open]);
             let close = rest[open..].find('}').map_or(rest.len(), |c| open + c);
-            let value = params.next().copied().unwrap_or("");
+            let value = params.next().copied().unwrap_or_default();
             if rest[open + 1..].starts_with('*') {
                 out.push_str(&encode_path(value));
             } else {
@@ -227,11 +240,6 @@ impl Route {
             rest = &rest[(close + 1).min(rest.len())..];
         }
         out.push_str(rest);
-        debug_assert!(
-            params.next().is_none(),
-            "more parameters than {} takes",
-            self.path
-        );
         out
     }
 }
@@ -978,6 +986,18 @@ mod tests {
         ] {
             assert_eq!(route.url(params), url);
         }
+    }
+
+    #[test]
+    #[should_panic(expected = "takes 1 parameter(s), not 0")]
+    fn a_missing_parameter_is_refused_not_left_empty() {
+        let _ = SECRET_READ.url(&[]);
+    }
+
+    #[test]
+    #[should_panic(expected = "takes 0 parameter(s), not 1")]
+    fn an_extra_parameter_is_refused_not_dropped() {
+        let _ = SYS_HEALTH.url(&["app/dev/KEY"]);
     }
 
     #[test]
