@@ -11,7 +11,7 @@
 //! [`Requires`] documents the checks `coffer-core` makes for the route; it
 //! is data for readers and tests, not the check itself (every decision is
 //! made in the core, by `auth::authorize`). coffer-server's
-//! `tests/route_requires.rs` holds every entry to what the server enforces:
+//! `tests/in_process/route_requires.rs` holds every entry to what the server enforces:
 //! the policy an entry describes must pass, and the same policy without any
 //! one of its requirements must be refused.
 

@@ -2,7 +2,7 @@
 //! (Malformed requests over raw HTTP, and what reaches the server's log,
 //! are tested against the binary in coffer-cli's `tests/bad_input.rs`.)
 
-mod common;
+use crate::common;
 
 use common::{Mode, Server};
 

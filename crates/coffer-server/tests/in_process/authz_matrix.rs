@@ -10,7 +10,7 @@
 //! `example` and `export`, are checked against the binary in coffer-cli's
 //! `tests/authz_matrix.rs`.)
 
-mod common;
+use crate::common;
 
 use common::{Mode, Server, ok};
 use serde_json::json;

@@ -4,7 +4,7 @@
 //! own log, `coffer audit` output, symlinked files, truncation and webhooks
 //! are tested against the binary in coffer-cli's `tests/audit_hostile.rs`.)
 
-mod common;
+use crate::common;
 
 use common::{Mode, Server, ok};
 

@@ -17,7 +17,7 @@
 //! Every route needs a sample request below: a new route fails this test
 //! until it has one.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 

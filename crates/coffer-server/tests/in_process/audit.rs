@@ -5,7 +5,7 @@
 //! alerts and restarts, is tested against the binary in coffer-cli's
 //! `tests/audit.rs`.)
 
-mod common;
+use crate::common;
 
 use common::{Mode, Server, ok};
 use serde_json::Value;

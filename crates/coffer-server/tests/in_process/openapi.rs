@@ -2,7 +2,7 @@
 //! documented operation reaches a handler (not the unknown-route fallback),
 //! and routes the server answers are documented.
 
-mod common;
+use crate::common;
 
 use common::{Mode, Response, Server};
 

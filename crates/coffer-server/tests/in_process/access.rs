@@ -4,7 +4,7 @@
 //! the clock or the sweeper are tested against the binary in coffer-cli's
 //! `tests/access.rs`.)
 
-mod common;
+use crate::common;
 
 use common::{Mode, Server, ok};
 use serde_json::json;
