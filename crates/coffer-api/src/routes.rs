@@ -18,6 +18,8 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
+pub use coffer_policy::Operation;
+
 /// An HTTP method the API uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Method {
@@ -42,54 +44,6 @@ impl Method {
             Self::Post => "POST",
             Self::Delete => "DELETE",
             Self::Patch => "PATCH",
-        }
-    }
-}
-
-/// A capability a policy grants (the names policies and audit records use).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cap {
-    /// `read`: a secret's value.
-    Read,
-    /// `read_metadata`: a secret's metadata and history (granted by `read`
-    /// or `list`).
-    ReadMetadata,
-    /// `list`: the paths under a prefix.
-    List,
-    /// `create`: a secret's first version.
-    Create,
-    /// `update`: a new version of an existing secret.
-    Update,
-    /// `delete`: soft-deleting or restoring versions.
-    Delete,
-    /// `destroy`: erasing versions for good.
-    Destroy,
-    /// `rotate`: staging, promoting and cancelling rotations.
-    Rotate,
-    /// `admin`: managing the server and the access model (`sys/` targets).
-    Admin,
-    /// `breakglass`: asking for a time-limited read of a protected secret.
-    Breakglass,
-    /// `self`: acting on the caller's own token or account. Every token
-    /// holds it: no policy grants it, and no `deny` takes it away.
-    SelfService,
-}
-
-impl Cap {
-    /// The capability's name, as audit records write the decision.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Self::Read => "read",
-            Self::ReadMetadata => "read_metadata",
-            Self::List => "list",
-            Self::Create => "create",
-            Self::Update => "update",
-            Self::Delete => "delete",
-            Self::Destroy => "destroy",
-            Self::Rotate => "rotate",
-            Self::Admin => "admin",
-            Self::Breakglass => "breakglass",
-            Self::SelfService => "self",
         }
     }
 }
@@ -130,7 +84,7 @@ pub enum Requires {
     /// matches no route).
     Nothing,
     /// A token whose policies grant the capability on the target.
-    Allow(Cap, Target),
+    Allow(Operation, Target),
     /// Every one of these.
     AllOf(&'static [Requires]),
     /// One of these (a write needs `create` for a secret's first version,
@@ -271,10 +225,10 @@ fn encode(value: &str, keep: &[u8]) -> String {
     out
 }
 
-use Cap::{
-    Admin, Breakglass, Create, Destroy, List, Read, ReadMetadata, Rotate, SelfService, Update,
-};
 use Method::{Get, Patch, Post, Put};
+use Operation::{
+    Admin, Breakglass, Create, Destroy, List, ReadMetadata, ReadValue, Rotate, SelfService, Update,
+};
 use Requires::{AllOf, Allow, AnyOf, ManagedToken, Nothing};
 use Target::{Below, BodyField, BodyPaths, BodyPrefixes, Sys, SysNamed, UrlPath, UrlPrefix};
 
@@ -296,7 +250,7 @@ pub const SECRET_READ: Route = Route::new(
     Get,
     "/api/v1/secrets/{*path}",
     "secret.read",
-    Allow(Read, UrlPath),
+    Allow(ReadValue, UrlPath),
 );
 /// Writes a new version (a value, or one the server generates).
 pub const SECRET_WRITE: Route = Route::new(
@@ -310,7 +264,7 @@ pub const SECRET_DELETE: Route = Route::new(
     Method::Delete,
     "/api/v1/secrets/{*path}",
     "secret.delete",
-    Allow(Cap::Delete, UrlPath),
+    Allow(Operation::Delete, UrlPath),
 );
 /// Reads many secrets at once, all or nothing.
 pub const SECRET_BUNDLE: Route = Route::new(
@@ -319,8 +273,8 @@ pub const SECRET_BUNDLE: Route = Route::new(
     "secret.bundle",
     AllOf(&[
         Allow(List, BodyPrefixes),
-        Allow(Read, BodyPaths),
-        Allow(Read, Below("prefixes")),
+        Allow(ReadValue, BodyPaths),
+        Allow(ReadValue, Below("prefixes")),
     ]),
 );
 /// Writes many secrets in one transaction, all or nothing.
@@ -352,7 +306,7 @@ pub const SECRET_UNDELETE: Route = Route::new(
     Post,
     "/api/v1/undelete/{*path}",
     "secret.undelete",
-    Allow(Cap::Delete, UrlPath),
+    Allow(Operation::Delete, UrlPath),
 );
 /// Erases versions for good.
 pub const SECRET_DESTROY: Route = Route::new(
@@ -390,7 +344,7 @@ pub const POSTGRES_MANAGE: Route = Route::new(
     Post,
     "/api/v1/postgres/{*path}",
     "postgres.manage",
-    AllOf(&[Allow(Create, UrlPath), Allow(Read, BodyField("admin"))]),
+    AllOf(&[Allow(Create, UrlPath), Allow(ReadValue, BodyField("admin"))]),
 );
 /// Describes a managed PostgreSQL secret.
 pub const POSTGRES_READ: Route = Route::new(
@@ -411,7 +365,7 @@ pub const SECRET_ROLLBACK: Route = Route::new(
     Post,
     "/api/v1/rollback/{*path}",
     "secret.rollback",
-    AllOf(&[Allow(Read, UrlPath), Allow(Update, UrlPath)]),
+    AllOf(&[Allow(ReadValue, UrlPath), Allow(Update, UrlPath)]),
 );
 /// Copies (or moves) a secret with its history.
 pub const SECRET_COPY: Route = Route::new(
@@ -419,8 +373,8 @@ pub const SECRET_COPY: Route = Route::new(
     "/api/v1/copy",
     "secret.copy",
     AllOf(&[
-        Allow(Read, BodyField("from")),
-        Requires::If("move", &Allow(Cap::Delete, BodyField("from"))),
+        Allow(ReadValue, BodyField("from")),
+        Requires::If("move", &Allow(Operation::Delete, BodyField("from"))),
         Allow(Create, BodyField("to")),
     ]),
 );
@@ -432,10 +386,10 @@ pub const SECRET_PROMOTE_ENV: Route = Route::new(
     AllOf(&[
         Allow(List, BodyField("from")),
         Allow(List, BodyField("to")),
-        Allow(Read, Below("from")),
+        Allow(ReadValue, Below("from")),
         // The target's secrets are read where the source has one of the same
         // name, to compare the values.
-        Allow(Read, Below("to")),
+        Allow(ReadValue, Below("to")),
         Requires::If(
             "apply",
             &AnyOf(&[Allow(Create, Below("to")), Allow(Update, Below("to"))]),

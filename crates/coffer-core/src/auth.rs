@@ -26,70 +26,7 @@ use coffer_store::{TokenKind, TokenRecord};
 
 use crate::error::{CoreError, Refusal, Result};
 
-pub use coffer_policy::ROOT_POLICY;
-
-/// What a request wants to do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Operation {
-    /// Read a secret's value.
-    ReadValue,
-    /// Read a secret's metadata and version history (never values); needs
-    /// `read` or `list`.
-    ReadMetadata,
-    /// List paths under a prefix.
-    List,
-    /// Write the first version of a secret.
-    Create,
-    /// Write a new version of an existing secret.
-    Update,
-    /// Soft-delete or undelete versions.
-    Delete,
-    /// Erase versions permanently.
-    Destroy,
-    /// Rotate a secret.
-    Rotate,
-    /// Manage the server and the access model (targets under `sys/`).
-    Admin,
-    /// Ask for a time-limited break-glass read of a protected secret.
-    Breakglass,
-    /// Act on the caller's own token.
-    SelfService,
-}
-
-impl Operation {
-    /// The operation's name in audit records.
-    pub fn name(self) -> &'static str {
-        match self {
-            Operation::ReadValue => "read",
-            Operation::ReadMetadata => "read_metadata",
-            Operation::List => "list",
-            Operation::Create => "create",
-            Operation::Update => "update",
-            Operation::Delete => "delete",
-            Operation::Destroy => "destroy",
-            Operation::Rotate => "rotate",
-            Operation::Admin => "admin",
-            Operation::Breakglass => "breakglass",
-            Operation::SelfService => "self",
-        }
-    }
-
-    /// The capability a policy must grant for this operation.
-    pub fn capability(self) -> Option<Capability> {
-        Some(match self {
-            Operation::ReadValue | Operation::ReadMetadata => Capability::Read,
-            Operation::List => Capability::List,
-            Operation::Create => Capability::Create,
-            Operation::Update => Capability::Update,
-            Operation::Delete => Capability::Delete,
-            Operation::Destroy => Capability::Destroy,
-            Operation::Rotate => Capability::Rotate,
-            Operation::Admin => Capability::Admin,
-            Operation::Breakglass => Capability::Breakglass,
-            Operation::SelfService => return None,
-        })
-    }
-}
+pub use coffer_policy::{Operation, ROOT_POLICY};
 
 /// An authenticated caller: the token record it presented.
 #[derive(Debug, Clone)]

@@ -153,10 +153,12 @@
 #![forbid(unsafe_code)]
 
 mod capability;
+mod operation;
 mod parse;
 mod pattern;
 
 pub use capability::{Capabilities, Capability};
+pub use operation::Operation;
 pub use pattern::{Pattern, PatternError, contains_credential};
 
 /// The name of the built-in policy that grants everything. It has no source text;

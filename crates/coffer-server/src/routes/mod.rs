@@ -210,27 +210,6 @@ mod tests {
         );
     }
 
-    #[test]
-    fn capability_names_are_the_cores() {
-        use coffer_api::routes::Cap;
-        use coffer_core::Operation;
-        for (cap, op) in [
-            (Cap::Read, Operation::ReadValue),
-            (Cap::ReadMetadata, Operation::ReadMetadata),
-            (Cap::List, Operation::List),
-            (Cap::Create, Operation::Create),
-            (Cap::Update, Operation::Update),
-            (Cap::Delete, Operation::Delete),
-            (Cap::Destroy, Operation::Destroy),
-            (Cap::Rotate, Operation::Rotate),
-            (Cap::Admin, Operation::Admin),
-            (Cap::Breakglass, Operation::Breakglass),
-            (Cap::SelfService, Operation::SelfService),
-        ] {
-            assert_eq!(cap.name(), op.name());
-        }
-    }
-
     /// A server in this process, initialised and unsealed, auditing to a
     /// file in a temporary directory.
     struct Node {

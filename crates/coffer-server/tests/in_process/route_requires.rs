@@ -21,7 +21,7 @@ use crate::common;
 
 use std::collections::BTreeMap;
 
-use coffer_api::routes::{self, ALL, Cap, Requires, Route, Target};
+use coffer_api::routes::{self, ALL, Operation, Requires, Route, Target};
 use common::{Mode, Response, Server, ok};
 use serde_json::{Value, json};
 
@@ -242,7 +242,7 @@ const SAMPLES: &[Sample] = &[
 /// pairs satisfies it.
 #[derive(Debug, Clone, PartialEq)]
 struct Need {
-    any_of: Vec<(Cap, Target)>,
+    any_of: Vec<(Operation, Target)>,
 }
 
 /// A rule of a test policy: a capability on a pattern.
@@ -336,9 +336,9 @@ fn grants(need: &Need, params: &[&str], body: &Value) -> Vec<Grant> {
     for (cap, target) in &need.any_of {
         let capability = match cap {
             // Every token holds `self`: no policy grants it.
-            Cap::SelfService => continue,
+            Operation::SelfService => continue,
             // `read` or `list` grants it; the weaker is enough.
-            Cap::ReadMetadata => "list",
+            Operation::ReadMetadata => "list",
             other => other.name(),
         };
         for pattern in patterns(*target, params, body) {
@@ -659,7 +659,7 @@ fn check_capabilities(sample: &Sample, failures: &mut Vec<String>) {
         let writes = need
             .any_of
             .iter()
-            .all(|(cap, _)| matches!(cap, Cap::Create | Cap::Update));
+            .all(|(cap, _)| matches!(cap, Operation::Create | Operation::Update));
         let alternatives: Vec<Vec<Grant>> = if writes {
             // A write's `create` and `update` are each enough for the
             // secrets they fit: one policy, with `create` where the secret
@@ -704,7 +704,8 @@ fn check_capabilities(sample: &Sample, failures: &mut Vec<String>) {
         .map(|(cap, pattern)| {
             let metadata = all.iter().any(|n| {
                 n.any_of.iter().any(|(c, t)| {
-                    *c == Cap::ReadMetadata && patterns(*t, params, &body_value).contains(pattern)
+                    *c == Operation::ReadMetadata
+                        && patterns(*t, params, &body_value).contains(pattern)
                 })
             });
             (
@@ -734,7 +735,7 @@ fn check_capabilities(sample: &Sample, failures: &mut Vec<String>) {
     let denied: Vec<Grant> = all
         .iter()
         .flat_map(|n| &n.any_of)
-        .filter(|(cap, _)| *cap == Cap::SelfService)
+        .filter(|(cap, _)| *cap == Operation::SelfService)
         .flat_map(|(_, target)| patterns(*target, params, &body_value))
         .map(|pattern| ("deny", pattern))
         .collect();
@@ -777,7 +778,7 @@ fn fitting_writes(node: &Node, need: &Need, params: &[&str], body: &Value) -> Ve
         for path in patterns(*target, params, body) {
             let url = routes::SECRET_METADATA.url(&[&path]);
             let exists = ok_or_missing(&node.server.http("GET", &url, Some(&node.root), None));
-            if (*cap == Cap::Update) == exists {
+            if (*cap == Operation::Update) == exists {
                 out.push((cap.name(), path));
             }
         }
