@@ -2,7 +2,7 @@
 //! tests, see `coffer-testpg`): the real binary manages two alternating
 //! roles, and real clients log in with the credentials it serves.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};

@@ -3,7 +3,7 @@
 //! server's log. (Limits the router checks alone are tested in-process in
 //! coffer-server's `tests/bad_input.rs`.)
 
-mod common;
+use crate::common;
 
 use common::{Mode, Server, http};
 

@@ -1,7 +1,7 @@
 //! Tokens, users, protected environments and break-glass through the real
 //! binary and server: lifecycles, limits, refusals and bad input.
 
-mod common;
+use crate::common;
 
 use common::{Mode, Server, ok};
 use serde_json::{Value, json};

@@ -3,7 +3,7 @@
 //! versions (the same checksum), holds no plaintext, needs the original
 //! unseal keys, and a damaged or misdirected restore writes nothing.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};

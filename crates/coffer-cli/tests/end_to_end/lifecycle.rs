@@ -4,7 +4,7 @@
 //! scheduler and its alerts, expiry, rollback, copy and move, environment
 //! promotion, bad input, and the canary scan over all of it.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

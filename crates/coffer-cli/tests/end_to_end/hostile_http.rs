@@ -2,7 +2,7 @@
 //! page could make a browser send (DNS rebinding, cross-site simple
 //! requests), proxy-style targets, and clients that hold connections open.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

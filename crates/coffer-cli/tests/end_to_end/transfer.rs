@@ -6,7 +6,7 @@
 //! `coffer example` (names only, with a list-only token) and `coffer check`
 //! (every problem at once, never a value).
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

@@ -2,7 +2,7 @@
 //! that trusts it through `COFFER_CACERT`, refusals for clients that do not,
 //! for plain HTTP on the TLS port, and for TLS older than 1.2.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::process::Command;

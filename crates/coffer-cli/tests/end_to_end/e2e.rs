@@ -1,7 +1,7 @@
 //! A user's first minutes, through the real binary: dev server, login, set,
 //! get, ls, history, rm, undelete, destroy, restart; and the exit statuses.
 
-mod common;
+use crate::common;
 
 use common::{Mode, Server};
 

@@ -4,7 +4,7 @@
 //! and the authorization matrix, are tested in-process in coffer-server's
 //! `tests/authz_matrix.rs`.)
 
-mod common;
+use crate::common;
 
 use common::{Mode, Server, ok};
 use serde_json::json;

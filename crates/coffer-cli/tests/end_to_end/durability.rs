@@ -2,7 +2,7 @@
 //! server in the middle of a stream of concurrent writes, then checking that
 //! every write that got a 200 is there, with its value, at its version.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};

@@ -3,7 +3,7 @@
 //! keys from stdin, restart comes up sealed with data intact, seal again,
 //! keyring rotation.
 
-mod common;
+use crate::common;
 
 use common::{Mode, Server};
 

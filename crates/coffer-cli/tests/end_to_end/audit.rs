@@ -4,7 +4,7 @@
 //! when one recovers), alerts delivered to a webhook, rotation, and the
 //! project-wide canary scan.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};

@@ -5,7 +5,7 @@
 //! was stopped failing verification until acknowledged, and the audit API
 //! hiding the names a caller's policies deny.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 //! real PostgreSQL server that the tests start themselves (see
 //! `coffer-testpg`; a test fails if it cannot get one).
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};

@@ -4,7 +4,7 @@
 //! split across writes, refusals that run nothing, and the audit record of
 //! the one request that fetched everything.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

@@ -3,7 +3,7 @@
 //! directory (database, WAL, shared memory) contains a canary or a raw token;
 //! neither do the server's logs nor any command's output but `get`'s.
 
-mod common;
+use crate::common;
 
 use common::{Mode, Server, contains, files_under, read_listed};
 
