@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::{AccessModel, BreakglassGrant, Identity, Operation, Protected, ROOT_POLICY};
 use crate::duration::{format_duration_ms, parse_duration_ms};
-use crate::error::NotFound;
+use crate::error::{Integrity, NotFound, Record};
 use crate::error::{InvalidInput, Refusal};
 use crate::text::printable;
 use crate::{Coffer, CoreError, ListPrefix, Result, SecretPath, now_ms};
@@ -217,10 +217,15 @@ impl Coffer {
         let mut protected = Vec::new();
         for o in self.store.list_objects(KIND_PROTECTED).await? {
             let pattern = Pattern::parse_stored(&o.key).map_err(|e| {
-                CoreError::Corrupt(format!("stored protected prefix is unreadable: {e}"))
+                CoreError::Corrupt(Integrity::StoredPattern {
+                    what: "protected prefix",
+                    cause: e,
+                })
             })?;
             let meta: StoredProtected = serde_json::from_slice(&o.value).map_err(|_| {
-                CoreError::Corrupt(format!("protected prefix {} is unreadable", o.key))
+                CoreError::Corrupt(Integrity::Unreadable(Record::Protected {
+                    prefix: o.key.clone(),
+                }))
             })?;
             protected.push(Protected {
                 pattern,
@@ -232,7 +237,9 @@ impl Coffer {
         let mut grants = Vec::new();
         for o in self.store.list_objects(KIND_BREAKGLASS).await? {
             let grant: BreakglassGrant = serde_json::from_slice(&o.value).map_err(|_| {
-                CoreError::Corrupt(format!("break-glass grant {} is unreadable", o.key))
+                CoreError::Corrupt(Integrity::Unreadable(Record::Breakglass {
+                    key: o.key.clone(),
+                }))
             })?;
             if grant.expires_at > now {
                 grants.push(grant);
@@ -330,8 +337,11 @@ impl Coffer {
                     name: name.to_string(),
                 })
             })?;
-        let p: StoredPolicy = serde_json::from_slice(&o.value)
-            .map_err(|_| CoreError::Corrupt(format!("policy {name} is unreadable")))?;
+        let p: StoredPolicy = serde_json::from_slice(&o.value).map_err(|_| {
+            CoreError::Corrupt(Integrity::Unreadable(Record::Policy {
+                name: name.to_string(),
+            }))
+        })?;
         Ok(PolicyInfo {
             name: name.into(),
             source: p.source,

@@ -42,7 +42,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
 
-use crate::error::{Conflict, CoreError, InvalidInput, Result, UnsealRefusal};
+use crate::error::{Conflict, CoreError, Integrity, InvalidInput, Record, Result, UnsealRefusal};
 use crate::seal::{SEAL_CONFIG, SealConfig, WRAPPED_ROOT_KEY};
 use crate::{Coffer, Identity, Operation, now_ms};
 
@@ -322,14 +322,14 @@ impl Coffer {
                 .store
                 .get_system(SEAL_CONFIG)
                 .await?
-                .ok_or_else(|| CoreError::Corrupt("seal configuration is missing".into()))?,
+                .ok_or_else(|| CoreError::Corrupt(Integrity::Missing(Record::SealConfig)))?,
         )
-        .map_err(|_| CoreError::Corrupt("seal configuration is unreadable".into()))?;
+        .map_err(|_| CoreError::Corrupt(Integrity::Unreadable(Record::SealConfig)))?;
         let wrapped_root = self
             .store
             .get_system(WRAPPED_ROOT_KEY)
             .await?
-            .ok_or_else(|| CoreError::Corrupt("the wrapped root key is missing".into()))?;
+            .ok_or_else(|| CoreError::Corrupt(Integrity::Missing(Record::WrappedRoot)))?;
         let salt = coffer_crypto::random::bytes::<32>();
         let header = BackupHeader {
             format: FORMAT,

@@ -65,11 +65,11 @@ pub enum CoreError {
     InvalidUnsealKey(UnsealRefusal),
     /// Stored data failed an integrity check (tampering or corruption).
     #[error("integrity check failed: {0}")]
-    Corrupt(String),
+    Corrupt(Integrity),
     /// A system coffer acts on for the caller (the PostgreSQL server whose
     /// roles it manages) failed or refused; the message says which and why.
     #[error("{0}")]
-    Upstream(String),
+    Upstream(UpstreamFailure),
     /// The storage backend failed.
     #[error("storage failure")]
     Storage(#[source] StoreError),
@@ -89,6 +89,169 @@ impl CoreError {
     pub(crate) fn invalid(message: String) -> CoreError {
         CoreError::Invalid(InvalidInput::Other(message))
     }
+}
+
+/// Which stored record failed an integrity check, and how. Names records,
+/// paths and versions only, never their contents.
+#[derive(Debug, thiserror::Error)]
+pub enum Integrity {
+    /// A record that should be there is not.
+    #[error("{0} is missing")]
+    Missing(Record),
+    /// A record that cannot be decoded.
+    #[error("{0} is unreadable")]
+    Unreadable(Record),
+    /// A record whose authentication (decryption) failed.
+    #[error("{0} failed its integrity check")]
+    Failed(Record),
+    /// A stored key (a rule's or a protected prefix's pattern) that does not
+    /// parse; the pattern parser's words.
+    #[error("stored {what} is unreadable: {cause}")]
+    StoredPattern {
+        /// What the key belongs to (`lifecycle rule`, `protected prefix`).
+        what: &'static str,
+        #[source]
+        cause: coffer_policy::PatternError,
+    },
+    /// A stored lifecycle rule that no longer validates.
+    #[error("lifecycle rule {pattern} is invalid: {cause}")]
+    InvalidRule {
+        pattern: String,
+        #[source]
+        cause: Box<CoreError>,
+    },
+    /// A sealed value whose encoding tag is unknown.
+    #[error("sealed value has an unknown encoding")]
+    ValueEncoding,
+    /// The keyring in the store is older than the one in memory (a rollback).
+    #[error("the stored keyring is older than the one in memory")]
+    KeyringRolledBack,
+}
+
+/// A stored record, named for a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record {
+    /// The seal configuration.
+    SealConfig,
+    /// The root key, wrapped by the unseal keys.
+    WrappedRoot,
+    /// The keyring, wrapped by the root key.
+    WrappedKeyring,
+    /// The keyring, once unwrapped.
+    Keyring,
+    /// The record of how much each keyring key has sealed.
+    KeyringUsage,
+    /// A user account.
+    User,
+    /// An invitation.
+    Invitation,
+    /// A user's TOTP seed.
+    TotpSeed,
+    /// A secret's lifecycle state.
+    LifecycleState { path: String },
+    /// One version of a secret.
+    Version { path: String, version: u64 },
+    /// A protected prefix's metadata.
+    Protected { prefix: String },
+    /// A break-glass grant.
+    Breakglass { key: String },
+    /// A policy.
+    Policy { name: String },
+    /// A lifecycle rule.
+    Rule { pattern: String },
+}
+
+impl std::fmt::Display for Record {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Record::SealConfig => f.write_str("seal configuration"),
+            Record::WrappedRoot => f.write_str("the wrapped root key"),
+            Record::WrappedKeyring => f.write_str("the wrapped keyring"),
+            Record::Keyring => f.write_str("the stored keyring"),
+            Record::KeyringUsage => f.write_str("the keyring usage record"),
+            Record::User => f.write_str("a user record"),
+            Record::Invitation => f.write_str("an invitation record"),
+            Record::TotpSeed => f.write_str("a TOTP seed"),
+            Record::LifecycleState { path } => write!(f, "the lifecycle state of {path}"),
+            Record::Version { path, version } => write!(f, "version {version} of {path}"),
+            Record::Protected { prefix } => write!(f, "protected prefix {prefix}"),
+            Record::Breakglass { key } => write!(f, "break-glass grant {key}"),
+            Record::Policy { name } => write!(f, "policy {name}"),
+            Record::Rule { pattern } => write!(f, "lifecycle rule {pattern}"),
+        }
+    }
+}
+
+/// Which system coffer acts on failed, doing what. PostgreSQL's own words
+/// are carried as its (already scrubbed) error: they never hold a password
+/// or a connection string's credentials.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamFailure {
+    /// PostgreSQL refused or failed a statement.
+    #[error("PostgreSQL: {0}")]
+    Postgres(#[source] coffer_pgroles::Error),
+    /// The administrator role lacks CREATEROLE.
+    #[error("PostgreSQL: the administrator {admin} may not change roles (it needs CREATEROLE)")]
+    NoCreateRole { admin: String },
+    /// Creating the missing roles failed after some were created.
+    #[error(
+        "PostgreSQL: {cause}{}",
+        if .created.is_empty() { String::new() } else { format!(" (created before the failure: {})", .created.join(", ")) }
+    )]
+    CreateRoles {
+        #[source]
+        cause: coffer_pgroles::Error,
+        /// The roles created before the failure.
+        created: Vec<String>,
+    },
+    /// PostgreSQL refused the first password of a new managed secret; `undo`
+    /// says whether the secret was removed again.
+    #[error(
+        "PostgreSQL: {cause}; {}",
+        match .undo {
+            None => format!("{path} was not created"),
+            Some(u) => format!("{path} was written but could not be removed again ({u}): destroy it"),
+        }
+    )]
+    FirstPassword {
+        #[source]
+        cause: coffer_pgroles::Error,
+        path: String,
+        /// Why the secret could not be removed again, if it could not.
+        undo: Option<Box<CoreError>>,
+    },
+    /// PostgreSQL refused a rotation's new password; `undo` says whether the
+    /// pending version was dropped again.
+    #[error(
+        "PostgreSQL: {cause}; {}",
+        match .undo {
+            None => format!("{path} is unchanged"),
+            Some(u) => format!(
+                "version {staged} of {path} stays pending ({u}): cancel it with \
+                 `coffer rotate {path} --cancel`"
+            ),
+        }
+    )]
+    RotatePassword {
+        #[source]
+        cause: coffer_pgroles::Error,
+        path: String,
+        staged: u64,
+        /// Why the pending version could not be dropped, if it could not.
+        undo: Option<Box<CoreError>>,
+    },
+    /// A rotation whose promotion failed after the new password was set.
+    #[error(
+        "{cause}; the new password of {role} is set and staged as version {staged}: finish \
+         with `coffer promote {path}`"
+    )]
+    StagedOnly {
+        #[source]
+        cause: Box<CoreError>,
+        role: String,
+        staged: u64,
+        path: String,
+    },
 }
 
 /// Why input was refused: the limit it passed, the path it names twice,
@@ -775,6 +938,196 @@ mod tests {
                     what: "no end".into(),
                 }),
                 "the backup is truncated (no end)".into(),
+            ),
+        ]);
+        let pg = || coffer_pgroles::Error("permission denied to alter role".into());
+        cases.extend([
+            (
+                CoreError::Corrupt(Integrity::Failed(Record::Version {
+                    path: p(),
+                    version: 3,
+                })),
+                "integrity check failed: version 3 of app/dev/db failed its integrity check"
+                    .to_string(),
+            ),
+            (
+                CoreError::Corrupt(Integrity::Unreadable(Record::LifecycleState { path: p() })),
+                "integrity check failed: the lifecycle state of app/dev/db is unreadable".into(),
+            ),
+            (
+                CoreError::Corrupt(Integrity::Unreadable(Record::SealConfig)),
+                "integrity check failed: seal configuration is unreadable".into(),
+            ),
+            (
+                CoreError::Corrupt(Integrity::Missing(Record::SealConfig)),
+                "integrity check failed: seal configuration is missing".into(),
+            ),
+            (
+                CoreError::Corrupt(Integrity::Missing(Record::WrappedRoot)),
+                "integrity check failed: the wrapped root key is missing".into(),
+            ),
+            (
+                CoreError::Corrupt(Integrity::Missing(Record::WrappedKeyring)),
+                "integrity check failed: the wrapped keyring is missing".into(),
+            ),
+            (
+                CoreError::Corrupt(Integrity::Failed(Record::Keyring)),
+                "integrity check failed: the stored keyring failed its integrity check".into(),
+            ),
+            (
+                CoreError::Corrupt(Integrity::KeyringRolledBack),
+                "integrity check failed: the stored keyring is older than the one in memory".into(),
+            ),
+            (
+                CoreError::Corrupt(Integrity::ValueEncoding),
+                "integrity check failed: sealed value has an unknown encoding".into(),
+            ),
+            (
+                CoreError::Corrupt(Integrity::Unreadable(Record::KeyringUsage)),
+                "integrity check failed: the keyring usage record is unreadable".into(),
+            ),
+            (
+                CoreError::Corrupt(Integrity::Unreadable(Record::User)),
+                "integrity check failed: a user record is unreadable".into(),
+            ),
+            (
+                CoreError::Corrupt(Integrity::Unreadable(Record::Invitation)),
+                "integrity check failed: an invitation record is unreadable".into(),
+            ),
+            (
+                CoreError::Corrupt(Integrity::Unreadable(Record::TotpSeed)),
+                "integrity check failed: a TOTP seed is unreadable".into(),
+            ),
+            (
+                CoreError::Corrupt(Integrity::Failed(Record::TotpSeed)),
+                "integrity check failed: a TOTP seed failed its integrity check".into(),
+            ),
+            (
+                CoreError::Corrupt(Integrity::Unreadable(Record::Protected {
+                    prefix: "prod/**".into(),
+                })),
+                "integrity check failed: protected prefix prod/** is unreadable".into(),
+            ),
+            (
+                CoreError::Corrupt(Integrity::Unreadable(Record::Breakglass {
+                    key: "k1".into(),
+                })),
+                "integrity check failed: break-glass grant k1 is unreadable".into(),
+            ),
+            (
+                CoreError::Corrupt(Integrity::Unreadable(Record::Policy { name: "ops".into() })),
+                "integrity check failed: policy ops is unreadable".into(),
+            ),
+            (
+                CoreError::Corrupt(Integrity::Unreadable(Record::Rule {
+                    pattern: "app/**".into(),
+                })),
+                "integrity check failed: lifecycle rule app/** is unreadable".into(),
+            ),
+            (
+                CoreError::Corrupt(Integrity::StoredPattern {
+                    what: "lifecycle rule",
+                    cause: coffer_policy::PatternError("bad pattern".into()),
+                }),
+                "integrity check failed: stored lifecycle rule is unreadable: bad pattern".into(),
+            ),
+            (
+                CoreError::Corrupt(Integrity::InvalidRule {
+                    pattern: "app/**".into(),
+                    cause: Box::new(CoreError::Invalid(InvalidInput::EmptyRule)),
+                }),
+                "integrity check failed: lifecycle rule app/** is invalid: a lifecycle rule must \
+                 set at least one of min_bits, rotate_every, generator, grace"
+                    .into(),
+            ),
+        ]);
+        cases.extend([
+            (
+                CoreError::Upstream(UpstreamFailure::Postgres(pg())),
+                "PostgreSQL: permission denied to alter role".to_string(),
+            ),
+            (
+                CoreError::Upstream(UpstreamFailure::NoCreateRole {
+                    admin: "admin".into(),
+                }),
+                "PostgreSQL: the administrator admin may not change roles (it needs CREATEROLE)"
+                    .into(),
+            ),
+            (
+                CoreError::Upstream(UpstreamFailure::CreateRoles {
+                    cause: pg(),
+                    created: vec![],
+                }),
+                "PostgreSQL: permission denied to alter role".into(),
+            ),
+            (
+                CoreError::Upstream(UpstreamFailure::CreateRoles {
+                    cause: pg(),
+                    created: vec!["app_a".into(), "app_b".into()],
+                }),
+                "PostgreSQL: permission denied to alter role (created before the failure: app_a, \
+                 app_b)"
+                    .into(),
+            ),
+            (
+                CoreError::Upstream(UpstreamFailure::FirstPassword {
+                    cause: pg(),
+                    path: p(),
+                    undo: None,
+                }),
+                "PostgreSQL: permission denied to alter role; app/dev/db was not created".into(),
+            ),
+            (
+                CoreError::Upstream(UpstreamFailure::FirstPassword {
+                    cause: pg(),
+                    path: p(),
+                    undo: Some(Box::new(CoreError::Sealed)),
+                }),
+                "PostgreSQL: permission denied to alter role; app/dev/db was written but could \
+                 not be removed again (coffer is sealed): destroy it"
+                    .into(),
+            ),
+            (
+                CoreError::Upstream(UpstreamFailure::RotatePassword {
+                    cause: pg(),
+                    path: p(),
+                    staged: 5,
+                    undo: None,
+                }),
+                "PostgreSQL: permission denied to alter role; app/dev/db is unchanged".into(),
+            ),
+            (
+                CoreError::Upstream(UpstreamFailure::RotatePassword {
+                    cause: pg(),
+                    path: p(),
+                    staged: 5,
+                    undo: Some(Box::new(CoreError::Sealed)),
+                }),
+                "PostgreSQL: permission denied to alter role; version 5 of app/dev/db stays \
+                 pending (coffer is sealed): cancel it with `coffer rotate app/dev/db --cancel`"
+                    .into(),
+            ),
+            (
+                CoreError::Upstream(UpstreamFailure::StagedOnly {
+                    cause: Box::new(CoreError::Upstream(UpstreamFailure::Postgres(pg()))),
+                    role: "app_b".into(),
+                    staged: 5,
+                    path: p(),
+                }),
+                "PostgreSQL: permission denied to alter role; the new password of app_b is set \
+                 and staged as version 5: finish with `coffer promote app/dev/db`"
+                    .into(),
+            ),
+            (
+                CoreError::Upstream(UpstreamFailure::StagedOnly {
+                    cause: Box::new(CoreError::Conflict(Conflict::NothingToCancel { path: p() })),
+                    role: "app_b".into(),
+                    staged: 5,
+                    path: p(),
+                }),
+                "app/dev/db has no pending version to cancel; the new password of app_b is set \
+                 and staged as version 5: finish with `coffer promote app/dev/db`"
+                    .into(),
             ),
         ]);
         for (error, expected) in cases {

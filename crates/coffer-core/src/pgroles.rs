@@ -38,7 +38,9 @@ use coffer_pgroles::{Change, RoleAdmin};
 use zeroize::Zeroizing;
 
 use crate::auth::{Authorized, Identity, Operation};
-use crate::error::{Conflict, CoreError, Expired, InvalidInput, NotFound, Refusal, Result};
+use crate::error::{
+    Conflict, CoreError, Expired, InvalidInput, NotFound, Refusal, Result, UpstreamFailure,
+};
 pub use crate::lifecycle::PgRoles;
 use crate::lifecycle::{KIND_STATE, Labels, RotateReceipt, SecretState};
 use crate::path::SecretPath;
@@ -155,15 +157,17 @@ fn credentials(pg: &PgRoles, role: &str, password: &SecretString) -> SecretValue
 }
 
 /// A rotation whose promotion failed after the new password was set.
-fn staged_only(cause: &str, role: &str, staged: u64, path: &SecretPath) -> CoreError {
-    CoreError::Upstream(format!(
-        "{cause}; the new password of {role} is set and staged as version {staged}: \
-         finish with `coffer promote {path}`"
-    ))
+fn staged_only(cause: CoreError, role: &str, staged: u64, path: &SecretPath) -> CoreError {
+    CoreError::Upstream(UpstreamFailure::StagedOnly {
+        cause: Box::new(cause),
+        role: role.to_string(),
+        staged,
+        path: path.to_string(),
+    })
 }
 
 fn upstream(e: coffer_pgroles::Error) -> CoreError {
-    CoreError::Upstream(format!("PostgreSQL: {e}"))
+    CoreError::Upstream(UpstreamFailure::Postgres(e))
 }
 
 impl Coffer {
@@ -246,10 +250,9 @@ impl Coffer {
             )));
         }
         if !admin.can_manage_roles().await.map_err(upstream)? {
-            return Err(CoreError::Upstream(format!(
-                "PostgreSQL: the administrator {} may not change roles (it needs CREATEROLE)",
-                admin.user()
-            )));
+            return Err(CoreError::Upstream(UpstreamFailure::NoCreateRole {
+                admin: admin.user().to_string(),
+            }));
         }
         let roles: Vec<&str> = request.roles.iter().map(String::as_str).collect();
         let found = admin.inspect(&roles).await.map_err(upstream)?;
@@ -274,13 +277,11 @@ impl Coffer {
             admin
                 .create_login_role(&role, request.member_of.as_deref())
                 .await
-                .map_err(|e| {
-                    let done = if created.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" (created before the failure: {})", created.join(", "))
-                    };
-                    CoreError::Upstream(format!("PostgreSQL: {e}{done}"))
+                .map_err(|cause| {
+                    CoreError::Upstream(UpstreamFailure::CreateRoles {
+                        cause,
+                        created: created.clone(),
+                    })
                 })?;
             created.push(role);
         }
@@ -343,15 +344,11 @@ impl Coffer {
         ];
         if let Err(e) = admin.apply(&changes).await {
             let undo = self.remove_unmanaged(&path).await;
-            return Err(CoreError::Upstream(format!(
-                "PostgreSQL: {e}; {}",
-                match undo {
-                    Ok(()) => format!("{path} was not created"),
-                    Err(u) => format!(
-                        "{path} was written but could not be removed again ({u}): destroy it"
-                    ),
-                }
-            )));
+            return Err(CoreError::Upstream(UpstreamFailure::FirstPassword {
+                cause: e,
+                path: path.to_string(),
+                undo: undo.err().map(Box::new),
+            }));
         }
         audit::note_version(1);
         tracing::info!(
@@ -569,16 +566,12 @@ impl Coffer {
             .await
         {
             let undo = self.drop_pending(path, staged).await;
-            return Err(CoreError::Upstream(format!(
-                "PostgreSQL: {e}; {}",
-                match undo {
-                    Ok(_) => format!("{path} is unchanged"),
-                    Err(u) => format!(
-                        "version {staged} of {path} stays pending ({u}): cancel it with \
-                         `coffer rotate {path} --cancel`"
-                    ),
-                }
-            )));
+            return Err(CoreError::Upstream(UpstreamFailure::RotatePassword {
+                cause: e,
+                path: path.to_string(),
+                staged,
+                undo: undo.err().map(Box::new),
+            }));
         }
         if stage {
             let labels = self
@@ -598,8 +591,9 @@ impl Coffer {
             .promote_postgres(path, pg, Some(admin), grace_ms)
             .await
             .map_err(|e| match e {
-                CoreError::Upstream(m) => staged_only(&m, &next, staged, path),
-                CoreError::Conflict(c) => staged_only(&c.to_string(), &next, staged, path),
+                e @ (CoreError::Upstream(_) | CoreError::Conflict(_)) => {
+                    staged_only(e, &next, staged, path)
+                }
                 other => other,
             })?;
         receipt.generated = true;

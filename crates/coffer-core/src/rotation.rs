@@ -14,7 +14,7 @@ use coffer_store::{Expect, Mutation, VersionState};
 use serde::Serialize;
 
 use crate::auth::{Identity, Operation, Reveals};
-use crate::error::{Conflict, CoreError, InvalidInput, NotFound, Result};
+use crate::error::{Conflict, CoreError, Integrity, InvalidInput, NotFound, Record, Result};
 pub use crate::lifecycle::RotateReceipt;
 use crate::lifecycle::{
     self, DEFAULT_GRACE_MS, KIND_RULE, KIND_STATE, Labels, Rule, RuleInfo, RuleSpec, SecretState,
@@ -142,13 +142,21 @@ impl Coffer {
         let mut rules = Vec::new();
         for o in self.store.list_objects(KIND_RULE).await? {
             let pattern = Pattern::parse_stored(&o.key).map_err(|e| {
-                CoreError::Corrupt(format!("stored lifecycle rule is unreadable: {e}"))
+                CoreError::Corrupt(Integrity::StoredPattern {
+                    what: "lifecycle rule",
+                    cause: e,
+                })
             })?;
             let stored: StoredRule = serde_json::from_slice(&o.value).map_err(|_| {
-                CoreError::Corrupt(format!("lifecycle rule {} is unreadable", o.key))
+                CoreError::Corrupt(Integrity::Unreadable(Record::Rule {
+                    pattern: o.key.clone(),
+                }))
             })?;
             let generator = stored.spec.validate().map_err(|e| {
-                CoreError::Corrupt(format!("lifecycle rule {} is invalid: {e}", o.key))
+                CoreError::Corrupt(Integrity::InvalidRule {
+                    pattern: o.key.clone(),
+                    cause: Box::new(e),
+                })
             })?;
             rules.push(Rule {
                 pattern,

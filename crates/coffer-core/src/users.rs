@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 use crate::access::TokenView;
 use crate::auth::{Identity, Operation};
 use crate::duration::{format_duration_ms, parse_duration_ms};
-use crate::error::{Busy, Conflict, LoginRefused, NotFound};
+use crate::error::{Busy, Conflict, Integrity, LoginRefused, NotFound, Record};
 use crate::username::canonical_user_name;
 use crate::{Coffer, CoreError, Result, now_ms};
 
@@ -250,7 +250,7 @@ fn put_user(name: &str, user: &StoredUser, expect: Expect) -> Mutation {
 
 fn decode_user(bytes: &[u8]) -> Result<StoredUser> {
     serde_json::from_slice(bytes)
-        .map_err(|_| CoreError::Corrupt("a user record is unreadable".into()))
+        .map_err(|_| CoreError::Corrupt(Integrity::Unreadable(Record::User)))
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -338,7 +338,7 @@ impl Coffer {
             .await?
             .ok_or_else(invalid)?;
         let invite: StoredInvite = serde_json::from_slice(&stored.value)
-            .map_err(|_| CoreError::Corrupt("an invitation record is unreadable".into()))?;
+            .map_err(|_| CoreError::Corrupt(Integrity::Unreadable(Record::Invitation)))?;
         let now = now_ms();
         if invite.expires_at <= now {
             // Tidy up; the answer is the same either way.
@@ -772,12 +772,12 @@ impl Coffer {
         t: &StoredTotp,
     ) -> Result<TotpSecret> {
         let sealed = unhex(&t.sealed_hex)
-            .ok_or_else(|| CoreError::Corrupt("a TOTP seed is unreadable".into()))?;
+            .ok_or_else(|| CoreError::Corrupt(Integrity::Unreadable(Record::TotpSeed)))?;
         let plain = keyring
             .open_record(TOTP_DOMAIN, name.as_bytes(), t.key_id, &sealed)
-            .map_err(|_| CoreError::Corrupt("a TOTP seed failed its integrity check".into()))?;
+            .map_err(|_| CoreError::Corrupt(Integrity::Failed(Record::TotpSeed)))?;
         TotpSecret::from_bytes(plain.expose_secret())
-            .map_err(|_| CoreError::Corrupt("a TOTP seed is unreadable".into()))
+            .map_err(|_| CoreError::Corrupt(Integrity::Unreadable(Record::TotpSeed)))
     }
 
     async fn own_user(

@@ -80,7 +80,7 @@ impl SecretValue {
     /// Parses an opened plaintext.
     pub(crate) fn decode(plain: &SecretBytes) -> Result<SecretValue, CoreError> {
         let bytes = plain.expose_secret();
-        let corrupt = || CoreError::Corrupt("sealed value has an unknown encoding".into());
+        let corrupt = || CoreError::Corrupt(crate::error::Integrity::ValueEncoding);
         match bytes.split_first() {
             Some((&TAG_TEXT, rest)) => {
                 let text = std::str::from_utf8(rest).map_err(|_| corrupt())?;
