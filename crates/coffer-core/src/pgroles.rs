@@ -183,44 +183,32 @@ impl Coffer {
         let path = SecretPath::parse(path)?;
         let admin_path = SecretPath::parse(&request.admin)?;
         if admin_path == path {
-            return Err(CoreError::invalid(
-                "the administrator secret must be another secret than the managed one".into(),
-            ));
+            return Err(CoreError::Invalid(InvalidInput::AdminIsManaged));
         }
         for role in request.roles.iter().chain(request.member_of.iter()) {
             crate::text::refuse_credential("a role name", role)?;
             coffer_pgroles::check_role_name(role).map_err(|e| {
                 // The check quotes the name: only when it is short and
                 // printable (not, say, a password pasted in its place).
-                CoreError::invalid(if crate::text::quotable(role) {
-                    e.0
+                CoreError::Invalid(if crate::text::quotable(role) {
+                    InvalidInput::RoleName(e)
                 } else {
-                    "a role name is not one coffer manages: use 1 to 63 lowercase letters, \
-                     digits and _, starting with a letter or _ (the name is not shown)"
-                        .into()
+                    InvalidInput::RoleNameHidden
                 })
             })?;
         }
         if request.roles[0] == request.roles[1] {
-            return Err(CoreError::invalid(
-                "give two different roles: they take turns".into(),
-            ));
+            return Err(CoreError::Invalid(InvalidInput::SameRoles));
         }
         if request.member_of.is_some() && !request.create_roles {
-            return Err(CoreError::invalid(
-                "a group (member_of) applies only to roles coffer creates (create_roles)".into(),
-            ));
+            return Err(CoreError::Invalid(InvalidInput::GroupWithoutCreate));
         }
         if let Some(url) = &request.connect_url
             && (!coffer_store::postgres::is_postgres_url(url)
                 || url_has_userinfo(url)
                 || coffer_store::postgres::url_has_password(url))
         {
-            return Err(CoreError::invalid(
-                "the connect URL must be a postgres:// URL without a user or password \
-                 (coffer adds the role's)"
-                    .into(),
-            ));
+            return Err(CoreError::Invalid(InvalidInput::ConnectUrl));
         }
         let spec = match request.generate {
             Some(s) => s,
@@ -244,10 +232,9 @@ impl Coffer {
         }
         let (admin_url, mut admin) = self.admin_connect(&keys, &admin_auth, &admin_path).await?;
         if request.roles.iter().any(|r| r == admin.user()) {
-            return Err(CoreError::invalid(format!(
-                "{} is the administrator's own role; coffer manages other roles",
-                admin.user()
-            )));
+            return Err(CoreError::Invalid(InvalidInput::AdminOwnRole {
+                role: admin.user().to_string(),
+            }));
         }
         if !admin.can_manage_roles().await.map_err(upstream)? {
             return Err(CoreError::Upstream(UpstreamFailure::NoCreateRole {
@@ -261,9 +248,9 @@ impl Coffer {
         for role in &request.roles {
             match found.iter().find(|f| &f.name == role) {
                 Some(f) if f.superuser => {
-                    return Err(CoreError::invalid(format!(
-                        "{role} is a superuser: coffer does not hand out superuser credentials"
-                    )));
+                    return Err(CoreError::Invalid(InvalidInput::Superuser {
+                        role: role.clone(),
+                    }));
                 }
                 Some(_) => {}
                 None if request.create_roles => missing.push(role.clone()),
@@ -449,18 +436,17 @@ impl Coffer {
                 f.get("url")
                     .map(|u| u.expose_secret().trim().to_string())
                     .ok_or_else(|| {
-                        CoreError::invalid(format!(
-                            "the administrator secret {admin} has no field \"url\""
-                        ))
+                        CoreError::Invalid(InvalidInput::AdminNoUrl {
+                            admin: admin.to_string(),
+                        })
                     })?,
                 f.get("password").cloned(),
             ),
         };
         if !coffer_store::postgres::is_postgres_url(&url) {
-            return Err(CoreError::invalid(format!(
-                "the administrator secret {admin} must hold a postgres:// URL (or fields url \
-                 and password)"
-            )));
+            return Err(CoreError::Invalid(InvalidInput::AdminUrl {
+                admin: admin.to_string(),
+            }));
         }
         let client = RoleAdmin::connect(
             &url,

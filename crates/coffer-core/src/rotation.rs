@@ -259,10 +259,9 @@ impl Coffer {
         let effective = self.generator_for(&path).await?;
         if let Some(pg) = self.postgres_of(&path).await? {
             if request.value.is_some() {
-                return Err(CoreError::invalid(format!(
-                    "{path} holds the credentials of PostgreSQL roles: coffer generates their \
-                     passwords (give a generator with --generate, not a value)"
-                )));
+                return Err(CoreError::Invalid(InvalidInput::ManagedValue {
+                    path: path.to_string(),
+                }));
             }
             let spec = match request.generate.or(effective.generator) {
                 Some(s) => s,
@@ -297,23 +296,18 @@ impl Coffer {
             return Ok(receipt);
         }
         if request.force {
-            return Err(CoreError::invalid(
-                "--force applies only to secrets that manage PostgreSQL roles".into(),
-            ));
+            return Err(CoreError::Invalid(InvalidInput::ForceUnmanaged));
         }
         let (value, spec) = match (request.value, request.generate.or(effective.generator)) {
             (Some(_), Some(_)) if request.generate.is_some() => {
-                return Err(CoreError::invalid(
-                    "give either a value or a generator, not both".into(),
-                ));
+                return Err(CoreError::Invalid(InvalidInput::ValueAndGenerator));
             }
             (Some(v), _) => (v, None),
             (None, Some(spec)) => (SecretValue::Text(spec.generate()), Some(spec)),
             (None, None) => {
-                return Err(CoreError::invalid(format!(
-                    "no generator applies to {path}: give one (`--generate base64:32`), the new \
-                     value on stdin, or a lifecycle rule with a generator"
-                )));
+                return Err(CoreError::Invalid(InvalidInput::NoGenerator {
+                    path: path.to_string(),
+                }));
             }
         };
         let warnings = self.judge(&path, &value, spec.as_ref())?;
@@ -738,9 +732,11 @@ impl Coffer {
     /// and the rules' grace.
     async fn rotate_scheduled(&self, path: &SecretPath, now: i64) -> Result<(u64, Option<i64>)> {
         let effective = self.generator_for(path).await?;
-        let spec = effective
-            .generator
-            .ok_or_else(|| CoreError::invalid(format!("no generator applies to {path}")))?;
+        let spec = effective.generator.ok_or_else(|| {
+            CoreError::Invalid(InvalidInput::NoRuleGenerator {
+                path: path.to_string(),
+            })
+        })?;
         if let Some(pg) = self.postgres_of(path).await? {
             let grace = effective.grace_ms.unwrap_or(DEFAULT_GRACE_MS);
             let receipt = self

@@ -13,7 +13,7 @@ use coffer_store::{Mutation, TokenRecord};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{AccessModel, Identity, Operation, ROOT_POLICY};
-use crate::error::{Busy, CoreError, Integrity, Record, Result, UnsealRefusal};
+use crate::error::{Busy, CoreError, Integrity, InvalidInput, Record, Result, UnsealRefusal};
 use crate::{Coffer, now_ms};
 
 pub(crate) const SEAL_CONFIG: &str = "seal-config";
@@ -170,9 +170,7 @@ impl Coffer {
     /// unseal. The result is shown once and never stored. Coffer stays sealed.
     pub async fn init(&self, shares: u8, threshold: u8) -> Result<InitOutput> {
         if shares == 0 || threshold == 0 || threshold > shares {
-            return Err(CoreError::invalid(
-                "shares and threshold must satisfy 1 <= threshold <= shares <= 255".into(),
-            ));
+            return Err(CoreError::Invalid(InvalidInput::Shares));
         }
         let _admin = self.admin.lock().await;
         if !matches!(
@@ -184,7 +182,7 @@ impl Coffer {
         let now = now_ms();
         let unseal = UnsealKey::from(Key256::random());
         let split = shamir::split(unseal.key().expose_secret(), shares, threshold)
-            .map_err(|e| CoreError::invalid(e.to_string()))?;
+            .map_err(|e| CoreError::Invalid(InvalidInput::Split(e)))?;
         let root = RootKey::random();
         let keyring = Keyring::generate(now);
         let root_token = token::generate_token();
