@@ -557,10 +557,9 @@ pub enum InvalidInput {
     #[error("name two environments, such as app/staging and app/prod")]
     TwoEnvironments,
     // ---- users ------------------------------------------------------------
-    /// A user name refused (the check's words, which never quote it when
-    /// it is not short and printable).
-    #[error("{0}")]
-    UserName(String),
+    /// A user name refused (never quoted).
+    #[error(transparent)]
+    UserName(UserNameError),
     /// An invitation for longer than allowed.
     #[error("an invitation lasts at most {}", crate::duration::format_duration_ms(*max_ms))]
     InviteTtl { max_ms: i64 },
@@ -591,6 +590,33 @@ pub enum InvalidInput {
     /// A wrong or reused one-time code.
     #[error("that one-time code is wrong or was already used")]
     TotpCode,
+}
+
+/// Why a user name is not acceptable. Never quotes the input (a password
+/// pasted into the name field must not end up in a log).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum UserNameError {
+    /// Nothing but whitespace.
+    #[error("a user name cannot be empty")]
+    Empty,
+    /// Over the limit, in characters.
+    #[error("a user name is at most {max} characters")]
+    TooLong { max: usize },
+    /// Shaped like a coffer token or invitation code.
+    #[error(
+        "a user name cannot look like a coffer token or invitation code (cft_... or cfi_...); \
+         the name given is not shown"
+    )]
+    CredentialShaped,
+    /// A space inside the name.
+    #[error("a user name cannot contain spaces")]
+    Space,
+    /// A control character.
+    #[error("a user name cannot contain control characters")]
+    Control,
+    /// Any other character outside the allowed set (its code point).
+    #[error("a user name may contain only letters, digits and . _ - @ (found U+{:04X})", *.0 as u32)]
+    Character(char),
 }
 
 /// Why a request was refused: which capability was missing on which
@@ -1537,8 +1563,18 @@ mod tests {
                 "name two environments, such as app/staging and app/prod".into(),
             ),
             (
-                inv(InvalidInput::UserName("bad user name".into())),
-                "bad user name".into(),
+                inv(InvalidInput::UserName(UserNameError::Character('!'))),
+                "a user name may contain only letters, digits and . _ - @ (found U+0021)".into(),
+            ),
+            (
+                inv(InvalidInput::UserName(UserNameError::CredentialShaped)),
+                "a user name cannot look like a coffer token or invitation code (cft_... or \
+                 cfi_...); the name given is not shown"
+                    .into(),
+            ),
+            (
+                inv(InvalidInput::UserName(UserNameError::TooLong { max: 64 })),
+                "a user name is at most 64 characters".into(),
             ),
             (
                 inv(InvalidInput::InviteTtl { max_ms: 30 * day }),

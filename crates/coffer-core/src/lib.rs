@@ -71,7 +71,7 @@ pub use auth::{
 use cache::SecretCache;
 pub use error::{
     Busy, Conflict, CoreError, Expired, Integrity, InvalidInput, LoginRefused, NotFound, Record,
-    Refusal, Result, UnsealRefusal, UpstreamFailure,
+    Refusal, Result, UnsealRefusal, UpstreamFailure, UserNameError,
 };
 pub use lifecycle::{At, Label, Labels, RuleInfo, RuleSpec, SecretState};
 pub use path::{ListPrefix, PathError, SecretPath};
