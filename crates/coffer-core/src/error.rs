@@ -390,10 +390,9 @@ pub enum InvalidInput {
     /// A field name with a control character.
     #[error("field names cannot contain control characters")]
     FieldNameControl,
-    /// A duration that does not parse (the parser's words, which quote
-    /// only short printable input).
-    #[error("{0}")]
-    Duration(String),
+    /// A duration that does not parse.
+    #[error(transparent)]
+    Duration(crate::duration::DurationError),
     // ---- seal -------------------------------------------------------------
     /// Unseal-key shares and threshold out of range.
     #[error("shares and threshold must satisfy 1 <= threshold <= shares <= 255")]
@@ -1366,8 +1365,10 @@ mod tests {
                 "field names cannot contain control characters".into(),
             ),
             (
-                inv(InvalidInput::Duration("bad duration".into())),
-                "bad duration".into(),
+                inv(InvalidInput::Duration(
+                    crate::duration::DurationError::TooLong,
+                )),
+                "durations are limited to ten years".into(),
             ),
             (
                 inv(InvalidInput::Shares),
