@@ -79,7 +79,7 @@ pub struct RunArgs {
 }
 
 fn parse_ttl(s: &str) -> Result<i64, String> {
-    let ms = coffer_core::duration::parse_duration_ms(s)?;
+    let ms = coffer_core::duration::parse_duration_ms(s).map_err(|e| e.to_string())?;
     if ms > crate::run_cache::MAX_TTL_MS {
         return Err("at most 30d".into());
     }

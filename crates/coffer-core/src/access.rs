@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::{AccessModel, BreakglassGrant, Identity, Operation, Protected, ROOT_POLICY};
 use crate::duration::{format_duration_ms, parse_duration_ms};
-use crate::error::NotFound;
+use crate::error::{Integrity, NotFound, Record};
 use crate::error::{InvalidInput, Refusal};
 use crate::text::printable;
 use crate::{Coffer, CoreError, ListPrefix, Result, SecretPath, now_ms};
@@ -131,10 +131,9 @@ fn parse_cidrs(input: &[String]) -> Result<Vec<ipnet::IpNet>> {
                 .parse::<ipnet::IpNet>()
                 .or_else(|_| c.parse::<IpAddr>().map(ipnet::IpNet::from))
                 .map_err(|_| {
-                    CoreError::invalid(format!(
-                        "{} is not a network in CIDR notation (like 10.0.0.0/8 or 2001:db8::/32)",
-                        printable(c)
-                    ))
+                    CoreError::Invalid(InvalidInput::Network {
+                        shown: printable(c),
+                    })
                 })?;
             Ok(net.trunc())
         })
@@ -217,10 +216,15 @@ impl Coffer {
         let mut protected = Vec::new();
         for o in self.store.list_objects(KIND_PROTECTED).await? {
             let pattern = Pattern::parse_stored(&o.key).map_err(|e| {
-                CoreError::Corrupt(format!("stored protected prefix is unreadable: {e}"))
+                CoreError::Corrupt(Integrity::StoredPattern {
+                    what: "protected prefix",
+                    cause: e,
+                })
             })?;
             let meta: StoredProtected = serde_json::from_slice(&o.value).map_err(|_| {
-                CoreError::Corrupt(format!("protected prefix {} is unreadable", o.key))
+                CoreError::Corrupt(Integrity::Unreadable(Record::Protected {
+                    prefix: o.key.clone(),
+                }))
             })?;
             protected.push(Protected {
                 pattern,
@@ -232,7 +236,9 @@ impl Coffer {
         let mut grants = Vec::new();
         for o in self.store.list_objects(KIND_BREAKGLASS).await? {
             let grant: BreakglassGrant = serde_json::from_slice(&o.value).map_err(|_| {
-                CoreError::Corrupt(format!("break-glass grant {} is unreadable", o.key))
+                CoreError::Corrupt(Integrity::Unreadable(Record::Breakglass {
+                    key: o.key.clone(),
+                }))
             })?;
             if grant.expires_at > now {
                 grants.push(grant);
@@ -270,19 +276,25 @@ impl Coffer {
         name: &str,
         source: &str,
     ) -> Result<PolicyInfo> {
-        coffer_policy::validate_policy_name(name).map_err(CoreError::invalid)?;
+        coffer_policy::validate_policy_name(name)
+            .map_err(|e| CoreError::Invalid(InvalidInput::PolicyName(e)))?;
         if crate::text::looks_like(name, ROOT_POLICY) {
             // Token and user listings show policy names; `r00t` there would
             // read as the policy that grants everything.
-            return Err(CoreError::invalid(format!(
-                "policy name {name:?} looks like {ROOT_POLICY:?}, the built-in policy that \
-                 grants everything; choose another name"
-            )));
+            return Err(CoreError::Invalid(InvalidInput::LooksLikeRoot {
+                name: name.to_string(),
+                root: ROOT_POLICY,
+            }));
         }
         let target = format!("sys/policies/{name}");
         self.require_unsealed()?;
         self.authorize(identity, Operation::Admin, &target)?;
-        Policy::parse(source).map_err(|e| CoreError::invalid(format!("policy {name}: {e}")))?;
+        Policy::parse(source).map_err(|e| {
+            CoreError::Invalid(InvalidInput::Policy {
+                name: name.to_string(),
+                cause: e,
+            })
+        })?;
         // Patterns refuse token shapes; a comment could still carry one
         // into storage and into every `coffer policy read`.
         crate::text::refuse_credential(&format!("policy {name}"), source)?;
@@ -315,7 +327,7 @@ impl Coffer {
     pub async fn read_policy(&self, identity: &Identity, name: &str) -> Result<PolicyInfo> {
         coffer_policy::validate_policy_name(name)
             .or_else(|e| if name == ROOT_POLICY { Ok(()) } else { Err(e) })
-            .map_err(CoreError::invalid)?;
+            .map_err(|e| CoreError::Invalid(InvalidInput::PolicyName(e)))?;
         self.require_unsealed()?;
         self.authorize(identity, Operation::Admin, &format!("sys/policies/{name}"))?;
         if name == ROOT_POLICY {
@@ -330,8 +342,11 @@ impl Coffer {
                     name: name.to_string(),
                 })
             })?;
-        let p: StoredPolicy = serde_json::from_slice(&o.value)
-            .map_err(|_| CoreError::Corrupt(format!("policy {name} is unreadable")))?;
+        let p: StoredPolicy = serde_json::from_slice(&o.value).map_err(|_| {
+            CoreError::Corrupt(Integrity::Unreadable(Record::Policy {
+                name: name.to_string(),
+            }))
+        })?;
         Ok(PolicyInfo {
             name: name.into(),
             source: p.source,
@@ -361,11 +376,10 @@ impl Coffer {
     /// Deletes a policy. Tokens that carry it lose what it granted at once.
     pub async fn delete_policy(&self, identity: &Identity, name: &str) -> Result<()> {
         if name == ROOT_POLICY {
-            return Err(CoreError::invalid(
-                "root is built in and cannot be deleted".into(),
-            ));
+            return Err(CoreError::Invalid(InvalidInput::RootBuiltIn));
         }
-        coffer_policy::validate_policy_name(name).map_err(CoreError::invalid)?;
+        coffer_policy::validate_policy_name(name)
+            .map_err(|e| CoreError::Invalid(InvalidInput::PolicyName(e)))?;
         self.require_unsealed()?;
         self.authorize(identity, Operation::Admin, &format!("sys/policies/{name}"))?;
         self.delete_access_object(KIND_POLICY, name, || {
@@ -386,7 +400,7 @@ impl Coffer {
     /// holds, so nothing it hands out exceeds what it has.
     pub(crate) fn check_grantable(&self, identity: &Identity, policies: &[String]) -> Result<()> {
         if policies.is_empty() {
-            return Err(CoreError::invalid("give at least one policy".into()));
+            return Err(CoreError::Invalid(InvalidInput::NoPolicies));
         }
         if policies.len() > MAX_POLICIES {
             return Err(CoreError::Invalid(InvalidInput::TooManyPolicies {
@@ -408,10 +422,9 @@ impl Coffer {
                 return Err(CoreError::Forbidden(Refusal::PolicyNotHeld { shown }));
             }
             if p != ROOT_POLICY && model.policy(p).is_none() {
-                return Err(CoreError::invalid(format!(
-                    "no policy named {}",
-                    printable(p)
-                )));
+                return Err(CoreError::Invalid(InvalidInput::UnknownPolicy {
+                    shown: printable(p),
+                }));
             }
         }
         Ok(())
@@ -431,9 +444,7 @@ impl Coffer {
         self.authorize(identity, Operation::SelfService, "sys/tokens/create")?;
         let parent = identity.token();
         if parent.uses_limit.is_some() {
-            return Err(CoreError::invalid(
-                "a use-limited token cannot create other tokens".into(),
-            ));
+            return Err(CoreError::Invalid(InvalidInput::UseLimitedParent));
         }
         let mut policies = request.policies.clone();
         policies.sort();
@@ -441,7 +452,9 @@ impl Coffer {
         self.check_grantable(identity, &policies)?;
         let now = now_ms();
         let ttl = match &request.ttl {
-            Some(t) => parse_duration_ms(t).map_err(CoreError::invalid)?,
+            Some(t) => {
+                parse_duration_ms(t).map_err(|e| CoreError::Invalid(InvalidInput::Duration(e)))?
+            }
             None => DEFAULT_TOKEN_TTL_MS,
         };
         let max_ttl = request
@@ -449,15 +462,14 @@ impl Coffer {
             .as_deref()
             .map(parse_duration_ms)
             .transpose()
-            .map_err(CoreError::invalid)?;
+            .map_err(|e| CoreError::Invalid(InvalidInput::Duration(e)))?;
         if let Some(max) = max_ttl
             && max < ttl
         {
-            return Err(CoreError::invalid(format!(
-                "max ttl ({}) is shorter than ttl ({})",
-                format_duration_ms(max),
-                format_duration_ms(ttl)
-            )));
+            return Err(CoreError::Invalid(InvalidInput::MaxTtlBelowTtl {
+                max_ms: max,
+                ttl_ms: ttl,
+            }));
         }
         let mut max_expires_at = max_ttl.map(|m| now + m);
         for cap in [parent.max_expires_at, parent.expires_at]
@@ -471,12 +483,10 @@ impl Coffer {
             expires_at = expires_at.min(cap);
         }
         if expires_at <= now {
-            return Err(CoreError::invalid("the parent token has expired".into()));
+            return Err(CoreError::Invalid(InvalidInput::ParentExpired));
         }
         if request.uses == Some(0) {
-            return Err(CoreError::invalid(
-                "uses must be at least 1 (leave it out for unlimited)".into(),
-            ));
+            return Err(CoreError::Invalid(InvalidInput::ZeroUses));
         }
         let mut cidrs = parse_cidrs(&request.cidrs)?;
         if !parent.cidrs.is_empty() {
@@ -554,10 +564,9 @@ impl Coffer {
                 .ok_or(CoreError::Unauthenticated);
         };
         if !token::is_accessor_well_formed(accessor) {
-            return Err(CoreError::invalid(format!(
-                "{} is not a token accessor (they look like acc_...)",
-                printable(accessor)
-            )));
+            return Err(CoreError::Invalid(InvalidInput::Accessor {
+                shown: printable(accessor),
+            }));
         }
         let target = format!("sys/tokens/{accessor}");
         let admin = self.authorize(identity, Operation::Admin, &target).is_ok();
@@ -612,9 +621,7 @@ impl Coffer {
     ) -> Result<TokenView> {
         let mut record = self.managed_token(identity, accessor).await?;
         let Some(ttl) = record.ttl_ms else {
-            return Err(CoreError::invalid(
-                "this token does not expire, so there is nothing to renew".into(),
-            ));
+            return Err(CoreError::Invalid(InvalidInput::NotRenewable));
         };
         let now = now_ms();
         let mut expires_at = now + ttl;
@@ -628,9 +635,7 @@ impl Coffer {
             expires_at = expires_at.min(pe);
         }
         if expires_at <= now {
-            return Err(CoreError::invalid(
-                "this token has reached its max ttl and cannot be renewed".into(),
-            ));
+            return Err(CoreError::Invalid(InvalidInput::MaxTtlReached));
         }
         match self
             .store
@@ -757,39 +762,32 @@ impl Coffer {
             SecretPath::parse(&request.path)?.as_str().to_string()
         };
         if target.is_empty() {
-            return Err(CoreError::invalid(
-                "break-glass covers one secret or one folder, not everything".into(),
-            ));
+            return Err(CoreError::Invalid(InvalidInput::BreakglassEverything));
         }
         let reason = check_label("a reason", &request.reason, 500)?;
         if reason.chars().count() < 4 {
-            return Err(CoreError::invalid(
-                "say why (a reason of at least 4 characters)".into(),
-            ));
+            return Err(CoreError::Invalid(InvalidInput::BreakglassReason));
         }
         let ttl = match &request.ttl {
-            Some(t) => parse_duration_ms(t).map_err(CoreError::invalid)?,
+            Some(t) => {
+                parse_duration_ms(t).map_err(|e| CoreError::Invalid(InvalidInput::Duration(e)))?
+            }
             None => DEFAULT_BREAKGLASS_TTL_MS,
         };
         if ttl > MAX_BREAKGLASS_TTL_MS {
-            return Err(CoreError::invalid(format!(
-                "break-glass lasts at most {}",
-                format_duration_ms(MAX_BREAKGLASS_TTL_MS)
-            )));
+            return Err(CoreError::Invalid(InvalidInput::BreakglassTtl {
+                max_ms: MAX_BREAKGLASS_TTL_MS,
+            }));
         }
         self.require_unsealed()?;
         let Some(user) = identity.user().filter(|_| identity.is_human()) else {
-            return Err(CoreError::invalid(
-                "only people need break-glass: service tokens are not limited by protected \
-                 environments"
-                    .into(),
-            ));
+            return Err(CoreError::Invalid(InvalidInput::BreakglassForService));
         };
         self.authorize(identity, Operation::Breakglass, &target)?;
         if !self.access_model().is_protected(&target) {
-            return Err(CoreError::invalid(format!(
-                "{target} is not in a protected environment; no break-glass is needed"
-            )));
+            return Err(CoreError::Invalid(InvalidInput::NotProtected {
+                target: target.to_string(),
+            }));
         }
         let now = now_ms();
         let grant = BreakglassGrant {

@@ -42,7 +42,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
 
-use crate::error::{Conflict, CoreError, InvalidInput, Result, UnsealRefusal};
+use crate::error::{Conflict, CoreError, Integrity, InvalidInput, Record, Result, UnsealRefusal};
 use crate::seal::{SEAL_CONFIG, SealConfig, WRAPPED_ROOT_KEY};
 use crate::{Coffer, Identity, Operation, now_ms};
 
@@ -322,14 +322,14 @@ impl Coffer {
                 .store
                 .get_system(SEAL_CONFIG)
                 .await?
-                .ok_or_else(|| CoreError::Corrupt("seal configuration is missing".into()))?,
+                .ok_or_else(|| CoreError::Corrupt(Integrity::Missing(Record::SealConfig)))?,
         )
-        .map_err(|_| CoreError::Corrupt("seal configuration is unreadable".into()))?;
+        .map_err(|_| CoreError::Corrupt(Integrity::Unreadable(Record::SealConfig)))?;
         let wrapped_root = self
             .store
             .get_system(WRAPPED_ROOT_KEY)
             .await?
-            .ok_or_else(|| CoreError::Corrupt("the wrapped root key is missing".into()))?;
+            .ok_or_else(|| CoreError::Corrupt(Integrity::Missing(Record::WrappedRoot)))?;
         let salt = coffer_crypto::random::bytes::<32>();
         let header = BackupHeader {
             format: FORMAT,
@@ -359,7 +359,7 @@ async fn write_backup(
     key: Key256,
     out: mpsc::Sender<std::result::Result<Vec<u8>, CoreError>>,
 ) -> Result<()> {
-    let gone = || CoreError::invalid("the backup was abandoned".into());
+    let gone = || CoreError::Invalid(InvalidInput::BackupAbandoned);
     let header_bytes = serde_json::to_vec(&header).expect("header serialises");
     let header_hash: [u8; 32] = Sha256::digest(&header_bytes).into();
     let mut first = MAGIC.to_vec();
@@ -395,7 +395,7 @@ async fn write_backup(
     }
     export
         .await
-        .map_err(|e| CoreError::invalid(format!("the export task failed: {e}")))??;
+        .map_err(|e| CoreError::Invalid(InvalidInput::ExportTask(Arc::new(e))))??;
     if !chunk.is_empty() {
         let frame = seal_frame(&mut chunk, &mut index);
         out.send(Ok(frame)).await.map_err(|_| gone())?;
@@ -585,7 +585,7 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = std::io::Result<R>>,
 {
-    let reopen = |e: std::io::Error| CoreError::invalid(format!("cannot read the backup: {e}"));
+    let reopen = |e: std::io::Error| CoreError::Invalid(InvalidInput::BackupRead(Arc::new(e)));
     let checked = verify(&mut open().await.map_err(reopen)?, shares).await?;
     if !store.is_empty().await? {
         return Err(CoreError::Conflict(Conflict::RestoreTarget));

@@ -14,7 +14,7 @@ use coffer_crypto::Keyring;
 use coffer_store::Change;
 
 use crate::access::{KIND_BREAKGLASS, KIND_POLICY, KIND_PROTECTED};
-use crate::error::{CoreError, Result};
+use crate::error::{CoreError, Integrity, Record, Result};
 use crate::lifecycle::{KIND_RULE, KIND_STATE};
 use crate::{Coffer, Keys, SEAL_CONFIG, State, WRAPPED_KEYRING};
 
@@ -122,7 +122,7 @@ impl Coffer {
             return Ok(());
         };
         let config = serde_json::from_slice(&bytes)
-            .map_err(|_| CoreError::Corrupt("seal configuration is unreadable".into()))?;
+            .map_err(|_| CoreError::Corrupt(Integrity::Unreadable(Record::SealConfig)))?;
         let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
         if matches!(&*state, State::Uninitialized) {
             *state = State::Sealed {
@@ -141,14 +141,11 @@ impl Coffer {
             .store
             .get_system(WRAPPED_KEYRING)
             .await?
-            .ok_or_else(|| CoreError::Corrupt("the wrapped keyring is missing".into()))?;
-        let keyring = Keyring::unwrap(&keys.root, &wrapped).map_err(|_| {
-            CoreError::Corrupt("the stored keyring failed its integrity check".into())
-        })?;
+            .ok_or_else(|| CoreError::Corrupt(Integrity::Missing(Record::WrappedKeyring)))?;
+        let keyring = Keyring::unwrap(&keys.root, &wrapped)
+            .map_err(|_| CoreError::Corrupt(Integrity::Failed(Record::Keyring)))?;
         if keyring.active_id() < keys.keyring.active_id() {
-            return Err(CoreError::Corrupt(
-                "the stored keyring is older than the one in memory".into(),
-            ));
+            return Err(CoreError::Corrupt(Integrity::KeyringRolledBack));
         }
         let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
         if let State::Unsealed { keys: k, .. } = &mut *state {

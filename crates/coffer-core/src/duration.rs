@@ -4,28 +4,46 @@
 /// milliseconds can never overflow.
 pub const MAX_DURATION_MS: i64 = 10 * 366 * 24 * 3600 * 1000;
 
+/// Why a duration was refused. `shown` is the input, quoted, when it is
+/// short, printable and not shaped like a credential; otherwise empty.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    /// Not a duration.
+    #[error("invalid duration{shown}: use a number with a unit, like 90s, 15m, 24h or 7d")]
+    Invalid { shown: String },
+    /// A duration of zero.
+    #[error(
+        "invalid duration{shown}: use a number with a unit, like 90s, 15m, 24h or 7d; it must \
+         be longer than zero"
+    )]
+    Zero { shown: String },
+    /// Longer than [`MAX_DURATION_MS`].
+    #[error("durations are limited to ten years")]
+    TooLong,
+}
+
 /// Parses a duration into milliseconds. Units: `s`, `m`, `h`, `d`; several
 /// may be combined largest first (`1h30m`); a bare number means seconds. Zero
 /// and negative durations are refused.
-pub fn parse_duration_ms(input: &str) -> Result<i64, String> {
+pub fn parse_duration_ms(input: &str) -> Result<i64, DurationError> {
     let s = input.trim();
-    let bad = || {
-        let shown = if s.len() <= 32
+    let shown = || {
+        if s.len() <= 32
             && s.chars().all(|c| c.is_ascii_graphic())
             && !coffer_policy::contains_credential(s)
         {
             format!(" {s:?}")
         } else {
             String::new()
-        };
-        format!("invalid duration{shown}: use a number with a unit, like 90s, 15m, 24h or 7d")
+        }
     };
+    let bad = || DurationError::Invalid { shown: shown() };
     if s.is_empty() {
         return Err(bad());
     }
     if s.bytes().all(|b| b.is_ascii_digit()) {
         let secs: i64 = s.parse().map_err(|_| bad())?;
-        return check(secs.checked_mul(1000).ok_or_else(bad)?, &bad);
+        return check(secs.checked_mul(1000).ok_or_else(bad)?, &shown);
     }
     let mut total: i64 = 0;
     let mut number = String::new();
@@ -59,15 +77,15 @@ pub fn parse_duration_ms(input: &str) -> Result<i64, String> {
     if !number.is_empty() {
         return Err(bad());
     }
-    check(total, &bad)
+    check(total, &shown)
 }
 
-fn check(ms: i64, bad: &dyn Fn() -> String) -> Result<i64, String> {
+fn check(ms: i64, shown: &dyn Fn() -> String) -> Result<i64, DurationError> {
     if ms <= 0 {
-        return Err(format!("{}; it must be longer than zero", bad()));
+        return Err(DurationError::Zero { shown: shown() });
     }
     if ms > MAX_DURATION_MS {
-        return Err("durations are limited to ten years".into());
+        return Err(DurationError::TooLong);
     }
     Ok(ms)
 }
@@ -145,8 +163,32 @@ mod tests {
             "99999999999999d",
             "forever",
         ] {
-            let e = parse_duration_ms(bad).unwrap_err();
+            let e = parse_duration_ms(bad).unwrap_err().to_string();
             assert!(e.contains("duration"), "{bad}: {e}");
         }
+    }
+
+    /// The typed refusals render the messages the parser wrote by hand.
+    #[test]
+    fn refusals_say_what_they_said() {
+        assert_eq!(
+            parse_duration_ms("0s").unwrap_err().to_string(),
+            "invalid duration \"0s\": use a number with a unit, like 90s, 15m, 24h or 7d; it \
+             must be longer than zero"
+        );
+        assert_eq!(
+            parse_duration_ms("5x").unwrap_err().to_string(),
+            "invalid duration \"5x\": use a number with a unit, like 90s, 15m, 24h or 7d"
+        );
+        assert_eq!(
+            parse_duration_ms(&"a".repeat(40)).unwrap_err(),
+            DurationError::Invalid {
+                shown: String::new()
+            }
+        );
+        assert_eq!(
+            parse_duration_ms("3700d").unwrap_err().to_string(),
+            "durations are limited to ten years"
+        );
     }
 }

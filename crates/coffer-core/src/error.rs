@@ -65,11 +65,11 @@ pub enum CoreError {
     InvalidUnsealKey(UnsealRefusal),
     /// Stored data failed an integrity check (tampering or corruption).
     #[error("integrity check failed: {0}")]
-    Corrupt(String),
+    Corrupt(Integrity),
     /// A system coffer acts on for the caller (the PostgreSQL server whose
     /// roles it manages) failed or refused; the message says which and why.
     #[error("{0}")]
-    Upstream(String),
+    Upstream(UpstreamFailure),
     /// The storage backend failed.
     #[error("storage failure")]
     Storage(#[source] StoreError),
@@ -84,16 +84,172 @@ impl From<StoreError> for CoreError {
     }
 }
 
-impl CoreError {
-    /// Bad input whose cause has no variant of [`InvalidInput`] of its own.
-    pub(crate) fn invalid(message: String) -> CoreError {
-        CoreError::Invalid(InvalidInput::Other(message))
+/// Which stored record failed an integrity check, and how. Names records,
+/// paths and versions only, never their contents.
+#[derive(Debug, thiserror::Error)]
+pub enum Integrity {
+    /// A record that should be there is not.
+    #[error("{0} is missing")]
+    Missing(Record),
+    /// A record that cannot be decoded.
+    #[error("{0} is unreadable")]
+    Unreadable(Record),
+    /// A record whose authentication (decryption) failed.
+    #[error("{0} failed its integrity check")]
+    Failed(Record),
+    /// A stored key (a rule's or a protected prefix's pattern) that does not
+    /// parse; the pattern parser's words.
+    #[error("stored {what} is unreadable: {cause}")]
+    StoredPattern {
+        /// What the key belongs to (`lifecycle rule`, `protected prefix`).
+        what: &'static str,
+        #[source]
+        cause: coffer_policy::PatternError,
+    },
+    /// A stored lifecycle rule that no longer validates.
+    #[error("lifecycle rule {pattern} is invalid: {cause}")]
+    InvalidRule {
+        pattern: String,
+        #[source]
+        cause: Box<CoreError>,
+    },
+    /// A sealed value whose encoding tag is unknown.
+    #[error("sealed value has an unknown encoding")]
+    ValueEncoding,
+    /// The keyring in the store is older than the one in memory (a rollback).
+    #[error("the stored keyring is older than the one in memory")]
+    KeyringRolledBack,
+}
+
+/// A stored record, named for a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record {
+    /// The seal configuration.
+    SealConfig,
+    /// The root key, wrapped by the unseal keys.
+    WrappedRoot,
+    /// The keyring, wrapped by the root key.
+    WrappedKeyring,
+    /// The keyring, once unwrapped.
+    Keyring,
+    /// The record of how much each keyring key has sealed.
+    KeyringUsage,
+    /// A user account.
+    User,
+    /// An invitation.
+    Invitation,
+    /// A user's TOTP seed.
+    TotpSeed,
+    /// A secret's lifecycle state.
+    LifecycleState { path: String },
+    /// One version of a secret.
+    Version { path: String, version: u64 },
+    /// A protected prefix's metadata.
+    Protected { prefix: String },
+    /// A break-glass grant.
+    Breakglass { key: String },
+    /// A policy.
+    Policy { name: String },
+    /// A lifecycle rule.
+    Rule { pattern: String },
+}
+
+impl std::fmt::Display for Record {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Record::SealConfig => f.write_str("seal configuration"),
+            Record::WrappedRoot => f.write_str("the wrapped root key"),
+            Record::WrappedKeyring => f.write_str("the wrapped keyring"),
+            Record::Keyring => f.write_str("the stored keyring"),
+            Record::KeyringUsage => f.write_str("the keyring usage record"),
+            Record::User => f.write_str("a user record"),
+            Record::Invitation => f.write_str("an invitation record"),
+            Record::TotpSeed => f.write_str("a TOTP seed"),
+            Record::LifecycleState { path } => write!(f, "the lifecycle state of {path}"),
+            Record::Version { path, version } => write!(f, "version {version} of {path}"),
+            Record::Protected { prefix } => write!(f, "protected prefix {prefix}"),
+            Record::Breakglass { key } => write!(f, "break-glass grant {key}"),
+            Record::Policy { name } => write!(f, "policy {name}"),
+            Record::Rule { pattern } => write!(f, "lifecycle rule {pattern}"),
+        }
     }
+}
+
+/// Which system coffer acts on failed, doing what. PostgreSQL's own words
+/// are carried as its (already scrubbed) error: they never hold a password
+/// or a connection string's credentials.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamFailure {
+    /// PostgreSQL refused or failed a statement.
+    #[error("PostgreSQL: {0}")]
+    Postgres(#[source] coffer_pgroles::Error),
+    /// The administrator role lacks CREATEROLE.
+    #[error("PostgreSQL: the administrator {admin} may not change roles (it needs CREATEROLE)")]
+    NoCreateRole { admin: String },
+    /// Creating the missing roles failed after some were created.
+    #[error(
+        "PostgreSQL: {cause}{}",
+        if .created.is_empty() { String::new() } else { format!(" (created before the failure: {})", .created.join(", ")) }
+    )]
+    CreateRoles {
+        #[source]
+        cause: coffer_pgroles::Error,
+        /// The roles created before the failure.
+        created: Vec<String>,
+    },
+    /// PostgreSQL refused the first password of a new managed secret; `undo`
+    /// says whether the secret was removed again.
+    #[error(
+        "PostgreSQL: {cause}; {}",
+        match .undo {
+            None => format!("{path} was not created"),
+            Some(u) => format!("{path} was written but could not be removed again ({u}): destroy it"),
+        }
+    )]
+    FirstPassword {
+        #[source]
+        cause: coffer_pgroles::Error,
+        path: String,
+        /// Why the secret could not be removed again, if it could not.
+        undo: Option<Box<CoreError>>,
+    },
+    /// PostgreSQL refused a rotation's new password; `undo` says whether the
+    /// pending version was dropped again.
+    #[error(
+        "PostgreSQL: {cause}; {}",
+        match .undo {
+            None => format!("{path} is unchanged"),
+            Some(u) => format!(
+                "version {staged} of {path} stays pending ({u}): cancel it with \
+                 `coffer rotate {path} --cancel`"
+            ),
+        }
+    )]
+    RotatePassword {
+        #[source]
+        cause: coffer_pgroles::Error,
+        path: String,
+        staged: u64,
+        /// Why the pending version could not be dropped, if it could not.
+        undo: Option<Box<CoreError>>,
+    },
+    /// A rotation whose promotion failed after the new password was set.
+    #[error(
+        "{cause}; the new password of {role} is set and staged as version {staged}: finish \
+         with `coffer promote {path}`"
+    )]
+    StagedOnly {
+        #[source]
+        cause: Box<CoreError>,
+        role: String,
+        staged: u64,
+        path: String,
+    },
 }
 
 /// Why input was refused: the limit it passed, the path it names twice,
 /// the rule a value is too weak for. Never the value itself.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum InvalidInput {
     /// Too many prefixes and paths in one read of many.
     #[error("at most {limit} prefixes and paths in one request")]
@@ -227,9 +383,239 @@ pub enum InvalidInput {
     /// A backup format this coffer does not read.
     #[error("backup format {format} is not supported by this coffer (it reads format {reads})")]
     BackupFormat { format: u32, reads: u32 },
-    /// Any other refusal, said in words.
+    // ---- values -----------------------------------------------------------
+    /// A field name empty or over the limit, in bytes.
+    #[error("field names must be 1 to {max} bytes long")]
+    FieldNameLength { max: usize },
+    /// A field name with a control character.
+    #[error("field names cannot contain control characters")]
+    FieldNameControl,
+    /// A duration that does not parse.
+    #[error(transparent)]
+    Duration(crate::duration::DurationError),
+    // ---- seal -------------------------------------------------------------
+    /// Unseal-key shares and threshold out of range.
+    #[error("shares and threshold must satisfy 1 <= threshold <= shares <= 255")]
+    Shares,
+    /// The unseal key could not be split into shares.
+    #[error(transparent)]
+    Split(coffer_crypto::CryptoError),
+    // ---- patterns, policies, generators -----------------------------------
+    /// A pattern that does not parse.
+    #[error(transparent)]
+    Pattern(coffer_policy::PatternError),
+    /// A policy name the policy crate refuses (its words).
     #[error("{0}")]
-    Other(String),
+    PolicyName(String),
+    /// A policy whose source does not parse.
+    #[error("policy {name}: {cause}")]
+    Policy {
+        name: String,
+        #[source]
+        cause: coffer_policy::PolicyError,
+    },
+    /// A policy name that reads as the built-in root policy.
+    #[error(
+        "policy name {name:?} looks like {root:?}, the built-in policy that grants everything; \
+         choose another name"
+    )]
+    LooksLikeRoot { name: String, root: &'static str },
+    /// Deleting the built-in root policy.
+    #[error("root is built in and cannot be deleted")]
+    RootBuiltIn,
+    /// A token or account with no policy.
+    #[error("give at least one policy")]
+    NoPolicies,
+    /// A policy that does not exist (`shown`: its name made printable).
+    #[error("no policy named {shown}")]
+    UnknownPolicy { shown: String },
+    /// A generator spec that does not parse.
+    #[error(transparent)]
+    Generator(coffer_crypto::generate::SpecError),
+    // ---- tokens -----------------------------------------------------------
+    /// A network that is not in CIDR notation (`shown`: made printable).
+    #[error("{shown} is not a network in CIDR notation (like 10.0.0.0/8 or 2001:db8::/32)")]
+    Network { shown: String },
+    /// A use-limited token creating a token.
+    #[error("a use-limited token cannot create other tokens")]
+    UseLimitedParent,
+    /// A max ttl below the ttl.
+    #[error(
+        "max ttl ({}) is shorter than ttl ({})",
+        crate::duration::format_duration_ms(*max_ms),
+        crate::duration::format_duration_ms(*ttl_ms)
+    )]
+    MaxTtlBelowTtl { max_ms: i64, ttl_ms: i64 },
+    /// The creating token expired.
+    #[error("the parent token has expired")]
+    ParentExpired,
+    /// A use count of zero.
+    #[error("uses must be at least 1 (leave it out for unlimited)")]
+    ZeroUses,
+    /// Something that is not a token accessor (`shown`: made printable).
+    #[error("{shown} is not a token accessor (they look like acc_...)")]
+    Accessor { shown: String },
+    /// Renewing a token that does not expire.
+    #[error("this token does not expire, so there is nothing to renew")]
+    NotRenewable,
+    /// Renewing a token past its max ttl.
+    #[error("this token has reached its max ttl and cannot be renewed")]
+    MaxTtlReached,
+    // ---- break-glass ------------------------------------------------------
+    /// Break-glass over everything.
+    #[error("break-glass covers one secret or one folder, not everything")]
+    BreakglassEverything,
+    /// Break-glass without a reason.
+    #[error("say why (a reason of at least 4 characters)")]
+    BreakglassReason,
+    /// Break-glass for longer than allowed.
+    #[error("break-glass lasts at most {}", crate::duration::format_duration_ms(*max_ms))]
+    BreakglassTtl { max_ms: i64 },
+    /// Break-glass asked for by a service token.
+    #[error(
+        "only people need break-glass: service tokens are not limited by protected environments"
+    )]
+    BreakglassForService,
+    /// Break-glass where nothing is protected.
+    #[error("{target} is not in a protected environment; no break-glass is needed")]
+    NotProtected { target: String },
+    // ---- backups ----------------------------------------------------------
+    /// The receiver of a backup went away.
+    #[error("the backup was abandoned")]
+    BackupAbandoned,
+    /// The task writing a backup failed.
+    #[error("the export task failed: {0}")]
+    ExportTask(#[source] std::sync::Arc<tokio::task::JoinError>),
+    /// The backup could not be read again.
+    #[error("cannot read the backup: {0}")]
+    BackupRead(#[source] std::sync::Arc<std::io::Error>),
+    // ---- PostgreSQL roles -------------------------------------------------
+    /// The administrator secret is the managed secret itself.
+    #[error("the administrator secret must be another secret than the managed one")]
+    AdminIsManaged,
+    /// A role name coffer does not manage (the check's words, which quote
+    /// the name; used only when the name is short and printable).
+    #[error(transparent)]
+    RoleName(coffer_pgroles::Error),
+    /// A role name coffer does not manage, not shown.
+    #[error(
+        "a role name is not one coffer manages: use 1 to 63 lowercase letters, digits and _, \
+         starting with a letter or _ (the name is not shown)"
+    )]
+    RoleNameHidden,
+    /// The two roles are one.
+    #[error("give two different roles: they take turns")]
+    SameRoles,
+    /// A group for roles coffer does not create.
+    #[error("a group (member_of) applies only to roles coffer creates (create_roles)")]
+    GroupWithoutCreate,
+    /// A connect URL with credentials or of another scheme.
+    #[error(
+        "the connect URL must be a postgres:// URL without a user or password (coffer adds the \
+         role's)"
+    )]
+    ConnectUrl,
+    /// A managed role that is the administrator.
+    #[error("{role} is the administrator's own role; coffer manages other roles")]
+    AdminOwnRole { role: String },
+    /// A managed role that is a superuser.
+    #[error("{role} is a superuser: coffer does not hand out superuser credentials")]
+    Superuser { role: String },
+    /// An administrator secret with fields but no `url`.
+    #[error("the administrator secret {admin} has no field \"url\"")]
+    AdminNoUrl { admin: String },
+    /// An administrator secret that holds no postgres:// URL.
+    #[error(
+        "the administrator secret {admin} must hold a postgres:// URL (or fields url and password)"
+    )]
+    AdminUrl { admin: String },
+    // ---- rotation ---------------------------------------------------------
+    /// A value given for a secret whose passwords coffer generates.
+    #[error(
+        "{path} holds the credentials of PostgreSQL roles: coffer generates their passwords \
+         (give a generator with --generate, not a value)"
+    )]
+    ManagedValue { path: String },
+    /// `--force` on a secret that manages no roles.
+    #[error("--force applies only to secrets that manage PostgreSQL roles")]
+    ForceUnmanaged,
+    /// A rotation given a value and a generator.
+    #[error("give either a value or a generator, not both")]
+    ValueAndGenerator,
+    /// A rotation with nothing to make the new value from.
+    #[error(
+        "no generator applies to {path}: give one (`--generate base64:32`), the new value on \
+         stdin, or a lifecycle rule with a generator"
+    )]
+    NoGenerator { path: String },
+    /// A scheduled rotation whose rule has no generator.
+    #[error("no generator applies to {path}")]
+    NoRuleGenerator { path: String },
+    // ---- promotion --------------------------------------------------------
+    /// A promotion that does not name two environments.
+    #[error("name two environments, such as app/staging and app/prod")]
+    TwoEnvironments,
+    // ---- users ------------------------------------------------------------
+    /// A user name refused (never quoted).
+    #[error(transparent)]
+    UserName(UserNameError),
+    /// An invitation for longer than allowed.
+    #[error("an invitation lasts at most {}", crate::duration::format_duration_ms(*max_ms))]
+    InviteTtl { max_ms: i64 },
+    /// An invitation code that does not redeem; one answer for every cause.
+    #[error("this invitation code is invalid, expired or already used")]
+    InviteCode,
+    /// A password the password policy refuses (or cannot hash).
+    #[error(transparent)]
+    Password(std::sync::Arc<coffer_crypto::PasswordError>),
+    /// Hashing a password gave no hash.
+    #[error("the password could not be hashed")]
+    PasswordHash,
+    /// The password check could not run.
+    #[error("password check failed")]
+    PasswordCheck,
+    /// A password over the length limit at login.
+    #[error("that password is too long")]
+    PasswordTooLong,
+    /// An account change that changes nothing.
+    #[error("nothing to change: give policies or reset the one-time codes")]
+    NothingToChange,
+    /// One-time codes for something that is not a person.
+    #[error("one-time codes belong to people; log in with `coffer login` first")]
+    TotpPeopleOnly,
+    /// A one-time code before codes were set up.
+    #[error("one-time codes are not set up; run `coffer totp enable` first")]
+    TotpNotSetUp,
+    /// A wrong or reused one-time code.
+    #[error("that one-time code is wrong or was already used")]
+    TotpCode,
+}
+
+/// Why a user name is not acceptable. Never quotes the input (a password
+/// pasted into the name field must not end up in a log).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum UserNameError {
+    /// Nothing but whitespace.
+    #[error("a user name cannot be empty")]
+    Empty,
+    /// Over the limit, in characters.
+    #[error("a user name is at most {max} characters")]
+    TooLong { max: usize },
+    /// Shaped like a coffer token or invitation code.
+    #[error(
+        "a user name cannot look like a coffer token or invitation code (cft_... or cfi_...); \
+         the name given is not shown"
+    )]
+    CredentialShaped,
+    /// A space inside the name.
+    #[error("a user name cannot contain spaces")]
+    Space,
+    /// A control character.
+    #[error("a user name cannot contain control characters")]
+    Control,
+    /// Any other character outside the allowed set (its code point).
+    #[error("a user name may contain only letters, digits and . _ - @ (found U+{:04X})", *.0 as u32)]
+    Character(char),
 }
 
 /// Why a request was refused: which capability was missing on which
@@ -777,6 +1163,480 @@ mod tests {
                 "the backup is truncated (no end)".into(),
             ),
         ]);
+        let pg = || coffer_pgroles::Error("permission denied to alter role".into());
+        cases.extend([
+            (
+                CoreError::Corrupt(Integrity::Failed(Record::Version {
+                    path: p(),
+                    version: 3,
+                })),
+                "integrity check failed: version 3 of app/dev/db failed its integrity check"
+                    .to_string(),
+            ),
+            (
+                CoreError::Corrupt(Integrity::Unreadable(Record::LifecycleState { path: p() })),
+                "integrity check failed: the lifecycle state of app/dev/db is unreadable".into(),
+            ),
+            (
+                CoreError::Corrupt(Integrity::Unreadable(Record::SealConfig)),
+                "integrity check failed: seal configuration is unreadable".into(),
+            ),
+            (
+                CoreError::Corrupt(Integrity::Missing(Record::SealConfig)),
+                "integrity check failed: seal configuration is missing".into(),
+            ),
+            (
+                CoreError::Corrupt(Integrity::Missing(Record::WrappedRoot)),
+                "integrity check failed: the wrapped root key is missing".into(),
+            ),
+            (
+                CoreError::Corrupt(Integrity::Missing(Record::WrappedKeyring)),
+                "integrity check failed: the wrapped keyring is missing".into(),
+            ),
+            (
+                CoreError::Corrupt(Integrity::Failed(Record::Keyring)),
+                "integrity check failed: the stored keyring failed its integrity check".into(),
+            ),
+            (
+                CoreError::Corrupt(Integrity::KeyringRolledBack),
+                "integrity check failed: the stored keyring is older than the one in memory".into(),
+            ),
+            (
+                CoreError::Corrupt(Integrity::ValueEncoding),
+                "integrity check failed: sealed value has an unknown encoding".into(),
+            ),
+            (
+                CoreError::Corrupt(Integrity::Unreadable(Record::KeyringUsage)),
+                "integrity check failed: the keyring usage record is unreadable".into(),
+            ),
+            (
+                CoreError::Corrupt(Integrity::Unreadable(Record::User)),
+                "integrity check failed: a user record is unreadable".into(),
+            ),
+            (
+                CoreError::Corrupt(Integrity::Unreadable(Record::Invitation)),
+                "integrity check failed: an invitation record is unreadable".into(),
+            ),
+            (
+                CoreError::Corrupt(Integrity::Unreadable(Record::TotpSeed)),
+                "integrity check failed: a TOTP seed is unreadable".into(),
+            ),
+            (
+                CoreError::Corrupt(Integrity::Failed(Record::TotpSeed)),
+                "integrity check failed: a TOTP seed failed its integrity check".into(),
+            ),
+            (
+                CoreError::Corrupt(Integrity::Unreadable(Record::Protected {
+                    prefix: "prod/**".into(),
+                })),
+                "integrity check failed: protected prefix prod/** is unreadable".into(),
+            ),
+            (
+                CoreError::Corrupt(Integrity::Unreadable(Record::Breakglass {
+                    key: "k1".into(),
+                })),
+                "integrity check failed: break-glass grant k1 is unreadable".into(),
+            ),
+            (
+                CoreError::Corrupt(Integrity::Unreadable(Record::Policy { name: "ops".into() })),
+                "integrity check failed: policy ops is unreadable".into(),
+            ),
+            (
+                CoreError::Corrupt(Integrity::Unreadable(Record::Rule {
+                    pattern: "app/**".into(),
+                })),
+                "integrity check failed: lifecycle rule app/** is unreadable".into(),
+            ),
+            (
+                CoreError::Corrupt(Integrity::StoredPattern {
+                    what: "lifecycle rule",
+                    cause: coffer_policy::PatternError("bad pattern".into()),
+                }),
+                "integrity check failed: stored lifecycle rule is unreadable: bad pattern".into(),
+            ),
+            (
+                CoreError::Corrupt(Integrity::InvalidRule {
+                    pattern: "app/**".into(),
+                    cause: Box::new(CoreError::Invalid(InvalidInput::EmptyRule)),
+                }),
+                "integrity check failed: lifecycle rule app/** is invalid: a lifecycle rule must \
+                 set at least one of min_bits, rotate_every, generator, grace"
+                    .into(),
+            ),
+        ]);
+        cases.extend([
+            (
+                CoreError::Upstream(UpstreamFailure::Postgres(pg())),
+                "PostgreSQL: permission denied to alter role".to_string(),
+            ),
+            (
+                CoreError::Upstream(UpstreamFailure::NoCreateRole {
+                    admin: "admin".into(),
+                }),
+                "PostgreSQL: the administrator admin may not change roles (it needs CREATEROLE)"
+                    .into(),
+            ),
+            (
+                CoreError::Upstream(UpstreamFailure::CreateRoles {
+                    cause: pg(),
+                    created: vec![],
+                }),
+                "PostgreSQL: permission denied to alter role".into(),
+            ),
+            (
+                CoreError::Upstream(UpstreamFailure::CreateRoles {
+                    cause: pg(),
+                    created: vec!["app_a".into(), "app_b".into()],
+                }),
+                "PostgreSQL: permission denied to alter role (created before the failure: app_a, \
+                 app_b)"
+                    .into(),
+            ),
+            (
+                CoreError::Upstream(UpstreamFailure::FirstPassword {
+                    cause: pg(),
+                    path: p(),
+                    undo: None,
+                }),
+                "PostgreSQL: permission denied to alter role; app/dev/db was not created".into(),
+            ),
+            (
+                CoreError::Upstream(UpstreamFailure::FirstPassword {
+                    cause: pg(),
+                    path: p(),
+                    undo: Some(Box::new(CoreError::Sealed)),
+                }),
+                "PostgreSQL: permission denied to alter role; app/dev/db was written but could \
+                 not be removed again (coffer is sealed): destroy it"
+                    .into(),
+            ),
+            (
+                CoreError::Upstream(UpstreamFailure::RotatePassword {
+                    cause: pg(),
+                    path: p(),
+                    staged: 5,
+                    undo: None,
+                }),
+                "PostgreSQL: permission denied to alter role; app/dev/db is unchanged".into(),
+            ),
+            (
+                CoreError::Upstream(UpstreamFailure::RotatePassword {
+                    cause: pg(),
+                    path: p(),
+                    staged: 5,
+                    undo: Some(Box::new(CoreError::Sealed)),
+                }),
+                "PostgreSQL: permission denied to alter role; version 5 of app/dev/db stays \
+                 pending (coffer is sealed): cancel it with `coffer rotate app/dev/db --cancel`"
+                    .into(),
+            ),
+            (
+                CoreError::Upstream(UpstreamFailure::StagedOnly {
+                    cause: Box::new(CoreError::Upstream(UpstreamFailure::Postgres(pg()))),
+                    role: "app_b".into(),
+                    staged: 5,
+                    path: p(),
+                }),
+                "PostgreSQL: permission denied to alter role; the new password of app_b is set \
+                 and staged as version 5: finish with `coffer promote app/dev/db`"
+                    .into(),
+            ),
+            (
+                CoreError::Upstream(UpstreamFailure::StagedOnly {
+                    cause: Box::new(CoreError::Conflict(Conflict::NothingToCancel { path: p() })),
+                    role: "app_b".into(),
+                    staged: 5,
+                    path: p(),
+                }),
+                "app/dev/db has no pending version to cancel; the new password of app_b is set \
+                 and staged as version 5: finish with `coffer promote app/dev/db`"
+                    .into(),
+            ),
+        ]);
+        let inv = |i: InvalidInput| CoreError::Invalid(i);
+        let (day, hour) = (24 * 3600 * 1000, 3600 * 1000);
+        cases.extend([
+            (
+                inv(InvalidInput::FieldNameLength { max: 256 }),
+                "field names must be 1 to 256 bytes long".to_string(),
+            ),
+            (
+                inv(InvalidInput::FieldNameControl),
+                "field names cannot contain control characters".into(),
+            ),
+            (
+                inv(InvalidInput::Duration(
+                    crate::duration::DurationError::TooLong,
+                )),
+                "durations are limited to ten years".into(),
+            ),
+            (
+                inv(InvalidInput::Shares),
+                "shares and threshold must satisfy 1 <= threshold <= shares <= 255".into(),
+            ),
+            (
+                inv(InvalidInput::Pattern(coffer_policy::PatternError(
+                    "bad pattern".into(),
+                ))),
+                "bad pattern".into(),
+            ),
+            (
+                inv(InvalidInput::LooksLikeRoot {
+                    name: "Root".into(),
+                    root: "root",
+                }),
+                "policy name \"Root\" looks like \"root\", the built-in policy that grants \
+                 everything; choose another name"
+                    .into(),
+            ),
+            (
+                inv(InvalidInput::RootBuiltIn),
+                "root is built in and cannot be deleted".into(),
+            ),
+            (
+                inv(InvalidInput::NoPolicies),
+                "give at least one policy".into(),
+            ),
+            (
+                inv(InvalidInput::UnknownPolicy {
+                    shown: "ops".into(),
+                }),
+                "no policy named ops".into(),
+            ),
+            (
+                inv(InvalidInput::Network {
+                    shown: "10.0.0.0/33".into(),
+                }),
+                "10.0.0.0/33 is not a network in CIDR notation (like 10.0.0.0/8 or \
+                 2001:db8::/32)"
+                    .into(),
+            ),
+            (
+                inv(InvalidInput::UseLimitedParent),
+                "a use-limited token cannot create other tokens".into(),
+            ),
+            (
+                inv(InvalidInput::MaxTtlBelowTtl {
+                    max_ms: hour,
+                    ttl_ms: day,
+                }),
+                format!(
+                    "max ttl ({}) is shorter than ttl ({})",
+                    crate::duration::format_duration_ms(hour),
+                    crate::duration::format_duration_ms(day)
+                ),
+            ),
+            (
+                inv(InvalidInput::ParentExpired),
+                "the parent token has expired".into(),
+            ),
+            (
+                inv(InvalidInput::ZeroUses),
+                "uses must be at least 1 (leave it out for unlimited)".into(),
+            ),
+            (
+                inv(InvalidInput::Accessor { shown: "x".into() }),
+                "x is not a token accessor (they look like acc_...)".into(),
+            ),
+            (
+                inv(InvalidInput::NotRenewable),
+                "this token does not expire, so there is nothing to renew".into(),
+            ),
+            (
+                inv(InvalidInput::MaxTtlReached),
+                "this token has reached its max ttl and cannot be renewed".into(),
+            ),
+            (
+                inv(InvalidInput::BreakglassEverything),
+                "break-glass covers one secret or one folder, not everything".into(),
+            ),
+            (
+                inv(InvalidInput::BreakglassReason),
+                "say why (a reason of at least 4 characters)".into(),
+            ),
+            (
+                inv(InvalidInput::BreakglassTtl { max_ms: 4 * hour }),
+                format!(
+                    "break-glass lasts at most {}",
+                    crate::duration::format_duration_ms(4 * hour)
+                ),
+            ),
+            (
+                inv(InvalidInput::BreakglassForService),
+                "only people need break-glass: service tokens are not limited by protected \
+                 environments"
+                    .into(),
+            ),
+            (
+                inv(InvalidInput::NotProtected { target: p() }),
+                "app/dev/db is not in a protected environment; no break-glass is needed".into(),
+            ),
+            (
+                inv(InvalidInput::BackupAbandoned),
+                "the backup was abandoned".into(),
+            ),
+            (
+                inv(InvalidInput::BackupRead(std::sync::Arc::new(
+                    std::io::Error::other("gone"),
+                ))),
+                "cannot read the backup: gone".into(),
+            ),
+        ]);
+        cases.extend([
+            (
+                inv(InvalidInput::AdminIsManaged),
+                "the administrator secret must be another secret than the managed one".to_string(),
+            ),
+            (
+                inv(InvalidInput::RoleName(coffer_pgroles::Error(
+                    "bad role name".into(),
+                ))),
+                "bad role name".into(),
+            ),
+            (
+                inv(InvalidInput::RoleNameHidden),
+                "a role name is not one coffer manages: use 1 to 63 lowercase letters, digits and \
+                 _, starting with a letter or _ (the name is not shown)"
+                    .into(),
+            ),
+            (
+                inv(InvalidInput::SameRoles),
+                "give two different roles: they take turns".into(),
+            ),
+            (
+                inv(InvalidInput::GroupWithoutCreate),
+                "a group (member_of) applies only to roles coffer creates (create_roles)".into(),
+            ),
+            (
+                inv(InvalidInput::ConnectUrl),
+                "the connect URL must be a postgres:// URL without a user or password (coffer \
+                 adds the role's)"
+                    .into(),
+            ),
+            (
+                inv(InvalidInput::AdminOwnRole {
+                    role: "admin".into(),
+                }),
+                "admin is the administrator's own role; coffer manages other roles".into(),
+            ),
+            (
+                inv(InvalidInput::Superuser {
+                    role: "app_a".into(),
+                }),
+                "app_a is a superuser: coffer does not hand out superuser credentials".into(),
+            ),
+            (
+                inv(InvalidInput::AdminNoUrl { admin: p() }),
+                "the administrator secret app/dev/db has no field \"url\"".into(),
+            ),
+            (
+                inv(InvalidInput::AdminUrl { admin: p() }),
+                "the administrator secret app/dev/db must hold a postgres:// URL (or fields url \
+                 and password)"
+                    .into(),
+            ),
+            (
+                inv(InvalidInput::ManagedValue { path: p() }),
+                "app/dev/db holds the credentials of PostgreSQL roles: coffer generates their \
+                 passwords (give a generator with --generate, not a value)"
+                    .into(),
+            ),
+            (
+                inv(InvalidInput::ForceUnmanaged),
+                "--force applies only to secrets that manage PostgreSQL roles".into(),
+            ),
+            (
+                inv(InvalidInput::ValueAndGenerator),
+                "give either a value or a generator, not both".into(),
+            ),
+            (
+                inv(InvalidInput::NoGenerator { path: p() }),
+                "no generator applies to app/dev/db: give one (`--generate base64:32`), the new \
+                 value on stdin, or a lifecycle rule with a generator"
+                    .into(),
+            ),
+            (
+                inv(InvalidInput::NoRuleGenerator { path: p() }),
+                "no generator applies to app/dev/db".into(),
+            ),
+            (
+                inv(InvalidInput::TwoEnvironments),
+                "name two environments, such as app/staging and app/prod".into(),
+            ),
+            (
+                inv(InvalidInput::UserName(UserNameError::Character('!'))),
+                "a user name may contain only letters, digits and . _ - @ (found U+0021)".into(),
+            ),
+            (
+                inv(InvalidInput::UserName(UserNameError::CredentialShaped)),
+                "a user name cannot look like a coffer token or invitation code (cft_... or \
+                 cfi_...); the name given is not shown"
+                    .into(),
+            ),
+            (
+                inv(InvalidInput::UserName(UserNameError::TooLong { max: 64 })),
+                "a user name is at most 64 characters".into(),
+            ),
+            (
+                inv(InvalidInput::InviteTtl { max_ms: 30 * day }),
+                format!(
+                    "an invitation lasts at most {}",
+                    crate::duration::format_duration_ms(30 * day)
+                ),
+            ),
+            (
+                inv(InvalidInput::InviteCode),
+                "this invitation code is invalid, expired or already used".into(),
+            ),
+            (
+                inv(InvalidInput::PasswordHash),
+                "the password could not be hashed".into(),
+            ),
+            (
+                inv(InvalidInput::PasswordCheck),
+                "password check failed".into(),
+            ),
+            (
+                inv(InvalidInput::PasswordTooLong),
+                "that password is too long".into(),
+            ),
+            (
+                inv(InvalidInput::NothingToChange),
+                "nothing to change: give policies or reset the one-time codes".into(),
+            ),
+            (
+                inv(InvalidInput::TotpPeopleOnly),
+                "one-time codes belong to people; log in with `coffer login` first".into(),
+            ),
+            (
+                inv(InvalidInput::TotpNotSetUp),
+                "one-time codes are not set up; run `coffer totp enable` first".into(),
+            ),
+            (
+                inv(InvalidInput::TotpCode),
+                "that one-time code is wrong or was already used".into(),
+            ),
+        ]);
+        // Causes of other crates render as they did when their text was
+        // copied in.
+        let policy = coffer_policy::Policy::parse("path {").unwrap_err();
+        cases.push((
+            inv(InvalidInput::Policy {
+                name: "ops".into(),
+                cause: policy.clone(),
+            }),
+            format!("policy ops: {policy}"),
+        ));
+        let spec = coffer_crypto::generate::Spec::parse("nonsense:0").unwrap_err();
+        cases.push((inv(InvalidInput::Generator(spec.clone())), spec.to_string()));
+        let weak_password = coffer_crypto::password::check_password_policy("a").unwrap_err();
+        let weak_text = weak_password.to_string();
+        cases.push((
+            inv(InvalidInput::Password(std::sync::Arc::new(weak_password))),
+            weak_text,
+        ));
+        let split = coffer_crypto::shamir::split(&[1; 32], 2, 3).unwrap_err();
+        cases.push((inv(InvalidInput::Split(split.clone())), split.to_string()));
         for (error, expected) in cases {
             assert_eq!(error.to_string(), expected);
         }

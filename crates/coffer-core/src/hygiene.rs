@@ -19,7 +19,7 @@
 use coffer_store::{Expect, Mutation};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Conflict, CoreError, Result};
+use crate::error::{Conflict, CoreError, Integrity, Record, Result};
 use crate::{Coffer, now_ms};
 
 /// Encryptions under one key before a new one is added.
@@ -73,7 +73,7 @@ impl Coffer {
                 Some(o) => (
                     Some(o.revision),
                     serde_json::from_slice::<StoredUsage>(&o.value).map_err(|_| {
-                        CoreError::Corrupt("the keyring usage record is unreadable".into())
+                        CoreError::Corrupt(Integrity::Unreadable(Record::KeyringUsage))
                     })?,
                 ),
                 None => (None, StoredUsage::default()),
@@ -141,10 +141,10 @@ impl Coffer {
                 .reseal_value(&record.path, record.version, record.key_id, &record.ciphertext)
                 .map_err(|_| {
                     tracing::error!(path = %record.path, version = record.version, "stored ciphertext failed to open during re-wrap");
-                    CoreError::Corrupt(format!(
-                        "version {} of {} failed its integrity check",
-                        record.version, record.path
-                    ))
+                    CoreError::Corrupt(Integrity::Failed(Record::Version {
+                path: record.path.to_string(),
+                version: record.version,
+            }))
                 })?;
             let mut tx = self.begin_rewrap(&record.path).await?;
             tx.stage_rewrap(

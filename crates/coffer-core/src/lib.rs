@@ -70,8 +70,8 @@ pub use auth::{
 };
 use cache::SecretCache;
 pub use error::{
-    Busy, Conflict, CoreError, Expired, InvalidInput, LoginRefused, NotFound, Refusal, Result,
-    UnsealRefusal,
+    Busy, Conflict, CoreError, Expired, Integrity, InvalidInput, LoginRefused, NotFound, Record,
+    Refusal, Result, UnsealRefusal, UpstreamFailure, UserNameError,
 };
 pub use lifecycle::{At, Label, Labels, RuleInfo, RuleSpec, SecretState};
 pub use path::{ListPrefix, PathError, SecretPath};
@@ -166,7 +166,7 @@ impl Coffer {
             None => State::Uninitialized,
             Some(bytes) => State::Sealed {
                 config: serde_json::from_slice(&bytes)
-                    .map_err(|_| CoreError::Corrupt("seal configuration is unreadable".into()))?,
+                    .map_err(|_| CoreError::Corrupt(Integrity::Unreadable(Record::SealConfig)))?,
                 progress: Vec::new(),
             },
         };

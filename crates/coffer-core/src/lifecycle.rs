@@ -317,7 +317,7 @@ impl RuleSpec {
 /// being quoted (the spec parser's own errors quote what they refuse).
 pub fn parse_generator(spec: &str) -> Result<Spec> {
     crate::text::refuse_credential("a generator spec", spec)?;
-    Spec::parse(spec).map_err(|e| CoreError::invalid(e.to_string()))
+    Spec::parse(spec).map_err(|e| CoreError::Invalid(InvalidInput::Generator(e)))
 }
 
 /// A rule as stored.

@@ -38,7 +38,9 @@ use coffer_pgroles::{Change, RoleAdmin};
 use zeroize::Zeroizing;
 
 use crate::auth::{Authorized, Identity, Operation};
-use crate::error::{Conflict, CoreError, Expired, InvalidInput, NotFound, Refusal, Result};
+use crate::error::{
+    Conflict, CoreError, Expired, InvalidInput, NotFound, Refusal, Result, UpstreamFailure,
+};
 pub use crate::lifecycle::PgRoles;
 use crate::lifecycle::{KIND_STATE, Labels, RotateReceipt, SecretState};
 use crate::path::SecretPath;
@@ -155,15 +157,17 @@ fn credentials(pg: &PgRoles, role: &str, password: &SecretString) -> SecretValue
 }
 
 /// A rotation whose promotion failed after the new password was set.
-fn staged_only(cause: &str, role: &str, staged: u64, path: &SecretPath) -> CoreError {
-    CoreError::Upstream(format!(
-        "{cause}; the new password of {role} is set and staged as version {staged}: \
-         finish with `coffer promote {path}`"
-    ))
+fn staged_only(cause: CoreError, role: &str, staged: u64, path: &SecretPath) -> CoreError {
+    CoreError::Upstream(UpstreamFailure::StagedOnly {
+        cause: Box::new(cause),
+        role: role.to_string(),
+        staged,
+        path: path.to_string(),
+    })
 }
 
 fn upstream(e: coffer_pgroles::Error) -> CoreError {
-    CoreError::Upstream(format!("PostgreSQL: {e}"))
+    CoreError::Upstream(UpstreamFailure::Postgres(e))
 }
 
 impl Coffer {
@@ -179,44 +183,32 @@ impl Coffer {
         let path = SecretPath::parse(path)?;
         let admin_path = SecretPath::parse(&request.admin)?;
         if admin_path == path {
-            return Err(CoreError::invalid(
-                "the administrator secret must be another secret than the managed one".into(),
-            ));
+            return Err(CoreError::Invalid(InvalidInput::AdminIsManaged));
         }
         for role in request.roles.iter().chain(request.member_of.iter()) {
             crate::text::refuse_credential("a role name", role)?;
             coffer_pgroles::check_role_name(role).map_err(|e| {
                 // The check quotes the name: only when it is short and
                 // printable (not, say, a password pasted in its place).
-                CoreError::invalid(if crate::text::quotable(role) {
-                    e.0
+                CoreError::Invalid(if crate::text::quotable(role) {
+                    InvalidInput::RoleName(e)
                 } else {
-                    "a role name is not one coffer manages: use 1 to 63 lowercase letters, \
-                     digits and _, starting with a letter or _ (the name is not shown)"
-                        .into()
+                    InvalidInput::RoleNameHidden
                 })
             })?;
         }
         if request.roles[0] == request.roles[1] {
-            return Err(CoreError::invalid(
-                "give two different roles: they take turns".into(),
-            ));
+            return Err(CoreError::Invalid(InvalidInput::SameRoles));
         }
         if request.member_of.is_some() && !request.create_roles {
-            return Err(CoreError::invalid(
-                "a group (member_of) applies only to roles coffer creates (create_roles)".into(),
-            ));
+            return Err(CoreError::Invalid(InvalidInput::GroupWithoutCreate));
         }
         if let Some(url) = &request.connect_url
             && (!coffer_store::postgres::is_postgres_url(url)
                 || url_has_userinfo(url)
                 || coffer_store::postgres::url_has_password(url))
         {
-            return Err(CoreError::invalid(
-                "the connect URL must be a postgres:// URL without a user or password \
-                 (coffer adds the role's)"
-                    .into(),
-            ));
+            return Err(CoreError::Invalid(InvalidInput::ConnectUrl));
         }
         let spec = match request.generate {
             Some(s) => s,
@@ -240,16 +232,14 @@ impl Coffer {
         }
         let (admin_url, mut admin) = self.admin_connect(&keys, &admin_auth, &admin_path).await?;
         if request.roles.iter().any(|r| r == admin.user()) {
-            return Err(CoreError::invalid(format!(
-                "{} is the administrator's own role; coffer manages other roles",
-                admin.user()
-            )));
+            return Err(CoreError::Invalid(InvalidInput::AdminOwnRole {
+                role: admin.user().to_string(),
+            }));
         }
         if !admin.can_manage_roles().await.map_err(upstream)? {
-            return Err(CoreError::Upstream(format!(
-                "PostgreSQL: the administrator {} may not change roles (it needs CREATEROLE)",
-                admin.user()
-            )));
+            return Err(CoreError::Upstream(UpstreamFailure::NoCreateRole {
+                admin: admin.user().to_string(),
+            }));
         }
         let roles: Vec<&str> = request.roles.iter().map(String::as_str).collect();
         let found = admin.inspect(&roles).await.map_err(upstream)?;
@@ -258,9 +248,9 @@ impl Coffer {
         for role in &request.roles {
             match found.iter().find(|f| &f.name == role) {
                 Some(f) if f.superuser => {
-                    return Err(CoreError::invalid(format!(
-                        "{role} is a superuser: coffer does not hand out superuser credentials"
-                    )));
+                    return Err(CoreError::Invalid(InvalidInput::Superuser {
+                        role: role.clone(),
+                    }));
                 }
                 Some(_) => {}
                 None if request.create_roles => missing.push(role.clone()),
@@ -274,13 +264,11 @@ impl Coffer {
             admin
                 .create_login_role(&role, request.member_of.as_deref())
                 .await
-                .map_err(|e| {
-                    let done = if created.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" (created before the failure: {})", created.join(", "))
-                    };
-                    CoreError::Upstream(format!("PostgreSQL: {e}{done}"))
+                .map_err(|cause| {
+                    CoreError::Upstream(UpstreamFailure::CreateRoles {
+                        cause,
+                        created: created.clone(),
+                    })
                 })?;
             created.push(role);
         }
@@ -343,15 +331,11 @@ impl Coffer {
         ];
         if let Err(e) = admin.apply(&changes).await {
             let undo = self.remove_unmanaged(&path).await;
-            return Err(CoreError::Upstream(format!(
-                "PostgreSQL: {e}; {}",
-                match undo {
-                    Ok(()) => format!("{path} was not created"),
-                    Err(u) => format!(
-                        "{path} was written but could not be removed again ({u}): destroy it"
-                    ),
-                }
-            )));
+            return Err(CoreError::Upstream(UpstreamFailure::FirstPassword {
+                cause: e,
+                path: path.to_string(),
+                undo: undo.err().map(Box::new),
+            }));
         }
         audit::note_version(1);
         tracing::info!(
@@ -452,18 +436,17 @@ impl Coffer {
                 f.get("url")
                     .map(|u| u.expose_secret().trim().to_string())
                     .ok_or_else(|| {
-                        CoreError::invalid(format!(
-                            "the administrator secret {admin} has no field \"url\""
-                        ))
+                        CoreError::Invalid(InvalidInput::AdminNoUrl {
+                            admin: admin.to_string(),
+                        })
                     })?,
                 f.get("password").cloned(),
             ),
         };
         if !coffer_store::postgres::is_postgres_url(&url) {
-            return Err(CoreError::invalid(format!(
-                "the administrator secret {admin} must hold a postgres:// URL (or fields url \
-                 and password)"
-            )));
+            return Err(CoreError::Invalid(InvalidInput::AdminUrl {
+                admin: admin.to_string(),
+            }));
         }
         let client = RoleAdmin::connect(
             &url,
@@ -569,16 +552,12 @@ impl Coffer {
             .await
         {
             let undo = self.drop_pending(path, staged).await;
-            return Err(CoreError::Upstream(format!(
-                "PostgreSQL: {e}; {}",
-                match undo {
-                    Ok(_) => format!("{path} is unchanged"),
-                    Err(u) => format!(
-                        "version {staged} of {path} stays pending ({u}): cancel it with \
-                         `coffer rotate {path} --cancel`"
-                    ),
-                }
-            )));
+            return Err(CoreError::Upstream(UpstreamFailure::RotatePassword {
+                cause: e,
+                path: path.to_string(),
+                staged,
+                undo: undo.err().map(Box::new),
+            }));
         }
         if stage {
             let labels = self
@@ -598,8 +577,9 @@ impl Coffer {
             .promote_postgres(path, pg, Some(admin), grace_ms)
             .await
             .map_err(|e| match e {
-                CoreError::Upstream(m) => staged_only(&m, &next, staged, path),
-                CoreError::Conflict(c) => staged_only(&c.to_string(), &next, staged, path),
+                e @ (CoreError::Upstream(_) | CoreError::Conflict(_)) => {
+                    staged_only(e, &next, staged, path)
+                }
                 other => other,
             })?;
         receipt.generated = true;

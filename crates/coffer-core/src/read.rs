@@ -9,7 +9,9 @@ use coffer_store::{ListPage, ListQuery, SecretMeta, VersionRecord, VersionState}
 use crate::actor::Actor;
 use crate::auth::{Authorized, Identity, Listing, Operation, Reveals};
 use crate::cache::Cached;
-use crate::error::{CoreError, Expired, InvalidInput, NotFound, Refusal, Result};
+use crate::error::{
+    CoreError, Expired, Integrity, InvalidInput, NotFound, Record, Refusal, Result,
+};
 use crate::lifecycle::{At, Label, Labels, SecretState};
 use crate::path::{self, ListPrefix, SecretPath};
 use crate::seal::Keys;
@@ -478,7 +480,9 @@ impl Coffer {
             Some(o) => Some((
                 o.revision,
                 serde_json::from_slice::<SecretState>(&o.value).map_err(|_| {
-                    CoreError::Corrupt(format!("the lifecycle state of {path} is unreadable"))
+                    CoreError::Corrupt(Integrity::Unreadable(Record::LifecycleState {
+                        path: path.to_string(),
+                    }))
                 })?,
             )),
             None => None,
@@ -517,10 +521,10 @@ pub(crate) fn open_value(
         .open_value(&record.path, record.version, record.key_id, &record.ciphertext)
         .map_err(|_| {
             tracing::error!(path = %record.path, version = record.version, "stored ciphertext failed to open");
-            CoreError::Corrupt(format!(
-                "version {} of {} failed its integrity check",
-                record.version, record.path
-            ))
+            CoreError::Corrupt(Integrity::Failed(Record::Version {
+                path: record.path.to_string(),
+                version: record.version,
+            }))
         })?;
     SecretValue::decode(&plain)
 }

@@ -14,7 +14,7 @@ use coffer_store::{Expect, Mutation, VersionState};
 use serde::Serialize;
 
 use crate::auth::{Identity, Operation, Reveals};
-use crate::error::{Conflict, CoreError, InvalidInput, NotFound, Result};
+use crate::error::{Conflict, CoreError, Integrity, InvalidInput, NotFound, Record, Result};
 pub use crate::lifecycle::RotateReceipt;
 use crate::lifecycle::{
     self, DEFAULT_GRACE_MS, KIND_RULE, KIND_STATE, Labels, Rule, RuleInfo, RuleSpec, SecretState,
@@ -142,13 +142,21 @@ impl Coffer {
         let mut rules = Vec::new();
         for o in self.store.list_objects(KIND_RULE).await? {
             let pattern = Pattern::parse_stored(&o.key).map_err(|e| {
-                CoreError::Corrupt(format!("stored lifecycle rule is unreadable: {e}"))
+                CoreError::Corrupt(Integrity::StoredPattern {
+                    what: "lifecycle rule",
+                    cause: e,
+                })
             })?;
             let stored: StoredRule = serde_json::from_slice(&o.value).map_err(|_| {
-                CoreError::Corrupt(format!("lifecycle rule {} is unreadable", o.key))
+                CoreError::Corrupt(Integrity::Unreadable(Record::Rule {
+                    pattern: o.key.clone(),
+                }))
             })?;
             let generator = stored.spec.validate().map_err(|e| {
-                CoreError::Corrupt(format!("lifecycle rule {} is invalid: {e}", o.key))
+                CoreError::Corrupt(Integrity::InvalidRule {
+                    pattern: o.key.clone(),
+                    cause: Box::new(e),
+                })
             })?;
             rules.push(Rule {
                 pattern,
@@ -251,10 +259,9 @@ impl Coffer {
         let effective = self.generator_for(&path).await?;
         if let Some(pg) = self.postgres_of(&path).await? {
             if request.value.is_some() {
-                return Err(CoreError::invalid(format!(
-                    "{path} holds the credentials of PostgreSQL roles: coffer generates their \
-                     passwords (give a generator with --generate, not a value)"
-                )));
+                return Err(CoreError::Invalid(InvalidInput::ManagedValue {
+                    path: path.to_string(),
+                }));
             }
             let spec = match request.generate.or(effective.generator) {
                 Some(s) => s,
@@ -289,23 +296,18 @@ impl Coffer {
             return Ok(receipt);
         }
         if request.force {
-            return Err(CoreError::invalid(
-                "--force applies only to secrets that manage PostgreSQL roles".into(),
-            ));
+            return Err(CoreError::Invalid(InvalidInput::ForceUnmanaged));
         }
         let (value, spec) = match (request.value, request.generate.or(effective.generator)) {
             (Some(_), Some(_)) if request.generate.is_some() => {
-                return Err(CoreError::invalid(
-                    "give either a value or a generator, not both".into(),
-                ));
+                return Err(CoreError::Invalid(InvalidInput::ValueAndGenerator));
             }
             (Some(v), _) => (v, None),
             (None, Some(spec)) => (SecretValue::Text(spec.generate()), Some(spec)),
             (None, None) => {
-                return Err(CoreError::invalid(format!(
-                    "no generator applies to {path}: give one (`--generate base64:32`), the new \
-                     value on stdin, or a lifecycle rule with a generator"
-                )));
+                return Err(CoreError::Invalid(InvalidInput::NoGenerator {
+                    path: path.to_string(),
+                }));
             }
         };
         let warnings = self.judge(&path, &value, spec.as_ref())?;
@@ -730,9 +732,11 @@ impl Coffer {
     /// and the rules' grace.
     async fn rotate_scheduled(&self, path: &SecretPath, now: i64) -> Result<(u64, Option<i64>)> {
         let effective = self.generator_for(path).await?;
-        let spec = effective
-            .generator
-            .ok_or_else(|| CoreError::invalid(format!("no generator applies to {path}")))?;
+        let spec = effective.generator.ok_or_else(|| {
+            CoreError::Invalid(InvalidInput::NoRuleGenerator {
+                path: path.to_string(),
+            })
+        })?;
         if let Some(pg) = self.postgres_of(path).await? {
             let grace = effective.grace_ms.unwrap_or(DEFAULT_GRACE_MS);
             let receipt = self

@@ -13,7 +13,7 @@ use coffer_store::{Mutation, TokenRecord};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{AccessModel, Identity, Operation, ROOT_POLICY};
-use crate::error::{Busy, CoreError, Result, UnsealRefusal};
+use crate::error::{Busy, CoreError, Integrity, InvalidInput, Record, Result, UnsealRefusal};
 use crate::{Coffer, now_ms};
 
 pub(crate) const SEAL_CONFIG: &str = "seal-config";
@@ -170,9 +170,7 @@ impl Coffer {
     /// unseal. The result is shown once and never stored. Coffer stays sealed.
     pub async fn init(&self, shares: u8, threshold: u8) -> Result<InitOutput> {
         if shares == 0 || threshold == 0 || threshold > shares {
-            return Err(CoreError::invalid(
-                "shares and threshold must satisfy 1 <= threshold <= shares <= 255".into(),
-            ));
+            return Err(CoreError::Invalid(InvalidInput::Shares));
         }
         let _admin = self.admin.lock().await;
         if !matches!(
@@ -184,7 +182,7 @@ impl Coffer {
         let now = now_ms();
         let unseal = UnsealKey::from(Key256::random());
         let split = shamir::split(unseal.key().expose_secret(), shares, threshold)
-            .map_err(|e| CoreError::invalid(e.to_string()))?;
+            .map_err(|e| CoreError::Invalid(InvalidInput::Split(e)))?;
         let root = RootKey::random();
         let keyring = Keyring::generate(now);
         let root_token = token::generate_token();
@@ -369,7 +367,7 @@ impl Coffer {
             .store
             .get_system(WRAPPED_ROOT_KEY)
             .await?
-            .ok_or_else(|| CoreError::Corrupt("the wrapped root key is missing".into()))?;
+            .ok_or_else(|| CoreError::Corrupt(Integrity::Missing(Record::WrappedRoot)))?;
         let (last, earlier) = (last.clone(), earlier.to_vec());
         let delay = self
             .unseal_search_delay_ms
@@ -420,11 +418,10 @@ impl Coffer {
             .store
             .get_system(WRAPPED_KEYRING)
             .await?
-            .ok_or_else(|| CoreError::Corrupt("the wrapped keyring is missing".into()))?;
+            .ok_or_else(|| CoreError::Corrupt(Integrity::Missing(Record::WrappedKeyring)))?;
         // The root key opened, so a keyring that does not is tampered or corrupt.
-        let keyring = Keyring::unwrap(&root, &wrapped_keyring).map_err(|_| {
-            CoreError::Corrupt("the stored keyring failed its integrity check".into())
-        })?;
+        let keyring = Keyring::unwrap(&root, &wrapped_keyring)
+            .map_err(|_| CoreError::Corrupt(Integrity::Failed(Record::Keyring)))?;
         Ok(Keys {
             root: Arc::new(root),
             audit: keyring.audit_key(),
@@ -535,10 +532,9 @@ impl Coffer {
             .store
             .get_system(WRAPPED_KEYRING)
             .await?
-            .ok_or_else(|| CoreError::Corrupt("the wrapped keyring is missing".into()))?;
-        let mut keyring = Keyring::unwrap(&keys.root, &wrapped).map_err(|_| {
-            CoreError::Corrupt("the stored keyring failed its integrity check".into())
-        })?;
+            .ok_or_else(|| CoreError::Corrupt(Integrity::Missing(Record::WrappedKeyring)))?;
+        let mut keyring = Keyring::unwrap(&keys.root, &wrapped)
+            .map_err(|_| CoreError::Corrupt(Integrity::Failed(Record::Keyring)))?;
         let id = keyring.rotate(now_ms());
         // A check-and-set on the stored bytes: two nodes adding a key at
         // once must not both win (the loser's key would seal versions that

@@ -9,7 +9,7 @@ use coffer_policy::Pattern;
 use coffer_store::{Mutation, TokenRecord};
 
 use crate::auth::{self, AccessModel, Authorized, Identity, Operation};
-use crate::error::{CoreError, Result};
+use crate::error::{CoreError, InvalidInput, Result};
 use crate::path::SecretPath;
 use crate::{Coffer, audit, now_ms};
 
@@ -203,7 +203,8 @@ impl Coffer {
         pattern: &str,
         area: &str,
     ) -> Result<Pattern> {
-        let pattern = Pattern::parse(pattern).map_err(|e| CoreError::invalid(e.0))?;
+        let pattern =
+            Pattern::parse(pattern).map_err(|e| CoreError::Invalid(InvalidInput::Pattern(e)))?;
         self.require_unsealed()?;
         self.authorize(identity, Operation::Admin, area)?;
         Ok(pattern)

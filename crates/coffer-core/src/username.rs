@@ -18,35 +18,31 @@ use unicode_normalization::UnicodeNormalization;
 /// Longest canonical user name, in characters.
 pub const MAX_USER_NAME_CHARS: usize = 64;
 
+pub use crate::error::UserNameError;
+
 /// Returns the canonical form of a user name, or why it is not acceptable.
-/// Error messages never quote the input (a password pasted into the name
-/// field must not end up in a log).
-pub fn canonical_user_name(input: &str) -> Result<String, String> {
+pub fn canonical_user_name(input: &str) -> Result<String, UserNameError> {
     let trimmed = input.trim();
     if trimmed.is_empty() {
-        return Err("a user name cannot be empty".into());
+        return Err(UserNameError::Empty);
     }
     if trimmed.len() > 4 * MAX_USER_NAME_CHARS {
-        return Err(format!(
-            "a user name is at most {MAX_USER_NAME_CHARS} characters"
-        ));
+        return Err(UserNameError::TooLong {
+            max: MAX_USER_NAME_CHARS,
+        });
     }
     let folded: String = trimmed.nfkc().collect::<String>().to_lowercase();
     let canonical: String = folded.nfkc().collect();
     if coffer_policy::contains_credential(trimmed) || coffer_policy::contains_credential(&canonical)
     {
         // Lower-cased, a pasted token would still be most of the token.
-        return Err(
-            "a user name cannot look like a coffer token or invitation code \
-                    (cft_... or cfi_...); the name given is not shown"
-                .into(),
-        );
+        return Err(UserNameError::CredentialShaped);
     }
     let count = canonical.chars().count();
     if count > MAX_USER_NAME_CHARS {
-        return Err(format!(
-            "a user name is at most {MAX_USER_NAME_CHARS} characters"
-        ));
+        return Err(UserNameError::TooLong {
+            max: MAX_USER_NAME_CHARS,
+        });
     }
     if let Some(c) = canonical.chars().find(|c| {
         // Hangul fillers are letters to Unicode but show as blanks.
@@ -54,14 +50,11 @@ pub fn canonical_user_name(input: &str) -> Result<String, String> {
             || !(c.is_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'))
     }) {
         return Err(if c.is_whitespace() {
-            "a user name cannot contain spaces".into()
+            UserNameError::Space
         } else if c.is_control() {
-            "a user name cannot contain control characters".into()
+            UserNameError::Control
         } else {
-            format!(
-                "a user name may contain only letters, digits and . _ - @ (found U+{:04X})",
-                c as u32
-            )
+            UserNameError::Character(c)
         });
     }
     Ok(canonical)
@@ -134,6 +127,8 @@ mod tests {
             "\u{FF43}\u{FF46}\u{FF54}_ab9ab9".to_string(),
         ] {
             let e = canonical_user_name(&name).expect_err(&name);
+            assert_eq!(e, UserNameError::CredentialShaped);
+            let e = e.to_string();
             assert!(e.contains("look like a coffer token"), "{e}");
             assert!(!e.to_ascii_lowercase().contains("ab9ab9"), "{e}");
         }
@@ -143,6 +138,8 @@ mod tests {
     #[test]
     fn errors_do_not_quote_the_input() {
         let e = canonical_user_name("hunter2 secret!").unwrap_err();
+        assert_eq!(e, UserNameError::Space);
+        let e = e.to_string();
         assert!(!e.contains("hunter2"), "{e}");
     }
 }

@@ -35,8 +35,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::access::TokenView;
 use crate::auth::{Identity, Operation};
-use crate::duration::{format_duration_ms, parse_duration_ms};
-use crate::error::{Busy, Conflict, LoginRefused, NotFound};
+use crate::duration::parse_duration_ms;
+use crate::error::{Busy, Conflict, Integrity, InvalidInput, LoginRefused, NotFound, Record};
 use crate::username::canonical_user_name;
 use crate::{Coffer, CoreError, Result, now_ms};
 
@@ -250,7 +250,7 @@ fn put_user(name: &str, user: &StoredUser, expect: Expect) -> Mutation {
 
 fn decode_user(bytes: &[u8]) -> Result<StoredUser> {
     serde_json::from_slice(bytes)
-        .map_err(|_| CoreError::Corrupt("a user record is unreadable".into()))
+        .map_err(|_| CoreError::Corrupt(Integrity::Unreadable(Record::User)))
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -288,14 +288,15 @@ impl Coffer {
         policies.dedup();
         self.check_grantable(identity, &policies)?;
         let ttl = match &request.ttl {
-            Some(t) => parse_duration_ms(t).map_err(CoreError::invalid)?,
+            Some(t) => {
+                parse_duration_ms(t).map_err(|e| CoreError::Invalid(InvalidInput::Duration(e)))?
+            }
             None => DEFAULT_INVITE_TTL_MS,
         };
         if ttl > MAX_INVITE_TTL_MS {
-            return Err(CoreError::invalid(format!(
-                "an invitation lasts at most {}",
-                format_duration_ms(MAX_INVITE_TTL_MS)
-            )));
+            return Err(CoreError::Invalid(InvalidInput::InviteTtl {
+                max_ms: MAX_INVITE_TTL_MS,
+            }));
         }
         let code = token::generate_invite_code();
         let now = now_ms();
@@ -321,16 +322,16 @@ impl Coffer {
     /// working in the same atomic step.
     pub async fn accept_invite(&self, code: &str, user: &str, pw: &str) -> Result<UserView> {
         let keys = self.unsealed()?;
-        let invalid = || {
-            CoreError::invalid("this invitation code is invalid, expired or already used".into())
-        };
+        let invalid = || CoreError::Invalid(InvalidInput::InviteCode);
         if !token::is_well_formed_invite(code) {
             return Err(invalid());
         }
-        let name = canonical_user_name(user).map_err(CoreError::invalid)?;
+        let name =
+            canonical_user_name(user).map_err(|e| CoreError::Invalid(InvalidInput::UserName(e)))?;
         crate::text::refuse_reserved("a user name", &name)?;
         crate::text::refuse_actor_suffix("a user name", &name)?;
-        password::check_password_policy(pw).map_err(|e| CoreError::invalid(e.to_string()))?;
+        password::check_password_policy(pw)
+            .map_err(|e| CoreError::Invalid(InvalidInput::Password(Arc::new(e))))?;
         let key = hex(&keys.keyring.token_hash(code));
         let stored = self
             .store
@@ -338,7 +339,7 @@ impl Coffer {
             .await?
             .ok_or_else(invalid)?;
         let invite: StoredInvite = serde_json::from_slice(&stored.value)
-            .map_err(|_| CoreError::Corrupt("an invitation record is unreadable".into()))?;
+            .map_err(|_| CoreError::Corrupt(Integrity::Unreadable(Record::Invitation)))?;
         let now = now_ms();
         if invite.expires_at <= now {
             // Tidy up; the answer is the same either way.
@@ -355,7 +356,7 @@ impl Coffer {
         let password_hash = self
             .argon2(pw.to_string(), None)
             .await?
-            .ok_or_else(|| CoreError::invalid("the password could not be hashed".into()))?;
+            .ok_or_else(|| CoreError::Invalid(InvalidInput::PasswordHash))?;
         let user = StoredUser {
             name: name.clone(),
             policies: invite.policies,
@@ -416,7 +417,7 @@ impl Coffer {
         tokio::task::spawn_blocking(move || match verify {
             None => password::hash_password(&pw)
                 .map(Some)
-                .map_err(|e| CoreError::invalid(e.to_string())),
+                .map_err(|e| CoreError::Invalid(InvalidInput::Password(Arc::new(e)))),
             Some(None) => {
                 let _ = password::verify_dummy(&pw);
                 Ok(None)
@@ -424,7 +425,7 @@ impl Coffer {
             Some(Some(hash)) => Ok(password::verify_password(&pw, &hash).then_some(hash)),
         })
         .await
-        .map_err(|_| CoreError::invalid("password check failed".into()))?
+        .map_err(|_| CoreError::Invalid(InvalidInput::PasswordCheck))?
     }
 
     // ---- login -----------------------------------------------------------------
@@ -444,9 +445,10 @@ impl Coffer {
         source: Option<IpAddr>,
     ) -> Result<(SecretString, TokenView)> {
         let keys = self.unsealed()?;
-        let name = canonical_user_name(request.user).map_err(CoreError::invalid)?;
+        let name = canonical_user_name(request.user)
+            .map_err(|e| CoreError::Invalid(InvalidInput::UserName(e)))?;
         if request.password.len() > password::MAX_PASSWORD_BYTES {
-            return Err(CoreError::invalid("that password is too long".into()));
+            return Err(CoreError::Invalid(InvalidInput::PasswordTooLong));
         }
         let failures = self.store.get_object(KIND_LOGIN_FAILURES, &name).await?;
         let now = now_ms();
@@ -626,7 +628,8 @@ impl Coffer {
         name: &str,
     ) -> Result<(String, coffer_store::StoredObject, StoredUser)> {
         self.require_unsealed()?;
-        let name = canonical_user_name(name).map_err(CoreError::invalid)?;
+        let name =
+            canonical_user_name(name).map_err(|e| CoreError::Invalid(InvalidInput::UserName(e)))?;
         self.authorize(identity, Operation::Admin, &format!("sys/users/{name}"))?;
         let o = self
             .store
@@ -682,9 +685,7 @@ impl Coffer {
         reset_totp: bool,
     ) -> Result<UserView> {
         if policies.is_none() && !reset_totp {
-            return Err(CoreError::invalid(
-                "nothing to change: give policies or reset the one-time codes".into(),
-            ));
+            return Err(CoreError::Invalid(InvalidInput::NothingToChange));
         }
         let (name, o, mut u) = self.admin_user(identity, name).await?;
         if let Some(policies) = policies {
@@ -772,12 +773,12 @@ impl Coffer {
         t: &StoredTotp,
     ) -> Result<TotpSecret> {
         let sealed = unhex(&t.sealed_hex)
-            .ok_or_else(|| CoreError::Corrupt("a TOTP seed is unreadable".into()))?;
+            .ok_or_else(|| CoreError::Corrupt(Integrity::Unreadable(Record::TotpSeed)))?;
         let plain = keyring
             .open_record(TOTP_DOMAIN, name.as_bytes(), t.key_id, &sealed)
-            .map_err(|_| CoreError::Corrupt("a TOTP seed failed its integrity check".into()))?;
+            .map_err(|_| CoreError::Corrupt(Integrity::Failed(Record::TotpSeed)))?;
         TotpSecret::from_bytes(plain.expose_secret())
-            .map_err(|_| CoreError::Corrupt("a TOTP seed is unreadable".into()))
+            .map_err(|_| CoreError::Corrupt(Integrity::Unreadable(Record::TotpSeed)))
     }
 
     async fn own_user(
@@ -787,9 +788,7 @@ impl Coffer {
         self.require_unsealed()?;
         self.authorize(identity, Operation::SelfService, "sys/users/self")?;
         let Some(name) = identity.user().filter(|_| identity.is_human()) else {
-            return Err(CoreError::invalid(
-                "one-time codes belong to people; log in with `coffer login` first".into(),
-            ));
+            return Err(CoreError::Invalid(InvalidInput::TotpPeopleOnly));
         };
         let o = self
             .store
@@ -843,9 +842,7 @@ impl Coffer {
         let keys = self.unsealed()?;
         let (name, o, mut u) = self.own_user(identity).await?;
         let Some(t) = u.totp.as_mut() else {
-            return Err(CoreError::invalid(
-                "one-time codes are not set up; run `coffer totp enable` first".into(),
-            ));
+            return Err(CoreError::Invalid(InvalidInput::TotpNotSetUp));
         };
         if confirm && t.confirmed {
             return Err(CoreError::Conflict(Conflict::TotpOn));
@@ -858,9 +855,7 @@ impl Coffer {
             let step = seed
                 .verify_at(code.trim(), (now_ms() / 1000) as u64)
                 .filter(|s| *s > t.last_step)
-                .ok_or_else(|| {
-                    CoreError::invalid("that one-time code is wrong or was already used".into())
-                })?;
+                .ok_or_else(|| CoreError::Invalid(InvalidInput::TotpCode))?;
             if confirm {
                 t.confirmed = true;
                 t.last_step = step;

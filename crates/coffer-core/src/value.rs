@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use coffer_crypto::{SecretBytes, SecretString};
 use zeroize::Zeroizing;
 
-use crate::CoreError;
+use crate::{CoreError, InvalidInput};
 
 const TAG_TEXT: u8 = 1;
 const TAG_FIELDS: u8 = 2;
@@ -33,14 +33,12 @@ impl SecretValue {
         if let SecretValue::Fields(fields) = self {
             for name in fields.keys() {
                 if name.is_empty() || name.len() > MAX_FIELD_NAME {
-                    return Err(CoreError::invalid(format!(
-                        "field names must be 1 to {MAX_FIELD_NAME} bytes long"
-                    )));
+                    return Err(CoreError::Invalid(InvalidInput::FieldNameLength {
+                        max: MAX_FIELD_NAME,
+                    }));
                 }
                 if name.chars().any(char::is_control) {
-                    return Err(CoreError::invalid(
-                        "field names cannot contain control characters".into(),
-                    ));
+                    return Err(CoreError::Invalid(InvalidInput::FieldNameControl));
                 }
             }
         }
@@ -80,7 +78,7 @@ impl SecretValue {
     /// Parses an opened plaintext.
     pub(crate) fn decode(plain: &SecretBytes) -> Result<SecretValue, CoreError> {
         let bytes = plain.expose_secret();
-        let corrupt = || CoreError::Corrupt("sealed value has an unknown encoding".into());
+        let corrupt = || CoreError::Corrupt(crate::error::Integrity::ValueEncoding);
         match bytes.split_first() {
             Some((&TAG_TEXT, rest)) => {
                 let text = std::str::from_utf8(rest).map_err(|_| corrupt())?;

@@ -230,9 +230,7 @@ impl Coffer {
         let from = ListPrefix::parse(from)?;
         let to = ListPrefix::parse(to)?;
         if from.as_str().is_empty() || to.as_str().is_empty() {
-            return Err(CoreError::invalid(
-                "name two environments, such as app/staging and app/prod".into(),
-            ));
+            return Err(CoreError::Invalid(InvalidInput::TwoEnvironments));
         }
         if from.as_str().starts_with(to.as_str()) || to.as_str().starts_with(from.as_str()) {
             return Err(CoreError::Invalid(InvalidInput::Overlap {
