@@ -972,3 +972,88 @@ async fn a_read_during_writes_sees_a_whole_version() {
     assert!(seen > 0);
     n.assert_cache_agrees(&["app/rw/x", "app/rw/y"]).await;
 }
+
+#[tokio::test]
+async fn a_move_that_fails_to_commit_notes_no_writes() {
+    use coffer_core::audit::scope;
+    let n = node().await;
+    let c = &n.coffer;
+    c.write(&n.root, "app/from", &value("1"), None)
+        .await
+        .unwrap();
+    // This node caches app/from at version 1; another node then writes
+    // version 2, so the move's removal of the source (checked against
+    // version 1) fails at commit.
+    assert_eq!(c.read(&n.root, "app/from", None).await.unwrap().version, 1);
+    let (other, oroot) = n.fresh().await;
+    other
+        .write(&oroot, "app/from", &value("2"), None)
+        .await
+        .unwrap();
+    let (r, f) = scope(c.copy(&n.root, "app/from", "app/to", true)).await;
+    assert!(is_conflict(&r), "{r:?}");
+    // Its audit record must not claim versions that were never written.
+    assert!(f.writes.is_empty(), "a failed move noted {:?}", f.writes);
+    assert_eq!(f.version, None);
+    assert!(matches!(
+        c.read(&n.root, "app/to", None).await,
+        Err(CoreError::NotFound(_))
+    ));
+    let from = c.read(&n.root, "app/from", None).await.unwrap();
+    assert_eq!(
+        (from.version, as_text(&from.value)),
+        (2, as_text(&value("2")))
+    );
+    n.assert_cache_agrees(&["app/from", "app/to"]).await;
+    other.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rewrap_racing_writes_keeps_every_value_and_the_cache_right() {
+    let n = node().await;
+    let paths: Vec<String> = (0..8).map(|i| format!("app/rw{i}")).collect();
+    for p in &paths {
+        for i in 0..3 {
+            n.coffer
+                .write(&n.root, p, &value(&format!("{i}")), None)
+                .await
+                .unwrap();
+        }
+    }
+    let old_key = n.coffer.keyring_status(&n.root).unwrap().active_key;
+    n.coffer.rotate_keyring(&n.root).await.unwrap();
+    let (c, id, ps) = (n.coffer.clone(), n.root.clone(), paths.clone());
+    let writer = tokio::spawn(async move {
+        for i in 0..5 {
+            for p in &ps {
+                c.write(&id, p, &value(&format!("w{i}")), None)
+                    .await
+                    .unwrap();
+            }
+        }
+    });
+    let c = n.coffer.clone();
+    let rewrapper = tokio::spawn(async move {
+        let mut moved = 0;
+        loop {
+            let m = c.rewrap(5).await.unwrap();
+            if m == 0 {
+                return moved;
+            }
+            moved += m;
+        }
+    });
+    let moved = bounded("rewrap and writes", async {
+        writer.await.unwrap();
+        rewrapper.await.unwrap()
+    })
+    .await;
+    assert_eq!(moved, 24);
+    for p in &paths {
+        assert_eq!(assert_no_gaps(&n.coffer, &n.root, p).await, 8);
+        let m = n.coffer.metadata(&n.root, p).await.unwrap();
+        assert!(m.versions.iter().all(|v| v.key_id != old_key), "{p}");
+    }
+    let refs: Vec<&str> = paths.iter().map(String::as_str).collect();
+    n.assert_cache_agrees(&refs).await;
+}
