@@ -98,7 +98,7 @@ async fn view(c: &Coffer, id: &Identity, path: &str) -> String {
             m.labels,
             m.versions
                 .iter()
-                .map(|v| (v.version, v.state.clone()))
+                .map(|v| (v.version, v.state))
                 .collect::<Vec<_>>()
         ),
         Err(e) => format!("metadata error: {e}"),
