@@ -134,6 +134,8 @@ impl Coffer {
             return Ok(0);
         }
         self.reserve_seals(old.len() as u64).await?;
+        // After the reservation, which may have added a key: seal under it.
+        let keys = self.unsealed()?;
         let mut moved = 0;
         for record in old {
             let (key_id, ciphertext) = keys

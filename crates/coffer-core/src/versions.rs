@@ -139,6 +139,7 @@ impl Coffer {
         tx.reserve(head).await?;
         let keys = tx.keys();
         let mut mutations = Vec::new();
+        let mut copied = Vec::new();
         for info in self.store.history(from.as_str()).await? {
             let record = self
                 .store
@@ -167,7 +168,7 @@ impl Coffer {
                 },
                 expected_current: info.version - 1,
             });
-            audit::note_write(to.as_str(), info.version);
+            copied.push(info.version);
         }
         if let Some((revision, state)) = &source.state {
             mutations.push(Mutation::PutObject {
@@ -198,6 +199,10 @@ impl Coffer {
             }),
             e => e.into(),
         })?;
+        // Noted once committed: a failed copy wrote nothing.
+        for version in copied {
+            audit::note_write(to.as_str(), version);
+        }
         audit::note_version(head);
         tracing::info!(
             actor = identity.display_name(),
