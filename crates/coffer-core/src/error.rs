@@ -404,9 +404,9 @@ pub enum InvalidInput {
     /// A pattern that does not parse.
     #[error(transparent)]
     Pattern(coffer_policy::PatternError),
-    /// A policy name the policy crate refuses (its words).
-    #[error("{0}")]
-    PolicyName(String),
+    /// A policy name the policy crate refuses.
+    #[error(transparent)]
+    PolicyName(coffer_policy::PolicyNameError),
     /// A policy whose source does not parse.
     #[error("policy {name}: {cause}")]
     Policy {

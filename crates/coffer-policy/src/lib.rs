@@ -285,37 +285,69 @@ pub struct PolicyError {
     pub message: String,
 }
 
-/// Policy names: 1..=64 bytes of lowercase ASCII letters, digits, `-`, `_`, `.`; must start with a letter or digit. `root` is reserved (only built in). Returns a clear message.
-pub fn validate_policy_name(name: &str) -> Result<(), String> {
+/// Why a policy name is refused. Its `Display` is the message shown; a
+/// name inside it is quoted with its control and invisible characters
+/// escaped.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyNameError {
+    /// The name is empty.
+    #[error("policy name is empty")]
+    Empty,
+    /// The name is longer than 64 bytes.
+    #[error("policy name is {bytes} bytes; the limit is {MAX_POLICY_NAME_BYTES}")]
+    TooLong {
+        /// The name's length in bytes.
+        bytes: usize,
+    },
+    /// The name holds a character policy names may not.
+    #[error(
+        "policy name {} contains {}; use lowercase letters, digits, '-', '_' and '.'",
+        pattern::quote(.name),
+        pattern::quote_char(*.bad)
+    )]
+    Character {
+        /// The refused name.
+        name: String,
+        /// The first character it may not hold.
+        bad: char,
+    },
+    /// The name starts with `-`, `_` or `.`.
+    #[error("policy name {} must start with a letter or digit", pattern::quote(.name))]
+    Start {
+        /// The refused name.
+        name: String,
+    },
+    /// The name is `root`, the built-in policy's.
+    #[error("policy name {ROOT_POLICY:?} is reserved for the built-in policy")]
+    Reserved,
+}
+
+/// Policy names: 1..=64 bytes of lowercase ASCII letters, digits, `-`, `_`,
+/// `.`; must start with a letter or digit. `root` is reserved (only built
+/// in).
+pub fn validate_policy_name(name: &str) -> Result<(), PolicyNameError> {
     if name.is_empty() {
-        return Err("policy name is empty".to_owned());
+        return Err(PolicyNameError::Empty);
     }
     if name.len() > MAX_POLICY_NAME_BYTES {
-        return Err(format!(
-            "policy name is {} bytes; the limit is {MAX_POLICY_NAME_BYTES}",
-            name.len()
-        ));
+        return Err(PolicyNameError::TooLong { bytes: name.len() });
     }
     if let Some(bad) = name
         .chars()
         .find(|&c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.')))
     {
-        return Err(format!(
-            "policy name {} contains {}; use lowercase letters, digits, '-', '_' and '.'",
-            pattern::quote(name),
-            pattern::quote_char(bad)
-        ));
+        return Err(PolicyNameError::Character {
+            name: name.to_string(),
+            bad,
+        });
     }
     if !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
-        return Err(format!(
-            "policy name {} must start with a letter or digit",
-            pattern::quote(name)
-        ));
+        return Err(PolicyNameError::Start {
+            name: name.to_string(),
+        });
     }
     if name == ROOT_POLICY {
-        return Err(format!(
-            "policy name {ROOT_POLICY:?} is reserved for the built-in policy"
-        ));
+        return Err(PolicyNameError::Reserved);
     }
     Ok(())
 }
@@ -389,9 +421,35 @@ mod tests {
             ("root", "reserved"),
         ];
         for (name, fragment) in invalid {
-            let message = validate_policy_name(name).unwrap_err();
+            let message = validate_policy_name(name).unwrap_err().to_string();
             assert!(message.contains(fragment), "{name:?}: {message}");
         }
+        // The messages, word for word (they were strings before they were
+        // typed, and the API shows them).
+        for (name, message) in [
+            ("", "policy name is empty".to_string()),
+            (
+                &"a".repeat(65)[..],
+                "policy name is 65 bytes; the limit is 64".to_string(),
+            ),
+            (
+                "-a",
+                "policy name \"-a\" must start with a letter or digit".to_string(),
+            ),
+            (
+                "root",
+                "policy name \"root\" is reserved for the built-in policy".to_string(),
+            ),
+        ] {
+            assert_eq!(validate_policy_name(name).unwrap_err().to_string(), message);
+        }
+        assert_eq!(
+            validate_policy_name("Ops").unwrap_err(),
+            PolicyNameError::Character {
+                name: "Ops".into(),
+                bad: 'O'
+            }
+        );
         // Reserved only exactly: names that merely contain it are fine.
         assert_eq!(validate_policy_name("root2"), Ok(()));
         assert_eq!(validate_policy_name("r00t"), Ok(()));
