@@ -1,13 +1,13 @@
 //! Client settings: the server address, the token (from `COFFER_TOKEN` or the
 //! file `coffer login` writes), and where files live.
 
-use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use coffer_client::Client;
 use coffer_crypto::SecretString;
+use coffer_server::private_file::{self, PrivateFileError};
 
 use crate::cli::Global;
 use crate::exit::{Status, fail};
@@ -80,11 +80,7 @@ pub fn resolve_token() -> anyhow::Result<Option<SecretString>> {
     }
 }
 
-/// `O_NOFOLLOW`, for `OpenOptionsExt::custom_flags`: opening a path whose
-/// last component is a symbolic link fails instead of following it.
-pub fn no_follow() -> i32 {
-    rustix::fs::OFlags::NOFOLLOW.bits() as i32
-}
+pub use coffer_server::private_file::no_follow;
 
 /// Writes `contents` to `path` readable by its owner only, atomically
 /// (a temporary file renamed over the target), creating the directory 0700.
@@ -98,79 +94,39 @@ pub fn write_private_with(path: &Path, contents: &[u8], durable: bool) -> anyhow
     write_file(path, contents, durable, 0o600)
 }
 
-/// Writes `contents` to `path` atomically with `mode`: a temporary file of
-/// this process's own is created with `O_EXCL` (never through a symbolic
-/// link or over another file), given its mode through its handle, and
-/// renamed over the target (which replaces a symbolic link there, never
-/// writes through it). A bare file name is in the current directory.
+/// Writes `contents` to `path` atomically with `mode`
+/// ([`coffer_server::private_file::write`]), creating its directory 0700.
+/// A bare file name is in the current directory.
 pub fn write_file(path: &Path, contents: &[u8], durable: bool, mode: u32) -> anyhow::Result<()> {
-    refuse_special_target(path)?;
+    private_file::refuse_special_target(path).map_err(shown)?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         create_private_dir(dir)?;
     }
-    let Some(file_name) = path.file_name() else {
+    if path.file_name().is_none() {
         return Err(fail(
             Status::Invalid,
             format!("{} names no file", path.display()),
         ));
-    };
-    // A name of this process's own, so that concurrent writers of the same
-    // file (two `coffer run`s) never trip over each other's temporary file.
-    let mut tmp_name = file_name.to_os_string();
-    tmp_name.push(format!(".{}.tmp", std::process::id()));
-    let tmp = path.with_file_name(tmp_name);
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(no_follow())
-        .open(&tmp)
-        .with_context(|| format!("cannot create {}", tmp.display()))?;
-    let written = (|| -> std::io::Result<()> {
-        f.write_all(contents)?;
-        f.set_permissions(std::fs::Permissions::from_mode(mode))?;
-        if durable {
-            f.sync_all()?;
-        }
-        Ok(())
-    })();
-    drop(f);
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e).with_context(|| format!("cannot write {}", tmp.display()));
     }
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        anyhow::Error::new(e).context(format!("cannot write {}", path.display()))
-    })?;
-    Ok(())
+    private_file::write(path, contents, mode, durable).map_err(shown)
 }
 
-/// Refuses a target that is not a regular file, nor a symbolic link to one
-/// (or to nothing): renamed over, `/dev/stdout` (a link to
-/// `/proc/self/fd/1`), a named pipe or a device would be replaced by a
-/// regular file holding the values, for every later writer to append to
-/// (as root, in a container, `/dev/stdout` itself).
-fn refuse_special_target(path: &Path) -> anyhow::Result<()> {
-    let special = |t: std::fs::FileType| !t.is_file() && !t.is_symlink();
-    let bad = match std::fs::symlink_metadata(path) {
-        Err(_) => false,
-        Ok(m) if m.file_type().is_symlink() => {
-            std::fs::metadata(path).is_ok_and(|t| special(t.file_type()))
-        }
-        Ok(m) => special(m.file_type()),
-    };
-    if bad {
-        return Err(fail(
+/// A file that could not be written, as the CLI reports it.
+fn shown(e: PrivateFileError) -> anyhow::Error {
+    match e {
+        PrivateFileError::NotRegularFile(path) => fail(
             Status::Other,
             format!(
                 "{} is not a regular file (a device, a pipe, a directory, or a link to one): nothing written; to write to standard output, leave out --out",
                 path.display()
             ),
-        ));
+        ),
+        PrivateFileError::Io {
+            action,
+            path,
+            source,
+        } => anyhow::Error::new(source).context(format!("{action} {}", path.display())),
     }
-    Ok(())
 }
 
 /// Creates `dir` (and missing parents) accessible by its owner only; its

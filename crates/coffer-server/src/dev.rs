@@ -4,14 +4,13 @@
 //! directory holds the keys, which is why a dev node listens on loopback
 //! only.
 
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use coffer_core::Coffer;
 use coffer_crypto::SecretString;
 
 use crate::node::NodeError;
+use crate::private_file::PrivateFileError;
 
 /// The dev unseal key's file, in the data directory.
 pub const UNSEAL_KEY_FILE: &str = "unseal-key";
@@ -44,65 +43,26 @@ pub(crate) async fn bootstrap(coffer: &Coffer, dir: &Path) -> Result<(), NodeErr
 }
 
 /// Writes `contents` to `path` readable by its owner only, atomically and
-/// durably: a temporary file of this process's own is created with
-/// `O_EXCL` (never through a symbolic link or over another file), written,
-/// flushed and renamed over the target.
+/// durably ([`crate::private_file::write`]).
 fn write_private(path: &Path, contents: &[u8]) -> Result<(), NodeError> {
-    refuse_special_target(path)?;
-    let io = |action, path: &Path| {
-        let path = path.to_path_buf();
-        move |source| NodeError::Io {
+    crate::private_file::write(path, contents, 0o600, true).map_err(|e| match e {
+        PrivateFileError::NotRegularFile(path) => NodeError::NotRegularFile(path),
+        PrivateFileError::Io {
             action,
             path,
             source,
-        }
-    };
-    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
-    tmp_name.push(format!(".{}.tmp", std::process::id()));
-    let tmp = path.with_file_name(tmp_name);
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io("cannot create", &tmp))?;
-    let written = (|| -> std::io::Result<()> {
-        f.write_all(contents)?;
-        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-        f.sync_all()
-    })();
-    drop(f);
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(io("cannot write", &tmp)(e));
-    }
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        io("cannot write", path)(e)
+        } => NodeError::Io {
+            action,
+            path,
+            source,
+        },
     })
-}
-
-/// Refuses a target that is not a regular file, nor a symbolic link to one
-/// (or to nothing): renamed over, a named pipe, a device or a link to one
-/// (`/dev/stdout`) would be silently replaced by a file holding the key.
-fn refuse_special_target(path: &Path) -> Result<(), NodeError> {
-    let special = |t: std::fs::FileType| !t.is_file() && !t.is_symlink();
-    let bad = match std::fs::symlink_metadata(path) {
-        Err(_) => false,
-        Ok(m) if m.file_type().is_symlink() => {
-            std::fs::metadata(path).is_ok_and(|t| special(t.file_type()))
-        }
-        Ok(m) => special(m.file_type()),
-    };
-    if bad {
-        return Err(NodeError::NotRegularFile(path.to_path_buf()));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
     use super::*;
 
     #[test]

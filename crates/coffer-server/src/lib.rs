@@ -15,6 +15,7 @@ mod error;
 mod extract;
 mod jobs;
 mod node;
+pub mod private_file;
 pub mod request;
 mod routes;
 mod serve;
