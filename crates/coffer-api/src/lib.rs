@@ -393,6 +393,11 @@ pub struct SealStatus {
     /// and health answers 503. (Absent from servers before it: true.)
     #[serde(default = "available")]
     pub audit_available: bool,
+    /// Whether the server's memory is locked in RAM, so keys never reach
+    /// swap (see "Hardening" in the README). Absent when the server did not
+    /// report it (an older server, or one embedded in another program).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_locked: Option<bool>,
 }
 
 fn available() -> bool {

@@ -108,7 +108,7 @@ async fn status(g: &crate::cli::Global, as_json: bool) -> anyhow::Result<Status>
     if as_json {
         output::json(&s)?;
     } else {
-        output::pairs(&[
+        let mut pairs = vec![
             ("Initialized", s.initialized.to_string()),
             ("Sealed", s.sealed.to_string()),
             ("Shares", s.shares.to_string()),
@@ -124,7 +124,16 @@ async fn status(g: &crate::cli::Global, as_json: bool) -> anyhow::Result<Status>
                     "UNAVAILABLE: no sink can record; requests are refused".to_string()
                 },
             ),
-        ])?;
+        ];
+        // Only a problem is worth a line: a server that does not say
+        // (an older one) is not reported as unlocked.
+        if s.memory_locked == Some(false) {
+            pairs.push((
+                "Memory",
+                "NOT LOCKED: keys may reach swap (see the server log)".to_string(),
+            ));
+        }
+        output::pairs(&pairs)?;
     }
     Ok(if s.sealed || !s.audit_available {
         Status::Sealed

@@ -55,6 +55,18 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<Status> {
         config.lifecycle_interval_secs = secs;
     }
     init_logging(&config.log_level, config.log_format);
+    // Before any key is in memory: no core dumps, non-dumpable, memory
+    // locked where the limit allows (see coffer_server::harden).
+    let hardening = coffer_server::harden::harden_process();
+    tracing::info!(
+        core_dumps_disabled = hardening.core_dumps_disabled,
+        non_dumpable = hardening.non_dumpable,
+        memory_locked = hardening.memory_locked,
+        "process hardening"
+    );
+    for note in &hardening.notes {
+        tracing::warn!("{note}");
+    }
     let data_dir = config.data_dir.clone();
     let node = Node::start(
         config,
@@ -65,6 +77,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<Status> {
     )
     .await
     .map_err(node_failure)?;
+    for warning in coffer_server::harden::exposure_warnings(&data_dir, args.config.as_deref()) {
+        tracing::warn!("{warning}");
+    }
     let addr = node.url();
     if args.dev {
         print_dev_banner(&addr, &data_dir, node.audit_files());

@@ -13,6 +13,7 @@ mod edge;
 mod edge_tests;
 mod error;
 mod extract;
+pub mod harden;
 mod jobs;
 mod node;
 pub mod private_file;

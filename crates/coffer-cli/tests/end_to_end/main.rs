@@ -18,6 +18,7 @@ mod cluster;
 mod deploy_files;
 mod durability;
 mod e2e;
+mod hardening;
 mod hostile_http;
 mod lifecycle;
 mod pgroles;

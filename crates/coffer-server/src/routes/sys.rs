@@ -25,6 +25,7 @@ fn seal_status(coffer: &Coffer, auditor: &coffer_audit::Auditor) -> api::SealSta
         storage: s.storage.to_string(),
         version: env!("CARGO_PKG_VERSION").to_string(),
         audit_available: auditor.healthy(),
+        memory_locked: crate::harden::memory_locked(),
     }
 }
 

@@ -44,11 +44,28 @@ impl Server {
 
     /// Like `start`, but returns the failure (exit status and stderr).
     pub fn try_start(dir: &Path, mode: Mode<'_>) -> Result<Server, String> {
+        Self::try_start_wrapped(dir, mode, &[])
+    }
+
+    /// Like `try_start`, with the server started by a wrapper that execs
+    /// it (`setpriv ...`, `prlimit ...`), so the child is still the server.
+    pub fn try_start_wrapped(
+        dir: &Path,
+        mode: Mode<'_>,
+        wrapper: &[&str],
+    ) -> Result<Server, String> {
         let data = dir.join("data");
         let n = std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
         let stdout_log = dir.join(format!("server-{n}.out"));
         let stderr_log = dir.join(format!("server-{n}.err"));
-        let mut cmd = Command::new(BIN);
+        let mut cmd = match wrapper.split_first() {
+            None => Command::new(BIN),
+            Some((program, args)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(args).arg(BIN);
+                cmd
+            }
+        };
         cmd.arg("server");
         match mode {
             Mode::Dev => {
