@@ -353,6 +353,24 @@ credentials are in their grace period.")]
 
     /// Forget the saved token.
     Logout,
+
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(after_help = "Examples:
+  coffer completions bash > /etc/bash_completion.d/coffer
+  source <(coffer completions bash)                    # this shell only
+  coffer completions zsh > \"${fpath[1]}/_coffer\"
+  coffer completions fish > ~/.config/fish/completions/coffer.fish")]
+    Completions(crate::docs_cmd::CompletionsArgs),
+
+    /// Write manual pages (roff) for coffer and each of its commands into a
+    /// directory.
+    #[command(after_help = "Examples:
+  coffer manpages /usr/local/share/man/man1
+  coffer manpages ./man && man -l ./man/coffer-set.1
+
+Pages are named after the command: coffer.1, coffer-set.1,
+coffer-operator-unseal.1, ... Existing pages of the same names are replaced.")]
+    Manpages(crate::docs_cmd::ManpagesArgs),
 }
 
 #[derive(Debug, Args)]

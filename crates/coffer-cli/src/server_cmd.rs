@@ -191,13 +191,19 @@ fn init_logging(level: &str, format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()) && !no_color())
         .with_target(false);
     if format == LogFormat::Json {
         builder.json().init();
     } else {
         builder.init();
     }
+}
+
+/// `NO_COLOR` set to anything but the empty string turns colour off
+/// (no-color.org). clap's own help output honours it already.
+fn no_color() -> bool {
+    std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
 }
 
 async fn shutdown_signal() {

@@ -15,6 +15,7 @@ mod authz_matrix;
 mod backup;
 mod bad_input;
 mod cluster;
+mod completions;
 mod deploy_files;
 mod durability;
 mod e2e;
