@@ -465,6 +465,13 @@ pub const SYS_KEYRING: Route = Route::new(
     "sys.keyring",
     Allow(Admin, Sys("sys/keyring")),
 );
+/// The node's metrics, in Prometheus' text format.
+pub const SYS_METRICS: Route = Route::new(
+    Get,
+    "/api/v1/sys/metrics",
+    "sys.metrics",
+    Allow(ReadMetadata, Sys("sys/metrics")),
+);
 /// An encrypted backup of the whole store.
 pub const SYS_BACKUP: Route = Route::new(
     Get,
@@ -754,6 +761,7 @@ pub const ALL: &[&Route] = &[
     &SYS_SEAL,
     &SYS_ROTATE,
     &SYS_KEYRING,
+    &SYS_METRICS,
     &SYS_BACKUP,
     &SYS_OPENAPI,
     &POLICY_LIST,

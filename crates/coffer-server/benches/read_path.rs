@@ -58,10 +58,7 @@ fn bench(c: &mut Criterion) {
     })
     .unwrap();
     let app = router(
-        AppState {
-            coffer: coffer.clone(),
-            auditor: Arc::new(auditor),
-        },
+        AppState::new(coffer.clone(), Arc::new(auditor)),
         coffer_server::RouterOptions::new(1 << 20, "127.0.0.1:8270".parse().unwrap()),
     );
     let auth = format!("Bearer {token}");

@@ -89,6 +89,11 @@ pub struct ServerConfig {
     /// rotation-due and expiry alerts).
     #[serde(default = "default_lifecycle_interval")]
     pub lifecycle_interval_secs: u64,
+    /// A loopback address on which `GET /metrics` answers without a token
+    /// (for a Prometheus on the same machine, and while sealed). Off by
+    /// default; `GET /api/v1/sys/metrics` with a token always works.
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
     /// Encryptions under one keyring key before a new key is added
     /// automatically (default 2^30; at least 16).
     #[serde(default = "default_key_max_encryptions")]
@@ -534,6 +539,11 @@ impl ServerConfig {
         }
         if !(1..=86_400).contains(&self.lifecycle_interval_secs) {
             return Err("lifecycle_interval_secs must be between 1 and 86400".into());
+        }
+        if self.metrics_listen.is_some_and(|a| !a.ip().is_loopback()) {
+            return Err(
+                "metrics_listen must be a loopback address (127.0.0.1:PORT or [::1]:PORT): it answers without a token; elsewhere, scrape GET /api/v1/sys/metrics with one".into(),
+            );
         }
         self.audit.validate()?;
         self.storage.validate()?;

@@ -44,10 +44,7 @@ async fn fixture() -> Fixture {
         rotation: coffer_audit::Rotation::default(),
     })
     .unwrap();
-    let state = AppState {
-        coffer: coffer.clone(),
-        auditor: Arc::new(auditor),
-    };
+    let state = AppState::new(coffer.clone(), Arc::new(auditor));
     Fixture {
         coffer,
         state,

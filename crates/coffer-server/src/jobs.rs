@@ -34,10 +34,15 @@ impl Jobs {
         sweep_every: Duration,
         lifecycle_every: Duration,
         hangup_rotates: bool,
+        metrics: &Arc<crate::metrics::Metrics>,
     ) -> Jobs {
         let (leading, _) = watch::channel(false);
         let mut tasks = vec![
-            tokio::spawn(lead_periodically(coffer.clone(), leading.clone())),
+            tokio::spawn(lead_periodically(
+                coffer.clone(),
+                leading.clone(),
+                metrics.clone(),
+            )),
             tokio::spawn(sweep_periodically(
                 coffer.clone(),
                 leading.subscribe(),
@@ -48,6 +53,7 @@ impl Jobs {
                 auditor.clone(),
                 leading.subscribe(),
                 lifecycle_every,
+                metrics.clone(),
             )),
         ];
         if hangup_rotates {
@@ -86,7 +92,11 @@ fn shown(e: &CoreError) -> String {
 /// several nodes on one PostgreSQL exactly one unsealed node does, and
 /// another takes the role within about a second of the holder's death or
 /// sealing.
-async fn lead_periodically(coffer: Arc<Coffer>, leading: watch::Sender<bool>) {
+async fn lead_periodically(
+    coffer: Arc<Coffer>,
+    leading: watch::Sender<bool>,
+    metrics: Arc<crate::metrics::Metrics>,
+) {
     let mut tick = tokio::time::interval(LEAD_CHECK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -100,6 +110,7 @@ async fn lead_periodically(coffer: Arc<Coffer>, leading: watch::Sender<bool>) {
                 false
             }
         };
+        metrics.leading(now);
         leading.send_if_modified(|was| {
             let changed = *was != now;
             *was = now;
@@ -176,6 +187,7 @@ async fn lifecycle_periodically(
     auditor: Arc<Auditor>,
     mut leading: watch::Receiver<bool>,
     every: Duration,
+    metrics: Arc<crate::metrics::Metrics>,
 ) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -199,6 +211,7 @@ async fn lifecycle_periodically(
                 continue;
             }
         };
+        metrics.lifecycle_pass(&report, coffer_core::now_ms());
         let rewrapped = report.rewrapped;
         let alerts = policy.alerts(report, coffer_core::now_ms());
         // Logged as raised, with the re-wrap before the failures (the

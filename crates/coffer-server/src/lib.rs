@@ -15,6 +15,7 @@ mod error;
 mod extract;
 pub mod harden;
 mod jobs;
+pub mod metrics;
 mod node;
 pub mod private_file;
 pub mod request;

@@ -154,6 +154,8 @@ struct Running {
 
 /// What [`run`] stops, in order, after the listener.
 struct Parts {
+    /// The loopback metrics listener, if configured.
+    metrics_listener: Option<JoinHandle<()>>,
     jobs: Jobs,
     auditor: Arc<Auditor>,
     webhooks: Webhooks,
@@ -181,12 +183,16 @@ async fn run(
     };
     crate::serve(bound, app, stopped, options).await;
     let Parts {
+        metrics_listener,
         jobs,
         auditor,
         webhooks,
         coffer,
         lock,
     } = parts;
+    if let Some(listener) = metrics_listener {
+        listener.abort();
+    }
     jobs.stop();
     // Write what is queued, the head files, and sync.
     let _ = tokio::task::spawn_blocking(move || auditor.close()).await;
@@ -261,23 +267,30 @@ impl Node {
         let bound = crate::bind(config.listen, config.tls.as_ref()).await?;
         let (local_addr, tls) = (bound.local_addr(), bound.is_tls());
         let router_options = config.router_options(&bound).map_err(NodeError::Config)?;
-        let app = crate::router(
-            AppState {
-                coffer: coffer.clone(),
-                auditor: auditor.clone(),
-            },
-            router_options,
+        let state = AppState::new(coffer.clone(), auditor.clone());
+        let metrics_listener = match config.metrics_listen {
+            Some(addr) => Some(crate::metrics::serve_loopback(addr, state.clone()).await?),
+            None => None,
+        };
+        let metrics = state.metrics.clone();
+        let app = crate::router(state, router_options);
+        let webhooks = crate::webhook::start(
+            alerts,
+            config.audit.webhooks.clone(),
+            webhook_key,
+            metrics.clone(),
         );
-        let webhooks = crate::webhook::start(alerts, config.audit.webhooks.clone(), webhook_key);
         let jobs = Jobs::start(
             &coffer,
             &auditor,
             Duration::from_secs(config.sweep_interval_secs.max(1)),
             Duration::from_secs(config.lifecycle_interval_secs.max(1)),
             options.rotate_audit_on_hangup,
+            &metrics,
         );
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let parts = Parts {
+            metrics_listener,
             jobs,
             auditor: auditor.clone(),
             webhooks,

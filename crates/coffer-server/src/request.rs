@@ -191,6 +191,11 @@ where
         };
         let edge_refusal = self.edge.check(&req);
         let route = audit_layer::route_of(&req);
+        let counted = Counted {
+            metrics: self.state.metrics.clone(),
+            operation: route.map_or(routes::UNMATCHED.name, |r| r.op.name),
+            start: std::time::Instant::now(),
+        };
         let meta = match (Meta::capture(&req, route), &edge_refusal) {
             (Some(meta), _) => meta,
             // Health and status are audited only when refused here.
@@ -198,7 +203,7 @@ where
             (None, None) => {
                 // Health and status: not audited, never refused for the audit.
                 let fut = CURRENT.scope(id, self.inner.call(req));
-                return Box::pin(async move { Ok(finish(fut.await?, id)) });
+                return Box::pin(async move { Ok(counted.finish(fut.await?, id)) });
             }
         };
         let state = self.state.clone();
@@ -241,7 +246,7 @@ where
             let resp = CURRENT.sync_scope(id, || err.into_response());
             return Box::pin(async move {
                 let resp = audit_layer::record(&state, meta, id, resp, Default::default()).await;
-                Ok(finish(resp, id))
+                Ok(counted.finish(resp, id))
             });
         }
         let timed_out = req.extensions().get::<BodyTimedOut>().cloned();
@@ -265,8 +270,26 @@ where
                 a.end(&edge, resp.status());
             }
             let resp = audit_layer::record(&state, meta, id, resp, facts).await;
-            Ok(finish(resp, id))
+            Ok(counted.finish(resp, id))
         })
+    }
+}
+
+/// A request on its way through the layer, to be counted in the metrics
+/// once answered (with the status actually sent: 503 when the audit
+/// record could not be written).
+struct Counted {
+    metrics: Arc<crate::metrics::Metrics>,
+    operation: &'static str,
+    start: std::time::Instant,
+}
+
+impl Counted {
+    fn finish(self, resp: Response, id: RequestId) -> Response {
+        let resp = finish(resp, id);
+        self.metrics
+            .request(self.operation, resp.status().as_u16(), self.start.elapsed());
+        resp
     }
 }
 

@@ -11,4 +11,18 @@ pub struct AppState {
     pub coffer: Arc<Coffer>,
     /// The audit log every request is recorded in.
     pub auditor: Arc<coffer_audit::Auditor>,
+    /// The node's metrics.
+    pub metrics: Arc<crate::metrics::Metrics>,
+}
+
+impl AppState {
+    /// The state of a node serving `coffer`, recording to `auditor`, with
+    /// its metrics at zero.
+    pub fn new(coffer: Arc<Coffer>, auditor: Arc<coffer_audit::Auditor>) -> AppState {
+        AppState {
+            coffer,
+            auditor,
+            metrics: Arc::default(),
+        }
+    }
 }

@@ -54,11 +54,12 @@ pub fn start(
     alerts: UnboundedReceiver<Record>,
     urls: Vec<String>,
     key: Option<Arc<WebhookKey>>,
+    metrics: Arc<crate::metrics::Metrics>,
 ) -> Webhooks {
     let (stopping, told) = tokio::sync::watch::channel(false);
     Webhooks {
         stopping,
-        task: Some(tokio::spawn(deliver(alerts, urls, key, told))),
+        task: Some(tokio::spawn(deliver(alerts, urls, key, told, metrics))),
     }
 }
 
@@ -86,6 +87,7 @@ async fn deliver(
     urls: Vec<String>,
     key: Option<Arc<WebhookKey>>,
     mut stopping: tokio::sync::watch::Receiver<bool>,
+    metrics: Arc<crate::metrics::Metrics>,
 ) {
     // Each client with the URL as the log shows it (never the URL itself).
     let clients: Vec<(Arc<Shown>, coffer_client::Client)> = urls
@@ -128,13 +130,14 @@ async fn deliver(
         for (url, client) in &clients {
             // Each delivery retries on its own, so a slow receiver does not
             // hold up the others or the next alert.
-            let (url, client, body, delivery, key, mut stopping) = (
+            let (url, client, body, delivery, key, mut stopping, metrics) = (
                 url.clone(),
                 client.clone(),
                 body.clone(),
                 delivery.clone(),
                 key.clone(),
                 stopping.clone(),
+                metrics.clone(),
             );
             deliveries.spawn(async move {
                 let mut delay = Duration::from_secs(1);
@@ -146,12 +149,17 @@ async fn deliver(
                     }
                     let last = attempt == ATTEMPTS || *stopping.borrow();
                     match client.post_to_address(body.clone(), &headers).await {
-                        Ok(()) => return,
+                        Ok(()) => {
+                            metrics.webhook("delivered");
+                            return;
+                        }
                         Err(e) if last => {
+                            metrics.webhook("failed");
                             tracing::error!(webhook = %url.url, error = %url.scrub(&e), "alert not delivered; giving up");
                             return;
                         }
                         Err(e) => {
+                            metrics.webhook("retried");
                             tracing::warn!(webhook = %url.url, error = %url.scrub(&e), attempt, "alert delivery failed; retrying");
                             // A stopping server tries once more at once.
                             tokio::select! {

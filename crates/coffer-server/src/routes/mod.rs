@@ -85,6 +85,7 @@ fn handlers() -> Handlers {
         .on(&table::SYS_SEAL, sys::seal)
         .on(&table::SYS_ROTATE, sys::rotate)
         .on(&table::SYS_KEYRING, sys::keyring)
+        .on(&table::SYS_METRICS, sys::metrics)
         .on(&table::SYS_BACKUP, sys::backup)
         .on(&table::SYS_OPENAPI, sys::openapi)
         // the access model
@@ -243,10 +244,7 @@ mod tests {
             rotation: coffer_audit::Rotation::default(),
         })
         .unwrap();
-        let state = AppState {
-            coffer,
-            auditor: Arc::new(auditor),
-        };
+        let state = AppState::new(coffer, Arc::new(auditor));
         let app = router(
             state,
             crate::RouterOptions::new(1 << 20, HOST.parse().unwrap()),

@@ -126,6 +126,20 @@ pub(super) async fn keyring(
     Ok(Json(keyring_response(st.coffer.keyring_status(&id)?)))
 }
 
+/// The node's metrics: `read` on `sys/metrics`.
+pub(super) async fn metrics(
+    State(st): State<AppState>,
+    Auth(id): Auth,
+) -> Result<Response, ApiError> {
+    st.coffer
+        .authorize(&id, coffer_policy::Operation::ReadMetadata, "sys/metrics")?;
+    Ok((
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+        st.metrics.render(&st),
+    )
+        .into_response())
+}
+
 /// Streams an encrypted backup of the whole store (admin only).
 pub(super) async fn backup(
     State(st): State<AppState>,

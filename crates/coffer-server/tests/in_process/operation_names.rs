@@ -40,6 +40,7 @@ fn old_operation(m: &str, matched: Option<&str>) -> &'static str {
         ("POST", "sys/seal") => "sys.seal",
         ("POST", "sys/rotate") => "sys.rotate",
         ("GET", "sys/keyring") => "sys.keyring",
+        ("GET", "sys/metrics") => "sys.metrics",
         ("GET", "sys/backup") => "sys.backup",
         ("GET", "openapi.json") => "sys.openapi",
         ("GET", "sys/policies") => "policy.list",

@@ -148,6 +148,7 @@ const SAMPLES: &[Sample] = &[
     (&routes::SYS_SEAL, &[], "", None),
     (&routes::SYS_ROTATE, &[], "", None),
     (&routes::SYS_KEYRING, &[], "", None),
+    (&routes::SYS_METRICS, &[], "", None),
     (&routes::SYS_BACKUP, &[], "", None),
     (&routes::SYS_OPENAPI, &[], "", None),
     (&routes::POLICY_LIST, &[], "", None),

@@ -118,13 +118,7 @@ impl Server {
             unseal_failures_per_address: config.unseal_failures_per_address,
             ..RouterOptions::new(body_limit_for(config.max_value_bytes), config.listen)
         };
-        let app = router(
-            AppState {
-                coffer: coffer.clone(),
-                auditor: auditor.clone(),
-            },
-            options,
-        );
+        let app = router(AppState::new(coffer.clone(), auditor.clone()), options);
         Server {
             rt,
             app,
