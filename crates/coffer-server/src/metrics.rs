@@ -22,8 +22,9 @@ use prometheus_client::registry::{Registry, Unit};
 
 use crate::state::AppState;
 
-/// The content type of the text exposition format.
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// The content type of the exposition: OpenMetrics text, which
+/// Prometheus reads (and asks for).
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -60,7 +61,10 @@ pub struct Metrics {
     audit_available: Gauge,
     audit_bytes: Gauge,
     audit_records: Gauge,
-    cpu_seconds: FloatGauge,
+    cpu_seconds: Counter<f64, AtomicU64>,
+    /// One scrape at a time reads the process figures (the CPU counter
+    /// moves by the difference since the last read).
+    scrape: std::sync::Mutex<()>,
     resident_bytes: Gauge,
     virtual_bytes: Gauge,
     open_fds: Gauge,
@@ -169,7 +173,7 @@ impl Metrics {
         );
         // Process figures under their conventional names, without the prefix.
         let process = root.sub_registry_with_prefix("process");
-        let cpu_seconds = FloatGauge::default();
+        let cpu_seconds = Counter::<f64, AtomicU64>::default();
         process.register_with_unit(
             "cpu",
             "User and system CPU time",
@@ -217,6 +221,7 @@ impl Metrics {
             audit_bytes,
             audit_records,
             cpu_seconds,
+            scrape: std::sync::Mutex::new(()),
             resident_bytes,
             virtual_bytes,
             open_fds,
@@ -268,8 +273,19 @@ impl Metrics {
         self.last_pass.set(now_ms as f64 / 1000.0);
     }
 
+    /// The exposition as it stands, without reading any state (for tests
+    /// of the counters).
+    #[cfg(test)]
+    pub(crate) fn render_counters(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+
     /// The text exposition, with the state gauges read now.
     pub fn render(&self, state: &AppState) -> String {
+        let _one_at_a_time = self.scrape.lock().unwrap_or_else(|p| p.into_inner());
         let s = state.coffer.status();
         self.initialized.set(i64::from(s.initialized));
         self.sealed.set(i64::from(s.sealed));
@@ -286,7 +302,10 @@ impl Metrics {
             self.audit_records.set(saturating(head.seq));
         }
         if let Some(p) = process::read() {
-            self.cpu_seconds.set(p.cpu_seconds);
+            let seen = self.cpu_seconds.get();
+            if p.cpu_seconds > seen {
+                self.cpu_seconds.inc_by(p.cpu_seconds - seen);
+            }
             self.resident_bytes.set(saturating(p.resident_bytes));
             self.virtual_bytes.set(saturating(p.virtual_bytes));
             self.open_fds.set(saturating(p.open_fds));
@@ -390,7 +409,8 @@ pub(crate) async fn serve_loopback(
             ),
         )
         .with_state(state);
-    tracing::info!(%addr, "metrics listening (GET /metrics, no token)");
+    let bound = listener.local_addr().unwrap_or(addr);
+    tracing::info!(addr = %bound, "metrics listening (GET /metrics, no token)");
     Ok(tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::warn!(error = %e, "the metrics listener stopped");

@@ -369,7 +369,8 @@ mod tests {
     async fn dropped_deliveries_get_one_more_try_and_stop() {
         let (url, attempts) = failing_receiver().await;
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let webhooks = start(rx, vec![url], None);
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let webhooks = start(rx, vec![url], None, metrics.clone());
         tx.send(alert()).unwrap();
         let seen = |n| {
             let attempts = attempts.clone();
@@ -390,13 +391,23 @@ mod tests {
             .expect("one more try at once");
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(attempts.load(std::sync::atomic::Ordering::SeqCst), 2);
+        // Both attempts are counted: one retried, then given up.
+        let text = metrics.render_counters();
+        assert!(
+            text.contains("coffer_webhook_deliveries_total{result=\"retried\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("coffer_webhook_deliveries_total{result=\"failed\"} 1"),
+            "{text}"
+        );
     }
 
     #[tokio::test]
     async fn finish_gives_the_last_alerts_one_more_try() {
         let (url, attempts) = failing_receiver().await;
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let webhooks = start(rx, vec![url], None);
+        let webhooks = start(rx, vec![url], None, Arc::default());
         tx.send(alert()).unwrap();
         webhooks.finish(Duration::from_secs(5)).await;
         assert_eq!(attempts.load(std::sync::atomic::Ordering::SeqCst), 1);

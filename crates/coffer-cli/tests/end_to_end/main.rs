@@ -22,6 +22,7 @@ mod e2e;
 mod hardening;
 mod hostile_http;
 mod lifecycle;
+mod metrics;
 mod pgroles;
 mod run;
 mod seal;

@@ -90,7 +90,7 @@ fn scraping_needs_read_on_sys_metrics() {
     assert!(
         r.header("content-type")
             .unwrap()
-            .starts_with("text/plain; version=0.0.4")
+            .starts_with("application/openmetrics-text; version=1.0.0")
     );
     // Every scrape is audited like any request, allowed or not.
     let scrapes: Vec<_> = server
