@@ -354,6 +354,19 @@ credentials are in their grace period.")]
     /// Forget the saved token.
     Logout,
 
+    /// Check this setup and say how to fix each problem: the server and its
+    /// TLS, seal and audit state, clock skew, the token and its file, .env
+    /// files git would commit, the pre-commit hook, recent backups.
+    #[command(
+        after_help = "Exits 0 when no check failed (warnings allowed), 7 when one did.
+
+Examples:
+  coffer doctor
+  coffer doctor --dir ~/src/myapp          # check that project's git repository
+  coffer doctor --json | jq '.checks[] | select(.status != \"ok\")'"
+    )]
+    Doctor(crate::doctor_cmd::DoctorArgs),
+
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     #[command(after_help = "Examples:
   coffer completions bash > /etc/bash_completion.d/coffer

@@ -100,6 +100,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Status> {
         Command::Breakglass(a) => access_cmd::breakglass(g, a).await,
         Command::Audit(c) => crate::audit_cmd::run(g, c).await,
         Command::Logout => logout(),
+        Command::Doctor(a) => crate::doctor_cmd::run(g, a).await,
         Command::Completions(a) => crate::docs_cmd::completions(a),
         Command::Manpages(a) => crate::docs_cmd::manpages(a),
     }

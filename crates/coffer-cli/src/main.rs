@@ -14,6 +14,7 @@ mod check_cmd;
 mod cli;
 mod commands;
 mod docs_cmd;
+mod doctor_cmd;
 mod env_names;
 mod exit;
 mod input;

@@ -429,6 +429,65 @@ impl Client {
             .await
     }
 
+    /// Seal status and the server's clock (its `Date` header), for
+    /// measuring clock skew.
+    pub async fn status_and_time(
+        &self,
+    ) -> Result<(SealStatus, Option<std::time::SystemTime>), ClientError> {
+        let url = Url::to(&routes::SYS_STATUS, &[]);
+        let req = self
+            .request(url.method, &url.path_and_query)?
+            .body(Full::new(Bytes::new()))
+            .map_err(|_| ClientError::new(ErrorKind::Config, "cannot build the request"))?;
+        let addr = &self.inner.base;
+        let work = async {
+            let resp = self
+                .inner
+                .http
+                .request(req)
+                .await
+                .map_err(|e| unreachable(addr, &e))?;
+            let date = resp
+                .headers()
+                .get(hyper::header::DATE)
+                .and_then(|d| d.to_str().ok())
+                .and_then(|d| httpdate::parse_http_date(d).ok());
+            let status = resp.status();
+            let request_id = request_id_of(&resp);
+            let bytes = Limited::new(resp.into_body(), MAX_RESPONSE)
+                .collect()
+                .await
+                .map_err(|_| {
+                    ClientError::new(
+                        ErrorKind::Unreachable,
+                        format!("connection to {addr} failed mid-response"),
+                    )
+                })?
+                .to_bytes();
+            if !status.is_success() {
+                return Err(error_from_response(status, request_id, &bytes));
+            }
+            let s: SealStatus = serde_json::from_slice(&bytes).map_err(|_| {
+                ClientError::new(
+                    ErrorKind::Server,
+                    "the server's answer is not the expected JSON",
+                )
+            })?;
+            Ok((s, date))
+        };
+        tokio::time::timeout(self.inner.timeout, work)
+            .await
+            .map_err(|_| {
+                ClientError::new(
+                    ErrorKind::Unreachable,
+                    format!(
+                        "coffer at {addr} did not answer within {:?}",
+                        self.inner.timeout
+                    ),
+                )
+            })?
+    }
+
     /// Initialises the server; the answer is shown once.
     pub async fn init(&self, shares: u8, threshold: u8) -> Result<InitResponse, ClientError> {
         self.call(

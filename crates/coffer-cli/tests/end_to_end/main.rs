@@ -17,6 +17,7 @@ mod bad_input;
 mod cluster;
 mod completions;
 mod deploy_files;
+mod doctor;
 mod durability;
 mod e2e;
 mod hardening;
