@@ -42,6 +42,7 @@ mod cache;
 mod cluster;
 pub mod duration;
 mod error;
+mod history;
 mod hygiene;
 pub mod lifecycle;
 pub mod path;
@@ -73,6 +74,7 @@ pub use error::{
     Busy, Conflict, CoreError, Expired, Integrity, InvalidInput, LoginRefused, NotFound, Record,
     Refusal, Result, UnsealRefusal, UpstreamFailure, UserNameError,
 };
+pub use history::{HistoryOutcome, HistoryReceipt, HistoryVersion, IMPORT_TARGET, MAX_HISTORY};
 pub use lifecycle::{At, Label, Labels, RuleInfo, RuleSpec, SecretState};
 pub use path::{ListPrefix, PathError, SecretPath};
 pub use read::{
@@ -233,6 +235,7 @@ mod layering {
         "versions",
         "pgroles",
         "rotation",
+        "history",
         "backup",
         "cluster",
     ];

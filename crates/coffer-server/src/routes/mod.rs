@@ -51,6 +51,7 @@ fn handlers() -> Handlers {
         .on(&table::SECRET_DELETE, secrets::delete_secret)
         .on(&table::SECRET_BUNDLE, secrets::bundle)
         .on(&table::SECRET_IMPORT, secrets::import)
+        .on(&table::SECRET_HISTORY_IMPORT, secrets::import_history)
         .on(&table::SECRET_METADATA, secrets::metadata)
         .on(&table::SECRET_LIST_ROOT, secrets::list_root)
         .on(&table::SECRET_LIST, secrets::list_prefix)
