@@ -16,6 +16,7 @@ mod audit;
 mod audit_hostile;
 mod authz_matrix;
 mod bad_input;
+mod history;
 mod node;
 mod node_failures;
 mod openapi;
