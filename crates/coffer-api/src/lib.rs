@@ -168,6 +168,10 @@ pub struct ImportResponse {
 pub struct HistoryRequest {
     /// Every version, version 1 first.
     pub versions: Vec<HistoryEntry>,
+    /// Check and compare everything, write nothing: the answer says what
+    /// would be written.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
 }
 
 /// One version of a [`HistoryRequest`].
@@ -196,9 +200,10 @@ pub struct HistoryResponse {
     pub path: String,
     /// `created`, `appended` or `unchanged`.
     pub outcome: String,
-    /// The versions this request wrote, in order.
+    /// The versions this request wrote, in order (in a dry run, the versions
+    /// it would write).
     pub written: Vec<u64>,
-    /// The newest version the secret now has.
+    /// The newest version the secret now has (in a dry run, still has).
     pub current_version: u64,
 }
 

@@ -75,9 +75,10 @@ pub struct HistoryReceipt {
     pub path: String,
     /// What happened.
     pub outcome: HistoryOutcome,
-    /// The versions written by this call, in order (none when unchanged).
+    /// The versions written by this call, in order (none when unchanged);
+    /// in a dry run, the versions that would be written.
     pub written: Vec<u64>,
-    /// The newest version the secret now has.
+    /// The newest version the secret now has (in a dry run, still has).
     pub current_version: u64,
 }
 
@@ -92,12 +93,15 @@ impl Coffer {
     /// Writes `versions` as the history of `path`: version `i + 1` is
     /// `versions[i]`. See the module documentation for what happens when the
     /// secret exists. Needs `admin` on `sys/import`, `read` and `create` on
-    /// the path. All or nothing.
+    /// the path. All or nothing. With `dry_run`, everything is checked and
+    /// compared the same way and the receipt says what would be written,
+    /// but nothing is.
     pub async fn import_history(
         &self,
         identity: &Identity,
         path: &str,
         versions: &[HistoryVersion],
+        dry_run: bool,
     ) -> Result<HistoryReceipt> {
         let path = SecretPath::parse(path)?;
         let checked = self.check_history(&path, versions)?;
@@ -116,7 +120,11 @@ impl Coffer {
         {
             self.judge(&path, newest, None)?;
         }
-        let seals = checked.iter().filter(|c| c.plaintext.is_some()).count() as u64;
+        let seals = if dry_run {
+            0
+        } else {
+            checked.iter().filter(|c| c.plaintext.is_some()).count() as u64
+        };
         let mut tx = self
             .begin_write(&[&path], seals, AuditNote::Nothing)
             .await?;
@@ -169,6 +177,19 @@ impl Coffer {
                 current_version: have,
             });
         }
+        let outcome = if have == 0 {
+            HistoryOutcome::Created
+        } else {
+            HistoryOutcome::Appended
+        };
+        if dry_run {
+            return Ok(HistoryReceipt {
+                path: path.to_string(),
+                outcome,
+                written: (have + 1..=given).collect(),
+                current_version: have,
+            });
+        }
         let created_by = Actor::stored_for(identity);
         let keys = tx.keys();
         let mut mutations = Vec::new();
@@ -213,11 +234,7 @@ impl Coffer {
         );
         Ok(HistoryReceipt {
             path: path.to_string(),
-            outcome: if have == 0 {
-                HistoryOutcome::Created
-            } else {
-                HistoryOutcome::Appended
-            },
+            outcome,
             written,
             current_version: given,
         })

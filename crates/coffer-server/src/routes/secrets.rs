@@ -127,6 +127,7 @@ pub(super) async fn import_history(
         coffer_core::duration::parse_time_ms(t)
             .map_err(|why| ApiError::invalid(format!("version {n}: {what}: {why}")))
     };
+    let dry_run = req.dry_run;
     let mut versions = Vec::with_capacity(req.versions.len());
     for (i, entry) in req.versions.into_iter().enumerate() {
         let n = i as u64 + 1;
@@ -168,7 +169,10 @@ pub(super) async fn import_history(
             value: entry.value.map(into_value),
         });
     }
-    let receipt = st.coffer.import_history(&id, &path, &versions).await?;
+    let receipt = st
+        .coffer
+        .import_history(&id, &path, &versions, dry_run)
+        .await?;
     Ok(Json(api::HistoryResponse {
         path: receipt.path,
         outcome: receipt.outcome.as_str().to_string(),

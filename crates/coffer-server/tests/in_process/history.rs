@@ -74,6 +74,15 @@ fn a_history_is_written_with_its_times_and_states_then_again_changes_nothing() {
     let root = server.root_token();
     let path = "app/prod/db";
 
+    // A dry run says what would be written and writes nothing.
+    let mut dry = history();
+    dry["dry_run"] = json!(true);
+    let body = ok(&put(&server, &root, path, &dry), "dry run");
+    assert_eq!(body["outcome"], "created");
+    assert_eq!(body["written"], json!([1, 2, 3, 4]));
+    assert_eq!(body["current_version"], 0);
+    assert_eq!(metadata(&server, &root, path).status, 404);
+
     let first = put(&server, &root, path, &history());
     let body = ok(&first, "history");
     assert_eq!(body["outcome"], "created");
@@ -150,6 +159,13 @@ fn a_history_is_written_with_its_times_and_states_then_again_changes_nothing() {
         "version": 5, "created_at": "2024-05-01T10:00:00Z", "state": "active",
         "value": format!("{CANARY}-five"),
     }));
+    longer["dry_run"] = json!(true);
+    let body = ok(&put(&server, &root, again_path, &longer), "dry append");
+    assert_eq!(
+        (&body["outcome"], &body["written"]),
+        (&json!("appended"), &json!([5]))
+    );
+    longer["dry_run"] = json!(false);
     let appended = put(&server, &root, again_path, &longer);
     let body = ok(&appended, "appended");
     assert_eq!(body["outcome"], "appended");
