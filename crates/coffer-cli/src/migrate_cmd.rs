@@ -541,10 +541,10 @@ async fn from_vault(g: &crate::cli::Global, a: FromVaultArgs) -> anyhow::Result<
     let mut secrets = Vec::new();
     let mut policies = Vec::new();
     let mut fatal: Option<SourceError> = None;
-    if !a.no_secrets {
-        if let Err(e) = migrate_secrets(&source, &coffer, &a, &mut secrets).await {
-            fatal = Some(e);
-        }
+    if !a.no_secrets
+        && let Err(e) = migrate_secrets(&source, &coffer, &a, &mut secrets).await
+    {
+        fatal = Some(e);
     }
     if !a.no_policies
         && fatal.is_none()
@@ -1146,15 +1146,15 @@ mod tests {
 
     #[test]
     fn values_map_exactly_or_not_at_all() {
-        match to_value(data(r#"{"value":"text"}"#)).unwrap() {
+        match &to_value(data(r#"{"value":"text"}"#)).unwrap() {
             WireValue::Text(t) => assert_eq!(t, "text"),
             WireValue::Fields(_) => panic!("one value field is text"),
         }
-        match to_value(data(r#"{"user":"u","value":"p"}"#)).unwrap() {
+        match &to_value(data(r#"{"user":"u","value":"p"}"#)).unwrap() {
             WireValue::Fields(f) => assert_eq!(f.len(), 2),
             WireValue::Text(_) => panic!("two fields stay fields"),
         }
-        assert!(matches!(to_value(data("{}")).unwrap(), WireValue::Fields(f) if f.is_empty()));
+        assert!(matches!(&to_value(data("{}")).unwrap(), WireValue::Fields(f) if f.is_empty()));
         for (json, why) in [
             (r#"{"port":5432}"#, r#"field "port" is a number"#),
             (r#"{"on":true}"#, "is a boolean"),

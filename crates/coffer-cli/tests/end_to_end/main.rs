@@ -19,6 +19,7 @@ mod durability;
 mod e2e;
 mod hostile_http;
 mod lifecycle;
+mod migrate_vault;
 mod pgroles;
 mod run;
 mod seal;
