@@ -16,12 +16,13 @@
 //! path; and because the caller learns whether the values it sent equal
 //! the stored ones, it needs `read` on the path too.
 
-use coffer_store::{Mutation, VersionRecord, VersionState};
+use coffer_store::{Expect, Mutation, VersionRecord, VersionState};
 use subtle::ConstantTimeEq;
 
 use crate::actor::Actor;
 use crate::auth::{Identity, Operation};
 use crate::error::{Conflict, CoreError, InvalidInput, Result};
+use crate::lifecycle::{KIND_STATE, SecretState};
 use crate::path::SecretPath;
 use crate::read::open_value;
 use crate::value::SecretValue;
@@ -213,6 +214,24 @@ impl Coffer {
                 expected_current: version - 1,
             });
             written.push(version);
+        }
+        // A secret with a state record (an expiry, a remembered generator)
+        // keeps it; its labels follow the new newest version as a plain
+        // write's would.
+        if let Some((revision, state)) = existing.as_ref().and_then(|c| c.state.as_ref()) {
+            let state = SecretState {
+                current: None,
+                previous: (given > 1).then(|| given - 1),
+                previous_until: None,
+                pending: None,
+                ..state.clone()
+            };
+            mutations.push(Mutation::PutObject {
+                kind: KIND_STATE.into(),
+                key: path.to_string(),
+                value: serde_json::to_vec(&state).expect("state serialises"),
+                expect: Expect::Revision(*revision),
+            });
         }
         tx.stage_mutations(&[&path], mutations);
         tx.commit().await.map_err(|e| match e {

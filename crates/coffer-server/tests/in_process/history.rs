@@ -171,6 +171,43 @@ fn a_history_is_written_with_its_times_and_states_then_again_changes_nothing() {
     assert_eq!(body["outcome"], "appended");
     assert_eq!(body["written"], json!([5]));
 
+    // A secret given an expiry in coffer keeps it when versions are
+    // appended, and its labels follow the newest version.
+    let r = server.http(
+        "PUT",
+        &format!("/api/v1/expiry/{again_path}"),
+        Some(&root),
+        Some(br#"{"expires_in":"90d"}"#),
+    );
+    ok(&r, "expiry");
+    longer["versions"].as_array_mut().unwrap().push(json!({
+        "version": 6, "created_at": "2024-06-01T10:00:00Z", "state": "active",
+        "value": format!("{CANARY}-six"),
+    }));
+    ok(
+        &put(&server, &root, again_path, &longer),
+        "appended after an expiry",
+    );
+    let meta = ok(&metadata(&server, &root, again_path), "metadata");
+    assert_eq!(meta["labels"]["current"], 6, "{meta}");
+    assert_eq!(meta["labels"]["previous"], 5, "{meta}");
+    assert!(meta["labels"]["expires_at"].is_string(), "{meta}");
+
+    // Two migrations of one secret at once: one writes, the other finds it
+    // written.
+    let racing = "app/prod/race";
+    let outcomes: Vec<String> = std::thread::scope(|s| {
+        let runs: Vec<_> = (0..2)
+            .map(|_| s.spawn(|| ok(&put(&server, &root, racing, &history()), "race")))
+            .collect();
+        runs.into_iter()
+            .map(|h| h.join().unwrap()["outcome"].as_str().unwrap().to_string())
+            .collect()
+    });
+    let mut outcomes = outcomes;
+    outcomes.sort();
+    assert_eq!(outcomes, ["created", "unchanged"]);
+
     // The audit records name the versions written, never a value.
     let log = server.audit_records();
     let rec = record_of(&log, &first);
