@@ -317,6 +317,7 @@ mod enumeration_owner {
         ("cluster.rs", include_str!("cluster.rs")),
         ("duration.rs", include_str!("duration.rs")),
         ("error.rs", include_str!("error.rs")),
+        ("history.rs", include_str!("history.rs")),
         ("hygiene.rs", include_str!("hygiene.rs")),
         ("lib.rs", include_str!("lib.rs")),
         ("lifecycle.rs", include_str!("lifecycle.rs")),
