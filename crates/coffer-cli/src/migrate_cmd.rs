@@ -512,6 +512,13 @@ async fn from_vault(g: &crate::cli::Global, a: FromVaultArgs) -> anyhow::Result<
             )
         })?;
     let token = source_token(&a)?;
+    if let Some(host) = plain_http_host(&addr) {
+        eprintln!(
+            "coffer: warning: the source's token and values travel unencrypted to {}; \
+             use https:// unless it is this machine",
+            shown(&host)
+        );
+    }
     let mounts = coffer_policy::vault::Mounts::new(vec![
         coffer_policy::vault::Mount::new(&a.mount, &folder(a.to.as_deref()))
             .map_err(|e| fail(Status::Usage, e.to_string()))?,
@@ -540,11 +547,19 @@ async fn from_vault(g: &crate::cli::Global, a: FromVaultArgs) -> anyhow::Result<
 
     let mut secrets = Vec::new();
     let mut policies = Vec::new();
+    let mut mounts_seen = Vec::new();
     let mut fatal: Option<SourceError> = None;
-    if !a.no_secrets
-        && let Err(e) = migrate_secrets(&source, &coffer, &a, &mut secrets).await
-    {
-        fatal = Some(e);
+    if !a.no_secrets {
+        // A mount that is not KV version 2 (or a name mistyped) must not
+        // look like an empty one.
+        if let Err(e) = check_mount(&source, &a.mount).await {
+            fatal = Some(e);
+        } else {
+            other_mounts(&source, &a.mount, &mut mounts_seen).await;
+            if let Err(e) = migrate_secrets(&source, &coffer, &a, &mut secrets).await {
+                fatal = Some(e);
+            }
+        }
     }
     if !a.no_policies
         && fatal.is_none()
@@ -552,11 +567,11 @@ async fn from_vault(g: &crate::cli::Global, a: FromVaultArgs) -> anyhow::Result<
     {
         fatal = Some(e);
     }
-    report(&a, &secrets, &policies, fatal.as_ref())?;
+    report(&a, &secrets, &policies, &mounts_seen, fatal.as_ref())?;
     if let Some(e) = fatal {
         return Err(fail(e.status, e.message));
     }
-    let all = || secrets.iter().chain(&policies);
+    let all = || secrets.iter().chain(&policies).chain(&mounts_seen);
     let any = |o: Outcome| all().any(|l| l.outcome == o);
     Ok(if any(Outcome::Failed) {
         Status::Other
@@ -567,6 +582,22 @@ async fn from_vault(g: &crate::cli::Global, a: FromVaultArgs) -> anyhow::Result<
     } else {
         Status::Ok
     })
+}
+
+/// The host of an `http://` address that is not this machine's loopback.
+fn plain_http_host(addr: &str) -> Option<String> {
+    let rest = addr.strip_prefix("http://")?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.split(':').next().unwrap_or(""),
+    };
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    (!loopback).then(|| host.to_string())
 }
 
 /// The source's token: from `--token-file`, else `VAULT_TOKEN`, else
@@ -605,6 +636,114 @@ fn source_token(a: &FromVaultArgs) -> anyhow::Result<SecretString> {
         ));
     }
     Ok(SecretString::from(token))
+}
+
+/// Checks that `mount` is a KV version 2 mount of the source (the
+/// preflight Vault's own `kv` commands make).
+async fn check_mount(source: &Source, mount: &str) -> Result<(), SourceError> {
+    #[derive(Deserialize)]
+    struct Options {
+        #[serde(default)]
+        version: Option<String>,
+    }
+    #[derive(Deserialize)]
+    struct Info {
+        #[serde(default, rename = "type")]
+        kind: String,
+        #[serde(default)]
+        options: Option<Options>,
+    }
+    #[derive(Deserialize)]
+    struct Answer {
+        data: Info,
+    }
+    let path = format!(
+        "sys/internal/ui/mounts/{}",
+        coffer_api::routes::encode_segment(mount)
+    );
+    let cannot = |why: String| SourceError {
+        status: Status::Invalid,
+        message: format!("cannot migrate mount {}: {why}", shown(mount)),
+    };
+    let body = match source.get(&path, "").await {
+        Ok(Some(body)) => body,
+        Ok(None) => return Err(cannot("the source has no such mount".into())),
+        Err(e) => {
+            return Err(SourceError {
+                status: e.status,
+                message: format!("cannot migrate mount {}: {}", shown(mount), e.message),
+            });
+        }
+    };
+    let info = parse::<Answer>(&body, &path)?.data;
+    let version = info.options.and_then(|o| o.version).unwrap_or_default();
+    if info.kind != "kv" || version != "2" {
+        return Err(cannot(format!(
+            "it is a {} mount{}, not KV version 2",
+            shown(&info.kind),
+            if version.is_empty() {
+                String::new()
+            } else {
+                format!(" (version {})", shown(&version))
+            }
+        )));
+    }
+    Ok(())
+}
+
+/// Lists the source's other secret mounts, which this run does not copy.
+/// A token that may not list mounts leaves one line saying so.
+async fn other_mounts(source: &Source, migrated: &str, out: &mut Vec<Line>) {
+    #[derive(Deserialize)]
+    struct Options {
+        #[serde(default)]
+        version: Option<String>,
+    }
+    #[derive(Deserialize)]
+    struct Info {
+        #[serde(default, rename = "type")]
+        kind: String,
+        #[serde(default)]
+        options: Option<Options>,
+    }
+    #[derive(Deserialize)]
+    struct Answer {
+        data: BTreeMap<String, Info>,
+    }
+    let listed = match source.get("sys/mounts", "").await {
+        Ok(Some(body)) => parse::<Answer>(&body, "sys/mounts").map(|a| a.data),
+        Ok(None) => Ok(BTreeMap::new()),
+        Err(e) => Err(e),
+    };
+    let mounts = match listed {
+        Ok(m) => m,
+        Err(e) => {
+            out.push(Line::new("(all)", None, Outcome::NotMapped).why(format!(
+                "the source's other mounts could not be listed: {}",
+                e.message
+            )));
+            return;
+        }
+    };
+    for (name, info) in mounts {
+        let bare = name.trim_end_matches('/');
+        // The source's own: its system, identity and per-token storage.
+        if bare == migrated.trim_matches('/')
+            || matches!(info.kind.as_str(), "system" | "identity" | "cubbyhole")
+        {
+            continue;
+        }
+        let version = info.options.and_then(|o| o.version).unwrap_or_default();
+        let why = match (info.kind.as_str(), version.as_str()) {
+            ("kv", "2") => format!(
+                "another KV version 2 mount: run again with --mount {} (and --to a folder of its own)",
+                shown(bare)
+            ),
+            ("kv", _) => "a KV version 1 mount: coffer migrates KV version 2 mounts".into(),
+            (kind, _) => format!("a {} mount: coffer has no such engine", shown(kind)),
+        };
+        out.push(Line::new(&name, None, Outcome::NotMapped).why(why));
+    }
 }
 
 /// Reads every secret under the mount (and prefix) and migrates each.
@@ -955,14 +1094,13 @@ async fn migrate_policies(
             // Not a policy of rules: coffer's own `root` is the same thing.
             continue;
         }
-        let shown_name = shown(&name);
         if !usable_key(&name) || name.ends_with('/') {
-            out.push(Line::new(&shown_name, None, Outcome::NotMapped).why("not a usable name"));
+            out.push(Line::new(&name, None, Outcome::NotMapped).why("not a usable name"));
             continue;
         }
         if let Err(e) = coffer_policy::validate_policy_name(&name) {
             out.push(
-                Line::new(&shown_name, None, Outcome::NotMapped)
+                Line::new(&name, None, Outcome::NotMapped)
                     .why(format!("not a coffer policy name: {e}")),
             );
             continue;
@@ -1041,12 +1179,14 @@ fn report(
     a: &FromVaultArgs,
     secrets: &[Line],
     policies: &[Line],
+    mounts: &[Line],
     fatal: Option<&SourceError>,
 ) -> anyhow::Result<()> {
     let count = |o: Outcome| {
         secrets
             .iter()
             .chain(policies)
+            .chain(mounts)
             .filter(|l| l.outcome == o)
             .count()
     };
@@ -1076,6 +1216,7 @@ fn report(
             "mount": a.mount,
             "secrets": secrets,
             "policies": policies,
+            "other_mounts": mounts,
             "summary": summary,
             "error": fatal.map(|e| e.message.clone()),
         }));
@@ -1111,6 +1252,10 @@ fn report(
     if !a.no_policies {
         println!("Policies:");
         output::table(&["OUTCOME", "POLICY", "DETAIL"], &rows(policies))?;
+    }
+    if !mounts.is_empty() {
+        println!("Other mounts of the source (not migrated):");
+        output::table(&["OUTCOME", "MOUNT", "DETAIL"], &rows(mounts))?;
     }
     let notes: Vec<Vec<String>> = secrets
         .iter()
@@ -1187,6 +1332,22 @@ mod tests {
         }
         for good in ["db", "app/", "with space", "ünïcode", "a.b"] {
             assert!(usable_key(good), "{good:?}");
+        }
+    }
+
+    #[test]
+    fn plain_http_is_noticed_beyond_loopback() {
+        for (addr, host) in [
+            ("http://vault.example.com:8200", Some("vault.example.com")),
+            ("http://10.0.0.5", Some("10.0.0.5")),
+            ("http://user@vault:8200/", Some("vault")),
+            ("http://[2001:db8::1]:8200", Some("2001:db8::1")),
+            ("http://127.0.0.1:8200", None),
+            ("http://localhost:8200", None),
+            ("http://[::1]:8200", None),
+            ("https://vault.example.com", None),
+        ] {
+            assert_eq!(plain_http_host(addr).as_deref(), host, "{addr}");
         }
     }
 

@@ -203,6 +203,14 @@ fn a_kv_mount_and_its_policies_migrate_with_every_version_and_state() {
         ),
     );
     assert_eq!(r.status / 100, 2, "{}", r.text());
+    // Other mounts, which a run of the mount `secret` lists and leaves.
+    for (name, body) in [
+        ("kv1", json!({"type": "kv", "options": {"version": "1"}})),
+        ("transit", json!({"type": "transit"})),
+    ] {
+        let r = bao.call("POST", &format!("sys/mounts/{name}"), Some(body));
+        assert_eq!(r.status / 100, 2, "{name}: {}", r.text());
+    }
     let db_meta = bao.metadata("app/db");
 
     // A dry run reads everything, says what it would do, writes nothing.
@@ -254,6 +262,27 @@ fn a_kv_mount_and_its_policies_migrate_with_every_version_and_state() {
     assert!(!policies.contains_key("root"));
     let report = first.stdout();
     assert!(report.contains(r#"field \"port\" is a number"#), "{report}");
+    let others = outcomes(&first, "other_mounts");
+    assert_eq!(
+        others.keys().collect::<Vec<_>>(),
+        ["kv1/", "transit/"],
+        "{report}"
+    );
+    assert!(others.values().all(|o| o == "not_mapped"));
+
+    // A mount that is not KV version 2, or none at all, is refused, not
+    // taken for an empty one.
+    let r = migrate(&server, &bao, &root, &["--mount", "transit"]).expect(7);
+    assert!(r.stderr().contains("not KV version 2"), "{}", r.stderr());
+    let r = migrate(&server, &bao, &root, &["--mount", "kv1"]).expect(7);
+    assert!(r.stderr().contains("version 1"), "{}", r.stderr());
+    let r = migrate(&server, &bao, &root, &["--mount", "no-such-mount"]);
+    assert_ne!(r.code(), 0, "{}", r.stdout());
+    assert!(
+        r.stderr().contains("cannot migrate mount"),
+        "{}",
+        r.stderr()
+    );
 
     // Every version, with its number, time and state.
     let meta = ok(
@@ -534,6 +563,14 @@ fn answer(mut stream: TcpStream) {
         p if p.starts_with("/v1/secret/metadata/down/") => {
             json!({"data": {"keys": ["down/"]}}).to_string()
         }
+        "/v1/sys/internal/ui/mounts/secret" => {
+            json!({"data": {"type": "kv", "options": {"version": "2"}}}).to_string()
+        }
+        "/v1/sys/mounts" => json!({"data": {
+            "secret/": {"type": "kv", "options": {"version": "2"}},
+            "esc\u{1b}[2J/": {"type": "kv\u{1b}[2J", "options": null},
+        }})
+        .to_string(),
         "/v1/sys/policies/acl" => json!({"data": {"keys": ["../../etc", "ok-policy"]}}).to_string(),
         "/v1/sys/policies/acl/ok-policy" => {
             json!({"data": {"policy": "path \"secret/data/ok\" { capabilities = [\"sudo\"] }"}})
@@ -611,6 +648,10 @@ fn a_hostile_source_gets_nothing_past_the_checks() {
     assert!(
         deepest["why"].as_str().unwrap().contains("deeper"),
         "{deepest}"
+    );
+    assert_eq!(
+        outcomes(&run, "other_mounts")["esc\u{1b}[2J/"],
+        "not_mapped"
     );
     let policies = outcomes(&run, "policies");
     assert_eq!(policies["../../etc"], "not_mapped");
