@@ -82,12 +82,15 @@ Each secret is written in one transaction. Running again changes nothing,
 appends versions written in the source since, and reports a secret whose
 coffer history differs as a conflict without changing it; a run that
 stopped resumes. Policies are translated exactly or listed as not mapped,
-with the line; a coffer policy of the same name is never replaced.
+with the line; a coffer policy of the same name is never replaced. The
+mount must be KV version 2; the source's other mounts are listed, not
+copied (run again with --mount for another KV version 2 mount).
 
 Exit status: 0 when everything that could be mapped is in coffer (what
 could not is listed), 8 when something in coffer differs, 1 when a secret
-or policy failed otherwise, 7 with --strict when anything was not mapped;
-4, 6 when the source or coffer refuse or cannot be reached at all.")]
+or policy failed otherwise, 7 with --strict when anything was not mapped
+or when the mount is not KV version 2; 4, 6 when the source or coffer
+refuse or cannot be reached at all.")]
     FromVault(FromVaultArgs),
 }
 
