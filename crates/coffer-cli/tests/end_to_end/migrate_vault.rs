@@ -234,6 +234,27 @@ fn a_kv_mount_and_its_policies_migrate_with_every_version_and_state() {
         404
     );
 
+    // --prefix reads one folder, --to puts it under a coffer folder.
+    let narrow = migrate(
+        &server,
+        &bao,
+        &root,
+        &[
+            "--dry-run",
+            "--prefix",
+            "app/deep",
+            "--to",
+            "legacy/vault",
+            "--no-policies",
+        ],
+    )
+    .expect(0);
+    let lines = narrow.json()["secrets"].as_array().unwrap().clone();
+    assert_eq!(lines.len(), 1, "{}", narrow.stdout());
+    assert_eq!(lines[0]["source"], "app/deep/er/key");
+    assert_eq!(lines[0]["coffer"], "legacy/vault/app/deep/er/key");
+    assert_eq!(narrow.json()["policies"], json!([]));
+
     // The first run's token may write everything but app/locked.
     let migrator = server.token_with_policy(
         &root,
