@@ -17,6 +17,7 @@ use zeroize::Zeroize;
 
 pub mod lifecycle;
 pub mod routes;
+pub mod vault_routes;
 
 /// Stable error codes, one per class of failure.
 pub mod codes {

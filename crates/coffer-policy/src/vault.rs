@@ -38,7 +38,8 @@
 //! | `data/P` `create` / `update`         | write the first / a later version     | `create` / `update`          |
 //! | `data/P` `patch`                     | merge fields into the value           | `read` + `update`            |
 //! | `data/P` `delete`, `delete/P` `update`, `undelete/P` `update` | soft-delete and undelete | `delete`  |
-//! | `destroy/P` `update`, `metadata/P` `delete` | destroy versions               | `destroy`                    |
+//! | `destroy/P` `update`                 | destroy versions                      | `destroy`                    |
+//! | `metadata/P` `delete`                | destroy every version                 | `destroy` + metadata read    |
 //! | `metadata/P` `read`                  | read metadata and version history     | `read` or `list`             |
 //! | `metadata/F/` `list`                 | list a folder                         | `list`                       |
 //!
@@ -583,12 +584,18 @@ fn coffer_atoms(caps: Capabilities, pattern: &Pattern) -> Atoms {
             Capability::Create => DATA_CREATE,
             Capability::Update => DATA_UPDATE,
             Capability::Delete => DATA_DELETE | SOFT_DELETE | UNDELETE,
-            Capability::Destroy => DESTROY_VERSIONS | META_DELETE,
+            Capability::Destroy => DESTROY_VERSIONS,
             _ => 0,
         };
     }
     if caps.contains(Capability::Read) && caps.contains(Capability::Update) {
         atoms |= DATA_PATCH;
+    }
+    // Deleting the metadata destroys every version the metadata lists.
+    if caps.contains(Capability::Destroy)
+        && (caps.contains(Capability::Read) || caps.contains(Capability::List))
+    {
+        atoms |= META_DELETE;
     }
     atoms & relevant(pattern)
 }
@@ -830,6 +837,14 @@ fn decide_kv(group: &Group, mounts: &Mounts) -> Result<Capabilities, PolicyError
             "{granted_here}: coffer allows a patch to whoever may read and update, so grant \
              \"read\" and \"update\" on \"{mount}/data/{rest}\" (and \"read\" on \
              \"{mount}/metadata/{rest}\"), or drop \"patch\""
+        )));
+    }
+    if bit == META_DELETE {
+        return Err(at.error(format!(
+            "{granted_here}: deleting the metadata destroys every version it lists, which coffer \
+             allows to whoever may destroy versions and read metadata, so grant \
+             \"update\" on \"{mount}/destroy/{rest}\" and \"read\" on \"{mount}/metadata/{rest}\" \
+             too, or remove it"
         )));
     }
     // Each coffer capability that grants it, with what it would add.

@@ -80,11 +80,15 @@ fn translates_exact_equivalents() {
                 + &block("secret/undelete/app/*", r#""update""#),
             expect(&[("app/*", &["delete"])]),
         ),
-        // Destroy needs both of its forms.
+        // Destroying versions, and with metadata read, deleting the metadata.
+        (
+            block("secret/destroy/app/*", r#""update""#),
+            expect(&[("app/*", &["destroy"])]),
+        ),
         (
             block("secret/destroy/app/*", r#""update""#)
-                + &block("secret/metadata/app/*", r#""delete""#),
-            expect(&[("app/*", &["destroy"])]),
+                + &block("secret/metadata/app/*", r#""read", "list", "delete""#),
+            expect(&[("app/*", &["list", "destroy"])]),
         ),
         // Deny on every kind.
         (
@@ -200,11 +204,17 @@ fn refuses_what_has_no_exact_equivalent_naming_the_line() {
             1,
             "\"update\" on \"secret/undelete/app/*\"",
         ),
-        // Destroy without metadata delete.
+        // Metadata delete without destroy, or without metadata read.
         (
-            block("secret/destroy/app/*", r#""update""#),
+            block("secret/metadata/app/db", r#""delete""#),
             1,
-            "\"delete\" on \"secret/metadata/app/*\"",
+            "\"update\" on \"secret/destroy/app/db\"",
+        ),
+        (
+            block("secret/metadata/app/db", r#""delete""#)
+                + &block("secret/destroy/app/db", r#""update""#),
+            1,
+            "\"read\" on \"secret/metadata/app/db\"",
         ),
         // A deny on one kind only.
         (

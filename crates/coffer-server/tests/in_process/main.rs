@@ -22,3 +22,5 @@ mod node_failures;
 mod openapi;
 mod operation_names;
 mod route_requires;
+mod vault_api;
+mod vault_authz;
