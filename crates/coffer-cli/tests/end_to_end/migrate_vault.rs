@@ -387,6 +387,48 @@ fn a_kv_mount_and_its_policies_migrate_with_every_version_and_state() {
     let r = server.http("GET", "/api/v1/secrets/pruned", Some(&reader), None);
     assert_eq!(r.status, 403, "{}", r.text());
 
+    // coffer's own Vault API serves what was migrated as the source served
+    // it, to the source's own client.
+    for (path, version) in [("app/db", 3), ("app/db", 1), ("app/api", 2), ("pruned", 4)] {
+        let from_source = bao.call(
+            "GET",
+            &format!("secret/data/{path}?version={version}"),
+            None,
+        );
+        let from_coffer = common::http(
+            server.host_port(),
+            "GET",
+            &format!("/v1/secret/data/{path}?version={version}"),
+            None,
+            None,
+            &[("X-Vault-Token", &root)],
+        );
+        assert_eq!(from_coffer.status, 200, "{path}: {}", from_coffer.text());
+        assert_eq!(
+            from_coffer.json()["data"]["data"],
+            from_source.json()["data"]["data"],
+            "{path} version {version}"
+        );
+    }
+    let bao_get = Command::new("bao")
+        .args(["kv", "get", "-format=json", "-mount=secret", "app/db"])
+        .env("BAO_ADDR", &server.addr)
+        .env("BAO_TOKEN", &root)
+        .env("HOME", dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        bao_get.status.success(),
+        "{}",
+        String::from_utf8_lossy(&bao_get.stderr)
+    );
+    let got: Value = serde_json::from_slice(&bao_get.stdout).unwrap();
+    assert_eq!(
+        got["data"]["data"],
+        json!({"user": "app", "password": c(3)})
+    );
+    assert_eq!(got["data"]["metadata"]["version"], 3);
+
     // Run again with enough rights: only the secret that failed is written.
     let before = ok(
         &server.http("GET", "/api/v1/metadata/app/db", Some(&root), None),
