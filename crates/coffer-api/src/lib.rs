@@ -17,6 +17,7 @@ use zeroize::Zeroize;
 
 pub mod lifecycle;
 pub mod routes;
+pub mod vault_routes;
 
 /// Stable error codes, one per class of failure.
 pub mod codes {
@@ -156,6 +157,55 @@ pub struct ImportEntry {
 pub struct ImportResponse {
     /// The versions created, in request order.
     pub written: Vec<WriteResponse>,
+}
+
+/// `PUT /api/v1/history/{path}`: a secret's whole history, written in one
+/// transaction (what `coffer migrate from-vault` sends). The versions are
+/// numbered from 1, in order. A secret that already holds the first
+/// versions of the history gets the rest (or nothing, when it holds them
+/// all); any difference is a conflict that writes nothing.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryRequest {
+    /// Every version, version 1 first.
+    pub versions: Vec<HistoryEntry>,
+    /// Check and compare everything, write nothing: the answer says what
+    /// would be written.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
+}
+
+/// One version of a [`HistoryRequest`].
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryEntry {
+    /// Its number: its place in the list, from 1 (checked).
+    pub version: u64,
+    /// When it was written (RFC 3339).
+    pub created_at: String,
+    /// `active`, `deleted` or `destroyed`.
+    pub state: String,
+    /// When it was deleted or destroyed (RFC 3339); only for those states,
+    /// and required for them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_at: Option<String>,
+    /// The value; absent exactly when the version is destroyed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<WireValue>,
+}
+
+/// The answer to a [`HistoryRequest`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryResponse {
+    /// Canonical path.
+    pub path: String,
+    /// `created`, `appended` or `unchanged`.
+    pub outcome: String,
+    /// The versions this request wrote, in order (in a dry run, the versions
+    /// it would write).
+    pub written: Vec<u64>,
+    /// The newest version the secret now has (in a dry run, still has).
+    pub current_version: u64,
 }
 
 /// The answer to a write.

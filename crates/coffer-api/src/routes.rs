@@ -284,6 +284,18 @@ pub const SECRET_IMPORT: Route = Route::new(
     "secret.import",
     AnyOf(&[Allow(Create, BodyPaths), Allow(Update, BodyPaths)]),
 );
+/// Writes a secret's whole history (versions with their times and
+/// deleted or destroyed states) in one transaction.
+pub const SECRET_HISTORY_IMPORT: Route = Route::new(
+    Put,
+    "/api/v1/history/{*path}",
+    "secret.import_history",
+    AllOf(&[
+        Allow(Admin, Sys("sys/import")),
+        Allow(ReadValue, UrlPath),
+        Allow(Create, UrlPath),
+    ]),
+);
 /// A secret's metadata and version history.
 pub const SECRET_METADATA: Route = Route::new(
     Get,
@@ -735,6 +747,7 @@ pub const ALL: &[&Route] = &[
     &SECRET_DELETE,
     &SECRET_BUNDLE,
     &SECRET_IMPORT,
+    &SECRET_HISTORY_IMPORT,
     &SECRET_METADATA,
     &SECRET_LIST_ROOT,
     &SECRET_LIST,

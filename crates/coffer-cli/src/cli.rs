@@ -171,6 +171,12 @@ github prints ::add-mask:: for each value on stdout, then appends
 NAME<<DELIMITER blocks to $GITHUB_ENV (or --out).")]
     Export(crate::transfer_cmd::ExportArgs),
 
+    /// Migrate from another secrets manager: `coffer migrate from-vault`
+    /// copies a Vault or OpenBao KV version 2 mount, with every version,
+    /// and its policies.
+    #[command(subcommand)]
+    Migrate(crate::migrate_cmd::MigrateCommand),
+
     /// Print a .env.example for the secrets under prefixes: names only,
     /// never values (needs only `list`).
     #[command(after_help = "Examples:

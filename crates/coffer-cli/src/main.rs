@@ -19,6 +19,7 @@ mod env_names;
 mod exit;
 mod input;
 mod lifecycle_cmd;
+mod migrate_cmd;
 mod output;
 mod redact;
 mod run_cache;

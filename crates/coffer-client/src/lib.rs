@@ -23,6 +23,7 @@
 
 mod access;
 mod audit;
+mod foreign;
 mod lifecycle;
 mod require;
 pub use audit::AuditQuery;
@@ -662,6 +663,21 @@ impl Client {
             .call(Url::to(&routes::SECRET_IMPORT, &[]), Some(&body))
             .await?;
         Ok(resp.written)
+    }
+
+    /// Writes a secret's whole history in one transaction (see
+    /// `PUT /api/v1/history/{path}`): created, appended to a secret that
+    /// holds its first versions, or unchanged; anything else is a conflict.
+    pub async fn import_history(
+        &self,
+        path: &str,
+        history: &api::HistoryRequest,
+    ) -> Result<api::HistoryResponse, ClientError> {
+        let url = Url::to(
+            &routes::SECRET_HISTORY_IMPORT,
+            &[path.trim_start_matches('/')],
+        );
+        self.call(url, Some(history)).await
     }
 
     /// Writes a new version; with `cas`, only if the current version is `cas`.

@@ -311,6 +311,9 @@ pub enum InvalidInput {
     /// A listing cursor that no listing returns.
     #[error("invalid listing cursor")]
     ListCursor,
+    /// A history that cannot be written as given (says why; never a value).
+    #[error("invalid history for {path}: {why}")]
+    History { path: String, why: String },
     /// A copy or move onto its own source.
     #[error("{path} cannot be copied onto itself")]
     CopyOntoItself { path: String },
@@ -870,6 +873,9 @@ pub enum Conflict {
     /// A copy or move goes to a path that exists.
     #[error("{to} already exists; copies and moves go to a new path")]
     CopyTargetExists { to: String },
+    /// A history given for a secret whose versions are not its first ones.
+    #[error("{path} already has versions that are not this history's ({why}); nothing written")]
+    HistoryDiffers { path: String, why: String },
     /// A promotion's preview no longer matches.
     #[error("{from} or {to} changed since the preview; nothing written, preview again")]
     PreviewChanged { from: String, to: String },

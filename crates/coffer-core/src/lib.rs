@@ -42,6 +42,7 @@ mod cache;
 mod cluster;
 pub mod duration;
 mod error;
+mod history;
 mod hygiene;
 pub mod lifecycle;
 pub mod path;
@@ -73,6 +74,7 @@ pub use error::{
     Busy, Conflict, CoreError, Expired, Integrity, InvalidInput, LoginRefused, NotFound, Record,
     Refusal, Result, UnsealRefusal, UpstreamFailure, UserNameError,
 };
+pub use history::{HistoryOutcome, HistoryReceipt, HistoryVersion, IMPORT_TARGET, MAX_HISTORY};
 pub use lifecycle::{At, Label, Labels, RuleInfo, RuleSpec, SecretState};
 pub use path::{ListPrefix, PathError, SecretPath};
 pub use read::{
@@ -233,6 +235,7 @@ mod layering {
         "versions",
         "pgroles",
         "rotation",
+        "history",
         "backup",
         "cluster",
     ];
@@ -314,6 +317,7 @@ mod enumeration_owner {
         ("cluster.rs", include_str!("cluster.rs")),
         ("duration.rs", include_str!("duration.rs")),
         ("error.rs", include_str!("error.rs")),
+        ("history.rs", include_str!("history.rs")),
         ("hygiene.rs", include_str!("hygiene.rs")),
         ("lib.rs", include_str!("lib.rs")),
         ("lifecycle.rs", include_str!("lifecycle.rs")),

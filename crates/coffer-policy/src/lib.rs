@@ -132,6 +132,9 @@
 //! Here `app/prod/*` matches the folder `app/prod/` and everything below it, but
 //! neither a secret named `app/prod` nor the listing of `app/`.
 //!
+//! Policies written for Vault or OpenBao, over their KV version 2 paths, are
+//! translated (exactly, or refused) by the [`vault`] module.
+//!
 //! The built-in policy named [`ROOT_POLICY`] grants everything; it has no source and
 //! is never parsed. Callers recognise it by name and handle it themselves.
 //!
@@ -156,6 +159,7 @@ mod capability;
 mod operation;
 mod parse;
 mod pattern;
+pub mod vault;
 
 pub use capability::{Capabilities, Capability};
 pub use operation::Operation;
@@ -194,6 +198,13 @@ impl Policy {
     /// `\n` and `\r\n` (U+0085, U+2028, U+2029, other control characters
     /// but tab) are refused: a policy must read as it evaluates.
     pub fn parse(source: &str) -> Result<Policy, PolicyError> {
+        Policy::parse_check_characters(source)?;
+        parse::parse_rules(source, false).map(|rules| Policy { rules })
+    }
+
+    /// Refuses characters that reorder displayed text or break lines (see
+    /// [`Policy::parse`]).
+    fn parse_check_characters(source: &str) -> Result<(), PolicyError> {
         for (line_index, line) in source.split('\n').enumerate() {
             let len = line.chars().count();
             for (column, c) in line.chars().enumerate() {
@@ -231,7 +242,27 @@ impl Policy {
                 }
             }
         }
-        parse::parse_rules(source, false).map(|rules| Policy { rules })
+        Ok(())
+    }
+
+    /// The policy in coffer's language, canonical: one block per rule, in
+    /// order, capabilities in [`Capability::ALL`] order. It parses back to
+    /// the same policy.
+    pub fn to_source(&self) -> String {
+        let mut out = String::new();
+        for rule in &self.rules {
+            let names: Vec<String> = rule
+                .capabilities
+                .iter()
+                .map(|c| format!("\"{}\"", c.name()))
+                .collect();
+            out.push_str(&format!(
+                "path \"{}\" {{\n  capabilities = [{}]\n}}\n",
+                rule.pattern.as_str(),
+                names.join(", ")
+            ));
+        }
+        out
     }
 
     /// Parses a policy read back from storage: the rules of [`Policy::parse`]

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use crate::pattern::{Pattern, quote, quote_char};
+use crate::pattern::{Pattern, PatternFault, quote, quote_char};
 use crate::{Capabilities, Capability, PolicyError, Rule};
 
 /// The largest policy source accepted, in bytes (64 KiB).
@@ -223,6 +223,67 @@ fn is_ident_char(c: char) -> bool {
 
 /// Parses a whole policy into its rules, merging blocks with the same pattern.
 pub(crate) fn parse_rules(source: &str, stored: bool) -> Result<Vec<Rule>, PolicyError> {
+    let mut rules: Vec<Rule> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    parse_blocks(
+        source,
+        |pattern_source| Pattern::parse_located(pattern_source, !stored),
+        parse_capability,
+        |pattern: Pattern, names: Vec<Capability>, at| {
+            let capabilities: Capabilities = names.into_iter().collect();
+            if let Some(&existing) = index.get(pattern.as_str()) {
+                let rule = &mut rules[existing];
+                rule.capabilities = rule.capabilities.union(capabilities);
+            } else {
+                if rules.len() == MAX_RULES {
+                    return Err(at.error(format!(
+                        "too many rules: a policy may have at most {MAX_RULES} distinct path patterns"
+                    )));
+                }
+                index.insert(pattern.as_str().to_owned(), rules.len());
+                rules.push(Rule {
+                    pattern,
+                    capabilities,
+                });
+            }
+            Ok(())
+        },
+    )?;
+    Ok(rules)
+}
+
+/// Where a block starts: the line and column of its `path` keyword.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BlockStart {
+    pub(crate) line: usize,
+    pub(crate) column: usize,
+}
+
+impl BlockStart {
+    pub(crate) fn error(&self, message: impl Into<String>) -> PolicyError {
+        PolicyError {
+            line: self.line,
+            column: self.column,
+            message: message.into(),
+        }
+    }
+}
+
+/// Reads `path "PATTERN" { capabilities = [...] }` blocks, in order, handing
+/// each pattern string to `pattern` and each capability name to
+/// `capability` as it is read (so the first problem in reading order is the
+/// one reported), and each whole block to `block`. Both the coffer language
+/// and the Vault translation (`crate::vault`) parse with it, so they share
+/// one lexer and its refusals.
+pub(crate) fn parse_blocks<P, C>(
+    source: &str,
+    mut pattern: impl FnMut(&str) -> Result<P, PatternFault>,
+    mut capability: impl FnMut(&str) -> Result<C, String>,
+    mut block: impl FnMut(P, Vec<C>, BlockStart) -> Result<(), PolicyError>,
+) -> Result<(), PolicyError>
+where
+    P: PatternText,
+{
     if source.len() > MAX_SOURCE_BYTES {
         return Err(PolicyError {
             line: 1,
@@ -234,12 +295,10 @@ pub(crate) fn parse_rules(source: &str, stored: bool) -> Result<Vec<Rule>, Polic
         });
     }
     let mut lexer = Lexer::new(source);
-    let mut rules: Vec<Rule> = Vec::new();
-    let mut index: HashMap<String, usize> = HashMap::new();
     loop {
         let keyword = lexer.next_token()?;
         match keyword.tok {
-            Tok::Eof => return Ok(rules),
+            Tok::Eof => return Ok(()),
             Tok::Ident("path") => {}
             Tok::Ident(other) => {
                 return Err(keyword.error(format!(
@@ -259,25 +318,24 @@ pub(crate) fn parse_rules(source: &str, stored: bool) -> Result<Vec<Rule>, Polic
                 pattern_token.describe()
             )));
         };
-        let pattern =
-            Pattern::parse_located(pattern_source, !stored).map_err(|fault| PolicyError {
-                line: pattern_token.line,
-                // The string is on one line and has no escapes, so its characters map one
-                // to one onto the source; `+ 1` skips the opening quote.
-                column: pattern_token.column + 1 + pattern_source[..fault.offset].chars().count(),
-                message: fault.message,
-            })?;
+        let pattern = pattern(pattern_source).map_err(|fault| PolicyError {
+            line: pattern_token.line,
+            // The string is on one line and has no escapes, so its characters map one
+            // to one onto the source; `+ 1` skips the opening quote.
+            column: pattern_token.column + 1 + pattern_source[..fault.offset].chars().count(),
+            message: fault.message,
+        })?;
 
         let open = lexer.next_token()?;
         if open.tok != Tok::LBrace {
             return Err(open.error(format!(
                 "expected `{{` after the pattern {}, found {}",
-                quote(pattern.as_str()),
+                quote(pattern.text()),
                 open.describe()
             )));
         }
 
-        let mut capabilities: Option<Capabilities> = None;
+        let mut capabilities: Option<Vec<C>> = None;
         loop {
             let key = lexer.next_token()?;
             match key.tok {
@@ -293,7 +351,7 @@ pub(crate) fn parse_rules(source: &str, stored: bool) -> Result<Vec<Rule>, Polic
                             equals.describe()
                         )));
                     }
-                    capabilities = Some(parse_list(&mut lexer)?);
+                    capabilities = Some(parse_list(&mut lexer, &mut capability)?);
                 }
                 Tok::Ident(other) => {
                     return Err(key.error(format!(
@@ -304,7 +362,7 @@ pub(crate) fn parse_rules(source: &str, stored: bool) -> Result<Vec<Rule>, Polic
                 Tok::Eof => {
                     return Err(key.error(format!(
                         "missing `}}` to close the block for {} opened at line {}, column {}",
-                        quote(pattern.as_str()),
+                        quote(pattern.text()),
                         open.line,
                         open.column
                     )));
@@ -320,30 +378,36 @@ pub(crate) fn parse_rules(source: &str, stored: bool) -> Result<Vec<Rule>, Polic
         let Some(capabilities) = capabilities else {
             return Err(keyword.error(format!(
                 "the block for {} has no `capabilities = [...]`",
-                quote(pattern.as_str())
+                quote(pattern.text())
             )));
         };
+        block(
+            pattern,
+            capabilities,
+            BlockStart {
+                line: keyword.line,
+                column: keyword.column,
+            },
+        )?;
+    }
+}
 
-        if let Some(&existing) = index.get(pattern.as_str()) {
-            let rule = &mut rules[existing];
-            rule.capabilities = rule.capabilities.union(capabilities);
-        } else {
-            if rules.len() == MAX_RULES {
-                return Err(keyword.error(format!(
-                    "too many rules: a policy may have at most {MAX_RULES} distinct path patterns"
-                )));
-            }
-            index.insert(pattern.as_str().to_owned(), rules.len());
-            rules.push(Rule {
-                pattern,
-                capabilities,
-            });
-        }
+/// The text a parsed pattern is named by in messages.
+pub(crate) trait PatternText {
+    fn text(&self) -> &str;
+}
+
+impl PatternText for Pattern {
+    fn text(&self) -> &str {
+        self.as_str()
     }
 }
 
 /// Parses `[ "cap", ... ]` (a trailing comma is allowed; empty is an error).
-fn parse_list(lexer: &mut Lexer<'_>) -> Result<Capabilities, PolicyError> {
+fn parse_list<C>(
+    lexer: &mut Lexer<'_>,
+    capability: &mut impl FnMut(&str) -> Result<C, String>,
+) -> Result<Vec<C>, PolicyError> {
     let open = lexer.next_token()?;
     if open.tok != Tok::LBracket {
         return Err(open.error(format!(
@@ -351,15 +415,13 @@ fn parse_list(lexer: &mut Lexer<'_>) -> Result<Capabilities, PolicyError> {
             open.describe()
         )));
     }
-    let mut set = Capabilities::NONE;
-    let mut any = false;
+    let mut set = Vec::new();
     loop {
         let item = lexer.next_token()?;
         match item.tok {
             Tok::RBracket => break,
             Tok::Str(name) => {
-                set.insert(parse_capability(name).map_err(|message| item.error(message))?);
-                any = true;
+                set.push(capability(name).map_err(|message| item.error(message))?);
             }
             Tok::Ident(word) => {
                 return Err(item.error(format!(
@@ -385,7 +447,7 @@ fn parse_list(lexer: &mut Lexer<'_>) -> Result<Capabilities, PolicyError> {
             }
         }
     }
-    if !any {
+    if set.is_empty() {
         return Err(open.error(
             "empty capabilities list; name at least one capability (use [\"deny\"] to forbid access)",
         ));

@@ -103,6 +103,69 @@ impl Pattern {
         &self.text
     }
 
+    /// Whether some secret path (a target that does not end in `/`, other
+    /// than the root folder) matches.
+    pub fn may_match_secret(&self) -> bool {
+        match self.end {
+            End::Exact => !self.segments.is_empty(),
+            End::Folder => false,
+            End::Prefix(_) => true,
+        }
+    }
+
+    /// Whether some folder (the root folder `""` or a target ending in `/`)
+    /// matches.
+    pub fn may_match_folder(&self) -> bool {
+        match self.end {
+            End::Exact => self.segments.is_empty(),
+            End::Folder | End::Prefix(_) => true,
+        }
+    }
+
+    /// Whether some target matches both patterns. Exact, in time linear in
+    /// the patterns' length.
+    pub fn overlaps(&self, other: &Pattern) -> bool {
+        // The root pattern `""` is a folder with no segments.
+        let tail = |p: &Pattern| match &p.end {
+            End::Exact if p.segments.is_empty() => End::Folder,
+            end => end.clone(),
+        };
+        let (a_end, b_end) = (tail(self), tail(other));
+        let (a, b) = (&self.segments, &other.segments);
+        let common = a.len().min(b.len());
+        for (x, y) in a[..common].iter().zip(&b[..common]) {
+            if let (Segment::Literal(x), Segment::Literal(y)) = (x, y)
+                && x != y
+            {
+                return false;
+            }
+        }
+        if a.len() == b.len() {
+            return match (&a_end, &b_end) {
+                (End::Exact, End::Exact) | (End::Folder, End::Folder) => true,
+                (End::Exact, _) | (_, End::Exact) => false,
+                (End::Folder, End::Prefix(p)) | (End::Prefix(p), End::Folder) => p.is_empty(),
+                (End::Prefix(p), End::Prefix(q)) => {
+                    p.starts_with(q.as_str()) || q.starts_with(p.as_str())
+                }
+            };
+        }
+        // The shorter pattern must end in a prefix that the longer one's
+        // next segment can start with.
+        let (short_end, long) = if a.len() < b.len() {
+            (&a_end, b)
+        } else {
+            (&b_end, a)
+        };
+        match short_end {
+            End::Prefix(p) => match &long[common] {
+                Segment::Literal(l) => l.starts_with(p.as_str()),
+                Segment::One => true,
+            },
+            End::Exact | End::Folder => false,
+        }
+    }
+
     /// Parses `s`, reporting where in `s` a problem is.
     /// `refuse_credentials` is false only for policies read back from
     /// storage ([`crate::Policy::parse_stored`]).

@@ -577,3 +577,6 @@ fn policies_stored_by_earlier_releases_still_load() {
         );
     }
 }
+
+#[path = "policy/vault.rs"]
+mod vault;

@@ -21,7 +21,8 @@ use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use coffer_api::codes;
-use coffer_api::routes::{self, Route};
+use coffer_api::routes::{self, Op, Route};
+use coffer_api::vault_routes::{self, VaultRoute};
 use coffer_audit::{Actor, Kind, Outcome, Record};
 use coffer_core::audit::Facts;
 
@@ -46,8 +47,8 @@ pub(crate) struct Meta {
 impl Meta {
     /// Captures the request line; `None` for the routes that are not
     /// audited. `route` is the request's table entry ([`route_of`]).
-    pub(crate) fn capture(req: &Request, route: Option<&'static Route>) -> Option<Meta> {
-        if route.is_some_and(|r| !r.op.audited) {
+    pub(crate) fn capture(req: &Request, route: Option<Matched>) -> Option<Meta> {
+        if route.is_some_and(|r| !r.op().audited) {
             return None;
         }
         Some(Self::capture_always(req, route))
@@ -55,23 +56,49 @@ impl Meta {
 
     /// Captures the request line of any request, the unaudited routes
     /// included (for a request refused before it is handled).
-    pub(crate) fn capture_always(req: &Request, route: Option<&'static Route>) -> Meta {
+    pub(crate) fn capture_always(req: &Request, route: Option<Matched>) -> Meta {
         let matched = req
             .extensions()
             .get::<MatchedPath>()
             .map(MatchedPath::as_str);
-        let op = route.map_or(routes::UNMATCHED.name, |r| r.op.name);
+        let vault = is_vault(req);
+        let op = match route {
+            Some(r) => r.op().name,
+            None if vault => vault_routes::UNMATCHED.name,
+            None => routes::UNMATCHED.name,
+        };
+        // A Vault listing was rewritten to GET for routing; the record says
+        // what the client sent.
+        let method = if vault && req.extensions().get::<crate::vault::Listing>().is_some() {
+            Method::from_bytes(b"LIST").expect("a valid method")
+        } else {
+            req.method().clone()
+        };
+        // Vault clients may send the token in `X-Vault-Token`; it is tagged
+        // like a bearer token.
+        let authorization = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .cloned()
+            .or_else(|| {
+                vault
+                    .then(|| req.headers().get(crate::vault::X_VAULT_TOKEN))
+                    .flatten()
+                    .and_then(|v| {
+                        HeaderValue::from_bytes(&[b"Bearer ", v.as_bytes()].concat()).ok()
+                    })
+            });
         Meta {
             start: Instant::now(),
             time: crate::rfc3339(coffer_core::now_ms()),
-            method: req.method().clone(),
+            method,
             route: req.uri().path().to_string(),
             op,
             source: req
                 .extensions()
                 .get::<crate::serve::Peer>()
                 .map(|p| p.source.clone()),
-            authorization: req.headers().get(header::AUTHORIZATION).cloned(),
+            authorization,
             url_path: matched
                 .and_then(|m| m.split_once('{'))
                 .filter(|(_, param)| param.starts_with('*'))
@@ -81,12 +108,45 @@ impl Meta {
     }
 }
 
+/// The table entry a request matched: the native table's or the Vault
+/// API's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Matched {
+    /// A native route (`/api/v1/`).
+    Native(&'static Route),
+    /// A Vault route (`/v1/`).
+    Vault(&'static VaultRoute),
+}
+
+impl Matched {
+    /// The entry's operation.
+    pub(crate) fn op(self) -> &'static Op {
+        match self {
+            Matched::Native(r) => &r.op,
+            Matched::Vault(r) => &r.op,
+        }
+    }
+}
+
+/// Whether a request is for the Vault API.
+pub(crate) fn is_vault(req: &Request) -> bool {
+    req.uri().path().starts_with("/v1/")
+}
+
 /// The table entry of the route a request matched, found from its method
 /// and the template axum matched; `None` when it matched none (its
-/// operation is [`routes::UNMATCHED`]).
-pub(crate) fn route_of(req: &Request) -> Option<&'static Route> {
+/// operation is [`routes::UNMATCHED`], or [`vault_routes::UNMATCHED`]).
+pub(crate) fn route_of(req: &Request) -> Option<Matched> {
     let matched = req.extensions().get::<MatchedPath>()?.as_str();
-    routes::find(req.method().as_str(), matched)
+    if is_vault(req) {
+        let method = if req.extensions().get::<crate::vault::Listing>().is_some() {
+            "LIST"
+        } else {
+            req.method().as_str()
+        };
+        return vault_routes::find(method, matched).map(Matched::Vault);
+    }
+    routes::find(req.method().as_str(), matched).map(Matched::Native)
 }
 
 /// The answer when a request cannot be recorded.

@@ -98,6 +98,11 @@ pub struct ServerConfig {
     /// automatically (default 2^30; at least 16).
     #[serde(default = "default_key_max_encryptions")]
     pub key_max_encryptions: u64,
+    /// The KV version 2 mounts of the Vault-compatible API (`/v1/`): each
+    /// `NAME` shows the whole coffer tree, each `NAME=FOLDER/` the coffer
+    /// folder `FOLDER/` (prefixes must not overlap). Default `["secret"]`.
+    #[serde(default = "default_vault_mounts")]
+    pub vault_mounts: Vec<String>,
     /// Log format: `text` or `json`.
     #[serde(default)]
     pub log_format: LogFormat,
@@ -420,6 +425,10 @@ impl AuditConfig {
 /// The default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8270";
 
+fn default_vault_mounts() -> Vec<String> {
+    vec!["secret".to_owned()]
+}
+
 fn default_listen() -> SocketAddr {
     DEFAULT_LISTEN.parse().expect("valid default address")
 }
@@ -497,6 +506,7 @@ impl ServerConfig {
         bound: &crate::BoundListener,
     ) -> Result<crate::RouterOptions, String> {
         Ok(crate::RouterOptions {
+            vault_mounts: self.vault_mounts()?,
             tls: bound.is_tls(),
             certificate: bound.certificate().cloned(),
             hosts: self.host_rules()?,
@@ -520,8 +530,23 @@ impl ServerConfig {
         }
     }
 
+    /// The Vault API's mounts, from `vault_mounts`.
+    pub fn vault_mounts(&self) -> Result<coffer_policy::vault::Mounts, String> {
+        let mounts = self
+            .vault_mounts
+            .iter()
+            .map(|spec| {
+                let (name, prefix) = spec.split_once('=').unwrap_or((spec, ""));
+                coffer_policy::vault::Mount::new(name, prefix)
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("vault_mounts: {e}"))?;
+        coffer_policy::vault::Mounts::new(mounts).map_err(|e| format!("vault_mounts: {e}"))
+    }
+
     fn validate(&self) -> Result<(), String> {
         self.host_rules()?;
+        self.vault_mounts()?;
         if !(1..=3600).contains(&self.idle_timeout_secs) {
             return Err("idle_timeout_secs must be between 1 and 3600".into());
         }

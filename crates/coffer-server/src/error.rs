@@ -96,10 +96,11 @@ impl From<CoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let message = self.message;
         let body = ErrorBody {
             error: ErrorDetail {
                 code: self.code.to_string(),
-                message: self.message,
+                message: message.clone(),
                 request_id: crate::request::current().map(|id| id.to_string()),
             },
         };
@@ -110,9 +111,15 @@ impl IntoResponse for ApiError {
         }
         // The audit record names the error code without parsing the body.
         resp.extensions_mut().insert(ErrorCode(self.code));
+        // The Vault API rewrites error bodies into its own shape.
+        resp.extensions_mut().insert(ErrorMessage(message));
         resp
     }
 }
+
+/// The message of an error response, for the Vault API's error body.
+#[derive(Debug, Clone)]
+pub(crate) struct ErrorMessage(pub String);
 
 /// The error code of an error response, for its audit record.
 #[derive(Debug, Clone, Copy)]

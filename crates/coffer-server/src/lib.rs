@@ -1,4 +1,5 @@
-//! Coffer's HTTP server: the native JSON API under `/api/v1/`, TLS, request
+//! Coffer's HTTP server: the native JSON API under `/api/v1/`, the
+//! Vault-compatible API under `/v1/`, TLS, request
 //! ids and graceful shutdown. This is the only server-side crate that knows
 //! HTTP; it translates requests into calls on `coffer_core::Coffer` and
 //! `CoreError`s into status codes.
@@ -24,6 +25,7 @@ mod serve;
 mod state;
 mod throttle;
 mod timefmt;
+mod vault;
 pub mod webhook;
 
 pub use config::{

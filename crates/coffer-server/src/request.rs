@@ -20,9 +20,10 @@ use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::edge::Edge;
-use coffer_api::routes::{self, Route};
+use coffer_api::routes;
+use coffer_api::vault_routes;
 
-use crate::audit_layer::{self, Meta};
+use crate::audit_layer::{self, Matched, Meta};
 use crate::error::ApiError;
 use crate::serve::{BodyTimedOut, Peer};
 use crate::state::AppState;
@@ -112,12 +113,14 @@ enum Attempt {
 }
 
 impl Attempt {
-    fn of(req: &Request, route: Option<&'static Route>) -> Option<Attempt> {
+    fn of(req: &Request, route: Option<Matched>) -> Option<Attempt> {
         let route = route?;
         let ip = req.extensions().get::<Peer>()?.addr.ip();
-        if *route == routes::AUTH_LOGIN {
+        if route == Matched::Native(&routes::AUTH_LOGIN)
+            || route == Matched::Vault(&vault_routes::USERPASS_LOGIN)
+        {
             Some(Attempt::Login(ip))
-        } else if *route == routes::SYS_UNSEAL {
+        } else if route == Matched::Native(&routes::SYS_UNSEAL) {
             Some(Attempt::Unseal(ip))
         } else {
             None
@@ -193,8 +196,21 @@ where
         let route = audit_layer::route_of(&req);
         let counted = Counted {
             metrics: self.state.metrics.clone(),
-            operation: route.map_or(routes::UNMATCHED.name, |r| r.op.name),
+            operation: match route {
+                Some(r) => r.op().name,
+                None if audit_layer::is_vault(&req) => vault_routes::UNMATCHED.name,
+                None => routes::UNMATCHED.name,
+            },
             start: std::time::Instant::now(),
+        };
+        // Errors of the Vault API get Vault's body, whoever made them.
+        let vault = audit_layer::is_vault(&req);
+        let shape = move |resp: Response| {
+            if vault {
+                crate::vault::error_body(resp)
+            } else {
+                resp
+            }
         };
         let meta = match (Meta::capture(&req, route), &edge_refusal) {
             (Some(meta), _) => meta,
@@ -203,7 +219,7 @@ where
             (None, None) => {
                 // Health and status: not audited, never refused for the audit.
                 let fut = CURRENT.scope(id, self.inner.call(req));
-                return Box::pin(async move { Ok(counted.finish(fut.await?, id)) });
+                return Box::pin(async move { Ok(counted.finish(shape(fut.await?), id)) });
             }
         };
         let state = self.state.clone();
@@ -243,10 +259,10 @@ where
             if let (Some(a), false) = (attempt, was_throttled) {
                 a.end(&self.edge, StatusCode::SERVICE_UNAVAILABLE);
             }
-            let resp = CURRENT.sync_scope(id, || err.into_response());
+            let resp = shape(CURRENT.sync_scope(id, || err.into_response()));
             return Box::pin(async move {
                 let resp = audit_layer::record(&state, meta, id, resp, Default::default()).await;
-                Ok(counted.finish(resp, id))
+                Ok(counted.finish(shape(resp), id))
             });
         }
         let timed_out = req.extensions().get::<BodyTimedOut>().cloned();
@@ -269,7 +285,10 @@ where
             if let Some(a) = attempt {
                 a.end(&edge, resp.status());
             }
+            let resp = shape(resp);
             let resp = audit_layer::record(&state, meta, id, resp, facts).await;
+            // A response withheld for the audit is an error too.
+            let resp = shape(resp);
             Ok(counted.finish(resp, id))
         })
     }

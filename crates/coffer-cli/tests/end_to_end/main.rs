@@ -24,6 +24,7 @@ mod hardening;
 mod hostile_http;
 mod lifecycle;
 mod metrics;
+mod migrate_vault;
 mod pgroles;
 mod run;
 mod seal;

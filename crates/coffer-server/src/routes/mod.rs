@@ -30,16 +30,25 @@ pub const OPENAPI: &str = include_str!("../openapi.json");
 /// [`crate::RouterOptions`]).
 pub fn router(state: AppState, options: crate::RouterOptions) -> Router {
     let body_limit = options.body_limit;
-    handlers()
+    let mounts = crate::vault::MountsExt(Arc::new(options.vault_mounts.clone()));
+    let app = handlers()
         .router
+        .merge(crate::vault::routes().0)
         .fallback(sys::not_found)
         .method_not_allowed_fallback(sys::method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
+        .layer(axum::Extension(mounts))
         .layer(crate::request::RequestLayer {
             edge: Arc::new(crate::edge::Edge::new(options)),
             state: state.clone(),
         })
-        .with_state(state)
+        .with_state(state);
+    // Vault's `LIST` method becomes a marked `GET` before routing.
+    Router::new().fallback_service(
+        tower::ServiceBuilder::new()
+            .map_request(crate::vault::list_rewrite)
+            .service(app),
+    )
 }
 
 /// Every handler, against its entry in the route table.
@@ -51,6 +60,7 @@ fn handlers() -> Handlers {
         .on(&table::SECRET_DELETE, secrets::delete_secret)
         .on(&table::SECRET_BUNDLE, secrets::bundle)
         .on(&table::SECRET_IMPORT, secrets::import)
+        .on(&table::SECRET_HISTORY_IMPORT, secrets::import_history)
         .on(&table::SECRET_METADATA, secrets::metadata)
         .on(&table::SECRET_LIST_ROOT, secrets::list_root)
         .on(&table::SECRET_LIST, secrets::list_prefix)

@@ -117,6 +117,70 @@ pub(super) async fn import(
     }))
 }
 
+pub(super) async fn import_history(
+    State(st): State<AppState>,
+    Auth(id): Auth,
+    UrlPath(path): UrlPath,
+    JsonBody(req): JsonBody<api::HistoryRequest>,
+) -> Result<Json<api::HistoryResponse>, ApiError> {
+    let time = |n: u64, what: &str, t: &str| {
+        coffer_core::duration::parse_time_ms(t)
+            .map_err(|why| ApiError::invalid(format!("version {n}: {what}: {why}")))
+    };
+    let dry_run = req.dry_run;
+    let mut versions = Vec::with_capacity(req.versions.len());
+    for (i, entry) in req.versions.into_iter().enumerate() {
+        let n = i as u64 + 1;
+        if entry.version != n {
+            return Err(ApiError::invalid(format!(
+                "versions are numbered from 1 in order: entry {n} says {}",
+                entry.version
+            )));
+        }
+        let created_at = time(n, "created_at", &entry.created_at)?;
+        let state_at = entry
+            .state_at
+            .as_deref()
+            .map(|t| time(n, "state_at", t))
+            .transpose()?;
+        let state = match (entry.state.as_str(), state_at) {
+            ("active", None) => VersionState::Active,
+            ("deleted", Some(at)) => VersionState::Deleted(at),
+            ("destroyed", Some(at)) => VersionState::Destroyed(at),
+            ("active", Some(_)) => {
+                return Err(ApiError::invalid(format!(
+                    "version {n}: state_at is only for deleted and destroyed versions"
+                )));
+            }
+            ("deleted" | "destroyed", None) => {
+                return Err(ApiError::invalid(format!(
+                    "version {n}: a deleted or destroyed version needs state_at"
+                )));
+            }
+            _ => {
+                return Err(ApiError::invalid(format!(
+                    "version {n}: state is active, deleted or destroyed"
+                )));
+            }
+        };
+        versions.push(coffer_core::HistoryVersion {
+            created_at,
+            state,
+            value: entry.value.map(into_value),
+        });
+    }
+    let receipt = st
+        .coffer
+        .import_history(&id, &path, &versions, dry_run)
+        .await?;
+    Ok(Json(api::HistoryResponse {
+        path: receipt.path,
+        outcome: receipt.outcome.as_str().to_string(),
+        written: receipt.written,
+        current_version: receipt.current_version,
+    }))
+}
+
 /// A write's receipt on the wire.
 pub(super) fn write_response(r: coffer_core::WriteReceipt) -> api::WriteResponse {
     api::WriteResponse {

@@ -165,7 +165,10 @@ pub(super) async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], super::OPENAPI).into_response()
 }
 
-pub(super) async fn not_found() -> ApiError {
+pub(super) async fn not_found(uri: axum::http::Uri) -> ApiError {
+    if uri.path().starts_with("/v1/") {
+        return crate::vault::no_route();
+    }
     ApiError::new(
         StatusCode::NOT_FOUND,
         codes::NOT_FOUND,
@@ -173,10 +176,14 @@ pub(super) async fn not_found() -> ApiError {
     )
 }
 
-pub(super) async fn method_not_allowed() -> ApiError {
+pub(super) async fn method_not_allowed(uri: axum::http::Uri) -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         codes::METHOD_NOT_ALLOWED,
-        "method not allowed on this route; see /api/v1/openapi.json",
+        if uri.path().starts_with("/v1/") {
+            "unsupported operation"
+        } else {
+            "method not allowed on this route; see /api/v1/openapi.json"
+        },
     )
 }

@@ -8,7 +8,8 @@
 //! and every route of the API, and it checks that no refused read carries a
 //! value. (The CLI's views of the deny fixture, `ls -r`, `rotation status`,
 //! `example` and `export`, are checked against the binary in coffer-cli's
-//! `tests/authz_matrix.rs`.)
+//! `tests/authz_matrix.rs`; `vault_authz.rs` runs its reads and writes
+//! again through the Vault API.)
 
 use crate::common;
 
@@ -86,13 +87,13 @@ const SECRETS: &[&str] = &[
     "app/dev/gone",
 ];
 
-struct Fixture {
-    server: Server,
+pub(crate) struct Fixture {
+    pub(crate) server: Server,
     tokens: std::collections::HashMap<String, String>,
 }
 
 impl Fixture {
-    fn token(&self, who: &str) -> Option<String> {
+    pub(crate) fn token(&self, who: &str) -> Option<String> {
         match who {
             "anonymous" => None,
             "malformed" => Some("not-a-token".into()),
@@ -112,7 +113,7 @@ impl Fixture {
     }
 }
 
-fn setup() -> (tempfile::TempDir, Fixture) {
+pub(crate) fn setup() -> (tempfile::TempDir, Fixture) {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), Mode::Dev);
     let root = server.root_token();
@@ -196,7 +197,7 @@ fn setup() -> (tempfile::TempDir, Fixture) {
 }
 
 // (identity, method, url, body, expected status)
-type Case = (
+pub(crate) type Case = (
     &'static str,
     &'static str,
     &'static str,
@@ -204,7 +205,7 @@ type Case = (
     u16,
 );
 
-const READS: &[Case] = &[
+pub(crate) const READS: &[Case] = &[
     // Pattern edges: app/dev/* covers deeper paths but not app/dev2.
     ("svc-dev", "GET", "/api/v1/secrets/app/dev/db", None, 200),
     (
@@ -383,7 +384,7 @@ const READS: &[Case] = &[
     ("anonymous", "GET", "/api/v1/secrets/app//dev/db", None, 401),
 ];
 
-const WRITES: &[Case] = &[
+pub(crate) const WRITES: &[Case] = &[
     // create vs update.
     (
         "svc-create",

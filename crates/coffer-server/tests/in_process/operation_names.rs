@@ -14,6 +14,7 @@ fn old_operation(m: &str, matched: Option<&str>) -> &'static str {
         ("GET", "secrets/{*path}") => "secret.read",
         ("POST", "bundle") => "secret.bundle",
         ("POST", "import") => "secret.import",
+        ("PUT", "history/{*path}") => "secret.import_history",
         ("PUT", "secrets/{*path}") => "secret.write",
         ("DELETE", "secrets/{*path}") => "secret.delete",
         ("GET", "metadata/{*path}") => "secret.metadata",

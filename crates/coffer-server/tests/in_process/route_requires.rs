@@ -70,6 +70,14 @@ const SAMPLES: &[Sample] = &[
             r#"{"secrets":[{"path":"app/prod/db","value":"imported-one"},{"path":"app/prod/new","value":"imported-two"}]}"#,
         ),
     ),
+    (
+        &routes::SECRET_HISTORY_IMPORT,
+        &["app/prod/migrated"],
+        "",
+        Some(
+            r#"{"versions":[{"version":1,"created_at":"2024-01-02T03:04:05Z","state":"destroyed","state_at":"2024-02-01T00:00:00Z"},{"version":2,"created_at":"2024-03-01T00:00:00Z","state":"active","value":{"user":"app","password":"a-migrated-one"}}]}"#,
+        ),
+    ),
     (&routes::SECRET_METADATA, &[PATH], "", None),
     (&routes::SECRET_LIST_ROOT, &[], "", None),
     (&routes::SECRET_LIST, &["app/prod/"], "", None),

@@ -253,6 +253,11 @@ impl Cli {
         self
     }
 
+    pub fn env_remove(mut self, k: &str) -> Cli {
+        self.cmd.env_remove(k);
+        self
+    }
+
     pub fn stdin(mut self, input: impl AsRef<[u8]>) -> Cli {
         self.stdin = Some(input.as_ref().to_vec());
         self
