@@ -285,7 +285,10 @@ pub const SECRET_IMPORT: Route = Route::new(
     AnyOf(&[Allow(Create, BodyPaths), Allow(Update, BodyPaths)]),
 );
 /// Writes a secret's whole history (versions with their times and
-/// deleted or destroyed states) in one transaction.
+/// deleted or destroyed states) in one transaction. Appending to a secret
+/// that exists also needs `update` on it, and `delete` or `destroy` when an
+/// appended version is deleted or destroyed (decided in the core: the
+/// table cannot say "when the secret exists").
 pub const SECRET_HISTORY_IMPORT: Route = Route::new(
     Put,
     "/api/v1/history/{*path}",

@@ -94,7 +94,9 @@ impl Coffer {
     /// Writes `versions` as the history of `path`: version `i + 1` is
     /// `versions[i]`. See the module documentation for what happens when the
     /// secret exists. Needs `admin` on `sys/import`, `read` and `create` on
-    /// the path. All or nothing. With `dry_run`, everything is checked and
+    /// the path, and to append to a secret that exists `update` (and
+    /// `delete` or `destroy` when an appended version is deleted or
+    /// destroyed). All or nothing. With `dry_run`, everything is checked and
     /// compared the same way and the receipt says what would be written,
     /// but nothing is.
     pub async fn import_history(
@@ -183,6 +185,26 @@ impl Coffer {
         } else {
             HistoryOutcome::Appended
         };
+        // Appending to a secret that exists changes what it serves: that is
+        // an update, and appending a deleted or destroyed version is a
+        // delete or destroy, whatever sys/import allows (which is only the
+        // right to set times and states on a history).
+        if have > 0 {
+            let appended = &checked[have as usize..];
+            if appended
+                .iter()
+                .any(|c| matches!(c.state, VersionState::Deleted(_)))
+            {
+                self.authorize(identity, Operation::Delete, path.as_str())?;
+            }
+            if appended
+                .iter()
+                .any(|c| matches!(c.state, VersionState::Destroyed(_)))
+            {
+                self.authorize(identity, Operation::Destroy, path.as_str())?;
+            }
+            self.authorize(identity, Operation::Update, path.as_str())?;
+        }
         if dry_run {
             return Ok(HistoryReceipt {
                 path: path.to_string(),

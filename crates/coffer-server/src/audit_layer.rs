@@ -92,7 +92,14 @@ impl Meta {
             start: Instant::now(),
             time: crate::rfc3339(coffer_core::now_ms()),
             method,
-            route: req.uri().path().to_string(),
+            // A Vault login names the user in its path; the record keeps
+            // the template (the name goes in tagged, as `login`, like the
+            // native login's), since a name is often a password typed in
+            // the wrong box, and a record cannot be edited afterwards.
+            route: match matched {
+                Some(template) if vault && template.contains("/login/{") => template.to_string(),
+                _ => req.uri().path().to_string(),
+            },
             op,
             source: req
                 .extensions()

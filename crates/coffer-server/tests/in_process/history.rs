@@ -424,3 +424,91 @@ path "app/prod/*" { capabilities = ["deny"] }"#;
     // Three refusals and the unknown token.
     assert_eq!(refused, 4);
 }
+
+/// `sys/import` lets a history set times and states; it is not the right to
+/// change what an existing secret serves. Appending needs `update`, and an
+/// appended deleted or destroyed version `delete` or `destroy`.
+#[test]
+fn appending_to_a_secret_that_exists_needs_update_and_the_state_rights() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    let importer = token_with(
+        &server,
+        &root,
+        "importer",
+        r#"path "sys/import" { capabilities = ["admin"] }
+           path "app/*" { capabilities = ["read", "create"] }"#,
+    );
+    let path = "app/prod/appended";
+    let first = json!({"versions": [
+        {"version": 1, "created_at": "2024-01-01T00:00:00Z", "state": "active", "value": "one-value"},
+    ]});
+    let created = put(&server, &importer, path, &first);
+    assert_eq!(ok(&created, "created")["outcome"], "created");
+
+    // The same history again changes nothing, and needs no more.
+    assert_eq!(
+        ok(&put(&server, &importer, path, &first), "again")["outcome"],
+        "unchanged"
+    );
+
+    let mut longer = first.clone();
+    longer["versions"].as_array_mut().unwrap().push(json!(
+        {"version": 2, "created_at": "2024-02-01T00:00:00Z", "state": "active", "value": "two-value"}
+    ));
+    let refused = put(&server, &importer, path, &longer);
+    assert_eq!(refused.status, 403, "{}", refused.text());
+    let mut dry = longer.clone();
+    dry["dry_run"] = json!(true);
+    assert_eq!(
+        put(&server, &importer, path, &dry).status,
+        403,
+        "a dry run is refused alike"
+    );
+    let meta = ok(&metadata(&server, &root, path), "metadata");
+    assert_eq!(
+        meta["current_version"], 1,
+        "a refused append writes nothing"
+    );
+
+    // With update, an active version may be appended; a destroyed one
+    // needs destroy as well.
+    let updater = token_with(
+        &server,
+        &root,
+        "updater",
+        r#"path "sys/import" { capabilities = ["admin"] }
+           path "app/*" { capabilities = ["read", "create", "update"] }"#,
+    );
+    let mut destroyed = longer.clone();
+    destroyed["versions"].as_array_mut().unwrap().push(json!(
+        {"version": 3, "created_at": "2024-03-01T00:00:00Z", "state": "destroyed",
+         "state_at": "2024-03-02T00:00:00Z"}
+    ));
+    assert_eq!(put(&server, &updater, path, &destroyed).status, 403);
+    assert_eq!(
+        ok(&metadata(&server, &root, path), "metadata")["current_version"],
+        1
+    );
+    assert_eq!(
+        ok(&put(&server, &updater, path, &longer), "appended")["outcome"],
+        "appended"
+    );
+    assert_eq!(
+        ok(&metadata(&server, &root, path), "metadata")["current_version"],
+        2
+    );
+
+    // A new secret's history may still hold destroyed versions with
+    // sys/import alone: that is what a migration brings.
+    let fresh = json!({"versions": [
+        {"version": 1, "created_at": "2024-01-01T00:00:00Z", "state": "destroyed",
+         "state_at": "2024-01-02T00:00:00Z"},
+        {"version": 2, "created_at": "2024-02-01T00:00:00Z", "state": "active", "value": "v2-value"},
+    ]});
+    assert_eq!(
+        ok(&put(&server, &importer, "app/prod/fresh", &fresh), "fresh")["outcome"],
+        "created"
+    );
+}

@@ -855,6 +855,23 @@ fn token_auth_and_userpass() {
     let log = std::fs::read_to_string(s.audit_log()).unwrap();
     assert!(!log.contains(password) && !log.contains(token));
     assert!(log.contains("vault.userpass.login"));
+    // The user name is in the login's URL; the records keep the template
+    // and the name only as a tag (as the native login does), because a
+    // name is often a password typed in the wrong box.
+    assert!(
+        !log.contains("login/ada"),
+        "a login's user name in the audit log"
+    );
+    let mut tagged = 0;
+    for line in log.lines().filter(|l| l.contains("vault.userpass.login")) {
+        let rec: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(rec["route"], "/v1/auth/userpass/login/{username}", "{rec}");
+        if let Some(login) = rec["login"].as_str() {
+            assert!(login.starts_with("hmac-sha256:"), "{rec}");
+            tagged += 1;
+        }
+    }
+    assert!(tagged > 0, "no login record carries the name's tag");
 }
 
 #[test]
