@@ -24,3 +24,4 @@ mod run;
 mod seal;
 mod tls;
 mod transfer;
+mod vault_clients;
