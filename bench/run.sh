@@ -9,7 +9,10 @@
 #
 # Settings (environment):
 #   BENCH_TARGETS      targets to run, in order (default "coffer openbao hello")
-#   BENCH_LOADS        loads for coffer/openbao (default "read write"); hello only does GET /
+#   BENCH_LOADS        loads for coffer/openbao (default "read vread write"); hello only does
+#                      GET /; vread is coffer's KV v2 read through its Vault-compatible API
+#                      (/v1/secret/data/...), which OpenBao's read already is (so OpenBao
+#                      skips it)
 #   BENCH_THREADS      wrk threads (default 2)
 #   BENCH_CONNECTIONS  wrk connections (default 32)
 #   BENCH_DURATION     wrk duration per measured run (default 10s)
@@ -71,7 +74,7 @@ INVOCATION=$(
 )
 
 TARGETS=${BENCH_TARGETS:-coffer openbao hello}
-LOADS=${BENCH_LOADS:-read write}
+LOADS=${BENCH_LOADS:-read vread write}
 THREADS=${BENCH_THREADS:-2}
 CONNECTIONS=${BENCH_CONNECTIONS:-32}
 DURATION=${BENCH_DURATION:-10s}
@@ -98,7 +101,7 @@ for t in $TARGETS; do
     case $t in coffer | openbao | hello) ;; *) die "unknown target '$t' (coffer, openbao, hello)" ;; esac
 done
 for l in $LOADS; do
-    case $l in read | write) ;; *) die "unknown load '$l' (read, write)" ;; esac
+    case $l in read | vread | write) ;; *) die "unknown load '$l' (read, vread, write)" ;; esac
 done
 has_target() { [[ " $TARGETS " == *" $1 "* ]]; }
 
@@ -673,6 +676,17 @@ print(json.dumps({"policy": src}))')
                 if [[ $HALF_PEAK == 1 ]]; then
                     run_half_peak coffer "$base/api/v1/secrets/bench/read" -H "$auth"
                 fi
+                ;;
+            vread)
+                # The same secret through the Vault API, with the token as
+                # Vault's clients send it.
+                got=$(curl -sS -H "X-Vault-Token: $token" "$base/v1/secret/data/bench/read" |
+                    json_field data.data.value) ||
+                    server_failed coffer "coffer: GET /v1/secret/data/bench/read failed"
+                [[ $got == "$value" ]] || server_failed coffer "coffer: Vault API read returned '$got'"
+                run_wrk coffer vread "$base" read.lua \
+                    WRK_AUTH_HEADER=X-Vault-Token WRK_AUTH_VALUE="$token" \
+                    WRK_READ_PATH=/v1/secret/data/bench/read
                 ;;
             write)
                 run_wrk coffer write "$base" write.lua \

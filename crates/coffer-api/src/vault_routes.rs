@@ -2,7 +2,8 @@
 //! coffer answers, once, beside the native table ([`crate::routes`]).
 //!
 //! Each [`VaultRoute`] names Vault's method (with `LIST`, which clients
-//! also send as `GET ?list=true`), the path template (axum's syntax;
+//! also send as `GET ?list=true`; `PUT` is `POST`, as in Vault, and has no
+//! entries of its own), the path template (axum's syntax;
 //! `{mount}` is one of the configured KV version 2 mounts) and an [`Op`]:
 //! the name audit records give the request (`vault.kv.read`, ...) and what
 //! the route requires of the caller, in the coffer [`Operation`]s the core
@@ -22,8 +23,6 @@ use crate::routes::{Op, Operation, Requires, Target};
 pub enum VaultMethod {
     /// `GET`.
     Get,
-    /// `PUT` (Vault treats it as `POST`).
-    Put,
     /// `POST`.
     Post,
     /// `DELETE`.
@@ -39,7 +38,6 @@ impl VaultMethod {
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Get => "GET",
-            Self::Put => "PUT",
             Self::Post => "POST",
             Self::Delete => "DELETE",
             Self::Patch => "PATCH",
@@ -89,7 +87,7 @@ const fn unaudited(r: VaultRoute) -> VaultRoute {
 use Operation::{Admin, Create, Destroy, List, ReadMetadata, ReadValue, SelfService, Update};
 use Requires::{AllOf, Allow, AnyOf, ManagedToken, Nothing};
 use Target::{Sys, SysNamed, UrlPath, UrlPrefix};
-use VaultMethod::{Delete, Get, List as ListMethod, Patch, Post, Put};
+use VaultMethod::{Delete, Get, List as ListMethod, Patch, Post};
 
 const WRITE: Requires = AnyOf(&[Allow(Create, UrlPath), Allow(Update, UrlPath)]);
 
@@ -112,9 +110,6 @@ pub const KV_READ: VaultRoute = route(
 /// Writes a new version (`options.cas`).
 pub const KV_WRITE_POST: VaultRoute =
     route(Post, "/v1/{mount}/data/{*path}", "vault.kv.write", WRITE);
-/// Writes a new version, as `PUT`.
-pub const KV_WRITE_PUT: VaultRoute =
-    route(Put, "/v1/{mount}/data/{*path}", "vault.kv.write", WRITE);
 /// Merges fields into the current value (a JSON merge patch).
 pub const KV_PATCH: VaultRoute = route(
     Patch,
@@ -136,13 +131,6 @@ pub const KV_DELETE_POST: VaultRoute = route(
     "vault.kv.delete_versions",
     Allow(Operation::Delete, UrlPath),
 );
-/// Soft-deletes the versions named in the body, as `PUT`.
-pub const KV_DELETE_PUT: VaultRoute = route(
-    Put,
-    "/v1/{mount}/delete/{*path}",
-    "vault.kv.delete_versions",
-    Allow(Operation::Delete, UrlPath),
-);
 /// Restores soft-deleted versions.
 pub const KV_UNDELETE_POST: VaultRoute = route(
     Post,
@@ -150,23 +138,9 @@ pub const KV_UNDELETE_POST: VaultRoute = route(
     "vault.kv.undelete",
     Allow(Operation::Delete, UrlPath),
 );
-/// Restores soft-deleted versions, as `PUT`.
-pub const KV_UNDELETE_PUT: VaultRoute = route(
-    Put,
-    "/v1/{mount}/undelete/{*path}",
-    "vault.kv.undelete",
-    Allow(Operation::Delete, UrlPath),
-);
 /// Destroys versions.
 pub const KV_DESTROY_POST: VaultRoute = route(
     Post,
-    "/v1/{mount}/destroy/{*path}",
-    "vault.kv.destroy",
-    Allow(Destroy, UrlPath),
-);
-/// Destroys versions, as `PUT`.
-pub const KV_DESTROY_PUT: VaultRoute = route(
-    Put,
     "/v1/{mount}/destroy/{*path}",
     "vault.kv.destroy",
     Allow(Destroy, UrlPath),
@@ -207,13 +181,6 @@ pub const KV_METADATA_WRITE_POST: VaultRoute = route(
     "vault.kv.metadata_write",
     Allow(Update, UrlPath),
 );
-/// Metadata settings, as `PUT`.
-pub const KV_METADATA_WRITE_PUT: VaultRoute = route(
-    Put,
-    "/v1/{mount}/metadata/{*path}",
-    "vault.kv.metadata_write",
-    Allow(Update, UrlPath),
-);
 /// Destroys every version of a secret.
 pub const KV_METADATA_DELETE: VaultRoute = route(
     Delete,
@@ -234,6 +201,8 @@ pub const SYS_SEAL_STATUS: VaultRoute = unaudited(route(
     "vault.sys.seal_status",
     Nothing,
 ));
+/// The HA leader (coffer nodes have none; `status` asks).
+pub const SYS_LEADER: VaultRoute = route(Get, "/v1/sys/leader", "vault.sys.leader", Nothing);
 /// Whether the server is initialised.
 pub const SYS_INIT: VaultRoute = route(Get, "/v1/sys/init", "vault.sys.init", Nothing);
 /// The KV mounts (what `vault secrets list` shows).
@@ -285,13 +254,6 @@ pub const SYS_POLICY_WRITE_POST: VaultRoute = route(
     "vault.policy.write",
     Allow(Admin, SysNamed("sys/policies/")),
 );
-/// Writes a policy, as `PUT`.
-pub const SYS_POLICY_WRITE_PUT: VaultRoute = route(
-    Put,
-    "/v1/sys/policy/{name}",
-    "vault.policy.write",
-    Allow(Admin, SysNamed("sys/policies/")),
-);
 /// Deletes a policy.
 pub const SYS_POLICY_DELETE: VaultRoute = route(
     Delete,
@@ -316,13 +278,6 @@ pub const SYS_ACL_READ: VaultRoute = route(
 /// Writes a policy (`sys/policies/acl/NAME`).
 pub const SYS_ACL_WRITE_POST: VaultRoute = route(
     Post,
-    "/v1/sys/policies/acl/{name}",
-    "vault.policy.write",
-    Allow(Admin, SysNamed("sys/policies/")),
-);
-/// Writes a policy, as `PUT`.
-pub const SYS_ACL_WRITE_PUT: VaultRoute = route(
-    Put,
     "/v1/sys/policies/acl/{name}",
     "vault.policy.write",
     Allow(Admin, SysNamed("sys/policies/")),
@@ -412,25 +367,21 @@ pub const USERPASS_LOGIN: VaultRoute = route(
 pub const ALL: &[&VaultRoute] = &[
     &KV_READ,
     &KV_WRITE_POST,
-    &KV_WRITE_PUT,
     &KV_PATCH,
     &KV_DELETE_LATEST,
     &KV_DELETE_POST,
-    &KV_DELETE_PUT,
     &KV_UNDELETE_POST,
-    &KV_UNDELETE_PUT,
     &KV_DESTROY_POST,
-    &KV_DESTROY_PUT,
     &KV_METADATA,
     &KV_LIST,
     &KV_LIST_ROOT,
     &KV_LIST_ROOT_BARE,
     &KV_METADATA_WRITE_POST,
-    &KV_METADATA_WRITE_PUT,
     &KV_METADATA_DELETE,
     &SYS_HEALTH,
     &SYS_SEAL_STATUS,
     &SYS_INIT,
+    &SYS_LEADER,
     &SYS_MOUNTS,
     &SYS_UI_MOUNTS,
     &SYS_UI_MOUNT,
@@ -438,12 +389,10 @@ pub const ALL: &[&VaultRoute] = &[
     &SYS_POLICY_LIST,
     &SYS_POLICY_READ,
     &SYS_POLICY_WRITE_POST,
-    &SYS_POLICY_WRITE_PUT,
     &SYS_POLICY_DELETE,
     &SYS_ACL_LIST,
     &SYS_ACL_READ,
     &SYS_ACL_WRITE_POST,
-    &SYS_ACL_WRITE_PUT,
     &SYS_ACL_DELETE,
     &TOKEN_CREATE,
     &TOKEN_LOOKUP_SELF,
@@ -458,7 +407,7 @@ pub const ALL: &[&VaultRoute] = &[
 ];
 
 /// The entry for a method (`LIST` for a listing, whichever way it was
-/// sent) and the template the router matched.
+/// sent; `POST` for `PUT`) and the template the router matched.
 pub fn find(method: &str, template: &str) -> Option<&'static VaultRoute> {
     static INDEX: OnceLock<HashMap<(&'static str, &'static str), &'static VaultRoute>> =
         OnceLock::new();

@@ -50,3 +50,37 @@ fn readme_names_no_operation_the_table_lacks() {
         "README.md lists {unknown:?}, which no route records"
     );
 }
+
+/// The README's paragraph of the Vault API's operations.
+fn listed_vault() -> Vec<String> {
+    let readme = include_str!("../../../README.md");
+    let start = readme
+        .find("Operations of the Vault-compatible API")
+        .expect("README.md lists the Vault API's audit operations");
+    let rest = &readme[start..];
+    let end = rest.find("\n\n").unwrap_or(rest.len());
+    rest[..end]
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|w| w.starts_with("vault."))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn readme_names_every_audited_operation_of_the_vault_table_and_no_other() {
+    use coffer_api::vault_routes;
+    let listed = listed_vault();
+    let mut names: Vec<&str> = vault_routes::ALL
+        .iter()
+        .filter(|r| r.op.audited)
+        .map(|r| r.op.name)
+        .chain([vault_routes::UNMATCHED.name])
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    let mut listed_sorted: Vec<&str> = listed.iter().map(String::as_str).collect();
+    listed_sorted.sort_unstable();
+    assert_eq!(listed_sorted, names);
+}

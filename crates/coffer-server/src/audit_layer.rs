@@ -67,10 +67,12 @@ impl Meta {
             None if vault => vault_routes::UNMATCHED.name,
             None => routes::UNMATCHED.name,
         };
-        // A Vault listing was rewritten to GET for routing; the record says
-        // what the client sent.
+        // A Vault listing was rewritten to GET for routing, a PUT to POST;
+        // the record says what the client sent.
         let method = if vault && req.extensions().get::<crate::vault::Listing>().is_some() {
             Method::from_bytes(b"LIST").expect("a valid method")
+        } else if vault && req.extensions().get::<crate::vault::SentAsPut>().is_some() {
+            Method::PUT
         } else {
             req.method().clone()
         };

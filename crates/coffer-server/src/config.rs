@@ -587,6 +587,37 @@ mod tests {
     use super::*;
 
     #[test]
+    fn vault_mounts() {
+        let c = ServerConfig::parse("data_dir = \"/d\"").unwrap();
+        let mounts = c.vault_mounts().unwrap();
+        assert_eq!(mounts, coffer_policy::vault::Mounts::default());
+        let c = ServerConfig::parse(
+            "data_dir = \"/d\"\nvault_mounts = [\"secret=apps/\", \"team=team/kv/\"]",
+        )
+        .unwrap();
+        let mounts = c.vault_mounts().unwrap();
+        assert_eq!(mounts.get("team").unwrap().coffer_path("x"), "team/kv/x");
+        assert_eq!(mounts.get("secret").unwrap().prefix(), "apps/");
+        for (bad, fragment) in [
+            ("[\"secret\", \"kv=x/\"]", "overlapping"),
+            ("[\"sys\"]", "reserved"),
+            ("[\"a/b\"]", "mount name"),
+            ("[\"kv=../\"]", "mount prefix"),
+            ("[\"kv=x\"]", "mount prefix"),
+            ("[]", "at least one"),
+            ("[\"kv\", \"kv=y/\"]", "twice"),
+        ] {
+            let e = ServerConfig::parse(&format!("data_dir = \"/d\"\nvault_mounts = {bad}"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("vault_mounts") && e.contains(fragment),
+                "{bad}: {e}"
+            );
+        }
+    }
+
+    #[test]
     fn minimal_and_full_files() {
         let c = ServerConfig::parse("data_dir = \"/var/lib/coffer\"").unwrap();
         assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);

@@ -348,7 +348,9 @@ impl Edge {
 /// The Vault API (`/v1/`) also takes what Vault's clients send: a `PATCH`
 /// declared `application/merge-patch+json`, and a body with no content type
 /// at all when the request carries a token header (`X-Vault-Token` or
-/// `Authorization`). A browser cannot add either header to a cross-site
+/// `Authorization`) or `X-Vault-Request`, which Vault's clients send with
+/// every request (a login has no token). A browser cannot add any of these
+/// headers to a cross-site
 /// request without a CORS preflight, which this server never approves, so
 /// that exception opens nothing to a web page.
 fn check_content_type(req: &Request) -> Result<(), &'static str> {
@@ -360,6 +362,7 @@ fn check_content_type(req: &Request) -> Result<(), &'static str> {
     let vault = req.uri().path().starts_with("/v1/");
     let token_header = || {
         req.headers().contains_key(crate::vault::X_VAULT_TOKEN)
+            || req.headers().contains_key(crate::vault::X_VAULT_REQUEST)
             || req.headers().contains_key(header::AUTHORIZATION)
     };
     match declared {

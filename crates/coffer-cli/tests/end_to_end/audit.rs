@@ -448,6 +448,32 @@ fn a_full_disk_refuses_every_request_and_reveals_nothing() {
         (503, "audit_unavailable")
     );
     assert!(!r.text().contains("CANARY"));
+    // The Vault API fails closed the same way, in Vault's error shape.
+    for (method, body) in [
+        ("GET", None),
+        ("POST", Some(&br#"{"data":{"v":"changed"}}"#[..])),
+    ] {
+        let r = common::http(
+            host,
+            method,
+            "/v1/secret/data/app/db",
+            None,
+            body,
+            &[("x-vault-token", &root)],
+        );
+        assert_eq!(r.status, 503, "{method}: {}", r.text());
+        assert!(
+            r.json()["errors"][0]
+                .as_str()
+                .unwrap()
+                .contains("audit log"),
+            "{}",
+            r.text()
+        );
+        assert!(!r.text().contains("CANARY"));
+    }
+    let h = common::http(host, "GET", "/v1/sys/health", None, None, &[]);
+    assert_eq!(h.status, 503, "{}", h.text());
     let h = common::http(host, "GET", "/api/v1/sys/health", None, None, &[]);
     assert_eq!(h.status, 503, "{}", h.text());
     assert_eq!(h.json()["audit_available"], false);

@@ -30,3 +30,4 @@ mod run;
 mod seal;
 mod tls;
 mod transfer;
+mod vault_clients;

@@ -424,7 +424,30 @@ impl VersionChange for Destroy {
 #[serde(deny_unknown_fields)]
 pub(super) struct VersionsBody {
     #[serde(default)]
-    versions: Vec<u64>,
+    versions: Vec<VersionNumber>,
+}
+
+/// A version number, as a JSON number or a string of digits (Vault's CLI
+/// sends strings).
+pub(super) struct VersionNumber(u64);
+
+impl<'de> Deserialize<'de> for VersionNumber {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<VersionNumber, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            Number(u64),
+            Text(String),
+        }
+        match Either::deserialize(d)? {
+            Either::Number(n) => Ok(VersionNumber(n)),
+            Either::Text(t) => t
+                .trim()
+                .parse()
+                .map(VersionNumber)
+                .map_err(|_| de::Error::custom("a version must be a positive integer")),
+        }
+    }
 }
 
 pub(super) async fn change_versions<C: VersionChange>(
@@ -436,7 +459,7 @@ pub(super) async fn change_versions<C: VersionChange>(
     if body.versions.is_empty() {
         return Err(ApiError::invalid("no version number provided"));
     }
-    let versions = body.versions;
+    let versions: Vec<u64> = body.versions.into_iter().map(|v| v.0).collect();
     match C::CHANGE {
         Change::Delete => st.coffer.delete(&id, &path, &versions).await,
         Change::Undelete => st.coffer.undelete(&id, &path, &versions).await,

@@ -13,10 +13,11 @@
 //! Vault entry in the audit record, and gives their errors Vault's body
 //! (`{"errors": [...]}`, [`error_body`]).
 //!
-//! Vault's `LIST` method is not one axum routes: [`ListRewrite`] turns it,
-//! and `GET ...?list=true`, into a `GET` carrying [`Listing`] before
+//! Vault's `LIST` method is not one axum routes: [`list_rewrite`] turns
+//! it, and `GET ...?list=true`, into a `GET` carrying [`Listing`] before
 //! routing, and the handlers of the templates with a `LIST` entry dispatch
-//! on it.
+//! on it. It also turns `PUT` into `POST` (carrying [`SentAsPut`]): Vault
+//! takes them as one.
 
 mod kv;
 mod sys;
@@ -43,16 +44,24 @@ use crate::state::AppState;
 /// The header Vault clients send their token in.
 pub(crate) const X_VAULT_TOKEN: &str = "x-vault-token";
 
+/// The header Vault's clients send with every request.
+pub(crate) const X_VAULT_REQUEST: &str = "x-vault-request";
+
 /// Marks a request that was a listing (`LIST`, or `GET ?list=true`).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Listing;
+
+/// Marks a request sent as `PUT`, which Vault takes as `POST`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SentAsPut;
 
 /// The configured KV mounts, as a request extension.
 #[derive(Clone)]
 pub(crate) struct MountsExt(pub Arc<Mounts>);
 
 /// Turns Vault's `LIST` (and `GET ?list=true`) on `/v1/` into a `GET`
-/// marked [`Listing`], before the router matches it.
+/// marked [`Listing`], and `PUT` into a `POST` marked [`SentAsPut`],
+/// before the router matches it.
 pub(crate) fn list_rewrite(mut req: Request) -> Request {
     if !req.uri().path().starts_with("/v1/") {
         return req;
@@ -66,6 +75,9 @@ pub(crate) fn list_rewrite(mut req: Request) -> Request {
     if listing {
         *req.method_mut() = Method::GET;
         req.extensions_mut().insert(Listing);
+    } else if req.method() == Method::PUT {
+        *req.method_mut() = Method::POST;
+        req.extensions_mut().insert(SentAsPut);
     }
     req
 }
@@ -77,32 +89,28 @@ pub(crate) fn routes() -> (axum::Router<AppState>, Vec<&'static VaultRoute>) {
         // KV version 2
         .on(&table::KV_READ, kv::read)
         .on(&table::KV_WRITE_POST, kv::write)
-        .on(&table::KV_WRITE_PUT, kv::write)
         .on(&table::KV_PATCH, kv::patch)
         .on(&table::KV_DELETE_LATEST, kv::delete_latest)
         .on(
             &table::KV_DELETE_POST,
             kv::change_versions::<kv::SoftDelete>,
         )
-        .on(&table::KV_DELETE_PUT, kv::change_versions::<kv::SoftDelete>)
         .on(
             &table::KV_UNDELETE_POST,
             kv::change_versions::<kv::Undelete>,
         )
-        .on(&table::KV_UNDELETE_PUT, kv::change_versions::<kv::Undelete>)
         .on(&table::KV_DESTROY_POST, kv::change_versions::<kv::Destroy>)
-        .on(&table::KV_DESTROY_PUT, kv::change_versions::<kv::Destroy>)
         .on(&table::KV_METADATA, kv::metadata_or_list)
         .listing(&table::KV_LIST)
         .on(&table::KV_LIST_ROOT, kv::list_root)
         .on(&table::KV_LIST_ROOT_BARE, kv::list_root)
         .on(&table::KV_METADATA_WRITE_POST, kv::metadata_write)
-        .on(&table::KV_METADATA_WRITE_PUT, kv::metadata_write)
         .on(&table::KV_METADATA_DELETE, kv::metadata_delete)
         // sys
         .on(&table::SYS_HEALTH, sys::health)
         .on(&table::SYS_SEAL_STATUS, sys::seal_status)
         .on(&table::SYS_INIT, sys::init)
+        .on(&table::SYS_LEADER, sys::leader)
         .on(&table::SYS_MOUNTS, sys::mounts)
         .on(&table::SYS_UI_MOUNTS, sys::ui_mounts)
         .on(&table::SYS_UI_MOUNT, sys::ui_mount)
@@ -110,12 +118,10 @@ pub(crate) fn routes() -> (axum::Router<AppState>, Vec<&'static VaultRoute>) {
         .on(&table::SYS_POLICY_LIST, sys::list_policies)
         .on(&table::SYS_POLICY_READ, sys::read_policy::<sys::Rules>)
         .on(&table::SYS_POLICY_WRITE_POST, sys::write_policy)
-        .on(&table::SYS_POLICY_WRITE_PUT, sys::write_policy)
         .on(&table::SYS_POLICY_DELETE, sys::delete_policy)
         .on(&table::SYS_ACL_LIST, sys::list_policies)
         .on(&table::SYS_ACL_READ, sys::read_policy::<sys::Acl>)
         .on(&table::SYS_ACL_WRITE_POST, sys::write_policy)
-        .on(&table::SYS_ACL_WRITE_PUT, sys::write_policy)
         .on(&table::SYS_ACL_DELETE, sys::delete_policy)
         // token auth and userpass
         .on(&table::TOKEN_CREATE, token::create)
@@ -147,7 +153,6 @@ impl Handlers {
     {
         let filter = match route.method {
             VaultMethod::Get | VaultMethod::List => MethodFilter::GET,
-            VaultMethod::Put => MethodFilter::PUT,
             VaultMethod::Post => MethodFilter::POST,
             VaultMethod::Delete => MethodFilter::DELETE,
             VaultMethod::Patch => MethodFilter::PATCH,
@@ -411,6 +416,7 @@ mod tests {
             ("GET", "/v1/secret/metadata/a?list=trueish", false),
             ("POST", "/v1/secret/metadata/a?list=true", false),
             ("LIST", "/api/v1/list/a", false),
+            ("PUT", "/v1/secret/data/a", false),
         ] {
             let r = req(method, uri);
             assert_eq!(
@@ -420,6 +426,9 @@ mod tests {
             );
             if listing {
                 assert_eq!(r.method(), Method::GET);
+            } else if method == "PUT" {
+                assert_eq!(r.method(), Method::POST);
+                assert!(r.extensions().get::<SentAsPut>().is_some());
             } else {
                 assert_eq!(r.method().as_str(), method);
             }

@@ -153,6 +153,18 @@ pub(super) async fn init(State(st): State<AppState>) -> Json<serde_json::Value> 
     Json(serde_json::json!({ "initialized": st.coffer.status().initialized }))
 }
 
+/// `sys/leader`: coffer nodes have no leader and no standbys.
+pub(super) async fn leader() -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "ha_enabled": false,
+        "is_self": false,
+        "leader_address": "",
+        "leader_cluster_address": "",
+        "performance_standby": false,
+        "performance_standby_last_remote_wal": 0,
+    }))
+}
+
 // ---- mounts ----
 
 #[derive(Serialize, Clone)]

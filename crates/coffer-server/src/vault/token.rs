@@ -121,14 +121,15 @@ fn token_data(record: &TokenView) -> TokenData {
 }
 
 /// Vault's `auth/token/create` parameters that coffer has; the rest are
-/// refused by name, except those that ask for what coffer does anyway.
+/// refused by name, except those that ask for what coffer does anyway (and
+/// the defaults Vault's CLI always sends).
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(super) struct CreateBody {
     #[serde(default)]
     policies: Vec<String>,
-    ttl: Option<String>,
-    explicit_max_ttl: Option<String>,
+    ttl: Option<Duration>,
+    explicit_max_ttl: Option<Duration>,
     #[serde(default)]
     num_uses: u64,
     display_name: Option<String>,
@@ -144,17 +145,44 @@ pub(super) struct CreateBody {
     #[serde(default)]
     no_parent: bool,
     meta: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Periodic tokens do not exist; only "none" is accepted.
+    period: Option<Duration>,
+    /// Entities do not exist; only "none" is accepted.
+    entity_alias: Option<String>,
 }
 
-/// Vault spells durations as seconds too (`"3600"`, or a number).
-fn duration(text: Option<String>) -> Option<String> {
-    text.filter(|t| !t.is_empty() && t != "0").map(|t| {
-        if t.bytes().all(|b| b.is_ascii_digit()) {
-            format!("{t}s")
-        } else {
-            t
+/// A duration as Vault spells it: `"1h"`, `"3600"`, `3600`; `""`, `"0"`,
+/// `"0s"` and `0` mean none.
+pub(super) struct Duration(Option<String>);
+
+impl<'de> Deserialize<'de> for Duration {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            Number(u64),
+            Text(String),
         }
-    })
+        let text = match Either::deserialize(d)? {
+            Either::Number(n) => n.to_string(),
+            Either::Text(t) => t,
+        };
+        let text = text.trim();
+        if matches!(text, "" | "0" | "0s") {
+            return Ok(Duration(None));
+        }
+        Ok(Duration(Some(
+            if text.bytes().all(|b| b.is_ascii_digit()) {
+                format!("{text}s")
+            } else {
+                text.to_owned()
+            },
+        )))
+    }
+}
+
+fn duration(d: Option<Duration>) -> Option<String> {
+    d.and_then(|d| d.0)
 }
 
 pub(super) async fn create(
@@ -182,6 +210,16 @@ pub(super) async fn create(
     if body.meta.as_ref().is_some_and(|m| !m.is_empty()) {
         return Err(ApiError::invalid("token metadata (meta) is not supported"));
     }
+    if body.period.is_some_and(|p| p.0.is_some()) {
+        return Err(ApiError::invalid(
+            "periodic tokens (period) are not supported: give ttl and explicit_max_ttl",
+        ));
+    }
+    if body.entity_alias.as_deref().is_some_and(|a| !a.is_empty()) {
+        return Err(ApiError::invalid(
+            "entity_alias is not supported: coffer has no entities",
+        ));
+    }
     let _ = body.no_default_policy;
     // Vault's child token without policies has its parent's.
     let policies = if body.policies.is_empty() {
@@ -195,7 +233,7 @@ pub(super) async fn create(
         max_ttl: duration(body.explicit_max_ttl),
         uses: (body.num_uses > 0).then_some(body.num_uses),
         cidrs: Vec::new(),
-        display_name: body.display_name,
+        display_name: body.display_name.filter(|n| !n.is_empty()),
     };
     let (raw, record) = st.coffer.create_token(&id, &request).await?;
     Ok(ok_auth(auth_block(raw.expose_secret().to_owned(), &record)))
@@ -228,13 +266,13 @@ pub(super) async fn lookup_accessor(
 #[serde(deny_unknown_fields)]
 pub(super) struct TokenBody {
     token: WireSecret,
-    increment: Option<serde_json::Value>,
+    increment: Option<Duration>,
 }
 
 /// The body's token must be the caller's own.
 fn own_token(headers: &HeaderMap, body: &TokenBody) -> Result<(), ApiError> {
     let own = token_of(headers)?.unwrap_or("");
-    if body.increment.is_some() {
+    if body.increment.as_ref().is_some_and(|i| i.0.is_some()) {
         return Err(increment_refused());
     }
     if bool::from(own.as_bytes().ct_eq(body.token.expose().as_bytes())) {
@@ -267,7 +305,7 @@ pub(super) async fn lookup(
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RenewSelfBody {
-    increment: Option<serde_json::Value>,
+    increment: Option<Duration>,
 }
 
 pub(super) async fn renew_self(
@@ -275,7 +313,7 @@ pub(super) async fn renew_self(
     VaultAuth(id): VaultAuth,
     VaultJson(body): VaultJson<RenewSelfBody>,
 ) -> Result<Response, ApiError> {
-    if body.increment.is_some() {
+    if body.increment.is_some_and(|i| i.0.is_some()) {
         return Err(increment_refused());
     }
     let record = st.coffer.renew_token(&id, None).await?;
