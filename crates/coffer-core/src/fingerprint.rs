@@ -55,6 +55,8 @@ pub struct FingerprintPlace {
 
 /// The fingerprints of the values under a prefix.
 pub struct Fingerprints {
+    /// The prefix, canonical.
+    pub prefix: String,
     /// The fresh key everything is computed under (the scanner tags its
     /// candidates with it).
     pub key: FingerprintKey,
@@ -107,6 +109,7 @@ impl Coffer {
             }
         }
         let versions = listed.len();
+        let prefix = prefix.as_str().to_string();
         // Opening and estimating (zxcvbn takes milliseconds a part) run off
         // the request threads.
         tokio::task::spawn_blocking(move || {
@@ -130,6 +133,7 @@ impl Coffer {
             tags.sort_unstable();
             tags.dedup();
             Ok(Fingerprints {
+                prefix,
                 key,
                 tags,
                 places,

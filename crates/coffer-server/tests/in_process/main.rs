@@ -16,6 +16,8 @@ mod audit;
 mod audit_hostile;
 mod authz_matrix;
 mod bad_input;
+mod compromised;
+mod fingerprints;
 mod node;
 mod node_failures;
 mod openapi;
