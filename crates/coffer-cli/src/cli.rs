@@ -285,6 +285,27 @@ credentials are in their grace period.")]
   coffer rollback myapp/prod/API_KEY 3")]
     Rollback(crate::lifecycle_cmd::RollbackArgs),
 
+    /// Respond to a leaked secret in one command: mark the version
+    /// compromised (it never becomes current again; audited, with an
+    /// alert), list every identity that read it, and rotate it (or stage
+    /// the rotation). No value is read or printed.
+    #[command(after_help = "Examples:
+  coffer leak myapp/prod/STRIPE_KEY --reason 'pushed to a public repo in commit 1a2b3c'
+  coffer leak myapp/prod/STRIPE_KEY --reason 'seen in CI log 4411' --grace 0s
+  coffer leak myapp/prod/JWT_KEY --reason 'in a support ticket' --stage
+  coffer leak myapp/prod/API_KEY --version 3 --reason 'old backup leaked' --no-rotate
+  coffer leak myapp/prod/DB --reason 'pasted in chat' --json
+
+Needs the rotate capability on the path; listing the readers needs admin
+on sys/audit (without it the rest is done and the command says so). A
+compromised version is refused by rollback, promote, cp and mv (when it
+would be current) and undelete (as current), with exit 8. By default the
+secret is rotated when the leaked version is the current one, with the
+lifecycle rule's generator (--generate SPEC otherwise); the leaked value
+stays readable as `previous` for the grace period unless --grace 0s. A
+secret made by `coffer pg manage` rotates its PostgreSQL roles.")]
+    Leak(crate::leak_cmd::LeakArgs),
+
     /// Copy a secret with its whole history to a new path.
     #[command(after_help = "Examples:
   coffer cp myapp/dev/DB_URL myapp/test/DB_URL")]

@@ -84,6 +84,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Status> {
         Command::Rotation(c) => crate::lifecycle_cmd::rotation(g, c).await,
         Command::Pg(c) => crate::lifecycle_cmd::pg(g, c).await,
         Command::Rollback(a) => crate::lifecycle_cmd::rollback(g, a).await,
+        Command::Leak(a) => crate::leak_cmd::leak(g, a).await,
         Command::Cp(a) => crate::lifecycle_cmd::copy(g, a, false).await,
         Command::Mv(a) => crate::lifecycle_cmd::copy(g, a, true).await,
         Command::Env(c) => crate::lifecycle_cmd::env(g, c).await,
@@ -400,6 +401,13 @@ async fn history(g: &crate::cli::Global, path: &str, as_json: bool) -> anyhow::R
                 }
                 None if v.version == md.current_version => state.push_str(" [current]"),
                 None => {}
+            }
+            // A leaked version: never current again (`coffer leak`).
+            if let Some(t) = &v.compromised_at {
+                state.push_str(&format!(
+                    " [COMPROMISED {t}: {}]",
+                    v.compromised_reason.as_deref().unwrap_or("")
+                ));
             }
             // The name alone can be claimed: the kind and the accessor of
             // the token that wrote the version say who it really was.

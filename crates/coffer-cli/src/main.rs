@@ -16,6 +16,7 @@ mod commands;
 mod env_names;
 mod exit;
 mod input;
+mod leak_cmd;
 mod lifecycle_cmd;
 mod output;
 mod redact;
