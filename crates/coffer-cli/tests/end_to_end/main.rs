@@ -18,6 +18,7 @@ mod cluster;
 mod durability;
 mod e2e;
 mod hostile_http;
+mod leak;
 mod lifecycle;
 mod pgroles;
 mod run;
