@@ -13,6 +13,7 @@ use std::collections::HashSet;
 use serde::{Deserialize, Serialize};
 
 use crate::Finding;
+use crate::report::Reported;
 
 /// Why a baseline file was refused.
 #[derive(Debug, thiserror::Error)]
@@ -56,7 +57,12 @@ impl Baseline {
 
     /// Whether the baseline holds this finding.
     pub fn contains(&self, f: &Finding) -> bool {
-        self.fingerprints.contains(&f.fingerprint)
+        self.contains_fingerprint(&f.fingerprint)
+    }
+
+    /// Whether the baseline holds a finding with this fingerprint.
+    pub fn contains_fingerprint(&self, fingerprint: &str) -> bool {
+        self.fingerprints.contains(fingerprint)
     }
 
     /// The number of findings in the baseline.
@@ -70,15 +76,15 @@ impl Baseline {
     }
 }
 
-/// The text of a baseline holding `findings` (file, finding), sorted so that
-/// rewriting an unchanged baseline gives the same bytes.
-pub fn write(findings: &[(&str, &Finding)]) -> String {
+/// The text of a baseline holding `findings`, sorted so that rewriting an
+/// unchanged baseline gives the same bytes.
+pub fn write_reported(findings: &[Reported]) -> String {
     let mut entries: Vec<Entry> = findings
         .iter()
-        .map(|(file, f)| Entry {
+        .map(|f| Entry {
             fingerprint: f.fingerprint.clone(),
             rule: f.rule.clone(),
-            file: (*file).to_string(),
+            file: f.file.clone(),
             line: f.line,
         })
         .collect();
