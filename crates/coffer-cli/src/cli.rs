@@ -11,7 +11,7 @@ const EXIT_STATUSES: &str = "\
 Exit status:
   0 success            4 permission denied    7 validation failed
   1 other error        5 sealed               8 conflict
-  2 usage error        6 unreachable
+  2 usage error        6 unreachable          9 secrets found (scan)
   3 not found
 
 Environment:
@@ -371,6 +371,29 @@ secret made by `coffer pg manage` rotates its PostgreSQL roles.")]
     /// The audit log: verify its integrity, search it, see who read a secret.
     #[command(subcommand)]
     Audit(crate::audit_cmd::AuditCommand),
+
+    /// Find secrets (API keys, tokens, private keys, passwords) in files,
+    /// standard input, staged changes or git history. Needs no server.
+    /// Prints each finding redacted; exits 9 if any is found.
+    #[command(after_help = "Examples:
+  coffer scan                                  # the current directory, .env files included
+  coffer scan src config/app.yaml
+  printf '%s\\n' \"$VALUE\" | coffer scan -      # standard input
+  coffer scan --staged                         # what `git commit` would record (the hook runs this)
+  coffer scan --history                        # every line ever added, with commit, author and date
+  coffer scan --history main..HEAD --format sarif > scan.sarif
+  coffer scan --baseline .coffer-scan-baseline.json --write-baseline   # accept what is there now
+  coffer scan --baseline .coffer-scan-baseline.json                    # report only new findings
+
+Allow one finding with a `coffer:allow` comment on its line, or
+`coffer:allow-next-line` on the line before. Rules, allowed paths and
+patterns per repository: .coffer-scan.toml (see the README). Exit status:
+0 nothing found, 9 secrets found, 2 usage error, 7 bad configuration.")]
+    Scan(crate::scan_cmd::ScanArgs),
+
+    /// Install or remove the git pre-commit hook that runs `coffer scan --staged`.
+    #[command(subcommand)]
+    Hook(crate::hook_cmd::HookCommand),
 
     /// Forget the saved token.
     Logout,
