@@ -373,8 +373,9 @@ secret made by `coffer pg manage` rotates its PostgreSQL roles.")]
     Audit(crate::audit_cmd::AuditCommand),
 
     /// Find secrets (API keys, tokens, private keys, passwords) in files,
-    /// standard input, staged changes or git history. Needs no server.
-    /// Prints each finding redacted; exits 9 if any is found.
+    /// standard input, staged changes or git history. Needs no server, but
+    /// for --known (the exact values coffer stores). Prints each finding
+    /// redacted; exits 9 if any is found.
     #[command(after_help = "Examples:
   coffer scan                                  # the current directory, .env files included
   coffer scan src config/app.yaml
@@ -384,11 +385,18 @@ secret made by `coffer pg manage` rotates its PostgreSQL roles.")]
   coffer scan --history main..HEAD --format sarif > scan.sarif
   coffer scan --baseline .coffer-scan-baseline.json --write-baseline   # accept what is there now
   coffer scan --baseline .coffer-scan-baseline.json                    # report only new findings
+  coffer scan --known                          # also the exact values coffer stores (needs list)
+  coffer scan --known myapp/ --respond         # and offer `coffer leak` for each one found
 
 Allow one finding with a `coffer:allow` comment on its line, or
 `coffer:allow-next-line` on the line before. Rules, allowed paths and
-patterns per repository: .coffer-scan.toml (see the README). Exit status:
-0 nothing found, 9 secrets found, 2 usage error, 7 bad configuration.")]
+patterns per repository: .coffer-scan.toml (see the README). With --known
+the scan asks the server (COFFER_ADDR, COFFER_TOKEN) for keyed fingerprints
+of the values stored under the prefix and reports each one found as
+`coffer-known-value`, naming its path and version; only values strong
+enough that guessing them offline is hopeless are fingerprinted. Exit
+status: 0 nothing found, 9 secrets found, 2 usage error, 7 bad
+configuration; with --known also 3, 4, 5 and 6 as other commands.")]
     Scan(crate::scan_cmd::ScanArgs),
 
     /// Install or remove the git pre-commit hook that runs `coffer scan --staged`.

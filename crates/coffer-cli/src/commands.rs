@@ -71,7 +71,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Status> {
         Command::Run(a) => crate::run_cmd::run(g, a).await,
         Command::Example(a) => crate::check_cmd::example(g, a).await,
         Command::Check(a) => crate::check_cmd::check(g, a).await,
-        Command::Scan(a) => crate::scan_cmd::run(a),
+        Command::Scan(a) => crate::known_cmd::scan(g, a).await,
         Command::Hook(c) => crate::hook_cmd::run(c),
         Command::Import(a) => crate::transfer_cmd::import(g, a).await,
         Command::Export(a) => crate::transfer_cmd::export(g, a).await,

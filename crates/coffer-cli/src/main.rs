@@ -17,6 +17,7 @@ mod env_names;
 mod exit;
 mod hook_cmd;
 mod input;
+mod known_cmd;
 mod leak_cmd;
 mod lifecycle_cmd;
 mod output;

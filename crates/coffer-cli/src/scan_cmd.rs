@@ -79,6 +79,21 @@ pub struct ScanArgs {
     /// Worker threads (default: one per core).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub threads: Option<u16>,
+    /// Also find the exact values coffer stores under PREFIX (repeatable;
+    /// alone, every secret the token may list), by the server's keyed
+    /// fingerprints: needs `list`, never `read`, and no value is fetched.
+    /// Findings name the secret's path and version (rule
+    /// `coffer-known-value`).
+    #[arg(long, value_name = "PREFIX", num_args = 0..=1, default_missing_value = "")]
+    pub known: Vec<String>,
+    /// For each stored value found, offer `coffer leak` (mark the version
+    /// compromised, list its readers, rotate): asks on a terminal; without
+    /// one, only with --yes. Text output only.
+    #[arg(long, requires = "known", conflicts_with = "write_baseline")]
+    pub respond: bool,
+    /// With --respond: respond to every stored value found without asking.
+    #[arg(long, requires = "respond")]
+    pub yes: bool,
 }
 
 /// What a scan looked at, for the summary line.
@@ -109,9 +124,28 @@ impl Sink {
 }
 
 pub fn run(a: ScanArgs) -> anyhow::Result<Status> {
+    run_with(a, None).map(|(status, _)| status)
+}
+
+/// [`run`] with an extra source of findings (`--known`'s stored values),
+/// returning the findings it reported too (for `--respond`).
+pub fn run_with(
+    a: ScanArgs,
+    matcher: Option<Arc<dyn coffer_scan::Matcher>>,
+) -> anyhow::Result<(Status, Vec<Reported>)> {
     let format = if a.json { Format::Json } else { a.format };
+    if a.respond && format != Format::Text {
+        return Err(fail(
+            Status::Usage,
+            "--respond prints the responses after the report: use it with --format text",
+        ));
+    }
     let config = load_config(a.config.as_deref())?;
-    let scanner = Arc::new(Scanner::new(config).map_err(|e| fail(Status::Invalid, e.to_string()))?);
+    let mut scanner = Scanner::new(config).map_err(|e| fail(Status::Invalid, e.to_string()))?;
+    if let Some(m) = matcher {
+        scanner.add_matcher(m);
+    }
+    let scanner = Arc::new(scanner);
     let baseline = match &a.baseline {
         Some(p) if !a.write_baseline => Some(read_baseline(p)?),
         _ => None,
@@ -167,7 +201,7 @@ pub fn run(a: ScanArgs) -> anyhow::Result<Status> {
             findings.len(),
             report::escape(&path.to_string_lossy())
         );
-        return Ok(Status::Ok);
+        return Ok((Status::Ok, Vec::new()));
     }
     let before = findings.len();
     if let Some(b) = &baseline {
@@ -204,7 +238,7 @@ pub fn run(a: ScanArgs) -> anyhow::Result<Status> {
     };
     if findings.is_empty() {
         eprintln!("coffer scan: no secrets found ({summary}{baselined})");
-        Ok(Status::Ok)
+        Ok((Status::Ok, findings))
     } else {
         eprintln!(
             "coffer scan: {} secret{} found ({summary}{baselined})\n\
@@ -214,7 +248,7 @@ pub fn run(a: ScanArgs) -> anyhow::Result<Status> {
             findings.len(),
             if findings.len() == 1 { "" } else { "s" },
         );
-        Ok(Status::Found)
+        Ok((Status::Found, findings))
     }
 }
 

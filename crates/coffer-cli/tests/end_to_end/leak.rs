@@ -387,3 +387,120 @@ fn check_flags_a_dotenv_that_still_holds_a_compromised_value() {
     assert!(!audit_log(&server).contains(&value));
     assert!(!server.logs().contains(&value));
 }
+
+#[test]
+fn scan_known_finds_and_names_a_stored_value_without_holding_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    let cli = || server.cli().token(&root);
+    cli()
+        .run(&["set", "app/dev/API_KEY", "--generate", "hex:32"])
+        .expect(0);
+    let value = cli()
+        .run(&["get", "app/dev/API_KEY"])
+        .expect(0)
+        .stdout()
+        .trim()
+        .to_string();
+    cli()
+        .stdin("hunter2hunter2")
+        .run(&["set", "app/dev/WEAK"])
+        .expect(0);
+    let work = dir.path().join("repo");
+    std::fs::create_dir_all(work.join("config")).unwrap();
+    std::fs::write(
+        work.join("config/app.yaml"),
+        format!("service:\n  name: shop\n  upstream: \"{value}\"\n"),
+    )
+    .unwrap();
+    std::fs::write(work.join("notes.txt"), "the password is hunter2hunter2\n").unwrap();
+    let (lister, _) = token(
+        &server,
+        &root,
+        "lister",
+        r#"path "app/" { capabilities = ["list"] }
+           path "app/*" { capabilities = ["list"] }"#,
+    );
+    let scan = |args: &[&str]| {
+        let mut all = vec!["scan", "--known", "app/"];
+        all.extend_from_slice(args);
+        all.push(work.to_str().unwrap());
+        server.cli().token(&lister).run(&all)
+    };
+    let r = scan(&[]).expect(9);
+    let out = r.stdout();
+    let line = out
+        .lines()
+        .find(|l| l.contains("coffer-known-value"))
+        .unwrap_or_else(|| panic!("no known-value finding: {out}"));
+    assert!(line.contains("config/app.yaml:3:"), "{line}");
+    assert!(
+        line.contains("the value of version 1 of app/dev/API_KEY"),
+        "{line}"
+    );
+    assert!(
+        !out.contains(&value) && !r.stderr().contains(&value),
+        "{out}"
+    );
+    // The weak value is never fingerprinted, so never found as stored.
+    assert!(!out.contains("app/dev/WEAK"), "{out}");
+    for format in ["json", "sarif"] {
+        let r = scan(&["--format", format]).expect(9);
+        assert!(r.stdout().contains("app/dev/API_KEY"), "{format}");
+        assert!(!r.stdout().contains(&value), "{format}");
+    }
+    // Without a terminal, --respond only says what it would do.
+    let r = scan(&["--respond"]).expect(9);
+    assert!(
+        r.stderr().contains("not responding without a terminal"),
+        "{}",
+        r.stderr()
+    );
+    let h = cli()
+        .run(&["history", "app/dev/API_KEY", "--json"])
+        .expect(0)
+        .json();
+    assert!(h["versions"][0].get("compromised_at").is_none());
+    assert_eq!(scan(&["--respond", "--format", "json"]).code(), 2);
+    // With --yes it responds: marked, rotated (the lister cannot: exit 4 is
+    // reported, the scan's status stays 9), then as root.
+    let r = scan(&["--respond", "--yes"]).expect(9);
+    assert!(r.stderr().contains("permission denied"), "{}", r.stderr());
+    let r = cli()
+        .run(&[
+            "scan",
+            "--known",
+            "app/",
+            "--respond",
+            "--yes",
+            work.to_str().unwrap(),
+        ])
+        .expect(9);
+    let out = r.stdout();
+    assert!(
+        out.contains("Marked version 1 of app/dev/API_KEY compromised"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Rotated app/dev/API_KEY: current is version 2."),
+        "{out}"
+    );
+    assert!(!out.contains(&value) && !r.stderr().contains(&value));
+    // The next scan says it is a compromised version.
+    let again = scan(&[]).expect(9).stdout();
+    assert!(
+        again.contains("version 1 of app/dev/API_KEY, marked compromised"),
+        "{again}"
+    );
+    // No token: refused before scanning.
+    server
+        .cli()
+        .run(&["scan", "--known", "app/", work.to_str().unwrap()])
+        .expect(4);
+    // Nothing wrote the value down.
+    assert!(!audit_log(&server).contains(&value));
+    assert!(!server.logs().contains(&value));
+    let log = audit_log(&server);
+    assert!(log.contains("\"op\":\"secret.fingerprints\""));
+}
