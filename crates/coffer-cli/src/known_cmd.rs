@@ -99,6 +99,19 @@ pub async fn scan(g: &crate::cli::Global, a: ScanArgs) -> anyhow::Result<Status>
     if a.known.is_empty() {
         return crate::scan_cmd::run(a);
     }
+    // `--known` takes an optional value, so `coffer scan --known src`
+    // would read `src` as the prefix and scan the current directory: a
+    // prefix must end with `/`.
+    if let Some(p) = a.known.iter().find(|p| !p.is_empty() && !p.ends_with('/')) {
+        return Err(crate::exit::fail(
+            Status::Usage,
+            format!(
+                "--known takes a prefix ending with / (or nothing), not {}; to scan a path, \
+                 write it before --known or use --known=PREFIX",
+                output::visible(p)
+            ),
+        ));
+    }
     let client = settings::client(g)?;
     let mut known = KnownValues::new();
     for prefix in &a.known {

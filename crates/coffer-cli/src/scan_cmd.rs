@@ -79,8 +79,8 @@ pub struct ScanArgs {
     /// Worker threads (default: one per core).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub threads: Option<u16>,
-    /// Also find the exact values coffer stores under PREFIX (repeatable;
-    /// alone, every secret the token may list), by the server's keyed
+    /// Also find the exact values coffer stores under PREFIX, which ends
+    /// with `/` (repeatable; alone, every secret the token may list), by the server's keyed
     /// fingerprints: needs `list`, never `read`, and no value is fetched.
     /// Findings name the secret's path and version (rule
     /// `coffer-known-value`).

@@ -493,6 +493,18 @@ fn scan_known_finds_and_names_a_stored_value_without_holding_it() {
         again.contains("version 1 of app/dev/API_KEY, marked compromised"),
         "{again}"
     );
+    // A path taken for the prefix is a usage error, not a scan of the
+    // wrong directory.
+    let r = server
+        .cli()
+        .token(&lister)
+        .run(&["scan", "--known", work.to_str().unwrap()])
+        .expect(2);
+    assert!(
+        r.stderr().contains("--known takes a prefix ending with /"),
+        "{}",
+        r.stderr()
+    );
     // No token: refused before scanning.
     server
         .cli()
