@@ -21,6 +21,7 @@ mod hostile_http;
 mod lifecycle;
 mod pgroles;
 mod run;
+mod scan;
 mod seal;
 mod tls;
 mod transfer;
