@@ -214,8 +214,16 @@ impl Scanner {
 
         // Candidate regions: (rule, region start, region end).
         let mut regions: Vec<(usize, usize, usize)> = Vec::new();
+        // The line of the previous hit: hits come in order, so a long line
+        // with many hits is measured once, not once per hit.
+        let mut line = (0usize, 0usize);
+        let mut have_line = false;
         for m in self.keywords.find_iter(content) {
-            let (ls, le) = line_bounds(content, m.start());
+            if !have_line || m.start() > line.1 {
+                line = line_bounds(content, m.start());
+                have_line = true;
+            }
+            let (ls, le) = line;
             for &ri in &self.triggers[m.pattern().as_usize()] {
                 let rule = &self.rules[ri];
                 let region = if rule.multiline {
@@ -276,9 +284,16 @@ impl Scanner {
                 .take(16)
                 .any(|k| k.start < r.end && r.start < k.end && self.rules[k.rule].priority > p);
             if !hidden {
-                kept.retain(|k| {
-                    !(k.start < r.end && r.start < k.end && self.rules[k.rule].priority < p)
-                });
+                // Only the last few can overlap (sorted by start; matches are
+                // short), which keeps this linear in the number of findings.
+                let from = kept.len().saturating_sub(16);
+                let tail: Vec<Raw> = kept
+                    .drain(from..)
+                    .filter(|k| {
+                        !(k.start < r.end && r.start < k.end && self.rules[k.rule].priority < p)
+                    })
+                    .collect();
+                kept.extend(tail);
                 kept.push(r);
             }
         }
@@ -303,13 +318,24 @@ impl Scanner {
                 .map(|h| (h.start, h.end, h.rule, h.description)),
         );
         items.sort_by_key(|i| i.0);
+        // Whether the last line looked at is allowed: many findings on one
+        // long line check its allow comment once.
+        let mut allowed: Option<(usize, bool)> = None;
         for (start, end, rule, description) in items {
             let secret = &content[start..end];
             if self.config.pattern_allowed(secret) {
                 continue;
             }
             let (line, column, line_start) = lines.locate(start);
-            if allowed_inline(content, line_start) {
+            let is_allowed = match allowed {
+                Some((s, a)) if s == line_start => a,
+                _ => {
+                    let a = allowed_inline(content, line_start);
+                    allowed = Some((line_start, a));
+                    a
+                }
+            };
+            if is_allowed {
                 continue;
             }
             out.push(Finding {
@@ -399,14 +425,8 @@ fn contains_ignore_case(hay: &[u8], needle: &[u8]) -> bool {
 
 /// The line around `pos`: (start, end), end excluding the newline.
 fn line_bounds(content: &[u8], pos: usize) -> (usize, usize) {
-    let start = content[..pos]
-        .iter()
-        .rposition(|&b| b == b'\n')
-        .map_or(0, |i| i + 1);
-    let end = content[pos..]
-        .iter()
-        .position(|&b| b == b'\n')
-        .map_or(content.len(), |i| pos + i);
+    let start = memchr::memrchr(b'\n', &content[..pos]).map_or(0, |i| i + 1);
+    let end = memchr::memchr(b'\n', &content[pos..]).map_or(content.len(), |i| pos + i);
     (start, end)
 }
 
@@ -459,7 +479,7 @@ fn allowed_inline(content: &[u8], line_start: usize) -> bool {
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+    memchr::memmem::find(hay, needle)
 }
 
 /// Turns byte offsets (visited in increasing order) into line and column.

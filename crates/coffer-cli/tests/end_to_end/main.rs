@@ -22,6 +22,7 @@ mod leak;
 mod lifecycle;
 mod pgroles;
 mod run;
+mod scan;
 mod seal;
 mod tls;
 mod transfer;
