@@ -365,3 +365,69 @@ fn bad_marks_are_refused_and_change_nothing() {
     let v = versions(&server, &root, "app/dev/KEY");
     assert!(v[0].get("compromised_at").is_none(), "{v:?}");
 }
+
+#[test]
+fn a_mark_racing_a_promotion_never_leaves_a_compromised_version_current() {
+    // Marking the staged version and promoting it, at once, on many
+    // secrets: either the promotion came first (and the mark says the
+    // version is current, to be rotated), or the mark did (and the
+    // promotion is refused). Never a compromised version made current by a
+    // promotion that did not see the mark.
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    let paths: Vec<String> = (0..12).map(|i| format!("race/dev/K{i}")).collect();
+    for p in &paths {
+        put(&server, &root, p, "value-one-aaaaaaaaaaaaaaaaaaaaaaaaaa");
+        ok(
+            &server.http(
+                "POST",
+                &format!("/api/v1/rotate/{p}"),
+                Some(&root),
+                Some(br#"{"generate":"hex","stage":true}"#),
+            ),
+            "stage",
+        );
+    }
+    let outcomes: Vec<(common::Response, common::Response)> = std::thread::scope(|s| {
+        let handles: Vec<_> = paths
+            .iter()
+            .map(|p| {
+                let (server, root) = (&server, &root);
+                s.spawn(move || {
+                    std::thread::scope(|inner| {
+                        let mark = inner.spawn(|| {
+                            compromise(server, root, p, json!({"version": 2, "reason": "race"}))
+                        });
+                        let promote = inner.spawn(|| {
+                            server.http(
+                                "POST",
+                                &format!("/api/v1/promote/{p}"),
+                                Some(root),
+                                Some(b"{}"),
+                            )
+                        });
+                        (mark.join().unwrap(), promote.join().unwrap())
+                    })
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (p, (mark, promote)) in paths.iter().zip(outcomes) {
+        let mark = ok(&mark, "mark");
+        let current = ok(
+            &server.http("GET", &format!("/api/v1/metadata/{p}"), Some(&root), None),
+            "metadata",
+        )["labels"]["current"]
+            .as_u64()
+            .unwrap();
+        if mark["is_current"] == true {
+            assert_eq!(promote.status, 200, "{p}: {}", promote.text());
+            assert_eq!(current, 2, "{p}");
+        } else {
+            assert_compromised(&promote, 2);
+            assert_eq!(current, 1, "{p}");
+        }
+    }
+}
