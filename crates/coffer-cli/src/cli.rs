@@ -183,16 +183,21 @@ and its placeholder value are kept; names no longer stored are dropped
     Example(crate::check_cmd::ExampleArgs),
 
     /// Check that every name in a .env.example is set, not empty and not a
-    /// placeholder, in the store or in the environment. Lists every
-    /// problem at once, never a value; exits 7 if there is any.
+    /// placeholder, in the store, the environment or .env files; with
+    /// --known, also that no value is one that leaked. Lists every problem
+    /// at once, never a value; exits 7 if there is any.
     #[command(after_help = "Examples:
   coffer check --path myapp/prod                     # against .env.example
   coffer check --path myapp/prod --template deploy/.env.example --json
   coffer run --path myapp/prod -- coffer check --env  # what the app will see
+  coffer check --env-file .env --known myapp/        # a local .env, and no leaked value
 
 Problems: missing, empty, placeholder (the template's own example value),
-weak (a well-known default such as changeme or password). Stored names
-that the template does not list are noted, not counted as problems.")]
+weak (a well-known default such as changeme or password), compromised
+(with --known: the value of a secret version marked compromised by
+`coffer leak`, found by the server's keyed fingerprints; needs only list,
+and no value is sent). Stored names that the template does not list are
+noted, not counted as problems.")]
     Check(crate::check_cmd::CheckArgs),
 
     /// List secrets under a prefix.
