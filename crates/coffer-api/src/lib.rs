@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroize;
 
+pub mod leak;
 pub mod lifecycle;
 pub mod routes;
 pub mod vault_routes;
@@ -37,6 +38,8 @@ pub mod codes {
     pub const TOO_LARGE: &str = "too_large";
     /// Check-and-set failure or initialising twice (409).
     pub const CONFLICT: &str = "conflict";
+    /// The version would become current but is marked compromised (409).
+    pub const COMPROMISED: &str = "compromised";
     /// Method not allowed on this route (405).
     pub const METHOD_NOT_ALLOWED: &str = "method_not_allowed";
     /// Stored data failed an integrity check (500).
@@ -335,6 +338,13 @@ pub struct VersionInfo {
     pub state_changed_at: Option<String>,
     /// Keyring key that sealed it.
     pub key_id: u32,
+    /// When it was marked compromised (its value leaked); absent when it
+    /// was not. A compromised version never becomes current again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compromised_at: Option<String>,
+    /// Why it was marked compromised.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compromised_reason: Option<String>,
 }
 
 /// `GET /api/v1/metadata/{path}`: metadata and history, never values.

@@ -323,6 +323,21 @@ pub const SECRET_UNDELETE: Route = Route::new(
     "secret.undelete",
     Allow(Operation::Delete, UrlPath),
 );
+/// The keyed fingerprints of the values stored under a prefix, for
+/// scanners (no value, no `read`).
+pub const SECRET_FINGERPRINTS: Route = Route::new(
+    Post,
+    "/api/v1/fingerprints",
+    "secret.fingerprints",
+    Allow(List, BodyField("prefix")),
+);
+/// Marks a version compromised: it never becomes current again.
+pub const SECRET_COMPROMISE: Route = Route::new(
+    Post,
+    "/api/v1/compromise/{*path}",
+    "secret.compromise",
+    Allow(Rotate, UrlPath),
+);
 /// Erases versions for good.
 pub const SECRET_DESTROY: Route = Route::new(
     Post,
@@ -756,6 +771,8 @@ pub const ALL: &[&Route] = &[
     &SECRET_LIST,
     &SECRET_UNDELETE,
     &SECRET_DESTROY,
+    &SECRET_FINGERPRINTS,
+    &SECRET_COMPROMISE,
     &SECRET_ROTATE,
     &SECRET_ROTATE_CANCEL,
     &SECRET_PROMOTE,

@@ -13,6 +13,8 @@
 //!   environment (the identities expected there are services; a person, or
 //!   a token without the grant, is not).
 //! * `login_locked`: a login refused because its name is locked out.
+//! * `version_compromised`: a secret version marked compromised (its value
+//!   leaked; `coffer leak`).
 //!
 //! Counting uses fixed windows per subject, and a burst rule fires once per
 //! subject and window, so an attack produces one alert, not thousands.
@@ -192,6 +194,18 @@ impl AlertEngine {
                 ),
             ));
         }
+        if op == "secret.compromise" && outcome == Outcome::Ok {
+            out.push(single(
+                record,
+                "version_compromised",
+                format!(
+                    "{} marked version {} of {} compromised",
+                    actor_name(record),
+                    record.version.map_or("?".to_string(), |v| v.to_string()),
+                    record.path.as_deref().unwrap_or("?")
+                ),
+            ));
+        }
         if record.protected && outcome == Outcome::Denied {
             out.push(single(
                 record,
@@ -321,6 +335,7 @@ fn alert(
         source: trigger.source.clone(),
         op: trigger.op.clone(),
         path: trigger.path.clone(),
+        version: trigger.version,
         alert: Some(AlertInfo {
             rule: rule.to_string(),
             subject: subject.to_string(),
@@ -434,6 +449,22 @@ mod tests {
         assert_eq!(rules_fired(&e.observe(&bg, now)), ["breakglass_read"]);
         let grant = req("breakglass.grant", 200, Some("h"), "s", "prod/db");
         assert_eq!(rules_fired(&e.observe(&grant, now)), ["breakglass_granted"]);
+        let mut leak = req("secret.compromise", 200, Some("h"), "s", "prod/db");
+        leak.version = Some(3);
+        let fired = e.observe(&leak, now);
+        assert_eq!(rules_fired(&fired), ["version_compromised"]);
+        assert_eq!(fired[0].version, Some(3));
+        assert!(
+            fired[0]
+                .message
+                .as_deref()
+                .unwrap_or("")
+                .contains("version 3 of prod/db"),
+            "{:?}",
+            fired[0].message
+        );
+        let refused_leak = req("secret.compromise", 403, Some("h3"), "s3", "prod/db");
+        assert!(rules_fired(&e.observe(&refused_leak, now)).is_empty());
         let mut refused = req("secret.read", 403, Some("h"), "s", "prod/db");
         refused.protected = true;
         assert_eq!(

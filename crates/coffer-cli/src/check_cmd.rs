@@ -39,13 +39,24 @@ pub struct CheckArgs {
     #[arg(
         long = "path",
         value_name = "PREFIX",
-        required_unless_present = "env",
-        conflicts_with = "env"
+        required_unless_present_any = ["env", "env_files"],
+        conflicts_with_all = ["env", "env_files"]
     )]
     pub paths: Vec<String>,
     /// Check the current environment instead of the store.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "env_files")]
     pub env: bool,
+    /// Check the values in this .env file instead of the store (repeatable;
+    /// a later file wins a name clash). Values are taken as written, not
+    /// expanded.
+    #[arg(long = "env-file", value_name = "FILE")]
+    pub env_files: Vec<PathBuf>,
+    /// Also flag every value equal to a version marked compromised among
+    /// the secrets under this prefix (repeatable; "" for every secret the
+    /// token may list). Uses the server's keyed fingerprints: needs `list`
+    /// only, and no value leaves this machine.
+    #[arg(long, value_name = "PREFIX")]
+    pub known: Vec<String>,
     /// The names that must be set (default: .env.example).
     #[arg(long, value_name = "FILE", default_value = ".env.example")]
     pub template: PathBuf,
@@ -201,6 +212,7 @@ enum Problem {
     Placeholder,
     Weak,
     Guessable,
+    Compromised,
 }
 
 impl Problem {
@@ -210,6 +222,7 @@ impl Problem {
             Problem::Empty => "empty",
             Problem::Placeholder => "placeholder",
             Problem::Weak | Problem::Guessable => "weak",
+            Problem::Compromised => "compromised",
         }
     }
 
@@ -222,6 +235,10 @@ impl Problem {
             Problem::Guessable => {
                 "easy to guess, under 64 bits by a strength estimate; generate one with \
                  `coffer set PATH --generate`"
+            }
+            Problem::Compromised => {
+                "the value of a secret version marked compromised (it leaked): take the \
+                 rotated value"
             }
         }
     }
@@ -327,6 +344,21 @@ pub async fn check(g: &crate::cli::Global, a: CheckArgs) -> anyhow::Result<Statu
             }
         }
         "the environment".to_string()
+    } else if !a.env_files.is_empty() {
+        for file in &a.env_files {
+            let text = read_env_file(file)?;
+            let parsed = parse_dotenv(file, &text, "")?;
+            for b in parsed.bindings {
+                if let Some(v) = b.value {
+                    values.insert(b.key, Zeroizing::new(v));
+                }
+            }
+        }
+        a.env_files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
     } else {
         let fetched = settings::client(g)?.bundle(&a.paths, &[]).await?;
         for (name, read) in by_name(&a.paths, &fetched) {
@@ -334,7 +366,31 @@ pub async fn check(g: &crate::cli::Global, a: CheckArgs) -> anyhow::Result<Statu
         }
         a.paths.join(", ")
     };
-    let problems: Vec<(&str, Problem)> = template
+    // Values equal to a compromised version, by name, with where it is
+    // stored; matched by keyed fingerprint, so no value is sent anywhere.
+    let mut compromised: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    if !a.known.is_empty() {
+        let client = settings::client(g)?;
+        let mut known = coffer_client::KnownValues::new();
+        for prefix in &a.known {
+            known.add(client.fingerprints(prefix).await?)?;
+        }
+        for (name, value) in &values {
+            let mut found: Vec<String> = coffer_client::candidates(value)
+                .iter()
+                .chain(std::iter::once(&value.trim().to_string()))
+                .flat_map(|c| known.matches(c))
+                .filter(|p| p.compromised)
+                .map(|p| format!("version {} of {}", p.version, p.path))
+                .collect();
+            found.sort();
+            found.dedup();
+            if !found.is_empty() {
+                compromised.insert(name.clone(), found);
+            }
+        }
+    }
+    let mut problems: Vec<(&str, Problem)> = template
         .iter()
         .filter_map(|t| {
             let value = values.get(&t.name).map(|v| v.as_str());
@@ -350,9 +406,18 @@ pub async fn check(g: &crate::cli::Global, a: CheckArgs) -> anyhow::Result<Statu
                 }
                 .map(|p| (t.name.as_str(), p));
             }
+            if compromised.contains_key(&t.name) {
+                return Some((t.name.as_str(), Problem::Compromised));
+            }
             problem_of(&t.name, value, t.placeholder.as_deref()).map(|p| (t.name.as_str(), p))
         })
         .collect();
+    // A compromised value is a problem wherever it is, in the template or not.
+    for name in compromised.keys() {
+        if !template.iter().any(|t| &t.name == name) {
+            problems.push((name.as_str(), Problem::Compromised));
+        }
+    }
     let extra: Vec<&str> = if a.env {
         Vec::new()
     } else {
@@ -370,7 +435,13 @@ pub async fn check(g: &crate::cli::Global, a: CheckArgs) -> anyhow::Result<Statu
             "source": source,
             "problems": problems
                 .iter()
-                .map(|(n, p)| serde_json::json!({ "name": n, "problem": p.label(), "detail": p.explain() }))
+                .map(|(n, p)| {
+                    let mut entry = serde_json::json!({ "name": n, "problem": p.label(), "detail": p.explain() });
+                    if let Some(places) = compromised.get(*n) {
+                        entry["compromised"] = serde_json::json!(places);
+                    }
+                    entry
+                })
                 .collect::<Vec<_>>(),
             "not_in_template": extra,
         });
@@ -378,6 +449,9 @@ pub async fn check(g: &crate::cli::Global, a: CheckArgs) -> anyhow::Result<Statu
     } else {
         for (name, p) in &problems {
             writeln!(out, "{:<12}{name} ({})", p.label(), p.explain())?;
+            for place in compromised.get(*name).into_iter().flatten() {
+                writeln!(out, "{:<12}  {}", "", crate::output::visible(place))?;
+            }
         }
         if !extra.is_empty() {
             writeln!(

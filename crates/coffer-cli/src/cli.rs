@@ -11,7 +11,7 @@ const EXIT_STATUSES: &str = "\
 Exit status:
   0 success            4 permission denied    7 validation failed
   1 other error        5 sealed               8 conflict
-  2 usage error        6 unreachable
+  2 usage error        6 unreachable          9 secrets found (scan)
   3 not found
 
 Environment:
@@ -189,16 +189,21 @@ and its placeholder value are kept; names no longer stored are dropped
     Example(crate::check_cmd::ExampleArgs),
 
     /// Check that every name in a .env.example is set, not empty and not a
-    /// placeholder, in the store or in the environment. Lists every
-    /// problem at once, never a value; exits 7 if there is any.
+    /// placeholder, in the store, the environment or .env files; with
+    /// --known, also that no value is one that leaked. Lists every problem
+    /// at once, never a value; exits 7 if there is any.
     #[command(after_help = "Examples:
   coffer check --path myapp/prod                     # against .env.example
   coffer check --path myapp/prod --template deploy/.env.example --json
   coffer run --path myapp/prod -- coffer check --env  # what the app will see
+  coffer check --env-file .env --known myapp/        # a local .env, and no leaked value
 
 Problems: missing, empty, placeholder (the template's own example value),
-weak (a well-known default such as changeme or password). Stored names
-that the template does not list are noted, not counted as problems.")]
+weak (a well-known default such as changeme or password), compromised
+(with --known: the value of a secret version marked compromised by
+`coffer leak`, found by the server's keyed fingerprints; needs only list,
+and no value is sent). Stored names that the template does not list are
+noted, not counted as problems.")]
     Check(crate::check_cmd::CheckArgs),
 
     /// List secrets under a prefix.
@@ -291,6 +296,27 @@ credentials are in their grace period.")]
   coffer rollback myapp/prod/API_KEY 3")]
     Rollback(crate::lifecycle_cmd::RollbackArgs),
 
+    /// Respond to a leaked secret in one command: mark the version
+    /// compromised (it never becomes current again; audited, with an
+    /// alert), list every identity that read it, and rotate it (or stage
+    /// the rotation). No value is read or printed.
+    #[command(after_help = "Examples:
+  coffer leak myapp/prod/STRIPE_KEY --reason 'pushed to a public repo in commit 1a2b3c'
+  coffer leak myapp/prod/STRIPE_KEY --reason 'seen in CI log 4411' --grace 0s
+  coffer leak myapp/prod/JWT_KEY --reason 'in a support ticket' --stage
+  coffer leak myapp/prod/API_KEY --version 3 --reason 'old backup leaked' --no-rotate
+  coffer leak myapp/prod/DB --reason 'pasted in chat' --json
+
+Needs the rotate capability on the path; listing the readers needs admin
+on sys/audit (without it the rest is done and the command says so). A
+compromised version is refused by rollback, promote, cp and mv (when it
+would be current) and undelete (as current), with exit 8. By default the
+secret is rotated when the leaked version is the current one, with the
+lifecycle rule's generator (--generate SPEC otherwise); the leaked value
+stays readable as `previous` for the grace period unless --grace 0s. A
+secret made by `coffer pg manage` rotates its PostgreSQL roles.")]
+    Leak(crate::leak_cmd::LeakArgs),
+
     /// Copy a secret with its whole history to a new path.
     #[command(after_help = "Examples:
   coffer cp myapp/dev/DB_URL myapp/test/DB_URL")]
@@ -356,6 +382,37 @@ credentials are in their grace period.")]
     /// The audit log: verify its integrity, search it, see who read a secret.
     #[command(subcommand)]
     Audit(crate::audit_cmd::AuditCommand),
+
+    /// Find secrets (API keys, tokens, private keys, passwords) in files,
+    /// standard input, staged changes or git history. Needs no server, but
+    /// for --known (the exact values coffer stores). Prints each finding
+    /// redacted; exits 9 if any is found.
+    #[command(after_help = "Examples:
+  coffer scan                                  # the current directory, .env files included
+  coffer scan src config/app.yaml
+  printf '%s\\n' \"$VALUE\" | coffer scan -      # standard input
+  coffer scan --staged                         # what `git commit` would record (the hook runs this)
+  coffer scan --history                        # every line ever added, with commit, author and date
+  coffer scan --history main..HEAD --format sarif > scan.sarif
+  coffer scan --baseline .coffer-scan-baseline.json --write-baseline   # accept what is there now
+  coffer scan --baseline .coffer-scan-baseline.json                    # report only new findings
+  coffer scan --known                          # also the exact values coffer stores (needs list)
+  coffer scan --known myapp/ --respond         # and offer `coffer leak` for each one found
+
+Allow one finding with a `coffer:allow` comment on its line, or
+`coffer:allow-next-line` on the line before. Rules, allowed paths and
+patterns per repository: .coffer-scan.toml (see the README). With --known
+the scan asks the server (COFFER_ADDR, COFFER_TOKEN) for keyed fingerprints
+of the values stored under the prefix and reports each one found as
+`coffer-known-value`, naming its path and version; only values strong
+enough that guessing them offline is hopeless are fingerprinted. Exit
+status: 0 nothing found, 9 secrets found, 2 usage error, 7 bad
+configuration; with --known also 3, 4, 5 and 6 as other commands.")]
+    Scan(crate::scan_cmd::ScanArgs),
+
+    /// Install or remove the git pre-commit hook that runs `coffer scan --staged`.
+    #[command(subcommand)]
+    Hook(crate::hook_cmd::HookCommand),
 
     /// Forget the saved token.
     Logout,

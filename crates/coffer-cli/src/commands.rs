@@ -71,6 +71,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<Status> {
         Command::Run(a) => crate::run_cmd::run(g, a).await,
         Command::Example(a) => crate::check_cmd::example(g, a).await,
         Command::Check(a) => crate::check_cmd::check(g, a).await,
+        Command::Scan(a) => crate::known_cmd::scan(g, a).await,
+        Command::Hook(c) => crate::hook_cmd::run(c),
         Command::Import(a) => crate::transfer_cmd::import(g, a).await,
         Command::Export(a) => crate::transfer_cmd::export(g, a).await,
         Command::Migrate(c) => crate::migrate_cmd::run(g, c).await,
@@ -85,6 +87,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Status> {
         Command::Rotation(c) => crate::lifecycle_cmd::rotation(g, c).await,
         Command::Pg(c) => crate::lifecycle_cmd::pg(g, c).await,
         Command::Rollback(a) => crate::lifecycle_cmd::rollback(g, a).await,
+        Command::Leak(a) => crate::leak_cmd::leak(g, a).await,
         Command::Cp(a) => crate::lifecycle_cmd::copy(g, a, false).await,
         Command::Mv(a) => crate::lifecycle_cmd::copy(g, a, true).await,
         Command::Env(c) => crate::lifecycle_cmd::env(g, c).await,
@@ -413,6 +416,13 @@ async fn history(g: &crate::cli::Global, path: &str, as_json: bool) -> anyhow::R
                 }
                 None if v.version == md.current_version => state.push_str(" [current]"),
                 None => {}
+            }
+            // A leaked version: never current again (`coffer leak`).
+            if let Some(t) = &v.compromised_at {
+                state.push_str(&format!(
+                    " [COMPROMISED {t}: {}]",
+                    v.compromised_reason.as_deref().unwrap_or("")
+                ));
             }
             // The name alone can be claimed: the kind and the accessor of
             // the token that wrote the version say who it really was.

@@ -11,6 +11,7 @@
 //! | 6 | server unreachable |
 //! | 7 | validation failed (bad input, value too large) |
 //! | 8 | conflict (check-and-set failed, already initialized) |
+//! | 9 | secrets found (`coffer scan`; the pre-commit hook refuses the commit) |
 
 use coffer_client::{ClientError, ErrorKind};
 
@@ -26,6 +27,7 @@ pub enum Status {
     Unreachable = 6,
     Invalid = 7,
     Conflict = 8,
+    Found = 9,
 }
 
 impl From<Status> for std::process::ExitCode {

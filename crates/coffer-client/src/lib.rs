@@ -24,9 +24,11 @@
 mod access;
 mod audit;
 mod foreign;
+mod leak;
 mod lifecycle;
 mod require;
 pub use audit::AuditQuery;
+pub use leak::{KnownValues, MIN_CANDIDATE, candidates};
 pub use require::{MissingVars, require, require_from};
 
 use std::path::{Path, PathBuf};

@@ -116,6 +116,12 @@ enum Line {
         destroyed_at: Option<i64>,
         key_id: u32,
         ciphertext: String,
+        // Absent in backups of versions never marked (and of coffers that
+        // had no such mark), so older backups restore unchanged.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        compromised_at: Option<i64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        compromised_reason: Option<String>,
     },
     Token {
         hash: String,
@@ -159,6 +165,8 @@ impl From<Exported> for Line {
                     destroyed_at,
                     key_id: v.key_id,
                     ciphertext: B64.encode(v.ciphertext),
+                    compromised_at: v.compromised.as_ref().map(|c| c.at),
+                    compromised_reason: v.compromised.map(|c| c.reason),
                 }
             }
             Exported::Token(t) => Line::Token {
@@ -221,6 +229,8 @@ impl Line {
                 destroyed_at,
                 key_id,
                 ciphertext,
+                compromised_at,
+                compromised_reason,
             } => Exported::Version(VersionRecord {
                 path,
                 version,
@@ -233,6 +243,10 @@ impl Line {
                 },
                 key_id,
                 ciphertext: b64(&ciphertext)?,
+                compromised: compromised_at.map(|at| coffer_store::Compromise {
+                    at,
+                    reason: compromised_reason.unwrap_or_default(),
+                }),
             }),
             Line::Token {
                 hash,

@@ -471,6 +471,9 @@ pub enum InvalidInput {
     /// Break-glass without a reason.
     #[error("say why (a reason of at least 4 characters)")]
     BreakglassReason,
+    /// A leak without a reason.
+    #[error("say where the value leaked (a reason of at least 4 characters)")]
+    LeakReason,
     /// Break-glass for longer than allowed.
     #[error("break-glass lasts at most {}", crate::duration::format_duration_ms(*max_ms))]
     BreakglassTtl { max_ms: i64 },
@@ -897,6 +900,12 @@ pub enum Conflict {
     /// The version to become current was deleted or destroyed.
     #[error("version {version} of {path} is deleted or destroyed and cannot become current")]
     NotActive { path: String, version: u64 },
+    /// The version to become current is marked compromised.
+    #[error(
+        "version {version} of {path} is marked compromised (its value leaked) and can never \
+         become current again; rotate to a new value with `coffer rotate {path}`"
+    )]
+    Compromised { path: String, version: u64 },
     /// A managed secret starts at a new path.
     #[error("{path} already exists: a managed secret starts at a new path")]
     ManagedExists { path: String },

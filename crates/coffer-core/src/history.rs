@@ -232,6 +232,7 @@ impl Coffer {
                     state: c.state,
                     key_id,
                     ciphertext,
+                    compromised: None,
                 },
                 expected_current: version - 1,
             });

@@ -27,8 +27,8 @@
 //!    hands them out), `session` (tokens, [`Coffer::authorize`]), `hygiene`
 //!    (key usage), `read` (cached state, the one enumeration, the one way a
 //!    value is opened) and `write` (the one write path, `WriteTx`).
-//! 4. Use cases: `access`, `users`, `versions`, `pgroles`, `rotation`,
-//!    `backup`, `cluster`. A use case may call one below it (a rotation of a
+//! 4. Use cases: `access`, `users`, `versions`, `fingerprint`, `pgroles`,
+//!    `rotation`, `backup`, `cluster`. A use case may call one below it (a rotation of a
 //!    managed secret is a `pgroles` step), never one above.
 
 #![forbid(unsafe_code)]
@@ -43,6 +43,7 @@ mod cluster;
 pub mod duration;
 mod error;
 mod history;
+mod fingerprint;
 mod hygiene;
 pub mod lifecycle;
 pub mod path;
@@ -85,6 +86,7 @@ pub use rotation::{RotateReceipt, RotateRequest, Standing, StatusEntry, TickRepo
 pub use seal::{InitOutput, KeyringStatus, REMOTE_UNSEAL_WAIT, SealStatus};
 use seal::{SEAL_CONFIG, State};
 // The cluster's sync reads the seal state directly.
+pub use fingerprint::{FingerprintPlace, Fingerprints, MAX_FINGERPRINT_SECRETS};
 use seal::{Keys, WRAPPED_KEYRING};
 use session::CachedToken;
 pub use users::{
@@ -92,7 +94,7 @@ pub use users::{
     UserView,
 };
 pub use value::SecretValue;
-pub use versions::{PlanAction, PlanEntry};
+pub use versions::{CompromiseReceipt, PlanAction, PlanEntry};
 pub use write::WriteReceipt;
 
 /// Tunables of the core.
@@ -233,6 +235,7 @@ mod layering {
         "access",
         "users",
         "versions",
+        "fingerprint",
         "pgroles",
         "rotation",
         "history",
@@ -318,6 +321,7 @@ mod enumeration_owner {
         ("duration.rs", include_str!("duration.rs")),
         ("error.rs", include_str!("error.rs")),
         ("history.rs", include_str!("history.rs")),
+        ("fingerprint.rs", include_str!("fingerprint.rs")),
         ("hygiene.rs", include_str!("hygiene.rs")),
         ("lib.rs", include_str!("lib.rs")),
         ("lifecycle.rs", include_str!("lifecycle.rs")),

@@ -16,7 +16,7 @@ use crate::lifecycle::{At, Label, Labels, SecretState};
 use crate::path::{self, ListPrefix, SecretPath};
 use crate::seal::Keys;
 use crate::value::SecretValue;
-use crate::{Coffer, audit, lifecycle, now_ms};
+use crate::{Coffer, audit, lifecycle, now_ms, strength};
 
 /// A secret value read back.
 pub struct SecretRead {
@@ -47,6 +47,8 @@ pub struct VersionInfo {
     pub state: VersionState,
     /// Keyring key that sealed it.
     pub key_id: u32,
+    /// The mark of a compromised version (its value leaked).
+    pub compromised: Option<coffer_store::Compromise>,
 }
 
 /// A secret's metadata and history (never values).
@@ -456,6 +458,7 @@ impl Coffer {
                 created_by: Actor::parse(&r.created_by),
                 state: r.state,
                 key_id: r.key_id,
+                compromised: r.compromised,
             })
             .collect();
         Ok(SecretMetadata {
@@ -527,4 +530,107 @@ pub(crate) fn open_value(
             }))
         })?;
     SecretValue::decode(&plain)
+}
+
+/// A stored version of a secret that a [`Listing`] shows the caller, with
+/// its ciphertext: the one thing [`fingerprint_listed`] opens. Only
+/// [`listed_version`] makes one.
+pub(crate) struct Listed {
+    record: VersionRecord,
+    _private: (),
+}
+
+impl Listed {
+    /// The version's record (its ciphertext included).
+    pub(crate) fn record(&self) -> &VersionRecord {
+        &self.record
+    }
+}
+
+/// `record` as a [`Listed`] version, if `listing` admits the secret it
+/// belongs to (`name`, relative to the listing's prefix) and the record is
+/// that secret's.
+pub(crate) fn listed_version(
+    listing: &Listing<'_>,
+    name: &str,
+    record: VersionRecord,
+) -> Option<Listed> {
+    let full = format!("{}{name}", listing.prefix());
+    (record.path == full && listing.admits(name)).then_some(Listed {
+        record,
+        _private: (),
+    })
+}
+
+/// One fingerprinted part of a stored value: its tag, its label, and where
+/// it is (field and part). No value.
+pub(crate) struct PartPrint {
+    pub(crate) tag: [u8; 32],
+    pub(crate) label: [u8; 32],
+    pub(crate) field: Option<String>,
+    pub(crate) part: &'static str,
+}
+
+/// Opens a listed version only to fingerprint it (the caller needs no read
+/// witness: it never receives the value, and only parts strong enough that
+/// guessing them offline is hopeless are fingerprinted, see
+/// [`strength::fingerprintable`]). Each part is the trimmed text value or
+/// field value, and, when it spans lines, each of its lines. Returns the
+/// parts' tags and labels; the plaintext is dropped (zeroized) here.
+pub(crate) fn fingerprint_listed(
+    keys: &Keys,
+    listed: &Listed,
+    key: &coffer_crypto::fingerprint::FingerprintKey,
+) -> Result<Vec<PartPrint>> {
+    use coffer_crypto::fingerprint::label;
+    let record = &listed.record;
+    let plain = keys
+        .keyring
+        .open_value(&record.path, record.version, record.key_id, &record.ciphertext)
+        .map_err(|_| {
+            tracing::error!(path = %record.path, version = record.version, "stored ciphertext failed to open");
+            CoreError::Corrupt(Integrity::Failed(Record::Version {
+                path: record.path.to_string(),
+                version: record.version,
+            }))
+        })?;
+    let value = SecretValue::decode(&plain)?;
+    let parts: Vec<(Option<&str>, &str)> = match &value {
+        SecretValue::Text(t) => vec![(None, t.expose_secret())],
+        SecretValue::Fields(fields) => fields
+            .iter()
+            .map(|(name, v)| (Some(name.as_str()), v.expose_secret()))
+            .collect(),
+    };
+    let mut out = Vec::new();
+    let mut print = |field: Option<&str>, text: &str, part: &'static str| {
+        if strength::fingerprintable(text) {
+            let name_key = key.name_key(text.as_bytes());
+            out.push(PartPrint {
+                tag: key.tag(text.as_bytes()),
+                label: label(
+                    &name_key,
+                    &record.path,
+                    record.version,
+                    field.unwrap_or(""),
+                    part,
+                ),
+                field: field.map(str::to_string),
+                part,
+            });
+        }
+    };
+    for (field, text) in parts {
+        let whole = text.trim();
+        print(field, whole, "value");
+        if whole.contains(['\n', '\r']) {
+            let mut seen = std::collections::HashSet::new();
+            for line in whole.lines().map(str::trim) {
+                if seen.insert(line) {
+                    print(field, line, "line");
+                }
+            }
+        }
+    }
+    Ok(out)
 }

@@ -487,12 +487,13 @@ impl Coffer {
         {
             // Promoting a version that was deleted meanwhile would serve nothing.
             let record = self.store.get_version(path.as_str(), v).await?;
-            if !record.is_some_and(|r| r.state == VersionState::Active) {
+            let Some(record) = record.filter(|r| r.state == VersionState::Active) else {
                 return Err(CoreError::Conflict(Conflict::NotActive {
                     path: path.to_string(),
                     version: v,
                 }));
-            }
+            };
+            crate::versions::refuse_compromised(&record)?;
         }
         tx.stage_mutations(
             &[path],

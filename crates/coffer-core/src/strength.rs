@@ -20,6 +20,61 @@ use crate::value::SecretValue;
 /// requires more, a refusal where one does).
 pub const WEAK_BITS: f64 = 64.0;
 
+/// Values estimated below this many bits are never fingerprinted for a
+/// scanner (see `crate::fingerprint`): a fingerprint can be checked against
+/// guesses offline at HMAC speed, and 2^80 HMAC-SHA256 computations are out
+/// of reach of any attacker we defend against (about 38,000 years at 10^12
+/// a second). The margin over [`WEAK_BITS`] covers estimates that credit a
+/// typed value with more than its true guessing work.
+pub const FINGERPRINT_MIN_BITS: f64 = 80.0;
+
+/// Whether a value (or a part of one: a field, a line) is strong enough to
+/// be fingerprinted: the full estimate, never the quick screen, since an
+/// over-estimate here would hand out a guessable fingerprint.
+///
+/// The estimate used is a pessimistic one ([`pessimistic_bits`]); a random
+/// value needs about 25 characters to pass.
+pub fn fingerprintable(value: &str) -> bool {
+    // No value under 25 characters reaches 80 bits at 3.3 bits a
+    // character; skip zxcvbn for them.
+    value.chars().count() >= 25 && pessimistic_bits(value) >= FINGERPRINT_MIN_BITS
+}
+
+/// Characters zxcvbn judges at a time in [`pessimistic_bits`]: its guess
+/// counts are 64-bit and saturate beyond about 19 characters, and once every
+/// way of reading a string saturates it no longer prefers the dictionary
+/// reading (`correcthorsebatterystaple` came out as one brute-forced
+/// stretch).
+const PESSIMISTIC_CHUNK: usize = 15;
+
+/// A lower estimate than [`estimate`], for deciding what may be checked
+/// against guesses offline: the value is judged in chunks of
+/// [`PESSIMISTIC_CHUNK`] characters, each part zxcvbn recognised counts for
+/// its guesses, and each stretch it could only brute force counts for 3.3
+/// bits a character (ten guesses, as zxcvbn assumes), never for its
+/// character classes, so words joined by separators are not credited with
+/// the separators' classes. Beyond the first 256 characters, 3.3 bits a
+/// character. Never more than [`estimate`].
+fn pessimistic_bits(value: &str) -> f64 {
+    use zxcvbn::matching::patterns::MatchPattern;
+    let per_char = 10f64.log2();
+    let chars: Vec<char> = value.chars().collect();
+    let judged = chars.len().min(ESTIMATED_PREFIX);
+    let mut bits = (chars.len() - judged) as f64 * per_char;
+    for chunk in chars[..judged].chunks(PESSIMISTIC_CHUNK) {
+        let chunk: String = chunk.iter().collect();
+        let mut chunk_bits = 0.0;
+        for m in zxcvbn::zxcvbn(&chunk, &[]).sequence() {
+            chunk_bits += match m.pattern {
+                MatchPattern::BruteForce => m.token.chars().count() as f64 * per_char,
+                _ => (m.guesses.unwrap_or(1).max(1) as f64).log2(),
+            };
+        }
+        bits += chunk_bits.min(class_bits(&chunk));
+    }
+    bits.min(estimate(value).bits)
+}
+
 /// Only this many characters are given to zxcvbn (its work grows quickly
 /// with length); the rest count by their character classes.
 const ESTIMATED_PREFIX: usize = 256;
@@ -246,6 +301,43 @@ mod tests {
         );
         let names: Vec<_> = judged_parts(&v).into_iter().map(|(n, _)| n).collect();
         assert_eq!(names, vec![Some("Password"), Some("api_key")]);
+    }
+}
+
+#[cfg(test)]
+mod fingerprint_tests {
+    use super::*;
+
+    #[test]
+    fn only_values_beyond_offline_guessing_are_fingerprinted() {
+        for strong in [
+            "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+            "q3Zr8_TbKx-0VhWm2LpYs7NdJc4uFgAe",
+            "kX9#mP2$vL8@nQ5!wR7^Ty3&zB6*",
+            "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7",
+        ] {
+            assert!(fingerprintable(strong), "{strong}");
+        }
+        for weak in [
+            "",
+            "hunter2",
+            "password123",
+            "Summer2024!",
+            "correct-horse-battery-staple-1",
+            "correcthorsebatterystaple",
+            "correct horse battery staple",
+            "Password123Password123Password123",
+            "abcdefghijklmnopqrstuvwxyz0123456789",
+            // Strong enough to store, but shorter than 25 characters.
+            "kX9#mP2$vL8@nQ5!wR7^",
+            "0123456789abcdef",
+            "Tr0ub4dor&3",
+            // 64 bits of hex: strong enough to store, not to fingerprint.
+            "9f86d081884c7d65",
+            "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        ] {
+            assert!(!fingerprintable(weak), "{weak}");
+        }
     }
 }
 

@@ -7,7 +7,7 @@
 //! version under the new path, because a ciphertext is bound to its path
 //! and version and would not open anywhere else.
 
-use coffer_store::{Expect, Mutation, VersionRecord, VersionState, VersionStateChange};
+use coffer_store::{Compromise, Expect, Mutation, VersionRecord, VersionState, VersionStateChange};
 use subtle::ConstantTimeEq;
 
 use crate::actor::Actor;
@@ -46,7 +46,101 @@ pub struct PlanEntry {
     pub to_version: u64,
 }
 
+/// What marking a version compromised did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompromiseReceipt {
+    /// The secret.
+    pub path: String,
+    /// The version marked.
+    pub version: u64,
+    /// The mark (the first one, if the version was marked already).
+    pub mark: Compromise,
+    /// Whether this call marked it (false: it was marked already).
+    pub newly_marked: bool,
+    /// Whether the version is the one `current` names (the value readers
+    /// get until a rotation replaces it).
+    pub is_current: bool,
+}
+
+/// Refuses to make a compromised version current (again).
+pub(crate) fn refuse_compromised(record: &VersionRecord) -> Result<()> {
+    match &record.compromised {
+        Some(_) => Err(CoreError::Conflict(Conflict::Compromised {
+            path: record.path.clone(),
+            version: record.version,
+        })),
+        None => Ok(()),
+    }
+}
+
 impl Coffer {
+    /// Marks a version compromised (default: the one `current` names): its
+    /// value leaked. Needs `rotate` on the path, since what follows is a
+    /// rotation, and opens no value. A compromised version never becomes
+    /// current again: rollback to it, promotion of it, a copy or move whose
+    /// `current` it would be and undeleting it as `current` are refused.
+    /// Marking a version marked already keeps the first mark and says so.
+    pub async fn mark_compromised(
+        &self,
+        identity: &Identity,
+        path: &str,
+        version: Option<u64>,
+        reason: &str,
+    ) -> Result<CompromiseReceipt> {
+        let reason = crate::text::check_free_text("a reason", reason, 500)?;
+        if reason.chars().count() < 4 {
+            return Err(CoreError::Invalid(InvalidInput::LeakReason));
+        }
+        let path = self.admit(identity, Operation::Rotate, path)?;
+        let mut tx = self.begin_write(&[&path], 0, AuditNote::Nothing).await?;
+        let existing = tx.existing_secret(&path).await?;
+        let current = existing.labels().current;
+        let version = version.unwrap_or(current);
+        let record = self
+            .store
+            .get_version(path.as_str(), version)
+            .await?
+            .ok_or_else(|| {
+                CoreError::NotFound(NotFound::Version {
+                    path: path.to_string(),
+                    version,
+                })
+            })?;
+        audit::note_version(version);
+        let receipt = |mark: Compromise, newly_marked: bool| CompromiseReceipt {
+            path: path.to_string(),
+            version,
+            mark,
+            newly_marked,
+            is_current: version == current,
+        };
+        if let Some(mark) = record.compromised {
+            return Ok(receipt(mark, false));
+        }
+        let mark = Compromise {
+            at: now_ms(),
+            reason,
+        };
+        tx.stage_mutations(
+            &[&path],
+            [Mutation::MarkCompromised {
+                path: path.to_string(),
+                version,
+                mark: mark.clone(),
+            }],
+        );
+        tx.commit().await?;
+        tracing::warn!(
+            target: "coffer::alert",
+            alert = "version_compromised",
+            actor = identity.display_name(),
+            path = path.as_str(),
+            version,
+            "version marked compromised"
+        );
+        Ok(receipt(mark, true))
+    }
+
     /// Writes a new version equal to version `version` (needs `read` and
     /// `update`). The old current version becomes `previous`.
     pub async fn rollback(
@@ -72,6 +166,7 @@ impl Coffer {
                     version,
                 })
             })?;
+        refuse_compromised(&record)?;
         let value = open_value(tx.keys(), &auth, &record)?;
         let warnings = self.judge(&path, &value, None)?;
         let plaintext = self.encode_checked(&value)?;
@@ -140,6 +235,9 @@ impl Coffer {
         let keys = tx.keys();
         let mut mutations = Vec::new();
         let mut copied = Vec::new();
+        // The target's `current` is the source's: a compromised one would
+        // become current anew at the target.
+        let source_current = source.labels().current;
         for info in self.store.history(from.as_str()).await? {
             let record = self
                 .store
@@ -150,6 +248,9 @@ impl Coffer {
                         from: from.to_string(),
                     })
                 })?;
+            if record.version == source_current {
+                refuse_compromised(&record)?;
+            }
             let (key_id, ciphertext) = match record.state {
                 VersionState::Destroyed(_) => (record.key_id, Vec::new()),
                 _ => {
@@ -415,6 +516,14 @@ impl Coffer {
             }));
         }
         let now = now_ms();
+        // Undeleting the version labelled `current` makes it current again.
+        let current = cached.labels().current;
+        if matches!(change(now), VersionStateChange::Undelete)
+            && versions.contains(&current)
+            && let Some(record) = self.store.get_version(path.as_str(), current).await?
+        {
+            refuse_compromised(&record)?;
+        }
         // The cache forgets the path even on failure: its cached state may be
         // what was stale.
         tx.stage_mutations(

@@ -206,6 +206,7 @@ impl WriteTx<'_> {
             state: VersionState::Active,
             key_id,
             ciphertext,
+            compromised: None,
         };
         let old_state = existing.and_then(|c| c.state.as_ref());
         let labels = existing.map(|c| c.labels());

@@ -7,6 +7,8 @@
 //!   constant time and never print their contents.
 //! * [`derive`] — keys and opaque identifiers derived from a secret the caller
 //!   holds (the client's offline cache key, from its token).
+//! * [`fingerprint`] — keyed fingerprints of secret values, for finding stored
+//!   values in files without plaintext.
 //! * [`generate`] — generated secret values (base64, hex, URL-safe, alphanumeric,
 //!   passphrases) with exact entropy.
 //! * [`random`] — the operating system's CSPRNG, the only randomness source used.
@@ -33,6 +35,7 @@
 
 pub mod aead;
 pub mod derive;
+pub mod fingerprint;
 pub mod generate;
 pub mod keyring;
 pub mod password;

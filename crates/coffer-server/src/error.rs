@@ -65,6 +65,9 @@ impl From<CoreError> for ApiError {
                 (S::BAD_REQUEST, codes::INVALID)
             }
             CoreError::TooLarge { .. } => (S::PAYLOAD_TOO_LARGE, codes::TOO_LARGE),
+            CoreError::Conflict(coffer_core::Conflict::Compromised { .. }) => {
+                (S::CONFLICT, codes::COMPROMISED)
+            }
             CoreError::Conflict(_) => (S::CONFLICT, codes::CONFLICT),
             CoreError::Expired(_) => (S::FORBIDDEN, codes::EXPIRED),
             CoreError::Corrupt(_) => (S::INTERNAL_SERVER_ERROR, codes::INTEGRITY),

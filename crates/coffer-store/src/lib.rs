@@ -21,8 +21,9 @@ pub mod sqlite;
 
 pub use error::{Cause, StoreError};
 pub use model::{
-    Change, Expect, Exported, ListEntry, ListPage, ListQuery, Mutation, RevokeScope, SecretMeta,
-    StoredObject, TokenKind, TokenRecord, VersionRecord, VersionState, VersionStateChange,
+    Change, Compromise, Expect, Exported, ListEntry, ListPage, ListQuery, Mutation, RevokeScope,
+    SecretMeta, StoredObject, TokenKind, TokenRecord, VersionRecord, VersionState,
+    VersionStateChange,
 };
 pub use postgres::{PgTarget, PostgresOptions, PostgresStore};
 pub use sqlite::SqliteStore;

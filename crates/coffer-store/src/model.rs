@@ -50,6 +50,19 @@ pub struct VersionRecord {
     pub key_id: u32,
     /// Sealed value bytes.
     pub ciphertext: Vec<u8>,
+    /// Set once the version's value is known to have leaked: it never
+    /// becomes `current` again.
+    pub compromised: Option<Compromise>,
+}
+
+/// The mark of a compromised version: when, and why (free text that names
+/// where the value leaked, never the value).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Compromise {
+    /// Unix milliseconds of the mark.
+    pub at: i64,
+    /// Why it was marked.
+    pub reason: String,
 }
 
 // Hand-written so that logs of a record show its size, not its bytes.
@@ -63,6 +76,7 @@ impl std::fmt::Debug for VersionRecord {
             .field("state", &self.state)
             .field("key_id", &self.key_id)
             .field("ciphertext_len", &self.ciphertext.len())
+            .field("compromised", &self.compromised)
             .finish()
     }
 }
@@ -240,6 +254,16 @@ pub enum Mutation {
         /// The new ciphertext.
         ciphertext: Vec<u8>,
     },
+    /// Marks a version compromised. The first mark stays: marking a version
+    /// marked already changes nothing. A conflict unless the version exists.
+    MarkCompromised {
+        /// Canonical path.
+        path: String,
+        /// Version number.
+        version: u64,
+        /// The mark.
+        mark: Compromise,
+    },
     /// Creates a system record, failing with a conflict if it exists already.
     /// Used for one-time initialisation, so two racing `init`s cannot both win.
     InsertSystem {
@@ -385,7 +409,8 @@ impl Change {
             Mutation::PutVersion { record, .. } => Change::Secret(record.path.clone()),
             Mutation::SetVersionState { path, .. }
             | Mutation::DeleteSecret { path, .. }
-            | Mutation::ResealVersion { path, .. } => Change::Secret(path.clone()),
+            | Mutation::ResealVersion { path, .. }
+            | Mutation::MarkCompromised { path, .. } => Change::Secret(path.clone()),
             Mutation::InsertSystem { key, .. }
             | Mutation::ReplaceSystem { key, .. }
             | Mutation::PutSystem { key, .. } => Change::System(key.clone()),
@@ -426,6 +451,23 @@ pub enum Exported {
 }
 
 // Helpers both backends share.
+
+/// The `compromised_at` and `compromised_reason` columns of a version.
+pub(crate) fn compromise_columns(c: Option<&Compromise>) -> (Option<i64>, Option<&str>) {
+    match c {
+        Some(c) => (Some(c.at), Some(c.reason.as_str())),
+        None => (None, None),
+    }
+}
+
+/// A version's compromise mark from its columns (a mark without a reason
+/// still counts).
+pub(crate) fn compromise_from(at: Option<i64>, reason: Option<String>) -> Option<Compromise> {
+    at.map(|at| Compromise {
+        at,
+        reason: reason.unwrap_or_default(),
+    })
+}
 
 /// The `deleted_at` and `destroyed_at` columns of a version state.
 pub(crate) fn state_columns(state: VersionState) -> (Option<i64>, Option<i64>) {

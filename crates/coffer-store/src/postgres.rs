@@ -36,7 +36,9 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
-use crate::model::{prefix_upper_bound, state_columns, token_from_parts};
+use crate::model::{
+    compromise_columns, compromise_from, prefix_upper_bound, state_columns, token_from_parts,
+};
 use crate::{
     Change, Expect, Exported, ListEntry, ListPage, ListQuery, Mutation, Result, RevokeScope,
     SecretMeta, Storage, StoreError, StoredObject, TokenRecord, VersionRecord, VersionState,
@@ -100,6 +102,10 @@ const MIGRATIONS: &[&str] = &[
      );
      CREATE INDEX changes_xid ON changes (xid);
      CREATE INDEX changes_at ON changes (at);"#,
+    // 2: versions marked compromised (their value leaked), which never
+    // become current again (SQLite's migration 4).
+    "ALTER TABLE versions ADD COLUMN compromised_at BIGINT;
+     ALTER TABLE versions ADD COLUMN compromised_reason TEXT;",
 ];
 
 /// Advisory lock keys (an arbitrary, fixed namespace for coffer).
@@ -749,8 +755,8 @@ async fn migrate(client: &mut deadpool_postgres::Object) -> Result<()> {
     tx.commit().await.map_err(pg_error)
 }
 
-const VERSION_COLUMNS: &str =
-    "path, version, created_at, created_by, deleted_at, destroyed_at, key_id, ciphertext";
+const VERSION_COLUMNS: &str = "path, version, created_at, created_by, deleted_at, destroyed_at, \
+     key_id, ciphertext, compromised_at, compromised_reason";
 
 fn row_to_version(r: &Row) -> Result<VersionRecord> {
     let deleted_at: Option<i64> = r.get(4);
@@ -769,7 +775,35 @@ fn row_to_version(r: &Row) -> Result<VersionRecord> {
         key_id: u32::try_from(r.get::<_, i64>(6))
             .map_err(|_| StoreError::Corrupt("a key id is out of range".into()))?,
         ciphertext: r.get(7),
+        compromised: compromise_from(r.get(8), r.get(9)),
     })
+}
+
+/// Inserts a version row (a new version, a copy's or a restore's).
+async fn insert_version<C: GenericClient>(tx: &C, v: &VersionRecord) -> Result<()> {
+    let (deleted_at, destroyed_at) = state_columns(v.state);
+    let (compromised_at, compromised_reason) = compromise_columns(v.compromised.as_ref());
+    tx.execute(
+        "INSERT INTO versions (path, version, created_at, created_by, deleted_at,
+                               destroyed_at, key_id, ciphertext, compromised_at,
+                               compromised_reason)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        &[
+            &v.path,
+            &(v.version as i64),
+            &v.created_at,
+            &v.created_by,
+            &deleted_at,
+            &destroyed_at,
+            &i64::from(v.key_id),
+            &v.ciphertext,
+            &compromised_at,
+            &compromised_reason,
+        ],
+    )
+    .await
+    .map_err(pg_error)?;
+    Ok(())
 }
 
 fn row_to_meta(r: &Row) -> SecretMeta {
@@ -860,24 +894,7 @@ async fn apply<C: GenericClient>(tx: &C, m: &Mutation) -> Result<()> {
                     record.path
                 )));
             }
-            let (deleted_at, destroyed_at) = state_columns(record.state);
-            tx.execute(
-                "INSERT INTO versions (path, version, created_at, created_by, deleted_at,
-                                       destroyed_at, key_id, ciphertext)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                &[
-                    &record.path,
-                    &(record.version as i64),
-                    &record.created_at,
-                    &record.created_by,
-                    &deleted_at,
-                    &destroyed_at,
-                    &i64::from(record.key_id),
-                    &record.ciphertext,
-                ],
-            )
-            .await
-            .map_err(pg_error)?;
+            insert_version(tx, record).await?;
             tx.execute(
                 "INSERT INTO secrets (path, current_version, live, created_at, updated_at)
                  VALUES ($1, $2, $3, $4, $4)
@@ -962,6 +979,32 @@ async fn apply<C: GenericClient>(tx: &C, m: &Mutation) -> Result<()> {
             tx.execute("DELETE FROM secrets WHERE path = $1", &[path])
                 .await
                 .map_err(pg_error)?;
+        }
+        Mutation::MarkCompromised {
+            path,
+            version,
+            mark,
+        } => {
+            let exists = tx
+                .query_opt(
+                    "SELECT 1 FROM versions WHERE path = $1 AND version = $2 FOR UPDATE",
+                    &[path, &(*version as i64)],
+                )
+                .await
+                .map_err(pg_error)?
+                .is_some();
+            if !exists {
+                return Err(StoreError::Conflict(format!(
+                    "{path} has no version {version}"
+                )));
+            }
+            tx.execute(
+                "UPDATE versions SET compromised_at = $3, compromised_reason = $4
+                 WHERE path = $1 AND version = $2 AND compromised_at IS NULL",
+                &[path, &(*version as i64), &mark.at, &mark.reason],
+            )
+            .await
+            .map_err(pg_error)?;
         }
         Mutation::ResealVersion {
             path,
@@ -1212,24 +1255,7 @@ async fn import_one<C: GenericClient>(tx: &C, r: &Exported) -> Result<()> {
             .map_err(pg_error)?;
         }
         Exported::Version(v) => {
-            let (deleted_at, destroyed_at) = state_columns(v.state);
-            tx.execute(
-                "INSERT INTO versions (path, version, created_at, created_by, deleted_at,
-                                       destroyed_at, key_id, ciphertext)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                &[
-                    &v.path,
-                    &(v.version as i64),
-                    &v.created_at,
-                    &v.created_by,
-                    &deleted_at,
-                    &destroyed_at,
-                    &i64::from(v.key_id),
-                    &v.ciphertext,
-                ],
-            )
-            .await
-            .map_err(pg_error)?;
+            insert_version(tx, v).await?;
         }
         Exported::Token(t) => insert_token(tx, t).await?,
         Exported::Object(o) => {
@@ -1397,7 +1423,7 @@ impl Storage for PostgresStore {
         let stmt = c
             .prepare_cached(
                 "SELECT path, version, created_at, created_by, deleted_at, destroyed_at,
-                        key_id, ''::bytea
+                        key_id, ''::bytea, compromised_at, compromised_reason
                  FROM versions WHERE path = $1 ORDER BY version",
             )
             .await

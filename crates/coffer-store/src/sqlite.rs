@@ -17,7 +17,9 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use tokio::sync::oneshot;
 
-use crate::model::{prefix_upper_bound, state_columns, token_from_parts};
+use crate::model::{
+    compromise_columns, compromise_from, prefix_upper_bound, state_columns, token_from_parts,
+};
 use crate::{
     Expect, Exported, ListEntry, ListPage, ListQuery, Mutation, Result, RevokeScope, SecretMeta,
     Storage, StoreError, StoredObject, TokenRecord, VersionRecord, VersionState,
@@ -73,6 +75,10 @@ const MIGRATIONS: &[&str] = &[
      ) WITHOUT ROWID;",
     // 3: finding the versions sealed under old keyring keys (re-wrap).
     "CREATE INDEX versions_key ON versions (key_id);",
+    // 4: versions marked compromised (their value leaked), which never
+    // become current again.
+    "ALTER TABLE versions ADD COLUMN compromised_at INTEGER;
+     ALTER TABLE versions ADD COLUMN compromised_reason TEXT;",
 ];
 
 /// Most writes that one group commit applies; bounds the latency of a batch.
@@ -319,22 +325,7 @@ fn apply(tx: &Connection, m: &Mutation) -> Result<()> {
                     record.path
                 )));
             }
-            let (deleted_at, destroyed_at) = state_columns(record.state);
-            tx.prepare_cached(
-                "INSERT INTO versions (path, version, created_at, created_by, deleted_at,
-                                       destroyed_at, key_id, ciphertext)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )?
-            .execute(params![
-                record.path,
-                record.version as i64,
-                record.created_at,
-                record.created_by,
-                deleted_at,
-                destroyed_at,
-                record.key_id,
-                record.ciphertext,
-            ])?;
+            insert_version(tx, record)?;
             tx.prepare_cached(
                 "INSERT INTO secrets (path, current_version, live, created_at, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?4)
@@ -421,6 +412,30 @@ fn apply(tx: &Connection, m: &Mutation) -> Result<()> {
                     "version {version} of {path} changed before its re-wrap"
                 )));
             }
+        }
+        Mutation::MarkCompromised {
+            path,
+            version,
+            mark,
+        } => {
+            let exists = tx
+                .query_row(
+                    "SELECT 1 FROM versions WHERE path = ?1 AND version = ?2",
+                    params![path, *version as i64],
+                    |_| Ok(()),
+                )
+                .optional()?
+                .is_some();
+            if !exists {
+                return Err(StoreError::Conflict(format!(
+                    "{path} has no version {version}"
+                )));
+            }
+            tx.execute(
+                "UPDATE versions SET compromised_at = ?3, compromised_reason = ?4
+                 WHERE path = ?1 AND version = ?2 AND compromised_at IS NULL",
+                params![path, *version as i64, mark.at, mark.reason],
+            )?;
         }
         Mutation::InsertSystem { key, value } => {
             let exists: bool = tx
@@ -604,22 +619,7 @@ fn import_one(tx: &Connection, r: &Exported) -> Result<()> {
             )?;
         }
         Exported::Version(v) => {
-            let (deleted_at, destroyed_at) = state_columns(v.state);
-            tx.execute(
-                "INSERT INTO versions (path, version, created_at, created_by, deleted_at,
-                                       destroyed_at, key_id, ciphertext)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![
-                    v.path,
-                    v.version as i64,
-                    v.created_at,
-                    v.created_by,
-                    deleted_at,
-                    destroyed_at,
-                    v.key_id,
-                    v.ciphertext,
-                ],
-            )?;
+            insert_version(tx, v)?;
         }
         Exported::Token(t) => {
             let data = serde_json::to_string(t).map_err(|e| {
@@ -683,7 +683,7 @@ fn export_all(conn: &mut Connection, out: &tokio::sync::mpsc::Sender<Exported>) 
     {
         let mut stmt = tx.prepare(
             "SELECT path, version, created_at, created_by, deleted_at, destroyed_at,
-                    key_id, ciphertext
+                    key_id, ciphertext, compromised_at, compromised_reason
              FROM versions ORDER BY path, version",
         )?;
         let mut rows = stmt.query([])?;
@@ -756,7 +756,33 @@ fn row_to_version(r: &rusqlite::Row<'_>, with_ciphertext: bool) -> rusqlite::Res
         } else {
             Vec::new()
         },
+        compromised: compromise_from(r.get("compromised_at")?, r.get("compromised_reason")?),
     })
+}
+
+/// Inserts a version row (a new version, a copy's or a restore's).
+fn insert_version(tx: &Connection, v: &VersionRecord) -> Result<()> {
+    let (deleted_at, destroyed_at) = state_columns(v.state);
+    let (compromised_at, compromised_reason) = compromise_columns(v.compromised.as_ref());
+    tx.prepare_cached(
+        "INSERT INTO versions (path, version, created_at, created_by, deleted_at,
+                               destroyed_at, key_id, ciphertext, compromised_at,
+                               compromised_reason)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?
+    .execute(params![
+        v.path,
+        v.version as i64,
+        v.created_at,
+        v.created_by,
+        deleted_at,
+        destroyed_at,
+        v.key_id,
+        v.ciphertext,
+        compromised_at,
+        compromised_reason,
+    ])?;
+    Ok(())
 }
 
 fn row_to_object(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredObject> {
@@ -896,7 +922,7 @@ impl Storage for SqliteStore {
         self.read(move |c| {
             Ok(c.prepare_cached(
                 "SELECT path, version, created_at, created_by, deleted_at, destroyed_at,
-                        key_id, ciphertext
+                        key_id, ciphertext, compromised_at, compromised_reason
                  FROM versions WHERE path = ?1 AND version = ?2",
             )?
             .query_row(params![path, version as i64], |r| row_to_version(r, true))
@@ -910,7 +936,7 @@ impl Storage for SqliteStore {
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT path, version, created_at, created_by, deleted_at, destroyed_at,
-                        key_id, x'' AS ciphertext
+                        key_id, x'' AS ciphertext, compromised_at, compromised_reason
                  FROM versions WHERE path = ?1 ORDER BY version",
             )?;
             let rows = stmt.query_map([path], |r| row_to_version(r, false))?;
@@ -927,7 +953,7 @@ impl Storage for SqliteStore {
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT path, version, created_at, created_by, deleted_at, destroyed_at,
-                        key_id, ciphertext
+                        key_id, ciphertext, compromised_at, compromised_reason
                  FROM versions WHERE key_id < ?1 AND destroyed_at IS NULL
                  ORDER BY path, version LIMIT ?2",
             )?;

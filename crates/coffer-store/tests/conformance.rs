@@ -6,9 +6,9 @@
 use std::sync::Arc;
 
 use coffer_store::{
-    Change, Expect, Exported, ListEntry, ListQuery, Mutation, PostgresOptions, PostgresStore,
-    RevokeScope, SqliteStore, Storage, StoreError, TokenKind, TokenRecord, VersionRecord,
-    VersionState, VersionStateChange,
+    Change, Compromise, Expect, Exported, ListEntry, ListQuery, Mutation, PostgresOptions,
+    PostgresStore, RevokeScope, SqliteStore, Storage, StoreError, TokenKind, TokenRecord,
+    VersionRecord, VersionState, VersionStateChange,
 };
 
 fn record(path: &str, version: u64, bytes: &[u8]) -> VersionRecord {
@@ -20,7 +20,95 @@ fn record(path: &str, version: u64, bytes: &[u8]) -> VersionRecord {
         state: VersionState::Active,
         key_id: 1,
         ciphertext: bytes.to_vec(),
+        compromised: None,
     }
+}
+
+fn mark(at: i64, reason: &str) -> Compromise {
+    Compromise {
+        at,
+        reason: reason.to_string(),
+    }
+}
+
+fn compromise(path: &str, version: u64, at: i64, reason: &str) -> Mutation {
+    Mutation::MarkCompromised {
+        path: path.to_string(),
+        version,
+        mark: mark(at, reason),
+    }
+}
+
+async fn a_version_is_marked_compromised_once(s: &dyn Storage) {
+    for v in 1..=3 {
+        put(s, "app/dev/k", v).await.unwrap();
+    }
+    s.commit(vec![compromise("app/dev/k", 2, 500, "pasted in chat")])
+        .await
+        .unwrap();
+    let v2 = s.get_version("app/dev/k", 2).await.unwrap().unwrap();
+    assert_eq!(v2.compromised, Some(mark(500, "pasted in chat")));
+    assert_eq!(
+        v2.ciphertext, b"ct-app/dev/k-2",
+        "the mark leaves the value"
+    );
+    let history = s.history("app/dev/k").await.unwrap();
+    let marks: Vec<_> = history.iter().map(|r| r.compromised.clone()).collect();
+    assert_eq!(marks, [None, Some(mark(500, "pasted in chat")), None]);
+    // The first mark stays.
+    s.commit(vec![compromise("app/dev/k", 2, 900, "again")])
+        .await
+        .unwrap();
+    let v2 = s.get_version("app/dev/k", 2).await.unwrap().unwrap();
+    assert_eq!(v2.compromised, Some(mark(500, "pasted in chat")));
+    // A missing version is a conflict, and the commit writes nothing.
+    for missing in [("app/dev/k", 4), ("app/dev/nothing", 1)] {
+        let r = s
+            .commit(vec![
+                compromise("app/dev/k", 3, 600, "x"),
+                compromise(missing.0, missing.1, 600, "x"),
+            ])
+            .await;
+        assert!(
+            matches!(r, Err(StoreError::Conflict(_))),
+            "{missing:?}: {r:?}"
+        );
+        let v3 = s.get_version("app/dev/k", 3).await.unwrap().unwrap();
+        assert_eq!(v3.compromised, None);
+    }
+    // A destroyed version can be marked (it leaked before it was erased),
+    // and keeps the mark.
+    s.commit(vec![
+        Mutation::SetVersionState {
+            path: "app/dev/k".into(),
+            versions: vec![1],
+            change: VersionStateChange::Destroy(700),
+            at: 700,
+        },
+        compromise("app/dev/k", 1, 710, "old leak"),
+    ])
+    .await
+    .unwrap();
+    let v1 = s.get_version("app/dev/k", 1).await.unwrap().unwrap();
+    assert_eq!(v1.compromised, Some(mark(710, "old leak")));
+    assert!(v1.ciphertext.is_empty());
+    // A copy written with the mark keeps it (a move's target).
+    s.commit(vec![Mutation::PutVersion {
+        record: VersionRecord {
+            compromised: Some(mark(800, "copied")),
+            ..record("app/dev/copy", 1, b"c")
+        },
+        expected_current: 0,
+    }])
+    .await
+    .unwrap();
+    let c = s.get_version("app/dev/copy", 1).await.unwrap().unwrap();
+    assert_eq!(c.compromised, Some(mark(800, "copied")));
+    // The change is seen by other nodes as a change of the secret.
+    assert_eq!(
+        Change::of(&compromise("app/dev/k", 1, 1, "r")),
+        Some(Change::Secret("app/dev/k".into()))
+    );
 }
 
 async fn put(s: &dyn Storage, path: &str, version: u64) -> Result<(), StoreError> {
@@ -526,6 +614,7 @@ async fn fill(s: &dyn Storage) {
             change: VersionStateChange::Delete(60),
             at: 60,
         },
+        compromise("app/a", 2, 70, "leaked"),
     ])
     .await
     .unwrap();
@@ -949,6 +1038,11 @@ macro_rules! suite {
                 super::versions_are_written_and_read_back(&*s).await;
             }
             #[tokio::test]
+            async fn a_version_is_marked_compromised_once() {
+                let (_g, s) = $make.await;
+                super::a_version_is_marked_compromised_once(&*s).await;
+            }
+            #[tokio::test]
             async fn check_and_set_conflicts_write_nothing() {
                 let (_g, s) = $make.await;
                 super::check_and_set_conflicts_write_nothing(&*s).await;
@@ -1160,6 +1254,37 @@ async fn sqlite_migrates_tokens_of_an_older_schema() {
     .await
     .unwrap();
     assert!(s.list_tokens().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn sqlite_migrates_versions_to_carry_a_compromise_mark() {
+    // A version-3 database with a version: after migration it reads back
+    // unmarked, and can be marked.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("coffer.db");
+    {
+        let s = SqliteStore::open(&path).unwrap();
+        put(&s, "app/old", 1).await.unwrap();
+        s.close().await.unwrap();
+    }
+    {
+        let conn = rusqlite_conn(&path);
+        conn.execute_batch(
+            "ALTER TABLE versions DROP COLUMN compromised_at;
+             ALTER TABLE versions DROP COLUMN compromised_reason;
+             PRAGMA user_version = 3;",
+        )
+        .unwrap();
+    }
+    let s = SqliteStore::open(&path).unwrap();
+    let v = s.get_version("app/old", 1).await.unwrap().unwrap();
+    assert_eq!(v.compromised, None);
+    assert_eq!(v.ciphertext, b"ct-app/old-1");
+    s.commit(vec![compromise("app/old", 1, 5, "r")])
+        .await
+        .unwrap();
+    let v = s.get_version("app/old", 1).await.unwrap().unwrap();
+    assert_eq!(v.compromised, Some(mark(5, "r")));
 }
 
 // PostgreSQL-specific behaviour: several nodes on one database.

@@ -710,3 +710,55 @@ fn setting_up_is_checked_and_needs_the_administrator_secret() {
         coffer_testpg::SUPERUSER_PASSWORD.as_bytes()
     ));
 }
+
+/// `coffer leak` of a managed secret marks the version and rotates the
+/// roles: the other role gets a new password and becomes current, and the
+/// leaked credentials keep working only for the grace period.
+#[test]
+fn a_leak_of_managed_credentials_rotates_the_roles() {
+    let s = setup();
+    let first = read(&s.server, &s.root, "app/prod/DB", "current").unwrap();
+    assert_eq!(first.username, s.roles[0]);
+    let out = s
+        .server
+        .cli()
+        .token(&s.root)
+        .run(&[
+            "leak",
+            "app/prod/DB",
+            "--reason",
+            "credentials pasted in a chat",
+            "--grace",
+            "1h",
+        ])
+        .expect(0)
+        .stdout();
+    assert!(
+        out.contains("Marked version 1 of app/prod/DB compromised"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Rotated app/prod/DB: current is version 2."),
+        "{out}"
+    );
+    assert!(!out.contains(&first.password));
+    let second = read(&s.server, &s.root, "app/prod/DB", "current").unwrap();
+    assert_eq!(second.username, s.roles[1]);
+    assert_ne!(second.password, first.password);
+    assert_eq!(login_blocking(&second.url), Ok(true));
+    // The leaked credentials are `previous` for the grace period.
+    assert_eq!(login_blocking(&first.url), Ok(true));
+    let h = s
+        .server
+        .cli()
+        .token(&s.root)
+        .run(&["history", "app/prod/DB", "--json"])
+        .expect(0)
+        .json();
+    assert_eq!(
+        h["versions"][0]["compromised_reason"],
+        "credentials pasted in a chat"
+    );
+    assert!(h["versions"][1].get("compromised_at").is_none());
+    let _ = &s.db;
+}

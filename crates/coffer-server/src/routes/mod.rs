@@ -7,6 +7,7 @@
 
 mod access;
 mod audit;
+mod leak;
 mod lifecycle;
 mod secrets;
 mod sys;
@@ -72,6 +73,8 @@ fn handlers() -> Handlers {
             &table::SECRET_DESTROY,
             secrets::change_versions::<secrets::Destroy>,
         )
+        .on(&table::SECRET_FINGERPRINTS, leak::fingerprints)
+        .on(&table::SECRET_COMPROMISE, leak::compromise)
         // the secret lifecycle
         .on(&table::SECRET_ROTATE, lifecycle::rotate)
         .on(&table::SECRET_ROTATE_CANCEL, lifecycle::cancel)

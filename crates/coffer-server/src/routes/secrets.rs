@@ -335,6 +335,8 @@ pub(super) async fn metadata(
                     state: state.to_string(),
                     state_changed_at: changed,
                     key_id: v.key_id,
+                    compromised_at: v.compromised.as_ref().map(|c| rfc3339(c.at)),
+                    compromised_reason: v.compromised.map(|c| c.reason),
                 }
             })
             .collect(),

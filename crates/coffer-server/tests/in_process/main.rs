@@ -18,6 +18,8 @@ mod authz_matrix;
 mod bad_input;
 mod history;
 mod metrics;
+mod compromised;
+mod fingerprints;
 mod node;
 mod node_failures;
 mod openapi;

@@ -240,6 +240,14 @@ fn openapi_document_matches_the_routes() {
                 ("post", "/api/v1/promote-env") => {
                     body = Some(br#"{"from":"app/dev","to":"app/test"}"#.to_vec());
                 }
+                ("post", "/api/v1/fingerprints") => {
+                    body = Some(br#"{"prefix":"app/"}"#.to_vec());
+                }
+                ("post", "/api/v1/compromise/{path}") => {
+                    let p = fresh_secret(&server, &token, &mut secrets);
+                    concrete = format!("/api/v1/compromise/{p}");
+                    body = Some(br#"{"reason":"pasted in a ticket"}"#.to_vec());
+                }
                 ("put", "/api/v1/sys/lifecycle") => {
                     body = Some(br#"{"pattern":"*/prod/*","min_bits":64}"#.to_vec());
                 }
@@ -323,6 +331,8 @@ fn openapi_document_matches_the_routes() {
                 | ("post", "/api/v1/rollback/{path}")
                 | ("post", "/api/v1/copy")
                 | ("post", "/api/v1/promote-env")
+                | ("post", "/api/v1/fingerprints")
+                | ("post", "/api/v1/compromise/{path}")
                 | ("get", "/api/v1/rotation/status")
                 | ("get", "/api/v1/rotation/status/{prefix}")
                 | (_, "/api/v1/sys/lifecycle") => Some(200),

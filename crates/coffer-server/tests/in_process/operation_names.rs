@@ -21,6 +21,9 @@ fn old_operation(m: &str, matched: Option<&str>) -> &'static str {
         ("GET", "list" | "list/{*prefix}") => "secret.list",
         ("POST", "undelete/{*path}") => "secret.undelete",
         ("POST", "destroy/{*path}") => "secret.destroy",
+        // Routes added since, named as their table entries say.
+        ("POST", "fingerprints") => "secret.fingerprints",
+        ("POST", "compromise/{*path}") => "secret.compromise",
         ("POST", "rotate/{*path}") => "secret.rotate",
         ("DELETE", "rotate/{*path}") => "secret.rotate_cancel",
         ("POST", "promote/{*path}") => "secret.promote",

@@ -115,6 +115,18 @@ const SAMPLES: &[Sample] = &[
         Some(r#"{"expires_in":"90d"}"#),
     ),
     (
+        &routes::SECRET_FINGERPRINTS,
+        &[],
+        "",
+        Some(r#"{"prefix":"app/prod/"}"#),
+    ),
+    (
+        &routes::SECRET_COMPROMISE,
+        &[PATH],
+        "",
+        Some(r#"{"version":1,"reason":"pasted in a ticket"}"#),
+    ),
+    (
         &routes::SECRET_ROLLBACK,
         &[PATH],
         "",
