@@ -109,9 +109,22 @@ impl Sink {
 }
 
 pub fn run(a: ScanArgs) -> anyhow::Result<Status> {
+    run_with_matchers(a, Vec::new())
+}
+
+/// `coffer scan` with extra sources of findings besides the rules (such as
+/// the exact values a coffer server holds, matched by keyed fingerprint).
+pub fn run_with_matchers(
+    a: ScanArgs,
+    matchers: Vec<Arc<dyn coffer_scan::Matcher>>,
+) -> anyhow::Result<Status> {
     let format = if a.json { Format::Json } else { a.format };
     let config = load_config(a.config.as_deref())?;
-    let scanner = Arc::new(Scanner::new(config).map_err(|e| fail(Status::Invalid, e.to_string()))?);
+    let mut scanner = Scanner::new(config).map_err(|e| fail(Status::Invalid, e.to_string()))?;
+    for m in matchers {
+        scanner.add_matcher(m);
+    }
+    let scanner = Arc::new(scanner);
     let baseline = match &a.baseline {
         Some(p) if !a.write_baseline => Some(read_baseline(p)?),
         _ => None,
@@ -378,11 +391,9 @@ fn scan_paths(
         .threads(threads)
         .filter_entry(|e| e.file_name() != ".git");
     let max = a.max_file_size;
-    let failed = Arc::new(AtomicBool::new(false));
     builder.build_parallel().run(|| {
         let scanner = Arc::clone(scanner);
         let sink = Arc::clone(sink);
-        let _failed = Arc::clone(&failed);
         Box::new(move |entry| {
             let entry = match entry {
                 Ok(e) => e,
