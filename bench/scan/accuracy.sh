@@ -13,13 +13,14 @@ coffer=${COFFER:-target/release/coffer}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 corpus=$work/corpus
-cargo run -q --release -p coffer-scan --example gen_corpus -- "$corpus" "$copies"
+cargo run -q -p coffer-scan --example gen_corpus -- "$corpus" "$copies"
 
-(cd "$corpus" && "$OLDPWD/$coffer" scan --json . >"$work/coffer.json" 2>/dev/null) || true
+case $coffer in /*) ;; *) coffer=$PWD/$coffer ;; esac
+(cd "$corpus" && "$coffer" scan --json . >"$work/coffer.json" 2>/dev/null) || true
 (cd "$corpus" && detect-secrets scan --all-files . >"$work/detect-secrets.json")
-credsweeper --path "$corpus" --save-json "$work/credsweeper.json" >/dev/null 2>&1 || true
-kingfisher scan "$corpus" --no-validate --no-update-check --format json \
-    --output "$work/kingfisher.json" >/dev/null 2>&1 || true
+(cd "$corpus" && credsweeper --path . --save-json "$work/credsweeper.json" >/dev/null 2>&1) || true
+(cd "$corpus" && kingfisher scan . --no-validate --no-update-check --format json \
+    --output "$work/kingfisher.json" >/dev/null 2>&1) || true
 
 python3 bench/scan/score.py "$corpus" \
     coffer="$work/coffer.json" \

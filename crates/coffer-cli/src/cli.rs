@@ -390,7 +390,7 @@ secret made by `coffer pg manage` rotates its PostgreSQL roles.")]
     #[command(after_help = "Examples:
   coffer scan                                  # the current directory, .env files included
   coffer scan src config/app.yaml
-  printf '%s\\n' \"$VALUE\" | coffer scan -      # standard input
+  git show main:deploy/values.yaml | coffer scan -   # standard input
   coffer scan --staged                         # what `git commit` would record (the hook runs this)
   coffer scan --history                        # every line ever added, with commit, author and date
   coffer scan --history main..HEAD --format sarif > scan.sarif

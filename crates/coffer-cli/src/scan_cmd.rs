@@ -412,11 +412,9 @@ fn scan_paths(
         .threads(threads)
         .filter_entry(|e| e.file_name() != ".git");
     let max = a.max_file_size;
-    let failed = Arc::new(AtomicBool::new(false));
     builder.build_parallel().run(|| {
         let scanner = Arc::clone(scanner);
         let sink = Arc::clone(sink);
-        let _failed = Arc::clone(&failed);
         Box::new(move |entry| {
             let entry = match entry {
                 Ok(e) => e,

@@ -362,13 +362,13 @@ pub fn generate(copies: usize) -> Vec<Sample> {
             "env-password",
             ".env",
             format!("DB_PASSWORD={}\n", password()),
-            "generic-secret",
+            "generic-config-secret",
         );
         pos(
             "yaml-client-secret",
             "oauth.yaml",
             format!("oauth:\n  client_secret: {}\n", alnum(32)),
-            "generic-secret",
+            "generic-config-secret",
         );
         pos(
             "json-api-key",

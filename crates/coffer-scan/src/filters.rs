@@ -197,7 +197,12 @@ fn is_word(v: &str) -> bool {
         .bytes()
         .all(|b| b.is_ascii_alphabetic() || b == b'_' || b == b'-' || b == b'.');
     if ident_chars {
-        return true;
+        // Words are lowercase, UPPERCASE or CamelCase (an uppercase letter
+        // starts each word); a random string of letters is about half
+        // uppercase, mixed throughout.
+        let letters = v.bytes().filter(u8::is_ascii_alphabetic).count();
+        let upper = v.bytes().filter(u8::is_ascii_uppercase).count();
+        return upper == letters || upper * 3 <= letters;
     }
     // Code: `self.token()`, `cfg.get("x")`, `req.headers[...]`.
     v.contains('(') || v.contains(')')

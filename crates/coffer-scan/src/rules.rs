@@ -73,6 +73,8 @@ pub struct RuleSpec {
     #[serde(default)]
     pub skip_paths: Vec<String>,
     #[serde(default)]
+    pub paths: Vec<String>,
+    #[serde(default)]
     pub multiline: bool,
     #[serde(default)]
     pub near: Option<Near>,
@@ -107,6 +109,7 @@ pub struct Rule {
     pub(crate) min_entropy: Option<f64>,
     pub(crate) filters: Vec<Filter>,
     pub(crate) skip_paths: Option<globset::GlobSet>,
+    pub(crate) only_paths: Option<globset::GlobSet>,
     pub(crate) multiline: bool,
     /// The index of the rule this one must be near, and how many lines.
     pub(crate) near: Option<(usize, usize)>,
@@ -117,6 +120,7 @@ impl Rule {
     /// Whether this rule looks at the file at `path`.
     pub(crate) fn applies_to(&self, path: &str) -> bool {
         self.skip_paths.as_ref().is_none_or(|g| !g.is_match(path))
+            && self.only_paths.as_ref().is_none_or(|g| g.is_match(path))
     }
 }
 
@@ -179,21 +183,24 @@ pub(crate) fn compile(specs: Vec<RuleSpec>) -> Result<Vec<Rule>, RuleError> {
         {
             return Err(invalid("min_entropy is between 0 and 8"));
         }
-        let skip_paths = if s.skip_paths.is_empty() {
-            None
-        } else {
+        let globs = |list: &[String]| -> Result<Option<globset::GlobSet>, RuleError> {
+            if list.is_empty() {
+                return Ok(None);
+            }
             let mut b = globset::GlobSetBuilder::new();
-            for g in &s.skip_paths {
+            for g in list {
                 b.add(globset::Glob::new(g).map_err(|e| RuleError::Glob {
                     id: s.id.clone(),
                     source: e,
                 })?);
             }
-            Some(b.build().map_err(|e| RuleError::Glob {
+            Ok(Some(b.build().map_err(|e| RuleError::Glob {
                 id: s.id.clone(),
                 source: e,
-            })?)
+            })?))
         };
+        let skip_paths = globs(&s.skip_paths)?;
+        let only_paths = globs(&s.paths)?;
         rules.push(Rule {
             filters: s
                 .filters
@@ -205,6 +212,7 @@ pub(crate) fn compile(specs: Vec<RuleSpec>) -> Result<Vec<Rule>, RuleError> {
             check: s.check,
             min_entropy: s.min_entropy,
             skip_paths,
+            only_paths,
             multiline: s.multiline,
             near,
             priority: s.priority.unwrap_or(10),

@@ -864,7 +864,7 @@ fn token_auth_and_userpass() {
     );
     let mut tagged = 0;
     for line in log.lines().filter(|l| l.contains("vault.userpass.login")) {
-        let rec: serde_json::Value = serde_json::from_str(line).unwrap();
+        let rec: Value = serde_json::from_str(line).unwrap();
         assert_eq!(rec["route"], "/v1/auth/userpass/login/{username}", "{rec}");
         if let Some(login) = rec["login"].as_str() {
             assert!(login.starts_with("hmac-sha256:"), "{rec}");
