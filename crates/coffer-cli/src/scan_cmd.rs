@@ -262,17 +262,15 @@ fn load_config(explicit: Option<&Path>) -> anyhow::Result<Config> {
     let Some(path) = path else {
         return Ok(Config::default());
     };
-    let text = std::fs::read_to_string(&path).map_err(|e| {
+    let shown = report::escape(&path.to_string_lossy());
+    let text = read_config(&path, explicit.is_none()).map_err(|e| {
         fail(
             if explicit.is_some() {
                 Status::NotFound
             } else {
                 Status::Other
             },
-            format!(
-                "cannot read {}: {e}",
-                report::escape(&path.to_string_lossy())
-            ),
+            format!("cannot read {shown}: {e}"),
         )
     })?;
     Config::parse(&text).map_err(|e| {
@@ -283,11 +281,42 @@ fn load_config(explicit: Option<&Path>) -> anyhow::Result<Config> {
     })
 }
 
+/// Largest configuration file read.
+const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+/// Reads a configuration file. The one found in the repository is the
+/// repository's to write, and a repository can be anyone's (a pull
+/// request from a fork scanned in CI): it is never read through a symbolic
+/// link (which could point at `/proc/self/environ` or a credentials file),
+/// must be a regular file, and is at most 1 MiB.
+fn read_config(path: &Path, found: bool) -> std::io::Result<String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    if found {
+        options.custom_flags(crate::settings::no_follow());
+    }
+    let file = options.open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    if meta.len() > MAX_CONFIG_BYTES {
+        return Err(std::io::Error::other("larger than 1 MiB"));
+    }
+    let mut text = String::new();
+    file.take(MAX_CONFIG_BYTES).read_to_string(&mut text)?;
+    Ok(text)
+}
+
 fn find_config() -> anyhow::Result<Option<PathBuf>> {
     let mut dir = std::env::current_dir()?;
     loop {
         let candidate = dir.join(coffer_scan::CONFIG_FILE);
-        if candidate.is_file() {
+        // A symbolic link counts as present, so that reading it is refused
+        // rather than the scan going on without the repository's rules.
+        if candidate.symlink_metadata().is_ok() {
             return Ok(Some(candidate));
         }
         if dir.join(".git").exists() || !dir.pop() {

@@ -263,6 +263,12 @@ pub enum InvalidInput {
     /// Too many secrets under a prefix read at once.
     #[error("more than {limit} secrets under {prefix}; name a narrower prefix")]
     TooManyUnder { prefix: String, limit: usize },
+    /// Too many versions, or too many bytes of values, under a prefix to
+    /// fingerprint in one request.
+    #[error(
+        "more than {limit} versions (or 64 MiB of values) under {prefix} to fingerprint at once; name a narrower prefix"
+    )]
+    TooMuchToFingerprint { prefix: String, limit: usize },
     /// Too many secrets in an environment to promote.
     #[error("more than {limit} secrets under {prefix}")]
     TooManyToPromote { prefix: String, limit: usize },

@@ -33,6 +33,13 @@ use crate::{Coffer, DEFAULT_LIST_LIMIT, ListOptions, now_ms};
 /// prefix by prefix.
 pub const MAX_FINGERPRINT_SECRETS: usize = 10_000;
 
+/// Most versions one fingerprint request opens, and most bytes of
+/// ciphertext: every version is opened and judged (zxcvbn takes
+/// milliseconds a part), so the work one request may ask of the server is
+/// bounded by these as well as by the number of secrets.
+pub const MAX_FINGERPRINT_VERSIONS: usize = 50_000;
+const MAX_FINGERPRINT_BYTES: usize = 64 << 20;
+
 /// One place a fingerprinted value is stored: a secret's version, and the
 /// field and part of its value. Its `label` proves it to a scanner that
 /// holds the value, and to no one else.
@@ -88,6 +95,13 @@ impl Coffer {
             now_ms(),
         );
         let mut listed: Vec<Listed> = Vec::new();
+        let mut bytes = 0usize;
+        let too_much = || {
+            CoreError::Invalid(InvalidInput::TooMuchToFingerprint {
+                prefix: prefix.as_str().to_string(),
+                limit: MAX_FINGERPRINT_VERSIONS,
+            })
+        };
         let secrets = names.len();
         for name in &names {
             let path = format!("{}{name}", prefix.as_str());
@@ -103,7 +117,12 @@ impl Coffer {
                 if matches!(record.state, VersionState::Destroyed(_)) {
                     continue;
                 }
+                let size = record.ciphertext.len();
                 if let Some(l) = read::listed_version(&listing, name, record) {
+                    bytes += size;
+                    if listed.len() >= MAX_FINGERPRINT_VERSIONS || bytes > MAX_FINGERPRINT_BYTES {
+                        return Err(too_much());
+                    }
                     listed.push(l);
                 }
             }

@@ -29,15 +29,65 @@ pub const WEAK_BITS: f64 = 64.0;
 pub const FINGERPRINT_MIN_BITS: f64 = 80.0;
 
 /// Whether a value (or a part of one: a field, a line) is strong enough to
-/// be fingerprinted: the full estimate, never the quick screen, since an
-/// over-estimate here would hand out a guessable fingerprint.
+/// be fingerprinted.
 ///
-/// The estimate used is a pessimistic one ([`pessimistic_bits`]); a random
-/// value needs about 25 characters to pass.
+/// Whoever checks guesses against a fingerprint may know every part of the
+/// value but one: the scheme, user, host and port of a connection string,
+/// the name in `KEY=value`, the other fields of a small JSON object. So the
+/// value counts only as hard to guess as the hardest *single* run of
+/// characters between delimiters (`:`, `@`, `=`, `;`, `,`, `?`, `&`,
+/// quotes, brackets, `|`, `\`, white space) it holds, and one such run must
+/// pass on its own: at least 25 characters, machine-made by the quick
+/// screen's measure ([`clearly_not_weak`]: mixed classes, no character
+/// dominating, no repeated or stepping runs, which rules out `aaaa...` and
+/// keyboard walks however long), and at least [`FINGERPRINT_MIN_BITS`] by
+/// the pessimistic estimate ([`pessimistic_bits`]) of its first 256
+/// characters alone (nothing is credited for length beyond them). A random
+/// key, token or base64 blob passes; a connection string or `KEY=value`
+/// passes only when its secret part would on its own, and a typed password
+/// with delimiters in it is left out (a missed scan match, never a
+/// guessable fingerprint).
 pub fn fingerprintable(value: &str) -> bool {
-    // No value under 25 characters reaches 80 bits at 3.3 bits a
-    // character; skip zxcvbn for them.
-    value.chars().count() >= 25 && pessimistic_bits(value) >= FINGERPRINT_MIN_BITS
+    value.split(is_delimiter).any(|run| {
+        let n = run.chars().count();
+        // No run under 25 characters reaches 80 bits at 3.3 bits a
+        // character; skip zxcvbn for them.
+        if n < 25 {
+            return false;
+        }
+        let judged: String = run.chars().take(ESTIMATED_PREFIX).collect();
+        clearly_not_weak(&judged) && pessimistic_bits(&judged) >= FINGERPRINT_MIN_BITS
+    })
+}
+
+/// Where [`fingerprintable`] splits a value into the runs it judges: the
+/// characters that separate the parts of URLs, connection strings,
+/// assignments and data formats. `+`, `/`, `.`, `-` and `_` are not among
+/// them, so base64, JWTs and tokens stay whole.
+fn is_delimiter(c: char) -> bool {
+    c.is_whitespace()
+        || matches!(
+            c,
+            ':' | '@'
+                | '='
+                | ';'
+                | ','
+                | '?'
+                | '&'
+                | '"'
+                | '\''
+                | '`'
+                | '{'
+                | '}'
+                | '['
+                | ']'
+                | '('
+                | ')'
+                | '<'
+                | '>'
+                | '|'
+                | '\\'
+        )
 }
 
 /// Characters zxcvbn judges at a time in [`pessimistic_bits`]: its guess
@@ -313,7 +363,10 @@ mod fingerprint_tests {
         for strong in [
             "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
             "q3Zr8_TbKx-0VhWm2LpYs7NdJc4uFgAe",
-            "kX9#mP2$vL8@nQ5!wR7^Ty3&zB6*",
+            "kX9#mP2$vL8%nQ5!wR7^Ty3*zB6~",
+            // The secret part of a structure passes on its own.
+            "postgres://app:q3Zr8_TbKx-0VhWm2LpYs7NdJc4uFgAe@db.internal:5432/app",
+            "API_KEY=q3Zr8_TbKx-0VhWm2LpYs7NdJc4uFgAe",
             "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7",
         ] {
             assert!(fingerprintable(strong), "{strong}");
@@ -335,6 +388,17 @@ mod fingerprint_tests {
             // 64 bits of hex: strong enough to store, not to fingerprint.
             "9f86d081884c7d65",
             "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            // Structures whose every part is guessable: an attacker who
+            // knows the rest confirms the password offline.
+            "postgres://billing:Summer2024!@db.prod.internal:5432/billing",
+            "redis://:hunter2hunter2@cache.internal:6379/0",
+            "https://admin:Winter2023@grafana.example.com/login",
+            r#"{"user":"app","password":"Summer2024!","host":"db.prod.internal"}"#,
+            "DATABASE_PASSWORD=Summer2024!Summer2024!",
+            // Length is not strength.
+            "a".repeat(300).as_str(),
+            "ab".repeat(150).as_str(),
+            "Summer2024!".repeat(30).as_str(),
         ] {
             assert!(!fingerprintable(weak), "{weak}");
         }

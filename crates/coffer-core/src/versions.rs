@@ -363,9 +363,19 @@ impl Coffer {
         let mut plan = Vec::new();
         let mut writes = Vec::new();
         for name in &source {
+            let from_path = from.child(name)?;
             let read = self
-                .read_path(identity, &from.child(name)?, At::Label(Label::Current))
+                .read_path(identity, &from_path, At::Label(Label::Current))
                 .await?;
+            // A compromised value is not carried to another environment
+            // (as a new version there, it would carry no mark).
+            if let Some(record) = self
+                .store
+                .get_version(from_path.as_str(), read.version)
+                .await?
+            {
+                refuse_compromised(&record)?;
+            }
             let to_path = to.child(name)?;
             let (action, to_version) = if target.contains(name) {
                 let there = self

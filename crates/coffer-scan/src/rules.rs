@@ -15,7 +15,10 @@ pub const BUILTIN_RULES: &str = include_str!("rules.toml");
 /// Why a rules file was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum RuleError {
-    #[error("rules file: {0}")]
+    /// The file is not the TOML expected. Only the parser's message is
+    /// shown, never the line it quotes: a configuration file may be a
+    /// hostile repository's, and its text anything.
+    #[error("rules file: {}", .0.message())]
     Toml(#[from] toml::de::Error),
     #[error("rule {id:?}: bad regex: {source}")]
     Regex {

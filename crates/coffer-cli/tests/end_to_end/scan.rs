@@ -828,3 +828,50 @@ fn gitignored_files_are_scanned_unless_asked() {
     .unwrap();
     expect(&coffer(dir, &["scan", "--respect-gitignore"]), 0);
 }
+
+/// A repository's `.coffer-scan.toml` is the repository's to write, and a
+/// repository can be a stranger's (a fork's pull request scanned in CI).
+/// Linked to a file outside it, or made invalid on purpose, it must not put
+/// that file's contents into the output: it is never read through a link,
+/// and a parse error shows the parser's message, not the offending line.
+#[test]
+fn a_hostile_repository_configuration_leaks_nothing() {
+    let outside = tempfile::tempdir().unwrap();
+    let canary = "CANARY-outside-secret-4f9a2c77e1";
+    let target = outside.path().join("credentials");
+    std::fs::write(&target, format!("[allow]\npaths = [\"{canary}\"\n")).unwrap();
+    let r = repo();
+    std::fs::write(r.path().join("a.txt"), "nothing here\n").unwrap();
+    std::os::unix::fs::symlink(&target, r.path().join(".coffer-scan.toml")).unwrap();
+    let out = coffer(r.path(), &["scan", "."]);
+    assert_ne!(
+        code(&out),
+        0,
+        "a linked configuration is refused, not ignored"
+    );
+    assert!(
+        text(&out.stderr).contains("cannot read"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_no_secret(
+        "linked config",
+        &[out.stdout, out.stderr].concat(),
+        &[canary.to_string()],
+    );
+
+    // An invalid file of its own: the message, not the line.
+    std::fs::remove_file(r.path().join(".coffer-scan.toml")).unwrap();
+    std::fs::write(
+        r.path().join(".coffer-scan.toml"),
+        format!("{canary} = = oops\n"),
+    )
+    .unwrap();
+    let out = coffer(r.path(), &["scan", "."]);
+    expect(&out, 7);
+    assert_no_secret(
+        "invalid config",
+        &[out.stdout, out.stderr].concat(),
+        &[canary.to_string()],
+    );
+}

@@ -431,3 +431,66 @@ fn a_mark_racing_a_promotion_never_leaves_a_compromised_version_current() {
         }
     }
 }
+
+/// Promoting an environment copies each secret's current value to the other
+/// environment as a new version there, which would carry no mark: a
+/// compromised current value is refused, in the preview already, and
+/// nothing is written.
+#[test]
+fn an_environment_promotion_does_not_carry_a_compromised_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    put(
+        &server,
+        &root,
+        "shop/staging/API_KEY",
+        "staging-key-aaaaaaaaaaaaaaaaaaaaaaaa",
+    );
+    put(
+        &server,
+        &root,
+        "shop/staging/OTHER",
+        "staging-other-bbbbbbbbbbbbbbbbbbbbbb",
+    );
+    ok(
+        &compromise(
+            &server,
+            &root,
+            "shop/staging/API_KEY",
+            json!({"reason": "pasted in a ticket"}),
+        ),
+        "mark",
+    );
+    let preview = json!({"from": "shop/staging", "to": "shop/prod"}).to_string();
+    let r = server.http(
+        "POST",
+        "/api/v1/promote-env",
+        Some(&root),
+        Some(preview.as_bytes()),
+    );
+    assert_compromised(&r, 1);
+    for name in ["API_KEY", "OTHER"] {
+        let r = server.http(
+            "GET",
+            &format!("/api/v1/secrets/shop/prod/{name}"),
+            Some(&root),
+            None,
+        );
+        assert_eq!(r.status, 404, "nothing was written: {}", r.text());
+    }
+    // Rotated, the new current value promotes.
+    put(
+        &server,
+        &root,
+        "shop/staging/API_KEY",
+        "staging-key-cccccccccccccccccccccccc",
+    );
+    let r = server.http(
+        "POST",
+        "/api/v1/promote-env",
+        Some(&root),
+        Some(preview.as_bytes()),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+}
