@@ -1084,6 +1084,12 @@ fn ranges(numbers: &[u64]) -> String {
 
 /// Reads the source's ACL policies and writes each that translates exactly
 /// and that coffer does not have yet.
+///
+/// Each policy is translated alone, exactly; then each pair is checked as
+/// one identity holding both would be: Vault applies only the most
+/// specific of their rules where they overlap, coffer applies both, so a
+/// pair whose rules overlap and differ would grant more in coffer than in
+/// Vault. The later policy of such a pair is not migrated.
 async fn migrate_policies(
     source: &Source,
     coffer: &Client,
@@ -1092,6 +1098,7 @@ async fn migrate_policies(
     out: &mut Vec<Line>,
 ) -> Result<(), SourceError> {
     let names = source.list("sys/policies/acl").await?;
+    let mut translated: Vec<(Line, String, coffer_policy::Policy)> = Vec::new();
     for name in names {
         if name == "root" {
             // Not a policy of rules: coffer's own `root` is the same thing.
@@ -1151,6 +1158,22 @@ async fn migrate_policies(
             out.push(line.why("it grants nothing coffer needs a rule for"));
             continue;
         }
+        // A pair that would grant more together in coffer than in Vault.
+        if let Some((other, _, _)) = translated.iter().find(|(_, earlier, _)| {
+            coffer_policy::vault::translate(&format!("{earlier}\n{text}"), mounts).is_err()
+        }) {
+            line.outcome = Outcome::NotMapped;
+            let other = other.source.clone();
+            out.push(line.why(format!(
+                "its rules overlap policy {}'s and differ: Vault applies only the more specific rule where they overlap, coffer applies both, so an identity holding both would be granted more in coffer than in Vault; make the more specific rule grant at least what the broader one does (or deny), then run again",
+                shown(&other)
+            )));
+            continue;
+        }
+        translated.push((line, text, policy));
+    }
+    for (mut line, _, policy) in translated {
+        let name = line.source.clone();
         let wanted = policy.to_source();
         match coffer.read_policy(&name).await {
             Ok(existing) if existing.policy == wanted => line.outcome = Outcome::Unchanged,

@@ -203,6 +203,15 @@ fn a_kv_mount_and_its_policies_migrate_with_every_version_and_state() {
         ),
     );
     assert_eq!(r.status / 100, 2, "{}", r.text());
+    // One that translates alone but not beside app-read: in Vault, a token
+    // holding both could write app/db and not read it (the more specific
+    // rule wins); in coffer it could read it too.
+    let r = bao.call(
+        "PUT",
+        "sys/policies/acl/db-writer",
+        Some(json!({"policy": "path \"secret/data/app/db\" { capabilities = [\"create\", \"update\"] }"})),
+    );
+    assert_eq!(r.status / 100, 2, "{}", r.text());
     // Other mounts, which a run of the mount `secret` lists and leaves.
     for (name, body) in [
         ("kv1", json!({"type": "kv", "options": {"version": "1"}})),
@@ -280,6 +289,18 @@ fn a_kv_mount_and_its_policies_migrate_with_every_version_and_state() {
     let policies = outcomes(&first, "policies");
     assert_eq!(policies["app-read"], "created");
     assert_eq!(policies["approle-admin"], "not_mapped");
+    assert_eq!(policies["db-writer"], "not_mapped");
+    let why = first.json()["policies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["source"] == "db-writer")
+        .map(|l| l["why"].as_str().unwrap().to_string())
+        .unwrap();
+    assert!(
+        why.contains("app-read") && why.contains("more specific"),
+        "{why}"
+    );
     assert!(!policies.contains_key("root"));
     let report = first.stdout();
     assert!(report.contains(r#"field \"port\" is a number"#), "{report}");
