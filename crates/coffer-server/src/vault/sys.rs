@@ -367,6 +367,11 @@ pub(super) async fn write_policy(
             ));
         }
     };
+    // Decided before translating, which is the expensive part: a caller
+    // who may not write the policy gets no translation work done for it.
+    // (`write_policy` decides again, with the name checked.)
+    st.coffer
+        .authorize(&id, Operation::Admin, &format!("sys/policies/{name}"))?;
     let policy = translate(source, &mounts)
         .map_err(|e| ApiError::invalid(format!("the policy cannot be translated exactly: {e}")))?;
     st.coffer

@@ -1121,3 +1121,46 @@ fn hostile_paths_and_names_are_refused_without_echo() {
         "empty",
     );
 }
+
+/// A caller who may not write a policy is refused before the policy is
+/// translated (the expensive part), so a malformed or huge policy gets it
+/// no work and no parser message: 403, not 400.
+#[test]
+fn a_policy_write_is_authorized_before_it_is_translated() {
+    let (_d, s, root) = start();
+    let reader = json!({"policy": "path \"app/*\" { capabilities = [\"read\"] }"}).to_string();
+    let r = s.http(
+        "PUT",
+        "/api/v1/sys/policies/app-reader",
+        Some(&root),
+        Some(reader.as_bytes()),
+    );
+    assert_eq!(r.status / 100, 2, "{}", r.text());
+    let body = json!({"policies": ["app-reader"], "display_name": "no-admin"}).to_string();
+    let created = s.http(
+        "POST",
+        "/api/v1/auth/tokens",
+        Some(&root),
+        Some(body.as_bytes()),
+    );
+    assert_eq!(created.status, 200, "{}", created.text());
+    let token = created.json()["token"].as_str().unwrap().to_string();
+    let bad = json!({"policy": "path \"secret/data/x\" { capabilities = [\"read\"] "});
+    vault_error(
+        &v(
+            &s,
+            "PUT",
+            "/v1/sys/policies/acl/p",
+            Some(&token),
+            Some(bad.clone()),
+        ),
+        403,
+        "no admin",
+    );
+    // With admin, the same text is the 400 it deserves.
+    vault_error(
+        &v(&s, "PUT", "/v1/sys/policies/acl/p", Some(&root), Some(bad)),
+        400,
+        "admin",
+    );
+}
