@@ -985,7 +985,10 @@ async fn read_history(
         };
         // A deletion or destruction time before the write would be refused
         // by coffer; the source's clock is not ours to fix.
+        // Nor is a time in the future (a destruction the source dates
+        // ahead) one coffer keeps: it becomes now.
         let state_at = |t: time::OffsetDateTime| {
+            let t = t.min(now);
             if t < created {
                 v.created_time.clone()
             } else {

@@ -304,11 +304,32 @@ impl Coffer {
                 "a history holds at most {MAX_HISTORY} versions"
             )));
         }
-        let mut checked = Vec::with_capacity(versions.len());
+        let mut checked: Vec<Checked> = Vec::with_capacity(versions.len());
+        // Clocks differ a little; a history from the future does not (a
+        // version dated ahead would hold off rotation and its alerts).
+        let latest = crate::now_ms().saturating_add(5 * 60 * 1000);
         for (i, v) in versions.iter().enumerate() {
             let n = i + 1;
             if v.created_at < 0 {
                 return Err(invalid(format!("version {n} was written before 1970")));
+            }
+            if v.created_at > latest {
+                return Err(invalid(format!("version {n} is dated in the future")));
+            }
+            if let Some(previous) = checked.last()
+                && v.created_at < previous.created_at
+            {
+                return Err(invalid(format!(
+                    "version {n} was written before version {}",
+                    n - 1
+                )));
+            }
+            if let VersionState::Deleted(at) | VersionState::Destroyed(at) = v.state
+                && at > latest
+            {
+                return Err(invalid(format!(
+                    "version {n} is deleted or destroyed in the future"
+                )));
             }
             let plaintext = match (&v.state, &v.value) {
                 (VersionState::Destroyed(_), Some(_)) => {

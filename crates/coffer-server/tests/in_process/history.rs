@@ -322,6 +322,22 @@ fn bad_histories_are_refused_and_write_nothing() {
                 "state": "active", "value": "x"}]}),
         ),
         (
+            "written in the future",
+            json!({"versions": [{"version": 1, "created_at": "2999-01-01T00:00:00Z",
+                "state": "active", "value": "x"}]}),
+        ),
+        (
+            "deleted in the future",
+            json!({"versions": [{"version": 1, "created_at": "2024-01-01T00:00:00Z",
+                "state": "deleted", "state_at": "2999-01-01T00:00:00Z", "value": "x"}]}),
+        ),
+        (
+            "a version written before the one before it",
+            json!({"versions": [
+                {"version": 1, "created_at": "2024-02-01T00:00:00Z", "state": "active", "value": "x"},
+                {"version": 2, "created_at": "2024-01-01T00:00:00Z", "state": "active", "value": "y"}]}),
+        ),
+        (
             "an unknown field",
             json!({"versions": [v(1, "active")], "force": true}),
         ),
