@@ -564,11 +564,19 @@ async fn from_vault(g: &crate::cli::Global, a: FromVaultArgs) -> anyhow::Result<
             }
         }
     }
-    if !a.no_policies
-        && fatal.is_none()
-        && let Err(e) = migrate_policies(&source, &coffer, &mounts, a.dry_run, &mut policies).await
-    {
-        fatal = Some(e);
+    if !a.no_policies && fatal.is_none() {
+        match beyond_the_mount(&coffer, &a, &secrets).await {
+            // Policies of a mount mapped onto the whole tree would reach
+            // what coffer held before.
+            Some(why) => policies_refused(&source, &why, &mut policies).await,
+            None => {
+                if let Err(e) =
+                    migrate_policies(&source, &coffer, &mounts, a.dry_run, &mut policies).await
+                {
+                    fatal = Some(e);
+                }
+            }
+        }
     }
     report(&a, &secrets, &policies, &mounts_seen, fatal.as_ref())?;
     if let Some(e) = fatal {
@@ -1083,6 +1091,59 @@ fn ranges(numbers: &[u64]) -> String {
         i += 1;
     }
     out.join(", ")
+}
+
+/// Why policies are not migrated, when the mount is mapped onto the whole
+/// coffer tree (no `--to`) and coffer holds secrets that did not come from
+/// it: a migrated `secret/data/*` grant would reach them too. `None` when
+/// a folder is given, or everything coffer holds is the mount's.
+async fn beyond_the_mount(coffer: &Client, a: &FromVaultArgs, secrets: &[Line]) -> Option<String> {
+    if !folder(a.to.as_deref()).is_empty() {
+        return None;
+    }
+    let options = coffer_client::ListOptions {
+        recursive: true,
+        include_deleted: true,
+        ..Default::default()
+    };
+    let held = match coffer.list_all("", &options).await {
+        Ok(entries) => entries,
+        Err(e) => {
+            return Some(format!(
+                "without --to, the mount maps onto all of coffer, and coffer cannot be listed to check that it holds nothing else ({}); run again with --to FOLDER",
+                e.message
+            ));
+        }
+    };
+    let migrated: std::collections::HashSet<&str> =
+        secrets.iter().filter_map(|l| l.coffer.as_deref()).collect();
+    let others = held
+        .iter()
+        .filter(|e| !e.folder && !migrated.contains(e.name.as_str()))
+        .count();
+    (others > 0).then(|| {
+        format!(
+            "without --to, the mount maps onto all of coffer, which holds {others} secret(s) that did not come from it: a migrated grant such as secret/data/* would reach them too; run again with --to FOLDER (or --no-policies)"
+        )
+    })
+}
+
+/// Lists the source's policies as not migrated, for `why`.
+async fn policies_refused(source: &Source, why: &str, out: &mut Vec<Line>) {
+    match source.list("sys/policies/acl").await {
+        Ok(names) => {
+            for name in names.into_iter().filter(|n| n != "root") {
+                let coffer = coffer_policy::validate_policy_name(&name)
+                    .is_ok()
+                    .then_some(name.as_str());
+                out.push(Line::new(&name, coffer, Outcome::NotMapped).why(why));
+            }
+        }
+        Err(e) => out.push(
+            Line::new("sys/policies/acl", None, Outcome::NotMapped)
+                .why(format!("{why} ({})", e.message)),
+        ),
+    }
 }
 
 /// Reads the source's ACL policies and writes each that translates exactly

@@ -525,6 +525,27 @@ fn a_kv_mount_and_its_policies_migrate_with_every_version_and_state() {
     }
     token.search_server(&server);
     token.assert_nowhere_else();
+
+    // Once coffer holds a secret that did not come from the mount, a run
+    // without --to (which maps the mount onto the whole tree) migrates no
+    // policy: a grant on secret/data/* would reach that secret too.
+    let body = json!({"value": "not-from-vault"}).to_string();
+    ok(
+        &server.http(
+            "PUT",
+            "/api/v1/secrets/unrelated/KEY",
+            Some(&root),
+            Some(body.as_bytes()),
+        ),
+        "unrelated",
+    );
+    let fifth = migrate(&server, &bao, &root, &["--no-secrets"]).expect(0);
+    let lines = fifth.json()["policies"].as_array().unwrap().clone();
+    assert!(!lines.is_empty());
+    for l in &lines {
+        assert_eq!(l["outcome"], "not_mapped", "{l}");
+        assert!(l["why"].as_str().unwrap().contains("--to"), "{l}");
+    }
 }
 
 #[test]
