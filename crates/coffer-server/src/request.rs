@@ -235,8 +235,24 @@ where
         };
         let throttled = attempt.and_then(|a| a.begin(&self.edge).err());
         let was_throttled = throttled.is_some();
+        // A Vault listing (`LIST`, `GET ?list=true`) of a path whose route
+        // lists nothing: routed as a GET, it would be served as one (and
+        // recorded as unmatched). Vault answers 405.
+        let unlisted = vault
+            && route.is_none()
+            && req.extensions().get::<crate::vault::Listing>().is_some()
+            && req
+                .extensions()
+                .get::<axum::extract::MatchedPath>()
+                .is_some();
         let refusal = if let Some(err) = edge_refusal {
             Some(err)
+        } else if unlisted {
+            Some(ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                coffer_api::codes::METHOD_NOT_ALLOWED,
+                "unsupported operation",
+            ))
         } else if let Some(err) = throttled {
             Some(err)
         } else if declared.is_some_and(|n| n > self.edge.body_limit as u64) {

@@ -1164,3 +1164,34 @@ fn a_policy_write_is_authorized_before_it_is_translated() {
         "admin",
     );
 }
+
+/// A listing of a path whose route lists nothing (`LIST` or `?list=true`
+/// on `data/`) is Vault's 405, not the value it would have been as a GET.
+#[test]
+fn a_listing_where_nothing_lists_is_refused_not_served_as_a_read() {
+    let (_d, s, root) = start();
+    let t = Some(root.as_str());
+    let w = v(
+        &s,
+        "POST",
+        "/v1/secret/data/app/x",
+        t,
+        Some(json!({"data": {"k": "listing-canary-1"}})),
+    );
+    assert_eq!(w.status, 200, "{}", w.text());
+    for (method, url) in [
+        ("LIST", "/v1/secret/data/app/x"),
+        ("GET", "/v1/secret/data/app/x?list=true"),
+        ("LIST", "/v1/sys/seal-status"),
+    ] {
+        let r = v(&s, method, url, t, None);
+        vault_error(&r, 405, url);
+        assert!(!r.text().contains("listing-canary-1"), "{url}");
+        let rec = last_record(&s);
+        assert_eq!(rec["status"], 405, "{rec}");
+        assert_eq!(rec["method"], "LIST", "{rec}");
+    }
+    // Listing where Vault lists still works.
+    let r = v(&s, "LIST", "/v1/secret/metadata/app", t, None);
+    assert_eq!(r.status, 200, "{}", r.text());
+}
