@@ -37,10 +37,10 @@ pub const FINGERPRINT_MIN_BITS: f64 = 80.0;
 /// value counts only as hard to guess as the hardest *single* run of
 /// characters between delimiters (`:`, `@`, `=`, `;`, `,`, `?`, `&`,
 /// quotes, brackets, `|`, `\`, white space) it holds, and one such run must
-/// pass on its own: at least 25 characters, machine-made by the quick
-/// screen's measure ([`clearly_not_weak`]: mixed classes, no character
-/// dominating, no repeated or stepping runs, which rules out `aaaa...` and
-/// keyboard walks however long), and at least [`FINGERPRINT_MIN_BITS`] by
+/// pass on its own: at least 25 characters, machine-made ([`machine_made`]:
+/// varied characters, none dominating, no 8-character stretch twice, which
+/// rules out `aaaa...` and repeated words however long), and at least
+/// [`FINGERPRINT_MIN_BITS`] by
 /// the pessimistic estimate ([`pessimistic_bits`]) of its first 256
 /// characters alone (nothing is credited for length beyond them). A random
 /// key, token or base64 blob passes; a connection string or `KEY=value`
@@ -56,8 +56,28 @@ pub fn fingerprintable(value: &str) -> bool {
             return false;
         }
         let judged: String = run.chars().take(ESTIMATED_PREFIX).collect();
-        clearly_not_weak(&judged) && pessimistic_bits(&judged) >= FINGERPRINT_MIN_BITS
+        machine_made(&judged) && pessimistic_bits(&judged) >= FINGERPRINT_MIN_BITS
     })
+}
+
+/// Whether a run looks machine-made rather than typed or repeated: at
+/// least ten distinct characters, none making up more than a quarter of
+/// it, and no stretch of eight characters that appears twice (which rules
+/// out `aaaa...`, `abab...` and a word repeated to length, however long,
+/// while a random key of any alphabet passes: two equal 8-character
+/// stretches in a random 256-character hex string have a chance of about
+/// one in a hundred thousand).
+fn machine_made(run: &str) -> bool {
+    let chars: Vec<char> = run.chars().collect();
+    let mut counts = std::collections::HashMap::new();
+    for c in &chars {
+        *counts.entry(*c).or_insert(0usize) += 1;
+    }
+    if counts.len() < 10 || counts.values().any(|k| k * 4 > chars.len()) {
+        return false;
+    }
+    let mut grams = std::collections::HashSet::with_capacity(chars.len());
+    chars.windows(8).all(|w| grams.insert(w))
 }
 
 /// Where [`fingerprintable`] splits a value into the runs it judges: the
@@ -370,6 +390,16 @@ mod fingerprint_tests {
             "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7",
         ] {
             assert!(fingerprintable(strong), "{strong}");
+        }
+        // Random keys pass every time, whatever their alphabet (a screen
+        // refusing any repeated 4-character stretch missed about one
+        // 64-character hex key in thirty).
+        for _ in 0..500 {
+            let hex: String = coffer_crypto::random::bytes::<32>()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            assert!(fingerprintable(&hex), "{hex}");
         }
         for weak in [
             "",
