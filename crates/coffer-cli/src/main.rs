@@ -13,6 +13,7 @@ mod backup_cmd;
 mod check_cmd;
 mod cli;
 mod commands;
+mod docs_check;
 mod docs_cmd;
 mod doctor_cmd;
 mod env_names;
