@@ -454,7 +454,7 @@ pub struct SealStatus {
     #[serde(default = "available")]
     pub audit_available: bool,
     /// Whether the server's memory is locked in RAM, so keys never reach
-    /// swap (see "Hardening" in the README). Absent when the server did not
+    /// swap (see docs/src/hardening.md). Absent when the server did not
     /// report it (an older server, or one embedded in another program).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_locked: Option<bool>,

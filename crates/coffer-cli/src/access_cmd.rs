@@ -23,7 +23,7 @@ pub enum PolicyCommand {
   path \"myapp/prod/*\" { capabilities = [\"deny\"] }
 
 Capabilities: read list create update delete destroy rotate admin breakglass deny.
-`+` matches one segment, a final `*` any suffix; deny wins. See the README.
+`+` matches one segment, a final `*` any suffix; deny wins. See docs/src/access-control.md.
 
 Examples:
   coffer policy write myapp-dev myapp-dev.hcl

@@ -401,7 +401,7 @@ secret made by `coffer pg manage` rotates its PostgreSQL roles.")]
 
 Allow one finding with a `coffer:allow` comment on its line, or
 `coffer:allow-next-line` on the line before. Rules, allowed paths and
-patterns per repository: .coffer-scan.toml (see the README). With --known
+patterns per repository: .coffer-scan.toml (see docs/src/scanning.md). With --known
 the scan asks the server (COFFER_ADDR, COFFER_TOKEN) for keyed fingerprints
 of the values stored under the prefix and reports each one found as
 `coffer-known-value`, naming its path and version; only values strong

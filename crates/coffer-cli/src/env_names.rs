@@ -34,8 +34,8 @@ pub struct Family {
 
 use Pattern::{Exact as E, Prefix as P, Suffix as S};
 
-/// Every refused family, with its reason (README's "Dangerous names" lists
-/// the same).
+/// Every refused family, with its reason ("Dangerous names" in
+/// docs/src/delivery.md lists the same).
 pub const FAMILIES: &[Family] = &[
     Family {
         patterns: &[

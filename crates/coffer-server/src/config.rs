@@ -1,4 +1,4 @@
-//! The server configuration file (TOML), as documented in the README.
+//! The server configuration file (TOML), as documented in docs/src/configuration.md.
 //!
 //! Unknown keys are errors: a misspelt `tls` section must not silently start
 //! a server without TLS.

@@ -1621,7 +1621,7 @@ fn check_env_template_oracle_on_coffer_credentials() {
 
 /// A cloned repository commits `secrets -> ../../.ssh`; a colleague stores
 /// a secret named `authorized_keys` (or `config`, with a ProxyCommand):
-/// `coffer export --format docker --out ./secrets`, as the README shows,
+/// `coffer export --format docker --out ./secrets`, as the docs show,
 /// wrote it into ~/.ssh.
 #[test]
 fn docker_export_out_through_symlinked_directory() {
