@@ -12,8 +12,8 @@ fn documents() -> Vec<(PathBuf, String)> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let mut files = vec![root.join("README.md")];
     let book = root.join("docs/src");
-    let entries = std::fs::read_dir(&book)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", book.display()));
+    let entries =
+        std::fs::read_dir(&book).unwrap_or_else(|e| panic!("cannot read {}: {e}", book.display()));
     for entry in entries {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|x| x == "md") {
@@ -71,7 +71,10 @@ fn docs_name_every_audited_operation_of_the_table() {
         .collect();
     missing.sort_unstable();
     missing.dedup();
-    assert!(missing.is_empty(), "the documentation does not list {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "the documentation does not list {missing:?}"
+    );
 }
 
 #[test]

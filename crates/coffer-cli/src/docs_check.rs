@@ -35,8 +35,8 @@ fn documents() -> Vec<PathBuf> {
     let root = root();
     let mut files = Vec::new();
     for dir in [".", "deploy", "bench"] {
-        let entries = std::fs::read_dir(root.join(dir))
-            .unwrap_or_else(|e| panic!("cannot read {dir}: {e}"));
+        let entries =
+            std::fs::read_dir(root.join(dir)).unwrap_or_else(|e| panic!("cannot read {dir}: {e}"));
         for entry in entries {
             let path = entry.unwrap().path();
             if path.extension().is_some_and(|x| x == "md") {
@@ -368,7 +368,10 @@ fn coffer_args(words: &[String]) -> Option<Vec<String>> {
             "docker" | "podman" if w.get(1).is_some_and(|x| x == "exec") => {
                 w = &w[2..];
                 while let Some(flag) = w.first().filter(|x| x.starts_with('-')) {
-                    let takes_value = matches!(flag.as_str(), "-e" | "-u" | "-w" | "--env" | "--user" | "--workdir");
+                    let takes_value = matches!(
+                        flag.as_str(),
+                        "-e" | "-u" | "-w" | "--env" | "--user" | "--workdir"
+                    );
                     w = &w[if takes_value { 2 } else { 1 }.min(w.len())..];
                 }
                 // The container.
@@ -469,7 +472,6 @@ fn shell_lines(block: &Block) -> Vec<(usize, String)> {
         if let Some(pos) = text.find("<<").filter(|p| !text[p + 2..].starts_with('<')) {
             let delim = text[pos + 2..]
                 .trim_start_matches(['-', '~'])
-                .trim_start()
                 .split_whitespace()
                 .next()
                 .unwrap_or("")
@@ -682,7 +684,11 @@ fn command_extraction_reads_shell_as_a_shell_does() {
             "$ coffer rotate a/b\ncoffer rotate: output, not a command",
             &["coffer rotate a/b"],
         ),
-        ("sh", "cat <<'EOF'\ncoffer inside a here-document\nEOF\ncoffer ls", &["coffer ls"]),
+        (
+            "sh",
+            "cat <<'EOF'\ncoffer inside a here-document\nEOF\ncoffer ls",
+            &["coffer ls"],
+        ),
         ("sh", "systemctl enable --now coffer", &[]),
     ];
     for (lang, text, want) in cases {
@@ -749,7 +755,10 @@ fn book_commands() -> BTreeSet<String> {
 fn help_and_the_book_list_the_same_commands() {
     let help = help_commands();
     let book = book_commands();
-    assert!(help.len() > 20, "too few commands read from --help: {help:?}");
+    assert!(
+        help.len() > 20,
+        "too few commands read from --help: {help:?}"
+    );
     let undocumented: Vec<_> = help.difference(&book).collect();
     let unknown: Vec<_> = book.difference(&help).collect();
     assert!(
@@ -887,7 +896,12 @@ fn links(text: &str) -> Vec<(usize, String)> {
 /// the repository's root), without leaving the repository.
 fn resolve(from: &Path, target: &str) -> Option<PathBuf> {
     let mut out = PathBuf::new();
-    for part in from.parent().unwrap_or(Path::new("")).join(target).components() {
+    for part in from
+        .parent()
+        .unwrap_or(Path::new(""))
+        .join(target)
+        .components()
+    {
         match part {
             Component::CurDir => {}
             Component::ParentDir => {
@@ -903,7 +917,11 @@ fn resolve(from: &Path, target: &str) -> Option<PathBuf> {
 }
 
 /// What is wrong with one link, if anything.
-fn check_link(from: &Path, target: &str, anchors_of: &mut dyn FnMut(&Path) -> BTreeSet<String>) -> Option<String> {
+fn check_link(
+    from: &Path,
+    target: &str,
+    anchors_of: &mut dyn FnMut(&Path) -> BTreeSet<String>,
+) -> Option<String> {
     if target.is_empty() {
         return Some("an empty link".to_string());
     }
@@ -936,10 +954,15 @@ fn check_link(from: &Path, target: &str, anchors_of: &mut dyn FnMut(&Path) -> BT
     }
     if let Some(anchor) = anchor {
         if file.extension().is_none_or(|x| x != "md") {
-            return Some(format!("{target}: an anchor in a file that is not Markdown"));
+            return Some(format!(
+                "{target}: an anchor in a file that is not Markdown"
+            ));
         }
         if !anchors_of(&file).contains(anchor) {
-            return Some(format!("{target}: no heading makes #{anchor} in {}", file.display()));
+            return Some(format!(
+                "{target}: no heading makes #{anchor} in {}",
+                file.display()
+            ));
         }
     }
     None
@@ -965,7 +988,11 @@ fn every_link_resolves() {
         }
     }
     assert!(count > 100, "only {count} links found");
-    assert!(failures.is_empty(), "broken links:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "broken links:\n{}",
+        failures.join("\n")
+    );
 }
 
 /// The checker refuses what it should: it can fail.
@@ -1033,12 +1060,19 @@ fn the_book_builds_with_mdbook() {
     );
     let built = out_dir.join("cli.html").is_file() && out_dir.join("index.html").is_file();
     let _ = std::fs::remove_dir_all(&out_dir);
-    assert!(output.status.success() && built, "mdbook build failed:\n{log}");
+    assert!(
+        output.status.success() && built,
+        "mdbook build failed:\n{log}"
+    );
     // mdBook only warns about some mistakes (a chapter it cannot find, a
     // broken include): they fail here.
     let warnings: Vec<&str> = log
         .lines()
         .filter(|l| l.contains("WARN") || l.contains("ERROR"))
         .collect();
-    assert!(warnings.is_empty(), "mdbook warned:\n{}", warnings.join("\n"));
+    assert!(
+        warnings.is_empty(),
+        "mdbook warned:\n{}",
+        warnings.join("\n")
+    );
 }
