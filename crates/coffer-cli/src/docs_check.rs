@@ -776,6 +776,15 @@ fn help_and_the_book_list_the_same_commands() {
 /// own.
 const ALLOWED_EXTERNAL: &[&str] = &["https://github.com/coffer-secrets/coffer"];
 
+/// The project's address of a file of the repository. The book links to
+/// files outside it (ARCHITECTURE.md, `deploy/`) this way, since mdBook
+/// turns a relative `.md` link into one to an `.html` page it never
+/// writes; such a link is checked as the repository's own file.
+const PROJECT_FILES: &[&str] = &[
+    "https://github.com/coffer-secrets/coffer/blob/main/",
+    "https://github.com/coffer-secrets/coffer/tree/main/",
+];
+
 /// A heading's anchor, as GitHub and mdBook both make it: lower case,
 /// letters, digits, `_` and `-` kept, spaces become `-`, the rest dropped.
 fn slug(heading: &str) -> String {
@@ -925,6 +934,10 @@ fn check_link(
     if target.is_empty() {
         return Some("an empty link".to_string());
     }
+    if let Some(rest) = PROJECT_FILES.iter().find_map(|p| target.strip_prefix(p)) {
+        return check_link(Path::new("README.md"), rest, anchors_of)
+            .map(|problem| format!("{target}: {problem}"));
+    }
     if target.contains("://") || target.starts_with("mailto:") {
         let allowed = ALLOWED_EXTERNAL
             .iter()
@@ -1009,6 +1022,9 @@ fn the_link_check_finds_broken_links() {
         "http://github.com/coffer-secrets/coffer",
         "#not-a-heading-here",
         "../../Cargo.toml#anchor",
+        "https://github.com/coffer-secrets/coffer/blob/main/NO-SUCH-FILE.md",
+        "https://github.com/coffer-secrets/coffer/blob/main/README.md#no-such-heading",
+        "https://github.com/coffer-secrets/coffer/blob/main/../../etc/passwd",
     ] {
         assert!(check_link(from, bad, &mut anchors_of).is_some(), "{bad}");
     }
@@ -1018,6 +1034,8 @@ fn the_link_check_finds_broken_links() {
         "../../README.md#development",
         "../../deploy/README.md",
         "https://github.com/coffer-secrets/coffer/blob/main/deploy/README.md",
+        "https://github.com/coffer-secrets/coffer/blob/main/README.md#development",
+        "https://github.com/coffer-secrets/coffer/tree/main/deploy",
     ] {
         assert_eq!(check_link(from, good, &mut anchors_of), None, "{good}");
     }
