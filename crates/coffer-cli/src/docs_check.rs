@@ -1094,3 +1094,40 @@ fn the_book_builds_with_mdbook() {
         warnings.join("\n")
     );
 }
+
+// ---------------------------------------------------------------------------
+// Invisible characters
+
+/// Characters that change how text is shown without being seen (bidi
+/// overrides and isolates, zero-width characters, a byte-order mark): in
+/// a documented command, one would make what a reader copies differ from
+/// what they see.
+fn invisible(c: char) -> bool {
+    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
+        || (c.is_control() && c != '\n' && c != '\t')
+}
+
+#[test]
+fn no_document_holds_an_invisible_character() {
+    let mut found = Vec::new();
+    for file in documents() {
+        for (i, line) in read(&file).lines().enumerate() {
+            if let Some(c) = line.chars().find(|c| invisible(*c)) {
+                found.push(format!("{}:{}: U+{:04X}", file.display(), i + 1, c as u32));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "invisible characters:\n{}",
+        found.join("\n")
+    );
+    for c in [
+        '\u{202E}', '\u{200B}', '\u{2066}', '\u{FEFF}', '\u{7}', '\r',
+    ] {
+        assert!(invisible(c), "U+{:04X}", c as u32);
+    }
+    for c in ['a', ' ', '…', '─', 'é'] {
+        assert!(!invisible(c), "{c}");
+    }
+}
