@@ -1131,3 +1131,25 @@ fn no_document_holds_an_invisible_character() {
         assert!(!invisible(c), "{c}");
     }
 }
+
+/// A chapter that `SUMMARY.md` does not list is left out of the built
+/// book without a word from mdBook; a listed one that is missing fails
+/// the build (`create-missing = false`).
+#[test]
+fn every_chapter_is_in_the_summary() {
+    let summary = read(Path::new("docs/src/SUMMARY.md"));
+    let listed: BTreeSet<PathBuf> = links(&summary)
+        .into_iter()
+        .map(|(_, target)| Path::new("docs/src").join(target.split('#').next().unwrap_or("")))
+        .collect();
+    let missing: Vec<String> = documents()
+        .into_iter()
+        .filter(|f| f.starts_with("docs/src") && f != Path::new("docs/src/SUMMARY.md"))
+        .filter(|f| !listed.contains(f))
+        .map(|f| f.display().to_string())
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "chapters docs/src/SUMMARY.md does not list: {missing:?}"
+    );
+}
