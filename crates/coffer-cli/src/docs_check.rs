@@ -772,18 +772,16 @@ fn help_and_the_book_list_the_same_commands() {
 // ---------------------------------------------------------------------------
 // Links
 
-/// Addresses outside the repository a document may link to: the project's
-/// own.
-const ALLOWED_EXTERNAL: &[&str] = &["https://github.com/coffer-secrets/coffer"];
-
-/// The project's address of a file of the repository. The book links to
-/// files outside it (ARCHITECTURE.md, `deploy/`) this way, since mdBook
+/// Addresses outside the repository a document may link to: none. (The
+/// project publishes no address of its own yet; the book names files
+/// outside it, such as ARCHITECTURE.md, in code spans instead, since mdBook
 /// turns a relative `.md` link into one to an `.html` page it never
-/// writes; such a link is checked as the repository's own file.
-const PROJECT_FILES: &[&str] = &[
-    "https://github.com/coffer-secrets/coffer/blob/main/",
-    "https://github.com/coffer-secrets/coffer/tree/main/",
-];
+/// writes.)
+const ALLOWED_EXTERNAL: &[&str] = &[];
+
+/// Addresses of the repository's own files that a document may link to
+/// (checked as those files): none while the project publishes no address.
+const PROJECT_FILES: &[&str] = &[];
 
 /// A heading's anchor, as GitHub and mdBook both make it: lower case,
 /// letters, digits, `_` and `-` kept, spaces become `-`, the rest dropped.
@@ -1033,9 +1031,6 @@ fn the_link_check_finds_broken_links() {
         "lifecycle.md#rotation",
         "../../README.md#development",
         "../../deploy/README.md",
-        "https://github.com/coffer-secrets/coffer/blob/main/deploy/README.md",
-        "https://github.com/coffer-secrets/coffer/blob/main/README.md#development",
-        "https://github.com/coffer-secrets/coffer/tree/main/deploy",
     ] {
         assert_eq!(check_link(from, good, &mut anchors_of), None, "{good}");
     }
