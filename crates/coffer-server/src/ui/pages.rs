@@ -620,8 +620,8 @@ fn json_error(e: ApiError) -> Response {
 }
 
 /// Reveals the current value: a POST with the form token (never a GET, so
-/// no link, prefetch or image can trigger it), read through the API's read
-/// use case and audited like any read.
+/// no link, prefetch or image can trigger it), read through the API's
+/// bundle read use case and audited like any read.
 pub(super) async fn reveal(
     State(st): State<AppState>,
     signed: Signed,
@@ -631,12 +631,16 @@ pub(super) async fn reveal(
     if let Err(resp) = signed.check(&headers, header_token(&headers)) {
         return resp;
     }
+    // The bundle read of one secret: the same `read` decision as a plain
+    // read, and the value served is noted in the record's `reads`, which
+    // the readers query (`coffer audit readers`, the readers page) counts.
     let read = match st
         .coffer
-        .read_at(&signed.identity, &path, At::version(None))
+        .read_many(&signed.identity, &[], &[(path, At::version(None))])
         .await
     {
-        Ok(r) => r,
+        Ok(mut reads) if reads.len() == 1 => reads.remove(0),
+        Ok(_) => return json_error(ApiError::invalid("nothing to reveal")),
         Err(e) => return json_error(e.into()),
     };
     let body = match &read.value {
