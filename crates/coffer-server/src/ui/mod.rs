@@ -242,17 +242,23 @@ pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> 
     found
 }
 
-/// Why a state-changing request looks cross-site, if it does: an `Origin`
-/// that is not this server's (or `null`), or a `Sec-Fetch-Site` other than
-/// `same-origin`. A request with neither header (not a browser's) is left
-/// to the form token.
+/// Why a state-changing request looks cross-site, if it does: a
+/// `Sec-Fetch-Site` other than `same-origin`, or an `Origin` that is not
+/// this server's.
+///
+/// Browsers that send `Sec-Fetch-Site` are judged by it alone: under the
+/// console's `Referrer-Policy: no-referrer` they send `Origin: null` even
+/// for this server's own forms. A browser without it is judged by its
+/// `Origin`, where `null` proves nothing either way. Whatever passes here
+/// still needs the session's form token; a request with neither header
+/// (not a browser's) is left to the token alone.
 pub(crate) fn cross_site(headers: &HeaderMap, tls: bool) -> Option<&'static str> {
-    if let Some(site) = headers.get("sec-fetch-site")
-        && site.as_bytes() != b"same-origin"
-    {
-        return Some("the request came from another site");
+    if let Some(site) = headers.get("sec-fetch-site") {
+        return (site.as_bytes() != b"same-origin").then_some("the request came from another site");
     }
-    if let Some(origin) = headers.get(header::ORIGIN) {
+    if let Some(origin) = headers.get(header::ORIGIN)
+        && origin.as_bytes() != b"null"
+    {
         // The edge has already checked that Host names this server.
         let host = headers.get(header::HOST).map(HeaderValue::as_bytes);
         let scheme: &[u8] = if tls { b"https://" } else { b"http://" };
@@ -296,7 +302,14 @@ mod tests {
             (vec![host, ("origin", "https://127.0.0.1:8200")], false, true),
             (vec![host, ("origin", "http://127.0.0.1:8200")], true, true),
             (vec![host, ("origin", "http://evil.example")], false, true),
-            (vec![host, ("origin", "null")], false, true),
+            (vec![host, ("origin", "null")], false, false),
+            (vec![host, ("origin", "null"), ("sec-fetch-site", "same-origin")], false, false),
+            (vec![host, ("origin", "null"), ("sec-fetch-site", "cross-site")], false, true),
+            (
+                vec![host, ("origin", "http://evil.example"), ("sec-fetch-site", "same-origin")],
+                false,
+                false,
+            ),
             (vec![host, ("sec-fetch-site", "same-origin")], false, false),
             (vec![host, ("sec-fetch-site", "same-site")], false, true),
             (vec![host, ("sec-fetch-site", "cross-site")], false, true),

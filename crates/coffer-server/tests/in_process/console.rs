@@ -494,7 +494,11 @@ fn every_state_change_needs_the_form_token_and_this_origin() {
         ("no token", save(""), vec![]),
         ("another token", save(&"A".repeat(43)), vec![]),
         ("foreign origin", save(&ada.csrf), vec![("origin", "http://evil.example")]),
-        ("null origin", save(&ada.csrf), vec![("origin", "null")]),
+        (
+            "null origin from another site",
+            save(&ada.csrf),
+            vec![("origin", "null"), ("sec-fetch-site", "cross-site")],
+        ),
         ("cross-site", save(&ada.csrf), vec![("sec-fetch-site", "cross-site")]),
         ("same-site", save(&ada.csrf), vec![("sec-fetch-site", "same-site")]),
     ] {
