@@ -19,7 +19,7 @@ import struct
 import sys
 import threading
 
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import expect, sync_playwright
 
 ADDR = os.environ["COFFER_ADDR"].rstrip("/")
 ADA_PASSWORD = os.environ["ADA_PASSWORD"]
@@ -72,9 +72,12 @@ violations = []
 
 def watch(page):
     def on_console(msg):
+        if msg.type == "error":
+            print("console: " + msg.text, file=sys.stderr)
         if "Content Security Policy" in msg.text or "Refused to" in msg.text:
             violations.append(msg.text)
     page.on("console", on_console)
+    page.on("pageerror", lambda e: print("pageerror: %s" % e, file=sys.stderr))
 
 
 def visit(page, path, status=200):
@@ -103,13 +106,19 @@ def shot(page, name):
         page.screenshot(path=os.path.join(SHOTS, name + ".png"))
 
 
+def click_and_wait(page, selector):
+    """Clicks what navigates, and waits until the new page and its
+    deferred script have loaded."""
+    with page.expect_navigation(wait_until="load"):
+        page.click(selector)
+
+
 def login(page, user, password, code=""):
     visit(page, "/ui/login")
     page.fill("#user", user)
     page.fill("#password", password)
     page.fill("#totp", code)
-    page.click("#login button[type=submit]")
-    page.wait_for_load_state()
+    click_and_wait(page, "#login button[type=submit]")
 
 
 class Attacker(http.server.BaseHTTPRequestHandler):
@@ -185,8 +194,7 @@ def main():
         check(page.evaluate("document.activeElement.className") == "skip", "the skip link comes first")
 
         # A secret's page; reveal, copy, hide.
-        page.click("#tree a:has-text('app/dev/API_KEY')")
-        page.wait_for_load_state()
+        click_and_wait(page, "#tree a:has-text('app/dev/API_KEY')")
         check(page.url == ADDR + "/ui/secret/app/dev/API_KEY", "secret page: " + page.url)
         no_inline(page, "secret")
         check(page.locator("#value").is_hidden(), "the value is hidden at first")
@@ -195,21 +203,26 @@ def main():
         page.wait_for_selector("#value:not([hidden])")
         check(page.locator("#value").inner_text() == "dev-value-1", "revealed value")
         page.click("#copy")
-        page.wait_for_function("document.getElementById('reveal-status').textContent === 'Copied.'")
+        # Waits go through locators: a string for wait_for_function is
+        # evaluated with eval, which the console's CSP rightly refuses.
+        expect(page.locator("#reveal-status")).to_have_text("Copied.")
         check(page.evaluate("navigator.clipboard.readText()") == "dev-value-1", "copied value")
         page.click("#hide")
         check(page.locator("#value").is_hidden() and page.locator("#value").inner_text() == "",
               "hidden again")
 
         # Edit: a new version, with the server's strength estimate.
-        page.click("text=Edit (new version)")
-        page.wait_for_load_state()
+        click_and_wait(page, "text=Edit (new version)")
         no_inline(page, "edit")
         check(page.get_attribute("#value", "class") == "masked", "the value field is masked")
+        strength = []
+        page.on("response", lambda r: strength.append(r.status) if r.url.endswith("/ui/strength") else None)
         page.fill("#value", "dev-value-2")
-        page.wait_for_function("document.getElementById('strength').textContent.startsWith('Estimated strength')")
-        page.click("#edit button[type=submit]")
-        page.wait_for_load_state()
+        try:
+            expect(page.locator("#strength")).to_contain_text("Estimated strength", timeout=10000)
+        except AssertionError:
+            fail("no strength estimate: answers %r" % strength)
+        click_and_wait(page, "#edit button[type=submit]")
         check(page.url == ADDR + "/ui/secret/app/dev/API_KEY", "after saving: " + page.url)
         check(page.locator("#current-version").inner_text() == "2", "a new version")
         check("dev-value-2" not in page.url, "the value in a URL")
@@ -233,8 +246,7 @@ def main():
 
         # Logout revokes the token; the pages are closed again.
         visit(page, "/ui/")
-        page.click("header form button[type=submit]")
-        page.wait_for_load_state()
+        click_and_wait(page, "header form button[type=submit]")
         check(page.url == ADDR + "/ui/login", "after logout: " + page.url)
         page.goto(ADDR + "/ui/")
         check(page.url.startswith(ADDR + "/ui/login"), "a page after logout: " + page.url)
