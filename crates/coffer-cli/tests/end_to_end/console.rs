@@ -57,9 +57,17 @@ fn put(server: &Server, token: &str, path: &str, body: serde_json::Value) -> ser
     )
 }
 
-fn post(server: &Server, token: Option<&str>, path: &str, body: serde_json::Value) -> serde_json::Value {
+fn post(
+    server: &Server,
+    token: Option<&str>,
+    path: &str,
+    body: serde_json::Value,
+) -> serde_json::Value {
     let body = body.to_string();
-    ok(&server.http("POST", path, token, Some(body.as_bytes())), path)
+    ok(
+        &server.http("POST", path, token, Some(body.as_bytes())),
+        path,
+    )
 }
 
 /// Invites `user` with `policies` and accepts with `password`.
@@ -131,8 +139,18 @@ fn the_console_in_a_real_browser() {
     join(&server, &root, "ada", ADA_PASSWORD, &["everything"]);
     join(&server, &root, "dev", DEV_PASSWORD, &["dev-only"]);
     let (seed, confirmed_at) = enroll_totp(&server, "ada", ADA_PASSWORD);
-    put(&server, &root, "/api/v1/secrets/app/dev/API_KEY", json!({ "value": "dev-value-1" }));
-    put(&server, &root, "/api/v1/secrets/app/prod/DB_PASSWORD", json!({ "value": "prod-value-1" }));
+    put(
+        &server,
+        &root,
+        "/api/v1/secrets/app/dev/API_KEY",
+        json!({ "value": "dev-value-1" }),
+    );
+    put(
+        &server,
+        &root,
+        "/api/v1/secrets/app/prod/DB_PASSWORD",
+        json!({ "value": "prod-value-1" }),
+    );
 
     let script = dir.path().join("console_browser.py");
     std::fs::write(&script, SCRIPT).unwrap();
@@ -170,9 +188,18 @@ fn the_console_in_a_real_browser() {
     assert_eq!(reveal["decision"], "read");
     assert_eq!(reveal["path"], "app/dev/API_KEY");
     let log = std::fs::read_to_string(server.data_dir().join("audit.log")).unwrap();
-    for secret in ["dev-value-1", "dev-value-2", "prod-value-1", ADA_PASSWORD, DEV_PASSWORD] {
+    for secret in [
+        "dev-value-1",
+        "dev-value-2",
+        "prod-value-1",
+        ADA_PASSWORD,
+        DEV_PASSWORD,
+    ] {
         assert!(!log.contains(secret), "the audit log holds a secret");
-        assert!(!server.logs().contains(secret), "the server log holds a secret");
+        assert!(
+            !server.logs().contains(secret),
+            "the server log holds a secret"
+        );
     }
     // The edit wrote version 2; the forged form wrote nothing.
     let read = ok(

@@ -175,7 +175,10 @@ async fn page_headers(mut resp: Response) -> Response {
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(CSP),
     );
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(
         HeaderName::from_static("cross-origin-opener-policy"),
@@ -298,15 +301,35 @@ mod tests {
         let host = ("host", "127.0.0.1:8200");
         for (pairs, tls, refused) in [
             (vec![host], false, false),
-            (vec![host, ("origin", "http://127.0.0.1:8200")], false, false),
-            (vec![host, ("origin", "https://127.0.0.1:8200")], false, true),
+            (
+                vec![host, ("origin", "http://127.0.0.1:8200")],
+                false,
+                false,
+            ),
+            (
+                vec![host, ("origin", "https://127.0.0.1:8200")],
+                false,
+                true,
+            ),
             (vec![host, ("origin", "http://127.0.0.1:8200")], true, true),
             (vec![host, ("origin", "http://evil.example")], false, true),
             (vec![host, ("origin", "null")], false, false),
-            (vec![host, ("origin", "null"), ("sec-fetch-site", "same-origin")], false, false),
-            (vec![host, ("origin", "null"), ("sec-fetch-site", "cross-site")], false, true),
             (
-                vec![host, ("origin", "http://evil.example"), ("sec-fetch-site", "same-origin")],
+                vec![host, ("origin", "null"), ("sec-fetch-site", "same-origin")],
+                false,
+                false,
+            ),
+            (
+                vec![host, ("origin", "null"), ("sec-fetch-site", "cross-site")],
+                false,
+                true,
+            ),
+            (
+                vec![
+                    host,
+                    ("origin", "http://evil.example"),
+                    ("sec-fetch-site", "same-origin"),
+                ],
                 false,
                 false,
             ),

@@ -46,15 +46,18 @@ impl Signed {
 
     /// Refuses a state change that lacks this session's form token or
     /// comes from another site.
-    fn check(&self, headers: &HeaderMap, token: &str) -> Result<(), Response> {
+    fn check(&self, headers: &HeaderMap, token: &str) -> Result<(), &'static str> {
         if let Some(why) = cross_site(headers, self.console.tls) {
-            return Err(refused(why));
+            return Err(why);
         }
         if !same(token, self.csrf.expose_secret()) {
-            return Err(refused("the form is stale or was not sent by this console; reload the page and try again"));
+            return Err(
+                "the form is stale or was not sent by this console; reload the page and try again",
+            );
         }
         Ok(())
     }
+
 }
 
 /// No live session: a page sends the browser to the login form, an action
@@ -195,7 +198,12 @@ struct ErrorPage {
     message: String,
 }
 
-fn error_page(status: StatusCode, code: &'static str, message: &str, chrome: Option<Chrome>) -> Response {
+fn error_page(
+    status: StatusCode,
+    code: &'static str,
+    message: &str,
+    chrome: Option<Chrome>,
+) -> Response {
     let mut resp = render(
         status,
         &ErrorPage {
@@ -215,7 +223,12 @@ fn api_error_page(e: ApiError, chrome: Option<Chrome>) -> Response {
 }
 
 fn refused(why: &str) -> Response {
-    error_page(StatusCode::FORBIDDEN, coffer_api::codes::FORBIDDEN, why, None)
+    error_page(
+        StatusCode::FORBIDDEN,
+        coffer_api::codes::FORBIDDEN,
+        why,
+        None,
+    )
 }
 
 fn see_other(to: &str) -> Response {
@@ -306,7 +319,12 @@ pub(super) async fn login_form(
     Extension(console): Extension<Arc<Console>>,
     axum::extract::Query(q): axum::extract::Query<NextQuery>,
 ) -> Response {
-    login_page(console.tls, StatusCode::OK, safe_next(q.next.as_deref()), None)
+    login_page(
+        console.tls,
+        StatusCode::OK,
+        safe_next(q.next.as_deref()),
+        None,
+    )
 }
 
 #[derive(Deserialize)]
@@ -409,8 +427,8 @@ pub(super) async fn logout(
     headers: HeaderMap,
     UiForm(form): UiForm<CsrfForm>,
 ) -> Response {
-    if let Err(resp) = signed.check(&headers, &form.csrf) {
-        return resp;
+    if let Err(why) = signed.check(&headers, &form.csrf) {
+        return refused(why);
     }
     let tls = signed.console.tls;
     // The session ends whatever the revocation answers; the token is
@@ -564,10 +582,7 @@ pub(super) async fn secret(
     if let Some(p) = l.pending {
         labels.push(("pending (rotation staged)", format!("version {p}")));
     }
-    labels.push((
-        "expires",
-        l.expires_at.map_or("never".to_string(), rfc3339),
-    ));
+    labels.push(("expires", l.expires_at.map_or("never".to_string(), rfc3339)));
     let versions: Vec<VersionRow> = md
         .versions
         .into_iter()
@@ -628,8 +643,8 @@ pub(super) async fn reveal(
     headers: HeaderMap,
     crate::extract::UrlPath(path): crate::extract::UrlPath,
 ) -> Response {
-    if let Err(resp) = signed.check(&headers, header_token(&headers)) {
-        return resp;
+    if let Err(why) = signed.check(&headers, header_token(&headers)) {
+        return refused(why);
     }
     // The bundle read of one secret: the same `read` decision as a plain
     // read, and the value served is noted in the record's `reads`, which
@@ -744,8 +759,8 @@ pub(super) async fn save(
     headers: HeaderMap,
     UiForm(mut form): UiForm<SaveForm>,
 ) -> Response {
-    if let Err(resp) = signed.check(&headers, &form.csrf) {
-        return resp;
+    if let Err(why) = signed.check(&headers, &form.csrf) {
+        return refused(why);
     }
     let generate = none_if_empty(form.generate.take());
     let path = form.path.trim().to_string();
@@ -813,8 +828,8 @@ pub(super) async fn strength(
     headers: HeaderMap,
     crate::extract::JsonBody(req): crate::extract::JsonBody<StrengthRequest>,
 ) -> Response {
-    if let Err(resp) = signed.check(&headers, header_token(&headers)) {
-        return resp;
+    if let Err(why) = signed.check(&headers, header_token(&headers)) {
+        return refused(why);
     }
     let estimate = coffer_core::strength::estimate(&req.value);
     Json(serde_json::json!({
@@ -981,11 +996,7 @@ const CSS: &str = include_str!("assets/console.css");
 const JS: &str = include_str!("assets/console.js");
 
 pub(super) async fn style() -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
-        CSS,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], CSS).into_response()
 }
 
 pub(super) async fn script() -> Response {
@@ -1025,10 +1036,7 @@ mod tests {
     #[test]
     fn paths_are_encoded_for_urls() {
         assert_eq!(encode_path("app/dev/KEY"), "app/dev/KEY");
-        assert_eq!(
-            encode_path("a/b/\"><script>x"),
-            "a/b/%22%3E%3Cscript%3Ex"
-        );
+        assert_eq!(encode_path("a/b/\"><script>x"), "a/b/%22%3E%3Cscript%3Ex");
         assert_eq!(encode_query("a b&c=d#e?"), "a%20b%26c%3Dd%23e%3F");
     }
 }

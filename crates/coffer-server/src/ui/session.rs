@@ -166,7 +166,10 @@ mod tests {
     #[test]
     fn a_session_ends_with_its_token() {
         let sessions = Sessions::new(60, 60);
-        let id = sessions.start(SecretString::new("t".into()), Some(coffer_core::now_ms() - 1));
+        let id = sessions.start(
+            SecretString::new("t".into()),
+            Some(coffer_core::now_ms() - 1),
+        );
         assert!(sessions.touch(&id).is_none());
     }
 

@@ -17,7 +17,10 @@ const PASSWORD: &str = "console correct horse battery";
 fn put_policy(server: &Server, root: &str, name: &str, source: &str) {
     let body = json!({ "policy": source }).to_string();
     let path = format!("/api/v1/sys/policies/{name}");
-    ok(&server.http("PUT", &path, Some(root), Some(body.as_bytes())), name);
+    ok(
+        &server.http("PUT", &path, Some(root), Some(body.as_bytes())),
+        name,
+    );
 }
 
 fn put_secret(server: &Server, root: &str, path: &str, value: &str) -> u16 {
@@ -67,8 +70,14 @@ fn console_server(dir: &std::path::Path) -> (Server, String) {
     );
     join(&server, &root, "ada", &["everything"]);
     join(&server, &root, "dev", &["dev-only"]);
-    assert_eq!(put_secret(&server, &root, "app/dev/API_KEY", "dev-value-1"), 200);
-    assert_eq!(put_secret(&server, &root, "app/prod/DB_PASSWORD", "prod-value-1"), 200);
+    assert_eq!(
+        put_secret(&server, &root, "app/dev/API_KEY", "dev-value-1"),
+        200
+    );
+    assert_eq!(
+        put_secret(&server, &root, "app/prod/DB_PASSWORD", "prod-value-1"),
+        200
+    );
     (server, root)
 }
 
@@ -165,8 +174,13 @@ impl Session<'_> {
         let cookie = format!("coffer-ui={}", self.cookie);
         let mut headers = vec![("cookie", cookie.as_str()), ("x-coffer-csrf", csrf)];
         headers.extend_from_slice(extra);
-        self.server
-            .request("POST", &format!("/ui/reveal/{path}"), None, Some(b"{}"), &headers)
+        self.server.request(
+            "POST",
+            &format!("/ui/reveal/{path}"),
+            None,
+            Some(b"{}"),
+            &headers,
+        )
     }
 }
 
@@ -280,7 +294,11 @@ fn assert_page_headers(r: &Response, what: &str) {
     assert_eq!(r.header("x-frame-options"), Some("DENY"), "{what}");
     assert_eq!(r.header("referrer-policy"), Some("no-referrer"), "{what}");
     assert_eq!(r.header("cache-control"), Some("no-store"), "{what}");
-    assert_eq!(r.header("x-content-type-options"), Some("nosniff"), "{what}");
+    assert_eq!(
+        r.header("x-content-type-options"),
+        Some("nosniff"),
+        "{what}"
+    );
 }
 
 fn last_record(server: &Server, op: &str) -> serde_json::Value {
@@ -323,7 +341,11 @@ fn every_page_carries_the_headers_and_no_inline_code() {
         assert_page_headers(&r, asset);
     }
     let js = server.http("GET", "/ui/assets/console.js", None, None);
-    assert!(js.header("content-type").unwrap().starts_with("text/javascript"));
+    assert!(
+        js.header("content-type")
+            .unwrap()
+            .starts_with("text/javascript")
+    );
 }
 
 #[test]
@@ -332,7 +354,11 @@ fn login_starts_a_fresh_session_in_a_strict_cookie() {
     let (server, _root) = console_server(dir.path());
     let login_page = server.http("GET", "/ui/login", None, None);
     let planted = set_cookie(&login_page, "coffer-ui-login").unwrap();
-    assert!(planted.contains("HttpOnly") && planted.contains("SameSite=Strict") && planted.contains("Path=/ui"));
+    assert!(
+        planted.contains("HttpOnly")
+            && planted.contains("SameSite=Strict")
+            && planted.contains("Path=/ui")
+    );
     // A session id chosen by an attacker before the login is never adopted.
     let (cookie, csrf) = login_form(&server);
     let body = form(&[("csrf", &csrf), ("user", "ada"), ("password", PASSWORD)]);
@@ -382,7 +408,11 @@ fn a_failed_login_is_refused_generically_and_counted() {
     let (server, _root) = console_server(dir.path());
     for user in ["ada", "nobody"] {
         let (cookie, csrf) = login_form(&server);
-        let body = form(&[("csrf", &csrf), ("user", user), ("password", "wrong password here")]);
+        let body = form(&[
+            ("csrf", &csrf),
+            ("user", user),
+            ("password", "wrong password here"),
+        ]);
         let cookies = format!("coffer-ui-login={cookie}");
         let r = server.request(
             "POST",
@@ -393,7 +423,10 @@ fn a_failed_login_is_refused_generically_and_counted() {
         );
         assert_eq!(r.status, 401, "{user}");
         assert!(set_cookie(&r, "coffer-ui").is_none());
-        assert!(r.text().contains("Login failed: check the user name, the password and the one-time code."));
+        assert!(
+            r.text()
+                .contains("Login failed: check the user name, the password and the one-time code.")
+        );
         assert!(!r.text().contains(user), "the name typed is not echoed");
         let rec = last_record(&server, "ui.login");
         assert_eq!(rec["outcome"], "denied");
@@ -411,9 +444,24 @@ fn login_csrf_is_refused() {
     for (what, body, cookies, extra) in [
         ("no cookie", body(&csrf), String::new(), None),
         ("no field", body(""), good.clone(), None),
-        ("another field", body("x".repeat(43).as_str()), good.clone(), None),
-        ("foreign origin", body(&csrf), good.clone(), Some(("origin", "http://evil.example"))),
-        ("cross-site fetch", body(&csrf), good.clone(), Some(("sec-fetch-site", "cross-site"))),
+        (
+            "another field",
+            body("x".repeat(43).as_str()),
+            good.clone(),
+            None,
+        ),
+        (
+            "foreign origin",
+            body(&csrf),
+            good.clone(),
+            Some(("origin", "http://evil.example")),
+        ),
+        (
+            "cross-site fetch",
+            body(&csrf),
+            good.clone(),
+            Some(("sec-fetch-site", "cross-site")),
+        ),
     ] {
         let mut headers = vec![("content-type", FORM)];
         if !cookies.is_empty() {
@@ -434,7 +482,10 @@ fn pages_need_a_session_and_next_never_leaves_the_console() {
     assert_eq!(r.status, 303);
     assert_eq!(r.header("location"), Some("/ui/login"));
     let r = server.http("GET", "/ui/secret/app/dev/API_KEY", None, None);
-    assert_eq!(r.header("location"), Some("/ui/login?next=/ui/secret/app/dev/API_KEY"));
+    assert_eq!(
+        r.header("location"),
+        Some("/ui/login?next=/ui/secret/app/dev/API_KEY")
+    );
     let r = server.http("GET", "/ui", None, None);
     assert_eq!(r.header("location"), Some("/ui/"));
     let r = server.request(
@@ -456,11 +507,21 @@ fn pages_need_a_session_and_next_never_leaves_the_console() {
     assert!(!r.text().contains("dev-value-1"));
     assert_eq!(last_record(&server, "ui.reveal")["status"], 401);
     // Open redirects through `next`.
-    for next in ["https://evil.example/", "//evil.example/", "/\\evil.example", "/api/v1/sys/seal"] {
+    for next in [
+        "https://evil.example/",
+        "//evil.example/",
+        "/\\evil.example",
+        "/api/v1/sys/seal",
+    ] {
         let page = server.http("GET", &format!("/ui/login?next={next}"), None, None);
         assert_eq!(hidden(&page.text(), "next"), "/ui/", "{next}");
         let (cookie, csrf) = login_form(&server);
-        let body = form(&[("csrf", &csrf), ("user", "ada"), ("password", PASSWORD), ("next", next)]);
+        let body = form(&[
+            ("csrf", &csrf),
+            ("user", "ada"),
+            ("password", PASSWORD),
+            ("next", next),
+        ]);
         let cookies = format!("coffer-ui-login={cookie}");
         let r = server.request(
             "POST",
@@ -493,14 +554,26 @@ fn every_state_change_needs_the_form_token_and_this_origin() {
     for (what, body, extra) in [
         ("no token", save(""), vec![]),
         ("another token", save(&"A".repeat(43)), vec![]),
-        ("foreign origin", save(&ada.csrf), vec![("origin", "http://evil.example")]),
+        (
+            "foreign origin",
+            save(&ada.csrf),
+            vec![("origin", "http://evil.example")],
+        ),
         (
             "null origin from another site",
             save(&ada.csrf),
             vec![("origin", "null"), ("sec-fetch-site", "cross-site")],
         ),
-        ("cross-site", save(&ada.csrf), vec![("sec-fetch-site", "cross-site")]),
-        ("same-site", save(&ada.csrf), vec![("sec-fetch-site", "same-site")]),
+        (
+            "cross-site",
+            save(&ada.csrf),
+            vec![("sec-fetch-site", "cross-site")],
+        ),
+        (
+            "same-site",
+            save(&ada.csrf),
+            vec![("sec-fetch-site", "same-site")],
+        ),
     ] {
         let r = ada.post_form("/ui/save", &body, &extra);
         assert_eq!(r.status, 403, "{what}: {}", r.text());
@@ -531,7 +604,10 @@ fn every_state_change_needs_the_form_token_and_this_origin() {
     // A stale form (check-and-set) changes nothing.
     let r = ada.post_form("/ui/save", &save(&ada.csrf), &[]);
     assert_eq!(r.status, 409);
-    assert!(!r.text().contains("a value typed into the console"), "the value is never echoed");
+    assert!(
+        !r.text().contains("a value typed into the console"),
+        "the value is never echoed"
+    );
     // Logout, too, needs the token.
     let r = ada.post_form("/ui/logout", &form(&[("csrf", "")]), &[]);
     assert_eq!(r.status, 403);
@@ -544,14 +620,28 @@ fn reveal_is_a_post_with_the_token_and_is_audited_as_a_read() {
     let (server, _root) = console_server(dir.path());
     let ada = login(&server, "ada");
     let cookie = format!("coffer-ui={}", ada.cookie);
-    let r = server.request("GET", "/ui/reveal/app/dev/API_KEY", None, None, &[("cookie", &cookie)]);
+    let r = server.request(
+        "GET",
+        "/ui/reveal/app/dev/API_KEY",
+        None,
+        None,
+        &[("cookie", &cookie)],
+    );
     assert_eq!(r.status, 405, "no reveal by GET");
     let r = ada.reveal("app/dev/API_KEY", "wrong", &[]);
     assert_eq!(r.status, 403);
     assert!(!r.text().contains("dev-value-1"));
-    let r = ada.reveal("app/dev/API_KEY", &ada.csrf, &[("origin", "http://evil.example")]);
+    let r = ada.reveal(
+        "app/dev/API_KEY",
+        &ada.csrf,
+        &[("origin", "http://evil.example")],
+    );
     assert_eq!(r.status, 403);
-    let r = ada.reveal("app/dev/API_KEY", &ada.csrf, &[("sec-fetch-site", "same-origin")]);
+    let r = ada.reveal(
+        "app/dev/API_KEY",
+        &ada.csrf,
+        &[("sec-fetch-site", "same-origin")],
+    );
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["value"], "dev-value-1");
     assert_eq!(r.header("cache-control"), Some("no-store"));
@@ -564,7 +654,11 @@ fn reveal_is_a_post_with_the_token_and_is_audited_as_a_read() {
     // Who read it: the console's readers page shows ada.
     let readers = ada.get("/ui/readers/app/dev/API_KEY");
     assert_eq!(readers.status, 200);
-    assert!(readers.text().contains("<td>ada</td>"), "{}", readers.text());
+    assert!(
+        readers.text().contains("<td>ada</td>"),
+        "{}",
+        readers.text()
+    );
     // The strength meter takes the value in a POST body and never echoes it.
     let r = server.request(
         "POST",
@@ -592,7 +686,12 @@ fn a_limited_user_sees_only_their_paths_and_other_urls_are_refused_and_audited()
     let (server, _root) = console_server(dir.path());
     let dev = login(&server, "dev");
     let tree = dev.get("/ui/");
-    assert_eq!(tree.status, 403, "dev may not list the root: {}", tree.text());
+    assert_eq!(
+        tree.status,
+        403,
+        "dev may not list the root: {}",
+        tree.text()
+    );
     let tree = dev.get("/ui/?prefix=app/dev/");
     assert_eq!(tree.status, 200);
     assert!(tree.text().contains("app/dev/API_KEY"));
@@ -617,7 +716,12 @@ fn a_limited_user_sees_only_their_paths_and_other_urls_are_refused_and_audited()
     assert_eq!(last_record(&server, "ui.reveal")["outcome"], "denied");
     let r = dev.post_form(
         "/ui/save",
-        &form(&[("csrf", &dev.csrf), ("path", "app/prod/DB_PASSWORD"), ("value", "overwritten"), ("cas", "1")]),
+        &form(&[
+            ("csrf", &dev.csrf),
+            ("path", "app/prod/DB_PASSWORD"),
+            ("value", "overwritten"),
+            ("cas", "1"),
+        ]),
         &[],
     );
     assert_eq!(r.status, 403);
@@ -636,10 +740,26 @@ fn hostile_text_is_escaped_wherever_it_is_shown() {
     // person types into a filter.
     let img = "<img src=x onerror=alert(1)>";
     let body = json!({ "display_name": img, "policies": ["everything"] }).to_string();
-    let r = server.http("POST", "/api/v1/auth/tokens", Some(&root), Some(body.as_bytes()));
+    let r = server.http(
+        "POST",
+        "/api/v1/auth/tokens",
+        Some(&root),
+        Some(body.as_bytes()),
+    );
     let hostile = ok(&r, "token")["token"].as_str().unwrap().to_string();
-    assert_eq!(put_secret(&server, &hostile, "app/dev/API_KEY", "dev-value-2"), 200);
-    ok(&server.http("GET", "/api/v1/secrets/app/dev/API_KEY", Some(&hostile), None), "read");
+    assert_eq!(
+        put_secret(&server, &hostile, "app/dev/API_KEY", "dev-value-2"),
+        200
+    );
+    ok(
+        &server.http(
+            "GET",
+            "/api/v1/secrets/app/dev/API_KEY",
+            Some(&hostile),
+            None,
+        ),
+        "read",
+    );
     let body = json!({ "reason": "\"><script>alert(1)</script>" }).to_string();
     let r = server.http(
         "POST",
@@ -669,8 +789,14 @@ fn hostile_text_is_escaped_wherever_it_is_shown() {
         }
     }
     let secret = ada.get("/ui/secret/app/dev/API_KEY").text();
-    assert!(secret.contains("&#60;img src=x onerror=alert(1)&#62;"), "{secret}");
-    assert!(secret.contains("&#60;script&#62;alert(1)&#60;/script&#62;"), "{secret}");
+    assert!(
+        secret.contains("&#60;img src=x onerror=alert(1)&#62;"),
+        "{secret}"
+    );
+    assert!(
+        secret.contains("&#60;script&#62;alert(1)&#60;/script&#62;"),
+        "{secret}"
+    );
     assert!(secret.contains("marked compromised"));
     let readers = ada.get("/ui/readers/app/dev/API_KEY").text();
     assert!(readers.contains("&#60;img"), "{readers}");
@@ -682,7 +808,11 @@ fn logout_revokes_the_token() {
     let (server, root) = console_server(dir.path());
     let ada = login(&server, "ada");
     let tokens = |server: &Server| {
-        ok(&server.http("GET", "/api/v1/auth/tokens", Some(&root), None), "tokens").to_string()
+        ok(
+            &server.http("GET", "/api/v1/auth/tokens", Some(&root), None),
+            "tokens",
+        )
+        .to_string()
     };
     let before = tokens(&server);
     let r = ada.post_form("/ui/logout", &form(&[("csrf", &ada.csrf)]), &[]);
@@ -702,7 +832,11 @@ fn oversized_forms_are_refused_before_they_are_read() {
     let dir = tempfile::tempdir().unwrap();
     let (server, _root) = console_server(dir.path());
     let ada = login(&server, "ada");
-    let big = format!("csrf={}&path=app/dev/BIG&value={}", ada.csrf, "a".repeat(4 << 20));
+    let big = format!(
+        "csrf={}&path=app/dev/BIG&value={}",
+        ada.csrf,
+        "a".repeat(4 << 20)
+    );
     let r = ada.post_form("/ui/save", &big, &[]);
     assert_eq!(r.status, 413);
 }
