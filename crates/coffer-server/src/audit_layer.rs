@@ -39,6 +39,9 @@ pub(crate) struct Meta {
     op: &'static str,
     source: Option<std::sync::Arc<str>>,
     authorization: Option<HeaderValue>,
+    /// Whether the request is the web console's, whose token comes from its
+    /// session rather than a header.
+    console: bool,
     /// The secret path or prefix in the URL, for requests refused before
     /// any decision named a target (unauthenticated, malformed).
     url_path: Option<String>,
@@ -108,6 +111,7 @@ impl Meta {
                 .get::<crate::serve::Peer>()
                 .map(|p| p.source.clone()),
             authorization,
+            console: crate::ui::is_ui(req.uri().path()),
             url_path: matched
                 .and_then(|m| m.split_once('{'))
                 .filter(|(_, param)| param.starts_with('*'))
@@ -125,6 +129,8 @@ pub(crate) enum Matched {
     Native(&'static Route),
     /// A Vault route (`/v1/`).
     Vault(&'static VaultRoute),
+    /// A page or action of the web console (`/ui/`).
+    Ui(&'static crate::ui::UiRoute),
 }
 
 impl Matched {
@@ -133,6 +139,7 @@ impl Matched {
         match self {
             Matched::Native(r) => &r.op,
             Matched::Vault(r) => &r.op,
+            Matched::Ui(r) => &r.op,
         }
     }
 }
@@ -154,6 +161,9 @@ pub(crate) fn route_of(req: &Request) -> Option<Matched> {
             req.method().as_str()
         };
         return vault_routes::find(method, matched).map(Matched::Vault);
+    }
+    if crate::ui::is_ui(req.uri().path()) {
+        return crate::ui::find(req.method().as_str(), matched).map(Matched::Ui);
     }
     routes::find(req.method().as_str(), matched).map(Matched::Native)
 }
@@ -208,7 +218,9 @@ pub(crate) async fn record(
     let status = resp.status().as_u16();
     // A token that authenticated comes with its tag (cached with the token);
     // any other token presented, and a login name, are tagged here.
-    let cached_tag = facts.token_tag.filter(|_| meta.authorization.is_some());
+    let cached_tag = facts
+        .token_tag
+        .filter(|_| meta.authorization.is_some() || meta.console);
     let key = (facts.login.is_some() || (meta.authorization.is_some() && cached_tag.is_none()))
         .then(|| state.coffer.audit_key())
         .flatten();

@@ -81,6 +81,13 @@ pub struct ServerConfig {
     /// attempt waits (as for logins).
     #[serde(default = "default_unseal_failures_per_address")]
     pub unseal_failures_per_address: u32,
+    /// Seconds a web console session may go unused before it ends.
+    #[serde(default = "default_console_idle_timeout")]
+    pub console_idle_timeout_secs: u64,
+    /// Seconds after its login at which a web console session ends,
+    /// however busy (never later than its token's expiry).
+    #[serde(default = "default_console_absolute_timeout")]
+    pub console_absolute_timeout_secs: u64,
     /// Seconds between sweeps that delete expired tokens, invitations,
     /// break-glass grants and stale login-failure counters.
     #[serde(default = "default_sweep_interval")]
@@ -447,6 +454,14 @@ fn default_body_timeout() -> u64 {
 fn default_max_connections_per_address() -> usize {
     256
 }
+fn default_console_idle_timeout() -> u64 {
+    crate::ui::DEFAULT_IDLE_SECS
+}
+
+fn default_console_absolute_timeout() -> u64 {
+    crate::ui::DEFAULT_ABSOLUTE_SECS
+}
+
 fn default_login_failures_per_address() -> u32 {
     crate::throttle::LOGIN_BACKOFF.free
 }
@@ -513,6 +528,10 @@ impl ServerConfig {
             allow_remote_init: self.allow_remote_init,
             login_failures_per_address: self.login_failures_per_address,
             unseal_failures_per_address: self.unseal_failures_per_address,
+            console: crate::ConsoleOptions {
+                idle_timeout_secs: self.console_idle_timeout_secs,
+                absolute_timeout_secs: self.console_absolute_timeout_secs,
+            },
             ..crate::RouterOptions::new(
                 crate::body_limit_for(self.max_value_bytes),
                 bound.local_addr(),
@@ -547,6 +566,17 @@ impl ServerConfig {
     fn validate(&self) -> Result<(), String> {
         self.host_rules()?;
         self.vault_mounts()?;
+        if !(60..=86_400).contains(&self.console_idle_timeout_secs) {
+            return Err("console_idle_timeout_secs must be between 60 and 86400".into());
+        }
+        if !(self.console_idle_timeout_secs..=7 * 86_400)
+            .contains(&self.console_absolute_timeout_secs)
+        {
+            return Err(
+                "console_absolute_timeout_secs must be at least console_idle_timeout_secs and at most 604800"
+                    .into(),
+            );
+        }
         if !(1..=3600).contains(&self.idle_timeout_secs) {
             return Err("idle_timeout_secs must be between 1 and 3600".into());
         }
@@ -751,6 +781,14 @@ mod tests {
             (
                 "data_dir = \"/d\"\nmax_connections_per_address = 0",
                 "max_connections_per_address",
+            ),
+            (
+                "data_dir = \"/d\"\nconsole_idle_timeout_secs = 0",
+                "console_idle_timeout_secs",
+            ),
+            (
+                "data_dir = \"/d\"\nconsole_idle_timeout_secs = 600\nconsole_absolute_timeout_secs = 300",
+                "console_absolute_timeout_secs",
             ),
         ] {
             let err = ServerConfig::parse(text).unwrap_err();

@@ -14,6 +14,9 @@
 //!   `text/plain`, form and multipart bodies cross-site without asking the
 //!   server first (a CORS preflight, which this server never approves). A
 //!   request without a body needs no content type;
+//!   The web console's POST forms (`/ui/`) are the one exception: they
+//!   are form-encoded, and the console refuses them without the session's
+//!   form token or from another origin;
 //! - `sys/init` comes from this machine (a loopback peer, or one whose
 //!   address is the address the connection arrived at), unless
 //!   `allow_remote_init`.
@@ -53,6 +56,8 @@ pub struct RouterOptions {
     pub unseal_failures_per_address: u32,
     /// The KV version 2 mounts of the Vault API (`/v1/`).
     pub vault_mounts: coffer_policy::vault::Mounts,
+    /// The web console's session timeouts.
+    pub console: crate::ui::ConsoleOptions,
 }
 
 impl RouterOptions {
@@ -69,6 +74,7 @@ impl RouterOptions {
             login_failures_per_address: LOGIN_BACKOFF.free,
             unseal_failures_per_address: UNSEAL_BACKOFF.free,
             vault_mounts: coffer_policy::vault::Mounts::default(),
+            console: crate::ui::ConsoleOptions::default(),
         }
     }
 }
@@ -372,6 +378,16 @@ fn check_content_type(req: &Request) -> Result<(), &'static str> {
             if vault
                 && req.method() == axum::http::Method::PATCH
                 && is_media(v.as_bytes(), "application/merge-patch+json") =>
+        {
+            Ok(())
+        }
+        // The web console's forms: each carries its session's form token
+        // and is refused from another origin (`ui::cross_site`), which the
+        // console checks before it acts.
+        Some(v)
+            if crate::ui::is_ui(req.uri().path())
+                && req.method() == axum::http::Method::POST
+                && is_media(v.as_bytes(), "application/x-www-form-urlencoded") =>
         {
             Ok(())
         }

@@ -47,6 +47,16 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         self.status
     }
+
+    /// The stable error code.
+    pub(crate) fn code(&self) -> &'static str {
+        self.code
+    }
+
+    /// The message written for the client.
+    pub(crate) fn message(&self) -> &str {
+        &self.message
+    }
 }
 
 impl From<CoreError> for ApiError {

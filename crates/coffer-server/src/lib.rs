@@ -1,5 +1,5 @@
 //! Coffer's HTTP server: the native JSON API under `/api/v1/`, the
-//! Vault-compatible API under `/v1/`, TLS, request
+//! Vault-compatible API under `/v1/`, the web console under `/ui/`, TLS, request
 //! ids and graceful shutdown. This is the only server-side crate that knows
 //! HTTP; it translates requests into calls on `coffer_core::Coffer` and
 //! `CoreError`s into status codes.
@@ -25,6 +25,7 @@ mod serve;
 mod state;
 mod throttle;
 mod timefmt;
+mod ui;
 mod vault;
 pub mod webhook;
 
@@ -46,6 +47,7 @@ pub use serve::Peer;
 pub use serve::{BoundListener, ServeError, ServeOptions, TlsFiles, bind, serve};
 pub use state::AppState;
 pub use timefmt::rfc3339;
+pub use ui::ConsoleOptions;
 
 /// Largest request body accepted for a given value limit. JSON escaping can
 /// grow a value (a quote becomes two bytes, a control character six), so the

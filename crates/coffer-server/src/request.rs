@@ -118,6 +118,7 @@ impl Attempt {
         let ip = req.extensions().get::<Peer>()?.addr.ip();
         if route == Matched::Native(&routes::AUTH_LOGIN)
             || route == Matched::Vault(&vault_routes::USERPASS_LOGIN)
+            || route == Matched::Ui(&crate::ui::LOGIN)
         {
             Some(Attempt::Login(ip))
         } else if route == Matched::Native(&routes::SYS_UNSEAL) {

@@ -366,21 +366,21 @@ fn primary_log(st: &AppState) -> Result<PathBuf, ApiError> {
     })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-pub(super) struct RecordsQuery {
-    path: Option<String>,
-    actor: Option<String>,
-    since: Option<String>,
-    until: Option<String>,
-    outcome: Option<String>,
-    op: Option<String>,
+pub(crate) struct RecordsQuery {
+    pub(crate) path: Option<String>,
+    pub(crate) actor: Option<String>,
+    pub(crate) since: Option<String>,
+    pub(crate) until: Option<String>,
+    pub(crate) outcome: Option<String>,
+    pub(crate) op: Option<String>,
     #[serde(rename = "type")]
-    kind: Option<String>,
-    limit: Option<usize>,
+    pub(crate) kind: Option<String>,
+    pub(crate) limit: Option<usize>,
     /// Also the files rotation set aside, oldest first.
     #[serde(default)]
-    rotated: bool,
+    pub(crate) rotated: bool,
 }
 
 /// Builds a filter from query parameters (shared with the CLI's offline mode
@@ -427,7 +427,18 @@ pub(super) async fn records(
     Auth(id): Auth,
     UrlQuery(q): UrlQuery<RecordsQuery>,
 ) -> Result<Json<api::AuditRecordsResponse>, ApiError> {
-    st.coffer.authorize(&id, Operation::Admin, AUDIT_TARGET)?;
+    query_records(&st, &id, q).await.map(Json)
+}
+
+/// The audit query of `GET sys/audit/records`, for the API and the web
+/// console alike: `admin` on the audit target, and records naming a secret
+/// the caller's policies deny left out.
+pub(crate) async fn query_records(
+    st: &AppState,
+    id: &coffer_core::Identity,
+    q: RecordsQuery,
+) -> Result<api::AuditRecordsResponse, ApiError> {
+    st.coffer.authorize(id, Operation::Admin, AUDIT_TARGET)?;
     let filter = filter_from(
         q.path.as_deref(),
         q.actor.as_deref(),
@@ -439,7 +450,7 @@ pub(super) async fn records(
     )
     .map_err(ApiError::invalid)?;
     let limit = q.limit.unwrap_or(DEFAULT_QUERY_LIMIT).min(MAX_QUERY_LIMIT);
-    let file = primary_log(&st)?;
+    let file = primary_log(st)?;
     let shown = file.display().to_string();
     let files = history(file, q.rotated)?;
     let names = files.iter().map(|f| f.display().to_string()).collect();
@@ -455,24 +466,24 @@ pub(super) async fn records(
         })
     })
     .await?;
-    Ok(Json(api::AuditRecordsResponse {
+    Ok(api::AuditRecordsResponse {
         file: shown,
         files: names,
         records: found.records,
         truncated: found.truncated,
         unreadable: found.unreadable,
-    }))
+    })
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct ReadersQuery {
-    path: String,
-    version: Option<u64>,
+pub(crate) struct ReadersQuery {
+    pub(crate) path: String,
+    pub(crate) version: Option<u64>,
     /// The files rotation set aside too, oldest first (the default: leak
     /// response needs every read); `false` for the live file alone.
     #[serde(default = "whole_history")]
-    rotated: bool,
+    pub(crate) rotated: bool,
 }
 
 fn whole_history() -> bool {
@@ -484,7 +495,18 @@ pub(super) async fn readers(
     Auth(id): Auth,
     UrlQuery(q): UrlQuery<ReadersQuery>,
 ) -> Result<Json<api::AuditReadersResponse>, ApiError> {
-    st.coffer.authorize(&id, Operation::Admin, AUDIT_TARGET)?;
+    query_readers(&st, &id, q).await.map(Json)
+}
+
+/// Who read a secret (`GET sys/audit/readers`), for the API and the web
+/// console alike: `admin` on the audit target, and a path the caller's
+/// policies deny refused whether or not anyone read it.
+pub(crate) async fn query_readers(
+    st: &AppState,
+    id: &coffer_core::Identity,
+    q: ReadersQuery,
+) -> Result<api::AuditReadersResponse, ApiError> {
+    st.coffer.authorize(id, Operation::Admin, AUDIT_TARGET)?;
     let path = coffer_core::SecretPath::parse(&q.path)
         .map_err(coffer_core::CoreError::from)?
         .as_str()
@@ -492,23 +514,23 @@ pub(super) async fn readers(
     // Deny hides names: who read a secret the caller's policies deny is
     // not theirs to learn, whether or not anyone did (the same answer
     // either way).
-    if st.coffer.audit_hides(&id, &path) {
+    if st.coffer.audit_hides(id, &path) {
         return Err(coffer_core::CoreError::Forbidden(
             format!("permission denied: your policies deny {path}").into(),
         )
         .into());
     }
-    let files = history(primary_log(&st)?, q.rotated)?;
+    let files = history(primary_log(st)?, q.rotated)?;
     let names = files.iter().map(|f| f.display().to_string()).collect();
     let (p, v) = (path.clone(), q.version);
     let (readers, unreadable) = read_log(files, move |r| query::readers(r, &p, v)).await?;
-    Ok(Json(api::AuditReadersResponse {
+    Ok(api::AuditReadersResponse {
         path,
         version: q.version,
         readers,
         files: names,
         unreadable,
-    }))
+    })
 }
 
 pub(super) async fn hash(

@@ -22,6 +22,7 @@ use coffer_api::routes::{self as table, Method, Route};
 use crate::state::AppState;
 
 pub use audit::filter_from;
+pub(crate) use audit::{ReadersQuery, RecordsQuery, query_readers, query_records};
 
 /// The OpenAPI description of this API, served at `/api/v1/openapi.json`.
 pub const OPENAPI: &str = include_str!("../openapi.json");
@@ -35,6 +36,7 @@ pub fn router(state: AppState, options: crate::RouterOptions) -> Router {
     let app = handlers()
         .router
         .merge(crate::vault::routes().0)
+        .merge(crate::ui::routes(options.console, options.tls))
         .fallback(sys::not_found)
         .method_not_allowed_fallback(sys::method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))

@@ -17,6 +17,7 @@ mod audit_hostile;
 mod authz_matrix;
 mod bad_input;
 mod compromised;
+mod console;
 mod fingerprints;
 mod history;
 mod metrics;
