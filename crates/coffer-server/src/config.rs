@@ -531,6 +531,10 @@ impl ServerConfig {
             console: crate::ConsoleOptions {
                 idle_timeout_secs: self.console_idle_timeout_secs,
                 absolute_timeout_secs: self.console_absolute_timeout_secs,
+                public_https: self
+                    .api_addr
+                    .as_deref()
+                    .is_some_and(|a| a.to_ascii_lowercase().starts_with("https://")),
             },
             ..crate::RouterOptions::new(
                 crate::body_limit_for(self.max_value_bytes),

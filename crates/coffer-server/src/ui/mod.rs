@@ -47,6 +47,10 @@ pub struct ConsoleOptions {
     pub idle_timeout_secs: u64,
     /// Seconds after login at which a session ends, however busy.
     pub absolute_timeout_secs: u64,
+    /// Browsers reach the server over HTTPS even though this listener may
+    /// not (a TLS-terminating proxy in front; `api_addr` is `https://...`):
+    /// cookies are then `Secure` too, and HSTS is sent.
+    pub public_https: bool,
 }
 
 impl Default for ConsoleOptions {
@@ -54,6 +58,7 @@ impl Default for ConsoleOptions {
         ConsoleOptions {
             idle_timeout_secs: DEFAULT_IDLE_SECS,
             absolute_timeout_secs: DEFAULT_ABSOLUTE_SECS,
+            public_https: false,
         }
     }
 }
@@ -61,8 +66,9 @@ impl Default for ConsoleOptions {
 /// The console's own state, shared by its handlers.
 pub(crate) struct Console {
     pub(crate) sessions: session::Sessions,
-    /// Whether the listener uses TLS: cookies are then `Secure` and named
-    /// with the `__Host-` prefix.
+    /// Whether browsers reach the console over HTTPS (this listener's TLS,
+    /// or a proxy's: [`ConsoleOptions::public_https`]): cookies are then
+    /// `Secure` and named with the `__Host-` prefix, and HSTS is sent.
     pub(crate) tls: bool,
 }
 
@@ -141,6 +147,9 @@ pub(crate) fn is_ui(path: &str) -> bool {
 /// The console's routes, to be merged into the server's router (inside the
 /// request layer, so that they are checked and audited like the API).
 pub(crate) fn routes(options: ConsoleOptions, tls: bool) -> Router<AppState> {
+    // Review finding: behind a TLS-terminating proxy the listener is
+    // plain, and the cookie went out without `Secure`.
+    let tls = tls || options.public_https;
     let console = Arc::new(Console {
         sessions: session::Sessions::new(options.idle_timeout_secs, options.absolute_timeout_secs),
         tls,
@@ -161,7 +170,18 @@ pub(crate) fn routes(options: ConsoleOptions, tls: bool) -> Router<AppState> {
         .route(AUDIT.path, get(pages::audit))
         .route(STYLE.path, get(pages::style))
         .route(SCRIPT.path, get(pages::script))
-        .layer(axum::middleware::map_response(page_headers))
+        .layer(axum::middleware::map_response(
+            move |resp: Response| async move {
+                let mut resp = page_headers(resp).await;
+                if tls {
+                    resp.headers_mut().insert(
+                        header::STRICT_TRANSPORT_SECURITY,
+                        HeaderValue::from_static("max-age=31536000"),
+                    );
+                }
+                resp
+            },
+        ))
         .layer(axum::Extension(console))
 }
 
@@ -252,16 +272,22 @@ pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> 
 /// Browsers that send `Sec-Fetch-Site` are judged by it alone: under the
 /// console's `Referrer-Policy: no-referrer` they send `Origin: null` even
 /// for this server's own forms. A browser without it is judged by its
-/// `Origin`, where `null` proves nothing either way. Whatever passes here
-/// still needs the session's form token; a request with neither header
-/// (not a browser's) is left to the token alone.
+/// `Origin`, and `Origin: null` is refused there: any page can make its
+/// requests carry it, so it proves nothing (review finding; such a browser
+/// is too old for the console anyway). Whatever passes here still needs
+/// the session's form token; a request with neither header (not a
+/// browser's) is left to the token alone.
 pub(crate) fn cross_site(headers: &HeaderMap, tls: bool) -> Option<&'static str> {
     if let Some(site) = headers.get("sec-fetch-site") {
         return (site.as_bytes() != b"same-origin").then_some("the request came from another site");
     }
-    if let Some(origin) = headers.get(header::ORIGIN)
-        && origin.as_bytes() != b"null"
+    if headers
+        .get(header::ORIGIN)
+        .is_some_and(|o| o.as_bytes() == b"null")
     {
+        return Some("the request's origin is hidden (Origin: null)");
+    }
+    if let Some(origin) = headers.get(header::ORIGIN) {
         // The edge has already checked that Host names this server.
         let host = headers.get(header::HOST).map(HeaderValue::as_bytes);
         let scheme: &[u8] = if tls { b"https://" } else { b"http://" };
@@ -313,7 +339,7 @@ mod tests {
             ),
             (vec![host, ("origin", "http://127.0.0.1:8200")], true, true),
             (vec![host, ("origin", "http://evil.example")], false, true),
-            (vec![host, ("origin", "null")], false, false),
+            (vec![host, ("origin", "null")], false, true),
             (
                 vec![host, ("origin", "null"), ("sec-fetch-site", "same-origin")],
                 false,

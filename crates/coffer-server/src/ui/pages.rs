@@ -16,7 +16,7 @@ use coffer_store::VersionState;
 use serde::Deserialize;
 use zeroize::Zeroize;
 
-use super::session::{Live, random_token, same};
+use super::session::{Live, Touched, random_token, same};
 use super::{Console, cookie, cross_site, login_cookie, session_cookie, set_cookie};
 use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
@@ -24,6 +24,9 @@ use crate::timefmt::rfc3339;
 
 /// Most secrets the tree shows at once.
 const TREE_LIMIT: usize = 10_000;
+/// Most entries the tree examines for one page (review finding: a search
+/// that matched nothing walked the caller's whole recursive listing).
+const TREE_SCAN_LIMIT: usize = 50_000;
 /// Most audit records a page shows.
 const AUDIT_LIMIT: usize = 500;
 
@@ -57,7 +60,6 @@ impl Signed {
         }
         Ok(())
     }
-
 }
 
 /// No live session: a page sends the browser to the login form, an action
@@ -115,8 +117,14 @@ impl FromRequestParts<AppState> for Signed {
         let Some(sid) = cookie(&parts.headers, session_cookie(console.tls)) else {
             return Err(reject());
         };
-        let Some(Live { token, csrf }) = console.sessions.touch(sid) else {
-            return Err(reject());
+        let Live { token, csrf } = match console.sessions.touch(sid) {
+            Touched::Live(live) => live,
+            Touched::Ended(token) => {
+                // Timed out: the session's token goes with it.
+                revoke_in_background(st, vec![token]);
+                return Err(reject());
+            }
+            Touched::Unknown => return Err(reject()),
         };
         let source = parts
             .extensions
@@ -384,7 +392,23 @@ pub(super) async fn login(
         .await;
     match result {
         Ok((token, record)) => {
-            let sid = console.sessions.start(token, record.expires_at);
+            // Sessions are counted per person: the account the token is for.
+            let user = record
+                .user
+                .clone()
+                .unwrap_or_else(|| record.accessor.clone());
+            let started = console.sessions.start(&user, token, record.expires_at);
+            revoke_in_background(&st, started.ended);
+            let Some(sid) = started.id else {
+                return login_page(
+                    tls,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &next,
+                    Some(
+                        "Too many people are signed in to this server right now. Try again later.",
+                    ),
+                );
+            };
             let mut resp = see_other(&next);
             let h = resp.headers_mut();
             h.append(
@@ -413,6 +437,27 @@ pub(super) async fn login(
             resp
         }
     }
+}
+
+/// Revokes the tokens of sessions that ended without a logout (timed out,
+/// made room for a newer one, or refused), through the API's own use
+/// case, so that no token outlives the session it was made for. The
+/// request that noticed does not wait for it.
+fn revoke_in_background(st: &AppState, tokens: Vec<SecretString>) {
+    if tokens.is_empty() {
+        return;
+    }
+    let coffer = st.coffer.clone();
+    tokio::spawn(async move {
+        for token in tokens {
+            // A token that no longer authenticates is already of no use.
+            if let Ok(identity) = coffer.authenticate(token.expose_secret(), None).await {
+                if let Err(e) = coffer.revoke_token(&identity, None).await {
+                    tracing::warn!(error = %e, "cannot revoke the token of an ended console session");
+                }
+            }
+        }
+    });
 }
 
 #[derive(Deserialize)]
@@ -482,6 +527,7 @@ pub(super) async fn tree(
     let mut secrets = Vec::new();
     let mut after = None;
     let mut truncated = false;
+    let mut examined = 0usize;
     loop {
         let page = match st
             .coffer
@@ -501,6 +547,7 @@ pub(super) async fn tree(
             Err(e) => return api_error_page(e.into(), Some(signed.chrome())),
         };
         let lower = needle.to_lowercase();
+        examined += page.entries.len();
         for e in page.entries.into_iter().filter(|e| !e.folder) {
             let path = format!("{canonical}{}", e.name);
             if lower.is_empty() || path.to_lowercase().contains(&lower) {
@@ -509,6 +556,11 @@ pub(super) async fn tree(
         }
         if secrets.len() >= TREE_LIMIT {
             secrets.truncate(TREE_LIMIT);
+            truncated = true;
+            break;
+        }
+        // A search that matches little must not walk a million entries.
+        if examined >= TREE_SCAN_LIMIT {
             truncated = true;
             break;
         }

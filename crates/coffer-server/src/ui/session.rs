@@ -22,8 +22,13 @@ pub const DEFAULT_IDLE_SECS: u64 = 15 * 60;
 /// Default absolute timeout: a session ends this long after login, however
 /// busy.
 pub const DEFAULT_ABSOLUTE_SECS: u64 = 8 * 60 * 60;
-/// Most sessions one node keeps; the oldest is dropped beyond it.
+/// Most sessions one node keeps. Beyond it a new login is refused rather
+/// than another person's session ended: no account can log everyone out
+/// by logging in many times.
 const MAX_SESSIONS: usize = 10_000;
+/// Most sessions one person keeps (tabs, browsers, devices); a new login
+/// beyond it ends that person's own oldest session.
+const MAX_PER_USER: usize = 16;
 
 /// A random 256-bit value, URL-safe base64 without padding.
 pub(crate) fn random_token() -> String {
@@ -41,6 +46,8 @@ fn key_of(id: &str) -> [u8; 32] {
 
 /// One signed-in person.
 struct Session {
+    /// Whose it is (the login's canonical user name).
+    user: String,
     /// The token the login produced (zeroized on drop).
     token: SecretString,
     /// The form token that every state change must carry.
@@ -59,6 +66,27 @@ pub(crate) struct Live {
     pub csrf: SecretString,
 }
 
+/// What [`Sessions::start`] did.
+pub(crate) struct Started {
+    /// The new session's id; `None` when the node holds as many sessions
+    /// as it may and the login is refused.
+    pub id: Option<String>,
+    /// Tokens of sessions that ended (to make room, or unnoticed before),
+    /// and of the refused login: the caller revokes them.
+    pub ended: Vec<SecretString>,
+}
+
+/// What [`Sessions::touch`] found.
+pub(crate) enum Touched {
+    /// A live session.
+    Live(Live),
+    /// A session that just ended (idle, too old, or its token expired):
+    /// its token, for the caller to revoke.
+    Ended(SecretString),
+    /// No such session.
+    Unknown,
+}
+
 /// The node's sessions.
 pub(crate) struct Sessions {
     map: Mutex<HashMap<[u8; 32], Session>>,
@@ -75,26 +103,53 @@ impl Sessions {
         }
     }
 
-    /// Starts a session for `token`; returns its new id. A new id at every
-    /// login: an id chosen before the login (session fixation) is never
-    /// adopted.
-    pub(crate) fn start(&self, token: SecretString, token_expires_ms: Option<i64>) -> String {
+    /// Starts a session for `user`'s `token`; returns its new id, and the
+    /// tokens of the sessions that ended to make room (that person's own
+    /// oldest beyond [`MAX_PER_USER`]) or had ended unnoticed, for the
+    /// caller to revoke. A new id at every login: an id chosen before the
+    /// login (session fixation) is never adopted.
+    pub(crate) fn start(
+        &self,
+        user: &str,
+        token: SecretString,
+        token_expires_ms: Option<i64>,
+    ) -> Started {
         let id = random_token();
         let now = coffer_core::now_ms();
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         let (idle, absolute) = (self.idle_ms, self.absolute_ms);
-        map.retain(|_, s| alive(s, now, idle, absolute));
-        if map.len() >= MAX_SESSIONS
-            && let Some(oldest) = map
-                .iter()
-                .min_by_key(|(_, s)| s.created_ms)
-                .map(|(k, _)| *k)
-        {
-            map.remove(&oldest);
+        let mut ended = Vec::new();
+        let dead: Vec<[u8; 32]> = map
+            .iter()
+            .filter(|(_, s)| !alive(s, now, idle, absolute))
+            .map(|(k, _)| *k)
+            .collect();
+        for k in dead {
+            if let Some(s) = map.remove(&k) {
+                ended.push(s.token);
+            }
+        }
+        let mut own: Vec<([u8; 32], i64)> = map
+            .iter()
+            .filter(|(_, s)| s.user == user)
+            .map(|(k, s)| (*k, s.created_ms))
+            .collect();
+        own.sort_by_key(|(_, created)| *created);
+        let excess = (own.len() + 1).saturating_sub(MAX_PER_USER);
+        for (k, _) in own.into_iter().take(excess) {
+            if let Some(s) = map.remove(&k) {
+                ended.push(s.token);
+            }
+        }
+        if map.len() >= MAX_SESSIONS {
+            // The login's own token is revoked by the caller with the rest.
+            ended.push(token);
+            return Started { id: None, ended };
         }
         map.insert(
             key_of(&id),
             Session {
+                user: user.to_string(),
                 token,
                 csrf: SecretString::new(random_token()),
                 created_ms: now,
@@ -102,22 +157,29 @@ impl Sessions {
                 token_expires_ms,
             },
         );
-        id
+        Started {
+            id: Some(id),
+            ended,
+        }
     }
 
     /// The live session of `id`, its idle clock restarted; an expired one
-    /// is removed.
-    pub(crate) fn touch(&self, id: &str) -> Option<Live> {
+    /// is removed and its token handed back to be revoked.
+    pub(crate) fn touch(&self, id: &str) -> Touched {
         let now = coffer_core::now_ms();
         let key = key_of(id);
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        let session = map.get_mut(&key)?;
+        let Some(session) = map.get_mut(&key) else {
+            return Touched::Unknown;
+        };
         if !alive(session, now, self.idle_ms, self.absolute_ms) {
-            map.remove(&key);
-            return None;
+            return match map.remove(&key) {
+                Some(s) => Touched::Ended(s.token),
+                None => Touched::Unknown,
+            };
         }
         session.last_ms = now;
-        Some(Live {
+        Touched::Live(Live {
             token: SecretString::new(session.token.expose_secret().to_string()),
             csrf: SecretString::new(session.csrf.expose_secret().to_string()),
         })
@@ -151,26 +213,84 @@ mod tests {
     #[test]
     fn ids_are_fresh_and_only_known_ids_open_a_session() {
         let sessions = Sessions::new(60, 60);
-        let a = sessions.start(SecretString::new("t1".into()), None);
-        let b = sessions.start(SecretString::new("t1".into()), None);
+        let a = sessions
+            .start("ada", SecretString::new("t1".into()), None)
+            .id
+            .unwrap();
+        let b = sessions
+            .start("ada", SecretString::new("t1".into()), None)
+            .id
+            .unwrap();
         assert_ne!(a, b);
         assert_eq!(a.len(), 43);
-        assert!(sessions.touch(&a).is_some());
-        assert!(sessions.touch("attacker-chosen").is_none());
-        assert!(sessions.touch(&a[..42]).is_none());
+        assert!(matches!(sessions.touch(&a), Touched::Live(_)));
+        assert!(matches!(
+            sessions.touch("attacker-chosen"),
+            Touched::Unknown
+        ));
+        assert!(matches!(sessions.touch(&a[..42]), Touched::Unknown));
         sessions.end(&a);
-        assert!(sessions.touch(&a).is_none());
+        assert!(matches!(sessions.touch(&a), Touched::Unknown));
         assert_eq!(sessions.len(), 1);
     }
 
     #[test]
     fn a_session_ends_with_its_token() {
         let sessions = Sessions::new(60, 60);
-        let id = sessions.start(
-            SecretString::new("t".into()),
-            Some(coffer_core::now_ms() - 1),
-        );
-        assert!(sessions.touch(&id).is_none());
+        let id = sessions
+            .start(
+                "ada",
+                SecretString::new("t".into()),
+                Some(coffer_core::now_ms() - 1),
+            )
+            .id
+            .unwrap();
+        assert!(matches!(sessions.touch(&id), Touched::Ended(t) if t.expose_secret() == "t"));
+        assert!(matches!(sessions.touch(&id), Touched::Unknown));
+    }
+
+    /// Review finding: one account logging in many times used to evict
+    /// everyone else's sessions (the oldest went first, whoever's it was).
+    #[test]
+    fn one_person_logging_in_many_times_ends_only_their_own_sessions() {
+        let sessions = Sessions::new(60, 60);
+        let bob = sessions
+            .start("bob", SecretString::new("bob".into()), None)
+            .id
+            .unwrap();
+        let mut ended = 0;
+        for i in 0..100 {
+            let started = sessions.start("mallory", SecretString::new(format!("m{i}")), None);
+            assert!(started.id.is_some());
+            assert!(
+                started
+                    .ended
+                    .iter()
+                    .all(|t| t.expose_secret().starts_with('m'))
+            );
+            ended += started.ended.len();
+        }
+        assert_eq!(ended, 100 - MAX_PER_USER);
+        assert_eq!(sessions.len(), MAX_PER_USER + 1);
+        assert!(matches!(sessions.touch(&bob), Touched::Live(_)));
+    }
+
+    #[test]
+    fn a_full_node_refuses_a_login_instead_of_ending_another_session() {
+        let sessions = Sessions::new(60, 60);
+        for i in 0..MAX_SESSIONS {
+            assert!(
+                sessions
+                    .start(&format!("u{i}"), SecretString::new(format!("t{i}")), None)
+                    .id
+                    .is_some()
+            );
+        }
+        let refused = sessions.start("late", SecretString::new("late".into()), None);
+        assert!(refused.id.is_none());
+        assert_eq!(refused.ended.len(), 1);
+        assert_eq!(refused.ended[0].expose_secret(), "late");
+        assert_eq!(sessions.len(), MAX_SESSIONS);
     }
 
     #[test]
