@@ -52,6 +52,7 @@ mod read;
 pub mod rotation;
 mod seal;
 mod session;
+pub mod shares;
 pub mod strength;
 pub mod text;
 pub mod username;
