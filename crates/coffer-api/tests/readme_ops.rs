@@ -4,21 +4,32 @@
 
 use coffer_api::routes::{ALL, UNMATCHED};
 
-/// The paragraph of README.md that lists the operations.
+/// The paragraph of README.md that lists the operations, and the same
+/// paragraph of each book chapter that documents operations of its own.
 fn listed() -> Vec<String> {
     let readme = include_str!("../../../README.md");
-    let start = readme
-        .find("Operations (`op`):")
+    let mut names = operations_in(readme)
         .expect("README.md lists the audit operations under \"Operations (`op`):\"");
-    let rest = &readme[start..];
+    names.extend(
+        operations_in(include_str!("../../../docs/src/sharing.md"))
+            .expect("docs/src/sharing.md lists the share operations"),
+    );
+    names
+}
+
+fn operations_in(text: &str) -> Option<Vec<String>> {
+    let start = text.find("Operations (`op`):")?;
+    let rest = &text[start..];
     let end = rest.find("\n\n").unwrap_or(rest.len());
-    rest[..end]
-        .split('`')
-        .skip(1)
-        .step_by(2)
-        .filter(|w| *w != "op")
-        .map(str::to_string)
-        .collect()
+    Some(
+        rest[..end]
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .filter(|w| *w != "op")
+            .map(str::to_string)
+            .collect(),
+    )
 }
 
 #[test]
@@ -38,8 +49,9 @@ fn readme_names_every_audited_operation_of_the_table() {
 
 #[test]
 fn readme_names_no_operation_the_table_lacks() {
-    // The scheduler's alerts are records of the server's own, not a route's.
-    let own = ["lifecycle.scheduler"];
+    // The scheduler's alerts and the sweep's deletions of expired share
+    // links are records of the server's own, not a route's.
+    let own = ["lifecycle.scheduler", "share.expire"];
     let unknown: Vec<String> = listed()
         .into_iter()
         .filter(|l| !own.contains(&l.as_str()))
