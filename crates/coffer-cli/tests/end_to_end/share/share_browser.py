@@ -23,7 +23,9 @@ def watch(page):
             {
                 "url": req.url,
                 "method": req.method,
-                "referer": req.headers.get("referer"),
+                # An empty Referer is none: Playwright reports "" when the
+                # browser sent no Referer under no-referrer.
+                "referer": req.headers.get("referer") or None,
                 "body": req.post_data or "",
             }
         )
