@@ -145,7 +145,10 @@ async fn create(g: &crate::cli::Global, a: CreateArgs) -> anyhow::Result<Status>
         None => (input::prompt("Value to share", false)?, None),
     };
     if value.expose_secret().is_empty() {
-        return Err(fail(Status::Invalid, "the value is empty; nothing was shared"));
+        return Err(fail(
+            Status::Invalid,
+            "the value is empty; nothing was shared",
+        ));
     }
     let stdin_free = a.path.is_some();
     let pass = if a.passphrase {
@@ -266,6 +269,9 @@ async fn list(g: &crate::cli::Global, json: bool) -> anyhow::Result<Status> {
             ]
         })
         .collect();
-    output::table(&["ID", "VIEWS LEFT", "EXPIRES", "PASSPHRASE", "SECRET"], &rows)?;
+    output::table(
+        &["ID", "VIEWS LEFT", "EXPIRES", "PASSPHRASE", "SECRET"],
+        &rows,
+    )?;
     Ok(Status::Ok)
 }

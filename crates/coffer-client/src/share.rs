@@ -125,7 +125,9 @@ impl Client {
         let key = ShareKey::generate();
         let id = crypto::new_id();
         let kdf = passphrase.map(|_| Kdf::generate());
-        let pass = passphrase.zip(kdf.as_ref()).map(|(p, k)| (p.expose_secret(), k));
+        let pass = passphrase
+            .zip(kdf.as_ref())
+            .map(|(p, k)| (p.expose_secret(), k));
         let sealed = crypto::seal(&key, &id, pass, value)
             .map_err(|_| ClientError::new(ErrorKind::Invalid, "the value could not be sealed"))?;
         let (path, version) = options.source.clone().unzip();
@@ -185,7 +187,12 @@ impl Client {
                     "this link needs a passphrase",
                 ));
             };
-            match crypto::open(&link.key, &link.id, Some((pass.expose_secret(), &kdf)), &sealed) {
+            match crypto::open(
+                &link.key,
+                &link.id,
+                Some((pass.expose_secret(), &kdf)),
+                &sealed,
+            ) {
                 Ok(v) => return Ok(v),
                 Err(crypto::ShareError::Malformed) => return Err(decrypt_failed()),
                 Err(crypto::ShareError::Open) => retry = true,
@@ -203,7 +210,10 @@ mod tests {
         let key = ShareKey::generate();
         let frag = key.to_fragment();
         let id = crypto::new_id();
-        let good = format!("https://coffer.example:8200/s/{id}#{}", frag.expose_secret());
+        let good = format!(
+            "https://coffer.example:8200/s/{id}#{}",
+            frag.expose_secret()
+        );
         let link = ShareLink::parse(&good).unwrap();
         assert_eq!(link.origin, "https://coffer.example:8200");
         assert_eq!(link.id, id);

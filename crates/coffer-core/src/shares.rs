@@ -46,8 +46,7 @@ pub const DEFAULT_SHARE_VIEWS: u32 = 1;
 pub const MAX_SHARE_VIEWS: u32 = 100;
 /// The largest sealed value, in bytes (64 KiB of plaintext and the AEAD's
 /// nonce and tag).
-pub const MAX_SHARE_SEALED_BYTES: usize =
-    64 * 1024 + crypto::NONCE_BYTES + crypto::TAG_BYTES;
+pub const MAX_SHARE_SEALED_BYTES: usize = 64 * 1024 + crypto::NONCE_BYTES + crypto::TAG_BYTES;
 /// Most live shares one owner may hold at once.
 pub const MAX_SHARES_PER_OWNER: usize = 1000;
 /// Tries of an open that loses a race to another open of the same share.
@@ -143,7 +142,8 @@ fn owner_of(identity: &Identity) -> String {
 }
 
 fn decode(o: &coffer_store::StoredObject) -> Result<StoredShare> {
-    serde_json::from_slice(&o.value).map_err(|_| CoreError::Corrupt(Integrity::Unreadable(Record::Share)))
+    serde_json::from_slice(&o.value)
+        .map_err(|_| CoreError::Corrupt(Integrity::Unreadable(Record::Share)))
 }
 
 impl StoredShare {
@@ -195,7 +195,9 @@ impl Coffer {
             None => None,
         };
         if !crypto::is_id(&req.id) {
-            return Err(bad("a share id is 22 base64url characters (128 random bits)"));
+            return Err(bad(
+                "a share id is 22 base64url characters (128 random bits)",
+            ));
         }
         let sealed = crypto::decode(&req.sealed)
             .map_err(|_| bad("the sealed value must be base64url without padding"))?;
@@ -223,7 +225,9 @@ impl Coffer {
             _ => return Err(bad("a passphrase share needs both salt and iterations")),
         }
         let ttl = match &req.expires_in {
-            Some(t) => parse_duration_ms(t).map_err(|e| CoreError::Invalid(InvalidInput::Duration(e)))?,
+            Some(t) => {
+                parse_duration_ms(t).map_err(|e| CoreError::Invalid(InvalidInput::Duration(e)))?
+            }
             None => DEFAULT_SHARE_TTL_MS,
         };
         if !(MIN_SHARE_TTL_MS..=MAX_SHARE_TTL_MS).contains(&ttl) {
@@ -271,7 +275,9 @@ impl Coffer {
             .await
         {
             Ok(()) => {}
-            Err(StoreError::Conflict(_)) => return Err(bad("that share id is taken; make a new one")),
+            Err(StoreError::Conflict(_)) => {
+                return Err(bad("that share id is taken; make a new one"));
+            }
             Err(e) => return Err(e.into()),
         }
         tracing::info!(actor = identity.display_name(), views, "share created");

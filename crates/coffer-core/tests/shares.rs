@@ -18,7 +18,11 @@ struct Fixture {
 }
 
 async fn fixture(store: Arc<dyn Storage>, dir: Option<tempfile::TempDir>) -> Fixture {
-    let coffer = Arc::new(Coffer::open(store.clone(), CoreOptions::default()).await.unwrap());
+    let coffer = Arc::new(
+        Coffer::open(store.clone(), CoreOptions::default())
+            .await
+            .unwrap(),
+    );
     let init = coffer.init(1, 1).await.unwrap();
     coffer
         .unseal(init.unseal_keys[0].expose_secret())
@@ -38,7 +42,8 @@ async fn fixture(store: Arc<dyn Storage>, dir: Option<tempfile::TempDir>) -> Fix
 
 async fn sqlite() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Storage> = Arc::new(SqliteStore::open(&dir.path().join("coffer.db")).unwrap());
+    let store: Arc<dyn Storage> =
+        Arc::new(SqliteStore::open(&dir.path().join("coffer.db")).unwrap());
     fixture(store, Some(dir)).await
 }
 
@@ -106,7 +111,13 @@ async fn concurrent_opens_spend_each_view_once(fx: Fixture) {
         }
         assert_eq!(won, views, "{views}-view link");
         // The last view took the ciphertext with it.
-        assert!(fx.store.get_object(KIND_SHARE, &id).await.unwrap().is_none());
+        assert!(
+            fx.store
+                .get_object(KIND_SHARE, &id)
+                .await
+                .unwrap()
+                .is_none()
+        );
         // A replay of an open is refused.
         assert!(is_gone(&fx.coffer.open_share(&id).await.unwrap_err()));
     }
@@ -134,14 +145,32 @@ async fn expired_links_are_refused_and_purged(fx: Fixture) {
     expire(&fx, &id).await;
     assert!(fx.coffer.list_shares(&fx.root).await.unwrap().is_empty());
     assert!(is_gone(&fx.coffer.open_share(&id).await.unwrap_err()));
-    assert!(fx.store.get_object(KIND_SHARE, &id).await.unwrap().is_none());
+    assert!(
+        fx.store
+            .get_object(KIND_SHARE, &id)
+            .await
+            .unwrap()
+            .is_none()
+    );
     // By the sweep, never touched again; a live one is kept.
     let (old, _) = make(&fx, b"v", 1).await;
     let (live, _) = make(&fx, b"v", 1).await;
     expire(&fx, &old).await;
     assert_eq!(fx.coffer.sweep_shares().await.unwrap(), vec![old.clone()]);
-    assert!(fx.store.get_object(KIND_SHARE, &old).await.unwrap().is_none());
-    assert!(fx.store.get_object(KIND_SHARE, &live).await.unwrap().is_some());
+    assert!(
+        fx.store
+            .get_object(KIND_SHARE, &old)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        fx.store
+            .get_object(KIND_SHARE, &live)
+            .await
+            .unwrap()
+            .is_some()
+    );
     let listed: Vec<String> = fx
         .coffer
         .list_shares(&fx.root)
@@ -181,7 +210,10 @@ async fn a_taken_id_is_refused_and_changes_nothing(fx: Fixture) {
     assert!(matches!(err, CoreError::Invalid(_)), "{err}");
     let opened = fx.coffer.open_share(&id).await.unwrap();
     let sealed = crypto::decode(&opened.sealed).unwrap();
-    assert_eq!(&crypto::open(&key, &id, None, &sealed).unwrap()[..], b"first");
+    assert_eq!(
+        &crypto::open(&key, &id, None, &sealed).unwrap()[..],
+        b"first"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

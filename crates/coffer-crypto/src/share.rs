@@ -282,7 +282,10 @@ mod tests {
             b"v"
         );
         for pass in [Some(("wrong", &kdf)), None] {
-            assert_eq!(open(&key, &id, pass, &sealed).unwrap_err(), ShareError::Open);
+            assert_eq!(
+                open(&key, &id, pass, &sealed).unwrap_err(),
+                ShareError::Open
+            );
         }
         // A server that lowers the rounds it hands out is refused.
         let cheap = Kdf {

@@ -16,7 +16,13 @@ use crate::common::{Mode, Server};
 const BROWSER_SCRIPT: &str = include_str!("share/share_browser.py");
 
 /// `coffer share create` with the value on stdin; the link.
-fn create(server: &Server, token: &str, value: &str, args: &[&str], passphrase: Option<&str>) -> String {
+fn create(
+    server: &Server,
+    token: &str,
+    value: &str,
+    args: &[&str],
+    passphrase: Option<&str>,
+) -> String {
     let mut cli = server.cli().token(token).stdin(value);
     if let Some(p) = passphrase {
         cli = cli.env("COFFER_SHARE_PASSPHRASE", p);
@@ -39,7 +45,12 @@ fn open(server: &Server, link: &str, passphrase: Option<&str>) -> crate::common:
 }
 
 fn id_of(link: &str) -> &str {
-    link.rsplit_once("/s/").unwrap().1.split('#').next().unwrap()
+    link.rsplit_once("/s/")
+        .unwrap()
+        .1
+        .split('#')
+        .next()
+        .unwrap()
 }
 
 fn key_of(link: &str) -> &str {
@@ -59,7 +70,13 @@ fn links_open_once_in_a_browser_and_the_server_never_holds_a_value_or_key() {
     let browser_value = "made-in-the-browser-canary-4d3c2b";
 
     let plain = create(&server, &root, plain_value, &[], None);
-    let with_pass = create(&server, &root, pass_value, &["--passphrase"], Some(passphrase));
+    let with_pass = create(
+        &server,
+        &root,
+        pass_value,
+        &["--passphrase"],
+        Some(passphrase),
+    );
     let xss = create(&server, &root, xss_value, &[], None);
     let tamper = create(&server, &root, "tamper-canary-77aa", &[], None);
     let swap_source = create(&server, &root, "swap-source-canary-11bb", &[], None);
@@ -110,8 +127,7 @@ fn links_open_once_in_a_browser_and_the_server_never_holds_a_value_or_key() {
     let second = &report["plain_second"];
     assert_eq!(second["value"], serde_json::Value::Null);
     assert_eq!(
-        second["status"],
-        "This link is unknown, used up or expired.",
+        second["status"], "This link is unknown, used up or expired.",
         "{second}"
     );
     // A wrong passphrase is asked again without spending another view.
@@ -134,7 +150,12 @@ fn links_open_once_in_a_browser_and_the_server_never_holds_a_value_or_key() {
         );
     }
     // No request carried a Referer, a link key or a passphrase.
-    let keys = [key_of(&plain), key_of(&with_pass), key_of(&xss), key_of(&tamper)];
+    let keys = [
+        key_of(&plain),
+        key_of(&with_pass),
+        key_of(&xss),
+        key_of(&tamper),
+    ];
     for r in report["requests"].as_array().unwrap() {
         assert!(r["referer"].is_null(), "{r}");
         let url = r["url"].as_str().unwrap();
@@ -142,7 +163,10 @@ fn links_open_once_in_a_browser_and_the_server_never_holds_a_value_or_key() {
         for k in keys {
             assert!(!url.contains(k) && !body.contains(k), "{r}");
         }
-        assert!(!body.contains(passphrase) && !body.contains(browser_value), "{r}");
+        assert!(
+            !body.contains(passphrase) && !body.contains(browser_value),
+            "{r}"
+        );
     }
 
     // Links made in the browser open with the CLI; the second open of a
@@ -150,11 +174,16 @@ fn links_open_once_in_a_browser_and_the_server_never_holds_a_value_or_key() {
     let made_plain = report["made"]["plain"].as_str().unwrap().to_string();
     let made_pass = report["made"]["passphrase"].as_str().unwrap().to_string();
     assert_eq!(report["made"]["info"]["views"], 2);
-    assert_eq!(open(&server, &made_plain, None).expect(0).stdout(), browser_value);
+    assert_eq!(
+        open(&server, &made_plain, None).expect(0).stdout(),
+        browser_value
+    );
     open(&server, &made_plain, None).expect(3);
     open(&server, &made_pass, Some("not it")).expect(7);
     assert_eq!(
-        open(&server, &made_pass, Some(passphrase)).expect(0).stdout(),
+        open(&server, &made_pass, Some(passphrase))
+            .expect(0)
+            .stdout(),
         browser_value
     );
     open(&server, &made_pass, Some(passphrase)).expect(3);
@@ -170,11 +199,25 @@ fn links_open_once_in_a_browser_and_the_server_never_holds_a_value_or_key() {
     let run = server
         .cli()
         .token(&root)
-        .run(&["share", "create", "app/dev/SHARED", "--views", "2", "--expires", "2h", "--json"])
+        .run(&[
+            "share",
+            "create",
+            "app/dev/SHARED",
+            "--views",
+            "2",
+            "--expires",
+            "2h",
+            "--json",
+        ])
         .expect(0);
     let made = run.json();
     let stored_link = made["url"].as_str().unwrap().to_string();
-    let listed = server.cli().token(&root).run(&["share", "list", "--json"]).expect(0).json();
+    let listed = server
+        .cli()
+        .token(&root)
+        .run(&["share", "list", "--json"])
+        .expect(0)
+        .json();
     let entry = listed["shares"]
         .as_array()
         .unwrap()
@@ -185,7 +228,10 @@ fn links_open_once_in_a_browser_and_the_server_never_holds_a_value_or_key() {
     assert_eq!(entry["path"], "app/dev/SHARED");
     assert_eq!(entry["version"], 1);
     assert_eq!(entry["views_left"], 2);
-    assert_eq!(open(&server, &stored_link, None).expect(0).stdout(), stored_value);
+    assert_eq!(
+        open(&server, &stored_link, None).expect(0).stdout(),
+        stored_value
+    );
     server
         .cli()
         .token(&root)
@@ -193,10 +239,19 @@ fn links_open_once_in_a_browser_and_the_server_never_holds_a_value_or_key() {
         .expect(0);
     open(&server, &stored_link, None).expect(3);
     // Not a link at all: a usage error that does not echo it.
-    let bad = open(&server, "https://example.test/s/nope#secretish-fragment", None).expect(2);
+    let bad = open(
+        &server,
+        "https://example.test/s/nope#secretish-fragment",
+        None,
+    )
+    .expect(2);
     assert!(!bad.stderr().contains("secretish"), "{}", bad.stderr());
     // A token without the capability: permission denied.
-    let reader = server.token_with_policy(&root, "reader", r#"path "app/*" { capabilities = ["read"] }"#);
+    let reader = server.token_with_policy(
+        &root,
+        "reader",
+        r#"path "app/*" { capabilities = ["read"] }"#,
+    );
     server
         .cli()
         .token(&reader)
@@ -213,7 +268,15 @@ fn links_open_once_in_a_browser_and_the_server_never_holds_a_value_or_key() {
         passphrase.into(),
         "tamper-canary-77aa".into(),
     ];
-    for link in [&plain, &with_pass, &xss, &tamper, &made_plain, &made_pass, &stored_link] {
+    for link in [
+        &plain,
+        &with_pass,
+        &xss,
+        &tamper,
+        &made_plain,
+        &made_pass,
+        &stored_link,
+    ] {
         needles.push(key_of(link).to_string());
     }
     let mut haystacks: Vec<(String, Vec<u8>)> = Vec::new();
@@ -228,12 +291,55 @@ fn links_open_once_in_a_browser_and_the_server_never_holds_a_value_or_key() {
     assert!(haystacks.iter().any(|(n, _)| n.ends_with("audit.log")));
     for (name, bytes) in &haystacks {
         for needle in &needles {
-            let found = bytes
-                .windows(needle.len())
-                .any(|w| w == needle.as_bytes());
+            let found = bytes.windows(needle.len()).any(|w| w == needle.as_bytes());
             // The stored secret's own value is sealed by the keyring, so
             // it is not in the file in plain either.
             assert!(!found, "{name} holds a shared value, key or passphrase");
         }
     }
+}
+
+/// Every `coffer ...` command the sharing chapter shows parses with the
+/// real CLI: run against an address where nothing listens, each gets as
+/// far as the network (exit 6, unreachable), never a usage error.
+#[test]
+fn every_command_in_the_sharing_chapter_parses() {
+    const CHAPTER: &str = include_str!("../../../../docs/src/sharing.md");
+    let dir = tempfile::tempdir().unwrap();
+    let link = format!(
+        "http://127.0.0.1:1/s/AAAAAAAAAAAAAAAAAAAAAA#{}",
+        "B".repeat(43)
+    );
+    let mut in_sh = false;
+    let mut seen = 0;
+    for line in CHAPTER.lines() {
+        if line.starts_with("```") {
+            in_sh = line == "```sh";
+            continue;
+        }
+        let Some(at) = line.find("coffer ").filter(|_| in_sh) else {
+            continue;
+        };
+        let mut command = &line[at..];
+        for cut in [" #", " >"] {
+            if let Some(i) = command.find(cut) {
+                command = &command[..i];
+            }
+        }
+        let args: Vec<&str> = command.split_whitespace().skip(1).collect();
+        let input = if args.get(1) == Some(&"open") {
+            link.clone()
+        } else {
+            "a value to share".to_string()
+        };
+        let run = crate::common::Cli::new("http://127.0.0.1:1", dir.path())
+            .token("cft_unused")
+            .env("COFFER_SHARE_PASSPHRASE", "a passphrase")
+            .env_remove("COFFER_SHARE_LINK")
+            .stdin(input)
+            .run(&args);
+        assert_eq!(run.code(), 6, "{command}: {}", run.stderr());
+        seen += 1;
+    }
+    assert!(seen >= 10, "{seen} commands found");
 }

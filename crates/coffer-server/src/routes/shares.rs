@@ -150,7 +150,11 @@ pub(crate) async fn asset(UrlPath(file): UrlPath) -> Response {
         "page.js" => page_response(PAGE_JS, "text/javascript; charset=utf-8"),
         "share.js" => page_response(SHARE_JS, "text/javascript; charset=utf-8"),
         "page.css" => page_response(PAGE_CSS, "text/css; charset=utf-8"),
-        _ => ApiError::new(StatusCode::NOT_FOUND, coffer_api::codes::NOT_FOUND, "no such file")
-            .into_response(),
+        _ => ApiError::new(
+            StatusCode::NOT_FOUND,
+            coffer_api::codes::NOT_FOUND,
+            "no such file",
+        )
+        .into_response(),
     }
 }

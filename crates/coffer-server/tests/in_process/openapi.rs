@@ -39,7 +39,11 @@ fn child_token(server: &Server, token: &str) -> (String, String) {
 /// An invitation code for the policy `ops`.
 /// A share body with an id of its own (`n` makes it unique).
 fn share_body(n: u32) -> String {
-    format!(r#"{{"id":"{:A>21}A","ciphertext":"{}"}}"#, n, "B".repeat(40))
+    format!(
+        r#"{{"id":"{:A>21}A","ciphertext":"{}"}}"#,
+        n,
+        "B".repeat(40)
+    )
 }
 
 /// A live share's id.

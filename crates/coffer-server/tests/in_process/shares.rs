@@ -25,7 +25,12 @@ fn body(id: &str, extra: serde_json::Value) -> Vec<u8> {
 
 fn create(server: &Server, token: &str, extra: serde_json::Value) -> (String, common::Response) {
     let id = crypto::new_id();
-    let r = server.http("POST", "/api/v1/shares", Some(token), Some(&body(&id, extra)));
+    let r = server.http(
+        "POST",
+        "/api/v1/shares",
+        Some(token),
+        Some(&body(&id, extra)),
+    );
     (id, r)
 }
 
@@ -71,9 +76,16 @@ fn a_link_opens_once_and_get_never_spends_a_view() {
         ("GET", format!("/api/v1/shares/{id}")),
     ] {
         let r = server.http(method, &url, None, None);
-        assert!(r.status == 200 || r.status == 405, "{method} {url}: {}", r.status);
+        assert!(
+            r.status == 200 || r.status == 405,
+            "{method} {url}: {}",
+            r.status
+        );
     }
-    let listed = ok(&server.http("GET", "/api/v1/shares", Some(&root), None), "list");
+    let listed = ok(
+        &server.http("GET", "/api/v1/shares", Some(&root), None),
+        "list",
+    );
     assert_eq!(listed["shares"][0]["id"], id.as_str());
     assert_eq!(listed["shares"][0]["views_left"], 1);
     assert!(listed["shares"][0].get("ciphertext").is_none(), "{listed}");
@@ -86,8 +98,14 @@ fn a_link_opens_once_and_get_never_spends_a_view() {
     assert_eq!(again.status, 404);
     let never = open(&server, &crypto::new_id());
     assert_eq!(never.status, 404);
-    assert_eq!(again.json()["error"]["message"], never.json()["error"]["message"]);
-    let listed = ok(&server.http("GET", "/api/v1/shares", Some(&root), None), "list");
+    assert_eq!(
+        again.json()["error"]["message"],
+        never.json()["error"]["message"]
+    );
+    let listed = ok(
+        &server.http("GET", "/api/v1/shares", Some(&root), None),
+        "list",
+    );
     assert_eq!(listed["shares"], json!([]));
 }
 
@@ -122,14 +140,23 @@ fn the_page_is_locked_down() {
         assert_eq!(r.header("x-content-type-options"), Some("nosniff"), "{url}");
     }
     // No inline script or style in the page: the CSP would block it.
-    let page = server.http("GET", &format!("/s/{}", crypto::new_id()), None, None).text();
-    assert!(!page.contains("<script>") && !page.contains("style="), "{page}");
+    let page = server
+        .http("GET", &format!("/s/{}", crypto::new_id()), None, None)
+        .text();
+    assert!(
+        !page.contains("<script>") && !page.contains("style="),
+        "{page}"
+    );
     assert!(page.contains(r#"<script type="module" src="/s/assets/page.js"></script>"#));
     // The page script shows values with textContent only.
     let js = server.http("GET", "/s/assets/page.js", None, None).text();
     assert!(!js.contains("innerHTML") && !js.contains("outerHTML"));
     assert!(js.contains("history.replaceState"));
-    for bad in ["/s/assets/../page.js", "/s/assets/nothing.js", "/s/assets/%2e%2e%2fpage.js"] {
+    for bad in [
+        "/s/assets/../page.js",
+        "/s/assets/nothing.js",
+        "/s/assets/%2e%2e%2fpage.js",
+    ] {
         let r = server.http("GET", bad, None, None);
         assert_eq!(r.status, 404, "{bad}");
     }
@@ -148,11 +175,20 @@ fn caps_and_bad_input_are_refused_and_change_nothing() {
         (json!({"expires_in": "10s"}), 400),
         (json!({"expires_in": "soon"}), 400),
         (json!({"salt": crypto::encode(&[0; 16])}), 400),
-        (json!({"salt": crypto::encode(&[0; 8]), "iterations": 600000}), 400),
-        (json!({"salt": crypto::encode(&[0; 16]), "iterations": 1000}), 400),
+        (
+            json!({"salt": crypto::encode(&[0; 8]), "iterations": 600000}),
+            400,
+        ),
+        (
+            json!({"salt": crypto::encode(&[0; 16]), "iterations": 1000}),
+            400,
+        ),
         (json!({"ciphertext": "not base64!"}), 400),
         (json!({"ciphertext": crypto::encode(&[1; 10])}), 400),
-        (json!({"ciphertext": crypto::encode(&vec![1; 70 * 1024])}), 413),
+        (
+            json!({"ciphertext": crypto::encode(&vec![1; 70 * 1024])}),
+            413,
+        ),
         (json!({"unknown_field": 1}), 400),
         (json!({"path": "app/dev/KEY"}), 400),
         (json!({"path": "../etc", "version": 1}), 400),
@@ -180,7 +216,11 @@ fn caps_and_bad_input_are_refused_and_change_nothing() {
     assert_eq!(r.status, 413);
     // Not JSON: refused by its Content-Type.
     let id = crypto::new_id();
-    for ct in ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data"] {
+    for ct in [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data",
+    ] {
         let r = server.request(
             "POST",
             "/api/v1/shares",
@@ -191,19 +231,39 @@ fn caps_and_bad_input_are_refused_and_change_nothing() {
         assert_eq!(r.status, 415, "{ct}");
     }
     // A Host the server does not answer to.
-    let r = server.request("POST", &format!("/api/v1/shares/{id}/open"), None, None, &[("host", "evil.example")]);
+    let r = server.request(
+        "POST",
+        &format!("/api/v1/shares/{id}/open"),
+        None,
+        None,
+        &[("host", "evil.example")],
+    );
     assert_eq!(r.status, 400);
     // Nothing above was stored.
-    let listed = ok(&server.http("GET", "/api/v1/shares", Some(&root), None), "list");
+    let listed = ok(
+        &server.http("GET", "/api/v1/shares", Some(&root), None),
+        "list",
+    );
     assert_eq!(listed["shares"], json!([]));
     // A taken id is refused; the first share is intact.
     let (id, r) = create(&server, &root, json!({"views": 2}));
     assert_eq!(r.status, 201);
-    let r = server.http("POST", "/api/v1/shares", Some(&root), Some(&body(&id, json!({}))));
+    let r = server.http(
+        "POST",
+        "/api/v1/shares",
+        Some(&root),
+        Some(&body(&id, json!({}))),
+    );
     assert_eq!(r.status, 400, "{}", r.text());
     assert_eq!(open(&server, &id).json()["views_left"], 1);
     // Hostile ids on open: all the same 404.
-    for bad in ["..%2f..%2fx", "%00", "AAAAAAAAAAAAAAAAAAAAA%E2%80%AE", "a%20b", &"A".repeat(5000)] {
+    for bad in [
+        "..%2f..%2fx",
+        "%00",
+        "AAAAAAAAAAAAAAAAAAAAA%E2%80%AE",
+        "a%20b",
+        &"A".repeat(5000),
+    ] {
         let r = open(&server, bad);
         assert_eq!(r.status, 404, "{bad}");
     }
@@ -221,8 +281,16 @@ fn only_holders_of_the_capability_make_and_manage_their_own_links() {
         Some(br#"{"value":"prod-password-value"}"#),
     );
     ok(&r, "write");
-    let nobody = service_token(&server, &root, r#"path "unrelated/*" { capabilities = ["read"] }"#);
-    let sharer = service_token(&server, &root, r#"path "sys/shares" { capabilities = ["create"] }"#);
+    let nobody = service_token(
+        &server,
+        &root,
+        r#"path "unrelated/*" { capabilities = ["read"] }"#,
+    );
+    let sharer = service_token(
+        &server,
+        &root,
+        r#"path "sys/shares" { capabilities = ["create"] }"#,
+    );
     let reader = service_token(
         &server,
         &root,
@@ -230,7 +298,12 @@ fn only_holders_of_the_capability_make_and_manage_their_own_links() {
 path "app/prod/*" { capabilities = ["read"] }"#,
     );
     assert_eq!(create(&server, &nobody, json!({})).1.status, 403);
-    assert_eq!(server.http("GET", "/api/v1/shares", Some(&nobody), None).status, 403);
+    assert_eq!(
+        server
+            .http("GET", "/api/v1/shares", Some(&nobody), None)
+            .status,
+        403
+    );
     assert_eq!(create(&server, "cft_not_a_token", json!({})).1.status, 401);
     // Sharing a stored secret needs read on it too.
     let stored = json!({"path": "app/prod/db", "version": 1});
@@ -241,14 +314,27 @@ path "app/prod/*" { capabilities = ["read"] }"#,
     assert_eq!(r.json()["version"], 1);
     // Someone else's link: not listed, not revocable (as if unknown).
     let (theirs, _) = create(&server, &sharer, json!({}));
-    let mine = ok(&server.http("GET", "/api/v1/shares", Some(&reader), None), "list");
+    let mine = ok(
+        &server.http("GET", "/api/v1/shares", Some(&reader), None),
+        "list",
+    );
     assert_eq!(mine["shares"].as_array().unwrap().len(), 1);
     assert_eq!(mine["shares"][0]["id"], id.as_str());
-    let r = server.http("DELETE", &format!("/api/v1/shares/{theirs}"), Some(&reader), None);
+    let r = server.http(
+        "DELETE",
+        &format!("/api/v1/shares/{theirs}"),
+        Some(&reader),
+        None,
+    );
     assert_eq!(r.status, 404);
     assert_eq!(open(&server, &theirs).status, 200);
     // Revoked: it no longer opens.
-    let r = server.http("DELETE", &format!("/api/v1/shares/{id}"), Some(&reader), None);
+    let r = server.http(
+        "DELETE",
+        &format!("/api/v1/shares/{id}"),
+        Some(&reader),
+        None,
+    );
     assert_eq!(r.status, 204);
     assert_eq!(open(&server, &id).status, 404);
 }
@@ -282,10 +368,17 @@ fn every_step_is_audited_without_the_ciphertext() {
         .as_str()
         .unwrap()
         .to_string();
-    assert_eq!(server.http("POST", "/api/v1/shares", Some(&root), Some(&b)).status, 201);
+    assert_eq!(
+        server
+            .http("POST", "/api/v1/shares", Some(&root), Some(&b))
+            .status,
+        201
+    );
     assert_eq!(open(&server, &id).status, 200);
     assert_eq!(
-        server.http("DELETE", &format!("/api/v1/shares/{id}"), Some(&root), None).status,
+        server
+            .http("DELETE", &format!("/api/v1/shares/{id}"), Some(&root), None)
+            .status,
         204
     );
     assert_eq!(open(&server, &id).status, 404);
@@ -301,8 +394,14 @@ fn every_step_is_audited_without_the_ciphertext() {
         })
         .collect();
     let names: Vec<&str> = ops.iter().map(|(o, _)| o.as_str()).collect();
-    assert_eq!(names, ["share.create", "share.open", "share.revoke", "share.open"]);
-    assert_ne!(ops[1].1, ops[3].1, "a refused open is recorded as refused: {ops:?}");
+    assert_eq!(
+        names,
+        ["share.create", "share.open", "share.revoke", "share.open"]
+    );
+    assert_ne!(
+        ops[1].1, ops[3].1,
+        "a refused open is recorded as refused: {ops:?}"
+    );
     let log = std::fs::read_to_string(server.audit_log()).unwrap();
     assert!(!log.contains(&ciphertext));
     assert!(!log.contains(&ciphertext[..32]));
