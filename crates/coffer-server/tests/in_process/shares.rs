@@ -39,7 +39,7 @@ fn open(server: &Server, id: &str) -> common::Response {
 }
 
 fn service_token(server: &Server, root: &str, policy: &str) -> String {
-    let name = format!("p{}", crypto::new_id().replace(['-', '_'], "x"));
+    let name = format!("p{}", crypto::new_id().to_ascii_lowercase());
     let r = server.http(
         "PUT",
         &format!("/api/v1/sys/policies/{name}"),
