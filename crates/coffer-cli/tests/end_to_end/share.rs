@@ -308,7 +308,7 @@ fn every_command_in_the_sharing_chapter_parses() {
     let dir = tempfile::tempdir().unwrap();
     let link = format!(
         "http://127.0.0.1:1/s/AAAAAAAAAAAAAAAAAAAAAA#{}",
-        "B".repeat(43)
+        "A".repeat(43)
     );
     let mut in_sh = false;
     let mut seen = 0;
