@@ -57,7 +57,8 @@ exits 7. A passphrase is prompted for (or read from COFFER_SHARE_PASSPHRASE).")]
     #[command(after_help = "Examples:
   coffer share revoke 3q2-7wX9bY1cD4eF5gH6iJ")]
     Revoke {
-        /// The link's id (the part after /s/).
+        /// The link's id (the part after /s/). Ids may start with `-`.
+        #[arg(allow_hyphen_values = true)]
         id: String,
     },
 }

@@ -238,6 +238,16 @@ fn links_open_once_in_a_browser_and_the_server_never_holds_a_value_or_key() {
         .run(&["share", "revoke", made["id"].as_str().unwrap()])
         .expect(0);
     open(&server, &stored_link, None).expect(3);
+    // Regression: an id that starts with `-` was taken for a flag.
+    let dash = "-AAAAAAAAAAAAAAAAAAAAA";
+    let body = json!({ "id": dash, "ciphertext": "A".repeat(40) }).to_string();
+    let r = server.http("POST", "/api/v1/shares", Some(&root), Some(body.as_bytes()));
+    assert_eq!(r.status, 201, "{}", r.text());
+    server
+        .cli()
+        .token(&root)
+        .run(&["share", "revoke", dash])
+        .expect(0);
     // Not a link at all: a usage error that does not echo it.
     let bad = open(
         &server,
