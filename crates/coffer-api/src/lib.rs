@@ -18,6 +18,7 @@ use zeroize::Zeroize;
 pub mod leak;
 pub mod lifecycle;
 pub mod routes;
+pub mod share;
 pub mod vault_routes;
 
 /// Stable error codes, one per class of failure.

@@ -713,6 +713,37 @@ pub const BREAKGLASS_GRANT: Route = Route::new(
     Allow(Breakglass, BodyField("path")),
 );
 
+// ---- share links ----
+
+/// Creates a one-time share link from a value the client sealed; sharing
+/// a stored secret needs `read` on it too.
+pub const SHARE_CREATE: Route = Route::new(
+    Post,
+    "/api/v1/shares",
+    "share.create",
+    AllOf(&[
+        Allow(Create, Sys("sys/shares")),
+        Requires::If("path", &Allow(ReadValue, BodyField("path"))),
+    ]),
+);
+/// The caller's live share links (no ciphertext).
+pub const SHARE_LIST: Route = Route::new(
+    Get,
+    "/api/v1/shares",
+    "share.list",
+    Allow(Create, Sys("sys/shares")),
+);
+/// Revokes one of the caller's share links.
+pub const SHARE_REVOKE: Route = Route::new(
+    Method::Delete,
+    "/api/v1/shares/{id}",
+    "share.revoke",
+    Allow(Create, Sys("sys/shares")),
+);
+/// Opens a share link: spends one view and returns the sealed value (the
+/// link's id is the credential; failures are rate limited per address).
+pub const SHARE_OPEN: Route = Route::new(Post, "/api/v1/shares/{id}/open", "share.open", Nothing);
+
 // ---- the audit log ----
 
 /// Verifies the audit log's chain.
@@ -826,6 +857,10 @@ pub const ALL: &[&Route] = &[
     &PROTECTED_REMOVE,
     &BREAKGLASS_LIST,
     &BREAKGLASS_GRANT,
+    &SHARE_CREATE,
+    &SHARE_LIST,
+    &SHARE_REVOKE,
+    &SHARE_OPEN,
     &AUDIT_VERIFY,
     &AUDIT_QUERY,
     &AUDIT_READERS,
@@ -946,7 +981,8 @@ mod tests {
                 "sys.unseal",
                 "sys.openapi",
                 "auth.login",
-                "invite.accept"
+                "invite.accept",
+                "share.open"
             ]
         );
     }

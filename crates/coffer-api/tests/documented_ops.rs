@@ -31,31 +31,39 @@ fn documents() -> Vec<(PathBuf, String)> {
         .collect()
 }
 
-/// The paragraph that starts with `heading`, in the one document holding it.
-fn paragraph(heading: &str) -> String {
+/// The paragraphs that start with `heading`: the audit chapter's, and
+/// those of chapters that document operations of their own (sharing, app
+/// roles, machine identities).
+fn paragraphs(heading: &str) -> Vec<String> {
     let docs = documents();
-    let holding: Vec<&(PathBuf, String)> =
-        docs.iter().filter(|(_, t)| t.contains(heading)).collect();
-    assert_eq!(
-        holding.len(),
-        1,
-        "exactly one of README.md and docs/src/*.md should hold {heading:?}, found {:?}",
-        holding.iter().map(|(f, _)| f).collect::<Vec<_>>()
+    let found: Vec<String> = docs
+        .iter()
+        .filter(|(_, t)| t.contains(heading))
+        .map(|(_, text)| {
+            let rest = &text[text.find(heading).unwrap()..];
+            let end = rest.find("\n\n").unwrap_or(rest.len());
+            rest[..end].to_string()
+        })
+        .collect();
+    assert!(
+        !found.is_empty(),
+        "README.md or a chapter under docs/src should hold {heading:?}"
     );
-    let text = &holding[0].1;
-    let rest = &text[text.find(heading).unwrap()..];
-    let end = rest.find("\n\n").unwrap_or(rest.len());
-    rest[..end].to_string()
+    found
 }
 
 /// The operations the documentation lists.
 fn listed() -> Vec<String> {
-    paragraph("Operations (`op`):")
-        .split('`')
-        .skip(1)
-        .step_by(2)
-        .filter(|w| *w != "op")
-        .map(str::to_string)
+    paragraphs("Operations (`op`):")
+        .iter()
+        .flat_map(|p| {
+            p.split('`')
+                .skip(1)
+                .step_by(2)
+                .filter(|w| *w != "op")
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
         .collect()
 }
 
@@ -94,12 +102,16 @@ fn docs_name_no_operation_the_table_lacks() {
 
 /// The documentation's paragraph of the Vault API's operations.
 fn listed_vault() -> Vec<String> {
-    paragraph("Operations of the Vault-compatible API")
-        .split('`')
-        .skip(1)
-        .step_by(2)
-        .filter(|w| w.starts_with("vault."))
-        .map(str::to_string)
+    paragraphs("Operations of the Vault-compatible API")
+        .iter()
+        .flat_map(|p| {
+            p.split('`')
+                .skip(1)
+                .step_by(2)
+                .filter(|w| w.starts_with("vault."))
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
         .collect()
 }
 

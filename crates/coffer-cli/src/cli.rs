@@ -363,6 +363,11 @@ secret made by `coffer pg manage` rotates its PostgreSQL roles.")]
     #[command(subcommand)]
     User(crate::access_cmd::UserCommand),
 
+    /// One-time links for sharing a secret with a person: encrypted here,
+    /// unreadable by the server, expiring, limited in views.
+    #[command(subcommand)]
+    Share(crate::share_cmd::ShareCommand),
+
     /// One-time codes (TOTP) for your login.
     #[command(subcommand)]
     Totp(crate::access_cmd::TotpCommand),

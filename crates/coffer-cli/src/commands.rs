@@ -99,6 +99,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Status> {
         Command::Token(c) => access_cmd::token(g, c).await,
         Command::Invite(c) => access_cmd::invite(g, c).await,
         Command::User(c) => access_cmd::user(g, c).await,
+        Command::Share(c) => crate::share_cmd::share(g, c).await,
         Command::Totp(c) => access_cmd::totp(g, c).await,
         Command::Protected(c) => access_cmd::protected(g, c).await,
         Command::Breakglass(a) => access_cmd::breakglass(g, a).await,

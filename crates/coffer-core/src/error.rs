@@ -152,6 +152,8 @@ pub enum Record {
     Policy { name: String },
     /// A lifecycle rule.
     Rule { pattern: String },
+    /// A share link's record.
+    Share,
 }
 
 impl std::fmt::Display for Record {
@@ -171,6 +173,7 @@ impl std::fmt::Display for Record {
             Record::Breakglass { key } => write!(f, "break-glass grant {key}"),
             Record::Policy { name } => write!(f, "policy {name}"),
             Record::Rule { pattern } => write!(f, "lifecycle rule {pattern}"),
+            Record::Share => f.write_str("a share link record"),
         }
     }
 }
@@ -574,6 +577,9 @@ pub enum InvalidInput {
     /// An invitation for longer than allowed.
     #[error("an invitation lasts at most {}", crate::duration::format_duration_ms(*max_ms))]
     InviteTtl { max_ms: i64 },
+    /// A share request refused; says why (never quotes a value).
+    #[error("{0}")]
+    Share(&'static str),
     /// An invitation code that does not redeem; one answer for every cause.
     #[error("this invitation code is invalid, expired or already used")]
     InviteCode,
@@ -714,6 +720,9 @@ pub enum Busy {
          machine"
     )]
     Unsealing,
+    /// Many opens of one share at once kept changing it; try again.
+    #[error("this share link is busy; try again shortly")]
+    Share,
 }
 
 /// Why an unseal key was refused.
@@ -805,6 +814,10 @@ pub enum NotFound {
     /// No user of that name.
     #[error("no user named {name}")]
     User { name: String },
+    /// A share link that is unknown, used up, expired or revoked: one
+    /// answer for all, so an id reveals nothing.
+    #[error("this share link is unknown, used up or expired")]
+    Share,
     /// The secret does not manage PostgreSQL roles.
     #[error("{path} does not manage PostgreSQL roles")]
     NotManaged { path: String },

@@ -52,6 +52,7 @@ mod read;
 pub mod rotation;
 mod seal;
 mod session;
+pub mod shares;
 pub mod strength;
 pub mod text;
 pub mod username;
@@ -331,6 +332,7 @@ mod enumeration_owner {
         ("rotation.rs", include_str!("rotation.rs")),
         ("seal.rs", include_str!("seal.rs")),
         ("session.rs", include_str!("session.rs")),
+        ("shares.rs", include_str!("shares.rs")),
         ("strength.rs", include_str!("strength.rs")),
         ("text.rs", include_str!("text.rs")),
         ("username.rs", include_str!("username.rs")),

@@ -16,6 +16,8 @@
 //! * [`keyring`] — the key hierarchy (unseal key → root key → keyring of data
 //!   keys), value sealing bound to path/version/key id, and HMAC keys for token
 //!   hashes and the audit log.
+//! * [`share`] — one-time share links: the link key, the passphrase key and
+//!   the sealing the client does before the server sees anything.
 //! * [`shamir`] — Shamir secret sharing over GF(2^8) for splitting the unseal key.
 //! * [`token`] — generation and format checking of API tokens, invitation codes
 //!   and accessors.
@@ -42,6 +44,7 @@ pub mod password;
 pub mod random;
 pub mod secret;
 pub mod shamir;
+pub mod share;
 pub mod token;
 pub mod totp;
 pub mod webhook;

@@ -32,7 +32,7 @@ use hyper::body::Body as _;
 
 use crate::error::ApiError;
 use crate::serve::Peer;
-use crate::throttle::{Backoff, LOGIN_BACKOFF, Throttle, UNSEAL_BACKOFF};
+use crate::throttle::{Backoff, LOGIN_BACKOFF, SHARE_OPEN_BACKOFF, Throttle, UNSEAL_BACKOFF};
 
 /// How the router checks the requests that reach it.
 #[derive(Debug, Clone)]
@@ -190,6 +190,7 @@ pub(crate) struct Edge {
     allow_remote_init: bool,
     pub(crate) login: Throttle,
     pub(crate) unseal: Throttle,
+    pub(crate) share_open: Throttle,
 }
 
 impl Edge {
@@ -210,6 +211,7 @@ impl Edge {
                 free: o.unseal_failures_per_address,
                 ..UNSEAL_BACKOFF
             }),
+            share_open: Throttle::new(SHARE_OPEN_BACKOFF),
         }
     }
 

@@ -45,6 +45,7 @@ impl Jobs {
             )),
             tokio::spawn(sweep_periodically(
                 coffer.clone(),
+                auditor.clone(),
                 leading.subscribe(),
                 sweep_every,
             )),
@@ -150,6 +151,7 @@ async fn next_leading_tick(
 /// leader only.
 async fn sweep_periodically(
     coffer: Arc<Coffer>,
+    auditor: Arc<Auditor>,
     mut leading: watch::Receiver<bool>,
     every: Duration,
 ) {
@@ -176,6 +178,36 @@ async fn sweep_periodically(
             ),
             Err(e) => tracing::warn!(error = %e, "sweeping expired access records failed"),
         }
+        // Expired share links: their ciphertext is deleted, and each
+        // deletion is recorded (the id only; the server never has a key).
+        match coffer.sweep_shares().await {
+            Ok(ids) => {
+                for id in ids {
+                    if !auditor.record(share_expired_record(&id)).await {
+                        tracing::error!("a share expiry could not be recorded");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "sweeping expired share links failed"),
+        }
+    }
+}
+
+/// The audit record of a share link the sweep deleted.
+fn share_expired_record(id: &str) -> coffer_audit::Record {
+    coffer_audit::Record {
+        time: coffer_audit::now_rfc3339(),
+        kind: coffer_audit::Kind::Notice,
+        actor: Some(coffer_audit::Actor {
+            kind: "system".into(),
+            name: coffer_core::rotation::SCHEDULER.into(),
+            accessor: String::new(),
+        }),
+        op: Some("share.expire".into()),
+        path: Some(format!("sys/shares/{id}")),
+        outcome: Some(coffer_audit::Outcome::Ok),
+        message: Some("an expired or used-up share link was deleted".into()),
+        ..coffer_audit::Record::default()
     }
 }
 

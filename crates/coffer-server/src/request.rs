@@ -110,6 +110,7 @@ pub(crate) struct RequestService<S> {
 enum Attempt {
     Login(IpAddr),
     Unseal(IpAddr),
+    ShareOpen(IpAddr),
 }
 
 impl Attempt {
@@ -123,6 +124,8 @@ impl Attempt {
             Some(Attempt::Login(ip))
         } else if route == Matched::Native(&routes::SYS_UNSEAL) {
             Some(Attempt::Unseal(ip))
+        } else if route == Matched::Native(&routes::SHARE_OPEN) {
+            Some(Attempt::ShareOpen(ip))
         } else {
             None
         }
@@ -139,6 +142,12 @@ impl Attempt {
             Attempt::Unseal(ip) => edge.unseal.begin(ip).map_err(|wait| {
                 ApiError::rate_limited(
                     "too many failed unseal attempts from this address; try again later",
+                    wait,
+                )
+            }),
+            Attempt::ShareOpen(ip) => edge.share_open.begin(ip).map_err(|wait| {
+                ApiError::rate_limited(
+                    "too many failed share link opens from this address; try again later",
                     wait,
                 )
             }),
@@ -161,6 +170,15 @@ impl Attempt {
             Attempt::Unseal(ip) => edge.unseal.end(
                 ip,
                 if status == StatusCode::BAD_REQUEST {
+                    Outcome::Failed
+                } else {
+                    Outcome::Neutral
+                },
+            ),
+            // An unknown, used-up or expired link is a failed guess.
+            Attempt::ShareOpen(ip) => edge.share_open.end(
+                ip,
+                if status == StatusCode::NOT_FOUND || status == StatusCode::TOO_MANY_REQUESTS {
                     Outcome::Failed
                 } else {
                     Outcome::Neutral

@@ -67,6 +67,16 @@ pub const UNSEAL_BACKOFF: Backoff = Backoff {
     forget: Duration::from_secs(900),
 };
 
+/// Opens of unknown, used-up or expired share links from one source: 20
+/// free, then as for logins. Guessing a 128-bit id is hopeless anyway;
+/// this keeps a guesser from costing the store a read per try.
+pub const SHARE_OPEN_BACKOFF: Backoff = Backoff {
+    free: 20,
+    base: Duration::from_secs(1),
+    max: Duration::from_secs(300),
+    forget: Duration::from_secs(900),
+};
+
 struct Entry {
     failures: u32,
     last: Instant,

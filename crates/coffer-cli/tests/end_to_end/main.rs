@@ -31,6 +31,7 @@ mod pgroles;
 mod run;
 mod scan;
 mod seal;
+mod share;
 mod tls;
 mod transfer;
 mod vault_clients;

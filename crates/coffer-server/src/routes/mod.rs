@@ -10,6 +10,7 @@ mod audit;
 mod leak;
 mod lifecycle;
 mod secrets;
+pub(crate) mod shares;
 mod sys;
 
 use std::sync::Arc;
@@ -37,6 +38,8 @@ pub fn router(state: AppState, options: crate::RouterOptions) -> Router {
         .router
         .merge(crate::vault::routes().0)
         .merge(crate::ui::routes(options.console, options.tls))
+        .route("/s/{id}", axum::routing::get(shares::page))
+        .route("/s/assets/{file}", axum::routing::get(shares::asset))
         .fallback(sys::not_found)
         .method_not_allowed_fallback(sys::method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
@@ -133,6 +136,11 @@ fn handlers() -> Handlers {
         .on(&table::PROTECTED_REMOVE, access::unprotect)
         .on(&table::BREAKGLASS_LIST, access::list_breakglass)
         .on(&table::BREAKGLASS_GRANT, access::breakglass)
+        // share links
+        .on(&table::SHARE_CREATE, shares::create)
+        .on(&table::SHARE_LIST, shares::list)
+        .on(&table::SHARE_REVOKE, shares::revoke)
+        .on(&table::SHARE_OPEN, shares::open)
         // the audit log
         .on(&table::AUDIT_VERIFY, audit::verify)
         .on(&table::AUDIT_QUERY, audit::records)

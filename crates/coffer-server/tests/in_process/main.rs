@@ -26,5 +26,6 @@ mod node_failures;
 mod openapi;
 mod operation_names;
 mod route_requires;
+mod shares;
 mod vault_api;
 mod vault_authz;

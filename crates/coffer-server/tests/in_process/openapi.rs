@@ -37,6 +37,24 @@ fn child_token(server: &Server, token: &str) -> (String, String) {
 }
 
 /// An invitation code for the policy `ops`.
+/// A share body with an id of its own (`n` makes it unique).
+fn share_body(n: u32) -> String {
+    format!(
+        r#"{{"id":"{:A>21}A","ciphertext":"{}"}}"#,
+        n,
+        "B".repeat(40)
+    )
+}
+
+/// A live share's id.
+fn fresh_share(server: &Server, token: &str, n: &mut u32) -> String {
+    *n += 1;
+    let body = share_body(*n);
+    let r = server.http("POST", "/api/v1/shares", Some(token), Some(body.as_bytes()));
+    assert_eq!(r.status, 201, "{}", r.text());
+    r.json()["id"].as_str().unwrap().to_string()
+}
+
 fn invite(server: &Server, token: &str) -> String {
     let r = server.http(
         "POST",
@@ -178,6 +196,9 @@ fn openapi_document_matches_the_routes() {
                 assert_ne!(accessor, root_accessor);
                 concrete = concrete.replace("{accessor}", &accessor);
             }
+            if path.contains("{id}") {
+                concrete = concrete.replace("{id}", &fresh_share(&server, &token, &mut secrets));
+            }
             if path.starts_with("/api/v1/sys/users/{name}") {
                 users += 1;
                 let name = format!("user{users}");
@@ -269,6 +290,10 @@ fn openapi_document_matches_the_routes() {
                 }
                 ("put", _) => body = Some(br#"{"value":"w"}"#.to_vec()),
                 ("post", "/api/v1/sys/unseal") => body = Some(br#"{"reset":true}"#.to_vec()),
+                ("post", "/api/v1/shares") => {
+                    secrets += 1;
+                    body = Some(share_body(secrets).into_bytes());
+                }
                 ("post", "/api/v1/auth/tokens") | ("post", "/api/v1/auth/invites") => {
                     body = Some(br#"{"policies":["ops"]}"#.to_vec());
                 }
@@ -315,6 +340,9 @@ fn openapi_document_matches_the_routes() {
                 // Root does not expire, so there is nothing to renew.
                 ("post", "/api/v1/auth/token/self/renew") => Some(400),
                 ("post", "/api/v1/auth/invites/accept") => Some(200),
+                ("post", "/api/v1/shares") => Some(201),
+                ("get", "/api/v1/shares") | ("post", "/api/v1/shares/{id}/open") => Some(200),
+                ("delete", "/api/v1/shares/{id}") => Some(204),
                 ("delete", "/api/v1/auth/token/self") => Some(204),
                 ("delete", "/api/v1/auth/tokens/{accessor}") => Some(204),
                 ("post", "/api/v1/auth/tokens/{accessor}/renew") => Some(200),

@@ -241,6 +241,17 @@ const SAMPLES: &[Sample] = &[
         "",
         Some(r#"{"path":"app/prod/db","reason":"the pager went off"}"#),
     ),
+    (
+        &routes::SHARE_CREATE,
+        &[],
+        "",
+        Some(
+            r#"{"id":"AAAAAAAAAAAAAAAAAAAAAA","ciphertext":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA","path":"app/prod/db","version":1}"#,
+        ),
+    ),
+    (&routes::SHARE_LIST, &[], "", None),
+    (&routes::SHARE_REVOKE, &["AAAAAAAAAAAAAAAAAAAAAA"], "", None),
+    (&routes::SHARE_OPEN, &["AAAAAAAAAAAAAAAAAAAAAA"], "", None),
     (&routes::AUDIT_VERIFY, &[], "", Some("{}")),
     (&routes::AUDIT_QUERY, &[], "", None),
     (&routes::AUDIT_READERS, &[], "?path=app/prod/db", None),

@@ -1,0 +1,437 @@
+//! One-time share links: the server's half.
+//!
+//! The creating client seals the value itself (`coffer_crypto::share`) and
+//! sends only the sealed bytes, the share id it chose and non-secret
+//! metadata; the key stays in the link's fragment. What is stored is one
+//! `objects` record (kind `share`, keyed by the id): the sealed bytes, the
+//! passphrase parameters, the views left, the expiry, who made it and,
+//! for a stored secret, which path and version it came from.
+//!
+//! Opening spends one view with a check-and-set on the record's revision:
+//! of two opens racing for the last view, exactly one wins and the other
+//! finds the record gone. The last view deletes the record (and with it
+//! the ciphertext); an expired record is deleted when it is next touched
+//! and by the periodic sweep, so expired ciphertext does not stay.
+//!
+//! Creating needs `create` on `sys/shares`, and for a stored secret `read`
+//! on its path too; listing and revoking need `create` on `sys/shares` and
+//! act on the caller's own shares only (a person's, across their tokens).
+//! Opening needs nothing but the id: the server answers every unknown,
+//! used-up and expired id alike.
+
+use coffer_crypto::share as crypto;
+use coffer_store::{Expect, Mutation, StoreError, VersionState};
+use serde::{Deserialize, Serialize};
+
+use crate::auth::{Identity, Operation};
+use crate::duration::parse_duration_ms;
+use crate::error::{Integrity, InvalidInput, NotFound, Record};
+use crate::path::SecretPath;
+use crate::{Coffer, CoreError, Result, now_ms};
+
+/// The object kind of share records.
+pub const KIND_SHARE: &str = "share";
+/// The policy path whose `create` capability lets a caller make, list and
+/// revoke shares.
+pub const SHARES_TARGET: &str = "sys/shares";
+/// How long a share lasts unless asked otherwise.
+pub const DEFAULT_SHARE_TTL_MS: i64 = 3600 * 1000;
+/// The longest a share may last.
+pub const MAX_SHARE_TTL_MS: i64 = 7 * 24 * 3600 * 1000;
+/// The shortest a share may last.
+pub const MIN_SHARE_TTL_MS: i64 = 60 * 1000;
+/// Views allowed unless asked otherwise.
+pub const DEFAULT_SHARE_VIEWS: u32 = 1;
+/// The most views a share may allow.
+pub const MAX_SHARE_VIEWS: u32 = 100;
+/// The largest sealed value, in bytes (64 KiB of plaintext and the AEAD's
+/// nonce and tag).
+pub const MAX_SHARE_SEALED_BYTES: usize = 64 * 1024 + crypto::NONCE_BYTES + crypto::TAG_BYTES;
+/// Most live shares one owner may hold at once.
+pub const MAX_SHARES_PER_OWNER: usize = 1000;
+/// Tries of an open that loses a race to another open of the same share.
+const OPEN_RETRIES: usize = 16;
+
+#[derive(Clone, Serialize, Deserialize)]
+struct StoredShare {
+    /// Base64url of nonce ‖ ciphertext ‖ tag.
+    sealed: String,
+    /// Base64url of the PBKDF2 salt, when a passphrase is needed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    salt: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    iterations: Option<u32>,
+    views: u32,
+    views_left: u32,
+    owner: String,
+    created_by: String,
+    created_at: i64,
+    expires_at: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    version: Option<u64>,
+}
+
+/// What a client sends to create a share.
+#[derive(Clone)]
+pub struct ShareRequest {
+    /// The id the client chose (`coffer_crypto::share::new_id`).
+    pub id: String,
+    /// Base64url of the sealed bytes.
+    pub sealed: String,
+    /// Base64url of the PBKDF2 salt, when a passphrase is needed.
+    pub salt: Option<String>,
+    /// PBKDF2 rounds, with `salt`.
+    pub iterations: Option<u32>,
+    /// How long it lasts (`1h`, `7d`); [`DEFAULT_SHARE_TTL_MS`] if `None`.
+    pub expires_in: Option<String>,
+    /// Views allowed; [`DEFAULT_SHARE_VIEWS`] if `None`.
+    pub views: Option<u32>,
+    /// The stored secret shared, and its version.
+    pub source: Option<(String, u64)>,
+}
+
+/// A share as its owner sees it (never its ciphertext).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShareView {
+    /// The id.
+    pub id: String,
+    /// Views allowed in all.
+    pub views: u32,
+    /// Views left.
+    pub views_left: u32,
+    /// Whether a passphrase is needed.
+    pub passphrase: bool,
+    /// Who made it.
+    pub created_by: String,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    /// Unix milliseconds.
+    pub expires_at: i64,
+    /// The stored secret shared (path, version).
+    pub source: Option<(String, u64)>,
+}
+
+/// What an open hands back: the sealed bytes and how to derive the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenedShare {
+    /// Base64url of the sealed bytes.
+    pub sealed: String,
+    /// Base64url of the PBKDF2 salt, when a passphrase is needed.
+    pub salt: Option<String>,
+    /// PBKDF2 rounds, with `salt`.
+    pub iterations: Option<u32>,
+    /// Views left after this one.
+    pub views_left: u32,
+}
+
+fn bad(why: &'static str) -> CoreError {
+    CoreError::Invalid(InvalidInput::Share(why))
+}
+
+fn gone() -> CoreError {
+    CoreError::NotFound(NotFound::Share)
+}
+
+fn owner_of(identity: &Identity) -> String {
+    match identity.user() {
+        Some(user) => format!("user:{user}"),
+        None => format!("token:{}", identity.accessor()),
+    }
+}
+
+fn decode(o: &coffer_store::StoredObject) -> Result<StoredShare> {
+    serde_json::from_slice(&o.value)
+        .map_err(|_| CoreError::Corrupt(Integrity::Unreadable(Record::Share)))
+}
+
+impl StoredShare {
+    fn view(&self, id: &str) -> ShareView {
+        ShareView {
+            id: id.to_string(),
+            views: self.views,
+            views_left: self.views_left,
+            passphrase: self.salt.is_some(),
+            created_by: crate::actor::Actor::parse(&self.created_by).describe(),
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+            source: self.path.clone().zip(self.version),
+        }
+    }
+}
+
+impl Coffer {
+    /// Stores a share the client sealed. Refuses a malformed or taken id,
+    /// sealed bytes that are not base64url or are too short or too long,
+    /// passphrase parameters that are incomplete or out of range, and an
+    /// expiry or view count out of range; nothing is stored then.
+    pub async fn create_share(&self, identity: &Identity, req: &ShareRequest) -> Result<ShareView> {
+        self.require_unsealed()?;
+        self.authorize(identity, Operation::Create, SHARES_TARGET)?;
+        let source = match &req.source {
+            Some((path, version)) => {
+                let path = SecretPath::parse(path)?;
+                self.authorize(identity, Operation::ReadValue, path.as_str())?;
+                let record = self
+                    .store
+                    .get_version(path.as_str(), *version)
+                    .await?
+                    .ok_or_else(|| {
+                        CoreError::NotFound(NotFound::Version {
+                            path: path.as_str().to_string(),
+                            version: *version,
+                        })
+                    })?;
+                if record.state != VersionState::Active {
+                    return Err(CoreError::NotFound(NotFound::ReadableVersion {
+                        path: path.as_str().to_string(),
+                        version: *version,
+                    }));
+                }
+                crate::audit::note_version(*version);
+                Some((path.as_str().to_string(), *version))
+            }
+            None => None,
+        };
+        if !crypto::is_id(&req.id) {
+            return Err(bad(
+                "a share id is 22 base64url characters (128 random bits)",
+            ));
+        }
+        let sealed = crypto::decode(&req.sealed)
+            .map_err(|_| bad("the sealed value must be base64url without padding"))?;
+        if sealed.len() < crypto::NONCE_BYTES + crypto::TAG_BYTES {
+            return Err(bad("the sealed value is too short to be AES-GCM output"));
+        }
+        if sealed.len() > MAX_SHARE_SEALED_BYTES {
+            return Err(CoreError::TooLarge {
+                size: sealed.len(),
+                limit: MAX_SHARE_SEALED_BYTES,
+            });
+        }
+        match (&req.salt, req.iterations) {
+            (None, None) => {}
+            (Some(salt), Some(n)) => {
+                let salt = crypto::decode(salt)
+                    .map_err(|_| bad("the salt must be base64url without padding"))?;
+                if salt.len() != crypto::SALT_BYTES {
+                    return Err(bad("the salt must be 16 bytes"));
+                }
+                if !(crypto::MIN_PBKDF2_ITERATIONS..=crypto::MAX_PBKDF2_ITERATIONS).contains(&n) {
+                    return Err(bad("iterations must be between 600000 and 10000000"));
+                }
+            }
+            _ => return Err(bad("a passphrase share needs both salt and iterations")),
+        }
+        let ttl = match &req.expires_in {
+            Some(t) => {
+                parse_duration_ms(t).map_err(|e| CoreError::Invalid(InvalidInput::Duration(e)))?
+            }
+            None => DEFAULT_SHARE_TTL_MS,
+        };
+        if !(MIN_SHARE_TTL_MS..=MAX_SHARE_TTL_MS).contains(&ttl) {
+            return Err(bad("a share lasts at least 1 minute and at most 7 days"));
+        }
+        let views = req.views.unwrap_or(DEFAULT_SHARE_VIEWS);
+        if !(1..=MAX_SHARE_VIEWS).contains(&views) {
+            return Err(bad("a share allows 1 to 100 views"));
+        }
+        let owner = owner_of(identity);
+        let now = now_ms();
+        let mine = self
+            .store
+            .list_objects(KIND_SHARE)
+            .await?
+            .iter()
+            .filter_map(|o| decode(o).ok())
+            .filter(|s| s.owner == owner && s.expires_at > now)
+            .count();
+        if mine >= MAX_SHARES_PER_OWNER {
+            return Err(bad("too many live shares; revoke some first"));
+        }
+        let (path, version) = source.unzip();
+        let share = StoredShare {
+            sealed: req.sealed.clone(),
+            salt: req.salt.clone(),
+            iterations: req.iterations,
+            views,
+            views_left: views,
+            owner,
+            created_by: crate::actor::Actor::stored_for(identity),
+            created_at: now,
+            expires_at: now + ttl,
+            path,
+            version,
+        };
+        match self
+            .store
+            .commit(vec![Mutation::PutObject {
+                kind: KIND_SHARE.into(),
+                key: req.id.clone(),
+                value: serde_json::to_vec(&share).expect("serialises"),
+                expect: Expect::Absent,
+            }])
+            .await
+        {
+            Ok(()) => {}
+            Err(StoreError::Conflict(_)) => {
+                return Err(bad("that share id is taken; make a new one"));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        tracing::info!(actor = identity.display_name(), views, "share created");
+        Ok(share.view(&req.id))
+    }
+
+    /// Spends one view of a share and hands back its sealed bytes. Unknown,
+    /// malformed, used-up and expired ids get the same [`NotFound::Share`];
+    /// an expired record is deleted on the way.
+    pub async fn open_share(&self, id: &str) -> Result<OpenedShare> {
+        self.require_unsealed()?;
+        if !crypto::is_id(id) {
+            return Err(gone());
+        }
+        for _ in 0..OPEN_RETRIES {
+            let Some(o) = self.store.get_object(KIND_SHARE, id).await? else {
+                return Err(gone());
+            };
+            let share = decode(&o)?;
+            let now = now_ms();
+            let (mutation, views_left) = if share.expires_at <= now || share.views_left == 0 {
+                (None, 0)
+            } else if share.views_left == 1 {
+                (
+                    Some(Mutation::DeleteObject {
+                        kind: KIND_SHARE.into(),
+                        key: id.to_string(),
+                        expect: Expect::Revision(o.revision),
+                    }),
+                    0,
+                )
+            } else {
+                let mut next = share.clone();
+                next.views_left -= 1;
+                (
+                    Some(Mutation::PutObject {
+                        kind: KIND_SHARE.into(),
+                        key: id.to_string(),
+                        value: serde_json::to_vec(&next).expect("serialises"),
+                        expect: Expect::Revision(o.revision),
+                    }),
+                    next.views_left,
+                )
+            };
+            let Some(mutation) = mutation else {
+                // Expired (or corrupt with no views): purge, then refuse.
+                let _ = self
+                    .store
+                    .commit(vec![Mutation::DeleteObject {
+                        kind: KIND_SHARE.into(),
+                        key: id.to_string(),
+                        expect: Expect::Revision(o.revision),
+                    }])
+                    .await;
+                return Err(gone());
+            };
+            match self.store.commit(vec![mutation]).await {
+                Ok(()) => {
+                    return Ok(OpenedShare {
+                        sealed: share.sealed,
+                        salt: share.salt,
+                        iterations: share.iterations,
+                        views_left,
+                    });
+                }
+                // Another open spent a view first: look again.
+                Err(StoreError::Conflict(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(CoreError::RateLimited(crate::error::Busy::Share))
+    }
+
+    /// The caller's live shares, oldest first (no ciphertext).
+    pub async fn list_shares(&self, identity: &Identity) -> Result<Vec<ShareView>> {
+        self.require_unsealed()?;
+        self.authorize(identity, Operation::Create, SHARES_TARGET)?;
+        let owner = owner_of(identity);
+        let now = now_ms();
+        let mut out: Vec<ShareView> = self
+            .store
+            .list_objects(KIND_SHARE)
+            .await?
+            .iter()
+            .filter_map(|o| decode(o).ok().map(|s| (o.key.clone(), s)))
+            .filter(|(_, s)| s.owner == owner && s.expires_at > now && s.views_left > 0)
+            .map(|(id, s)| s.view(&id))
+            .collect();
+        out.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(out)
+    }
+
+    /// Revokes one of the caller's shares: its record and ciphertext are
+    /// deleted. Someone else's share is [`NotFound::Share`], as an unknown
+    /// one is.
+    pub async fn revoke_share(&self, identity: &Identity, id: &str) -> Result<()> {
+        self.require_unsealed()?;
+        self.authorize(identity, Operation::Create, SHARES_TARGET)?;
+        if !crypto::is_id(id) {
+            return Err(gone());
+        }
+        let owner = owner_of(identity);
+        for _ in 0..OPEN_RETRIES {
+            let Some(o) = self.store.get_object(KIND_SHARE, id).await? else {
+                return Err(gone());
+            };
+            if decode(&o)?.owner != owner {
+                return Err(gone());
+            }
+            match self
+                .store
+                .commit(vec![Mutation::DeleteObject {
+                    kind: KIND_SHARE.into(),
+                    key: id.to_string(),
+                    expect: Expect::Revision(o.revision),
+                }])
+                .await
+            {
+                Ok(()) => {
+                    tracing::info!(actor = identity.display_name(), "share revoked");
+                    return Ok(());
+                }
+                Err(StoreError::Conflict(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(CoreError::RateLimited(crate::error::Busy::Share))
+    }
+
+    /// Deletes every expired or used-up share; returns the ids deleted
+    /// (for the sweep's audit record). A share changed meanwhile is kept.
+    pub async fn sweep_shares(&self) -> Result<Vec<String>> {
+        self.require_unsealed()?;
+        let now = now_ms();
+        let mut swept = Vec::new();
+        for o in self.store.list_objects(KIND_SHARE).await? {
+            let dead = decode(&o).map_or(true, |s| s.expires_at <= now || s.views_left == 0);
+            if !dead {
+                continue;
+            }
+            match self
+                .store
+                .commit(vec![Mutation::DeleteObject {
+                    kind: KIND_SHARE.into(),
+                    key: o.key.clone(),
+                    expect: Expect::Revision(o.revision),
+                }])
+                .await
+            {
+                Ok(()) => swept.push(o.key),
+                Err(StoreError::Conflict(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(swept)
+    }
+}

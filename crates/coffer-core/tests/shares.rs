@@ -1,0 +1,247 @@
+//! One-time share links in the core, on both storage backends: of many
+//! concurrent opens of a link, exactly as many succeed as it has views;
+//! an expired link is refused and purged on access and by the sweep; the
+//! store never holds more than the sealed bytes the client sent.
+
+use std::sync::Arc;
+
+use coffer_core::shares::{KIND_SHARE, ShareRequest};
+use coffer_core::{Coffer, CoreError, CoreOptions, auth::Identity};
+use coffer_crypto::share as crypto;
+use coffer_store::{Expect, Mutation, PostgresOptions, PostgresStore, SqliteStore, Storage};
+
+struct Fixture {
+    _dir: Option<tempfile::TempDir>,
+    store: Arc<dyn Storage>,
+    coffer: Arc<Coffer>,
+    root: Identity,
+}
+
+async fn fixture(store: Arc<dyn Storage>, dir: Option<tempfile::TempDir>) -> Fixture {
+    let coffer = Arc::new(
+        Coffer::open(store.clone(), CoreOptions::default())
+            .await
+            .unwrap(),
+    );
+    let init = coffer.init(1, 1).await.unwrap();
+    coffer
+        .unseal(init.unseal_keys[0].expose_secret())
+        .await
+        .unwrap();
+    let root = coffer
+        .authenticate(init.root_token.expose_secret(), None)
+        .await
+        .unwrap();
+    Fixture {
+        _dir: dir,
+        store,
+        coffer,
+        root,
+    }
+}
+
+async fn sqlite() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Storage> =
+        Arc::new(SqliteStore::open(&dir.path().join("coffer.db")).unwrap());
+    fixture(store, Some(dir)).await
+}
+
+async fn postgres() -> Fixture {
+    let url = coffer_testpg::database().await;
+    let store = PostgresStore::connect(&PostgresOptions {
+        url,
+        password: None,
+        pool_size: 8,
+    })
+    .await
+    .unwrap();
+    fixture(Arc::new(store), None).await
+}
+
+/// A share of `value` sealed as a client would; its id and link key.
+async fn make(fx: &Fixture, value: &[u8], views: u32) -> (String, crypto::ShareKey) {
+    let key = crypto::ShareKey::generate();
+    let id = crypto::new_id();
+    let sealed = crypto::seal(&key, &id, None, value).unwrap();
+    fx.coffer
+        .create_share(
+            &fx.root,
+            &ShareRequest {
+                id: id.clone(),
+                sealed: crypto::encode(&sealed),
+                salt: None,
+                iterations: None,
+                expires_in: None,
+                views: Some(views),
+                source: None,
+            },
+        )
+        .await
+        .unwrap();
+    (id, key)
+}
+
+fn is_gone(e: &CoreError) -> bool {
+    matches!(e, CoreError::NotFound(_))
+}
+
+async fn concurrent_opens_spend_each_view_once(fx: Fixture) {
+    for views in [1u32, 3] {
+        let (id, key) = make(&fx, b"the one value", views).await;
+        let mut tasks = Vec::new();
+        for _ in 0..12 {
+            let coffer = fx.coffer.clone();
+            let id = id.clone();
+            tasks.push(tokio::spawn(async move { coffer.open_share(&id).await }));
+        }
+        let mut won = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(opened) => {
+                    won += 1;
+                    let sealed = crypto::decode(&opened.sealed).unwrap();
+                    assert_eq!(
+                        &crypto::open(&key, &id, None, &sealed).unwrap()[..],
+                        b"the one value"
+                    );
+                }
+                Err(e) => assert!(is_gone(&e), "{e}"),
+            }
+        }
+        assert_eq!(won, views, "{views}-view link");
+        // The last view took the ciphertext with it.
+        assert!(
+            fx.store
+                .get_object(KIND_SHARE, &id)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        // A replay of an open is refused.
+        assert!(is_gone(&fx.coffer.open_share(&id).await.unwrap_err()));
+    }
+}
+
+/// Moves a share's expiry into the past, as time would.
+async fn expire(fx: &Fixture, id: &str) {
+    let o = fx.store.get_object(KIND_SHARE, id).await.unwrap().unwrap();
+    let mut v: serde_json::Value = serde_json::from_slice(&o.value).unwrap();
+    v["expires_at"] = serde_json::json!(coffer_core::now_ms() - 1);
+    fx.store
+        .commit(vec![Mutation::PutObject {
+            kind: KIND_SHARE.into(),
+            key: id.into(),
+            value: serde_json::to_vec(&v).unwrap(),
+            expect: Expect::Revision(o.revision),
+        }])
+        .await
+        .unwrap();
+}
+
+async fn expired_links_are_refused_and_purged(fx: Fixture) {
+    // On access.
+    let (id, _) = make(&fx, b"v", 5).await;
+    expire(&fx, &id).await;
+    assert!(fx.coffer.list_shares(&fx.root).await.unwrap().is_empty());
+    assert!(is_gone(&fx.coffer.open_share(&id).await.unwrap_err()));
+    assert!(
+        fx.store
+            .get_object(KIND_SHARE, &id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // By the sweep, never touched again; a live one is kept.
+    let (old, _) = make(&fx, b"v", 1).await;
+    let (live, _) = make(&fx, b"v", 1).await;
+    expire(&fx, &old).await;
+    assert_eq!(fx.coffer.sweep_shares().await.unwrap(), vec![old.clone()]);
+    assert!(
+        fx.store
+            .get_object(KIND_SHARE, &old)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        fx.store
+            .get_object(KIND_SHARE, &live)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let listed: Vec<String> = fx
+        .coffer
+        .list_shares(&fx.root)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(listed, vec![live.clone()]);
+    // Revoked: gone, and a second revoke is as for an unknown id.
+    fx.coffer.revoke_share(&fx.root, &live).await.unwrap();
+    assert!(is_gone(&fx.coffer.open_share(&live).await.unwrap_err()));
+    assert!(is_gone(
+        &fx.coffer.revoke_share(&fx.root, &live).await.unwrap_err()
+    ));
+}
+
+async fn a_taken_id_is_refused_and_changes_nothing(fx: Fixture) {
+    let (id, key) = make(&fx, b"first", 1).await;
+    let other = crypto::seal(&crypto::ShareKey::generate(), &id, None, b"second").unwrap();
+    let err = fx
+        .coffer
+        .create_share(
+            &fx.root,
+            &ShareRequest {
+                id: id.clone(),
+                sealed: crypto::encode(&other),
+                salt: None,
+                iterations: None,
+                expires_in: None,
+                views: None,
+                source: None,
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CoreError::Invalid(_)), "{err}");
+    let opened = fx.coffer.open_share(&id).await.unwrap();
+    let sealed = crypto::decode(&opened.sealed).unwrap();
+    assert_eq!(
+        &crypto::open(&key, &id, None, &sealed).unwrap()[..],
+        b"first"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_concurrent_opens_spend_each_view_once() {
+    concurrent_opens_spend_each_view_once(sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_concurrent_opens_spend_each_view_once() {
+    concurrent_opens_spend_each_view_once(postgres().await).await;
+}
+
+#[tokio::test]
+async fn sqlite_expired_links_are_refused_and_purged() {
+    expired_links_are_refused_and_purged(sqlite().await).await;
+}
+
+#[tokio::test]
+async fn postgres_expired_links_are_refused_and_purged() {
+    expired_links_are_refused_and_purged(postgres().await).await;
+}
+
+#[tokio::test]
+async fn sqlite_a_taken_id_is_refused_and_changes_nothing() {
+    a_taken_id_is_refused_and_changes_nothing(sqlite().await).await;
+}
+
+#[tokio::test]
+async fn postgres_a_taken_id_is_refused_and_changes_nothing() {
+    a_taken_id_is_refused_and_changes_nothing(postgres().await).await;
+}
