@@ -34,6 +34,7 @@
 #![forbid(unsafe_code)]
 
 mod access;
+pub mod approle;
 pub mod actor;
 pub mod audit;
 pub mod auth;
@@ -72,7 +73,7 @@ pub use auth::{
 };
 use cache::SecretCache;
 pub use error::{
-    Busy, Conflict, CoreError, Expired, Integrity, InvalidInput, LoginRefused, NotFound, Record,
+    AppRoleRefusal, Busy, Conflict, CoreError, Expired, Integrity, InvalidInput, LoginRefused, NotFound, Record,
     Refusal, Result, UnsealRefusal, UpstreamFailure, UserNameError,
 };
 pub use history::{HistoryOutcome, HistoryReceipt, HistoryVersion, IMPORT_TARGET, MAX_HISTORY};
