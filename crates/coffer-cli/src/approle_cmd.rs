@@ -353,3 +353,46 @@ pub async fn login(
     }
     Ok(Status::Ok)
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    /// Every `coffer ...` command the app-roles chapter shows parses with
+    /// the real command line (what follows a `<`, `>` or `|` is the
+    /// shell's).
+    #[test]
+    fn the_chapters_commands_parse() {
+        let chapter = include_str!("../../../docs/src/app-roles.md");
+        let mut checked = 0;
+        for line in chapter.lines().map(str::trim) {
+            let Some(rest) = line.strip_prefix("coffer ") else {
+                continue;
+            };
+            let command = rest.split(['<', '>', '|', '#']).next().unwrap_or_default();
+            let args = std::iter::once("coffer").chain(command.split_whitespace());
+            if let Err(e) = crate::cli::Cli::try_parse_from(args) {
+                panic!("{line}: {e}");
+            }
+            checked += 1;
+        }
+        assert!(checked >= 15, "only {checked} commands found");
+    }
+
+    #[test]
+    fn a_secret_id_is_never_a_flag_value() {
+        for flag in ["--secret-id", "--secret-id=cfs_x"] {
+            let args = [
+                "coffer",
+                "login",
+                "--method",
+                "approle",
+                "--role-id",
+                "rid_x",
+                flag,
+                "cfs_x",
+            ];
+            assert!(crate::cli::Cli::try_parse_from(args).is_err(), "{flag}");
+        }
+    }
+}

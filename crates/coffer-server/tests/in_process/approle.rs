@@ -166,7 +166,7 @@ fn a_login_returns_a_token_with_exactly_the_roles_policies_ttl_and_networks() {
     assert_eq!(read_record["actor"]["via"], accessor.as_str());
     let q = server.http(
         "GET",
-        "/api/v1/audit/records?actor=approle:web",
+        "/api/v1/sys/audit/records?actor=approle:web",
         Some(&root),
         None,
     );
@@ -174,7 +174,7 @@ fn a_login_returns_a_token_with_exactly_the_roles_policies_ttl_and_networks() {
     assert!(!q["records"].as_array().unwrap().is_empty(), "{q}");
     let readers = server.http(
         "GET",
-        "/api/v1/audit/readers/app/dev/KEY",
+        "/api/v1/sys/audit/readers?path=app/dev/KEY",
         Some(&root),
         None,
     );
