@@ -4,21 +4,29 @@
 
 use coffer_api::routes::{ALL, UNMATCHED};
 
-/// The paragraph of README.md that lists the operations.
+/// The paragraph of README.md that lists the operations, and the same
+/// paragraph of the chapters that document operations of their own.
 fn listed() -> Vec<String> {
-    let readme = include_str!("../../../README.md");
-    let start = readme
-        .find("Operations (`op`):")
-        .expect("README.md lists the audit operations under \"Operations (`op`):\"");
-    let rest = &readme[start..];
-    let end = rest.find("\n\n").unwrap_or(rest.len());
-    rest[..end]
-        .split('`')
-        .skip(1)
-        .step_by(2)
-        .filter(|w| *w != "op")
-        .map(str::to_string)
-        .collect()
+    [
+        include_str!("../../../README.md"),
+        include_str!("../../../docs/src/app-roles.md"),
+    ]
+    .iter()
+    .flat_map(|doc| {
+        let start = doc
+            .find("Operations (`op`):")
+            .expect("the document lists its audit operations under \"Operations (`op`):\"");
+        let rest = &doc[start..];
+        let end = rest.find("\n\n").unwrap_or(rest.len());
+        rest[..end]
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .filter(|w| *w != "op")
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    })
+    .collect()
 }
 
 #[test]

@@ -480,7 +480,7 @@ pub struct LoginArgs {
     pub role_id: Option<String>,
     /// Read the secret id from this file (with --method approle).
     #[arg(long, value_name = "FILE", requires = "role_id")]
-    pub secret_id_file: Option<std::path::PathBuf>,
+    pub secret_id_file: Option<PathBuf>,
     /// Print JSON for scripts.
     #[arg(long)]
     pub json: bool,

@@ -690,23 +690,18 @@ impl Coffer {
             {
                 return Err(Failed::Refused(AppRoleRefusal::Network, acc));
             }
-            let spend = if sid.uses_left == 1 {
-                Mutation::DeleteObject {
-                    kind: KIND_SECRET_ID.into(),
-                    key: key.clone(),
-                    expect: Expect::Revision(o.revision),
-                }
-            } else {
-                let left = StoredSecretId {
-                    uses_left: sid.uses_left - 1,
-                    ..sid.clone()
-                };
-                Mutation::PutObject {
-                    kind: KIND_SECRET_ID.into(),
-                    key: key.clone(),
-                    value: serde_json::to_vec(&left).expect("serialises"),
-                    expect: Expect::Revision(o.revision),
-                }
+            // A used-up secret id stays (until the role's next secret id
+            // is created) so that a later attempt is recorded as what it
+            // is: a replay.
+            let left = StoredSecretId {
+                uses_left: sid.uses_left - 1,
+                ..sid.clone()
+            };
+            let spend = Mutation::PutObject {
+                kind: KIND_SECRET_ID.into(),
+                key: key.clone(),
+                value: serde_json::to_vec(&left).expect("serialises"),
+                expect: Expect::Revision(o.revision),
             };
             let identity = identity_of(name);
             let raw = token::generate_token();

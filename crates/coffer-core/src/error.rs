@@ -725,11 +725,7 @@ pub struct LoginRefused;
 
 /// Why an app-role login failed. The caller always reads the same message;
 /// [`AppRoleRefusal::reason`] is for the audit record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "app-role login failed: wrong role id or secret id, or the secret id expired, was used up or \
-     is not valid from this network"
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AppRoleRefusal {
     /// No role has this role id.
     UnknownRole,
@@ -744,6 +740,17 @@ pub enum AppRoleRefusal {
     /// The request came from outside the role's networks.
     Network,
 }
+
+impl std::fmt::Display for AppRoleRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(
+            "app-role login failed: wrong role id or secret id, or the secret id expired, was \
+             used up or is not valid from this network",
+        )
+    }
+}
+
+impl std::error::Error for AppRoleRefusal {}
 
 impl AppRoleRefusal {
     /// The reason as audit records name it.

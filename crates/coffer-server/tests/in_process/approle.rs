@@ -195,8 +195,8 @@ fn a_one_use_secret_id_logs_in_once_and_every_refusal_answers_alike() {
     assert_refused(&login(&server, &role_id, &sid));
     assert_eq!(
         last_reason(&server),
-        format!("unknown_secret_id role=web"),
-        "a spent one-use secret id is gone"
+        format!("secret_id_used_up role=web secret_id={accessor}"),
+        "a replay of a spent one-use secret id"
     );
     let (sid2, acc2) = secret_id(&server, &root, "web");
     // Another role's role id with this secret id.
