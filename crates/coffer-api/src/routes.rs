@@ -716,12 +716,8 @@ pub const BREAKGLASS_GRANT: Route = Route::new(
 // ---- app roles ----
 
 /// A machine logs in with a role id and a secret id.
-pub const APPROLE_LOGIN: Route = Route::new(
-    Post,
-    "/api/v1/auth/approle/login",
-    "approle.login",
-    Nothing,
-);
+pub const APPROLE_LOGIN: Route =
+    Route::new(Post, "/api/v1/auth/approle/login", "approle.login", Nothing);
 /// Every app role.
 pub const APPROLE_LIST: Route = Route::new(
     Get,

@@ -188,7 +188,13 @@ pub async fn run(g: &Global, cmd: ApproleCommand) -> anyhow::Result<Status> {
                     })
                     .collect();
                 output::table(
-                    &["NAME", "POLICIES", "TOKEN TTL", "SECRET-ID USES", "NETWORKS"],
+                    &[
+                        "NAME",
+                        "POLICIES",
+                        "TOKEN TTL",
+                        "SECRET-ID USES",
+                        "NETWORKS",
+                    ],
                     &rows,
                 )?;
             }
@@ -274,7 +280,10 @@ async fn secret_id(client: &coffer_client::Client, a: SecretIdArgs) -> anyhow::R
                 "file": path,
             }))?;
         } else {
-            eprintln!("{note} Written to {} (readable by you only).", path.display());
+            eprintln!(
+                "{note} Written to {} (readable by you only).",
+                path.display()
+            );
         }
     } else if a.json {
         output::json(&s)?;

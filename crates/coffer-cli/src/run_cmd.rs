@@ -627,8 +627,7 @@ async fn fetch(
                 ));
             }
             // Never stdin: it is the command's.
-            let secret_id =
-                crate::approle_cmd::read_secret_id(a.secret_id_file.as_deref(), false)?;
+            let secret_id = crate::approle_cmd::read_secret_id(a.secret_id_file.as_deref(), false)?;
             let t = settings::client_builder(g)
                 .build()?
                 .login_approle(role_id, &secret_id)

@@ -505,7 +505,11 @@ impl Coffer {
         let display_name = match &request.display_name {
             // App-role logins name their tokens `approle:NAME/...`, and the
             // audit log names their caller so: no other token may claim it.
-            Some(d) if d.trim_start().to_lowercase().starts_with(crate::approle::IDENTITY_PREFIX) => {
+            Some(d)
+                if d.trim_start()
+                    .to_lowercase()
+                    .starts_with(crate::approle::IDENTITY_PREFIX) =>
+            {
                 return Err(CoreError::Invalid(InvalidInput::AppRoleDisplayName));
             }
             Some(d) => crate::text::check_name("a display name", d, 128)?,

@@ -200,12 +200,7 @@ fn hash_key(hash: &[u8; 32]) -> String {
     hash.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn duration(
-    what: &'static str,
-    input: Option<&str>,
-    default: i64,
-    max: i64,
-) -> Result<i64> {
+fn duration(what: &'static str, input: Option<&str>, default: i64, max: i64) -> Result<i64> {
     let ms = match input {
         Some(t) => {
             parse_duration_ms(t).map_err(|e| CoreError::Invalid(InvalidInput::Duration(e)))?
@@ -349,7 +344,11 @@ impl Coffer {
             }
             Err(e) => return Err(e.into()),
         }
-        tracing::info!(actor = identity.display_name(), approle = name, "app role created");
+        tracing::info!(
+            actor = identity.display_name(),
+            approle = name,
+            "app role created"
+        );
         Ok(info(name, &role))
     }
 
@@ -598,11 +597,7 @@ impl Coffer {
         if !token::is_handle_well_formed(ROLE_ID_PREFIX, request.role_id) {
             return Err(refuse(AppRoleRefusal::UnknownRole, None, None));
         }
-        let Some(index) = self
-            .store
-            .get_object(KIND_ROLE_ID, request.role_id)
-            .await?
-        else {
+        let Some(index) = self.store.get_object(KIND_ROLE_ID, request.role_id).await? else {
             return Err(refuse(AppRoleRefusal::UnknownRole, None, None));
         };
         let name = String::from_utf8(index.value).unwrap_or_default();

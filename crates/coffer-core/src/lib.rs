@@ -34,8 +34,8 @@
 #![forbid(unsafe_code)]
 
 mod access;
-pub mod approle;
 pub mod actor;
+pub mod approle;
 pub mod audit;
 pub mod auth;
 pub mod backup;
@@ -73,8 +73,8 @@ pub use auth::{
 };
 use cache::SecretCache;
 pub use error::{
-    AppRoleRefusal, Busy, Conflict, CoreError, Expired, Integrity, InvalidInput, LoginRefused, NotFound, Record,
-    Refusal, Result, UnsealRefusal, UpstreamFailure, UserNameError,
+    AppRoleRefusal, Busy, Conflict, CoreError, Expired, Integrity, InvalidInput, LoginRefused,
+    NotFound, Record, Refusal, Result, UnsealRefusal, UpstreamFailure, UserNameError,
 };
 pub use history::{HistoryOutcome, HistoryReceipt, HistoryVersion, IMPORT_TARGET, MAX_HISTORY};
 pub use lifecycle::{At, Label, Labels, RuleInfo, RuleSpec, SecretState};

@@ -61,7 +61,10 @@ fn an_app_role_lifecycle_through_the_cli() {
         .to_string();
     assert_eq!(role_id, created["role_id"]);
     let listed = admin().run(&["approle", "list"]).expect(0).stdout();
-    assert!(listed.contains("web") && listed.contains("reader"), "{listed}");
+    assert!(
+        listed.contains("web") && listed.contains("reader"),
+        "{listed}"
+    );
     let read = admin().run(&["approle", "read", "web"]).expect(0).stdout();
     assert!(read.contains(&role_id), "{read}");
 
@@ -92,7 +95,9 @@ fn an_app_role_lifecycle_through_the_cli() {
     let mut canary = Canary::with_value(sid.clone());
     canary.search_run("secret-id --out", &made);
     // Piped to a program (not a terminal): printed on stdout, once.
-    let piped = admin().run(&["approle", "secret-id", "web", "--json"]).expect(0);
+    let piped = admin()
+        .run(&["approle", "secret-id", "web", "--json"])
+        .expect(0);
     let piped_json = piped.json();
     let sid2 = piped_json["secret_id"].as_str().unwrap().to_string();
     assert_eq!(piped_json["uses_left"], 3);
@@ -134,21 +139,19 @@ fn an_app_role_lifecycle_through_the_cli() {
         .run(&["login", "--method", "approle", "--role-id", &role_id])
         .expect(0);
     // Three uses spent: the fourth is refused (permission denied).
-    let refused = machine()
-        .env("COFFER_SECRET_ID", &sid)
-        .run(&["login", "--method", "approle", "--role-id", &role_id]);
+    let refused = machine().env("COFFER_SECRET_ID", &sid).run(&[
+        "login",
+        "--method",
+        "approle",
+        "--role-id",
+        &role_id,
+    ]);
     assert_eq!(refused.code(), 4, "{}", refused.stderr());
     assert!(refused.stderr().contains("app-role login failed"));
     canary.search_run("refused login", &refused);
     // Usage errors: no role id; a role id without the method.
-    assert_eq!(
-        machine().run(&["login", "--method", "approle"]).code(),
-        2
-    );
-    assert_eq!(
-        machine().run(&["login", "--role-id", &role_id]).code(),
-        2
-    );
+    assert_eq!(machine().run(&["login", "--method", "approle"]).code(), 2);
+    assert_eq!(machine().run(&["login", "--role-id", &role_id]).code(), 2);
 
     // `coffer run --login approle` logs in for the one command.
     let sid2_file = dir.path().join("sid2");
@@ -247,17 +250,29 @@ fn coffer_scan_finds_a_leaked_secret_id() {
         .to_string();
     let repo = dir.path().join("repo");
     std::fs::create_dir_all(&repo).unwrap();
-    std::fs::write(repo.join("deploy.sh"), format!("export COFFER_SECRET_ID={sid}\n")).unwrap();
-    let scan = common::Cli::new(&server.addr, &repo)
-        .run(&["scan", "--json", repo.to_str().unwrap()]);
+    std::fs::write(
+        repo.join("deploy.sh"),
+        format!("export COFFER_SECRET_ID={sid}\n"),
+    )
+    .unwrap();
+    let scan =
+        common::Cli::new(&server.addr, &repo).run(&["scan", "--json", repo.to_str().unwrap()]);
     assert_eq!(scan.code(), 9, "{}", scan.stderr());
-    assert!(scan.stdout().contains("coffer-secret-id"), "{}", scan.stdout());
+    assert!(
+        scan.stdout().contains("coffer-secret-id"),
+        "{}",
+        scan.stdout()
+    );
     // A secret id with one character changed is not reported.
     let last = if sid.ends_with('0') { '1' } else { '0' };
     let broken = format!("{}{last}", &sid[..sid.len() - 1]);
-    std::fs::write(repo.join("deploy.sh"), format!("export COFFER_SECRET_ID={broken}\n")).unwrap();
-    let scan = common::Cli::new(&server.addr, &repo)
-        .run(&["scan", "--json", repo.to_str().unwrap()]);
+    std::fs::write(
+        repo.join("deploy.sh"),
+        format!("export COFFER_SECRET_ID={broken}\n"),
+    )
+    .unwrap();
+    let scan =
+        common::Cli::new(&server.addr, &repo).run(&["scan", "--json", repo.to_str().unwrap()]);
     assert_eq!(scan.code(), 0, "{}", scan.stdout());
 }
 
@@ -305,7 +320,10 @@ fn race(server: &Server, root: &str) {
             1,
             "round {round}: {statuses:?}"
         );
-        assert!(statuses.iter().all(|s| *s == 200 || *s == 401), "{statuses:?}");
+        assert!(
+            statuses.iter().all(|s| *s == 200 || *s == 401),
+            "{statuses:?}"
+        );
     }
 }
 

@@ -109,9 +109,7 @@ fn token_data(record: &TokenView) -> TokenData {
         num_uses: record.uses_left.unwrap_or(0),
         orphan: record.parent.is_none(),
         path: match record.user.as_deref() {
-            Some(u) if u.starts_with(coffer_core::approle::IDENTITY_PREFIX) => {
-                "auth/approle/login"
-            }
+            Some(u) if u.starts_with(coffer_core::approle::IDENTITY_PREFIX) => "auth/approle/login",
             Some(_) => "auth/userpass/login",
             None => "auth/token/create",
         },

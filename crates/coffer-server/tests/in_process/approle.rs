@@ -135,7 +135,10 @@ fn a_login_returns_a_token_with_exactly_the_roles_policies_ttl_and_networks() {
         "web",
         json!({ "token_ttl": "10m", "token_uses": 5, "cidrs": ["127.0.0.0/8"] }),
     );
-    assert!(role_id.starts_with("rid_") && role_id.len() == 28, "{role_id}");
+    assert!(
+        role_id.starts_with("rid_") && role_id.len() == 28,
+        "{role_id}"
+    );
     let (sid, accessor) = secret_id(&server, &root, "web");
     assert!(sid.starts_with("cfs_") && sid.len() == 53, "{sid}");
     assert!(accessor.starts_with("sia_"), "{accessor}");
@@ -221,7 +224,10 @@ fn a_one_use_secret_id_logs_in_once_and_every_refusal_answers_alike() {
         None,
     );
     let listed = ok(&listed, "list").to_string();
-    assert!(!listed.contains(&accessor) && !listed.contains("cfs_"), "{listed}");
+    assert!(
+        !listed.contains(&accessor) && !listed.contains("cfs_"),
+        "{listed}"
+    );
     // Refused logins are denials in the log, with no secret id in them.
     let log = std::fs::read_to_string(server.audit_log()).unwrap();
     for s in [&sid, &sid2, &root] {
@@ -274,7 +280,12 @@ fn an_expired_secret_id_is_refused_by_the_servers_clock() {
 #[test]
 fn logins_from_outside_the_roles_networks_are_refused_and_the_token_is_bound() {
     let (_dir, server, root) = setup();
-    let role_id = create_role(&server, &root, "net", json!({ "cidrs": ["10.1.0.0/16"], "secret_id_uses": 2 }));
+    let role_id = create_role(
+        &server,
+        &root,
+        "net",
+        json!({ "cidrs": ["10.1.0.0/16"], "secret_id_uses": 2 }),
+    );
     let (sid, accessor) = secret_id(&server, &root, "net");
     assert_refused(&login(&server, &role_id, &sid));
     assert_eq!(
@@ -330,7 +341,12 @@ fn revoking_a_secret_id_revokes_its_tokens_and_deleting_a_role_revokes_all() {
     );
     assert_eq!(again.status, 404, "{}", again.text());
 
-    let r = server.http("DELETE", "/api/v1/auth/approle/roles/web", Some(&root), None);
+    let r = server.http(
+        "DELETE",
+        "/api/v1/auth/approle/roles/web",
+        Some(&root),
+        None,
+    );
     assert_eq!(r.status, 204, "{}", r.text());
     assert_eq!(read(&t2), 401);
     assert_refused(&login(&server, &role_id, &sid2));
@@ -363,7 +379,10 @@ fn concurrent_logins_with_a_one_use_secret_id_get_exactly_one_token() {
         });
         let wins = statuses.iter().filter(|s| **s == 200).count();
         assert_eq!(wins, 1, "round {round}: {statuses:?}");
-        assert!(statuses.iter().all(|s| *s == 200 || *s == 401), "{statuses:?}");
+        assert!(
+            statuses.iter().all(|s| *s == 200 || *s == 401),
+            "{statuses:?}"
+        );
     }
 }
 
@@ -385,7 +404,12 @@ path "app/*" { capabilities = ["read"] }"# })
     );
     let body = json!({ "policies": ["web-admin"] }).to_string();
     let t = ok(
-        &server.http("POST", "/api/v1/auth/tokens", Some(&root), Some(body.as_bytes())),
+        &server.http(
+            "POST",
+            "/api/v1/auth/tokens",
+            Some(&root),
+            Some(body.as_bytes()),
+        ),
         "token",
     )["token"]
         .as_str()
@@ -402,7 +426,11 @@ path "app/*" { capabilities = ["read"] }"# })
     // It may not hand out a policy it does not hold.
     let body = json!({ "policies": ["reader"] }).to_string();
     assert_eq!(
-        s("PUT", "/api/v1/auth/approle/roles/web2", Some(body.as_bytes())),
+        s(
+            "PUT",
+            "/api/v1/auth/approle/roles/web2",
+            Some(body.as_bytes())
+        ),
         403
     );
     // No token at all.
@@ -414,7 +442,12 @@ path "app/*" { capabilities = ["read"] }"# })
     );
     // A token may not claim an app role's identity by its display name.
     let body = json!({ "policies": ["reader"], "display_name": "approle:web" }).to_string();
-    let r = server.http("POST", "/api/v1/auth/tokens", Some(&root), Some(body.as_bytes()));
+    let r = server.http(
+        "POST",
+        "/api/v1/auth/tokens",
+        Some(&root),
+        Some(body.as_bytes()),
+    );
     assert_eq!(r.status, 400, "{}", r.text());
 }
 
@@ -507,7 +540,10 @@ fn hostile_input_is_refused_and_changes_nothing() {
         assert!(!r.text().contains(&sid));
     }
     // None of that spent the one-use secret id.
-    ok(&login(&server, &role_id, &sid), "login after the hostile ones");
+    ok(
+        &login(&server, &role_id, &sid),
+        "login after the hostile ones",
+    );
     // Control characters in a secret id are just a wrong secret id.
     assert_refused(&login(&server, &role_id, "cfs_\u{202e}\n\u{1b}[2J"));
     let bad = server.http(

@@ -257,7 +257,12 @@ const SAMPLES: &[Sample] = &[
         Some(r#"{"policies":["{policy}"]}"#),
     ),
     (&routes::APPROLE_DELETE, &["sample-role"], "", None),
-    (&routes::APPROLE_SECRET_ID_CREATE, &["sample-role"], "", None),
+    (
+        &routes::APPROLE_SECRET_ID_CREATE,
+        &["sample-role"],
+        "",
+        None,
+    ),
     (&routes::APPROLE_SECRET_ID_LIST, &["sample-role"], "", None),
     (
         &routes::APPROLE_SECRET_ID_REVOKE,
