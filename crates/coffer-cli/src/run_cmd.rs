@@ -917,6 +917,9 @@ mod tests {
             cache_ttl: 0,
             no_cache: false,
             keep_token: false,
+            login: None,
+            role_id: None,
+            secret_id_file: None,
             command: vec!["true".into()],
         }
     }

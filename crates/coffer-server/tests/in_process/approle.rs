@@ -539,6 +539,27 @@ fn hostile_input_is_refused_and_changes_nothing() {
         );
         assert!(!r.text().contains(&sid));
     }
+    // Another Host, a body that is not declared JSON: refused at the edge.
+    let body = json!({ "role_id": role_id, "secret_id": sid }).to_string();
+    for headers in [
+        &[("host", "evil.example")][..],
+        &[("content-type", "text/plain")][..],
+        &[("content-type", "application/x-www-form-urlencoded")][..],
+    ] {
+        let r = server.request(
+            "POST",
+            "/api/v1/auth/approle/login",
+            None,
+            Some(body.as_bytes()),
+            headers,
+        );
+        assert!(
+            (400..500).contains(&r.status) && r.status != 401,
+            "{headers:?}: {} {}",
+            r.status,
+            r.text()
+        );
+    }
     // None of that spent the one-use secret id.
     ok(
         &login(&server, &role_id, &sid),
