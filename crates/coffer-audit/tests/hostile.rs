@@ -190,6 +190,7 @@ fn unicode_line_separators_are_escaped_in_records() {
             kind: "service".into(),
             name: hostile.into(),
             accessor: "acc_x".into(),
+            via: None,
         }),
         message: Some(hostile.into()),
         ..request("u")
