@@ -441,8 +441,8 @@ impl Coffer {
             }
         }
         if live >= MAX_SECRET_IDS {
-            return Err(CoreError::Invalid(InvalidInput::SecretIdUses {
-                max: MAX_SECRET_IDS as u64,
+            return Err(CoreError::Invalid(InvalidInput::TooManySecretIds {
+                limit: MAX_SECRET_IDS,
             }));
         }
         let raw = token::generate_secret_id();

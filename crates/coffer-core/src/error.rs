@@ -480,6 +480,9 @@ pub enum InvalidInput {
     /// A secret-id use count outside its range.
     #[error("secret-id uses must be between 1 and {max}")]
     SecretIdUses { max: u64 },
+    /// A role with as many live secret ids as it may hold.
+    #[error("the app role has {limit} live secret ids already; revoke some first")]
+    TooManySecretIds { limit: usize },
     /// Something that is not a secret-id accessor (`shown`: made printable).
     #[error("{shown} is not a secret-id accessor (they look like sia_...)")]
     SecretIdAccessor { shown: String },
