@@ -508,7 +508,7 @@ impl Coffer {
             Some(d)
                 if d.trim_start()
                     .to_lowercase()
-                    .starts_with(crate::approle::IDENTITY_PREFIX) =>
+                    .starts_with(crate::actor::APPROLE_PREFIX) =>
             {
                 return Err(CoreError::Invalid(InvalidInput::AppRoleDisplayName));
             }

@@ -49,7 +49,7 @@ const KIND_SECRET_ID: &str = "approle-secret-id";
 const KIND_FAILURES: &str = "approle-failures";
 
 /// What an app-role token's identity starts with: `approle:NAME`.
-pub const IDENTITY_PREFIX: &str = "approle:";
+pub const IDENTITY_PREFIX: &str = crate::actor::APPROLE_PREFIX;
 /// The policy target that `admin` is checked on: this plus the role's name
 /// (this alone for listing).
 pub const ADMIN_PREFIX: &str = "sys/auth/approle/";

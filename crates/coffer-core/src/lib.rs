@@ -27,7 +27,7 @@
 //!    hands them out), `session` (tokens, [`Coffer::authorize`]), `hygiene`
 //!    (key usage), `read` (cached state, the one enumeration, the one way a
 //!    value is opened) and `write` (the one write path, `WriteTx`).
-//! 4. Use cases: `access`, `users`, `versions`, `fingerprint`, `pgroles`,
+//! 4. Use cases: `access`, `users`, `approle`, `versions`, `fingerprint`, `pgroles`,
 //!    `rotation`, `backup`, `cluster`. A use case may call one below it (a rotation of a
 //!    managed secret is a `pgroles` step), never one above.
 
@@ -235,6 +235,7 @@ mod layering {
         "write",
         "access",
         "users",
+        "approle",
         "versions",
         "fingerprint",
         "pgroles",
@@ -314,6 +315,7 @@ mod enumeration_owner {
     pub(super) const SOURCES: &[(&str, &str)] = &[
         ("access.rs", include_str!("access.rs")),
         ("actor.rs", include_str!("actor.rs")),
+        ("approle.rs", include_str!("approle.rs")),
         ("audit.rs", include_str!("audit.rs")),
         ("auth.rs", include_str!("auth.rs")),
         ("backup.rs", include_str!("backup.rs")),
