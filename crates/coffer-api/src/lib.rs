@@ -531,6 +531,8 @@ fn service() -> String {
 
 mod access;
 pub use access::*;
+mod approle;
+pub use approle::*;
 mod audit;
 pub use audit::*;
 

@@ -743,6 +743,60 @@ pub const SHARE_REVOKE: Route = Route::new(
 /// Opens a share link: spends one view and returns the sealed value (the
 /// link's id is the credential; failures are rate limited per address).
 pub const SHARE_OPEN: Route = Route::new(Post, "/api/v1/shares/{id}/open", "share.open", Nothing);
+// ---- app roles ----
+
+/// A machine logs in with a role id and a secret id.
+pub const APPROLE_LOGIN: Route =
+    Route::new(Post, "/api/v1/auth/approle/login", "approle.login", Nothing);
+/// Every app role.
+pub const APPROLE_LIST: Route = Route::new(
+    Get,
+    "/api/v1/auth/approle/roles",
+    "approle.list",
+    Allow(Admin, Sys("sys/auth/approle/")),
+);
+/// An app role, with its role id.
+pub const APPROLE_READ: Route = Route::new(
+    Get,
+    "/api/v1/auth/approle/roles/{name}",
+    "approle.read",
+    Allow(Admin, SysNamed("sys/auth/approle/")),
+);
+/// Creates an app role.
+pub const APPROLE_CREATE: Route = Route::new(
+    Put,
+    "/api/v1/auth/approle/roles/{name}",
+    "approle.create",
+    Allow(Admin, SysNamed("sys/auth/approle/")),
+);
+/// Deletes an app role, its secret ids, and the tokens its logins issued.
+pub const APPROLE_DELETE: Route = Route::new(
+    Method::Delete,
+    "/api/v1/auth/approle/roles/{name}",
+    "approle.delete",
+    Allow(Admin, SysNamed("sys/auth/approle/")),
+);
+/// Creates a secret id for an app role (shown once).
+pub const APPROLE_SECRET_ID_CREATE: Route = Route::new(
+    Post,
+    "/api/v1/auth/approle/roles/{name}/secret-ids",
+    "approle.secret_id.create",
+    Allow(Admin, SysNamed("sys/auth/approle/")),
+);
+/// An app role's live secret ids (accessors only).
+pub const APPROLE_SECRET_ID_LIST: Route = Route::new(
+    Get,
+    "/api/v1/auth/approle/roles/{name}/secret-ids",
+    "approle.secret_id.list",
+    Allow(Admin, SysNamed("sys/auth/approle/")),
+);
+/// Revokes a secret id and the tokens it logged in.
+pub const APPROLE_SECRET_ID_REVOKE: Route = Route::new(
+    Post,
+    "/api/v1/auth/approle/roles/{name}/secret-ids/revoke",
+    "approle.secret_id.revoke",
+    Allow(Admin, SysNamed("sys/auth/approle/")),
+);
 
 // ---- the audit log ----
 
@@ -861,6 +915,14 @@ pub const ALL: &[&Route] = &[
     &SHARE_LIST,
     &SHARE_REVOKE,
     &SHARE_OPEN,
+    &APPROLE_LOGIN,
+    &APPROLE_LIST,
+    &APPROLE_READ,
+    &APPROLE_CREATE,
+    &APPROLE_DELETE,
+    &APPROLE_SECRET_ID_CREATE,
+    &APPROLE_SECRET_ID_LIST,
+    &APPROLE_SECRET_ID_REVOKE,
     &AUDIT_VERIFY,
     &AUDIT_QUERY,
     &AUDIT_READERS,
@@ -982,7 +1044,8 @@ mod tests {
                 "sys.openapi",
                 "auth.login",
                 "invite.accept",
-                "share.open"
+                "share.open",
+                "approle.login"
             ]
         );
     }

@@ -362,6 +362,7 @@ mod tests {
                 kind: "service".into(),
                 name: "ci".into(),
                 accessor: a.into(),
+                via: None,
             }),
             source: Some(source.into()),
             path: Some(path.into()),

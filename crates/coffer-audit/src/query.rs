@@ -312,6 +312,7 @@ mod tests {
                 kind: "human".into(),
                 name: name.into(),
                 accessor: format!("acc_{name}"),
+                via: None,
             }),
             source: Some("127.0.0.1".into()),
             op: Some(op.into()),

@@ -74,6 +74,10 @@ pub struct Actor {
     pub name: String,
     /// The token's accessor (not a credential: it cannot authenticate).
     pub accessor: String,
+    /// What the token was issued for, when a login issued it: the accessor
+    /// of the app-role secret id it logged in with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
 }
 
 /// What an alert record reports.
@@ -183,6 +187,10 @@ pub struct Record {
     /// HMAC of the user name a login or invitation named.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub login: Option<String>,
+    /// Why a login was refused (`secret_id_expired role=web
+    /// secret_id=sia_...`); never a credential.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     /// For alert records: what fired.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alert: Option<AlertInfo>,

@@ -94,6 +94,7 @@ fn audit_masks_token_shaped_strings_in_every_field() {
                 kind: "service".into(),
                 name: format!("ci-{t}"),
                 accessor: format!("acc_{t}"),
+                via: None,
             }),
             source: Some(format!("10.0.0.1 {t}")),
             method: Some("GET".into()),
@@ -189,6 +190,7 @@ fn unicode_line_separators_are_escaped_in_records() {
             kind: "service".into(),
             name: hostile.into(),
             accessor: "acc_x".into(),
+            via: None,
         }),
         message: Some(hostile.into()),
         ..request("u")

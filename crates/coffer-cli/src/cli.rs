@@ -344,8 +344,14 @@ secret made by `coffer pg manage` rotates its PostgreSQL roles.")]
   coffer login --user alice                  # prompts for the password
   coffer login --user alice --totp 123456    # with one-time codes on
   coffer login                               # paste a token, no echo
-  coffer login < ~/.local/share/coffer/dev/root-token")]
+  coffer login < ~/.local/share/coffer/dev/root-token
+  coffer login --method approle --role-id rid_7Qb... --secret-id-file /run/secrets/sid")]
     Login(LoginArgs),
+
+    /// App roles: short-lived tokens for machines with no platform identity
+    /// (a role id and a secret id log in).
+    #[command(subcommand)]
+    Approle(crate::approle_cmd::ApproleCommand),
 
     /// Manage policies: named sets of capabilities on path patterns.
     #[command(subcommand)]
@@ -469,6 +475,17 @@ pub struct LoginArgs {
     /// The current one-time code, for accounts with TOTP on.
     #[arg(long, value_name = "CODE", requires = "user")]
     pub totp: Option<String>,
+    /// How to log in: `approle` with --role-id and a secret id (from
+    /// --secret-id-file, COFFER_SECRET_ID or stdin). Without it, --user
+    /// logs in with a password, and no flag saves a token you have.
+    #[arg(long, value_name = "METHOD", value_parser = ["approle"], conflicts_with = "user")]
+    pub method: Option<String>,
+    /// The app role's role id (with --method approle).
+    #[arg(long, value_name = "ID", requires = "method")]
+    pub role_id: Option<String>,
+    /// Read the secret id from this file (with --method approle).
+    #[arg(long, value_name = "FILE", requires = "role_id")]
+    pub secret_id_file: Option<PathBuf>,
     /// Print JSON for scripts.
     #[arg(long)]
     pub json: bool,

@@ -91,6 +91,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<Status> {
         Command::Cp(a) => crate::lifecycle_cmd::copy(g, a, false).await,
         Command::Mv(a) => crate::lifecycle_cmd::copy(g, a, true).await,
         Command::Env(c) => crate::lifecycle_cmd::env(g, c).await,
+        Command::Login(a) if a.method.is_some() => match &a.role_id {
+            Some(role_id) => {
+                crate::approle_cmd::login(g, role_id, a.secret_id_file.as_deref(), a.json).await
+            }
+            None => Err(fail(
+                Status::Usage,
+                "--method approle needs --role-id ID (and the secret id from --secret-id-file, COFFER_SECRET_ID or stdin)",
+            )),
+        },
+        Command::Approle(c) => crate::approle_cmd::run(g, c).await,
         Command::Login(a) => match &a.user {
             Some(user) => access_cmd::login_user(g, user, a.totp.as_deref(), a.json).await,
             None => login(g, a.json).await,

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 mod access_cmd;
+mod approle_cmd;
 mod audit_cmd;
 mod backup_cmd;
 mod check_cmd;

@@ -16,6 +16,7 @@ use std::path::PathBuf;
 use clap::Args;
 use coffer_api::{BundleRef, BundleRequest, ReadResponse};
 use coffer_client::{ErrorKind, WireValue};
+use coffer_crypto::SecretString;
 use zeroize::Zeroizing;
 
 use crate::exit::{Status, fail};
@@ -73,6 +74,18 @@ pub struct RunArgs {
     /// variable whose value holds a token or credential).
     #[arg(long)]
     pub keep_token: bool,
+    /// Log in first and use the new short-lived token instead of
+    /// COFFER_TOKEN or the saved one: `approle` with --role-id and
+    /// --secret-id-file or COFFER_SECRET_ID (each run spends one use of the
+    /// secret id; no offline copy is kept).
+    #[arg(long, value_name = "METHOD", value_parser = ["approle"], requires = "role_id")]
+    pub login: Option<String>,
+    /// The app role's role id (with --login approle).
+    #[arg(long, value_name = "ID", requires = "login")]
+    pub role_id: Option<String>,
+    /// Read the secret id from this file (with --login approle).
+    #[arg(long, value_name = "FILE", requires = "login")]
+    pub secret_id_file: Option<PathBuf>,
     /// The command and its arguments.
     #[arg(trailing_var_arg = true, required = true, num_args = 1.., value_name = "CMD")]
     pub command: Vec<OsString>,
@@ -605,10 +618,30 @@ async fn fetch(
     a: &RunArgs,
     request: &BundleRequest,
 ) -> anyhow::Result<Vec<ReadResponse<WireValue>>> {
-    let token = settings::resolve_token()?;
-    let cache = token
-        .as_ref()
-        .and_then(|t| Cache::for_request(t, &settings::addr(g), request));
+    let (token, cache) = match (&a.login, &a.role_id) {
+        (Some(_), Some(role_id)) => {
+            if a.offline {
+                return Err(fail(
+                    Status::Usage,
+                    "--offline uses the copy a saved token fetched; it cannot log in",
+                ));
+            }
+            // Never stdin: it is the command's.
+            let secret_id = crate::approle_cmd::read_secret_id(a.secret_id_file.as_deref(), false)?;
+            let t = settings::client_builder(g)
+                .build()?
+                .login_approle(role_id, &secret_id)
+                .await?;
+            (Some(SecretString::new(t.token.expose().to_string())), None)
+        }
+        _ => {
+            let token = settings::resolve_token()?;
+            let cache = token
+                .as_ref()
+                .and_then(|t| Cache::for_request(t, &settings::addr(g), request));
+            (token, cache)
+        }
+    };
     if a.offline {
         let Some(cache) = &cache else {
             return Err(fail(
@@ -884,6 +917,9 @@ mod tests {
             cache_ttl: 0,
             no_cache: false,
             keep_token: false,
+            login: None,
+            role_id: None,
+            secret_id_file: None,
             command: vec!["true".into()],
         }
     }

@@ -22,6 +22,7 @@
 #![forbid(unsafe_code)]
 
 mod access;
+mod approle;
 mod audit;
 mod foreign;
 mod leak;

@@ -117,7 +117,7 @@ pub struct BreakglassRequest {
     pub ttl: Option<String>,
 }
 
-fn parse_cidrs(input: &[String]) -> Result<Vec<ipnet::IpNet>> {
+pub(crate) fn parse_cidrs(input: &[String]) -> Result<Vec<ipnet::IpNet>> {
     if input.len() > MAX_CIDRS {
         return Err(CoreError::Invalid(InvalidInput::TooManyNetworks {
             limit: MAX_CIDRS,
@@ -503,6 +503,15 @@ impl Coffer {
             }
         }
         let display_name = match &request.display_name {
+            // App-role logins name their tokens `approle:NAME/...`, and the
+            // audit log names their caller so: no other token may claim it.
+            Some(d)
+                if d.trim_start()
+                    .to_lowercase()
+                    .starts_with(crate::actor::APPROLE_PREFIX) =>
+            {
+                return Err(CoreError::Invalid(InvalidInput::AppRoleDisplayName));
+            }
             Some(d) => crate::text::check_name("a display name", d, 128)?,
             None => "token".to_string(),
         };

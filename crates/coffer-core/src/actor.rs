@@ -16,6 +16,10 @@ use crate::auth::Identity;
 
 const SEP: char = '\u{1F}';
 
+/// What the identity of an app role's tokens starts with: `approle:NAME`
+/// (kept here, below the use cases, as every one of them names callers).
+pub const APPROLE_PREFIX: &str = "approle:";
+
 /// The kind of the system's own actor (the rotation scheduler).
 pub const SYSTEM_KIND: &str = "system";
 

@@ -32,6 +32,10 @@ pub enum CoreError {
     /// A login that failed, for whatever reason (one message for all).
     #[error("{0}")]
     LoginFailed(LoginRefused),
+    /// An app-role login that failed, for whatever reason: one message for
+    /// all, the reason goes only to the audit record.
+    #[error("{0}")]
+    AppRoleLoginFailed(AppRoleRefusal),
     /// Too many attempts (failed logins for one account), or the unseal
     /// lock is busy; try again later.
     #[error("{0}")]
@@ -154,6 +158,8 @@ pub enum Record {
     Rule { pattern: String },
     /// A share link's record.
     Share,
+    /// An app role, or one of its secret ids.
+    AppRole { name: String },
 }
 
 impl std::fmt::Display for Record {
@@ -174,6 +180,7 @@ impl std::fmt::Display for Record {
             Record::Policy { name } => write!(f, "policy {name}"),
             Record::Rule { pattern } => write!(f, "lifecycle rule {pattern}"),
             Record::Share => f.write_str("a share link record"),
+            Record::AppRole { name } => write!(f, "app role {name}"),
         }
     }
 }
@@ -464,6 +471,27 @@ pub enum InvalidInput {
     /// A use count of zero.
     #[error("uses must be at least 1 (leave it out for unlimited)")]
     ZeroUses,
+    /// An app-role name that breaks the rules (`shown`: made printable).
+    #[error(
+        "{shown} is not an app-role name: 1 to 64 ASCII letters, digits, '-', '_' or '.', \
+         starting with a letter or digit"
+    )]
+    AppRoleName { shown: String },
+    /// An app-role duration outside its range.
+    #[error("{what} must be between 1s and {max}")]
+    AppRoleDuration { what: &'static str, max: String },
+    /// A secret-id use count outside its range.
+    #[error("secret-id uses must be between 1 and {max}")]
+    SecretIdUses { max: u64 },
+    /// A role with as many live secret ids as it may hold.
+    #[error("the app role has {limit} live secret ids already; revoke some first")]
+    TooManySecretIds { limit: usize },
+    /// Something that is not a secret-id accessor (`shown`: made printable).
+    #[error("{shown} is not a secret-id accessor (they look like sia_...)")]
+    SecretIdAccessor { shown: String },
+    /// A display name that claims an app-role identity.
+    #[error("display names starting with \"approle:\" are kept for app-role logins")]
+    AppRoleDisplayName,
     /// Something that is not a token accessor (`shown`: made printable).
     #[error("{shown} is not a token accessor (they look like acc_...)")]
     Accessor { shown: String },
@@ -704,6 +732,49 @@ impl From<String> for Refusal {
 #[error("login failed: wrong user name, password or one-time code")]
 pub struct LoginRefused;
 
+/// Why an app-role login failed. The caller always reads the same message;
+/// [`AppRoleRefusal::reason`] is for the audit record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppRoleRefusal {
+    /// No role has this role id.
+    UnknownRole,
+    /// Not a secret id, or none of the role's.
+    UnknownSecretId,
+    /// The secret id belongs to another role.
+    OtherRole,
+    /// The secret id expired.
+    Expired,
+    /// The secret id has no uses left (or a concurrent login took the last).
+    UsedUp,
+    /// The request came from outside the role's networks.
+    Network,
+}
+
+impl std::fmt::Display for AppRoleRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(
+            "app-role login failed: wrong role id or secret id, or the secret id expired, was \
+             used up or is not valid from this network",
+        )
+    }
+}
+
+impl std::error::Error for AppRoleRefusal {}
+
+impl AppRoleRefusal {
+    /// The reason as audit records name it.
+    pub fn reason(self) -> &'static str {
+        match self {
+            AppRoleRefusal::UnknownRole => "unknown_role_id",
+            AppRoleRefusal::UnknownSecretId => "unknown_secret_id",
+            AppRoleRefusal::OtherRole => "secret_id_of_another_role",
+            AppRoleRefusal::Expired => "secret_id_expired",
+            AppRoleRefusal::UsedUp => "secret_id_used_up",
+            AppRoleRefusal::Network => "network_not_allowed",
+        }
+    }
+}
+
 /// Why an attempt must wait.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Busy {
@@ -714,6 +785,12 @@ pub enum Busy {
          again shortly"
     )]
     LoginPaced { pace_seconds: i64 },
+    /// Failed logins for the app role are paced.
+    #[error(
+        "too many failed logins for this app role: one attempt every {pace_seconds} seconds; try \
+         again shortly"
+    )]
+    AppRolePaced { pace_seconds: i64 },
     /// Another unseal attempt holds the unseal lock.
     #[error(
         "another unseal attempt is in progress; try again shortly, or unseal from the server \
@@ -799,6 +876,12 @@ pub enum NotFound {
     /// No policy of that name.
     #[error("no policy named {name}")]
     Policy { name: String },
+    /// No app role of that name.
+    #[error("no app role named {name}")]
+    AppRole { name: String },
+    /// The app role has no secret id with that accessor.
+    #[error("app role {name} has no secret id {accessor}")]
+    SecretId { name: String, accessor: String },
     /// The built-in `root` policy has no stored source.
     #[error("root is built in: it grants everything and has no source")]
     BuiltInPolicy,
@@ -886,6 +969,9 @@ pub enum Conflict {
     /// A rotation lost to another writer.
     #[error("rotation conflict, nothing written: {0}")]
     Rotation(Box<Conflict>),
+    /// An app role of that name exists already.
+    #[error("app role {name} already exists; delete it first to define it again")]
+    AppRoleExists { name: String },
     /// A copy's source changed while it was read.
     #[error("{from} changed during the copy; try again")]
     CopySourceChanged { from: String },

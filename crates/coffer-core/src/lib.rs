@@ -27,7 +27,7 @@
 //!    hands them out), `session` (tokens, [`Coffer::authorize`]), `hygiene`
 //!    (key usage), `read` (cached state, the one enumeration, the one way a
 //!    value is opened) and `write` (the one write path, `WriteTx`).
-//! 4. Use cases: `access`, `users`, `versions`, `fingerprint`, `pgroles`,
+//! 4. Use cases: `access`, `users`, `approle`, `versions`, `fingerprint`, `pgroles`,
 //!    `rotation`, `backup`, `cluster`. A use case may call one below it (a rotation of a
 //!    managed secret is a `pgroles` step), never one above.
 
@@ -35,6 +35,7 @@
 
 mod access;
 pub mod actor;
+pub mod approle;
 pub mod audit;
 pub mod auth;
 pub mod backup;
@@ -73,8 +74,8 @@ pub use auth::{
 };
 use cache::SecretCache;
 pub use error::{
-    Busy, Conflict, CoreError, Expired, Integrity, InvalidInput, LoginRefused, NotFound, Record,
-    Refusal, Result, UnsealRefusal, UpstreamFailure, UserNameError,
+    AppRoleRefusal, Busy, Conflict, CoreError, Expired, Integrity, InvalidInput, LoginRefused,
+    NotFound, Record, Refusal, Result, UnsealRefusal, UpstreamFailure, UserNameError,
 };
 pub use history::{HistoryOutcome, HistoryReceipt, HistoryVersion, IMPORT_TARGET, MAX_HISTORY};
 pub use lifecycle::{At, Label, Labels, RuleInfo, RuleSpec, SecretState};
@@ -235,6 +236,7 @@ mod layering {
         "write",
         "access",
         "users",
+        "approle",
         "versions",
         "fingerprint",
         "pgroles",
@@ -314,6 +316,7 @@ mod enumeration_owner {
     pub(super) const SOURCES: &[(&str, &str)] = &[
         ("access.rs", include_str!("access.rs")),
         ("actor.rs", include_str!("actor.rs")),
+        ("approle.rs", include_str!("approle.rs")),
         ("audit.rs", include_str!("audit.rs")),
         ("auth.rs", include_str!("auth.rs")),
         ("backup.rs", include_str!("backup.rs")),

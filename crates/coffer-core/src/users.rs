@@ -129,9 +129,9 @@ struct StoredTotp {
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct StoredFailures {
+pub(crate) struct StoredFailures {
     /// Unix milliseconds of failures within the last hour, oldest first.
-    at: Vec<i64>,
+    pub(crate) at: Vec<i64>,
     /// Where each failure in `at` came from (same order), when known;
     /// records written before sources were kept have none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -140,7 +140,7 @@ struct StoredFailures {
 
 impl StoredFailures {
     /// The failures in a stored record that are within the window.
-    fn recent(bytes: Option<&[u8]>, now: i64) -> StoredFailures {
+    pub(crate) fn recent(bytes: Option<&[u8]>, now: i64) -> StoredFailures {
         let mut f = bytes
             .and_then(|b| serde_json::from_slice::<StoredFailures>(b).ok())
             .unwrap_or_default();
@@ -156,7 +156,7 @@ impl StoredFailures {
         f
     }
 
-    fn push(&mut self, now: i64, source: Option<IpAddr>) {
+    pub(crate) fn push(&mut self, now: i64, source: Option<IpAddr>) {
         self.at.push(now);
         self.from.push(source);
         let excess = self.at.len().saturating_sub(MAX_FAILED_LOGINS);
@@ -164,7 +164,7 @@ impl StoredFailures {
         self.from.drain(..excess.min(self.from.len()));
     }
 
-    fn last(&self) -> i64 {
+    pub(crate) fn last(&self) -> i64 {
         self.at.iter().copied().max().unwrap_or(i64::MIN)
     }
 

@@ -19,6 +19,10 @@
 //! checksum taken over `cfi_` + body, so scanners recognise a leaked invitation
 //! too, and a token is never mistaken for an invitation or the other way round.
 //!
+//! An app-role secret id (`cfs_` + body + checksum) is built the same way
+//! again, with its own prefix, so a leaked one is found by scanners and is
+//! never taken for a token or an invitation.
+//!
 //! An accessor (`acc_` + 24 base62 characters) is a public handle for a token,
 //! used to list and revoke tokens without knowing them; it is not a secret.
 
@@ -32,6 +36,8 @@ use crate::secret::SecretString;
 pub const TOKEN_PREFIX: &str = "cft_";
 /// Prefix of every invitation code.
 pub const INVITE_PREFIX: &str = "cfi_";
+/// Prefix of every app-role secret id.
+pub const SECRET_ID_PREFIX: &str = "cfs_";
 /// Prefix of every token accessor.
 pub const ACCESSOR_PREFIX: &str = "acc_";
 /// Number of random base62 characters in a token body.
@@ -161,6 +167,49 @@ pub fn is_well_formed_invite(s: &str) -> bool {
     is_checksummed(INVITE_PREFIX, s)
 }
 
+/// Generates a fresh app-role secret id: `cfs_` + 43 random base62
+/// characters + a 6-character checksum, 53 characters in all.
+///
+/// # Panics
+///
+/// Panics if the operating system cannot supply randomness.
+#[must_use]
+pub fn generate_secret_id() -> SecretString {
+    generate_checksummed(SECRET_ID_PREFIX)
+}
+
+/// Whether `s` has exactly the secret-id format, including a matching
+/// checksum. A syntactic filter only, like [`is_well_formed`].
+#[must_use]
+pub fn is_well_formed_secret_id(s: &str) -> bool {
+    is_checksummed(SECRET_ID_PREFIX, s)
+}
+
+/// Generates a fresh public handle: `prefix` + 24 random base62 characters,
+/// the accessor construction under another prefix (app-role ids, secret-id
+/// accessors). Not secret, but not guessable either.
+///
+/// # Panics
+///
+/// Panics if the operating system cannot supply randomness.
+#[must_use]
+pub fn generate_handle(prefix: &str) -> String {
+    let mut handle = String::with_capacity(prefix.len() + ACCESSOR_BODY_LEN);
+    handle.push_str(prefix);
+    push_base62(&mut handle, ACCESSOR_BODY_LEN);
+    handle
+}
+
+/// Whether `s` is `prefix` followed by exactly 24 base62 characters.
+#[must_use]
+pub fn is_handle_well_formed(prefix: &str, s: &str) -> bool {
+    s.len() == prefix.len() + ACCESSOR_BODY_LEN
+        && s.starts_with(prefix)
+        && s.as_bytes()[prefix.len()..]
+            .iter()
+            .all(u8::is_ascii_alphanumeric)
+}
+
 /// Generates a fresh token accessor: `acc_` + 24 base62 characters. Not secret.
 ///
 /// # Panics
@@ -206,6 +255,23 @@ mod tests {
             fixed_token(&"z".repeat(43)),
             fixed_token("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefg"),
         ]
+    }
+
+    #[test]
+    fn secret_ids_are_checksummed_and_distinct_from_tokens() {
+        for _ in 0..50 {
+            let id = generate_secret_id();
+            let s = id.expose_secret();
+            assert_eq!(s.len(), 53);
+            assert!(is_well_formed_secret_id(s), "{s}");
+            assert!(!is_well_formed(s) && !is_well_formed_invite(s));
+            let as_token = s.replacen(SECRET_ID_PREFIX, TOKEN_PREFIX, 1);
+            assert!(!is_well_formed(&as_token), "{as_token}");
+        }
+        let h = generate_handle("rid_");
+        assert!(is_handle_well_formed("rid_", &h));
+        assert!(!is_handle_well_formed("sia_", &h));
+        assert!(!is_handle_well_formed("rid_", &format!("{h}x")));
     }
 
     #[test]

@@ -17,6 +17,8 @@ pub enum Check {
     CofferToken,
     /// Coffer's invitation codes.
     CofferInvite,
+    /// Coffer's app-role secret ids.
+    CofferSecretId,
     /// A JWT whose header decodes to a JSON object with an `alg`.
     Jwt,
     /// A private key block whose body is long enough and random enough to be
@@ -39,6 +41,8 @@ impl Check {
             Check::CofferInvite => {
                 std::str::from_utf8(secret).is_ok_and(coffer_crypto::token::is_well_formed_invite)
             }
+            Check::CofferSecretId => std::str::from_utf8(secret)
+                .is_ok_and(coffer_crypto::token::is_well_formed_secret_id),
             Check::Jwt => jwt_ok(secret),
             Check::PrivateKey => private_key_ok(secret),
             Check::SecretName => name.is_some_and(secret_name_ok),

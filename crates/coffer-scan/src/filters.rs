@@ -259,6 +259,9 @@ fn is_bad_checksum(v: &str) -> bool {
     if v.starts_with("cfi_") {
         return !Check::CofferInvite.passes(b, None);
     }
+    if v.starts_with("cfs_") {
+        return !Check::CofferSecretId.passes(b, None);
+    }
     false
 }
 

@@ -87,6 +87,19 @@ fn wrong_checksums_are_not_tokens() {
     }
 }
 
+#[test]
+fn a_leaked_app_role_secret_id_is_found_and_a_broken_one_is_not() {
+    let sid = coffer_crypto::token::generate_secret_id();
+    let sid = sid.expose_secret();
+    assert_eq!(
+        scan(&format!("COFFER_SECRET_ID={sid}\n")),
+        vec![("coffer-secret-id".to_string(), 1)]
+    );
+    let last = if sid.ends_with('0') { '1' } else { '0' };
+    let broken = format!("{}{last}", &sid[..sid.len() - 1]);
+    assert_eq!(scan(&format!("x {broken}\n")), vec![]);
+}
+
 struct Known(&'static [u8]);
 
 impl Matcher for Known {

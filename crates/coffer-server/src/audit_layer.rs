@@ -272,6 +272,7 @@ pub(crate) async fn record(
         breakglass: facts.breakglass,
         protected: facts.protected,
         login: facts.login.as_deref().and_then(|l| tag(l.as_bytes())),
+        reason: facts.refusal,
         ..Record::default()
     };
     if state.auditor.record(record).await {
@@ -290,5 +291,6 @@ pub(crate) fn actor(i: &coffer_core::Identity) -> Actor {
         kind: if i.is_human() { "human" } else { "service" }.to_string(),
         name: i.display_name().to_string(),
         accessor: i.accessor().to_string(),
+        via: i.secret_id_accessor().map(str::to_string),
     }
 }

@@ -68,7 +68,9 @@ impl From<CoreError> for ApiError {
             CoreError::AlreadyInitialized => (S::CONFLICT, codes::CONFLICT),
             CoreError::Unauthenticated => (S::UNAUTHORIZED, codes::UNAUTHENTICATED),
             CoreError::Forbidden(_) => (S::FORBIDDEN, codes::FORBIDDEN),
-            CoreError::LoginFailed(_) => (S::UNAUTHORIZED, codes::UNAUTHENTICATED),
+            CoreError::LoginFailed(_) | CoreError::AppRoleLoginFailed(_) => {
+                (S::UNAUTHORIZED, codes::UNAUTHENTICATED)
+            }
             CoreError::RateLimited(_) => (S::TOO_MANY_REQUESTS, codes::RATE_LIMITED),
             CoreError::NotFound(_) => (S::NOT_FOUND, codes::NOT_FOUND),
             CoreError::Path(_) | CoreError::Invalid(_) | CoreError::InvalidUnsealKey(_) => {

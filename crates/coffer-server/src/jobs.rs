@@ -381,6 +381,7 @@ impl LifecycleAlert {
                 kind: "system".into(),
                 name: coffer_core::rotation::SCHEDULER.into(),
                 accessor: String::new(),
+                via: None,
             }),
             op: Some("lifecycle.scheduler".into()),
             path: Some(self.path.clone()),

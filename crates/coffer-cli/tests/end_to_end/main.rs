@@ -8,6 +8,7 @@
 mod common;
 
 mod access;
+mod approle;
 mod at_rest;
 mod audit;
 mod audit_hostile;

@@ -67,7 +67,7 @@ fn grant_info(g: &BreakglassGrant) -> api::BreakglassGrant {
     }
 }
 
-fn new_token(raw: coffer_crypto::SecretString, record: &TokenView) -> api::NewToken {
+pub(super) fn new_token(raw: coffer_crypto::SecretString, record: &TokenView) -> api::NewToken {
     api::NewToken {
         token: WireSecret(raw.expose_secret().to_string()),
         info: token_info(record),

@@ -6,6 +6,7 @@
 //! Every decision about access is made in `coffer-core`.
 
 mod access;
+mod approle;
 mod audit;
 mod leak;
 mod lifecycle;
@@ -141,6 +142,15 @@ fn handlers() -> Handlers {
         .on(&table::SHARE_LIST, shares::list)
         .on(&table::SHARE_REVOKE, shares::revoke)
         .on(&table::SHARE_OPEN, shares::open)
+        // app roles
+        .on(&table::APPROLE_LOGIN, approle::login)
+        .on(&table::APPROLE_LIST, approle::list)
+        .on(&table::APPROLE_READ, approle::read)
+        .on(&table::APPROLE_CREATE, approle::create)
+        .on(&table::APPROLE_DELETE, approle::delete)
+        .on(&table::APPROLE_SECRET_ID_CREATE, approle::create_secret_id)
+        .on(&table::APPROLE_SECRET_ID_LIST, approle::list_secret_ids)
+        .on(&table::APPROLE_SECRET_ID_REVOKE, approle::revoke_secret_id)
         // the audit log
         .on(&table::AUDIT_VERIFY, audit::verify)
         .on(&table::AUDIT_QUERY, audit::records)

@@ -108,10 +108,10 @@ fn token_data(record: &TokenView) -> TokenData {
         meta: None,
         num_uses: record.uses_left.unwrap_or(0),
         orphan: record.parent.is_none(),
-        path: if record.user.is_some() {
-            "auth/userpass/login"
-        } else {
-            "auth/token/create"
+        path: match record.user.as_deref() {
+            Some(u) if u.starts_with(coffer_core::approle::IDENTITY_PREFIX) => "auth/approle/login",
+            Some(_) => "auth/userpass/login",
+            None => "auth/token/create",
         },
         policies: record.policies.clone(),
         renewable: record.ttl_ms.is_some(),

@@ -12,6 +12,7 @@
 mod common;
 
 mod access;
+mod approle;
 mod audit;
 mod audit_hostile;
 mod authz_matrix;

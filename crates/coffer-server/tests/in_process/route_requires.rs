@@ -39,7 +39,8 @@ const FILLER: &str = r#"path "unrelated/filler" { capabilities = ["read"] }"#;
 
 /// A sample request: the route, its URL parameters, a query string and a
 /// body. In the body, `{policy}` is the name of the caller's policy and
-/// `{invite}` an open invitation's code.
+/// `{invite}` an open invitation's code, `{role_id}` and `{secret_id}`
+/// those of the app role `sample-role`.
 type Sample = (
     &'static Route,
     &'static [&'static str],
@@ -252,6 +253,34 @@ const SAMPLES: &[Sample] = &[
     (&routes::SHARE_LIST, &[], "", None),
     (&routes::SHARE_REVOKE, &["AAAAAAAAAAAAAAAAAAAAAA"], "", None),
     (&routes::SHARE_OPEN, &["AAAAAAAAAAAAAAAAAAAAAA"], "", None),
+    (
+        &routes::APPROLE_LOGIN,
+        &[],
+        "",
+        Some(r#"{"role_id":"{role_id}","secret_id":"{secret_id}"}"#),
+    ),
+    (&routes::APPROLE_LIST, &[], "", None),
+    (&routes::APPROLE_READ, &["sample-role"], "", None),
+    (
+        &routes::APPROLE_CREATE,
+        &["new-role"],
+        "",
+        Some(r#"{"policies":["{policy}"]}"#),
+    ),
+    (&routes::APPROLE_DELETE, &["sample-role"], "", None),
+    (
+        &routes::APPROLE_SECRET_ID_CREATE,
+        &["sample-role"],
+        "",
+        None,
+    ),
+    (&routes::APPROLE_SECRET_ID_LIST, &["sample-role"], "", None),
+    (
+        &routes::APPROLE_SECRET_ID_REVOKE,
+        &["sample-role"],
+        "",
+        Some(r#"{"accessor":"sia_AAAAAAAAAAAAAAAAAAAAAAAA"}"#),
+    ),
     (&routes::AUDIT_VERIFY, &[], "", Some("{}")),
     (&routes::AUDIT_QUERY, &[], "", None),
     (&routes::AUDIT_READERS, &[], "?path=app/prod/db", None),
@@ -430,6 +459,8 @@ struct Node {
     /// The accessor of a token that is not the person's (the root's
     /// child).
     other: String,
+    /// The role id and a secret id of the app role `sample-role`.
+    approle: (String, String),
     policies: usize,
 }
 
@@ -486,6 +517,16 @@ impl Node {
         );
         let open = invite(json!(["filler"]));
         let (_, other) = token(&server, &root, &["root"]);
+        let body = json!({ "policies": ["filler"], "secret_id_uses": 10 }).to_string();
+        let url = routes::APPROLE_CREATE.url(&["sample-role"]);
+        let r = server.http("PUT", &url, Some(&root), Some(body.as_bytes()));
+        let role_id = ok(&r, "app role")["role_id"].as_str().unwrap().to_string();
+        let url = routes::APPROLE_SECRET_ID_CREATE.url(&["sample-role"]);
+        let r = server.http("POST", &url, Some(&root), None);
+        let secret_id = ok(&r, "secret id")["secret_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
         Node {
             _dir: dir,
             server,
@@ -493,6 +534,7 @@ impl Node {
             person,
             invite: open,
             other,
+            approle: (role_id, secret_id),
             policies: 0,
         }
     }
@@ -542,6 +584,8 @@ impl Node {
             b.to_string()
                 .replace("{policy}", policy)
                 .replace("{invite}", &self.invite)
+                .replace("{role_id}", &self.approle.0)
+                .replace("{secret_id}", &self.approle.1)
         });
         self.server.http(
             route.method.as_str(),

@@ -1,0 +1,406 @@
+//! App roles through the real binary and server: `coffer approle`,
+//! `coffer login --method approle`, `coffer run --login approle`, the audit
+//! identity `approle:NAME`, a secret id that appears nowhere but where it
+//! was shown once, `coffer scan` finding a leaked one, and concurrent
+//! logins with a one-use secret id on SQLite and on PostgreSQL.
+
+use crate::common;
+
+use common::canary::Canary;
+use common::{Mode, Server, init_and_unseal};
+use serde_json::json;
+
+const READER: &str = r#"path "app/*" { capabilities = ["read", "list"] }"#;
+
+fn setup(server: &Server, root: &str) {
+    let file = server.dir.join("reader.hcl");
+    std::fs::write(&file, READER).unwrap();
+    server
+        .cli()
+        .token(root)
+        .run(&["policy", "write", "reader", file.to_str().unwrap()])
+        .expect(0);
+    server
+        .cli()
+        .token(root)
+        .stdin("approle-read-value")
+        .run(&["set", "app/dev/KEY"])
+        .expect(0);
+}
+
+#[test]
+fn an_app_role_lifecycle_through_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    setup(&server, &root);
+    let admin = || server.cli().token(&root);
+
+    let created = admin()
+        .run(&[
+            "approle",
+            "create",
+            "web",
+            "--policy",
+            "reader",
+            "--token-ttl",
+            "10m",
+            "--secret-id-uses",
+            "3",
+            "--json",
+        ])
+        .expect(0)
+        .json();
+    assert_eq!(created["token_ttl"], "10m");
+    assert_eq!(created["secret_id_uses"], 3);
+    let role_id = admin()
+        .run(&["approle", "role-id", "web"])
+        .expect(0)
+        .stdout()
+        .trim()
+        .to_string();
+    assert_eq!(role_id, created["role_id"]);
+    let listed = admin().run(&["approle", "list"]).expect(0).stdout();
+    assert!(
+        listed.contains("web") && listed.contains("reader"),
+        "{listed}"
+    );
+    let read = admin().run(&["approle", "read", "web"]).expect(0).stdout();
+    assert!(read.contains(&role_id), "{read}");
+
+    // The secret id: to a file readable only by its owner, shown once.
+    let sid_file = dir.path().join("web.secret-id");
+    let made = admin().run(&[
+        "approle",
+        "secret-id",
+        "web",
+        "--out",
+        sid_file.to_str().unwrap(),
+    ]);
+    let made = made.expect(0);
+    let sid = std::fs::read_to_string(&sid_file).unwrap();
+    assert!(sid.starts_with("cfs_") && sid.len() == 53, "{sid}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&sid_file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let accessor = made
+        .stderr()
+        .split_whitespace()
+        .find(|w| w.starts_with("sia_"))
+        .unwrap()
+        .trim_end_matches(',')
+        .to_string();
+    let mut canary = Canary::with_value(sid.clone());
+    canary.search_run("secret-id --out", &made);
+    // Piped to a program (not a terminal): printed on stdout, once.
+    let piped = admin()
+        .run(&["approle", "secret-id", "web", "--json"])
+        .expect(0);
+    let piped_json = piped.json();
+    let sid2 = piped_json["secret_id"].as_str().unwrap().to_string();
+    assert_eq!(piped_json["uses_left"], 3);
+
+    let ids = admin()
+        .run(&["approle", "secret-ids", "web", "--json"])
+        .expect(0)
+        .json();
+    assert_eq!(ids["secret_ids"].as_array().unwrap().len(), 2, "{ids}");
+    let ids_text = ids.to_string();
+    assert!(ids_text.contains(&accessor) && !ids_text.contains("cfs_"));
+
+    // Logging in: from a file, from COFFER_SECRET_ID, from stdin.
+    let home = dir.path().join("machine");
+    std::fs::create_dir_all(&home).unwrap();
+    let machine = || common::Cli::new(&server.addr, &home);
+    let login = machine()
+        .run(&[
+            "login",
+            "--method",
+            "approle",
+            "--role-id",
+            &role_id,
+            "--secret-id-file",
+            sid_file.to_str().unwrap(),
+            "--json",
+        ])
+        .expect(0);
+    canary.search_run("login", &login);
+    assert_eq!(login.json()["identity"], "approle:web");
+    let got = machine().run(&["get", "app/dev/KEY"]).expect(0);
+    assert_eq!(got.stdout().trim(), "approle-read-value");
+    machine()
+        .env("COFFER_SECRET_ID", &sid)
+        .run(&["login", "--method", "approle", "--role-id", &role_id])
+        .expect(0);
+    machine()
+        .stdin(format!("{sid}\n"))
+        .run(&["login", "--method", "approle", "--role-id", &role_id])
+        .expect(0);
+    // Three uses spent: the fourth is refused (permission denied).
+    let refused = machine().env("COFFER_SECRET_ID", &sid).run(&[
+        "login",
+        "--method",
+        "approle",
+        "--role-id",
+        &role_id,
+    ]);
+    assert_eq!(refused.code(), 4, "{}", refused.stderr());
+    assert!(refused.stderr().contains("app-role login failed"));
+    canary.search_run("refused login", &refused);
+    // Usage errors: no role id; a role id without the method.
+    assert_eq!(machine().run(&["login", "--method", "approle"]).code(), 2);
+    assert_eq!(machine().run(&["login", "--role-id", &role_id]).code(), 2);
+
+    // `coffer run --login approle` logs in for the one command.
+    let sid2_file = dir.path().join("sid2");
+    std::fs::write(&sid2_file, &sid2).unwrap();
+    let ran = common::Cli::new(&server.addr, &dir.path().join("nobody"))
+        .run(&[
+            "run",
+            "--login",
+            "approle",
+            "--role-id",
+            &role_id,
+            "--secret-id-file",
+            sid2_file.to_str().unwrap(),
+            "--path",
+            "app/dev",
+            "--",
+            "sh",
+            "-c",
+            "printf '%s|%s' \"$KEY\" \"${COFFER_SECRET_ID:-none}\"",
+        ])
+        .expect(0);
+    assert_eq!(ran.stdout(), "approle-read-value|none");
+
+    // The audit log names the caller approle:web, and finds it by that.
+    let q = admin()
+        .run(&["audit", "query", "--actor", "approle:web", "--json"])
+        .expect(0)
+        .stdout();
+    assert!(q.contains("approle:web") && q.contains(&accessor), "{q}");
+    let readers = admin()
+        .run(&["audit", "readers", "app/dev/KEY"])
+        .expect(0)
+        .stdout();
+    assert!(readers.contains("approle:web"), "{readers}");
+
+    // Revoking a secret id; deleting the role revokes its tokens.
+    admin()
+        .run(&["approle", "revoke-secret-id", "web", &accessor])
+        .expect(0);
+    assert_eq!(
+        admin()
+            .run(&["approle", "revoke-secret-id", "web", &accessor])
+            .code(),
+        3
+    );
+    let sid3 = admin()
+        .run(&["approle", "secret-id", "web", "--json"])
+        .expect(0)
+        .json()["secret_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    machine()
+        .env("COFFER_SECRET_ID", &sid3)
+        .run(&["login", "--method", "approle", "--role-id", &role_id])
+        .expect(0);
+    machine().run(&["get", "app/dev/KEY"]).expect(0);
+    admin().run(&["approle", "delete", "web"]).expect(0);
+    assert_eq!(machine().run(&["get", "app/dev/KEY"]).code(), 4);
+    assert_eq!(admin().run(&["approle", "read", "web"]).code(), 3);
+    assert_eq!(
+        admin()
+            .run(&["approle", "create", "bad\u{1b}name", "--policy", "reader"])
+            .code(),
+        7
+    );
+
+    // The secret id is in no log, audit record or stored file.
+    canary.search_server(&server);
+    canary.assert_nowhere_else();
+    let mut second = Canary::with_value(sid2);
+    second.search_server(&server);
+    second.search_run("run", &ran);
+    second.assert_nowhere_else();
+}
+
+#[test]
+fn coffer_scan_finds_a_leaked_secret_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    setup(&server, &root);
+    server
+        .cli()
+        .token(&root)
+        .run(&["approle", "create", "ci", "--policy", "reader"])
+        .expect(0);
+    let sid = server
+        .cli()
+        .token(&root)
+        .run(&["approle", "secret-id", "ci", "--json"])
+        .expect(0)
+        .json()["secret_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let repo = dir.path().join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    std::fs::write(
+        repo.join("deploy.sh"),
+        format!("export COFFER_SECRET_ID={sid}\n"),
+    )
+    .unwrap();
+    let scan =
+        common::Cli::new(&server.addr, &repo).run(&["scan", "--json", repo.to_str().unwrap()]);
+    assert_eq!(scan.code(), 9, "{}", scan.stderr());
+    assert!(
+        scan.stdout().contains("coffer-secret-id"),
+        "{}",
+        scan.stdout()
+    );
+    // A secret id with one character changed is not reported.
+    let last = if sid.ends_with('0') { '1' } else { '0' };
+    let broken = format!("{}{last}", &sid[..sid.len() - 1]);
+    std::fs::write(
+        repo.join("deploy.sh"),
+        format!("export COFFER_SECRET_ID={broken}\n"),
+    )
+    .unwrap();
+    let scan =
+        common::Cli::new(&server.addr, &repo).run(&["scan", "--json", repo.to_str().unwrap()]);
+    assert_eq!(scan.code(), 0, "{}", scan.stdout());
+}
+
+/// Eight logins at once with one one-use secret id: exactly one token.
+fn race(server: &Server, root: &str) {
+    let role_id = server
+        .cli()
+        .token(root)
+        .run(&["approle", "create", "race", "--policy", "reader", "--json"])
+        .expect(0)
+        .json()["role_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for round in 0..3 {
+        let sid = server
+            .cli()
+            .token(root)
+            .run(&["approle", "secret-id", "race", "--json"])
+            .expect(0)
+            .json()["secret_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let body = json!({ "role_id": role_id, "secret_id": sid }).to_string();
+        let statuses: Vec<u16> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    s.spawn(|| {
+                        server
+                            .http(
+                                "POST",
+                                "/api/v1/auth/approle/login",
+                                None,
+                                Some(body.as_bytes()),
+                            )
+                            .status
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(
+            statuses.iter().filter(|s| **s == 200).count(),
+            1,
+            "round {round}: {statuses:?}"
+        );
+        assert!(
+            statuses.iter().all(|s| *s == 200 || *s == 401),
+            "{statuses:?}"
+        );
+    }
+}
+
+/// The racing logins all come from loopback: the address's own backoff
+/// of failed logins must not decide who wins.
+const MANY_FAILURES: &str = "login_failures_per_address = 1000\n";
+
+#[test]
+fn concurrent_logins_with_a_one_use_secret_id_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Config(MANY_FAILURES));
+    let (_key, root) = init_and_unseal(|| server.cli());
+    setup(&server, &root);
+    race(&server, &root);
+}
+
+#[test]
+fn concurrent_logins_with_a_one_use_secret_id_on_postgres_across_two_nodes() {
+    let db = coffer_testpg::database_blocking();
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let config = |dir: &std::path::Path| {
+        let password_file = dir.join("db-password");
+        std::fs::write(&password_file, coffer_testpg::SUPERUSER_PASSWORD).unwrap();
+        let url = db.replace(&format!(":{}@", coffer_testpg::SUPERUSER_PASSWORD), "@");
+        format!(
+            "{MANY_FAILURES}[storage]\nurl = {url:?}\npassword_file = {:?}\npool_size = 8\n",
+            password_file.display().to_string()
+        )
+    };
+    let a = Server::start(dirs[0].path(), Mode::Config(&config(dirs[0].path())));
+    let (key, root) = init_and_unseal(|| a.cli());
+    setup(&a, &root);
+    race(&a, &root);
+    // Two nodes on one database: a one-use secret id still logs in once.
+    let b = Server::start(dirs[1].path(), Mode::Config(&config(dirs[1].path())));
+    b.cli().stdin(&key).run(&["operator", "unseal"]).expect(0);
+    let role_id = a
+        .cli()
+        .token(&root)
+        .run(&["approle", "role-id", "race"])
+        .expect(0)
+        .stdout()
+        .trim()
+        .to_string();
+    for _ in 0..3 {
+        let sid = a
+            .cli()
+            .token(&root)
+            .run(&["approle", "secret-id", "race", "--json"])
+            .expect(0)
+            .json()["secret_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let body = json!({ "role_id": role_id, "secret_id": sid }).to_string();
+        let statuses: Vec<u16> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|i| {
+                    let node = if i % 2 == 0 { &a } else { &b };
+                    let body = &body;
+                    s.spawn(move || {
+                        node.http(
+                            "POST",
+                            "/api/v1/auth/approle/login",
+                            None,
+                            Some(body.as_bytes()),
+                        )
+                        .status
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(
+            statuses.iter().filter(|s| **s == 200).count(),
+            1,
+            "{statuses:?}"
+        );
+    }
+}
