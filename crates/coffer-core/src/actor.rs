@@ -119,6 +119,7 @@ mod tests {
                 uses_limit: None,
                 uses_left: None,
                 cidrs: Vec::new(),
+                workload: None,
             }),
         };
         let actor = Actor::parse(&Actor::stored_for(&identity));

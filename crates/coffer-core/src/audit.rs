@@ -43,6 +43,8 @@ pub struct Facts {
     /// The user name a login or an invitation named (the server records only
     /// its HMAC: an unknown name is often a password typed in the wrong box).
     pub login: Option<String>,
+    /// Why a machine login was refused (never the token it presented).
+    pub refusal: Option<String>,
 }
 
 // By hand: the attempted login name may be a password typed into the wrong
@@ -59,6 +61,7 @@ impl std::fmt::Debug for Facts {
             .field("reads", &self.reads)
             .field("writes", &self.writes)
             .field("login", &self.login.as_ref().map(|_| "[redacted]"))
+            .field("refusal", &self.refusal)
             .finish()
     }
 }
@@ -112,6 +115,11 @@ pub(crate) fn note_decision(
 /// Notes the user name a login or invitation acceptance named.
 pub fn note_login(name: &str) {
     note(|f| f.login = Some(name.to_string()));
+}
+
+/// Notes why a machine login was refused.
+pub(crate) fn note_refusal(reason: &str) {
+    note(|f| f.refusal = Some(reason.to_string()));
 }
 
 pub(crate) fn note_version(version: u64) {

@@ -28,7 +28,8 @@
 //!    (key usage), `read` (cached state, the one enumeration, the one way a
 //!    value is opened) and `write` (the one write path, `WriteTx`).
 //! 4. Use cases: `access`, `users`, `versions`, `fingerprint`, `pgroles`,
-//!    `rotation`, `backup`, `cluster`. A use case may call one below it (a rotation of a
+//!    `workload` (what every machine login shares), `jwt`, `rotation`,
+//!    `backup`, `cluster`. A use case may call one below it (a rotation of a
 //!    managed secret is a `pgroles` step), never one above.
 
 #![forbid(unsafe_code)]
@@ -45,6 +46,7 @@ mod error;
 mod fingerprint;
 mod history;
 mod hygiene;
+pub mod jwt;
 pub mod lifecycle;
 pub mod path;
 pub mod pgroles;
@@ -58,6 +60,7 @@ pub mod username;
 mod users;
 pub mod value;
 mod versions;
+pub mod workload;
 mod write;
 
 use std::collections::HashMap;
@@ -72,8 +75,9 @@ pub use auth::{
 };
 use cache::SecretCache;
 pub use error::{
-    Busy, Conflict, CoreError, Expired, Integrity, InvalidInput, LoginRefused, NotFound, Record,
-    Refusal, Result, UnsealRefusal, UpstreamFailure, UserNameError,
+    Busy, Conflict, CoreError, Expired, Integrity, InvalidInput, JwtRoleProblem, LoginRefused,
+    NotFound, Record, Refusal, Result, UnsealRefusal, UpstreamFailure, UserNameError,
+    WorkloadRefusal,
 };
 pub use history::{HistoryOutcome, HistoryReceipt, HistoryVersion, IMPORT_TARGET, MAX_HISTORY};
 pub use lifecycle::{At, Label, Labels, RuleInfo, RuleSpec, SecretState};
@@ -152,6 +156,8 @@ pub struct Coffer {
     access: RwLock<Arc<AccessModel>>,
     /// Serialises changes to the access model on this node.
     access_writes: tokio::sync::Mutex<()>,
+    /// JWT roles' fetched keys.
+    jwt_keys: jwt::JwtKeys,
     /// Bounds concurrent Argon2 runs (memory-hard: 19 MiB each).
     login_slots: tokio::sync::Semaphore,
     /// Encryptions counted against the active keyring key.
@@ -187,6 +193,7 @@ impl Coffer {
             tokens: RwLock::new(HashMap::new()),
             access: RwLock::new(Arc::new(AccessModel::default())),
             access_writes: tokio::sync::Mutex::new(()),
+            jwt_keys: jwt::JwtKeys::default(),
             login_slots: tokio::sync::Semaphore::new(4),
             usage: tokio::sync::Mutex::new(hygiene::Usage::default()),
             sync_lock: tokio::sync::Mutex::new(()),
@@ -233,6 +240,8 @@ mod layering {
         "read",
         "write",
         "access",
+        "workload",
+        "jwt",
         "users",
         "versions",
         "fingerprint",
@@ -312,6 +321,8 @@ mod enumeration_owner {
     /// Every source file of the core, by name.
     pub(super) const SOURCES: &[(&str, &str)] = &[
         ("access.rs", include_str!("access.rs")),
+        ("workload.rs", include_str!("workload.rs")),
+        ("jwt.rs", include_str!("jwt.rs")),
         ("actor.rs", include_str!("actor.rs")),
         ("audit.rs", include_str!("audit.rs")),
         ("auth.rs", include_str!("auth.rs")),

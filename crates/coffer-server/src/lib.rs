@@ -15,6 +15,7 @@ mod edge_tests;
 mod error;
 mod extract;
 pub mod harden;
+mod jwks;
 mod jobs;
 pub mod metrics;
 mod node;

@@ -117,6 +117,7 @@ impl Attempt {
         let route = route?;
         let ip = req.extensions().get::<Peer>()?.addr.ip();
         if route == Matched::Native(&routes::AUTH_LOGIN)
+            || route == Matched::Native(&routes::AUTH_JWT_LOGIN)
             || route == Matched::Vault(&vault_routes::USERPASS_LOGIN)
         {
             Some(Attempt::Login(ip))

@@ -22,7 +22,7 @@ pub mod sqlite;
 pub use error::{Cause, StoreError};
 pub use model::{
     Change, Compromise, Expect, Exported, ListEntry, ListPage, ListQuery, Mutation, RevokeScope,
-    SecretMeta, StoredObject, TokenKind, TokenRecord, VersionRecord, VersionState,
+    SecretMeta, StoredObject, TokenKind, TokenRecord, VersionRecord, VersionState, Workload,
     VersionStateChange,
 };
 pub use postgres::{PgTarget, PostgresOptions, PostgresStore};

@@ -40,6 +40,13 @@ fn token_info(t: &TokenView) -> api::TokenInfo {
         uses_left: t.uses_left,
         cidrs: t.cidrs.clone(),
         parent: t.parent.clone(),
+        workload: t.workload.as_ref().map(|w| api::workload::WorkloadInfo {
+            method: w.method.clone(),
+            role: w.role.clone(),
+            issuer: w.issuer.clone(),
+            subject: w.subject.clone(),
+            claims: w.claims.clone(),
+        }),
     }
 }
 
@@ -67,7 +74,7 @@ fn grant_info(g: &BreakglassGrant) -> api::BreakglassGrant {
     }
 }
 
-fn new_token(raw: coffer_crypto::SecretString, record: &TokenView) -> api::NewToken {
+pub(super) fn new_token(raw: coffer_crypto::SecretString, record: &TokenView) -> api::NewToken {
     api::NewToken {
         token: WireSecret(raw.expose_secret().to_string()),
         info: token_info(record),
