@@ -54,7 +54,8 @@ pub const MAX_JWT_BYTES: usize = 16 * 1024;
 pub const CLOCK_SKEW_SECS: u64 = 60;
 /// The longest lifetime a JWT may claim (`exp` minus `iat`, or minus now).
 pub const MAX_JWT_LIFETIME_SECS: i64 = 24 * 3600;
-/// At most one fetch of a role's keys in this many seconds.
+/// At most one fetch of a role's keys in this many seconds (by default:
+/// `CoreOptions::jwks_refetch_interval`).
 pub const JWKS_REFETCH_SECS: u64 = 30;
 /// Fetched keys are refetched (within the bound above) after this long.
 pub const JWKS_MAX_AGE_SECS: u64 = 600;
@@ -806,7 +807,7 @@ impl Coffer {
             let c = caches.entry(role.name.clone()).or_default();
             let allowed = c
                 .last_attempt
-                .is_none_or(|t| t.elapsed() >= Duration::from_secs(JWKS_REFETCH_SECS));
+                .is_none_or(|t| t.elapsed() >= self.options.jwks_refetch_interval);
             if allowed {
                 c.last_attempt = Some(Instant::now());
             }
@@ -890,9 +891,8 @@ fn verify(
             K::ImmatureSignature => WorkloadRefusal::NotYetValid,
             K::InvalidIssuer => WorkloadRefusal::WrongIssuer,
             K::InvalidAudience => WorkloadRefusal::WrongAudience,
-            K::MissingRequiredClaim(c) => WorkloadRefusal::MissingRegistered {
-                claim: printable(c),
-            },
+            // One of the names this function asked for: `exp`, `iss`, `aud`.
+            K::MissingRequiredClaim(c) => WorkloadRefusal::MissingRegistered { claim: c.clone() },
             K::InvalidAlgorithm => WorkloadRefusal::Algorithm {
                 shown: format!("{alg:?}"),
             },

@@ -112,6 +112,9 @@ pub struct CoreOptions {
     /// automatically (AES-GCM with random 96-bit nonces must stay well
     /// below 2^32 per key).
     pub key_max_encryptions: u64,
+    /// At most one fetch of a JWT role's keys in this long (an unknown key
+    /// id refetches them): [`jwt::JWKS_REFETCH_SECS`] by default.
+    pub jwks_refetch_interval: std::time::Duration,
 }
 
 impl Default for CoreOptions {
@@ -120,6 +123,7 @@ impl Default for CoreOptions {
             max_value_bytes: 64 * 1024,
             cache_capacity: 200_000,
             key_max_encryptions: hygiene::DEFAULT_MAX_ENCRYPTIONS,
+            jwks_refetch_interval: std::time::Duration::from_secs(jwt::JWKS_REFETCH_SECS),
         }
     }
 }

@@ -19,6 +19,7 @@ mod bad_input;
 mod compromised;
 mod fingerprints;
 mod history;
+mod jwt_login;
 mod metrics;
 mod node;
 mod node_failures;
