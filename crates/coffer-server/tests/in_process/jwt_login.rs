@@ -19,16 +19,16 @@ use serde_json::{Value, json};
 use crate::common::{Mode, Server, ok};
 
 /// One signing key of the test issuer.
-struct Key {
+pub(crate) struct Key {
     kid: String,
     alg: Algorithm,
     encoding: EncodingKey,
-    jwk: Value,
+    pub(crate) jwk: Value,
     /// The RSA public key in PEM (for the HS256-with-the-public-key attack).
     public_pem: Option<String>,
 }
 
-fn ed25519(kid: &str) -> Key {
+pub(crate) fn ed25519(kid: &str) -> Key {
     let rng = SystemRandom::new();
     let pkcs8 = signature::Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
     let pair = signature::Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
@@ -165,7 +165,7 @@ impl Issuer {
     }
 }
 
-const AUDIENCE: &str = "https://coffer.test";
+pub(crate) const AUDIENCE: &str = "https://coffer.test";
 
 fn now() -> i64 {
     std::time::SystemTime::now()
@@ -175,7 +175,7 @@ fn now() -> i64 {
 }
 
 /// GitHub-like claims from `issuer`, valid for five minutes.
-fn claims(issuer: &str) -> Value {
+pub(crate) fn claims(issuer: &str) -> Value {
     json!({
         "iss": issuer,
         "aud": AUDIENCE,
@@ -189,7 +189,7 @@ fn claims(issuer: &str) -> Value {
     })
 }
 
-fn mint(key: &Key, claims: &Value) -> String {
+pub(crate) fn mint(key: &Key, claims: &Value) -> String {
     let mut header = Header::new(key.alg);
     header.kid = Some(key.kid.clone());
     jsonwebtoken::encode(&header, claims, &key.encoding).unwrap()

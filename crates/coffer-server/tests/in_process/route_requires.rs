@@ -200,6 +200,24 @@ const SAMPLES: &[Sample] = &[
         "",
         Some(r#"{"user":"hugo","password":"correct horse battery hugo"}"#),
     ),
+    (&routes::JWT_ROLE_LIST, &[], "", None),
+    (&routes::JWT_ROLE_READ, &["some-role"], "", None),
+    (
+        &routes::JWT_ROLE_WRITE,
+        &["some-role"],
+        "",
+        Some(
+            r#"{"issuer":"https://issuer.example","audience":"coffer","jwks_url":"https://issuer.example/jwks","bound_claims":{"sub":["x"]},"policies":["{policy}"]}"#,
+        ),
+    ),
+    (&routes::JWT_ROLE_DELETE, &["some-role"], "", None),
+    // A JWT role `ci` whose key signed `{jwt}` is written at start.
+    (
+        &routes::AUTH_JWT_LOGIN,
+        &[],
+        "",
+        Some(r#"{"role":"ci","jwt":"{jwt}"}"#),
+    ),
     (
         &routes::INVITE_CREATE,
         &[],
@@ -419,6 +437,8 @@ struct Node {
     /// The accessor of a token that is not the person's (the root's
     /// child).
     other: String,
+    /// A JWT the role `ci` accepts.
+    jwt: String,
     policies: usize,
 }
 
@@ -475,6 +495,26 @@ impl Node {
         );
         let open = invite(json!(["filler"]));
         let (_, other) = token(&server, &root, &["root"]);
+        let key = crate::jwt_login::ed25519("ci");
+        let role = json!({
+            "preset": "github",
+            "issuer": "https://issuer.example",
+            "audience": crate::jwt_login::AUDIENCE,
+            "jwks": json!({"keys": [key.jwk.clone()]}).to_string(),
+            "bound_claims": {"repository": ["acme/api"]},
+            "policies": ["filler"],
+        })
+        .to_string();
+        ok(
+            &server.http(
+                "PUT",
+                &routes::JWT_ROLE_WRITE.url(&["ci"]),
+                Some(&root),
+                Some(role.as_bytes()),
+            ),
+            "JWT role",
+        );
+        let jwt = crate::jwt_login::mint(&key, &crate::jwt_login::claims("https://issuer.example"));
         Node {
             _dir: dir,
             server,
@@ -482,6 +522,7 @@ impl Node {
             person,
             invite: open,
             other,
+            jwt,
             policies: 0,
         }
     }
@@ -531,6 +572,7 @@ impl Node {
             b.to_string()
                 .replace("{policy}", policy)
                 .replace("{invite}", &self.invite)
+                .replace("{jwt}", &self.jwt)
         });
         self.server.http(
             route.method.as_str(),
