@@ -344,8 +344,16 @@ secret made by `coffer pg manage` rotates its PostgreSQL roles.")]
   coffer login --user alice                  # prompts for the password
   coffer login --user alice --totp 123456    # with one-time codes on
   coffer login                               # paste a token, no echo
-  coffer login < ~/.local/share/coffer/dev/root-token")]
+  coffer login < ~/.local/share/coffer/dev/root-token
+  coffer login --method jwt --role deploy-api              # on GitHub Actions
+  coffer login --method jwt --role ci --jwt-file \"$CI_JOB_JWT_FILE\"
+  COFFER_JWT=\"$(cat /var/run/secrets/tokens/coffer)\" coffer login --method jwt --role payments")]
     Login(LoginArgs),
+
+    /// Machine logins: JWT/OIDC roles for GitHub Actions, GitLab CI and
+    /// Kubernetes service accounts.
+    #[command(subcommand)]
+    Auth(crate::auth_cmd::AuthCommand),
 
     /// Manage policies: named sets of capabilities on path patterns.
     #[command(subcommand)]
@@ -458,6 +466,22 @@ pub struct JsonFlag {
 
 #[derive(Debug, Args)]
 pub struct LoginArgs {
+    /// How to log in: `password` (with --user), `token` (paste one) or
+    /// `jwt` (a machine, with --role). Default: password with --user, else
+    /// token.
+    #[arg(long, value_enum)]
+    pub method: Option<LoginMethod>,
+    /// The JWT role to log in with (--method jwt).
+    #[arg(long, value_name = "ROLE")]
+    pub role: Option<String>,
+    /// Read the JWT from this file (`-`: standard input); otherwise
+    /// COFFER_JWT, or the GitHub Actions runner's OIDC token (--method jwt).
+    #[arg(long, value_name = "FILE")]
+    pub jwt_file: Option<PathBuf>,
+    /// The audience to ask the GitHub Actions runner for (default: the
+    /// server's address).
+    #[arg(long, value_name = "AUDIENCE")]
+    pub audience: Option<String>,
     /// Log in as this user with a password.
     #[arg(long, value_name = "NAME")]
     pub user: Option<String>,
@@ -467,6 +491,17 @@ pub struct LoginArgs {
     /// Print JSON for scripts.
     #[arg(long)]
     pub json: bool,
+}
+
+/// How `coffer login` logs in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LoginMethod {
+    /// A user name and password (and one-time code).
+    Password,
+    /// Save a token you already have.
+    Token,
+    /// A machine's JWT from its platform, for a JWT role.
+    Jwt,
 }
 
 #[derive(Debug, Args)]

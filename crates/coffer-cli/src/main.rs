@@ -9,6 +9,7 @@
 
 mod access_cmd;
 mod audit_cmd;
+mod auth_cmd;
 mod backup_cmd;
 mod check_cmd;
 mod cli;

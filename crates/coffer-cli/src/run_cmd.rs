@@ -73,6 +73,12 @@ pub struct RunArgs {
     /// variable whose value holds a token or credential).
     #[arg(long)]
     pub keep_token: bool,
+    /// Log in for this run only, as a machine: `jwt:ROLE` (the JWT from
+    /// COFFER_JWT or the GitHub Actions runner). The token is revoked when
+    /// the command ends; no offline copy is kept; with --keep-token the
+    /// command gets it as COFFER_TOKEN.
+    #[arg(long, value_name = "jwt:ROLE", conflicts_with = "offline")]
+    pub login: Option<String>,
     /// The command and its arguments.
     #[arg(trailing_var_arg = true, required = true, num_args = 1.., value_name = "CMD")]
     pub command: Vec<OsString>,
@@ -564,6 +570,11 @@ pub async fn run(g: &crate::cli::Global, a: RunArgs) -> anyhow::Result<Status> {
     let inputs = collect(&files, &|name| std::env::var(name).ok(), &inherited)?;
     drop(inherited);
 
+    // A login for this run: its token fetches, and is revoked at the end.
+    let login = match &a.login {
+        Some(spec) => Some(crate::auth_cmd::login_for_run(g, spec).await?),
+        None => None,
+    };
     // One request for everything.
     let mut fetched = Vec::new();
     if !a.paths.is_empty() || !inputs.refs.is_empty() {
@@ -571,7 +582,16 @@ pub async fn run(g: &crate::cli::Global, a: RunArgs) -> anyhow::Result<Status> {
             prefixes: a.paths.clone(),
             secrets: inputs.refs.iter().map(|(_, r)| r.clone()).collect(),
         };
-        fetched = fetch(g, &a, &request).await?;
+        let got = fetch(g, &a, &request, login.as_ref().map(|(t, _)| t.clone())).await;
+        fetched = match got {
+            Ok(f) => f,
+            Err(e) => {
+                if let Some((_, client)) = &login {
+                    let _ = client.revoke_token(None).await;
+                }
+                return Err(e);
+            }
+        };
     }
     let vars = assemble(&a, &inputs, &fetched, example.as_deref())?;
 
@@ -592,10 +612,45 @@ pub async fn run(g: &crate::cli::Global, a: RunArgs) -> anyhow::Result<Status> {
     for (k, v) in &vars {
         command.env(k, v.as_str());
     }
+    if let Some((token, client)) = login {
+        // With --keep-token the command gets this run's token (to call
+        // coffer itself, as the GitHub Action's export does).
+        if a.keep_token {
+            command.env("COFFER_TOKEN", token.expose_secret());
+        }
+        drop(token);
+        // The command runs as a child, so that its token can be revoked
+        // when it ends.
+        let code = if a.redact {
+            redacted(command, &vars, &a.command[0]).await?
+        } else {
+            let status = tokio::process::Command::from(command)
+                .status()
+                .await
+                .map_err(|e| not_started(&a.command[0], &e))?;
+            exit_code(status)
+        };
+        drop(vars);
+        if let Err(e) = client.revoke_token(None).await {
+            eprintln!("coffer: warning: could not revoke this run's token ({e}); it expires with its TTL");
+        }
+        std::process::exit(code);
+    }
     if a.redact {
-        return redacted(command, &vars, &a.command[0]).await;
+        let code = redacted(command, &vars, &a.command[0]).await?;
+        std::process::exit(code);
     }
     exec(command, &a.command[0])
+}
+
+/// The exit status a shell reports for a child's status.
+fn exit_code(status: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(c), _) => c,
+        (None, Some(s)) => 128 + s,
+        _ => 1,
+    }
 }
 
 /// The secrets for `request`: from the server, keeping an encrypted copy;
@@ -604,10 +659,17 @@ async fn fetch(
     g: &crate::cli::Global,
     a: &RunArgs,
     request: &BundleRequest,
+    login: Option<coffer_crypto::SecretString>,
 ) -> anyhow::Result<Vec<ReadResponse<WireValue>>> {
-    let token = settings::resolve_token()?;
+    // A token logged in for this run is gone when it ends: no copy for it.
+    let logged_in = login.is_some();
+    let token = match login {
+        Some(t) => Some(t),
+        None => settings::resolve_token()?,
+    };
     let cache = token
         .as_ref()
+        .filter(|_| !logged_in)
         .and_then(|t| Cache::for_request(t, &settings::addr(g), request));
     if a.offline {
         let Some(cache) = &cache else {
@@ -723,12 +785,12 @@ fn not_started(program: &OsString, e: &std::io::Error) -> anyhow::Error {
 }
 
 /// Runs the command as a child, filters its output, forwards signals, and
-/// exits with its status.
+/// returns the status to exit with.
 async fn redacted(
     command: std::process::Command,
     vars: &BTreeMap<String, Zeroizing<String>>,
     program: &OsString,
-) -> anyhow::Result<Status> {
+) -> anyhow::Result<i32> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::signal::unix::{SignalKind, signal};
 
@@ -829,13 +891,7 @@ async fn redacted(
     };
     let _ = out.await;
     let _ = err.await;
-    use std::os::unix::process::ExitStatusExt;
-    let code = match (status.code(), status.signal()) {
-        (Some(c), _) => c,
-        (None, Some(s)) => 128 + s,
-        _ => 1,
-    };
-    std::process::exit(code);
+    Ok(exit_code(status))
 }
 
 #[cfg(test)]
