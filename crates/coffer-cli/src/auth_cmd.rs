@@ -113,7 +113,12 @@ pub struct JwtWriteArgs {
     #[arg(long = "bound-glob", value_name = "CLAIM=PATTERN")]
     pub bound_glob: Vec<String>,
     /// A policy the tokens get (repeatable, or comma-separated).
-    #[arg(long = "policy", value_name = "NAME", value_delimiter = ',', required = true)]
+    #[arg(
+        long = "policy",
+        value_name = "NAME",
+        value_delimiter = ',',
+        required = true
+    )]
     pub policies: Vec<String>,
     /// The tokens' lifetime (default 15m, at most 6h).
     #[arg(long, value_name = "DURATION")]
@@ -141,12 +146,21 @@ fn bindings(pairs: &[String], flag: &str) -> anyhow::Result<BTreeMap<String, Vec
 
 fn read_small_file(path: &Path, what: &str) -> anyhow::Result<String> {
     use std::io::Read;
-    let file = std::fs::File::open(path)
-        .map_err(|e| fail(Status::NotFound, format!("cannot read {}: {e}", path.display())))?;
+    let file = std::fs::File::open(path).map_err(|e| {
+        fail(
+            Status::NotFound,
+            format!("cannot read {}: {e}", path.display()),
+        )
+    })?;
     let mut text = String::new();
     file.take(MAX_JWT_FILE + 1)
         .read_to_string(&mut text)
-        .map_err(|e| fail(Status::Invalid, format!("cannot read {}: {e}", path.display())))?;
+        .map_err(|e| {
+            fail(
+                Status::Invalid,
+                format!("cannot read {}: {e}", path.display()),
+            )
+        })?;
     if text.len() as u64 > MAX_JWT_FILE {
         return Err(fail(
             Status::Invalid,
@@ -165,7 +179,10 @@ fn print_role(r: &JwtRoleResponse) -> anyhow::Result<()> {
     };
     let rows = vec![
         vec!["Name".to_string(), r.name.clone()],
-        vec!["Preset".into(), r.preset.clone().unwrap_or_else(|| "-".into())],
+        vec![
+            "Preset".into(),
+            r.preset.clone().unwrap_or_else(|| "-".into()),
+        ],
         vec!["Issuer".into(), r.issuer.clone()],
         vec!["Audience".into(), r.audience.clone()],
         vec![
@@ -179,7 +196,10 @@ fn print_role(r: &JwtRoleResponse) -> anyhow::Result<()> {
         vec!["Bound globs".into(), bound(&r.bound_globs)],
         vec!["Policies".into(), r.policies.join(", ")],
         vec!["TTL".into(), r.ttl.clone()],
-        vec!["Updated".into(), format!("{} by {}", r.updated_at, r.updated_by)],
+        vec![
+            "Updated".into(),
+            format!("{} by {}", r.updated_at, r.updated_by),
+        ],
     ];
     output::table(&["FIELD", "VALUE"], &rows)
 }
@@ -265,9 +285,10 @@ pub async fn obtain_jwt(
             SecretString::new(read_small_file(path, "JWT")?)
         }
     } else if let Some(v) = std::env::var_os("COFFER_JWT") {
-        SecretString::new(v.into_string().map_err(|_| {
-            fail(Status::Invalid, "COFFER_JWT is not valid UTF-8")
-        })?)
+        SecretString::new(
+            v.into_string()
+                .map_err(|_| fail(Status::Invalid, "COFFER_JWT is not valid UTF-8"))?,
+        )
     } else if coffer_client::github_runner_available() {
         let addr = settings::addr(g);
         let audience = audience.unwrap_or(addr.trim_end_matches('/'));

@@ -460,10 +460,9 @@ async fn login_any(g: &crate::cli::Global, a: &crate::cli::LoginArgs) -> anyhow:
             };
             access_cmd::login_user(g, user, a.totp.as_deref(), a.json).await
         }
-        LoginMethod::Token if a.user.is_some() => Err(fail(
-            Status::Usage,
-            "--user goes with --method password",
-        )),
+        LoginMethod::Token if a.user.is_some() => {
+            Err(fail(Status::Usage, "--user goes with --method password"))
+        }
         LoginMethod::Token => login(g, a.json).await,
         LoginMethod::Jwt => {
             if a.user.is_some() {

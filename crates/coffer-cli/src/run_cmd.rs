@@ -632,7 +632,9 @@ pub async fn run(g: &crate::cli::Global, a: RunArgs) -> anyhow::Result<Status> {
         };
         drop(vars);
         if let Err(e) = client.revoke_token(None).await {
-            eprintln!("coffer: warning: could not revoke this run's token ({e}); it expires with its TTL");
+            eprintln!(
+                "coffer: warning: could not revoke this run's token ({e}); it expires with its TTL"
+            );
         }
         std::process::exit(code);
     }

@@ -149,7 +149,9 @@ mod tests {
     #[test]
     fn the_request_token_goes_only_to_https_or_loopback() {
         assert_eq!(
-            split_url("https://pipelines.actions.githubusercontent.com/abc/idtoken?api-version=2.0"),
+            split_url(
+                "https://pipelines.actions.githubusercontent.com/abc/idtoken?api-version=2.0"
+            ),
             Some((
                 "https://pipelines.actions.githubusercontent.com",
                 "/abc/idtoken?api-version=2.0"

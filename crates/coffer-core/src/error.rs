@@ -1737,14 +1737,21 @@ pub enum WorkloadRefusal {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum JwtRoleProblem {
     /// A role name outside the rules.
-    #[error("role name {shown} is invalid: 1 to 64 letters, digits, `_`, `-` or `.`, not starting with `.`")]
+    #[error(
+        "role name {shown} is invalid: 1 to 64 letters, digits, `_`, `-` or `.`, not starting with `.`"
+    )]
     Name { shown: String },
     /// A role must bind at least one claim.
-    #[error("a JWT role must bind at least one claim (--bound CLAIM=VALUE or --bound-glob CLAIM=PATTERN)")]
+    #[error(
+        "a JWT role must bind at least one claim (--bound CLAIM=VALUE or --bound-glob CLAIM=PATTERN)"
+    )]
     NoBoundClaims,
     /// A preset requires a claim to be bound.
     #[error("the {preset} preset requires claim {claim} to be bound")]
-    PresetNeedsClaim { preset: &'static str, claim: &'static str },
+    PresetNeedsClaim {
+        preset: &'static str,
+        claim: &'static str,
+    },
     /// A field the role needs is missing.
     #[error("a JWT role needs {what}")]
     Missing { what: &'static str },
@@ -1753,7 +1760,11 @@ pub enum JwtRoleProblem {
     KeySources,
     /// A URL coffer will not fetch.
     #[error("{what} {shown} is not usable: {why}")]
-    Url { what: &'static str, shown: String, why: &'static str },
+    Url {
+        what: &'static str,
+        shown: String,
+        why: &'static str,
+    },
     /// A JWKS given at write time is not usable.
     #[error("the JWKS is not usable: {why}")]
     Jwks { why: String },
@@ -1768,5 +1779,8 @@ pub enum JwtRoleProblem {
     TtlTooLong { max: &'static str },
     /// An issuer or audience outside the rules.
     #[error("{what} is invalid: {why}")]
-    Field { what: &'static str, why: &'static str },
+    Field {
+        what: &'static str,
+        why: &'static str,
+    },
 }

@@ -373,7 +373,8 @@ pub fn glob_matches(pattern: &str, value: &str) -> bool {
 fn read_header(jwt: &str) -> std::result::Result<(Algorithm, Option<String>), WorkloadRefusal> {
     use base64::Engine;
     let mut parts = jwt.split('.');
-    let (Some(h), Some(_), Some(_), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(h), Some(_), Some(_), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(WorkloadRefusal::Malformed);
     };
@@ -466,10 +467,7 @@ fn workload_name(role: &JwtRole, claims: &Map<String, Value>) -> String {
             ) {
                 (Some(ns), Some(sa)) => Some(format!("k8s:{ns}/{sa}")),
                 _ => c("sub")
-                    .and_then(|s| {
-                        s.strip_prefix("system:serviceaccount:")
-                            .map(str::to_string)
-                    })
+                    .and_then(|s| s.strip_prefix("system:serviceaccount:").map(str::to_string))
                     .and_then(|rest| {
                         rest.split_once(':')
                             .map(|(ns, sa)| format!("k8s:{ns}/{sa}"))
@@ -505,7 +503,11 @@ impl Coffer {
     ) -> Result<JwtRole> {
         check_role_name(name)?;
         self.require_unsealed()?;
-        self.authorize(identity, Operation::Admin, &format!("{JWT_ADMIN_PREFIX}{name}"))?;
+        self.authorize(
+            identity,
+            Operation::Admin,
+            &format!("{JWT_ADMIN_PREFIX}{name}"),
+        )?;
         let preset = request.preset;
         let issuer = match (&request.issuer, preset) {
             (Some(i), _) => i.trim_end_matches('/').to_string(),
@@ -522,7 +524,9 @@ impl Coffer {
         let audience = request
             .audience
             .clone()
-            .ok_or(problem(JwtRoleProblem::Missing { what: "an audience" }))?;
+            .ok_or(problem(JwtRoleProblem::Missing {
+                what: "an audience",
+            }))?;
         if audience.is_empty() || audience.len() > 512 || audience.chars().any(char::is_control) {
             return Err(problem(JwtRoleProblem::Field {
                 what: "the audience",
@@ -561,7 +565,8 @@ impl Coffer {
         if request.bound_claims.len() + request.bound_globs.len() > MAX_BOUND {
             return Err(problem(JwtRoleProblem::TooMany { limit: MAX_BOUND }));
         }
-        let bound = |c: &str| request.bound_claims.contains_key(c) || request.bound_globs.contains_key(c);
+        let bound =
+            |c: &str| request.bound_claims.contains_key(c) || request.bound_globs.contains_key(c);
         if request.bound_claims.is_empty() && request.bound_globs.is_empty() {
             return Err(problem(JwtRoleProblem::NoBoundClaims));
         }
@@ -618,7 +623,11 @@ impl Coffer {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(name);
-        tracing::info!(actor = identity.display_name(), role = name, "JWT role written");
+        tracing::info!(
+            actor = identity.display_name(),
+            role = name,
+            "JWT role written"
+        );
         Ok(role)
     }
 
@@ -639,7 +648,11 @@ impl Coffer {
     pub async fn read_jwt_role(&self, identity: &Identity, name: &str) -> Result<JwtRole> {
         check_role_name(name)?;
         self.require_unsealed()?;
-        self.authorize(identity, Operation::Admin, &format!("{JWT_ADMIN_PREFIX}{name}"))?;
+        self.authorize(
+            identity,
+            Operation::Admin,
+            &format!("{JWT_ADMIN_PREFIX}{name}"),
+        )?;
         self.load_jwt_role(name).await?.ok_or_else(|| {
             CoreError::NotFound(NotFound::JwtRole {
                 name: name.to_string(),
@@ -666,7 +679,11 @@ impl Coffer {
     pub async fn delete_jwt_role(&self, identity: &Identity, name: &str) -> Result<()> {
         check_role_name(name)?;
         self.require_unsealed()?;
-        self.authorize(identity, Operation::Admin, &format!("{JWT_ADMIN_PREFIX}{name}"))?;
+        self.authorize(
+            identity,
+            Operation::Admin,
+            &format!("{JWT_ADMIN_PREFIX}{name}"),
+        )?;
         let o = self
             .store
             .get_object(KIND_JWT_ROLE, name)
@@ -688,7 +705,11 @@ impl Coffer {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(name);
-        tracing::info!(actor = identity.display_name(), role = name, "JWT role deleted");
+        tracing::info!(
+            actor = identity.display_name(),
+            role = name,
+            "JWT role deleted"
+        );
         Ok(())
     }
 
@@ -780,7 +801,11 @@ impl Coffer {
             return find_key(&set, alg, kid).ok_or(WorkloadRefusal::UnknownKey);
         }
         let cached = |fresh_only: bool| -> Option<DecodingKey> {
-            let caches = self.jwt_keys.caches.lock().unwrap_or_else(|p| p.into_inner());
+            let caches = self
+                .jwt_keys
+                .caches
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
             let c = caches.get(&role.name)?;
             let (source, issuer, set) = c.keys.as_ref()?;
             if source != &role.keys || issuer != &role.issuer {
@@ -803,7 +828,11 @@ impl Coffer {
             return Ok(k);
         }
         let allowed = {
-            let mut caches = self.jwt_keys.caches.lock().unwrap_or_else(|p| p.into_inner());
+            let mut caches = self
+                .jwt_keys
+                .caches
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
             let c = caches.entry(role.name.clone()).or_default();
             let allowed = c
                 .last_attempt
@@ -827,7 +856,11 @@ impl Coffer {
         };
         let key = find_key(&set, alg, kid);
         {
-            let mut caches = self.jwt_keys.caches.lock().unwrap_or_else(|p| p.into_inner());
+            let mut caches = self
+                .jwt_keys
+                .caches
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
             let c = caches.entry(role.name.clone()).or_default();
             c.keys = Some((role.keys.clone(), role.issuer.clone(), set));
             c.fetched_at = Some(Instant::now());
@@ -941,7 +974,9 @@ mod tests {
 
     #[test]
     fn fetch_urls_are_https_or_loopback_http() {
-        assert!(check_fetch_url("https://token.actions.githubusercontent.com/.well-known/jwks").is_ok());
+        assert!(
+            check_fetch_url("https://token.actions.githubusercontent.com/.well-known/jwks").is_ok()
+        );
         assert!(check_fetch_url("http://127.0.0.1:8080/jwks").is_ok());
         assert!(check_fetch_url("http://[::1]:8080/jwks").is_ok());
         assert!(check_fetch_url("http://localhost/jwks").is_ok());
@@ -974,7 +1009,10 @@ mod tests {
         assert!(read_header(&enc(r#"{"alg":"RS256","kid":"a"}"#)).is_ok());
         assert_eq!(read_header("a.b"), Err(WorkloadRefusal::Malformed));
         assert_eq!(read_header("a.b.c.d"), Err(WorkloadRefusal::Malformed));
-        assert_eq!(read_header(&enc(r#"{"alg":"RS256","kid":1}"#)), Err(WorkloadRefusal::Malformed));
+        assert_eq!(
+            read_header(&enc(r#"{"alg":"RS256","kid":1}"#)),
+            Err(WorkloadRefusal::Malformed)
+        );
     }
 
     #[test]
@@ -1002,7 +1040,10 @@ mod tests {
             r#"{"sub":"system:serviceaccount:ci:deployer","kubernetes.io":{"namespace":"ci","serviceaccount":{"name":"deployer"}},"n":3,"o":{}}"#,
         )
         .unwrap();
-        assert_eq!(claim_value(&claims, "kubernetes.io/namespace").as_deref(), Some("ci"));
+        assert_eq!(
+            claim_value(&claims, "kubernetes.io/namespace").as_deref(),
+            Some("ci")
+        );
         assert_eq!(
             claim_value(&claims, "kubernetes.io/serviceaccount/name").as_deref(),
             Some("deployer")

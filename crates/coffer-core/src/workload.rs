@@ -12,8 +12,8 @@
 use std::sync::Arc;
 
 use coffer_crypto::{SecretString, token};
-use coffer_store::{Mutation, TokenKind, TokenRecord};
 pub use coffer_store::Workload;
+use coffer_store::{Mutation, TokenKind, TokenRecord};
 
 use crate::access::TokenView;
 use crate::auth::Identity;

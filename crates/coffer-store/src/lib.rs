@@ -22,8 +22,8 @@ pub mod sqlite;
 pub use error::{Cause, StoreError};
 pub use model::{
     Change, Compromise, Expect, Exported, ListEntry, ListPage, ListQuery, Mutation, RevokeScope,
-    SecretMeta, StoredObject, TokenKind, TokenRecord, VersionRecord, VersionState, Workload,
-    VersionStateChange,
+    SecretMeta, StoredObject, TokenKind, TokenRecord, VersionRecord, VersionState,
+    VersionStateChange, Workload,
 };
 pub use postgres::{PgTarget, PostgresOptions, PostgresStore};
 pub use sqlite::SqliteStore;

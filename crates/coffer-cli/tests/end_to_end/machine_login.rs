@@ -130,7 +130,11 @@ fn setup(dir: &std::path::Path, key: &ring::signature::Ed25519KeyPair) -> (Serve
     let server = Server::start(dir, Mode::Dev);
     let root = server.root_token();
     let policy = dir.join("deploy.hcl");
-    std::fs::write(&policy, r#"path "app/prod/*" { capabilities = ["read", "list"] }"#).unwrap();
+    std::fs::write(
+        &policy,
+        r#"path "app/prod/*" { capabilities = ["read", "list"] }"#,
+    )
+    .unwrap();
     server
         .cli()
         .token(&root)
@@ -155,15 +159,37 @@ fn setup(dir: &std::path::Path, key: &ring::signature::Ed25519KeyPair) -> (Serve
         .cli()
         .token(&root)
         .run(&[
-            "auth", "jwt", "write", "ci", "--preset", "github", "--jwks-file",
-            jwks.to_str().unwrap(), "--bound", "repository=acme/api", "--bound",
-            "environment=production", "--bound-glob", "ref=refs/heads/*", "--policy",
-            "deploy", "--ttl", "10m", "--json",
+            "auth",
+            "jwt",
+            "write",
+            "ci",
+            "--preset",
+            "github",
+            "--jwks-file",
+            jwks.to_str().unwrap(),
+            "--bound",
+            "repository=acme/api",
+            "--bound",
+            "environment=production",
+            "--bound-glob",
+            "ref=refs/heads/*",
+            "--policy",
+            "deploy",
+            "--ttl",
+            "10m",
+            "--json",
         ])
         .expect(0)
         .json();
-    assert_eq!(role["audience"], server.addr.trim_end_matches('/'), "{role}");
-    assert_eq!(role["issuer"], "https://token.actions.githubusercontent.com");
+    assert_eq!(
+        role["audience"],
+        server.addr.trim_end_matches('/'),
+        "{role}"
+    );
+    assert_eq!(
+        role["issuer"],
+        "https://token.actions.githubusercontent.com"
+    );
     assert_eq!(role["keys"], "jwks");
     (server, root)
 }
@@ -180,7 +206,12 @@ fn live_workload_tokens(server: &Server, root: &str) -> usize {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|t| t["display_name"].as_str().unwrap_or("").starts_with("github:"))
+        .filter(|t| {
+            t["display_name"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("github:")
+        })
         .count()
 }
 
@@ -224,7 +255,10 @@ fn login_on_a_github_runner_and_run_with_a_login_revoked_afterwards() {
         .run(&["login", "--method", "jwt", "--role", "ci", "--json"])
         .expect(0)
         .json();
-    assert_eq!(login["display_name"], "github:acme/api@refs/heads/main", "{login}");
+    assert_eq!(
+        login["display_name"], "github:acme/api@refs/heads/main",
+        "{login}"
+    );
     assert_eq!(login["policies"], json!(["deploy"]));
     assert_eq!(login["workload"]["claims"]["repository"], "acme/api");
     assert_eq!(
@@ -259,32 +293,65 @@ fn login_on_a_github_runner_and_run_with_a_login_revoked_afterwards() {
 
     // `coffer run --login`: logs in, runs, revokes.
     let before = live_workload_tokens(&server, &root);
-    let run = on_runner(server.cli())
-        .env("EXPECTED", VALUE)
-        .run(&[
-            "run", "--login", "jwt:ci", "--path", "app/prod", "--", "sh", "-c",
-            "test \"$DB_PASSWORD\" = \"$EXPECTED\" && echo matched; exit 3",
-        ]);
+    let run = on_runner(server.cli()).env("EXPECTED", VALUE).run(&[
+        "run",
+        "--login",
+        "jwt:ci",
+        "--path",
+        "app/prod",
+        "--",
+        "sh",
+        "-c",
+        "test \"$DB_PASSWORD\" = \"$EXPECTED\" && echo matched; exit 3",
+    ]);
     assert_eq!(run.code(), 3, "the child's status: {}", run.stderr());
     assert!(run.stdout().contains("matched"), "{}", run.stderr());
-    assert_eq!(live_workload_tokens(&server, &root), before, "revoked afterwards");
+    assert_eq!(
+        live_workload_tokens(&server, &root),
+        before,
+        "revoked afterwards"
+    );
     // A usage error for anything but jwt:ROLE.
-    let r = server.cli().run(&["run", "--login", "approle", "--", "true"]);
+    let r = server
+        .cli()
+        .run(&["run", "--login", "approle", "--", "true"]);
     assert_eq!(r.code(), 2, "{}", r.stderr());
     // --role without --method jwt is a usage error too.
     let r = server.cli().run(&["login", "--role", "ci"]);
     assert_eq!(r.code(), 2, "{}", r.stderr());
 
     // Role management through the CLI.
-    let list = server.cli().token(&root).run(&["auth", "jwt", "list"]).expect(0);
-    assert_eq!(list.stdout().trim(), "ci");
-    server.cli().token(&root).run(&["auth", "jwt", "read", "ci"]).expect(0);
-    let none = server
+    let list = server
         .cli()
         .token(&root)
-        .run(&["auth", "jwt", "write", "bad", "--issuer", "https://i.example", "--audience", "x", "--jwks-url", "https://i.example/jwks", "--policy", "deploy"]);
+        .run(&["auth", "jwt", "list"])
+        .expect(0);
+    assert_eq!(list.stdout().trim(), "ci");
+    server
+        .cli()
+        .token(&root)
+        .run(&["auth", "jwt", "read", "ci"])
+        .expect(0);
+    let none = server.cli().token(&root).run(&[
+        "auth",
+        "jwt",
+        "write",
+        "bad",
+        "--issuer",
+        "https://i.example",
+        "--audience",
+        "x",
+        "--jwks-url",
+        "https://i.example/jwks",
+        "--policy",
+        "deploy",
+    ]);
     assert_eq!(none.code(), 7, "no bound claims: {}", none.stderr());
-    assert!(none.stderr().contains("must bind at least one claim"), "{}", none.stderr());
+    assert!(
+        none.stderr().contains("must bind at least one claim"),
+        "{}",
+        none.stderr()
+    );
 
     assert_no_jwt_kept(&server, &runner);
 }
@@ -300,7 +367,11 @@ fn action_steps() -> (Value, Vec<Value>) {
         ])
         .output()
         .expect("python3 with PyYAML must be installed (.ci/deps/jwt.sh)");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["runs"]["using"], "composite");
     let steps = doc["runs"]["steps"].as_array().unwrap().clone();
@@ -318,7 +389,10 @@ fn substitute(text: &str, doc: &Value, given: &[(&str, &str)]) -> String {
             .unwrap_or_else(|| spec["default"].as_str().unwrap_or("").to_string());
         out = out.replace(&format!("${{{{ inputs.{name} }}}}"), &value);
     }
-    assert!(!out.contains("${{"), "an expression the test does not know: {out}");
+    assert!(
+        !out.contains("${{"),
+        "an expression the test does not know: {out}"
+    );
     out
 }
 
@@ -351,14 +425,22 @@ fn the_github_action_logs_in_with_the_runners_token_and_exports_masked_secrets()
             "inputs reach the script through env, never spliced into it"
         );
         let mut cmd = std::process::Command::new("bash");
-        cmd.args(["--noprofile", "--norc", "-e", "-o", "pipefail", "-c", script])
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap())
-            .env("HOME", dir.path())
-            .env("GITHUB_ENV", &github_env)
-            .env("GITHUB_OUTPUT", &github_output)
-            .env("ACTIONS_ID_TOKEN_REQUEST_URL", &runner.url)
-            .env("ACTIONS_ID_TOKEN_REQUEST_TOKEN", REQUEST_TOKEN);
+        cmd.args([
+            "--noprofile",
+            "--norc",
+            "-e",
+            "-o",
+            "pipefail",
+            "-c",
+            script,
+        ])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap())
+        .env("HOME", dir.path())
+        .env("GITHUB_ENV", &github_env)
+        .env("GITHUB_OUTPUT", &github_output)
+        .env("ACTIONS_ID_TOKEN_REQUEST_URL", &runner.url)
+        .env("ACTIONS_ID_TOKEN_REQUEST_TOKEN", REQUEST_TOKEN);
         if let Some(env) = step["env"].as_object() {
             for (k, v) in env {
                 cmd.env(k, substitute(v.as_str().unwrap(), &doc, &inputs));

@@ -54,7 +54,9 @@ pub(super) async fn read_role(
     Auth(id): Auth,
     UrlPath(name): UrlPath,
 ) -> ApiResult<wire::JwtRoleResponse> {
-    Ok(Json(role_response(st.coffer.read_jwt_role(&id, &name).await?)))
+    Ok(Json(role_response(
+        st.coffer.read_jwt_role(&id, &name).await?,
+    )))
 }
 
 pub(super) async fn write_role(
@@ -69,11 +71,13 @@ pub(super) async fn write_role(
         Some("gitlab") => Some(Preset::Gitlab),
         Some("kubernetes") => Some(Preset::Kubernetes),
         Some(_) => {
-            return Err(CoreError::Invalid(InvalidInput::JwtRole(JwtRoleProblem::Field {
-                what: "the preset",
-                why: "it is github, gitlab or kubernetes",
-            }))
-            .into());
+            return Err(
+                CoreError::Invalid(InvalidInput::JwtRole(JwtRoleProblem::Field {
+                    what: "the preset",
+                    why: "it is github, gitlab or kubernetes",
+                }))
+                .into(),
+            );
         }
     };
     let request = JwtRoleRequest {

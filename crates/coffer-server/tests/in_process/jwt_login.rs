@@ -70,7 +70,13 @@ fn rsa(kid: &str, dir: &std::path::Path) -> Key {
         assert!(out.status.success(), "openssl {args:?}: {out:?}");
         out.stdout
     };
-    run(&["genrsa", "-traditional", "-out", pem.to_str().unwrap(), "2048"]);
+    run(&[
+        "genrsa",
+        "-traditional",
+        "-out",
+        pem.to_str().unwrap(),
+        "2048",
+    ]);
     run(&[
         "rsa",
         "-traditional",
@@ -81,8 +87,14 @@ fn rsa(kid: &str, dir: &std::path::Path) -> Key {
         "-out",
         der.to_str().unwrap(),
     ]);
-    let modulus = String::from_utf8(run(&["rsa", "-in", pem.to_str().unwrap(), "-noout", "-modulus"]))
-        .unwrap();
+    let modulus = String::from_utf8(run(&[
+        "rsa",
+        "-in",
+        pem.to_str().unwrap(),
+        "-noout",
+        "-modulus",
+    ]))
+    .unwrap();
     let hex = modulus.trim().strip_prefix("Modulus=").unwrap();
     let n: Vec<u8> = (0..hex.len())
         .step_by(2)
@@ -157,7 +169,8 @@ impl Issuer {
 
     /// Publishes exactly these keys (a rotation replaces the set).
     fn publish(&self, keys: &[&Key]) {
-        *self.jwks.lock().unwrap() = json!({"keys": keys.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>()});
+        *self.jwks.lock().unwrap() =
+            json!({"keys": keys.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>()});
     }
 
     fn fetches(&self) -> usize {
@@ -295,7 +308,10 @@ fn a_good_jwt_of_each_algorithm_gets_exactly_the_roles_policies_and_ttl() {
     let issuer = Issuer::start(&keys.iter().collect::<Vec<_>>());
     let server = server_with_secret(dir.path(), None);
     let root = server.root_token();
-    let role = ok(&write_role(&server, &root, "ci", &github_role(&issuer)), "write role");
+    let role = ok(
+        &write_role(&server, &root, "ci", &github_role(&issuer)),
+        "write role",
+    );
     assert_eq!(role["keys"], "discovery");
     assert_eq!(role["ttl"], "10m");
 
@@ -307,14 +323,25 @@ fn a_good_jwt_of_each_algorithm_gets_exactly_the_roles_policies_and_ttl() {
         assert_eq!(j["kind"], "service");
         assert_eq!(j["display_name"], "github:acme/api@refs/heads/main");
         assert_eq!(j["ttl"], "10m");
-        assert_eq!(j["expires_at"], j["max_expires_at"], "not renewable past the TTL");
+        assert_eq!(
+            j["expires_at"], j["max_expires_at"],
+            "not renewable past the TTL"
+        );
         assert_eq!(j["workload"]["issuer"], issuer.url.as_str());
-        assert_eq!(j["workload"]["subject"], "repo:acme/api:ref:refs/heads/main");
+        assert_eq!(
+            j["workload"]["subject"],
+            "repo:acme/api:ref:refs/heads/main"
+        );
         assert_eq!(j["workload"]["claims"]["repository"], "acme/api");
         let token = j["token"].as_str().unwrap().to_string();
 
         // The token reads what the role's policy allows, and nothing else.
-        let read = server.http("GET", "/api/v1/secrets/app/prod/DB_PASSWORD", Some(&token), None);
+        let read = server.http(
+            "GET",
+            "/api/v1/secrets/app/prod/DB_PASSWORD",
+            Some(&token),
+            None,
+        );
         assert_eq!(read.status, 200, "{}", read.text());
         let other = server.http("GET", "/api/v1/sys/policies", Some(&token), None);
         assert_eq!(other.status, 403);
@@ -354,7 +381,12 @@ fn a_good_jwt_of_each_algorithm_gets_exactly_the_roles_policies_and_ttl() {
         ),
         "readers",
     );
-    assert!(readers.to_string().contains("github:acme/api@refs/heads/main"), "{readers}");
+    assert!(
+        readers
+            .to_string()
+            .contains("github:acme/api@refs/heads/main"),
+        "{readers}"
+    );
     let by_actor = ok(
         &server.http(
             "GET",
@@ -376,7 +408,10 @@ fn every_defective_jwt_is_refused_with_its_reason_and_audited_without_the_token(
     let issuer = Issuer::start(&[&rsa1, &ed1]);
     let server = server_with_secret(dir.path(), None);
     let root = server.root_token();
-    ok(&write_role(&server, &root, "ci", &github_role(&issuer)), "write role");
+    ok(
+        &write_role(&server, &root, "ci", &github_role(&issuer)),
+        "write role",
+    );
     let good = claims(&issuer.url);
     let with = |k: &str, v: Value| {
         let mut c = good.clone();
@@ -391,11 +426,15 @@ fn every_defective_jwt_is_refused_with_its_reason_and_audited_without_the_token(
     let hs256_with_public_key = {
         use hmac::Mac;
         let pem = rsa1.public_pem.clone().unwrap();
-        forged(&json!({"alg":"HS256","typ":"JWT","kid":"rsa1"}), &good, |input| {
-            let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(pem.as_bytes()).unwrap();
-            mac.update(input);
-            mac.finalize().into_bytes().to_vec()
-        })
+        forged(
+            &json!({"alg":"HS256","typ":"JWT","kid":"rsa1"}),
+            &good,
+            |input| {
+                let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(pem.as_bytes()).unwrap();
+                mac.update(input);
+                mac.finalize().into_bytes().to_vec()
+            },
+        )
     };
     let unknown_kid = {
         let mut header = Header::new(Algorithm::EdDSA);
@@ -403,26 +442,98 @@ fn every_defective_jwt_is_refused_with_its_reason_and_audited_without_the_token(
         jsonwebtoken::encode(&header, &good, &ed1.encoding).unwrap()
     };
     let cases: Vec<(&str, String, &str)> = vec![
-        ("wrong issuer", mint(&ed1, &with("iss", json!("https://evil.example"))), "issuer is not the role's"),
-        ("wrong audience", mint(&ed1, &with("aud", json!("https://other.example"))), "audience does not include"),
-        ("expired", mint(&ed1, &with("exp", json!(now() - 600))), "has expired"),
-        ("not yet valid", mint(&ed1, &with("nbf", json!(now() + 600))), "not valid yet"),
-        ("issued in the future", mint(&ed1, &with("iat", json!(now() + 600))), "issued in the future"),
-        ("lives too long", mint(&ed1, &with("exp", json!(now() + 3 * 86400))), "lives longer than"),
+        (
+            "wrong issuer",
+            mint(&ed1, &with("iss", json!("https://evil.example"))),
+            "issuer is not the role's",
+        ),
+        (
+            "wrong audience",
+            mint(&ed1, &with("aud", json!("https://other.example"))),
+            "audience does not include",
+        ),
+        (
+            "expired",
+            mint(&ed1, &with("exp", json!(now() - 600))),
+            "has expired",
+        ),
+        (
+            "not yet valid",
+            mint(&ed1, &with("nbf", json!(now() + 600))),
+            "not valid yet",
+        ),
+        (
+            "issued in the future",
+            mint(&ed1, &with("iat", json!(now() + 600))),
+            "issued in the future",
+        ),
+        (
+            "lives too long",
+            mint(&ed1, &with("exp", json!(now() + 3 * 86400))),
+            "lives longer than",
+        ),
         ("no exp", mint(&ed1, &without("exp")), "no exp claim"),
         ("unknown kid", unknown_kid, "key id is not among"),
-        ("bad signature", mint(&impostor, &good), "signature does not verify"),
-        ("alg none", forged(&json!({"alg":"none","typ":"JWT"}), &good, |_| Vec::new()), "algorithm \"none\" is not accepted"),
-        ("HS256 keyed with the RSA public key", hs256_with_public_key, "algorithm \"HS256\" is not accepted"),
-        ("another repository", mint(&ed1, &with("repository", json!("acme/other"))), "claim repository is not allowed"),
-        ("case-folded repository", mint(&ed1, &with("repository", json!("ACME/api"))), "claim repository is not allowed"),
-        ("look-alike repository", mint(&ed1, &with("repository", json!("acme/\u{0430}pi"))), "claim repository is not allowed"),
-        ("trailing space", mint(&ed1, &with("repository", json!("acme/api "))), "claim repository is not allowed"),
-        ("ref outside the glob", mint(&ed1, &with("ref", json!("refs/tags/v1"))), "claim ref is not allowed"),
-        ("environment not bound", mint(&ed1, &with("environment", json!("dev"))), "claim environment is not allowed"),
-        ("missing bound claim", mint(&ed1, &without("repository")), "has no claim repository"),
-        ("a claim that is not a string", mint(&ed1, &with("repository", json!(["acme/api"]))), "has no claim repository"),
-        ("oversized", mint(&ed1, &with("pad", json!("x".repeat(20_000)))), "larger than 16384 bytes"),
+        (
+            "bad signature",
+            mint(&impostor, &good),
+            "signature does not verify",
+        ),
+        (
+            "alg none",
+            forged(&json!({"alg":"none","typ":"JWT"}), &good, |_| Vec::new()),
+            "algorithm \"none\" is not accepted",
+        ),
+        (
+            "HS256 keyed with the RSA public key",
+            hs256_with_public_key,
+            "algorithm \"HS256\" is not accepted",
+        ),
+        (
+            "another repository",
+            mint(&ed1, &with("repository", json!("acme/other"))),
+            "claim repository is not allowed",
+        ),
+        (
+            "case-folded repository",
+            mint(&ed1, &with("repository", json!("ACME/api"))),
+            "claim repository is not allowed",
+        ),
+        (
+            "look-alike repository",
+            mint(&ed1, &with("repository", json!("acme/\u{0430}pi"))),
+            "claim repository is not allowed",
+        ),
+        (
+            "trailing space",
+            mint(&ed1, &with("repository", json!("acme/api "))),
+            "claim repository is not allowed",
+        ),
+        (
+            "ref outside the glob",
+            mint(&ed1, &with("ref", json!("refs/tags/v1"))),
+            "claim ref is not allowed",
+        ),
+        (
+            "environment not bound",
+            mint(&ed1, &with("environment", json!("dev"))),
+            "claim environment is not allowed",
+        ),
+        (
+            "missing bound claim",
+            mint(&ed1, &without("repository")),
+            "has no claim repository",
+        ),
+        (
+            "a claim that is not a string",
+            mint(&ed1, &with("repository", json!(["acme/api"]))),
+            "has no claim repository",
+        ),
+        (
+            "oversized",
+            mint(&ed1, &with("pad", json!("x".repeat(20_000)))),
+            "larger than 16384 bytes",
+        ),
         ("not a JWT", "not.a.jwt".to_string(), "malformed"),
         ("two parts", "abc.def".to_string(), "malformed"),
     ];
@@ -443,18 +554,31 @@ fn every_defective_jwt_is_refused_with_its_reason_and_audited_without_the_token(
     // An unknown role is refused the same way.
     let r = login(&server, "nobody", &mint(&ed1, &good));
     assert_eq!(r.status, 401);
-    assert!(r.text().contains("no JWT role named nobody"), "{}", r.text());
+    assert!(
+        r.text().contains("no JWT role named nobody"),
+        "{}",
+        r.text()
+    );
 
     // No JWT, and no signature of one, is in the audit log.
     let log = server.audit_log_text();
     for (what, jwt, _) in &cases {
-        assert!(!log.contains(jwt.as_str()), "{what}: the JWT is in the audit log");
+        assert!(
+            !log.contains(jwt.as_str()),
+            "{what}: the JWT is in the audit log"
+        );
         if let Some(sig) = jwt.rsplit('.').next().filter(|s| s.len() > 16) {
-            assert!(!log.contains(sig), "{what}: the signature is in the audit log");
+            assert!(
+                !log.contains(sig),
+                "{what}: the signature is in the audit log"
+            );
         }
     }
     // Nothing was issued.
-    let tokens = ok(&server.http("GET", "/api/v1/auth/tokens", Some(&root), None), "tokens");
+    let tokens = ok(
+        &server.http("GET", "/api/v1/auth/tokens", Some(&root), None),
+        "tokens",
+    );
     assert!(!tokens.to_string().contains("github:"), "{tokens}");
 }
 
@@ -465,8 +589,14 @@ fn a_flood_of_unknown_key_ids_fetches_the_jwks_at_most_once_per_interval() {
     let issuer = Issuer::start(&[&ed1]);
     let server = server_with_secret(dir.path(), None);
     let root = server.root_token();
-    ok(&write_role(&server, &root, "ci", &github_role(&issuer)), "write role");
-    ok(&login(&server, "ci", &mint(&ed1, &claims(&issuer.url))), "first login");
+    ok(
+        &write_role(&server, &root, "ci", &github_role(&issuer)),
+        "write role",
+    );
+    ok(
+        &login(&server, "ci", &mint(&ed1, &claims(&issuer.url))),
+        "first login",
+    );
     let before = issuer.fetches();
     assert_eq!(before, 2, "discovery and the JWKS");
     for i in 0..50 {
@@ -480,7 +610,10 @@ fn a_flood_of_unknown_key_ids_fetches_the_jwks_at_most_once_per_interval() {
     // unknown kids fetched again.
     assert_eq!(issuer.fetches(), before);
     // The known key still works.
-    ok(&login(&server, "ci", &mint(&ed1, &claims(&issuer.url))), "known key");
+    ok(
+        &login(&server, "ci", &mint(&ed1, &claims(&issuer.url))),
+        "known key",
+    );
 }
 
 #[test]
@@ -497,14 +630,27 @@ fn a_key_rotated_in_at_the_issuer_works_without_a_restart() {
     role["jwks_url"] = json!(format!("{}/jwks", issuer.url));
     let written = ok(&write_role(&server, &root, "ci", &role), "write role");
     assert_eq!(written["keys"], "jwks_url");
-    ok(&login(&server, "ci", &mint(&old, &claims(&issuer.url))), "old key");
+    ok(
+        &login(&server, "ci", &mint(&old, &claims(&issuer.url))),
+        "old key",
+    );
     let r = login(&server, "ci", &mint(&new, &claims(&issuer.url)));
     assert_eq!(r.status, 401, "not published yet: {}", r.text());
     issuer.publish(&[&old, &new]);
-    ok(&login(&server, "ci", &mint(&new, &claims(&issuer.url))), "new key");
+    ok(
+        &login(&server, "ci", &mint(&new, &claims(&issuer.url))),
+        "new key",
+    );
     issuer.publish(&[&new]);
-    ok(&login(&server, "ci", &mint(&new, &claims(&issuer.url))), "new key only");
-    assert_eq!(issuer.discovery_hits.load(Ordering::SeqCst), 0, "no discovery with a JWKS URL");
+    ok(
+        &login(&server, "ci", &mint(&new, &claims(&issuer.url))),
+        "new key only",
+    );
+    assert_eq!(
+        issuer.discovery_hits.load(Ordering::SeqCst),
+        0,
+        "no discovery with a JWKS URL"
+    );
 }
 
 #[test]
@@ -540,7 +686,12 @@ fn a_kubernetes_role_with_a_stored_jwks_names_the_service_account() {
     other["kubernetes.io"]["namespace"] = json!("default");
     let r = login(&server, "k8s", &mint(&key, &other));
     assert_eq!(r.status, 401);
-    assert!(r.text().contains("claim kubernetes.io/namespace is not allowed"), "{}", r.text());
+    assert!(
+        r.text()
+            .contains("claim kubernetes.io/namespace is not allowed"),
+        "{}",
+        r.text()
+    );
 }
 
 #[test]
@@ -566,20 +717,78 @@ fn role_writes_refuse_what_is_unsafe_and_change_nothing() {
     };
     let private_jwks = json!({"keys":[{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo","d":"nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A"}]}).to_string();
     let cases: Vec<(&str, Value, &str)> = vec![
-        ("no bound claims", with("bound_claims", Value::Null), "must bind at least one claim"),
-        ("an empty binding", with("bound_claims", json!({"sub": []})), "bound to no value"),
-        ("github without repository", with("preset", json!("github")), "requires claim repository"),
-        ("kubernetes without namespace", with("preset", json!("kubernetes")).as_object().map(|o| { let mut o = o.clone(); o.insert("bound_claims".into(), json!({"aud2": ["x"]})); Value::Object(o) }).unwrap(), "requires claim kubernetes.io/namespace"),
-        ("plain http elsewhere", with("jwks_url", json!("http://issuer.example/jwks")), "only to a loopback"),
-        ("user info", with("jwks_url", json!("https://a@issuer.example/jwks")), "user information"),
-        ("no https", with("jwks_url", json!("file:///etc/passwd")), "must start with https"),
-        ("private key material", with("jwks_url", Value::Null).as_object().map(|o| { let mut o = o.clone(); o.insert("jwks".into(), json!(private_jwks)); Value::Object(o) }).unwrap(), "private or symmetric"),
+        (
+            "no bound claims",
+            with("bound_claims", Value::Null),
+            "must bind at least one claim",
+        ),
+        (
+            "an empty binding",
+            with("bound_claims", json!({"sub": []})),
+            "bound to no value",
+        ),
+        (
+            "github without repository",
+            with("preset", json!("github")),
+            "requires claim repository",
+        ),
+        (
+            "kubernetes without namespace",
+            with("preset", json!("kubernetes"))
+                .as_object()
+                .map(|o| {
+                    let mut o = o.clone();
+                    o.insert("bound_claims".into(), json!({"aud2": ["x"]}));
+                    Value::Object(o)
+                })
+                .unwrap(),
+            "requires claim kubernetes.io/namespace",
+        ),
+        (
+            "plain http elsewhere",
+            with("jwks_url", json!("http://issuer.example/jwks")),
+            "only to a loopback",
+        ),
+        (
+            "user info",
+            with("jwks_url", json!("https://a@issuer.example/jwks")),
+            "user information",
+        ),
+        (
+            "no https",
+            with("jwks_url", json!("file:///etc/passwd")),
+            "must start with https",
+        ),
+        (
+            "private key material",
+            with("jwks_url", Value::Null)
+                .as_object()
+                .map(|o| {
+                    let mut o = o.clone();
+                    o.insert("jwks".into(), json!(private_jwks));
+                    Value::Object(o)
+                })
+                .unwrap(),
+            "private or symmetric",
+        ),
         ("two key sources", with("jwks", json!("{}")), "not several"),
         ("ttl too long", with("ttl", json!("7h")), "at most 6h"),
-        ("no audience", with("audience", Value::Null), "needs an audience"),
+        (
+            "no audience",
+            with("audience", Value::Null),
+            "needs an audience",
+        ),
         ("no issuer", with("issuer", Value::Null), "needs an issuer"),
-        ("control in a value", with("bound_claims", json!({"sub": ["a\nb"]})), "no control characters"),
-        ("unknown preset", with("preset", json!("jenkins")), "github, gitlab or kubernetes"),
+        (
+            "control in a value",
+            with("bound_claims", json!({"sub": ["a\nb"]})),
+            "no control characters",
+        ),
+        (
+            "unknown preset",
+            with("preset", json!("jenkins")),
+            "github, gitlab or kubernetes",
+        ),
         ("unknown policy", with("policies", json!(["nope"])), "nope"),
     ];
     for (what, body, reason) in &cases {
@@ -587,16 +796,33 @@ fn role_writes_refuse_what_is_unsafe_and_change_nothing() {
         assert_eq!(r.status, 400, "{what}: {}", r.text());
         assert!(r.text().contains(reason), "{what}: {}", r.text());
     }
-    for name in ["..", ".hidden", "a b", "a/b", "\u{e9}t\u{e9}", &"x".repeat(65), "a\nb", "a\u{202e}b"] {
+    for name in [
+        "..",
+        ".hidden",
+        "a b",
+        "a/b",
+        "\u{e9}t\u{e9}",
+        &"x".repeat(65),
+        "a\nb",
+        "a\u{202e}b",
+    ] {
         let r = server.http(
             "PUT",
             &coffer_api::routes::JWT_ROLE_WRITE.url(&[name]),
             Some(&root),
             Some(base.to_string().as_bytes()),
         );
-        assert!(matches!(r.status, 400 | 404), "{name:?}: {} {}", r.status, r.text());
+        assert!(
+            matches!(r.status, 400 | 404),
+            "{name:?}: {} {}",
+            r.status,
+            r.text()
+        );
     }
-    let list = ok(&server.http("GET", "/api/v1/auth/jwt/roles", Some(&root), None), "list");
+    let list = ok(
+        &server.http("GET", "/api/v1/auth/jwt/roles", Some(&root), None),
+        "list",
+    );
     assert_eq!(list["roles"], json!([]), "nothing was written");
 
     // Managing roles needs admin on sys/auth/jwt/NAME, and the policies held.
@@ -612,7 +838,12 @@ fn role_writes_refuse_what_is_unsafe_and_change_nothing() {
     let mint_token = |policies: &str| {
         let body = format!(r#"{{"policies":{policies}}}"#);
         ok(
-            &server.http("POST", "/api/v1/auth/tokens", Some(&root), Some(body.as_bytes())),
+            &server.http(
+                "POST",
+                "/api/v1/auth/tokens",
+                Some(&root),
+                Some(body.as_bytes()),
+            ),
             "token",
         )["token"]
             .as_str()
@@ -622,9 +853,17 @@ fn role_writes_refuse_what_is_unsafe_and_change_nothing() {
     let admin = mint_token(r#"["jwt-admin"]"#);
     let reader = mint_token(r#"["deploy"]"#);
     let r = write_role(&server, &admin, "r1", &base);
-    assert_eq!(r.status, 403, "an admin who does not hold deploy: {}", r.text());
+    assert_eq!(
+        r.status,
+        403,
+        "an admin who does not hold deploy: {}",
+        r.text()
+    );
     let both = mint_token(r#"["jwt-admin","deploy"]"#);
-    ok(&write_role(&server, &both, "r1", &base), "admin holding deploy");
+    ok(
+        &write_role(&server, &both, "r1", &base),
+        "admin holding deploy",
+    );
     for (method, path) in [
         ("GET", "/api/v1/auth/jwt/roles"),
         ("GET", "/api/v1/auth/jwt/roles/r1"),
@@ -636,7 +875,10 @@ fn role_writes_refuse_what_is_unsafe_and_change_nothing() {
         assert_eq!(r.status, 401, "{method} {path}");
     }
     assert_eq!(write_role(&server, &reader, "r2", &base).status, 403);
-    ok(&server.http("GET", "/api/v1/auth/jwt/roles/r1", Some(&admin), None), "read");
+    ok(
+        &server.http("GET", "/api/v1/auth/jwt/roles/r1", Some(&admin), None),
+        "read",
+    );
     let r = server.http("DELETE", "/api/v1/auth/jwt/roles/r1", Some(&admin), None);
     assert_eq!(r.status, 204);
     let r = server.http("GET", "/api/v1/auth/jwt/roles/r1", Some(&admin), None);
@@ -648,7 +890,12 @@ fn role_writes_refuse_what_is_unsafe_and_change_nothing() {
         .filter_map(|r| r["op"].as_str().map(str::to_string))
         .filter(|o| o.starts_with("jwt_role."))
         .collect();
-    for op in ["jwt_role.write", "jwt_role.read", "jwt_role.list", "jwt_role.delete"] {
+    for op in [
+        "jwt_role.write",
+        "jwt_role.read",
+        "jwt_role.list",
+        "jwt_role.delete",
+    ] {
         assert!(ops.iter().any(|o| o == op), "{op} not audited: {ops:?}");
     }
 }
@@ -673,6 +920,9 @@ fn failed_jwt_logins_from_one_address_back_off_like_password_logins() {
     for _ in 0..12 {
         statuses.push(login_from(&server, "ci", &bad, peer).status);
     }
-    assert!(statuses.iter().all(|s| *s == 401 || *s == 429), "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == 401 || *s == 429),
+        "{statuses:?}"
+    );
     assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
 }
