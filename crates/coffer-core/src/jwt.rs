@@ -510,7 +510,8 @@ impl Coffer {
         )?;
         let preset = request.preset;
         let issuer = match (&request.issuer, preset) {
-            (Some(i), _) => i.trim_end_matches('/').to_string(),
+            // Exactly as given: `iss` is compared with it byte for byte.
+            (Some(i), _) => i.clone(),
             (None, Some(Preset::Github)) => GITHUB_ISSUER.to_string(),
             (None, Some(Preset::Gitlab)) => GITLAB_ISSUER.to_string(),
             (None, _) => return Err(problem(JwtRoleProblem::Missing { what: "an issuer" })),
@@ -878,7 +879,10 @@ async fn fetch_keys(
         KeySource::JwksUrl(u) => u.clone(),
         KeySource::Discovery => {
             let doc = fetcher
-                .fetch(&format!("{}/.well-known/openid-configuration", role.issuer))
+                .fetch(&format!(
+                    "{}/.well-known/openid-configuration",
+                    role.issuer.trim_end_matches('/')
+                ))
                 .await?;
             let doc: Map<String, Value> = serde_json::from_slice(&doc)
                 .map_err(|_| "the discovery document is not JSON".to_string())?;
