@@ -942,6 +942,7 @@ mod tests {
             cache_ttl: 0,
             no_cache: false,
             keep_token: false,
+            login: None,
             command: vec!["true".into()],
         }
     }

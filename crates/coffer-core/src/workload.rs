@@ -108,7 +108,7 @@ impl Coffer {
             uses_limit: None,
             uses_left: None,
             cidrs: Vec::new(),
-            workload: Some(grant.workload),
+            workload: Some(Box::new(grant.workload)),
         };
         self.store
             .commit(vec![Mutation::PutToken(record.clone())])

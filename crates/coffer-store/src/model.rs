@@ -139,8 +139,9 @@ pub struct TokenRecord {
     pub cidrs: Vec<String>,
     /// The workload a machine login issued this token to (a JWT role's
     /// issuer, subject and bound claims); `None` for every other token.
+    /// (Boxed: most tokens have none, and every record is copied around.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub workload: Option<Workload>,
+    pub workload: Option<Box<Workload>>,
 }
 
 /// Who a workload token was issued to: what the platform vouched for at
