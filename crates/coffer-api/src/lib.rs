@@ -20,6 +20,7 @@ pub mod lifecycle;
 pub mod routes;
 pub mod share;
 pub mod vault_routes;
+pub mod workload;
 
 /// Stable error codes, one per class of failure.
 pub mod codes {
@@ -523,6 +524,9 @@ pub struct TokenInfo {
     /// Accessor of the token that created it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<String>,
+    /// The workload a machine login issued it to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload: Option<workload::WorkloadInfo>,
 }
 
 fn service() -> String {

@@ -600,6 +600,38 @@ pub const TOKEN_RENEW_SELF: Route = Route::new(
 );
 /// A person logs in.
 pub const AUTH_LOGIN: Route = Route::new(Post, "/api/v1/auth/login", "auth.login", Nothing);
+/// Every JWT role's name.
+pub const JWT_ROLE_LIST: Route = Route::new(
+    Get,
+    "/api/v1/auth/jwt/roles",
+    "jwt_role.list",
+    Allow(Admin, Sys("sys/auth/jwt/")),
+);
+/// A JWT role.
+pub const JWT_ROLE_READ: Route = Route::new(
+    Get,
+    "/api/v1/auth/jwt/roles/{name}",
+    "jwt_role.read",
+    Allow(Admin, SysNamed("sys/auth/jwt/")),
+);
+/// Creates or replaces a JWT role.
+pub const JWT_ROLE_WRITE: Route = Route::new(
+    Put,
+    "/api/v1/auth/jwt/roles/{name}",
+    "jwt_role.write",
+    Allow(Admin, SysNamed("sys/auth/jwt/")),
+);
+/// Removes a JWT role.
+pub const JWT_ROLE_DELETE: Route = Route::new(
+    Method::Delete,
+    "/api/v1/auth/jwt/roles/{name}",
+    "jwt_role.delete",
+    Allow(Admin, SysNamed("sys/auth/jwt/")),
+);
+/// A machine logs in with a JWT its platform issued (the JWT is the
+/// credential; rate limited like a person's login).
+pub const AUTH_JWT_LOGIN: Route =
+    Route::new(Post, "/api/v1/auth/jwt/login", "auth.jwt_login", Nothing);
 /// Invites a person.
 pub const INVITE_CREATE: Route = Route::new(
     Post,
@@ -895,6 +927,11 @@ pub const ALL: &[&Route] = &[
     &TOKEN_REVOKE_SELF,
     &TOKEN_RENEW_SELF,
     &AUTH_LOGIN,
+    &JWT_ROLE_LIST,
+    &JWT_ROLE_READ,
+    &JWT_ROLE_WRITE,
+    &JWT_ROLE_DELETE,
+    &AUTH_JWT_LOGIN,
     &INVITE_CREATE,
     &INVITE_ACCEPT,
     &TOTP_ENROLL,
@@ -1043,6 +1080,7 @@ mod tests {
                 "sys.unseal",
                 "sys.openapi",
                 "auth.login",
+                "auth.jwt_login",
                 "invite.accept",
                 "share.open",
                 "approle.login"

@@ -80,6 +80,24 @@ pub struct Actor {
     pub via: Option<String>,
 }
 
+/// Who a machine login vouched for: the identity its token acts as.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Workload {
+    /// How it logged in: `jwt` (or `approle`).
+    pub method: String,
+    /// The role it logged in with.
+    pub role: String,
+    /// The JWT's issuer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// The JWT's subject.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// The values of the role's bound claims.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub claims: std::collections::BTreeMap<String, String>,
+}
+
 /// What an alert record reports.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AlertInfo {
@@ -191,6 +209,10 @@ pub struct Record {
     /// secret_id=sia_...`); never a credential.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The workload the caller's token was issued to by a machine login
+    /// (its role, issuer, subject and bound claims' values).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload: Option<Workload>,
     /// For alert records: what fired.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alert: Option<AlertInfo>,

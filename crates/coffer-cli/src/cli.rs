@@ -345,13 +345,21 @@ secret made by `coffer pg manage` rotates its PostgreSQL roles.")]
   coffer login --user alice --totp 123456    # with one-time codes on
   coffer login                               # paste a token, no echo
   coffer login < ~/.local/share/coffer/dev/root-token
-  coffer login --method approle --role-id rid_7Qb... --secret-id-file /run/secrets/sid")]
+  coffer login --method approle --role-id rid_7Qb... --secret-id-file /run/secrets/sid
+  coffer login --method jwt --role deploy-api              # on GitHub Actions
+  coffer login --method jwt --role ci --jwt-file \"$CI_JOB_JWT_FILE\"
+  COFFER_JWT=\"$(cat /var/run/secrets/tokens/coffer)\" coffer login --method jwt --role payments")]
     Login(LoginArgs),
 
     /// App roles: short-lived tokens for machines with no platform identity
     /// (a role id and a secret id log in).
     #[command(subcommand)]
     Approle(crate::approle_cmd::ApproleCommand),
+
+    /// Machine logins: JWT/OIDC roles for GitHub Actions, GitLab CI and
+    /// Kubernetes service accounts.
+    #[command(subcommand)]
+    Auth(crate::auth_cmd::AuthCommand),
 
     /// Manage policies: named sets of capabilities on path patterns.
     #[command(subcommand)]
@@ -469,19 +477,31 @@ pub struct JsonFlag {
 
 #[derive(Debug, Args)]
 pub struct LoginArgs {
+    /// How to log in: `password` (with --user), `token` (paste one), `jwt`
+    /// (a machine, with --role) or `approle` (a machine, with --role-id).
+    /// Default: password with --user, else token.
+    #[arg(long, value_enum)]
+    pub method: Option<LoginMethod>,
+    /// The JWT role to log in with (--method jwt).
+    #[arg(long, value_name = "ROLE")]
+    pub role: Option<String>,
+    /// Read the JWT from this file (`-`: standard input); otherwise
+    /// COFFER_JWT, or the GitHub Actions runner's OIDC token (--method jwt).
+    #[arg(long, value_name = "FILE")]
+    pub jwt_file: Option<PathBuf>,
+    /// The audience to ask the GitHub Actions runner for (default: the
+    /// server's address).
+    #[arg(long, value_name = "AUDIENCE")]
+    pub audience: Option<String>,
     /// Log in as this user with a password.
     #[arg(long, value_name = "NAME")]
     pub user: Option<String>,
     /// The current one-time code, for accounts with TOTP on.
     #[arg(long, value_name = "CODE", requires = "user")]
     pub totp: Option<String>,
-    /// How to log in: `approle` with --role-id and a secret id (from
-    /// --secret-id-file, COFFER_SECRET_ID or stdin). Without it, --user
-    /// logs in with a password, and no flag saves a token you have.
-    #[arg(long, value_name = "METHOD", value_parser = ["approle"], conflicts_with = "user")]
-    pub method: Option<String>,
-    /// The app role's role id (with --method approle).
-    #[arg(long, value_name = "ID", requires = "method")]
+    /// The app role's role id (with --method approle; the secret id from
+    /// --secret-id-file, COFFER_SECRET_ID or stdin).
+    #[arg(long, value_name = "ID")]
     pub role_id: Option<String>,
     /// Read the secret id from this file (with --method approle).
     #[arg(long, value_name = "FILE", requires = "role_id")]
@@ -489,6 +509,19 @@ pub struct LoginArgs {
     /// Print JSON for scripts.
     #[arg(long)]
     pub json: bool,
+}
+
+/// How `coffer login` logs in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LoginMethod {
+    /// A user name and password (and one-time code).
+    Password,
+    /// Save a token you already have.
+    Token,
+    /// A machine's JWT from its platform, for a JWT role.
+    Jwt,
+    /// An app role's role id and secret id.
+    Approle,
 }
 
 #[derive(Debug, Args)]

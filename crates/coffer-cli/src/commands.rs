@@ -91,20 +91,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<Status> {
         Command::Cp(a) => crate::lifecycle_cmd::copy(g, a, false).await,
         Command::Mv(a) => crate::lifecycle_cmd::copy(g, a, true).await,
         Command::Env(c) => crate::lifecycle_cmd::env(g, c).await,
-        Command::Login(a) if a.method.is_some() => match &a.role_id {
-            Some(role_id) => {
-                crate::approle_cmd::login(g, role_id, a.secret_id_file.as_deref(), a.json).await
-            }
-            None => Err(fail(
-                Status::Usage,
-                "--method approle needs --role-id ID (and the secret id from --secret-id-file, COFFER_SECRET_ID or stdin)",
-            )),
-        },
+        Command::Login(a) => login_any(g, &a).await,
         Command::Approle(c) => crate::approle_cmd::run(g, c).await,
-        Command::Login(a) => match &a.user {
-            Some(user) => access_cmd::login_user(g, user, a.totp.as_deref(), a.json).await,
-            None => login(g, a.json).await,
-        },
+        Command::Auth(c) => crate::auth_cmd::auth(g, c).await,
         Command::Policy(c) => access_cmd::policy(g, c).await,
         Command::Token(c) => access_cmd::token(g, c).await,
         Command::Invite(c) => access_cmd::invite(g, c).await,
@@ -450,6 +439,69 @@ async fn history(g: &crate::cli::Global, path: &str, as_json: bool) -> anyhow::R
         println!("Expires at {t}.");
     }
     Ok(Status::Ok)
+}
+
+async fn login_any(g: &crate::cli::Global, a: &crate::cli::LoginArgs) -> anyhow::Result<Status> {
+    use crate::cli::LoginMethod;
+    let method = a.method.unwrap_or(if a.user.is_some() {
+        LoginMethod::Password
+    } else {
+        LoginMethod::Token
+    });
+    let jwt_only = a.role.is_some() || a.jwt_file.is_some() || a.audience.is_some();
+    if method != LoginMethod::Jwt && jwt_only {
+        return Err(fail(
+            Status::Usage,
+            "--role, --jwt-file and --audience go with --method jwt",
+        ));
+    }
+    let approle_only = a.role_id.is_some() || a.secret_id_file.is_some();
+    if method != LoginMethod::Approle && approle_only {
+        return Err(fail(
+            Status::Usage,
+            "--role-id and --secret-id-file go with --method approle",
+        ));
+    }
+    match method {
+        LoginMethod::Approle => {
+            if a.user.is_some() {
+                return Err(fail(Status::Usage, "--user goes with --method password"));
+            }
+            let Some(role_id) = &a.role_id else {
+                return Err(fail(
+                    Status::Usage,
+                    "--method approle needs --role-id ID (and the secret id from --secret-id-file, COFFER_SECRET_ID or stdin)",
+                ));
+            };
+            crate::approle_cmd::login(g, role_id, a.secret_id_file.as_deref(), a.json).await
+        }
+        LoginMethod::Password => {
+            let Some(user) = &a.user else {
+                return Err(fail(Status::Usage, "--method password needs --user NAME"));
+            };
+            access_cmd::login_user(g, user, a.totp.as_deref(), a.json).await
+        }
+        LoginMethod::Token if a.user.is_some() => {
+            Err(fail(Status::Usage, "--user goes with --method password"))
+        }
+        LoginMethod::Token => login(g, a.json).await,
+        LoginMethod::Jwt => {
+            if a.user.is_some() {
+                return Err(fail(Status::Usage, "--user goes with --method password"));
+            }
+            let Some(role) = &a.role else {
+                return Err(fail(Status::Usage, "--method jwt needs --role ROLE"));
+            };
+            crate::auth_cmd::login_jwt(
+                g,
+                role,
+                a.jwt_file.as_deref(),
+                a.audience.as_deref(),
+                a.json,
+            )
+            .await
+        }
+    }
 }
 
 async fn login(g: &crate::cli::Global, as_json: bool) -> anyhow::Result<Status> {

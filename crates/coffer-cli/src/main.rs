@@ -10,6 +10,7 @@
 mod access_cmd;
 mod approle_cmd;
 mod audit_cmd;
+mod auth_cmd;
 mod backup_cmd;
 mod check_cmd;
 mod cli;

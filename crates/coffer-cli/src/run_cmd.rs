@@ -74,11 +74,13 @@ pub struct RunArgs {
     /// variable whose value holds a token or credential).
     #[arg(long)]
     pub keep_token: bool,
-    /// Log in first and use the new short-lived token instead of
-    /// COFFER_TOKEN or the saved one: `approle` with --role-id and
-    /// --secret-id-file or COFFER_SECRET_ID (each run spends one use of the
-    /// secret id; no offline copy is kept).
-    #[arg(long, value_name = "METHOD", value_parser = ["approle"], requires = "role_id")]
+    /// Log in for this run only, as a machine: `jwt:ROLE` (the JWT from
+    /// COFFER_JWT or the GitHub Actions runner), or `approle` with
+    /// --role-id and --secret-id-file or COFFER_SECRET_ID (each run spends
+    /// one use of the secret id). The token is revoked when the command
+    /// ends; no offline copy is kept; with --keep-token the command gets it
+    /// as COFFER_TOKEN.
+    #[arg(long, value_name = "jwt:ROLE|approle", conflicts_with = "offline")]
     pub login: Option<String>,
     /// The app role's role id (with --login approle).
     #[arg(long, value_name = "ID", requires = "login")]
@@ -577,6 +579,23 @@ pub async fn run(g: &crate::cli::Global, a: RunArgs) -> anyhow::Result<Status> {
     let inputs = collect(&files, &|name| std::env::var(name).ok(), &inherited)?;
     drop(inherited);
 
+    // A login for this run: its token fetches, and is revoked at the end.
+    let login = match (a.login.as_deref(), &a.role_id) {
+        (Some("approle"), Some(role_id)) => Some(
+            crate::approle_cmd::login_for_run(g, role_id, a.secret_id_file.as_deref()).await?,
+        ),
+        (Some("approle"), None) => {
+            return Err(fail(
+                Status::Usage,
+                "--login approle needs --role-id ID (and the secret id from --secret-id-file or COFFER_SECRET_ID)",
+            ));
+        }
+        (Some(_), Some(_)) => {
+            return Err(fail(Status::Usage, "--role-id goes with --login approle"));
+        }
+        (Some(spec), None) => Some(crate::auth_cmd::login_for_run(g, spec).await?),
+        (None, _) => None,
+    };
     // One request for everything.
     let mut fetched = Vec::new();
     if !a.paths.is_empty() || !inputs.refs.is_empty() {
@@ -584,7 +603,16 @@ pub async fn run(g: &crate::cli::Global, a: RunArgs) -> anyhow::Result<Status> {
             prefixes: a.paths.clone(),
             secrets: inputs.refs.iter().map(|(_, r)| r.clone()).collect(),
         };
-        fetched = fetch(g, &a, &request).await?;
+        let got = fetch(g, &a, &request, login.as_ref().map(|(t, _)| t.clone())).await;
+        fetched = match got {
+            Ok(f) => f,
+            Err(e) => {
+                if let Some((_, client)) = &login {
+                    let _ = client.revoke_token(None).await;
+                }
+                return Err(e);
+            }
+        };
     }
     let vars = assemble(&a, &inputs, &fetched, example.as_deref())?;
 
@@ -605,10 +633,47 @@ pub async fn run(g: &crate::cli::Global, a: RunArgs) -> anyhow::Result<Status> {
     for (k, v) in &vars {
         command.env(k, v.as_str());
     }
+    if let Some((token, client)) = login {
+        // With --keep-token the command gets this run's token (to call
+        // coffer itself, as the GitHub Action's export does).
+        if a.keep_token {
+            command.env("COFFER_TOKEN", token.expose_secret());
+        }
+        drop(token);
+        // The command runs as a child, so that its token can be revoked
+        // when it ends.
+        let code = if a.redact {
+            redacted(command, &vars, &a.command[0]).await?
+        } else {
+            let status = tokio::process::Command::from(command)
+                .status()
+                .await
+                .map_err(|e| not_started(&a.command[0], &e))?;
+            exit_code(status)
+        };
+        drop(vars);
+        if let Err(e) = client.revoke_token(None).await {
+            eprintln!(
+                "coffer: warning: could not revoke this run's token ({e}); it expires with its TTL"
+            );
+        }
+        std::process::exit(code);
+    }
     if a.redact {
-        return redacted(command, &vars, &a.command[0]).await;
+        let code = redacted(command, &vars, &a.command[0]).await?;
+        std::process::exit(code);
     }
     exec(command, &a.command[0])
+}
+
+/// The exit status a shell reports for a child's status.
+fn exit_code(status: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(c), _) => c,
+        (None, Some(s)) => 128 + s,
+        _ => 1,
+    }
 }
 
 /// The secrets for `request`: from the server, keeping an encrypted copy;
@@ -617,31 +682,18 @@ async fn fetch(
     g: &crate::cli::Global,
     a: &RunArgs,
     request: &BundleRequest,
+    login: Option<coffer_crypto::SecretString>,
 ) -> anyhow::Result<Vec<ReadResponse<WireValue>>> {
-    let (token, cache) = match (&a.login, &a.role_id) {
-        (Some(_), Some(role_id)) => {
-            if a.offline {
-                return Err(fail(
-                    Status::Usage,
-                    "--offline uses the copy a saved token fetched; it cannot log in",
-                ));
-            }
-            // Never stdin: it is the command's.
-            let secret_id = crate::approle_cmd::read_secret_id(a.secret_id_file.as_deref(), false)?;
-            let t = settings::client_builder(g)
-                .build()?
-                .login_approle(role_id, &secret_id)
-                .await?;
-            (Some(SecretString::new(t.token.expose().to_string())), None)
-        }
-        _ => {
-            let token = settings::resolve_token()?;
-            let cache = token
-                .as_ref()
-                .and_then(|t| Cache::for_request(t, &settings::addr(g), request));
-            (token, cache)
-        }
+    // A token logged in for this run is gone when it ends: no copy for it.
+    let logged_in = login.is_some();
+    let token = match login {
+        Some(t) => Some(t),
+        None => settings::resolve_token()?,
     };
+    let cache = token
+        .as_ref()
+        .filter(|_| !logged_in)
+        .and_then(|t| Cache::for_request(t, &settings::addr(g), request));
     if a.offline {
         let Some(cache) = &cache else {
             return Err(fail(
@@ -756,12 +808,12 @@ fn not_started(program: &OsString, e: &std::io::Error) -> anyhow::Error {
 }
 
 /// Runs the command as a child, filters its output, forwards signals, and
-/// exits with its status.
+/// returns the status to exit with.
 async fn redacted(
     command: std::process::Command,
     vars: &BTreeMap<String, Zeroizing<String>>,
     program: &OsString,
-) -> anyhow::Result<Status> {
+) -> anyhow::Result<i32> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::signal::unix::{SignalKind, signal};
 
@@ -862,13 +914,7 @@ async fn redacted(
     };
     let _ = out.await;
     let _ = err.await;
-    use std::os::unix::process::ExitStatusExt;
-    let code = match (status.code(), status.signal()) {
-        (Some(c), _) => c,
-        (None, Some(s)) => 128 + s,
-        _ => 1,
-    };
-    std::process::exit(code);
+    Ok(exit_code(status))
 }
 
 #[cfg(test)]

@@ -22,7 +22,6 @@ impl Client {
         credential: (&str, &coffer_crypto::SecretString),
         limit: usize,
     ) -> Result<(u16, coffer_crypto::SecretBytes), ClientError> {
-        let uri = format!("{}{}", self.inner.base, path_and_query);
         let mut value = hyper::header::HeaderValue::from_str(credential.1.expose_secret())
             .map_err(|_| {
                 ClientError::new(
@@ -31,11 +30,38 @@ impl Client {
                 )
             })?;
         value.set_sensitive(true);
-        let req = hyper::Request::builder()
+        self.get_raw(path_and_query, Some((credential.0, value)), limit)
+            .await
+    }
+
+    /// GETs a public document (an OIDC discovery document, a JWKS) from
+    /// the client's address, which is another service than coffer, with no
+    /// credential. As [`Client::get_from_address`] otherwise: a body over
+    /// `limit` bytes is refused while it is read, the exchange is bounded
+    /// by the client's timeout, and redirects are not followed.
+    pub async fn get_document(
+        &self,
+        path_and_query: &str,
+        limit: usize,
+    ) -> Result<(u16, coffer_crypto::SecretBytes), ClientError> {
+        self.get_raw(path_and_query, None, limit).await
+    }
+
+    async fn get_raw(
+        &self,
+        path_and_query: &str,
+        credential: Option<(&str, hyper::header::HeaderValue)>,
+        limit: usize,
+    ) -> Result<(u16, coffer_crypto::SecretBytes), ClientError> {
+        let uri = format!("{}{}", self.inner.base, path_and_query);
+        let mut req = hyper::Request::builder()
             .method(Method::GET)
             .uri(&uri)
-            .header("user-agent", concat!("coffer/", env!("CARGO_PKG_VERSION")))
-            .header(credential.0, value)
+            .header("user-agent", concat!("coffer/", env!("CARGO_PKG_VERSION")));
+        if let Some((name, value)) = credential {
+            req = req.header(name, value);
+        }
+        let req = req
             .body(http_body_util::Full::new(hyper::body::Bytes::new()))
             .map_err(|_| ClientError::new(ErrorKind::Config, "cannot build the request"))?;
         let addr = &self.inner.base;

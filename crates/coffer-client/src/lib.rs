@@ -29,10 +29,12 @@ mod leak;
 mod lifecycle;
 mod require;
 mod share;
+mod workload;
 pub use audit::AuditQuery;
 pub use leak::{KnownValues, MIN_CANDIDATE, candidates};
 pub use require::{MissingVars, require, require_from};
 pub use share::{NewShare, ShareLink, ShareOptions};
+pub use workload::{github_actions_jwt, github_runner_available};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -531,6 +531,8 @@ impl Coffer {
             uses_limit: request.uses,
             uses_left: request.uses,
             cidrs: cidrs.iter().map(ToString::to_string).collect(),
+            // A child of a workload's token acts for the same workload.
+            workload: parent.workload.clone(),
         };
         match self
             .store

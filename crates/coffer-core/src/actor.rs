@@ -123,6 +123,7 @@ mod tests {
                 uses_limit: None,
                 uses_left: None,
                 cidrs: Vec::new(),
+                workload: None,
             }),
         };
         let actor = Actor::parse(&Actor::stored_for(&identity));

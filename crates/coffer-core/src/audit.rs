@@ -43,8 +43,8 @@ pub struct Facts {
     /// The user name a login or an invitation named (the server records only
     /// its HMAC: an unknown name is often a password typed in the wrong box).
     pub login: Option<String>,
-    /// Why a login was refused, for the record only (the caller gets one
-    /// message whatever the reason); never holds a credential.
+    /// Why a login was refused (an app role's, a machine's JWT), for the
+    /// record only; never holds a credential or the token presented.
     pub refusal: Option<String>,
 }
 
@@ -119,8 +119,8 @@ pub fn note_login(name: &str) {
 }
 
 /// Notes why a login was refused.
-pub(crate) fn note_refusal(reason: String) {
-    note(|f| f.refusal = Some(reason));
+pub(crate) fn note_refusal(reason: impl Into<String>) {
+    note(|f| f.refusal = Some(reason.into()));
 }
 
 pub(crate) fn note_version(version: u64) {

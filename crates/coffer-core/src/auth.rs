@@ -458,6 +458,7 @@ mod tests {
                 uses_limit: None,
                 uses_left: None,
                 cidrs: Vec::new(),
+                workload: None,
             }),
         }
     }

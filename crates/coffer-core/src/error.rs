@@ -36,6 +36,10 @@ pub enum CoreError {
     /// all, the reason goes only to the audit record.
     #[error("{0}")]
     AppRoleLoginFailed(AppRoleRefusal),
+    /// A machine login (a JWT presented for a role) that was refused; the
+    /// message says why, never echoing the token.
+    #[error("{0}")]
+    WorkloadRefused(WorkloadRefusal),
     /// Too many attempts (failed logins for one account), or the unseal
     /// lock is busy; try again later.
     #[error("{0}")]
@@ -160,6 +164,8 @@ pub enum Record {
     Share,
     /// An app role, or one of its secret ids.
     AppRole { name: String },
+    /// A JWT role.
+    JwtRole { name: String },
 }
 
 impl std::fmt::Display for Record {
@@ -181,6 +187,7 @@ impl std::fmt::Display for Record {
             Record::Rule { pattern } => write!(f, "lifecycle rule {pattern}"),
             Record::Share => f.write_str("a share link record"),
             Record::AppRole { name } => write!(f, "app role {name}"),
+            Record::JwtRole { name } => write!(f, "JWT role {name}"),
         }
     }
 }
@@ -412,6 +419,9 @@ pub enum InvalidInput {
     /// A duration that does not parse.
     #[error(transparent)]
     Duration(crate::duration::DurationError),
+    /// A JWT role that cannot be written as asked.
+    #[error("{0}")]
+    JwtRole(JwtRoleProblem),
     // ---- seal -------------------------------------------------------------
     /// Unseal-key shares and threshold out of range.
     #[error("shares and threshold must satisfy 1 <= threshold <= shares <= 255")]
@@ -873,6 +883,9 @@ pub enum NotFound {
     /// No rotation is staged.
     #[error("{path} has no pending version (no rotation is staged)")]
     NoPending { path: String },
+    /// No JWT role of that name.
+    #[error("no JWT role named {name}")]
+    JwtRole { name: String },
     /// No policy of that name.
     #[error("no policy named {name}")]
     Policy { name: String },
@@ -1761,4 +1774,112 @@ mod tests {
             assert_eq!(error.to_string(), expected);
         }
     }
+}
+
+/// Why a machine login was refused. Each says what was wrong with the
+/// presented JWT, never the JWT, its signature or a claim's value: the
+/// same text goes to the caller and to the audit record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WorkloadRefusal {
+    /// The JWT is larger than coffer accepts.
+    #[error("the JWT is larger than {limit} bytes")]
+    TooLarge { limit: usize },
+    /// Not three base64url parts with a JSON header.
+    #[error("the JWT is malformed")]
+    Malformed,
+    /// `none`, an HMAC algorithm, or anything else but the three accepted.
+    #[error("the JWT's algorithm {shown} is not accepted (only RS256, ES256 and EdDSA are)")]
+    Algorithm { shown: String },
+    /// No role of that name.
+    #[error("no JWT role named {shown}")]
+    UnknownRole { shown: String },
+    /// The JWT names a key the issuer does not publish (after the refetch
+    /// allowed).
+    #[error("the JWT's key id is not among the issuer's keys")]
+    UnknownKey,
+    /// The issuer's keys could not be fetched.
+    #[error("the issuer's keys could not be fetched: {detail}")]
+    KeysUnavailable { detail: String },
+    /// The signature does not verify with the issuer's key.
+    #[error("the JWT's signature does not verify")]
+    BadSignature,
+    /// `iss` is not the role's issuer.
+    #[error("the JWT's issuer is not the role's issuer")]
+    WrongIssuer,
+    /// `aud` does not contain the role's audience.
+    #[error("the JWT's audience does not include the role's audience")]
+    WrongAudience,
+    /// `exp` has passed (beyond the allowed clock skew).
+    #[error("the JWT has expired")]
+    Expired,
+    /// `nbf` is still ahead (beyond the allowed clock skew).
+    #[error("the JWT is not valid yet")]
+    NotYetValid,
+    /// `iat` is ahead (beyond the allowed clock skew).
+    #[error("the JWT was issued in the future")]
+    IssuedInFuture,
+    /// `exp` is further from `iat` (or now) than coffer accepts.
+    #[error("the JWT lives longer than {max_secs} seconds")]
+    LifetimeTooLong { max_secs: i64 },
+    /// A registered claim coffer requires is missing.
+    #[error("the JWT has no {claim} claim")]
+    MissingRegistered { claim: String },
+    /// A claim the role binds is missing.
+    #[error("the JWT has no claim {claim}, which the role binds")]
+    MissingClaim { claim: String },
+    /// A claim the role binds has a value the role does not allow.
+    #[error("claim {claim} is not allowed by the role")]
+    ClaimNotAllowed { claim: String },
+}
+
+/// Why a JWT role cannot be written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JwtRoleProblem {
+    /// A role name outside the rules.
+    #[error(
+        "role name {shown} is invalid: 1 to 64 letters, digits, `_`, `-` or `.`, not starting with `.`"
+    )]
+    Name { shown: String },
+    /// A role must bind at least one claim.
+    #[error(
+        "a JWT role must bind at least one claim (--bound CLAIM=VALUE or --bound-glob CLAIM=PATTERN)"
+    )]
+    NoBoundClaims,
+    /// A preset requires a claim to be bound.
+    #[error("the {preset} preset requires claim {claim} to be bound")]
+    PresetNeedsClaim {
+        preset: &'static str,
+        claim: &'static str,
+    },
+    /// A field the role needs is missing.
+    #[error("a JWT role needs {what}")]
+    Missing { what: &'static str },
+    /// More than one way to find keys was given.
+    #[error("give one of a JWKS URL, a JWKS file or OIDC discovery, not several")]
+    KeySources,
+    /// A URL coffer will not fetch.
+    #[error("{what} {shown} is not usable: {why}")]
+    Url {
+        what: &'static str,
+        shown: String,
+        why: &'static str,
+    },
+    /// A JWKS given at write time is not usable.
+    #[error("the JWKS is not usable: {why}")]
+    Jwks { why: String },
+    /// A claim name or value outside the rules.
+    #[error("bound claim {shown} is invalid: {why}")]
+    Claim { shown: String, why: &'static str },
+    /// Too many bound claims or values.
+    #[error("at most {limit} bound claims, and {limit} values for each")]
+    TooMany { limit: usize },
+    /// The role's TTL is over the maximum.
+    #[error("a JWT role's ttl is at most {max}")]
+    TtlTooLong { max: &'static str },
+    /// An issuer or audience outside the rules.
+    #[error("{what} is invalid: {why}")]
+    Field {
+        what: &'static str,
+        why: &'static str,
+    },
 }

@@ -28,7 +28,8 @@
 //!    (key usage), `read` (cached state, the one enumeration, the one way a
 //!    value is opened) and `write` (the one write path, `WriteTx`).
 //! 4. Use cases: `access`, `users`, `approle`, `versions`, `fingerprint`, `pgroles`,
-//!    `rotation`, `backup`, `cluster`. A use case may call one below it (a rotation of a
+//!    `workload` (what every machine login shares), `jwt`, `rotation`,
+//!    `backup`, `cluster`. A use case may call one below it (a rotation of a
 //!    managed secret is a `pgroles` step), never one above.
 
 #![forbid(unsafe_code)]
@@ -46,6 +47,7 @@ mod error;
 mod fingerprint;
 mod history;
 mod hygiene;
+pub mod jwt;
 pub mod lifecycle;
 pub mod path;
 pub mod pgroles;
@@ -60,6 +62,7 @@ pub mod username;
 mod users;
 pub mod value;
 mod versions;
+pub mod workload;
 mod write;
 
 use std::collections::HashMap;
@@ -74,8 +77,9 @@ pub use auth::{
 };
 use cache::SecretCache;
 pub use error::{
-    AppRoleRefusal, Busy, Conflict, CoreError, Expired, Integrity, InvalidInput, LoginRefused,
-    NotFound, Record, Refusal, Result, UnsealRefusal, UpstreamFailure, UserNameError,
+    AppRoleRefusal, Busy, Conflict, CoreError, Expired, Integrity, InvalidInput, JwtRoleProblem,
+    LoginRefused, NotFound, Record, Refusal, Result, UnsealRefusal, UpstreamFailure,
+    UserNameError, WorkloadRefusal,
 };
 pub use history::{HistoryOutcome, HistoryReceipt, HistoryVersion, IMPORT_TARGET, MAX_HISTORY};
 pub use lifecycle::{At, Label, Labels, RuleInfo, RuleSpec, SecretState};
@@ -110,6 +114,9 @@ pub struct CoreOptions {
     /// automatically (AES-GCM with random 96-bit nonces must stay well
     /// below 2^32 per key).
     pub key_max_encryptions: u64,
+    /// At most one fetch of a JWT role's keys in this long (an unknown key
+    /// id refetches them): [`jwt::JWKS_REFETCH_SECS`] by default.
+    pub jwks_refetch_interval: std::time::Duration,
 }
 
 impl Default for CoreOptions {
@@ -118,6 +125,7 @@ impl Default for CoreOptions {
             max_value_bytes: 64 * 1024,
             cache_capacity: 200_000,
             key_max_encryptions: hygiene::DEFAULT_MAX_ENCRYPTIONS,
+            jwks_refetch_interval: std::time::Duration::from_secs(jwt::JWKS_REFETCH_SECS),
         }
     }
 }
@@ -154,6 +162,8 @@ pub struct Coffer {
     access: RwLock<Arc<AccessModel>>,
     /// Serialises changes to the access model on this node.
     access_writes: tokio::sync::Mutex<()>,
+    /// JWT roles' fetched keys.
+    jwt_keys: jwt::JwtKeys,
     /// Bounds concurrent Argon2 runs (memory-hard: 19 MiB each).
     login_slots: tokio::sync::Semaphore,
     /// Encryptions counted against the active keyring key.
@@ -189,6 +199,7 @@ impl Coffer {
             tokens: RwLock::new(HashMap::new()),
             access: RwLock::new(Arc::new(AccessModel::default())),
             access_writes: tokio::sync::Mutex::new(()),
+            jwt_keys: jwt::JwtKeys::default(),
             login_slots: tokio::sync::Semaphore::new(4),
             usage: tokio::sync::Mutex::new(hygiene::Usage::default()),
             sync_lock: tokio::sync::Mutex::new(()),
@@ -235,6 +246,8 @@ mod layering {
         "read",
         "write",
         "access",
+        "workload",
+        "jwt",
         "users",
         "approle",
         "versions",
@@ -315,6 +328,8 @@ mod enumeration_owner {
     /// Every source file of the core, by name.
     pub(super) const SOURCES: &[(&str, &str)] = &[
         ("access.rs", include_str!("access.rs")),
+        ("workload.rs", include_str!("workload.rs")),
+        ("jwt.rs", include_str!("jwt.rs")),
         ("actor.rs", include_str!("actor.rs")),
         ("approle.rs", include_str!("approle.rs")),
         ("audit.rs", include_str!("audit.rs")),

@@ -207,6 +207,7 @@ impl Coffer {
             uses_limit: None,
             uses_left: None,
             cidrs: Vec::new(),
+            workload: None,
         };
         let mutations = vec![
             Mutation::InsertSystem {

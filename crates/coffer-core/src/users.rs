@@ -541,6 +541,7 @@ impl Coffer {
             uses_limit: None,
             uses_left: None,
             cidrs: Vec::new(),
+            workload: None,
         };
         // Check-and-set on the user record: a disable or removal that lands
         // first makes this login fail instead of minting a token for it.

@@ -273,6 +273,7 @@ pub(crate) async fn record(
         protected: facts.protected,
         login: facts.login.as_deref().and_then(|l| tag(l.as_bytes())),
         reason: facts.refusal,
+        workload: facts.identity.as_ref().and_then(workload),
         ..Record::default()
     };
     if state.auditor.record(record).await {
@@ -293,4 +294,16 @@ pub(crate) fn actor(i: &coffer_core::Identity) -> Actor {
         accessor: i.accessor().to_string(),
         via: i.secret_id_accessor().map(str::to_string),
     }
+}
+
+/// How records name the workload a machine login issued the token to.
+pub(crate) fn workload(i: &coffer_core::Identity) -> Option<coffer_audit::record::Workload> {
+    let w = i.token().workload.as_ref()?;
+    Some(coffer_audit::record::Workload {
+        method: w.method.clone(),
+        role: w.role.clone(),
+        issuer: w.issuer.clone(),
+        subject: w.subject.clone(),
+        claims: w.claims.clone(),
+    })
 }

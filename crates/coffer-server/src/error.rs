@@ -71,6 +71,10 @@ impl From<CoreError> for ApiError {
             CoreError::LoginFailed(_) | CoreError::AppRoleLoginFailed(_) => {
                 (S::UNAUTHORIZED, codes::UNAUTHENTICATED)
             }
+            CoreError::WorkloadRefused(coffer_core::WorkloadRefusal::KeysUnavailable {
+                ..
+            }) => (S::BAD_GATEWAY, codes::UPSTREAM),
+            CoreError::WorkloadRefused(_) => (S::UNAUTHORIZED, codes::UNAUTHENTICATED),
             CoreError::RateLimited(_) => (S::TOO_MANY_REQUESTS, codes::RATE_LIMITED),
             CoreError::NotFound(_) => (S::NOT_FOUND, codes::NOT_FOUND),
             CoreError::Path(_) | CoreError::Invalid(_) | CoreError::InvalidUnsealKey(_) => {

@@ -16,6 +16,7 @@ mod error;
 mod extract;
 pub mod harden;
 mod jobs;
+mod jwks;
 pub mod metrics;
 mod node;
 pub mod private_file;

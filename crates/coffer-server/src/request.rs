@@ -119,6 +119,7 @@ impl Attempt {
         let ip = req.extensions().get::<Peer>()?.addr.ip();
         if route == Matched::Native(&routes::AUTH_LOGIN)
             || route == Matched::Native(&routes::APPROLE_LOGIN)
+            || route == Matched::Native(&routes::AUTH_JWT_LOGIN)
             || route == Matched::Vault(&vault_routes::USERPASS_LOGIN)
             || route == Matched::Ui(&crate::ui::LOGIN)
         {

@@ -13,6 +13,8 @@ pub struct AppState {
     pub auditor: Arc<coffer_audit::Auditor>,
     /// The node's metrics.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Fetches JWT issuers' keys for machine logins.
+    pub jwks: Arc<dyn coffer_core::jwt::KeyFetcher>,
 }
 
 impl AppState {
@@ -23,6 +25,7 @@ impl AppState {
             coffer,
             auditor,
             metrics: Arc::default(),
+            jwks: Arc::new(crate::jwks::HttpsFetcher),
         }
     }
 }

@@ -23,7 +23,7 @@ pub use error::{Cause, StoreError};
 pub use model::{
     Change, Compromise, Expect, Exported, ListEntry, ListPage, ListQuery, Mutation, RevokeScope,
     SecretMeta, StoredObject, TokenKind, TokenRecord, VersionRecord, VersionState,
-    VersionStateChange,
+    VersionStateChange, Workload,
 };
 pub use postgres::{PgTarget, PostgresOptions, PostgresStore};
 pub use sqlite::SqliteStore;

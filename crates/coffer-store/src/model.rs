@@ -137,6 +137,31 @@ pub struct TokenRecord {
     /// Networks (CIDR notation) requests must come from; empty is anywhere.
     #[serde(default)]
     pub cidrs: Vec<String>,
+    /// The workload a machine login issued this token to (a JWT role's
+    /// issuer, subject and bound claims); `None` for every other token.
+    /// (Boxed: most tokens have none, and every record is copied around.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload: Option<Box<Workload>>,
+}
+
+/// Who a workload token was issued to: what the platform vouched for at
+/// login. Nothing in it is secret (no JWT, no signature): it is the
+/// identity audit records name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Workload {
+    /// How it logged in: `jwt` (or `approle`).
+    pub method: String,
+    /// The role it logged in with.
+    pub role: String,
+    /// The token issuer (`iss`), for JWT logins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// The subject (`sub`), for JWT logins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// The values of the role's bound claims, by claim name.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub claims: std::collections::BTreeMap<String, String>,
 }
 
 impl std::fmt::Debug for TokenRecord {

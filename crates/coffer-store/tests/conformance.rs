@@ -764,6 +764,7 @@ fn token(n: u8, accessor: &str, parent: Option<&str>, user: Option<&str>) -> Tok
         uses_limit: None,
         uses_left: None,
         cidrs: vec!["10.0.0.0/8".into()],
+        workload: None,
     }
 }
 

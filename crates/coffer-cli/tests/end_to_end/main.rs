@@ -26,6 +26,7 @@ mod hardening;
 mod hostile_http;
 mod leak;
 mod lifecycle;
+mod machine_login;
 mod metrics;
 mod migrate_vault;
 mod pgroles;

@@ -40,6 +40,13 @@ fn token_info(t: &TokenView) -> api::TokenInfo {
         uses_left: t.uses_left,
         cidrs: t.cidrs.clone(),
         parent: t.parent.clone(),
+        workload: t.workload.as_ref().map(|w| api::workload::WorkloadInfo {
+            method: w.method.clone(),
+            role: w.role.clone(),
+            issuer: w.issuer.clone(),
+            subject: w.subject.clone(),
+            claims: w.claims.clone(),
+        }),
     }
 }
 

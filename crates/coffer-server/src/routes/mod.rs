@@ -8,6 +8,7 @@
 mod access;
 mod approle;
 mod audit;
+mod jwt;
 mod leak;
 mod lifecycle;
 mod secrets;
@@ -121,6 +122,11 @@ fn handlers() -> Handlers {
         .on(&table::TOKEN_REVOKE_SELF, access::revoke_self)
         .on(&table::TOKEN_RENEW_SELF, access::renew_self)
         .on(&table::AUTH_LOGIN, access::login)
+        .on(&table::JWT_ROLE_LIST, jwt::list_roles)
+        .on(&table::JWT_ROLE_READ, jwt::read_role)
+        .on(&table::JWT_ROLE_WRITE, jwt::write_role)
+        .on(&table::JWT_ROLE_DELETE, jwt::delete_role)
+        .on(&table::AUTH_JWT_LOGIN, jwt::login)
         .on(&table::INVITE_CREATE, access::create_invite)
         .on(&table::INVITE_ACCEPT, access::accept_invite)
         .on(&table::TOTP_ENROLL, access::enroll_totp)

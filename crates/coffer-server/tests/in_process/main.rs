@@ -21,6 +21,7 @@ mod compromised;
 mod console;
 mod fingerprints;
 mod history;
+mod jwt_login;
 mod metrics;
 mod node;
 mod node_failures;

@@ -201,6 +201,24 @@ const SAMPLES: &[Sample] = &[
         "",
         Some(r#"{"user":"hugo","password":"correct horse battery hugo"}"#),
     ),
+    (&routes::JWT_ROLE_LIST, &[], "", None),
+    (&routes::JWT_ROLE_READ, &["some-role"], "", None),
+    (
+        &routes::JWT_ROLE_WRITE,
+        &["some-role"],
+        "",
+        Some(
+            r#"{"issuer":"https://issuer.example","audience":"coffer","jwks_url":"https://issuer.example/jwks","bound_claims":{"sub":["x"]},"policies":["{policy}"]}"#,
+        ),
+    ),
+    (&routes::JWT_ROLE_DELETE, &["some-role"], "", None),
+    // A JWT role `ci` whose key signed `{jwt}` is written at start.
+    (
+        &routes::AUTH_JWT_LOGIN,
+        &[],
+        "",
+        Some(r#"{"role":"ci","jwt":"{jwt}"}"#),
+    ),
     (
         &routes::INVITE_CREATE,
         &[],
@@ -461,6 +479,8 @@ struct Node {
     other: String,
     /// The role id and a secret id of the app role `sample-role`.
     approle: (String, String),
+    /// A JWT the role `ci` accepts.
+    jwt: String,
     policies: usize,
 }
 
@@ -527,6 +547,26 @@ impl Node {
             .as_str()
             .unwrap()
             .to_string();
+        let key = crate::jwt_login::ed25519("ci");
+        let role = json!({
+            "preset": "github",
+            "issuer": "https://issuer.example",
+            "audience": crate::jwt_login::AUDIENCE,
+            "jwks": json!({"keys": [key.jwk.clone()]}).to_string(),
+            "bound_claims": {"repository": ["acme/api"]},
+            "policies": ["filler"],
+        })
+        .to_string();
+        ok(
+            &server.http(
+                "PUT",
+                &routes::JWT_ROLE_WRITE.url(&["ci"]),
+                Some(&root),
+                Some(role.as_bytes()),
+            ),
+            "JWT role",
+        );
+        let jwt = crate::jwt_login::mint(&key, &crate::jwt_login::claims("https://issuer.example"));
         Node {
             _dir: dir,
             server,
@@ -535,6 +575,7 @@ impl Node {
             invite: open,
             other,
             approle: (role_id, secret_id),
+            jwt,
             policies: 0,
         }
     }
@@ -586,6 +627,7 @@ impl Node {
                 .replace("{invite}", &self.invite)
                 .replace("{role_id}", &self.approle.0)
                 .replace("{secret_id}", &self.approle.1)
+                .replace("{jwt}", &self.jwt)
         });
         self.server.http(
             route.method.as_str(),

@@ -56,6 +56,12 @@ pub enum Mode<'a> {
 impl Server {
     /// Starts a node with its data in `dir/data`.
     pub fn start(dir: &Path, mode: Mode<'_>) -> Server {
+        Self::start_tuned(dir, mode, |_| {})
+    }
+
+    /// Starts a node as [`Server::start`] does, with its core's options
+    /// changed by `tune` first.
+    pub fn start_tuned(dir: &Path, mode: Mode<'_>, tune: impl FnOnce(&mut CoreOptions)) -> Server {
         let data = dir.join("data");
         std::fs::create_dir_all(&data).unwrap();
         let extra = match mode {
@@ -73,17 +79,13 @@ impl Server {
             .build()
             .unwrap();
         let store = coffer_store::SqliteStore::open(&data.join("coffer.db")).unwrap();
-        let coffer = Arc::new(
-            rt.block_on(Coffer::open(
-                Arc::new(store),
-                CoreOptions {
-                    max_value_bytes: config.max_value_bytes,
-                    key_max_encryptions: config.key_max_encryptions,
-                    ..CoreOptions::default()
-                },
-            ))
-            .unwrap(),
-        );
+        let mut options = CoreOptions {
+            max_value_bytes: config.max_value_bytes,
+            key_max_encryptions: config.key_max_encryptions,
+            ..CoreOptions::default()
+        };
+        tune(&mut options);
+        let coffer = Arc::new(rt.block_on(Coffer::open(Arc::new(store), options)).unwrap());
         let mut root = None;
         if matches!(mode, Mode::Dev) {
             rt.block_on(async {
@@ -232,6 +234,11 @@ impl Server {
     /// here when its answer has arrived.
     pub fn audit_records(&self) -> Vec<serde_json::Value> {
         records(&self.audit_log())
+    }
+
+    /// The audit log file as it is on disk.
+    pub fn audit_log_text(&self) -> String {
+        std::fs::read_to_string(self.audit_log()).unwrap()
     }
 }
 

@@ -1,0 +1,1059 @@
+//! JWT/OIDC roles: machines log in with the token their platform already
+//! gives them (GitHub Actions, GitLab CI, Kubernetes service accounts) for a
+//! short-lived coffer token.
+//!
+//! A role (object kind `jwt_role`, keyed by name) names the issuer, the
+//! audience, where the issuer's public keys come from (a JWKS URL, OIDC
+//! discovery from the issuer, or a JWKS stored with the role), the claims a
+//! token must carry (exact values, or globs where the operator wrote one),
+//! the policies and the TTL. Managing roles needs `admin` on
+//! `sys/auth/jwt/ROLE` (`sys/auth/jwt/` to list them).
+//!
+//! A login checks, in this order, and refuses at the first failure with a
+//! [`WorkloadRefusal`] that says why (audited, never echoing the token):
+//! the size; the header's algorithm (only RS256, ES256 and EdDSA; `none` and
+//! every HMAC algorithm are refused before any key is looked up, so a public
+//! key can never be used as an HMAC secret); the role; the key (by `kid`,
+//! whose type must fit the algorithm); the signature; `iss` exactly, `aud`
+//! containing the role's audience, `exp` required, `nbf` and `iat` with
+//! [`CLOCK_SKEW_SECS`] of skew, a lifetime of at most
+//! [`MAX_JWT_LIFETIME_SECS`]; then every bound claim, compared exactly.
+//!
+//! Fetched keys are cached per role. A `kid` not in the cache refetches
+//! them, but at most once per role every [`JWKS_REFETCH_SECS`]: whoever
+//! mints tokens with random key ids cannot make coffer hammer the issuer.
+//! The fetching itself (HTTPS, loopback-only plain HTTP, timeout, size cap)
+//! is the transport's: coffer-core knows no HTTP, so the server passes a
+//! [`KeyFetcher`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+
+use coffer_crypto::SecretString;
+use coffer_store::Expect;
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, OctetKeyPairType};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::access::TokenView;
+use crate::auth::{Identity, Operation};
+use crate::error::{InvalidInput, JwtRoleProblem, NotFound, WorkloadRefusal};
+use crate::text::printable;
+use crate::workload::{Workload, WorkloadGrant, role_ttl_ms};
+use crate::{Coffer, CoreError, Result, audit, now_ms};
+
+pub(crate) const KIND_JWT_ROLE: &str = "jwt_role";
+/// The policy target that `admin` on manages JWT roles (`sys/auth/jwt/ROLE`).
+pub const JWT_ADMIN_PREFIX: &str = "sys/auth/jwt/";
+/// The largest JWT accepted, in bytes.
+pub const MAX_JWT_BYTES: usize = 16 * 1024;
+/// Clock skew allowed on `exp`, `nbf` and `iat`.
+pub const CLOCK_SKEW_SECS: u64 = 60;
+/// The longest lifetime a JWT may claim (`exp` minus `iat`, or minus now).
+pub const MAX_JWT_LIFETIME_SECS: i64 = 24 * 3600;
+/// At most one fetch of a role's keys in this many seconds (by default:
+/// `CoreOptions::jwks_refetch_interval`).
+pub const JWKS_REFETCH_SECS: u64 = 30;
+/// Fetched keys are refetched (within the bound above) after this long.
+pub const JWKS_MAX_AGE_SECS: u64 = 600;
+/// The largest JWKS or discovery document read, in bytes.
+pub const MAX_JWKS_BYTES: usize = 256 * 1024;
+/// Bounds on a role's bindings.
+const MAX_BOUND: usize = 32;
+const MAX_CLAIM_VALUE: usize = 1024;
+
+/// GitHub Actions' issuer.
+pub const GITHUB_ISSUER: &str = "https://token.actions.githubusercontent.com";
+/// GitLab.com's issuer (self-managed GitLab names its own).
+pub const GITLAB_ISSUER: &str = "https://gitlab.com";
+
+/// A future of a fetched document.
+pub type FetchFuture<'a> =
+    Pin<Box<dyn Future<Output = std::result::Result<Vec<u8>, String>> + Send + 'a>>;
+
+/// Fetches a public document (a JWKS, a discovery document) for the core:
+/// HTTPS, or plain HTTP to a loopback address only, with a timeout and a
+/// size cap of [`MAX_JWKS_BYTES`]. The error is a message for people.
+pub trait KeyFetcher: Send + Sync {
+    /// GETs `url`.
+    fn fetch<'a>(&'a self, url: &'a str) -> FetchFuture<'a>;
+}
+
+/// A platform whose tokens a role is set up for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Preset {
+    /// GitHub Actions.
+    Github,
+    /// GitLab CI.
+    Gitlab,
+    /// Kubernetes service accounts.
+    Kubernetes,
+}
+
+impl Preset {
+    /// Its name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Preset::Github => "github",
+            Preset::Gitlab => "gitlab",
+            Preset::Kubernetes => "kubernetes",
+        }
+    }
+}
+
+/// Where a role's keys come from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeySource {
+    /// This JWKS URL.
+    JwksUrl(String),
+    /// The `jwks_uri` of the issuer's `/.well-known/openid-configuration`.
+    Discovery,
+    /// This JWKS (public keys only), given when the role was written.
+    Jwks(String),
+}
+
+/// What `coffer auth jwt write` asks for.
+#[derive(Debug, Clone, Default)]
+pub struct JwtRoleRequest {
+    /// A platform preset.
+    pub preset: Option<Preset>,
+    /// `iss`, exactly (a preset may default it).
+    pub issuer: Option<String>,
+    /// What `aud` must contain.
+    pub audience: Option<String>,
+    /// A JWKS URL.
+    pub jwks_url: Option<String>,
+    /// A JWKS document (public keys).
+    pub jwks: Option<String>,
+    /// Claims bound to exact values (any one of the values).
+    pub bound_claims: BTreeMap<String, Vec<String>>,
+    /// Claims bound to glob patterns (`*` matches any run of characters).
+    pub bound_globs: BTreeMap<String, Vec<String>>,
+    /// The policies tokens get.
+    pub policies: Vec<String>,
+    /// The tokens' TTL (default 15m, at most 6h).
+    pub ttl: Option<String>,
+}
+
+/// A stored JWT role.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JwtRole {
+    /// Its name.
+    pub name: String,
+    /// The preset it was written with.
+    pub preset: Option<Preset>,
+    /// `iss`, exactly.
+    pub issuer: String,
+    /// What `aud` must contain.
+    pub audience: String,
+    /// Where the keys come from.
+    pub keys: KeySource,
+    /// Claims bound to exact values.
+    pub bound_claims: BTreeMap<String, Vec<String>>,
+    /// Claims bound to globs.
+    pub bound_globs: BTreeMap<String, Vec<String>>,
+    /// Policies of the tokens.
+    pub policies: Vec<String>,
+    /// TTL of the tokens, in milliseconds.
+    pub ttl_ms: i64,
+    /// Who last wrote it.
+    pub updated_by: String,
+    /// Unix milliseconds of the last write.
+    pub updated_at: i64,
+}
+
+/// A role's cached keys.
+#[derive(Default)]
+pub(crate) struct KeyCache {
+    keys: Option<(KeySource, String, JwkSet)>,
+    fetched_at: Option<Instant>,
+    last_attempt: Option<Instant>,
+}
+
+/// The roles' key caches, and the lock one fetch at a time holds.
+#[derive(Default)]
+pub(crate) struct JwtKeys {
+    caches: std::sync::Mutex<HashMap<String, KeyCache>>,
+    fetching: tokio::sync::Mutex<()>,
+}
+
+fn problem(p: JwtRoleProblem) -> CoreError {
+    CoreError::Invalid(InvalidInput::JwtRole(p))
+}
+
+fn refused(r: WorkloadRefusal) -> CoreError {
+    audit::note_refusal(&r.to_string());
+    CoreError::WorkloadRefused(r)
+}
+
+/// Checks a role name: 1 to 64 of `[A-Za-z0-9_.-]`, not starting with `.`.
+pub fn check_role_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(problem(JwtRoleProblem::Name {
+            shown: printable(name),
+        }))
+    }
+}
+
+/// Whether coffer will fetch from `url`: `https://`, or `http://` to a
+/// loopback host (tests, development), with no user info. Returns why not.
+pub fn check_fetch_url(url: &str) -> std::result::Result<(), &'static str> {
+    let (https, rest) = if let Some(r) = url.strip_prefix("https://") {
+        (true, r)
+    } else if let Some(r) = url.strip_prefix("http://") {
+        (false, r)
+    } else {
+        return Err("it must start with https://");
+    };
+    if url.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err("it holds spaces or control characters");
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.is_empty() {
+        return Err("it has no host");
+    }
+    if authority.contains('@') {
+        return Err("it must not hold user information");
+    }
+    let host = if let Some(v6) = authority.strip_prefix('[') {
+        v6.split(']').next().unwrap_or_default()
+    } else {
+        authority.split(':').next().unwrap_or_default()
+    };
+    if !https {
+        let loopback = host.eq_ignore_ascii_case("localhost")
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if !loopback {
+            return Err("plain http is allowed only to a loopback address; use https://");
+        }
+    }
+    Ok(())
+}
+
+fn check_claim_name(name: &str) -> Result<()> {
+    let bad = |why| {
+        Err(problem(JwtRoleProblem::Claim {
+            shown: printable(name),
+            why,
+        }))
+    };
+    if name.is_empty() || name.len() > 128 {
+        return bad("a claim name has 1 to 128 characters");
+    }
+    if name.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return bad("a claim name has no spaces or control characters");
+    }
+    if name.starts_with('/') || name.ends_with('/') || name.contains("//") {
+        return bad("a nested claim is written `outer/inner`");
+    }
+    Ok(())
+}
+
+fn check_bindings(map: &BTreeMap<String, Vec<String>>) -> Result<()> {
+    if map.len() > MAX_BOUND {
+        return Err(problem(JwtRoleProblem::TooMany { limit: MAX_BOUND }));
+    }
+    for (claim, values) in map {
+        check_claim_name(claim)?;
+        if values.is_empty() {
+            return Err(problem(JwtRoleProblem::Claim {
+                shown: printable(claim),
+                why: "it is bound to no value",
+            }));
+        }
+        if values.len() > MAX_BOUND {
+            return Err(problem(JwtRoleProblem::TooMany { limit: MAX_BOUND }));
+        }
+        for v in values {
+            if v.is_empty() || v.len() > MAX_CLAIM_VALUE || v.chars().any(char::is_control) {
+                return Err(problem(JwtRoleProblem::Claim {
+                    shown: printable(claim),
+                    why: "a value has 1 to 1024 characters and no control characters",
+                }));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Checks a JWKS given with a role: JSON, at least one key coffer can use,
+/// and no private or symmetric key material (which must never be stored).
+pub fn parse_static_jwks(text: &str) -> std::result::Result<JwkSet, String> {
+    let raw: Value = serde_json::from_str(text).map_err(|_| "it is not JSON".to_string())?;
+    let keys = raw
+        .get("keys")
+        .and_then(Value::as_array)
+        .ok_or_else(|| "it has no `keys` list".to_string())?;
+    for k in keys {
+        let private = ["d", "p", "q", "dp", "dq", "qi", "k"]
+            .iter()
+            .any(|f| k.get(f).is_some());
+        if private || k.get("kty").and_then(Value::as_str) == Some("oct") {
+            return Err("it holds private or symmetric key material; give public keys only".into());
+        }
+    }
+    let set: JwkSet =
+        serde_json::from_value(raw).map_err(|_| "a key in it is not a JWK".to_string())?;
+    if set.keys.is_empty() {
+        return Err("it has no keys".into());
+    }
+    for k in &set.keys {
+        if DecodingKey::from_jwk(k).is_err() {
+            return Err("a key in it cannot be used".into());
+        }
+    }
+    Ok(set)
+}
+
+/// The value of claim `name`: a top-level claim, or `outer/inner` for a
+/// nested one (`kubernetes.io/namespace`). Strings as they are; numbers
+/// and booleans as their JSON text; anything else is not a value.
+fn claim_value(claims: &Map<String, Value>, name: &str) -> Option<String> {
+    let value = match claims.get(name) {
+        Some(v) => v,
+        None => {
+            let mut parts = name.split('/');
+            let mut v = claims.get(parts.next()?)?;
+            for p in parts {
+                v = v.get(p)?;
+            }
+            v
+        }
+    };
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// Whether `value` matches `pattern`, where `*` matches any run of
+/// characters (including none) and everything else only itself: no case
+/// folding, no normalisation.
+pub fn glob_matches(pattern: &str, value: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let v: Vec<char> = value.chars().collect();
+    let (mut pi, mut vi) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while vi < v.len() {
+        if pi < p.len() && p[pi] == '*' {
+            star = Some((pi, vi));
+            pi += 1;
+        } else if pi < p.len() && p[pi] == v[vi] {
+            pi += 1;
+            vi += 1;
+        } else if let Some((sp, sv)) = star {
+            pi = sp + 1;
+            vi = sv + 1;
+            star = Some((sp, sv + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
+}
+
+/// The header's algorithm and key id, read before anything else.
+fn read_header(jwt: &str) -> std::result::Result<(Algorithm, Option<String>), WorkloadRefusal> {
+    use base64::Engine;
+    let mut parts = jwt.split('.');
+    let (Some(h), Some(_), Some(_), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(WorkloadRefusal::Malformed);
+    };
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(h)
+        .map_err(|_| WorkloadRefusal::Malformed)?;
+    let header: Map<String, Value> =
+        serde_json::from_slice(&bytes).map_err(|_| WorkloadRefusal::Malformed)?;
+    let alg = header
+        .get("alg")
+        .and_then(Value::as_str)
+        .ok_or(WorkloadRefusal::Malformed)?;
+    let alg = match alg {
+        "RS256" => Algorithm::RS256,
+        "ES256" => Algorithm::ES256,
+        "EdDSA" => Algorithm::EdDSA,
+        other => {
+            return Err(WorkloadRefusal::Algorithm {
+                shown: printable(&other.chars().take(16).collect::<String>()),
+            });
+        }
+    };
+    let kid = match header.get("kid") {
+        None => None,
+        Some(Value::String(k)) => Some(k.clone()),
+        Some(_) => return Err(WorkloadRefusal::Malformed),
+    };
+    Ok((alg, kid))
+}
+
+/// Whether a JWK may verify `alg`: its type and curve fit, and its own
+/// `alg`, when it names one, is `alg`.
+fn key_fits(jwk: &Jwk, alg: Algorithm) -> bool {
+    let type_fits = match (&jwk.algorithm, alg) {
+        (AlgorithmParameters::RSA(_), Algorithm::RS256) => true,
+        (AlgorithmParameters::EllipticCurve(ec), Algorithm::ES256) => {
+            ec.curve == EllipticCurve::P256
+        }
+        (AlgorithmParameters::OctetKeyPair(okp), Algorithm::EdDSA) => {
+            okp.key_type == OctetKeyPairType::OctetKeyPair && okp.curve == EllipticCurve::Ed25519
+        }
+        _ => false,
+    };
+    let alg_fits = jwk
+        .common
+        .key_algorithm
+        .is_none_or(|a| format!("{a:?}") == format!("{alg:?}"));
+    type_fits && alg_fits
+}
+
+/// The key that verifies a token of `alg` with `kid`: the key of that id,
+/// or, for a token without one, the only key of the set that fits.
+fn find_key(set: &JwkSet, alg: Algorithm, kid: Option<&str>) -> Option<DecodingKey> {
+    let jwk = match kid {
+        Some(kid) => set
+            .keys
+            .iter()
+            .find(|k| k.common.key_id.as_deref() == Some(kid))?,
+        None => {
+            let mut fitting = set.keys.iter().filter(|k| key_fits(k, alg));
+            let only = fitting.next()?;
+            if fitting.next().is_some() {
+                return None;
+            }
+            only
+        }
+    };
+    if !key_fits(jwk, alg) {
+        return None;
+    }
+    DecodingKey::from_jwk(jwk).ok()
+}
+
+/// The name a workload's tokens carry.
+fn workload_name(role: &JwtRole, claims: &Map<String, Value>) -> String {
+    let c = |n: &str| claim_value(claims, n);
+    let named = match role.preset {
+        Some(Preset::Github) => c("repository").map(|r| match c("ref") {
+            Some(rf) => format!("github:{r}@{rf}"),
+            None => format!("github:{r}"),
+        }),
+        Some(Preset::Gitlab) => c("project_path").map(|p| match c("ref") {
+            Some(rf) => format!("gitlab:{p}@{rf}"),
+            None => format!("gitlab:{p}"),
+        }),
+        Some(Preset::Kubernetes) => {
+            match (
+                c("kubernetes.io/namespace"),
+                c("kubernetes.io/serviceaccount/name"),
+            ) {
+                (Some(ns), Some(sa)) => Some(format!("k8s:{ns}/{sa}")),
+                _ => c("sub")
+                    .and_then(|s| s.strip_prefix("system:serviceaccount:").map(str::to_string))
+                    .and_then(|rest| {
+                        rest.split_once(':')
+                            .map(|(ns, sa)| format!("k8s:{ns}/{sa}"))
+                    }),
+            }
+        }
+        None => None,
+    };
+    named.unwrap_or_else(|| {
+        let host = role
+            .issuer
+            .split("://")
+            .nth(1)
+            .unwrap_or(&role.issuer)
+            .split(['/', '?', '#'])
+            .next()
+            .unwrap_or_default();
+        format!("jwt:{host}:{}", c("sub").unwrap_or_default())
+    })
+}
+
+fn now_secs() -> i64 {
+    now_ms() / 1000
+}
+
+impl Coffer {
+    /// Creates or replaces a JWT role.
+    pub async fn write_jwt_role(
+        &self,
+        identity: &Identity,
+        name: &str,
+        request: &JwtRoleRequest,
+    ) -> Result<JwtRole> {
+        check_role_name(name)?;
+        self.require_unsealed()?;
+        self.authorize(
+            identity,
+            Operation::Admin,
+            &format!("{JWT_ADMIN_PREFIX}{name}"),
+        )?;
+        let preset = request.preset;
+        let issuer = match (&request.issuer, preset) {
+            // Exactly as given: `iss` is compared with it byte for byte.
+            (Some(i), _) => i.clone(),
+            (None, Some(Preset::Github)) => GITHUB_ISSUER.to_string(),
+            (None, Some(Preset::Gitlab)) => GITLAB_ISSUER.to_string(),
+            (None, _) => return Err(problem(JwtRoleProblem::Missing { what: "an issuer" })),
+        };
+        if issuer.is_empty() || issuer.len() > 512 || issuer.chars().any(char::is_control) {
+            return Err(problem(JwtRoleProblem::Field {
+                what: "the issuer",
+                why: "it has 1 to 512 characters and no control characters",
+            }));
+        }
+        let audience = request
+            .audience
+            .clone()
+            .ok_or(problem(JwtRoleProblem::Missing {
+                what: "an audience",
+            }))?;
+        if audience.is_empty() || audience.len() > 512 || audience.chars().any(char::is_control) {
+            return Err(problem(JwtRoleProblem::Field {
+                what: "the audience",
+                why: "it has 1 to 512 characters and no control characters",
+            }));
+        }
+        let keys = match (&request.jwks_url, &request.jwks) {
+            (Some(_), Some(_)) => return Err(problem(JwtRoleProblem::KeySources)),
+            (Some(url), None) => {
+                check_fetch_url(url).map_err(|why| {
+                    problem(JwtRoleProblem::Url {
+                        what: "the JWKS URL",
+                        shown: printable(url),
+                        why,
+                    })
+                })?;
+                KeySource::JwksUrl(url.clone())
+            }
+            (None, Some(jwks)) => {
+                parse_static_jwks(jwks).map_err(|why| problem(JwtRoleProblem::Jwks { why }))?;
+                KeySource::Jwks(jwks.clone())
+            }
+            (None, None) => {
+                check_fetch_url(&issuer).map_err(|why| {
+                    problem(JwtRoleProblem::Url {
+                        what: "the issuer (for OIDC discovery)",
+                        shown: printable(&issuer),
+                        why,
+                    })
+                })?;
+                KeySource::Discovery
+            }
+        };
+        check_bindings(&request.bound_claims)?;
+        check_bindings(&request.bound_globs)?;
+        if request.bound_claims.len() + request.bound_globs.len() > MAX_BOUND {
+            return Err(problem(JwtRoleProblem::TooMany { limit: MAX_BOUND }));
+        }
+        let bound =
+            |c: &str| request.bound_claims.contains_key(c) || request.bound_globs.contains_key(c);
+        if request.bound_claims.is_empty() && request.bound_globs.is_empty() {
+            return Err(problem(JwtRoleProblem::NoBoundClaims));
+        }
+        match preset {
+            Some(Preset::Github) if !bound("repository") => {
+                return Err(problem(JwtRoleProblem::PresetNeedsClaim {
+                    preset: "github",
+                    claim: "repository",
+                }));
+            }
+            Some(Preset::Gitlab) if !bound("project_path") => {
+                return Err(problem(JwtRoleProblem::PresetNeedsClaim {
+                    preset: "gitlab",
+                    claim: "project_path",
+                }));
+            }
+            Some(Preset::Kubernetes) if !bound("kubernetes.io/namespace") && !bound("sub") => {
+                return Err(problem(JwtRoleProblem::PresetNeedsClaim {
+                    preset: "kubernetes",
+                    claim: "kubernetes.io/namespace",
+                }));
+            }
+            _ => {}
+        }
+        let ttl_ms = role_ttl_ms(request.ttl.as_deref())?;
+        let mut policies = request.policies.clone();
+        policies.sort();
+        policies.dedup();
+        self.check_grantable(identity, &policies)?;
+        let role = JwtRole {
+            name: name.to_string(),
+            preset,
+            issuer,
+            audience,
+            keys,
+            bound_claims: request.bound_claims.clone(),
+            bound_globs: request.bound_globs.clone(),
+            policies,
+            ttl_ms,
+            updated_by: crate::actor::Actor::stored_for(identity),
+            updated_at: now_ms(),
+        };
+        self.store
+            .commit(vec![coffer_store::Mutation::PutObject {
+                kind: KIND_JWT_ROLE.into(),
+                key: name.into(),
+                value: serde_json::to_vec(&role).expect("serialises"),
+                expect: Expect::Any,
+            }])
+            .await?;
+        // A role written anew starts with no cached keys.
+        self.jwt_keys
+            .caches
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
+        tracing::info!(
+            actor = identity.display_name(),
+            role = name,
+            "JWT role written"
+        );
+        Ok(role)
+    }
+
+    async fn load_jwt_role(&self, name: &str) -> Result<Option<JwtRole>> {
+        let Some(o) = self.store.get_object(KIND_JWT_ROLE, name).await? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&o.value).map(Some).map_err(|_| {
+            CoreError::Corrupt(crate::error::Integrity::Unreadable(
+                crate::error::Record::JwtRole {
+                    name: name.to_string(),
+                },
+            ))
+        })
+    }
+
+    /// A JWT role.
+    pub async fn read_jwt_role(&self, identity: &Identity, name: &str) -> Result<JwtRole> {
+        check_role_name(name)?;
+        self.require_unsealed()?;
+        self.authorize(
+            identity,
+            Operation::Admin,
+            &format!("{JWT_ADMIN_PREFIX}{name}"),
+        )?;
+        self.load_jwt_role(name).await?.ok_or_else(|| {
+            CoreError::NotFound(NotFound::JwtRole {
+                name: name.to_string(),
+            })
+        })
+    }
+
+    /// Every JWT role's name.
+    pub async fn list_jwt_roles(&self, identity: &Identity) -> Result<Vec<String>> {
+        self.require_unsealed()?;
+        self.authorize(identity, Operation::Admin, JWT_ADMIN_PREFIX)?;
+        let mut names: Vec<String> = self
+            .store
+            .list_objects(KIND_JWT_ROLE)
+            .await?
+            .into_iter()
+            .map(|o| o.key)
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// Removes a JWT role (tokens it issued live out their short TTL).
+    pub async fn delete_jwt_role(&self, identity: &Identity, name: &str) -> Result<()> {
+        check_role_name(name)?;
+        self.require_unsealed()?;
+        self.authorize(
+            identity,
+            Operation::Admin,
+            &format!("{JWT_ADMIN_PREFIX}{name}"),
+        )?;
+        let o = self
+            .store
+            .get_object(KIND_JWT_ROLE, name)
+            .await?
+            .ok_or_else(|| {
+                CoreError::NotFound(NotFound::JwtRole {
+                    name: name.to_string(),
+                })
+            })?;
+        self.store
+            .commit(vec![coffer_store::Mutation::DeleteObject {
+                kind: KIND_JWT_ROLE.into(),
+                key: name.into(),
+                expect: Expect::Revision(o.revision),
+            }])
+            .await?;
+        self.jwt_keys
+            .caches
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
+        tracing::info!(
+            actor = identity.display_name(),
+            role = name,
+            "JWT role deleted"
+        );
+        Ok(())
+    }
+
+    /// A machine logs in with a JWT for `role`: on success, a service token
+    /// with exactly the role's policies, expiring after the role's TTL.
+    pub async fn login_jwt(
+        &self,
+        role: &str,
+        jwt: &str,
+        fetcher: &dyn KeyFetcher,
+    ) -> Result<(SecretString, TokenView)> {
+        self.require_unsealed()?;
+        if jwt.len() > MAX_JWT_BYTES {
+            return Err(refused(WorkloadRefusal::TooLarge {
+                limit: MAX_JWT_BYTES,
+            }));
+        }
+        let (alg, kid) = read_header(jwt).map_err(refused)?;
+        if check_role_name(role).is_err() {
+            return Err(refused(WorkloadRefusal::UnknownRole {
+                shown: printable(role),
+            }));
+        }
+        let Some(role) = self.load_jwt_role(role).await? else {
+            return Err(refused(WorkloadRefusal::UnknownRole {
+                shown: role.to_string(),
+            }));
+        };
+        let key = self
+            .jwt_key(&role, alg, kid.as_deref(), fetcher)
+            .await
+            .map_err(refused)?;
+        let claims = verify(jwt, &key, alg, &role).map_err(refused)?;
+        let mut recorded = BTreeMap::new();
+        for (claim, values) in &role.bound_claims {
+            let Some(v) = claim_value(&claims, claim) else {
+                return Err(refused(WorkloadRefusal::MissingClaim {
+                    claim: claim.clone(),
+                }));
+            };
+            if !values.iter().any(|allowed| allowed == &v) {
+                return Err(refused(WorkloadRefusal::ClaimNotAllowed {
+                    claim: claim.clone(),
+                }));
+            }
+            recorded.insert(claim.clone(), crate::workload::shown(&v));
+        }
+        for (claim, patterns) in &role.bound_globs {
+            let Some(v) = claim_value(&claims, claim) else {
+                return Err(refused(WorkloadRefusal::MissingClaim {
+                    claim: claim.clone(),
+                }));
+            };
+            if !patterns.iter().any(|p| glob_matches(p, &v)) {
+                return Err(refused(WorkloadRefusal::ClaimNotAllowed {
+                    claim: claim.clone(),
+                }));
+            }
+            recorded.insert(claim.clone(), crate::workload::shown(&v));
+        }
+        let workload = Workload {
+            method: "jwt".into(),
+            role: role.name.clone(),
+            issuer: Some(role.issuer.clone()),
+            subject: claim_value(&claims, "sub").map(|s| crate::workload::shown(&s)),
+            claims: recorded,
+        };
+        self.issue_workload_token(WorkloadGrant {
+            name: workload_name(&role, &claims),
+            policies: role.policies.clone(),
+            ttl_ms: role.ttl_ms,
+            workload,
+        })
+        .await
+    }
+
+    /// The key for a token of `alg` and `kid` from `role`'s keys: cached,
+    /// or fetched within the refetch bound.
+    async fn jwt_key(
+        &self,
+        role: &JwtRole,
+        alg: Algorithm,
+        kid: Option<&str>,
+        fetcher: &dyn KeyFetcher,
+    ) -> std::result::Result<DecodingKey, WorkloadRefusal> {
+        if let KeySource::Jwks(text) = &role.keys {
+            let set = parse_static_jwks(text)
+                .map_err(|detail| WorkloadRefusal::KeysUnavailable { detail })?;
+            return find_key(&set, alg, kid).ok_or(WorkloadRefusal::UnknownKey);
+        }
+        let cached = |fresh_only: bool| -> Option<DecodingKey> {
+            let caches = self
+                .jwt_keys
+                .caches
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let c = caches.get(&role.name)?;
+            let (source, issuer, set) = c.keys.as_ref()?;
+            if source != &role.keys || issuer != &role.issuer {
+                return None;
+            }
+            let fresh = c
+                .fetched_at
+                .is_some_and(|t| t.elapsed() < Duration::from_secs(JWKS_MAX_AGE_SECS));
+            if fresh_only && !fresh {
+                return None;
+            }
+            find_key(set, alg, kid)
+        };
+        if let Some(k) = cached(true) {
+            return Ok(k);
+        }
+        // One fetch at a time; whoever waited looks again first.
+        let _fetching = self.jwt_keys.fetching.lock().await;
+        if let Some(k) = cached(true) {
+            return Ok(k);
+        }
+        let allowed = {
+            let mut caches = self
+                .jwt_keys
+                .caches
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let c = caches.entry(role.name.clone()).or_default();
+            let allowed = c
+                .last_attempt
+                .is_none_or(|t| t.elapsed() >= self.options.jwks_refetch_interval);
+            if allowed {
+                c.last_attempt = Some(Instant::now());
+            }
+            allowed
+        };
+        if !allowed {
+            // Keys past their age still serve until a refetch is allowed.
+            return cached(false).ok_or(WorkloadRefusal::UnknownKey);
+        }
+        let set = fetch_keys(role, fetcher).await;
+        let set = match set {
+            Ok(set) => set,
+            Err(detail) => {
+                tracing::warn!(role = %role.name, %detail, "fetching a JWT role's keys failed");
+                return cached(false).ok_or(WorkloadRefusal::KeysUnavailable { detail });
+            }
+        };
+        let key = find_key(&set, alg, kid);
+        {
+            let mut caches = self
+                .jwt_keys
+                .caches
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let c = caches.entry(role.name.clone()).or_default();
+            c.keys = Some((role.keys.clone(), role.issuer.clone(), set));
+            c.fetched_at = Some(Instant::now());
+        }
+        key.ok_or(WorkloadRefusal::UnknownKey)
+    }
+}
+
+/// Fetches a role's JWKS (through discovery when the role says so).
+async fn fetch_keys(
+    role: &JwtRole,
+    fetcher: &dyn KeyFetcher,
+) -> std::result::Result<JwkSet, String> {
+    let url = match &role.keys {
+        KeySource::JwksUrl(u) => u.clone(),
+        KeySource::Discovery => {
+            let doc = fetcher
+                .fetch(&format!(
+                    "{}/.well-known/openid-configuration",
+                    role.issuer.trim_end_matches('/')
+                ))
+                .await?;
+            let doc: Map<String, Value> = serde_json::from_slice(&doc)
+                .map_err(|_| "the discovery document is not JSON".to_string())?;
+            // OIDC discovery: the document must name the issuer it was
+            // fetched for, exactly.
+            if doc.get("issuer").and_then(Value::as_str) != Some(role.issuer.as_str()) {
+                return Err("the discovery document names another issuer".into());
+            }
+            let uri = doc
+                .get("jwks_uri")
+                .and_then(Value::as_str)
+                .ok_or_else(|| "the discovery document has no jwks_uri".to_string())?;
+            check_fetch_url(uri).map_err(|why| format!("its jwks_uri is not usable: {why}"))?;
+            uri.to_string()
+        }
+        KeySource::Jwks(_) => unreachable!("stored keys are not fetched"),
+    };
+    let body = fetcher.fetch(&url).await?;
+    let set: JwkSet =
+        serde_json::from_slice(&body).map_err(|_| "the JWKS is not a JSON key set".to_string())?;
+    Ok(set)
+}
+
+/// Checks the signature and the registered claims; returns the claims.
+fn verify(
+    jwt: &str,
+    key: &DecodingKey,
+    alg: Algorithm,
+    role: &JwtRole,
+) -> std::result::Result<Map<String, Value>, WorkloadRefusal> {
+    use jsonwebtoken::errors::ErrorKind as K;
+    let mut v = Validation::new(alg);
+    v.leeway = CLOCK_SKEW_SECS;
+    v.validate_exp = true;
+    v.validate_nbf = true;
+    v.set_issuer(&[role.issuer.as_str()]);
+    v.set_audience(&[role.audience.as_str()]);
+    v.set_required_spec_claims(&["exp", "iss", "aud"]);
+    let data = jsonwebtoken::decode::<Map<String, Value>>(jwt, key, &v).map_err(|e| {
+        match e.kind() {
+            K::InvalidSignature => WorkloadRefusal::BadSignature,
+            K::ExpiredSignature => WorkloadRefusal::Expired,
+            K::ImmatureSignature => WorkloadRefusal::NotYetValid,
+            K::InvalidIssuer => WorkloadRefusal::WrongIssuer,
+            K::InvalidAudience => WorkloadRefusal::WrongAudience,
+            // One of the names this function asked for: `exp`, `iss`, `aud`.
+            K::MissingRequiredClaim(c) => WorkloadRefusal::MissingRegistered { claim: c.clone() },
+            K::InvalidAlgorithm => WorkloadRefusal::Algorithm {
+                shown: format!("{alg:?}"),
+            },
+            _ => WorkloadRefusal::Malformed,
+        }
+    })?;
+    let claims = data.claims;
+    let now = now_secs();
+    let skew = CLOCK_SKEW_SECS as i64;
+    let number = |n: &str| claims.get(n).and_then(Value::as_i64);
+    let exp = number("exp").ok_or(WorkloadRefusal::MissingRegistered {
+        claim: "exp".into(),
+    })?;
+    let iat = number("iat");
+    if iat.is_some_and(|iat| iat > now + skew) {
+        return Err(WorkloadRefusal::IssuedInFuture);
+    }
+    if exp - iat.unwrap_or(now).min(now) > MAX_JWT_LIFETIME_SECS {
+        return Err(WorkloadRefusal::LifetimeTooLong {
+            max_secs: MAX_JWT_LIFETIME_SECS,
+        });
+    }
+    Ok(claims)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_match_only_where_written() {
+        for (p, v, want) in [
+            ("refs/heads/main", "refs/heads/main", true),
+            ("refs/heads/main", "refs/heads/Main", false),
+            ("refs/heads/*", "refs/heads/feature/x", true),
+            ("refs/heads/*", "refs/tags/v1", false),
+            ("release-*-final", "release-1.2-final", true),
+            ("release-*-final", "release-1.2-finalx", false),
+            ("*", "", true),
+            ("a*", "b", false),
+            ("**a", "xxa", true),
+        ] {
+            assert_eq!(glob_matches(p, v), want, "{p} {v}");
+        }
+    }
+
+    #[test]
+    fn fetch_urls_are_https_or_loopback_http() {
+        assert!(
+            check_fetch_url("https://token.actions.githubusercontent.com/.well-known/jwks").is_ok()
+        );
+        assert!(check_fetch_url("http://127.0.0.1:8080/jwks").is_ok());
+        assert!(check_fetch_url("http://[::1]:8080/jwks").is_ok());
+        assert!(check_fetch_url("http://localhost/jwks").is_ok());
+        for bad in [
+            "http://example.com/jwks",
+            "http://127.0.0.1.example.com/jwks",
+            "https://user@example.com/jwks",
+            "ftp://example.com",
+            "https:///jwks",
+            "https://exa mple.com",
+            "http://10.0.0.1/jwks",
+        ] {
+            assert!(check_fetch_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn headers_refuse_none_and_hmac_before_anything_else() {
+        use base64::Engine;
+        let enc = |h: &str| {
+            format!(
+                "{}.e30.sig",
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(h)
+            )
+        };
+        for alg in ["none", "HS256", "HS384", "HS512", "RS512", "PS256", "ES384"] {
+            let e = read_header(&enc(&format!(r#"{{"alg":"{alg}"}}"#))).unwrap_err();
+            assert!(matches!(e, WorkloadRefusal::Algorithm { .. }), "{alg}");
+        }
+        assert!(read_header(&enc(r#"{"alg":"RS256","kid":"a"}"#)).is_ok());
+        assert_eq!(read_header("a.b"), Err(WorkloadRefusal::Malformed));
+        assert_eq!(read_header("a.b.c.d"), Err(WorkloadRefusal::Malformed));
+        assert_eq!(
+            read_header(&enc(r#"{"alg":"RS256","kid":1}"#)),
+            Err(WorkloadRefusal::Malformed)
+        );
+    }
+
+    #[test]
+    fn static_jwks_refuses_private_and_symmetric_keys() {
+        assert!(parse_static_jwks(r#"{"keys":[{"kty":"oct","k":"c2VjcmV0"}]}"#).is_err());
+        assert!(
+            parse_static_jwks(
+                r#"{"keys":[{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo","d":"nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A"}]}"#
+            )
+            .is_err()
+        );
+        assert!(
+            parse_static_jwks(
+                r#"{"keys":[{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#
+            )
+            .is_ok()
+        );
+        assert!(parse_static_jwks(r#"{"keys":[]}"#).is_err());
+        assert!(parse_static_jwks("not json").is_err());
+    }
+
+    #[test]
+    fn nested_claims_are_read_by_path() {
+        let claims: Map<String, Value> = serde_json::from_str(
+            r#"{"sub":"system:serviceaccount:ci:deployer","kubernetes.io":{"namespace":"ci","serviceaccount":{"name":"deployer"}},"n":3,"o":{}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            claim_value(&claims, "kubernetes.io/namespace").as_deref(),
+            Some("ci")
+        );
+        assert_eq!(
+            claim_value(&claims, "kubernetes.io/serviceaccount/name").as_deref(),
+            Some("deployer")
+        );
+        assert_eq!(claim_value(&claims, "n").as_deref(), Some("3"));
+        assert_eq!(claim_value(&claims, "o"), None);
+        assert_eq!(claim_value(&claims, "missing"), None);
+    }
+}

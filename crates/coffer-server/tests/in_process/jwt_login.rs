@@ -1,0 +1,928 @@
+//! Machine logins with JWTs against a real issuer on loopback HTTP: the
+//! test issuer makes RSA (by `openssl`), EC P-256 and Ed25519 keys, serves
+//! its discovery document and JWKS, counts the requests it gets, and mints
+//! tokens, good ones and ones with each defect. Every refusal must say why,
+//! be audited with the reason, and leave no JWT in the audit log.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use ring::rand::SystemRandom;
+use ring::signature::{self, KeyPair};
+use serde_json::{Value, json};
+
+use crate::common::{Mode, Server, ok};
+
+/// One signing key of the test issuer.
+pub(crate) struct Key {
+    kid: String,
+    alg: Algorithm,
+    encoding: EncodingKey,
+    pub(crate) jwk: Value,
+    /// The RSA public key in PEM (for the HS256-with-the-public-key attack).
+    public_pem: Option<String>,
+}
+
+pub(crate) fn ed25519(kid: &str) -> Key {
+    let rng = SystemRandom::new();
+    let pkcs8 = signature::Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+    let pair = signature::Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
+    Key {
+        kid: kid.into(),
+        alg: Algorithm::EdDSA,
+        encoding: EncodingKey::from_ed_der(pkcs8.as_ref()),
+        jwk: json!({"kty":"OKP","crv":"Ed25519","kid":kid,"use":"sig",
+            "x": B64.encode(pair.public_key().as_ref())}),
+        public_pem: None,
+    }
+}
+
+fn p256(kid: &str) -> Key {
+    let rng = SystemRandom::new();
+    let alg = &signature::ECDSA_P256_SHA256_FIXED_SIGNING;
+    let pkcs8 = signature::EcdsaKeyPair::generate_pkcs8(alg, &rng).unwrap();
+    let pair = signature::EcdsaKeyPair::from_pkcs8(alg, pkcs8.as_ref(), &rng).unwrap();
+    let point = pair.public_key().as_ref();
+    Key {
+        kid: kid.into(),
+        alg: Algorithm::ES256,
+        encoding: EncodingKey::from_ec_der(pkcs8.as_ref()),
+        jwk: json!({"kty":"EC","crv":"P-256","kid":kid,"alg":"ES256",
+            "x": B64.encode(&point[1..33]), "y": B64.encode(&point[33..65])}),
+        public_pem: None,
+    }
+}
+
+/// An RSA key made by `openssl` (CI installs it; the test fails without it).
+fn rsa(kid: &str, dir: &std::path::Path) -> Key {
+    let pem = dir.join(format!("{kid}.pem"));
+    let der = dir.join(format!("{kid}.der"));
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("openssl must be installed for the JWT tests");
+        assert!(out.status.success(), "openssl {args:?}: {out:?}");
+        out.stdout
+    };
+    run(&[
+        "genrsa",
+        "-traditional",
+        "-out",
+        pem.to_str().unwrap(),
+        "2048",
+    ]);
+    run(&[
+        "rsa",
+        "-traditional",
+        "-in",
+        pem.to_str().unwrap(),
+        "-outform",
+        "DER",
+        "-out",
+        der.to_str().unwrap(),
+    ]);
+    let modulus = String::from_utf8(run(&[
+        "rsa",
+        "-in",
+        pem.to_str().unwrap(),
+        "-noout",
+        "-modulus",
+    ]))
+    .unwrap();
+    let hex = modulus.trim().strip_prefix("Modulus=").unwrap();
+    let n: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect();
+    let public_pem =
+        String::from_utf8(run(&["rsa", "-in", pem.to_str().unwrap(), "-pubout"])).unwrap();
+    Key {
+        kid: kid.into(),
+        alg: Algorithm::RS256,
+        encoding: EncodingKey::from_rsa_der(&std::fs::read(&der).unwrap()),
+        jwk: json!({"kty":"RSA","kid":kid,"use":"sig","n": B64.encode(&n),"e":"AQAB"}),
+        public_pem: Some(public_pem),
+    }
+}
+
+/// The test issuer: discovery and JWKS over loopback HTTP, counted.
+struct Issuer {
+    url: String,
+    jwks: Arc<Mutex<Value>>,
+    jwks_hits: Arc<AtomicUsize>,
+    discovery_hits: Arc<AtomicUsize>,
+}
+
+impl Issuer {
+    fn start(keys: &[&Key]) -> Issuer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let jwks = Arc::new(Mutex::new(json!({"keys": []})));
+        let issuer = Issuer {
+            url: url.clone(),
+            jwks: jwks.clone(),
+            jwks_hits: Arc::default(),
+            discovery_hits: Arc::default(),
+        };
+        issuer.publish(keys);
+        let (jh, dh) = (issuer.jwks_hits.clone(), issuer.discovery_hits.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 1024];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut chunk) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&buf);
+                let path = head.split_whitespace().nth(1).unwrap_or("").to_string();
+                let (status, body) = match path.as_str() {
+                    "/.well-known/openid-configuration" => {
+                        dh.fetch_add(1, Ordering::SeqCst);
+                        let doc = json!({"issuer": url, "jwks_uri": format!("{url}/jwks")});
+                        ("200 OK", doc.to_string())
+                    }
+                    "/jwks" => {
+                        jh.fetch_add(1, Ordering::SeqCst);
+                        ("200 OK", jwks.lock().unwrap().to_string())
+                    }
+                    _ => ("404 Not Found", "{}".to_string()),
+                };
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        issuer
+    }
+
+    /// Publishes exactly these keys (a rotation replaces the set).
+    fn publish(&self, keys: &[&Key]) {
+        *self.jwks.lock().unwrap() =
+            json!({"keys": keys.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>()});
+    }
+
+    fn fetches(&self) -> usize {
+        self.jwks_hits.load(Ordering::SeqCst) + self.discovery_hits.load(Ordering::SeqCst)
+    }
+}
+
+pub(crate) const AUDIENCE: &str = "https://coffer.test";
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// GitHub-like claims from `issuer`, valid for five minutes.
+pub(crate) fn claims(issuer: &str) -> Value {
+    json!({
+        "iss": issuer,
+        "aud": AUDIENCE,
+        "sub": "repo:acme/api:ref:refs/heads/main",
+        "repository": "acme/api",
+        "ref": "refs/heads/main",
+        "environment": "production",
+        "iat": now() - 5,
+        "nbf": now() - 5,
+        "exp": now() + 300,
+    })
+}
+
+pub(crate) fn mint(key: &Key, claims: &Value) -> String {
+    let mut header = Header::new(key.alg);
+    header.kid = Some(key.kid.clone());
+    jsonwebtoken::encode(&header, claims, &key.encoding).unwrap()
+}
+
+/// A token with a header and signature made by hand.
+fn forged(header: &Value, claims: &Value, sign: impl FnOnce(&[u8]) -> Vec<u8>) -> String {
+    let input = format!(
+        "{}.{}",
+        B64.encode(header.to_string()),
+        B64.encode(claims.to_string())
+    );
+    let sig = sign(input.as_bytes());
+    format!("{input}.{}", B64.encode(sig))
+}
+
+/// A login from an address of its own (127.0.x.y), so the per-address
+/// backoff of failed logins, tested on its own below, stays out of the way.
+fn login(server: &Server, role: &str, jwt: &str) -> crate::common::Response {
+    static NEXT: AtomicUsize = AtomicUsize::new(1);
+    let n = NEXT.fetch_add(1, Ordering::SeqCst);
+    let peer: std::net::SocketAddr = format!("127.0.{}.{}:40000", n / 250, 1 + n % 250)
+        .parse()
+        .unwrap();
+    login_from(server, role, jwt, peer)
+}
+
+fn login_from(
+    server: &Server,
+    role: &str,
+    jwt: &str,
+    peer: std::net::SocketAddr,
+) -> crate::common::Response {
+    let body = json!({"role": role, "jwt": jwt}).to_string();
+    let mut p = coffer_server::Peer::new(peer);
+    p.local = Some(server.host_port().parse().unwrap());
+    let req = axum::http::Request::builder()
+        .method("POST")
+        .uri("/api/v1/auth/jwt/login")
+        .header("host", server.host_port())
+        .header("content-type", "application/json")
+        .header("content-length", body.len())
+        .extension(p)
+        .body(axum::body::Body::from(body))
+        .unwrap();
+    server.send(req)
+}
+
+fn write_role(server: &Server, token: &str, name: &str, body: &Value) -> crate::common::Response {
+    server.http(
+        "PUT",
+        &format!("/api/v1/auth/jwt/roles/{name}"),
+        Some(token),
+        Some(body.to_string().as_bytes()),
+    )
+}
+
+/// A dev server with the `deploy` policy and a secret it may read.
+fn server_with_secret(dir: &std::path::Path, refetch: Option<std::time::Duration>) -> Server {
+    let server = Server::start_tuned(dir, Mode::Dev, |o| {
+        if let Some(r) = refetch {
+            o.jwks_refetch_interval = r;
+        }
+    });
+    let root = server.root_token();
+    ok(
+        &server.http(
+            "PUT",
+            "/api/v1/sys/policies/deploy",
+            Some(&root),
+            Some(br#"{"policy":"path \"app/prod/*\" { capabilities = [\"read\"] }"}"#),
+        ),
+        "policy",
+    );
+    ok(
+        &server.http(
+            "PUT",
+            "/api/v1/secrets/app/prod/DB_PASSWORD",
+            Some(&root),
+            Some(br#"{"value":"s3cret-prod-value"}"#),
+        ),
+        "secret",
+    );
+    server
+}
+
+fn github_role(issuer: &Issuer) -> Value {
+    json!({
+        "preset": "github",
+        "issuer": issuer.url,
+        "audience": AUDIENCE,
+        "bound_claims": {"repository": ["acme/api"], "environment": ["production", "staging"]},
+        "bound_globs": {"ref": ["refs/heads/*"]},
+        "policies": ["deploy"],
+        "ttl": "10m",
+    })
+}
+
+#[test]
+fn a_good_jwt_of_each_algorithm_gets_exactly_the_roles_policies_and_ttl() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = [rsa("rsa1", dir.path()), p256("ec1"), ed25519("ed1")];
+    let issuer = Issuer::start(&keys.iter().collect::<Vec<_>>());
+    let server = server_with_secret(dir.path(), None);
+    let root = server.root_token();
+    let role = ok(
+        &write_role(&server, &root, "ci", &github_role(&issuer)),
+        "write role",
+    );
+    assert_eq!(role["keys"], "discovery");
+    assert_eq!(role["ttl"], "10m");
+
+    for key in &keys {
+        let jwt = mint(key, &claims(&issuer.url));
+        let r = login(&server, "ci", &jwt);
+        let j = ok(&r, &key.kid);
+        assert_eq!(j["policies"], json!(["deploy"]), "{j}");
+        assert_eq!(j["kind"], "service");
+        assert_eq!(j["display_name"], "github:acme/api@refs/heads/main");
+        assert_eq!(j["ttl"], "10m");
+        assert_eq!(
+            j["expires_at"], j["max_expires_at"],
+            "not renewable past the TTL"
+        );
+        assert_eq!(j["workload"]["issuer"], issuer.url.as_str());
+        assert_eq!(
+            j["workload"]["subject"],
+            "repo:acme/api:ref:refs/heads/main"
+        );
+        assert_eq!(j["workload"]["claims"]["repository"], "acme/api");
+        let token = j["token"].as_str().unwrap().to_string();
+
+        // The token reads what the role's policy allows, and nothing else.
+        let read = server.http(
+            "GET",
+            "/api/v1/secrets/app/prod/DB_PASSWORD",
+            Some(&token),
+            None,
+        );
+        assert_eq!(read.status, 200, "{}", read.text());
+        let other = server.http("GET", "/api/v1/sys/policies", Some(&token), None);
+        assert_eq!(other.status, 403);
+        // Renewing cannot pass the role's TTL.
+        let renewed = ok(
+            &server.http("POST", "/api/v1/auth/token/self/renew", Some(&token), None),
+            "renew",
+        );
+        assert_eq!(renewed["expires_at"], j["max_expires_at"]);
+        assert!(!server.audit_log_text().contains(&jwt));
+    }
+    // Discovery and the JWKS were fetched once for all three.
+    assert_eq!(issuer.fetches(), 2);
+
+    // Every request of such a token names the workload in its audit record.
+    let reads: Vec<Value> = server
+        .audit_records()
+        .into_iter()
+        .filter(|r| r["op"] == "secret.read" && r["status"] == 200)
+        .collect();
+    assert_eq!(reads.len(), 3);
+    for r in &reads {
+        assert_eq!(r["actor"]["name"], "github:acme/api@refs/heads/main", "{r}");
+        assert_eq!(r["workload"]["method"], "jwt", "{r}");
+        assert_eq!(r["workload"]["role"], "ci", "{r}");
+        assert_eq!(r["workload"]["issuer"], issuer.url.as_str(), "{r}");
+        assert_eq!(r["workload"]["claims"]["ref"], "refs/heads/main", "{r}");
+        assert_eq!(r["workload"]["claims"]["environment"], "production", "{r}");
+    }
+    // `audit readers` and `audit query --actor` find it by that name.
+    let readers = ok(
+        &server.http(
+            "GET",
+            "/api/v1/sys/audit/readers?path=app/prod/DB_PASSWORD",
+            Some(&root),
+            None,
+        ),
+        "readers",
+    );
+    assert!(
+        readers
+            .to_string()
+            .contains("github:acme/api@refs/heads/main"),
+        "{readers}"
+    );
+    let by_actor = ok(
+        &server.http(
+            "GET",
+            "/api/v1/sys/audit/records?actor=github:acme/api@refs/heads/main",
+            Some(&root),
+            None,
+        ),
+        "query",
+    );
+    assert!(by_actor.to_string().contains("secret.read"), "{by_actor}");
+}
+
+#[test]
+fn every_defective_jwt_is_refused_with_its_reason_and_audited_without_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let rsa1 = rsa("rsa1", dir.path());
+    let ed1 = ed25519("ed1");
+    let impostor = ed25519("ed1");
+    let issuer = Issuer::start(&[&rsa1, &ed1]);
+    let server = server_with_secret(dir.path(), None);
+    let root = server.root_token();
+    ok(
+        &write_role(&server, &root, "ci", &github_role(&issuer)),
+        "write role",
+    );
+    let good = claims(&issuer.url);
+    let with = |k: &str, v: Value| {
+        let mut c = good.clone();
+        c[k] = v;
+        c
+    };
+    let without = |k: &str| {
+        let mut c = good.clone();
+        c.as_object_mut().unwrap().remove(k);
+        c
+    };
+    let hs256_with_public_key = {
+        use hmac::Mac;
+        let pem = rsa1.public_pem.clone().unwrap();
+        forged(
+            &json!({"alg":"HS256","typ":"JWT","kid":"rsa1"}),
+            &good,
+            |input| {
+                let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(pem.as_bytes()).unwrap();
+                mac.update(input);
+                mac.finalize().into_bytes().to_vec()
+            },
+        )
+    };
+    let unknown_kid = {
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some("nope".into());
+        jsonwebtoken::encode(&header, &good, &ed1.encoding).unwrap()
+    };
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "wrong issuer",
+            mint(&ed1, &with("iss", json!("https://evil.example"))),
+            "issuer is not the role's",
+        ),
+        (
+            "wrong audience",
+            mint(&ed1, &with("aud", json!("https://other.example"))),
+            "audience does not include",
+        ),
+        (
+            "expired",
+            mint(&ed1, &with("exp", json!(now() - 600))),
+            "has expired",
+        ),
+        (
+            "not yet valid",
+            mint(&ed1, &with("nbf", json!(now() + 600))),
+            "not valid yet",
+        ),
+        (
+            "issued in the future",
+            mint(&ed1, &with("iat", json!(now() + 600))),
+            "issued in the future",
+        ),
+        (
+            "lives too long",
+            mint(&ed1, &with("exp", json!(now() + 3 * 86400))),
+            "lives longer than",
+        ),
+        ("no exp", mint(&ed1, &without("exp")), "no exp claim"),
+        ("unknown kid", unknown_kid, "key id is not among"),
+        (
+            "bad signature",
+            mint(&impostor, &good),
+            "signature does not verify",
+        ),
+        (
+            "alg none",
+            forged(&json!({"alg":"none","typ":"JWT"}), &good, |_| Vec::new()),
+            "algorithm \"none\" is not accepted",
+        ),
+        (
+            "HS256 keyed with the RSA public key",
+            hs256_with_public_key,
+            "algorithm \"HS256\" is not accepted",
+        ),
+        (
+            "another repository",
+            mint(&ed1, &with("repository", json!("acme/other"))),
+            "claim repository is not allowed",
+        ),
+        (
+            "case-folded repository",
+            mint(&ed1, &with("repository", json!("ACME/api"))),
+            "claim repository is not allowed",
+        ),
+        (
+            "look-alike repository",
+            mint(&ed1, &with("repository", json!("acme/\u{0430}pi"))),
+            "claim repository is not allowed",
+        ),
+        (
+            "trailing space",
+            mint(&ed1, &with("repository", json!("acme/api "))),
+            "claim repository is not allowed",
+        ),
+        (
+            "ref outside the glob",
+            mint(&ed1, &with("ref", json!("refs/tags/v1"))),
+            "claim ref is not allowed",
+        ),
+        (
+            "environment not bound",
+            mint(&ed1, &with("environment", json!("dev"))),
+            "claim environment is not allowed",
+        ),
+        (
+            "missing bound claim",
+            mint(&ed1, &without("repository")),
+            "has no claim repository",
+        ),
+        (
+            "a claim that is not a string",
+            mint(&ed1, &with("repository", json!(["acme/api"]))),
+            "has no claim repository",
+        ),
+        (
+            "oversized",
+            mint(&ed1, &with("pad", json!("x".repeat(20_000)))),
+            "larger than 16384 bytes",
+        ),
+        ("not a JWT", "not.a.jwt".to_string(), "malformed"),
+        ("two parts", "abc.def".to_string(), "malformed"),
+    ];
+    for (what, jwt, reason) in &cases {
+        let r = login(&server, "ci", jwt);
+        assert_eq!(r.status, 401, "{what}: {}", r.text());
+        let message = r.json()["error"]["message"].as_str().unwrap().to_string();
+        assert!(message.contains(reason), "{what}: {message}");
+        let record = server.audit_records().pop().unwrap();
+        assert_eq!(record["op"], "auth.jwt_login", "{what}");
+        assert_eq!(record["status"], 401, "{what}");
+        assert!(
+            record["message"].as_str().unwrap_or("").contains(reason),
+            "{what}: {record}"
+        );
+        assert!(record.get("workload").is_none(), "{what}: {record}");
+    }
+    // An unknown role is refused the same way.
+    let r = login(&server, "nobody", &mint(&ed1, &good));
+    assert_eq!(r.status, 401);
+    assert!(
+        r.text().contains("no JWT role named nobody"),
+        "{}",
+        r.text()
+    );
+
+    // No JWT, and no signature of one, is in the audit log.
+    let log = server.audit_log_text();
+    for (what, jwt, _) in &cases {
+        assert!(
+            !log.contains(jwt.as_str()),
+            "{what}: the JWT is in the audit log"
+        );
+        if let Some(sig) = jwt.rsplit('.').next().filter(|s| s.len() > 16) {
+            assert!(
+                !log.contains(sig),
+                "{what}: the signature is in the audit log"
+            );
+        }
+    }
+    // Nothing was issued.
+    let tokens = ok(
+        &server.http("GET", "/api/v1/auth/tokens", Some(&root), None),
+        "tokens",
+    );
+    assert!(!tokens.to_string().contains("github:"), "{tokens}");
+}
+
+#[test]
+fn a_flood_of_unknown_key_ids_fetches_the_jwks_at_most_once_per_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let ed1 = ed25519("ed1");
+    let issuer = Issuer::start(&[&ed1]);
+    let server = server_with_secret(dir.path(), None);
+    let root = server.root_token();
+    ok(
+        &write_role(&server, &root, "ci", &github_role(&issuer)),
+        "write role",
+    );
+    ok(
+        &login(&server, "ci", &mint(&ed1, &claims(&issuer.url))),
+        "first login",
+    );
+    let before = issuer.fetches();
+    assert_eq!(before, 2, "discovery and the JWKS");
+    for i in 0..50 {
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(format!("random-{i}"));
+        let jwt = jsonwebtoken::encode(&header, &claims(&issuer.url), &ed1.encoding).unwrap();
+        let r = login(&server, "ci", &jwt);
+        assert_eq!(r.status, 401, "{}", r.text());
+    }
+    // The first login's fetch is within the interval: none of the fifty
+    // unknown kids fetched again.
+    assert_eq!(issuer.fetches(), before);
+    // The known key still works.
+    ok(
+        &login(&server, "ci", &mint(&ed1, &claims(&issuer.url))),
+        "known key",
+    );
+}
+
+#[test]
+fn a_key_rotated_in_at_the_issuer_works_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = ed25519("2026-old");
+    let new = p256("2026-new");
+    let issuer = Issuer::start(&[&old]);
+    // An interval of zero: every unknown kid may refetch (the bound is
+    // the previous test's).
+    let server = server_with_secret(dir.path(), Some(std::time::Duration::ZERO));
+    let root = server.root_token();
+    let mut role = github_role(&issuer);
+    role["jwks_url"] = json!(format!("{}/jwks", issuer.url));
+    let written = ok(&write_role(&server, &root, "ci", &role), "write role");
+    assert_eq!(written["keys"], "jwks_url");
+    ok(
+        &login(&server, "ci", &mint(&old, &claims(&issuer.url))),
+        "old key",
+    );
+    let r = login(&server, "ci", &mint(&new, &claims(&issuer.url)));
+    assert_eq!(r.status, 401, "not published yet: {}", r.text());
+    issuer.publish(&[&old, &new]);
+    ok(
+        &login(&server, "ci", &mint(&new, &claims(&issuer.url))),
+        "new key",
+    );
+    issuer.publish(&[&new]);
+    ok(
+        &login(&server, "ci", &mint(&new, &claims(&issuer.url))),
+        "new key only",
+    );
+    assert_eq!(
+        issuer.discovery_hits.load(Ordering::SeqCst),
+        0,
+        "no discovery with a JWKS URL"
+    );
+}
+
+#[test]
+fn a_kubernetes_role_with_a_stored_jwks_names_the_service_account() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = p256("k8s");
+    let server = server_with_secret(dir.path(), None);
+    let root = server.root_token();
+    let jwks = json!({"keys": [key.jwk.clone()]}).to_string();
+    let role = json!({
+        "preset": "kubernetes",
+        "issuer": "https://kubernetes.default.svc.cluster.local",
+        "audience": AUDIENCE,
+        "jwks": jwks,
+        "bound_claims": {"kubernetes.io/namespace": ["payments"]},
+        "bound_globs": {"kubernetes.io/serviceaccount/name": ["api-*"]},
+        "policies": ["deploy"],
+    });
+    let written = ok(&write_role(&server, &root, "k8s", &role), "write");
+    assert_eq!(written["keys"], "jwks");
+    assert_eq!(written["ttl"], "15m", "the default TTL");
+    let c = json!({
+        "iss": "https://kubernetes.default.svc.cluster.local",
+        "aud": [AUDIENCE, "https://kubernetes.default.svc"],
+        "sub": "system:serviceaccount:payments:api-worker",
+        "kubernetes.io": {"namespace": "payments", "serviceaccount": {"name": "api-worker", "uid": "1"}},
+        "iat": now(), "exp": now() + 600,
+    });
+    let j = ok(&login(&server, "k8s", &mint(&key, &c)), "login");
+    assert_eq!(j["display_name"], "k8s:payments/api-worker");
+    assert_eq!(j["ttl"], "15m");
+    let mut other = c.clone();
+    other["kubernetes.io"]["namespace"] = json!("default");
+    let r = login(&server, "k8s", &mint(&key, &other));
+    assert_eq!(r.status, 401);
+    assert!(
+        r.text()
+            .contains("claim kubernetes.io/namespace is not allowed"),
+        "{}",
+        r.text()
+    );
+}
+
+#[test]
+fn role_writes_refuse_what_is_unsafe_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server_with_secret(dir.path(), None);
+    let root = server.root_token();
+    let base = json!({
+        "issuer": "https://issuer.example",
+        "audience": AUDIENCE,
+        "jwks_url": "https://issuer.example/jwks",
+        "bound_claims": {"sub": ["x"]},
+        "policies": ["deploy"],
+    });
+    let with = |k: &str, v: Value| {
+        let mut b = base.clone();
+        if v.is_null() {
+            b.as_object_mut().unwrap().remove(k);
+        } else {
+            b[k] = v;
+        }
+        b
+    };
+    let private_jwks = json!({"keys":[{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo","d":"nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A"}]}).to_string();
+    let cases: Vec<(&str, Value, &str)> = vec![
+        (
+            "no bound claims",
+            with("bound_claims", Value::Null),
+            "must bind at least one claim",
+        ),
+        (
+            "an empty binding",
+            with("bound_claims", json!({"sub": []})),
+            "bound to no value",
+        ),
+        (
+            "github without repository",
+            with("preset", json!("github")),
+            "requires claim repository",
+        ),
+        (
+            "kubernetes without namespace",
+            with("preset", json!("kubernetes"))
+                .as_object()
+                .map(|o| {
+                    let mut o = o.clone();
+                    o.insert("bound_claims".into(), json!({"aud2": ["x"]}));
+                    Value::Object(o)
+                })
+                .unwrap(),
+            "requires claim kubernetes.io/namespace",
+        ),
+        (
+            "plain http elsewhere",
+            with("jwks_url", json!("http://issuer.example/jwks")),
+            "only to a loopback",
+        ),
+        (
+            "user info",
+            with("jwks_url", json!("https://a@issuer.example/jwks")),
+            "user information",
+        ),
+        (
+            "no https",
+            with("jwks_url", json!("file:///etc/passwd")),
+            "must start with https",
+        ),
+        (
+            "private key material",
+            with("jwks_url", Value::Null)
+                .as_object()
+                .map(|o| {
+                    let mut o = o.clone();
+                    o.insert("jwks".into(), json!(private_jwks));
+                    Value::Object(o)
+                })
+                .unwrap(),
+            "private or symmetric",
+        ),
+        ("two key sources", with("jwks", json!("{}")), "not several"),
+        ("ttl too long", with("ttl", json!("7h")), "at most 6h"),
+        (
+            "no audience",
+            with("audience", Value::Null),
+            "needs an audience",
+        ),
+        ("no issuer", with("issuer", Value::Null), "needs an issuer"),
+        (
+            "control in a value",
+            with("bound_claims", json!({"sub": ["a\nb"]})),
+            "no control characters",
+        ),
+        (
+            "unknown preset",
+            with("preset", json!("jenkins")),
+            "github, gitlab or kubernetes",
+        ),
+        ("unknown policy", with("policies", json!(["nope"])), "nope"),
+    ];
+    for (what, body, reason) in &cases {
+        let r = write_role(&server, &root, "r1", body);
+        assert_eq!(r.status, 400, "{what}: {}", r.text());
+        assert!(r.text().contains(reason), "{what}: {}", r.text());
+    }
+    for name in [
+        "..",
+        ".hidden",
+        "a b",
+        "a/b",
+        "\u{e9}t\u{e9}",
+        &"x".repeat(65),
+        "a\nb",
+        "a\u{202e}b",
+    ] {
+        let r = server.http(
+            "PUT",
+            &coffer_api::routes::JWT_ROLE_WRITE.url(&[name]),
+            Some(&root),
+            Some(base.to_string().as_bytes()),
+        );
+        assert!(
+            matches!(r.status, 400 | 404),
+            "{name:?}: {} {}",
+            r.status,
+            r.text()
+        );
+    }
+    let list = ok(
+        &server.http("GET", "/api/v1/auth/jwt/roles", Some(&root), None),
+        "list",
+    );
+    assert_eq!(list["roles"], json!([]), "nothing was written");
+
+    // Managing roles needs admin on sys/auth/jwt/NAME, and the policies held.
+    ok(
+        &server.http(
+            "PUT",
+            "/api/v1/sys/policies/jwt-admin",
+            Some(&root),
+            Some(br#"{"policy":"path \"sys/auth/jwt/*\" { capabilities = [\"admin\"] }"}"#),
+        ),
+        "policy",
+    );
+    let mint_token = |policies: &str| {
+        let body = format!(r#"{{"policies":{policies}}}"#);
+        ok(
+            &server.http(
+                "POST",
+                "/api/v1/auth/tokens",
+                Some(&root),
+                Some(body.as_bytes()),
+            ),
+            "token",
+        )["token"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let admin = mint_token(r#"["jwt-admin"]"#);
+    let reader = mint_token(r#"["deploy"]"#);
+    let r = write_role(&server, &admin, "r1", &base);
+    assert_eq!(
+        r.status,
+        403,
+        "an admin who does not hold deploy: {}",
+        r.text()
+    );
+    let both = mint_token(r#"["jwt-admin","deploy"]"#);
+    ok(
+        &write_role(&server, &both, "r1", &base),
+        "admin holding deploy",
+    );
+    for (method, path) in [
+        ("GET", "/api/v1/auth/jwt/roles"),
+        ("GET", "/api/v1/auth/jwt/roles/r1"),
+        ("DELETE", "/api/v1/auth/jwt/roles/r1"),
+    ] {
+        let r = server.http(method, path, Some(&reader), None);
+        assert_eq!(r.status, 403, "{method} {path}");
+        let r = server.http(method, path, None, None);
+        assert_eq!(r.status, 401, "{method} {path}");
+    }
+    assert_eq!(write_role(&server, &reader, "r2", &base).status, 403);
+    ok(
+        &server.http("GET", "/api/v1/auth/jwt/roles/r1", Some(&admin), None),
+        "read",
+    );
+    let r = server.http("DELETE", "/api/v1/auth/jwt/roles/r1", Some(&admin), None);
+    assert_eq!(r.status, 204);
+    let r = server.http("GET", "/api/v1/auth/jwt/roles/r1", Some(&admin), None);
+    assert_eq!(r.status, 404);
+    // Each decision is audited under the route's operation.
+    let ops: Vec<String> = server
+        .audit_records()
+        .iter()
+        .filter_map(|r| r["op"].as_str().map(str::to_string))
+        .filter(|o| o.starts_with("jwt_role."))
+        .collect();
+    for op in [
+        "jwt_role.write",
+        "jwt_role.read",
+        "jwt_role.list",
+        "jwt_role.delete",
+    ] {
+        assert!(ops.iter().any(|o| o == op), "{op} not audited: {ops:?}");
+    }
+}
+
+#[test]
+fn failed_jwt_logins_from_one_address_back_off_like_password_logins() {
+    let dir = tempfile::tempdir().unwrap();
+    let ed1 = ed25519("ed1");
+    let server = server_with_secret(dir.path(), None);
+    let root = server.root_token();
+    let role = json!({
+        "issuer": "https://issuer.example",
+        "audience": AUDIENCE,
+        "jwks": json!({"keys": [ed1.jwk.clone()]}).to_string(),
+        "bound_claims": {"repository": ["acme/api"]},
+        "policies": ["deploy"],
+    });
+    ok(&write_role(&server, &root, "ci", &role), "write");
+    let peer: std::net::SocketAddr = "192.0.2.7:40000".parse().unwrap();
+    let bad = mint(&ed1, &claims("https://evil.example"));
+    let mut statuses = Vec::new();
+    for _ in 0..12 {
+        statuses.push(login_from(&server, "ci", &bad, peer).status);
+    }
+    assert!(
+        statuses.iter().all(|s| *s == 401 || *s == 429),
+        "{statuses:?}"
+    );
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+}
