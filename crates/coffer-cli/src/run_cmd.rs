@@ -581,9 +581,9 @@ pub async fn run(g: &crate::cli::Global, a: RunArgs) -> anyhow::Result<Status> {
 
     // A login for this run: its token fetches, and is revoked at the end.
     let login = match (a.login.as_deref(), &a.role_id) {
-        (Some("approle"), Some(role_id)) => Some(
-            crate::approle_cmd::login_for_run(g, role_id, a.secret_id_file.as_deref()).await?,
-        ),
+        (Some("approle"), Some(role_id)) => {
+            Some(crate::approle_cmd::login_for_run(g, role_id, a.secret_id_file.as_deref()).await?)
+        }
         (Some("approle"), None) => {
             return Err(fail(
                 Status::Usage,

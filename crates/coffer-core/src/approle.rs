@@ -710,6 +710,9 @@ impl Coffer {
                 parent: None,
                 kind: TokenKind::Service,
                 user: Some(identity),
+                // App-role tokens carry their identity in `user`
+                // (`approle:NAME`), not as a machine login's workload.
+                workload: None,
                 ttl_ms: Some(role.token_ttl_ms),
                 // Not renewable past its first lifetime: a machine that
                 // needs longer logs in again.

@@ -78,8 +78,8 @@ pub use auth::{
 use cache::SecretCache;
 pub use error::{
     AppRoleRefusal, Busy, Conflict, CoreError, Expired, Integrity, InvalidInput, JwtRoleProblem,
-    LoginRefused, NotFound, Record, Refusal, Result, UnsealRefusal, UpstreamFailure,
-    UserNameError, WorkloadRefusal,
+    LoginRefused, NotFound, Record, Refusal, Result, UnsealRefusal, UpstreamFailure, UserNameError,
+    WorkloadRefusal,
 };
 pub use history::{HistoryOutcome, HistoryReceipt, HistoryVersion, IMPORT_TARGET, MAX_HISTORY};
 pub use lifecycle::{At, Label, Labels, RuleInfo, RuleSpec, SecretState};

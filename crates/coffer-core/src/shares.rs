@@ -51,6 +51,37 @@ pub const MAX_SHARE_SEALED_BYTES: usize = 64 * 1024 + crypto::NONCE_BYTES + cryp
 pub const MAX_SHARES_PER_OWNER: usize = 1000;
 /// Tries of an open that loses a race to another open of the same share.
 const OPEN_RETRIES: usize = 16;
+/// How long a used-up, revoked or expired link's id stays taken after the
+/// link's own expiry.
+const TOMBSTONE_KEEP_MS: i64 = 30 * 24 * 3600 * 1000;
+
+impl StoredShare {
+    /// The tombstone of this share: no sealed bytes, no views, its id kept.
+    fn burned(&self, now: i64) -> StoredShare {
+        StoredShare {
+            sealed: String::new(),
+            salt: None,
+            iterations: None,
+            views_left: 0,
+            burned_until: Some(self.expires_at.max(now).saturating_add(TOMBSTONE_KEEP_MS)),
+            ..self.clone()
+        }
+    }
+
+    fn is_tombstone(&self) -> bool {
+        self.burned_until.is_some()
+    }
+}
+
+/// Replaces a share's record with its tombstone, if it is still at `revision`.
+fn burn(id: &str, revision: u64, share: &StoredShare, now: i64) -> Mutation {
+    Mutation::PutObject {
+        kind: KIND_SHARE.into(),
+        key: id.to_string(),
+        value: serde_json::to_vec(&share.burned(now)).expect("serialises"),
+        expect: Expect::Revision(revision),
+    }
+}
 
 #[derive(Clone, Serialize, Deserialize)]
 struct StoredShare {
@@ -71,6 +102,14 @@ struct StoredShare {
     path: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     version: Option<u64>,
+    /// Set once the link is used up, revoked or expired: the record is
+    /// then a tombstone (its sealed bytes gone) kept until this time, so
+    /// that its id can never be taken again while anyone may still hold
+    /// the link (review finding: re-creating a burned id with the sealed
+    /// bytes an interceptor got from its one view made the link open for
+    /// its recipient as if unread).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    burned_until: Option<i64>,
 }
 
 /// What a client sends to create a share.
@@ -245,7 +284,7 @@ impl Coffer {
             .await?
             .iter()
             .filter_map(|o| decode(o).ok())
-            .filter(|s| s.owner == owner && s.expires_at > now)
+            .filter(|s| s.owner == owner && s.expires_at > now && !s.is_tombstone())
             .count();
         if mine >= MAX_SHARES_PER_OWNER {
             return Err(bad("too many live shares; revoke some first"));
@@ -263,6 +302,7 @@ impl Coffer {
             expires_at: now + ttl,
             path,
             version,
+            burned_until: None,
         };
         match self
             .store
@@ -298,17 +338,14 @@ impl Coffer {
             };
             let share = decode(&o)?;
             let now = now_ms();
+            if share.is_tombstone() {
+                return Err(gone());
+            }
             let (mutation, views_left) = if share.expires_at <= now || share.views_left == 0 {
                 (None, 0)
             } else if share.views_left == 1 {
-                (
-                    Some(Mutation::DeleteObject {
-                        kind: KIND_SHARE.into(),
-                        key: id.to_string(),
-                        expect: Expect::Revision(o.revision),
-                    }),
-                    0,
-                )
+                // The last view: the sealed bytes go, the id stays taken.
+                (Some(burn(id, o.revision, &share, now)), 0)
             } else {
                 let mut next = share.clone();
                 next.views_left -= 1;
@@ -323,14 +360,11 @@ impl Coffer {
                 )
             };
             let Some(mutation) = mutation else {
-                // Expired (or corrupt with no views): purge, then refuse.
+                // Expired (or corrupt with no views): purge the sealed
+                // bytes, keep the id taken, then refuse.
                 let _ = self
                     .store
-                    .commit(vec![Mutation::DeleteObject {
-                        kind: KIND_SHARE.into(),
-                        key: id.to_string(),
-                        expect: Expect::Revision(o.revision),
-                    }])
+                    .commit(vec![burn(id, o.revision, &share, now)])
                     .await;
                 return Err(gone());
             };
@@ -363,16 +397,18 @@ impl Coffer {
             .await?
             .iter()
             .filter_map(|o| decode(o).ok().map(|s| (o.key.clone(), s)))
-            .filter(|(_, s)| s.owner == owner && s.expires_at > now && s.views_left > 0)
+            .filter(|(_, s)| {
+                s.owner == owner && s.expires_at > now && s.views_left > 0 && !s.is_tombstone()
+            })
             .map(|(id, s)| s.view(&id))
             .collect();
         out.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
         Ok(out)
     }
 
-    /// Revokes one of the caller's shares: its record and ciphertext are
-    /// deleted. Someone else's share is [`NotFound::Share`], as an unknown
-    /// one is.
+    /// Revokes one of the caller's shares: its ciphertext is deleted and its
+    /// id stays taken (a tombstone). Someone else's share, or one already
+    /// used up, is [`NotFound::Share`], as an unknown one is.
     pub async fn revoke_share(&self, identity: &Identity, id: &str) -> Result<()> {
         self.require_unsealed()?;
         self.authorize(identity, Operation::Create, SHARES_TARGET)?;
@@ -384,16 +420,13 @@ impl Coffer {
             let Some(o) = self.store.get_object(KIND_SHARE, id).await? else {
                 return Err(gone());
             };
-            if decode(&o)?.owner != owner {
+            let share = decode(&o)?;
+            if share.owner != owner || share.is_tombstone() {
                 return Err(gone());
             }
             match self
                 .store
-                .commit(vec![Mutation::DeleteObject {
-                    kind: KIND_SHARE.into(),
-                    key: id.to_string(),
-                    expect: Expect::Revision(o.revision),
-                }])
+                .commit(vec![burn(id, o.revision, &share, now_ms())])
                 .await
             {
                 Ok(()) => {
@@ -407,27 +440,44 @@ impl Coffer {
         Err(CoreError::RateLimited(crate::error::Busy::Share))
     }
 
-    /// Deletes every expired or used-up share; returns the ids deleted
-    /// (for the sweep's audit record). A share changed meanwhile is kept.
+    /// Purges the sealed bytes of every expired or used-up share (leaving
+    /// its tombstone), and deletes tombstones past their time; returns the
+    /// ids whose sealed bytes were purged (for the sweep's audit record).
+    /// A share changed meanwhile is kept.
     pub async fn sweep_shares(&self) -> Result<Vec<String>> {
         self.require_unsealed()?;
         let now = now_ms();
         let mut swept = Vec::new();
         for o in self.store.list_objects(KIND_SHARE).await? {
-            let dead = decode(&o).map_or(true, |s| s.expires_at <= now || s.views_left == 0);
-            if !dead {
-                continue;
-            }
-            match self
-                .store
-                .commit(vec![Mutation::DeleteObject {
+            let mutation = match decode(&o) {
+                Ok(s) if s.is_tombstone() => {
+                    if s.burned_until.is_some_and(|t| t > now) {
+                        continue;
+                    }
+                    Mutation::DeleteObject {
+                        kind: KIND_SHARE.into(),
+                        key: o.key.clone(),
+                        expect: Expect::Revision(o.revision),
+                    }
+                }
+                Ok(s) if s.expires_at <= now || s.views_left == 0 => {
+                    burn(&o.key, o.revision, &s, now)
+                }
+                Ok(_) => continue,
+                // A record that does not decode holds nothing usable.
+                Err(_) => Mutation::DeleteObject {
                     kind: KIND_SHARE.into(),
                     key: o.key.clone(),
                     expect: Expect::Revision(o.revision),
-                }])
-                .await
-            {
-                Ok(()) => swept.push(o.key),
+                },
+            };
+            let purged = matches!(mutation, Mutation::PutObject { .. });
+            match self.store.commit(vec![mutation]).await {
+                Ok(()) => {
+                    if purged {
+                        swept.push(o.key);
+                    }
+                }
                 Err(StoreError::Conflict(_)) => {}
                 Err(e) => return Err(e.into()),
             }

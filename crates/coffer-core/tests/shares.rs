@@ -82,6 +82,81 @@ async fn make(fx: &Fixture, value: &[u8], views: u32) -> (String, crypto::ShareK
     (id, key)
 }
 
+/// Whether the share's record is a tombstone: its sealed bytes gone, its
+/// id kept taken.
+async fn purged(fx: &Fixture, id: &str) -> bool {
+    let Some(o) = fx.store.get_object(KIND_SHARE, id).await.unwrap() else {
+        return false;
+    };
+    let v: serde_json::Value = serde_json::from_slice(&o.value).unwrap();
+    v["sealed"] == "" && v["burned_until"].is_i64()
+}
+
+/// Tries to create a share under `id` again, with `sealed` bytes.
+async fn recreate(fx: &Fixture, id: &str, sealed: &[u8]) -> Result<(), CoreError> {
+    fx.coffer
+        .create_share(
+            &fx.root,
+            &ShareRequest {
+                id: id.to_string(),
+                sealed: crypto::encode(sealed),
+                salt: None,
+                iterations: None,
+                expires_in: None,
+                views: None,
+                source: None,
+            },
+        )
+        .await
+        .map(|_| ())
+}
+
+/// Review finding: an interceptor who opened a one-view link (getting its
+/// sealed bytes) could create a share under the same id with those bytes,
+/// and the recipient's link then opened as if unread. A used-up, revoked
+/// or expired link's id stays taken.
+async fn a_burned_id_can_never_be_taken_again(fx: Fixture) {
+    // Used up.
+    let (id, key) = make(&fx, b"v", 1).await;
+    let opened = fx.coffer.open_share(&id).await.unwrap();
+    let stolen = crypto::decode(&opened.sealed).unwrap();
+    assert!(matches!(
+        recreate(&fx, &id, &stolen).await,
+        Err(CoreError::Invalid(_))
+    ));
+    assert!(is_gone(&fx.coffer.open_share(&id).await.unwrap_err()));
+    assert!(crypto::open(&key, &id, None, &stolen).is_ok());
+    // Revoked.
+    let (id, _) = make(&fx, b"v", 3).await;
+    let stolen = crypto::decode(&fx.coffer.open_share(&id).await.unwrap().sealed).unwrap();
+    fx.coffer.revoke_share(&fx.root, &id).await.unwrap();
+    assert!(matches!(
+        recreate(&fx, &id, &stolen).await,
+        Err(CoreError::Invalid(_))
+    ));
+    // Expired, and swept.
+    let (id, _) = make(&fx, b"v", 3).await;
+    let stolen = crypto::decode(&fx.coffer.open_share(&id).await.unwrap().sealed).unwrap();
+    expire(&fx, &id).await;
+    fx.coffer.sweep_shares().await.unwrap();
+    assert!(purged(&fx, &id).await);
+    assert!(matches!(
+        recreate(&fx, &id, &stolen).await,
+        Err(CoreError::Invalid(_))
+    ));
+    assert!(is_gone(&fx.coffer.open_share(&id).await.unwrap_err()));
+}
+
+#[tokio::test]
+async fn sqlite_a_burned_id_can_never_be_taken_again() {
+    a_burned_id_can_never_be_taken_again(sqlite().await).await;
+}
+
+#[tokio::test]
+async fn postgres_a_burned_id_can_never_be_taken_again() {
+    a_burned_id_can_never_be_taken_again(postgres().await).await;
+}
+
 fn is_gone(e: &CoreError) -> bool {
     matches!(e, CoreError::NotFound(_))
 }
@@ -111,13 +186,7 @@ async fn concurrent_opens_spend_each_view_once(fx: Fixture) {
         }
         assert_eq!(won, views, "{views}-view link");
         // The last view took the ciphertext with it.
-        assert!(
-            fx.store
-                .get_object(KIND_SHARE, &id)
-                .await
-                .unwrap()
-                .is_none()
-        );
+        assert!(purged(&fx, &id).await);
         // A replay of an open is refused.
         assert!(is_gone(&fx.coffer.open_share(&id).await.unwrap_err()));
     }
@@ -145,25 +214,13 @@ async fn expired_links_are_refused_and_purged(fx: Fixture) {
     expire(&fx, &id).await;
     assert!(fx.coffer.list_shares(&fx.root).await.unwrap().is_empty());
     assert!(is_gone(&fx.coffer.open_share(&id).await.unwrap_err()));
-    assert!(
-        fx.store
-            .get_object(KIND_SHARE, &id)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(purged(&fx, &id).await);
     // By the sweep, never touched again; a live one is kept.
     let (old, _) = make(&fx, b"v", 1).await;
     let (live, _) = make(&fx, b"v", 1).await;
     expire(&fx, &old).await;
     assert_eq!(fx.coffer.sweep_shares().await.unwrap(), vec![old.clone()]);
-    assert!(
-        fx.store
-            .get_object(KIND_SHARE, &old)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(purged(&fx, &old).await);
     assert!(
         fx.store
             .get_object(KIND_SHARE, &live)
