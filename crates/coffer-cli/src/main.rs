@@ -30,6 +30,7 @@ mod run_cmd;
 mod scan_cmd;
 mod server_cmd;
 mod settings;
+mod sync_cmd;
 mod transfer_cmd;
 
 /// mimalloc instead of the system allocator: under load, glibc malloc and free
