@@ -623,7 +623,12 @@ async fn push(g: &crate::cli::Global, a: PushArgs) -> anyhow::Result<Status> {
         recursive: true,
         ..Default::default()
     };
-    let entries = coffer.list_all(&from, &options).await?;
+    let entries = match coffer.list_all(&from, &options).await {
+        Ok(entries) => entries,
+        // An empty folder is not an error: there is nothing to push.
+        Err(e) if e.kind == ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e.into()),
+    };
     let mut lines = Vec::new();
     for entry in entries.iter().filter(|e| !e.folder) {
         lines.push(push_one(&store, &coffer, &a, &from, &entry.name).await);

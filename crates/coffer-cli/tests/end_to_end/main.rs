@@ -30,6 +30,7 @@ mod pgroles;
 mod run;
 mod scan;
 mod seal;
+mod sync_aws;
 mod tls;
 mod transfer;
 mod vault_clients;
