@@ -246,11 +246,7 @@ struct Report<'a> {
     secrets: &'a [Line],
 }
 
-fn report(
-    direction: &'static str,
-    cloud: &CloudArgs,
-    lines: &[Line],
-) -> anyhow::Result<Status> {
+fn report(direction: &'static str, cloud: &CloudArgs, lines: &[Line]) -> anyhow::Result<Status> {
     if cloud.json {
         output::json(&Report {
             direction,
@@ -317,7 +313,12 @@ fn check_endpoint(url: &str) -> anyhow::Result<()> {
     let rest = url
         .strip_prefix("https://")
         .or_else(|| url.strip_prefix("http://"))
-        .ok_or_else(|| fail(Status::Usage, "--endpoint-url must start with https:// or http://"))?;
+        .ok_or_else(|| {
+            fail(
+                Status::Usage,
+                "--endpoint-url must start with https:// or http://",
+            )
+        })?;
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
     if authority.is_empty() || authority.contains('@') || url.chars().any(char::is_control) {
         return Err(fail(
@@ -367,8 +368,7 @@ fn coffer_path(target: &str) -> Option<String> {
     }
 }
 
-const NOT_A_PATH: &str =
-    "not a valid coffer path (segments of letters, digits and _ - . @ : = , ~; no empty, . or .. segment)";
+const NOT_A_PATH: &str = "not a valid coffer path (segments of letters, digits and _ - . @ : = , ~; no empty, . or .. segment)";
 
 // ---- pull ---------------------------------------------------------------------
 
@@ -492,11 +492,8 @@ fn split_at_current<'a>(
         notes.push("no version is labelled AWSCURRENT; the newest is coffer's current".into());
         return (versions.iter().collect(), None);
     };
-    if current > 0 && versions.iter().position(|v| has(v, aws::AWSPREVIOUS)) != Some(current - 1)
-    {
-        notes.push(
-            "AWSPREVIOUS is not the version before AWSCURRENT; coffer's previous is".into(),
-        );
+    if current > 0 && versions.iter().position(|v| has(v, aws::AWSPREVIOUS)) != Some(current - 1) {
+        notes.push("AWSPREVIOUS is not the version before AWSCURRENT; coffer's previous is".into());
     }
     let mut pending = None;
     for v in &versions[current + 1..] {

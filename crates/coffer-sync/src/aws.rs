@@ -14,8 +14,8 @@
 
 use std::time::Duration;
 
-use aws_credential_types::provider::ProvideCredentials;
 use aws_sdk_secretsmanager as sm;
+use aws_sdk_secretsmanager::config::ProvideCredentials;
 use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_secretsmanager::primitives::{DateTime, DateTimeFormat};
 use aws_sdk_ssm as ssm;
@@ -229,7 +229,10 @@ impl Store {
         let mut next: Option<String> = None;
         match self {
             Store::SecretsManager(c) => loop {
-                let mut req = c.list_secrets().max_results(100).set_next_token(next.take());
+                let mut req = c
+                    .list_secrets()
+                    .max_results(100)
+                    .set_next_token(next.take());
                 // The service's name filter is a case-insensitive prefix
                 // match that treats a leading `!` as "not": narrow with it
                 // only when that cannot misread the prefix.
@@ -447,7 +450,13 @@ impl Store {
                 }))
             }
             Store::ParameterStore(c) => {
-                let out = match c.get_parameter().name(name).with_decryption(true).send().await {
+                let out = match c
+                    .get_parameter()
+                    .name(name)
+                    .with_decryption(true)
+                    .send()
+                    .await
+                {
                     Ok(o) => o,
                     Err(e) => {
                         let e = sdk_error("reading a parameter", e);

@@ -150,7 +150,12 @@ fn map(pairs: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {
 
 /// Reads a coffer secret's value (a version or label) as JSON.
 fn coffer_read(server: &Server, token: &str, path: &str, query: &str) -> Value {
-    let r = server.http("GET", &format!("/api/v1/secrets/{path}{query}"), Some(token), None);
+    let r = server.http(
+        "GET",
+        &format!("/api/v1/secrets/{path}{query}"),
+        Some(token),
+        None,
+    );
     assert_eq!(r.status, 200, "{path}{query}: {}", r.text());
     r.json()
 }
@@ -198,7 +203,21 @@ fn secrets_manager_versions_and_labels_come_in_and_go_out() {
     );
 
     // A dry run names what would change and writes nothing.
-    let dry = sync(&server, &moto, &root, &["pull", "aws-sm", "--prefix", "/app/prod/", "--to", "app/prod", "--dry-run"]).expect(0);
+    let dry = sync(
+        &server,
+        &moto,
+        &root,
+        &[
+            "pull",
+            "aws-sm",
+            "--prefix",
+            "/app/prod/",
+            "--to",
+            "app/prod",
+            "--dry-run",
+        ],
+    )
+    .expect(0);
     let want_first = map(&[
         ("/app/prod/../escape", "not_mapped"),
         ("/app/prod/api", "created"),
@@ -210,17 +229,43 @@ fn secrets_manager_versions_and_labels_come_in_and_go_out() {
     assert_eq!(outcomes(&dry), want_first, "{}", dry.stdout());
     assert_eq!(dry.json()["dry_run"], true);
     let r = server.http("GET", "/api/v1/list/app", Some(&root), None);
-    assert!(r.status == 404 || r.json()["entries"].as_array().unwrap().is_empty(), "{}", r.text());
+    assert!(
+        r.status == 404 || r.json()["entries"].as_array().unwrap().is_empty(),
+        "{}",
+        r.text()
+    );
 
     // The pull: every version, in order, with labels.
-    let first = sync(&server, &moto, &root, &["pull", "aws-sm", "--prefix", "/app/prod/", "--to", "app/prod"]).expect(0);
+    let first = sync(
+        &server,
+        &moto,
+        &root,
+        &[
+            "pull",
+            "aws-sm",
+            "--prefix",
+            "/app/prod/",
+            "--to",
+            "app/prod",
+        ],
+    )
+    .expect(0);
     assert_eq!(outcomes(&first), want_first, "{}", first.stdout());
-    let db = first.json()["secrets"].as_array().unwrap().iter().find(|l| l["source"] == "/app/prod/db").unwrap().clone();
+    let db = first.json()["secrets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["source"] == "/app/prod/db")
+        .unwrap()
+        .clone();
     assert_eq!(db["versions"], json!(["1", "2", "3"]));
     let v1 = coffer_read(&server, &root, "app/prod/db", "?version=1");
     assert_eq!(v1["value"], json!({"user": "app", "password": c(1)}));
     let current = coffer_read(&server, &root, "app/prod/db", "");
-    assert_eq!((current["version"].as_u64(), current["value"].as_str()), (Some(3), Some(c(3).as_str())));
+    assert_eq!(
+        (current["version"].as_u64(), current["value"].as_str()),
+        (Some(3), Some(c(3).as_str()))
+    );
     let previous = coffer_read(&server, &root, "app/prod/db", "?label=previous");
     assert_eq!(previous["version"], 2);
     let staged = coffer_read(&server, &root, "app/prod/staged", "");
@@ -229,7 +274,20 @@ fn secrets_manager_versions_and_labels_come_in_and_go_out() {
     assert_eq!(pending["value"], c(6));
 
     // A second run changes nothing.
-    let again = sync(&server, &moto, &root, &["pull", "aws-sm", "--prefix", "/app/prod/", "--to", "app/prod"]).expect(0);
+    let again = sync(
+        &server,
+        &moto,
+        &root,
+        &[
+            "pull",
+            "aws-sm",
+            "--prefix",
+            "/app/prod/",
+            "--to",
+            "app/prod",
+        ],
+    )
+    .expect(0);
     let mut unchanged = want_first.clone();
     for o in unchanged.values_mut() {
         if o == "created" {
@@ -239,17 +297,46 @@ fn secrets_manager_versions_and_labels_come_in_and_go_out() {
     assert_eq!(outcomes(&again), unchanged, "{}", again.stdout());
 
     // A version written in the cloud since is appended.
-    moto.py("sm.put_secret_value(SecretId='/app/prod/db', SecretString=data)", json!(c(7)));
-    let appended = sync(&server, &moto, &root, &["pull", "aws-sm", "--prefix", "/app/prod/", "--to", "app/prod"]).expect(0);
+    moto.py(
+        "sm.put_secret_value(SecretId='/app/prod/db', SecretString=data)",
+        json!(c(7)),
+    );
+    let appended = sync(
+        &server,
+        &moto,
+        &root,
+        &[
+            "pull",
+            "aws-sm",
+            "--prefix",
+            "/app/prod/",
+            "--to",
+            "app/prod",
+        ],
+    )
+    .expect(0);
     assert_eq!(outcomes(&appended)["/app/prod/db"], "updated");
-    assert_eq!(coffer_read(&server, &root, "app/prod/db", "")["value"], c(7));
+    assert_eq!(
+        coffer_read(&server, &root, "app/prod/db", "")["value"],
+        c(7)
+    );
 
     // Out: a dry run creates nothing in the cloud.
     let push_args = ["push", "aws-sm", "--from", "app/prod", "--prefix", "/copy/"];
-    let dry_push = sync(&server, &moto, &root, &[&push_args[..], &["--dry-run"]].concat()).expect(0);
+    let dry_push = sync(
+        &server,
+        &moto,
+        &root,
+        &[&push_args[..], &["--dry-run"]].concat(),
+    )
+    .expect(0);
     assert_eq!(
         outcomes(&dry_push),
-        map(&[("app/prod/api", "created"), ("app/prod/db", "created"), ("app/prod/staged", "created")]),
+        map(&[
+            ("app/prod/api", "created"),
+            ("app/prod/db", "created"),
+            ("app/prod/staged", "created")
+        ]),
         "{}",
         dry_push.stdout()
     );
@@ -260,7 +347,11 @@ fn secrets_manager_versions_and_labels_come_in_and_go_out() {
     let pushed = sync(&server, &moto, &root, &push_args).expect(0);
     assert_eq!(
         outcomes(&pushed),
-        map(&[("app/prod/api", "created"), ("app/prod/db", "created"), ("app/prod/staged", "created")])
+        map(&[
+            ("app/prod/api", "created"),
+            ("app/prod/db", "created"),
+            ("app/prod/staged", "created")
+        ])
     );
     let cloud = moto.py(
         "d = sm.describe_secret(SecretId='/copy/db')\n\
@@ -272,7 +363,11 @@ fn secrets_manager_versions_and_labels_come_in_and_go_out() {
     assert_eq!(cloud["tags"]["coffer:managed"], "true");
     assert_eq!(cloud["tags"]["coffer:path"], "app/prod/db");
     let second_push = sync(&server, &moto, &root, &push_args).expect(0);
-    assert!(outcomes(&second_push).values().all(|o| o == "unchanged"), "{}", second_push.stdout());
+    assert!(
+        outcomes(&second_push).values().all(|o| o == "unchanged"),
+        "{}",
+        second_push.stdout()
+    );
 
     // A fields value goes out as a JSON object, a new version moves
     // AWSCURRENT and AWSPREVIOUS.
@@ -286,28 +381,70 @@ fn secrets_manager_versions_and_labels_come_in_and_go_out() {
     assert_eq!(stages, json!([c(8), c(4)]));
 
     // Changed outside coffer: refused (dry run too) and left alone, until --force.
-    moto.py("sm.put_secret_value(SecretId='/copy/api', SecretString=data)", json!(c(9)));
+    moto.py(
+        "sm.put_secret_value(SecretId='/copy/api', SecretString=data)",
+        json!(c(9)),
+    );
     coffer_set(&server, &root, "app/prod/api", &c(10));
-    let refused_dry = sync(&server, &moto, &root, &[&push_args[..], &["--dry-run"]].concat()).expect(8);
+    let refused_dry = sync(
+        &server,
+        &moto,
+        &root,
+        &[&push_args[..], &["--dry-run"]].concat(),
+    )
+    .expect(8);
     assert_eq!(outcomes(&refused_dry)["app/prod/api"], "conflict");
     let refused = sync(&server, &moto, &root, &push_args).expect(8);
     assert_eq!(outcomes(&refused)["app/prod/api"], "conflict");
-    let held = moto.py("out = sm.get_secret_value(SecretId='/copy/api')['SecretString']", json!(null));
+    let held = moto.py(
+        "out = sm.get_secret_value(SecretId='/copy/api')['SecretString']",
+        json!(null),
+    );
     assert_eq!(held, json!(c(9)));
-    let forced = sync(&server, &moto, &root, &[&push_args[..], &["--force"]].concat()).expect(0);
+    let forced = sync(
+        &server,
+        &moto,
+        &root,
+        &[&push_args[..], &["--force"]].concat(),
+    )
+    .expect(0);
     assert_eq!(outcomes(&forced)["app/prod/api"], "updated");
-    let held = moto.py("out = sm.get_secret_value(SecretId='/copy/api')['SecretString']", json!(null));
+    let held = moto.py(
+        "out = sm.get_secret_value(SecretId='/copy/api')['SecretString']",
+        json!(null),
+    );
     assert_eq!(held, json!(c(10)));
 
     // A secret that coffer never wrote is not overwritten either.
-    moto.py("sm.create_secret(Name='/copy2/db', SecretString='theirs')", json!(null));
-    let theirs = sync(&server, &moto, &root, &["push", "aws-sm", "--from", "app/prod", "--prefix", "/copy2/"]).expect(8);
+    moto.py(
+        "sm.create_secret(Name='/copy2/db', SecretString='theirs')",
+        json!(null),
+    );
+    let theirs = sync(
+        &server,
+        &moto,
+        &root,
+        &[
+            "push", "aws-sm", "--from", "app/prod", "--prefix", "/copy2/",
+        ],
+    )
+    .expect(8);
     assert_eq!(outcomes(&theirs)["app/prod/db"], "conflict");
 
     // The round trip: pulling what was pushed changes nothing in coffer
     // (coffer's own history is kept; current values are equal).
-    let back = sync(&server, &moto, &root, &["pull", "aws-sm", "--prefix", "/copy/", "--to", "app/prod"]).expect(0);
-    assert!(outcomes(&back).values().all(|o| o == "unchanged"), "{}", back.stdout());
+    let back = sync(
+        &server,
+        &moto,
+        &root,
+        &["pull", "aws-sm", "--prefix", "/copy/", "--to", "app/prod"],
+    )
+    .expect(0);
+    assert!(
+        outcomes(&back).values().all(|o| o == "unchanged"),
+        "{}",
+        back.stdout()
+    );
 
     // Human output names, never values; escapes in names are shown escaped.
     let human = server
@@ -318,16 +455,35 @@ fn secrets_manager_versions_and_labels_come_in_and_go_out() {
         .env("AWS_REGION", "us-east-1")
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("AWS_ENDPOINT_URL", &moto.url)
-        .run(&["sync", "pull", "aws-sm", "--prefix", "/app/prod/", "--to", "app/prod", "--dry-run"])
+        .run(&[
+            "sync",
+            "pull",
+            "aws-sm",
+            "--prefix",
+            "/app/prod/",
+            "--to",
+            "app/prod",
+            "--dry-run",
+        ])
         .expect(0);
     assert!(human.stdout().contains("not mapped"), "{}", human.stdout());
     assert!(human.stdout().contains("Dry run: nothing was changed."));
 
     let runs = [
-        ("dry", &dry), ("first", &first), ("again", &again), ("appended", &appended),
-        ("dry_push", &dry_push), ("pushed", &pushed), ("second_push", &second_push),
-        ("updated", &updated), ("refused_dry", &refused_dry), ("refused", &refused),
-        ("forced", &forced), ("theirs", &theirs), ("back", &back), ("human", &human),
+        ("dry", &dry),
+        ("first", &first),
+        ("again", &again),
+        ("appended", &appended),
+        ("dry_push", &dry_push),
+        ("pushed", &pushed),
+        ("second_push", &second_push),
+        ("updated", &updated),
+        ("refused_dry", &refused_dry),
+        ("refused", &refused),
+        ("forced", &forced),
+        ("theirs", &theirs),
+        ("back", &back),
+        ("human", &human),
     ];
     search(&mut canary, &mut key, &runs);
     canary.search_server(&server);
@@ -355,34 +511,90 @@ fn parameter_store_versions_come_in_and_secure_strings_go_out() {
          ssm.put_parameter(Name='/app/devx', Value='x', Type='String')\n",
         json!([c(1), c(2), c(3), c(4)]),
     );
-    let pull = ["pull", "aws-ssm", "--prefix", "/app/dev/", "--to", "app/dev"];
+    let pull = [
+        "pull",
+        "aws-ssm",
+        "--prefix",
+        "/app/dev/",
+        "--to",
+        "app/dev",
+    ];
     let dry = sync(&server, &moto, &root, &[&pull[..], &["--dry-run"]].concat()).expect(0);
-    let created = map(&[("/app/dev/json", "created"), ("/app/dev/key", "created"), ("/app/dev/url", "created")]);
+    let created = map(&[
+        ("/app/dev/json", "created"),
+        ("/app/dev/key", "created"),
+        ("/app/dev/url", "created"),
+    ]);
     assert_eq!(outcomes(&dry), created, "{}", dry.stdout());
     let r = server.http("GET", "/api/v1/secrets/app/dev/url", Some(&root), None);
     assert_eq!(r.status, 404);
 
     let first = sync(&server, &moto, &root, &pull).expect(0);
     assert_eq!(outcomes(&first), created);
-    let url = first.json()["secrets"].as_array().unwrap().iter().find(|l| l["source"] == "/app/dev/url").unwrap().clone();
+    let url = first.json()["secrets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["source"] == "/app/dev/url")
+        .unwrap()
+        .clone();
     assert_eq!(url["versions"], json!(["1", "2"]));
-    assert!(url["notes"].to_string().contains("label stable on version 1"), "{url}");
-    assert_eq!(coffer_read(&server, &root, "app/dev/url", "?version=1")["value"], c(1));
-    assert_eq!(coffer_read(&server, &root, "app/dev/url", "")["value"], c(2));
-    assert_eq!(coffer_read(&server, &root, "app/dev/key", "")["value"], c(3));
-    assert_eq!(coffer_read(&server, &root, "app/dev/json", "")["value"], json!({"a": c(4)}));
+    assert!(
+        url["notes"]
+            .to_string()
+            .contains("label stable on version 1"),
+        "{url}"
+    );
+    assert_eq!(
+        coffer_read(&server, &root, "app/dev/url", "?version=1")["value"],
+        c(1)
+    );
+    assert_eq!(
+        coffer_read(&server, &root, "app/dev/url", "")["value"],
+        c(2)
+    );
+    assert_eq!(
+        coffer_read(&server, &root, "app/dev/key", "")["value"],
+        c(3)
+    );
+    assert_eq!(
+        coffer_read(&server, &root, "app/dev/json", "")["value"],
+        json!({"a": c(4)})
+    );
     let again = sync(&server, &moto, &root, &pull).expect(0);
-    assert!(outcomes(&again).values().all(|o| o == "unchanged"), "{}", again.stdout());
+    assert!(
+        outcomes(&again).values().all(|o| o == "unchanged"),
+        "{}",
+        again.stdout()
+    );
 
     // Out, with hostile coffer names: `:` `@` `=` `~` are coffer's, not
     // Parameter Store's; a name starting with "aws" is reserved there.
-    for (path, n) in [("team/db", 5), ("team/a:b", 6), ("team/a@b", 7), ("team/a=b", 8), ("team/x~y", 9)] {
+    for (path, n) in [
+        ("team/db", 5),
+        ("team/a:b", 6),
+        ("team/a@b", 7),
+        ("team/a=b", 8),
+        ("team/x~y", 9),
+    ] {
         coffer_set(&server, &root, path, &c(n));
     }
     coffer_set(&server, &root, "aws/db", &c(11));
-    let kms = moto.py("out = kms.create_key()['KeyMetadata']['KeyId']", json!(null));
+    let kms = moto.py(
+        "out = kms.create_key()['KeyMetadata']['KeyId']",
+        json!(null),
+    );
     let kms = kms.as_str().unwrap();
-    let push = ["push", "aws-ssm", "--from", "team", "--prefix", "/team/", "--kms-key-id", kms];
+    let push = [
+        "push",
+        "aws-ssm",
+        "--from",
+        "team",
+        "--prefix",
+        "/team/",
+        "--kms-key-id",
+        kms,
+    ];
     let dry_push = sync(&server, &moto, &root, &[&push[..], &["--dry-run"]].concat()).expect(0);
     let want = map(&[
         ("team/a:b", "not_mapped"),
@@ -394,7 +606,13 @@ fn parameter_store_versions_come_in_and_secure_strings_go_out() {
     assert_eq!(outcomes(&dry_push), want, "{}", dry_push.stdout());
     let none = moto.py("out = len(ssm.describe_parameters(ParameterFilters=[{'Key': 'Name', 'Option': 'BeginsWith', 'Values': ['/team/']}])['Parameters'])", json!(null));
     assert_eq!(none, 0);
-    let strict = sync(&server, &moto, &root, &[&push[..], &["--dry-run", "--strict"]].concat()).expect(7);
+    let strict = sync(
+        &server,
+        &moto,
+        &root,
+        &[&push[..], &["--dry-run", "--strict"]].concat(),
+    )
+    .expect(7);
     let pushed = sync(&server, &moto, &root, &push).expect(0);
     assert_eq!(outcomes(&pushed), want);
     let cloud = moto.py(
@@ -406,8 +624,17 @@ fn parameter_store_versions_come_in_and_secure_strings_go_out() {
     assert_eq!(cloud["value"], c(5));
     assert_eq!(cloud["type"], "SecureString");
     assert_eq!(cloud["tags"]["coffer:managed"], "true");
-    assert_eq!(cloud["tags"]["coffer:synced-version"], cloud["version"].to_string());
-    let reserved = sync(&server, &moto, &root, &["push", "aws-ssm", "--from", "aws", "--prefix", "/aws/"]).expect(0);
+    assert_eq!(
+        cloud["tags"]["coffer:synced-version"],
+        cloud["version"].to_string()
+    );
+    let reserved = sync(
+        &server,
+        &moto,
+        &root,
+        &["push", "aws-ssm", "--from", "aws", "--prefix", "/aws/"],
+    )
+    .expect(0);
     assert_eq!(outcomes(&reserved), map(&[("aws/db", "not_mapped")]));
 
     // Again: unchanged; a coffer change: updated; a change outside: refused.
@@ -416,19 +643,33 @@ fn parameter_store_versions_come_in_and_secure_strings_go_out() {
     coffer_set(&server, &root, "team/db", &c(12));
     let updated = sync(&server, &moto, &root, &push).expect(0);
     assert_eq!(outcomes(&updated)["team/db"], "updated");
-    moto.py("ssm.put_parameter(Name='/team/db', Value=data, Type='SecureString', Overwrite=True)", json!(c(13)));
+    moto.py(
+        "ssm.put_parameter(Name='/team/db', Value=data, Type='SecureString', Overwrite=True)",
+        json!(c(13)),
+    );
     coffer_set(&server, &root, "team/db", &c(14));
     let refused = sync(&server, &moto, &root, &push).expect(8);
     assert_eq!(outcomes(&refused)["team/db"], "conflict");
-    let held = moto.py("out = ssm.get_parameter(Name='/team/db', WithDecryption=True)['Parameter']['Value']", json!(null));
+    let held = moto.py(
+        "out = ssm.get_parameter(Name='/team/db', WithDecryption=True)['Parameter']['Value']",
+        json!(null),
+    );
     assert_eq!(held, json!(c(13)));
     let forced = sync(&server, &moto, &root, &[&push[..], &["--force"]].concat()).expect(0);
     assert_eq!(outcomes(&forced)["team/db"], "updated");
 
     let runs = [
-        ("dry", &dry), ("first", &first), ("again", &again), ("dry_push", &dry_push),
-        ("strict", &strict), ("pushed", &pushed), ("reserved", &reserved), ("second", &second),
-        ("updated", &updated), ("refused", &refused), ("forced", &forced),
+        ("dry", &dry),
+        ("first", &first),
+        ("again", &again),
+        ("dry_push", &dry_push),
+        ("strict", &strict),
+        ("pushed", &pushed),
+        ("reserved", &reserved),
+        ("second", &second),
+        ("updated", &updated),
+        ("refused", &refused),
+        ("forced", &forced),
     ];
     search(&mut canary, &mut key, &runs);
     canary.search_server(&server);
@@ -454,23 +695,96 @@ fn credentials_come_only_from_the_standard_chain_and_bad_flags_change_nothing() 
             .env_remove("AWS_WEB_IDENTITY_TOKEN_FILE")
             .env_remove("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
             .env_remove("AWS_CONTAINER_CREDENTIALS_FULL_URI")
-            .env("AWS_CONFIG_FILE", dir.path().join("no-config").to_str().unwrap())
-            .env("AWS_SHARED_CREDENTIALS_FILE", dir.path().join("no-credentials").to_str().unwrap())
+            .env(
+                "AWS_CONFIG_FILE",
+                dir.path().join("no-config").to_str().unwrap(),
+            )
+            .env(
+                "AWS_SHARED_CREDENTIALS_FILE",
+                dir.path().join("no-credentials").to_str().unwrap(),
+            )
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .env("AWS_REGION", "us-east-1")
             .run(args)
     };
     // No credentials anywhere in the chain: denied, said plainly.
-    let none = bare(&["sync", "pull", "aws-sm", "--prefix", "/a/", "--to", "a", "--endpoint-url", &moto.url]).expect(4);
-    assert!(none.stderr().contains("no AWS credentials"), "{}", none.stderr());
+    let none = bare(&[
+        "sync",
+        "pull",
+        "aws-sm",
+        "--prefix",
+        "/a/",
+        "--to",
+        "a",
+        "--endpoint-url",
+        &moto.url,
+    ])
+    .expect(4);
+    assert!(
+        none.stderr().contains("no AWS credentials"),
+        "{}",
+        none.stderr()
+    );
     // There is no flag for a credential, and an endpoint with one is refused.
-    let flag = bare(&["sync", "pull", "aws-sm", "--prefix", "/a/", "--to", "a", "--aws-secret-access-key", "x"]).expect(2);
-    assert!(flag.stderr().contains("unexpected argument"), "{}", flag.stderr());
-    let userinfo = bare(&["sync", "pull", "aws-sm", "--prefix", "/a/", "--to", "a", "--endpoint-url", "http://AKIA:secret@127.0.0.1:1"]).expect(2);
-    assert!(!userinfo.stderr().contains("secret@"), "{}", userinfo.stderr());
+    let flag = bare(&[
+        "sync",
+        "pull",
+        "aws-sm",
+        "--prefix",
+        "/a/",
+        "--to",
+        "a",
+        "--aws-secret-access-key",
+        "x",
+    ])
+    .expect(2);
+    assert!(
+        flag.stderr().contains("unexpected argument"),
+        "{}",
+        flag.stderr()
+    );
+    let userinfo = bare(&[
+        "sync",
+        "pull",
+        "aws-sm",
+        "--prefix",
+        "/a/",
+        "--to",
+        "a",
+        "--endpoint-url",
+        "http://AKIA:secret@127.0.0.1:1",
+    ])
+    .expect(2);
+    assert!(
+        !userinfo.stderr().contains("secret@"),
+        "{}",
+        userinfo.stderr()
+    );
     // A bad coffer folder is a usage error; nothing is read or written.
-    bare(&["sync", "pull", "aws-sm", "--prefix", "/a/", "--to", "../x", "--endpoint-url", &moto.url]).expect(2);
-    bare(&["sync", "push", "aws-sm", "--prefix", "/a/", "--from", "a//b", "--endpoint-url", &moto.url]).expect(2);
+    bare(&[
+        "sync",
+        "pull",
+        "aws-sm",
+        "--prefix",
+        "/a/",
+        "--to",
+        "../x",
+        "--endpoint-url",
+        &moto.url,
+    ])
+    .expect(2);
+    bare(&[
+        "sync",
+        "push",
+        "aws-sm",
+        "--prefix",
+        "/a/",
+        "--from",
+        "a//b",
+        "--endpoint-url",
+        &moto.url,
+    ])
+    .expect(2);
     // From the profile files (the standard chain), it works.
     std::fs::write(
         dir.path().join("creds"),
@@ -482,14 +796,38 @@ fn credentials_come_only_from_the_standard_chain_and_bad_flags_change_nothing() 
         .token(&root)
         .env_remove("AWS_ACCESS_KEY_ID")
         .env_remove("AWS_SECRET_ACCESS_KEY")
-        .env("AWS_SHARED_CREDENTIALS_FILE", dir.path().join("creds").to_str().unwrap())
-        .env("AWS_CONFIG_FILE", dir.path().join("no-config").to_str().unwrap())
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            dir.path().join("creds").to_str().unwrap(),
+        )
+        .env(
+            "AWS_CONFIG_FILE",
+            dir.path().join("no-config").to_str().unwrap(),
+        )
         .env("AWS_EC2_METADATA_DISABLED", "true")
-        .run(&["sync", "push", "aws-ssm", "--from", "a", "--prefix", "/a/", "--region", "us-east-1", "--endpoint-url", &moto.url, "--json"])
+        .run(&[
+            "sync",
+            "push",
+            "aws-ssm",
+            "--from",
+            "a",
+            "--prefix",
+            "/a/",
+            "--region",
+            "us-east-1",
+            "--endpoint-url",
+            &moto.url,
+            "--json",
+        ])
         .expect(0);
     assert_eq!(from_profile.json()["secrets"], json!([]));
     let mut key = Canary::with_value(AWS_SECRET);
-    for (name, run) in [("none", &none), ("flag", &flag), ("userinfo", &userinfo), ("from_profile", &from_profile)] {
+    for (name, run) in [
+        ("none", &none),
+        ("flag", &flag),
+        ("userinfo", &userinfo),
+        ("from_profile", &from_profile),
+    ] {
         key.search_run(name, run);
     }
     key.search_server(&server);
