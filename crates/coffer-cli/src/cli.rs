@@ -177,6 +177,12 @@ NAME<<DELIMITER blocks to $GITHUB_ENV (or --out).")]
     #[command(subcommand)]
     Migrate(crate::migrate_cmd::MigrateCommand),
 
+    /// Cloud secret stores in and out: `coffer sync pull|push aws-sm|aws-ssm`
+    /// imports AWS Secrets Manager or SSM Parameter Store secrets under a
+    /// prefix with their versions, or exports a folder's current values.
+    #[command(subcommand)]
+    Sync(crate::sync_cmd::SyncCommand),
+
     /// Print a .env.example for the secrets under prefixes: names only,
     /// never values (needs only `list`).
     #[command(after_help = "Examples:

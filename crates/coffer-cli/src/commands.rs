@@ -76,6 +76,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Status> {
         Command::Import(a) => crate::transfer_cmd::import(g, a).await,
         Command::Export(a) => crate::transfer_cmd::export(g, a).await,
         Command::Migrate(c) => crate::migrate_cmd::run(g, c).await,
+        Command::Sync(c) => crate::sync_cmd::run(g, c).await,
         Command::Rm(a) => rm(g, a).await,
         Command::Undelete(a) => undelete(g, a).await,
         Command::History(a) => history(g, &a.path, a.json).await,

@@ -34,6 +34,7 @@ mod scan_cmd;
 mod server_cmd;
 mod settings;
 mod share_cmd;
+mod sync_cmd;
 mod transfer_cmd;
 
 /// mimalloc instead of the system allocator: under load, glibc malloc and free

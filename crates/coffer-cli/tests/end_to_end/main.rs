@@ -34,6 +34,7 @@ mod run;
 mod scan;
 mod seal;
 mod share;
+mod sync_aws;
 mod tls;
 mod transfer;
 mod vault_clients;
