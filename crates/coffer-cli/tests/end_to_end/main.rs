@@ -16,6 +16,7 @@ mod backup;
 mod bad_input;
 mod cluster;
 mod completions;
+mod crash;
 mod deploy_files;
 mod doctor;
 mod durability;
