@@ -18,6 +18,7 @@ mod bad_input;
 mod cluster;
 mod completions;
 mod console;
+mod crash;
 mod deploy_files;
 mod doctor;
 mod durability;
