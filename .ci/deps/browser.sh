@@ -1,4 +1,4 @@
-# The web console's browser tests drive Debian's Chromium with Playwright for
+# The web console's and the share links' browser tests drive Debian's Chromium with Playwright for
 # Python. Playwright is told where the system browser is (executable_path), so
 # no browser build of its own is downloaded. Sourced by .ci/run as root.
 if ! command -v chromium >/dev/null 2>&1; then

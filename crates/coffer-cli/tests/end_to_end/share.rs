@@ -1,6 +1,6 @@
 //! One-time share links end to end: links made with `coffer share create`
 //! are opened in a real Chromium (Debian's `chromium`, driven by Playwright
-//! for Python: `.ci/deps/share-browser.sh` installs both; without them this
+//! for Python: `.ci/deps/browser.sh` installs both; without them this
 //! test fails, it does not skip), links made in the browser by `share.js`
 //! are opened with `coffer share open`, and neither the SQLite file nor the
 //! audit log nor the server's log ever holds a shared value, a link key or
@@ -102,7 +102,7 @@ fn links_open_once_in_a_browser_and_the_server_never_holds_a_value_or_key() {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("python3 runs (Playwright and chromium are needed: .ci/deps/share-browser.sh)");
+        .expect("python3 runs (Playwright and chromium are needed: .ci/deps/browser.sh)");
     child
         .stdin
         .take()
