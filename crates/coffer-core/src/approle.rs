@@ -609,25 +609,34 @@ impl Coffer {
         if !bool::from(role.role_id.as_bytes().ct_eq(request.role_id.as_bytes())) {
             return Err(refuse(AppRoleRefusal::UnknownRole, None, None));
         }
+        // From outside the role's networks nothing is tried and nothing
+        // counts toward the role's pacing (review finding: anyone who knew
+        // the role id, which is not a secret, could lock the role out).
+        if !role.cidrs.is_empty() && !crate::session::source_allowed(&role.cidrs, request.source) {
+            return Err(refuse(AppRoleRefusal::Network, Some(&name), None));
+        }
         let now = now_ms();
         let failures = self.store.get_object(KIND_FAILURES, &name).await?;
         let recent = StoredFailures::recent(failures.as_ref().map(|o| &o.value[..]), now);
-        if recent.at.len() >= MAX_FAILED_LOGINS && now.saturating_sub(recent.last()) < LOGIN_PACE_MS
-        {
-            tracing::warn!(
-                target: "coffer::alert",
-                alert = "login_locked",
-                approle = %name,
-                "app-role login refused: too many failures; attempts for this role are paced"
-            );
-            crate::audit::note_refusal(format!("paced role={name}"));
-            return Err(CoreError::RateLimited(Busy::AppRolePaced {
-                pace_seconds: LOGIN_PACE_MS / 1000,
-            }));
-        }
+        let paced =
+            recent.at.len() >= MAX_FAILED_LOGINS && now.saturating_sub(recent.last()) < LOGIN_PACE_MS;
+        // A valid secret id logs in even while the role is paced: pacing
+        // slows guessing, and must not lock out the machine that holds one.
         let result = self.spend_secret_id(&keys, &name, &role, request).await;
         match result {
             Ok(ok) => Ok(ok),
+            Err(Failed::Refused(_, _)) if paced => {
+                tracing::warn!(
+                    target: "coffer::alert",
+                    alert = "login_locked",
+                    approle = %name,
+                    "app-role login refused: too many failures; attempts for this role are paced"
+                );
+                crate::audit::note_refusal(format!("paced role={name}"));
+                Err(CoreError::RateLimited(Busy::AppRolePaced {
+                    pace_seconds: LOGIN_PACE_MS / 1000,
+                }))
+            }
             Err(Failed::Refused(why, accessor)) => {
                 let err = refuse(why, Some(&name), accessor.as_deref());
                 self.approle_failure(&name, request.source).await;

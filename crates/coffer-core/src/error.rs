@@ -1845,8 +1845,10 @@ pub enum JwtRoleProblem {
         "a JWT role must bind at least one claim (--bound CLAIM=VALUE or --bound-glob CLAIM=PATTERN)"
     )]
     NoBoundClaims,
-    /// A preset requires a claim to be bound.
-    #[error("the {preset} preset requires claim {claim} to be bound")]
+    /// A preset (or its shared issuer) requires a claim to be bound.
+    #[error(
+        "the {preset} issuer requires claim {claim} to be bound to one owner's names (exact values, or globs such as owner/*)"
+    )]
     PresetNeedsClaim {
         preset: &'static str,
         claim: &'static str,

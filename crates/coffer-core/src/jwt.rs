@@ -571,6 +571,24 @@ impl Coffer {
         if request.bound_claims.is_empty() && request.bound_globs.is_empty() {
             return Err(problem(JwtRoleProblem::NoBoundClaims));
         }
+        // A shared issuer signs tokens for anyone's repositories: a role for
+        // it must pin the repository (or project) to an owner, whether or
+        // not it was written with the preset (review finding: without the
+        // preset, `--bound ref=refs/heads/main` alone, or a glob such as
+        // `*`, let every repository on the service log in).
+        for (shared_issuer, claim, name) in [
+            (GITHUB_ISSUER, "repository", "github"),
+            (GITLAB_ISSUER, "project_path", "gitlab"),
+        ] {
+            let for_it = issuer.trim_end_matches('/') == shared_issuer
+                || preset == Some(if name == "github" { Preset::Github } else { Preset::Gitlab });
+            if for_it && !owner_pinned(&request.bound_claims, &request.bound_globs, claim) {
+                return Err(problem(JwtRoleProblem::PresetNeedsClaim {
+                    preset: name,
+                    claim,
+                }));
+            }
+        }
         match preset {
             Some(Preset::Github) if !bound("repository") => {
                 return Err(problem(JwtRoleProblem::PresetNeedsClaim {
@@ -953,6 +971,27 @@ fn verify(
         });
     }
     Ok(claims)
+}
+
+/// Whether `claim` is bound so that only one owner's repositories (or
+/// projects) match: by exact values, or by globs whose part before the
+/// first `/` is literal and not empty (`acme/*`, not `*` or `ac*/api`).
+fn owner_pinned(
+    exact: &BTreeMap<String, Vec<String>>,
+    globs: &BTreeMap<String, Vec<String>>,
+    claim: &str,
+) -> bool {
+    let exact_values = exact.get(claim).map_or(&[][..], Vec::as_slice);
+    let glob_values = globs.get(claim).map_or(&[][..], Vec::as_slice);
+    if exact_values.is_empty() && glob_values.is_empty() {
+        return false;
+    }
+    let literal_owner = |v: &String| {
+        v.split_once('/').is_some_and(|(owner, _)| {
+            !owner.is_empty() && !owner.contains(['*', '?', '[', ']', '{', '}', '\\'])
+        })
+    };
+    exact_values.iter().all(|v| !v.is_empty()) && glob_values.iter().all(literal_owner)
 }
 
 #[cfg(test)]

@@ -202,6 +202,7 @@ fn share_expired_record(id: &str) -> coffer_audit::Record {
             kind: "system".into(),
             name: coffer_core::rotation::SCHEDULER.into(),
             accessor: String::new(),
+            via: None,
         }),
         op: Some("share.expire".into()),
         path: Some(format!("sys/shares/{id}")),

@@ -733,6 +733,33 @@ fn role_writes_refuse_what_is_unsafe_and_change_nothing() {
             "requires claim repository",
         ),
         (
+            // Review finding: without the preset, GitHub's issuer took a
+            // role that any repository on GitHub could use.
+            "github's issuer without the preset, binding only ref",
+            with("issuer", json!("https://token.actions.githubusercontent.com"))
+                .as_object()
+                .map(|o| {
+                    let mut o = o.clone();
+                    o.insert("bound_claims".into(), json!({"ref": ["refs/heads/main"]}));
+                    Value::Object(o)
+                })
+                .unwrap(),
+            "requires claim repository",
+        ),
+        (
+            "github with a repository glob that names no owner",
+            with("preset", json!("github"))
+                .as_object()
+                .map(|o| {
+                    let mut o = o.clone();
+                    o.insert("bound_claims".into(), json!({"ref": ["refs/heads/main"]}));
+                    o.insert("bound_globs".into(), json!({"repository": ["*/api"]}));
+                    Value::Object(o)
+                })
+                .unwrap(),
+            "requires claim repository",
+        ),
+        (
             "kubernetes without namespace",
             with("preset", json!("kubernetes"))
                 .as_object()
