@@ -40,7 +40,9 @@ fn routes() -> &'static [(&'static str, &'static str)] {
             out.push((r.method.as_str(), r.path));
         }
         out.retain(|(_, path)| {
-            !(path.ends_with("/seal") || path.contains("revoke-self") || path.contains("revoke_self"))
+            !(path.ends_with("/seal")
+                || path.contains("revoke-self")
+                || path.contains("revoke_self"))
         });
         out
     })
@@ -73,7 +75,10 @@ fn node() -> &'static Node {
         );
         let root = rt.block_on(async {
             let init = coffer.init(1, 1).await.unwrap();
-            coffer.unseal(init.unseal_keys[0].expose_secret()).await.unwrap();
+            coffer
+                .unseal(init.unseal_keys[0].expose_secret())
+                .await
+                .unwrap();
             init.root_token.expose_secret().to_string()
         });
         let key_source = {
@@ -93,7 +98,13 @@ fn node() -> &'static Node {
             ..RouterOptions::new(body_limit_for(config.max_value_bytes), config.listen)
         };
         let app = router(AppState::new(coffer, Arc::new(auditor)), options);
-        Node { rt, app, root, listen: config.listen, _dir: dir }
+        Node {
+            rt,
+            app,
+            root,
+            listen: config.listen,
+            _dir: dir,
+        }
     })
 }
 
@@ -129,13 +140,66 @@ enum Key {
 }
 
 const FIELDS: &[&str] = &[
-    "value", "data", "path", "version", "versions", "policies", "policy", "ttl", "max_ttl",
-    "uses", "cidrs", "name", "password", "totp", "code", "labels", "label", "description",
-    "owner", "tags", "expires_at", "generator", "length", "entries", "secrets", "from", "to",
-    "reason", "duration", "shares", "threshold", "key", "keys", "options", "cas", "metadata",
-    "prefix", "dry_run", "overwrite", "accessor", "token", "role", "display_name", "renewable",
-    "period", "num_uses", "no_parent", "type", "values", "fingerprints", "compromised", "url",
-    "grace", "schedule", "every", "deleted", "destroyed", "created_at", "created_by", "state",
+    "value",
+    "data",
+    "path",
+    "version",
+    "versions",
+    "policies",
+    "policy",
+    "ttl",
+    "max_ttl",
+    "uses",
+    "cidrs",
+    "name",
+    "password",
+    "totp",
+    "code",
+    "labels",
+    "label",
+    "description",
+    "owner",
+    "tags",
+    "expires_at",
+    "generator",
+    "length",
+    "entries",
+    "secrets",
+    "from",
+    "to",
+    "reason",
+    "duration",
+    "shares",
+    "threshold",
+    "key",
+    "keys",
+    "options",
+    "cas",
+    "metadata",
+    "prefix",
+    "dry_run",
+    "overwrite",
+    "accessor",
+    "token",
+    "role",
+    "display_name",
+    "renewable",
+    "period",
+    "num_uses",
+    "no_parent",
+    "type",
+    "values",
+    "fingerprints",
+    "compromised",
+    "url",
+    "grace",
+    "schedule",
+    "every",
+    "deleted",
+    "destroyed",
+    "created_at",
+    "created_by",
+    "state",
 ];
 
 fn to_value(j: &Json, depth: u32) -> serde_json::Value {
@@ -165,7 +229,13 @@ fn to_value(j: &Json, depth: u32) -> serde_json::Value {
     }
 }
 
-const PLAUSIBLE: &[&str] = &["fz/dev/API_KEY", "secret", "fz", "acc_000000000000000000000000", "ops"];
+const PLAUSIBLE: &[&str] = &[
+    "fz/dev/API_KEY",
+    "secret",
+    "fz",
+    "acc_000000000000000000000000",
+    "ops",
+];
 
 fuzz_target!(|input: Input| {
     let node = node();
@@ -224,7 +294,9 @@ fuzz_target!(|input: Input| {
     peer.local = Some(node.listen);
     req.extensions_mut().insert(peer);
     let app = node.app.clone();
-    let status = node.rt.block_on(async move { app.oneshot(req).await.unwrap().status() });
+    let status = node
+        .rt
+        .block_on(async move { app.oneshot(req).await.unwrap().status() });
     assert!(
         status.as_u16() != 500,
         "{method} {template} answered 500 (uri {uri:?})"

@@ -18,7 +18,10 @@ fn key() -> &'static coffer_crypto::AuditKey {
 fuzz_target!(|data: &[u8]| {
     let report = coffer_audit::chain::verify(Cursor::new(data), key(), None).unwrap();
     if report.ok() {
-        assert_eq!(report.records, report.unkeyed, "a keyed record verified under a key it was not written with");
+        assert_eq!(
+            report.records, report.unkeyed,
+            "a keyed record verified under a key it was not written with"
+        );
     }
     let _ = report.problem.as_ref().map(|p| p.reason.len());
     let chains = coffer_audit::chain::verify_stream(Cursor::new(data), key()).unwrap();

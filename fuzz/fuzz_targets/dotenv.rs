@@ -39,12 +39,22 @@ fuzz_target!(|input: Input| match input {
             return;
         };
         let parsed = coffer_dotenv::parse(&text);
-        assert!(parsed.errors.is_empty(), "the writer wrote a line the parser refuses");
+        assert!(
+            parsed.errors.is_empty(),
+            "the writer wrote a line the parser refuses"
+        );
         let resolved = parsed.resolve(&|_| None);
-        assert_eq!(resolved.len(), entries.len(), "a written entry was lost or split");
+        assert_eq!(
+            resolved.len(),
+            entries.len(),
+            "a written entry was lost or split"
+        );
         for ((key, value), (rkey, rvalue)) in entries.iter().zip(&resolved) {
             assert_eq!(key, rkey);
-            assert!(rvalue.as_deref() == Some(value.as_str()), "value of {key:?} changed on reading");
+            assert!(
+                rvalue.as_deref() == Some(value.as_str()),
+                "value of {key:?} changed on reading"
+            );
         }
     }
 });

@@ -13,12 +13,20 @@ fuzz_target!(|data: &[u8]| {
     };
     let again = coffer_policy::Policy::parse(&policy.to_source())
         .expect("a policy's canonical source parses");
-    assert_eq!(again.to_source(), policy.to_source(), "canonical source is stable");
+    assert_eq!(
+        again.to_source(),
+        policy.to_source(),
+        "canonical source is stable"
+    );
     // Targets built from the policy's own patterns, with their wildcards
     // filled in, must be granted the same capabilities by both.
     for rule in policy.rules() {
         let p = rule.pattern.as_str();
-        for target in [p.replace(['*', '+'], "x"), p.replace(['*', '+'], ""), format!("{p}/y")] {
+        for target in [
+            p.replace(['*', '+'], "x"),
+            p.replace(['*', '+'], ""),
+            format!("{p}/y"),
+        ] {
             assert_eq!(
                 format!("{:?}", policy.capabilities_for(&target)),
                 format!("{:?}", again.capabilities_for(&target)),

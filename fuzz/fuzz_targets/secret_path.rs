@@ -18,8 +18,14 @@ fuzz_target!(|data: &[u8]| {
         assert!(!s.is_empty() && !s.starts_with('/') && !s.ends_with('/'));
         assert!(s.len() <= coffer_core::path::MAX_PATH_LEN);
         for seg in s.split('/') {
-            assert!(!seg.is_empty() && seg != "." && seg != "..", "bad segment in {s:?}");
-            assert!(seg.chars().all(allowed), "character outside the alphabet in {s:?}");
+            assert!(
+                !seg.is_empty() && seg != "." && seg != "..",
+                "bad segment in {s:?}"
+            );
+            assert!(
+                seg.chars().all(allowed),
+                "character outside the alphabet in {s:?}"
+            );
         }
         assert_eq!(SecretPath::parse(s).unwrap().as_str(), s);
         assert!(path.name().len() <= s.len());

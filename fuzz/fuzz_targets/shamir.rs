@@ -11,12 +11,20 @@ enum Input {
     /// Share strings as an operator might paste them.
     Decode(Vec<String>),
     /// A secret, the parameters, and which shares to combine.
-    RoundTrip { secret: Vec<u8>, shares: u8, threshold: u8, pick: Vec<u8> },
+    RoundTrip {
+        secret: Vec<u8>,
+        shares: u8,
+        threshold: u8,
+        pick: Vec<u8>,
+    },
 }
 
 fuzz_target!(|input: Input| match input {
     Input::Decode(strings) => {
-        let shares: Vec<Share> = strings.iter().filter_map(|s| Share::decode(s).ok()).collect();
+        let shares: Vec<Share> = strings
+            .iter()
+            .filter_map(|s| Share::decode(s).ok())
+            .collect();
         for share in &shares {
             assert_ne!(share.x(), 0);
             let again = Share::decode(share.encode().expose_secret()).unwrap();
@@ -24,7 +32,12 @@ fuzz_target!(|input: Input| match input {
         }
         let _ = combine(&shares);
     }
-    Input::RoundTrip { secret, shares, threshold, pick } => {
+    Input::RoundTrip {
+        secret,
+        shares,
+        threshold,
+        pick,
+    } => {
         let Ok(all) = split(&secret, shares, threshold) else {
             assert!(secret.is_empty() || threshold == 0 || threshold > shares);
             return;
