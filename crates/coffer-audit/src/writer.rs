@@ -1685,7 +1685,9 @@ mod tests {
         drop(alerts);
         let after = records(&copy);
         assert!(
-            after.iter().all(|r| r.kind != crate::record::Kind::Alert && r.gap.is_none()),
+            after
+                .iter()
+                .all(|r| r.kind != crate::record::Kind::Alert && r.gap.is_none()),
             "{after:?}"
         );
         verifies_with_head(&copy, &key);

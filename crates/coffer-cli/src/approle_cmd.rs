@@ -363,6 +363,27 @@ pub async fn login(
     Ok(Status::Ok)
 }
 
+/// `coffer run --login approle`: logs in with the role id and a secret id
+/// (from `--secret-id-file` or COFFER_SECRET_ID, never stdin, which is the
+/// command's), for one run. Returns the token and a client that holds it,
+/// to revoke it when the command ends.
+pub async fn login_for_run(
+    g: &Global,
+    role_id: &str,
+    secret_id_file: Option<&Path>,
+) -> anyhow::Result<(SecretString, coffer_client::Client)> {
+    let secret_id = read_secret_id(secret_id_file, false)?;
+    let t = settings::client_builder(g)
+        .build()?
+        .login_approle(role_id, &secret_id)
+        .await?;
+    let token = SecretString::new(t.token.expose().to_string());
+    let client = settings::client_builder(g)
+        .secret_token(token.clone())
+        .build()?;
+    Ok((token, client))
+}
+
 #[cfg(test)]
 mod tests {
     use clap::Parser;
@@ -404,25 +425,4 @@ mod tests {
             assert!(crate::cli::Cli::try_parse_from(args).is_err(), "{flag}");
         }
     }
-}
-
-/// `coffer run --login approle`: logs in with the role id and a secret id
-/// (from `--secret-id-file` or COFFER_SECRET_ID, never stdin, which is the
-/// command's), for one run. Returns the token and a client that holds it,
-/// to revoke it when the command ends.
-pub async fn login_for_run(
-    g: &Global,
-    role_id: &str,
-    secret_id_file: Option<&Path>,
-) -> anyhow::Result<(SecretString, coffer_client::Client)> {
-    let secret_id = read_secret_id(secret_id_file, false)?;
-    let t = settings::client_builder(g)
-        .build()?
-        .login_approle(role_id, &secret_id)
-        .await?;
-    let token = SecretString::new(t.token.expose().to_string());
-    let client = settings::client_builder(g)
-        .secret_token(token.clone())
-        .build()?;
-    Ok((token, client))
 }

@@ -16,7 +16,6 @@ use std::path::PathBuf;
 use clap::Args;
 use coffer_api::{BundleRef, BundleRequest, ReadResponse};
 use coffer_client::{ErrorKind, WireValue};
-use coffer_crypto::SecretString;
 use zeroize::Zeroizing;
 
 use crate::exit::{Status, fail};

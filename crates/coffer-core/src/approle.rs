@@ -609,17 +609,11 @@ impl Coffer {
         if !bool::from(role.role_id.as_bytes().ct_eq(request.role_id.as_bytes())) {
             return Err(refuse(AppRoleRefusal::UnknownRole, None, None));
         }
-        // From outside the role's networks nothing is tried and nothing
-        // counts toward the role's pacing (review finding: anyone who knew
-        // the role id, which is not a secret, could lock the role out).
-        if !role.cidrs.is_empty() && !crate::session::source_allowed(&role.cidrs, request.source) {
-            return Err(refuse(AppRoleRefusal::Network, Some(&name), None));
-        }
         let now = now_ms();
         let failures = self.store.get_object(KIND_FAILURES, &name).await?;
         let recent = StoredFailures::recent(failures.as_ref().map(|o| &o.value[..]), now);
-        let paced =
-            recent.at.len() >= MAX_FAILED_LOGINS && now.saturating_sub(recent.last()) < LOGIN_PACE_MS;
+        let paced = recent.at.len() >= MAX_FAILED_LOGINS
+            && now.saturating_sub(recent.last()) < LOGIN_PACE_MS;
         // A valid secret id logs in even while the role is paced: pacing
         // slows guessing, and must not lock out the machine that holds one.
         let result = self.spend_secret_id(&keys, &name, &role, request).await;
@@ -639,7 +633,13 @@ impl Coffer {
             }
             Err(Failed::Refused(why, accessor)) => {
                 let err = refuse(why, Some(&name), accessor.as_deref());
-                self.approle_failure(&name, request.source).await;
+                // From outside the role's networks nothing counts toward the
+                // role's pacing (review finding: anyone who knew the role id,
+                // which is not a secret, could lock the role out from
+                // anywhere).
+                if !matches!(why, AppRoleRefusal::Network) {
+                    self.approle_failure(&name, request.source).await;
+                }
                 tracing::info!(approle = %name, reason = why.reason(), "failed app-role login");
                 Err(err)
             }

@@ -187,7 +187,7 @@ fn problem(p: JwtRoleProblem) -> CoreError {
 }
 
 fn refused(r: WorkloadRefusal) -> CoreError {
-    audit::note_refusal(&r.to_string());
+    audit::note_refusal(r.to_string());
     CoreError::WorkloadRefused(r)
 }
 
@@ -581,7 +581,12 @@ impl Coffer {
             (GITLAB_ISSUER, "project_path", "gitlab"),
         ] {
             let for_it = issuer.trim_end_matches('/') == shared_issuer
-                || preset == Some(if name == "github" { Preset::Github } else { Preset::Gitlab });
+                || preset
+                    == Some(if name == "github" {
+                        Preset::Github
+                    } else {
+                        Preset::Gitlab
+                    });
             if for_it && !owner_pinned(&request.bound_claims, &request.bound_globs, claim) {
                 return Err(problem(JwtRoleProblem::PresetNeedsClaim {
                     preset: name,

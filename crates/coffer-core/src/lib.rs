@@ -250,6 +250,7 @@ mod layering {
         "jwt",
         "users",
         "approle",
+        "shares",
         "versions",
         "fingerprint",
         "pgroles",

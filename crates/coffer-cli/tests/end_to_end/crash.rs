@@ -10,13 +10,22 @@ use crate::common;
 
 #[test]
 fn acknowledged_work_survives_sigkill_under_a_mixed_load() {
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/crash/crash.py");
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/crash/crash.py");
     let out = std::process::Command::new("python3")
         .arg(&script)
         // Audit log rotation is left out of this short run: a kill in the
         // middle of one leaves a new file that does not continue the old
         // (README, Known limits); the long run includes it and reports it.
-        .args(["--coffer", common::BIN, "--trials", "8", "--max-ms", "800", "--no-audit-rotation"])
+        .args([
+            "--coffer",
+            common::BIN,
+            "--trials",
+            "8",
+            "--max-ms",
+            "800",
+            "--no-audit-rotation",
+        ])
         .output()
         .expect("python3 runs the crash script (python3 is needed by the tests)");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -25,5 +34,8 @@ fn acknowledged_work_survives_sigkill_under_a_mixed_load() {
         out.status.success(),
         "crash trials failed:\n{stdout}\n{stderr}"
     );
-    assert!(stdout.contains("8 trials") && stdout.contains(": 0 failed checks"), "{stdout}");
+    assert!(
+        stdout.contains("8 trials") && stdout.contains(": 0 failed checks"),
+        "{stdout}"
+    );
 }

@@ -451,10 +451,10 @@ fn revoke_in_background(st: &AppState, tokens: Vec<SecretString>) {
     tokio::spawn(async move {
         for token in tokens {
             // A token that no longer authenticates is already of no use.
-            if let Ok(identity) = coffer.authenticate(token.expose_secret(), None).await {
-                if let Err(e) = coffer.revoke_token(&identity, None).await {
-                    tracing::warn!(error = %e, "cannot revoke the token of an ended console session");
-                }
+            if let Ok(identity) = coffer.authenticate(token.expose_secret(), None).await
+                && let Err(e) = coffer.revoke_token(&identity, None).await
+            {
+                tracing::warn!(error = %e, "cannot revoke the token of an ended console session");
             }
         }
     });

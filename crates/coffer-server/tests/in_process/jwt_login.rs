@@ -546,7 +546,7 @@ fn every_defective_jwt_is_refused_with_its_reason_and_audited_without_the_token(
         assert_eq!(record["op"], "auth.jwt_login", "{what}");
         assert_eq!(record["status"], 401, "{what}");
         assert!(
-            record["message"].as_str().unwrap_or("").contains(reason),
+            record["reason"].as_str().unwrap_or("").contains(reason),
             "{what}: {record}"
         );
         assert!(record.get("workload").is_none(), "{what}: {record}");
@@ -736,14 +736,17 @@ fn role_writes_refuse_what_is_unsafe_and_change_nothing() {
             // Review finding: without the preset, GitHub's issuer took a
             // role that any repository on GitHub could use.
             "github's issuer without the preset, binding only ref",
-            with("issuer", json!("https://token.actions.githubusercontent.com"))
-                .as_object()
-                .map(|o| {
-                    let mut o = o.clone();
-                    o.insert("bound_claims".into(), json!({"ref": ["refs/heads/main"]}));
-                    Value::Object(o)
-                })
-                .unwrap(),
+            with(
+                "issuer",
+                json!("https://token.actions.githubusercontent.com"),
+            )
+            .as_object()
+            .map(|o| {
+                let mut o = o.clone();
+                o.insert("bound_claims".into(), json!({"ref": ["refs/heads/main"]}));
+                Value::Object(o)
+            })
+            .unwrap(),
             "requires claim repository",
         ),
         (
