@@ -1017,12 +1017,12 @@ fn the_link_check_finds_broken_links() {
         "../../../outside.md",
         "/etc/passwd",
         "https://example.com/",
-        "http://github.com/coffer-secrets/coffer",
+        "http://github.com/example/coffer",
         "#not-a-heading-here",
         "../../Cargo.toml#anchor",
-        "https://github.com/coffer-secrets/coffer/blob/main/NO-SUCH-FILE.md",
-        "https://github.com/coffer-secrets/coffer/blob/main/README.md#no-such-heading",
-        "https://github.com/coffer-secrets/coffer/blob/main/../../etc/passwd",
+        "https://github.com/example/coffer/blob/main/NO-SUCH-FILE.md",
+        "https://github.com/example/coffer/blob/main/README.md#no-such-heading",
+        "https://github.com/example/coffer/blob/main/../../etc/passwd",
     ] {
         assert!(check_link(from, bad, &mut anchors_of).is_some(), "{bad}");
     }
