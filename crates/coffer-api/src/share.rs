@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 /// `POST /api/v1/shares`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ShareCreateRequest {
     /// The id the client chose: 128 random bits, 22 base64url characters.
@@ -32,6 +32,21 @@ pub struct ShareCreateRequest {
     /// The version of `path` shared.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<u64>,
+}
+
+// By hand: the sealed bytes stay out of logs, so that a link's ciphertext
+// never outlives the link there (a leaked link plus a logged ciphertext
+// would open after the link burned).
+impl std::fmt::Debug for ShareCreateRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShareCreateRequest")
+            .field("id", &self.id)
+            .field("expires_in", &self.expires_in)
+            .field("views", &self.views)
+            .field("path", &self.path)
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A share as its owner sees it: never its ciphertext.
@@ -67,7 +82,7 @@ pub struct ShareListResponse {
 }
 
 /// `POST /api/v1/shares/{id}/open`: what the opener needs to decrypt.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct ShareOpenResponse {
     /// The sealed value.
     pub ciphertext: String,
@@ -79,4 +94,15 @@ pub struct ShareOpenResponse {
     pub iterations: Option<u32>,
     /// Opens left after this one (0: the link no longer works).
     pub views_left: u32,
+}
+
+// By hand: the sealed bytes stay out of logs, so that a link's ciphertext
+// never outlives the link there (a leaked link plus a logged ciphertext
+// would open after the link burned).
+impl std::fmt::Debug for ShareOpenResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShareOpenResponse")
+            .field("views_left", &self.views_left)
+            .finish_non_exhaustive()
+    }
 }

@@ -153,7 +153,7 @@ pub struct ShareView {
 }
 
 /// What an open hands back: the sealed bytes and how to derive the key.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct OpenedShare {
     /// Base64url of the sealed bytes.
     pub sealed: String,
@@ -163,6 +163,17 @@ pub struct OpenedShare {
     pub iterations: Option<u32>,
     /// Views left after this one.
     pub views_left: u32,
+}
+
+// By hand: the sealed bytes stay out of logs, so that a link's ciphertext
+// never outlives the link there (a leaked link plus a logged ciphertext
+// would open after the link burned).
+impl std::fmt::Debug for OpenedShare {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenedShare")
+            .field("views_left", &self.views_left)
+            .finish_non_exhaustive()
+    }
 }
 
 fn bad(why: &'static str) -> CoreError {
