@@ -7,6 +7,15 @@
 //! passphrase parameters, the views left, the expiry, who made it and,
 //! for a stored secret, which path and version it came from.
 //!
+//! Each owner's links are also named in an index record (kind
+//! `share_owner`, keyed by the owner, holding each link's id and expiry),
+//! written in the same transaction as the share, so that creating and
+//! listing read that index and the owner's own records, never every share
+//! of the store (review finding). Stores from before the index get it
+//! built once, from one scan of the share records, by the first create or
+//! list after the upgrade; a marker record (key [`INDEX_MARKER`]) says it
+//! was built. Existing share records are not rewritten.
+//!
 //! Opening spends one view with a check-and-set on the record's revision:
 //! of two opens racing for the last view, exactly one wins and the other
 //! finds the record gone. The last view deletes the record (and with it
@@ -31,6 +40,11 @@ use crate::{Coffer, CoreError, Result, now_ms};
 
 /// The object kind of share records.
 pub const KIND_SHARE: &str = "share";
+/// The object kind of the per-owner index of share ids.
+pub const KIND_SHARE_OWNER: &str = "share_owner";
+/// The key, under [`KIND_SHARE_OWNER`], of the marker that says every
+/// owner's index was built (no owner key is empty).
+pub const INDEX_MARKER: &str = "";
 /// The policy path whose `create` capability lets a caller make, list and
 /// revoke shares.
 pub const SHARES_TARGET: &str = "sys/shares";
@@ -110,6 +124,14 @@ struct StoredShare {
     /// its recipient as if unread).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     burned_until: Option<i64>,
+}
+
+/// One owner's share ids with their expiry (Unix milliseconds): an upper
+/// bound of their live links (a used-up or revoked link stays listed until
+/// its expiry, and is then pruned by the owner's next create).
+#[derive(Clone, Default, Serialize, Deserialize)]
+struct OwnerIndex {
+    ids: std::collections::BTreeMap<String, i64>,
 }
 
 /// What a client sends to create a share.
@@ -289,17 +311,6 @@ impl Coffer {
         }
         let owner = owner_of(identity);
         let now = now_ms();
-        let mine = self
-            .store
-            .list_objects(KIND_SHARE)
-            .await?
-            .iter()
-            .filter_map(|o| decode(o).ok())
-            .filter(|s| s.owner == owner && s.expires_at > now && !s.is_tombstone())
-            .count();
-        if mine >= MAX_SHARES_PER_OWNER {
-            return Err(bad("too many live shares; revoke some first"));
-        }
         let (path, version) = source.unzip();
         let share = StoredShare {
             sealed: req.sealed.clone(),
@@ -307,7 +318,7 @@ impl Coffer {
             iterations: req.iterations,
             views,
             views_left: views,
-            owner,
+            owner: owner.clone(),
             created_by: crate::actor::Actor::stored_for(identity),
             created_at: now,
             expires_at: now + ttl,
@@ -315,22 +326,66 @@ impl Coffer {
             version,
             burned_until: None,
         };
-        match self
-            .store
-            .commit(vec![Mutation::PutObject {
-                kind: KIND_SHARE.into(),
-                key: req.id.clone(),
-                value: serde_json::to_vec(&share).expect("serialises"),
-                expect: Expect::Absent,
-            }])
-            .await
-        {
-            Ok(()) => {}
-            Err(StoreError::Conflict(_)) => {
-                return Err(bad("that share id is taken; make a new one"));
+        let value = serde_json::to_vec(&share).expect("serialises");
+        self.ensure_share_index().await?;
+        let mut committed = false;
+        for _ in 0..OPEN_RETRIES {
+            let (mut index, expect) = self.owner_index(&owner).await?;
+            // Ids past their expiry hold no live link: pruned here.
+            index.ids.retain(|_, exp| *exp > now);
+            if index.ids.len() >= MAX_SHARES_PER_OWNER {
+                // The index is an upper bound: count exactly (at most
+                // MAX_SHARES_PER_OWNER reads) before refusing.
+                let live: std::collections::BTreeSet<String> = self
+                    .live_of(&owner, &index, now)
+                    .await?
+                    .into_iter()
+                    .map(|(id, _)| id)
+                    .collect();
+                if live.len() >= MAX_SHARES_PER_OWNER {
+                    return Err(bad("too many live shares; revoke some first"));
+                }
+                index.ids.retain(|id, _| live.contains(id));
             }
-            Err(e) => return Err(e.into()),
+            index.ids.insert(req.id.clone(), share.expires_at);
+            let result = self
+                .store
+                .commit(vec![
+                    Mutation::PutObject {
+                        kind: KIND_SHARE.into(),
+                        key: req.id.clone(),
+                        value: value.clone(),
+                        expect: Expect::Absent,
+                    },
+                    Mutation::PutObject {
+                        kind: KIND_SHARE_OWNER.into(),
+                        key: owner.clone(),
+                        value: serde_json::to_vec(&index).expect("serialises"),
+                        expect,
+                    },
+                ])
+                .await;
+            match result {
+                Ok(()) => {
+                    committed = true;
+                    break;
+                }
+                Err(StoreError::Conflict(_)) => {
+                    if self.store.get_object(KIND_SHARE, &req.id).await?.is_some() {
+                        return Err(bad("that share id is taken; make a new one"));
+                    }
+                    // Another create of this owner changed the index.
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
+        if !committed {
+            return Err(CoreError::RateLimited(crate::error::Busy::Share));
+        }
+        // The record names the link (review finding): the share's record
+        // is a write under `sys/shares/ID`, as the sweep's notice names it.
+        crate::audit::note_write(&format!("{SHARES_TARGET}/{}", req.id), 0);
         tracing::info!(actor = identity.display_name(), views, "share created");
         Ok(share.view(&req.id))
     }
@@ -402,15 +457,13 @@ impl Coffer {
         self.authorize(identity, Operation::Create, SHARES_TARGET)?;
         let owner = owner_of(identity);
         let now = now_ms();
+        self.ensure_share_index().await?;
+        let (index, _) = self.owner_index(&owner).await?;
         let mut out: Vec<ShareView> = self
-            .store
-            .list_objects(KIND_SHARE)
+            .live_of(&owner, &index, now)
             .await?
-            .iter()
-            .filter_map(|o| decode(o).ok().map(|s| (o.key.clone(), s)))
-            .filter(|(_, s)| {
-                s.owner == owner && s.expires_at > now && s.views_left > 0 && !s.is_tombstone()
-            })
+            .into_iter()
+            .filter(|(_, s)| s.views_left > 0)
             .map(|(id, s)| s.view(&id))
             .collect();
         out.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
@@ -494,5 +547,90 @@ impl Coffer {
             }
         }
         Ok(swept)
+    }
+}
+
+impl Coffer {
+    /// An owner's index and the expectation to replace it with.
+    async fn owner_index(&self, owner: &str) -> Result<(OwnerIndex, Expect)> {
+        match self.store.get_object(KIND_SHARE_OWNER, owner).await? {
+            Some(o) => Ok((
+                serde_json::from_slice(&o.value)
+                    .map_err(|_| CoreError::Corrupt(Integrity::Unreadable(Record::Share)))?,
+                Expect::Revision(o.revision),
+            )),
+            None => Ok((OwnerIndex::default(), Expect::Absent)),
+        }
+    }
+
+    /// The owner's live (unexpired, not burned) shares among the index's
+    /// ids: one read per id, at most [`MAX_SHARES_PER_OWNER`] of them.
+    async fn live_of(
+        &self,
+        owner: &str,
+        index: &OwnerIndex,
+        now: i64,
+    ) -> Result<Vec<(String, StoredShare)>> {
+        let mut out = Vec::new();
+        for (id, exp) in index.ids.iter().take(MAX_SHARES_PER_OWNER * 2) {
+            if *exp <= now {
+                continue;
+            }
+            let Some(o) = self.store.get_object(KIND_SHARE, id).await? else {
+                continue;
+            };
+            let Ok(s) = decode(&o) else { continue };
+            if s.owner == owner && s.expires_at > now && !s.is_tombstone() {
+                out.push((id.clone(), s));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Builds every owner's index from one scan of the share records, once
+    /// per store (stores from before the index); later calls read only the
+    /// marker.
+    async fn ensure_share_index(&self) -> Result<()> {
+        if self
+            .store
+            .get_object(KIND_SHARE_OWNER, INDEX_MARKER)
+            .await?
+            .is_some()
+        {
+            return Ok(());
+        }
+        let now = now_ms();
+        let mut owners: std::collections::BTreeMap<String, OwnerIndex> = Default::default();
+        for o in self.store.list_objects(KIND_SHARE).await? {
+            if let Ok(s) = decode(&o)
+                && s.expires_at > now
+                && !s.is_tombstone()
+            {
+                owners
+                    .entry(s.owner.clone())
+                    .or_default()
+                    .ids
+                    .insert(o.key.clone(), s.expires_at);
+            }
+        }
+        let mut mutations = vec![Mutation::PutObject {
+            kind: KIND_SHARE_OWNER.into(),
+            key: INDEX_MARKER.into(),
+            value: b"{}".to_vec(),
+            expect: Expect::Absent,
+        }];
+        for (owner, index) in owners {
+            mutations.push(Mutation::PutObject {
+                kind: KIND_SHARE_OWNER.into(),
+                key: owner,
+                value: serde_json::to_vec(&index).expect("serialises"),
+                expect: Expect::Absent,
+            });
+        }
+        match self.store.commit(mutations).await {
+            // Another node (or request) built it first.
+            Ok(()) | Err(StoreError::Conflict(_)) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 }

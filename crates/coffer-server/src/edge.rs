@@ -32,7 +32,10 @@ use hyper::body::Body as _;
 
 use crate::error::ApiError;
 use crate::serve::Peer;
-use crate::throttle::{Backoff, LOGIN_BACKOFF, SHARE_OPEN_BACKOFF, Throttle, UNSEAL_BACKOFF};
+use crate::throttle::{
+    Backoff, LOGIN_BACKOFF, LinkKey, SHARE_LINK_BACKOFF, SHARE_OPEN_BACKOFF, Throttle,
+    UNSEAL_BACKOFF,
+};
 
 /// How the router checks the requests that reach it.
 #[derive(Debug, Clone)]
@@ -191,6 +194,8 @@ pub(crate) struct Edge {
     pub(crate) login: Throttle,
     pub(crate) unseal: Throttle,
     pub(crate) share_open: Throttle,
+    /// Failed opens per share link, from any address.
+    pub(crate) share_link: Throttle<LinkKey>,
 }
 
 impl Edge {
@@ -212,6 +217,7 @@ impl Edge {
                 ..UNSEAL_BACKOFF
             }),
             share_open: Throttle::new(SHARE_OPEN_BACKOFF),
+            share_link: Throttle::new(SHARE_LINK_BACKOFF),
         }
     }
 

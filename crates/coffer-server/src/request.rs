@@ -110,7 +110,9 @@ pub(crate) struct RequestService<S> {
 enum Attempt {
     Login(IpAddr),
     Unseal(IpAddr),
-    ShareOpen(IpAddr),
+    /// An open of a share link: counted against its source and against
+    /// the link's id.
+    ShareOpen(IpAddr, crate::throttle::LinkKey),
 }
 
 impl Attempt {
@@ -127,7 +129,13 @@ impl Attempt {
         } else if route == Matched::Native(&routes::SYS_UNSEAL) {
             Some(Attempt::Unseal(ip))
         } else if route == Matched::Native(&routes::SHARE_OPEN) {
-            Some(Attempt::ShareOpen(ip))
+            let id = req
+                .uri()
+                .path()
+                .strip_prefix("/api/v1/shares/")
+                .and_then(|p| p.strip_suffix("/open"))
+                .unwrap_or("");
+            Some(Attempt::ShareOpen(ip, crate::throttle::LinkKey::of(id)))
         } else {
             None
         }
@@ -147,12 +155,22 @@ impl Attempt {
                     wait,
                 )
             }),
-            Attempt::ShareOpen(ip) => edge.share_open.begin(ip).map_err(|wait| {
-                ApiError::rate_limited(
-                    "too many failed share link opens from this address; try again later",
-                    wait,
-                )
-            }),
+            Attempt::ShareOpen(ip, link) => {
+                edge.share_open.begin(ip).map_err(|wait| {
+                    ApiError::rate_limited(
+                        "too many failed share link opens from this address; try again later",
+                        wait,
+                    )
+                })?;
+                edge.share_link.begin(link).map_err(|wait| {
+                    // Not counted against the address: it was not tried.
+                    edge.share_open.end(ip, Outcome::Neutral);
+                    ApiError::rate_limited(
+                        "too many failed opens of this share link; try again later",
+                        wait,
+                    )
+                })
+            }
         }
     }
 
@@ -178,14 +196,16 @@ impl Attempt {
                 },
             ),
             // An unknown, used-up or expired link is a failed guess.
-            Attempt::ShareOpen(ip) => edge.share_open.end(
-                ip,
-                if status == StatusCode::NOT_FOUND || status == StatusCode::TOO_MANY_REQUESTS {
-                    Outcome::Failed
-                } else {
-                    Outcome::Neutral
-                },
-            ),
+            Attempt::ShareOpen(ip, link) => {
+                let outcome =
+                    if status == StatusCode::NOT_FOUND || status == StatusCode::TOO_MANY_REQUESTS {
+                        Outcome::Failed
+                    } else {
+                        Outcome::Neutral
+                    };
+                edge.share_open.end(ip, outcome);
+                edge.share_link.end(link, outcome);
+            }
         }
     }
 }
@@ -226,9 +246,13 @@ where
         };
         // Errors of the Vault API get Vault's body, whoever made them.
         let vault = audit_layer::is_vault(&req);
+        // The console's, its error page with its page headers.
+        let ui = crate::ui::is_ui(req.uri().path());
         let shape = move |resp: Response| {
             if vault {
                 crate::vault::error_body(resp)
+            } else if ui {
+                crate::ui::console_error(resp)
             } else {
                 resp
             }

@@ -25,6 +25,49 @@ pub(crate) fn source_key(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// What a [`Throttle`] counts failures under: a source address (its
+/// [`source_key`]) or a share link's id.
+pub(crate) trait Key: Copy + Eq + std::hash::Hash {
+    /// The key this one is counted under.
+    fn counted(self) -> Self;
+    /// The key shared by new keys while the table is full.
+    fn overflow(self) -> Self;
+}
+
+impl Key for IpAddr {
+    fn counted(self) -> Self {
+        source_key(self)
+    }
+    fn overflow(self) -> Self {
+        overflow_key(self)
+    }
+}
+
+/// A share link's id, as counted by the per-link limit on failed opens
+/// (ids are 22 characters; a longer one is cut, a shorter one padded: no
+/// malformed id opens anything anyway).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct LinkKey([u8; 22]);
+
+impl LinkKey {
+    pub(crate) fn of(id: &str) -> LinkKey {
+        let mut k = [0u8; 22];
+        for (d, s) in k.iter_mut().zip(id.bytes()) {
+            *d = s;
+        }
+        LinkKey(k)
+    }
+}
+
+impl Key for LinkKey {
+    fn counted(self) -> Self {
+        self
+    }
+    fn overflow(self) -> Self {
+        LinkKey([0; 22])
+    }
+}
+
 /// Most sources remembered at once; beyond it, sources that are not
 /// currently held back are forgotten first (looked for at most once a
 /// second: a table full of held-back sources is not rescanned on every
@@ -67,11 +110,23 @@ pub const UNSEAL_BACKOFF: Backoff = Backoff {
     forget: Duration::from_secs(900),
 };
 
-/// Opens of unknown, used-up or expired share links from one source: 20
+/// Opens of unknown, used-up or expired share links from one source: 200
 /// free, then as for logins. Guessing a 128-bit id is hopeless anyway;
-/// this keeps a guesser from costing the store a read per try.
+/// this keeps a guesser from costing the store a read per try. It is
+/// generous (review finding: at 20, one person behind a NAT or proxy
+/// address could make everyone else there wait) because the same link's
+/// failed opens are limited on their own ([`SHARE_LINK_BACKOFF`]).
 pub const SHARE_OPEN_BACKOFF: Backoff = Backoff {
-    free: 20,
+    free: 200,
+    base: Duration::from_secs(1),
+    max: Duration::from_secs(300),
+    forget: Duration::from_secs(900),
+};
+
+/// Failed opens of one share link (used up, expired, or unknown), from
+/// any address: 5 free, then as for logins.
+pub const SHARE_LINK_BACKOFF: Backoff = Backoff {
+    free: 5,
     base: Duration::from_secs(1),
     max: Duration::from_secs(300),
     forget: Duration::from_secs(900),
@@ -90,14 +145,14 @@ struct Entry {
 /// first of them fails; [`Outcome`] then keeps it or refunds it. A success
 /// only refunds its own attempt: otherwise logging in to one's own account
 /// between guesses at another would wipe the count.
-pub(crate) struct Throttle {
+pub(crate) struct Throttle<K: Key = IpAddr> {
     policy: Backoff,
     capacity: usize,
-    sources: Mutex<Table>,
+    sources: Mutex<Table<K>>,
 }
 
-struct Table {
-    map: HashMap<IpAddr, Entry>,
+struct Table<K> {
+    map: HashMap<K, Entry>,
     /// When a full table may next be searched for sources to forget.
     next_sweep: Instant,
 }
@@ -119,12 +174,12 @@ pub(crate) enum Outcome {
     Neutral,
 }
 
-impl Throttle {
-    pub(crate) fn new(policy: Backoff) -> Throttle {
+impl<K: Key> Throttle<K> {
+    pub(crate) fn new(policy: Backoff) -> Throttle<K> {
         Throttle::with_capacity(policy, MAX_SOURCES)
     }
 
-    fn with_capacity(policy: Backoff, capacity: usize) -> Throttle {
+    fn with_capacity(policy: Backoff, capacity: usize) -> Throttle<K> {
         Throttle {
             policy,
             capacity,
@@ -137,8 +192,8 @@ impl Throttle {
 
     /// The key `ip` is counted under now: its own, or (the table being
     /// full of sources that are held back) the shared overflow key.
-    fn key_for(&self, table: &mut Table, ip: IpAddr, now: Instant) -> IpAddr {
-        let key = source_key(ip);
+    fn key_for(&self, table: &mut Table<K>, ip: K, now: Instant) -> K {
+        let key = ip.counted();
         if table.map.len() < self.capacity || table.map.contains_key(&key) {
             return key;
         }
@@ -153,7 +208,7 @@ impl Throttle {
         if table.map.len() < self.capacity {
             key
         } else {
-            overflow_key(key)
+            key.overflow()
         }
     }
 
@@ -173,7 +228,7 @@ impl Throttle {
 
     /// Starts an attempt from `ip`: `Err(wait)` if the source must wait
     /// first, else the attempt is counted (provisionally) as a failure.
-    pub(crate) fn begin(&self, ip: IpAddr) -> Result<(), Duration> {
+    pub(crate) fn begin(&self, ip: K) -> Result<(), Duration> {
         let now = Instant::now();
         let mut table = self.sources.lock().unwrap_or_else(|p| p.into_inner());
         let key = self.key_for(&mut table, ip, now);
@@ -195,8 +250,8 @@ impl Throttle {
     }
 
     /// Settles an attempt started with [`Throttle::begin`].
-    pub(crate) fn end(&self, ip: IpAddr, outcome: Outcome) {
-        let key = source_key(ip);
+    pub(crate) fn end(&self, ip: K, outcome: Outcome) {
+        let key = ip.counted();
         let mut table = self.sources.lock().unwrap_or_else(|p| p.into_inner());
         match outcome {
             Outcome::Failed => {}
@@ -205,7 +260,7 @@ impl Throttle {
                 let key = if table.map.contains_key(&key) {
                     key
                 } else {
-                    overflow_key(key)
+                    key.overflow()
                 };
                 if let Some(e) = table.map.get_mut(&key) {
                     e.failures = e.failures.saturating_sub(1);

@@ -13,10 +13,13 @@
 //     associated data "coffer-share-v1\nID\nnone" or "...\npassphrase")
 //
 // Exports:
-//   encryptAndCreate({value, expiresIn, views, passphrase, headers, origin})
-//     seals `value` (a string), POSTs it to /api/v1/shares with `headers`
-//     (the caller's credentials: {Authorization: "Bearer ..."} or the
-//     console's session headers) and resolves to {url, id, info}.
+//   encryptAndCreate({value, expiresIn, views, passphrase, headers, origin,
+//                     endpoint, path, version})
+//     seals `value` (a string), POSTs it to /api/v1/shares (or `endpoint`:
+//     the console's /ui/shares) with `headers` (the caller's credentials:
+//     {Authorization: "Bearer ..."} or the console's form token) and
+//     resolves to {url, id, info}. `path` and `version` name the stored
+//     secret shared.
 //   openAndDecrypt({id, key, askPassphrase, origin})
 //     spends one view (POST /api/v1/shares/ID/open) and resolves to the
 //     value. `askPassphrase(retry)` is awaited when the link needs one; it
@@ -129,7 +132,7 @@ async function errorOf(resp) {
   return new ShareError("server", message);
 }
 
-export async function encryptAndCreate({ value, expiresIn, views, passphrase, headers, origin } = {}) {
+export async function encryptAndCreate({ value, expiresIn, views, passphrase, headers, origin, endpoint, path, version } = {}) {
   if (typeof value !== "string") throw new ShareError("malformed", "the value must be a string");
   const base = origin || location.origin;
   const id = b64url(random(16));
@@ -154,7 +157,11 @@ export async function encryptAndCreate({ value, expiresIn, views, passphrase, he
   body.ciphertext = b64url(sealed);
   if (expiresIn) body.expires_in = expiresIn;
   if (views) body.views = views;
-  const resp = await fetch(`${base}/api/v1/shares`, {
+  if (path !== undefined && version !== undefined) {
+    body.path = path;
+    body.version = version;
+  }
+  const resp = await fetch(`${base}${endpoint || "/api/v1/shares"}`, {
     method: "POST",
     headers: Object.assign({ "Content-Type": "application/json" }, headers || {}),
     body: JSON.stringify(body),

@@ -26,6 +26,8 @@
 //! with `include_str!`.
 
 mod pages;
+mod secret_actions;
+mod send;
 pub(crate) mod session;
 
 use std::sync::Arc;
@@ -111,6 +113,22 @@ pub(crate) const AUDIT: UiRoute = route("GET", "/ui/audit", "ui.audit");
 pub(crate) const STYLE: UiRoute = route("GET", "/ui/assets/console.css", "ui.asset");
 pub(crate) const SCRIPT: UiRoute = route("GET", "/ui/assets/console.js", "ui.asset");
 
+pub(crate) const ROLLBACK_FORM: UiRoute = route("GET", "/ui/rollback/{*path}", "ui.rollback_form");
+/// Audited under the API's operation: the same use case as `coffer rollback`.
+pub(crate) const ROLLBACK: UiRoute = route("POST", "/ui/rollback/{*path}", "secret.rollback");
+pub(crate) const ENV: UiRoute = route("GET", "/ui/env", "ui.env");
+/// Audited under the API's operation: the same use case as `coffer env promote`.
+pub(crate) const PROMOTE_ENV: UiRoute = route("POST", "/ui/env/promote", "secret.promote_env");
+pub(crate) const SEND: UiRoute = route("GET", "/ui/send", "ui.send");
+/// Audited under the API's operation: the same use case as `coffer share create`.
+pub(crate) const SHARE_CREATE: UiRoute = route("POST", "/ui/shares", "share.create");
+pub(crate) const SEND_SCRIPT: UiRoute = route("GET", "/ui/assets/send.js", "ui.asset");
+
+/// The console's actions audited under the API's operation for the same
+/// use case, rather than a `ui.*` name of their own.
+#[cfg(test)]
+pub(crate) const API_OPS: &[&UiRoute] = &[&ROLLBACK, &PROMOTE_ENV, &SHARE_CREATE];
+
 /// Every route of the console.
 pub(crate) const ROUTES: &[&UiRoute] = &[
     &ROOT,
@@ -128,6 +146,13 @@ pub(crate) const ROUTES: &[&UiRoute] = &[
     &AUDIT,
     &STYLE,
     &SCRIPT,
+    &ROLLBACK_FORM,
+    &ROLLBACK,
+    &ENV,
+    &PROMOTE_ENV,
+    &SEND,
+    &SHARE_CREATE,
+    &SEND_SCRIPT,
 ];
 
 /// The console route a request matched, from its method and the template
@@ -170,6 +195,15 @@ pub(crate) fn routes(options: ConsoleOptions, tls: bool) -> Router<AppState> {
         .route(AUDIT.path, get(pages::audit))
         .route(STYLE.path, get(pages::style))
         .route(SCRIPT.path, get(pages::script))
+        .route(
+            ROLLBACK.path,
+            get(secret_actions::rollback_form).post(secret_actions::rollback),
+        )
+        .route(ENV.path, get(secret_actions::env))
+        .route(PROMOTE_ENV.path, post(secret_actions::promote))
+        .route(SEND.path, get(send::send_page))
+        .route(SHARE_CREATE.path, post(send::create))
+        .route(SEND_SCRIPT.path, get(send::script))
         .layer(axum::middleware::map_response(
             move |resp: Response| async move {
                 let mut resp = page_headers(resp).await;
@@ -189,7 +223,60 @@ pub(crate) fn routes(options: ConsoleOptions, tls: bool) -> Router<AppState> {
 /// server's own script, style and images, no inline code, no framing.
 pub(crate) const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
-async fn page_headers(mut resp: Response) -> Response {
+/// Marks a response the console's own handlers made (with its page
+/// headers), so that the request layer leaves it as it is.
+#[derive(Clone, Copy)]
+pub(crate) struct ConsoleAnswered;
+
+/// A console URL's error answered outside its handlers (no such page,
+/// too large a body, too many attempts, ... : the router's fallback and
+/// the request layer's refusals) becomes the console's error page, with
+/// its page headers, instead of the API's JSON (review finding). Answers
+/// of the console's handlers (their pages, and the JSON the console's
+/// script asks for) are left alone.
+pub(crate) fn console_error(resp: Response) -> Response {
+    if resp.extensions().get::<ConsoleAnswered>().is_some()
+        || !resp.status().is_client_error() && !resp.status().is_server_error()
+    {
+        return resp;
+    }
+    let status = resp.status();
+    let message = match status.as_u16() {
+        404 => "There is no such page in the console.",
+        405 => "That page does not take this kind of request.",
+        413 => "The request is larger than the server accepts.",
+        429 => "Too many attempts. Wait a while before trying again.",
+        503 => "The server cannot answer right now. Try again later.",
+        _ => "The request was refused.",
+    };
+    let (parts, _) = resp.into_parts();
+    let mut page = pages::plain_error_page(status, message);
+    // Keep what the refusal said to the audit layer and to clients
+    // (`Retry-After`, `Connection: close`).
+    for name in [header::RETRY_AFTER, header::CONNECTION] {
+        if let Some(v) = parts.headers.get(&name) {
+            page.headers_mut().insert(name, v.clone());
+        }
+    }
+    *page.extensions_mut() = parts.extensions;
+    let mut page = page_headers_sync(page);
+    let h = page.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    page.extensions_mut().insert(ConsoleAnswered);
+    page
+}
+
+async fn page_headers(resp: Response) -> Response {
+    let mut resp = page_headers_sync(resp);
+    resp.extensions_mut().insert(ConsoleAnswered);
+    resp
+}
+
+fn page_headers_sync(mut resp: Response) -> Response {
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_SECURITY_POLICY,
@@ -392,7 +479,18 @@ mod tests {
         let mut seen = std::collections::BTreeSet::new();
         for r in ROUTES {
             assert!(is_ui(r.path), "{}", r.path);
-            assert!(r.op.name.starts_with("ui."), "{}", r.op.name);
+            if API_OPS.contains(r) {
+                // The API's own operation for the same use case.
+                assert!(
+                    coffer_api::routes::ALL
+                        .iter()
+                        .any(|api| api.op.name == r.op.name),
+                    "{}",
+                    r.op.name
+                );
+            } else {
+                assert!(r.op.name.starts_with("ui."), "{}", r.op.name);
+            }
             assert!(seen.insert((r.method, r.path)), "{} {}", r.method, r.path);
             assert_eq!(find(r.method, r.path).unwrap().path, r.path);
         }

@@ -34,13 +34,13 @@ const AUDIT_LIMIT: usize = 500;
 
 /// A request with a live session: the identity its token authenticates.
 pub(super) struct Signed {
-    identity: Identity,
+    pub(super) identity: Identity,
     csrf: SecretString,
     console: Arc<Console>,
 }
 
 impl Signed {
-    fn chrome(&self) -> Chrome {
+    pub(super) fn chrome(&self) -> Chrome {
         Chrome {
             user: self.identity.display_name().to_string(),
             csrf: self.csrf.expose_secret().to_string(),
@@ -49,7 +49,7 @@ impl Signed {
 
     /// Refuses a state change that lacks this session's form token or
     /// comes from another site.
-    fn check(&self, headers: &HeaderMap, token: &str) -> Result<(), &'static str> {
+    pub(super) fn check(&self, headers: &HeaderMap, token: &str) -> Result<(), &'static str> {
         if let Some(why) = cross_site(headers, self.console.tls) {
             return Err(why);
         }
@@ -147,7 +147,7 @@ impl FromRequestParts<AppState> for Signed {
 }
 
 /// A form body, refused with a page that quotes none of it.
-pub(super) struct UiForm<T>(T);
+pub(super) struct UiForm<T>(pub(super) T);
 
 impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for UiForm<T> {
     type Rejection = Response;
@@ -175,11 +175,11 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for UiForm<T
 
 /// What every signed-in page shows around its content.
 pub(super) struct Chrome {
-    user: String,
-    csrf: String,
+    pub(super) user: String,
+    pub(super) csrf: String,
 }
 
-fn render<T: Template>(status: StatusCode, page: &T) -> Response {
+pub(super) fn render<T: Template>(status: StatusCode, page: &T) -> Response {
     match page.render() {
         Ok(html) => (
             status,
@@ -206,7 +206,7 @@ struct ErrorPage {
     message: String,
 }
 
-fn error_page(
+pub(super) fn error_page(
     status: StatusCode,
     code: &'static str,
     message: &str,
@@ -226,11 +226,25 @@ fn error_page(
     resp
 }
 
-fn api_error_page(e: ApiError, chrome: Option<Chrome>) -> Response {
+/// The error page with no signed-in chrome, for answers made outside the
+/// console's handlers ([`super::console_error`]).
+pub(super) fn plain_error_page(status: StatusCode, message: &str) -> Response {
+    render(
+        status,
+        &ErrorPage {
+            chrome: None,
+            status: status.as_u16(),
+            title: status.canonical_reason().unwrap_or("Error"),
+            message: message.to_string(),
+        },
+    )
+}
+
+pub(super) fn api_error_page(e: ApiError, chrome: Option<Chrome>) -> Response {
     error_page(e.status(), e.code(), e.message(), chrome)
 }
 
-fn refused(why: &str) -> Response {
+pub(super) fn refused(why: &str) -> Response {
     error_page(
         StatusCode::FORBIDDEN,
         coffer_api::codes::FORBIDDEN,
@@ -239,12 +253,12 @@ fn refused(why: &str) -> Response {
     )
 }
 
-fn see_other(to: &str) -> Response {
+pub(super) fn see_other(to: &str) -> Response {
     Redirect::to(to).into_response()
 }
 
 /// Percent-encodes a query parameter's value.
-fn encode_query(s: &str) -> String {
+pub(super) fn encode_query(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
@@ -257,7 +271,7 @@ fn encode_query(s: &str) -> String {
 }
 
 /// Percent-encodes a secret path for a URL path (keeping its slashes).
-fn encode_path(s: &str) -> String {
+pub(super) fn encode_path(s: &str) -> String {
     encode_query(s)
 }
 
@@ -279,7 +293,7 @@ pub(super) fn safe_next(next: Option<&str>) -> &str {
     }
 }
 
-fn none_if_empty(s: Option<String>) -> Option<String> {
+pub(super) fn none_if_empty(s: Option<String>) -> Option<String> {
     s.map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
 }
 
@@ -597,6 +611,9 @@ struct VersionRow {
     created_by: String,
     state: &'static str,
     compromised: Option<String>,
+    /// Whether this version can be rolled back to (active, not
+    /// compromised, not the current one).
+    rollback: bool,
 }
 
 #[derive(Template)]
@@ -648,6 +665,9 @@ pub(super) async fn secret(
                 VersionState::Deleted(_) => "deleted",
                 VersionState::Destroyed(_) => "destroyed",
             },
+            rollback: v.version != md.meta.current_version
+                && v.state == VersionState::Active
+                && v.compromised.is_none(),
             compromised: v
                 .compromised
                 .map(|c| format!("{} ({})", rfc3339(c.at), c.reason)),
@@ -674,7 +694,7 @@ pub(super) async fn secret(
 /// The header a reveal or a strength estimate carries its form token in.
 const CSRF_HEADER: &str = "x-coffer-csrf";
 
-fn header_token(headers: &HeaderMap) -> &str {
+pub(super) fn header_token(headers: &HeaderMap) -> &str {
     headers
         .get(CSRF_HEADER)
         .and_then(|v| v.to_str().ok())
@@ -682,7 +702,7 @@ fn header_token(headers: &HeaderMap) -> &str {
 }
 
 /// A JSON error for the script's requests.
-fn json_error(e: ApiError) -> Response {
+pub(super) fn json_error(e: ApiError) -> Response {
     e.into_response()
 }
 
