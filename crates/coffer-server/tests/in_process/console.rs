@@ -11,10 +11,10 @@ use common::{Mode, Response, Server, ok};
 use serde_json::json;
 
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
-const FORM: &str = "application/x-www-form-urlencoded";
+pub(crate) const FORM: &str = "application/x-www-form-urlencoded";
 const PASSWORD: &str = "console correct horse battery";
 
-fn put_policy(server: &Server, root: &str, name: &str, source: &str) {
+pub(crate) fn put_policy(server: &Server, root: &str, name: &str, source: &str) {
     let body = json!({ "policy": source }).to_string();
     let path = format!("/api/v1/sys/policies/{name}");
     ok(
@@ -23,7 +23,7 @@ fn put_policy(server: &Server, root: &str, name: &str, source: &str) {
     );
 }
 
-fn put_secret(server: &Server, root: &str, path: &str, value: &str) -> u16 {
+pub(crate) fn put_secret(server: &Server, root: &str, path: &str, value: &str) -> u16 {
     let body = json!({ "value": value }).to_string();
     let url = format!("/api/v1/secrets/{}", encode_path(path));
     server
@@ -32,7 +32,7 @@ fn put_secret(server: &Server, root: &str, path: &str, value: &str) -> u16 {
 }
 
 /// Invites `user` with `policies` and accepts with the test password.
-fn join(server: &Server, root: &str, user: &str, policies: &[&str]) {
+pub(crate) fn join(server: &Server, root: &str, user: &str, policies: &[&str]) {
     let body = json!({ "policies": policies }).to_string();
     let r = server.http(
         "POST",
@@ -53,7 +53,7 @@ fn join(server: &Server, root: &str, user: &str, policies: &[&str]) {
 
 /// A dev server with a person `ada` who may do everything and a person
 /// `dev` limited to `app/dev/`, and one secret in each environment.
-fn console_server(dir: &std::path::Path) -> (Server, String) {
+pub(crate) fn console_server(dir: &std::path::Path) -> (Server, String) {
     let server = Server::start(dir, Mode::Dev);
     let root = server.root_token();
     put_policy(
@@ -82,7 +82,7 @@ fn console_server(dir: &std::path::Path) -> (Server, String) {
 }
 
 /// Percent-encodes a secret path for a URL, keeping its slashes.
-fn encode_path(p: &str) -> String {
+pub(crate) fn encode_path(p: &str) -> String {
     p.bytes()
         .map(|b| {
             if b.is_ascii_alphanumeric() || b"-_.~/".contains(&b) {
@@ -95,7 +95,7 @@ fn encode_path(p: &str) -> String {
 }
 
 /// Percent-encodes form fields.
-fn form(fields: &[(&str, &str)]) -> String {
+pub(crate) fn form(fields: &[(&str, &str)]) -> String {
     let enc = |s: &str| {
         s.bytes()
             .map(|b| {
@@ -134,7 +134,7 @@ fn cookie_value(set: &str) -> String {
 }
 
 /// The `value` of the hidden input `name` in a page.
-fn hidden(html: &str, name: &str) -> String {
+pub(crate) fn hidden(html: &str, name: &str) -> String {
     let marker = format!("name=\"{name}\" value=\"");
     let start = html
         .find(&marker)
@@ -145,14 +145,14 @@ fn hidden(html: &str, name: &str) -> String {
 }
 
 /// A browser's view of one console session.
-struct Session<'a> {
-    server: &'a Server,
-    cookie: String,
-    csrf: String,
+pub(crate) struct Session<'a> {
+    pub(crate) server: &'a Server,
+    pub(crate) cookie: String,
+    pub(crate) csrf: String,
 }
 
 impl Session<'_> {
-    fn get(&self, path: &str) -> Response {
+    pub(crate) fn get(&self, path: &str) -> Response {
         self.server.request(
             "GET",
             path,
@@ -162,7 +162,7 @@ impl Session<'_> {
         )
     }
 
-    fn post_form(&self, path: &str, body: &str, extra: &[(&str, &str)]) -> Response {
+    pub(crate) fn post_form(&self, path: &str, body: &str, extra: &[(&str, &str)]) -> Response {
         let cookie = format!("coffer-ui={}", self.cookie);
         let mut headers = vec![("cookie", cookie.as_str()), ("content-type", FORM)];
         headers.extend_from_slice(extra);
@@ -170,7 +170,7 @@ impl Session<'_> {
             .request("POST", path, None, Some(body.as_bytes()), &headers)
     }
 
-    fn reveal(&self, path: &str, csrf: &str, extra: &[(&str, &str)]) -> Response {
+    pub(crate) fn reveal(&self, path: &str, csrf: &str, extra: &[(&str, &str)]) -> Response {
         let cookie = format!("coffer-ui={}", self.cookie);
         let mut headers = vec![("cookie", cookie.as_str()), ("x-coffer-csrf", csrf)];
         headers.extend_from_slice(extra);
@@ -195,11 +195,20 @@ fn login_form(server: &Server) -> (String, String) {
 }
 
 fn login_response(server: &Server, user: &str, extra: &[(&str, &str)]) -> Response {
+    login_attempt(server, user, PASSWORD, extra)
+}
+
+/// A login with `password`.
+pub(crate) fn login_response_with(server: &Server, user: &str, password: &str) -> Response {
+    login_attempt(server, user, password, &[])
+}
+
+fn login_attempt(server: &Server, user: &str, password: &str, extra: &[(&str, &str)]) -> Response {
     let (cookie, csrf) = login_form(server);
     let body = form(&[
         ("csrf", &csrf),
         ("user", user),
-        ("password", PASSWORD),
+        ("password", password),
         ("totp", ""),
         ("next", "/ui/"),
     ]);
@@ -209,7 +218,7 @@ fn login_response(server: &Server, user: &str, extra: &[(&str, &str)]) -> Respon
     server.request("POST", "/ui/login", None, Some(body.as_bytes()), &headers)
 }
 
-fn login<'a>(server: &'a Server, user: &str) -> Session<'a> {
+pub(crate) fn login<'a>(server: &'a Server, user: &str) -> Session<'a> {
     let r = login_response(server, user, &[]);
     assert_eq!(r.status, 303, "{}", r.text());
     let cookie = cookie_value(set_cookie(&r, "coffer-ui").expect("a session cookie"));
@@ -226,7 +235,7 @@ fn login<'a>(server: &'a Server, user: &str) -> Session<'a> {
 
 /// No inline script, no event-handler attribute and no inline style in
 /// a page.
-fn assert_no_inline_code(html: &str, what: &str) {
+pub(crate) fn assert_no_inline_code(html: &str, what: &str) {
     let lower = html.to_ascii_lowercase();
     let mut rest = lower.as_str();
     while let Some(i) = rest.find("<script") {
@@ -289,7 +298,7 @@ fn assert_no_inline_code(html: &str, what: &str) {
     }
 }
 
-fn assert_page_headers(r: &Response, what: &str) {
+pub(crate) fn assert_page_headers(r: &Response, what: &str) {
     assert_eq!(r.header("content-security-policy"), Some(CSP), "{what}");
     assert_eq!(r.header("x-frame-options"), Some("DENY"), "{what}");
     assert_eq!(r.header("referrer-policy"), Some("no-referrer"), "{what}");
@@ -301,7 +310,7 @@ fn assert_page_headers(r: &Response, what: &str) {
     );
 }
 
-fn last_record(server: &Server, op: &str) -> serde_json::Value {
+pub(crate) fn last_record(server: &Server, op: &str) -> serde_json::Value {
     server
         .audit_records()
         .into_iter()

@@ -346,15 +346,53 @@ fn failed_opens_are_limited_per_address() {
     let root = server.root_token();
     let (id, _) = create(&server, &root, json!({}));
     let mut statuses = Vec::new();
-    for _ in 0..25 {
+    for _ in 0..205 {
         statuses.push(open(&server, &crypto::new_id()).status);
     }
-    assert!(statuses[..20].iter().all(|s| *s == 404), "{statuses:?}");
+    assert!(statuses[..200].iter().all(|s| *s == 404), "{statuses:?}");
     assert_eq!(*statuses.last().unwrap(), 429, "{statuses:?}");
     // Held back, the address cannot spend a real link's view either.
     let r = open(&server, &id);
     assert_eq!(r.status, 429);
     assert!(r.header("retry-after").is_some());
+}
+
+/// Review finding: with failed opens limited only per address, one person
+/// behind a NAT address made everyone there wait after 20 tries. The same
+/// link's failed opens are now limited on their own (5 free), and that
+/// limit holds back only that link: another link still opens from the
+/// same address.
+#[test]
+fn failed_opens_of_one_link_are_limited_per_link_not_per_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    let (spent, _) = create(&server, &root, json!({}));
+    let (other, _) = create(&server, &root, json!({}));
+    assert_eq!(open(&server, &spent).status, 200);
+    let statuses: Vec<u16> = (0..6).map(|_| open(&server, &spent).status).collect();
+    assert_eq!(statuses[..5], [404; 5], "{statuses:?}");
+    assert_eq!(statuses[5], 429, "{statuses:?}");
+    let r = open(&server, &spent);
+    assert_eq!(r.status, 429);
+    assert!(r.header("retry-after").is_some());
+    // The address is not held back: another link opens.
+    assert_eq!(open(&server, &other).status, 200);
+    // A hostile id (not an id at all) is refused like an unknown one and
+    // counted under its own key, not another link's.
+    for hostile in [
+        "..%2F..%2Fsys",
+        "%00",
+        "a%0d%0aSet-Cookie:x",
+        &"A".repeat(300),
+    ] {
+        let r = open(&server, hostile);
+        assert!(
+            r.status == 404 || r.status == 400,
+            "{hostile}: {}",
+            r.status
+        );
+    }
 }
 
 #[test]
