@@ -302,3 +302,112 @@ async fn sqlite_a_taken_id_is_refused_and_changes_nothing() {
 async fn postgres_a_taken_id_is_refused_and_changes_nothing() {
     a_taken_id_is_refused_and_changes_nothing(postgres().await).await;
 }
+
+/// A share record written as a store from before the owner index holds
+/// it (the record's encoding is unchanged), for `owner`.
+async fn plant(fx: &Fixture, owner: &str) -> String {
+    let id = crypto::new_id();
+    let sealed = crypto::seal(&crypto::ShareKey::generate(), &id, None, b"old").unwrap();
+    let now = coffer_core::now_ms();
+    let record = serde_json::json!({
+        "sealed": crypto::encode(&sealed),
+        "views": 1,
+        "views_left": 1,
+        "owner": owner,
+        "created_by": "token:root",
+        "created_at": now,
+        "expires_at": now + 3_600_000,
+    });
+    fx.store
+        .commit(vec![Mutation::PutObject {
+            kind: KIND_SHARE.into(),
+            key: id.clone(),
+            value: serde_json::to_vec(&record).unwrap(),
+            expect: Expect::Absent,
+        }])
+        .await
+        .unwrap();
+    id
+}
+
+/// Review finding: listing and creating read every share record of the
+/// store. Now they read the owner's index: links of a store from before
+/// the index are indexed once (and listed), and afterwards a share record
+/// that is not in the caller's index is never looked at.
+async fn listing_reads_the_owners_index_not_every_share(fx: Fixture) {
+    let owner = format!("token:{}", fx.root.accessor());
+    let old = plant(&fx, &owner).await;
+    let someone_elses = plant(&fx, "user:someone").await;
+    let listed: Vec<String> = fx
+        .coffer
+        .list_shares(&fx.root)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(listed, vec![old.clone()], "the old link is indexed once");
+    assert!(!listed.contains(&someone_elses));
+    // Written behind the index's back now (no store writes shares this
+    // way): never scanned for, so never listed.
+    let unindexed = plant(&fx, &owner).await;
+    let (made, _) = make(&fx, b"v", 1).await;
+    let mut listed: Vec<String> = fx
+        .coffer
+        .list_shares(&fx.root)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    listed.sort();
+    let mut expected = vec![old, made];
+    expected.sort();
+    assert_eq!(listed, expected);
+    assert!(!listed.contains(&unindexed));
+}
+
+/// Creates racing on one owner's index all land in it.
+async fn concurrent_creates_all_land_in_the_index(fx: Fixture) {
+    let fx = Arc::new(fx);
+    let mut tasks = Vec::new();
+    for _ in 0..12 {
+        let fx = fx.clone();
+        tasks.push(tokio::spawn(async move { make(&fx, b"v", 1).await.0 }));
+    }
+    let mut made = Vec::new();
+    for t in tasks {
+        made.push(t.await.unwrap());
+    }
+    made.sort();
+    let mut listed: Vec<String> = fx
+        .coffer
+        .list_shares(&fx.root)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    listed.sort();
+    assert_eq!(listed, made);
+}
+
+#[tokio::test]
+async fn sqlite_listing_reads_the_owners_index_not_every_share() {
+    listing_reads_the_owners_index_not_every_share(sqlite().await).await;
+}
+
+#[tokio::test]
+async fn postgres_listing_reads_the_owners_index_not_every_share() {
+    listing_reads_the_owners_index_not_every_share(postgres().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_concurrent_creates_all_land_in_the_index() {
+    concurrent_creates_all_land_in_the_index(sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_concurrent_creates_all_land_in_the_index() {
+    concurrent_creates_all_land_in_the_index(postgres().await).await;
+}
