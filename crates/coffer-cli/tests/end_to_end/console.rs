@@ -7,10 +7,15 @@
 //! copies a value, edits it, reads the audit and readers pages, checks
 //! every page's headers and that none holds inline code, sends a forged
 //! form from another origin, logs out, and logs in as a person limited to
-//! `app/dev/`. This test then checks what only the server can see.
+//! `app/dev/`. It also rolls back from the history, shares a secret with
+//! the share button (the link opens once in a fresh browser, then not
+//! again; the key is in no request URL or Referer), sends a pasted text
+//! with "send a secret" (opened here with `coffer share open`), and
+//! compares two environments. This test then checks what only the server
+//! can see.
 //!
 //! With `COFFER_SCREENSHOTS=DIR` the script also writes screenshots of the
-//! login, tree, secret and audit pages there (the ones in
+//! login, tree, secret, audit, rollback, send and environment pages there (the ones in
 //! `docs/screenshots/` were made so).
 
 use std::process::Command;
@@ -154,8 +159,10 @@ fn the_console_in_a_real_browser() {
 
     let script = dir.path().join("console_browser.py");
     std::fs::write(&script, SCRIPT).unwrap();
+    let send_link_file = dir.path().join("send-link");
     let mut cmd = Command::new("python3");
     cmd.arg(&script)
+        .env("COFFER_SEND_LINK_FILE", &send_link_file)
         .env("COFFER_ADDR", &server.addr)
         .env("ADA_PASSWORD", ADA_PASSWORD)
         .env("DEV_PASSWORD", DEV_PASSWORD)
@@ -178,6 +185,22 @@ fn the_console_in_a_real_browser() {
         "the browser script failed:\n{stdout}\n{stderr}"
     );
 
+    // The "send a secret" link opens with the CLI, once.
+    let link = std::fs::read_to_string(&send_link_file).unwrap();
+    let opened = server
+        .cli()
+        .env_remove("COFFER_SHARE_LINK")
+        .stdin(&link)
+        .run(&["share", "open"])
+        .expect(0);
+    assert_eq!(opened.stdout(), "sent from the console");
+    let again = server
+        .cli()
+        .env_remove("COFFER_SHARE_LINK")
+        .stdin(&link)
+        .run(&["share", "open"]);
+    assert_ne!(again.code(), 0, "a second open");
+
     // The reveal was audited as a read by ada, without the value.
     let records = audit_records(&server);
     let reveal = records
@@ -192,6 +215,7 @@ fn the_console_in_a_real_browser() {
         "dev-value-1",
         "dev-value-2",
         "prod-value-1",
+        "sent from the console",
         ADA_PASSWORD,
         DEV_PASSWORD,
     ] {
@@ -201,13 +225,27 @@ fn the_console_in_a_real_browser() {
             "the server log holds a secret"
         );
     }
-    // The edit wrote version 2; the forged form wrote nothing.
+    // The edit wrote version 2, the rollback version 3 with version 1's
+    // value (recorded as secret.rollback); the forged form wrote nothing.
     let read = ok(
         &server.http("GET", "/api/v1/secrets/app/dev/API_KEY", Some(&root), None),
         "read",
     );
-    assert_eq!(read["value"], "dev-value-2");
-    assert_eq!(read["version"], 2);
+    assert_eq!(read["value"], "dev-value-1");
+    assert_eq!(read["version"], 3);
+    assert!(records.iter().any(|r| r["op"] == "secret.rollback"
+        && r["outcome"] == "ok"
+        && r["actor"]["name"] == "ada"));
+    // The share button's link records the version shared and names the link.
+    let shared = records
+        .iter()
+        .find(|r| r["op"] == "share.create" && r["path"] == "app/dev/API_KEY")
+        .expect("the share button's record");
+    assert_eq!(shared["version"], 3);
+    assert!(shared["writes"][0]["path"]
+        .as_str()
+        .unwrap()
+        .starts_with("sys/shares/"));
     let forged = server.http("GET", "/api/v1/secrets/app/dev/FORGED", Some(&root), None);
     assert_eq!(forged.status, 404, "the forged form wrote a secret");
     let forged_record = records

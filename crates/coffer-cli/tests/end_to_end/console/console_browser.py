@@ -27,6 +27,7 @@ DEV_PASSWORD = os.environ["DEV_PASSWORD"]
 TOTP_SECRET = os.environ["ADA_TOTP_SECRET"]
 TOTP_STEP_AFTER = int(os.environ["ADA_TOTP_CONFIRMED_AT"]) + 30
 SHOTS = os.environ.get("COFFER_SCREENSHOTS")
+SEND_LINK_FILE = os.environ["COFFER_SEND_LINK_FILE"]
 
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
@@ -145,6 +146,35 @@ class Attacker(http.server.BaseHTTPRequestHandler):
         pass
 
 
+def open_link(browser, link, what):
+    """Opens a share link in a fresh context (the recipient's browser) and
+    clicks Reveal; returns the value shown, or None with the status text.
+    Checks that the key (after #) is in no request URL or Referer."""
+    key = link.split("#", 1)[1]
+    ctx = browser.new_context()
+    page = ctx.new_page()
+    watch(page)
+    seen = []
+    page.on("request", lambda r: seen.append((r.url, r.headers.get("referer", ""))))
+    page.goto(link)
+    check("#" not in page.url, what + ": the fragment stays in the address bar")
+    page.click("#reveal")
+    value = None
+    status = ""
+    try:
+        page.wait_for_selector("#shown:not([hidden]), #status:not([hidden])", timeout=20000)
+    except Exception:
+        fail(what + ": neither a value nor an error")
+    if page.locator("#shown").is_visible():
+        value = page.inner_text("#value")
+    else:
+        status = page.inner_text("#status")
+    for url, referer in seen:
+        check(key not in url and key not in referer, what + ": the key left the browser in " + url)
+    ctx.close()
+    return value, status
+
+
 def main():
     chromium = shutil.which("chromium")
     check(chromium is not None, "Debian's chromium is not installed (apt-get install chromium)")
@@ -226,6 +256,52 @@ def main():
         check(page.url == ADDR + "/ui/secret/app/dev/API_KEY", "after saving: " + page.url)
         check(page.locator("#current-version").inner_text() == "2", "a new version")
         check("dev-value-2" not in page.url, "the value in a URL")
+
+        # Roll back to version 1 from the history, through the confirmation.
+        click_and_wait(page, "#history a.rollback:has-text('Roll back to version 1')")
+        check(page.url == ADDR + "/ui/rollback/app/dev/API_KEY?version=1", "rollback form: " + page.url)
+        no_inline(page, "rollback form")
+        check(page.locator("#current-version").count() == 0, "the confirmation changes nothing yet")
+        shot(page, "rollback")
+        click_and_wait(page, "#rollback-confirm")
+        check(page.url == ADDR + "/ui/secret/app/dev/API_KEY", "after rollback: " + page.url)
+        check(page.locator("#current-version").inner_text() == "3", "rollback wrote version 3")
+
+        # Share the secret: the link opens once in a browser, then not again.
+        page.click("#share")
+        page.wait_for_selector("#share-result:not([hidden])", timeout=20000)
+        link = page.input_value("#share-link")
+        check(link.startswith(ADDR + "/s/") and "#" in link, "a share link: " + link)
+        key = link.split("#", 1)[1]
+        page.click("#share-copy")
+        expect(page.locator("#share-status")).to_have_text("Link copied.")
+        check(page.evaluate("navigator.clipboard.readText()") == link, "the copied link")
+        value, status = open_link(browser, link, "first open")
+        check(value == "dev-value-1", "the shared value: %r %r" % (value, status))
+        value, status = open_link(browser, link, "second open")
+        check(value is None and status != "", "a second open: %r" % value)
+
+        # Send a secret: the pasted text becomes a link (opened by the CLI).
+        visit(page, "/ui/send")
+        page.fill("#send-value", "sent from the console")
+        shot(page, "send")
+        page.click("#send")
+        page.wait_for_selector("#share-result:not([hidden])", timeout=20000)
+        sent = page.input_value("#share-link")
+        check(sent.startswith(ADDR + "/s/") and sent.split("#", 1)[1] != key, "a send link: " + sent)
+        check(page.input_value("#send-value") == "", "the text is cleared")
+        with open(SEND_LINK_FILE, "w") as f:
+            f.write(sent)
+
+        # Compare two environments: names only.
+        visit(page, "/ui/env?app=app&a=dev&b=prod")
+        check("API_KEY" in page.inner_text("#only-a"), "API_KEY only in dev")
+        check("DB_PASSWORD" in page.inner_text("#only-b"), "DB_PASSWORD only in prod")
+        check("dev-value" not in page.content() and "prod-value" not in page.content(), "a value on the env page")
+        shot(page, "env")
+
+        # The console's own 404 is its page, with its headers.
+        visit(page, "/ui/no/such/page", status=404)
 
         # The audit log shows the reveal.
         visit(page, "/ui/audit?path=app/dev/API_KEY")
