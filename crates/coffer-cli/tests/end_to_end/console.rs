@@ -242,10 +242,12 @@ fn the_console_in_a_real_browser() {
         .find(|r| r["op"] == "share.create" && r["path"] == "app/dev/API_KEY")
         .expect("the share button's record");
     assert_eq!(shared["version"], 3);
-    assert!(shared["writes"][0]["path"]
-        .as_str()
-        .unwrap()
-        .starts_with("sys/shares/"));
+    assert!(
+        shared["writes"][0]["path"]
+            .as_str()
+            .unwrap()
+            .starts_with("sys/shares/")
+    );
     let forged = server.http("GET", "/api/v1/secrets/app/dev/FORGED", Some(&root), None);
     assert_eq!(forged.status, 404, "the forged form wrote a secret");
     let forged_record = records

@@ -85,6 +85,27 @@ fn rollback_needs_the_token_this_origin_and_update_and_is_audited_as_the_apis() 
         2,
         "nothing written"
     );
+    // A hostile Host (DNS rebinding: the attacker's name pointed here)
+    // matching its own Origin is refused before the console sees it, with
+    // the console's error page.
+    let r = rollback(
+        &ada,
+        "app/dev/API_KEY",
+        "1",
+        &ada.csrf,
+        &[("host", "evil.example"), ("origin", "http://evil.example")],
+    );
+    assert!(
+        r.status == 421 || r.status == 400 || r.status == 403,
+        "{}",
+        r.status
+    );
+    assert_page_headers(&r, "hostile host");
+    assert_eq!(
+        value_of(&server, &root, "app/dev/API_KEY").1,
+        2,
+        "nothing written"
+    );
     // A GET never rolls back (a link, an image, a prefetch).
     let r = ada.get("/ui/rollback/app/dev/API_KEY?version=1&csrf=x");
     assert_eq!(r.status, 200);
@@ -386,6 +407,35 @@ fn console_shares_need_the_token_and_read_and_name_the_link_in_the_audit() {
             "{csrf:?} {extra:?}"
         );
     }
+    let r = console_share(
+        &ada,
+        &body,
+        &ada.csrf,
+        &[("host", "evil.example"), ("origin", "http://evil.example")],
+    );
+    assert!(
+        r.status >= 400 && r.status < 500,
+        "hostile host: {}",
+        r.status
+    );
+    // A form post (what another site can send without CORS) is not JSON.
+    let cookie = format!("coffer-ui={}", ada.cookie);
+    let r = server.request(
+        "POST",
+        "/ui/shares",
+        None,
+        Some(body.as_bytes()),
+        &[
+            ("cookie", &cookie),
+            ("content-type", "text/plain"),
+            ("x-coffer-csrf", &ada.csrf),
+        ],
+    );
+    assert!(
+        r.status >= 400 && r.status < 500,
+        "text/plain: {}",
+        r.status
+    );
     let open = |id: &str| server.http("POST", &format!("/api/v1/shares/{id}/open"), None, None);
     assert_eq!(open(&id).status, 404, "nothing was stored");
     // A share of a stored secret records its version; the audit names the link.
