@@ -53,6 +53,13 @@ def api(addr, method, path, token=None, body=None):
         return json.loads(text) if text else None
 
 
+def value_of(path):
+    """The same value in both environments, except for every tenth name."""
+    app, env, name = path.split("/")
+    n = int(name.rsplit("_", 1)[1])
+    return "bench-%s-%d" % (app, n) if n % 10 else "bench-%s-%s-%d" % (app, env, n)
+
+
 def wait_up(addr):
     for _ in range(300):
         try:
@@ -75,6 +82,7 @@ def measure(page, url):
         doc_decoded: n.decodedBodySize,
         res_transfer: res.reduce((a, r) => a + r.transferSize, 0),
         res_count: res.length,
+        items: document.querySelectorAll("main li, main tbody tr").length,
       };
     }""")
     return nav
@@ -103,12 +111,13 @@ def main():
         started = time.monotonic()
         envs = ["dev", "prod"]
         paths = []
+        # 50 apps, two environments each, the same 100 names in both (so
+        # that the comparison has pairs; every tenth differs).
         for i in range(SECRETS):
-            paths.append("app%02d/%s/SECRET_%05d" % (i % 50, envs[i % 2], i))
+            paths.append("app%02d/%s/SECRET_%05d" % (i % 50, envs[(i // 50) % 2], (i // 100) * 100 + (i % 50)))
         for b in range(0, len(paths), BATCH):
             api(addr, "POST", "/api/v1/import", root,
-                {"secrets": [{"path": p, "value": "bench-value-%d" % i}
-                             for i, p in enumerate(paths[b:b + BATCH], start=b)]})
+                {"secrets": [{"path": p, "value": value_of(p)} for p in paths[b:b + BATCH]]})
         loaded = time.monotonic() - started
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
@@ -123,10 +132,10 @@ def main():
             pages = [
                 ("tree, all 10,000", "/ui/"),
                 ("tree, one folder", "/ui/?prefix=app07/dev/"),
-                ("tree, filtered", "/ui/?q=SECRET_0999"),
+                ("tree, a filter matching nothing", "/ui/?q=SECRET_0999"),
                 ("secret", "/ui/secret/" + paths[7]),
                 ("edit", "/ui/edit/" + paths[7]),
-                ("compare environments", "/ui/env?app=app07&a=dev&b=prod"),
+                ("compare environments (100 names each)", "/ui/env?app=app07&a=dev&b=prod"),
                 ("send a secret", "/ui/send"),
                 ("audit log", "/ui/audit"),
             ]
@@ -137,17 +146,17 @@ def main():
                 rows.append((
                     name, path,
                     first["doc_transfer"] + first["res_transfer"],
-                    first["doc_decoded"], first["res_count"],
+                    first["doc_decoded"], first["res_count"], first["items"],
                     statistics.median(r["interactive"] for r in runs),
                     statistics.median(r["load"] for r in runs),
                 ))
             browser.close()
         print("Loaded %d secrets through /api/v1/import in %.1f s (batches of %d)." % (SECRETS, loaded, BATCH))
         print()
-        print("| page | URL | transferred (bytes) | HTML (bytes) | resources | domInteractive median (ms) | load median (ms) |")
-        print("|---|---|---:|---:|---:|---:|---:|")
-        for name, path, transfer, html, count, inter, load in rows:
-            print("| %s | `%s` | %d | %d | %d | %.1f | %.1f |" % (name, path, transfer, html, count, inter, load))
+        print("| page | URL | rows shown | transferred (bytes) | HTML (bytes) | resources | domInteractive median (ms) | load median (ms) |")
+        print("|---|---|---:|---:|---:|---:|---:|---:|")
+        for name, path, transfer, html, count, items, inter, load in rows:
+            print("| %s | `%s` | %d | %d | %d | %d | %.1f | %.1f |" % (name, path, items, transfer, html, count, inter, load))
     finally:
         server.terminate()
         server.wait(timeout=30)
