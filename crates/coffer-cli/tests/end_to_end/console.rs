@@ -200,6 +200,15 @@ fn the_console_in_a_real_browser() {
         .stdin(&link)
         .run(&["share", "open"]);
     assert_ne!(again.code(), 0, "a second open");
+    // The link's key (after `#`) never reached the server: not in its log,
+    // not in the audit log.
+    let key = link.split_once('#').unwrap().1;
+    assert!(
+        !server.logs().contains(key),
+        "the server log holds a link's key"
+    );
+    let audit = std::fs::read_to_string(server.data_dir().join("audit.log")).unwrap();
+    assert!(!audit.contains(key), "the audit log holds a link's key");
 
     // The reveal was audited as a read by ada, without the value.
     let records = audit_records(&server);
