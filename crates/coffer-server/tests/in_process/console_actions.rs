@@ -566,3 +566,39 @@ fn the_consoles_own_errors_are_its_pages_with_its_headers() {
             .starts_with("application/json")
     );
 }
+
+/// Concurrent opens of a link the console made: of twelve racing opens
+/// of a three-view link, exactly three get the sealed bytes.
+#[test]
+fn concurrent_opens_of_a_console_link_spend_each_view_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _root) = console_server(dir.path());
+    let ada = login(&server, "ada");
+    let id = crypto::new_id();
+    let body = sealed_body(&id, json!({"views": 3}));
+    let r = console_share(&ada, &body, &ada.csrf, &[]);
+    assert_eq!(r.status, 201, "{}", r.text());
+    let server = &server;
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..12)
+            .map(|_| {
+                let id = id.clone();
+                s.spawn(move || {
+                    server
+                        .http("POST", &format!("/api/v1/shares/{id}/open"), None, None)
+                        .status
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        3,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 404 || *s == 429),
+        "{statuses:?}"
+    );
+}
