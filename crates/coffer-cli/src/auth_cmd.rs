@@ -177,7 +177,7 @@ fn print_role(r: &JwtRoleResponse) -> anyhow::Result<()> {
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let rows = vec![
+    let mut rows = vec![
         vec!["Name".to_string(), r.name.clone()],
         vec![
             "Preset".into(),
@@ -201,6 +201,13 @@ fn print_role(r: &JwtRoleResponse) -> anyhow::Result<()> {
             format!("{} by {}", r.updated_at, r.updated_by),
         ],
     ];
+    if let Some(why) = &r.needs_binding {
+        rows.push(vec![
+            "Warning".into(),
+            format!("needs a second binding: {why}; it still logs in, rewrite it"),
+        ]);
+        eprintln!("warning: JWT role {} needs a second binding: {why}", r.name);
+    }
     output::table(&["FIELD", "VALUE"], &rows)
 }
 
@@ -258,7 +265,10 @@ pub async fn auth(g: &Global, cmd: AuthCommand) -> anyhow::Result<Status> {
                 output::json(&l)?;
             } else {
                 for r in &l.roles {
-                    println!("{r}");
+                    match l.needs_binding.get(r) {
+                        Some(why) => println!("{r}\t(needs a second binding: {why})"),
+                        None => println!("{r}"),
+                    }
                 }
             }
         }

@@ -1853,6 +1853,17 @@ pub enum JwtRoleProblem {
         preset: &'static str,
         claim: &'static str,
     },
+    /// A shared issuer's role binds its repository (project) but nothing
+    /// that narrows it further.
+    #[error(
+        "the {preset} issuer requires a second binding besides {first}: bind one of {}",
+        choices.join(", ")
+    )]
+    NeedsSecondBinding {
+        preset: &'static str,
+        first: &'static str,
+        choices: &'static [&'static str],
+    },
     /// A field the role needs is missing.
     #[error("a JWT role needs {what}")]
     Missing { what: &'static str },

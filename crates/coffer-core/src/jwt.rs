@@ -566,54 +566,13 @@ impl Coffer {
         if request.bound_claims.len() + request.bound_globs.len() > MAX_BOUND {
             return Err(problem(JwtRoleProblem::TooMany { limit: MAX_BOUND }));
         }
-        let bound =
-            |c: &str| request.bound_claims.contains_key(c) || request.bound_globs.contains_key(c);
         if request.bound_claims.is_empty() && request.bound_globs.is_empty() {
             return Err(problem(JwtRoleProblem::NoBoundClaims));
         }
-        // A shared issuer signs tokens for anyone's repositories: a role for
-        // it must pin the repository (or project) to an owner, whether or
-        // not it was written with the preset (review finding: without the
-        // preset, `--bound ref=refs/heads/main` alone, or a glob such as
-        // `*`, let every repository on the service log in).
-        for (shared_issuer, claim, name) in [
-            (GITHUB_ISSUER, "repository", "github"),
-            (GITLAB_ISSUER, "project_path", "gitlab"),
-        ] {
-            let for_it = issuer.trim_end_matches('/') == shared_issuer
-                || preset
-                    == Some(if name == "github" {
-                        Preset::Github
-                    } else {
-                        Preset::Gitlab
-                    });
-            if for_it && !owner_pinned(&request.bound_claims, &request.bound_globs, claim) {
-                return Err(problem(JwtRoleProblem::PresetNeedsClaim {
-                    preset: name,
-                    claim,
-                }));
-            }
-        }
-        match preset {
-            Some(Preset::Github) if !bound("repository") => {
-                return Err(problem(JwtRoleProblem::PresetNeedsClaim {
-                    preset: "github",
-                    claim: "repository",
-                }));
-            }
-            Some(Preset::Gitlab) if !bound("project_path") => {
-                return Err(problem(JwtRoleProblem::PresetNeedsClaim {
-                    preset: "gitlab",
-                    claim: "project_path",
-                }));
-            }
-            Some(Preset::Kubernetes) if !bound("kubernetes.io/namespace") && !bound("sub") => {
-                return Err(problem(JwtRoleProblem::PresetNeedsClaim {
-                    preset: "kubernetes",
-                    claim: "kubernetes.io/namespace",
-                }));
-            }
-            _ => {}
+        if let Some(p) =
+            missing_binding(&issuer, preset, &request.bound_claims, &request.bound_globs)
+        {
+            return Err(problem(p));
         }
         let ttl_ms = role_ttl_ms(request.ttl.as_deref())?;
         let mut policies = request.policies.clone();
@@ -684,19 +643,46 @@ impl Coffer {
         })
     }
 
-    /// Every JWT role's name.
-    pub async fn list_jwt_roles(&self, identity: &Identity) -> Result<Vec<String>> {
+    /// Every JWT role, by name.
+    pub async fn list_jwt_roles(&self, identity: &Identity) -> Result<Vec<JwtRole>> {
         self.require_unsealed()?;
         self.authorize(identity, Operation::Admin, JWT_ADMIN_PREFIX)?;
-        let mut names: Vec<String> = self
-            .store
-            .list_objects(KIND_JWT_ROLE)
-            .await?
-            .into_iter()
-            .map(|o| o.key)
-            .collect();
-        names.sort();
-        Ok(names)
+        self.stored_jwt_roles().await
+    }
+
+    async fn stored_jwt_roles(&self) -> Result<Vec<JwtRole>> {
+        let mut roles = Vec::new();
+        for o in self.store.list_objects(KIND_JWT_ROLE).await? {
+            let role: JwtRole = serde_json::from_slice(&o.value).map_err(|_| {
+                CoreError::Corrupt(crate::error::Integrity::Unreadable(
+                    crate::error::Record::JwtRole {
+                        name: o.key.clone(),
+                    },
+                ))
+            })?;
+            roles.push(role);
+        }
+        roles.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(roles)
+    }
+
+    /// Logs a warning for each stored JWT role that today's rules would
+    /// refuse (written before a rule existed): it keeps logging in, but its
+    /// operator should rewrite it. Called when the server starts.
+    pub async fn warn_weak_jwt_roles(&self) {
+        match self.stored_jwt_roles().await {
+            Ok(roles) => {
+                for role in roles {
+                    if let Some(why) = role.needs_binding() {
+                        tracing::warn!(
+                            role = %role.name,
+                            "JWT role needs a second binding: {why}; it still logs in, rewrite it with `coffer auth jwt write`"
+                        );
+                    }
+                }
+            }
+            Err(e) => tracing::warn!("JWT roles could not be checked: {e}"),
+        }
     }
 
     /// Removes a JWT role (tokens it issued live out their short TTL).
@@ -997,6 +983,123 @@ fn owner_pinned(
         })
     };
     exact_values.iter().all(|v| !v.is_empty()) && glob_values.iter().all(literal_owner)
+}
+
+/// The claims that count as a GitHub role's second binding (beside
+/// `repository`): which branch or tag, which environment, or which workflow.
+pub const GITHUB_SECOND: &[&str] = &[
+    "ref",
+    "environment",
+    "job_workflow_ref",
+    "workflow",
+    "workflow_ref",
+];
+/// The claims that count as a GitLab role's second binding (beside
+/// `project_path`).
+pub const GITLAB_SECOND: &[&str] = &["ref", "ref_protected", "environment"];
+/// Kubernetes' namespace and service account name claims.
+pub const K8S_NAMESPACE: &str = "kubernetes.io/namespace";
+/// Kubernetes' service account name claim.
+pub const K8S_SERVICE_ACCOUNT: &str = "kubernetes.io/serviceaccount/name";
+
+/// Whether `claim` is bound to something narrower than "anything": by an
+/// exact value, or by a glob that is not only `*`s.
+fn narrowly_bound(
+    exact: &BTreeMap<String, Vec<String>>,
+    globs: &BTreeMap<String, Vec<String>>,
+    claim: &str,
+) -> bool {
+    exact.get(claim).is_some_and(|v| !v.is_empty())
+        || globs
+            .get(claim)
+            .is_some_and(|v| !v.is_empty() && v.iter().all(|p| p.chars().any(|c| c != '*')))
+}
+
+/// Whether `sub` is bound to exact Kubernetes service accounts
+/// (`system:serviceaccount:NS:NAME`, no glob), which pins both the
+/// namespace and the name.
+fn k8s_sub_pinned(
+    exact: &BTreeMap<String, Vec<String>>,
+    globs: &BTreeMap<String, Vec<String>>,
+) -> bool {
+    let exact_ok = exact.get("sub").is_some_and(|v| {
+        !v.is_empty()
+            && v.iter().all(|s| {
+                s.strip_prefix("system:serviceaccount:")
+                    .and_then(|r| r.split_once(':'))
+                    .is_some_and(|(ns, sa)| !ns.is_empty() && !sa.is_empty())
+            })
+    });
+    exact_ok && !globs.contains_key("sub")
+}
+
+/// What a role for `issuer` (written with `preset`) lacks, if anything.
+///
+/// A shared issuer signs tokens for anyone's repositories: a role for it
+/// must pin the repository (or project) to an owner, whether or not it was
+/// written with the preset (without the preset, `--bound
+/// ref=refs/heads/main` alone, or a glob such as `*`, let every repository
+/// on the service log in). And one binding is not enough: every branch and
+/// every workflow of a pinned repository could still log in, so a second
+/// binding (branch, environment or workflow) is required too. A Kubernetes
+/// role binds the namespace and the service account name.
+pub fn missing_binding(
+    issuer: &str,
+    preset: Option<Preset>,
+    exact: &BTreeMap<String, Vec<String>>,
+    globs: &BTreeMap<String, Vec<String>>,
+) -> Option<JwtRoleProblem> {
+    let issuer = issuer.trim_end_matches('/');
+    let github = preset == Some(Preset::Github) || issuer == GITHUB_ISSUER;
+    let gitlab = preset == Some(Preset::Gitlab) || issuer == GITLAB_ISSUER;
+    for (on, name, claim, second) in [
+        (github, "github", "repository", GITHUB_SECOND),
+        (gitlab, "gitlab", "project_path", GITLAB_SECOND),
+    ] {
+        if !on {
+            continue;
+        }
+        if !owner_pinned(exact, globs, claim) {
+            return Some(JwtRoleProblem::PresetNeedsClaim {
+                preset: name,
+                claim,
+            });
+        }
+        if !second.iter().any(|c| narrowly_bound(exact, globs, c)) {
+            return Some(JwtRoleProblem::NeedsSecondBinding {
+                preset: name,
+                first: claim,
+                choices: second,
+            });
+        }
+    }
+    if preset == Some(Preset::Kubernetes) && !k8s_sub_pinned(exact, globs) {
+        for claim in [K8S_NAMESPACE, K8S_SERVICE_ACCOUNT] {
+            if !narrowly_bound(exact, globs, claim) {
+                return Some(JwtRoleProblem::PresetNeedsClaim {
+                    preset: "kubernetes",
+                    claim,
+                });
+            }
+        }
+    }
+    None
+}
+
+impl JwtRole {
+    /// What this stored role lacks under today's rules, said for people:
+    /// a role written before a rule existed keeps logging in, but is
+    /// flagged (`coffer auth jwt read/list`, the server log at start)
+    /// until it is rewritten with the binding.
+    pub fn needs_binding(&self) -> Option<String> {
+        missing_binding(
+            &self.issuer,
+            self.preset,
+            &self.bound_claims,
+            &self.bound_globs,
+        )
+        .map(|p| p.to_string())
+    }
 }
 
 #[cfg(test)]

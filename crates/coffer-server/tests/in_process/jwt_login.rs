@@ -956,3 +956,281 @@ fn failed_jwt_logins_from_one_address_back_off_like_password_logins() {
     );
     assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
 }
+
+/// The presets (and roles for a shared issuer without one) require a second
+/// binding; each refusal names what to add and writes nothing.
+#[test]
+fn presets_require_a_second_binding_and_say_which() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server_with_secret(dir.path(), None);
+    let root = server.root_token();
+    let jwks = json!({"keys": [p256("k").jwk]}).to_string();
+    let role = |preset: Option<&str>, issuer: &str, exact: Value, globs: Value| {
+        let mut r = json!({
+            "issuer": issuer, "audience": AUDIENCE, "jwks": jwks,
+            "bound_claims": exact, "bound_globs": globs, "policies": ["deploy"],
+        });
+        if let Some(p) = preset {
+            r["preset"] = json!(p);
+        }
+        r
+    };
+    let gh = "https://token.actions.githubusercontent.com";
+    let k8s = "https://kubernetes.default.svc";
+    let github_second = "the github issuer requires a second binding besides repository: bind one of ref, environment, job_workflow_ref, workflow, workflow_ref";
+    let gitlab_second = "the gitlab issuer requires a second binding besides project_path: bind one of ref, ref_protected, environment";
+    let refused: Vec<(&str, Value, &str)> = vec![
+        (
+            "github, repository only",
+            role(
+                Some("github"),
+                gh,
+                json!({"repository": ["acme/api"]}),
+                json!({}),
+            ),
+            github_second,
+        ),
+        (
+            "github, a second binding that matches anything",
+            role(
+                Some("github"),
+                gh,
+                json!({"repository": ["acme/api"]}),
+                json!({"ref": ["*"], "environment": ["**"]}),
+            ),
+            github_second,
+        ),
+        (
+            "github, the second binding only on an unrelated claim",
+            role(
+                Some("github"),
+                gh,
+                json!({"repository": ["acme/api"], "actor": ["alice"]}),
+                json!({}),
+            ),
+            github_second,
+        ),
+        (
+            "github's issuer without the preset, repository only",
+            role(None, gh, json!({"repository": ["acme/api"]}), json!({})),
+            github_second,
+        ),
+        (
+            "github's issuer with a trailing slash",
+            role(
+                None,
+                "https://token.actions.githubusercontent.com/",
+                json!({"repository": ["acme/api"]}),
+                json!({}),
+            ),
+            github_second,
+        ),
+        (
+            "gitlab, project_path only",
+            role(
+                Some("gitlab"),
+                "https://gitlab.example.com",
+                json!({"project_path": ["group/project"]}),
+                json!({}),
+            ),
+            gitlab_second,
+        ),
+        (
+            "gitlab.com without the preset",
+            role(
+                None,
+                "https://gitlab.com",
+                json!({"project_path": ["group/project"]}),
+                json!({}),
+            ),
+            gitlab_second,
+        ),
+        (
+            "kubernetes, namespace only",
+            role(
+                Some("kubernetes"),
+                k8s,
+                json!({"kubernetes.io/namespace": ["payments"]}),
+                json!({}),
+            ),
+            "requires claim kubernetes.io/serviceaccount/name",
+        ),
+        (
+            "kubernetes, service account only",
+            role(
+                Some("kubernetes"),
+                k8s,
+                json!({"kubernetes.io/serviceaccount/name": ["api"]}),
+                json!({}),
+            ),
+            "requires claim kubernetes.io/namespace",
+        ),
+        (
+            "kubernetes, sub as a glob",
+            role(
+                Some("kubernetes"),
+                k8s,
+                json!({}),
+                json!({"sub": ["system:serviceaccount:payments:*"]}),
+            ),
+            "requires claim kubernetes.io/namespace",
+        ),
+        (
+            "kubernetes, sub that names no service account",
+            role(
+                Some("kubernetes"),
+                k8s,
+                json!({"sub": ["payments"]}),
+                json!({}),
+            ),
+            "requires claim kubernetes.io/namespace",
+        ),
+    ];
+    for (what, body, reason) in &refused {
+        let r = write_role(&server, &root, "r2", body);
+        assert_eq!(r.status, 400, "{what}: {}", r.text());
+        assert!(r.text().contains(reason), "{what}: {}", r.text());
+    }
+    let list = ok(
+        &server.http("GET", "/api/v1/auth/jwt/roles", Some(&root), None),
+        "list",
+    );
+    assert_eq!(list["roles"], json!([]), "nothing was written");
+    let accepted: Vec<(&str, Value)> = vec![
+        (
+            "github with workflow_ref",
+            role(
+                Some("github"),
+                gh,
+                json!({"repository": ["acme/api"]}),
+                json!({"workflow_ref": ["acme/api/.github/workflows/*"]}),
+            ),
+        ),
+        (
+            "github with environment",
+            role(
+                None,
+                gh,
+                json!({"repository": ["acme/api"], "environment": ["prod"]}),
+                json!({}),
+            ),
+        ),
+        (
+            "gitlab with ref_protected",
+            role(
+                Some("gitlab"),
+                "https://gitlab.example.com",
+                json!({"project_path": ["group/project"], "ref_protected": ["true"]}),
+                json!({}),
+            ),
+        ),
+        (
+            "kubernetes with both",
+            role(
+                Some("kubernetes"),
+                k8s,
+                json!({"kubernetes.io/namespace": ["payments"]}),
+                json!({"kubernetes.io/serviceaccount/name": ["api-*"]}),
+            ),
+        ),
+        (
+            "kubernetes with an exact sub",
+            role(
+                Some("kubernetes"),
+                k8s,
+                json!({"sub": ["system:serviceaccount:payments:api"]}),
+                json!({}),
+            ),
+        ),
+        (
+            "another issuer binds what it likes",
+            role(
+                None,
+                "https://issuer.example",
+                json!({"sub": ["x"]}),
+                json!({}),
+            ),
+        ),
+    ];
+    for (what, body) in &accepted {
+        let r = ok(&write_role(&server, &root, "r3", body), what);
+        assert!(r.get("needs_binding").is_none(), "{what}: {r}");
+    }
+}
+
+/// A role stored before the second binding was required keeps logging in
+/// (no outage on upgrade), is flagged by read and list, and cannot be
+/// rewritten without the binding.
+#[test]
+fn a_role_stored_before_the_second_binding_logs_in_and_is_flagged() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = p256("old");
+    let issuer = Issuer::start(&[&key]);
+    let server = server_with_secret(dir.path(), None);
+    let root = server.root_token();
+    // The role as an older coffer stored it: the github preset with only
+    // `repository` bound.
+    let stored = json!({
+        "name": "legacy", "preset": "github", "issuer": issuer.url, "audience": AUDIENCE,
+        "keys": {"jwks_url": format!("{}/jwks", issuer.url)},
+        "bound_claims": {"repository": ["acme/api"]}, "bound_globs": {},
+        "policies": ["deploy"], "ttl_ms": 600000, "updated_by": "root",
+        "updated_at": 1_700_000_000_000i64,
+    });
+    server.block_on(async {
+        server
+            .coffer()
+            .store()
+            .commit(vec![coffer_store::Mutation::PutObject {
+                kind: "jwt_role".into(),
+                key: "legacy".into(),
+                value: serde_json::to_vec(&stored).unwrap(),
+                expect: coffer_store::Expect::Any,
+            }])
+            .await
+            .unwrap();
+    });
+    let j = ok(
+        &login(&server, "legacy", &mint(&key, &claims(&issuer.url))),
+        "the old role still logs in",
+    );
+    assert_eq!(j["policies"], json!(["deploy"]));
+    let read = ok(
+        &server.http("GET", "/api/v1/auth/jwt/roles/legacy", Some(&root), None),
+        "read",
+    );
+    assert!(
+        read["needs_binding"]
+            .as_str()
+            .unwrap()
+            .contains("second binding besides repository"),
+        "{read}"
+    );
+    let list = ok(
+        &server.http("GET", "/api/v1/auth/jwt/roles", Some(&root), None),
+        "list",
+    );
+    assert_eq!(list["roles"], json!(["legacy"]));
+    assert!(
+        list["needs_binding"]["legacy"]
+            .as_str()
+            .unwrap()
+            .contains("bind one of ref"),
+        "{list}"
+    );
+    let mut rewrite = json!({
+        "preset": "github", "issuer": issuer.url, "audience": AUDIENCE,
+        "jwks_url": format!("{}/jwks", issuer.url),
+        "bound_claims": {"repository": ["acme/api"]}, "policies": ["deploy"],
+    });
+    let r = write_role(&server, &root, "legacy", &rewrite);
+    assert_eq!(r.status, 400, "{}", r.text());
+    rewrite["bound_claims"]["ref"] = json!(["refs/heads/main"]);
+    let fixed = ok(&write_role(&server, &root, "legacy", &rewrite), "rewrite");
+    assert!(fixed.get("needs_binding").is_none(), "{fixed}");
+    let list = ok(
+        &server.http("GET", "/api/v1/auth/jwt/roles", Some(&root), None),
+        "list",
+    );
+    assert!(list.get("needs_binding").is_none(), "{list}");
+}
