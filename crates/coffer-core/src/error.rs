@@ -1800,6 +1800,13 @@ pub enum WorkloadRefusal {
     /// The issuer's keys could not be fetched.
     #[error("the issuer's keys could not be fetched: {detail}")]
     KeysUnavailable { detail: String },
+    /// The issuer's keys could not be refreshed, and the cached ones are
+    /// past the bound on how long they may be used without a successful
+    /// fetch.
+    #[error(
+        "the issuer's keys could not be refreshed and the cached ones were last fetched more than {max_secs} seconds ago"
+    )]
+    KeysTooOld { max_secs: u64 },
     /// The signature does not verify with the issuer's key.
     #[error("the JWT's signature does not verify")]
     BadSignature,

@@ -19,9 +19,17 @@
 //! [`CLOCK_SKEW_SECS`] of skew, a lifetime of at most
 //! [`MAX_JWT_LIFETIME_SECS`]; then every bound claim, compared exactly.
 //!
-//! Fetched keys are cached per role. A `kid` not in the cache refetches
-//! them, but at most once per role every [`JWKS_REFETCH_SECS`]: whoever
-//! mints tokens with random key ids cannot make coffer hammer the issuer.
+//! Fetched keys are cached per key source (a JWKS URL, or an issuer's
+//! discovery), shared by the roles that name it. A `kid` not in the cache
+//! refetches them, but at most once per source every [`JWKS_REFETCH_SECS`]:
+//! whoever mints tokens with random key ids cannot make coffer hammer the
+//! issuer. Each source has its own fetch lock, so a slow or hanging issuer
+//! delays only the logins that need its keys. Cached keys serve while a
+//! refetch fails (an issuer's outage is not coffer's), but only until
+//! [`JWKS_STALE_MAX_SECS`] after their last successful fetch: then they are
+//! dropped and logins fail closed ([`WorkloadRefusal::KeysTooOld`]), so a
+//! key the issuer removed cannot be used forever while its JWKS is
+//! unreachable.
 //! The fetching itself (HTTPS, loopback-only plain HTTP, timeout, size cap)
 //! is the transport's: coffer-core knows no HTTP, so the server passes a
 //! [`KeyFetcher`].
@@ -29,6 +37,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use coffer_crypto::SecretString;
@@ -59,6 +68,10 @@ pub const MAX_JWT_LIFETIME_SECS: i64 = 24 * 3600;
 pub const JWKS_REFETCH_SECS: u64 = 30;
 /// Fetched keys are refetched (within the bound above) after this long.
 pub const JWKS_MAX_AGE_SECS: u64 = 600;
+/// Cached keys are never used longer than this after their last successful
+/// fetch, even while refetching fails (by default:
+/// `CoreOptions::jwks_stale_max`).
+pub const JWKS_STALE_MAX_SECS: u64 = 24 * 3600;
 /// The largest JWKS or discovery document read, in bytes.
 pub const MAX_JWKS_BYTES: usize = 256 * 1024;
 /// Bounds on a role's bindings.
@@ -167,19 +180,48 @@ pub struct JwtRole {
     pub updated_at: i64,
 }
 
-/// A role's cached keys.
+/// A key source's cached keys.
 #[derive(Default)]
 pub(crate) struct KeyCache {
-    keys: Option<(KeySource, String, JwkSet)>,
+    keys: Option<JwkSet>,
     fetched_at: Option<Instant>,
     last_attempt: Option<Instant>,
 }
 
-/// The roles' key caches, and the lock one fetch at a time holds.
+/// The key sources' caches, and each source's fetch lock (one fetch of a
+/// source at a time; other sources are not held up).
 #[derive(Default)]
 pub(crate) struct JwtKeys {
     caches: std::sync::Mutex<HashMap<String, KeyCache>>,
-    fetching: tokio::sync::Mutex<()>,
+    fetching: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl JwtKeys {
+    fn lock_for(&self, source: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.fetching
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(source.to_string())
+            .or_default()
+            .clone()
+    }
+
+    fn forget(&self, source: &str) {
+        self.caches
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(source);
+    }
+}
+
+/// The cache key of a role's key source: roles that name the same JWKS
+/// URL (or discover the same issuer) share keys, refetch bound and lock.
+fn source_id(role: &JwtRole) -> Option<String> {
+    match &role.keys {
+        KeySource::JwksUrl(u) => Some(format!("jwks_url {u}")),
+        KeySource::Discovery => Some(format!("discovery {}", role.issuer)),
+        KeySource::Jwks(_) => None,
+    }
 }
 
 fn problem(p: JwtRoleProblem) -> CoreError {
@@ -601,11 +643,9 @@ impl Coffer {
             }])
             .await?;
         // A role written anew starts with no cached keys.
-        self.jwt_keys
-            .caches
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(name);
+        if let Some(source) = source_id(&role) {
+            self.jwt_keys.forget(&source);
+        }
         tracing::info!(
             actor = identity.display_name(),
             role = name,
@@ -710,11 +750,6 @@ impl Coffer {
                 expect: Expect::Revision(o.revision),
             }])
             .await?;
-        self.jwt_keys
-            .caches
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(name);
         tracing::info!(
             actor = identity.display_name(),
             role = name,
@@ -810,31 +845,46 @@ impl Coffer {
                 .map_err(|detail| WorkloadRefusal::KeysUnavailable { detail })?;
             return find_key(&set, alg, kid).ok_or(WorkloadRefusal::UnknownKey);
         }
-        let cached = |fresh_only: bool| -> Option<DecodingKey> {
-            let caches = self
-                .jwt_keys
-                .caches
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            let c = caches.get(&role.name)?;
-            let (source, issuer, set) = c.keys.as_ref()?;
-            if source != &role.keys || issuer != &role.issuer {
-                return None;
-            }
-            let fresh = c
-                .fetched_at
-                .is_some_and(|t| t.elapsed() < Duration::from_secs(JWKS_MAX_AGE_SECS));
-            if fresh_only && !fresh {
-                return None;
-            }
-            find_key(set, alg, kid)
-        };
-        if let Some(k) = cached(true) {
+        let source = source_id(role).expect("stored keys were handled above");
+        let stale_max = self.options.jwks_stale_max;
+        // The cached key, if the cache has keys young enough: fresh ones
+        // only, or any not past the stale bound. Keys past it are never
+        // used again: only a successful fetch replaces them.
+        let cached =
+            |fresh_only: bool| -> std::result::Result<Option<DecodingKey>, WorkloadRefusal> {
+                let caches = self
+                    .jwt_keys
+                    .caches
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                let Some(c) = caches.get(&source) else {
+                    return Ok(None);
+                };
+                let (Some(set), Some(at)) = (c.keys.as_ref(), c.fetched_at) else {
+                    return Ok(None);
+                };
+                let age = at.elapsed();
+                if age >= stale_max {
+                    // Kept (unused) so that the refusal keeps saying why until
+                    // a fetch succeeds.
+                    return Err(WorkloadRefusal::KeysTooOld {
+                        max_secs: stale_max.as_secs(),
+                    });
+                }
+                if fresh_only && age >= Duration::from_secs(JWKS_MAX_AGE_SECS) {
+                    return Ok(None);
+                }
+                Ok(find_key(set, alg, kid))
+            };
+        // A fresh key, or a stale set: look further.
+        if let Ok(Some(k)) = cached(true) {
             return Ok(k);
         }
-        // One fetch at a time; whoever waited looks again first.
-        let _fetching = self.jwt_keys.fetching.lock().await;
-        if let Some(k) = cached(true) {
+        // One fetch of this source at a time; whoever waited looks again
+        // first. Other sources have locks of their own.
+        let lock = self.jwt_keys.lock_for(&source);
+        let _fetching = lock.lock().await;
+        if let Ok(Some(k)) = cached(true) {
             return Ok(k);
         }
         let allowed = {
@@ -843,7 +893,7 @@ impl Coffer {
                 .caches
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
-            let c = caches.entry(role.name.clone()).or_default();
+            let c = caches.entry(source.clone()).or_default();
             let allowed = c
                 .last_attempt
                 .is_none_or(|t| t.elapsed() >= self.options.jwks_refetch_interval);
@@ -853,15 +903,25 @@ impl Coffer {
             allowed
         };
         if !allowed {
-            // Keys past their age still serve until a refetch is allowed.
-            return cached(false).ok_or(WorkloadRefusal::UnknownKey);
+            // Keys past their age still serve until a refetch is allowed,
+            // but never past the stale bound.
+            return cached(false)?.ok_or(WorkloadRefusal::UnknownKey);
         }
-        let set = fetch_keys(role, fetcher).await;
-        let set = match set {
+        let set = match fetch_keys(role, fetcher).await {
             Ok(set) => set,
             Err(detail) => {
                 tracing::warn!(role = %role.name, %detail, "fetching a JWT role's keys failed");
-                return cached(false).ok_or(WorkloadRefusal::KeysUnavailable { detail });
+                return match cached(false) {
+                    Ok(Some(k)) => Ok(k),
+                    Ok(None) => Err(WorkloadRefusal::KeysUnavailable { detail }),
+                    Err(too_old) => {
+                        tracing::warn!(
+                            role = %role.name,
+                            "a JWT role's cached keys are past their stale bound and are not used"
+                        );
+                        Err(too_old)
+                    }
+                };
             }
         };
         let key = find_key(&set, alg, kid);
@@ -871,8 +931,8 @@ impl Coffer {
                 .caches
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
-            let c = caches.entry(role.name.clone()).or_default();
-            c.keys = Some((role.keys.clone(), role.issuer.clone(), set));
+            let c = caches.entry(source).or_default();
+            c.keys = Some(set);
             c.fetched_at = Some(Instant::now());
         }
         key.ok_or(WorkloadRefusal::UnknownKey)

@@ -1234,3 +1234,211 @@ fn a_role_stored_before_the_second_binding_logs_in_and_is_flagged() {
     );
     assert!(list.get("needs_binding").is_none(), "{list}");
 }
+
+/// An issuer whose JWKS answers only when released: it says when a request
+/// has arrived, and holds every request until [`HangingIssuer::release`].
+struct HangingIssuer {
+    url: String,
+    arrived: std::sync::mpsc::Receiver<()>,
+    gate: Arc<(Mutex<bool>, std::sync::Condvar)>,
+    hits: Arc<AtomicUsize>,
+}
+
+impl HangingIssuer {
+    fn start(keys: &[&Key]) -> HangingIssuer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let jwks =
+            json!({"keys": keys.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>()}).to_string();
+        let (tx, arrived) = std::sync::mpsc::channel();
+        let gate: Arc<(Mutex<bool>, std::sync::Condvar)> = Arc::default();
+        let hits: Arc<AtomicUsize> = Arc::default();
+        let (g, h) = (gate.clone(), hits.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let (tx, g, h, jwks) = (tx.clone(), g.clone(), h.clone(), jwks.clone());
+                std::thread::spawn(move || {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 1024];
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut chunk) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    h.fetch_add(1, Ordering::SeqCst);
+                    let _ = tx.send(());
+                    let (lock, cv) = &*g;
+                    let mut open = lock.lock().unwrap();
+                    while !*open {
+                        open = cv.wait(open).unwrap();
+                    }
+                    drop(open);
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{jwks}",
+                        jwks.len()
+                    );
+                });
+            }
+        });
+        HangingIssuer {
+            url,
+            arrived,
+            gate,
+            hits,
+        }
+    }
+
+    fn release(&self) {
+        let (lock, cv) = &*self.gate;
+        *lock.lock().unwrap() = true;
+        cv.notify_all();
+    }
+}
+
+fn role_for(url: &str) -> Value {
+    json!({
+        "preset": "github",
+        "issuer": url,
+        "audience": AUDIENCE,
+        "jwks_url": format!("{url}/jwks"),
+        "bound_claims": {"repository": ["acme/api"], "environment": ["production"]},
+        "policies": ["deploy"],
+    })
+}
+
+/// A hanging issuer holds up only the logins that need its keys: another
+/// issuer's login completes while the hanging one's is still waiting, and
+/// every login waiting on the hanging issuer shares one fetch.
+#[test]
+fn a_hanging_issuer_does_not_delay_another_issuers_logins() {
+    let dir = tempfile::tempdir().unwrap();
+    let slow_key = ed25519("slow");
+    let fast_key = p256("fast");
+    let slow = HangingIssuer::start(&[&slow_key]);
+    let fast = Issuer::start(&[&fast_key]);
+    let server = server_with_secret(dir.path(), None);
+    let root = server.root_token();
+    ok(
+        &write_role(&server, &root, "slow", &role_for(&slow.url)),
+        "slow role",
+    );
+    ok(
+        &write_role(&server, &root, "fast", &role_for(&fast.url)),
+        "fast role",
+    );
+    std::thread::scope(|s| {
+        let waiting: Vec<_> = (0..4)
+            .map(|_| {
+                let jwt = mint(&slow_key, &claims(&slow.url));
+                let server = &server;
+                s.spawn(move || login(server, "slow", &jwt))
+            })
+            .collect();
+        // The slow issuer has a request in hand and has not answered it.
+        slow.arrived.recv().unwrap();
+        // The fast issuer's login completes meanwhile (it would wait for
+        // the slow fetch behind one lock for all issuers).
+        let r = login(&server, "fast", &mint(&fast_key, &claims(&fast.url)));
+        ok(&r, "the fast issuer's login");
+        assert!(
+            waiting.iter().all(|h| !h.is_finished()),
+            "the slow issuer's logins were still waiting when the fast one completed"
+        );
+        slow.release();
+        for h in waiting {
+            ok(
+                &h.join().unwrap(),
+                "the slow issuer's login, once it answered",
+            );
+        }
+    });
+    assert_eq!(
+        slow.hits.load(Ordering::SeqCst),
+        1,
+        "four concurrent logins shared one fetch"
+    );
+}
+
+/// Keys cached from an issuer whose JWKS can no longer be fetched serve
+/// only until the stale bound: then logins fail closed, audited with the
+/// reason, and a successful fetch makes them work again.
+#[test]
+fn cached_keys_past_the_stale_bound_fail_closed_while_the_issuer_is_unreachable() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = ed25519("k1");
+    let issuer = Issuer::start(&[&key]);
+    // Every cached set is past the bound at once (the bound's length is
+    // a tunable; what is tested is what happens past it).
+    let server = Server::start_tuned(dir.path(), Mode::Dev, |o| {
+        o.jwks_refetch_interval = std::time::Duration::ZERO;
+        o.jwks_stale_max = std::time::Duration::ZERO;
+    });
+    let root = server.root_token();
+    ok(
+        &server.http(
+            "PUT",
+            "/api/v1/sys/policies/deploy",
+            Some(&root),
+            Some(br#"{"policy":"path \"app/prod/*\" { capabilities = [\"read\"] }"}"#),
+        ),
+        "policy",
+    );
+    ok(
+        &write_role(&server, &root, "ci", &role_for(&issuer.url)),
+        "role",
+    );
+    ok(
+        &login(&server, "ci", &mint(&key, &claims(&issuer.url))),
+        "first login fetches",
+    );
+    // The issuer now serves garbage: refetching fails.
+    *issuer.jwks.lock().unwrap() = json!("down");
+    let r = login(&server, "ci", &mint(&key, &claims(&issuer.url)));
+    assert_eq!(r.status, 502, "the issuer's failure: {}", r.text());
+    let reason = "the cached ones were last fetched more than 0 seconds ago";
+    assert!(r.text().contains(reason), "{}", r.text());
+    let record = server.audit_records().pop().unwrap();
+    assert_eq!(record["op"], "auth.jwt_login");
+    assert!(
+        record["reason"].as_str().unwrap_or("").contains(reason),
+        "{record}"
+    );
+    // The issuer answers again: the next login fetches and succeeds.
+    issuer.publish(&[&key]);
+    ok(
+        &login(&server, "ci", &mint(&key, &claims(&issuer.url))),
+        "after the issuer is back",
+    );
+}
+
+/// With the default bound, keys cached a moment ago keep serving while the
+/// issuer is unreachable (an issuer's outage is not coffer's), and an
+/// unknown kid is refused with the fetch's failure.
+#[test]
+fn cached_keys_within_the_stale_bound_serve_while_the_issuer_is_unreachable() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = ed25519("k1");
+    let other = ed25519("k2");
+    let issuer = Issuer::start(&[&key]);
+    let server = server_with_secret(dir.path(), Some(std::time::Duration::ZERO));
+    let root = server.root_token();
+    ok(
+        &write_role(&server, &root, "ci", &role_for(&issuer.url)),
+        "role",
+    );
+    ok(
+        &login(&server, "ci", &mint(&key, &claims(&issuer.url))),
+        "fetch",
+    );
+    *issuer.jwks.lock().unwrap() = json!("down");
+    ok(
+        &login(&server, "ci", &mint(&key, &claims(&issuer.url))),
+        "cached key while the issuer is down",
+    );
+    let r = login(&server, "ci", &mint(&other, &claims(&issuer.url)));
+    assert_eq!(r.status, 502);
+    assert!(r.text().contains("could not be fetched"), "{}", r.text());
+}
