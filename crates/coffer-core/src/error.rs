@@ -364,7 +364,7 @@ pub enum InvalidInput {
     Character { what: String, described: String },
     /// Text shaped like a coffer token or invitation code; never quoted.
     #[error(
-        "{what} contains what looks like a coffer token or invitation code (cft_... or cfi_...); \
+        "{what} contains what looks like a coffer token or invitation code (cft_..., cfi_... or cfs_...); \
          credentials never belong there (it is not shown)"
     )]
     CredentialShaped { what: String },
@@ -659,7 +659,7 @@ pub enum UserNameError {
     TooLong { max: usize },
     /// Shaped like a coffer token or invitation code.
     #[error(
-        "a user name cannot look like a coffer token or invitation code (cft_... or cfi_...); \
+        "a user name cannot look like a coffer token or invitation code (cft_..., cfi_... or cfs_...); \
          the name given is not shown"
     )]
     CredentialShaped,
@@ -1278,8 +1278,8 @@ mod tests {
                 CoreError::Invalid(InvalidInput::CredentialShaped {
                     what: "a reason".into(),
                 }),
-                "a reason contains what looks like a coffer token or invitation code (cft_... or \
-                 cfi_...); credentials never belong there (it is not shown)"
+                "a reason contains what looks like a coffer token or invitation code (cft_..., \
+                 cfi_... or cfs_...); credentials never belong there (it is not shown)"
                     .into(),
             ),
             (
@@ -1702,8 +1702,8 @@ mod tests {
             ),
             (
                 inv(InvalidInput::UserName(UserNameError::CredentialShaped)),
-                "a user name cannot look like a coffer token or invitation code (cft_... or \
-                 cfi_...); the name given is not shown"
+                "a user name cannot look like a coffer token or invitation code (cft_..., \
+                 cfi_... or cfs_...); the name given is not shown"
                     .into(),
             ),
             (
