@@ -173,7 +173,10 @@ fn a_login_returns_a_token_with_exactly_the_roles_policies_ttl_and_networks() {
         .unwrap();
     assert_eq!(read_record["actor"]["name"], "approle:web");
     assert_eq!(read_record["actor"]["via"], accessor.as_str());
-    assert_eq!(read_record["workload"]["method"], "approle", "{read_record}");
+    assert_eq!(
+        read_record["workload"]["method"], "approle",
+        "{read_record}"
+    );
     assert_eq!(read_record["workload"]["role"], "web");
     assert_eq!(read_record["workload"]["subject"], accessor.as_str());
     let q = server.http(
