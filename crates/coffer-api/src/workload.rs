@@ -89,6 +89,10 @@ pub struct JwtRoleResponse {
     pub updated_by: String,
     /// When.
     pub updated_at: String,
+    /// What today's rules require that this role (written before them)
+    /// lacks: it still logs in, but should be rewritten with the binding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub needs_binding: Option<String>,
 }
 
 /// `GET /api/v1/auth/jwt/roles`.
@@ -96,6 +100,10 @@ pub struct JwtRoleResponse {
 pub struct JwtRoleListResponse {
     /// Role names.
     pub roles: Vec<String>,
+    /// Roles that today's rules would refuse (written before them), with
+    /// what each lacks: they still log in, but should be rewritten.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub needs_binding: BTreeMap<String, String>,
 }
 
 /// `POST /api/v1/auth/jwt/login`.

@@ -7,7 +7,7 @@
 //! both run before the line is linked, so the chain covers the bytes as
 //! written and verifies as before.
 //!
-//! **Masked**: `cft_` or `cfi_`, in either case, each of its characters as
+//! **Masked**: `cft_`, `cfi_` or `cfs_` (an app-role secret id), in either case, each of its characters as
 //! it is or encoded the ways a reader may decode it back (percent-encoded,
 //! once or more: `%63ft_`, `cft%5F`, `%2563ft_`; or a `\u0063` escape held
 //! in a field's text), followed by one or more base62 characters
@@ -127,11 +127,11 @@ fn invisible_unit(c: u32) -> bool {
         || (0xd800..=0xdfff).contains(&c)
 }
 
-/// Where a token-shaped prefix (`cft_` or `cfi_`, in either case, each
+/// Where a token-shaped prefix (`cft_`, `cfi_` or `cfs_`, in either case, each
 /// character as it is or encoded, see [`unit`]) starting at `p` ends.
 fn prefix_at(h: &[u8], p: usize) -> Option<usize> {
     let mut at = p;
-    for want in [&[b'c'][..], b"f", b"ti", b"_"] {
+    for want in [&[b'c'][..], b"f", b"tis", b"_"] {
         let (c, len) = unit(h, at)?;
         let c = u8::try_from(c).ok()?;
         if !want.contains(&c.to_ascii_lowercase()) {
@@ -198,7 +198,8 @@ fn may_hold_token(h: &[u8]) -> bool {
         u >= 3
             && h.get(u + 1).is_some_and(u8::is_ascii_alphanumeric)
             && (h[u - 3..u].eq_ignore_ascii_case(b"cft")
-                || h[u - 3..u].eq_ignore_ascii_case(b"cfi"))
+                || h[u - 3..u].eq_ignore_ascii_case(b"cfi")
+                || h[u - 3..u].eq_ignore_ascii_case(b"cfs"))
     })
 }
 
@@ -393,6 +394,7 @@ mod tests {
             (format!("a/{token}/b"), "a/cft_<masked>/b".into()),
             ("LEAKcft_abc-def".to_string(), "LEAKcft_<masked>-def".into()),
             ("cfi_Zz9".into(), "cfi_<masked>".into()),
+            ("cfs_Zz9".into(), "cfs_<masked>".into()),
             (
                 "cft%5Fabc cfi%5fX".into(),
                 "cft%5F<masked> cfi%5f<masked>".into(),

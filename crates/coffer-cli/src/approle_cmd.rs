@@ -10,6 +10,7 @@ use coffer_api as api;
 use coffer_crypto::SecretString;
 use serde_json::json;
 
+use crate::auth_cmd::{Deliver, Delivered, Proof, machine_login};
 use crate::cli::Global;
 use crate::exit::{Status, fail};
 use crate::{input, output, settings};
@@ -334,32 +335,11 @@ pub async fn login(
     as_json: bool,
 ) -> anyhow::Result<Status> {
     let secret_id = read_secret_id(secret_id_file, true)?;
-    let client = settings::client_builder(g).build()?;
-    let t = client.login_approle(role_id, &secret_id).await?;
-    let path = settings::token_file().ok_or_else(|| {
-        fail(
-            Status::Other,
-            "cannot tell where to save the token: HOME is not set",
-        )
-    })?;
-    settings::write_private(&path, t.token.expose().as_bytes())?;
-    if as_json {
-        output::json(&json!({
-            "identity": t.info.user,
-            "accessor": t.info.accessor,
-            "policies": t.info.policies,
-            "expires_at": t.info.expires_at,
-            "token_file": path,
-        }))?;
-    } else {
-        eprintln!(
-            "Logged in as {} (policies: {}; expires {}). Token saved to {} (readable by you only).",
-            t.info.user.as_deref().unwrap_or("an app role"),
-            t.info.policies.join(", "),
-            t.info.expires_at.as_deref().unwrap_or("never"),
-            path.display()
-        );
-    }
+    let proof = Proof::AppRole {
+        role_id,
+        secret_id: &secret_id,
+    };
+    machine_login(g, proof, Deliver::Save { as_json }).await?;
     Ok(Status::Ok)
 }
 
@@ -373,15 +353,14 @@ pub async fn login_for_run(
     secret_id_file: Option<&Path>,
 ) -> anyhow::Result<(SecretString, coffer_client::Client)> {
     let secret_id = read_secret_id(secret_id_file, false)?;
-    let t = settings::client_builder(g)
-        .build()?
-        .login_approle(role_id, &secret_id)
-        .await?;
-    let token = SecretString::new(t.token.expose().to_string());
-    let client = settings::client_builder(g)
-        .secret_token(token.clone())
-        .build()?;
-    Ok((token, client))
+    let proof = Proof::AppRole {
+        role_id,
+        secret_id: &secret_id,
+    };
+    match machine_login(g, proof, Deliver::Run).await? {
+        Delivered::Run(token, client) => Ok((token, client)),
+        Delivered::Saved => unreachable!("asked to hand the token back"),
+    }
 }
 
 #[cfg(test)]

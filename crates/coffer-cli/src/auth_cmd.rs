@@ -177,7 +177,7 @@ fn print_role(r: &JwtRoleResponse) -> anyhow::Result<()> {
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let rows = vec![
+    let mut rows = vec![
         vec!["Name".to_string(), r.name.clone()],
         vec![
             "Preset".into(),
@@ -201,6 +201,13 @@ fn print_role(r: &JwtRoleResponse) -> anyhow::Result<()> {
             format!("{} by {}", r.updated_at, r.updated_by),
         ],
     ];
+    if let Some(why) = &r.needs_binding {
+        rows.push(vec![
+            "Warning".into(),
+            format!("needs a second binding: {why}; it still logs in, rewrite it"),
+        ]);
+        eprintln!("warning: JWT role {} needs a second binding: {why}", r.name);
+    }
     output::table(&["FIELD", "VALUE"], &rows)
 }
 
@@ -258,7 +265,10 @@ pub async fn auth(g: &Global, cmd: AuthCommand) -> anyhow::Result<Status> {
                 output::json(&l)?;
             } else {
                 for r in &l.roles {
-                    println!("{r}");
+                    match l.needs_binding.get(r) {
+                        Some(why) => println!("{r}\t(needs a second binding: {why})"),
+                        None => println!("{r}"),
+                    }
                 }
             }
         }
@@ -316,8 +326,63 @@ pub async fn login_jwt(
     as_json: bool,
 ) -> anyhow::Result<Status> {
     let jwt = obtain_jwt(g, jwt_file, audience).await?;
+    machine_login(g, Proof::Jwt { role, jwt: &jwt }, Deliver::Save { as_json }).await?;
+    Ok(Status::Ok)
+}
+
+/// What a machine proves its identity with.
+pub enum Proof<'a> {
+    /// A JWT for a JWT role.
+    Jwt {
+        role: &'a str,
+        jwt: &'a SecretString,
+    },
+    /// An app role's role id and secret id.
+    AppRole {
+        role_id: &'a str,
+        secret_id: &'a SecretString,
+    },
+}
+
+/// Where a machine login's token goes.
+pub enum Deliver {
+    /// Saved to the token file, like every `coffer login` (and reported).
+    Save { as_json: bool },
+    /// Handed back for one `coffer run`, which revokes it when it is done.
+    Run,
+}
+
+/// What [`machine_login`] delivered.
+pub enum Delivered {
+    /// The token is in the token file.
+    Saved,
+    /// The token, and a client that presents it (to revoke it).
+    Run(SecretString, Client),
+}
+
+/// Logs a machine in (JWT or app role), then saves the token or hands it
+/// back: the one sequence `coffer login --method jwt|approle` and
+/// `coffer run --login` share.
+pub async fn machine_login(
+    g: &Global,
+    proof: Proof<'_>,
+    deliver: Deliver,
+) -> anyhow::Result<Delivered> {
     let client = settings::client_builder(g).build()?;
-    let t = client.login_jwt(role, &jwt).await?;
+    let t = match proof {
+        Proof::Jwt { role, jwt } => client.login_jwt(role, jwt).await?,
+        Proof::AppRole { role_id, secret_id } => client.login_approle(role_id, secret_id).await?,
+    };
+    let as_json = match deliver {
+        Deliver::Run => {
+            let token = SecretString::new(t.token.expose().to_string());
+            let client = settings::client_builder(g)
+                .secret_token(token.clone())
+                .build()?;
+            return Ok(Delivered::Run(token, client));
+        }
+        Deliver::Save { as_json } => as_json,
+    };
     let path = settings::token_file().ok_or_else(|| {
         fail(
             Status::Other,
@@ -325,8 +390,16 @@ pub async fn login_jwt(
         )
     })?;
     settings::write_private(&path, t.token.expose().as_bytes())?;
+    // An app role's tokens name their identity in `user`; a JWT's in the
+    // display name (and the workload).
+    let identity = t
+        .info
+        .user
+        .clone()
+        .unwrap_or_else(|| t.info.display_name.clone());
     if as_json {
         output::json(&json!({
+            "identity": identity,
             "display_name": t.info.display_name,
             "accessor": t.info.accessor,
             "policies": t.info.policies,
@@ -336,14 +409,13 @@ pub async fn login_jwt(
         }))?;
     } else {
         eprintln!(
-            "Logged in as {} (policies: {}; expires {}). Token saved to {} (readable by you only).",
-            t.info.display_name,
+            "Logged in as {identity} (policies: {}; expires {}). Token saved to {} (readable by you only).",
             t.info.policies.join(", "),
             t.info.expires_at.as_deref().unwrap_or("never"),
             path.display()
         );
     }
-    Ok(Status::Ok)
+    Ok(Delivered::Saved)
 }
 
 /// For `coffer run --login jwt:ROLE`: logs in and returns the token and a
@@ -356,13 +428,8 @@ pub async fn login_for_run(g: &Global, spec: &str) -> anyhow::Result<(SecretStri
         ));
     };
     let jwt = obtain_jwt(g, None, None).await?;
-    let t = settings::client_builder(g)
-        .build()?
-        .login_jwt(role, &jwt)
-        .await?;
-    let token = SecretString::new(t.token.expose().to_string());
-    let client = settings::client_builder(g)
-        .secret_token(token.clone())
-        .build()?;
-    Ok((token, client))
+    match machine_login(g, Proof::Jwt { role, jwt: &jwt }, Deliver::Run).await? {
+        Delivered::Run(token, client) => Ok((token, client)),
+        Delivered::Saved => unreachable!("asked to hand the token back"),
+    }
 }

@@ -358,11 +358,12 @@ pub fn credentials_to_remove(
     (remove, copies)
 }
 
-/// Whether `s` holds something shaped like a coffer token or invitation
-/// code: `cft_` or `cfi_` followed by at least 16 base62 characters (a
+/// Whether `s` holds something shaped like a coffer token, invitation
+/// code or app-role secret id: `cft_`, `cfi_` or `cfs_` followed by at
+/// least 16 base62 characters (a
 /// truncated token is still most of one).
 pub fn looks_like_token(s: &str) -> bool {
-    ["cft_", "cfi_"].iter().any(|prefix| {
+    ["cft_", "cfi_", "cfs_"].iter().any(|prefix| {
         s.match_indices(prefix).any(|(at, _)| {
             s[at + prefix.len()..]
                 .bytes()
@@ -379,7 +380,7 @@ pub fn mask_tokens(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     loop {
-        let next = ["cft_", "cfi_"]
+        let next = ["cft_", "cfi_", "cfs_"]
             .iter()
             .filter_map(|p| rest.find(p).map(|at| (at, *p)))
             .min();
@@ -602,6 +603,15 @@ mod tests {
         assert!(!looks_like_token("app/dev/DB"));
         assert_eq!(mask_tokens(&format!("leak/{t}/x")), "leak/cft_[masked]/x");
         assert_eq!(mask_tokens("a cfi_ b"), "a cfi_ b");
+        // An app role's secret id is a credential like a token.
+        let sid = "cfs_0123456789abcdefghijABCDEFGHIJabcdefghijXYZ012345";
+        assert!(looks_like_token(sid));
+        assert!(looks_like_token(&format!("SECRET={sid}")));
+        assert!(!looks_like_token("app/dev/cfs_name"));
+        assert_eq!(mask_tokens(&format!("leak/{sid}/x")), "leak/cfs_[masked]/x");
+        let (removed, copies) = credentials_to_remove([("SID_COPY".into(), sid.into())], false);
+        assert_eq!(removed, [std::ffi::OsString::from("SID_COPY")]);
+        assert_eq!(copies, ["SID_COPY"]);
     }
 
     #[test]

@@ -578,7 +578,17 @@ pub async fn run(g: &crate::cli::Global, a: RunArgs) -> anyhow::Result<Status> {
     let inputs = collect(&files, &|name| std::env::var(name).ok(), &inherited)?;
     drop(inherited);
 
-    // A login for this run: its token fetches, and is revoked at the end.
+    // A login for this run: its token fetches, and is revoked at the end,
+    // on every way out: the secrets cannot be fetched or the environment
+    // built, the command cannot start, it fails, or coffer is signalled
+    // (forwarded to the command, then revoked). From here on coffer
+    // catches the signals a terminal or a supervisor sends (queued while
+    // the login is under way), so none of them ends coffer before it has
+    // revoked. SIGKILL cannot be caught: the token then lives out its TTL.
+    let mut signals = match a.login {
+        Some(_) => Some(catch_signals()?),
+        None => None,
+    };
     let login = match (a.login.as_deref(), &a.role_id) {
         (Some("approle"), Some(role_id)) => {
             Some(crate::approle_cmd::login_for_run(g, role_id, a.secret_id_file.as_deref()).await?)
@@ -595,29 +605,54 @@ pub async fn run(g: &crate::cli::Global, a: RunArgs) -> anyhow::Result<Status> {
         (Some(spec), None) => Some(crate::auth_cmd::login_for_run(g, spec).await?),
         (None, _) => None,
     };
-    // One request for everything.
-    let mut fetched = Vec::new();
-    if !a.paths.is_empty() || !inputs.refs.is_empty() {
-        let request = BundleRequest {
-            prefixes: a.paths.clone(),
-            secrets: inputs.refs.iter().map(|(_, r)| r.clone()).collect(),
-        };
-        let got = fetch(g, &a, &request, login.as_ref().map(|(t, _)| t.clone())).await;
-        fetched = match got {
-            Ok(f) => f,
-            Err(e) => {
-                if let Some((_, client)) = &login {
-                    let _ = client.revoke_token(None).await;
-                }
-                return Err(e);
-            }
+    if let (Some((token, client)), Some(signals)) = (login, signals.as_mut()) {
+        let outcome = run_logged_in(g, &a, &inputs, example.as_deref(), token, signals).await;
+        if let Err(e) = client.revoke_token(None).await {
+            eprintln!(
+                "coffer: warning: could not revoke this run's token ({e}); it expires with its TTL"
+            );
+        }
+        return match outcome {
+            Ok(code) => std::process::exit(code),
+            Err(e) => Err(e),
         };
     }
+    let fetched = fetch_all(g, &a, &inputs, None).await?;
     let vars = assemble(&a, &inputs, &fetched, example.as_deref())?;
+    let command = prepare_command(&a, &vars);
+    if a.redact {
+        let mut signals = catch_signals()?;
+        let code = redacted(command, &vars, &a.command[0], &mut signals).await?;
+        std::process::exit(code);
+    }
+    exec(command, &a.command[0])
+}
 
+/// The secrets of `--path` and the references, in one request (nothing
+/// when there are none).
+async fn fetch_all(
+    g: &crate::cli::Global,
+    a: &RunArgs,
+    inputs: &Inputs,
+    login: Option<coffer_crypto::SecretString>,
+) -> anyhow::Result<Vec<ReadResponse<WireValue>>> {
+    if a.paths.is_empty() && inputs.refs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let request = BundleRequest {
+        prefixes: a.paths.clone(),
+        secrets: inputs.refs.iter().map(|(_, r)| r.clone()).collect(),
+    };
+    fetch(g, a, &request, login).await
+}
+
+/// The command with its secrets, without coffer's own credentials.
+fn prepare_command(
+    a: &RunArgs,
+    vars: &BTreeMap<String, Zeroizing<String>>,
+) -> std::process::Command {
     let mut command = std::process::Command::new(&a.command[0]);
     command.args(&a.command[1..]);
-    // The command gets its secrets, not coffer's own credentials.
     let (remove, copies) =
         crate::env_names::credentials_to_remove(std::env::vars_os(), a.keep_token);
     if !copies.is_empty() {
@@ -629,40 +664,123 @@ pub async fn run(g: &crate::cli::Global, a: RunArgs) -> anyhow::Result<Status> {
     for name in remove {
         command.env_remove(name);
     }
-    for (k, v) in &vars {
+    for (k, v) in vars {
         command.env(k, v.as_str());
     }
-    if let Some((token, client)) = login {
+    command
+}
+
+/// What `coffer run --login` does between its login and the revocation:
+/// fetch, build the environment, run the command as a child (so that the
+/// token can be revoked when it ends) and forward signals to it. Returns
+/// the status to exit with; a signal before the command starts ends the
+/// run with 128 + its number.
+async fn run_logged_in(
+    g: &crate::cli::Global,
+    a: &RunArgs,
+    inputs: &Inputs,
+    example: Option<&[String]>,
+    token: coffer_crypto::SecretString,
+    signals: &mut Signals,
+) -> anyhow::Result<i32> {
+    let keep = a.keep_token.then(|| token.clone());
+    let prepare = async {
+        let fetched = fetch_all(g, a, inputs, Some(token)).await?;
+        let vars = assemble(a, inputs, &fetched, example)?;
+        let mut command = prepare_command(a, &vars);
         // With --keep-token the command gets this run's token (to call
         // coffer itself, as the GitHub Action's export does).
-        if a.keep_token {
+        if let Some(token) = &keep {
             command.env("COFFER_TOKEN", token.expose_secret());
         }
-        drop(token);
-        // The command runs as a child, so that its token can be revoked
-        // when it ends.
-        let code = if a.redact {
-            redacted(command, &vars, &a.command[0]).await?
-        } else {
-            let status = tokio::process::Command::from(command)
-                .status()
-                .await
-                .map_err(|e| not_started(&a.command[0], &e))?;
-            exit_code(status)
-        };
-        drop(vars);
-        if let Err(e) = client.revoke_token(None).await {
+        anyhow::Ok((command, vars))
+    };
+    let (command, vars) = tokio::select! {
+        biased;
+        Some((sig, _)) = signals.recv() => {
             eprintln!(
-                "coffer: warning: could not revoke this run's token ({e}); it expires with its TTL"
+                "coffer: signal {} before the command started; revoking this run's token",
+                sig.as_raw()
             );
+            return Ok(128 + sig.as_raw());
         }
-        std::process::exit(code);
-    }
+        prepared = prepare => prepared?,
+    };
+    drop(keep);
     if a.redact {
-        let code = redacted(command, &vars, &a.command[0]).await?;
-        std::process::exit(code);
+        return redacted(command, &vars, &a.command[0], signals).await;
     }
-    exec(command, &a.command[0])
+    drop(vars);
+    let mut child = tokio::process::Command::from(command)
+        .kill_on_drop(false)
+        .spawn()
+        .map_err(|e| not_started(&a.command[0], &e))?;
+    let status = wait_forwarding(&mut child, signals).await?;
+    Ok(exit_code(status))
+}
+
+/// The signals coffer catches while it runs a child (or holds a token to
+/// revoke), each with whether to forward it to the child.
+type Signals = tokio::sync::mpsc::UnboundedReceiver<(rustix::process::Signal, bool)>;
+
+/// Catches TERM, HUP, INT, QUIT, USR1 and USR2 from now on (they no
+/// longer end coffer). A terminal sends Ctrl-C and Ctrl-\ to the whole
+/// foreground group, the child included: forwarding those would deliver
+/// them twice, so from a terminal they are caught but not forwarded.
+fn catch_signals() -> anyhow::Result<Signals> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let terminal = std::io::stdin().is_terminal();
+    let kinds = [
+        (SignalKind::terminate(), rustix::process::Signal::TERM, true),
+        (SignalKind::hangup(), rustix::process::Signal::HUP, true),
+        (
+            SignalKind::user_defined1(),
+            rustix::process::Signal::USR1,
+            true,
+        ),
+        (
+            SignalKind::user_defined2(),
+            rustix::process::Signal::USR2,
+            true,
+        ),
+        (
+            SignalKind::interrupt(),
+            rustix::process::Signal::INT,
+            !terminal,
+        ),
+        (SignalKind::quit(), rustix::process::Signal::QUIT, !terminal),
+    ];
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    for (kind, sig, forward) in kinds {
+        let mut stream = signal(kind)?;
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            while stream.recv().await.is_some() {
+                let _ = tx.send((sig, forward));
+            }
+        });
+    }
+    Ok(rx)
+}
+
+/// Waits for the child, forwarding the signals coffer receives meanwhile.
+async fn wait_forwarding(
+    child: &mut tokio::process::Child,
+    signals: &mut Signals,
+) -> std::io::Result<std::process::ExitStatus> {
+    let pid = child
+        .id()
+        .and_then(|p| rustix::process::Pid::from_raw(p as i32));
+    loop {
+        tokio::select! {
+            status = child.wait() => return status,
+            Some((sig, forward)) = signals.recv() => {
+                if forward && let Some(pid) = pid {
+                    let _ = rustix::process::kill_process(pid, sig);
+                }
+            }
+        }
+    }
 }
 
 /// The exit status a shell reports for a child's status.
@@ -812,9 +930,9 @@ async fn redacted(
     command: std::process::Command,
     vars: &BTreeMap<String, Zeroizing<String>>,
     program: &OsString,
+    signals: &mut Signals,
 ) -> anyhow::Result<i32> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::signal::unix::{SignalKind, signal};
 
     let pairs = || vars.iter().map(|(k, v)| (k.as_str(), v.as_str()));
     let short = Redactor::too_short(pairs());
@@ -831,9 +949,6 @@ async fn redacted(
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(false);
     let mut child = command.spawn().map_err(|e| not_started(program, &e))?;
-    let pid = child
-        .id()
-        .and_then(|p| rustix::process::Pid::from_raw(p as i32));
 
     async fn pump(
         mut from: impl tokio::io::AsyncRead + Unpin,
@@ -866,51 +981,7 @@ async fn redacted(
         Redactor::new(pairs()),
     ));
 
-    // A terminal sends Ctrl-C and Ctrl-\ to the whole foreground group, the
-    // child included: forwarding those would deliver them twice.
-    let terminal = std::io::stdin().is_terminal();
-    let kinds = [
-        (SignalKind::terminate(), rustix::process::Signal::TERM, true),
-        (SignalKind::hangup(), rustix::process::Signal::HUP, true),
-        (
-            SignalKind::user_defined1(),
-            rustix::process::Signal::USR1,
-            true,
-        ),
-        (
-            SignalKind::user_defined2(),
-            rustix::process::Signal::USR2,
-            true,
-        ),
-        (
-            SignalKind::interrupt(),
-            rustix::process::Signal::INT,
-            !terminal,
-        ),
-        (SignalKind::quit(), rustix::process::Signal::QUIT, !terminal),
-    ];
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    for (kind, sig, forward) in kinds {
-        let mut stream = signal(kind)?;
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            while stream.recv().await.is_some() {
-                if forward {
-                    let _ = tx.send(sig);
-                }
-            }
-        });
-    }
-    let status = loop {
-        tokio::select! {
-            status = child.wait() => break status?,
-            Some(sig) = rx.recv() => {
-                if let Some(pid) = pid {
-                    let _ = rustix::process::kill_process(pid, sig);
-                }
-            }
-        }
-    };
+    let status = wait_forwarding(&mut child, signals).await?;
     let _ = out.await;
     let _ = err.await;
     Ok(exit_code(status))

@@ -80,6 +80,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<Status> {
     for warning in coffer_server::harden::exposure_warnings(&data_dir, args.config.as_deref()) {
         tracing::warn!("{warning}");
     }
+    node.coffer().warn_weak_jwt_roles().await;
     let addr = node.url();
     if args.dev {
         print_dev_banner(&addr, &data_dir, node.audit_files());

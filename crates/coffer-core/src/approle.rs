@@ -19,7 +19,9 @@
 //!
 //! Tokens from a login carry the identity `approle:NAME` (their `user`,
 //! which no person's name can be: user names refuse `:`) and the secret
-//! id's accessor (their display name is `approle:NAME/ACCESSOR`). Revoking
+//! id's accessor (their display name is `approle:NAME/ACCESSOR`), and a
+//! [`crate::workload::Workload`] like a JWT login's: method `approle`, the
+//! role, and the secret id's accessor as its subject. Revoking
 //! a secret id revokes the tokens it logged in; deleting a role deletes its
 //! secret ids and revokes every token its logins issued, and their
 //! children.
@@ -718,10 +720,19 @@ impl Coffer {
                 expires_at: Some(now + role.token_ttl_ms),
                 parent: None,
                 kind: TokenKind::Service,
+                // The identity `approle:NAME` stays in `user` (what audit
+                // queries by actor and `audit readers` name); the token is
+                // a workload's like a JWT login's: method, role and the
+                // secret id's accessor (never the secret id), in every
+                // audit record of a request made with it.
                 user: Some(identity),
-                // App-role tokens carry their identity in `user`
-                // (`approle:NAME`), not as a machine login's workload.
-                workload: None,
+                workload: Some(Box::new(coffer_store::Workload {
+                    method: "approle".into(),
+                    role: name.to_string(),
+                    issuer: None,
+                    subject: Some(sid.accessor.clone()),
+                    claims: Default::default(),
+                })),
                 ttl_ms: Some(role.token_ttl_ms),
                 // Not renewable past its first lifetime: a machine that
                 // needs longer logs in again.

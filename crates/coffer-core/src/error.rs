@@ -364,7 +364,7 @@ pub enum InvalidInput {
     Character { what: String, described: String },
     /// Text shaped like a coffer token or invitation code; never quoted.
     #[error(
-        "{what} contains what looks like a coffer token or invitation code (cft_... or cfi_...); \
+        "{what} contains what looks like a coffer token or invitation code (cft_..., cfi_... or cfs_...); \
          credentials never belong there (it is not shown)"
     )]
     CredentialShaped { what: String },
@@ -659,7 +659,7 @@ pub enum UserNameError {
     TooLong { max: usize },
     /// Shaped like a coffer token or invitation code.
     #[error(
-        "a user name cannot look like a coffer token or invitation code (cft_... or cfi_...); \
+        "a user name cannot look like a coffer token or invitation code (cft_..., cfi_... or cfs_...); \
          the name given is not shown"
     )]
     CredentialShaped,
@@ -1278,8 +1278,8 @@ mod tests {
                 CoreError::Invalid(InvalidInput::CredentialShaped {
                     what: "a reason".into(),
                 }),
-                "a reason contains what looks like a coffer token or invitation code (cft_... or \
-                 cfi_...); credentials never belong there (it is not shown)"
+                "a reason contains what looks like a coffer token or invitation code (cft_..., \
+                 cfi_... or cfs_...); credentials never belong there (it is not shown)"
                     .into(),
             ),
             (
@@ -1702,8 +1702,8 @@ mod tests {
             ),
             (
                 inv(InvalidInput::UserName(UserNameError::CredentialShaped)),
-                "a user name cannot look like a coffer token or invitation code (cft_... or \
-                 cfi_...); the name given is not shown"
+                "a user name cannot look like a coffer token or invitation code (cft_..., \
+                 cfi_... or cfs_...); the name given is not shown"
                     .into(),
             ),
             (
@@ -1800,6 +1800,13 @@ pub enum WorkloadRefusal {
     /// The issuer's keys could not be fetched.
     #[error("the issuer's keys could not be fetched: {detail}")]
     KeysUnavailable { detail: String },
+    /// The issuer's keys could not be refreshed, and the cached ones are
+    /// past the bound on how long they may be used without a successful
+    /// fetch.
+    #[error(
+        "the issuer's keys could not be refreshed and the cached ones were last fetched more than {max_secs} seconds ago"
+    )]
+    KeysTooOld { max_secs: u64 },
     /// The signature does not verify with the issuer's key.
     #[error("the JWT's signature does not verify")]
     BadSignature,
@@ -1852,6 +1859,17 @@ pub enum JwtRoleProblem {
     PresetNeedsClaim {
         preset: &'static str,
         claim: &'static str,
+    },
+    /// A shared issuer's role binds its repository (project) but nothing
+    /// that narrows it further.
+    #[error(
+        "the {preset} issuer requires a second binding besides {first}: bind one of {}",
+        choices.join(", ")
+    )]
+    NeedsSecondBinding {
+        preset: &'static str,
+        first: &'static str,
+        choices: &'static [&'static str],
     },
     /// A field the role needs is missing.
     #[error("a JWT role needs {what}")]

@@ -19,9 +19,17 @@
 //! [`CLOCK_SKEW_SECS`] of skew, a lifetime of at most
 //! [`MAX_JWT_LIFETIME_SECS`]; then every bound claim, compared exactly.
 //!
-//! Fetched keys are cached per role. A `kid` not in the cache refetches
-//! them, but at most once per role every [`JWKS_REFETCH_SECS`]: whoever
-//! mints tokens with random key ids cannot make coffer hammer the issuer.
+//! Fetched keys are cached per key source (a JWKS URL, or an issuer's
+//! discovery), shared by the roles that name it. A `kid` not in the cache
+//! refetches them, but at most once per source every [`JWKS_REFETCH_SECS`]:
+//! whoever mints tokens with random key ids cannot make coffer hammer the
+//! issuer. Each source has its own fetch lock, so a slow or hanging issuer
+//! delays only the logins that need its keys. Cached keys serve while a
+//! refetch fails (an issuer's outage is not coffer's), but only until
+//! [`JWKS_STALE_MAX_SECS`] after their last successful fetch: then they are
+//! dropped and logins fail closed ([`WorkloadRefusal::KeysTooOld`]), so a
+//! key the issuer removed cannot be used forever while its JWKS is
+//! unreachable.
 //! The fetching itself (HTTPS, loopback-only plain HTTP, timeout, size cap)
 //! is the transport's: coffer-core knows no HTTP, so the server passes a
 //! [`KeyFetcher`].
@@ -29,6 +37,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use coffer_crypto::SecretString;
@@ -59,6 +68,10 @@ pub const MAX_JWT_LIFETIME_SECS: i64 = 24 * 3600;
 pub const JWKS_REFETCH_SECS: u64 = 30;
 /// Fetched keys are refetched (within the bound above) after this long.
 pub const JWKS_MAX_AGE_SECS: u64 = 600;
+/// Cached keys are never used longer than this after their last successful
+/// fetch, even while refetching fails (by default:
+/// `CoreOptions::jwks_stale_max`).
+pub const JWKS_STALE_MAX_SECS: u64 = 24 * 3600;
 /// The largest JWKS or discovery document read, in bytes.
 pub const MAX_JWKS_BYTES: usize = 256 * 1024;
 /// Bounds on a role's bindings.
@@ -167,19 +180,48 @@ pub struct JwtRole {
     pub updated_at: i64,
 }
 
-/// A role's cached keys.
+/// A key source's cached keys.
 #[derive(Default)]
 pub(crate) struct KeyCache {
-    keys: Option<(KeySource, String, JwkSet)>,
+    keys: Option<JwkSet>,
     fetched_at: Option<Instant>,
     last_attempt: Option<Instant>,
 }
 
-/// The roles' key caches, and the lock one fetch at a time holds.
+/// The key sources' caches, and each source's fetch lock (one fetch of a
+/// source at a time; other sources are not held up).
 #[derive(Default)]
 pub(crate) struct JwtKeys {
     caches: std::sync::Mutex<HashMap<String, KeyCache>>,
-    fetching: tokio::sync::Mutex<()>,
+    fetching: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl JwtKeys {
+    fn lock_for(&self, source: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.fetching
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(source.to_string())
+            .or_default()
+            .clone()
+    }
+
+    fn forget(&self, source: &str) {
+        self.caches
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(source);
+    }
+}
+
+/// The cache key of a role's key source: roles that name the same JWKS
+/// URL (or discover the same issuer) share keys, refetch bound and lock.
+fn source_id(role: &JwtRole) -> Option<String> {
+    match &role.keys {
+        KeySource::JwksUrl(u) => Some(format!("jwks_url {u}")),
+        KeySource::Discovery => Some(format!("discovery {}", role.issuer)),
+        KeySource::Jwks(_) => None,
+    }
 }
 
 fn problem(p: JwtRoleProblem) -> CoreError {
@@ -566,54 +608,13 @@ impl Coffer {
         if request.bound_claims.len() + request.bound_globs.len() > MAX_BOUND {
             return Err(problem(JwtRoleProblem::TooMany { limit: MAX_BOUND }));
         }
-        let bound =
-            |c: &str| request.bound_claims.contains_key(c) || request.bound_globs.contains_key(c);
         if request.bound_claims.is_empty() && request.bound_globs.is_empty() {
             return Err(problem(JwtRoleProblem::NoBoundClaims));
         }
-        // A shared issuer signs tokens for anyone's repositories: a role for
-        // it must pin the repository (or project) to an owner, whether or
-        // not it was written with the preset (review finding: without the
-        // preset, `--bound ref=refs/heads/main` alone, or a glob such as
-        // `*`, let every repository on the service log in).
-        for (shared_issuer, claim, name) in [
-            (GITHUB_ISSUER, "repository", "github"),
-            (GITLAB_ISSUER, "project_path", "gitlab"),
-        ] {
-            let for_it = issuer.trim_end_matches('/') == shared_issuer
-                || preset
-                    == Some(if name == "github" {
-                        Preset::Github
-                    } else {
-                        Preset::Gitlab
-                    });
-            if for_it && !owner_pinned(&request.bound_claims, &request.bound_globs, claim) {
-                return Err(problem(JwtRoleProblem::PresetNeedsClaim {
-                    preset: name,
-                    claim,
-                }));
-            }
-        }
-        match preset {
-            Some(Preset::Github) if !bound("repository") => {
-                return Err(problem(JwtRoleProblem::PresetNeedsClaim {
-                    preset: "github",
-                    claim: "repository",
-                }));
-            }
-            Some(Preset::Gitlab) if !bound("project_path") => {
-                return Err(problem(JwtRoleProblem::PresetNeedsClaim {
-                    preset: "gitlab",
-                    claim: "project_path",
-                }));
-            }
-            Some(Preset::Kubernetes) if !bound("kubernetes.io/namespace") && !bound("sub") => {
-                return Err(problem(JwtRoleProblem::PresetNeedsClaim {
-                    preset: "kubernetes",
-                    claim: "kubernetes.io/namespace",
-                }));
-            }
-            _ => {}
+        if let Some(p) =
+            missing_binding(&issuer, preset, &request.bound_claims, &request.bound_globs)
+        {
+            return Err(problem(p));
         }
         let ttl_ms = role_ttl_ms(request.ttl.as_deref())?;
         let mut policies = request.policies.clone();
@@ -642,11 +643,9 @@ impl Coffer {
             }])
             .await?;
         // A role written anew starts with no cached keys.
-        self.jwt_keys
-            .caches
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(name);
+        if let Some(source) = source_id(&role) {
+            self.jwt_keys.forget(&source);
+        }
         tracing::info!(
             actor = identity.display_name(),
             role = name,
@@ -684,19 +683,46 @@ impl Coffer {
         })
     }
 
-    /// Every JWT role's name.
-    pub async fn list_jwt_roles(&self, identity: &Identity) -> Result<Vec<String>> {
+    /// Every JWT role, by name.
+    pub async fn list_jwt_roles(&self, identity: &Identity) -> Result<Vec<JwtRole>> {
         self.require_unsealed()?;
         self.authorize(identity, Operation::Admin, JWT_ADMIN_PREFIX)?;
-        let mut names: Vec<String> = self
-            .store
-            .list_objects(KIND_JWT_ROLE)
-            .await?
-            .into_iter()
-            .map(|o| o.key)
-            .collect();
-        names.sort();
-        Ok(names)
+        self.stored_jwt_roles().await
+    }
+
+    async fn stored_jwt_roles(&self) -> Result<Vec<JwtRole>> {
+        let mut roles = Vec::new();
+        for o in self.store.list_objects(KIND_JWT_ROLE).await? {
+            let role: JwtRole = serde_json::from_slice(&o.value).map_err(|_| {
+                CoreError::Corrupt(crate::error::Integrity::Unreadable(
+                    crate::error::Record::JwtRole {
+                        name: o.key.clone(),
+                    },
+                ))
+            })?;
+            roles.push(role);
+        }
+        roles.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(roles)
+    }
+
+    /// Logs a warning for each stored JWT role that today's rules would
+    /// refuse (written before a rule existed): it keeps logging in, but its
+    /// operator should rewrite it. Called when the server starts.
+    pub async fn warn_weak_jwt_roles(&self) {
+        match self.stored_jwt_roles().await {
+            Ok(roles) => {
+                for role in roles {
+                    if let Some(why) = role.needs_binding() {
+                        tracing::warn!(
+                            role = %role.name,
+                            "JWT role needs a second binding: {why}; it still logs in, rewrite it with `coffer auth jwt write`"
+                        );
+                    }
+                }
+            }
+            Err(e) => tracing::warn!("JWT roles could not be checked: {e}"),
+        }
     }
 
     /// Removes a JWT role (tokens it issued live out their short TTL).
@@ -724,11 +750,6 @@ impl Coffer {
                 expect: Expect::Revision(o.revision),
             }])
             .await?;
-        self.jwt_keys
-            .caches
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(name);
         tracing::info!(
             actor = identity.display_name(),
             role = name,
@@ -824,31 +845,46 @@ impl Coffer {
                 .map_err(|detail| WorkloadRefusal::KeysUnavailable { detail })?;
             return find_key(&set, alg, kid).ok_or(WorkloadRefusal::UnknownKey);
         }
-        let cached = |fresh_only: bool| -> Option<DecodingKey> {
-            let caches = self
-                .jwt_keys
-                .caches
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            let c = caches.get(&role.name)?;
-            let (source, issuer, set) = c.keys.as_ref()?;
-            if source != &role.keys || issuer != &role.issuer {
-                return None;
-            }
-            let fresh = c
-                .fetched_at
-                .is_some_and(|t| t.elapsed() < Duration::from_secs(JWKS_MAX_AGE_SECS));
-            if fresh_only && !fresh {
-                return None;
-            }
-            find_key(set, alg, kid)
-        };
-        if let Some(k) = cached(true) {
+        let source = source_id(role).expect("stored keys were handled above");
+        let stale_max = self.options.jwks_stale_max;
+        // The cached key, if the cache has keys young enough: fresh ones
+        // only, or any not past the stale bound. Keys past it are never
+        // used again: only a successful fetch replaces them.
+        let cached =
+            |fresh_only: bool| -> std::result::Result<Option<DecodingKey>, WorkloadRefusal> {
+                let caches = self
+                    .jwt_keys
+                    .caches
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                let Some(c) = caches.get(&source) else {
+                    return Ok(None);
+                };
+                let (Some(set), Some(at)) = (c.keys.as_ref(), c.fetched_at) else {
+                    return Ok(None);
+                };
+                let age = at.elapsed();
+                if age >= stale_max {
+                    // Kept (unused) so that the refusal keeps saying why until
+                    // a fetch succeeds.
+                    return Err(WorkloadRefusal::KeysTooOld {
+                        max_secs: stale_max.as_secs(),
+                    });
+                }
+                if fresh_only && age >= Duration::from_secs(JWKS_MAX_AGE_SECS) {
+                    return Ok(None);
+                }
+                Ok(find_key(set, alg, kid))
+            };
+        // A fresh key, or a stale set: look further.
+        if let Ok(Some(k)) = cached(true) {
             return Ok(k);
         }
-        // One fetch at a time; whoever waited looks again first.
-        let _fetching = self.jwt_keys.fetching.lock().await;
-        if let Some(k) = cached(true) {
+        // One fetch of this source at a time; whoever waited looks again
+        // first. Other sources have locks of their own.
+        let lock = self.jwt_keys.lock_for(&source);
+        let _fetching = lock.lock().await;
+        if let Ok(Some(k)) = cached(true) {
             return Ok(k);
         }
         let allowed = {
@@ -857,7 +893,7 @@ impl Coffer {
                 .caches
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
-            let c = caches.entry(role.name.clone()).or_default();
+            let c = caches.entry(source.clone()).or_default();
             let allowed = c
                 .last_attempt
                 .is_none_or(|t| t.elapsed() >= self.options.jwks_refetch_interval);
@@ -867,15 +903,25 @@ impl Coffer {
             allowed
         };
         if !allowed {
-            // Keys past their age still serve until a refetch is allowed.
-            return cached(false).ok_or(WorkloadRefusal::UnknownKey);
+            // Keys past their age still serve until a refetch is allowed,
+            // but never past the stale bound.
+            return cached(false)?.ok_or(WorkloadRefusal::UnknownKey);
         }
-        let set = fetch_keys(role, fetcher).await;
-        let set = match set {
+        let set = match fetch_keys(role, fetcher).await {
             Ok(set) => set,
             Err(detail) => {
                 tracing::warn!(role = %role.name, %detail, "fetching a JWT role's keys failed");
-                return cached(false).ok_or(WorkloadRefusal::KeysUnavailable { detail });
+                return match cached(false) {
+                    Ok(Some(k)) => Ok(k),
+                    Ok(None) => Err(WorkloadRefusal::KeysUnavailable { detail }),
+                    Err(too_old) => {
+                        tracing::warn!(
+                            role = %role.name,
+                            "a JWT role's cached keys are past their stale bound and are not used"
+                        );
+                        Err(too_old)
+                    }
+                };
             }
         };
         let key = find_key(&set, alg, kid);
@@ -885,8 +931,8 @@ impl Coffer {
                 .caches
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
-            let c = caches.entry(role.name.clone()).or_default();
-            c.keys = Some((role.keys.clone(), role.issuer.clone(), set));
+            let c = caches.entry(source).or_default();
+            c.keys = Some(set);
             c.fetched_at = Some(Instant::now());
         }
         key.ok_or(WorkloadRefusal::UnknownKey)
@@ -997,6 +1043,123 @@ fn owner_pinned(
         })
     };
     exact_values.iter().all(|v| !v.is_empty()) && glob_values.iter().all(literal_owner)
+}
+
+/// The claims that count as a GitHub role's second binding (beside
+/// `repository`): which branch or tag, which environment, or which workflow.
+pub const GITHUB_SECOND: &[&str] = &[
+    "ref",
+    "environment",
+    "job_workflow_ref",
+    "workflow",
+    "workflow_ref",
+];
+/// The claims that count as a GitLab role's second binding (beside
+/// `project_path`).
+pub const GITLAB_SECOND: &[&str] = &["ref", "ref_protected", "environment"];
+/// Kubernetes' namespace and service account name claims.
+pub const K8S_NAMESPACE: &str = "kubernetes.io/namespace";
+/// Kubernetes' service account name claim.
+pub const K8S_SERVICE_ACCOUNT: &str = "kubernetes.io/serviceaccount/name";
+
+/// Whether `claim` is bound to something narrower than "anything": by an
+/// exact value, or by a glob that is not only `*`s.
+fn narrowly_bound(
+    exact: &BTreeMap<String, Vec<String>>,
+    globs: &BTreeMap<String, Vec<String>>,
+    claim: &str,
+) -> bool {
+    exact.get(claim).is_some_and(|v| !v.is_empty())
+        || globs
+            .get(claim)
+            .is_some_and(|v| !v.is_empty() && v.iter().all(|p| p.chars().any(|c| c != '*')))
+}
+
+/// Whether `sub` is bound to exact Kubernetes service accounts
+/// (`system:serviceaccount:NS:NAME`, no glob), which pins both the
+/// namespace and the name.
+fn k8s_sub_pinned(
+    exact: &BTreeMap<String, Vec<String>>,
+    globs: &BTreeMap<String, Vec<String>>,
+) -> bool {
+    let exact_ok = exact.get("sub").is_some_and(|v| {
+        !v.is_empty()
+            && v.iter().all(|s| {
+                s.strip_prefix("system:serviceaccount:")
+                    .and_then(|r| r.split_once(':'))
+                    .is_some_and(|(ns, sa)| !ns.is_empty() && !sa.is_empty())
+            })
+    });
+    exact_ok && !globs.contains_key("sub")
+}
+
+/// What a role for `issuer` (written with `preset`) lacks, if anything.
+///
+/// A shared issuer signs tokens for anyone's repositories: a role for it
+/// must pin the repository (or project) to an owner, whether or not it was
+/// written with the preset (without the preset, `--bound
+/// ref=refs/heads/main` alone, or a glob such as `*`, let every repository
+/// on the service log in). And one binding is not enough: every branch and
+/// every workflow of a pinned repository could still log in, so a second
+/// binding (branch, environment or workflow) is required too. A Kubernetes
+/// role binds the namespace and the service account name.
+pub fn missing_binding(
+    issuer: &str,
+    preset: Option<Preset>,
+    exact: &BTreeMap<String, Vec<String>>,
+    globs: &BTreeMap<String, Vec<String>>,
+) -> Option<JwtRoleProblem> {
+    let issuer = issuer.trim_end_matches('/');
+    let github = preset == Some(Preset::Github) || issuer == GITHUB_ISSUER;
+    let gitlab = preset == Some(Preset::Gitlab) || issuer == GITLAB_ISSUER;
+    for (on, name, claim, second) in [
+        (github, "github", "repository", GITHUB_SECOND),
+        (gitlab, "gitlab", "project_path", GITLAB_SECOND),
+    ] {
+        if !on {
+            continue;
+        }
+        if !owner_pinned(exact, globs, claim) {
+            return Some(JwtRoleProblem::PresetNeedsClaim {
+                preset: name,
+                claim,
+            });
+        }
+        if !second.iter().any(|c| narrowly_bound(exact, globs, c)) {
+            return Some(JwtRoleProblem::NeedsSecondBinding {
+                preset: name,
+                first: claim,
+                choices: second,
+            });
+        }
+    }
+    if preset == Some(Preset::Kubernetes) && !k8s_sub_pinned(exact, globs) {
+        for claim in [K8S_NAMESPACE, K8S_SERVICE_ACCOUNT] {
+            if !narrowly_bound(exact, globs, claim) {
+                return Some(JwtRoleProblem::PresetNeedsClaim {
+                    preset: "kubernetes",
+                    claim,
+                });
+            }
+        }
+    }
+    None
+}
+
+impl JwtRole {
+    /// What this stored role lacks under today's rules, said for people:
+    /// a role written before a rule existed keeps logging in, but is
+    /// flagged (`coffer auth jwt read/list`, the server log at start)
+    /// until it is rewritten with the binding.
+    pub fn needs_binding(&self) -> Option<String> {
+        missing_binding(
+            &self.issuer,
+            self.preset,
+            &self.bound_claims,
+            &self.bound_globs,
+        )
+        .map(|p| p.to_string())
+    }
 }
 
 #[cfg(test)]

@@ -117,6 +117,10 @@ pub struct CoreOptions {
     /// At most one fetch of a JWT role's keys in this long (an unknown key
     /// id refetches them): [`jwt::JWKS_REFETCH_SECS`] by default.
     pub jwks_refetch_interval: std::time::Duration,
+    /// Cached JWT keys are dropped this long after their last successful
+    /// fetch, even while refetching fails: [`jwt::JWKS_STALE_MAX_SECS`] by
+    /// default.
+    pub jwks_stale_max: std::time::Duration,
 }
 
 impl Default for CoreOptions {
@@ -126,6 +130,7 @@ impl Default for CoreOptions {
             cache_capacity: 200_000,
             key_max_encryptions: hygiene::DEFAULT_MAX_ENCRYPTIONS,
             jwks_refetch_interval: std::time::Duration::from_secs(jwt::JWKS_REFETCH_SECS),
+            jwks_stale_max: std::time::Duration::from_secs(jwt::JWKS_STALE_MAX_SECS),
         }
     }
 }

@@ -111,7 +111,7 @@ fn validate_segments(s: &str) -> Result<(), PathError> {
         if coffer_policy::contains_credential(seg) {
             return Err(PathError(
                 "a segment contains what looks like a coffer token or invitation code \
-                 (cft_... or cfi_...); credentials never belong in a path (the path is not shown)"
+                 (cft_..., cfi_... or cfs_...); credentials never belong in a path (the path is not shown)"
                     .into(),
             ));
         }

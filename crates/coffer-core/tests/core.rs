@@ -713,9 +713,23 @@ async fn token_create_does_not_reveal_which_policies_exist() {
 
 #[tokio::test]
 async fn credential_shaped_text_is_not_stored_in_names_policies_or_specs() {
+    // A token, an invitation code and an app role's secret id.
+    for prefix in ["cft_", "cfi_", "cfs_", "CFS_"] {
+        credential_shaped_text_is_refused(prefix).await;
+    }
+}
+
+async fn credential_shaped_text_is_refused(prefix: &str) {
     let (fx, root, _) = unsealed().await;
     let c = &fx.coffer;
-    let token = format!("cft_{}", "Ab9".repeat(16));
+    let token = format!("{prefix}{}", "Ab9".repeat(16));
+    // A secret's path.
+    let e = c
+        .write(&root, &format!("app/dev/{token}"), &text("x"), None)
+        .await
+        .unwrap_err();
+    let m = e.to_string();
+    assert!(m.contains("coffer token") && !m.contains("Ab9Ab9"), "{m}");
     let shown = |e: CoreError| {
         let m = e.to_string();
         assert!(

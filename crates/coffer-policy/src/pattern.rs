@@ -195,7 +195,7 @@ impl Pattern {
             return Err(PatternFault {
                 offset: 0,
                 message: "invalid pattern: it contains what looks like a coffer token or \
-                          invitation code (cft_... or cfi_...); credentials never belong in a \
+                          invitation code (cft_..., cfi_... or cfs_...); credentials never belong in a \
                           pattern (the pattern is not shown)"
                     .to_owned(),
             });
@@ -319,8 +319,9 @@ pub(crate) fn quote(s: &str) -> String {
     }
 }
 
-/// Whether `s` contains something shaped like a coffer token or invitation
-/// code: `cft_` or `cfi_` (in any letter case) followed by a letter or digit.
+/// Whether `s` contains something shaped like a coffer token, invitation
+/// code or app-role secret id: `cft_`, `cfi_` or `cfs_` (in any letter
+/// case) followed by a letter or digit.
 /// Such input is refused as a path or pattern, and never quoted in an error,
 /// because a credential pasted or expanded into a name (`app/${TOKEN}`) must
 /// not travel on into error messages, logs and audit records.
@@ -329,7 +330,9 @@ pub fn contains_credential(s: &str) -> bool {
     b.windows(5).any(|w| {
         w[0].eq_ignore_ascii_case(&b'c')
             && w[1].eq_ignore_ascii_case(&b'f')
-            && (w[2].eq_ignore_ascii_case(&b't') || w[2].eq_ignore_ascii_case(&b'i'))
+            && (w[2].eq_ignore_ascii_case(&b't')
+                || w[2].eq_ignore_ascii_case(&b'i')
+                || w[2].eq_ignore_ascii_case(&b's'))
             && w[3] == b'_'
             && w[4].is_ascii_alphanumeric()
     })
@@ -394,6 +397,8 @@ mod tests {
             format!("leak/{token}"),
             format!("leak/{token}/*"),
             format!("x/CFI_{}", "z".repeat(40)),
+            format!("x/cfs_{}", "z".repeat(49)),
+            format!("x/CfS_{}", "z".repeat(49)),
             "a/prefix-cft_9".to_owned(),
         ] {
             let e = Pattern::parse(&input).unwrap_err().0;
@@ -408,7 +413,9 @@ mod tests {
         }
         assert!(!quote(&token).contains("A1b2"));
         // Only the shape counts: these are ordinary names.
-        for fine in ["cft", "a/cft_", "cft-x", "a/cfx_1", "cf_t1"] {
+        for fine in [
+            "cft", "a/cft_", "cft-x", "a/cfx_1", "cf_t1", "a/cfs_", "cfs-x",
+        ] {
             assert!(!contains_credential(fine), "{fine}");
         }
         assert!(Pattern::parse("app/cft-notes/*").is_ok());

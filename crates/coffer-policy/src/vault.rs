@@ -400,7 +400,7 @@ fn parse_vault_pattern(source: &str, mounts: &Mounts) -> Result<VaultPattern, Pa
         return Err(PatternFault {
             offset: 0,
             message: "invalid pattern: it contains what looks like a coffer token or \
-                      invitation code (cft_... or cfi_...); credentials never belong in a \
+                      invitation code (cft_..., cfi_... or cfs_...); credentials never belong in a \
                       pattern (the pattern is not shown)"
                 .to_owned(),
         });

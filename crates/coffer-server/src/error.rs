@@ -71,9 +71,10 @@ impl From<CoreError> for ApiError {
             CoreError::LoginFailed(_) | CoreError::AppRoleLoginFailed(_) => {
                 (S::UNAUTHORIZED, codes::UNAUTHENTICATED)
             }
-            CoreError::WorkloadRefused(coffer_core::WorkloadRefusal::KeysUnavailable {
-                ..
-            }) => (S::BAD_GATEWAY, codes::UPSTREAM),
+            CoreError::WorkloadRefused(
+                coffer_core::WorkloadRefusal::KeysUnavailable { .. }
+                | coffer_core::WorkloadRefusal::KeysTooOld { .. },
+            ) => (S::BAD_GATEWAY, codes::UPSTREAM),
             CoreError::WorkloadRefused(_) => (S::UNAUTHORIZED, codes::UNAUTHENTICATED),
             CoreError::RateLimited(_) => (S::TOO_MANY_REQUESTS, codes::RATE_LIMITED),
             CoreError::NotFound(_) => (S::NOT_FOUND, codes::NOT_FOUND),

@@ -156,7 +156,8 @@ pub struct Workload {
     /// The token issuer (`iss`), for JWT logins.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issuer: Option<String>,
-    /// The subject (`sub`), for JWT logins.
+    /// The subject (`sub`) for JWT logins; the secret id's accessor for
+    /// app-role logins.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
     /// The values of the role's bound claims, by claim name.

@@ -404,3 +404,230 @@ fn concurrent_logins_with_a_one_use_secret_id_on_postgres_across_two_nodes() {
         );
     }
 }
+
+/// Live tokens issued by app role `run` (revoked ones are not listed):
+/// their display name is `approle:run/` and the secret id's accessor.
+fn live_run_tokens(server: &Server, root: &str) -> usize {
+    let r = server.http("GET", "/api/v1/auth/tokens", Some(root), None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| {
+            t["display_name"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("approle:run/")
+        })
+        .count()
+}
+
+/// A role `run` whose secret id (many uses) is in a file; returns the
+/// role id and the file.
+fn run_role(server: &Server, root: &str, dir: &std::path::Path) -> (String, std::path::PathBuf) {
+    setup(server, root);
+    let admin = || server.cli().token(root);
+    admin()
+        .run(&[
+            "approle",
+            "create",
+            "run",
+            "--policy",
+            "reader",
+            "--secret-id-uses",
+            "100",
+        ])
+        .expect(0);
+    let role_id = admin()
+        .run(&["approle", "role-id", "run"])
+        .expect(0)
+        .stdout()
+        .trim()
+        .to_string();
+    let sid = dir.join("run.secret-id");
+    admin()
+        .run(&[
+            "approle",
+            "secret-id",
+            "run",
+            "--out",
+            sid.to_str().unwrap(),
+        ])
+        .expect(0);
+    (role_id, sid)
+}
+
+/// `coffer run --login` revokes its token on every way out that coffer
+/// can see: the environment cannot be built, the command cannot start,
+/// the command fails, and coffer is sent TERM, INT or HUP while the
+/// command runs (forwarded to it; coffer exits with its status).
+#[test]
+fn run_with_a_login_revokes_its_token_on_every_exit_path() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    let (role_id, sid) = run_role(&server, &root, dir.path());
+    // A secret whose name coffer refuses to put in an environment.
+    server
+        .cli()
+        .token(&root)
+        .stdin("x")
+        .run(&["set", "app/bad/LD_PRELOAD"])
+        .expect(0);
+    let home = dir.path().join("machine");
+    std::fs::create_dir_all(&home).unwrap();
+    let base = |path: &str| -> Vec<String> {
+        [
+            "run",
+            "--login",
+            "approle",
+            "--role-id",
+            &role_id,
+            "--secret-id-file",
+            sid.to_str().unwrap(),
+            "--path",
+            path,
+            "--",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let cases: Vec<(&str, Vec<String>, Option<i32>, &str)> = vec![
+        (
+            "the environment cannot be built",
+            [base("app/bad"), vec!["true".into()]].concat(),
+            None,
+            "LD_PRELOAD",
+        ),
+        (
+            "the command cannot start",
+            [base("app/dev"), vec!["/nonexistent/command".into()]].concat(),
+            Some(3),
+            "cannot run /nonexistent/command",
+        ),
+        (
+            "the command fails",
+            [
+                base("app/dev"),
+                vec!["sh".into(), "-c".into(), "exit 7".into()],
+            ]
+            .concat(),
+            Some(7),
+            "",
+        ),
+    ];
+    for (what, args, code, says) in &cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let r = common::Cli::new(&server.addr, &home).run(&args);
+        match code {
+            Some(c) => assert_eq!(r.code(), *c, "{what}: {}", r.stderr()),
+            None => assert!(r.code() > 0, "{what}: {}", r.stderr()),
+        }
+        assert!(r.stderr().contains(says), "{what}: {}", r.stderr());
+        assert_eq!(live_run_tokens(&server, &root), 0, "{what}: revoked");
+    }
+    // Signals while the command runs: forwarded, waited for, revoked.
+    let script = "trap 'exit 42' TERM; trap 'exit 43' INT; trap 'exit 44' HUP; echo ready; while :; do sleep 0.05; done";
+    for (signal, code) in [("TERM", 42), ("INT", 43), ("HUP", 44)] {
+        for redact in [false, true] {
+            let mut args = base("app/dev");
+            if redact {
+                args.insert(1, "--redact".into());
+            }
+            args.extend(["sh".into(), "-c".into(), script.into()]);
+            let mut child = std::process::Command::new(common::BIN)
+                .env("COFFER_ADDR", &server.addr)
+                .env_remove("COFFER_TOKEN")
+                .env("HOME", &home)
+                .env("XDG_CONFIG_HOME", home.join("config"))
+                .env("XDG_CACHE_HOME", home.join("cache"))
+                .args(&args)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            let mut line = String::new();
+            std::io::BufReader::new(child.stdout.as_mut().unwrap())
+                .read_line(&mut line)
+                .unwrap();
+            assert_eq!(line, "ready\n", "{signal} redact={redact}");
+            assert_eq!(live_run_tokens(&server, &root), 1, "logged in");
+            let kill = std::process::Command::new("kill")
+                .args([&format!("-{signal}"), &child.id().to_string()])
+                .status()
+                .unwrap();
+            assert!(kill.success());
+            let status = child.wait().unwrap();
+            assert_eq!(status.code(), Some(code), "{signal} redact={redact}");
+            assert_eq!(
+                live_run_tokens(&server, &root),
+                0,
+                "{signal} redact={redact}: revoked"
+            );
+        }
+    }
+}
+
+/// A signal at any moment of `coffer run --login` (during the login, the
+/// fetch, the start of the command, or its run) never leaves the run's
+/// token alive once coffer has exited: whatever the moment, coffer catches
+/// it, revokes, and exits with a signal's status or the command's.
+#[test]
+fn a_signal_at_an_awkward_moment_never_leaves_the_runs_token_alive() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    let (role_id, sid) = run_role(&server, &root, dir.path());
+    let home = dir.path().join("machine");
+    std::fs::create_dir_all(&home).unwrap();
+    for (i, signal) in ["TERM", "INT", "HUP"].iter().cycle().take(12).enumerate() {
+        let mut child = std::process::Command::new(common::BIN)
+            .env("COFFER_ADDR", &server.addr)
+            .env_remove("COFFER_TOKEN")
+            .env("HOME", &home)
+            .env("XDG_CONFIG_HOME", home.join("config"))
+            .env("XDG_CACHE_HOME", home.join("cache"))
+            .args([
+                "run",
+                "--login",
+                "approle",
+                "--role-id",
+                &role_id,
+                "--secret-id-file",
+                sid.to_str().unwrap(),
+                "--path",
+                "app/dev",
+                "--",
+                "sleep",
+                "5",
+            ])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // Spread over the run's phases: from right after the start to
+        // well into the command.
+        std::thread::sleep(std::time::Duration::from_millis(
+            5 * (i as u64) * (i as u64),
+        ));
+        let _ = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status()
+            .unwrap();
+        let status = child.wait().unwrap();
+        assert!(
+            status.code().is_some_and(|c| c != 0) || status.code().is_none(),
+            "{signal} after {i}: {status:?}"
+        );
+        assert_eq!(
+            live_run_tokens(&server, &root),
+            0,
+            "{signal} at moment {i}: no live token once coffer has exited"
+        );
+    }
+}

@@ -24,7 +24,9 @@ fn role_response(r: JwtRole) -> wire::JwtRoleResponse {
         KeySource::JwksUrl(u) => ("jwks_url", Some(u.clone())),
         KeySource::Jwks(_) => ("jwks", None),
     };
+    let needs_binding = r.needs_binding();
     wire::JwtRoleResponse {
+        needs_binding,
         name: r.name,
         preset: r.preset.map(|p| p.name().to_string()),
         issuer: r.issuer,
@@ -44,8 +46,13 @@ pub(super) async fn list_roles(
     State(st): State<AppState>,
     Auth(id): Auth,
 ) -> ApiResult<wire::JwtRoleListResponse> {
+    let roles = st.coffer.list_jwt_roles(&id).await?;
     Ok(Json(wire::JwtRoleListResponse {
-        roles: st.coffer.list_jwt_roles(&id).await?,
+        needs_binding: roles
+            .iter()
+            .filter_map(|r| Some((r.name.clone(), r.needs_binding()?)))
+            .collect(),
+        roles: roles.into_iter().map(|r| r.name).collect(),
     }))
 }
 

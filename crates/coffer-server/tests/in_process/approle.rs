@@ -149,6 +149,12 @@ fn a_login_returns_a_token_with_exactly_the_roles_policies_ttl_and_networks() {
     assert_eq!(j["cidrs"], json!(["127.0.0.0/8"]));
     assert_eq!(j["kind"], "service");
     assert_eq!(j["user"], "approle:web");
+    // On the workload model, like a JWT login: method, role, and the
+    // secret id's accessor (never the secret id).
+    assert_eq!(
+        j["workload"],
+        json!({"method": "approle", "role": "web", "subject": accessor})
+    );
     assert_eq!(j["expires_at"], j["max_expires_at"]);
     let token = j["token"].as_str().unwrap();
     let read = server.http("GET", "/api/v1/secrets/app/dev/KEY", Some(token), None);
@@ -167,6 +173,12 @@ fn a_login_returns_a_token_with_exactly_the_roles_policies_ttl_and_networks() {
         .unwrap();
     assert_eq!(read_record["actor"]["name"], "approle:web");
     assert_eq!(read_record["actor"]["via"], accessor.as_str());
+    assert_eq!(
+        read_record["workload"]["method"], "approle",
+        "{read_record}"
+    );
+    assert_eq!(read_record["workload"]["role"], "web");
+    assert_eq!(read_record["workload"]["subject"], accessor.as_str());
     let q = server.http(
         "GET",
         "/api/v1/sys/audit/records?actor=approle:web",

@@ -956,3 +956,489 @@ fn failed_jwt_logins_from_one_address_back_off_like_password_logins() {
     );
     assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
 }
+
+/// The presets (and roles for a shared issuer without one) require a second
+/// binding; each refusal names what to add and writes nothing.
+#[test]
+fn presets_require_a_second_binding_and_say_which() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server_with_secret(dir.path(), None);
+    let root = server.root_token();
+    let jwks = json!({"keys": [p256("k").jwk]}).to_string();
+    let role = |preset: Option<&str>, issuer: &str, exact: Value, globs: Value| {
+        let mut r = json!({
+            "issuer": issuer, "audience": AUDIENCE, "jwks": jwks,
+            "bound_claims": exact, "bound_globs": globs, "policies": ["deploy"],
+        });
+        if let Some(p) = preset {
+            r["preset"] = json!(p);
+        }
+        r
+    };
+    let gh = "https://token.actions.githubusercontent.com";
+    let k8s = "https://kubernetes.default.svc";
+    let github_second = "the github issuer requires a second binding besides repository: bind one of ref, environment, job_workflow_ref, workflow, workflow_ref";
+    let gitlab_second = "the gitlab issuer requires a second binding besides project_path: bind one of ref, ref_protected, environment";
+    let refused: Vec<(&str, Value, &str)> = vec![
+        (
+            "github, repository only",
+            role(
+                Some("github"),
+                gh,
+                json!({"repository": ["acme/api"]}),
+                json!({}),
+            ),
+            github_second,
+        ),
+        (
+            "github, a second binding that matches anything",
+            role(
+                Some("github"),
+                gh,
+                json!({"repository": ["acme/api"]}),
+                json!({"ref": ["*"], "environment": ["**"]}),
+            ),
+            github_second,
+        ),
+        (
+            "github, the second binding only on an unrelated claim",
+            role(
+                Some("github"),
+                gh,
+                json!({"repository": ["acme/api"], "actor": ["alice"]}),
+                json!({}),
+            ),
+            github_second,
+        ),
+        (
+            "github's issuer without the preset, repository only",
+            role(None, gh, json!({"repository": ["acme/api"]}), json!({})),
+            github_second,
+        ),
+        (
+            "github's issuer with a trailing slash",
+            role(
+                None,
+                "https://token.actions.githubusercontent.com/",
+                json!({"repository": ["acme/api"]}),
+                json!({}),
+            ),
+            github_second,
+        ),
+        (
+            "gitlab, project_path only",
+            role(
+                Some("gitlab"),
+                "https://gitlab.example.com",
+                json!({"project_path": ["group/project"]}),
+                json!({}),
+            ),
+            gitlab_second,
+        ),
+        (
+            "gitlab.com without the preset",
+            role(
+                None,
+                "https://gitlab.com",
+                json!({"project_path": ["group/project"]}),
+                json!({}),
+            ),
+            gitlab_second,
+        ),
+        (
+            "kubernetes, namespace only",
+            role(
+                Some("kubernetes"),
+                k8s,
+                json!({"kubernetes.io/namespace": ["payments"]}),
+                json!({}),
+            ),
+            "requires claim kubernetes.io/serviceaccount/name",
+        ),
+        (
+            "kubernetes, service account only",
+            role(
+                Some("kubernetes"),
+                k8s,
+                json!({"kubernetes.io/serviceaccount/name": ["api"]}),
+                json!({}),
+            ),
+            "requires claim kubernetes.io/namespace",
+        ),
+        (
+            "kubernetes, sub as a glob",
+            role(
+                Some("kubernetes"),
+                k8s,
+                json!({}),
+                json!({"sub": ["system:serviceaccount:payments:*"]}),
+            ),
+            "requires claim kubernetes.io/namespace",
+        ),
+        (
+            "kubernetes, sub that names no service account",
+            role(
+                Some("kubernetes"),
+                k8s,
+                json!({"sub": ["payments"]}),
+                json!({}),
+            ),
+            "requires claim kubernetes.io/namespace",
+        ),
+    ];
+    for (what, body, reason) in &refused {
+        let r = write_role(&server, &root, "r2", body);
+        assert_eq!(r.status, 400, "{what}: {}", r.text());
+        assert!(r.text().contains(reason), "{what}: {}", r.text());
+    }
+    let list = ok(
+        &server.http("GET", "/api/v1/auth/jwt/roles", Some(&root), None),
+        "list",
+    );
+    assert_eq!(list["roles"], json!([]), "nothing was written");
+    let accepted: Vec<(&str, Value)> = vec![
+        (
+            "github with workflow_ref",
+            role(
+                Some("github"),
+                gh,
+                json!({"repository": ["acme/api"]}),
+                json!({"workflow_ref": ["acme/api/.github/workflows/*"]}),
+            ),
+        ),
+        (
+            "github with environment",
+            role(
+                None,
+                gh,
+                json!({"repository": ["acme/api"], "environment": ["prod"]}),
+                json!({}),
+            ),
+        ),
+        (
+            "gitlab with ref_protected",
+            role(
+                Some("gitlab"),
+                "https://gitlab.example.com",
+                json!({"project_path": ["group/project"], "ref_protected": ["true"]}),
+                json!({}),
+            ),
+        ),
+        (
+            "kubernetes with both",
+            role(
+                Some("kubernetes"),
+                k8s,
+                json!({"kubernetes.io/namespace": ["payments"]}),
+                json!({"kubernetes.io/serviceaccount/name": ["api-*"]}),
+            ),
+        ),
+        (
+            "kubernetes with an exact sub",
+            role(
+                Some("kubernetes"),
+                k8s,
+                json!({"sub": ["system:serviceaccount:payments:api"]}),
+                json!({}),
+            ),
+        ),
+        (
+            "another issuer binds what it likes",
+            role(
+                None,
+                "https://issuer.example",
+                json!({"sub": ["x"]}),
+                json!({}),
+            ),
+        ),
+    ];
+    for (what, body) in &accepted {
+        let r = ok(&write_role(&server, &root, "r3", body), what);
+        assert!(r.get("needs_binding").is_none(), "{what}: {r}");
+    }
+}
+
+/// A role stored before the second binding was required keeps logging in
+/// (no outage on upgrade), is flagged by read and list, and cannot be
+/// rewritten without the binding.
+#[test]
+fn a_role_stored_before_the_second_binding_logs_in_and_is_flagged() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = p256("old");
+    let issuer = Issuer::start(&[&key]);
+    let server = server_with_secret(dir.path(), None);
+    let root = server.root_token();
+    // The role as an older coffer stored it: the github preset with only
+    // `repository` bound.
+    let stored = json!({
+        "name": "legacy", "preset": "github", "issuer": issuer.url, "audience": AUDIENCE,
+        "keys": {"jwks_url": format!("{}/jwks", issuer.url)},
+        "bound_claims": {"repository": ["acme/api"]}, "bound_globs": {},
+        "policies": ["deploy"], "ttl_ms": 600000, "updated_by": "root",
+        "updated_at": 1_700_000_000_000i64,
+    });
+    server.block_on(async {
+        server
+            .coffer()
+            .store()
+            .commit(vec![coffer_store::Mutation::PutObject {
+                kind: "jwt_role".into(),
+                key: "legacy".into(),
+                value: serde_json::to_vec(&stored).unwrap(),
+                expect: coffer_store::Expect::Any,
+            }])
+            .await
+            .unwrap();
+    });
+    let j = ok(
+        &login(&server, "legacy", &mint(&key, &claims(&issuer.url))),
+        "the old role still logs in",
+    );
+    assert_eq!(j["policies"], json!(["deploy"]));
+    let read = ok(
+        &server.http("GET", "/api/v1/auth/jwt/roles/legacy", Some(&root), None),
+        "read",
+    );
+    assert!(
+        read["needs_binding"]
+            .as_str()
+            .unwrap()
+            .contains("second binding besides repository"),
+        "{read}"
+    );
+    let list = ok(
+        &server.http("GET", "/api/v1/auth/jwt/roles", Some(&root), None),
+        "list",
+    );
+    assert_eq!(list["roles"], json!(["legacy"]));
+    assert!(
+        list["needs_binding"]["legacy"]
+            .as_str()
+            .unwrap()
+            .contains("bind one of ref"),
+        "{list}"
+    );
+    let mut rewrite = json!({
+        "preset": "github", "issuer": issuer.url, "audience": AUDIENCE,
+        "jwks_url": format!("{}/jwks", issuer.url),
+        "bound_claims": {"repository": ["acme/api"]}, "policies": ["deploy"],
+    });
+    let r = write_role(&server, &root, "legacy", &rewrite);
+    assert_eq!(r.status, 400, "{}", r.text());
+    rewrite["bound_claims"]["ref"] = json!(["refs/heads/main"]);
+    let fixed = ok(&write_role(&server, &root, "legacy", &rewrite), "rewrite");
+    assert!(fixed.get("needs_binding").is_none(), "{fixed}");
+    let list = ok(
+        &server.http("GET", "/api/v1/auth/jwt/roles", Some(&root), None),
+        "list",
+    );
+    assert!(list.get("needs_binding").is_none(), "{list}");
+}
+
+/// An issuer whose JWKS answers only when released: it says when a request
+/// has arrived, and holds every request until [`HangingIssuer::release`].
+struct HangingIssuer {
+    url: String,
+    arrived: std::sync::mpsc::Receiver<()>,
+    gate: Arc<(Mutex<bool>, std::sync::Condvar)>,
+    hits: Arc<AtomicUsize>,
+}
+
+impl HangingIssuer {
+    fn start(keys: &[&Key]) -> HangingIssuer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let jwks =
+            json!({"keys": keys.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>()}).to_string();
+        let (tx, arrived) = std::sync::mpsc::channel();
+        let gate: Arc<(Mutex<bool>, std::sync::Condvar)> = Arc::default();
+        let hits: Arc<AtomicUsize> = Arc::default();
+        let (g, h) = (gate.clone(), hits.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let (tx, g, h, jwks) = (tx.clone(), g.clone(), h.clone(), jwks.clone());
+                std::thread::spawn(move || {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 1024];
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut chunk) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    h.fetch_add(1, Ordering::SeqCst);
+                    let _ = tx.send(());
+                    let (lock, cv) = &*g;
+                    let mut open = lock.lock().unwrap();
+                    while !*open {
+                        open = cv.wait(open).unwrap();
+                    }
+                    drop(open);
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{jwks}",
+                        jwks.len()
+                    );
+                });
+            }
+        });
+        HangingIssuer {
+            url,
+            arrived,
+            gate,
+            hits,
+        }
+    }
+
+    fn release(&self) {
+        let (lock, cv) = &*self.gate;
+        *lock.lock().unwrap() = true;
+        cv.notify_all();
+    }
+}
+
+fn role_for(url: &str) -> Value {
+    json!({
+        "preset": "github",
+        "issuer": url,
+        "audience": AUDIENCE,
+        "jwks_url": format!("{url}/jwks"),
+        "bound_claims": {"repository": ["acme/api"], "environment": ["production"]},
+        "policies": ["deploy"],
+    })
+}
+
+/// A hanging issuer holds up only the logins that need its keys: another
+/// issuer's login completes while the hanging one's is still waiting, and
+/// every login waiting on the hanging issuer shares one fetch.
+#[test]
+fn a_hanging_issuer_does_not_delay_another_issuers_logins() {
+    let dir = tempfile::tempdir().unwrap();
+    let slow_key = ed25519("slow");
+    let fast_key = p256("fast");
+    let slow = HangingIssuer::start(&[&slow_key]);
+    let fast = Issuer::start(&[&fast_key]);
+    let server = server_with_secret(dir.path(), None);
+    let root = server.root_token();
+    ok(
+        &write_role(&server, &root, "slow", &role_for(&slow.url)),
+        "slow role",
+    );
+    ok(
+        &write_role(&server, &root, "fast", &role_for(&fast.url)),
+        "fast role",
+    );
+    std::thread::scope(|s| {
+        let waiting: Vec<_> = (0..4)
+            .map(|_| {
+                let jwt = mint(&slow_key, &claims(&slow.url));
+                let server = &server;
+                s.spawn(move || login(server, "slow", &jwt))
+            })
+            .collect();
+        // The slow issuer has a request in hand and has not answered it.
+        slow.arrived.recv().unwrap();
+        // The fast issuer's login completes meanwhile (it would wait for
+        // the slow fetch behind one lock for all issuers).
+        let r = login(&server, "fast", &mint(&fast_key, &claims(&fast.url)));
+        ok(&r, "the fast issuer's login");
+        assert!(
+            waiting.iter().all(|h| !h.is_finished()),
+            "the slow issuer's logins were still waiting when the fast one completed"
+        );
+        slow.release();
+        for h in waiting {
+            ok(
+                &h.join().unwrap(),
+                "the slow issuer's login, once it answered",
+            );
+        }
+    });
+    assert_eq!(
+        slow.hits.load(Ordering::SeqCst),
+        1,
+        "four concurrent logins shared one fetch"
+    );
+}
+
+/// Keys cached from an issuer whose JWKS can no longer be fetched serve
+/// only until the stale bound: then logins fail closed, audited with the
+/// reason, and a successful fetch makes them work again.
+#[test]
+fn cached_keys_past_the_stale_bound_fail_closed_while_the_issuer_is_unreachable() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = ed25519("k1");
+    let issuer = Issuer::start(&[&key]);
+    // Every cached set is past the bound at once (the bound's length is
+    // a tunable; what is tested is what happens past it).
+    let server = Server::start_tuned(dir.path(), Mode::Dev, |o| {
+        o.jwks_refetch_interval = std::time::Duration::ZERO;
+        o.jwks_stale_max = std::time::Duration::ZERO;
+    });
+    let root = server.root_token();
+    ok(
+        &server.http(
+            "PUT",
+            "/api/v1/sys/policies/deploy",
+            Some(&root),
+            Some(br#"{"policy":"path \"app/prod/*\" { capabilities = [\"read\"] }"}"#),
+        ),
+        "policy",
+    );
+    ok(
+        &write_role(&server, &root, "ci", &role_for(&issuer.url)),
+        "role",
+    );
+    ok(
+        &login(&server, "ci", &mint(&key, &claims(&issuer.url))),
+        "first login fetches",
+    );
+    // The issuer now serves garbage: refetching fails.
+    *issuer.jwks.lock().unwrap() = json!("down");
+    let r = login(&server, "ci", &mint(&key, &claims(&issuer.url)));
+    assert_eq!(r.status, 502, "the issuer's failure: {}", r.text());
+    let reason = "the cached ones were last fetched more than 0 seconds ago";
+    assert!(r.text().contains(reason), "{}", r.text());
+    let record = server.audit_records().pop().unwrap();
+    assert_eq!(record["op"], "auth.jwt_login");
+    assert!(
+        record["reason"].as_str().unwrap_or("").contains(reason),
+        "{record}"
+    );
+    // The issuer answers again: the next login fetches and succeeds.
+    issuer.publish(&[&key]);
+    ok(
+        &login(&server, "ci", &mint(&key, &claims(&issuer.url))),
+        "after the issuer is back",
+    );
+}
+
+/// With the default bound, keys cached a moment ago keep serving while the
+/// issuer is unreachable (an issuer's outage is not coffer's), and an
+/// unknown kid is refused with the fetch's failure.
+#[test]
+fn cached_keys_within_the_stale_bound_serve_while_the_issuer_is_unreachable() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = ed25519("k1");
+    let other = ed25519("k2");
+    let issuer = Issuer::start(&[&key]);
+    let server = server_with_secret(dir.path(), Some(std::time::Duration::ZERO));
+    let root = server.root_token();
+    ok(
+        &write_role(&server, &root, "ci", &role_for(&issuer.url)),
+        "role",
+    );
+    ok(
+        &login(&server, "ci", &mint(&key, &claims(&issuer.url))),
+        "fetch",
+    );
+    *issuer.jwks.lock().unwrap() = json!("down");
+    ok(
+        &login(&server, "ci", &mint(&key, &claims(&issuer.url))),
+        "cached key while the issuer is down",
+    );
+    let r = login(&server, "ci", &mint(&other, &claims(&issuer.url)));
+    assert_eq!(r.status, 502);
+    assert!(r.text().contains("could not be fetched"), "{}", r.text());
+}

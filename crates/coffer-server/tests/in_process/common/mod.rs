@@ -142,6 +142,17 @@ impl Server {
         self.data_dir().join(coffer_server::DEFAULT_AUDIT_FILE)
     }
 
+    /// The node's core (for what only a test does: writing a record as
+    /// an older version stored it, running a future on the node's runtime).
+    pub fn coffer(&self) -> &Arc<Coffer> {
+        &self.coffer
+    }
+
+    /// Runs `f` on the node's runtime.
+    pub fn block_on<F: Future>(&self, f: F) -> F::Output {
+        self.rt.block_on(f)
+    }
+
     /// The dev root token.
     pub fn root_token(&self) -> String {
         self.root.clone().expect("a dev server has a root token")
