@@ -1272,11 +1272,24 @@ fn vault_api_reads_are_counted_by_audit_readers() {
     );
     assert_eq!(r["data"]["data"]["password"], "one");
     ok(
-        &v(&s, "GET", "/v1/secret/data/app/prod/db", Some(&reader), None),
+        &v(
+            &s,
+            "GET",
+            "/v1/secret/data/app/prod/db",
+            Some(&reader),
+            None,
+        ),
         "read current",
     );
     assert_eq!(
-        v(&s, "GET", "/v1/secret/data/app/prod/db", Some(&nobody), None).status,
+        v(
+            &s,
+            "GET",
+            "/v1/secret/data/app/prod/db",
+            Some(&nobody),
+            None
+        )
+        .status,
         403
     );
     ok(
@@ -1285,16 +1298,15 @@ fn vault_api_reads_are_counted_by_audit_readers() {
     );
 
     let readers = ok(
-        &s.http(
-            "GET",
-            "/api/v1/sys/audit/readers?path=app/prod/db",
-            t,
-            None,
-        ),
+        &s.http("GET", "/api/v1/sys/audit/readers?path=app/prod/db", t, None),
         "readers",
     );
     let list = readers["readers"].as_array().unwrap();
-    assert_eq!(list.len(), 1, "only the Vault client read the value: {readers}");
+    assert_eq!(
+        list.len(),
+        1,
+        "only the Vault client read the value: {readers}"
+    );
     let one = &list[0];
     assert_eq!(one["accessor"], reader_acc.as_str());
     assert_eq!(one["reads"], 2);
