@@ -53,7 +53,8 @@ the coffer secret holds another history (it was written in coffer), the
 cloud's current value is written as a new version if it differs.
 
 AWS credentials come only from the standard chain (AWS_ACCESS_KEY_ID and
-AWS_SECRET_ACCESS_KEY, AWS_PROFILE, web identity, instance metadata); the
+AWS_SECRET_ACCESS_KEY, a named profile from --profile or AWS_PROFILE, SSO
+included, web identity, instance metadata); the
 coffer token needs admin on sys/import and read and create on the folder.
 
 Exit status: 0 when everything that could be mapped is in coffer, 8 when a
@@ -124,6 +125,11 @@ pub struct CloudArgs {
     /// The AWS region (default: AWS_REGION, else the profile's).
     #[arg(long, value_name = "REGION")]
     pub region: Option<String>,
+    /// A named profile of ~/.aws/config and ~/.aws/credentials, SSO
+    /// profiles included (default: AWS_PROFILE, else `default`). A name,
+    /// never a credential.
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<String>,
     /// Another endpoint, for a compatible service or a local emulator
     /// (default: AWS_ENDPOINT_URL, else AWS's own).
     #[arg(long, value_name = "URL")]
@@ -298,10 +304,27 @@ async fn store(cloud: &CloudArgs) -> anyhow::Result<Store> {
     if let Some(url) = &cloud.endpoint_url {
         check_endpoint(url)?;
     }
+    // The SDK reads AWS_PROFILE itself; a name given either way is held
+    // to the same rules.
+    // (An empty AWS_PROFILE is the SDK's business: it means no profile.)
+    let from_env = std::env::var_os("AWS_PROFILE").filter(|v| !v.is_empty());
+    let env_profile = from_env.as_ref().map(|v| v.to_str().unwrap_or("\u{0}"));
+    for (name, given) in [
+        (cloud.profile.as_deref(), "--profile"),
+        (env_profile, "AWS_PROFILE"),
+    ]
+    .into_iter()
+    .filter_map(|(n, g)| n.map(|n| (n, g)))
+    {
+        if let Err(e) = aws::check_profile_name(name) {
+            return Err(fail(Status::Usage, format!("{given}: {}", e.message)));
+        }
+    }
     let options = aws::Options {
         region: cloud.region.clone(),
         endpoint_url: cloud.endpoint_url.clone(),
         timeout: Duration::from_secs(cloud.timeout.max(1)),
+        profile: cloud.profile.clone(),
     };
     let config = aws::config(&options).await.map_err(cloud_fail)?;
     Ok(Store::new(cloud.service.service(), &config))

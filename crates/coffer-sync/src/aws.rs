@@ -1,8 +1,9 @@
 //! AWS Secrets Manager and SSM Parameter Store through the official SDK.
 //!
 //! Credentials come only from the SDK's standard chain (environment,
-//! shared profile files, `credential_process`, web identity, container and
-//! instance metadata); this module never takes one as an argument. The
+//! shared profile files, a named profile's IAM Identity Center (SSO)
+//! session, `credential_process`, web identity, container and instance
+//! metadata); this module never takes one as an argument. The
 //! region and an endpoint URL (for compatible services and tests) may be
 //! given; otherwise the chain's (`AWS_REGION`, `AWS_ENDPOINT_URL`, the
 //! profile) apply. HTTPS is hyper with rustls on `ring`.
@@ -47,6 +48,34 @@ pub struct Options {
     pub endpoint_url: Option<String>,
     /// How long one operation may take, retries included.
     pub timeout: Duration,
+    /// A named profile of the shared files (`~/.aws/config`,
+    /// `~/.aws/credentials`), SSO profiles included (default:
+    /// `AWS_PROFILE`, else `default`). Checked by [`check_profile_name`].
+    pub profile: Option<String>,
+}
+
+/// Whether `name` can be a profile name: 1 to 128 of ASCII letters,
+/// digits and `-_.+@:`, not starting with `.` and without `..` (a profile
+/// name is looked up in the shared files, never opened as a path, but a
+/// name that looks like one is a mistake, and a control character would
+/// reach error messages and logs).
+pub fn check_profile_name(name: &str) -> Result<(), SyncError> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && !name.starts_with('.')
+        && !name.contains("..")
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.+@:".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(SyncError::new(
+            ErrorKind::Config,
+            "a profile name is 1 to 128 ASCII letters, digits and - _ . + @ : (no path, no \
+             control character)",
+        ))
+    }
 }
 
 /// A value as the cloud holds it. No `Debug`.
@@ -113,6 +142,10 @@ pub async fn config(options: &Options) -> Result<aws_config::SdkConfig, SyncErro
                 .operation_timeout(options.timeout)
                 .build(),
         );
+    if let Some(profile) = &options.profile {
+        check_profile_name(profile)?;
+        loader = loader.profile_name(profile);
+    }
     if let Some(region) = &options.region {
         loader = loader.region(aws_config::Region::new(region.clone()));
     }
