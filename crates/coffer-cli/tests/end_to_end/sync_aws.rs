@@ -996,3 +996,139 @@ fn named_profiles_from_the_shared_files() {
     key.search_server(&server);
     key.assert_nowhere_else();
 }
+
+/// `push --versions labels`: Secrets Manager ends with coffer's current as
+/// AWSCURRENT, its previous as AWSPREVIOUS and its staged pending as
+/// AWSPENDING; a second run changes nothing; a dry run names changes,
+/// never values; after a promotion the labels follow; Parameter Store
+/// refuses the mode.
+#[test]
+fn secrets_manager_gets_coffer_labels_on_push() {
+    let dir = tempfile::tempdir().unwrap();
+    let moto = Moto::start(dir.path());
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    let mut canary = Canary::new("sync-labels");
+    let mut key = Canary::with_value(AWS_SECRET);
+    let c = |n: u32| format!("{}-{n}", canary.value);
+    let path = "lab/prod/KEY";
+    coffer_set(&server, &root, path, &c(1));
+    coffer_set(&server, &root, path, &c(2));
+    let body = json!({"value": c(3), "stage": true}).to_string();
+    let staged = server.http(
+        "POST",
+        &format!("/api/v1/rotate/{path}"),
+        Some(&root),
+        Some(body.as_bytes()),
+    );
+    assert!(staged.status < 300, "{}", staged.text());
+
+    let push = [
+        "push",
+        "aws-sm",
+        "--from",
+        "lab/prod",
+        "--prefix",
+        "/lab/prod/",
+        "--versions",
+        "labels",
+    ];
+    let dry = sync(&server, &moto, &root, &[&push[..], &["--dry-run"]].concat()).expect(0);
+    assert_eq!(
+        outcomes(&dry),
+        map(&[(path, "created")]),
+        "{}",
+        dry.stdout()
+    );
+    assert!(dry.stdout().contains("AWSPENDING"), "{}", dry.stdout());
+    let none = moto.py("out = len(sm.list_secrets()['SecretList'])", json!(null));
+    assert_eq!(none, 0, "a dry run creates nothing");
+
+    let stages_py = "vs = sm.list_secret_version_ids(SecretId='/lab/prod/KEY', IncludeDeprecated=True)['Versions']\n\
+                     out = {}\n\
+                     for v in vs:\n\
+                     \x20   val = sm.get_secret_value(SecretId='/lab/prod/KEY', VersionId=v['VersionId'])['SecretString']\n\
+                     \x20   for s in v.get('VersionStages', []):\n\
+                     \x20       out[s] = val\n";
+    let first = sync(&server, &moto, &root, &push).expect(0);
+    assert_eq!(
+        outcomes(&first),
+        map(&[(path, "created")]),
+        "{}",
+        first.stdout()
+    );
+    let stages = moto.py(stages_py, json!(null));
+    assert_eq!(stages["AWSPREVIOUS"], c(1), "{stages}");
+    assert_eq!(stages["AWSCURRENT"], c(2), "{stages}");
+    assert_eq!(stages["AWSPENDING"], c(3), "{stages}");
+
+    let again = sync(&server, &moto, &root, &push).expect(0);
+    assert_eq!(
+        outcomes(&again),
+        map(&[(path, "unchanged")]),
+        "{}",
+        again.stdout()
+    );
+    assert_eq!(moto.py(stages_py, json!(null)), stages);
+
+    // The staged version is promoted in coffer: the labels follow.
+    let promoted = server.http(
+        "POST",
+        &format!("/api/v1/promote/{path}"),
+        Some(&root),
+        None,
+    );
+    assert!(promoted.status < 300, "{}", promoted.text());
+    let moved = sync(&server, &moto, &root, &push).expect(0);
+    assert_eq!(
+        outcomes(&moved),
+        map(&[(path, "updated")]),
+        "{}",
+        moved.stdout()
+    );
+    let stages = moto.py(stages_py, json!(null));
+    assert_eq!(stages["AWSCURRENT"], c(3), "{stages}");
+    assert_eq!(stages["AWSPREVIOUS"], c(2), "{stages}");
+    assert!(stages.get("AWSPENDING").is_none(), "{stages}");
+    let still = sync(&server, &moto, &root, &push).expect(0);
+    assert_eq!(
+        outcomes(&still),
+        map(&[(path, "unchanged")]),
+        "{}",
+        still.stdout()
+    );
+
+    let ssm = sync(
+        &server,
+        &moto,
+        &root,
+        &[
+            "push",
+            "aws-ssm",
+            "--from",
+            "lab/prod",
+            "--prefix",
+            "/lab/prod/",
+            "--versions",
+            "labels",
+        ],
+    );
+    assert_eq!(ssm.code(), 2, "{}", ssm.stderr());
+
+    search(
+        &mut canary,
+        &mut key,
+        &[
+            ("dry", &dry),
+            ("first", &first),
+            ("again", &again),
+            ("moved", &moved),
+            ("still", &still),
+            ("ssm", &ssm),
+        ],
+    );
+    canary.search_server(&server);
+    key.search_server(&server);
+    canary.assert_nowhere_else();
+    key.assert_nowhere_else();
+}
