@@ -238,6 +238,12 @@ fn is_false(b: &bool) -> bool {
     !*b
 }
 
+/// The operations that serve the value of the one secret at the record's
+/// path (a bundle, the console's reveal, names each value in `reads`
+/// instead). Every front end that reads one value must be here, or
+/// `coffer audit readers` misses its readers.
+const VALUE_READS: [&str; 2] = ["secret.read", "vault.kv.read"];
+
 impl Record {
     /// A notice record about the audit log itself.
     pub fn notice(message: impl Into<String>) -> Record {
@@ -267,7 +273,8 @@ impl Record {
     }
 
     /// The secrets whose values this request served, with versions: its
-    /// path for a successful `secret.read`, its `reads` for a bundle.
+    /// path for a successful read of one secret (the native `secret.read`,
+    /// the Vault API's `vault.kv.read`), its `reads` for a bundle.
     pub fn values_served(&self) -> Vec<(&str, Option<u64>)> {
         if self.kind != Kind::Request || self.outcome != Some(Outcome::Ok) {
             return Vec::new();
@@ -277,7 +284,7 @@ impl Record {
             .iter()
             .map(|r| (r.path.as_str(), Some(r.version)))
             .collect();
-        if self.op.as_deref() == Some("secret.read")
+        if matches!(self.op.as_deref(), Some(op) if VALUE_READS.contains(&op))
             && let Some(p) = self.path.as_deref()
         {
             out.push((p, self.version));

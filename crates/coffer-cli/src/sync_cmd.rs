@@ -53,7 +53,8 @@ the coffer secret holds another history (it was written in coffer), the
 cloud's current value is written as a new version if it differs.
 
 AWS credentials come only from the standard chain (AWS_ACCESS_KEY_ID and
-AWS_SECRET_ACCESS_KEY, AWS_PROFILE, web identity, instance metadata); the
+AWS_SECRET_ACCESS_KEY, a named profile from --profile or AWS_PROFILE, SSO
+included, web identity, instance metadata); the
 coffer token needs admin on sys/import and read and create on the folder.
 
 Exit status: 0 when everything that could be mapped is in coffer, 8 when a
@@ -124,6 +125,11 @@ pub struct CloudArgs {
     /// The AWS region (default: AWS_REGION, else the profile's).
     #[arg(long, value_name = "REGION")]
     pub region: Option<String>,
+    /// A named profile of ~/.aws/config and ~/.aws/credentials, SSO
+    /// profiles included (default: AWS_PROFILE, else `default`). A name,
+    /// never a credential.
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<String>,
     /// Another endpoint, for a compatible service or a local emulator
     /// (default: AWS_ENDPOINT_URL, else AWS's own).
     #[arg(long, value_name = "URL")]
@@ -165,6 +171,20 @@ pub struct PushArgs {
     /// Overwrite secrets changed outside coffer or never written by it.
     #[arg(long)]
     pub force: bool,
+    /// Which versions to push: `current` (its value only) or `labels`
+    /// (Secrets Manager only: coffer's previous, current and pending, as
+    /// AWSPREVIOUS, AWSCURRENT and AWSPENDING).
+    #[arg(long, value_enum, default_value_t = Versions::Current)]
+    pub versions: Versions,
+}
+
+/// What `push` writes of each secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Versions {
+    /// The current value, as a new current version when it differs.
+    Current,
+    /// Coffer's labelled versions, each with its staging label.
+    Labels,
 }
 
 pub async fn run(g: &crate::cli::Global, c: SyncCommand) -> anyhow::Result<Status> {
@@ -298,10 +318,27 @@ async fn store(cloud: &CloudArgs) -> anyhow::Result<Store> {
     if let Some(url) = &cloud.endpoint_url {
         check_endpoint(url)?;
     }
+    // The SDK reads AWS_PROFILE itself; a name given either way is held
+    // to the same rules.
+    // (An empty AWS_PROFILE is the SDK's business: it means no profile.)
+    let from_env = std::env::var_os("AWS_PROFILE").filter(|v| !v.is_empty());
+    let env_profile = from_env.as_ref().map(|v| v.to_str().unwrap_or("\u{0}"));
+    for (name, given) in [
+        (cloud.profile.as_deref(), "--profile"),
+        (env_profile, "AWS_PROFILE"),
+    ]
+    .into_iter()
+    .filter_map(|(n, g)| n.map(|n| (n, g)))
+    {
+        if let Err(e) = aws::check_profile_name(name) {
+            return Err(fail(Status::Usage, format!("{given}: {}", e.message)));
+        }
+    }
     let options = aws::Options {
         region: cloud.region.clone(),
         endpoint_url: cloud.endpoint_url.clone(),
         timeout: Duration::from_secs(cloud.timeout.max(1)),
+        profile: cloud.profile.clone(),
     };
     let config = aws::config(&options).await.map_err(cloud_fail)?;
     Ok(Store::new(cloud.service.service(), &config))
@@ -614,6 +651,13 @@ async fn stage_pending(
 
 async fn push(g: &crate::cli::Global, a: PushArgs) -> anyhow::Result<Status> {
     let from = folder(&a.from)?;
+    if a.versions == Versions::Labels && matches!(a.cloud.service, Target::AwsSsm) {
+        return Err(fail(
+            Status::Usage,
+            "--versions labels is for aws-sm: a parameter's newest version is the value every \
+             reader gets, so Parameter Store cannot hold a staged pending version",
+        ));
+    }
     let coffer = coffer_client(g, &a.cloud)?;
     let store = store(&a.cloud).await?;
     let options = ListOptions {
@@ -640,6 +684,9 @@ async fn push_one(store: &Store, coffer: &Client, a: &PushArgs, from: &str, rel:
         Err(why) => return Line::new(&path, None, Outcome::NotMapped).why(why),
     };
     let mut line = Line::new(&path, Some(&name), Outcome::Failed);
+    if a.versions == Versions::Labels {
+        return push_labels(store, coffer, a, &path, &name, line).await;
+    }
     let held: WireValue = match coffer.read(&path, None).await {
         Ok(r) => r.value,
         Err(e) => return line.why(e.message),
@@ -685,6 +732,94 @@ async fn push_one(store: &Store, coffer: &Client, a: &PushArgs, from: &str, rel:
     {
         Ok(version) => {
             line.versions.push(version);
+            line
+        }
+        Err(e) => {
+            line.outcome = Outcome::Failed;
+            line.why(e.message)
+        }
+    }
+}
+
+/// `push --versions labels` of one secret: coffer's previous, current and
+/// pending as Secrets Manager's AWSPREVIOUS, AWSCURRENT and AWSPENDING.
+async fn push_labels(
+    store: &Store,
+    coffer: &Client,
+    a: &PushArgs,
+    path: &str,
+    name: &str,
+    mut line: Line,
+) -> Line {
+    let meta = match coffer.metadata(path).await {
+        Ok(m) => m,
+        Err(e) => return line.why(e.message),
+    };
+    let (current, previous, pending) = match &meta.labels {
+        Some(l) => (l.current, l.previous, l.pending),
+        None => (meta.current_version, None, None),
+    };
+    let mut values = Vec::new();
+    for v in [previous, Some(current), pending].into_iter().flatten() {
+        match coffer.read(path, Some(v)).await {
+            Ok(r) => values.push((v, mapping::from_wire(&r.value))),
+            Err(e) => return line.why(format!("version {v}: {}", e.message)),
+        }
+    }
+    let labelled = |v: Option<u64>| {
+        v.and_then(|v| {
+            values
+                .iter()
+                .find(|(n, _)| *n == v)
+                .map(|(n, value)| aws::Labelled { version: *n, value })
+        })
+    };
+    let Some(current_value) = labelled(Some(current)) else {
+        return line.why("the current version could not be read");
+    };
+    let plan = aws::LabelPlan {
+        previous: labelled(previous),
+        current: current_value,
+        pending: labelled(pending),
+    };
+    let existing = match store.current(name).await {
+        Ok(c) => c,
+        Err(e) => return line.why(e.message),
+    };
+    if let Some(cur) = &existing {
+        let ours = cur.managed && cur.synced.as_deref() == Some(cur.version.as_str());
+        if !ours && !a.force {
+            line.outcome = Outcome::Conflict;
+            return line.why(if cur.managed {
+                "changed outside coffer since coffer last wrote it; --force overwrites it"
+            } else {
+                "exists and was not written by coffer; --force overwrites it"
+            });
+        }
+    }
+    match store
+        .push_labelled(
+            name,
+            &plan,
+            path,
+            existing.is_some(),
+            a.kms_key_id.as_deref(),
+            a.cloud.dry_run,
+        )
+        .await
+    {
+        Ok((changes, id)) => {
+            line.outcome = if changes.is_empty() {
+                Outcome::Unchanged
+            } else if existing.is_none() {
+                Outcome::Created
+            } else {
+                Outcome::Updated
+            };
+            if !changes.is_empty() && !id.is_empty() {
+                line.versions.push(id);
+            }
+            line.notes = changes;
             line
         }
         Err(e) => {

@@ -17,6 +17,7 @@ mod extract;
 pub mod harden;
 mod jobs;
 mod jwks;
+mod metered_store;
 pub mod metrics;
 mod node;
 pub mod private_file;

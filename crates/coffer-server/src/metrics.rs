@@ -20,6 +20,11 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
+use std::sync::Arc;
+
+use coffer_store::{Storage, TokenKind, TokenRecord};
+
+use crate::metered_store::{Instruments, MeteredStore, Op};
 use crate::state::AppState;
 
 /// The content type of the exposition: OpenMetrics text, which
@@ -36,6 +41,24 @@ struct RequestLabels {
 struct OperationLabel {
     operation: &'static str,
 }
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StoreLabels {
+    operation: &'static str,
+    backend: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: &'static str,
+}
+
+/// The `kind` label of the live-tokens gauge: every value it can take.
+pub const TOKEN_KINDS: [&str; 3] = ["service", "user", "workload"];
+
+/// How long a count of live tokens is reused before a scrape counts again
+/// (counting reads every token record: see [`Metrics::render`]).
+const TOKEN_COUNT_MAX_AGE: Duration = Duration::from_secs(15);
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabel {
@@ -71,6 +94,13 @@ pub struct Metrics {
     max_fds: Gauge,
     threads: Gauge,
     start_time: FloatGauge,
+    store_durations: Family<StoreLabels, Histogram>,
+    store_errors: Family<StoreLabels, Counter>,
+    live_tokens: Family<KindLabel, Gauge>,
+    /// When the live tokens were last counted.
+    tokens_counted: std::sync::Mutex<Option<std::time::Instant>>,
+    /// Set by the metered store when a commit changed the tokens.
+    tokens_changed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Default for Metrics {
@@ -171,6 +201,30 @@ impl Metrics {
             "audit_log_records",
             "Sequence number of the last record in the first audit log file",
         );
+        let store_durations = Family::<StoreLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new([
+                0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005,
+                0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ])
+        });
+        registry.register_with_unit(
+            "store_operation_duration",
+            "Time spent in the storage backend, by operation (a fixed word per storage call) and backend (sqlite or postgres)",
+            Unit::Seconds,
+            store_durations.clone(),
+        );
+        let store_errors = Family::<StoreLabels, Counter>::default();
+        registry.register(
+            "store_operation_errors",
+            "Storage calls that failed (a commit's failed check-and-set is not counted), by operation and backend",
+            store_errors.clone(),
+        );
+        let live_tokens = Family::<KindLabel, Gauge>::default();
+        registry.register(
+            "tokens_live",
+            "Tokens neither expired, used up nor revoked, by kind (service, user, workload); counted from the store, so on PostgreSQL every node reports the whole cluster's count (at most 15 s old)",
+            live_tokens.clone(),
+        );
         // Process figures under their conventional names, without the prefix.
         let process = root.sub_registry_with_prefix("process");
         let cpu_seconds = Counter::<f64, AtomicU64>::default();
@@ -228,6 +282,76 @@ impl Metrics {
             max_fds,
             threads,
             start_time,
+            store_durations,
+            store_errors,
+            live_tokens,
+            tokens_counted: std::sync::Mutex::new(None),
+            tokens_changed: Arc::default(),
+        }
+    }
+
+    /// `store`, with every call timed in these metrics (labelled with its
+    /// backend's name).
+    pub fn metered(&self, store: Arc<dyn Storage>) -> Arc<dyn Storage> {
+        let backend = store.backend_name();
+        let by_op = Op::ALL
+            .iter()
+            .map(|op| {
+                let labels = StoreLabels {
+                    operation: op.name(),
+                    backend,
+                };
+                Instruments {
+                    duration: self.store_durations.get_or_create(&labels).clone(),
+                    errors: self.store_errors.get_or_create(&labels).clone(),
+                }
+            })
+            .collect();
+        Arc::new(MeteredStore::new(store, by_op, self.tokens_changed.clone()))
+    }
+
+    /// Counts the live tokens in `store`, unless they were counted less
+    /// than [`TOKEN_COUNT_MAX_AGE`] ago and no commit through this node's
+    /// store changed a token since. Counting reads every token record (one
+    /// query, no decryption); reusing a count keeps a scrape cheap however
+    /// often it comes, and a token created, revoked or used up on this node
+    /// shows at the next scrape, and so does a revocation or sweep on another
+    /// node sharing a PostgreSQL store once this node has synced. (An
+    /// expiry, or a token created on another node, shows within the maximum
+    /// age.) A
+    /// store that cannot be read leaves the last count.
+    async fn count_tokens(&self, store: &dyn Storage) {
+        {
+            let mut at = self
+                .tokens_counted
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let changed = self
+                .tokens_changed
+                .swap(false, std::sync::atomic::Ordering::Relaxed);
+            if !changed && at.is_some_and(|t| t.elapsed() < TOKEN_COUNT_MAX_AGE) {
+                return;
+            }
+            *at = Some(std::time::Instant::now());
+        }
+        let tokens = match store.list_tokens().await {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not count the live tokens for the metrics");
+                *self
+                    .tokens_counted
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = None;
+                return;
+            }
+        };
+        let now = coffer_core::now_ms();
+        let mut counts = [0i64; TOKEN_KINDS.len()];
+        for t in tokens.iter().filter(|t| is_live(t, now)) {
+            counts[token_kind(t)] += 1;
+        }
+        for (kind, n) in TOKEN_KINDS.iter().zip(counts) {
+            self.live_tokens.get_or_create(&KindLabel { kind }).set(n);
         }
     }
 
@@ -284,7 +408,8 @@ impl Metrics {
     }
 
     /// The text exposition, with the state gauges read now.
-    pub fn render(&self, state: &AppState) -> String {
+    pub async fn render(&self, state: &AppState) -> String {
+        self.count_tokens(state.coffer.store().as_ref()).await;
         let _one_at_a_time = self.scrape.lock().unwrap_or_else(|p| p.into_inner());
         let s = state.coffer.status();
         self.initialized.set(i64::from(s.initialized));
@@ -317,6 +442,21 @@ impl Metrics {
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String cannot fail");
         out
+    }
+}
+
+/// Whether a token would be accepted now (revoked tokens are no longer in
+/// the store).
+fn is_live(t: &TokenRecord, now_ms: i64) -> bool {
+    t.expires_at.is_none_or(|at| now_ms < at) && t.uses_left != Some(0)
+}
+
+/// The index in [`TOKEN_KINDS`] of a token's kind.
+fn token_kind(t: &TokenRecord) -> usize {
+    match (&t.workload, t.kind) {
+        (Some(_), _) => 2,
+        (None, TokenKind::Human) => 1,
+        (None, TokenKind::Service) => 0,
     }
 }
 
@@ -402,7 +542,7 @@ pub(crate) async fn serve_loopback(
                     }
                     (
                         [(header::CONTENT_TYPE, CONTENT_TYPE)],
-                        st.metrics.render(&st),
+                        st.metrics.render(&st).await,
                     )
                         .into_response()
                 },

@@ -227,6 +227,10 @@ impl Node {
 
         create_private_dir(&config.data_dir)?;
         let (store, lock) = open_store(&config.storage, &config.data_dir).await?;
+        // Every storage call is timed from here on, the core's and the
+        // background jobs' alike.
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let store = metrics.metered(store);
         let coffer = Arc::new(
             Coffer::open(
                 store,
@@ -267,7 +271,10 @@ impl Node {
         let bound = crate::bind(config.listen, config.tls.as_ref()).await?;
         let (local_addr, tls) = (bound.local_addr(), bound.is_tls());
         let router_options = config.router_options(&bound).map_err(NodeError::Config)?;
-        let state = AppState::new(coffer.clone(), auditor.clone());
+        let state = AppState {
+            metrics,
+            ..AppState::new(coffer.clone(), auditor.clone())
+        };
         let metrics_listener = match config.metrics_listen {
             Some(addr) => Some(crate::metrics::serve_loopback(addr, state.clone()).await?),
             None => None,

@@ -1,8 +1,9 @@
 //! AWS Secrets Manager and SSM Parameter Store through the official SDK.
 //!
 //! Credentials come only from the SDK's standard chain (environment,
-//! shared profile files, `credential_process`, web identity, container and
-//! instance metadata); this module never takes one as an argument. The
+//! shared profile files, a named profile's IAM Identity Center (SSO)
+//! session, `credential_process`, web identity, container and instance
+//! metadata); this module never takes one as an argument. The
 //! region and an endpoint URL (for compatible services and tests) may be
 //! given; otherwise the chain's (`AWS_REGION`, `AWS_ENDPOINT_URL`, the
 //! profile) apply. HTTPS is hyper with rustls on `ring`.
@@ -47,6 +48,34 @@ pub struct Options {
     pub endpoint_url: Option<String>,
     /// How long one operation may take, retries included.
     pub timeout: Duration,
+    /// A named profile of the shared files (`~/.aws/config`,
+    /// `~/.aws/credentials`), SSO profiles included (default:
+    /// `AWS_PROFILE`, else `default`). Checked by [`check_profile_name`].
+    pub profile: Option<String>,
+}
+
+/// Whether `name` can be a profile name: 1 to 128 of ASCII letters,
+/// digits and `-_.+@:`, not starting with `.` and without `..` (a profile
+/// name is looked up in the shared files, never opened as a path, but a
+/// name that looks like one is a mistake, and a control character would
+/// reach error messages and logs).
+pub fn check_profile_name(name: &str) -> Result<(), SyncError> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && !name.starts_with('.')
+        && !name.contains("..")
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.+@:".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(SyncError::new(
+            ErrorKind::Config,
+            "a profile name is 1 to 128 ASCII letters, digits and - _ . + @ : (no path, no \
+             control character)",
+        ))
+    }
 }
 
 /// A value as the cloud holds it. No `Debug`.
@@ -113,6 +142,10 @@ pub async fn config(options: &Options) -> Result<aws_config::SdkConfig, SyncErro
                 .operation_timeout(options.timeout)
                 .build(),
         );
+    if let Some(profile) = &options.profile {
+        check_profile_name(profile)?;
+        loader = loader.profile_name(profile);
+    }
     if let Some(region) = &options.region {
         loader = loader.region(aws_config::Region::new(region.clone()));
     }
@@ -588,4 +621,231 @@ fn ssm_tag(key: &str, value: &str) -> Result<ssm::types::Tag, SyncError> {
         .value(value)
         .build()
         .map_err(|e| SyncError::new(ErrorKind::Other, e.to_string()))
+}
+
+/// One coffer version to hold in Secrets Manager: its number and value.
+pub struct Labelled<'a> {
+    /// Coffer's version number.
+    pub version: u64,
+    /// Its value, as the cloud holds it.
+    pub value: &'a SecretString,
+}
+
+/// Coffer's labelled versions of one secret: `current`, and `previous`
+/// and `pending` when it has them.
+pub struct LabelPlan<'a> {
+    pub previous: Option<Labelled<'a>>,
+    pub current: Labelled<'a>,
+    pub pending: Option<Labelled<'a>>,
+}
+
+/// The staging label that marks the Secrets Manager version holding
+/// coffer's version `n` (how a second push knows it is there).
+pub fn version_marker(n: u64) -> String {
+    format!("coffer-v{n}")
+}
+
+impl Store {
+    /// Makes the Secrets Manager secret `name` hold coffer's labelled
+    /// versions: each as a version of its own (marked with
+    /// [`version_marker`]), `AWSCURRENT` on coffer's current, `AWSPREVIOUS`
+    /// on its previous and `AWSPENDING` on its pending (each removed when
+    /// coffer has none), markers of versions coffer no longer labels
+    /// removed. Returns what it changed (or, with `dry_run`, would
+    /// change), as names and labels only, and the version id `AWSCURRENT`
+    /// ends on (empty in a dry run that would create it). A second run
+    /// changes nothing.
+    pub async fn push_labelled(
+        &self,
+        name: &str,
+        plan: &LabelPlan<'_>,
+        coffer_path: &str,
+        exists: bool,
+        kms_key_id: Option<&str>,
+        dry_run: bool,
+    ) -> Result<(Vec<String>, String), SyncError> {
+        let Store::SecretsManager(c) = self else {
+            return Err(SyncError::new(
+                ErrorKind::Config,
+                "labelled versions are pushed to Secrets Manager only",
+            ));
+        };
+        let mut changes = Vec::new();
+        if !exists {
+            changes.push("create the secret".to_string());
+            if !dry_run {
+                c.create_secret()
+                    .name(name)
+                    .set_kms_key_id(kms_key_id.map(str::to_string))
+                    .tags(sm_tag(TAG_MANAGED, "true"))
+                    .tags(sm_tag(TAG_PATH, coffer_path))
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error("creating a secret", e))?;
+            }
+        }
+        // Version id -> its staging labels.
+        let stages = |c: &sm::Client| {
+            let c = c.clone();
+            let name = name.to_string();
+            async move {
+                let mut out: Vec<(String, Vec<String>)> = Vec::new();
+                let mut next: Option<String> = None;
+                loop {
+                    let page = c
+                        .list_secret_version_ids()
+                        .secret_id(&name)
+                        .include_deprecated(true)
+                        .max_results(100)
+                        .set_next_token(next.take())
+                        .send()
+                        .await
+                        .map_err(|e| sdk_error("listing the versions of a secret", e))?;
+                    for v in page.versions() {
+                        if let Some(id) = v.version_id() {
+                            out.push((id.to_string(), v.version_stages().to_vec()));
+                        }
+                    }
+                    match page.next_token() {
+                        Some(t) if !t.is_empty() => next = Some(t.to_string()),
+                        _ => break,
+                    }
+                }
+                Ok::<_, SyncError>(out)
+            }
+        };
+        let mut listed = if exists { stages(c).await? } else { Vec::new() };
+        let holder = |listed: &[(String, Vec<String>)], label: &str| {
+            listed
+                .iter()
+                .find(|(_, s)| s.iter().any(|l| l == label))
+                .map(|(id, _)| id.clone())
+        };
+        // Each labelled coffer version's cloud version id ("" for one a
+        // dry run would add).
+        let mut ids: Vec<(&str, Option<String>)> = Vec::new();
+        for (label, want) in [
+            (AWSPREVIOUS, plan.previous.as_ref()),
+            (AWSCURRENT, Some(&plan.current)),
+            (AWSPENDING, plan.pending.as_ref()),
+        ] {
+            let Some(want) = want else {
+                ids.push((label, None));
+                continue;
+            };
+            let marker = version_marker(want.version);
+            let id = match holder(&listed, &marker) {
+                Some(id) => id,
+                None => {
+                    changes.push(format!("add coffer version {} ({marker})", want.version));
+                    if dry_run {
+                        String::new()
+                    } else {
+                        let id = c
+                            .put_secret_value()
+                            .secret_id(name)
+                            .secret_string(want.value.expose_secret())
+                            .version_stages(&marker)
+                            .send()
+                            .await
+                            .map_err(|e| sdk_error("writing a secret's value", e))?
+                            .version_id()
+                            .unwrap_or_default()
+                            .to_string();
+                        listed = stages(c).await?;
+                        id
+                    }
+                }
+            };
+            ids.push((label, Some(id)));
+        }
+        // AWSCURRENT first: moving it moves AWSPREVIOUS to the version it
+        // left, which the next step puts right.
+        ids.sort_by_key(|(label, _)| u8::from(*label != AWSCURRENT));
+        for (label, target) in &ids {
+            let held = holder(&listed, label);
+            if held.as_deref() == target.as_deref() && !(dry_run && target.as_deref() == Some("")) {
+                continue;
+            }
+            let version_of = |id: &str| {
+                listed
+                    .iter()
+                    .find(|(i, _)| i == id)
+                    .and_then(|(_, s)| s.iter().find(|l| l.starts_with("coffer-v")).cloned())
+                    .unwrap_or_else(|| "a new version".into())
+            };
+            match target {
+                Some(t) => changes.push(format!(
+                    "move {label} to {}",
+                    if t.is_empty() {
+                        "a new version".into()
+                    } else {
+                        version_of(t)
+                    }
+                )),
+                None => changes.push(format!("remove {label}")),
+            }
+            if dry_run {
+                continue;
+            }
+            if target.is_none() && held.is_none() {
+                continue;
+            }
+            c.update_secret_version_stage()
+                .secret_id(name)
+                .version_stage(*label)
+                .set_move_to_version_id(target.clone())
+                .set_remove_from_version_id(held)
+                .send()
+                .await
+                .map_err(|e| sdk_error("moving a staging label", e))?;
+            listed = stages(c).await?;
+        }
+        // Markers of coffer versions no longer labelled.
+        let keep: Vec<String> = [
+            plan.previous.as_ref(),
+            Some(&plan.current),
+            plan.pending.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|l| version_marker(l.version))
+        .collect();
+        let stale: Vec<(String, String)> = listed
+            .iter()
+            .flat_map(|(id, s)| {
+                s.iter()
+                    .filter(|l| l.starts_with("coffer-v") && !keep.contains(l))
+                    .map(move |l| (id.clone(), l.clone()))
+            })
+            .collect();
+        for (id, marker) in stale {
+            changes.push(format!("remove {marker}"));
+            if !dry_run {
+                c.update_secret_version_stage()
+                    .secret_id(name)
+                    .version_stage(marker)
+                    .remove_from_version_id(id)
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error("removing a staging label", e))?;
+            }
+        }
+        let current = ids
+            .iter()
+            .find(|(l, _)| *l == AWSCURRENT)
+            .and_then(|(_, id)| id.clone())
+            .unwrap_or_default();
+        if !dry_run && !changes.is_empty() {
+            c.tag_resource()
+                .secret_id(name)
+                .tags(sm_tag(TAG_MANAGED, "true"))
+                .tags(sm_tag(TAG_PATH, coffer_path))
+                .tags(sm_tag(TAG_SYNCED, &current))
+                .send()
+                .await
+                .map_err(|e| sdk_error("tagging a secret", e))?;
+        }
+        Ok((changes, current))
+    }
 }

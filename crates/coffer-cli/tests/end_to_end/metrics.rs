@@ -89,7 +89,7 @@ fn get_with_host(addr: &str, path: &str, host: &str) -> (u16, String) {
     (status, text)
 }
 
-const ALLOWED_LABELS: [&str; 4] = ["operation", "status", "result", "le"];
+const ALLOWED_LABELS: [&str; 6] = ["operation", "status", "result", "le", "backend", "kind"];
 
 #[test]
 fn prometheus_parses_what_the_server_exposes_and_counters_move() {
@@ -151,6 +151,52 @@ fn prometheus_parses_what_the_server_exposes_and_counters_move() {
     );
     let missing = [("operation", "secret.read"), ("status", "404")];
     assert_eq!(value(&after, "coffer_http_requests_total", &missing), 1.0);
+    // The store's latency moved with those requests (the secret's
+    // metadata was looked up in SQLite), and the live tokens are the root
+    // token alone.
+    let get_meta = [("operation", "get_meta"), ("backend", "sqlite")];
+    assert!(
+        value(
+            &after,
+            "coffer_store_operation_duration_seconds_count",
+            &get_meta
+        ) > value(
+            &before,
+            "coffer_store_operation_duration_seconds_count",
+            &get_meta
+        ),
+    );
+    let token_reads = [("operation", "list_tokens"), ("backend", "sqlite")];
+    assert!(
+        value(
+            &after,
+            "coffer_store_operation_duration_seconds_count",
+            &token_reads
+        ) >= 1.0
+    );
+    assert_eq!(
+        value(&after, "coffer_tokens_live", &[("kind", "service")]),
+        1.0
+    );
+    assert_eq!(
+        value(&after, "coffer_tokens_live", &[("kind", "user")]),
+        0.0
+    );
+    for s in after.iter().filter(|s| {
+        s[0].as_str()
+            .is_some_and(|n| n.starts_with("coffer_store_") || n.starts_with("coffer_tokens_"))
+    }) {
+        let labels = s[1].as_object().unwrap();
+        if let Some(backend) = labels.get("backend") {
+            assert_eq!(backend, "sqlite", "{s}");
+        }
+        if let Some(kind) = labels.get("kind") {
+            assert!(
+                ["service", "user", "workload"].contains(&kind.as_str().unwrap()),
+                "{s}"
+            );
+        }
+    }
     assert_eq!(value(&after, "coffer_sealed", &[]), 0.0);
     assert_eq!(value(&after, "coffer_initialized", &[]), 1.0);
     assert!(value(&after, "process_cpu_seconds_total", &[]) > 0.0);

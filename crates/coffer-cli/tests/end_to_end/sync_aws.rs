@@ -833,3 +833,302 @@ fn credentials_come_only_from_the_standard_chain_and_bad_flags_change_nothing() 
     key.search_server(&server);
     key.assert_nowhere_else();
 }
+
+/// A `coffer sync` run whose AWS settings come only from the shared files
+/// in `home` (no AWS_* credential, region or endpoint in the environment).
+fn sync_in_home(
+    server: &Server,
+    home: &Path,
+    token: &str,
+    extra_env: &[(&str, &str)],
+    args: &[&str],
+) -> Run {
+    let mut cli = common::Cli::new(&server.addr, home).token(token);
+    for k in [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+        "AWS_PROFILE",
+        "AWS_ENDPOINT_URL",
+        "AWS_CONFIG_FILE",
+        "AWS_SHARED_CREDENTIALS_FILE",
+    ] {
+        cli = cli.env_remove(k);
+    }
+    cli = cli.env("AWS_EC2_METADATA_DISABLED", "true");
+    for (k, v) in extra_env {
+        cli = cli.env(k, v);
+    }
+    let mut all = vec!["sync"];
+    all.extend_from_slice(args);
+    all.push("--json");
+    cli.run(&all)
+}
+
+/// `--profile NAME` and `AWS_PROFILE` pick a profile of `~/.aws/config`
+/// and `~/.aws/credentials` (region, endpoint and keys all from the files);
+/// an unknown profile, and hostile profile names (a path, control
+/// characters, an option-like name), are refused before any request, and
+/// no run shows the secret key. (An SSO profile goes through the SDK's
+/// `sso` provider, which needs the IAM Identity Center portal: it cannot be
+/// reached offline, so only the shared-files path is run here.)
+#[test]
+fn named_profiles_from_the_shared_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let moto = Moto::start(dir.path());
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    let mut key = Canary::with_value(AWS_SECRET);
+    let home = tempfile::tempdir().unwrap();
+    let aws = home.path().join(".aws");
+    std::fs::create_dir_all(&aws).unwrap();
+    std::fs::write(
+        aws.join("config"),
+        format!(
+            "[default]\nregion = eu-nowhere-1\n\n[profile coffer-moto]\nregion = us-east-1\nendpoint_url = {}\n",
+            moto.url
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        aws.join("credentials"),
+        format!(
+            "[coffer-moto]\naws_access_key_id = testing\naws_secret_access_key = {AWS_SECRET}\n"
+        ),
+    )
+    .unwrap();
+    coffer_set(&server, &root, "team/prod/API_KEY", "profile-pushed-value");
+
+    let push = [
+        "push",
+        "aws-ssm",
+        "--from",
+        "team/prod",
+        "--prefix",
+        "/team/prod/",
+    ];
+    let by_flag = sync_in_home(
+        &server,
+        home.path(),
+        &root,
+        &[],
+        &[&push[..], &["--profile", "coffer-moto"]].concat(),
+    )
+    .expect(0);
+    assert_eq!(
+        outcomes(&by_flag),
+        map(&[("team/prod/API_KEY", "created")]),
+        "{}",
+        by_flag.stdout()
+    );
+    let by_env = sync_in_home(
+        &server,
+        home.path(),
+        &root,
+        &[("AWS_PROFILE", "coffer-moto")],
+        &push,
+    )
+    .expect(0);
+    assert_eq!(
+        outcomes(&by_env),
+        map(&[("team/prod/API_KEY", "unchanged")]),
+        "{}",
+        by_env.stdout()
+    );
+    let cloud = moto.py("out = ssm.get_parameter(Name='/team/prod/API_KEY', WithDecryption=True)['Parameter']['Value']", json!(null));
+    assert_eq!(cloud, "profile-pushed-value");
+
+    // A profile the files do not have: no credentials, said plainly.
+    let unknown = sync_in_home(
+        &server,
+        home.path(),
+        &root,
+        &[],
+        &[&push[..], &["--profile", "no-such-profile"]].concat(),
+    );
+    assert_ne!(unknown.code(), 0, "{}", unknown.stdout());
+    // Hostile names never reach the SDK.
+    for hostile in [
+        "../../etc/passwd",
+        "/etc/passwd",
+        "..",
+        ".hidden",
+        "a/b",
+        "a\\b",
+        "evil\nname",
+        "evil\u{1b}[31m",
+        "\u{202e}txt",
+        "name with space",
+        "",
+        &"p".repeat(129),
+    ] {
+        let r = sync_in_home(
+            &server,
+            home.path(),
+            &root,
+            &[],
+            &[&push[..], &["--profile", hostile]].concat(),
+        );
+        assert_eq!(r.code(), 2, "--profile {hostile:?}: {}", r.stderr());
+        assert!(r.stderr().contains("profile name"), "{}", r.stderr());
+        assert!(
+            !hostile.is_empty() && !r.stderr().contains(hostile) || hostile.is_empty(),
+            "the name is not echoed: {}",
+            r.stderr()
+        );
+        let r = sync_in_home(
+            &server,
+            home.path(),
+            &root,
+            &[("AWS_PROFILE", hostile)],
+            &push,
+        );
+        if !hostile.is_empty() {
+            assert_eq!(r.code(), 2, "AWS_PROFILE={hostile:?}: {}", r.stderr());
+            assert!(r.stderr().contains("AWS_PROFILE"), "{}", r.stderr());
+        }
+    }
+    key.search_run("by_flag", &by_flag);
+    key.search_run("by_env", &by_env);
+    key.search_run("unknown", &unknown);
+    key.search_server(&server);
+    key.assert_nowhere_else();
+}
+
+/// `push --versions labels`: Secrets Manager ends with coffer's current as
+/// AWSCURRENT, its previous as AWSPREVIOUS and its staged pending as
+/// AWSPENDING; a second run changes nothing; a dry run names changes,
+/// never values; after a promotion the labels follow; Parameter Store
+/// refuses the mode.
+#[test]
+fn secrets_manager_gets_coffer_labels_on_push() {
+    let dir = tempfile::tempdir().unwrap();
+    let moto = Moto::start(dir.path());
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    let mut canary = Canary::new("sync-labels");
+    let mut key = Canary::with_value(AWS_SECRET);
+    let c = |n: u32| format!("{}-{n}", canary.value);
+    let path = "lab/prod/KEY";
+    coffer_set(&server, &root, path, &c(1));
+    coffer_set(&server, &root, path, &c(2));
+    let body = json!({"value": c(3), "stage": true}).to_string();
+    let staged = server.http(
+        "POST",
+        &format!("/api/v1/rotate/{path}"),
+        Some(&root),
+        Some(body.as_bytes()),
+    );
+    assert!(staged.status < 300, "{}", staged.text());
+
+    let push = [
+        "push",
+        "aws-sm",
+        "--from",
+        "lab/prod",
+        "--prefix",
+        "/lab/prod/",
+        "--versions",
+        "labels",
+    ];
+    let dry = sync(&server, &moto, &root, &[&push[..], &["--dry-run"]].concat()).expect(0);
+    assert_eq!(
+        outcomes(&dry),
+        map(&[(path, "created")]),
+        "{}",
+        dry.stdout()
+    );
+    assert!(dry.stdout().contains("AWSPENDING"), "{}", dry.stdout());
+    let none = moto.py("out = len(sm.list_secrets()['SecretList'])", json!(null));
+    assert_eq!(none, 0, "a dry run creates nothing");
+
+    let stages_py = "vs = sm.list_secret_version_ids(SecretId='/lab/prod/KEY', IncludeDeprecated=True)['Versions']\n\
+                     out = {}\n\
+                     for v in vs:\n\
+                     \x20   val = sm.get_secret_value(SecretId='/lab/prod/KEY', VersionId=v['VersionId'])['SecretString']\n\
+                     \x20   for s in v.get('VersionStages', []):\n\
+                     \x20       out[s] = val\n";
+    let first = sync(&server, &moto, &root, &push).expect(0);
+    assert_eq!(
+        outcomes(&first),
+        map(&[(path, "created")]),
+        "{}",
+        first.stdout()
+    );
+    let stages = moto.py(stages_py, json!(null));
+    assert_eq!(stages["AWSPREVIOUS"], c(1), "{stages}");
+    assert_eq!(stages["AWSCURRENT"], c(2), "{stages}");
+    assert_eq!(stages["AWSPENDING"], c(3), "{stages}");
+
+    let again = sync(&server, &moto, &root, &push).expect(0);
+    assert_eq!(
+        outcomes(&again),
+        map(&[(path, "unchanged")]),
+        "{}",
+        again.stdout()
+    );
+    assert_eq!(moto.py(stages_py, json!(null)), stages);
+
+    // The staged version is promoted in coffer: the labels follow.
+    let promoted = server.http(
+        "POST",
+        &format!("/api/v1/promote/{path}"),
+        Some(&root),
+        None,
+    );
+    assert!(promoted.status < 300, "{}", promoted.text());
+    let moved = sync(&server, &moto, &root, &push).expect(0);
+    assert_eq!(
+        outcomes(&moved),
+        map(&[(path, "updated")]),
+        "{}",
+        moved.stdout()
+    );
+    let stages = moto.py(stages_py, json!(null));
+    assert_eq!(stages["AWSCURRENT"], c(3), "{stages}");
+    assert_eq!(stages["AWSPREVIOUS"], c(2), "{stages}");
+    assert!(stages.get("AWSPENDING").is_none(), "{stages}");
+    let still = sync(&server, &moto, &root, &push).expect(0);
+    assert_eq!(
+        outcomes(&still),
+        map(&[(path, "unchanged")]),
+        "{}",
+        still.stdout()
+    );
+
+    let ssm = sync(
+        &server,
+        &moto,
+        &root,
+        &[
+            "push",
+            "aws-ssm",
+            "--from",
+            "lab/prod",
+            "--prefix",
+            "/lab/prod/",
+            "--versions",
+            "labels",
+        ],
+    );
+    assert_eq!(ssm.code(), 2, "{}", ssm.stderr());
+
+    search(
+        &mut canary,
+        &mut key,
+        &[
+            ("dry", &dry),
+            ("first", &first),
+            ("again", &again),
+            ("moved", &moved),
+            ("still", &still),
+            ("ssm", &ssm),
+        ],
+    );
+    canary.search_server(&server);
+    key.search_server(&server);
+    canary.assert_nowhere_else();
+    key.assert_nowhere_else();
+}

@@ -135,7 +135,7 @@ pub(super) async fn metrics(
         .authorize(&id, coffer_policy::Operation::ReadMetadata, "sys/metrics")?;
     Ok((
         [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
-        st.metrics.render(&st),
+        st.metrics.render(&st).await,
     )
         .into_response())
 }

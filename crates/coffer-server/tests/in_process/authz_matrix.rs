@@ -571,6 +571,352 @@ pub(crate) const WRITES: &[Case] = &[
     ),
 ];
 
+/// What a refused machine login answers (a bad JWT, an unknown role id):
+/// the refusal of the credentials presented, never a demand for a token.
+const LOGIN_REFUSED: u16 = 401;
+
+/// The routes added after the first matrix: app roles, JWT roles and
+/// logins, shares, metrics, history, fingerprints, compromise, the
+/// lifecycle schedule and the audit log's routes.
+const NEWER: &[Case] = &[
+    // Secrets, beyond read and write: refused without the capability on
+    // the path, 401 without a token.
+    (
+        "svc-dev",
+        "POST",
+        "/api/v1/bundle",
+        Some(r#"{"prefixes":["app/prod/"]}"#),
+        403,
+    ),
+    (
+        "svc-dev",
+        "POST",
+        "/api/v1/bundle",
+        Some(r#"{"prefixes":["app/dev/"]}"#),
+        200,
+    ),
+    (
+        "anonymous",
+        "POST",
+        "/api/v1/bundle",
+        Some(r#"{"prefixes":["app/dev/"]}"#),
+        401,
+    ),
+    (
+        "svc-dev",
+        "POST",
+        "/api/v1/import",
+        Some(r#"{"secrets":[{"path":"app/dev/imported","value":"x-imported"}]}"#),
+        403,
+    ),
+    (
+        "anonymous",
+        "POST",
+        "/api/v1/import",
+        Some(r#"{"secrets":[{"path":"app/dev/imported","value":"x-imported"}]}"#),
+        401,
+    ),
+    (
+        "svc-dev",
+        "PUT",
+        "/api/v1/history/app/dev/migrated",
+        Some(
+            r#"{"versions":[{"version":1,"created_at":"2024-03-01T00:00:00Z","state":"active","value":"x-migrated"}]}"#,
+        ),
+        403,
+    ),
+    (
+        "anonymous",
+        "PUT",
+        "/api/v1/history/app/dev/migrated",
+        Some(
+            r#"{"versions":[{"version":1,"created_at":"2024-03-01T00:00:00Z","state":"active","value":"x-migrated"}]}"#,
+        ),
+        401,
+    ),
+    (
+        "svc-dev",
+        "POST",
+        "/api/v1/fingerprints",
+        Some(r#"{"prefix":"app/prod/"}"#),
+        403,
+    ),
+    (
+        "anonymous",
+        "POST",
+        "/api/v1/fingerprints",
+        Some(r#"{"prefix":"app/dev/"}"#),
+        401,
+    ),
+    (
+        "svc-dev",
+        "POST",
+        "/api/v1/compromise/app/dev/api",
+        Some(r#"{"version":1,"reason":"pasted in a ticket"}"#),
+        403,
+    ),
+    (
+        "anonymous",
+        "POST",
+        "/api/v1/compromise/app/dev/api",
+        Some(r#"{"version":1,"reason":"pasted in a ticket"}"#),
+        401,
+    ),
+    (
+        "svc-dev",
+        "POST",
+        "/api/v1/rotate/app/dev/api",
+        Some(r#"{"generate":"alnum:32"}"#),
+        403,
+    ),
+    ("svc-dev", "DELETE", "/api/v1/rotate/app/dev/api", None, 403),
+    ("svc-dev", "POST", "/api/v1/promote/app/dev/api", None, 403),
+    (
+        "svc-dev",
+        "PUT",
+        "/api/v1/expiry/app/dev/api",
+        Some(r#"{"expires_in":"90d"}"#),
+        403,
+    ),
+    (
+        "svc-dev",
+        "POST",
+        "/api/v1/rollback/app/dev/api",
+        Some(r#"{"version":1}"#),
+        403,
+    ),
+    (
+        "svc-dev",
+        "POST",
+        "/api/v1/copy",
+        Some(r#"{"from":"app/dev/api","to":"app/dev/copy"}"#),
+        403,
+    ),
+    (
+        "svc-dev",
+        "POST",
+        "/api/v1/promote-env",
+        Some(
+            r#"{"from":"app/dev/","to":"app/prod/","apply":[{"name":"db","action":"update","from_version":1,"to_version":1}]}"#,
+        ),
+        403,
+    ),
+    ("anonymous", "GET", "/api/v1/rotation/status", None, 401),
+    (
+        "svc-prod",
+        "GET",
+        "/api/v1/rotation/status/app/dev/",
+        None,
+        403,
+    ),
+    (
+        "svc-dev",
+        "GET",
+        "/api/v1/rotation/status/app/dev/",
+        None,
+        200,
+    ),
+    // The lifecycle schedule and metrics: their own sys/ paths.
+    ("svc-dev", "GET", "/api/v1/sys/lifecycle", None, 403),
+    ("root", "GET", "/api/v1/sys/lifecycle", None, 200),
+    (
+        "svc-dev",
+        "PUT",
+        "/api/v1/sys/lifecycle",
+        Some(r#"{"pattern":"app/*","rotate_every":"90d"}"#),
+        403,
+    ),
+    (
+        "svc-dev",
+        "DELETE",
+        "/api/v1/sys/lifecycle?pattern=app/*",
+        None,
+        403,
+    ),
+    ("svc-dev", "GET", "/api/v1/sys/metrics", None, 403),
+    ("anonymous", "GET", "/api/v1/sys/metrics", None, 401),
+    ("root", "GET", "/api/v1/sys/metrics", None, 200),
+    // JWT roles: admin; the login needs no token (it is how a machine gets
+    // one), and refuses a JWT that does not verify.
+    ("svc-padmin", "GET", "/api/v1/auth/jwt/roles", None, 403),
+    ("root", "GET", "/api/v1/auth/jwt/roles", None, 200),
+    ("svc-dev", "GET", "/api/v1/auth/jwt/roles/ci", None, 403),
+    (
+        "svc-dev",
+        "PUT",
+        "/api/v1/auth/jwt/roles/ci",
+        Some(
+            r#"{"issuer":"https://issuer.example","audience":"coffer","jwks_url":"https://issuer.example/jwks","bound_claims":{"sub":["x"]},"policies":["root"]}"#,
+        ),
+        403,
+    ),
+    (
+        "anonymous",
+        "PUT",
+        "/api/v1/auth/jwt/roles/ci",
+        Some(
+            r#"{"issuer":"https://issuer.example","audience":"coffer","jwks_url":"https://issuer.example/jwks","bound_claims":{"sub":["x"]},"policies":["root"]}"#,
+        ),
+        401,
+    ),
+    (
+        "human-dev",
+        "DELETE",
+        "/api/v1/auth/jwt/roles/ci",
+        None,
+        403,
+    ),
+    (
+        "anonymous",
+        "POST",
+        "/api/v1/auth/jwt/login",
+        Some(r#"{"role":"ci","jwt":"eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0."}"#),
+        LOGIN_REFUSED,
+    ),
+    // App roles: admin; the login needs no token.
+    ("svc-padmin", "GET", "/api/v1/auth/approle/roles", None, 403),
+    ("root", "GET", "/api/v1/auth/approle/roles", None, 200),
+    (
+        "svc-dev",
+        "GET",
+        "/api/v1/auth/approle/roles/web",
+        None,
+        403,
+    ),
+    (
+        "svc-dev",
+        "PUT",
+        "/api/v1/auth/approle/roles/web",
+        Some(r#"{"policies":["root"]}"#),
+        403,
+    ),
+    (
+        "anonymous",
+        "PUT",
+        "/api/v1/auth/approle/roles/web",
+        Some(r#"{"policies":["root"]}"#),
+        401,
+    ),
+    (
+        "human-dev",
+        "DELETE",
+        "/api/v1/auth/approle/roles/web",
+        None,
+        403,
+    ),
+    (
+        "svc-dev",
+        "POST",
+        "/api/v1/auth/approle/roles/web/secret-ids",
+        None,
+        403,
+    ),
+    (
+        "svc-dev",
+        "GET",
+        "/api/v1/auth/approle/roles/web/secret-ids",
+        None,
+        403,
+    ),
+    (
+        "svc-dev",
+        "POST",
+        "/api/v1/auth/approle/roles/web/secret-ids/revoke",
+        Some(r#"{"accessor":"sia_AAAAAAAAAAAAAAAAAAAAAAAA"}"#),
+        403,
+    ),
+    (
+        "anonymous",
+        "POST",
+        "/api/v1/auth/approle/login",
+        Some(
+            r#"{"role_id":"rid_AAAAAAAAAAAAAAAAAAAAAAAA","secret_id":"sid_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}"#,
+        ),
+        LOGIN_REFUSED,
+    ),
+    // Shares: creating one needs read on the secret; anyone may open a
+    // link (the key is in its fragment), so opening needs no token.
+    (
+        "svc-dev",
+        "POST",
+        "/api/v1/shares",
+        Some(
+            r#"{"id":"AAAAAAAAAAAAAAAAAAAAAA","ciphertext":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA","path":"app/prod/db","version":1}"#,
+        ),
+        403,
+    ),
+    (
+        "anonymous",
+        "POST",
+        "/api/v1/shares",
+        Some(
+            r#"{"id":"AAAAAAAAAAAAAAAAAAAAAA","ciphertext":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA","path":"app/dev/db","version":1}"#,
+        ),
+        401,
+    ),
+    ("anonymous", "GET", "/api/v1/shares", None, 401),
+    (
+        "anonymous",
+        "DELETE",
+        "/api/v1/shares/AAAAAAAAAAAAAAAAAAAAAA",
+        None,
+        401,
+    ),
+    (
+        "anonymous",
+        "POST",
+        "/api/v1/shares/AAAAAAAAAAAAAAAAAAAAAA/open",
+        None,
+        404,
+    ),
+    // The audit log: its own sys/audit paths.
+    (
+        "svc-dev",
+        "POST",
+        "/api/v1/sys/audit/verify",
+        Some("{}"),
+        403,
+    ),
+    (
+        "anonymous",
+        "POST",
+        "/api/v1/sys/audit/verify",
+        Some("{}"),
+        401,
+    ),
+    ("svc-dev", "GET", "/api/v1/sys/audit/records", None, 403),
+    ("root", "GET", "/api/v1/sys/audit/records", None, 200),
+    (
+        "svc-dev",
+        "GET",
+        "/api/v1/sys/audit/readers?path=app/dev/db",
+        None,
+        403,
+    ),
+    (
+        "root",
+        "GET",
+        "/api/v1/sys/audit/readers?path=app/dev/db",
+        None,
+        200,
+    ),
+    (
+        "svc-dev",
+        "POST",
+        "/api/v1/sys/audit/hash",
+        Some(r#"{"value":"a value to tag"}"#),
+        403,
+    ),
+    ("svc-dev", "POST", "/api/v1/sys/audit/rotate", None, 403),
+    (
+        "human-dev",
+        "POST",
+        "/api/v1/sys/audit/acknowledge-gap",
+        Some(r#"{"record":1,"reason":"a test gap"}"#),
+        403,
+    ),
+];
+
 const ADMIN: &[Case] = &[
     // Server operations: root only.
     ("svc-dev", "POST", "/api/v1/sys/seal", None, 403),
@@ -938,6 +1284,7 @@ fn authorization_matrix() {
     ];
     run(&f, READS, &subs);
     run(&f, WRITES, &subs);
+    run(&f, NEWER, &subs);
     run(&f, ADMIN, &subs);
 
     // What the allowed reads returned is the right value.
@@ -1312,4 +1659,116 @@ fn deny_hides_folders_whose_every_secret_is_denied_and_the_cursor_after_the_last
     );
     let text = all.to_string();
     assert!(text.contains("merger/") && text.contains("zeta/"), "{text}");
+}
+
+/// Whether `url` (a row's, query string dropped) is a request to the
+/// route template `template`: `{name}` is one segment, `{*name}` the rest.
+fn matches_template(template: &str, url: &str) -> bool {
+    let url = url.split_once('?').map_or(url, |(p, _)| p);
+    let mut t = template.trim_start_matches('/').split('/');
+    let mut u = url.trim_start_matches('/').split('/');
+    loop {
+        match (t.next(), u.next()) {
+            (None, None) => return true,
+            (Some(seg), Some(got)) if seg.starts_with("{*") => {
+                return !got.is_empty() || u.next().is_some();
+            }
+            (Some(seg), Some(got)) if seg.starts_with('{') => {
+                if got.is_empty() {
+                    return false;
+                }
+            }
+            (Some(seg), Some(got)) if seg == got => {}
+            _ => return false,
+        }
+    }
+}
+
+/// Every route of the route table (from which `openapi.json` is checked)
+/// has at least one row in the matrix: a new route fails here until its
+/// authorization is pinned by a row.
+#[test]
+fn every_route_of_the_table_has_a_row() {
+    let rows: Vec<&Case> = [READS, WRITES, ADMIN, NEWER]
+        .into_iter()
+        .flatten()
+        .collect();
+    let missing: Vec<String> = coffer_api::routes::ALL
+        .iter()
+        .filter(|route| {
+            !rows.iter().any(|(_, method, url, _, _)| {
+                *method == route.method.as_str() && matches_template(route.path, url)
+            })
+        })
+        .map(|route| format!("{} {}", route.method.as_str(), route.path))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "routes without a row in the matrix:\n{}",
+        missing.join("\n")
+    );
+}
+
+#[test]
+fn route_templates_match_as_the_router_does() {
+    for (template, url, want) in [
+        ("/api/v1/secrets/{*path}", "/api/v1/secrets/a/b/c", true),
+        ("/api/v1/secrets/{*path}", "/api/v1/secrets/", false),
+        (
+            "/api/v1/auth/tokens/{accessor}",
+            "/api/v1/auth/tokens/x",
+            true,
+        ),
+        (
+            "/api/v1/auth/tokens/{accessor}",
+            "/api/v1/auth/tokens/x/renew",
+            false,
+        ),
+        ("/api/v1/auth/tokens", "/api/v1/auth/tokens?x=1", true),
+        ("/api/v1/sys/seal", "/api/v1/sys/seal/more", false),
+    ] {
+        assert_eq!(matches_template(template, url), want, "{template} {url}");
+    }
+}
+
+/// Logins (and accepting an invitation, opening a share link) are
+/// unauthenticated by design: the route table requires nothing of them,
+/// and a token sent along (none, a malformed one, a well-formed unknown
+/// one, a valid one of another identity) changes nothing in the answer to
+/// bad credentials: it is neither demanded nor used.
+#[test]
+fn logins_need_no_token_and_ignore_one_sent_along() {
+    use coffer_api::routes::{self, Requires};
+    for route in [
+        &routes::AUTH_LOGIN,
+        &routes::AUTH_JWT_LOGIN,
+        &routes::APPROLE_LOGIN,
+        &routes::INVITE_ACCEPT,
+        &routes::SHARE_OPEN,
+    ] {
+        assert_eq!(route.op.requires, Requires::Nothing, "{}", route.path);
+    }
+    let logins: Vec<&Case> = [ADMIN, NEWER]
+        .into_iter()
+        .flatten()
+        .filter(|(who, _, url, _, _)| {
+            *who == "anonymous"
+                && (url.ends_with("/login") || url.ends_with("/accept") || url.ends_with("/open"))
+        })
+        .collect();
+    assert_eq!(logins.len(), 5, "{logins:?}");
+    for (_, method, url, body, expected) in logins {
+        // A node per route: failed logins from one address are limited.
+        let (_dir, f) = setup();
+        for who in ["anonymous", "malformed", "unknown", "svc-dev", "root"] {
+            let r = f.server.http(
+                method,
+                url,
+                f.token(who).as_deref(),
+                body.map(str::as_bytes),
+            );
+            assert_eq!(r.status, *expected, "{who} {method} {url}: {}", r.text());
+            assert_ne!(r.error_code(), "forbidden", "{who} {url}");
+        }
+    }
 }

@@ -211,3 +211,200 @@ fn counters_move_with_requests_and_labels_name_no_one() {
         assert!(!after.contains(hidden), "{hidden} in the metrics:\n{after}");
     }
 }
+
+/// Every series of `family` (a metric name followed by `{`), as its label
+/// text.
+fn label_sets<'a>(text: &'a str, family: &str) -> Vec<&'a str> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix(family)?.strip_prefix('{'))
+        .filter_map(|rest| rest.split_once('}').map(|(labels, _)| labels))
+        .collect()
+}
+
+/// The values of label `name` in `labels` (`a="x",b="y"`).
+fn label<'a>(labels: &'a str, name: &str) -> &'a str {
+    labels
+        .split(',')
+        .find_map(|kv| kv.strip_prefix(name)?.strip_prefix("=\""))
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap_or_else(|| panic!("no {name} in {labels}"))
+}
+
+#[test]
+fn store_latency_and_live_tokens_move_with_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    let (scraper, _) = token_with_policy(
+        &server,
+        &root,
+        "scrape",
+        r#"path "sys/metrics" { capabilities = ["read"] }"#,
+    );
+    let scrape = || {
+        let r = server.http("GET", "/api/v1/sys/metrics", Some(&scraper), None);
+        assert_eq!(r.status, 200);
+        r.text()
+    };
+    let before = scrape();
+    let commits =
+        r#"coffer_store_operation_duration_seconds_count{operation="commit",backend="sqlite"}"#;
+    let service = r#"coffer_tokens_live{kind="service"}"#;
+    // The root token and the scraper's are live service tokens; every kind
+    // is reported, at zero too.
+    assert_eq!(sample(&before, service), 2.0, "{before}");
+    assert_eq!(sample(&before, r#"coffer_tokens_live{kind="user"}"#), 0.0);
+    assert!(before.contains(r#"coffer_tokens_live{kind="workload"} 0"#));
+
+    let secret_path = "payments/prod/STORE_CANARY_KEY";
+    let body = json!({ "value": "v" }).to_string();
+    for _ in 0..2 {
+        ok(
+            &server.http(
+                "PUT",
+                &format!("/api/v1/secrets/{secret_path}"),
+                Some(&root),
+                Some(body.as_bytes()),
+            ),
+            "write",
+        );
+    }
+    let (_a, _) = token_with_policy(
+        &server,
+        &root,
+        "a",
+        r#"path "a/*" { capabilities = ["read"] }"#,
+    );
+    let (_b, b_accessor) = token_with_policy(
+        &server,
+        &root,
+        "b",
+        r#"path "b/*" { capabilities = ["read"] }"#,
+    );
+    let after_create = scrape();
+    assert_eq!(sample(&after_create, service), 4.0, "{after_create}");
+    assert!(
+        sample(&after_create, commits) - sample(&before, commits) >= 4.0,
+        "two writes, two policies and two tokens are commits:\n{after_create}"
+    );
+    let revoked = server.http(
+        "DELETE",
+        &format!("/api/v1/auth/tokens/{b_accessor}"),
+        Some(&root),
+        None,
+    );
+    assert!(revoked.status < 300, "{}", revoked.text());
+    let after = scrape();
+    assert_eq!(
+        sample(&after, service),
+        3.0,
+        "a revoked token is not live, at the next scrape"
+    );
+    // The scrape itself counts the tokens through the metered store.
+    assert!(
+        sample(
+            &after,
+            r#"coffer_store_operation_duration_seconds_count{operation="list_tokens",backend="sqlite"}"#
+        ) >= 2.0
+    );
+
+    // Every store series carries a fixed operation word and the backend;
+    // every token series a fixed kind.
+    let ops = [
+        "get_system",
+        "get_meta",
+        "get_version",
+        "history",
+        "versions_sealed_elsewhere",
+        "list",
+        "get_token",
+        "list_tokens",
+        "get_object",
+        "list_objects",
+        "commit",
+        "sync",
+        "lead",
+        "housekeeping",
+        "is_empty",
+        "export",
+        "import",
+    ];
+    for family in [
+        "coffer_store_operation_duration_seconds_bucket",
+        "coffer_store_operation_duration_seconds_count",
+        "coffer_store_operation_errors_total",
+    ] {
+        let sets = label_sets(&after, family);
+        assert!(!sets.is_empty(), "{family}");
+        for labels in sets {
+            assert!(ops.contains(&label(labels, "operation")), "{labels}");
+            assert_eq!(label(labels, "backend"), "sqlite", "{labels}");
+        }
+    }
+    let kinds = label_sets(&after, "coffer_tokens_live");
+    assert_eq!(kinds.len(), 3, "{kinds:?}");
+    for labels in kinds {
+        assert!(
+            ["service", "user", "workload"].contains(&label(labels, "kind")),
+            "{labels}"
+        );
+    }
+    for hidden in [
+        "payments",
+        "STORE_CANARY_KEY",
+        "scraper-bot",
+        b_accessor.as_str(),
+    ] {
+        assert!(!after.contains(hidden), "{hidden} in the metrics");
+    }
+}
+
+/// Hostile request paths (unknown routes, control characters, bidi
+/// overrides, quotes and braces that would break the exposition, long
+/// random names) never become label values: the number of series stays
+/// what it was after the first such request.
+#[test]
+fn hostile_paths_and_methods_add_no_series() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    let series = |text: &str| text.lines().filter(|l| !l.starts_with('#')).count();
+    let scrape = || {
+        let r = server.http("GET", "/api/v1/sys/metrics", Some(&root), None);
+        assert_eq!(r.status, 200);
+        r.text()
+    };
+    let hostile = |i: usize| {
+        [
+            format!("/api/v1/no-such-{i}"),
+            format!("/api/v1/secrets/%0a%0dx{i}\"}}%20evil"),
+            format!("/api/v1/secrets/%E2%80%AEx{i}/%00"),
+            format!("/api/v1/sys/{}{i}", "A".repeat(500)),
+            format!("/v1/secret/data/x{i}%22%7D%20coffer_sealed%201"),
+            format!("/ui/%7B{i}%7D"),
+        ]
+    };
+    let send = |i: usize| {
+        for url in hostile(i) {
+            let _ = server.http("GET", &url, Some(&root), None);
+            let _ = server.http("DELETE", &url, None, None);
+        }
+    };
+    // The first round and a scrape add every series these requests can.
+    send(0);
+    let _ = scrape();
+    let first = scrape();
+    for i in 1..40 {
+        send(i);
+    }
+    let again = scrape();
+    assert_eq!(series(&first), series(&again), "{again}");
+    for leaked in ["no-such-", "evil", "AAAA", "\u{202e}", "x39"] {
+        assert!(!again.contains(leaked), "{leaked} in the metrics");
+    }
+    // The exposition is still well formed: no line broken by a value.
+    for line in again.lines().filter(|l| !l.starts_with('#')) {
+        let value = line.rsplit(' ').next().unwrap();
+        assert!(value.parse::<f64>().is_ok(), "{line}");
+    }
+}

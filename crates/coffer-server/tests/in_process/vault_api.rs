@@ -1195,3 +1195,131 @@ fn a_listing_where_nothing_lists_is_refused_not_served_as_a_read() {
     let r = v(&s, "LIST", "/v1/secret/metadata/app", t, None);
     assert_eq!(r.status, 200, "{}", r.text());
 }
+
+/// A read through the Vault API serves the value as a native read does:
+/// `coffer audit readers` (and the compromise report built on it) must
+/// name that reader, with the version read. A write, a metadata read and a
+/// refused read are not reads of the value.
+#[test]
+fn vault_api_reads_are_counted_by_audit_readers() {
+    let (_d, s, root) = start();
+    let t = Some(root.as_str());
+    for value in ["one", CANARY] {
+        ok(
+            &v(
+                &s,
+                "POST",
+                "/v1/secret/data/app/prod/db",
+                t,
+                Some(json!({"data": {"password": value}})),
+            ),
+            "write",
+        );
+    }
+    ok(
+        &s.http(
+            "PUT",
+            "/api/v1/sys/policies/kv-reader",
+            t,
+            Some(
+                json!({"policy": "path \"app/prod/*\" { capabilities = [\"read\"] }"})
+                    .to_string()
+                    .as_bytes(),
+            ),
+        ),
+        "policy",
+    );
+    let token = |name: &str, policies: Value| {
+        let created = ok(
+            &v(
+                &s,
+                "POST",
+                "/v1/auth/token/create",
+                t,
+                Some(json!({"policies": policies, "display_name": name})),
+            ),
+            "create",
+        );
+        (
+            created["auth"]["client_token"].as_str().unwrap().to_owned(),
+            created["auth"]["accessor"].as_str().unwrap().to_owned(),
+        )
+    };
+    let (reader, reader_acc) = token("vault-client", json!(["kv-reader"]));
+    ok(
+        &s.http(
+            "PUT",
+            "/api/v1/sys/policies/elsewhere",
+            t,
+            Some(
+                json!({"policy": "path \"other/*\" { capabilities = [\"read\"] }"})
+                    .to_string()
+                    .as_bytes(),
+            ),
+        ),
+        "policy",
+    );
+    let (nobody, nobody_acc) = token("no-access", json!(["elsewhere"]));
+    let r = ok(
+        &v(
+            &s,
+            "GET",
+            "/v1/secret/data/app/prod/db?version=1",
+            Some(&reader),
+            None,
+        ),
+        "read v1",
+    );
+    assert_eq!(r["data"]["data"]["password"], "one");
+    ok(
+        &v(
+            &s,
+            "GET",
+            "/v1/secret/data/app/prod/db",
+            Some(&reader),
+            None,
+        ),
+        "read current",
+    );
+    assert_eq!(
+        v(
+            &s,
+            "GET",
+            "/v1/secret/data/app/prod/db",
+            Some(&nobody),
+            None
+        )
+        .status,
+        403
+    );
+    ok(
+        &v(&s, "GET", "/v1/secret/metadata/app/prod/db", t, None),
+        "metadata is not a read of the value",
+    );
+
+    let readers = ok(
+        &s.http("GET", "/api/v1/sys/audit/readers?path=app/prod/db", t, None),
+        "readers",
+    );
+    let list = readers["readers"].as_array().unwrap();
+    assert_eq!(
+        list.len(),
+        1,
+        "only the Vault client read the value: {readers}"
+    );
+    let one = &list[0];
+    assert_eq!(one["accessor"], reader_acc.as_str());
+    assert_eq!(one["reads"], 2);
+    assert_eq!(one["versions"], json!([1, 2]));
+    assert!(!readers.to_string().contains(&nobody_acc));
+    let v1 = ok(
+        &s.http(
+            "GET",
+            "/api/v1/sys/audit/readers?path=app/prod/db&version=1",
+            t,
+            None,
+        ),
+        "readers of v1",
+    );
+    assert_eq!(v1["readers"][0]["reads"], 1, "{v1}");
+}

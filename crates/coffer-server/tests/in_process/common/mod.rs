@@ -85,7 +85,10 @@ impl Server {
             ..CoreOptions::default()
         };
         tune(&mut options);
-        let coffer = Arc::new(rt.block_on(Coffer::open(Arc::new(store), options)).unwrap());
+        // As the node does: every storage call timed in the node's metrics.
+        let metrics = Arc::new(coffer_server::metrics::Metrics::new());
+        let store = metrics.metered(Arc::new(store));
+        let coffer = Arc::new(rt.block_on(Coffer::open(store, options)).unwrap());
         let mut root = None;
         if matches!(mode, Mode::Dev) {
             rt.block_on(async {
@@ -120,7 +123,11 @@ impl Server {
             unseal_failures_per_address: config.unseal_failures_per_address,
             ..RouterOptions::new(body_limit_for(config.max_value_bytes), config.listen)
         };
-        let app = router(AppState::new(coffer.clone(), auditor.clone()), options);
+        let state = AppState {
+            metrics,
+            ..AppState::new(coffer.clone(), auditor.clone())
+        };
+        let app = router(state, options);
         Server {
             rt,
             app,
