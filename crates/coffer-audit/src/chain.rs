@@ -217,6 +217,9 @@ fn empty_head() -> Head {
 pub(crate) const ROTATION_CLOSING: &str = "audit log rotation:";
 /// How the first record of the file after it begins.
 pub(crate) const ROTATION_OPENING: &str = "audit log rotated:";
+/// Starts the notice of a rotation cut short by a crash and finished or
+/// undone at the next start.
+pub(crate) const ROTATION_RECOVERED: &str = "audit log rotation recovered:";
 /// Starts the notice that names rotated files removed by retention.
 pub(crate) const RETENTION_NOTICE: &str = "audit log retention:";
 
