@@ -883,7 +883,7 @@ impl Writer {
                     sink.healthy = false;
                     sink.missed += items
                         .iter()
-                        .filter(|p| !p.probe && !(p.streams_only && file))
+                        .filter(|p| !(p.probe || (p.streams_only && file)))
                         .count() as u64;
                 }
             }
