@@ -866,7 +866,7 @@ fn unknown_gap_notice(after: u64, why: &str) -> Option<Vec<u8>> {
             chain::GAP_NOTICE
         ))
     };
-    let mut json = serde_json::to_vec(&notice).ok()?;
+    let mut json = notice.encode().ok()?;
     crate::sanitize::clean(&mut json);
     Some(json)
 }
@@ -1015,7 +1015,7 @@ fn check_head_file(
             chain::GAP_NOTICE
         ))
     };
-    let Ok(mut json) = serde_json::to_vec(&notice) else {
+    let Ok(mut json) = notice.encode() else {
         return HeadCheck::Fine;
     };
     crate::sanitize::clean(&mut json);

@@ -102,13 +102,15 @@ struct Pending {
 /// token-shaped strings masked and line and direction characters escaped
 /// (see [`crate::sanitize`]), and the record as the line says it (what the
 /// alert rules and the webhooks see).
-fn serialize(record: Record) -> Option<(Record, Vec<u8>)> {
-    let mut json = serde_json::to_vec(&record).ok()?;
+fn serialize(mut record: Record) -> Option<(Record, Vec<u8>)> {
+    let mut json = record.encode().ok()?;
     if crate::sanitize::clean(&mut json).masked {
         // Rare: a token-shaped string was in it. Read back what is written.
-        let masked = serde_json::from_slice(&json).ok()?;
+        let mut masked: Record = serde_json::from_slice(&json).ok()?;
+        masked.expand();
         return Some((masked, json));
     }
+    record.v = Some(crate::record::VERSION);
     Some((record, json))
 }
 
@@ -1581,6 +1583,80 @@ mod tests {
             path.display()
         );
         head
+    }
+
+    /// A log written in the first record format goes on in version 2: the
+    /// chain covers the bytes as written, so the file verifies (against
+    /// its head) across the change, and queries and the readers report
+    /// read both alike, with every field.
+    #[test]
+    fn a_first_format_log_goes_on_in_version_2_and_reads_as_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let key = coffer_crypto::Keyring::generate(0).audit_key();
+        let read = |id: &str| Record {
+            request_id: Some(id.into()),
+            ..crate::record::tests::typical_read()
+        };
+        // Two reads as the first format wrote them, with their head file.
+        let (mut out, mut scratch, mut head) = (Vec::new(), Vec::new(), Head::EMPTY);
+        for id in ["old-1", "old-2"] {
+            let json = serde_json::to_vec(&read(id)).unwrap();
+            assert!(json.windows(8).any(|w| w == b"\"route\":"));
+            chain::append_line(&mut out, &mut scratch, &mut head, Some(&key), 0, &json);
+        }
+        std::fs::write(&path, &out).unwrap();
+        let body = serde_json::to_vec(&HeadFile::new(head, Some(&key))).unwrap();
+        crate::sink::write_head_file(&path, &body).unwrap();
+        let (auditor, _alerts, key) = start_with(path.clone(), key, Rotation::default());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            assert!(auditor.record(read("new-1")).await);
+            assert!(auditor.record(read("new-2")).await);
+        });
+        auditor.close();
+        verifies_with_head(&path, &key);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(!lines[0].contains("\"v\":") && lines[0].contains("\"route\":"));
+        let new = lines.iter().find(|l| l.contains("new-1")).unwrap();
+        assert!(
+            new.contains("\"v\":2,") && !new.contains("\"route\":"),
+            "{new}"
+        );
+        // Query and readers: the four reads, alike.
+        let open = || std::io::BufReader::new(std::fs::File::open(&path).unwrap());
+        let found = crate::query::search(
+            open(),
+            &crate::query::Filter {
+                op: Some("secret.read".into()),
+                ..crate::query::Filter::default()
+            },
+            10,
+        )
+        .unwrap();
+        let ids: Vec<&str> = found
+            .records
+            .iter()
+            .filter_map(|r| r.request_id.as_deref())
+            .collect();
+        assert_eq!(ids, ["old-1", "old-2", "new-1", "new-2"]);
+        for r in &found.records {
+            assert_eq!(
+                (r.method.as_deref(), r.route.as_deref(), r.kind),
+                (
+                    Some("GET"),
+                    Some("/api/v1/secrets/myapp/prod/DB_PASSWORD"),
+                    crate::record::Kind::Request
+                ),
+                "{r:?}"
+            );
+        }
+        let (readers, unreadable) =
+            crate::query::readers(open(), "myapp/prod/DB_PASSWORD", Some(3)).unwrap();
+        assert_eq!((readers.len(), readers[0].reads, unreadable), (1, 4, 0));
     }
 
     /// A server killed at any step of a rotation: the next start finishes
