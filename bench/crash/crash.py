@@ -174,8 +174,8 @@ def main():
     ap.add_argument(
         "--no-audit-rotation",
         action="store_true",
-        help="leave audit log rotation out of the load (a kill in the middle of a rotation "
-        "is a known defect: the new file does not continue the old one; see README, Known limits)",
+        help="leave audit log rotation out of the load (by default kills land in the middle "
+        "of rotations too, which the next start must finish or undo)",
     )
     args = ap.parse_args()
 

@@ -29,9 +29,13 @@ fuzz_target!(|data: &[u8]| {
         let _ = chain.closed;
     }
     for line in data.split(|&b| b == b'\n') {
-        if let Ok(record) = serde_json::from_slice::<coffer_audit::Record>(line) {
+        if let Ok(mut record) = serde_json::from_slice::<coffer_audit::Record>(line) {
+            // Either record format: what version 2 leaves out is put back,
+            // and a record encodes again without failing.
+            record.expand();
             let _ = record.values_served();
             let _ = record.actor_key();
+            let _ = record.encode().unwrap();
         }
     }
 });

@@ -64,23 +64,44 @@ pub(crate) fn append_line(
     let seq = head.seq + 1;
     scratch.clear();
     scratch.extend_from_slice(b"{\"seq\":");
-    scratch.extend_from_slice(seq.to_string().as_bytes());
+    push_decimal(scratch, seq);
     scratch.push(b',');
     if key.is_none() {
         scratch.extend_from_slice(b"\"unkeyed\":true,");
     }
     if missed > 0 {
         scratch.extend_from_slice(b"\"missed\":");
-        scratch.extend_from_slice(missed.to_string().as_bytes());
+        push_decimal(scratch, missed);
         scratch.push(b',');
     }
     scratch.extend_from_slice(&record_json[1..]);
     let l = link(key, &head.link, scratch);
+    out.reserve(scratch.len() + SUFFIX_LEN + 1);
     out.extend_from_slice(&scratch[..scratch.len() - 1]);
     out.extend_from_slice(b",\"chain\":\"");
-    out.extend_from_slice(crate::hex(&l).as_bytes());
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for b in l {
+        out.push(DIGITS[(b >> 4) as usize]);
+        out.push(DIGITS[(b & 0xf) as usize]);
+    }
     out.extend_from_slice(b"\"}\n");
     *head = Head { seq, link: l };
+}
+
+/// Appends `n` in decimal, without allocating.
+fn push_decimal(out: &mut Vec<u8>, n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
 }
 
 /// Splits a line (without its newline) into the body the link covers and
@@ -217,6 +238,9 @@ fn empty_head() -> Head {
 pub(crate) const ROTATION_CLOSING: &str = "audit log rotation:";
 /// How the first record of the file after it begins.
 pub(crate) const ROTATION_OPENING: &str = "audit log rotated:";
+/// Starts the notice of a rotation cut short by a crash and finished or
+/// undone at the next start.
+pub(crate) const ROTATION_RECOVERED: &str = "audit log rotation recovered:";
 /// Starts the notice that names rotated files removed by retention.
 pub(crate) const RETENTION_NOTICE: &str = "audit log retention:";
 
@@ -755,6 +779,15 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn numbers_are_written_in_decimal() {
+        for n in [0, 1, 9, 10, 1042, u64::MAX] {
+            let mut out = b"x".to_vec();
+            push_decimal(&mut out, n);
+            assert_eq!(out, format!("x{n}").into_bytes());
+        }
     }
 
     #[test]

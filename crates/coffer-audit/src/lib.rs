@@ -67,27 +67,44 @@ pub(crate) fn rotated_entries(
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let file_name = entry.file_name().to_string_lossy().into_owned();
-        let Some(rest) = file_name.strip_prefix(&format!("{name}.")) else {
+        let Some(key) = rotated_key(&name, &file_name) else {
             continue;
         };
-        let (stamp, n) = match rest.split_once('-') {
-            Some((stamp, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => {
-                (stamp, n.parse().unwrap_or(u64::MAX))
-            }
-            Some(_) => continue,
-            None => (rest, 0),
-        };
-        let b = stamp.as_bytes();
-        let is_stamp = b.len() == 16
-            && b[8] == b'T'
-            && b[15] == b'Z'
-            && b[..8].iter().chain(&b[9..15]).all(u8::is_ascii_digit);
-        if is_stamp && entry.file_type()?.is_file() {
-            found.push(((stamp.to_string(), n), entry.path()));
+        if entry.file_type()?.is_file() {
+            found.push((key, entry.path()));
         }
     }
     found.sort();
     Ok(found)
+}
+
+/// The order key of `file_name` if it is the name of one of the files
+/// rotation sets aside beside the log named `name` (`NAME.STAMP[-N]`).
+fn rotated_key(name: &str, file_name: &str) -> Option<(String, u64)> {
+    let rest = file_name.strip_prefix(name)?.strip_prefix('.')?;
+    let (stamp, n) = match rest.split_once('-') {
+        Some((stamp, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => {
+            (stamp, n.parse().unwrap_or(u64::MAX))
+        }
+        Some(_) => return None,
+        None => (rest, 0),
+    };
+    let b = stamp.as_bytes();
+    let is_stamp = b.len() == 16
+        && b[8] == b'T'
+        && b[15] == b'Z'
+        && b[..8].iter().chain(&b[9..15]).all(u8::is_ascii_digit);
+    is_stamp.then(|| (stamp.to_string(), n))
+}
+
+/// Whether `file` is named as one of `log`'s rotated files (it need not
+/// exist).
+pub(crate) fn is_rotated_name(log: &std::path::Path, file: &std::path::Path) -> bool {
+    let (Some(name), Some(file_name)) = (log.file_name(), file.file_name()) else {
+        return false;
+    };
+    file.parent() == log.parent()
+        && rotated_key(&name.to_string_lossy(), &file_name.to_string_lossy()).is_some()
 }
 
 /// When `file`, one of `log`'s rotated files (see [`rotated_files`]), was

@@ -293,7 +293,12 @@ fn each_record(reader: impl BufRead, mut f: impl FnMut(Record)) -> std::io::Resu
             continue;
         }
         match serde_json::from_slice::<Record>(buf.trim_ascii_end()) {
-            Ok(r) => f(r),
+            Ok(mut r) => {
+                // Either format: what a version 2 line leaves out is put
+                // back, so filters and reports see every field.
+                r.expand();
+                f(r)
+            }
             Err(_) => unreadable += 1,
         }
     }

@@ -1,5 +1,10 @@
 //! The audit record: one JSON object per line.
 //!
+//! Two formats are read: the first (no `v` field) and version 2, which the
+//! writer writes (see [`Record::encode`]). [`Record`] is the full form, as
+//! queries return it: [`Record::expand`] fills in what a version 2 line
+//! leaves out.
+//!
 //! Field order is fixed by this struct; the writer puts `seq` (and, when it
 //! applies, `unkeyed` and `missed`) first and `chain` last. Optional fields
 //! are left out when they do not apply. JSON string escaping covers every
@@ -142,6 +147,10 @@ pub struct Record {
     /// Records this sink missed while it was failing, just before this one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub missed: Option<u64>,
+    /// The record format: [`VERSION`] for what the writer writes now, none
+    /// for the first format (see [`Record::encode`] for what changed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub v: Option<u32>,
     /// When the request arrived (RFC 3339, UTC, milliseconds).
     pub time: String,
     /// Request, alert or notice.
@@ -243,8 +252,180 @@ fn is_false(b: &bool) -> bool {
 /// instead). Every front end that reads one value must be here, or
 /// `coffer audit readers` misses its readers.
 const VALUE_READS: [&str; 2] = ["secret.read", "vault.kv.read"];
+/// The record format the writer writes.
+pub const VERSION: u32 = 2;
+
+/// The method and URL path prefix that an operation's requests always
+/// have, where its URL path is that prefix followed by the record's `path`
+/// (for the operations most requests are). Version 2 records leave
+/// `method` and `route` out when they are exactly these.
+fn request_line_of(op: &str) -> Option<(&'static str, &'static str)> {
+    Some(match op {
+        "secret.read" => ("GET", "/api/v1/secrets/"),
+        "secret.write" => ("PUT", "/api/v1/secrets/"),
+        "secret.delete" => ("DELETE", "/api/v1/secrets/"),
+        "secret.metadata" => ("GET", "/api/v1/metadata/"),
+        _ => return None,
+    })
+}
+
+/// A record as version 2 writes it: `v` first, `type` left out for
+/// requests, and `method` and `route` left out when `op` and `path` imply
+/// them. Field names and everything else are as in [`Record`].
+#[derive(Serialize)]
+struct Wire<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seq: Option<u64>,
+    #[serde(skip_serializing_if = "is_false")]
+    unkeyed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    missed: Option<u64>,
+    v: u32,
+    time: &'a str,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    kind: Option<Kind>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    actor: Option<&'a Actor>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    method: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    route: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    op: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    decision: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    version: Option<u64>,
+    #[serde(skip_serializing_if = "<[ReadRef]>::is_empty")]
+    reads: &'a [ReadRef],
+    #[serde(skip_serializing_if = "<[ReadRef]>::is_empty")]
+    writes: &'a [ReadRef],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    outcome: Option<Outcome>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    duration_us: Option<u64>,
+    #[serde(skip_serializing_if = "is_false")]
+    breakglass: bool,
+    #[serde(skip_serializing_if = "is_false")]
+    protected: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    login: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    workload: Option<&'a Workload>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    alert: Option<&'a AlertInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gap: Option<Gap>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    acknowledges: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    chain: Option<&'a str>,
+}
 
 impl Record {
+    /// The record as the writer writes it: the [`VERSION`] 2 format.
+    ///
+    /// What changed from the first format: `"v":2` comes first (after the
+    /// writer's `seq`, `unkeyed` and `missed`); `type` is left out for
+    /// requests (a record without one is a request); `method` and `route`
+    /// are left out when the operation and `path` imply them (a
+    /// `secret.read` of `app/KEY` is `GET /api/v1/secrets/app/KEY`), and
+    /// kept whenever the request's URL path was anything else (encoded
+    /// differently, say). [`Record::expand`] puts them back.
+    pub fn encode(&self) -> serde_json::Result<Vec<u8>> {
+        let op = self.op.as_deref();
+        let (mut method, mut route) = (self.method.as_deref(), self.route.as_deref());
+        // Compared without building the implied URL path.
+        if let (Some((m, prefix)), Some(sent), Some(url), Some(path)) = (
+            op.and_then(request_line_of),
+            method,
+            route,
+            self.path.as_deref(),
+        ) && self.kind == Kind::Request
+            && m == sent
+            && url.strip_prefix(prefix) == Some(path)
+        {
+            (method, route) = (None, None);
+        }
+        let mut out = Vec::with_capacity(512);
+        serde_json::to_writer(
+            &mut out,
+            &Wire {
+                seq: self.seq,
+                unkeyed: self.unkeyed,
+                missed: self.missed,
+                v: VERSION,
+                time: &self.time,
+                kind: (self.kind != Kind::Request).then_some(self.kind),
+                request_id: self.request_id.as_deref(),
+                actor: self.actor.as_ref(),
+                token: self.token.as_deref(),
+                source: self.source.as_deref(),
+                method,
+                route,
+                op,
+                decision: self.decision.as_deref(),
+                path: self.path.as_deref(),
+                version: self.version,
+                reads: &self.reads,
+                writes: &self.writes,
+                outcome: self.outcome,
+                status: self.status,
+                error: self.error.as_deref(),
+                duration_us: self.duration_us,
+                breakglass: self.breakglass,
+                protected: self.protected,
+                login: self.login.as_deref(),
+                reason: self.reason.as_deref(),
+                workload: self.workload.as_ref(),
+                alert: self.alert.as_ref(),
+                gap: self.gap,
+                acknowledges: self.acknowledges.as_deref(),
+                message: self.message.as_deref(),
+                chain: self.chain.as_deref(),
+            },
+        )?;
+        Ok(out)
+    }
+
+    /// The method and URL path that this record's operation and `path`
+    /// imply, for the operations whose requests always have them.
+    pub fn implied_request_line(&self) -> Option<(&'static str, String)> {
+        let (method, prefix) = request_line_of(self.op.as_deref()?)?;
+        Some((method, format!("{prefix}{}", self.path.as_deref()?)))
+    }
+
+    /// Fills in what a version 2 record leaves out (see [`Record::encode`]):
+    /// `method` and `route` from `op` and `path`. A first-format record is
+    /// left as it is.
+    pub fn expand(&mut self) {
+        if self.v.is_some_and(|v| v >= 2)
+            && self.kind == Kind::Request
+            && self.method.is_none()
+            && self.route.is_none()
+            && let Some((method, route)) = self.implied_request_line()
+        {
+            self.method = Some(method.to_string());
+            self.route = Some(route);
+        }
+    }
+
     /// A notice record about the audit log itself.
     pub fn notice(message: impl Into<String>) -> Record {
         Record {
@@ -299,7 +480,7 @@ impl Record {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -314,6 +495,115 @@ mod tests {
         assert!(!line.contains('\n') && !line.contains('\r'), "{line}");
         let back: Record = serde_json::from_str(&line).unwrap();
         assert_eq!(back, r);
+    }
+
+    /// A read as the server records it (the book's example).
+    pub(crate) fn typical_read() -> Record {
+        Record {
+            time: "2026-11-23T10:04:05.123Z".into(),
+            kind: Kind::Request,
+            request_id: Some("4be01c9a-0000000003e8".into()),
+            actor: Some(Actor {
+                kind: "service".into(),
+                name: "ci-deploy".into(),
+                accessor: "acc_BAeOawQvhCjma9PS4oHzv3rm".into(),
+                via: None,
+            }),
+            token: Some(format!("hmac-sha256:{}", "01c1468983".repeat(6) + "abcd")),
+            source: Some("10.20.3.7".into()),
+            method: Some("GET".into()),
+            route: Some("/api/v1/secrets/myapp/prod/DB_PASSWORD".into()),
+            op: Some("secret.read".into()),
+            decision: Some("read".into()),
+            path: Some("myapp/prod/DB_PASSWORD".into()),
+            version: Some(3),
+            outcome: Some(Outcome::Ok),
+            status: Some(200),
+            duration_us: Some(412),
+            protected: true,
+            ..Record::default()
+        }
+    }
+
+    #[test]
+    fn version_2_leaves_out_what_is_implied_and_expands_back() {
+        let r = typical_read();
+        let v1 = serde_json::to_string(&r).unwrap();
+        let v2 = String::from_utf8(r.encode().unwrap()).unwrap();
+        assert!(v2.starts_with("{\"v\":2,\"time\":"), "{v2}");
+        for gone in ["\"type\"", "\"route\"", "\"method\""] {
+            assert!(v1.contains(gone) && !v2.contains(gone), "{gone}: {v2}");
+        }
+        assert!(v2.len() < v1.len());
+        let mut back: Record = serde_json::from_str(&v2).unwrap();
+        assert_eq!(back.route, None);
+        back.expand();
+        assert_eq!(
+            back,
+            Record {
+                v: Some(2),
+                ..r.clone()
+            }
+        );
+        // A first-format record is read as it is.
+        let mut old: Record = serde_json::from_str(&v1).unwrap();
+        old.expand();
+        assert_eq!(old, r);
+    }
+
+    #[test]
+    fn version_2_keeps_what_is_not_implied() {
+        let base = typical_read();
+        let cases = [
+            // The URL path encoded otherwise than the path reads.
+            Record {
+                route: Some("/api/v1/secrets/myapp%2Fprod/DB_PASSWORD".into()),
+                ..base.clone()
+            },
+            // Another method (HEAD) for the same operation.
+            Record {
+                method: Some("HEAD".into()),
+                ..base.clone()
+            },
+            // A path decided that is not the URL's.
+            Record {
+                path: Some("other/DB_PASSWORD".into()),
+                ..base.clone()
+            },
+            // No decision (refused before one): the URL path stays.
+            Record {
+                path: None,
+                ..base.clone()
+            },
+            // An operation whose URL the record cannot imply.
+            Record {
+                op: Some("vault.kv.read".into()),
+                route: Some("/v1/secret/data/myapp/prod/DB_PASSWORD".into()),
+                ..base.clone()
+            },
+            // Not a request: the type stays.
+            Record {
+                kind: Kind::Alert,
+                ..base.clone()
+            },
+        ];
+        for r in cases {
+            let line = r.encode().unwrap();
+            let mut back: Record = serde_json::from_slice(&line).unwrap();
+            back.expand();
+            assert_eq!(
+                back,
+                Record {
+                    v: Some(2),
+                    ..r.clone()
+                }
+            );
+            let text = String::from_utf8(line).unwrap();
+            assert!(
+                text.contains("\"route\"") && text.contains("\"method\""),
+                "{text}"
+            );
+        }
     }
 
     #[test]

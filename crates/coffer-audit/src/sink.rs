@@ -121,6 +121,9 @@ pub(crate) struct Sink {
     /// trusted only for a log never written with the key).
     pub keyed: bool,
     kind: SinkKind,
+    /// A test's simulated crash: [`Sink::rotate`] panics after this step.
+    #[cfg(test)]
+    pub crash_at: Option<RotateStep>,
 }
 
 enum SinkKind {
@@ -164,6 +167,17 @@ impl Sink {
         let (kind, head) = match &spec {
             SinkSpec::File(path) => {
                 use std::os::unix::fs::OpenOptionsExt;
+                // A rotation cut short by a crash, finished or undone
+                // before the log is opened.
+                for done in recover_rotations(path)
+                    .map_err(|e| err(format!("cannot recover an interrupted rotation: {e}")))?
+                {
+                    tracing::warn!(file = %path.display(), "{done}");
+                    notices.push(Record::notice(format!(
+                        "{} {done}",
+                        chain::ROTATION_RECOVERED
+                    )));
+                }
                 // Never through a symbolic link: one planted at the log's
                 // path would have the server append to (and cut back)
                 // whatever it points at.
@@ -228,6 +242,8 @@ impl Sink {
             keyed: keyed || unchecked_head.is_some(),
             unchecked_head,
             kind,
+            #[cfg(test)]
+            crash_at: None,
         })
     }
 
@@ -275,20 +291,33 @@ impl Sink {
         matches!(&self.kind, SinkKind::File { len: Some(_), .. })
     }
 
-    /// Sets this log file aside as `target` and goes on in a new, empty
-    /// file at its path, whose chain starts again at record 1.
+    /// Sets this log file aside as `target` and goes on in a new file at its
+    /// path, whose chain starts again at record 1 with `opening` (a
+    /// serialized notice naming the old file's end), linked with `key`.
     ///
-    /// In order: the file is synced to disk; its head file is written
-    /// beside `target` (`TARGET.head`, with `head_body`) and removed from
-    /// beside the path; the file is renamed; a new file is created. A crash
-    /// between two steps leaves nothing that raises a false alarm at the
-    /// next start (at worst a head file paired with no log). A step that
-    /// fails undoes the ones before it, and the file goes on as it was.
-    pub fn rotate(&mut self, target: &Path, head_body: &[u8]) -> io::Result<()> {
+    /// The rotation is journaled: the new file is written whole, synced,
+    /// under a temporary name (`TARGET.next`, with its head file
+    /// `TARGET.next.head`) before anything is renamed. Then, in order: the
+    /// old file's head file is written beside `target` (`TARGET.head`, with
+    /// `head_body`) and removed from beside the path; the old file is
+    /// renamed to `target`; the new head file, then the new file, are
+    /// renamed into place. A crash between two steps is finished or undone
+    /// by [`recover_rotations`] at the next start: while the old file is
+    /// still at the path, the rotation is undone; once it has been renamed,
+    /// the rotation is completed from the journal. A step that fails undoes
+    /// the ones before it, and the file goes on as it was.
+    pub fn rotate(
+        &mut self,
+        target: &Path,
+        head_body: &[u8],
+        opening: &[u8],
+        key: Option<&coffer_crypto::AuditKey>,
+    ) -> io::Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         let SinkSpec::File(path) = &self.spec else {
             return Err(io::Error::other("only a log file can be rotated"));
         };
+        let path = path.clone();
         let SinkKind::File {
             file,
             len: Some(_),
@@ -302,7 +331,7 @@ impl Sink {
         // none, there to be set aside in its place.
         {
             use std::os::unix::fs::MetadataExt;
-            let (open, named) = (file.metadata()?, std::fs::metadata(path));
+            let (open, named) = (file.metadata()?, std::fs::metadata(&path));
             if !named.is_ok_and(|n| (n.dev(), n.ino()) == (open.dev(), open.ino())) {
                 return Err(io::Error::other(
                     "the file at the log's path is not the one being written (moved or replaced by another tool?); move it back to rotate",
@@ -311,56 +340,103 @@ impl Sink {
         }
         file.sync_data()?;
         *dirty = false;
-        let (live_head, target_head) = (chain::head_path(path), chain::head_path(target));
-        write_head_file(target, head_body)?;
-        let undo_head = || {
-            let _ = std::fs::remove_file(&target_head);
-            let _ = write_head_file(path, head_body);
+        #[cfg(test)]
+        let crash = |step: RotateStep| {
+            if self.crash_at == Some(step) {
+                panic!("simulated crash at {step:?}");
+            }
         };
-        if let Err(e) = std::fs::remove_file(&live_head)
-            && e.kind() != io::ErrorKind::NotFound
-        {
+        #[cfg(not(test))]
+        let crash = |_: RotateStep| {};
+        crash(RotateStep::Synced);
+        let journal = journal_path(target);
+        let journal_head = chain::head_path(&journal);
+        let (live_head, target_head) = (chain::head_path(&path), chain::head_path(target));
+        // Undoes the steps before the old file's rename.
+        let discard = || {
+            let _ = std::fs::remove_file(&journal);
+            let _ = std::fs::remove_file(&journal_head);
             let _ = std::fs::remove_file(&target_head);
-            return Err(e);
-        }
-        if let Err(e) = std::fs::rename(path, target) {
-            undo_head();
-            return Err(e);
-        }
-        let new = std::fs::OpenOptions::new()
+        };
+        // 1. The new file, whole, under its temporary name.
+        let mut line = Vec::with_capacity(opening.len() + 96);
+        let mut new_head = Head::EMPTY;
+        chain::append_line(&mut line, &mut Vec::new(), &mut new_head, key, 0, opening);
+        let mut new = std::fs::OpenOptions::new()
             .read(true)
             .append(true)
             .create_new(true)
             .mode(0o600)
             .custom_flags(OFlags::NOFOLLOW.bits() as i32)
-            .open(path);
-        let new = match new {
-            Ok(f) => f,
-            Err(e) => {
-                if std::fs::rename(target, path).is_ok() {
-                    undo_head();
-                }
-                return Err(e);
+            .open(&journal)?;
+        #[cfg(test)]
+        if self.crash_at == Some(RotateStep::JournalPartial) {
+            let _ = new.write_all(&line[..line.len() / 2]);
+            crash(RotateStep::JournalPartial);
+        }
+        if let Err(e) = new.write_all(&line).and_then(|()| new.sync_data()) {
+            discard();
+            return Err(e);
+        }
+        crash(RotateStep::Journal);
+        let new_head_body =
+            serde_json::to_vec(&chain::HeadFile::new(new_head, key)).map_err(io::Error::other)?;
+        if let Err(e) = write_head_file(&journal, &new_head_body) {
+            discard();
+            return Err(e);
+        }
+        crash(RotateStep::JournalHead);
+        // 2. The old file's head file beside its new name.
+        if let Err(e) = write_head_file(target, head_body) {
+            discard();
+            return Err(e);
+        }
+        crash(RotateStep::TargetHead);
+        if let Err(e) = std::fs::remove_file(&live_head)
+            && e.kind() != io::ErrorKind::NotFound
+        {
+            discard();
+            return Err(e);
+        }
+        crash(RotateStep::LiveHeadRemoved);
+        let undo_head = || {
+            let _ = write_head_file(&path, head_body);
+            discard();
+        };
+        // 3. The old file set aside.
+        if let Err(e) = std::fs::rename(&path, target) {
+            undo_head();
+            return Err(e);
+        }
+        crash(RotateStep::Renamed);
+        // 4. The new file's head file, then the new file, into place.
+        let moved = std::fs::rename(&journal_head, &live_head).and_then(|()| {
+            crash(RotateStep::NewHead);
+            std::fs::rename(&journal, &path)
+        });
+        if let Err(e) = moved {
+            // The path is free again (the new file never reached it).
+            if std::fs::rename(target, &path).is_ok() {
+                undo_head();
             }
-        };
-        // The rename and the new file, durable with the directory.
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        let _ = File::open(dir).and_then(|d| d.sync_all());
+            return Err(e);
+        }
+        crash(RotateStep::NewFile);
+        // The renames, durable with the directory.
+        let _ = File::open(parent_dir(&path)).and_then(|d| d.sync_all());
         self.kind = SinkKind::File {
             file: new,
-            len: Some(0),
+            len: Some(line.len() as u64),
             dirty: false,
         };
-        self.head = Head::EMPTY;
+        self.head = new_head;
         self.missed = 0;
         self.generation += 1;
-        // A new file, not yet written with the key; a head file still to
-        // be checked was the old file's, and went with it (untagged if the
-        // rotation was made while sealed, which verification reports).
-        self.keyed = false;
+        // A new file, written with the key if there was one; a head file
+        // still to be checked was the old file's, and went with it
+        // (untagged if the rotation was made while sealed, which
+        // verification reports).
+        self.keyed = key.is_some();
         self.unchecked_head = None;
         Ok(())
     }
@@ -455,6 +531,140 @@ impl Sink {
             *dirty = false;
         }
         Ok(())
+    }
+}
+
+/// The steps of [`Sink::rotate`], after which a test can have it crash.
+#[cfg_attr(not(test), allow(dead_code))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RotateStep {
+    /// The old file synced, nothing else done.
+    Synced,
+    /// Half of the new file's first record written to the journal.
+    JournalPartial,
+    /// The journal (the new file) written and synced.
+    Journal,
+    /// The journal's head file written.
+    JournalHead,
+    /// The old file's head file written beside its new name.
+    TargetHead,
+    /// The old file's head file removed from beside the path.
+    LiveHeadRemoved,
+    /// The old file renamed.
+    Renamed,
+    /// The new head file renamed into place.
+    NewHead,
+    /// The new file renamed into place (before the directory is synced).
+    NewFile,
+}
+
+/// `TARGET.next`: a rotation's new file, before it is renamed into place.
+/// (Not a rotated file's name: see [`crate::rotated_files`].)
+pub(crate) fn journal_path(target: &Path) -> PathBuf {
+    let mut name = target.file_name().unwrap_or_default().to_os_string();
+    name.push(".next");
+    target.with_file_name(name)
+}
+
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    }
+}
+
+/// Finishes or undoes a rotation of `log` that a crash interrupted (see
+/// [`Sink::rotate`]), from its journal (`LOG.STAMP.next`): while the old
+/// file is still at `log`, the rotation is undone (the journal removed,
+/// the old file's head file put back); once it has been renamed, the new
+/// file and its head file are renamed into place. Returns what was done,
+/// for a notice. Run at start, before the log is opened.
+pub(crate) fn recover_rotations(log: &Path) -> io::Result<Vec<String>> {
+    let Some(name) = log.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+        return Ok(Vec::new());
+    };
+    let dir = parent_dir(log);
+    let mut journals = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        let Some(target) = file_name
+            .strip_prefix(&format!("{name}."))
+            .and_then(|rest| rest.strip_suffix(".next"))
+        else {
+            continue;
+        };
+        // Only a journal named after a rotated file's name, and a regular
+        // file (never through a link).
+        let target = log.with_file_name(format!("{name}.{target}"));
+        let is_rotated_name = crate::is_rotated_name(log, &target);
+        if is_rotated_name && entry.file_type()?.is_file() {
+            journals.push(target);
+        }
+    }
+    journals.sort();
+    let exists = |p: &Path| std::fs::symlink_metadata(p).is_ok();
+    let mut done = Vec::new();
+    for target in journals {
+        let journal = journal_path(&target);
+        let journal_head = chain::head_path(&journal);
+        let (live_head, target_head) = (chain::head_path(log), chain::head_path(&target));
+        match (exists(log), exists(&target)) {
+            (true, false) => {
+                // Cut short before the old file was renamed: undone. Its
+                // head file goes back if it had been removed already.
+                if exists(&target_head) {
+                    if exists(&live_head) {
+                        std::fs::remove_file(&target_head)?;
+                    } else {
+                        std::fs::rename(&target_head, &live_head)?;
+                    }
+                }
+                remove_if_there(&journal_head)?;
+                std::fs::remove_file(&journal)?;
+                done.push(format!(
+                    "the rotation of {} to {} was cut short before the file was renamed (the server stopped); it was undone, and the file goes on",
+                    log.display(),
+                    target.display()
+                ));
+            }
+            (false, true) => {
+                // Cut short after: finished, head file first (a new file
+                // with a record and no head file reads as a gap).
+                if exists(&journal_head) {
+                    std::fs::rename(&journal_head, &live_head)?;
+                }
+                std::fs::rename(&journal, log)?;
+                done.push(format!(
+                    "the rotation of {} to {} was cut short after the file was renamed (the server stopped); it was completed: the new file begins with its notice",
+                    log.display(),
+                    target.display()
+                ));
+            }
+            _ => {
+                // Both there, or neither: not a state a rotation leaves.
+                // Left as found, for an operator to look at.
+                done.push(format!(
+                    "{} is the new file of a rotation of {} that was cut short, but {} and {} are {}: it was left as it is",
+                    journal.display(),
+                    log.display(),
+                    log.display(),
+                    target.display(),
+                    if exists(log) { "both there" } else { "both missing" }
+                ));
+            }
+        }
+    }
+    if !done.is_empty() {
+        let _ = File::open(dir).and_then(|d| d.sync_all());
+    }
+    Ok(done)
+}
+
+fn remove_if_there(path: &Path) -> io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
     }
 }
 
@@ -656,7 +866,7 @@ fn unknown_gap_notice(after: u64, why: &str) -> Option<Vec<u8>> {
             chain::GAP_NOTICE
         ))
     };
-    let mut json = serde_json::to_vec(&notice).ok()?;
+    let mut json = notice.encode().ok()?;
     crate::sanitize::clean(&mut json);
     Some(json)
 }
@@ -805,7 +1015,7 @@ fn check_head_file(
             chain::GAP_NOTICE
         ))
     };
-    let Ok(mut json) = serde_json::to_vec(&notice) else {
+    let Ok(mut json) = notice.encode() else {
         return HeadCheck::Fine;
     };
     crate::sanitize::clean(&mut json);

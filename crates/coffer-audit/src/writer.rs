@@ -93,19 +93,24 @@ struct Pending {
     /// A test of the sinks while none works (see [`PROBE_EVERY`]): a sink
     /// that does not take it has not missed a record.
     probe: bool,
+    /// For the sinks that are not regular files only (the notice of a
+    /// rotation, which each new file begins with already).
+    streams_only: bool,
 }
 
 /// A record's line as it is linked and written: serialized, with
 /// token-shaped strings masked and line and direction characters escaped
 /// (see [`crate::sanitize`]), and the record as the line says it (what the
 /// alert rules and the webhooks see).
-fn serialize(record: Record) -> Option<(Record, Vec<u8>)> {
-    let mut json = serde_json::to_vec(&record).ok()?;
+fn serialize(mut record: Record) -> Option<(Record, Vec<u8>)> {
+    let mut json = record.encode().ok()?;
     if crate::sanitize::clean(&mut json).masked {
         // Rare: a token-shaped string was in it. Read back what is written.
-        let masked = serde_json::from_slice(&json).ok()?;
+        let mut masked: Record = serde_json::from_slice(&json).ok()?;
+        masked.expand();
         return Some((masked, json));
     }
+    record.v = Some(crate::record::VERSION);
     Some((record, json))
 }
 
@@ -118,6 +123,7 @@ impl Pending {
             ack: None,
             from_caller: false,
             probe: false,
+            streams_only: false,
         }
     }
 
@@ -672,6 +678,7 @@ impl Auditor {
                 ack: Some(ack),
                 from_caller: true,
                 probe: false,
+                streams_only: false,
             });
             !std::mem::replace(&mut q.leader, true)
         };
@@ -838,8 +845,14 @@ impl Writer {
                     lead,
                 );
             }
-            for (i, p) in items.iter().enumerate() {
-                let missed = if i == 0 { sink.missed } else { 0 };
+            let file = sink.is_regular_file();
+            let mut first = true;
+            for p in items.iter().filter(|p| !(p.streams_only && file)) {
+                let missed = if std::mem::take(&mut first) {
+                    sink.missed
+                } else {
+                    0
+                };
                 chain::append_line(
                     &mut self.out,
                     &mut self.scratch,
@@ -870,7 +883,10 @@ impl Writer {
                         tracing::error!(sink = %sink.spec.describe(), error = %e, "audit sink failed; requests succeed only while another sink records them");
                     }
                     sink.healthy = false;
-                    sink.missed += items.iter().filter(|p| !p.probe).count() as u64;
+                    sink.missed += items
+                        .iter()
+                        .filter(|p| !(p.probe || (p.streams_only && file)))
+                        .count() as u64;
                 }
             }
         }
@@ -930,10 +946,21 @@ impl Writer {
             let target = rotation_target(&path, stamp);
             let body =
                 serde_json::to_vec(&HeadFile::new(head, key.as_ref())).expect("head serializes");
-            match sink.rotate(&target, &body) {
+            // The new file's first record, written with it (see
+            // `Sink::rotate`): it names the old file's end.
+            let (_, opening) = serialize(Record::notice(format!(
+                "{} {} continues from {} {}",
+                chain::ROTATION_OPENING,
+                path.display(),
+                target.display(),
+                chain::continuation(head)
+            )))
+            .expect("records serialize");
+            match sink.rotate(&target, &body, &opening, key.as_ref()) {
                 Ok(()) => {
-                    // Head files planned before now are for the old file.
-                    heads_written.insert(path.clone(), (sink.generation, 0));
+                    // Head files planned before now are for the old file;
+                    // the new one's was written with it.
+                    heads_written.insert(path.clone(), (sink.generation, sink.head.seq));
                     report.rotated.push(RotatedFile {
                         log: path,
                         to: target,
@@ -963,11 +990,18 @@ impl Writer {
                     )
                 })
                 .collect();
-            self.commit(&mut vec![Pending::notice(Record::notice(format!(
-                "{} {}",
-                chain::ROTATION_OPENING,
-                what.join("; ")
-            )))]);
+            // The other sinks (standard output, sockets) are told too;
+            // each new file has its own notice already.
+            if self.sinks.iter().any(|s| !s.is_regular_file()) {
+                self.commit(&mut vec![Pending {
+                    streams_only: true,
+                    ..Pending::notice(Record::notice(format!(
+                        "{} {}",
+                        chain::ROTATION_OPENING,
+                        what.join("; ")
+                    )))
+                }]);
+            }
             tracing::info!(files = report.rotated.len(), "audit log rotated");
         }
         if !report.failed.is_empty() {
@@ -1200,14 +1234,16 @@ fn rotation_target(log: &std::path::Path, stamp: &str) -> PathBuf {
             };
             log.with_file_name(format!("{name}.{stamp}{suffix}"))
         })
-        .find(|t| !t.exists() && !chain::head_path(t).exists())
+        .find(|t| {
+            !t.exists() && !chain::head_path(t).exists() && !crate::sink::journal_path(t).exists()
+        })
         .expect("some name is free")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashSet;
+    use std::collections::{HashMap, HashSet};
     use std::future::Future;
     use std::pin::pin;
     use std::task::{Context, Poll, Waker};
@@ -1547,6 +1583,213 @@ mod tests {
             path.display()
         );
         head
+    }
+
+    /// A log written in the first record format goes on in version 2: the
+    /// chain covers the bytes as written, so the file verifies (against
+    /// its head) across the change, and queries and the readers report
+    /// read both alike, with every field.
+    #[test]
+    fn a_first_format_log_goes_on_in_version_2_and_reads_as_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let key = coffer_crypto::Keyring::generate(0).audit_key();
+        let read = |id: &str| Record {
+            request_id: Some(id.into()),
+            ..crate::record::tests::typical_read()
+        };
+        // Two reads as the first format wrote them, with their head file.
+        let (mut out, mut scratch, mut head) = (Vec::new(), Vec::new(), Head::EMPTY);
+        for id in ["old-1", "old-2"] {
+            let json = serde_json::to_vec(&read(id)).unwrap();
+            assert!(json.windows(8).any(|w| w == b"\"route\":"));
+            chain::append_line(&mut out, &mut scratch, &mut head, Some(&key), 0, &json);
+        }
+        std::fs::write(&path, &out).unwrap();
+        let body = serde_json::to_vec(&HeadFile::new(head, Some(&key))).unwrap();
+        crate::sink::write_head_file(&path, &body).unwrap();
+        let (auditor, _alerts, key) = start_with(path.clone(), key, Rotation::default());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            assert!(auditor.record(read("new-1")).await);
+            assert!(auditor.record(read("new-2")).await);
+        });
+        auditor.close();
+        verifies_with_head(&path, &key);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(!lines[0].contains("\"v\":") && lines[0].contains("\"route\":"));
+        let new = lines.iter().find(|l| l.contains("new-1")).unwrap();
+        assert!(
+            new.contains("\"v\":2,") && !new.contains("\"route\":"),
+            "{new}"
+        );
+        // Query and readers: the four reads, alike.
+        let open = || std::io::BufReader::new(std::fs::File::open(&path).unwrap());
+        let found = crate::query::search(
+            open(),
+            &crate::query::Filter {
+                op: Some("secret.read".into()),
+                ..crate::query::Filter::default()
+            },
+            10,
+        )
+        .unwrap();
+        let ids: Vec<&str> = found
+            .records
+            .iter()
+            .filter_map(|r| r.request_id.as_deref())
+            .collect();
+        assert_eq!(ids, ["old-1", "old-2", "new-1", "new-2"]);
+        for r in &found.records {
+            assert_eq!(
+                (r.method.as_deref(), r.route.as_deref(), r.kind),
+                (
+                    Some("GET"),
+                    Some("/api/v1/secrets/myapp/prod/DB_PASSWORD"),
+                    crate::record::Kind::Request
+                ),
+                "{r:?}"
+            );
+        }
+        let (readers, unreadable) =
+            crate::query::readers(open(), "myapp/prod/DB_PASSWORD", Some(3)).unwrap();
+        assert_eq!((readers.len(), readers[0].reads, unreadable), (1, 4, 0));
+    }
+
+    /// A server killed at any step of a rotation: the next start finishes
+    /// or undoes it, and the whole history verifies, against its head
+    /// files, with every record once and no gap reported.
+    #[test]
+    fn a_rotation_cut_short_at_any_step_is_recovered_at_the_next_start() {
+        use crate::sink::RotateStep as S;
+        let steps = [
+            (S::Synced, false),
+            (S::JournalPartial, false),
+            (S::Journal, false),
+            (S::JournalHead, false),
+            (S::TargetHead, false),
+            (S::LiveHeadRemoved, false),
+            (S::Renamed, true),
+            (S::NewHead, true),
+            (S::NewFile, true),
+        ];
+        for (step, rotated) in steps {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("audit.log");
+            let key = coffer_crypto::Keyring::generate(0).audit_key();
+            let (auditor, _alerts, key) = start_with(path.clone(), key, Rotation::default());
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                for i in 0..5 {
+                    assert!(auditor.record(request(format!("r-{i}"))).await);
+                }
+            });
+            // The first head file written (as five times a second), then
+            // upkeep stopped: a killed server writes no head file later.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !chain::head_path(&path).exists() {
+                assert!(Instant::now() < deadline, "no head file");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let (stop, upkeep) = auditor.maintenance.lock().unwrap().take().unwrap();
+            stop.store(true, Ordering::Relaxed);
+            upkeep.thread().unpark();
+            upkeep.join().unwrap();
+            let crashed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let mut w = auditor.shared.writer_blocking();
+                w.sinks[0].crash_at = Some(step);
+                w.rotate("20261207T000000Z", &mut HashMap::new())
+            }));
+            assert!(crashed.is_err(), "{step:?}: the crash was not simulated");
+            // Killed: nothing more is written, nothing closed.
+            std::mem::forget(auditor);
+            let target = dir.path().join("audit.log.20261207T000000Z");
+            assert_eq!(target.exists(), rotated, "{step:?}");
+
+            let (auditor, _alerts, key) = start_with(path.clone(), key, Rotation::default());
+            rt.block_on(async {
+                for i in 5..10 {
+                    assert!(auditor.record(request(format!("r-{i}"))).await);
+                }
+            });
+            auditor.close();
+            let history = crate::with_rotated(&path).unwrap();
+            assert_eq!(history.len(), if rotated { 2 } else { 1 }, "{step:?}");
+            verifies_as_one_history(&history, &key);
+            let ids: Vec<String> = history.iter().flat_map(|f| request_ids(f)).collect();
+            assert_eq!(
+                ids,
+                (0..10).map(|i| format!("r-{i}")).collect::<Vec<_>>(),
+                "{step:?}: every record once"
+            );
+            let all: Vec<Record> = history.iter().flat_map(|f| records(f)).collect();
+            assert!(
+                all.iter().all(|r| r.gap.is_none() && r.alert.is_none()),
+                "{step:?}: no gap and no alert"
+            );
+            assert_eq!(
+                all.iter()
+                    .filter(|r| r
+                        .message
+                        .as_deref()
+                        .is_some_and(|m| m.starts_with(chain::ROTATION_RECOVERED)))
+                    .count(),
+                usize::from(!matches!(step, S::Synced | S::NewFile)),
+                "{step:?}: the recovery is recorded"
+            );
+            // Nothing of the journal is left.
+            let left: Vec<String> = std::fs::read_dir(dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|n| n.contains(".next"))
+                .collect();
+            assert!(left.is_empty(), "{step:?}: {left:?}");
+            // And the log rotates again as usual.
+            let auditor = start_with(path.clone(), key.clone(), Rotation::default()).0;
+            auditor.rotate().unwrap();
+            auditor.close();
+            verifies_as_one_history(&crate::with_rotated(&path).unwrap(), &key);
+        }
+    }
+
+    /// What a journal left beside a log that is not one a rotation leaves
+    /// (its log and target both there) is left as found, and said so.
+    #[test]
+    fn a_journal_that_fits_no_rotation_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let target = dir.path().join("audit.log.20261207T000000Z");
+        let journal = crate::sink::journal_path(&target);
+        std::fs::write(&journal, b"x\n").unwrap();
+        // Named like no rotated file: not a journal at all.
+        let other = dir.path().join("audit.log.1.next");
+        std::fs::write(&other, b"y\n").unwrap();
+        // Neither the log nor the target, then both.
+        for (log, target_too) in [(false, false), (true, true)] {
+            if log {
+                std::fs::write(&path, b"").unwrap();
+            }
+            if target_too {
+                std::fs::write(&target, b"").unwrap();
+            }
+            let done = crate::sink::recover_rotations(&path).unwrap();
+            assert_eq!(done.len(), 1, "{done:?}");
+            assert!(done[0].contains("left as it is"), "{}", done[0]);
+            assert_eq!(std::fs::read(&journal).unwrap(), b"x\n");
+            assert_eq!(std::fs::read(&other).unwrap(), b"y\n");
+        }
+        // A symbolic link named like a journal is not followed or moved.
+        std::fs::remove_file(&journal).unwrap();
+        std::os::unix::fs::symlink(&other, &journal).unwrap();
+        std::fs::remove_file(&target).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert!(crate::sink::recover_rotations(&path).unwrap().is_empty());
+        assert!(!path.exists() && std::fs::symlink_metadata(&journal).is_ok());
     }
 
     #[test]
@@ -2003,7 +2246,10 @@ mod tests {
         let target = dir.path().join("taken");
         std::fs::create_dir(&target).unwrap();
         std::fs::write(target.join("x"), b"x").unwrap();
-        let err = sink.rotate(&target, &head_before).unwrap_err();
+        let opening = serde_json::to_vec(&Record::notice("opening")).unwrap();
+        let err = sink
+            .rotate(&target, &head_before, &opening, Some(&key))
+            .unwrap_err();
         assert!(!err.to_string().is_empty());
         assert!(
             !chain::head_path(&target).exists(),

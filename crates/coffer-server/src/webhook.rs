@@ -117,7 +117,9 @@ async fn deliver(
             Some(_) = deliveries.join_next(), if !deliveries.is_empty() => continue,
         };
         let Some(alert) = alert else { break };
-        let Ok(mut body) = serde_json::to_vec(&alert) else {
+        // The record as the audit log writes it (its format's version 2),
+        // without `seq` and `chain`.
+        let Ok(mut body) = alert.encode() else {
             continue;
         };
         // As the audit log writes it: line, direction and invisible
