@@ -11,8 +11,14 @@ and unsealed. Faults:
 
   disk-full   the data file system fills up (a filler file takes every
               free block); cleared by removing the filler.
-  read-only   `mount -o remount,ro` of the data file system; cleared by
-              `mount -o remount,rw`.
+  read-only   the data file system turns read-only under the server. A
+              `mount -o remount,ro` is refused (EBUSY) while the server
+              holds its files open for writing, so this is done the way it
+              happens in production: the file system is mounted with
+              errors=remount-ro and the device fails writes for a moment
+              (as for io-error), after which the kernel remounts it
+              read-only; cleared by `mount -o remount,rw` or, when the
+              kernel refuses that, by the e2fsck path below.
   io-error    the tmpfs under the loop device fills up, so the block
               device fails writes (the kernel logs I/O errors; ext4 sees
               them at writeback and fsync); cleared by freeing the tmpfs.
@@ -76,8 +82,16 @@ class Disk:
         self.loop = sh("losetup", "-f", "--show", self.image).stdout.strip()
         self.mount()
 
-    def mount(self):
-        sh("mount", self.loop, self.mnt)
+    def mount(self, options="errors=remount-ro"):
+        sh("mount", "-o", options, self.loop, self.mnt)
+
+    def read_only(self):
+        with open("/proc/mounts") as f:
+            for line in f:
+                parts = line.split()
+                if parts[1] == self.mnt:
+                    return parts[3].split(",")[0] == "ro"
+        return False
 
     def fill(self, where):
         """Takes every free block of `where` with a filler file."""
@@ -205,7 +219,7 @@ def run_fault(fault, coffer, results, fail, fsync):
     work = tempfile.mkdtemp(prefix=f"coffer-faults-{fault}-")
     # For io-error the image is larger than the tmpfs under it, so the
     # device fails before its file system is full; otherwise the other way.
-    disk = Disk(work, outer_mb=96, image_mb=256) if fault == "io-error" else Disk(work, outer_mb=160, image_mb=64)
+    disk = Disk(work, outer_mb=96, image_mb=256) if fault != "disk-full" else Disk(work, outer_mb=160, image_mb=64)
     data = disk.mnt
     port = free_port()
     mport = free_port()
@@ -235,7 +249,13 @@ def run_fault(fault, coffer, results, fail, fsync):
         if fault == "disk-full":
             disk.fill(disk.mnt)
         elif fault == "read-only":
-            sh("mount", "-o", "remount,ro", disk.mnt)
+            r["userspace_remount_ro"] = sh("mount", "-o", "remount,ro", disk.mnt, check=False).stderr.strip()[:120]
+            disk.fill(disk.outer)
+            end = time.time() + 10
+            while not disk.read_only() and time.time() < end:
+                time.sleep(0.1)
+            disk.unfill(disk.outer)
+            r["kernel_remounted_ro"] = disk.read_only()
         elif fault == "io-error":
             disk.fill(disk.outer)
         time.sleep(4)
@@ -246,7 +266,8 @@ def run_fault(fault, coffer, results, fail, fsync):
         if fault == "disk-full":
             disk.unfill(disk.mnt)
         elif fault == "read-only":
-            sh("mount", "-o", "remount,rw", disk.mnt)
+            rw = sh("mount", "-o", "remount,rw", disk.mnt, check=False)
+            r["remount_rw"] = rw.returncode == 0 or rw.stderr.strip()[:120]
         elif fault == "io-error":
             disk.unfill(disk.outer)
         r["during"] = summarize(load.between(t_fault + 0.5, t_clear))

@@ -147,7 +147,7 @@ def main():
                 "resumed_after_s": resumed,
             }
             if fault == "unreachable":
-                r["health_during"] = [results_health[0], (results_health[1] or {}).get("storage")]
+                r["health_during"] = [results_health[0], (results_health[1] or {}).get("storage_available")]
             if resumed is None:
                 fail(f"{fault}: writes did not resume within 30 s of the database coming back")
             results.append(r)
