@@ -92,7 +92,11 @@ static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
             .await
             .expect("root token");
         coffer
-            .write_policy(&root, "timing", r#"path "timing/*" { capabilities = ["read"] }"#)
+            .write_policy(
+                &root,
+                "timing",
+                r#"path "timing/*" { capabilities = ["read"] }"#,
+            )
             .await
             .expect("policy");
         let (code, _) = coffer
@@ -197,9 +201,7 @@ fn token_lookup(runner: &mut CtRunner, rng: &mut BenchRng) {
         .to_owned();
         assert!(token::is_well_formed(&raw));
         runner.run_one(c, || {
-            fx.rt
-                .block_on(fx.coffer.authenticate(&raw, None))
-                .is_err()
+            fx.rt.block_on(fx.coffer.authenticate(&raw, None)).is_err()
         });
     }
 }
@@ -278,9 +280,7 @@ fn share(x: u8, y: &[u8]) -> Share {
 }
 
 fn y_of(s: &Share) -> Vec<u8> {
-    let raw = STANDARD
-        .decode(s.encode().expose_secret())
-        .expect("base64");
+    let raw = STANDARD.decode(s.encode().expose_secret()).expect("base64");
     raw[1..].to_vec()
 }
 
@@ -372,7 +372,11 @@ fn unseal_open_near(runner: &mut CtRunner, rng: &mut BenchRng) {
     let fx = &*FIXTURE;
     let mut y = y_of(&fx.shares[2]);
     *y.last_mut().unwrap() ^= 1;
-    let near = [fx.shares[0].clone(), fx.shares[1].clone(), share(fx.shares[2].x(), &y)];
+    let near = [
+        fx.shares[0].clone(),
+        fx.shares[1].clone(),
+        share(fx.shares[2].x(), &y),
+    ];
     let near_key = shamir::combine(&near).unwrap().expose_secret().to_vec();
     for _ in 0..n() {
         // The same steps for both classes: a random key is drawn either
