@@ -455,6 +455,12 @@ pub struct SealStatus {
     /// and health answers 503. (Absent from servers before it: true.)
     #[serde(default = "available")]
     pub audit_available: bool,
+    /// Whether the store answered a read just now (within 2 seconds). While
+    /// it does not (a PostgreSQL server down or unreachable), requests that
+    /// need it fail and health answers 503. (Absent from servers before
+    /// it: true.)
+    #[serde(default = "available")]
+    pub storage_available: bool,
     /// Whether the server's memory is locked in RAM, so keys never reach
     /// swap (see docs/src/hardening.md). Absent when the server did not
     /// report it (an older server, or one embedded in another program).

@@ -89,7 +89,7 @@ pub use read::{
     VersionInfo,
 };
 pub use rotation::{RotateReceipt, RotateRequest, Standing, StatusEntry, TickReport};
-pub use seal::{InitOutput, KeyringStatus, REMOTE_UNSEAL_WAIT, SealStatus};
+pub use seal::{InitOutput, KeyringStatus, REMOTE_UNSEAL_WAIT, STORAGE_PROBE_TIMEOUT, SealStatus};
 use seal::{SEAL_CONFIG, State};
 // The cluster's sync reads the seal state directly.
 pub use fingerprint::{FingerprintPlace, Fingerprints, MAX_FINGERPRINT_SECRETS};

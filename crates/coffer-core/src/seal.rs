@@ -18,6 +18,11 @@ use crate::{Coffer, now_ms};
 
 pub(crate) const SEAL_CONFIG: &str = "seal-config";
 
+/// How long [`Coffer::storage_available`] waits for the store: a database
+/// whose packets are dropped must not hold a health check past a load
+/// balancer's own timeout.
+pub const STORAGE_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 pub(crate) const WRAPPED_ROOT_KEY: &str = "root-key";
 
 pub(crate) const WRAPPED_KEYRING: &str = "keyring";
@@ -161,6 +166,17 @@ pub struct KeyringStatus {
 
 impl Coffer {
     /// Current seal status. Never fails and needs no token.
+    /// Whether the store answers a read within [`STORAGE_PROBE_TIMEOUT`]:
+    /// the health check's view of the database. A PostgreSQL server that is
+    /// down or cut off fails it (every request that touches the store would
+    /// fail meanwhile), and health says so instead of answering 200.
+    pub async fn storage_available(&self) -> bool {
+        matches!(
+            tokio::time::timeout(STORAGE_PROBE_TIMEOUT, self.store.get_system(SEAL_CONFIG)).await,
+            Ok(Ok(_))
+        )
+    }
+
     pub fn status(&self) -> SealStatus {
         self.status_locked(&self.state.read().unwrap_or_else(|p| p.into_inner()))
     }

@@ -440,3 +440,88 @@ fn a_bad_storage_url_or_password_is_a_clear_error_without_the_password() {
     );
     assert!(!stderr.contains("canary-wrong-db-password"), "{stderr}");
 }
+
+/// Runs `sql` as the test server's administrator.
+fn admin_sql(sql: &str) {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(coffer_testpg::admin_sql(sql))
+        .unwrap();
+}
+
+/// Makes the database unreachable (no new connections, every open one cut)
+/// or reachable again.
+fn set_reachable(db_url: &str, reachable: bool) {
+    let name = db_url
+        .rsplit('/')
+        .next()
+        .and_then(|s| s.split('?').next())
+        .unwrap();
+    admin_sql(&format!(
+        "ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS {reachable}"
+    ));
+    if !reachable {
+        admin_sql(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+        ));
+    }
+}
+
+/// Regression (fault injection, bench/faults/postgres.py): while its
+/// PostgreSQL was unreachable, a node failed every write but its health
+/// check answered 200, so neither a load balancer nor monitoring noticed.
+/// Now health answers 503 with `storage_available: false`; writes fail
+/// closed meanwhile and work again, without a restart, once the database
+/// is back; nothing acknowledged before is lost.
+#[test]
+fn health_is_503_while_postgres_is_unreachable_and_service_resumes_after() {
+    let cluster = Cluster::new(1);
+    let a = cluster.start(0);
+    let (_key, root) = init_and_unseal(|| a.cli());
+    assert_eq!(
+        write(&a, &root, "app/prod/before", r#"{"value":"one"}"#).0,
+        200
+    );
+    let health = a.http("GET", "/api/v1/sys/health", None, None);
+    assert_eq!(health.status, 200);
+    assert_eq!(health.json()["storage_available"], true);
+
+    set_reachable(&cluster.db, false);
+    let (status, body) = write(&a, &root, "app/prod/during", r#"{"value":"two"}"#);
+    assert!(
+        status >= 500,
+        "a write without its database answered {status} {body}"
+    );
+    let health = a.http("GET", "/api/v1/sys/health", None, None);
+    assert_eq!(health.status, 503);
+    let h = health.json();
+    assert_eq!(h["storage_available"], false, "{h}");
+    assert_eq!(h["sealed"], false, "{h}");
+    let status = a.http("GET", "/api/v1/sys/status", None, None);
+    assert_eq!(status.status, 200);
+    assert_eq!(status.json()["storage_available"], false);
+
+    set_reachable(&cluster.db, true);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, _) = write(&a, &root, "app/prod/after", r#"{"value":"three"}"#);
+        if status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "writes did not resume: {status}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let health = a.http("GET", "/api/v1/sys/health", None, None);
+    assert_eq!(health.status, 200);
+    assert_eq!(health.json()["storage_available"], true);
+    let (status, body) = read(&a, &root, "app/prod/before");
+    assert_eq!(
+        (status, body["value"].as_str()),
+        (200, Some("one")),
+        "{body}"
+    );
+    // The refused write left nothing behind.
+    assert_eq!(read(&a, &root, "app/prod/during").0, 404);
+}

@@ -14,7 +14,8 @@ use crate::extract::{Auth, JsonBody};
 use crate::state::AppState;
 use crate::timefmt::rfc3339;
 
-fn seal_status(coffer: &Coffer, auditor: &coffer_audit::Auditor) -> api::SealStatus {
+async fn seal_status(coffer: &Coffer, auditor: &coffer_audit::Auditor) -> api::SealStatus {
+    let storage_available = coffer.storage_available().await;
     let s = coffer.status();
     api::SealStatus {
         initialized: s.initialized,
@@ -25,19 +26,21 @@ fn seal_status(coffer: &Coffer, auditor: &coffer_audit::Auditor) -> api::SealSta
         storage: s.storage.to_string(),
         version: env!("CARGO_PKG_VERSION").to_string(),
         audit_available: auditor.healthy(),
+        storage_available,
         memory_locked: crate::harden::memory_locked(),
     }
 }
 
 pub(super) async fn health(State(st): State<AppState>) -> Response {
     st.coffer.notice_initialization().await;
-    let s = seal_status(&st.coffer, &st.auditor);
-    // Load balancers route on the status code: 200 active, 503 sealed or
-    // unable to audit (every other request would be refused), 501 not
+    let s = seal_status(&st.coffer, &st.auditor).await;
+    // Load balancers route on the status code: 200 active, 503 sealed,
+    // unable to audit (every other request would be refused) or without
+    // its store (every request that touches it would fail), 501 not
     // initialized.
     let code = if !s.initialized {
         StatusCode::NOT_IMPLEMENTED
-    } else if s.sealed || !s.audit_available {
+    } else if s.sealed || !s.audit_available || !s.storage_available {
         StatusCode::SERVICE_UNAVAILABLE
     } else {
         StatusCode::OK
@@ -47,7 +50,7 @@ pub(super) async fn health(State(st): State<AppState>) -> Response {
 
 pub(super) async fn status(State(st): State<AppState>) -> Json<api::SealStatus> {
     st.coffer.notice_initialization().await;
-    Json(seal_status(&st.coffer, &st.auditor))
+    Json(seal_status(&st.coffer, &st.auditor).await)
 }
 
 pub(super) async fn init(
@@ -87,7 +90,7 @@ pub(super) async fn unseal(
         })?;
         st.coffer.unseal_from(key, source).await?;
     }
-    Ok(Json(seal_status(&st.coffer, &st.auditor)))
+    Ok(Json(seal_status(&st.coffer, &st.auditor).await))
 }
 
 pub(super) async fn seal(
