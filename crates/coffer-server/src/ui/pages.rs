@@ -34,13 +34,13 @@ const AUDIT_LIMIT: usize = 500;
 
 /// A request with a live session: the identity its token authenticates.
 pub(super) struct Signed {
-    identity: Identity,
+    pub(super) identity: Identity,
     csrf: SecretString,
     console: Arc<Console>,
 }
 
 impl Signed {
-    fn chrome(&self) -> Chrome {
+    pub(super) fn chrome(&self) -> Chrome {
         Chrome {
             user: self.identity.display_name().to_string(),
             csrf: self.csrf.expose_secret().to_string(),
@@ -49,7 +49,7 @@ impl Signed {
 
     /// Refuses a state change that lacks this session's form token or
     /// comes from another site.
-    fn check(&self, headers: &HeaderMap, token: &str) -> Result<(), &'static str> {
+    pub(super) fn check(&self, headers: &HeaderMap, token: &str) -> Result<(), &'static str> {
         if let Some(why) = cross_site(headers, self.console.tls) {
             return Err(why);
         }
@@ -147,7 +147,7 @@ impl FromRequestParts<AppState> for Signed {
 }
 
 /// A form body, refused with a page that quotes none of it.
-pub(super) struct UiForm<T>(T);
+pub(super) struct UiForm<T>(pub(super) T);
 
 impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for UiForm<T> {
     type Rejection = Response;
@@ -175,11 +175,11 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for UiForm<T
 
 /// What every signed-in page shows around its content.
 pub(super) struct Chrome {
-    user: String,
-    csrf: String,
+    pub(super) user: String,
+    pub(super) csrf: String,
 }
 
-fn render<T: Template>(status: StatusCode, page: &T) -> Response {
+pub(super) fn render<T: Template>(status: StatusCode, page: &T) -> Response {
     match page.render() {
         Ok(html) => (
             status,
@@ -206,7 +206,7 @@ struct ErrorPage {
     message: String,
 }
 
-fn error_page(
+pub(super) fn error_page(
     status: StatusCode,
     code: &'static str,
     message: &str,
@@ -226,11 +226,11 @@ fn error_page(
     resp
 }
 
-fn api_error_page(e: ApiError, chrome: Option<Chrome>) -> Response {
+pub(super) fn api_error_page(e: ApiError, chrome: Option<Chrome>) -> Response {
     error_page(e.status(), e.code(), e.message(), chrome)
 }
 
-fn refused(why: &str) -> Response {
+pub(super) fn refused(why: &str) -> Response {
     error_page(
         StatusCode::FORBIDDEN,
         coffer_api::codes::FORBIDDEN,
@@ -239,12 +239,12 @@ fn refused(why: &str) -> Response {
     )
 }
 
-fn see_other(to: &str) -> Response {
+pub(super) fn see_other(to: &str) -> Response {
     Redirect::to(to).into_response()
 }
 
 /// Percent-encodes a query parameter's value.
-fn encode_query(s: &str) -> String {
+pub(super) fn encode_query(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
@@ -257,7 +257,7 @@ fn encode_query(s: &str) -> String {
 }
 
 /// Percent-encodes a secret path for a URL path (keeping its slashes).
-fn encode_path(s: &str) -> String {
+pub(super) fn encode_path(s: &str) -> String {
     encode_query(s)
 }
 
@@ -279,7 +279,7 @@ pub(super) fn safe_next(next: Option<&str>) -> &str {
     }
 }
 
-fn none_if_empty(s: Option<String>) -> Option<String> {
+pub(super) fn none_if_empty(s: Option<String>) -> Option<String> {
     s.map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
 }
 
