@@ -11,10 +11,10 @@ use common::{Mode, Response, Server, ok};
 use serde_json::json;
 
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
-const FORM: &str = "application/x-www-form-urlencoded";
-const PASSWORD: &str = "console correct horse battery";
+pub(super) const FORM: &str = "application/x-www-form-urlencoded";
+pub(super) const PASSWORD: &str = "console correct horse battery";
 
-fn put_policy(server: &Server, root: &str, name: &str, source: &str) {
+pub(super) fn put_policy(server: &Server, root: &str, name: &str, source: &str) {
     let body = json!({ "policy": source }).to_string();
     let path = format!("/api/v1/sys/policies/{name}");
     ok(
@@ -23,7 +23,7 @@ fn put_policy(server: &Server, root: &str, name: &str, source: &str) {
     );
 }
 
-fn put_secret(server: &Server, root: &str, path: &str, value: &str) -> u16 {
+pub(super) fn put_secret(server: &Server, root: &str, path: &str, value: &str) -> u16 {
     let body = json!({ "value": value }).to_string();
     let url = format!("/api/v1/secrets/{}", encode_path(path));
     server
@@ -32,7 +32,7 @@ fn put_secret(server: &Server, root: &str, path: &str, value: &str) -> u16 {
 }
 
 /// Invites `user` with `policies` and accepts with the test password.
-fn join(server: &Server, root: &str, user: &str, policies: &[&str]) {
+pub(super) fn join(server: &Server, root: &str, user: &str, policies: &[&str]) {
     let body = json!({ "policies": policies }).to_string();
     let r = server.http(
         "POST",
@@ -53,7 +53,7 @@ fn join(server: &Server, root: &str, user: &str, policies: &[&str]) {
 
 /// A dev server with a person `ada` who may do everything and a person
 /// `dev` limited to `app/dev/`, and one secret in each environment.
-fn console_server(dir: &std::path::Path) -> (Server, String) {
+pub(super) fn console_server(dir: &std::path::Path) -> (Server, String) {
     let server = Server::start(dir, Mode::Dev);
     let root = server.root_token();
     put_policy(
@@ -82,7 +82,7 @@ fn console_server(dir: &std::path::Path) -> (Server, String) {
 }
 
 /// Percent-encodes a secret path for a URL, keeping its slashes.
-fn encode_path(p: &str) -> String {
+pub(super) fn encode_path(p: &str) -> String {
     p.bytes()
         .map(|b| {
             if b.is_ascii_alphanumeric() || b"-_.~/".contains(&b) {
@@ -95,7 +95,7 @@ fn encode_path(p: &str) -> String {
 }
 
 /// Percent-encodes form fields.
-fn form(fields: &[(&str, &str)]) -> String {
+pub(super) fn form(fields: &[(&str, &str)]) -> String {
     let enc = |s: &str| {
         s.bytes()
             .map(|b| {
@@ -115,7 +115,7 @@ fn form(fields: &[(&str, &str)]) -> String {
 }
 
 /// The value of `name` in the response's `Set-Cookie` headers.
-fn set_cookie<'a>(r: &'a Response, name: &str) -> Option<&'a str> {
+pub(super) fn set_cookie<'a>(r: &'a Response, name: &str) -> Option<&'a str> {
     r.headers
         .iter()
         .filter(|(k, _)| k == "set-cookie")
@@ -123,7 +123,7 @@ fn set_cookie<'a>(r: &'a Response, name: &str) -> Option<&'a str> {
         .find(|v| v.starts_with(&format!("{name}=")))
 }
 
-fn cookie_value(set: &str) -> String {
+pub(super) fn cookie_value(set: &str) -> String {
     set.split(';')
         .next()
         .unwrap()
@@ -134,7 +134,7 @@ fn cookie_value(set: &str) -> String {
 }
 
 /// The `value` of the hidden input `name` in a page.
-fn hidden(html: &str, name: &str) -> String {
+pub(super) fn hidden(html: &str, name: &str) -> String {
     let marker = format!("name=\"{name}\" value=\"");
     let start = html
         .find(&marker)
@@ -145,14 +145,14 @@ fn hidden(html: &str, name: &str) -> String {
 }
 
 /// A browser's view of one console session.
-struct Session<'a> {
-    server: &'a Server,
-    cookie: String,
-    csrf: String,
+pub(super) struct Session<'a> {
+    pub(super) server: &'a Server,
+    pub(super) cookie: String,
+    pub(super) csrf: String,
 }
 
 impl Session<'_> {
-    fn get(&self, path: &str) -> Response {
+    pub(super) fn get(&self, path: &str) -> Response {
         self.server.request(
             "GET",
             path,
@@ -162,7 +162,7 @@ impl Session<'_> {
         )
     }
 
-    fn post_form(&self, path: &str, body: &str, extra: &[(&str, &str)]) -> Response {
+    pub(super) fn post_form(&self, path: &str, body: &str, extra: &[(&str, &str)]) -> Response {
         let cookie = format!("coffer-ui={}", self.cookie);
         let mut headers = vec![("cookie", cookie.as_str()), ("content-type", FORM)];
         headers.extend_from_slice(extra);
@@ -170,7 +170,7 @@ impl Session<'_> {
             .request("POST", path, None, Some(body.as_bytes()), &headers)
     }
 
-    fn reveal(&self, path: &str, csrf: &str, extra: &[(&str, &str)]) -> Response {
+    pub(super) fn reveal(&self, path: &str, csrf: &str, extra: &[(&str, &str)]) -> Response {
         let cookie = format!("coffer-ui={}", self.cookie);
         let mut headers = vec![("cookie", cookie.as_str()), ("x-coffer-csrf", csrf)];
         headers.extend_from_slice(extra);
@@ -185,7 +185,7 @@ impl Session<'_> {
 }
 
 /// The login form's cookie and field.
-fn login_form(server: &Server) -> (String, String) {
+pub(super) fn login_form(server: &Server) -> (String, String) {
     let r = server.http("GET", "/ui/login", None, None);
     assert_eq!(r.status, 200, "{}", r.text());
     let cookie = cookie_value(set_cookie(&r, "coffer-ui-login").expect("a login cookie"));
@@ -194,7 +194,7 @@ fn login_form(server: &Server) -> (String, String) {
     (cookie, field)
 }
 
-fn login_response(server: &Server, user: &str, extra: &[(&str, &str)]) -> Response {
+pub(super) fn login_response(server: &Server, user: &str, extra: &[(&str, &str)]) -> Response {
     let (cookie, csrf) = login_form(server);
     let body = form(&[
         ("csrf", &csrf),
@@ -209,7 +209,7 @@ fn login_response(server: &Server, user: &str, extra: &[(&str, &str)]) -> Respon
     server.request("POST", "/ui/login", None, Some(body.as_bytes()), &headers)
 }
 
-fn login<'a>(server: &'a Server, user: &str) -> Session<'a> {
+pub(super) fn login<'a>(server: &'a Server, user: &str) -> Session<'a> {
     let r = login_response(server, user, &[]);
     assert_eq!(r.status, 303, "{}", r.text());
     let cookie = cookie_value(set_cookie(&r, "coffer-ui").expect("a session cookie"));
@@ -226,7 +226,7 @@ fn login<'a>(server: &'a Server, user: &str) -> Session<'a> {
 
 /// No inline script, no event-handler attribute and no inline style in
 /// a page.
-fn assert_no_inline_code(html: &str, what: &str) {
+pub(super) fn assert_no_inline_code(html: &str, what: &str) {
     let lower = html.to_ascii_lowercase();
     let mut rest = lower.as_str();
     while let Some(i) = rest.find("<script") {
@@ -289,7 +289,7 @@ fn assert_no_inline_code(html: &str, what: &str) {
     }
 }
 
-fn assert_page_headers(r: &Response, what: &str) {
+pub(super) fn assert_page_headers(r: &Response, what: &str) {
     assert_eq!(r.header("content-security-policy"), Some(CSP), "{what}");
     assert_eq!(r.header("x-frame-options"), Some("DENY"), "{what}");
     assert_eq!(r.header("referrer-policy"), Some("no-referrer"), "{what}");
@@ -301,7 +301,7 @@ fn assert_page_headers(r: &Response, what: &str) {
     );
 }
 
-fn last_record(server: &Server, op: &str) -> serde_json::Value {
+pub(super) fn last_record(server: &Server, op: &str) -> serde_json::Value {
     server
         .audit_records()
         .into_iter()

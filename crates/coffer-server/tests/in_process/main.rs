@@ -19,6 +19,7 @@ mod authz_matrix;
 mod bad_input;
 mod compromised;
 mod console;
+mod console_admin;
 mod fingerprints;
 mod history;
 mod jwt_login;
