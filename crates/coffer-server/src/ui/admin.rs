@@ -662,7 +662,6 @@ pub(super) async fn unprotect(
 }
 
 struct GrantRow {
-    id: String,
     /// Where the granted path is shown: its secret page, or the tree for
     /// a folder.
     href: String,
@@ -694,7 +693,6 @@ fn grant_row(g: coffer_core::BreakglassGrant) -> GrantRow {
         } else {
             format!("/ui/secret/{}", encode_path(&g.target))
         },
-        id: g.id,
         user: g.user,
         path: g.target,
         reason: g.reason,
@@ -857,7 +855,7 @@ pub(super) async fn rotation(
             href: encode_path(&e.path),
             standing: e.standing.name(),
             current: e.current,
-            pending: e.pending.map_or_else(dash, |v| v.to_string()),
+            pending: e.pending.map(|v| v.to_string()).unwrap_or_default(),
             changed_at: rfc3339(e.changed_at),
             every: e.rotate_every_ms.map_or_else(dash, |(ms, pattern)| {
                 format!(
