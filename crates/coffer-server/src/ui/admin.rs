@@ -82,6 +82,17 @@ fn with_code(mut resp: Response, e: &ApiError) -> Response {
     resp
 }
 
+/// What a refused form shows back of a field as typed: nothing, when it
+/// holds something shaped like a coffer token (the core refuses those in
+/// policies and labels; the answer must not carry one either).
+fn echo(typed: &str) -> String {
+    if coffer_policy::contains_credential(typed) {
+        String::new()
+    } else {
+        typed.to_string()
+    }
+}
+
 /// Splits a typed list of policy names (commas or spaces).
 fn policy_names(s: &str) -> Vec<String> {
     s.split(|c: char| c == ',' || c.is_whitespace())
@@ -207,8 +218,8 @@ pub(super) async fn invite(
                     chrome: Some(signed.chrome()),
                     users: Vec::new(),
                     error: Some(e.message().to_string()),
-                    policies: form.policies.clone(),
-                    ttl: form.ttl.clone(),
+                    policies: echo(&form.policies),
+                    ttl: echo(&form.ttl),
                 },
             );
             with_code(resp, &e)
@@ -542,8 +553,8 @@ async fn write_policy(
                     &PoliciesPage {
                         chrome: Some(signed.chrome()),
                         policies: Vec::new(),
-                        name: name.to_string(),
-                        source,
+                        name: echo(name),
+                        source: echo(&source),
                         error: message,
                     },
                 )
@@ -555,7 +566,7 @@ async fn write_policy(
                         href: encode_segment(name),
                         name: name.to_string(),
                         builtin: false,
-                        source,
+                        source: echo(&source),
                         updated_by: String::new(),
                         updated_at: String::new(),
                         rules: Vec::new(),
@@ -791,13 +802,13 @@ pub(super) async fn breakglass_grant(
             chrome: Some(signed.chrome()),
             grants: None,
             granted,
-            path: form.path.clone(),
+            path: echo(&form.path),
             reason: if error.is_some() {
-                form.reason.clone()
+                echo(&form.reason)
             } else {
                 String::new()
             },
-            ttl: form.ttl.clone(),
+            ttl: echo(&form.ttl),
             error,
         },
     );

@@ -439,6 +439,27 @@ fn irreversible_changes_need_the_name_typed_again() {
 }
 
 #[test]
+fn disabling_or_removing_a_person_ends_their_console_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _root) = admin_server(dir.path());
+    let ada = login(&server, "ada");
+    let dev = login(&server, "dev");
+    let oncall = login(&server, "oncall");
+    assert_eq!(dev.get("/ui/?prefix=app/dev/").status, 200);
+    let r = ada.post_form("/ui/users/dev/disable", &form(&[("csrf", &ada.csrf), ("confirm", "dev")]), &[]);
+    assert_eq!(r.status, 303);
+    let r = dev.get("/ui/?prefix=app/dev/");
+    assert_eq!(r.status, 303, "dev's session outlived the disable");
+    let r = ada.post_form("/ui/users/oncall/delete", &form(&[("csrf", &ada.csrf), ("confirm", "oncall")]), &[]);
+    assert_eq!(r.status, 303);
+    assert_eq!(oncall.get("/ui/breakglass").status, 303, "oncall's session outlived the removal");
+    // ada removes herself: her own session ends with her.
+    let r = ada.post_form("/ui/users/ada/delete", &form(&[("csrf", &ada.csrf), ("confirm", "ada")]), &[]);
+    assert_eq!(r.status, 303);
+    assert_eq!(ada.get("/ui/users").status, 303);
+}
+
+#[test]
 fn an_invitation_code_is_shown_once_and_works() {
     let dir = tempfile::tempdir().unwrap();
     let (server, root) = admin_server(dir.path());
@@ -595,7 +616,24 @@ fn policies_are_edited_through_the_same_parser() {
         &[],
     );
     assert_eq!(r.status, 400);
+    assert!(!r.text().contains(&server.root_token()), "the token echoed");
     assert!(policy_source(&server, &root, "leaky").is_none());
+    // Nor is one echoed from a break-glass reason or an invitation form.
+    let oncall = login(&server, "oncall");
+    let r = oncall.post_form(
+        "/ui/breakglass",
+        &form(&[("csrf", &oncall.csrf), ("path", "app/prod/DB_PASSWORD"), ("reason", &leaky)]),
+        &[],
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(!r.text().contains(&server.root_token()), "the token echoed");
+    let r = ada.post_form(
+        "/ui/users/invite",
+        &form(&[("csrf", &ada.csrf), ("policies", &server.root_token())]),
+        &[],
+    );
+    assert!(r.status >= 400);
+    assert!(!r.text().contains(&server.root_token()), "the token echoed");
 }
 
 #[test]
