@@ -837,3 +837,39 @@ fn admin_actions_are_audited_like_their_api_twins() {
         assert_eq!(u[field], a[field], "refusal {field}");
     }
 }
+
+#[test]
+fn concurrent_changes_to_one_user_apply_once_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, root) = admin_server(dir.path());
+    let ada = login(&server, "ada");
+    // Eight removals of one user at once: one succeeds, the others find
+    // no user; none fails otherwise, and no session dies of it.
+    let delete = form(&[("csrf", &ada.csrf), ("confirm", "dev")]);
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| s.spawn(|| ada.post_form("/ui/users/dev/delete", &delete, &[]).status))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(statuses.iter().filter(|s| **s == 303).count(), 1, "{statuses:?}");
+    assert!(statuses.iter().all(|s| *s == 303 || *s == 404 || *s == 409), "{statuses:?}");
+    assert!(user(&server, &root, "dev").is_null());
+    // Invitations made at once are distinct codes.
+    let invite = form(&[("csrf", &ada.csrf), ("policies", "everything")]);
+    let pages: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..6)
+            .map(|_| s.spawn(|| ada.post_form("/ui/users/invite", &invite, &[]).text()))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let codes: std::collections::HashSet<String> = pages
+        .iter()
+        .map(|html| {
+            let start = html.find("id=\"invite-code\">").expect(html) + "id=\"invite-code\">".len();
+            html[start..start + html[start..].find('<').unwrap()].to_string()
+        })
+        .collect();
+    assert_eq!(codes.len(), 6);
+    assert_eq!(ada.get("/ui/users").status, 200);
+}
