@@ -278,7 +278,11 @@ fn the_console_in_a_real_browser() {
         && r["path"] == "app/prod/DB_PASSWORD"
         && r["actor"]["name"] == "oncall"));
     // The refused disable (a wrong name typed) changed nothing.
-    assert!(records.iter().any(|r| r["op"] == "ui.user.disable" && r["status"] == 400));
+    assert!(
+        records
+            .iter()
+            .any(|r| r["op"] == "ui.user.disable" && r["status"] == 400)
+    );
     assert_eq!(newbie["disabled"], false);
     // Logout revoked ada's token: she has none left.
     let tokens = ok(

@@ -20,8 +20,8 @@ use coffer_core::{BreakglassRequest, CoreError, InviteRequest, NotFound, ROOT_PO
 use serde::Deserialize;
 
 use super::pages::{
-    Chrome, Signed, UiForm, api_error_page, encode_path, encode_query, error_page,
-    none_if_empty, refused, render, see_other,
+    Chrome, Signed, UiForm, api_error_page, encode_path, encode_query, error_page, none_if_empty,
+    refused, render, see_other,
 };
 use crate::error::{ApiError, ErrorCode};
 use crate::extract::UrlPath;
@@ -289,7 +289,11 @@ pub(super) async fn user_disable(
     if !names_user(&form.confirm, &name) {
         return unconfirmed(&signed, "the user's name");
     }
-    match st.coffer.set_user_disabled(&signed.identity, &name, true).await {
+    match st
+        .coffer
+        .set_user_disabled(&signed.identity, &name, true)
+        .await
+    {
         Ok(u) => see_other(&user_href(&u.name)),
         Err(e) => failed(&signed, e),
     }
@@ -392,10 +396,7 @@ pub(super) async fn policies(State(st): State<AppState>, signed: Signed) -> Resp
             StatusCode::OK,
             &PoliciesPage {
                 chrome: Some(signed.chrome()),
-                policies: names
-                    .into_iter()
-                    .map(|n| (encode_segment(&n), n))
-                    .collect(),
+                policies: names.into_iter().map(|n| (encode_segment(&n), n)).collect(),
                 name: String::new(),
                 source: String::new(),
                 error: None,
@@ -542,7 +543,11 @@ async fn write_policy(
     }
     // Browsers send a textarea's line breaks as CRLF.
     let source = form.source.replace("\r\n", "\n");
-    match st.coffer.write_policy(&signed.identity, name, &source).await {
+    match st
+        .coffer
+        .write_policy(&signed.identity, name, &source)
+        .await
+    {
         Ok(info) => see_other(&format!("/ui/policies/{}", encode_segment(&info.name))),
         Err(e) => {
             let e = ApiError::from(e);
@@ -644,7 +649,11 @@ pub(super) async fn protect(
     if let Err(why) = signed.check(&headers, &form.csrf) {
         return refused(why);
     }
-    match st.coffer.protect(&signed.identity, form.pattern.trim()).await {
+    match st
+        .coffer
+        .protect(&signed.identity, form.pattern.trim())
+        .await
+    {
         Ok(_) => see_other("/ui/protected"),
         Err(e) => failed(&signed, e),
     }
@@ -898,7 +907,11 @@ mod tests {
     fn each_console_operation_is_its_api_twins_under_ui() {
         for (ui, api) in API_TWINS {
             assert_eq!(ui.op.name, format!("ui.{}", api.op.name), "{}", ui.path);
-            assert!(super::super::ROUTES.contains(ui), "{} is registered", ui.path);
+            assert!(
+                super::super::ROUTES.contains(ui),
+                "{} is registered",
+                ui.path
+            );
         }
     }
 

@@ -130,8 +130,7 @@ pub(crate) const PROTECTED: UiRoute = route("GET", "/ui/protected", "ui.protecte
 pub(crate) const PROTECT: UiRoute = route("POST", "/ui/protected", "ui.protected.add");
 pub(crate) const UNPROTECT: UiRoute = route("POST", "/ui/protected/remove", "ui.protected.remove");
 pub(crate) const BREAKGLASS: UiRoute = route("GET", "/ui/breakglass", "ui.breakglass.list");
-pub(crate) const BREAKGLASS_GRANT: UiRoute =
-    route("POST", "/ui/breakglass", "ui.breakglass.grant");
+pub(crate) const BREAKGLASS_GRANT: UiRoute = route("POST", "/ui/breakglass", "ui.breakglass.grant");
 pub(crate) const ROTATION: UiRoute = route("GET", "/ui/rotation", "ui.rotation.status");
 
 /// Every route of the console.
@@ -217,11 +216,17 @@ pub(crate) fn routes(options: ConsoleOptions, tls: bool) -> Router<AppState> {
         .route(USER_ENABLE.path, post(admin::user_enable))
         .route(USER_UPDATE.path, post(admin::user_update))
         .route(USER_DELETE.path, post(admin::user_delete))
-        .route(POLICIES.path, get(admin::policies).post(admin::policy_create))
+        .route(
+            POLICIES.path,
+            get(admin::policies).post(admin::policy_create),
+        )
         .route(POLICY.path, get(admin::policy).post(admin::policy_write))
         .route(PROTECTED.path, get(admin::protected).post(admin::protect))
         .route(UNPROTECT.path, post(admin::unprotect))
-        .route(BREAKGLASS.path, get(admin::breakglass).post(admin::breakglass_grant))
+        .route(
+            BREAKGLASS.path,
+            get(admin::breakglass).post(admin::breakglass_grant),
+        )
         .route(ROTATION.path, get(admin::rotation))
         .layer(axum::middleware::map_response(
             move |resp: Response| async move {

@@ -41,7 +41,13 @@ path "app/prod/*" { capabilities = ["deny"] }"#,
     );
     join(&server, &root, "oncall", &["oncall"]);
     join(&server, &root, "ops", &["ops"]);
-    api(&server, &root, "POST", "/api/v1/sys/protected", json!({ "pattern": "app/prod/*" }));
+    api(
+        &server,
+        &root,
+        "POST",
+        "/api/v1/sys/protected",
+        json!({ "pattern": "app/prod/*" }),
+    );
     api(
         &server,
         &root,
@@ -78,7 +84,11 @@ fn api(
 ) -> common::Response {
     let body = body.to_string();
     let r = server.http(method, path, Some(token), Some(body.as_bytes()));
-    assert!((200..300).contains(&r.status), "{method} {path}: {}", r.text());
+    assert!(
+        (200..300).contains(&r.status),
+        "{method} {path}: {}",
+        r.text()
+    );
     r
 }
 
@@ -90,7 +100,12 @@ fn api_login(server: &Server, user: &str) -> String {
 }
 
 fn user(server: &Server, root: &str, name: &str) -> serde_json::Value {
-    let r = server.http("GET", &format!("/api/v1/sys/users/{name}"), Some(root), None);
+    let r = server.http(
+        "GET",
+        &format!("/api/v1/sys/users/{name}"),
+        Some(root),
+        None,
+    );
     if r.status == 404 {
         return serde_json::Value::Null;
     }
@@ -98,7 +113,12 @@ fn user(server: &Server, root: &str, name: &str) -> serde_json::Value {
 }
 
 fn policy_source(server: &Server, root: &str, name: &str) -> Option<String> {
-    let r = server.http("GET", &format!("/api/v1/sys/policies/{name}"), Some(root), None);
+    let r = server.http(
+        "GET",
+        &format!("/api/v1/sys/policies/{name}"),
+        Some(root),
+        None,
+    );
     (r.status == 200).then(|| r.json()["policy"].as_str().unwrap().to_string())
 }
 
@@ -131,8 +151,16 @@ const PAGES: &[(&str, &str, &str)] = &[
         "ui.policy.read",
         "/api/v1/sys/policies/dev-only",
     ),
-    ("/ui/protected", "ui.protected.list", "/api/v1/sys/protected"),
-    ("/ui/breakglass", "ui.breakglass.list", "/api/v1/sys/breakglass"),
+    (
+        "/ui/protected",
+        "ui.protected.list",
+        "/api/v1/sys/protected",
+    ),
+    (
+        "/ui/breakglass",
+        "ui.breakglass.list",
+        "/api/v1/sys/breakglass",
+    ),
     (
         "/ui/rotation",
         "ui.rotation.status",
@@ -156,7 +184,13 @@ fn every_admin_page_renders_for_an_administrator() {
     }
     // The nav reaches every page.
     let tree = ada.get("/ui/").text();
-    for link in ["/ui/users", "/ui/policies", "/ui/protected", "/ui/breakglass", "/ui/rotation"] {
+    for link in [
+        "/ui/users",
+        "/ui/policies",
+        "/ui/protected",
+        "/ui/breakglass",
+        "/ui/rotation",
+    ] {
         assert!(tree.contains(&format!("href=\"{link}\"")), "{link}");
     }
     let users = ada.get("/ui/users").text();
@@ -165,7 +199,10 @@ fn every_admin_page_renders_for_an_administrator() {
     }
     // A policy reads as grants, with who holds it.
     let p = ada.get("/ui/policies/dev-only").text();
-    assert!(p.contains("<td class=\"path\">app/dev/*</td><td>read, list, create, update</td>"), "{p}");
+    assert!(
+        p.contains("<td class=\"path\">app/dev/*</td><td>read, list, create, update</td>"),
+        "{p}"
+    );
     assert!(p.contains("href=\"/ui/users/dev\""), "{p}");
     let p = ada.get("/ui/policies/ops").text();
     assert!(p.contains("deny refuses every capability here"), "{p}");
@@ -175,10 +212,15 @@ fn every_admin_page_renders_for_an_administrator() {
     // Protected patterns; rotation status worst first, linking to secrets.
     assert!(ada.get("/ui/protected").text().contains("app/prod/*"));
     let rot = ada.get("/ui/rotation").text();
-    let pending = rot.find("href=\"/ui/secret/app/prod/DB_PASSWORD\"").expect(&rot);
+    let pending = rot
+        .find("href=\"/ui/secret/app/prod/DB_PASSWORD\"")
+        .expect(&rot);
     let expiring = rot.find("href=\"/ui/secret/app/dev/API_KEY\"").expect(&rot);
     assert!(pending < expiring, "worst first: {rot}");
-    assert!(rot.contains("<td>pending</td>") && rot.contains("<td>expiring</td>"), "{rot}");
+    assert!(
+        rot.contains("<td>pending</td>") && rot.contains("<td>expiring</td>"),
+        "{rot}"
+    );
 }
 
 #[test]
@@ -198,32 +240,88 @@ fn a_limited_person_gets_the_apis_refusal_on_every_admin_page() {
         assert_eq!(rec["actor"]["name"], "dev", "{page}");
     }
     // The break-glass page still offers the request form.
-    assert!(dev.get("/ui/breakglass").text().contains("id=\"breakglass\""));
+    assert!(
+        dev.get("/ui/breakglass")
+            .text()
+            .contains("id=\"breakglass\"")
+    );
     // Rotation status of what dev may see: only app/dev/.
     let r = dev.get("/ui/rotation?prefix=app/dev/");
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(r.text().contains("app/dev/API_KEY") && !r.text().contains("prod"));
     let r = dev.get("/ui/rotation?prefix=app/prod/");
-    let a = server.http("GET", "/api/v1/rotation/status/app/prod/", Some(&token), None);
+    let a = server.http(
+        "GET",
+        "/api/v1/rotation/status/app/prod/",
+        Some(&token),
+        None,
+    );
     assert_eq!(r.status, a.status);
     assert!(!r.text().contains("DB_PASSWORD"));
     // And no change goes through.
-    let before = (user(&server, &root, "ada"), policy_source(&server, &root, "dev-only"), protected(&server, &root));
+    let before = (
+        user(&server, &root, "ada"),
+        policy_source(&server, &root, "dev-only"),
+        protected(&server, &root),
+    );
     for (action, body) in [
-        ("/ui/users/invite", form(&[("csrf", &dev.csrf), ("policies", "dev-only")])),
-        ("/ui/users/ada/disable", form(&[("csrf", &dev.csrf), ("confirm", "ada")])),
-        ("/ui/users/ada/delete", form(&[("csrf", &dev.csrf), ("confirm", "ada")])),
-        ("/ui/users/ada/update", form(&[("csrf", &dev.csrf), ("policies", "dev-only")])),
-        ("/ui/policies/dev-only", form(&[("csrf", &dev.csrf), ("source", r#"path "*" { capabilities = ["admin"] }"#)])),
-        ("/ui/policies", form(&[("csrf", &dev.csrf), ("name", "mine"), ("source", r#"path "*" { capabilities = ["admin"] }"#)])),
-        ("/ui/protected/remove", form(&[("csrf", &dev.csrf), ("pattern", "app/prod/*"), ("confirm", "app/prod/*")])),
-        ("/ui/breakglass", form(&[("csrf", &dev.csrf), ("path", "app/prod/DB_PASSWORD"), ("reason", "an incident right now")])),
+        (
+            "/ui/users/invite",
+            form(&[("csrf", &dev.csrf), ("policies", "dev-only")]),
+        ),
+        (
+            "/ui/users/ada/disable",
+            form(&[("csrf", &dev.csrf), ("confirm", "ada")]),
+        ),
+        (
+            "/ui/users/ada/delete",
+            form(&[("csrf", &dev.csrf), ("confirm", "ada")]),
+        ),
+        (
+            "/ui/users/ada/update",
+            form(&[("csrf", &dev.csrf), ("policies", "dev-only")]),
+        ),
+        (
+            "/ui/policies/dev-only",
+            form(&[
+                ("csrf", &dev.csrf),
+                ("source", r#"path "*" { capabilities = ["admin"] }"#),
+            ]),
+        ),
+        (
+            "/ui/policies",
+            form(&[
+                ("csrf", &dev.csrf),
+                ("name", "mine"),
+                ("source", r#"path "*" { capabilities = ["admin"] }"#),
+            ]),
+        ),
+        (
+            "/ui/protected/remove",
+            form(&[
+                ("csrf", &dev.csrf),
+                ("pattern", "app/prod/*"),
+                ("confirm", "app/prod/*"),
+            ]),
+        ),
+        (
+            "/ui/breakglass",
+            form(&[
+                ("csrf", &dev.csrf),
+                ("path", "app/prod/DB_PASSWORD"),
+                ("reason", "an incident right now"),
+            ]),
+        ),
     ] {
         let r = dev.post_form(action, &body, &[]);
         assert_eq!(r.status, 403, "{action}: {}", r.text());
         assert!(!r.text().contains("inv_"), "{action}");
     }
-    let after = (user(&server, &root, "ada"), policy_source(&server, &root, "dev-only"), protected(&server, &root));
+    let after = (
+        user(&server, &root, "ada"),
+        policy_source(&server, &root, "dev-only"),
+        protected(&server, &root),
+    );
     assert_eq!(before, after);
     assert!(policy_source(&server, &root, "mine").is_none());
     assert!(grants(&server, &root).is_empty());
@@ -238,12 +336,18 @@ fn no_list_shows_what_a_deny_hides() {
     let users = ops.get("/ui/users");
     assert_eq!(users.status, 200, "{}", users.text());
     let html = users.text();
-    assert!(html.contains(">dev</a>") && !html.contains(">ada</a>"), "{html}");
+    assert!(
+        html.contains(">dev</a>") && !html.contains(">ada</a>"),
+        "{html}"
+    );
     let api = server.http("GET", "/api/v1/sys/users", Some(&token), None);
     assert!(!api.text().contains("\"ada\""));
     assert_eq!(ops.get("/ui/users/ada").status, 403);
     let policies = ops.get("/ui/policies").text();
-    assert!(policies.contains(">dev-only</a>") && !policies.contains("everything"), "{policies}");
+    assert!(
+        policies.contains(">dev-only</a>") && !policies.contains("everything"),
+        "{policies}"
+    );
     assert_eq!(ops.get("/ui/policies/everything").status, 403);
     // Who holds a policy: never a hidden user.
     let p = ops.get("/ui/policies/dev-only").text();
@@ -275,22 +379,48 @@ fn no_list_shows_what_a_deny_hides() {
 fn changes(s: &Session, csrf: &str) -> Vec<(&'static str, String)> {
     let _ = s;
     vec![
-        ("/ui/users/invite", form(&[("csrf", csrf), ("policies", "everything")])),
-        ("/ui/users/dev/disable", form(&[("csrf", csrf), ("confirm", "dev")])),
-        ("/ui/users/dev/update", form(&[("csrf", csrf), ("policies", "everything")])),
-        ("/ui/users/dev/delete", form(&[("csrf", csrf), ("confirm", "dev")])),
+        (
+            "/ui/users/invite",
+            form(&[("csrf", csrf), ("policies", "everything")]),
+        ),
+        (
+            "/ui/users/dev/disable",
+            form(&[("csrf", csrf), ("confirm", "dev")]),
+        ),
+        (
+            "/ui/users/dev/update",
+            form(&[("csrf", csrf), ("policies", "everything")]),
+        ),
+        (
+            "/ui/users/dev/delete",
+            form(&[("csrf", csrf), ("confirm", "dev")]),
+        ),
         (
             "/ui/policies/dev-only",
-            form(&[("csrf", csrf), ("source", r#"path "*" { capabilities = ["admin"] }"#)]),
+            form(&[
+                ("csrf", csrf),
+                ("source", r#"path "*" { capabilities = ["admin"] }"#),
+            ]),
         ),
         (
             "/ui/policies",
-            form(&[("csrf", csrf), ("name", "forged"), ("source", r#"path "*" { capabilities = ["admin"] }"#)]),
+            form(&[
+                ("csrf", csrf),
+                ("name", "forged"),
+                ("source", r#"path "*" { capabilities = ["admin"] }"#),
+            ]),
         ),
-        ("/ui/protected", form(&[("csrf", csrf), ("pattern", "*/forged/*")])),
+        (
+            "/ui/protected",
+            form(&[("csrf", csrf), ("pattern", "*/forged/*")]),
+        ),
         (
             "/ui/protected/remove",
-            form(&[("csrf", csrf), ("pattern", "app/prod/*"), ("confirm", "app/prod/*")]),
+            form(&[
+                ("csrf", csrf),
+                ("pattern", "app/prod/*"),
+                ("confirm", "app/prod/*"),
+            ]),
         ),
     ]
 }
@@ -316,38 +446,70 @@ fn every_admin_change_needs_the_form_token_and_this_origin() {
         ("no token", "", vec![]),
         ("another token", wrong.as_str(), vec![]),
         ("oncall's token", oncall.csrf.as_str(), vec![]),
-        ("foreign origin", ada.csrf.as_str(), vec![("origin", "http://evil.example")]),
+        (
+            "foreign origin",
+            ada.csrf.as_str(),
+            vec![("origin", "http://evil.example")],
+        ),
         ("null origin", ada.csrf.as_str(), vec![("origin", "null")]),
-        ("cross-site", ada.csrf.as_str(), vec![("sec-fetch-site", "cross-site")]),
-        ("same-site", ada.csrf.as_str(), vec![("sec-fetch-site", "same-site")]),
+        (
+            "cross-site",
+            ada.csrf.as_str(),
+            vec![("sec-fetch-site", "cross-site")],
+        ),
+        (
+            "same-site",
+            ada.csrf.as_str(),
+            vec![("sec-fetch-site", "same-site")],
+        ),
     ] {
         for (action, body) in changes(&ada, token) {
             let r = ada.post_form(action, &body, &extra);
             assert_eq!(r.status, 403, "{what} {action}: {}", r.text());
-            assert!(!r.text().contains("inv_"), "{what} {action} made an invitation");
+            assert!(
+                !r.text().contains("inv_"),
+                "{what} {action} made an invitation"
+            );
             let rec = last_record(&server, &format!("ui.{}", op_of(action)));
             assert_eq!(rec["status"], 403, "{what} {action}: {rec}");
         }
         // oncall's own token is valid in oncall's session: send ada's.
-        let token = if token == oncall.csrf { ada.csrf.as_str() } else { token };
-        let bg = form(&[("csrf", token), ("path", "app/prod/DB_PASSWORD"), ("reason", "forged emergency")]);
+        let token = if token == oncall.csrf {
+            ada.csrf.as_str()
+        } else {
+            token
+        };
+        let bg = form(&[
+            ("csrf", token),
+            ("path", "app/prod/DB_PASSWORD"),
+            ("reason", "forged emergency"),
+        ]);
         let r = oncall.post_form("/ui/breakglass", &bg, &extra);
         assert_eq!(r.status, 403, "{what} break-glass");
         assert_eq!(state(), before, "{what} changed something");
     }
     // No invitation was made by any of them.
-    assert!(!server
-        .audit_records()
-        .iter()
-        .any(|r| r["op"] == "ui.invite.create" && r["outcome"] == "ok"));
+    assert!(
+        !server
+            .audit_records()
+            .iter()
+            .any(|r| r["op"] == "ui.invite.create" && r["outcome"] == "ok")
+    );
     // Not by GET either, nor as another content type.
     let cookie = format!("coffer-ui={}", ada.cookie);
     for (action, body) in changes(&ada, &ada.csrf) {
-        if action == "/ui/policies" || action.starts_with("/ui/policies/") || action == "/ui/protected" {
+        if action == "/ui/policies"
+            || action.starts_with("/ui/policies/")
+            || action == "/ui/protected"
+        {
             continue; // these paths are pages too
         }
         let r = ada.get(action);
-        assert!(r.status == 405 || r.status == 404, "GET {action}: {}", r.status);
+        assert!(
+            r.status == 405 || r.status == 404,
+            "GET {action}: {}",
+            r.status
+        );
         let r = server.request(
             "POST",
             action,
@@ -364,11 +526,23 @@ fn every_admin_change_needs_the_form_token_and_this_origin() {
         if action == "/ui/users/dev/delete" {
             continue;
         }
-        let r = ada.post_form(action, &body, &[("origin", &origin), ("sec-fetch-site", "same-origin")]);
-        assert!(r.status == 303 || r.status == 200, "{action}: {} {}", r.status, r.text());
+        let r = ada.post_form(
+            action,
+            &body,
+            &[("origin", &origin), ("sec-fetch-site", "same-origin")],
+        );
+        assert!(
+            r.status == 303 || r.status == 200,
+            "{action}: {} {}",
+            r.status,
+            r.text()
+        );
     }
     assert_eq!(user(&server, &root, "dev")["disabled"], true);
-    assert_eq!(user(&server, &root, "dev")["policies"], json!(["everything"]));
+    assert_eq!(
+        user(&server, &root, "dev")["policies"],
+        json!(["everything"])
+    );
     assert!(policy_source(&server, &root, "forged").is_some());
     assert!(!protected(&server, &root).contains("app/prod/*"));
     assert!(protected(&server, &root).contains("*/forged/*"));
@@ -422,16 +596,29 @@ fn irreversible_changes_need_the_name_typed_again() {
     let r = post("/ui/users/dev/delete", "dev");
     assert_eq!(r.status, 303, "{}", r.text());
     assert_eq!(r.header("location"), Some("/ui/users"));
-    assert!(user(&server, &root, "dev").is_null(), "removed with the typed name");
+    assert!(
+        user(&server, &root, "dev").is_null(),
+        "removed with the typed name"
+    );
     let r = ada.post_form(
         "/ui/protected/remove",
-        &form(&[("csrf", &ada.csrf), ("pattern", "app/prod/*"), ("confirm", "app/*")]),
+        &form(&[
+            ("csrf", &ada.csrf),
+            ("pattern", "app/prod/*"),
+            ("confirm", "app/*"),
+        ]),
         &[],
     );
     assert_eq!(r.status, 400);
     assert!(protected(&server, &root).contains("app/prod/*"));
     // Enabling gives nothing away: no confirmation.
-    api(&server, &root, "POST", "/api/v1/sys/users/ops/disable", json!({}));
+    api(
+        &server,
+        &root,
+        "POST",
+        "/api/v1/sys/users/ops/disable",
+        json!({}),
+    );
     let r = ada.post_form("/ui/users/ops/enable", &form(&[("csrf", &ada.csrf)]), &[]);
     assert_eq!(r.status, 303);
     assert_eq!(r.header("location"), Some("/ui/users/ops"));
@@ -446,15 +633,31 @@ fn disabling_or_removing_a_person_ends_their_console_sessions() {
     let dev = login(&server, "dev");
     let oncall = login(&server, "oncall");
     assert_eq!(dev.get("/ui/?prefix=app/dev/").status, 200);
-    let r = ada.post_form("/ui/users/dev/disable", &form(&[("csrf", &ada.csrf), ("confirm", "dev")]), &[]);
+    let r = ada.post_form(
+        "/ui/users/dev/disable",
+        &form(&[("csrf", &ada.csrf), ("confirm", "dev")]),
+        &[],
+    );
     assert_eq!(r.status, 303);
     let r = dev.get("/ui/?prefix=app/dev/");
     assert_eq!(r.status, 303, "dev's session outlived the disable");
-    let r = ada.post_form("/ui/users/oncall/delete", &form(&[("csrf", &ada.csrf), ("confirm", "oncall")]), &[]);
+    let r = ada.post_form(
+        "/ui/users/oncall/delete",
+        &form(&[("csrf", &ada.csrf), ("confirm", "oncall")]),
+        &[],
+    );
     assert_eq!(r.status, 303);
-    assert_eq!(oncall.get("/ui/breakglass").status, 303, "oncall's session outlived the removal");
+    assert_eq!(
+        oncall.get("/ui/breakglass").status,
+        303,
+        "oncall's session outlived the removal"
+    );
     // ada removes herself: her own session ends with her.
-    let r = ada.post_form("/ui/users/ada/delete", &form(&[("csrf", &ada.csrf), ("confirm", "ada")]), &[]);
+    let r = ada.post_form(
+        "/ui/users/ada/delete",
+        &form(&[("csrf", &ada.csrf), ("confirm", "ada")]),
+        &[],
+    );
     assert_eq!(r.status, 303);
     assert_eq!(ada.get("/ui/users").status, 303);
 }
@@ -466,7 +669,11 @@ fn an_invitation_code_is_shown_once_and_works() {
     let ada = login(&server, "ada");
     let r = ada.post_form(
         "/ui/users/invite",
-        &form(&[("csrf", &ada.csrf), ("policies", "everything"), ("ttl", "1h")]),
+        &form(&[
+            ("csrf", &ada.csrf),
+            ("policies", "everything"),
+            ("ttl", "1h"),
+        ]),
         &[],
     );
     assert_eq!(r.status, 200, "{}", r.text());
@@ -478,14 +685,30 @@ fn an_invitation_code_is_shown_once_and_works() {
     let rec = last_record(&server, "ui.invite.create");
     assert_eq!(rec["outcome"], "ok");
     assert_eq!(rec["path"], "sys/invites");
-    assert!(!server.audit_log_text().contains(&code), "the code in the audit log");
+    assert!(
+        !server.audit_log_text().contains(&code),
+        "the code in the audit log"
+    );
     // The users page does not show it again.
     assert!(!ada.get("/ui/users").text().contains(&code));
     let body = json!({ "code": code, "user": "newcomer", "password": PASSWORD }).to_string();
-    let r = server.http("POST", "/api/v1/auth/invites/accept", None, Some(body.as_bytes()));
+    let r = server.http(
+        "POST",
+        "/api/v1/auth/invites/accept",
+        None,
+        Some(body.as_bytes()),
+    );
     ok(&r, "accept");
-    assert_eq!(user(&server, &root, "newcomer")["policies"], json!(["everything"]));
-    let r = server.http("POST", "/api/v1/auth/invites/accept", None, Some(body.as_bytes()));
+    assert_eq!(
+        user(&server, &root, "newcomer")["policies"],
+        json!(["everything"])
+    );
+    let r = server.http(
+        "POST",
+        "/api/v1/auth/invites/accept",
+        None,
+        Some(body.as_bytes()),
+    );
     assert_eq!(r.status, 400, "a code works once");
     // A policy the inviter does not hold, or a bad lifetime: refused,
     // with the API's message.
@@ -494,7 +717,11 @@ fn an_invitation_code_is_shown_once_and_works() {
         &form(&[("csrf", &ada.csrf), ("policies", "no-such-policy")]),
         &[],
     );
-    assert!(r.status == 400 || r.status == 404 || r.status == 403, "{}", r.status);
+    assert!(
+        r.status == 400 || r.status == 404 || r.status == 403,
+        "{}",
+        r.status
+    );
     assert!(r.text().contains("id=\"invite-error\"") && !r.text().contains("id=\"invite-code\""));
     let r = ada.post_form(
         "/ui/users/invite",
@@ -510,7 +737,12 @@ fn a_person_asks_for_break_glass_and_reads_once_granted() {
     let (server, root) = admin_server(dir.path());
     let oncall = login(&server, "oncall");
     // Before: protected, refused.
-    assert_eq!(oncall.reveal("app/prod/DB_PASSWORD", &oncall.csrf, &[]).status, 403);
+    assert_eq!(
+        oncall
+            .reveal("app/prod/DB_PASSWORD", &oncall.csrf, &[])
+            .status,
+        403
+    );
     // A reason too short, a lifetime too long, a path not protected, one
     // outside the policy: refused, nothing granted.
     for (path, reason, ttl) in [
@@ -522,10 +754,19 @@ fn a_person_asks_for_break_glass_and_reads_once_granted() {
     ] {
         let r = oncall.post_form(
             "/ui/breakglass",
-            &form(&[("csrf", &oncall.csrf), ("path", path), ("reason", reason), ("ttl", ttl)]),
+            &form(&[
+                ("csrf", &oncall.csrf),
+                ("path", path),
+                ("reason", reason),
+                ("ttl", ttl),
+            ]),
             &[],
         );
-        assert!(r.status == 400 || r.status == 403, "{path} {reason} {ttl}: {}", r.status);
+        assert!(
+            r.status == 400 || r.status == 403,
+            "{path} {reason} {ttl}: {}",
+            r.status
+        );
         assert!(r.text().contains("id=\"breakglass-error\""), "{}", r.text());
         assert!(grants(&server, &root).is_empty());
     }
@@ -555,11 +796,18 @@ fn a_person_asks_for_break_glass_and_reads_once_granted() {
     // An administrator sees the grant and its reason.
     let ada = login(&server, "ada");
     let page = ada.get("/ui/breakglass").text();
-    assert!(page.contains("incident 42: the database is down") && page.contains("<td>oncall</td>"), "{page}");
+    assert!(
+        page.contains("incident 42: the database is down") && page.contains("<td>oncall</td>"),
+        "{page}"
+    );
     // ada herself holds no breakglass capability: refused like the API.
     let r = ada.post_form(
         "/ui/breakglass",
-        &form(&[("csrf", &ada.csrf), ("path", "app/prod/DB_PASSWORD"), ("reason", "I am curious")]),
+        &form(&[
+            ("csrf", &ada.csrf),
+            ("path", "app/prod/DB_PASSWORD"),
+            ("reason", "I am curious"),
+        ]),
         &[],
     );
     assert_eq!(r.status, 403);
@@ -583,7 +831,10 @@ fn policies_are_edited_through_the_same_parser() {
     let html = r.text();
     assert!(html.contains("id=\"policy-error\""), "{html}");
     assert!(html.contains("line 2"), "{html}");
-    assert!(html.contains("capabilities = [&#34;read&#34;, &#34;fly&#34;]"), "{html}");
+    assert!(
+        html.contains("capabilities = [&#34;read&#34;, &#34;fly&#34;]"),
+        "{html}"
+    );
     assert_eq!(policy_source(&server, &root, "dev-only").unwrap(), before);
     // A good edit, sent with a browser's CRLF line breaks.
     let good = "path \"app/dev/*\" {\r\n  capabilities = [\"read\", \"list\"]\r\n}\r\n";
@@ -594,7 +845,10 @@ fn policies_are_edited_through_the_same_parser() {
     );
     assert_eq!(r.status, 303, "{}", r.text());
     assert_eq!(r.header("location"), Some("/ui/policies/dev-only"));
-    assert_eq!(policy_source(&server, &root, "dev-only").unwrap(), good.replace("\r\n", "\n"));
+    assert_eq!(
+        policy_source(&server, &root, "dev-only").unwrap(),
+        good.replace("\r\n", "\n")
+    );
     // The built-in root policy and bad names are refused by the core.
     for name in ["root", "r00t", "a%2Fb", "%22%3E%3Cimg%20src%3Dx%3E"] {
         let r = ada.post_form(
@@ -622,7 +876,11 @@ fn policies_are_edited_through_the_same_parser() {
     let oncall = login(&server, "oncall");
     let r = oncall.post_form(
         "/ui/breakglass",
-        &form(&[("csrf", &oncall.csrf), ("path", "app/prod/DB_PASSWORD"), ("reason", &leaky)]),
+        &form(&[
+            ("csrf", &oncall.csrf),
+            ("path", "app/prod/DB_PASSWORD"),
+            ("reason", &leaky),
+        ]),
         &[],
     );
     assert_eq!(r.status, 400, "{}", r.text());
@@ -652,22 +910,39 @@ fn hostile_text_is_escaped_on_admin_pages() {
     // An inviter whose display name is markup: the invited user's
     // "invited by".
     let body = json!({ "display_name": img, "policies": ["everything"] }).to_string();
-    let r = server.http("POST", "/api/v1/auth/tokens", Some(&root), Some(body.as_bytes()));
+    let r = server.http(
+        "POST",
+        "/api/v1/auth/tokens",
+        Some(&root),
+        Some(body.as_bytes()),
+    );
     let hostile = ok(&r, "token")["token"].as_str().unwrap().to_string();
     join(&server, &hostile, "eve", &["everything"]);
     // A break-glass reason with markup.
     let oncall = login(&server, "oncall");
     let r = oncall.post_form(
         "/ui/breakglass",
-        &form(&[("csrf", &oncall.csrf), ("path", "app/prod/DB_PASSWORD"), ("reason", script)]),
+        &form(&[
+            ("csrf", &oncall.csrf),
+            ("path", "app/prod/DB_PASSWORD"),
+            ("reason", script),
+        ]),
         &[],
     );
     assert_eq!(r.status, 200, "{}", r.text());
     // Unicode controls that reorder or hide text are refused where typed.
-    for text in ["incident \u{202E}txt.exe", "incident\u{2066} hidden", "incident\u{0}"] {
+    for text in [
+        "incident \u{202E}txt.exe",
+        "incident\u{2066} hidden",
+        "incident\u{0}",
+    ] {
         let r = oncall.post_form(
             "/ui/breakglass",
-            &form(&[("csrf", &oncall.csrf), ("path", "app/prod/DB_PASSWORD"), ("reason", text)]),
+            &form(&[
+                ("csrf", &oncall.csrf),
+                ("path", "app/prod/DB_PASSWORD"),
+                ("reason", text),
+            ]),
             &[],
         );
         assert_eq!(r.status, 400, "{text:?}: {}", r.text());
@@ -679,7 +954,10 @@ fn hostile_text_is_escaped_on_admin_pages() {
         &form(&[
             ("csrf", &ada.csrf),
             ("name", "bidi"),
-            ("source", "# \u{202E}dnammoc\npath \"x/*\" { capabilities = [\"read\"] }"),
+            (
+                "source",
+                "# \u{202E}dnammoc\npath \"x/*\" { capabilities = [\"read\"] }",
+            ),
         ]),
         &[],
     );
@@ -706,9 +984,21 @@ fn hostile_text_is_escaped_on_admin_pages() {
             assert!(!html.contains(raw), "{page}: {raw} unescaped in {html}");
         }
     }
-    assert!(ada.get("/ui/users/eve").text().contains("&#60;img src=x onerror=alert(1)&#62;"));
-    assert!(ada.get("/ui/policies/markup").text().contains("&#60;/script&#62;&#60;script&#62;alert(1)"));
-    assert!(ada.get("/ui/breakglass").text().contains("&#34;&#39;&#62;&#60;/script&#62;"));
+    assert!(
+        ada.get("/ui/users/eve")
+            .text()
+            .contains("&#60;img src=x onerror=alert(1)&#62;")
+    );
+    assert!(
+        ada.get("/ui/policies/markup")
+            .text()
+            .contains("&#60;/script&#62;&#60;script&#62;alert(1)")
+    );
+    assert!(
+        ada.get("/ui/breakglass")
+            .text()
+            .contains("&#34;&#39;&#62;&#60;/script&#62;")
+    );
     // A name typed into a form comes back escaped.
     let r = ada.post_form(
         "/ui/policies",
@@ -734,15 +1024,35 @@ fn admin_actions_are_audited_like_their_api_twins() {
     type Action = (&'static str, String, String);
     let ui = |m: &'static str, u: &str, b: String| -> Action { (m, u.to_string(), b) };
     let cases: Vec<(Action, Action, &str)> = vec![
-        (ui("GET", "/ui/users", String::new()), ui("GET", "/api/v1/sys/users", String::new()), "user.list"),
-        (ui("GET", "/ui/users/dev", String::new()), ui("GET", "/api/v1/sys/users/dev", String::new()), "user.read"),
         (
-            ui("POST", "/ui/users/invite", form(&[("csrf", &csrf), ("policies", "everything")])),
-            ui("POST", "/api/v1/auth/invites", json!({ "policies": ["everything"] }).to_string()),
+            ui("GET", "/ui/users", String::new()),
+            ui("GET", "/api/v1/sys/users", String::new()),
+            "user.list",
+        ),
+        (
+            ui("GET", "/ui/users/dev", String::new()),
+            ui("GET", "/api/v1/sys/users/dev", String::new()),
+            "user.read",
+        ),
+        (
+            ui(
+                "POST",
+                "/ui/users/invite",
+                form(&[("csrf", &csrf), ("policies", "everything")]),
+            ),
+            ui(
+                "POST",
+                "/api/v1/auth/invites",
+                json!({ "policies": ["everything"] }).to_string(),
+            ),
             "invite.create",
         ),
         (
-            ui("POST", "/ui/users/dev/disable", form(&[("csrf", &csrf), ("confirm", "dev")])),
+            ui(
+                "POST",
+                "/ui/users/dev/disable",
+                form(&[("csrf", &csrf), ("confirm", "dev")]),
+            ),
             ui("POST", "/api/v1/sys/users/dev/disable", "{}".into()),
             "user.disable",
         ),
@@ -752,38 +1062,93 @@ fn admin_actions_are_audited_like_their_api_twins() {
             "user.enable",
         ),
         (
-            ui("POST", "/ui/users/dev/update", form(&[("csrf", &csrf), ("policies", "everything")])),
-            ui("PATCH", "/api/v1/sys/users/dev", json!({ "policies": ["everything"] }).to_string()),
+            ui(
+                "POST",
+                "/ui/users/dev/update",
+                form(&[("csrf", &csrf), ("policies", "everything")]),
+            ),
+            ui(
+                "PATCH",
+                "/api/v1/sys/users/dev",
+                json!({ "policies": ["everything"] }).to_string(),
+            ),
             "user.update",
         ),
         (
-            ui("POST", "/ui/users/gone1/delete", form(&[("csrf", &csrf), ("confirm", "gone1")])),
+            ui(
+                "POST",
+                "/ui/users/gone1/delete",
+                form(&[("csrf", &csrf), ("confirm", "gone1")]),
+            ),
             ui("DELETE", "/api/v1/sys/users/gone1", String::new()),
             "user.delete",
         ),
-        (ui("GET", "/ui/policies", String::new()), ui("GET", "/api/v1/sys/policies", String::new()), "policy.list"),
+        (
+            ui("GET", "/ui/policies", String::new()),
+            ui("GET", "/api/v1/sys/policies", String::new()),
+            "policy.list",
+        ),
         (
             ui("GET", "/ui/policies/dev-only", String::new()),
             ui("GET", "/api/v1/sys/policies/dev-only", String::new()),
             "policy.read",
         ),
         (
-            ui("POST", "/ui/policies/p1", form(&[("csrf", &csrf), ("source", r#"path "x/*" { capabilities = ["read"] }"#)])),
-            ui("PUT", "/api/v1/sys/policies/p1", json!({ "policy": r#"path "x/*" { capabilities = ["read"] }"# }).to_string()),
+            ui(
+                "POST",
+                "/ui/policies/p1",
+                form(&[
+                    ("csrf", &csrf),
+                    ("source", r#"path "x/*" { capabilities = ["read"] }"#),
+                ]),
+            ),
+            ui(
+                "PUT",
+                "/api/v1/sys/policies/p1",
+                json!({ "policy": r#"path "x/*" { capabilities = ["read"] }"# }).to_string(),
+            ),
             "policy.write",
         ),
-        (ui("GET", "/ui/protected", String::new()), ui("GET", "/api/v1/sys/protected", String::new()), "protected.list"),
         (
-            ui("POST", "/ui/protected", form(&[("csrf", &csrf), ("pattern", "*/staging/*")])),
-            ui("POST", "/api/v1/sys/protected", json!({ "pattern": "*/qa/*" }).to_string()),
+            ui("GET", "/ui/protected", String::new()),
+            ui("GET", "/api/v1/sys/protected", String::new()),
+            "protected.list",
+        ),
+        (
+            ui(
+                "POST",
+                "/ui/protected",
+                form(&[("csrf", &csrf), ("pattern", "*/staging/*")]),
+            ),
+            ui(
+                "POST",
+                "/api/v1/sys/protected",
+                json!({ "pattern": "*/qa/*" }).to_string(),
+            ),
             "protected.add",
         ),
         (
-            ui("POST", "/ui/protected/remove", form(&[("csrf", &csrf), ("pattern", "*/staging/*"), ("confirm", "*/staging/*")])),
-            ui("DELETE", "/api/v1/sys/protected?pattern=*/qa/*", String::new()),
+            ui(
+                "POST",
+                "/ui/protected/remove",
+                form(&[
+                    ("csrf", &csrf),
+                    ("pattern", "*/staging/*"),
+                    ("confirm", "*/staging/*"),
+                ]),
+            ),
+            ui(
+                "DELETE",
+                "/api/v1/sys/protected?pattern=*/qa/*",
+                String::new(),
+            ),
             "protected.remove",
         ),
-        (ui("GET", "/ui/breakglass", String::new()), ui("GET", "/api/v1/sys/breakglass", String::new()), "breakglass.list"),
+        (
+            ui("GET", "/ui/breakglass", String::new()),
+            ui("GET", "/api/v1/sys/breakglass", String::new()),
+            "breakglass.list",
+        ),
         (
             ui("GET", "/ui/rotation?prefix=app/", String::new()),
             ui("GET", "/api/v1/rotation/status/app/", String::new()),
@@ -791,13 +1156,20 @@ fn admin_actions_are_audited_like_their_api_twins() {
         ),
     ];
     let send_ui = |s: &Session, (m, u, b): &Action| {
-        if *m == "GET" { s.get(u) } else { s.post_form(u, b, &[]) }
+        if *m == "GET" {
+            s.get(u)
+        } else {
+            s.post_form(u, b, &[])
+        }
     };
     let send_api = |t: &str, (m, u, b): &Action| {
         server.http(m, u, Some(t), (!b.is_empty()).then_some(b.as_bytes()))
     };
     let compare = |op: &str, ui_status: u16, api_status: u16| {
-        assert!(ui_status < 400 && api_status < 400, "{op}: {ui_status} {api_status}");
+        assert!(
+            ui_status < 400 && api_status < 400,
+            "{op}: {ui_status} {api_status}"
+        );
         let u = last_record(&server, &format!("ui.{op}"));
         let a = last_record(&server, op);
         for field in ["decision", "path", "outcome"] {
@@ -809,10 +1181,19 @@ fn admin_actions_are_audited_like_their_api_twins() {
         if *op == "user.delete" {
             // Each removes its own user; the records differ by name only.
             let ur = send_ui(&ada, u);
-            let ar = send_api(&token, &ui("DELETE", "/api/v1/sys/users/gone2", String::new()));
+            let ar = send_api(
+                &token,
+                &ui("DELETE", "/api/v1/sys/users/gone2", String::new()),
+            );
             assert!(ur.status < 400 && ar.status < 400);
-            assert_eq!(last_record(&server, "ui.user.delete")["path"], "sys/users/gone1");
-            assert_eq!(last_record(&server, "user.delete")["path"], "sys/users/gone2");
+            assert_eq!(
+                last_record(&server, "ui.user.delete")["path"],
+                "sys/users/gone1"
+            );
+            assert_eq!(
+                last_record(&server, "user.delete")["path"],
+                "sys/users/gone2"
+            );
             let _ = a;
             continue;
         }
@@ -821,16 +1202,29 @@ fn admin_actions_are_audited_like_their_api_twins() {
         compare(op, ur.status, ar.status);
     }
     // Break-glass: a person with the capability, both ways.
-    let body = form(&[("csrf", &oncall.csrf), ("path", "app/prod/DB_PASSWORD"), ("reason", "incident by console")]);
+    let body = form(&[
+        ("csrf", &oncall.csrf),
+        ("path", "app/prod/DB_PASSWORD"),
+        ("reason", "incident by console"),
+    ]);
     let ur = oncall.post_form("/ui/breakglass", &body, &[]);
     let ar = send_api(
         &oncall_token,
-        &ui("POST", "/api/v1/sys/breakglass", json!({ "path": "app/prod/DB_PASSWORD", "reason": "incident by api" }).to_string()),
+        &ui(
+            "POST",
+            "/api/v1/sys/breakglass",
+            json!({ "path": "app/prod/DB_PASSWORD", "reason": "incident by api" }).to_string(),
+        ),
     );
     compare("breakglass.grant", ur.status, ar.status);
     // A refusal, too, is the same decision both ways.
     assert_eq!(oncall.get("/ui/users/ada").status, 403);
-    assert_eq!(server.http("GET", "/api/v1/sys/users/ada", Some(&oncall_token), None).status, 403);
+    assert_eq!(
+        server
+            .http("GET", "/api/v1/sys/users/ada", Some(&oncall_token), None)
+            .status,
+        403
+    );
     let u = last_record(&server, "ui.user.read");
     let a = last_record(&server, "user.read");
     for field in ["decision", "path", "outcome", "error"] {
@@ -852,8 +1246,15 @@ fn concurrent_changes_to_one_user_apply_once_each() {
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
-    assert_eq!(statuses.iter().filter(|s| **s == 303).count(), 1, "{statuses:?}");
-    assert!(statuses.iter().all(|s| *s == 303 || *s == 404 || *s == 409), "{statuses:?}");
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 303).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 303 || *s == 404 || *s == 409),
+        "{statuses:?}"
+    );
     assert!(user(&server, &root, "dev").is_null());
     // Invitations made at once are distinct codes.
     let invite = form(&[("csrf", &ada.csrf), ("policies", "everything")]);
