@@ -12,7 +12,8 @@
 //! asked for. This test then checks what only the server can see.
 //!
 //! With `COFFER_SCREENSHOTS=DIR` the script also writes screenshots of the
-//! login, tree, secret and audit pages there (the ones in
+//! login, tree, secret, audit, users, policy, break-glass and rotation
+//! pages there (the ones in
 //! `docs/screenshots/` were made so).
 
 use std::process::Command;
