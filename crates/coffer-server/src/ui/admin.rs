@@ -473,7 +473,14 @@ pub(super) async fn policy(
     signed: Signed,
     UrlPath(name): UrlPath,
 ) -> Response {
-    let holders = holders(&st, &signed, &name).await;
+    // A name the read will refuse outright is not looked up among the
+    // users: the record's decision must not be the listing's.
+    let valid = name == ROOT_POLICY || coffer_policy::validate_policy_name(&name).is_ok();
+    let holders = if valid {
+        holders(&st, &signed, &name).await
+    } else {
+        None
+    };
     let href = encode_segment(&name);
     let info = match st.coffer.read_policy(&signed.identity, &name).await {
         Ok(info) => info,

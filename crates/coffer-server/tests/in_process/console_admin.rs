@@ -372,6 +372,16 @@ fn no_list_shows_what_a_deny_hides() {
     let rec = last_record(&server, "ui.policy.read");
     assert_eq!(rec["outcome"], "ok");
     assert_eq!(rec["path"], "sys/policies/dev-only");
+    // A name the core refuses: the record holds no decision of the user
+    // listing either.
+    let r = ops.get("/ui/policies/%3Cbad%3E");
+    assert_eq!(r.status, 400);
+    let rec = last_record(&server, "ui.policy.read");
+    assert_eq!(rec["status"], 400);
+    assert!(
+        rec["decision"].is_null() && rec["path"] != "sys/users/",
+        "{rec}"
+    );
 }
 
 /// Each admin change, a form that would succeed, and a check that it did
