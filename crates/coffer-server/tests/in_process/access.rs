@@ -334,3 +334,119 @@ fn bidi_controls_refused_in_display_names_and_reasons() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+// ---- policy writes never grant more than the writer has ----
+
+fn write_policy_as(server: &Server, token: &str, name: &str, source: &str) -> common::Response {
+    let body = json!({ "policy": source }).to_string();
+    server.http(
+        "PUT",
+        &format!("/api/v1/sys/policies/{name}"),
+        Some(token),
+        Some(body.as_bytes()),
+    )
+}
+
+fn policy_text(server: &Server, root: &str, name: &str) -> String {
+    let r = server.http(
+        "GET",
+        &format!("/api/v1/sys/policies/{name}"),
+        Some(root),
+        None,
+    );
+    ok(&r, name)["policy"].as_str().unwrap().to_string()
+}
+
+/// A person who administers the policy they hold cannot rewrite it (or
+/// write any other) to grant what they lack, nor drop a deny from it;
+/// writing within their own capabilities still works.
+#[test]
+fn policy_write_cannot_widen_the_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    let team = r#"path "sys/policies/team" { capabilities = ["admin"] }
+path "sys/policies/helper" { capabilities = ["admin"] }
+path "app/dev/*" { capabilities = ["read", "list"] }
+path "app/dev/secret/*" { capabilities = ["deny"] }
+"#;
+    put_policy(&server, &root, "team", team);
+    put_policy(
+        &server,
+        &root,
+        "other",
+        r#"path "app/*" { capabilities = ["read"] }"#,
+    );
+    let t = join(
+        &server,
+        &root,
+        "tess",
+        "a long enough password 1",
+        &["team"],
+    );
+    let everything = r#"path "*" { capabilities = ["read", "list", "create", "update", "delete", "rotate", "admin"] }"#;
+    let widening = [
+        ("team", everything.to_string()),
+        // A capability the writer lacks, on a path it reads.
+        (
+            "team",
+            format!("{team}path \"app/dev/*\" {{ capabilities = [\"update\"] }}\n"),
+        ),
+        // A pattern broader than the writer's.
+        ("team", team.replace("app/dev/*", "app/*")),
+        ("team", team.replace("app/dev/*\" {", "app/dev*\" {")),
+        // The writer's own deny dropped (everyone holding team gains).
+        ("team", team.replace("app/dev/secret/*", "app/dev/secret/x")),
+        // A new policy that reaches into what the writer is denied.
+        (
+            "helper",
+            r#"path "app/dev/*" { capabilities = ["read"] }"#.to_string(),
+        ),
+        (
+            "helper",
+            r#"path "sys/policies/*" { capabilities = ["admin"] }"#.to_string(),
+        ),
+    ];
+    for (name, source) in &widening {
+        let r = write_policy_as(&server, &t, name, source);
+        assert_eq!(r.status, 403, "{name}: {source}: {}", r.text());
+        let message = r.json()["error"]["message"].as_str().unwrap().to_string();
+        assert!(
+            message.contains("would grant more than this token has"),
+            "{message}"
+        );
+        let rec = server
+            .audit_records()
+            .into_iter()
+            .rev()
+            .find(|r| r["op"] == "policy.write")
+            .unwrap();
+        assert_eq!(rec["outcome"], "denied", "{rec}");
+        assert_eq!(rec["status"], 403, "{rec}");
+    }
+    assert_eq!(policy_text(&server, &root, "team"), team);
+    assert_eq!(
+        server
+            .http("GET", "/api/v1/sys/policies/helper", Some(&root), None)
+            .status,
+        404
+    );
+    // Within the writer's own: narrower patterns and capabilities, the
+    // deny kept or widened, new denies added.
+    let narrower = team.replace("[\"read\", \"list\"]", "[\"read\"]")
+        + "path \"app/dev/other\" { capabilities = [\"deny\"] }\n";
+    let r = write_policy_as(&server, &t, "team", &narrower);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = write_policy_as(
+        &server,
+        &t,
+        "helper",
+        "path \"app/dev/*\" { capabilities = [\"read\"] }\n\
+         path \"app/dev/secret/*\" { capabilities = [\"deny\"] }\n\
+         path \"app/dev/other\" { capabilities = [\"deny\"] }\n",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    // Root still writes anything, and may drop a deny.
+    let r = write_policy_as(&server, &root, "team", everything);
+    assert_eq!(r.status, 200, "{}", r.text());
+}

@@ -1284,3 +1284,36 @@ fn concurrent_changes_to_one_user_apply_once_each() {
     assert_eq!(codes.len(), 6);
     assert_eq!(ada.get("/ui/users").status, 200);
 }
+
+/// The console's policy form goes through the core's check: a person who
+/// administers the policy they hold cannot rewrite it to grant themselves
+/// everything, and the refusal is recorded.
+#[test]
+fn a_held_policy_cannot_be_widened_from_the_console() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, root) = admin_server(dir.path());
+    let team = "path \"sys/policies/team\" { capabilities = [\"admin\"] }\n\
+                path \"app/dev/*\" { capabilities = [\"read\", \"list\"] }\n";
+    put_policy(&server, &root, "team", team);
+    join(&server, &root, "tess", &["team"]);
+    let tess = login(&server, "tess");
+    let everything = r#"path "*" { capabilities = ["read","list","create","update","delete","rotate","admin"] }"#;
+    let r = tess.post_form(
+        "/ui/policies/team",
+        &form(&[("csrf", &tess.csrf), ("source", everything)]),
+        &[],
+    );
+    assert_eq!(r.status, 403, "{}", r.text());
+    let html = r.text();
+    assert!(html.contains("id=\"policy-error\""), "{html}");
+    assert!(
+        html.contains("would grant more than this token has"),
+        "{html}"
+    );
+    assert_eq!(policy_source(&server, &root, "team").unwrap(), team);
+    let rec = last_record(&server, "ui.policy.write");
+    assert_eq!(rec["outcome"], "denied", "{rec}");
+    assert_eq!(rec["status"], 403, "{rec}");
+    // The session gained nothing.
+    assert_eq!(tess.get("/ui/users").status, 403);
+}
