@@ -450,3 +450,162 @@ path "app/dev/secret/*" { capabilities = ["deny"] }
     let r = write_policy_as(&server, &root, "team", everything);
     assert_eq!(r.status, 200, "{}", r.text());
 }
+
+// ---- user administration never reaches past the administrator ----
+
+fn users_call(
+    server: &Server,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: serde_json::Value,
+) -> common::Response {
+    let body = body.to_string();
+    server.http(method, path, Some(token), Some(body.as_bytes()))
+}
+
+/// A helpdesk administrator (admin on every `sys/users/*`) cannot demote,
+/// disable, remove or reset the one-time codes of a user holding a policy
+/// it does not hold; it can on users within its own policies. Nobody, root
+/// included, can disable, remove or demote the last active root user.
+#[test]
+fn user_admin_cannot_act_on_more_powerful_users() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    put_policy(
+        &server,
+        &root,
+        "helpdesk",
+        r#"path "sys/users/*" { capabilities = ["admin"] }"#,
+    );
+    put_policy(
+        &server,
+        &root,
+        "reader",
+        r#"path "app/*" { capabilities = ["read"] }"#,
+    );
+    let h = join(
+        &server,
+        &root,
+        "hal",
+        "a long enough password 1",
+        &["helpdesk"],
+    );
+    join(
+        &server,
+        &root,
+        "alice",
+        "a long enough password 2",
+        &["root"],
+    );
+    join(
+        &server,
+        &root,
+        "rita",
+        "a long enough password 3",
+        &["reader"],
+    );
+    join(
+        &server,
+        &root,
+        "hank",
+        "a long enough password 4",
+        &["helpdesk"],
+    );
+    let attempts = [
+        (
+            "PATCH",
+            "/api/v1/sys/users/alice",
+            json!({ "policies": ["helpdesk"] }),
+        ),
+        (
+            "PATCH",
+            "/api/v1/sys/users/alice",
+            json!({ "reset_totp": true }),
+        ),
+        ("POST", "/api/v1/sys/users/alice/disable", json!({})),
+        ("DELETE", "/api/v1/sys/users/alice", json!({})),
+        ("POST", "/api/v1/sys/users/rita/disable", json!({})),
+        (
+            "PATCH",
+            "/api/v1/sys/users/rita",
+            json!({ "policies": ["helpdesk"] }),
+        ),
+    ];
+    for (method, path, body) in attempts {
+        let before = ok(
+            &server.http("GET", "/api/v1/sys/users/alice", Some(&root), None),
+            "alice",
+        );
+        let r = users_call(&server, &h, method, path, body);
+        assert_eq!(r.status, 403, "{method} {path}: {}", r.text());
+        let message = r.json()["error"]["message"].as_str().unwrap().to_string();
+        assert!(
+            message.contains("which this token does not hold"),
+            "{message}"
+        );
+        let after = ok(
+            &server.http("GET", "/api/v1/sys/users/alice", Some(&root), None),
+            "alice",
+        );
+        assert_eq!(before, after);
+    }
+    assert_eq!(
+        server
+            .audit_records()
+            .into_iter()
+            .rev()
+            .find(|r| r["op"] == "user.update")
+            .unwrap()["outcome"],
+        "denied"
+    );
+    // A peer within its own policies: allowed.
+    let r = users_call(
+        &server,
+        &h,
+        "POST",
+        "/api/v1/sys/users/hank/disable",
+        json!({}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    // alice is the only active root user: root itself may not lock her out.
+    for (method, path, body) in [
+        (
+            "PATCH",
+            "/api/v1/sys/users/alice",
+            json!({ "policies": ["reader"] }),
+        ),
+        ("POST", "/api/v1/sys/users/alice/disable", json!({})),
+        ("DELETE", "/api/v1/sys/users/alice", json!({})),
+    ] {
+        let r = users_call(&server, &root, method, path, body);
+        assert_eq!(r.status, 403, "{method} {path}: {}", r.text());
+        let message = r.json()["error"]["message"].as_str().unwrap().to_string();
+        assert!(
+            message.contains("last active user holding the root policy"),
+            "{message}"
+        );
+    }
+    // With a second root user, either may go.
+    join(&server, &root, "bob", "a long enough password 5", &["root"]);
+    let r = users_call(
+        &server,
+        &root,
+        "POST",
+        "/api/v1/sys/users/alice/disable",
+        json!({}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = users_call(&server, &root, "DELETE", "/api/v1/sys/users/bob", json!({}));
+    assert_eq!(r.status, 403, "{}", r.text());
+    // Resetting a root user's codes keeps them root: allowed to root.
+    let r = users_call(
+        &server,
+        &root,
+        "PATCH",
+        "/api/v1/sys/users/bob",
+        json!({ "reset_totp": true }),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+}

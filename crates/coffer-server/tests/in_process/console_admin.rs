@@ -41,6 +41,15 @@ path "app/prod/*" { capabilities = ["deny"] }"#,
     );
     join(&server, &root, "oncall", &["oncall"]);
     join(&server, &root, "ops", &["ops"]);
+    // ada acts on dev, so she holds dev's policy: an administrator may
+    // change only users whose every policy she could grant.
+    api(
+        &server,
+        &root,
+        "PATCH",
+        "/api/v1/sys/users/ada",
+        json!({ "policies": ["everything", "dev-only"] }),
+    );
     api(
         &server,
         &root,
@@ -622,23 +631,32 @@ fn irreversible_changes_need_the_name_typed_again() {
     assert_eq!(r.status, 400);
     assert!(protected(&server, &root).contains("app/prod/*"));
     // Enabling gives nothing away: no confirmation.
+    join(&server, &root, "eve", &["dev-only"]);
     api(
         &server,
         &root,
         "POST",
-        "/api/v1/sys/users/ops/disable",
+        "/api/v1/sys/users/eve/disable",
         json!({}),
     );
-    let r = ada.post_form("/ui/users/ops/enable", &form(&[("csrf", &ada.csrf)]), &[]);
+    let r = ada.post_form("/ui/users/eve/enable", &form(&[("csrf", &ada.csrf)]), &[]);
     assert_eq!(r.status, 303);
-    assert_eq!(r.header("location"), Some("/ui/users/ops"));
-    assert_eq!(user(&server, &root, "ops")["disabled"], false);
+    assert_eq!(r.header("location"), Some("/ui/users/eve"));
+    assert_eq!(user(&server, &root, "eve")["disabled"], false);
 }
 
 #[test]
 fn disabling_or_removing_a_person_ends_their_console_sessions() {
     let dir = tempfile::tempdir().unwrap();
-    let (server, _root) = admin_server(dir.path());
+    let (server, root) = admin_server(dir.path());
+    // ada removes oncall, so she must hold oncall's policy.
+    api(
+        &server,
+        &root,
+        "PATCH",
+        "/api/v1/sys/users/ada",
+        json!({ "policies": ["everything", "dev-only", "oncall"] }),
+    );
     let ada = login(&server, "ada");
     let dev = login(&server, "dev");
     let oncall = login(&server, "oncall");
