@@ -67,6 +67,20 @@ pub struct PolicyInfo {
     pub updated_by: String,
     /// Unix milliseconds of the last write.
     pub updated_at: i64,
+    /// The stored record's revision, for a compare-and-set edit
+    /// ([`PolicyExpect::Revision`]); 0 when not known.
+    pub revision: u64,
+}
+
+/// What a policy write expects to find.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyExpect {
+    /// Anything: create or replace.
+    Any,
+    /// No policy of that name (create only).
+    Absent,
+    /// The policy at this revision (an edit of what was shown).
+    Revision(u64),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -276,6 +290,20 @@ impl Coffer {
         name: &str,
         source: &str,
     ) -> Result<PolicyInfo> {
+        self.write_policy_expecting(identity, name, source, PolicyExpect::Any)
+            .await
+    }
+
+    /// Writes a policy if the stored one is as `expect` says: absent (a
+    /// create never replaces) or at a revision (an edit of what was shown
+    /// is not saved over someone else's later change).
+    pub async fn write_policy_expecting(
+        &self,
+        identity: &Identity,
+        name: &str,
+        source: &str,
+        expect: PolicyExpect,
+    ) -> Result<PolicyInfo> {
         coffer_policy::validate_policy_name(name)
             .map_err(|e| CoreError::Invalid(InvalidInput::PolicyName(e)))?;
         if crate::text::looks_like(name, ROOT_POLICY) {
@@ -304,13 +332,31 @@ impl Coffer {
             updated_by: crate::actor::Actor::stored_for(identity),
             updated_at: now_ms(),
         };
+        let store_expect = match expect {
+            PolicyExpect::Any => Expect::Any,
+            PolicyExpect::Absent => Expect::Absent,
+            PolicyExpect::Revision(r) => Expect::Revision(r),
+        };
         self.put_access_object(
             KIND_POLICY,
             name,
             serde_json::to_vec(&stored).expect("policy serialises"),
-            Expect::Any,
+            store_expect,
         )
-        .await?;
+        .await
+        .map_err(|e| match (e, expect) {
+            (CoreError::Conflict(_), PolicyExpect::Absent) => {
+                CoreError::Conflict(crate::error::Conflict::PolicyExists {
+                    name: name.to_string(),
+                })
+            }
+            (CoreError::Conflict(_), PolicyExpect::Revision(_)) => {
+                CoreError::Conflict(crate::error::Conflict::PolicyChanged {
+                    name: name.to_string(),
+                })
+            }
+            (e, _) => e,
+        })?;
         tracing::info!(
             actor = identity.display_name(),
             policy = name,
@@ -321,6 +367,7 @@ impl Coffer {
             source: stored.source,
             updated_by: crate::actor::Actor::parse(&stored.updated_by).describe(),
             updated_at: stored.updated_at,
+            revision: 0,
         })
     }
 
@@ -353,6 +400,7 @@ impl Coffer {
             source: p.source,
             updated_by: crate::actor::Actor::parse(&p.updated_by).describe(),
             updated_at: p.updated_at,
+            revision: o.revision,
         })
     }
 

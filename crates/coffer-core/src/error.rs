@@ -1002,6 +1002,15 @@ pub enum Conflict {
     /// A rotation lost to another writer.
     #[error("rotation conflict, nothing written: {0}")]
     Rotation(Box<Conflict>),
+    /// A policy created (not replaced) whose name is taken.
+    #[error("policy {name} already exists; open it to change it")]
+    PolicyExists { name: String },
+    /// A policy edited from a copy that is no longer current.
+    #[error(
+        "policy {name} was changed (or removed) by someone else after it was opened; nothing \
+         was written: reload it and make the change again"
+    )]
+    PolicyChanged { name: String },
     /// An app role of that name exists already.
     #[error("app role {name} already exists; delete it first to define it again")]
     AppRoleExists { name: String },

@@ -16,7 +16,9 @@ use askama::Template;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use coffer_core::{BreakglassRequest, CoreError, InviteRequest, NotFound, ROOT_POLICY};
+use coffer_core::{
+    BreakglassRequest, CoreError, InviteRequest, NotFound, PolicyExpect, ROOT_POLICY,
+};
 use serde::Deserialize;
 
 use super::pages::{
@@ -453,6 +455,9 @@ struct PolicyPage {
     /// not list users.
     holders: Option<Vec<(String, String)>>,
     error: Option<String>,
+    /// The revision the edit form saves over (compare-and-set); empty
+    /// when there is no stored policy to edit.
+    revision: String,
 }
 
 /// The users who hold `name`, if the viewer may list users. Called before
@@ -498,6 +503,7 @@ pub(super) async fn policy(
                     rules: Vec::new(),
                     holders,
                     error: None,
+                    revision: String::new(),
                 },
             );
         }
@@ -520,6 +526,7 @@ pub(super) async fn policy(
             rules,
             holders,
             error,
+            revision: info.revision.to_string(),
         },
     )
 }
@@ -532,6 +539,10 @@ pub(super) struct PolicyForm {
     name: String,
     #[serde(default)]
     source: String,
+    /// The edit form's revision; absent or empty: the policy must not
+    /// exist yet.
+    #[serde(default)]
+    revision: String,
 }
 
 /// Writes a policy through the API's use case, which parses it with the
@@ -550,9 +561,24 @@ async fn write_policy(
     }
     // Browsers send a textarea's line breaks as CRLF.
     let source = form.source.replace("\r\n", "\n");
+    // A create never replaces; an edit saves only over what it showed.
+    let expect = match form.revision.trim() {
+        "" => PolicyExpect::Absent,
+        r => match r.parse::<u64>() {
+            Ok(r) => PolicyExpect::Revision(r),
+            Err(_) => {
+                return error_page(
+                    StatusCode::BAD_REQUEST,
+                    coffer_api::codes::INVALID,
+                    "Nothing was changed: the form's revision is not a number; reload the page.",
+                    Some(signed.chrome()),
+                );
+            }
+        },
+    };
     match st
         .coffer
-        .write_policy(&signed.identity, name, &source)
+        .write_policy_expecting(&signed.identity, name, &source, expect)
         .await
     {
         Ok(info) => see_other(&format!("/ui/policies/{}", encode_segment(&info.name))),
@@ -576,7 +602,7 @@ async fn write_policy(
                     &PolicyPage {
                         chrome: Some(signed.chrome()),
                         href: encode_segment(name),
-                        name: name.to_string(),
+                        name: echo(name),
                         builtin: false,
                         source: echo(&source),
                         updated_by: String::new(),
@@ -584,6 +610,8 @@ async fn write_policy(
                         rules: Vec::new(),
                         holders: None,
                         error: message,
+                        // Kept: after a conflict the person reloads.
+                        revision: echo(form.revision.trim()),
                     },
                 )
             };

@@ -393,10 +393,16 @@ fn no_list_shows_what_a_deny_hides() {
     );
 }
 
+/// The revision the policy page's edit form carries.
+fn revision_of(s: &Session, name: &str) -> String {
+    let page = s.get(&format!("/ui/policies/{name}")).text();
+    crate::console::hidden(&page, "revision")
+}
+
 /// Each admin change, a form that would succeed, and a check that it did
 /// not happen.
 fn changes(s: &Session, csrf: &str) -> Vec<(&'static str, String)> {
-    let _ = s;
+    let revision = revision_of(s, "dev-only");
     vec![
         (
             "/ui/users/invite",
@@ -418,6 +424,7 @@ fn changes(s: &Session, csrf: &str) -> Vec<(&'static str, String)> {
             "/ui/policies/dev-only",
             form(&[
                 ("csrf", csrf),
+                ("revision", &revision),
                 ("source", r#"path "*" { capabilities = ["admin"] }"#),
             ]),
         ),
@@ -866,9 +873,14 @@ fn policies_are_edited_through_the_same_parser() {
     assert_eq!(policy_source(&server, &root, "dev-only").unwrap(), before);
     // A good edit, sent with a browser's CRLF line breaks.
     let good = "path \"app/dev/*\" {\r\n  capabilities = [\"read\", \"list\"]\r\n}\r\n";
+    let revision = revision_of(&ada, "dev-only");
     let r = ada.post_form(
         "/ui/policies/dev-only",
-        &form(&[("csrf", &ada.csrf), ("source", good)]),
+        &form(&[
+            ("csrf", &ada.csrf),
+            ("revision", &revision),
+            ("source", good),
+        ]),
         &[],
     );
     assert_eq!(r.status, 303, "{}", r.text());
@@ -1334,4 +1346,89 @@ fn a_held_policy_cannot_be_widened_from_the_console() {
     assert_eq!(rec["status"], 403, "{rec}");
     // The session gained nothing.
     assert_eq!(tess.get("/ui/users").status, 403);
+}
+
+/// "Create policy" never replaces one, and an edit saves only over the
+/// revision it showed: a second editor's stale form gets 409 and changes
+/// nothing (the first editor's deny stays).
+#[test]
+fn policy_create_never_replaces_and_edits_compare_and_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, root) = admin_server(dir.path());
+    let ada = login(&server, "ada");
+    let before = policy_source(&server, &root, "dev-only").unwrap();
+    let r = ada.post_form(
+        "/ui/policies",
+        &form(&[
+            ("csrf", &ada.csrf),
+            ("name", "dev-only"),
+            ("source", r#"path "app/*" { capabilities = ["read"] }"#),
+        ]),
+        &[],
+    );
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert!(r.text().contains("already exists"), "{}", r.text());
+    assert_eq!(policy_source(&server, &root, "dev-only").unwrap(), before);
+    assert_eq!(last_record(&server, "ui.policy.write")["status"], 409);
+    // Two editors open the page; the first saves a change.
+    let first = revision_of(&ada, "dev-only");
+    let second = revision_of(&ada, "dev-only");
+    assert!(!first.is_empty() && first == second);
+    let with_deny = format!("# reviewed by the first editor\n{before}");
+    let r = ada.post_form(
+        "/ui/policies/dev-only",
+        &form(&[
+            ("csrf", &ada.csrf),
+            ("revision", &first),
+            ("source", &with_deny),
+        ]),
+        &[],
+    );
+    assert_eq!(r.status, 303, "{}", r.text());
+    // The second, from the old page, would undo it: refused, and the
+    // form comes back with what was typed.
+    let stale = format!("# the second editor's\n{before}");
+    let r = ada.post_form(
+        "/ui/policies/dev-only",
+        &form(&[
+            ("csrf", &ada.csrf),
+            ("revision", &second),
+            ("source", &stale),
+        ]),
+        &[],
+    );
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert!(
+        r.text().contains("changed (or removed) by someone else"),
+        "{}",
+        r.text()
+    );
+    assert!(r.text().contains("the second editor"), "{}", r.text());
+    assert_eq!(
+        policy_source(&server, &root, "dev-only").unwrap(),
+        with_deny
+    );
+    assert_eq!(last_record(&server, "ui.policy.write")["status"], 409);
+    // No revision: only a create, so an existing policy is not replaced.
+    let r = ada.post_form(
+        "/ui/policies/dev-only",
+        &form(&[("csrf", &ada.csrf), ("source", &before)]),
+        &[],
+    );
+    assert_eq!(r.status, 409, "{}", r.text());
+    // A revision that is not a number changes nothing.
+    let r = ada.post_form(
+        "/ui/policies/dev-only",
+        &form(&[
+            ("csrf", &ada.csrf),
+            ("revision", "1 OR 1=1"),
+            ("source", &before),
+        ]),
+        &[],
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(
+        policy_source(&server, &root, "dev-only").unwrap(),
+        with_deny
+    );
 }
