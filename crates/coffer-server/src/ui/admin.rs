@@ -601,7 +601,9 @@ async fn write_policy(
                     e.status(),
                     &PolicyPage {
                         chrome: Some(signed.chrome()),
-                        href: encode_segment(name),
+                        // A token-shaped name (refused by the core) is
+                        // not repeated, not even in the form's action.
+                        href: encode_segment(&echo(name)),
                         name: echo(name),
                         builtin: false,
                         source: echo(&source),

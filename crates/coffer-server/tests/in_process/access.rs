@@ -609,3 +609,23 @@ fn user_admin_cannot_act_on_more_powerful_users() {
     );
     assert_eq!(r.status, 200, "{}", r.text());
 }
+
+/// A token typed unquoted into a policy's capabilities list is refused
+/// without being repeated in the answer or the audit log.
+#[test]
+fn policy_parse_error_never_repeats_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    for source in [
+        format!("path \"a/*\" {{ capabilities = [{root}] }}"),
+        format!("path \"a/*\" {{ capabilities = [\"read\", {root}] }}"),
+        format!("path \"a/*\" {{ capabilities = [\"{root}\"] }}"),
+    ] {
+        let r = write_policy_as(&server, &root, "leak", &source);
+        assert_eq!(r.status, 400, "{}", r.text());
+        assert!(!r.text().contains(&root), "the token was echoed");
+        assert!(r.text().contains("line 1"), "{}", r.text());
+    }
+    assert!(!server.audit_log_text().contains(&root));
+}

@@ -1432,3 +1432,32 @@ fn policy_create_never_replaces_and_edits_compare_and_set() {
         with_deny
     );
 }
+
+/// The console's policy forms never show a token typed unquoted into a
+/// capabilities list (the parser's message filters it; the textarea is
+/// blanked), on the create form or an edit form with a token-shaped name.
+#[test]
+fn policy_errors_never_show_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _root) = admin_server(dir.path());
+    let ada = login(&server, "ada");
+    let token = server.root_token();
+    let source = format!("path \"a/*\" {{ capabilities = [{token}] }}");
+    let r = ada.post_form(
+        "/ui/policies",
+        &form(&[("csrf", &ada.csrf), ("name", "x"), ("source", &source)]),
+        &[],
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("id=\"policy-error\""), "{}", r.text());
+    assert!(!r.text().contains(&token), "the token was shown");
+    // The URL's name is filtered too.
+    let r = ada.post_form(
+        &format!("/ui/policies/{token}"),
+        &form(&[("csrf", &ada.csrf), ("source", "")]),
+        &[],
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(!r.text().contains(&token), "the token was shown");
+    assert!(!server.audit_log_text().contains(&token));
+}
