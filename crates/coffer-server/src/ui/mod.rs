@@ -170,8 +170,10 @@ pub(crate) const ROUTES: &[&UiRoute] = &[
 ];
 
 /// The console route a request matched, from its method and the template
-/// axum matched.
+/// axum matched. axum answers HEAD with the GET handler (which runs, and
+/// may make core calls), so HEAD is recorded as the GET route's operation.
 pub(crate) fn find(method: &str, matched: &str) -> Option<&'static UiRoute> {
+    let method = if method == "HEAD" { "GET" } else { method };
     ROUTES
         .iter()
         .find(|r| r.method == method && r.path == matched)

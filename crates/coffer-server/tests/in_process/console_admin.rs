@@ -1461,3 +1461,41 @@ fn policy_errors_never_show_a_token() {
     assert!(!r.text().contains(&token), "the token was shown");
     assert!(!server.audit_log_text().contains(&token));
 }
+
+/// axum runs the GET handler for HEAD; the record names the GET route's
+/// operation, not `unmatched`, so a query by operation finds it.
+#[test]
+fn head_requests_are_recorded_as_the_page_they_ran() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _root) = admin_server(dir.path());
+    let ada = login(&server, "ada");
+    let dev = login(&server, "dev");
+    for (s, page, op, outcome) in [
+        (&ada, "/ui/users", "ui.user.list", "ok"),
+        (&ada, "/ui/policies/dev-only", "ui.policy.read", "ok"),
+        (&dev, "/ui/users", "ui.user.list", "denied"),
+    ] {
+        let before = server.audit_records().len();
+        let r = server.request(
+            "HEAD",
+            page,
+            None,
+            None,
+            &[("cookie", &format!("coffer-ui={}", s.cookie))],
+        );
+        assert!(r.status == 200 || r.status == 403, "{page}: {}", r.status);
+        let records = server.audit_records();
+        let new: Vec<_> = records[before..]
+            .iter()
+            .filter(|r| r["type"] != "alert")
+            .collect();
+        assert!(!new.is_empty(), "{page}: no record");
+        assert!(
+            new.iter().all(|r| r["op"] != "unmatched"),
+            "{page}: {new:?}"
+        );
+        let rec = new.last().unwrap();
+        assert_eq!(rec["op"], op, "{rec}");
+        assert_eq!(rec["outcome"], outcome, "{rec}");
+    }
+}
