@@ -206,7 +206,9 @@ pub(super) async fn invite(
                 StatusCode::OK,
                 &InvitedPage {
                     chrome: Some(signed.chrome()),
-                    code: code.expose_secret().to_string(),
+                    // Borrowed, not copied: the only copy is the
+                    // secret string, wiped when dropped.
+                    code: code.expose_secret(),
                     expires_at: rfc3339(expires_at),
                     policies: request.policies.join(", "),
                 },
@@ -231,9 +233,9 @@ pub(super) async fn invite(
 
 #[derive(Template)]
 #[template(path = "ui/invited.html")]
-struct InvitedPage {
+struct InvitedPage<'a> {
     chrome: Option<Chrome>,
-    code: String,
+    code: &'a str,
     expires_at: String,
     policies: String,
 }
