@@ -19,7 +19,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use coffer_crypto::{SecretString, token};
-use coffer_policy::{Pattern, Policy};
+use coffer_policy::{Capability, Pattern, Policy};
 use coffer_store::{Expect, Mutation, RevokeScope, StoreError, TokenRecord};
 use serde::{Deserialize, Serialize};
 
@@ -67,6 +67,20 @@ pub struct PolicyInfo {
     pub updated_by: String,
     /// Unix milliseconds of the last write.
     pub updated_at: i64,
+    /// The stored record's revision, for a compare-and-set edit
+    /// ([`PolicyExpect::Revision`]); 0 when not known.
+    pub revision: u64,
+}
+
+/// What a policy write expects to find.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyExpect {
+    /// Anything: create or replace.
+    Any,
+    /// No policy of that name (create only).
+    Absent,
+    /// The policy at this revision (an edit of what was shown).
+    Revision(u64),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -276,6 +290,20 @@ impl Coffer {
         name: &str,
         source: &str,
     ) -> Result<PolicyInfo> {
+        self.write_policy_expecting(identity, name, source, PolicyExpect::Any)
+            .await
+    }
+
+    /// Writes a policy if the stored one is as `expect` says: absent (a
+    /// create never replaces) or at a revision (an edit of what was shown
+    /// is not saved over someone else's later change).
+    pub async fn write_policy_expecting(
+        &self,
+        identity: &Identity,
+        name: &str,
+        source: &str,
+        expect: PolicyExpect,
+    ) -> Result<PolicyInfo> {
         coffer_policy::validate_policy_name(name)
             .map_err(|e| CoreError::Invalid(InvalidInput::PolicyName(e)))?;
         if crate::text::looks_like(name, ROOT_POLICY) {
@@ -289,7 +317,7 @@ impl Coffer {
         let target = format!("sys/policies/{name}");
         self.require_unsealed()?;
         self.authorize(identity, Operation::Admin, &target)?;
-        Policy::parse(source).map_err(|e| {
+        let parsed = Policy::parse(source).map_err(|e| {
             CoreError::Invalid(InvalidInput::Policy {
                 name: name.to_string(),
                 cause: e,
@@ -298,18 +326,37 @@ impl Coffer {
         // Patterns refuse token shapes; a comment could still carry one
         // into storage and into every `coffer policy read`.
         crate::text::refuse_credential(&format!("policy {name}"), source)?;
+        self.check_policy_within(identity, name, &parsed)?;
         let stored = StoredPolicy {
             source: source.to_string(),
             updated_by: crate::actor::Actor::stored_for(identity),
             updated_at: now_ms(),
         };
+        let store_expect = match expect {
+            PolicyExpect::Any => Expect::Any,
+            PolicyExpect::Absent => Expect::Absent,
+            PolicyExpect::Revision(r) => Expect::Revision(r),
+        };
         self.put_access_object(
             KIND_POLICY,
             name,
             serde_json::to_vec(&stored).expect("policy serialises"),
-            Expect::Any,
+            store_expect,
         )
-        .await?;
+        .await
+        .map_err(|e| match (e, expect) {
+            (CoreError::Conflict(_), PolicyExpect::Absent) => {
+                CoreError::Conflict(crate::error::Conflict::PolicyExists {
+                    name: name.to_string(),
+                })
+            }
+            (CoreError::Conflict(_), PolicyExpect::Revision(_)) => {
+                CoreError::Conflict(crate::error::Conflict::PolicyChanged {
+                    name: name.to_string(),
+                })
+            }
+            (e, _) => e,
+        })?;
         tracing::info!(
             actor = identity.display_name(),
             policy = name,
@@ -320,6 +367,7 @@ impl Coffer {
             source: stored.source,
             updated_by: crate::actor::Actor::parse(&stored.updated_by).describe(),
             updated_at: stored.updated_at,
+            revision: 0,
         })
     }
 
@@ -352,6 +400,7 @@ impl Coffer {
             source: p.source,
             updated_by: crate::actor::Actor::parse(&p.updated_by).describe(),
             updated_at: p.updated_at,
+            revision: o.revision,
         })
     }
 
@@ -393,6 +442,93 @@ impl Coffer {
             policy = name,
             "policy deleted"
         );
+        Ok(())
+    }
+
+    /// Checks that a policy written by `identity` grants nothing beyond what
+    /// `identity` itself may do, and drops none of the `deny` rules the
+    /// stored policy has (removing a deny widens every holder). Root may
+    /// write anything.
+    ///
+    /// Conservative where exactness would be costly: each allow rule needs
+    /// one rule of the writer whose pattern contains it with the capability
+    /// (two narrower rules that together cover it do not count), and every
+    /// deny of the writer's that overlaps it must be contained in a deny of
+    /// the new policy.
+    pub(crate) fn check_policy_within(
+        &self,
+        identity: &Identity,
+        name: &str,
+        new: &Policy,
+    ) -> Result<()> {
+        if identity.is_root() {
+            return Ok(());
+        }
+        let model = self.access_model();
+        let own: Vec<&coffer_policy::Rule> = identity
+            .policies()
+            .iter()
+            .filter_map(|p| model.policy(p))
+            .flat_map(|p| p.rules())
+            .collect();
+        let is_deny = |r: &coffer_policy::Rule| r.capabilities.contains(Capability::Deny);
+        let new_denies: Vec<&Pattern> = new
+            .rules()
+            .iter()
+            .filter(|r| is_deny(r))
+            .map(|r| &r.pattern)
+            .collect();
+        let refuse = |what: String| {
+            CoreError::Forbidden(Refusal::PolicyWidens {
+                policy: name.to_string(),
+                what,
+            })
+        };
+        // A stored policy may hold a token-shaped pattern from before such
+        // patterns were refused; it is not shown.
+        let shown = |p: &Pattern| {
+            if coffer_policy::contains_credential(p.as_str()) {
+                "(a pattern not shown: it looks like a credential)".to_string()
+            } else {
+                format!("\"{p}\"")
+            }
+        };
+        // A rule that says deny grants nothing, whatever else it lists.
+        for rule in new.rules().iter().filter(|r| !is_deny(r)) {
+            for cap in rule.capabilities.iter() {
+                let granted = own.iter().any(|r| {
+                    !is_deny(r) && r.capabilities.contains(cap) && r.pattern.contains(&rule.pattern)
+                });
+                if !granted {
+                    return Err(refuse(format!(
+                        "{cap} on {} is not granted to this token there",
+                        shown(&rule.pattern)
+                    )));
+                }
+            }
+            if let Some(deny) = own.iter().find(|r| {
+                is_deny(r)
+                    && r.pattern.overlaps(&rule.pattern)
+                    && !new_denies.iter().any(|d| d.contains(&r.pattern))
+            }) {
+                return Err(refuse(format!(
+                    "{} reaches into {}, which this token is denied, and the policy does not \
+                     deny it",
+                    shown(&rule.pattern),
+                    shown(&deny.pattern)
+                )));
+            }
+        }
+        if let Some(old) = model.policy(name) {
+            for rule in old.rules().iter().filter(|r| is_deny(r)) {
+                if !new_denies.iter().any(|d| d.contains(&rule.pattern)) {
+                    return Err(refuse(format!(
+                        "it drops the deny on {} (only a root token may remove a deny)",
+                        shown(&rule.pattern)
+                    )));
+                }
+            }
+        }
         Ok(())
     }
 

@@ -714,6 +714,26 @@ pub enum Refusal {
     /// name, or a description when it cannot be quoted).
     #[error("this token does not hold policy {shown}, so it cannot give it away")]
     PolicyNotHeld { shown: String },
+    /// A policy write that would grant what the writer does not have
+    /// (`what` says which rule, in words).
+    #[error(
+        "policy {policy} would grant more than this token has: {what}; only what this token \
+         may do itself can be written into a policy (a root token can write anything)"
+    )]
+    PolicyWidens { policy: String, what: String },
+    /// An administrator acting on a user who holds a policy the
+    /// administrator could not grant.
+    #[error(
+        "user {user} holds policy {shown}, which this token does not hold, so it cannot change, \
+         disable or remove that user"
+    )]
+    UserOutranks { user: String, shown: String },
+    /// A change that would leave no active user holding root.
+    #[error(
+        "user {user} is the last active user holding the root policy; make another user root \
+         first"
+    )]
+    LastRootUser { user: String },
     /// A child token's network outside its parent's.
     #[error("network {network} is outside the networks of the creating token")]
     NetworkOutside { network: String },
@@ -982,6 +1002,15 @@ pub enum Conflict {
     /// A rotation lost to another writer.
     #[error("rotation conflict, nothing written: {0}")]
     Rotation(Box<Conflict>),
+    /// A policy created (not replaced) whose name is taken.
+    #[error("policy {name} already exists; open it to change it")]
+    PolicyExists { name: String },
+    /// A policy edited from a copy that is no longer current.
+    #[error(
+        "policy {name} was changed (or removed) by someone else after it was opened; nothing \
+         was written: reload it and make the change again"
+    )]
+    PolicyChanged { name: String },
     /// An app role of that name exists already.
     #[error("app role {name} already exists; delete it first to define it again")]
     AppRoleExists { name: String },

@@ -70,7 +70,9 @@ use std::sync::{Arc, RwLock};
 
 use coffer_store::Storage;
 
-pub use access::{BreakglassRequest, PolicyInfo, ProtectedInfo, TokenRequest, TokenView};
+pub use access::{
+    BreakglassRequest, PolicyExpect, PolicyInfo, ProtectedInfo, TokenRequest, TokenView,
+};
 pub use actor::Actor;
 pub use auth::{
     AccessModel, Authorized, BreakglassGrant, Identity, Listing, Operation, ROOT_POLICY, Reveals,

@@ -34,9 +34,12 @@ use coffer_store::{Expect, Mutation, RevokeScope, StoreError, TokenKind, TokenRe
 use serde::{Deserialize, Serialize};
 
 use crate::access::TokenView;
+use crate::auth::ROOT_POLICY;
 use crate::auth::{Identity, Operation};
 use crate::duration::parse_duration_ms;
-use crate::error::{Busy, Conflict, Integrity, InvalidInput, LoginRefused, NotFound, Record};
+use crate::error::{
+    Busy, Conflict, Integrity, InvalidInput, LoginRefused, NotFound, Record, Refusal,
+};
 use crate::username::canonical_user_name;
 use crate::{Coffer, CoreError, Result, now_ms};
 
@@ -656,9 +659,13 @@ impl Coffer {
         disabled: bool,
     ) -> Result<UserView> {
         let (name, o, mut u) = self.admin_user(identity, name).await?;
+        check_outranks(identity, &name, &u)?;
+        let _w = self.access_writes.lock().await;
+        if disabled {
+            self.keep_a_root_user(&name, &u).await?;
+        }
         u.disabled = disabled;
         let mut mutations = vec![put_user(&name, &u, Expect::Revision(o.revision))];
-        let _w = self.access_writes.lock().await;
         let mut grants = 0;
         if disabled {
             mutations.push(Mutation::RevokeTokens(RevokeScope::User(name.clone())));
@@ -689,11 +696,16 @@ impl Coffer {
             return Err(CoreError::Invalid(InvalidInput::NothingToChange));
         }
         let (name, o, mut u) = self.admin_user(identity, name).await?;
+        check_outranks(identity, &name, &u)?;
+        let _w = self.access_writes.lock().await;
         if let Some(policies) = policies {
             let mut policies = policies.to_vec();
             policies.sort();
             policies.dedup();
             self.check_grantable(identity, &policies)?;
+            if !policies.iter().any(|p| p == ROOT_POLICY) {
+                self.keep_a_root_user(&name, &u).await?;
+            }
             u.policies = policies;
         }
         if reset_totp {
@@ -718,8 +730,10 @@ impl Coffer {
 
     /// Removes a user and every token of theirs.
     pub async fn delete_user(&self, identity: &Identity, name: &str) -> Result<()> {
-        let (name, o, _) = self.admin_user(identity, name).await?;
+        let (name, o, u) = self.admin_user(identity, name).await?;
+        check_outranks(identity, &name, &u)?;
         let _w = self.access_writes.lock().await;
+        self.keep_a_root_user(&name, &u).await?;
         // Grants are kept by user name: a later account of the same name
         // must not inherit a live one.
         let ended = self.grant_removals(&name).await?;
@@ -740,6 +754,29 @@ impl Coffer {
         }
         tracing::warn!(actor = identity.display_name(), user = %name, "user removed");
         Ok(())
+    }
+
+    /// Refuses to disable, remove or demote `name` when it is the last
+    /// active (not disabled) user holding the `root` policy: people could
+    /// otherwise lock themselves out of administration. Called with
+    /// `access_writes` held, so two changes on this node cannot each see
+    /// the other root user still active.
+    async fn keep_a_root_user(&self, name: &str, u: &StoredUser) -> Result<()> {
+        if u.disabled || !u.policies.iter().any(|p| p == ROOT_POLICY) {
+            return Ok(());
+        }
+        for o in self.store.list_objects(KIND_USER).await? {
+            if o.key == name {
+                continue;
+            }
+            let other = decode_user(&o.value)?;
+            if !other.disabled && other.policies.iter().any(|p| p == ROOT_POLICY) {
+                return Ok(());
+            }
+        }
+        Err(CoreError::Forbidden(Refusal::LastRootUser {
+            user: name.to_string(),
+        }))
     }
 
     /// Deletions of every stored break-glass grant of user `name`, for the
@@ -950,5 +987,22 @@ impl Coffer {
             self.reload_access().await?;
         }
         Ok(report)
+    }
+}
+
+/// Refuses an administrator acting on a user who holds a policy the
+/// administrator could not grant (does not hold itself; root holds all):
+/// a limited user-admin must not demote, disable, remove or reset the
+/// one-time codes of someone more powerful.
+fn check_outranks(identity: &Identity, name: &str, u: &StoredUser) -> Result<()> {
+    if identity.is_root() {
+        return Ok(());
+    }
+    match u.policies.iter().find(|p| !identity.policies().contains(p)) {
+        Some(p) => Err(CoreError::Forbidden(Refusal::UserOutranks {
+            user: name.to_string(),
+            shown: crate::text::printable(p),
+        })),
+        None => Ok(()),
     }
 }

@@ -423,9 +423,11 @@ fn parse_list<C>(
             Tok::Str(name) => {
                 set.push(capability(name).map_err(|message| item.error(message))?);
             }
-            Tok::Ident(word) => {
+            Tok::Ident(_) => {
+                // `describe`, not the word itself: it may be a token.
                 return Err(item.error(format!(
-                    "expected a quoted capability name (like \"read\"), found `{word}`"
+                    "expected a quoted capability name (like \"read\"), found {}",
+                    item.describe()
                 )));
             }
             _ => {

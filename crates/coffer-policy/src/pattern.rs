@@ -166,6 +166,47 @@ impl Pattern {
         }
     }
 
+    /// Whether every target `other` matches is also matched by `self`.
+    /// Exact, in time linear in the patterns' length.
+    pub fn contains(&self, other: &Pattern) -> bool {
+        // The root pattern `""` is a folder with no segments.
+        let tail = |p: &Pattern| match &p.end {
+            End::Exact if p.segments.is_empty() => End::Folder,
+            end => end.clone(),
+        };
+        let (a_end, b_end) = (tail(self), tail(other));
+        let (a, b) = (&self.segments, &other.segments);
+        let common = a.len().min(b.len());
+        for (x, y) in a[..common].iter().zip(&b[..common]) {
+            match (x, y) {
+                (Segment::One, _) => {}
+                (Segment::Literal(x), Segment::Literal(y)) if x == y => {}
+                _ => return false,
+            }
+        }
+        match a_end {
+            End::Exact | End::Folder => a.len() == b.len() && a_end == b_end,
+            End::Prefix(p) => {
+                if b.len() > a.len() {
+                    // The target's next segment must start with `p`.
+                    match &b[a.len()] {
+                        Segment::Literal(l) => l.starts_with(p.as_str()),
+                        Segment::One => p.is_empty(),
+                    }
+                } else if b.len() == a.len() {
+                    match b_end {
+                        // `a/b` has no `/` after its last segment; `a/b/*` needs one.
+                        End::Exact => false,
+                        End::Folder => p.is_empty(),
+                        End::Prefix(q) => q.starts_with(p.as_str()),
+                    }
+                } else {
+                    false
+                }
+            }
+        }
+    }
+
     /// Parses `s`, reporting where in `s` a problem is.
     /// `refuse_credentials` is false only for policies read back from
     /// storage ([`crate::Policy::parse_stored`]).
@@ -429,5 +470,67 @@ mod tests {
         let long = "x".repeat(100);
         assert_eq!(quote(&long), format!("\"{}\"…", "x".repeat(64)));
         assert_eq!(quote("a\u{7}"), "\"a\\u{7}\"");
+    }
+
+    /// `contains` agrees with matching over every pattern and target built
+    /// from a small alphabet: `a ⊇ b` exactly when no target matches `b`
+    /// but not `a`.
+    #[test]
+    fn containment_agrees_with_matching() {
+        let segs = ["a", "ab", "b"];
+        let mut targets = vec![String::new()];
+        let mut layer = vec![String::new()];
+        for _ in 0..4 {
+            let mut next = Vec::new();
+            for t in &layer {
+                for s in segs {
+                    let joined = if t.is_empty() {
+                        s.to_string()
+                    } else {
+                        format!("{t}/{s}")
+                    };
+                    targets.push(joined.clone());
+                    targets.push(format!("{joined}/"));
+                    next.push(joined);
+                }
+            }
+            layer = next;
+        }
+        let parts = ["a", "ab", "+", "*"];
+        let mut sources = vec![String::new(), "*".to_string(), "a*".to_string()];
+        let mut layer = vec![String::new()];
+        for _ in 0..3 {
+            let mut next = Vec::new();
+            for t in &layer {
+                for s in parts {
+                    let joined = if t.is_empty() {
+                        s.to_string()
+                    } else {
+                        format!("{t}/{s}")
+                    };
+                    next.push(joined.clone());
+                    sources.push(joined.clone());
+                    sources.push(format!("{joined}/"));
+                    sources.push(format!("{joined}/*"));
+                    sources.push(format!("{joined}/a*"));
+                    sources.push(format!("{joined}*"));
+                }
+            }
+            layer = next;
+        }
+        let patterns: Vec<Pattern> = sources
+            .iter()
+            .filter_map(|s| Pattern::parse(s).ok())
+            .collect();
+        assert!(patterns.len() > 200, "{}", patterns.len());
+        let mut contained = 0;
+        for a in &patterns {
+            for b in &patterns {
+                let by_targets = targets.iter().all(|t| !b.matches(t) || a.matches(t));
+                assert_eq!(a.contains(b), by_targets, "{a} contains {b}?");
+                contained += usize::from(by_targets);
+            }
+        }
+        assert!(contained > patterns.len(), "{contained}");
     }
 }

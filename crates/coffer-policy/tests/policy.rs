@@ -580,3 +580,25 @@ fn policies_stored_by_earlier_releases_still_load() {
 
 #[path = "policy/vault.rs"]
 mod vault;
+
+/// A token pasted unquoted (or quoted) into a capabilities list is never
+/// repeated in the error: every place a word is shown goes through the
+/// credential filter.
+#[test]
+fn token_in_a_capabilities_list_is_not_repeated() {
+    let token = "cft_Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MGFiY2RlZg";
+    let sources = [
+        format!("path \"a/*\" {{ capabilities = [{token}] }}"),
+        format!("path \"a/*\" {{ capabilities = [\"read\", {token}] }}"),
+        format!("path \"a/*\" {{ capabilities = [\"{token}\"] }}"),
+        format!("path \"a/*\" {{ capabilities = {token} }}"),
+        format!("path \"a/*\" {{ capabilities = [\"read\" {token}] }}"),
+        format!("path \"a/*\" {{ {token} = [\"read\"] }}"),
+        format!("{token} \"a/*\" {{ capabilities = [\"read\"] }}"),
+    ];
+    for source in &sources {
+        let e = Policy::parse(source).expect_err(source).to_string();
+        assert!(!e.contains("Zm9vYmFy"), "{source}: {e}");
+        assert!(e.contains("line 1"), "{source}: {e}");
+    }
+}

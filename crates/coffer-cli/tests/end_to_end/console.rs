@@ -11,11 +11,14 @@
 //! the share button (the link opens once in a fresh browser, then not
 //! again; the key is in no request URL or Referer), sends a pasted text
 //! with "send a secret" (opened here with `coffer share open`), and
-//! compares two environments. This test then checks what only the server
+//! compares two environments; on the administration pages ada invites a
+//! person (who joins with the code) and sees the break-glass grant a person
+//! on call asked for. This test then checks what only the server
 //! can see.
 //!
 //! With `COFFER_SCREENSHOTS=DIR` the script also writes screenshots of the
-//! login, tree, secret, audit, rollback, send and environment pages there (the ones in
+//! login, tree, secret, audit, rollback, send, environment, users, policy,
+//! break-glass and rotation pages there (the ones in
 //! `docs/screenshots/` were made so).
 
 use std::process::Command;
@@ -27,6 +30,8 @@ use crate::common::{Mode, Server, ok};
 const SCRIPT: &str = include_str!("console/console_browser.py");
 const ADA_PASSWORD: &str = "console browser battery staple";
 const DEV_PASSWORD: &str = "console limited horse staple";
+const ONCALL_PASSWORD: &str = "console pager battery horse";
+const NEWBIE_PASSWORD: &str = "console newcomer staple horse";
 
 fn now_secs() -> u64 {
     std::time::SystemTime::now()
@@ -143,6 +148,13 @@ fn the_console_in_a_real_browser() {
     );
     join(&server, &root, "ada", ADA_PASSWORD, &["everything"]);
     join(&server, &root, "dev", DEV_PASSWORD, &["dev-only"]);
+    put(
+        &server,
+        &root,
+        "/api/v1/sys/policies/oncall",
+        json!({ "policy": r#"path "app/prod/*" { capabilities = ["breakglass", "list"] }"# }),
+    );
+    join(&server, &root, "oncall", ONCALL_PASSWORD, &["oncall"]);
     let (seed, confirmed_at) = enroll_totp(&server, "ada", ADA_PASSWORD);
     put(
         &server,
@@ -157,6 +169,21 @@ fn the_console_in_a_real_browser() {
         json!({ "value": "prod-value-1" }),
     );
 
+    // Production is protected, and its secret expires soon (for the
+    // rotation page).
+    post(
+        &server,
+        Some(&root),
+        "/api/v1/sys/protected",
+        json!({ "pattern": "app/prod/*" }),
+    );
+    put(
+        &server,
+        &root,
+        "/api/v1/expiry/app/prod/DB_PASSWORD",
+        json!({ "expires_in": "2d" }),
+    );
+
     let script = dir.path().join("console_browser.py");
     std::fs::write(&script, SCRIPT).unwrap();
     let send_link_file = dir.path().join("send-link");
@@ -166,6 +193,8 @@ fn the_console_in_a_real_browser() {
         .env("COFFER_ADDR", &server.addr)
         .env("ADA_PASSWORD", ADA_PASSWORD)
         .env("DEV_PASSWORD", DEV_PASSWORD)
+        .env("ONCALL_PASSWORD", ONCALL_PASSWORD)
+        .env("NEWBIE_PASSWORD", NEWBIE_PASSWORD)
         .env("ADA_TOTP_SECRET", &seed)
         .env("ADA_TOTP_CONFIRMED_AT", confirmed_at.to_string());
     if let Ok(shots) = std::env::var("COFFER_SCREENSHOTS") {
@@ -227,6 +256,8 @@ fn the_console_in_a_real_browser() {
         "sent from the console",
         ADA_PASSWORD,
         DEV_PASSWORD,
+        ONCALL_PASSWORD,
+        NEWBIE_PASSWORD,
     ] {
         assert!(!log.contains(secret), "the audit log holds a secret");
         assert!(
@@ -270,6 +301,39 @@ fn the_console_in_a_real_browser() {
         && r["path"] == "app/prod/DB_PASSWORD"
         && r["outcome"] == "denied"
         && r["actor"]["name"] == "dev"));
+    // ada's invitation made newbie, with the policy she typed; oncall's
+    // break-glass request is a live grant with its reason; both were
+    // audited under the console's twins of the API's operations.
+    let newbie = ok(
+        &server.http("GET", "/api/v1/sys/users/newbie", Some(&root), None),
+        "newbie",
+    );
+    assert_eq!(newbie["policies"], json!(["everything"]));
+    let grants = ok(
+        &server.http("GET", "/api/v1/sys/breakglass", Some(&root), None),
+        "grants",
+    );
+    let grants = grants["grants"].as_array().unwrap();
+    assert_eq!(grants.len(), 1, "{grants:?}");
+    assert_eq!(grants[0]["user"], "oncall");
+    assert_eq!(
+        grants[0]["reason"],
+        "incident 7: payments cannot reach the database"
+    );
+    assert!(records.iter().any(|r| r["op"] == "ui.invite.create"
+        && r["outcome"] == "ok"
+        && r["actor"]["name"] == "ada"));
+    assert!(records.iter().any(|r| r["op"] == "ui.breakglass.grant"
+        && r["outcome"] == "ok"
+        && r["path"] == "app/prod/DB_PASSWORD"
+        && r["actor"]["name"] == "oncall"));
+    // The refused disable (a wrong name typed) changed nothing.
+    assert!(
+        records
+            .iter()
+            .any(|r| r["op"] == "ui.user.disable" && r["status"] == 400)
+    );
+    assert_eq!(newbie["disabled"], false);
     // Logout revoked ada's token: she has none left.
     let tokens = ok(
         &server.http("GET", "/api/v1/auth/tokens", Some(&root), None),

@@ -25,6 +25,7 @@
 //! and HTML-escaped by default; the stylesheet and the script are embedded
 //! with `include_str!`.
 
+mod admin;
 mod pages;
 mod secret_actions;
 mod send;
@@ -128,6 +129,26 @@ pub(crate) const SEND_SCRIPT: UiRoute = route("GET", "/ui/assets/send.js", "ui.a
 /// use case, rather than a `ui.*` name of their own.
 #[cfg(test)]
 pub(crate) const API_OPS: &[&UiRoute] = &[&ROLLBACK, &PROMOTE_ENV, &SHARE_CREATE];
+// The administration pages (`admin.rs`): each operation is `ui.` and the
+// operation of the API route whose use case it calls (`admin::API_TWINS`).
+pub(crate) const USERS: UiRoute = route("GET", "/ui/users", "ui.user.list");
+pub(crate) const INVITE: UiRoute = route("POST", "/ui/users/invite", "ui.invite.create");
+pub(crate) const USER: UiRoute = route("GET", "/ui/users/{name}", "ui.user.read");
+pub(crate) const USER_DISABLE: UiRoute =
+    route("POST", "/ui/users/{name}/disable", "ui.user.disable");
+pub(crate) const USER_ENABLE: UiRoute = route("POST", "/ui/users/{name}/enable", "ui.user.enable");
+pub(crate) const USER_UPDATE: UiRoute = route("POST", "/ui/users/{name}/update", "ui.user.update");
+pub(crate) const USER_DELETE: UiRoute = route("POST", "/ui/users/{name}/delete", "ui.user.delete");
+pub(crate) const POLICIES: UiRoute = route("GET", "/ui/policies", "ui.policy.list");
+pub(crate) const POLICY_CREATE: UiRoute = route("POST", "/ui/policies", "ui.policy.write");
+pub(crate) const POLICY: UiRoute = route("GET", "/ui/policies/{name}", "ui.policy.read");
+pub(crate) const POLICY_WRITE: UiRoute = route("POST", "/ui/policies/{name}", "ui.policy.write");
+pub(crate) const PROTECTED: UiRoute = route("GET", "/ui/protected", "ui.protected.list");
+pub(crate) const PROTECT: UiRoute = route("POST", "/ui/protected", "ui.protected.add");
+pub(crate) const UNPROTECT: UiRoute = route("POST", "/ui/protected/remove", "ui.protected.remove");
+pub(crate) const BREAKGLASS: UiRoute = route("GET", "/ui/breakglass", "ui.breakglass.list");
+pub(crate) const BREAKGLASS_GRANT: UiRoute = route("POST", "/ui/breakglass", "ui.breakglass.grant");
+pub(crate) const ROTATION: UiRoute = route("GET", "/ui/rotation", "ui.rotation.status");
 
 /// Every route of the console.
 pub(crate) const ROUTES: &[&UiRoute] = &[
@@ -153,11 +174,30 @@ pub(crate) const ROUTES: &[&UiRoute] = &[
     &SEND,
     &SHARE_CREATE,
     &SEND_SCRIPT,
+    &USERS,
+    &INVITE,
+    &USER,
+    &USER_DISABLE,
+    &USER_ENABLE,
+    &USER_UPDATE,
+    &USER_DELETE,
+    &POLICIES,
+    &POLICY_CREATE,
+    &POLICY,
+    &POLICY_WRITE,
+    &PROTECTED,
+    &PROTECT,
+    &UNPROTECT,
+    &BREAKGLASS,
+    &BREAKGLASS_GRANT,
+    &ROTATION,
 ];
 
 /// The console route a request matched, from its method and the template
-/// axum matched.
+/// axum matched. axum answers HEAD with the GET handler (which runs, and
+/// may make core calls), so HEAD is recorded as the GET route's operation.
 pub(crate) fn find(method: &str, matched: &str) -> Option<&'static UiRoute> {
+    let method = if method == "HEAD" { "GET" } else { method };
     ROUTES
         .iter()
         .find(|r| r.method == method && r.path == matched)
@@ -204,6 +244,25 @@ pub(crate) fn routes(options: ConsoleOptions, tls: bool) -> Router<AppState> {
         .route(SEND.path, get(send::send_page))
         .route(SHARE_CREATE.path, post(send::create))
         .route(SEND_SCRIPT.path, get(send::script))
+        .route(USERS.path, get(admin::users))
+        .route(INVITE.path, post(admin::invite))
+        .route(USER.path, get(admin::user))
+        .route(USER_DISABLE.path, post(admin::user_disable))
+        .route(USER_ENABLE.path, post(admin::user_enable))
+        .route(USER_UPDATE.path, post(admin::user_update))
+        .route(USER_DELETE.path, post(admin::user_delete))
+        .route(
+            POLICIES.path,
+            get(admin::policies).post(admin::policy_create),
+        )
+        .route(POLICY.path, get(admin::policy).post(admin::policy_write))
+        .route(PROTECTED.path, get(admin::protected).post(admin::protect))
+        .route(UNPROTECT.path, post(admin::unprotect))
+        .route(
+            BREAKGLASS.path,
+            get(admin::breakglass).post(admin::breakglass_grant),
+        )
+        .route(ROTATION.path, get(admin::rotation))
         .layer(axum::middleware::map_response(
             move |resp: Response| async move {
                 let mut resp = page_headers(resp).await;

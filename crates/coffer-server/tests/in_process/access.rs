@@ -334,3 +334,298 @@ fn bidi_controls_refused_in_display_names_and_reasons() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+// ---- policy writes never grant more than the writer has ----
+
+fn write_policy_as(server: &Server, token: &str, name: &str, source: &str) -> common::Response {
+    let body = json!({ "policy": source }).to_string();
+    server.http(
+        "PUT",
+        &format!("/api/v1/sys/policies/{name}"),
+        Some(token),
+        Some(body.as_bytes()),
+    )
+}
+
+fn policy_text(server: &Server, root: &str, name: &str) -> String {
+    let r = server.http(
+        "GET",
+        &format!("/api/v1/sys/policies/{name}"),
+        Some(root),
+        None,
+    );
+    ok(&r, name)["policy"].as_str().unwrap().to_string()
+}
+
+/// A person who administers the policy they hold cannot rewrite it (or
+/// write any other) to grant what they lack, nor drop a deny from it;
+/// writing within their own capabilities still works.
+#[test]
+fn policy_write_cannot_widen_the_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    let team = r#"path "sys/policies/team" { capabilities = ["admin"] }
+path "sys/policies/helper" { capabilities = ["admin"] }
+path "app/dev/*" { capabilities = ["read", "list"] }
+path "app/dev/secret/*" { capabilities = ["deny"] }
+"#;
+    put_policy(&server, &root, "team", team);
+    put_policy(
+        &server,
+        &root,
+        "other",
+        r#"path "app/*" { capabilities = ["read"] }"#,
+    );
+    let t = join(
+        &server,
+        &root,
+        "tess",
+        "a long enough password 1",
+        &["team"],
+    );
+    let everything = r#"path "*" { capabilities = ["read", "list", "create", "update", "delete", "rotate", "admin"] }"#;
+    let widening = [
+        ("team", everything.to_string()),
+        // A capability the writer lacks, on a path it reads.
+        (
+            "team",
+            format!("{team}path \"app/dev/*\" {{ capabilities = [\"update\"] }}\n"),
+        ),
+        // A pattern broader than the writer's.
+        ("team", team.replace("app/dev/*", "app/*")),
+        ("team", team.replace("app/dev/*\" {", "app/dev*\" {")),
+        // The writer's own deny dropped (everyone holding team gains).
+        ("team", team.replace("app/dev/secret/*", "app/dev/secret/x")),
+        // A new policy that reaches into what the writer is denied.
+        (
+            "helper",
+            r#"path "app/dev/*" { capabilities = ["read"] }"#.to_string(),
+        ),
+        (
+            "helper",
+            r#"path "sys/policies/*" { capabilities = ["admin"] }"#.to_string(),
+        ),
+    ];
+    for (name, source) in &widening {
+        let r = write_policy_as(&server, &t, name, source);
+        assert_eq!(r.status, 403, "{name}: {source}: {}", r.text());
+        let message = r.json()["error"]["message"].as_str().unwrap().to_string();
+        assert!(
+            message.contains("would grant more than this token has"),
+            "{message}"
+        );
+        let rec = server
+            .audit_records()
+            .into_iter()
+            .rev()
+            .find(|r| r["op"] == "policy.write")
+            .unwrap();
+        assert_eq!(rec["outcome"], "denied", "{rec}");
+        assert_eq!(rec["status"], 403, "{rec}");
+    }
+    assert_eq!(policy_text(&server, &root, "team"), team);
+    assert_eq!(
+        server
+            .http("GET", "/api/v1/sys/policies/helper", Some(&root), None)
+            .status,
+        404
+    );
+    // Within the writer's own: narrower patterns and capabilities, the
+    // deny kept or widened, new denies added.
+    let narrower = team.replace("[\"read\", \"list\"]", "[\"read\"]")
+        + "path \"app/dev/other\" { capabilities = [\"deny\"] }\n";
+    let r = write_policy_as(&server, &t, "team", &narrower);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = write_policy_as(
+        &server,
+        &t,
+        "helper",
+        "path \"app/dev/*\" { capabilities = [\"read\"] }\n\
+         path \"app/dev/secret/*\" { capabilities = [\"deny\"] }\n\
+         path \"app/dev/other\" { capabilities = [\"deny\"] }\n",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    // Root still writes anything, and may drop a deny.
+    let r = write_policy_as(&server, &root, "team", everything);
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+// ---- user administration never reaches past the administrator ----
+
+fn users_call(
+    server: &Server,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: serde_json::Value,
+) -> common::Response {
+    let body = body.to_string();
+    server.http(method, path, Some(token), Some(body.as_bytes()))
+}
+
+/// A helpdesk administrator (admin on every `sys/users/*`) cannot demote,
+/// disable, remove or reset the one-time codes of a user holding a policy
+/// it does not hold; it can on users within its own policies. Nobody, root
+/// included, can disable, remove or demote the last active root user.
+#[test]
+fn user_admin_cannot_act_on_more_powerful_users() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    put_policy(
+        &server,
+        &root,
+        "helpdesk",
+        r#"path "sys/users/*" { capabilities = ["admin"] }"#,
+    );
+    put_policy(
+        &server,
+        &root,
+        "reader",
+        r#"path "app/*" { capabilities = ["read"] }"#,
+    );
+    let h = join(
+        &server,
+        &root,
+        "hal",
+        "a long enough password 1",
+        &["helpdesk"],
+    );
+    join(
+        &server,
+        &root,
+        "alice",
+        "a long enough password 2",
+        &["root"],
+    );
+    join(
+        &server,
+        &root,
+        "rita",
+        "a long enough password 3",
+        &["reader"],
+    );
+    join(
+        &server,
+        &root,
+        "hank",
+        "a long enough password 4",
+        &["helpdesk"],
+    );
+    let attempts = [
+        (
+            "PATCH",
+            "/api/v1/sys/users/alice",
+            json!({ "policies": ["helpdesk"] }),
+        ),
+        (
+            "PATCH",
+            "/api/v1/sys/users/alice",
+            json!({ "reset_totp": true }),
+        ),
+        ("POST", "/api/v1/sys/users/alice/disable", json!({})),
+        ("DELETE", "/api/v1/sys/users/alice", json!({})),
+        ("POST", "/api/v1/sys/users/rita/disable", json!({})),
+        (
+            "PATCH",
+            "/api/v1/sys/users/rita",
+            json!({ "policies": ["helpdesk"] }),
+        ),
+    ];
+    for (method, path, body) in attempts {
+        let before = ok(
+            &server.http("GET", "/api/v1/sys/users/alice", Some(&root), None),
+            "alice",
+        );
+        let r = users_call(&server, &h, method, path, body);
+        assert_eq!(r.status, 403, "{method} {path}: {}", r.text());
+        let message = r.json()["error"]["message"].as_str().unwrap().to_string();
+        assert!(
+            message.contains("which this token does not hold"),
+            "{message}"
+        );
+        let after = ok(
+            &server.http("GET", "/api/v1/sys/users/alice", Some(&root), None),
+            "alice",
+        );
+        assert_eq!(before, after);
+    }
+    assert_eq!(
+        server
+            .audit_records()
+            .into_iter()
+            .rev()
+            .find(|r| r["op"] == "user.update")
+            .unwrap()["outcome"],
+        "denied"
+    );
+    // A peer within its own policies: allowed.
+    let r = users_call(
+        &server,
+        &h,
+        "POST",
+        "/api/v1/sys/users/hank/disable",
+        json!({}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    // alice is the only active root user: root itself may not lock her out.
+    for (method, path, body) in [
+        (
+            "PATCH",
+            "/api/v1/sys/users/alice",
+            json!({ "policies": ["reader"] }),
+        ),
+        ("POST", "/api/v1/sys/users/alice/disable", json!({})),
+        ("DELETE", "/api/v1/sys/users/alice", json!({})),
+    ] {
+        let r = users_call(&server, &root, method, path, body);
+        assert_eq!(r.status, 403, "{method} {path}: {}", r.text());
+        let message = r.json()["error"]["message"].as_str().unwrap().to_string();
+        assert!(
+            message.contains("last active user holding the root policy"),
+            "{message}"
+        );
+    }
+    // With a second root user, either may go.
+    join(&server, &root, "bob", "a long enough password 5", &["root"]);
+    let r = users_call(
+        &server,
+        &root,
+        "POST",
+        "/api/v1/sys/users/alice/disable",
+        json!({}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = users_call(&server, &root, "DELETE", "/api/v1/sys/users/bob", json!({}));
+    assert_eq!(r.status, 403, "{}", r.text());
+    // Resetting a root user's codes keeps them root: allowed to root.
+    let r = users_call(
+        &server,
+        &root,
+        "PATCH",
+        "/api/v1/sys/users/bob",
+        json!({ "reset_totp": true }),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+/// A token typed unquoted into a policy's capabilities list is refused
+/// without being repeated in the answer or the audit log.
+#[test]
+fn policy_parse_error_never_repeats_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    for source in [
+        format!("path \"a/*\" {{ capabilities = [{root}] }}"),
+        format!("path \"a/*\" {{ capabilities = [\"read\", {root}] }}"),
+        format!("path \"a/*\" {{ capabilities = [\"{root}\"] }}"),
+    ] {
+        let r = write_policy_as(&server, &root, "leak", &source);
+        assert_eq!(r.status, 400, "{}", r.text());
+        assert!(!r.text().contains(&root), "the token was echoed");
+        assert!(r.text().contains("line 1"), "{}", r.text());
+    }
+    assert!(!server.audit_log_text().contains(&root));
+}

@@ -960,8 +960,16 @@ const ADMIN: &[Case] = &[
         "svc-padmin",
         "PUT",
         "/api/v1/sys/policies/new-one",
-        Some(r#"{"policy":"path \"x/*\" { capabilities = [\"read\"] }"}"#),
+        Some(r#"{"policy":"path \"sys/policies/new-one\" { capabilities = [\"admin\"] }"}"#),
         200,
+    ),
+    // ...but nothing it does not have itself.
+    (
+        "svc-padmin",
+        "PUT",
+        "/api/v1/sys/policies/other-one",
+        Some(r#"{"policy":"path \"x/*\" { capabilities = [\"read\"] }"}"#),
+        403,
     ),
     (
         "svc-padmin",

@@ -12,7 +12,7 @@ use serde_json::json;
 
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 pub(crate) const FORM: &str = "application/x-www-form-urlencoded";
-const PASSWORD: &str = "console correct horse battery";
+pub(crate) const PASSWORD: &str = "console correct horse battery";
 
 pub(crate) fn put_policy(server: &Server, root: &str, name: &str, source: &str) {
     let body = json!({ "policy": source }).to_string();
@@ -115,7 +115,7 @@ pub(crate) fn form(fields: &[(&str, &str)]) -> String {
 }
 
 /// The value of `name` in the response's `Set-Cookie` headers.
-fn set_cookie<'a>(r: &'a Response, name: &str) -> Option<&'a str> {
+pub(super) fn set_cookie<'a>(r: &'a Response, name: &str) -> Option<&'a str> {
     r.headers
         .iter()
         .filter(|(k, _)| k == "set-cookie")
@@ -123,7 +123,7 @@ fn set_cookie<'a>(r: &'a Response, name: &str) -> Option<&'a str> {
         .find(|v| v.starts_with(&format!("{name}=")))
 }
 
-fn cookie_value(set: &str) -> String {
+pub(super) fn cookie_value(set: &str) -> String {
     set.split(';')
         .next()
         .unwrap()
@@ -185,7 +185,7 @@ impl Session<'_> {
 }
 
 /// The login form's cookie and field.
-fn login_form(server: &Server) -> (String, String) {
+pub(super) fn login_form(server: &Server) -> (String, String) {
     let r = server.http("GET", "/ui/login", None, None);
     assert_eq!(r.status, 200, "{}", r.text());
     let cookie = cookie_value(set_cookie(&r, "coffer-ui-login").expect("a login cookie"));

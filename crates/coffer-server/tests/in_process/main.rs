@@ -20,6 +20,7 @@ mod bad_input;
 mod compromised;
 mod console;
 mod console_actions;
+mod console_admin;
 mod fingerprints;
 mod history;
 mod jwt_login;

@@ -178,7 +178,9 @@ const SAMPLES: &[Sample] = &[
         &routes::POLICY_WRITE,
         &["some-policy"],
         "",
-        Some(r#"{"policy":"path \"app/*\" { capabilities = [\"read\"] }"}"#),
+        // Within the writer's own capabilities: a policy may not grant
+        // what its writer lacks.
+        Some(r#"{"policy":"path \"sys/policies/some-policy\" { capabilities = [\"admin\"] }"}"#),
     ),
     (&routes::POLICY_DELETE, &["some-policy"], "", None),
     (&routes::TOKEN_LIST, &[], "", None),

@@ -6,6 +6,9 @@ makes the people and secrets, and checks afterwards what only the server
 can see (audit records, what was written, which tokens remain). Passwords
 and the one-time code's seed come by environment, never argv.
 
+The administration pages: ada invites a person by keyboard and sees the
+break-glass grant a person on call asked for through the pages.
+
 Prints `console ok` when every check passed; exits non-zero otherwise.
 """
 
@@ -13,17 +16,21 @@ import base64
 import hashlib
 import hmac
 import http.server
+import json
 import os
 import shutil
 import struct
 import sys
 import threading
+import urllib.request
 
 from playwright.sync_api import expect, sync_playwright
 
 ADDR = os.environ["COFFER_ADDR"].rstrip("/")
 ADA_PASSWORD = os.environ["ADA_PASSWORD"]
 DEV_PASSWORD = os.environ["DEV_PASSWORD"]
+ONCALL_PASSWORD = os.environ["ONCALL_PASSWORD"]
+NEWBIE_PASSWORD = os.environ["NEWBIE_PASSWORD"]
 TOTP_SECRET = os.environ["ADA_TOTP_SECRET"]
 TOTP_STEP_AFTER = int(os.environ["ADA_TOTP_CONFIRMED_AT"]) + 30
 SHOTS = os.environ.get("COFFER_SCREENSHOTS")
@@ -120,6 +127,102 @@ def login(page, user, password, code=""):
     page.fill("#password", password)
     page.fill("#totp", code)
     click_and_wait(page, "#login button[type=submit]")
+
+
+def accept_invite(code, user, password):
+    """Joins with an invitation code through the API, as `coffer invite
+    accept` does."""
+    body = json.dumps({"code": code, "user": user, "password": password}).encode()
+    req = urllib.request.Request(ADDR + "/api/v1/auth/invites/accept", data=body,
+                                 headers={"content-type": "application/json"}, method="POST")
+    with urllib.request.urlopen(req) as resp:
+        check(resp.status == 200, "accepting the invitation: %d" % resp.status)
+
+
+def press_and_wait(page, key):
+    """Presses a key that submits a form, and waits for the next page."""
+    with page.expect_navigation(wait_until="load"):
+        page.keyboard.press(key)
+
+
+def administration(browser, page):
+    """ada invites a person and sees a break-glass grant that oncall asked
+    for, through the pages, with the keyboard where a person would type."""
+    # Users: the nav link, then the invitation form by keyboard alone.
+    visit(page, "/ui/")
+    click_and_wait(page, "nav a:has-text('Users')")
+    check(page.url == ADDR + "/ui/users", "users page: " + page.url)
+    no_inline(page, "users")
+    check(page.locator("#users a", has_text="dev").count() == 1, "dev among the users")
+    page.focus("#invite-policies")
+    page.keyboard.type("everything")
+    page.keyboard.press("Tab")
+    check(page.evaluate("document.activeElement.id") == "invite-ttl", "Tab goes to the lifetime")
+    page.keyboard.type("1h")
+    press_and_wait(page, "Enter")
+    no_inline(page, "invitation")
+    code = page.inner_text("#invite-code").strip()
+    check(len(code) > 20, "an invitation code: %r" % code)
+    check(code not in page.url, "the code in a URL")
+    accept_invite(code, "newbie", NEWBIE_PASSWORD)
+    visit(page, "/ui/users")
+    check(page.locator("#users a", has_text="newbie").count() == 1, "newbie joined")
+    check(code not in page.content(), "the code shown twice")
+    shot(page, "users")
+
+    # A user's page: disabling needs the name typed again.
+    click_and_wait(page, "#users a:has-text('newbie')")
+    no_inline(page, "user")
+    page.fill("#disable-confirm", "not-newbie")
+    resp = None
+    with page.expect_navigation() as nav:
+        page.click("#user-disable button[type=submit]")
+    resp = nav.value
+    check(resp.status == 400, "disable with the wrong name: %d" % resp.status)
+    page.go_back()
+    visit(page, "/ui/users/newbie")
+    check(page.inner_text("#user-state") == "active", "newbie still active")
+
+    # Policies read as grants.
+    visit(page, "/ui/policies/dev-only")
+    check(page.locator("#rules td", has_text="read, list, create, update").count() == 1,
+          "dev-only's grants: " + page.inner_text("main"))
+    check(page.locator("#holders a", has_text="dev").count() == 1, "dev holds dev-only")
+    shot(page, "policy")
+
+    # oncall asks for break-glass on the protected prod secret, by keyboard.
+    oc_ctx = browser.new_context(viewport={"width": 1000, "height": 640})
+    oc = oc_ctx.new_page()
+    watch(oc)
+    login(oc, "oncall", ONCALL_PASSWORD)
+    visit(oc, "/ui/breakglass", status=403)
+    check(oc.locator("#grants-hidden").is_visible(), "oncall is told grants are not listed")
+    oc.focus("#bg-path")
+    oc.keyboard.type("app/prod/DB_PASSWORD")
+    oc.keyboard.press("Tab")
+    oc.keyboard.type("incident 7: payments cannot reach the database")
+    oc.keyboard.press("Tab")
+    oc.keyboard.type("30m")
+    oc.keyboard.press("Tab")
+    check(oc.evaluate("document.activeElement.textContent") == "Ask for access",
+          "Tab reaches the button")
+    press_and_wait(oc, "Enter")
+    check(oc.locator("#granted").is_visible(), "granted: " + oc.inner_text("main"))
+    no_inline(oc, "break-glass granted")
+    oc_ctx.close()
+
+    # ada sees the live grant, its reason and its end.
+    visit(page, "/ui/breakglass")
+    check(page.locator("#grants td", has_text="incident 7: payments cannot reach the database").count() == 1,
+          "the grant in ada's list: " + page.inner_text("main"))
+    shot(page, "breakglass")
+
+    visit(page, "/ui/protected")
+    check(page.locator("#protected td", has_text="app/prod/*").count() == 1, "prod is protected")
+    visit(page, "/ui/rotation")
+    check(page.locator("#rotation a", has_text="app/prod/DB_PASSWORD").count() == 1,
+          "the expiring secret in the rotation status")
+    shot(page, "rotation")
 
 
 class Attacker(http.server.BaseHTTPRequestHandler):
@@ -311,6 +414,8 @@ def main():
         # Who read it.
         visit(page, "/ui/readers/app/dev/API_KEY")
         check(page.locator("#readers td", has_text="ada").count() >= 1, "ada among the readers")
+
+        administration(browser, page)
 
         # A forged form from another origin of this host: the browser sends
         # the cookie (same site), the console refuses (Origin, token).
