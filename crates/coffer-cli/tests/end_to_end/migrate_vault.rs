@@ -185,7 +185,7 @@ fn a_kv_mount_and_its_policies_migrate_with_every_version_and_state() {
     bao.put("app/typed", json!({"port": 5432, "host": c(11)}));
     bao.put("app/shout!", json!({"v": c(12)}));
     // The one this run's coffer token may not write (a failure half way).
-    bao.put("app/locked", json!({"v": c(13)}));
+    bao.put("locked", json!({"v": c(13)}));
     // Policies: one translates exactly, one cannot.
     let policy = "path \"secret/data/app/*\" { capabilities = [\"read\"] }\n\
                   path \"secret/metadata/app/*\" { capabilities = [\"read\", \"list\"] }\n";
@@ -264,14 +264,14 @@ fn a_kv_mount_and_its_policies_migrate_with_every_version_and_state() {
     assert_eq!(lines[0]["coffer"], "legacy/vault/app/deep/er/key");
     assert_eq!(narrow.json()["policies"], json!([]));
 
-    // The first run's token may write everything but app/locked.
+    // The first run's token may write everything but locked.
     let migrator = server.token_with_policy(
         &root,
         "migrator",
         "path \"sys/import\" { capabilities = [\"admin\"] }\n\
          path \"sys/policies/*\" { capabilities = [\"admin\"] }\n\
          path \"*\" { capabilities = [\"create\", \"read\", \"list\"] }\n\
-         path \"app/locked\" { capabilities = [\"deny\"] }\n",
+         path \"locked\" { capabilities = [\"deny\"] }\n",
     );
     let first = migrate(&server, &bao, &migrator, &[]).expect(1);
     let secrets = outcomes(&first, "secrets");
@@ -282,7 +282,7 @@ fn a_kv_mount_and_its_policies_migrate_with_every_version_and_state() {
         ("pruned", "created"),
         ("app/typed", "not_mapped"),
         ("app/shout!", "not_mapped"),
-        ("app/locked", "failed"),
+        ("locked", "failed"),
     ] {
         assert_eq!(secrets[name], outcome, "{name}: {}", first.stdout());
     }
@@ -378,7 +378,7 @@ fn a_kv_mount_and_its_policies_migrate_with_every_version_and_state() {
         ok(&read("pruned", 4), "pruned")["value"],
         json!({"v": c(10)})
     );
-    for absent in ["app/typed", "app/locked"] {
+    for absent in ["app/typed", "locked"] {
         let r = server.http(
             "GET",
             &format!("/api/v1/metadata/{absent}"),
@@ -457,7 +457,7 @@ fn a_kv_mount_and_its_policies_migrate_with_every_version_and_state() {
     );
     let second = migrate(&server, &bao, &root, &[]).expect(0);
     let secrets = outcomes(&second, "secrets");
-    assert_eq!(secrets["app/locked"], "created");
+    assert_eq!(secrets["locked"], "created");
     for name in ["app/db", "app/api", "app/deep/er/key", "pruned"] {
         assert_eq!(secrets[name], "unchanged", "{name}");
     }

@@ -555,7 +555,7 @@ impl Node {
             "issuer": "https://issuer.example",
             "audience": crate::jwt_login::AUDIENCE,
             "jwks": json!({"keys": [key.jwk.clone()]}).to_string(),
-            "bound_claims": {"repository": ["acme/api"]},
+            "bound_claims": {"repository": ["acme/api"], "ref": ["refs/heads/main"]},
             "policies": ["filler"],
         })
         .to_string();
