@@ -589,21 +589,39 @@ pub async fn run(g: &crate::cli::Global, a: RunArgs) -> anyhow::Result<Status> {
         Some(_) => Some(catch_signals()?),
         None => None,
     };
-    let login = match (a.login.as_deref(), &a.role_id) {
-        (Some("approle"), Some(role_id)) => {
-            Some(crate::approle_cmd::login_for_run(g, role_id, a.secret_id_file.as_deref()).await?)
-        }
-        (Some("approle"), None) => {
-            return Err(fail(
-                Status::Usage,
-                "--login approle needs --role-id ID (and the secret id from --secret-id-file or COFFER_SECRET_ID)",
-            ));
-        }
-        (Some(_), Some(_)) => {
-            return Err(fail(Status::Usage, "--role-id goes with --login approle"));
-        }
-        (Some(spec), None) => Some(crate::auth_cmd::login_for_run(g, spec).await?),
-        (None, _) => None,
+    let login_fut = async {
+        anyhow::Ok(match (a.login.as_deref(), &a.role_id) {
+            (Some("approle"), Some(role_id)) => Some(
+                crate::approle_cmd::login_for_run(g, role_id, a.secret_id_file.as_deref()).await?,
+            ),
+            (Some("approle"), None) => {
+                return Err(fail(
+                    Status::Usage,
+                    "--login approle needs --role-id ID (and the secret id from --secret-id-file or COFFER_SECRET_ID)",
+                ));
+            }
+            (Some(_), Some(_)) => {
+                return Err(fail(Status::Usage, "--role-id goes with --login approle"));
+            }
+            (Some(spec), None) => Some(crate::auth_cmd::login_for_run(g, spec).await?),
+            (None, _) => None,
+        })
+    };
+    // A signal during the login ends the run at once: the login request is
+    // dropped, so no token reaches coffer (one the server may still issue
+    // is never delivered to anyone, and expires with its TTL).
+    let login = match signals.as_mut() {
+        Some(signals) => tokio::select! {
+            l = login_fut => l?,
+            Some((sig, _)) = signals.recv() => {
+                eprintln!(
+                    "coffer: signal {} during the login; stopping (no token was received)",
+                    sig.as_raw()
+                );
+                std::process::exit(128 + sig.as_raw());
+            }
+        },
+        None => login_fut.await?,
     };
     if let (Some((token, client)), Some(signals)) = (login, signals.as_mut()) {
         let outcome = run_logged_in(g, &a, &inputs, example.as_deref(), token, signals).await;
