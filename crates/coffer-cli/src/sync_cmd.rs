@@ -789,6 +789,7 @@ async fn push_labels(
         previous: labelled(previous),
         current: current_value,
         pending: labelled(pending),
+        force: a.force,
     };
     let existing = match store.current(name).await {
         Ok(c) => c,
@@ -813,7 +814,6 @@ async fn push_labels(
             existing.is_some(),
             a.kms_key_id.as_deref(),
             a.cloud.dry_run,
-            a.force,
         )
         .await
     {

@@ -637,6 +637,9 @@ pub struct LabelPlan<'a> {
     pub previous: Option<Labelled<'a>>,
     pub current: Labelled<'a>,
     pub pending: Option<Labelled<'a>>,
+    /// Whether a `coffer-vN` marker found on a version that does not hold
+    /// coffer's version N is replaced (`--force`) instead of refused.
+    pub force: bool,
 }
 
 /// The staging label that marks the Secrets Manager version holding
@@ -663,7 +666,6 @@ impl Store {
         exists: bool,
         kms_key_id: Option<&str>,
         dry_run: bool,
-        force: bool,
     ) -> Result<(Vec<String>, String), SyncError> {
         let Store::SecretsManager(c) = self else {
             return Err(SyncError::new(
@@ -754,7 +756,7 @@ impl Store {
             if same {
                 continue;
             }
-            if !force {
+            if !plan.force {
                 return Err(SyncError::new(
                     ErrorKind::Conflict,
                     format!(
