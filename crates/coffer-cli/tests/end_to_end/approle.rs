@@ -633,7 +633,7 @@ fn a_signal_at_an_awkward_moment_never_leaves_the_runs_token_alive() {
 }
 
 /// A TERM or INT while the login is under way (here: a server that never
-/// answers) ends `coffer run --login` at once with the signal's status,
+/// answers) ends `coffer run --login` after a short grace with the signal's status,
 /// instead of after the login's timeout; the command never starts.
 #[test]
 fn a_signal_during_a_hanging_login_ends_the_run_promptly() {
@@ -683,7 +683,8 @@ fn a_signal_during_a_hanging_login_ends_the_run_promptly() {
             .args([&format!("-{signal}"), &child.id().to_string()])
             .status()
             .unwrap();
-        // The login's own timeout is 60 s: well before it, coffer is gone.
+        // The login's own timeout is 60 s, its grace after a signal 3 s:
+        // well before the timeout, coffer is gone.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
         let status = loop {
             if let Some(s) = child.try_wait().unwrap() {
