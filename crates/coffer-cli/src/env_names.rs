@@ -334,10 +334,13 @@ pub fn is_coffer_credential(name: &str) -> bool {
 }
 
 /// The inherited variables to remove from a command's environment: every
-/// coffer credential (`COFFER_TOKEN` kept with `keep_token`), and, unless
-/// `keep_token`, every other variable whose value holds one (a copy of the
-/// token under another name: `export MYTOK=$COFFER_TOKEN`, or anything
-/// token-shaped). The second list names those copies.
+/// coffer credential (`COFFER_TOKEN` kept with `keep_token`), and every
+/// other variable whose value holds one (a copy of the token under another
+/// name: `export MYTOK=$COFFER_TOKEN`, or anything token-shaped). With
+/// `keep_token` copies of the token stay, but app-role secret ids (`cfs_`)
+/// and invitation codes (`cfi_`) still go: either would let the command log
+/// in on its own, with a token that outlives the run's revocation. The
+/// second list names those copies.
 pub fn credentials_to_remove(
     inherited: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
     keep_token: bool,
@@ -350,7 +353,11 @@ pub fn credentials_to_remove(
             if !(keep_token && name == "COFFER_TOKEN") {
                 remove.push(k);
             }
-        } else if !keep_token && holds_credential(&v.to_string_lossy()) {
+        } else if if keep_token {
+            looks_like_login_secret(&v.to_string_lossy())
+        } else {
+            holds_credential(&v.to_string_lossy())
+        } {
             copies.push(mask_tokens(&name));
             remove.push(k);
         }
@@ -364,6 +371,21 @@ pub fn credentials_to_remove(
 /// truncated token is still most of one).
 pub fn looks_like_token(s: &str) -> bool {
     ["cft_", "cfi_", "cfs_"].iter().any(|prefix| {
+        s.match_indices(prefix).any(|(at, _)| {
+            s[at + prefix.len()..]
+                .bytes()
+                .take_while(u8::is_ascii_alphanumeric)
+                .count()
+                >= 16
+        })
+    })
+}
+
+/// Whether `s` holds something shaped like an app-role secret id or an
+/// invitation code (`cfs_` or `cfi_` and 16 or more base62 characters):
+/// what logs in, as opposed to a token.
+pub fn looks_like_login_secret(s: &str) -> bool {
+    ["cfi_", "cfs_"].iter().any(|prefix| {
         s.match_indices(prefix).any(|(at, _)| {
             s[at + prefix.len()..]
                 .bytes()
@@ -612,6 +634,27 @@ mod tests {
         let (removed, copies) = credentials_to_remove([("SID_COPY".into(), sid.into())], false);
         assert_eq!(removed, [std::ffi::OsString::from("SID_COPY")]);
         assert_eq!(copies, ["SID_COPY"]);
+        // --keep-token keeps copies of the token, never a secret id or an
+        // invitation code (either logs in on its own).
+        let code = "cfi_0123456789abcdefghijABCDEFGHIJ";
+        let token = "cft_0123456789abcdefghijABCDEFGHIJ";
+        let (removed, copies) = credentials_to_remove(
+            [
+                ("SID_COPY".into(), sid.into()),
+                ("CODE".into(), format!("x {code}").into()),
+                ("TOK_COPY".into(), token.into()),
+                ("HOME".into(), "/h".into()),
+            ],
+            true,
+        );
+        assert_eq!(
+            removed,
+            [
+                std::ffi::OsString::from("SID_COPY"),
+                std::ffi::OsString::from("CODE")
+            ]
+        );
+        assert_eq!(copies, ["SID_COPY", "CODE"]);
     }
 
     #[test]

@@ -589,21 +589,50 @@ pub async fn run(g: &crate::cli::Global, a: RunArgs) -> anyhow::Result<Status> {
         Some(_) => Some(catch_signals()?),
         None => None,
     };
-    let login = match (a.login.as_deref(), &a.role_id) {
-        (Some("approle"), Some(role_id)) => {
-            Some(crate::approle_cmd::login_for_run(g, role_id, a.secret_id_file.as_deref()).await?)
-        }
-        (Some("approle"), None) => {
-            return Err(fail(
-                Status::Usage,
-                "--login approle needs --role-id ID (and the secret id from --secret-id-file or COFFER_SECRET_ID)",
-            ));
-        }
-        (Some(_), Some(_)) => {
-            return Err(fail(Status::Usage, "--role-id goes with --login approle"));
-        }
-        (Some(spec), None) => Some(crate::auth_cmd::login_for_run(g, spec).await?),
-        (None, _) => None,
+    let login_fut = async {
+        anyhow::Ok(match (a.login.as_deref(), &a.role_id) {
+            (Some("approle"), Some(role_id)) => Some(
+                crate::approle_cmd::login_for_run(g, role_id, a.secret_id_file.as_deref()).await?,
+            ),
+            (Some("approle"), None) => {
+                return Err(fail(
+                    Status::Usage,
+                    "--login approle needs --role-id ID (and the secret id from --secret-id-file or COFFER_SECRET_ID)",
+                ));
+            }
+            (Some(_), Some(_)) => {
+                return Err(fail(Status::Usage, "--role-id goes with --login approle"));
+            }
+            (Some(spec), None) => Some(crate::auth_cmd::login_for_run(g, spec).await?),
+            (None, _) => None,
+        })
+    };
+    // A signal during the login ends the run promptly: the login gets a
+    // short grace to finish (so that a token the server issued is received
+    // and revoked), then coffer exits with the signal's status even if it
+    // has not answered (a token issued after that reaches no one and
+    // expires with its TTL).
+    tokio::pin!(login_fut);
+    let login = match signals.as_mut() {
+        Some(signals) => tokio::select! {
+            l = &mut login_fut => l?,
+            Some((sig, _)) = signals.recv() => {
+                eprintln!(
+                    "coffer: signal {} during the login; stopping",
+                    sig.as_raw()
+                );
+                if let Ok(Ok(Some((_, client)))) =
+                    tokio::time::timeout(LOGIN_GRACE, &mut login_fut).await
+                    && let Err(e) = client.revoke_token(None).await
+                {
+                    eprintln!(
+                        "coffer: warning: could not revoke this run's token ({e}); it expires with its TTL"
+                    );
+                }
+                std::process::exit(128 + sig.as_raw());
+            }
+        },
+        None => (&mut login_fut).await?,
     };
     if let (Some((token, client)), Some(signals)) = (login, signals.as_mut()) {
         let outcome = run_logged_in(g, &a, &inputs, example.as_deref(), token, signals).await;
@@ -718,6 +747,10 @@ async fn run_logged_in(
     let status = wait_forwarding(&mut child, signals).await?;
     Ok(exit_code(status))
 }
+
+/// How long a login under way may still finish after a signal, so that
+/// its token is received and revoked.
+const LOGIN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// The signals coffer catches while it runs a child (or holds a token to
 /// revoke), each with whether to forward it to the child.

@@ -373,6 +373,7 @@ fn cloud_fail(e: coffer_sync::SyncError) -> anyhow::Error {
         K::Denied => Status::Denied,
         K::NotFound => Status::NotFound,
         K::Config => Status::Usage,
+        K::Conflict => Status::Conflict,
         K::Other => Status::Other,
     };
     fail(status, format!("AWS: {}", output::visible(&e.message)))
@@ -761,6 +762,13 @@ async fn push_labels(
     };
     let mut values = Vec::new();
     for v in [previous, Some(current), pending].into_iter().flatten() {
+        if a.cloud.dry_run {
+            // A dry run reads metadata only: values are not read (each
+            // would count as a read of the secret); the markers it would
+            // check are listed as "would verify".
+            values.push((v, coffer_crypto::SecretString::new(String::new())));
+            continue;
+        }
         match coffer.read(path, Some(v)).await {
             Ok(r) => values.push((v, mapping::from_wire(&r.value))),
             Err(e) => return line.why(format!("version {v}: {}", e.message)),
@@ -781,6 +789,7 @@ async fn push_labels(
         previous: labelled(previous),
         current: current_value,
         pending: labelled(pending),
+        force: a.force,
     };
     let existing = match store.current(name).await {
         Ok(c) => c,
@@ -809,21 +818,26 @@ async fn push_labels(
         .await
     {
         Ok((changes, id)) => {
-            line.outcome = if changes.is_empty() {
+            let changed = changes.iter().any(|c| !c.starts_with("would verify"));
+            line.outcome = if !changed {
                 Outcome::Unchanged
             } else if existing.is_none() {
                 Outcome::Created
             } else {
                 Outcome::Updated
             };
-            if !changes.is_empty() && !id.is_empty() {
+            if changed && !id.is_empty() {
                 line.versions.push(id);
             }
             line.notes = changes;
             line
         }
         Err(e) => {
-            line.outcome = Outcome::Failed;
+            line.outcome = if e.kind == coffer_sync::ErrorKind::Conflict {
+                Outcome::Conflict
+            } else {
+                Outcome::Failed
+            };
             line.why(e.message)
         }
     }

@@ -1892,7 +1892,7 @@ pub enum JwtRoleProblem {
     /// A shared issuer's role binds its repository (project) but nothing
     /// that narrows it further.
     #[error(
-        "the {preset} issuer requires a second binding besides {first}: bind one of {}",
+        "the {preset} issuer requires a second binding besides {first} that names something (an exact value, or a glob with a literal start in its segment such as refs/tags/v*, not refs/*): bind one of {}",
         choices.join(", ")
     )]
     NeedsSecondBinding {

@@ -815,6 +815,12 @@ impl Coffer {
             }
             recorded.insert(claim.clone(), crate::workload::shown(&v));
         }
+        if let Some(why) = role.needs_binding() {
+            tracing::warn!(
+                role = %role.name,
+                "login through a JWT role that needs a second binding: {why}"
+            );
+        }
         let workload = Workload {
             method: "jwt".into(),
             role: role.name.clone(),
@@ -1046,17 +1052,15 @@ fn owner_pinned(
 }
 
 /// The claims that count as a GitHub role's second binding (beside
-/// `repository`): which branch or tag, which environment, or which workflow.
-pub const GITHUB_SECOND: &[&str] = &[
-    "ref",
-    "environment",
-    "job_workflow_ref",
-    "workflow",
-    "workflow_ref",
-];
+/// `repository`): which branch or tag, which environment, or which
+/// workflow file. `workflow` (the workflow's name, written in the YAML by
+/// anyone who can push a branch) does not count.
+pub const GITHUB_SECOND: &[&str] = &["ref", "environment", "job_workflow_ref", "workflow_ref"];
 /// The claims that count as a GitLab role's second binding (beside
-/// `project_path`).
-pub const GITLAB_SECOND: &[&str] = &["ref", "ref_protected", "environment"];
+/// `project_path`): `ref` only together with `ref_type` (a tag may be
+/// named like a branch) or `ref_protected=true`; `ref_protected` only as
+/// exactly `true`.
+pub const GITLAB_SECOND: &[&str] = &["ref with ref_type", "ref_protected=true", "environment"];
 /// Kubernetes' namespace and service account name claims.
 pub const K8S_NAMESPACE: &str = "kubernetes.io/namespace";
 /// Kubernetes' service account name claim.
@@ -1073,6 +1077,62 @@ fn narrowly_bound(
         || globs
             .get(claim)
             .is_some_and(|v| !v.is_empty() && v.iter().all(|p| p.chars().any(|c| c != '*')))
+}
+
+/// Whether a glob names something: it has no wildcard, or its first
+/// wildcard follows at least one literal character in the same
+/// `/`-separated segment (`refs/tags/v*`, not `refs/*`, `*/*`, `*@*` or
+/// `refs/heads/*`).
+fn glob_names_something(p: &str) -> bool {
+    let Some(at) = p.find('*') else {
+        return !p.is_empty();
+    };
+    let segment_start = p[..at].rfind('/').map_or(0, |i| i + 1);
+    at > segment_start
+}
+
+/// Whether `claim` is bound so that it names something: exact non-empty
+/// values, or globs that each name something ([`glob_names_something`]).
+fn names_something(
+    exact: &BTreeMap<String, Vec<String>>,
+    globs: &BTreeMap<String, Vec<String>>,
+    claim: &str,
+) -> bool {
+    let exact_values = exact.get(claim).map_or(&[][..], Vec::as_slice);
+    let glob_values = globs.get(claim).map_or(&[][..], Vec::as_slice);
+    (!exact_values.is_empty() || !glob_values.is_empty())
+        && exact_values.iter().all(|v| !v.is_empty())
+        && glob_values.iter().all(|p| glob_names_something(p))
+}
+
+/// Whether `claim` is bound to exactly `true` (no glob beside it).
+fn exactly_true(
+    exact: &BTreeMap<String, Vec<String>>,
+    globs: &BTreeMap<String, Vec<String>>,
+    claim: &str,
+) -> bool {
+    !globs.contains_key(claim)
+        && exact
+            .get(claim)
+            .is_some_and(|v| !v.is_empty() && v.iter().all(|v| v == "true"))
+}
+
+/// Whether a shared issuer's role has a second binding that counts.
+fn second_bound(
+    gitlab: bool,
+    exact: &BTreeMap<String, Vec<String>>,
+    globs: &BTreeMap<String, Vec<String>>,
+) -> bool {
+    if gitlab {
+        let protected = exactly_true(exact, globs, "ref_protected");
+        protected
+            || names_something(exact, globs, "environment")
+            || (names_something(exact, globs, "ref") && names_something(exact, globs, "ref_type"))
+    } else {
+        ["ref", "environment", "job_workflow_ref", "workflow_ref"]
+            .iter()
+            .any(|c| names_something(exact, globs, c))
+    }
 }
 
 /// Whether `sub` is bound to exact Kubernetes service accounts
@@ -1112,9 +1172,9 @@ pub fn missing_binding(
     let issuer = issuer.trim_end_matches('/');
     let github = preset == Some(Preset::Github) || issuer == GITHUB_ISSUER;
     let gitlab = preset == Some(Preset::Gitlab) || issuer == GITLAB_ISSUER;
-    for (on, name, claim, second) in [
-        (github, "github", "repository", GITHUB_SECOND),
-        (gitlab, "gitlab", "project_path", GITLAB_SECOND),
+    for (on, is_gitlab, name, claim, second) in [
+        (github, false, "github", "repository", GITHUB_SECOND),
+        (gitlab, true, "gitlab", "project_path", GITLAB_SECOND),
     ] {
         if !on {
             continue;
@@ -1125,7 +1185,7 @@ pub fn missing_binding(
                 claim,
             });
         }
-        if !second.iter().any(|c| narrowly_bound(exact, globs, c)) {
+        if !second_bound(is_gitlab, exact, globs) {
             return Some(JwtRoleProblem::NeedsSecondBinding {
                 preset: name,
                 first: claim,
@@ -1165,6 +1225,25 @@ impl JwtRole {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_glob_names_something_only_with_a_literal_start_in_its_segment() {
+        for (p, want) in [
+            ("refs/*", false),
+            ("*/*", false),
+            ("*@*", false),
+            ("refs/heads/*", false),
+            ("*", false),
+            ("", false),
+            ("refs/heads/main", true),
+            ("refs/tags/v*", true),
+            ("acme/api/.github/workflows/release.yml@*", true),
+            ("acme/api/.github/workflows/*", false),
+            ("prod-*", true),
+        ] {
+            assert_eq!(glob_names_something(p), want, "{p}");
+        }
+    }
 
     #[test]
     fn globs_match_only_where_written() {

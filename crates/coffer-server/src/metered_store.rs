@@ -13,7 +13,6 @@
 //! lookup.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use async_trait::async_trait;
@@ -102,26 +101,15 @@ pub(crate) struct Instruments {
 /// A store whose calls are timed.
 pub(crate) struct MeteredStore {
     inner: Arc<dyn Storage>,
-    /// Set when a commit through this store changed the tokens, so the
-    /// next scrape counts them again instead of reusing its last count.
-    tokens_changed: Arc<AtomicBool>,
     /// Indexed by the position of the [`Op`] in [`Op::ALL`].
     by_op: Vec<Instruments>,
 }
 
 impl MeteredStore {
     /// `by_op` holds one entry per [`Op::ALL`], in that order.
-    pub(crate) fn new(
-        inner: Arc<dyn Storage>,
-        by_op: Vec<Instruments>,
-        tokens_changed: Arc<AtomicBool>,
-    ) -> MeteredStore {
+    pub(crate) fn new(inner: Arc<dyn Storage>, by_op: Vec<Instruments>) -> MeteredStore {
         assert_eq!(by_op.len(), Op::ALL.len(), "one instrument per operation");
-        MeteredStore {
-            inner,
-            tokens_changed,
-            by_op,
-        }
+        MeteredStore { inner, by_op }
     }
 
     fn observe<T>(&self, op: Op, started: Instant, result: &coffer_store::Result<T>) {
@@ -216,21 +204,8 @@ impl Storage for MeteredStore {
     }
 
     async fn commit(&self, mutations: Vec<Mutation>) -> coffer_store::Result<()> {
-        let tokens = mutations.iter().any(|m| {
-            matches!(
-                m,
-                Mutation::PutToken(_)
-                    | Mutation::DeleteToken { .. }
-                    | Mutation::RevokeTokens(_)
-                    | Mutation::DeleteExpiredTokens { .. }
-                    | Mutation::ConsumeTokenUse { .. }
-            )
-        });
         let started = Instant::now();
         let result = self.inner.commit(mutations).await;
-        if tokens && result.is_ok() {
-            self.tokens_changed.store(true, Ordering::Relaxed);
-        }
         // A failed check-and-set is an answer, not a fault of the store.
         let i = &self.by_op[Op::Commit as usize];
         i.duration.observe(started.elapsed().as_secs_f64());
@@ -248,15 +223,7 @@ impl Storage for MeteredStore {
     }
 
     fn take_changes(&self) -> Vec<Change> {
-        let changes = self.inner.take_changes();
-        // Another node revoked or swept tokens.
-        if changes
-            .iter()
-            .any(|c| matches!(c, Change::Tokens | Change::Reset))
-        {
-            self.tokens_changed.store(true, Ordering::Relaxed);
-        }
-        changes
+        self.inner.take_changes()
     }
 
     async fn lead(&self) -> coffer_store::Result<bool> {

@@ -99,8 +99,6 @@ pub struct Metrics {
     live_tokens: Family<KindLabel, Gauge>,
     /// When the live tokens were last counted.
     tokens_counted: std::sync::Mutex<Option<std::time::Instant>>,
-    /// Set by the metered store when a commit changed the tokens.
-    tokens_changed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Default for Metrics {
@@ -286,7 +284,6 @@ impl Metrics {
             store_errors,
             live_tokens,
             tokens_counted: std::sync::Mutex::new(None),
-            tokens_changed: Arc::default(),
         }
     }
 
@@ -307,29 +304,24 @@ impl Metrics {
                 }
             })
             .collect();
-        Arc::new(MeteredStore::new(store, by_op, self.tokens_changed.clone()))
+        Arc::new(MeteredStore::new(store, by_op))
     }
 
     /// Counts the live tokens in `store`, unless they were counted less
-    /// than [`TOKEN_COUNT_MAX_AGE`] ago and no commit through this node's
-    /// store changed a token since. Counting reads every token record (one
-    /// query, no decryption); reusing a count keeps a scrape cheap however
-    /// often it comes, and a token created, revoked or used up on this node
-    /// shows at the next scrape, and so does a revocation or sweep on another
-    /// node sharing a PostgreSQL store once this node has synced. (An
-    /// expiry, or a token created on another node, shows within the maximum
-    /// age.) A
-    /// store that cannot be read leaves the last count.
+    /// than [`TOKEN_COUNT_MAX_AGE`] ago. Counting reads every token record
+    /// (one query, no decryption, so it is safe while sealed too); it
+    /// happens at most once per interval however often scrapes come and
+    /// however many tokens are created, used or revoked in between (a
+    /// commit does not force a recount: with single-use tokens, every use
+    /// is a commit). A change shows within the interval. A store that
+    /// cannot be read leaves the last count.
     async fn count_tokens(&self, store: &dyn Storage) {
         {
             let mut at = self
                 .tokens_counted
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
-            let changed = self
-                .tokens_changed
-                .swap(false, std::sync::atomic::Ordering::Relaxed);
-            if !changed && at.is_some_and(|t| t.elapsed() < TOKEN_COUNT_MAX_AGE) {
+            if at.is_some_and(|t| t.elapsed() < TOKEN_COUNT_MAX_AGE) {
                 return;
             }
             *at = Some(std::time::Instant::now());

@@ -637,6 +637,9 @@ pub struct LabelPlan<'a> {
     pub previous: Option<Labelled<'a>>,
     pub current: Labelled<'a>,
     pub pending: Option<Labelled<'a>>,
+    /// Whether a `coffer-vN` marker found on a version that does not hold
+    /// coffer's version N is replaced (`--force`) instead of refused.
+    pub force: bool,
 }
 
 /// The staging label that marks the Secrets Manager version holding
@@ -721,6 +724,62 @@ impl Store {
                 .find(|(_, s)| s.iter().any(|l| l == label))
                 .map(|(id, _)| id.clone())
         };
+        // A `coffer-vN` label is only a claim: anyone who can write the
+        // secret can put it on a value of their own. Before any change,
+        // each marker coffer would reuse must hold coffer's version N
+        // (compared by digest in constant time). A dry run has no values
+        // (it reads metadata only) and says it would verify.
+        for want in [
+            plan.previous.as_ref(),
+            Some(&plan.current),
+            plan.pending.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let marker = version_marker(want.version);
+            let Some(id) = holder(&listed, &marker) else {
+                continue;
+            };
+            if dry_run {
+                changes.push(format!(
+                    "would verify that {marker} holds coffer version {}",
+                    want.version
+                ));
+                continue;
+            }
+            let same = match self.sm_value(c, name, Some(&id), None).await? {
+                CloudValue::Text(t) => crate::mapping::ValueDigest::of(&t)
+                    .same(&crate::mapping::ValueDigest::of(want.value)),
+                CloudValue::Binary => false,
+            };
+            if same {
+                continue;
+            }
+            if !plan.force {
+                return Err(SyncError::new(
+                    ErrorKind::Conflict,
+                    format!(
+                        "{name}: the version labelled {marker} does not hold coffer version {} \
+                         (changed outside coffer); nothing was changed; --force replaces it",
+                        want.version
+                    ),
+                ));
+            }
+            // --force: the planted version loses the marker; a fresh
+            // version with coffer's value gets it below.
+            changes.push(format!(
+                "remove {marker} from a version coffer did not write"
+            ));
+            c.update_secret_version_stage()
+                .secret_id(name)
+                .version_stage(&marker)
+                .remove_from_version_id(&id)
+                .send()
+                .await
+                .map_err(|e| sdk_error("moving a staging label", e))?;
+            listed = stages(c).await?;
+        }
         // Each labelled coffer version's cloud version id ("" for one a
         // dry run would add).
         let mut ids: Vec<(&str, Option<String>)> = Vec::new();

@@ -26,6 +26,9 @@ pub enum ErrorKind {
     NotFound,
     /// Bad configuration (no region, a malformed endpoint URL).
     Config,
+    /// The cloud holds something coffer did not write where coffer
+    /// expected its own (a planted version marker); `--force` overrides.
+    Conflict,
     /// Anything else the service answered.
     Other,
 }

@@ -631,3 +631,76 @@ fn a_signal_at_an_awkward_moment_never_leaves_the_runs_token_alive() {
         );
     }
 }
+
+/// A TERM or INT while the login is under way (here: a server that never
+/// answers) ends `coffer run --login` after a short grace with the signal's status,
+/// instead of after the login's timeout; the command never starts.
+#[test]
+fn a_signal_during_a_hanging_login_ends_the_run_promptly() {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = format!("http://{}", listener.local_addr().unwrap());
+    // Accepts and holds every connection, never answering.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in listener.incoming() {
+            held.push(c);
+        }
+    });
+    let sid = dir.path().join("sid");
+    std::fs::write(&sid, "cfs_0123456789abcdefghijABCDEFGHIJ").unwrap();
+    let marker = dir.path().join("started");
+    for (signal, code) in [("TERM", 143), ("INT", 130)] {
+        let mut child = std::process::Command::new(common::BIN)
+            .env("COFFER_ADDR", &addr)
+            .env_remove("COFFER_TOKEN")
+            .env("HOME", dir.path())
+            .env("XDG_CONFIG_HOME", dir.path().join("config"))
+            .env("XDG_CACHE_HOME", dir.path().join("cache"))
+            .args([
+                "run",
+                "--login",
+                "approle",
+                "--role-id",
+                "role-x",
+                "--secret-id-file",
+                sid.to_str().unwrap(),
+                "--",
+                "touch",
+                marker.to_str().unwrap(),
+            ])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(700));
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "coffer is waiting for the login"
+        );
+        std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status()
+            .unwrap();
+        // The login's own timeout is 60 s, its grace after a signal 3 s:
+        // well before the timeout, coffer is gone.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("{signal}: coffer still waits for the login");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+        assert_eq!(status.code(), Some(code), "{signal}: {err}");
+        assert!(err.contains("during the login"), "{signal}: {err}");
+        assert!(!err.contains("cfs_"), "{err}");
+        assert!(!marker.exists(), "the command never started");
+    }
+}

@@ -1132,3 +1132,126 @@ fn secrets_manager_gets_coffer_labels_on_push() {
     canary.assert_nowhere_else();
     key.assert_nowhere_else();
 }
+
+/// `push --versions labels` does not trust a `coffer-vN` label: a value
+/// planted under coffer's next or current marker makes the push refuse
+/// (exit 8, the path and label named, never a value) and move nothing; a
+/// dry run reads no coffer value and says it would verify; `--force`
+/// replaces the planted version with coffer's value.
+#[test]
+fn planted_coffer_markers_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let moto = Moto::start(dir.path());
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    let mut canary = Canary::new("sync-planted");
+    let mut key = Canary::with_value(AWS_SECRET);
+    let c = |n: u32| format!("{}-{n}", canary.value);
+    let planted = "attacker-planted-value-0b7e";
+    let path = "pl/prod/KEY";
+    let push = [
+        "push",
+        "aws-sm",
+        "--from",
+        "pl/prod",
+        "--prefix",
+        "/pl/prod/",
+        "--versions",
+        "labels",
+    ];
+    let stages_py = "vs = sm.list_secret_version_ids(SecretId='/pl/prod/KEY', IncludeDeprecated=True)['Versions']\n\
+                     out = {}\n\
+                     for v in vs:\n\
+                     \x20   val = sm.get_secret_value(SecretId='/pl/prod/KEY', VersionId=v['VersionId'])['SecretString']\n\
+                     \x20   for s in v.get('VersionStages', []):\n\
+                     \x20       out[s] = val\n";
+    let plant = |label: &str| {
+        moto.py(
+            "sm.put_secret_value(SecretId='/pl/prod/KEY', SecretString=data['v'], VersionStages=[data['l']])",
+            json!({"v": planted, "l": label}),
+        );
+    };
+    coffer_set(&server, &root, path, &c(1));
+    coffer_set(&server, &root, path, &c(2));
+    let first = sync(&server, &moto, &root, &push).expect(0);
+    assert_eq!(
+        outcomes(&first),
+        map(&[(path, "created")]),
+        "{}",
+        first.stdout()
+    );
+
+    // Planted under the next version's marker, then coffer writes v3.
+    plant("coffer-v3");
+    coffer_set(&server, &root, path, &c(3));
+    let before = moto.py(stages_py, json!(null));
+    assert_eq!(before["AWSCURRENT"], c(2), "{before}");
+    assert_eq!(before["coffer-v3"], planted, "{before}");
+    let refused = sync(&server, &moto, &root, &push);
+    assert_eq!(
+        refused.code(),
+        8,
+        "{}\n{}",
+        refused.stdout(),
+        refused.stderr()
+    );
+    assert_eq!(
+        outcomes(&refused),
+        map(&[(path, "conflict")]),
+        "{}",
+        refused.stdout()
+    );
+    assert!(
+        refused.stdout().contains("coffer-v3"),
+        "{}",
+        refused.stdout()
+    );
+    assert!(!refused.stdout().contains(planted) && !refused.stderr().contains(planted));
+    assert_eq!(moto.py(stages_py, json!(null)), before, "nothing moved");
+
+    // A dry run reads no coffer value: it says it would verify.
+    let dry = sync(&server, &moto, &root, &[&push[..], &["--dry-run"]].concat()).expect(0);
+    assert!(dry.stdout().contains("would verify"), "{}", dry.stdout());
+    assert_eq!(
+        moto.py(stages_py, json!(null)),
+        before,
+        "a dry run moves nothing"
+    );
+
+    // --force: coffer's value replaces the planted one under the marker.
+    let forced = sync(&server, &moto, &root, &[&push[..], &["--force"]].concat()).expect(0);
+    assert_eq!(
+        outcomes(&forced),
+        map(&[(path, "updated")]),
+        "{}",
+        forced.stdout()
+    );
+    let after = moto.py(stages_py, json!(null));
+    assert_eq!(after["AWSCURRENT"], c(3), "{after}");
+    assert_eq!(after["coffer-v3"], c(3), "{after}");
+    assert_eq!(after["AWSPREVIOUS"], c(2), "{after}");
+
+    // Planted under the current version's marker, AWSCURRENT left alone.
+    plant("coffer-v3");
+    let before = moto.py(stages_py, json!(null));
+    assert_eq!(before["AWSCURRENT"], c(3), "{before}");
+    let refused_current = sync(&server, &moto, &root, &push);
+    assert_eq!(refused_current.code(), 8, "{}", refused_current.stdout());
+    assert_eq!(moto.py(stages_py, json!(null)), before, "nothing moved");
+
+    search(
+        &mut canary,
+        &mut key,
+        &[
+            ("first", &first),
+            ("refused", &refused),
+            ("dry", &dry),
+            ("forced", &forced),
+            ("refused_current", &refused_current),
+        ],
+    );
+    canary.search_server(&server);
+    key.search_server(&server);
+    canary.assert_nowhere_else();
+    key.assert_nowhere_else();
+}

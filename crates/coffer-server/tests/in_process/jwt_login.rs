@@ -977,9 +977,76 @@ fn presets_require_a_second_binding_and_say_which() {
     };
     let gh = "https://token.actions.githubusercontent.com";
     let k8s = "https://kubernetes.default.svc";
-    let github_second = "the github issuer requires a second binding besides repository: bind one of ref, environment, job_workflow_ref, workflow, workflow_ref";
-    let gitlab_second = "the gitlab issuer requires a second binding besides project_path: bind one of ref, ref_protected, environment";
-    let refused: Vec<(&str, Value, &str)> = vec![
+    let github_second = "bind one of ref, environment, job_workflow_ref, workflow_ref";
+    let gitlab_second = "bind one of ref with ref_type, ref_protected=true, environment";
+    let gh_role = |exact: Value, globs: Value| {
+        let mut exact = exact;
+        exact["repository"] = json!(["acme/api"]);
+        role(Some("github"), gh, exact, globs)
+    };
+    let gl_role = |exact: Value, globs: Value| {
+        let mut exact = exact;
+        exact["project_path"] = json!(["group/project"]);
+        role(Some("gitlab"), "https://gitlab.example.com", exact, globs)
+    };
+    let mut refused: Vec<(&str, Value, &str)> = vec![
+        (
+            "github, ref=refs/*",
+            gh_role(json!({}), json!({"ref": ["refs/*"]})),
+            github_second,
+        ),
+        (
+            "github, ref=*/*",
+            gh_role(json!({}), json!({"ref": ["*/*"]})),
+            github_second,
+        ),
+        (
+            "github, ref=refs/heads/*",
+            gh_role(json!({}), json!({"ref": ["refs/heads/*"]})),
+            github_second,
+        ),
+        (
+            "github, job_workflow_ref=*@*",
+            gh_role(json!({}), json!({"job_workflow_ref": ["*@*"]})),
+            github_second,
+        ),
+        (
+            "github, workflow_ref=*/*",
+            gh_role(json!({}), json!({"workflow_ref": ["*/*"]})),
+            github_second,
+        ),
+        (
+            "github, one narrow glob and one wide",
+            gh_role(json!({}), json!({"ref": ["refs/tags/v*", "refs/*"]})),
+            github_second,
+        ),
+        (
+            "github, workflow (a name anyone who pushes writes)",
+            gh_role(json!({"workflow": ["deploy"]}), json!({})),
+            github_second,
+        ),
+        (
+            "gitlab, ref without ref_type (a tag can be named main)",
+            gl_role(json!({"ref": ["main"]}), json!({})),
+            gitlab_second,
+        ),
+        (
+            "gitlab, ref_protected=false",
+            gl_role(json!({"ref_protected": ["false"]}), json!({})),
+            gitlab_second,
+        ),
+        (
+            "gitlab, ref_protected as a glob",
+            gl_role(json!({}), json!({"ref_protected": ["t*"]})),
+            gitlab_second,
+        ),
+        (
+            "gitlab, ref with a ref_type glob that names nothing",
+            gl_role(json!({"ref": ["main"]}), json!({"ref_type": ["*"]})),
+            gitlab_second,
+        ),
+    ];
+    refused.extend(vec![
         (
             "github, repository only",
             role(
@@ -1085,7 +1152,7 @@ fn presets_require_a_second_binding_and_say_which() {
             ),
             "requires claim kubernetes.io/namespace",
         ),
-    ];
+    ]);
     for (what, body, reason) in &refused {
         let r = write_role(&server, &root, "r2", body);
         assert_eq!(r.status, 400, "{what}: {}", r.text());
@@ -1103,7 +1170,26 @@ fn presets_require_a_second_binding_and_say_which() {
                 Some("github"),
                 gh,
                 json!({"repository": ["acme/api"]}),
-                json!({"workflow_ref": ["acme/api/.github/workflows/*"]}),
+                json!({"workflow_ref": ["acme/api/.github/workflows/release.yml@*"]}),
+            ),
+        ),
+        (
+            "github with ref=refs/tags/v*",
+            gh_role(json!({}), json!({"ref": ["refs/tags/v*"]})),
+        ),
+        (
+            "github with ref=refs/heads/main",
+            gh_role(json!({"ref": ["refs/heads/main"]}), json!({})),
+        ),
+        (
+            "gitlab with ref and ref_type",
+            gl_role(json!({"ref": ["main"], "ref_type": ["branch"]}), json!({})),
+        ),
+        (
+            "gitlab with ref and ref_protected=true",
+            gl_role(
+                json!({"ref": ["main"], "ref_protected": ["true"]}),
+                json!({}),
             ),
         ),
         (
