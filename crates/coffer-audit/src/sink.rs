@@ -172,10 +172,20 @@ impl Sink {
                 for done in recover_rotations(path)
                     .map_err(|e| err(format!("cannot recover an interrupted rotation: {e}")))?
                 {
-                    tracing::warn!(file = %path.display(), "{done}");
+                    if done.alert {
+                        notices.push(Record::file_alert(
+                            "audit_rotation_unverified",
+                            path,
+                            1,
+                            done.message,
+                        ));
+                        continue;
+                    }
+                    tracing::warn!(file = %path.display(), "{}", done.message);
                     notices.push(Record::notice(format!(
-                        "{} {done}",
-                        chain::ROTATION_RECOVERED
+                        "{} {}",
+                        chain::ROTATION_RECOVERED,
+                        done.message
                     )));
                 }
                 // Never through a symbolic link: one planted at the log's
@@ -579,7 +589,14 @@ fn parent_dir(path: &Path) -> &Path {
 /// the old file's head file put back); once it has been renamed, the new
 /// file and its head file are renamed into place. Returns what was done,
 /// for a notice. Run at start, before the log is opened.
-pub(crate) fn recover_rotations(log: &Path) -> io::Result<Vec<String>> {
+///
+/// A journal is rolled forward only when it is the one the rotation of
+/// the renamed file wrote: that file's head file names its last line, that
+/// line is the rotation's closing notice, and the journal is exactly one
+/// opening notice naming that end. Otherwise (a journal planted beside a
+/// cut-back log, say, to make the cut look like a crash) nothing is moved
+/// and an alert is returned for an operator to look.
+pub(crate) fn recover_rotations(log: &Path) -> io::Result<Vec<Recovered>> {
     let Some(name) = log.file_name().map(|n| n.to_string_lossy().into_owned()) else {
         return Ok(Vec::new());
     };
@@ -614,7 +631,11 @@ pub(crate) fn recover_rotations(log: &Path) -> io::Result<Vec<String>> {
                 // Cut short before the old file was renamed: undone. Its
                 // head file goes back if it had been removed already.
                 if exists(&target_head) {
-                    if exists(&live_head) {
+                    // The head file beside the path is the old file's, unless
+                    // the new one had been renamed over it (a rollback cut
+                    // short after the new head file moved): then the one
+                    // beside the target is the right one.
+                    if exists(&live_head) && !head_names_journal(log, &journal) {
                         std::fs::remove_file(&target_head)?;
                     } else {
                         std::fs::rename(&target_head, &live_head)?;
@@ -622,36 +643,46 @@ pub(crate) fn recover_rotations(log: &Path) -> io::Result<Vec<String>> {
                 }
                 remove_if_there(&journal_head)?;
                 std::fs::remove_file(&journal)?;
-                done.push(format!(
+                done.push(Recovered::notice(format!(
                     "the rotation of {} to {} was cut short before the file was renamed (the server stopped); it was undone, and the file goes on",
                     log.display(),
                     target.display()
-                ));
+                )));
             }
             (false, true) => {
+                if let Err(why) = rotation_checks_out(&target, &journal) {
+                    done.push(Recovered::alert(format!(
+                        "{} names itself the new file of a rotation of {} to {} that was cut short, but {why}: nothing was renamed, and the files were left as they are for an operator to look at (the log may have been cut back and the journal planted to hide it); a new log is started at {}",
+                        journal.display(),
+                        log.display(),
+                        target.display(),
+                        log.display()
+                    )));
+                    continue;
+                }
                 // Cut short after: finished, head file first (a new file
                 // with a record and no head file reads as a gap).
                 if exists(&journal_head) {
                     std::fs::rename(&journal_head, &live_head)?;
                 }
                 std::fs::rename(&journal, log)?;
-                done.push(format!(
+                done.push(Recovered::notice(format!(
                     "the rotation of {} to {} was cut short after the file was renamed (the server stopped); it was completed: the new file begins with its notice",
                     log.display(),
                     target.display()
-                ));
+                )));
             }
             _ => {
                 // Both there, or neither: not a state a rotation leaves.
                 // Left as found, for an operator to look at.
-                done.push(format!(
+                done.push(Recovered::notice(format!(
                     "{} is the new file of a rotation of {} that was cut short, but {} and {} are {}: it was left as it is",
                     journal.display(),
                     log.display(),
                     log.display(),
                     target.display(),
                     if exists(log) { "both there" } else { "both missing" }
-                ));
+                )));
             }
         }
     }
@@ -659,6 +690,120 @@ pub(crate) fn recover_rotations(log: &Path) -> io::Result<Vec<String>> {
         let _ = File::open(dir).and_then(|d| d.sync_all());
     }
     Ok(done)
+}
+
+/// What [`recover_rotations`] did with one journal.
+#[derive(Debug)]
+pub(crate) struct Recovered {
+    /// What was done, for people.
+    pub message: String,
+    /// Whether an operator must look (the journal did not fit the file it
+    /// names): raised as the `audit_rotation_unverified` alert.
+    pub alert: bool,
+}
+
+impl Recovered {
+    fn notice(message: String) -> Recovered {
+        Recovered {
+            message,
+            alert: false,
+        }
+    }
+
+    fn alert(message: String) -> Recovered {
+        Recovered {
+            message,
+            alert: true,
+        }
+    }
+}
+
+/// Reads a regular file's last bytes (at most two records' worth), never
+/// through a link.
+fn read_tail(path: &Path) -> io::Result<Vec<u8>> {
+    let mut f = open_no_follow(path)?;
+    let len = f.seek(SeekFrom::End(0))?;
+    let window = len.min(chain::MAX_LINE as u64 * 2 + 2);
+    f.seek(SeekFrom::Start(len - window))?;
+    let mut tail = Vec::with_capacity(window as usize);
+    f.read_to_end(&mut tail)?;
+    Ok(tail)
+}
+
+/// The record and link of one whole line (without its newline).
+fn parse_line(line: &[u8]) -> Option<(Record, [u8; 32])> {
+    let record = serde_json::from_slice::<Record>(line).ok()?;
+    let (_, link) = chain::split_line(line)?;
+    Some((record, link))
+}
+
+/// Whether the journal is the one the rotation of `target` wrote: see
+/// [`recover_rotations`]. Tags are checked later, with the key.
+fn rotation_checks_out(target: &Path, journal: &Path) -> Result<(), String> {
+    let head = match chain::read_head_file_raw(target) {
+        Ok(Some(h)) => h
+            .head(None)
+            .ok_or_else(|| format!("the head file of {} is damaged", target.display()))?,
+        Ok(None) => return Err(format!("{} has no head file", target.display())),
+        Err(()) => {
+            return Err(format!(
+                "the head file of {} cannot be read",
+                target.display()
+            ));
+        }
+    };
+    let tail =
+        read_tail(target).map_err(|e| format!("{} cannot be read: {e}", target.display()))?;
+    let body = tail
+        .strip_suffix(b"\n")
+        .ok_or_else(|| format!("{} does not end with a whole record", target.display()))?;
+    let last = &body[body.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1)..];
+    let closes = parse_line(last).is_some_and(|(r, link)| {
+        r.seq == Some(head.seq)
+            && link == head.link
+            && r.message
+                .as_deref()
+                .is_some_and(|m| m.starts_with(chain::ROTATION_CLOSING))
+    });
+    if !closes {
+        return Err(format!(
+            "the last record of {} is not the rotation notice its head file names",
+            target.display()
+        ));
+    }
+    let journal_tail = read_tail(journal).map_err(|e| format!("it cannot be read: {e}"))?;
+    let opens = journal_tail
+        .strip_suffix(b"\n")
+        .filter(|l| !l.contains(&b'\n'))
+        .and_then(parse_line)
+        .is_some_and(|(r, _)| {
+            r.seq == Some(1)
+                && r.message.as_deref().is_some_and(|m| {
+                    m.starts_with(chain::ROTATION_OPENING) && m.contains(&chain::continuation(head))
+                })
+        });
+    if !opens {
+        return Err(format!(
+            "it is not one opening notice naming the end of {} (record {})",
+            target.display(),
+            head.seq
+        ));
+    }
+    Ok(())
+}
+
+/// Whether the head file beside `log` names the journal's first record
+/// (the new file's head, renamed into place before a rollback).
+fn head_names_journal(log: &Path, journal: &Path) -> bool {
+    let Ok(Some(live)) = chain::read_head_file_raw(log) else {
+        return false;
+    };
+    let Ok(tail) = read_tail(journal) else {
+        return false;
+    };
+    let first = tail.split(|b| *b == b'\n').next().unwrap_or_default();
+    chain::split_line(first)
+        .is_some_and(|(_, link)| live.seq == 1 && live.chain == crate::hex(&link))
 }
 
 fn remove_if_there(path: &Path) -> io::Result<()> {

@@ -862,6 +862,13 @@ impl Writer {
                     &p.json,
                 );
             }
+            if self.out.is_empty() {
+                // Nothing for this sink (a notice for streams only, to a
+                // file): left as it is. An empty write would succeed and
+                // reset a failing sink's count of records it missed.
+                any |= sink.healthy;
+                continue;
+            }
             let mut result = sink.write(&self.out);
             if result.is_ok() && self.fsync == Fsync::Batch {
                 result = sink.sync();
@@ -1757,6 +1764,186 @@ mod tests {
         }
     }
 
+    /// A journal that does not fit the renamed file it names (planted
+    /// beside a cut-back log to pass the cut off as a crash) is never
+    /// rolled forward: nothing is renamed, and an alert is raised.
+    #[test]
+    fn a_journal_that_does_not_fit_its_rotated_file_is_not_rolled_forward() {
+        use crate::sink::RotateStep as S;
+        for tamper in ["other end", "cut back", "no head"] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("audit.log");
+            let key = coffer_crypto::Keyring::generate(0).audit_key();
+            let (auditor, _alerts, key) = start_with(path.clone(), key, Rotation::default());
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                for i in 0..5 {
+                    assert!(auditor.record(request(format!("r-{i}"))).await);
+                }
+            });
+            let (stop, upkeep) = auditor.maintenance.lock().unwrap().take().unwrap();
+            stop.store(true, Ordering::Relaxed);
+            upkeep.thread().unpark();
+            upkeep.join().unwrap();
+            let crashed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let mut w = auditor.shared.writer_blocking();
+                w.sinks[0].crash_at = Some(S::Renamed);
+                w.rotate("20261207T000000Z", &mut HashMap::new())
+            }));
+            assert!(crashed.is_err());
+            std::mem::forget(auditor);
+            let target = dir.path().join("audit.log.20261207T000000Z");
+            let journal = crate::sink::journal_path(&target);
+            assert!(target.exists() && journal.exists() && !path.exists());
+            let target_lines = std::fs::read_to_string(&target).unwrap();
+            let n = target_lines.lines().count();
+            match tamper {
+                "other end" => {
+                    // The opening names an earlier end (the log cut there).
+                    let text = std::fs::read_to_string(&journal).unwrap();
+                    let forged = text.replace(
+                        &format!("(records 1 to {n};"),
+                        &format!("(records 1 to {};", n - 1),
+                    );
+                    assert_ne!(forged, text);
+                    std::fs::write(&journal, forged).unwrap();
+                }
+                "cut back" => {
+                    // The rotated file lost its closing notice.
+                    let kept: String = target_lines
+                        .lines()
+                        .take(n - 1)
+                        .map(|l| format!("{l}\n"))
+                        .collect();
+                    std::fs::write(&target, kept).unwrap();
+                }
+                _ => std::fs::remove_file(chain::head_path(&target)).unwrap(),
+            }
+            let target_before = std::fs::read(&target).unwrap();
+            let journal_before = std::fs::read(&journal).unwrap();
+
+            let (auditor, _alerts, _key) = start_with(path.clone(), key, Rotation::default());
+            auditor.close();
+            // Nothing moved.
+            assert_eq!(std::fs::read(&target).unwrap(), target_before, "{tamper}");
+            assert_eq!(std::fs::read(&journal).unwrap(), journal_before, "{tamper}");
+            let new = records(&path);
+            assert!(
+                new.iter().all(|r| !r
+                    .message
+                    .as_deref()
+                    .is_some_and(|m| m.starts_with(chain::ROTATION_OPENING))),
+                "{tamper}: the journal became the log"
+            );
+            assert!(
+                new.iter().any(|r| r
+                    .alert
+                    .as_ref()
+                    .is_some_and(|a| a.rule == "audit_rotation_unverified")),
+                "{tamper}: no alert in {new:?}"
+            );
+        }
+    }
+
+    /// A rollback cut short after the new head file was renamed into
+    /// place keeps the old file's head file (from beside the target), not
+    /// the new one's.
+    #[test]
+    fn a_rollback_cut_short_keeps_the_old_head_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let key = coffer_crypto::Keyring::generate(0).audit_key();
+        let (auditor, _alerts, key) = start_with(path.clone(), key, Rotation::default());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            for i in 0..3 {
+                assert!(auditor.record(request(format!("r-{i}"))).await);
+            }
+        });
+        auditor.close();
+        let old_head = std::fs::read(chain::head_path(&path)).unwrap();
+        // The state: the new file's head file at the log's head, the old
+        // one beside the target, the old file back at the path, the
+        // journal still there.
+        let target = dir.path().join("audit.log.20261207T000000Z");
+        let journal = crate::sink::journal_path(&target);
+        let mut line = Vec::new();
+        let mut new_head = Head::EMPTY;
+        chain::append_line(
+            &mut line,
+            &mut Vec::new(),
+            &mut new_head,
+            Some(&key),
+            0,
+            b"{\"kind\":\"notice\",\"message\":\"audit log rotated: x\"}",
+        );
+        std::fs::write(&journal, &line).unwrap();
+        std::fs::write(chain::head_path(&target), &old_head).unwrap();
+        std::fs::write(
+            chain::head_path(&path),
+            serde_json::to_vec(&HeadFile::new(new_head, Some(&key))).unwrap(),
+        )
+        .unwrap();
+        let done = crate::sink::recover_rotations(&path).unwrap();
+        assert_eq!(done.len(), 1);
+        assert!(!done[0].alert);
+        assert_eq!(std::fs::read(chain::head_path(&path)).unwrap(), old_head);
+        assert!(!journal.exists() && !chain::head_path(&target).exists());
+    }
+
+    /// A notice for streams only gives a file sink nothing to write: a
+    /// failing one stays failing, with its count of missed records.
+    #[test]
+    fn a_streams_only_notice_leaves_a_failing_file_sink_as_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let key = coffer_crypto::Keyring::generate(0).audit_key();
+        let k = key.clone();
+        let (auditor, _alerts) = Auditor::start(AuditorConfig {
+            sinks: vec![SinkSpec::File(path.clone()), SinkSpec::Stdout],
+            fsync: Fsync::Interval(Duration::from_secs(1)),
+            rules: AlertRules::default(),
+            key: Arc::new(move || Some(k.clone())),
+            rotation: Rotation::default(),
+        })
+        .expect("auditor starts");
+        {
+            let mut w = auditor.shared.writer_blocking();
+            assert!(w.sinks[0].is_regular_file());
+            w.sinks[0].healthy = false;
+            w.sinks[0].missed = 3;
+            w.commit(&mut vec![Pending {
+                streams_only: true,
+                ..Pending::notice(Record::notice("for streams only"))
+            }]);
+            assert!(
+                !w.sinks[0].healthy,
+                "a failing file sink was marked healthy"
+            );
+            assert_eq!(w.sinks[0].missed, 3, "its missed count was reset");
+            assert!(w.sinks[1].healthy);
+            // The next record it takes carries the count.
+            w.sinks[0].healthy = true;
+            w.commit(&mut vec![Pending::notice(request("after".into()))]);
+            assert_eq!(w.sinks[0].missed, 0);
+        }
+        auditor.close();
+        let rs = records(&path);
+        let after = rs
+            .iter()
+            .find(|r| r.request_id.as_deref() == Some("after"))
+            .expect("written");
+        assert_eq!(after.missed, Some(3), "{after:?}");
+        assert!(
+            rs.iter()
+                .all(|r| r.message.as_deref() != Some("for streams only"))
+        );
+    }
+
     /// What a journal left beside a log that is not one a rotation leaves
     /// (its log and target both there) is left as found, and said so.
     #[test]
@@ -1779,7 +1966,7 @@ mod tests {
             }
             let done = crate::sink::recover_rotations(&path).unwrap();
             assert_eq!(done.len(), 1, "{done:?}");
-            assert!(done[0].contains("left as it is"), "{}", done[0]);
+            assert!(done[0].message.contains("left as it is"), "{:?}", done[0]);
             assert_eq!(std::fs::read(&journal).unwrap(), b"x\n");
             assert_eq!(std::fs::read(&other).unwrap(), b"y\n");
         }

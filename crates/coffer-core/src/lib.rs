@@ -91,7 +91,10 @@ pub use read::{
     VersionInfo,
 };
 pub use rotation::{RotateReceipt, RotateRequest, Standing, StatusEntry, TickReport};
-pub use seal::{InitOutput, KeyringStatus, REMOTE_UNSEAL_WAIT, STORAGE_PROBE_TIMEOUT, SealStatus};
+pub use seal::{
+    InitOutput, KeyringStatus, REMOTE_UNSEAL_WAIT, STORAGE_PROBE_FRESH, STORAGE_PROBE_TIMEOUT,
+    SealStatus,
+};
 use seal::{SEAL_CONFIG, State};
 // The cluster's sync reads the seal state directly.
 pub use fingerprint::{FingerprintPlace, Fingerprints, MAX_FINGERPRINT_SECRETS};
@@ -158,6 +161,8 @@ pub struct Coffer {
     remote_unseal: tokio::sync::Mutex<()>,
     /// Test hook: extra time each unseal combination search takes (ms).
     unseal_search_delay_ms: std::sync::atomic::AtomicU64,
+    /// The health check's view of the store, probed once at a time.
+    storage_probe: seal::StorageProbe,
     /// Serialises writers of the same path (striped by the cache's hash).
     write_locks: Box<[tokio::sync::Mutex<()>]>,
     cache: SecretCache,
@@ -201,6 +206,7 @@ impl Coffer {
             admin: tokio::sync::Mutex::new(()),
             remote_unseal: tokio::sync::Mutex::new(()),
             unseal_search_delay_ms: std::sync::atomic::AtomicU64::new(0),
+            storage_probe: seal::StorageProbe::default(),
             write_locks: (0..256).map(|_| tokio::sync::Mutex::new(())).collect(),
             cache,
             tokens: RwLock::new(HashMap::new()),

@@ -23,6 +23,77 @@ pub(crate) const SEAL_CONFIG: &str = "seal-config";
 /// balancer's own timeout.
 pub const STORAGE_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// How long the result of a store probe answers the health check: calls
+/// within this time of the last probe read no store, so a flood of
+/// unauthenticated health calls cannot load the database.
+pub const STORAGE_PROBE_FRESH: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The health check's view of the store: the last probe's result and when
+/// it was made. At most one probe runs at a time; callers meanwhile get the
+/// last result.
+pub(crate) struct StorageProbe {
+    last: std::sync::Mutex<(Option<std::time::Instant>, bool)>,
+    running: tokio::sync::Mutex<()>,
+}
+
+impl Default for StorageProbe {
+    fn default() -> StorageProbe {
+        StorageProbe {
+            // Available until a probe says otherwise.
+            last: std::sync::Mutex::new((None, true)),
+            running: tokio::sync::Mutex::new(()),
+        }
+    }
+}
+
+/// What one probe of the store found.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Probe {
+    Answered,
+    Failed,
+    TimedOut,
+}
+
+impl StorageProbe {
+    fn cached(&self) -> (Option<std::time::Instant>, bool) {
+        *self.last.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The store's availability: the cached result if it is fresh or another
+    /// caller is probing; otherwise `probe` is run (twice if the first one
+    /// fails: the store is reported unavailable only after two failures in
+    /// a row, or one that timed out).
+    pub(crate) async fn available<F, Fut>(&self, probe: F) -> bool
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Probe>,
+    {
+        let fresh = |(at, _): (Option<std::time::Instant>, bool)| {
+            at.is_some_and(|t| t.elapsed() < STORAGE_PROBE_FRESH)
+        };
+        let last = self.cached();
+        if fresh(last) {
+            return last.1;
+        }
+        let Ok(_running) = self.running.try_lock() else {
+            return last.1;
+        };
+        // Another caller may have just finished a probe.
+        let last = self.cached();
+        if fresh(last) {
+            return last.1;
+        }
+        let available = match probe().await {
+            Probe::Answered => true,
+            Probe::TimedOut => false,
+            Probe::Failed => probe().await == Probe::Answered,
+        };
+        *self.last.lock().unwrap_or_else(|p| p.into_inner()) =
+            (Some(std::time::Instant::now()), available);
+        available
+    }
+}
+
 pub(crate) const WRAPPED_ROOT_KEY: &str = "root-key";
 
 pub(crate) const WRAPPED_KEYRING: &str = "keyring";
@@ -170,11 +241,24 @@ impl Coffer {
     /// the health check's view of the database. A PostgreSQL server that is
     /// down or cut off fails it (every request that touches the store would
     /// fail meanwhile), and health says so instead of answering 200.
+    ///
+    /// One probe at a time, and none within [`STORAGE_PROBE_FRESH`] of the
+    /// last: other callers get the last result (see [`StorageProbe`]).
     pub async fn storage_available(&self) -> bool {
-        matches!(
-            tokio::time::timeout(STORAGE_PROBE_TIMEOUT, self.store.get_system(SEAL_CONFIG)).await,
-            Ok(Ok(_))
-        )
+        self.storage_probe
+            .available(|| async {
+                match tokio::time::timeout(
+                    STORAGE_PROBE_TIMEOUT,
+                    self.store.get_system(SEAL_CONFIG),
+                )
+                .await
+                {
+                    Ok(Ok(_)) => Probe::Answered,
+                    Ok(Err(_)) => Probe::Failed,
+                    Err(_) => Probe::TimedOut,
+                }
+            })
+            .await
     }
 
     pub fn status(&self) -> SealStatus {
@@ -648,5 +732,97 @@ fn keyring_status(k: &Keyring) -> KeyringStatus {
     KeyringStatus {
         active_key: k.active_id(),
         keys: k.key_ids(),
+    }
+}
+
+#[cfg(test)]
+mod storage_probe_tests {
+    use super::{Probe, StorageProbe};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Many concurrent callers: at most one probe in flight, and one probe
+    /// answers them all while it is fresh.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_callers_share_one_probe() {
+        let probe = Arc::new(StorageProbe::default());
+        let (in_flight, max, total) = (
+            Arc::new(AtomicUsize::new(0)),
+            Arc::new(AtomicUsize::new(0)),
+            Arc::new(AtomicUsize::new(0)),
+        );
+        let mut tasks = Vec::new();
+        for _ in 0..64 {
+            let (probe, in_flight, max, total) =
+                (probe.clone(), in_flight.clone(), max.clone(), total.clone());
+            tasks.push(tokio::spawn(async move {
+                probe
+                    .available(|| {
+                        let (in_flight, max, total) =
+                            (in_flight.clone(), max.clone(), total.clone());
+                        async move {
+                            let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                            max.fetch_max(now, Ordering::SeqCst);
+                            total.fetch_add(1, Ordering::SeqCst);
+                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                            in_flight.fetch_sub(1, Ordering::SeqCst);
+                            Probe::Answered
+                        }
+                    })
+                    .await
+            }));
+        }
+        for t in tasks {
+            assert!(t.await.unwrap());
+        }
+        assert_eq!(max.load(Ordering::SeqCst), 1, "probes in flight at once");
+        assert_eq!(
+            total.load(Ordering::SeqCst),
+            1,
+            "one probe answers them all"
+        );
+    }
+
+    /// One failure is retried; two in a row, or a timeout, report the store
+    /// unavailable; an answer reports it available again.
+    #[tokio::test]
+    async fn unavailable_after_two_failures_or_a_timeout() {
+        let run = |results: Vec<Probe>| async move {
+            let probe = StorageProbe::default();
+            let results = std::sync::Mutex::new(results.into_iter());
+            let calls = AtomicUsize::new(0);
+            let got = probe
+                .available(|| {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    let r = results
+                        .lock()
+                        .unwrap()
+                        .next()
+                        .expect("no more probes expected");
+                    async move { r }
+                })
+                .await;
+            (got, calls.load(Ordering::SeqCst))
+        };
+        assert_eq!(run(vec![Probe::Answered]).await, (true, 1));
+        assert_eq!(run(vec![Probe::Failed, Probe::Answered]).await, (true, 2));
+        assert_eq!(run(vec![Probe::Failed, Probe::Failed]).await, (false, 2));
+        assert_eq!(run(vec![Probe::Failed, Probe::TimedOut]).await, (false, 2));
+        assert_eq!(run(vec![Probe::TimedOut]).await, (false, 1));
+        // A fresh result is reused; a stale one is probed again.
+        let probe = StorageProbe::default();
+        assert!(!probe.available(|| async { Probe::TimedOut }).await);
+        let calls = AtomicUsize::new(0);
+        let counted = || {
+            calls.fetch_add(1, Ordering::SeqCst);
+            async { Probe::Answered }
+        };
+        assert!(!probe.available(counted).await, "the fresh result");
+        assert_eq!(calls.load(Ordering::SeqCst), 0, "probed while fresh");
+        *probe.last.lock().unwrap() = (
+            Some(std::time::Instant::now() - super::STORAGE_PROBE_FRESH),
+            false,
+        );
+        assert!(probe.available(|| async { Probe::Answered }).await);
     }
 }

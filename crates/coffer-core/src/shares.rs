@@ -390,6 +390,14 @@ impl Coffer {
         Ok(share.view(&req.id))
     }
 
+    /// Whether a share record is stored under `id` (live, used up, expired
+    /// or revoked, until it is deleted): the per-link limit on failed opens
+    /// counts only ids that name a link. One store read; a store error
+    /// counts as no.
+    pub async fn share_exists(&self, id: &str) -> bool {
+        crypto::is_id(id) && matches!(self.store.get_object(KIND_SHARE, id).await, Ok(Some(_)))
+    }
+
     /// Spends one view of a share and hands back its sealed bytes. Unknown,
     /// malformed, used-up and expired ids get the same [`NotFound::Share`];
     /// an expired record is deleted on the way.

@@ -13,6 +13,10 @@ use crate::error::{Conflict, CoreError, InvalidInput, Refusal, Result};
 use crate::lifecycle::{self, SecretState};
 use crate::path::SecretPath;
 use crate::seal::Keys;
+
+/// What a check-and-set refused because of a secret the caller cannot see
+/// says instead of its name and version.
+const HIDDEN_IN_THE_WAY: &str = "a secret you cannot see is already at a path written (not named)";
 use crate::value::SecretValue;
 use crate::{Coffer, MAX_BUNDLE, audit, now_ms, strength};
 
@@ -643,6 +647,7 @@ impl Coffer {
         let now = now_ms();
         let mut receipts = Vec::with_capacity(planned.len());
         let mut changed = Vec::new();
+        let mut hidden = false;
         for ((path, plaintext, cas), warnings) in planned.iter().zip(warnings) {
             let existing = tx.existing(path).await?;
             let current = existing.as_ref().map_or(0, |c| c.meta.current_version);
@@ -651,6 +656,18 @@ impl Coffer {
             } else {
                 Operation::Update
             };
+            // A check-and-set (a promote's plan) against a secret the caller
+            // cannot see: refused without its name or version, which would
+            // tell that it exists and how far along it is.
+            if cas.is_some()
+                && current != 0
+                && self
+                    .authorize(identity, Operation::ReadMetadata, path.as_str())
+                    .is_err()
+            {
+                hidden = true;
+                continue;
+            }
             if self.authorize(identity, op, path.as_str()).is_err() {
                 refused.push(path.to_string());
                 continue;
@@ -679,6 +696,11 @@ impl Coffer {
                 Err(CoreError::Conflict(m)) => changed.push(m.to_string()),
                 Err(e) => return Err(e),
             }
+        }
+        if hidden {
+            return Err(CoreError::Conflict(Conflict::CheckAndSetMany {
+                changed: vec![HIDDEN_IN_THE_WAY.to_string()],
+            }));
         }
         if !refused.is_empty() {
             audit::refuse(Operation::Update, &refused[0]);

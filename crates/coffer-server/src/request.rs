@@ -110,9 +110,9 @@ pub(crate) struct RequestService<S> {
 enum Attempt {
     Login(IpAddr),
     Unseal(IpAddr),
-    /// An open of a share link: counted against its source and against
-    /// the link's id.
-    ShareOpen(IpAddr, crate::throttle::LinkKey),
+    /// An open of a share link: counted against its source and, for a
+    /// well-formed id of a link that exists, against the link.
+    ShareOpen(IpAddr, Option<crate::throttle::LinkKey>),
 }
 
 impl Attempt {
@@ -129,13 +129,16 @@ impl Attempt {
         } else if route == Matched::Native(&routes::SYS_UNSEAL) {
             Some(Attempt::Unseal(ip))
         } else if route == Matched::Native(&routes::SHARE_OPEN) {
+            // Decoded as the route decodes it, so percent-encoding an id
+            // neither dodges its count nor splits it.
             let id = req
                 .uri()
                 .path()
                 .strip_prefix("/api/v1/shares/")
                 .and_then(|p| p.strip_suffix("/open"))
-                .unwrap_or("");
-            Some(Attempt::ShareOpen(ip, crate::throttle::LinkKey::of(id)))
+                .and_then(percent_decode)
+                .unwrap_or_default();
+            Some(Attempt::ShareOpen(ip, crate::throttle::LinkKey::of(&id)))
         } else {
             None
         }
@@ -162,7 +165,10 @@ impl Attempt {
                         wait,
                     )
                 })?;
-                edge.share_link.begin(link).map_err(|wait| {
+                let Some(link) = link else {
+                    return Ok(());
+                };
+                edge.share_link.check(link).map_err(|wait| {
                     // Not counted against the address: it was not tried.
                     edge.share_open.end(ip, Outcome::Neutral);
                     ApiError::rate_limited(
@@ -174,7 +180,9 @@ impl Attempt {
         }
     }
 
-    fn end(self, edge: &Edge, status: StatusCode) {
+    /// Settles the attempt; `link_existed`: the answer is to a failed open
+    /// of a share link that exists ([`crate::throttle::LinkExisted`]).
+    fn end(self, edge: &Edge, status: StatusCode, link_existed: bool) {
         match self {
             // A login refused because its account is paced counts too:
             // otherwise one address could knock on a paced account as
@@ -204,10 +212,36 @@ impl Attempt {
                         Outcome::Neutral
                     };
                 edge.share_open.end(ip, outcome);
-                edge.share_link.end(link, outcome);
+                // Per link: only an id that names a link, and only a failed
+                // open of it (an unknown id counts against its address alone).
+                if let Some(link) = link
+                    && link_existed
+                    && status == StatusCode::NOT_FOUND
+                {
+                    edge.share_link.fail(link);
+                }
             }
         }
     }
+}
+
+/// Percent-decodes a path segment to UTF-8 (as the router's path
+/// extractor does); `None` if it is not valid.
+fn percent_decode(segment: &str) -> Option<String> {
+    let b = segment.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 type BoxFuture<T> = std::pin::Pin<Box<dyn Future<Output = T> + Send>>;
@@ -318,7 +352,7 @@ where
             // An attempt refused before it was made (over the body limit,
             // no audit) does not count against its source.
             if let (Some(a), false) = (attempt, was_throttled) {
-                a.end(&self.edge, StatusCode::SERVICE_UNAVAILABLE);
+                a.end(&self.edge, StatusCode::SERVICE_UNAVAILABLE, false);
             }
             let resp = shape(CURRENT.sync_scope(id, || err.into_response()));
             return Box::pin(async move {
@@ -344,7 +378,11 @@ where
                     .insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
             if let Some(a) = attempt {
-                a.end(&edge, resp.status());
+                let existed = resp
+                    .extensions()
+                    .get::<crate::throttle::LinkExisted>()
+                    .is_some();
+                a.end(&edge, resp.status(), existed);
             }
             let resp = shape(resp);
             let resp = audit_layer::record(&state, meta, id, resp, facts).await;

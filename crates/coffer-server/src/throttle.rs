@@ -43,21 +43,31 @@ impl Key for IpAddr {
     }
 }
 
-/// A share link's id, as counted by the per-link limit on failed opens
-/// (ids are 22 characters; a longer one is cut, a shorter one padded: no
-/// malformed id opens anything anyway).
+/// A share link's id, as counted by the per-link limit on failed opens:
+/// only a well-formed id (22 characters, [`coffer_crypto::share::is_id`]),
+/// taken whole, so no two ids share a count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) struct LinkKey([u8; 22]);
 
 impl LinkKey {
-    pub(crate) fn of(id: &str) -> LinkKey {
-        let mut k = [0u8; 22];
-        for (d, s) in k.iter_mut().zip(id.bytes()) {
-            *d = s;
+    /// The key of `id` (the path segment, percent-decoded), if it is a
+    /// share id at all: anything else opens nothing and is counted only
+    /// against its address.
+    pub(crate) fn of(id: &str) -> Option<LinkKey> {
+        if !coffer_crypto::share::is_id(id) {
+            return None;
         }
-        LinkKey(k)
+        let mut k = [0u8; 22];
+        k.copy_from_slice(id.as_bytes());
+        Some(LinkKey(k))
     }
 }
+
+/// Set on the answer to a failed open of a share link that exists (used
+/// up, expired or revoked): only those count against the link, so ids
+/// that match no link fill no table.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LinkExisted;
 
 impl Key for LinkKey {
     fn counted(self) -> Self {
@@ -194,8 +204,18 @@ impl<K: Key> Throttle<K> {
     /// full of sources that are held back) the shared overflow key.
     fn key_for(&self, table: &mut Table<K>, ip: K, now: Instant) -> K {
         let key = ip.counted();
-        if table.map.len() < self.capacity || table.map.contains_key(&key) {
-            return key;
+        if table.map.contains_key(&key) || self.room(table, now) {
+            key
+        } else {
+            key.overflow()
+        }
+    }
+
+    /// Whether the table has room for a new key (after forgetting what it
+    /// can, at most once a second).
+    fn room(&self, table: &mut Table<K>, now: Instant) -> bool {
+        if table.map.len() < self.capacity {
+            return true;
         }
         if now >= table.next_sweep {
             table.next_sweep = now + SWEEP_EVERY;
@@ -205,11 +225,42 @@ impl<K: Key> Throttle<K> {
                 table.map.retain(|_, e| e.blocked_until > now);
             }
         }
-        if table.map.len() < self.capacity {
-            key
-        } else {
-            key.overflow()
+        table.map.len() < self.capacity
+    }
+
+    /// Whether `key` may be tried now, without counting the attempt:
+    /// `Err(wait)` while it is held back. A key never counted is never
+    /// held back (see [`Throttle::fail`]).
+    pub(crate) fn check(&self, key: K) -> Result<(), Duration> {
+        let now = Instant::now();
+        let table = self.sources.lock().unwrap_or_else(|p| p.into_inner());
+        match table.map.get(&key.counted()) {
+            Some(e) if e.blocked_until > now => Err(e.blocked_until - now),
+            _ => Ok(()),
         }
+    }
+
+    /// Counts a failure against `key` after the fact. With the table full
+    /// of keys held back, a new key is not counted at all (never under a
+    /// shared key: one key's failures must not hold back another).
+    pub(crate) fn fail(&self, key: K) {
+        let now = Instant::now();
+        let mut table = self.sources.lock().unwrap_or_else(|p| p.into_inner());
+        let key = key.counted();
+        if !table.map.contains_key(&key) && !self.room(&mut table, now) {
+            return;
+        }
+        let entry = table.map.entry(key).or_insert(Entry {
+            failures: 0,
+            last: now,
+            blocked_until: now,
+        });
+        if now.duration_since(entry.last) >= self.policy.forget && entry.blocked_until <= now {
+            entry.failures = 0;
+        }
+        entry.failures = entry.failures.saturating_add(1);
+        entry.last = now;
+        entry.blocked_until = now + self.wait_after(entry.failures);
     }
 
     /// How long the next attempt waits after `failures` failures.
@@ -323,6 +374,32 @@ impl Drop for ConnectionSlot {
 
 #[cfg(test)]
 mod tests {
+    /// With the table full of held-back links, a new link is not counted at
+    /// all (no shared key), and one link's failures hold back only it.
+    #[test]
+    fn a_full_link_table_skips_new_links_instead_of_sharing_a_key() {
+        let t: Throttle<LinkKey> = Throttle::with_capacity(
+            Backoff {
+                free: 1,
+                ..SHARE_LINK_BACKOFF
+            },
+            2,
+        );
+        let id = |c: char| LinkKey::of(&format!("{}A", c.to_string().repeat(21))).unwrap();
+        let (a, b, c) = (id('a'), id('b'), id('c'));
+        for _ in 0..3 {
+            t.fail(a);
+            t.fail(b);
+        }
+        assert!(t.check(a).is_err() && t.check(b).is_err());
+        for _ in 0..10 {
+            t.fail(c);
+            assert!(t.check(c).is_ok(), "a new link shared a held-back count");
+        }
+        assert!(LinkKey::of("not an id").is_none());
+        assert!(LinkKey::of(&"A".repeat(23)).is_none());
+    }
+
     use super::*;
 
     #[test]

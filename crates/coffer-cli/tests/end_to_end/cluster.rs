@@ -494,8 +494,24 @@ fn health_is_503_while_postgres_is_unreachable_and_service_resumes_after() {
         status >= 500,
         "a write without its database answered {status} {body}"
     );
-    let health = a.http("GET", "/api/v1/sys/health", None, None);
-    assert_eq!(health.status, 503);
+    // Health answers from a probe at most a second old (see
+    // `STORAGE_PROBE_FRESH`): within a few seconds it says so.
+    let wait_for_health = |code: u16| {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let health = a.http("GET", "/api/v1/sys/health", None, None);
+            if health.status == code {
+                return health;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "health stayed {} instead of {code}",
+                health.status
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let health = wait_for_health(503);
     let h = health.json();
     assert_eq!(h["storage_available"], false, "{h}");
     assert_eq!(h["sealed"], false, "{h}");
@@ -513,8 +529,7 @@ fn health_is_503_while_postgres_is_unreachable_and_service_resumes_after() {
         assert!(Instant::now() < deadline, "writes did not resume: {status}");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let health = a.http("GET", "/api/v1/sys/health", None, None);
-    assert_eq!(health.status, 200);
+    let health = wait_for_health(200);
     assert_eq!(health.json()["storage_available"], true);
     let (status, body) = read(&a, &root, "app/prod/before");
     assert_eq!(

@@ -86,17 +86,25 @@ pub(super) async fn revoke(
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub(super) async fn open(
-    State(st): State<AppState>,
-    UrlPath(share): UrlPath,
-) -> ApiResult<api::ShareOpenResponse> {
-    let opened = st.coffer.open_share(&share).await?;
-    Ok(Json(api::ShareOpenResponse {
-        ciphertext: opened.sealed,
-        salt: opened.salt,
-        iterations: opened.iterations,
-        views_left: opened.views_left,
-    }))
+pub(super) async fn open(State(st): State<AppState>, UrlPath(share): UrlPath) -> Response {
+    match st.coffer.open_share(&share).await {
+        Ok(opened) => Json(api::ShareOpenResponse {
+            ciphertext: opened.sealed,
+            salt: opened.salt,
+            iterations: opened.iterations,
+            views_left: opened.views_left,
+        })
+        .into_response(),
+        Err(e) => {
+            let mut resp = ApiError::from(e).into_response();
+            // A failed open of a link that exists counts against that link
+            // (see `request.rs`); an id that names no link does not.
+            if resp.status() == StatusCode::NOT_FOUND && st.coffer.share_exists(&share).await {
+                resp.extensions_mut().insert(crate::throttle::LinkExisted);
+            }
+            resp
+        }
+    }
 }
 
 // ---- the page -------------------------------------------------------------------

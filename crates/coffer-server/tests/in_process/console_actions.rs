@@ -602,3 +602,68 @@ fn concurrent_opens_of_a_console_link_spend_each_view_once() {
         "{statuses:?}"
     );
 }
+
+/// Review finding: applying a promote over a secret the caller cannot see
+/// in the target failed with its path and version ("app/prod/X (at version
+/// 1, not 0)"), telling that it exists. Now it is refused with a generic
+/// message that names neither, and nothing is written.
+#[test]
+fn a_promote_over_a_hidden_target_names_neither_its_path_nor_its_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), common::Mode::Dev);
+    let root = server.root_token();
+    assert_eq!(
+        put_secret(&server, &root, "app/dev/HIDDEN_NAME_X", "dev-value-1"),
+        200
+    );
+    assert_eq!(
+        put_secret(&server, &root, "app/prod/HIDDEN_NAME_X", "prod-value-1"),
+        200
+    );
+    put_policy(
+        &server,
+        &root,
+        "promoter",
+        r#"path "app/dev/*" { capabilities = ["read", "list"] }
+path "app/prod/" { capabilities = ["list"] }
+path "app/prod/*" { capabilities = ["create", "update"] }"#,
+    );
+    let body = json!({ "policies": ["promoter"] }).to_string();
+    let created = ok(
+        &server.http(
+            "POST",
+            "/api/v1/auth/tokens",
+            Some(&root),
+            Some(body.as_bytes()),
+        ),
+        "token",
+    );
+    let token = created["token"].as_str().unwrap().to_string();
+    let preview = json!({"from": "app/dev", "to": "app/prod"}).to_string();
+    let plan = ok(
+        &server.http(
+            "POST",
+            "/api/v1/promote-env",
+            Some(&token),
+            Some(preview.as_bytes()),
+        ),
+        "preview",
+    )["plan"]
+        .clone();
+    assert_eq!(plan[0]["action"], "create", "{plan}");
+    let apply = json!({"from": "app/dev", "to": "app/prod", "apply": plan}).to_string();
+    let r = server.http(
+        "POST",
+        "/api/v1/promote-env",
+        Some(&token),
+        Some(apply.as_bytes()),
+    );
+    assert_eq!(r.status, 409, "{}", r.text());
+    let text = r.text();
+    assert!(!text.contains("HIDDEN_NAME_X"), "{text}");
+    assert!(!text.contains("version"), "{text}");
+    assert_eq!(
+        value_of(&server, &root, "app/prod/HIDDEN_NAME_X"),
+        ("prod-value-1".into(), 1)
+    );
+}

@@ -395,6 +395,43 @@ fn failed_opens_of_one_link_are_limited_per_link_not_per_address() {
     }
 }
 
+/// Review finding: the per-link count was keyed on the raw path (cut to
+/// 22 bytes), for any id: percent-encoding dodged it, `<id>x` counted
+/// against the real id, and ids that match no link filled the table until
+/// every new id shared one held-back key. Now only a well-formed id that
+/// names a link is counted, decoded as the route decodes it, and each id
+/// on its own.
+#[test]
+fn only_failed_opens_of_a_real_link_count_against_it_and_only_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Mode::Dev);
+    let root = server.root_token();
+    let (spent, _) = create(&server, &root, json!({}));
+    let (other_spent, _) = create(&server, &root, json!({}));
+    let (live, _) = create(&server, &root, json!({}));
+    assert_eq!(open(&server, &spent).status, 200);
+    assert_eq!(open(&server, &other_spent).status, 200);
+    // Unknown ids are never held back per link (only per address, 200 free).
+    let unknown = crypto::new_id();
+    let statuses: Vec<u16> = (0..8).map(|_| open(&server, &unknown).status).collect();
+    assert_eq!(statuses, [404; 8], "{statuses:?}");
+    // Neither are near misses of a real id, and they do not count against it.
+    for _ in 0..8 {
+        assert_eq!(open(&server, &format!("{spent}x")).status, 404);
+    }
+    // Percent-encoded, the real id is counted as itself.
+    let encoded: String = spent.bytes().map(|b| format!("%{b:02X}")).collect();
+    let statuses: Vec<u16> = (0..5)
+        .map(|i| open(&server, if i % 2 == 0 { &encoded } else { &spent }).status)
+        .collect();
+    assert_eq!(statuses, [404; 5], "{statuses:?}");
+    assert_eq!(open(&server, &encoded).status, 429);
+    assert_eq!(open(&server, &spent).status, 429);
+    // The held-back link holds back no other link.
+    assert_eq!(open(&server, &other_spent).status, 404);
+    assert_eq!(open(&server, &live).status, 200);
+}
+
 #[test]
 fn every_step_is_audited_without_the_ciphertext() {
     let dir = tempfile::tempdir().unwrap();
