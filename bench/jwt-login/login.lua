@@ -1,7 +1,7 @@
--- POSTs the same JWT login (JWT_LOGIN_BODY) on every request.
+-- POSTs the same JWT login (JWT_LOGIN_BODY) to JWT_LOGIN_PATH on every request.
 wrk.method = "POST"
 wrk.body = os.getenv("JWT_LOGIN_BODY")
-wrk.path = "/api/v1/auth/jwt/login"
+wrk.path = os.getenv("JWT_LOGIN_PATH") or "/api/v1/auth/jwt/login"
 wrk.headers["content-type"] = "application/json"
 
 function done(summary, latency, requests)
