@@ -11,3 +11,12 @@ function done(summary, latency, requests)
     summary.requests / (summary.duration / 1e6),
     latency:percentile(50) / 1000, latency:percentile(99) / 1000, errors))
 end
+
+-- Names the first few failed answers (a status other than 200) as they come.
+local failed = 0
+function response(status, headers, body)
+  if status ~= 200 and failed < 3 then
+    failed = failed + 1
+    io.write(string.format("answered %d: %s\n", status, string.sub(body or "", 1, 200)))
+  end
+end
