@@ -440,12 +440,18 @@ impl Record {
     /// requests (`audit_log_truncated`, `audit_rotation_failed`, ...), also
     /// written to the server log under `coffer::alert`.
     pub fn file_alert(rule: &str, file: &std::path::Path, count: u64, message: String) -> Record {
+        Record::sink_alert(rule, &file.display().to_string(), count, message)
+    }
+
+    /// An alert about an audit sink (`subject` as the configuration names
+    /// it: `file PATH`, `socket ADDR`, `stdout`), logged as raised.
+    pub fn sink_alert(rule: &str, subject: &str, count: u64, message: String) -> Record {
         tracing::error!(target: "coffer::alert", alert = rule, "{}", crate::sanitize::visible(&message));
         Record {
             kind: Kind::Alert,
             alert: Some(AlertInfo {
                 rule: rule.to_string(),
-                subject: file.display().to_string(),
+                subject: subject.to_string(),
                 count,
                 window_secs: 0,
             }),

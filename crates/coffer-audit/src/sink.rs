@@ -104,6 +104,12 @@ pub(crate) struct Sink {
     /// Records this sink did not get since its last successful write.
     pub missed: u64,
     pub healthy: bool,
+    /// When this sink's failure was last raised as an alert, and whether
+    /// that failure is still open (its recovery is raised too). A sink that
+    /// fails and recovers over and over raises a failure at most once a
+    /// minute.
+    pub failure_alerted: Option<Instant>,
+    pub failure_open: bool,
     /// How many times this file was rotated: head files planned before a
     /// rotation are not written after it (see `writer::write_heads`).
     pub generation: u64,
@@ -247,6 +253,8 @@ impl Sink {
             head,
             missed: 0,
             healthy: true,
+            failure_alerted: None,
+            failure_open: false,
             generation: 0,
             lead,
             keyed: keyed || unchecked_head.is_some(),

@@ -773,6 +773,8 @@ impl Drop for Auditor {
 }
 
 const HEADS_EVERY: Duration = Duration::from_millis(200);
+/// The shortest time between two alerts of one sink's failure.
+const SINK_ALERT_EVERY: Duration = Duration::from_secs(60);
 /// How long an automatic rotation that failed waits before the next try.
 const ROTATION_RETRY: Duration = Duration::from_secs(60);
 
@@ -832,6 +834,9 @@ impl Writer {
             }
         }
         let mut any = false;
+        // Sinks that failed or recovered in this batch, raised as alerts
+        // once the batch is settled.
+        let mut changes: Vec<Record> = Vec::new();
         for sink in &mut self.sinks {
             self.out.clear();
             let mut head = sink.head;
@@ -877,6 +882,18 @@ impl Writer {
                 Ok(()) => {
                     if !sink.healthy {
                         tracing::warn!(sink = %sink.spec.describe(), missed = sink.missed, "audit sink recovered");
+                        if std::mem::take(&mut sink.failure_open) {
+                            changes.push(Record::sink_alert(
+                                "audit_sink_recovered",
+                                &sink.spec.describe(),
+                                sink.missed,
+                                format!(
+                                    "the audit sink {} records again; it missed {} records while it failed",
+                                    sink.spec.describe(),
+                                    sink.missed
+                                ),
+                            ));
+                        }
                     }
                     sink.head = head;
                     sink.keyed |= key.is_some();
@@ -888,6 +905,27 @@ impl Writer {
                 Err(e) => {
                     if sink.healthy {
                         tracing::error!(sink = %sink.spec.describe(), error = %e, "audit sink failed; requests succeed only while another sink records them");
+                        let now = Instant::now();
+                        if !sink.failure_open
+                            && sink
+                                .failure_alerted
+                                .is_none_or(|t| now.duration_since(t) >= SINK_ALERT_EVERY)
+                        {
+                            sink.failure_alerted = Some(now);
+                            sink.failure_open = true;
+                            // The error names a file or an address of the
+                            // configuration, never a record.
+                            changes.push(Record::sink_alert(
+                                "audit_sink_failed",
+                                &sink.spec.describe(),
+                                1,
+                                format!(
+                                    "the audit sink {} failed ({}); requests succeed only while another sink records them",
+                                    sink.spec.describe(),
+                                    crate::sanitize::visible(&e.to_string())
+                                ),
+                            ));
+                        }
                     }
                     sink.healthy = false;
                     sink.missed += items
@@ -899,6 +937,12 @@ impl Writer {
         }
         if !any && self.healthy.load(Ordering::Relaxed) {
             tracing::error!("no audit sink can record: requests are refused until one recovers");
+            changes.push(Record::sink_alert(
+                "audit_unavailable",
+                "audit",
+                1,
+                "no audit sink can record: requests are refused until one recovers".into(),
+            ));
         } else if any && !self.healthy.load(Ordering::Relaxed) {
             tracing::warn!("an audit sink records again: requests are served");
         }
@@ -906,6 +950,19 @@ impl Writer {
         for p in items {
             if let Some(ack) = p.ack {
                 let _ = ack.send(any);
+            }
+        }
+        // To the webhooks always (a failure is news when no sink can record
+        // it), and to the sinks that still record. Each change is raised once
+        // per transition, so this settles: a sink that fails while writing
+        // these raises nothing more until it has recovered.
+        if !changes.is_empty() {
+            for r in &changes {
+                let _ = self.alert_tx.send(r.clone());
+            }
+            if any {
+                let mut follow: Vec<Pending> = changes.into_iter().map(Pending::notice).collect();
+                self.commit(&mut follow);
             }
         }
         if any {
@@ -1508,6 +1565,77 @@ mod tests {
         assert!(alerts.try_recv().is_err(), "sent once");
         auditor.close();
         verifies(&path, &key);
+    }
+
+    /// A sink that fails is an alert, once, to the webhooks and into the
+    /// sinks that still record; when none records, that is an alert too.
+    #[test]
+    fn a_failing_sink_raises_one_alert_recorded_by_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("audit.log");
+        let key = coffer_crypto::Keyring::generate(0).audit_key();
+        let k = key.clone();
+        let (auditor, mut alerts) = Auditor::start(AuditorConfig {
+            sinks: vec![
+                SinkSpec::File(good.clone()),
+                SinkSpec::File(PathBuf::from("/dev/full")),
+            ],
+            fsync: Fsync::Interval(Duration::from_secs(1)),
+            rules: AlertRules::default(),
+            key: Arc::new(move || Some(k.clone())),
+            rotation: Rotation::default(),
+        })
+        .unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        for i in 0..5 {
+            assert!(rt.block_on(auditor.record(request(format!("r{i}")))));
+        }
+        assert!(auditor.healthy());
+        let mut raised = Vec::new();
+        while let Ok(a) = alerts.try_recv() {
+            raised.push(a);
+        }
+        let failed: Vec<_> = raised
+            .iter()
+            .filter_map(|r| r.alert.as_ref())
+            .filter(|a| a.rule == "audit_sink_failed")
+            .collect();
+        assert_eq!(failed.len(), 1, "{raised:?}");
+        assert_eq!(failed[0].subject, "file /dev/full");
+        assert!(
+            !raised.iter().any(|r| r
+                .alert
+                .as_ref()
+                .is_some_and(|a| a.rule == "audit_unavailable")),
+            "another sink records: the audit log is available"
+        );
+        auditor.close();
+        let text = std::fs::read_to_string(&good).unwrap();
+        assert_eq!(text.matches("\"audit_sink_failed\"").count(), 1, "{text}");
+        verifies(&good, &key);
+    }
+
+    #[test]
+    fn no_sink_recording_raises_audit_unavailable() {
+        let (auditor, mut alerts, _key) = start_on(PathBuf::from("/dev/full"));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        for i in 0..3 {
+            assert!(!rt.block_on(auditor.record(request(format!("r{i}")))));
+        }
+        let mut rules = Vec::new();
+        while let Ok(a) = alerts.try_recv() {
+            rules.extend(a.alert.map(|a| a.rule));
+        }
+        assert_eq!(
+            rules,
+            ["audit_sink_failed", "audit_unavailable"],
+            "once each"
+        );
+        auditor.close();
     }
 
     /// Fail closed on the hand-off too: a batch handed over to the thread
@@ -2461,7 +2589,7 @@ mod tests {
         let sock = dir.path().join("collector.sock");
         let listener = UnixListener::bind(&sock).unwrap();
         let k = coffer_crypto::Keyring::generate(0).audit_key();
-        let (auditor, _alerts) = Auditor::start(AuditorConfig {
+        let (auditor, mut alerts) = Auditor::start(AuditorConfig {
             sinks: vec![SinkSpec::Socket(format!("unix:{}", sock.display()))],
             fsync: Fsync::Interval(Duration::from_secs(1)),
             rules: AlertRules::default(),
@@ -2511,6 +2639,25 @@ mod tests {
         assert_eq!(
             first["missed"], refused,
             "missed counts the refused records, not the failed tests: {line}"
+        );
+        // Then the recovery, as an alert (the failure went to the webhooks
+        // only: no sink could record it).
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+        let recovered: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(recovered["alert"]["rule"], "audit_sink_recovered", "{line}");
+        assert_eq!(recovered["alert"]["count"], refused, "{line}");
+        let mut rules = Vec::new();
+        while let Ok(a) = alerts.try_recv() {
+            rules.extend(a.alert.map(|a| a.rule));
+        }
+        assert_eq!(
+            rules,
+            [
+                "audit_sink_failed",
+                "audit_unavailable",
+                "audit_sink_recovered"
+            ]
         );
         // The connection it took stays open: service goes on through it.
         assert!(rt.block_on(auditor.record(request("after".into()))));

@@ -34,6 +34,9 @@ pub const STORAGE_PROBE_FRESH: std::time::Duration = std::time::Duration::from_s
 pub(crate) struct StorageProbe {
     last: std::sync::Mutex<(Option<std::time::Instant>, bool)>,
     running: tokio::sync::Mutex<()>,
+    /// The availability the last probe found, for whoever watches for its
+    /// changes (the server raises them as alerts).
+    changes: tokio::sync::watch::Sender<bool>,
 }
 
 impl Default for StorageProbe {
@@ -42,6 +45,7 @@ impl Default for StorageProbe {
             // Available until a probe says otherwise.
             last: std::sync::Mutex::new((None, true)),
             running: tokio::sync::Mutex::new(()),
+            changes: tokio::sync::watch::Sender::new(true),
         }
     }
 }
@@ -90,7 +94,14 @@ impl StorageProbe {
         };
         *self.last.lock().unwrap_or_else(|p| p.into_inner()) =
             (Some(std::time::Instant::now()), available);
+        self.changes
+            .send_if_modified(|v| std::mem::replace(v, available) != available);
         available
+    }
+
+    /// The availability each probe finds, told when it changes.
+    pub(crate) fn watch(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.changes.subscribe()
     }
 }
 
@@ -259,6 +270,12 @@ impl Coffer {
                 }
             })
             .await
+    }
+
+    /// The store's availability as probes find it (by
+    /// [`Coffer::storage_available`]), told when it changes.
+    pub fn storage_changes(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.storage_probe.watch()
     }
 
     pub fn status(&self) -> SealStatus {

@@ -1,6 +1,7 @@
 //! A node's background jobs: holding the leader role, sweeping expired
-//! access records, the lifecycle scheduler and the alerts it raises, and
-//! rotating the audit log on SIGHUP.
+//! access records, the lifecycle scheduler and the alerts it raises,
+//! rotating the audit log on SIGHUP, and raising an alert when the store
+//! stops answering and when it answers again.
 //!
 //! With several nodes on one store, only the node that holds the leader
 //! role runs the sweeps and the scheduler, and only while it is unsealed
@@ -18,6 +19,9 @@ use tokio::task::JoinHandle;
 
 /// How often a node checks (or takes) the role of running background jobs.
 const LEAD_CHECK: Duration = Duration::from_secs(1);
+/// How often a node probes its store when nothing else does (the health
+/// check probes it too, at most once a second).
+const STORAGE_WATCH: Duration = Duration::from_secs(5);
 
 /// The running jobs, stopped together by [`Jobs::stop`].
 pub(crate) struct Jobs {
@@ -60,6 +64,7 @@ impl Jobs {
         if hangup_rotates {
             tasks.push(tokio::spawn(rotate_on_hangup(auditor.clone())));
         }
+        tasks.push(tokio::spawn(watch_storage(coffer.clone(), auditor.clone())));
         Jobs { tasks }
     }
 
@@ -396,6 +401,79 @@ impl LifecycleAlert {
             }),
             message: Some(self.message),
             ..coffer_audit::Record::default()
+        }
+    }
+}
+
+/// Probes the store every [`STORAGE_WATCH`] (on every node: each has its
+/// own connections), and raises `storage_unavailable` when a probe (this
+/// one or a health check's) finds it not answering, `storage_recovered`
+/// when it answers again. The alerts go to the audit log and the webhooks
+/// (to the webhooks even when the audit log cannot take them).
+async fn watch_storage(coffer: Arc<Coffer>, auditor: Arc<Auditor>) {
+    let mut changes = coffer.storage_changes();
+    let mut tick = tokio::time::interval(STORAGE_WATCH);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut down_since: Option<std::time::Instant> = None;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                coffer.storage_available().await;
+            }
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+        }
+        let available = *changes.borrow_and_update();
+        let (rule, message) = match (available, down_since) {
+            (false, None) => {
+                down_since = Some(std::time::Instant::now());
+                (
+                    "storage_unavailable",
+                    "the store does not answer: requests that read or write it fail until it does"
+                        .to_string(),
+                )
+            }
+            (true, Some(since)) => {
+                down_since = None;
+                (
+                    "storage_recovered",
+                    format!(
+                        "the store answers again, after {} s without it",
+                        since.elapsed().as_secs()
+                    ),
+                )
+            }
+            _ => continue,
+        };
+        tracing::warn!(target: "coffer::alert", alert = rule, "{message}");
+        let record = coffer_audit::Record {
+            time: coffer_audit::now_rfc3339(),
+            kind: coffer_audit::Kind::Alert,
+            actor: Some(coffer_audit::Actor {
+                kind: "system".into(),
+                name: "coffer".into(),
+                accessor: String::new(),
+                via: None,
+            }),
+            op: Some("sys.storage".into()),
+            outcome: Some(coffer_audit::Outcome::Ok),
+            alert: Some(coffer_audit::AlertInfo {
+                rule: rule.to_string(),
+                subject: "storage".into(),
+                count: 1,
+                window_secs: 0,
+            }),
+            message: Some(message),
+            ..coffer_audit::Record::default()
+        };
+        if !auditor.record(record).await {
+            tracing::error!(
+                alert = rule,
+                "a storage alert could not be recorded (it went to the webhooks)"
+            );
         }
     }
 }

@@ -539,4 +539,13 @@ fn health_is_503_while_postgres_is_unreachable_and_service_resumes_after() {
     );
     // The refused write left nothing behind.
     assert_eq!(read(&a, &root, "app/prod/during").0, 404);
+    // The outage and its end are alerts in the audit log, once each.
+    let log = std::fs::read_to_string(a.data_dir().join("audit.log")).unwrap();
+    let rules: Vec<String> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|r| r["alert"]["rule"].as_str().map(str::to_owned))
+        .filter(|r| r.starts_with("storage_"))
+        .collect();
+    assert_eq!(rules, ["storage_unavailable", "storage_recovered"], "{log}");
 }
