@@ -412,7 +412,7 @@ mod tests {
     /// interleave: found as a rare 429 in the JWT login benchmark.
     #[test]
     fn concurrent_good_attempts_are_never_held_back() {
-        let t = std::sync::Arc::new(Throttle::<IpAddr>::with_capacity(LOGIN_BACKOFF, 16));
+        let t = Arc::new(Throttle::<IpAddr>::with_capacity(LOGIN_BACKOFF, 16));
         let ip: IpAddr = "192.0.2.7".parse().unwrap();
         let threads: Vec<_> = (0..8)
             .map(|_| {
