@@ -509,3 +509,46 @@ fn the_github_action_logs_in_with_the_runners_token_and_exports_masked_secrets()
     assert!(!out.status.success());
     assert!(!marker.exists(), "an input ran as a command");
 }
+
+/// `coffer run --login` whose command dies by a signal: the run's token is
+/// revoked, then coffer dies by the same signal (what a shell sees of the
+/// command itself), never by an exit status of 128 + N.
+#[test]
+fn run_with_a_login_dies_by_the_commands_signal_after_revoking() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempfile::tempdir().unwrap();
+    let key = new_key();
+    let (server, root) = setup(dir.path(), &key);
+    let runner = Runner::start(key.clone(), "acme/api");
+    let before = live_workload_tokens(&server, &root);
+    for (signal, number) in [("TERM", 15), ("INT", 2), ("HUP", 1)] {
+        let script = format!("test -n \"$DB_PASSWORD\" && echo fetched; kill -{signal} $$");
+        let run = server
+            .cli()
+            .env("ACTIONS_ID_TOKEN_REQUEST_URL", &runner.url)
+            .env("ACTIONS_ID_TOKEN_REQUEST_TOKEN", REQUEST_TOKEN)
+            .run(&[
+                "run", "--login", "jwt:ci", "--path", "app/prod", "--", "sh", "-c", &script,
+            ]);
+        assert!(run.stdout().contains("fetched"), "{}", run.stderr());
+        assert_eq!(
+            run.out.status.signal(),
+            Some(number),
+            "{signal}: {:?} {}",
+            run.out.status,
+            run.stderr()
+        );
+        assert_eq!(run.out.status.code(), None, "{signal}");
+        assert!(
+            !run.stderr().contains("could not revoke"),
+            "{}",
+            run.stderr()
+        );
+        assert_eq!(
+            live_workload_tokens(&server, &root),
+            before,
+            "{signal}: the run's token is revoked before coffer dies"
+        );
+    }
+    assert_no_jwt_kept(&server, &runner);
+}

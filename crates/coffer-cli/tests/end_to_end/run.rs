@@ -7,6 +7,7 @@
 use crate::common;
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -413,18 +414,34 @@ fn signals_reach_the_command_and_its_status_is_coffers() {
         assert!(kill.success());
         assert_eq!(wait_for(&mut child).code(), Some(code), "{args:?} {signal}");
     }
-    // A command killed by a signal: 128 + the signal's number.
-    let run = server.cli().token(&root).run(&[
-        "run",
-        "--path",
-        "app/dev",
-        "--redact",
-        "--",
-        "sh",
-        "-c",
-        "kill -KILL $$",
-    ]);
-    assert_eq!(run.code(), 128 + 9);
+    // A command ended by a signal: coffer, its parent, dies by the same
+    // signal, as a shell expects of the command itself.
+    for signal in ["KILL", "TERM", "INT", "QUIT"] {
+        let script = format!("kill -{signal} $$");
+        let run = server.cli().token(&root).run(&[
+            "run", "--path", "app/dev", "--redact", "--", "sh", "-c", &script,
+        ]);
+        assert_eq!(
+            run.out.status.signal(),
+            Some(signal_number(signal)),
+            "{signal}: {:?} {}",
+            run.out.status,
+            run.stderr()
+        );
+        // Not a core file of coffer's memory, even for SIGQUIT.
+        assert!(!run.out.status.core_dumped(), "{signal}");
+    }
+}
+
+fn signal_number(name: &str) -> i32 {
+    match name {
+        "HUP" => 1,
+        "INT" => 2,
+        "QUIT" => 3,
+        "KILL" => 9,
+        "TERM" => 15,
+        _ => panic!("no number for {name}"),
+    }
 }
 
 #[test]
