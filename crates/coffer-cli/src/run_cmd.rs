@@ -11,7 +11,6 @@
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
-use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use clap::Args;
@@ -758,43 +757,58 @@ const LOGIN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
 type Signals = tokio::sync::mpsc::UnboundedReceiver<(rustix::process::Signal, bool)>;
 
 /// Catches TERM, HUP, INT, QUIT, USR1 and USR2 from now on (they no
-/// longer end coffer). A terminal sends Ctrl-C and Ctrl-\ to the whole
-/// foreground group, the child included: forwarding those would deliver
-/// them twice, so from a terminal they are caught but not forwarded.
+/// longer end coffer). TERM, HUP, USR1 and USR2 are forwarded to the
+/// child. INT and QUIT are forwarded only when coffer is not in the
+/// foreground of a terminal: there, Ctrl-C and Ctrl-\ reach the whole
+/// foreground process group, the child included, and forwarding them
+/// would deliver them twice. Whether coffer is in the foreground is asked
+/// when the signal arrives (a job moved by `fg` or `bg` changes it); the
+/// answer does not depend on where standard input comes from, since
+/// `coffer run ... < file` typed at a terminal is still in its foreground.
 fn catch_signals() -> anyhow::Result<Signals> {
     use tokio::signal::unix::{SignalKind, signal};
-    let terminal = std::io::stdin().is_terminal();
     let kinds = [
-        (SignalKind::terminate(), rustix::process::Signal::TERM, true),
-        (SignalKind::hangup(), rustix::process::Signal::HUP, true),
+        (
+            SignalKind::terminate(),
+            rustix::process::Signal::TERM,
+            false,
+        ),
+        (SignalKind::hangup(), rustix::process::Signal::HUP, false),
         (
             SignalKind::user_defined1(),
             rustix::process::Signal::USR1,
-            true,
+            false,
         ),
         (
             SignalKind::user_defined2(),
             rustix::process::Signal::USR2,
-            true,
+            false,
         ),
-        (
-            SignalKind::interrupt(),
-            rustix::process::Signal::INT,
-            !terminal,
-        ),
-        (SignalKind::quit(), rustix::process::Signal::QUIT, !terminal),
+        (SignalKind::interrupt(), rustix::process::Signal::INT, true),
+        (SignalKind::quit(), rustix::process::Signal::QUIT, true),
     ];
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    for (kind, sig, forward) in kinds {
+    for (kind, sig, from_terminal) in kinds {
         let mut stream = signal(kind)?;
         let tx = tx.clone();
         tokio::spawn(async move {
             while stream.recv().await.is_some() {
+                let forward = !(from_terminal && in_terminal_foreground());
                 let _ = tx.send((sig, forward));
             }
         });
     }
     Ok(rx)
+}
+
+/// Whether coffer's process group is the foreground group of its
+/// controlling terminal (the group a terminal sends Ctrl-C and Ctrl-\
+/// to). No controlling terminal: no.
+fn in_terminal_foreground() -> bool {
+    let Ok(tty) = std::fs::File::open("/dev/tty") else {
+        return false;
+    };
+    rustix::termios::tcgetpgrp(&tty).is_ok_and(|group| group == rustix::process::getpgrp())
 }
 
 /// Waits for the child, forwarding the signals coffer receives meanwhile.
