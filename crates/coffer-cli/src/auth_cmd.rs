@@ -33,6 +33,8 @@ pub enum JwtCommand {
     #[command(after_help = "Examples:
   coffer auth jwt write deploy-api --preset github --bound repository=acme/api \\
       --bound ref=refs/heads/main --bound environment=production --policy api-prod-read
+  coffer auth jwt write deploy-api --preset github --bound repository_id=123456789 \\
+      --bound ref=refs/heads/main --policy api-prod-read
   coffer auth jwt write ci --preset gitlab --issuer https://gitlab.example.com \\
       --audience https://coffer.example.com --bound project_path=group/project \\
       --bound-glob 'ref=release/*' --policy ci-read --ttl 10m
@@ -43,7 +45,9 @@ pub enum JwtCommand {
 
 A claim bound several times may have any of the values. --bound compares
 exactly (no case folding); --bound-glob's `*` matches any run of
-characters. The TTL defaults to 15m and is at most 6h.")]
+characters. GitHub's repository_id and repository_owner_id (numbers that
+survive renames and transfers, unlike names) pin the repository as
+repository does; bind them exactly. The TTL defaults to 15m and is at most 6h.")]
     Write(JwtWriteArgs),
     /// Show a JWT role.
     #[command(after_help = "Examples:

@@ -1056,6 +1056,12 @@ fn owner_pinned(
 /// workflow file. `workflow` (the workflow's name, written in the YAML by
 /// anyone who can push a branch) does not count.
 pub const GITHUB_SECOND: &[&str] = &["ref", "environment", "job_workflow_ref", "workflow_ref"];
+/// GitHub's numeric IDs of the repository and of its owner. Unlike the
+/// names, they never change and are never reused: a repository renamed,
+/// transferred or deleted frees its name (`acme/api` can then be created
+/// by someone else), never its ID. Either one bound exactly pins the
+/// repository (or the owner) as `repository` does.
+pub const GITHUB_IDS: &[&str] = &["repository_id", "repository_owner_id"];
 /// The claims that count as a GitLab role's second binding (beside
 /// `project_path`): `ref` only together with `ref_type` (a tag may be
 /// named like a branch) or `ref_protected=true`; `ref_protected` only as
@@ -1103,6 +1109,21 @@ fn names_something(
     (!exact_values.is_empty() || !glob_values.is_empty())
         && exact_values.iter().all(|v| !v.is_empty())
         && glob_values.iter().all(|p| glob_names_something(p))
+}
+
+/// Whether `claim` is bound to exact decimal numbers only (no glob beside
+/// them), as GitHub's numeric IDs must be.
+fn exact_ids(
+    exact: &BTreeMap<String, Vec<String>>,
+    globs: &BTreeMap<String, Vec<String>>,
+    claim: &str,
+) -> bool {
+    !globs.contains_key(claim)
+        && exact.get(claim).is_some_and(|v| {
+            !v.is_empty()
+                && v.iter()
+                    .all(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
+        })
 }
 
 /// Whether `claim` is bound to exactly `true` (no glob beside it).
@@ -1179,7 +1200,22 @@ pub fn missing_binding(
         if !on {
             continue;
         }
-        if !owner_pinned(exact, globs, claim) {
+        if !is_gitlab {
+            // A numeric ID is bound exactly or not at all: a glob on an ID,
+            // or a value that is not a number, could never mean one
+            // repository.
+            for &id in GITHUB_IDS {
+                if (exact.contains_key(id) || globs.contains_key(id))
+                    && !exact_ids(exact, globs, id)
+                {
+                    return Some(JwtRoleProblem::NumericId { claim: id });
+                }
+            }
+            let by_id = GITHUB_IDS.iter().any(|id| exact_ids(exact, globs, id));
+            if !by_id && !owner_pinned(exact, globs, claim) {
+                return Some(JwtRoleProblem::GithubNeedsRepository);
+            }
+        } else if !owner_pinned(exact, globs, claim) {
             return Some(JwtRoleProblem::PresetNeedsClaim {
                 preset: name,
                 claim,
