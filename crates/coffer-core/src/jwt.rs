@@ -816,10 +816,14 @@ impl Coffer {
             recorded.insert(claim.clone(), crate::workload::shown(&v));
         }
         if let Some(why) = role.needs_binding() {
+            // Still allowed (no outage on upgrade), but marked in the
+            // login's audit record and logged, so that operators find the
+            // roles to rewrite.
             tracing::warn!(
                 role = %role.name,
-                "login through a JWT role that needs a second binding: {why}"
+                "login through a JWT role that needs a second binding: {why}; rewrite it with `coffer auth jwt write`"
             );
+            audit::note_needs_binding(why);
         }
         let workload = Workload {
             method: "jwt".into(),

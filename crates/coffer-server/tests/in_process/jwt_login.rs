@@ -1281,6 +1281,31 @@ fn a_role_stored_before_the_second_binding_logs_in_and_is_flagged() {
         "the old role still logs in",
     );
     assert_eq!(j["policies"], json!(["deploy"]));
+    // The login's audit record is marked, so that operators can find the
+    // logins through such roles (and so the roles) in the audit log.
+    let record = server.audit_records().pop().unwrap();
+    assert_eq!(record["op"], "auth.jwt_login", "{record}");
+    assert_eq!(record["status"], 200, "{record}");
+    assert_eq!(record["workload"]["role"], "legacy", "{record}");
+    assert!(
+        record["needs_binding"]
+            .as_str()
+            .unwrap_or("")
+            .contains("second binding besides repository"),
+        "{record}"
+    );
+    // The requests its token makes are the workload's, unmarked: the mark
+    // is on the login.
+    let token = j["token"].as_str().unwrap();
+    server.http(
+        "GET",
+        "/api/v1/secrets/app/prod/DB_PASSWORD",
+        Some(token),
+        None,
+    );
+    let read = server.audit_records().pop().unwrap();
+    assert_eq!(read["op"], "secret.read", "{read}");
+    assert!(read.get("needs_binding").is_none(), "{read}");
     let read = ok(
         &server.http("GET", "/api/v1/auth/jwt/roles/legacy", Some(&root), None),
         "read",
@@ -1319,6 +1344,30 @@ fn a_role_stored_before_the_second_binding_logs_in_and_is_flagged() {
         "list",
     );
     assert!(list.get("needs_binding").is_none(), "{list}");
+    // Rewritten, its logins are no longer marked.
+    ok(
+        &login(&server, "legacy", &mint(&key, &claims(&issuer.url))),
+        "the rewritten role logs in",
+    );
+    let record = server.audit_records().pop().unwrap();
+    assert_eq!(record["op"], "auth.jwt_login", "{record}");
+    assert!(record.get("needs_binding").is_none(), "{record}");
+    // `coffer audit query --needs-binding`: the marked login only, not the
+    // later one through the rewritten role, nor the token's read.
+    let marked = ok(
+        &server.http(
+            "GET",
+            "/api/v1/sys/audit/records?needs_binding=true",
+            Some(&root),
+            None,
+        ),
+        "query",
+    );
+    let records = marked["records"].as_array().unwrap();
+    assert_eq!(records.len(), 1, "{marked}");
+    assert_eq!(records[0]["op"], "auth.jwt_login");
+    assert_eq!(records[0]["workload"]["role"], "legacy");
+    assert_eq!(records[0]["status"], 200);
 }
 
 /// An issuer whose JWKS answers only when released: it says when a request
