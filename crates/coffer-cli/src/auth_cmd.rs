@@ -374,7 +374,17 @@ pub async fn machine_login(
 ) -> anyhow::Result<Delivered> {
     let client = settings::client_builder(g).build()?;
     let t = match proof {
-        Proof::Jwt { role, jwt } => client.login_jwt(role, jwt).await?,
+        Proof::Jwt { role, jwt } => {
+            let t = client.login_jwt(role, jwt).await?;
+            if let Some(why) = &t.needs_binding {
+                // The workload's own log (a CI job's) says so too, where
+                // the people who own the role will see it.
+                eprintln!(
+                    "coffer: warning: JWT role {role} needs a binding ({why}); it still logs in, but an operator should rewrite it with `coffer auth jwt write`"
+                );
+            }
+            t
+        }
         Proof::AppRole { role_id, secret_id } => client.login_approle(role_id, secret_id).await?,
     };
     let as_json = match deliver {

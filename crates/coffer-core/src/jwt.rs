@@ -759,13 +759,15 @@ impl Coffer {
     }
 
     /// A machine logs in with a JWT for `role`: on success, a service token
-    /// with exactly the role's policies, expiring after the role's TTL.
+    /// with exactly the role's policies, expiring after the role's TTL, and
+    /// what the role lacks if today's rules would refuse it (it was stored
+    /// before a rule existed; see [`JwtRole::needs_binding`]).
     pub async fn login_jwt(
         &self,
         role: &str,
         jwt: &str,
         fetcher: &dyn KeyFetcher,
-    ) -> Result<(SecretString, TokenView)> {
+    ) -> Result<(SecretString, TokenView, Option<String>)> {
         self.require_unsealed()?;
         if jwt.len() > MAX_JWT_BYTES {
             return Err(refused(WorkloadRefusal::TooLarge {
@@ -815,15 +817,16 @@ impl Coffer {
             }
             recorded.insert(claim.clone(), crate::workload::shown(&v));
         }
-        if let Some(why) = role.needs_binding() {
+        let needs_binding = role.needs_binding();
+        if let Some(why) = &needs_binding {
             // Still allowed (no outage on upgrade), but marked in the
-            // login's audit record and logged, so that operators find the
-            // roles to rewrite.
+            // login's audit record, logged and answered, so that operators
+            // find the roles to rewrite.
             tracing::warn!(
                 role = %role.name,
                 "login through a JWT role that needs a second binding: {why}; rewrite it with `coffer auth jwt write`"
             );
-            audit::note_needs_binding(why);
+            audit::note_needs_binding(why.clone());
         }
         let workload = Workload {
             method: "jwt".into(),
@@ -832,13 +835,15 @@ impl Coffer {
             subject: claim_value(&claims, "sub").map(|s| crate::workload::shown(&s)),
             claims: recorded,
         };
-        self.issue_workload_token(WorkloadGrant {
-            name: workload_name(&role, &claims),
-            policies: role.policies.clone(),
-            ttl_ms: role.ttl_ms,
-            workload,
-        })
-        .await
+        let (token, view) = self
+            .issue_workload_token(WorkloadGrant {
+                name: workload_name(&role, &claims),
+                policies: role.policies.clone(),
+                ttl_ms: role.ttl_ms,
+                workload,
+            })
+            .await?;
+        Ok((token, view, needs_binding))
     }
 
     /// The key for a token of `alg` and `kid` from `role`'s keys: cached,

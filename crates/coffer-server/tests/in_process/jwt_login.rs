@@ -1281,6 +1281,14 @@ fn a_role_stored_before_the_second_binding_logs_in_and_is_flagged() {
         "the old role still logs in",
     );
     assert_eq!(j["policies"], json!(["deploy"]));
+    // The answer says so, for the workload's own log.
+    assert!(
+        j["needs_binding"]
+            .as_str()
+            .unwrap_or("")
+            .contains("second binding besides repository"),
+        "{j}"
+    );
     // The login's audit record is marked, so that operators can find the
     // logins through such roles (and so the roles) in the audit log.
     let record = server.audit_records().pop().unwrap();
@@ -1345,10 +1353,11 @@ fn a_role_stored_before_the_second_binding_logs_in_and_is_flagged() {
     );
     assert!(list.get("needs_binding").is_none(), "{list}");
     // Rewritten, its logins are no longer marked.
-    ok(
+    let j = ok(
         &login(&server, "legacy", &mint(&key, &claims(&issuer.url))),
         "the rewritten role logs in",
     );
+    assert!(j.get("needs_binding").is_none(), "{j}");
     let record = server.audit_records().pop().unwrap();
     assert_eq!(record["op"], "auth.jwt_login", "{record}");
     assert!(record.get("needs_binding").is_none(), "{record}");
