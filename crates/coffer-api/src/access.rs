@@ -85,6 +85,11 @@ pub struct NewToken {
     /// Its description (`accessor`, `policies`, ...).
     #[serde(flatten)]
     pub info: TokenInfo,
+    /// A JWT login through a role that today's rules would refuse (stored
+    /// before a rule existed; it still logs in): what the role lacks, for
+    /// the workload's own log to show.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub needs_binding: Option<String>,
 }
 
 /// `GET /api/v1/auth/tokens`.

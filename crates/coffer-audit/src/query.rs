@@ -31,6 +31,9 @@ pub struct Filter {
     pub op: Option<String>,
     /// Only this kind of record.
     pub kind: Option<Kind>,
+    /// Only machine logins through a role that lacks a binding today's
+    /// rules require (records with `needs_binding`).
+    pub needs_binding: bool,
 }
 
 /// Normalises a time for comparison with records' times, which all have the
@@ -91,6 +94,9 @@ impl Filter {
             return false;
         }
         if self.kind.is_some_and(|k| r.kind != k) {
+            return false;
+        }
+        if self.needs_binding && r.needs_binding.is_none() {
             return false;
         }
         true
@@ -375,6 +381,38 @@ mod tests {
             ),
         ]
         .concat()
+    }
+
+    #[test]
+    fn needs_binding_keeps_only_marked_logins() {
+        let login = |name: &str, why: Option<&str>| {
+            let r = Record {
+                time: "2026-11-05T10:00:00.000Z".into(),
+                actor: Some(Actor {
+                    kind: "service".into(),
+                    name: name.into(),
+                    accessor: format!("acc_{name}"),
+                    via: None,
+                }),
+                op: Some("auth.jwt_login".into()),
+                status: Some(200),
+                outcome: Some(Outcome::Ok),
+                needs_binding: why.map(str::to_string),
+                ..Record::default()
+            };
+            String::from_utf8(r.encode().unwrap()).unwrap() + "\n"
+        };
+        let log = fixture()
+            + &login("old", Some("the github issuer requires a second binding"))
+            + &login("new", None);
+        let filter = Filter {
+            needs_binding: true,
+            ..Filter::default()
+        };
+        let found = search(log.as_bytes(), &filter, 100).unwrap();
+        assert_eq!(names(&found), ["old"]);
+        let all = search(log.as_bytes(), &Filter::default(), 100).unwrap();
+        assert_eq!(all.records.len(), 7);
     }
 
     fn names(found: &Found) -> Vec<&str> {

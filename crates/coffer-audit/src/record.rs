@@ -222,6 +222,12 @@ pub struct Record {
     /// (its role, issuer, subject and bound claims' values).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workload: Option<Workload>,
+    /// A machine login through a role that today's rules would refuse (one
+    /// stored before a rule existed, which keeps logging in): what the
+    /// role lacks, as `coffer auth jwt read` says it. Operators find these
+    /// logins, and so the roles to rewrite, by this field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub needs_binding: Option<String>,
     /// For alert records: what fired.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alert: Option<AlertInfo>,
@@ -327,6 +333,8 @@ struct Wire<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     workload: Option<&'a Workload>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    needs_binding: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     alert: Option<&'a AlertInfo>,
     #[serde(skip_serializing_if = "Option::is_none")]
     gap: Option<Gap>,
@@ -394,6 +402,7 @@ impl Record {
                 login: self.login.as_deref(),
                 reason: self.reason.as_deref(),
                 workload: self.workload.as_ref(),
+                needs_binding: self.needs_binding.as_deref(),
                 alert: self.alert.as_ref(),
                 gap: self.gap,
                 acknowledges: self.acknowledges.as_deref(),

@@ -172,6 +172,10 @@ pub struct QueryArgs {
     /// request, alert or notice.
     #[arg(long = "type", value_name = "TYPE", value_parser = ["request", "alert", "notice"])]
     kind: Option<String>,
+    /// Only machine logins through a role that lacks a binding today's
+    /// rules require (one stored before the rule): the roles to rewrite.
+    #[arg(long)]
+    needs_binding: bool,
     /// At most this many records (the most recent).
     #[arg(long, default_value_t = 1000)]
     limit: usize,
@@ -409,6 +413,7 @@ async fn query_cmd(g: &Global, q: QueryArgs) -> anyhow::Result<Status> {
                 q.outcome.as_deref(),
                 q.op.as_deref(),
                 q.kind.as_deref(),
+                q.needs_binding,
             )
             .map_err(|e| fail(Status::Usage, e))?;
             let files = offline_files(file, q.rotated)?;
@@ -431,6 +436,7 @@ async fn query_cmd(g: &Global, q: QueryArgs) -> anyhow::Result<Status> {
                     outcome: q.outcome,
                     op: q.op,
                     kind: q.kind,
+                    needs_binding: q.needs_binding,
                     limit: Some(q.limit),
                     rotated: q.rotated,
                 })
@@ -494,6 +500,9 @@ fn row(r: &Record) -> Vec<String> {
             }
             if r.breakglass {
                 d.push("break-glass".into());
+            }
+            if r.needs_binding.is_some() {
+                d.push("role-needs-binding".into());
             }
             d.join(" ")
         }

@@ -33,6 +33,8 @@ pub enum JwtCommand {
     #[command(after_help = "Examples:
   coffer auth jwt write deploy-api --preset github --bound repository=acme/api \\
       --bound ref=refs/heads/main --bound environment=production --policy api-prod-read
+  coffer auth jwt write deploy-api --preset github --bound repository_id=123456789 \\
+      --bound ref=refs/heads/main --policy api-prod-read
   coffer auth jwt write ci --preset gitlab --issuer https://gitlab.example.com \\
       --audience https://coffer.example.com --bound project_path=group/project \\
       --bound-glob 'ref=release/*' --policy ci-read --ttl 10m
@@ -43,7 +45,9 @@ pub enum JwtCommand {
 
 A claim bound several times may have any of the values. --bound compares
 exactly (no case folding); --bound-glob's `*` matches any run of
-characters. The TTL defaults to 15m and is at most 6h.")]
+characters. GitHub's repository_id and repository_owner_id (numbers that
+survive renames and transfers, unlike names) pin the repository as
+repository does; bind them exactly. The TTL defaults to 15m and is at most 6h.")]
     Write(JwtWriteArgs),
     /// Show a JWT role.
     #[command(after_help = "Examples:
@@ -370,7 +374,17 @@ pub async fn machine_login(
 ) -> anyhow::Result<Delivered> {
     let client = settings::client_builder(g).build()?;
     let t = match proof {
-        Proof::Jwt { role, jwt } => client.login_jwt(role, jwt).await?,
+        Proof::Jwt { role, jwt } => {
+            let t = client.login_jwt(role, jwt).await?;
+            if let Some(why) = &t.needs_binding {
+                // The workload's own log (a CI job's) says so too, where
+                // the people who own the role will see it.
+                eprintln!(
+                    "coffer: warning: JWT role {role} needs a binding ({why}); it still logs in, but an operator should rewrite it with `coffer auth jwt write`"
+                );
+            }
+            t
+        }
         Proof::AppRole { role_id, secret_id } => client.login_approle(role_id, secret_id).await?,
     };
     let as_json = match deliver {

@@ -124,8 +124,9 @@ variable holding one, is removed from the command's environment
 Without --redact, coffer replaces itself with the command (signals and
 exit status are the command's own);
 with --redact it forwards SIGTERM, SIGHUP, SIGUSR1 and SIGUSR2 (and SIGINT
-and SIGQUIT when not on a terminal, which sends those to the command
-itself) and exits with the command's status (128+N after signal N).
+and SIGQUIT when not in a terminal's foreground: a terminal sends those to
+the command itself) and exits with the command's status; a command ended
+by signal N ends coffer by signal N too (a shell shows 128+N).
 
 Each successful fetch is kept encrypted (under a key derived from your
 token) in ~/.cache/coffer/run for --cache-ttl (default 24h). It is used

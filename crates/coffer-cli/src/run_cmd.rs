@@ -6,11 +6,11 @@
 //! (`exec`), so the command's exit status and signals are its own and no
 //! coffer process stays around holding the values. With `--redact`, coffer
 //! stays as the command's parent to filter its output, forwards signals and
-//! exits with its status.
+//! exits with its status (or dies by the signal that ended it, as a shell
+//! expects of a command).
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
-use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use clap::Args;
@@ -609,7 +609,7 @@ pub async fn run(g: &crate::cli::Global, a: RunArgs) -> anyhow::Result<Status> {
     };
     // A signal during the login ends the run promptly: the login gets a
     // short grace to finish (so that a token the server issued is received
-    // and revoked), then coffer exits with the signal's status even if it
+    // and revoked), then coffer dies by that signal even if the server
     // has not answered (a token issued after that reaches no one and
     // expires with its TTL).
     tokio::pin!(login_fut);
@@ -629,7 +629,7 @@ pub async fn run(g: &crate::cli::Global, a: RunArgs) -> anyhow::Result<Status> {
                         "coffer: warning: could not revoke this run's token ({e}); it expires with its TTL"
                     );
                 }
-                std::process::exit(128 + sig.as_raw());
+                end(Ending::Signal(sig.as_raw()));
             }
         },
         None => (&mut login_fut).await?,
@@ -642,7 +642,7 @@ pub async fn run(g: &crate::cli::Global, a: RunArgs) -> anyhow::Result<Status> {
             );
         }
         return match outcome {
-            Ok(code) => std::process::exit(code),
+            Ok(ending) => end(ending),
             Err(e) => Err(e),
         };
     }
@@ -651,8 +651,8 @@ pub async fn run(g: &crate::cli::Global, a: RunArgs) -> anyhow::Result<Status> {
     let command = prepare_command(&a, &vars);
     if a.redact {
         let mut signals = catch_signals()?;
-        let code = redacted(command, &vars, &a.command[0], &mut signals).await?;
-        std::process::exit(code);
+        let ending = redacted(command, &vars, &a.command[0], &mut signals).await?;
+        end(ending);
     }
     exec(command, &a.command[0])
 }
@@ -702,8 +702,8 @@ fn prepare_command(
 /// What `coffer run --login` does between its login and the revocation:
 /// fetch, build the environment, run the command as a child (so that the
 /// token can be revoked when it ends) and forward signals to it. Returns
-/// the status to exit with; a signal before the command starts ends the
-/// run with 128 + its number.
+/// how to end; a signal before the command starts ends the run by that
+/// signal.
 async fn run_logged_in(
     g: &crate::cli::Global,
     a: &RunArgs,
@@ -711,7 +711,7 @@ async fn run_logged_in(
     example: Option<&[String]>,
     token: coffer_crypto::SecretString,
     signals: &mut Signals,
-) -> anyhow::Result<i32> {
+) -> anyhow::Result<Ending> {
     let keep = a.keep_token.then(|| token.clone());
     let prepare = async {
         let fetched = fetch_all(g, a, inputs, Some(token)).await?;
@@ -731,7 +731,7 @@ async fn run_logged_in(
                 "coffer: signal {} before the command started; revoking this run's token",
                 sig.as_raw()
             );
-            return Ok(128 + sig.as_raw());
+            return Ok(Ending::Signal(sig.as_raw()));
         }
         prepared = prepare => prepared?,
     };
@@ -745,7 +745,7 @@ async fn run_logged_in(
         .spawn()
         .map_err(|e| not_started(&a.command[0], &e))?;
     let status = wait_forwarding(&mut child, signals).await?;
-    Ok(exit_code(status))
+    Ok(ending(status))
 }
 
 /// How long a login under way may still finish after a signal, so that
@@ -757,43 +757,58 @@ const LOGIN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
 type Signals = tokio::sync::mpsc::UnboundedReceiver<(rustix::process::Signal, bool)>;
 
 /// Catches TERM, HUP, INT, QUIT, USR1 and USR2 from now on (they no
-/// longer end coffer). A terminal sends Ctrl-C and Ctrl-\ to the whole
-/// foreground group, the child included: forwarding those would deliver
-/// them twice, so from a terminal they are caught but not forwarded.
+/// longer end coffer). TERM, HUP, USR1 and USR2 are forwarded to the
+/// child. INT and QUIT are forwarded only when coffer is not in the
+/// foreground of a terminal: there, Ctrl-C and Ctrl-\ reach the whole
+/// foreground process group, the child included, and forwarding them
+/// would deliver them twice. Whether coffer is in the foreground is asked
+/// when the signal arrives (a job moved by `fg` or `bg` changes it); the
+/// answer does not depend on where standard input comes from, since
+/// `coffer run ... < file` typed at a terminal is still in its foreground.
 fn catch_signals() -> anyhow::Result<Signals> {
     use tokio::signal::unix::{SignalKind, signal};
-    let terminal = std::io::stdin().is_terminal();
     let kinds = [
-        (SignalKind::terminate(), rustix::process::Signal::TERM, true),
-        (SignalKind::hangup(), rustix::process::Signal::HUP, true),
+        (
+            SignalKind::terminate(),
+            rustix::process::Signal::TERM,
+            false,
+        ),
+        (SignalKind::hangup(), rustix::process::Signal::HUP, false),
         (
             SignalKind::user_defined1(),
             rustix::process::Signal::USR1,
-            true,
+            false,
         ),
         (
             SignalKind::user_defined2(),
             rustix::process::Signal::USR2,
-            true,
+            false,
         ),
-        (
-            SignalKind::interrupt(),
-            rustix::process::Signal::INT,
-            !terminal,
-        ),
-        (SignalKind::quit(), rustix::process::Signal::QUIT, !terminal),
+        (SignalKind::interrupt(), rustix::process::Signal::INT, true),
+        (SignalKind::quit(), rustix::process::Signal::QUIT, true),
     ];
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    for (kind, sig, forward) in kinds {
+    for (kind, sig, from_terminal) in kinds {
         let mut stream = signal(kind)?;
         let tx = tx.clone();
         tokio::spawn(async move {
             while stream.recv().await.is_some() {
+                let forward = !(from_terminal && in_terminal_foreground());
                 let _ = tx.send((sig, forward));
             }
         });
     }
     Ok(rx)
+}
+
+/// Whether coffer's process group is the foreground group of its
+/// controlling terminal (the group a terminal sends Ctrl-C and Ctrl-\
+/// to). No controlling terminal: no.
+fn in_terminal_foreground() -> bool {
+    let Ok(tty) = std::fs::File::open("/dev/tty") else {
+        return false;
+    };
+    rustix::termios::tcgetpgrp(&tty).is_ok_and(|group| group == rustix::process::getpgrp())
 }
 
 /// Waits for the child, forwarding the signals coffer receives meanwhile.
@@ -816,13 +831,56 @@ async fn wait_forwarding(
     }
 }
 
-/// The exit status a shell reports for a child's status.
-fn exit_code(status: std::process::ExitStatus) -> i32 {
+/// How a run that stays the command's parent ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// Exit with this status.
+    Exit(i32),
+    /// Die by this signal: the one that ended the command, or the one
+    /// coffer received before the command started.
+    Signal(i32),
+}
+
+/// How to end for the command's status: its exit status, or the signal
+/// that ended it.
+fn ending(status: std::process::ExitStatus) -> Ending {
     use std::os::unix::process::ExitStatusExt;
     match (status.code(), status.signal()) {
-        (Some(c), _) => c,
-        (None, Some(s)) => 128 + s,
-        _ => 1,
+        (Some(c), _) => Ending::Exit(c),
+        (None, Some(s)) => Ending::Signal(s),
+        _ => Ending::Exit(1),
+    }
+}
+
+/// Ends coffer as `ending` says, once the run's token is revoked. A
+/// command ended by a signal makes coffer die by the same signal, so that
+/// whoever waits for coffer (a shell, `xargs`, a supervisor) sees what it
+/// would have seen of the command itself: a shell script stops on a
+/// Ctrl-C instead of taking it for an ordinary failure. The handler
+/// coffer installed is replaced by the default one first; a signal whose
+/// default is not to end the process (or one unknown here) leaves coffer
+/// alive, which then exits with 128 + its number, as a shell reports it.
+fn end(ending: Ending) -> ! {
+    match ending {
+        Ending::Exit(code) => std::process::exit(code),
+        Ending::Signal(sig) => {
+            // This process held secret values and a token: a signal whose
+            // default writes a core file (SIGQUIT, SIGSEGV, SIGABRT) must
+            // not write its memory to disk.
+            let _ = rustix::process::setrlimit(
+                rustix::process::Resource::Core,
+                rustix::process::Rlimit {
+                    current: Some(0),
+                    maximum: Some(0),
+                },
+            );
+            #[cfg(target_os = "linux")]
+            let _ = rustix::process::set_dumpable_behavior(
+                rustix::process::DumpableBehavior::NotDumpable,
+            );
+            let _ = signal_hook::low_level::emulate_default_handler(sig);
+            std::process::exit(128 + sig)
+        }
     }
 }
 
@@ -958,13 +1016,13 @@ fn not_started(program: &OsString, e: &std::io::Error) -> anyhow::Error {
 }
 
 /// Runs the command as a child, filters its output, forwards signals, and
-/// returns the status to exit with.
+/// returns how to end.
 async fn redacted(
     command: std::process::Command,
     vars: &BTreeMap<String, Zeroizing<String>>,
     program: &OsString,
     signals: &mut Signals,
-) -> anyhow::Result<i32> {
+) -> anyhow::Result<Ending> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     let pairs = || vars.iter().map(|(k, v)| (k.as_str(), v.as_str()));
@@ -1017,7 +1075,7 @@ async fn redacted(
     let status = wait_forwarding(&mut child, signals).await?;
     let _ = out.await;
     let _ = err.await;
-    Ok(exit_code(status))
+    Ok(ending(status))
 }
 
 #[cfg(test)]

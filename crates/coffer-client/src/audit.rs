@@ -27,6 +27,8 @@ pub struct AuditQuery {
     pub kind: Option<String>,
     /// At most this many (the most recent).
     pub limit: Option<usize>,
+    /// Only machine logins through a role that needs a binding.
+    pub needs_binding: bool,
     /// Also the files rotation set aside, oldest first.
     pub rotated: bool,
 }
@@ -91,6 +93,9 @@ impl Client {
         }
         if let Some(l) = q.limit {
             params.push(format!("limit={l}"));
+        }
+        if q.needs_binding {
+            params.push("needs_binding=true".into());
         }
         if q.rotated {
             params.push("rotated=true".into());

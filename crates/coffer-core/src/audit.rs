@@ -46,6 +46,9 @@ pub struct Facts {
     /// Why a login was refused (an app role's, a machine's JWT), for the
     /// record only; never holds a credential or the token presented.
     pub refusal: Option<String>,
+    /// A machine login went through a role that today's rules would
+    /// refuse: what the role lacks (never a credential).
+    pub needs_binding: Option<String>,
 }
 
 // By hand: the attempted login name may be a password typed into the wrong
@@ -63,6 +66,7 @@ impl std::fmt::Debug for Facts {
             .field("writes", &self.writes)
             .field("login", &self.login.as_ref().map(|_| "[redacted]"))
             .field("refusal", &self.refusal)
+            .field("needs_binding", &self.needs_binding)
             .finish()
     }
 }
@@ -121,6 +125,12 @@ pub fn note_login(name: &str) {
 /// Notes why a login was refused.
 pub(crate) fn note_refusal(reason: impl Into<String>) {
     note(|f| f.refusal = Some(reason.into()));
+}
+
+/// Notes that a machine login went through a role that lacks a binding
+/// today's rules require, and what it lacks.
+pub(crate) fn note_needs_binding(why: impl Into<String>) {
+    note(|f| f.needs_binding = Some(why.into()));
 }
 
 pub(crate) fn note_version(version: u64) {

@@ -1889,6 +1889,18 @@ pub enum JwtRoleProblem {
         preset: &'static str,
         claim: &'static str,
     },
+    /// A GitHub role pins no repository: neither `repository` to one
+    /// owner's names nor a numeric repository or owner ID.
+    #[error(
+        "the github issuer requires claim repository to be bound to one owner's names (exact values, or globs such as owner/*), or repository_id or repository_owner_id to exact numeric IDs"
+    )]
+    GithubNeedsRepository,
+    /// A numeric ID claim bound by something other than exact decimal
+    /// numbers (a glob, or a value with anything but digits).
+    #[error(
+        "claim {claim} is a numeric ID: bind it exactly to decimal digits (--bound {claim}=123456), never with a glob"
+    )]
+    NumericId { claim: &'static str },
     /// A shared issuer's role binds its repository (project) but nothing
     /// that narrows it further.
     #[error(

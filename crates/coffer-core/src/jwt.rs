@@ -759,13 +759,15 @@ impl Coffer {
     }
 
     /// A machine logs in with a JWT for `role`: on success, a service token
-    /// with exactly the role's policies, expiring after the role's TTL.
+    /// with exactly the role's policies, expiring after the role's TTL, and
+    /// what the role lacks if today's rules would refuse it (it was stored
+    /// before a rule existed; see [`JwtRole::needs_binding`]).
     pub async fn login_jwt(
         &self,
         role: &str,
         jwt: &str,
         fetcher: &dyn KeyFetcher,
-    ) -> Result<(SecretString, TokenView)> {
+    ) -> Result<(SecretString, TokenView, Option<String>)> {
         self.require_unsealed()?;
         if jwt.len() > MAX_JWT_BYTES {
             return Err(refused(WorkloadRefusal::TooLarge {
@@ -815,11 +817,16 @@ impl Coffer {
             }
             recorded.insert(claim.clone(), crate::workload::shown(&v));
         }
-        if let Some(why) = role.needs_binding() {
+        let needs_binding = role.needs_binding();
+        if let Some(why) = &needs_binding {
+            // Still allowed (no outage on upgrade), but marked in the
+            // login's audit record, logged and answered, so that operators
+            // find the roles to rewrite.
             tracing::warn!(
                 role = %role.name,
-                "login through a JWT role that needs a second binding: {why}"
+                "login through a JWT role that needs a second binding: {why}; rewrite it with `coffer auth jwt write`"
             );
+            audit::note_needs_binding(why.clone());
         }
         let workload = Workload {
             method: "jwt".into(),
@@ -828,13 +835,15 @@ impl Coffer {
             subject: claim_value(&claims, "sub").map(|s| crate::workload::shown(&s)),
             claims: recorded,
         };
-        self.issue_workload_token(WorkloadGrant {
-            name: workload_name(&role, &claims),
-            policies: role.policies.clone(),
-            ttl_ms: role.ttl_ms,
-            workload,
-        })
-        .await
+        let (token, view) = self
+            .issue_workload_token(WorkloadGrant {
+                name: workload_name(&role, &claims),
+                policies: role.policies.clone(),
+                ttl_ms: role.ttl_ms,
+                workload,
+            })
+            .await?;
+        Ok((token, view, needs_binding))
     }
 
     /// The key for a token of `alg` and `kid` from `role`'s keys: cached,
@@ -1056,6 +1065,12 @@ fn owner_pinned(
 /// workflow file. `workflow` (the workflow's name, written in the YAML by
 /// anyone who can push a branch) does not count.
 pub const GITHUB_SECOND: &[&str] = &["ref", "environment", "job_workflow_ref", "workflow_ref"];
+/// GitHub's numeric IDs of the repository and of its owner. Unlike the
+/// names, they never change and are never reused: a repository renamed,
+/// transferred or deleted frees its name (`acme/api` can then be created
+/// by someone else), never its ID. Either one bound exactly pins the
+/// repository (or the owner) as `repository` does.
+pub const GITHUB_IDS: &[&str] = &["repository_id", "repository_owner_id"];
 /// The claims that count as a GitLab role's second binding (beside
 /// `project_path`): `ref` only together with `ref_type` (a tag may be
 /// named like a branch) or `ref_protected=true`; `ref_protected` only as
@@ -1103,6 +1118,21 @@ fn names_something(
     (!exact_values.is_empty() || !glob_values.is_empty())
         && exact_values.iter().all(|v| !v.is_empty())
         && glob_values.iter().all(|p| glob_names_something(p))
+}
+
+/// Whether `claim` is bound to exact decimal numbers only (no glob beside
+/// them), as GitHub's numeric IDs must be.
+fn exact_ids(
+    exact: &BTreeMap<String, Vec<String>>,
+    globs: &BTreeMap<String, Vec<String>>,
+    claim: &str,
+) -> bool {
+    !globs.contains_key(claim)
+        && exact.get(claim).is_some_and(|v| {
+            !v.is_empty()
+                && v.iter()
+                    .all(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
+        })
 }
 
 /// Whether `claim` is bound to exactly `true` (no glob beside it).
@@ -1179,7 +1209,22 @@ pub fn missing_binding(
         if !on {
             continue;
         }
-        if !owner_pinned(exact, globs, claim) {
+        if !is_gitlab {
+            // A numeric ID is bound exactly or not at all: a glob on an ID,
+            // or a value that is not a number, could never mean one
+            // repository.
+            for &id in GITHUB_IDS {
+                if (exact.contains_key(id) || globs.contains_key(id))
+                    && !exact_ids(exact, globs, id)
+                {
+                    return Some(JwtRoleProblem::NumericId { claim: id });
+                }
+            }
+            let by_id = GITHUB_IDS.iter().any(|id| exact_ids(exact, globs, id));
+            if !by_id && !owner_pinned(exact, globs, claim) {
+                return Some(JwtRoleProblem::GithubNeedsRepository);
+            }
+        } else if !owner_pinned(exact, globs, claim) {
             return Some(JwtRoleProblem::PresetNeedsClaim {
                 preset: name,
                 claim,

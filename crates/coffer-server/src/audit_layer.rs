@@ -274,6 +274,7 @@ pub(crate) async fn record(
         login: facts.login.as_deref().and_then(|l| tag(l.as_bytes())),
         reason: facts.refusal,
         workload: facts.identity.as_ref().and_then(workload),
+        needs_binding: facts.needs_binding,
         ..Record::default()
     };
     if state.auditor.record(record).await {

@@ -55,6 +55,16 @@ fn percent_decode(s: &str) -> String {
 
 impl Runner {
     fn start(key: Arc<ring::signature::Ed25519KeyPair>, repository: &'static str) -> Runner {
+        Runner::start_with_id(key, repository, "123456")
+    }
+
+    /// A runner whose repository has GitHub's numeric ID `repository_id`
+    /// (owner ID 42).
+    fn start_with_id(
+        key: Arc<ring::signature::Ed25519KeyPair>,
+        repository: &'static str,
+        repository_id: &'static str,
+    ) -> Runner {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!(
             "http://{}/_apis/pipelines/idtoken?api-version=2.0",
@@ -92,6 +102,8 @@ impl Runner {
                             "aud": aud,
                             "sub": format!("repo:{repository}:environment:production"),
                             "repository": repository,
+                            "repository_id": repository_id,
+                            "repository_owner_id": "42",
                             "ref": "refs/heads/main",
                             "environment": "production",
                             "iat": now(), "nbf": now(), "exp": now() + 300,
@@ -508,4 +520,119 @@ fn the_github_action_logs_in_with_the_runners_token_and_exports_masked_secrets()
     let out = cmd.output().unwrap();
     assert!(!out.status.success());
     assert!(!marker.exists(), "an input ran as a command");
+}
+
+/// `coffer run --login` whose command dies by a signal: the run's token is
+/// revoked, then coffer dies by the same signal (what a shell sees of the
+/// command itself), never by an exit status of 128 + N.
+#[test]
+fn run_with_a_login_dies_by_the_commands_signal_after_revoking() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempfile::tempdir().unwrap();
+    let key = new_key();
+    let (server, root) = setup(dir.path(), &key);
+    let runner = Runner::start(key.clone(), "acme/api");
+    let before = live_workload_tokens(&server, &root);
+    for (signal, number) in [("TERM", 15), ("INT", 2), ("HUP", 1)] {
+        let script = format!("test -n \"$DB_PASSWORD\" && echo fetched; kill -{signal} $$");
+        let run = server
+            .cli()
+            .env("ACTIONS_ID_TOKEN_REQUEST_URL", &runner.url)
+            .env("ACTIONS_ID_TOKEN_REQUEST_TOKEN", REQUEST_TOKEN)
+            .run(&[
+                "run", "--login", "jwt:ci", "--path", "app/prod", "--", "sh", "-c", &script,
+            ]);
+        assert!(run.stdout().contains("fetched"), "{}", run.stderr());
+        assert_eq!(
+            run.out.status.signal(),
+            Some(number),
+            "{signal}: {:?} {}",
+            run.out.status,
+            run.stderr()
+        );
+        assert_eq!(run.out.status.code(), None, "{signal}");
+        assert!(
+            !run.stderr().contains("could not revoke"),
+            "{}",
+            run.stderr()
+        );
+        assert_eq!(
+            live_workload_tokens(&server, &root),
+            before,
+            "{signal}: the run's token is revoked before coffer dies"
+        );
+    }
+    assert_no_jwt_kept(&server, &runner);
+}
+
+/// A role bound to the repository's numeric ID, written with the CLI:
+/// the repository logs in; a repository created under the same name
+/// after a rename or transfer (another ID) is refused, saying which claim,
+/// and no JWT is kept anywhere. An ID bound by a glob is refused.
+#[test]
+fn a_role_pinned_by_repository_id_refuses_a_recreated_namesake() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = new_key();
+    let (server, root) = setup(dir.path(), &key);
+    let jwks = dir.path().join("jwks.json");
+    let write = |extra: &[&str]| {
+        let mut args = vec![
+            "auth",
+            "jwt",
+            "write",
+            "pinned",
+            "--preset",
+            "github",
+            "--jwks-file",
+            jwks.to_str().unwrap(),
+            "--bound",
+            "ref=refs/heads/main",
+            "--policy",
+            "deploy",
+        ];
+        args.extend_from_slice(extra);
+        server.cli().token(&root).run(&args)
+    };
+    write(&["--bound", "repository_id=123456"]).expect(0);
+    let glob = write(&["--bound-glob", "repository_id=1234*"]);
+    assert_eq!(glob.code(), 7, "{}", glob.stderr());
+    assert!(
+        glob.stderr()
+            .contains("claim repository_id is a numeric ID"),
+        "{}",
+        glob.stderr()
+    );
+
+    let original = Runner::start_with_id(key.clone(), "acme/api", "123456");
+    let namesake = Runner::start_with_id(key.clone(), "acme/api", "987654");
+    let login = |runner: &Runner| {
+        server
+            .cli()
+            .env("ACTIONS_ID_TOKEN_REQUEST_URL", &runner.url)
+            .env("ACTIONS_ID_TOKEN_REQUEST_TOKEN", REQUEST_TOKEN)
+            .run(&["login", "--method", "jwt", "--role", "pinned", "--json"])
+    };
+    let ok = login(&original).expect(0).json();
+    assert_eq!(ok["workload"]["claims"]["repository_id"], "123456", "{ok}");
+    let refused = login(&namesake);
+    assert_eq!(refused.code(), 4, "{}", refused.stderr());
+    assert!(
+        refused
+            .stderr()
+            .contains("claim repository_id is not allowed by the role"),
+        "{}",
+        refused.stderr()
+    );
+    let records = server
+        .cli()
+        .token(&root)
+        .run(&["audit", "query", "--json"])
+        .expect(0)
+        .stdout();
+    assert!(
+        records.contains("claim repository_id is not allowed by the role"),
+        "the refusal is audited with its reason"
+    );
+    assert_no_jwt_kept(&server, &original);
+    assert_no_jwt_kept(&server, &namesake);
 }

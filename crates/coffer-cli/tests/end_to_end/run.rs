@@ -7,6 +7,7 @@
 use crate::common;
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -413,18 +414,34 @@ fn signals_reach_the_command_and_its_status_is_coffers() {
         assert!(kill.success());
         assert_eq!(wait_for(&mut child).code(), Some(code), "{args:?} {signal}");
     }
-    // A command killed by a signal: 128 + the signal's number.
-    let run = server.cli().token(&root).run(&[
-        "run",
-        "--path",
-        "app/dev",
-        "--redact",
-        "--",
-        "sh",
-        "-c",
-        "kill -KILL $$",
-    ]);
-    assert_eq!(run.code(), 128 + 9);
+    // A command ended by a signal: coffer, its parent, dies by the same
+    // signal, as a shell expects of the command itself.
+    for signal in ["KILL", "TERM", "INT", "QUIT"] {
+        let script = format!("kill -{signal} $$");
+        let run = server.cli().token(&root).run(&[
+            "run", "--path", "app/dev", "--redact", "--", "sh", "-c", &script,
+        ]);
+        assert_eq!(
+            run.out.status.signal(),
+            Some(signal_number(signal)),
+            "{signal}: {:?} {}",
+            run.out.status,
+            run.stderr()
+        );
+        // Not a core file of coffer's memory, even for SIGQUIT.
+        assert!(!run.out.status.core_dumped(), "{signal}");
+    }
+}
+
+fn signal_number(name: &str) -> i32 {
+    match name {
+        "HUP" => 1,
+        "INT" => 2,
+        "QUIT" => 3,
+        "KILL" => 9,
+        "TERM" => 15,
+        _ => panic!("no number for {name}"),
+    }
 }
 
 #[test]
@@ -1466,4 +1483,139 @@ fn breakglass_values_are_never_kept_in_the_offline_copy() {
         .run(&args(&["--offline"]))
         .expect(0);
     assert_eq!(run.stdout(), canary.value);
+}
+
+/// A command that counts the INT, QUIT and HUP it receives (each trap
+/// prints `got-NAME-COUNT`), prints `ready` once its traps are set, and on
+/// TERM prints its totals and exits 0.
+const COUNTING: &str = r#"i=0; q=0; h=0
+trap 'i=$((i+1)); echo got-int-$i' INT
+trap 'q=$((q+1)); echo got-quit-$q' QUIT
+trap 'h=$((h+1)); echo got-hup-$h' HUP
+trap 'echo "total int=$i quit=$q hup=$h"; exit 0' TERM
+echo ready
+while :; do sleep 1 </dev/null >/dev/null 2>&1 & wait $!; done"#;
+
+/// Without a terminal (a supervisor's case: coffer in a process group of
+/// its own, no controlling terminal in front of it), coffer is the only
+/// way a signal sent to it reaches the command: INT, QUIT, HUP and TERM
+/// are each forwarded, once.
+#[test]
+fn without_a_terminal_interrupts_are_forwarded_once() {
+    use std::os::unix::process::CommandExt;
+    let mut child = Command::new(common::BIN)
+        .args(["run", "--redact", "--", "sh", "-c", COUNTING])
+        .env_remove("COFFER_TOKEN")
+        .process_group(0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut next_line = || {
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        line
+    };
+    assert_eq!(next_line(), "ready\n");
+    for (signal, seen) in [
+        ("INT", "got-int-1\n"),
+        ("QUIT", "got-quit-1\n"),
+        ("HUP", "got-hup-1\n"),
+        ("TERM", "total int=1 quit=1 hup=1\n"),
+    ] {
+        let kill = Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(kill.success());
+        assert_eq!(next_line(), seen, "after {signal}");
+    }
+    assert_eq!(wait_for(&mut child).code(), Some(0));
+}
+
+/// Runs `coffer run --redact -- sh -c COUNTING` in the foreground of a new
+/// pseudo-terminal (python3's `pty` module: coffer leads a new session
+/// whose controlling terminal it is), types Ctrl-C once the command is
+/// ready, waits until the command has counted it, then sends coffer
+/// SIGTERM (which it forwards) and returns what the terminal showed and
+/// coffer's wait status. With `stdin_null`, coffer's standard input is
+/// `/dev/null` though it is still in the terminal's foreground.
+fn ctrl_c_in_a_terminal(stdin_null: bool) -> String {
+    const DRIVER: &str = r#"
+import os, pty, signal, sys
+coffer, stdin_null, script = sys.argv[1], sys.argv[2] == "null", sys.argv[3]
+signal.alarm(30)  # a stuck run fails the test instead of hanging it
+pid, fd = pty.fork()
+if pid == 0:
+    if stdin_null:
+        os.dup2(os.open("/dev/null", os.O_RDONLY), 0)
+    os.execv(coffer, [coffer, "run", "--redact", "--", "sh", "-c", script])
+out = b""
+def read_until(marker):
+    global out
+    while marker not in out:
+        chunk = os.read(fd, 1024)
+        if not chunk:
+            sys.exit("end of output before %r: %r" % (marker, out))
+        out += chunk
+read_until(b"ready")
+os.write(fd, b"\x03")
+read_until(b"got-int-1")
+os.kill(pid, signal.SIGTERM)
+try:
+    while True:
+        chunk = os.read(fd, 1024)
+        if not chunk:
+            break
+        out += chunk
+except OSError:
+    pass  # EIO: every process holding the terminal has ended
+_, status = os.waitpid(pid, 0)
+sys.stdout.write(out.decode(errors="replace"))
+sys.stdout.write("\nwait-status=%d\n" % status)
+"#;
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            DRIVER,
+            common::BIN,
+            if stdin_null { "null" } else { "tty" },
+            COUNTING,
+        ])
+        .env_remove("COFFER_TOKEN")
+        .output()
+        .expect("python3 runs the pseudo-terminal driver");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "driver failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// In a terminal's foreground, Ctrl-C reaches the whole process group, the
+/// command included: coffer must not forward it again, or the command
+/// would be interrupted twice. This holds whether or not coffer's
+/// standard input is the terminal (`coffer run ... < file` typed at a
+/// prompt is still in the foreground).
+#[test]
+fn in_a_terminal_ctrl_c_reaches_the_command_once() {
+    for stdin_null in [false, true] {
+        let shown = ctrl_c_in_a_terminal(stdin_null);
+        assert!(
+            shown.contains("total int=1 quit=0 hup=0"),
+            "stdin_null={stdin_null}: {shown}"
+        );
+        assert!(
+            !shown.contains("got-int-2"),
+            "stdin_null={stdin_null}: {shown}"
+        );
+        assert!(
+            shown.contains("wait-status=0\n"),
+            "stdin_null={stdin_null}: {shown}"
+        );
+    }
 }

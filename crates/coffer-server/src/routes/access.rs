@@ -78,6 +78,7 @@ pub(super) fn new_token(raw: coffer_crypto::SecretString, record: &TokenView) ->
     api::NewToken {
         token: WireSecret(raw.expose_secret().to_string()),
         info: token_info(record),
+        needs_binding: None,
     }
 }
 

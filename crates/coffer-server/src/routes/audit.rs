@@ -378,6 +378,9 @@ pub(crate) struct RecordsQuery {
     #[serde(rename = "type")]
     pub(crate) kind: Option<String>,
     pub(crate) limit: Option<usize>,
+    /// Only machine logins through a role that needs a binding.
+    #[serde(default)]
+    pub(crate) needs_binding: bool,
     /// Also the files rotation set aside, oldest first.
     #[serde(default)]
     pub(crate) rotated: bool,
@@ -385,6 +388,7 @@ pub(crate) struct RecordsQuery {
 
 /// Builds a filter from query parameters (shared with the CLI's offline mode
 /// through [`filter_from`]).
+#[allow(clippy::too_many_arguments)] // one per query parameter, named at each call
 pub fn filter_from(
     path: Option<&str>,
     actor: Option<&str>,
@@ -393,6 +397,7 @@ pub fn filter_from(
     outcome: Option<&str>,
     op: Option<&str>,
     kind: Option<&str>,
+    needs_binding: bool,
 ) -> Result<Filter, String> {
     Ok(Filter {
         path: path
@@ -416,6 +421,7 @@ pub fn filter_from(
                 _ => Err("type must be request, alert or notice"),
             })
             .transpose()?,
+        needs_binding,
     })
 }
 
@@ -447,6 +453,7 @@ pub(crate) async fn query_records(
         q.outcome.as_deref(),
         q.op.as_deref(),
         q.kind.as_deref(),
+        q.needs_binding,
     )
     .map_err(ApiError::invalid)?;
     let limit = q.limit.unwrap_or(DEFAULT_QUERY_LIMIT).min(MAX_QUERY_LIMIT);

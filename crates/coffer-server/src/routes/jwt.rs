@@ -116,9 +116,11 @@ pub(super) async fn login(
     State(st): State<AppState>,
     JsonBody(req): JsonBody<wire::JwtLoginRequest>,
 ) -> ApiResult<api::NewToken> {
-    let (raw, record) = st
+    let (raw, record, needs_binding) = st
         .coffer
         .login_jwt(&req.role, req.jwt.expose(), st.jwks.as_ref())
         .await?;
-    Ok(Json(new_token(raw, &record)))
+    let mut answer = new_token(raw, &record);
+    answer.needs_binding = needs_binding;
+    Ok(Json(answer))
 }

@@ -1281,6 +1281,39 @@ fn a_role_stored_before_the_second_binding_logs_in_and_is_flagged() {
         "the old role still logs in",
     );
     assert_eq!(j["policies"], json!(["deploy"]));
+    // The answer says so, for the workload's own log.
+    assert!(
+        j["needs_binding"]
+            .as_str()
+            .unwrap_or("")
+            .contains("second binding besides repository"),
+        "{j}"
+    );
+    // The login's audit record is marked, so that operators can find the
+    // logins through such roles (and so the roles) in the audit log.
+    let record = server.audit_records().pop().unwrap();
+    assert_eq!(record["op"], "auth.jwt_login", "{record}");
+    assert_eq!(record["status"], 200, "{record}");
+    assert_eq!(record["workload"]["role"], "legacy", "{record}");
+    assert!(
+        record["needs_binding"]
+            .as_str()
+            .unwrap_or("")
+            .contains("second binding besides repository"),
+        "{record}"
+    );
+    // The requests its token makes are the workload's, unmarked: the mark
+    // is on the login.
+    let token = j["token"].as_str().unwrap();
+    server.http(
+        "GET",
+        "/api/v1/secrets/app/prod/DB_PASSWORD",
+        Some(token),
+        None,
+    );
+    let read = server.audit_records().pop().unwrap();
+    assert_eq!(read["op"], "secret.read", "{read}");
+    assert!(read.get("needs_binding").is_none(), "{read}");
     let read = ok(
         &server.http("GET", "/api/v1/auth/jwt/roles/legacy", Some(&root), None),
         "read",
@@ -1319,6 +1352,31 @@ fn a_role_stored_before_the_second_binding_logs_in_and_is_flagged() {
         "list",
     );
     assert!(list.get("needs_binding").is_none(), "{list}");
+    // Rewritten, its logins are no longer marked.
+    let j = ok(
+        &login(&server, "legacy", &mint(&key, &claims(&issuer.url))),
+        "the rewritten role logs in",
+    );
+    assert!(j.get("needs_binding").is_none(), "{j}");
+    let record = server.audit_records().pop().unwrap();
+    assert_eq!(record["op"], "auth.jwt_login", "{record}");
+    assert!(record.get("needs_binding").is_none(), "{record}");
+    // `coffer audit query --needs-binding`: the marked login only, not the
+    // later one through the rewritten role, nor the token's read.
+    let marked = ok(
+        &server.http(
+            "GET",
+            "/api/v1/sys/audit/records?needs_binding=true",
+            Some(&root),
+            None,
+        ),
+        "query",
+    );
+    let records = marked["records"].as_array().unwrap();
+    assert_eq!(records.len(), 1, "{marked}");
+    assert_eq!(records[0]["op"], "auth.jwt_login");
+    assert_eq!(records[0]["workload"]["role"], "legacy");
+    assert_eq!(records[0]["status"], 200);
 }
 
 /// An issuer whose JWKS answers only when released: it says when a request
@@ -1527,4 +1585,153 @@ fn cached_keys_within_the_stale_bound_serve_while_the_issuer_is_unreachable() {
     let r = login(&server, "ci", &mint(&other, &claims(&issuer.url)));
     assert_eq!(r.status, 502);
     assert!(r.text().contains("could not be fetched"), "{}", r.text());
+}
+
+/// GitHub's numeric IDs pin a repository (or its owner) where a name can
+/// be taken over: `acme/api` renamed, transferred or deleted frees the
+/// name for someone else's new repository, never the ID. A role bound to
+/// `repository_id` refuses that namesake, saying which claim, with the
+/// refusal audited and the JWT in no record.
+#[test]
+fn a_role_bound_to_the_repository_id_refuses_a_namesake_with_another_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = p256("gh");
+    let issuer = Issuer::start(&[&key]);
+    let server = server_with_secret(dir.path(), None);
+    let root = server.root_token();
+    let role = |exact: Value, globs: Value| {
+        json!({
+            "preset": "github", "issuer": issuer.url, "audience": AUDIENCE,
+            "jwks_url": format!("{}/jwks", issuer.url),
+            "bound_claims": exact, "bound_globs": globs, "policies": ["deploy"],
+        })
+    };
+    ok(
+        &write_role(
+            &server,
+            &root,
+            "pinned",
+            &role(
+                json!({"repository": ["acme/api"], "repository_id": ["123456"],
+                       "ref": ["refs/heads/main"]}),
+                json!({}),
+            ),
+        ),
+        "a role bound by name and ID",
+    );
+    let with_id = |id: Value| {
+        let mut c = claims(&issuer.url);
+        c["repository_id"] = id;
+        c["repository_owner_id"] = json!("42");
+        c
+    };
+    // The repository itself, with its ID as GitHub sends it (a string),
+    // or as a JSON number.
+    for id in [json!("123456"), json!(123456)] {
+        let j = ok(
+            &login(&server, "pinned", &mint(&key, &with_id(id.clone()))),
+            "the repository with its ID",
+        );
+        assert_eq!(j["workload"]["claims"]["repository_id"], "123456", "{j}");
+    }
+
+    // The same name with another ID (a repository recreated under the
+    // freed name), and a token with no ID at all: refused.
+    let namesake = mint(&key, &with_id(json!("999999")));
+    let no_id = mint(&key, &claims(&issuer.url));
+    for (what, jwt, reason) in [
+        (
+            "namesake",
+            &namesake,
+            "claim repository_id is not allowed by the role",
+        ),
+        (
+            "no ID",
+            &no_id,
+            "the JWT has no claim repository_id, which the role binds",
+        ),
+    ] {
+        let r = login(&server, "pinned", jwt);
+        assert_eq!(r.status, 401, "{what}: {}", r.text());
+        assert!(r.text().contains(reason), "{what}: {}", r.text());
+        let record = server.audit_records().pop().unwrap();
+        assert_eq!(record["op"], "auth.jwt_login", "{what}");
+        assert_eq!(record["status"], 401, "{what}");
+        assert!(
+            record["reason"].as_str().unwrap_or("").contains(reason),
+            "{what}: {record}"
+        );
+        let log = server.audit_log_text();
+        let sig = jwt.rsplit('.').next().unwrap();
+        assert!(!log.contains(jwt.as_str()), "{what}: the JWT is audited");
+        assert!(!log.contains(sig), "{what}: its signature is audited");
+    }
+
+    // An ID binding pins the repository (or the owner) in place of
+    // `repository`; the second binding is still required.
+    for (what, exact) in [
+        (
+            "repository_id and ref",
+            json!({"repository_id": ["123456"], "ref": ["refs/heads/main"]}),
+        ),
+        (
+            "repository_owner_id and environment",
+            json!({"repository_owner_id": ["42"], "environment": ["production"]}),
+        ),
+    ] {
+        let w = ok(
+            &write_role(&server, &root, "by-id", &role(exact, json!({}))),
+            what,
+        );
+        assert!(w.get("needs_binding").is_none(), "{what}: {w}");
+        ok(
+            &login(&server, "by-id", &mint(&key, &with_id(json!("123456")))),
+            what,
+        );
+    }
+    let refused: Vec<(&str, Value, Value, &str)> = vec![
+        (
+            "an ID alone, no second binding",
+            json!({"repository_id": ["123456"]}),
+            json!({}),
+            "requires a second binding besides repository",
+        ),
+        (
+            "an ID glob",
+            json!({"ref": ["refs/heads/main"]}),
+            json!({"repository_id": ["12*"]}),
+            "claim repository_id is a numeric ID",
+        ),
+        (
+            "an ID glob beside the name",
+            json!({"repository": ["acme/api"], "ref": ["refs/heads/main"]}),
+            json!({"repository_owner_id": ["*"]}),
+            "claim repository_owner_id is a numeric ID",
+        ),
+        (
+            "an ID that is a name",
+            json!({"repository_id": ["acme/api"], "ref": ["refs/heads/main"]}),
+            json!({}),
+            "claim repository_id is a numeric ID",
+        ),
+        (
+            "a signed ID",
+            json!({"repository_owner_id": ["-42"], "ref": ["refs/heads/main"]}),
+            json!({}),
+            "claim repository_owner_id is a numeric ID",
+        ),
+        (
+            "neither a name nor an ID",
+            json!({"ref": ["refs/heads/main"]}),
+            json!({}),
+            "or repository_id or repository_owner_id to exact numeric IDs",
+        ),
+    ];
+    for (what, exact, globs, reason) in refused {
+        let r = write_role(&server, &root, "bad", &role(exact, globs));
+        assert_eq!(r.status, 400, "{what}: {}", r.text());
+        assert!(r.text().contains(reason), "{what}: {}", r.text());
+        let r = server.http("GET", "/api/v1/auth/jwt/roles/bad", Some(&root), None);
+        assert_eq!(r.status, 404, "{what}: nothing was written");
+    }
 }
