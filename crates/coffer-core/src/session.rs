@@ -153,6 +153,17 @@ impl Coffer {
         Ok(authorized)
     }
 
+    /// Whether `identity` may perform `operation` on `target`: the decision
+    /// [`authorize`](Self::authorize) would make, on the same access model,
+    /// but neither noted for the audit record nor alerted on, and with no
+    /// [`Authorized`] witness, so it can never stand in for the check of a
+    /// use case. For a page deciding what to offer (a link, a section) without
+    /// making a call that would be refused; the use case behind the offer
+    /// makes its own, recorded decision when it is used.
+    pub fn may(&self, identity: &Identity, operation: Operation, target: &str) -> bool {
+        auth::authorize(&self.access_model(), identity, operation, target, now_ms()).is_ok()
+    }
+
     /// Whether a client may keep an offline copy of values `identity` was
     /// served at `paths`: not when a person read anything under a protected
     /// prefix. Only a live break-glass grant lets a person read there, and a

@@ -7,7 +7,10 @@
 //! exactly what `coffer user ...`, `coffer policy ...`, `coffer protected
 //! ...`, `coffer breakglass` and `coffer rotation status` give them, and
 //! every list is the use case's own (it already leaves out what a `deny`
-//! hides). Every change is a POST with the session's form token, from
+//! hides). The one page without a twin is the break-glass request form,
+//! which calls no use case: what it offers beyond the form (a link to the
+//! live grants) is asked of the policy engine with `Coffer::may`, which
+//! records nothing, so opening it is never a refusal. Every change is a POST with the session's form token, from
 //! this origin; the ones that cannot be undone (removing a user, disabling
 //! one, resetting their one-time codes, removing a protection) also need
 //! the name typed again.
@@ -51,7 +54,7 @@ pub(crate) const API_TWINS: &[(&super::UiRoute, &coffer_api::routes::Route)] = {
         (&super::PROTECTED, &api::PROTECTED_LIST),
         (&super::PROTECT, &api::PROTECTED_ADD),
         (&super::UNPROTECT, &api::PROTECTED_REMOVE),
-        (&super::BREAKGLASS, &api::BREAKGLASS_LIST),
+        (&super::BREAKGLASS_GRANTS, &api::BREAKGLASS_LIST),
         (&super::BREAKGLASS_GRANT, &api::BREAKGLASS_GRANT),
         (&super::ROTATION, &api::ROTATION_STATUS),
     ]
@@ -735,8 +738,12 @@ struct GrantRow {
 #[template(path = "ui/breakglass.html")]
 struct BreakglassPage {
     chrome: Option<Chrome>,
-    /// Live grants; `None` when the viewer may not list them.
+    /// Live grants, on the grants page for whoever may list them.
     grants: Option<Vec<GrantRow>>,
+    /// The grants page refused the viewer (as the API would).
+    list_refused: bool,
+    /// The viewer may list grants: the form links to them.
+    may_list: bool,
     /// The grant just made.
     granted: Option<GrantRow>,
     path: String,
@@ -760,21 +767,54 @@ fn grant_row(g: coffer_core::BreakglassGrant) -> GrantRow {
     }
 }
 
+/// Whether the person may list break-glass grants, asked of the policy
+/// engine without a refused call: opening the request form is the
+/// ordinary way to ask for a grant, and must not be recorded as a denial
+/// (nor count towards a `failure_burst`) for everyone who may not list.
+fn may_list_grants(st: &AppState, signed: &Signed) -> bool {
+    st.coffer.may(
+        &signed.identity,
+        coffer_api::routes::Operation::Admin,
+        BREAKGLASS_TARGET,
+    )
+}
+
+/// What `GET /api/v1/sys/breakglass` requires `admin` on.
+const BREAKGLASS_TARGET: &str = "sys/breakglass";
+
 #[derive(Deserialize)]
 pub(super) struct BreakglassQuery {
     path: Option<String>,
 }
 
-/// The live grants (for whoever may list them, as `GET
-/// /api/v1/sys/breakglass`) and the request form. A person who may not
-/// list grants gets the API's refusal, a 403 page that still links to
-/// the form (`?path=` prefills it).
+/// The request form (`?path=` prefills it), for any signed-in person; it
+/// calls no use case. Whoever may list grants also gets a link to them.
 pub(super) async fn breakglass(
     State(st): State<AppState>,
     signed: Signed,
     Query(q): Query<BreakglassQuery>,
 ) -> Response {
-    let path = none_if_empty(q.path).unwrap_or_default();
+    render(
+        StatusCode::OK,
+        &BreakglassPage {
+            chrome: Some(signed.chrome()),
+            grants: None,
+            list_refused: false,
+            may_list: may_list_grants(&st, &signed),
+            granted: None,
+            path: none_if_empty(q.path).unwrap_or_default(),
+            reason: String::new(),
+            ttl: String::new(),
+            error: None,
+        },
+    )
+}
+
+/// The live grants, as `GET /api/v1/sys/breakglass` lists them, above the
+/// request form. A person who may not list grants gets the API's refusal,
+/// a 403 page that still holds the form (the form's own page does not
+/// link here for them).
+pub(super) async fn breakglass_grants(State(st): State<AppState>, signed: Signed) -> Response {
     let grants = match st.coffer.list_breakglass(&signed.identity).await {
         Ok(g) => Some(g.into_iter().map(grant_row).collect()),
         Err(CoreError::Forbidden(_)) => None,
@@ -789,9 +829,11 @@ pub(super) async fn breakglass(
         status,
         &BreakglassPage {
             chrome: Some(signed.chrome()),
+            list_refused: grants.is_none(),
             grants,
+            may_list: false,
             granted: None,
-            path,
+            path: String::new(),
             reason: String::new(),
             ttl: String::new(),
             error: None,
@@ -849,6 +891,8 @@ pub(super) async fn breakglass_grant(
         &BreakglassPage {
             chrome: Some(signed.chrome()),
             grants: None,
+            list_refused: false,
+            may_list: may_list_grants(&st, &signed),
             granted,
             path: echo(&form.path),
             reason: if error.is_some() {

@@ -146,7 +146,12 @@ pub(crate) const POLICY_WRITE: UiRoute = route("POST", "/ui/policies/{name}", "u
 pub(crate) const PROTECTED: UiRoute = route("GET", "/ui/protected", "ui.protected.list");
 pub(crate) const PROTECT: UiRoute = route("POST", "/ui/protected", "ui.protected.add");
 pub(crate) const UNPROTECT: UiRoute = route("POST", "/ui/protected/remove", "ui.protected.remove");
-pub(crate) const BREAKGLASS: UiRoute = route("GET", "/ui/breakglass", "ui.breakglass.list");
+/// The request form alone: any signed-in person may open it, and it calls
+/// no use case (it offers the link to the live grants only to whoever may
+/// list them), so it has an operation of its own and no API twin.
+pub(crate) const BREAKGLASS: UiRoute = route("GET", "/ui/breakglass", "ui.breakglass.form");
+pub(crate) const BREAKGLASS_GRANTS: UiRoute =
+    route("GET", "/ui/breakglass/grants", "ui.breakglass.list");
 pub(crate) const BREAKGLASS_GRANT: UiRoute = route("POST", "/ui/breakglass", "ui.breakglass.grant");
 pub(crate) const ROTATION: UiRoute = route("GET", "/ui/rotation", "ui.rotation.status");
 
@@ -189,6 +194,7 @@ pub(crate) const ROUTES: &[&UiRoute] = &[
     &PROTECT,
     &UNPROTECT,
     &BREAKGLASS,
+    &BREAKGLASS_GRANTS,
     &BREAKGLASS_GRANT,
     &ROTATION,
 ];
@@ -262,6 +268,7 @@ pub(crate) fn routes(options: ConsoleOptions, tls: bool) -> Router<AppState> {
             BREAKGLASS.path,
             get(admin::breakglass).post(admin::breakglass_grant),
         )
+        .route(BREAKGLASS_GRANTS.path, get(admin::breakglass_grants))
         .route(ROTATION.path, get(admin::rotation))
         .layer(axum::middleware::map_response(
             move |resp: Response| async move {

@@ -6,7 +6,17 @@
 //! non-canonical paths (double slashes, dot segments, percent-encoded dots,
 //! trailing slashes, case), protected prefixes for people versus services,
 //! and every route of the API, and it checks that no refused read carries a
-//! value. (The CLI's views of the deny fixture, `ls -r`, `rotation status`,
+//! value. Every refusal (401/403) leaves exactly one audit record, a
+//! denial of the route's operation (beside any alert about that very
+//! request), and a refused write leaves everything root can see as it was
+//! (see [`state_snapshot`]).
+//!
+//! `COUNTERPARTS` gives routes their allowed counterpart, one row each:
+//! the minimal policy that permits the request gets its 2xx, and the same
+//! policy without the capability it needs, or on a sibling path, gets 403
+//! and changes nothing. `every_route_of_the_table_has_a_row` fails for a
+//! route that needs a token and lacks a refusal or an allowed case, unless
+//! `NO_ALLOWED_COUNTERPART` names it with the reason. (The CLI's views of the deny fixture, `ls -r`, `rotation status`,
 //! `example` and `export`, are checked against the binary in coffer-cli's
 //! `tests/authz_matrix.rs`; `vault_authz.rs` runs its reads and writes
 //! again through the Vault API.)
@@ -1233,12 +1243,37 @@ const ADMIN: &[Case] = &[
     ),
     ("svc-dev", "GET", "/api/v1/sys/breakglass", None, 403),
     ("root", "GET", "/api/v1/sys/breakglass", None, 200),
+    // A token's own: nothing but the token is needed, no policy takes it
+    // away.
+    ("anonymous", "DELETE", "/api/v1/auth/token/self", None, 401),
+    (
+        "anonymous",
+        "POST",
+        "/api/v1/auth/token/self/renew",
+        None,
+        401,
+    ),
+    (
+        "anonymous",
+        "POST",
+        "/api/v1/auth/totp/confirm",
+        Some(r#"{"code":"000000"}"#),
+        401,
+    ),
+    (
+        "anonymous",
+        "POST",
+        "/api/v1/auth/totp/disable",
+        Some(r#"{"code":"000000"}"#),
+        401,
+    ),
     // Self-revocation last: the token stops working at once.
     ("svc-update", "DELETE", "/api/v1/auth/token/self", None, 204),
     ("svc-update", "GET", "/api/v1/auth/token/self", None, 401),
 ];
 
 fn run(f: &Fixture, table: &[Case], substitutions: &[(&str, String)]) {
+    let root = f.token("root").unwrap();
     let mut failures = Vec::new();
     for (who, method, url, body, expected) in table {
         let mut url = url.to_string();
@@ -1246,9 +1281,21 @@ fn run(f: &Fixture, table: &[Case], substitutions: &[(&str, String)]) {
             url = url.replace(k, v);
         }
         let token = f.token(who);
-        let r = f
-            .server
-            .http(method, &url, token.as_deref(), body.map(str::as_bytes));
+        let r = if *expected == 401 || *expected == 403 {
+            // A refusal: one denied record, and nothing changed.
+            refused_changes_nothing(
+                &f.server,
+                &root,
+                (who, token.as_deref()),
+                (method, &url, *body),
+                *expected,
+                &[],
+                &mut failures,
+            )
+        } else {
+            f.server
+                .http(method, &url, token.as_deref(), body.map(str::as_bytes))
+        };
         if r.status != *expected {
             failures.push(format!(
                 "{who} {method} {url}: expected {expected}, got {} {}",
@@ -1694,25 +1741,57 @@ fn matches_template(template: &str, url: &str) -> bool {
 
 /// Every route of the route table (from which `openapi.json` is checked)
 /// has at least one row in the matrix: a new route fails here until its
-/// authorization is pinned by a row.
+/// authorization is pinned by a row. A route that needs a token also needs
+/// a refusal (a 401/403 row or a counterpart) and an allowed case (a 2xx
+/// row or a counterpart), unless `NO_ALLOWED_COUNTERPART` says why no
+/// test here can allow it.
 #[test]
 fn every_route_of_the_table_has_a_row() {
+    use coffer_api::routes::Requires;
     let rows: Vec<&Case> = [READS, WRITES, ADMIN, NEWER]
         .into_iter()
         .flatten()
         .collect();
-    let missing: Vec<String> = coffer_api::routes::ALL
-        .iter()
-        .filter(|route| {
-            !rows.iter().any(|(_, method, url, _, _)| {
-                *method == route.method.as_str() && matches_template(route.path, url)
-            })
+    let has_row = |route: &coffer_api::routes::Route, status: &dyn Fn(u16) -> bool| {
+        rows.iter().any(|(_, method, url, _, expected)| {
+            *method == route.method.as_str()
+                && matches_template(route.path, url)
+                && status(*expected)
         })
-        .map(|route| format!("{} {}", route.method.as_str(), route.path))
-        .collect();
+    };
+    let counterpart = |route: &coffer_api::routes::Route| {
+        COUNTERPARTS
+            .iter()
+            .find(|c| std::ptr::eq(c.route, route) || *c.route == *route)
+    };
+    let exempt = |route: &coffer_api::routes::Route| {
+        NO_ALLOWED_COUNTERPART.iter().any(|(r, _)| **r == *route)
+    };
+    let mut missing = Vec::new();
+    for route in coffer_api::routes::ALL {
+        let name = format!("{} {}", route.method.as_str(), route.path);
+        if !has_row(route, &|_| true) && counterpart(route).is_none() {
+            missing.push(format!("{name}: no row"));
+        }
+        if route.op.requires == Requires::Nothing {
+            continue;
+        }
+        if !has_row(route, &|s| s == 401 || s == 403)
+            && counterpart(route).is_none_or(|c| c.refused.is_none())
+        {
+            missing.push(format!("{name}: no refusal"));
+        }
+        let allowed = has_row(route, &|s| (200..300).contains(&s)) || counterpart(route).is_some();
+        if !allowed && !exempt(route) {
+            missing.push(format!("{name}: no allowed case"));
+        }
+        if allowed && exempt(route) {
+            missing.push(format!("{name}: exempt, yet allowed: drop the exemption"));
+        }
+    }
     assert!(
         missing.is_empty(),
-        "routes without a row in the matrix:\n{}",
+        "routes the matrix does not pin:\n{}",
         missing.join("\n")
     );
 }
@@ -1779,4 +1858,909 @@ fn logins_need_no_token_and_ignore_one_sent_along() {
             assert_ne!(r.error_code(), "forbidden", "{who} {url}");
         }
     }
+}
+
+// ---- allowed counterparts ------------------------------------------------------
+
+/// Who makes a counterpart's requests.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kind {
+    /// A service token holding only the row's policy.
+    Service,
+    /// A person invited with only the row's policy, logged in.
+    Person,
+}
+
+/// One route's allowed counterpart: the minimal policy that permits its
+/// request, and a policy that lacks what it needs (the capability, or the
+/// right path: a sibling), under which the same request is refused.
+struct Counterpart {
+    route: &'static coffer_api::routes::Route,
+    kind: Kind,
+    /// The request's URL and body. `{...}` placeholders are filled in from
+    /// the counterpart fixture (`{grant}` is the name of the caller's own
+    /// policy).
+    url: &'static str,
+    body: Option<&'static str>,
+    /// The policy that permits the request, and the 2xx status it gets.
+    grant: &'static str,
+    allowed: u16,
+    /// The policy that refuses it (403), or `None` when no policy can take
+    /// the route away (a person's own one-time codes).
+    refused: Option<&'static str>,
+    /// Named policies both callers hold besides their own (what the people
+    /// they manage hold: one may change a person only if it holds every
+    /// policy the person holds).
+    also: &'static [&'static str],
+    /// A request the allowed caller makes first, before the refused one:
+    /// what it acts on must be its own (a share link).
+    setup: Option<(&'static str, &'static str, Option<&'static str>)>,
+    /// What root reads, before and after the refused request, to show it
+    /// changed nothing (beside the whole-server snapshot of
+    /// [`state_snapshot`]).
+    probes: &'static [&'static str],
+}
+
+const fn cp(
+    route: &'static coffer_api::routes::Route,
+    url: &'static str,
+    body: Option<&'static str>,
+    grant: &'static str,
+    allowed: u16,
+    refused: &'static str,
+    probes: &'static [&'static str],
+) -> Counterpart {
+    Counterpart {
+        route,
+        kind: Kind::Service,
+        url,
+        body,
+        grant,
+        allowed,
+        refused: Some(refused),
+        also: &[],
+        setup: None,
+        probes,
+    }
+}
+
+/// Rows run in order on one node: a row may rely on what an earlier
+/// row's allowed request did (a lifecycle rule set, then removed). Each
+/// row's refused request runs before its allowed one.
+const COUNTERPARTS: &[Counterpart] = {
+    use coffer_api::routes as r;
+    &[
+        cp(
+            &r::SECRET_IMPORT,
+            "/api/v1/import",
+            Some(r#"{"secrets":[{"path":"app/cp/imported","value":"x-imported-Qw9#"}]}"#),
+            r#"path "app/cp/imported" { capabilities = ["create"] }"#,
+            200,
+            r#"path "app/cp/imported" { capabilities = ["read", "list"] }"#,
+            &["/api/v1/secrets/app/cp/imported"],
+        ),
+        cp(
+            &r::SECRET_HISTORY_IMPORT,
+            "/api/v1/history/app/cp/migrated",
+            Some(
+                r#"{"versions":[{"version":1,"created_at":"2024-03-01T00:00:00Z","state":"active","value":"x-migrated-Qw9#"}]}"#,
+            ),
+            r#"path "sys/import" { capabilities = ["admin"] }
+            path "app/cp/migrated" { capabilities = ["read", "create"] }"#,
+            200,
+            r#"path "sys/import" { capabilities = ["admin"] }
+            path "app/cp/migrated" { capabilities = ["read"] }"#,
+            &["/api/v1/metadata/app/cp/migrated"],
+        ),
+        cp(
+            &r::SECRET_FINGERPRINTS,
+            "/api/v1/fingerprints",
+            Some(r#"{"prefix":"app/dev/"}"#),
+            r#"path "app/dev/" { capabilities = ["list"] }"#,
+            200,
+            r#"path "app/dev2/" { capabilities = ["list"] }"#,
+            &[],
+        ),
+        cp(
+            &r::SECRET_COMPROMISE,
+            "/api/v1/compromise/app/cp/compromise",
+            Some(r#"{"version":1,"reason":"pasted in a ticket"}"#),
+            r#"path "app/cp/compromise" { capabilities = ["rotate"] }"#,
+            200,
+            r#"path "app/cp/rotate" { capabilities = ["rotate"] }"#,
+            &["/api/v1/metadata/app/cp/compromise"],
+        ),
+        cp(
+            &r::SECRET_ROTATE,
+            "/api/v1/rotate/app/cp/rotate",
+            Some(r#"{"generate":"alnum:32"}"#),
+            r#"path "app/cp/rotate" { capabilities = ["rotate"] }"#,
+            200,
+            r#"path "app/cp/rotate" { capabilities = ["read", "update"] }"#,
+            &[
+                "/api/v1/metadata/app/cp/rotate",
+                "/api/v1/secrets/app/cp/rotate",
+            ],
+        ),
+        cp(
+            &r::SECRET_ROTATE_CANCEL,
+            "/api/v1/rotate/app/cp/cancel",
+            None,
+            r#"path "app/cp/cancel" { capabilities = ["rotate"] }"#,
+            200,
+            r#"path "app/cp/cancel" { capabilities = ["update", "delete"] }"#,
+            &["/api/v1/metadata/app/cp/cancel"],
+        ),
+        cp(
+            &r::SECRET_PROMOTE,
+            "/api/v1/promote/app/cp/promote",
+            None,
+            r#"path "app/cp/promote" { capabilities = ["rotate"] }"#,
+            200,
+            r#"path "app/cp/promote" { capabilities = ["update"] }"#,
+            &[
+                "/api/v1/metadata/app/cp/promote",
+                "/api/v1/secrets/app/cp/promote",
+            ],
+        ),
+        cp(
+            &r::SECRET_EXPIRY,
+            "/api/v1/expiry/app/cp/expiry",
+            Some(r#"{"expires_in":"90d"}"#),
+            r#"path "app/cp/expiry" { capabilities = ["update"] }"#,
+            200,
+            r#"path "app/cp/expiry" { capabilities = ["read", "create"] }"#,
+            &["/api/v1/metadata/app/cp/expiry"],
+        ),
+        cp(
+            &r::SECRET_ROLLBACK,
+            "/api/v1/rollback/app/cp/rollback",
+            Some(r#"{"version":1}"#),
+            r#"path "app/cp/rollback" { capabilities = ["read", "update"] }"#,
+            200,
+            r#"path "app/cp/rollback" { capabilities = ["update"] }"#,
+            &[
+                "/api/v1/metadata/app/cp/rollback",
+                "/api/v1/secrets/app/cp/rollback",
+            ],
+        ),
+        cp(
+            &r::SECRET_COPY,
+            "/api/v1/copy",
+            Some(r#"{"from":"app/cp/copy-from","to":"app/cp/copy-to"}"#),
+            r#"path "app/cp/copy-from" { capabilities = ["read"] }
+            path "app/cp/copy-to" { capabilities = ["create"] }"#,
+            200,
+            r#"path "app/cp/copy-from" { capabilities = ["read"] }
+            path "app/cp/copy-to2" { capabilities = ["create"] }"#,
+            &[
+                "/api/v1/secrets/app/cp/copy-to",
+                "/api/v1/metadata/app/cp/copy-from",
+            ],
+        ),
+        cp(
+            &r::SECRET_PROMOTE_ENV,
+            "/api/v1/promote-env",
+            Some(r#"{"from":"app/pe1/","to":"app/pe2/"}"#),
+            r#"path "app/pe1/" { capabilities = ["list"] }
+            path "app/pe2/" { capabilities = ["list"] }
+            path "app/pe1/+" { capabilities = ["read", "list"] }
+            path "app/pe2/+" { capabilities = ["read", "list"] }"#,
+            200,
+            r#"path "app/pe1/" { capabilities = ["list"] }
+            path "app/pe3/" { capabilities = ["list"] }
+            path "app/pe1/+" { capabilities = ["read", "list"] }
+            path "app/pe2/+" { capabilities = ["read", "list"] }"#,
+            &["/api/v1/list/app/pe2"],
+        ),
+        cp(
+            &r::SECRET_LIST_ROOT,
+            "/api/v1/list",
+            None,
+            r#"path "" { capabilities = ["list"] }"#,
+            200,
+            r#"path "app/" { capabilities = ["list"] }"#,
+            &[],
+        ),
+        cp(
+            &r::ROTATION_STATUS_ROOT,
+            "/api/v1/rotation/status",
+            None,
+            r#"path "" { capabilities = ["list"] }"#,
+            200,
+            r#"path "app/" { capabilities = ["list"] }"#,
+            &[],
+        ),
+        cp(
+            &r::LIFECYCLE_SET,
+            "/api/v1/sys/lifecycle",
+            Some(r#"{"pattern":"app/cp/*","rotate_every":"90d"}"#),
+            r#"path "sys/lifecycle" { capabilities = ["admin"] }"#,
+            200,
+            r#"path "sys/protected" { capabilities = ["admin"] }"#,
+            &["/api/v1/sys/lifecycle"],
+        ),
+        cp(
+            &r::LIFECYCLE_REMOVE,
+            "/api/v1/sys/lifecycle?pattern=app/cp/*",
+            None,
+            r#"path "sys/lifecycle" { capabilities = ["admin"] }"#,
+            204,
+            r#"path "sys/lifecycle" { capabilities = ["read", "list", "update", "delete"] }"#,
+            &["/api/v1/sys/lifecycle"],
+        ),
+        cp(
+            &r::TOKEN_REVOKE,
+            "/api/v1/auth/tokens/{victim}",
+            None,
+            r#"path "sys/tokens/*" { capabilities = ["admin"] }"#,
+            204,
+            r#"path "sys/tokens/acc_000000000000000000000000" { capabilities = ["admin"] }"#,
+            &["/api/v1/auth/tokens/{victim}"],
+        ),
+        cp(
+            &r::TOKEN_RENEW,
+            "/api/v1/auth/tokens/{renewed}/renew",
+            None,
+            r#"path "sys/tokens/*" { capabilities = ["admin"] }"#,
+            200,
+            r#"path "sys/policies/*" { capabilities = ["admin"] }"#,
+            &["/api/v1/auth/tokens/{renewed}"],
+        ),
+        cp(
+            &r::JWT_ROLE_WRITE,
+            "/api/v1/auth/jwt/roles/ci",
+            Some(
+                r#"{"issuer":"https://issuer.example","audience":"coffer","jwks":"{jwks}","bound_claims":{"sub":["x"]},"policies":["{grant}"]}"#,
+            ),
+            r#"path "sys/auth/jwt/ci" { capabilities = ["admin"] }"#,
+            200,
+            r#"path "sys/auth/jwt/cd" { capabilities = ["admin"] }"#,
+            &["/api/v1/auth/jwt/roles"],
+        ),
+        cp(
+            &r::JWT_ROLE_READ,
+            "/api/v1/auth/jwt/roles/ci",
+            None,
+            r#"path "sys/auth/jwt/ci" { capabilities = ["admin"] }"#,
+            200,
+            r#"path "sys/auth/jwt/ci" { capabilities = ["read", "list"] }"#,
+            &[],
+        ),
+        cp(
+            &r::JWT_ROLE_DELETE,
+            "/api/v1/auth/jwt/roles/ci",
+            None,
+            r#"path "sys/auth/jwt/ci" { capabilities = ["admin"] }"#,
+            204,
+            r#"path "sys/auth/jwt/ci" { capabilities = ["delete"] }"#,
+            &["/api/v1/auth/jwt/roles/ci"],
+        ),
+        cp(
+            &r::INVITE_CREATE,
+            "/api/v1/auth/invites",
+            Some(r#"{"policies":["{grant}"]}"#),
+            r#"path "sys/invites" { capabilities = ["admin"] }"#,
+            200,
+            r#"path "sys/users/*" { capabilities = ["admin"] }"#,
+            &["/api/v1/sys/users"],
+        ),
+        Counterpart {
+            also: &["people"],
+            ..cp(
+                &r::USER_UPDATE,
+                "/api/v1/sys/users/cp-alice",
+                Some(r#"{"reset_totp":true}"#),
+                r#"path "sys/users/cp-alice" { capabilities = ["admin"] }"#,
+                200,
+                r#"path "sys/users/cp-bob" { capabilities = ["admin"] }"#,
+                &["/api/v1/sys/users/cp-alice"],
+            )
+        },
+        Counterpart {
+            also: &["people"],
+            ..cp(
+                &r::USER_DISABLE,
+                "/api/v1/sys/users/cp-bob/disable",
+                None,
+                r#"path "sys/users/cp-bob" { capabilities = ["admin"] }"#,
+                200,
+                r#"path "sys/users/cp-alice" { capabilities = ["admin"] }"#,
+                &["/api/v1/sys/users/cp-bob"],
+            )
+        },
+        Counterpart {
+            also: &["people"],
+            ..cp(
+                &r::USER_ENABLE,
+                "/api/v1/sys/users/cp-bob/enable",
+                None,
+                r#"path "sys/users/cp-bob" { capabilities = ["admin"] }"#,
+                200,
+                r#"path "sys/users/cp-bob" { capabilities = ["update"] }"#,
+                &["/api/v1/sys/users/cp-bob"],
+            )
+        },
+        Counterpart {
+            also: &["people"],
+            ..cp(
+                &r::USER_DELETE,
+                "/api/v1/sys/users/cp-carol",
+                None,
+                r#"path "sys/users/cp-carol" { capabilities = ["admin"] }"#,
+                204,
+                r#"path "sys/users/cp-carol" { capabilities = ["delete"] }"#,
+                &["/api/v1/sys/users/cp-carol"],
+            )
+        },
+        cp(
+            &r::PROTECTED_ADD,
+            "/api/v1/sys/protected",
+            Some(r#"{"pattern":"x/cp/*"}"#),
+            r#"path "sys/protected" { capabilities = ["admin"] }"#,
+            200,
+            r#"path "sys/lifecycle" { capabilities = ["admin"] }"#,
+            &["/api/v1/sys/protected"],
+        ),
+        cp(
+            &r::PROTECTED_REMOVE,
+            "/api/v1/sys/protected?pattern=x/cp/*",
+            None,
+            r#"path "sys/protected" { capabilities = ["admin"] }"#,
+            204,
+            r#"path "sys/protected" { capabilities = ["delete", "update"] }"#,
+            &["/api/v1/sys/protected"],
+        ),
+        Counterpart {
+            kind: Kind::Person,
+            ..cp(
+                &r::BREAKGLASS_GRANT,
+                "/api/v1/sys/breakglass",
+                Some(r#"{"path":"app/prod/db","reason":"INC-7 outage"}"#),
+                r#"path "app/prod/db" { capabilities = ["breakglass"] }"#,
+                200,
+                r#"path "app/prod/api" { capabilities = ["breakglass"] }"#,
+                &["/api/v1/sys/breakglass"],
+            )
+        },
+        Counterpart {
+            kind: Kind::Person,
+            refused: None,
+            ..cp(
+                &r::TOTP_ENROLL,
+                "/api/v1/auth/totp",
+                None,
+                r#"path "unrelated/filler" { capabilities = ["read"] }"#,
+                200,
+                "",
+                &[],
+            )
+        },
+        cp(
+            &r::SHARE_CREATE,
+            "/api/v1/shares",
+            Some(
+                r#"{"id":"BBBBBBBBBBBBBBBBBBBBBA","ciphertext":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA","path":"app/dev/db","version":1}"#,
+            ),
+            r#"path "sys/shares" { capabilities = ["create"] }
+            path "app/dev/db" { capabilities = ["read"] }"#,
+            201,
+            r#"path "sys/shares" { capabilities = ["create"] }
+            path "app/dev/api" { capabilities = ["read"] }"#,
+            &["/api/v1/shares"],
+        ),
+        cp(
+            &r::SHARE_LIST,
+            "/api/v1/shares",
+            None,
+            r#"path "sys/shares" { capabilities = ["create"] }"#,
+            200,
+            r#"path "sys/shares" { capabilities = ["read", "list"] }"#,
+            &[],
+        ),
+        Counterpart {
+            setup: Some((
+                "POST",
+                "/api/v1/shares",
+                Some(r#"{"id":"{share}","ciphertext":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}"#),
+            )),
+            ..cp(
+                &r::SHARE_REVOKE,
+                "/api/v1/shares/{share}",
+                None,
+                r#"path "sys/shares" { capabilities = ["create"] }"#,
+                204,
+                r#"path "sys/shares" { capabilities = ["delete"] }"#,
+                &["/api/v1/shares"],
+            )
+        },
+        cp(
+            &r::APPROLE_CREATE,
+            "/api/v1/auth/approle/roles/batch",
+            Some(r#"{"policies":["{grant}"]}"#),
+            r#"path "sys/auth/approle/batch" { capabilities = ["admin"] }"#,
+            200,
+            r#"path "sys/auth/approle/batch2" { capabilities = ["admin"] }"#,
+            &["/api/v1/auth/approle/roles"],
+        ),
+        cp(
+            &r::APPROLE_READ,
+            "/api/v1/auth/approle/roles/web",
+            None,
+            r#"path "sys/auth/approle/web" { capabilities = ["admin"] }"#,
+            200,
+            r#"path "sys/auth/approle/web" { capabilities = ["read", "list"] }"#,
+            &[],
+        ),
+        cp(
+            &r::APPROLE_SECRET_ID_CREATE,
+            "/api/v1/auth/approle/roles/web/secret-ids",
+            None,
+            r#"path "sys/auth/approle/web" { capabilities = ["admin"] }"#,
+            200,
+            r#"path "sys/auth/approle/api" { capabilities = ["admin"] }"#,
+            &["/api/v1/auth/approle/roles/web/secret-ids"],
+        ),
+        cp(
+            &r::APPROLE_SECRET_ID_LIST,
+            "/api/v1/auth/approle/roles/web/secret-ids",
+            None,
+            r#"path "sys/auth/approle/web" { capabilities = ["admin"] }"#,
+            200,
+            r#"path "sys/auth/approle/web" { capabilities = ["read", "list"] }"#,
+            &[],
+        ),
+        cp(
+            &r::APPROLE_SECRET_ID_REVOKE,
+            "/api/v1/auth/approle/roles/web/secret-ids/revoke",
+            Some(r#"{"accessor":"{secret-id-accessor}"}"#),
+            r#"path "sys/auth/approle/web" { capabilities = ["admin"] }"#,
+            204,
+            r#"path "sys/auth/approle/api" { capabilities = ["admin"] }"#,
+            &["/api/v1/auth/approle/roles/web/secret-ids"],
+        ),
+        cp(
+            &r::APPROLE_DELETE,
+            "/api/v1/auth/approle/roles/web",
+            None,
+            r#"path "sys/auth/approle/web" { capabilities = ["admin"] }"#,
+            204,
+            r#"path "sys/auth/approle/web" { capabilities = ["delete"] }"#,
+            &["/api/v1/auth/approle/roles"],
+        ),
+        cp(
+            &r::AUDIT_VERIFY,
+            "/api/v1/sys/audit/verify",
+            Some("{}"),
+            r#"path "sys/audit" { capabilities = ["admin"] }"#,
+            200,
+            r#"path "sys/audit/" { capabilities = ["read", "list"] }"#,
+            &[],
+        ),
+        cp(
+            &r::AUDIT_HASH,
+            "/api/v1/sys/audit/hash",
+            Some(r#"{"value":"a value to tag"}"#),
+            r#"path "sys/audit" { capabilities = ["admin"] }"#,
+            200,
+            r#"path "sys/lifecycle" { capabilities = ["admin"] }"#,
+            &[],
+        ),
+        cp(
+            &r::AUDIT_ROTATE,
+            "/api/v1/sys/audit/rotate",
+            None,
+            r#"path "sys/audit" { capabilities = ["admin"] }"#,
+            200,
+            r#"path "sys/audits" { capabilities = ["admin"] }"#,
+            &[],
+        ),
+        // Last: sealing stops every later request.
+        cp(
+            &r::SYS_SEAL,
+            "/api/v1/sys/seal",
+            None,
+            r#"path "sys/seal" { capabilities = ["admin"] }"#,
+            204,
+            r#"path "sys/rotate" { capabilities = ["admin"] }"#,
+            &["/api/v1/sys/status"],
+        ),
+    ]
+};
+
+/// Routes that need a token but have no allowed counterpart here, and why.
+/// (Routes that require nothing, such as logins, are exempt by their
+/// `Requires::Nothing`: no policy is involved.)
+const NO_ALLOWED_COUNTERPART: &[(&coffer_api::routes::Route, &str)] = {
+    use coffer_api::routes as r;
+    &[
+        // Allowed requests contact PostgreSQL (managing the two roles, or
+        // reading a managed pair's state); route_requires.rs shows the
+        // minimal grant gets past authorization, and the PostgreSQL tests
+        // (coffer-pgroles, tests/in_process/node.rs) show the 2xx.
+        (&r::POSTGRES_MANAGE, "needs a PostgreSQL server"),
+        (&r::POSTGRES_READ, "needs a PostgreSQL-managed pair"),
+        // A person's own one-time codes: any person may, no policy can
+        // refuse them, and an allowed call needs a code from the enrolled
+        // secret (console and totp tests do that).
+        (
+            &r::TOTP_CONFIRM,
+            "needs a code from an enrolled TOTP secret",
+        ),
+        (
+            &r::TOTP_DISABLE,
+            "needs a code from an enrolled TOTP secret",
+        ),
+        // An allowed call needs a real gap in the log (a record lost while
+        // the server was stopped); audit.rs makes one.
+        (
+            &r::AUDIT_ACKNOWLEDGE_GAP,
+            "needs a real gap in the audit log",
+        ),
+    ]
+};
+
+/// What root sees of the whole server: every secret (deleted ones too)
+/// and its metadata (versions, labels, expiry, compromise), policies,
+/// protected prefixes, lifecycle rules, people, tokens, JWT and app roles,
+/// break-glass grants and shares. A refused write must leave it as it was.
+/// Root's reads change none of it.
+fn state_snapshot(server: &Server, root: &str, extra: &[String]) -> Vec<(String, u16, String)> {
+    let listing = ok(
+        &server.http(
+            "GET",
+            "/api/v1/list?recursive=true&include_deleted=true&limit=1000",
+            Some(root),
+            None,
+        ),
+        "snapshot",
+    );
+    assert!(listing["next"].is_null(), "the snapshot needs one page");
+    let metadata = listing["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| format!("/api/v1/metadata/{}", e["name"].as_str().unwrap()));
+    const WHOLE: &[&str] = &[
+        "/api/v1/list?recursive=true&include_deleted=true",
+        "/api/v1/sys/policies",
+        "/api/v1/sys/protected",
+        "/api/v1/sys/lifecycle",
+        "/api/v1/sys/users",
+        "/api/v1/auth/tokens",
+        "/api/v1/auth/jwt/roles",
+        "/api/v1/auth/approle/roles",
+        "/api/v1/sys/breakglass",
+        "/api/v1/shares",
+        "/api/v1/sys/keyring",
+    ];
+    WHOLE
+        .iter()
+        .map(|u| u.to_string())
+        .chain(metadata)
+        .chain(extra.iter().cloned())
+        .map(|url| {
+            let r = server.http("GET", &url, Some(root), None);
+            // An error names its request; that is not state.
+            let mut text = r.text();
+            if let Ok(mut v) = serde_json::from_str::<serde_json::Value>(&text)
+                && let Some(e) = v.get_mut("error").and_then(|e| e.as_object_mut())
+            {
+                e.remove("request_id");
+                text = v.to_string();
+            }
+            (url, r.status, text)
+        })
+        .collect()
+}
+
+/// The route a row's request goes to, when one template alone matches it
+/// (a fixed segment, `self`, wins over a parameter as in the router).
+fn route_of(method: &str, url: &str) -> Option<&'static coffer_api::routes::Route> {
+    let matching: Vec<_> = coffer_api::routes::ALL
+        .iter()
+        .copied()
+        .filter(|r| r.method.as_str() == method && matches_template(r.path, url))
+        .collect();
+    match matching.as_slice() {
+        [one] => Some(one),
+        many => many.iter().copied().find(|r| !r.path.contains('{')),
+    }
+}
+
+/// Sends a request that must be refused with `expected` (401 or 403) and
+/// checks it left exactly one audit record, a denial of the route's
+/// operation, and, for a write, changed nothing root can see.
+fn refused_changes_nothing(
+    server: &Server,
+    root: &str,
+    (who, token): (&str, Option<&str>),
+    (method, url, body): (&str, &str, Option<&str>),
+    expected: u16,
+    probes: &[String],
+    failures: &mut Vec<String>,
+) -> common::Response {
+    let write = method != "GET";
+    let before = write.then(|| state_snapshot(server, root, probes));
+    let records = server.audit_records().len();
+    let r = server.http(method, url, token, body.map(str::as_bytes));
+    if r.status != expected {
+        // The caller reports the status.
+        return r;
+    }
+    // A refusal may raise an alert (a refused read of a protected path, a
+    // burst of failures): that is the record of the refusal, not an effect
+    // of the request, so alerts about this very request are set aside.
+    let mut new = server.audit_records().split_off(records);
+    let request_id = new.first().map(|rec| rec["request_id"].clone());
+    new.retain(|rec| !(rec["type"] == "alert" && Some(&rec["request_id"]) == request_id.as_ref()));
+    let op = route_of(method, url).map(|r| r.op);
+    if new.len() != 1 || new[0]["outcome"] != "denied" || new[0]["status"] != expected {
+        failures.push(format!(
+            "{who} {method} {url}: the refusal left other audit records than one denial: {new:?}"
+        ));
+    } else if let Some(op) = op
+        && new[0]["op"] != op.name
+    {
+        failures.push(format!(
+            "{who} {method} {url}: denied record names {} not {}",
+            new[0]["op"], op.name
+        ));
+    }
+    if let Some(before) = before {
+        let after = state_snapshot(server, root, probes);
+        for (b, a) in before.iter().zip(&after) {
+            if b != a {
+                failures.push(format!(
+                    "{who} {method} {url}: the refused write changed {}: {} {} -> {} {}",
+                    b.0, b.1, b.2, a.1, a.2
+                ));
+            }
+        }
+    }
+    r
+}
+
+/// A token of `kind` holding only the policy `name` (written from
+/// `source` by root).
+fn counterpart_token(
+    f: &Fixture,
+    root: &str,
+    (kind, also): (Kind, &[&str]),
+    name: &str,
+    source: &str,
+) -> String {
+    let policies: Vec<&str> = std::iter::once(name).chain(also.iter().copied()).collect();
+    let body = json!({ "policy": source }).to_string();
+    ok(
+        &f.server.http(
+            "PUT",
+            &format!("/api/v1/sys/policies/{name}"),
+            Some(root),
+            Some(body.as_bytes()),
+        ),
+        name,
+    );
+    match kind {
+        Kind::Service => {
+            let body = json!({ "policies": policies, "display_name": name }).to_string();
+            let r = f.server.http(
+                "POST",
+                "/api/v1/auth/tokens",
+                Some(root),
+                Some(body.as_bytes()),
+            );
+            ok(&r, name)["token"].as_str().unwrap().to_string()
+        }
+        Kind::Person => {
+            let body = json!({ "policies": policies }).to_string();
+            let r = f.server.http(
+                "POST",
+                "/api/v1/auth/invites",
+                Some(root),
+                Some(body.as_bytes()),
+            );
+            let code = ok(&r, name)["code"].as_str().unwrap().to_string();
+            let password = format!("correct horse battery {name}");
+            let body = json!({ "code": code, "user": name, "password": password }).to_string();
+            ok(
+                &f.server.http(
+                    "POST",
+                    "/api/v1/auth/invites/accept",
+                    None,
+                    Some(body.as_bytes()),
+                ),
+                name,
+            );
+            let body = json!({ "user": name, "password": password }).to_string();
+            let r = f
+                .server
+                .http("POST", "/api/v1/auth/login", None, Some(body.as_bytes()));
+            ok(&r, name)["token"].as_str().unwrap().to_string()
+        }
+    }
+}
+
+/// Every counterpart: the refused request first (403, one denied record,
+/// nothing changed), then the allowed one (its 2xx).
+#[test]
+fn every_route_has_an_allowed_counterpart_and_a_refusal_that_changes_nothing() {
+    let (_dir, f) = setup();
+    let root = f.token("root").unwrap();
+    let put = |path: &str, body: &str| {
+        ok(
+            &f.server.http(
+                "PUT",
+                &format!("/api/v1/secrets/{path}"),
+                Some(&root),
+                Some(body.as_bytes()),
+            ),
+            path,
+        );
+    };
+    for path in [
+        "app/cp/compromise",
+        "app/cp/rotate",
+        "app/cp/cancel",
+        "app/cp/promote",
+        "app/cp/expiry",
+        "app/cp/rollback",
+        "app/cp/copy-from",
+        "app/pe1/k",
+        "app/pe2/k",
+    ] {
+        put(
+            path,
+            &json!({ "value": format!("value-of-{path}") }).to_string(),
+        );
+    }
+    put("app/cp/rollback", r#"{"value":"value-of-rollback-two"}"#);
+    // A staged version for the cancel and the promotion.
+    for path in ["app/cp/cancel", "app/cp/promote"] {
+        ok(
+            &f.server.http(
+                "POST",
+                &format!("/api/v1/rotate/{path}"),
+                Some(&root),
+                Some(br#"{"generate":"alnum:32","stage":true}"#),
+            ),
+            path,
+        );
+    }
+    // Tokens for the revocation and the renewal, a share to revoke, an app
+    // role's secret id, a JWT key.
+    let accessor = |body: &str| {
+        let r = f.server.http(
+            "POST",
+            "/api/v1/auth/tokens",
+            Some(&root),
+            Some(body.as_bytes()),
+        );
+        ok(&r, "token")["accessor"].as_str().unwrap().to_string()
+    };
+    let victim = accessor(r#"{"policies":["dev-reader"]}"#);
+    let renewed = accessor(r#"{"policies":["dev-reader"],"ttl":"1h"}"#);
+    let share = "CCCCCCCCCCCCCCCCCCCCCA";
+    // People for the user rows, holding a policy that grants nothing the
+    // rows touch.
+    ok(
+        &f.server.http(
+            "PUT",
+            "/api/v1/sys/policies/people",
+            Some(&root),
+            Some(br#"{"policy":"path \"unrelated/filler\" { capabilities = [\"read\"] }"}"#),
+        ),
+        "people",
+    );
+    for user in ["cp-alice", "cp-bob", "cp-carol"] {
+        let r = f.server.http(
+            "POST",
+            "/api/v1/auth/invites",
+            Some(&root),
+            Some(br#"{"policies":["people"]}"#),
+        );
+        let code = ok(&r, user)["code"].as_str().unwrap().to_string();
+        let body = json!({ "code": code, "user": user, "password": format!("correct horse battery {user}") })
+            .to_string();
+        ok(
+            &f.server.http(
+                "POST",
+                "/api/v1/auth/invites/accept",
+                None,
+                Some(body.as_bytes()),
+            ),
+            user,
+        );
+    }
+    ok(
+        &f.server.http(
+            "PUT",
+            "/api/v1/auth/approle/roles/web",
+            Some(&root),
+            Some(br#"{"policies":["dev-reader"]}"#),
+        ),
+        "app role",
+    );
+    let r = f.server.http(
+        "POST",
+        "/api/v1/auth/approle/roles/web/secret-ids",
+        Some(&root),
+        None,
+    );
+    let secret_id_accessor = ok(&r, "secret id")["accessor"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let key = crate::jwt_login::ed25519("ci");
+    let jwks = json!({"keys": [key.jwk.clone()]}).to_string();
+    let jwks = jwks.replace('"', "\\\"");
+
+    let mut failures = Vec::new();
+    for (n, row) in COUNTERPARTS.iter().enumerate() {
+        let method = row.route.method.as_str();
+        let grant_name = format!("cp-grant-{n}");
+        let fill = |s: &str| {
+            s.replace("{victim}", &victim)
+                .replace("{renewed}", &renewed)
+                .replace("{share}", share)
+                .replace("{secret-id-accessor}", &secret_id_accessor)
+                .replace("{jwks}", &jwks)
+                .replace("{grant}", &grant_name)
+        };
+        let url = fill(row.url);
+        let body = row.body.map(fill);
+        assert!(
+            matches_template(row.route.path, &url),
+            "{method} {url} is not a request to {}",
+            row.route.path
+        );
+        assert!((200..300).contains(&row.allowed), "{url}: {}", row.allowed);
+        let token = counterpart_token(&f, &root, (row.kind, row.also), &grant_name, row.grant);
+        if let Some((method, url, body)) = row.setup {
+            let body = body.map(fill);
+            let r = f.server.http(
+                method,
+                &fill(url),
+                Some(&token),
+                body.as_deref().map(str::as_bytes),
+            );
+            ok(&r, &format!("{grant_name}: setup {method} {url}"));
+        }
+        if let Some(refused) = row.refused {
+            let name = format!("cp-refused-{n}");
+            let token = counterpart_token(&f, &root, (row.kind, row.also), &name, refused);
+            let probes: Vec<String> = row.probes.iter().map(|p| fill(p)).collect();
+            let r = refused_changes_nothing(
+                &f.server,
+                &root,
+                (&name, Some(&token)),
+                (method, &url, body.as_deref()),
+                403,
+                &probes,
+                &mut failures,
+            );
+            if r.status != 403 {
+                failures.push(format!(
+                    "{name} {method} {url}: expected 403, got {} {}",
+                    r.status,
+                    r.text()
+                ));
+            }
+        }
+        let r = f.server.http(
+            method,
+            &url,
+            Some(&token),
+            body.as_deref().map(str::as_bytes),
+        );
+        if r.status != row.allowed {
+            failures.push(format!(
+                "{grant_name} {method} {url}: expected {}, got {} {}",
+                row.allowed,
+                r.status,
+                r.text()
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -166,7 +166,7 @@ const PAGES: &[(&str, &str, &str)] = &[
         "/api/v1/sys/protected",
     ),
     (
-        "/ui/breakglass",
+        "/ui/breakglass/grants",
         "ui.breakglass.list",
         "/api/v1/sys/breakglass",
     ),
@@ -248,9 +248,9 @@ fn a_limited_person_gets_the_apis_refusal_on_every_admin_page() {
         assert_eq!(rec["outcome"], "denied", "{page}");
         assert_eq!(rec["actor"]["name"], "dev", "{page}");
     }
-    // The break-glass page still offers the request form.
+    // The refused grants page still offers the request form.
     assert!(
-        dev.get("/ui/breakglass")
+        dev.get("/ui/breakglass/grants")
             .text()
             .contains("id=\"breakglass\"")
     );
@@ -830,7 +830,7 @@ fn a_person_asks_for_break_glass_and_reads_once_granted() {
     assert_eq!(rec["breakglass"], true, "{rec}");
     // An administrator sees the grant and its reason.
     let ada = login(&server, "ada");
-    let page = ada.get("/ui/breakglass").text();
+    let page = ada.get("/ui/breakglass/grants").text();
     assert!(
         page.contains("incident 42: the database is down") && page.contains("<td>oncall</td>"),
         "{page}"
@@ -1012,6 +1012,7 @@ fn hostile_text_is_escaped_on_admin_pages() {
         "/ui/policies/markup".to_string(),
         format!("/ui/policies/{typed}"),
         "/ui/breakglass".to_string(),
+        "/ui/breakglass/grants".to_string(),
         format!("/ui/breakglass?path={typed}"),
         format!("/ui/rotation?prefix={typed}"),
         "/ui/protected".to_string(),
@@ -1035,7 +1036,7 @@ fn hostile_text_is_escaped_on_admin_pages() {
             .contains("&#60;/script&#62;&#60;script&#62;alert(1)")
     );
     assert!(
-        ada.get("/ui/breakglass")
+        ada.get("/ui/breakglass/grants")
             .text()
             .contains("&#34;&#39;&#62;&#60;/script&#62;")
     );
@@ -1185,7 +1186,7 @@ fn admin_actions_are_audited_like_their_api_twins() {
             "protected.remove",
         ),
         (
-            ui("GET", "/ui/breakglass", String::new()),
+            ui("GET", "/ui/breakglass/grants", String::new()),
             ui("GET", "/api/v1/sys/breakglass", String::new()),
             "breakglass.list",
         ),
@@ -1497,5 +1498,102 @@ fn head_requests_are_recorded_as_the_page_they_ran() {
         let rec = new.last().unwrap();
         assert_eq!(rec["op"], op, "{rec}");
         assert_eq!(rec["outcome"], outcome, "{rec}");
+    }
+}
+
+/// Review finding: the request form was the grants list's page, so a
+/// person who may not list grants (the usual one who asks for break-glass)
+/// got a 403 page, audited as a denied `ui.breakglass.list`, every time
+/// they opened it; twenty loads in a minute raised `failure_burst`. The
+/// form is now a page of its own that calls no use case; whether to link
+/// to the grants is asked of the policy engine without a refused call.
+#[test]
+fn opening_the_breakglass_form_is_no_refusal_and_shows_grants_only_to_listers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _root) = admin_server(dir.path());
+    // A live grant whose details must reach no one who may not list them.
+    let marker = "incident 77: the marker reason";
+    let oncall = login(&server, "oncall");
+    let r = oncall.post_form(
+        "/ui/breakglass",
+        &form(&[
+            ("csrf", &oncall.csrf),
+            ("path", "app/prod/DB_PASSWORD"),
+            ("reason", marker),
+        ]),
+        &[],
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    // The requester opens the form again and again.
+    let before = server.audit_records().len();
+    for i in 0..30 {
+        let r = oncall.get("/ui/breakglass?path=app/prod/DB_PASSWORD");
+        assert_eq!(r.status, 200, "load {i}: {}", r.text());
+        let html = r.text();
+        assert!(html.contains("id=\"breakglass\""), "{html}");
+        assert!(html.contains("value=\"app/prod/DB_PASSWORD\""), "{html}");
+        for absent in ["grants-link", "grants-hidden", "id=\"grants\"", marker] {
+            assert!(!html.contains(absent), "load {i} shows {absent}: {html}");
+        }
+    }
+    let new = server.audit_records().split_off(before);
+    let forms: Vec<_> = new
+        .iter()
+        .filter(|r| r["op"] == "ui.breakglass.form")
+        .collect();
+    assert_eq!(forms.len(), 30, "{new:?}");
+    for rec in &forms {
+        assert_eq!(rec["outcome"], "ok", "{rec}");
+        assert_eq!(rec["actor"]["name"], "oncall", "{rec}");
+        // No decision was made: the form calls no use case.
+        assert!(rec.get("decision").is_none(), "{rec}");
+    }
+    assert!(
+        new.iter()
+            .all(|r| r["outcome"] != "denied" && r["type"] != "alert"),
+        "a denial or an alert (failure_burst) from opening the form: {new:?}"
+    );
+    // The grants page still refuses the requester, as the API does, with
+    // no grant in it.
+    let r = oncall.get("/ui/breakglass/grants");
+    assert_eq!(r.status, 403);
+    assert!(!r.text().contains(marker) && !r.text().contains("id=\"grants\""));
+    assert_eq!(
+        last_record(&server, "ui.breakglass.list")["outcome"],
+        "denied"
+    );
+
+    // A person who may list: the form links to the grants, which show.
+    let ada = login(&server, "ada");
+    let page = ada.get("/ui/breakglass");
+    assert_eq!(page.status, 200);
+    assert!(
+        page.text().contains("href=\"/ui/breakglass/grants\""),
+        "{}",
+        page.text()
+    );
+    assert!(!page.text().contains(marker), "the form lists nothing");
+    let r = ada.get("/ui/breakglass/grants");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        r.text().contains(marker) && r.text().contains("<td>oncall</td>"),
+        "{}",
+        r.text()
+    );
+    let rec = last_record(&server, "ui.breakglass.list");
+    assert_eq!(
+        (&rec["outcome"], &rec["actor"]["name"]),
+        (&json!("ok"), &json!("ada"))
+    );
+
+    // A person who may do neither: the form, and no grant anywhere.
+    let dev = login(&server, "dev");
+    for (page, status) in [("/ui/breakglass", 200), ("/ui/breakglass/grants", 403)] {
+        let r = dev.get(page);
+        assert_eq!(r.status, status, "{page}");
+        let html = r.text();
+        for absent in [marker, "oncall</td>", "grants-link", "DB_PASSWORD</td>"] {
+            assert!(!html.contains(absent), "{page} shows {absent}: {html}");
+        }
     }
 }
