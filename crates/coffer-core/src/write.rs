@@ -173,6 +173,15 @@ impl WriteTx<'_> {
         self.coffer.cached(path).await
     }
 
+    /// The cached state of many locked paths, in their order (see
+    /// [`Coffer::cached_many`]).
+    pub(crate) async fn existing_many(
+        &self,
+        paths: &[&SecretPath],
+    ) -> Result<Vec<Option<Arc<Cached>>>> {
+        self.coffer.cached_many(paths).await
+    }
+
     /// The cached state of a locked path that must exist.
     pub(crate) async fn existing_secret(&self, path: &SecretPath) -> Result<Arc<Cached>> {
         self.existing(path)
@@ -648,8 +657,11 @@ impl Coffer {
         let mut receipts = Vec::with_capacity(planned.len());
         let mut changed = Vec::new();
         let mut hidden = false;
-        for ((path, plaintext, cas), warnings) in planned.iter().zip(warnings) {
-            let existing = tx.existing(path).await?;
+        // Read under the locks, in one batch: most paths of an import are new.
+        let found = tx.existing_many(&paths).await?;
+        for (((path, plaintext, cas), warnings), existing) in
+            planned.iter().zip(warnings).zip(found)
+        {
             let current = existing.as_ref().map_or(0, |c| c.meta.current_version);
             let op = if current == 0 {
                 Operation::Create

@@ -646,6 +646,99 @@ async fn an_import_that_fails_to_commit_caches_nothing_it_did_not_write() {
     other.close().await.unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_import_reads_the_paths_it_has_not_cached_in_one_batch_and_stays_all_or_nothing() {
+    let n = node().await;
+    let c = &n.coffer;
+    // One path this node has cached, one only another node has written
+    // (this node has never looked at it), one new.
+    c.write(&n.root, "imp/cached", &value("c1"), None)
+        .await
+        .unwrap();
+    let (other, oroot) = n.fresh().await;
+    for v in ["s1", "s2"] {
+        other
+            .write(&oroot, "imp/stored", &value(v), None)
+            .await
+            .unwrap();
+    }
+    let batch = |stored_cas| {
+        vec![
+            ("imp/new".to_string(), value("n1"), None),
+            ("imp/cached".to_string(), value("c2"), Some(1)),
+            ("imp/stored".to_string(), value("s3"), stored_cas),
+        ]
+    };
+
+    // A check-and-set on the path read in the batch fails: nothing at all
+    // is written, and the refusal names it with its real version.
+    let refused = c.write_many(&n.root, &batch(Some(1))).await;
+    match &refused {
+        Err(CoreError::Conflict(m)) => {
+            let m = m.to_string();
+            assert!(m.contains("imp/stored") && m.contains("version 2"), "{m}");
+        }
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    assert!(matches!(
+        c.read(&n.root, "imp/new", None).await,
+        Err(CoreError::NotFound(_))
+    ));
+    assert_eq!(
+        c.read(&n.root, "imp/cached", None).await.unwrap().version,
+        1
+    );
+    assert_eq!(
+        c.read(&n.root, "imp/stored", None).await.unwrap().version,
+        2
+    );
+    n.assert_cache_agrees(&["imp/new", "imp/cached", "imp/stored"])
+        .await;
+
+    // With the right check-and-set every path gets its next version.
+    let written = c.write_many(&n.root, &batch(Some(2))).await.unwrap();
+    let versions: Vec<(&str, u64)> = written
+        .iter()
+        .map(|r| (r.path.as_str(), r.version))
+        .collect();
+    assert_eq!(
+        versions,
+        [("imp/new", 1), ("imp/cached", 2), ("imp/stored", 3)]
+    );
+    for (path, tag) in [
+        ("imp/new", "n1"),
+        ("imp/cached", "c2"),
+        ("imp/stored", "s3"),
+    ] {
+        let r = c.read(&n.root, path, None).await.unwrap();
+        assert_eq!(as_text(&r.value), as_text(&value(tag)), "{path}");
+        assert_no_gaps(c, &n.root, path).await;
+    }
+    n.assert_cache_agrees(&["imp/new", "imp/cached", "imp/stored"])
+        .await;
+
+    // Another node creates a path this node found absent a moment ago:
+    // the import's check-and-set sees it and refuses the whole import.
+    assert!(c.read(&n.root, "imp/late", None).await.is_err());
+    other
+        .write(&oroot, "imp/late", &value("l1"), None)
+        .await
+        .unwrap();
+    let late = c
+        .write_many(
+            &n.root,
+            &[
+                ("imp/late".to_string(), value("l2"), Some(0)),
+                ("imp/new".to_string(), value("n2"), None),
+            ],
+        )
+        .await;
+    assert!(is_conflict(&late), "{late:?}");
+    assert_eq!(c.read(&n.root, "imp/new", None).await.unwrap().version, 1);
+    n.assert_cache_agrees(&["imp/late", "imp/new"]).await;
+    other.close().await.unwrap();
+}
+
 // ---- sealed -----------------------------------------------------------------
 
 #[tokio::test]

@@ -1403,6 +1403,23 @@ impl Storage for PostgresStore {
             .map(|r| row_to_meta(&r)))
     }
 
+    async fn get_metas(&self, paths: &[String]) -> Result<Vec<SecretMeta>> {
+        let c = self.client().await?;
+        let stmt = c
+            .prepare_cached(
+                "SELECT path, current_version, live, created_at, updated_at
+                 FROM secrets WHERE path = ANY($1)",
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(c.query(&stmt, &[&paths])
+            .await
+            .map_err(pg_error)?
+            .iter()
+            .map(row_to_meta)
+            .collect())
+    }
+
     async fn get_version(&self, path: &str, version: u64) -> Result<Option<VersionRecord>> {
         let c = self.client().await?;
         let stmt = c

@@ -917,6 +917,35 @@ impl Storage for SqliteStore {
         .await
     }
 
+    async fn get_metas(&self, paths: &[String]) -> Result<Vec<SecretMeta>> {
+        let paths = paths.to_vec();
+        self.read(move |c| {
+            // One prepared statement on one connection, one index seek per
+            // path: no round trip to the thread pool per path.
+            let mut stmt = c.prepare_cached(
+                "SELECT path, current_version, live, created_at, updated_at
+                 FROM secrets WHERE path = ?1",
+            )?;
+            let mut found = Vec::new();
+            for path in paths {
+                let meta = stmt
+                    .query_row([path], |r| {
+                        Ok(SecretMeta {
+                            path: r.get(0)?,
+                            current_version: r.get::<_, i64>(1)? as u64,
+                            live: r.get(2)?,
+                            created_at: r.get(3)?,
+                            updated_at: r.get(4)?,
+                        })
+                    })
+                    .optional()?;
+                found.extend(meta);
+            }
+            Ok(found)
+        })
+        .await
+    }
+
     async fn get_version(&self, path: &str, version: u64) -> Result<Option<VersionRecord>> {
         let path = path.to_string();
         self.read(move |c| {

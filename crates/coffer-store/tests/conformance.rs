@@ -158,6 +158,42 @@ async fn versions_are_written_and_read_back(s: &dyn Storage) {
     );
 }
 
+async fn metadata_is_read_in_bulk(s: &dyn Storage) {
+    put(s, "bulk/a", 1).await.unwrap();
+    put(s, "bulk/a", 2).await.unwrap();
+    put(s, "bulk/c", 1).await.unwrap();
+    s.commit(vec![Mutation::SetVersionState {
+        path: "bulk/c".into(),
+        versions: vec![1],
+        change: VersionStateChange::Delete(5_000),
+        at: 5_000,
+    }])
+    .await
+    .unwrap();
+    let asked: Vec<String> = ["bulk/b", "bulk/c", "bulk/a", "bulk/", "bulk/a/x", "other"]
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
+    let mut found = s.get_metas(&asked).await.unwrap();
+    found.sort_by(|x, y| x.path.cmp(&y.path));
+    assert_eq!(found.len(), 2, "only the secrets that exist: {found:?}");
+    for (meta, path) in found.iter().zip(["bulk/a", "bulk/c"]) {
+        assert_eq!(
+            Some(meta),
+            s.get_meta(path).await.unwrap().as_ref(),
+            "the same answer as get_meta, deleted or not"
+        );
+    }
+    assert!(!found[1].live);
+    assert!(s.get_metas(&[]).await.unwrap().is_empty());
+    // A path listed twice is found once or twice, never invented.
+    let twice = s
+        .get_metas(&["bulk/a".to_string(), "bulk/a".to_string()])
+        .await
+        .unwrap();
+    assert!(!twice.is_empty() && twice.iter().all(|m| m.path == "bulk/a"));
+}
+
 async fn check_and_set_conflicts_write_nothing(s: &dyn Storage) {
     put(s, "p/x", 1).await.unwrap();
     // Stale writer: based on version 0 again.
@@ -1042,6 +1078,11 @@ macro_rules! suite {
             async fn a_version_is_marked_compromised_once() {
                 let (_g, s) = $make.await;
                 super::a_version_is_marked_compromised_once(&*s).await;
+            }
+            #[tokio::test]
+            async fn metadata_is_read_in_bulk() {
+                let (_g, s) = $make.await;
+                super::metadata_is_read_in_bulk(&*s).await;
             }
             #[tokio::test]
             async fn check_and_set_conflicts_write_nothing() {
