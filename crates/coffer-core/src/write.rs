@@ -583,6 +583,41 @@ impl Coffer {
         Ok(warnings)
     }
 
+    /// [`Coffer::judge`] of many values, in their order. The strength
+    /// estimate of a value that looks typed costs milliseconds of CPU, so a
+    /// large batch is judged on as many threads as the machine has cores
+    /// (each value exactly as one write judges it).
+    fn judge_many(&self, values: Vec<(&SecretPath, &SecretValue)>) -> Vec<Result<Vec<String>>> {
+        /// Below this many values a batch is judged on the calling thread.
+        const PER_THREAD: usize = 64;
+        let threads = std::thread::available_parallelism()
+            .map_or(1, std::num::NonZeroUsize::get)
+            .min(values.len().div_ceil(PER_THREAD));
+        if threads <= 1 {
+            return values
+                .into_iter()
+                .map(|(path, value)| self.judge(path, value, None))
+                .collect();
+        }
+        let chunk = values.len().div_ceil(threads);
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = values
+                .chunks(chunk)
+                .map(|part| {
+                    scope.spawn(move || {
+                        part.iter()
+                            .map(|(path, value)| self.judge(path, value, None))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
+        })
+    }
+
     /// Writes many secrets at once, all or nothing (`coffer import`): every
     /// write is authorized and its check-and-set verified first, then all
     /// versions are committed in one transaction. A refusal names every
@@ -633,8 +668,15 @@ impl Coffer {
         }
         let mut warnings = Vec::with_capacity(planned.len());
         let mut weak = Vec::new();
-        for ((path, _, _), (_, value, _)) in planned.iter().zip(writes) {
-            match self.judge(path, value, None) {
+        let judged = self.judge_many(
+            planned
+                .iter()
+                .zip(writes)
+                .map(|((path, _, _), (_, value, _))| (path, value))
+                .collect(),
+        );
+        for verdict in judged {
+            match verdict {
                 Ok(w) => warnings.push(w),
                 Err(CoreError::Invalid(refusal @ InvalidInput::TooWeak { .. })) => {
                     weak.push(refusal);

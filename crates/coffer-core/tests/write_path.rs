@@ -739,6 +739,62 @@ async fn an_import_reads_the_paths_it_has_not_cached_in_one_batch_and_stays_all_
     other.close().await.unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_import_judges_every_value_as_one_write_would_and_in_order() {
+    // A batch big enough to be judged on several threads: weak values
+    // scattered through it are each refused by name under a rule, and
+    // warned about in their own receipt without one.
+    let n = node().await;
+    let c = &n.coffer;
+    c.set_rule(
+        &n.root,
+        "strict/*",
+        coffer_core::RuleSpec {
+            min_bits: Some(60),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let weak_at = [3usize, 150, 151, 299];
+    let batch = |folder: &str| -> Vec<(String, SecretValue, Option<u64>)> {
+        (0..300)
+            .map(|i| {
+                let v = if weak_at.contains(&i) {
+                    text("password1")
+                } else {
+                    value(&format!("{i:03}"))
+                };
+                (format!("{folder}/k{i:03}"), v, None)
+            })
+            .collect()
+    };
+    match c.write_many(&n.root, &batch("strict")).await {
+        Err(CoreError::Invalid(e)) => {
+            let m = e.to_string();
+            let named: Vec<usize> = (0..300)
+                .filter(|i| m.contains(&format!("strict/k{i:03}")))
+                .collect();
+            assert_eq!(named, weak_at, "{m}");
+        }
+        other => panic!("expected the weak values refused, got {other:?}"),
+    }
+    assert!(c.read(&n.root, "strict/k000", None).await.is_err());
+
+    let written = c.write_many(&n.root, &batch("loose")).await.unwrap();
+    assert_eq!(written.len(), 300);
+    for (i, r) in written.iter().enumerate() {
+        assert_eq!(r.path, format!("loose/k{i:03}"));
+        assert_eq!(
+            !r.warnings.is_empty(),
+            weak_at.contains(&i),
+            "{}: {:?}",
+            r.path,
+            r.warnings
+        );
+    }
+}
+
 // ---- sealed -----------------------------------------------------------------
 
 #[tokio::test]
