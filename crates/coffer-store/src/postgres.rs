@@ -37,7 +37,8 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
 use crate::model::{
-    compromise_columns, compromise_from, prefix_upper_bound, state_columns, token_from_parts,
+    LevelScan, compromise_columns, compromise_from, prefix_upper_bound, state_columns,
+    token_from_parts,
 };
 use crate::{
     Change, Expect, Exported, ListEntry, ListPage, ListQuery, Mutation, Result, RevokeScope,
@@ -1301,41 +1302,25 @@ async fn list_page<C: GenericClient>(c: &C, q: &ListQuery) -> Result<ListPage> {
             });
         }
     } else {
-        // Skip-scan: one index seek per distinct child.
-        let mut cursor: (bool, String) = match &q.after {
-            Some(a) if a.ends_with('/') => (true, format!("{}{}0", q.prefix, &a[..a.len() - 1])),
-            Some(a) => (false, format!("{}{a}", q.prefix)),
-            None => (true, q.prefix.clone()),
-        };
+        // Runs of rows in path order, skipping past each child folder (see
+        // LevelScan): a folder of many secrets takes a few round trips,
+        // not one per secret.
+        let mut scan = LevelScan::new(q);
         let stmt_after = c.prepare_cached(&sql_after).await.map_err(pg_error)?;
         let stmt_from = c.prepare_cached(&sql_from).await.map_err(pg_error)?;
-        while entries.len() <= limit {
-            let (inclusive, start) = &cursor;
+        while scan.wants_more() {
+            let (inclusive, start) = &scan.cursor;
             let stmt = if *inclusive { &stmt_from } else { &stmt_after };
-            let next = c
-                .query_opt(stmt, &[start, &upper, &1i64])
+            let paths = c
+                .query(stmt, &[start, &upper, &(scan.batch as i64)])
                 .await
-                .map_err(pg_error)?;
-            let Some(row) = next else { break };
-            let path: String = row.get(0);
-            let rest = &path[q.prefix.len()..];
-            match rest.find('/') {
-                Some(i) => {
-                    entries.push(ListEntry {
-                        name: rest[..=i].to_string(),
-                        folder: true,
-                    });
-                    cursor = (true, format!("{}{}0", q.prefix, &rest[..i]));
-                }
-                None => {
-                    entries.push(ListEntry {
-                        name: rest.to_string(),
-                        folder: false,
-                    });
-                    cursor = (false, path.clone());
-                }
-            }
+                .map_err(pg_error)?
+                .iter()
+                .map(|r| r.get::<_, String>(0))
+                .collect();
+            scan.take(paths);
         }
+        return Ok(scan.page());
     }
     let next = if entries.len() > limit {
         entries.truncate(limit);

@@ -511,6 +511,103 @@ async fn listing_one_level_and_recursive(s: &dyn Storage) {
     );
 }
 
+async fn one_level_listing_of_a_large_mixed_folder_matches_the_tree(s: &dyn Storage) {
+    // Runs of secrets longer than any one read, folders with many and with
+    // few secrets below them, deep ones, a leaf and a folder of one name,
+    // deleted secrets: the one-level listing, whole and page by page, is
+    // what the recursive listing's paths say it must be.
+    let mut paths = Vec::new();
+    for i in 0..1500 {
+        paths.push(format!("big/a{i:04}"));
+    }
+    for i in 0..300 {
+        paths.push(format!("big/b/{i:03}"));
+        paths.push(format!("big/c{i:03}/x"));
+    }
+    for i in 0..40 {
+        paths.push(format!("big/d/e/f/{i:02}"));
+        paths.push(format!("big/g{i:02}"));
+    }
+    paths.push("big/h".into());
+    paths.push("big/h/i".into());
+    for chunk in paths.chunks(500) {
+        s.commit(
+            chunk
+                .iter()
+                .map(|p| Mutation::PutVersion {
+                    record: record(p, 1, b"ct"),
+                    expected_current: 0,
+                })
+                .collect(),
+        )
+        .await
+        .unwrap();
+    }
+    let deleted = ["big/a0007", "big/g03", "big/c005/x"];
+    for p in deleted {
+        s.commit(vec![Mutation::SetVersionState {
+            path: p.into(),
+            versions: vec![1],
+            change: VersionStateChange::Delete(9_000),
+            at: 9_000,
+        }])
+        .await
+        .unwrap();
+    }
+    for include_deleted in [false, true] {
+        let mut expected: Vec<String> = paths
+            .iter()
+            .filter(|p| include_deleted || !deleted.contains(&p.as_str()))
+            .map(|p| {
+                let rest = &p["big/".len()..];
+                match rest.find('/') {
+                    Some(i) => rest[..=i].to_string(),
+                    None => rest.to_string(),
+                }
+            })
+            .collect();
+        expected.sort();
+        expected.dedup();
+        for limit in [1, 7, 1000, 5000] {
+            let mut seen = Vec::new();
+            let mut after = None;
+            loop {
+                let page = s
+                    .list(&ListQuery {
+                        prefix: "big/".into(),
+                        recursive: false,
+                        include_deleted,
+                        after: after.take(),
+                        limit,
+                    })
+                    .await
+                    .unwrap();
+                assert!(page.entries.len() <= limit);
+                for e in &page.entries {
+                    assert_eq!(e.folder, e.name.ends_with('/'), "{e:?}");
+                }
+                seen.extend(names(&page.entries).into_iter().map(str::to_string));
+                match page.next {
+                    Some(n) => after = Some(n),
+                    None => break,
+                }
+                if limit == 1 && seen.len() > 40 {
+                    break;
+                }
+            }
+            let want = if limit == 1 {
+                &expected[..seen.len()]
+            } else {
+                &expected[..]
+            };
+            assert_eq!(
+                seen, want,
+                "limit {limit}, deleted included: {include_deleted}"
+            );
+        }
+    }
+}
+
 async fn listing_paginates(s: &dyn Storage) {
     for i in 0..25 {
         put(s, &format!("pg/{i:02}"), 1).await.unwrap();
@@ -1078,6 +1175,11 @@ macro_rules! suite {
             async fn a_version_is_marked_compromised_once() {
                 let (_g, s) = $make.await;
                 super::a_version_is_marked_compromised_once(&*s).await;
+            }
+            #[tokio::test]
+            async fn one_level_listing_of_a_large_mixed_folder_matches_the_tree() {
+                let (_g, s) = $make.await;
+                super::one_level_listing_of_a_large_mixed_folder_matches_the_tree(&*s).await;
             }
             #[tokio::test]
             async fn metadata_is_read_in_bulk() {
