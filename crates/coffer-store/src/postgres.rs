@@ -784,11 +784,17 @@ fn row_to_version(r: &Row) -> Result<VersionRecord> {
 async fn insert_version<C: GenericClient>(tx: &C, v: &VersionRecord) -> Result<()> {
     let (deleted_at, destroyed_at) = state_columns(v.state);
     let (compromised_at, compromised_reason) = compromise_columns(v.compromised.as_ref());
+    let insert = tx
+        .prepare_cached(
+            "INSERT INTO versions (path, version, created_at, created_by, deleted_at,
+                                   destroyed_at, key_id, ciphertext, compromised_at,
+                                   compromised_reason)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .await
+        .map_err(pg_error)?;
     tx.execute(
-        "INSERT INTO versions (path, version, created_at, created_by, deleted_at,
-                               destroyed_at, key_id, ciphertext, compromised_at,
-                               compromised_reason)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        &insert,
         &[
             &v.path,
             &(v.version as i64),
@@ -881,11 +887,15 @@ async fn apply<C: GenericClient>(tx: &C, m: &Mutation) -> Result<()> {
             record,
             expected_current,
         } => {
+            // Prepared once per connection: a bulk import runs these for
+            // every secret of a batch, and an unprepared statement costs a
+            // parse and a round trip more each time.
+            let select = tx
+                .prepare_cached("SELECT current_version FROM secrets WHERE path = $1 FOR UPDATE")
+                .await
+                .map_err(pg_error)?;
             let current = tx
-                .query_opt(
-                    "SELECT current_version FROM secrets WHERE path = $1 FOR UPDATE",
-                    &[&record.path],
-                )
+                .query_opt(&select, &[&record.path])
                 .await
                 .map_err(pg_error)?
                 .map_or(0, |r| r.get::<_, i64>(0) as u64);
@@ -896,11 +906,17 @@ async fn apply<C: GenericClient>(tx: &C, m: &Mutation) -> Result<()> {
                 )));
             }
             insert_version(tx, record).await?;
+            let upsert = tx
+                .prepare_cached(
+                    "INSERT INTO secrets (path, current_version, live, created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, $4)
+                     ON CONFLICT (path) DO UPDATE SET current_version = excluded.current_version,
+                         live = excluded.live, updated_at = excluded.updated_at",
+                )
+                .await
+                .map_err(pg_error)?;
             tx.execute(
-                "INSERT INTO secrets (path, current_version, live, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $4)
-                 ON CONFLICT (path) DO UPDATE SET current_version = excluded.current_version,
-                     live = excluded.live, updated_at = excluded.updated_at",
+                &upsert,
                 &[
                     &record.path,
                     &(record.version as i64),
