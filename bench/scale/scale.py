@@ -195,7 +195,7 @@ class Postgres:
                "-c shared_buffers=256MB -c max_connections=200", "start"], stdout=subprocess.DEVNULL)
         self.base = f"postgres://coffer:scale-pg-password@127.0.0.1:{port}"
         self.admin = self.base + "/postgres"
-        version = subprocess.run([f"{self.bin}/postgres", "--version"], capture_output=True, text=True).stdout.split()[-1]
+        version = subprocess.run([f"{self.bin}/postgres", "--version"], capture_output=True, text=True).stdout.split()[2]
         self.note = f"PostgreSQL {version}, private, fsync and synchronous_commit on, shared_buffers 256MB"
 
     def new_database(self):
