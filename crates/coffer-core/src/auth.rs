@@ -289,6 +289,12 @@ pub struct Listing<'a> {
     prefix: String,
     reveals: Reveals,
     now: i64,
+    /// The last folder whose `list` decision [`Listing::admits`] took, and
+    /// that decision: the entries of a listing come folder by folder, so
+    /// a folder of a thousand names is decided once, not a thousand times
+    /// (the decision is a pure function of the model, the identity, the
+    /// folder and `now`, all fixed for the listing).
+    folder_decision: std::sync::Mutex<Option<(String, bool)>>,
     _private: (),
 }
 
@@ -308,6 +314,7 @@ impl<'a> Listing<'a> {
             prefix: authorized.target().to_string(),
             reveals,
             now,
+            folder_decision: std::sync::Mutex::new(None),
             _private: (),
         }
     }
@@ -321,7 +328,33 @@ impl<'a> Listing<'a> {
     /// `/`) may be shown.
     pub fn admits(&self, name: &str) -> bool {
         let item = format!("{}{name}", self.prefix);
-        visible(&self.model, self.identity, &item, self.reveals, self.now)
+        if self.identity.is_root() {
+            return true;
+        }
+        let folder = containing_folder(&item);
+        let may_list = {
+            let mut last = self
+                .folder_decision
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            match last.as_ref() {
+                Some((f, decision)) if f == folder => *decision,
+                _ => {
+                    let decision = authorize(
+                        &self.model,
+                        self.identity,
+                        Operation::List,
+                        folder,
+                        self.now,
+                    )
+                    .is_ok();
+                    *last = Some((folder.to_string(), decision));
+                    decision
+                }
+            }
+        };
+        may_list
+            && visible_in_listed_folder(&self.model, self.identity, &item, self.reveals, self.now)
     }
 
     /// Whether the folder entry `folder` (relative to the prefix) admitted
@@ -387,14 +420,39 @@ pub fn visible(
     if identity.is_root() {
         return true;
     }
-    let trimmed = item.strip_suffix('/').unwrap_or(item);
-    let folder = match trimmed.rfind('/') {
-        Some(i) => &item[..=i],
-        None => "",
-    };
-    if authorize(model, identity, Operation::List, folder, now).is_err() {
+    if authorize(
+        model,
+        identity,
+        Operation::List,
+        containing_folder(item),
+        now,
+    )
+    .is_err()
+    {
         return false;
     }
+    visible_in_listed_folder(model, identity, item, reveals, now)
+}
+
+/// The folder that directly contains `item` (a secret path, or a folder
+/// ending in `/`): everything up to its last `/`, or `""` at the top.
+fn containing_folder(item: &str) -> &str {
+    let trimmed = item.strip_suffix('/').unwrap_or(item);
+    match trimmed.rfind('/') {
+        Some(i) => &item[..=i],
+        None => "",
+    }
+}
+
+/// [`visible`] once the caller is known to be allowed to `list` the
+/// folder that directly contains `item`: conditions 2 and 3.
+fn visible_in_listed_folder(
+    model: &AccessModel,
+    identity: &Identity,
+    item: &str,
+    reveals: Reveals,
+    now: i64,
+) -> bool {
     if denied_at(model, identity, item) {
         return false;
     }

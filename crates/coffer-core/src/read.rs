@@ -479,6 +479,56 @@ impl Coffer {
         let Some(meta) = self.store.get_meta(path).await? else {
             return Ok(None);
         };
+        self.cache_with_meta(generation, meta).await.map(Some)
+    }
+
+    /// The cached state of many paths at once, for a bulk write holding
+    /// their locks: what the cache holds, and for the rest one batched
+    /// metadata read ([`coffer_store::Storage::get_metas`]) followed by the
+    /// per-path reads of the paths that exist. `None` for a path with no
+    /// secret. Same answers as [`Coffer::cached`] path by path.
+    pub(crate) async fn cached_many(
+        &self,
+        paths: &[&SecretPath],
+    ) -> Result<Vec<Option<Arc<Cached>>>> {
+        let mut out: Vec<Option<Arc<Cached>>> = Vec::with_capacity(paths.len());
+        let mut misses = Vec::new();
+        let mut generations = std::collections::HashMap::new();
+        for path in paths {
+            let hit = self.cache.get(path.as_str());
+            if hit.is_none() {
+                generations.insert(path.as_str(), self.cache.generation(path.as_str()));
+                misses.push(path.to_string());
+            }
+            out.push(hit);
+        }
+        if misses.is_empty() {
+            return Ok(out);
+        }
+        let mut found: std::collections::HashMap<String, SecretMeta> = self
+            .store
+            .get_metas(&misses)
+            .await?
+            .into_iter()
+            .map(|m| (m.path.clone(), m))
+            .collect();
+        for (path, slot) in paths.iter().zip(out.iter_mut()) {
+            if slot.is_some() {
+                continue;
+            }
+            if let Some(meta) = found.remove(path.as_str()) {
+                let generation = generations[path.as_str()];
+                *slot = Some(self.cache_with_meta(generation, meta).await?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Completes the cached state of an existing secret from its metadata,
+    /// read after the cache's `generation` of its path was taken.
+    async fn cache_with_meta(&self, generation: u64, meta: SecretMeta) -> Result<Arc<Cached>> {
+        let path = meta.path.clone();
+        let path = path.as_str();
         let state = match self.store.get_object(lifecycle::KIND_STATE, path).await? {
             Some(o) => Some((
                 o.revision,
@@ -499,7 +549,7 @@ impl Coffer {
         });
         self.cache
             .insert_if_unchanged(path, generation, entry.clone());
-        Ok(Some(entry))
+        Ok(entry)
     }
 }
 

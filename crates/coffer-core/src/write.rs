@@ -173,6 +173,15 @@ impl WriteTx<'_> {
         self.coffer.cached(path).await
     }
 
+    /// The cached state of many locked paths, in their order (see
+    /// [`Coffer::cached_many`]).
+    pub(crate) async fn existing_many(
+        &self,
+        paths: &[&SecretPath],
+    ) -> Result<Vec<Option<Arc<Cached>>>> {
+        self.coffer.cached_many(paths).await
+    }
+
     /// The cached state of a locked path that must exist.
     pub(crate) async fn existing_secret(&self, path: &SecretPath) -> Result<Arc<Cached>> {
         self.existing(path)
@@ -574,6 +583,41 @@ impl Coffer {
         Ok(warnings)
     }
 
+    /// [`Coffer::judge`] of many values, in their order. The strength
+    /// estimate of a value that looks typed costs milliseconds of CPU, so a
+    /// large batch is judged on as many threads as the machine has cores
+    /// (each value exactly as one write judges it).
+    fn judge_many(&self, values: Vec<(&SecretPath, &SecretValue)>) -> Vec<Result<Vec<String>>> {
+        /// Below this many values a batch is judged on the calling thread.
+        const PER_THREAD: usize = 64;
+        let threads = std::thread::available_parallelism()
+            .map_or(1, std::num::NonZeroUsize::get)
+            .min(values.len().div_ceil(PER_THREAD));
+        if threads <= 1 {
+            return values
+                .into_iter()
+                .map(|(path, value)| self.judge(path, value, None))
+                .collect();
+        }
+        let chunk = values.len().div_ceil(threads);
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = values
+                .chunks(chunk)
+                .map(|part| {
+                    scope.spawn(move || {
+                        part.iter()
+                            .map(|(path, value)| self.judge(path, value, None))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
+        })
+    }
+
     /// Writes many secrets at once, all or nothing (`coffer import`): every
     /// write is authorized and its check-and-set verified first, then all
     /// versions are committed in one transaction. A refusal names every
@@ -624,8 +668,15 @@ impl Coffer {
         }
         let mut warnings = Vec::with_capacity(planned.len());
         let mut weak = Vec::new();
-        for ((path, _, _), (_, value, _)) in planned.iter().zip(writes) {
-            match self.judge(path, value, None) {
+        let judged = self.judge_many(
+            planned
+                .iter()
+                .zip(writes)
+                .map(|((path, _, _), (_, value, _))| (path, value))
+                .collect(),
+        );
+        for verdict in judged {
+            match verdict {
                 Ok(w) => warnings.push(w),
                 Err(CoreError::Invalid(refusal @ InvalidInput::TooWeak { .. })) => {
                     weak.push(refusal);
@@ -648,8 +699,11 @@ impl Coffer {
         let mut receipts = Vec::with_capacity(planned.len());
         let mut changed = Vec::new();
         let mut hidden = false;
-        for ((path, plaintext, cas), warnings) in planned.iter().zip(warnings) {
-            let existing = tx.existing(path).await?;
+        // Read under the locks, in one batch: most paths of an import are new.
+        let found = tx.existing_many(&paths).await?;
+        for (((path, plaintext, cas), warnings), existing) in
+            planned.iter().zip(warnings).zip(found)
+        {
             let current = existing.as_ref().map_or(0, |c| c.meta.current_version);
             let op = if current == 0 {
                 Operation::Create

@@ -782,6 +782,79 @@ async fn credential_shaped_text_is_refused(prefix: &str) {
 }
 
 #[tokio::test]
+async fn a_recursive_listing_decides_each_folder_and_each_name_for_itself() {
+    // The folder decision is taken once per run of entries of one folder:
+    // folders the caller may and may not list alternate, and a denied name
+    // sits among allowed ones, so a decision carried over to the next
+    // folder or to the next name would show something.
+    let (fx, root, _) = unsealed().await;
+    let c = &fx.coffer;
+    c.write_policy(
+        &root,
+        "some",
+        r#"
+        path "lst/" { capabilities = ["list"] }
+        path "lst/a/" { capabilities = ["list"] }
+        path "lst/c/" { capabilities = ["list"] }
+        path "lst/e/" { capabilities = ["list"] }
+        path "lst/a/k2" { capabilities = ["deny"] }
+        path "lst/e/k1" { capabilities = ["deny"] }
+        "#,
+    )
+    .await
+    .unwrap();
+    let mut all = Vec::new();
+    for folder in ["a", "b", "c", "d", "e"] {
+        for k in 1..=3 {
+            let p = format!("lst/{folder}/k{k}");
+            c.write(&root, &p, &text("v"), None).await.unwrap();
+            all.push(format!("{folder}/k{k}"));
+        }
+    }
+    let who = child(c, &root, &["some"]).await;
+    let names = |page: coffer_store::ListPage| {
+        page.entries
+            .into_iter()
+            .map(|e| e.name)
+            .collect::<Vec<String>>()
+    };
+    let recursive = ListOptions {
+        recursive: true,
+        ..ListOptions::default()
+    };
+    let expected = ["a/k1", "a/k3", "c/k1", "c/k2", "c/k3", "e/k2", "e/k3"];
+    assert_eq!(
+        names(c.list(&who, "lst/", recursive.clone()).await.unwrap()),
+        expected
+    );
+    // Page by page (a new listing each time) the same names.
+    let mut paged = Vec::new();
+    let mut after = None;
+    loop {
+        let page = c
+            .list(
+                &who,
+                "lst/",
+                ListOptions {
+                    after: after.take(),
+                    limit: 2,
+                    ..recursive.clone()
+                },
+            )
+            .await
+            .unwrap();
+        after = page.next.clone();
+        paged.extend(names(page));
+        if after.is_none() {
+            break;
+        }
+    }
+    assert_eq!(paged, expected);
+    // Root sees everything.
+    assert_eq!(names(c.list(&root, "lst/", recursive).await.unwrap()), all);
+}
+
+#[tokio::test]
 async fn folder_whose_every_secret_is_denied_is_not_listed() {
     let (fx, root, _) = unsealed().await;
     let c = &fx.coffer;

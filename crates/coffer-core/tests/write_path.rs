@@ -646,6 +646,155 @@ async fn an_import_that_fails_to_commit_caches_nothing_it_did_not_write() {
     other.close().await.unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_import_reads_the_paths_it_has_not_cached_in_one_batch_and_stays_all_or_nothing() {
+    let n = node().await;
+    let c = &n.coffer;
+    // One path this node has cached, one only another node has written
+    // (this node has never looked at it), one new.
+    c.write(&n.root, "imp/cached", &value("c1"), None)
+        .await
+        .unwrap();
+    let (other, oroot) = n.fresh().await;
+    for v in ["s1", "s2"] {
+        other
+            .write(&oroot, "imp/stored", &value(v), None)
+            .await
+            .unwrap();
+    }
+    let batch = |stored_cas| {
+        vec![
+            ("imp/new".to_string(), value("n1"), None),
+            ("imp/cached".to_string(), value("c2"), Some(1)),
+            ("imp/stored".to_string(), value("s3"), stored_cas),
+        ]
+    };
+
+    // A check-and-set on the path read in the batch fails: nothing at all
+    // is written, and the refusal names it with its real version.
+    let refused = c.write_many(&n.root, &batch(Some(1))).await;
+    match &refused {
+        Err(CoreError::Conflict(m)) => {
+            let m = m.to_string();
+            assert!(m.contains("imp/stored") && m.contains("version 2"), "{m}");
+        }
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    assert!(matches!(
+        c.read(&n.root, "imp/new", None).await,
+        Err(CoreError::NotFound(_))
+    ));
+    assert_eq!(
+        c.read(&n.root, "imp/cached", None).await.unwrap().version,
+        1
+    );
+    assert_eq!(
+        c.read(&n.root, "imp/stored", None).await.unwrap().version,
+        2
+    );
+    n.assert_cache_agrees(&["imp/new", "imp/cached", "imp/stored"])
+        .await;
+
+    // With the right check-and-set every path gets its next version.
+    let written = c.write_many(&n.root, &batch(Some(2))).await.unwrap();
+    let versions: Vec<(&str, u64)> = written
+        .iter()
+        .map(|r| (r.path.as_str(), r.version))
+        .collect();
+    assert_eq!(
+        versions,
+        [("imp/new", 1), ("imp/cached", 2), ("imp/stored", 3)]
+    );
+    for (path, tag) in [
+        ("imp/new", "n1"),
+        ("imp/cached", "c2"),
+        ("imp/stored", "s3"),
+    ] {
+        let r = c.read(&n.root, path, None).await.unwrap();
+        assert_eq!(as_text(&r.value), as_text(&value(tag)), "{path}");
+        assert_no_gaps(c, &n.root, path).await;
+    }
+    n.assert_cache_agrees(&["imp/new", "imp/cached", "imp/stored"])
+        .await;
+
+    // Another node creates a path this node found absent a moment ago:
+    // the import's check-and-set sees it and refuses the whole import.
+    assert!(c.read(&n.root, "imp/late", None).await.is_err());
+    other
+        .write(&oroot, "imp/late", &value("l1"), None)
+        .await
+        .unwrap();
+    let late = c
+        .write_many(
+            &n.root,
+            &[
+                ("imp/late".to_string(), value("l2"), Some(0)),
+                ("imp/new".to_string(), value("n2"), None),
+            ],
+        )
+        .await;
+    assert!(is_conflict(&late), "{late:?}");
+    assert_eq!(c.read(&n.root, "imp/new", None).await.unwrap().version, 1);
+    n.assert_cache_agrees(&["imp/late", "imp/new"]).await;
+    other.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_import_judges_every_value_as_one_write_would_and_in_order() {
+    // A batch big enough to be judged on several threads: weak values
+    // scattered through it are each refused by name under a rule, and
+    // warned about in their own receipt without one.
+    let n = node().await;
+    let c = &n.coffer;
+    c.set_rule(
+        &n.root,
+        "strict/*",
+        coffer_core::RuleSpec {
+            min_bits: Some(60),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let weak_at = [3usize, 150, 151, 299];
+    let batch = |folder: &str| -> Vec<(String, SecretValue, Option<u64>)> {
+        (0..300)
+            .map(|i| {
+                let v = if weak_at.contains(&i) {
+                    text("password1")
+                } else {
+                    value(&format!("{i:03}"))
+                };
+                (format!("{folder}/k{i:03}"), v, None)
+            })
+            .collect()
+    };
+    match c.write_many(&n.root, &batch("strict")).await {
+        Err(CoreError::Invalid(e)) => {
+            let m = e.to_string();
+            let named: Vec<usize> = (0..300)
+                .filter(|i| m.contains(&format!("strict/k{i:03}")))
+                .collect();
+            assert_eq!(named, weak_at, "{m}");
+        }
+        other => panic!("expected the weak values refused, got {other:?}"),
+    }
+    assert!(c.read(&n.root, "strict/k000", None).await.is_err());
+
+    let written = c.write_many(&n.root, &batch("loose")).await.unwrap();
+    assert_eq!(written.len(), 300);
+    for (i, r) in written.iter().enumerate() {
+        assert_eq!(r.path, format!("loose/k{i:03}"));
+        assert_eq!(
+            !r.warnings.is_empty(),
+            weak_at.contains(&i),
+            "{}: {:?}",
+            r.path,
+            r.warnings
+        );
+    }
+}
+
 // ---- sealed -----------------------------------------------------------------
 
 #[tokio::test]

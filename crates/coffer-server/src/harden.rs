@@ -10,7 +10,10 @@
 //!   attaching a debugger or reading `/proc/PID/mem`, and makes
 //!   `/proc/PID/*` owned by root.
 //! - **Swap**: all memory is locked (`mlockall`, current and future
-//!   pages), but only when the memory-lock limit is unlimited (or the
+//!   pages, each as it is first touched: `MCL_ONFAULT`, so that start-up
+//!   does not read the whole binary and every reserved stack and heap
+//!   arena into memory first; a page is locked from the moment it holds
+//!   anything, so nothing written ever reaches swap), but only when the memory-lock limit is unlimited (or the
 //!   process holds `CAP_IPC_LOCK`, which lifts it). With a finite
 //!   limit, locking future pages would make allocations fail once the limit
 //!   is reached, which would take the server down; the server runs unlocked
@@ -87,9 +90,7 @@ fn apply() -> Hardening {
             ));
             false
         }
-        _ => match rustix::mm::mlockall(
-            rustix::mm::MlockAllFlags::CURRENT | rustix::mm::MlockAllFlags::FUTURE,
-        ) {
+        _ => match lock_all_memory() {
             Ok(()) => true,
             Err(e) => {
                 notes.push(format!("memory could not be locked: {e}"));
@@ -131,6 +132,18 @@ pub fn exposure_warnings(data_dir: &Path, config: Option<&Path>) -> Vec<String> 
         ));
     }
     warnings
+}
+
+/// `mlockall` of current and future pages, locked as they are first
+/// touched (`MCL_ONFAULT`, Linux 4.4 and later); on a kernel without it,
+/// every page at once.
+fn lock_all_memory() -> rustix::io::Result<()> {
+    use rustix::mm::{MlockAllFlags, mlockall};
+    let all = MlockAllFlags::CURRENT | MlockAllFlags::FUTURE;
+    match mlockall(all | MlockAllFlags::ONFAULT) {
+        Err(rustix::io::Errno::INVAL) => mlockall(all),
+        other => other,
+    }
 }
 
 #[cfg(test)]

@@ -30,6 +30,7 @@ use prometheus_client::metrics::histogram::Histogram;
 pub(crate) enum Op {
     GetSystem,
     GetMeta,
+    GetMetas,
     GetVersion,
     History,
     VersionsSealedElsewhere,
@@ -48,9 +49,10 @@ pub(crate) enum Op {
 }
 
 impl Op {
-    pub(crate) const ALL: [Op; 17] = [
+    pub(crate) const ALL: [Op; 18] = [
         Op::GetSystem,
         Op::GetMeta,
+        Op::GetMetas,
         Op::GetVersion,
         Op::History,
         Op::VersionsSealedElsewhere,
@@ -72,6 +74,7 @@ impl Op {
         match self {
             Op::GetSystem => "get_system",
             Op::GetMeta => "get_meta",
+            Op::GetMetas => "get_metas",
             Op::GetVersion => "get_version",
             Op::History => "history",
             Op::VersionsSealedElsewhere => "versions_sealed_elsewhere",
@@ -142,6 +145,10 @@ impl Storage for MeteredStore {
 
     async fn get_meta(&self, path: &str) -> coffer_store::Result<Option<SecretMeta>> {
         timed!(self, Op::GetMeta, self.inner.get_meta(path))
+    }
+
+    async fn get_metas(&self, paths: &[String]) -> coffer_store::Result<Vec<SecretMeta>> {
+        timed!(self, Op::GetMetas, self.inner.get_metas(paths))
     }
 
     async fn get_version(

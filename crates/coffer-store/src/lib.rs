@@ -51,6 +51,20 @@ pub trait Storage: Send + Sync + 'static {
     /// Reads a secret's metadata, deleted or not.
     async fn get_meta(&self, path: &str) -> Result<Option<SecretMeta>>;
 
+    /// Reads the metadata of many secrets at once (deleted or not), in one
+    /// round trip where the backend can: the secrets of `paths` that exist,
+    /// in no particular order. A bulk write learns with it which of its
+    /// paths are new without one read per path.
+    async fn get_metas(&self, paths: &[String]) -> Result<Vec<SecretMeta>> {
+        let mut found = Vec::new();
+        for path in paths {
+            if let Some(meta) = self.get_meta(path).await? {
+                found.push(meta);
+            }
+        }
+        Ok(found)
+    }
+
     /// Reads one version of a secret, including destroyed ones (whose ciphertext is empty).
     async fn get_version(&self, path: &str, version: u64) -> Result<Option<VersionRecord>>;
 

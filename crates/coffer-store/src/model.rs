@@ -525,3 +525,106 @@ pub(crate) fn token_from_parts(
 pub(crate) fn prefix_upper_bound(prefix: &str) -> Option<String> {
     prefix.strip_suffix('/').map(|stem| format!("{stem}0"))
 }
+
+/// A one-level listing built from runs of paths read in path order, for the
+/// backends: each run starts at [`LevelScan::cursor`] and asks for
+/// [`LevelScan::batch`] rows. A child secret becomes an entry; the first
+/// path below a child folder becomes the folder's entry, and the paths
+/// after it in the same folder are skipped (the next run starts after the
+/// whole folder). Runs grow while they hold only entries (a folder of a
+/// thousand secrets takes a few queries, not a thousand) and drop to one
+/// row after skipping into a folder (a folder of deep subfolders costs
+/// about two small queries per subfolder, not a read of all that is below
+/// them).
+pub(crate) struct LevelScan {
+    prefix: String,
+    limit: usize,
+    /// Where the next run starts: inclusive (`true`) or just after.
+    pub(crate) cursor: (bool, String),
+    pub(crate) entries: Vec<ListEntry>,
+    /// Rows the next run asks for.
+    pub(crate) batch: usize,
+    done: bool,
+}
+
+impl LevelScan {
+    pub(crate) fn new(q: &ListQuery) -> LevelScan {
+        let cursor = match &q.after {
+            Some(a) if a.ends_with('/') => (true, format!("{}{}0", q.prefix, &a[..a.len() - 1])),
+            Some(a) => (false, format!("{}{a}", q.prefix)),
+            None => (true, q.prefix.clone()),
+        };
+        let limit = q.limit.max(1);
+        LevelScan {
+            prefix: q.prefix.clone(),
+            limit,
+            cursor,
+            entries: Vec::new(),
+            batch: 16.min(limit + 1),
+            done: false,
+        }
+    }
+
+    /// Whether another run is needed.
+    pub(crate) fn wants_more(&self) -> bool {
+        !self.done && self.entries.len() <= self.limit
+    }
+
+    /// Takes the paths of one run (in path order, at most `batch`).
+    pub(crate) fn take(&mut self, paths: Vec<String>) {
+        let asked = self.batch;
+        let got = paths.len();
+        let mut skipped = false;
+        let mut inside: Option<String> = None;
+        for path in paths {
+            if let Some(folder) = &inside
+                && path.starts_with(folder.as_str())
+            {
+                skipped = true;
+                continue;
+            }
+            if self.entries.len() > self.limit {
+                break;
+            }
+            let rest = &path[self.prefix.len()..];
+            match rest.find('/') {
+                Some(i) => {
+                    self.entries.push(ListEntry {
+                        name: rest[..=i].to_string(),
+                        folder: true,
+                    });
+                    inside = Some(format!("{}{}", self.prefix, &rest[..=i]));
+                    self.cursor = (true, format!("{}{}0", self.prefix, &rest[..i]));
+                }
+                None => {
+                    self.entries.push(ListEntry {
+                        name: rest.to_string(),
+                        folder: false,
+                    });
+                    inside = None;
+                    self.cursor = (false, path);
+                }
+            }
+        }
+        if got < asked {
+            self.done = true;
+        }
+        let wanted = (self.limit + 1).saturating_sub(self.entries.len()).max(1);
+        self.batch = if skipped { 1 } else { (asked * 4).min(1024) }.min(wanted);
+    }
+
+    /// The page: at most `limit` entries, and the cursor of the next page
+    /// when more follow.
+    pub(crate) fn page(mut self) -> ListPage {
+        let next = if self.entries.len() > self.limit {
+            self.entries.truncate(self.limit);
+            self.entries.last().map(|e| e.name.clone())
+        } else {
+            None
+        };
+        ListPage {
+            entries: self.entries,
+            next,
+        }
+    }
+}

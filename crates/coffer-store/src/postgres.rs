@@ -37,7 +37,8 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
 use crate::model::{
-    compromise_columns, compromise_from, prefix_upper_bound, state_columns, token_from_parts,
+    LevelScan, compromise_columns, compromise_from, prefix_upper_bound, state_columns,
+    token_from_parts,
 };
 use crate::{
     Change, Expect, Exported, ListEntry, ListPage, ListQuery, Mutation, Result, RevokeScope,
@@ -783,11 +784,17 @@ fn row_to_version(r: &Row) -> Result<VersionRecord> {
 async fn insert_version<C: GenericClient>(tx: &C, v: &VersionRecord) -> Result<()> {
     let (deleted_at, destroyed_at) = state_columns(v.state);
     let (compromised_at, compromised_reason) = compromise_columns(v.compromised.as_ref());
+    let insert = tx
+        .prepare_cached(
+            "INSERT INTO versions (path, version, created_at, created_by, deleted_at,
+                                   destroyed_at, key_id, ciphertext, compromised_at,
+                                   compromised_reason)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .await
+        .map_err(pg_error)?;
     tx.execute(
-        "INSERT INTO versions (path, version, created_at, created_by, deleted_at,
-                               destroyed_at, key_id, ciphertext, compromised_at,
-                               compromised_reason)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        &insert,
         &[
             &v.path,
             &(v.version as i64),
@@ -880,11 +887,15 @@ async fn apply<C: GenericClient>(tx: &C, m: &Mutation) -> Result<()> {
             record,
             expected_current,
         } => {
+            // Prepared once per connection: a bulk import runs these for
+            // every secret of a batch, and an unprepared statement costs a
+            // parse and a round trip more each time.
+            let select = tx
+                .prepare_cached("SELECT current_version FROM secrets WHERE path = $1 FOR UPDATE")
+                .await
+                .map_err(pg_error)?;
             let current = tx
-                .query_opt(
-                    "SELECT current_version FROM secrets WHERE path = $1 FOR UPDATE",
-                    &[&record.path],
-                )
+                .query_opt(&select, &[&record.path])
                 .await
                 .map_err(pg_error)?
                 .map_or(0, |r| r.get::<_, i64>(0) as u64);
@@ -895,11 +906,17 @@ async fn apply<C: GenericClient>(tx: &C, m: &Mutation) -> Result<()> {
                 )));
             }
             insert_version(tx, record).await?;
+            let upsert = tx
+                .prepare_cached(
+                    "INSERT INTO secrets (path, current_version, live, created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, $4)
+                     ON CONFLICT (path) DO UPDATE SET current_version = excluded.current_version,
+                         live = excluded.live, updated_at = excluded.updated_at",
+                )
+                .await
+                .map_err(pg_error)?;
             tx.execute(
-                "INSERT INTO secrets (path, current_version, live, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $4)
-                 ON CONFLICT (path) DO UPDATE SET current_version = excluded.current_version,
-                     live = excluded.live, updated_at = excluded.updated_at",
+                &upsert,
                 &[
                     &record.path,
                     &(record.version as i64),
@@ -1301,41 +1318,25 @@ async fn list_page<C: GenericClient>(c: &C, q: &ListQuery) -> Result<ListPage> {
             });
         }
     } else {
-        // Skip-scan: one index seek per distinct child.
-        let mut cursor: (bool, String) = match &q.after {
-            Some(a) if a.ends_with('/') => (true, format!("{}{}0", q.prefix, &a[..a.len() - 1])),
-            Some(a) => (false, format!("{}{a}", q.prefix)),
-            None => (true, q.prefix.clone()),
-        };
+        // Runs of rows in path order, skipping past each child folder (see
+        // LevelScan): a folder of many secrets takes a few round trips,
+        // not one per secret.
+        let mut scan = LevelScan::new(q);
         let stmt_after = c.prepare_cached(&sql_after).await.map_err(pg_error)?;
         let stmt_from = c.prepare_cached(&sql_from).await.map_err(pg_error)?;
-        while entries.len() <= limit {
-            let (inclusive, start) = &cursor;
+        while scan.wants_more() {
+            let (inclusive, start) = &scan.cursor;
             let stmt = if *inclusive { &stmt_from } else { &stmt_after };
-            let next = c
-                .query_opt(stmt, &[start, &upper, &1i64])
+            let paths = c
+                .query(stmt, &[start, &upper, &(scan.batch as i64)])
                 .await
-                .map_err(pg_error)?;
-            let Some(row) = next else { break };
-            let path: String = row.get(0);
-            let rest = &path[q.prefix.len()..];
-            match rest.find('/') {
-                Some(i) => {
-                    entries.push(ListEntry {
-                        name: rest[..=i].to_string(),
-                        folder: true,
-                    });
-                    cursor = (true, format!("{}{}0", q.prefix, &rest[..i]));
-                }
-                None => {
-                    entries.push(ListEntry {
-                        name: rest.to_string(),
-                        folder: false,
-                    });
-                    cursor = (false, path.clone());
-                }
-            }
+                .map_err(pg_error)?
+                .iter()
+                .map(|r| r.get::<_, String>(0))
+                .collect();
+            scan.take(paths);
         }
+        return Ok(scan.page());
     }
     let next = if entries.len() > limit {
         entries.truncate(limit);
@@ -1401,6 +1402,23 @@ impl Storage for PostgresStore {
             .await
             .map_err(pg_error)?
             .map(|r| row_to_meta(&r)))
+    }
+
+    async fn get_metas(&self, paths: &[String]) -> Result<Vec<SecretMeta>> {
+        let c = self.client().await?;
+        let stmt = c
+            .prepare_cached(
+                "SELECT path, current_version, live, created_at, updated_at
+                 FROM secrets WHERE path = ANY($1)",
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(c.query(&stmt, &[&paths])
+            .await
+            .map_err(pg_error)?
+            .iter()
+            .map(row_to_meta)
+            .collect())
     }
 
     async fn get_version(&self, path: &str, version: u64) -> Result<Option<VersionRecord>> {

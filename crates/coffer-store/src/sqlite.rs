@@ -18,7 +18,8 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use tokio::sync::oneshot;
 
 use crate::model::{
-    compromise_columns, compromise_from, prefix_upper_bound, state_columns, token_from_parts,
+    LevelScan, compromise_columns, compromise_from, prefix_upper_bound, state_columns,
+    token_from_parts,
 };
 use crate::{
     Expect, Exported, ListEntry, ListPage, ListQuery, Mutation, Result, RevokeScope, SecretMeta,
@@ -830,45 +831,27 @@ fn list_page(conn: &Connection, q: &ListQuery) -> Result<ListPage> {
             });
         }
     } else {
-        // Skip-scan: one index seek per distinct child, so listing a folder with
-        // a few children over millions of deeper secrets stays fast.
-        let mut cursor: (bool, String) = match &q.after {
-            Some(a) if a.ends_with('/') => (true, format!("{}{}0", q.prefix, &a[..a.len() - 1])),
-            Some(a) => (false, format!("{}{a}", q.prefix)),
-            None => (true, q.prefix.clone()),
-        };
+        // Runs of rows in path order, skipping past each child folder (see
+        // LevelScan): a folder of many secrets takes a few statements,
+        // and one with deep subfolders never reads all that is below them.
+        let mut scan = LevelScan::new(q);
         let mut stmt_after = conn.prepare_cached(&sql_after)?;
         let mut stmt_from = conn.prepare_cached(&sql_from)?;
-        while entries.len() <= limit {
-            let (inclusive, start) = &cursor;
+        while scan.wants_more() {
+            let (inclusive, start) = &scan.cursor;
             let stmt = if *inclusive {
                 &mut stmt_from
             } else {
                 &mut stmt_after
             };
-            let next: Option<String> = stmt
-                .query_row(params![start, upper, 1i64], |r| r.get(0))
-                .optional()?;
-            let Some(path) = next else { break };
-            let rest = &path[q.prefix.len()..];
-            match rest.find('/') {
-                Some(i) => {
-                    let folder = &rest[..=i];
-                    entries.push(ListEntry {
-                        name: folder.to_string(),
-                        folder: true,
-                    });
-                    cursor = (true, format!("{}{}0", q.prefix, &rest[..i]));
-                }
-                None => {
-                    entries.push(ListEntry {
-                        name: rest.to_string(),
-                        folder: false,
-                    });
-                    cursor = (false, path.clone());
-                }
-            }
+            let paths = stmt
+                .query_map(params![start, upper, scan.batch as i64], |r| {
+                    r.get::<_, String>(0)
+                })?
+                .collect::<rusqlite::Result<Vec<String>>>()?;
+            scan.take(paths);
         }
+        return Ok(scan.page());
     }
 
     let next = if entries.len() > limit {
@@ -913,6 +896,35 @@ impl Storage for SqliteStore {
                 })
             })
             .optional()?)
+        })
+        .await
+    }
+
+    async fn get_metas(&self, paths: &[String]) -> Result<Vec<SecretMeta>> {
+        let paths = paths.to_vec();
+        self.read(move |c| {
+            // One prepared statement on one connection, one index seek per
+            // path: no round trip to the thread pool per path.
+            let mut stmt = c.prepare_cached(
+                "SELECT path, current_version, live, created_at, updated_at
+                 FROM secrets WHERE path = ?1",
+            )?;
+            let mut found = Vec::new();
+            for path in paths {
+                let meta = stmt
+                    .query_row([path], |r| {
+                        Ok(SecretMeta {
+                            path: r.get(0)?,
+                            current_version: r.get::<_, i64>(1)? as u64,
+                            live: r.get(2)?,
+                            created_at: r.get(3)?,
+                            updated_at: r.get(4)?,
+                        })
+                    })
+                    .optional()?;
+                found.extend(meta);
+            }
+            Ok(found)
         })
         .await
     }

@@ -158,6 +158,42 @@ async fn versions_are_written_and_read_back(s: &dyn Storage) {
     );
 }
 
+async fn metadata_is_read_in_bulk(s: &dyn Storage) {
+    put(s, "bulk/a", 1).await.unwrap();
+    put(s, "bulk/a", 2).await.unwrap();
+    put(s, "bulk/c", 1).await.unwrap();
+    s.commit(vec![Mutation::SetVersionState {
+        path: "bulk/c".into(),
+        versions: vec![1],
+        change: VersionStateChange::Delete(5_000),
+        at: 5_000,
+    }])
+    .await
+    .unwrap();
+    let asked: Vec<String> = ["bulk/b", "bulk/c", "bulk/a", "bulk/", "bulk/a/x", "other"]
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
+    let mut found = s.get_metas(&asked).await.unwrap();
+    found.sort_by(|x, y| x.path.cmp(&y.path));
+    assert_eq!(found.len(), 2, "only the secrets that exist: {found:?}");
+    for (meta, path) in found.iter().zip(["bulk/a", "bulk/c"]) {
+        assert_eq!(
+            Some(meta),
+            s.get_meta(path).await.unwrap().as_ref(),
+            "the same answer as get_meta, deleted or not"
+        );
+    }
+    assert!(!found[1].live);
+    assert!(s.get_metas(&[]).await.unwrap().is_empty());
+    // A path listed twice is found once or twice, never invented.
+    let twice = s
+        .get_metas(&["bulk/a".to_string(), "bulk/a".to_string()])
+        .await
+        .unwrap();
+    assert!(!twice.is_empty() && twice.iter().all(|m| m.path == "bulk/a"));
+}
+
 async fn check_and_set_conflicts_write_nothing(s: &dyn Storage) {
     put(s, "p/x", 1).await.unwrap();
     // Stale writer: based on version 0 again.
@@ -473,6 +509,103 @@ async fn listing_one_level_and_recursive(s: &dyn Storage) {
             .entries
             .is_empty()
     );
+}
+
+async fn one_level_listing_of_a_large_mixed_folder_matches_the_tree(s: &dyn Storage) {
+    // Runs of secrets longer than any one read, folders with many and with
+    // few secrets below them, deep ones, a leaf and a folder of one name,
+    // deleted secrets: the one-level listing, whole and page by page, is
+    // what the recursive listing's paths say it must be.
+    let mut paths = Vec::new();
+    for i in 0..1500 {
+        paths.push(format!("big/a{i:04}"));
+    }
+    for i in 0..300 {
+        paths.push(format!("big/b/{i:03}"));
+        paths.push(format!("big/c{i:03}/x"));
+    }
+    for i in 0..40 {
+        paths.push(format!("big/d/e/f/{i:02}"));
+        paths.push(format!("big/g{i:02}"));
+    }
+    paths.push("big/h".into());
+    paths.push("big/h/i".into());
+    for chunk in paths.chunks(500) {
+        s.commit(
+            chunk
+                .iter()
+                .map(|p| Mutation::PutVersion {
+                    record: record(p, 1, b"ct"),
+                    expected_current: 0,
+                })
+                .collect(),
+        )
+        .await
+        .unwrap();
+    }
+    let deleted = ["big/a0007", "big/g03", "big/c005/x"];
+    for p in deleted {
+        s.commit(vec![Mutation::SetVersionState {
+            path: p.into(),
+            versions: vec![1],
+            change: VersionStateChange::Delete(9_000),
+            at: 9_000,
+        }])
+        .await
+        .unwrap();
+    }
+    for include_deleted in [false, true] {
+        let mut expected: Vec<String> = paths
+            .iter()
+            .filter(|p| include_deleted || !deleted.contains(&p.as_str()))
+            .map(|p| {
+                let rest = &p["big/".len()..];
+                match rest.find('/') {
+                    Some(i) => rest[..=i].to_string(),
+                    None => rest.to_string(),
+                }
+            })
+            .collect();
+        expected.sort();
+        expected.dedup();
+        for limit in [1, 7, 1000, 5000] {
+            let mut seen = Vec::new();
+            let mut after = None;
+            loop {
+                let page = s
+                    .list(&ListQuery {
+                        prefix: "big/".into(),
+                        recursive: false,
+                        include_deleted,
+                        after: after.take(),
+                        limit,
+                    })
+                    .await
+                    .unwrap();
+                assert!(page.entries.len() <= limit);
+                for e in &page.entries {
+                    assert_eq!(e.folder, e.name.ends_with('/'), "{e:?}");
+                }
+                seen.extend(names(&page.entries).into_iter().map(str::to_string));
+                match page.next {
+                    Some(n) => after = Some(n),
+                    None => break,
+                }
+                if limit == 1 && seen.len() > 40 {
+                    break;
+                }
+            }
+            let want = if limit == 1 {
+                &expected[..seen.len()]
+            } else {
+                &expected[..]
+            };
+            assert_eq!(
+                seen, want,
+                "limit {limit}, deleted included: {include_deleted}"
+            );
+        }
+    }
 }
 
 async fn listing_paginates(s: &dyn Storage) {
@@ -1042,6 +1175,16 @@ macro_rules! suite {
             async fn a_version_is_marked_compromised_once() {
                 let (_g, s) = $make.await;
                 super::a_version_is_marked_compromised_once(&*s).await;
+            }
+            #[tokio::test]
+            async fn one_level_listing_of_a_large_mixed_folder_matches_the_tree() {
+                let (_g, s) = $make.await;
+                super::one_level_listing_of_a_large_mixed_folder_matches_the_tree(&*s).await;
+            }
+            #[tokio::test]
+            async fn metadata_is_read_in_bulk() {
+                let (_g, s) = $make.await;
+                super::metadata_is_read_in_bulk(&*s).await;
             }
             #[tokio::test]
             async fn check_and_set_conflicts_write_nothing() {
