@@ -325,6 +325,7 @@ fn store_latency_and_live_tokens_move_with_requests() {
     let ops = [
         "get_system",
         "get_meta",
+        "get_metas",
         "get_version",
         "history",
         "versions_sealed_elsewhere",
