@@ -228,7 +228,7 @@ def main():
     with open(config, "w") as f:
         f.write(f'listen = "127.0.0.1:{port}"\ndata_dir = "{data}"\n')
         if args.postgres:
-            f.write(f'[storage]\nbackend = "postgres"\nurl = "{args.postgres}"\n')
+            f.write(f'[storage]\nurl = "{args.postgres}"\n')
     log = open(os.path.join(work, "server.log"), "ab")
     client = Client(f"http://127.0.0.1:{port}")
 
