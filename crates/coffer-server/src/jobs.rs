@@ -381,27 +381,47 @@ impl LifecycleAlert {
     /// The alert's audit record, made by the scheduler.
     fn record(self) -> coffer_audit::Record {
         coffer_audit::Record {
-            time: coffer_audit::now_rfc3339(),
-            kind: coffer_audit::Kind::Alert,
-            actor: Some(coffer_audit::Actor {
-                kind: "system".into(),
-                name: coffer_core::rotation::SCHEDULER.into(),
-                accessor: String::new(),
-                via: None,
-            }),
-            op: Some("lifecycle.scheduler".into()),
             path: Some(self.path.clone()),
             version: self.version,
-            outcome: Some(coffer_audit::Outcome::Ok),
-            alert: Some(coffer_audit::AlertInfo {
-                rule: self.rule.to_string(),
-                subject: self.path,
-                count: 1,
-                window_secs: 0,
-            }),
-            message: Some(self.message),
-            ..coffer_audit::Record::default()
+            ..system_alert(
+                coffer_core::rotation::SCHEDULER,
+                "lifecycle.scheduler",
+                self.rule,
+                self.path,
+                self.message,
+            )
         }
+    }
+}
+
+/// An alert record raised by the server itself (a system actor named
+/// `actor`), not by a request: once, about `subject`.
+fn system_alert(
+    actor: &str,
+    op: &str,
+    rule: &str,
+    subject: String,
+    message: String,
+) -> coffer_audit::Record {
+    coffer_audit::Record {
+        time: coffer_audit::now_rfc3339(),
+        kind: coffer_audit::Kind::Alert,
+        actor: Some(coffer_audit::Actor {
+            kind: "system".into(),
+            name: actor.into(),
+            accessor: String::new(),
+            via: None,
+        }),
+        op: Some(op.into()),
+        outcome: Some(coffer_audit::Outcome::Ok),
+        alert: Some(coffer_audit::AlertInfo {
+            rule: rule.to_string(),
+            subject,
+            count: 1,
+            window_secs: 0,
+        }),
+        message: Some(message),
+        ..coffer_audit::Record::default()
     }
 }
 
@@ -449,26 +469,7 @@ async fn watch_storage(coffer: Arc<Coffer>, auditor: Arc<Auditor>) {
             _ => continue,
         };
         tracing::warn!(target: "coffer::alert", alert = rule, "{message}");
-        let record = coffer_audit::Record {
-            time: coffer_audit::now_rfc3339(),
-            kind: coffer_audit::Kind::Alert,
-            actor: Some(coffer_audit::Actor {
-                kind: "system".into(),
-                name: "coffer".into(),
-                accessor: String::new(),
-                via: None,
-            }),
-            op: Some("sys.storage".into()),
-            outcome: Some(coffer_audit::Outcome::Ok),
-            alert: Some(coffer_audit::AlertInfo {
-                rule: rule.to_string(),
-                subject: "storage".into(),
-                count: 1,
-                window_secs: 0,
-            }),
-            message: Some(message),
-            ..coffer_audit::Record::default()
-        };
+        let record = system_alert("coffer", "sys.storage", rule, "storage".into(), message);
         if !auditor.record(record).await {
             tracing::error!(
                 alert = rule,
