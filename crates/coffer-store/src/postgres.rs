@@ -1291,12 +1291,22 @@ async fn list_page<C: GenericClient>(c: &C, q: &ListQuery) -> Result<ListPage> {
     let limit = q.limit.max(1);
     let upper = prefix_upper_bound(&q.prefix);
     let live_clause = if q.include_deleted { "" } else { " AND live" };
+    // The prefix's end is a plain `path < $2` whenever there is one: a
+    // generic plan of `($2 IS NULL OR path < $2)` bounds the index scan by
+    // `$1` alone and filters the rest, so a scan asked for more rows than
+    // the prefix held read on to the end of the table. Without an end (the
+    // empty prefix) `$2::text IS NULL` keeps the parameters the same.
+    let upper_clause = if upper.is_some() {
+        "path < $2"
+    } else {
+        "$2::text IS NULL"
+    };
     let sql_after = format!(
-        "SELECT path FROM secrets WHERE path > $1 AND ($2::text IS NULL OR path < $2){live_clause}
+        "SELECT path FROM secrets WHERE path > $1 AND {upper_clause}{live_clause}
          ORDER BY path LIMIT $3"
     );
     let sql_from = format!(
-        "SELECT path FROM secrets WHERE path >= $1 AND ($2::text IS NULL OR path < $2){live_clause}
+        "SELECT path FROM secrets WHERE path >= $1 AND {upper_clause}{live_clause}
          ORDER BY path LIMIT $3"
     );
     let mut entries: Vec<ListEntry> = Vec::new();

@@ -795,23 +795,33 @@ fn row_to_object(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredObject> {
     })
 }
 
+/// The listing's two statements: the first path strictly after `?1`, and
+/// at or after it, within the prefix that ends before `?2`; `?3` rows.
+///
+/// The prefix's end is a plain `path < ?2` whenever there is one: SQLite
+/// bounds an index range only by terms it can see are ranges, and
+/// `(?2 IS NULL OR path < ?2)` is not one, so a scan asked for more rows
+/// than the prefix held ran on to the end of the table (51 ms to list a
+/// 1,000-entry folder among a million secrets). Without an end (the empty
+/// prefix) `?2 IS NULL` keeps the parameters the same.
+fn list_sql(has_upper: bool, include_deleted: bool) -> (String, String) {
+    let upper_clause = if has_upper { "path < ?2" } else { "?2 IS NULL" };
+    let live_clause = if include_deleted { "" } else { " AND live = 1" };
+    let after = format!(
+        "SELECT path FROM secrets WHERE path > ?1 AND {upper_clause}{live_clause}
+         ORDER BY path LIMIT ?3"
+    );
+    let from = format!(
+        "SELECT path FROM secrets WHERE path >= ?1 AND {upper_clause}{live_clause}
+         ORDER BY path LIMIT ?3"
+    );
+    (after, from)
+}
+
 fn list_page(conn: &Connection, q: &ListQuery) -> Result<ListPage> {
     let limit = q.limit.max(1);
     let upper = prefix_upper_bound(&q.prefix);
-    let live_clause = if q.include_deleted {
-        ""
-    } else {
-        " AND live = 1"
-    };
-    // First path strictly after `after` (or at/after `from`) within the prefix.
-    let sql_after = format!(
-        "SELECT path FROM secrets WHERE path > ?1 AND (?2 IS NULL OR path < ?2){live_clause}
-         ORDER BY path LIMIT ?3"
-    );
-    let sql_from = format!(
-        "SELECT path FROM secrets WHERE path >= ?1 AND (?2 IS NULL OR path < ?2){live_clause}
-         ORDER BY path LIMIT ?3"
-    );
+    let (sql_after, sql_from) = list_sql(upper.is_some(), q.include_deleted);
     let mut entries: Vec<ListEntry> = Vec::new();
 
     if q.recursive {
@@ -1121,6 +1131,33 @@ impl Storage for SqliteStore {
 #[cfg(test)]
 mod tests {
     use crate::model::prefix_upper_bound;
+
+    use super::{list_sql, migrate};
+
+    /// A listing's scan is an index range bounded at both ends: SQLite must
+    /// not read past the prefix (it did, to the end of the table, while the
+    /// end was written `(?2 IS NULL OR path < ?2)`).
+    #[test]
+    fn a_listing_scans_only_its_prefix() {
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        for include_deleted in [false, true] {
+            let (after, from) = list_sql(true, include_deleted);
+            for sql in [after, from] {
+                let plan: Vec<String> = conn
+                    .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                    .unwrap()
+                    .query_map(rusqlite::params!["app/", "app0", 10], |r| {
+                        r.get::<_, String>(3)
+                    })
+                    .unwrap()
+                    .collect::<rusqlite::Result<_>>()
+                    .unwrap();
+                let plan = plan.join("; ");
+                assert!(plan.contains("path>? AND path<?"), "{sql}\nplans as {plan}");
+            }
+        }
+    }
 
     #[test]
     fn upper_bound_excludes_siblings_that_share_a_stem() {
