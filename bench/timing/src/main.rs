@@ -226,7 +226,7 @@ fn token_checksum(runner: &mut CtRunner, rng: &mut BenchRng) {
     let same = same();
     // One buffer for both classes, refilled before each measurement, so
     // that where each string lies in memory is not a difference between
-    // the classes. (|t| is still above 4.5 here: see BENCHMARKS.md.)
+    // the classes.
     let mut buf = String::with_capacity(token::TOKEN_LEN);
     for _ in 0..n() {
         let c = class(rng);
