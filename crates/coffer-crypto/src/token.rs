@@ -524,6 +524,22 @@ mod tests {
         }
     }
 
+    /// The check as it was written before it was made constant-time: the
+    /// reference the property below compares with.
+    fn plain_check(prefix: &str, s: &str) -> bool {
+        if s.len() != prefix.len() + TOKEN_BODY_LEN + TOKEN_CHECKSUM_LEN || !s.starts_with(prefix) {
+            return false;
+        }
+        if !s.as_bytes()[prefix.len()..]
+            .iter()
+            .all(u8::is_ascii_alphanumeric)
+        {
+            return false;
+        }
+        let (prefix_and_body, sum) = s.split_at(prefix.len() + TOKEN_BODY_LEN);
+        checksum(prefix_and_body.as_bytes()) == sum.as_bytes()
+    }
+
     proptest! {
         #[test]
         fn prop_arbitrary_strings_never_panic(s in ".{0,60}") {
@@ -531,6 +547,35 @@ mod tests {
             let _ = is_well_formed(&s);
             let _ = is_accessor_well_formed(&s);
             let _ = is_well_formed_invite(&s);
+        }
+
+        /// The constant-time check accepts exactly what the plain one
+        /// (early exits, `matches!`, `==`) did: any one byte of a valid
+        /// token replaced by any byte (non-ASCII and the characters next
+        /// to each base62 range included), for all three checksummed kinds.
+        #[test]
+        fn prop_constant_time_check_agrees_with_the_plain_one(
+            kind in 0usize..3,
+            at in 0usize..53,
+            byte in prop_oneof![any::<u8>(), Just(b'/'), Just(b':'), Just(b'@'), Just(b'['),
+                                Just(b'`'), Just(b'{'), Just(0x80u8), Just(0xffu8)],
+        ) {
+            let prefix = [TOKEN_PREFIX, INVITE_PREFIX, SECRET_ID_PREFIX][kind];
+            let valid = generate_checksummed(prefix).expose_secret().to_owned();
+            let mut bytes = valid.clone().into_bytes();
+            bytes[at] = byte;
+            // A two-byte character in place of two bytes keeps the length.
+            let mut wide = valid.clone().into_bytes();
+            let two = at.min(51);
+            wide[two..two + 2].copy_from_slice("é".as_bytes());
+            let candidates = [
+                valid,
+                String::from_utf8_lossy(&bytes).into_owned(),
+                String::from_utf8(wide).expect("valid UTF-8"),
+            ];
+            for s in candidates {
+                prop_assert_eq!(is_checksummed(prefix, &s), plain_check(prefix, &s), "{:?}", s);
+            }
         }
 
         #[test]
