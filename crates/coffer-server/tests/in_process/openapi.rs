@@ -413,3 +413,108 @@ fn openapi_document_matches_the_routes() {
     assert_eq!(r.status, 404);
     assert_eq!(r.error_code(), "not_found");
 }
+
+/// The document's audit record schema names every field a record can
+/// carry, nested objects included: a record with every field set, as the
+/// writer serializes it, has no key the schema leaves out.
+#[test]
+fn audit_record_schema_names_every_field_a_record_carries() {
+    use coffer_audit::record::{Actor, AlertInfo, Gap, Kind, ReadRef, Record, Workload};
+    let doc: serde_json::Value =
+        serde_json::from_str(include_str!("../../src/openapi.json")).expect("the document parses");
+    let schemas = &doc["components"]["schemas"];
+    let read = ReadRef {
+        path: "a/b".into(),
+        version: 1,
+    };
+    let record = Record {
+        seq: Some(1),
+        unkeyed: true,
+        missed: Some(1),
+        v: Some(2),
+        time: "2026-12-07T00:00:00.000Z".into(),
+        kind: Kind::Request,
+        request_id: Some("r".into()),
+        actor: Some(Actor {
+            kind: "service".into(),
+            name: "n".into(),
+            accessor: "acc_x".into(),
+            via: Some("sia_x".into()),
+        }),
+        token: Some("t".into()),
+        source: Some("127.0.0.1".into()),
+        method: Some("GET".into()),
+        route: Some("/api/v1/x".into()),
+        op: Some("secret.read".into()),
+        decision: Some("read".into()),
+        path: Some("a/b".into()),
+        version: Some(1),
+        reads: vec![read.clone()],
+        writes: vec![read],
+        outcome: Some(coffer_audit::record::Outcome::Ok),
+        status: Some(200),
+        error: Some("e".into()),
+        duration_us: Some(1),
+        breakglass: true,
+        protected: true,
+        login: Some("l".into()),
+        reason: Some("r".into()),
+        workload: Some(Workload {
+            method: "jwt".into(),
+            role: "ci".into(),
+            issuer: Some("https://issuer".into()),
+            subject: Some("repo:x".into()),
+            claims: [("repository".to_string(), "x".to_string())].into(),
+        }),
+        needs_binding: Some("audience".into()),
+        alert: Some(AlertInfo {
+            rule: "failure_burst".into(),
+            subject: "s".into(),
+            count: 1,
+            window_secs: 60,
+        }),
+        gap: Some(Gap { first: 1, last: 2 }),
+        acknowledges: Some("0".repeat(64)),
+        message: Some("m".into()),
+        chain: Some("0".repeat(64)),
+    };
+    let value = serde_json::to_value(&record).expect("a record serializes");
+    let mut missing = Vec::new();
+    check_keys(schemas, "AuditRecord", &value, &mut missing);
+    assert!(
+        missing.is_empty(),
+        "the document's schemas lack {missing:?}"
+    );
+}
+
+/// Adds to `missing` each key of `value` (an object) that the schema
+/// `name` does not list, then does the same for the nested objects its
+/// properties name by `$ref` (directly or as array items).
+fn check_keys(
+    schemas: &serde_json::Value,
+    name: &str,
+    value: &serde_json::Value,
+    missing: &mut Vec<String>,
+) {
+    let props = &schemas[name]["properties"];
+    for (key, field) in value.as_object().expect("an object") {
+        let Some(prop) = props.get(key) else {
+            missing.push(format!("{name}.{key}"));
+            continue;
+        };
+        let target = prop
+            .get("$ref")
+            .or_else(|| prop.get("items").and_then(|i| i.get("$ref")))
+            .and_then(|r| r.as_str())
+            .and_then(|r| r.strip_prefix("#/components/schemas/"));
+        if let Some(target) = target {
+            let nested: Vec<&serde_json::Value> = match field {
+                serde_json::Value::Array(items) => items.iter().collect(),
+                other => vec![other],
+            };
+            for n in nested {
+                check_keys(schemas, target, n, missing);
+            }
+        }
+    }
+}
