@@ -1246,6 +1246,315 @@ async fn apply<C: GenericClient>(tx: &C, m: &Mutation) -> Result<()> {
     Ok(())
 }
 
+/// Commits with at least this many new versions are applied set-based.
+/// Below it the statements per mutation are no more than the set-based
+/// ones, so a single write keeps the path it always had.
+const SET_BASED_FROM: usize = 2;
+
+/// One mutation of a commit applied set-based.
+enum SetItem<'a> {
+    /// A [`Mutation::PutVersion`]: the record and the expected current version.
+    Version(&'a VersionRecord, u64),
+    /// A [`Mutation::PutObject`]: kind, key, value and condition.
+    Object(&'a str, &'a str, &'a [u8], Expect),
+}
+
+/// The mutations of a commit that is applied with [`apply_set_based`], in
+/// order, or `None`. It must write at least [`SET_BASED_FROM`] new
+/// versions (a bulk import, a history, a copy) and nothing but new
+/// versions and access-model records, each record at most once. Other
+/// commits (a delete before a write, a token and its revocation, a record
+/// written twice) depend on the order of their mutations beyond what
+/// [`apply_set_based`] keeps, and take the per-mutation path.
+fn set_based(mutations: &[Mutation]) -> Option<Vec<SetItem<'_>>> {
+    let mut items = Vec::with_capacity(mutations.len());
+    let mut versions = 0;
+    let mut objects = HashSet::new();
+    for m in mutations {
+        match m {
+            Mutation::PutVersion {
+                record,
+                expected_current,
+            } => {
+                versions += 1;
+                items.push(SetItem::Version(record, *expected_current));
+            }
+            Mutation::PutObject {
+                kind,
+                key,
+                value,
+                expect,
+            } => {
+                if !objects.insert((kind.as_str(), key.as_str())) {
+                    return None;
+                }
+                items.push(SetItem::Object(kind, key, value, *expect));
+            }
+            _ => return None,
+        }
+    }
+    (versions >= SET_BASED_FROM).then_some(items)
+}
+
+/// Applies a commit of new versions and access-model records (see
+/// [`set_based`]) with a few statements whatever its size, instead of two
+/// or three per mutation, each a round trip. The outcome is the one
+/// [`apply`] in order would give: the same rows, and the same conflict
+/// (that of the first mutation in order whose condition fails).
+///
+/// The rows the conditions depend on are read and locked first (`FOR
+/// UPDATE`, in key order, so two such commits lock in one order); the
+/// conditions are then checked in mutation order against what was read
+/// plus the commit's own earlier versions (a path may get several); then
+/// every table is written by one statement over arrays. A path that did
+/// not exist when read and is created meanwhile by another transaction
+/// fails the version insert on its primary key, a conflict as in
+/// [`apply`]. Versions and records live in different tables, so writing
+/// them grouped by table changes nothing but the number of statements.
+async fn apply_set_based<C: GenericClient>(tx: &C, items: &[SetItem<'_>]) -> Result<()> {
+    let mut records: Vec<&VersionRecord> = Vec::new();
+    let mut objects: Vec<(&str, &str, &[u8], Expect)> = Vec::new();
+    for item in items {
+        match *item {
+            SetItem::Version(record, _) => records.push(record),
+            SetItem::Object(kind, key, value, expect) => objects.push((kind, key, value, expect)),
+        }
+    }
+
+    // Read and lock.
+    let mut paths: Vec<&str> = records.iter().map(|r| r.path.as_str()).collect();
+    paths.sort_unstable();
+    paths.dedup();
+    let select = tx
+        .prepare_cached(
+            "SELECT path, current_version FROM secrets WHERE path = ANY($1::text[])
+             ORDER BY path FOR UPDATE",
+        )
+        .await
+        .map_err(pg_error)?;
+    let mut current: HashMap<String, u64> = tx
+        .query(&select, &[&paths])
+        .await
+        .map_err(pg_error)?
+        .iter()
+        .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1) as u64))
+        .collect();
+    let mut revisions: HashMap<(String, String), u64> = HashMap::new();
+    if !objects.is_empty() {
+        let (kinds, keys): (Vec<&str>, Vec<&str>) = objects
+            .iter()
+            .map(|(kind, key, _, _)| (*kind, *key))
+            .unzip();
+        let select = tx
+            .prepare_cached(
+                "SELECT o.kind, o.key, o.revision
+                 FROM objects o JOIN unnest($1::text[], $2::text[]) AS u(kind, key)
+                   ON o.kind = u.kind AND o.key = u.key
+                 ORDER BY o.kind, o.key FOR UPDATE OF o",
+            )
+            .await
+            .map_err(pg_error)?;
+        revisions = tx
+            .query(&select, &[&kinds, &keys])
+            .await
+            .map_err(pg_error)?
+            .iter()
+            .map(|r| {
+                (
+                    (r.get::<_, String>(0), r.get::<_, String>(1)),
+                    r.get::<_, i64>(2) as u64,
+                )
+            })
+            .collect();
+    }
+
+    // Check, in order, with the messages `apply` gives.
+    for item in items {
+        match *item {
+            SetItem::Version(record, expected_current) => {
+                let at = current.entry(record.path.clone()).or_insert(0);
+                if *at != expected_current || record.version != expected_current + 1 {
+                    return Err(StoreError::Conflict(format!(
+                        "{} is at version {at}, not {expected_current}",
+                        record.path
+                    )));
+                }
+                *at = record.version;
+            }
+            SetItem::Object(kind, key, _, expect) => {
+                let revision = revisions
+                    .get(&(kind.to_string(), key.to_string()))
+                    .copied()
+                    .unwrap_or(0);
+                match expect {
+                    Expect::Absent if revision != 0 => {
+                        return Err(StoreError::Conflict(format!(
+                            "{kind} {key} changed concurrently"
+                        )));
+                    }
+                    Expect::Revision(r) if r != revision => {
+                        return Err(StoreError::Conflict(format!(
+                            "{kind} {key} changed concurrently (revision {revision})"
+                        )));
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    // Versions, in (path, version) order.
+    records.sort_by(|a, b| (&a.path, a.version).cmp(&(&b.path, b.version)));
+    let n = records.len();
+    let mut v_path = Vec::with_capacity(n);
+    let mut v_version = Vec::with_capacity(n);
+    let mut v_created_at = Vec::with_capacity(n);
+    let mut v_created_by = Vec::with_capacity(n);
+    let mut v_deleted_at = Vec::with_capacity(n);
+    let mut v_destroyed_at = Vec::with_capacity(n);
+    let mut v_key_id = Vec::with_capacity(n);
+    let mut v_ciphertext = Vec::with_capacity(n);
+    let mut v_compromised_at = Vec::with_capacity(n);
+    let mut v_compromised_reason = Vec::with_capacity(n);
+    for v in &records {
+        let (deleted_at, destroyed_at) = state_columns(v.state);
+        let (compromised_at, compromised_reason) = compromise_columns(v.compromised.as_ref());
+        v_path.push(v.path.as_str());
+        v_version.push(v.version as i64);
+        v_created_at.push(v.created_at);
+        v_created_by.push(v.created_by.as_str());
+        v_deleted_at.push(deleted_at);
+        v_destroyed_at.push(destroyed_at);
+        v_key_id.push(i64::from(v.key_id));
+        v_ciphertext.push(v.ciphertext.as_slice());
+        v_compromised_at.push(compromised_at);
+        v_compromised_reason.push(compromised_reason);
+    }
+    let insert = tx
+        .prepare_cached(
+            "INSERT INTO versions (path, version, created_at, created_by, deleted_at,
+                                   destroyed_at, key_id, ciphertext, compromised_at,
+                                   compromised_reason)
+             SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[], $4::text[], $5::int8[],
+                                  $6::int8[], $7::int8[], $8::bytea[], $9::int8[], $10::text[])",
+        )
+        .await
+        .map_err(pg_error)?;
+    tx.execute(
+        &insert,
+        &[
+            &v_path,
+            &v_version,
+            &v_created_at,
+            &v_created_by,
+            &v_deleted_at,
+            &v_destroyed_at,
+            &v_key_id,
+            &v_ciphertext,
+            &v_compromised_at,
+            &v_compromised_reason,
+        ],
+    )
+    .await
+    .map_err(pg_error)?;
+
+    // One metadata row per path: what the upserts of its versions in order
+    // leave (created at its first new version when new; the newest
+    // version, its liveness and its time otherwise).
+    let mut s_path: Vec<&str> = Vec::new();
+    let mut s_version: Vec<i64> = Vec::new();
+    let mut s_live: Vec<bool> = Vec::new();
+    let mut s_created_at: Vec<i64> = Vec::new();
+    let mut s_updated_at: Vec<i64> = Vec::new();
+    for v in &records {
+        if s_path.last() == Some(&v.path.as_str()) {
+            *s_version.last_mut().expect("pushed together") = v.version as i64;
+            *s_live.last_mut().expect("pushed together") = v.state == VersionState::Active;
+            *s_updated_at.last_mut().expect("pushed together") = v.created_at;
+        } else {
+            s_path.push(&v.path);
+            s_version.push(v.version as i64);
+            s_live.push(v.state == VersionState::Active);
+            s_created_at.push(v.created_at);
+            s_updated_at.push(v.created_at);
+        }
+    }
+    let upsert = tx
+        .prepare_cached(
+            "INSERT INTO secrets (path, current_version, live, created_at, updated_at)
+             SELECT * FROM unnest($1::text[], $2::int8[], $3::bool[], $4::int8[], $5::int8[])
+             ON CONFLICT (path) DO UPDATE SET current_version = excluded.current_version,
+                 live = excluded.live, updated_at = excluded.updated_at",
+        )
+        .await
+        .map_err(pg_error)?;
+    tx.execute(
+        &upsert,
+        &[&s_path, &s_version, &s_live, &s_created_at, &s_updated_at],
+    )
+    .await
+    .map_err(pg_error)?;
+
+    // Records: those that must be new (one statement, a conflict if one
+    // appeared since it was read), then the others.
+    objects.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    type Row<'a> = (&'a str, &'a str, &'a [u8], Expect);
+    let (absent, others): (Vec<&Row<'_>>, Vec<&Row<'_>>) = objects
+        .iter()
+        .partition(|(_, _, _, expect)| *expect == Expect::Absent);
+    if !absent.is_empty() {
+        let kinds: Vec<&str> = absent.iter().map(|o| o.0).collect();
+        let keys: Vec<&str> = absent.iter().map(|o| o.1).collect();
+        let values: Vec<&[u8]> = absent.iter().map(|o| o.2).collect();
+        let insert = tx
+            .prepare_cached(
+                "INSERT INTO objects (kind, key, revision, value)
+                 SELECT k, v, 1, b FROM unnest($1::text[], $2::text[], $3::bytea[]) AS u(k, v, b)
+                 ON CONFLICT (kind, key) DO NOTHING
+                 RETURNING kind, key",
+            )
+            .await
+            .map_err(pg_error)?;
+        let inserted: HashSet<(String, String)> = tx
+            .query(&insert, &[&kinds, &keys, &values])
+            .await
+            .map_err(pg_error)?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        if inserted.len() != absent.len() {
+            // The first in the commit's order, as `apply` would stop at.
+            for item in items {
+                if let SetItem::Object(kind, key, _, Expect::Absent) = *item
+                    && !inserted.contains(&(kind.to_string(), key.to_string()))
+                {
+                    return Err(StoreError::Conflict(format!(
+                        "{kind} {key} changed concurrently"
+                    )));
+                }
+            }
+        }
+    }
+    if !others.is_empty() {
+        let kinds: Vec<&str> = others.iter().map(|o| o.0).collect();
+        let keys: Vec<&str> = others.iter().map(|o| o.1).collect();
+        let values: Vec<&[u8]> = others.iter().map(|o| o.2).collect();
+        let upsert = tx
+            .prepare_cached(
+                "INSERT INTO objects (kind, key, revision, value)
+                 SELECT k, v, 1, b FROM unnest($1::text[], $2::text[], $3::bytea[]) AS u(k, v, b)
+                 ON CONFLICT (kind, key) DO UPDATE SET revision = objects.revision + 1,
+                     value = excluded.value",
+            )
+            .await
+            .map_err(pg_error)?;
+        tx.execute(&upsert, &[&kinds, &keys, &values])
+            .await
+            .map_err(pg_error)?;
+    }
+    Ok(())
+}
+
 async fn import_one<C: GenericClient>(tx: &C, r: &Exported) -> Result<()> {
     match r {
         Exported::System { key, value } => {
@@ -1560,8 +1869,12 @@ impl Storage for PostgresStore {
         }
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(pg_error)?;
-        for m in &mutations {
-            apply(&tx, m).await?;
+        if let Some(items) = set_based(&mutations) {
+            apply_set_based(&tx, &items).await?;
+        } else {
+            for m in &mutations {
+                apply(&tx, m).await?;
+            }
         }
         let mut seen = HashSet::new();
         let (kinds, keys): (Vec<String>, Vec<String>) = mutations

@@ -1161,6 +1161,487 @@ async fn objects_check_and_set(s: &dyn Storage) {
     assert_eq!(s.list_objects("user").await.unwrap().len(), 1);
 }
 
+// Bulk writes: a commit of many versions (an import, a history, a copy)
+// must leave exactly what its mutations applied one after the other leave,
+// however a backend applies it.
+
+/// A state record of a secret, as a write's plan stages it.
+fn state(key: &str, value: &[u8], expect: Expect) -> Mutation {
+    Mutation::PutObject {
+        kind: "state".into(),
+        key: key.into(),
+        value: value.to_vec(),
+        expect,
+    }
+}
+
+fn version(rec: VersionRecord, expected_current: u64) -> Mutation {
+    Mutation::PutVersion {
+        record: rec,
+        expected_current,
+    }
+}
+
+/// What a large import lands on: 50 secrets at version 1 (20 of them with a
+/// state record) and one at version 2.
+async fn import_base(s: &dyn Storage) {
+    for i in 0..50 {
+        put(s, &format!("imp/old/{i:03}"), 1).await.unwrap();
+    }
+    for v in 1..=2 {
+        put(s, "imp/two", v).await.unwrap();
+    }
+    for i in 0..20 {
+        s.commit(vec![state(
+            &format!("imp/old/{i:03}"),
+            b"{\"previous\":null}",
+            Expect::Absent,
+        )])
+        .await
+        .unwrap();
+    }
+}
+
+/// The secret of the 737th version of [`large_import`]: a new one, with a
+/// state record that must be new too.
+const ROW_737: &str = "imp/new/0680";
+
+/// A 1,000-version import over [`import_base`], as the core stages one
+/// (each version followed by its state record when it has one), with
+/// every kind of row a bulk commit can hold: new secrets and new versions
+/// of existing ones, with and without state records of every condition, a
+/// path three times, a history of deleted, destroyed and compromised
+/// versions, several keys, authors, times and sizes.
+fn large_import() -> Vec<Mutation> {
+    let mut m = Vec::new();
+    for i in 0..50 {
+        let path = format!("imp/old/{i:03}");
+        m.push(version(
+            VersionRecord {
+                created_at: 50_000 + i,
+                ..record(&path, 2, format!("v2-{i}").as_bytes())
+            },
+            1,
+        ));
+        match i {
+            0..20 => m.push(state(&path, b"{\"previous\":1}", Expect::Revision(1))),
+            20..30 => m.push(state(&path, b"{\"previous\":1}", Expect::Absent)),
+            30..35 => m.push(state(&path, b"{\"any\":1}", Expect::Any)),
+            _ => {}
+        }
+    }
+    for (v, st) in [
+        (3, VersionState::Active),
+        (4, VersionState::Destroyed(60_004)),
+        (5, VersionState::Deleted(60_005)),
+    ] {
+        let ciphertext = if matches!(st, VersionState::Destroyed(_)) {
+            Vec::new()
+        } else {
+            format!("two-{v}").into_bytes()
+        };
+        m.push(version(
+            VersionRecord {
+                created_at: 60_000 + v as i64,
+                state: st,
+                ciphertext,
+                ..record("imp/two", v, b"")
+            },
+            v - 1,
+        ));
+    }
+    for (v, st, compromised) in [
+        (1, VersionState::Destroyed(70_010), None),
+        (
+            2,
+            VersionState::Deleted(70_020),
+            Some(mark(70_021, "leaked in a log")),
+        ),
+        (3, VersionState::Active, None),
+    ] {
+        m.push(version(
+            VersionRecord {
+                created_at: 70_000 + v as i64,
+                created_by: "historian".into(),
+                state: st,
+                key_id: v as u32,
+                ciphertext: if v == 1 {
+                    Vec::new()
+                } else {
+                    vec![v as u8; 40]
+                },
+                compromised,
+                ..record("imp/hist", v, b"")
+            },
+            v - 1,
+        ));
+    }
+    for i in 0..944u32 {
+        let path = format!("imp/new/{i:04}");
+        let mut bytes: Vec<u8> = (0..(i % 300)).map(|b| (b * 7 + i) as u8).collect();
+        bytes.extend_from_slice(path.as_bytes());
+        m.push(version(
+            VersionRecord {
+                created_at: 80_000 + i64::from(i),
+                created_by: format!("importer-{}", i % 3),
+                key_id: 1 + i % 4,
+                ..record(&path, 1, &bytes)
+            },
+            0,
+        ));
+        if i % 10 == 0 {
+            m.push(state(
+                &path,
+                format!("{{\"n\":{i}}}").as_bytes(),
+                Expect::Absent,
+            ));
+        }
+        if i % 10 == 5 {
+            m.push(state(&path, b"{}", Expect::Any));
+        }
+    }
+    assert_eq!(
+        m.iter()
+            .filter(|x| matches!(x, Mutation::PutVersion { .. }))
+            .count(),
+        1000
+    );
+    m
+}
+
+/// Commits `mutations` in one commit on `s` and one commit per mutation
+/// on `t` (two stores in the same state), and checks that both end with
+/// exactly the same records.
+async fn same_as_one_by_one(s: &dyn Storage, t: &dyn Storage, mutations: Vec<Mutation>) {
+    for m in &mutations {
+        t.commit(vec![m.clone()]).await.unwrap();
+    }
+    s.commit(mutations).await.unwrap();
+    assert_eq!(export_everything(s).await, export_everything(t).await);
+}
+
+async fn a_large_import_equals_its_writes_one_by_one(s: &dyn Storage, t: &dyn Storage) {
+    import_base(s).await;
+    import_base(t).await;
+    same_as_one_by_one(s, t, large_import()).await;
+    // Spot checks, so that two equally wrong results cannot pass.
+    let two = s.get_meta("imp/two").await.unwrap().unwrap();
+    assert_eq!(
+        (
+            two.current_version,
+            two.live,
+            two.created_at,
+            two.updated_at
+        ),
+        (5, false, 1_001, 60_005)
+    );
+    let hist = s.get_meta("imp/hist").await.unwrap().unwrap();
+    assert_eq!(
+        (
+            hist.current_version,
+            hist.live,
+            hist.created_at,
+            hist.updated_at
+        ),
+        (3, true, 70_001, 70_003)
+    );
+    let v2 = s.get_version("imp/hist", 2).await.unwrap().unwrap();
+    assert_eq!(v2.compromised, Some(mark(70_021, "leaked in a log")));
+    assert_eq!(v2.state, VersionState::Deleted(70_020));
+    assert_eq!(v2.key_id, 2);
+    let old = s.get_object("state", "imp/old/000").await.unwrap().unwrap();
+    assert_eq!(
+        (old.revision, &old.value[..]),
+        (2, &b"{\"previous\":1}"[..])
+    );
+    let page = s
+        .list(&ListQuery {
+            limit: 2000,
+            ..query("imp/new/", true)
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.entries.len(), 944);
+}
+
+/// The export of a store, to show that a failed commit changed nothing.
+async fn unchanged_by<F>(s: &dyn Storage, attempt: F) -> StoreError
+where
+    F: Future<Output = Result<(), StoreError>>,
+{
+    let before = export_everything(s).await;
+    let err = attempt.await.unwrap_err();
+    assert_eq!(export_everything(s).await, before, "{err}");
+    err
+}
+
+async fn a_conflict_at_row_737_of_1000_writes_nothing(s: &dyn Storage) {
+    import_base(s).await;
+    // A writer got to the 737th secret after the importer read it.
+    put(s, ROW_737, 1).await.unwrap();
+    let err = unchanged_by(s, s.commit(large_import())).await;
+    assert_eq!(
+        err.to_string(),
+        format!("conflict: {ROW_737} is at version 1, not 0")
+    );
+    // The same when the 737th row's state record changed, ...
+    let mut m = large_import();
+    let at = m
+        .iter()
+        .position(|x| matches!(x, Mutation::PutVersion { record, .. } if record.path == ROW_737))
+        .unwrap();
+    let rows = m[..=at]
+        .iter()
+        .filter(|x| matches!(x, Mutation::PutVersion { .. }))
+        .count();
+    assert_eq!(rows, 737);
+    assert!(matches!(&m[at + 1], Mutation::PutObject { key, .. } if key == ROW_737));
+    m[at] = version(record(ROW_737, 2, b"after the writer"), 1);
+    m[at + 1] = state(ROW_737, b"{}", Expect::Revision(4));
+    let err = unchanged_by(s, s.commit(m.clone())).await;
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    assert!(err.to_string().contains(ROW_737), "{err}");
+    // ... or when it must be new and is not.
+    s.commit(vec![state(ROW_737, b"{}", Expect::Absent)])
+        .await
+        .unwrap();
+    m[at + 1] = state(ROW_737, b"{}", Expect::Absent);
+    let err = unchanged_by(s, s.commit(m.clone())).await;
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    assert!(err.to_string().contains(ROW_737), "{err}");
+    // A version number that does not follow its expectation, at row 737.
+    m[at] = version(record(ROW_737, 3, b"skips"), 1);
+    m[at + 1] = state(ROW_737, b"{}", Expect::Any);
+    let err = unchanged_by(s, s.commit(m.clone())).await;
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    // With row 737 right, the import goes through whole.
+    m[at] = version(record(ROW_737, 2, b"after the writer"), 1);
+    s.commit(m).await.unwrap();
+    assert_eq!(
+        s.get_meta(ROW_737).await.unwrap().unwrap().current_version,
+        2
+    );
+    assert_eq!(
+        s.get_meta("imp/new/0943")
+            .await
+            .unwrap()
+            .unwrap()
+            .current_version,
+        1
+    );
+}
+
+async fn the_same_path_twice_in_one_commit(s: &dyn Storage, t: &dyn Storage) {
+    // A new path at versions 1 and 2, next to another.
+    same_as_one_by_one(
+        s,
+        t,
+        vec![
+            version(record("tw/p", 1, b"one"), 0),
+            version(record("tw/q", 1, b"q"), 0),
+            version(record("tw/p", 2, b"two"), 1),
+        ],
+    )
+    .await;
+    let p = s.get_meta("tw/p").await.unwrap().unwrap();
+    assert_eq!(
+        (p.current_version, p.live, p.created_at, p.updated_at),
+        (2, true, 1_001, 1_002)
+    );
+    // The same next version twice, or a second that skips: a conflict.
+    for second in [
+        version(record("tw/p", 3, b"again"), 2),
+        version(record("tw/p", 5, b"skip"), 3),
+        version(record("tw/p", 4, b"stale"), 2),
+    ] {
+        let err = unchanged_by(
+            s,
+            s.commit(vec![
+                version(record("tw/q", 2, b"q2"), 1),
+                version(record("tw/p", 3, b"three"), 2),
+                second,
+            ]),
+        )
+        .await;
+        assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("conflict: tw/p is at version 3"),
+            "{err}"
+        );
+    }
+    // Liveness follows the last version of the commit, both ways.
+    same_as_one_by_one(
+        s,
+        t,
+        vec![
+            version(
+                VersionRecord {
+                    state: VersionState::Deleted(9),
+                    ..record("tw/p", 3, b"three")
+                },
+                2,
+            ),
+            version(record("tw/p", 4, b"four"), 3),
+        ],
+    )
+    .await;
+    assert!(s.get_meta("tw/p").await.unwrap().unwrap().live);
+    same_as_one_by_one(
+        s,
+        t,
+        vec![
+            version(record("tw/p", 5, b"five"), 4),
+            version(
+                VersionRecord {
+                    state: VersionState::Destroyed(9),
+                    ..record("tw/p", 6, b"")
+                },
+                5,
+            ),
+        ],
+    )
+    .await;
+    assert!(!s.get_meta("tw/p").await.unwrap().unwrap().live);
+    // A record written twice in a commit of versions: in order.
+    same_as_one_by_one(
+        s,
+        t,
+        vec![
+            state("tw/p", b"first", Expect::Absent),
+            version(record("tw/p", 7, b"seven"), 6),
+            version(record("tw/q", 2, b"q2"), 1),
+            state("tw/p", b"second", Expect::Revision(1)),
+        ],
+    )
+    .await;
+    let o = s.get_object("state", "tw/p").await.unwrap().unwrap();
+    assert_eq!((o.revision, &o.value[..]), (2, &b"second"[..]));
+    // Mixed with other kinds of mutation, order still holds: a secret
+    // removed and written again in one commit (a move back and forth).
+    same_as_one_by_one(
+        s,
+        t,
+        vec![
+            Mutation::DeleteSecret {
+                path: "tw/q".into(),
+                expected_current: 2,
+            },
+            version(record("tw/q", 1, b"again"), 0),
+            version(record("tw/q", 2, b"again 2"), 1),
+        ],
+    )
+    .await;
+    assert_eq!(
+        s.get_meta("tw/q").await.unwrap().unwrap().current_version,
+        2
+    );
+}
+
+/// Strings a bulk write must store exactly as given: quotes, array and
+/// JSON punctuation, backslashes, the word NULL, whitespace, C0 and C1
+/// controls, Unicode line separators and direction overrides, zero-width
+/// and non-BMP characters, and long runs of them.
+fn hostile_strings() -> Vec<String> {
+    let mut all: Vec<String> = [
+        "it's",
+        "\"quoted\"",
+        "''",
+        "back\\slash\\",
+        "{a,b}",
+        "(1,2)",
+        "NULL",
+        "null",
+        " padded ",
+        "tab\there\nnewline\rcr",
+        "\u{1}\u{1b}[31m\u{1f}\u{7f}",
+        "\u{85}\u{2028}\u{2029}",
+        "\u{202e}evil\u{202c}",
+        "\u{200b}\u{feff}",
+        "é漢字🔑\u{10ffff}",
+        "$1::text[]",
+        "%s%n",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let long: String = all.concat().chars().cycle().take(1_000).collect();
+    all.push(long);
+    all
+}
+
+/// A record kind made of a hostile string (short enough that kind and key
+/// together fit an index entry).
+fn hostile_kind(i: usize, h: &str) -> String {
+    format!("k{i} {}", h.chars().take(40).collect::<String>())
+}
+
+async fn hostile_bytes_round_trip_through_a_bulk_write(s: &dyn Storage, t: &dyn Storage) {
+    let mut mutations = Vec::new();
+    let mut records = Vec::new();
+    for (i, h) in hostile_strings().into_iter().enumerate() {
+        let path = format!("h/{i:02}/{h}");
+        let mut ciphertext: Vec<u8> = (0..=255u8).collect();
+        ciphertext.extend(h.as_bytes());
+        if i == 3 {
+            // Large and incompressible enough to be stored out of line.
+            ciphertext = (0..1_048_576u32)
+                .map(|n| (n.wrapping_mul(2_654_435_761) >> 24) as u8)
+                .collect();
+        }
+        let rec = VersionRecord {
+            created_by: h.repeat(50),
+            compromised: (i % 2 == 0).then(|| mark(i as i64, &h)),
+            ciphertext,
+            ..record(&path, 1, b"")
+        };
+        records.push(rec.clone());
+        mutations.push(version(rec, 0));
+        mutations.push(Mutation::PutObject {
+            kind: hostile_kind(i, &h),
+            key: h.clone(),
+            value: h
+                .as_bytes()
+                .iter()
+                .copied()
+                .chain([0, 255, b'\\'])
+                .collect(),
+            expect: Expect::Absent,
+        });
+    }
+    same_as_one_by_one(s, t, mutations).await;
+    for rec in &records {
+        let got = s.get_version(&rec.path, 1).await.unwrap().unwrap();
+        assert!(got == *rec, "{:?} came back as {got:?}", rec.path);
+        let meta = s.get_meta(&rec.path).await.unwrap().unwrap();
+        assert_eq!(meta.path, rec.path);
+    }
+    for (i, h) in hostile_strings().into_iter().enumerate() {
+        let kind = hostile_kind(i, &h);
+        let o = s.get_object(&kind, &h).await.unwrap().unwrap();
+        assert_eq!((o.kind, o.key), (kind, h));
+    }
+    // NUL: SQLite stores it in text; PostgreSQL's text cannot hold it. Either
+    // way a bulk write does what single writes do: stores it exactly, or
+    // fails and writes nothing.
+    let nul = [
+        version(record("nul/a\0b", 1, b"\0"), 0),
+        version(record("nul/c", 1, b"c"), 0),
+    ];
+    let batch = s.commit(nul.to_vec()).await;
+    let single = t.commit(vec![nul[0].clone()]).await;
+    assert_eq!(batch.is_ok(), single.is_ok(), "{batch:?} {single:?}");
+    if s.backend_name() == "postgres" {
+        assert!(batch.is_err());
+    }
+    if batch.is_ok() {
+        let got = s.get_version("nul/a\0b", 1).await.unwrap().unwrap();
+        assert_eq!(got.path, "nul/a\0b");
+    } else {
+        assert!(s.get_meta("nul/c").await.unwrap().is_none());
+    }
+}
+
 macro_rules! suite {
     ($backend:ident, $make:expr) => {
         mod $backend {
@@ -1276,6 +1757,29 @@ macro_rules! suite {
             async fn an_export_is_one_consistent_snapshot() {
                 let (_g, s) = $make.await;
                 super::an_export_is_one_consistent_snapshot(s).await;
+            }
+            #[tokio::test]
+            async fn a_large_import_equals_its_writes_one_by_one() {
+                let (_g, s) = $make.await;
+                let (_g2, t) = $make.await;
+                super::a_large_import_equals_its_writes_one_by_one(&*s, &*t).await;
+            }
+            #[tokio::test]
+            async fn a_conflict_at_row_737_of_1000_writes_nothing() {
+                let (_g, s) = $make.await;
+                super::a_conflict_at_row_737_of_1000_writes_nothing(&*s).await;
+            }
+            #[tokio::test]
+            async fn the_same_path_twice_in_one_commit() {
+                let (_g, s) = $make.await;
+                let (_g2, t) = $make.await;
+                super::the_same_path_twice_in_one_commit(&*s, &*t).await;
+            }
+            #[tokio::test]
+            async fn hostile_bytes_round_trip_through_a_bulk_write() {
+                let (_g, s) = $make.await;
+                let (_g2, t) = $make.await;
+                super::hostile_bytes_round_trip_through_a_bulk_write(&*s, &*t).await;
             }
             #[tokio::test]
             async fn expired_and_used_up_tokens_are_swept() {
@@ -1566,6 +2070,58 @@ async fn postgres_concurrent_creation_of_one_secret_has_one_winner() {
     assert_eq!(wins, 1, "{ra:?} {rb:?}");
     let loser = ra.err().or(rb.err()).unwrap();
     assert!(matches!(loser, StoreError::Conflict(_)), "{loser}");
+}
+
+/// Two nodes import 1,000 secrets each at once, 500 of them the same:
+/// one import wins whole, the other fails whole (new paths race on the
+/// version's primary key, existing ones on their row locks).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_concurrent_overlapping_imports_have_one_winner() {
+    let (a, b) = two_nodes().await;
+    let import = |from: u32, v: u64| -> Vec<Mutation> {
+        (from..from + 1000)
+            .map(|i| version(record(&format!("race/{i:04}"), v, b"x"), v - 1))
+            .collect()
+    };
+    let everything: Vec<String> = (0..1500).map(|i| format!("race/{i:04}")).collect();
+    for v in 1..=3 {
+        // Round 1 creates the paths; later rounds update them.
+        let (ra, rb) = tokio::join!(a.commit(import(0, v)), b.commit(import(500, v)));
+        assert_eq!(
+            usize::from(ra.is_ok()) + usize::from(rb.is_ok()),
+            1,
+            "round {v}: {ra:?} {rb:?}"
+        );
+        let loser = ra.as_ref().err().or(rb.as_ref().err()).unwrap();
+        assert!(matches!(loser, StoreError::Conflict(_)), "{loser}");
+        // The loser's own paths were not written.
+        let (only_loser, winner) = if ra.is_ok() {
+            (1000..1500, 0..1000)
+        } else {
+            (0..500, 500..1500)
+        };
+        let metas: std::collections::HashMap<String, u64> = a
+            .get_metas(&everything)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| (m.path, m.current_version))
+            .collect();
+        let at = |i: u32| metas.get(&format!("race/{i:04}")).copied().unwrap_or(0);
+        for i in only_loser {
+            assert_eq!(at(i), v - 1, "round {v}: race/{i:04}");
+        }
+        for i in winner {
+            assert_eq!(at(i), v, "round {v}: race/{i:04}");
+        }
+        // The loser's own paths catch up for the next round.
+        let behind: Vec<Mutation> = (0..1500u32)
+            .filter(|i| at(*i) == v - 1)
+            .map(|i| version(record(&format!("race/{i:04}"), v, b"x"), v - 1))
+            .collect();
+        assert_eq!(behind.len(), 500);
+        a.commit(behind).await.unwrap();
+    }
 }
 
 #[tokio::test]
