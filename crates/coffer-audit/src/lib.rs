@@ -34,6 +34,7 @@ pub mod query;
 pub mod record;
 pub mod sanitize;
 pub mod sink;
+mod view;
 pub mod writer;
 
 pub use alerts::AlertRules;
@@ -179,7 +180,11 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 
 /// 64 hex digits (a chain link, as records and reports write it) as bytes.
 pub fn unhex32(s: &str) -> Option<[u8; 32]> {
-    let s = s.as_bytes();
+    unhex32_bytes(s.as_bytes())
+}
+
+/// [`unhex32`] of bytes that need not be text.
+pub(crate) fn unhex32_bytes(s: &[u8]) -> Option<[u8; 32]> {
     if s.len() != 64 {
         return None;
     }
