@@ -507,7 +507,7 @@ mod tests {
         };
         push(&bundle, true, &mut head, true);
         let login = Record {
-            workload: Some(crate::record::Workload {
+            workload: Some(Workload {
                 method: "jwt".into(),
                 role: "ci".into(),
                 claims: [("repo".to_string(), "x/y".to_string())].into(),
