@@ -11,13 +11,17 @@ use coffer_crypto::AuditKey;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::record::Record;
+use crate::record::{Gap, Kind};
+use crate::view::Linked;
 
 /// `,"chain":"` + 64 hex digits + `"}`.
 const SUFFIX_LEN: usize = 10 + 64 + 2;
 const UNKEYED_PREFIX: &[u8] = b"coffer.audit.chain.v1\0";
 /// Longest line accepted when reading a log.
 pub const MAX_LINE: usize = 1 << 20;
+/// The read buffer to verify a log file through (`BufReader::with_capacity`):
+/// large enough that reading costs few system calls per thousand records.
+pub const READ_BUFFER: usize = 256 * 1024;
 
 /// The end of a log: its last sequence number and link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,19 +42,26 @@ impl Head {
 
 /// The link of a record: keyed when the key is available.
 pub(crate) fn link(key: Option<&AuditKey>, prev: &[u8; 32], body: &[u8]) -> [u8; 32] {
+    link_parts(key, prev, &[body])
+}
+
+/// [`link`] of a body given in pieces (the body is their concatenation).
+fn link_parts(key: Option<&AuditKey>, prev: &[u8; 32], body: &[&[u8]]) -> [u8; 32] {
     match key {
-        Some(k) => k.chain(prev, body),
+        Some(k) => k.chain_parts(prev, body),
         None => {
             let mut h = Sha256::new();
             h.update(UNKEYED_PREFIX);
             h.update(prev);
-            h.update(body);
+            for part in body {
+                h.update(part);
+            }
             h.finalize().into()
         }
     }
 }
 
-/// Appends one line for `record_json` (a serialized [`Record`]) to `out`,
+/// Appends one line for `record_json` (a serialized [`crate::Record`]) to `out`,
 /// advancing `head`. `scratch` is reused between calls.
 pub(crate) fn append_line(
     out: &mut Vec<u8>,
@@ -107,6 +118,15 @@ fn push_decimal(out: &mut Vec<u8>, n: u64) {
 /// Splits a line (without its newline) into the body the link covers and
 /// the link. `None` if the line does not end the way every line ends.
 pub(crate) fn split_line(line: &[u8]) -> Option<(Vec<u8>, [u8; 32])> {
+    let (open, link) = split_line_open(line)?;
+    let mut body = open.to_vec();
+    body.push(b'}');
+    Some((body, link))
+}
+
+/// [`split_line`] without a copy: the body without its closing brace
+/// (the body is these bytes followed by `}`), and the link.
+fn split_line_open(line: &[u8]) -> Option<(&[u8], [u8; 32])> {
     if line.len() < SUFFIX_LEN + 2 || !line.ends_with(b"\"}") {
         return None;
     }
@@ -114,10 +134,8 @@ pub(crate) fn split_line(line: &[u8]) -> Option<(Vec<u8>, [u8; 32])> {
     if &line[cut..cut + 10] != b",\"chain\":\"" {
         return None;
     }
-    let link = crate::unhex32(std::str::from_utf8(&line[cut + 10..line.len() - 2]).ok()?)?;
-    let mut body = line[..cut].to_vec();
-    body.push(b'}');
-    Some((body, link))
+    let link = crate::unhex32_bytes(&line[cut + 10..line.len() - 2])?;
+    Some((&line[..cut], link))
 }
 
 /// Reads one line (with its newline) into `buf`, at most [`MAX_LINE`] + 1
@@ -309,10 +327,36 @@ impl VerifyReport {
 /// written after the head was saved).
 ///
 /// Reads the log once, line by line; memory use does not grow with its size.
+/// Each line is read only for the fields the chain needs, without building
+/// a [`crate::Record`], but it must be one: the reading accepts exactly the
+/// lines that parse as a record (the crate's `view` module says how).
 pub fn verify(
     reader: impl BufRead,
     key: &AuditKey,
     expected_head: Option<Head>,
+) -> std::io::Result<VerifyReport> {
+    verify_lines(reader, key, expected_head, crate::view::read)
+}
+
+/// [`verify`] through a full [`crate::Record`] for each line, as it read
+/// lines before: the reference the fast path is checked against (the
+/// crate's tests and, with the `reference` feature, the `audit_chain` fuzz
+/// target).
+#[cfg(any(test, feature = "reference"))]
+pub fn verify_reference(
+    reader: impl BufRead,
+    key: &AuditKey,
+    expected_head: Option<Head>,
+) -> std::io::Result<VerifyReport> {
+    verify_lines(reader, key, expected_head, crate::view::read_full)
+}
+
+/// [`verify`], reading each line with `parse`.
+fn verify_lines(
+    reader: impl BufRead,
+    key: &AuditKey,
+    expected_head: Option<Head>,
+    parse: for<'a> fn(&'a [u8]) -> Option<Linked<'a>>,
 ) -> std::io::Result<VerifyReport> {
     let mut reader = reader;
     let mut report = VerifyReport {
@@ -347,18 +391,15 @@ pub fn verify(
             return Ok(report);
         }
         let line = &buf[..buf.len() - 1];
-        let record: Record = match serde_json::from_slice(line) {
-            Ok(r) => r,
-            Err(_) => {
-                report.problem = Some(fail(
-                    line_no,
-                    expected,
-                    "not a valid audit record (edited or inserted)".into(),
-                ));
-                return Ok(report);
-            }
+        let Some(record) = parse(line) else {
+            report.problem = Some(fail(
+                line_no,
+                expected,
+                "not a valid audit record (edited or inserted)".into(),
+            ));
+            return Ok(report);
         };
-        let Some((body, stored)) = split_line(line) else {
+        let Some((body, stored)) = split_line_open(line) else {
             report.problem = Some(fail(
                 line_no,
                 expected,
@@ -368,11 +409,11 @@ pub fn verify(
         };
         // The numbering jumps only over a gap the server found at start,
         // and only at the notice that reports exactly that gap.
-        let jumped = record.kind == crate::record::Kind::Notice
+        let jumped = record.kind == Kind::Notice
             && record.seq.is_some_and(|s| {
                 s > expected
                     && record.gap
-                        == Some(crate::record::Gap {
+                        == Some(Gap {
                             first: expected,
                             last: s - 1,
                         })
@@ -406,7 +447,7 @@ pub fn verify(
                 return Ok(report);
             }
         }
-        let computed = link((!record.unkeyed).then_some(key), &head.link, &body);
+        let computed = link_parts((!record.unkeyed).then_some(key), &head.link, &[body, b"}"]);
         if computed != stored {
             report.problem = Some(fail(
                 line_no,
@@ -430,14 +471,14 @@ pub fn verify(
             link: stored,
         };
         report.records += 1;
-        if record.kind == crate::record::Kind::Notice {
+        if record.kind == Kind::Notice {
             if let Some(gap) = record.gap {
                 report.gaps.push(GapFound {
                     first: gap.first,
                     last: gap.last,
                     record: expected,
                     line: line_no,
-                    noticed: record.time.clone(),
+                    noticed: record.time.into_owned(),
                     acknowledged: false,
                     link: crate::hex(&stored),
                 });
@@ -451,9 +492,10 @@ pub fn verify(
             }
         }
         report.end = head;
-        let notice = (record.kind == crate::record::Kind::Notice)
+        let notice = (record.kind == Kind::Notice)
             .then_some(record.message)
-            .flatten();
+            .flatten()
+            .map(std::borrow::Cow::into_owned);
         if expected == 1 {
             report.opening.clone_from(&notice);
         }
@@ -626,7 +668,7 @@ pub fn verify_stream<R: Read + std::io::Seek>(
     let mut line = 0u64;
     {
         copy.seek(SeekFrom::Start(0))?;
-        let mut reader = std::io::BufReader::new(&mut copy);
+        let mut reader = std::io::BufReader::with_capacity(READ_BUFFER, &mut copy);
         let mut buf = Vec::new();
         loop {
             let n = read_line(&mut reader, &mut buf)?;
@@ -646,7 +688,11 @@ pub fn verify_stream<R: Read + std::io::Seek>(
         let end = starts.get(i + 1).map_or(offset, |s| s.0);
         copy.seek(SeekFrom::Start(start))?;
         let part = Read::by_ref(&mut copy).take(end - start);
-        let mut report = verify(std::io::BufReader::new(part), key, None)?;
+        let mut report = verify(
+            std::io::BufReader::with_capacity(READ_BUFFER, part),
+            key,
+            None,
+        )?;
         if let Some(p) = &mut report.problem {
             p.line += first_line - 1;
         }

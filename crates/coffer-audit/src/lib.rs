@@ -34,6 +34,7 @@ pub mod query;
 pub mod record;
 pub mod sanitize;
 pub mod sink;
+mod view;
 pub mod writer;
 
 pub use alerts::AlertRules;
@@ -179,20 +180,37 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 
 /// 64 hex digits (a chain link, as records and reports write it) as bytes.
 pub fn unhex32(s: &str) -> Option<[u8; 32]> {
-    let s = s.as_bytes();
-    if s.len() != 64 {
-        return None;
-    }
+    unhex32_bytes(s.as_bytes())
+}
+
+/// [`unhex32`] of bytes that need not be text.
+pub(crate) fn unhex32_bytes(s: &[u8]) -> Option<[u8; 32]> {
+    // A digit's value, or 0xff for anything but 0-9 and a-f. Looked up and
+    // checked once at the end, without a branch per digit: verification
+    // reads one link per line, and digits of random values mispredict.
+    const VALUE: [u8; 256] = {
+        let mut t = [0xff; 256];
+        let mut i = 0;
+        while i < 10 {
+            t[b'0' as usize + i] = i as u8;
+            i += 1;
+        }
+        let mut i = 0;
+        while i < 6 {
+            t[b'a' as usize + i] = 10 + i as u8;
+            i += 1;
+        }
+        t
+    };
+    let s: &[u8; 64] = s.try_into().ok()?;
     let mut out = [0u8; 32];
-    for (i, pair) in s.chunks(2).enumerate() {
-        let d = |c: u8| match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            _ => None,
-        };
-        out[i] = (d(pair[0])? << 4) | d(pair[1])?;
+    let mut bad = 0u8;
+    for (o, pair) in out.iter_mut().zip(s.chunks_exact(2)) {
+        let (hi, lo) = (VALUE[pair[0] as usize], VALUE[pair[1] as usize]);
+        bad |= hi | lo;
+        *o = (hi << 4) | (lo & 0xf);
     }
-    Some(out)
+    (bad <= 0xf).then_some(out)
 }
 
 /// The current time as the records write it: RFC 3339, UTC, milliseconds.
@@ -218,6 +236,18 @@ mod tests {
         let bytes: [u8; 32] = std::array::from_fn(|i| (i * 37) as u8);
         assert_eq!(unhex32(&hex(&bytes)), Some(bytes));
         assert_eq!(unhex32("zz"), None);
+        // Every byte in every place: only 0-9 and a-f are digits.
+        let digits = hex(&bytes);
+        for at in [0, 1, 31, 62, 63] {
+            for b in 0..=255u8 {
+                let mut s = digits.clone().into_bytes();
+                s[at] = b;
+                let want = b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
+                assert_eq!(unhex32_bytes(&s).is_some(), want, "{b:#x} at {at}");
+            }
+        }
+        assert_eq!(unhex32_bytes(&[b'0'; 63]), None);
+        assert_eq!(unhex32_bytes(&[b'0'; 65]), None);
         assert_eq!(
             unhex32(&"A".repeat(64)),
             None,

@@ -238,8 +238,10 @@ fn verify_file(
             coffer_audit::chain::HeadFileState::Missing => (None, "none"),
         },
     };
-    let result = std::fs::File::open(file)
-        .and_then(|f| coffer_audit::chain::verify(BufReader::new(f), key, head));
+    let result = std::fs::File::open(file).and_then(|f| {
+        let reader = BufReader::with_capacity(coffer_audit::chain::READ_BUFFER, f);
+        coffer_audit::chain::verify(reader, key, head)
+    });
     match result {
         Ok(r) => (
             api::AuditFileReport {
