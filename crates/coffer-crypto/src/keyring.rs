@@ -108,7 +108,7 @@ impl AuditKey {
     /// record's bytes.
     #[must_use]
     pub fn chain(&self, prev: &[u8; 32], record: &[u8]) -> [u8; 32] {
-        hmac_sha256(&self.0, &[AUDIT_CHAIN_PREFIX, prev, record])
+        self.chain_parts(prev, &[record])
     }
 
     /// [`AuditKey::chain`] of a record given in pieces (the record's bytes
